@@ -1,0 +1,86 @@
+//! The Ethernet II / 802.3 header under the eth-dix and eth-llc layers.
+
+use crate::error::{need, Result};
+use crate::field::{self, Writer};
+
+/// Byte offsets of the Ethernet header.
+pub mod offsets {
+    use crate::field::Field;
+    /// Destination MAC.
+    pub const DST: Field = 0..6;
+    /// Source MAC.
+    pub const SRC: Field = 6..12;
+    /// Ethertype (DIX) or length (802.3).
+    pub const TYPE_LEN: usize = 12;
+    /// Start of the payload.
+    pub const PAYLOAD: usize = 14;
+}
+
+/// Length of the Ethernet header.
+pub const HEADER_LEN: usize = 14;
+/// Values of the type/length field up to this one are 802.3 lengths.
+pub const MAX_8023_LEN: u16 = 0x05ff;
+/// Smallest valid Ethertype.
+pub const MIN_ETHERTYPE: u16 = 0x0600;
+/// The Ouroboros eth-dix default Ethertype.
+pub const ETHERTYPE_OUROBOROS: u16 = 0xA000;
+/// The broadcast MAC.
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// A checked view over an Ethernet frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<T: AsRef<[u8]>> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    /// Wraps `buf` after checking it holds a header.
+    pub fn new_checked(buf: T) -> Result<Self> {
+        need("ethernet header", buf.as_ref(), HEADER_LEN)?;
+        Ok(Self { buf })
+    }
+    /// Destination MAC.
+    pub fn dst(&self) -> [u8; 6] {
+        field::get(self.buf.as_ref(), offsets::DST.start)
+    }
+    /// Source MAC.
+    pub fn src(&self) -> [u8; 6] {
+        field::get(self.buf.as_ref(), offsets::SRC.start)
+    }
+    /// Ethertype or 802.3 length.
+    pub fn type_len(&self) -> u16 {
+        field::be16(self.buf.as_ref(), offsets::TYPE_LEN)
+    }
+    /// Everything after the header.
+    pub fn payload(&self) -> &[u8] {
+        self.buf.as_ref().get(offsets::PAYLOAD..).unwrap_or(&[])
+    }
+}
+
+/// The owned Ethernet header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EthernetRepr {
+    /// Destination MAC.
+    pub dst: [u8; 6],
+    /// Source MAC.
+    pub src: [u8; 6],
+    /// Ethertype or 802.3 length.
+    pub type_len: u16,
+}
+
+impl EthernetRepr {
+    /// Parses the header, returning it and the payload.
+    pub fn parse(buf: &[u8]) -> Result<(Self, &[u8])> {
+        let f = Frame::new_checked(buf)?;
+        Ok((Self { dst: f.dst(), src: f.src(), type_len: f.type_len() }, buf.get(offsets::PAYLOAD..).unwrap_or(&[])))
+    }
+    /// Appends the header.
+    pub fn write(&self, w: &mut Writer) {
+        w.put(&self.dst).put(&self.src).be16(self.type_len);
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
