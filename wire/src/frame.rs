@@ -81,7 +81,40 @@ pub struct MgmtTail {
 }
 
 impl MgmtTail {
-    fn write(&self, w: &mut Writer) -> Result<()> {
+    /// Decodes `hash | OAP request` where the hash length is `hash_len`, or the first SHA3
+    /// length for which the OAP header parses when `None`.
+    pub fn decode_flow_req(rest: &[u8], hash_len: Option<usize>) -> Result<Self> {
+        let candidates: Vec<usize> = match hash_len {
+            Some(l) => vec![l],
+            None => vec![32, 28, 48, 64],
+        };
+        let mut first_err = None;
+        for l in candidates {
+            let Some((hash, oap)) = rest.split_at_checked(l) else {
+                first_err.get_or_insert(Error::Truncated {
+                    what: "flow request name hash",
+                    need: l,
+                    have: rest.len(),
+                });
+                continue;
+            };
+            match Oap::decode(oap, Role::Request) {
+                Ok(oap) => return Ok(Self { hash: hash.to_vec(), oap }),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or(Error::Malformed { what: "flow request", reason: "no hash fits" }))
+    }
+
+    /// Decodes the OAP response after a FLOW_REPLY.
+    pub fn decode_flow_reply(rest: &[u8]) -> Result<Self> {
+        Ok(Self { hash: vec![], oap: Oap::decode(rest, Role::Response)? })
+    }
+
+    /// Appends the hash and the OAP header.
+    pub fn write(&self, w: &mut Writer) -> Result<()> {
         w.put(&self.hash);
         self.oap.write(w)
     }
@@ -92,34 +125,8 @@ impl MgmtTail {
             EthCode::NameQueryReq | EthCode::NameQueryReply => {
                 Ok(Self { hash: rest.to_vec(), oap: Oap::Absent })
             }
-            EthCode::FlowReply => Ok(Self { hash: vec![], oap: Oap::decode(rest, Role::Response)? }),
-            EthCode::FlowReq => {
-                let candidates: Vec<usize> = match hash_len {
-                    Some(l) => vec![l],
-                    None => vec![32, 28, 48, 64],
-                };
-                let mut first_err = None;
-                for l in candidates {
-                    let Some((hash, oap)) = rest.split_at_checked(l) else {
-                        first_err.get_or_insert(Error::Truncated {
-                            what: "flow request name hash",
-                            need: l,
-                            have: rest.len(),
-                        });
-                        continue;
-                    };
-                    match Oap::decode(oap, Role::Request) {
-                        Ok(oap) => return Ok(Self { hash: hash.to_vec(), oap }),
-                        Err(e) => {
-                            first_err.get_or_insert(e);
-                        }
-                    }
-                }
-                Err(first_err.unwrap_or(Error::Malformed {
-                    what: "flow request",
-                    reason: "no hash length fits",
-                }))
-            }
+            EthCode::FlowReply => Self::decode_flow_reply(rest),
+            EthCode::FlowReq => Self::decode_flow_req(rest, hash_len),
             EthCode::Unknown(_) => Ok(Self { hash: rest.to_vec(), oap: Oap::Absent }),
         }
     }
@@ -328,7 +335,7 @@ impl UdpMsg {
                 };
                 MgmtTail { hash: hash.to_vec(), oap: Oap::decode(oap, Role::Request)? }
             }
-            UdpCode::FlowReply => MgmtTail { hash: vec![], oap: Oap::decode(rest, Role::Response)? },
+            UdpCode::FlowReply => MgmtTail::decode_flow_reply(rest)?,
             UdpCode::Unknown(_) => MgmtTail { hash: rest.to_vec(), oap: Oap::Absent },
         };
         Ok(Self::Mgmt(m, tail))

@@ -22,6 +22,7 @@
 //! | [`frame`] | whole frames as layered reprs (decode / encode round trip) |
 
 pub mod app;
+pub mod capfile;
 pub mod code;
 pub mod dix;
 mod error;
@@ -30,6 +31,7 @@ pub mod field;
 pub mod frame;
 pub mod frct;
 pub mod hash;
+pub mod ip;
 pub mod llc;
 pub mod nid;
 pub mod oap;

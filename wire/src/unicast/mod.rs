@@ -4,3 +4,4 @@
 pub mod dt;
 pub mod fa;
 pub mod lsa;
+pub mod sdu;
