@@ -28,11 +28,20 @@ pub struct UdpDatagram<'a> {
 /// Finds the UDP datagram in an IPv4/IPv6 packet (`ethertype` says which). `Ok(None)` for
 /// other protocols and for IPv4 fragments after the first.
 pub fn udp_in(ethertype: u16, pkt: &[u8]) -> Result<Option<UdpDatagram<'_>>> {
+    udp_in_with(ethertype, pkt, false)
+}
+
+/// As [`udp_in`]; with `partial`, lengths that run past the end of `pkt` (a capture cut by
+/// its snaplen) are clamped to what is there instead of being an error.
+pub fn udp_in_with(ethertype: u16, pkt: &[u8], partial: bool) -> Result<Option<UdpDatagram<'_>>> {
     let (src, dst, proto, l4) = match ethertype {
         ETHERTYPE_IPV4 => {
             need("IPv4 header", pkt, 20)?;
             let ihl = usize::from(field::byte(pkt, 0) & 0x0f) * 4;
-            let total = usize::from(field::be16(pkt, 2));
+            let mut total = usize::from(field::be16(pkt, 2));
+            if partial {
+                total = total.min(pkt.len());
+            }
             if ihl < 20 || total < ihl || total > pkt.len() {
                 return Err(Error::Malformed { what: "IPv4 header", reason: "bad IHL or length" });
             }
@@ -46,7 +55,10 @@ pub fn udp_in(ethertype: u16, pkt: &[u8]) -> Result<Option<UdpDatagram<'_>>> {
         }
         ETHERTYPE_IPV6 => {
             need("IPv6 header", pkt, 40)?;
-            let plen = usize::from(field::be16(pkt, 4));
+            let mut plen = usize::from(field::be16(pkt, 4));
+            if partial {
+                plen = plen.min(pkt.len() - 40);
+            }
             let s: [u8; 16] = field::get(pkt, 8);
             let d: [u8; 16] = field::get(pkt, 24);
             let Some(l4) = pkt.get(40..40 + plen) else {
@@ -64,7 +76,10 @@ pub fn udp_in(ethertype: u16, pkt: &[u8]) -> Result<Option<UdpDatagram<'_>>> {
         return Ok(None);
     }
     need("UDP header", l4, 8)?;
-    let ulen = usize::from(field::be16(l4, 4));
+    let mut ulen = usize::from(field::be16(l4, 4));
+    if partial {
+        ulen = ulen.min(l4.len());
+    }
     let Some(payload) = l4.get(8..ulen) else {
         return Err(Error::BadLength { what: "UDP length", claimed: ulen, available: l4.len() });
     };

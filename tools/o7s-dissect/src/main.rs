@@ -1,1 +1,99 @@
-fn main() {}
+//! `o7s-dissect`: prints every Ouroboros frame of pcap/pcapng files layer by layer.
+
+use clap::Parser;
+use o7s_dissect::{dissect_file, render_json, render_text, LayerSpec, Options};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Print every Ouroboros frame (eth-dix, eth-llc, udp4/udp6 layers, unicast layers over
+/// them, flow allocation, OAP, FRCT, oping) of capture files, layer by layer.
+///
+/// Which lower-layer flows carry a unicast layer cannot be read from the bytes; give it with
+/// --layer, otherwise the dissector guesses and labels its guesses "GUESS".
+#[derive(Debug, Parser)]
+#[command(name = "o7s-dissect", version)]
+struct Cli {
+    /// pcap or pcapng files (Ethernet link type).
+    #[arg(required = true)]
+    files: Vec<std::path::PathBuf>,
+    /// One JSON object per frame, then a summary object.
+    #[arg(long)]
+    json: bool,
+    /// A lower-layer flow that carries a unicast layer, e.g. `eid=0x41:unicast`,
+    /// `udp:eid=65:unicast`, `dix:eid=0x40:unicast,addr=4,eid=8`. Repeatable.
+    #[arg(long = "layer", value_name = "SPEC")]
+    layers: Vec<LayerSpec>,
+    /// Do not guess which flows carry a unicast layer.
+    #[arg(long)]
+    no_guess: bool,
+    /// Ethertype of the eth-dix layer.
+    #[arg(long, default_value = "0xA000", value_parser = parse_u16)]
+    ethertype: u16,
+    /// UDP port of the udp layers.
+    #[arg(long, default_value_t = 3435)]
+    udp_port: u16,
+    /// Name hash length in FLOW_REQs of eth and unicast layers (28, 32, 48, 64); guessed
+    /// when not given.
+    #[arg(long)]
+    hash_len: Option<usize>,
+    /// Also list frames of no Ouroboros layer.
+    #[arg(long)]
+    all: bool,
+}
+
+fn parse_u16(s: &str) -> Result<u16, String> {
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u16::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    v.map_err(|e| format!("'{s}': {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(l) = cli.hash_len {
+        if ![16, 28, 32, 48, 64].contains(&l) {
+            eprintln!("o7s-dissect: --hash-len {l}: expected 16, 28, 32, 48 or 64");
+            return ExitCode::from(2);
+        }
+    }
+    let opts = Options {
+        ethertype: cli.ethertype,
+        udp_port: cli.udp_port,
+        hash_len: cli.hash_len,
+        layers: cli.layers,
+        guess: !cli.no_guess,
+        all: cli.all,
+    };
+    let mut status = ExitCode::SUCCESS;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for path in &cli.files {
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("o7s-dissect: {}: {e}", path.display());
+                status = ExitCode::from(2);
+                continue;
+            }
+        };
+        match dissect_file(&data, &opts) {
+            Ok((frames, sum)) => {
+                let text = if cli.json {
+                    render_json(&frames, &sum, opts.all)
+                } else {
+                    let head = if cli.files.len() > 1 { format!("== {}\n", path.display()) } else { String::new() };
+                    head + &render_text(&frames, &sum, opts.all)
+                };
+                if out.write_all(text.as_bytes()).is_err() {
+                    return status;
+                }
+            }
+            Err(e) => {
+                eprintln!("o7s-dissect: {}: {e}", path.display());
+                status = ExitCode::from(2);
+            }
+        }
+    }
+    status
+}
