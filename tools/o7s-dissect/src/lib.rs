@@ -10,6 +10,7 @@
 
 pub mod describe;
 pub mod node;
+pub mod seed;
 
 use node::{hexn, Node};
 use o7s_wire::capfile::{self, Record};
