@@ -37,7 +37,11 @@ pub fn parse(file: &[u8]) -> Result<Vec<Record<'_>>> {
     match file.get(..4) {
         Some([0x0a, 0x0d, 0x0d, 0x0a]) => parse_pcapng(file),
         Some(_) => parse_pcap(file),
-        None => Err(Error::Truncated { what: "capture file", need: 4, have: file.len() }),
+        None => Err(Error::Truncated {
+            what: "capture file",
+            need: 4,
+            have: file.len(),
+        }),
     }
 }
 
@@ -57,7 +61,12 @@ fn parse_pcap(file: &[u8]) -> Result<Vec<Record<'_>>> {
         [0xa1, 0xb2, 0xc3, 0xd4] => (false, false),
         [0x4d, 0x3c, 0xb2, 0xa1] => (true, true),
         [0xa1, 0xb2, 0x3c, 0x4d] => (false, true),
-        _ => return Err(Error::Malformed { what: "capture file", reason: "not pcap or pcapng" }),
+        _ => {
+            return Err(Error::Malformed {
+                what: "capture file",
+                reason: "not pcap or pcapng",
+            })
+        }
     };
     r.take(12)?; // version, thiszone, sigfigs
     let _snaplen = r.array::<4>()?;
@@ -73,7 +82,11 @@ fn parse_pcap(file: &[u8]) -> Result<Vec<Record<'_>>> {
         out.push(Record {
             index: out.len(),
             ts_sec,
-            ts_nsec: if nanos { frac } else { frac.saturating_mul(1000) },
+            ts_nsec: if nanos {
+                frac
+            } else {
+                frac.saturating_mul(1000)
+            },
             linktype,
             orig_len: orig.max(incl),
             data,
@@ -97,7 +110,10 @@ fn parse_pcapng(file: &[u8]) -> Result<Vec<Record<'_>>> {
         let ty = u32_of(ty_raw, le);
         let len = u32_of(r.array()?, le) as usize;
         if len < 12 || len % 4 != 0 {
-            return Err(Error::Malformed { what: "pcapng block", reason: "bad block length" });
+            return Err(Error::Malformed {
+                what: "pcapng block",
+                reason: "bad block length",
+            });
         }
         let body = r.take(len - 12)?;
         r.take(4)?; // trailing length
@@ -106,15 +122,27 @@ fn parse_pcapng(file: &[u8]) -> Result<Vec<Record<'_>>> {
             1 => {
                 // Interface description: linktype(2) reserved(2) snaplen(4) options.
                 let lt = b.array::<2>()?;
-                let lt = if le { u16::from_le_bytes(lt) } else { u16::from_be_bytes(lt) };
+                let lt = if le {
+                    u16::from_le_bytes(lt)
+                } else {
+                    u16::from_be_bytes(lt)
+                };
                 b.take(6)?;
                 let mut tsres = 1_000_000u64;
                 let mut o = Reader::new("pcapng option", b.rest());
                 while o.rest().len() >= 4 {
                     let code = o.array::<2>()?;
-                    let code = if le { u16::from_le_bytes(code) } else { u16::from_be_bytes(code) };
+                    let code = if le {
+                        u16::from_le_bytes(code)
+                    } else {
+                        u16::from_be_bytes(code)
+                    };
                     let l = o.array::<2>()?;
-                    let l = usize::from(if le { u16::from_le_bytes(l) } else { u16::from_be_bytes(l) });
+                    let l = usize::from(if le {
+                        u16::from_le_bytes(l)
+                    } else {
+                        u16::from_be_bytes(l)
+                    });
                     let v = o.take(l)?;
                     o.take((4 - l % 4) % 4)?;
                     if code == 0 {
@@ -123,7 +151,11 @@ fn parse_pcapng(file: &[u8]) -> Result<Vec<Record<'_>>> {
                     if code == 9 {
                         if let Some(&x) = v.first() {
                             let e = u32::from(x & 0x7f).min(19);
-                            tsres = if x & 0x80 != 0 { 1u64 << e.min(63) } else { 10u64.pow(e) };
+                            tsres = if x & 0x80 != 0 {
+                                1u64 << e.min(63)
+                            } else {
+                                10u64.pow(e)
+                            };
                         }
                     }
                 }
@@ -136,7 +168,10 @@ fn parse_pcapng(file: &[u8]) -> Result<Vec<Record<'_>>> {
                 let incl = u32_of(b.array()?, le) as usize;
                 let orig = u32_of(b.array()?, le) as usize;
                 let data = b.take(incl)?;
-                let (linktype, res) = links.get(iface).copied().unwrap_or((LINKTYPE_ETHERNET, 1_000_000));
+                let (linktype, res) = links
+                    .get(iface)
+                    .copied()
+                    .unwrap_or((LINKTYPE_ETHERNET, 1_000_000));
                 let ticks = (hi << 32) | lo;
                 out.push(Record {
                     index: out.len(),

@@ -76,7 +76,10 @@ wire_code! {
 impl EthCode {
     /// Whether a name hash follows the fixed message.
     pub fn carries_hash(self) -> bool {
-        matches!(self, Self::FlowReq | Self::NameQueryReq | Self::NameQueryReply)
+        matches!(
+            self,
+            Self::FlowReq | Self::NameQueryReq | Self::NameQueryReply
+        )
     }
     /// Whether an OAP header follows (after the hash, if any).
     pub fn carries_oap(self) -> bool {

@@ -82,8 +82,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
 /// Writes an eth-dix header for `payload_len` bytes into `buf[..4]`.
 pub fn emit_header(buf: &mut [u8], eid: u16, payload_len: usize) -> Result<()> {
-    let len = u16::try_from(payload_len)
-        .map_err(|_| Error::TooLarge { what: "eth-dix length", value: payload_len })?;
+    let len = u16::try_from(payload_len).map_err(|_| Error::TooLarge {
+        what: "eth-dix length",
+        value: payload_len,
+    })?;
     need("eth-dix header", buf, HEADER_LEN)?;
     field::set(buf, offsets::EID, eid.to_be_bytes());
     field::set(buf, offsets::LENGTH, len.to_be_bytes());
@@ -122,9 +124,26 @@ impl MgmtMsg {
         let in_order = r.u8()?;
         let code = EthCode::from(r.u8()?);
         let availability = r.u8()?;
-        let qos =
-            QosSpec { delay, bandwidth, availability, loss, ber, in_order, max_gap, timeout };
-        Ok((Self { seid, deid, qos, response, code }, r.rest()))
+        let qos = QosSpec {
+            delay,
+            bandwidth,
+            availability,
+            loss,
+            ber,
+            in_order,
+            max_gap,
+            timeout,
+        };
+        Ok((
+            Self {
+                seid,
+                deid,
+                qos,
+                response,
+                code,
+            },
+            r.rest(),
+        ))
     }
 
     /// Appends the 39 bytes.
@@ -184,9 +203,27 @@ impl LegacyMgmtMsg {
         let code = EthCode::from(r.u8()?);
         let availability = r.u8()?;
         let response = r.u8()? as i8;
-        let qos =
-            QosSpec { delay, bandwidth, availability, loss, ber, in_order, max_gap, timeout };
-        Ok((Self { seid, deid, qos, cypher_s, code, response }, r.rest()))
+        let qos = QosSpec {
+            delay,
+            bandwidth,
+            availability,
+            loss,
+            ber,
+            in_order,
+            max_gap,
+            timeout,
+        };
+        Ok((
+            Self {
+                seid,
+                deid,
+                qos,
+                cypher_s,
+                code,
+                response,
+            },
+            r.rest(),
+        ))
     }
 
     /// Appends the 38 bytes.

@@ -72,7 +72,14 @@ impl EthernetRepr {
     /// Parses the header, returning it and the payload.
     pub fn parse(buf: &[u8]) -> Result<(Self, &[u8])> {
         let f = Frame::new_checked(buf)?;
-        Ok((Self { dst: f.dst(), src: f.src(), type_len: f.type_len() }, buf.get(offsets::PAYLOAD..).unwrap_or(&[])))
+        Ok((
+            Self {
+                dst: f.dst(),
+                src: f.src(),
+                type_len: f.type_len(),
+            },
+            buf.get(offsets::PAYLOAD..).unwrap_or(&[]),
+        ))
     }
     /// Appends the header.
     pub fn write(&self, w: &mut Writer) {
@@ -82,5 +89,8 @@ impl EthernetRepr {
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn mac_string(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

@@ -125,7 +125,11 @@ impl<'a> Reader<'a> {
                 self.pos = end;
                 Ok(s)
             }
-            None => Err(crate::Error::Truncated { what: self.what, need: end, have: self.buf.len() }),
+            None => Err(crate::Error::Truncated {
+                what: self.what,
+                need: end,
+                have: self.buf.len(),
+            }),
         }
     }
     /// Takes a fixed-size array.

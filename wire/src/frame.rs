@@ -23,7 +23,10 @@ pub struct DecodeOpts {
 
 impl Default for DecodeOpts {
     fn default() -> Self {
-        Self { ethertype: ethernet::ETHERTYPE_OUROBOROS, hash_len: None }
+        Self {
+            ethertype: ethernet::ETHERTYPE_OUROBOROS,
+            hash_len: None,
+        }
     }
 }
 
@@ -45,7 +48,11 @@ impl Oap {
             return Ok(Self::Absent);
         }
         let strict = OapHdr::parse(buf).and_then(|h| {
-            let hl = if role == Role::Response { nid::digest_len(h.md_nid).unwrap_or(48) } else { 0 };
+            let hl = if role == Role::Response {
+                nid::digest_len(h.md_nid).unwrap_or(48)
+            } else {
+                0
+            };
             h.check_tail(role, hl).map(|_| h)
         });
         match strict {
@@ -99,18 +106,29 @@ impl MgmtTail {
                 continue;
             };
             match Oap::decode(oap, Role::Request) {
-                Ok(oap) => return Ok(Self { hash: hash.to_vec(), oap }),
+                Ok(oap) => {
+                    return Ok(Self {
+                        hash: hash.to_vec(),
+                        oap,
+                    })
+                }
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
             }
         }
-        Err(first_err.unwrap_or(Error::Malformed { what: "flow request", reason: "no hash fits" }))
+        Err(first_err.unwrap_or(Error::Malformed {
+            what: "flow request",
+            reason: "no hash fits",
+        }))
     }
 
     /// Decodes the OAP response after a FLOW_REPLY.
     pub fn decode_flow_reply(rest: &[u8]) -> Result<Self> {
-        Ok(Self { hash: vec![], oap: Oap::decode(rest, Role::Response)? })
+        Ok(Self {
+            hash: vec![],
+            oap: Oap::decode(rest, Role::Response)?,
+        })
     }
 
     /// Appends the hash and the OAP header.
@@ -122,12 +140,16 @@ impl MgmtTail {
     /// Decodes the tail of an eth-layer message with `code`.
     fn decode_eth(rest: &[u8], code: EthCode, hash_len: Option<usize>) -> Result<Self> {
         match code {
-            EthCode::NameQueryReq | EthCode::NameQueryReply => {
-                Ok(Self { hash: rest.to_vec(), oap: Oap::Absent })
-            }
+            EthCode::NameQueryReq | EthCode::NameQueryReply => Ok(Self {
+                hash: rest.to_vec(),
+                oap: Oap::Absent,
+            }),
             EthCode::FlowReply => Self::decode_flow_reply(rest),
             EthCode::FlowReq => Self::decode_flow_req(rest, hash_len),
-            EthCode::Unknown(_) => Ok(Self { hash: rest.to_vec(), oap: Oap::Absent }),
+            EthCode::Unknown(_) => Ok(Self {
+                hash: rest.to_vec(),
+                oap: Oap::Absent,
+            }),
         }
     }
 }
@@ -188,8 +210,12 @@ pub enum EthFrame {
 }
 
 fn decode_dix_mgmt(p: &[u8], opts: &DecodeOpts) -> Result<DixBody> {
-    let modern = dix::MgmtMsg::parse(p)
-        .and_then(|(m, rest)| Ok(DixBody::Mgmt(m, MgmtTail::decode_eth(rest, m.code, opts.hash_len)?)));
+    let modern = dix::MgmtMsg::parse(p).and_then(|(m, rest)| {
+        Ok(DixBody::Mgmt(
+            m,
+            MgmtTail::decode_eth(rest, m.code, opts.hash_len)?,
+        ))
+    });
     match modern {
         Ok(b) => Ok(b),
         Err(e) => {
@@ -203,9 +229,18 @@ fn decode_dix_mgmt(p: &[u8], opts: &DecodeOpts) -> Result<DixBody> {
                     EthCode::Unknown(_) => false,
                 };
                 if ok_len {
-                    Ok(DixBody::LegacyMgmt(m, MgmtTail { hash: rest.to_vec(), oap: Oap::Absent }))
+                    Ok(DixBody::LegacyMgmt(
+                        m,
+                        MgmtTail {
+                            hash: rest.to_vec(),
+                            oap: Oap::Absent,
+                        },
+                    ))
                 } else {
-                    Err(Error::Malformed { what: "0.21 management message", reason: "bad tail" })
+                    Err(Error::Malformed {
+                        what: "0.21 management message",
+                        reason: "bad tail",
+                    })
                 }
             });
             legacy.map_err(|_| e)
@@ -249,7 +284,12 @@ impl EthFrame {
             } else {
                 LlcBody::Data(sdu.to_vec())
             };
-            return Ok(Some(Self::Llc(LlcFrame { eth, llc: h, body, padding: padding.to_vec() })));
+            return Ok(Some(Self::Llc(LlcFrame {
+                eth,
+                llc: h,
+                body,
+                padding: padding.to_vec(),
+            })));
         }
         Ok(None)
     }
@@ -321,7 +361,10 @@ impl UdpMsg {
     pub fn decode(buf: &[u8]) -> Result<Self> {
         let d = udp::Datagram::new_checked(buf)?;
         if d.eid() != 0 {
-            return Ok(Self::Data { eid: d.eid(), sdu: d.payload().to_vec() });
+            return Ok(Self::Data {
+                eid: d.eid(),
+                sdu: d.payload().to_vec(),
+            });
         }
         let (m, rest) = udp::MgmtMsg::parse(buf)?;
         let tail = match m.code {
@@ -333,10 +376,16 @@ impl UdpMsg {
                         have: rest.len(),
                     });
                 };
-                MgmtTail { hash: hash.to_vec(), oap: Oap::decode(oap, Role::Request)? }
+                MgmtTail {
+                    hash: hash.to_vec(),
+                    oap: Oap::decode(oap, Role::Request)?,
+                }
             }
             UdpCode::FlowReply => MgmtTail::decode_flow_reply(rest)?,
-            UdpCode::Unknown(_) => MgmtTail { hash: rest.to_vec(), oap: Oap::Absent },
+            UdpCode::Unknown(_) => MgmtTail {
+                hash: rest.to_vec(),
+                oap: Oap::Absent,
+            },
         };
         Ok(Self::Mgmt(m, tail))
     }

@@ -86,7 +86,15 @@ impl FrctRepr {
     /// Parses a header, returning it and the payload.
     pub fn parse(buf: &[u8]) -> Result<(Self, &[u8])> {
         let h = Header::new_checked(buf)?;
-        Ok((Self { flags: h.flags(), rwe: h.rwe(), seqno: h.seqno(), ackno: h.ackno() }, buf.get(HEADER_LEN..).unwrap_or(&[])))
+        Ok((
+            Self {
+                flags: h.flags(),
+                rwe: h.rwe(),
+                seqno: h.seqno(),
+                ackno: h.ackno(),
+            },
+            buf.get(HEADER_LEN..).unwrap_or(&[]),
+        ))
     }
     /// Appends the 12 bytes (the window is truncated to 24 bits, as on the wire).
     pub fn write(&self, w: &mut Writer) {
@@ -96,8 +104,11 @@ impl FrctRepr {
     }
     /// `DATA|ACK`-style flag names.
     pub fn flag_names(&self) -> String {
-        let mut v: Vec<&str> =
-            flags::NAMES.iter().filter(|(b, _)| self.flags & b != 0).map(|(_, n)| *n).collect();
+        let mut v: Vec<&str> = flags::NAMES
+            .iter()
+            .filter(|(b, _)| self.flags & b != 0)
+            .map(|(_, n)| *n)
+            .collect();
         if self.flags & 0x80 != 0 {
             v.push("0x80");
         }

@@ -85,9 +85,14 @@ impl HashAlgo {
 
     /// The SHA3 algorithm with this digest length, if any (used to guess a layer's hash).
     pub fn sha3_of_len(len: usize) -> Option<Self> {
-        [Self::Sha3_224, Self::Sha3_256, Self::Sha3_384, Self::Sha3_512]
-            .into_iter()
-            .find(|a| a.len() == len)
+        [
+            Self::Sha3_224,
+            Self::Sha3_256,
+            Self::Sha3_384,
+            Self::Sha3_512,
+        ]
+        .into_iter()
+        .find(|a| a.len() == len)
     }
 }
 
@@ -101,8 +106,14 @@ mod tests {
             HashAlgo::Sha3_256.hex("sec.oping.tut.o7s"),
             "ecf815ad983df6bf81fdc7cb636eec15636e605a94b1ad66c1690c9e5f92828a"
         );
-        assert_eq!(HashAlgo::Md5.hex("oping-server"), "6ae220aa6aae06c43878513c64db34b6");
-        assert_eq!(HashAlgo::Md5.hex("oping"), "7862c6fec5ecaef4aa2e3934725e23b3");
+        assert_eq!(
+            HashAlgo::Md5.hex("oping-server"),
+            "6ae220aa6aae06c43878513c64db34b6"
+        );
+        assert_eq!(
+            HashAlgo::Md5.hex("oping"),
+            "7862c6fec5ecaef4aa2e3934725e23b3"
+        );
         assert_eq!(
             HashAlgo::Sha3_256.hex("oping"),
             "42dee3b0415b4f690fd91cbd99876f1e9bd8d9745ef7fa32b142773af0349d54"

@@ -43,7 +43,10 @@ pub fn udp_in_with(ethertype: u16, pkt: &[u8], partial: bool) -> Result<Option<U
                 total = total.min(pkt.len());
             }
             if ihl < 20 || total < ihl || total > pkt.len() {
-                return Err(Error::Malformed { what: "IPv4 header", reason: "bad IHL or length" });
+                return Err(Error::Malformed {
+                    what: "IPv4 header",
+                    reason: "bad IHL or length",
+                });
             }
             if field::be16(pkt, 6) & 0x1fff != 0 {
                 return Ok(None);
@@ -51,7 +54,12 @@ pub fn udp_in_with(ethertype: u16, pkt: &[u8], partial: bool) -> Result<Option<U
             let s: [u8; 4] = field::get(pkt, 12);
             let d: [u8; 4] = field::get(pkt, 16);
             let l4 = pkt.get(ihl..total).unwrap_or(&[]);
-            (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)), field::byte(pkt, 9), l4)
+            (
+                IpAddr::V4(Ipv4Addr::from(s)),
+                IpAddr::V4(Ipv4Addr::from(d)),
+                field::byte(pkt, 9),
+                l4,
+            )
         }
         ETHERTYPE_IPV6 => {
             need("IPv6 header", pkt, 40)?;
@@ -68,7 +76,12 @@ pub fn udp_in_with(ethertype: u16, pkt: &[u8], partial: bool) -> Result<Option<U
                     available: pkt.len() - 40,
                 });
             };
-            (IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(d)), field::byte(pkt, 6), l4)
+            (
+                IpAddr::V6(Ipv6Addr::from(s)),
+                IpAddr::V6(Ipv6Addr::from(d)),
+                field::byte(pkt, 6),
+                l4,
+            )
         }
         _ => return Ok(None),
     };
@@ -81,7 +94,11 @@ pub fn udp_in_with(ethertype: u16, pkt: &[u8], partial: bool) -> Result<Option<U
         ulen = ulen.min(l4.len());
     }
     let Some(payload) = l4.get(8..ulen) else {
-        return Err(Error::BadLength { what: "UDP length", claimed: ulen, available: l4.len() });
+        return Err(Error::BadLength {
+            what: "UDP length",
+            claimed: ulen,
+            available: l4.len(),
+        });
     };
     Ok(Some(UdpDatagram {
         src,

@@ -49,7 +49,11 @@ impl LlcRepr {
         }
         let len = usize::from(len_field);
         if len < HEADER_LEN {
-            return Err(Error::Truncated { what: "eth-llc header", need: HEADER_LEN, have: len });
+            return Err(Error::Truncated {
+                what: "eth-llc header",
+                need: HEADER_LEN,
+                have: len,
+            });
         }
         if len > buf.len() {
             return Err(Error::BadLength {
@@ -71,13 +75,18 @@ impl LlcRepr {
         let l = payload_len + HEADER_LEN;
         match u16::try_from(l) {
             Ok(v) if v <= MAX_LENGTH => Ok(v),
-            _ => Err(Error::TooLarge { what: "eth-llc 802.3 length", value: l }),
+            _ => Err(Error::TooLarge {
+                what: "eth-llc 802.3 length",
+                value: l,
+            }),
         }
     }
 
     /// Appends the 3-byte header.
     pub fn write(&self, w: &mut Writer) {
-        w.u8(sap_wire(self.dsap)).u8(sap_wire(self.ssap)).u8(self.ctrl);
+        w.u8(sap_wire(self.dsap))
+            .u8(sap_wire(self.ssap))
+            .u8(self.ctrl);
     }
 }
 
@@ -113,9 +122,26 @@ impl MgmtMsg {
         let timeout = r.be32()?;
         let response = r.be32()? as i32;
         let in_order = r.u8()?;
-        let qos =
-            QosSpec { delay, bandwidth, availability, loss, ber, in_order, max_gap, timeout };
-        Ok((Self { ssap, dsap, code, qos, response }, r.rest()))
+        let qos = QosSpec {
+            delay,
+            bandwidth,
+            availability,
+            loss,
+            ber,
+            in_order,
+            max_gap,
+            timeout,
+        };
+        Ok((
+            Self {
+                ssap,
+                dsap,
+                code,
+                qos,
+                response,
+            },
+            r.rest(),
+        ))
     }
 
     /// Appends the 37 bytes.
@@ -153,6 +179,9 @@ mod tests {
         assert!(LlcRepr::parse(&[0x80, 0x80, 3], 10).is_err());
         assert!(LlcRepr::parse(&[0x80, 0x80, 3], 2).is_err());
         let (h, p, pad) = LlcRepr::parse(&[0x80, 0x80, 3, 9, 0, 0], 4).unwrap();
-        assert_eq!((h.dsap, h.ssap, h.ctrl, p, pad), (1, 1, 3, &[9u8][..], &[0u8, 0][..]));
+        assert_eq!(
+            (h.dsap, h.ssap, h.ctrl, p, pad),
+            (1, 1, 3, &[9u8][..], &[0u8, 0][..])
+        );
     }
 }

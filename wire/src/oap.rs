@@ -123,7 +123,11 @@ impl OapHdr {
 
     /// Checks the tail length against the role (see [`OapHdr::parse_as`]).
     pub fn check_tail(&self, role: Role, req_hash_len: usize) -> Result<()> {
-        let hash = if role == Role::Response { req_hash_len } else { 0 };
+        let hash = if role == Role::Response {
+            req_hash_len
+        } else {
+            0
+        };
         if self.tail.len() < hash {
             return Err(Error::Truncated {
                 what: "OAP response request hash",
@@ -149,13 +153,21 @@ impl OapHdr {
     /// Splits the tail into `(req_hash, signature)` for a header of `role`.
     pub fn split_tail(&self, role: Role, req_hash_len: usize) -> Result<(&[u8], &[u8])> {
         self.check_tail(role, req_hash_len)?;
-        let h = if role == Role::Response { req_hash_len } else { 0 };
+        let h = if role == Role::Response {
+            req_hash_len
+        } else {
+            0
+        };
         Ok(self.tail.split_at(h))
     }
 
     /// Number of leading bytes the signature covers (everything before it).
     pub fn signed_len(&self, role: Role, req_hash_len: usize) -> usize {
-        let h = if role == Role::Response { req_hash_len } else { 0 };
+        let h = if role == Role::Response {
+            req_hash_len
+        } else {
+            0
+        };
         FIXED_LEN + self.crt.len() + self.kex.len() + self.data.len() + h
     }
 
@@ -171,13 +183,20 @@ impl OapHdr {
 
     /// Appends the header; fails if a length does not fit its field.
     pub fn write(&self, w: &mut Writer) -> Result<()> {
-        let crt = u16::try_from(self.crt.len())
-            .map_err(|_| Error::TooLarge { what: "OAP crt_len", value: self.crt.len() })?;
+        let crt = u16::try_from(self.crt.len()).map_err(|_| Error::TooLarge {
+            what: "OAP crt_len",
+            value: self.crt.len(),
+        })?;
         if self.kex.len() > MAX_KEX_LEN {
-            return Err(Error::TooLarge { what: "OAP kex_len", value: self.kex.len() });
+            return Err(Error::TooLarge {
+                what: "OAP kex_len",
+                value: self.kex.len(),
+            });
         }
-        let data = u16::try_from(self.data.len())
-            .map_err(|_| Error::TooLarge { what: "OAP data_len", value: self.data.len() })?;
+        let data = u16::try_from(self.data.len()).map_err(|_| Error::TooLarge {
+            what: "OAP data_len",
+            value: self.data.len(),
+        })?;
         w.put(&self.id)
             .be64(self.timestamp)
             .be16(self.cipher_nid)
@@ -240,17 +259,29 @@ impl OapHdrV022 {
         let sig = part(&mut r)?;
         let rest = r.rest();
         if !rest.is_empty() {
-            return Err(Error::Trailing { what: "OAP 0.22 header", count: rest.len() });
+            return Err(Error::Trailing {
+                what: "OAP 0.22 header",
+                count: rest.len(),
+            });
         }
-        Ok(Self { id, timestamp, crt, eph, data, sig })
+        Ok(Self {
+            id,
+            timestamp,
+            crt,
+            eph,
+            data,
+            sig,
+        })
     }
 
     /// Appends the header.
     pub fn write(&self, w: &mut Writer) -> Result<()> {
         w.put(&self.id).be64(self.timestamp);
         for p in [&self.crt, &self.eph, &self.data, &self.sig] {
-            let n = u16::try_from(p.len())
-                .map_err(|_| Error::TooLarge { what: "OAP 0.22 length", value: p.len() })?;
+            let n = u16::try_from(p.len()).map_err(|_| Error::TooLarge {
+                what: "OAP 0.22 length",
+                value: p.len(),
+            })?;
             w.be16(n).put(p);
         }
         Ok(())
@@ -308,7 +339,10 @@ mod tests {
         let mut b = sample().to_bytes().unwrap();
         b.truncate(b.len() - 1);
         assert!(matches!(OapHdr::parse(&b), Err(Error::BadLength { .. })));
-        assert!(matches!(OapHdr::parse(&b[..20]), Err(Error::Truncated { .. })));
+        assert!(matches!(
+            OapHdr::parse(&b[..20]),
+            Err(Error::Truncated { .. })
+        ));
     }
 
     #[test]

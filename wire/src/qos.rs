@@ -34,9 +34,16 @@ impl QosSpec {
         timeout: 120_000,
     };
     /// `qos_raw_no_errors`.
-    pub const RAW_NO_ERRORS: QosSpec = QosSpec { ber: 0, ..Self::RAW };
+    pub const RAW_NO_ERRORS: QosSpec = QosSpec {
+        ber: 0,
+        ..Self::RAW
+    };
     /// `qos_best_effort`.
-    pub const BEST_EFFORT: QosSpec = QosSpec { ber: 0, in_order: 1, ..Self::RAW };
+    pub const BEST_EFFORT: QosSpec = QosSpec {
+        ber: 0,
+        in_order: 1,
+        ..Self::RAW
+    };
     /// `qos_video`.
     pub const VIDEO: QosSpec = QosSpec {
         delay: 100,

@@ -72,9 +72,27 @@ impl MgmtMsg {
         let code = UdpCode::from(r.u8()?);
         let availability = r.u8()?;
         let in_order = r.u8()?;
-        let qos =
-            QosSpec { delay, bandwidth, availability, loss, ber, in_order, max_gap, timeout };
-        Ok((Self { eid, s_eid, d_eid, response, qos, code }, r.rest()))
+        let qos = QosSpec {
+            delay,
+            bandwidth,
+            availability,
+            loss,
+            ber,
+            in_order,
+            max_gap,
+            timeout,
+        };
+        Ok((
+            Self {
+                eid,
+                s_eid,
+                d_eid,
+                response,
+                qos,
+                code,
+            },
+            r.rest(),
+        ))
     }
 
     /// Appends the 47 bytes.

@@ -1,6 +1,13 @@
 //! Every Ouroboros frame of the reference's captures (../shared/captures) decodes and
 //! re-encodes to identical bytes; OAP signatures and request hashes verify.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::expect_used
+)]
+
 mod common;
 
 use common::capture;
@@ -26,9 +33,13 @@ fn round_trip_all(name: &str) -> Option<Counts> {
         let (eth, payload) = EthernetRepr::parse(f).unwrap();
         if let Some(d) = ip::udp_in(eth.type_len, payload).unwrap() {
             if d.sport == UDP_PORT || d.dport == UDP_PORT {
-                let m = UdpMsg::decode(d.payload)
-                    .unwrap_or_else(|e| panic!("{name} frame {i}: {e}"));
-                assert_eq!(m.encode().unwrap(), d.payload, "{name} frame {i} re-encodes");
+                let m =
+                    UdpMsg::decode(d.payload).unwrap_or_else(|e| panic!("{name} frame {i}: {e}"));
+                assert_eq!(
+                    m.encode().unwrap(),
+                    d.payload,
+                    "{name} frame {i} re-encodes"
+                );
                 c.udp += 1;
                 continue;
             }
@@ -52,20 +63,26 @@ fn round_trip_all(name: &str) -> Option<Counts> {
 
 #[test]
 fn dix_small() {
-    let Some(c) = round_trip_all("dix-small.pcap") else { return };
+    let Some(c) = round_trip_all("dix-small.pcap") else {
+        return;
+    };
     assert!(c.dix > 30, "{c:?}");
     assert_eq!(c.udp + c.llc, 0);
 }
 
 #[test]
 fn dix_race_zero_mac() {
-    let Some(c) = round_trip_all("dix-race-zero-mac.pcap") else { return };
+    let Some(c) = round_trip_all("dix-race-zero-mac.pcap") else {
+        return;
+    };
     assert_eq!(c.dix, 15);
 }
 
 #[test]
 fn llc() {
-    let Some(c) = round_trip_all("llc.pcap") else { return };
+    let Some(c) = round_trip_all("llc.pcap") else {
+        return;
+    };
     assert!(c.llc > 0, "{c:?}");
 }
 
@@ -89,13 +106,17 @@ fn unicast_captures() {
 /// dropped), and its deid is the 0xFFFF the requester crashed on.
 #[test]
 fn race_frame_is_visible() {
-    let Some(frames) = capture("dix-race-zero-mac.pcap") else { return };
+    let Some(frames) = capture("dix-race-zero-mac.pcap") else {
+        return;
+    };
     let last = frames.last().unwrap();
     let Some(EthFrame::Dix(d)) = EthFrame::decode(last, &DecodeOpts::default()).unwrap() else {
         panic!()
     };
     assert_eq!(d.eth.dst, [0; 6]);
-    let o7s_wire::frame::DixBody::Mgmt(m, _) = d.body else { panic!() };
+    let o7s_wire::frame::DixBody::Mgmt(m, _) = d.body else {
+        panic!()
+    };
     assert_eq!(m.deid, 0xffff);
 }
 
@@ -117,7 +138,9 @@ fn udp_mgmt(frames: &[Vec<u8>]) -> Vec<(Vec<u8>, UdpMsg)> {
 #[test]
 fn auth_response_verifies() {
     use o7s_wire::oap::Role;
-    let Some(frames) = capture("auth.pcap") else { return };
+    let Some(frames) = capture("auth.pcap") else {
+        return;
+    };
     let msgs = udp_mgmt(&frames);
     assert_eq!(msgs.len(), 2);
     let oap_bytes = |raw: &[u8], m: &UdpMsg| -> Vec<u8> {
@@ -130,7 +153,9 @@ fn auth_response_verifies() {
     let req_oap = oap_bytes(req_raw, req);
     let resp_oap = oap_bytes(resp_raw, resp);
     let UdpMsg::Mgmt(_, rt) = resp else { panic!() };
-    let Oap::V023(h) = &rt.oap else { panic!("0.23 OAP expected") };
+    let Oap::V023(h) = &rt.oap else {
+        panic!("0.23 OAP expected")
+    };
     let UdpMsg::Mgmt(_, qt) = req else { panic!() };
     let Oap::V023(q) = &qt.oap else { panic!() };
     assert_eq!(h.id, q.id, "the response echoes the request id");
@@ -139,15 +164,25 @@ fn auth_response_verifies() {
     let hl = o7s_wire::nid::digest_len(q.md_nid).unwrap();
     assert_eq!(hl, 32);
     let (req_hash, sig) = h.split_tail(Role::Response, hl).unwrap();
-    assert_eq!(req_hash, ring::digest::digest(&ring::digest::SHA256, &req_oap).as_ref());
+    assert_eq!(
+        req_hash,
+        ring::digest::digest(&ring::digest::SHA256, &req_oap).as_ref()
+    );
     assert_eq!(sig.len(), 72);
 
     let (_, cert) = x509_parser::parse_x509_certificate(&h.crt).unwrap();
-    let cn = cert.subject().iter_common_name().next().unwrap().as_str().unwrap();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap();
     assert_eq!(cn, "oping");
     let spki = cert.public_key().subject_public_key.data.to_vec();
     let signed = &resp_oap[..h.signed_len(Role::Response, hl)];
-    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, spki);
+    let key =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, spki);
     key.verify(signed, sig).expect("signature verifies");
     // And a single flipped bit does not.
     let mut bad = signed.to_vec();
@@ -158,21 +193,28 @@ fn auth_response_verifies() {
 /// dix-small.pcap: an unsigned response without enc.conf carries SHA-384 of the request.
 #[test]
 fn unsigned_response_hash_is_sha384() {
-    let Some(frames) = capture("dix-small.pcap") else { return };
+    let Some(frames) = capture("dix-small.pcap") else {
+        return;
+    };
     let mut checked = 0;
     let mut last_req: Option<Vec<u8>> = None;
     for f in &frames {
         let Ok(Some(EthFrame::Dix(d))) = EthFrame::decode(f, &DecodeOpts::default()) else {
             continue;
         };
-        let o7s_wire::frame::DixBody::Mgmt(m, t) = &d.body else { continue };
+        let o7s_wire::frame::DixBody::Mgmt(m, t) = &d.body else {
+            continue;
+        };
         let Oap::V023(h) = &t.oap else { continue };
         let raw = h.to_bytes().unwrap();
         match m.code {
             o7s_wire::code::EthCode::FlowReq => last_req = Some(raw),
             o7s_wire::code::EthCode::FlowReply => {
                 let req = last_req.take().unwrap();
-                assert_eq!(h.tail, ring::digest::digest(&ring::digest::SHA384, &req).as_ref());
+                assert_eq!(
+                    h.tail,
+                    ring::digest::digest(&ring::digest::SHA384, &req).as_ref()
+                );
                 checked += 1;
             }
             _ => {}
@@ -190,8 +232,13 @@ fn unicast_sdus_round_trip() {
     use o7s_wire::unicast::lsa::Lsa;
     use o7s_wire::unicast::sdu::{looks_like_lsa, DtBody, DtPdu};
     for (name, expect_cut) in [("uni.pcap", 40), ("uni-dix.pcap", 3)] {
-        let Some((frames, cut)) = common::capture_counted(name) else { return };
-        assert_eq!(cut, expect_cut, "{name}: frames truncated by the capture's snaplen");
+        let Some((frames, cut)) = common::capture_counted(name) else {
+            return;
+        };
+        assert_eq!(
+            cut, expect_cut,
+            "{name}: frames truncated by the capture's snaplen"
+        );
         let (mut lsa, mut fa, mut comp, mut flow, mut bad) = (0, 0, 0, 0, Vec::new());
         for (i, f) in frames.iter().enumerate() {
             let (eth, p) = EthernetRepr::parse(f).unwrap();
@@ -219,7 +266,11 @@ fn unicast_sdus_round_trip() {
             }
             match DtPdu::decode(&sdu, DtConfig::DEFAULT, Some(32)) {
                 Ok(pdu) => {
-                    assert_eq!(pdu.encode(DtConfig::DEFAULT).unwrap(), sdu, "{name} frame {i}");
+                    assert_eq!(
+                        pdu.encode(DtConfig::DEFAULT).unwrap(),
+                        sdu,
+                        "{name} frame {i}"
+                    );
                     assert_eq!(pdu.pci.ttl, 60, "{name} frame {i}");
                     match pdu.body {
                         DtBody::Fa(..) => fa += 1,

@@ -1,10 +1,19 @@
 //! parse(emit(x)) == x for every repr, and no parser panics on arbitrary bytes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::expect_used
+)]
+
 use o7s_wire::app::{OcbrMsg, OpingMsg};
 use o7s_wire::code::{EthCode, FaCode, UdpCode};
 use o7s_wire::ethernet::EthernetRepr;
 use o7s_wire::field::Writer;
-use o7s_wire::frame::{DecodeOpts, DixBody, DixFrame, EthFrame, LlcBody, LlcFrame, MgmtTail, Oap, UdpMsg};
+use o7s_wire::frame::{
+    DecodeOpts, DixBody, DixFrame, EthFrame, LlcBody, LlcFrame, MgmtTail, Oap, UdpMsg,
+};
 use o7s_wire::frct::FrctRepr;
 use o7s_wire::oap::{OapHdr, OapHdrV022, Role};
 use o7s_wire::qos::{QosCube, QosSpec};
@@ -16,17 +25,28 @@ use o7s_wire::{dix, llc, udp};
 use proptest::prelude::*;
 
 fn qos() -> impl Strategy<Value = QosSpec> {
-    (any::<u32>(), any::<u64>(), any::<u8>(), any::<u32>(), any::<u32>(), any::<u8>(), any::<u32>(), any::<u32>())
-        .prop_map(|(delay, bandwidth, availability, loss, ber, in_order, max_gap, timeout)| QosSpec {
-            delay,
-            bandwidth,
-            availability,
-            loss,
-            ber,
-            in_order,
-            max_gap,
-            timeout,
-        })
+    (
+        any::<u32>(),
+        any::<u64>(),
+        any::<u8>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u8>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(delay, bandwidth, availability, loss, ber, in_order, max_gap, timeout)| QosSpec {
+                delay,
+                bandwidth,
+                availability,
+                loss,
+                ber,
+                in_order,
+                max_gap,
+                timeout,
+            },
+        )
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -45,26 +65,28 @@ fn oap(signed: bool, role: Role) -> impl Strategy<Value = OapHdr> {
         bytes(100),
         bytes(64),
     )
-        .prop_map(move |(id, timestamp, cipher_nid, kdf_nid, raw, kex, data, sig)| {
-            let crt = if signed { vec![0x30; 40] } else { vec![] };
-            let mut tail = vec![0xab; hash_len];
-            if signed {
-                tail.extend_from_slice(&sig);
-                tail.push(1);
-            }
-            OapHdr {
-                id,
-                timestamp,
-                cipher_nid,
-                kdf_nid,
-                md_nid: 672,
-                kex_flags: if raw { 0x8000 } else { 0 },
-                crt,
-                kex,
-                data,
-                tail,
-            }
-        })
+        .prop_map(
+            move |(id, timestamp, cipher_nid, kdf_nid, raw, kex, data, sig)| {
+                let crt = if signed { vec![0x30; 40] } else { vec![] };
+                let mut tail = vec![0xab; hash_len];
+                if signed {
+                    tail.extend_from_slice(&sig);
+                    tail.push(1);
+                }
+                OapHdr {
+                    id,
+                    timestamp,
+                    cipher_nid,
+                    kdf_nid,
+                    md_nid: 672,
+                    kex_flags: if raw { 0x8000 } else { 0 },
+                    crt,
+                    kex,
+                    data,
+                    tail,
+                }
+            },
+        )
 }
 
 proptest! {

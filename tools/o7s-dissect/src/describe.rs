@@ -62,7 +62,9 @@ pub fn hash(h: &[u8], udp: bool) -> Node {
     } else {
         HashAlgo::sha3_of_len(h.len())
     };
-    let mut n = Node::new("name-hash").f("value", hex::encode(h)).f("len", h.len());
+    let mut n = Node::new("name-hash")
+        .f("value", hex::encode(h))
+        .f("len", h.len());
     if let Some(a) = algo {
         n.push("algo", a.config_name());
     } else {
@@ -105,15 +107,22 @@ pub fn certificate(der: &[u8]) -> Node {
 
 /// A 0.23 OAP header.
 pub fn oap023(h: &OapHdr, role: Role, req_hash_len: Option<usize>) -> Node {
-    let mut n = Node::new(format!("oap-0.23 {}", if role == Role::Request { "request" } else { "response" }))
-        .f("id", hex::encode(h.id))
-        .f("timestamp", utc(h.timestamp))
-        .f("cipher", nid::describe(h.cipher_nid))
-        .f("kdf", nid::describe(h.kdf_nid))
-        .f("digest", nid::describe(h.md_nid))
-        .f("crt_len", h.crt.len())
-        .f("kex_len", h.kex.len())
-        .f("data_len", h.data.len());
+    let mut n = Node::new(format!(
+        "oap-0.23 {}",
+        if role == Role::Request {
+            "request"
+        } else {
+            "response"
+        }
+    ))
+    .f("id", hex::encode(h.id))
+    .f("timestamp", utc(h.timestamp))
+    .f("cipher", nid::describe(h.cipher_nid))
+    .f("kdf", nid::describe(h.kdf_nid))
+    .f("digest", nid::describe(h.md_nid))
+    .f("crt_len", h.crt.len())
+    .f("kex_len", h.kex.len())
+    .f("data_len", h.data.len());
     if h.kex_flags != 0 {
         n.push("kex_flags", hexn(u64::from(h.kex_flags >> 14), 1));
     }
@@ -129,16 +138,30 @@ pub fn oap023(h: &OapHdr, role: Role, req_hash_len: Option<usize>) -> Node {
         n.children.push(k);
     }
     if !h.data.is_empty() {
-        n.children.push(Node::new("piggy-backed-data").f("len", h.data.len()).f("bytes", hexs(&h.data, 16)));
+        n.children.push(
+            Node::new("piggy-backed-data")
+                .f("len", h.data.len())
+                .f("bytes", hexs(&h.data, 16)),
+        );
     }
-    let hl = req_hash_len.or_else(|| nid::digest_len(h.md_nid)).unwrap_or(48);
+    let hl = req_hash_len
+        .or_else(|| nid::digest_len(h.md_nid))
+        .unwrap_or(48);
     match h.split_tail(role, hl) {
         Ok((rh, sig)) => {
             if !rh.is_empty() {
-                n.children.push(Node::new("req-hash").f("len", rh.len()).f("value", hex::encode(rh)));
+                n.children.push(
+                    Node::new("req-hash")
+                        .f("len", rh.len())
+                        .f("value", hex::encode(rh)),
+                );
             }
             if !sig.is_empty() {
-                n.children.push(Node::new("signature").f("len", sig.len()).f("bytes", hexs(sig, 16)));
+                n.children.push(
+                    Node::new("signature")
+                        .f("len", sig.len())
+                        .f("bytes", hexs(sig, 16)),
+                );
             }
         }
         Err(e) => {
@@ -190,7 +213,11 @@ pub fn app_sdu(sdu: &[u8]) -> Node {
     }
     if let Ok((f, rest)) = FrctRepr::parse(sdu) {
         let known = f.flags & 0x80 == 0 && f.flags != 0;
-        let inner = if rest.is_empty() { Some(Node::new("(no payload)")) } else { oping(rest) };
+        let inner = if rest.is_empty() {
+            Some(Node::new("(no payload)"))
+        } else {
+            oping(rest)
+        };
         if known && (inner.is_some() || (rest.is_empty() && f.flags & 0x04 != 0)) {
             let mut n = frct(&f).note("guessed from the bytes");
             if let Some(i) = inner.filter(|_| !rest.is_empty()) {
@@ -199,7 +226,9 @@ pub fn app_sdu(sdu: &[u8]) -> Node {
             return n;
         }
     }
-    let mut n = Node::new("sdu").f("len", sdu.len()).f("bytes", hexs(sdu, 24));
+    let mut n = Node::new("sdu")
+        .f("len", sdu.len())
+        .f("bytes", hexs(sdu, 24));
     if sdu.len() >= 28 {
         n = n.note(format!(
             "opaque; if encrypted (AEAD): iv 12, ciphertext {}, tag 16, key phase {}",
@@ -213,7 +242,10 @@ pub fn app_sdu(sdu: &[u8]) -> Node {
 /// An FRCT header.
 pub fn frct(f: &FrctRepr) -> Node {
     Node::new("frct")
-        .f("flags", format!("{} ({})", hexn(u64::from(f.flags), 2), f.flag_names()))
+        .f(
+            "flags",
+            format!("{} ({})", hexn(u64::from(f.flags), 2), f.flag_names()),
+        )
         .f("rwe", f.rwe)
         .f("seqno", f.seqno)
         .f("ackno", f.ackno)
@@ -279,8 +311,13 @@ pub fn dt_pdu(p: &DtPdu) -> Node {
             n.children.push(f);
         }
         DtBody::Component(b) => {
-            let what = if p.pci.eid == 1 { "component (DHT, protobuf)" } else { "component" };
-            n.children.push(Node::new(what).f("len", b.len()).f("bytes", hexs(b, 24)));
+            let what = if p.pci.eid == 1 {
+                "component (DHT, protobuf)"
+            } else {
+                "component"
+            };
+            n.children
+                .push(Node::new(what).f("len", b.len()).f("bytes", hexs(b, 24)));
         }
         DtBody::Flow(b) => n.children.push(app_sdu(b)),
     }
@@ -302,6 +339,9 @@ mod tests {
     #[test]
     fn utc_formats() {
         assert_eq!(utc(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(utc(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
+        assert_eq!(
+            utc(951_782_400_000_000_001),
+            "2000-02-29T00:00:00.000000001Z"
+        );
     }
 }

@@ -59,7 +59,9 @@ impl std::str::FromStr for LayerSpec {
             Some(("udp", r)) => (Some(Lower::Udp), r),
             _ => (None, s),
         };
-        let (id_part, kind) = rest.split_once(':').ok_or_else(|| format!("'{s}': {usage}"))?;
+        let (id_part, kind) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("'{s}': {usage}"))?;
         let id_str = id_part
             .strip_prefix("eid=")
             .or_else(|| id_part.strip_prefix("sap="))
@@ -67,11 +69,15 @@ impl std::str::FromStr for LayerSpec {
         let id = parse_num(id_str).ok_or_else(|| format!("'{id_str}' is not a number"))?;
         let mut parts = kind.split(',');
         if parts.next() != Some("unicast") {
-            return Err(format!("'{s}': only 'unicast' layers can be named; {usage}"));
+            return Err(format!(
+                "'{s}': only 'unicast' layers can be named; {usage}"
+            ));
         }
         let mut dt = DtConfig::DEFAULT;
         for p in parts {
-            let (k, v) = p.split_once('=').ok_or_else(|| format!("'{p}': expected key=value"))?;
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| format!("'{p}': expected key=value"))?;
             let v = parse_num(v).ok_or_else(|| format!("'{v}' is not a number"))? as usize;
             match k {
                 "addr" => dt.addr_size = v,
@@ -80,7 +86,11 @@ impl std::str::FromStr for LayerSpec {
             }
         }
         let dt = DtConfig::new(dt.addr_size, dt.eid_size).map_err(|e| e.to_string())?;
-        Ok(Self { lower, id: id as u32, dt })
+        Ok(Self {
+            lower,
+            id: id as u32,
+            dt,
+        })
     }
 }
 
@@ -188,17 +198,33 @@ fn mac_key(m: [u8; 6]) -> [u8; 16] {
 /// Decodes a whole capture file.
 pub fn dissect_file(file: &[u8], opts: &Options) -> Result<(Vec<Dissected>, Summary), String> {
     let recs = capfile::parse(file).map_err(|e| format!("not a readable capture: {e}"))?;
-    let dopts = DecodeOpts { ethertype: opts.ethertype, hash_len: opts.hash_len };
-    let roles = if opts.guess { guess_roles(&recs, opts, &dopts) } else { HashMap::new() };
+    let dopts = DecodeOpts {
+        ethertype: opts.ethertype,
+        hash_len: opts.hash_len,
+    };
+    let roles = if opts.guess {
+        guess_roles(&recs, opts, &dopts)
+    } else {
+        HashMap::new()
+    };
     let mut out = Vec::new();
-    let mut sum = Summary { frames: recs.len(), ..Summary::default() };
+    let mut sum = Summary {
+        frames: recs.len(),
+        ..Summary::default()
+    };
     for r in &recs {
         let d = dissect_record(r, opts, &dopts, &roles);
         if r.truncated() {
             sum.truncated += 1;
         }
         if d.ouroboros {
-            match d.node.children.first().and_then(|e| e.children.first()).map(|n| n.layer.as_str()) {
+            match d
+                .node
+                .children
+                .first()
+                .and_then(|e| e.children.first())
+                .map(|n| n.layer.as_str())
+            {
                 Some(l) if l.starts_with("eth-dix") => sum.dix += 1,
                 Some(l) if l.starts_with("eth-llc") => sum.llc += 1,
                 _ => sum.udp += 1,
@@ -223,8 +249,15 @@ fn locate_sdu<'a>(r: &Record<'a>, opts: &Options, dopts: &DecodeOpts) -> Option<
             if dg.eid() == 0 {
                 return None;
             }
-            let key = FlowKey { lower: Lower::Udp, id: dg.eid(), dst: ip_key(d.dst) };
-            return Some(Sdu { key, bytes: d.payload.get(4..)? });
+            let key = FlowKey {
+                lower: Lower::Udp,
+                id: dg.eid(),
+                dst: ip_key(d.dst),
+            };
+            return Some(Sdu {
+                key,
+                bytes: d.payload.get(4..)?,
+            });
         }
         return None;
     }
@@ -233,9 +266,16 @@ fn locate_sdu<'a>(r: &Record<'a>, opts: &Options, dopts: &DecodeOpts) -> Option<
         if p.eid() == 0 {
             return None;
         }
-        let key = FlowKey { lower: Lower::Dix, id: u32::from(p.eid()), dst: mac_key(eth.dst) };
+        let key = FlowKey {
+            lower: Lower::Dix,
+            id: u32::from(p.eid()),
+            dst: mac_key(eth.dst),
+        };
         let len = usize::from(p.length());
-        return Some(Sdu { key, bytes: payload.get(4..4 + len)? });
+        return Some(Sdu {
+            key,
+            bytes: payload.get(4..4 + len)?,
+        });
     }
     None
 }
@@ -274,7 +314,10 @@ fn guess_roles(recs: &[Record<'_>], opts: &Options, dopts: &DecodeOpts) -> HashM
 }
 
 fn spec_for(opts: &Options, key: &FlowKey) -> Option<LayerSpec> {
-    opts.layers.iter().copied().find(|s| s.id == key.id && s.lower.is_none_or(|l| l == key.lower))
+    opts.layers
+        .iter()
+        .copied()
+        .find(|s| s.id == key.id && s.lower.is_none_or(|l| l == key.lower))
 }
 
 /// Decodes a lower-layer SDU according to what is known or guessed of its flow.
@@ -294,14 +337,18 @@ fn sdu_node(sdu: &[u8], key: &FlowKey, opts: &Options, roles: &HashMap<FlowKey, 
         return cep;
     }
     match role {
-        Some(Role2::UnicastMgmt) | Some(Role2::Unicast) if looks_like_lsa(sdu) => match Lsa::parse(sdu) {
-            Ok(l) => label(describe::lsa(&l), "unicast layer management flow"),
-            Err(e) => Node::new("link-state-advertisement").err(e),
-        },
-        Some(Role2::UnicastDt) | Some(Role2::Unicast) => match DtPdu::decode(sdu, dt, opts.hash_len) {
-            Ok(p) => label(describe::dt_pdu(&p), "unicast layer data-transfer flow"),
-            Err(e) => label(Node::new("dt").err(e), "unicast layer data-transfer flow"),
-        },
+        Some(Role2::UnicastMgmt) | Some(Role2::Unicast) if looks_like_lsa(sdu) => {
+            match Lsa::parse(sdu) {
+                Ok(l) => label(describe::lsa(&l), "unicast layer management flow"),
+                Err(e) => Node::new("link-state-advertisement").err(e),
+            }
+        }
+        Some(Role2::UnicastDt) | Some(Role2::Unicast) => {
+            match DtPdu::decode(sdu, dt, opts.hash_len) {
+                Ok(p) => label(describe::dt_pdu(&p), "unicast layer data-transfer flow"),
+                Err(e) => label(Node::new("dt").err(e), "unicast layer data-transfer flow"),
+            }
+        }
         _ => describe::app_sdu(sdu),
     }
 }
@@ -313,7 +360,9 @@ fn ocep(sdu: &[u8]) -> Option<Node> {
     let name = std::str::from_utf8(rest.get(..usize::from(len))?).ok()?;
     let known = ["Management", "Data Transfer", "Enrollment", "OEP"];
     (tag == 0x0a && known.contains(&name)).then(|| {
-        Node::new("ocep cep_msg (protobuf)").f("comp_name", name).f("len", sdu.len())
+        Node::new("ocep cep_msg (protobuf)")
+            .f("comp_name", name)
+            .f("len", sdu.len())
     })
 }
 
@@ -324,19 +373,38 @@ fn dissect_record(
     roles: &HashMap<FlowKey, Role2>,
 ) -> Dissected {
     let mut top = Node::new(format!("#{}", r.index))
-        .f("time", describe::utc(r.ts_sec * 1_000_000_000 + u64::from(r.ts_nsec)))
+        .f(
+            "time",
+            describe::utc(r.ts_sec * 1_000_000_000 + u64::from(r.ts_nsec)),
+        )
         .f("len", r.orig_len);
     if r.truncated() {
-        top = top.note(format!("truncated by the capture: {} of {} bytes", r.data.len(), r.orig_len));
+        top = top.note(format!(
+            "truncated by the capture: {} of {} bytes",
+            r.data.len(),
+            r.orig_len
+        ));
     }
     if r.linktype != capfile::LINKTYPE_ETHERNET {
-        let n = top.child(Node::new("link").f("type", r.linktype).note("not Ethernet: not decoded"));
-        return Dissected { index: r.index, ouroboros: false, node: n };
+        let n = top.child(
+            Node::new("link")
+                .f("type", r.linktype)
+                .note("not Ethernet: not decoded"),
+        );
+        return Dissected {
+            index: r.index,
+            ouroboros: false,
+            node: n,
+        };
     }
     let (eth, payload) = match EthernetRepr::parse(r.data) {
         Ok(x) => x,
         Err(e) => {
-            return Dissected { index: r.index, ouroboros: false, node: top.child(Node::new("ethernet").err(e)) }
+            return Dissected {
+                index: r.index,
+                ouroboros: false,
+                node: top.child(Node::new("ethernet").err(e)),
+            }
         }
     };
     let mut en = Node::new("ethernet")
@@ -355,13 +423,21 @@ fn dissect_record(
                 .f("len", d.payload.len());
             un.children.push(udp_msg(d.payload, r, opts, roles, &d));
             en.children.push(un);
-            return Dissected { index: r.index, ouroboros: true, node: top.child(en) };
+            return Dissected {
+                index: r.index,
+                ouroboros: true,
+                node: top.child(en),
+            };
         }
     }
     match EthFrame::decode(r.data, dopts) {
         Ok(Some(EthFrame::Dix(f))) => {
             let mut dn = Node::new("eth-dix").f("eid", hexn(u64::from(f.eid), 4));
-            let key = FlowKey { lower: Lower::Dix, id: u32::from(f.eid), dst: mac_key(eth.dst) };
+            let key = FlowKey {
+                lower: Lower::Dix,
+                id: u32::from(f.eid),
+                dst: mac_key(eth.dst),
+            };
             match &f.body {
                 DixBody::Mgmt(m, t) => {
                     let mut mn = Node::new(format!("mgmt {}", m.code))
@@ -394,7 +470,11 @@ fn dissect_record(
                 dn.push("padding", f.padding.len());
             }
             en.children.push(dn);
-            Dissected { index: r.index, ouroboros: true, node: top.child(en) }
+            Dissected {
+                index: r.index,
+                ouroboros: true,
+                node: top.child(en),
+            }
         }
         Ok(Some(EthFrame::Llc(f))) => {
             let mut ln = Node::new("eth-llc")
@@ -414,18 +494,38 @@ fn dissect_record(
                     ln.children.push(mn);
                 }
                 LlcBody::Data(sdu) => {
-                    let key = FlowKey { lower: Lower::Llc, id: u32::from(f.llc.dsap), dst: mac_key(eth.dst) };
+                    let key = FlowKey {
+                        lower: Lower::Llc,
+                        id: u32::from(f.llc.dsap),
+                        dst: mac_key(eth.dst),
+                    };
                     ln.children.push(sdu_node(sdu, &key, opts, roles));
                 }
             }
             en.children.push(ln);
-            Dissected { index: r.index, ouroboros: true, node: top.child(en) }
+            Dissected {
+                index: r.index,
+                ouroboros: true,
+                node: top.child(en),
+            }
         }
-        Ok(None) => Dissected { index: r.index, ouroboros: false, node: top.child(en.note("not Ouroboros")) },
+        Ok(None) => Dissected {
+            index: r.index,
+            ouroboros: false,
+            node: top.child(en.note("not Ouroboros")),
+        },
         Err(e) => {
-            let layer = if eth.type_len == opts.ethertype { "eth-dix" } else { "eth-llc" };
+            let layer = if eth.type_len == opts.ethertype {
+                "eth-dix"
+            } else {
+                "eth-llc"
+            };
             en.children.push(Node::new(layer).err(e));
-            Dissected { index: r.index, ouroboros: true, node: top.child(en) }
+            Dissected {
+                index: r.index,
+                ouroboros: true,
+                node: top.child(en),
+            }
         }
     }
 }
@@ -440,7 +540,9 @@ fn truncated_record(
     payload: &[u8],
 ) -> Dissected {
     let partial = |b: &[u8]| {
-        Node::new("sdu (partial)").f("captured", b.len()).f("bytes", node::hexs(b, 24))
+        Node::new("sdu (partial)")
+            .f("captured", b.len())
+            .f("bytes", node::hexs(b, 24))
     };
     if let Ok(Some(d)) = ip::udp_in_with(eth.type_len, payload, true) {
         if d.sport == opts.udp_port || d.dport == opts.udp_port {
@@ -452,20 +554,32 @@ fn truncated_record(
                 un.children.push(partial(dg.payload()));
             }
             en.children.push(un);
-            return Dissected { index: r.index, ouroboros: true, node: top.child(en) };
+            return Dissected {
+                index: r.index,
+                ouroboros: true,
+                node: top.child(en),
+            };
         }
     }
     if eth.type_len == opts.ethertype && payload.len() >= 4 {
-        let eid = u16::from_be_bytes([payload[0], payload[1]]);
-        let len = u16::from_be_bytes([payload[2], payload[3]]);
+        let eid = o7s_wire::field::be16(payload, o7s_wire::dix::offsets::EID);
+        let len = o7s_wire::field::be16(payload, o7s_wire::dix::offsets::LENGTH);
         let dn = Node::new("eth-dix")
             .f("eid", hexn(u64::from(eid), 4))
             .f("length", len)
             .child(partial(payload.get(4..).unwrap_or(&[])));
         en.children.push(dn);
-        return Dissected { index: r.index, ouroboros: true, node: top.child(en) };
+        return Dissected {
+            index: r.index,
+            ouroboros: true,
+            node: top.child(en),
+        };
     }
-    Dissected { index: r.index, ouroboros: false, node: top.child(en) }
+    Dissected {
+        index: r.index,
+        ouroboros: false,
+        node: top.child(en),
+    }
 }
 
 fn eth_role(c: EthCode) -> Option<Role> {
@@ -499,10 +613,15 @@ fn udp_msg(
             mn
         }
         Ok(UdpMsg::Data { eid, sdu }) => {
-            let key = FlowKey { lower: Lower::Udp, id: eid, dst: ip_key(d.dst) };
-            Node::new("data").f("eid", hexn(u64::from(eid), 8)).f("length", sdu.len()).child(sdu_node(
-                &sdu, &key, opts, roles,
-            ))
+            let key = FlowKey {
+                lower: Lower::Udp,
+                id: eid,
+                dst: ip_key(d.dst),
+            };
+            Node::new("data")
+                .f("eid", hexn(u64::from(eid), 8))
+                .f("length", sdu.len())
+                .child(sdu_node(&sdu, &key, opts, roles))
         }
         Err(e) => Node::new("udp-layer message").err(e),
     }

@@ -82,7 +82,11 @@ fn main() -> ExitCode {
                 let text = if cli.json {
                     render_json(&frames, &sum, opts.all)
                 } else {
-                    let head = if cli.files.len() > 1 { format!("== {}\n", path.display()) } else { String::new() };
+                    let head = if cli.files.len() > 1 {
+                        format!("== {}\n", path.display())
+                    } else {
+                        String::new()
+                    };
                     head + &render_text(&frames, &sum, opts.all)
                 };
                 if out.write_all(text.as_bytes()).is_err() {

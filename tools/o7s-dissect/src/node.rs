@@ -25,7 +25,10 @@ pub struct Node {
 impl Node {
     /// A node for `layer`.
     pub fn new(layer: impl Into<String>) -> Self {
-        Self { layer: layer.into(), ..Self::default() }
+        Self {
+            layer: layer.into(),
+            ..Self::default()
+        }
     }
     /// Adds a field.
     pub fn f(mut self, k: &str, v: impl Into<Value>) -> Self {
@@ -95,7 +98,10 @@ impl Node {
             m.insert("note".into(), Value::String(n.clone()));
         }
         if !self.children.is_empty() {
-            m.insert("children".into(), Value::Array(self.children.iter().map(Node::to_json).collect()));
+            m.insert(
+                "children".into(),
+                Value::Array(self.children.iter().map(Node::to_json).collect()),
+            );
         }
         Value::Object(m)
     }
@@ -111,6 +117,6 @@ pub fn hexs(b: &[u8], max: usize) -> String {
     if b.len() <= max {
         hex::encode(b)
     } else {
-        format!("{}...", hex::encode(&b[..max]))
+        format!("{}...", hex::encode(b.get(..max).unwrap_or(b)))
     }
 }

@@ -1,18 +1,30 @@
 //! The dissector's output on known captures is what a reader checked once (golden files in
 //! tests/golden; regenerate with UPDATE_GOLDEN=1 after checking the difference).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::expect_used
+)]
+
 use o7s_dissect::{dissect_file, render_json, render_text, Options};
 use std::path::PathBuf;
 
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
         std::fs::write(&path, actual).unwrap();
         return;
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();
     if expected != actual {
-        let first = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b);
         panic!(
             "{name} differs from the golden file (first differing line {first:?});\n--- actual ---\n{actual}"
         );
@@ -37,7 +49,10 @@ fn shared_capture(name: &str) -> Option<Vec<u8>> {
             "O7S_REQUIRE_SHARED=1 but {} is absent",
             dir.display()
         );
-        eprintln!("SKIPPED: {} is absent (set O7S_SHARED to the shared/ folder)", dir.display());
+        eprintln!(
+            "SKIPPED: {} is absent (set O7S_SHARED to the shared/ folder)",
+            dir.display()
+        );
         return None;
     }
     Some(std::fs::read(dir.join(name)).unwrap())
@@ -50,13 +65,17 @@ fn seed_frames_text() {
     let text = render_text(&frames, &sum, false);
     assert!(text.contains("mgmt-0.21 FLOW_REQ seid 0x0040"));
     assert!(text.contains("oap-0.22 id 518a56ff6f5ba69d037da1cfc30f3077"));
-    assert!(text.contains("name-hash value ecf815ad983df6bf81fdc7cb636eec15636e605a94b1ad66c1690c9e5f92828a"));
+    assert!(text.contains(
+        "name-hash value ecf815ad983df6bf81fdc7cb636eec15636e605a94b1ad66c1690c9e5f92828a"
+    ));
     golden("seed.txt", &text);
 }
 
 #[test]
 fn dix_small_text() {
-    let Some(file) = shared_capture("dix-small.pcap") else { return };
+    let Some(file) = shared_capture("dix-small.pcap") else {
+        return;
+    };
     let (frames, sum) = dissect_file(&file, &Options::default()).unwrap();
     assert_eq!((sum.dix, sum.other, sum.malformed), (52, 8, 0));
     let text = render_text(&frames, &sum, false);
@@ -67,16 +86,24 @@ fn dix_small_text() {
 
 #[test]
 fn uni_text_with_known_layers() {
-    let Some(file) = shared_capture("uni.pcap") else { return };
+    let Some(file) = shared_capture("uni.pcap") else {
+        return;
+    };
     let opts = Options {
-        layers: vec!["udp:eid=0x40:unicast".parse().unwrap(), "udp:eid=0x41:unicast".parse().unwrap()],
+        layers: vec![
+            "udp:eid=0x40:unicast".parse().unwrap(),
+            "udp:eid=0x41:unicast".parse().unwrap(),
+        ],
         guess: false,
         ..Options::default()
     };
     let (frames, sum) = dissect_file(&file, &opts).unwrap();
     assert_eq!((sum.udp, sum.truncated, sum.malformed), (232, 40, 0));
     let text = render_text(&frames, &sum, false);
-    assert!(!text.contains("GUESS"), "nothing is guessed when the layers are given");
+    assert!(
+        !text.contains("GUESS"),
+        "nothing is guessed when the layers are given"
+    );
     assert!(text.contains("link-state-advertisement d_addr 0x6c8a0ce2 s_addr 0x8178abbc seqno 1"));
     assert!(text.contains("flow-allocator FLOW_REQ"));
     golden("uni.txt", &text);
@@ -84,11 +111,15 @@ fn uni_text_with_known_layers() {
 
 #[test]
 fn auth_json() {
-    let Some(file) = shared_capture("auth.pcap") else { return };
+    let Some(file) = shared_capture("auth.pcap") else {
+        return;
+    };
     let (frames, sum) = dissect_file(&file, &Options::default()).unwrap();
     let json = render_json(&frames, &sum, false);
-    let lines: Vec<serde_json::Value> =
-        json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 23, "22 frames and a summary");
     let reply = lines[1].to_string();
     assert!(reply.contains("\"subject\":\"CN=oping\""), "{reply}");
@@ -98,15 +129,26 @@ fn auth_json() {
 
 #[test]
 fn guesses_are_labelled_and_knowledge_wins() {
-    let Some(file) = shared_capture("uni-dix.pcap") else { return };
+    let Some(file) = shared_capture("uni-dix.pcap") else {
+        return;
+    };
     let (frames, sum) = dissect_file(&file, &Options::default()).unwrap();
     let text = render_text(&frames, &sum, false);
     assert!(text.contains("GUESS: unicast layer management flow"));
     assert!(text.contains("GUESS: unicast layer data-transfer flow"));
-    let (frames, sum) =
-        dissect_file(&file, &Options { guess: false, ..Options::default() }).unwrap();
+    let (frames, sum) = dissect_file(
+        &file,
+        &Options {
+            guess: false,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let text = render_text(&frames, &sum, false);
-    assert!(!text.contains("dt dst"), "without knowledge or guessing, no DT PCI is claimed");
+    assert!(
+        !text.contains("dt dst"),
+        "without knowledge or guessing, no DT PCI is claimed"
+    );
 }
 
 #[test]
@@ -130,10 +172,19 @@ fn garbage_is_an_error_not_a_panic() {
 fn layer_spec_parsing() {
     use o7s_dissect::{LayerSpec, Lower};
     let s: LayerSpec = "dix:eid=0x41:unicast,addr=8".parse().unwrap();
-    assert_eq!((s.lower, s.id, s.dt.addr_size, s.dt.eid_size), (Some(Lower::Dix), 0x41, 8, 8));
+    assert_eq!(
+        (s.lower, s.id, s.dt.addr_size, s.dt.eid_size),
+        (Some(Lower::Dix), 0x41, 8, 8)
+    );
     let s: LayerSpec = "eid=65:unicast".parse().unwrap();
     assert_eq!((s.lower, s.id), (None, 65));
-    for bad in ["eid=0x41", "eid=zz:unicast", "eid=1:broadcast", "eid=1:unicast,addr=9", "x=1:unicast"] {
+    for bad in [
+        "eid=0x41",
+        "eid=zz:unicast",
+        "eid=1:broadcast",
+        "eid=1:unicast,addr=9",
+        "x=1:unicast",
+    ] {
         assert!(bad.parse::<LayerSpec>().is_err(), "{bad}");
     }
 }

@@ -34,7 +34,10 @@ impl Default for DtConfig {
 
 impl DtConfig {
     /// The reference's defaults: 4-byte addresses, 8-byte eids (a 15-byte PCI).
-    pub const DEFAULT: DtConfig = DtConfig { addr_size: 4, eid_size: 8 };
+    pub const DEFAULT: DtConfig = DtConfig {
+        addr_size: 4,
+        eid_size: 8,
+    };
 
     /// Checks the sizes.
     pub fn new(addr_size: usize, eid_size: usize) -> Result<Self> {
@@ -44,7 +47,10 @@ impl DtConfig {
                 reason: "address and eid sizes must be 1..=8 bytes",
             });
         }
-        Ok(Self { addr_size, eid_size })
+        Ok(Self {
+            addr_size,
+            eid_size,
+        })
     }
     /// PCI length.
     pub const fn pci_len(&self) -> usize {
@@ -148,17 +154,29 @@ impl PciRepr {
     /// Parses a PCI, returning it and its payload.
     pub fn parse(buf: &[u8], cfg: DtConfig) -> Result<(Self, &[u8])> {
         let p = Pci::new_checked(buf, cfg)?;
-        let r = Self { dst_addr: p.dst_addr(), qc: p.qc(), ttl: p.ttl(), ecn: p.ecn(), eid: p.eid() };
+        let r = Self {
+            dst_addr: p.dst_addr(),
+            qc: p.qc(),
+            ttl: p.ttl(),
+            ecn: p.ecn(),
+            eid: p.eid(),
+        };
         Ok((r, buf.get(cfg.pci_len()..).unwrap_or(&[])))
     }
     /// Appends the PCI; fails if the address or eid does not fit the configured size.
     pub fn write(&self, w: &mut Writer, cfg: DtConfig) -> Result<()> {
         let fits = |v: u64, n: usize| n >= 8 || v >> (8 * n) == 0;
         if !fits(self.dst_addr, cfg.addr_size) {
-            return Err(Error::TooLarge { what: "DT address", value: self.dst_addr as usize });
+            return Err(Error::TooLarge {
+                what: "DT address",
+                value: self.dst_addr as usize,
+            });
         }
         if !fits(self.eid, cfg.eid_size) {
-            return Err(Error::TooLarge { what: "DT eid", value: self.eid as usize });
+            return Err(Error::TooLarge {
+                what: "DT eid",
+                value: self.eid as usize,
+            });
         }
         let mut b = vec![0u8; cfg.pci_len()];
         put_le(&mut b, 0, cfg.addr_size, self.dst_addr);
@@ -177,7 +195,9 @@ mod tests {
 
     #[test]
     fn little_endian_address_as_captured() {
-        let b = [0xe2, 0x0c, 0x8a, 0x6c, 0, 0x3c, 0, 0x41, 0, 0, 0, 0x11, 0x22, 0x33, 0x44, 0xaa];
+        let b = [
+            0xe2, 0x0c, 0x8a, 0x6c, 0, 0x3c, 0, 0x41, 0, 0, 0, 0x11, 0x22, 0x33, 0x44, 0xaa,
+        ];
         let (p, rest) = PciRepr::parse(&b, DtConfig::DEFAULT).unwrap();
         assert_eq!(p.dst_addr, 0x6c8a0ce2);
         assert_eq!(p.ttl, 60);
@@ -200,7 +220,13 @@ mod tests {
 
     #[test]
     fn oversized_fields_are_refused() {
-        let p = PciRepr { dst_addr: 1 << 40, qc: QosCube::BestEffort, ttl: 1, ecn: 0, eid: 1 };
+        let p = PciRepr {
+            dst_addr: 1 << 40,
+            qc: QosCube::BestEffort,
+            ttl: 1,
+            ecn: 0,
+            eid: 1,
+        };
         assert!(p.write(&mut Writer::default(), DtConfig::DEFAULT).is_err());
         assert!(DtConfig::new(0, 8).is_err());
         assert!(DtConfig::new(4, 9).is_err());

@@ -47,9 +47,28 @@ impl FaMsg {
         let code = FaCode::from(r.u8()?);
         let availability = r.u8()?;
         let in_order = r.u8()?;
-        let qos =
-            QosSpec { delay, bandwidth, availability, loss, ber, in_order, max_gap, timeout };
-        Ok((Self { s_addr, r_eid, s_eid, response, qos, ece, code }, r.rest()))
+        let qos = QosSpec {
+            delay,
+            bandwidth,
+            availability,
+            loss,
+            ber,
+            in_order,
+            max_gap,
+            timeout,
+        };
+        Ok((
+            Self {
+                s_addr,
+                r_eid,
+                s_eid,
+                response,
+                qos,
+                ece,
+                code,
+            },
+            r.rest(),
+        ))
     }
 
     /// Appends the 61 bytes.

@@ -28,7 +28,11 @@ impl Lsa {
             });
         }
         let mut r = Reader::new("link-state advertisement", buf);
-        Ok(Self { d_addr: r.be64()?, s_addr: r.be64()?, seqno: r.be64()? })
+        Ok(Self {
+            d_addr: r.be64()?,
+            s_addr: r.be64()?,
+            seqno: r.be64()?,
+        })
     }
     /// Appends the 24 bytes.
     pub fn write(&self, w: &mut Writer) {

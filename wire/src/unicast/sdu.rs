@@ -42,9 +42,10 @@ impl DtPdu {
             let t = match m.code {
                 FaCode::FlowReq => MgmtTail::decode_flow_req(tail, hash_len)?,
                 FaCode::FlowReply => MgmtTail::decode_flow_reply(tail)?,
-                FaCode::FlowUpdate | FaCode::Unknown(_) => {
-                    MgmtTail { hash: tail.to_vec(), oap: crate::frame::Oap::Absent }
-                }
+                FaCode::FlowUpdate | FaCode::Unknown(_) => MgmtTail {
+                    hash: tail.to_vec(),
+                    oap: crate::frame::Oap::Absent,
+                },
             };
             DtBody::Fa(m, t)
         } else if pci.eid < MIN_FLOW_EID {

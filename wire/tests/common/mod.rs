@@ -26,7 +26,11 @@ pub fn seed_frames() -> Vec<SeedFrame> {
 }
 
 pub fn seed(id_prefix: &str) -> Vec<u8> {
-    seed_frames().into_iter().find(|f| f.id.starts_with(id_prefix)).unwrap().bytes
+    seed_frames()
+        .into_iter()
+        .find(|f| f.id.starts_with(id_prefix))
+        .unwrap()
+        .bytes
 }
 
 /// The captures folder, or `None` (with a message) when it is absent. With
@@ -42,7 +46,10 @@ pub fn captures_dir() -> Option<PathBuf> {
     if std::env::var("O7S_REQUIRE_SHARED").as_deref() == Ok("1") {
         panic!("O7S_REQUIRE_SHARED=1 but {} does not exist", dir.display());
     }
-    eprintln!("SKIPPED: {} is absent (set O7S_SHARED to the shared/ folder)", dir.display());
+    eprintln!(
+        "SKIPPED: {} is absent (set O7S_SHARED to the shared/ folder)",
+        dir.display()
+    );
     None
 }
 
@@ -61,8 +68,11 @@ pub fn read_capture(path: &std::path::Path) -> Vec<(Vec<u8>, usize)> {
 pub fn capture_counted(name: &str) -> Option<(Vec<Vec<u8>>, usize)> {
     let recs = read_capture(&captures_dir()?.join(name));
     let total = recs.len();
-    let full: Vec<Vec<u8>> =
-        recs.into_iter().filter(|(d, orig)| d.len() == *orig).map(|(d, _)| d).collect();
+    let full: Vec<Vec<u8>> = recs
+        .into_iter()
+        .filter(|(d, orig)| d.len() == *orig)
+        .map(|(d, _)| d)
+        .collect();
     let cut = total - full.len();
     Some((full, cut))
 }
