@@ -2,6 +2,7 @@
 
 /// A flow's QoS specification, as carried in every flow allocation message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct QosSpec {
     /// Maximum one-way delay in ms (`u32::MAX`: don't care).
     pub delay: u32,

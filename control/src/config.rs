@@ -1,0 +1,386 @@
+//! The reference's TOML configuration (`irmd.conf`): `[name."x"]`, `[eth-dix.x]`,
+//! `[eth-llc.x]`, `[udp4.x]`, `[udp6.x]`, `[local.x]`, `[broadcast.x]`, `[unicast.x]`, and the
+//! tutorials' older `[udp.x]` (read as udp4). Errors name the file, the line and the key.
+
+use o7s_wire::hash::HashAlgo;
+use std::path::{Path, PathBuf};
+
+/// A configuration error, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {key}: {msg}")]
+pub struct ConfigError {
+    /// File.
+    pub file: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// The key (or table) at fault.
+    pub key: String,
+    /// What is wrong.
+    pub msg: String,
+}
+
+/// Load balancing of flows over the processes accepting a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lb {
+    /// Feed the most recent acceptor (the reference's TOML default).
+    #[default]
+    Spill,
+    /// Alternate between acceptors.
+    RoundRobin,
+}
+
+impl Lb {
+    /// Parses `spill` / `round-robin`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "spill" => Some(Self::Spill),
+            "round-robin" => Some(Self::RoundRobin),
+            _ => None,
+        }
+    }
+}
+
+/// A `[name."x"]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameConf {
+    /// The name.
+    pub name: String,
+    /// Programs bound to it, each with its arguments and whether it is auto-started.
+    pub progs: Vec<(String, Vec<String>, bool)>,
+    /// Load balancing.
+    pub lb: Lb,
+    /// Security file overrides (`server_crt_file`, ...), kept for the OAP issue.
+    pub paths: Vec<(String, PathBuf)>,
+}
+
+/// IPCP types, in the reference's order (used to pick a layer for an allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IpcpKind {
+    /// local.
+    Local,
+    /// unicast.
+    Unicast,
+    /// broadcast.
+    Broadcast,
+    /// eth-llc.
+    EthLlc,
+    /// eth-dix.
+    EthDix,
+    /// udp4.
+    Udp4,
+    /// udp6.
+    Udp6,
+}
+
+impl IpcpKind {
+    /// The table / CLI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Unicast => "unicast",
+            Self::Broadcast => "broadcast",
+            Self::EthLlc => "eth-llc",
+            Self::EthDix => "eth-dix",
+            Self::Udp4 => "udp4",
+            Self::Udp6 => "udp6",
+        }
+    }
+    /// Parses the spelling (`udp` is udp4).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "local" => Self::Local,
+            "unicast" => Self::Unicast,
+            "broadcast" => Self::Broadcast,
+            "eth-llc" => Self::EthLlc,
+            "eth-dix" => Self::EthDix,
+            "udp4" | "udp" => Self::Udp4,
+            "udp6" => Self::Udp6,
+            _ => return None,
+        })
+    }
+}
+
+/// An IPCP table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpcpConf {
+    /// IPCP name.
+    pub name: String,
+    /// Type.
+    pub kind: IpcpKind,
+    /// Layer to bootstrap.
+    pub bootstrap: Option<String>,
+    /// Layer member to enrol with.
+    pub enrol: Option<String>,
+    /// Names to register.
+    pub reg: Vec<String>,
+    /// Directory hash.
+    pub hash: HashAlgo,
+    /// Device (eth layers).
+    pub dev: Option<String>,
+    /// Ethertype (eth-dix).
+    pub ethertype: u16,
+    /// Address (udp layers).
+    pub ip: Option<String>,
+    /// Port (udp layers).
+    pub port: u16,
+    /// DNS server (udp layers).
+    pub dns: Option<String>,
+    /// Line of the table header (for run-time messages).
+    pub line: usize,
+}
+
+/// A whole configuration, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Names.
+    pub names: Vec<NameConf>,
+    /// IPCPs.
+    pub ipcps: Vec<IpcpConf>,
+    /// Remarks for the log (e.g. `[udp.x]` read as udp4).
+    pub notes: Vec<String>,
+}
+
+struct Src<'a> {
+    file: String,
+    text: &'a str,
+}
+
+impl Src<'_> {
+    fn err(&self, line: usize, key: &str, msg: impl Into<String>) -> ConfigError {
+        ConfigError { file: self.file.clone(), line, key: key.to_string(), msg: msg.into() }
+    }
+
+    /// Line of the header of `[top.sub]` (quoted or not).
+    fn header_line(&self, top: &str, sub: &str) -> usize {
+        let forms = [format!("[{top}.{sub}]"), format!("[{top}.\"{sub}\"]"), format!("[\"{top}\".\"{sub}\"]")];
+        self.text
+            .lines()
+            .position(|l| {
+                let t: String = l.split('#').next().unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
+                forms.iter().any(|f| t == *f)
+            })
+            .map(|i| i + 1)
+            .unwrap_or(0)
+    }
+
+    /// Line of `key = ...` in the table whose header is on `header` (1-based).
+    fn key_line(&self, header: usize, key: &str) -> usize {
+        for (i, l) in self.text.lines().enumerate().skip(header) {
+            let t = l.trim_start();
+            if t.starts_with('[') {
+                break;
+            }
+            let k = t.split('=').next().unwrap_or("").trim().trim_matches('"');
+            if k == key && t.contains('=') {
+                return i + 1;
+            }
+        }
+        header
+    }
+
+    fn line_of_offset(&self, off: usize) -> usize {
+        self.text.get(..off).map(|s| s.matches('\n').count() + 1).unwrap_or(0)
+    }
+}
+
+fn str_list(v: &toml::Value) -> Option<Vec<String>> {
+    v.as_array()?.iter().map(|x| x.as_str().map(str::to_string)).collect()
+}
+
+/// Reads a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        key: "-".into(),
+        msg: format!("cannot read: {e}"),
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses configuration text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let src = Src { file: file.to_string(), text };
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e.span().map(|s| src.line_of_offset(s.start)).unwrap_or(0);
+        src.err(line, "-", format!("not valid TOML: {}", e.message()))
+    })?;
+    let mut cfg = Config::default();
+    for (top, val) in &table {
+        let Some(sub) = val.as_table() else {
+            let line = text.lines().position(|l| l.trim_start().starts_with(top.as_str())).map_or(0, |i| i + 1);
+            return Err(src.err(line, top, "expected a table such as [name.\"x\"] or [eth-dix.x]"));
+        };
+        if top == "name" {
+            for (name, v) in sub {
+                cfg.names.push(parse_name(&src, name, v)?);
+            }
+            continue;
+        }
+        let Some(kind) = IpcpKind::parse(top) else {
+            let line = text.lines().position(|l| l.trim_start().starts_with(&format!("[{top}"))).map_or(0, |i| i + 1);
+            return Err(src.err(
+                line,
+                top,
+                "unknown top-level table (name, local, eth-llc, eth-dix, udp4, udp6, broadcast, unicast)",
+            ));
+        };
+        if top == "udp" {
+            cfg.notes.push(format!("{file}: [udp.*] is the tutorials' older spelling, read as [udp4.*]"));
+        }
+        for (name, v) in sub {
+            cfg.ipcps.push(parse_ipcp(&src, top, kind, name, v)?);
+        }
+    }
+    Ok(cfg)
+}
+
+fn parse_name(src: &Src<'_>, name: &str, v: &toml::Value) -> Result<NameConf, ConfigError> {
+    let hl = src.header_line("name", name);
+    let t = v.as_table().ok_or_else(|| src.err(hl, name, "expected a table"))?;
+    let mut n = NameConf { name: name.to_string(), progs: vec![], lb: Lb::Spill, paths: vec![] };
+    let mut progs = vec![];
+    let mut args: Option<Vec<String>> = None;
+    for (k, val) in t {
+        let kl = src.key_line(hl, k);
+        match k.as_str() {
+            "prog" => progs = str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of program paths"))?,
+            "args" => args = Some(str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of argument strings"))?),
+            "lb" => {
+                let s = val.as_str().ok_or_else(|| src.err(kl, k, "expected a string"))?;
+                n.lb = Lb::parse(s).ok_or_else(|| src.err(kl, k, format!("'{s}': expected \"spill\" or \"round-robin\"")))?;
+            }
+            "server_enc_file" | "server_crt_file" | "server_key_file" | "client_enc_file" | "client_crt_file"
+            | "client_key_file" => {
+                let s = val.as_str().ok_or_else(|| src.err(kl, k, "expected a path"))?;
+                n.paths.push((k.clone(), PathBuf::from(s)));
+            }
+            _ => return Err(src.err(kl, k, format!("unknown key in [name.\"{name}\"]"))),
+        }
+    }
+    for (i, p) in progs.into_iter().enumerate() {
+        let a = args.as_ref().and_then(|a| a.get(i));
+        let list = a.map(|s| s.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+        n.progs.push((p, list, a.is_some()));
+    }
+    Ok(n)
+}
+
+fn parse_ipcp(src: &Src<'_>, top: &str, kind: IpcpKind, name: &str, v: &toml::Value) -> Result<IpcpConf, ConfigError> {
+    let hl = src.header_line(top, name);
+    let t = v.as_table().ok_or_else(|| src.err(hl, name, "expected a table"))?;
+    let mut c = IpcpConf {
+        name: name.to_string(),
+        kind,
+        bootstrap: None,
+        enrol: None,
+        reg: vec![],
+        hash: if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) { HashAlgo::Md5 } else { HashAlgo::Sha3_256 },
+        dev: None,
+        ethertype: o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
+        ip: None,
+        port: o7s_wire::udp::DEFAULT_PORT,
+        dns: None,
+        line: hl,
+    };
+    let kinds_ok = |ks: &[IpcpKind]| ks.contains(&kind);
+    for (k, val) in t {
+        let kl = src.key_line(hl, k);
+        let s = || val.as_str().map(str::to_string).ok_or_else(|| src.err(kl, k, "expected a string"));
+        match k.as_str() {
+            "bootstrap" => c.bootstrap = Some(s()?),
+            "enrol" | "enroll" => c.enrol = Some(s()?),
+            "reg" => c.reg = str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of names"))?,
+            "autobind" => {
+                val.as_bool().ok_or_else(|| src.err(kl, k, "expected true or false"))?;
+            }
+            "conn" => {
+                str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of IPCP names"))?;
+            }
+            "hash" if !kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6, IpcpKind::Broadcast]) => {
+                let h = s()?;
+                c.hash = HashAlgo::from_config_name(&h)
+                    .filter(|a| *a != HashAlgo::Md5)
+                    .ok_or_else(|| src.err(kl, k, format!("'{h}': expected SHA3_224, SHA3_256, SHA3_384 or SHA3_512")))?;
+            }
+            "dev" if kinds_ok(&[IpcpKind::EthDix, IpcpKind::EthLlc]) => c.dev = Some(s()?),
+            "ethertype" if kind == IpcpKind::EthDix => {
+                let e = val.as_integer().ok_or_else(|| src.err(kl, k, "expected an integer such as 0xA000"))?;
+                if !(0x0600..0xFFFF).contains(&e) {
+                    return Err(src.err(kl, k, format!("{e:#x}: must be at least 0x0600 and not 0xFFFF")));
+                }
+                c.ethertype = e as u16;
+            }
+            "ip" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => c.ip = Some(s()?),
+            "dns" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => c.dns = Some(s()?),
+            "port" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => {
+                let p = val.as_integer().ok_or_else(|| src.err(kl, k, "expected an integer"))?;
+                c.port = u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| src.err(kl, k, format!("{p}: not a port")))?;
+            }
+            "addr_size" | "eid_size" | "max_ttl" | "addr-auth" | "routing" | "ls_t_recalc" | "ls_t_update"
+            | "ls_t_timeo" | "congestion" | "directory" | "dht_alpha" | "dht_k" | "dht_t_expire"
+            | "dht_t_refresh" | "dht_t_replicate"
+                if kind == IpcpKind::Unicast => {}
+            _ => return Err(src.err(kl, k, format!("unknown key for [{top}.{name}] ({})", kind.as_str()))),
+        }
+    }
+    if c.bootstrap.is_none() && c.enrol.is_none() {
+        return Err(src.err(hl, name, "needs bootstrap=\"<layer>\" or enrol=\"<member>\""));
+    }
+    if matches!(kind, IpcpKind::EthDix | IpcpKind::EthLlc) && c.dev.is_none() && c.enrol.is_none() {
+        return Err(src.err(hl, "dev", format!("[{top}.{name}] needs dev=\"<interface>\"")));
+    }
+    if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) && c.ip.is_none() && c.enrol.is_none() {
+        return Err(src.err(hl, "ip", format!("[{top}.{name}] needs ip=\"<address>\"")));
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tutorial04_server() {
+        let t = "[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n\n[eth-dix.wifi1]\nbootstrap=\"wifi-network\"\ndev=\"wlan0\"\nreg=[\"oping-server\"]\n";
+        let c = parse(t, "tut04.conf").unwrap();
+        assert_eq!(c.names[0].progs, vec![("/usr/bin/oping".into(), vec!["-l".into()], true)]);
+        assert_eq!(c.ipcps[0].kind, IpcpKind::EthDix);
+        assert_eq!(c.ipcps[0].dev.as_deref(), Some("wlan0"));
+        assert_eq!(c.ipcps[0].reg, vec!["oping-server"]);
+        assert_eq!(c.ipcps[0].ethertype, 0xA000);
+    }
+
+    #[test]
+    fn older_udp_table_and_lb() {
+        let t = "[name.oping]\nlb=\"round-robin\"\nprog=[\"/usr/bin/oping\"]\n[udp.udp1]\nbootstrap=\"u\"\nip=\"127.0.0.1\"\n";
+        let c = parse(t, "t05").unwrap();
+        assert_eq!(c.names[0].lb, Lb::RoundRobin);
+        assert_eq!(c.names[0].progs[0].2, false, "no args: not auto-started");
+        assert_eq!(c.ipcps[0].kind, IpcpKind::Udp4);
+        assert_eq!(c.ipcps[0].hash, HashAlgo::Md5);
+        assert_eq!(c.notes.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = parse("[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0x05\n", "a.conf").unwrap_err();
+        assert_eq!((e.file.as_str(), e.line, e.key.as_str()), ("a.conf", 4, "ethertype"));
+        let e = parse("[name.n]\n\nlb=\"fast\"\n", "b.conf").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "lb"));
+        assert!(e.to_string().starts_with("b.conf:3: lb: 'fast'"), "{e}");
+        let e = parse("[eth-dix.x]\nbootstrap=\"l\"\n", "c.conf").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (1, "dev"));
+        let e = parse("[frobnicate.x]\nbootstrap=\"l\"\n", "d.conf").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (1, "frobnicate"));
+        let e = parse("[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ncolour=1\n", "e.conf").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (4, "colour"));
+        let e = parse("[eth-dix.x\n", "f.conf").unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = parse("[eth-llc.x]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0xA000\n", "g.conf").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (4, "ethertype"), "eth-llc has no Ethertype");
+    }
+}

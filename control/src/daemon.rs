@@ -1,0 +1,1052 @@
+//! The daemon: state, the app/o7sctl request handlers, flow allocation on both sides, and
+//! management frames from the data plane.
+
+use crate::config::{Config, IpcpKind, Lb};
+use crate::dp::DpHandle;
+use crate::eth::{self, CacheEntry, EthIpcp, Mgmt, ReplyInfo};
+use crate::registry::{exe_of, resolve_prog, Accepted, ProgBind, Registry};
+use o7s::ipc::{wait_readable, Channel};
+use o7s::proto::{Ctl, ErrorCode, FlowInfo, Reply, Request};
+use o7s::ring::{FlowMem, Kick, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
+use o7s_dataplane::msg::{FromDp, PortKind, ToDp};
+use o7s_wire::code::EthCode;
+use o7s_wire::ethernet::{mac_string, BROADCAST};
+use o7s_wire::oap::{OapHdr, Role};
+use o7s_wire::qos::QosSpec;
+use serde_json::{json, Map, Value};
+use sha2::Digest;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Daemon settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a name query waits for an answer.
+    pub query_timeout: Duration,
+    /// How long a flow request waits for an auto-started program to accept.
+    pub autostart_wait: Duration,
+}
+
+/// A flow the daemon knows.
+#[derive(Debug, Clone)]
+pub struct FlowRec {
+    /// IPCP index.
+    pub ipcp: usize,
+    /// Our endpoint.
+    pub local: u32,
+    /// Peer's endpoint.
+    pub remote: u32,
+    /// Peer's MAC.
+    pub peer: [u8; 6],
+    /// Name.
+    pub name: String,
+    /// `alloc` or `accept`.
+    pub side: &'static str,
+    /// Owning process.
+    pub pid: i32,
+    /// QoS.
+    pub qos: QosSpec,
+    /// Peer timed out.
+    pub down: bool,
+}
+
+/// Counters of things dropped or refused.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Management messages that did not parse.
+    pub mgmt_malformed: AtomicU64,
+    /// FLOW_REPLYs for no pending allocation, or with an impossible endpoint id.
+    pub reply_unknown_eid: AtomicU64,
+    /// FLOW_REQs with an impossible endpoint id.
+    pub req_bad_eid: AtomicU64,
+    /// FLOW_REQs for names not registered here.
+    pub req_unknown_name: AtomicU64,
+    /// Management frames addressed to another host.
+    pub not_for_us: AtomicU64,
+    /// Flow requests answered with a refusal.
+    pub refused: AtomicU64,
+    /// Flows allocated (both sides).
+    pub flows: AtomicU64,
+}
+
+/// Mutable state.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Names and acceptors.
+    pub reg: Registry,
+    /// IPCPs in creation order.
+    pub ipcps: Vec<EthIpcp>,
+    /// Flows.
+    pub flows: HashMap<u64, FlowRec>,
+    next_flow: u64,
+    next_port: u32,
+    /// Auto-started programs.
+    pub children: Vec<(String, Child)>,
+}
+
+/// The daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    state: Mutex<State>,
+    /// The data plane.
+    pub dp: Arc<DpHandle>,
+    /// Settings.
+    pub settings: Settings,
+    /// Counters.
+    pub counters: Counters,
+    /// Set when shutting down.
+    pub stopping: AtomicBool,
+}
+
+type Fail = (ErrorCode, String);
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn flow_mem() -> std::io::Result<(OwnedFd, Kick, Kick)> {
+    let (_map, fd) = FlowMem::create(DEFAULT_SLOTS, DEFAULT_SLOT_SIZE)?;
+    Ok((fd, Kick::new()?, Kick::new()?))
+}
+
+fn dup(fd: &OwnedFd) -> Option<OwnedFd> {
+    fd.try_clone().ok()
+}
+
+impl Daemon {
+    /// A daemon using `dp`.
+    pub fn new(dp: Arc<DpHandle>, settings: Settings) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            dp,
+            settings,
+            counters: Counters::default(),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// Locks the state (a poisoned lock is recovered: the state stays usable).
+    pub fn st(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---------------------------------------------------------------- configuration
+
+    /// Applies a configuration: names, bindings, IPCPs, registrations. Run-time failures
+    /// (a device that does not exist) are logged; the daemon keeps running.
+    pub fn apply(&self, cfg: &Config) {
+        for n in &cfg.notes {
+            tracing::info!("{n}");
+        }
+        for n in &cfg.names {
+            self.name_create(&n.name, Some(n.lb));
+            for (prog, args, auto) in &n.progs {
+                if let Err(e) = self.bind_program(prog, &n.name, *auto, args.clone()) {
+                    tracing::warn!("name {}: {e}", n.name);
+                }
+            }
+        }
+        for i in &cfg.ipcps {
+            let layer = i.bootstrap.clone().or_else(|| i.enrol.clone()).unwrap_or_default();
+            if !matches!(i.kind, IpcpKind::EthDix | IpcpKind::EthLlc) {
+                tracing::warn!(
+                    "IPCP {} (line {}): type {} is not implemented yet (eth-dix and eth-llc are); skipped",
+                    i.name,
+                    i.line,
+                    i.kind.as_str()
+                );
+                continue;
+            }
+            let dev = i.dev.clone().unwrap_or_default();
+            match self.ipcp_bootstrap(&i.name, i.kind, &layer, &dev, i.ethertype, i.hash) {
+                Ok(()) => {
+                    for r in &i.reg {
+                        if let Err(e) = self.register(r, &[i.name.clone()]) {
+                            tracing::warn!("registering {r} in {}: {e:?}", i.name);
+                        }
+                    }
+                }
+                Err(e) => tracing::error!("IPCP {} (line {}): {e}", i.name, i.line),
+            }
+        }
+    }
+
+    fn name_create(&self, name: &str, lb: Option<Lb>) {
+        if self.st().reg.create(name, lb) {
+            tracing::info!("Created new name: {name}.");
+        }
+    }
+
+    fn bind_program(&self, prog: &str, name: &str, auto: bool, args: Vec<String>) -> Result<(), String> {
+        let exe = resolve_prog(prog);
+        match &exe {
+            Some(e) if e.as_path() != std::path::Path::new(prog) => {
+                tracing::info!("program {prog} resolves to {}", e.display())
+            }
+            None => tracing::warn!("program {prog} not found (nor its name in PATH); it cannot be started"),
+            _ => {}
+        }
+        self.name_create(name, None);
+        let mut st = self.st();
+        let e = st.reg.names.get_mut(name).ok_or("no such name")?;
+        e.progs.retain(|p| p.path != prog);
+        e.progs.push(ProgBind { path: prog.to_string(), exe, args, auto });
+        tracing::info!("Bound program {prog} to name {name}{}.", if auto { " (auto-start)" } else { "" });
+        Ok(())
+    }
+
+    /// Creates and bootstraps an eth IPCP.
+    pub fn ipcp_bootstrap(
+        &self,
+        name: &str,
+        kind: IpcpKind,
+        layer: &str,
+        dev: &str,
+        ethertype: u16,
+        hash: o7s_wire::hash::HashAlgo,
+    ) -> Result<(), String> {
+        let port_kind = match kind {
+            IpcpKind::EthDix => PortKind::Dix { ethertype },
+            IpcpKind::EthLlc => PortKind::Llc,
+            other => return Err(format!("type {} is not implemented yet", other.as_str())),
+        };
+        let port = {
+            let mut st = self.st();
+            if st.ipcps.iter().any(|i| i.name == name) {
+                return Err(format!("an IPCP named {name} exists"));
+            }
+            st.next_port += 1;
+            st.next_port
+        };
+        let reply = self.dp.add_port(ToDp::AddPort { port, dev: dev.to_string(), kind: port_kind }, port)?;
+        let mut ipcp = EthIpcp {
+            name: name.to_string(),
+            layer: layer.to_string(),
+            kind,
+            port_kind,
+            dev: dev.to_string(),
+            hash,
+            port,
+            mac: [0; 6],
+            mtu: 0,
+            io_path: String::new(),
+            up: false,
+            regs: HashMap::new(),
+            cache: HashMap::new(),
+            eids: Default::default(),
+            alloc_waiters: HashMap::new(),
+            query_waiters: HashMap::new(),
+        };
+        let res = match reply {
+            FromDp::PortUp { mac, mtu, io_path, .. } => {
+                ipcp.mac = mac;
+                ipcp.mtu = mtu;
+                ipcp.io_path = io_path;
+                ipcp.up = true;
+                tracing::info!(
+                    "Bootstrapped IPCP {name} ({}) in layer {layer} on {dev}: MTU {mtu}{}, hash {}.",
+                    kind.as_str(),
+                    if let PortKind::Dix { ethertype } = port_kind { format!(", Ethertype {ethertype:#06X}") } else { String::new() },
+                    hash.config_name()
+                );
+                Ok(())
+            }
+            FromDp::PortError { error, .. } => {
+                ipcp.io_path = format!("down: {error}");
+                Err(format!("cannot open a port on {dev}: {error}"))
+            }
+            _ => Err("unexpected answer from the data plane".into()),
+        };
+        self.st().ipcps.push(ipcp);
+        res
+    }
+
+    /// Registers `name` in the IPCPs or layers named in `targets`.
+    pub fn register(&self, name: &str, targets: &[String]) -> Result<(), Fail> {
+        self.name_create(name, None);
+        let mut st = self.st();
+        let mut done = 0;
+        for i in st.ipcps.iter_mut().filter(|i| targets.contains(&i.name) || targets.contains(&i.layer)) {
+            let h = i.hash.hash(name);
+            tracing::info!("Registered {name} with IPCP {} as {}.", i.name, hex::encode(&h[..4.min(h.len())]));
+            i.regs.insert(h, name.to_string());
+            done += 1;
+        }
+        if done == 0 {
+            return Err((ErrorCode::NotFound, format!("no IPCP or layer named {}", targets.join(", "))));
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- connections
+
+    /// Serves one connection (an app or o7sctl) until it closes.
+    pub fn serve(self: &Arc<Self>, ch: Channel) {
+        let req = match ch.recv::<Request>() {
+            Ok((r, _)) => r,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                    tracing::warn!("bad request: {e}");
+                    let _ = ch.send(&Reply::Error { code: ErrorCode::Invalid, message: e.to_string() }, &[]);
+                }
+                return;
+            }
+        };
+        let pid = ch.peer_pid().unwrap_or(0);
+        match req {
+            Request::Alloc { name, qos, timeout_ms } => {
+                match self.alloc(&name, qos, Duration::from_millis(timeout_ms.max(1)), pid) {
+                    Ok(acc) => self.deliver_and_hold(ch, acc),
+                    Err((code, message)) => {
+                        tracing::info!("Flow allocation to {name} for process {pid} failed: {message}");
+                        let _ = ch.send(&Reply::Error { code, message }, &[]);
+                    }
+                }
+            }
+            Request::Accept { timeout_ms } => self.accept(ch, pid, timeout_ms.map(Duration::from_millis)),
+            Request::Ctl(c) => {
+                let r = self.ctl(c);
+                let _ = ch.send(&r, &[]);
+            }
+        }
+    }
+
+    /// Hands a flow to its app, then holds the flow until the app closes the channel.
+    fn deliver_and_hold(&self, ch: Channel, acc: Accepted) {
+        let fds: Vec<_> = acc.fds.iter().map(|f| f.as_fd()).collect();
+        if let Err(e) = ch.send(&Reply::Flow(acc.info.clone()), &fds) {
+            tracing::warn!("flow {}: the process went away before getting it: {e}", acc.flow);
+            self.dealloc(acc.flow);
+            return;
+        }
+        drop(acc.fds);
+        // Any message or the close of the channel ends the flow.
+        loop {
+            match wait_readable(ch.as_fd(), Some(Duration::from_millis(500))) {
+                Ok(true) => break,
+                Ok(false) if self.stopping.load(Ordering::Relaxed) => break,
+                Ok(false) => {
+                    if !self.st().flows.contains_key(&acc.flow) {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        self.dealloc(acc.flow);
+    }
+
+    /// Frees a flow everywhere.
+    pub fn dealloc(&self, flow: u64) {
+        let mut st = self.st();
+        if let Some(f) = st.flows.remove(&flow) {
+            if let Some(i) = st.ipcps.get_mut(f.ipcp) {
+                i.eids.remove(&f.local);
+            }
+            drop(st);
+            self.dp.send(&ToDp::DelFlow { flow }, &[]);
+            tracing::info!("Flow {flow} ({} {}) deallocated.", f.side, f.name);
+        }
+    }
+
+    fn accept(self: &Arc<Self>, ch: Channel, pid: i32, timeout: Option<Duration>) {
+        let exe = exe_of(pid);
+        let (tx, rx) = sync_channel::<Accepted>(1);
+        let id = {
+            let mut st = self.st();
+            let names = st.reg.names_of(pid, exe.as_deref());
+            if names.is_empty() {
+                drop(st);
+                let msg = format!(
+                    "process {pid} ({}) is bound to no name: bind its program or pid to a name first",
+                    exe.as_ref().map(|e| e.display().to_string()).unwrap_or_default()
+                );
+                let _ = ch.send(&Reply::Error { code: ErrorCode::Invalid, message: msg }, &[]);
+                return;
+            }
+            tracing::debug!("process {pid} accepts flows for {}", names.join(", "));
+            st.reg.add_acceptor(pid, &names, tx)
+        };
+        let start = Instant::now();
+        let got = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(a) => break Some(a),
+                Err(RecvTimeoutError::Disconnected) => break None,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let gone = wait_readable(ch.as_fd(), Some(Duration::ZERO)).unwrap_or(true);
+            let expired = timeout.is_some_and(|t| start.elapsed() >= t);
+            if gone || expired || self.stopping.load(Ordering::Relaxed) {
+                self.st().reg.remove_acceptor(id);
+                // A flow handed over just before the removal is still delivered.
+                match rx.try_recv() {
+                    Ok(a) if !gone => break Some(a),
+                    Ok(a) => {
+                        self.dealloc(a.flow);
+                        return;
+                    }
+                    Err(_) if gone => return,
+                    Err(_) => {
+                        let _ = ch.send(&Reply::Error { code: ErrorCode::Timeout, message: "no flow arrived".into() }, &[]);
+                        return;
+                    }
+                }
+            }
+        };
+        if let Some(a) = got {
+            self.deliver_and_hold(ch, a);
+        }
+    }
+
+    // ---------------------------------------------------------------- allocation
+
+    /// Sets up the shared memory and the data-plane entry of a flow, records it, and returns
+    /// what the app gets.
+    #[allow(clippy::too_many_arguments)]
+    fn install_flow(
+        &self,
+        ipcp: usize,
+        local: u32,
+        remote: u32,
+        peer: [u8; 6],
+        name: &str,
+        qos: QosSpec,
+        side: &'static str,
+        pid: i32,
+    ) -> Result<Accepted, Fail> {
+        let (memfd, tx, rx) = flow_mem().map_err(|e| (ErrorCode::NoResources, format!("flow memory: {e}")))?;
+        let mut st = self.st();
+        st.next_flow += 1;
+        let flow = st.next_flow;
+        let Some(i) = st.ipcps.get(ipcp) else {
+            return Err((ErrorCode::Internal, "IPCP vanished".into()));
+        };
+        let (port, mtu, layer) = (i.port, i.mtu, i.layer.clone());
+        st.flows.insert(flow, FlowRec { ipcp, local, remote, peer, name: name.to_string(), side, pid, qos, down: false });
+        drop(st);
+        self.dp.send(
+            &ToDp::AddFlow { flow, port, local, remote, peer, timeout_ms: u64::from(qos.timeout.max(1000)) },
+            &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],
+        );
+        self.counters.flows.fetch_add(1, Ordering::Relaxed);
+        let fds = [dup(&memfd), dup(tx.fd()), dup(rx.fd())];
+        let fds: Vec<OwnedFd> = fds.into_iter().flatten().collect();
+        if fds.len() != 3 {
+            self.dealloc(flow);
+            return Err((ErrorCode::NoResources, "cannot duplicate descriptors".into()));
+        }
+        Ok(Accepted { info: FlowInfo { id: flow, name: name.to_string(), qos, mtu, layer }, flow, fds })
+    }
+
+    /// Finds the IPCP and MAC behind `name`: cache first, then a name query on every eth
+    /// IPCP at once.
+    fn resolve(&self, name: &str, timeout: Duration) -> Result<(usize, [u8; 6], Vec<u8>), Fail> {
+        let (tx, rx) = channel::<(usize, [u8; 6])>();
+        let mut asked = vec![];
+        {
+            let mut st = self.st();
+            let mut order: Vec<usize> = (0..st.ipcps.len()).filter(|i| st.ipcps[*i].up).collect();
+            order.sort_by_key(|i| st.ipcps[*i].kind);
+            if order.is_empty() {
+                return Err((ErrorCode::UnknownName, format!("no layer is up to look {name} up in")));
+            }
+            for idx in &order {
+                let i = &st.ipcps[*idx];
+                let h = i.hash.hash(name);
+                if let Some(mac) = i.cached(&h) {
+                    return Ok((*idx, mac, h));
+                }
+            }
+            for idx in order {
+                let i = &mut st.ipcps[idx];
+                let h = i.hash.hash(name);
+                let (t2, r2) = channel::<[u8; 6]>();
+                i.query_waiters.entry(h.clone()).or_default().push(t2);
+                let m = Mgmt { code: EthCode::NameQueryReq, s: 0, d: 0, qos: QosSpec::ZERO, response: 0, tail: h.clone() };
+                let payload = eth::build_mgmt(i.port_kind, &m);
+                asked.push(format!("{} {}", i.kind.as_str(), i.name));
+                self.dp.send(&ToDp::SendMgmt { port: i.port, dst: BROADCAST, payload }, &[]);
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    if let Ok(mac) = r2.recv_timeout(timeout) {
+                        let _ = tx.send((idx, mac));
+                    }
+                });
+            }
+        }
+        drop(tx);
+        match rx.recv_timeout(timeout) {
+            Ok((idx, mac)) => {
+                let st = self.st();
+                let h = st.ipcps.get(idx).map(|i| i.hash.hash(name)).unwrap_or_default();
+                Ok((idx, mac, h))
+            }
+            Err(_) => Err((
+                ErrorCode::UnknownName,
+                format!("no answer for {name} within {} ms (asked {})", timeout.as_millis(), asked.join(", ")),
+            )),
+        }
+    }
+
+    /// Allocates a flow to `name` for process `pid`.
+    pub fn alloc(&self, name: &str, qos: QosSpec, timeout: Duration, pid: i32) -> Result<Accepted, Fail> {
+        let start = Instant::now();
+        let (idx, mac, hash) = self.resolve(name, self.settings.query_timeout.min(timeout))?;
+        let req_oap = OapHdr {
+            id: rand::random(),
+            timestamp: now_ns(),
+            cipher_nid: 0,
+            kdf_nid: 0,
+            md_nid: 0,
+            kex_flags: 0,
+            crt: vec![],
+            kex: vec![],
+            data: vec![],
+            tail: vec![],
+        }
+        .to_bytes()
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+        let (tx, rx) = channel::<ReplyInfo>();
+        let (local, port, kind) = {
+            let mut st = self.st();
+            let i = st.ipcps.get_mut(idx).ok_or((ErrorCode::Internal, "IPCP vanished".into()))?;
+            let local = i.alloc_eid().ok_or((ErrorCode::NoResources, format!("no free endpoint id in {}", i.name)))?;
+            i.alloc_waiters.insert(local, tx);
+            (local, i.port, i.port_kind)
+        };
+        let mut tail = hash.clone();
+        tail.extend_from_slice(&req_oap);
+        let m = Mgmt { code: EthCode::FlowReq, s: local, d: 0, qos, response: 0, tail };
+        self.dp.send(&ToDp::SendMgmt { port, dst: mac, payload: eth::build_mgmt(kind, &m) }, &[]);
+        let left = timeout.saturating_sub(start.elapsed());
+        let reply = rx.recv_timeout(left);
+        let free = |st: &mut State| {
+            if let Some(i) = st.ipcps.get_mut(idx) {
+                i.alloc_waiters.remove(&local);
+                i.eids.remove(&local);
+            }
+        };
+        let reply = match reply {
+            Ok(r) => r,
+            Err(_) => {
+                free(&mut self.st());
+                return Err((ErrorCode::Timeout, format!("no FLOW_REPLY for {name} within {} ms", timeout.as_millis())));
+            }
+        };
+        if reply.response != 0 {
+            free(&mut self.st());
+            return Err((ErrorCode::Refused, format!("{name} refused the flow (response {})", reply.response)));
+        }
+        if let Err(why) = check_oap_response(&req_oap, &reply.oap) {
+            free(&mut self.st());
+            return Err((ErrorCode::Refused, format!("bad OAP response from {name}: {why}")));
+        }
+        let acc = self.install_flow(idx, local, reply.remote, reply.mac, name, qos, "alloc", pid)?;
+        tracing::info!(
+            "Flow {} allocated to {name} for process {pid}: local {local:#x}, remote {:#x} at {} in {:.3} ms.",
+            acc.flow,
+            reply.remote,
+            mac_string(&reply.mac),
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+        Ok(acc)
+    }
+
+    // ---------------------------------------------------------------- management frames
+
+    /// Reads data-plane events until the data plane goes away.
+    pub fn dp_events(self: &Arc<Self>) {
+        loop {
+            let m = match self.dp.ch.recv::<FromDp>() {
+                Ok((m, _)) => m,
+                Err(e) => {
+                    if !self.stopping.load(Ordering::Relaxed) {
+                        tracing::error!("the data plane is gone ({e}); shutting down");
+                        crate::request_stop();
+                    }
+                    return;
+                }
+            };
+            match self.dp.route(m) {
+                Some(FromDp::Mgmt { port, src, dst, payload }) => self.on_mgmt(port, src, dst, &payload),
+                Some(FromDp::FlowDown { flow }) => {
+                    if let Some(f) = self.st().flows.get_mut(&flow) {
+                        f.down = true;
+                        tracing::info!("Flow {flow} ({}): peer timed out.", f.name);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_mgmt(self: &Arc<Self>, port: u32, src: [u8; 6], dst: [u8; 6], payload: &[u8]) {
+        let mut st = self.st();
+        let Some(idx) = st.ipcps.iter().position(|i| i.port == port) else { return };
+        let i = &mut st.ipcps[idx];
+        if dst != i.mac && dst != BROADCAST {
+            self.counters.not_for_us.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let m = match eth::parse_mgmt(i.port_kind, payload) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("{}: malformed management message from {}: {e}", i.name, mac_string(&src));
+                return;
+            }
+        };
+        match m.code {
+            EthCode::NameQueryReq => {
+                if i.regs.contains_key(&m.tail) {
+                    let r = Mgmt { code: EthCode::NameQueryReply, ..m };
+                    let payload = eth::build_mgmt(i.port_kind, &r);
+                    self.dp.send(&ToDp::SendMgmt { port, dst: src, payload }, &[]);
+                }
+            }
+            EthCode::NameQueryReply => {
+                let h = m.tail;
+                if h.len() != i.hash.len() {
+                    self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                i.cache.insert(h.clone(), CacheEntry { mac: src, expires: Instant::now() + eth::CACHE_TTL, learnt: SystemTime::now() });
+                if let Some(ws) = i.query_waiters.remove(&h) {
+                    for w in ws {
+                        let _ = w.send(src);
+                    }
+                }
+            }
+            EthCode::FlowReply => {
+                let waiter = if i.valid_remote(m.s) { i.alloc_waiters.remove(&m.d) } else { None };
+                match waiter {
+                    Some(w) => {
+                        let _ = w.send(ReplyInfo { remote: m.s, mac: src, response: m.response, oap: m.tail });
+                    }
+                    None => {
+                        self.counters.reply_unknown_eid.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            "{}: dropped a FLOW_REPLY from {} (seid {:#x}, deid {:#x}): no allocation waits for it",
+                            i.name,
+                            mac_string(&src),
+                            m.s,
+                            m.d
+                        );
+                    }
+                }
+            }
+            EthCode::FlowReq => {
+                if !i.valid_remote(m.s) {
+                    self.counters.req_bad_eid.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("{}: dropped a FLOW_REQ with impossible endpoint id {:#x}", i.name, m.s);
+                    return;
+                }
+                let hl = i.hash.len();
+                let (Some(hash), Some(oap)) = (m.tail.get(..hl), m.tail.get(hl..)) else {
+                    self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                let (hash, oap) = (hash.to_vec(), oap.to_vec());
+                drop(st);
+                let d = self.clone();
+                std::thread::spawn(move || d.flow_req(idx, src, m.s, m.qos, hash, oap));
+            }
+            EthCode::Unknown(c) => {
+                self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("unknown management code {c}");
+            }
+        }
+    }
+
+    fn refuse(&self, idx: usize, dst: [u8; 6], remote: u32, response: i32) {
+        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        let st = self.st();
+        let Some(i) = st.ipcps.get(idx) else { return };
+        let m = Mgmt { code: EthCode::FlowReply, s: 0, d: remote, qos: QosSpec::ZERO, response, tail: vec![] };
+        self.dp.send(&ToDp::SendMgmt { port: i.port, dst, payload: eth::build_mgmt(i.port_kind, &m) }, &[]);
+    }
+
+    /// Serves a flow request: finds or starts an acceptor, installs the flow, replies.
+    fn flow_req(self: &Arc<Self>, idx: usize, src: [u8; 6], remote: u32, qos: QosSpec, hash: Vec<u8>, oap: Vec<u8>) {
+        let name = self.st().ipcps.get(idx).and_then(|i| i.regs.get(&hash).cloned());
+        let Some(name) = name else {
+            self.counters.req_unknown_name.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("Flow request for unregistered hash {}: refused.", hex::encode(&hash));
+            self.refuse(idx, src, remote, -1);
+            return;
+        };
+        let req = match OapHdr::parse_as(&oap, Role::Request, 0) {
+            Ok(h) => h,
+            Err(e) => {
+                self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("Flow request for {name}: bad OAP header: {e}; refused.");
+                self.refuse(idx, src, remote, -1);
+                return;
+            }
+        };
+        tracing::info!("Flow request arrived for {name}.");
+        let Some(acceptor) = self.find_acceptor(&name) else {
+            tracing::warn!("No process accepts flows for {name}: refused.");
+            self.refuse(idx, src, remote, -1);
+            return;
+        };
+        let local = {
+            let mut st = self.st();
+            st.ipcps.get_mut(idx).and_then(|i| i.alloc_eid())
+        };
+        let Some(local) = local else {
+            self.refuse(idx, src, remote, -1);
+            return;
+        };
+        let acc = match self.install_flow(idx, local, remote, src, &name, qos, "accept", acceptor.pid) {
+            Ok(a) => a,
+            Err((_, e)) => {
+                tracing::warn!("Flow request for {name}: {e}");
+                if let Some(i) = self.st().ipcps.get_mut(idx) {
+                    i.eids.remove(&local);
+                }
+                self.refuse(idx, src, remote, -1);
+                return;
+            }
+        };
+        let flow = acc.flow;
+        if acceptor.tx.send(acc).is_err() {
+            tracing::warn!("The process accepting {name} went away: refused.");
+            self.dealloc(flow);
+            self.refuse(idx, src, remote, -1);
+            return;
+        }
+        // OAP response: the request's id, our time, and SHA-384 of the request (md_nid 0).
+        let resp = OapHdr {
+            id: req.id,
+            timestamp: now_ns(),
+            cipher_nid: 0,
+            kdf_nid: 0,
+            md_nid: 0,
+            kex_flags: 0,
+            crt: vec![],
+            kex: vec![],
+            data: vec![],
+            tail: sha2::Sha384::digest(&oap).to_vec(),
+        };
+        let st = self.st();
+        let Some(i) = st.ipcps.get(idx) else { return };
+        let m = Mgmt {
+            code: EthCode::FlowReply,
+            s: local,
+            d: remote,
+            qos: QosSpec::ZERO,
+            response: 0,
+            tail: resp.to_bytes().unwrap_or_default(),
+        };
+        self.dp.send(&ToDp::SendMgmt { port: i.port, dst: src, payload: eth::build_mgmt(i.port_kind, &m) }, &[]);
+        tracing::info!("Flow {flow} accepted for {name} by process {}.", acceptor.pid);
+    }
+
+    /// The next acceptor of `name`, auto-starting its program if nobody waits.
+    fn find_acceptor(&self, name: &str) -> Option<crate::registry::Acceptor> {
+        if let Some(a) = self.st().reg.take_acceptor(name) {
+            return Some(a);
+        }
+        let prog = self.st().reg.auto_prog(name)?;
+        let exe = prog.exe.clone()?;
+        tracing::info!("Starting {} for {name}.", exe.display());
+        let child = Command::new(&exe)
+            .args(&prog.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(c) => self.st().children.push((name.to_string(), c)),
+            Err(e) => {
+                tracing::error!("cannot start {}: {e}", exe.display());
+                return None;
+            }
+        }
+        let start = Instant::now();
+        while start.elapsed() < self.settings.autostart_wait {
+            std::thread::sleep(Duration::from_millis(2));
+            if let Some(a) = self.st().reg.take_acceptor(name) {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    /// Periodic work: expire caches, reap children.
+    pub fn tick(&self) {
+        let mut st = self.st();
+        for i in &mut st.ipcps {
+            i.expire();
+        }
+        st.children.retain_mut(|(n, c)| match c.try_wait() {
+            Ok(Some(s)) => {
+                tracing::info!("Process {} (started for {n}) exited: {s}.", c.id());
+                false
+            }
+            _ => true,
+        });
+    }
+
+    /// Stops auto-started programs (SIGTERM, then SIGKILL after 2 s).
+    pub fn stop_children(&self) {
+        let mut kids: Vec<(String, Child)> = std::mem::take(&mut self.st().children);
+        for (_, c) in &kids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(2) && !kids.is_empty() {
+            kids.retain_mut(|(_, c)| !matches!(c.try_wait(), Ok(Some(_))));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for (_, c) in &mut kids {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    // ---------------------------------------------------------------- o7sctl
+
+    fn ctl(&self, c: Ctl) -> Reply {
+        let table = |rows: Vec<Value>| Reply::Table {
+            rows: rows.into_iter().filter_map(|v| if let Value::Object(m) = v { Some(m) } else { None }).collect(),
+        };
+        let err = |(code, message): Fail| Reply::Error { code, message };
+        match c {
+            Ctl::IpcpList => {
+                let st = self.st();
+                table(
+                    st.ipcps
+                        .iter()
+                        .map(|i| {
+                            json!({"name": i.name, "type": i.kind.as_str(), "layer": i.layer, "dev": i.dev,
+                                   "mac": mac_string(&i.mac), "mtu": i.mtu, "hash": i.hash.config_name(),
+                                   "state": if i.up { "up" } else { "down" }, "io_path": i.io_path,
+                                   "registered": i.regs.values().cloned().collect::<Vec<_>>()})
+                        })
+                        .collect(),
+                )
+            }
+            Ctl::IpcpCreate { name, kind } => match IpcpKind::parse(&kind) {
+                Some(_) => Reply::Error {
+                    code: ErrorCode::Invalid,
+                    message: format!("create {name} with 'ipcp bootstrap name {name} type {kind} layer L dev D'"),
+                },
+                None => err((ErrorCode::Invalid, format!("unknown IPCP type {kind}"))),
+            },
+            Ctl::IpcpBootstrap { name, layer, settings } => {
+                let kind = settings.get("type").and_then(|t| IpcpKind::parse(t));
+                let Some(kind) = kind else { return err((ErrorCode::Invalid, "type is required (eth-dix, eth-llc)".into())) };
+                let Some(dev) = settings.get("dev") else { return err((ErrorCode::Invalid, "dev is required".into())) };
+                let ethertype = match settings.get("ethertype").map(|e| parse_u16(e)) {
+                    None => o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
+                    Some(Some(e)) if e >= 0x0600 && e != 0xffff => e,
+                    Some(_) => return err((ErrorCode::Invalid, "ethertype must be 0x0600..0xFFFE".into())),
+                };
+                let hash = match settings.get("hash") {
+                    None => o7s_wire::hash::HashAlgo::Sha3_256,
+                    Some(h) => match o7s_wire::hash::HashAlgo::from_config_name(h) {
+                        Some(a) => a,
+                        None => return err((ErrorCode::Invalid, format!("unknown hash {h}"))),
+                    },
+                };
+                match self.ipcp_bootstrap(&name, kind, &layer, dev, ethertype, hash) {
+                    Ok(()) => Reply::Ok,
+                    Err(e) => err((ErrorCode::Invalid, e)),
+                }
+            }
+            Ctl::IpcpDestroy { name } => {
+                let mut st = self.st();
+                let Some(pos) = st.ipcps.iter().position(|i| i.name == name) else {
+                    return err((ErrorCode::NotFound, format!("no IPCP named {name}")));
+                };
+                let flows: Vec<u64> = st.flows.iter().filter(|(_, f)| f.ipcp == pos).map(|(k, _)| *k).collect();
+                if !flows.is_empty() {
+                    return err((ErrorCode::Invalid, format!("{name} carries {} flows", flows.len())));
+                }
+                let i = st.ipcps.remove(pos);
+                // Flow records refer to IPCPs by index: shift the later ones.
+                for f in st.flows.values_mut() {
+                    if f.ipcp > pos {
+                        f.ipcp -= 1;
+                    }
+                }
+                drop(st);
+                self.dp.send(&ToDp::DelPort { port: i.port }, &[]);
+                Reply::Ok
+            }
+            Ctl::NameCreate { name, lb } => {
+                let lb = match lb.as_deref().map(Lb::parse) {
+                    Some(None) => return err((ErrorCode::Invalid, "lb must be spill or round-robin".into())),
+                    Some(Some(l)) => Some(l),
+                    // The reference's CLI defaults to round-robin.
+                    None => Some(Lb::RoundRobin),
+                };
+                self.name_create(&name, lb);
+                Reply::Ok
+            }
+            Ctl::NameDestroy { name } => {
+                let mut st = self.st();
+                if st.reg.names.remove(&name).is_none() {
+                    return err((ErrorCode::NotFound, format!("no name {name}")));
+                }
+                for i in &mut st.ipcps {
+                    i.regs.retain(|_, n| *n != name);
+                }
+                Reply::Ok
+            }
+            Ctl::NameList => {
+                let st = self.st();
+                table(
+                    st.reg
+                        .names
+                        .iter()
+                        .map(|(n, e)| {
+                            let layers: Vec<String> =
+                                st.ipcps.iter().filter(|i| i.regs.values().any(|r| r == n)).map(|i| i.name.clone()).collect();
+                            json!({"name": n, "lb": e.lb, "programs": e.progs.iter().map(|p| format!("{}{}", p.path, if p.auto { " (auto)" } else { "" })).collect::<Vec<_>>(),
+                                   "processes": e.pids.iter().collect::<Vec<_>>(), "registered_in": layers, "accepting": e.active.len()})
+                        })
+                        .collect(),
+                )
+            }
+            Ctl::NameRegister { name, targets } => match self.register(&name, &targets) {
+                Ok(()) => Reply::Ok,
+                Err(e) => err(e),
+            },
+            Ctl::NameUnregister { name, targets } => {
+                let mut st = self.st();
+                let mut n = 0;
+                for i in st.ipcps.iter_mut().filter(|i| targets.contains(&i.name) || targets.contains(&i.layer)) {
+                    let before = i.regs.len();
+                    i.regs.retain(|_, r| *r != name);
+                    n += before - i.regs.len();
+                }
+                if n == 0 {
+                    return err((ErrorCode::NotFound, format!("{name} is not registered in {}", targets.join(", "))));
+                }
+                Reply::Ok
+            }
+            Ctl::BindProgram { prog, name, auto, args } => match self.bind_program(&prog, &name, auto, args) {
+                Ok(()) => Reply::Ok,
+                Err(e) => err((ErrorCode::Invalid, e)),
+            },
+            Ctl::UnbindProgram { prog, name } => {
+                let mut st = self.st();
+                let Some(e) = st.reg.names.get_mut(&name) else { return err((ErrorCode::NotFound, format!("no name {name}"))) };
+                let before = e.progs.len();
+                e.progs.retain(|p| p.path != prog);
+                if before == e.progs.len() {
+                    return err((ErrorCode::NotFound, format!("{prog} is not bound to {name}")));
+                }
+                Reply::Ok
+            }
+            Ctl::BindProcess { pid, name } => {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    return err((ErrorCode::NotFound, format!("no process {pid}")));
+                }
+                self.name_create(&name, None);
+                if let Some(e) = self.st().reg.names.get_mut(&name) {
+                    e.pids.insert(pid);
+                }
+                tracing::info!("Bound process {pid} to name {name}.");
+                Reply::Ok
+            }
+            Ctl::UnbindProcess { pid, name } => {
+                let mut st = self.st();
+                let removed = st.reg.names.get_mut(&name).is_some_and(|e| e.pids.remove(&pid));
+                if removed {
+                    Reply::Ok
+                } else {
+                    err((ErrorCode::NotFound, format!("process {pid} is not bound to {name}")))
+                }
+            }
+            Ctl::PortList => match self.dp.stats() {
+                Some(s) => table(s.ports.iter().map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).collect()),
+                None => err((ErrorCode::Internal, "the data plane did not answer".into())),
+            },
+            Ctl::CacheList => {
+                let st = self.st();
+                let mut rows = vec![];
+                for i in &st.ipcps {
+                    for (h, e) in &i.cache {
+                        let name = st.reg.names.keys().find(|n| i.hash.hash(n) == *h).cloned().unwrap_or_default();
+                        let left = e.expires.saturating_duration_since(Instant::now()).as_secs();
+                        rows.push(json!({"ipcp": i.name, "hash": hex::encode(h), "name": name, "mac": mac_string(&e.mac),
+                                         "expires_in_s": left,
+                                         "learnt_unix": e.learnt.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)}));
+                    }
+                }
+                table(rows)
+            }
+            Ctl::FlowList => {
+                let stats = self.dp.stats().unwrap_or_default();
+                let st = self.st();
+                let mut rows = vec![];
+                let mut ids: Vec<_> = st.flows.keys().copied().collect();
+                ids.sort_unstable();
+                for id in ids {
+                    let Some(f) = st.flows.get(&id) else { continue };
+                    let s = stats.flows.iter().find(|s| s.flow == id).cloned().unwrap_or_default();
+                    let ipcp = st.ipcps.get(f.ipcp).map(|i| i.name.clone()).unwrap_or_default();
+                    rows.push(json!({"flow": id, "side": f.side, "name": f.name, "pid": f.pid, "ipcp": ipcp,
+                                     "local": format!("{:#x}", f.local), "remote": format!("{:#x}", f.remote),
+                                     "peer": mac_string(&f.peer), "qos": f.qos.preset_name().unwrap_or("custom"),
+                                     "rx_sdus": s.rx_sdus, "rx_bytes": s.rx_bytes, "tx_sdus": s.tx_sdus, "tx_bytes": s.tx_bytes,
+                                     "drop_ring_full": s.drop_ring_full, "state": if f.down || s.down { "peer timed out" } else { "up" }}));
+                }
+                table(rows)
+            }
+            Ctl::Stats => {
+                let c = &self.counters;
+                let mut m = Map::new();
+                for (k, v) in [
+                    ("flows_allocated", &c.flows),
+                    ("mgmt_malformed", &c.mgmt_malformed),
+                    ("flow_reply_unknown_eid", &c.reply_unknown_eid),
+                    ("flow_req_bad_eid", &c.req_bad_eid),
+                    ("flow_req_unknown_name", &c.req_unknown_name),
+                    ("mgmt_not_for_us", &c.not_for_us),
+                    ("flow_req_refused", &c.refused),
+                ] {
+                    m.insert(k.into(), json!(v.load(Ordering::Relaxed)));
+                }
+                if let Some(s) = self.dp.stats() {
+                    let sum = |f: fn(&o7s_dataplane::msg::PortStats) -> u64| s.ports.iter().map(f).sum::<u64>();
+                    m.insert("dp_drop_unknown_eid".into(), json!(sum(|p| p.drop_unknown_eid)));
+                    m.insert("dp_drop_malformed".into(), json!(sum(|p| p.drop_malformed)));
+                    m.insert("dp_rx_mgmt".into(), json!(sum(|p| p.rx_mgmt)));
+                }
+                Reply::Table { rows: vec![m] }
+            }
+        }
+    }
+}
+
+fn parse_u16(s: &str) -> Option<u16> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u16::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Checks a 0.23 OAP response against our request: same id, and `req_hash` = SHA-384 of
+/// the request (our requests carry md_nid 0).
+pub fn check_oap_response(req: &[u8], resp: &[u8]) -> Result<(), String> {
+    let r = OapHdr::parse(resp).map_err(|e| e.to_string())?;
+    let q = OapHdr::parse(req).map_err(|e| e.to_string())?;
+    if r.id != q.id {
+        return Err("its id is not our request's".into());
+    }
+    let (h, _) = r.split_tail(Role::Response, 48).map_err(|e| e.to_string())?;
+    if h != sha2::Sha384::digest(req).as_slice() {
+        return Err("its request hash does not match our request".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! The eth-dix and eth-llc layers' control side: management messages, the name cache,
+//! endpoint ids. The frames themselves go through the data plane's port.
+
+use crate::config::IpcpKind;
+use o7s_dataplane::msg::PortKind;
+use o7s_wire::code::EthCode;
+use o7s_wire::field::Writer;
+use o7s_wire::hash::HashAlgo;
+use o7s_wire::qos::QosSpec;
+use o7s_wire::{dix, llc};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long a learnt name stays in the cache.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// A management message of either eth layer, with its endpoint ids widened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mgmt {
+    /// Code.
+    pub code: EthCode,
+    /// Sender's endpoint (eid or SAP).
+    pub s: u32,
+    /// Receiver's endpoint.
+    pub d: u32,
+    /// QoS.
+    pub qos: QosSpec,
+    /// Response.
+    pub response: i32,
+    /// Hash and OAP bytes after the fixed message.
+    pub tail: Vec<u8>,
+}
+
+/// Parses a management message of a port of `kind`.
+pub fn parse_mgmt(kind: PortKind, b: &[u8]) -> Result<Mgmt, o7s_wire::Error> {
+    Ok(match kind {
+        PortKind::Dix { .. } => {
+            let (m, rest) = dix::MgmtMsg::parse(b)?;
+            Mgmt { code: m.code, s: m.seid.into(), d: m.deid.into(), qos: m.qos, response: m.response, tail: rest.to_vec() }
+        }
+        PortKind::Llc => {
+            let (m, rest) = llc::MgmtMsg::parse(b)?;
+            Mgmt { code: m.code, s: m.ssap.into(), d: m.dsap.into(), qos: m.qos, response: m.response, tail: rest.to_vec() }
+        }
+    })
+}
+
+/// Encodes a management message of a port of `kind`.
+pub fn build_mgmt(kind: PortKind, m: &Mgmt) -> Vec<u8> {
+    let mut w = Writer::default();
+    match kind {
+        PortKind::Dix { .. } => dix::MgmtMsg {
+            seid: m.s as u16,
+            deid: m.d as u16,
+            qos: m.qos,
+            response: m.response,
+            code: m.code,
+        }
+        .write(&mut w),
+        PortKind::Llc => llc::MgmtMsg {
+            ssap: m.s as u8,
+            dsap: m.d as u8,
+            code: m.code,
+            qos: m.qos,
+            response: m.response,
+        }
+        .write(&mut w),
+    }
+    w.put(&m.tail);
+    w.0
+}
+
+/// A learnt name.
+#[derive(Debug, Clone)]
+pub struct CacheEntry {
+    /// Where it lives.
+    pub mac: [u8; 6],
+    /// When it expires.
+    pub expires: Instant,
+    /// When it was learnt.
+    pub learnt: SystemTime,
+}
+
+/// What a FLOW_REPLY told the requester.
+#[derive(Debug, Clone)]
+pub struct ReplyInfo {
+    /// The responder's endpoint id.
+    pub remote: u32,
+    /// Its MAC.
+    pub mac: [u8; 6],
+    /// Response code.
+    pub response: i32,
+    /// The OAP response bytes.
+    pub oap: Vec<u8>,
+}
+
+/// One eth-dix or eth-llc IPCP.
+#[derive(Debug)]
+pub struct EthIpcp {
+    /// IPCP name.
+    pub name: String,
+    /// Layer name.
+    pub layer: String,
+    /// eth-dix or eth-llc.
+    pub kind: IpcpKind,
+    /// Framing.
+    pub port_kind: PortKind,
+    /// Device.
+    pub dev: String,
+    /// Directory hash.
+    pub hash: HashAlgo,
+    /// Data-plane port id.
+    pub port: u32,
+    /// Device MAC once up.
+    pub mac: [u8; 6],
+    /// Layer MTU once up.
+    pub mtu: usize,
+    /// I/O path, or why the port is not up.
+    pub io_path: String,
+    /// Whether the port is up.
+    pub up: bool,
+    /// Registered names by hash.
+    pub regs: HashMap<Vec<u8>, String>,
+    /// Learnt names.
+    pub cache: HashMap<Vec<u8>, CacheEntry>,
+    /// Endpoint ids in use.
+    pub eids: BTreeSet<u32>,
+    /// Allocations waiting for a FLOW_REPLY, by our endpoint id.
+    pub alloc_waiters: HashMap<u32, Sender<ReplyInfo>>,
+    /// Name queries waiting for an answer, by hash.
+    pub query_waiters: HashMap<Vec<u8>, Vec<Sender<[u8; 6]>>>,
+}
+
+impl EthIpcp {
+    /// Lowest and highest local endpoint ids.
+    pub fn eid_range(&self) -> (u32, u32) {
+        match self.port_kind {
+            // fds 0..63 are reserved in the reference; eids are 16 bits.
+            PortKind::Dix { .. } => (u32::from(dix::MIN_DATA_EID), 0xfffe),
+            // 64 SAPs from 2 (logical values; 1 is management).
+            PortKind::Llc => (2, 65),
+        }
+    }
+
+    /// Whether `id` can be a peer's endpoint id.
+    pub fn valid_remote(&self, id: u32) -> bool {
+        let (lo, hi) = self.eid_range();
+        (lo..=hi).contains(&id)
+    }
+
+    /// Takes a free endpoint id.
+    pub fn alloc_eid(&mut self) -> Option<u32> {
+        let (lo, hi) = self.eid_range();
+        let id = (lo..=hi).find(|i| !self.eids.contains(i))?;
+        self.eids.insert(id);
+        Some(id)
+    }
+
+    /// The cached MAC of `hash`, if fresh.
+    pub fn cached(&self, hash: &[u8]) -> Option<[u8; 6]> {
+        self.cache.get(hash).filter(|e| e.expires > Instant::now()).map(|e| e.mac)
+    }
+
+    /// Drops expired cache entries.
+    pub fn expire(&mut self) {
+        let now = Instant::now();
+        self.cache.retain(|_, e| e.expires > now);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mgmt_round_trip_both_kinds() {
+        for kind in [PortKind::Dix { ethertype: 0xA000 }, PortKind::Llc] {
+            let m = Mgmt { code: EthCode::FlowReq, s: 65, d: 0, qos: QosSpec::RAW, response: 0, tail: vec![1, 2, 3] };
+            let b = build_mgmt(kind, &m);
+            assert_eq!(parse_mgmt(kind, &b).unwrap(), m);
+            assert!(parse_mgmt(kind, &b[..10]).is_err());
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! `o7sd`: the o7s control daemon.
+
+use clap::Parser;
+use o7s::ipc::Listener;
+use o7s_control::config;
+use o7s_control::daemon::{Daemon, Settings};
+use o7s_control::dp::DpHandle;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The o7s control daemon: reads the configuration, starts the data plane, creates the
+/// layers, resolves names and allocates flows for applications.
+#[derive(Debug, Parser)]
+#[command(name = "o7sd", version)]
+struct Cli {
+    /// Configuration file (the reference's TOML). Without it, start empty (use o7sctl).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log to standard output instead of standard error.
+    #[arg(long)]
+    stdout: bool,
+    /// Runtime directory for the socket (several daemons on one host each need their own).
+    /// Default: $O7S_RUNDIR or /run/o7s.
+    #[arg(long)]
+    rundir: Option<PathBuf>,
+    /// How long a name query waits for an answer, in ms.
+    #[arg(long, default_value_t = 200)]
+    query_timeout_ms: u64,
+    /// How long a flow request waits for an auto-started program to accept, in ms.
+    #[arg(long, default_value_t = 5000)]
+    autostart_wait_ms: u64,
+    /// Log filter (error, warn, info, debug, trace); $O7S_LOG overrides.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("O7S_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    use std::io::IsTerminal;
+    let tty = if cli.stdout { std::io::stdout().is_terminal() } else { std::io::stderr().is_terminal() };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(tty);
+    let _ = if cli.stdout {
+        builder.with_writer(std::io::stdout).try_init()
+    } else {
+        builder.with_writer(std::io::stderr).try_init()
+    };
+
+    let cfg = match &cli.config {
+        Some(p) => {
+            tracing::info!("Reading configuration from file {}.", p.display());
+            match config::load(p) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!("configuration refused: {e}");
+                    eprintln!("o7sd: configuration refused: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => None,
+    };
+    let rundir = cli
+        .rundir
+        .clone()
+        .or_else(|| std::env::var_os(o7s::proto::RUNDIR_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(o7s::proto::DEFAULT_RUNDIR));
+    if let Err(e) = std::fs::create_dir_all(&rundir) {
+        eprintln!("o7sd: cannot create {}: {e}", rundir.display());
+        return ExitCode::from(1);
+    }
+    let sock = rundir.join(o7s::proto::SOCKET_NAME);
+    if o7s::ipc::Channel::connect(&sock).is_ok() {
+        eprintln!("o7sd: another o7sd is running on {} (use --rundir for a second one)", sock.display());
+        return ExitCode::from(1);
+    }
+    let listener = match Listener::bind(&sock) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("o7sd: cannot listen on {}: {e}", sock.display());
+            return ExitCode::from(1);
+        }
+    };
+    let dp = match DpHandle::spawn() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("o7sd: cannot start the data plane: {e}");
+            let _ = std::fs::remove_file(&sock);
+            return ExitCode::from(1);
+        }
+    };
+    let settings = Settings {
+        query_timeout: Duration::from_millis(cli.query_timeout_ms.max(1)),
+        autostart_wait: Duration::from_millis(cli.autostart_wait_ms),
+    };
+    let d = Daemon::new(dp, settings);
+    {
+        let d = d.clone();
+        std::thread::spawn(move || d.dp_events());
+    }
+    tracing::info!("o7sd started (pid {}), socket {}.", std::process::id(), sock.display());
+    if let Some(c) = &cfg {
+        d.apply(c);
+    }
+    {
+        let d = d.clone();
+        std::thread::spawn(move || loop {
+            match listener.accept() {
+                Ok(ch) => {
+                    let d = d.clone();
+                    std::thread::spawn(move || d.serve(ch));
+                }
+                Err(e) => {
+                    if d.stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    tracing::warn!("accept: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+    }
+    if let Err(e) = o7s_control::install_signal_handlers() {
+        tracing::warn!("signal handlers: {e}");
+    }
+    while !o7s_control::stop_requested() {
+        std::thread::sleep(Duration::from_millis(100));
+        d.tick();
+    }
+    tracing::info!("o7sd shutting down.");
+    d.stopping.store(true, Ordering::SeqCst);
+    d.stop_children();
+    d.dp.stop();
+    let _ = std::fs::remove_file(&sock);
+    tracing::info!("o7sd stopped.");
+    ExitCode::SUCCESS
+}

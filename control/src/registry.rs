@@ -1,0 +1,186 @@
+//! Names, the programs and processes bound to them, and the processes waiting in accept.
+
+use crate::config::Lb;
+use o7s::proto::FlowInfo;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
+
+/// A program bound to a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgBind {
+    /// Path as configured.
+    pub path: String,
+    /// Resolved executable (canonical), when it exists.
+    pub exe: Option<PathBuf>,
+    /// Arguments for auto-start.
+    pub args: Vec<String>,
+    /// Start it when a flow arrives and nobody accepts.
+    pub auto: bool,
+}
+
+/// A name.
+#[derive(Debug, Clone, Default)]
+pub struct NameEntry {
+    /// Load balancing.
+    pub lb: Lb,
+    /// Bound programs.
+    pub progs: Vec<ProgBind>,
+    /// Bound processes.
+    pub pids: BTreeSet<i32>,
+    /// Acceptors waiting for flows of this name, the next one first.
+    pub active: VecDeque<u64>,
+}
+
+/// A flow handed to an acceptor, with `[memfd, tx kick, rx kick]`.
+#[derive(Debug)]
+pub struct Accepted {
+    /// What the app is told.
+    pub info: FlowInfo,
+    /// Daemon flow id.
+    pub flow: u64,
+    /// Descriptors for the app.
+    pub fds: Vec<OwnedFd>,
+}
+
+/// A process waiting in accept.
+#[derive(Debug)]
+pub struct Acceptor {
+    /// Its pid.
+    pub pid: i32,
+    /// Where to hand the flow.
+    pub tx: SyncSender<Accepted>,
+}
+
+/// Names and acceptors.
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// Names.
+    pub names: BTreeMap<String, NameEntry>,
+    /// Waiting acceptors by id.
+    pub acceptors: BTreeMap<u64, Acceptor>,
+    next_acceptor: u64,
+}
+
+/// The canonical executable of `path`, looking in `$PATH` for a bare or missing program.
+pub fn resolve_prog(path: &str) -> Option<PathBuf> {
+    let p = Path::new(path);
+    if let Ok(c) = p.canonicalize() {
+        return Some(c);
+    }
+    let base = p.file_name()?;
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|d| d.join(base)).find(|c| c.is_file()).and_then(|c| c.canonicalize().ok())
+    })
+}
+
+/// The executable of process `pid`.
+pub fn exe_of(pid: i32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+impl Registry {
+    /// Creates a name if needed; `true` if it is new.
+    pub fn create(&mut self, name: &str, lb: Option<Lb>) -> bool {
+        let new = !self.names.contains_key(name);
+        let e = self.names.entry(name.to_string()).or_default();
+        if let Some(lb) = lb {
+            e.lb = lb;
+        }
+        new
+    }
+
+    /// Names process `pid` (running `exe`) is bound to.
+    pub fn names_of(&self, pid: i32, exe: Option<&Path>) -> Vec<String> {
+        self.names
+            .iter()
+            .filter(|(_, e)| {
+                e.pids.contains(&pid) || e.progs.iter().any(|p| exe.is_some() && p.exe.as_deref() == exe)
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Adds an acceptor for `names`; returns its id.
+    pub fn add_acceptor(&mut self, pid: i32, names: &[String], tx: SyncSender<Accepted>) -> u64 {
+        self.next_acceptor += 1;
+        let id = self.next_acceptor;
+        self.acceptors.insert(id, Acceptor { pid, tx });
+        for n in names {
+            if let Some(e) = self.names.get_mut(n) {
+                match e.lb {
+                    Lb::RoundRobin => e.active.push_back(id),
+                    Lb::Spill => e.active.push_front(id),
+                }
+            }
+        }
+        id
+    }
+
+    /// Removes an acceptor everywhere.
+    pub fn remove_acceptor(&mut self, id: u64) -> Option<Acceptor> {
+        for e in self.names.values_mut() {
+            e.active.retain(|a| *a != id);
+        }
+        self.acceptors.remove(&id)
+    }
+
+    /// Takes the next acceptor of `name` (removing it from every name's list).
+    pub fn take_acceptor(&mut self, name: &str) -> Option<Acceptor> {
+        let id = *self.names.get(name)?.active.front()?;
+        self.remove_acceptor(id)
+    }
+
+    /// The program to auto-start for `name`.
+    pub fn auto_prog(&self, name: &str) -> Option<ProgBind> {
+        self.names.get(name)?.progs.iter().find(|p| p.auto).cloned()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::sync_channel;
+
+    fn acceptors(lb: Lb) -> Vec<i32> {
+        let mut r = Registry::default();
+        r.create("n", Some(lb));
+        let names = vec!["n".to_string()];
+        let (tx, _rx) = sync_channel(1);
+        r.add_acceptor(1, &names, tx.clone());
+        r.add_acceptor(2, &names, tx.clone());
+        let mut order = vec![];
+        for _ in 0..4 {
+            let a = r.take_acceptor("n").unwrap();
+            order.push(a.pid);
+            // The served process accepts again.
+            r.add_acceptor(a.pid, &names, tx.clone());
+        }
+        order
+    }
+
+    #[test]
+    fn round_robin_alternates_spill_sticks() {
+        assert_eq!(acceptors(Lb::RoundRobin), vec![1, 2, 1, 2]);
+        assert_eq!(acceptors(Lb::Spill), vec![2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn binding_by_pid_and_program() {
+        let mut r = Registry::default();
+        r.create("a", None);
+        r.create("b", None);
+        r.names.get_mut("a").unwrap().pids.insert(42);
+        r.names.get_mut("b").unwrap().progs.push(ProgBind {
+            path: "/bin/x".into(),
+            exe: Some("/bin/x".into()),
+            args: vec![],
+            auto: false,
+        });
+        assert_eq!(r.names_of(42, None), vec!["a"]);
+        assert_eq!(r.names_of(7, Some(Path::new("/bin/x"))), vec!["b"]);
+        assert!(r.names_of(7, None).is_empty());
+    }
+}

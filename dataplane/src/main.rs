@@ -1,0 +1,35 @@
+//! `o7s-dataplane`: started by `o7sd` with its control channel as descriptor 3
+//! (`O7S_CTL_FD`). Not meant to be run by hand.
+
+#![allow(unsafe_code)]
+
+use o7s::ipc::Channel;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+fn main() -> std::process::ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("O7S_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let Some(fd) = std::env::var("O7S_CTL_FD").ok().and_then(|v| v.parse::<i32>().ok()) else {
+        eprintln!("o7s-dataplane: started by o7sd only (O7S_CTL_FD is not set)");
+        return std::process::ExitCode::from(2);
+    };
+    // Die with the daemon.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    // Safety: o7sd passes the channel's descriptor; nothing else in this process owns it.
+    let ch = Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut dp = o7s_dataplane::worker::Dataplane::new(ch);
+    match dp.run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("data plane failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

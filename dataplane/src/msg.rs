@@ -1,0 +1,190 @@
+//! Messages between `o7sd` and the data plane over their channel.
+
+use serde::{Deserialize, Serialize};
+
+/// Byte strings as hex in JSON.
+pub mod hexbytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    /// Serialises as a hex string.
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    /// Parses a hex string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How a port frames SDUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PortKind {
+    /// eth-dix with this Ethertype.
+    Dix {
+        /// Ethertype.
+        ethertype: u16,
+    },
+    /// eth-llc.
+    Llc,
+}
+
+/// `o7sd` to data plane.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ToDp {
+    /// Open a port on a device.
+    AddPort {
+        /// Port id.
+        port: u32,
+        /// Device name.
+        dev: String,
+        /// Framing.
+        kind: PortKind,
+    },
+    /// Close a port.
+    DelPort {
+        /// Port id.
+        port: u32,
+    },
+    /// Send a management message (eid 0 / management SAP) to `dst`.
+    SendMgmt {
+        /// Port id.
+        port: u32,
+        /// Destination MAC.
+        dst: [u8; 6],
+        /// The management message and what follows it.
+        #[serde(with = "hexbytes")]
+        payload: Vec<u8>,
+    },
+    /// Install a flow; the message carries `[memfd, tx kick, rx kick]`.
+    AddFlow {
+        /// Flow id.
+        flow: u64,
+        /// Port id.
+        port: u32,
+        /// Our endpoint id (eid or SAP).
+        local: u32,
+        /// The peer's endpoint id.
+        remote: u32,
+        /// The peer's MAC.
+        peer: [u8; 6],
+        /// Peer time-out.
+        timeout_ms: u64,
+    },
+    /// Remove a flow.
+    DelFlow {
+        /// Flow id.
+        flow: u64,
+    },
+    /// Report counters.
+    Stats,
+    /// Exit.
+    Shutdown,
+}
+
+/// Data plane to `o7sd`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum FromDp {
+    /// A port is open.
+    PortUp {
+        /// Port id.
+        port: u32,
+        /// Device MAC.
+        mac: [u8; 6],
+        /// Layer MTU (device MTU; lo capped at 9000).
+        mtu: usize,
+        /// The I/O path in use and why.
+        io_path: String,
+    },
+    /// A port could not be opened.
+    PortError {
+        /// Port id.
+        port: u32,
+        /// Why.
+        error: String,
+    },
+    /// A management message arrived.
+    Mgmt {
+        /// Port id.
+        port: u32,
+        /// Source MAC.
+        src: [u8; 6],
+        /// Destination MAC.
+        dst: [u8; 6],
+        /// The message and what follows it.
+        #[serde(with = "hexbytes")]
+        payload: Vec<u8>,
+    },
+    /// A flow timed out (no traffic from the peer within its time-out).
+    FlowDown {
+        /// Flow id.
+        flow: u64,
+    },
+    /// Counters.
+    Stats(DpStats),
+}
+
+/// Counters of one port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PortStats {
+    /// Port id.
+    pub port: u32,
+    /// Device.
+    pub dev: String,
+    /// MAC.
+    pub mac: String,
+    /// MTU.
+    pub mtu: usize,
+    /// I/O path.
+    pub io_path: String,
+    /// Frames received for this layer.
+    pub rx_frames: u64,
+    /// Frames sent.
+    pub tx_frames: u64,
+    /// Management frames passed to o7sd.
+    pub rx_mgmt: u64,
+    /// Dropped: no flow with that endpoint id.
+    pub drop_unknown_eid: u64,
+    /// Dropped: malformed (bad length, truncated header).
+    pub drop_malformed: u64,
+    /// Send errors.
+    pub tx_errors: u64,
+}
+
+/// Counters of one flow.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FlowStats {
+    /// Flow id.
+    pub flow: u64,
+    /// Port id.
+    pub port: u32,
+    /// Local endpoint id.
+    pub local: u32,
+    /// Remote endpoint id.
+    pub remote: u32,
+    /// SDUs delivered to the app.
+    pub rx_sdus: u64,
+    /// Bytes delivered.
+    pub rx_bytes: u64,
+    /// SDUs sent.
+    pub tx_sdus: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Dropped because the app's ring was full.
+    pub drop_ring_full: u64,
+    /// Dropped because the app wrote something impossible into its ring.
+    pub drop_ring_corrupt: u64,
+    /// Peer timed out.
+    pub down: bool,
+}
+
+/// All counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DpStats {
+    /// Ports.
+    pub ports: Vec<PortStats>,
+    /// Flows.
+    pub flows: Vec<FlowStats>,
+}

@@ -1,0 +1,417 @@
+//! The data-plane loop: polls the control channel, the ports and the apps' tx kicks, moves
+//! SDUs between ports and flow rings, and reports management frames to `o7sd`.
+
+use crate::afpacket::{dev_info, PacketSocket, ETH_P_802_2};
+use crate::msg::{DpStats, FlowStats, FromDp, PortKind, PortStats, ToDp};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use o7s::ipc::Channel;
+use o7s::ring::{flags, Dir, FlowMem, Kick, RingError};
+use o7s_wire::{dix, ethernet, llc};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Frames are padded to this length (without FCS).
+const MIN_FRAME: usize = 60;
+/// Most SDUs taken from one ring per turn (fairness between flows).
+const TX_BATCH: usize = 64;
+
+struct Port {
+    dev: String,
+    kind: PortKind,
+    mac: [u8; 6],
+    sock: PacketSocket,
+    stats: PortStats,
+}
+
+struct Flow {
+    port: u32,
+    local: u32,
+    remote: u32,
+    peer: [u8; 6],
+    timeout: Duration,
+    last_rx: Instant,
+    mem: FlowMem,
+    tx_kick: Kick,
+    rx_kick: Kick,
+    stats: FlowStats,
+}
+
+/// The data plane's state.
+pub struct Dataplane {
+    ctl: Channel,
+    ports: HashMap<u32, Port>,
+    flows: HashMap<u64, Flow>,
+    by_local: HashMap<(u32, u32), u64>,
+    buf: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane").field("ports", &self.ports.len()).field("flows", &self.flows.len()).finish()
+    }
+}
+
+impl Dataplane {
+    /// A data plane driven by `ctl`.
+    pub fn new(ctl: Channel) -> Self {
+        Self {
+            ctl,
+            ports: HashMap::new(),
+            flows: HashMap::new(),
+            by_local: HashMap::new(),
+            buf: vec![0u8; 65536],
+            frame: Vec::with_capacity(65536),
+        }
+    }
+
+    /// Runs until `o7sd` says stop or closes the channel.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut last_check = Instant::now();
+        loop {
+            // Build the poll set: control, ports, flow tx kicks.
+            let port_ids: Vec<u32> = self.ports.keys().copied().collect();
+            let flow_ids: Vec<u64> = self.flows.keys().copied().collect();
+            let (ctl_ready, port_ready, flow_ready) = {
+                let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
+                for id in &port_ids {
+                    if let Some(p) = self.ports.get(id) {
+                        fds.push(PollFd::new(p.sock.as_fd(), PollFlags::POLLIN));
+                    }
+                }
+                for id in &flow_ids {
+                    if let Some(f) = self.flows.get(id) {
+                        // Ask the app to kick us when it writes.
+                        f.mem.ring(Dir::Tx).waiting().store(1, Ordering::SeqCst);
+                        fds.push(PollFd::new(f.tx_kick.as_fd(), PollFlags::POLLIN));
+                    }
+                }
+                std::sync::atomic::fence(Ordering::SeqCst);
+                let pending_tx = flow_ids
+                    .iter()
+                    .any(|id| self.flows.get(id).is_some_and(|f| !f.mem.ring(Dir::Tx).is_empty()));
+                let timeout = if pending_tx { PollTimeout::ZERO } else { PollTimeout::from(100u16) };
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(nix::Error::EINTR) => {}
+                    Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+                }
+                let ready = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
+                let ctl_ready = fds.first().is_some_and(ready);
+                let port_ready: Vec<u32> = port_ids
+                    .iter()
+                    .zip(fds.iter().skip(1))
+                    .filter(|(_, p)| ready(p))
+                    .map(|(id, _)| *id)
+                    .collect();
+                let flow_ready: Vec<u64> = flow_ids
+                    .iter()
+                    .zip(fds.iter().skip(1 + port_ids.len()))
+                    .filter(|(_, p)| ready(p))
+                    .map(|(id, _)| *id)
+                    .collect();
+                (ctl_ready, port_ready, flow_ready)
+            };
+            if ctl_ready && !self.handle_ctl()? {
+                return Ok(());
+            }
+            for id in port_ready {
+                self.rx_port(id);
+            }
+            for id in &flow_ready {
+                if let Some(f) = self.flows.get(id) {
+                    f.tx_kick.drain();
+                }
+            }
+            for id in flow_ids {
+                self.tx_flow(id);
+            }
+            if last_check.elapsed() >= Duration::from_millis(100) {
+                last_check = Instant::now();
+                self.check_timeouts()?;
+            }
+        }
+    }
+
+    /// Handles one control message; `false` to stop.
+    fn handle_ctl(&mut self) -> io::Result<bool> {
+        let (msg, fds) = match self.ctl.recv::<ToDp>() {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                tracing::info!("o7sd closed the control channel: exiting");
+                return Ok(false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::warn!("ignoring a bad control message: {e}");
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        };
+        match msg {
+            ToDp::AddPort { port, dev, kind } => {
+                let reply = match self.add_port(port, &dev, kind) {
+                    Ok((mac, mtu, io_path)) => FromDp::PortUp { port, mac, mtu, io_path },
+                    Err(e) => FromDp::PortError { port, error: format!("{dev}: {e}") },
+                };
+                self.ctl.send(&reply, &[])?;
+            }
+            ToDp::DelPort { port } => {
+                self.ports.remove(&port);
+            }
+            ToDp::SendMgmt { port, dst, payload } => self.send_mgmt(port, dst, &payload),
+            ToDp::AddFlow { flow, port, local, remote, peer, timeout_ms } => {
+                let mut it = fds.into_iter();
+                let (Some(mem), Some(tx), Some(rx)) = (it.next(), it.next(), it.next()) else {
+                    tracing::warn!("flow {flow}: AddFlow without descriptors");
+                    return Ok(true);
+                };
+                match FlowMem::open(&mem) {
+                    Ok(mem) => {
+                        self.by_local.insert((port, local), flow);
+                        self.flows.insert(
+                            flow,
+                            Flow {
+                                port,
+                                local,
+                                remote,
+                                peer,
+                                timeout: Duration::from_millis(timeout_ms.max(1)),
+                                last_rx: Instant::now(),
+                                mem,
+                                tx_kick: Kick::from_fd(tx),
+                                rx_kick: Kick::from_fd(rx),
+                                stats: FlowStats { flow, port, local, remote, ..FlowStats::default() },
+                            },
+                        );
+                        tracing::debug!("flow {flow}: port {port} local {local} remote {remote}");
+                    }
+                    Err(e) => tracing::warn!("flow {flow}: bad flow memory: {e}"),
+                }
+            }
+            ToDp::DelFlow { flow } => {
+                if let Some(f) = self.flows.remove(&flow) {
+                    self.by_local.remove(&(f.port, f.local));
+                    f.mem.flags().fetch_or(flags::CLOSED, Ordering::SeqCst);
+                    f.rx_kick.kick();
+                }
+            }
+            ToDp::Stats => {
+                let s = DpStats {
+                    ports: self.ports.values().map(|p| p.stats.clone()).collect(),
+                    flows: self.flows.values().map(|f| f.stats.clone()).collect(),
+                };
+                self.ctl.send(&FromDp::Stats(s), &[])?;
+            }
+            ToDp::Shutdown => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn add_port(&mut self, id: u32, dev: &str, kind: PortKind) -> io::Result<([u8; 6], usize, String)> {
+        let info = dev_info(dev)?;
+        let proto = match kind {
+            PortKind::Dix { ethertype } => ethertype,
+            PortKind::Llc => ETH_P_802_2,
+        };
+        let sock = PacketSocket::open(info.ifindex, proto)?;
+        let mtu = match kind {
+            PortKind::Dix { .. } => info.mtu.saturating_sub(dix::HEADER_LEN),
+            PortKind::Llc => info.mtu.min(usize::from(llc::MAX_LENGTH)).saturating_sub(llc::HEADER_LEN),
+        };
+        let io_path = "af_packet (AF_XDP path not built yet)".to_string();
+        tracing::info!("port {id}: {dev} mac {} mtu {mtu} via {io_path}", ethernet::mac_string(&info.mac));
+        let stats = PortStats {
+            port: id,
+            dev: dev.to_string(),
+            mac: ethernet::mac_string(&info.mac),
+            mtu,
+            io_path: io_path.clone(),
+            ..PortStats::default()
+        };
+        self.ports.insert(id, Port { dev: dev.to_string(), kind, mac: info.mac, sock, stats });
+        Ok((info.mac, mtu, io_path))
+    }
+
+    fn send_mgmt(&mut self, port: u32, dst: [u8; 6], payload: &[u8]) {
+        let Some(p) = self.ports.get_mut(&port) else { return };
+        let built = match p.kind {
+            PortKind::Dix { ethertype } => build_dix(&mut self.frame, dst, p.mac, ethertype, 0, payload),
+            PortKind::Llc => build_llc(&mut self.frame, dst, p.mac, llc::MGMT_SAP, llc::MGMT_SAP, payload),
+        };
+        if built.is_err() {
+            p.stats.tx_errors += 1;
+            return;
+        }
+        match p.sock.send(&self.frame) {
+            Ok(()) => p.stats.tx_frames += 1,
+            Err(e) => {
+                p.stats.tx_errors += 1;
+                tracing::warn!("port {}: send: {e}", p.dev);
+            }
+        }
+    }
+
+    fn rx_port(&mut self, id: u32) {
+        for _ in 0..256 {
+            let Some(p) = self.ports.get_mut(&id) else { return };
+            let n = match p.sock.recv(&mut self.buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("port {}: recv: {e}", p.dev);
+                    return;
+                }
+            };
+            let Some(frame) = self.buf.get(..n) else { return };
+            let Ok(eth) = ethernet::Frame::new_checked(frame) else {
+                p.stats.drop_malformed += 1;
+                continue;
+            };
+            let (src, dst) = (eth.src(), eth.dst());
+            // (endpoint id, sdu) of the frame, or a management message.
+            let parsed: Result<(u32, &[u8]), ()> = match p.kind {
+                PortKind::Dix { ethertype } => {
+                    if eth.type_len() != ethertype {
+                        continue;
+                    }
+                    let pl = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
+                    match dix::Packet::new_checked(pl) {
+                        Ok(d) => {
+                            let len = usize::from(d.length());
+                            let sdu = pl.get(dix::HEADER_LEN..dix::HEADER_LEN + len).unwrap_or(&[]);
+                            Ok((u32::from(d.eid()), sdu))
+                        }
+                        Err(_) => Err(()),
+                    }
+                }
+                PortKind::Llc => {
+                    if eth.type_len() > llc::MAX_LENGTH {
+                        continue;
+                    }
+                    let pl = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
+                    match llc::LlcRepr::parse(pl, eth.type_len()) {
+                        Ok((h, sdu, _)) if h.ctrl == llc::CTRL_UI => {
+                            let d = if h.dsap == llc::MGMT_SAP { 0 } else { u32::from(h.dsap) };
+                            Ok((d, sdu))
+                        }
+                        _ => Err(()),
+                    }
+                }
+            };
+            let Ok((eid, sdu)) = parsed else {
+                p.stats.drop_malformed += 1;
+                continue;
+            };
+            p.stats.rx_frames += 1;
+            if eid == 0 {
+                p.stats.rx_mgmt += 1;
+                let msg = FromDp::Mgmt { port: id, src, dst, payload: sdu.to_vec() };
+                if let Err(e) = self.ctl.send(&msg, &[]) {
+                    tracing::warn!("cannot pass a management frame to o7sd: {e}");
+                }
+                continue;
+            }
+            let Some(f) = self.by_local.get(&(id, eid)).and_then(|fid| self.flows.get_mut(fid)) else {
+                p.stats.drop_unknown_eid += 1;
+                continue;
+            };
+            f.last_rx = Instant::now();
+            match f.mem.ring(Dir::Rx).push(sdu) {
+                Ok(wake) => {
+                    f.stats.rx_sdus += 1;
+                    f.stats.rx_bytes += sdu.len() as u64;
+                    if wake {
+                        f.rx_kick.kick();
+                    }
+                }
+                Err(RingError::Corrupt) => f.stats.drop_ring_corrupt += 1,
+                Err(_) => f.stats.drop_ring_full += 1,
+            }
+        }
+    }
+
+    fn tx_flow(&mut self, id: u64) {
+        let Some(f) = self.flows.get_mut(&id) else { return };
+        let Some(p) = self.ports.get_mut(&f.port) else { return };
+        let ring = f.mem.ring(Dir::Tx);
+        for _ in 0..TX_BATCH {
+            let frame = &mut self.frame;
+            let r = ring.pop_with(|sdu| {
+                let built = match p.kind {
+                    PortKind::Dix { ethertype } => {
+                        build_dix(frame, f.peer, p.mac, ethertype, f.remote as u16, sdu)
+                    }
+                    PortKind::Llc => build_llc(frame, f.peer, p.mac, f.remote as u8, f.local as u8, sdu),
+                };
+                built.map(|_| sdu.len())
+            });
+            match r {
+                Ok(None) => break,
+                Ok(Some(Ok(len))) => match p.sock.send(frame) {
+                    Ok(()) => {
+                        f.stats.tx_sdus += 1;
+                        f.stats.tx_bytes += len as u64;
+                        p.stats.tx_frames += 1;
+                    }
+                    Err(_) => p.stats.tx_errors += 1,
+                },
+                Ok(Some(Err(_))) => p.stats.tx_errors += 1,
+                Err(_) => {
+                    f.stats.drop_ring_corrupt += 1;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn check_timeouts(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        let mut down = Vec::new();
+        for (id, f) in &mut self.flows {
+            if !f.stats.down && now.duration_since(f.last_rx) > f.timeout {
+                f.stats.down = true;
+                f.mem.flags().fetch_or(flags::PEER_DOWN, Ordering::SeqCst);
+                f.rx_kick.kick();
+                down.push(*id);
+            }
+        }
+        for flow in down {
+            tracing::info!("flow {flow}: peer timed out");
+            self.ctl.send(&FromDp::FlowDown { flow }, &[])?;
+        }
+        Ok(())
+    }
+}
+
+fn build_dix(out: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], ethertype: u16, eid: u16, sdu: &[u8]) -> Result<(), ()> {
+    let len = u16::try_from(sdu.len()).map_err(|_| ())?;
+    out.clear();
+    out.extend_from_slice(&dst);
+    out.extend_from_slice(&src);
+    out.extend_from_slice(&ethertype.to_be_bytes());
+    out.extend_from_slice(&eid.to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(sdu);
+    if out.len() < MIN_FRAME {
+        out.resize(MIN_FRAME, 0);
+    }
+    Ok(())
+}
+
+fn build_llc(out: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], dsap: u8, ssap: u8, sdu: &[u8]) -> Result<(), ()> {
+    let len = llc::LlcRepr::length_field(sdu.len()).map_err(|_| ())?;
+    out.clear();
+    out.extend_from_slice(&dst);
+    out.extend_from_slice(&src);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(llc::sap_wire(dsap));
+    out.push(llc::sap_wire(ssap));
+    out.push(llc::CTRL_UI);
+    out.extend_from_slice(sdu);
+    if out.len() < MIN_FRAME {
+        out.resize(MIN_FRAME, 0);
+    }
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The application API: allocate, accept, read, write, deallocate, wait on several flows.
+
+use crate::ipc::{wait_readable, Channel};
+use crate::proto::{self, ErrorCode, FlowInfo, Reply, Request};
+use crate::ring::{flags, Dir, FlowMem, Kick, RingError};
+use o7s_wire::qos::QosSpec;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Why a flow operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The daemon could not be reached.
+    #[error("cannot reach o7sd at {path}: {source} (is o7sd running? set O7S_RUNDIR for another instance)")]
+    NoDaemon {
+        /// Socket path tried.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The daemon refused the request.
+    #[error("{code}: {message}")]
+    Daemon {
+        /// Kind.
+        code: ErrorCode,
+        /// Reason.
+        message: String,
+    },
+    /// Timed out.
+    #[error("timed out")]
+    Timeout,
+    /// The peer is gone or the flow was deallocated.
+    #[error("peer gone: the flow is down")]
+    PeerGone,
+    /// Non-blocking operation found nothing to do.
+    #[error("would block")]
+    WouldBlock,
+    /// SDU larger than the flow's MTU.
+    #[error("SDU of {0} bytes exceeds the flow's MTU of {1}")]
+    TooBig(usize, usize),
+    /// The daemon or data plane broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// I/O error talking to the daemon.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl Error {
+    /// The daemon's error code, if this is a refusal.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Daemon { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+fn connect() -> Result<Channel, Error> {
+    let path = proto::socket_path(None);
+    Channel::connect(&path).map_err(|e| Error::NoDaemon { path: path.display().to_string(), source: e })
+}
+
+/// Sends a control command to the daemon and returns its reply.
+pub fn control(cmd: proto::Ctl) -> Result<Reply, Error> {
+    let ch = connect()?;
+    ch.send(&Request::Ctl(cmd), &[])?;
+    let (r, _) = ch.recv::<Reply>()?;
+    Ok(r)
+}
+
+/// An allocated flow. Dropping it deallocates it.
+#[derive(Debug)]
+pub struct Flow {
+    chan: Channel,
+    info: FlowInfo,
+    mem: FlowMem,
+    tx_kick: Kick,
+    rx_kick: Kick,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    nonblocking: bool,
+}
+
+impl Flow {
+    fn from_reply(chan: Channel, reply: Reply, fds: Vec<OwnedFd>) -> Result<Self, Error> {
+        match reply {
+            Reply::Flow(info) => {
+                let mut it = fds.into_iter();
+                let (Some(mem), Some(tx), Some(rx)) = (it.next(), it.next(), it.next()) else {
+                    return Err(Error::Protocol("flow reply without its descriptors".into()));
+                };
+                let mem = FlowMem::open(&mem)?;
+                Ok(Self {
+                    chan,
+                    info,
+                    mem,
+                    tx_kick: Kick::from_fd(tx),
+                    rx_kick: Kick::from_fd(rx),
+                    read_timeout: None,
+                    write_timeout: None,
+                    nonblocking: false,
+                })
+            }
+            Reply::Error { code: ErrorCode::Timeout, .. } => Err(Error::Timeout),
+            Reply::Error { code, message } => Err(Error::Daemon { code, message }),
+            other => Err(Error::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Allocates a flow to `name` with `qos`, waiting at most `timeout`.
+    pub fn alloc(name: &str, qos: QosSpec, timeout: Duration) -> Result<Self, Error> {
+        let ch = connect()?;
+        let req = Request::Alloc { name: name.to_string(), qos, timeout_ms: timeout.as_millis() as u64 };
+        ch.send(&req, &[])?;
+        // The daemon answers within the time-out; allow it a little slack.
+        let (r, fds) = ch
+            .recv_timeout::<Reply>(Some(timeout + Duration::from_secs(2)))
+            .map_err(|e| if e.kind() == io::ErrorKind::TimedOut { Error::Timeout } else { e.into() })?;
+        Self::from_reply(ch, r, fds)
+    }
+
+    /// Accepts the next flow for a name this process (or its program) is bound to.
+    pub fn accept(timeout: Option<Duration>) -> Result<Self, Error> {
+        let ch = connect()?;
+        ch.send(&Request::Accept { timeout_ms: timeout.map(|t| t.as_millis() as u64) }, &[])?;
+        let (r, fds) = ch
+            .recv_timeout::<Reply>(timeout.map(|t| t + Duration::from_secs(2)))
+            .map_err(|e| if e.kind() == io::ErrorKind::TimedOut { Error::Timeout } else { e.into() })?;
+        Self::from_reply(ch, r, fds)
+    }
+
+    /// What the daemon said about the flow.
+    pub fn info(&self) -> &FlowInfo {
+        &self.info
+    }
+
+    /// Blocking reads give up after `t` (`None`: never).
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) {
+        self.read_timeout = t;
+    }
+
+    /// Blocking writes give up after `t` when the ring stays full.
+    pub fn set_write_timeout(&mut self, t: Option<Duration>) {
+        self.write_timeout = t;
+    }
+
+    /// Non-blocking reads and writes return [`Error::WouldBlock`].
+    pub fn set_nonblocking(&mut self, nb: bool) {
+        self.nonblocking = nb;
+    }
+
+    fn down(&self) -> bool {
+        self.mem.flags().load(Ordering::Acquire) & (flags::PEER_DOWN | flags::CLOSED) != 0
+    }
+
+    /// Writes one SDU.
+    pub fn write(&self, sdu: &[u8]) -> Result<usize, Error> {
+        let max = self.info.mtu.min(self.mem.max_sdu());
+        if sdu.len() > max {
+            return Err(Error::TooBig(sdu.len(), max));
+        }
+        let start = Instant::now();
+        let ring = self.mem.ring(Dir::Tx);
+        let mut spins = 0u32;
+        loop {
+            if self.down() {
+                return Err(Error::PeerGone);
+            }
+            match ring.push(sdu) {
+                Ok(wake) => {
+                    if wake {
+                        self.tx_kick.kick();
+                    }
+                    return Ok(sdu.len());
+                }
+                Err(RingError::Full) => {
+                    // The data plane may be asleep: make sure it looks at this ring.
+                    self.tx_kick.kick();
+                    if self.nonblocking {
+                        return Err(Error::WouldBlock);
+                    }
+                    if self.write_timeout.is_some_and(|t| start.elapsed() >= t) {
+                        return Err(Error::Timeout);
+                    }
+                    spins += 1;
+                    if spins < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::sleep(Duration::from_micros(20));
+                    }
+                }
+                Err(e) => return Err(Error::Protocol(e.to_string())),
+            }
+        }
+    }
+
+    /// Reads one SDU into `buf` (cut to its size); returns the SDU's length.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        let deadline = self.read_timeout.map(|t| Instant::now() + t);
+        let ring = self.mem.ring(Dir::Rx);
+        loop {
+            match ring.pop(buf) {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => {}
+                Err(e) => return Err(Error::Protocol(e.to_string())),
+            }
+            if self.down() {
+                return Err(Error::PeerGone);
+            }
+            if self.nonblocking {
+                return Err(Error::WouldBlock);
+            }
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(l) => Some(l),
+                    None => return Err(Error::Timeout),
+                },
+                None => None,
+            };
+            self.wait_rx(left)?;
+        }
+    }
+
+    /// Sleeps until the rx ring may have data, the flow goes down, or `t` passes.
+    fn wait_rx(&self, t: Option<Duration>) -> Result<(), Error> {
+        let ring = self.mem.ring(Dir::Rx);
+        ring.waiting().store(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !ring.is_empty() || self.down() {
+            ring.waiting().store(0, Ordering::SeqCst);
+            return Ok(());
+        }
+        let woke = wait_any_fd(&[self.rx_kick.fd().as_fd(), self.chan.as_fd()], t)?;
+        ring.waiting().store(0, Ordering::SeqCst);
+        self.rx_kick.drain();
+        if woke.contains(&1) && ring.is_empty() {
+            // The daemon closed our control channel: the flow was deallocated.
+            return Err(Error::PeerGone);
+        }
+        Ok(())
+    }
+
+    /// Whether an SDU is waiting.
+    pub fn readable(&self) -> bool {
+        !self.mem.ring(Dir::Rx).is_empty()
+    }
+
+    /// Deallocates the flow (the same as dropping it).
+    pub fn dealloc(self) {}
+}
+
+fn wait_any_fd(fds: &[std::os::fd::BorrowedFd<'_>], t: Option<Duration>) -> io::Result<Vec<usize>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms = match t {
+        None => PollTimeout::NONE,
+        Some(t) => PollTimeout::try_from(t.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX),
+    };
+    let mut p: Vec<PollFd<'_>> = fds.iter().map(|f| PollFd::new(*f, PollFlags::POLLIN)).collect();
+    loop {
+        match poll(&mut p, ms) {
+            Ok(_) => break,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
+    }
+    Ok(p.iter()
+        .enumerate()
+        .filter(|(_, x)| x.revents().is_some_and(|r| !r.is_empty()))
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Waits until one of `flows` is readable or down; returns the indices of those that are.
+pub fn wait_any(flows: &[&Flow], timeout: Option<Duration>) -> Result<Vec<usize>, Error> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let ready: Vec<usize> = flows
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.readable() || f.down())
+            .map(|(i, _)| i)
+            .collect();
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
+        for f in flows {
+            f.mem.ring(Dir::Rx).waiting().store(1, Ordering::SeqCst);
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if flows.iter().any(|f| f.readable() || f.down()) {
+            continue;
+        }
+        let left = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(l) => Some(l),
+                None => return Ok(vec![]),
+            },
+            None => None,
+        };
+        let mut fds = Vec::new();
+        for f in flows {
+            fds.push(f.rx_kick.fd().as_fd());
+            fds.push(f.chan.as_fd());
+        }
+        let _ = wait_readable_any(&fds, left)?;
+        for f in flows {
+            f.rx_kick.drain();
+        }
+        let closed: Vec<usize> = flows
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| wait_readable(f.chan.as_fd(), Some(Duration::ZERO)).unwrap_or(false))
+            .map(|(i, _)| i)
+            .collect();
+        if !closed.is_empty() {
+            return Ok(closed);
+        }
+    }
+}
+
+fn wait_readable_any(fds: &[std::os::fd::BorrowedFd<'_>], t: Option<Duration>) -> io::Result<Vec<usize>> {
+    wait_any_fd(fds, t)
+}

@@ -1,0 +1,227 @@
+//! Message channels between apps, `o7sd` and the data plane: Unix `SOCK_SEQPACKET` sockets
+//! carrying one JSON message per packet, with file descriptors (memfd, eventfds) passed as
+//! `SCM_RIGHTS`.
+
+use nix::sys::socket::{
+    accept, bind, connect, getsockopt, listen, recvmsg, sendmsg, socket, socketpair, sockopt,
+    AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+    UnixAddr,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+/// Largest message.
+pub const MAX_MSG: usize = 256 * 1024;
+/// Most descriptors one message carries.
+pub const MAX_FDS: usize = 8;
+
+fn nix_io(e: nix::Error) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// One end of a message channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    /// Connects to a listening socket at `path`.
+    pub fn connect(path: &Path) -> io::Result<Self> {
+        let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(nix_io)?;
+        let addr = UnixAddr::new(path).map_err(nix_io)?;
+        connect(fd.as_raw_fd(), &addr).map_err(nix_io)?;
+        Ok(Self { fd })
+    }
+
+    /// A connected pair (for a parent and the child it spawns).
+    pub fn pair() -> io::Result<(Self, Self)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(nix_io)?;
+        Ok((Self { fd: a }, Self { fd: b }))
+    }
+
+    /// Wraps an inherited descriptor.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Self { fd }
+    }
+
+    /// The descriptor (to poll on).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Gives the descriptor up.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// The peer's pid, from `SO_PEERCRED`.
+    pub fn peer_pid(&self) -> io::Result<i32> {
+        let c = getsockopt(&self.fd, sockopt::PeerCredentials).map_err(nix_io)?;
+        Ok(c.pid())
+    }
+
+    /// Sends `msg` with `fds`.
+    pub fn send<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
+        if body.len() > MAX_MSG {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too large"));
+        }
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let iov = [IoSlice::new(&body)];
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
+        loop {
+            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+                Ok(_) => return Ok(()),
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(nix_io(e)),
+            }
+        }
+    }
+
+    /// Receives a message and its descriptors; `UnexpectedEof` when the peer closed.
+    pub fn recv<T: DeserializeOwned>(&self) -> io::Result<(T, Vec<OwnedFd>)> {
+        let (bytes, fds) = self.recv_raw()?;
+        let msg = serde_json::from_slice(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad message: {e}")))?;
+        Ok((msg, fds))
+    }
+
+    /// As [`Channel::recv`], failing with `TimedOut` after `timeout`.
+    pub fn recv_timeout<T: DeserializeOwned>(
+        &self,
+        timeout: Option<Duration>,
+    ) -> io::Result<(T, Vec<OwnedFd>)> {
+        if let Some(t) = timeout {
+            if !wait_readable(self.fd.as_fd(), Some(t))? {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+            }
+        }
+        self.recv()
+    }
+
+    fn recv_raw(&self) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+        let mut buf = vec![0u8; MAX_MSG];
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
+        loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let r = recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            );
+            match r {
+                Ok(m) => {
+                    let mut fds = Vec::new();
+                    if let Ok(cms) = m.cmsgs() {
+                        for c in cms {
+                            if let ControlMessageOwned::ScmRights(v) = c {
+                                for fd in v {
+                                    // Safety: SCM_RIGHTS gave this process a new descriptor
+                                    // that nothing else owns.
+                                    #[allow(unsafe_code)]
+                                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                                }
+                            }
+                        }
+                    }
+                    let n = m.bytes;
+                    if n == 0 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed"));
+                    }
+                    buf.truncate(n);
+                    return Ok((buf, fds));
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(nix_io(e)),
+            }
+        }
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Waits until `fd` is readable (or hung up); `false` on time-out.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms = match timeout {
+        None => PollTimeout::NONE,
+        Some(t) => PollTimeout::try_from(t.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX),
+    };
+    loop {
+        let mut p = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut p, ms) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(nix_io(e)),
+        }
+    }
+}
+
+/// A listening socket.
+#[derive(Debug)]
+pub struct Listener {
+    fd: OwnedFd,
+}
+
+impl Listener {
+    /// Listens at `path` (replacing a stale socket file), mode 0666 so any user's apps can
+    /// connect.
+    pub fn bind(path: &Path) -> io::Result<Self> {
+        let _ = std::fs::remove_file(path);
+        let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(nix_io)?;
+        let addr = UnixAddr::new(path).map_err(nix_io)?;
+        bind(fd.as_raw_fd(), &addr).map_err(nix_io)?;
+        listen(&fd, Backlog::new(128).map_err(nix_io)?).map_err(nix_io)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+        Ok(Self { fd })
+    }
+
+    /// Accepts a connection.
+    pub fn accept(&self) -> io::Result<Channel> {
+        loop {
+            match accept(self.fd.as_raw_fd()) {
+                Ok(fd) => {
+                    // Safety: accept returned a new descriptor that nothing else owns.
+                    #[allow(unsafe_code)]
+                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                    nix::fcntl::fcntl(
+                        &fd,
+                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                    )
+                    .map_err(nix_io)?;
+                    return Ok(Channel { fd });
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(nix_io(e)),
+            }
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

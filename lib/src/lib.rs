@@ -1,0 +1,16 @@
+//! # o7s: the application library
+//!
+//! Apps allocate flows to names (`Flow::alloc`), accept flows for names they are bound to
+//! (`Flow::accept`), and read and write SDUs. The daemon `o7sd` does the allocation; the
+//! SDUs go straight between the app and the data plane through shared-memory rings
+//! ([`ring`]), never through the daemon.
+//!
+//! Needs a running `o7sd` (its socket: `$O7S_RUNDIR/o7sd.sock`, default `/run/o7s`).
+
+pub mod flow;
+pub mod ipc;
+pub mod proto;
+pub mod ring;
+
+pub use flow::{control, wait_any, Error, Flow};
+pub use o7s_wire::qos::QosSpec;

@@ -1,0 +1,207 @@
+//! The messages apps and `o7sctl` exchange with `o7sd` (JSON over [`crate::ipc`]).
+
+use o7s_wire::qos::QosSpec;
+use serde::{Deserialize, Serialize};
+
+/// Default path of the daemon's socket, under the runtime directory.
+pub const DEFAULT_RUNDIR: &str = "/run/o7s";
+/// Socket file name inside the runtime directory.
+pub const SOCKET_NAME: &str = "o7sd.sock";
+/// Environment variable naming the runtime directory (several daemons on one host).
+pub const RUNDIR_ENV: &str = "O7S_RUNDIR";
+
+/// The daemon socket path for `rundir` (or `$O7S_RUNDIR`, or the default).
+pub fn socket_path(rundir: Option<&std::path::Path>) -> std::path::PathBuf {
+    let dir = rundir
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| std::env::var_os(RUNDIR_ENV).map(std::path::PathBuf::from))
+        .unwrap_or_else(|| std::path::PathBuf::from(DEFAULT_RUNDIR));
+    dir.join(SOCKET_NAME)
+}
+
+/// A request to the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Allocate a flow to `name`.
+    Alloc {
+        /// Destination name.
+        name: String,
+        /// Requested QoS.
+        qos: QosSpec,
+        /// Give up after this many ms.
+        timeout_ms: u64,
+    },
+    /// Accept the next flow for a name this process is bound to.
+    Accept {
+        /// Give up after this many ms (`None`: wait forever).
+        timeout_ms: Option<u64>,
+    },
+    /// An `o7sctl` command.
+    Ctl(Ctl),
+}
+
+/// `o7sctl` commands (the reference `irm` verbs and views).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Ctl {
+    /// List layers (IPCPs).
+    IpcpList,
+    /// Create a layer instance.
+    IpcpCreate {
+        /// IPCP name.
+        name: String,
+        /// Type (eth-dix, eth-llc, ...).
+        kind: String,
+    },
+    /// Bootstrap an IPCP into a layer.
+    IpcpBootstrap {
+        /// IPCP name.
+        name: String,
+        /// Layer name.
+        layer: String,
+        /// Type-specific settings (`dev`, `ethertype`, `hash`).
+        settings: std::collections::BTreeMap<String, String>,
+    },
+    /// Destroy an IPCP.
+    IpcpDestroy {
+        /// IPCP name.
+        name: String,
+    },
+    /// Create a name.
+    NameCreate {
+        /// The name.
+        name: String,
+        /// `spill` or `round-robin`.
+        lb: Option<String>,
+    },
+    /// Destroy a name.
+    NameDestroy {
+        /// The name.
+        name: String,
+    },
+    /// List names.
+    NameList,
+    /// Register a name in IPCPs or layers.
+    NameRegister {
+        /// The name.
+        name: String,
+        /// IPCP or layer names.
+        targets: Vec<String>,
+    },
+    /// Unregister a name.
+    NameUnregister {
+        /// The name.
+        name: String,
+        /// IPCP or layer names.
+        targets: Vec<String>,
+    },
+    /// Bind a program to a name.
+    BindProgram {
+        /// Program path.
+        prog: String,
+        /// Name.
+        name: String,
+        /// Start it when a flow arrives and nobody accepts.
+        auto: bool,
+        /// Its arguments.
+        args: Vec<String>,
+    },
+    /// Unbind a program.
+    UnbindProgram {
+        /// Program path.
+        prog: String,
+        /// Name.
+        name: String,
+    },
+    /// Bind a process to a name.
+    BindProcess {
+        /// Process id.
+        pid: i32,
+        /// Name.
+        name: String,
+    },
+    /// Unbind a process.
+    UnbindProcess {
+        /// Process id.
+        pid: i32,
+        /// Name.
+        name: String,
+    },
+    /// Ports of the data plane (device, MTU, I/O path).
+    PortList,
+    /// The eth layers' name caches.
+    CacheList,
+    /// Flows with counters.
+    FlowList,
+    /// Daemon-wide counters (dropped frames and why, ...).
+    Stats,
+}
+
+/// A reply from the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Reply {
+    /// A flow: its shared memory and eventfds travel with the message as
+    /// `[memfd, tx kick, rx kick]`.
+    Flow(FlowInfo),
+    /// Done.
+    Ok,
+    /// A listing (rows of `column -> value`).
+    Table {
+        /// Rows.
+        rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// Failure.
+    Error {
+        /// Kind of failure.
+        code: ErrorCode,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+/// What an allocated or accepted flow is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlowInfo {
+    /// Flow id (daemon-wide).
+    pub id: u64,
+    /// The name at the other end (the destination for alloc, our name for accept).
+    pub name: String,
+    /// QoS of the flow.
+    pub qos: QosSpec,
+    /// Largest SDU.
+    pub mtu: usize,
+    /// The layer carrying it.
+    pub layer: String,
+}
+
+/// Failure kinds (the reference's errno values where one exists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No layer knows the name.
+    #[error("unknown name")]
+    UnknownName,
+    /// Timed out.
+    #[error("timed out")]
+    Timeout,
+    /// The peer refused.
+    #[error("refused by the peer")]
+    Refused,
+    /// Bad request.
+    #[error("invalid request")]
+    Invalid,
+    /// No such object.
+    #[error("not found")]
+    NotFound,
+    /// Already exists.
+    #[error("already exists")]
+    Exists,
+    /// Internal failure (see the daemon's log).
+    #[error("internal error")]
+    Internal,
+    /// No resources (flows, memory).
+    #[error("out of resources")]
+    NoResources,
+}

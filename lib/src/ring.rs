@@ -1,0 +1,368 @@
+//! Per-flow shared memory between an app and the data plane: two single-producer
+//! single-consumer rings of fixed-size slots in one memfd, plus an eventfd per direction.
+//!
+//! Layout (all offsets multiples of 64 bytes):
+//! `header(64) | ring tx: indices(256) slots... | ring rx: indices(256) slots...`.
+//! `tx` carries app → data plane, `rx` data plane → app. Each side treats the other's
+//! indices and lengths as untrusted: a bad value is reported, never followed.
+
+#![allow(unsafe_code)]
+
+use memmap2::MmapMut;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+
+const MAGIC: u32 = 0x6f37_7372; // "o7sr"
+const HEADER: usize = 64;
+const INDICES: usize = 256;
+const SLOT_HDR: usize = 8;
+/// Default number of slots per direction.
+pub const DEFAULT_SLOTS: u32 = 256;
+/// Default slot size: room for a 9000-byte SDU (lo's MTU) and its length.
+pub const DEFAULT_SLOT_SIZE: u32 = 9216;
+
+/// Flags in the shared header.
+pub mod flags {
+    /// The peer has gone (time-out or deallocation): no more data will arrive.
+    pub const PEER_DOWN: u32 = 1;
+    /// The flow was deallocated by the daemon.
+    pub const CLOSED: u32 = 2;
+}
+
+/// Direction of a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// App to data plane.
+    Tx,
+    /// Data plane to app.
+    Rx,
+}
+
+/// Why a push or pop failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    /// No free slot.
+    #[error("ring full")]
+    Full,
+    /// The SDU does not fit a slot.
+    #[error("SDU of {0} bytes does not fit a slot")]
+    TooBig(usize),
+    /// The other side wrote impossible indices or lengths.
+    #[error("ring corrupted by the other side")]
+    Corrupt,
+}
+
+/// The mapped shared memory of one flow.
+#[derive(Debug)]
+pub struct FlowMem {
+    map: MmapMut,
+    slots: u32,
+    slot_size: u32,
+}
+
+// Safety: all access to the shared bytes goes through atomics or raw copies into slots that
+// the SPSC protocol hands to exactly one side at a time; the map itself is never resized.
+unsafe impl Send for FlowMem {}
+// Safety: as above; `&FlowMem` only offers the ring protocol's operations.
+unsafe impl Sync for FlowMem {}
+
+fn ring_bytes(slots: u32, slot_size: u32) -> usize {
+    INDICES + slots as usize * slot_size as usize
+}
+
+impl FlowMem {
+    /// Creates the memory of a new flow in a memfd.
+    pub fn create(slots: u32, slot_size: u32) -> io::Result<(Self, OwnedFd)> {
+        if slots == 0 || !slots.is_power_of_two() || slot_size < 64 || slot_size % 64 != 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad ring geometry"));
+        }
+        let fd = nix::sys::memfd::memfd_create(
+            c"o7s-flow",
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+        )
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+        let len = HEADER + 2 * ring_bytes(slots, slot_size);
+        let file = std::fs::File::from(fd.try_clone()?);
+        file.set_len(len as u64)?;
+        // Safety: the memfd is ours and sized above; other mappings of it only touch it
+        // through this module's protocol.
+        let mut map = unsafe { MmapMut::map_mut(&file)? };
+        map[..16].copy_from_slice(
+            &[MAGIC.to_ne_bytes(), 1u32.to_ne_bytes(), slots.to_ne_bytes(), slot_size.to_ne_bytes()]
+                .concat(),
+        );
+        Ok((Self { map, slots, slot_size }, fd))
+    }
+
+    /// Maps the memory of a flow created elsewhere, checking its header and size.
+    pub fn open(fd: &OwnedFd) -> io::Result<Self> {
+        let file = std::fs::File::from(fd.try_clone()?);
+        let len = file.metadata()?.len() as usize;
+        if len < HEADER {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "flow memory too small"));
+        }
+        // Safety: as in `create`; the size was read from the file and is re-checked below.
+        let map = unsafe { MmapMut::map_mut(&file)? };
+        let word = |i: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(map.get(i * 4..i * 4 + 4).unwrap_or(&[0; 4]));
+            u32::from_ne_bytes(b)
+        };
+        let (magic, slots, slot_size) = (word(0), word(2), word(3));
+        let ok = magic == MAGIC
+            && slots.is_power_of_two()
+            && slot_size >= 64
+            && slot_size % 64 == 0
+            && slots <= 1 << 16
+            && slot_size <= 1 << 20
+            && HEADER + 2 * ring_bytes(slots, slot_size) <= len;
+        if !ok {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "bad flow memory header"));
+        }
+        Ok(Self { map, slots, slot_size })
+    }
+
+    /// Largest SDU a slot holds.
+    pub fn max_sdu(&self) -> usize {
+        self.slot_size as usize - SLOT_HDR
+    }
+
+    fn base(&self) -> *mut u8 {
+        self.map.as_ptr() as *mut u8
+    }
+
+    fn atomic(&self, off: usize) -> &AtomicU32 {
+        debug_assert!(off % 4 == 0 && off + 4 <= self.map.len());
+        // Safety: `off` is 4-aligned inside the map (a page-aligned mapping), the map lives as
+        // long as `self`, and u32 cells of the header and indices are only accessed atomically.
+        unsafe { &*(self.base().add(off) as *const AtomicU32) }
+    }
+
+    /// Shared flags word.
+    pub fn flags(&self) -> &AtomicU32 {
+        self.atomic(16)
+    }
+
+    /// The ring of direction `d`.
+    pub fn ring(&self, d: Dir) -> Ring<'_> {
+        let base = HEADER + if d == Dir::Tx { 0 } else { ring_bytes(self.slots, self.slot_size) };
+        Ring { mem: self, base }
+    }
+}
+
+/// One direction's ring.
+#[derive(Debug, Clone, Copy)]
+pub struct Ring<'a> {
+    mem: &'a FlowMem,
+    base: usize,
+}
+
+impl Ring<'_> {
+    fn head(&self) -> &AtomicU32 {
+        self.mem.atomic(self.base)
+    }
+    fn tail(&self) -> &AtomicU32 {
+        self.mem.atomic(self.base + 64)
+    }
+    /// The consumer sets this before sleeping on the eventfd; the producer then kicks it.
+    pub fn waiting(&self) -> &AtomicU32 {
+        self.mem.atomic(self.base + 128)
+    }
+    fn slot(&self, idx: u32) -> usize {
+        self.base + INDICES + (idx & (self.mem.slots - 1)) as usize * self.mem.slot_size as usize
+    }
+
+    /// Entries waiting to be consumed (`Corrupt` if the indices are impossible).
+    pub fn len(&self) -> Result<u32, RingError> {
+        let n = self.head().load(Ordering::Acquire).wrapping_sub(self.tail().load(Ordering::Acquire));
+        if n > self.mem.slots {
+            Err(RingError::Corrupt)
+        } else {
+            Ok(n)
+        }
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        matches!(self.len(), Ok(0))
+    }
+
+    /// Producer: appends an SDU. Returns whether the consumer asked to be woken.
+    pub fn push(&self, sdu: &[u8]) -> Result<bool, RingError> {
+        if sdu.len() > self.mem.max_sdu() {
+            return Err(RingError::TooBig(sdu.len()));
+        }
+        let head = self.head().load(Ordering::Relaxed);
+        let tail = self.tail().load(Ordering::Acquire);
+        let used = head.wrapping_sub(tail);
+        if used > self.mem.slots {
+            return Err(RingError::Corrupt);
+        }
+        if used == self.mem.slots {
+            return Err(RingError::Full);
+        }
+        let off = self.slot(head);
+        // Safety: slot `head` lies inside the map (index masked by a power-of-two count) and
+        // belongs to the producer until `head` is published below.
+        unsafe {
+            let p = self.mem.base().add(off);
+            std::ptr::copy_nonoverlapping((sdu.len() as u32).to_ne_bytes().as_ptr(), p, 4);
+            std::ptr::copy_nonoverlapping(sdu.as_ptr(), p.add(SLOT_HDR), sdu.len());
+        }
+        self.head().store(head.wrapping_add(1), Ordering::Release);
+        fence(Ordering::SeqCst);
+        Ok(self.waiting().swap(0, Ordering::SeqCst) != 0)
+    }
+
+    /// Consumer: takes the oldest SDU into `out` (its length is returned; an SDU longer than
+    /// `out` is cut). `Ok(None)` when empty.
+    pub fn pop(&self, out: &mut [u8]) -> Result<Option<usize>, RingError> {
+        self.pop_with(|sdu| {
+            let n = sdu.len().min(out.len());
+            out[..n].copy_from_slice(&sdu[..n]);
+            sdu.len()
+        })
+    }
+
+    /// Consumer: hands the oldest SDU to `f` (valid only during the call).
+    pub fn pop_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, RingError> {
+        let tail = self.tail().load(Ordering::Relaxed);
+        let head = self.head().load(Ordering::Acquire);
+        let avail = head.wrapping_sub(tail);
+        if avail == 0 {
+            return Ok(None);
+        }
+        if avail > self.mem.slots {
+            return Err(RingError::Corrupt);
+        }
+        let off = self.slot(tail);
+        let max = self.mem.max_sdu();
+        // Safety: slot `tail` lies inside the map and was published by the producer's
+        // release store of `head`; it stays ours until `tail` moves past it.
+        let r = unsafe {
+            let p = self.mem.base().add(off);
+            let mut lb = [0u8; 4];
+            std::ptr::copy_nonoverlapping(p, lb.as_mut_ptr(), 4);
+            let len = u32::from_ne_bytes(lb) as usize;
+            if len > max {
+                self.tail().store(tail.wrapping_add(1), Ordering::Release);
+                return Err(RingError::Corrupt);
+            }
+            f(std::slice::from_raw_parts(p.add(SLOT_HDR), len))
+        };
+        self.tail().store(tail.wrapping_add(1), Ordering::Release);
+        Ok(Some(r))
+    }
+}
+
+/// An eventfd used to wake the consumer of a ring.
+#[derive(Debug)]
+pub struct Kick {
+    fd: OwnedFd,
+}
+
+impl Kick {
+    /// A new non-blocking eventfd.
+    pub fn new() -> io::Result<Self> {
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        let e = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+        Ok(Self { fd: OwnedFd::from(e) })
+    }
+    /// Wraps a received eventfd.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Self { fd }
+    }
+    /// Wakes the waiter.
+    pub fn kick(&self) {
+        let _ = nix::unistd::write(&self.fd, &1u64.to_ne_bytes());
+    }
+    /// Clears pending kicks.
+    pub fn drain(&self) {
+        let mut b = [0u8; 8];
+        let _ = nix::unistd::read(&self.fd, &mut b);
+    }
+    /// The descriptor.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+impl AsFd for Kick {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_pop_wrap_and_full() {
+        let (m, fd) = FlowMem::create(4, 128).unwrap();
+        let other = FlowMem::open(&fd).unwrap();
+        let tx = m.ring(Dir::Tx);
+        let rx_side = other.ring(Dir::Tx);
+        let mut buf = [0u8; 256];
+        for round in 0..10u8 {
+            for i in 0..4u8 {
+                tx.push(&[round, i, 7]).unwrap();
+            }
+            assert_eq!(tx.push(&[1]), Err(RingError::Full));
+            for i in 0..4u8 {
+                assert_eq!(rx_side.pop(&mut buf).unwrap(), Some(3));
+                assert_eq!(&buf[..3], &[round, i, 7]);
+            }
+            assert_eq!(rx_side.pop(&mut buf).unwrap(), None);
+        }
+        assert_eq!(tx.push(&[0; 121]), Err(RingError::TooBig(121)));
+        assert!(other.ring(Dir::Rx).is_empty());
+    }
+
+    #[test]
+    fn corrupt_indices_and_lengths_are_reported() {
+        let (m, fd) = FlowMem::create(4, 128).unwrap();
+        let r = m.ring(Dir::Rx);
+        r.head().store(100, Ordering::SeqCst);
+        assert_eq!(r.len(), Err(RingError::Corrupt));
+        let mut b = [0u8; 8];
+        assert_eq!(r.pop(&mut b), Err(RingError::Corrupt));
+        r.head().store(1, Ordering::SeqCst);
+        r.tail().store(0, Ordering::SeqCst);
+        // Length field beyond the slot.
+        let off = r.slot(0);
+        let p = FlowMem::open(&fd).unwrap();
+        // Safety: test-only write of the slot's length field inside the map.
+        unsafe { std::ptr::write_unaligned(p.base().add(off) as *mut u32, 100_000) };
+        assert_eq!(r.pop(&mut b), Err(RingError::Corrupt));
+        assert!(FlowMem::open(&Kick::new().unwrap().fd.try_clone().unwrap()).is_err());
+    }
+
+    #[test]
+    fn threads_exchange_in_order() {
+        let (m, _fd) = FlowMem::create(64, 128).unwrap();
+        let m = std::sync::Arc::new(m);
+        let m2 = m.clone();
+        let t = std::thread::spawn(move || {
+            let r = m2.ring(Dir::Tx);
+            for i in 0u32..100_000 {
+                while r.push(&i.to_ne_bytes()) == Err(RingError::Full) {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let r = m.ring(Dir::Tx);
+        let mut next = 0u32;
+        let mut b = [0u8; 4];
+        while next < 100_000 {
+            if let Some(4) = r.pop(&mut b).unwrap() {
+                assert_eq!(u32::from_ne_bytes(b), next);
+                next += 1;
+            }
+        }
+        t.join().unwrap();
+    }
+}
