@@ -217,7 +217,17 @@ fn render(rows: &[serde_json::Map<String, Value>]) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--json` may also come after the verb's words (`o7sctl ipcp list --json`).
+    let mut json_late = false;
+    let args: Vec<String> = std::env::args()
+        .filter(|a| {
+            let j = a == "--json";
+            json_late |= j;
+            !j
+        })
+        .collect();
+    let mut cli = Cli::parse_from(args);
+    cli.json |= json_late;
     if let Some(r) = &cli.rundir {
         std::env::set_var(o7s::proto::RUNDIR_ENV, r);
     }

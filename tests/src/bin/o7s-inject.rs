@@ -1,0 +1,38 @@
+//! `o7s-inject DEV HEXFRAME...`: sends raw Ethernet frames on a device (AF_PACKET). A test
+//! helper for bad-input tests; sends only where it is told (a namespace's veth).
+
+use o7s_dataplane::afpacket::{dev_info, PacketSocket};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((dev, frames)) = args.split_first() else {
+        eprintln!("usage: o7s-inject DEV HEXFRAME...");
+        return ExitCode::from(2);
+    };
+    let info = match dev_info(dev) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("o7s-inject: {dev}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sock = match PacketSocket::open(info.ifindex, 0x0003) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("o7s-inject: {dev}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for h in frames {
+        let Ok(f) = hex::decode(h) else {
+            eprintln!("o7s-inject: not hex: {h}");
+            return ExitCode::from(2);
+        };
+        if let Err(e) = sock.send(&f) {
+            eprintln!("o7s-inject: send: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,257 @@
+//! Helpers for tests that cross a network: namespaces and veth pairs with unique names,
+//! daemons started inside them, all removed on drop (also when a test fails).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The directory holding the workspace's debug binaries.
+pub fn bin_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug")
+}
+
+/// Path of a workspace binary; panics with the fix if it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace` before the tests", p.display());
+    p
+}
+
+/// Whether this test can run (root, `ip`); prints why not. With `O7S_REQUIRE_ROOT=1` (CI)
+/// a missing capability fails the test instead.
+pub fn can_run() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    if root && ip {
+        return true;
+    }
+    let why = if root { "the `ip` command (iproute2) is missing" } else { "not root" };
+    if std::env::var("O7S_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("O7S_REQUIRE_ROOT=1 but {why}");
+    }
+    eprintln!("SKIPPED: {why}; network-namespace tests need root");
+    false
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A unique short name (interface names are limited to 15 characters).
+pub fn unique(prefix: &str) -> String {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}{}{n}", std::process::id() % 100_000)
+}
+
+fn sh(args: &[&str]) -> Output {
+    Command::new(args[0]).args(&args[1..]).output().expect("spawn")
+}
+
+/// Namespaces `NAME-a`, `NAME-b` joined by veth `NAME-va` <-> `NAME-vb` (or one namespace
+/// with only `lo`).
+#[derive(Debug)]
+pub struct Topo {
+    /// Base name.
+    pub name: String,
+    /// Namespaces created.
+    pub spaces: Vec<String>,
+    /// Scratch directory.
+    pub dir: PathBuf,
+}
+
+impl Topo {
+    /// Two hosts joined by a veth pair.
+    pub fn pair(prefix: &str) -> Topo {
+        let name = unique(prefix);
+        let t = Topo::empty(&name, &["a", "b"]);
+        let va = format!("{name}-va");
+        let vb = format!("{name}-vb");
+        let na = t.ns("a");
+        let nb = t.ns("b");
+        let o = sh(&["ip", "link", "add", &va, "netns", &na, "type", "veth", "peer", "name", &vb, "netns", &nb]);
+        assert!(o.status.success(), "veth: {}", String::from_utf8_lossy(&o.stderr));
+        for (ns, dev) in [(&na, &va), (&nb, &vb)] {
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        t
+    }
+
+    /// One host with `lo` only.
+    pub fn single(prefix: &str) -> Topo {
+        let name = unique(prefix);
+        Topo::empty(&name, &["a"])
+    }
+
+    fn empty(name: &str, sides: &[&str]) -> Topo {
+        let dir = std::env::temp_dir().join(format!("o7s-test-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut t = Topo { name: name.to_string(), spaces: vec![], dir };
+        for s in sides {
+            let ns = format!("{name}-{s}");
+            let o = sh(&["ip", "netns", "add", &ns]);
+            assert!(o.status.success(), "netns add {ns}: {}", String::from_utf8_lossy(&o.stderr));
+            t.spaces.push(ns.clone());
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        }
+        t
+    }
+
+    /// Namespace of side `s`.
+    pub fn ns(&self, s: &str) -> String {
+        format!("{}-{s}", self.name)
+    }
+
+    /// veth device of side `s`.
+    pub fn dev(&self, s: &str) -> String {
+        format!("{}-v{s}", self.name)
+    }
+
+    /// Runtime directory of the daemon of side `s`.
+    pub fn rundir(&self, s: &str) -> PathBuf {
+        self.dir.join(format!("run-{s}"))
+    }
+
+    /// A command run in side `s`'s namespace, talking to its daemon.
+    pub fn cmd(&self, s: &str, prog: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(s)])
+            .arg("env")
+            .arg(format!("O7S_RUNDIR={}", self.rundir(s).display()))
+            .arg(format!("PATH={}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default()))
+            .arg(prog);
+        c
+    }
+
+    /// Starts `o7sd` in side `s` with `config` (text).
+    pub fn daemon(&self, s: &str, config: &str) -> Daemon {
+        let conf = self.dir.join(format!("{s}.conf"));
+        std::fs::write(&conf, config).unwrap();
+        let log = self.dir.join(format!("o7sd-{s}.log"));
+        let child = self
+            .cmd(s, &bin("o7sd"))
+            .arg("--config")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let sock = self.rundir(s).join("o7sd.sock");
+        let start = Instant::now();
+        while !sock.exists() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(sock.exists(), "o7sd did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        // Let the configuration be applied (ports up, names registered).
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            let l = std::fs::read_to_string(&log).unwrap_or_default();
+            if l.contains("Bootstrapped") || l.contains("ERROR") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        Daemon { child: Some(child), log }
+    }
+
+    /// Runs `o7sctl ARGS --json` in side `s` and parses the listing.
+    pub fn ctl_json(&self, s: &str, args: &[&str]) -> Vec<serde_json::Value> {
+        let o = self.cmd(s, &bin("o7sctl")).args(args).arg("--json").output().unwrap();
+        assert!(o.status.success(), "o7sctl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        match serde_json::from_slice(&o.stdout).unwrap() {
+            serde_json::Value::Array(a) => a,
+            other => panic!("not a listing: {other}"),
+        }
+    }
+
+    /// Runs oping in side `s` with `args` plus `--json` and returns its summary and status.
+    pub fn oping(&self, s: &str, args: &[&str]) -> (serde_json::Value, Output) {
+        let o = self.cmd(s, &bin("oping")).args(args).arg("--json").output().unwrap();
+        let line = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
+        (serde_json::from_str(&line).unwrap_or(serde_json::Value::Null), o)
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        for ns in &self.spaces {
+            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for p in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    if let Ok(pid) = p.parse::<i32>() {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    }
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("test files kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// A running `o7sd`; stopped (SIGTERM, then SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `ip netns exec`'s pid is the daemon's (exec replaces it).
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// Whether it still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGTERM and wait (up to 10 s); returns whether it exited by itself.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return true };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until `f` holds or `t` passes.
+pub fn eventually(t: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < t {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
