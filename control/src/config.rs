@@ -149,17 +149,32 @@ struct Src<'a> {
 
 impl Src<'_> {
     fn err(&self, line: usize, key: &str, msg: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.file.clone(), line, key: key.to_string(), msg: msg.into() }
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            key: key.to_string(),
+            msg: msg.into(),
+        }
     }
 
     /// Line of the header of `[top.sub]` (quoted or not).
     fn header_line(&self, top: &str, sub: &str) -> usize {
-        let forms = [format!("[{top}.{sub}]"), format!("[{top}.\"{sub}\"]"), format!("[\"{top}\".\"{sub}\"]")];
+        let forms = [
+            format!("[{top}.{sub}]"),
+            format!("[{top}.\"{sub}\"]"),
+            format!("[\"{top}\".\"{sub}\"]"),
+        ];
         self.text
             .lines()
             .position(|l| {
-                let t: String = l.split('#').next().unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
-                forms.iter().any(|f| t == *f)
+                let t: String = l
+                    .split('#')
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect();
+                forms.contains(&t)
             })
             .map(|i| i + 1)
             .unwrap_or(0)
@@ -181,12 +196,18 @@ impl Src<'_> {
     }
 
     fn line_of_offset(&self, off: usize) -> usize {
-        self.text.get(..off).map(|s| s.matches('\n').count() + 1).unwrap_or(0)
+        self.text
+            .get(..off)
+            .map(|s| s.matches('\n').count() + 1)
+            .unwrap_or(0)
     }
 }
 
 fn str_list(v: &toml::Value) -> Option<Vec<String>> {
-    v.as_array()?.iter().map(|x| x.as_str().map(str::to_string)).collect()
+    v.as_array()?
+        .iter()
+        .map(|x| x.as_str().map(str::to_string))
+        .collect()
 }
 
 /// Reads a configuration file.
@@ -202,7 +223,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses configuration text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let src = Src { file: file.to_string(), text };
+    let src = Src {
+        file: file.to_string(),
+        text,
+    };
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let line = e.span().map(|s| src.line_of_offset(s.start)).unwrap_or(0);
         src.err(line, "-", format!("not valid TOML: {}", e.message()))
@@ -210,8 +234,15 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let mut cfg = Config::default();
     for (top, val) in &table {
         let Some(sub) = val.as_table() else {
-            let line = text.lines().position(|l| l.trim_start().starts_with(top.as_str())).map_or(0, |i| i + 1);
-            return Err(src.err(line, top, "expected a table such as [name.\"x\"] or [eth-dix.x]"));
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with(top.as_str()))
+                .map_or(0, |i| i + 1);
+            return Err(src.err(
+                line,
+                top,
+                "expected a table such as [name.\"x\"] or [eth-dix.x]",
+            ));
         };
         if top == "name" {
             for (name, v) in sub {
@@ -220,7 +251,10 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             continue;
         }
         let Some(kind) = IpcpKind::parse(top) else {
-            let line = text.lines().position(|l| l.trim_start().starts_with(&format!("[{top}"))).map_or(0, |i| i + 1);
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with(&format!("[{top}")))
+                .map_or(0, |i| i + 1);
             return Err(src.err(
                 line,
                 top,
@@ -228,7 +262,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             ));
         };
         if top == "udp" {
-            cfg.notes.push(format!("{file}: [udp.*] is the tutorials' older spelling, read as [udp4.*]"));
+            cfg.notes.push(format!(
+                "{file}: [udp.*] is the tutorials' older spelling, read as [udp4.*]"
+            ));
         }
         for (name, v) in sub {
             cfg.ipcps.push(parse_ipcp(&src, top, kind, name, v)?);
@@ -239,22 +275,47 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
 
 fn parse_name(src: &Src<'_>, name: &str, v: &toml::Value) -> Result<NameConf, ConfigError> {
     let hl = src.header_line("name", name);
-    let t = v.as_table().ok_or_else(|| src.err(hl, name, "expected a table"))?;
-    let mut n = NameConf { name: name.to_string(), progs: vec![], lb: Lb::Spill, paths: vec![] };
+    let t = v
+        .as_table()
+        .ok_or_else(|| src.err(hl, name, "expected a table"))?;
+    let mut n = NameConf {
+        name: name.to_string(),
+        progs: vec![],
+        lb: Lb::Spill,
+        paths: vec![],
+    };
     let mut progs = vec![];
     let mut args: Option<Vec<String>> = None;
     for (k, val) in t {
         let kl = src.key_line(hl, k);
         match k.as_str() {
-            "prog" => progs = str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of program paths"))?,
-            "args" => args = Some(str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of argument strings"))?),
-            "lb" => {
-                let s = val.as_str().ok_or_else(|| src.err(kl, k, "expected a string"))?;
-                n.lb = Lb::parse(s).ok_or_else(|| src.err(kl, k, format!("'{s}': expected \"spill\" or \"round-robin\"")))?;
+            "prog" => {
+                progs = str_list(val)
+                    .ok_or_else(|| src.err(kl, k, "expected a list of program paths"))?
             }
-            "server_enc_file" | "server_crt_file" | "server_key_file" | "client_enc_file" | "client_crt_file"
-            | "client_key_file" => {
-                let s = val.as_str().ok_or_else(|| src.err(kl, k, "expected a path"))?;
+            "args" => {
+                args = Some(
+                    str_list(val)
+                        .ok_or_else(|| src.err(kl, k, "expected a list of argument strings"))?,
+                )
+            }
+            "lb" => {
+                let s = val
+                    .as_str()
+                    .ok_or_else(|| src.err(kl, k, "expected a string"))?;
+                n.lb = Lb::parse(s).ok_or_else(|| {
+                    src.err(
+                        kl,
+                        k,
+                        format!("'{s}': expected \"spill\" or \"round-robin\""),
+                    )
+                })?;
+            }
+            "server_enc_file" | "server_crt_file" | "server_key_file" | "client_enc_file"
+            | "client_crt_file" | "client_key_file" => {
+                let s = val
+                    .as_str()
+                    .ok_or_else(|| src.err(kl, k, "expected a path"))?;
                 n.paths.push((k.clone(), PathBuf::from(s)));
             }
             _ => return Err(src.err(kl, k, format!("unknown key in [name.\"{name}\"]"))),
@@ -262,22 +323,36 @@ fn parse_name(src: &Src<'_>, name: &str, v: &toml::Value) -> Result<NameConf, Co
     }
     for (i, p) in progs.into_iter().enumerate() {
         let a = args.as_ref().and_then(|a| a.get(i));
-        let list = a.map(|s| s.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+        let list = a
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
         n.progs.push((p, list, a.is_some()));
     }
     Ok(n)
 }
 
-fn parse_ipcp(src: &Src<'_>, top: &str, kind: IpcpKind, name: &str, v: &toml::Value) -> Result<IpcpConf, ConfigError> {
+fn parse_ipcp(
+    src: &Src<'_>,
+    top: &str,
+    kind: IpcpKind,
+    name: &str,
+    v: &toml::Value,
+) -> Result<IpcpConf, ConfigError> {
     let hl = src.header_line(top, name);
-    let t = v.as_table().ok_or_else(|| src.err(hl, name, "expected a table"))?;
+    let t = v
+        .as_table()
+        .ok_or_else(|| src.err(hl, name, "expected a table"))?;
     let mut c = IpcpConf {
         name: name.to_string(),
         kind,
         bootstrap: None,
         enrol: None,
         reg: vec![],
-        hash: if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) { HashAlgo::Md5 } else { HashAlgo::Sha3_256 },
+        hash: if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) {
+            HashAlgo::Md5
+        } else {
+            HashAlgo::Sha3_256
+        },
         dev: None,
         ethertype: o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
         ip: None,
@@ -288,13 +363,20 @@ fn parse_ipcp(src: &Src<'_>, top: &str, kind: IpcpKind, name: &str, v: &toml::Va
     let kinds_ok = |ks: &[IpcpKind]| ks.contains(&kind);
     for (k, val) in t {
         let kl = src.key_line(hl, k);
-        let s = || val.as_str().map(str::to_string).ok_or_else(|| src.err(kl, k, "expected a string"));
+        let s = || {
+            val.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| src.err(kl, k, "expected a string"))
+        };
         match k.as_str() {
             "bootstrap" => c.bootstrap = Some(s()?),
             "enrol" | "enroll" => c.enrol = Some(s()?),
-            "reg" => c.reg = str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of names"))?,
+            "reg" => {
+                c.reg = str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of names"))?
+            }
             "autobind" => {
-                val.as_bool().ok_or_else(|| src.err(kl, k, "expected true or false"))?;
+                val.as_bool()
+                    .ok_or_else(|| src.err(kl, k, "expected true or false"))?;
             }
             "conn" => {
                 str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of IPCP names"))?;
@@ -303,34 +385,65 @@ fn parse_ipcp(src: &Src<'_>, top: &str, kind: IpcpKind, name: &str, v: &toml::Va
                 let h = s()?;
                 c.hash = HashAlgo::from_config_name(&h)
                     .filter(|a| *a != HashAlgo::Md5)
-                    .ok_or_else(|| src.err(kl, k, format!("'{h}': expected SHA3_224, SHA3_256, SHA3_384 or SHA3_512")))?;
+                    .ok_or_else(|| {
+                        src.err(
+                            kl,
+                            k,
+                            format!("'{h}': expected SHA3_224, SHA3_256, SHA3_384 or SHA3_512"),
+                        )
+                    })?;
             }
             "dev" if kinds_ok(&[IpcpKind::EthDix, IpcpKind::EthLlc]) => c.dev = Some(s()?),
             "ethertype" if kind == IpcpKind::EthDix => {
-                let e = val.as_integer().ok_or_else(|| src.err(kl, k, "expected an integer such as 0xA000"))?;
+                let e = val
+                    .as_integer()
+                    .ok_or_else(|| src.err(kl, k, "expected an integer such as 0xA000"))?;
                 if !(0x0600..0xFFFF).contains(&e) {
-                    return Err(src.err(kl, k, format!("{e:#x}: must be at least 0x0600 and not 0xFFFF")));
+                    return Err(src.err(
+                        kl,
+                        k,
+                        format!("{e:#x}: must be at least 0x0600 and not 0xFFFF"),
+                    ));
                 }
                 c.ethertype = e as u16;
             }
             "ip" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => c.ip = Some(s()?),
             "dns" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => c.dns = Some(s()?),
             "port" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => {
-                let p = val.as_integer().ok_or_else(|| src.err(kl, k, "expected an integer"))?;
-                c.port = u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| src.err(kl, k, format!("{p}: not a port")))?;
+                let p = val
+                    .as_integer()
+                    .ok_or_else(|| src.err(kl, k, "expected an integer"))?;
+                c.port = u16::try_from(p)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| src.err(kl, k, format!("{p}: not a port")))?;
             }
-            "addr_size" | "eid_size" | "max_ttl" | "addr-auth" | "routing" | "ls_t_recalc" | "ls_t_update"
-            | "ls_t_timeo" | "congestion" | "directory" | "dht_alpha" | "dht_k" | "dht_t_expire"
-            | "dht_t_refresh" | "dht_t_replicate"
+            "addr_size" | "eid_size" | "max_ttl" | "addr-auth" | "routing" | "ls_t_recalc"
+            | "ls_t_update" | "ls_t_timeo" | "congestion" | "directory" | "dht_alpha" | "dht_k"
+            | "dht_t_expire" | "dht_t_refresh" | "dht_t_replicate"
                 if kind == IpcpKind::Unicast => {}
-            _ => return Err(src.err(kl, k, format!("unknown key for [{top}.{name}] ({})", kind.as_str()))),
+            _ => {
+                return Err(src.err(
+                    kl,
+                    k,
+                    format!("unknown key for [{top}.{name}] ({})", kind.as_str()),
+                ))
+            }
         }
     }
     if c.bootstrap.is_none() && c.enrol.is_none() {
-        return Err(src.err(hl, name, "needs bootstrap=\"<layer>\" or enrol=\"<member>\""));
+        return Err(src.err(
+            hl,
+            name,
+            "needs bootstrap=\"<layer>\" or enrol=\"<member>\"",
+        ));
     }
     if matches!(kind, IpcpKind::EthDix | IpcpKind::EthLlc) && c.dev.is_none() && c.enrol.is_none() {
-        return Err(src.err(hl, "dev", format!("[{top}.{name}] needs dev=\"<interface>\"")));
+        return Err(src.err(
+            hl,
+            "dev",
+            format!("[{top}.{name}] needs dev=\"<interface>\""),
+        ));
     }
     if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) && c.ip.is_none() && c.enrol.is_none() {
         return Err(src.err(hl, "ip", format!("[{top}.{name}] needs ip=\"<address>\"")));
@@ -347,7 +460,10 @@ mod tests {
     fn tutorial04_server() {
         let t = "[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n\n[eth-dix.wifi1]\nbootstrap=\"wifi-network\"\ndev=\"wlan0\"\nreg=[\"oping-server\"]\n";
         let c = parse(t, "tut04.conf").unwrap();
-        assert_eq!(c.names[0].progs, vec![("/usr/bin/oping".into(), vec!["-l".into()], true)]);
+        assert_eq!(
+            c.names[0].progs,
+            vec![("/usr/bin/oping".into(), vec!["-l".into()], true)]
+        );
         assert_eq!(c.ipcps[0].kind, IpcpKind::EthDix);
         assert_eq!(c.ipcps[0].dev.as_deref(), Some("wlan0"));
         assert_eq!(c.ipcps[0].reg, vec!["oping-server"]);
@@ -359,7 +475,7 @@ mod tests {
         let t = "[name.oping]\nlb=\"round-robin\"\nprog=[\"/usr/bin/oping\"]\n[udp.udp1]\nbootstrap=\"u\"\nip=\"127.0.0.1\"\n";
         let c = parse(t, "t05").unwrap();
         assert_eq!(c.names[0].lb, Lb::RoundRobin);
-        assert_eq!(c.names[0].progs[0].2, false, "no args: not auto-started");
+        assert!(!c.names[0].progs[0].2, "no args: not auto-started");
         assert_eq!(c.ipcps[0].kind, IpcpKind::Udp4);
         assert_eq!(c.ipcps[0].hash, HashAlgo::Md5);
         assert_eq!(c.notes.len(), 1);
@@ -367,8 +483,15 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let e = parse("[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0x05\n", "a.conf").unwrap_err();
-        assert_eq!((e.file.as_str(), e.line, e.key.as_str()), ("a.conf", 4, "ethertype"));
+        let e = parse(
+            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0x05\n",
+            "a.conf",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.line, e.key.as_str()),
+            ("a.conf", 4, "ethertype")
+        );
         let e = parse("[name.n]\n\nlb=\"fast\"\n", "b.conf").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (3, "lb"));
         assert!(e.to_string().starts_with("b.conf:3: lb: 'fast'"), "{e}");
@@ -376,11 +499,23 @@ mod tests {
         assert_eq!((e.line, e.key.as_str()), (1, "dev"));
         let e = parse("[frobnicate.x]\nbootstrap=\"l\"\n", "d.conf").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (1, "frobnicate"));
-        let e = parse("[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ncolour=1\n", "e.conf").unwrap_err();
+        let e = parse(
+            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ncolour=1\n",
+            "e.conf",
+        )
+        .unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (4, "colour"));
         let e = parse("[eth-dix.x\n", "f.conf").unwrap_err();
         assert_eq!(e.line, 1);
-        let e = parse("[eth-llc.x]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0xA000\n", "g.conf").unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (4, "ethertype"), "eth-llc has no Ethertype");
+        let e = parse(
+            "[eth-llc.x]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0xA000\n",
+            "g.conf",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (4, "ethertype"),
+            "eth-llc has no Ethertype"
+        );
     }
 }

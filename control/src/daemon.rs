@@ -106,7 +106,10 @@ pub struct Daemon {
 type Fail = (ErrorCode, String);
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn flow_mem() -> std::io::Result<(OwnedFd, Kick, Kick)> {
@@ -152,7 +155,11 @@ impl Daemon {
             }
         }
         for i in &cfg.ipcps {
-            let layer = i.bootstrap.clone().or_else(|| i.enrol.clone()).unwrap_or_default();
+            let layer = i
+                .bootstrap
+                .clone()
+                .or_else(|| i.enrol.clone())
+                .unwrap_or_default();
             if !matches!(i.kind, IpcpKind::EthDix | IpcpKind::EthLlc) {
                 tracing::warn!(
                     "IPCP {} (line {}): type {} is not implemented yet (eth-dix and eth-llc are); skipped",
@@ -166,7 +173,7 @@ impl Daemon {
             match self.ipcp_bootstrap(&i.name, i.kind, &layer, &dev, i.ethertype, i.hash) {
                 Ok(()) => {
                     for r in &i.reg {
-                        if let Err(e) = self.register(r, &[i.name.clone()]) {
+                        if let Err(e) = self.register(r, std::slice::from_ref(&i.name)) {
                             tracing::warn!("registering {r} in {}: {e:?}", i.name);
                         }
                     }
@@ -182,21 +189,37 @@ impl Daemon {
         }
     }
 
-    fn bind_program(&self, prog: &str, name: &str, auto: bool, args: Vec<String>) -> Result<(), String> {
+    fn bind_program(
+        &self,
+        prog: &str,
+        name: &str,
+        auto: bool,
+        args: Vec<String>,
+    ) -> Result<(), String> {
         let exe = resolve_prog(prog);
         match &exe {
             Some(e) if e.as_path() != std::path::Path::new(prog) => {
                 tracing::info!("program {prog} resolves to {}", e.display())
             }
-            None => tracing::warn!("program {prog} not found (nor its name in PATH); it cannot be started"),
+            None => tracing::warn!(
+                "program {prog} not found (nor its name in PATH); it cannot be started"
+            ),
             _ => {}
         }
         self.name_create(name, None);
         let mut st = self.st();
         let e = st.reg.names.get_mut(name).ok_or("no such name")?;
         e.progs.retain(|p| p.path != prog);
-        e.progs.push(ProgBind { path: prog.to_string(), exe, args, auto });
-        tracing::info!("Bound program {prog} to name {name}{}.", if auto { " (auto-start)" } else { "" });
+        e.progs.push(ProgBind {
+            path: prog.to_string(),
+            exe,
+            args,
+            auto,
+        });
+        tracing::info!(
+            "Bound program {prog} to name {name}{}.",
+            if auto { " (auto-start)" } else { "" }
+        );
         Ok(())
     }
 
@@ -223,7 +246,14 @@ impl Daemon {
             st.next_port += 1;
             st.next_port
         };
-        let reply = self.dp.add_port(ToDp::AddPort { port, dev: dev.to_string(), kind: port_kind }, port)?;
+        let reply = self.dp.add_port(
+            ToDp::AddPort {
+                port,
+                dev: dev.to_string(),
+                kind: port_kind,
+            },
+            port,
+        )?;
         let mut ipcp = EthIpcp {
             name: name.to_string(),
             layer: layer.to_string(),
@@ -243,7 +273,9 @@ impl Daemon {
             query_waiters: HashMap::new(),
         };
         let res = match reply {
-            FromDp::PortUp { mac, mtu, io_path, .. } => {
+            FromDp::PortUp {
+                mac, mtu, io_path, ..
+            } => {
                 ipcp.mac = mac;
                 ipcp.mtu = mtu;
                 ipcp.io_path = io_path;
@@ -271,14 +303,25 @@ impl Daemon {
         self.name_create(name, None);
         let mut st = self.st();
         let mut done = 0;
-        for i in st.ipcps.iter_mut().filter(|i| targets.contains(&i.name) || targets.contains(&i.layer)) {
+        for i in st
+            .ipcps
+            .iter_mut()
+            .filter(|i| targets.contains(&i.name) || targets.contains(&i.layer))
+        {
             let h = i.hash.hash(name);
-            tracing::info!("Registered {name} with IPCP {} as {}.", i.name, hex::encode(&h[..4.min(h.len())]));
+            tracing::info!(
+                "Registered {name} with IPCP {} as {}.",
+                i.name,
+                hex::encode(h.get(..4).unwrap_or(&h))
+            );
             i.regs.insert(h, name.to_string());
             done += 1;
         }
         if done == 0 {
-            return Err((ErrorCode::NotFound, format!("no IPCP or layer named {}", targets.join(", "))));
+            return Err((
+                ErrorCode::NotFound,
+                format!("no IPCP or layer named {}", targets.join(", ")),
+            ));
         }
         Ok(())
     }
@@ -292,23 +335,33 @@ impl Daemon {
             Err(e) => {
                 if e.kind() != std::io::ErrorKind::UnexpectedEof {
                     tracing::warn!("bad request: {e}");
-                    let _ = ch.send(&Reply::Error { code: ErrorCode::Invalid, message: e.to_string() }, &[]);
+                    let _ = ch.send(
+                        &Reply::Error {
+                            code: ErrorCode::Invalid,
+                            message: e.to_string(),
+                        },
+                        &[],
+                    );
                 }
                 return;
             }
         };
         let pid = ch.peer_pid().unwrap_or(0);
         match req {
-            Request::Alloc { name, qos, timeout_ms } => {
-                match self.alloc(&name, qos, Duration::from_millis(timeout_ms.max(1)), pid) {
-                    Ok(acc) => self.deliver_and_hold(ch, acc),
-                    Err((code, message)) => {
-                        tracing::info!("Flow allocation to {name} for process {pid} failed: {message}");
-                        let _ = ch.send(&Reply::Error { code, message }, &[]);
-                    }
+            Request::Alloc {
+                name,
+                qos,
+                timeout_ms,
+            } => match self.alloc(&name, qos, Duration::from_millis(timeout_ms.max(1)), pid) {
+                Ok(acc) => self.deliver_and_hold(ch, acc),
+                Err((code, message)) => {
+                    tracing::info!("Flow allocation to {name} for process {pid} failed: {message}");
+                    let _ = ch.send(&Reply::Error { code, message }, &[]);
                 }
+            },
+            Request::Accept { timeout_ms } => {
+                self.accept(ch, pid, timeout_ms.map(Duration::from_millis))
             }
-            Request::Accept { timeout_ms } => self.accept(ch, pid, timeout_ms.map(Duration::from_millis)),
             Request::Ctl(c) => {
                 let r = self.ctl(c);
                 let _ = ch.send(&r, &[]);
@@ -320,7 +373,10 @@ impl Daemon {
     fn deliver_and_hold(&self, ch: Channel, acc: Accepted) {
         let fds: Vec<_> = acc.fds.iter().map(|f| f.as_fd()).collect();
         if let Err(e) = ch.send(&Reply::Flow(acc.info.clone()), &fds) {
-            tracing::warn!("flow {}: the process went away before getting it: {e}", acc.flow);
+            tracing::warn!(
+                "flow {}: the process went away before getting it: {e}",
+                acc.flow
+            );
             self.dealloc(acc.flow);
             return;
         }
@@ -366,7 +422,13 @@ impl Daemon {
                     "process {pid} ({}) is bound to no name: bind its program or pid to a name first",
                     exe.as_ref().map(|e| e.display().to_string()).unwrap_or_default()
                 );
-                let _ = ch.send(&Reply::Error { code: ErrorCode::Invalid, message: msg }, &[]);
+                let _ = ch.send(
+                    &Reply::Error {
+                        code: ErrorCode::Invalid,
+                        message: msg,
+                    },
+                    &[],
+                );
                 return;
             }
             tracing::debug!("process {pid} accepts flows for {}", names.join(", "));
@@ -392,7 +454,13 @@ impl Daemon {
                     }
                     Err(_) if gone => return,
                     Err(_) => {
-                        let _ = ch.send(&Reply::Error { code: ErrorCode::Timeout, message: "no flow arrived".into() }, &[]);
+                        let _ = ch.send(
+                            &Reply::Error {
+                                code: ErrorCode::Timeout,
+                                message: "no flow arrived".into(),
+                            },
+                            &[],
+                        );
                         return;
                     }
                 }
@@ -419,7 +487,8 @@ impl Daemon {
         side: &'static str,
         pid: i32,
     ) -> Result<Accepted, Fail> {
-        let (memfd, tx, rx) = flow_mem().map_err(|e| (ErrorCode::NoResources, format!("flow memory: {e}")))?;
+        let (memfd, tx, rx) =
+            flow_mem().map_err(|e| (ErrorCode::NoResources, format!("flow memory: {e}")))?;
         let mut st = self.st();
         st.next_flow += 1;
         let flow = st.next_flow;
@@ -427,10 +496,30 @@ impl Daemon {
             return Err((ErrorCode::Internal, "IPCP vanished".into()));
         };
         let (port, mtu, layer) = (i.port, i.mtu, i.layer.clone());
-        st.flows.insert(flow, FlowRec { ipcp, local, remote, peer, name: name.to_string(), side, pid, qos, down: false });
+        st.flows.insert(
+            flow,
+            FlowRec {
+                ipcp,
+                local,
+                remote,
+                peer,
+                name: name.to_string(),
+                side,
+                pid,
+                qos,
+                down: false,
+            },
+        );
         drop(st);
         self.dp.send(
-            &ToDp::AddFlow { flow, port, local, remote, peer, timeout_ms: u64::from(qos.timeout.max(1000)) },
+            &ToDp::AddFlow {
+                flow,
+                port,
+                local,
+                remote,
+                peer,
+                timeout_ms: u64::from(qos.timeout.max(1000)),
+            },
             &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],
         );
         self.counters.flows.fetch_add(1, Ordering::Relaxed);
@@ -438,9 +527,22 @@ impl Daemon {
         let fds: Vec<OwnedFd> = fds.into_iter().flatten().collect();
         if fds.len() != 3 {
             self.dealloc(flow);
-            return Err((ErrorCode::NoResources, "cannot duplicate descriptors".into()));
+            return Err((
+                ErrorCode::NoResources,
+                "cannot duplicate descriptors".into(),
+            ));
         }
-        Ok(Accepted { info: FlowInfo { id: flow, name: name.to_string(), qos, mtu, layer }, flow, fds })
+        Ok(Accepted {
+            info: FlowInfo {
+                id: flow,
+                name: name.to_string(),
+                qos,
+                mtu,
+                layer,
+            },
+            flow,
+            fds,
+        })
     }
 
     /// Finds the IPCP and MAC behind `name`: cache first, then a name query on every eth
@@ -450,27 +552,55 @@ impl Daemon {
         let mut asked = vec![];
         {
             let mut st = self.st();
-            let mut order: Vec<usize> = (0..st.ipcps.len()).filter(|i| st.ipcps[*i].up).collect();
-            order.sort_by_key(|i| st.ipcps[*i].kind);
+            let mut order: Vec<(usize, IpcpKind)> = st
+                .ipcps
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.up)
+                .map(|(n, i)| (n, i.kind))
+                .collect();
+            order.sort_by_key(|(_, k)| *k);
+            let order: Vec<usize> = order.into_iter().map(|(n, _)| n).collect();
             if order.is_empty() {
-                return Err((ErrorCode::UnknownName, format!("no layer is up to look {name} up in")));
+                return Err((
+                    ErrorCode::UnknownName,
+                    format!("no layer is up to look {name} up in"),
+                ));
             }
             for idx in &order {
-                let i = &st.ipcps[*idx];
+                let Some(i) = st.ipcps.get(*idx) else {
+                    continue;
+                };
                 let h = i.hash.hash(name);
                 if let Some(mac) = i.cached(&h) {
                     return Ok((*idx, mac, h));
                 }
             }
             for idx in order {
-                let i = &mut st.ipcps[idx];
+                let Some(i) = st.ipcps.get_mut(idx) else {
+                    continue;
+                };
                 let h = i.hash.hash(name);
                 let (t2, r2) = channel::<[u8; 6]>();
                 i.query_waiters.entry(h.clone()).or_default().push(t2);
-                let m = Mgmt { code: EthCode::NameQueryReq, s: 0, d: 0, qos: QosSpec::ZERO, response: 0, tail: h.clone() };
+                let m = Mgmt {
+                    code: EthCode::NameQueryReq,
+                    s: 0,
+                    d: 0,
+                    qos: QosSpec::ZERO,
+                    response: 0,
+                    tail: h.clone(),
+                };
                 let payload = eth::build_mgmt(i.port_kind, &m);
                 asked.push(format!("{} {}", i.kind.as_str(), i.name));
-                self.dp.send(&ToDp::SendMgmt { port: i.port, dst: BROADCAST, payload }, &[]);
+                self.dp.send(
+                    &ToDp::SendMgmt {
+                        port: i.port,
+                        dst: BROADCAST,
+                        payload,
+                    },
+                    &[],
+                );
                 let tx = tx.clone();
                 std::thread::spawn(move || {
                     if let Ok(mac) = r2.recv_timeout(timeout) {
@@ -483,18 +613,32 @@ impl Daemon {
         match rx.recv_timeout(timeout) {
             Ok((idx, mac)) => {
                 let st = self.st();
-                let h = st.ipcps.get(idx).map(|i| i.hash.hash(name)).unwrap_or_default();
+                let h = st
+                    .ipcps
+                    .get(idx)
+                    .map(|i| i.hash.hash(name))
+                    .unwrap_or_default();
                 Ok((idx, mac, h))
             }
             Err(_) => Err((
                 ErrorCode::UnknownName,
-                format!("no answer for {name} within {} ms (asked {})", timeout.as_millis(), asked.join(", ")),
+                format!(
+                    "no answer for {name} within {} ms (asked {})",
+                    timeout.as_millis(),
+                    asked.join(", ")
+                ),
             )),
         }
     }
 
     /// Allocates a flow to `name` for process `pid`.
-    pub fn alloc(&self, name: &str, qos: QosSpec, timeout: Duration, pid: i32) -> Result<Accepted, Fail> {
+    pub fn alloc(
+        &self,
+        name: &str,
+        qos: QosSpec,
+        timeout: Duration,
+        pid: i32,
+    ) -> Result<Accepted, Fail> {
         let start = Instant::now();
         let (idx, mac, hash) = self.resolve(name, self.settings.query_timeout.min(timeout))?;
         let req_oap = OapHdr {
@@ -514,15 +658,35 @@ impl Daemon {
         let (tx, rx) = channel::<ReplyInfo>();
         let (local, port, kind) = {
             let mut st = self.st();
-            let i = st.ipcps.get_mut(idx).ok_or((ErrorCode::Internal, "IPCP vanished".into()))?;
-            let local = i.alloc_eid().ok_or((ErrorCode::NoResources, format!("no free endpoint id in {}", i.name)))?;
+            let i = st
+                .ipcps
+                .get_mut(idx)
+                .ok_or((ErrorCode::Internal, "IPCP vanished".into()))?;
+            let local = i.alloc_eid().ok_or((
+                ErrorCode::NoResources,
+                format!("no free endpoint id in {}", i.name),
+            ))?;
             i.alloc_waiters.insert(local, tx);
             (local, i.port, i.port_kind)
         };
         let mut tail = hash.clone();
         tail.extend_from_slice(&req_oap);
-        let m = Mgmt { code: EthCode::FlowReq, s: local, d: 0, qos, response: 0, tail };
-        self.dp.send(&ToDp::SendMgmt { port, dst: mac, payload: eth::build_mgmt(kind, &m) }, &[]);
+        let m = Mgmt {
+            code: EthCode::FlowReq,
+            s: local,
+            d: 0,
+            qos,
+            response: 0,
+            tail,
+        };
+        self.dp.send(
+            &ToDp::SendMgmt {
+                port,
+                dst: mac,
+                payload: eth::build_mgmt(kind, &m),
+            },
+            &[],
+        );
         let left = timeout.saturating_sub(start.elapsed());
         let reply = rx.recv_timeout(left);
         let free = |st: &mut State| {
@@ -535,18 +699,28 @@ impl Daemon {
             Ok(r) => r,
             Err(_) => {
                 free(&mut self.st());
-                return Err((ErrorCode::Timeout, format!("no FLOW_REPLY for {name} within {} ms", timeout.as_millis())));
+                return Err((
+                    ErrorCode::Timeout,
+                    format!("no FLOW_REPLY for {name} within {} ms", timeout.as_millis()),
+                ));
             }
         };
         if reply.response != 0 {
             free(&mut self.st());
-            return Err((ErrorCode::Refused, format!("{name} refused the flow (response {})", reply.response)));
+            return Err((
+                ErrorCode::Refused,
+                format!("{name} refused the flow (response {})", reply.response),
+            ));
         }
         if let Err(why) = check_oap_response(&req_oap, &reply.oap) {
             free(&mut self.st());
-            return Err((ErrorCode::Refused, format!("bad OAP response from {name}: {why}")));
+            return Err((
+                ErrorCode::Refused,
+                format!("bad OAP response from {name}: {why}"),
+            ));
         }
-        let acc = self.install_flow(idx, local, reply.remote, reply.mac, name, qos, "alloc", pid)?;
+        let acc =
+            self.install_flow(idx, local, reply.remote, reply.mac, name, qos, "alloc", pid)?;
         tracing::info!(
             "Flow {} allocated to {name} for process {pid}: local {local:#x}, remote {:#x} at {} in {:.3} ms.",
             acc.flow,
@@ -573,7 +747,12 @@ impl Daemon {
                 }
             };
             match self.dp.route(m) {
-                Some(FromDp::Mgmt { port, src, dst, payload }) => self.on_mgmt(port, src, dst, &payload),
+                Some(FromDp::Mgmt {
+                    port,
+                    src,
+                    dst,
+                    payload,
+                }) => self.on_mgmt(port, src, dst, &payload),
                 Some(FromDp::FlowDown { flow }) => {
                     if let Some(f) = self.st().flows.get_mut(&flow) {
                         f.down = true;
@@ -587,8 +766,12 @@ impl Daemon {
 
     fn on_mgmt(self: &Arc<Self>, port: u32, src: [u8; 6], dst: [u8; 6], payload: &[u8]) {
         let mut st = self.st();
-        let Some(idx) = st.ipcps.iter().position(|i| i.port == port) else { return };
-        let i = &mut st.ipcps[idx];
+        let Some(idx) = st.ipcps.iter().position(|i| i.port == port) else {
+            return;
+        };
+        let Some(i) = st.ipcps.get_mut(idx) else {
+            return;
+        };
         if dst != i.mac && dst != BROADCAST {
             self.counters.not_for_us.fetch_add(1, Ordering::Relaxed);
             return;
@@ -597,16 +780,30 @@ impl Daemon {
             Ok(m) => m,
             Err(e) => {
                 self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("{}: malformed management message from {}: {e}", i.name, mac_string(&src));
+                tracing::debug!(
+                    "{}: malformed management message from {}: {e}",
+                    i.name,
+                    mac_string(&src)
+                );
                 return;
             }
         };
         match m.code {
             EthCode::NameQueryReq => {
                 if i.regs.contains_key(&m.tail) {
-                    let r = Mgmt { code: EthCode::NameQueryReply, ..m };
+                    let r = Mgmt {
+                        code: EthCode::NameQueryReply,
+                        ..m
+                    };
                     let payload = eth::build_mgmt(i.port_kind, &r);
-                    self.dp.send(&ToDp::SendMgmt { port, dst: src, payload }, &[]);
+                    self.dp.send(
+                        &ToDp::SendMgmt {
+                            port,
+                            dst: src,
+                            payload,
+                        },
+                        &[],
+                    );
                 }
             }
             EthCode::NameQueryReply => {
@@ -615,7 +812,14 @@ impl Daemon {
                     self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                i.cache.insert(h.clone(), CacheEntry { mac: src, expires: Instant::now() + eth::CACHE_TTL, learnt: SystemTime::now() });
+                i.cache.insert(
+                    h.clone(),
+                    CacheEntry {
+                        mac: src,
+                        expires: Instant::now() + eth::CACHE_TTL,
+                        learnt: SystemTime::now(),
+                    },
+                );
                 if let Some(ws) = i.query_waiters.remove(&h) {
                     for w in ws {
                         let _ = w.send(src);
@@ -623,13 +827,24 @@ impl Daemon {
                 }
             }
             EthCode::FlowReply => {
-                let waiter = if i.valid_remote(m.s) { i.alloc_waiters.remove(&m.d) } else { None };
+                let waiter = if i.valid_remote(m.s) {
+                    i.alloc_waiters.remove(&m.d)
+                } else {
+                    None
+                };
                 match waiter {
                     Some(w) => {
-                        let _ = w.send(ReplyInfo { remote: m.s, mac: src, response: m.response, oap: m.tail });
+                        let _ = w.send(ReplyInfo {
+                            remote: m.s,
+                            mac: src,
+                            response: m.response,
+                            oap: m.tail,
+                        });
                     }
                     None => {
-                        self.counters.reply_unknown_eid.fetch_add(1, Ordering::Relaxed);
+                        self.counters
+                            .reply_unknown_eid
+                            .fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             "{}: dropped a FLOW_REPLY from {} (seid {:#x}, deid {:#x}): no allocation waits for it",
                             i.name,
@@ -643,7 +858,11 @@ impl Daemon {
             EthCode::FlowReq => {
                 if !i.valid_remote(m.s) {
                     self.counters.req_bad_eid.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("{}: dropped a FLOW_REQ with impossible endpoint id {:#x}", i.name, m.s);
+                    tracing::warn!(
+                        "{}: dropped a FLOW_REQ with impossible endpoint id {:#x}",
+                        i.name,
+                        m.s
+                    );
                     return;
                 }
                 let hl = i.hash.len();
@@ -667,16 +886,47 @@ impl Daemon {
         self.counters.refused.fetch_add(1, Ordering::Relaxed);
         let st = self.st();
         let Some(i) = st.ipcps.get(idx) else { return };
-        let m = Mgmt { code: EthCode::FlowReply, s: 0, d: remote, qos: QosSpec::ZERO, response, tail: vec![] };
-        self.dp.send(&ToDp::SendMgmt { port: i.port, dst, payload: eth::build_mgmt(i.port_kind, &m) }, &[]);
+        let m = Mgmt {
+            code: EthCode::FlowReply,
+            s: 0,
+            d: remote,
+            qos: QosSpec::ZERO,
+            response,
+            tail: vec![],
+        };
+        self.dp.send(
+            &ToDp::SendMgmt {
+                port: i.port,
+                dst,
+                payload: eth::build_mgmt(i.port_kind, &m),
+            },
+            &[],
+        );
     }
 
     /// Serves a flow request: finds or starts an acceptor, installs the flow, replies.
-    fn flow_req(self: &Arc<Self>, idx: usize, src: [u8; 6], remote: u32, qos: QosSpec, hash: Vec<u8>, oap: Vec<u8>) {
-        let name = self.st().ipcps.get(idx).and_then(|i| i.regs.get(&hash).cloned());
+    fn flow_req(
+        self: &Arc<Self>,
+        idx: usize,
+        src: [u8; 6],
+        remote: u32,
+        qos: QosSpec,
+        hash: Vec<u8>,
+        oap: Vec<u8>,
+    ) {
+        let name = self
+            .st()
+            .ipcps
+            .get(idx)
+            .and_then(|i| i.regs.get(&hash).cloned());
         let Some(name) = name else {
-            self.counters.req_unknown_name.fetch_add(1, Ordering::Relaxed);
-            tracing::info!("Flow request for unregistered hash {}: refused.", hex::encode(&hash));
+            self.counters
+                .req_unknown_name
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                "Flow request for unregistered hash {}: refused.",
+                hex::encode(&hash)
+            );
             self.refuse(idx, src, remote, -1);
             return;
         };
@@ -703,17 +953,18 @@ impl Daemon {
             self.refuse(idx, src, remote, -1);
             return;
         };
-        let acc = match self.install_flow(idx, local, remote, src, &name, qos, "accept", acceptor.pid) {
-            Ok(a) => a,
-            Err((_, e)) => {
-                tracing::warn!("Flow request for {name}: {e}");
-                if let Some(i) = self.st().ipcps.get_mut(idx) {
-                    i.eids.remove(&local);
+        let acc =
+            match self.install_flow(idx, local, remote, src, &name, qos, "accept", acceptor.pid) {
+                Ok(a) => a,
+                Err((_, e)) => {
+                    tracing::warn!("Flow request for {name}: {e}");
+                    if let Some(i) = self.st().ipcps.get_mut(idx) {
+                        i.eids.remove(&local);
+                    }
+                    self.refuse(idx, src, remote, -1);
+                    return;
                 }
-                self.refuse(idx, src, remote, -1);
-                return;
-            }
-        };
+            };
         let flow = acc.flow;
         if acceptor.tx.send(acc).is_err() {
             tracing::warn!("The process accepting {name} went away: refused.");
@@ -744,8 +995,18 @@ impl Daemon {
             response: 0,
             tail: resp.to_bytes().unwrap_or_default(),
         };
-        self.dp.send(&ToDp::SendMgmt { port: i.port, dst: src, payload: eth::build_mgmt(i.port_kind, &m) }, &[]);
-        tracing::info!("Flow {flow} accepted for {name} by process {}.", acceptor.pid);
+        self.dp.send(
+            &ToDp::SendMgmt {
+                port: i.port,
+                dst: src,
+                payload: eth::build_mgmt(i.port_kind, &m),
+            },
+            &[],
+        );
+        tracing::info!(
+            "Flow {flow} accepted for {name} by process {}.",
+            acceptor.pid
+        );
     }
 
     /// The next acceptor of `name`, auto-starting its program if nobody waits.
@@ -798,7 +1059,10 @@ impl Daemon {
     pub fn stop_children(&self) {
         let mut kids: Vec<(String, Child)> = std::mem::take(&mut self.st().children);
         for (_, c) in &kids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(2) && !kids.is_empty() {
@@ -815,7 +1079,16 @@ impl Daemon {
 
     fn ctl(&self, c: Ctl) -> Reply {
         let table = |rows: Vec<Value>| Reply::Table {
-            rows: rows.into_iter().filter_map(|v| if let Value::Object(m) = v { Some(m) } else { None }).collect(),
+            rows: rows
+                .into_iter()
+                .filter_map(|v| {
+                    if let Value::Object(m) = v {
+                        Some(m)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
         };
         let err = |(code, message): Fail| Reply::Error { code, message };
         match c {
@@ -836,18 +1109,36 @@ impl Daemon {
             Ctl::IpcpCreate { name, kind } => match IpcpKind::parse(&kind) {
                 Some(_) => Reply::Error {
                     code: ErrorCode::Invalid,
-                    message: format!("create {name} with 'ipcp bootstrap name {name} type {kind} layer L dev D'"),
+                    message: format!(
+                        "create {name} with 'ipcp bootstrap name {name} type {kind} layer L dev D'"
+                    ),
                 },
                 None => err((ErrorCode::Invalid, format!("unknown IPCP type {kind}"))),
             },
-            Ctl::IpcpBootstrap { name, layer, settings } => {
+            Ctl::IpcpBootstrap {
+                name,
+                layer,
+                settings,
+            } => {
                 let kind = settings.get("type").and_then(|t| IpcpKind::parse(t));
-                let Some(kind) = kind else { return err((ErrorCode::Invalid, "type is required (eth-dix, eth-llc)".into())) };
-                let Some(dev) = settings.get("dev") else { return err((ErrorCode::Invalid, "dev is required".into())) };
+                let Some(kind) = kind else {
+                    return err((
+                        ErrorCode::Invalid,
+                        "type is required (eth-dix, eth-llc)".into(),
+                    ));
+                };
+                let Some(dev) = settings.get("dev") else {
+                    return err((ErrorCode::Invalid, "dev is required".into()));
+                };
                 let ethertype = match settings.get("ethertype").map(|e| parse_u16(e)) {
                     None => o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
                     Some(Some(e)) if e >= 0x0600 && e != 0xffff => e,
-                    Some(_) => return err((ErrorCode::Invalid, "ethertype must be 0x0600..0xFFFE".into())),
+                    Some(_) => {
+                        return err((
+                            ErrorCode::Invalid,
+                            "ethertype must be 0x0600..0xFFFE".into(),
+                        ))
+                    }
                 };
                 let hash = match settings.get("hash") {
                     None => o7s_wire::hash::HashAlgo::Sha3_256,
@@ -866,9 +1157,17 @@ impl Daemon {
                 let Some(pos) = st.ipcps.iter().position(|i| i.name == name) else {
                     return err((ErrorCode::NotFound, format!("no IPCP named {name}")));
                 };
-                let flows: Vec<u64> = st.flows.iter().filter(|(_, f)| f.ipcp == pos).map(|(k, _)| *k).collect();
+                let flows: Vec<u64> = st
+                    .flows
+                    .iter()
+                    .filter(|(_, f)| f.ipcp == pos)
+                    .map(|(k, _)| *k)
+                    .collect();
                 if !flows.is_empty() {
-                    return err((ErrorCode::Invalid, format!("{name} carries {} flows", flows.len())));
+                    return err((
+                        ErrorCode::Invalid,
+                        format!("{name} carries {} flows", flows.len()),
+                    ));
                 }
                 let i = st.ipcps.remove(pos);
                 // Flow records refer to IPCPs by index: shift the later ones.
@@ -883,7 +1182,9 @@ impl Daemon {
             }
             Ctl::NameCreate { name, lb } => {
                 let lb = match lb.as_deref().map(Lb::parse) {
-                    Some(None) => return err((ErrorCode::Invalid, "lb must be spill or round-robin".into())),
+                    Some(None) => {
+                        return err((ErrorCode::Invalid, "lb must be spill or round-robin".into()))
+                    }
                     Some(Some(l)) => Some(l),
                     // The reference's CLI defaults to round-robin.
                     None => Some(Lb::RoundRobin),
@@ -923,27 +1224,44 @@ impl Daemon {
             Ctl::NameUnregister { name, targets } => {
                 let mut st = self.st();
                 let mut n = 0;
-                for i in st.ipcps.iter_mut().filter(|i| targets.contains(&i.name) || targets.contains(&i.layer)) {
+                for i in st
+                    .ipcps
+                    .iter_mut()
+                    .filter(|i| targets.contains(&i.name) || targets.contains(&i.layer))
+                {
                     let before = i.regs.len();
                     i.regs.retain(|_, r| *r != name);
                     n += before - i.regs.len();
                 }
                 if n == 0 {
-                    return err((ErrorCode::NotFound, format!("{name} is not registered in {}", targets.join(", "))));
+                    return err((
+                        ErrorCode::NotFound,
+                        format!("{name} is not registered in {}", targets.join(", ")),
+                    ));
                 }
                 Reply::Ok
             }
-            Ctl::BindProgram { prog, name, auto, args } => match self.bind_program(&prog, &name, auto, args) {
+            Ctl::BindProgram {
+                prog,
+                name,
+                auto,
+                args,
+            } => match self.bind_program(&prog, &name, auto, args) {
                 Ok(()) => Reply::Ok,
                 Err(e) => err((ErrorCode::Invalid, e)),
             },
             Ctl::UnbindProgram { prog, name } => {
                 let mut st = self.st();
-                let Some(e) = st.reg.names.get_mut(&name) else { return err((ErrorCode::NotFound, format!("no name {name}"))) };
+                let Some(e) = st.reg.names.get_mut(&name) else {
+                    return err((ErrorCode::NotFound, format!("no name {name}")));
+                };
                 let before = e.progs.len();
                 e.progs.retain(|p| p.path != prog);
                 if before == e.progs.len() {
-                    return err((ErrorCode::NotFound, format!("{prog} is not bound to {name}")));
+                    return err((
+                        ErrorCode::NotFound,
+                        format!("{prog} is not bound to {name}"),
+                    ));
                 }
                 Reply::Ok
             }
@@ -960,15 +1278,27 @@ impl Daemon {
             }
             Ctl::UnbindProcess { pid, name } => {
                 let mut st = self.st();
-                let removed = st.reg.names.get_mut(&name).is_some_and(|e| e.pids.remove(&pid));
+                let removed = st
+                    .reg
+                    .names
+                    .get_mut(&name)
+                    .is_some_and(|e| e.pids.remove(&pid));
                 if removed {
                     Reply::Ok
                 } else {
-                    err((ErrorCode::NotFound, format!("process {pid} is not bound to {name}")))
+                    err((
+                        ErrorCode::NotFound,
+                        format!("process {pid} is not bound to {name}"),
+                    ))
                 }
             }
             Ctl::PortList => match self.dp.stats() {
-                Some(s) => table(s.ports.iter().map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).collect()),
+                Some(s) => table(
+                    s.ports
+                        .iter()
+                        .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
+                        .collect(),
+                ),
                 None => err((ErrorCode::Internal, "the data plane did not answer".into())),
             },
             Ctl::CacheList => {
@@ -976,8 +1306,17 @@ impl Daemon {
                 let mut rows = vec![];
                 for i in &st.ipcps {
                     for (h, e) in &i.cache {
-                        let name = st.reg.names.keys().find(|n| i.hash.hash(n) == *h).cloned().unwrap_or_default();
-                        let left = e.expires.saturating_duration_since(Instant::now()).as_secs();
+                        let name = st
+                            .reg
+                            .names
+                            .keys()
+                            .find(|n| i.hash.hash(n) == *h)
+                            .cloned()
+                            .unwrap_or_default();
+                        let left = e
+                            .expires
+                            .saturating_duration_since(Instant::now())
+                            .as_secs();
                         rows.push(json!({"ipcp": i.name, "hash": hex::encode(h), "name": name, "mac": mac_string(&e.mac),
                                          "expires_in_s": left,
                                          "learnt_unix": e.learnt.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)}));
@@ -993,8 +1332,17 @@ impl Daemon {
                 ids.sort_unstable();
                 for id in ids {
                     let Some(f) = st.flows.get(&id) else { continue };
-                    let s = stats.flows.iter().find(|s| s.flow == id).cloned().unwrap_or_default();
-                    let ipcp = st.ipcps.get(f.ipcp).map(|i| i.name.clone()).unwrap_or_default();
+                    let s = stats
+                        .flows
+                        .iter()
+                        .find(|s| s.flow == id)
+                        .cloned()
+                        .unwrap_or_default();
+                    let ipcp = st
+                        .ipcps
+                        .get(f.ipcp)
+                        .map(|i| i.name.clone())
+                        .unwrap_or_default();
                     rows.push(json!({"flow": id, "side": f.side, "name": f.name, "pid": f.pid, "ipcp": ipcp,
                                      "local": format!("{:#x}", f.local), "remote": format!("{:#x}", f.remote),
                                      "peer": mac_string(&f.peer), "qos": f.qos.preset_name().unwrap_or("custom"),
@@ -1018,8 +1366,13 @@ impl Daemon {
                     m.insert(k.into(), json!(v.load(Ordering::Relaxed)));
                 }
                 if let Some(s) = self.dp.stats() {
-                    let sum = |f: fn(&o7s_dataplane::msg::PortStats) -> u64| s.ports.iter().map(f).sum::<u64>();
-                    m.insert("dp_drop_unknown_eid".into(), json!(sum(|p| p.drop_unknown_eid)));
+                    let sum = |f: fn(&o7s_dataplane::msg::PortStats) -> u64| {
+                        s.ports.iter().map(f).sum::<u64>()
+                    };
+                    m.insert(
+                        "dp_drop_unknown_eid".into(),
+                        json!(sum(|p| p.drop_unknown_eid)),
+                    );
                     m.insert("dp_drop_malformed".into(), json!(sum(|p| p.drop_malformed)));
                     m.insert("dp_rx_mgmt".into(), json!(sum(|p| p.rx_mgmt)));
                 }
@@ -1044,7 +1397,9 @@ pub fn check_oap_response(req: &[u8], resp: &[u8]) -> Result<(), String> {
     if r.id != q.id {
         return Err("its id is not our request's".into());
     }
-    let (h, _) = r.split_tail(Role::Response, 48).map_err(|e| e.to_string())?;
+    let (h, _) = r
+        .split_tail(Role::Response, 48)
+        .map_err(|e| e.to_string())?;
     if h != sha2::Sha384::digest(req).as_slice() {
         return Err("its request hash does not match our request".into());
     }

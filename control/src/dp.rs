@@ -52,9 +52,15 @@ impl DpHandle {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         drop(theirs_fd);
-        tracing::info!("started the data plane {} (pid {})", path.display(), child.id());
+        tracing::info!(
+            "started the data plane {} (pid {})",
+            path.display(),
+            child.id()
+        );
         Ok(Arc::new(Self {
             ch: Arc::new(ours),
             child: Mutex::new(child),
@@ -77,7 +83,8 @@ impl DpHandle {
             w.insert(port, tx);
         }
         self.send(&m, &[]);
-        rx.recv_timeout(Duration::from_secs(5)).map_err(|_| "the data plane did not answer".to_string())
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "the data plane did not answer".to_string())
     }
 
     /// Counters.
@@ -94,7 +101,11 @@ impl DpHandle {
     pub fn route(&self, m: FromDp) -> Option<FromDp> {
         match m {
             FromDp::PortUp { port, .. } | FromDp::PortError { port, .. } => {
-                let w = self.port_waiters.lock().ok().and_then(|mut w| w.remove(&port));
+                let w = self
+                    .port_waiters
+                    .lock()
+                    .ok()
+                    .and_then(|mut w| w.remove(&port));
                 if let Some(w) = w {
                     let _ = w.send(m);
                 }

@@ -37,11 +37,25 @@ pub fn parse_mgmt(kind: PortKind, b: &[u8]) -> Result<Mgmt, o7s_wire::Error> {
     Ok(match kind {
         PortKind::Dix { .. } => {
             let (m, rest) = dix::MgmtMsg::parse(b)?;
-            Mgmt { code: m.code, s: m.seid.into(), d: m.deid.into(), qos: m.qos, response: m.response, tail: rest.to_vec() }
+            Mgmt {
+                code: m.code,
+                s: m.seid.into(),
+                d: m.deid.into(),
+                qos: m.qos,
+                response: m.response,
+                tail: rest.to_vec(),
+            }
         }
         PortKind::Llc => {
             let (m, rest) = llc::MgmtMsg::parse(b)?;
-            Mgmt { code: m.code, s: m.ssap.into(), d: m.dsap.into(), qos: m.qos, response: m.response, tail: rest.to_vec() }
+            Mgmt {
+                code: m.code,
+                s: m.ssap.into(),
+                d: m.dsap.into(),
+                qos: m.qos,
+                response: m.response,
+                tail: rest.to_vec(),
+            }
         }
     })
 }
@@ -159,7 +173,10 @@ impl EthIpcp {
 
     /// The cached MAC of `hash`, if fresh.
     pub fn cached(&self, hash: &[u8]) -> Option<[u8; 6]> {
-        self.cache.get(hash).filter(|e| e.expires > Instant::now()).map(|e| e.mac)
+        self.cache
+            .get(hash)
+            .filter(|e| e.expires > Instant::now())
+            .map(|e| e.mac)
     }
 
     /// Drops expired cache entries.
@@ -177,7 +194,14 @@ mod tests {
     #[test]
     fn mgmt_round_trip_both_kinds() {
         for kind in [PortKind::Dix { ethertype: 0xA000 }, PortKind::Llc] {
-            let m = Mgmt { code: EthCode::FlowReq, s: 65, d: 0, qos: QosSpec::RAW, response: 0, tail: vec![1, 2, 3] };
+            let m = Mgmt {
+                code: EthCode::FlowReq,
+                s: 65,
+                d: 0,
+                qos: QosSpec::RAW,
+                response: 0,
+                tail: vec![1, 2, 3],
+            };
             let b = build_mgmt(kind, &m);
             assert_eq!(parse_mgmt(kind, &b).unwrap(), m);
             assert!(parse_mgmt(kind, &b[..10]).is_err());

@@ -24,7 +24,12 @@ pub fn stop_requested() -> bool {
 /// SIGINT, SIGTERM, SIGQUIT and SIGHUP shut the daemon down.
 pub fn install_signal_handlers() -> std::io::Result<()> {
     let flag = Arc::new(AtomicBool::new(false));
-    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGQUIT, signal_hook::consts::SIGHUP] {
+    for s in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGQUIT,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(s, flag.clone())?;
     }
     std::thread::spawn(move || loop {

@@ -41,8 +41,15 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("O7S_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     use std::io::IsTerminal;
-    let tty = if cli.stdout { std::io::stdout().is_terminal() } else { std::io::stderr().is_terminal() };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(tty);
+    let tty = if cli.stdout {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(tty);
     let _ = if cli.stdout {
         builder.with_writer(std::io::stdout).try_init()
     } else {
@@ -74,7 +81,10 @@ fn main() -> ExitCode {
     }
     let sock = rundir.join(o7s::proto::SOCKET_NAME);
     if o7s::ipc::Channel::connect(&sock).is_ok() {
-        eprintln!("o7sd: another o7sd is running on {} (use --rundir for a second one)", sock.display());
+        eprintln!(
+            "o7sd: another o7sd is running on {} (use --rundir for a second one)",
+            sock.display()
+        );
         return ExitCode::from(1);
     }
     let listener = match Listener::bind(&sock) {
@@ -101,7 +111,11 @@ fn main() -> ExitCode {
         let d = d.clone();
         std::thread::spawn(move || d.dp_events());
     }
-    tracing::info!("o7sd started (pid {}), socket {}.", std::process::id(), sock.display());
+    tracing::info!(
+        "o7sd started (pid {}), socket {}.",
+        std::process::id(),
+        sock.display()
+    );
     if let Some(c) = &cfg {
         d.apply(c);
     }

@@ -71,7 +71,10 @@ pub fn resolve_prog(path: &str) -> Option<PathBuf> {
     }
     let base = p.file_name()?;
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join(base)).find(|c| c.is_file()).and_then(|c| c.canonicalize().ok())
+        std::env::split_paths(&paths)
+            .map(|d| d.join(base))
+            .find(|c| c.is_file())
+            .and_then(|c| c.canonicalize().ok())
     })
 }
 
@@ -96,7 +99,10 @@ impl Registry {
         self.names
             .iter()
             .filter(|(_, e)| {
-                e.pids.contains(&pid) || e.progs.iter().any(|p| exe.is_some() && p.exe.as_deref() == exe)
+                e.pids.contains(&pid)
+                    || e.progs
+                        .iter()
+                        .any(|p| exe.is_some() && p.exe.as_deref() == exe)
             })
             .map(|(n, _)| n.clone())
             .collect()

@@ -33,7 +33,10 @@ pub struct DevInfo {
 pub fn dev_info(dev: &str) -> io::Result<DevInfo> {
     let base = std::path::Path::new("/sys/class/net").join(dev);
     if !base.exists() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("no device named {dev}")));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no device named {dev}"),
+        ));
     }
     let ifindex: i32 = std::fs::read_to_string(base.join("ifindex"))?
         .trim()
@@ -53,7 +56,11 @@ pub fn dev_info(dev: &str) -> io::Result<DevInfo> {
     if dev == "lo" {
         mtu = mtu.min(LO_MTU_CAP);
     }
-    Ok(DevInfo { ifindex, mac, mtu: mtu.min(65535) })
+    Ok(DevInfo {
+        ifindex,
+        mac,
+        mtu: mtu.min(65535),
+    })
 }
 
 impl PacketSocket {
@@ -130,7 +137,7 @@ impl PacketSocket {
                     _ => Err(e),
                 };
             }
-            if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if sll.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return Ok(Some((n as usize).min(buf.len())));
@@ -142,7 +149,12 @@ impl PacketSocket {
         loop {
             // Safety: `frame` is valid for its length.
             let n = unsafe {
-                libc::send(self.fd.as_raw_fd(), frame.as_ptr() as *const libc::c_void, frame.len(), 0)
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    frame.as_ptr() as *const libc::c_void,
+                    frame.len(),
+                    0,
+                )
             };
             if n < 0 {
                 let e = io::Error::last_os_error();

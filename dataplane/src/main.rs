@@ -16,7 +16,10 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let Some(fd) = std::env::var("O7S_CTL_FD").ok().and_then(|v| v.parse::<i32>().ok()) else {
+    let Some(fd) = std::env::var("O7S_CTL_FD")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
         eprintln!("o7s-dataplane: started by o7sd only (O7S_CTL_FD is not set)");
         return std::process::ExitCode::from(2);
     };

@@ -51,7 +51,10 @@ pub struct Dataplane {
 
 impl std::fmt::Debug for Dataplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dataplane").field("ports", &self.ports.len()).field("flows", &self.flows.len()).finish()
+        f.debug_struct("Dataplane")
+            .field("ports", &self.ports.len())
+            .field("flows", &self.flows.len())
+            .finish()
     }
 }
 
@@ -90,10 +93,16 @@ impl Dataplane {
                     }
                 }
                 std::sync::atomic::fence(Ordering::SeqCst);
-                let pending_tx = flow_ids
-                    .iter()
-                    .any(|id| self.flows.get(id).is_some_and(|f| !f.mem.ring(Dir::Tx).is_empty()));
-                let timeout = if pending_tx { PollTimeout::ZERO } else { PollTimeout::from(100u16) };
+                let pending_tx = flow_ids.iter().any(|id| {
+                    self.flows
+                        .get(id)
+                        .is_some_and(|f| !f.mem.ring(Dir::Tx).is_empty())
+                });
+                let timeout = if pending_tx {
+                    PollTimeout::ZERO
+                } else {
+                    PollTimeout::from(100u16)
+                };
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::Error::EINTR) => {}
                     Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
@@ -152,8 +161,16 @@ impl Dataplane {
         match msg {
             ToDp::AddPort { port, dev, kind } => {
                 let reply = match self.add_port(port, &dev, kind) {
-                    Ok((mac, mtu, io_path)) => FromDp::PortUp { port, mac, mtu, io_path },
-                    Err(e) => FromDp::PortError { port, error: format!("{dev}: {e}") },
+                    Ok((mac, mtu, io_path)) => FromDp::PortUp {
+                        port,
+                        mac,
+                        mtu,
+                        io_path,
+                    },
+                    Err(e) => FromDp::PortError {
+                        port,
+                        error: format!("{dev}: {e}"),
+                    },
                 };
                 self.ctl.send(&reply, &[])?;
             }
@@ -161,7 +178,14 @@ impl Dataplane {
                 self.ports.remove(&port);
             }
             ToDp::SendMgmt { port, dst, payload } => self.send_mgmt(port, dst, &payload),
-            ToDp::AddFlow { flow, port, local, remote, peer, timeout_ms } => {
+            ToDp::AddFlow {
+                flow,
+                port,
+                local,
+                remote,
+                peer,
+                timeout_ms,
+            } => {
                 let mut it = fds.into_iter();
                 let (Some(mem), Some(tx), Some(rx)) = (it.next(), it.next(), it.next()) else {
                     tracing::warn!("flow {flow}: AddFlow without descriptors");
@@ -182,7 +206,13 @@ impl Dataplane {
                                 mem,
                                 tx_kick: Kick::from_fd(tx),
                                 rx_kick: Kick::from_fd(rx),
-                                stats: FlowStats { flow, port, local, remote, ..FlowStats::default() },
+                                stats: FlowStats {
+                                    flow,
+                                    port,
+                                    local,
+                                    remote,
+                                    ..FlowStats::default()
+                                },
                             },
                         );
                         tracing::debug!("flow {flow}: port {port} local {local} remote {remote}");
@@ -209,7 +239,12 @@ impl Dataplane {
         Ok(true)
     }
 
-    fn add_port(&mut self, id: u32, dev: &str, kind: PortKind) -> io::Result<([u8; 6], usize, String)> {
+    fn add_port(
+        &mut self,
+        id: u32,
+        dev: &str,
+        kind: PortKind,
+    ) -> io::Result<([u8; 6], usize, String)> {
         let info = dev_info(dev)?;
         let proto = match kind {
             PortKind::Dix { ethertype } => ethertype,
@@ -218,10 +253,16 @@ impl Dataplane {
         let sock = PacketSocket::open(info.ifindex, proto)?;
         let mtu = match kind {
             PortKind::Dix { .. } => info.mtu.saturating_sub(dix::HEADER_LEN),
-            PortKind::Llc => info.mtu.min(usize::from(llc::MAX_LENGTH)).saturating_sub(llc::HEADER_LEN),
+            PortKind::Llc => info
+                .mtu
+                .min(usize::from(llc::MAX_LENGTH))
+                .saturating_sub(llc::HEADER_LEN),
         };
         let io_path = "af_packet (AF_XDP path not built yet)".to_string();
-        tracing::info!("port {id}: {dev} mac {} mtu {mtu} via {io_path}", ethernet::mac_string(&info.mac));
+        tracing::info!(
+            "port {id}: {dev} mac {} mtu {mtu} via {io_path}",
+            ethernet::mac_string(&info.mac)
+        );
         let stats = PortStats {
             port: id,
             dev: dev.to_string(),
@@ -230,15 +271,35 @@ impl Dataplane {
             io_path: io_path.clone(),
             ..PortStats::default()
         };
-        self.ports.insert(id, Port { dev: dev.to_string(), kind, mac: info.mac, sock, stats });
+        self.ports.insert(
+            id,
+            Port {
+                dev: dev.to_string(),
+                kind,
+                mac: info.mac,
+                sock,
+                stats,
+            },
+        );
         Ok((info.mac, mtu, io_path))
     }
 
     fn send_mgmt(&mut self, port: u32, dst: [u8; 6], payload: &[u8]) {
-        let Some(p) = self.ports.get_mut(&port) else { return };
+        let Some(p) = self.ports.get_mut(&port) else {
+            return;
+        };
         let built = match p.kind {
-            PortKind::Dix { ethertype } => build_dix(&mut self.frame, dst, p.mac, ethertype, 0, payload),
-            PortKind::Llc => build_llc(&mut self.frame, dst, p.mac, llc::MGMT_SAP, llc::MGMT_SAP, payload),
+            PortKind::Dix { ethertype } => {
+                build_dix(&mut self.frame, dst, p.mac, ethertype, 0, payload)
+            }
+            PortKind::Llc => build_llc(
+                &mut self.frame,
+                dst,
+                p.mac,
+                llc::MGMT_SAP,
+                llc::MGMT_SAP,
+                payload,
+            ),
         };
         if built.is_err() {
             p.stats.tx_errors += 1;
@@ -255,7 +316,9 @@ impl Dataplane {
 
     fn rx_port(&mut self, id: u32) {
         for _ in 0..256 {
-            let Some(p) = self.ports.get_mut(&id) else { return };
+            let Some(p) = self.ports.get_mut(&id) else {
+                return;
+            };
             let n = match p.sock.recv(&mut self.buf) {
                 Ok(Some(n)) => n,
                 Ok(None) => return,
@@ -264,7 +327,9 @@ impl Dataplane {
                     return;
                 }
             };
-            let Some(frame) = self.buf.get(..n) else { return };
+            let Some(frame) = self.buf.get(..n) else {
+                return;
+            };
             let Ok(eth) = ethernet::Frame::new_checked(frame) else {
                 p.stats.drop_malformed += 1;
                 continue;
@@ -280,7 +345,9 @@ impl Dataplane {
                     match dix::Packet::new_checked(pl) {
                         Ok(d) => {
                             let len = usize::from(d.length());
-                            let sdu = pl.get(dix::HEADER_LEN..dix::HEADER_LEN + len).unwrap_or(&[]);
+                            let sdu = pl
+                                .get(dix::HEADER_LEN..dix::HEADER_LEN + len)
+                                .unwrap_or(&[]);
                             Ok((u32::from(d.eid()), sdu))
                         }
                         Err(_) => Err(()),
@@ -293,7 +360,11 @@ impl Dataplane {
                     let pl = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
                     match llc::LlcRepr::parse(pl, eth.type_len()) {
                         Ok((h, sdu, _)) if h.ctrl == llc::CTRL_UI => {
-                            let d = if h.dsap == llc::MGMT_SAP { 0 } else { u32::from(h.dsap) };
+                            let d = if h.dsap == llc::MGMT_SAP {
+                                0
+                            } else {
+                                u32::from(h.dsap)
+                            };
                             Ok((d, sdu))
                         }
                         _ => Err(()),
@@ -307,13 +378,22 @@ impl Dataplane {
             p.stats.rx_frames += 1;
             if eid == 0 {
                 p.stats.rx_mgmt += 1;
-                let msg = FromDp::Mgmt { port: id, src, dst, payload: sdu.to_vec() };
+                let msg = FromDp::Mgmt {
+                    port: id,
+                    src,
+                    dst,
+                    payload: sdu.to_vec(),
+                };
                 if let Err(e) = self.ctl.send(&msg, &[]) {
                     tracing::warn!("cannot pass a management frame to o7sd: {e}");
                 }
                 continue;
             }
-            let Some(f) = self.by_local.get(&(id, eid)).and_then(|fid| self.flows.get_mut(fid)) else {
+            let Some(f) = self
+                .by_local
+                .get(&(id, eid))
+                .and_then(|fid| self.flows.get_mut(fid))
+            else {
                 p.stats.drop_unknown_eid += 1;
                 continue;
             };
@@ -333,8 +413,12 @@ impl Dataplane {
     }
 
     fn tx_flow(&mut self, id: u64) {
-        let Some(f) = self.flows.get_mut(&id) else { return };
-        let Some(p) = self.ports.get_mut(&f.port) else { return };
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let Some(p) = self.ports.get_mut(&f.port) else {
+            return;
+        };
         let ring = f.mem.ring(Dir::Tx);
         for _ in 0..TX_BATCH {
             let frame = &mut self.frame;
@@ -343,7 +427,9 @@ impl Dataplane {
                     PortKind::Dix { ethertype } => {
                         build_dix(frame, f.peer, p.mac, ethertype, f.remote as u16, sdu)
                     }
-                    PortKind::Llc => build_llc(frame, f.peer, p.mac, f.remote as u8, f.local as u8, sdu),
+                    PortKind::Llc => {
+                        build_llc(frame, f.peer, p.mac, f.remote as u8, f.local as u8, sdu)
+                    }
                 };
                 built.map(|_| sdu.len())
             });
@@ -385,7 +471,14 @@ impl Dataplane {
     }
 }
 
-fn build_dix(out: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], ethertype: u16, eid: u16, sdu: &[u8]) -> Result<(), ()> {
+fn build_dix(
+    out: &mut Vec<u8>,
+    dst: [u8; 6],
+    src: [u8; 6],
+    ethertype: u16,
+    eid: u16,
+    sdu: &[u8],
+) -> Result<(), ()> {
     let len = u16::try_from(sdu.len()).map_err(|_| ())?;
     out.clear();
     out.extend_from_slice(&dst);
@@ -400,7 +493,14 @@ fn build_dix(out: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], ethertype: u16, eid:
     Ok(())
 }
 
-fn build_llc(out: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], dsap: u8, ssap: u8, sdu: &[u8]) -> Result<(), ()> {
+fn build_llc(
+    out: &mut Vec<u8>,
+    dst: [u8; 6],
+    src: [u8; 6],
+    dsap: u8,
+    ssap: u8,
+    sdu: &[u8],
+) -> Result<(), ()> {
     let len = llc::LlcRepr::length_field(sdu.len()).map_err(|_| ())?;
     out.clear();
     out.extend_from_slice(&dst);

@@ -60,7 +60,10 @@ impl Error {
 
 fn connect() -> Result<Channel, Error> {
     let path = proto::socket_path(None);
-    Channel::connect(&path).map_err(|e| Error::NoDaemon { path: path.display().to_string(), source: e })
+    Channel::connect(&path).map_err(|e| Error::NoDaemon {
+        path: path.display().to_string(),
+        source: e,
+    })
 }
 
 /// Sends a control command to the daemon and returns its reply.
@@ -104,7 +107,10 @@ impl Flow {
                     nonblocking: false,
                 })
             }
-            Reply::Error { code: ErrorCode::Timeout, .. } => Err(Error::Timeout),
+            Reply::Error {
+                code: ErrorCode::Timeout,
+                ..
+            } => Err(Error::Timeout),
             Reply::Error { code, message } => Err(Error::Daemon { code, message }),
             other => Err(Error::Protocol(format!("unexpected reply {other:?}"))),
         }
@@ -113,22 +119,43 @@ impl Flow {
     /// Allocates a flow to `name` with `qos`, waiting at most `timeout`.
     pub fn alloc(name: &str, qos: QosSpec, timeout: Duration) -> Result<Self, Error> {
         let ch = connect()?;
-        let req = Request::Alloc { name: name.to_string(), qos, timeout_ms: timeout.as_millis() as u64 };
+        let req = Request::Alloc {
+            name: name.to_string(),
+            qos,
+            timeout_ms: timeout.as_millis() as u64,
+        };
         ch.send(&req, &[])?;
         // The daemon answers within the time-out; allow it a little slack.
         let (r, fds) = ch
             .recv_timeout::<Reply>(Some(timeout + Duration::from_secs(2)))
-            .map_err(|e| if e.kind() == io::ErrorKind::TimedOut { Error::Timeout } else { e.into() })?;
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    Error::Timeout
+                } else {
+                    e.into()
+                }
+            })?;
         Self::from_reply(ch, r, fds)
     }
 
     /// Accepts the next flow for a name this process (or its program) is bound to.
     pub fn accept(timeout: Option<Duration>) -> Result<Self, Error> {
         let ch = connect()?;
-        ch.send(&Request::Accept { timeout_ms: timeout.map(|t| t.as_millis() as u64) }, &[])?;
+        ch.send(
+            &Request::Accept {
+                timeout_ms: timeout.map(|t| t.as_millis() as u64),
+            },
+            &[],
+        )?;
         let (r, fds) = ch
             .recv_timeout::<Reply>(timeout.map(|t| t + Duration::from_secs(2)))
-            .map_err(|e| if e.kind() == io::ErrorKind::TimedOut { Error::Timeout } else { e.into() })?;
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    Error::Timeout
+                } else {
+                    e.into()
+                }
+            })?;
         Self::from_reply(ch, r, fds)
     }
 
@@ -256,9 +283,13 @@ fn wait_any_fd(fds: &[std::os::fd::BorrowedFd<'_>], t: Option<Duration>) -> io::
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let ms = match t {
         None => PollTimeout::NONE,
-        Some(t) => PollTimeout::try_from(t.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX),
+        Some(t) => PollTimeout::try_from(t.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX),
     };
-    let mut p: Vec<PollFd<'_>> = fds.iter().map(|f| PollFd::new(*f, PollFlags::POLLIN)).collect();
+    let mut p: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|f| PollFd::new(*f, PollFlags::POLLIN))
+        .collect();
     loop {
         match poll(&mut p, ms) {
             Ok(_) => break,
@@ -321,6 +352,9 @@ pub fn wait_any(flows: &[&Flow], timeout: Option<Duration>) -> Result<Vec<usize>
     }
 }
 
-fn wait_readable_any(fds: &[std::os::fd::BorrowedFd<'_>], t: Option<Duration>) -> io::Result<Vec<usize>> {
+fn wait_readable_any(
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    t: Option<Duration>,
+) -> io::Result<Vec<usize>> {
     wait_any_fd(fds, t)
 }

@@ -32,8 +32,13 @@ pub struct Channel {
 impl Channel {
     /// Connects to a listening socket at `path`.
     pub fn connect(path: &Path) -> io::Result<Self> {
-        let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)
-            .map_err(nix_io)?;
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(nix_io)?;
         let addr = UnixAddr::new(path).map_err(nix_io)?;
         connect(fd.as_raw_fd(), &addr).map_err(nix_io)?;
         Ok(Self { fd })
@@ -76,14 +81,23 @@ impl Channel {
     pub fn send<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
         let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
         if body.len() > MAX_MSG {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "message too large",
+            ));
         }
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let iov = [IoSlice::new(&body)];
         let cmsg = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
         loop {
-            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
                 Ok(_) => return Ok(()),
                 Err(nix::Error::EINTR) => continue,
                 Err(e) => return Err(nix_io(e)),
@@ -188,8 +202,13 @@ impl Listener {
     /// connect.
     pub fn bind(path: &Path) -> io::Result<Self> {
         let _ = std::fs::remove_file(path);
-        let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)
-            .map_err(nix_io)?;
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(nix_io)?;
         let addr = UnixAddr::new(path).map_err(nix_io)?;
         bind(fd.as_raw_fd(), &addr).map_err(nix_io)?;
         listen(&fd, Backlog::new(128).map_err(nix_io)?).map_err(nix_io)?;

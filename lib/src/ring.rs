@@ -75,24 +75,31 @@ impl FlowMem {
     /// Creates the memory of a new flow in a memfd.
     pub fn create(slots: u32, slot_size: u32) -> io::Result<(Self, OwnedFd)> {
         if slots == 0 || !slots.is_power_of_two() || slot_size < 64 || slot_size % 64 != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad ring geometry"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bad ring geometry",
+            ));
         }
-        let fd = nix::sys::memfd::memfd_create(
-            c"o7s-flow",
-            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
-        )
-        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+        let fd = nix::sys::memfd::memfd_create(c"o7s-flow", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
         let len = HEADER + 2 * ring_bytes(slots, slot_size);
         let file = std::fs::File::from(fd.try_clone()?);
         file.set_len(len as u64)?;
         // Safety: the memfd is ours and sized above; other mappings of it only touch it
         // through this module's protocol.
         let mut map = unsafe { MmapMut::map_mut(&file)? };
-        map[..16].copy_from_slice(
-            &[MAGIC.to_ne_bytes(), 1u32.to_ne_bytes(), slots.to_ne_bytes(), slot_size.to_ne_bytes()]
-                .concat(),
-        );
-        Ok((Self { map, slots, slot_size }, fd))
+        let header = [MAGIC, 1, slots, slot_size].map(u32::to_ne_bytes).concat();
+        if let Some(h) = map.get_mut(..header.len()) {
+            h.copy_from_slice(&header);
+        }
+        Ok((
+            Self {
+                map,
+                slots,
+                slot_size,
+            },
+            fd,
+        ))
     }
 
     /// Maps the memory of a flow created elsewhere, checking its header and size.
@@ -100,7 +107,10 @@ impl FlowMem {
         let file = std::fs::File::from(fd.try_clone()?);
         let len = file.metadata()?.len() as usize;
         if len < HEADER {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "flow memory too small"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "flow memory too small",
+            ));
         }
         // Safety: as in `create`; the size was read from the file and is re-checked below.
         let map = unsafe { MmapMut::map_mut(&file)? };
@@ -118,9 +128,16 @@ impl FlowMem {
             && slot_size <= 1 << 20
             && HEADER + 2 * ring_bytes(slots, slot_size) <= len;
         if !ok {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "bad flow memory header"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "bad flow memory header",
+            ));
         }
-        Ok(Self { map, slots, slot_size })
+        Ok(Self {
+            map,
+            slots,
+            slot_size,
+        })
     }
 
     /// Largest SDU a slot holds.
@@ -146,7 +163,12 @@ impl FlowMem {
 
     /// The ring of direction `d`.
     pub fn ring(&self, d: Dir) -> Ring<'_> {
-        let base = HEADER + if d == Dir::Tx { 0 } else { ring_bytes(self.slots, self.slot_size) };
+        let base = HEADER
+            + if d == Dir::Tx {
+                0
+            } else {
+                ring_bytes(self.slots, self.slot_size)
+            };
         Ring { mem: self, base }
     }
 }
@@ -175,7 +197,10 @@ impl Ring<'_> {
 
     /// Entries waiting to be consumed (`Corrupt` if the indices are impossible).
     pub fn len(&self) -> Result<u32, RingError> {
-        let n = self.head().load(Ordering::Acquire).wrapping_sub(self.tail().load(Ordering::Acquire));
+        let n = self
+            .head()
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.tail().load(Ordering::Acquire));
         if n > self.mem.slots {
             Err(RingError::Corrupt)
         } else {
@@ -220,7 +245,9 @@ impl Ring<'_> {
     pub fn pop(&self, out: &mut [u8]) -> Result<Option<usize>, RingError> {
         self.pop_with(|sdu| {
             let n = sdu.len().min(out.len());
-            out[..n].copy_from_slice(&sdu[..n]);
+            if let (Some(o), Some(i)) = (out.get_mut(..n), sdu.get(..n)) {
+                o.copy_from_slice(i);
+            }
             sdu.len()
         })
     }
@@ -268,7 +295,9 @@ impl Kick {
         use nix::sys::eventfd::{EfdFlags, EventFd};
         let e = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-        Ok(Self { fd: OwnedFd::from(e) })
+        Ok(Self {
+            fd: OwnedFd::from(e),
+        })
     }
     /// Wraps a received eventfd.
     pub fn from_fd(fd: OwnedFd) -> Self {

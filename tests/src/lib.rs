@@ -1,7 +1,12 @@
 //! Helpers for tests that cross a network: namespaces and veth pairs with unique names,
 //! daemons started inside them, all removed on drop (also when a test fails).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -19,7 +24,11 @@ pub fn bin_dir() -> PathBuf {
 /// Path of a workspace binary; panics with the fix if it was not built.
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace` before the tests", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        p.display()
+    );
     p
 }
 
@@ -31,7 +40,11 @@ pub fn can_run() -> bool {
     if root && ip {
         return true;
     }
-    let why = if root { "the `ip` command (iproute2) is missing" } else { "not root" };
+    let why = if root {
+        "the `ip` command (iproute2) is missing"
+    } else {
+        "not root"
+    };
     if std::env::var("O7S_REQUIRE_ROOT").as_deref() == Ok("1") {
         panic!("O7S_REQUIRE_ROOT=1 but {why}");
     }
@@ -48,7 +61,10 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn sh(args: &[&str]) -> Output {
-    Command::new(args[0]).args(&args[1..]).output().expect("spawn")
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn")
 }
 
 /// Namespaces `NAME-a`, `NAME-b` joined by veth `NAME-va` <-> `NAME-vb` (or one namespace
@@ -72,8 +88,15 @@ impl Topo {
         let vb = format!("{name}-vb");
         let na = t.ns("a");
         let nb = t.ns("b");
-        let o = sh(&["ip", "link", "add", &va, "netns", &na, "type", "veth", "peer", "name", &vb, "netns", &nb]);
-        assert!(o.status.success(), "veth: {}", String::from_utf8_lossy(&o.stderr));
+        let o = sh(&[
+            "ip", "link", "add", &va, "netns", &na, "type", "veth", "peer", "name", &vb, "netns",
+            &nb,
+        ]);
+        assert!(
+            o.status.success(),
+            "veth: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         for (ns, dev) in [(&na, &va), (&nb, &vb)] {
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
@@ -90,11 +113,19 @@ impl Topo {
         let dir = std::env::temp_dir().join(format!("o7s-test-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut t = Topo { name: name.to_string(), spaces: vec![], dir };
+        let mut t = Topo {
+            name: name.to_string(),
+            spaces: vec![],
+            dir,
+        };
         for s in sides {
             let ns = format!("{name}-{s}");
             let o = sh(&["ip", "netns", "add", &ns]);
-            assert!(o.status.success(), "netns add {ns}: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "netns add {ns}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             t.spaces.push(ns.clone());
             sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         }
@@ -122,7 +153,11 @@ impl Topo {
         c.args(["netns", "exec", &self.ns(s)])
             .arg("env")
             .arg(format!("O7S_RUNDIR={}", self.rundir(s).display()))
-            .arg(format!("PATH={}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default()))
+            .arg(format!(
+                "PATH={}:{}",
+                bin_dir().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ))
             .arg(prog);
         c
     }
@@ -145,7 +180,11 @@ impl Topo {
         while !sock.exists() && start.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(sock.exists(), "o7sd did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            sock.exists(),
+            "o7sd did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         // Let the configuration be applied (ports up, names registered).
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(5) {
@@ -156,13 +195,25 @@ impl Topo {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(50));
-        Daemon { child: Some(child), log }
+        Daemon {
+            child: Some(child),
+            log,
+        }
     }
 
     /// Runs `o7sctl ARGS --json` in side `s` and parses the listing.
     pub fn ctl_json(&self, s: &str, args: &[&str]) -> Vec<serde_json::Value> {
-        let o = self.cmd(s, &bin("o7sctl")).args(args).arg("--json").output().unwrap();
-        assert!(o.status.success(), "o7sctl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = self
+            .cmd(s, &bin("o7sctl"))
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "o7sctl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         match serde_json::from_slice(&o.stdout).unwrap() {
             serde_json::Value::Array(a) => a,
             other => panic!("not a listing: {other}"),
@@ -171,9 +222,21 @@ impl Topo {
 
     /// Runs oping in side `s` with `args` plus `--json` and returns its summary and status.
     pub fn oping(&self, s: &str, args: &[&str]) -> (serde_json::Value, Output) {
-        let o = self.cmd(s, &bin("oping")).args(args).arg("--json").output().unwrap();
-        let line = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
-        (serde_json::from_str(&line).unwrap_or(serde_json::Value::Null), o)
+        let o = self
+            .cmd(s, &bin("oping"))
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let line = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_string();
+        (
+            serde_json::from_str(&line).unwrap_or(serde_json::Value::Null),
+            o,
+        )
     }
 }
 
@@ -183,7 +246,10 @@ impl Drop for Topo {
             if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
                 for p in String::from_utf8_lossy(&o.stdout).split_whitespace() {
                     if let Ok(pid) = p.parse::<i32>() {
-                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
                     }
                 }
             }
@@ -223,8 +289,13 @@ impl Daemon {
 
     /// SIGTERM and wait (up to 10 s); returns whether it exited by itself.
     pub fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return true };
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(_)) = c.try_wait() {

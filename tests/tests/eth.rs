@@ -1,7 +1,12 @@
 //! Tutorials 04 and 06 (test 1) over the eth-dix and eth-llc layers, in network namespaces;
 //! failure cases: unknown names, killed clients, daemon shutdown, bad frames.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use o7s_integration::{bin, can_run, eventually, Topo};
 use std::time::{Duration, Instant};
@@ -24,18 +29,32 @@ fn tutorial04(kind: &str) {
     let server = t.daemon("b", &server_conf(kind, &t.dev("b"), "oping-server", true));
     let _client = t.daemon("a", &client_conf(kind, &t.dev("a")));
     let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "20ms"]);
-    assert!(out.status.success(), "oping failed: {}\n{}", String::from_utf8_lossy(&out.stderr), server.log());
+    assert!(
+        out.status.success(),
+        "oping failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
     assert_eq!(sum["transmitted"], 10, "{sum}");
     assert_eq!(sum["received"], 10, "{sum}");
     let log = server.log();
-    assert!(log.contains("Starting") && log.contains("for oping-server"), "server was not auto-started:\n{log}");
+    assert!(
+        log.contains("Starting") && log.contains("for oping-server"),
+        "server was not auto-started:\n{log}"
+    );
     // The auto-started server holds the flow on the server side.
     let flows = t.ctl_json("b", &["flow", "list"]);
     assert_eq!(flows.len(), 1, "{flows:?}");
     assert_eq!(flows[0]["side"], "accept");
     assert_eq!(flows[0]["rx_sdus"], 10);
     let ports = t.ctl_json("b", &["port", "list"]);
-    assert!(ports[0]["io_path"].as_str().unwrap().starts_with("af_packet"), "{ports:?}");
+    assert!(
+        ports[0]["io_path"]
+            .as_str()
+            .unwrap()
+            .starts_with("af_packet"),
+        "{ports:?}"
+    );
 }
 
 #[test]
@@ -55,20 +74,41 @@ fn tutorial06_test1_single_host_lo() {
         return;
     }
     let t = Topo::single("t6");
-    let d = t.daemon("a", &server_conf("eth-dix", "lo", "sec.oping.tut.o7s", false));
-    let mut srv = t.cmd("a", &bin("oping")).arg("--listen").stdout(std::process::Stdio::null()).spawn().unwrap();
+    let d = t.daemon(
+        "a",
+        &server_conf("eth-dix", "lo", "sec.oping.tut.o7s", false),
+    );
+    let mut srv = t
+        .cmd("a", &bin("oping"))
+        .arg("--listen")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until the server accepts.
     assert!(eventually(Duration::from_secs(5), || {
-        t.ctl_json("a", &["name", "list"]).iter().any(|n| n["accepting"].as_u64() == Some(1))
+        t.ctl_json("a", &["name", "list"])
+            .iter()
+            .any(|n| n["accepting"].as_u64() == Some(1))
     }));
     let (sum, out) = t.oping("a", &["-n", "sec.oping.tut.o7s", "-c", "3", "-i", "20ms"]);
     let _ = srv.kill();
     let _ = srv.wait();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), d.log());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
     assert_eq!(sum["received"], 3, "{sum}");
     let log = d.log();
-    assert!(log.contains("Registered sec.oping.tut.o7s with IPCP wifi1 as ecf815ad"), "{log}");
-    assert!(!log.contains("Starting"), "nothing is auto-started without args");
+    assert!(
+        log.contains("Registered sec.oping.tut.o7s with IPCP wifi1 as ecf815ad"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("Starting"),
+        "nothing is auto-started without args"
+    );
 }
 
 /// An unknown name fails in well under a second, with a clear error.
@@ -78,14 +118,24 @@ fn unknown_name_fails_fast() {
         return;
     }
     let t = Topo::pair("un");
-    let _b = t.daemon("b", &server_conf("eth-dix", &t.dev("b"), "oping-server", true));
+    let _b = t.daemon(
+        "b",
+        &server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+    );
     let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
     let start = Instant::now();
-    let o = t.cmd("a", &bin("oping")).args(["-n", "no-such-name", "-c", "1"]).output().unwrap();
+    let o = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", "no-such-name", "-c", "1"])
+        .output()
+        .unwrap();
     let took = start.elapsed();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("unknown name") && err.contains("no-such-name"), "{err}");
+    assert!(
+        err.contains("unknown name") && err.contains("no-such-name"),
+        "{err}"
+    );
     assert!(took < Duration::from_millis(900), "took {took:?}");
 }
 
@@ -96,7 +146,10 @@ fn killed_client_frees_its_flow() {
         return;
     }
     let t = Topo::pair("kc");
-    let _b = t.daemon("b", &server_conf("eth-dix", &t.dev("b"), "oping-server", true));
+    let _b = t.daemon(
+        "b",
+        &server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+    );
     let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
     let mut c = t
         .cmd("a", &bin("oping"))
@@ -104,19 +157,33 @@ fn killed_client_frees_its_flow() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || t.ctl_json("a", &["flow", "list"]).len() == 1));
+    assert!(eventually(Duration::from_secs(5), || t
+        .ctl_json("a", &["flow", "list"])
+        .len()
+        == 1));
     // SIGKILL: the process cannot clean up; the daemon must.
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     let _ = c.wait();
     assert!(
-        eventually(Duration::from_secs(2), || t.ctl_json("a", &["flow", "list"]).is_empty()),
+        eventually(Duration::from_secs(2), || t
+            .ctl_json("a", &["flow", "list"])
+            .is_empty()),
         "the killed client's flow is still there"
     );
 }
 
 fn ns_pids(ns: &str) -> Vec<String> {
-    let o = std::process::Command::new("ip").args(["netns", "pids", ns]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_string).collect()
+    let o = std::process::Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Stopping the daemons leaves no process behind (data plane and auto-started servers
@@ -127,7 +194,10 @@ fn stopping_leaves_nothing_behind() {
         return;
     }
     let t = Topo::pair("st");
-    let mut b = t.daemon("b", &server_conf("eth-dix", &t.dev("b"), "oping-server", true));
+    let mut b = t.daemon(
+        "b",
+        &server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+    );
     let mut a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
     let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "2", "-i", "10ms"]);
     assert_eq!(sum["received"], 2);
@@ -135,12 +205,17 @@ fn stopping_leaves_nothing_behind() {
     assert!(ns_pids(&t.ns("b")).len() >= 3, "{:?}", ns_pids(&t.ns("b")));
     assert!(b.stop(), "o7sd did not exit on SIGTERM");
     assert!(a.stop());
-    assert!(eventually(Duration::from_secs(3), || ns_pids(&t.ns("b")).is_empty() && ns_pids(&t.ns("a")).is_empty()));
+    assert!(eventually(Duration::from_secs(3), || ns_pids(&t.ns("b"))
+        .is_empty()
+        && ns_pids(&t.ns("a")).is_empty()));
     assert!(!t.rundir("a").join("o7sd.sock").exists());
     assert!(!t.rundir("b").join("o7sd.sock").exists());
     let spaces = t.spaces.clone();
     drop(t);
-    let o = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let o = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
     let list = String::from_utf8_lossy(&o.stdout);
     for s in spaces {
         assert!(!list.contains(&s), "namespace {s} left behind");
@@ -156,16 +231,25 @@ fn bad_frames_are_dropped_and_counted() {
         return;
     }
     let t = Topo::pair("bf");
-    let _b = t.daemon("b", &server_conf("eth-dix", &t.dev("b"), "oping-server", true));
+    let _b = t.daemon(
+        "b",
+        &server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+    );
     let mut a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
-    let mac_a = t.ctl_json("a", &["ipcp", "list"])[0]["mac"].as_str().unwrap().replace(':', "");
+    let mac_a = t.ctl_json("a", &["ipcp", "list"])[0]["mac"]
+        .as_str()
+        .unwrap()
+        .replace(':', "");
     let ping = t
         .cmd("a", &bin("oping"))
         .args(["-n", "oping-server", "-c", "60", "-i", "25ms", "--json"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || t.ctl_json("a", &["flow", "list"]).len() == 1));
+    assert!(eventually(Duration::from_secs(5), || t
+        .ctl_json("a", &["flow", "list"])
+        .len()
+        == 1));
     // The race frame as captured (to MAC 0) and re-addressed to the client.
     let race = "0000000000001a0df7689c7ca0000000007b0045ffff00000000000000000000000000000000000000000000000000000000000000000001\
 00fadd63ec5c27f04128803fe3d90f251b18ea3436b235c32d0000000000000000000000008ab01caa5e006a5ef827b5237a518c48c65fee9411b6fa6990a712d0a67c2489f49be4838422df7dd26a2ade9d3c3f40";
@@ -189,12 +273,23 @@ fn bad_frames_are_dropped_and_counted() {
         format!("{mac_a}{src}a000{}", "ff".repeat(200)),
     ];
     for _ in 0..5 {
-        let o = t.cmd("b", &bin("o7s-inject")).arg(t.dev("b")).args(&frames).output().unwrap();
+        let o = t
+            .cmd("b", &bin("o7s-inject"))
+            .arg(t.dev("b"))
+            .args(&frames)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = ping.wait_with_output().unwrap();
-    let sum: serde_json::Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap();
+    let sum: serde_json::Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(sum["received"], 60, "the running flow lost packets: {sum}");
     assert!(a.alive(), "the client daemon died");
     let s = &t.ctl_json("a", &["stats"])[0];

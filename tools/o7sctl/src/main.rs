@@ -73,7 +73,10 @@ fn matches(word: &str, full: &str) -> bool {
     !word.is_empty() && full.starts_with(word)
 }
 
-fn verb<'a>(words: &'a [String], verbs: &[&'static str]) -> Result<(&'static str, &'a [String]), String> {
+fn verb<'a>(
+    words: &'a [String],
+    verbs: &[&'static str],
+) -> Result<(&'static str, &'a [String]), String> {
     let Some((w, rest)) = words.split_first() else {
         return Err(format!("expected one of: {}", verbs.join(", ")));
     };
@@ -86,7 +89,11 @@ fn verb<'a>(words: &'a [String], verbs: &[&'static str]) -> Result<(&'static str
 }
 
 /// Parses `key value` pairs (keys by unique prefix); `flags` take no value.
-fn pairs(words: &[String], keys: &[&'static str], flags: &[&'static str]) -> Result<BTreeMap<&'static str, Vec<String>>, String> {
+fn pairs(
+    words: &[String],
+    keys: &[&'static str],
+    flags: &[&'static str],
+) -> Result<BTreeMap<&'static str, Vec<String>>, String> {
     let mut out: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     let mut it = words.iter();
     while let Some(w) = it.next() {
@@ -101,7 +108,12 @@ fn pairs(words: &[String], keys: &[&'static str], flags: &[&'static str]) -> Res
         let hits: Vec<&'static str> = keys.iter().copied().filter(|k| matches(w, k)).collect();
         let key = match hits.as_slice() {
             [k] => *k,
-            [] => return Err(format!("unknown keyword '{w}' (expected {})", keys.join(", "))),
+            [] => {
+                return Err(format!(
+                    "unknown keyword '{w}' (expected {})",
+                    keys.join(", ")
+                ))
+            }
             _ => return Err(format!("'{w}' is ambiguous: {}", hits.join(", "))),
         };
         let v = it.next().ok_or_else(|| format!("'{key}' needs a value"))?;
@@ -111,7 +123,10 @@ fn pairs(words: &[String], keys: &[&'static str], flags: &[&'static str]) -> Res
 }
 
 fn one(p: &BTreeMap<&str, Vec<String>>, k: &str) -> Result<String, String> {
-    p.get(k).and_then(|v| v.first()).cloned().ok_or_else(|| format!("'{k}' is required"))
+    p.get(k)
+        .and_then(|v| v.first())
+        .cloned()
+        .ok_or_else(|| format!("'{k}' is required"))
 }
 
 fn build(cmd: &Cmd) -> Result<Ctl, String> {
@@ -120,26 +135,45 @@ fn build(cmd: &Cmd) -> Result<Ctl, String> {
             ("list", _) => Ctl::IpcpList,
             ("create", rest) => {
                 let p = pairs(rest, &["name", "type"], &[])?;
-                Ctl::IpcpCreate { name: one(&p, "name")?, kind: one(&p, "type")? }
+                Ctl::IpcpCreate {
+                    name: one(&p, "name")?,
+                    kind: one(&p, "type")?,
+                }
             }
             ("bootstrap", rest) => {
-                let p = pairs(rest, &["name", "layer", "type", "dev", "ethertype", "hash"], &[])?;
+                let p = pairs(
+                    rest,
+                    &["name", "layer", "type", "dev", "ethertype", "hash"],
+                    &[],
+                )?;
                 let mut settings = BTreeMap::new();
                 for k in ["type", "dev", "ethertype", "hash"] {
                     if let Ok(v) = one(&p, k) {
                         settings.insert(k.to_string(), v);
                     }
                 }
-                Ctl::IpcpBootstrap { name: one(&p, "name")?, layer: one(&p, "layer")?, settings }
+                Ctl::IpcpBootstrap {
+                    name: one(&p, "name")?,
+                    layer: one(&p, "layer")?,
+                    settings,
+                }
             }
-            (_, rest) => Ctl::IpcpDestroy { name: one(&pairs(rest, &["name"], &[])?, "name")? },
+            (_, rest) => Ctl::IpcpDestroy {
+                name: one(&pairs(rest, &["name"], &[])?, "name")?,
+            },
         },
-        Cmd::Name { words } => match verb(words, &["list", "create", "destroy", "register", "unregister"])? {
+        Cmd::Name { words } => match verb(
+            words,
+            &["list", "create", "destroy", "register", "unregister"],
+        )? {
             ("list", _) => Ctl::NameList,
             (v, rest) => {
                 let (name, rest) = rest.split_first().ok_or("a name is required")?;
                 match v {
-                    "create" => Ctl::NameCreate { name: name.clone(), lb: one(&pairs(rest, &["lb"], &[])?, "lb").ok() },
+                    "create" => Ctl::NameCreate {
+                        name: name.clone(),
+                        lb: one(&pairs(rest, &["lb"], &[])?, "lb").ok(),
+                    },
                     "destroy" => Ctl::NameDestroy { name: name.clone() },
                     _ => {
                         let p = pairs(rest, &["ipcp", "layer"], &[])?;
@@ -148,9 +182,15 @@ fn build(cmd: &Cmd) -> Result<Ctl, String> {
                             return Err("give 'ipcp NAME' or 'layer NAME'".into());
                         }
                         if v == "register" {
-                            Ctl::NameRegister { name: name.clone(), targets }
+                            Ctl::NameRegister {
+                                name: name.clone(),
+                                targets,
+                            }
                         } else {
-                            Ctl::NameUnregister { name: name.clone(), targets }
+                            Ctl::NameUnregister {
+                                name: name.clone(),
+                                targets,
+                            }
                         }
                     }
                 }
@@ -159,7 +199,9 @@ fn build(cmd: &Cmd) -> Result<Ctl, String> {
         Cmd::Bind { words } | Cmd::Unbind { words } => {
             let bind = matches!(cmd, Cmd::Bind { .. });
             let (what, rest) = verb(words, &["program", "process"])?;
-            let (target, rest) = rest.split_first().ok_or(format!("the {what} is required"))?;
+            let (target, rest) = rest
+                .split_first()
+                .ok_or(format!("the {what} is required"))?;
             let p = pairs(rest, &["name"], &["auto"])?;
             let name = one(&p, "name")?;
             match (what, bind) {
@@ -169,9 +211,14 @@ fn build(cmd: &Cmd) -> Result<Ctl, String> {
                     auto: p.contains_key("auto"),
                     args: p.get("--").cloned().unwrap_or_default(),
                 },
-                ("program", false) => Ctl::UnbindProgram { prog: target.clone(), name },
+                ("program", false) => Ctl::UnbindProgram {
+                    prog: target.clone(),
+                    name,
+                },
                 (_, b) => {
-                    let pid: i32 = target.parse().map_err(|_| format!("'{target}' is not a pid"))?;
+                    let pid: i32 = target
+                        .parse()
+                        .map_err(|_| format!("'{target}' is not a pid"))?;
                     if b {
                         Ctl::BindProcess { pid, name }
                     } else {
@@ -197,17 +244,33 @@ fn cell(v: &Value) -> String {
 }
 
 fn render(rows: &[serde_json::Map<String, Value>]) -> String {
-    let Some(first) = rows.first() else { return "(none)\n".into() };
+    let Some(first) = rows.first() else {
+        return "(none)\n".into();
+    };
     let cols: Vec<&String> = first.keys().collect();
     let mut widths: Vec<usize> = cols.iter().map(|c| c.len()).collect();
-    let cells: Vec<Vec<String>> = rows.iter().map(|r| cols.iter().map(|c| r.get(*c).map(cell).unwrap_or_default()).collect()).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            cols.iter()
+                .map(|c| r.get(*c).map(cell).unwrap_or_default())
+                .collect()
+        })
+        .collect();
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
     }
     let line = |vals: Vec<&str>| {
-        vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string() + "\n"
+        vals.iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+            + "\n"
     };
     let mut out = line(cols.iter().map(|c| c.as_str()).collect());
     for row in &cells {
@@ -242,7 +305,10 @@ fn main() -> ExitCode {
         Ok(Reply::Ok) => ExitCode::SUCCESS,
         Ok(Reply::Table { rows }) => {
             if cli.json {
-                println!("{}", Value::Array(rows.into_iter().map(Value::Object).collect()));
+                println!(
+                    "{}",
+                    Value::Array(rows.into_iter().map(Value::Object).collect())
+                );
             } else {
                 print!("{}", render(&rows));
             }

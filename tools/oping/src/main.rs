@@ -67,7 +67,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     } else {
         (s, 1e-3)
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("'{s}': expected a number with an optional unit (us, ms, s, m)"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': expected a number with an optional unit (us, ms, s, m)"))?;
     if !(0.0..=86_400.0 * 365.0).contains(&(v * mul)) {
         return Err(format!("'{s}': out of range"));
     }
@@ -87,7 +90,10 @@ fn main() -> ExitCode {
         return server(&cli);
     }
     let Some(qos) = QosSpec::by_name(&cli.qos) else {
-        eprintln!("oping: unknown QoS '{}' (raw, best, video, voice, data)", cli.qos);
+        eprintln!(
+            "oping: unknown QoS '{}' (raw, best, video, voice, data)",
+            cli.qos
+        );
         return ExitCode::from(2);
     };
     if cli.interval > Duration::from_secs(10) {
@@ -116,7 +122,9 @@ fn server(cli: &Cli) -> ExitCode {
                     loop {
                         match f.read(&mut buf) {
                             Ok(n) if n >= OPING_HEADER_LEN => {
-                                let Some(msg) = buf.get_mut(..n) else { continue };
+                                let Some(msg) = buf.get_mut(..n) else {
+                                    continue;
+                                };
                                 // ECHO_REQUEST (0) -> ECHO_REPLY (1); the rest is echoed.
                                 if msg.get(..4) == Some(&[0, 0, 0, 0]) {
                                     if let Some(t) = msg.get_mut(3) {
@@ -158,7 +166,11 @@ struct Stats {
 
 fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
     let alloc_start = Instant::now();
-    let flow = match Flow::alloc(&cli.server_name, qos, Duration::from_millis(cli.alloc_timeout)) {
+    let flow = match Flow::alloc(
+        &cli.server_name,
+        qos,
+        Duration::from_millis(cli.alloc_timeout),
+    ) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("Failed to allocate flow: {e}.");
@@ -168,7 +180,15 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
     let alloc_ms = alloc_start.elapsed().as_secs_f64() * 1e3;
     let size = usize::from(cli.size);
     if !cli.quiet && !cli.json {
-        println!("Pinging {} with {size} bytes of data ({} packets):\n", cli.server_name, if cli.count == 0 { "∞".into() } else { cli.count.to_string() });
+        println!(
+            "Pinging {} with {size} bytes of data ({} packets):\n",
+            cli.server_name,
+            if cli.count == 0 {
+                "∞".into()
+            } else {
+                cli.count.to_string()
+            }
+        );
     }
     let sent = AtomicU64::new(0);
     let done = AtomicBool::new(false);
@@ -193,11 +213,20 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
         let w = s.spawn(|| {
             let mut seq = 0u64;
             loop {
-                if done.load(Ordering::Relaxed) || (cli.count != 0 && seq >= cli.count) || end.is_some_and(|e| Instant::now() >= e) {
+                if done.load(Ordering::Relaxed)
+                    || (cli.count != 0 && seq >= cli.count)
+                    || end.is_some_and(|e| Instant::now() >= e)
+                {
                     break;
                 }
                 let (sec, nsec) = monotonic();
-                let m = OpingMsg { kind: 0, id: seq as u32, tv_sec: sec, tv_nsec: nsec, padding: vec![0; size - OPING_HEADER_LEN] };
+                let m = OpingMsg {
+                    kind: 0,
+                    id: seq as u32,
+                    tv_sec: sec,
+                    tv_nsec: nsec,
+                    padding: vec![0; size - OPING_HEADER_LEN],
+                };
                 let mut buf = Writer::default();
                 m.write(&mut buf);
                 if let Err(e) = flow.write(&buf.0) {
@@ -209,7 +238,10 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
                 if cli.flood {
                     // Wait for this reply (or 1 s) before the next request.
                     let t0 = Instant::now();
-                    while got_reply.load(Ordering::SeqCst) < seq && t0.elapsed() < Duration::from_secs(1) && !done.load(Ordering::Relaxed) {
+                    while got_reply.load(Ordering::SeqCst) < seq
+                        && t0.elapsed() < Duration::from_secs(1)
+                        && !done.load(Ordering::Relaxed)
+                    {
                         std::hint::spin_loop();
                     }
                 } else {
@@ -235,7 +267,9 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
             match read_timeout(&flow, &mut buf, Duration::from_millis(100)) {
                 Ok(Some(n)) => {
                     let Some(bytes) = buf.get(..n) else { continue };
-                    let Ok(m) = OpingMsg::parse(bytes) else { continue };
+                    let Ok(m) = OpingMsg::parse(bytes) else {
+                        continue;
+                    };
                     if m.kind != 1 {
                         continue;
                     }
@@ -254,8 +288,21 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
                         let _ = st.hist.record(((rtt_ms * 1e6) as u64).max(1));
                     }
                     if !cli.quiet && !cli.json {
-                        let tod = if cli.timeofday { format!("[{:.6}] ", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)) } else { String::new() };
-                        println!("{tod}{n} bytes from {}: seq={} time={:.3} ms", cli.server_name, m.id, rtt_ms);
+                        let tod = if cli.timeofday {
+                            format!(
+                                "[{:.6}] ",
+                                std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .map(|d| d.as_secs_f64())
+                                    .unwrap_or(0.0)
+                            )
+                        } else {
+                            String::new()
+                        };
+                        println!(
+                            "{tod}{n} bytes from {}: seq={} time={:.3} ms",
+                            cli.server_name, m.id, rtt_ms
+                        );
                     }
                 }
                 Ok(None) => {}
@@ -271,8 +318,16 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
     let elapsed = start.elapsed().as_secs_f64() * 1e3;
     let st = stats.lock().unwrap_or_else(|p| p.into_inner());
     let sent = sent.load(Ordering::SeqCst);
-    let loss = if sent == 0 { 0.0 } else { 100.0 * (sent - st.n.min(sent)) as f64 / sent as f64 };
-    let mdev = if st.n > 1 { (st.m2 / (st.n - 1) as f64).sqrt() } else { 0.0 };
+    let loss = if sent == 0 {
+        0.0
+    } else {
+        100.0 * (sent - st.n.min(sent)) as f64 / sent as f64
+    };
+    let mdev = if st.n > 1 {
+        (st.m2 / (st.n - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
     let p = |q: f64| st.hist.value_at_quantile(q) as f64 / 1e6;
     if cli.json {
         let j = serde_json::json!({"server": cli.server_name, "transmitted": sent, "received": st.n, "loss_pct": loss,
@@ -280,10 +335,20 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
         println!("{j}");
     } else {
         println!("\n--- {} ping statistics ---", cli.server_name);
-        println!("{sent} SDUs transmitted, {} received, {loss:.0}% packet loss, time: {elapsed:.3} ms", st.n);
+        println!(
+            "{sent} SDUs transmitted, {} received, {loss:.0}% packet loss, time: {elapsed:.3} ms",
+            st.n
+        );
         if st.n > 0 {
-            println!("rtt min/avg/max/mdev = {:.3}/{:.3}/{:.3}/{:.3} ms", st.min, st.mean, st.max, mdev);
-            println!("rtt p50/p99 = {:.3}/{:.3} ms (flow allocation {alloc_ms:.3} ms)", p(0.5), p(0.99));
+            println!(
+                "rtt min/avg/max/mdev = {:.3}/{:.3}/{:.3}/{:.3} ms",
+                st.min, st.mean, st.max, mdev
+            );
+            println!(
+                "rtt p50/p99 = {:.3}/{:.3} ms (flow allocation {alloc_ms:.3} ms)",
+                p(0.5),
+                p(0.99)
+            );
         }
     }
     if st.n == 0 && sent > 0 {
