@@ -20,7 +20,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Daemon settings from the command line.
@@ -30,6 +30,8 @@ pub struct Settings {
     pub query_timeout: Duration,
     /// How long a flow request waits for an auto-started program to accept.
     pub autostart_wait: Duration,
+    /// How long a flow request waits for a bound process to (re)enter accept.
+    pub accept_wait: Duration,
 }
 
 /// A flow the daemon knows.
@@ -93,6 +95,8 @@ pub struct State {
 #[derive(Debug)]
 pub struct Daemon {
     state: Mutex<State>,
+    /// Signalled when a process starts accepting.
+    accept_cv: Condvar,
     /// The data plane.
     pub dp: Arc<DpHandle>,
     /// Settings.
@@ -126,6 +130,7 @@ impl Daemon {
     pub fn new(dp: Arc<DpHandle>, settings: Settings) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
+            accept_cv: Condvar::new(),
             dp,
             settings,
             counters: Counters::default(),
@@ -432,7 +437,9 @@ impl Daemon {
                 return;
             }
             tracing::debug!("process {pid} accepts flows for {}", names.join(", "));
-            st.reg.add_acceptor(pid, &names, tx)
+            let id = st.reg.add_acceptor(pid, &names, tx);
+            self.accept_cv.notify_all();
+            id
         };
         let start = Instant::now();
         let got = loop {
@@ -827,7 +834,8 @@ impl Daemon {
                 }
             }
             EthCode::FlowReply => {
-                let waiter = if i.valid_remote(m.s) {
+                // A refusal carries no endpoint of the responder.
+                let waiter = if i.valid_remote(m.s) || m.response != 0 {
                     i.alloc_waiters.remove(&m.d)
                 } else {
                     None
@@ -1009,12 +1017,42 @@ impl Daemon {
         );
     }
 
-    /// The next acceptor of `name`, auto-starting its program if nobody waits.
+    /// Waits up to `t` for an acceptor of `name`.
+    fn wait_acceptor(&self, name: &str, t: Duration) -> Option<crate::registry::Acceptor> {
+        let deadline = Instant::now() + t;
+        let mut st = self.st();
+        loop {
+            if let Some(a) = st.reg.take_acceptor(name) {
+                return Some(a);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            st = match self.accept_cv.wait_timeout(st, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// The next acceptor of `name`: one waiting now, one of its bound processes coming back
+    /// to accept (as the reference, wait up to a second), or its program auto-started.
     fn find_acceptor(&self, name: &str) -> Option<crate::registry::Acceptor> {
         if let Some(a) = self.st().reg.take_acceptor(name) {
             return Some(a);
         }
-        let prog = self.st().reg.auto_prog(name)?;
+        let (auto, bound) = {
+            let st = self.st();
+            let auto = st.reg.auto_prog(name);
+            let bound = st.reg.names.get(name).is_some_and(|e| !e.progs.is_empty() || !e.pids.is_empty());
+            (auto, bound)
+        };
+        let running = self.st().children.iter().any(|(n, _)| n == name);
+        // A bound process may be between two accepts: give it a moment.
+        if bound && (auto.is_none() || running) {
+            if let Some(a) = self.wait_acceptor(name, self.settings.accept_wait) {
+                return Some(a);
+            }
+        }
+        let prog = auto?;
         let exe = prog.exe.clone()?;
         tracing::info!("Starting {} for {name}.", exe.display());
         let child = Command::new(&exe)
@@ -1030,14 +1068,7 @@ impl Daemon {
                 return None;
             }
         }
-        let start = Instant::now();
-        while start.elapsed() < self.settings.autostart_wait {
-            std::thread::sleep(Duration::from_millis(2));
-            if let Some(a) = self.st().reg.take_acceptor(name) {
-                return Some(a);
-            }
-        }
-        None
+        self.wait_acceptor(name, self.settings.autostart_wait)
     }
 
     /// Periodic work: expire caches, reap children.

@@ -31,6 +31,9 @@ struct Cli {
     /// How long a flow request waits for an auto-started program to accept, in ms.
     #[arg(long, default_value_t = 5000)]
     autostart_wait_ms: u64,
+    /// How long a flow request waits for a bound process to (re)enter accept, in ms.
+    #[arg(long, default_value_t = 1000)]
+    accept_wait_ms: u64,
     /// Log filter (error, warn, info, debug, trace); $O7S_LOG overrides.
     #[arg(long, default_value = "info")]
     log: String,
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
     let settings = Settings {
         query_timeout: Duration::from_millis(cli.query_timeout_ms.max(1)),
         autostart_wait: Duration::from_millis(cli.autostart_wait_ms),
+        accept_wait: Duration::from_millis(cli.accept_wait_ms),
     };
     let d = Daemon::new(dp, settings);
     {

@@ -303,3 +303,24 @@ fn bad_frames_are_dropped_and_counted() {
     let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "2", "-i", "10ms"]);
     assert_eq!(sum["received"], 2);
 }
+
+/// A refused allocation (a registered name nobody accepts) fails at once with "refused",
+/// not after the time-out.
+#[test]
+fn refusal_is_reported_quickly() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("rf");
+    // Registered, bound to a program without arguments (so not auto-started), nobody accepts.
+    let _b = t.daemon("b", &server_conf("eth-dix", &t.dev("b"), "lonely", false));
+    let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    let start = Instant::now();
+    let o = t.cmd("a", &bin("oping")).args(["-n", "lonely", "-c", "1", "--alloc-timeout", "8000"]).output().unwrap();
+    let took = start.elapsed();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refused"), "{err}");
+    // The server waits up to 1 s for a bound process to accept, then refuses.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
