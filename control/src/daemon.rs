@@ -276,6 +276,7 @@ impl Daemon {
             eids: Default::default(),
             alloc_waiters: HashMap::new(),
             query_waiters: HashMap::new(),
+            query_names: HashMap::new(),
         };
         let res = match reply {
             FromDp::PortUp {
@@ -590,6 +591,7 @@ impl Daemon {
                 let h = i.hash.hash(name);
                 let (t2, r2) = channel::<[u8; 6]>();
                 i.query_waiters.entry(h.clone()).or_default().push(t2);
+                i.query_names.insert(h.clone(), name.to_string());
                 let m = Mgmt {
                     code: EthCode::NameQueryReq,
                     s: 0,
@@ -822,6 +824,7 @@ impl Daemon {
                 i.cache.insert(
                     h.clone(),
                     CacheEntry {
+                        name: i.query_names.get(&h).cloned(),
                         mac: src,
                         expires: Instant::now() + eth::CACHE_TTL,
                         learnt: SystemTime::now(),
@@ -1337,13 +1340,14 @@ impl Daemon {
                 let mut rows = vec![];
                 for i in &st.ipcps {
                     for (h, e) in &i.cache {
-                        let name = st
-                            .reg
-                            .names
-                            .keys()
-                            .find(|n| i.hash.hash(n) == *h)
-                            .cloned()
-                            .unwrap_or_default();
+                        let name = e.name.clone().unwrap_or_else(|| {
+                            st.reg
+                                .names
+                                .keys()
+                                .find(|n| i.hash.hash(n) == *h)
+                                .cloned()
+                                .unwrap_or_default()
+                        });
                         let left = e
                             .expires
                             .saturating_duration_since(Instant::now())
@@ -1382,6 +1386,17 @@ impl Daemon {
                 }
                 table(rows)
             }
+            Ctl::ConfigLoad { path } => match crate::config::load(std::path::Path::new(&path)) {
+                Ok(c) => {
+                    tracing::info!("Applying configuration file {path} (o7sctl).");
+                    self.apply(&c);
+                    Reply::Ok
+                }
+                Err(e) => {
+                    tracing::warn!("configuration refused: {e}");
+                    err((ErrorCode::Invalid, format!("configuration refused: {e}")))
+                }
+            },
             Ctl::Stats => {
                 let c = &self.counters;
                 let mut m = Map::new();

@@ -88,6 +88,8 @@ pub fn build_mgmt(kind: PortKind, m: &Mgmt) -> Vec<u8> {
 /// A learnt name.
 #[derive(Debug, Clone)]
 pub struct CacheEntry {
+    /// The name, when this daemon asked for it.
+    pub name: Option<String>,
     /// Where it lives.
     pub mac: [u8; 6],
     /// When it expires.
@@ -144,6 +146,8 @@ pub struct EthIpcp {
     pub alloc_waiters: HashMap<u32, Sender<ReplyInfo>>,
     /// Name queries waiting for an answer, by hash.
     pub query_waiters: HashMap<Vec<u8>, Vec<Sender<[u8; 6]>>>,
+    /// Names this daemon asked for, by hash (to show them in the cache).
+    pub query_names: HashMap<Vec<u8>, String>,
 }
 
 impl EthIpcp {

@@ -136,6 +136,12 @@ pub enum Ctl {
     FlowList,
     /// Daemon-wide counters (dropped frames and why, ...).
     Stats,
+    /// Apply a configuration file (the daemon reads it; names, bindings, IPCPs are added).
+    /// An error names the file, line and key, and nothing of the file is applied.
+    ConfigLoad {
+        /// Path of the file, as the daemon sees it.
+        path: String,
+    },
 }
 
 /// A reply from the daemon.

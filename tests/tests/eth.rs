@@ -324,3 +324,44 @@ fn refusal_is_reported_quickly() {
     // The server waits up to 1 s for a bound process to accept, then refuses.
     assert!(took < Duration::from_secs(3), "took {took:?}");
 }
+
+/// Tutorial 06 test 1 over eth-llc on lo.
+#[test]
+fn tutorial06_test1_eth_llc_lo() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("tl");
+    let d = t.daemon("a", &server_conf("eth-llc", "lo", "sec.oping.tut.o7s", true));
+    let (sum, out) = t.oping("a", &["-n", "sec.oping.tut.o7s", "-c", "3", "-i", "20ms"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), d.log());
+    assert_eq!(sum["received"], 3, "{sum}");
+    let cache = t.ctl_json("a", &["cache", "list"]);
+    assert_eq!(cache[0]["name"], "sec.oping.tut.o7s", "{cache:?}");
+}
+
+/// At run time a bad configuration (o7sctl config load) is refused with file, line and key,
+/// and the daemon keeps running; a good one is applied.
+#[test]
+fn runtime_config_errors_are_refused() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("rc");
+    let mut a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    let bad = t.dir.join("bad.conf");
+    std::fs::write(&bad, "[name.x]\nlb=\"round-robin\"\n\n[eth-dix.y]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0x0100\n").unwrap();
+    let o = t.cmd("a", &bin("o7sctl")).args(["config", "load"]).arg(&bad).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.conf:7: ethertype:"), "{err}");
+    assert!(a.alive());
+    assert!(t.ctl_json("a", &["name", "list"]).is_empty(), "nothing of a refused file is applied");
+    let good = t.dir.join("good.conf");
+    std::fs::write(&good, "[name.x]\nlb=\"round-robin\"\n").unwrap();
+    let o = t.cmd("a", &bin("o7sctl")).args(["config", "load"]).arg(&good).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names = t.ctl_json("a", &["name", "list"]);
+    assert_eq!(names[0]["name"], "x");
+    assert_eq!(names[0]["lb"], "round-robin");
+}

@@ -67,6 +67,12 @@ enum Cmd {
     },
     /// Counters of dropped and refused messages.
     Stats,
+    /// `config load FILE`: apply a configuration file to the running daemon (refused whole,
+    /// with file, line and key, if it has an error).
+    Config {
+        /// `load FILE`.
+        words: Vec<String>,
+    },
 }
 
 fn matches(word: &str, full: &str) -> bool {
@@ -231,6 +237,14 @@ fn build(cmd: &Cmd) -> Result<Ctl, String> {
         Cmd::Cache { .. } => Ctl::CacheList,
         Cmd::Flow { .. } => Ctl::FlowList,
         Cmd::Stats => Ctl::Stats,
+        Cmd::Config { words } => match verb(words, &["load"])? {
+            (_, [file]) => {
+                let p = std::path::Path::new(file);
+                let abs = p.canonicalize().map_err(|e| format!("{file}: {e}"))?;
+                Ctl::ConfigLoad { path: abs.display().to_string() }
+            }
+            _ => return Err("usage: config load FILE".into()),
+        },
     })
 }
 
