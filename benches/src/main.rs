@@ -47,8 +47,13 @@ fn main() -> ExitCode {
                 }
             }
         },
-        Cmd::AllocClient { name, count, timeout_ms } => {
-            let Ok(mut h) = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3) else {
+        Cmd::AllocClient {
+            name,
+            count,
+            timeout_ms,
+        } => {
+            let Ok(mut h) = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            else {
                 return ExitCode::FAILURE;
             };
             let mut failures = 0u32;

@@ -742,17 +742,45 @@ impl Daemon {
 
     // ---------------------------------------------------------------- management frames
 
-    /// Reads data-plane events until the data plane goes away.
+    /// Reads data-plane events; restarts the data plane when it dies (at most 5 times a
+    /// minute), re-opening the ports. Flows it carried are lost: their apps see the flow
+    /// go down.
     pub fn dp_events(self: &Arc<Self>) {
+        let mut restarts: Vec<Instant> = vec![];
         loop {
-            let m = match self.dp.ch.recv::<FromDp>() {
+            let ch = self.dp.channel();
+            let m = match ch.recv::<FromDp>() {
                 Ok((m, _)) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::warn!("bad message from the data plane: {e}");
+                    continue;
+                }
                 Err(e) => {
-                    if !self.stopping.load(Ordering::Relaxed) {
-                        tracing::error!("the data plane is gone ({e}); shutting down");
-                        crate::request_stop();
+                    if self.stopping.load(Ordering::Relaxed) {
+                        return;
                     }
-                    return;
+                    restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+                    if restarts.len() >= 5 {
+                        tracing::error!(
+                            "the data plane died 5 times within a minute ({e}); shutting down"
+                        );
+                        crate::request_stop();
+                        return;
+                    }
+                    restarts.push(Instant::now());
+                    match self.dp.restart() {
+                        Ok(how) => tracing::error!("the data plane died ({how}); restarted it"),
+                        Err(e) => {
+                            tracing::error!(
+                                "the data plane died and cannot be restarted: {e}; shutting down"
+                            );
+                            crate::request_stop();
+                            return;
+                        }
+                    }
+                    let d = self.clone();
+                    std::thread::spawn(move || d.after_dp_restart());
+                    continue;
                 }
             };
             match self.dp.route(m) {
@@ -769,6 +797,52 @@ impl Daemon {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Re-opens every port in a new data plane and drops the flows the old one carried.
+    fn after_dp_restart(&self) {
+        let flows: Vec<u64> = self.st().flows.keys().copied().collect();
+        for f in flows {
+            self.dealloc(f);
+        }
+        let ports: Vec<(usize, u32, String, PortKind)> = self
+            .st()
+            .ipcps
+            .iter()
+            .enumerate()
+            .map(|(n, i)| (n, i.port, i.dev.clone(), i.port_kind))
+            .collect();
+        for (n, port, dev, kind) in ports {
+            let r = self.dp.add_port(
+                ToDp::AddPort {
+                    port,
+                    dev: dev.clone(),
+                    kind,
+                },
+                port,
+            );
+            let mut st = self.st();
+            let Some(i) = st.ipcps.get_mut(n) else {
+                continue;
+            };
+            match r {
+                Ok(FromDp::PortUp {
+                    mac, mtu, io_path, ..
+                }) => {
+                    i.mac = mac;
+                    i.mtu = mtu;
+                    i.io_path = io_path;
+                    i.up = true;
+                    tracing::info!("IPCP {}: port on {dev} re-opened.", i.name);
+                }
+                Ok(FromDp::PortError { error, .. }) => {
+                    i.up = false;
+                    i.io_path = format!("down: {error}");
+                    tracing::error!("IPCP {}: cannot re-open {dev}: {error}", i.name);
+                }
+                other => tracing::error!("IPCP {}: {dev}: {other:?}", i.name),
             }
         }
     }
@@ -1045,7 +1119,11 @@ impl Daemon {
         let (auto, bound) = {
             let st = self.st();
             let auto = st.reg.auto_prog(name);
-            let bound = st.reg.names.get(name).is_some_and(|e| !e.progs.is_empty() || !e.pids.is_empty());
+            let bound = st
+                .reg
+                .names
+                .get(name)
+                .is_some_and(|e| !e.progs.is_empty() || !e.pids.is_empty());
             (auto, bound)
         };
         let running = self.st().children.iter().any(|(n, _)| n == name);

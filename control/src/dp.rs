@@ -15,8 +15,9 @@ use std::time::Duration;
 /// The running data plane.
 #[derive(Debug)]
 pub struct DpHandle {
-    /// The control channel (sends from any thread; one reader thread receives).
-    pub ch: Arc<Channel>,
+    /// The control channel (sends from any thread; one reader thread receives); replaced
+    /// when the data plane is restarted.
+    ch: Mutex<Arc<Channel>>,
     child: Mutex<Child>,
     port_waiters: Mutex<HashMap<u32, Sender<FromDp>>>,
     stats_waiters: Mutex<Vec<Sender<DpStats>>>,
@@ -34,8 +35,7 @@ pub fn dataplane_path() -> PathBuf {
 }
 
 impl DpHandle {
-    /// Starts the data plane with one end of a channel as its descriptor 3.
-    pub fn spawn() -> io::Result<Arc<Self>> {
+    fn start() -> io::Result<(Channel, Child)> {
         let (ours, theirs) = Channel::pair()?;
         let theirs_fd = theirs.into_fd();
         let raw = theirs_fd.as_raw_fd();
@@ -61,17 +61,45 @@ impl DpHandle {
             path.display(),
             child.id()
         );
+        Ok((ours, child))
+    }
+
+    /// Starts the data plane with one end of a channel as its descriptor 3.
+    pub fn spawn() -> io::Result<Arc<Self>> {
+        let (ours, child) = Self::start()?;
         Ok(Arc::new(Self {
-            ch: Arc::new(ours),
+            ch: Mutex::new(Arc::new(ours)),
             child: Mutex::new(child),
             port_waiters: Mutex::new(HashMap::new()),
             stats_waiters: Mutex::new(Vec::new()),
         }))
     }
 
+    /// The current channel.
+    pub fn channel(&self) -> Arc<Channel> {
+        self.ch.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces a data plane that died by a new one; returns how the old one ended.
+    pub fn restart(&self) -> io::Result<String> {
+        let (ours, child) = Self::start()?;
+        let old = {
+            let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = c.kill();
+            let status = c
+                .wait()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
+            *c = child;
+            status
+        };
+        *self.ch.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(ours);
+        Ok(old)
+    }
+
     /// Sends a message.
     pub fn send(&self, m: &ToDp, fds: &[BorrowedFd<'_>]) {
-        if let Err(e) = self.ch.send(m, fds) {
+        if let Err(e) = self.channel().send(m, fds) {
             tracing::error!("cannot reach the data plane: {e}");
         }
     }

@@ -316,7 +316,11 @@ fn refusal_is_reported_quickly() {
     let _b = t.daemon("b", &server_conf("eth-dix", &t.dev("b"), "lonely", false));
     let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
     let start = Instant::now();
-    let o = t.cmd("a", &bin("oping")).args(["-n", "lonely", "-c", "1", "--alloc-timeout", "8000"]).output().unwrap();
+    let o = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", "lonely", "-c", "1", "--alloc-timeout", "8000"])
+        .output()
+        .unwrap();
     let took = start.elapsed();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -332,9 +336,17 @@ fn tutorial06_test1_eth_llc_lo() {
         return;
     }
     let t = Topo::single("tl");
-    let d = t.daemon("a", &server_conf("eth-llc", "lo", "sec.oping.tut.o7s", true));
+    let d = t.daemon(
+        "a",
+        &server_conf("eth-llc", "lo", "sec.oping.tut.o7s", true),
+    );
     let (sum, out) = t.oping("a", &["-n", "sec.oping.tut.o7s", "-c", "3", "-i", "20ms"]);
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), d.log());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
     assert_eq!(sum["received"], 3, "{sum}");
     let cache = t.ctl_json("a", &["cache", "list"]);
     assert_eq!(cache[0]["name"], "sec.oping.tut.o7s", "{cache:?}");
@@ -351,17 +363,73 @@ fn runtime_config_errors_are_refused() {
     let mut a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
     let bad = t.dir.join("bad.conf");
     std::fs::write(&bad, "[name.x]\nlb=\"round-robin\"\n\n[eth-dix.y]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0x0100\n").unwrap();
-    let o = t.cmd("a", &bin("o7sctl")).args(["config", "load"]).arg(&bad).output().unwrap();
+    let o = t
+        .cmd("a", &bin("o7sctl"))
+        .args(["config", "load"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.conf:7: ethertype:"), "{err}");
     assert!(a.alive());
-    assert!(t.ctl_json("a", &["name", "list"]).is_empty(), "nothing of a refused file is applied");
+    assert!(
+        t.ctl_json("a", &["name", "list"]).is_empty(),
+        "nothing of a refused file is applied"
+    );
     let good = t.dir.join("good.conf");
     std::fs::write(&good, "[name.x]\nlb=\"round-robin\"\n").unwrap();
-    let o = t.cmd("a", &bin("o7sctl")).args(["config", "load"]).arg(&good).output().unwrap();
+    let o = t
+        .cmd("a", &bin("o7sctl"))
+        .args(["config", "load"])
+        .arg(&good)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let names = t.ctl_json("a", &["name", "list"]);
     assert_eq!(names[0]["name"], "x");
     assert_eq!(names[0]["lb"], "round-robin");
+}
+
+/// The daemon restarts a data plane that died, re-opens its ports, and new flows work.
+#[test]
+fn dead_data_plane_is_restarted() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("dp");
+    let _b = t.daemon(
+        "b",
+        &server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+    );
+    let mut a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "2", "-i", "10ms"]);
+    assert_eq!(sum["received"], 2);
+    let o = std::process::Command::new("pgrep")
+        .args(["-P", &a.pid().to_string(), "o7s-dataplane"])
+        .output()
+        .unwrap();
+    let dp: i32 = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .expect("data plane pid");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dp),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || a.log().contains("re-opened")),
+        "{}",
+        a.log()
+    );
+    assert!(a.alive());
+    let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "2", "-i", "10ms"]);
+    assert_eq!(
+        sum["received"],
+        2,
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        a.log()
+    );
+    assert!(a.log().contains("the data plane died"), "{}", a.log());
 }

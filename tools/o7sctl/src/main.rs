@@ -241,7 +241,9 @@ fn build(cmd: &Cmd) -> Result<Ctl, String> {
             (_, [file]) => {
                 let p = std::path::Path::new(file);
                 let abs = p.canonicalize().map_err(|e| format!("{file}: {e}"))?;
-                Ctl::ConfigLoad { path: abs.display().to_string() }
+                Ctl::ConfigLoad {
+                    path: abs.display().to_string(),
+                }
             }
             _ => return Err("usage: config load FILE".into()),
         },
