@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 /// Frames are padded to this length (without FCS).
 const MIN_FRAME: usize = 60;
+/// Default adaptive-polling window after the last packet (`O7S_DP_SPIN_US` overrides).
+const DEFAULT_SPIN_US: u64 = 200;
 /// Most SDUs taken from one ring per turn (fairness between flows).
 const TX_BATCH: usize = 64;
 
@@ -74,7 +76,14 @@ impl Dataplane {
     /// Runs until `o7sd` says stop or closes the channel.
     pub fn run(&mut self) -> io::Result<()> {
         let mut last_check = Instant::now();
+        // Adaptive polling: keep polling without sleeping for this long after the last
+        // packet, so that a reply in flight does not pay for a wake-up.
+        let spin = Duration::from_micros(
+            std::env::var("O7S_DP_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SPIN_US),
+        );
+        let mut last_work = Instant::now().checked_sub(spin).unwrap_or_else(Instant::now);
         loop {
+            let spinning = last_work.elapsed() < spin;
             // Build the poll set: control, ports, flow tx kicks.
             let port_ids: Vec<u32> = self.ports.keys().copied().collect();
             let flow_ids: Vec<u64> = self.flows.keys().copied().collect();
@@ -87,8 +96,8 @@ impl Dataplane {
                 }
                 for id in &flow_ids {
                     if let Some(f) = self.flows.get(id) {
-                        // Ask the app to kick us when it writes.
-                        f.mem.ring(Dir::Tx).waiting().store(1, Ordering::SeqCst);
+                        // Ask the app to kick us when it writes (not needed while spinning).
+                        f.mem.ring(Dir::Tx).waiting().store(u32::from(!spinning), Ordering::SeqCst);
                         fds.push(PollFd::new(f.tx_kick.as_fd(), PollFlags::POLLIN));
                     }
                 }
@@ -98,7 +107,7 @@ impl Dataplane {
                         .get(id)
                         .is_some_and(|f| !f.mem.ring(Dir::Tx).is_empty())
                 });
-                let timeout = if pending_tx {
+                let timeout = if pending_tx || spinning {
                     PollTimeout::ZERO
                 } else {
                     PollTimeout::from(100u16)
@@ -126,8 +135,9 @@ impl Dataplane {
             if ctl_ready && !self.handle_ctl()? {
                 return Ok(());
             }
+            let mut work = 0;
             for id in port_ready {
-                self.rx_port(id);
+                work += self.rx_port(id);
             }
             for id in &flow_ready {
                 if let Some(f) = self.flows.get(id) {
@@ -135,7 +145,12 @@ impl Dataplane {
                 }
             }
             for id in flow_ids {
-                self.tx_flow(id);
+                work += self.tx_flow(id);
+            }
+            if work > 0 {
+                last_work = Instant::now();
+            } else if spinning {
+                std::thread::yield_now();
             }
             if last_check.elapsed() >= Duration::from_millis(100) {
                 last_check = Instant::now();
@@ -314,21 +329,23 @@ impl Dataplane {
         }
     }
 
-    fn rx_port(&mut self, id: u32) {
+    fn rx_port(&mut self, id: u32) -> usize {
+        let mut done = 0;
         for _ in 0..256 {
             let Some(p) = self.ports.get_mut(&id) else {
-                return;
+                return done;
             };
             let n = match p.sock.recv(&mut self.buf) {
                 Ok(Some(n)) => n,
-                Ok(None) => return,
+                Ok(None) => return done,
                 Err(e) => {
                     tracing::warn!("port {}: recv: {e}", p.dev);
-                    return;
+                    return done;
                 }
             };
+            done += 1;
             let Some(frame) = self.buf.get(..n) else {
-                return;
+                return done;
             };
             let Ok(eth) = ethernet::Frame::new_checked(frame) else {
                 p.stats.drop_malformed += 1;
@@ -410,17 +427,20 @@ impl Dataplane {
                 Err(_) => f.stats.drop_ring_full += 1,
             }
         }
+        done
     }
 
-    fn tx_flow(&mut self, id: u64) {
+    fn tx_flow(&mut self, id: u64) -> usize {
         let Some(f) = self.flows.get_mut(&id) else {
-            return;
+            return 0;
         };
         let Some(p) = self.ports.get_mut(&f.port) else {
-            return;
+            return 0;
         };
         let ring = f.mem.ring(Dir::Tx);
+        let mut done = 0;
         for _ in 0..TX_BATCH {
+            done += 1;
             let frame = &mut self.frame;
             let r = ring.pop_with(|sdu| {
                 let built = match p.kind {
@@ -434,7 +454,10 @@ impl Dataplane {
                 built.map(|_| sdu.len())
             });
             match r {
-                Ok(None) => break,
+                Ok(None) => {
+                    done -= 1;
+                    break;
+                }
                 Ok(Some(Ok(len))) => match p.sock.send(frame) {
                     Ok(()) => {
                         f.stats.tx_sdus += 1;
@@ -450,6 +473,7 @@ impl Dataplane {
                 }
             }
         }
+        done
     }
 
     fn check_timeouts(&mut self) -> io::Result<()> {
