@@ -79,9 +79,14 @@ impl Dataplane {
         // Adaptive polling: keep polling without sleeping for this long after the last
         // packet, so that a reply in flight does not pay for a wake-up.
         let spin = Duration::from_micros(
-            std::env::var("O7S_DP_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SPIN_US),
+            std::env::var("O7S_DP_SPIN_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_SPIN_US),
         );
-        let mut last_work = Instant::now().checked_sub(spin).unwrap_or_else(Instant::now);
+        let mut last_work = Instant::now()
+            .checked_sub(spin)
+            .unwrap_or_else(Instant::now);
         loop {
             let spinning = last_work.elapsed() < spin;
             // Build the poll set: control, ports, flow tx kicks.
@@ -97,7 +102,10 @@ impl Dataplane {
                 for id in &flow_ids {
                     if let Some(f) = self.flows.get(id) {
                         // Ask the app to kick us when it writes (not needed while spinning).
-                        f.mem.ring(Dir::Tx).waiting().store(u32::from(!spinning), Ordering::SeqCst);
+                        f.mem
+                            .ring(Dir::Tx)
+                            .waiting()
+                            .store(u32::from(!spinning), Ordering::SeqCst);
                         fds.push(PollFd::new(f.tx_kick.as_fd(), PollFlags::POLLIN));
                     }
                 }
