@@ -407,7 +407,22 @@ fn parse_ipcp(
                 }
                 c.ethertype = e as u16;
             }
-            "ip" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => c.ip = Some(s()?),
+            "ip" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => {
+                let ip = s()?;
+                let ok = match ip.parse::<std::net::IpAddr>() {
+                    Ok(a) => a.is_ipv4() == (kind == IpcpKind::Udp4),
+                    Err(_) => false,
+                };
+                if !ok {
+                    let fam = if kind == IpcpKind::Udp4 {
+                        "IPv4"
+                    } else {
+                        "IPv6"
+                    };
+                    return Err(src.err(kl, k, format!("'{ip}' is not an {fam} address")));
+                }
+                c.ip = Some(ip);
+            }
             "dns" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => c.dns = Some(s()?),
             "port" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => {
                 let p = val

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, IpcpKind, Lb};
 use crate::dp::DpHandle;
-use crate::eth::{self, CacheEntry, EthIpcp, Mgmt, ReplyInfo};
+use crate::eth::{self, CacheEntry, EthIpcp, Mgmt, Peer, ReplyInfo};
 use crate::registry::{exe_of, resolve_prog, Accepted, ProgBind, Registry};
 use o7s::ipc::{wait_readable, Channel};
 use o7s::proto::{Ctl, ErrorCode, FlowInfo, Reply, Request};
@@ -43,8 +43,8 @@ pub struct FlowRec {
     pub local: u32,
     /// Peer's endpoint.
     pub remote: u32,
-    /// Peer's MAC.
-    pub peer: [u8; 6],
+    /// Where the peer is.
+    pub peer: Peer,
     /// Name.
     pub name: String,
     /// `alloc` or `accept`.
@@ -165,17 +165,41 @@ impl Daemon {
                 .clone()
                 .or_else(|| i.enrol.clone())
                 .unwrap_or_default();
-            if !matches!(i.kind, IpcpKind::EthDix | IpcpKind::EthLlc) {
+            if !matches!(
+                i.kind,
+                IpcpKind::EthDix | IpcpKind::EthLlc | IpcpKind::Udp4 | IpcpKind::Udp6
+            ) {
                 tracing::warn!(
-                    "IPCP {} (line {}): type {} is not implemented yet (eth-dix and eth-llc are); skipped",
+                    "IPCP {} (line {}): type {} is not implemented yet (eth-dix, eth-llc, udp4 and udp6 are); skipped",
                     i.name,
                     i.line,
                     i.kind.as_str()
                 );
                 continue;
             }
-            let dev = i.dev.clone().unwrap_or_default();
-            match self.ipcp_bootstrap(&i.name, i.kind, &layer, &dev, i.ethertype, i.hash) {
+            let udp =
+                i.ip.as_deref()
+                    .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                    .map(|ip| std::net::SocketAddr::new(ip, i.port));
+            if let (Some(dns), Some(a)) = (&i.dns, udp) {
+                tracing::warn!("IPCP {} ({a}): dns={dns} is not supported yet; names resolve through the system resolver (/etc/hosts)", i.name);
+            }
+            let dev = match udp {
+                Some(a) => a.to_string(),
+                None => i.dev.clone().unwrap_or_default(),
+            };
+            let port_kind = match (i.kind, udp) {
+                (IpcpKind::EthDix, _) => PortKind::Dix {
+                    ethertype: i.ethertype,
+                },
+                (IpcpKind::EthLlc, _) => PortKind::Llc,
+                (_, Some(addr)) => PortKind::Udp { addr },
+                (_, None) => {
+                    tracing::error!("IPCP {} (line {}): no usable ip", i.name, i.line);
+                    continue;
+                }
+            };
+            match self.ipcp_bootstrap(&i.name, i.kind, &layer, &dev, port_kind, i.hash) {
                 Ok(()) => {
                     for r in &i.reg {
                         if let Err(e) = self.register(r, std::slice::from_ref(&i.name)) {
@@ -235,14 +259,9 @@ impl Daemon {
         kind: IpcpKind,
         layer: &str,
         dev: &str,
-        ethertype: u16,
+        port_kind: PortKind,
         hash: o7s_wire::hash::HashAlgo,
     ) -> Result<(), String> {
-        let port_kind = match kind {
-            IpcpKind::EthDix => PortKind::Dix { ethertype },
-            IpcpKind::EthLlc => PortKind::Llc,
-            other => return Err(format!("type {} is not implemented yet", other.as_str())),
-        };
         let port = {
             let mut st = self.st();
             if st.ipcps.iter().any(|i| i.name == name) {
@@ -489,7 +508,7 @@ impl Daemon {
         ipcp: usize,
         local: u32,
         remote: u32,
-        peer: [u8; 6],
+        peer: Peer,
         name: &str,
         qos: QosSpec,
         side: &'static str,
@@ -525,8 +544,9 @@ impl Daemon {
                 port,
                 local,
                 remote,
-                peer,
+                peer: peer.mac(),
                 timeout_ms: u64::from(qos.timeout.max(1000)),
+                peer_addr: peer.addr(),
             },
             &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],
         );
@@ -555,8 +575,8 @@ impl Daemon {
 
     /// Finds the IPCP and MAC behind `name`: cache first, then a name query on every eth
     /// IPCP at once.
-    fn resolve(&self, name: &str, timeout: Duration) -> Result<(usize, [u8; 6], Vec<u8>), Fail> {
-        let (tx, rx) = channel::<(usize, [u8; 6])>();
+    fn resolve(&self, name: &str, timeout: Duration) -> Result<(usize, Peer, Vec<u8>), Fail> {
+        let (tx, rx) = channel::<(usize, Peer)>();
         let mut asked = vec![];
         {
             let mut st = self.st();
@@ -580,8 +600,8 @@ impl Daemon {
                     continue;
                 };
                 let h = i.hash.hash(name);
-                if let Some(mac) = i.cached(&h) {
-                    return Ok((*idx, mac, h));
+                if let Some(peer) = i.cached(&h) {
+                    return Ok((*idx, peer, h));
                 }
             }
             for idx in order {
@@ -589,7 +609,24 @@ impl Daemon {
                     continue;
                 };
                 let h = i.hash.hash(name);
-                let (t2, r2) = channel::<[u8; 6]>();
+                if let PortKind::Udp { addr } = i.port_kind {
+                    // udp layers: the system resolver (so /etc/hosts works) for the hex MD5.
+                    let host = hex::encode(&h);
+                    asked.push(format!("{} {} (resolver: {host})", i.kind.as_str(), i.name));
+                    let tx = tx.clone();
+                    std::thread::spawn(move || {
+                        use std::net::ToSocketAddrs;
+                        let found = (host.as_str(), addr.port())
+                            .to_socket_addrs()
+                            .ok()
+                            .and_then(|mut it| it.find(|a| a.is_ipv4() == addr.is_ipv4()));
+                        if let Some(a) = found {
+                            let _ = tx.send((idx, Peer::Ip(a)));
+                        }
+                    });
+                    continue;
+                }
+                let (t2, r2) = channel::<Peer>();
                 i.query_waiters.entry(h.clone()).or_default().push(t2);
                 i.query_names.insert(h.clone(), name.to_string());
                 let m = Mgmt {
@@ -649,7 +686,7 @@ impl Daemon {
         pid: i32,
     ) -> Result<Accepted, Fail> {
         let start = Instant::now();
-        let (idx, mac, hash) = self.resolve(name, self.settings.query_timeout.min(timeout))?;
+        let (idx, peer, hash) = self.resolve(name, self.settings.query_timeout.min(timeout))?;
         let req_oap = OapHdr {
             id: rand::random(),
             timestamp: now_ns(),
@@ -688,14 +725,7 @@ impl Daemon {
             response: 0,
             tail,
         };
-        self.dp.send(
-            &ToDp::SendMgmt {
-                port,
-                dst: mac,
-                payload: eth::build_mgmt(kind, &m),
-            },
-            &[],
-        );
+        self.send_mgmt(port, peer, eth::build_mgmt(kind, &m));
         let left = timeout.saturating_sub(start.elapsed());
         let reply = rx.recv_timeout(left);
         let free = |st: &mut State| {
@@ -728,19 +758,36 @@ impl Daemon {
                 format!("bad OAP response from {name}: {why}"),
             ));
         }
-        let acc =
-            self.install_flow(idx, local, reply.remote, reply.mac, name, qos, "alloc", pid)?;
+        let acc = self.install_flow(
+            idx,
+            local,
+            reply.remote,
+            reply.peer,
+            name,
+            qos,
+            "alloc",
+            pid,
+        )?;
         tracing::info!(
             "Flow {} allocated to {name} for process {pid}: local {local:#x}, remote {:#x} at {} in {:.3} ms.",
             acc.flow,
             reply.remote,
-            mac_string(&reply.mac),
+            reply.peer,
             start.elapsed().as_secs_f64() * 1000.0
         );
         Ok(acc)
     }
 
     // ---------------------------------------------------------------- management frames
+
+    /// Sends a management message to `dst` on `port`.
+    fn send_mgmt(&self, port: u32, dst: Peer, payload: Vec<u8>) {
+        let m = match dst {
+            Peer::Mac(dst) => ToDp::SendMgmt { port, dst, payload },
+            Peer::Ip(dst) => ToDp::SendUdp { port, dst, payload },
+        };
+        self.dp.send(&m, &[]);
+    }
 
     /// Reads data-plane events; restarts the data plane when it dies (at most 5 times a
     /// minute), re-opening the ports. Flows it carried are lost: their apps see the flow
@@ -789,7 +836,10 @@ impl Daemon {
                     src,
                     dst,
                     payload,
-                }) => self.on_mgmt(port, src, dst, &payload),
+                }) => self.on_mgmt(port, Peer::Mac(src), Some(dst), &payload),
+                Some(FromDp::UdpMgmt { port, src, payload }) => {
+                    self.on_mgmt(port, Peer::Ip(src), None, &payload)
+                }
                 Some(FromDp::FlowDown { flow }) => {
                     if let Some(f) = self.st().flows.get_mut(&flow) {
                         f.down = true;
@@ -847,7 +897,7 @@ impl Daemon {
         }
     }
 
-    fn on_mgmt(self: &Arc<Self>, port: u32, src: [u8; 6], dst: [u8; 6], payload: &[u8]) {
+    fn on_mgmt(self: &Arc<Self>, port: u32, src: Peer, dst: Option<[u8; 6]>, payload: &[u8]) {
         let mut st = self.st();
         let Some(idx) = st.ipcps.iter().position(|i| i.port == port) else {
             return;
@@ -855,7 +905,7 @@ impl Daemon {
         let Some(i) = st.ipcps.get_mut(idx) else {
             return;
         };
-        if dst != i.mac && dst != BROADCAST {
+        if dst.is_some_and(|d| d != i.mac && d != BROADCAST) {
             self.counters.not_for_us.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -863,34 +913,24 @@ impl Daemon {
             Ok(m) => m,
             Err(e) => {
                 self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    "{}: malformed management message from {}: {e}",
-                    i.name,
-                    mac_string(&src)
-                );
+                tracing::debug!("{}: malformed management message from {src}: {e}", i.name,);
                 return;
             }
         };
         match m.code {
-            EthCode::NameQueryReq => {
+            EthCode::NameQueryReq if !i.is_udp() => {
                 if i.regs.contains_key(&m.tail) {
                     let r = Mgmt {
                         code: EthCode::NameQueryReply,
                         ..m
                     };
                     let payload = eth::build_mgmt(i.port_kind, &r);
-                    self.dp.send(
-                        &ToDp::SendMgmt {
-                            port,
-                            dst: src,
-                            payload,
-                        },
-                        &[],
-                    );
+                    self.send_mgmt(port, src, payload);
                 }
             }
-            EthCode::NameQueryReply => {
+            EthCode::NameQueryReply if !i.is_udp() => {
                 let h = m.tail;
+                let Peer::Mac(mac) = src else { return };
                 if h.len() != i.hash.len() {
                     self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
                     return;
@@ -899,7 +939,7 @@ impl Daemon {
                     h.clone(),
                     CacheEntry {
                         name: i.query_names.get(&h).cloned(),
-                        mac: src,
+                        mac,
                         expires: Instant::now() + eth::CACHE_TTL,
                         learnt: SystemTime::now(),
                     },
@@ -921,7 +961,7 @@ impl Daemon {
                     Some(w) => {
                         let _ = w.send(ReplyInfo {
                             remote: m.s,
-                            mac: src,
+                            peer: src,
                             response: m.response,
                             oap: m.tail,
                         });
@@ -931,9 +971,8 @@ impl Daemon {
                             .reply_unknown_eid
                             .fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
-                            "{}: dropped a FLOW_REPLY from {} (seid {:#x}, deid {:#x}): no allocation waits for it",
+                            "{}: dropped a FLOW_REPLY from {src} (seid {:#x}, deid {:#x}): no allocation waits for it",
                             i.name,
-                            mac_string(&src),
                             m.s,
                             m.d
                         );
@@ -960,14 +999,14 @@ impl Daemon {
                 let d = self.clone();
                 std::thread::spawn(move || d.flow_req(idx, src, m.s, m.qos, hash, oap));
             }
-            EthCode::Unknown(c) => {
+            other => {
                 self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("unknown management code {c}");
+                tracing::debug!("{}: unexpected management code {other} from {src}", i.name);
             }
         }
     }
 
-    fn refuse(&self, idx: usize, dst: [u8; 6], remote: u32, response: i32) {
+    fn refuse(&self, idx: usize, dst: Peer, remote: u32, response: i32) {
         self.counters.refused.fetch_add(1, Ordering::Relaxed);
         let st = self.st();
         let Some(i) = st.ipcps.get(idx) else { return };
@@ -979,21 +1018,14 @@ impl Daemon {
             response,
             tail: vec![],
         };
-        self.dp.send(
-            &ToDp::SendMgmt {
-                port: i.port,
-                dst,
-                payload: eth::build_mgmt(i.port_kind, &m),
-            },
-            &[],
-        );
+        self.send_mgmt(i.port, dst, eth::build_mgmt(i.port_kind, &m));
     }
 
     /// Serves a flow request: finds or starts an acceptor, installs the flow, replies.
     fn flow_req(
         self: &Arc<Self>,
         idx: usize,
-        src: [u8; 6],
+        src: Peer,
         remote: u32,
         qos: QosSpec,
         hash: Vec<u8>,
@@ -1080,14 +1112,7 @@ impl Daemon {
             response: 0,
             tail: resp.to_bytes().unwrap_or_default(),
         };
-        self.dp.send(
-            &ToDp::SendMgmt {
-                port: i.port,
-                dst: src,
-                payload: eth::build_mgmt(i.port_kind, &m),
-            },
-            &[],
-        );
+        self.send_mgmt(i.port, src, eth::build_mgmt(i.port_kind, &m));
         tracing::info!(
             "Flow {flow} accepted for {name} by process {}.",
             acceptor.pid
@@ -1259,7 +1284,17 @@ impl Daemon {
                         None => return err((ErrorCode::Invalid, format!("unknown hash {h}"))),
                     },
                 };
-                match self.ipcp_bootstrap(&name, kind, &layer, dev, ethertype, hash) {
+                let port_kind = match kind {
+                    IpcpKind::EthDix => PortKind::Dix { ethertype },
+                    IpcpKind::EthLlc => PortKind::Llc,
+                    other => {
+                        return err((
+                            ErrorCode::Invalid,
+                            format!("o7sctl bootstraps eth-dix and eth-llc IPCPs; {} needs a configuration file (o7sctl config load)", other.as_str()),
+                        ))
+                    }
+                };
+                match self.ipcp_bootstrap(&name, kind, &layer, dev, port_kind, hash) {
                     Ok(()) => Reply::Ok,
                     Err(e) => err((ErrorCode::Invalid, e)),
                 }
@@ -1458,7 +1493,7 @@ impl Daemon {
                         .unwrap_or_default();
                     rows.push(json!({"flow": id, "side": f.side, "name": f.name, "pid": f.pid, "ipcp": ipcp,
                                      "local": format!("{:#x}", f.local), "remote": format!("{:#x}", f.remote),
-                                     "peer": mac_string(&f.peer), "qos": f.qos.preset_name().unwrap_or("custom"),
+                                     "peer": f.peer.to_string(), "qos": f.qos.preset_name().unwrap_or("custom"),
                                      "rx_sdus": s.rx_sdus, "rx_bytes": s.rx_bytes, "tx_sdus": s.tx_sdus, "tx_bytes": s.tx_bytes,
                                      "drop_ring_full": s.drop_ring_full, "state": if f.down || s.down { "peer timed out" } else { "up" }}));
                 }

@@ -3,14 +3,49 @@
 
 use crate::config::IpcpKind;
 use o7s_dataplane::msg::PortKind;
-use o7s_wire::code::EthCode;
+use o7s_wire::code::{EthCode, UdpCode};
 use o7s_wire::field::Writer;
 use o7s_wire::hash::HashAlgo;
 use o7s_wire::qos::QosSpec;
-use o7s_wire::{dix, llc};
+use o7s_wire::{dix, llc, udp};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime};
+
+/// Where a peer IPCP is: a MAC on an eth layer, an address and port on a udp layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// eth-dix / eth-llc.
+    Mac([u8; 6]),
+    /// udp4 / udp6.
+    Ip(std::net::SocketAddr),
+}
+
+impl Peer {
+    /// The MAC (zeros for an IP peer).
+    pub fn mac(&self) -> [u8; 6] {
+        match self {
+            Self::Mac(m) => *m,
+            Self::Ip(_) => [0; 6],
+        }
+    }
+    /// The address, for an IP peer.
+    pub fn addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Mac(_) => None,
+            Self::Ip(a) => Some(*a),
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Mac(m) => f.write_str(&o7s_wire::ethernet::mac_string(m)),
+            Self::Ip(a) => write!(f, "{a}"),
+        }
+    }
+}
 
 /// How long a learnt name stays in the cache.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
@@ -57,6 +92,22 @@ pub fn parse_mgmt(kind: PortKind, b: &[u8]) -> Result<Mgmt, o7s_wire::Error> {
                 tail: rest.to_vec(),
             }
         }
+        PortKind::Udp { .. } => {
+            let (m, rest) = udp::MgmtMsg::parse(b)?;
+            let code = match m.code {
+                UdpCode::FlowReq => EthCode::FlowReq,
+                UdpCode::FlowReply => EthCode::FlowReply,
+                UdpCode::Unknown(x) => EthCode::Unknown(x),
+            };
+            Mgmt {
+                code,
+                s: m.s_eid,
+                d: m.d_eid,
+                qos: m.qos,
+                response: m.response,
+                tail: rest.to_vec(),
+            }
+        }
     })
 }
 
@@ -78,6 +129,20 @@ pub fn build_mgmt(kind: PortKind, m: &Mgmt) -> Vec<u8> {
             code: m.code,
             qos: m.qos,
             response: m.response,
+        }
+        .write(&mut w),
+        PortKind::Udp { .. } => udp::MgmtMsg {
+            eid: 0,
+            s_eid: m.s,
+            d_eid: m.d,
+            response: m.response,
+            qos: m.qos,
+            code: match m.code {
+                EthCode::FlowReq => UdpCode::FlowReq,
+                EthCode::FlowReply => UdpCode::FlowReply,
+                EthCode::NameQueryReq | EthCode::NameQueryReply => UdpCode::Unknown(0xff),
+                EthCode::Unknown(x) => UdpCode::Unknown(x),
+            },
         }
         .write(&mut w),
     }
@@ -103,8 +168,8 @@ pub struct CacheEntry {
 pub struct ReplyInfo {
     /// The responder's endpoint id.
     pub remote: u32,
-    /// Its MAC.
-    pub mac: [u8; 6],
+    /// Where it is.
+    pub peer: Peer,
     /// Response code.
     pub response: i32,
     /// The OAP response bytes.
@@ -145,7 +210,7 @@ pub struct EthIpcp {
     /// Allocations waiting for a FLOW_REPLY, by our endpoint id.
     pub alloc_waiters: HashMap<u32, Sender<ReplyInfo>>,
     /// Name queries waiting for an answer, by hash.
-    pub query_waiters: HashMap<Vec<u8>, Vec<Sender<[u8; 6]>>>,
+    pub query_waiters: HashMap<Vec<u8>, Vec<Sender<Peer>>>,
     /// Names this daemon asked for, by hash (to show them in the cache).
     pub query_names: HashMap<Vec<u8>, String>,
 }
@@ -158,6 +223,8 @@ impl EthIpcp {
             PortKind::Dix { .. } => (u32::from(dix::MIN_DATA_EID), 0xfffe),
             // 64 SAPs from 2 (logical values; 1 is management).
             PortKind::Llc => (2, 65),
+            // 32-bit eids; 0..63 reserved as in the reference.
+            PortKind::Udp { .. } => (64, u32::MAX - 1),
         }
     }
 
@@ -175,12 +242,17 @@ impl EthIpcp {
         Some(id)
     }
 
-    /// The cached MAC of `hash`, if fresh.
-    pub fn cached(&self, hash: &[u8]) -> Option<[u8; 6]> {
+    /// The cached peer of `hash`, if fresh.
+    pub fn cached(&self, hash: &[u8]) -> Option<Peer> {
         self.cache
             .get(hash)
             .filter(|e| e.expires > Instant::now())
-            .map(|e| e.mac)
+            .map(|e| Peer::Mac(e.mac))
+    }
+
+    /// Whether this is a udp layer.
+    pub fn is_udp(&self) -> bool {
+        matches!(self.port_kind, PortKind::Udp { .. })
     }
 
     /// Drops expired cache entries.
@@ -196,8 +268,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mgmt_round_trip_both_kinds() {
-        for kind in [PortKind::Dix { ethertype: 0xA000 }, PortKind::Llc] {
+    fn mgmt_round_trip_all_kinds() {
+        let udp = PortKind::Udp {
+            addr: "127.0.0.1:3435".parse().unwrap(),
+        };
+        for kind in [PortKind::Dix { ethertype: 0xA000 }, PortKind::Llc, udp] {
             let m = Mgmt {
                 code: EthCode::FlowReq,
                 s: 65,

@@ -27,6 +27,11 @@ pub enum PortKind {
     },
     /// eth-llc.
     Llc,
+    /// udp4/udp6 bound to this address and port.
+    Udp {
+        /// Local address and port.
+        addr: std::net::SocketAddr,
+    },
 }
 
 /// `o7sd` to data plane.
@@ -57,6 +62,16 @@ pub enum ToDp {
         #[serde(with = "hexbytes")]
         payload: Vec<u8>,
     },
+    /// Send a UDP-layer management datagram (it starts with eid 0) to `dst`.
+    SendUdp {
+        /// Port id.
+        port: u32,
+        /// Destination address and port.
+        dst: std::net::SocketAddr,
+        /// The datagram.
+        #[serde(with = "hexbytes")]
+        payload: Vec<u8>,
+    },
     /// Install a flow; the message carries `[memfd, tx kick, rx kick]`.
     AddFlow {
         /// Flow id.
@@ -71,6 +86,9 @@ pub enum ToDp {
         peer: [u8; 6],
         /// Peer time-out.
         timeout_ms: u64,
+        /// The peer's address (UDP layers).
+        #[serde(default)]
+        peer_addr: Option<std::net::SocketAddr>,
     },
     /// Remove a flow.
     DelFlow {
@@ -117,6 +135,16 @@ pub enum FromDp {
         #[serde(with = "hexbytes")]
         payload: Vec<u8>,
     },
+    /// A UDP-layer management datagram arrived.
+    UdpMgmt {
+        /// Port id.
+        port: u32,
+        /// Source address.
+        src: std::net::SocketAddr,
+        /// The datagram (starting with eid 0).
+        #[serde(with = "hexbytes")]
+        payload: Vec<u8>,
+    },
     /// A flow timed out (no traffic from the peer within its time-out).
     FlowDown {
         /// Flow id.
@@ -151,6 +179,10 @@ pub struct PortStats {
     pub drop_malformed: u64,
     /// Send errors.
     pub tx_errors: u64,
+    /// Dropped: datagram shorter than its header, or cut.
+    pub drop_truncated: u64,
+    /// Dropped: datagram for a flow from an address that is not the flow's peer.
+    pub drop_wrong_peer: u64,
 }
 
 /// Counters of one flow.

@@ -3,12 +3,14 @@
 
 use crate::afpacket::{dev_info, PacketSocket, ETH_P_802_2};
 use crate::msg::{DpStats, FlowStats, FromDp, PortKind, PortStats, ToDp};
+use crate::udp::UdpPort;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use o7s::ipc::Channel;
 use o7s::ring::{flags, Dir, FlowMem, Kick, RingError};
 use o7s_wire::{dix, ethernet, llc};
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -28,7 +30,13 @@ struct Port {
     stats: PortStats,
 }
 
+struct UPort {
+    sock: UdpPort,
+    stats: PortStats,
+}
+
 struct Flow {
+    peer_addr: Option<SocketAddr>,
     port: u32,
     local: u32,
     remote: u32,
@@ -45,6 +53,7 @@ struct Flow {
 pub struct Dataplane {
     ctl: Channel,
     ports: HashMap<u32, Port>,
+    uports: HashMap<u32, UPort>,
     flows: HashMap<u64, Flow>,
     by_local: HashMap<(u32, u32), u64>,
     buf: Vec<u8>,
@@ -66,6 +75,7 @@ impl Dataplane {
         Self {
             ctl,
             ports: HashMap::new(),
+            uports: HashMap::new(),
             flows: HashMap::new(),
             by_local: HashMap::new(),
             buf: vec![0u8; 65536],
@@ -90,13 +100,16 @@ impl Dataplane {
         loop {
             let spinning = last_work.elapsed() < spin;
             // Build the poll set: control, ports, flow tx kicks.
-            let port_ids: Vec<u32> = self.ports.keys().copied().collect();
+            let mut port_ids: Vec<u32> = self.ports.keys().copied().collect();
+            port_ids.extend(self.uports.keys().copied());
             let flow_ids: Vec<u64> = self.flows.keys().copied().collect();
             let (ctl_ready, port_ready, flow_ready) = {
                 let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
                 for id in &port_ids {
                     if let Some(p) = self.ports.get(id) {
                         fds.push(PollFd::new(p.sock.as_fd(), PollFlags::POLLIN));
+                    } else if let Some(u) = self.uports.get(id) {
+                        fds.push(PollFd::new(u.sock.as_fd(), PollFlags::POLLIN));
                     }
                 }
                 for id in &flow_ids {
@@ -145,7 +158,11 @@ impl Dataplane {
             }
             let mut work = 0;
             for id in port_ready {
-                work += self.rx_port(id);
+                work += if self.uports.contains_key(&id) {
+                    self.rx_udp(id)
+                } else {
+                    self.rx_port(id)
+                };
             }
             for id in &flow_ready {
                 if let Some(f) = self.flows.get(id) {
@@ -153,7 +170,15 @@ impl Dataplane {
                 }
             }
             for id in flow_ids {
-                work += self.tx_flow(id);
+                let udp = self
+                    .flows
+                    .get(&id)
+                    .is_some_and(|f| self.uports.contains_key(&f.port));
+                work += if udp {
+                    self.tx_udp(id)
+                } else {
+                    self.tx_flow(id)
+                };
             }
             if work > 0 {
                 last_work = Instant::now();
@@ -199,8 +224,20 @@ impl Dataplane {
             }
             ToDp::DelPort { port } => {
                 self.ports.remove(&port);
+                self.uports.remove(&port);
             }
             ToDp::SendMgmt { port, dst, payload } => self.send_mgmt(port, dst, &payload),
+            ToDp::SendUdp { port, dst, payload } => {
+                if let Some(u) = self.uports.get_mut(&port) {
+                    match u.sock.send_to(&payload, &dst) {
+                        Ok(()) => u.stats.tx_frames += 1,
+                        Err(e) => {
+                            u.stats.tx_errors += 1;
+                            tracing::warn!("port {port}: send to {dst}: {e}");
+                        }
+                    }
+                }
+            }
             ToDp::AddFlow {
                 flow,
                 port,
@@ -208,6 +245,7 @@ impl Dataplane {
                 remote,
                 peer,
                 timeout_ms,
+                peer_addr,
             } => {
                 let mut it = fds.into_iter();
                 let (Some(mem), Some(tx), Some(rx)) = (it.next(), it.next(), it.next()) else {
@@ -220,6 +258,7 @@ impl Dataplane {
                         self.flows.insert(
                             flow,
                             Flow {
+                                peer_addr,
                                 port,
                                 local,
                                 remote,
@@ -252,7 +291,12 @@ impl Dataplane {
             }
             ToDp::Stats => {
                 let s = DpStats {
-                    ports: self.ports.values().map(|p| p.stats.clone()).collect(),
+                    ports: self
+                        .ports
+                        .values()
+                        .map(|p| p.stats.clone())
+                        .chain(self.uports.values().map(|u| u.stats.clone()))
+                        .collect(),
                     flows: self.flows.values().map(|f| f.stats.clone()).collect(),
                 };
                 self.ctl.send(&FromDp::Stats(s), &[])?;
@@ -262,20 +306,38 @@ impl Dataplane {
         Ok(true)
     }
 
+    fn add_udp(&mut self, id: u32, addr: SocketAddr) -> io::Result<([u8; 6], usize, String)> {
+        let sock = UdpPort::bind(addr)?;
+        let io_path = "udp socket, recvmmsg/sendmmsg batches".to_string();
+        let mtu = o7s_wire::udp::MAX_PACKET - o7s_wire::udp::HEADER_LEN;
+        tracing::info!("port {id}: udp {addr} mtu {mtu} via {io_path}");
+        let stats = PortStats {
+            port: id,
+            dev: addr.to_string(),
+            mac: "-".into(),
+            mtu,
+            io_path: io_path.clone(),
+            ..PortStats::default()
+        };
+        self.uports.insert(id, UPort { sock, stats });
+        Ok(([0; 6], mtu, io_path))
+    }
+
     fn add_port(
         &mut self,
         id: u32,
         dev: &str,
         kind: PortKind,
     ) -> io::Result<([u8; 6], usize, String)> {
-        let info = dev_info(dev)?;
         let proto = match kind {
             PortKind::Dix { ethertype } => ethertype,
             PortKind::Llc => ETH_P_802_2,
+            PortKind::Udp { addr } => return self.add_udp(id, addr),
         };
+        let info = dev_info(dev)?;
         let sock = PacketSocket::open(info.ifindex, proto)?;
         let mtu = match kind {
-            PortKind::Dix { .. } => info.mtu.saturating_sub(dix::HEADER_LEN),
+            PortKind::Dix { .. } | PortKind::Udp { .. } => info.mtu.saturating_sub(dix::HEADER_LEN),
             PortKind::Llc => info
                 .mtu
                 .min(usize::from(llc::MAX_LENGTH))
@@ -323,6 +385,7 @@ impl Dataplane {
                 llc::MGMT_SAP,
                 payload,
             ),
+            PortKind::Udp { .. } => Err(()),
         };
         if built.is_err() {
             p.stats.tx_errors += 1;
@@ -395,6 +458,7 @@ impl Dataplane {
                         _ => Err(()),
                     }
                 }
+                PortKind::Udp { .. } => continue,
             };
             let Ok((eid, sdu)) = parsed else {
                 p.stats.drop_malformed += 1;
@@ -458,6 +522,7 @@ impl Dataplane {
                     PortKind::Llc => {
                         build_llc(frame, f.peer, p.mac, f.remote as u8, f.local as u8, sdu)
                     }
+                    PortKind::Udp { .. } => Err(()),
                 };
                 built.map(|_| sdu.len())
             });
@@ -482,6 +547,128 @@ impl Dataplane {
             }
         }
         done
+    }
+
+    /// Receives a batch of datagrams on a UDP port.
+    fn rx_udp(&mut self, id: u32) -> usize {
+        let mut done = 0;
+        for _ in 0..8 {
+            let Some(u) = self.uports.get_mut(&id) else {
+                return done;
+            };
+            let n = match u.sock.recv_batch() {
+                Ok(0) => return done,
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!("port {}: recv: {e}", u.stats.dev);
+                    return done;
+                }
+            };
+            done += n;
+            for i in 0..n {
+                let Some(u) = self.uports.get_mut(&id) else {
+                    return done;
+                };
+                let Some((dg, src)) = u.sock.datagram(i) else {
+                    u.stats.drop_truncated += 1;
+                    continue;
+                };
+                let Ok(d) = o7s_wire::udp::Datagram::new_checked(dg) else {
+                    u.stats.drop_truncated += 1;
+                    continue;
+                };
+                u.stats.rx_frames += 1;
+                let eid = d.eid();
+                if eid == 0 {
+                    u.stats.rx_mgmt += 1;
+                    let msg = FromDp::UdpMgmt {
+                        port: id,
+                        src,
+                        payload: dg.to_vec(),
+                    };
+                    if let Err(e) = self.ctl.send(&msg, &[]) {
+                        tracing::warn!("cannot pass a management datagram to o7sd: {e}");
+                    }
+                    continue;
+                }
+                let Some(f) = self
+                    .by_local
+                    .get(&(id, eid))
+                    .and_then(|fid| self.flows.get_mut(fid))
+                else {
+                    u.stats.drop_unknown_eid += 1;
+                    continue;
+                };
+                if f.peer_addr != Some(src) {
+                    u.stats.drop_wrong_peer += 1;
+                    continue;
+                }
+                f.last_rx = Instant::now();
+                let sdu = d.payload();
+                match f.mem.ring(Dir::Rx).push(sdu) {
+                    Ok(wake) => {
+                        f.stats.rx_sdus += 1;
+                        f.stats.rx_bytes += sdu.len() as u64;
+                        if wake {
+                            f.rx_kick.kick();
+                        }
+                    }
+                    Err(RingError::Corrupt) => f.stats.drop_ring_corrupt += 1,
+                    Err(_) => f.stats.drop_ring_full += 1,
+                }
+            }
+            if n < crate::udp::BATCH {
+                return done;
+            }
+        }
+        done
+    }
+
+    /// Sends a flow's waiting SDUs as one batch of datagrams.
+    fn tx_udp(&mut self, id: u64) -> usize {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return 0;
+        };
+        let Some(u) = self.uports.get_mut(&f.port) else {
+            return 0;
+        };
+        let Some(dst) = f.peer_addr else {
+            return 0;
+        };
+        let ring = f.mem.ring(Dir::Tx);
+        let mut dgrams: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..crate::udp::BATCH {
+            match ring.pop_with(|sdu| {
+                let mut d = Vec::with_capacity(sdu.len() + 4);
+                d.extend_from_slice(&f.remote.to_be_bytes());
+                d.extend_from_slice(sdu);
+                d
+            }) {
+                Ok(Some(d)) => dgrams.push(d),
+                Ok(None) => break,
+                Err(_) => {
+                    f.stats.drop_ring_corrupt += 1;
+                    break;
+                }
+            }
+        }
+        if dgrams.is_empty() {
+            return 0;
+        }
+        let refs: Vec<&[u8]> = dgrams.iter().map(Vec::as_slice).collect();
+        match u.sock.send_batch(&dst, &refs) {
+            Ok(n) => {
+                u.stats.tx_frames += n as u64;
+                f.stats.tx_sdus += n as u64;
+                f.stats.tx_bytes += refs.iter().take(n).map(|d| d.len() as u64 - 4).sum::<u64>();
+                u.stats.tx_errors += (refs.len() - n) as u64;
+            }
+            Err(e) => {
+                u.stats.tx_errors += refs.len() as u64;
+                tracing::debug!("udp send to {dst}: {e}");
+            }
+        }
+        refs.len()
     }
 
     fn check_timeouts(&mut self) -> io::Result<()> {

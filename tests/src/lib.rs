@@ -142,6 +142,20 @@ impl Topo {
         format!("{}-v{s}", self.name)
     }
 
+    /// Gives side `s`'s namespace its own /etc/hosts (and a resolv.conf pointing at the
+    /// namespace's own loopback, so no lookup leaves it): `ip netns exec` bind-mounts
+    /// `/etc/netns/<ns>/*` over `/etc`.
+    pub fn hosts(&self, s: &str, hosts: &str) {
+        let d = PathBuf::from("/etc/netns").join(self.ns(s));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("hosts"), format!("127.0.0.1 localhost\n{hosts}")).unwrap();
+        std::fs::write(
+            d.join("resolv.conf"),
+            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+        )
+        .unwrap();
+    }
+
     /// Runtime directory of the daemon of side `s`.
     pub fn rundir(&self, s: &str) -> PathBuf {
         self.dir.join(format!("run-{s}"))
@@ -149,10 +163,16 @@ impl Topo {
 
     /// A command run in side `s`'s namespace, talking to its daemon.
     pub fn cmd(&self, s: &str, prog: &Path) -> Command {
+        self.cmd_in(s, s, prog)
+    }
+
+    /// A command run in side `ns`'s namespace, talking to the daemon of `rundir` (several
+    /// daemons can share a namespace).
+    pub fn cmd_in(&self, ns: &str, rundir: &str, prog: &Path) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns(s)])
+        c.args(["netns", "exec", &self.ns(ns)])
             .arg("env")
-            .arg(format!("O7S_RUNDIR={}", self.rundir(s).display()))
+            .arg(format!("O7S_RUNDIR={}", self.rundir(rundir).display()))
             .arg(format!(
                 "PATH={}:{}",
                 bin_dir().display(),
@@ -164,11 +184,16 @@ impl Topo {
 
     /// Starts `o7sd` in side `s` with `config` (text).
     pub fn daemon(&self, s: &str, config: &str) -> Daemon {
+        self.daemon_in(s, s, config)
+    }
+
+    /// Starts `o7sd` in side `ns`'s namespace with its runtime directory `rundir`.
+    pub fn daemon_in(&self, ns: &str, s: &str, config: &str) -> Daemon {
         let conf = self.dir.join(format!("{s}.conf"));
         std::fs::write(&conf, config).unwrap();
         let log = self.dir.join(format!("o7sd-{s}.log"));
         let child = self
-            .cmd(s, &bin("o7sd"))
+            .cmd_in(ns, s, &bin("o7sd"))
             .arg("--config")
             .arg(&conf)
             .stdout(Stdio::null())
@@ -203,8 +228,13 @@ impl Topo {
 
     /// Runs `o7sctl ARGS --json` in side `s` and parses the listing.
     pub fn ctl_json(&self, s: &str, args: &[&str]) -> Vec<serde_json::Value> {
+        self.ctl_json_in(s, s, args)
+    }
+
+    /// As [`Topo::ctl_json`] for the daemon of `rundir` in side `ns`'s namespace.
+    pub fn ctl_json_in(&self, ns: &str, rundir: &str, args: &[&str]) -> Vec<serde_json::Value> {
         let o = self
-            .cmd(s, &bin("o7sctl"))
+            .cmd_in(ns, rundir, &bin("o7sctl"))
             .args(args)
             .arg("--json")
             .output()
@@ -222,8 +252,13 @@ impl Topo {
 
     /// Runs oping in side `s` with `args` plus `--json` and returns its summary and status.
     pub fn oping(&self, s: &str, args: &[&str]) -> (serde_json::Value, Output) {
+        self.oping_in(s, s, args)
+    }
+
+    /// As [`Topo::oping`] for the daemon of `rundir` in side `ns`'s namespace.
+    pub fn oping_in(&self, ns: &str, rundir: &str, args: &[&str]) -> (serde_json::Value, Output) {
         let o = self
-            .cmd(s, &bin("oping"))
+            .cmd_in(ns, rundir, &bin("oping"))
             .args(args)
             .arg("--json")
             .output()
@@ -254,6 +289,7 @@ impl Drop for Topo {
                 }
             }
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(ns));
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -1,11 +1,15 @@
-//! `o7s-inject DEV HEXFRAME...`: sends raw Ethernet frames on a device (AF_PACKET). A test
-//! helper for bad-input tests; sends only where it is told (a namespace's veth).
+//! `o7s-inject DEV HEXFRAME...`: sends raw Ethernet frames on a device (AF_PACKET).
+//! `o7s-inject --udp SRC DST HEX...`: sends UDP datagrams from SRC (ip:port) to DST.
+//! A test helper for bad-input tests; sends only where it is told (a test namespace).
 
 use o7s_dataplane::afpacket::{dev_info, PacketSocket};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--udp") {
+        return udp(args.get(1..).unwrap_or(&[]));
+    }
     let Some((dev, frames)) = args.split_first() else {
         eprintln!("usage: o7s-inject DEV HEXFRAME...");
         return ExitCode::from(2);
@@ -31,6 +35,31 @@ fn main() -> ExitCode {
         };
         if let Err(e) = sock.send(&f) {
             eprintln!("o7s-inject: send: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn udp(args: &[String]) -> ExitCode {
+    let (Some(src), Some(dst)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: o7s-inject --udp SRC DST HEX...");
+        return ExitCode::from(2);
+    };
+    let sock = match std::net::UdpSocket::bind(src.as_str()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("o7s-inject: bind {src}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for h in args.get(2..).unwrap_or(&[]) {
+        let Ok(d) = hex::decode(h) else {
+            eprintln!("o7s-inject: not hex: {h}");
+            return ExitCode::from(2);
+        };
+        if let Err(e) = sock.send_to(&d, dst.as_str()) {
+            eprintln!("o7s-inject: send to {dst}: {e}");
             return ExitCode::FAILURE;
         }
     }

@@ -1,0 +1,216 @@
+//! Tutorial 05 on one host: the udp4 layer, names resolved through /etc/hosts, and load
+//! balancing of flow allocations over two server processes; bad datagrams.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use o7s_integration::{bin, can_run, eventually, Topo};
+use o7s_wire::hash::HashAlgo;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const SERVER: &str = "[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"--listen\"]\nlb=\"round-robin\"\n\n\
+[name.\"oping-server2\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"--listen\"]\n\n\
+[udp.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.2\"\nreg=[\"oping-server\", \"oping-server2\"]\n";
+const CLIENT: &str = "[udp.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.1\"\n";
+
+fn hosts() -> String {
+    format!(
+        "127.0.0.2 {} #oping-server\n127.0.0.2 {} #oping-server2\n",
+        HashAlgo::Md5.hex("oping-server"),
+        HashAlgo::Md5.hex("oping-server2")
+    )
+}
+
+struct Servers(Vec<Child>);
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Which process the server daemon handed each flow of `name` to, in order.
+fn served(log: &str, name: &str) -> Vec<String> {
+    let key = format!("accepted for {name} by process ");
+    log.lines()
+        .filter_map(|l| {
+            l.split_once(&key)
+                .map(|(_, p)| p.trim_end_matches('.').to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn tutorial05_udp_load_balancing() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("t5");
+    t.hosts("a", &hosts());
+    let server = t.daemon_in("a", "b", SERVER);
+    let _client = t.daemon_in("a", "a", CLIENT);
+    assert!(
+        server.log().contains("Bootstrapped IPCP wifi1 (udp4)"),
+        "{}",
+        server.log()
+    );
+    // Two servers started by hand; both accept flows for both names (bound by program).
+    let servers = Servers(
+        (0..2)
+            .map(|_| {
+                t.cmd_in("a", "b", &bin("oping"))
+                    .arg("-l")
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let accepting = |n: &str| {
+        t.ctl_json_in("a", "b", &["name", "list"])
+            .iter()
+            .find(|e| e["name"] == n)
+            .and_then(|e| e["accepting"].as_u64())
+            == Some(2)
+    };
+    assert!(eventually(Duration::from_secs(5), || accepting(
+        "oping-server"
+    ) && accepting(
+        "oping-server2"
+    )));
+    for name in ["oping-server", "oping-server2"] {
+        for _ in 0..6 {
+            let (sum, out) = t.oping_in("a", "a", &["-n", name, "-c", "1", "-Q"]);
+            assert_eq!(
+                sum["received"],
+                1,
+                "{name}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                server.log()
+            );
+            // The server that answered accepts again before the next client.
+            assert!(eventually(Duration::from_secs(3), || accepting(name)));
+        }
+    }
+    let log = server.log();
+    let rr = served(&log, "oping-server");
+    let spill = served(&log, "oping-server2");
+    assert_eq!(rr.len(), 6, "{log}");
+    assert_eq!(spill.len(), 6, "{log}");
+    let pids: Vec<String> = servers.0.iter().map(|c| c.id().to_string()).collect();
+    for w in rr.windows(2) {
+        assert_ne!(w[0], w[1], "round-robin alternates: {rr:?}");
+    }
+    assert!(rr.iter().all(|p| pids.contains(p)), "{rr:?} vs {pids:?}");
+    assert!(
+        spill.iter().all(|p| *p == spill[0]),
+        "spill sticks to one process: {spill:?}"
+    );
+}
+
+/// `o7sctl bind process PID name N` pins a name to one process.
+#[test]
+fn bind_process_pins_a_name() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("bp");
+    t.hosts("a", &format!("127.0.0.2 {}\n", HashAlgo::Md5.hex("pinned")));
+    let server = t.daemon_in(
+        "a",
+        "b",
+        "[udp4.u]\nbootstrap=\"l\"\nip=\"127.0.0.2\"\nreg=[\"pinned\"]\n",
+    );
+    let _client = t.daemon_in("a", "a", CLIENT);
+    let s = Servers(vec![t
+        .cmd_in("a", "b", &bin("oping"))
+        .arg("-l")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()]);
+    let pid = s.0[0].id().to_string();
+    let o = t
+        .cmd_in("a", "b", &bin("o7sctl"))
+        .args(["bind", "process", &pid, "name", "pinned"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (sum, out) = t.oping_in("a", "a", &["-n", "pinned", "-c", "2", "-i", "10ms"]);
+    assert_eq!(
+        sum["received"],
+        2,
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert_eq!(served(&server.log(), "pinned"), vec![pid]);
+}
+
+/// Truncated datagrams, unknown eids and datagrams from an address that is not the flow's
+/// peer are dropped and counted; the flow goes on.
+#[test]
+fn bad_datagrams_are_dropped_and_counted() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("bd");
+    t.hosts("a", &hosts());
+    let server = t.daemon_in("a", "b", SERVER);
+    let mut client = t.daemon_in("a", "a", CLIENT);
+    let ping = t
+        .cmd_in("a", "a", &bin("oping"))
+        .args(["-n", "oping-server", "-c", "40", "-i", "25ms", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || t
+        .ctl_json_in("a", "a", &["flow", "list"])
+        .len()
+        == 1));
+    let flows = t.ctl_json_in("a", "a", &["flow", "list"]);
+    let local = u32::from_str_radix(
+        flows[0]["local"].as_str().unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let eid = hex::encode(local.to_be_bytes());
+    let bad = [
+        "00".to_string(),                       // shorter than the eid
+        format!("00001234{}", "00".repeat(60)), // unknown eid
+        format!("{eid}{}", "00".repeat(60)),    // our flow's eid, but not from its peer
+        format!("00000000{}", "ab".repeat(10)), // truncated management message
+    ];
+    for _ in 0..5 {
+        let o = t
+            .cmd_in("a", "a", &bin("o7s-inject"))
+            .args(["--udp", "127.0.0.3:0", "127.0.0.1:3435"])
+            .args(&bad)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = ping.wait_with_output().unwrap();
+    let last = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
+    let sum: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(sum["received"], 40, "{sum}\n{}", server.log());
+    assert!(client.alive());
+    let ports = t.ctl_json_in("a", "a", &["port", "list"]);
+    let p = &ports[0];
+    assert!(p["drop_truncated"].as_u64().unwrap() >= 5, "{p}");
+    assert!(p["drop_unknown_eid"].as_u64().unwrap() >= 5, "{p}");
+    assert!(p["drop_wrong_peer"].as_u64().unwrap() >= 5, "{p}");
+    let s = &t.ctl_json_in("a", "a", &["stats"])[0];
+    assert!(s["mgmt_malformed"].as_u64().unwrap() >= 5, "{s}");
+}
