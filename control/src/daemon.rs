@@ -181,9 +181,18 @@ impl Daemon {
                 i.ip.as_deref()
                     .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
                     .map(|ip| std::net::SocketAddr::new(ip, i.port));
-            if let (Some(dns), Some(a)) = (&i.dns, udp) {
-                tracing::warn!("IPCP {} ({a}): dns={dns} is not supported yet; names resolve through the system resolver (/etc/hosts)", i.name);
-            }
+            let dns = match i.dns.as_deref().map(|d| (d, crate::dns::server_addr(d))) {
+                Some((d, None)) => {
+                    tracing::error!(
+                        "IPCP {} (line {}): dns={d} is not an address",
+                        i.name,
+                        i.line
+                    );
+                    continue;
+                }
+                Some((_, a)) => a,
+                None => None,
+            };
             let dev = match udp {
                 Some(a) => a.to_string(),
                 None => i.dev.clone().unwrap_or_default(),
@@ -201,6 +210,20 @@ impl Daemon {
             };
             match self.ipcp_bootstrap(&i.name, i.kind, &layer, &dev, port_kind, i.hash) {
                 Ok(()) => {
+                    if let Some(d) = dns {
+                        if let Some(ipcp) = self.st().ipcps.iter_mut().find(|x| x.name == i.name) {
+                            ipcp.dns = Some(d);
+                        }
+                        tracing::info!(
+                            "IPCP {}: names resolve through the DNS server {d}.",
+                            i.name
+                        );
+                    } else if udp.is_some() {
+                        tracing::info!(
+                            "IPCP {}: DNS server not in use (system resolver, /etc/hosts).",
+                            i.name
+                        );
+                    }
                     for r in &i.reg {
                         if let Err(e) = self.register(r, std::slice::from_ref(&i.name)) {
                             tracing::warn!("registering {r} in {}: {e:?}", i.name);
@@ -296,6 +319,7 @@ impl Daemon {
             alloc_waiters: HashMap::new(),
             query_waiters: HashMap::new(),
             query_names: HashMap::new(),
+            dns: None,
         };
         let res = match reply {
             FromDp::PortUp {
@@ -334,6 +358,19 @@ impl Daemon {
             .filter(|i| targets.contains(&i.name) || targets.contains(&i.layer))
         {
             let h = i.hash.hash(name);
+            if let (Some(server), PortKind::Udp { addr }) = (i.dns, i.port_kind) {
+                let (hex, ipcp, name) = (hex::encode(&h), i.name.clone(), name.to_string());
+                std::thread::spawn(move || {
+                    match crate::dns::register(server, &hex, addr.ip(), Duration::from_secs(2)) {
+                        Ok(()) => tracing::info!(
+                            "Registered {name} ({hex}) with the DNS server {server} for {ipcp}."
+                        ),
+                        Err(e) => tracing::error!(
+                            "{ipcp}: cannot register {name} with the DNS server {server}: {e}"
+                        ),
+                    }
+                });
+            }
             tracing::info!(
                 "Registered {name} with IPCP {} as {}.",
                 i.name,
@@ -610,16 +647,29 @@ impl Daemon {
                 };
                 let h = i.hash.hash(name);
                 if let PortKind::Udp { addr } = i.port_kind {
-                    // udp layers: the system resolver (so /etc/hosts works) for the hex MD5.
+                    // udp layers: the hex MD5 through the layer's DNS server, or the system
+                    // resolver (so /etc/hosts works).
                     let host = hex::encode(&h);
-                    asked.push(format!("{} {} (resolver: {host})", i.kind.as_str(), i.name));
+                    let dns = i.dns;
+                    let via = dns
+                        .map(|d| format!("DNS server {d}"))
+                        .unwrap_or("system resolver".into());
+                    asked.push(format!("{} {} ({via}: {host})", i.kind.as_str(), i.name));
                     let tx = tx.clone();
                     std::thread::spawn(move || {
                         use std::net::ToSocketAddrs;
-                        let found = (host.as_str(), addr.port())
-                            .to_socket_addrs()
-                            .ok()
-                            .and_then(|mut it| it.find(|a| a.is_ipv4() == addr.is_ipv4()));
+                        let found = match dns {
+                            Some(server) => {
+                                crate::dns::lookup(server, &host, addr.is_ipv4(), timeout)
+                                    .ok()
+                                    .flatten()
+                                    .map(|ip| std::net::SocketAddr::new(ip, addr.port()))
+                            }
+                            None => (host.as_str(), addr.port())
+                                .to_socket_addrs()
+                                .ok()
+                                .and_then(|mut it| it.find(|a| a.is_ipv4() == addr.is_ipv4())),
+                        };
                         if let Some(a) = found {
                             let _ = tx.send((idx, Peer::Ip(a)));
                         }
@@ -1378,7 +1428,26 @@ impl Daemon {
                 {
                     let before = i.regs.len();
                     i.regs.retain(|_, r| *r != name);
-                    n += before - i.regs.len();
+                    let removed = before - i.regs.len();
+                    n += removed;
+                    if let (true, Some(server), PortKind::Udp { addr }) =
+                        (removed > 0, i.dns, i.port_kind)
+                    {
+                        let hex = hex::encode(i.hash.hash(&name));
+                        match crate::dns::unregister(
+                            server,
+                            &hex,
+                            addr.is_ipv4(),
+                            Duration::from_secs(2),
+                        ) {
+                            Ok(()) => tracing::info!(
+                                "Removed {name} ({hex}) from the DNS server {server}."
+                            ),
+                            Err(e) => tracing::error!(
+                                "cannot remove {name} from the DNS server {server}: {e}"
+                            ),
+                        }
+                    }
                 }
                 if n == 0 {
                     return err((

@@ -211,6 +211,8 @@ pub struct EthIpcp {
     pub alloc_waiters: HashMap<u32, Sender<ReplyInfo>>,
     /// Name queries waiting for an answer, by hash.
     pub query_waiters: HashMap<Vec<u8>, Vec<Sender<Peer>>>,
+    /// DNS server of a udp layer (`dns=`).
+    pub dns: Option<std::net::SocketAddr>,
     /// Names this daemon asked for, by hash (to show them in the cache).
     pub query_names: HashMap<Vec<u8>, String>,
 }

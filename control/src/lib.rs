@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod dp;
 pub mod eth;
 pub mod registry;

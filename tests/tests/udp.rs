@@ -214,3 +214,151 @@ fn bad_datagrams_are_dropped_and_counted() {
     let s = &t.ctl_json_in("a", "a", &["stats"])[0];
     assert!(s["mgmt_malformed"].as_u64().unwrap() >= 5, "{s}");
 }
+
+/// A real DNS server (bind9's `named`) in the test's namespace, serving a root zone that
+/// accepts dynamic updates, on 127.0.0.1:53 (the namespace's own loopback).
+struct Named {
+    child: Child,
+}
+
+impl Named {
+    fn start(t: &Topo) -> Option<Named> {
+        let Ok(named) = which("named") else {
+            assert_ne!(
+                std::env::var("O7S_REQUIRE_ROOT").as_deref(),
+                Ok("1"),
+                "named (bind9) is not installed"
+            );
+            eprintln!("SKIPPED: named (bind9) is not installed");
+            return None;
+        };
+        let dir = t.dir.join("named");
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("named.conf"),
+            format!(
+                "options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; listen-on port 53 {{ 127.0.0.1; }}; \
+                 listen-on-v6 {{ none; }}; recursion no; allow-query {{ any; }}; dnssec-validation no; }};\n\
+                 zone \".\" {{ type primary; file \"{d}/root.zone\"; allow-update {{ any; }}; }};\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("root.zone"),
+            "$TTL 86400\n@ IN SOA ns. admin. 1 3600 600 86400 60\n@ IN NS ns.\nns IN A 127.0.0.1\n",
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("named.log")).unwrap();
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &t.ns("a")])
+            .arg(named)
+            .args(["-g", "-u", "root", "-c"])
+            .arg(dir.join("named.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let n = Named { child };
+        let up = eventually(Duration::from_secs(10), || {
+            dig(t, "ns.", "A") == "127.0.0.1"
+        });
+        assert!(
+            up,
+            "named did not start: {}",
+            std::fs::read_to_string(dir.join("named.log")).unwrap_or_default()
+        );
+        Some(n)
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(p: &str) -> Result<String, ()> {
+    for d in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let c = format!("{d}/{p}");
+        if std::path::Path::new(&c).exists() {
+            return Ok(c);
+        }
+    }
+    Err(())
+}
+
+fn dig(t: &Topo, name: &str, rtype: &str) -> String {
+    let o = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.ns("a"),
+            "dig",
+            "+short",
+            "+time=1",
+            "+tries=1",
+            "@127.0.0.1",
+            name,
+            rtype,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// With `dns=`, a registering daemon adds its record to the DNS server with DNS UPDATE, the
+/// client resolves through that server, and unregistering removes the record.
+#[test]
+fn dns_registration_and_lookup_through_bind9() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("dn");
+    t.hosts("a", "");
+    let Some(_named) = Named::start(&t) else {
+        return;
+    };
+    let server = t.daemon_in(
+        "a",
+        "b",
+        "[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"--listen\"]\n\
+         [udp4.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.2\"\ndns=\"127.0.0.1\"\nreg=[\"oping-server\"]\n",
+    );
+    let _client = t.daemon_in(
+        "a",
+        "a",
+        "[udp4.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.1\"\ndns=\"127.0.0.1\"\n",
+    );
+    let rec = format!("{}.", HashAlgo::Md5.hex("oping-server"));
+    assert!(
+        eventually(Duration::from_secs(5), || dig(&t, &rec, "A") == "127.0.0.2"),
+        "record not added: {}",
+        server.log()
+    );
+    let (sum, out) = t.oping_in("a", "a", &["-n", "oping-server", "-c", "2", "-i", "10ms"]);
+    assert_eq!(
+        sum["received"],
+        2,
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let o = t
+        .cmd_in("a", "b", &bin("o7sctl"))
+        .args(["name", "unregister", "oping-server", "ipcp", "wifi1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        eventually(Duration::from_secs(5), || dig(&t, &rec, "A").is_empty()),
+        "record still there"
+    );
+    let o = t
+        .cmd_in("a", "a", &bin("oping"))
+        .args(["-n", "oping-server", "-c", "1"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the name no longer resolves");
+}
