@@ -34,6 +34,44 @@ enum Cmd {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
+    /// Kernel UDP baseline: echo every datagram back.
+    UdpEchoServer {
+        /// Address to bind.
+        addr: String,
+    },
+    /// Kernel UDP baseline: COUNT ping-pongs of SIZE bytes every INTERVAL_US; RTT as JSON.
+    UdpPing {
+        /// Echo server address.
+        addr: String,
+        /// Number of pings.
+        #[arg(short = 'c', long, default_value_t = 500)]
+        count: u32,
+        /// Datagram size.
+        #[arg(short = 's', long, default_value_t = 64)]
+        size: usize,
+        /// Interval in microseconds.
+        #[arg(short = 'i', long, default_value_t = 10_000)]
+        interval_us: u64,
+    },
+    /// Kernel UDP baseline: count datagrams until IDLE seconds pass without one; JSON.
+    UdpSink {
+        /// Address to bind.
+        addr: String,
+        /// Idle time that ends the count.
+        #[arg(long, default_value_t = 1.0)]
+        idle: f64,
+    },
+    /// Kernel UDP baseline: send SIZE-byte datagrams flat out for SECONDS; JSON.
+    UdpBlast {
+        /// Sink address.
+        addr: String,
+        /// Datagram size.
+        #[arg(short = 's', long, default_value_t = 1400)]
+        size: usize,
+        /// Duration.
+        #[arg(short = 'd', long, default_value_t = 5.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +85,19 @@ fn main() -> ExitCode {
                 }
             }
         },
+        Cmd::UdpEchoServer { addr } => udp_echo(&addr),
+        Cmd::UdpPing {
+            addr,
+            count,
+            size,
+            interval_us,
+        } => udp_ping(&addr, count, size, interval_us),
+        Cmd::UdpSink { addr, idle } => udp_sink(&addr, idle),
+        Cmd::UdpBlast {
+            addr,
+            size,
+            seconds,
+        } => udp_blast(&addr, size, seconds),
         Cmd::AllocClient {
             name,
             count,
@@ -88,4 +139,140 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn fail(what: &str, e: std::io::Error) -> ExitCode {
+    eprintln!("o7s-bench: {what}: {e}");
+    ExitCode::FAILURE
+}
+
+fn udp_echo(addr: &str) -> ExitCode {
+    let s = match std::net::UdpSocket::bind(addr) {
+        Ok(s) => s,
+        Err(e) => return fail(addr, e),
+    };
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let _ = s.send_to(buf.get(..n).unwrap_or(&[]), from);
+            }
+            Err(e) => return fail("recv", e),
+        }
+    }
+}
+
+fn udp_ping(addr: &str, count: u32, size: usize, interval_us: u64) -> ExitCode {
+    let s = match std::net::UdpSocket::bind("0.0.0.0:0") {
+        Ok(s) => s,
+        Err(e) => return fail("bind", e),
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if let Err(e) = s.connect(addr) {
+        return fail(addr, e);
+    }
+    let Ok(mut h) = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3) else {
+        return ExitCode::FAILURE;
+    };
+    let mut buf = vec![0u8; size.max(8)];
+    let mut lost = 0;
+    let start = Instant::now();
+    for i in 0..count {
+        if let Some(b) = buf.get_mut(..4) {
+            b.copy_from_slice(&i.to_be_bytes());
+        }
+        let t = Instant::now();
+        if s.send(&buf).is_err() {
+            lost += 1;
+            continue;
+        }
+        let mut r = [0u8; 65536];
+        loop {
+            match s.recv(&mut r) {
+                Ok(_) if r.get(..4) == buf.get(..4) => {
+                    let _ = h.record((t.elapsed().as_nanos() as u64).max(1));
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => {
+                    lost += 1;
+                    break;
+                }
+            }
+        }
+        let next = start + Duration::from_micros(interval_us * u64::from(i + 1));
+        if let Some(d) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+    let ms = |ns: u64| ns as f64 / 1e6;
+    println!(
+        "{}",
+        serde_json::json!({"n": h.len(), "lost": lost, "rtt_ms": {"p50": ms(h.value_at_quantile(0.5)),
+            "p99": ms(h.value_at_quantile(0.99)), "min": ms(h.min()), "max": ms(h.max()), "mean": h.mean() / 1e6}})
+    );
+    ExitCode::SUCCESS
+}
+
+fn udp_sink(addr: &str, idle: f64) -> ExitCode {
+    let s = match std::net::UdpSocket::bind(addr) {
+        Ok(s) => s,
+        Err(e) => return fail(addr, e),
+    };
+    let mut buf = [0u8; 65536];
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    loop {
+        // Wait for the first datagram without a limit, then stop after `idle` of silence.
+        let _ = s.set_read_timeout(first.map(|_| Duration::from_secs_f64(idle.max(0.01))));
+        match s.recv(&mut buf) {
+            Ok(k) => {
+                let now = Instant::now();
+                first.get_or_insert(now);
+                last = now;
+                n += 1;
+                bytes += k as u64;
+            }
+            Err(_) => break,
+        }
+    }
+    let d = first
+        .map(|f| last.duration_since(f))
+        .unwrap_or_default()
+        .as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"received": n, "bytes": bytes, "seconds": d,
+            "mbps": if d > 0.0 { bytes as f64 * 8.0 / d / 1e6 } else { 0.0 },
+            "pps": if d > 0.0 { n as f64 / d } else { 0.0 }})
+    );
+    ExitCode::SUCCESS
+}
+
+fn udp_blast(addr: &str, size: usize, seconds: f64) -> ExitCode {
+    let s = match std::net::UdpSocket::bind("0.0.0.0:0") {
+        Ok(s) => s,
+        Err(e) => return fail("bind", e),
+    };
+    if let Err(e) = s.connect(addr) {
+        return fail(addr, e);
+    }
+    let buf = vec![0u8; size];
+    let dur = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < dur {
+        for _ in 0..64 {
+            if s.send(&buf).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    let d = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"sent": n, "bytes": n * size as u64, "seconds": d, "mbps": (n * size as u64) as f64 * 8.0 / d / 1e6})
+    );
+    ExitCode::SUCCESS
 }

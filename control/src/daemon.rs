@@ -116,8 +116,21 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn flow_mem() -> std::io::Result<(OwnedFd, Kick, Kick)> {
-    let (_map, fd) = FlowMem::create(DEFAULT_SLOTS, DEFAULT_SLOT_SIZE)?;
+/// Slots per direction of a flow's rings (as the reference's 1024-slot rbuffs).
+const FLOW_SLOTS: u32 = 1024;
+
+/// Shared memory and kicks for a flow whose largest SDU is `mtu`: slots sized to the MTU.
+fn flow_mem(mtu: usize) -> std::io::Result<(OwnedFd, Kick, Kick)> {
+    let slot = (mtu + 8).div_ceil(64) * 64;
+    let slot = u32::try_from(slot)
+        .unwrap_or(DEFAULT_SLOT_SIZE)
+        .clamp(64, DEFAULT_SLOT_SIZE);
+    let slots = if slot <= 2048 {
+        FLOW_SLOTS
+    } else {
+        DEFAULT_SLOTS
+    };
+    let (_map, fd) = FlowMem::create(slots, slot)?;
     Ok((fd, Kick::new()?, Kick::new()?))
 }
 
@@ -479,19 +492,13 @@ impl Daemon {
             let mut st = self.st();
             let names = st.reg.names_of(pid, exe.as_deref());
             if names.is_empty() {
-                drop(st);
-                let msg = format!(
-                    "process {pid} ({}) is bound to no name: bind its program or pid to a name first",
-                    exe.as_ref().map(|e| e.display().to_string()).unwrap_or_default()
+                // It may be bound later (o7sctl bind process): it then joins the names.
+                tracing::info!(
+                    "process {pid} ({}) accepts flows but is bound to no name yet",
+                    exe.as_ref()
+                        .map(|e| e.display().to_string())
+                        .unwrap_or_default()
                 );
-                let _ = ch.send(
-                    &Reply::Error {
-                        code: ErrorCode::Invalid,
-                        message: msg,
-                    },
-                    &[],
-                );
-                return;
             }
             tracing::debug!("process {pid} accepts flows for {}", names.join(", "));
             let id = st.reg.add_acceptor(pid, &names, tx);
@@ -551,15 +558,16 @@ impl Daemon {
         side: &'static str,
         pid: i32,
     ) -> Result<Accepted, Fail> {
+        let mtu = self.st().ipcps.get(ipcp).map(|i| i.mtu).unwrap_or(0);
         let (memfd, tx, rx) =
-            flow_mem().map_err(|e| (ErrorCode::NoResources, format!("flow memory: {e}")))?;
+            flow_mem(mtu).map_err(|e| (ErrorCode::NoResources, format!("flow memory: {e}")))?;
         let mut st = self.st();
         st.next_flow += 1;
         let flow = st.next_flow;
         let Some(i) = st.ipcps.get(ipcp) else {
             return Err((ErrorCode::Internal, "IPCP vanished".into()));
         };
-        let (port, mtu, layer) = (i.port, i.mtu, i.layer.clone());
+        let (port, layer) = (i.port, i.layer.clone());
         st.flows.insert(
             flow,
             FlowRec {
@@ -1486,9 +1494,11 @@ impl Daemon {
                     return err((ErrorCode::NotFound, format!("no process {pid}")));
                 }
                 self.name_create(&name, None);
-                if let Some(e) = self.st().reg.names.get_mut(&name) {
-                    e.pids.insert(pid);
+                {
+                    let mut st = self.st();
+                    st.reg.bind_pid(pid, &name);
                 }
+                self.accept_cv.notify_all();
                 tracing::info!("Bound process {pid} to name {name}.");
                 Reply::Ok
             }

@@ -108,6 +108,28 @@ impl Registry {
             .collect()
     }
 
+    /// Binds process `pid` to `name`; if it is waiting in accept, it now accepts for `name`
+    /// too.
+    pub fn bind_pid(&mut self, pid: i32, name: &str) {
+        let waiting: Vec<u64> = self
+            .acceptors
+            .iter()
+            .filter(|(_, a)| a.pid == pid)
+            .map(|(id, _)| *id)
+            .collect();
+        if let Some(e) = self.names.get_mut(name) {
+            e.pids.insert(pid);
+            for id in waiting {
+                if !e.active.contains(&id) {
+                    match e.lb {
+                        Lb::RoundRobin => e.active.push_back(id),
+                        Lb::Spill => e.active.push_front(id),
+                    }
+                }
+            }
+        }
+    }
+
     /// Adds an acceptor for `names`; returns its id.
     pub fn add_acceptor(&mut self, pid: i32, names: &[String], tx: SyncSender<Accepted>) -> u64 {
         self.next_acceptor += 1;
@@ -171,6 +193,18 @@ mod tests {
     fn round_robin_alternates_spill_sticks() {
         assert_eq!(acceptors(Lb::RoundRobin), vec![1, 2, 1, 2]);
         assert_eq!(acceptors(Lb::Spill), vec![2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn a_waiting_process_bound_later_gets_flows() {
+        let mut r = Registry::default();
+        r.create("late", None);
+        let (tx, _rx) = sync_channel(1);
+        // Accepting before any binding: waits for no name.
+        r.add_acceptor(9, &[], tx);
+        assert!(r.take_acceptor("late").is_none());
+        r.bind_pid(9, "late");
+        assert_eq!(r.take_acceptor("late").map(|a| a.pid), Some(9));
     }
 
     #[test]

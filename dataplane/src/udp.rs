@@ -7,18 +7,32 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-/// Datagrams per system call.
+/// Datagrams (or GRO bundles) per system call.
 pub const BATCH: usize = 32;
 /// Largest datagram (the reference's limit is 8980 bytes).
 pub const MAX_DATAGRAM: usize = 9000;
+/// Receive buffer per slot: room for a GRO bundle.
+const RX_BUF: usize = 65536;
+/// Most bytes handed to the kernel in one GSO send.
+pub const MAX_GSO_BYTES: usize = 60_000;
+/// Most segments in one GSO send.
+const MAX_GSO_SEGMENTS: usize = 64;
+const SOL_UDP: libc::c_int = 17;
+const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
 
-/// A non-blocking UDP socket with batch buffers.
+/// A non-blocking UDP socket with batch buffers, using UDP GSO (send) and GRO (receive)
+/// when the kernel offers them.
 #[derive(Debug)]
 pub struct UdpPort {
     sock: UdpSocket,
-    bufs: Vec<[u8; MAX_DATAGRAM]>,
-    lens: [usize; BATCH],
-    srcs: [Option<SocketAddr>; BATCH],
+    bufs: Vec<Vec<u8>>,
+    /// Per received slot: (length, GRO segment size or 0, source).
+    meta: Vec<(usize, usize, Option<SocketAddr>)>,
+    /// Datagrams of the last batch: (slot, offset, length).
+    dgrams: Vec<(usize, usize, usize)>,
+    gso: bool,
+    gro: bool,
 }
 
 fn sockaddr_to_std(sa: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -85,12 +99,34 @@ impl UdpPort {
                 );
             }
         }
+        let one: libc::c_int = 1;
+        // Safety: setsockopt with a c_int option value of the right size.
+        let gro = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                SOL_UDP,
+                UDP_GRO,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        } == 0;
         Ok(Self {
             sock,
-            bufs: vec![[0u8; MAX_DATAGRAM]; BATCH],
-            lens: [0; BATCH],
-            srcs: [None; BATCH],
+            bufs: vec![vec![0u8; RX_BUF]; BATCH],
+            meta: vec![(0, 0, None); BATCH],
+            dgrams: Vec::with_capacity(BATCH * MAX_GSO_SEGMENTS),
+            gso: true,
+            gro,
         })
+    }
+
+    /// How this port sends and receives (for o7sctl).
+    pub fn describe(&self) -> String {
+        format!(
+            "udp socket, recvmmsg/sendmmsg batches, GSO {}, GRO {}",
+            if self.gso { "on" } else { "off" },
+            if self.gro { "on" } else { "off" }
+        )
     }
 
     /// The bound address.
@@ -98,31 +134,38 @@ impl UdpPort {
         self.sock.local_addr()
     }
 
-    /// Receives up to [`BATCH`] datagrams; returns how many (0 when none waits).
+    /// Receives up to [`BATCH`] system-call slots of datagrams (GRO bundles are split);
+    /// returns how many datagrams (0 when none waits). Read them with [`UdpPort::datagram`].
     pub fn recv_batch(&mut self) -> io::Result<usize> {
+        const CMSG_SPACE: usize = 64;
         // Safety: plain old data, zeroed.
         let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
         // Safety: plain old data, zeroed.
         let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         // Safety: plain old data, zeroed.
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, ((iov, hdr), addr)) in iovs
+        let mut ctrl = [[0u64; CMSG_SPACE / 8]; BATCH];
+        for (i, (((iov, hdr), addr), c)) in iovs
             .iter_mut()
             .zip(hdrs.iter_mut())
             .zip(addrs.iter_mut())
+            .zip(ctrl.iter_mut())
             .enumerate()
         {
             let Some(buf) = self.bufs.get_mut(i) else {
                 break;
             };
             iov.iov_base = buf.as_mut_ptr() as *mut libc::c_void;
-            iov.iov_len = MAX_DATAGRAM;
+            iov.iov_len = buf.len();
             hdr.msg_hdr.msg_name = addr as *mut libc::sockaddr_storage as *mut libc::c_void;
             hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             hdr.msg_hdr.msg_iov = iov as *mut libc::iovec;
             hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_control = c.as_mut_ptr() as *mut libc::c_void;
+            hdr.msg_hdr.msg_controllen = CMSG_SPACE;
         }
-        // Safety: every header points at a live buffer and address of the sizes given.
+        // Safety: every header points at a live buffer, address and control area of the
+        // sizes given.
         let n = unsafe {
             libc::recvmmsg(
                 self.sock.as_raw_fd(),
@@ -132,6 +175,7 @@ impl UdpPort {
                 std::ptr::null_mut(),
             )
         };
+        self.dgrams.clear();
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
@@ -139,31 +183,132 @@ impl UdpPort {
                 _ => Err(e),
             };
         }
-        let n = n as usize;
-        for i in 0..n.min(BATCH) {
-            if let (Some(h), Some(a), Some(l), Some(s)) = (
-                hdrs.get(i),
-                addrs.get(i),
-                self.lens.get_mut(i),
-                self.srcs.get_mut(i),
-            ) {
-                let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-                *l = if truncated {
-                    0
-                } else {
-                    (h.msg_len as usize).min(MAX_DATAGRAM)
-                };
-                *s = sockaddr_to_std(a);
+        for i in 0..(n as usize).min(BATCH) {
+            let (Some(h), Some(a), Some(m)) = (hdrs.get(i), addrs.get(i), self.meta.get_mut(i))
+            else {
+                continue;
+            };
+            let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let len = if truncated {
+                0
+            } else {
+                (h.msg_len as usize).min(RX_BUF)
+            };
+            let mut seg = 0usize;
+            // Safety: the kernel filled msg_control/msg_controllen of this header; the CMSG
+            // macros walk only inside it.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                while !c.is_null() {
+                    if (*c).cmsg_level == SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                        seg = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const u16) as usize;
+                    }
+                    c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
+                }
+            }
+            *m = (len, seg, sockaddr_to_std(a));
+            if truncated {
+                // Shown as one empty (dropped and counted) datagram.
+                self.dgrams.push((i, 0, 0));
+                continue;
+            }
+            let step = if seg == 0 { len.max(1) } else { seg };
+            let mut off = 0;
+            while off < len {
+                self.dgrams.push((i, off, step.min(len - off)));
+                off += step;
+            }
+            if len == 0 {
+                self.dgrams.push((i, 0, 0));
             }
         }
-        Ok(n)
+        Ok(self.dgrams.len())
     }
 
     /// Datagram `i` of the last batch and its source.
     pub fn datagram(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
-        let len = *self.lens.get(i)?;
-        let src = (*self.srcs.get(i)?)?;
-        Some((self.bufs.get(i)?.get(..len)?, src))
+        let (slot, off, len) = *self.dgrams.get(i)?;
+        let src = self.meta.get(slot)?.2?;
+        Some((self.bufs.get(slot)?.get(off..off + len)?, src))
+    }
+
+    /// Sends the datagrams laid out back to back in `buf` with lengths `lens`: one GSO send
+    /// when they share a size (the last may be shorter), `sendmmsg` otherwise. Returns how
+    /// many went out.
+    pub fn send_packed(
+        &mut self,
+        dst: &SocketAddr,
+        buf: &[u8],
+        lens: &[usize],
+    ) -> io::Result<usize> {
+        let same = lens.split_last().is_some_and(|(last, rest)| {
+            let s = rest.first().copied().unwrap_or(*last);
+            rest.iter().all(|l| *l == s) && *last <= s && s > 0
+        });
+        if self.gso && same && lens.len() > 1 && lens.len() <= MAX_GSO_SEGMENTS {
+            let seg = lens.first().copied().unwrap_or(0) as u16;
+            match self.send_gso(dst, buf, seg) {
+                Ok(()) => return Ok(lens.len()),
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::EIO)
+                    ) =>
+                {
+                    tracing::info!("UDP GSO refused ({e}); using sendmmsg");
+                    self.gso = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(lens.len());
+        let mut off = 0;
+        for l in lens {
+            parts.push(buf.get(off..off + l).unwrap_or(&[]));
+            off += l;
+        }
+        self.send_batch(dst, &parts)
+    }
+
+    fn send_gso(&self, dst: &SocketAddr, buf: &[u8], seg: u16) -> io::Result<()> {
+        let (mut ss, len) = std_to_sockaddr(dst);
+        let mut iov = libc::iovec {
+            iov_base: buf.as_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        let mut ctrl = [0u64; 4];
+        // Safety: plain old data, zeroed.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = &mut ss as *mut libc::sockaddr_storage as *mut libc::c_void;
+        msg.msg_namelen = len;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctrl.as_mut_ptr() as *mut libc::c_void;
+        // Safety: CMSG_SPACE is a pure size computation.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+        // Safety: the control area is 32 bytes, enough for one cmsg with 2 bytes of data;
+        // CMSG_FIRSTHDR points into it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            if c.is_null() {
+                return Err(io::Error::other("no room for the GSO control message"));
+            }
+            (*c).cmsg_level = SOL_UDP;
+            (*c).cmsg_type = UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(2) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg);
+        }
+        loop {
+            // Safety: `msg` points at live buffers for the duration of the call.
+            let n = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &msg, 0) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 
     /// Sends `dgrams` to `dst` in as few calls as possible; returns how many went out.

@@ -283,6 +283,21 @@ impl Dataplane {
                 }
             }
             ToDp::DelFlow { flow } => {
+                // Send what the app wrote before it let the flow go: no data is lost.
+                for _ in 0..64 {
+                    let udp = self
+                        .flows
+                        .get(&flow)
+                        .is_some_and(|f| self.uports.contains_key(&f.port));
+                    let n = if udp {
+                        self.tx_udp(flow)
+                    } else {
+                        self.tx_flow(flow)
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                }
                 if let Some(f) = self.flows.remove(&flow) {
                     self.by_local.remove(&(f.port, f.local));
                     f.mem.flags().fetch_or(flags::CLOSED, Ordering::SeqCst);
@@ -308,7 +323,7 @@ impl Dataplane {
 
     fn add_udp(&mut self, id: u32, addr: SocketAddr) -> io::Result<([u8; 6], usize, String)> {
         let sock = UdpPort::bind(addr)?;
-        let io_path = "udp socket, recvmmsg/sendmmsg batches".to_string();
+        let io_path = sock.describe();
         let mtu = o7s_wire::udp::MAX_PACKET - o7s_wire::udp::HEADER_LEN;
         tracing::info!("port {id}: udp {addr} mtu {mtu} via {io_path}");
         let stats = PortStats {
@@ -636,15 +651,25 @@ impl Dataplane {
             return 0;
         };
         let ring = f.mem.ring(Dir::Tx);
-        let mut dgrams: Vec<Vec<u8>> = Vec::new();
-        for _ in 0..crate::udp::BATCH {
+        // Datagrams back to back in one reused buffer, for one GSO send.
+        let buf = &mut self.frame;
+        buf.clear();
+        let mut lens = [0usize; crate::udp::BATCH];
+        let mut n = 0;
+        while n < crate::udp::BATCH
+            && buf.len() + 4 + crate::udp::MAX_DATAGRAM <= crate::udp::MAX_GSO_BYTES
+        {
             match ring.pop_with(|sdu| {
-                let mut d = Vec::with_capacity(sdu.len() + 4);
-                d.extend_from_slice(&f.remote.to_be_bytes());
-                d.extend_from_slice(sdu);
-                d
+                buf.extend_from_slice(&f.remote.to_be_bytes());
+                buf.extend_from_slice(sdu);
+                sdu.len() + 4
             }) {
-                Ok(Some(d)) => dgrams.push(d),
+                Ok(Some(l)) => {
+                    if let Some(x) = lens.get_mut(n) {
+                        *x = l;
+                    }
+                    n += 1;
+                }
                 Ok(None) => break,
                 Err(_) => {
                     f.stats.drop_ring_corrupt += 1;
@@ -652,23 +677,23 @@ impl Dataplane {
                 }
             }
         }
-        if dgrams.is_empty() {
+        let lens = lens.get(..n).unwrap_or(&[]);
+        if lens.is_empty() {
             return 0;
         }
-        let refs: Vec<&[u8]> = dgrams.iter().map(Vec::as_slice).collect();
-        match u.sock.send_batch(&dst, &refs) {
-            Ok(n) => {
-                u.stats.tx_frames += n as u64;
-                f.stats.tx_sdus += n as u64;
-                f.stats.tx_bytes += refs.iter().take(n).map(|d| d.len() as u64 - 4).sum::<u64>();
-                u.stats.tx_errors += (refs.len() - n) as u64;
+        match u.sock.send_packed(&dst, buf, lens) {
+            Ok(sent) => {
+                u.stats.tx_frames += sent as u64;
+                f.stats.tx_sdus += sent as u64;
+                f.stats.tx_bytes += lens.iter().take(sent).map(|l| *l as u64 - 4).sum::<u64>();
+                u.stats.tx_errors += (lens.len() - sent) as u64;
             }
             Err(e) => {
-                u.stats.tx_errors += refs.len() as u64;
+                u.stats.tx_errors += lens.len() as u64;
                 tracing::debug!("udp send to {dst}: {e}");
             }
         }
-        refs.len()
+        lens.len()
     }
 
     fn check_timeouts(&mut self) -> io::Result<()> {
