@@ -362,3 +362,37 @@ fn dns_registration_and_lookup_through_bind9() {
         .unwrap();
     assert!(!o.status.success(), "the name no longer resolves");
 }
+
+/// The udp6 layer between ::1 and ::2 (IPv6 loopback addresses of the namespace).
+#[test]
+fn udp6_layer() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("u6");
+    let o = std::process::Command::new("ip")
+        .args(["-n", &t.ns("a"), "addr", "add", "::2/128", "dev", "lo"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    t.hosts("a", &format!("::2 {}\n", HashAlgo::Md5.hex("oping-server")));
+    let server = t.daemon_in(
+        "a",
+        "b",
+        "[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[udp6.u]\nbootstrap=\"l\"\nip=\"::2\"\nreg=[\"oping-server\"]\n",
+    );
+    let _client = t.daemon_in("a", "a", "[udp6.u]\nbootstrap=\"l\"\nip=\"::1\"\n");
+    let (sum, out) = t.oping_in("a", "a", &["-n", "oping-server", "-c", "3", "-i", "10ms"]);
+    assert_eq!(
+        sum["received"],
+        3,
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let flows = t.ctl_json_in("a", "b", &["flow", "list"]);
+    assert!(
+        flows[0]["peer"].as_str().unwrap().starts_with("[::1]:"),
+        "{flows:?}"
+    );
+}
