@@ -745,20 +745,9 @@ impl Daemon {
     ) -> Result<Accepted, Fail> {
         let start = Instant::now();
         let (idx, peer, hash) = self.resolve(name, self.settings.query_timeout.min(timeout))?;
-        let req_oap = OapHdr {
-            id: rand::random(),
-            timestamp: now_ns(),
-            cipher_nid: 0,
-            kdf_nid: 0,
-            md_nid: 0,
-            kex_flags: 0,
-            crt: vec![],
-            kex: vec![],
-            data: vec![],
-            tail: vec![],
-        }
-        .to_bytes()
-        .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+        let req_oap = OapHdr::unsigned(rand::random(), now_ns(), vec![])
+            .to_bytes()
+            .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
         let (tx, rx) = channel::<ReplyInfo>();
         let (local, port, kind) = {
             let mut st = self.st();
@@ -1148,18 +1137,7 @@ impl Daemon {
             return;
         }
         // OAP response: the request's id, our time, and SHA-384 of the request (md_nid 0).
-        let resp = OapHdr {
-            id: req.id,
-            timestamp: now_ns(),
-            cipher_nid: 0,
-            kdf_nid: 0,
-            md_nid: 0,
-            kex_flags: 0,
-            crt: vec![],
-            kex: vec![],
-            data: vec![],
-            tail: sha2::Sha384::digest(&oap).to_vec(),
-        };
+        let resp = OapHdr::unsigned(req.id, now_ns(), sha2::Sha384::digest(&oap).to_vec());
         let st = self.st();
         let Some(i) = st.ipcps.get(idx) else { return };
         let m = Mgmt {

@@ -49,6 +49,24 @@ struct Flow {
     stats: FlowStats,
 }
 
+impl Flow {
+    /// Hands an SDU from the peer to the app's rx ring (counted; dropped if the ring is full).
+    fn deliver(&mut self, sdu: &[u8]) {
+        self.last_rx = Instant::now();
+        match self.mem.ring(Dir::Rx).push(sdu) {
+            Ok(wake) => {
+                self.stats.rx_sdus += 1;
+                self.stats.rx_bytes += sdu.len() as u64;
+                if wake {
+                    self.rx_kick.kick();
+                }
+            }
+            Err(RingError::Corrupt) => self.stats.drop_ring_corrupt += 1,
+            Err(_) => self.stats.drop_ring_full += 1,
+        }
+    }
+}
+
 /// The data plane's state.
 pub struct Dataplane {
     ctl: Channel,
@@ -501,18 +519,7 @@ impl Dataplane {
                 p.stats.drop_unknown_eid += 1;
                 continue;
             };
-            f.last_rx = Instant::now();
-            match f.mem.ring(Dir::Rx).push(sdu) {
-                Ok(wake) => {
-                    f.stats.rx_sdus += 1;
-                    f.stats.rx_bytes += sdu.len() as u64;
-                    if wake {
-                        f.rx_kick.kick();
-                    }
-                }
-                Err(RingError::Corrupt) => f.stats.drop_ring_corrupt += 1,
-                Err(_) => f.stats.drop_ring_full += 1,
-            }
+            f.deliver(sdu);
         }
         done
     }
@@ -618,19 +625,7 @@ impl Dataplane {
                     u.stats.drop_wrong_peer += 1;
                     continue;
                 }
-                f.last_rx = Instant::now();
-                let sdu = d.payload();
-                match f.mem.ring(Dir::Rx).push(sdu) {
-                    Ok(wake) => {
-                        f.stats.rx_sdus += 1;
-                        f.stats.rx_bytes += sdu.len() as u64;
-                        if wake {
-                            f.rx_kick.kick();
-                        }
-                    }
-                    Err(RingError::Corrupt) => f.stats.drop_ring_corrupt += 1,
-                    Err(_) => f.stats.drop_ring_full += 1,
-                }
+                f.deliver(d.payload());
             }
             if n < crate::udp::BATCH {
                 return done;

@@ -74,6 +74,23 @@ pub struct OapHdr {
 }
 
 impl OapHdr {
+    /// An unauthenticated header without key exchange (all NIDs 0): a request when `tail` is
+    /// empty, a response when it holds the request's hash.
+    pub fn unsigned(id: [u8; 16], timestamp: u64, tail: Vec<u8>) -> Self {
+        Self {
+            id,
+            timestamp,
+            cipher_nid: 0,
+            kdf_nid: 0,
+            md_nid: 0,
+            kex_flags: 0,
+            crt: vec![],
+            kex: vec![],
+            data: vec![],
+            tail,
+        }
+    }
+
     /// Parses a header without deciding what the tail holds.
     pub fn parse(buf: &[u8]) -> Result<Self> {
         need("OAP header", buf, FIXED_LEN)?;
