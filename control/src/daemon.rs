@@ -5,9 +5,11 @@ use crate::config::{Config, IpcpKind, Lb};
 use crate::dp::DpHandle;
 use crate::eth::{self, CacheEntry, EthIpcp, Mgmt, Peer, ReplyInfo};
 use crate::registry::{exe_of, resolve_prog, Accepted, ProgBind, Registry};
+use crate::security::{Cipher, EncConf, Ephemeral, Kdf, Kex};
 use o7s::ipc::{wait_readable, Channel};
 use o7s::proto::{Ctl, ErrorCode, FlowInfo, Reply, Request};
 use o7s::ring::{FlowMem, Kick, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
+use o7s_dataplane::msg::CryptSpec;
 use o7s_dataplane::msg::{FromDp, PortKind, ToDp};
 use o7s_wire::code::EthCode;
 use o7s_wire::ethernet::{mac_string, BROADCAST};
@@ -32,6 +34,10 @@ pub struct Settings {
     pub autostart_wait: Duration,
     /// How long a flow request waits for a bound process to (re)enter accept.
     pub accept_wait: Duration,
+    /// The security directory (`cacert`, `untrusted`, `server/<name>`, `client/<name>`).
+    pub security_dir: std::path::PathBuf,
+    /// Encrypted flows rotate their key every 2^bits packets.
+    pub key_rotation_bits: u32,
 }
 
 /// A flow the daemon knows.
@@ -158,6 +164,24 @@ impl Daemon {
 
     // ---------------------------------------------------------------- configuration
 
+    /// The `enc.conf` of `side` ("client" or "server") for `name`: the TOML override
+    /// (`client_enc_file`, `server_enc_file`) or `<security>/<side>/<name>/enc.conf`.
+    fn enc_conf(
+        &self,
+        side: &str,
+        name: &str,
+    ) -> Result<Option<(EncConf, std::path::PathBuf)>, String> {
+        let key = format!("{side}_enc_file");
+        let file = self.st().reg.names.get(name).and_then(|e| {
+            e.paths
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, p)| p.clone())
+        });
+        let dir = self.settings.security_dir.join(side).join(name);
+        crate::security::load_enc(&dir, file.as_deref())
+    }
+
     /// Applies a configuration: names, bindings, IPCPs, registrations. Run-time failures
     /// (a device that does not exist) are logged; the daemon keeps running.
     pub fn apply(&self, cfg: &Config) {
@@ -166,6 +190,9 @@ impl Daemon {
         }
         for n in &cfg.names {
             self.name_create(&n.name, Some(n.lb));
+            if let Some(e) = self.st().reg.names.get_mut(&n.name) {
+                e.paths.clone_from(&n.paths);
+            }
             for (prog, args, auto) in &n.progs {
                 if let Err(e) = self.bind_program(prog, &n.name, *auto, args.clone()) {
                     tracing::warn!("name {}: {e}", n.name);
@@ -557,8 +584,20 @@ impl Daemon {
         qos: QosSpec,
         side: &'static str,
         pid: i32,
+        crypt: Option<CryptSpec>,
     ) -> Result<Accepted, Fail> {
-        let mtu = self.st().ipcps.get(ipcp).map(|i| i.mtu).unwrap_or(0);
+        let overhead = if crypt.is_some() {
+            o7s_dataplane::crypt::OVERHEAD
+        } else {
+            0
+        };
+        let mtu = self
+            .st()
+            .ipcps
+            .get(ipcp)
+            .map(|i| i.mtu)
+            .unwrap_or(0)
+            .saturating_sub(overhead);
         let (memfd, tx, rx) =
             flow_mem(mtu).map_err(|e| (ErrorCode::NoResources, format!("flow memory: {e}")))?;
         let mut st = self.st();
@@ -592,6 +631,7 @@ impl Daemon {
                 peer: peer.mac(),
                 timeout_ms: u64::from(qos.timeout.max(1000)),
                 peer_addr: peer.addr(),
+                crypt,
             },
             &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],
         );
@@ -745,7 +785,27 @@ impl Daemon {
     ) -> Result<Accepted, Fail> {
         let start = Instant::now();
         let (idx, peer, hash) = self.resolve(name, self.settings.query_timeout.min(timeout))?;
-        let req_oap = OapHdr::unsigned(rand::random(), now_ns(), vec![])
+        let enc = self
+            .enc_conf("client", name)
+            .map_err(|e| (ErrorCode::Invalid, e))?;
+        let mut req_hdr = OapHdr::unsigned(rand::random(), now_ns(), vec![]);
+        let eph = match &enc {
+            Some((c, path)) => {
+                tracing::info!("Encryption enabled for {name} ({}).", path.display());
+                let e = Ephemeral::generate(c.kex).map_err(|e| (ErrorCode::Internal, e))?;
+                tracing::debug!("Generated ephemeral keys for {pid}.");
+                req_hdr.cipher_nid = c.cipher.nid();
+                req_hdr.kdf_nid = c.kdf.nid();
+                req_hdr.md_nid = c.digest;
+                req_hdr.kex = e.spki.clone();
+                Some(e)
+            }
+            None => {
+                tracing::debug!("No security info for {name}.");
+                None
+            }
+        };
+        let req_oap = req_hdr
             .to_bytes()
             .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
         let (tx, rx) = channel::<ReplyInfo>();
@@ -805,6 +865,20 @@ impl Daemon {
                 format!("bad OAP response from {name}: {why}"),
             ));
         }
+        let crypt = match (enc, eph) {
+            (Some((conf, _)), Some(eph)) => match client_key(&conf, eph, &reply.oap) {
+                Ok(spec) => Some(CryptSpec {
+                    rotation_bits: self.settings.key_rotation_bits,
+                    ..spec
+                }),
+                Err(why) => {
+                    free(&mut self.st());
+                    tracing::warn!("Flow allocation to {name} refused: {why}");
+                    return Err((ErrorCode::Refused, format!("{name}: {why}")));
+                }
+            },
+            _ => None,
+        };
         let acc = self.install_flow(
             idx,
             local,
@@ -814,6 +888,7 @@ impl Daemon {
             qos,
             "alloc",
             pid,
+            crypt,
         )?;
         tracing::info!(
             "Flow {} allocated to {name} for process {pid}: local {local:#x}, remote {:#x} at {} in {:.3} ms.",
@@ -1104,6 +1179,22 @@ impl Daemon {
             }
         };
         tracing::info!("Flow request arrived for {name}.");
+        let security = match self.enc_conf("server", &name) {
+            Ok(c) => server_key(c.map(|c| c.0), &req, &oap),
+            Err(e) => Err(e),
+        };
+        let (resp, crypt) = match security {
+            Ok(x) => x,
+            Err(why) => {
+                tracing::warn!("Flow request for {name} refused: {why}");
+                self.refuse(idx, src, remote, -1);
+                return;
+            }
+        };
+        let crypt = crypt.map(|c| CryptSpec {
+            rotation_bits: self.settings.key_rotation_bits,
+            ..c
+        });
         let Some(acceptor) = self.find_acceptor(&name) else {
             tracing::warn!("No process accepts flows for {name}: refused.");
             self.refuse(idx, src, remote, -1);
@@ -1117,18 +1208,27 @@ impl Daemon {
             self.refuse(idx, src, remote, -1);
             return;
         };
-        let acc =
-            match self.install_flow(idx, local, remote, src, &name, qos, "accept", acceptor.pid) {
-                Ok(a) => a,
-                Err((_, e)) => {
-                    tracing::warn!("Flow request for {name}: {e}");
-                    if let Some(i) = self.st().ipcps.get_mut(idx) {
-                        i.eids.remove(&local);
-                    }
-                    self.refuse(idx, src, remote, -1);
-                    return;
+        let acc = match self.install_flow(
+            idx,
+            local,
+            remote,
+            src,
+            &name,
+            qos,
+            "accept",
+            acceptor.pid,
+            crypt,
+        ) {
+            Ok(a) => a,
+            Err((_, e)) => {
+                tracing::warn!("Flow request for {name}: {e}");
+                if let Some(i) = self.st().ipcps.get_mut(idx) {
+                    i.eids.remove(&local);
                 }
-            };
+                self.refuse(idx, src, remote, -1);
+                return;
+            }
+        };
         let flow = acc.flow;
         if acceptor.tx.send(acc).is_err() {
             tracing::warn!("The process accepting {name} went away: refused.");
@@ -1136,8 +1236,6 @@ impl Daemon {
             self.refuse(idx, src, remote, -1);
             return;
         }
-        // OAP response: the request's id, our time, and SHA-384 of the request (md_nid 0).
-        let resp = OapHdr::unsigned(req.id, now_ns(), sha2::Sha384::digest(&oap).to_vec());
         let st = self.st();
         let Some(i) = st.ipcps.get(idx) else { return };
         let m = Mgmt {
@@ -1552,7 +1650,8 @@ impl Daemon {
                                      "local": format!("{:#x}", f.local), "remote": format!("{:#x}", f.remote),
                                      "peer": f.peer.to_string(), "qos": f.qos.preset_name().unwrap_or("custom"),
                                      "rx_sdus": s.rx_sdus, "rx_bytes": s.rx_bytes, "tx_sdus": s.tx_sdus, "tx_bytes": s.tx_bytes,
-                                     "drop_ring_full": s.drop_ring_full, "state": if f.down || s.down { "peer timed out" } else { "up" }}));
+                                     "drop_ring_full": s.drop_ring_full, "drop_decrypt": s.drop_decrypt,
+                                     "cipher": o7s_wire::nid::name(s.cipher).unwrap_or("-"), "key_rotations": s.key_rotations, "state": if f.down || s.down { "peer timed out" } else { "up" }}));
                 }
                 table(rows)
             }
@@ -1605,19 +1704,112 @@ fn parse_u16(s: &str) -> Option<u16> {
     }
 }
 
-/// Checks a 0.23 OAP response against our request: same id, and `req_hash` = SHA-384 of
-/// the request (our requests carry md_nid 0).
+/// The hash of an OAP request that its response carries: with the request's digest, or
+/// SHA-384 when that is 0.
+pub fn req_hash(req: &[u8], md_nid: u16) -> Result<Vec<u8>, String> {
+    Ok(match md_nid {
+        0 | 673 => sha2::Sha384::digest(req).to_vec(),
+        672 => sha2::Sha256::digest(req).to_vec(),
+        674 => sha2::Sha512::digest(req).to_vec(),
+        other => return Err(format!("digest NID {other} is not supported")),
+    })
+}
+
+/// Checks a 0.23 OAP response against our request: same id, and `req_hash` = the hash of
+/// the request.
 pub fn check_oap_response(req: &[u8], resp: &[u8]) -> Result<(), String> {
     let r = OapHdr::parse(resp).map_err(|e| e.to_string())?;
     let q = OapHdr::parse(req).map_err(|e| e.to_string())?;
     if r.id != q.id {
         return Err("its id is not our request's".into());
     }
+    let want = req_hash(req, q.md_nid)?;
     let (h, _) = r
-        .split_tail(Role::Response, 48)
+        .split_tail(Role::Response, want.len())
         .map_err(|e| e.to_string())?;
-    if h != sha2::Sha384::digest(req).as_slice() {
+    if h != want.as_slice() {
         return Err("its request hash does not match our request".into());
     }
     Ok(())
+}
+
+/// The client's side of the key exchange: the server's choices must not be weaker than
+/// ours; the key from our ephemeral key and the server's.
+fn client_key(conf: &EncConf, eph: Ephemeral, resp: &[u8]) -> Result<CryptSpec, String> {
+    let r = OapHdr::parse(resp).map_err(|e| format!("bad OAP response: {e}"))?;
+    if r.kex.is_empty() {
+        return Err("we asked for encryption but the server sent no key".into());
+    }
+    let cipher = Cipher::from_nid(r.cipher_nid).ok_or_else(|| {
+        format!(
+            "the server chose an unsupported cipher (NID {})",
+            r.cipher_nid
+        )
+    })?;
+    let kdf = Kdf::from_nid(r.kdf_nid)
+        .ok_or_else(|| format!("the server chose an unsupported KDF (NID {})", r.kdf_nid))?;
+    if cipher < conf.cipher || kdf < conf.kdf {
+        return Err(format!(
+            "the server chose {cipher:?}/{kdf:?}, weaker than our {:?}/{:?}",
+            conf.cipher, conf.kdf
+        ));
+    }
+    let key = eph.derive(&r.kex, kdf)?;
+    Ok(CryptSpec {
+        cipher: cipher.nid(),
+        key: key.to_vec(),
+        rotation_bits: 0,
+    })
+}
+
+/// The server's side: the OAP response, and the flow's cipher and key when the client asked
+/// for encryption. The server picks the stronger cipher and KDF of the client's and its own
+/// configuration, and refuses a weaker key exchange than its own, or no encryption when it
+/// requires it.
+fn server_key(
+    conf: Option<EncConf>,
+    req: &OapHdr,
+    raw_req: &[u8],
+) -> Result<(OapHdr, Option<CryptSpec>), String> {
+    let tail = req_hash(raw_req, req.md_nid)?;
+    let mut resp = OapHdr::unsigned(req.id, now_ns(), tail);
+    if req.kex.is_empty() {
+        if conf.is_some() {
+            return Err("the client offers no encryption but this server requires it".into());
+        }
+        return Ok((resp, None));
+    }
+    let (kex, _) = Kex::of_spki(&req.kex).ok_or("the client's key exchange is not supported")?;
+    let mut cipher = Cipher::from_nid(req.cipher_nid).ok_or_else(|| {
+        format!(
+            "the client's cipher (NID {}) is not supported",
+            req.cipher_nid
+        )
+    })?;
+    let mut kdf = Kdf::from_nid(req.kdf_nid)
+        .ok_or_else(|| format!("the client's KDF (NID {}) is not supported", req.kdf_nid))?;
+    if let Some(c) = conf {
+        if kex < c.kex {
+            return Err(format!(
+                "the client's key exchange {kex:?} is weaker than this server's {:?}",
+                c.kex
+            ));
+        }
+        cipher = cipher.max(c.cipher);
+        kdf = kdf.max(c.kdf);
+    }
+    let eph = Ephemeral::generate(kex)?;
+    resp.cipher_nid = cipher.nid();
+    resp.kdf_nid = kdf.nid();
+    resp.md_nid = req.md_nid;
+    resp.kex = eph.spki.clone();
+    let key = eph.derive(&req.kex, kdf)?;
+    Ok((
+        resp,
+        Some(CryptSpec {
+            cipher: cipher.nid(),
+            key: key.to_vec(),
+            rotation_bits: 0,
+        }),
+    ))
 }

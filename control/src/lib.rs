@@ -6,6 +6,7 @@ pub mod dns;
 pub mod dp;
 pub mod eth;
 pub mod registry;
+pub mod security;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

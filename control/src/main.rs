@@ -34,6 +34,13 @@ struct Cli {
     /// How long a flow request waits for a bound process to (re)enter accept, in ms.
     #[arg(long, default_value_t = 1000)]
     accept_wait_ms: u64,
+    /// Security directory (cacert, untrusted, server/<name>, client/<name>); default: the
+    /// folder `security` beside the configuration file, else /etc/o7s/security.
+    #[arg(long)]
+    security_dir: Option<PathBuf>,
+    /// Encrypted flows rotate their key every 2^BITS packets (the reference: 20).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=40))]
+    key_rotation_bits: u32,
     /// Log filter (error, warn, info, debug, trace); $O7S_LOG overrides.
     #[arg(long, default_value = "info")]
     log: String,
@@ -109,6 +116,11 @@ fn main() -> ExitCode {
         query_timeout: Duration::from_millis(cli.query_timeout_ms.max(1)),
         autostart_wait: Duration::from_millis(cli.autostart_wait_ms),
         accept_wait: Duration::from_millis(cli.accept_wait_ms),
+        security_dir: cli
+            .security_dir
+            .clone()
+            .unwrap_or_else(|| o7s_control::security::default_dir(cli.config.as_deref())),
+        key_rotation_bits: cli.key_rotation_bits,
     };
     let d = Daemon::new(dp, settings);
     {

@@ -31,6 +31,8 @@ pub struct NameEntry {
     pub pids: BTreeSet<i32>,
     /// Acceptors waiting for flows of this name, the next one first.
     pub active: VecDeque<u64>,
+    /// Security file overrides from the configuration (`server_enc_file`, ...).
+    pub paths: Vec<(String, PathBuf)>,
 }
 
 /// A flow handed to an acceptor, with `[memfd, tx kick, rx kick]`.

@@ -3,6 +3,7 @@
 //! between ports and the apps' shared-memory rings.
 
 pub mod afpacket;
+pub mod crypt;
 pub mod msg;
 pub mod udp;
 pub mod worker;

@@ -34,6 +34,18 @@ pub enum PortKind {
     },
 }
 
+/// A flow's cipher and key (OAP's result).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CryptSpec {
+    /// OpenSSL NID of the AEAD.
+    pub cipher: u16,
+    /// The 32-byte key.
+    #[serde(with = "hexbytes")]
+    pub key: Vec<u8>,
+    /// Rotate the key every 2^bits packets (20 as the reference).
+    pub rotation_bits: u32,
+}
+
 /// `o7sd` to data plane.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -89,6 +101,9 @@ pub enum ToDp {
         /// The peer's address (UDP layers).
         #[serde(default)]
         peer_addr: Option<std::net::SocketAddr>,
+        /// Encryption of the flow's SDUs, when OAP agreed on a key.
+        #[serde(default)]
+        crypt: Option<CryptSpec>,
     },
     /// Remove a flow.
     DelFlow {
@@ -208,6 +223,12 @@ pub struct FlowStats {
     pub drop_ring_full: u64,
     /// Dropped because the app wrote something impossible into its ring.
     pub drop_ring_corrupt: u64,
+    /// Dropped: did not decrypt (corrupted or forged).
+    pub drop_decrypt: u64,
+    /// Encrypted (cipher NID), 0 when not.
+    pub cipher: u16,
+    /// Key rotations done by the sender side.
+    pub key_rotations: u64,
     /// Peer timed out.
     pub down: bool,
 }

@@ -36,6 +36,11 @@ struct UPort {
 }
 
 struct Flow {
+    crypt: Option<crate::crypt::Crypt>,
+    /// Scratch for decrypted SDUs.
+    plain: Vec<u8>,
+    /// Scratch for encrypted SDUs.
+    sealed: Vec<u8>,
     peer_addr: Option<SocketAddr>,
     port: u32,
     local: u32,
@@ -51,7 +56,17 @@ struct Flow {
 
 impl Flow {
     /// Hands an SDU from the peer to the app's rx ring (counted; dropped if the ring is full).
-    fn deliver(&mut self, sdu: &[u8]) {
+    fn deliver(&mut self, wire: &[u8]) {
+        let sdu = match &mut self.crypt {
+            Some(c) => {
+                if c.open(wire, &mut self.plain).is_err() {
+                    self.stats.drop_decrypt += 1;
+                    return;
+                }
+                self.plain.as_slice()
+            }
+            None => wire,
+        };
         self.last_rx = Instant::now();
         match self.mem.ring(Dir::Rx).push(sdu) {
             Ok(wake) => {
@@ -264,7 +279,29 @@ impl Dataplane {
                 peer,
                 timeout_ms,
                 peer_addr,
+                crypt,
             } => {
+                let cipher_nid = crypt.as_ref().map(|c| c.cipher).unwrap_or(0);
+                let crypt = match crypt {
+                    None => None,
+                    Some(c) => {
+                        let mut key = [0u8; 32];
+                        let made = (c.key.len() == 32)
+                            .then(|| {
+                                key.copy_from_slice(&c.key);
+                                crate::crypt::Crypt::new(c.cipher, key, c.rotation_bits)
+                            })
+                            .flatten();
+                        if made.is_none() {
+                            tracing::warn!(
+                                "flow {flow}: unusable cipher {} or key; flow refused",
+                                c.cipher
+                            );
+                            return Ok(true);
+                        }
+                        made
+                    }
+                };
                 let mut it = fds.into_iter();
                 let (Some(mem), Some(tx), Some(rx)) = (it.next(), it.next(), it.next()) else {
                     tracing::warn!("flow {flow}: AddFlow without descriptors");
@@ -276,6 +313,9 @@ impl Dataplane {
                         self.flows.insert(
                             flow,
                             Flow {
+                                crypt,
+                                plain: Vec::with_capacity(65536),
+                                sealed: Vec::with_capacity(65536),
                                 peer_addr,
                                 port,
                                 local,
@@ -291,6 +331,7 @@ impl Dataplane {
                                     port,
                                     local,
                                     remote,
+                                    cipher: cipher_nid,
                                     ..FlowStats::default()
                                 },
                             },
@@ -323,6 +364,9 @@ impl Dataplane {
                 }
             }
             ToDp::Stats => {
+                for f in self.flows.values_mut() {
+                    f.stats.key_rotations = f.crypt.as_ref().map(|c| c.rotations).unwrap_or(0);
+                }
                 let s = DpStats {
                     ports: self
                         .ports
@@ -536,7 +580,18 @@ impl Dataplane {
         for _ in 0..TX_BATCH {
             done += 1;
             let frame = &mut self.frame;
-            let r = ring.pop_with(|sdu| {
+            let (crypt, sealed) = (&mut f.crypt, &mut f.sealed);
+            let r = ring.pop_with(|plain| {
+                let sdu = match crypt {
+                    Some(c) => {
+                        sealed.clear();
+                        if c.seal(plain, sealed).is_err() {
+                            return Err(());
+                        }
+                        sealed.as_slice()
+                    }
+                    None => plain,
+                };
                 let built = match p.kind {
                     PortKind::Dix { ethertype } => {
                         build_dix(frame, f.peer, p.mac, ethertype, f.remote as u16, sdu)
@@ -654,11 +709,22 @@ impl Dataplane {
         while n < crate::udp::BATCH
             && buf.len() + 4 + crate::udp::MAX_DATAGRAM <= crate::udp::MAX_GSO_BYTES
         {
+            let crypt = &mut f.crypt;
             match ring.pop_with(|sdu| {
+                let start = buf.len();
                 buf.extend_from_slice(&f.remote.to_be_bytes());
-                buf.extend_from_slice(sdu);
-                sdu.len() + 4
+                match crypt {
+                    Some(c) => {
+                        if c.seal(sdu, buf).is_err() {
+                            buf.truncate(start);
+                            return 0;
+                        }
+                    }
+                    None => buf.extend_from_slice(sdu),
+                }
+                buf.len() - start
             }) {
+                Ok(Some(0)) => {}
                 Ok(Some(l)) => {
                     if let Some(x) = lens.get_mut(n) {
                         *x = l;

@@ -189,6 +189,11 @@ impl Topo {
 
     /// Starts `o7sd` in side `ns`'s namespace with its runtime directory `rundir`.
     pub fn daemon_in(&self, ns: &str, s: &str, config: &str) -> Daemon {
+        self.daemon_with(ns, s, config, &[])
+    }
+
+    /// As [`Topo::daemon_in`], with extra `o7sd` arguments.
+    pub fn daemon_with(&self, ns: &str, s: &str, config: &str, extra: &[&str]) -> Daemon {
         let conf = self.dir.join(format!("{s}.conf"));
         std::fs::write(&conf, config).unwrap();
         let log = self.dir.join(format!("o7sd-{s}.log"));
@@ -196,6 +201,7 @@ impl Topo {
             .cmd_in(ns, s, &bin("o7sd"))
             .arg("--config")
             .arg(&conf)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
