@@ -101,6 +101,10 @@ pub struct State {
 #[derive(Debug)]
 pub struct Daemon {
     state: Mutex<State>,
+    /// Trusted CAs and intermediates (loaded at start).
+    trust: Mutex<crate::auth::TrustStore>,
+    /// OAP requests seen recently (id -> timestamp), against replays.
+    replay: Mutex<HashMap<[u8; 16], u64>>,
     /// Signalled when a process starts accepting.
     accept_cv: Condvar,
     /// The data plane.
@@ -147,8 +151,19 @@ fn dup(fd: &OwnedFd) -> Option<OwnedFd> {
 impl Daemon {
     /// A daemon using `dp`.
     pub fn new(dp: Arc<DpHandle>, settings: Settings) -> Arc<Self> {
+        let (trust, warnings) = crate::auth::TrustStore::load(&settings.security_dir);
+        for w in warnings {
+            tracing::warn!("security: {w}");
+        }
+        let (cas, ints) = trust.counts();
+        tracing::info!(
+            "Security directory {}: {cas} CA and {ints} intermediate certificates.",
+            settings.security_dir.display()
+        );
         Arc::new(Self {
             state: Mutex::new(State::default()),
+            trust: Mutex::new(trust),
+            replay: Mutex::new(HashMap::new()),
             accept_cv: Condvar::new(),
             dp,
             settings,
@@ -163,6 +178,87 @@ impl Daemon {
     }
 
     // ---------------------------------------------------------------- configuration
+
+    /// The certificate and key of `side` for `name`, when both files exist (TOML overrides
+    /// `<side>_crt_file`, `<side>_key_file`, else `<security>/<side>/<name>/{crt,key}.pem`).
+    fn signer(&self, side: &str, name: &str) -> Result<Option<crate::auth::Signer>, String> {
+        let over = |k: &str| {
+            self.st().reg.names.get(name).and_then(|e| {
+                e.paths
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, p)| p.clone())
+            })
+        };
+        let dir = self.settings.security_dir.join(side).join(name);
+        let crt = over(&format!("{side}_crt_file")).unwrap_or_else(|| dir.join("crt.pem"));
+        let key = over(&format!("{side}_key_file")).unwrap_or_else(|| dir.join("key.pem"));
+        if !crt.exists() || !key.exists() {
+            tracing::debug!(
+                "File {} or {} does not exist.",
+                crt.display(),
+                key.display()
+            );
+            return Ok(None);
+        }
+        crate::auth::Signer::load(&crt, &key).map(Some)
+    }
+
+    /// Replay protection and client authentication of a request.
+    fn check_request(&self, req: &OapHdr, raw: &[u8]) -> Result<(), String> {
+        let now = now_ns();
+        if req.timestamp > now.saturating_add(100_000_000) {
+            return Err("the OAP request is from the future (more than 100 ms ahead)".into());
+        }
+        if now.saturating_sub(req.timestamp) > 20_000_000_000 {
+            return Err("the OAP request is outdated (more than 20 s old)".into());
+        }
+        {
+            let mut seen = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+            seen.retain(|_, ts| now.saturating_sub(*ts) <= 20_000_000_000);
+            if seen.insert(req.id, req.timestamp).is_some() {
+                return Err(format!("replayed OAP request {}", hex::encode(req.id)));
+            }
+        }
+        if req.crt.is_empty() {
+            tracing::info!("No certificate provided by <client>.");
+            return Ok(());
+        }
+        let (_, sig) = req
+            .split_tail(Role::Request, 0)
+            .map_err(|e| e.to_string())?;
+        let signed = raw
+            .get(..req.signed_len(Role::Request, 0))
+            .ok_or("truncated request")?;
+        let trust = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        let cn = crate::auth::common_name(&req.crt)?;
+        trust
+            .verify(&req.crt, &cn)
+            .map_err(|e| format!("client certificate: {e}"))?;
+        crate::auth::verify_signature(&req.crt, req.md_nid, signed, sig)
+            .map_err(|e| format!("client: {e}"))?;
+        tracing::info!("Successfully authenticated client {cn}.");
+        Ok(())
+    }
+
+    /// Signs a response with the server's certificate for `name`, if it has one.
+    fn sign_response(&self, name: &str, mut resp: OapHdr) -> Result<OapHdr, String> {
+        let Some(sg) = self.signer("server", name)? else {
+            return Ok(resp);
+        };
+        resp.crt = sg.cert.clone();
+        resp.md_nid = sg.md_nid;
+        let unsigned = resp.to_bytes().map_err(|e| e.to_string())?;
+        let sig = sg.sign(&unsigned)?;
+        resp.tail.extend_from_slice(&sig);
+        Ok(resp)
+    }
+
+    /// Verifies the server's certificate (chain, CN = `name`) and signature, when it sent one.
+    fn authenticate_server(&self, name: &str, req: &[u8], resp: &[u8]) -> Result<(), String> {
+        let trust = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        verify_response(&trust, name, req, resp)
+    }
 
     /// The `enc.conf` of `side` ("client" or "server") for `name`: the TOML override
     /// (`client_enc_file`, `server_enc_file`) or `<security>/<side>/<name>/enc.conf`.
@@ -805,6 +901,17 @@ impl Daemon {
                 None
             }
         };
+        let signer = self
+            .signer("client", name)
+            .map_err(|e| (ErrorCode::Invalid, e))?;
+        if let Some(sg) = &signer {
+            req_hdr.crt = sg.cert.clone();
+            req_hdr.md_nid = sg.md_nid;
+            let unsigned = req_hdr
+                .to_bytes()
+                .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+            req_hdr.tail = sg.sign(&unsigned).map_err(|e| (ErrorCode::Internal, e))?;
+        }
         let req_oap = req_hdr
             .to_bytes()
             .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
@@ -858,8 +965,11 @@ impl Daemon {
                 format!("{name} refused the flow (response {})", reply.response),
             ));
         }
-        if let Err(why) = check_oap_response(&req_oap, &reply.oap) {
+        if let Err(why) = check_oap_response(&req_oap, &reply.oap)
+            .and_then(|()| self.authenticate_server(name, &req_oap, &reply.oap))
+        {
             free(&mut self.st());
+            tracing::warn!("Flow allocation to {name} refused: {why}");
             return Err((
                 ErrorCode::Refused,
                 format!("bad OAP response from {name}: {why}"),
@@ -1179,10 +1289,11 @@ impl Daemon {
             }
         };
         tracing::info!("Flow request arrived for {name}.");
-        let security = match self.enc_conf("server", &name) {
-            Ok(c) => server_key(c.map(|c| c.0), &req, &oap),
-            Err(e) => Err(e),
-        };
+        let security = self
+            .check_request(&req, &oap)
+            .and_then(|()| self.enc_conf("server", &name))
+            .and_then(|c| server_key(c.map(|c| c.0), &req, &oap))
+            .and_then(|(resp, crypt)| Ok((self.sign_response(&name, resp)?, crypt)));
         let (resp, crypt) = match security {
             Ok(x) => x,
             Err(why) => {
@@ -1730,6 +1841,37 @@ pub fn check_oap_response(req: &[u8], resp: &[u8]) -> Result<(), String> {
     if h != want.as_slice() {
         return Err("its request hash does not match our request".into());
     }
+    Ok(())
+}
+
+/// Verifies a response's certificate (chain up to `trust`, CN = `name`) and its signature
+/// over every byte before it, when the server sent a certificate.
+pub fn verify_response(
+    trust: &crate::auth::TrustStore,
+    name: &str,
+    req: &[u8],
+    resp: &[u8],
+) -> Result<(), String> {
+    let r = OapHdr::parse(resp).map_err(|e| e.to_string())?;
+    if r.crt.is_empty() {
+        tracing::info!("No certificate provided by {name}.");
+        return Ok(());
+    }
+    tracing::debug!("Loaded peer certificate for {name}.");
+    let q = OapHdr::parse(req).map_err(|e| e.to_string())?;
+    let hl = req_hash(req, q.md_nid)?.len();
+    let (_, sig) = r
+        .split_tail(Role::Response, hl)
+        .map_err(|e| e.to_string())?;
+    let signed = resp
+        .get(..r.signed_len(Role::Response, hl))
+        .ok_or("truncated response")?;
+    trust
+        .verify(&r.crt, name)
+        .map_err(|e| format!("server certificate: {e}"))?;
+    tracing::info!("Successfully verified peer certificate for {name}.");
+    crate::auth::verify_signature(&r.crt, r.md_nid, signed, sig)?;
+    tracing::info!("Successfully authenticated {name}.");
     Ok(())
 }
 

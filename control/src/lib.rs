@@ -1,5 +1,6 @@
 //! The o7s control daemon, `o7sd`, as a library (so its parts can be tested).
 
+pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod dns;

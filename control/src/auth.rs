@@ -1,0 +1,272 @@
+//! Authentication of flow allocations (OAP): certificates and keys from the security
+//! directory, chain validation with rustls-webpki (intermediates from `untrusted/`,
+//! path-length constraints, validity), the certificate's CN against the flow's name
+//! (x509-parser: webpki does not match CNs), and ECDSA P-256/P-384 signatures with ring.
+
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use std::path::Path;
+
+/// Trusted CAs (`cacert/`) and intermediates (`untrusted/`).
+#[derive(Debug, Default)]
+pub struct TrustStore {
+    anchors: Vec<CertificateDer<'static>>,
+    intermediates: Vec<CertificateDer<'static>>,
+}
+
+fn pem_certs(dir: &Path, warnings: &mut Vec<String>) -> Vec<CertificateDer<'static>> {
+    let mut out = vec![];
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut paths: Vec<_> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    for p in paths {
+        match CertificateDer::pem_file_iter(&p) {
+            Ok(it) => {
+                for c in it {
+                    match c {
+                        Ok(c) => out.push(c),
+                        Err(e) => warnings.push(format!("{}: {e}", p.display())),
+                    }
+                }
+            }
+            Err(e) => warnings.push(format!("{}: {e}", p.display())),
+        }
+    }
+    out
+}
+
+impl TrustStore {
+    /// Loads `<security>/cacert` and `<security>/untrusted`; unreadable files are reported.
+    pub fn load(security: &Path) -> (Self, Vec<String>) {
+        let mut w = vec![];
+        let anchors = pem_certs(&security.join("cacert"), &mut w);
+        let intermediates = pem_certs(&security.join("untrusted"), &mut w);
+        (
+            Self {
+                anchors,
+                intermediates,
+            },
+            w,
+        )
+    }
+
+    /// How many CA and intermediate certificates are loaded.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.anchors.len(), self.intermediates.len())
+    }
+
+    /// Validates `cert` (DER) up to a trusted CA, now, and checks that its CN is `name`.
+    pub fn verify(&self, cert: &[u8], name: &str) -> Result<(), String> {
+        let der = CertificateDer::from(cert.to_vec());
+        let ee = webpki::EndEntityCert::try_from(&der)
+            .map_err(|e| format!("not a usable certificate: {e:?}"))?;
+        let anchors: Vec<_> = self
+            .anchors
+            .iter()
+            .filter_map(|a| webpki::anchor_from_trusted_cert(a).ok())
+            .collect();
+        if anchors.is_empty() {
+            return Err("no trusted CA certificate is loaded (security/cacert)".into());
+        }
+        let now = UnixTime::now();
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &self.intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| format!("certificate chain does not verify: {e:?}"))?;
+        let cn = common_name(cert)?;
+        if cn != name {
+            return Err(format!("the certificate is for {cn}, not {name}"));
+        }
+        Ok(())
+    }
+}
+
+/// The subject CN of a DER certificate.
+pub fn common_name(cert: &[u8]) -> Result<String, String> {
+    let (_, c) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("bad certificate: {e}"))?;
+    let cn = c
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string);
+    cn.ok_or_else(|| "the certificate has no CN".into())
+}
+
+/// Checks an ECDSA signature made by `cert`'s key over `msg` with digest `md_nid`.
+pub fn verify_signature(cert: &[u8], md_nid: u16, msg: &[u8], sig: &[u8]) -> Result<(), String> {
+    let (_, c) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("bad certificate: {e}"))?;
+    let spki = c.public_key();
+    let key = spki.subject_public_key.data.as_ref();
+    let curve = match key.len() {
+        65 => 256,
+        97 => 384,
+        n => {
+            return Err(format!(
+                "unsupported public key ({n} bytes; ECDSA P-256 and P-384 are)"
+            ))
+        }
+    };
+    let alg: &dyn signature::VerificationAlgorithm = match (curve, md_nid) {
+        (256, 672) => &signature::ECDSA_P256_SHA256_ASN1,
+        (256, 0 | 673) => &signature::ECDSA_P256_SHA384_ASN1,
+        (384, 672) => &signature::ECDSA_P384_SHA256_ASN1,
+        (384, 0 | 673) => &signature::ECDSA_P384_SHA384_ASN1,
+        (_, md) => return Err(format!("unsupported signature digest NID {md}")),
+    };
+    signature::UnparsedPublicKey::new(alg, key)
+        .verify(msg, sig)
+        .map_err(|_| "the signature does not verify".into())
+}
+
+/// A certificate and its private key, to sign OAP headers.
+pub struct Signer {
+    /// DER certificate.
+    pub cert: Vec<u8>,
+    key: EcdsaKeyPair,
+    /// Digest NID of the signatures (SHA-256 for P-256, SHA-384 for P-384).
+    pub md_nid: u16,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("md_nid", &self.md_nid)
+            .finish()
+    }
+}
+
+/// Reads a DER length at `b[*i]`, advancing `i`.
+fn der_len(b: &[u8], i: &mut usize) -> Option<usize> {
+    let first = *b.get(*i)?;
+    *i += 1;
+    if first < 0x80 {
+        return Some(usize::from(first));
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 || n > 2 {
+        return None;
+    }
+    let mut len = 0usize;
+    for _ in 0..n {
+        len = (len << 8) | usize::from(*b.get(*i)?);
+        *i += 1;
+    }
+    Some(len)
+}
+
+/// The private scalar and public point of a SEC1 `ECPrivateKey` (what
+/// `openssl ecparam -genkey` writes).
+fn sec1_parts(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut i = 0;
+    if *der.get(i)? != 0x30 {
+        return None;
+    }
+    i += 1;
+    let _ = der_len(der, &mut i)?;
+    // version INTEGER 1
+    if der.get(i..i + 3)? != [0x02, 0x01, 0x01] {
+        return None;
+    }
+    i += 3;
+    if *der.get(i)? != 0x04 {
+        return None;
+    }
+    i += 1;
+    let l = der_len(der, &mut i)?;
+    let scalar = der.get(i..i + l)?;
+    i += l;
+    let mut point = None;
+    while i < der.len() {
+        let tag = *der.get(i)?;
+        i += 1;
+        let l = der_len(der, &mut i)?;
+        let body = der.get(i..i + l)?;
+        i += l;
+        if tag == 0xa1 {
+            // BIT STRING { 0 unused bits, point }
+            let mut j = 0;
+            if *body.first()? != 0x03 {
+                return None;
+            }
+            j += 1;
+            let bl = der_len(body, &mut j)?;
+            let bits = body.get(j..j + bl)?;
+            point = bits.get(1..);
+        }
+    }
+    Some((scalar, point?))
+}
+
+impl Signer {
+    /// Loads `crt.pem` and `key.pem` (PKCS#8 or SEC1 EC keys, P-256 or P-384).
+    pub fn load(crt: &Path, key: &Path) -> Result<Self, String> {
+        let cert =
+            CertificateDer::from_pem_file(crt).map_err(|e| format!("{}: {e}", crt.display()))?;
+        let pk =
+            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let rng = SystemRandom::new();
+        let try_alg = |alg: &'static signature::EcdsaSigningAlgorithm| -> Option<EcdsaKeyPair> {
+            match &pk {
+                PrivateKeyDer::Pkcs8(p) => {
+                    EcdsaKeyPair::from_pkcs8(alg, p.secret_pkcs8_der(), &rng).ok()
+                }
+                PrivateKeyDer::Sec1(s) => {
+                    let (scalar, point) = sec1_parts(s.secret_sec1_der())?;
+                    EcdsaKeyPair::from_private_key_and_public_key(alg, scalar, point, &rng).ok()
+                }
+                _ => None,
+            }
+        };
+        let (kp, md_nid) = if let Some(k) = try_alg(&signature::ECDSA_P256_SHA256_ASN1_SIGNING) {
+            (k, 672)
+        } else if let Some(k) = try_alg(&signature::ECDSA_P384_SHA384_ASN1_SIGNING) {
+            (k, 673)
+        } else {
+            return Err(format!(
+                "{}: not an ECDSA P-256 or P-384 private key",
+                key.display()
+            ));
+        };
+        // The key must be the certificate's.
+        let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref())
+            .map_err(|e| format!("{}: {e}", crt.display()))?;
+        if c.public_key().subject_public_key.data.as_ref() != kp.public_key().as_ref() {
+            return Err(format!(
+                "{} is not the key of {}",
+                key.display(),
+                crt.display()
+            ));
+        }
+        Ok(Self {
+            cert: cert.as_ref().to_vec(),
+            key: kp,
+            md_nid,
+        })
+    }
+
+    /// Signs `msg`.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        let rng = SystemRandom::new();
+        self.key
+            .sign(&rng, msg)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| "signing failed".into())
+    }
+}

@@ -1,0 +1,284 @@
+//! Tutorial 06 tests 3 and 4 (server authentication, with and without encryption) with a
+//! PKI made by scripts/pki.sh (openssl), and the attacks that must be refused.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use o7s_integration::{bin, can_run, eventually, Daemon, Topo};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const NAME: &str = "sec.oping.tut.o7s";
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Makes the PKI (P-384 as the tutorial, or P-256) in the test's folder.
+fn pki(t: &Topo, curve: &str) -> PathBuf {
+    let dir = t.dir.join(format!("pki-{curve}"));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pki.sh");
+    let o = std::process::Command::new("bash")
+        .arg(script)
+        .arg(&dir)
+        .env("CURVE", curve)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pki.sh: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    dir
+}
+
+/// The security directory: the root CA trusted, intermediates untrusted, the server's
+/// certificate and key taken from `server` (a folder of the PKI), `extra_untrusted` too.
+fn install(t: &Topo, pki: &Path, server: &str, extra_untrusted: &[&str]) {
+    let sec = t.dir.join("security");
+    let _ = std::fs::remove_dir_all(&sec);
+    for d in ["cacert", "untrusted", "client", "server"] {
+        std::fs::create_dir_all(sec.join(d)).unwrap();
+    }
+    std::fs::create_dir_all(sec.join("server").join(NAME)).unwrap();
+    std::fs::create_dir_all(sec.join("client").join(NAME)).unwrap();
+    std::fs::copy(
+        pki.join("root/crt.pem"),
+        sec.join("cacert/ca.tut.o7s.crt.pem"),
+    )
+    .unwrap();
+    std::fs::copy(
+        pki.join("sign/crt.pem"),
+        sec.join("untrusted/sign.tut.o7s.crt.pem"),
+    )
+    .unwrap();
+    for (i, e) in extra_untrusted.iter().enumerate() {
+        std::fs::copy(pki.join(e), sec.join(format!("untrusted/extra{i}.pem"))).unwrap();
+    }
+    let (crt, key) = if server.ends_with(".pem") {
+        let (c, k) = server.split_once(',').unwrap();
+        (pki.join(c), pki.join(k))
+    } else {
+        (
+            pki.join(server).join("crt.pem"),
+            pki.join(server).join("key.pem"),
+        )
+    };
+    std::fs::copy(crt, sec.join("server").join(NAME).join("crt.pem")).unwrap();
+    std::fs::copy(key, sec.join("server").join(NAME).join("key.pem")).unwrap();
+}
+
+fn start(t: &Topo) -> (Daemon, Server) {
+    let conf = format!("[name.\"{NAME}\"]\nprog=[\"/usr/bin/oping\"]\n\n[eth-dix.dixlo]\nbootstrap=\"lo-layer\"\ndev=\"lo\"\nreg=[\"{NAME}\"]\n");
+    let d = t.daemon("a", &conf);
+    let s = Server(
+        t.cmd("a", &bin("oping"))
+            .arg("-l")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(eventually(Duration::from_secs(5), || {
+        t.ctl_json("a", &["name", "list"])
+            .iter()
+            .any(|n| n["accepting"].as_u64() == Some(1))
+    }));
+    (d, s)
+}
+
+fn ping(t: &Topo, n: u32) -> (bool, String) {
+    let o = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", NAME, "-c", &n.to_string(), "-i", "10ms"])
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+#[test]
+fn tutorial06_tests_3_and_4_server_authentication() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("a6");
+    for curve in ["P-384", "P-256"] {
+        let p = pki(&t, curve);
+        install(&t, &p, "server", &[]);
+        let (d, _s) = start(&t);
+        // Test 3: authentication and encryption.
+        std::fs::write(t.dir.join("security/client").join(NAME).join("enc.cfg"), "").unwrap();
+        let (ok, err) = ping(&t, 2);
+        assert!(ok, "{curve} test 3: {err}\n{}", d.log());
+        let log = d.log();
+        for line in [
+            format!("Encryption enabled for {NAME}"),
+            format!("Successfully verified peer certificate for {NAME}."),
+            format!("Successfully authenticated {NAME}."),
+        ] {
+            assert!(log.contains(&line), "{curve}: missing '{line}' in\n{log}");
+        }
+        // Test 4: authentication without encryption.
+        std::fs::remove_file(t.dir.join("security/client").join(NAME).join("enc.cfg")).unwrap();
+        let (ok, err) = ping(&t, 2);
+        assert!(ok, "{curve} test 4: {err}");
+        let flows = t.ctl_json("a", &["flow", "list"]);
+        assert!(flows.iter().any(|f| f["cipher"] == "none"), "{flows:?}");
+        assert!(d.log().matches("Successfully authenticated").count() >= 2);
+        drop(d);
+    }
+}
+
+#[test]
+fn bad_server_certificates_are_refused() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("ab");
+    let p = pki(&t, "P-384");
+    let cases: [(&str, &[&str], &str); 4] = [
+        ("other", &[], "chain does not verify"),
+        ("wrongcn", &[], &format!("is for not.{NAME}, not {NAME}")),
+        ("expired", &[], "Expired"),
+        ("pathlen", &["pathlen/sub.crt.pem"], "chain does not verify"),
+    ];
+    for (server, extra, why) in cases {
+        install(&t, &p, server, extra);
+        let (d, _s) = start(&t);
+        let (ok, err) = ping(&t, 1);
+        assert!(!ok, "{server}: the flow must be refused");
+        assert!(err.contains("refused"), "{server}: {err}");
+        assert!(
+            d.log().contains(why),
+            "{server}: no '{why}' in\n{}",
+            d.log()
+        );
+        drop(d);
+    }
+}
+
+/// A signature that does not match (one byte of the signed response changed) is refused.
+#[test]
+fn tampered_signature_is_refused() {
+    let dir = std::env::temp_dir().join(format!("o7s-tamper-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pki.sh");
+    let o = std::process::Command::new("bash")
+        .arg(script)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sec = dir.join("security");
+    std::fs::create_dir_all(sec.join("cacert")).unwrap();
+    std::fs::create_dir_all(sec.join("untrusted")).unwrap();
+    std::fs::copy(dir.join("root/crt.pem"), sec.join("cacert/ca.pem")).unwrap();
+    std::fs::copy(dir.join("sign/crt.pem"), sec.join("untrusted/sign.pem")).unwrap();
+    let (trust, w) = o7s_control::auth::TrustStore::load(&sec);
+    assert!(w.is_empty(), "{w:?}");
+    let signer =
+        o7s_control::auth::Signer::load(&dir.join("server/crt.pem"), &dir.join("server/key.pem"))
+            .unwrap();
+    let req = o7s_wire::oap::OapHdr::unsigned([1; 16], 5, vec![])
+        .to_bytes()
+        .unwrap();
+    let mut resp = o7s_wire::oap::OapHdr::unsigned(
+        [1; 16],
+        6,
+        o7s_control::daemon::req_hash(&req, 0).unwrap(),
+    );
+    resp.crt = signer.cert.clone();
+    resp.md_nid = signer.md_nid;
+    let sig = signer.sign(&resp.to_bytes().unwrap()).unwrap();
+    resp.tail.extend_from_slice(&sig);
+    let good = resp.to_bytes().unwrap();
+    o7s_control::daemon::verify_response(&trust, NAME, &req, &good).unwrap();
+    let mut bad = good.clone();
+    bad[20] ^= 0x01; // inside the timestamp, covered by the signature
+    let e = o7s_control::daemon::verify_response(&trust, NAME, &req, &bad).unwrap_err();
+    assert!(e.contains("signature does not verify"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A replayed FLOW_REQ (captured on the wire and sent again) and a truncated OAP header are
+/// refused with a log line; the daemon stays up.
+#[test]
+fn replayed_and_truncated_flow_requests_are_refused() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("ar");
+    std::fs::create_dir_all(t.dir.join("security")).unwrap();
+    let (mut d, _s) = start(&t);
+    let cap = t.dir.join("req.pcap");
+    let mut capture = t
+        .cmd("a", &bin("o7s-inject"))
+        .args(["--capture", "lo", "1.5"])
+        .arg(&cap)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (ok, err) = ping(&t, 1);
+    assert!(ok, "{err}");
+    assert!(capture.wait().unwrap().success());
+    let file = std::fs::read(&cap).unwrap();
+    let recs = o7s_wire::capfile::parse(&file).unwrap();
+    let req = recs
+        .iter()
+        .find(|r| {
+            matches!(
+                o7s_wire::frame::EthFrame::decode(r.data, &Default::default()),
+                Ok(Some(o7s_wire::frame::EthFrame::Dix(o7s_wire::frame::DixFrame {
+                    body: o7s_wire::frame::DixBody::Mgmt(m, _),
+                    ..
+                }))) if m.code == o7s_wire::code::EthCode::FlowReq
+            )
+        })
+        .expect("the FLOW_REQ was captured");
+    let frame = hex::encode(req.data);
+    let o = t
+        .cmd("a", &bin("o7s-inject"))
+        .args(["lo", &frame])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(
+        eventually(Duration::from_secs(3), || d
+            .log()
+            .contains("replayed OAP request")),
+        "{}",
+        d.log()
+    );
+    // The same request cut inside its OAP header.
+    let cut = &frame[..frame.len() - 40];
+    let len = (cut.len() / 2 - 18) as u16;
+    let cut = format!("{}{:04x}{}", &cut[..32], len, &cut[36..]);
+    let o = t
+        .cmd("a", &bin("o7s-inject"))
+        .args(["lo", &cut])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(
+        eventually(Duration::from_secs(3), || d
+            .log()
+            .contains("bad OAP header")),
+        "{}",
+        d.log()
+    );
+    assert!(d.alive());
+    let (ok, err) = ping(&t, 1);
+    assert!(ok, "still serving: {err}");
+}
