@@ -1937,6 +1937,13 @@ fn server_key(
                 c.kex
             ));
         }
+        if c.cipher > cipher || c.kdf > kdf {
+            tracing::info!(
+                "The client asked for {cipher:?}/{kdf:?}; this server requires at least {:?}/{:?}: using those.",
+                c.cipher,
+                c.kdf
+            );
+        }
         cipher = cipher.max(c.cipher);
         kdf = kdf.max(c.kdf);
     }
