@@ -95,6 +95,8 @@ pub struct State {
     next_port: u32,
     /// Auto-started programs.
     pub children: Vec<(String, Child)>,
+    /// IPCPs created (`o7sctl ipcp create`) but not bootstrapped yet: name -> type.
+    pub created: HashMap<String, IpcpKind>,
 }
 
 /// The daemon.
@@ -1485,16 +1487,26 @@ impl Daemon {
                                    "state": if i.up { "up" } else { "down" }, "io_path": i.io_path,
                                    "registered": i.regs.values().cloned().collect::<Vec<_>>()})
                         })
+                        .chain(st.created.iter().map(|(n, k)| {
+                            json!({"name": n, "type": k.as_str(), "layer": "-", "dev": "-", "mac": "-", "mtu": 0,
+                                   "hash": "-", "state": "created (not bootstrapped)", "io_path": "-", "registered": []})
+                        }))
                         .collect(),
                 )
             }
             Ctl::IpcpCreate { name, kind } => match IpcpKind::parse(&kind) {
-                Some(_) => Reply::Error {
-                    code: ErrorCode::Invalid,
-                    message: format!(
-                        "create {name} with 'ipcp bootstrap name {name} type {kind} layer L dev D'"
-                    ),
-                },
+                Some(k) => {
+                    let mut st = self.st();
+                    if st.ipcps.iter().any(|i| i.name == name) || st.created.contains_key(&name) {
+                        return err((ErrorCode::Exists, format!("an IPCP named {name} exists")));
+                    }
+                    st.created.insert(name.clone(), k);
+                    tracing::info!(
+                        "Created IPCP {name} ({}); bootstrap it to use it.",
+                        k.as_str()
+                    );
+                    Reply::Ok
+                }
                 None => err((ErrorCode::Invalid, format!("unknown IPCP type {kind}"))),
             },
             Ctl::IpcpBootstrap {
@@ -1502,7 +1514,11 @@ impl Daemon {
                 layer,
                 settings,
             } => {
-                let kind = settings.get("type").and_then(|t| IpcpKind::parse(t));
+                let created = self.st().created.get(&name).copied();
+                let kind = settings
+                    .get("type")
+                    .and_then(|t| IpcpKind::parse(t))
+                    .or(created);
                 let Some(kind) = kind else {
                     return err((
                         ErrorCode::Invalid,
@@ -1540,12 +1556,18 @@ impl Daemon {
                     }
                 };
                 match self.ipcp_bootstrap(&name, kind, &layer, dev, port_kind, hash) {
-                    Ok(()) => Reply::Ok,
+                    Ok(()) => {
+                        self.st().created.remove(&name);
+                        Reply::Ok
+                    }
                     Err(e) => err((ErrorCode::Invalid, e)),
                 }
             }
             Ctl::IpcpDestroy { name } => {
                 let mut st = self.st();
+                if st.created.remove(&name).is_some() {
+                    return Reply::Ok;
+                }
                 let Some(pos) = st.ipcps.iter().position(|i| i.name == name) else {
                     return err((ErrorCode::NotFound, format!("no IPCP named {name}")));
                 };

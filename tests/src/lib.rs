@@ -218,7 +218,8 @@ impl Topo {
         );
         // Let the configuration be applied (ports up, names registered).
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
+        let has_ipcp = ["[eth-", "[udp"].iter().any(|t| config.contains(t));
+        while has_ipcp && start.elapsed() < Duration::from_secs(5) {
             let l = std::fs::read_to_string(&log).unwrap_or_default();
             if l.contains("Bootstrapped") || l.contains("ERROR") {
                 break;

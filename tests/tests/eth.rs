@@ -433,3 +433,65 @@ fn dead_data_plane_is_restarted() {
     );
     assert!(a.log().contains("the data plane died"), "{}", a.log());
 }
+
+/// The irm verbs at run time: create and bootstrap an IPCP, create, register and bind a
+/// name, with o7sctl only (no configuration file), then a flow.
+#[test]
+fn o7sctl_verbs_build_a_layer_at_run_time() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("cv");
+    let _b = t.daemon("b", "");
+    let _a = t.daemon("a", "");
+    let ctl = |s: &str, args: &[&str]| {
+        let o = t.cmd(s, &bin("o7sctl")).args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "o7sctl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let oping = bin("oping").display().to_string();
+    for (s, dev) in [("a", t.dev("a")), ("b", t.dev("b"))] {
+        ctl(s, &["ipcp", "create", "name", "e1", "type", "eth-dix"]);
+        assert_eq!(
+            t.ctl_json(s, &["ipcp", "list"])[0]["state"],
+            "created (not bootstrapped)"
+        );
+        ctl(
+            s,
+            &[
+                "ipcp",
+                "bootstrap",
+                "name",
+                "e1",
+                "layer",
+                "net",
+                "dev",
+                &dev,
+            ],
+        );
+        assert_eq!(t.ctl_json(s, &["ipcp", "list"])[0]["state"], "up");
+    }
+    ctl("b", &["name", "create", "srv", "lb", "round-robin"]);
+    ctl("b", &["name", "reg", "srv", "layer", "net"]);
+    ctl(
+        "b",
+        &["bind", "program", &oping, "name", "srv", "auto", "--", "-l"],
+    );
+    let names = t.ctl_json("b", &["name", "list"]);
+    assert_eq!(names[0]["registered_in"][0], "e1", "{names:?}");
+    let (sum, out) = t.oping("a", &["-n", "srv", "-c", "3", "-i", "10ms"]);
+    assert_eq!(
+        sum["received"],
+        3,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And taken apart again.
+    ctl("b", &["name", "unregister", "srv", "ipcp", "e1"]);
+    ctl("b", &["unbind", "program", &oping, "name", "srv"]);
+    ctl("b", &["name", "destroy", "srv"]);
+    assert!(t.ctl_json("b", &["name", "list"]).is_empty());
+}
