@@ -1899,7 +1899,7 @@ pub fn verify_response(
 
 /// The client's side of the key exchange: the server's choices must not be weaker than
 /// ours; the key from our ephemeral key and the server's.
-fn client_key(conf: &EncConf, eph: Ephemeral, resp: &[u8]) -> Result<CryptSpec, String> {
+pub fn client_key(conf: &EncConf, eph: Ephemeral, resp: &[u8]) -> Result<CryptSpec, String> {
     let r = OapHdr::parse(resp).map_err(|e| format!("bad OAP response: {e}"))?;
     if r.kex.is_empty() {
         return Err("we asked for encryption but the server sent no key".into());
@@ -1983,4 +1983,92 @@ fn server_key(
             rotation_bits: 0,
         }),
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The client refuses a server that chose a weaker cipher or KDF than the client's own
+    /// configuration (a downgrade), and a server that sent no key.
+    #[test]
+    fn client_refuses_downgrades() {
+        let conf = EncConf {
+            cipher: Cipher::ChaCha20Poly1305,
+            ..EncConf::default()
+        };
+        let server = Ephemeral::generate(Kex::P256).unwrap();
+        let mut resp = OapHdr::unsigned([0; 16], 1, vec![0; 32]);
+        resp.kex = server.spki.clone();
+        resp.kdf_nid = Kdf::Sha256.nid();
+        resp.cipher_nid = Cipher::Aes128Gcm.nid();
+        let e = client_key(
+            &conf,
+            Ephemeral::generate(Kex::P256).unwrap(),
+            &resp.to_bytes().unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.contains("weaker"), "{e}");
+        resp.cipher_nid = Cipher::ChaCha20Poly1305.nid();
+        assert!(client_key(
+            &conf,
+            Ephemeral::generate(Kex::P256).unwrap(),
+            &resp.to_bytes().unwrap()
+        )
+        .is_ok());
+        resp.kex.clear();
+        let e = client_key(
+            &conf,
+            Ephemeral::generate(Kex::P256).unwrap(),
+            &resp.to_bytes().unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.contains("no key"), "{e}");
+    }
+
+    #[test]
+    fn server_negotiation() {
+        let client = Ephemeral::generate(Kex::P384).unwrap();
+        let mut req = OapHdr::unsigned([3; 16], now_ns(), vec![]);
+        req.kex = client.spki.clone();
+        req.cipher_nid = Cipher::Aes128Gcm.nid();
+        req.kdf_nid = Kdf::Sha256.nid();
+        req.md_nid = 672;
+        let raw = req.to_bytes().unwrap();
+        let strict = EncConf {
+            kex: Kex::P384,
+            cipher: Cipher::Aes256Gcm,
+            kdf: Kdf::Sha384,
+            digest: 672,
+        };
+        let (resp, spec) = server_key(Some(strict), &req, &raw).unwrap();
+        assert_eq!(
+            (resp.cipher_nid, resp.kdf_nid),
+            (Cipher::Aes256Gcm.nid(), Kdf::Sha384.nid())
+        );
+        // Both ends derive the same key.
+        let ckey = client_key(
+            &EncConf {
+                kex: Kex::P384,
+                ..EncConf::default()
+            },
+            client,
+            &resp.to_bytes().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ckey.key, spec.unwrap().key);
+        // A P-256 client against a P-384 server is refused; a plain client too.
+        let mut weak = req.clone();
+        weak.kex = Ephemeral::generate(Kex::P256).unwrap().spki.clone();
+        assert!(server_key(Some(strict), &weak, &weak.to_bytes().unwrap())
+            .unwrap_err()
+            .contains("weaker"));
+        let plain = OapHdr::unsigned([4; 16], now_ns(), vec![]);
+        assert!(server_key(Some(strict), &plain, &plain.to_bytes().unwrap()).is_err());
+        assert!(server_key(None, &plain, &plain.to_bytes().unwrap())
+            .unwrap()
+            .1
+            .is_none());
+    }
 }

@@ -282,3 +282,39 @@ fn replayed_and_truncated_flow_requests_are_refused() {
     let (ok, err) = ping(&t, 1);
     assert!(ok, "still serving: {err}");
 }
+
+/// A client with a certificate signs its request; the server checks the chain and the
+/// signature, and refuses a client whose certificate is from another CA.
+#[test]
+fn client_certificates_are_checked() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("ac");
+    let p = pki(&t, "P-384");
+    install(&t, &p, "server", &[]);
+    let client = t.dir.join("security/client").join(NAME);
+    // A certificate of the same PKI (its CN is another name: clients' CNs are not checked).
+    std::fs::copy(p.join("wrongcn/crt.pem"), client.join("crt.pem")).unwrap();
+    std::fs::copy(p.join("wrongcn/key.pem"), client.join("key.pem")).unwrap();
+    let (d, _s) = start(&t);
+    let (ok, err) = ping(&t, 1);
+    assert!(ok, "{err}\n{}", d.log());
+    assert!(
+        d.log()
+            .contains(&format!("Successfully authenticated client not.{NAME}.")),
+        "{}",
+        d.log()
+    );
+    // From another CA: refused by the server.
+    std::fs::copy(p.join("other/crt.pem"), client.join("crt.pem")).unwrap();
+    std::fs::copy(p.join("other/key.pem"), client.join("key.pem")).unwrap();
+    let (ok, _) = ping(&t, 1);
+    assert!(!ok);
+    assert!(
+        d.log()
+            .contains("client certificate: certificate chain does not verify"),
+        "{}",
+        d.log()
+    );
+}
