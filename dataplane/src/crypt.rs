@@ -148,6 +148,31 @@ impl Crypt {
         Ok(())
     }
 
+    /// Decrypts `wire` (`IV | ciphertext | tag`) in place when it uses the current receive
+    /// key (the common case): `Ok(Some(range))` of the plaintext inside `wire`. `Ok(None)`
+    /// when its key phase differs: `wire` is untouched, use [`Crypt::open`].
+    pub fn open_in_place(
+        &mut self,
+        wire: &mut [u8],
+    ) -> Result<Option<std::ops::Range<usize>>, CryptError> {
+        if wire.len() < OVERHEAD {
+            return Err(CryptError::Open);
+        }
+        let mut nonce = [0u8; IV_LEN];
+        nonce.copy_from_slice(wire.get(..IV_LEN).ok_or(CryptError::Open)?);
+        if nonce[0] >> 7 != self.rx_phase {
+            return Ok(None);
+        }
+        let body = wire.get_mut(IV_LEN..).ok_or(CryptError::Open)?;
+        let n = self
+            .rx
+            .key
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::empty(), body)
+            .map_err(|_| CryptError::Open)?
+            .len();
+        Ok(Some(IV_LEN..IV_LEN + n))
+    }
+
     /// Decrypts `wire` (`IV | ciphertext | tag`) into `out` (cleared first).
     pub fn open(&mut self, wire: &[u8], out: &mut Vec<u8>) -> Result<(), CryptError> {
         if wire.len() < OVERHEAD {
@@ -220,6 +245,20 @@ mod tests {
             Crypt::new(906, [0; 32], 20).is_none(),
             "aes-256-ctr is not supported"
         );
+    }
+
+    #[test]
+    fn in_place_matches_copying() {
+        let mut a = Crypt::new(901, [9; 32], 20).unwrap();
+        let mut b = Crypt::new(901, [9; 32], 20).unwrap();
+        let mut w = Vec::new();
+        a.seal(b"in place", &mut w).unwrap();
+        let r = b.open_in_place(&mut w).unwrap().unwrap();
+        assert_eq!(&w[r], b"in place");
+        let mut w2 = Vec::new();
+        a.seal(b"x", &mut w2).unwrap();
+        w2[15] ^= 4;
+        assert!(b.open_in_place(&mut w2).is_err());
     }
 
     #[test]

@@ -232,6 +232,12 @@ impl UdpPort {
         Some((self.bufs.get(slot)?.get(off..off + len)?, src))
     }
 
+    /// Datagram `i` of the last batch, writable (to decrypt it in place).
+    pub fn datagram_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        let (slot, off, len) = *self.dgrams.get(i)?;
+        self.bufs.get_mut(slot)?.get_mut(off..off + len)
+    }
+
     /// Sends the datagrams laid out back to back in `buf` with lengths `lens`: one GSO send
     /// when they share a size (the last may be shorter), `sendmmsg` otherwise. Returns how
     /// many went out.

@@ -54,8 +54,24 @@ struct Flow {
     stats: FlowStats,
 }
 
+/// Pushes a plaintext SDU into a flow's rx ring (counted; dropped if the ring is full).
+fn push_rx(mem: &FlowMem, stats: &mut FlowStats, kick: &Kick, sdu: &[u8]) {
+    match mem.ring(Dir::Rx).push(sdu) {
+        Ok(wake) => {
+            stats.rx_sdus += 1;
+            stats.rx_bytes += sdu.len() as u64;
+            if wake {
+                kick.kick();
+            }
+        }
+        Err(RingError::Corrupt) => stats.drop_ring_corrupt += 1,
+        Err(_) => stats.drop_ring_full += 1,
+    }
+}
+
 impl Flow {
-    /// Hands an SDU from the peer to the app's rx ring (counted; dropped if the ring is full).
+    /// Hands an SDU from the peer to the app's rx ring, decrypting it first if the flow is
+    /// encrypted (a copy into scratch space).
     fn deliver(&mut self, wire: &[u8]) {
         let sdu = match &mut self.crypt {
             Some(c) => {
@@ -68,17 +84,31 @@ impl Flow {
             None => wire,
         };
         self.last_rx = Instant::now();
-        match self.mem.ring(Dir::Rx).push(sdu) {
-            Ok(wake) => {
-                self.stats.rx_sdus += 1;
-                self.stats.rx_bytes += sdu.len() as u64;
-                if wake {
-                    self.rx_kick.kick();
+        push_rx(&self.mem, &mut self.stats, &self.rx_kick, sdu);
+    }
+
+    /// As [`Flow::deliver`], decrypting in place when the SDU uses the current key (no copy).
+    fn deliver_mut(&mut self, wire: &mut [u8]) {
+        if let Some(c) = &mut self.crypt {
+            match c.open_in_place(wire) {
+                Ok(Some(r)) => {
+                    self.last_rx = Instant::now();
+                    push_rx(
+                        &self.mem,
+                        &mut self.stats,
+                        &self.rx_kick,
+                        wire.get(r).unwrap_or(&[]),
+                    );
+                    return;
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    self.stats.drop_decrypt += 1;
+                    return;
                 }
             }
-            Err(RingError::Corrupt) => self.stats.drop_ring_corrupt += 1,
-            Err(_) => self.stats.drop_ring_full += 1,
         }
+        self.deliver(wire);
     }
 }
 
@@ -680,7 +710,9 @@ impl Dataplane {
                     u.stats.drop_wrong_peer += 1;
                     continue;
                 }
-                f.deliver(d.payload());
+                if let Some(dg) = u.sock.datagram_mut(i) {
+                    f.deliver_mut(dg.get_mut(o7s_wire::udp::HEADER_LEN..).unwrap_or(&mut []));
+                }
             }
             if n < crate::udp::BATCH {
                 return done;
