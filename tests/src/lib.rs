@@ -52,6 +52,26 @@ pub fn can_run() -> bool {
     false
 }
 
+/// Whether the program `name` is installed (in PATH or /usr/sbin); prints why a test skips
+/// when not, and fails instead with `O7S_REQUIRE_ROOT=1` (CI, after scripts/setup.sh).
+pub fn tool(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .chain([PathBuf::from("/usr/sbin")])
+                .any(|d| d.join(name).is_file())
+        })
+        .unwrap_or(false);
+    if found {
+        return true;
+    }
+    if std::env::var("O7S_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("{name} is not installed (scripts/setup.sh installs it)");
+    }
+    eprintln!("SKIPPED: {name} is not installed (scripts/setup.sh installs it)");
+    false
+}
+
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A unique short name (interface names are limited to 15 characters).

@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-use o7s_integration::{bin, can_run, eventually, Daemon, Topo};
+use o7s_integration::{bin, can_run, eventually, tool, Daemon, Topo};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -110,7 +110,7 @@ fn ping(t: &Topo, n: u32) -> (bool, String) {
 
 #[test]
 fn tutorial06_tests_3_and_4_server_authentication() {
-    if !can_run() {
+    if !can_run() || !tool("openssl") {
         return;
     }
     let t = Topo::single("a6");
@@ -143,7 +143,7 @@ fn tutorial06_tests_3_and_4_server_authentication() {
 
 #[test]
 fn bad_server_certificates_are_refused() {
-    if !can_run() {
+    if !can_run() || !tool("openssl") {
         return;
     }
     let t = Topo::single("ab");
@@ -172,6 +172,9 @@ fn bad_server_certificates_are_refused() {
 /// A signature that does not match (one byte of the signed response changed) is refused.
 #[test]
 fn tampered_signature_is_refused() {
+    if !tool("openssl") {
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("o7s-tamper-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pki.sh");
@@ -287,7 +290,7 @@ fn replayed_and_truncated_flow_requests_are_refused() {
 /// signature, and refuses a client whose certificate is from another CA.
 #[test]
 fn client_certificates_are_checked() {
-    if !can_run() {
+    if !can_run() || !tool("openssl") {
         return;
     }
     let t = Topo::single("ac");

@@ -9,7 +9,7 @@
     clippy::indexing_slicing
 )]
 
-use o7s_integration::{can_run, Topo};
+use o7s_integration::{can_run, tool, Topo};
 use std::process::Command;
 
 fn sh(args: &[&str]) -> String {
@@ -85,16 +85,7 @@ fn counter(map: u64, idx: u32) -> u64 {
 
 #[test]
 fn xdp_program_classifies_and_passes_without_a_socket() {
-    if !can_run() {
-        return;
-    }
-    if Command::new("bpftool").arg("version").output().is_err() {
-        assert_ne!(
-            std::env::var("O7S_REQUIRE_ROOT").as_deref(),
-            Ok("1"),
-            "bpftool is not installed"
-        );
-        eprintln!("SKIPPED: bpftool is not installed");
+    if !can_run() || !tool("bpftool") || !tool("ping") {
         return;
     }
     let obj = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bpf/xdp_o7s.o");

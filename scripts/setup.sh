@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages the demo, the tests and CI use, when they are missing
+# (Debian; needs root). Without root it only lists what is missing.
+#   iproute2 (ip netns, veth), iputils-ping (benchmark baseline, XDP test), xxd (fuzz
+#   corpora), bind9 + bind9-dnsutils (a real DNS server for the udp layers' DNS tests),
+#   openssl (the tests' PKI), clang-19 + libbpf-dev (rebuild/check bpf/xdp_o7s.o), bpftool
+#   (the XDP test reads the program's maps).
+set -euo pipefail
+need=""
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
+command -v xxd >/dev/null 2>&1 || need="$need xxd"
+[ -x /usr/sbin/named ] || need="$need bind9"
+command -v dig >/dev/null 2>&1 || need="$need bind9-dnsutils"
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
+command -v clang-19 >/dev/null 2>&1 || need="$need clang-19"
+[ -f /usr/include/bpf/bpf_helpers.h ] || need="$need libbpf-dev"
+command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need="$need bpftool"
+if [ -z "$need" ]; then
+    echo "setup.sh: all system packages present"
+    exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh: missing:$need (run as root to install them)" >&2
+    exit 0
+fi
+echo "setup.sh: installing$need"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
