@@ -19,6 +19,8 @@ pub struct DpHandle {
     /// when the data plane is restarted.
     ch: Mutex<Arc<Channel>>,
     child: Mutex<Child>,
+    /// Settings handed to the data plane as environment (`O7S_DP_IO`, `O7S_XDP_MODE`).
+    env: Vec<(String, String)>,
     port_waiters: Mutex<HashMap<u32, Sender<FromDp>>>,
     stats_waiters: Mutex<Vec<Sender<DpStats>>>,
 }
@@ -35,13 +37,14 @@ pub fn dataplane_path() -> PathBuf {
 }
 
 impl DpHandle {
-    fn start() -> io::Result<(Channel, Child)> {
+    fn start(env: &[(String, String)]) -> io::Result<(Channel, Child)> {
         let (ours, theirs) = Channel::pair()?;
         let theirs_fd = theirs.into_fd();
         let raw = theirs_fd.as_raw_fd();
         let path = dataplane_path();
         let mut cmd = Command::new(&path);
         cmd.env("O7S_CTL_FD", "3");
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         // Safety: the pre-exec hook only calls dup2 and fcntl, which are async-signal-safe.
         #[allow(unsafe_code)]
         unsafe {
@@ -65,11 +68,12 @@ impl DpHandle {
     }
 
     /// Starts the data plane with one end of a channel as its descriptor 3.
-    pub fn spawn() -> io::Result<Arc<Self>> {
-        let (ours, child) = Self::start()?;
+    pub fn spawn(env: Vec<(String, String)>) -> io::Result<Arc<Self>> {
+        let (ours, child) = Self::start(&env)?;
         Ok(Arc::new(Self {
             ch: Mutex::new(Arc::new(ours)),
             child: Mutex::new(child),
+            env,
             port_waiters: Mutex::new(HashMap::new()),
             stats_waiters: Mutex::new(Vec::new()),
         }))
@@ -82,7 +86,7 @@ impl DpHandle {
 
     /// Replaces a data plane that died by a new one; returns how the old one ended.
     pub fn restart(&self) -> io::Result<String> {
-        let (ours, child) = Self::start()?;
+        let (ours, child) = Self::start(&self.env)?;
         let old = {
             let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
             let _ = c.kill();

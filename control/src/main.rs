@@ -41,6 +41,14 @@ struct Cli {
     /// Encrypted flows rotate their key every 2^BITS packets (the reference: 20).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=40))]
     key_rotation_bits: u32,
+    /// I/O path of Ethernet ports: `auto` (AF_XDP when it can be had, else AF_PACKET, with
+    /// the reason logged and shown by `o7sctl port list`), `af_xdp` (fail without it), or
+    /// `af_packet`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "af_xdp", "af_packet"])]
+    io: String,
+    /// XDP attach mode: `skb` (generic; as fast or faster on veth) or `driver` (native).
+    #[arg(long, default_value = "skb", value_parser = ["skb", "driver"])]
+    xdp_mode: String,
     /// Log filter (error, warn, info, debug, trace); $O7S_LOG overrides.
     #[arg(long, default_value = "info")]
     log: String,
@@ -104,7 +112,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let dp = match DpHandle::spawn() {
+    let env = vec![
+        ("O7S_DP_IO".to_string(), cli.io.clone()),
+        ("O7S_XDP_MODE".to_string(), cli.xdp_mode.clone()),
+    ];
+    let dp = match DpHandle::spawn(env) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("o7sd: cannot start the data plane: {e}");

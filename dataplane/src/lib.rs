@@ -7,3 +7,4 @@ pub mod crypt;
 pub mod msg;
 pub mod udp;
 pub mod worker;
+pub mod xdp;

@@ -198,6 +198,19 @@ pub struct PortStats {
     pub drop_truncated: u64,
     /// Dropped: datagram for a flow from an address that is not the flow's peer.
     pub drop_wrong_peer: u64,
+    /// Frames received through the AF_XDP socket.
+    pub rx_xdp: u64,
+    /// Frames sent through the AF_XDP socket.
+    pub tx_xdp: u64,
+    /// Frames the AF_XDP socket could not take (no free UMEM frame or ring slot).
+    pub tx_xdp_dropped: u64,
+    /// Data frames the XDP program redirected to the socket.
+    pub xdp_redirected: u64,
+    /// Management frames the XDP program passed to the kernel.
+    pub xdp_mgmt_passed: u64,
+    /// UMEM frames back in the data plane's or the kernel's receive pool (all of them when
+    /// nothing leaked; 0 without AF_XDP).
+    pub umem_frames_accounted: u32,
 }
 
 /// Counters of one flow.

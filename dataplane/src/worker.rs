@@ -26,7 +26,10 @@ struct Port {
     dev: String,
     kind: PortKind,
     mac: [u8; 6],
+    /// Management frames (and data when AF_XDP is not in use).
     sock: PacketSocket,
+    /// The AF_XDP socket for data frames, when the XDP path is up.
+    xdp: Option<crate::xdp::XdpPort>,
     stats: PortStats,
 }
 
@@ -166,7 +169,13 @@ impl Dataplane {
             let mut port_ids: Vec<u32> = self.ports.keys().copied().collect();
             port_ids.extend(self.uports.keys().copied());
             let flow_ids: Vec<u64> = self.flows.keys().copied().collect();
-            let (ctl_ready, port_ready, flow_ready) = {
+            let xdp_ids: Vec<u32> = self
+                .ports
+                .iter()
+                .filter(|(_, p)| p.xdp.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            let (ctl_ready, port_ready, flow_ready, xdp_ready) = {
                 let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
                 for id in &port_ids {
                     if let Some(p) = self.ports.get(id) {
@@ -183,6 +192,11 @@ impl Dataplane {
                             .waiting()
                             .store(u32::from(!spinning), Ordering::SeqCst);
                         fds.push(PollFd::new(f.tx_kick.as_fd(), PollFlags::POLLIN));
+                    }
+                }
+                for id in &xdp_ids {
+                    if let Some(x) = self.ports.get(id).and_then(|p| p.xdp.as_ref()) {
+                        fds.push(PollFd::new(x.fd(), PollFlags::POLLIN));
                     }
                 }
                 std::sync::atomic::fence(Ordering::SeqCst);
@@ -214,7 +228,13 @@ impl Dataplane {
                     .filter(|(_, p)| ready(p))
                     .map(|(id, _)| *id)
                     .collect();
-                (ctl_ready, port_ready, flow_ready)
+                let xdp_ready: Vec<u32> = xdp_ids
+                    .iter()
+                    .zip(fds.iter().skip(1 + port_ids.len() + flow_ids.len()))
+                    .filter(|(_, p)| ready(p))
+                    .map(|(id, _)| *id)
+                    .collect();
+                (ctl_ready, port_ready, flow_ready, xdp_ready)
             };
             if ctl_ready && !self.handle_ctl()? {
                 return Ok(());
@@ -226,6 +246,9 @@ impl Dataplane {
                 } else {
                     self.rx_port(id)
                 };
+            }
+            for id in xdp_ready {
+                work += self.rx_xdp(id);
             }
             for id in &flow_ready {
                 if let Some(f) = self.flows.get(id) {
@@ -397,6 +420,16 @@ impl Dataplane {
                 for f in self.flows.values_mut() {
                     f.stats.key_rotations = f.crypt.as_ref().map(|c| c.rotations).unwrap_or(0);
                 }
+                for p in self.ports.values_mut() {
+                    if let Some(x) = &mut p.xdp {
+                        p.stats.rx_xdp = x.rx_frames;
+                        p.stats.tx_xdp = x.tx_frames;
+                        p.stats.tx_xdp_dropped = x.tx_dropped;
+                        p.stats.xdp_redirected = x.counter(crate::xdp::counter::REDIRECT);
+                        p.stats.xdp_mgmt_passed = x.counter(crate::xdp::counter::MGMT);
+                        p.stats.umem_frames_accounted = x.accounted_frames();
+                    }
+                }
                 let s = DpStats {
                     ports: self
                         .ports
@@ -450,7 +483,46 @@ impl Dataplane {
                 .min(usize::from(llc::MAX_LENGTH))
                 .saturating_sub(llc::HEADER_LEN),
         };
-        let io_path = "af_packet (AF_XDP path not built yet)".to_string();
+        // The I/O path: AF_XDP for data frames when it can be had (`O7S_DP_IO`: auto, af_xdp,
+        // af_packet; `O7S_XDP_MODE`: skb (default; best on veth) or driver).
+        let want = std::env::var("O7S_DP_IO").unwrap_or_else(|_| "auto".into());
+        let driver = std::env::var("O7S_XDP_MODE").as_deref() == Ok("driver");
+        let (xdp, io_path) = if want == "af_packet" {
+            (
+                None,
+                "af_packet (AF_XDP off by setting O7S_DP_IO=af_packet)".to_string(),
+            )
+        } else {
+            let (et, llc) = match kind {
+                PortKind::Dix { ethertype } => (Some(ethertype), false),
+                _ => (None, true),
+            };
+            match crate::xdp::XdpPort::open(dev, et, llc, driver) {
+                Ok(x) => {
+                    let mode = if driver { "driver" } else { "skb" };
+                    (
+                        Some(x),
+                        format!(
+                            "af_xdp (XDP {mode} mode, copy) for data; af_packet for management"
+                        ),
+                    )
+                }
+                Err(e) if want == "af_xdp" => {
+                    return Err(io::Error::other(format!(
+                        "AF_XDP required but unavailable: {e}"
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "port {id}: {dev}: AF_XDP unavailable ({e}); falling back to AF_PACKET"
+                    );
+                    (
+                        None,
+                        format!("af_packet (fallback: AF_XDP unavailable: {e})"),
+                    )
+                }
+            }
+        };
         tracing::info!(
             "port {id}: {dev} mac {} mtu {mtu} via {io_path}",
             ethernet::mac_string(&info.mac)
@@ -470,6 +542,7 @@ impl Dataplane {
                 kind,
                 mac: info.mac,
                 sock,
+                xdp,
                 stats,
             },
         );
@@ -508,94 +581,123 @@ impl Dataplane {
     }
 
     fn rx_port(&mut self, id: u32) -> usize {
+        let mut buf = std::mem::take(&mut self.buf);
         let mut done = 0;
         for _ in 0..256 {
             let Some(p) = self.ports.get_mut(&id) else {
-                return done;
+                break;
             };
-            let n = match p.sock.recv(&mut self.buf) {
+            let n = match p.sock.recv(&mut buf) {
                 Ok(Some(n)) => n,
-                Ok(None) => return done,
+                Ok(None) => break,
                 Err(e) => {
                     tracing::warn!("port {}: recv: {e}", p.dev);
-                    return done;
+                    break;
                 }
             };
             done += 1;
-            let Some(frame) = self.buf.get(..n) else {
-                return done;
-            };
-            let Ok(eth) = ethernet::Frame::new_checked(frame) else {
-                p.stats.drop_malformed += 1;
-                continue;
-            };
-            let (src, dst) = (eth.src(), eth.dst());
-            // (endpoint id, sdu) of the frame, or a management message.
-            let parsed: Result<(u32, &[u8]), ()> = match p.kind {
-                PortKind::Dix { ethertype } => {
-                    if eth.type_len() != ethertype {
-                        continue;
-                    }
-                    let pl = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
-                    match dix::Packet::new_checked(pl) {
-                        Ok(d) => {
-                            let len = usize::from(d.length());
-                            let sdu = pl
-                                .get(dix::HEADER_LEN..dix::HEADER_LEN + len)
-                                .unwrap_or(&[]);
-                            Ok((u32::from(d.eid()), sdu))
-                        }
-                        Err(_) => Err(()),
-                    }
-                }
-                PortKind::Llc => {
-                    if eth.type_len() > llc::MAX_LENGTH {
-                        continue;
-                    }
-                    let pl = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
-                    match llc::LlcRepr::parse(pl, eth.type_len()) {
-                        Ok((h, sdu, _)) if h.ctrl == llc::CTRL_UI => {
-                            let d = if h.dsap == llc::MGMT_SAP {
-                                0
-                            } else {
-                                u32::from(h.dsap)
-                            };
-                            Ok((d, sdu))
-                        }
-                        _ => Err(()),
-                    }
-                }
-                PortKind::Udp { .. } => continue,
-            };
-            let Ok((eid, sdu)) = parsed else {
-                p.stats.drop_malformed += 1;
-                continue;
-            };
-            p.stats.rx_frames += 1;
-            if eid == 0 {
-                p.stats.rx_mgmt += 1;
-                let msg = FromDp::Mgmt {
-                    port: id,
-                    src,
-                    dst,
-                    payload: sdu.to_vec(),
-                };
-                if let Err(e) = self.ctl.send(&msg, &[]) {
-                    tracing::warn!("cannot pass a management frame to o7sd: {e}");
-                }
-                continue;
+            if let Some(frame) = buf.get(..n) {
+                self.handle_frame(id, frame);
             }
-            let Some(f) = self
-                .by_local
-                .get(&(id, eid))
-                .and_then(|fid| self.flows.get_mut(fid))
-            else {
-                p.stats.drop_unknown_eid += 1;
-                continue;
-            };
-            f.deliver(sdu);
+        }
+        self.buf = buf;
+        done
+    }
+
+    /// Receives a batch of frames from a port's AF_XDP socket.
+    fn rx_xdp(&mut self, id: u32) -> usize {
+        let Some(mut x) = self.ports.get_mut(&id).and_then(|p| p.xdp.take()) else {
+            return 0;
+        };
+        let mut done = 0;
+        for _ in 0..16 {
+            let n = x.recv(|frame| self.handle_frame(id, frame));
+            done += n;
+            if n == 0 {
+                break;
+            }
+        }
+        if let Some(p) = self.ports.get_mut(&id) {
+            p.xdp = Some(x);
         }
         done
+    }
+
+    /// Parses one Ethernet frame of port `id` and hands it to o7sd (management) or to its
+    /// flow (data).
+    fn handle_frame(&mut self, id: u32, frame: &[u8]) {
+        let Some(p) = self.ports.get_mut(&id) else {
+            return;
+        };
+        let Ok(eth) = ethernet::Frame::new_checked(frame) else {
+            p.stats.drop_malformed += 1;
+            return;
+        };
+        let (src, dst) = (eth.src(), eth.dst());
+        // (endpoint id, sdu) of the frame, or a management message.
+        let parsed: Result<(u32, &[u8]), ()> = match p.kind {
+            PortKind::Dix { ethertype } => {
+                if eth.type_len() != ethertype {
+                    return;
+                }
+                let pl = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
+                match dix::Packet::new_checked(pl) {
+                    Ok(d) => {
+                        let len = usize::from(d.length());
+                        let sdu = pl
+                            .get(dix::HEADER_LEN..dix::HEADER_LEN + len)
+                            .unwrap_or(&[]);
+                        Ok((u32::from(d.eid()), sdu))
+                    }
+                    Err(_) => Err(()),
+                }
+            }
+            PortKind::Llc => {
+                if eth.type_len() > llc::MAX_LENGTH {
+                    return;
+                }
+                let pl = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
+                match llc::LlcRepr::parse(pl, eth.type_len()) {
+                    Ok((h, sdu, _)) if h.ctrl == llc::CTRL_UI => {
+                        let d = if h.dsap == llc::MGMT_SAP {
+                            0
+                        } else {
+                            u32::from(h.dsap)
+                        };
+                        Ok((d, sdu))
+                    }
+                    _ => Err(()),
+                }
+            }
+            PortKind::Udp { .. } => return,
+        };
+        let Ok((eid, sdu)) = parsed else {
+            p.stats.drop_malformed += 1;
+            return;
+        };
+        p.stats.rx_frames += 1;
+        if eid == 0 {
+            p.stats.rx_mgmt += 1;
+            let msg = FromDp::Mgmt {
+                port: id,
+                src,
+                dst,
+                payload: sdu.to_vec(),
+            };
+            if let Err(e) = self.ctl.send(&msg, &[]) {
+                tracing::warn!("cannot pass a management frame to o7sd: {e}");
+            }
+            return;
+        }
+        let Some(f) = self
+            .by_local
+            .get(&(id, eid))
+            .and_then(|fid| self.flows.get_mut(fid))
+        else {
+            p.stats.drop_unknown_eid += 1;
+            return;
+        };
+        f.deliver(sdu);
     }
 
     fn tx_flow(&mut self, id: u64) -> usize {
@@ -638,20 +740,28 @@ impl Dataplane {
                     done -= 1;
                     break;
                 }
-                Ok(Some(Ok(len))) => match p.sock.send(frame) {
-                    Ok(()) => {
+                Ok(Some(Ok(len))) => {
+                    let sent = match &mut p.xdp {
+                        Some(x) => x.send(frame),
+                        None => p.sock.send(frame).is_ok(),
+                    };
+                    if sent {
                         f.stats.tx_sdus += 1;
                         f.stats.tx_bytes += len as u64;
                         p.stats.tx_frames += 1;
+                    } else {
+                        p.stats.tx_errors += 1;
                     }
-                    Err(_) => p.stats.tx_errors += 1,
-                },
+                }
                 Ok(Some(Err(_))) => p.stats.tx_errors += 1,
                 Err(_) => {
                     f.stats.drop_ring_corrupt += 1;
                     break;
                 }
             }
+        }
+        if let Some(x) = &mut p.xdp {
+            x.flush();
         }
         done
     }

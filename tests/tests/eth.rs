@@ -47,14 +47,130 @@ fn tutorial04(kind: &str) {
     assert_eq!(flows.len(), 1, "{flows:?}");
     assert_eq!(flows[0]["side"], "accept");
     assert_eq!(flows[0]["rx_sdus"], 10);
+    // The data frames went through XDP and the AF_XDP socket, management through AF_PACKET.
     let ports = t.ctl_json("b", &["port", "list"]);
+    let p = &ports[0];
     assert!(
-        ports[0]["io_path"]
-            .as_str()
-            .unwrap()
-            .starts_with("af_packet"),
+        p["io_path"].as_str().unwrap().starts_with("af_xdp"),
         "{ports:?}"
     );
+    assert!(
+        p["rx_xdp"].as_u64().unwrap() >= 10 && p["tx_xdp"].as_u64().unwrap() >= 10,
+        "{p}"
+    );
+    assert!(p["xdp_redirected"].as_u64().unwrap() >= 10, "{p}");
+    assert_eq!(
+        p["rx_frames"].as_u64().unwrap() - p["rx_mgmt"].as_u64().unwrap(),
+        p["rx_xdp"].as_u64().unwrap(),
+        "no data frame came through AF_PACKET: {p}"
+    );
+    assert_eq!(
+        p["umem_frames_accounted"], 4096,
+        "every UMEM frame is back: {p}"
+    );
+}
+
+/// The fast path is really used: with XDP attached, oping's data frames arrive through the
+/// AF_XDP socket, management still works, and IPv4 ping over the same veth still works;
+/// with `--io af_packet` the same runs over AF_PACKET and o7sctl says so.
+#[test]
+fn af_xdp_fast_path_and_af_packet_fallback() {
+    if !can_run() || !o7s_integration::tool("ping") {
+        return;
+    }
+    for io in ["auto", "af_packet"] {
+        let t = Topo::pair("xf");
+        let sh = |args: &[&str]| {
+            let o = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        sh(&[
+            "ip",
+            "-n",
+            &t.ns("a"),
+            "addr",
+            "add",
+            "169.254.79.1/24",
+            "dev",
+            &t.dev("a"),
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &t.ns("b"),
+            "addr",
+            "add",
+            "169.254.79.2/24",
+            "dev",
+            &t.dev("b"),
+        ]);
+        let _b = t.daemon_with(
+            "b",
+            "b",
+            &server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+            &["--io", io],
+        );
+        let _a = t.daemon_with(
+            "a",
+            "a",
+            &client_conf("eth-dix", &t.dev("a")),
+            &["--io", io],
+        );
+        let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "20", "-i", "10ms"]);
+        assert_eq!(
+            sum["received"],
+            20,
+            "{io}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &t.ns("a"),
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "169.254.79.2",
+        ]);
+        let p = t.ctl_json("b", &["port", "list"]).remove(0);
+        let path = p["io_path"].as_str().unwrap();
+        if io == "auto" {
+            assert!(path.starts_with("af_xdp"), "{p}");
+            assert!(p["rx_xdp"].as_u64().unwrap() >= 20, "{p}");
+            assert_eq!(
+                p["rx_frames"].as_u64().unwrap() - p["rx_mgmt"].as_u64().unwrap(),
+                p["rx_xdp"].as_u64().unwrap(),
+                "{p}"
+            );
+            assert!(p["xdp_mgmt_passed"].as_u64().unwrap() >= 2, "{p}");
+        } else {
+            assert!(path.starts_with("af_packet"), "{p}");
+            assert_eq!(p["rx_xdp"], 0, "{p}");
+            assert!(p["rx_frames"].as_u64().unwrap() >= 22, "{p}");
+        }
+        // The XDP program goes with the data plane.
+        drop(_b);
+        let o = std::process::Command::new("ip")
+            .args(["-n", &t.ns("b"), "-j", "link", "show", "dev", &t.dev("b")])
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("\"xdp\""),
+            "XDP program left attached"
+        );
+    }
 }
 
 #[test]

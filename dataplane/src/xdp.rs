@@ -1,0 +1,298 @@
+//! AF_XDP ports: the XDP program of `bpf/` (loaded and attached with aya) steers an Ethernet
+//! layer's data frames into an AF_XDP socket (xdpilone) whose UMEM the data plane reads and
+//! writes; management frames and all other traffic go on to the kernel, where the port's
+//! AF_PACKET socket still receives the management frames. Copy mode (veth offers no
+//! zero-copy); the attach mode is a setting.
+
+#![allow(unsafe_code)]
+
+use aya::maps::{Array, MapData, PerCpuArray, XskMap};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+use memmap2::MmapMut;
+use std::num::NonZeroU32;
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+use xdpilone::xdp::XdpDesc;
+use xdpilone::{
+    BufIdx, DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
+};
+
+/// The compiled XDP program (built by scripts/build-bpf.sh, checked in CI).
+static PROGRAM: &[u8] = include_bytes!("../../bpf/xdp_o7s.o");
+
+const FRAME_SIZE: u32 = 2048;
+const FRAMES: u32 = 4096;
+/// Frames given to the kernel for receiving; the rest are for sending.
+const RX_FRAMES: u32 = 2048;
+const RING: u32 = 2048;
+/// Most frames handled per call.
+const BATCH: u32 = 64;
+
+/// The XDP program's counters (same numbers as in bpf/xdp_o7s.c).
+pub mod counter {
+    /// Frames of an Ouroboros layer.
+    pub const OURS: u32 = 0;
+    /// Data frames sent to the AF_XDP socket.
+    pub const REDIRECT: u32 = 1;
+    /// Management frames passed to the kernel.
+    pub const MGMT: u32 = 2;
+    /// Data frames passed because no socket was bound.
+    pub const NO_SOCKET: u32 = 3;
+}
+
+/// An AF_XDP port on one device queue.
+pub struct XdpPort {
+    ebpf: Ebpf,
+    umem: Umem,
+    _area: MmapMut,
+    device: DeviceQueue,
+    rx: RingRx,
+    tx: RingTx,
+    user: User,
+    free_tx: Vec<u64>,
+    /// Frames received through the socket.
+    pub rx_frames: u64,
+    /// Frames sent through the socket.
+    pub tx_frames: u64,
+    /// Frames that could not be sent (no free UMEM frame, ring full).
+    pub tx_dropped: u64,
+}
+
+impl std::fmt::Debug for XdpPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpPort")
+            .field("rx_frames", &self.rx_frames)
+            .field("tx_frames", &self.tx_frames)
+            .finish()
+    }
+}
+
+fn errno(what: &str, e: impl std::fmt::Debug) -> String {
+    format!("{what}: {e:?}")
+}
+
+impl XdpPort {
+    /// Attaches the program to `dev` (generic/skb mode unless `driver`), configured for
+    /// `ethertype` (eth-dix) or LLC, and binds an AF_XDP socket on queue 0.
+    pub fn open(
+        dev: &str,
+        ethertype: Option<u16>,
+        llc: bool,
+        driver: bool,
+    ) -> Result<Self, String> {
+        let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| errno("loading bpf/xdp_o7s.o", e))?;
+        {
+            let prog: &mut Xdp = ebpf
+                .program_mut("o7s_xdp")
+                .ok_or("no o7s_xdp program in the object")?
+                .try_into()
+                .map_err(|e| errno("program type", e))?;
+            prog.load().map_err(|e| errno("verifier", e))?;
+            let mode = if driver {
+                XdpMode::Driver
+            } else {
+                XdpMode::Skb
+            };
+            prog.attach(dev, mode).map_err(|e| errno("attach", e))?;
+        }
+        {
+            let mut cfg: Array<&mut MapData, u32> =
+                Array::try_from(ebpf.map_mut("cfg").ok_or("no cfg map")?)
+                    .map_err(|e| errno("cfg map", e))?;
+            let v = u32::from(ethertype.unwrap_or(0)) | (u32::from(llc) << 16);
+            cfg.set(0, v, 0).map_err(|e| errno("cfg map", e))?;
+        }
+        // UMEM: anonymous memory, page aligned.
+        let len = (FRAME_SIZE * FRAMES) as usize;
+        let mut area = MmapMut::map_anon(len).map_err(|e| errno("umem", e))?;
+        let ptr = NonNull::new(std::ptr::slice_from_raw_parts_mut(area.as_mut_ptr(), len))
+            .ok_or("umem mapping is null")?;
+        let config = UmemConfig {
+            fill_size: RING,
+            complete_size: RING,
+            frame_size: FRAME_SIZE,
+            headroom: 0,
+            flags: 0,
+        };
+        // Safety: `area` is a page-aligned private mapping of `len` bytes that lives as long
+        // as the port (it is stored next to the Umem and dropped after it).
+        let umem = unsafe { Umem::new(config, ptr) }.map_err(|e| errno("umem registration", e))?;
+        let cname = std::ffi::CString::new(dev).map_err(|_| "device name with a NUL")?;
+        let mut info = IfInfo::invalid();
+        info.from_name(&cname).map_err(|e| errno("interface", e))?;
+        info.set_queue(0);
+        let sock = Socket::with_shared(&info, &umem).map_err(|e| errno("AF_XDP socket", e))?;
+        let mut device = umem
+            .fq_cq(&sock)
+            .map_err(|e| errno("fill/completion rings", e))?;
+        let user = umem
+            .rx_tx(
+                &sock,
+                &SocketConfig {
+                    rx_size: NonZeroU32::new(RING),
+                    tx_size: NonZeroU32::new(RING),
+                    bind_flags: 0,
+                },
+            )
+            .map_err(|e| errno("rx/tx rings", e))?;
+        let rx = user.map_rx().map_err(|e| errno("rx ring", e))?;
+        let tx = user.map_tx().map_err(|e| errno("tx ring", e))?;
+        umem.bind(&user).map_err(|e| errno("bind (copy mode)", e))?;
+        // Give the kernel its receive frames.
+        {
+            let mut w = device.fill(RX_FRAMES);
+            w.insert((0..RX_FRAMES).filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset)));
+            w.commit();
+        }
+        {
+            let mut xsks: XskMap<&mut MapData> =
+                XskMap::try_from(ebpf.map_mut("xsks").ok_or("no xsks map")?)
+                    .map_err(|e| errno("xsks map", e))?;
+            xsks.set(0, user.as_raw_fd(), 0)
+                .map_err(|e| errno("xsks map", e))?;
+        }
+        let free_tx = (RX_FRAMES..FRAMES)
+            .filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset))
+            .collect();
+        Ok(Self {
+            ebpf,
+            umem,
+            _area: area,
+            device,
+            rx,
+            tx,
+            user,
+            free_tx,
+            rx_frames: 0,
+            tx_frames: 0,
+            tx_dropped: 0,
+        })
+    }
+
+    /// The socket's descriptor (readable when frames arrived).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        // Safety: the descriptor belongs to `self.user` and lives as long as `self`.
+        unsafe { BorrowedFd::borrow_raw(self.user.as_raw_fd()) }
+    }
+
+    fn bytes(umem: &Umem, addr: u64, len: u32) -> Option<&[u8]> {
+        let base = addr - addr % u64::from(FRAME_SIZE);
+        let idx = u32::try_from(base / u64::from(FRAME_SIZE)).ok()?;
+        let chunk = umem.frame(BufIdx(idx))?;
+        let off = usize::try_from(addr - base).ok()?;
+        let end = off.checked_add(len as usize)?;
+        if end > FRAME_SIZE as usize {
+            return None;
+        }
+        // Safety: the chunk lies inside the UMEM mapping; the kernel handed this frame to us
+        // through the rx ring and does not write it until we give it back to the fill ring.
+        let s = unsafe {
+            std::slice::from_raw_parts(chunk.addr.as_ptr() as *const u8, FRAME_SIZE as usize)
+        };
+        s.get(off..end)
+    }
+
+    /// Hands up to a batch of received frames to `f`, then gives their buffers back to the
+    /// kernel. Returns how many.
+    pub fn recv(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut addrs = [0u64; BATCH as usize];
+        let mut n = 0;
+        {
+            let umem = &self.umem;
+            let mut r = self.rx.receive(BATCH);
+            while let Some(d) = r.read() {
+                if let Some(a) = addrs.get_mut(n) {
+                    *a = d.addr;
+                    n += 1;
+                }
+                if let Some(b) = Self::bytes(umem, d.addr, d.len) {
+                    f(b);
+                }
+            }
+            r.release();
+        }
+        self.rx_frames += n as u64;
+        if n > 0 {
+            let mut w = self.device.fill(n as u32);
+            w.insert(addrs.iter().take(n).map(|a| a - a % u64::from(FRAME_SIZE)));
+            w.commit();
+        }
+        n
+    }
+
+    /// Queues one frame for sending; `false` if no UMEM frame or ring slot is free.
+    pub fn send(&mut self, frame: &[u8]) -> bool {
+        self.reclaim();
+        if frame.len() > FRAME_SIZE as usize {
+            self.tx_dropped += 1;
+            return false;
+        }
+        let Some(addr) = self.free_tx.pop() else {
+            self.tx_dropped += 1;
+            return false;
+        };
+        let idx = u32::try_from(addr / u64::from(FRAME_SIZE)).unwrap_or(u32::MAX);
+        let Some(chunk) = self.umem.frame(BufIdx(idx)) else {
+            self.tx_dropped += 1;
+            return false;
+        };
+        // Safety: this frame is ours (taken from the free list, not in any ring).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                frame.as_ptr(),
+                chunk.addr.as_ptr() as *mut u8,
+                frame.len(),
+            );
+        }
+        let desc = XdpDesc {
+            addr,
+            len: frame.len() as u32,
+            options: 0,
+        };
+        let mut w = self.tx.transmit(1);
+        let ok = w.insert_once(desc);
+        w.commit();
+        if !ok {
+            self.free_tx.push(addr);
+            self.tx_dropped += 1;
+            return false;
+        }
+        self.tx_frames += 1;
+        true
+    }
+
+    /// Kicks the kernel to send what was queued (copy mode sends on sendto).
+    pub fn flush(&mut self) {
+        if self.tx.pending() > 0 || self.tx.needs_wakeup() {
+            self.tx.wake();
+        }
+        self.reclaim();
+    }
+
+    fn reclaim(&mut self) {
+        let mut c = self.device.complete(BATCH * 4);
+        while let Some(a) = c.read() {
+            self.free_tx.push(a - a % u64::from(FRAME_SIZE));
+        }
+        c.release();
+    }
+
+    /// Frames in the UMEM that are back in the data plane's hands (free for sending) plus
+    /// those the kernel holds for receiving: equals the UMEM size when nothing leaked.
+    pub fn accounted_frames(&mut self) -> u32 {
+        self.reclaim();
+        self.free_tx.len() as u32 + RX_FRAMES
+    }
+
+    /// A counter of the XDP program, summed over CPUs.
+    pub fn counter(&self, idx: u32) -> u64 {
+        let Some(m) = self.ebpf.map("counters") else {
+            return 0;
+        };
+        let Ok(a) = PerCpuArray::<&MapData, u64>::try_from(m) else {
+            return 0;
+        };
+        a.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+}
