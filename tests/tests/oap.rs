@@ -67,7 +67,8 @@ fn tutorial06_tests_1_and_2_plain_then_encrypted() {
         return;
     }
     let t = Topo::single("o6");
-    let (d, _s) = setup(&t, &[]);
+    // AF_PACKET: a capture on lo sees every frame (AF_XDP frames bypass packet taps).
+    let (d, _s) = setup(&t, &["--io", "af_packet"]);
     // Test 1: no security files.
     let (sum, out) = t.oping("a", &["-n", NAME, "-c", "3", "-i", "10ms"]);
     assert_eq!(
