@@ -247,8 +247,11 @@ impl Dataplane {
                     self.rx_port(id)
                 };
             }
-            for id in xdp_ready {
-                work += self.rx_xdp(id);
+            // AF_XDP rings are read without a system call: look at them every turn, not only
+            // when poll says so (it does not while we spin).
+            let _ = xdp_ready;
+            for id in &xdp_ids {
+                work += self.rx_xdp(*id);
             }
             for id in &flow_ready {
                 if let Some(f) = self.flows.get(id) {

@@ -22,10 +22,10 @@ use xdpilone::{
 static PROGRAM: &[u8] = include_bytes!("../../bpf/xdp_o7s.o");
 
 const FRAME_SIZE: u32 = 2048;
-const FRAMES: u32 = 4096;
+const FRAMES: u32 = 8192;
 /// Frames given to the kernel for receiving; the rest are for sending.
-const RX_FRAMES: u32 = 2048;
-const RING: u32 = 2048;
+const RX_FRAMES: u32 = 4096;
+const RING: u32 = 4096;
 /// Most frames handled per call.
 const BATCH: u32 = 64;
 
@@ -264,7 +264,15 @@ impl XdpPort {
 
     /// Kicks the kernel to send what was queued (copy mode sends on sendto).
     pub fn flush(&mut self) {
-        if self.tx.pending() > 0 || self.tx.needs_wakeup() {
+        // In copy mode each wake-up (sendto) sends at most 32 descriptors: repeat while the
+        // kernel makes progress.
+        let mut last = u32::MAX;
+        for _ in 0..64 {
+            let pending = self.tx.pending();
+            if pending == 0 || pending == last {
+                break;
+            }
+            last = pending;
             self.tx.wake();
         }
         self.reclaim();

@@ -65,7 +65,7 @@ fn tutorial04(kind: &str) {
         "no data frame came through AF_PACKET: {p}"
     );
     assert_eq!(
-        p["umem_frames_accounted"], 4096,
+        p["umem_frames_accounted"], 8192,
         "every UMEM frame is back: {p}"
     );
 }
