@@ -72,6 +72,20 @@ pub fn tool(name: &str) -> bool {
     false
 }
 
+/// Whether a port's I/O path (from `o7sctl port list`) is AF_XDP. On a machine where the data
+/// plane had to fall back to AF_PACKET this prints why AF_XDP checks are skipped, and fails
+/// instead with `O7S_REQUIRE_ROOT=1` (CI, whose machines offer XDP and AF_XDP).
+pub fn on_af_xdp(io_path: &str) -> bool {
+    if io_path.starts_with("af_xdp") {
+        return true;
+    }
+    if std::env::var("O7S_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("AF_XDP expected, the port says: {io_path}");
+    }
+    eprintln!("SKIPPED (AF_XDP checks): this machine fell back: {io_path}");
+    false
+}
+
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A unique short name (interface names are limited to 15 characters).
