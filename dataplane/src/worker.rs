@@ -54,18 +54,20 @@ struct Flow {
     mem: FlowMem,
     tx_kick: Kick,
     rx_kick: Kick,
+    /// The app sleeps on its rx ring and SDUs were pushed: kick it at the end of the batch.
+    kick_due: bool,
     stats: FlowStats,
 }
 
 /// Pushes a plaintext SDU into a flow's rx ring (counted; dropped if the ring is full).
-fn push_rx(mem: &FlowMem, stats: &mut FlowStats, kick: &Kick, sdu: &[u8]) {
+/// A sleeping app is not woken here but once at the end of the batch (`kick_due`), so that
+/// it finds a batch waiting instead of being woken (and preempting us) for every SDU.
+fn push_rx(mem: &FlowMem, stats: &mut FlowStats, kick_due: &mut bool, sdu: &[u8]) {
     match mem.ring(Dir::Rx).push(sdu) {
         Ok(wake) => {
             stats.rx_sdus += 1;
             stats.rx_bytes += sdu.len() as u64;
-            if wake {
-                kick.kick();
-            }
+            *kick_due |= wake;
         }
         Err(RingError::Corrupt) => stats.drop_ring_corrupt += 1,
         Err(_) => stats.drop_ring_full += 1,
@@ -87,7 +89,7 @@ impl Flow {
             None => wire,
         };
         self.last_rx = Instant::now();
-        push_rx(&self.mem, &mut self.stats, &self.rx_kick, sdu);
+        push_rx(&self.mem, &mut self.stats, &mut self.kick_due, sdu);
     }
 
     /// As [`Flow::deliver`], decrypting in place when the SDU uses the current key (no copy).
@@ -99,7 +101,7 @@ impl Flow {
                     push_rx(
                         &self.mem,
                         &mut self.stats,
-                        &self.rx_kick,
+                        &mut self.kick_due,
                         wire.get(r).unwrap_or(&[]),
                     );
                     return;
@@ -269,6 +271,7 @@ impl Dataplane {
                     self.tx_flow(id)
                 };
             }
+            self.kick_apps();
             if work > 0 {
                 last_work = Instant::now();
             } else if spinning {
@@ -382,6 +385,7 @@ impl Dataplane {
                                 mem,
                                 tx_kick: Kick::from_fd(tx),
                                 rx_kick: Kick::from_fd(rx),
+                                kick_due: false,
                                 stats: FlowStats {
                                     flow,
                                     port,
@@ -602,7 +606,11 @@ impl Dataplane {
             if let Some(frame) = buf.get(..n) {
                 self.handle_frame(id, frame);
             }
+            if done % 32 == 0 {
+                self.kick_apps();
+            }
         }
+        self.kick_apps();
         self.buf = buf;
         done
     }
@@ -615,6 +623,7 @@ impl Dataplane {
         let mut done = 0;
         for _ in 0..16 {
             let n = x.recv(|frame| self.handle_frame(id, frame));
+            self.kick_apps();
             done += n;
             if n == 0 {
                 break;
@@ -827,11 +836,21 @@ impl Dataplane {
                     f.deliver_mut(dg.get_mut(o7s_wire::udp::HEADER_LEN..).unwrap_or(&mut []));
                 }
             }
+            self.kick_apps();
             if n < crate::udp::BATCH {
                 return done;
             }
         }
         done
+    }
+
+    /// Wakes the apps that sleep on an rx ring that received SDUs in this batch.
+    fn kick_apps(&mut self) {
+        for f in self.flows.values_mut() {
+            if std::mem::take(&mut f.kick_due) {
+                f.rx_kick.kick();
+            }
+        }
     }
 
     /// Sends a flow's waiting SDUs as one batch of datagrams.

@@ -51,6 +51,13 @@ pub struct XdpPort {
     tx: RingTx,
     user: User,
     free_tx: Vec<u64>,
+    /// Received frames not yet back on the fill ring (it had no room when they were handed
+    /// back: xdpilone may reserve fewer slots than asked when its view of the ring is stale).
+    to_fill: Vec<u64>,
+    /// Frames on the fill ring or in the kernel's hands for receiving.
+    kernel_rx: u32,
+    /// Frames on the tx ring not yet completed.
+    tx_in_flight: u32,
     /// Frames received through the socket.
     pub rx_frames: u64,
     /// Frames sent through the socket.
@@ -123,7 +130,7 @@ impl XdpPort {
         info.from_name(&cname).map_err(|e| errno("interface", e))?;
         info.set_queue(0);
         let sock = Socket::with_shared(&info, &umem).map_err(|e| errno("AF_XDP socket", e))?;
-        let mut device = umem
+        let device = umem
             .fq_cq(&sock)
             .map_err(|e| errno("fill/completion rings", e))?;
         let user = umem
@@ -139,12 +146,10 @@ impl XdpPort {
         let rx = user.map_rx().map_err(|e| errno("rx ring", e))?;
         let tx = user.map_tx().map_err(|e| errno("tx ring", e))?;
         umem.bind(&user).map_err(|e| errno("bind (copy mode)", e))?;
-        // Give the kernel its receive frames.
-        {
-            let mut w = device.fill(RX_FRAMES);
-            w.insert((0..RX_FRAMES).filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset)));
-            w.commit();
-        }
+        // The kernel's receive frames (given to the fill ring below).
+        let to_fill: Vec<u64> = (0..RX_FRAMES)
+            .filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset))
+            .collect();
         {
             let mut xsks: XskMap<&mut MapData> =
                 XskMap::try_from(ebpf.map_mut("xsks").ok_or("no xsks map")?)
@@ -155,7 +160,7 @@ impl XdpPort {
         let free_tx = (RX_FRAMES..FRAMES)
             .filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset))
             .collect();
-        Ok(Self {
+        let mut port = Self {
             ebpf,
             umem,
             _area: area,
@@ -164,10 +169,41 @@ impl XdpPort {
             tx,
             user,
             free_tx,
+            to_fill,
+            kernel_rx: 0,
+            tx_in_flight: 0,
             rx_frames: 0,
             tx_frames: 0,
             tx_dropped: 0,
-        })
+        };
+        port.refill();
+        if port.kernel_rx != RX_FRAMES {
+            return Err(format!(
+                "fill ring took {} of {RX_FRAMES} frames",
+                port.kernel_rx
+            ));
+        }
+        Ok(port)
+    }
+
+    /// Gives the frames in `to_fill` back to the kernel's fill ring, as many as it takes.
+    fn refill(&mut self) {
+        // A reservation can come back short while xdpilone's cached view of the ring is
+        // stale: ask again (the next call reloads the kernel's index).
+        for _ in 0..4 {
+            if self.to_fill.is_empty() {
+                return;
+            }
+            let want = u32::try_from(self.to_fill.len()).unwrap_or(u32::MAX);
+            let mut w = self.device.fill(want);
+            let n = w.insert(self.to_fill.iter().rev().copied());
+            w.commit();
+            self.to_fill.truncate(self.to_fill.len() - n as usize);
+            self.kernel_rx += n;
+            if n == 0 {
+                return;
+            }
+        }
     }
 
     /// The socket's descriptor (readable when frames arrived).
@@ -213,11 +249,14 @@ impl XdpPort {
             r.release();
         }
         self.rx_frames += n as u64;
-        if n > 0 {
-            let mut w = self.device.fill(n as u32);
-            w.insert(addrs.iter().take(n).map(|a| a - a % u64::from(FRAME_SIZE)));
-            w.commit();
-        }
+        self.kernel_rx = self.kernel_rx.saturating_sub(n as u32);
+        self.to_fill.extend(
+            addrs
+                .iter()
+                .take(n)
+                .map(|a| a - a % u64::from(FRAME_SIZE)),
+        );
+        self.refill();
         n
     }
 
@@ -258,6 +297,7 @@ impl XdpPort {
             self.tx_dropped += 1;
             return false;
         }
+        self.tx_in_flight += 1;
         self.tx_frames += 1;
         true
     }
@@ -282,15 +322,18 @@ impl XdpPort {
         let mut c = self.device.complete(BATCH * 4);
         while let Some(a) = c.read() {
             self.free_tx.push(a - a % u64::from(FRAME_SIZE));
+            self.tx_in_flight = self.tx_in_flight.saturating_sub(1);
         }
         c.release();
     }
 
-    /// Frames in the UMEM that are back in the data plane's hands (free for sending) plus
-    /// those the kernel holds for receiving: equals the UMEM size when nothing leaked.
+    /// Frames of the UMEM whose whereabouts are known once sending is done: free for sending,
+    /// waiting to go back to the fill ring, or given to the kernel for receiving (counted as
+    /// they enter and leave the fill/rx rings). Equals the UMEM size when nothing leaked.
     pub fn accounted_frames(&mut self) -> u32 {
         self.reclaim();
-        self.free_tx.len() as u32 + RX_FRAMES
+        self.refill();
+        self.free_tx.len() as u32 + self.to_fill.len() as u32 + self.kernel_rx
     }
 
     /// A counter of the XDP program, summed over CPUs.

@@ -85,6 +85,19 @@ pub struct Flow {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     nonblocking: bool,
+    /// How long a reader polls its ring before it sleeps.
+    spin: Duration,
+}
+
+/// Default for [`Flow::set_spin`]; `O7S_FLOW_SPIN_US` overrides it.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+fn spin_from_env() -> Duration {
+    std::env::var("O7S_FLOW_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_micros)
+        .unwrap_or(DEFAULT_SPIN)
 }
 
 impl Flow {
@@ -105,6 +118,7 @@ impl Flow {
                     read_timeout: None,
                     write_timeout: None,
                     nonblocking: false,
+                    spin: spin_from_env(),
                 })
             }
             Reply::Error {
@@ -179,6 +193,13 @@ impl Flow {
         self.nonblocking = nb;
     }
 
+    /// How long a blocking read polls the ring (yielding the CPU) before it sleeps on the
+    /// data plane's wake-up; zero sleeps at once. Default [`DEFAULT_SPIN`] or
+    /// `O7S_FLOW_SPIN_US`.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
     fn down(&self) -> bool {
         self.mem.flags().load(Ordering::Acquire) & (flags::PEER_DOWN | flags::CLOSED) != 0
     }
@@ -204,8 +225,12 @@ impl Flow {
                     return Ok(sdu.len());
                 }
                 Err(RingError::Full) => {
-                    // The data plane may be asleep: make sure it looks at this ring.
-                    self.tx_kick.kick();
+                    // The data plane never sleeps on a non-empty ring, but kick it once
+                    // in case it missed the earlier wake-up (not on every retry: a system
+                    // call each time would steal the CPU it needs to drain the ring).
+                    if spins == 0 {
+                        self.tx_kick.kick();
+                    }
                     if self.nonblocking {
                         return Err(Error::WouldBlock);
                     }
@@ -213,10 +238,11 @@ impl Flow {
                         return Err(Error::Timeout);
                     }
                     spins += 1;
-                    if spins < 64 {
-                        std::hint::spin_loop();
+                    if spins < 16 {
+                        // Give the CPU to the data plane (it may share ours).
+                        std::thread::yield_now();
                     } else {
-                        std::thread::sleep(Duration::from_micros(20));
+                        std::thread::sleep(Duration::from_micros(50));
                     }
                 }
                 Err(e) => return Err(Error::Protocol(e.to_string())),
@@ -251,9 +277,25 @@ impl Flow {
         }
     }
 
-    /// Sleeps until the rx ring may have data, the flow goes down, or `t` passes.
+    /// Sleeps until the rx ring may have data, the flow goes down, or `t` passes. While
+    /// SDUs keep coming it first polls the ring for a short while (yielding the CPU), which
+    /// spares the data plane a wake-up system call and both of us a context switch per SDU.
     fn wait_rx(&self, t: Option<Duration>) -> Result<(), Error> {
         let ring = self.mem.ring(Dir::Rx);
+        if !self.spin.is_zero() {
+            let until = Instant::now() + self.spin.min(t.unwrap_or(self.spin));
+            loop {
+                for _ in 0..8 {
+                    if !ring.is_empty() {
+                        return Ok(());
+                    }
+                    std::thread::yield_now();
+                }
+                if self.down() || Instant::now() >= until {
+                    break;
+                }
+            }
+        }
         ring.waiting().store(1, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         if !ring.is_empty() || self.down() {
