@@ -4,6 +4,9 @@
 //!   name first).
 //! - `o7s-bench alloc-client -n NAME -c 1000`: allocates and deallocates flows one after the
 //!   other and reports the allocation latency (p50, p99, mean, min, max in ms).
+//! - `o7s-bench pkt-path`: the data plane's per-packet work in isolation (parse a received
+//!   eth-dix frame, look its flow up, build the frame of an SDU to the peer): ns per packet.
+//!   `scripts/bench-pkt-path.sh` adds instructions per packet (perf stat).
 
 use clap::{Parser, Subcommand};
 use o7s::{Flow, QosSpec};
@@ -33,6 +36,18 @@ enum Cmd {
         /// Allocation time-out in ms.
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+    },
+    /// Per-packet path in isolation: parse, look up, frame; ns per packet as JSON.
+    PktPath {
+        /// Packets to process.
+        #[arg(short = 'c', long, default_value_t = 10_000_000)]
+        count: u64,
+        /// SDU size in bytes.
+        #[arg(short = 's', long, default_value_t = 64)]
+        size: usize,
+        /// Flows in the table.
+        #[arg(long, default_value_t = 1024)]
+        flows: u32,
     },
     /// Kernel UDP baseline: echo every datagram back.
     UdpEchoServer {
@@ -85,6 +100,7 @@ fn main() -> ExitCode {
                 }
             }
         },
+        Cmd::PktPath { count, size, flows } => pkt_path(count, size, flows),
         Cmd::UdpEchoServer { addr } => udp_echo(&addr),
         Cmd::UdpPing {
             addr,
@@ -139,6 +155,53 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The per-packet work of the worker on a received eth-dix frame and on a frame to send,
+/// with the same functions and table type: `frames::parse`, a (port, eid) -> flow lookup,
+/// `frames::build_dix`.
+fn pkt_path(count: u64, size: usize, flows: u32) -> ExitCode {
+    use o7s_dataplane::frames::{self, Parsed};
+    use o7s_dataplane::msg::PortKind;
+    use std::hint::black_box;
+    let kind = PortKind::Dix { ethertype: 0xA000 };
+    let flows = flows.clamp(1, 0xffff);
+    let mut table: std::collections::HashMap<(u32, u32), u64, foldhash::fast::RandomState> =
+        Default::default();
+    for e in 1..=flows {
+        table.insert((1, e), u64::from(e) * 7);
+    }
+    let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let sdu = vec![0x5au8; size];
+    // A few received frames for different flows, built once.
+    let rx: Vec<Vec<u8>> = (0..64u32)
+        .map(|i| {
+            let mut f = Vec::new();
+            let eid = (i % flows + 1) as u16;
+            let _ = frames::build_dix(&mut f, a, b, 0xA000, eid, &sdu);
+            f
+        })
+        .collect();
+    let mut out = Vec::with_capacity(2048);
+    let mut found = 0u64;
+    let start = Instant::now();
+    for i in 0..count {
+        let frame = rx.get((i % 64) as usize).map_or(&[][..], |f| f.as_slice());
+        if let Parsed::Sdu { eid, sdu, src, .. } = frames::parse(kind, black_box(frame)) {
+            if let Some(flow) = table.get(&(1, eid)) {
+                found += flow & 1;
+                let _ = frames::build_dix(&mut out, src, b, 0xA000, eid as u16, sdu);
+                black_box(&out);
+            }
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64;
+    println!(
+        "{}",
+        serde_json::json!({"packets": count, "size": size, "flows": flows, "found": found,
+            "ns_per_packet": if count == 0 { 0.0 } else { ns / count as f64 }})
+    );
+    ExitCode::SUCCESS
 }
 
 fn fail(what: &str, e: std::io::Error) -> ExitCode {

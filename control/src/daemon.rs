@@ -1823,6 +1823,24 @@ impl Daemon {
                     );
                     m.insert("dp_drop_malformed".into(), json!(sum(|p| p.drop_malformed)));
                     m.insert("dp_rx_mgmt".into(), json!(sum(|p| p.rx_mgmt)));
+                    m.insert(
+                        "dp_worker_core".into(),
+                        json!(s
+                            .worker
+                            .core
+                            .map_or("unpinned".to_string(), |c| c.to_string())),
+                    );
+                    if let Some(e) = &s.worker.pin_error {
+                        m.insert("dp_worker_pin_error".into(), json!(e));
+                    }
+                    m.insert(
+                        "dp_polling".into(),
+                        json!(if s.worker.busy_poll {
+                            "busy".to_string()
+                        } else {
+                            format!("adaptive, {} us", s.worker.spin_us)
+                        }),
+                    );
                 }
                 Reply::Table { rows: vec![m] }
             }

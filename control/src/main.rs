@@ -49,6 +49,17 @@ struct Cli {
     /// XDP attach mode: `skb` (generic; as fast or faster on veth) or `driver` (native).
     #[arg(long, default_value = "skb", value_parser = ["skb", "driver"])]
     xdp_mode: String,
+    /// Pin the data plane's worker (one poll loop for all ports and flows) to this CPU.
+    /// Unpinned by default; the CPU it runs on is shown by `o7sctl stats`.
+    #[arg(long, value_name = "CPU")]
+    core: Option<usize>,
+    /// Busy polling: the data-plane worker never sleeps (lowest latency, costs a whole
+    /// CPU). By default it polls for --spin-us after the last packet, then sleeps.
+    #[arg(long)]
+    busy_poll: bool,
+    /// Adaptive polling: how long the worker keeps polling after the last packet, in µs.
+    #[arg(long, default_value_t = 200, value_name = "US")]
+    spin_us: u64,
     /// Log filter (error, warn, info, debug, trace); $O7S_LOG overrides.
     #[arg(long, default_value = "info")]
     log: String,
@@ -112,9 +123,26 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(c) = cli.core {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if c >= n {
+            eprintln!("o7sd: --core {c}: this machine has CPUs 0 to {}", n - 1);
+            let _ = std::fs::remove_file(&sock);
+            return ExitCode::from(2);
+        }
+    }
     let env = vec![
         ("O7S_DP_IO".to_string(), cli.io.clone()),
         ("O7S_XDP_MODE".to_string(), cli.xdp_mode.clone()),
+        (
+            "O7S_DP_CORE".to_string(),
+            cli.core.map(|c| c.to_string()).unwrap_or_default(),
+        ),
+        (
+            "O7S_DP_BUSY_POLL".to_string(),
+            if cli.busy_poll { "1" } else { "0" }.to_string(),
+        ),
+        ("O7S_DP_SPIN_US".to_string(), cli.spin_us.to_string()),
     ];
     let dp = match DpHandle::spawn(env) {
         Ok(d) => d,

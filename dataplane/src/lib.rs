@@ -1,9 +1,11 @@
 //! The o7s data plane: a process of its own, started and driven by `o7sd` over a channel.
-//! It owns the ports (UDP sockets for udp layers, AF_PACKET for eth layers for now; AF_XDP comes with its own issue) and moves SDUs
+//! It owns the ports (UDP sockets for udp layers; for eth layers an AF_XDP socket fed by the
+//! XDP program of `bpf/`, with AF_PACKET for management and as the fallback) and moves SDUs
 //! between ports and the apps' shared-memory rings.
 
 pub mod afpacket;
 pub mod crypt;
+pub mod frames;
 pub mod msg;
 pub mod udp;
 pub mod worker;

@@ -253,4 +253,20 @@ pub struct DpStats {
     pub ports: Vec<PortStats>,
     /// Flows.
     pub flows: Vec<FlowStats>,
+    /// The worker: its CPU and how it polls.
+    #[serde(default)]
+    pub worker: WorkerInfo,
+}
+
+/// How the data plane's worker runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// The CPU it is pinned to, if any.
+    pub core: Option<usize>,
+    /// Why pinning failed, if it was asked for and failed.
+    pub pin_error: Option<String>,
+    /// It never sleeps (busy polling).
+    pub busy_poll: bool,
+    /// How long it keeps polling after the last packet before it sleeps, in µs.
+    pub spin_us: u64,
 }

@@ -2,23 +2,26 @@
 //! SDUs between ports and flow rings, and reports management frames to `o7sd`.
 
 use crate::afpacket::{dev_info, PacketSocket, ETH_P_802_2};
-use crate::msg::{DpStats, FlowStats, FromDp, PortKind, PortStats, ToDp};
+use crate::frames::{self, build_dix, build_llc, Parsed};
+use crate::msg::{DpStats, FlowStats, FromDp, PortKind, PortStats, ToDp, WorkerInfo};
 use crate::udp::UdpPort;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use o7s::ipc::Channel;
 use o7s::ring::{flags, Dir, FlowMem, Kick, RingError};
 use o7s_wire::{dix, ethernet, llc};
-use std::collections::HashMap;
+/// Flow and port tables: a fast non-cryptographic hash (keys are small integers chosen by
+/// o7sd, not by the network).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Frames are padded to this length (without FCS).
-const MIN_FRAME: usize = 60;
 /// Default adaptive-polling window after the last packet (`O7S_DP_SPIN_US` overrides).
 const DEFAULT_SPIN_US: u64 = 200;
+/// While spinning, the poll system call is made every this many turns.
+const POLL_EVERY: u32 = 16;
 /// Most SDUs taken from one ring per turn (fairness between flows).
 const TX_BATCH: usize = 64;
 
@@ -77,7 +80,7 @@ fn push_rx(mem: &FlowMem, stats: &mut FlowStats, kick_due: &mut bool, sdu: &[u8]
 impl Flow {
     /// Hands an SDU from the peer to the app's rx ring, decrypting it first if the flow is
     /// encrypted (a copy into scratch space).
-    fn deliver(&mut self, wire: &[u8]) {
+    fn deliver(&mut self, wire: &[u8], now: Instant) {
         let sdu = match &mut self.crypt {
             Some(c) => {
                 if c.open(wire, &mut self.plain).is_err() {
@@ -88,16 +91,16 @@ impl Flow {
             }
             None => wire,
         };
-        self.last_rx = Instant::now();
+        self.last_rx = now;
         push_rx(&self.mem, &mut self.stats, &mut self.kick_due, sdu);
     }
 
     /// As [`Flow::deliver`], decrypting in place when the SDU uses the current key (no copy).
-    fn deliver_mut(&mut self, wire: &mut [u8]) {
+    fn deliver_mut(&mut self, wire: &mut [u8], now: Instant) {
         if let Some(c) = &mut self.crypt {
             match c.open_in_place(wire) {
                 Ok(Some(r)) => {
-                    self.last_rx = Instant::now();
+                    self.last_rx = now;
                     push_rx(
                         &self.mem,
                         &mut self.stats,
@@ -113,7 +116,7 @@ impl Flow {
                 }
             }
         }
-        self.deliver(wire);
+        self.deliver(wire, now);
     }
 }
 
@@ -126,6 +129,24 @@ pub struct Dataplane {
     by_local: HashMap<(u32, u32), u64>,
     buf: Vec<u8>,
     frame: Vec<u8>,
+    /// The time at the start of this turn of the loop (one clock read per turn).
+    now: Instant,
+    /// Ports or flows were added or removed: the loop's id lists must be rebuilt.
+    tables_changed: bool,
+    /// Pinning and polling, as reported to o7sd.
+    worker: WorkerInfo,
+}
+
+/// The loop's view of the tables, rebuilt when they change (no allocation per turn).
+#[derive(Default)]
+struct Ids {
+    /// AF_PACKET and UDP ports (polled).
+    ports: Vec<u32>,
+    /// Ports with an AF_XDP socket (rings read directly).
+    xdp: Vec<u32>,
+    /// Flows, with whether they go over UDP.
+    flows: Vec<(u64, bool)>,
+    ready: Vec<bool>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -142,10 +163,13 @@ impl Dataplane {
     pub fn new(ctl: Channel) -> Self {
         Self {
             ctl,
-            ports: HashMap::new(),
-            uports: HashMap::new(),
-            flows: HashMap::new(),
-            by_local: HashMap::new(),
+            ports: HashMap::default(),
+            uports: HashMap::default(),
+            flows: HashMap::default(),
+            by_local: HashMap::default(),
+            now: Instant::now(),
+            tables_changed: true,
+            worker: WorkerInfo::default(),
             buf: vec![0u8; 65536],
             frame: Vec::with_capacity(65536),
         }
@@ -153,118 +177,48 @@ impl Dataplane {
 
     /// Runs until `o7sd` says stop or closes the channel.
     pub fn run(&mut self) -> io::Result<()> {
+        self.setup_worker();
+        let spin = Duration::from_micros(self.worker.spin_us);
         let mut last_check = Instant::now();
-        // Adaptive polling: keep polling without sleeping for this long after the last
-        // packet, so that a reply in flight does not pay for a wake-up.
-        let spin = Duration::from_micros(
-            std::env::var("O7S_DP_SPIN_US")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_SPIN_US),
-        );
         let mut last_work = Instant::now()
             .checked_sub(spin)
             .unwrap_or_else(Instant::now);
+        let mut ids = Ids::default();
+        let mut turn: u32 = 0;
         loop {
-            let spinning = last_work.elapsed() < spin;
-            // Build the poll set: control, ports, flow tx kicks.
-            let mut port_ids: Vec<u32> = self.ports.keys().copied().collect();
-            port_ids.extend(self.uports.keys().copied());
-            let flow_ids: Vec<u64> = self.flows.keys().copied().collect();
-            let xdp_ids: Vec<u32> = self
-                .ports
-                .iter()
-                .filter(|(_, p)| p.xdp.is_some())
-                .map(|(k, _)| *k)
-                .collect();
-            let (ctl_ready, port_ready, flow_ready, xdp_ready) = {
-                let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
-                for id in &port_ids {
-                    if let Some(p) = self.ports.get(id) {
-                        fds.push(PollFd::new(p.sock.as_fd(), PollFlags::POLLIN));
-                    } else if let Some(u) = self.uports.get(id) {
-                        fds.push(PollFd::new(u.sock.as_fd(), PollFlags::POLLIN));
-                    }
-                }
-                for id in &flow_ids {
-                    if let Some(f) = self.flows.get(id) {
-                        // Ask the app to kick us when it writes (not needed while spinning).
-                        f.mem
-                            .ring(Dir::Tx)
-                            .waiting()
-                            .store(u32::from(!spinning), Ordering::SeqCst);
-                        fds.push(PollFd::new(f.tx_kick.as_fd(), PollFlags::POLLIN));
-                    }
-                }
-                for id in &xdp_ids {
-                    if let Some(x) = self.ports.get(id).and_then(|p| p.xdp.as_ref()) {
-                        fds.push(PollFd::new(x.fd(), PollFlags::POLLIN));
-                    }
-                }
-                std::sync::atomic::fence(Ordering::SeqCst);
-                let pending_tx = flow_ids.iter().any(|id| {
-                    self.flows
-                        .get(id)
-                        .is_some_and(|f| !f.mem.ring(Dir::Tx).is_empty())
-                });
-                let timeout = if pending_tx || spinning {
-                    PollTimeout::ZERO
-                } else {
-                    PollTimeout::from(100u16)
-                };
-                match poll(&mut fds, timeout) {
-                    Ok(_) | Err(nix::Error::EINTR) => {}
-                    Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
-                }
-                let ready = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
-                let ctl_ready = fds.first().is_some_and(ready);
-                let port_ready: Vec<u32> = port_ids
-                    .iter()
-                    .zip(fds.iter().skip(1))
-                    .filter(|(_, p)| ready(p))
-                    .map(|(id, _)| *id)
-                    .collect();
-                let flow_ready: Vec<u64> = flow_ids
-                    .iter()
-                    .zip(fds.iter().skip(1 + port_ids.len()))
-                    .filter(|(_, p)| ready(p))
-                    .map(|(id, _)| *id)
-                    .collect();
-                let xdp_ready: Vec<u32> = xdp_ids
-                    .iter()
-                    .zip(fds.iter().skip(1 + port_ids.len() + flow_ids.len()))
-                    .filter(|(_, p)| ready(p))
-                    .map(|(id, _)| *id)
-                    .collect();
-                (ctl_ready, port_ready, flow_ready, xdp_ready)
-            };
-            if ctl_ready && !self.handle_ctl()? {
-                return Ok(());
+            if std::mem::take(&mut self.tables_changed) {
+                self.rebuild_ids(&mut ids);
             }
+            self.now = Instant::now();
+            let spinning = self.now.duration_since(last_work) < spin;
+            turn = turn.wrapping_add(1);
+            // While spinning, the AF_XDP and flow rings are read directly; the system call
+            // that looks at the control channel, the sockets and the kicks is made every
+            // POLL_EVERY turns only.
             let mut work = 0;
-            for id in port_ready {
-                work += if self.uports.contains_key(&id) {
-                    self.rx_udp(id)
-                } else {
-                    self.rx_port(id)
-                };
+            if !spinning || turn % POLL_EVERY == 0 {
+                let ctl_ready = self.poll_once(&mut ids, spinning)?;
+                if ctl_ready && !self.handle_ctl()? {
+                    return Ok(());
+                }
+                if self.tables_changed {
+                    continue;
+                }
+                for (i, id) in ids.ports.iter().enumerate() {
+                    if !ids.ready.get(i).copied().unwrap_or(false) {
+                        continue;
+                    }
+                    work += if self.uports.contains_key(id) {
+                        self.rx_udp(*id)
+                    } else {
+                        self.rx_port(*id)
+                    };
+                }
             }
-            // AF_XDP rings are read without a system call: look at them every turn, not only
-            // when poll says so (it does not while we spin).
-            let _ = xdp_ready;
-            for id in &xdp_ids {
+            for id in &ids.xdp {
                 work += self.rx_xdp(*id);
             }
-            for id in &flow_ready {
-                if let Some(f) = self.flows.get(id) {
-                    f.tx_kick.drain();
-                }
-            }
-            for id in flow_ids {
-                let udp = self
-                    .flows
-                    .get(&id)
-                    .is_some_and(|f| self.uports.contains_key(&f.port));
+            for &(id, udp) in &ids.flows {
                 work += if udp {
                     self.tx_udp(id)
                 } else {
@@ -273,15 +227,139 @@ impl Dataplane {
             }
             self.kick_apps();
             if work > 0 {
-                last_work = Instant::now();
+                last_work = self.now;
             } else if spinning {
                 std::thread::yield_now();
             }
-            if last_check.elapsed() >= Duration::from_millis(100) {
-                last_check = Instant::now();
+            if self.now.duration_since(last_check) >= Duration::from_millis(100) {
+                last_check = self.now;
                 self.check_timeouts()?;
             }
         }
+    }
+
+    /// Pins the worker (`O7S_DP_CORE`) and sets its polling (`O7S_DP_BUSY_POLL`,
+    /// `O7S_DP_SPIN_US`): adaptive polling keeps polling without sleeping for `spin_us` after
+    /// the last packet, so that a reply in flight does not pay for a wake-up; busy polling
+    /// never sleeps.
+    fn setup_worker(&mut self) {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let busy = env("O7S_DP_BUSY_POLL").is_some_and(|v| v != "0");
+        let spin_us = if busy {
+            u64::MAX / 4
+        } else {
+            env("O7S_DP_SPIN_US")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_SPIN_US)
+        };
+        self.worker = WorkerInfo {
+            core: None,
+            pin_error: None,
+            busy_poll: busy,
+            spin_us,
+        };
+        if let Some(c) = env("O7S_DP_CORE") {
+            match pin_to(&c) {
+                Ok(core) => {
+                    tracing::info!("worker pinned to CPU {core}");
+                    self.worker.core = Some(core);
+                }
+                Err(e) => {
+                    tracing::warn!("worker not pinned: {e}");
+                    self.worker.pin_error = Some(e);
+                }
+            }
+        }
+        if busy {
+            tracing::info!("busy polling: the worker never sleeps");
+        }
+    }
+
+    fn rebuild_ids(&self, ids: &mut Ids) {
+        ids.ports.clear();
+        ids.ports.extend(self.ports.keys().copied());
+        ids.ports.extend(self.uports.keys().copied());
+        ids.xdp.clear();
+        ids.xdp.extend(
+            self.ports
+                .iter()
+                .filter(|(_, p)| p.xdp.is_some())
+                .map(|(k, _)| *k),
+        );
+        ids.flows.clear();
+        ids.flows.extend(
+            self.flows
+                .iter()
+                .map(|(id, f)| (*id, self.uports.contains_key(&f.port))),
+        );
+    }
+
+    /// One poll over the control channel, the AF_PACKET/UDP sockets and the flows' tx kicks
+    /// (sleeping up to 100 ms unless `spinning` or an app's ring has SDUs). Sets
+    /// `ids.ready` for the ports; returns whether the control channel is readable.
+    fn poll_once(&mut self, ids: &mut Ids, spinning: bool) -> io::Result<bool> {
+        let mut fds = Vec::with_capacity(1 + ids.ports.len() + ids.flows.len());
+        fds.push(PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN));
+        for id in &ids.ports {
+            if let Some(p) = self.ports.get(id) {
+                fds.push(PollFd::new(p.sock.as_fd(), PollFlags::POLLIN));
+            } else if let Some(u) = self.uports.get(id) {
+                fds.push(PollFd::new(u.sock.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        let mut pending_tx = false;
+        for (id, _) in &ids.flows {
+            if let Some(f) = self.flows.get(id) {
+                // Ask the app to kick us when it writes (not needed while spinning).
+                f.mem
+                    .ring(Dir::Tx)
+                    .waiting()
+                    .store(u32::from(!spinning), Ordering::SeqCst);
+                fds.push(PollFd::new(f.tx_kick.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        if !spinning {
+            for id in &ids.xdp {
+                if let Some(x) = self.ports.get(id).and_then(|p| p.xdp.as_ref()) {
+                    fds.push(PollFd::new(x.fd(), PollFlags::POLLIN));
+                }
+            }
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        for (id, _) in &ids.flows {
+            if let Some(f) = self.flows.get(id) {
+                pending_tx |= !f.mem.ring(Dir::Tx).is_empty();
+            }
+        }
+        let timeout = if pending_tx || spinning {
+            PollTimeout::ZERO
+        } else {
+            PollTimeout::from(100u16)
+        };
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
+        let ready = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
+        let ctl_ready = fds.first().is_some_and(ready);
+        ids.ready.clear();
+        ids.ready
+            .extend(fds.iter().skip(1).take(ids.ports.len()).map(ready));
+        let kicked: Vec<bool> = fds
+            .iter()
+            .skip(1 + ids.ports.len())
+            .take(ids.flows.len())
+            .map(ready)
+            .collect();
+        drop(fds);
+        for ((id, _), k) in ids.flows.iter().zip(kicked) {
+            if k {
+                if let Some(f) = self.flows.get(id) {
+                    f.tx_kick.drain();
+                }
+            }
+        }
+        Ok(ctl_ready)
     }
 
     /// Handles one control message; `false` to stop.
@@ -317,6 +395,7 @@ impl Dataplane {
             ToDp::DelPort { port } => {
                 self.ports.remove(&port);
                 self.uports.remove(&port);
+                self.tables_changed = true;
             }
             ToDp::SendMgmt { port, dst, payload } => self.send_mgmt(port, dst, &payload),
             ToDp::SendUdp { port, dst, payload } => {
@@ -369,6 +448,7 @@ impl Dataplane {
                 match FlowMem::open(&mem) {
                     Ok(mem) => {
                         self.by_local.insert((port, local), flow);
+                        self.tables_changed = true;
                         self.flows.insert(
                             flow,
                             Flow {
@@ -417,6 +497,7 @@ impl Dataplane {
                         break;
                     }
                 }
+                self.tables_changed = true;
                 if let Some(f) = self.flows.remove(&flow) {
                     self.by_local.remove(&(f.port, f.local));
                     f.mem.flags().fetch_or(flags::CLOSED, Ordering::SeqCst);
@@ -445,6 +526,7 @@ impl Dataplane {
                         .chain(self.uports.values().map(|u| u.stats.clone()))
                         .collect(),
                     flows: self.flows.values().map(|f| f.stats.clone()).collect(),
+                    worker: self.worker.clone(),
                 };
                 self.ctl.send(&FromDp::Stats(s), &[])?;
             }
@@ -467,6 +549,7 @@ impl Dataplane {
             ..PortStats::default()
         };
         self.uports.insert(id, UPort { sock, stats });
+        self.tables_changed = true;
         Ok(([0; 6], mtu, io_path))
     }
 
@@ -542,6 +625,7 @@ impl Dataplane {
             io_path: io_path.clone(),
             ..PortStats::default()
         };
+        self.tables_changed = true;
         self.ports.insert(
             id,
             Port {
@@ -572,7 +656,7 @@ impl Dataplane {
                 llc::MGMT_SAP,
                 payload,
             ),
-            PortKind::Udp { .. } => Err(()),
+            PortKind::Udp { .. } => Err(frames::SduTooLong(payload.len())),
         };
         if built.is_err() {
             p.stats.tx_errors += 1;
@@ -641,51 +725,13 @@ impl Dataplane {
         let Some(p) = self.ports.get_mut(&id) else {
             return;
         };
-        let Ok(eth) = ethernet::Frame::new_checked(frame) else {
-            p.stats.drop_malformed += 1;
-            return;
-        };
-        let (src, dst) = (eth.src(), eth.dst());
-        // (endpoint id, sdu) of the frame, or a management message.
-        let parsed: Result<(u32, &[u8]), ()> = match p.kind {
-            PortKind::Dix { ethertype } => {
-                if eth.type_len() != ethertype {
-                    return;
-                }
-                let pl = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
-                match dix::Packet::new_checked(pl) {
-                    Ok(d) => {
-                        let len = usize::from(d.length());
-                        let sdu = pl
-                            .get(dix::HEADER_LEN..dix::HEADER_LEN + len)
-                            .unwrap_or(&[]);
-                        Ok((u32::from(d.eid()), sdu))
-                    }
-                    Err(_) => Err(()),
-                }
+        let (eid, sdu, src, dst) = match frames::parse(p.kind, frame) {
+            Parsed::NotOurs => return,
+            Parsed::Malformed => {
+                p.stats.drop_malformed += 1;
+                return;
             }
-            PortKind::Llc => {
-                if eth.type_len() > llc::MAX_LENGTH {
-                    return;
-                }
-                let pl = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
-                match llc::LlcRepr::parse(pl, eth.type_len()) {
-                    Ok((h, sdu, _)) if h.ctrl == llc::CTRL_UI => {
-                        let d = if h.dsap == llc::MGMT_SAP {
-                            0
-                        } else {
-                            u32::from(h.dsap)
-                        };
-                        Ok((d, sdu))
-                    }
-                    _ => Err(()),
-                }
-            }
-            PortKind::Udp { .. } => return,
-        };
-        let Ok((eid, sdu)) = parsed else {
-            p.stats.drop_malformed += 1;
-            return;
+            Parsed::Sdu { eid, sdu, src, dst } => (eid, sdu, src, dst),
         };
         p.stats.rx_frames += 1;
         if eid == 0 {
@@ -709,7 +755,7 @@ impl Dataplane {
             p.stats.drop_unknown_eid += 1;
             return;
         };
-        f.deliver(sdu);
+        f.deliver(sdu, self.now);
     }
 
     fn tx_flow(&mut self, id: u64) -> usize {
@@ -743,9 +789,9 @@ impl Dataplane {
                     PortKind::Llc => {
                         build_llc(frame, f.peer, p.mac, f.remote as u8, f.local as u8, sdu)
                     }
-                    PortKind::Udp { .. } => Err(()),
+                    PortKind::Udp { .. } => Err(frames::SduTooLong(sdu.len())),
                 };
-                built.map(|_| sdu.len())
+                built.map(|_| sdu.len()).map_err(|_| ())
             });
             match r {
                 Ok(None) => {
@@ -773,7 +819,9 @@ impl Dataplane {
             }
         }
         if let Some(x) = &mut p.xdp {
-            x.flush();
+            if done > 0 || x.tx_pending() {
+                x.flush();
+            }
         }
         done
     }
@@ -833,7 +881,10 @@ impl Dataplane {
                     continue;
                 }
                 if let Some(dg) = u.sock.datagram_mut(i) {
-                    f.deliver_mut(dg.get_mut(o7s_wire::udp::HEADER_LEN..).unwrap_or(&mut []));
+                    f.deliver_mut(
+                        dg.get_mut(o7s_wire::udp::HEADER_LEN..).unwrap_or(&mut []),
+                        self.now,
+                    );
                 }
             }
             self.kick_apps();
@@ -940,47 +991,19 @@ impl Dataplane {
     }
 }
 
-fn build_dix(
-    out: &mut Vec<u8>,
-    dst: [u8; 6],
-    src: [u8; 6],
-    ethertype: u16,
-    eid: u16,
-    sdu: &[u8],
-) -> Result<(), ()> {
-    let len = u16::try_from(sdu.len()).map_err(|_| ())?;
-    out.clear();
-    out.extend_from_slice(&dst);
-    out.extend_from_slice(&src);
-    out.extend_from_slice(&ethertype.to_be_bytes());
-    out.extend_from_slice(&eid.to_be_bytes());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(sdu);
-    if out.len() < MIN_FRAME {
-        out.resize(MIN_FRAME, 0);
+/// Pins the calling thread to CPU `spec` (a number).
+fn pin_to(spec: &str) -> Result<usize, String> {
+    let want: usize = spec
+        .parse()
+        .map_err(|_| format!("CPU '{spec}' is not a number"))?;
+    let ids = core_affinity::get_core_ids().ok_or("cannot list the CPUs this process may use")?;
+    let id = ids
+        .into_iter()
+        .find(|c| c.id == want)
+        .ok_or_else(|| format!("CPU {want} is not available to this process"))?;
+    if core_affinity::set_for_current(id) {
+        Ok(want)
+    } else {
+        Err(format!("sched_setaffinity to CPU {want} failed"))
     }
-    Ok(())
-}
-
-fn build_llc(
-    out: &mut Vec<u8>,
-    dst: [u8; 6],
-    src: [u8; 6],
-    dsap: u8,
-    ssap: u8,
-    sdu: &[u8],
-) -> Result<(), ()> {
-    let len = llc::LlcRepr::length_field(sdu.len()).map_err(|_| ())?;
-    out.clear();
-    out.extend_from_slice(&dst);
-    out.extend_from_slice(&src);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.push(llc::sap_wire(dsap));
-    out.push(llc::sap_wire(ssap));
-    out.push(llc::CTRL_UI);
-    out.extend_from_slice(sdu);
-    if out.len() < MIN_FRAME {
-        out.resize(MIN_FRAME, 0);
-    }
-    Ok(())
 }

@@ -250,19 +250,17 @@ impl XdpPort {
         }
         self.rx_frames += n as u64;
         self.kernel_rx = self.kernel_rx.saturating_sub(n as u32);
-        self.to_fill.extend(
-            addrs
-                .iter()
-                .take(n)
-                .map(|a| a - a % u64::from(FRAME_SIZE)),
-        );
+        self.to_fill
+            .extend(addrs.iter().take(n).map(|a| a - a % u64::from(FRAME_SIZE)));
         self.refill();
         n
     }
 
     /// Queues one frame for sending; `false` if no UMEM frame or ring slot is free.
     pub fn send(&mut self, frame: &[u8]) -> bool {
-        self.reclaim();
+        if self.free_tx.is_empty() {
+            self.reclaim();
+        }
         if frame.len() > FRAME_SIZE as usize {
             self.tx_dropped += 1;
             return false;
@@ -300,6 +298,11 @@ impl XdpPort {
         self.tx_in_flight += 1;
         self.tx_frames += 1;
         true
+    }
+
+    /// Whether frames wait on the tx ring or for their completion.
+    pub fn tx_pending(&self) -> bool {
+        self.tx_in_flight > 0
     }
 
     /// Kicks the kernel to send what was queued (copy mode sends on sendto).
