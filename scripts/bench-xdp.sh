@@ -1,94 +1,160 @@
 #!/usr/bin/env bash
-# The eth-dix layer's two I/O paths on one veth pair between two namespaces, in one
-# invocation: oping RTT with AF_XDP and with AF_PACKET next to kernel ICMP ping, and one-flow
-# ocbr flood at 64 and 1400 bytes (delivered pps, Mbit/s, loss), medians of RUNS runs per
-# path. JSON to bench-results/xdp-<date>.json.
+# The eth-dix layer's two I/O paths, AF_XDP and AF_PACKET, measured in one invocation on two
+# identical veth pairs between namespaces, side by side (runs alternate between the paths,
+# so that the hypervisor's steal time hits both alike). Each pair is two "hosts": host A's
+# data-plane worker and apps pinned to CPU 0, host B's to CPU 1 (o7sd --core, taskset).
+#   1. RTT: kernel ICMP ping and oping (adaptive polling) on each pair; then oping and ICMP
+#      with busy polling (o7sd --busy-poll) on the AF_XDP pair.
+#   2. ocbr flood, one flow, 64 and 1400 bytes: delivered pps, Mbit/s, loss; RUNS runs per
+#      path, alternating; medians.
+#   3. ocbr paced at 90 % of the AF_XDP path's median 1400-byte flood goodput (--spin):
+#      delivered Mbit/s and SDUs lost, RUNS runs per path.
+#   4. After everything: the AF_XDP port's UMEM accounting and XSK drops.
+# JSON to bench-results/xdp-<date>.json (goals and whether they are met included).
 #   scripts/bench-xdp.sh [PINGS=300] [SECONDS=3] [RUNS=5]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 pings=${1:-300}; secs=${2:-3}; runs=${3:-5}
 [ "$(id -u)" = 0 ] || { echo "bench-xdp.sh: needs root" >&2; exit 1; }
+[ "$(nproc)" -ge 2 ] || { echo "bench-xdp.sh: needs 2 CPUs (host A on CPU 0, host B on CPU 1)" >&2; exit 1; }
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p ocbr -p o7sctl)
 bin=$root/target/release
-name=o7x$$; name=${name:0:12}
 tmp=$(mktemp -d /tmp/o7s-bench-xdp.XXXXXX)
-stop_daemons() {
-    for p in "$tmp"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; rm -f "$p"; done
-    for s in a b; do for p in $(ip netns pids "$name-$s" 2>/dev/null); do kill "$p" 2>/dev/null || true; done; done
-    sleep 0.5
-}
-cleanup() { stop_daemons; "$root/scripts/netns.sh" down "$name"; rm -rf "$tmp"; }
+X=ox$$; X=${X:0:10}; P=op$$; P=${P:0:10}
+declare -A IO=([$X]=af_xdp [$P]=af_packet)
+pids_of() { for s in a b; do ip netns pids "$1-$s" 2>/dev/null || true; done; }
+stop_pair() { for p in $(pids_of "$1"); do kill "$p" 2>/dev/null || true; done; sleep 0.5; }
+cleanup() { for n in $X $P; do stop_pair "$n"; "$root/scripts/netns.sh" down "$n" >/dev/null 2>&1 || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
-"$root/scripts/netns.sh" up "$name"
-ip -n "$name-a" addr add 169.254.80.1/24 dev "$name-va"
-ip -n "$name-b" addr add 169.254.80.2/24 dev "$name-vb"
-cat > "$tmp/b.conf" <<CONF
+run() { local n=$1 s=$2 cpu; shift 2; cpu=$([ "$s" = a ] && echo 0 || echo 1)
+    ip netns exec "$n-$s" env O7S_RUNDIR="$tmp/$n/run-$s" taskset -c "$cpu" "$@"; }
+start_pair() { # NAME [o7sd args]: daemons, ocbr and oping servers (host B)
+    local n=$1; shift
+    mkdir -p "$tmp/$n"
+    cat > "$tmp/$n/b.conf" <<CONF
 [name."oping-server"]
 prog=["$bin/oping"]
-args=["-l", "-Q"]
 [name."ocbr"]
 prog=["$bin/ocbr"]
 [eth-dix.dix]
 bootstrap="bench"
-dev="$name-vb"
+dev="$n-vb"
 reg=["oping-server", "ocbr"]
 CONF
-printf '[eth-dix.dix]\nbootstrap="bench"\ndev="%s"\n' "$name-va" > "$tmp/a.conf"
-run() { ip netns exec "$name-$1" env O7S_RUNDIR="$tmp/run-$1" "${@:2}"; }
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
-
-echo "kernel ping x$pings ..." >&2
-kping=$(ip netns exec "$name-a" ping -c "$pings" -i 0.01 169.254.80.2 | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n |
-    awk '{v[NR]=$1; s+=$1} END {printf "{\"n\": %d, \"p50\": %s, \"p99\": %s, \"avg\": %.4f}", NR, v[int(NR*0.5+0.5)], v[int(NR*0.99+0.5)], s/NR}')
-result="{"
-for io in af_xdp af_packet; do
+    printf '[eth-dix.dix]\nbootstrap="bench"\ndev="%s"\n' "$n-va" > "$tmp/$n/a.conf"
     for s in a b; do
-        run "$s" "$bin/o7sd" --config "$tmp/$s.conf" --io "$io" > "$tmp/o7sd-$s.log" 2>&1 &
-        echo $! > "$tmp/o7sd-$s.pid"
+        cpu=$([ "$s" = a ] && echo 0 || echo 1)
+        rm -rf "$tmp/$n/run-$s"
+        ip netns exec "$n-$s" env O7S_RUNDIR="$tmp/$n/run-$s" "$bin/o7sd" --config "$tmp/$n/$s.conf" \
+            --io "${IO[$n]}" --core "$cpu" "$@" > "$tmp/$n/o7sd-$s.log" 2>&1 &
     done
-    for s in a b; do for _ in $(seq 100); do [ -S "$tmp/run-$s/o7sd.sock" ] && break; sleep 0.05; done; done
+    for s in a b; do for _ in $(seq 100); do [ -S "$tmp/$n/run-$s/o7sd.sock" ] && break; sleep 0.05; done; done
     sleep 0.3
-    path=$(run b "$bin/o7sctl" port list --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['io_path'])")
-    run b "$bin/ocbr" -l --json > "$tmp/ocbr-$io.json" 2>&1 &
-    echo $! > "$tmp/ocbr.pid"
+    run "$n" b "$bin/ocbr" -l --json > "$tmp/$n/ocbr.json" 2>&1 &
+    run "$n" b "$bin/oping" -l -Q > /dev/null 2>&1 &
     sleep 0.3
-    echo "$io: oping x$pings ..." >&2
-    oping=$(run a "$bin/oping" -n oping-server -c "$pings" -i 10ms --json)
-    tput="{"
-    for size in 64 1400; do
-        m=(); p=(); l=()
-        for r in $(seq "$runs"); do
-            echo "$io: ocbr flood $size B run $r ($secs s) ..." >&2
-            before=$(wc -l < "$tmp/ocbr-$io.json")
-            sent=$(run a "$bin/ocbr" -n ocbr -s "$size" -f -d "$secs" --json | field sent)
-            for _ in $(seq 100); do [ "$(wc -l < "$tmp/ocbr-$io.json")" -gt "$before" ] && break; sleep 0.1; done
-            line=$(tail -1 "$tmp/ocbr-$io.json")
-            m+=("$(echo "$line" | field mbps)"); p+=("$(echo "$line" | field pps)")
-            l+=("$(python3 -c "import json; d=json.loads('$line'); print(round(100*(1-d['received']/$sent),2))")")
-        done
-        tput="$tput\"$size\": {\"mbps\": $(printf '%s\n' "${m[@]}" | median), \"pps\": $(printf '%s\n' "${p[@]}" | median), \"loss_pct\": $(printf '%s\n' "${l[@]}" | median)},"
-    done
-    tput="${tput%,}}"
-    result="$result\"$io\": {\"io_path\": \"$path\", \"oping\": $oping, \"ocbr_flood\": $tput},"
-    stop_daemons
+}
+for n in $X $P; do
+    "$root/scripts/netns.sh" up "$n"
+    ip -n "$n-a" addr add 169.254.82.1/24 dev "$n-va"
+    ip -n "$n-b" addr add 169.254.82.2/24 dev "$n-vb"
+    start_pair "$n"
 done
-result="${result%,}}"
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+icmp() { # NAME -> {"p50", "p99"} of kernel ping over that pair's veth
+    ip netns exec "$1-a" taskset -c 0 ping -c "$pings" -i 0.01 169.254.82.2 | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n |
+        awk '{v[NR]=$1; s+=$1} END {printf "{\"n\": %d, \"p50\": %s, \"p99\": %s, \"avg\": %.4f}", NR, v[int(NR*0.5+0.5)], v[int(NR*0.99+0.5)], s/NR}'
+}
+oping() { run "$1" a "$bin/oping" -n oping-server -c "$pings" -i 10ms --json | python3 -c \
+    'import json,sys; d=json.load(sys.stdin); r=d["rtt_ms"]; print(json.dumps({"n": d["received"], "p50": r["p50"], "p99": r["p99"], "avg": r["avg"]}))'; }
+# One ocbr run on pair NAME: SIZE, then ocbr client args; prints a JSON object.
+ocbr_run() {
+    local n=$1 size=$2; shift 2
+    local before; before=$(wc -l < "$tmp/$n/ocbr.json")
+    local cl; cl=$(run "$n" a "$bin/ocbr" -n ocbr -s "$size" -d "$secs" --json "$@")
+    for _ in $(seq 100); do [ "$(wc -l < "$tmp/$n/ocbr.json")" -gt "$before" ] && break; sleep 0.1; done
+    local sv; sv=$(tail -1 "$tmp/$n/ocbr.json")
+    python3 -c "
+import json
+c = json.loads('$cl'); s = json.loads('$sv')
+lost = c['sent'] - s['received']
+print(json.dumps({'sent': c['sent'], 'received': s['received'], 'lost': lost, 'loss_pct': round(100 * lost / max(c['sent'], 1), 3),
+                  'pps': round(s['pps']), 'mbps': round(s['mbps'], 1), 'offered_mbps': round(c['mbps'], 1)}))"
+}
+
+echo "RTT (adaptive polling) ..." >&2
+rtt="{"
+for n in $X $P; do
+    rtt="$rtt\"${IO[$n]}\": {\"icmp_ms\": $(icmp "$n"), \"oping_ms\": $(oping "$n")},"
+done
+rtt="${rtt%,}}"
+
+flood="{"
+for size in 64 1400; do
+    declare -A rs=([$X]="" [$P]="")
+    for r in $(seq "$runs"); do
+        for n in $X $P; do
+            echo "flood ${IO[$n]} $size B, run $r/$runs ..." >&2
+            rs[$n]="${rs[$n]}$(ocbr_run "$n" "$size" -f),"
+        done
+    done
+    flood="$flood\"$size\": {\"af_xdp\": [${rs[$X]%,}], \"af_packet\": [${rs[$P]%,}]},"
+done
+flood="${flood%,}}"
+
+rate=$(python3 -c "
+import json, statistics
+f = json.loads('''$flood''')
+print(round(0.9 * statistics.median(r['mbps'] for r in f['1400']['af_xdp']), 1))")
+paced="{\"rate_mbps\": $rate,"
+declare -A ps=([$X]="" [$P]="")
+for r in $(seq "$runs"); do
+    for n in $X $P; do
+        echo "paced ${IO[$n]} 1400 B at $rate Mbit/s, run $r/$runs ..." >&2
+        ps[$n]="${ps[$n]}$(ocbr_run "$n" 1400 -r "${rate}M" --spin),"
+    done
+done
+paced="$paced \"af_xdp\": [${ps[$X]%,}], \"af_packet\": [${ps[$P]%,}]}"
+
+port=$(run "$X" b "$bin/o7sctl" port list --json)
+echo "RTT with busy polling (AF_XDP pair) ..." >&2
+stop_pair "$X"
+start_pair "$X" --busy-poll
+polling=$(run "$X" b "$bin/o7sctl" stats --json)
+busy="{\"icmp_ms\": $(icmp "$X"), \"oping_ms\": $(oping "$X"), \"o7sctl_stats\": $polling}"
+stop_pair "$X"
+
 mkdir -p "$root/bench-results"
 out="$root/bench-results/xdp-$(date -u +%Y%m%dT%H%M%SZ).json"
 python3 - "$out" <<PY
-import json, sys
-r = json.loads('''$result''')
-k = json.loads('''$kping''')
-x, p = r["af_xdp"], r["af_packet"]
-ratios = {
-    "pps_64_xdp_over_packet": round(x["ocbr_flood"]["64"]["pps"] / max(p["ocbr_flood"]["64"]["pps"], 1e-9), 3),
-    "mbps_1400_xdp_over_packet": round(x["ocbr_flood"]["1400"]["mbps"] / max(p["ocbr_flood"]["1400"]["mbps"], 1e-9), 3),
-    "rtt_p50_xdp_over_icmp": round(x["oping"]["rtt_ms"]["p50"] / k["p50"], 3),
-    "rtt_p50_packet_over_icmp": round(p["oping"]["rtt_ms"]["p50"] / k["p50"], 3),
+import json, statistics, sys
+rtt = json.loads('''$rtt'''); flood = json.loads('''$flood'''); paced = json.loads('''$paced''')
+busy = json.loads('''$busy'''); port = json.loads('''$port''')[0]
+med = lambda rs, k: statistics.median(r[k] for r in rs)
+summary = {}
+for size in ("64", "1400"):
+    summary[size] = {io: {k: med(flood[size][io], k) for k in ("pps", "mbps", "loss_pct")} for io in ("af_xdp", "af_packet")}
+pps_ratio = summary["64"]["af_xdp"]["pps"] / max(summary["64"]["af_packet"]["pps"], 1e-9)
+paced_x = {"mbps": med(paced["af_xdp"], "mbps"), "lost": med(paced["af_xdp"], "lost"),
+           "runs_with_zero_loss": sum(1 for r in paced["af_xdp"] if r["lost"] == 0), "runs": len(paced["af_xdp"])}
+paced_p = {"mbps": med(paced["af_packet"], "mbps"), "lost": med(paced["af_packet"], "lost"),
+           "runs_with_zero_loss": sum(1 for r in paced["af_packet"] if r["lost"] == 0), "runs": len(paced["af_packet"])}
+rx = rtt["af_xdp"]
+goals = {
+    "pps_64_af_xdp_over_af_packet": {"value": round(pps_ratio, 3), "goal": ">= 1.4", "met": pps_ratio >= 1.4},
+    "paced_1400_af_xdp": {"value": paced_x, "goal": ">= 4000 Mbit/s, zero loss", "met": paced_x["mbps"] >= 4000 and paced_x["lost"] == 0},
+    "oping_p50_over_icmp_adaptive": {"value": round(rx["oping_ms"]["p50"] / rx["icmp_ms"]["p50"], 3), "goal": "<= 1.5",
+                                     "met": rx["oping_ms"]["p50"] <= 1.5 * rx["icmp_ms"]["p50"]},
+    "oping_p50_over_icmp_busy_poll": {"value": round(busy["oping_ms"]["p50"] / busy["icmp_ms"]["p50"], 3), "goal": "<= 1.5",
+                                      "met": busy["oping_ms"]["p50"] <= 1.5 * busy["icmp_ms"]["p50"]},
 }
 doc = {"date": "$(date -u +%FT%TZ)", "machine": "$(nproc) vCPU, $(uname -r)", "command": "scripts/bench-xdp.sh $pings $secs $runs",
-       "kernel_icmp_ping_ms": k, "paths": r, "ratios": ratios}
+       "setup": "two veth pairs side by side (af_xdp, af_packet); host A = CPU 0 (o7sd --core 0, client apps), host B = CPU 1; XDP skb mode, copy mode",
+       "rtt": rtt, "rtt_busy_poll_af_xdp": busy, "flood_runs": flood, "flood_medians": summary, "paced_1400": paced,
+       "paced_1400_medians": {"af_xdp": paced_x, "af_packet": paced_p},
+       "af_xdp_port_after": {k: port.get(k) for k in ("rx_xdp", "xdp_redirected", "umem_frames_accounted", "tx_xdp_dropped")},
+       "goals": goals}
 open(sys.argv[1], "w").write(json.dumps(doc, indent=1))
-print(json.dumps(doc, indent=1))
+print(json.dumps({"flood_medians": summary, "paced_1400_medians": doc["paced_1400_medians"], "goals": goals,
+                  "af_xdp_port_after": doc["af_xdp_port_after"], "file": sys.argv[1]}, indent=1))
 PY

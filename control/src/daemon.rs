@@ -1830,6 +1830,7 @@ impl Daemon {
                             .core
                             .map_or("unpinned".to_string(), |c| c.to_string())),
                     );
+                    m.insert("dp_yields_for_apps".into(), json!(s.worker.yields_for_apps));
                     if let Some(e) = &s.worker.pin_error {
                         m.insert("dp_worker_pin_error".into(), json!(e));
                     }

@@ -269,4 +269,7 @@ pub struct WorkerInfo {
     pub busy_poll: bool,
     /// How long it keeps polling after the last packet before it sleeps, in µs.
     pub spin_us: u64,
+    /// Times it gave up the CPU because an app's rx ring was more than half full.
+    #[serde(default)]
+    pub yields_for_apps: u64,
 }

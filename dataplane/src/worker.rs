@@ -135,6 +135,8 @@ pub struct Dataplane {
     tables_changed: bool,
     /// Pinning and polling, as reported to o7sd.
     worker: WorkerInfo,
+    /// Times the worker gave up the CPU because an app fell behind.
+    yields_for_apps: u64,
 }
 
 /// The loop's view of the tables, rebuilt when they change (no allocation per turn).
@@ -170,6 +172,7 @@ impl Dataplane {
             now: Instant::now(),
             tables_changed: true,
             worker: WorkerInfo::default(),
+            yields_for_apps: 0,
             buf: vec![0u8; 65536],
             frame: Vec::with_capacity(65536),
         }
@@ -257,6 +260,7 @@ impl Dataplane {
             pin_error: None,
             busy_poll: busy,
             spin_us,
+            yields_for_apps: 0,
         };
         if let Some(c) = env("O7S_DP_CORE") {
             match pin_to(&c) {
@@ -526,7 +530,10 @@ impl Dataplane {
                         .chain(self.uports.values().map(|u| u.stats.clone()))
                         .collect(),
                     flows: self.flows.values().map(|f| f.stats.clone()).collect(),
-                    worker: self.worker.clone(),
+                    worker: WorkerInfo {
+                        yields_for_apps: self.yields_for_apps,
+                        ..self.worker.clone()
+                    },
                 };
                 self.ctl.send(&FromDp::Stats(s), &[])?;
             }
@@ -895,12 +902,22 @@ impl Dataplane {
         done
     }
 
-    /// Wakes the apps that sleep on an rx ring that received SDUs in this batch.
+    /// Wakes the apps that sleep on an rx ring that received SDUs in this batch. When an
+    /// app's ring is more than half full, gives up the CPU once: the app may share it with
+    /// us, and while we keep busy it would only run when the scheduler preempts us, by which
+    /// time its ring can overflow. (Frames wait meanwhile in the port's own ring.)
     fn kick_apps(&mut self) {
+        let mut behind = false;
         for f in self.flows.values_mut() {
             if std::mem::take(&mut f.kick_due) {
                 f.rx_kick.kick();
             }
+            let rx = f.mem.ring(Dir::Rx);
+            behind |= rx.len().is_ok_and(|n| n > f.mem.slots() / 2);
+        }
+        if behind {
+            self.yields_for_apps += 1;
+            std::thread::yield_now();
         }
     }
 

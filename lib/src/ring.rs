@@ -140,6 +140,11 @@ impl FlowMem {
         })
     }
 
+    /// Slots per direction.
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
     /// Largest SDU a slot holds.
     pub fn max_sdu(&self) -> usize {
         self.slot_size as usize - SLOT_HDR
