@@ -124,7 +124,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(c) = cli.core {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let n = cpus_online();
         if c >= n {
             eprintln!("o7sd: --core {c}: this machine has CPUs 0 to {}", n - 1);
             let _ = std::fs::remove_file(&sock);
@@ -207,4 +207,15 @@ fn main() -> ExitCode {
     let _ = std::fs::remove_file(&sock);
     tracing::info!("o7sd stopped.");
     ExitCode::SUCCESS
+}
+
+/// CPUs online on this machine: all of them, not only those this process may run on now
+/// (under `taskset`, `available_parallelism` counts the allowed ones).
+fn cpus_online() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
 }

@@ -125,7 +125,8 @@ impl Crypt {
 
     /// Appends `IV | ciphertext | tag` of `sdu` to `out`.
     pub fn seal(&mut self, sdu: &[u8], out: &mut Vec<u8>) -> Result<(), CryptError> {
-        if self.tx_count > 0 && self.tx_count % self.rotate_every == 0 {
+        // rotate_every is a power of two.
+        if self.tx_count > 0 && self.tx_count & (self.rotate_every - 1) == 0 {
             let raw = next_key(&self.tx.raw, &self.salt);
             self.tx = keyed(self.alg, raw).ok_or(CryptError::Seal)?;
             self.tx_phase ^= 1;

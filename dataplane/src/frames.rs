@@ -91,18 +91,34 @@ pub fn build_dix(
     eid: u16,
     sdu: &[u8],
 ) -> Result<(), SduTooLong> {
-    let len = u16::try_from(sdu.len()).map_err(|_| SduTooLong(sdu.len()))?;
+    build_dix_with(out, dst, src, ethertype, eid, sdu.len(), |o| {
+        o.extend_from_slice(sdu);
+        true
+    })
+    .map(|_| ())
+}
+
+/// As [`build_dix`] with a body of `len` bytes that `body` appends to the frame (an SDU
+/// sealed by the flow's cipher straight into the frame, without an intermediate copy).
+/// `Ok(false)` when `body` failed (the frame is then unusable).
+pub fn build_dix_with(
+    out: &mut Vec<u8>,
+    dst: [u8; 6],
+    src: [u8; 6],
+    ethertype: u16,
+    eid: u16,
+    len: usize,
+    body: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> Result<bool, SduTooLong> {
+    let len16 = u16::try_from(len).map_err(|_| SduTooLong(len))?;
     out.clear();
     out.extend_from_slice(&dst);
     out.extend_from_slice(&src);
     out.extend_from_slice(&ethertype.to_be_bytes());
     out.extend_from_slice(&eid.to_be_bytes());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(sdu);
-    if out.len() < MIN_FRAME {
-        out.resize(MIN_FRAME, 0);
-    }
-    Ok(())
+    out.extend_from_slice(&len16.to_be_bytes());
+    let header = out.len();
+    Ok(finish(out, header, len, body))
 }
 
 /// Builds an eth-llc frame (UI, SAPs `dsap`/`ssap`) carrying `sdu` into `out` (padded).
@@ -114,19 +130,49 @@ pub fn build_llc(
     ssap: u8,
     sdu: &[u8],
 ) -> Result<(), SduTooLong> {
-    let len = llc::LlcRepr::length_field(sdu.len()).map_err(|_| SduTooLong(sdu.len()))?;
+    build_llc_with(out, dst, src, dsap, ssap, sdu.len(), |o| {
+        o.extend_from_slice(sdu);
+        true
+    })
+    .map(|_| ())
+}
+
+/// As [`build_llc`] with a body of `len` bytes that `body` appends (see [`build_dix_with`]).
+pub fn build_llc_with(
+    out: &mut Vec<u8>,
+    dst: [u8; 6],
+    src: [u8; 6],
+    dsap: u8,
+    ssap: u8,
+    len: usize,
+    body: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> Result<bool, SduTooLong> {
+    let field = llc::LlcRepr::length_field(len).map_err(|_| SduTooLong(len))?;
     out.clear();
     out.extend_from_slice(&dst);
     out.extend_from_slice(&src);
-    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&field.to_be_bytes());
     out.push(llc::sap_wire(dsap));
     out.push(llc::sap_wire(ssap));
     out.push(llc::CTRL_UI);
-    out.extend_from_slice(sdu);
+    let header = out.len();
+    Ok(finish(out, header, len, body))
+}
+
+/// Appends the body, checks it has the announced length, pads to the minimum frame.
+fn finish(
+    out: &mut Vec<u8>,
+    header: usize,
+    len: usize,
+    body: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> bool {
+    if !body(out) || out.len() != header + len {
+        return false;
+    }
     if out.len() < MIN_FRAME {
         out.resize(MIN_FRAME, 0);
     }
-    Ok(())
+    true
 }
 
 #[cfg(test)]
@@ -176,5 +222,33 @@ mod tests {
         let mut d = Vec::new();
         build_dix(&mut d, B, A, 0xA000, 1, b"x").unwrap();
         assert_eq!(parse(PortKind::Llc, &d), Parsed::NotOurs);
+    }
+
+    #[test]
+    fn body_writers_match_and_fail_cleanly() {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        build_dix(&mut a, B, A, 0xA000, 7, &[9; 100]).unwrap();
+        let ok = build_dix_with(&mut b, B, A, 0xA000, 7, 100, |o| {
+            o.extend_from_slice(&[9; 100]);
+            true
+        });
+        assert_eq!(ok, Ok(true));
+        assert_eq!(a, b);
+        // A body that fails, or that is not as long as announced, gives no frame.
+        assert_eq!(
+            build_dix_with(&mut b, B, A, 0xA000, 7, 10, |_| false),
+            Ok(false)
+        );
+        assert_eq!(
+            build_llc_with(&mut b, B, A, 0x10, 0x12, 10, |o| {
+                o.push(1);
+                true
+            }),
+            Ok(false)
+        );
+        assert_eq!(
+            build_dix_with(&mut b, B, A, 0xA000, 7, 70_000, |_| true),
+            Err(SduTooLong(70_000))
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! SDUs between ports and flow rings, and reports management frames to `o7sd`.
 
 use crate::afpacket::{dev_info, PacketSocket, ETH_P_802_2};
-use crate::frames::{self, build_dix, build_llc, Parsed};
+use crate::frames::{self, build_dix, build_dix_with, build_llc, build_llc_with, Parsed};
 use crate::msg::{DpStats, FlowStats, FromDp, PortKind, PortStats, ToDp, WorkerInfo};
 use crate::udp::UdpPort;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -45,8 +45,6 @@ struct Flow {
     crypt: Option<crate::crypt::Crypt>,
     /// Scratch for decrypted SDUs.
     plain: Vec<u8>,
-    /// Scratch for encrypted SDUs.
-    sealed: Vec<u8>,
     peer_addr: Option<SocketAddr>,
     port: u32,
     local: u32,
@@ -458,7 +456,6 @@ impl Dataplane {
                             Flow {
                                 crypt,
                                 plain: Vec::with_capacity(65536),
-                                sealed: Vec::with_capacity(65536),
                                 peer_addr,
                                 port,
                                 local,
@@ -597,12 +594,11 @@ impl Dataplane {
             match crate::xdp::XdpPort::open(dev, et, llc, driver) {
                 Ok(x) => {
                     let mode = if driver { "driver" } else { "skb" };
-                    (
-                        Some(x),
-                        format!(
-                            "af_xdp (XDP {mode} mode, copy) for data; af_packet for management"
-                        ),
-                    )
+                    let path = format!(
+                        "af_xdp (XDP {mode} mode, copy, UMEM on {}) for data; af_packet for management",
+                        x.umem_pages
+                    );
+                    (Some(x), path)
                 }
                 Err(e) if want == "af_xdp" => {
                     return Err(io::Error::other(format!(
@@ -694,7 +690,7 @@ impl Dataplane {
                 }
             };
             done += 1;
-            if let Some(frame) = buf.get(..n) {
+            if let Some(frame) = buf.get_mut(..n) {
                 self.handle_frame(id, frame);
             }
             if done % 32 == 0 {
@@ -728,17 +724,24 @@ impl Dataplane {
 
     /// Parses one Ethernet frame of port `id` and hands it to o7sd (management) or to its
     /// flow (data).
-    fn handle_frame(&mut self, id: u32, frame: &[u8]) {
+    fn handle_frame(&mut self, id: u32, frame: &mut [u8]) {
         let Some(p) = self.ports.get_mut(&id) else {
             return;
         };
-        let (eid, sdu, src, dst) = match frames::parse(p.kind, frame) {
+        let (eid, at, src, dst) = match frames::parse(p.kind, frame) {
             Parsed::NotOurs => return,
             Parsed::Malformed => {
                 p.stats.drop_malformed += 1;
                 return;
             }
-            Parsed::Sdu { eid, sdu, src, dst } => (eid, sdu, src, dst),
+            // Where the SDU lies in the frame, to hand it on mutably.
+            Parsed::Sdu { eid, sdu, src, dst } => {
+                let off = sdu.as_ptr() as usize - frame.as_ptr() as usize;
+                (eid, off..off + sdu.len(), src, dst)
+            }
+        };
+        let Some(sdu) = frame.get_mut(at) else {
+            return;
         };
         p.stats.rx_frames += 1;
         if eid == 0 {
@@ -762,7 +765,7 @@ impl Dataplane {
             p.stats.drop_unknown_eid += 1;
             return;
         };
-        f.deliver(sdu, self.now);
+        f.deliver_mut(sdu, self.now);
     }
 
     fn tx_flow(&mut self, id: u64) -> usize {
@@ -777,28 +780,39 @@ impl Dataplane {
         for _ in 0..TX_BATCH {
             done += 1;
             let frame = &mut self.frame;
-            let (crypt, sealed) = (&mut f.crypt, &mut f.sealed);
+            let crypt = &mut f.crypt;
             let r = ring.pop_with(|plain| {
-                let sdu = match crypt {
-                    Some(c) => {
-                        sealed.clear();
-                        if c.seal(plain, sealed).is_err() {
-                            return Err(());
-                        }
-                        sealed.as_slice()
+                // Sealed straight into the frame: IV | ciphertext | tag after the header.
+                let len = match crypt {
+                    Some(_) => plain.len() + crate::crypt::OVERHEAD,
+                    None => plain.len(),
+                };
+                let write = |o: &mut Vec<u8>| match crypt {
+                    Some(c) => c.seal(plain, o).is_ok(),
+                    None => {
+                        o.extend_from_slice(plain);
+                        true
                     }
-                    None => plain,
                 };
                 let built = match p.kind {
                     PortKind::Dix { ethertype } => {
-                        build_dix(frame, f.peer, p.mac, ethertype, f.remote as u16, sdu)
+                        build_dix_with(frame, f.peer, p.mac, ethertype, f.remote as u16, len, write)
                     }
-                    PortKind::Llc => {
-                        build_llc(frame, f.peer, p.mac, f.remote as u8, f.local as u8, sdu)
-                    }
-                    PortKind::Udp { .. } => Err(frames::SduTooLong(sdu.len())),
+                    PortKind::Llc => build_llc_with(
+                        frame,
+                        f.peer,
+                        p.mac,
+                        f.remote as u8,
+                        f.local as u8,
+                        len,
+                        write,
+                    ),
+                    PortKind::Udp { .. } => Err(frames::SduTooLong(len)),
                 };
-                built.map(|_| sdu.len()).map_err(|_| ())
+                match built {
+                    Ok(true) => Ok(len),
+                    _ => Err(()),
+                }
             });
             match r {
                 Ok(None) => {

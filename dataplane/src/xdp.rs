@@ -9,7 +9,7 @@
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
-use memmap2::MmapMut;
+use memmap2::{MmapMut, MmapOptions};
 use std::num::NonZeroU32;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
@@ -46,6 +46,8 @@ pub struct XdpPort {
     ebpf: Ebpf,
     umem: Umem,
     _area: MmapMut,
+    /// Where the UMEM lives: "2 MiB hugepages" or why it is on normal pages.
+    pub umem_pages: String,
     device: DeviceQueue,
     rx: RingRx,
     tx: RingTx,
@@ -110,9 +112,25 @@ impl XdpPort {
             let v = u32::from(ethertype.unwrap_or(0)) | (u32::from(llc) << 16);
             cfg.set(0, v, 0).map_err(|e| errno("cfg map", e))?;
         }
-        // UMEM: anonymous memory, page aligned.
+        // UMEM: anonymous memory on 2 MiB hugepages when the machine has free ones (fewer
+        // TLB misses), normal pages otherwise; faulted in now, not on the data path.
         let len = (FRAME_SIZE * FRAMES) as usize;
-        let mut area = MmapMut::map_anon(len).map_err(|e| errno("umem", e))?;
+        let (mut area, umem_pages) = match MmapOptions::new()
+            .len(len)
+            .huge(Some(21))
+            .populate()
+            .map_anon()
+        {
+            Ok(a) => (a, "2 MiB hugepages".to_string()),
+            Err(e) => (
+                MmapOptions::new()
+                    .len(len)
+                    .populate()
+                    .map_anon()
+                    .map_err(|e| errno("umem", e))?,
+                format!("4 KiB pages (no 2 MiB hugepages: {e}; see vm.nr_hugepages)"),
+            ),
+        };
         let ptr = NonNull::new(std::ptr::slice_from_raw_parts_mut(area.as_mut_ptr(), len))
             .ok_or("umem mapping is null")?;
         let config = UmemConfig {
@@ -164,6 +182,7 @@ impl XdpPort {
             ebpf,
             umem,
             _area: area,
+            umem_pages,
             device,
             rx,
             tx,
@@ -212,7 +231,7 @@ impl XdpPort {
         unsafe { BorrowedFd::borrow_raw(self.user.as_raw_fd()) }
     }
 
-    fn bytes(umem: &Umem, addr: u64, len: u32) -> Option<&[u8]> {
+    fn bytes(umem: &mut Umem, addr: u64, len: u32) -> Option<&mut [u8]> {
         let base = addr - addr % u64::from(FRAME_SIZE);
         let idx = u32::try_from(base / u64::from(FRAME_SIZE)).ok()?;
         let chunk = umem.frame(BufIdx(idx))?;
@@ -222,20 +241,22 @@ impl XdpPort {
             return None;
         }
         // Safety: the chunk lies inside the UMEM mapping; the kernel handed this frame to us
-        // through the rx ring and does not write it until we give it back to the fill ring.
+        // through the rx ring and does not touch it until we give it back to the fill ring;
+        // `umem` stays borrowed mutably while the slice lives, so there is no other one.
         let s = unsafe {
-            std::slice::from_raw_parts(chunk.addr.as_ptr() as *const u8, FRAME_SIZE as usize)
+            std::slice::from_raw_parts_mut(chunk.addr.as_ptr() as *mut u8, FRAME_SIZE as usize)
         };
-        s.get(off..end)
+        s.get_mut(off..end)
     }
 
-    /// Hands up to a batch of received frames to `f`, then gives their buffers back to the
-    /// kernel. Returns how many.
-    pub fn recv(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+    /// Hands up to a batch of received frames to `f` (mutable: an encrypted SDU is
+    /// decrypted where it lies), then gives their buffers back to the kernel. Returns how
+    /// many.
+    pub fn recv(&mut self, mut f: impl FnMut(&mut [u8])) -> usize {
         let mut addrs = [0u64; BATCH as usize];
         let mut n = 0;
         {
-            let umem = &self.umem;
+            let umem = &mut self.umem;
             let mut r = self.rx.receive(BATCH);
             while let Some(d) = r.read() {
                 if let Some(a) = addrs.get_mut(n) {

@@ -612,3 +612,117 @@ fn o7sctl_verbs_build_a_layer_at_run_time() {
     ctl("b", &["name", "destroy", "srv"]);
     assert!(t.ctl_json("b", &["name", "list"]).is_empty());
 }
+
+/// Runs one ocbr client in side `a` (`-n ocbr --json` plus `args`) and returns its summary.
+fn ocbr_client(t: &o7s_integration::Topo, args: &[&str]) -> serde_json::Value {
+    let o = t
+        .cmd("a", &bin("ocbr"))
+        .args(["-n", "ocbr", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ocbr {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(out.lines().last().unwrap_or("")).unwrap()
+}
+
+/// Floods over the AF_XDP port (64 and 1400 bytes) and then paces a flow well below the
+/// maximum: the paced flow loses nothing (a leak of rx buffers during the floods used to
+/// starve the socket), every UMEM frame is back in the pool afterwards, and the pinned,
+/// adaptively polling worker is shown by `o7sctl stats`.
+#[test]
+fn af_xdp_flood_leaks_no_frame_and_paced_flow_loses_none() {
+    if !can_run() {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t = Topo::pair("xl");
+    // A worker core that does not exist is refused before anything starts.
+    let o = t
+        .cmd("b", &bin("o7sd"))
+        .args(["--config", "/dev/null", "--core", "4096"])
+        .arg("--rundir")
+        .arg(t.rundir("bad"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--core 4096"),
+        "{o:?}"
+    );
+    let conf_b = format!(
+        "[name.\"ocbr\"]\nprog=[\"{}\"]\n\n[eth-dix.wifi1]\nbootstrap=\"wifi-network\"\ndev=\"{}\"\nreg=[\"ocbr\"]\n",
+        bin("ocbr").display(),
+        t.dev("b")
+    );
+    let core = (cpus - 1).to_string();
+    let b = t.daemon_with("b", "b", &conf_b, &["--core", &core]);
+    let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    let p = t.ctl_json("b", &["port", "list"]).remove(0);
+    if !o7s_integration::on_af_xdp(p["io_path"].as_str().unwrap()) {
+        return;
+    }
+    let stats = t.ctl_json("b", &["stats"]).remove(0);
+    assert_eq!(stats["dp_worker_core"], core.as_str(), "{stats}");
+    assert!(
+        stats["dp_polling"]
+            .as_str()
+            .unwrap()
+            .starts_with("adaptive"),
+        "{stats}"
+    );
+    let mut server = t
+        .cmd("b", &bin("ocbr"))
+        .args(["-l", "--json", "--flows", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent: Vec<serde_json::Value> = [
+        &["-f", "-s", "64", "-d", "1"][..],
+        &["-f", "-s", "1400", "-d", "1"][..],
+        &["-s", "1400", "-d", "1", "-r", "100M"][..],
+    ]
+    .iter()
+    .map(|args| ocbr_client(&t, args))
+    .collect();
+    let start = Instant::now();
+    while !matches!(server.try_wait(), Ok(Some(_))) && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = server.kill();
+    let out = server.wait_with_output().unwrap();
+    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(got.len(), 3, "server saw 3 flows: {got:?}\n{}", b.log());
+    for (c, s) in sent.iter().zip(&got) {
+        assert!(s["received"].as_u64().unwrap() > 0, "{c} {s}");
+    }
+    // The paced flow, after two floods, arrives whole.
+    let (c, s) = (&sent[2], &got[2]);
+    assert!(c["sent"].as_u64().unwrap() > 1000, "{c}");
+    assert_eq!(c["sent"], s["received"], "paced flow lost SDUs: {c} {s}");
+    assert_eq!(s["lost"], 0, "{s}");
+    for side in ["a", "b"] {
+        let ok = eventually(Duration::from_secs(3), || {
+            let p = t.ctl_json(side, &["port", "list"]).remove(0);
+            p["umem_frames_accounted"] == 8192
+        });
+        let p = t.ctl_json(side, &["port", "list"]).remove(0);
+        assert!(ok, "{side}: every UMEM frame is back in the pool: {p}");
+        assert!(
+            p["rx_xdp"].as_u64().unwrap() <= p["xdp_redirected"].as_u64().unwrap(),
+            "{side}: {p}"
+        );
+    }
+    let p = t.ctl_json("b", &["port", "list"]).remove(0);
+    let total: u64 = got.iter().map(|s| s["received"].as_u64().unwrap()).sum();
+    assert!(p["rx_xdp"].as_u64().unwrap() >= total, "{p} {total}");
+}

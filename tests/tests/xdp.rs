@@ -193,3 +193,81 @@ fn xdp_program_classifies_and_passes_without_a_socket() {
         "the IPv4 pings passed as other traffic: {other}"
     );
 }
+
+/// `vm.nr_hugepages`, restored when dropped.
+struct Hugepages(String);
+
+impl Hugepages {
+    const PATH: &'static str = "/proc/sys/vm/nr_hugepages";
+    fn raise(by: u64) -> Self {
+        let old = std::fs::read_to_string(Self::PATH)
+            .unwrap()
+            .trim()
+            .to_string();
+        let n: u64 = old.parse().unwrap();
+        std::fs::write(Self::PATH, (n + by).to_string()).unwrap();
+        Hugepages(old)
+    }
+}
+
+impl Drop for Hugepages {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
+fn hugepages_free() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("HugePages_Free:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The UMEM goes on 2 MiB hugepages when the machine has free ones and on normal pages
+/// otherwise; `o7sctl port list` says which, and oping works either way.
+#[test]
+fn umem_on_hugepages_when_available() {
+    if !can_run() {
+        return;
+    }
+    let conf = |dev: &str, reg: &str| {
+        format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
+    };
+    let check = |t: &Topo, pages: &str| {
+        let _b = t.daemon("b", &conf(&t.dev("b"), "reg=[\"oping-server\"]\n"));
+        let _a = t.daemon("a", &conf(&t.dev("a"), ""));
+        let p = t.ctl_json("b", &["port", "list"]).remove(0);
+        let path = p["io_path"].as_str().unwrap().to_string();
+        if !o7s_integration::on_af_xdp(&path) {
+            return false;
+        }
+        assert!(path.contains(pages), "expected UMEM on {pages}: {path}");
+        let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "5", "-i", "10ms"]);
+        assert_eq!(
+            sum["received"],
+            5,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        true
+    };
+    // Without free hugepages (the default here), normal pages and the reason.
+    if hugepages_free() < 8 {
+        let t = Topo::pair("hn");
+        if !check(&t, "4 KiB pages (no 2 MiB hugepages") {
+            return;
+        }
+    } else {
+        eprintln!("fallback to normal pages not checked: this machine has free hugepages");
+    }
+    // With some reserved (two daemons need 8 each; other tests may take some), hugepages.
+    let _h = Hugepages::raise(64);
+    if hugepages_free() < 16 {
+        eprintln!("SKIPPED (hugepage check): the kernel could not reserve 2 MiB pages");
+        return;
+    }
+    let t = Topo::pair("hh");
+    check(&t, "UMEM on 2 MiB hugepages");
+}
