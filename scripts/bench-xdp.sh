@@ -4,7 +4,9 @@
 # so that the hypervisor's steal time hits both alike). Each pair is two "hosts": host A's
 # data-plane worker and apps pinned to CPU 0, host B's to CPU 1 (o7sd --core, taskset).
 #   1. RTT: kernel ICMP ping and oping (adaptive polling) on each pair; then oping and ICMP
-#      with busy polling (o7sd --busy-poll) on the AF_XDP pair.
+#      with busy polling (o7sd --busy-poll) on the AF_XDP pair. A second baseline: a kernel
+#      UDP echo between two processes on the same veth (client CPU 0, server CPU 1), the
+#      best any path through user space can expect without spinning apps.
 #   2. ocbr flood, one flow, 64 and 1400 bytes: delivered pps, Mbit/s, loss; RUNS runs per
 #      path, alternating; medians.
 #   3. ocbr paced at 90 % of the AF_XDP path's median 1400-byte flood goodput (--spin):
@@ -17,7 +19,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 pings=${1:-300}; secs=${2:-3}; runs=${3:-5}
 [ "$(id -u)" = 0 ] || { echo "bench-xdp.sh: needs root" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "bench-xdp.sh: needs 2 CPUs (host A on CPU 0, host B on CPU 1)" >&2; exit 1; }
-(cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p ocbr -p o7sctl)
+(cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p ocbr -p o7sctl -p o7s-bench)
 bin=$root/target/release
 tmp=$(mktemp -d /tmp/o7s-bench-xdp.XXXXXX)
 X=ox$$; X=${X:0:10}; P=op$$; P=${P:0:10}
@@ -65,6 +67,13 @@ icmp() { # NAME -> {"p50", "p99"} of kernel ping over that pair's veth
     ip netns exec "$1-a" taskset -c 0 ping -c "$pings" -i 0.01 169.254.82.2 | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -n |
         awk '{v[NR]=$1; s+=$1} END {printf "{\"n\": %d, \"p50\": %s, \"p99\": %s, \"avg\": %.4f}", NR, v[int(NR*0.5+0.5)], v[int(NR*0.99+0.5)], s/NR}'
 }
+udp_echo() { # NAME -> RTT of a kernel UDP echo between the pair's hosts (o7s-bench)
+    run "$1" b timeout $((pings / 50 + 30)) "$bin/o7s-bench" udp-echo-server 169.254.82.2:7777 &
+    sleep 0.2
+    run "$1" a "$bin/o7s-bench" udp-ping 169.254.82.2:7777 -c "$pings" -i 10000 | python3 -c \
+        'import json,sys; d=json.load(sys.stdin); r=d["rtt_ms"]; print(json.dumps({"n": d["n"] - d["lost"], "p50": r["p50"], "p99": r["p99"], "avg": r["mean"]}))'
+    pkill -f "udp-echo-server 169.254.82.2:7777" 2>/dev/null || true
+}
 oping() { run "$1" a "$bin/oping" -n oping-server -c "$pings" -i 10ms --json | python3 -c \
     'import json,sys; d=json.load(sys.stdin); r=d["rtt_ms"]; print(json.dumps({"n": d["received"], "p50": r["p50"], "p99": r["p99"], "avg": r["avg"]}))'; }
 # One ocbr run on pair NAME: SIZE, then ocbr client args; prints a JSON object.
@@ -85,7 +94,7 @@ print(json.dumps({'sent': c['sent'], 'received': s['received'], 'lost': lost, 'l
 echo "RTT (adaptive polling) ..." >&2
 rtt="{"
 for n in $X $P; do
-    rtt="$rtt\"${IO[$n]}\": {\"icmp_ms\": $(icmp "$n"), \"oping_ms\": $(oping "$n")},"
+    rtt="$rtt\"${IO[$n]}\": {\"icmp_ms\": $(icmp "$n"), \"udp_echo_ms\": $(udp_echo "$n"), \"oping_ms\": $(oping "$n")},"
 done
 rtt="${rtt%,}}"
 
@@ -121,7 +130,7 @@ echo "RTT with busy polling (AF_XDP pair) ..." >&2
 stop_pair "$X"
 start_pair "$X" --busy-poll
 polling=$(run "$X" b "$bin/o7sctl" stats --json)
-busy="{\"icmp_ms\": $(icmp "$X"), \"oping_ms\": $(oping "$X"), \"o7sctl_stats\": $polling}"
+busy="{\"icmp_ms\": $(icmp "$X"), \"udp_echo_ms\": $(udp_echo "$X"), \"oping_ms\": $(oping "$X"), \"o7sctl_stats\": $polling}"
 stop_pair "$X"
 
 mkdir -p "$root/bench-results"
@@ -147,6 +156,11 @@ goals = {
                                      "met": rx["oping_ms"]["p50"] <= 1.5 * rx["icmp_ms"]["p50"]},
     "oping_p50_over_icmp_busy_poll": {"value": round(busy["oping_ms"]["p50"] / busy["icmp_ms"]["p50"], 3), "goal": "<= 1.5",
                                       "met": busy["oping_ms"]["p50"] <= 1.5 * busy["icmp_ms"]["p50"]},
+    "context_kernel_udp_echo_p50_over_icmp": {"value": round(rx["udp_echo_ms"]["p50"] / rx["icmp_ms"]["p50"], 3),
+                                              "goal": "none: what two user-space processes get from the kernel"},
+    "context_oping_p50_over_kernel_udp_echo": {"adaptive": round(rx["oping_ms"]["p50"] / rx["udp_echo_ms"]["p50"], 3),
+                                               "busy_poll": round(busy["oping_ms"]["p50"] / busy["udp_echo_ms"]["p50"], 3),
+                                               "goal": "none"},
 }
 doc = {"date": "$(date -u +%FT%TZ)", "machine": "$(nproc) vCPU, $(uname -r)", "command": "scripts/bench-xdp.sh $pings $secs $runs",
        "setup": "two veth pairs side by side (af_xdp, af_packet); host A = CPU 0 (o7sd --core 0, client apps), host B = CPU 1; XDP skb mode, copy mode",
