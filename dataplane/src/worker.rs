@@ -323,7 +323,7 @@ impl Dataplane {
         if !spinning {
             for id in &ids.xdp {
                 if let Some(x) = self.ports.get(id).and_then(|p| p.xdp.as_ref()) {
-                    fds.push(PollFd::new(x.fd(), PollFlags::POLLIN));
+                    fds.extend(x.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
                 }
             }
         }
@@ -517,6 +517,8 @@ impl Dataplane {
                         p.stats.xdp_redirected = x.counter(crate::xdp::counter::REDIRECT);
                         p.stats.xdp_mgmt_passed = x.counter(crate::xdp::counter::MGMT);
                         p.stats.umem_frames_accounted = x.accounted_frames();
+                        p.stats.umem_frames = x.umem_frames();
+                        p.stats.rx_xdp_per_queue = x.rx_per_queue();
                     }
                 }
                 let s = DpStats {
@@ -594,8 +596,10 @@ impl Dataplane {
             match crate::xdp::XdpPort::open(dev, et, llc, driver) {
                 Ok(x) => {
                     let mode = if driver { "driver" } else { "skb" };
+                    let q = x.queues();
                     let path = format!(
-                        "af_xdp (XDP {mode} mode, copy, UMEM on {}) for data; af_packet for management",
+                        "af_xdp (XDP {mode} mode, copy, {q} RX queue{}, UMEM on {}) for data; af_packet for management",
+                        if q == 1 { "" } else { "s" },
                         x.umem_pages
                     );
                     (Some(x), path)

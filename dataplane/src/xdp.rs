@@ -1,8 +1,10 @@
 //! AF_XDP ports: the XDP program of `bpf/` (loaded and attached with aya) steers an Ethernet
 //! layer's data frames into an AF_XDP socket (xdpilone) whose UMEM the data plane reads and
 //! writes; management frames and all other traffic go on to the kernel, where the port's
-//! AF_PACKET socket still receives the management frames. Copy mode (veth offers no
-//! zero-copy); the attach mode is a setting.
+//! AF_PACKET socket still receives the management frames. One socket per RX queue of the
+//! device, all sharing the port's UMEM (the XDP program redirects by queue index); frames
+//! are sent through queue 0's socket. Copy mode (veth offers no zero-copy); the attach mode
+//! is a setting.
 
 #![allow(unsafe_code)]
 
@@ -22,9 +24,10 @@ use xdpilone::{
 static PROGRAM: &[u8] = include_bytes!("../../bpf/xdp_o7s.o");
 
 const FRAME_SIZE: u32 = 2048;
-const FRAMES: u32 = 8192;
-/// Frames given to the kernel for receiving; the rest are for sending.
+/// Frames given to the kernel for receiving, per RX queue.
 const RX_FRAMES: u32 = 4096;
+/// Frames for sending (one port: 4096 + 4096 = 8192 frames with one RX queue).
+const TX_FRAMES: u32 = 4096;
 const RING: u32 = 4096;
 /// Most frames handled per call.
 const BATCH: u32 = 64;
@@ -41,26 +44,63 @@ pub mod counter {
     pub const NO_SOCKET: u32 = 3;
 }
 
-/// An AF_XDP port on one device queue.
-pub struct XdpPort {
-    ebpf: Ebpf,
-    umem: Umem,
-    _area: MmapMut,
-    /// Where the UMEM lives: "2 MiB hugepages" or why it is on normal pages.
-    pub umem_pages: String,
-    device: DeviceQueue,
+/// Most RX queues bound per port (the XDP program's socket map has 64 entries).
+pub const MAX_QUEUES: u32 = 16;
+
+/// One device RX queue's AF_XDP socket with its own fill/completion rings; all queues of a
+/// port share the port's UMEM.
+struct Queue {
+    /// Device queue index (the key of the XDP program's socket map).
+    id: u32,
     rx: RingRx,
     tx: RingTx,
     user: User,
-    free_tx: Vec<u64>,
+    device: DeviceQueue,
     /// Received frames not yet back on the fill ring (it had no room when they were handed
     /// back: xdpilone may reserve fewer slots than asked when its view of the ring is stale).
     to_fill: Vec<u64>,
     /// Frames on the fill ring or in the kernel's hands for receiving.
     kernel_rx: u32,
+    /// Frames received on this queue.
+    rx_frames: u64,
+}
+
+impl Queue {
+    /// Gives the frames in `to_fill` back to the kernel's fill ring, as many as it takes.
+    fn refill(&mut self) {
+        // A reservation can come back short while xdpilone's cached view of the ring is
+        // stale: ask again (the next call reloads the kernel's index).
+        for _ in 0..4 {
+            if self.to_fill.is_empty() {
+                return;
+            }
+            let want = u32::try_from(self.to_fill.len()).unwrap_or(u32::MAX);
+            let mut w = self.device.fill(want);
+            let n = w.insert(self.to_fill.iter().rev().copied());
+            w.commit();
+            self.to_fill.truncate(self.to_fill.len() - n as usize);
+            self.kernel_rx += n;
+            if n == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// An AF_XDP port: one socket per RX queue of the device (up to [`MAX_QUEUES`]), all on one
+/// UMEM; frames are sent through queue 0's socket.
+pub struct XdpPort {
+    // Dropped in this order: the program, the sockets, the UMEM, then its memory.
+    ebpf: Ebpf,
+    queues: Vec<Queue>,
+    umem: Umem,
+    _area: MmapMut,
+    /// Where the UMEM lives: "2 MiB hugepages" or why it is on normal pages.
+    pub umem_pages: String,
+    free_tx: Vec<u64>,
     /// Frames on the tx ring not yet completed.
     tx_in_flight: u32,
-    /// Frames received through the socket.
+    /// Frames received through the sockets.
     pub rx_frames: u64,
     /// Frames sent through the socket.
     pub tx_frames: u64,
@@ -71,6 +111,7 @@ pub struct XdpPort {
 impl std::fmt::Debug for XdpPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XdpPort")
+            .field("queues", &self.queues.len())
             .field("rx_frames", &self.rx_frames)
             .field("tx_frames", &self.tx_frames)
             .finish()
@@ -81,9 +122,24 @@ fn errno(what: &str, e: impl std::fmt::Debug) -> String {
     format!("{what}: {e:?}")
 }
 
+/// RX queues of `dev` as the kernel lists them in sysfs (1 when it cannot tell).
+pub fn rx_queues(dev: &str) -> u32 {
+    let dir = std::path::Path::new("/sys/class/net")
+        .join(dev)
+        .join("queues");
+    let n = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(1);
+    u32::try_from(n).unwrap_or(1).clamp(1, MAX_QUEUES)
+}
+
 impl XdpPort {
     /// Attaches the program to `dev` (generic/skb mode unless `driver`), configured for
-    /// `ethertype` (eth-dix) or LLC, and binds an AF_XDP socket on queue 0.
+    /// `ethertype` (eth-dix) or LLC, and binds an AF_XDP socket on each of its RX queues.
     pub fn open(
         dev: &str,
         ethertype: Option<u16>,
@@ -112,9 +168,12 @@ impl XdpPort {
             let v = u32::from(ethertype.unwrap_or(0)) | (u32::from(llc) << 16);
             cfg.set(0, v, 0).map_err(|e| errno("cfg map", e))?;
         }
-        // UMEM: anonymous memory on 2 MiB hugepages when the machine has free ones (fewer
-        // TLB misses), normal pages otherwise; faulted in now, not on the data path.
-        let len = (FRAME_SIZE * FRAMES) as usize;
+        let nq = rx_queues(dev);
+        // UMEM: RX_FRAMES per queue for receiving, TX_FRAMES for sending; anonymous memory
+        // on 2 MiB hugepages when the machine has free ones (fewer TLB misses), normal pages
+        // otherwise; faulted in now, not on the data path.
+        let frames = RX_FRAMES * nq + TX_FRAMES;
+        let len = (FRAME_SIZE * frames) as usize;
         let (mut area, umem_pages) = match MmapOptions::new()
             .len(len)
             .huge(Some(21))
@@ -144,91 +203,107 @@ impl XdpPort {
         // as the port (it is stored next to the Umem and dropped after it).
         let umem = unsafe { Umem::new(config, ptr) }.map_err(|e| errno("umem registration", e))?;
         let cname = std::ffi::CString::new(dev).map_err(|_| "device name with a NUL")?;
-        let mut info = IfInfo::invalid();
-        info.from_name(&cname).map_err(|e| errno("interface", e))?;
-        info.set_queue(0);
-        let sock = Socket::with_shared(&info, &umem).map_err(|e| errno("AF_XDP socket", e))?;
-        let device = umem
-            .fq_cq(&sock)
-            .map_err(|e| errno("fill/completion rings", e))?;
-        let user = umem
-            .rx_tx(
-                &sock,
-                &SocketConfig {
-                    rx_size: NonZeroU32::new(RING),
-                    tx_size: NonZeroU32::new(RING),
-                    bind_flags: 0,
-                },
-            )
-            .map_err(|e| errno("rx/tx rings", e))?;
-        let rx = user.map_rx().map_err(|e| errno("rx ring", e))?;
-        let tx = user.map_tx().map_err(|e| errno("tx ring", e))?;
-        umem.bind(&user).map_err(|e| errno("bind (copy mode)", e))?;
-        // The kernel's receive frames (given to the fill ring below).
-        let to_fill: Vec<u64> = (0..RX_FRAMES)
-            .filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset))
-            .collect();
+        let mut queues = Vec::new();
+        for q in 0..nq {
+            let mut info = IfInfo::invalid();
+            info.from_name(&cname).map_err(|e| errno("interface", e))?;
+            info.set_queue(q);
+            // Queue 0 uses the UMEM's own socket; the others share the UMEM.
+            let sock = if q == 0 {
+                Socket::with_shared(&info, &umem)
+            } else {
+                Socket::new(&info)
+            }
+            .map_err(|e| errno("AF_XDP socket", e))?;
+            let device = umem
+                .fq_cq(&sock)
+                .map_err(|e| errno("fill/completion rings", e))?;
+            let user = umem
+                .rx_tx(
+                    &sock,
+                    &SocketConfig {
+                        rx_size: NonZeroU32::new(RING),
+                        tx_size: NonZeroU32::new(RING),
+                        bind_flags: 0,
+                    },
+                )
+                .map_err(|e| errno("rx/tx rings", e))?;
+            let rx = user.map_rx().map_err(|e| errno("rx ring", e))?;
+            let tx = user.map_tx().map_err(|e| errno("tx ring", e))?;
+            umem.bind(&user)
+                .map_err(|e| errno(&format!("bind queue {q} (copy mode)"), e))?;
+            // The kernel's receive frames for this queue (given to its fill ring below).
+            let to_fill: Vec<u64> = (q * RX_FRAMES..(q + 1) * RX_FRAMES)
+                .filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset))
+                .collect();
+            queues.push(Queue {
+                id: q,
+                rx,
+                tx,
+                user,
+                device,
+                to_fill,
+                kernel_rx: 0,
+                rx_frames: 0,
+            });
+        }
         {
             let mut xsks: XskMap<&mut MapData> =
                 XskMap::try_from(ebpf.map_mut("xsks").ok_or("no xsks map")?)
                     .map_err(|e| errno("xsks map", e))?;
-            xsks.set(0, user.as_raw_fd(), 0)
-                .map_err(|e| errno("xsks map", e))?;
+            for q in &queues {
+                xsks.set(q.id, q.user.as_raw_fd(), 0)
+                    .map_err(|e| errno("xsks map", e))?;
+            }
         }
-        let free_tx = (RX_FRAMES..FRAMES)
+        let free_tx = (RX_FRAMES * nq..frames)
             .filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset))
             .collect();
         let mut port = Self {
             ebpf,
+            queues,
             umem,
             _area: area,
             umem_pages,
-            device,
-            rx,
-            tx,
-            user,
             free_tx,
-            to_fill,
-            kernel_rx: 0,
             tx_in_flight: 0,
             rx_frames: 0,
             tx_frames: 0,
             tx_dropped: 0,
         };
-        port.refill();
-        if port.kernel_rx != RX_FRAMES {
-            return Err(format!(
-                "fill ring took {} of {RX_FRAMES} frames",
-                port.kernel_rx
-            ));
+        for q in &mut port.queues {
+            q.refill();
+            if q.kernel_rx != RX_FRAMES {
+                return Err(format!(
+                    "queue {}: fill ring took {} of {RX_FRAMES} frames",
+                    q.id, q.kernel_rx
+                ));
+            }
         }
         Ok(port)
     }
 
-    /// Gives the frames in `to_fill` back to the kernel's fill ring, as many as it takes.
-    fn refill(&mut self) {
-        // A reservation can come back short while xdpilone's cached view of the ring is
-        // stale: ask again (the next call reloads the kernel's index).
-        for _ in 0..4 {
-            if self.to_fill.is_empty() {
-                return;
-            }
-            let want = u32::try_from(self.to_fill.len()).unwrap_or(u32::MAX);
-            let mut w = self.device.fill(want);
-            let n = w.insert(self.to_fill.iter().rev().copied());
-            w.commit();
-            self.to_fill.truncate(self.to_fill.len() - n as usize);
-            self.kernel_rx += n;
-            if n == 0 {
-                return;
-            }
-        }
+    /// RX queues bound.
+    pub fn queues(&self) -> usize {
+        self.queues.len()
     }
 
-    /// The socket's descriptor (readable when frames arrived).
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        // Safety: the descriptor belongs to `self.user` and lives as long as `self`.
-        unsafe { BorrowedFd::borrow_raw(self.user.as_raw_fd()) }
+    /// Frames received per RX queue.
+    pub fn rx_per_queue(&self) -> Vec<u64> {
+        self.queues.iter().map(|q| q.rx_frames).collect()
+    }
+
+    /// Frames in the UMEM (all of them are accounted when nothing leaked).
+    pub fn umem_frames(&self) -> u32 {
+        RX_FRAMES * self.queues.len() as u32 + TX_FRAMES
+    }
+
+    /// The sockets' descriptors (readable when frames arrived).
+    pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.queues.iter().map(|q| {
+            // Safety: the descriptor belongs to `q.user` and lives as long as `self`.
+            unsafe { BorrowedFd::borrow_raw(q.user.as_raw_fd()) }
+        })
     }
 
     fn bytes(umem: &mut Umem, addr: u64, len: u32) -> Option<&mut [u8]> {
@@ -241,7 +316,7 @@ impl XdpPort {
             return None;
         }
         // Safety: the chunk lies inside the UMEM mapping; the kernel handed this frame to us
-        // through the rx ring and does not touch it until we give it back to the fill ring;
+        // through an rx ring and does not touch it until we give it back to the fill ring;
         // `umem` stays borrowed mutably while the slice lives, so there is no other one.
         let s = unsafe {
             std::slice::from_raw_parts_mut(chunk.addr.as_ptr() as *mut u8, FRAME_SIZE as usize)
@@ -249,35 +324,44 @@ impl XdpPort {
         s.get_mut(off..end)
     }
 
-    /// Hands up to a batch of received frames to `f` (mutable: an encrypted SDU is
-    /// decrypted where it lies), then gives their buffers back to the kernel. Returns how
-    /// many.
+    /// Hands up to a batch of received frames per queue to `f` (mutable: an encrypted SDU
+    /// is decrypted where it lies), then gives their buffers back to the kernel. Returns
+    /// how many.
     pub fn recv(&mut self, mut f: impl FnMut(&mut [u8])) -> usize {
-        let mut addrs = [0u64; BATCH as usize];
-        let mut n = 0;
-        {
-            let umem = &mut self.umem;
-            let mut r = self.rx.receive(BATCH);
-            while let Some(d) = r.read() {
-                if let Some(a) = addrs.get_mut(n) {
-                    *a = d.addr;
-                    n += 1;
+        let mut total = 0;
+        for q in &mut self.queues {
+            let mut addrs = [0u64; BATCH as usize];
+            let mut n = 0;
+            {
+                let umem = &mut self.umem;
+                let mut r = q.rx.receive(BATCH);
+                while let Some(d) = r.read() {
+                    if let Some(a) = addrs.get_mut(n) {
+                        *a = d.addr;
+                        n += 1;
+                    }
+                    if let Some(b) = Self::bytes(umem, d.addr, d.len) {
+                        f(b);
+                    }
                 }
-                if let Some(b) = Self::bytes(umem, d.addr, d.len) {
-                    f(b);
-                }
+                r.release();
             }
-            r.release();
+            if n == 0 {
+                continue;
+            }
+            q.rx_frames += n as u64;
+            q.kernel_rx = q.kernel_rx.saturating_sub(n as u32);
+            q.to_fill
+                .extend(addrs.iter().take(n).map(|a| a - a % u64::from(FRAME_SIZE)));
+            q.refill();
+            total += n;
         }
-        self.rx_frames += n as u64;
-        self.kernel_rx = self.kernel_rx.saturating_sub(n as u32);
-        self.to_fill
-            .extend(addrs.iter().take(n).map(|a| a - a % u64::from(FRAME_SIZE)));
-        self.refill();
-        n
+        self.rx_frames += total as u64;
+        total
     }
 
-    /// Queues one frame for sending; `false` if no UMEM frame or ring slot is free.
+    /// Queues one frame for sending (on queue 0); `false` if no UMEM frame or ring slot is
+    /// free.
     pub fn send(&mut self, frame: &[u8]) -> bool {
         if self.free_tx.is_empty() {
             self.reclaim();
@@ -286,6 +370,10 @@ impl XdpPort {
             self.tx_dropped += 1;
             return false;
         }
+        let Some(q) = self.queues.first_mut() else {
+            self.tx_dropped += 1;
+            return false;
+        };
         let Some(addr) = self.free_tx.pop() else {
             self.tx_dropped += 1;
             return false;
@@ -308,7 +396,7 @@ impl XdpPort {
             len: frame.len() as u32,
             options: 0,
         };
-        let mut w = self.tx.transmit(1);
+        let mut w = q.tx.transmit(1);
         let ok = w.insert_once(desc);
         w.commit();
         if !ok {
@@ -328,22 +416,27 @@ impl XdpPort {
 
     /// Kicks the kernel to send what was queued (copy mode sends on sendto).
     pub fn flush(&mut self) {
-        // In copy mode each wake-up (sendto) sends at most 32 descriptors: repeat while the
-        // kernel makes progress.
-        let mut last = u32::MAX;
-        for _ in 0..64 {
-            let pending = self.tx.pending();
-            if pending == 0 || pending == last {
-                break;
+        if let Some(q) = self.queues.first_mut() {
+            // In copy mode each wake-up (sendto) sends at most 32 descriptors: repeat while
+            // the kernel makes progress.
+            let mut last = u32::MAX;
+            for _ in 0..64 {
+                let pending = q.tx.pending();
+                if pending == 0 || pending == last {
+                    break;
+                }
+                last = pending;
+                q.tx.wake();
             }
-            last = pending;
-            self.tx.wake();
         }
         self.reclaim();
     }
 
     fn reclaim(&mut self) {
-        let mut c = self.device.complete(BATCH * 4);
+        let Some(q) = self.queues.first_mut() else {
+            return;
+        };
+        let mut c = q.device.complete(BATCH * 4);
         while let Some(a) = c.read() {
             self.free_tx.push(a - a % u64::from(FRAME_SIZE));
             self.tx_in_flight = self.tx_in_flight.saturating_sub(1);
@@ -352,12 +445,17 @@ impl XdpPort {
     }
 
     /// Frames of the UMEM whose whereabouts are known once sending is done: free for sending,
-    /// waiting to go back to the fill ring, or given to the kernel for receiving (counted as
-    /// they enter and leave the fill/rx rings). Equals the UMEM size when nothing leaked.
+    /// waiting to go back to a fill ring, or given to the kernel for receiving (counted as
+    /// they enter and leave the fill/rx rings). Equals [`XdpPort::umem_frames`] when nothing
+    /// leaked.
     pub fn accounted_frames(&mut self) -> u32 {
         self.reclaim();
-        self.refill();
-        self.free_tx.len() as u32 + self.to_fill.len() as u32 + self.kernel_rx
+        let mut n = self.free_tx.len() as u32;
+        for q in &mut self.queues {
+            q.refill();
+            n += q.to_fill.len() as u32 + q.kernel_rx;
+        }
+        n
     }
 
     /// A counter of the XDP program, summed over CPUs.

@@ -116,15 +116,40 @@ pub struct Topo {
 impl Topo {
     /// Two hosts joined by a veth pair.
     pub fn pair(prefix: &str) -> Topo {
+        Topo::pair_with_queues(prefix, 1)
+    }
+
+    /// Two hosts joined by a veth pair whose ends have `queues` RX and TX queues each.
+    pub fn pair_with_queues(prefix: &str, queues: u32) -> Topo {
         let name = unique(prefix);
         let t = Topo::empty(&name, &["a", "b"]);
         let va = format!("{name}-va");
         let vb = format!("{name}-vb");
         let na = t.ns("a");
         let nb = t.ns("b");
+        let q = queues.to_string();
         let o = sh(&[
-            "ip", "link", "add", &va, "netns", &na, "type", "veth", "peer", "name", &vb, "netns",
+            "ip",
+            "link",
+            "add",
+            &va,
+            "netns",
+            &na,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &vb,
+            "netns",
             &nb,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
         ]);
         assert!(
             o.status.success(),

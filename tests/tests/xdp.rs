@@ -1,6 +1,7 @@
 //! The XDP steering program (bpf/xdp_o7s.o): it passes the verifier, classifies frames, and
 //! with no AF_XDP socket bound passes everything to the kernel, so IPv4 and the AF_PACKET
-//! ports keep working. (The AF_XDP path that binds sockets is issue 4's next step.)
+//! ports keep working; the AF_XDP sockets: one per RX queue on a shared UMEM, the UMEM on
+//! hugepages when the machine has free ones.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,6 +12,7 @@
 
 use o7s_integration::{can_run, tool, Topo};
 use std::process::Command;
+use std::time::Duration;
 
 fn sh(args: &[&str]) -> String {
     let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
@@ -270,4 +272,105 @@ fn umem_on_hugepages_when_available() {
     }
     let t = Topo::pair("hh");
     check(&t, "UMEM on 2 MiB hugepages");
+}
+
+/// A CPU mask of all CPUs in the format of sysfs (comma-separated 32-bit groups).
+fn all_cpus_mask() -> String {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut groups = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let bits = left.min(32);
+        let g: u64 = (1u64 << bits) - 1;
+        groups.push(format!("{g:08x}"));
+        left -= bits;
+    }
+    groups.reverse();
+    groups.join(",")
+}
+
+/// Sends side `a`'s frames through veth TX queue `q` only (XPS), so that they arrive on the
+/// peer's RX queue `q` (veth in native XDP mode keeps the queue index).
+fn steer(t: &Topo, q: usize, queues: usize) {
+    for i in 0..queues {
+        let mask = if i == q { all_cpus_mask() } else { "0".into() };
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &t.ns("a"),
+            "sh",
+            "-c",
+            &format!(
+                "echo {mask} > /sys/class/net/{}/queues/tx-{i}/xps_cpus",
+                t.dev("a")
+            ),
+        ]);
+    }
+}
+
+/// A device with two RX queues gets an AF_XDP socket on each, sharing one UMEM: frames
+/// steered to either queue arrive through that queue's socket, and every frame of the
+/// larger UMEM is accounted for afterwards.
+#[test]
+fn af_xdp_binds_every_rx_queue() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair_with_queues("xq", 2);
+    let conf = |dev: &str, reg: &str| {
+        format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
+    };
+    let _b = t.daemon_with(
+        "b",
+        "b",
+        &conf(&t.dev("b"), "reg=[\"oping-server\"]\n"),
+        &["--xdp-mode", "driver"],
+    );
+    let _a = t.daemon_with("a", "a", &conf(&t.dev("a"), ""), &["--io", "af_packet"]);
+    let port = || t.ctl_json("b", &["port", "list"]).remove(0);
+    let p = port();
+    if !o7s_integration::on_af_xdp(p["io_path"].as_str().unwrap()) {
+        return;
+    }
+    assert!(
+        p["io_path"].as_str().unwrap().contains("2 RX queues"),
+        "{p}"
+    );
+    assert_eq!(p["umem_frames"], 12288, "{p}");
+    let per_queue = |p: &serde_json::Value| -> Vec<u64> {
+        p["rx_xdp_per_queue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    let mut before = per_queue(&p);
+    for q in [1, 0] {
+        steer(&t, q, 2);
+        let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "10ms"]);
+        assert_eq!(
+            sum["received"],
+            10,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let p = port();
+        let now = per_queue(&p);
+        assert!(
+            now[q] >= before[q] + 10,
+            "queue {q} should have received the pings: {before:?} -> {now:?}"
+        );
+        assert_eq!(
+            now.iter().sum::<u64>(),
+            p["rx_xdp"].as_u64().unwrap(),
+            "{p}"
+        );
+        before = now;
+    }
+    let ok = o7s_integration::eventually(Duration::from_secs(3), || {
+        port()["umem_frames_accounted"] == 12288
+    });
+    assert!(ok, "every UMEM frame is back: {}", port());
 }
