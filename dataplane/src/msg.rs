@@ -217,6 +217,9 @@ pub struct PortStats {
     /// Frames received through the AF_XDP socket of each RX queue.
     #[serde(default)]
     pub rx_xdp_per_queue: Vec<u64>,
+    /// Fill-ring wake-ups the kernel asked for (need_wakeup; zero-copy drivers).
+    #[serde(default)]
+    pub xdp_fill_wakeups: u64,
 }
 
 /// Counters of one flow.

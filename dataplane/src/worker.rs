@@ -519,6 +519,7 @@ impl Dataplane {
                         p.stats.umem_frames_accounted = x.accounted_frames();
                         p.stats.umem_frames = x.umem_frames();
                         p.stats.rx_xdp_per_queue = x.rx_per_queue();
+                        p.stats.xdp_fill_wakeups = x.fill_wakeups();
                     }
                 }
                 let s = DpStats {

@@ -63,6 +63,8 @@ struct Queue {
     kernel_rx: u32,
     /// Frames received on this queue.
     rx_frames: u64,
+    /// Times the fill ring asked for a wake-up (need_wakeup) and got one.
+    fill_wakeups: u64,
 }
 
 impl Queue {
@@ -70,9 +72,12 @@ impl Queue {
     fn refill(&mut self) {
         // A reservation can come back short while xdpilone's cached view of the ring is
         // stale: ask again (the next call reloads the kernel's index).
+        if self.to_fill.is_empty() {
+            return;
+        }
         for _ in 0..4 {
             if self.to_fill.is_empty() {
-                return;
+                break;
             }
             let want = u32::try_from(self.to_fill.len()).unwrap_or(u32::MAX);
             let mut w = self.device.fill(want);
@@ -81,8 +86,14 @@ impl Queue {
             self.to_fill.truncate(self.to_fill.len() - n as usize);
             self.kernel_rx += n;
             if n == 0 {
-                return;
+                break;
             }
+        }
+        // With need_wakeup the kernel flags the fill ring when it stopped for lack of
+        // buffers and must be poked (a poll) to take the new ones.
+        if self.device.needs_wakeup() {
+            self.fill_wakeups += 1;
+            self.device.wake();
         }
     }
 }
@@ -224,7 +235,9 @@ impl XdpPort {
                     &SocketConfig {
                         rx_size: NonZeroU32::new(RING),
                         tx_size: NonZeroU32::new(RING),
-                        bind_flags: 0,
+                        // The kernel says when it needs a system call to go on (zero-copy
+                        // drivers); copy mode keeps asking for one on transmit.
+                        bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP,
                     },
                 )
                 .map_err(|e| errno("rx/tx rings", e))?;
@@ -245,6 +258,7 @@ impl XdpPort {
                 to_fill,
                 kernel_rx: 0,
                 rx_frames: 0,
+                fill_wakeups: 0,
             });
         }
         {
@@ -291,6 +305,11 @@ impl XdpPort {
     /// Frames received per RX queue.
     pub fn rx_per_queue(&self) -> Vec<u64> {
         self.queues.iter().map(|q| q.rx_frames).collect()
+    }
+
+    /// Fill-ring wake-ups the kernel asked for (need_wakeup), over all queues.
+    pub fn fill_wakeups(&self) -> u64 {
+        self.queues.iter().map(|q| q.fill_wakeups).sum()
     }
 
     /// Frames in the UMEM (all of them are accounted when nothing leaked).
@@ -422,7 +441,7 @@ impl XdpPort {
             let mut last = u32::MAX;
             for _ in 0..64 {
                 let pending = q.tx.pending();
-                if pending == 0 || pending == last {
+                if pending == 0 || pending == last || !q.tx.needs_wakeup() {
                     break;
                 }
                 last = pending;
