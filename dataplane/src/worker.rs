@@ -599,7 +599,8 @@ impl Dataplane {
                     let mode = if driver { "driver" } else { "skb" };
                     let q = x.queues();
                     let path = format!(
-                        "af_xdp (XDP {mode} mode, copy, {q} RX queue{}, UMEM on {}) for data; af_packet for management",
+                        "af_xdp (XDP {mode} mode, {}, {q} RX queue{}, UMEM on {}) for data; af_packet for management",
+                        x.copy_mode,
                         if q == 1 { "" } else { "s" },
                         x.umem_pages
                     );

@@ -3,8 +3,8 @@
 //! writes; management frames and all other traffic go on to the kernel, where the port's
 //! AF_PACKET socket still receives the management frames. One socket per RX queue of the
 //! device, all sharing the port's UMEM (the XDP program redirects by queue index); frames
-//! are sent through queue 0's socket. Copy mode (veth offers no zero-copy); the attach mode
-//! is a setting.
+//! are sent through queue 0's socket. Zero-copy when XDP runs in the driver and the driver
+//! offers it, copy mode otherwise (veth has no zero-copy); the attach mode is a setting.
 
 #![allow(unsafe_code)]
 
@@ -108,6 +108,8 @@ pub struct XdpPort {
     _area: MmapMut,
     /// Where the UMEM lives: "2 MiB hugepages" or why it is on normal pages.
     pub umem_pages: String,
+    /// "zero-copy", or "copy" and why.
+    pub copy_mode: String,
     free_tx: Vec<u64>,
     /// Frames on the tx ring not yet completed.
     tx_in_flight: u32,
@@ -150,13 +152,46 @@ pub fn rx_queues(dev: &str) -> u32 {
 
 impl XdpPort {
     /// Attaches the program to `dev` (generic/skb mode unless `driver`), configured for
-    /// `ethertype` (eth-dix) or LLC, and binds an AF_XDP socket on each of its RX queues.
+    /// `ethertype` (eth-dix) or LLC, and binds an AF_XDP socket on each of its RX queues:
+    /// in zero-copy mode when XDP runs in the driver and the driver offers it, in copy mode
+    /// otherwise ([`XdpPort::copy_mode`] says which and why).
     pub fn open(
         dev: &str,
         ethertype: Option<u16>,
         llc: bool,
         driver: bool,
     ) -> Result<Self, String> {
+        if !driver {
+            let mut p = Self::open_mode(dev, ethertype, llc, false, false)?;
+            p.copy_mode = "copy (XDP skb mode has no zero-copy)".into();
+            return Ok(p);
+        }
+        match Self::open_mode(dev, ethertype, llc, true, true) {
+            Ok(mut p) => {
+                p.copy_mode = "zero-copy".into();
+                Ok(p)
+            }
+            Err(e) => {
+                // The first attempt's program and sockets are gone (dropped with it).
+                let mut p = Self::open_mode(dev, ethertype, llc, true, false)?;
+                p.copy_mode = format!("copy (zero-copy refused: {e})");
+                Ok(p)
+            }
+        }
+    }
+
+    fn open_mode(
+        dev: &str,
+        ethertype: Option<u16>,
+        llc: bool,
+        driver: bool,
+        zero_copy: bool,
+    ) -> Result<Self, String> {
+        let mode_flag = if zero_copy {
+            SocketConfig::XDP_BIND_ZEROCOPY
+        } else {
+            SocketConfig::XDP_BIND_COPY
+        };
         let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| errno("loading bpf/xdp_o7s.o", e))?;
         {
             let prog: &mut Xdp = ebpf
@@ -237,14 +272,16 @@ impl XdpPort {
                         tx_size: NonZeroU32::new(RING),
                         // The kernel says when it needs a system call to go on (zero-copy
                         // drivers); copy mode keeps asking for one on transmit.
-                        bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP,
+                        bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP | mode_flag,
                     },
                 )
                 .map_err(|e| errno("rx/tx rings", e))?;
             let rx = user.map_rx().map_err(|e| errno("rx ring", e))?;
             let tx = user.map_tx().map_err(|e| errno("tx ring", e))?;
-            umem.bind(&user)
-                .map_err(|e| errno(&format!("bind queue {q} (copy mode)"), e))?;
+            umem.bind(&user).map_err(|e| {
+                let m = if zero_copy { "zero-copy" } else { "copy" };
+                errno(&format!("bind queue {q} ({m} mode)"), e)
+            })?;
             // The kernel's receive frames for this queue (given to its fill ring below).
             let to_fill: Vec<u64> = (q * RX_FRAMES..(q + 1) * RX_FRAMES)
                 .filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset))
@@ -279,6 +316,7 @@ impl XdpPort {
             umem,
             _area: area,
             umem_pages,
+            copy_mode: String::new(),
             free_tx,
             tx_in_flight: 0,
             rx_frames: 0,

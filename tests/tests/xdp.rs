@@ -246,6 +246,10 @@ fn umem_on_hugepages_when_available() {
             return false;
         }
         assert!(path.contains(pages), "expected UMEM on {pages}: {path}");
+        assert!(
+            path.contains("copy (XDP skb mode has no zero-copy)"),
+            "{path}"
+        );
         let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "5", "-i", "10ms"]);
         assert_eq!(
             sum["received"],
@@ -333,8 +337,11 @@ fn af_xdp_binds_every_rx_queue() {
     if !o7s_integration::on_af_xdp(p["io_path"].as_str().unwrap()) {
         return;
     }
+    let path = p["io_path"].as_str().unwrap();
+    assert!(path.contains("2 RX queues"), "{p}");
+    // veth has no zero-copy: the driver-mode port tried it and says why it copies.
     assert!(
-        p["io_path"].as_str().unwrap().contains("2 RX queues"),
+        path.contains("copy (zero-copy refused: bind queue 0"),
         "{p}"
     );
     assert_eq!(p["umem_frames"], 12288, "{p}");
