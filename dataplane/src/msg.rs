@@ -211,7 +211,7 @@ pub struct PortStats {
     /// UMEM frames back in the data plane's or the kernel's receive pool (all of them when
     /// nothing leaked; 0 without AF_XDP).
     pub umem_frames_accounted: u32,
-    /// Frames in the UMEM (4096 per RX queue + 4096 for sending; 0 without AF_XDP).
+    /// Frames in the UMEM (8192 per RX queue + 4096 for sending; 0 without AF_XDP).
     #[serde(default)]
     pub umem_frames: u32,
     /// Frames received through the AF_XDP socket of each RX queue.

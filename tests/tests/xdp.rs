@@ -260,7 +260,7 @@ fn umem_on_hugepages_when_available() {
         true
     };
     // Without free hugepages (the default here), normal pages and the reason.
-    if hugepages_free() < 8 {
+    if hugepages_free() < 12 {
         let t = Topo::pair("hn");
         if !check(&t, "4 KiB pages (no 2 MiB hugepages") {
             return;
@@ -268,9 +268,9 @@ fn umem_on_hugepages_when_available() {
     } else {
         eprintln!("fallback to normal pages not checked: this machine has free hugepages");
     }
-    // With some reserved (two daemons need 8 each; other tests may take some), hugepages.
+    // With some reserved (two daemons need 12 each; other tests may take some), hugepages.
     let _h = Hugepages::raise(64);
-    if hugepages_free() < 16 {
+    if hugepages_free() < 24 {
         eprintln!("SKIPPED (hugepage check): the kernel could not reserve 2 MiB pages");
         return;
     }
@@ -344,7 +344,7 @@ fn af_xdp_binds_every_rx_queue() {
         path.contains("copy (zero-copy refused: bind queue 0"),
         "{p}"
     );
-    assert_eq!(p["umem_frames"], 12288, "{p}");
+    assert_eq!(p["umem_frames"], 2 * 8192 + 4096, "{p}");
     let per_queue = |p: &serde_json::Value| -> Vec<u64> {
         p["rx_xdp_per_queue"]
             .as_array()
@@ -377,7 +377,7 @@ fn af_xdp_binds_every_rx_queue() {
         before = now;
     }
     let ok = o7s_integration::eventually(Duration::from_secs(3), || {
-        port()["umem_frames_accounted"] == 12288
+        port()["umem_frames_accounted"] == 2 * 8192 + 4096
     });
     assert!(ok, "every UMEM frame is back: {}", port());
 }
