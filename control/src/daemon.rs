@@ -1823,16 +1823,29 @@ impl Daemon {
                     );
                     m.insert("dp_drop_malformed".into(), json!(sum(|p| p.drop_malformed)));
                     m.insert("dp_rx_mgmt".into(), json!(sum(|p| p.rx_mgmt)));
+                    let core = |w: &o7s_dataplane::msg::WorkerInfo| {
+                        w.core.map_or("unpinned".to_string(), |c| c.to_string())
+                    };
+                    let workers = if s.workers.is_empty() {
+                        std::slice::from_ref(&s.worker)
+                    } else {
+                        s.workers.as_slice()
+                    };
+                    m.insert("dp_workers".into(), json!(workers.len()));
                     m.insert(
                         "dp_worker_core".into(),
-                        json!(s
-                            .worker
-                            .core
-                            .map_or("unpinned".to_string(), |c| c.to_string())),
+                        json!(workers.iter().map(core).collect::<Vec<_>>().join(",")),
                     );
-                    m.insert("dp_yields_for_apps".into(), json!(s.worker.yields_for_apps));
-                    if let Some(e) = &s.worker.pin_error {
-                        m.insert("dp_worker_pin_error".into(), json!(e));
+                    m.insert(
+                        "dp_yields_for_apps".into(),
+                        json!(workers.iter().map(|w| w.yields_for_apps).sum::<u64>()),
+                    );
+                    let errors: Vec<&String> = workers
+                        .iter()
+                        .filter_map(|w| w.pin_error.as_ref())
+                        .collect();
+                    if !errors.is_empty() {
+                        m.insert("dp_worker_pin_error".into(), json!(errors));
                     }
                     m.insert(
                         "dp_polling".into(),

@@ -49,10 +49,12 @@ struct Cli {
     /// XDP attach mode: `skb` (generic; as fast or faster on veth) or `driver` (native).
     #[arg(long, default_value = "skb", value_parser = ["skb", "driver"])]
     xdp_mode: String,
-    /// Pin the data plane's worker (one poll loop for all ports and flows) to this CPU.
-    /// Unpinned by default; the CPU it runs on is shown by `o7sctl stats`.
-    #[arg(long, value_name = "CPU")]
-    core: Option<usize>,
+    /// Pin the data plane's worker (one poll loop for all ports and flows) to this CPU, or,
+    /// with a list (`0,1`), run one worker per CPU, each pinned and owning a share of the
+    /// ports (assigned in turn) and their flows. Unpinned, one worker by default; `o7sctl
+    /// stats` shows the workers' CPUs and `o7sctl port list` each port's worker.
+    #[arg(long, value_name = "CPU[,CPU...]")]
+    core: Option<String>,
     /// Busy polling: the data-plane worker never sleeps (lowest latency, costs a whole
     /// CPU). By default it polls for --spin-us after the last packet, then sleeps.
     #[arg(long)]
@@ -123,10 +125,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(c) = cli.core {
-        let n = cpus_online();
-        if c >= n {
-            eprintln!("o7sd: --core {c}: this machine has CPUs 0 to {}", n - 1);
+    if let Some(c) = &cli.core {
+        if let Err(e) = check_cores(c, cpus_online()) {
+            eprintln!("o7sd: --core {c}: {e}");
             let _ = std::fs::remove_file(&sock);
             return ExitCode::from(2);
         }
@@ -136,7 +137,7 @@ fn main() -> ExitCode {
         ("O7S_XDP_MODE".to_string(), cli.xdp_mode.clone()),
         (
             "O7S_DP_CORE".to_string(),
-            cli.core.map(|c| c.to_string()).unwrap_or_default(),
+            cli.core.clone().unwrap_or_default(),
         ),
         (
             "O7S_DP_BUSY_POLL".to_string(),
@@ -218,4 +219,40 @@ fn cpus_online() -> usize {
         .and_then(|n| usize::try_from(n).ok())
         .filter(|&n| n > 0)
         .unwrap_or(1)
+}
+
+/// Checks a `--core` list: CPU numbers below `online`, each at most once.
+fn check_cores(spec: &str, online: usize) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for c in spec.split(',') {
+        let n: usize = c
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{}' is not a CPU number", c.trim()))?;
+        if n >= online {
+            return Err(format!(
+                "this machine has CPUs 0 to {}",
+                online.saturating_sub(1)
+            ));
+        }
+        if !seen.insert(n) {
+            return Err(format!("CPU {n} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_cores;
+
+    #[test]
+    fn core_lists() {
+        assert_eq!(check_cores("0", 2), Ok(()));
+        assert_eq!(check_cores("0,1", 2), Ok(()));
+        assert!(check_cores("2", 2).is_err_and(|e| e.contains("CPUs 0 to 1")));
+        assert!(check_cores("0,0", 2).is_err_and(|e| e.contains("twice")));
+        assert!(check_cores("x", 2).is_err_and(|e| e.contains("not a CPU")));
+        assert!(check_cores("0,", 2).is_err());
+    }
 }

@@ -7,6 +7,7 @@ pub mod afpacket;
 pub mod crypt;
 pub mod frames;
 pub mod msg;
+pub mod router;
 pub mod udp;
 pub mod worker;
 pub mod xdp;

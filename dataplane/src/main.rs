@@ -27,8 +27,19 @@ fn main() -> std::process::ExitCode {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
     // Safety: o7sd passes the channel's descriptor; nothing else in this process owns it.
     let ch = Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) });
-    let mut dp = o7s_dataplane::worker::Dataplane::new(ch);
-    match dp.run() {
+    // `O7S_DP_CORE=0,1`: one worker per CPU behind a router; else one worker.
+    let cores: Vec<String> = std::env::var("O7S_DP_CORE")
+        .unwrap_or_default()
+        .split(',')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let result = if cores.len() > 1 {
+        o7s_dataplane::router::Router::start(ch, &cores).and_then(|mut r| r.run())
+    } else {
+        o7s_dataplane::worker::Dataplane::new(ch).run()
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("data plane failed: {e}");

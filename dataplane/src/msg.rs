@@ -220,6 +220,9 @@ pub struct PortStats {
     /// Fill-ring wake-ups the kernel asked for (need_wakeup; zero-copy drivers).
     #[serde(default)]
     pub xdp_fill_wakeups: u64,
+    /// The worker that owns the port (0 with one worker).
+    #[serde(default)]
+    pub worker: u32,
 }
 
 /// Counters of one flow.
@@ -262,9 +265,12 @@ pub struct DpStats {
     pub ports: Vec<PortStats>,
     /// Flows.
     pub flows: Vec<FlowStats>,
-    /// The worker: its CPU and how it polls.
+    /// The worker: its CPU and how it polls (the first one when there are several).
     #[serde(default)]
     pub worker: WorkerInfo,
+    /// Every worker, when there are several (`o7sd --core 0,1`); empty with one.
+    #[serde(default)]
+    pub workers: Vec<WorkerInfo>,
 }
 
 /// How the data plane's worker runs.

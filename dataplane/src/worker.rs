@@ -121,6 +121,8 @@ impl Flow {
 /// The data plane's state.
 pub struct Dataplane {
     ctl: Channel,
+    /// The CPU to pin to, when this is one worker of several.
+    core: Option<String>,
     ports: HashMap<u32, Port>,
     uports: HashMap<u32, UPort>,
     flows: HashMap<u64, Flow>,
@@ -159,10 +161,17 @@ impl std::fmt::Debug for Dataplane {
 }
 
 impl Dataplane {
-    /// A data plane driven by `ctl`.
+    /// A data plane driven by `ctl`, pinned as `O7S_DP_CORE` says.
     pub fn new(ctl: Channel) -> Self {
+        Self::with_core(ctl, None)
+    }
+
+    /// A data plane driven by `ctl`, pinned to CPU `core` when given (else as
+    /// `O7S_DP_CORE` says): one worker of several.
+    pub fn with_core(ctl: Channel, core: Option<String>) -> Self {
         Self {
             ctl,
+            core,
             ports: HashMap::default(),
             uports: HashMap::default(),
             flows: HashMap::default(),
@@ -260,7 +269,7 @@ impl Dataplane {
             spin_us,
             yields_for_apps: 0,
         };
-        if let Some(c) = env("O7S_DP_CORE") {
+        if let Some(c) = self.core.clone().or_else(|| env("O7S_DP_CORE")) {
             match pin_to(&c) {
                 Ok(core) => {
                     tracing::info!("worker pinned to CPU {core}");
@@ -534,6 +543,7 @@ impl Dataplane {
                         yields_for_apps: self.yields_for_apps,
                         ..self.worker.clone()
                     },
+                    workers: Vec::new(),
                 };
                 self.ctl.send(&FromDp::Stats(s), &[])?;
             }

@@ -726,3 +726,102 @@ fn af_xdp_flood_leaks_no_frame_and_paced_flow_loses_none() {
     let total: u64 = got.iter().map(|s| s["received"].as_u64().unwrap()).sum();
     assert!(p["rx_xdp"].as_u64().unwrap() >= total, "{p} {total}");
 }
+
+/// `o7sd --core 0,1`: two workers, each pinned, each owning one of the two ports (two
+/// eth-dix layers over two veth pairs) and the flows on it; pings cross both layers, the
+/// counters of both workers are merged, and the daemons stop cleanly.
+#[test]
+fn two_workers_share_the_ports() {
+    if !can_run() {
+        return;
+    }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIPPED: two workers need two CPUs");
+        return;
+    }
+    let t = Topo::pair("w2");
+    let (wa, wb) = (format!("{}-wa", t.name), format!("{}-wb", t.name));
+    let ip = |args: &[&str]| {
+        let o = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "ip {args:?}: {o:?}");
+    };
+    ip(&[
+        "link",
+        "add",
+        &wa,
+        "netns",
+        &t.ns("a"),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &wb,
+        "netns",
+        &t.ns("b"),
+    ]);
+    ip(&["-n", &t.ns("a"), "link", "set", &wa, "up"]);
+    ip(&["-n", &t.ns("b"), "link", "set", &wb, "up"]);
+    let oping = bin("oping");
+    let conf_b = format!(
+        "[name.\"s1\"]\nprog=[\"{o}\"]\nargs=[\"-l\"]\n[name.\"s2\"]\nprog=[\"{o}\"]\nargs=[\"-l\"]\n\
+         [eth-dix.l1]\nbootstrap=\"l1\"\ndev=\"{}\"\nreg=[\"s1\"]\n\
+         [eth-dix.l2]\nbootstrap=\"l2\"\ndev=\"{wb}\"\nreg=[\"s2\"]\n",
+        t.dev("b"),
+        o = oping.display()
+    );
+    let conf_a = format!(
+        "[eth-dix.l1]\nbootstrap=\"l1\"\ndev=\"{}\"\n[eth-dix.l2]\nbootstrap=\"l2\"\ndev=\"{wa}\"\n",
+        t.dev("a")
+    );
+    let mut b = t.daemon_with("b", "b", &conf_b, &["--core", "0,1"]);
+    let mut a = t.daemon_with("a", "a", &conf_a, &["--core", "1,0"]);
+    let stats = t.ctl_json("b", &["stats"]).remove(0);
+    assert_eq!(stats["dp_workers"], 2, "{stats}");
+    assert_eq!(stats["dp_worker_core"], "0,1", "{stats}");
+    assert!(stats.get("dp_worker_pin_error").is_none(), "{stats}");
+    let log = b.log();
+    for line in [
+        "2 workers",
+        "worker pinned to CPU 0",
+        "worker pinned to CPU 1",
+    ] {
+        assert!(log.contains(line), "no '{line}' in the log:\n{log}");
+    }
+    let ports = t.ctl_json("b", &["port", "list"]);
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    let mut owners: Vec<u64> = ports
+        .iter()
+        .map(|p| p["worker"].as_u64().unwrap())
+        .collect();
+    owners.sort_unstable();
+    assert_eq!(owners, [0, 1], "one port per worker: {ports:?}");
+    for name in ["s1", "s2"] {
+        let (sum, out) = t.oping("a", &["-n", name, "-c", "10", "-i", "10ms"]);
+        assert_eq!(
+            sum["received"],
+            10,
+            "{name}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            b.log()
+        );
+    }
+    let flows = t.ctl_json("b", &["flow", "list"]);
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    assert!(flows.iter().all(|f| f["rx_sdus"] == 10), "{flows:?}");
+    for p in t.ctl_json("b", &["port", "list"]) {
+        if o7s_integration::on_af_xdp(p["io_path"].as_str().unwrap()) {
+            assert!(p["rx_xdp"].as_u64().unwrap() >= 10, "{p}");
+            assert_eq!(p["umem_frames_accounted"], p["umem_frames"], "{p}");
+        }
+    }
+    assert!(
+        b.stop(),
+        "o7sd with two workers did not stop on SIGTERM:\n{}",
+        b.log()
+    );
+    assert!(a.stop(), "{}", a.log());
+    assert!(!b.log().contains("panicked"), "{}", b.log());
+}

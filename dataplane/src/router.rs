@@ -1,0 +1,207 @@
+//! Several workers in one data plane (`o7sd --core 0,1`): each worker is a thread running
+//! its own [`Dataplane`] loop pinned to its CPU, owning a share of the ports (assigned in
+//! turn as they are added) and the flows on them, so the per-packet path stays lock-free.
+//! The router, in the main thread, sits between `o7sd` and the workers on the control path
+//! only: it sends each request to the worker that owns its port or flow, passes the
+//! workers' messages on, and merges their counters. No data passes through it.
+
+use crate::msg::{DpStats, FromDp, ToDp};
+use crate::worker::Dataplane;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use o7s::ipc::Channel;
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+struct Worker {
+    ch: Channel,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+    /// Counters it sent that wait to be merged.
+    stats: VecDeque<DpStats>,
+}
+
+/// The router and its workers.
+pub struct Router {
+    ctl: Channel,
+    workers: Vec<Worker>,
+    /// Which worker owns a port.
+    port_owner: HashMap<u32, usize>,
+    /// Which worker owns a flow.
+    flow_owner: HashMap<u64, usize>,
+    next: usize,
+    /// Stats requests not answered yet.
+    stats_wanted: usize,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("workers", &self.workers.len())
+            .field("ports", &self.port_owner)
+            .field("flows", &self.flow_owner.len())
+            .finish()
+    }
+}
+
+impl Router {
+    /// Starts one worker per entry of `cores` (CPU numbers as given to `o7sd --core`).
+    pub fn start(ctl: Channel, cores: &[String]) -> io::Result<Self> {
+        let mut workers = Vec::new();
+        for (i, core) in cores.iter().enumerate() {
+            let (mine, theirs) = Channel::pair()?;
+            let core = core.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("o7s-worker-{i}"))
+                .spawn(move || Dataplane::with_core(theirs, Some(core)).run())?;
+            workers.push(Worker {
+                ch: mine,
+                thread: Some(thread),
+                stats: VecDeque::new(),
+            });
+        }
+        tracing::info!("{} workers, ports assigned in turn", workers.len());
+        Ok(Self {
+            ctl,
+            workers,
+            port_owner: HashMap::new(),
+            flow_owner: HashMap::new(),
+            next: 0,
+            stats_wanted: 0,
+        })
+    }
+
+    /// Routes until `o7sd` says stop or closes the channel, or a worker fails.
+    pub fn run(&mut self) -> io::Result<()> {
+        let result = self.route();
+        for w in &self.workers {
+            let _ = w.ch.send(&ToDp::Shutdown, &[]);
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                match t.join() {
+                    Ok(Err(e)) => tracing::warn!("worker ended: {e}"),
+                    Err(_) => tracing::error!("a worker panicked"),
+                    Ok(Ok(())) => {}
+                }
+            }
+        }
+        result
+    }
+
+    fn route(&mut self) -> io::Result<()> {
+        loop {
+            let ready: Vec<bool> = {
+                let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
+                fds.extend(
+                    self.workers
+                        .iter()
+                        .map(|w| PollFd::new(w.ch.as_fd(), PollFlags::POLLIN)),
+                );
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(nix::Error::EINTR) => {}
+                    Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+                }
+                fds.iter()
+                    .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                    .collect()
+            };
+            if ready.first() == Some(&true) && !self.handle_o7sd()? {
+                return Ok(());
+            }
+            for (i, r) in ready.iter().skip(1).enumerate() {
+                if *r {
+                    self.handle_worker(i)?;
+                }
+            }
+        }
+    }
+
+    /// One request from `o7sd`; `false` when it is time to stop.
+    fn handle_o7sd(&mut self) -> io::Result<bool> {
+        let (msg, fds): (ToDp, Vec<OwnedFd>) = match self.ctl.recv() {
+            Ok(m) => m,
+            // o7sd is gone.
+            Err(_) => return Ok(false),
+        };
+        let target = match &msg {
+            ToDp::AddPort { port, .. } => {
+                let w = self.next % self.workers.len();
+                self.next += 1;
+                self.port_owner.insert(*port, w);
+                Some(w)
+            }
+            ToDp::DelPort { port } => self.port_owner.remove(port),
+            ToDp::SendMgmt { port, .. } | ToDp::SendUdp { port, .. } => {
+                self.port_owner.get(port).copied()
+            }
+            ToDp::AddFlow { flow, port, .. } => {
+                let w = self.port_owner.get(port).copied();
+                if let Some(w) = w {
+                    self.flow_owner.insert(*flow, w);
+                }
+                w
+            }
+            ToDp::DelFlow { flow } => self.flow_owner.remove(flow),
+            ToDp::Stats => {
+                self.stats_wanted += 1;
+                for w in &self.workers {
+                    w.ch.send(&ToDp::Stats, &[])?;
+                }
+                return Ok(true);
+            }
+            ToDp::Shutdown => return Ok(false),
+        };
+        match target.and_then(|w| self.workers.get(w)) {
+            Some(w) => {
+                let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+                w.ch.send(&msg, &b)?;
+            }
+            None => tracing::warn!("no worker owns the target of {msg:?}: dropped"),
+        }
+        Ok(true)
+    }
+
+    /// One message from worker `i`: counters wait to be merged, the rest goes to `o7sd`.
+    fn handle_worker(&mut self, i: usize) -> io::Result<()> {
+        let Some(w) = self.workers.get_mut(i) else {
+            return Ok(());
+        };
+        let (msg, fds): (FromDp, Vec<OwnedFd>) =
+            w.ch.recv()
+                .map_err(|e| io::Error::other(format!("worker {i} is gone: {e}")))?;
+        match msg {
+            FromDp::Stats(s) => {
+                w.stats.push_back(s);
+                self.merge_stats()
+            }
+            other => {
+                let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+                self.ctl.send(&other, &b)
+            }
+        }
+    }
+
+    /// Answers a stats request once every worker has sent its counters.
+    fn merge_stats(&mut self) -> io::Result<()> {
+        while self.stats_wanted > 0 && self.workers.iter().all(|w| !w.stats.is_empty()) {
+            self.stats_wanted -= 1;
+            let mut all = DpStats::default();
+            for (i, w) in self.workers.iter_mut().enumerate() {
+                let Some(mut s) = w.stats.pop_front() else {
+                    continue;
+                };
+                for p in &mut s.ports {
+                    p.worker = i as u32;
+                }
+                if i == 0 {
+                    all.worker = s.worker.clone();
+                }
+                all.ports.append(&mut s.ports);
+                all.flows.append(&mut s.flows);
+                all.workers.push(s.worker);
+            }
+            self.ctl.send(&FromDp::Stats(all), &[])?;
+        }
+        Ok(())
+    }
+}
