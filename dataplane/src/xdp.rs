@@ -274,8 +274,15 @@ impl XdpPort {
                         rx_size: NonZeroU32::new(RX_RING),
                         tx_size: NonZeroU32::new(TX_RING),
                         // The kernel says when it needs a system call to go on (zero-copy
-                        // drivers); copy mode keeps asking for one on transmit.
-                        bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP | mode_flag,
+                        // drivers); copy mode keeps asking for one on transmit. Only the
+                        // UMEM's owner (queue 0) may name flags: the kernel refuses them on
+                        // a socket sharing the UMEM (EINVAL, net/xdp/xsk.c) and gives it
+                        // the owner's mode and need_wakeup instead.
+                        bind_flags: if q == 0 {
+                            SocketConfig::XDP_BIND_NEED_WAKEUP | mode_flag
+                        } else {
+                            0
+                        },
                     },
                 )
                 .map_err(|e| errno("rx/tx rings", e))?;
