@@ -17,7 +17,7 @@ secs=${1:-3}; runs=${2:-5}; allocs=${3:-500}
 [ "$(id -u)" = 0 ] || { echo "bench-oap.sh: needs root" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "bench-oap.sh: needs 2 CPUs (host A on CPU 0, host B on CPU 1)" >&2; exit 1; }
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p ocbr -p o7sctl -p o7s-bench)
-bin=$root/target/release
+bin=${O7S_BIN:-$root/target/release}
 E=oe$$; E=${E:0:10}   # eth pair: namespaces $E-a, $E-b
 U=ou$$; U=${U:0:10}   # udp4: one namespace $U
 tmp=$(mktemp -d /tmp/o7s-bench-oap.XXXXXX)

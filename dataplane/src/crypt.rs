@@ -4,9 +4,9 @@
 //! `k' = HKDF-SHA256(k, salt = SHA-256(initial key), info "o7s-key-rotation")`; the receiver
 //! follows the phase bit and keeps the previous key for packets still in flight.
 
+use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::hkdf;
 use rand::{RngCore, SeedableRng};
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
-use ring::hkdf;
 
 /// Why an SDU could not be sealed or opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +107,7 @@ impl Crypt {
     pub fn new(nid: u16, key: [u8; 32], bits: u32) -> Option<Self> {
         let alg = algorithm(nid)?;
         let mut salt = [0u8; 32];
-        salt.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &key).as_ref());
+        salt.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &key).as_ref());
         Some(Self {
             alg,
             salt,
@@ -284,5 +284,44 @@ mod tests {
             }
         }
         assert!(a.rotations >= 6);
+    }
+
+    /// What the data plane seals (aws-lc-rs) opens with another implementation (ring) under
+    /// the flow key, and the rotated key is the HKDF-SHA256 step computed independently.
+    #[test]
+    fn interoperates_with_an_independent_implementation() {
+        use ring::aead as r;
+        for (nid, alg) in [
+            (895u16, &r::AES_128_GCM),
+            (901, &r::AES_256_GCM),
+            (1018, &r::CHACHA20_POLY1305),
+        ] {
+            let key = [0x3cu8; 32];
+            let mut a = Crypt::new(nid, key, 20).unwrap();
+            let mut w = Vec::new();
+            a.seal(b"seen by another AEAD", &mut w).unwrap();
+            let k = r::LessSafeKey::new(r::UnboundKey::new(alg, &key[..alg.key_len()]).unwrap());
+            let nonce = r::Nonce::try_assume_unique_for_key(&w[..IV_LEN]).unwrap();
+            let mut body = w[IV_LEN..].to_vec();
+            let pt = k.open_in_place(nonce, r::Aad::empty(), &mut body).unwrap();
+            assert_eq!(pt, b"seen by another AEAD", "nid {nid}");
+        }
+        let key = [5u8; 32];
+        let mut salt = [0u8; 32];
+        salt.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &key).as_ref());
+        struct L;
+        impl ring::hkdf::KeyType for L {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let mut want = [0u8; 32];
+        ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &salt)
+            .extract(&key)
+            .expand(&[b"o7s-key-rotation"], L)
+            .unwrap()
+            .fill(&mut want)
+            .unwrap();
+        assert_eq!(next_key(&key, &salt), want);
     }
 }
