@@ -12,6 +12,10 @@
 #   3. ocbr paced at 90 % of the AF_XDP path's median 1400-byte flood goodput (--spin):
 #      delivered Mbit/s and SDUs lost, RUNS runs per path.
 #   4. After everything: the AF_XDP port's UMEM accounting and XSK drops.
+# The AF_XDP ports' UMEMs go on 2 MiB hugepages as the README recommends: the script reserves
+# 26 more (vm.nr_hugepages) for the run and restores the old value at exit;
+# O7S_BENCH_HUGEPAGES=0 leaves them out (the UMEM is then on 4 KiB pages; "umem_pages" in the
+# JSON says which was used).
 # JSON to bench-results/xdp-<date>.json (goals and whether they are met included).
 #   scripts/bench-xdp.sh [PINGS=300] [SECONDS=3] [RUNS=5]
 set -euo pipefail
@@ -26,8 +30,12 @@ X=ox$$; X=${X:0:10}; P=op$$; P=${P:0:10}
 declare -A IO=([$X]=af_xdp [$P]=af_packet)
 pids_of() { for s in a b; do ip netns pids "$1-$s" 2>/dev/null || true; done; }
 stop_pair() { for p in $(pids_of "$1"); do kill "$p" 2>/dev/null || true; done; sleep 0.5; }
-cleanup() { for n in $X $P; do stop_pair "$n"; "$root/scripts/netns.sh" down "$n" >/dev/null 2>&1 || true; done; rm -rf "$tmp"; }
+hp_before=$(cat /proc/sys/vm/nr_hugepages)
+cleanup() { for n in $X $P; do stop_pair "$n"; "$root/scripts/netns.sh" down "$n" >/dev/null 2>&1 || true; done; rm -rf "$tmp"
+    echo "$hp_before" > /proc/sys/vm/nr_hugepages; }
 trap cleanup EXIT
+# Two AF_XDP ports of 12288 2-KiB frames (24 MiB = 12 hugepages each), and two spare.
+[ "${O7S_BENCH_HUGEPAGES:-1}" = 0 ] || echo $((hp_before + 26)) > /proc/sys/vm/nr_hugepages
 run() { local n=$1 s=$2 cpu; shift 2; cpu=$([ "$s" = a ] && echo 0 || echo 1)
     ip netns exec "$n-$s" env O7S_RUNDIR="$tmp/$n/run-$s" taskset -c "$cpu" "$@"; }
 start_pair() { # NAME [o7sd args]: daemons, ocbr and oping servers (host B)
@@ -167,8 +175,9 @@ doc = {"date": "$(date -u +%FT%TZ)", "machine": "$(nproc) vCPU, $(uname -r)", "c
        "rtt": rtt, "rtt_busy_poll_af_xdp": busy, "flood_runs": flood, "flood_medians": summary, "paced_1400": paced,
        "paced_1400_medians": {"af_xdp": paced_x, "af_packet": paced_p},
        "af_xdp_port_after": {k: port.get(k) for k in ("rx_xdp", "xdp_redirected", "umem_frames_accounted", "tx_xdp_dropped")},
+       "umem_pages": "2 MiB hugepages" if "UMEM on 2 MiB hugepages" in port.get("io_path", "") else "4 KiB pages",
        "goals": goals}
 open(sys.argv[1], "w").write(json.dumps(doc, indent=1))
 print(json.dumps({"flood_medians": summary, "paced_1400_medians": doc["paced_1400_medians"], "goals": goals,
-                  "af_xdp_port_after": doc["af_xdp_port_after"], "file": sys.argv[1]}, indent=1))
+                  "af_xdp_port_after": doc["af_xdp_port_after"], "umem_pages": doc["umem_pages"], "file": sys.argv[1]}, indent=1))
 PY

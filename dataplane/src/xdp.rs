@@ -34,6 +34,8 @@ const RX_RING: u32 = RX_FRAMES;
 const TX_RING: u32 = TX_FRAMES;
 /// Most frames handled per call.
 const BATCH: u32 = 64;
+/// Received frames are given back to the fill ring once this many have been read.
+const REFILL_BATCH: usize = 64;
 
 /// The XDP program's counters (same numbers as in bpf/xdp_o7s.c).
 pub mod counter {
@@ -420,7 +422,13 @@ impl XdpPort {
             q.kernel_rx = q.kernel_rx.saturating_sub(n as u32);
             q.to_fill
                 .extend(addrs.iter().take(n).map(|a| a - a % u64::from(FRAME_SIZE)));
-            q.refill();
+            // Frames go back to the kernel in batches: its side re-reads the fill ring's
+            // producer index (a cache line this CPU writes) only when it has used up what
+            // it saw, so one frame at a time would move that line between CPUs per packet.
+            // The kernel still holds at least RX_FRAMES - REFILL_BATCH frames.
+            if q.to_fill.len() >= REFILL_BATCH {
+                q.refill();
+            }
             total += n;
         }
         self.rx_frames += total as u64;

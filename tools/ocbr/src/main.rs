@@ -143,8 +143,8 @@ fn server(cli: &Cli) -> ExitCode {
                     break;
                 }
             }
-            if tick.elapsed() >= every {
-                let d = tick.elapsed();
+            if last.duration_since(tick) >= every {
+                let d = last.duration_since(tick);
                 if !cli.json {
                     println!(
                         "Flow {id}: {int_pkts} SDUs ({int_bytes} bytes) in {:.0} ms: {:.3} Mbit/s, lost so far {lost}",
@@ -152,7 +152,7 @@ fn server(cli: &Cli) -> ExitCode {
                         mbps(int_bytes, d)
                     );
                 }
-                tick = Instant::now();
+                tick = last;
                 int_pkts = 0;
                 int_bytes = 0;
             }
