@@ -108,6 +108,57 @@ fn ping(t: &Topo, n: u32) -> (bool, String) {
     )
 }
 
+/// Captures lo while one oping runs (it must succeed) and returns the FLOW_REQ sent: its
+/// bytes and its 0.23 OAP id.
+fn capture_flow_req(t: &Topo, d: &Daemon) -> (Vec<u8>, [u8; 16]) {
+    let cap = t.dir.join("flow-req.pcap");
+    let mut capture = t
+        .cmd("a", &bin("o7s-inject"))
+        .args(["--capture", "lo", "1.5"])
+        .arg(&cap)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (ok, err) = ping(t, 1);
+    assert!(ok, "{err}\n{}", d.log());
+    assert!(capture.wait().unwrap().success());
+    let file = std::fs::read(&cap).unwrap();
+    let recs = o7s_wire::capfile::parse(&file).unwrap();
+    recs.iter()
+        .find_map(
+            |r| match o7s_wire::frame::EthFrame::decode(r.data, &Default::default()) {
+                Ok(Some(o7s_wire::frame::EthFrame::Dix(o7s_wire::frame::DixFrame {
+                    body:
+                        o7s_wire::frame::DixBody::Mgmt(
+                            m,
+                            o7s_wire::frame::MgmtTail {
+                                oap: o7s_wire::frame::Oap::V023(h),
+                                ..
+                            },
+                        ),
+                    ..
+                }))) if m.code == o7s_wire::code::EthCode::FlowReq => Some((r.data.to_vec(), h.id)),
+                _ => None,
+            },
+        )
+        .expect("the FLOW_REQ was captured")
+}
+
+/// Sends `frame` on lo and waits for `line` in the daemon's log.
+fn inject_expect(t: &Topo, d: &mut Daemon, frame: &[u8], line: &str) {
+    let o = t
+        .cmd("a", &bin("o7s-inject"))
+        .args(["lo", &hex::encode(frame)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        eventually(Duration::from_secs(3), || d.log().contains(line)),
+        "{line:?} not in:\n{}",
+        d.log()
+    );
+}
+
 #[test]
 fn tutorial06_tests_3_and_4_server_authentication() {
     if !can_run() || !tool("openssl") {
@@ -225,62 +276,13 @@ fn replayed_and_truncated_flow_requests_are_refused() {
     let t = Topo::single("ar");
     std::fs::create_dir_all(t.dir.join("security")).unwrap();
     let (mut d, _s) = start(&t);
-    let cap = t.dir.join("req.pcap");
-    let mut capture = t
-        .cmd("a", &bin("o7s-inject"))
-        .args(["--capture", "lo", "1.5"])
-        .arg(&cap)
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let (ok, err) = ping(&t, 1);
-    assert!(ok, "{err}");
-    assert!(capture.wait().unwrap().success());
-    let file = std::fs::read(&cap).unwrap();
-    let recs = o7s_wire::capfile::parse(&file).unwrap();
-    let req = recs
-        .iter()
-        .find(|r| {
-            matches!(
-                o7s_wire::frame::EthFrame::decode(r.data, &Default::default()),
-                Ok(Some(o7s_wire::frame::EthFrame::Dix(o7s_wire::frame::DixFrame {
-                    body: o7s_wire::frame::DixBody::Mgmt(m, _),
-                    ..
-                }))) if m.code == o7s_wire::code::EthCode::FlowReq
-            )
-        })
-        .expect("the FLOW_REQ was captured");
-    let frame = hex::encode(req.data);
-    let o = t
-        .cmd("a", &bin("o7s-inject"))
-        .args(["lo", &frame])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    assert!(
-        eventually(Duration::from_secs(3), || d
-            .log()
-            .contains("replayed OAP request")),
-        "{}",
-        d.log()
-    );
-    // The same request cut inside its OAP header.
-    let cut = &frame[..frame.len() - 40];
-    let len = (cut.len() / 2 - 18) as u16;
-    let cut = format!("{}{:04x}{}", &cut[..32], len, &cut[36..]);
-    let o = t
-        .cmd("a", &bin("o7s-inject"))
-        .args(["lo", &cut])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    assert!(
-        eventually(Duration::from_secs(3), || d
-            .log()
-            .contains("bad OAP header")),
-        "{}",
-        d.log()
-    );
+    let (frame, _) = capture_flow_req(&t, &d);
+    inject_expect(&t, &mut d, &frame, "replayed OAP request");
+    // The same request cut inside its OAP header (the eth-dix length field fixed up).
+    let mut cut = frame[..frame.len() - 20].to_vec();
+    let len = (cut.len() - 18) as u16;
+    cut[16..18].copy_from_slice(&len.to_be_bytes());
+    inject_expect(&t, &mut d, &cut, "bad OAP header");
     assert!(d.alive());
     let (ok, err) = ping(&t, 1);
     assert!(ok, "still serving: {err}");
@@ -337,38 +339,7 @@ fn tampered_flow_request_is_refused_live() {
     std::fs::copy(p.join("wrongcn/crt.pem"), client.join("crt.pem")).unwrap();
     std::fs::copy(p.join("wrongcn/key.pem"), client.join("key.pem")).unwrap();
     let (mut d, _s) = start(&t);
-    let cap = t.dir.join("signed-req.pcap");
-    let mut capture = t
-        .cmd("a", &bin("o7s-inject"))
-        .args(["--capture", "lo", "1.5"])
-        .arg(&cap)
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let (ok, err) = ping(&t, 1);
-    assert!(ok, "{err}\n{}", d.log());
-    assert!(capture.wait().unwrap().success());
-    let file = std::fs::read(&cap).unwrap();
-    let recs = o7s_wire::capfile::parse(&file).unwrap();
-    let (frame, id) = recs
-        .iter()
-        .find_map(
-            |r| match o7s_wire::frame::EthFrame::decode(r.data, &Default::default()) {
-                Ok(Some(o7s_wire::frame::EthFrame::Dix(o7s_wire::frame::DixFrame {
-                    body:
-                        o7s_wire::frame::DixBody::Mgmt(
-                            m,
-                            o7s_wire::frame::MgmtTail {
-                                oap: o7s_wire::frame::Oap::V023(h),
-                                ..
-                            },
-                        ),
-                    ..
-                }))) if m.code == o7s_wire::code::EthCode::FlowReq => Some((r.data.to_vec(), h.id)),
-                _ => None,
-            },
-        )
-        .expect("the signed FLOW_REQ was captured");
+    let (frame, id) = capture_flow_req(&t, &d);
     // The id is covered by the signature; a fresh id also gets it past the replay check.
     let at = frame
         .windows(16)
@@ -376,18 +347,11 @@ fn tampered_flow_request_is_refused_live() {
         .expect("the OAP id is in the frame");
     let mut bad = frame.clone();
     bad[at] ^= 0x5a;
-    let o = t
-        .cmd("a", &bin("o7s-inject"))
-        .args(["lo", &hex::encode(&bad)])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    assert!(
-        eventually(Duration::from_secs(3), || d
-            .log()
-            .contains("refused: client: the signature does not verify")),
-        "{}",
-        d.log()
+    inject_expect(
+        &t,
+        &mut d,
+        &bad,
+        "refused: client: the signature does not verify",
     );
     assert!(d.alive());
     let (ok, err) = ping(&t, 1);
