@@ -3,8 +3,9 @@
 # identical veth pairs between namespaces, side by side (runs alternate between the paths,
 # so that the hypervisor's steal time hits both alike). Each pair is two "hosts": host A's
 # data-plane worker and apps pinned to CPU 0, host B's to CPU 1 (o7sd --core, taskset).
-#   1. RTT: kernel ICMP ping and oping (adaptive polling) on each pair; then oping and ICMP
-#      with busy polling (o7sd --busy-poll) on the AF_XDP pair. A second baseline: a kernel
+#   1. RTT, RUNS runs of PINGS each (medians of the runs' p50 and p99): kernel ICMP ping and
+#      oping (adaptive polling) on each pair; then oping and ICMP with busy polling
+#      (o7sd --busy-poll) on the AF_XDP pair. A second baseline: a kernel
 #      UDP echo between two processes on the same veth (client CPU 0, server CPU 1), the
 #      best any path through user space can expect without spinning apps.
 #   2. ocbr flood, one flow, 64 and 1400 bytes: delivered pps, Mbit/s, loss; RUNS runs per
@@ -99,12 +100,15 @@ print(json.dumps({'sent': c['sent'], 'received': s['received'], 'lost': lost, 'l
                   'pps': round(s['pps']), 'mbps': round(s['mbps'], 1), 'offered_mbps': round(c['mbps'], 1)}))"
 }
 
-echo "RTT (adaptive polling) ..." >&2
-rtt="{"
-for n in $X $P; do
-    rtt="$rtt\"${IO[$n]}\": {\"icmp_ms\": $(icmp "$n"), \"udp_echo_ms\": $(udp_echo "$n"), \"oping_ms\": $(oping "$n")},"
+rtt_once() { echo "{\"icmp_ms\": $(icmp "$1"), \"udp_echo_ms\": $(udp_echo "$1"), \"oping_ms\": $(oping "$1")}"; }
+declare -A rr=([$X]="" [$P]="")
+for r in $(seq "$runs"); do
+    for n in $X $P; do
+        echo "RTT (adaptive polling) ${IO[$n]}, run $r/$runs ..." >&2
+        rr[$n]="${rr[$n]}$(rtt_once "$n"),"
+    done
 done
-rtt="${rtt%,}}"
+rtt="{\"af_xdp\": [${rr[$X]%,}], \"af_packet\": [${rr[$P]%,}]}"
 
 flood="{"
 for size in 64 1400; do
@@ -138,15 +142,25 @@ echo "RTT with busy polling (AF_XDP pair) ..." >&2
 stop_pair "$X"
 start_pair "$X" --busy-poll
 polling=$(run "$X" b "$bin/o7sctl" stats --json)
-busy="{\"icmp_ms\": $(icmp "$X"), \"udp_echo_ms\": $(udp_echo "$X"), \"oping_ms\": $(oping "$X"), \"o7sctl_stats\": $polling}"
+busy=""
+for r in $(seq "$runs"); do
+    echo "RTT (busy polling) af_xdp, run $r/$runs ..." >&2
+    busy="$busy$(rtt_once "$X"),"
+done
+busy="[${busy%,}]"
 stop_pair "$X"
 
 mkdir -p "$root/bench-results"
 out="$root/bench-results/xdp-$(date -u +%Y%m%dT%H%M%SZ).json"
 python3 - "$out" <<PY
 import json, statistics, sys
-rtt = json.loads('''$rtt'''); flood = json.loads('''$flood'''); paced = json.loads('''$paced''')
-busy = json.loads('''$busy'''); port = json.loads('''$port''')[0]
+rtt_runs = json.loads('''$rtt'''); flood = json.loads('''$flood'''); paced = json.loads('''$paced''')
+busy_runs = json.loads('''$busy'''); port = json.loads('''$port''')[0]
+def med_rtt(runs):  # medians over the runs of each run's p50 and p99; pings summed
+    return {m: {"p50": statistics.median(r[m]["p50"] for r in runs), "p99": statistics.median(r[m]["p99"] for r in runs),
+                "n": sum(r[m]["n"] for r in runs), "runs": len(runs)} for m in ("icmp_ms", "udp_echo_ms", "oping_ms")}
+rtt = {io: med_rtt(rs) for io, rs in rtt_runs.items()}
+busy = med_rtt(busy_runs); busy["o7sctl_stats"] = json.loads('''$polling''')
 med = lambda rs, k: statistics.median(r[k] for r in rs)
 summary = {}
 for size in ("64", "1400"):
@@ -172,7 +186,7 @@ goals = {
 }
 doc = {"date": "$(date -u +%FT%TZ)", "machine": "$(nproc) vCPU, $(uname -r)", "command": "scripts/bench-xdp.sh $pings $secs $runs",
        "setup": "two veth pairs side by side (af_xdp, af_packet); host A = CPU 0 (o7sd --core 0, client apps), host B = CPU 1; XDP skb mode, copy mode",
-       "rtt": rtt, "rtt_busy_poll_af_xdp": busy, "flood_runs": flood, "flood_medians": summary, "paced_1400": paced,
+       "rtt": rtt, "rtt_busy_poll_af_xdp": busy, "rtt_runs": rtt_runs, "rtt_busy_poll_runs": busy_runs, "flood_runs": flood, "flood_medians": summary, "paced_1400": paced,
        "paced_1400_medians": {"af_xdp": paced_x, "af_packet": paced_p},
        "af_xdp_port_after": {k: port.get(k) for k in ("rx_xdp", "xdp_redirected", "umem_frames_accounted", "tx_xdp_dropped")},
        "umem_pages": "2 MiB hugepages" if "UMEM on 2 MiB hugepages" in port.get("io_path", "") else "4 KiB pages",
