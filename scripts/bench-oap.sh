@@ -11,6 +11,8 @@
 # scripts/pki.sh); and the cipher alone (o7s-bench crypt: seal + open per SDU), which bounds
 # what encryption can cost. JSON to bench-results/.
 #   scripts/bench-oap.sh [SECONDS=3] [RUNS=5] [ALLOCS=500]
+# O7S_BIN=DIR takes o7sd, o7s-dataplane, ocbr, o7sctl and o7s-bench from DIR instead of
+# target/release (to measure another build, e.g. a baseline, in the same session).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-3}; runs=${2:-5}; allocs=${3:-500}
