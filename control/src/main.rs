@@ -46,8 +46,10 @@ struct Cli {
     /// `af_packet`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "af_xdp", "af_packet"])]
     io: String,
-    /// XDP attach mode: `skb` (generic; as fast or faster on veth) or `driver` (native).
-    #[arg(long, default_value = "skb", value_parser = ["skb", "driver"])]
+    /// XDP attach mode: `skb` (generic; as fast or faster on veth), `driver` (native; the
+    /// port falls back to AF_PACKET under --io auto when the driver has no XDP), or `auto`
+    /// (driver mode where the driver has it, else skb; `o7sctl port list` says which and why).
+    #[arg(long, default_value = "skb", value_parser = ["skb", "driver", "auto"])]
     xdp_mode: String,
     /// Pin the data plane's worker (one poll loop for all ports and flows) to this CPU, or,
     /// with a list (`0,1`), run one worker per CPU, each pinned and owning a share of the

@@ -11,3 +11,4 @@ pub mod router;
 pub mod udp;
 pub mod worker;
 pub mod xdp;
+pub mod xdp_netlink;

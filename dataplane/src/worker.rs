@@ -591,9 +591,14 @@ impl Dataplane {
                 .saturating_sub(llc::HEADER_LEN),
         };
         // The I/O path: AF_XDP for data frames when it can be had (`O7S_DP_IO`: auto, af_xdp,
-        // af_packet; `O7S_XDP_MODE`: skb (default; best on veth) or driver).
+        // af_packet; `O7S_XDP_MODE`: skb (default; best on veth), driver or auto).
         let want = std::env::var("O7S_DP_IO").unwrap_or_else(|_| "auto".into());
-        let driver = std::env::var("O7S_XDP_MODE").as_deref() == Ok("driver");
+        let mode_setting = std::env::var("O7S_XDP_MODE").unwrap_or_else(|_| "skb".into());
+        let attach = crate::xdp::AttachMode::parse(&mode_setting).ok_or_else(|| {
+            io::Error::other(format!(
+                "O7S_XDP_MODE={mode_setting}: expected skb, driver or auto"
+            ))
+        })?;
         let (xdp, io_path) = if want == "af_packet" {
             (
                 None,
@@ -604,12 +609,17 @@ impl Dataplane {
                 PortKind::Dix { ethertype } => (Some(ethertype), false),
                 _ => (None, true),
             };
-            match crate::xdp::XdpPort::open(dev, et, llc, driver) {
+            match crate::xdp::XdpPort::open(dev, et, llc, attach) {
                 Ok(x) => {
-                    let mode = if driver { "driver" } else { "skb" };
                     let q = x.queues();
+                    let stale = x
+                        .stale_removed
+                        .as_deref()
+                        .map(|s| format!("; {s}"))
+                        .unwrap_or_default();
                     let path = format!(
-                        "af_xdp (XDP {mode} mode, {}, {q} RX queue{}, UMEM on {}) for data; af_packet for management",
+                        "af_xdp (XDP {}, {}, {q} RX queue{}, UMEM on {}{stale}) for data; af_packet for management",
+                        x.attach_mode,
                         x.copy_mode,
                         if q == 1 { "" } else { "s" },
                         x.umem_pages

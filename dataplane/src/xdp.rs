@@ -52,6 +52,33 @@ pub mod counter {
 /// Most RX queues bound per port (the XDP program's socket map has 64 entries).
 pub const MAX_QUEUES: u32 = 16;
 
+/// The name of the program in bpf/xdp_o7s.c, as the kernel lists it.
+const PROGRAM_NAME: &str = "o7s_xdp";
+
+/// Where the XDP program is attached (`o7sd --xdp-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Generic XDP in the kernel's receive path: works on every device (the default: on veth
+    /// it is as fast as driver mode or faster).
+    Skb,
+    /// Native XDP in the driver: fails on devices without it.
+    Driver,
+    /// Driver mode where the driver has it, skb mode otherwise (the reason is kept).
+    Auto,
+}
+
+impl AttachMode {
+    /// From the setting's text: "skb", "driver" or "auto".
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "skb" => Some(Self::Skb),
+            "driver" => Some(Self::Driver),
+            "auto" => Some(Self::Auto),
+            _ => None,
+        }
+    }
+}
+
 /// One device RX queue's AF_XDP socket with its own fill/completion rings; all queues of a
 /// port share the port's UMEM.
 struct Queue {
@@ -115,6 +142,10 @@ pub struct XdpPort {
     pub umem_pages: String,
     /// "zero-copy", or "copy" and why.
     pub copy_mode: String,
+    /// "skb mode" or "driver mode", and for `auto` why.
+    pub attach_mode: String,
+    /// The stale o7s programs removed from the device before attaching, if any.
+    pub stale_removed: Option<String>,
     free_tx: Vec<u64>,
     /// Frames on the tx ring not yet completed.
     tx_in_flight: u32,
@@ -136,8 +167,57 @@ impl std::fmt::Debug for XdpPort {
     }
 }
 
+/// An error and its sources: "a: b: c".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 fn errno(what: &str, e: impl std::fmt::Debug) -> String {
     format!("{what}: {e:?}")
+}
+
+/// The name of the loaded program `id` (None when it is gone or cannot be read).
+fn program_name(id: u32) -> Option<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(str::to_string))
+}
+
+/// Removes the o7s programs that an earlier run left attached to `dev` through netlink (a
+/// bpf link, which o7s uses, is released with its process; a netlink attachment, made by
+/// older kernels' fallback or by hand, outlives it). Says what it removed. Fails, naming the
+/// program, when another tool's program is attached or a live data plane holds the device.
+pub fn clear_stale(dev: &str) -> Result<Option<String>, String> {
+    let ifindex = nix::net::if_::if_nametoindex(dev).map_err(|e| format!("{dev}: {e}"))?;
+    let mut removed = Vec::new();
+    for p in crate::xdp_netlink::attached(ifindex)? {
+        let name = program_name(p.prog_id);
+        let what = format!(
+            "XDP program {} (id {}, {} mode)",
+            name.as_deref().unwrap_or("?"),
+            p.prog_id,
+            p.mode.name()
+        );
+        if name.as_deref() != Some(PROGRAM_NAME) {
+            return Err(format!(
+                "{dev} already has {what} attached by another tool; o7s does not replace it"
+            ));
+        }
+        crate::xdp_netlink::detach(ifindex, p.mode).map_err(|e| {
+            format!("{dev}: {what} is held by a live process (another o7s data plane?): {e}")
+        })?;
+        tracing::warn!("{dev}: removed the stale {what} left attached by an earlier run");
+        removed.push(format!("stale {what} removed"));
+    }
+    Ok((!removed.is_empty()).then(|| removed.join(", ")))
 }
 
 /// RX queues of `dev` as the kernel lists them in sysfs (1 when it cannot tell).
@@ -156,33 +236,60 @@ pub fn rx_queues(dev: &str) -> u32 {
 }
 
 impl XdpPort {
-    /// Attaches the program to `dev` (generic/skb mode unless `driver`), configured for
-    /// `ethertype` (eth-dix) or LLC, and binds an AF_XDP socket on each of its RX queues:
-    /// in zero-copy mode when XDP runs in the driver and the driver offers it, in copy mode
-    /// otherwise ([`XdpPort::copy_mode`] says which and why).
+    /// Attaches the program to `dev` in `mode`, configured for `ethertype` (eth-dix) or LLC,
+    /// and binds an AF_XDP socket on each of its RX queues: in zero-copy mode when XDP runs in
+    /// the driver and the driver offers it, in copy mode otherwise ([`XdpPort::copy_mode`]
+    /// says which and why). An o7s program that an earlier run left attached through netlink
+    /// is removed first ([`XdpPort::stale_removed`]); another tool's program is not touched:
+    /// the error names it.
     pub fn open(
         dev: &str,
         ethertype: Option<u16>,
         llc: bool,
-        driver: bool,
+        mode: AttachMode,
     ) -> Result<Self, String> {
-        if !driver {
-            let mut p = Self::open_mode(dev, ethertype, llc, false, false)?;
-            p.copy_mode = "copy (XDP skb mode has no zero-copy)".into();
-            return Ok(p);
-        }
-        match Self::open_mode(dev, ethertype, llc, true, true) {
+        let stale = clear_stale(dev)?;
+        let mut p = match mode {
+            AttachMode::Skb => Self::open_skb(dev, ethertype, llc)?,
+            AttachMode::Driver => Self::open_driver(dev, ethertype, llc)?,
+            AttachMode::Auto => match Self::open_driver(dev, ethertype, llc) {
+                Ok(mut p) => {
+                    p.attach_mode = "driver mode (auto)".into();
+                    p
+                }
+                Err(e) => {
+                    let mut p = Self::open_skb(dev, ethertype, llc)?;
+                    p.attach_mode = format!("skb mode (auto: driver mode refused: {e})");
+                    p
+                }
+            },
+        };
+        p.stale_removed = stale;
+        Ok(p)
+    }
+
+    fn open_skb(dev: &str, ethertype: Option<u16>, llc: bool) -> Result<Self, String> {
+        let mut p = Self::open_mode(dev, ethertype, llc, false, false)?;
+        p.copy_mode = "copy (XDP skb mode has no zero-copy)".into();
+        p.attach_mode = "skb mode".into();
+        Ok(p)
+    }
+
+    fn open_driver(dev: &str, ethertype: Option<u16>, llc: bool) -> Result<Self, String> {
+        let mut p = match Self::open_mode(dev, ethertype, llc, true, true) {
             Ok(mut p) => {
                 p.copy_mode = "zero-copy".into();
-                Ok(p)
+                p
             }
             Err(e) => {
                 // The first attempt's program and sockets are gone (dropped with it).
                 let mut p = Self::open_mode(dev, ethertype, llc, true, false)?;
                 p.copy_mode = format!("copy (zero-copy refused: {e})");
-                Ok(p)
+                p
             }
-        }
+        };
+        p.attach_mode = "driver mode".into();
+        Ok(p)
     }
 
     fn open_mode(
@@ -210,7 +317,8 @@ impl XdpPort {
             } else {
                 XdpMode::Skb
             };
-            prog.attach(dev, mode).map_err(|e| errno("attach", e))?;
+            prog.attach(dev, mode)
+                .map_err(|e| format!("attach: {}", error_chain(&e)))?;
         }
         {
             let mut cfg: Array<&mut MapData, u32> =
@@ -329,6 +437,8 @@ impl XdpPort {
             _area: area,
             umem_pages,
             copy_mode: String::new(),
+            attach_mode: String::new(),
+            stale_removed: None,
             free_tx,
             tx_in_flight: 0,
             rx_frames: 0,

@@ -163,11 +163,19 @@ fn xdp_program_classifies_and_passes_without_a_socket() {
         "169.254.78.2",
     ]);
     // And so does the eth-dix layer over AF_PACKET: without a socket, data frames pass.
+    // (--io af_packet: under auto the data plane would take the program as stale and
+    // replace it with its own.)
     let conf = |dev: &str, reg: &str| {
         format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
     };
-    let _b = t.daemon("b", &conf(&t.dev("b"), "reg=[\"oping-server\"]\n"));
-    let _a = t.daemon("a", &conf(&t.dev("a"), ""));
+    let af_packet = ["--io", "af_packet"];
+    let _b = t.daemon_with(
+        "b",
+        "b",
+        &conf(&t.dev("b"), "reg=[\"oping-server\"]\n"),
+        &af_packet,
+    );
+    let _a = t.daemon_with("a", "a", &conf(&t.dev("a"), ""), &af_packet);
     let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "5", "-i", "10ms"]);
     assert_eq!(
         sum["received"],
@@ -380,4 +388,140 @@ fn af_xdp_binds_every_rx_queue() {
         port()["umem_frames_accounted"] == 2 * 8192 + 4096
     });
     assert!(ok, "every UMEM frame is back: {}", port());
+}
+
+/// The id of the XDP program attached to `dev` in `ns`, if any.
+fn xdp_prog(ns: &str, dev: &str) -> Option<u64> {
+    json(&["ip", "-n", ns, "-j", "link", "show", "dev", dev])[0]["xdp"]["prog"]["id"].as_u64()
+}
+
+#[test]
+fn stale_program_is_removed_and_a_live_one_is_left_alone() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("xs");
+    let (ns, dev) = (t.ns("b"), t.dev("b"));
+    // What a crashed run attached through netlink (not a bpf link) would leave: our
+    // program, attached with iproute2 so that it outlives the process that attached it.
+    let obj = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf/xdp_o7s.o");
+    sh(&[
+        "ip",
+        "-n",
+        &ns,
+        "link",
+        "set",
+        "dev",
+        &dev,
+        "xdpgeneric",
+        "obj",
+        obj,
+        "sec",
+        "xdp",
+    ]);
+    let stale = xdp_prog(&ns, &dev).expect("the stale program is attached");
+    let conf = |dev: &str, reg: &str| {
+        format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
+    };
+    let mut b = t.daemon_with("b", "b", &conf(&dev, "reg=[\"oping-server\"]\n"), &[]);
+    let _a = t.daemon_with("a", "a", &conf(&t.dev("a"), ""), &["--io", "af_packet"]);
+    let p = t.ctl_json("b", &["port", "list"]).remove(0);
+    let path = p["io_path"].as_str().unwrap();
+    if !o7s_integration::on_af_xdp(path) {
+        return;
+    }
+    assert!(
+        path.contains(&format!(
+            "stale XDP program o7s_xdp (id {stale}, skb mode) removed"
+        )),
+        "{p}"
+    );
+    assert!(
+        b.log().contains("removed the stale XDP program o7s_xdp"),
+        "{}",
+        b.log()
+    );
+    let ours = xdp_prog(&ns, &dev).expect("the data plane's program is attached");
+    assert_ne!(ours, stale);
+    let ping = |what: &str| {
+        let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "10ms"]);
+        assert_eq!(
+            sum["received"],
+            10,
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ping("after the stale program was replaced");
+    // A second daemon on the same device finds a program held by a live bpf link: it must
+    // not take it away; its port falls back to AF_PACKET and says why.
+    let mut b2 = t.daemon_with("b", "b2", &conf(&dev, ""), &[]);
+    let p2 = t.ctl_json_in("b", "b2", &["port", "list"]).remove(0);
+    let path2 = p2["io_path"].as_str().unwrap();
+    assert!(path2.starts_with("af_packet (fallback"), "{p2}");
+    assert!(path2.contains("held by a live process"), "{p2}");
+    assert_eq!(xdp_prog(&ns, &dev), Some(ours), "the live program stays");
+    // (Both daemons answer flow requests on the device while b2 runs, as two hosts with one
+    // MAC address would: ping once it is gone.)
+    assert!(b2.stop());
+    assert_eq!(xdp_prog(&ns, &dev), Some(ours), "b2 leaves b's program");
+    ping("after the second daemon stopped");
+    assert!(b.stop());
+    assert_eq!(
+        xdp_prog(&ns, &dev),
+        None,
+        "the program goes with the data plane"
+    );
+}
+
+#[test]
+fn auto_attach_mode_takes_driver_mode_where_the_driver_has_it() {
+    if !can_run() {
+        return;
+    }
+    let conf = |dev: &str, reg: &str| {
+        format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
+    };
+    // veth has native XDP: auto attaches in the driver.
+    let t = Topo::pair("xm");
+    let _b = t.daemon_with(
+        "b",
+        "b",
+        &conf(&t.dev("b"), "reg=[\"oping-server\"]\n"),
+        &["--xdp-mode", "auto"],
+    );
+    let _a = t.daemon_with("a", "a", &conf(&t.dev("a"), ""), &["--io", "af_packet"]);
+    let p = t.ctl_json("b", &["port", "list"]).remove(0);
+    let path = p["io_path"].as_str().unwrap();
+    if !o7s_integration::on_af_xdp(path) {
+        return;
+    }
+    assert!(path.contains("XDP driver mode (auto)"), "{p}");
+    let link = json(&[
+        "ip",
+        "-n",
+        &t.ns("b"),
+        "-j",
+        "link",
+        "show",
+        "dev",
+        &t.dev("b"),
+    ]);
+    assert_eq!(link[0]["xdp"]["mode"], 1, "native (driver) XDP: {link}");
+    let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "10ms"]);
+    assert_eq!(
+        sum["received"],
+        10,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // lo has no native XDP: auto falls back to skb mode and says why.
+    let s = Topo::single("xl");
+    let _d = s.daemon_with("a", "a", &conf("lo", ""), &["--xdp-mode", "auto"]);
+    let p = s.ctl_json("a", &["port", "list"]).remove(0);
+    let path = p["io_path"].as_str().unwrap();
+    assert!(
+        path.contains("XDP skb mode (auto: driver mode refused: attach: "),
+        "{p}"
+    );
 }
