@@ -1,0 +1,306 @@
+//! Control messages from o7sd: ports (AF_XDP with its AF_PACKET fallback, UDP) and flows
+//! added and removed, keys installed, counters reported; the worker keeps running.
+
+use super::*;
+
+impl Dataplane {
+    /// Handles one control message; `false` to stop.
+    pub(super) fn handle_ctl(&mut self) -> io::Result<bool> {
+        let (msg, fds) = match self.ctl.recv::<ToDp>() {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                tracing::info!("o7sd closed the control channel: exiting");
+                return Ok(false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::warn!("ignoring a bad control message: {e}");
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        };
+        match msg {
+            ToDp::AddPort { port, dev, kind } => {
+                let reply = match self.add_port(port, &dev, kind) {
+                    Ok((mac, mtu, io_path)) => FromDp::PortUp {
+                        port,
+                        mac,
+                        mtu,
+                        io_path,
+                    },
+                    Err(e) => FromDp::PortError {
+                        port,
+                        error: format!("{dev}: {e}"),
+                    },
+                };
+                self.ctl.send(&reply, &[])?;
+            }
+            ToDp::DelPort { port } => {
+                self.ports.remove(&port);
+                self.uports.remove(&port);
+                self.tables_changed = true;
+            }
+            ToDp::SendMgmt { port, dst, payload } => self.send_mgmt(port, dst, &payload),
+            ToDp::SendUdp { port, dst, payload } => {
+                if let Some(u) = self.uports.get_mut(&port) {
+                    match u.sock.send_to(&payload, &dst) {
+                        Ok(()) => u.stats.tx_frames += 1,
+                        Err(e) => {
+                            u.stats.tx_errors += 1;
+                            tracing::warn!("port {port}: send to {dst}: {e}");
+                        }
+                    }
+                }
+            }
+            ToDp::AddFlow {
+                flow,
+                port,
+                local,
+                remote,
+                peer,
+                timeout_ms,
+                peer_addr,
+                crypt,
+            } => {
+                let cipher_nid = crypt.as_ref().map(|c| c.cipher).unwrap_or(0);
+                let crypt = match crypt {
+                    None => None,
+                    Some(c) => {
+                        let mut key = [0u8; 32];
+                        let made = (c.key.len() == 32)
+                            .then(|| {
+                                key.copy_from_slice(&c.key);
+                                crate::crypt::Crypt::new(c.cipher, key, c.rotation_bits)
+                            })
+                            .flatten();
+                        if made.is_none() {
+                            tracing::warn!(
+                                "flow {flow}: unusable cipher {} or key; flow refused",
+                                c.cipher
+                            );
+                            return Ok(true);
+                        }
+                        made
+                    }
+                };
+                let mut it = fds.into_iter();
+                let (Some(mem), Some(tx), Some(rx)) = (it.next(), it.next(), it.next()) else {
+                    tracing::warn!("flow {flow}: AddFlow without descriptors");
+                    return Ok(true);
+                };
+                match FlowMem::open(&mem) {
+                    Ok(mem) => {
+                        self.by_local.insert((port, local), flow);
+                        self.tables_changed = true;
+                        self.flows.insert(
+                            flow,
+                            Flow {
+                                crypt,
+                                plain: Vec::with_capacity(65536),
+                                peer_addr,
+                                port,
+                                local,
+                                remote,
+                                peer,
+                                timeout: Duration::from_millis(timeout_ms.max(1)),
+                                last_rx: Instant::now(),
+                                mem,
+                                tx_kick: Kick::from_fd(tx),
+                                rx_kick: Kick::from_fd(rx),
+                                kick_due: false,
+                                stats: FlowStats {
+                                    flow,
+                                    port,
+                                    local,
+                                    remote,
+                                    cipher: cipher_nid,
+                                    ..FlowStats::default()
+                                },
+                            },
+                        );
+                        tracing::debug!("flow {flow}: port {port} local {local} remote {remote}");
+                    }
+                    Err(e) => tracing::warn!("flow {flow}: bad flow memory: {e}"),
+                }
+            }
+            ToDp::DelFlow { flow } => {
+                // Send what the app wrote before it let the flow go: no data is lost.
+                for _ in 0..64 {
+                    let udp = self
+                        .flows
+                        .get(&flow)
+                        .is_some_and(|f| self.uports.contains_key(&f.port));
+                    let n = if udp {
+                        self.tx_udp(flow)
+                    } else {
+                        self.tx_flow(flow)
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                }
+                self.tables_changed = true;
+                if let Some(f) = self.flows.remove(&flow) {
+                    self.by_local.remove(&(f.port, f.local));
+                    f.mem.flags().fetch_or(flags::CLOSED, Ordering::SeqCst);
+                    f.rx_kick.kick();
+                }
+            }
+            ToDp::Stats => {
+                for f in self.flows.values_mut() {
+                    f.stats.key_rotations = f.crypt.as_ref().map(|c| c.rotations).unwrap_or(0);
+                }
+                for p in self.ports.values_mut() {
+                    if let Some(x) = &mut p.xdp {
+                        p.stats.rx_xdp = x.rx_frames;
+                        p.stats.tx_xdp = x.tx_frames;
+                        p.stats.tx_xdp_dropped = x.tx_dropped;
+                        p.stats.xdp_redirected = x.counter(crate::xdp::counter::REDIRECT);
+                        p.stats.xdp_mgmt_passed = x.counter(crate::xdp::counter::MGMT);
+                        p.stats.umem_frames_accounted = x.accounted_frames();
+                        p.stats.umem_frames = x.umem_frames();
+                        p.stats.rx_xdp_per_queue = x.rx_per_queue();
+                        p.stats.xdp_fill_wakeups = x.fill_wakeups();
+                    }
+                }
+                let s = DpStats {
+                    ports: self
+                        .ports
+                        .values()
+                        .map(|p| p.stats.clone())
+                        .chain(self.uports.values().map(|u| u.stats.clone()))
+                        .collect(),
+                    flows: self.flows.values().map(|f| f.stats.clone()).collect(),
+                    worker: WorkerInfo {
+                        yields_for_apps: self.yields_for_apps,
+                        ..self.worker.clone()
+                    },
+                    workers: Vec::new(),
+                };
+                self.ctl.send(&FromDp::Stats(s), &[])?;
+            }
+            ToDp::Shutdown => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    pub(super) fn add_udp(
+        &mut self,
+        id: u32,
+        addr: SocketAddr,
+    ) -> io::Result<([u8; 6], usize, String)> {
+        let sock = UdpPort::bind(addr)?;
+        let io_path = sock.describe();
+        let mtu = o7s_wire::udp::MAX_PACKET - o7s_wire::udp::HEADER_LEN;
+        tracing::info!("port {id}: udp {addr} mtu {mtu} via {io_path}");
+        let stats = PortStats {
+            port: id,
+            dev: addr.to_string(),
+            mac: "-".into(),
+            mtu,
+            io_path: io_path.clone(),
+            ..PortStats::default()
+        };
+        self.uports.insert(id, UPort { sock, stats });
+        self.tables_changed = true;
+        Ok(([0; 6], mtu, io_path))
+    }
+
+    pub(super) fn add_port(
+        &mut self,
+        id: u32,
+        dev: &str,
+        kind: PortKind,
+    ) -> io::Result<([u8; 6], usize, String)> {
+        let proto = match kind {
+            PortKind::Dix { ethertype } => ethertype,
+            PortKind::Llc => ETH_P_802_2,
+            PortKind::Udp { addr } => return self.add_udp(id, addr),
+        };
+        let info = dev_info(dev)?;
+        let sock = PacketSocket::open(info.ifindex, proto)?;
+        let mtu = match kind {
+            PortKind::Dix { .. } | PortKind::Udp { .. } => info.mtu.saturating_sub(dix::HEADER_LEN),
+            PortKind::Llc => info
+                .mtu
+                .min(usize::from(llc::MAX_LENGTH))
+                .saturating_sub(llc::HEADER_LEN),
+        };
+        // The I/O path: AF_XDP for data frames when it can be had (`O7S_DP_IO`: auto, af_xdp,
+        // af_packet; `O7S_XDP_MODE`: skb (default; best on veth), driver or auto).
+        let want = std::env::var("O7S_DP_IO").unwrap_or_else(|_| "auto".into());
+        let mode_setting = std::env::var("O7S_XDP_MODE").unwrap_or_else(|_| "skb".into());
+        let attach = crate::xdp::AttachMode::parse(&mode_setting).ok_or_else(|| {
+            io::Error::other(format!(
+                "O7S_XDP_MODE={mode_setting}: expected skb, driver or auto"
+            ))
+        })?;
+        let (xdp, io_path) = if want == "af_packet" {
+            (
+                None,
+                "af_packet (AF_XDP off by setting O7S_DP_IO=af_packet)".to_string(),
+            )
+        } else {
+            let (et, llc) = match kind {
+                PortKind::Dix { ethertype } => (Some(ethertype), false),
+                _ => (None, true),
+            };
+            match crate::xdp::XdpPort::open(dev, et, llc, attach) {
+                Ok(x) => {
+                    let q = x.queues();
+                    let stale = x
+                        .stale_removed
+                        .as_deref()
+                        .map(|s| format!("; {s}"))
+                        .unwrap_or_default();
+                    let path = format!(
+                        "af_xdp (XDP {}, {}, {q} RX queue{}, UMEM on {}{stale}) for data; af_packet for management",
+                        x.attach_mode,
+                        x.copy_mode,
+                        if q == 1 { "" } else { "s" },
+                        x.umem_pages
+                    );
+                    (Some(x), path)
+                }
+                Err(e) if want == "af_xdp" => {
+                    return Err(io::Error::other(format!(
+                        "AF_XDP required but unavailable: {e}"
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "port {id}: {dev}: AF_XDP unavailable ({e}); falling back to AF_PACKET"
+                    );
+                    (
+                        None,
+                        format!("af_packet (fallback: AF_XDP unavailable: {e})"),
+                    )
+                }
+            }
+        };
+        tracing::info!(
+            "port {id}: {dev} mac {} mtu {mtu} via {io_path}",
+            ethernet::mac_string(&info.mac)
+        );
+        let stats = PortStats {
+            port: id,
+            dev: dev.to_string(),
+            mac: ethernet::mac_string(&info.mac),
+            mtu,
+            io_path: io_path.clone(),
+            ..PortStats::default()
+        };
+        self.tables_changed = true;
+        self.ports.insert(
+            id,
+            Port {
+                dev: dev.to_string(),
+                kind,
+                mac: info.mac,
+                sock,
+                xdp,
+                stats,
+            },
+        );
+        Ok((info.mac, mtu, io_path))
+    }
+}

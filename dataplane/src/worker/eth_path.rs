@@ -1,0 +1,210 @@
+//! The Ethernet packet path: frames from a port (AF_XDP batch or AF_PACKET) parsed and
+//! delivered to their flow or to o7sd; SDUs from a flow framed (eth-dix/eth-llc) and sent.
+
+use super::*;
+
+impl Dataplane {
+    pub(super) fn send_mgmt(&mut self, port: u32, dst: [u8; 6], payload: &[u8]) {
+        let Some(p) = self.ports.get_mut(&port) else {
+            return;
+        };
+        let built = match p.kind {
+            PortKind::Dix { ethertype } => {
+                build_dix(&mut self.frame, dst, p.mac, ethertype, 0, payload)
+            }
+            PortKind::Llc => build_llc(
+                &mut self.frame,
+                dst,
+                p.mac,
+                llc::MGMT_SAP,
+                llc::MGMT_SAP,
+                payload,
+            ),
+            PortKind::Udp { .. } => Err(frames::SduTooLong(payload.len())),
+        };
+        if built.is_err() {
+            p.stats.tx_errors += 1;
+            return;
+        }
+        match p.sock.send(&self.frame) {
+            Ok(()) => p.stats.tx_frames += 1,
+            Err(e) => {
+                p.stats.tx_errors += 1;
+                tracing::warn!("port {}: send: {e}", p.dev);
+            }
+        }
+    }
+
+    pub(super) fn rx_port(&mut self, id: u32) -> usize {
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut done = 0;
+        for _ in 0..256 {
+            let Some(p) = self.ports.get_mut(&id) else {
+                break;
+            };
+            let n = match p.sock.recv(&mut buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("port {}: recv: {e}", p.dev);
+                    break;
+                }
+            };
+            done += 1;
+            if let Some(frame) = buf.get_mut(..n) {
+                self.handle_frame(id, frame);
+            }
+            if done % 32 == 0 {
+                self.kick_apps();
+            }
+        }
+        self.kick_apps();
+        self.buf = buf;
+        done
+    }
+
+    /// Receives a batch of frames from a port's AF_XDP socket.
+    pub(super) fn rx_xdp(&mut self, id: u32) -> usize {
+        let Some(mut x) = self.ports.get_mut(&id).and_then(|p| p.xdp.take()) else {
+            return 0;
+        };
+        let mut done = 0;
+        for _ in 0..16 {
+            let n = x.recv(|frame| self.handle_frame(id, frame));
+            self.kick_apps();
+            done += n;
+            if n == 0 {
+                break;
+            }
+        }
+        if let Some(p) = self.ports.get_mut(&id) {
+            p.xdp = Some(x);
+        }
+        done
+    }
+
+    /// Parses one Ethernet frame of port `id` and hands it to o7sd (management) or to its
+    /// flow (data).
+    pub(super) fn handle_frame(&mut self, id: u32, frame: &mut [u8]) {
+        let Some(p) = self.ports.get_mut(&id) else {
+            return;
+        };
+        let (eid, at, src, dst) = match frames::parse(p.kind, frame) {
+            Parsed::NotOurs => return,
+            Parsed::Malformed => {
+                p.stats.drop_malformed += 1;
+                return;
+            }
+            // Where the SDU lies in the frame, to hand it on mutably.
+            Parsed::Sdu { eid, sdu, src, dst } => {
+                let off = sdu.as_ptr() as usize - frame.as_ptr() as usize;
+                (eid, off..off + sdu.len(), src, dst)
+            }
+        };
+        let Some(sdu) = frame.get_mut(at) else {
+            return;
+        };
+        p.stats.rx_frames += 1;
+        if eid == 0 {
+            p.stats.rx_mgmt += 1;
+            let msg = FromDp::Mgmt {
+                port: id,
+                src,
+                dst,
+                payload: sdu.to_vec(),
+            };
+            if let Err(e) = self.ctl.send(&msg, &[]) {
+                tracing::warn!("cannot pass a management frame to o7sd: {e}");
+            }
+            return;
+        }
+        let Some(f) = self
+            .by_local
+            .get(&(id, eid))
+            .and_then(|fid| self.flows.get_mut(fid))
+        else {
+            p.stats.drop_unknown_eid += 1;
+            return;
+        };
+        f.deliver_mut(sdu, self.now);
+    }
+
+    pub(super) fn tx_flow(&mut self, id: u64) -> usize {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return 0;
+        };
+        let Some(p) = self.ports.get_mut(&f.port) else {
+            return 0;
+        };
+        let ring = f.mem.ring(Dir::Tx);
+        let mut done = 0;
+        for _ in 0..TX_BATCH {
+            done += 1;
+            let frame = &mut self.frame;
+            let crypt = &mut f.crypt;
+            let r = ring.pop_with(|plain| {
+                // Sealed straight into the frame: IV | ciphertext | tag after the header.
+                let len = match crypt {
+                    Some(_) => plain.len() + crate::crypt::OVERHEAD,
+                    None => plain.len(),
+                };
+                let write = |o: &mut Vec<u8>| match crypt {
+                    Some(c) => c.seal(plain, o).is_ok(),
+                    None => {
+                        o.extend_from_slice(plain);
+                        true
+                    }
+                };
+                let built = match p.kind {
+                    PortKind::Dix { ethertype } => {
+                        build_dix_with(frame, f.peer, p.mac, ethertype, f.remote as u16, len, write)
+                    }
+                    PortKind::Llc => build_llc_with(
+                        frame,
+                        f.peer,
+                        p.mac,
+                        f.remote as u8,
+                        f.local as u8,
+                        len,
+                        write,
+                    ),
+                    PortKind::Udp { .. } => Err(frames::SduTooLong(len)),
+                };
+                match built {
+                    Ok(true) => Ok(len),
+                    _ => Err(()),
+                }
+            });
+            match r {
+                Ok(None) => {
+                    done -= 1;
+                    break;
+                }
+                Ok(Some(Ok(len))) => {
+                    let sent = match &mut p.xdp {
+                        Some(x) => x.send(frame),
+                        None => p.sock.send(frame).is_ok(),
+                    };
+                    if sent {
+                        f.stats.tx_sdus += 1;
+                        f.stats.tx_bytes += len as u64;
+                        p.stats.tx_frames += 1;
+                    } else {
+                        p.stats.tx_errors += 1;
+                    }
+                }
+                Ok(Some(Err(_))) => p.stats.tx_errors += 1,
+                Err(_) => {
+                    f.stats.drop_ring_corrupt += 1;
+                    break;
+                }
+            }
+        }
+        if let Some(x) = &mut p.xdp {
+            if done > 0 || x.tx_pending() {
+                x.flush();
+            }
+        }
+        done
+    }
+}

@@ -1,0 +1,433 @@
+//! The data-plane loop: polls the control channel, the ports and the apps' tx kicks, moves
+//! SDUs between ports and flow rings, and reports management frames to `o7sd`.
+
+mod control;
+mod eth_path;
+mod udp_path;
+
+use crate::afpacket::{dev_info, PacketSocket, ETH_P_802_2};
+use crate::frames::{self, build_dix, build_dix_with, build_llc, build_llc_with, Parsed};
+use crate::msg::{DpStats, FlowStats, FromDp, PortKind, PortStats, ToDp, WorkerInfo};
+use crate::udp::UdpPort;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use o7s::ipc::Channel;
+use o7s::ring::{flags, Dir, FlowMem, Kick, RingError};
+use o7s_wire::{dix, ethernet, llc};
+/// Flow and port tables: a fast non-cryptographic hash (keys are small integers chosen by
+/// o7sd, not by the network).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Default adaptive-polling window after the last packet (`O7S_DP_SPIN_US` overrides).
+const DEFAULT_SPIN_US: u64 = 200;
+/// While spinning, the poll system call is made every this many turns.
+const POLL_EVERY: u32 = 16;
+/// Most SDUs taken from one ring per turn (fairness between flows).
+const TX_BATCH: usize = 64;
+
+struct Port {
+    dev: String,
+    kind: PortKind,
+    mac: [u8; 6],
+    /// Management frames (and data when AF_XDP is not in use).
+    sock: PacketSocket,
+    /// The AF_XDP socket for data frames, when the XDP path is up.
+    xdp: Option<crate::xdp::XdpPort>,
+    stats: PortStats,
+}
+
+struct UPort {
+    sock: UdpPort,
+    stats: PortStats,
+}
+
+struct Flow {
+    crypt: Option<crate::crypt::Crypt>,
+    /// Scratch for decrypted SDUs.
+    plain: Vec<u8>,
+    peer_addr: Option<SocketAddr>,
+    port: u32,
+    local: u32,
+    remote: u32,
+    peer: [u8; 6],
+    timeout: Duration,
+    last_rx: Instant,
+    mem: FlowMem,
+    tx_kick: Kick,
+    rx_kick: Kick,
+    /// The app sleeps on its rx ring and SDUs were pushed: kick it at the end of the batch.
+    kick_due: bool,
+    stats: FlowStats,
+}
+
+/// Pushes a plaintext SDU into a flow's rx ring (counted; dropped if the ring is full).
+/// A sleeping app is not woken here but once at the end of the batch (`kick_due`), so that
+/// it finds a batch waiting instead of being woken (and preempting us) for every SDU.
+fn push_rx(mem: &FlowMem, stats: &mut FlowStats, kick_due: &mut bool, sdu: &[u8]) {
+    match mem.ring(Dir::Rx).push(sdu) {
+        Ok(wake) => {
+            stats.rx_sdus += 1;
+            stats.rx_bytes += sdu.len() as u64;
+            *kick_due |= wake;
+        }
+        Err(RingError::Corrupt) => stats.drop_ring_corrupt += 1,
+        Err(_) => stats.drop_ring_full += 1,
+    }
+}
+
+impl Flow {
+    /// Hands an SDU from the peer to the app's rx ring, decrypting it first if the flow is
+    /// encrypted (a copy into scratch space).
+    fn deliver(&mut self, wire: &[u8], now: Instant) {
+        let sdu = match &mut self.crypt {
+            Some(c) => {
+                if c.open(wire, &mut self.plain).is_err() {
+                    self.stats.drop_decrypt += 1;
+                    return;
+                }
+                self.plain.as_slice()
+            }
+            None => wire,
+        };
+        self.last_rx = now;
+        push_rx(&self.mem, &mut self.stats, &mut self.kick_due, sdu);
+    }
+
+    /// As [`Flow::deliver`], decrypting in place when the SDU uses the current key (no copy).
+    fn deliver_mut(&mut self, wire: &mut [u8], now: Instant) {
+        if let Some(c) = &mut self.crypt {
+            match c.open_in_place(wire) {
+                Ok(Some(r)) => {
+                    self.last_rx = now;
+                    push_rx(
+                        &self.mem,
+                        &mut self.stats,
+                        &mut self.kick_due,
+                        wire.get(r).unwrap_or(&[]),
+                    );
+                    return;
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    self.stats.drop_decrypt += 1;
+                    return;
+                }
+            }
+        }
+        self.deliver(wire, now);
+    }
+}
+
+/// The data plane's state.
+pub struct Dataplane {
+    ctl: Channel,
+    /// The CPU to pin to, when this is one worker of several.
+    core: Option<String>,
+    ports: HashMap<u32, Port>,
+    uports: HashMap<u32, UPort>,
+    flows: HashMap<u64, Flow>,
+    by_local: HashMap<(u32, u32), u64>,
+    buf: Vec<u8>,
+    frame: Vec<u8>,
+    /// The time at the start of this turn of the loop (one clock read per turn).
+    now: Instant,
+    /// Ports or flows were added or removed: the loop's id lists must be rebuilt.
+    tables_changed: bool,
+    /// Pinning and polling, as reported to o7sd.
+    worker: WorkerInfo,
+    /// Times the worker gave up the CPU because an app fell behind.
+    yields_for_apps: u64,
+}
+
+/// The loop's view of the tables, rebuilt when they change (no allocation per turn).
+#[derive(Default)]
+struct Ids {
+    /// AF_PACKET and UDP ports (polled).
+    ports: Vec<u32>,
+    /// Ports with an AF_XDP socket (rings read directly).
+    xdp: Vec<u32>,
+    /// Flows, with whether they go over UDP.
+    flows: Vec<(u64, bool)>,
+    ready: Vec<bool>,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane")
+            .field("ports", &self.ports.len())
+            .field("flows", &self.flows.len())
+            .finish()
+    }
+}
+
+impl Dataplane {
+    /// A data plane driven by `ctl`, pinned as `O7S_DP_CORE` says.
+    pub fn new(ctl: Channel) -> Self {
+        Self::with_core(ctl, None)
+    }
+
+    /// A data plane driven by `ctl`, pinned to CPU `core` when given (else as
+    /// `O7S_DP_CORE` says): one worker of several.
+    pub fn with_core(ctl: Channel, core: Option<String>) -> Self {
+        Self {
+            ctl,
+            core,
+            ports: HashMap::default(),
+            uports: HashMap::default(),
+            flows: HashMap::default(),
+            by_local: HashMap::default(),
+            now: Instant::now(),
+            tables_changed: true,
+            worker: WorkerInfo::default(),
+            yields_for_apps: 0,
+            buf: vec![0u8; 65536],
+            frame: Vec::with_capacity(65536),
+        }
+    }
+
+    /// Runs until `o7sd` says stop or closes the channel.
+    pub fn run(&mut self) -> io::Result<()> {
+        self.setup_worker();
+        let spin = Duration::from_micros(self.worker.spin_us);
+        let mut last_check = Instant::now();
+        let mut last_work = Instant::now()
+            .checked_sub(spin)
+            .unwrap_or_else(Instant::now);
+        let mut ids = Ids::default();
+        let mut turn: u32 = 0;
+        loop {
+            if std::mem::take(&mut self.tables_changed) {
+                self.rebuild_ids(&mut ids);
+            }
+            self.now = Instant::now();
+            let spinning = self.now.duration_since(last_work) < spin;
+            turn = turn.wrapping_add(1);
+            // While spinning, the AF_XDP and flow rings are read directly; the system call
+            // that looks at the control channel, the sockets and the kicks is made every
+            // POLL_EVERY turns only.
+            let mut work = 0;
+            if !spinning || turn % POLL_EVERY == 0 {
+                let ctl_ready = self.poll_once(&mut ids, spinning)?;
+                if ctl_ready && !self.handle_ctl()? {
+                    return Ok(());
+                }
+                if self.tables_changed {
+                    continue;
+                }
+                for (i, id) in ids.ports.iter().enumerate() {
+                    if !ids.ready.get(i).copied().unwrap_or(false) {
+                        continue;
+                    }
+                    work += if self.uports.contains_key(id) {
+                        self.rx_udp(*id)
+                    } else {
+                        self.rx_port(*id)
+                    };
+                }
+            }
+            for id in &ids.xdp {
+                work += self.rx_xdp(*id);
+            }
+            for &(id, udp) in &ids.flows {
+                work += if udp {
+                    self.tx_udp(id)
+                } else {
+                    self.tx_flow(id)
+                };
+            }
+            self.kick_apps();
+            if work > 0 {
+                last_work = self.now;
+            } else if spinning {
+                std::thread::yield_now();
+            }
+            if self.now.duration_since(last_check) >= Duration::from_millis(100) {
+                last_check = self.now;
+                self.check_timeouts()?;
+            }
+        }
+    }
+
+    /// Pins the worker (`O7S_DP_CORE`) and sets its polling (`O7S_DP_BUSY_POLL`,
+    /// `O7S_DP_SPIN_US`): adaptive polling keeps polling without sleeping for `spin_us` after
+    /// the last packet, so that a reply in flight does not pay for a wake-up; busy polling
+    /// never sleeps.
+    fn setup_worker(&mut self) {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let busy = env("O7S_DP_BUSY_POLL").is_some_and(|v| v != "0");
+        let spin_us = if busy {
+            u64::MAX / 4
+        } else {
+            env("O7S_DP_SPIN_US")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_SPIN_US)
+        };
+        self.worker = WorkerInfo {
+            core: None,
+            pin_error: None,
+            busy_poll: busy,
+            spin_us,
+            yields_for_apps: 0,
+        };
+        if let Some(c) = self.core.clone().or_else(|| env("O7S_DP_CORE")) {
+            match pin_to(&c) {
+                Ok(core) => {
+                    tracing::info!("worker pinned to CPU {core}");
+                    self.worker.core = Some(core);
+                }
+                Err(e) => {
+                    tracing::warn!("worker not pinned: {e}");
+                    self.worker.pin_error = Some(e);
+                }
+            }
+        }
+        if busy {
+            tracing::info!("busy polling: the worker never sleeps");
+        }
+    }
+
+    fn rebuild_ids(&self, ids: &mut Ids) {
+        ids.ports.clear();
+        ids.ports.extend(self.ports.keys().copied());
+        ids.ports.extend(self.uports.keys().copied());
+        ids.xdp.clear();
+        ids.xdp.extend(
+            self.ports
+                .iter()
+                .filter(|(_, p)| p.xdp.is_some())
+                .map(|(k, _)| *k),
+        );
+        ids.flows.clear();
+        ids.flows.extend(
+            self.flows
+                .iter()
+                .map(|(id, f)| (*id, self.uports.contains_key(&f.port))),
+        );
+    }
+
+    /// One poll over the control channel, the AF_PACKET/UDP sockets and the flows' tx kicks
+    /// (sleeping up to 100 ms unless `spinning` or an app's ring has SDUs). Sets
+    /// `ids.ready` for the ports; returns whether the control channel is readable.
+    fn poll_once(&mut self, ids: &mut Ids, spinning: bool) -> io::Result<bool> {
+        let mut fds = Vec::with_capacity(1 + ids.ports.len() + ids.flows.len());
+        fds.push(PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN));
+        for id in &ids.ports {
+            if let Some(p) = self.ports.get(id) {
+                fds.push(PollFd::new(p.sock.as_fd(), PollFlags::POLLIN));
+            } else if let Some(u) = self.uports.get(id) {
+                fds.push(PollFd::new(u.sock.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        let mut pending_tx = false;
+        for (id, _) in &ids.flows {
+            if let Some(f) = self.flows.get(id) {
+                // Ask the app to kick us when it writes (not needed while spinning).
+                f.mem
+                    .ring(Dir::Tx)
+                    .waiting()
+                    .store(u32::from(!spinning), Ordering::SeqCst);
+                fds.push(PollFd::new(f.tx_kick.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        if !spinning {
+            for id in &ids.xdp {
+                if let Some(x) = self.ports.get(id).and_then(|p| p.xdp.as_ref()) {
+                    fds.extend(x.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+                }
+            }
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        for (id, _) in &ids.flows {
+            if let Some(f) = self.flows.get(id) {
+                pending_tx |= !f.mem.ring(Dir::Tx).is_empty();
+            }
+        }
+        let timeout = if pending_tx || spinning {
+            PollTimeout::ZERO
+        } else {
+            PollTimeout::from(100u16)
+        };
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
+        let ready = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
+        let ctl_ready = fds.first().is_some_and(ready);
+        ids.ready.clear();
+        ids.ready
+            .extend(fds.iter().skip(1).take(ids.ports.len()).map(ready));
+        let kicked: Vec<bool> = fds
+            .iter()
+            .skip(1 + ids.ports.len())
+            .take(ids.flows.len())
+            .map(ready)
+            .collect();
+        drop(fds);
+        for ((id, _), k) in ids.flows.iter().zip(kicked) {
+            if k {
+                if let Some(f) = self.flows.get(id) {
+                    f.tx_kick.drain();
+                }
+            }
+        }
+        Ok(ctl_ready)
+    }
+
+    /// Wakes the apps that sleep on an rx ring that received SDUs in this batch. When an
+    /// app's ring is more than half full, gives up the CPU once: the app may share it with
+    /// us, and while we keep busy it would only run when the scheduler preempts us, by which
+    /// time its ring can overflow. (Frames wait meanwhile in the port's own ring.)
+    fn kick_apps(&mut self) {
+        let mut behind = false;
+        for f in self.flows.values_mut() {
+            if std::mem::take(&mut f.kick_due) {
+                f.rx_kick.kick();
+            }
+            let rx = f.mem.ring(Dir::Rx);
+            behind |= rx.len().is_ok_and(|n| n > f.mem.slots() / 2);
+        }
+        if behind {
+            self.yields_for_apps += 1;
+            std::thread::yield_now();
+        }
+    }
+
+    fn check_timeouts(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        let mut down = Vec::new();
+        for (id, f) in &mut self.flows {
+            if !f.stats.down && now.duration_since(f.last_rx) > f.timeout {
+                f.stats.down = true;
+                f.mem.flags().fetch_or(flags::PEER_DOWN, Ordering::SeqCst);
+                f.rx_kick.kick();
+                down.push(*id);
+            }
+        }
+        for flow in down {
+            tracing::info!("flow {flow}: peer timed out");
+            self.ctl.send(&FromDp::FlowDown { flow }, &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// Pins the calling thread to CPU `spec` (a number).
+fn pin_to(spec: &str) -> Result<usize, String> {
+    let want: usize = spec
+        .parse()
+        .map_err(|_| format!("CPU '{spec}' is not a number"))?;
+    let ids = core_affinity::get_core_ids().ok_or("cannot list the CPUs this process may use")?;
+    let id = ids
+        .into_iter()
+        .find(|c| c.id == want)
+        .ok_or_else(|| format!("CPU {want} is not available to this process"))?;
+    if core_affinity::set_for_current(id) {
+        Ok(want)
+    } else {
+        Err(format!("sched_setaffinity to CPU {want} failed"))
+    }
+}
