@@ -82,6 +82,23 @@ fn route_socket() -> Result<OwnedFd, String> {
     .map_err(|e| format!("netlink socket: {e}"))
 }
 
+/// Sends one request to the kernel and returns its first reply datagram.
+fn transact(req: &[u8]) -> Result<Vec<u8>, String> {
+    let fd = route_socket()?;
+    sendto(
+        fd.as_raw_fd(),
+        req,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("netlink request: {e}"))?;
+    let mut buf = vec![0u8; 65536];
+    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())
+        .map_err(|e| format!("netlink reply: {e}"))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
 fn put_u16(b: &mut Vec<u8>, v: u16) {
     b.extend_from_slice(&v.to_ne_bytes());
 }
@@ -181,19 +198,8 @@ fn parse_xdp(payload: &[u8]) -> Vec<Attached> {
 
 /// The XDP programs attached to device `ifindex` (empty when none).
 pub fn attached(ifindex: u32) -> Result<Vec<Attached>, String> {
-    let fd = route_socket()?;
-    let req = request(RTM_GETLINK, NLM_F_REQUEST, ifindex, &[]);
-    sendto(
-        fd.as_raw_fd(),
-        &req,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )
-    .map_err(|e| format!("netlink RTM_GETLINK: {e}"))?;
-    let mut buf = vec![0u8; 65536];
-    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())
-        .map_err(|e| format!("netlink reply: {e}"))?;
-    for (kind, body) in messages(buf.get(..n).unwrap_or_default()) {
+    let reply = transact(&request(RTM_GETLINK, NLM_F_REQUEST, ifindex, &[]))?;
+    for (kind, body) in messages(&reply) {
         match kind {
             RTM_NEWLINK => {
                 let attrs = body.get(IFINFOMSG..).unwrap_or(&[]);
@@ -230,19 +236,8 @@ pub fn detach(ifindex: u32, mode: Mode) -> Result<(), String> {
     put_u16(&mut attrs, 4 + xdp.len() as u16);
     put_u16(&mut attrs, IFLA_XDP | NLA_F_NESTED);
     attrs.extend_from_slice(&xdp);
-    let fd = route_socket()?;
     let req = request(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, ifindex, &attrs);
-    sendto(
-        fd.as_raw_fd(),
-        &req,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )
-    .map_err(|e| format!("netlink RTM_SETLINK: {e}"))?;
-    let mut buf = vec![0u8; 8192];
-    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())
-        .map_err(|e| format!("netlink reply: {e}"))?;
-    for (kind, body) in messages(buf.get(..n).unwrap_or_default()) {
+    for (kind, body) in messages(&transact(&req)?) {
         if kind == NLMSG_ERROR {
             let err = u32_at(body, 0).map_or(0, |e| e as i32);
             return if err == 0 {

@@ -49,6 +49,37 @@ fn maps(ns: &str, dev: &str) -> std::collections::HashMap<String, u64> {
         .collect()
 }
 
+/// An eth-dix layer "l" on `dev` with an oping server program, registered when `reg` says so.
+fn eth_conf(dev: &str, reg: &str) -> String {
+    format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
+}
+
+/// Host b's daemon (`b_args`, an oping server registered) and host a's, on AF_PACKET.
+fn server_and_client(
+    t: &Topo,
+    b_args: &[&str],
+) -> (o7s_integration::Daemon, o7s_integration::Daemon) {
+    let b = t.daemon_with(
+        "b",
+        "b",
+        &eth_conf(&t.dev("b"), "reg=[\"oping-server\"]\n"),
+        b_args,
+    );
+    let a = t.daemon_with("a", "a", &eth_conf(&t.dev("a"), ""), &["--io", "af_packet"]);
+    (b, a)
+}
+
+/// Ten oping requests from host a to oping-server: all answered.
+fn ten_pings(t: &Topo, what: &str) {
+    let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "10ms"]);
+    assert_eq!(
+        sum["received"],
+        10,
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Sums a per-CPU counter.
 fn counter(map: u64, idx: u32) -> u64 {
     let d = json(&[
@@ -165,17 +196,14 @@ fn xdp_program_classifies_and_passes_without_a_socket() {
     // And so does the eth-dix layer over AF_PACKET: without a socket, data frames pass.
     // (--io af_packet: under auto the data plane would take the program as stale and
     // replace it with its own.)
-    let conf = |dev: &str, reg: &str| {
-        format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
-    };
     let af_packet = ["--io", "af_packet"];
     let _b = t.daemon_with(
         "b",
         "b",
-        &conf(&t.dev("b"), "reg=[\"oping-server\"]\n"),
+        &eth_conf(&t.dev("b"), "reg=[\"oping-server\"]\n"),
         &af_packet,
     );
-    let _a = t.daemon_with("a", "a", &conf(&t.dev("a"), ""), &af_packet);
+    let _a = t.daemon_with("a", "a", &eth_conf(&t.dev("a"), ""), &af_packet);
     let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "5", "-i", "10ms"]);
     assert_eq!(
         sum["received"],
@@ -242,12 +270,9 @@ fn umem_on_hugepages_when_available() {
     if !can_run() {
         return;
     }
-    let conf = |dev: &str, reg: &str| {
-        format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
-    };
     let check = |t: &Topo, pages: &str| {
-        let _b = t.daemon("b", &conf(&t.dev("b"), "reg=[\"oping-server\"]\n"));
-        let _a = t.daemon("a", &conf(&t.dev("a"), ""));
+        let _b = t.daemon("b", &eth_conf(&t.dev("b"), "reg=[\"oping-server\"]\n"));
+        let _a = t.daemon("a", &eth_conf(&t.dev("a"), ""));
         let p = t.ctl_json("b", &["port", "list"]).remove(0);
         let path = p["io_path"].as_str().unwrap().to_string();
         if !o7s_integration::on_af_xdp(&path) {
@@ -330,16 +355,7 @@ fn af_xdp_binds_every_rx_queue() {
         return;
     }
     let t = Topo::pair_with_queues("xq", 2);
-    let conf = |dev: &str, reg: &str| {
-        format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
-    };
-    let _b = t.daemon_with(
-        "b",
-        "b",
-        &conf(&t.dev("b"), "reg=[\"oping-server\"]\n"),
-        &["--xdp-mode", "driver"],
-    );
-    let _a = t.daemon_with("a", "a", &conf(&t.dev("a"), ""), &["--io", "af_packet"]);
+    let (_b, _a) = server_and_client(&t, &["--xdp-mode", "driver"]);
     let port = || t.ctl_json("b", &["port", "list"]).remove(0);
     let p = port();
     if !o7s_integration::on_af_xdp(p["io_path"].as_str().unwrap()) {
@@ -364,13 +380,7 @@ fn af_xdp_binds_every_rx_queue() {
     let mut before = per_queue(&p);
     for q in [1, 0] {
         steer(&t, q, 2);
-        let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "10ms"]);
-        assert_eq!(
-            sum["received"],
-            10,
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ten_pings(&t, &format!("steered to queue {q}"));
         let p = port();
         let now = per_queue(&p);
         assert!(
@@ -420,11 +430,8 @@ fn stale_program_is_removed_and_a_live_one_is_left_alone() {
         "xdp",
     ]);
     let stale = xdp_prog(&ns, &dev).expect("the stale program is attached");
-    let conf = |dev: &str, reg: &str| {
-        format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
-    };
-    let mut b = t.daemon_with("b", "b", &conf(&dev, "reg=[\"oping-server\"]\n"), &[]);
-    let _a = t.daemon_with("a", "a", &conf(&t.dev("a"), ""), &["--io", "af_packet"]);
+    let mut b = t.daemon_with("b", "b", &eth_conf(&dev, "reg=[\"oping-server\"]\n"), &[]);
+    let _a = t.daemon_with("a", "a", &eth_conf(&t.dev("a"), ""), &["--io", "af_packet"]);
     let p = t.ctl_json("b", &["port", "list"]).remove(0);
     let path = p["io_path"].as_str().unwrap();
     if !o7s_integration::on_af_xdp(path) {
@@ -443,19 +450,11 @@ fn stale_program_is_removed_and_a_live_one_is_left_alone() {
     );
     let ours = xdp_prog(&ns, &dev).expect("the data plane's program is attached");
     assert_ne!(ours, stale);
-    let ping = |what: &str| {
-        let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "10ms"]);
-        assert_eq!(
-            sum["received"],
-            10,
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let ping = |what: &str| ten_pings(&t, what);
     ping("after the stale program was replaced");
     // A second daemon on the same device finds a program held by a live bpf link: it must
     // not take it away; its port falls back to AF_PACKET and says why.
-    let mut b2 = t.daemon_with("b", "b2", &conf(&dev, ""), &[]);
+    let mut b2 = t.daemon_with("b", "b2", &eth_conf(&dev, ""), &[]);
     let p2 = t.ctl_json_in("b", "b2", &["port", "list"]).remove(0);
     let path2 = p2["io_path"].as_str().unwrap();
     assert!(path2.starts_with("af_packet (fallback"), "{p2}");
@@ -479,18 +478,9 @@ fn auto_attach_mode_takes_driver_mode_where_the_driver_has_it() {
     if !can_run() {
         return;
     }
-    let conf = |dev: &str, reg: &str| {
-        format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
-    };
     // veth has native XDP: auto attaches in the driver.
     let t = Topo::pair("xm");
-    let _b = t.daemon_with(
-        "b",
-        "b",
-        &conf(&t.dev("b"), "reg=[\"oping-server\"]\n"),
-        &["--xdp-mode", "auto"],
-    );
-    let _a = t.daemon_with("a", "a", &conf(&t.dev("a"), ""), &["--io", "af_packet"]);
+    let (_b, _a) = server_and_client(&t, &["--xdp-mode", "auto"]);
     let p = t.ctl_json("b", &["port", "list"]).remove(0);
     let path = p["io_path"].as_str().unwrap();
     if !o7s_integration::on_af_xdp(path) {
@@ -508,16 +498,10 @@ fn auto_attach_mode_takes_driver_mode_where_the_driver_has_it() {
         &t.dev("b"),
     ]);
     assert_eq!(link[0]["xdp"]["mode"], 1, "native (driver) XDP: {link}");
-    let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "10ms"]);
-    assert_eq!(
-        sum["received"],
-        10,
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ten_pings(&t, "driver mode chosen by auto");
     // lo has no native XDP: auto falls back to skb mode and says why.
     let s = Topo::single("xl");
-    let _d = s.daemon_with("a", "a", &conf("lo", ""), &["--xdp-mode", "auto"]);
+    let _d = s.daemon_with("a", "a", &eth_conf("lo", ""), &["--xdp-mode", "auto"]);
     let p = s.ctl_json("a", &["port", "list"]).remove(0);
     let path = p["io_path"].as_str().unwrap();
     assert!(
