@@ -4,7 +4,8 @@
 #   iproute2 (ip netns, veth), iputils-ping (benchmark baseline, XDP test), xxd (fuzz
 #   corpora), bind9 + bind9-dnsutils (a real DNS server for the udp layers' DNS tests),
 #   openssl (the tests' PKI), clang-19 + libbpf-dev (rebuild/check bpf/xdp_o7s.o), bpftool
-#   (the XDP test reads the program's maps).
+#   (the XDP test reads the program's maps), valgrind (CI's performance gate,
+#   scripts/perf-gate.sh, counts instructions with callgrind).
 set -euo pipefail
 need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
@@ -16,6 +17,7 @@ command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v clang-19 >/dev/null 2>&1 || need="$need clang-19"
 [ -f /usr/include/bpf/bpf_helpers.h ] || need="$need libbpf-dev"
 command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need="$need bpftool"
+command -v valgrind >/dev/null 2>&1 || need="$need valgrind"
 if [ -z "$need" ]; then
     echo "setup.sh: all system packages present"
     exit 0

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# CI's performance gate: instructions per packet of the data plane's per-packet path
+# (`o7s-bench pkt-path`: parse a received eth-dix frame, look its flow up in a 1024-flow
+# table, build the frame of an SDU), counted by valgrind's callgrind. Callgrind simulates
+# the CPU, so the count is the same on a loaded CI machine as on a quiet one (a timing is
+# not; timings are for scripts/bench-*.sh). Per size: (instructions of a run of PACKETS
+# packets - those of a run of none) / PACKETS, against benches/perf-baseline.json:
+#   more than baseline x (1 + tolerance): FAIL (a regression on the per-packet path);
+#   less than baseline x (1 - tolerance): passes, and says to lock the gain in (--update);
+#   less than a quarter of the baseline: FAIL (the benchmark no longer does the work).
+# Prints a JSON report either way.
+#   scripts/perf-gate.sh            check against the baseline
+#   scripts/perf-gate.sh --update   write the counts measured now as the new baseline
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+baseline=$root/benches/perf-baseline.json
+packets=200000
+command -v valgrind >/dev/null || { echo "perf-gate.sh: valgrind is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+(cd "$root" && cargo build --release --locked -q -p o7s-bench)
+b=$root/target/release/o7s-bench
+cg() { # instructions callgrind counts for a run of $1 packets of $2 bytes
+    local n
+    n=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$b" pkt-path -c "$1" -s "$2" 2>&1 >/dev/null |
+        sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p')
+    [ -n "$n" ] || { echo "perf-gate.sh: callgrind gave no count for pkt-path -c $1 -s $2" >&2; exit 1; }
+    echo "$n"
+}
+measured="{"
+for size in 64 1400; do
+    full=$(cg "$packets" "$size"); none=$(cg 0 "$size")
+    measured="$measured\"$size\": $(python3 -c "print(round(($full - $none) / $packets, 1))"),"
+done
+measured="${measured%,}}"
+python3 - "$baseline" "${1:-}" "$measured" "$packets" <<'PY'
+import json, sys, datetime, platform
+path, mode, measured, packets = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+if mode == "--update":
+    doc = {"instructions_per_packet": measured, "tolerance": 0.10, "packets": packets,
+           "measured": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "command": "scripts/perf-gate.sh --update", "kernel": platform.release()}
+    open(path, "w").write(json.dumps(doc, indent=1) + "\n")
+    print(json.dumps(doc, indent=1))
+    sys.exit(0)
+base = json.load(open(path))
+tol = base["tolerance"]
+report, failed = {}, False
+for size, got in measured.items():
+    want = base["instructions_per_packet"][size]
+    ratio = got / want
+    if ratio > 1 + tol:
+        verdict = f"FAIL: {ratio:.3f}x the baseline, above the {1 + tol:.2f}x allowed"
+        failed = True
+    elif ratio < 0.25:
+        verdict = f"FAIL: {ratio:.3f}x the baseline: the benchmark no longer does the per-packet work"
+        failed = True
+    elif ratio < 1 - tol:
+        verdict = f"ok, {ratio:.3f}x: a gain; lock it in with scripts/perf-gate.sh --update"
+    else:
+        verdict = f"ok, {ratio:.3f}x the baseline"
+    report[size] = {"instructions_per_packet": got, "baseline": want, "ratio": round(ratio, 3), "verdict": verdict}
+print(json.dumps({"gate": "instructions per packet, o7s-bench pkt-path, valgrind callgrind",
+                  "baseline_measured": base["measured"], "sizes": report, "passed": not failed}, indent=1))
+sys.exit(1 if failed else 0)
+PY
