@@ -8,6 +8,9 @@
 #   more than baseline x (1 + tolerance): FAIL (a regression on the per-packet path);
 #   less than baseline x (1 - tolerance): passes, and says to lock the gain in (--update);
 #   less than a quarter of the baseline: FAIL (the benchmark no longer does the work).
+# The count depends on which memcpy glibc picks for the CPU (AVX2 copies 32 bytes an
+# instruction, SSE2 16): the baseline records whether the CPU had AVX2, and on a CPU that
+# differs the gate says so and does not compare (exit 0, "SKIPPED" in the report).
 # Prints a JSON report either way.
 #   scripts/perf-gate.sh            check against the baseline
 #   scripts/perf-gate.sh --update   write the counts measured now as the new baseline
@@ -31,17 +34,25 @@ for size in 64 1400; do
     measured="$measured\"$size\": $(python3 -c "print(round(($full - $none) / $packets, 1))"),"
 done
 measured="${measured%,}}"
-python3 - "$baseline" "${1:-}" "$measured" "$packets" <<'PY'
+avx2=$(grep -qw avx2 /proc/cpuinfo && echo true || echo false)
+python3 - "$baseline" "${1:-}" "$measured" "$packets" "$avx2" <<'PY'
 import json, sys, datetime, platform
 path, mode, measured, packets = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+avx2 = sys.argv[5] == "true"
 if mode == "--update":
-    doc = {"instructions_per_packet": measured, "tolerance": 0.10, "packets": packets,
+    doc = {"instructions_per_packet": measured, "tolerance": 0.10, "packets": packets, "cpu_avx2": avx2,
            "measured": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "command": "scripts/perf-gate.sh --update", "kernel": platform.release()}
     open(path, "w").write(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc, indent=1))
     sys.exit(0)
 base = json.load(open(path))
+if base.get("cpu_avx2") != avx2:
+    print(json.dumps({"gate": "SKIPPED: the baseline was counted on a CPU %s AVX2 and this one %s it, so glibc's "
+                              "memcpy differs; record a baseline for this CPU with scripts/perf-gate.sh --update"
+                              % ("with" if base.get("cpu_avx2") else "without", "has" if avx2 else "lacks"),
+                      "measured": measured}, indent=1))
+    sys.exit(0)
 tol = base["tolerance"]
 report, failed = {}, False
 for size, got in measured.items():
