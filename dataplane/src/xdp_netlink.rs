@@ -304,6 +304,18 @@ mod tests {
         assert_eq!(messages(&[255, 0, 0, 0, 16, 0]).count(), 0);
     }
 
+    proptest::proptest! {
+        /// Whatever the kernel (or a corrupted buffer) sends, parsing ends without a panic
+        /// and every program it reports has a non-zero id.
+        #[test]
+        fn arbitrary_replies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            for (_, body) in messages(&bytes) {
+                let _ = attributes(body).count();
+            }
+            proptest::prop_assert!(parse_xdp(&bytes).iter().all(|p| p.prog_id != 0));
+        }
+    }
+
     #[test]
     fn loopback_has_no_xdp_program_by_default() {
         // Reading needs no privilege; lo (index 1) exists in every namespace.
