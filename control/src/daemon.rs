@@ -1784,7 +1784,8 @@ impl Daemon {
                                      "peer": f.peer.to_string(), "qos": f.qos.preset_name().unwrap_or("custom"),
                                      "rx_sdus": s.rx_sdus, "rx_bytes": s.rx_bytes, "tx_sdus": s.tx_sdus, "tx_bytes": s.tx_bytes,
                                      "drop_ring_full": s.drop_ring_full, "drop_decrypt": s.drop_decrypt,
-                                     "cipher": o7s_wire::nid::name(s.cipher).unwrap_or("-"), "key_rotations": s.key_rotations, "state": if f.down || s.down { "peer timed out" } else { "up" }}));
+                                     "cipher": o7s_wire::nid::name(s.cipher).unwrap_or("-"), "key_rotations": s.key_rotations,
+                                     "tx_keepalives": s.tx_keepalives, "rx_keepalives": s.rx_keepalives, "state": if f.down || s.down { "peer timed out" } else { "up" }}));
                 }
                 table(rows)
             }

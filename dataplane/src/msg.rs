@@ -256,6 +256,13 @@ pub struct FlowStats {
     pub key_rotations: u64,
     /// Peer timed out.
     pub down: bool,
+    /// Keepalives sent: empty SDUs, when the app has sent nothing for a quarter of the
+    /// flow's peer timeout (so that a one-way or idle flow stays up at the peer).
+    #[serde(default)]
+    pub tx_keepalives: u64,
+    /// Keepalives received (empty SDUs: they keep the flow up and are not given to the app).
+    #[serde(default)]
+    pub rx_keepalives: u64,
 }
 
 /// All counters.

@@ -204,11 +204,19 @@ impl Flow {
         self.mem.flags().load(Ordering::Acquire) & (flags::PEER_DOWN | flags::CLOSED) != 0
     }
 
-    /// Writes one SDU.
+    /// Writes one SDU. An empty one sends nothing and returns 0: on the wire an empty SDU is
+    /// a keepalive, which the data planes send by themselves when a flow is quiet.
     pub fn write(&self, sdu: &[u8]) -> Result<usize, Error> {
         let max = self.info.mtu.min(self.mem.max_sdu());
         if sdu.len() > max {
             return Err(Error::TooBig(sdu.len(), max));
+        }
+        if sdu.is_empty() {
+            return if self.down() {
+                Err(Error::PeerGone)
+            } else {
+                Ok(0)
+            };
         }
         let start = Instant::now();
         let ring = self.mem.ring(Dir::Tx);

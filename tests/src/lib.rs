@@ -428,3 +428,79 @@ pub fn eventually(t: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Runs a one-way ocbr flow (2 Mbit/s of 200-byte SDUs for 4 s, peer timeout 1 s) from the
+/// daemon `client` (namespace side, runtime directory) to the daemon `server` and checks
+/// that it outlives its timeout on keepalives: mid-run both ends are up, the server's end
+/// (which only receives) has sent keepalives, the client's end has counted them without
+/// handing them to its app and sent none itself; at the end every SDU arrived.
+pub fn one_way_flow_on_keepalives(
+    t: &Topo,
+    server: (&str, &str),
+    client: (&str, &str),
+    server_log: &dyn Fn() -> String,
+) {
+    let mut srv = t
+        .cmd_in(server.0, server.1, &bin("ocbr"))
+        .args(["-l", "--json", "--flows", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let cl = t
+        .cmd_in(client.0, client.1, &bin("ocbr"))
+        .args(["-n", "ocbr", "--json", "-s", "200", "-r", "2M", "-d", "4"])
+        .args(["--peer-timeout", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-run, three timeouts in.
+    std::thread::sleep(Duration::from_millis(3000));
+    let flow = |side: (&str, &str)| {
+        t.ctl_json_in(side.0, side.1, &["flow", "list"])
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("{side:?}: the flow is gone (timed out?)\n{}", server_log()))
+    };
+    let (fc, fs) = (flow(client), flow(server));
+    assert_eq!(fc["state"], "up", "{fc}");
+    assert_eq!(fs["state"], "up", "{fs}");
+    assert!(fs["tx_keepalives"].as_u64().unwrap() >= 8, "{fs}");
+    assert!(fc["rx_keepalives"].as_u64().unwrap() >= 8, "{fc}");
+    assert_eq!(
+        fc["rx_sdus"], 0,
+        "keepalives are not SDUs for the app: {fc}"
+    );
+    assert_eq!(
+        fc["tx_keepalives"], 0,
+        "the client sends data, no keepalives: {fc}"
+    );
+    let out = cl.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "ocbr client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or(""),
+    )
+    .unwrap();
+    let start = Instant::now();
+    while !matches!(srv.try_wait(), Ok(Some(_))) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = srv.kill();
+    let sout = srv.wait_with_output().unwrap();
+    let s: serde_json::Value = String::from_utf8_lossy(&sout.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no server report\n{}", server_log()));
+    assert!(c["sent"].as_u64().unwrap() > 4000, "{c}");
+    assert_eq!(c["sent"], s["received"], "{c} {s}");
+}

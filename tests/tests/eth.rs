@@ -825,3 +825,23 @@ fn two_workers_share_the_ports() {
     assert!(a.stop(), "{}", a.log());
     assert!(!b.log().contains("panicked"), "{}", b.log());
 }
+
+/// A one-way flow outlives its peer timeout: the receiving end, which never writes, sends
+/// keepalives (empty SDUs) every quarter of the timeout, which the sending end counts and
+/// does not hand to its app. Without them the sender's end took the flow down after the
+/// timeout (120 s by default; 1 s here) and ocbr failed with "peer gone".
+#[test]
+fn one_way_flow_outlives_its_peer_timeout_on_keepalives() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("ka");
+    let conf_b = format!(
+        "[name.\"ocbr\"]\nprog=[\"{}\"]\n\n[eth-dix.wifi1]\nbootstrap=\"wifi-network\"\ndev=\"{}\"\nreg=[\"ocbr\"]\n",
+        bin("ocbr").display(),
+        t.dev("b")
+    );
+    let b = t.daemon("b", &conf_b);
+    let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    o7s_integration::one_way_flow_on_keepalives(&t, ("b", "b"), ("a", "a"), &|| b.log());
+}

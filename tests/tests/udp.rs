@@ -393,3 +393,27 @@ fn udp6_layer() {
         "{flows:?}"
     );
 }
+
+/// The udp4 layer: a one-way flow outlives its peer timeout on keepalives (see
+/// `one_way_flow_on_keepalives`).
+#[test]
+fn udp_one_way_flow_outlives_its_peer_timeout_on_keepalives() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("uk");
+    t.hosts(
+        "a",
+        &format!("127.0.0.2 {} #ocbr\n", HashAlgo::Md5.hex("ocbr")),
+    );
+    let server = t.daemon_in(
+        "a",
+        "b",
+        &format!(
+            "[name.\"ocbr\"]\nprog=[\"{}\"]\n\n[udp.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.2\"\nreg=[\"ocbr\"]\n",
+            bin("ocbr").display()
+        ),
+    );
+    let _client = t.daemon_in("a", "a", CLIENT);
+    o7s_integration::one_way_flow_on_keepalives(&t, ("a", "b"), ("a", "a"), &|| server.log());
+}

@@ -103,6 +103,7 @@ impl Dataplane {
                                 peer,
                                 timeout: Duration::from_millis(timeout_ms.max(1)),
                                 last_rx: Instant::now(),
+                                last_tx: Instant::now(),
                                 mem,
                                 tx_kick: Kick::from_fd(tx),
                                 rx_kick: Kick::from_fd(rx),

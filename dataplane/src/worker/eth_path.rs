@@ -3,6 +3,53 @@
 
 use super::*;
 
+/// Where a flow's frames go on an Ethernet port.
+struct EthDest {
+    kind: PortKind,
+    src: [u8; 6],
+    dst: [u8; 6],
+    remote: u32,
+    local: u32,
+}
+
+/// Builds the frame of SDU `plain` for `d` into `frame`, sealed straight into it (IV |
+/// ciphertext | tag after the header) when the flow is encrypted; the SDU's length on the
+/// wire, or None when it cannot be framed.
+fn frame_sdu(
+    frame: &mut Vec<u8>,
+    d: &EthDest,
+    crypt: &mut Option<crate::crypt::Crypt>,
+    plain: &[u8],
+) -> Option<usize> {
+    let len = match crypt {
+        Some(_) => plain.len() + crate::crypt::OVERHEAD,
+        None => plain.len(),
+    };
+    let write = |o: &mut Vec<u8>| match crypt {
+        Some(c) => c.seal(plain, o).is_ok(),
+        None => {
+            o.extend_from_slice(plain);
+            true
+        }
+    };
+    let built = match d.kind {
+        PortKind::Dix { ethertype } => {
+            build_dix_with(frame, d.dst, d.src, ethertype, d.remote as u16, len, write)
+        }
+        PortKind::Llc => build_llc_with(
+            frame,
+            d.dst,
+            d.src,
+            d.remote as u8,
+            d.local as u8,
+            len,
+            write,
+        ),
+        PortKind::Udp { .. } => Err(frames::SduTooLong(len)),
+    };
+    matches!(built, Ok(true)).then_some(len)
+}
+
 impl Dataplane {
     pub(super) fn send_mgmt(&mut self, port: u32, dst: [u8; 6], payload: &[u8]) {
         let Some(p) = self.ports.get_mut(&port) else {
@@ -142,39 +189,14 @@ impl Dataplane {
             done += 1;
             let frame = &mut self.frame;
             let crypt = &mut f.crypt;
-            let r = ring.pop_with(|plain| {
-                // Sealed straight into the frame: IV | ciphertext | tag after the header.
-                let len = match crypt {
-                    Some(_) => plain.len() + crate::crypt::OVERHEAD,
-                    None => plain.len(),
-                };
-                let write = |o: &mut Vec<u8>| match crypt {
-                    Some(c) => c.seal(plain, o).is_ok(),
-                    None => {
-                        o.extend_from_slice(plain);
-                        true
-                    }
-                };
-                let built = match p.kind {
-                    PortKind::Dix { ethertype } => {
-                        build_dix_with(frame, f.peer, p.mac, ethertype, f.remote as u16, len, write)
-                    }
-                    PortKind::Llc => build_llc_with(
-                        frame,
-                        f.peer,
-                        p.mac,
-                        f.remote as u8,
-                        f.local as u8,
-                        len,
-                        write,
-                    ),
-                    PortKind::Udp { .. } => Err(frames::SduTooLong(len)),
-                };
-                match built {
-                    Ok(true) => Ok(len),
-                    _ => Err(()),
-                }
-            });
+            let dest = EthDest {
+                kind: p.kind,
+                src: p.mac,
+                dst: f.peer,
+                remote: f.remote,
+                local: f.local,
+            };
+            let r = ring.pop_with(|plain| frame_sdu(frame, &dest, crypt, plain).ok_or(()));
             match r {
                 Ok(None) => {
                     done -= 1;
@@ -205,6 +227,37 @@ impl Dataplane {
                 x.flush();
             }
         }
+        if done > 0 {
+            f.last_tx = self.now;
+        }
         done
+    }
+
+    /// Sends a keepalive (an empty SDU) on an Ethernet flow; whether the port took it.
+    pub(super) fn keepalive_eth(&mut self, id: u64) -> bool {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return false;
+        };
+        let Some(p) = self.ports.get_mut(&f.port) else {
+            return false;
+        };
+        let dest = EthDest {
+            kind: p.kind,
+            src: p.mac,
+            dst: f.peer,
+            remote: f.remote,
+            local: f.local,
+        };
+        if frame_sdu(&mut self.frame, &dest, &mut f.crypt, &[]).is_none() {
+            return false;
+        }
+        match &mut p.xdp {
+            Some(x) => {
+                let sent = x.send(&self.frame);
+                x.flush();
+                sent
+            }
+            None => p.sock.send(&self.frame).is_ok(),
+        }
     }
 }

@@ -56,6 +56,8 @@ struct Flow {
     peer: [u8; 6],
     timeout: Duration,
     last_rx: Instant,
+    /// When an SDU or keepalive was last sent to the peer.
+    last_tx: Instant,
     mem: FlowMem,
     tx_kick: Kick,
     rx_kick: Kick,
@@ -94,6 +96,10 @@ impl Flow {
             None => wire,
         };
         self.last_rx = now;
+        if sdu.is_empty() {
+            self.stats.rx_keepalives += 1;
+            return;
+        }
         push_rx(&self.mem, &mut self.stats, &mut self.kick_due, sdu);
     }
 
@@ -101,6 +107,11 @@ impl Flow {
     fn deliver_mut(&mut self, wire: &mut [u8], now: Instant) {
         if let Some(c) = &mut self.crypt {
             match c.open_in_place(wire) {
+                Ok(Some(r)) if r.is_empty() => {
+                    self.last_rx = now;
+                    self.stats.rx_keepalives += 1;
+                    return;
+                }
                 Ok(Some(r)) => {
                     self.last_rx = now;
                     push_rx(
@@ -396,15 +407,44 @@ impl Dataplane {
         }
     }
 
+    /// Every 100 ms: flows whose peer has been silent for their timeout go down; flows that
+    /// have sent nothing for a quarter of it send a keepalive (an empty SDU), as the
+    /// reference's library does, so that a flow that only receives, or is idle, stays up at
+    /// its peer.
     fn check_timeouts(&mut self) -> io::Result<()> {
         let now = Instant::now();
         let mut down = Vec::new();
+        let mut quiet = Vec::new();
         for (id, f) in &mut self.flows {
-            if !f.stats.down && now.duration_since(f.last_rx) > f.timeout {
+            if f.stats.down {
+                continue;
+            }
+            if now.duration_since(f.last_rx) > f.timeout {
                 f.stats.down = true;
                 f.mem.flags().fetch_or(flags::PEER_DOWN, Ordering::SeqCst);
                 f.rx_kick.kick();
                 down.push(*id);
+            } else if now.duration_since(f.last_tx) >= f.timeout / 4 {
+                quiet.push(*id);
+            }
+        }
+        for flow in quiet {
+            let udp = self
+                .flows
+                .get(&flow)
+                .is_some_and(|f| self.uports.contains_key(&f.port));
+            let sent = if udp {
+                self.keepalive_udp(flow)
+            } else {
+                self.keepalive_eth(flow)
+            };
+            if let Some(f) = self.flows.get_mut(&flow) {
+                // Counted and timed even when the port refused it: retried a quarter
+                // timeout later, not every 100 ms.
+                f.last_tx = now;
+                if sent {
+                    f.stats.tx_keepalives += 1;
+                }
             }
         }
         for flow in down {

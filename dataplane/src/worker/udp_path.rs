@@ -126,6 +126,7 @@ impl Dataplane {
         if lens.is_empty() {
             return 0;
         }
+        f.last_tx = self.now;
         match u.sock.send_packed(&dst, buf, lens) {
             Ok(sent) => {
                 u.stats.tx_frames += sent as u64;
@@ -139,5 +140,25 @@ impl Dataplane {
             }
         }
         lens.len()
+    }
+
+    /// Sends a keepalive (an empty SDU: the endpoint id alone, or with IV and tag when the
+    /// flow is encrypted) on a UDP flow; whether the socket took it.
+    pub(super) fn keepalive_udp(&mut self, id: u64) -> bool {
+        let Some(f) = self.flows.get_mut(&id) else {
+            return false;
+        };
+        let (Some(u), Some(dst)) = (self.uports.get(&f.port), f.peer_addr) else {
+            return false;
+        };
+        let buf = &mut self.frame;
+        buf.clear();
+        buf.extend_from_slice(&f.remote.to_be_bytes());
+        if let Some(c) = &mut f.crypt {
+            if c.seal(&[], buf).is_err() {
+                return false;
+            }
+        }
+        matches!(u.sock.send_batch(&dst, &[buf.as_slice()]), Ok(1))
     }
 }

@@ -49,6 +49,11 @@ struct Cli {
     /// QoS cube: raw, best, video, voice, data.
     #[arg(short = 'q', long, default_value = "raw")]
     qos: String,
+    /// Client: the flow's peer timeout in ms (QoS `timeout`; the cubes' default is 120000):
+    /// an end that hears nothing from its peer for this long takes the flow down. Quiet
+    /// ends send keepalives every quarter of it, so a one-way flow stays up.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1000..))]
+    peer_timeout: Option<u32>,
     /// Print results as JSON lines.
     #[arg(long)]
     json: bool,
@@ -187,6 +192,10 @@ fn client(cli: &Cli) -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    let mut qos = qos;
+    if let Some(t) = cli.peer_timeout {
+        qos.timeout = t;
+    }
     let mut flow = match Flow::alloc(&cli.server, qos, Duration::from_secs(5)) {
         Ok(f) => f,
         Err(e) => {
