@@ -6,6 +6,8 @@
 # 120 s: keepalives keep the one-way flow up), leak UMEM frames, grow memory, or leave the
 # daemons unable to serve (an oping run after the flood). JSON to
 # bench-results/soak-xdp-<date>.json; exit 1 when a check fails.
+# O7S_SOAK_ENC=1: the flow is encrypted (OAP, P-256 + AES-256-GCM, the defaults; the key
+# rotates every 2^20 packets, about once a second at 64 B).
 #   scripts/soak-xdp.sh [SECONDS=180] [SIZE=64]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,15 +26,23 @@ echo $((hp_before + 13)) > /proc/sys/vm/nr_hugepages
 run() { local s=$1 cpu; shift; cpu=$([ "$s" = a ] && echo 0 || echo 1)
     ip netns exec "$n-$s" env O7S_RUNDIR="$tmp/run-$s" taskset -c "$cpu" "$@"; }
 "$root/scripts/netns.sh" up "$n"
+target=ocbr
+if [ "${O7S_SOAK_ENC:-0}" = 1 ]; then
+    # An encrypted flow: a client enc.conf for the name (empty: the defaults) on host A.
+    target=ocbr-enc
+    mkdir -p "$tmp/security/client/ocbr-enc"; : > "$tmp/security/client/ocbr-enc/enc.conf"
+fi
 cat > "$tmp/b.conf" <<CONF
 [name."oping-server"]
 prog=["$bin/oping"]
 [name."ocbr"]
 prog=["$bin/ocbr"]
+[name."ocbr-enc"]
+prog=["$bin/ocbr"]
 [eth-dix.dix]
 bootstrap="soak"
 dev="$n-vb"
-reg=["oping-server", "ocbr"]
+reg=["oping-server", "ocbr", "ocbr-enc"]
 CONF
 printf '[eth-dix.dix]\nbootstrap="soak"\ndev="%s"\n' "$n-va" > "$tmp/a.conf"
 for s in a b; do
@@ -53,7 +63,7 @@ rss() { # "name": KiB of every o7s-dataplane and o7sd in the two namespaces
     echo "{${out%,}}"
 }
 samples="[{\"t\": 0, \"rss_kib\": $(rss)}"
-run a "$bin/ocbr" -n ocbr -s "$size" -d "$secs" -f --json > "$tmp/client.json" 2>&1 &
+run a "$bin/ocbr" -n "$target" -s "$size" -d "$secs" -f --json > "$tmp/client.json" 2>&1 &
 client=$!
 for i in $(seq $((secs / 30))); do
     sleep 30; samples="$samples, {\"t\": $((i * 30)), \"rss_kib\": $(rss)}"
@@ -64,6 +74,7 @@ sleep 1
 samples="$samples]"
 ping=$(run a "$bin/oping" -n oping-server -c 50 -i 10ms --json || echo '{}')
 pa=$(run a "$bin/o7sctl" port list --json); pb=$(run b "$bin/o7sctl" port list --json)
+enc_log=$(grep -c "Encryption enabled" "$tmp/o7sd-a.log" || true)
 mkdir -p "$root/bench-results"
 out="$root/bench-results/soak-xdp-$(date -u +%Y%m%dT%H%M%SZ).json"
 python3 - "$out" "$tmp/client.json" "$tmp/ocbr.json" <<PY
@@ -86,7 +97,9 @@ checks = {
     "rss_growth_under_4_mib": all(g < 4096 for g in growth.values()),
     "oping_after_the_flood": ping.get("received") == 50,
 }
-doc = {"command": "scripts/soak-xdp.sh $secs $size", "client": client, "server": server,
+if "$target" == "ocbr-enc":
+    checks["flow_was_encrypted"] = int("$enc_log") > 0
+doc = {"command": "O7S_SOAK_ENC=${O7S_SOAK_ENC:-0} scripts/soak-xdp.sh $secs $size", "flow": "$target", "client": client, "server": server,
        "lost_at_receiver_rx_ring": pb["xdp_redirected"] - pb["rx_xdp"], "rss_samples": samples,
        "rss_growth_kib": growth, "oping_after": {k: ping.get(k) for k in ("received", "rtt_ms")}, "checks": checks,
        "passed": all(checks.values())}
