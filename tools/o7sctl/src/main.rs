@@ -15,6 +15,10 @@ struct Cli {
     /// Print listings as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Print listings as one line per row even when wider than the terminal (by default a
+    /// listing wider than $COLUMNS, or 160 characters, is printed as one block per row).
+    #[arg(long, global = true)]
+    table: bool,
     /// Runtime directory of the o7sd to talk to (default $O7S_RUNDIR or /run/o7s).
     #[arg(long, global = true)]
     rundir: Option<std::path::PathBuf>,
@@ -259,6 +263,36 @@ fn cell(v: &Value) -> String {
     }
 }
 
+/// A listing as one block per row: "-[ N ]-" and then "key  value" lines.
+fn render_records(rows: &[serde_json::Map<String, Value>]) -> String {
+    let key_width = rows
+        .iter()
+        .flat_map(|r| r.keys())
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        out.push_str(&format!("-[ {} ]-\n", i + 1));
+        for (k, v) in r {
+            out.push_str(&format!("{k:<key_width$}  {}\n", cell(v)));
+        }
+    }
+    out
+}
+
+/// A listing for a terminal `width` characters wide: a table, or one block per row when
+/// the table would be wider (unless `table`).
+fn render_for(rows: &[serde_json::Map<String, Value>], width: usize, table: bool) -> String {
+    let t = render(rows);
+    let widest = t.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    if table || widest <= width {
+        t
+    } else {
+        render_records(rows)
+    }
+}
+
 fn render(rows: &[serde_json::Map<String, Value>]) -> String {
     let Some(first) = rows.first() else {
         return "(none)\n".into();
@@ -296,17 +330,20 @@ fn render(rows: &[serde_json::Map<String, Value>]) -> String {
 }
 
 fn main() -> ExitCode {
-    // `--json` may also come after the verb's words (`o7sctl ipcp list --json`).
-    let mut json_late = false;
+    // `--json` and `--table` may also come after the verb's words (`o7sctl ipcp list
+    // --json`).
+    let (mut json_late, mut table_late) = (false, false);
     let args: Vec<String> = std::env::args()
         .filter(|a| {
-            let j = a == "--json";
+            let (j, t) = (a == "--json", a == "--table");
             json_late |= j;
-            !j
+            table_late |= t;
+            !j && !t
         })
         .collect();
     let mut cli = Cli::parse_from(args);
     cli.json |= json_late;
+    cli.table |= table_late;
     if let Some(r) = &cli.rundir {
         std::env::set_var(o7s::proto::RUNDIR_ENV, r);
     }
@@ -326,7 +363,11 @@ fn main() -> ExitCode {
                     Value::Array(rows.into_iter().map(Value::Object).collect())
                 );
             } else {
-                print!("{}", render(&rows));
+                let width = std::env::var("COLUMNS")
+                    .ok()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(160);
+                print!("{}", render_for(&rows, width, cli.table));
             }
             ExitCode::SUCCESS
         }
@@ -342,5 +383,33 @@ fn main() -> ExitCode {
             eprintln!("o7sctl: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::*;
+
+    fn rows() -> Vec<serde_json::Map<String, Value>> {
+        let r = serde_json::json!({"port": 1, "io_path": "af_xdp (XDP skb mode, copy)", "rx": 7});
+        vec![r.as_object().cloned().unwrap_or_default()]
+    }
+
+    #[test]
+    fn narrow_listings_are_tables_and_wide_ones_blocks() {
+        let wide = render_for(&rows(), 200, false);
+        assert_eq!(wide.lines().count(), 2, "{wide}");
+        let narrow = render_for(&rows(), 20, false);
+        assert!(narrow.starts_with("-[ 1 ]-\n"), "{narrow}");
+        assert!(
+            narrow.contains("io_path  af_xdp (XDP skb mode, copy)\n"),
+            "{narrow}"
+        );
+        assert!(narrow.contains("rx       7\n"), "{narrow}");
+        assert_eq!(
+            render_for(&rows(), 20, true),
+            wide,
+            "--table keeps the table"
+        );
     }
 }
