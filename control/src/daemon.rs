@@ -1760,6 +1760,31 @@ impl Daemon {
                 }
                 table(rows)
             }
+            Ctl::WorkerList => match self.dp.stats() {
+                Some(s) => {
+                    let workers = if s.workers.is_empty() {
+                        std::slice::from_ref(&s.worker)
+                    } else {
+                        s.workers.as_slice()
+                    };
+                    table(
+                        workers
+                            .iter()
+                            .enumerate()
+                            .map(|(i, w)| {
+                                json!({"worker": i,
+                                       "core": w.core.map_or("unpinned".to_string(), |c| c.to_string()),
+                                       "polling": if w.busy_poll { "busy".to_string() } else { format!("adaptive, {} us", w.spin_us) },
+                                       "ports": w.ports, "flows": w.flows,
+                                       "rx_frames": w.rx_frames, "tx_frames": w.tx_frames,
+                                       "sleeps": w.sleeps, "yields_for_apps": w.yields_for_apps,
+                                       "pin_error": w.pin_error.clone().unwrap_or_default()})
+                            })
+                            .collect(),
+                    )
+                }
+                None => err((ErrorCode::Internal, "the data plane did not answer".into())),
+            },
             Ctl::FlowList => {
                 let stats = self.dp.stats().unwrap_or_default();
                 let st = self.st();

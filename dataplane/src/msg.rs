@@ -294,4 +294,19 @@ pub struct WorkerInfo {
     /// Times it gave up the CPU because an app's rx ring was more than half full.
     #[serde(default)]
     pub yields_for_apps: u64,
+    /// Ports it owns.
+    #[serde(default)]
+    pub ports: u32,
+    /// Flows it owns.
+    #[serde(default)]
+    pub flows: u32,
+    /// Frames and datagrams its ports received (management included).
+    #[serde(default)]
+    pub rx_frames: u64,
+    /// Frames and datagrams its ports sent.
+    #[serde(default)]
+    pub tx_frames: u64,
+    /// Times it went to sleep in poll(2) (adaptive polling, idle).
+    #[serde(default)]
+    pub sleeps: u64,
 }

@@ -134,6 +134,8 @@ pub enum Ctl {
     CacheList,
     /// Flows with counters.
     FlowList,
+    /// The data plane's workers with their counters.
+    WorkerList,
     /// Daemon-wide counters (dropped frames and why, ...).
     Stats,
     /// Apply a configuration file (the daemon reads it; names, bindings, IPCPs are added).

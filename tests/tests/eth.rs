@@ -811,6 +811,20 @@ fn two_workers_share_the_ports() {
     let flows = t.ctl_json("b", &["flow", "list"]);
     assert_eq!(flows.len(), 2, "{flows:?}");
     assert!(flows.iter().all(|f| f["rx_sdus"] == 10), "{flows:?}");
+    // Per-worker counters: each worker owns one port, has carried pings, and says so.
+    let workers = t.ctl_json("b", &["worker", "list"]);
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    for (i, w) in workers.iter().enumerate() {
+        assert_eq!(w["worker"], i, "{w}");
+        assert_eq!(w["core"], i.to_string(), "{w}");
+        assert_eq!(w["ports"], 1, "{w}");
+        assert!(w["rx_frames"].as_u64().unwrap() >= 10, "{w}");
+        assert!(w["tx_frames"].as_u64().unwrap() >= 10, "{w}");
+        assert!(
+            w["polling"].as_str().unwrap().starts_with("adaptive"),
+            "{w}"
+        );
+    }
     for p in t.ctl_json("b", &["port", "list"]) {
         if o7s_integration::on_af_xdp(p["io_path"].as_str().unwrap()) {
             assert!(p["rx_xdp"].as_u64().unwrap() >= 10, "{p}");

@@ -173,6 +173,21 @@ impl Dataplane {
                     flows: self.flows.values().map(|f| f.stats.clone()).collect(),
                     worker: WorkerInfo {
                         yields_for_apps: self.yields_for_apps,
+                        sleeps: self.sleeps,
+                        ports: (self.ports.len() + self.uports.len()) as u32,
+                        flows: self.flows.len() as u32,
+                        rx_frames: self
+                            .ports
+                            .values()
+                            .map(|p| p.stats.rx_frames)
+                            .chain(self.uports.values().map(|u| u.stats.rx_frames))
+                            .sum(),
+                        tx_frames: self
+                            .ports
+                            .values()
+                            .map(|p| p.stats.tx_frames)
+                            .chain(self.uports.values().map(|u| u.stats.tx_frames))
+                            .sum(),
                         ..self.worker.clone()
                     },
                     workers: Vec::new(),

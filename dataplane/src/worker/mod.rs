@@ -152,6 +152,8 @@ pub struct Dataplane {
     worker: WorkerInfo,
     /// Times the worker gave up the CPU because an app fell behind.
     yields_for_apps: u64,
+    /// Times the loop slept in poll(2).
+    sleeps: u64,
 }
 
 /// The loop's view of the tables, rebuilt when they change (no allocation per turn).
@@ -195,6 +197,7 @@ impl Dataplane {
             tables_changed: true,
             worker: WorkerInfo::default(),
             yields_for_apps: 0,
+            sleeps: 0,
             buf: vec![0u8; 65536],
             frame: Vec::with_capacity(65536),
         }
@@ -282,7 +285,7 @@ impl Dataplane {
             pin_error: None,
             busy_poll: busy,
             spin_us,
-            yields_for_apps: 0,
+            ..WorkerInfo::default()
         };
         if let Some(c) = self.core.clone().or_else(|| env("O7S_DP_CORE")) {
             match pin_to(&c) {
@@ -360,6 +363,7 @@ impl Dataplane {
         let timeout = if pending_tx || spinning {
             PollTimeout::ZERO
         } else {
+            self.sleeps += 1;
             PollTimeout::from(100u16)
         };
         match poll(&mut fds, timeout) {

@@ -69,6 +69,11 @@ enum Cmd {
         /// `list` (default).
         words: Vec<String>,
     },
+    /// Data-plane workers: CPU, polling, ports and flows owned, frames, sleeps, yields.
+    Worker {
+        /// `list` (default).
+        words: Vec<String>,
+    },
     /// Counters of dropped and refused messages.
     Stats,
     /// `config load FILE`: apply a configuration file to the running daemon (refused whole,
@@ -240,6 +245,7 @@ fn build(cmd: &Cmd) -> Result<Ctl, String> {
         Cmd::Port { .. } => Ctl::PortList,
         Cmd::Cache { .. } => Ctl::CacheList,
         Cmd::Flow { .. } => Ctl::FlowList,
+        Cmd::Worker { .. } => Ctl::WorkerList,
         Cmd::Stats => Ctl::Stats,
         Cmd::Config { words } => match verb(words, &["load"])? {
             (_, [file]) => {
