@@ -477,6 +477,14 @@ pub fn one_way_flow_on_keepalives(
         fc["tx_keepalives"], 0,
         "the client sends data, no keepalives: {fc}"
     );
+    // The keepalives are frames on the wire: the server's port counts them as sent.
+    let ps = t
+        .ctl_json_in(server.0, server.1, &["port", "list"])
+        .remove(0);
+    assert!(
+        ps["tx_frames"].as_u64().unwrap() >= fs["tx_keepalives"].as_u64().unwrap(),
+        "{ps} {fs}"
+    );
     let out = cl.wait_with_output().unwrap();
     assert!(
         out.status.success(),

@@ -251,13 +251,19 @@ impl Dataplane {
         if frame_sdu(&mut self.frame, &dest, &mut f.crypt, &[]).is_none() {
             return false;
         }
-        match &mut p.xdp {
+        let sent = match &mut p.xdp {
             Some(x) => {
                 let sent = x.send(&self.frame);
                 x.flush();
                 sent
             }
             None => p.sock.send(&self.frame).is_ok(),
+        };
+        if sent {
+            p.stats.tx_frames += 1;
+        } else {
+            p.stats.tx_errors += 1;
         }
+        sent
     }
 }

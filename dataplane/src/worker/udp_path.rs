@@ -148,7 +148,7 @@ impl Dataplane {
         let Some(f) = self.flows.get_mut(&id) else {
             return false;
         };
-        let (Some(u), Some(dst)) = (self.uports.get(&f.port), f.peer_addr) else {
+        let (Some(u), Some(dst)) = (self.uports.get_mut(&f.port), f.peer_addr) else {
             return false;
         };
         let buf = &mut self.frame;
@@ -159,6 +159,12 @@ impl Dataplane {
                 return false;
             }
         }
-        matches!(u.sock.send_batch(&dst, &[buf.as_slice()]), Ok(1))
+        let sent = matches!(u.sock.send_batch(&dst, &[buf.as_slice()]), Ok(1));
+        if sent {
+            u.stats.tx_frames += 1;
+        } else {
+            u.stats.tx_errors += 1;
+        }
+        sent
     }
 }
