@@ -126,11 +126,7 @@ impl Dataplane {
             ToDp::DelFlow { flow } => {
                 // Send what the app wrote before it let the flow go: no data is lost.
                 for _ in 0..64 {
-                    let udp = self
-                        .flows
-                        .get(&flow)
-                        .is_some_and(|f| self.uports.contains_key(&f.port));
-                    let n = if udp {
+                    let n = if self.on_udp(flow) {
                         self.tx_udp(flow)
                     } else {
                         self.tx_flow(flow)

@@ -12,6 +12,18 @@ struct EthDest {
     local: u32,
 }
 
+impl EthDest {
+    fn of(p: &Port, f: &Flow) -> Self {
+        Self {
+            kind: p.kind,
+            src: p.mac,
+            dst: f.peer,
+            remote: f.remote,
+            local: f.local,
+        }
+    }
+}
+
 /// Builds the frame of SDU `plain` for `d` into `frame`, sealed straight into it (IV |
 /// ciphertext | tag after the header) when the flow is encrypted; the SDU's length on the
 /// wire, or None when it cannot be framed.
@@ -183,19 +195,13 @@ impl Dataplane {
         let Some(p) = self.ports.get_mut(&f.port) else {
             return 0;
         };
+        let dest = EthDest::of(p, f);
         let ring = f.mem.ring(Dir::Tx);
         let mut done = 0;
         for _ in 0..TX_BATCH {
             done += 1;
             let frame = &mut self.frame;
             let crypt = &mut f.crypt;
-            let dest = EthDest {
-                kind: p.kind,
-                src: p.mac,
-                dst: f.peer,
-                remote: f.remote,
-                local: f.local,
-            };
             let r = ring.pop_with(|plain| frame_sdu(frame, &dest, crypt, plain).ok_or(()));
             match r {
                 Ok(None) => {
@@ -241,13 +247,7 @@ impl Dataplane {
         let Some(p) = self.ports.get_mut(&f.port) else {
             return false;
         };
-        let dest = EthDest {
-            kind: p.kind,
-            src: p.mac,
-            dst: f.peer,
-            remote: f.remote,
-            local: f.local,
-        };
+        let dest = EthDest::of(p, f);
         if frame_sdu(&mut self.frame, &dest, &mut f.crypt, &[]).is_none() {
             return false;
         }

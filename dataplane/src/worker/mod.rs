@@ -411,6 +411,13 @@ impl Dataplane {
         }
     }
 
+    /// Whether `flow` runs over a UDP port.
+    fn on_udp(&self, flow: u64) -> bool {
+        self.flows
+            .get(&flow)
+            .is_some_and(|f| self.uports.contains_key(&f.port))
+    }
+
     /// Every 100 ms: flows whose peer has been silent for their timeout go down; flows that
     /// have sent nothing for a quarter of it send a keepalive (an empty SDU), as the
     /// reference's library does, so that a flow that only receives, or is idle, stays up at
@@ -433,11 +440,7 @@ impl Dataplane {
             }
         }
         for flow in quiet {
-            let udp = self
-                .flows
-                .get(&flow)
-                .is_some_and(|f| self.uports.contains_key(&f.port));
-            let sent = if udp {
+            let sent = if self.on_udp(flow) {
                 self.keepalive_udp(flow)
             } else {
                 self.keepalive_eth(flow)
