@@ -1,5 +1,5 @@
 //! `o7sctl`: the reference `irm` verbs against a running `o7sd`, plus views of ports, the
-//! name cache, flows and counters. Keywords may be abbreviated to any unique prefix, as in
+//! name cache, flows and counters. Verbs and keywords may be abbreviated to any unique prefix, as in
 //! `irm` (`o7sctl name reg oping-server ipcp eth1`).
 
 use clap::{Parser, Subcommand};
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 /// Configure and inspect a running o7sd.
 #[derive(Debug, Parser)]
-#[command(name = "o7sctl", version)]
+#[command(name = "o7sctl", version, infer_subcommands = true)]
 struct Cli {
     /// Print listings as JSON.
     #[arg(long, global = true)]
@@ -389,6 +389,21 @@ fn main() -> ExitCode {
             eprintln!("o7sctl: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod abbreviation_tests {
+    use super::*;
+
+    #[test]
+    fn verbs_may_be_abbreviated_to_a_unique_prefix() {
+        let cli = Cli::try_parse_from(["o7sctl", "wor", "l"]);
+        assert!(matches!(cli.map(|c| c.cmd), Ok(Cmd::Worker { .. })));
+        let cli = Cli::try_parse_from(["o7sctl", "po"]);
+        assert!(matches!(cli.map(|c| c.cmd), Ok(Cmd::Port { .. })));
+        // "c" could be cache or config: refused, not guessed.
+        assert!(Cli::try_parse_from(["o7sctl", "c", "list"]).is_err());
     }
 }
 
