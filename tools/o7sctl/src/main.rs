@@ -1,6 +1,6 @@
 //! `o7sctl`: the reference `irm` verbs against a running `o7sd`, plus views of ports, the
-//! name cache, flows and counters. Verbs and keywords may be abbreviated to any unique prefix, as in
-//! `irm` (`o7sctl name reg oping-server ipcp eth1`).
+//! name cache, flows, workers and counters. Verbs and keywords may be abbreviated to any
+//! unique prefix, as in `irm` (`o7sctl name reg oping-server ipcp eth1`, `o7sctl wor l`).
 
 use clap::{Parser, Subcommand};
 use o7s::proto::{Ctl, Reply};
