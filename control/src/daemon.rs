@@ -1477,14 +1477,25 @@ impl Daemon {
         let err = |(code, message): Fail| Reply::Error { code, message };
         match c {
             Ctl::IpcpList => {
+                // The data plane knows whether a port's device is still there.
+                let links: HashMap<u32, String> = self
+                    .dp
+                    .stats()
+                    .map(|s| s.ports.into_iter().map(|p| (p.port, p.link)).collect())
+                    .unwrap_or_default();
                 let st = self.st();
                 table(
                     st.ipcps
                         .iter()
                         .map(|i| {
+                            let state = match links.get(&i.port) {
+                                _ if !i.up => "down".to_string(),
+                                Some(l) if l.starts_with("down") => l.clone(),
+                                _ => "up".to_string(),
+                            };
                             json!({"name": i.name, "type": i.kind.as_str(), "layer": i.layer, "dev": i.dev,
                                    "mac": mac_string(&i.mac), "mtu": i.mtu, "hash": i.hash.config_name(),
-                                   "state": if i.up { "up" } else { "down" }, "io_path": i.io_path,
+                                   "state": state, "io_path": i.io_path,
                                    "registered": i.regs.values().cloned().collect::<Vec<_>>()})
                         })
                         .chain(st.created.iter().map(|(n, k)| {

@@ -182,6 +182,10 @@ pub struct PortStats {
     pub mtu: usize,
     /// I/O path.
     pub io_path: String,
+    /// The device's state as the data plane last saw it: "up", or "down: " and why (the
+    /// device is gone or was replaced); "-" for UDP ports.
+    #[serde(default)]
+    pub link: String,
     /// Frames received for this layer.
     pub rx_frames: u64,
     /// Frames sent.

@@ -859,3 +859,52 @@ fn one_way_flow_outlives_its_peer_timeout_on_keepalives() {
     let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
     o7s_integration::one_way_flow_on_keepalives(&t, ("b", "b"), ("a", "a"), &|| b.log());
 }
+
+/// A port whose device disappears is shown down, with why, in `o7sctl port list` and
+/// `ipcp list`; the daemons stay up, answer, and stop cleanly.
+#[test]
+fn deleted_device_takes_its_port_down() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("dd");
+    let mut b = t.daemon(
+        "b",
+        &server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+    );
+    let mut a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "3", "-i", "10ms"]);
+    assert_eq!(
+        sum["received"],
+        3,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.ctl_json("b", &["port", "list"])[0]["link"], "up");
+    let o = std::process::Command::new("ip")
+        .args(["-n", &t.ns("b"), "link", "del", &t.dev("b")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    for s in ["a", "b"] {
+        let down = o7s_integration::eventually(Duration::from_secs(3), || {
+            t.ctl_json(s, &["port", "list"])[0]["link"]
+                .as_str()
+                .unwrap()
+                .starts_with("down: device gone")
+        });
+        assert!(down, "{s}: {:?}", t.ctl_json(s, &["port", "list"]));
+        let ipcp = t.ctl_json(s, &["ipcp", "list"]).remove(0);
+        assert!(
+            ipcp["state"]
+                .as_str()
+                .unwrap()
+                .starts_with("down: device gone"),
+            "{ipcp}"
+        );
+    }
+    assert!(b.log().contains("the port is down"), "{}", b.log());
+    assert!(b.alive() && a.alive());
+    assert!(b.stop(), "{}", b.log());
+    assert!(a.stop(), "{}", a.log());
+}

@@ -210,6 +210,7 @@ impl Dataplane {
             mac: "-".into(),
             mtu,
             io_path: io_path.clone(),
+            link: "-".into(),
             ..PortStats::default()
         };
         self.uports.insert(id, UPort { sock, stats });
@@ -299,6 +300,7 @@ impl Dataplane {
             mac: ethernet::mac_string(&info.mac),
             mtu,
             io_path: io_path.clone(),
+            link: "up".into(),
             ..PortStats::default()
         };
         self.tables_changed = true;
@@ -306,6 +308,7 @@ impl Dataplane {
             id,
             Port {
                 dev: dev.to_string(),
+                ifindex: info.ifindex,
                 kind,
                 mac: info.mac,
                 sock,

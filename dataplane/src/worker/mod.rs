@@ -31,6 +31,8 @@ const TX_BATCH: usize = 64;
 
 struct Port {
     dev: String,
+    /// The device's interface index when the port was opened.
+    ifindex: i32,
     kind: PortKind,
     mac: [u8; 6],
     /// Management frames (and data when AF_XDP is not in use).
@@ -411,6 +413,26 @@ impl Dataplane {
         }
     }
 
+    /// Marks an Ethernet port down, once, when its device is gone or was replaced by another
+    /// of the same name (new interface index): the port's sockets are bound to the old one.
+    fn check_links(&mut self) {
+        for (id, p) in &mut self.ports {
+            if p.stats.link != "up" {
+                continue;
+            }
+            let why = match nix::net::if_::if_nametoindex(p.dev.as_str()) {
+                Ok(i) if i as i32 == p.ifindex => continue,
+                Ok(i) => format!("device replaced (interface index {} -> {i})", p.ifindex),
+                Err(e) => format!("device gone ({e})"),
+            };
+            tracing::warn!(
+                "port {id}: {}: {why}; the port is down (destroy its IPCP, or restart o7sd once the device is back)",
+                p.dev
+            );
+            p.stats.link = format!("down: {why}");
+        }
+    }
+
     /// Whether `flow` runs over a UDP port.
     fn on_udp(&self, flow: u64) -> bool {
         self.flows
@@ -423,6 +445,7 @@ impl Dataplane {
     /// reference's library does, so that a flow that only receives, or is idle, stays up at
     /// its peer.
     fn check_timeouts(&mut self) -> io::Result<()> {
+        self.check_links();
         let now = Instant::now();
         let mut down = Vec::new();
         let mut quiet = Vec::new();
