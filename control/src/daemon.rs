@@ -38,7 +38,21 @@ pub struct Settings {
     pub security_dir: std::path::PathBuf,
     /// Encrypted flows rotate their key every 2^bits packets.
     pub key_rotation_bits: u32,
+    /// Who may change what the daemon runs or serves.
+    pub policy: crate::authz::Policy,
+    /// Most flows at once (both sides).
+    pub max_flows: usize,
+    /// Most flows one peer (a MAC or IP address) may have set up with us at once.
+    pub max_flows_per_peer: usize,
 }
+
+/// Flow requests from the wire being served at once (each may wait for an acceptor);
+/// more are dropped and counted (`flow_req_busy`).
+pub const MAX_FLOW_REQS_IN_FLIGHT: usize = 64;
+/// Name queries waiting for an answer, per IPCP.
+pub const MAX_PENDING_QUERIES: usize = 1024;
+/// Entries of an IPCP's name cache.
+pub const MAX_CACHE: usize = 4096;
 
 /// A flow the daemon knows.
 #[derive(Debug, Clone)]
@@ -80,6 +94,18 @@ pub struct Counters {
     pub refused: AtomicU64,
     /// Flows allocated (both sides).
     pub flows: AtomicU64,
+    /// NAME_QUERY_REPLYs for names this host did not ask for (or asked too long ago).
+    pub name_reply_unsolicited: AtomicU64,
+    /// NAME_QUERY_REPLYs not cached: the cache was full.
+    pub cache_full: AtomicU64,
+    /// FLOW_REQs dropped: too many being served already.
+    pub flow_req_busy: AtomicU64,
+    /// Flows refused: the daemon's or a peer's flow limit.
+    pub flow_limit: AtomicU64,
+    /// Requests refused: the caller may not do that.
+    pub denied: AtomicU64,
+    /// Allocations refused: too many name queries in flight.
+    pub query_limit: AtomicU64,
 }
 
 /// Mutable state.
@@ -117,6 +143,8 @@ pub struct Daemon {
     pub counters: Counters,
     /// Set when shutting down.
     pub stopping: AtomicBool,
+    /// FLOW_REQs from the wire being served now.
+    flow_reqs: std::sync::atomic::AtomicUsize,
 }
 
 type Fail = (ErrorCode, String);
@@ -171,6 +199,7 @@ impl Daemon {
             settings,
             counters: Counters::default(),
             stopping: AtomicBool::new(false),
+            flow_reqs: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -292,7 +321,7 @@ impl Daemon {
                 e.paths.clone_from(&n.paths);
             }
             for (prog, args, auto) in &n.progs {
-                if let Err(e) = self.bind_program(prog, &n.name, *auto, args.clone()) {
+                if let Err(e) = self.bind_program(prog, &n.name, *auto, args.clone(), None) {
                     tracing::warn!("name {}: {e}", n.name);
                 }
             }
@@ -385,6 +414,7 @@ impl Daemon {
         name: &str,
         auto: bool,
         args: Vec<String>,
+        run_as: Option<(u32, u32)>,
     ) -> Result<(), String> {
         let exe = resolve_prog(prog);
         match &exe {
@@ -405,10 +435,12 @@ impl Daemon {
             exe,
             args,
             auto,
+            run_as,
         });
         tracing::info!(
-            "Bound program {prog} to name {name}{}.",
-            if auto { " (auto-start)" } else { "" }
+            "Bound program {prog} to name {name}{}{}.",
+            if auto { " (auto-start)" } else { "" },
+            run_as.map_or(String::new(), |(u, g)| format!(", runs as uid {u} gid {g}"))
         );
         Ok(())
     }
@@ -456,7 +488,6 @@ impl Daemon {
             eids: Default::default(),
             alloc_waiters: HashMap::new(),
             query_waiters: HashMap::new(),
-            query_names: HashMap::new(),
             dns: None,
         };
         let res = match reply {
@@ -546,8 +577,25 @@ impl Daemon {
                 return;
             }
         };
-        let pid = ch.peer_pid().unwrap_or(0);
+        let cred = match ch.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("a client without credentials: {e}");
+                return;
+            }
+        };
+        let pid = cred.pid;
         match req {
+            Request::Alloc { name, .. } if o7s::proto::check_name(&name).is_err() => {
+                let message = o7s::proto::check_name(&name).err().unwrap_or_default();
+                let _ = ch.send(
+                    &Reply::Error {
+                        code: ErrorCode::Invalid,
+                        message,
+                    },
+                    &[],
+                );
+            }
             Request::Alloc {
                 name,
                 qos,
@@ -560,10 +608,25 @@ impl Daemon {
                 }
             },
             Request::Accept { timeout_ms } => {
-                self.accept(ch, pid, timeout_ms.map(Duration::from_millis))
+                self.accept(ch, pid, cred.uid, timeout_ms.map(Duration::from_millis))
             }
             Request::Ctl(c) => {
-                let r = self.ctl(c);
+                let r = match self.authorize(&c, &cred) {
+                    Ok(()) => self.ctl(c, &cred),
+                    Err(message) => {
+                        self.counters.denied.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            "Refused {} for process {} (uid {}): {message}",
+                            crate::authz::verb(&c),
+                            cred.pid,
+                            cred.uid
+                        );
+                        Reply::Error {
+                            code: ErrorCode::Denied,
+                            message,
+                        }
+                    }
+                };
                 let _ = ch.send(&r, &[]);
             }
         }
@@ -610,12 +673,12 @@ impl Daemon {
         }
     }
 
-    fn accept(self: &Arc<Self>, ch: Channel, pid: i32, timeout: Option<Duration>) {
+    fn accept(self: &Arc<Self>, ch: Channel, pid: i32, uid: u32, timeout: Option<Duration>) {
         let exe = exe_of(pid);
         let (tx, rx) = sync_channel::<Accepted>(1);
         let id = {
             let mut st = self.st();
-            let names = st.reg.names_of(pid, exe.as_deref());
+            let names = st.reg.names_of(pid, uid, exe.as_deref());
             if names.is_empty() {
                 // It may be bound later (o7sctl bind process): it then joins the names.
                 tracing::info!(
@@ -684,6 +747,34 @@ impl Daemon {
         pid: i32,
         crypt: Option<CryptSpec>,
     ) -> Result<Accepted, Fail> {
+        {
+            let st = self.st();
+            if st.flows.len() >= self.settings.max_flows {
+                self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
+                return Err((
+                    ErrorCode::NoResources,
+                    format!(
+                        "this daemon has its maximum of {} flows (o7sd --max-flows)",
+                        self.settings.max_flows
+                    ),
+                ));
+            }
+            let same_peer = |p: &Peer| match (p, &peer) {
+                (Peer::Ip(a), Peer::Ip(b)) => a.ip() == b.ip(),
+                (a, b) => a == b,
+            };
+            let of_peer = st.flows.values().filter(|f| same_peer(&f.peer)).count();
+            if of_peer >= self.settings.max_flows_per_peer {
+                self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
+                return Err((
+                    ErrorCode::NoResources,
+                    format!(
+                        "{peer} has its maximum of {} flows with this daemon (o7sd --max-flows-per-peer)",
+                        self.settings.max_flows_per_peer
+                    ),
+                ));
+            }
+        }
         let overhead = if crypt.is_some() {
             o7s_dataplane::crypt::OVERHEAD
         } else {
@@ -720,7 +811,7 @@ impl Daemon {
             },
         );
         drop(st);
-        self.dp.send(
+        let added = self.dp.add_flow(
             &ToDp::AddFlow {
                 flow,
                 port,
@@ -731,8 +822,17 @@ impl Daemon {
                 peer_addr: peer.addr(),
                 crypt,
             },
+            flow,
             &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],
         );
+        if let Err(e) = added {
+            // Forget it here and there (the data plane may install it late).
+            self.dealloc(flow);
+            return Err((
+                ErrorCode::NoResources,
+                format!("the data plane cannot install the flow: {e}"),
+            ));
+        }
         self.counters.flows.fetch_add(1, Ordering::Relaxed);
         let fds = [dup(&memfd), dup(tx.fd()), dup(rx.fd())];
         let fds: Vec<OwnedFd> = fds.into_iter().flatten().collect();
@@ -823,8 +923,28 @@ impl Daemon {
                     continue;
                 }
                 let (t2, r2) = channel::<Peer>();
-                i.query_waiters.entry(h.clone()).or_default().push(t2);
-                i.query_names.insert(h.clone(), name.to_string());
+                if !i.query_waiters.contains_key(&h) && i.query_waiters.len() >= MAX_PENDING_QUERIES
+                {
+                    self.counters.query_limit.fetch_add(1, Ordering::Relaxed);
+                    return Err((
+                        ErrorCode::Busy,
+                        format!(
+                            "{} has {MAX_PENDING_QUERIES} name queries waiting; try again",
+                            i.name
+                        ),
+                    ));
+                }
+                let deadline = Instant::now() + timeout;
+                let q =
+                    i.query_waiters
+                        .entry(h.clone())
+                        .or_insert_with(|| crate::eth::PendingQuery {
+                            name: name.to_string(),
+                            deadline,
+                            waiters: Vec::new(),
+                        });
+                q.deadline = q.deadline.max(deadline);
+                q.waiters.push(t2);
                 let m = Mgmt {
                     code: EthCode::NameQueryReq,
                     s: 0,
@@ -1169,20 +1289,39 @@ impl Daemon {
                     self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
+                // Believed only for a name this host asked for, within the query's time
+                // (several hosts may answer one query: all within that time are kept).
+                let now = Instant::now();
+                let name = match i.query_waiters.get_mut(&h) {
+                    Some(q) if q.deadline > now => {
+                        for w in q.waiters.drain(..) {
+                            let _ = w.send(src);
+                        }
+                        q.name.clone()
+                    }
+                    _ => {
+                        self.counters
+                            .name_reply_unsolicited
+                            .fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
+                if !i.cache.contains_key(&h) && i.cache.len() >= MAX_CACHE {
+                    i.expire();
+                    if i.cache.len() >= MAX_CACHE {
+                        self.counters.cache_full.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
                 i.cache.insert(
-                    h.clone(),
+                    h,
                     CacheEntry {
-                        name: i.query_names.get(&h).cloned(),
+                        name: Some(name),
                         mac,
-                        expires: Instant::now() + eth::CACHE_TTL,
+                        expires: now + eth::CACHE_TTL,
                         learnt: SystemTime::now(),
                     },
                 );
-                if let Some(ws) = i.query_waiters.remove(&h) {
-                    for w in ws {
-                        let _ = w.send(src);
-                    }
-                }
             }
             EthCode::FlowReply => {
                 // A refusal carries no endpoint of the responder.
@@ -1230,8 +1369,23 @@ impl Daemon {
                 };
                 let (hash, oap) = (hash.to_vec(), oap.to_vec());
                 drop(st);
+                // Each request may wait for an acceptor: a bounded number at once.
+                if self.flow_reqs.fetch_add(1, Ordering::SeqCst) >= MAX_FLOW_REQS_IN_FLIGHT {
+                    self.flow_reqs.fetch_sub(1, Ordering::SeqCst);
+                    self.counters.flow_req_busy.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 let d = self.clone();
-                std::thread::spawn(move || d.flow_req(idx, src, m.s, m.qos, hash, oap));
+                let spawned = std::thread::Builder::new()
+                    .name("o7sd-flow-req".into())
+                    .spawn(move || {
+                        d.flow_req(idx, src, m.s, m.qos, hash, oap);
+                        d.flow_reqs.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    self.flow_reqs.fetch_sub(1, Ordering::SeqCst);
+                    self.counters.flow_req_busy.fetch_add(1, Ordering::Relaxed);
+                }
             }
             other => {
                 self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
@@ -1408,12 +1562,19 @@ impl Daemon {
         let prog = auto?;
         let exe = prog.exe.clone()?;
         tracing::info!("Starting {} for {name}.", exe.display());
-        let child = Command::new(&exe)
-            .args(&prog.args)
+        let mut cmd = Command::new(&exe);
+        cmd.args(&prog.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = prog.run_as {
+            // Never as root for a program a non-root administrator bound (std drops the
+            // supplementary groups too).
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+            tracing::info!("{} runs as uid {uid} gid {gid}.", exe.display());
+        }
+        let child = cmd.spawn();
         match child {
             Ok(c) => self.st().children.push((name.to_string(), c)),
             Err(e) => {
@@ -1461,7 +1622,52 @@ impl Daemon {
 
     // ---------------------------------------------------------------- o7sctl
 
-    fn ctl(&self, c: Ctl) -> Reply {
+    /// Whether `cred` may make request `c` (docs/SECURITY.md); why not.
+    fn authorize(&self, c: &Ctl, cred: &o7s::ipc::PeerCred) -> Result<(), String> {
+        use crate::authz::{need, process_uid, verb, Need};
+        let policy = &self.settings.policy;
+        match need(c) {
+            Need::Anyone => Ok(()),
+            _ if policy.is_admin(cred) => Ok(()),
+            Need::Admin => Err(format!(
+                "{} changes what the daemon runs or serves: only {} may",
+                verb(c),
+                policy.admins()
+            )),
+            Need::AdminOrProcessOwner => {
+                let (Ctl::BindProcess { pid, name } | Ctl::UnbindProcess { pid, name }) = c else {
+                    return Err("not allowed".into());
+                };
+                if process_uid(*pid) != Some(cred.uid) {
+                    return Err(format!(
+                        "process {pid} is not yours (only {} may {} another user's process)",
+                        policy.admins(),
+                        verb(c)
+                    ));
+                }
+                let owner = self.st().reg.names.get(name).map(|e| e.owner);
+                if owner != Some(cred.uid) {
+                    return Err(format!(
+                        "name {name} is not yours (only {} may {} to it)",
+                        policy.admins(),
+                        verb(c)
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn ctl(&self, c: Ctl, cred: &o7s::ipc::PeerCred) -> Reply {
+        if let Err(e) = ctl_names(&c)
+            .into_iter()
+            .try_for_each(o7s::proto::check_name)
+        {
+            return Reply::Error {
+                code: ErrorCode::Invalid,
+                message: e,
+            };
+        }
         let table = |rows: Vec<Value>| Reply::Table {
             rows: rows
                 .into_iter()
@@ -1615,6 +1821,11 @@ impl Daemon {
                     None => Some(Lb::RoundRobin),
                 };
                 self.name_create(&name, lb);
+                if let Some(e) = self.st().reg.names.get_mut(&name) {
+                    if e.owner == 0 && e.progs.is_empty() && e.pids.is_empty() {
+                        e.owner = cred.uid;
+                    }
+                }
                 Reply::Ok
             }
             Ctl::NameDestroy { name } => {
@@ -1690,7 +1901,13 @@ impl Daemon {
                 name,
                 auto,
                 args,
-            } => match self.bind_program(&prog, &name, auto, args) {
+            } => match self.bind_program(
+                &prog,
+                &name,
+                auto,
+                args,
+                (cred.uid != 0).then_some((cred.uid, cred.gid)),
+            ) {
                 Ok(()) => Reply::Ok,
                 Err(e) => err((ErrorCode::Invalid, e)),
             },
@@ -1825,7 +2042,21 @@ impl Daemon {
                 }
                 table(rows)
             }
-            Ctl::ConfigLoad { path } => match crate::config::load(std::path::Path::new(&path)) {
+            Ctl::ConfigLoad { path, content: None } => err((
+                ErrorCode::Invalid,
+                format!("config load {path}: the client sent no text (o7sctl reads the file and sends it; the daemon opens no path a client names)"),
+            )),
+            Ctl::ConfigLoad {
+                path,
+                content: Some(text),
+            } if text.len() > o7s::proto::MAX_CONFIG_BYTES => err((
+                ErrorCode::Invalid,
+                format!("config load {path}: larger than {} KiB", o7s::proto::MAX_CONFIG_BYTES / 1024),
+            )),
+            Ctl::ConfigLoad {
+                path,
+                content: Some(text),
+            } => match crate::config::parse(&text, &path) {
                 Ok(c) => {
                     tracing::info!("Applying configuration file {path} (o7sctl).");
                     self.apply(&c);
@@ -1847,6 +2078,13 @@ impl Daemon {
                     ("flow_req_unknown_name", &c.req_unknown_name),
                     ("mgmt_not_for_us", &c.not_for_us),
                     ("flow_req_refused", &c.refused),
+                    ("flow_req_busy", &c.flow_req_busy),
+                    ("flow_limit", &c.flow_limit),
+                    ("name_reply_unsolicited", &c.name_reply_unsolicited),
+                    ("name_cache_full", &c.cache_full),
+                    ("name_query_limit", &c.query_limit),
+                    ("requests_denied", &c.denied),
+                    ("dp_queue_full", &self.dp.queue_full),
                 ] {
                     m.insert(k.into(), json!(v.load(Ordering::Relaxed)));
                 }
@@ -1860,6 +2098,23 @@ impl Daemon {
                     );
                     m.insert("dp_drop_malformed".into(), json!(sum(|p| p.drop_malformed)));
                     m.insert("dp_rx_mgmt".into(), json!(sum(|p| p.rx_mgmt)));
+                    m.insert(
+                        "dp_drop_mgmt_rate_source".into(),
+                        json!(sum(|p| p.drop_mgmt_rate_source)),
+                    );
+                    m.insert(
+                        "dp_drop_mgmt_rate_port".into(),
+                        json!(sum(|p| p.drop_mgmt_rate_port)),
+                    );
+                    m.insert(
+                        "dp_drop_mgmt_backlog".into(),
+                        json!(sum(|p| p.drop_mgmt_backlog)),
+                    );
+                    m.insert(
+                        "dp_drop_mgmt_bad_source".into(),
+                        json!(sum(|p| p.drop_mgmt_bad_source)),
+                    );
+                    m.insert("dp_drop_wrong_peer".into(), json!(sum(|p| p.drop_wrong_peer)));
                     let core = |w: &o7s_dataplane::msg::WorkerInfo| {
                         w.core.map_or("unpinned".to_string(), |c| c.to_string())
                     };
@@ -1896,6 +2151,21 @@ impl Daemon {
                 Reply::Table { rows: vec![m] }
             }
         }
+    }
+}
+
+/// The names a request carries (checked against the reference's limits).
+fn ctl_names(c: &Ctl) -> Vec<&str> {
+    match c {
+        Ctl::NameCreate { name, .. }
+        | Ctl::NameDestroy { name }
+        | Ctl::NameRegister { name, .. }
+        | Ctl::NameUnregister { name, .. }
+        | Ctl::BindProgram { name, .. }
+        | Ctl::UnbindProgram { name, .. }
+        | Ctl::BindProcess { name, .. }
+        | Ctl::UnbindProcess { name, .. } => vec![name.as_str()],
+        _ => vec![],
     }
 }
 

@@ -1,16 +1,27 @@
 //! Starting the data plane and talking to it.
+//!
+//! Nothing in o7sd blocks on the data plane: messages to it go into a bounded queue that
+//! one writer thread (which holds no lock) sends from; a full queue refuses the message,
+//! which is counted (`dp_queue_full` in `o7sctl stats`) and logged. The data plane does the
+//! same in the other direction (dataplane/src/ctl_out.rs), so neither side can stall the
+//! other, whatever arrives from the wire.
 
 use o7s::ipc::Channel;
 use o7s_dataplane::msg::{DpStats, FromDp, ToDp};
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Messages waiting for the writer thread at most.
+pub const MAX_QUEUED: usize = 4096;
 
 /// The running data plane.
 #[derive(Debug)]
@@ -23,6 +34,13 @@ pub struct DpHandle {
     env: Vec<(String, String)>,
     port_waiters: Mutex<HashMap<u32, Sender<FromDp>>>,
     stats_waiters: Mutex<Vec<Sender<DpStats>>>,
+    flow_waiters: Mutex<HashMap<u64, Sender<Result<(), String>>>>,
+    /// The writer thread's queue.
+    queue: SyncSender<(ToDp, Vec<OwnedFd>)>,
+    /// Messages refused because the queue was full.
+    pub queue_full: AtomicU64,
+    /// Messages the writer could not send (the data plane was gone).
+    pub send_failed: AtomicU64,
 }
 
 /// Where the data-plane binary is: next to `o7sd`, or `$O7S_DATAPLANE`.
@@ -70,13 +88,23 @@ impl DpHandle {
     /// Starts the data plane with one end of a channel as its descriptor 3.
     pub fn spawn(env: Vec<(String, String)>) -> io::Result<Arc<Self>> {
         let (ours, child) = Self::start(&env)?;
-        Ok(Arc::new(Self {
+        let (queue, rx) = sync_channel(MAX_QUEUED);
+        let h = Arc::new(Self {
             ch: Mutex::new(Arc::new(ours)),
             child: Mutex::new(child),
             env,
             port_waiters: Mutex::new(HashMap::new()),
             stats_waiters: Mutex::new(Vec::new()),
-        }))
+            flow_waiters: Mutex::new(HashMap::new()),
+            queue,
+            queue_full: AtomicU64::new(0),
+            send_failed: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&h);
+        std::thread::Builder::new()
+            .name("o7sd-dp-writer".into())
+            .spawn(move || writer(&weak, &rx))?;
+        Ok(h)
     }
 
     /// The current channel.
@@ -101,10 +129,32 @@ impl DpHandle {
         Ok(old)
     }
 
-    /// Sends a message.
-    pub fn send(&self, m: &ToDp, fds: &[BorrowedFd<'_>]) {
-        if let Err(e) = self.channel().send(m, fds) {
-            tracing::error!("cannot reach the data plane: {e}");
+    /// Queues a message for the data plane (never blocks); whether it was taken. The
+    /// descriptors are duplicated: the caller keeps its own.
+    pub fn send(&self, m: &ToDp, fds: &[BorrowedFd<'_>]) -> bool {
+        let mut owned = Vec::with_capacity(fds.len());
+        for f in fds {
+            match f.try_clone_to_owned() {
+                Ok(o) => owned.push(o),
+                Err(e) => {
+                    tracing::error!("cannot pass a descriptor to the data plane: {e}");
+                    return false;
+                }
+            }
+        }
+        match self.queue.try_send((m.clone(), owned)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                let n = self.queue_full.fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        "the data plane is behind: {} messages refused so far",
+                        n + 1
+                    );
+                }
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
         }
     }
 
@@ -117,6 +167,28 @@ impl DpHandle {
         self.send(&m, &[]);
         rx.recv_timeout(Duration::from_secs(5))
             .map_err(|_| "the data plane did not answer".to_string())
+    }
+
+    /// Installs a flow (`ToDp::AddFlow` with its descriptors) and waits until the data
+    /// plane has mapped its memory, or says why it cannot.
+    pub fn add_flow(&self, m: &ToDp, flow: u64, fds: &[BorrowedFd<'_>]) -> Result<(), String> {
+        let (tx, rx) = channel();
+        if let Ok(mut w) = self.flow_waiters.lock() {
+            w.insert(flow, tx);
+        }
+        if !self.send(m, fds) {
+            if let Ok(mut w) = self.flow_waiters.lock() {
+                w.remove(&flow);
+            }
+            return Err("the data plane is busy".into());
+        }
+        let r = rx
+            .recv_timeout(Duration::from_secs(2))
+            .unwrap_or_else(|_| Err("the data plane did not answer".into()));
+        if let Ok(mut w) = self.flow_waiters.lock() {
+            w.remove(&flow);
+        }
+        r
     }
 
     /// Counters.
@@ -140,6 +212,20 @@ impl DpHandle {
                     .and_then(|mut w| w.remove(&port));
                 if let Some(w) = w {
                     let _ = w.send(m);
+                }
+                None
+            }
+            FromDp::FlowAdded { flow } | FromDp::FlowError { flow, .. } => {
+                let w = self
+                    .flow_waiters
+                    .lock()
+                    .ok()
+                    .and_then(|mut w| w.remove(&flow));
+                if let Some(w) = w {
+                    let _ = w.send(match m {
+                        FromDp::FlowError { error, .. } => Err(error),
+                        _ => Ok(()),
+                    });
                 }
                 None
             }
@@ -167,6 +253,23 @@ impl DpHandle {
             }
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+/// The writer thread: sends queued messages on the current channel, holding no lock while
+/// it waits for room; ends with the handle.
+fn writer(weak: &std::sync::Weak<DpHandle>, rx: &Receiver<(ToDp, Vec<OwnedFd>)>) {
+    while let Ok((m, fds)) = rx.recv() {
+        let Some(h) = weak.upgrade() else { return };
+        let ch = h.channel();
+        drop(h);
+        let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+        if let Err(e) = ch.send(&m, &b) {
+            if let Some(h) = weak.upgrade() {
+                h.send_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!("cannot reach the data plane: {e}");
         }
     }
 }

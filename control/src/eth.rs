@@ -209,12 +209,22 @@ pub struct EthIpcp {
     pub eids: BTreeSet<u32>,
     /// Allocations waiting for a FLOW_REPLY, by our endpoint id.
     pub alloc_waiters: HashMap<u32, Sender<ReplyInfo>>,
-    /// Name queries waiting for an answer, by hash.
-    pub query_waiters: HashMap<Vec<u8>, Vec<Sender<Peer>>>,
+    /// Name queries waiting for an answer, by hash (bounded by the daemon, pruned when
+    /// their time is up). Only answers to these are believed.
+    pub query_waiters: HashMap<Vec<u8>, PendingQuery>,
     /// DNS server of a udp layer (`dns=`).
     pub dns: Option<std::net::SocketAddr>,
-    /// Names this daemon asked for, by hash (to show them in the cache).
-    pub query_names: HashMap<Vec<u8>, String>,
+}
+
+/// A name query this host sent and waits to hear about.
+#[derive(Debug)]
+pub struct PendingQuery {
+    /// The name asked for (shown in the cache).
+    pub name: String,
+    /// Answers after this are not believed.
+    pub deadline: Instant,
+    /// Allocations waiting for the answer.
+    pub waiters: Vec<Sender<Peer>>,
 }
 
 impl EthIpcp {
@@ -257,10 +267,11 @@ impl EthIpcp {
         matches!(self.port_kind, PortKind::Udp { .. })
     }
 
-    /// Drops expired cache entries.
+    /// Drops expired cache entries and name queries whose time is up.
     pub fn expire(&mut self) {
         let now = Instant::now();
         self.cache.retain(|_, e| e.expires > now);
+        self.query_waiters.retain(|_, q| q.deadline > now);
     }
 }
 

@@ -1,7 +1,9 @@
 //! The o7s control daemon, `o7sd`, as a library (so its parts can be tested).
 
 pub mod auth;
+pub mod authz;
 pub mod config;
+pub mod conns;
 pub mod daemon;
 pub mod dns;
 pub mod dp;

@@ -64,6 +64,29 @@ struct Cli {
     /// Adaptive polling: how long the worker keeps polling after the last packet, in µs.
     #[arg(long, default_value_t = 200, value_name = "US")]
     spin_us: u64,
+    /// Members of this group (a name or a number) may, besides root, change what the daemon
+    /// runs or serves (ipcp create/bootstrap/destroy, name create/destroy/register, bind,
+    /// config load). Programs they bind run as them, never as root. docs/SECURITY.md.
+    #[arg(long, value_name = "GROUP")]
+    admin_group: Option<String>,
+    /// Most flows at once (allocated and accepted); more are refused with a clear error.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_flows: u32,
+    /// Most flows one peer (MAC or IP address) may have with this daemon at once.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_flows_per_peer: u32,
+    /// Management frames or datagrams accepted per second from one source (MAC or IP),
+    /// burst as many; the rest are dropped and counted before they cost anything. 0: no limit.
+    #[arg(long, default_value_t = 2000, value_name = "PER_S")]
+    mgmt_rate_source: u32,
+    /// Management frames or datagrams accepted per second on one port, all sources
+    /// together. 0: no limit.
+    #[arg(long, default_value_t = 10000, value_name = "PER_S")]
+    mgmt_rate_port: u32,
+    /// Connections to the control socket at once from one non-root user (each flow holds
+    /// one); more are closed at once and logged.
+    #[arg(long, default_value_t = 512)]
+    max_conns_per_user: u32,
     /// Log filter (error, warn, info, debug, trace); $O7S_LOG overrides.
     #[arg(long, default_value = "info")]
     log: String,
@@ -134,7 +157,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let policy = match o7s_control::authz::Policy::new(cli.admin_group.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("o7sd: {e}");
+            let _ = std::fs::remove_file(&sock);
+            return ExitCode::from(2);
+        }
+    };
     let env = vec![
+        (
+            "O7S_DP_MGMT_RATE_SOURCE".to_string(),
+            cli.mgmt_rate_source.to_string(),
+        ),
+        (
+            "O7S_DP_MGMT_RATE_PORT".to_string(),
+            cli.mgmt_rate_port.to_string(),
+        ),
         ("O7S_DP_IO".to_string(), cli.io.clone()),
         ("O7S_XDP_MODE".to_string(), cli.xdp_mode.clone()),
         (
@@ -164,6 +203,9 @@ fn main() -> ExitCode {
             .clone()
             .unwrap_or_else(|| o7s_control::security::default_dir(cli.config.as_deref())),
         key_rotation_bits: cli.key_rotation_bits,
+        policy,
+        max_flows: cli.max_flows as usize,
+        max_flows_per_peer: cli.max_flows_per_peer as usize,
     };
     let d = Daemon::new(dp, settings);
     {
@@ -180,11 +222,25 @@ fn main() -> ExitCode {
     }
     {
         let d = d.clone();
+        let conns = std::sync::Arc::new(o7s_control::conns::Conns::new(
+            cli.max_conns_per_user as usize,
+        ));
         std::thread::spawn(move || loop {
             match listener.accept() {
                 Ok(ch) => {
+                    let Some(slot) = conns.admit(&ch) else {
+                        continue;
+                    };
                     let d = d.clone();
-                    std::thread::spawn(move || d.serve(ch));
+                    let spawned = std::thread::Builder::new()
+                        .name("o7sd-client".into())
+                        .spawn(move || {
+                            d.serve(ch);
+                            drop(slot);
+                        });
+                    if let Err(e) = spawned {
+                        tracing::warn!("cannot serve a client: {e}");
+                    }
                 }
                 Err(e) => {
                     if d.stopping.load(Ordering::Relaxed) {

@@ -18,6 +18,10 @@ pub struct ProgBind {
     pub args: Vec<String>,
     /// Start it when a flow arrives and nobody accepts.
     pub auto: bool,
+    /// The user and group it runs as when started (`None`: the daemon's, root): the
+    /// administrator who bound it, when that was not root. Only processes of that user (or
+    /// root) running the program accept flows for the name.
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// A name.
@@ -33,6 +37,8 @@ pub struct NameEntry {
     pub active: VecDeque<u64>,
     /// Security file overrides from the configuration (`server_enc_file`, ...).
     pub paths: Vec<(String, PathBuf)>,
+    /// The user who created it (0 for the configuration and root).
+    pub owner: u32,
 }
 
 /// A flow handed to an acceptor, with `[memfd, tx kick, rx kick]`.
@@ -96,15 +102,17 @@ impl Registry {
         new
     }
 
-    /// Names process `pid` (running `exe`) is bound to.
-    pub fn names_of(&self, pid: i32, exe: Option<&Path>) -> Vec<String> {
+    /// Names process `pid` of user `uid` (running `exe`) is bound to: by its pid, or
+    /// because it runs a program bound to the name as that user (or is root's).
+    pub fn names_of(&self, pid: i32, uid: u32, exe: Option<&Path>) -> Vec<String> {
         self.names
             .iter()
             .filter(|(_, e)| {
                 e.pids.contains(&pid)
-                    || e.progs
-                        .iter()
-                        .any(|p| exe.is_some() && p.exe.as_deref() == exe)
+                    || e.progs.iter().any(|p| {
+                        let user = p.run_as.map_or(0, |(u, _)| u);
+                        exe.is_some() && p.exe.as_deref() == exe && (uid == 0 || uid == user)
+                    })
             })
             .map(|(n, _)| n.clone())
             .collect()
@@ -220,9 +228,22 @@ mod tests {
             exe: Some("/bin/x".into()),
             args: vec![],
             auto: false,
+            run_as: None,
         });
-        assert_eq!(r.names_of(42, None), vec!["a"]);
-        assert_eq!(r.names_of(7, Some(Path::new("/bin/x"))), vec!["b"]);
-        assert!(r.names_of(7, None).is_empty());
+        r.names.get_mut("a").unwrap().progs.push(ProgBind {
+            path: "/bin/y".into(),
+            exe: Some("/bin/y".into()),
+            args: vec![],
+            auto: false,
+            run_as: Some((1000, 1000)),
+        });
+        assert_eq!(r.names_of(42, 1000, None), vec!["a"]);
+        assert_eq!(r.names_of(7, 0, Some(Path::new("/bin/x"))), vec!["b"]);
+        assert!(r.names_of(7, 0, None).is_empty());
+        // Root's program run by another user serves none of root's names.
+        assert!(r.names_of(7, 1000, Some(Path::new("/bin/x"))).is_empty());
+        // A program bound by user 1000 serves its name when 1000 or root runs it.
+        assert_eq!(r.names_of(7, 1000, Some(Path::new("/bin/y"))), vec!["a"]);
+        assert!(r.names_of(7, 1001, Some(Path::new("/bin/y"))).is_empty());
     }
 }

@@ -125,6 +125,16 @@ impl Crypt {
 
     /// Appends `IV | ciphertext | tag` of `sdu` to `out`.
     pub fn seal(&mut self, sdu: &[u8], out: &mut Vec<u8>) -> Result<(), CryptError> {
+        self.seal_appending(out, |o| o.extend_from_slice(sdu))
+    }
+
+    /// As [`Crypt::seal`], the plaintext appended to `out` by `append` (a copy out of
+    /// shared memory goes straight into the frame and is sealed there).
+    pub fn seal_appending(
+        &mut self,
+        out: &mut Vec<u8>,
+        append: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), CryptError> {
         // rotate_every is a power of two.
         if self.tx_count > 0 && self.tx_count & (self.rotate_every - 1) == 0 {
             let raw = next_key(&self.tx.raw, &self.salt);
@@ -138,7 +148,7 @@ impl Crypt {
         iv[0] = (iv[0] & 0x7f) | (self.tx_phase << 7);
         let start = out.len();
         out.extend_from_slice(&iv);
-        out.extend_from_slice(sdu);
+        append(out);
         let body = out.get_mut(start + IV_LEN..).ok_or(CryptError::Seal)?;
         let tag = self
             .tx

@@ -5,8 +5,10 @@
 
 pub mod afpacket;
 pub mod crypt;
+pub mod ctl_out;
 pub mod frames;
 pub mod msg;
+pub mod police;
 pub mod router;
 pub mod udp;
 pub mod worker;

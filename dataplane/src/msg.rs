@@ -160,6 +160,18 @@ pub enum FromDp {
         #[serde(with = "hexbytes")]
         payload: Vec<u8>,
     },
+    /// A flow is installed (its memory mapped).
+    FlowAdded {
+        /// Flow id.
+        flow: u64,
+    },
+    /// A flow could not be installed.
+    FlowError {
+        /// Flow id.
+        flow: u64,
+        /// Why.
+        error: String,
+    },
     /// A flow timed out (no traffic from the peer within its time-out).
     FlowDown {
         /// Flow id.
@@ -200,8 +212,21 @@ pub struct PortStats {
     pub tx_errors: u64,
     /// Dropped: datagram shorter than its header, or cut.
     pub drop_truncated: u64,
-    /// Dropped: datagram for a flow from an address that is not the flow's peer.
+    /// Dropped: data for a flow from an address (IP and port, or MAC) that is not the
+    /// flow's peer.
     pub drop_wrong_peer: u64,
+    /// Management frames dropped: their source sent more than its rate allows.
+    #[serde(default)]
+    pub drop_mgmt_rate_source: u64,
+    /// Management frames dropped: the port received more than its rate allows.
+    #[serde(default)]
+    pub drop_mgmt_rate_port: u64,
+    /// Management frames dropped: o7sd was behind (its queue was full).
+    #[serde(default)]
+    pub drop_mgmt_backlog: u64,
+    /// Management frames dropped: multicast or all-zero source address.
+    #[serde(default)]
+    pub drop_mgmt_bad_source: u64,
     /// Frames received through the AF_XDP socket.
     pub rx_xdp: u64,
     /// Frames sent through the AF_XDP socket.

@@ -5,6 +5,7 @@
 //! only: it sends each request to the worker that owns its port or flow, passes the
 //! workers' messages on, and merges their counters. No data passes through it.
 
+use crate::ctl_out::CtlOut;
 use crate::msg::{DpStats, FromDp, ToDp};
 use crate::worker::Dataplane;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -23,6 +24,10 @@ struct Worker {
 /// The router and its workers.
 pub struct Router {
     ctl: Channel,
+    /// Messages waiting for o7sd (sent without blocking).
+    out: CtlOut,
+    /// Management messages the router dropped because o7sd was behind, by port.
+    backlog_drops: HashMap<u32, u64>,
     workers: Vec<Worker>,
     /// Which worker owns a port.
     port_owner: HashMap<u32, usize>,
@@ -62,6 +67,8 @@ impl Router {
         tracing::info!("{} workers, ports assigned in turn", workers.len());
         Ok(Self {
             ctl,
+            out: CtlOut::default(),
+            backlog_drops: HashMap::new(),
             workers,
             port_owner: HashMap::new(),
             flow_owner: HashMap::new(),
@@ -91,7 +98,12 @@ impl Router {
     fn route(&mut self) -> io::Result<()> {
         loop {
             let ready: Vec<bool> = {
-                let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
+                let ctl_events = if self.out.is_empty() {
+                    PollFlags::POLLIN
+                } else {
+                    PollFlags::POLLIN | PollFlags::POLLOUT
+                };
+                let mut fds = vec![PollFd::new(self.ctl.as_fd(), ctl_events)];
                 fds.extend(
                     self.workers
                         .iter()
@@ -102,7 +114,13 @@ impl Router {
                     Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
                 }
                 fds.iter()
-                    .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|p| {
+                        p.revents().is_some_and(|r| {
+                            r.intersects(
+                                PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR,
+                            )
+                        })
+                    })
                     .collect()
             };
             if ready.first() == Some(&true) && !self.handle_o7sd()? {
@@ -112,6 +130,10 @@ impl Router {
                 if *r {
                     self.handle_worker(i)?;
                 }
+            }
+            if self.out.flush(&self.ctl).is_err() {
+                // o7sd is gone.
+                return Ok(());
             }
         }
     }
@@ -156,7 +178,15 @@ impl Router {
                 let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
                 w.ch.send(&msg, &b)?;
             }
-            None => tracing::warn!("no worker owns the target of {msg:?}: dropped"),
+            None => {
+                tracing::warn!("no worker owns the target of {msg:?}: dropped");
+                if let ToDp::AddFlow { flow, .. } = msg {
+                    self.out.push(FromDp::FlowError {
+                        flow,
+                        error: "no worker owns its port".into(),
+                    });
+                }
+            }
         }
         Ok(true)
     }
@@ -174,9 +204,17 @@ impl Router {
                 w.stats.push_back(s);
                 self.merge_stats()
             }
+            FromDp::Mgmt { port, .. } | FromDp::UdpMgmt { port, .. } => {
+                if !self.out.push_mgmt(msg) {
+                    *self.backlog_drops.entry(port).or_default() += 1;
+                }
+                Ok(())
+            }
             other => {
-                let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-                self.ctl.send(&other, &b)
+                // Workers send no descriptors.
+                drop(fds);
+                self.out.push(other);
+                Ok(())
             }
         }
     }
@@ -192,6 +230,7 @@ impl Router {
                 };
                 for p in &mut s.ports {
                     p.worker = i as u32;
+                    p.drop_mgmt_backlog += self.backlog_drops.get(&p.port).copied().unwrap_or(0);
                 }
                 if i == 0 {
                     all.worker = s.worker.clone();
@@ -200,7 +239,7 @@ impl Router {
                 all.flows.append(&mut s.flows);
                 all.workers.push(s.worker);
             }
-            self.ctl.send(&FromDp::Stats(all), &[])?;
+            self.out.push(FromDp::Stats(all));
         }
         Ok(())
     }

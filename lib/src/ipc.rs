@@ -23,6 +23,17 @@ fn nix_io(e: nix::Error) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
 
+/// Who is at the other end of a channel (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Process id.
+    pub pid: i32,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+}
+
 /// One end of a message channel.
 #[derive(Debug)]
 pub struct Channel {
@@ -77,8 +88,35 @@ impl Channel {
         Ok(c.pid())
     }
 
-    /// Sends `msg` with `fds`.
+    /// The peer's credentials (pid, uid, gid), from `SO_PEERCRED`: what the kernel recorded
+    /// when the peer connected, not what it claims.
+    pub fn peer_cred(&self) -> io::Result<PeerCred> {
+        let c = getsockopt(&self.fd, sockopt::PeerCredentials).map_err(nix_io)?;
+        Ok(PeerCred {
+            pid: c.pid(),
+            uid: c.uid(),
+            gid: c.gid(),
+        })
+    }
+
+    /// Sends `msg` with `fds`, blocking while the peer's receive queue is full.
     pub fn send<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        self.send_flags(msg, fds, MsgFlags::MSG_NOSIGNAL)
+    }
+
+    /// Sends `msg` with `fds` without blocking: `WouldBlock` when the peer's receive queue
+    /// is full (the caller keeps or drops the message), `InvalidInput` when it is larger
+    /// than [`MAX_MSG`].
+    pub fn try_send<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        self.send_flags(msg, fds, MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn send_flags<T: Serialize>(
+        &self,
+        msg: &T,
+        fds: &[BorrowedFd<'_>],
+        flags: MsgFlags,
+    ) -> io::Result<()> {
         let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
         if body.len() > MAX_MSG {
             return Err(io::Error::new(
@@ -91,13 +129,7 @@ impl Channel {
         let cmsg = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
         loop {
-            match sendmsg::<()>(
-                self.fd.as_raw_fd(),
-                &iov,
-                cmsgs,
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            ) {
+            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, flags, None) {
                 Ok(_) => return Ok(()),
                 Err(nix::Error::EINTR) => continue,
                 Err(e) => return Err(nix_io(e)),

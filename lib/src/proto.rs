@@ -138,12 +138,38 @@ pub enum Ctl {
     WorkerList,
     /// Daemon-wide counters (dropped frames and why, ...).
     Stats,
-    /// Apply a configuration file (the daemon reads it; names, bindings, IPCPs are added).
-    /// An error names the file, line and key, and nothing of the file is applied.
+    /// Apply a configuration file (names, bindings, IPCPs are added). o7sctl reads the
+    /// file with its caller's rights and sends its text: the daemon never opens a path a
+    /// client names. An error names the file, line and key, and nothing of it is applied.
     ConfigLoad {
-        /// Path of the file, as the daemon sees it.
+        /// The file's name (for messages only).
         path: String,
+        /// Its text (at most [`MAX_CONFIG_BYTES`]); required.
+        #[serde(default)]
+        content: Option<String>,
     },
+}
+
+/// Largest configuration text `config load` sends.
+pub const MAX_CONFIG_BYTES: usize = 128 * 1024;
+/// Longest name, in bytes (the reference's limit).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Checks a name: 1 to [`MAX_NAME_LEN`] bytes, no control characters.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a name cannot be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "a name is at most {MAX_NAME_LEN} bytes; this one has {}",
+            name.len()
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a name cannot hold control characters".into());
+    }
+    Ok(())
 }
 
 /// A reply from the daemon.
@@ -212,4 +238,10 @@ pub enum ErrorCode {
     /// No resources (flows, memory).
     #[error("out of resources")]
     NoResources,
+    /// The caller may not do this (see the daemon's docs/SECURITY.md).
+    #[error("permission denied")]
+    Denied,
+    /// The daemon is too busy to take the request now; try again.
+    #[error("busy")]
+    Busy,
 }

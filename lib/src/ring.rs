@@ -17,6 +17,10 @@ const MAGIC: u32 = 0x6f37_7372; // "o7sr"
 const HEADER: usize = 64;
 const INDICES: usize = 256;
 const SLOT_HDR: usize = 8;
+/// Seals every flow memory carries: its size is fixed for good.
+const REQUIRED_SEALS: nix::fcntl::SealFlag = nix::fcntl::SealFlag::F_SEAL_SHRINK
+    .union(nix::fcntl::SealFlag::F_SEAL_GROW)
+    .union(nix::fcntl::SealFlag::F_SEAL_SEAL);
 /// Default number of slots per direction.
 pub const DEFAULT_SLOTS: u32 = 256;
 /// Default slot size: room for a 9000-byte SDU (lo's MTU) and its length.
@@ -80,11 +84,19 @@ impl FlowMem {
                 "bad ring geometry",
             ));
         }
-        let fd = nix::sys::memfd::memfd_create(c"o7s-flow", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create(
+            c"o7s-flow",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
         let len = HEADER + 2 * ring_bytes(slots, slot_size);
         let file = std::fs::File::from(fd.try_clone()?);
         file.set_len(len as u64)?;
+        // Nobody who is handed the memory can change its size under the other side's
+        // mapping (a shrink would kill the data plane with SIGBUS), nor lift the seals.
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_ADD_SEALS(REQUIRED_SEALS))
+            .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
         // Safety: the memfd is ours and sized above; other mappings of it only touch it
         // through this module's protocol.
         let mut map = unsafe { MmapMut::map_mut(&file)? };
@@ -100,6 +112,26 @@ impl FlowMem {
             },
             fd,
         ))
+    }
+
+    /// Maps the memory of a flow created elsewhere, checking that it is sealed against
+    /// shrinking and growing (see [`FlowMem::create`]), then its header and size. The data
+    /// plane maps only through this.
+    pub fn open_sealed(fd: &OwnedFd) -> io::Result<Self> {
+        let seals = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GET_SEALS).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("flow memory is not a sealable memfd: {e}"),
+            )
+        })?;
+        let seals = nix::fcntl::SealFlag::from_bits_truncate(seals);
+        if !seals.contains(REQUIRED_SEALS) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "flow memory is not sealed against shrinking and growing",
+            ));
+        }
+        Self::open(fd)
     }
 
     /// Maps the memory of a flow created elsewhere, checking its header and size.
@@ -249,16 +281,15 @@ impl Ring<'_> {
     /// `out` is cut). `Ok(None)` when empty.
     pub fn pop(&self, out: &mut [u8]) -> Result<Option<usize>, RingError> {
         self.pop_with(|sdu| {
-            let n = sdu.len().min(out.len());
-            if let (Some(o), Some(i)) = (out.get_mut(..n), sdu.get(..n)) {
-                o.copy_from_slice(i);
-            }
+            sdu.copy_to(out);
             sdu.len()
         })
     }
 
-    /// Consumer: hands the oldest SDU to `f` (valid only during the call).
-    pub fn pop_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, RingError> {
+    /// Consumer: hands the oldest SDU to `f` as a [`SharedSdu`] (valid only during the call),
+    /// which copies it out: the other process can write the slot at any time, so no Rust
+    /// reference into shared memory is ever made.
+    pub fn pop_with<R>(&self, f: impl FnOnce(SharedSdu<'_>) -> R) -> Result<Option<R>, RingError> {
         let tail = self.tail().load(Ordering::Relaxed);
         let head = self.head().load(Ordering::Acquire);
         let avail = head.wrapping_sub(tail);
@@ -281,10 +312,66 @@ impl Ring<'_> {
                 self.tail().store(tail.wrapping_add(1), Ordering::Release);
                 return Err(RingError::Corrupt);
             }
-            f(std::slice::from_raw_parts(p.add(SLOT_HDR), len))
+            f(SharedSdu {
+                ptr: p.add(SLOT_HDR),
+                len,
+                _mem: std::marker::PhantomData,
+            })
         };
         self.tail().store(tail.wrapping_add(1), Ordering::Release);
         Ok(Some(r))
+    }
+}
+
+/// An SDU in a slot of shared memory, read only by copying it out (the process on the
+/// other side may change the bytes meanwhile: the copy may then hold garbage, which an
+/// SDU may anyway, but nothing in this process can go wrong).
+#[derive(Debug)]
+pub struct SharedSdu<'a> {
+    ptr: *const u8,
+    len: usize,
+    _mem: std::marker::PhantomData<&'a FlowMem>,
+}
+
+impl SharedSdu<'_> {
+    /// Its length (checked against the slot size when it was popped).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies its first `out.len()` bytes (at most its length) into `out`; how many.
+    pub fn copy_to(&self, out: &mut [u8]) -> usize {
+        let n = self.len.min(out.len());
+        // Safety: `ptr..ptr+len` lies inside the mapped slot (length checked against the
+        // slot size in `pop_with`) and the map outlives `'a`; `out` is ours and cannot
+        // overlap the shared mapping; a raw copy makes no reference to the shared bytes.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr, out.as_mut_ptr(), n) };
+        n
+    }
+
+    /// Appends it to `out`.
+    pub fn append_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.len);
+        let start = out.len();
+        // Safety: `reserve` made room for `len` more bytes after `start`; the source lies
+        // inside the mapped slot (see `copy_to`) and cannot overlap `out`'s allocation; the
+        // length is set only after the bytes are written.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr, out.as_mut_ptr().add(start), self.len);
+            out.set_len(start + self.len);
+        }
+    }
+
+    /// Copies it into a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len);
+        self.append_to(&mut v);
+        v
     }
 }
 
@@ -373,6 +460,31 @@ mod tests {
         unsafe { std::ptr::write_unaligned(p.base().add(off) as *mut u32, 100_000) };
         assert_eq!(r.pop(&mut b), Err(RingError::Corrupt));
         assert!(FlowMem::open(&Kick::new().unwrap().fd.try_clone().unwrap()).is_err());
+    }
+
+    #[test]
+    fn flow_memory_cannot_change_size_and_unsealed_memory_is_refused() {
+        let (_m, fd) = FlowMem::create(4, 128).unwrap();
+        let f = std::fs::File::from(fd.try_clone().unwrap());
+        let len = f.metadata().unwrap().len();
+        // What a hostile app would do to kill the data plane with SIGBUS.
+        assert!(f.set_len(64).is_err(), "shrinking must be refused");
+        assert!(f.set_len(len * 2).is_err(), "growing must be refused");
+        assert_eq!(f.metadata().unwrap().len(), len);
+        assert!(FlowMem::open_sealed(&fd).is_ok());
+        // An unsealed memfd with a valid header is refused by the data plane's open.
+        let plain =
+            nix::sys::memfd::memfd_create(c"x", nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING)
+                .unwrap();
+        let pf = std::fs::File::from(plain.try_clone().unwrap());
+        pf.set_len(len).unwrap();
+        let mut bytes = vec![0u8; len as usize];
+        let mut src = std::fs::File::from(fd.try_clone().unwrap());
+        std::io::Read::read_exact(&mut src, &mut bytes).unwrap();
+        std::io::Write::write_all(&mut &pf, &bytes).unwrap();
+        assert!(FlowMem::open(&plain).is_ok());
+        let e = FlowMem::open_sealed(&plain).unwrap_err();
+        assert!(e.to_string().contains("not sealed"), "{e}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ impl Dataplane {
                         error: format!("{dev}: {e}"),
                     },
                 };
-                self.ctl.send(&reply, &[])?;
+                self.out.push(reply);
             }
             ToDp::DelPort { port } => {
                 self.ports.remove(&port);
@@ -77,6 +77,10 @@ impl Dataplane {
                                 "flow {flow}: unusable cipher {} or key; flow refused",
                                 c.cipher
                             );
+                            self.out.push(FromDp::FlowError {
+                                flow,
+                                error: format!("unusable cipher {} or key", c.cipher),
+                            });
                             return Ok(true);
                         }
                         made
@@ -85,9 +89,13 @@ impl Dataplane {
                 let mut it = fds.into_iter();
                 let (Some(mem), Some(tx), Some(rx)) = (it.next(), it.next(), it.next()) else {
                     tracing::warn!("flow {flow}: AddFlow without descriptors");
+                    self.out.push(FromDp::FlowError {
+                        flow,
+                        error: "its descriptors did not arrive (too many open files?)".into(),
+                    });
                     return Ok(true);
                 };
-                match FlowMem::open(&mem) {
+                match FlowMem::open_sealed(&mem) {
                     Ok(mem) => {
                         self.by_local.insert((port, local), flow);
                         self.tables_changed = true;
@@ -119,8 +127,15 @@ impl Dataplane {
                             },
                         );
                         tracing::debug!("flow {flow}: port {port} local {local} remote {remote}");
+                        self.out.push(FromDp::FlowAdded { flow });
                     }
-                    Err(e) => tracing::warn!("flow {flow}: bad flow memory: {e}"),
+                    Err(e) => {
+                        tracing::warn!("flow {flow}: bad flow memory: {e}");
+                        self.out.push(FromDp::FlowError {
+                            flow,
+                            error: format!("bad flow memory: {e}"),
+                        });
+                    }
                 }
             }
             ToDp::DelFlow { flow } => {
@@ -188,7 +203,7 @@ impl Dataplane {
                     },
                     workers: Vec::new(),
                 };
-                self.ctl.send(&FromDp::Stats(s), &[])?;
+                self.out.push(FromDp::Stats(s));
             }
             ToDp::Shutdown => return Ok(false),
         }
@@ -213,7 +228,15 @@ impl Dataplane {
             link: "-".into(),
             ..PortStats::default()
         };
-        self.uports.insert(id, UPort { sock, stats });
+        let police = Policer::new(self.rates, Instant::now());
+        self.uports.insert(
+            id,
+            UPort {
+                sock,
+                stats,
+                police,
+            },
+        );
         self.tables_changed = true;
         Ok(([0; 6], mtu, io_path))
     }
@@ -314,6 +337,7 @@ impl Dataplane {
                 sock,
                 xdp,
                 stats,
+                police: Policer::new(self.rates, Instant::now()),
             },
         );
         Ok((info.mac, mtu, io_path))

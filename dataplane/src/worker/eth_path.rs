@@ -24,6 +24,27 @@ impl EthDest {
     }
 }
 
+/// Where an SDU to send comes from: a flow's ring in shared memory, or our own bytes.
+enum SduSource<'a> {
+    Shared(o7s::ring::SharedSdu<'a>),
+    Local(&'a [u8]),
+}
+
+impl SduSource<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Shared(s) => s.len(),
+            Self::Local(b) => b.len(),
+        }
+    }
+    fn append_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Shared(s) => s.append_to(out),
+            Self::Local(b) => out.extend_from_slice(b),
+        }
+    }
+}
+
 /// Builds the frame of SDU `plain` for `d` into `frame`, sealed straight into it (IV |
 /// ciphertext | tag after the header) when the flow is encrypted; the SDU's length on the
 /// wire, or None when it cannot be framed.
@@ -31,16 +52,16 @@ fn frame_sdu(
     frame: &mut Vec<u8>,
     d: &EthDest,
     crypt: &mut Option<crate::crypt::Crypt>,
-    plain: &[u8],
+    plain: SduSource<'_>,
 ) -> Option<usize> {
     let len = match crypt {
         Some(_) => plain.len() + crate::crypt::OVERHEAD,
         None => plain.len(),
     };
     let write = |o: &mut Vec<u8>| match crypt {
-        Some(c) => c.seal(plain, o).is_ok(),
+        Some(c) => c.seal_appending(o, |o| plain.append_to(o)).is_ok(),
         None => {
-            o.extend_from_slice(plain);
+            plain.append_to(o);
             true
         }
     };
@@ -165,6 +186,16 @@ impl Dataplane {
         };
         p.stats.rx_frames += 1;
         if eid == 0 {
+            // A multicast or all-zero source is no station: nothing to answer, nothing to
+            // believe (a flow to it would send its data to everyone). The loopback device
+            // is the exception: its own address is all-zero.
+            if src[0] & 1 != 0 || (src == [0; 6] && p.mac != [0; 6]) {
+                p.stats.drop_mgmt_bad_source += 1;
+                return;
+            }
+            if !policed(p.police.check(Source::Mac(src), self.now), &mut p.stats) {
+                return;
+            }
             p.stats.rx_mgmt += 1;
             let msg = FromDp::Mgmt {
                 port: id,
@@ -172,9 +203,7 @@ impl Dataplane {
                 dst,
                 payload: sdu.to_vec(),
             };
-            if let Err(e) = self.ctl.send(&msg, &[]) {
-                tracing::warn!("cannot pass a management frame to o7sd: {e}");
-            }
+            self.mgmt_to_o7sd(msg, id);
             return;
         }
         let Some(f) = self
@@ -185,6 +214,11 @@ impl Dataplane {
             p.stats.drop_unknown_eid += 1;
             return;
         };
+        // Only the peer the flow was set up with may send on it.
+        if f.peer != src {
+            p.stats.drop_wrong_peer += 1;
+            return;
+        }
         f.deliver_mut(sdu, self.now);
     }
 
@@ -202,7 +236,9 @@ impl Dataplane {
             done += 1;
             let frame = &mut self.frame;
             let crypt = &mut f.crypt;
-            let r = ring.pop_with(|plain| frame_sdu(frame, &dest, crypt, plain).ok_or(()));
+            let r = ring.pop_with(|plain| {
+                frame_sdu(frame, &dest, crypt, SduSource::Shared(plain)).ok_or(())
+            });
             match r {
                 Ok(None) => {
                     done -= 1;
@@ -248,7 +284,7 @@ impl Dataplane {
             return false;
         };
         let dest = EthDest::of(p, f);
-        if frame_sdu(&mut self.frame, &dest, &mut f.crypt, &[]).is_none() {
+        if frame_sdu(&mut self.frame, &dest, &mut f.crypt, SduSource::Local(&[])).is_none() {
             return false;
         }
         let sent = match &mut p.xdp {

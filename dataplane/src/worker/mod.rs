@@ -6,8 +6,10 @@ mod eth_path;
 mod udp_path;
 
 use crate::afpacket::{dev_info, PacketSocket, ETH_P_802_2};
+use crate::ctl_out::CtlOut;
 use crate::frames::{self, build_dix, build_dix_with, build_llc, build_llc_with, Parsed};
 use crate::msg::{DpStats, FlowStats, FromDp, PortKind, PortStats, ToDp, WorkerInfo};
+use crate::police::{Policer, Rates, Source, Verdict};
 use crate::udp::UdpPort;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use o7s::ipc::Channel;
@@ -40,11 +42,15 @@ struct Port {
     /// The AF_XDP socket for data frames, when the XDP path is up.
     xdp: Option<crate::xdp::XdpPort>,
     stats: PortStats,
+    /// Rate limits on management frames (per source MAC and for the port).
+    police: Policer,
 }
 
 struct UPort {
     sock: UdpPort,
     stats: PortStats,
+    /// Rate limits on management datagrams (per source IP and for the port).
+    police: Policer,
 }
 
 struct Flow {
@@ -138,6 +144,10 @@ impl Flow {
 /// The data plane's state.
 pub struct Dataplane {
     ctl: Channel,
+    /// Messages waiting for o7sd (never a blocking send on the packet path).
+    out: CtlOut,
+    /// Rate limits for the management messages of new ports.
+    rates: Rates,
     /// The CPU to pin to, when this is one worker of several.
     core: Option<String>,
     ports: HashMap<u32, Port>,
@@ -190,6 +200,8 @@ impl Dataplane {
     pub fn with_core(ctl: Channel, core: Option<String>) -> Self {
         Self {
             ctl,
+            out: CtlOut::default(),
+            rates: Rates::from_env(),
             core,
             ports: HashMap::default(),
             uports: HashMap::default(),
@@ -256,6 +268,10 @@ impl Dataplane {
                 };
             }
             self.kick_apps();
+            if !self.out.is_empty() && self.flush_out().is_err() {
+                tracing::info!("o7sd closed the control channel: exiting");
+                return Ok(());
+            }
             if work > 0 {
                 last_work = self.now;
             } else if spinning {
@@ -330,7 +346,13 @@ impl Dataplane {
     /// `ids.ready` for the ports; returns whether the control channel is readable.
     fn poll_once(&mut self, ids: &mut Ids, spinning: bool) -> io::Result<bool> {
         let mut fds = Vec::with_capacity(1 + ids.ports.len() + ids.flows.len());
-        fds.push(PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN));
+        // Room in the control channel matters only while messages wait for o7sd.
+        let ctl_events = if self.out.is_empty() {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::POLLIN | PollFlags::POLLOUT
+        };
+        fds.push(PollFd::new(self.ctl.as_fd(), ctl_events));
         for id in &ids.ports {
             if let Some(p) = self.ports.get(id) {
                 fds.push(PollFd::new(p.sock.as_fd(), PollFlags::POLLIN));
@@ -373,7 +395,11 @@ impl Dataplane {
             Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
         }
         let ready = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
-        let ctl_ready = fds.first().is_some_and(ready);
+        let ctl_ready = fds.first().is_some_and(|p| {
+            p.revents().is_some_and(|r| {
+                r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+            })
+        });
         ids.ready.clear();
         ids.ready
             .extend(fds.iter().skip(1).take(ids.ports.len()).map(ready));
@@ -479,9 +505,44 @@ impl Dataplane {
         }
         for flow in down {
             tracing::info!("flow {flow}: peer timed out");
-            self.ctl.send(&FromDp::FlowDown { flow }, &[])?;
+            self.out.push(FromDp::FlowDown { flow });
         }
         Ok(())
+    }
+}
+
+impl Dataplane {
+    /// Sends what waits for o7sd as far as the channel takes it now; `Err` when o7sd is
+    /// gone.
+    fn flush_out(&mut self) -> io::Result<()> {
+        self.out.flush(&self.ctl)
+    }
+
+    /// Queues a management frame or datagram of port `port` for o7sd; counted on the port
+    /// when o7sd is behind and it is dropped.
+    fn mgmt_to_o7sd(&mut self, msg: FromDp, port: u32) {
+        if !self.out.push_mgmt(msg) {
+            if let Some(p) = self.ports.get_mut(&port) {
+                p.stats.drop_mgmt_backlog += 1;
+            } else if let Some(u) = self.uports.get_mut(&port) {
+                u.stats.drop_mgmt_backlog += 1;
+            }
+        }
+    }
+}
+
+/// Counts a policer's verdict on a port; whether the message may go on.
+fn policed(v: Verdict, stats: &mut PortStats) -> bool {
+    match v {
+        Verdict::Pass => true,
+        Verdict::SourceLimit => {
+            stats.drop_mgmt_rate_source += 1;
+            false
+        }
+        Verdict::PortLimit => {
+            stats.drop_mgmt_rate_port += 1;
+            false
+        }
     }
 }
 

@@ -35,15 +35,16 @@ impl Dataplane {
                 u.stats.rx_frames += 1;
                 let eid = d.eid();
                 if eid == 0 {
+                    if !policed(u.police.check(Source::Ip(src.ip()), self.now), &mut u.stats) {
+                        continue;
+                    }
                     u.stats.rx_mgmt += 1;
                     let msg = FromDp::UdpMgmt {
                         port: id,
                         src,
                         payload: dg.to_vec(),
                     };
-                    if let Err(e) = self.ctl.send(&msg, &[]) {
-                        tracing::warn!("cannot pass a management datagram to o7sd: {e}");
-                    }
+                    self.mgmt_to_o7sd(msg, id);
                     continue;
                 }
                 let Some(f) = self
@@ -99,12 +100,12 @@ impl Dataplane {
                 buf.extend_from_slice(&f.remote.to_be_bytes());
                 match crypt {
                     Some(c) => {
-                        if c.seal(sdu, buf).is_err() {
+                        if c.seal_appending(buf, |b| sdu.append_to(b)).is_err() {
                             buf.truncate(start);
                             return 0;
                         }
                     }
-                    None => buf.extend_from_slice(sdu),
+                    None => sdu.append_to(buf),
                 }
                 buf.len() - start
             }) {

@@ -1,6 +1,10 @@
 //! `o7s-inject DEV HEXFRAME...`: sends raw Ethernet frames on a device (AF_PACKET).
 //! `o7s-inject --udp SRC DST HEX...`: sends UDP datagrams from SRC (ip:port) to DST.
 //! `o7s-inject --capture DEV SECONDS OUT.pcap`: writes what DEV sees for SECONDS to a pcap.
+//! `o7s-inject --flood DEV COUNT KIND [name=N] [eid=E] [dst=MAC] [random-src]`: sends COUNT
+//! eth-dix frames of KIND (`nq-req`, `nq-reply`, `flow-req`, `data`, `random`) as fast as
+//! the socket takes them; prints what it sent as JSON.
+//! `o7s-inject --udp-flood SRC DST COUNT name=N`: COUNT udp FLOW_REQ datagrams for N.
 //! A test helper for bad-input tests; sends only where it is told (a test namespace).
 
 use o7s_dataplane::afpacket::{dev_info, PacketSocket};
@@ -10,6 +14,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--capture") {
         return capture(args.get(1..).unwrap_or(&[]));
+    }
+    if args.first().map(String::as_str) == Some("--flood") {
+        return flood(args.get(1..).unwrap_or(&[]));
+    }
+    if args.first().map(String::as_str) == Some("--udp-flood") {
+        return udp_flood(args.get(1..).unwrap_or(&[]));
     }
     if args.first().map(String::as_str) == Some("--udp") {
         return udp(args.get(1..).unwrap_or(&[]));
@@ -104,5 +114,213 @@ fn capture(args: &[String]) -> ExitCode {
         eprintln!("o7s-inject: {out}: {e}");
         return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
+}
+
+/// `key=value` options and flags after the positional arguments.
+fn opts(args: &[String]) -> std::collections::HashMap<String, String> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (a.clone(), String::new()),
+        })
+        .collect()
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    v.try_into().ok()
+}
+
+/// A valid unsigned OAP request header (a fresh id each time, so no replay check stops it).
+fn oap_request(rng: &mut u64) -> Vec<u8> {
+    let mut id = [0u8; 16];
+    for b in &mut id {
+        *b = next(rng) as u8;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    o7s_wire::oap::OapHdr::unsigned(id, now, vec![])
+        .to_bytes()
+        .unwrap_or_default()
+}
+
+/// xorshift64: cheap, seeded by the pid, good enough for junk.
+fn next(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+fn mgmt(code: o7s_wire::code::EthCode, s: u32, tail: Vec<u8>) -> o7s_control::eth::Mgmt {
+    o7s_control::eth::Mgmt {
+        code,
+        s,
+        d: 0,
+        qos: o7s_wire::qos::QosSpec::RAW,
+        response: 0,
+        tail,
+    }
+}
+
+fn flood(args: &[String]) -> ExitCode {
+    use o7s_control::eth::build_mgmt;
+    use o7s_dataplane::msg::PortKind;
+    use o7s_wire::code::EthCode;
+    let (Some(dev), Some(count), Some(kind)) = (args.first(), args.get(1), args.get(2)) else {
+        eprintln!(
+            "usage: o7s-inject --flood DEV COUNT KIND [name=N] [eid=E] [dst=MAC] [random-src]"
+        );
+        return ExitCode::from(2);
+    };
+    let Ok(count) = count.parse::<u64>() else {
+        eprintln!("o7s-inject: '{count}' is not a count");
+        return ExitCode::from(2);
+    };
+    let o = opts(args.get(3..).unwrap_or(&[]));
+    let name = o
+        .get("name")
+        .cloned()
+        .unwrap_or_else(|| "oping-server".into());
+    let eid: u16 = o.get("eid").and_then(|e| e.parse().ok()).unwrap_or(0x40);
+    let dst = o.get("dst").and_then(|d| parse_mac(d)).unwrap_or([0xff; 6]);
+    let random_src = o.contains_key("random-src");
+    let info = match dev_info(dev) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("o7s-inject: {dev}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sock = match PacketSocket::open(info.ifindex, 0x0003) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("o7s-inject: {dev}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let kind_dix = PortKind::Dix { ethertype: 0xA000 };
+    let hash = o7s_wire::hash::HashAlgo::Sha3_256.hash(&name);
+    let mut rng = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    let (mut sent, mut failed) = (0u64, 0u64);
+    let mut frame = Vec::with_capacity(2048);
+    let start = std::time::Instant::now();
+    for i in 0..count {
+        let payload = match kind.as_str() {
+            "nq-req" => build_mgmt(kind_dix, &mgmt(EthCode::NameQueryReq, 0, hash.clone())),
+            "nq-reply" => {
+                // A different, made-up name each time: cache poisoning and growth.
+                let mut h = vec![0u8; 32];
+                for b in &mut h {
+                    *b = next(&mut rng) as u8;
+                }
+                build_mgmt(kind_dix, &mgmt(EthCode::NameQueryReply, 0, h))
+            }
+            "flow-req" => {
+                let mut tail = hash.clone();
+                tail.extend_from_slice(&oap_request(&mut rng));
+                build_mgmt(
+                    kind_dix,
+                    &mgmt(EthCode::FlowReq, 0x40 + (i % 4000) as u32, tail),
+                )
+            }
+            "data" | "random" => {
+                let n = 1 + (next(&mut rng) % 200) as usize;
+                (0..n).map(|_| next(&mut rng) as u8).collect()
+            }
+            other => {
+                eprintln!("o7s-inject: unknown kind {other}");
+                return ExitCode::from(2);
+            }
+        };
+        let mut src = info.mac;
+        if random_src {
+            let r = next(&mut rng).to_be_bytes();
+            src = [0x02, r[0], r[1], r[2], r[3], r[4]];
+        }
+        let e = if kind == "data" { eid } else { 0 };
+        if o7s_dataplane::frames::build_dix(&mut frame, dst, src, 0xA000, e, &payload).is_err() {
+            failed += 1;
+            continue;
+        }
+        // The socket's queue may fill: wait a little rather than count a loss.
+        let mut tries = 0;
+        loop {
+            match sock.send(&frame) {
+                Ok(()) => {
+                    sent += 1;
+                    break;
+                }
+                Err(_) if tries < 1000 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+                Err(_) => {
+                    failed += 1;
+                    break;
+                }
+            }
+        }
+    }
+    println!(
+        "{{\"kind\":\"{kind}\",\"sent\":{sent},\"failed\":{failed},\"seconds\":{:.3}}}",
+        start.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
+}
+
+fn udp_flood(args: &[String]) -> ExitCode {
+    use o7s_control::eth::build_mgmt;
+    use o7s_dataplane::msg::PortKind;
+    use o7s_wire::code::EthCode;
+    let (Some(src), Some(dst), Some(count)) = (args.first(), args.get(1), args.get(2)) else {
+        eprintln!("usage: o7s-inject --udp-flood SRC DST COUNT [name=N]");
+        return ExitCode::from(2);
+    };
+    let (Ok(count), Ok(dst_addr)) = (count.parse::<u64>(), dst.parse::<std::net::SocketAddr>())
+    else {
+        eprintln!("o7s-inject: bad count or destination");
+        return ExitCode::from(2);
+    };
+    let o = opts(args.get(3..).unwrap_or(&[]));
+    let name = o
+        .get("name")
+        .cloned()
+        .unwrap_or_else(|| "unknown-name".into());
+    let sock = match std::net::UdpSocket::bind(src.as_str()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("o7s-inject: bind {src}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let kind = PortKind::Udp { addr: dst_addr };
+    let hash = o7s_wire::hash::HashAlgo::Md5.hash(&name);
+    let mut rng = 0x1234_5678_9abc_def0 ^ u64::from(std::process::id());
+    let (mut sent, mut failed) = (0u64, 0u64);
+    let start = std::time::Instant::now();
+    for i in 0..count {
+        let mut tail = hash.clone();
+        tail.extend_from_slice(&oap_request(&mut rng));
+        let d = build_mgmt(
+            kind,
+            &mgmt(EthCode::FlowReq, 0x40 + (i % 4000) as u32, tail),
+        );
+        match sock.send_to(&d, dst_addr) {
+            Ok(_) => sent += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    println!(
+        "{{\"kind\":\"udp-flow-req\",\"sent\":{sent},\"failed\":{failed},\"seconds\":{:.3}}}",
+        start.elapsed().as_secs_f64()
+    );
     ExitCode::SUCCESS
 }

@@ -249,15 +249,37 @@ fn build(cmd: &Cmd) -> Result<Ctl, String> {
         Cmd::Stats => Ctl::Stats,
         Cmd::Config { words } => match verb(words, &["load"])? {
             (_, [file]) => {
+                // Read here, with the caller's rights: the daemon never opens the path.
+                let content = read_config(file)?;
                 let p = std::path::Path::new(file);
                 let abs = p.canonicalize().map_err(|e| format!("{file}: {e}"))?;
                 Ctl::ConfigLoad {
                     path: abs.display().to_string(),
+                    content: Some(content),
                 }
             }
             _ => return Err("usage: config load FILE".into()),
         },
     })
+}
+
+/// The text of configuration file `file`: at most `MAX_CONFIG_BYTES`, UTF-8.
+fn read_config(file: &str) -> Result<String, String> {
+    use std::io::Read;
+    let limit = o7s::proto::MAX_CONFIG_BYTES;
+    let f = std::fs::File::open(file).map_err(|e| format!("{file}: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{file}: {e}"))?;
+    if bytes.len() > limit {
+        return Err(format!(
+            "{file}: larger than {} KiB: not a configuration file",
+            limit / 1024
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| format!("{file}: not UTF-8 text: not a configuration file"))
 }
 
 fn cell(v: &Value) -> String {
