@@ -132,7 +132,7 @@ pub struct Daemon {
     /// Trusted CAs and intermediates (loaded at start).
     trust: Mutex<crate::auth::TrustStore>,
     /// OAP requests seen recently (id -> timestamp), against replays.
-    replay: Mutex<HashMap<[u8; 16], u64>>,
+    replay: Mutex<crate::replay::ReplayWindow>,
     /// Signalled when a process starts accepting.
     accept_cv: Condvar,
     /// The data plane.
@@ -145,6 +145,8 @@ pub struct Daemon {
     pub stopping: AtomicBool,
     /// FLOW_REQs from the wire being served now.
     flow_reqs: std::sync::atomic::AtomicUsize,
+    /// Calls of `tick`.
+    ticks: AtomicU64,
 }
 
 type Fail = (ErrorCode, String);
@@ -193,13 +195,14 @@ impl Daemon {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             trust: Mutex::new(trust),
-            replay: Mutex::new(HashMap::new()),
+            replay: Mutex::new(crate::replay::ReplayWindow::default()),
             accept_cv: Condvar::new(),
             dp,
             settings,
             counters: Counters::default(),
             stopping: AtomicBool::new(false),
             flow_reqs: std::sync::atomic::AtomicUsize::new(0),
+            ticks: AtomicU64::new(0),
         })
     }
 
@@ -244,13 +247,11 @@ impl Daemon {
         if now.saturating_sub(req.timestamp) > 20_000_000_000 {
             return Err("the OAP request is outdated (more than 20 s old)".into());
         }
-        {
-            let mut seen = self.replay.lock().unwrap_or_else(|p| p.into_inner());
-            seen.retain(|_, ts| now.saturating_sub(*ts) <= 20_000_000_000);
-            if seen.insert(req.id, req.timestamp).is_some() {
-                return Err(format!("replayed OAP request {}", hex::encode(req.id)));
-            }
-        }
+        self.replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(req.id, now)
+            .map_err(|e| format!("{e} {}", hex::encode(req.id)))?;
         if req.crt.is_empty() {
             tracing::info!("No certificate provided by <client>.");
             return Ok(());
@@ -1587,6 +1588,16 @@ impl Daemon {
 
     /// Periodic work: expire caches, reap children.
     pub fn tick(&self) {
+        // Every 5 s (50 ticks): hand memory that bursts left in the allocator's per-thread
+        // arenas back to the system, so o7sd's size returns to where it was after a flood.
+        let n = self.ticks.fetch_add(1, Ordering::Relaxed);
+        if n % 50 == 49 {
+            self.replay
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .prune(now_ns());
+            trim_heap();
+        }
         let mut st = self.st();
         for i in &mut st.ipcps {
             i.expire();
@@ -2151,6 +2162,17 @@ impl Daemon {
                 Reply::Table { rows: vec![m] }
             }
         }
+    }
+}
+
+/// Returns free heap memory to the system (glibc's `malloc_trim`; nothing elsewhere).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // Safety: malloc_trim only walks the allocator's own free lists; it is thread-safe and
+    // takes no pointer from us.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

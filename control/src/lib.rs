@@ -9,6 +9,7 @@ pub mod dns;
 pub mod dp;
 pub mod eth;
 pub mod registry;
+pub mod replay;
 pub mod security;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -30,6 +30,10 @@ pub struct OutDrops {
 /// The bounded queue towards `o7sd`.
 #[derive(Debug, Default)]
 pub struct CtlOut {
+    /// Replies and events: sent first, so that a flood of management frames does not
+    /// delay o7sd's requests (o7sctl stays responsive).
+    first: VecDeque<FromDp>,
+    /// Management frames and datagrams.
     q: VecDeque<FromDp>,
     /// What was dropped.
     pub drops: OutDrops,
@@ -48,29 +52,37 @@ impl CtlOut {
 
     /// Queues a reply or an event.
     pub fn push(&mut self, m: FromDp) -> bool {
-        if self.q.len() >= MAX_QUEUED {
+        if self.first.len() >= MAX_QUEUED {
             self.drops.events_overflow += 1;
             tracing::warn!("o7sd does not read the data plane's messages: dropped one");
             return false;
         }
-        self.q.push_back(m);
+        self.first.push_back(m);
         true
     }
 
     /// Whether messages wait.
     pub fn is_empty(&self) -> bool {
-        self.q.is_empty()
+        self.q.is_empty() && self.first.is_empty()
     }
 
     /// Messages waiting.
     pub fn len(&self) -> usize {
-        self.q.len()
+        self.q.len() + self.first.len()
     }
 
     /// Sends what the channel takes now. `Err` only when `o7sd` is gone (the channel
     /// is closed); a message too large for the channel is dropped, counted and logged.
     pub fn flush(&mut self, ch: &Channel) -> io::Result<()> {
-        while let Some(m) = self.q.front() {
+        loop {
+            let q = if self.first.is_empty() {
+                &mut self.q
+            } else {
+                &mut self.first
+            };
+            let Some(m) = q.front() else {
+                return Ok(());
+            };
             match ch.try_send(m, &[]) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -80,9 +92,8 @@ impl CtlOut {
                 }
                 Err(e) => return Err(e),
             }
-            self.q.pop_front();
+            q.pop_front();
         }
-        Ok(())
     }
 }
 
@@ -114,21 +125,28 @@ mod tests {
         assert_eq!(out.len(), MAX_QUEUED_MGMT);
         // Events still get in above the management limit.
         assert!(out.push(FromDp::FlowDown { flow: 7 }));
-        // Reading drains everything in order, the event last.
+        // Reading drains everything; the event overtakes the queued management frames
+        // (only those already in the socket come before it).
         let mut got = 0u32;
-        let mut last = None;
+        let mut event_at = None;
         loop {
             out.flush(&a).unwrap();
             match b.recv_timeout::<FromDp>(Some(std::time::Duration::from_millis(50))) {
                 Ok((m, _)) => {
                     got += 1;
-                    last = Some(m);
+                    if matches!(m, FromDp::FlowDown { flow: 7 }) {
+                        event_at = Some(got);
+                    }
                 }
                 Err(_) => break,
             }
         }
         assert!(out.is_empty());
-        assert!(matches!(last, Some(FromDp::FlowDown { flow: 7 })));
+        let at = event_at.unwrap();
+        assert!(
+            at < got - (MAX_QUEUED_MGMT as u32) / 2,
+            "event at {at} of {got}"
+        );
         assert_eq!(u64::from(got) + out.drops.mgmt_backlog, 20_001);
     }
 

@@ -162,6 +162,59 @@ impl Topo {
         t
     }
 
+    /// Hosts `sides` on one Ethernet segment: each has a veth `NAME-v<side>` whose other end
+    /// is a port of a bridge in namespace `NAME-br` (a third host on the segment sees the
+    /// others' broadcasts, as on a real LAN).
+    pub fn bridged(prefix: &str, sides: &[&str]) -> Topo {
+        let name = unique(prefix);
+        let mut all: Vec<&str> = sides.to_vec();
+        all.push("br");
+        let t = Topo::empty(&name, &all);
+        let br = t.ns("br");
+        let ok = |o: Output, what: &str| {
+            assert!(
+                o.status.success(),
+                "{what}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        ok(
+            sh(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"]),
+            "bridge",
+        );
+        ok(
+            sh(&["ip", "-n", &br, "link", "set", "br0", "up"]),
+            "bridge up",
+        );
+        for s in sides {
+            let (dev, port, ns) = (t.dev(s), format!("{name}-p{s}"), t.ns(s));
+            ok(
+                sh(&[
+                    "ip", "link", "add", &dev, "netns", &ns, "type", "veth", "peer", "name", &port,
+                    "netns", &br,
+                ]),
+                "veth",
+            );
+            ok(
+                sh(&["ip", "-n", &br, "link", "set", &port, "master", "br0"]),
+                "bridge port",
+            );
+            ok(
+                sh(&["ip", "-n", &br, "link", "set", &port, "up"]),
+                "port up",
+            );
+            ok(sh(&["ip", "-n", &ns, "link", "set", &dev, "up"]), "dev up");
+        }
+        t
+    }
+
+    /// The MAC address of side `s`'s device.
+    pub fn mac(&self, s: &str) -> String {
+        let o = sh(&["ip", "-n", &self.ns(s), "-j", "link", "show", &self.dev(s)]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v[0]["address"].as_str().unwrap().to_string()
+    }
+
     /// One host with `lo` only.
     pub fn single(prefix: &str) -> Topo {
         let name = unique(prefix);
@@ -414,6 +467,83 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The anonymous resident memory of process `pid` in KiB (RssAnon: heap, stacks; not the
+/// pages of its executable, which grow as new code paths run).
+pub fn anon_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// A system user made for one test (useradd), removed on drop (also when the test fails).
+#[derive(Debug)]
+pub struct TestUser {
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+}
+
+impl TestUser {
+    /// Creates a user with no home and no login shell.
+    pub fn create() -> TestUser {
+        let name = unique("o7st");
+        let o = sh(&[
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            &name,
+        ]);
+        assert!(
+            o.status.success(),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let u = nix::unistd::User::from_name(&name).unwrap().unwrap();
+        TestUser {
+            name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        }
+    }
+
+    /// `prog` run as this user in side `ns` of `t`, talking to the daemon of `rundir`.
+    pub fn cmd(&self, t: &Topo, ns: &str, rundir: &str, prog: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &t.ns(ns)])
+            .args([
+                "setpriv",
+                "--reuid",
+                &self.uid.to_string(),
+                "--regid",
+                &self.gid.to_string(),
+                "--clear-groups",
+            ])
+            .arg("env")
+            .arg(format!("O7S_RUNDIR={}", t.rundir(rundir).display()))
+            .arg(format!(
+                "PATH={}:{}",
+                bin_dir().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ))
+            .arg(prog);
+        c
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
     }
 }
 

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 const DEFAULT_SPIN_US: u64 = 200;
 /// While spinning, the poll system call is made every this many turns.
 const POLL_EVERY: u32 = 16;
+/// Most control messages handled per turn.
+const CTL_BATCH: usize = 64;
 /// Most SDUs taken from one ring per turn (fairness between flows).
 const TX_BATCH: usize = 64;
 
@@ -240,8 +242,19 @@ impl Dataplane {
             let mut work = 0;
             if !spinning || turn % POLL_EVERY == 0 {
                 let ctl_ready = self.poll_once(&mut ids, spinning)?;
-                if ctl_ready && !self.handle_ctl()? {
-                    return Ok(());
+                // Up to CTL_BATCH messages from o7sd at once: a request (o7sctl stats) must
+                // not wait behind frames to send one per turn.
+                if ctl_ready {
+                    for _ in 0..CTL_BATCH {
+                        if !self.handle_ctl()? {
+                            return Ok(());
+                        }
+                        if self.tables_changed
+                            || !o7s::ipc::wait_readable(self.ctl.as_fd(), Some(Duration::ZERO))?
+                        {
+                            break;
+                        }
+                    }
                 }
                 if self.tables_changed {
                     continue;

@@ -164,7 +164,11 @@ fn mgmt(code: o7s_wire::code::EthCode, s: u32, tail: Vec<u8>) -> o7s_control::et
         code,
         s,
         d: 0,
-        qos: o7s_wire::qos::QosSpec::RAW,
+        // Flows a flood manages to set up time out after a second.
+        qos: o7s_wire::qos::QosSpec {
+            timeout: 1000,
+            ..o7s_wire::qos::QosSpec::RAW
+        },
         response: 0,
         tail,
     }

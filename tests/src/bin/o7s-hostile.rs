@@ -1,0 +1,137 @@
+//! `o7s-hostile MODE ...`: a misbehaving local app, for the security tests. Talks to the
+//! o7sd of `$O7S_RUNDIR` only and prints what happened as one JSON line.
+//!
+//! - `truncate NAME`: allocates a flow to NAME, then tries to shrink and grow its flow
+//!   memory (a shrink used to kill the data plane with SIGBUS) and scribbles over the ring
+//!   indices the data plane reads; holds the flow for a second.
+//! - `allocs COUNT LEN THREADS`: COUNT allocations to distinct names of LEN bytes (1 ms
+//!   time-out each) from THREADS threads; counts the replies by error code.
+
+#![allow(unsafe_code)]
+
+use o7s::ipc::Channel;
+use o7s::proto::{socket_path, Reply, Request};
+use o7s_wire::qos::QosSpec;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("truncate") => truncate(args.get(1).map_or("oping-server", String::as_str)),
+        Some("allocs") => {
+            let n = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+            allocs(n(1, 1000), n(2, 50_000), n(3, 4))
+        }
+        _ => Err("usage: o7s-hostile truncate NAME | allocs COUNT LEN THREADS".into()),
+    };
+    match r {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("o7s-hostile: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn alloc(
+    name: &str,
+    timeout_ms: u64,
+) -> Result<(Channel, Reply, Vec<std::os::fd::OwnedFd>), String> {
+    let ch = Channel::connect(&socket_path(None)).map_err(|e| format!("connect: {e}"))?;
+    ch.send(
+        &Request::Alloc {
+            name: name.to_string(),
+            qos: QosSpec::RAW,
+            timeout_ms,
+        },
+        &[],
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let (r, fds) = ch.recv::<Reply>().map_err(|e| format!("recv: {e}"))?;
+    Ok((ch, r, fds))
+}
+
+fn truncate(name: &str) -> Result<String, String> {
+    let (_ch, r, fds) = alloc(name, 3000)?;
+    if !matches!(r, Reply::Flow(_)) {
+        return Err(format!("no flow: {r:?}"));
+    }
+    let mem = fds.first().ok_or("no flow memory")?;
+    let file = std::fs::File::from(mem.try_clone().map_err(|e| e.to_string())?);
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let shrink = file.set_len(0).map_err(|e| e.to_string());
+    let grow = file.set_len(len * 2).map_err(|e| e.to_string());
+    // Scribble over the header and both rings' indices, as a process sharing the memory may.
+    // Safety: our own mapping of memory we were handed; the data plane must survive
+    // whatever we write into it.
+    let scribbled = match unsafe { memmap2::MmapMut::map_mut(&file) } {
+        Ok(mut m) => {
+            for b in m.iter_mut().take(64 + 256) {
+                *b = 0xff;
+            }
+            m.len()
+        }
+        Err(_) => 0,
+    };
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let len_after = file.metadata().map_err(|e| e.to_string())?.len();
+    let s = |r: Result<(), String>| match r {
+        Ok(()) => "done".to_string(),
+        Err(e) => e,
+    };
+    Ok(format!(
+        "{{\"shrink\":{:?},\"grow\":{:?},\"len_before\":{len},\"len_after\":{len_after},\"scribbled\":{scribbled}}}",
+        s(shrink),
+        s(grow)
+    ))
+}
+
+fn allocs(count: usize, len: usize, threads: usize) -> Result<String, String> {
+    let threads = threads.max(1);
+    let per = count.div_ceil(threads);
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut by: BTreeMap<String, u64> = BTreeMap::new();
+                let mut sample = String::new();
+                for i in 0..per {
+                    let tag = format!("{t}-{i}-");
+                    let name = format!("{tag}{}", "x".repeat(len.saturating_sub(tag.len())));
+                    let key = match alloc(&name, 1) {
+                        Ok((_, Reply::Error { code, message }, _)) => {
+                            if sample.is_empty() {
+                                sample = message.chars().take(200).collect();
+                            }
+                            format!("{code:?}")
+                        }
+                        Ok((_, other, _)) => format!("{other:?}").chars().take(20).collect(),
+                        Err(e) => e,
+                    };
+                    *by.entry(key).or_default() += 1;
+                }
+                (by, sample)
+            })
+        })
+        .collect();
+    let mut all: BTreeMap<String, u64> = BTreeMap::new();
+    let mut sample = String::new();
+    for h in hs {
+        let (by, s) = h.join().map_err(|_| "a thread panicked")?;
+        for (k, v) in by {
+            *all.entry(k).or_default() += v;
+        }
+        if sample.is_empty() {
+            sample = s;
+        }
+    }
+    let by: Vec<String> = all.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+    Ok(format!(
+        "{{\"by\":{{{}}},\"sample\":{:?}}}",
+        by.join(","),
+        sample
+    ))
+}
