@@ -93,6 +93,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    limit_heap_arenas();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("O7S_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
@@ -266,6 +267,19 @@ fn main() -> ExitCode {
     let _ = std::fs::remove_file(&sock);
     tracing::info!("o7sd stopped.");
     ExitCode::SUCCESS
+}
+
+/// Two malloc arenas instead of glibc's eight per CPU: o7sd's threads are few and not hot,
+/// and memory a burst left behind in many arenas stays fragmented (RSS after a flood of
+/// flow requests went back to +16 % of where it was with the default, see SECURITY.md).
+fn limit_heap_arenas() {
+    #[cfg(target_env = "gnu")]
+    // Safety: mallopt is called first thing in main, before any other thread exists, with a
+    // documented parameter; it takes no pointer.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// CPUs online on this machine: all of them, not only those this process may run on now

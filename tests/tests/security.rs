@@ -285,6 +285,7 @@ fn floods_from_the_segment_do_not_stall_or_poison_the_daemon() {
             .output()
             .unwrap();
         assert!(o.status.success(), "warm-up {f:?}: {}", text(&o));
+        eprintln!("after warm-up {f:?}: o7sd {} KiB", anon_kib(b.pid()));
     }
     std::thread::sleep(Duration::from_secs(6));
     let base_rss = anon_kib(b.pid());
@@ -348,6 +349,7 @@ fn floods_from_the_segment_do_not_stall_or_poison_the_daemon() {
             .output()
             .unwrap();
         assert!(o.status.success(), "flood {f:?}: {}", text(&o));
+        eprintln!("after {f:?}: o7sd {} KiB", anon_kib(b.pid()));
         sent.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
     }
     let o = t
@@ -406,9 +408,13 @@ fn floods_from_the_segment_do_not_stall_or_poison_the_daemon() {
     }
     // The cache holds nothing from the flood (no query asked for those names).
     assert!(t.ctl_json("b", &["cache", "list"]).len() <= 1);
-    // Memory comes back (the flood's flows time out after a second).
+    // Memory comes back (the flood's flows time out after a second): within 10 % or 1 MiB
+    // of the baseline (a debug o7sd holds about 3 MiB of heap and stacks; the flood of
+    // accepted flow requests takes it to 8 MiB; a second auto-started server's waiting
+    // accept holds a thread). Growth with the number of frames would be far beyond.
+    let slack = (base_rss / 10).max(1024);
     let settled = eventually(Duration::from_secs(15), || {
-        anon_kib(b.pid()) <= base_rss + base_rss / 10
+        anon_kib(b.pid()) <= base_rss + slack
     });
     assert!(
         settled,
@@ -528,4 +534,98 @@ fn bad_config_and_long_names_leave_memory_flat() {
     );
     let log_growth = std::fs::metadata(&d.log).unwrap().len() - log_base;
     assert!(log_growth < 8 << 20, "the log grew by {log_growth} bytes");
+}
+
+/// A member of `--admin-group` may change the daemon, and a program such an administrator
+/// binds is started as that administrator, never as root.
+#[test]
+fn programs_bound_by_a_non_root_admin_run_as_that_admin() {
+    if !can_run() || !o7s_integration::tool("useradd") || !o7s_integration::tool("setpriv") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let admin = TestUser::create();
+    let t = Topo::pair("sg");
+    let gid = admin.gid.to_string();
+    let b = t.daemon_with(
+        "b",
+        "b",
+        &client_conf(&t.dev("b")),
+        &["--admin-group", &gid],
+    );
+    let _a = t.daemon("a", &client_conf(&t.dev("a")));
+    let oping = bin("oping").display().to_string();
+    for args in [
+        vec![
+            "bind", "program", &oping, "name", "mine", "auto", "--", "-l",
+        ],
+        vec!["name", "register", "mine", "layer", "wifi-network"],
+    ] {
+        let o = admin
+            .cmd(&t, "b", "b", &bin("o7sctl"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "o7sctl {args:?} as admin: {}", text(&o));
+    }
+    let (sum, o) = t.oping("a", &["-n", "mine", "-c", "3", "-i", "20ms"]);
+    assert_eq!(sum["received"], 3, "{}\n{}", text(&o), b.log());
+    let flows = t.ctl_json("b", &["flow", "list"]);
+    let pid = flows
+        .iter()
+        .find(|f| f["side"] == "accept")
+        .and_then(|f| f["pid"].as_i64())
+        .unwrap_or_else(|| panic!("{flows:?}"));
+    let uid = o7s_control::authz::process_uid(pid as i32);
+    assert_eq!(
+        uid,
+        Some(admin.uid),
+        "the auto-started server runs as {uid:?}"
+    );
+    assert!(
+        b.log().contains(&format!("runs as uid {}", admin.uid)),
+        "{}",
+        b.log()
+    );
+}
+
+/// FLOW_REQs from a multicast or the all-zero source address (a bridge drops them; a veth
+/// or a hub does not) are dropped by the data plane and counted: before, they created
+/// flows whose replies and data went to every station.
+#[test]
+fn flow_requests_from_no_station_are_dropped() {
+    if !can_run() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let t = Topo::pair("sb");
+    let _b = t.daemon("b", &server_conf(&t.dev("b")));
+    let mac_b = t.mac("b");
+    for src in [
+        "01:00:5e:00:00:01",
+        "ff:ff:ff:ff:ff:ff",
+        "00:00:00:00:00:00",
+    ] {
+        let o = t
+            .cmd("a", &bin("o7s-inject"))
+            .args([
+                "--flood",
+                &t.dev("a"),
+                "1000",
+                "flow-req",
+                "name=oping-server",
+            ])
+            .arg(format!("dst={mac_b}"))
+            .arg(format!("src={src}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let ok = eventually(Duration::from_secs(5), || {
+        n(&stats(&t, "b"), "dp_drop_mgmt_bad_source") == 3000
+    });
+    let st = stats(&t, "b");
+    assert!(ok, "{st}");
+    assert_eq!(n(&st, "flows_allocated"), 0, "{st}");
+    assert!(t.ctl_json("b", &["flow", "list"]).is_empty());
 }

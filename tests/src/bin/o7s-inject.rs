@@ -1,7 +1,7 @@
 //! `o7s-inject DEV HEXFRAME...`: sends raw Ethernet frames on a device (AF_PACKET).
 //! `o7s-inject --udp SRC DST HEX...`: sends UDP datagrams from SRC (ip:port) to DST.
 //! `o7s-inject --capture DEV SECONDS OUT.pcap`: writes what DEV sees for SECONDS to a pcap.
-//! `o7s-inject --flood DEV COUNT KIND [name=N] [eid=E] [dst=MAC] [random-src]`: sends COUNT
+//! `o7s-inject --flood DEV COUNT KIND [name=N] [eid=E] [dst=MAC] [src=MAC|random-src]`: sends COUNT
 //! eth-dix frames of KIND (`nq-req`, `nq-reply`, `flow-req`, `data`, `random`) as fast as
 //! the socket takes them; prints what it sent as JSON.
 //! `o7s-inject --udp-flood SRC DST COUNT name=N`: COUNT udp FLOW_REQ datagrams for N.
@@ -196,6 +196,7 @@ fn flood(args: &[String]) -> ExitCode {
     let eid: u16 = o.get("eid").and_then(|e| e.parse().ok()).unwrap_or(0x40);
     let dst = o.get("dst").and_then(|d| parse_mac(d)).unwrap_or([0xff; 6]);
     let random_src = o.contains_key("random-src");
+    let fixed_src = o.get("src").and_then(|m| parse_mac(m));
     let info = match dev_info(dev) {
         Ok(i) => i,
         Err(e) => {
@@ -244,7 +245,7 @@ fn flood(args: &[String]) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let mut src = info.mac;
+        let mut src = fixed_src.unwrap_or(info.mac);
         if random_src {
             let r = next(&mut rng).to_be_bytes();
             src = [0x02, r[0], r[1], r[2], r[3], r[4]];
