@@ -253,7 +253,7 @@ impl Daemon {
             .check(req.id, now)
             .map_err(|e| format!("{e} {}", hex::encode(req.id)))?;
         if req.crt.is_empty() {
-            tracing::info!("No certificate provided by <client>.");
+            crate::wire_log!(info, "No certificate provided by <client>.");
             return Ok(());
         }
         let (_, sig) = req
@@ -269,7 +269,7 @@ impl Daemon {
             .map_err(|e| format!("client certificate: {e}"))?;
         crate::auth::verify_signature(&req.crt, req.md_nid, signed, sig)
             .map_err(|e| format!("client: {e}"))?;
-        tracing::info!("Successfully authenticated client {cn}.");
+        crate::wire_log!(info, "Successfully authenticated client {cn}.");
         Ok(())
     }
 
@@ -1268,7 +1268,11 @@ impl Daemon {
             Ok(m) => m,
             Err(e) => {
                 self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("{}: malformed management message from {src}: {e}", i.name,);
+                crate::wire_log!(
+                    debug,
+                    "{}: malformed management message from {src}: {e}",
+                    i.name,
+                );
                 return;
             }
         };
@@ -1344,7 +1348,7 @@ impl Daemon {
                         self.counters
                             .reply_unknown_eid
                             .fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
+                        crate::wire_log!(warn, 
                             "{}: dropped a FLOW_REPLY from {src} (seid {:#x}, deid {:#x}): no allocation waits for it",
                             i.name,
                             m.s,
@@ -1356,7 +1360,8 @@ impl Daemon {
             EthCode::FlowReq => {
                 if !i.valid_remote(m.s) {
                     self.counters.req_bad_eid.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
+                    crate::wire_log!(
+                        warn,
                         "{}: dropped a FLOW_REQ with impossible endpoint id {:#x}",
                         i.name,
                         m.s
@@ -1390,7 +1395,11 @@ impl Daemon {
             }
             other => {
                 self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("{}: unexpected management code {other} from {src}", i.name);
+                crate::wire_log!(
+                    debug,
+                    "{}: unexpected management code {other} from {src}",
+                    i.name
+                );
             }
         }
     }
@@ -1429,7 +1438,8 @@ impl Daemon {
             self.counters
                 .req_unknown_name
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(
+            crate::wire_log!(
+                info,
                 "Flow request for unregistered hash {}: refused.",
                 hex::encode(&hash)
             );
@@ -1440,12 +1450,15 @@ impl Daemon {
             Ok(h) => h,
             Err(e) => {
                 self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("Flow request for {name}: bad OAP header: {e}; refused.");
+                crate::wire_log!(
+                    warn,
+                    "Flow request for {name}: bad OAP header: {e}; refused."
+                );
                 self.refuse(idx, src, remote, -1);
                 return;
             }
         };
-        tracing::info!("Flow request arrived for {name}.");
+        crate::wire_log!(info, "Flow request arrived for {name}.");
         let security = self
             .check_request(&req, &oap)
             .and_then(|()| self.enc_conf("server", &name))
@@ -1454,7 +1467,7 @@ impl Daemon {
         let (resp, crypt) = match security {
             Ok(x) => x,
             Err(why) => {
-                tracing::warn!("Flow request for {name} refused: {why}");
+                crate::wire_log!(warn, "Flow request for {name} refused: {why}");
                 self.refuse(idx, src, remote, -1);
                 return;
             }
@@ -1464,7 +1477,7 @@ impl Daemon {
             ..c
         });
         let Some(acceptor) = self.find_acceptor(&name) else {
-            tracing::warn!("No process accepts flows for {name}: refused.");
+            crate::wire_log!(warn, "No process accepts flows for {name}: refused.");
             self.refuse(idx, src, remote, -1);
             return;
         };
@@ -1489,7 +1502,7 @@ impl Daemon {
         ) {
             Ok(a) => a,
             Err((_, e)) => {
-                tracing::warn!("Flow request for {name}: {e}");
+                crate::wire_log!(warn, "Flow request for {name}: {e}");
                 if let Some(i) = self.st().ipcps.get_mut(idx) {
                     i.eids.remove(&local);
                 }
@@ -1499,7 +1512,7 @@ impl Daemon {
         };
         let flow = acc.flow;
         if acceptor.tx.send(acc).is_err() {
-            tracing::warn!("The process accepting {name} went away: refused.");
+            crate::wire_log!(warn, "The process accepting {name} went away: refused.");
             self.dealloc(flow);
             self.refuse(idx, src, remote, -1);
             return;
@@ -1515,7 +1528,8 @@ impl Daemon {
             tail: resp.to_bytes().unwrap_or_default(),
         };
         self.send_mgmt(i.port, src, eth::build_mgmt(i.port_kind, &m));
-        tracing::info!(
+        crate::wire_log!(
+            info,
             "Flow {flow} accepted for {name} by process {}.",
             acceptor.pid
         );
@@ -2096,6 +2110,7 @@ impl Daemon {
                     ("name_query_limit", &c.query_limit),
                     ("requests_denied", &c.denied),
                     ("dp_queue_full", &self.dp.queue_full),
+                    ("log_lines_suppressed", &crate::wirelog::SUPPRESSED_TOTAL),
                 ] {
                     m.insert(k.into(), json!(v.load(Ordering::Relaxed)));
                 }

@@ -11,6 +11,7 @@ pub mod eth;
 pub mod registry;
 pub mod replay;
 pub mod security;
+pub mod wirelog;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
