@@ -1348,7 +1348,7 @@ impl Daemon {
                         self.counters
                             .reply_unknown_eid
                             .fetch_add(1, Ordering::Relaxed);
-                        crate::wire_log!(warn, 
+                        crate::wire_log!(warn,
                             "{}: dropped a FLOW_REPLY from {src} (seid {:#x}, deid {:#x}): no allocation waits for it",
                             i.name,
                             m.s,
