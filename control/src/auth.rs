@@ -123,11 +123,14 @@ pub fn verify_signature(cert: &[u8], md_nid: u16, msg: &[u8], sig: &[u8]) -> Res
             ))
         }
     };
+    // md_nid 0 (a peer with a certificate but no enc.conf) means OpenSSL's default digest
+    // for an EC key: SHA-256 on every curve (facts 1.9, verified live against the
+    // reference; the request hash in such a response stays SHA-384).
     let alg: &dyn signature::VerificationAlgorithm = match (curve, md_nid) {
-        (256, 672) => &signature::ECDSA_P256_SHA256_ASN1,
-        (256, 0 | 673) => &signature::ECDSA_P256_SHA384_ASN1,
-        (384, 672) => &signature::ECDSA_P384_SHA256_ASN1,
-        (384, 0 | 673) => &signature::ECDSA_P384_SHA384_ASN1,
+        (256, 0 | 672) => &signature::ECDSA_P256_SHA256_ASN1,
+        (256, 673) => &signature::ECDSA_P256_SHA384_ASN1,
+        (384, 0 | 672) => &signature::ECDSA_P384_SHA256_ASN1,
+        (384, 673) => &signature::ECDSA_P384_SHA384_ASN1,
         (_, md) => return Err(format!("unsupported signature digest NID {md}")),
     };
     signature::UnparsedPublicKey::new(alg, key)

@@ -44,7 +44,13 @@ pub struct Settings {
     pub max_flows: usize,
     /// Most flows one peer (a MAC or IP address) may have set up with us at once.
     pub max_flows_per_peer: usize,
+    /// Most flows one local process may hold at once.
+    pub max_flows_per_process: usize,
 }
+
+/// Instances of a name's auto-started program running at once, at most: a flood of flow
+/// requests must not make the daemon start programs without bound.
+pub const MAX_AUTOSTARTED_PER_NAME: usize = 4;
 
 /// Flow requests from the wire being served at once (each may wait for an acceptor);
 /// more are dropped and counted (`flow_req_busy`).
@@ -104,6 +110,9 @@ pub struct Counters {
     pub flow_limit: AtomicU64,
     /// Requests refused: the caller may not do that.
     pub denied: AtomicU64,
+    /// Flow requests refused: the name's auto-started program already runs
+    /// `MAX_AUTOSTARTED_PER_NAME` times.
+    pub autostart_limit: AtomicU64,
     /// Allocations refused: too many name queries in flight.
     pub query_limit: AtomicU64,
 }
@@ -748,30 +757,17 @@ impl Daemon {
         pid: i32,
         crypt: Option<CryptSpec>,
     ) -> Result<Accepted, Fail> {
+        self.check_flow_limits(peer)?;
         {
             let st = self.st();
-            if st.flows.len() >= self.settings.max_flows {
+            let of_process = st.flows.values().filter(|f| f.pid == pid).count();
+            if pid > 0 && of_process >= self.settings.max_flows_per_process {
                 self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
                 return Err((
                     ErrorCode::NoResources,
                     format!(
-                        "this daemon has its maximum of {} flows (o7sd --max-flows)",
-                        self.settings.max_flows
-                    ),
-                ));
-            }
-            let same_peer = |p: &Peer| match (p, &peer) {
-                (Peer::Ip(a), Peer::Ip(b)) => a.ip() == b.ip(),
-                (a, b) => a == b,
-            };
-            let of_peer = st.flows.values().filter(|f| same_peer(&f.peer)).count();
-            if of_peer >= self.settings.max_flows_per_peer {
-                self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
-                return Err((
-                    ErrorCode::NoResources,
-                    format!(
-                        "{peer} has its maximum of {} flows with this daemon (o7sd --max-flows-per-peer)",
-                        self.settings.max_flows_per_peer
+                        "process {pid} has its maximum of {} flows (o7sd --max-flows-per-process)",
+                        self.settings.max_flows_per_process
                     ),
                 ));
             }
@@ -855,6 +851,38 @@ impl Daemon {
             flow,
             fds,
         })
+    }
+
+    /// Whether one more flow with `peer` is within the daemon's limits (`--max-flows`,
+    /// `--max-flows-per-peer`); counted and explained when not.
+    fn check_flow_limits(&self, peer: Peer) -> Result<(), Fail> {
+        let st = self.st();
+        if st.flows.len() >= self.settings.max_flows {
+            self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
+            return Err((
+                ErrorCode::NoResources,
+                format!(
+                    "this daemon has its maximum of {} flows (o7sd --max-flows)",
+                    self.settings.max_flows
+                ),
+            ));
+        }
+        let same_peer = |p: &Peer| match (p, &peer) {
+            (Peer::Ip(a), Peer::Ip(b)) => a.ip() == b.ip(),
+            (a, b) => a == b,
+        };
+        let of_peer = st.flows.values().filter(|f| same_peer(&f.peer)).count();
+        if of_peer >= self.settings.max_flows_per_peer {
+            self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
+            return Err((
+                ErrorCode::NoResources,
+                format!(
+                    "{peer} has its maximum of {} flows with this daemon (o7sd --max-flows-per-peer)",
+                    self.settings.max_flows_per_peer
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Finds the IPCP and MAC behind `name`: cache first, then a name query on every eth
@@ -1476,6 +1504,13 @@ impl Daemon {
             rotation_bits: self.settings.key_rotation_bits,
             ..c
         });
+        // The limits first: a request that will be refused must not take an acceptor or
+        // start a program.
+        if let Err((_, why)) = self.check_flow_limits(src) {
+            crate::wire_log!(warn, "Flow request for {name} from {src}: {why}; refused.");
+            self.refuse(idx, src, remote, -1);
+            return;
+        }
         let Some(acceptor) = self.find_acceptor(&name) else {
             crate::wire_log!(warn, "No process accepts flows for {name}: refused.");
             self.refuse(idx, src, remote, -1);
@@ -1486,6 +1521,7 @@ impl Daemon {
             st.ipcps.get_mut(idx).and_then(|i| i.alloc_eid())
         };
         let Some(local) = local else {
+            self.st().reg.restore(acceptor);
             self.refuse(idx, src, remote, -1);
             return;
         };
@@ -1503,9 +1539,13 @@ impl Daemon {
             Ok(a) => a,
             Err((_, e)) => {
                 crate::wire_log!(warn, "Flow request for {name}: {e}");
-                if let Some(i) = self.st().ipcps.get_mut(idx) {
+                let mut st = self.st();
+                if let Some(i) = st.ipcps.get_mut(idx) {
                     i.eids.remove(&local);
                 }
+                // The process was picked but got nothing: it is first in line again.
+                st.reg.restore(acceptor);
+                drop(st);
                 self.refuse(idx, src, remote, -1);
                 return;
             }
@@ -1567,7 +1607,8 @@ impl Daemon {
                 .is_some_and(|e| !e.progs.is_empty() || !e.pids.is_empty());
             (auto, bound)
         };
-        let running = self.st().children.iter().any(|(n, _)| n == name);
+        let running_n = self.st().children.iter().filter(|(n, _)| n == name).count();
+        let running = running_n > 0;
         // A bound process may be between two accepts: give it a moment.
         if bound && (auto.is_none() || running) {
             if let Some(a) = self.wait_acceptor(name, self.settings.accept_wait) {
@@ -1576,6 +1617,17 @@ impl Daemon {
         }
         let prog = auto?;
         let exe = prog.exe.clone()?;
+        if running_n >= MAX_AUTOSTARTED_PER_NAME {
+            self.counters
+                .autostart_limit
+                .fetch_add(1, Ordering::Relaxed);
+            crate::wire_log!(
+                warn,
+                "{running_n} instances of {} already run for {name} and none accepts: not starting another.",
+                exe.display()
+            );
+            return None;
+        }
         tracing::info!("Starting {} for {name}.", exe.display());
         let mut cmd = Command::new(&exe);
         cmd.args(&prog.args)
@@ -2109,6 +2161,7 @@ impl Daemon {
                     ("name_cache_full", &c.cache_full),
                     ("name_query_limit", &c.query_limit),
                     ("requests_denied", &c.denied),
+                    ("autostart_limit", &c.autostart_limit),
                     ("dp_queue_full", &self.dp.queue_full),
                     ("log_lines_suppressed", &crate::wirelog::SUPPRESSED_TOTAL),
                 ] {

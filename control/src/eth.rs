@@ -99,10 +99,16 @@ pub fn parse_mgmt(kind: PortKind, b: &[u8]) -> Result<Mgmt, o7s_wire::Error> {
                 UdpCode::FlowReply => EthCode::FlowReply,
                 UdpCode::Unknown(x) => EthCode::Unknown(x),
             };
+            // `s` is the sender's eid, `d` the receiver's: a udp FLOW_REPLY carries them
+            // the other way round (requester first).
+            let (s, d) = match code {
+                EthCode::FlowReply => (m.responder_eid, m.requester_eid),
+                _ => (m.requester_eid, m.responder_eid),
+            };
             Mgmt {
                 code,
-                s: m.s_eid,
-                d: m.d_eid,
+                s,
+                d,
                 qos: m.qos,
                 response: m.response,
                 tail: rest.to_vec(),
@@ -133,8 +139,17 @@ pub fn build_mgmt(kind: PortKind, m: &Mgmt) -> Vec<u8> {
         .write(&mut w),
         PortKind::Udp { .. } => udp::MgmtMsg {
             eid: 0,
-            s_eid: m.s,
-            d_eid: m.d,
+            // The requester's eid first, in a FLOW_REPLY too (see parse_mgmt).
+            requester_eid: if m.code == EthCode::FlowReply {
+                m.d
+            } else {
+                m.s
+            },
+            responder_eid: if m.code == EthCode::FlowReply {
+                m.s
+            } else {
+                m.d
+            },
             response: m.response,
             qos: m.qos,
             code: match m.code {
@@ -279,6 +294,48 @@ impl EthIpcp {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A udp FLOW_REPLY as the reference sends it (facts 1.8.3, verified live): the
+    /// requester's eid (0x40) first, then the responder's (0x47); the two ends differ, so a
+    /// swap cannot pass unnoticed. On eth-dix the responder's eid comes first.
+    #[test]
+    fn udp_flow_reply_carries_the_requester_eid_first() {
+        let udp = PortKind::Udp {
+            addr: "127.0.0.1:3435".parse().unwrap(),
+        };
+        let mut wire = vec![0u8; 47];
+        wire[4..8].copy_from_slice(&0x40u32.to_be_bytes()); // requester (the receiver)
+        wire[8..12].copy_from_slice(&0x47u32.to_be_bytes()); // responder (the sender)
+        wire[44] = 2; // FLOW_REPLY
+        let m = parse_mgmt(udp, &wire).unwrap();
+        assert_eq!(m.code, EthCode::FlowReply);
+        assert_eq!((m.s, m.d), (0x47, 0x40), "sender's eid is the responder's");
+        assert_eq!(build_mgmt(udp, &m), wire);
+        // A FLOW_REQ: the requester's eid first, the responder's 0.
+        let req = Mgmt {
+            code: EthCode::FlowReq,
+            s: 0x40,
+            d: 0,
+            qos: QosSpec::RAW,
+            response: 0,
+            tail: vec![],
+        };
+        let b = build_mgmt(udp, &req);
+        assert_eq!(&b[4..12], &[0, 0, 0, 0x40, 0, 0, 0, 0]);
+        // eth-dix: the responder's eid (seid) first.
+        let dix = PortKind::Dix { ethertype: 0xA000 };
+        let r = Mgmt {
+            code: EthCode::FlowReply,
+            s: 0x47,
+            d: 0x40,
+            qos: QosSpec::RAW,
+            response: 0,
+            tail: vec![],
+        };
+        let b = build_mgmt(dix, &r);
+        assert_eq!(&b[0..4], &[0, 0x47, 0, 0x40]);
+        assert_eq!(parse_mgmt(dix, &b).unwrap(), r);
+    }
 
     #[test]
     fn mgmt_round_trip_all_kinds() {

@@ -75,6 +75,9 @@ struct Cli {
     /// Most flows one peer (MAC or IP address) may have with this daemon at once.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     max_flows_per_peer: u32,
+    /// Most flows one local process may hold at once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_flows_per_process: u32,
     /// Management frames or datagrams accepted per second from one source (MAC or IP),
     /// burst as many; the rest are dropped and counted before they cost anything. 0: no limit.
     #[arg(long, default_value_t = 2000, value_name = "PER_S")]
@@ -207,6 +210,7 @@ fn main() -> ExitCode {
         policy,
         max_flows: cli.max_flows as usize,
         max_flows_per_peer: cli.max_flows_per_peer as usize,
+        max_flows_per_process: cli.max_flows_per_process as usize,
     };
     let d = Daemon::new(dp, settings);
     {

@@ -55,10 +55,14 @@ pub struct Accepted {
 /// A process waiting in accept.
 #[derive(Debug)]
 pub struct Acceptor {
+    /// Its id in the registry.
+    pub id: u64,
     /// Its pid.
     pub pid: i32,
     /// Where to hand the flow.
     pub tx: SyncSender<Accepted>,
+    /// The names it accepts for.
+    pub names: Vec<String>,
 }
 
 /// Names and acceptors.
@@ -129,11 +133,18 @@ impl Registry {
             .collect();
         if let Some(e) = self.names.get_mut(name) {
             e.pids.insert(pid);
-            for id in waiting {
-                if !e.active.contains(&id) {
+            for id in &waiting {
+                if !e.active.contains(id) {
                     match e.lb {
-                        Lb::RoundRobin => e.active.push_back(id),
-                        Lb::Spill => e.active.push_front(id),
+                        Lb::RoundRobin => e.active.push_back(*id),
+                        Lb::Spill => e.active.push_front(*id),
+                    }
+                }
+            }
+            for id in waiting {
+                if let Some(a) = self.acceptors.get_mut(&id) {
+                    if !a.names.iter().any(|n| n == name) {
+                        a.names.push(name.to_string());
                     }
                 }
             }
@@ -144,7 +155,15 @@ impl Registry {
     pub fn add_acceptor(&mut self, pid: i32, names: &[String], tx: SyncSender<Accepted>) -> u64 {
         self.next_acceptor += 1;
         let id = self.next_acceptor;
-        self.acceptors.insert(id, Acceptor { pid, tx });
+        self.acceptors.insert(
+            id,
+            Acceptor {
+                id,
+                pid,
+                tx,
+                names: names.to_vec(),
+            },
+        );
         for n in names {
             if let Some(e) = self.names.get_mut(n) {
                 match e.lb {
@@ -162,6 +181,19 @@ impl Registry {
             e.active.retain(|a| *a != id);
         }
         self.acceptors.remove(&id)
+    }
+
+    /// Puts back an acceptor taken for a flow that could not be set up: it is first in line
+    /// again for each of its names (the process never learns it was picked).
+    pub fn restore(&mut self, a: Acceptor) {
+        for n in &a.names {
+            if let Some(e) = self.names.get_mut(n) {
+                if !e.active.contains(&a.id) {
+                    e.active.push_front(a.id);
+                }
+            }
+        }
+        self.acceptors.insert(a.id, a);
     }
 
     /// Takes the next acceptor of `name` (removing it from every name's list).
@@ -203,6 +235,22 @@ mod tests {
     fn round_robin_alternates_spill_sticks() {
         assert_eq!(acceptors(Lb::RoundRobin), vec![1, 2, 1, 2]);
         assert_eq!(acceptors(Lb::Spill), vec![2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn an_acceptor_taken_for_a_failed_flow_is_first_again() {
+        let mut r = Registry::default();
+        r.create("n", Some(Lb::RoundRobin));
+        let names = vec!["n".to_string()];
+        let (tx, _rx) = sync_channel(1);
+        r.add_acceptor(1, &names, tx.clone());
+        r.add_acceptor(2, &names, tx);
+        let a = r.take_acceptor("n").unwrap();
+        assert_eq!(a.pid, 1);
+        r.restore(a);
+        assert_eq!(r.take_acceptor("n").map(|a| a.pid), Some(1));
+        assert_eq!(r.take_acceptor("n").map(|a| a.pid), Some(2));
+        assert!(r.take_acceptor("n").is_none());
     }
 
     #[test]

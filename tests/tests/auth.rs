@@ -357,3 +357,69 @@ fn tampered_flow_request_is_refused_live() {
     let (ok, err) = ping(&t, 1);
     assert!(ok, "still serving: {err}");
 }
+
+/// A response whose `md_nid` is 0 (a server with a certificate but no enc.conf) is signed
+/// with SHA-256 on every curve, as the reference does (facts 1.9, verified live): such a
+/// response made by openssl verifies on P-384 and P-256 keys, and one signed with SHA-384
+/// under md_nid 0 does not. Before, o7s verified md_nid 0 with SHA-384 and refused the
+/// reference's servers.
+#[test]
+fn responses_with_md_nid_0_are_signed_with_sha256_on_every_curve() {
+    if !tool("openssl") {
+        return;
+    }
+    for curve in ["P-384", "P-256"] {
+        let dir = std::env::temp_dir().join(format!("o7s-md0-{}-{curve}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pki.sh");
+        let o = std::process::Command::new("bash")
+            .arg(script)
+            .arg(&dir)
+            .env("CURVE", curve)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let sec = dir.join("security");
+        std::fs::create_dir_all(sec.join("cacert")).unwrap();
+        std::fs::create_dir_all(sec.join("untrusted")).unwrap();
+        std::fs::copy(dir.join("root/crt.pem"), sec.join("cacert/ca.pem")).unwrap();
+        std::fs::copy(dir.join("sign/crt.pem"), sec.join("untrusted/sign.pem")).unwrap();
+        let (trust, _) = o7s_control::auth::TrustStore::load(&sec);
+        let signer = o7s_control::auth::Signer::load(
+            &dir.join("server/crt.pem"),
+            &dir.join("server/key.pem"),
+        )
+        .unwrap();
+        let req = o7s_wire::oap::OapHdr::unsigned([7; 16], 5, vec![])
+            .to_bytes()
+            .unwrap();
+        let sign = |digest: &str| {
+            let mut resp = o7s_wire::oap::OapHdr::unsigned(
+                [7; 16],
+                6,
+                o7s_control::daemon::req_hash(&req, 0).unwrap(),
+            );
+            resp.crt = signer.cert.clone();
+            resp.md_nid = 0;
+            let unsigned = resp.to_bytes().unwrap();
+            let msg = dir.join("msg");
+            std::fs::write(&msg, &unsigned).unwrap();
+            let o = std::process::Command::new("openssl")
+                .args(["dgst", digest, "-sign"])
+                .arg(dir.join("server/key.pem"))
+                .arg(&msg)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            resp.tail.extend_from_slice(&o.stdout);
+            resp.to_bytes().unwrap()
+        };
+        let good = sign("-sha256");
+        o7s_control::daemon::verify_response(&trust, NAME, &req, &good)
+            .unwrap_or_else(|e| panic!("{curve}, md_nid 0, SHA-256: {e}"));
+        let e =
+            o7s_control::daemon::verify_response(&trust, NAME, &req, &sign("-sha384")).unwrap_err();
+        assert!(e.contains("signature does not verify"), "{curve}: {e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

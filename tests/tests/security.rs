@@ -406,6 +406,9 @@ fn floods_from_the_segment_do_not_stall_or_poison_the_daemon() {
     if let Some(f) = first {
         assert!(f["rx_sdus"].as_u64().unwrap() <= 1000, "{f}");
     }
+    // The flood of FLOW_REQs for a known name started no more than 4 servers.
+    let started = b.log().matches("Starting ").count();
+    assert!((1..=4).contains(&started), "{started} servers auto-started");
     // The cache holds nothing from the flood (no query asked for those names).
     assert!(t.ctl_json("b", &["cache", "list"]).len() <= 1);
     // Memory comes back (the flood's flows time out after a second): within 10 % or 1 MiB

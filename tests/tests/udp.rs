@@ -417,3 +417,80 @@ fn udp_one_way_flow_outlives_its_peer_timeout_on_keepalives() {
     let _client = t.daemon_in("a", "a", CLIENT);
     o7s_integration::one_way_flow_on_keepalives(&t, ("a", "b"), ("a", "a"), &|| server.log());
 }
+
+/// The endpoint ids of a udp FLOW_REPLY in the reference's order (facts 1.8.3: the
+/// requester's first, the opposite of eth), checked against peers that lay the messages
+/// out byte by byte from the facts and use an eid different from ours, so a swapped field
+/// cannot pass: o7s allocating to a reference-style server (its eid = ours + 7) sends its
+/// data to the server's eid; a reference-style client (eid 153) gets a FLOW_REPLY from
+/// o7s with 153 first and o7s's own eid second. Before, o7s used the eth order and only the
+/// first flow between fresh daemons worked (both ends picked eid 64).
+#[test]
+fn udp_flow_reply_eid_order_matches_the_reference() {
+    if !can_run() {
+        return;
+    }
+    use std::io::BufRead;
+    let t = Topo::single("ue");
+    t.hosts(
+        "a",
+        &format!("127.0.0.3 {}\n", HashAlgo::Md5.hex("ref-server")),
+    );
+    let server = t.daemon_in("a", "b", SERVER);
+    let client = t.daemon_in("a", "a", CLIENT);
+    // o7s as the requester.
+    let mut fake = t
+        .cmd("a", &bin("o7s-inject"))
+        .args(["--udp-ref-server", "127.0.0.3:3435", "10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufReader::new(fake.stderr.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let (_, out) = t.oping_in(
+        "a",
+        "a",
+        &["-n", "ref-server", "-c", "1", "--server-timeout", "1"],
+    );
+    let got = fake.wait_with_output().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let (req, resp) = (r["requester_eid"].as_u64(), r["responder_eid"].as_u64());
+    assert!(req.is_some() && resp.is_some() && req != resp, "{r}");
+    assert_eq!(
+        r["data_eid"],
+        r["responder_eid"],
+        "o7s must send its data to the responder's eid: {r}\noping: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        client.log()
+    );
+    assert!(
+        client
+            .log()
+            .contains(&format!("remote {:#x}", resp.unwrap())),
+        "{}",
+        client.log()
+    );
+    // o7s as the responder.
+    let o = t
+        .cmd("a", &bin("o7s-inject"))
+        .args([
+            "--udp-ref-client",
+            "127.0.0.4:3435",
+            "127.0.0.2:3435",
+            "oping-server",
+            "153",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["code"], 2, "{r}");
+    assert_eq!(r["response"], 0, "{r}\n{}", server.log());
+    assert_eq!(r["first_eid"], 153, "the requester's eid comes first: {r}");
+    let theirs = r["second_eid"].as_u64().unwrap();
+    assert!(theirs >= 64 && theirs != 153, "{r}");
+}

@@ -42,10 +42,13 @@ impl<T: AsRef<[u8]>> Datagram<T> {
 pub struct MgmtMsg {
     /// The eid field (0 for management).
     pub eid: u32,
-    /// Sender's endpoint id.
-    pub s_eid: u32,
-    /// Receiver's endpoint id.
-    pub d_eid: u32,
+    /// The requester's endpoint id (the reference's `s_eid`), in a FLOW_REQ and in its
+    /// FLOW_REPLY alike: in a reply it is the *receiver's* eid, the opposite of the eth
+    /// layers' FLOW_REPLY (verified against the reference, facts §1.8.3).
+    pub requester_eid: u32,
+    /// The responder's endpoint id (the reference's `d_eid`): 0 in a FLOW_REQ, the sender's
+    /// own eid in a FLOW_REPLY.
+    pub responder_eid: u32,
     /// Response (0 = success).
     pub response: i32,
     /// QoS of the flow.
@@ -60,8 +63,8 @@ impl MgmtMsg {
         need("udp management message", buf, MGMT_LEN)?;
         let mut r = Reader::new("udp management message", buf);
         let eid = r.be32()?;
-        let s_eid = r.be32()?;
-        let d_eid = r.be32()?;
+        let requester_eid = r.be32()?;
+        let responder_eid = r.be32()?;
         let response = r.be32()? as i32;
         let bandwidth = r.be64()?;
         let delay = r.be32()?;
@@ -85,8 +88,8 @@ impl MgmtMsg {
         Ok((
             Self {
                 eid,
-                s_eid,
-                d_eid,
+                requester_eid,
+                responder_eid,
                 response,
                 qos,
                 code,
@@ -99,8 +102,8 @@ impl MgmtMsg {
     pub fn write(&self, w: &mut Writer) {
         let q = &self.qos;
         w.be32(self.eid)
-            .be32(self.s_eid)
-            .be32(self.d_eid)
+            .be32(self.requester_eid)
+            .be32(self.responder_eid)
             .be32(self.response as u32)
             .be64(q.bandwidth)
             .be32(q.delay)

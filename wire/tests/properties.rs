@@ -122,7 +122,7 @@ proptest! {
 
     #[test]
     fn udp_mgmt(eid: u32, s_eid: u32, d_eid: u32, q in qos(), response: i32, code: u8) {
-        let m = udp::MgmtMsg { eid, s_eid, d_eid, response, qos: q, code: UdpCode::from(code) };
+        let m = udp::MgmtMsg { eid, requester_eid: s_eid, responder_eid: d_eid, response, qos: q, code: UdpCode::from(code) };
         let mut w = Writer::default();
         m.write(&mut w);
         prop_assert_eq!(w.0.len(), udp::MGMT_LEN);
@@ -251,7 +251,7 @@ proptest! {
         let d = UdpMsg::Data { eid, sdu };
         prop_assert_eq!(UdpMsg::decode(&d.encode().unwrap()).unwrap(), d);
         let m = UdpMsg::Mgmt(
-            udp::MgmtMsg { eid: 0, s_eid, d_eid: 64, response: 0, qos: q, code: UdpCode::FlowReply },
+            udp::MgmtMsg { eid: 0, requester_eid: s_eid, responder_eid: 64, response: 0, qos: q, code: UdpCode::FlowReply },
             MgmtTail { hash: vec![], oap: Oap::V023(OapHdr { md_nid: 673, tail: vec![1; 48], ..h }) },
         );
         prop_assert_eq!(UdpMsg::decode(&m.encode().unwrap()).unwrap(), m);

@@ -5,6 +5,13 @@
 //! eth-dix frames of KIND (`nq-req`, `nq-reply`, `flow-req`, `data`, `random`) as fast as
 //! the socket takes them; prints what it sent as JSON.
 //! `o7s-inject --udp-flood SRC DST COUNT name=N`: COUNT udp FLOW_REQ datagrams for N.
+//! `o7s-inject --udp-ref-server BIND SECONDS`: answers one udp FLOW_REQ the way the
+//! reference does (facts 1.8.3: requester's eid first in the FLOW_REPLY) with its own eid
+//! = the requester's + 7, and reports the eid of the first data datagram, as JSON.
+//! `o7s-inject --udp-ref-client SRC DST NAME EID`: sends a reference FLOW_REQ with eid EID
+//! and reports the FLOW_REPLY's two eid fields, as JSON.
+//! The messages are laid out here byte by byte from the facts, not with o7s's codecs, so
+//! that a field order o7s gets wrong on both ends cannot pass.
 //! A test helper for bad-input tests; sends only where it is told (a test namespace).
 
 use o7s_dataplane::afpacket::{dev_info, PacketSocket};
@@ -20,6 +27,12 @@ fn main() -> ExitCode {
     }
     if args.first().map(String::as_str) == Some("--udp-flood") {
         return udp_flood(args.get(1..).unwrap_or(&[]));
+    }
+    if args.first().map(String::as_str) == Some("--udp-ref-server") {
+        return udp_ref_server(args.get(1..).unwrap_or(&[]));
+    }
+    if args.first().map(String::as_str) == Some("--udp-ref-client") {
+        return udp_ref_client(args.get(1..).unwrap_or(&[]));
     }
     if args.first().map(String::as_str) == Some("--udp") {
         return udp(args.get(1..).unwrap_or(&[]));
@@ -328,4 +341,146 @@ fn udp_flood(args: &[String]) -> ExitCode {
         start.elapsed().as_secs_f64()
     );
     ExitCode::SUCCESS
+}
+
+/// A udp management message laid out as the facts give it (47 bytes): eid 0, the
+/// requester's eid, the responder's eid, response, QoS raw (zeros but timeout 120 s), code.
+fn ref_udp_mgmt(requester: u32, responder: u32, code: u8) -> Vec<u8> {
+    let mut m = Vec::with_capacity(47);
+    m.extend_from_slice(&0u32.to_be_bytes());
+    m.extend_from_slice(&requester.to_be_bytes());
+    m.extend_from_slice(&responder.to_be_bytes());
+    m.extend_from_slice(&0i32.to_be_bytes()); // response
+    m.extend_from_slice(&0u64.to_be_bytes()); // bandwidth
+    m.extend_from_slice(&[0; 16]); // delay, loss, ber, max_gap
+    m.extend_from_slice(&120_000u32.to_be_bytes()); // timeout
+    m.push(code);
+    m.extend_from_slice(&[0, 0]); // availability, in_order
+    m
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        w.copy_from_slice(s);
+    }
+    u32::from_be_bytes(w)
+}
+
+fn udp_ref_server(args: &[String]) -> ExitCode {
+    let (Some(bind), Some(secs)) = (
+        args.first(),
+        args.get(1).and_then(|s| s.parse::<f64>().ok()),
+    ) else {
+        eprintln!("usage: o7s-inject --udp-ref-server BIND SECONDS");
+        return ExitCode::from(2);
+    };
+    let sock = match std::net::UdpSocket::bind(bind.as_str()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("o7s-inject: bind {bind}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_millis(100)));
+    // The test waits for this line before it allocates.
+    eprintln!("ready");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    let (mut requester, mut responder, mut data_eid) = (None, None, None);
+    let mut buf = vec![0u8; 65536];
+    while std::time::Instant::now() < end && data_eid.is_none() {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let d = buf.get(..n).unwrap_or(&[]);
+        let eid = be32(d, 0);
+        if eid != 0 {
+            data_eid = Some(eid);
+            continue;
+        }
+        // FLOW_REQ: code 1 at offset 44; then the 16-byte hash and the OAP request.
+        if d.get(44) != Some(&1) || requester.is_some() {
+            continue;
+        }
+        let req_eid = be32(d, 4);
+        let oap_req = d.get(47 + 16..).unwrap_or(&[]);
+        let Ok(req) = o7s_wire::oap::OapHdr::parse_as(oap_req, o7s_wire::oap::Role::Request, 0)
+        else {
+            eprintln!("o7s-inject: bad OAP request");
+            return ExitCode::FAILURE;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let Ok(hash) = o7s_control::daemon::req_hash(oap_req, req.md_nid) else {
+            return ExitCode::FAILURE;
+        };
+        let resp = o7s_wire::oap::OapHdr::unsigned(req.id, now, hash)
+            .to_bytes()
+            .unwrap_or_default();
+        let mine = req_eid.wrapping_add(7);
+        let mut reply = ref_udp_mgmt(req_eid, mine, 2);
+        reply.extend_from_slice(&resp);
+        if let Err(e) = sock.send_to(&reply, from) {
+            eprintln!("o7s-inject: reply: {e}");
+            return ExitCode::FAILURE;
+        }
+        requester = Some(req_eid);
+        responder = Some(mine);
+    }
+    let j = |v: Option<u32>| v.map_or("null".to_string(), |x| x.to_string());
+    println!(
+        "{{\"requester_eid\":{},\"responder_eid\":{},\"data_eid\":{}}}",
+        j(requester),
+        j(responder),
+        j(data_eid)
+    );
+    ExitCode::SUCCESS
+}
+
+fn udp_ref_client(args: &[String]) -> ExitCode {
+    let (Some(src), Some(dst), Some(name), Some(eid)) = (
+        args.first(),
+        args.get(1),
+        args.get(2),
+        args.get(3).and_then(|e| e.parse::<u32>().ok()),
+    ) else {
+        eprintln!("usage: o7s-inject --udp-ref-client SRC DST NAME EID");
+        return ExitCode::from(2);
+    };
+    let sock = match std::net::UdpSocket::bind(src.as_str()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("o7s-inject: bind {src}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut rng = 0x5555_aaaa_1234_4321 ^ u64::from(std::process::id());
+    let mut req = ref_udp_mgmt(eid, 0, 1);
+    req.extend_from_slice(&o7s_wire::hash::HashAlgo::Md5.hash(name));
+    req.extend_from_slice(&oap_request(&mut rng));
+    if let Err(e) = sock.send_to(&req, dst.as_str()) {
+        eprintln!("o7s-inject: send: {e}");
+        return ExitCode::FAILURE;
+    }
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let mut buf = vec![0u8; 65536];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => {
+            let d = buf.get(..n).unwrap_or(&[]);
+            println!(
+                "{{\"code\":{},\"response\":{},\"first_eid\":{},\"second_eid\":{}}}",
+                d.get(44).copied().unwrap_or(0),
+                be32(d, 12) as i32,
+                be32(d, 4),
+                be32(d, 8)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("o7s-inject: no FLOW_REPLY: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -605,8 +605,8 @@ fn udp_msg(
                 UdpCode::Unknown(_) => None,
             };
             let mut mn = Node::new(format!("mgmt {}", m.code))
-                .f("s_eid", hexn(u64::from(m.s_eid), 8))
-                .f("d_eid", hexn(u64::from(m.d_eid), 8))
+                .f("requester_eid", hexn(u64::from(m.requester_eid), 8))
+                .f("responder_eid", hexn(u64::from(m.responder_eid), 8))
                 .f("response", m.response);
             mn.children.push(describe::qos(&m.qos));
             describe::tail(&t, role, true, &mut mn.children);
