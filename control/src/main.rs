@@ -116,6 +116,10 @@ fn main() -> ExitCode {
         builder.with_writer(std::io::stderr).try_init()
     };
 
+    match o7s::raise_fd_limit() {
+        Ok(n) => tracing::debug!("open-file limit {n}"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let cfg = match &cli.config {
         Some(p) => {
             tracing::info!("Reading configuration from file {}.", p.display());

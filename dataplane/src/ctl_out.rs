@@ -35,6 +35,9 @@ pub struct CtlOut {
     first: VecDeque<FromDp>,
     /// Management frames and datagrams.
     q: VecDeque<FromDp>,
+    /// The packets of a long message (o7s::ipc::encode) not sent yet: they go before
+    /// anything else, so that its fragments stay together.
+    partial: VecDeque<Vec<u8>>,
     /// What was dropped.
     pub drops: OutDrops,
 }
@@ -63,7 +66,7 @@ impl CtlOut {
 
     /// Whether messages wait.
     pub fn is_empty(&self) -> bool {
-        self.q.is_empty() && self.first.is_empty()
+        self.q.is_empty() && self.first.is_empty() && self.partial.is_empty()
     }
 
     /// Messages waiting.
@@ -75,24 +78,31 @@ impl CtlOut {
     /// is closed); a message too large for the channel is dropped, counted and logged.
     pub fn flush(&mut self, ch: &Channel) -> io::Result<()> {
         loop {
+            if let Some(p) = self.partial.front() {
+                match ch.try_send_packet(p, &[]) {
+                    Ok(()) => {
+                        self.partial.pop_front();
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
             let q = if self.first.is_empty() {
                 &mut self.q
             } else {
                 &mut self.first
             };
-            let Some(m) = q.front() else {
+            let Some(m) = q.pop_front() else {
                 return Ok(());
             };
-            match ch.try_send(m, &[]) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            match o7s::ipc::encode(&m) {
+                Ok(packets) => self.partial = packets.into(),
+                Err(_) => {
                     self.drops.too_large += 1;
-                    tracing::error!("a message to o7sd is too large for the channel: dropped");
+                    tracing::error!("a message to o7sd is too large even in fragments: dropped");
                 }
-                Err(e) => return Err(e),
             }
-            q.pop_front();
         }
     }
 }
@@ -151,19 +161,31 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_channel_is_an_error_and_a_huge_message_is_dropped() {
+    fn a_long_message_goes_in_fragments_and_a_closed_channel_is_an_error() {
         let (a, b) = Channel::pair().unwrap();
         let mut out = CtlOut::default();
+        // 4 MB: far more than the socket takes at once.
         out.push(FromDp::UdpMgmt {
             port: 1,
             src: "127.0.0.1:1".parse().unwrap(),
-            payload: vec![0; o7s::ipc::MAX_MSG],
+            payload: vec![0x5a; 2 * 1024 * 1024],
         });
         out.push(FromDp::FlowDown { flow: 1 });
-        out.flush(&a).unwrap();
-        assert_eq!(out.drops.too_large, 1);
-        assert!(out.is_empty());
-        assert!(b.recv::<FromDp>().is_ok());
+        let reader = std::thread::spawn(move || {
+            let first = b.recv::<FromDp>().unwrap().0;
+            let second = b.recv::<FromDp>().unwrap().0;
+            (first, second, b)
+        });
+        while !out.is_empty() {
+            out.flush(&a).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let (first, second, b) = reader.join().unwrap();
+        assert!(
+            matches!(first, FromDp::UdpMgmt { ref payload, .. } if payload.len() == 2 * 1024 * 1024 && payload.iter().all(|&x| x == 0x5a))
+        );
+        assert!(matches!(second, FromDp::FlowDown { flow: 1 }));
+        assert_eq!(out.drops.too_large, 0);
         drop(b);
         out.push(FromDp::FlowDown { flow: 2 });
         assert!(out.flush(&a).is_err());

@@ -23,6 +23,9 @@ fn main() -> std::process::ExitCode {
         eprintln!("o7s-dataplane: started by o7sd only (O7S_CTL_FD is not set)");
         return std::process::ExitCode::from(2);
     };
+    if let Err(e) = o7s::raise_fd_limit() {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
     // Die with the daemon.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
     // Safety: o7sd passes the channel's descriptor; nothing else in this process owns it.

@@ -14,8 +14,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::Duration;
 
-/// Largest message.
-pub const MAX_MSG: usize = 256 * 1024;
+/// Largest message (its JSON), in all its packets.
+pub const MAX_MSG: usize = 16 * 1024 * 1024;
+/// Largest packet: longer messages are sent as fragments of this size (see [`encode`]).
+pub const MAX_FRAGMENT: usize = 64 * 1024;
+/// First byte of a fragment that more fragments follow.
+const MORE: u8 = 1;
+/// First byte of the last fragment of a message.
+const LAST: u8 = 2;
 /// Most descriptors one message carries.
 pub const MAX_FDS: usize = 8;
 
@@ -99,33 +105,40 @@ impl Channel {
         })
     }
 
-    /// Sends `msg` with `fds`, blocking while the peer's receive queue is full.
+    /// Sends `msg` with `fds`, blocking while the peer's receive queue is full. A message
+    /// longer than [`MAX_FRAGMENT`] goes as several packets (see [`encode`]).
     pub fn send<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-        self.send_flags(msg, fds, MsgFlags::MSG_NOSIGNAL)
+        for (i, p) in encode(msg)?.iter().enumerate() {
+            let f = if i == 0 { fds } else { &[] };
+            self.send_packet(p, f, MsgFlags::MSG_NOSIGNAL)?;
+        }
+        Ok(())
     }
 
     /// Sends `msg` with `fds` without blocking: `WouldBlock` when the peer's receive queue
-    /// is full (the caller keeps or drops the message), `InvalidInput` when it is larger
-    /// than [`MAX_MSG`].
+    /// is full (the caller keeps or drops the message). Only for messages of one packet
+    /// (`InvalidInput` otherwise): longer ones are sent packet by packet with
+    /// [`encode`] and [`Channel::try_send_packet`], keeping the rest for later.
     pub fn try_send<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-        self.send_flags(msg, fds, MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT)
+        let packets = encode(msg)?;
+        match packets.as_slice() {
+            [one] => self.try_send_packet(one, fds),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "message of several packets",
+            )),
+        }
     }
 
-    fn send_flags<T: Serialize>(
-        &self,
-        msg: &T,
-        fds: &[BorrowedFd<'_>],
-        flags: MsgFlags,
-    ) -> io::Result<()> {
-        let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
-        if body.len() > MAX_MSG {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "message too large",
-            ));
-        }
+    /// Sends one packet made by [`encode`] without blocking (`WouldBlock` when there is no
+    /// room).
+    pub fn try_send_packet(&self, packet: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        self.send_packet(packet, fds, MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn send_packet(&self, body: &[u8], fds: &[BorrowedFd<'_>], flags: MsgFlags) -> io::Result<()> {
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-        let iov = [IoSlice::new(&body)];
+        let iov = [IoSlice::new(body)];
         let cmsg = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
         loop {
@@ -139,7 +152,7 @@ impl Channel {
 
     /// Receives a message and its descriptors; `UnexpectedEof` when the peer closed.
     pub fn recv<T: DeserializeOwned>(&self) -> io::Result<(T, Vec<OwnedFd>)> {
-        let (bytes, fds) = self.recv_raw()?;
+        let (bytes, fds) = self.recv_message()?;
         let msg = serde_json::from_slice(&bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad message: {e}")))?;
         Ok((msg, fds))
@@ -158,8 +171,48 @@ impl Channel {
         self.recv()
     }
 
+    /// One whole message: a single packet, or the packets of a long one put together (at
+    /// most [`MAX_MSG`] bytes: a longer one is read to its end and refused).
+    fn recv_message(&self) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+        let (first, mut fds) = self.recv_raw()?;
+        if first.first() != Some(&MORE) {
+            return Ok((first, fds));
+        }
+        let mut body = first.get(1..).unwrap_or(&[]).to_vec();
+        let mut too_long = false;
+        loop {
+            let (p, more_fds) = self.recv_raw()?;
+            fds.extend(more_fds);
+            let (Some(&mark), Some(part)) = (p.first(), p.get(1..)) else {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "empty fragment"));
+            };
+            if mark != MORE && mark != LAST {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a message began inside another",
+                ));
+            }
+            if body.len() + part.len() > MAX_MSG {
+                too_long = true;
+                body.clear();
+            } else if !too_long {
+                body.extend_from_slice(part);
+            }
+            if mark == LAST {
+                break;
+            }
+        }
+        if too_long {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("message longer than {MAX_MSG} bytes"),
+            ));
+        }
+        Ok((body, fds))
+    }
+
     fn recv_raw(&self) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
-        let mut buf = vec![0u8; MAX_MSG];
+        let mut buf = vec![0u8; MAX_FRAGMENT + 1];
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -184,9 +237,16 @@ impl Channel {
                             }
                         }
                     }
+                    let truncated = m.flags.contains(MsgFlags::MSG_TRUNC);
                     let n = m.bytes;
                     if n == 0 {
                         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed"));
+                    }
+                    if truncated {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "a packet longer than a fragment",
+                        ));
                     }
                     buf.truncate(n);
                     return Ok((buf, fds));
@@ -196,6 +256,34 @@ impl Channel {
             }
         }
     }
+}
+
+/// The packets of `msg` (JSON): one when it fits [`MAX_FRAGMENT`], else fragments marked
+/// `MORE` (0x01) and, for the last one, `LAST` (0x02): bytes no JSON text starts with, so
+/// a one-packet message is plain JSON. Listings of any length cross a channel this way
+/// (a SEQPACKET socket refuses a packet larger than its send buffer).
+pub fn encode<T: Serialize>(msg: &T) -> io::Result<Vec<Vec<u8>>> {
+    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    if body.len() > MAX_MSG {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("message of {} bytes, longer than {MAX_MSG}", body.len()),
+        ));
+    }
+    if body.len() <= MAX_FRAGMENT {
+        return Ok(vec![body]);
+    }
+    let n = body.len().div_ceil(MAX_FRAGMENT - 1);
+    Ok(body
+        .chunks(MAX_FRAGMENT - 1)
+        .enumerate()
+        .map(|(i, c)| {
+            let mut p = Vec::with_capacity(c.len() + 1);
+            p.push(if i + 1 == n { LAST } else { MORE });
+            p.extend_from_slice(c);
+            p
+        })
+        .collect())
 }
 
 impl AsFd for Channel {
@@ -274,5 +362,65 @@ impl Listener {
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_message_crosses_in_fragments_with_its_descriptors() {
+        let (a, b) = Channel::pair().unwrap();
+        // 3 MB of rows: more than a socket buffer, more than a fragment.
+        let rows: Vec<String> = (0..30_000).map(|i| format!("{i:0>100}")).collect();
+        let sent = rows.clone();
+        let memfd =
+            nix::sys::memfd::memfd_create(c"t", nix::sys::memfd::MFdFlags::empty()).unwrap();
+        let t = std::thread::spawn(move || {
+            a.send(&sent, &[memfd.as_fd()]).unwrap();
+            a.send(&"after", &[]).unwrap();
+        });
+        let (got, fds) = b.recv::<Vec<String>>().unwrap();
+        assert_eq!(got, rows);
+        assert_eq!(fds.len(), 1);
+        assert_eq!(b.recv::<String>().unwrap().0, "after");
+        t.join().unwrap();
+        assert!(encode(&rows).unwrap().len() > 40);
+        assert_eq!(encode(&"short").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn too_long_and_broken_sequences_are_refused() {
+        let huge = vec![0u8; MAX_MSG];
+        assert_eq!(
+            encode(&huge).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let (a, b) = Channel::pair().unwrap();
+        // A fragment, then a new message instead of the rest.
+        a.send_packet(&[MORE, b'['], &[], MsgFlags::MSG_NOSIGNAL)
+            .unwrap();
+        a.send_packet(b"1", &[], MsgFlags::MSG_NOSIGNAL).unwrap();
+        assert_eq!(
+            b.recv::<u32>().unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        // A packet longer than a fragment.
+        a.send_packet(&vec![b' '; MAX_FRAGMENT + 100], &[], MsgFlags::MSG_NOSIGNAL)
+            .unwrap();
+        assert_eq!(
+            b.recv::<u32>().unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        // try_send takes one-packet messages only.
+        let long: Vec<u8> = vec![7; MAX_FRAGMENT];
+        assert_eq!(
+            a.try_send(&long, &[]).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        a.try_send(&5u32, &[]).unwrap();
+        assert_eq!(b.recv::<u32>().unwrap().0, 5);
     }
 }

@@ -14,3 +14,17 @@ pub mod ring;
 
 pub use flow::{control, wait_any, Error, Flow};
 pub use o7s_wire::qos::QosSpec;
+
+/// Raises this process's soft limit on open files to its hard limit (o7sd, the data plane
+/// and busy apps hold several descriptors per flow: a socket, a memfd, two eventfds); the
+/// limit in effect afterwards.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+            .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+    }
+    Ok(hard.max(soft))
+}

@@ -908,3 +908,59 @@ fn deleted_device_takes_its_port_down() {
     assert!(b.stop(), "{}", b.log());
     assert!(a.stop(), "{}", a.log());
 }
+
+/// Listings of any size: with 2,000 flows (1,000 allocated and 1,000 accepted on one
+/// daemon) every listing and `o7sctl stats` answer in full, and the data plane is not
+/// restarted. Before, a reply over 256 KiB (about 850 flows) made the data plane exit on the
+/// failed send and every flow was dropped.
+#[test]
+fn listings_of_two_thousand_flows_work() {
+    if !can_run() {
+        return;
+    }
+    use std::io::BufRead;
+    let t = Topo::single("lf");
+    let hostile = bin("o7s-hostile").display().to_string();
+    let d = t.daemon_with(
+        "a",
+        "a",
+        &format!("[name.\"many\"]\nprog=[\"{hostile}\"]\n\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nreg=[\"many\"]\n"),
+        &["--max-flows-per-peer", "4096"],
+    );
+    let spawn = |args: &[&str]| {
+        t.cmd("a", &bin("o7s-hostile"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut server = spawn(&["accept", "1000", "120"]);
+    assert!(eventually(Duration::from_secs(5), || {
+        t.ctl_json("a", &["name", "list"])
+            .iter()
+            .any(|n| n["accepting"].as_u64() == Some(1))
+    }));
+    let mut client = spawn(&["hold", "1000", "many", "120"]);
+    let mut line = String::new();
+    std::io::BufReader::new(client.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(r["flows"], 1000, "{r}\n{}", d.log());
+    let flows = t.ctl_json("a", &["flow", "list"]);
+    assert_eq!(flows.len(), 2000);
+    assert_eq!(flows.iter().filter(|f| f["side"] == "accept").count(), 1000);
+    let s = t.ctl_json("a", &["stats"]);
+    assert_eq!(s[0]["dp_workers"], 1, "{s:?}");
+    assert_eq!(t.ctl_json("a", &["port", "list"]).len(), 1);
+    assert_eq!(t.ctl_json("a", &["worker", "list"])[0]["flows"], 2000);
+    assert!(!d.log().contains("data plane died"), "{}", d.log());
+    let _ = client.kill();
+    let _ = server.kill();
+    let _ = client.wait();
+    let _ = server.wait();
+    // Their flows go with them.
+    assert!(eventually(Duration::from_secs(10), || t
+        .ctl_json("a", &["flow", "list"])
+        .is_empty()));
+}

@@ -6,6 +6,9 @@
 //!   indices the data plane reads; holds the flow for a second.
 //! - `allocs COUNT LEN THREADS`: COUNT allocations to distinct names of LEN bytes (1 ms
 //!   time-out each) from THREADS threads; counts the replies by error code.
+//! - `accept COUNT SECONDS`: accepts COUNT flows and holds them for SECONDS.
+//! - `hold COUNT NAME SECONDS`: allocates COUNT flows to NAME and holds them for SECONDS;
+//!   prints how many it got and the first error.
 
 #![allow(unsafe_code)]
 
@@ -23,7 +26,18 @@ fn main() -> ExitCode {
             let n = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
             allocs(n(1, 1000), n(2, 50_000), n(3, 4))
         }
-        _ => Err("usage: o7s-hostile truncate NAME | allocs COUNT LEN THREADS".into()),
+        Some("accept") => {
+            let n = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+            many(None, n(1, 100), n(2, 10))
+        }
+        Some("hold") => {
+            let n = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+            many(args.get(2).map(String::as_str), n(1, 100), n(3, 10))
+        }
+        _ => Err(
+            "usage: o7s-hostile truncate NAME | allocs COUNT LEN THREADS | accept COUNT SECONDS | hold COUNT NAME SECONDS"
+                .into(),
+        ),
     };
     match r {
         Ok(json) => {
@@ -134,4 +148,34 @@ fn allocs(count: usize, len: usize, threads: usize) -> Result<String, String> {
         by.join(","),
         sample
     ))
+}
+
+/// Accepts (`name` None) or allocates COUNT flows and holds them for `secs`.
+fn many(name: Option<&str>, count: u64, secs: u64) -> Result<String, String> {
+    let _ = o7s::raise_fd_limit();
+    let mut flows = Vec::new();
+    let mut first_error = String::new();
+    let start = std::time::Instant::now();
+    for _ in 0..count {
+        let r = match name {
+            Some(n) => o7s::Flow::alloc(n, QosSpec::RAW, std::time::Duration::from_secs(5)),
+            None => o7s::Flow::accept(Some(std::time::Duration::from_secs(30))),
+        };
+        match r {
+            Ok(f) => flows.push(f),
+            Err(e) => {
+                first_error = e.to_string();
+                break;
+            }
+        }
+    }
+    let took = start.elapsed().as_secs_f64();
+    // Say so at once (the test lists flows meanwhile), then hold them.
+    println!(
+        "{{\"flows\":{},\"seconds\":{took:.3},\"error\":{first_error:?}}}",
+        flows.len()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    drop(flows);
+    Ok(String::new())
 }
