@@ -46,6 +46,8 @@ pub struct Settings {
     pub max_flows_per_peer: usize,
     /// Most flows one local process may hold at once.
     pub max_flows_per_process: usize,
+    /// The runtime directory (its socket): given to auto-started programs as `O7S_RUNDIR`.
+    pub rundir: std::path::PathBuf,
 }
 
 /// Instances of a name's auto-started program running at once, at most: a flood of flow
@@ -1186,7 +1188,17 @@ impl Daemon {
                     continue;
                 }
                 Err(e) => {
-                    if self.stopping.load(Ordering::Relaxed) {
+                    // A SIGTERM to the whole process group (timeout, systemd) reaches the
+                    // data plane and o7sd together: give o7sd's own signal a moment to be
+                    // seen before taking the data plane's end for a crash.
+                    let t0 = Instant::now();
+                    while t0.elapsed() < Duration::from_millis(500)
+                        && !self.stopping.load(Ordering::Relaxed)
+                        && !crate::stop_requested()
+                    {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    if self.stopping.load(Ordering::Relaxed) || crate::stop_requested() {
                         return;
                     }
                     restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
@@ -1630,10 +1642,13 @@ impl Daemon {
         }
         tracing::info!("Starting {} for {name}.", exe.display());
         let mut cmd = Command::new(&exe);
+        // The program talks to this daemon, whatever the environment o7sd was started in,
+        // and what it says on stderr goes to this log.
         cmd.args(&prog.args)
+            .env(o7s::proto::RUNDIR_ENV, &self.settings.rundir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         if let Some((uid, gid)) = prog.run_as {
             // Never as root for a program a non-root administrator bound (std drops the
             // supplementary groups too).
@@ -1643,7 +1658,28 @@ impl Daemon {
         }
         let child = cmd.spawn();
         match child {
-            Ok(c) => self.st().children.push((name.to_string(), c)),
+            Ok(mut c) => {
+                if let Some(err) = c.stderr.take() {
+                    let (label, pid) = (
+                        exe.file_name()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        c.id(),
+                    );
+                    std::thread::spawn(move || {
+                        use std::io::{BufRead, Read};
+                        let mut r = std::io::BufReader::new(err);
+                        let mut line = Vec::new();
+                        // Lines of at most 1000 bytes (longer ones are cut in pieces).
+                        while (&mut r).take(1000).read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                            let text = String::from_utf8_lossy(&line);
+                            tracing::info!("{label}[{pid}]: {}", text.trim_end());
+                            line.clear();
+                        }
+                    });
+                }
+                self.st().children.push((name.to_string(), c))
+            }
             Err(e) => {
                 tracing::error!("cannot start {}: {e}", exe.display());
                 return None;

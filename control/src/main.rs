@@ -215,6 +215,7 @@ fn main() -> ExitCode {
         max_flows: cli.max_flows as usize,
         max_flows_per_peer: cli.max_flows_per_peer as usize,
         max_flows_per_process: cli.max_flows_per_process as usize,
+        rundir: rundir.clone(),
     };
     let d = Daemon::new(dp, settings);
     {

@@ -964,3 +964,83 @@ fn listings_of_two_thousand_flows_work() {
         .ctl_json("a", &["flow", "list"])
         .is_empty()));
 }
+
+/// `o7sd --rundir DIR` started without `O7S_RUNDIR` in its environment: the program it
+/// auto-starts finds this daemon (it gets `O7S_RUNDIR`), and what the program writes on
+/// stderr is in the daemon's log. Then SIGTERM to the whole process group (as `timeout`
+/// and systemd send it) stops o7sd cleanly, without "restarting" the data plane that got
+/// the same signal. Before: the child looked for /run/o7s and exited, and the data plane
+/// was restarted during shutdown.
+#[test]
+fn children_find_the_rundir_and_a_group_sigterm_stops_cleanly() {
+    if !can_run() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let t = Topo::single("rg");
+    let oping = bin("oping").display().to_string();
+    // The auto-started program: a script that says hello on stderr and becomes the server
+    // (bound too, not auto-started, so that it accepts for the name).
+    let script = t.dir.join("child.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho hello-from-the-child >&2\nexec {oping} -l\n"),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let conf = t.dir.join("rg.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[name.\"srv\"]\nprog=[\"{}\", \"{oping}\"]\nargs=[\"start\"]\n\n\
+             [eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nreg=[\"srv\"]\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let rundir = t.dir.join("private-run");
+    let log = t.dir.join("rg.log");
+    let mut d = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.ns("a"), "env", "-u", "O7S_RUNDIR"])
+        .arg(bin("o7sd"))
+        .arg("--rundir")
+        .arg(&rundir)
+        .arg("--config")
+        .arg(&conf)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(eventually(Duration::from_secs(10), || read()
+        .contains("Bootstrapped")));
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.ns("a"), "env"])
+        .arg(format!("O7S_RUNDIR={}", rundir.display()))
+        .arg(bin("oping"))
+        .args(["-n", "srv", "-c", "3", "-i", "20ms", "--json"])
+        .output()
+        .unwrap();
+    let sum: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("null"))
+            .unwrap_or(serde_json::Value::Null);
+    assert_eq!(sum["received"], 3, "{}\n{}", String::from_utf8_lossy(&o.stderr), read());
+    assert!(read().contains("hello-from-the-child"), "{}", read());
+    // SIGTERM to the group: o7sd, its data plane and the child together.
+    let pgid = nix::unistd::Pid::from_raw(-(d.id() as i32));
+    nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = d.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "o7sd did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}\n{}", read());
+    assert!(read().contains("o7sd stopped"), "{}", read());
+    assert!(!read().contains("restarted it"), "{}", read());
+}
