@@ -1671,7 +1671,11 @@ impl Daemon {
                         let mut r = std::io::BufReader::new(err);
                         let mut line = Vec::new();
                         // Lines of at most 1000 bytes (longer ones are cut in pieces).
-                        while (&mut r).take(1000).read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                        while (&mut r)
+                            .take(1000)
+                            .read_until(b'\n', &mut line)
+                            .is_ok_and(|n| n > 0)
+                        {
                             let text = String::from_utf8_lossy(&line);
                             tracing::info!("{label}[{pid}]: {}", text.trim_end());
                             line.clear();

@@ -120,9 +120,10 @@ pub fn server_addr(s: &str) -> Option<SocketAddr> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use hickory_proto::op::UpdateMessage;
 
     #[test]
     #[ignore = "needs a DNS server in O7S_TEST_DNS"]
@@ -148,13 +149,68 @@ mod tests {
         );
     }
 
+    /// A DNS server on loopback that answers `codes` in turn and returns what it was sent.
+    fn fake_server(
+        codes: Vec<ResponseCode>,
+    ) -> (SocketAddr, std::thread::JoinHandle<Vec<Message>>) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut got = vec![];
+            let mut buf = [0u8; 4096];
+            for code in codes {
+                let (n, from) = sock.recv_from(&mut buf).unwrap();
+                let m = Message::from_bytes(&buf[..n]).unwrap();
+                let mut r = Message::new();
+                r.set_id(m.id())
+                    .set_message_type(MessageType::Response)
+                    .set_op_code(m.op_code())
+                    .set_response_code(code);
+                sock.send_to(&r.to_bytes().unwrap(), from).unwrap();
+                got.push(m);
+            }
+            got
+        });
+        (addr, t)
+    }
+
     #[test]
-    fn dump() {
-        let m = update_message::delete_rrset(
-            Record::with(name_of("ab").unwrap(), RecordType::A, 0),
-            Name::root(),
-            false,
+    fn register_replaces_the_record_with_two_updates() {
+        let (addr, t) = fake_server(vec![ResponseCode::NoError, ResponseCode::NoError]);
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        register(
+            addr,
+            "6ae220aa6aae06c43878513c64db34b6",
+            ip,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let got = t.join().unwrap();
+        let name = name_of("6ae220aa6aae06c43878513c64db34b6").unwrap();
+        // First: delete the name's A records (class ANY, TTL 0, no data).
+        assert_eq!(got[0].op_code(), OpCode::Update);
+        let del = &got[0].updates()[0];
+        assert_eq!((del.name(), del.record_type()), (&name, RecordType::A));
+        assert_eq!(del.dns_class(), hickory_proto::rr::DNSClass::ANY);
+        assert_eq!(del.ttl(), 0);
+        // Then: add the A record with the address and a day's TTL.
+        assert_eq!(got[1].op_code(), OpCode::Update);
+        let add = &got[1].updates()[0];
+        assert_eq!(
+            (add.name(), add.record_type(), add.ttl()),
+            (&name, RecordType::A, TTL)
         );
-        eprintln!("{}", hex::encode(m.to_bytes().unwrap()));
+        assert_eq!(
+            add.data(),
+            Some(&RData::A(rdata::A("127.0.0.2".parse().unwrap())))
+        );
+    }
+
+    #[test]
+    fn a_refusing_server_is_an_error_that_says_so() {
+        let (addr, t) = fake_server(vec![ResponseCode::Refused]);
+        let e = unregister(addr, "ab", true, Duration::from_secs(2)).unwrap_err();
+        assert!(e.to_string().contains("Refused"), "{e}");
+        assert_eq!(t.join().unwrap().len(), 1);
     }
 }

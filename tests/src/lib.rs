@@ -470,6 +470,39 @@ impl Drop for Daemon {
     }
 }
 
+/// Spawns `cmd` with its stderr piped and waits (up to 10 s) until it says "ready" there
+/// (o7s-inject does once its socket is open): no fixed sleep before the traffic.
+pub fn spawn_ready(cmd: &mut Command) -> Child {
+    use std::io::BufRead;
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(err);
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep draining so the child never blocks on a full pipe.
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+    });
+    let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+    assert_eq!(line.trim(), "ready", "{cmd:?} did not get ready");
+    child
+}
+
+impl Topo {
+    /// Waits (up to 10 s) until a process accepts flows for `name` at the daemon of
+    /// `rundir` in side `ns`.
+    pub fn wait_accepting(&self, ns: &str, rundir: &str, name: &str) {
+        let ok = eventually(Duration::from_secs(10), || {
+            self.ctl_json_in(ns, rundir, &["name", "list"])
+                .iter()
+                .any(|n| n["name"] == name && n["accepting"].as_u64().unwrap_or(0) >= 1)
+        });
+        assert!(ok, "nobody accepts flows for {name}");
+    }
+}
+
 /// The anonymous resident memory of process `pid` in KiB (RssAnon: heap, stacks; not the
 /// pages of its executable, which grow as new code paths run).
 pub fn anon_kib(pid: i32) -> u64 {
@@ -577,7 +610,7 @@ pub fn one_way_flow_on_keepalives(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    t.wait_accepting(server.0, server.1, "ocbr");
     let cl = t
         .cmd_in(client.0, client.1, &bin("ocbr"))
         .args(["-n", "ocbr", "--json", "-s", "200", "-r", "2M", "-d", "4"])
@@ -586,8 +619,22 @@ pub fn one_way_flow_on_keepalives(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Mid-run, three timeouts in.
-    std::thread::sleep(Duration::from_millis(3000));
+    // Mid-run: wait until the quiet server end has sent 8 keepalives (two timeouts' worth)
+    // and the client has got them, while the client keeps sending.
+    let enough = eventually(Duration::from_secs(3), || {
+        let n = |side: (&str, &str), k: &str| {
+            t.ctl_json_in(side.0, side.1, &["flow", "list"])
+                .first()
+                .and_then(|f| f[k].as_u64())
+                .unwrap_or(0)
+        };
+        n(server, "tx_keepalives") >= 8 && n(client, "rx_keepalives") >= 8
+    });
+    assert!(
+        enough,
+        "fewer than 8 keepalives within 3 s\n{}",
+        server_log()
+    );
     let flow = |side: (&str, &str)| {
         t.ctl_json_in(side.0, side.1, &["flow", "list"])
             .into_iter()

@@ -112,13 +112,11 @@ fn ping(t: &Topo, n: u32) -> (bool, String) {
 /// bytes and its 0.23 OAP id.
 fn capture_flow_req(t: &Topo, d: &Daemon) -> (Vec<u8>, [u8; 16]) {
     let cap = t.dir.join("flow-req.pcap");
-    let mut capture = t
-        .cmd("a", &bin("o7s-inject"))
-        .args(["--capture", "lo", "1.5"])
-        .arg(&cap)
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let mut capture = o7s_integration::spawn_ready(
+        t.cmd("a", &bin("o7s-inject"))
+            .args(["--capture", "lo", "1.5"])
+            .arg(&cap),
+    );
     let (ok, err) = ping(t, 1);
     assert!(ok, "{err}\n{}", d.log());
     assert!(capture.wait().unwrap().success());

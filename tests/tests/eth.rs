@@ -243,17 +243,21 @@ fn unknown_name_fails_fast() {
     let start = Instant::now();
     let o = t
         .cmd("a", &bin("oping"))
-        .args(["-n", "no-such-name", "-c", "1"])
+        .args(["-n", "no-such-name", "-c", "1", "--alloc-timeout", "30000"])
         .output()
         .unwrap();
     let took = start.elapsed();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
+    // The daemon gave up after its name-query time-out (200 ms), not the allocation's 30 s
+    // (the bound below leaves a loaded machine 15 s for two process starts).
     assert!(
-        err.contains("unknown name") && err.contains("no-such-name"),
+        err.contains("unknown name")
+            && err.contains("no-such-name")
+            && err.contains("within 200 ms"),
         "{err}"
     );
-    assert!(took < Duration::from_millis(900), "took {took:?}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
 }
 
 /// Killing a client mid-flow frees its flow in its daemon.
@@ -435,15 +439,16 @@ fn refusal_is_reported_quickly() {
     let start = Instant::now();
     let o = t
         .cmd("a", &bin("oping"))
-        .args(["-n", "lonely", "-c", "1", "--alloc-timeout", "8000"])
+        .args(["-n", "lonely", "-c", "1", "--alloc-timeout", "30000"])
         .output()
         .unwrap();
     let took = start.elapsed();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("refused"), "{err}");
-    // The server waits up to 1 s for a bound process to accept, then refuses.
-    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // The server waits up to 1 s for a bound process to accept, then refuses: the client
+    // hears it long before its 30 s allocation time-out.
+    assert!(took < Duration::from_secs(15), "took {took:?}");
 }
 
 /// Tutorial 06 test 1 over eth-llc on lo.
@@ -682,7 +687,7 @@ fn af_xdp_flood_leaks_no_frame_and_paced_flow_loses_none() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    t.wait_accepting("b", "b", "ocbr");
     let sent: Vec<serde_json::Value> = [
         &["-f", "-s", "64", "-d", "1"][..],
         &["-f", "-s", "1400", "-d", "1"][..],
@@ -736,6 +741,10 @@ fn two_workers_share_the_ports() {
         return;
     }
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        assert!(
+            std::env::var("O7S_REQUIRE_ROOT").as_deref() != Ok("1"),
+            "O7S_REQUIRE_ROOT=1 but this machine has one CPU: two workers need two"
+        );
         eprintln!("SKIPPED: two workers need two CPUs");
         return;
     }
@@ -1015,8 +1024,7 @@ fn children_find_the_rundir_and_a_group_sigterm_stops_cleanly() {
         .spawn()
         .unwrap();
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(eventually(Duration::from_secs(10), || read()
-        .contains("Bootstrapped")));
+    assert!(eventually(Duration::from_secs(10), || read().contains("Bootstrapped")));
     let o = std::process::Command::new("ip")
         .args(["netns", "exec", &t.ns("a"), "env"])
         .arg(format!("O7S_RUNDIR={}", rundir.display()))
@@ -1024,10 +1032,20 @@ fn children_find_the_rundir_and_a_group_sigterm_stops_cleanly() {
         .args(["-n", "srv", "-c", "3", "-i", "20ms", "--json"])
         .output()
         .unwrap();
-    let sum: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("null"))
-            .unwrap_or(serde_json::Value::Null);
-    assert_eq!(sum["received"], 3, "{}\n{}", String::from_utf8_lossy(&o.stderr), read());
+    let sum: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .unwrap_or("null"),
+    )
+    .unwrap_or(serde_json::Value::Null);
+    assert_eq!(
+        sum["received"],
+        3,
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        read()
+    );
     assert!(read().contains("hello-from-the-child"), "{}", read());
     // SIGTERM to the group: o7sd, its data plane and the child together.
     let pgid = nix::unistd::Pid::from_raw(-(d.id() as i32));
@@ -1037,7 +1055,10 @@ fn children_find_the_rundir_and_a_group_sigterm_stops_cleanly() {
         if let Some(s) = d.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "o7sd did not stop");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "o7sd did not stop"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}\n{}", read());

@@ -82,13 +82,11 @@ fn tutorial06_tests_1_and_2_plain_then_encrypted() {
     // Test 2: an empty enc.cfg on the client side only (the tutorial's older name).
     enc(&t, "client", "enc.cfg", "");
     let cap = t.dir.join("enc.pcap");
-    let mut capture = t
-        .cmd("a", &bin("o7s-inject"))
-        .args(["--capture", "lo", "2"])
-        .arg(&cap)
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let mut capture = o7s_integration::spawn_ready(
+        t.cmd("a", &bin("o7s-inject"))
+            .args(["--capture", "lo", "2"])
+            .arg(&cap),
+    );
     let (sum, out) = t.oping("a", &["-n", NAME, "-c", "5", "-i", "20ms"]);
     assert_eq!(
         sum["received"],

@@ -109,6 +109,8 @@ fn capture(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The test waits for this line before it makes traffic.
+    eprintln!("ready");
     let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
     let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut buf = vec![0u8; 65536];
