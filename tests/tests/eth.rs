@@ -1065,3 +1065,81 @@ fn children_find_the_rundir_and_a_group_sigterm_stops_cleanly() {
     assert!(read().contains("o7sd stopped"), "{}", read());
     assert!(!read().contains("restarted it"), "{}", read());
 }
+
+/// Ctrl-C or SIGTERM ends oping and ocbr (client and server) with their statistics, as
+/// ping does. Before, they died without a word.
+#[test]
+fn signals_end_oping_and_ocbr_with_statistics() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("sg");
+    let conf_b = format!(
+        "{}\n[name.\"ocbr\"]\nprog=[\"{}\"]\n",
+        server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+        bin("ocbr").display()
+    )
+    .replace("reg=[\"oping-server\"]", "reg=[\"oping-server\", \"ocbr\"]");
+    let _b = t.daemon("b", &conf_b);
+    let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    let run = |s: &str, prog: &str, args: &[&str]| {
+        t.cmd(s, &bin(prog))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let signal = |c: &std::process::Child, sig| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig).unwrap();
+    };
+    let last_json = |out: &std::process::Output| -> serde_json::Value {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("no summary: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    // oping: SIGINT after some replies.
+    let ping = run(
+        "a",
+        "oping",
+        &["-n", "oping-server", "-c", "100000", "-i", "10ms", "--json"],
+    );
+    assert!(eventually(Duration::from_secs(10), || t
+        .ctl_json("b", &["flow", "list"])
+        .first()
+        .is_some_and(|f| f["rx_sdus"].as_u64().unwrap_or(0) >= 5)));
+    signal(&ping, nix::sys::signal::Signal::SIGINT);
+    let out = ping.wait_with_output().unwrap();
+    let sum = last_json(&out);
+    assert!(sum["transmitted"].as_u64().unwrap() >= 5, "{sum}");
+    assert!(sum["received"].as_u64().unwrap() >= 5, "{sum}");
+    // ocbr: a server started by hand, a client for a minute; SIGTERM both mid-run.
+    let server = run("b", "ocbr", &["-l", "--json"]);
+    t.wait_accepting("b", "b", "ocbr");
+    let client = run(
+        "a",
+        "ocbr",
+        &[
+            "-n", "ocbr", "-d", "60", "-r", "10M", "-s", "1000", "--json",
+        ],
+    );
+    assert!(eventually(Duration::from_secs(10), || t
+        .ctl_json("b", &["flow", "list"])
+        .iter()
+        .any(
+            |f| f["name"] == "ocbr" && f["rx_sdus"].as_u64().unwrap_or(0) >= 100
+        )));
+    signal(&client, nix::sys::signal::Signal::SIGTERM);
+    let c = last_json(&client.wait_with_output().unwrap());
+    assert!(
+        c["sent"].as_u64().unwrap() >= 100 && c["seconds"].as_f64().unwrap() < 30.0,
+        "{c}"
+    );
+    signal(&server, nix::sys::signal::Signal::SIGINT);
+    let out = server.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let s = last_json(&out);
+    assert!(s["received"].as_u64().unwrap() >= 100, "{s}");
+}

@@ -98,13 +98,32 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
     }
 }
 
+/// Set by SIGINT or SIGTERM: stop, and print the statistics so far.
+fn interrupted_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(s, flag.clone()) {
+            eprintln!("ocbr: cannot catch signal {s}: {e}");
+        }
+    }
+    flag
+}
+
+fn stop(flag: &std::sync::atomic::AtomicBool) -> bool {
+    flag.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn server(cli: &Cli) -> ExitCode {
+    let interrupted = interrupted_flag();
     let mut served = 0u64;
     let idle = Duration::from_secs_f64(cli.timeout.max(0.01));
     let every = Duration::from_secs_f64(cli.interval.max(0.01));
     loop {
-        let mut f = match Flow::accept(None) {
+        // Accept a second at a time, so that a signal ends the wait.
+        let mut f = match Flow::accept(Some(Duration::from_secs(1))) {
             Ok(f) => f,
+            Err(Error::Timeout) if !stop(&interrupted) => continue,
+            Err(Error::Timeout) => return ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ocbr: accept failed: {e}");
                 return ExitCode::FAILURE;
@@ -114,7 +133,9 @@ fn server(cli: &Cli) -> ExitCode {
         if !cli.json {
             println!("New flow {id}.");
         }
-        f.set_read_timeout(Some(idle));
+        // Reads wake at least every 100 ms to see a signal.
+        f.set_read_timeout(Some(idle.min(Duration::from_millis(100))));
+        let mut quiet_since = Instant::now();
         let mut buf = vec![0u8; 65536];
         let (mut total, mut bytes, mut lost, mut next_seq) = (0u64, 0u64, 0u64, 0u64);
         let (mut int_pkts, mut int_bytes) = (0u64, 0u64);
@@ -125,6 +146,7 @@ fn server(cli: &Cli) -> ExitCode {
             match f.read(&mut buf) {
                 Ok(n) => {
                     let now = Instant::now();
+                    quiet_since = now;
                     first.get_or_insert(now);
                     last = now;
                     total += 1;
@@ -142,11 +164,17 @@ fn server(cli: &Cli) -> ExitCode {
                         next_seq = next_seq.max(seq + 1);
                     }
                 }
+                Err(Error::Timeout) if quiet_since.elapsed() < idle && !stop(&interrupted) => {
+                    continue
+                }
                 Err(Error::Timeout) | Err(Error::PeerGone) => break,
                 Err(e) => {
                     eprintln!("ocbr: flow {id}: {e}");
                     break;
                 }
+            }
+            if stop(&interrupted) {
+                break;
             }
             if last.duration_since(tick) >= every {
                 let d = last.duration_since(tick);
@@ -178,7 +206,7 @@ fn server(cli: &Cli) -> ExitCode {
             );
         }
         served += 1;
-        if cli.flows != 0 && served >= cli.flows {
+        if (cli.flows != 0 && served >= cli.flows) || stop(&interrupted) {
             return ExitCode::SUCCESS;
         }
     }
@@ -196,6 +224,7 @@ fn client(cli: &Cli) -> ExitCode {
     if let Some(t) = cli.peer_timeout {
         qos.timeout = t;
     }
+    let interrupted = interrupted_flag();
     let mut flow = match Flow::alloc(&cli.server, qos, Duration::from_secs(5)) {
         Ok(f) => f,
         Err(e) => {
@@ -218,7 +247,7 @@ fn client(cli: &Cli) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     loop {
         // Flooding: look at the clock every 64 SDUs only (it costs more than a write).
-        if (!gap.is_zero() || seq % 64 == 0) && start.elapsed() >= dur {
+        if (!gap.is_zero() || seq % 64 == 0) && (start.elapsed() >= dur || stop(&interrupted)) {
             break;
         }
         if !gap.is_zero() {

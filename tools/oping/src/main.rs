@@ -164,7 +164,19 @@ struct Stats {
     n: u64,
 }
 
+/// Set by SIGINT or SIGTERM: stop, and print the statistics so far (as ping does).
+fn interrupted_flag() -> std::sync::Arc<AtomicBool> {
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(s, flag.clone()) {
+            eprintln!("oping: cannot catch signal {s}: {e}");
+        }
+    }
+    flag
+}
+
 fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
+    let interrupted = interrupted_flag();
     let alloc_start = Instant::now();
     let flow = match Flow::alloc(
         &cli.server_name,
@@ -214,6 +226,7 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
             let mut seq = 0u64;
             loop {
                 if done.load(Ordering::Relaxed)
+                    || interrupted.load(Ordering::Relaxed)
                     || (cli.count != 0 && seq >= cli.count)
                     || end.is_some_and(|e| Instant::now() >= e)
                 {
@@ -245,9 +258,13 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
                         std::hint::spin_loop();
                     }
                 } else {
+                    // Sleep until the next request, a slice at a time (a signal ends it).
                     let next = start + cli.interval * seq as u32;
-                    if let Some(d) = next.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(d);
+                    while let Some(d) = next.checked_duration_since(Instant::now()) {
+                        if interrupted.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(d.min(Duration::from_millis(50)));
                     }
                 }
             }
@@ -256,6 +273,9 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
         let mut buf = vec![0u8; 65536];
         let mut reader_flow_timeout_base: Option<Instant> = None;
         loop {
+            if interrupted.load(Ordering::Relaxed) {
+                break;
+            }
             let writer_done = w.is_finished();
             if writer_done {
                 let t = *reader_flow_timeout_base.get_or_insert_with(Instant::now);
