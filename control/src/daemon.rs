@@ -2234,6 +2234,10 @@ impl Daemon {
                         json!(sum(|p| p.drop_mgmt_bad_source)),
                     );
                     m.insert("dp_drop_wrong_peer".into(), json!(sum(|p| p.drop_wrong_peer)));
+                    m.insert(
+                        "dp_drop_socket_buffer".into(),
+                        json!(sum(|p| p.drop_socket_buffer)),
+                    );
                     let core = |w: &o7s_dataplane::msg::WorkerInfo| {
                         w.core.map_or("unpinned".to_string(), |c| c.to_string())
                     };

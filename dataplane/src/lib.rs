@@ -10,6 +10,7 @@ pub mod frames;
 pub mod msg;
 pub mod police;
 pub mod router;
+pub mod sockstat;
 pub mod udp;
 pub mod worker;
 pub mod xdp;

@@ -227,6 +227,10 @@ pub struct PortStats {
     /// Management frames dropped: multicast or all-zero source address.
     #[serde(default)]
     pub drop_mgmt_bad_source: u64,
+    /// Frames or datagrams the kernel dropped before the data plane read them (the
+    /// AF_PACKET management socket's or the udp socket's receive buffer was full).
+    #[serde(default)]
+    pub drop_socket_buffer: u64,
     /// Frames received through the AF_XDP socket.
     pub rx_xdp: u64,
     /// Frames sent through the AF_XDP socket.

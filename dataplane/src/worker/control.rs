@@ -161,7 +161,15 @@ impl Dataplane {
                 for f in self.flows.values_mut() {
                     f.stats.key_rotations = f.crypt.as_ref().map(|c| c.rotations).unwrap_or(0);
                 }
+                for u in self.uports.values_mut() {
+                    if let Some(d) = crate::sockstat::socket_drops(u.sock.as_fd()) {
+                        u.stats.drop_socket_buffer = d;
+                    }
+                }
                 for p in self.ports.values_mut() {
+                    if let Some(d) = crate::sockstat::socket_drops(p.sock.as_fd()) {
+                        p.stats.drop_socket_buffer = d;
+                    }
                     if let Some(x) = &mut p.xdp {
                         p.stats.rx_xdp = x.rx_frames;
                         p.stats.tx_xdp = x.tx_frames;
