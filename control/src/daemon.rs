@@ -134,6 +134,9 @@ pub struct State {
     pub children: Vec<(String, Child)>,
     /// IPCPs created (`o7sctl ipcp create`) but not bootstrapped yet: name -> type.
     pub created: HashMap<String, IpcpKind>,
+    /// Flow requests waiting for an acceptor, by name, in arrival order (tickets).
+    pub acceptor_queue: HashMap<String, std::collections::VecDeque<u64>>,
+    next_ticket: u64,
 }
 
 /// The daemon.
@@ -1534,6 +1537,7 @@ impl Daemon {
         };
         let Some(local) = local else {
             self.st().reg.restore(acceptor);
+            self.accept_cv.notify_all();
             self.refuse(idx, src, remote, -1);
             return;
         };
@@ -1558,6 +1562,7 @@ impl Daemon {
                 // The process was picked but got nothing: it is first in line again.
                 st.reg.restore(acceptor);
                 drop(st);
+                self.accept_cv.notify_all();
                 self.refuse(idx, src, remote, -1);
                 return;
             }
@@ -1588,14 +1593,43 @@ impl Daemon {
     }
 
     /// Waits up to `t` for an acceptor of `name`.
+    /// Requests waiting for the same name are served in the order they arrived (a later
+    /// one never takes the acceptor an earlier one waits for).
     fn wait_acceptor(&self, name: &str, t: Duration) -> Option<crate::registry::Acceptor> {
         let deadline = Instant::now() + t;
         let mut st = self.st();
-        loop {
-            if let Some(a) = st.reg.take_acceptor(name) {
-                return Some(a);
+        st.next_ticket += 1;
+        let ticket = st.next_ticket;
+        st.acceptor_queue
+            .entry(name.to_string())
+            .or_default()
+            .push_back(ticket);
+        let leave = |st: &mut State| {
+            if let Some(q) = st.acceptor_queue.get_mut(name) {
+                q.retain(|t| *t != ticket);
+                if q.is_empty() {
+                    st.acceptor_queue.remove(name);
+                }
             }
-            let left = deadline.checked_duration_since(Instant::now())?;
+        };
+        loop {
+            let first = st
+                .acceptor_queue
+                .get(name)
+                .and_then(|q| q.front())
+                .is_some_and(|t| *t == ticket);
+            if first {
+                if let Some(a) = st.reg.take_acceptor(name) {
+                    leave(&mut st);
+                    self.accept_cv.notify_all();
+                    return Some(a);
+                }
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                leave(&mut st);
+                self.accept_cv.notify_all();
+                return None;
+            };
             st = match self.accept_cv.wait_timeout(st, left) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
@@ -1606,19 +1640,28 @@ impl Daemon {
     /// The next acceptor of `name`: one waiting now, one of its bound processes coming back
     /// to accept (as the reference, wait up to a second), or its program auto-started.
     fn find_acceptor(&self, name: &str) -> Option<crate::registry::Acceptor> {
-        if let Some(a) = self.st().reg.take_acceptor(name) {
-            return Some(a);
+        {
+            // Requests already waiting for this name go first.
+            let mut st = self.st();
+            if st.acceptor_queue.get(name).is_none_or(|q| q.is_empty()) {
+                if let Some(a) = st.reg.take_acceptor(name) {
+                    return Some(a);
+                }
+            }
         }
-        let (auto, bound) = {
+        let (auto, bound, pinned) = {
             let st = self.st();
             let auto = st.reg.auto_prog(name);
-            let bound = st
-                .reg
-                .names
-                .get(name)
-                .is_some_and(|e| !e.progs.is_empty() || !e.pids.is_empty());
-            (auto, bound)
+            let e = st.reg.names.get(name);
+            let bound = e.is_some_and(|e| !e.progs.is_empty() || !e.pids.is_empty());
+            let pinned =
+                e.is_some_and(|e| e.pids.iter().any(|p| crate::registry::process_lives(*p)));
+            (auto, bound, pinned)
         };
+        // A process bound by pid serves the name alone: wait for it, start nothing.
+        if pinned {
+            return self.wait_acceptor(name, self.settings.accept_wait);
+        }
         let running_n = self.st().children.iter().filter(|(n, _)| n == name).count();
         let running = running_n > 0;
         // A bound process may be between two accepts: give it a moment.

@@ -90,6 +90,11 @@ pub fn resolve_prog(path: &str) -> Option<PathBuf> {
     })
 }
 
+/// Whether process `pid` exists.
+pub fn process_lives(pid: i32) -> bool {
+    pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// The executable of process `pid`.
 pub fn exe_of(pid: i32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok()
@@ -197,8 +202,22 @@ impl Registry {
     }
 
     /// Takes the next acceptor of `name` (removing it from every name's list).
+    ///
+    /// Processes bound to the name by pid (`o7sctl bind process`) are pinned: while one of
+    /// them lives, only they get the name's flows (a process that runs a bound program does
+    /// not), so `None` when none of them accepts now.
     pub fn take_acceptor(&mut self, name: &str) -> Option<Acceptor> {
-        let id = *self.names.get(name)?.active.front()?;
+        let e = self.names.get(name)?;
+        let pinned = |id: &u64| {
+            self.acceptors
+                .get(id)
+                .is_some_and(|a| e.pids.contains(&a.pid))
+        };
+        let id = match e.active.iter().find(|id| pinned(id)) {
+            Some(id) => *id,
+            None if e.pids.iter().any(|p| process_lives(*p)) => return None,
+            None => *e.active.front()?,
+        };
         self.remove_acceptor(id)
     }
 
@@ -235,6 +254,27 @@ mod tests {
     fn round_robin_alternates_spill_sticks() {
         assert_eq!(acceptors(Lb::RoundRobin), vec![1, 2, 1, 2]);
         assert_eq!(acceptors(Lb::Spill), vec![2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn a_process_bound_by_pid_is_pinned() {
+        let mut r = Registry::default();
+        r.create("n", Some(Lb::RoundRobin));
+        let names = vec!["n".to_string()];
+        let (tx, _rx) = sync_channel(1);
+        let me = std::process::id() as i32;
+        // A program's process accepts first, then the pinned process.
+        r.add_acceptor(1, &names, tx.clone());
+        r.bind_pid(me, "n");
+        assert!(
+            r.take_acceptor("n").is_none(),
+            "the pinned process lives: wait for it"
+        );
+        r.add_acceptor(me, &names, tx);
+        assert_eq!(r.take_acceptor("n").map(|a| a.pid), Some(me));
+        // A pinned process that is gone pins nothing.
+        r.names.get_mut("n").unwrap().pids = [i32::MAX - 1].into();
+        assert_eq!(r.take_acceptor("n").map(|a| a.pid), Some(1));
     }
 
     #[test]

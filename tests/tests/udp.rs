@@ -494,3 +494,72 @@ fn udp_flow_reply_eid_order_matches_the_reference() {
     let theirs = r["second_eid"].as_u64().unwrap();
     assert!(theirs >= 64 && theirs != 153, "{r}");
 }
+
+/// Tutorial 05's set-up with `bind process`: a name served by an auto-started program, then
+/// a process bound to it by pid: from then on every flow of the name goes to that process
+/// (before, flows kept going to the auto-started one). And two allocations at the same time
+/// to a name whose server is not running yet both succeed, served in arrival order.
+#[test]
+fn a_pinned_process_gets_every_flow_and_simultaneous_allocations_succeed() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("pp");
+    t.hosts("a", &hosts());
+    let server = t.daemon_in("a", "b", SERVER);
+    let _client = t.daemon_in("a", "a", CLIENT);
+    // Two at once, while nothing runs: the first auto-starts the server.
+    for _ in 0..3 {
+        let spawn = || {
+            t.cmd_in("a", "a", &bin("oping"))
+                .args(["-n", "oping-server2", "-c", "2", "-i", "10ms", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (p1, p2) = (spawn(), spawn());
+        for p in [p1, p2] {
+            let o = p.wait_with_output().unwrap();
+            assert!(
+                o.status.success(),
+                "{}\n{}",
+                String::from_utf8_lossy(&o.stderr),
+                server.log()
+            );
+        }
+    }
+    // oping-server: one flow to the auto-started server, then a pinned process.
+    let (sum, _) = t.oping_in("a", "a", &["-n", "oping-server", "-c", "1"]);
+    assert_eq!(sum["received"], 1);
+    let auto = served(&server.log(), "oping-server");
+    assert_eq!(auto.len(), 1, "{}", server.log());
+    let s = Servers(vec![t
+        .cmd_in("a", "b", &bin("oping"))
+        .arg("-l")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()]);
+    let pid = s.0[0].id().to_string();
+    let o = t
+        .cmd_in("a", "b", &bin("o7sctl"))
+        .args(["bind", "process", &pid, "name", "oping-server"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for _ in 0..4 {
+        let (sum, out) = t.oping_in("a", "a", &["-n", "oping-server", "-c", "1"]);
+        assert_eq!(
+            sum["received"],
+            1,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let all = served(&server.log(), "oping-server");
+    assert_eq!(
+        &all[1..],
+        &[pid.clone(), pid.clone(), pid.clone(), pid],
+        "{all:?}"
+    );
+}
