@@ -67,7 +67,7 @@ impl TrustStore {
     pub fn verify(&self, cert: &[u8], name: &str) -> Result<(), String> {
         let der = CertificateDer::from(cert.to_vec());
         let ee = webpki::EndEntityCert::try_from(&der)
-            .map_err(|e| format!("not a usable certificate: {e:?}"))?;
+            .map_err(|e| format!("not a usable certificate: {}", explain(&e, cert)))?;
         let anchors: Vec<_> = self
             .anchors
             .iter()
@@ -86,12 +86,58 @@ impl TrustStore {
             None,
             None,
         )
-        .map_err(|e| format!("certificate chain does not verify: {e:?}"))?;
+        .map_err(|e| format!("certificate chain does not verify: {}", explain(&e, cert)))?;
         let cn = common_name(cert)?;
         if cn != name {
             return Err(format!("the certificate is for {cn}, not {name}"));
         }
         Ok(())
+    }
+}
+
+/// A UNIX time as a date (`Nov 30 12:00:00 2026 +00:00`).
+fn date(t: rustls_pki_types::UnixTime) -> String {
+    let secs = i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
+    x509_parser::time::ASN1Time::from_timestamp(secs)
+        .map(|d| d.to_string())
+        .unwrap_or_else(|_| format!("{secs} s after 1970"))
+}
+
+/// A certificate-validation error in words, with the dates and names that explain it.
+pub fn explain(e: &webpki::Error, cert: &[u8]) -> String {
+    let parsed = x509_parser::parse_x509_certificate(cert)
+        .ok()
+        .map(|(_, c)| c);
+    let subject = parsed
+        .as_ref()
+        .map(|c| c.subject().to_string())
+        .unwrap_or_else(|| "the certificate".into());
+    match e {
+        webpki::Error::CertExpired { time, not_after } => format!(
+            "{subject} expired on {} (it is now {})",
+            date(*not_after),
+            date(*time)
+        ),
+        webpki::Error::CertNotValidYet { time, not_before } => format!(
+            "{subject} is not valid before {} (it is now {})",
+            date(*not_before),
+            date(*time)
+        ),
+        webpki::Error::UnknownIssuer => format!(
+            "the issuer of {subject} ({}) is not a trusted CA (security/cacert) and no chain to one was found (security/untrusted)",
+            parsed
+                .as_ref()
+                .map(|c| c.issuer().to_string())
+                .unwrap_or_else(|| "unknown".into())
+        ),
+        webpki::Error::InvalidSignatureForPublicKey => {
+            format!("the signature on {subject} does not match its issuer's key")
+        }
+        webpki::Error::CaUsedAsEndEntity => format!("{subject} is a CA certificate, not a server's"),
+        webpki::Error::RequiredEkuNotFoundContext(_) => {
+            format!("{subject} is not allowed for this use (extended key usage)")
+        }
+        other => format!("{subject}: {other}"),
     }
 }
 

@@ -6,8 +6,7 @@ use o7s_wire::hash::HashAlgo;
 use std::path::{Path, PathBuf};
 
 /// A configuration error, located.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {key}: {msg}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// File.
     pub file: String,
@@ -18,6 +17,20 @@ pub struct ConfigError {
     /// What is wrong.
     pub msg: String,
 }
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.key.as_str()) {
+            // The file as a whole (it cannot be read): no line, no key.
+            (0, "-") => write!(f, "{}: {}", self.file, self.msg),
+            (0, key) => write!(f, "{}: {key}: {}", self.file, self.msg),
+            (line, "-") => write!(f, "{}:{line}: {}", self.file, self.msg),
+            (line, key) => write!(f, "{}:{line}: {key}: {}", self.file, self.msg),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// Load balancing of flows over the processes accepting a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]

@@ -241,6 +241,23 @@ impl Daemon {
         let dir = self.settings.security_dir.join(side).join(name);
         let crt = over(&format!("{side}_crt_file")).unwrap_or_else(|| dir.join("crt.pem"));
         let key = over(&format!("{side}_key_file")).unwrap_or_else(|| dir.join("key.pem"));
+        match (crt.exists(), key.exists()) {
+            (true, false) => {
+                return Err(format!(
+                    "{} exists but {} does not: a certificate without its key cannot authenticate {side} {name}",
+                    crt.display(),
+                    key.display()
+                ))
+            }
+            (false, true) => {
+                return Err(format!(
+                    "{} exists but {} does not: a key without its certificate cannot authenticate {side} {name}",
+                    key.display(),
+                    crt.display()
+                ))
+            }
+            _ => {}
+        }
         if !crt.exists() || !key.exists() {
             tracing::debug!(
                 "File {} or {} does not exist.",
@@ -1127,7 +1144,7 @@ impl Daemon {
             free(&mut self.st());
             tracing::warn!("Flow allocation to {name} refused: {why}");
             return Err((
-                ErrorCode::Refused,
+                ErrorCode::Security,
                 format!("bad OAP response from {name}: {why}"),
             ));
         }
@@ -1140,7 +1157,7 @@ impl Daemon {
                 Err(why) => {
                     free(&mut self.st());
                     tracing::warn!("Flow allocation to {name} refused: {why}");
-                    return Err((ErrorCode::Refused, format!("{name}: {why}")));
+                    return Err((ErrorCode::Security, format!("{name}: {why}")));
                 }
             },
             _ => None,
@@ -1977,8 +1994,8 @@ impl Daemon {
                         return err((ErrorCode::Invalid, "lb must be spill or round-robin".into()))
                     }
                     Some(Some(l)) => Some(l),
-                    // The reference's CLI defaults to round-robin.
-                    None => Some(Lb::RoundRobin),
+                    // The same default as a configuration file's [name] table.
+                    None => None,
                 };
                 self.name_create(&name, lb);
                 if let Some(e) = self.st().reg.names.get_mut(&name) {
@@ -2119,7 +2136,16 @@ impl Daemon {
                 Some(s) => table(
                     s.ports
                         .iter()
-                        .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
+                        .map(|p| {
+                            let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+                            // udp ports have no XDP, UMEM or link: no columns of zeros.
+                            if let (Value::Object(m), true) = (&mut v, p.mac == "-") {
+                                m.retain(|k, _| {
+                                    !(k.contains("xdp") || k.starts_with("umem") || k == "link")
+                                });
+                            }
+                            v
+                        })
                         .collect(),
                 ),
                 None => err((ErrorCode::Internal, "the data plane did not answer".into())),
@@ -2143,7 +2169,9 @@ impl Daemon {
                             .as_secs();
                         rows.push(json!({"ipcp": i.name, "hash": hex::encode(h), "name": name, "mac": mac_string(&e.mac),
                                          "expires_in_s": left,
-                                         "learnt_unix": e.learnt.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)}));
+                                         "learnt": e.learnt.duration_since(UNIX_EPOCH).ok()
+                                             .and_then(|d| x509_parser::time::ASN1Time::from_timestamp(i64::try_from(d.as_secs()).unwrap_or(0)).ok())
+                                             .map(|t| t.to_string()).unwrap_or_default()}));
                     }
                 }
                 table(rows)

@@ -126,8 +126,13 @@ fn main() -> ExitCode {
             match config::load(p) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::error!("configuration refused: {e}");
-                    eprintln!("o7sd: configuration refused: {e}");
+                    // Once: in the log when it goes to stderr, else on stderr.
+                    if cli.stdout {
+                        tracing::error!("configuration refused: {e}");
+                        eprintln!("o7sd: configuration refused: {e}");
+                    } else {
+                        tracing::error!("configuration refused: {e}");
+                    }
                     return ExitCode::from(2);
                 }
             }

@@ -7,11 +7,18 @@ use o7s::ipc::Channel;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 fn main() -> std::process::ExitCode {
+    // The BPF loader logs every relocation at debug level: keep it at info unless asked.
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("O7S_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !std::env::var("O7S_LOG").unwrap_or_default().contains("aya") {
+        for d in ["aya=info", "aya_obj=info"] {
+            if let Ok(d) = d.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("O7S_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -241,6 +241,10 @@ pub enum ErrorCode {
     /// The caller may not do this (see the daemon's docs/SECURITY.md).
     #[error("permission denied")]
     Denied,
+    /// This side's security check of the peer failed (its certificate, signature or key
+    /// exchange): the peer did not refuse, we did.
+    #[error("security check failed")]
+    Security,
     /// The daemon is too busy to take the request now; try again.
     #[error("busy")]
     Busy,

@@ -1143,3 +1143,92 @@ fn signals_end_oping_and_ocbr_with_statistics() {
     let s = last_json(&out);
     assert!(s["received"].as_u64().unwrap() >= 100, "{s}");
 }
+
+/// What a new user sees, in words: a missing configuration file (once, without ":0: -"),
+/// `oping -l` with no daemon, a certificate without its key, listings with their key
+/// columns first, dates for times, no XDP columns on udp ports, and `name create` with the
+/// configuration's default load balancing.
+#[test]
+fn errors_and_listings_speak_plainly() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("ew");
+    // A missing configuration file.
+    let o = t
+        .cmd("a", &bin("o7sd"))
+        .args(["--config", "/nonexistent/nothere.conf"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.matches("nothere.conf: cannot read:").count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains(":0:"), "{err}");
+    // oping -l without a daemon says so, and does not claim to serve.
+    let o = t.cmd("a", &bin("oping")).arg("-l").output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no o7sd at"),
+        "{o:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("started"),
+        "{o:?}"
+    );
+    // A daemon with an eth layer on lo, a udp layer, and a server certificate without its key.
+    let sec = t.dir.join("security/server/lonely");
+    std::fs::create_dir_all(&sec).unwrap();
+    std::fs::write(sec.join("crt.pem"), "not even a certificate").unwrap();
+    let d = t.daemon(
+        "a",
+        &format!(
+            "[name.\"lonely\"]\nprog=[\"{}\"]\nargs=[\"-l\"]\n\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nreg=[\"lonely\"]\n\n\
+             [udp4.u]\nbootstrap=\"lu\"\nip=\"127.0.0.9\"\n",
+            bin("oping").display()
+        ),
+    );
+    let (_, o) = t.oping("a", &["-n", "lonely", "-c", "1"]);
+    assert!(!o.status.success());
+    assert!(
+        d.log().contains("exists but") && d.log().contains("key.pem does not"),
+        "{}",
+        d.log()
+    );
+    // Listings: key columns first; dates; no XDP columns on the udp port.
+    let o = t
+        .cmd("a", &bin("o7sctl"))
+        .args(["ipcp", "list", "--table"])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        head.starts_with("name") && head.find("state") < head.find("mtu"),
+        "{head}"
+    );
+    let ports = t.ctl_json("a", &["port", "list"]);
+    let udp = ports.iter().find(|p| p["mac"] == "-").unwrap();
+    assert!(
+        udp.get("rx_xdp").is_none() && udp.get("umem_frames").is_none(),
+        "{udp}"
+    );
+    let eth = ports.iter().find(|p| p["mac"] != "-").unwrap();
+    assert!(eth.get("rx_xdp").is_some(), "{eth}");
+    // name create: the configuration's default (spill), not another one.
+    let o = t
+        .cmd("a", &bin("o7sctl"))
+        .args(["name", "create", "fresh"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let names = t.ctl_json("a", &["name", "list"]);
+    let fresh = names.iter().find(|n| n["name"] == "fresh").unwrap();
+    assert_eq!(fresh["lb"], "spill", "{fresh}");
+}

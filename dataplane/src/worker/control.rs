@@ -29,7 +29,11 @@ impl Dataplane {
                     },
                     Err(e) => FromDp::PortError {
                         port,
-                        error: format!("{dev}: {e}"),
+                        error: if e.kind() == io::ErrorKind::PermissionDenied {
+                            format!("{dev}: {e} (raw sockets and XDP need root, or CAP_NET_RAW and CAP_NET_ADMIN)")
+                        } else {
+                            format!("{dev}: {e}")
+                        },
                     },
                 };
                 self.out.push(reply);

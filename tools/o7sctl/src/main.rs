@@ -292,6 +292,46 @@ fn cell(v: &Value) -> String {
 }
 
 /// A listing as one block per row: "-[ N ]-" and then "key  value" lines.
+/// Columns that say what a row is come first, in this order; the counters follow in
+/// alphabetical order.
+const KEY_COLUMNS: &[&str] = &[
+    "flow",
+    "worker",
+    "port",
+    "name",
+    "ipcp",
+    "state",
+    "side",
+    "type",
+    "layer",
+    "dev",
+    "link",
+    "mac",
+    "hash",
+    "peer",
+    "pid",
+    "local",
+    "remote",
+    "qos",
+    "core",
+    "polling",
+    "expires_in_s",
+    "learnt",
+];
+
+/// The keys of `row`: the key columns first, then the rest.
+fn ordered(row: &serde_json::Map<String, Value>) -> Vec<&String> {
+    let rank = |k: &str| {
+        KEY_COLUMNS
+            .iter()
+            .position(|c| *c == k)
+            .unwrap_or(usize::MAX)
+    };
+    let mut keys: Vec<&String> = row.keys().collect();
+    keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+    keys
+}
+
 fn render_records(rows: &[serde_json::Map<String, Value>]) -> String {
     let key_width = rows
         .iter()
@@ -302,8 +342,10 @@ fn render_records(rows: &[serde_json::Map<String, Value>]) -> String {
     let mut out = String::new();
     for (i, r) in rows.iter().enumerate() {
         out.push_str(&format!("-[ {} ]-\n", i + 1));
-        for (k, v) in r {
-            out.push_str(&format!("{k:<key_width$}  {}\n", cell(v)));
+        for k in ordered(r) {
+            if let Some(v) = r.get(k) {
+                out.push_str(&format!("{k:<key_width$}  {}\n", cell(v)));
+            }
         }
     }
     out
@@ -325,7 +367,7 @@ fn render(rows: &[serde_json::Map<String, Value>]) -> String {
     let Some(first) = rows.first() else {
         return "(none)\n".into();
     };
-    let cols: Vec<&String> = first.keys().collect();
+    let cols: Vec<&String> = ordered(first);
     let mut widths: Vec<usize> = cols.iter().map(|c| c.len()).collect();
     let cells: Vec<Vec<String>> = rows
         .iter()

@@ -57,6 +57,9 @@ struct Cli {
     /// Print results as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Runtime directory of the o7sd to use (default $O7S_RUNDIR or /run/o7s).
+    #[arg(long, value_name = "DIR")]
+    rundir: Option<std::path::PathBuf>,
     /// Server: exit after this many flows (0: never).
     #[arg(long, default_value_t = 0)]
     flows: u64,
@@ -83,6 +86,9 @@ fn parse_rate(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(r) = &cli.rundir {
+        std::env::set_var(o7s::proto::RUNDIR_ENV, r);
+    }
     if cli.listen {
         server(&cli)
     } else {

@@ -47,6 +47,9 @@ struct Cli {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Runtime directory of the o7sd to use (default $O7S_RUNDIR or /run/o7s).
+    #[arg(long, value_name = "DIR")]
+    rundir: Option<std::path::PathBuf>,
     /// Server: deallocate flows idle this long (s).
     #[arg(long, default_value_t = 10)]
     server_timeout: u64,
@@ -86,7 +89,19 @@ fn monotonic() -> (u64, u64) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(r) = &cli.rundir {
+        std::env::set_var(o7s::proto::RUNDIR_ENV, r);
+    }
     if cli.listen {
+        // Say so at once when there is no daemon, not after "server started".
+        let path = o7s::proto::socket_path(None);
+        if let Err(e) = o7s::ipc::Channel::connect(&path) {
+            eprintln!(
+                "oping: no o7sd at {}: {e} (start o7sd, or give its runtime directory with --rundir or O7S_RUNDIR)",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
         return server(&cli);
     }
     let Some(qos) = QosSpec::by_name(&cli.qos) else {
