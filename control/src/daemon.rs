@@ -548,6 +548,63 @@ impl Daemon {
         res
     }
 
+    /// Bootstraps a udp4/udp6 IPCP from o7sctl's settings: `ip`, `port` (3435), `dns`.
+    fn udp_bootstrap(
+        &self,
+        name: &str,
+        kind: IpcpKind,
+        layer: &str,
+        settings: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        if let Some(k) = settings
+            .keys()
+            .find(|k| !["type", "ip", "port", "dns"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "{k} is not a setting of a {} IPCP (ip, port, dns)",
+                kind.as_str()
+            ));
+        }
+        let ip: std::net::IpAddr = settings
+            .get("ip")
+            .ok_or("ip is required")?
+            .parse()
+            .map_err(|_| "ip is not an address".to_string())?;
+        if ip.is_ipv4() != (kind == IpcpKind::Udp4) {
+            return Err(format!(
+                "{ip} is not an address of a {} IPCP",
+                kind.as_str()
+            ));
+        }
+        let port: u16 = match settings.get("port") {
+            None => 3435,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("port {p} is not a port number"))?,
+        };
+        let dns = match settings.get("dns") {
+            None => None,
+            Some(d) => {
+                Some(crate::dns::server_addr(d).ok_or(format!("dns {d} is not an address"))?)
+            }
+        };
+        let addr = std::net::SocketAddr::new(ip, port);
+        self.ipcp_bootstrap(
+            name,
+            kind,
+            layer,
+            &addr.to_string(),
+            PortKind::Udp { addr },
+            o7s_wire::hash::HashAlgo::Md5,
+        )?;
+        if let Some(d) = dns {
+            if let Some(i) = self.st().ipcps.iter_mut().find(|x| x.name == name) {
+                i.dns = Some(d);
+            }
+        }
+        Ok(())
+    }
+
     /// Registers `name` in the IPCPs or layers named in `targets`.
     pub fn register(&self, name: &str, targets: &[String]) -> Result<(), Fail> {
         self.name_create(name, None);
@@ -1916,9 +1973,18 @@ impl Daemon {
                 let Some(kind) = kind else {
                     return err((
                         ErrorCode::Invalid,
-                        "type is required (eth-dix, eth-llc)".into(),
+                        "type is required (eth-dix, eth-llc, udp4, udp6)".into(),
                     ));
                 };
+                if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) {
+                    return match self.udp_bootstrap(&name, kind, &layer, &settings) {
+                        Ok(()) => {
+                            self.st().created.remove(&name);
+                            Reply::Ok
+                        }
+                        Err(e) => err((ErrorCode::Invalid, e)),
+                    };
+                }
                 let Some(dev) = settings.get("dev") else {
                     return err((ErrorCode::Invalid, "dev is required".into()));
                 };

@@ -26,81 +26,151 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Keyword/value pairs, as irm takes them (keywords may be abbreviated).
+#[derive(Debug, clap::Args)]
+struct Words {
+    /// KEYWORD VALUE ...
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "KEYWORD VALUE"
+    )]
+    words: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// IPCPs: `list`, `bootstrap name N layer L type eth-dix|eth-llc dev D [ethertype 0xA000] [hash SHA3_256]`,
-    /// `create name N type T`, `destroy name N`.
+    /// IPCPs: list, create, bootstrap, destroy.
+    #[command(infer_subcommands = true, subcommand_required = true)]
     Ipcp {
-        /// Verb and keyword/value pairs.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        words: Vec<String>,
+        #[command(subcommand)]
+        verb: IpcpCmd,
     },
-    /// Names: `list`, `create N [lb spill|round-robin]`, `destroy N`,
-    /// `register N ipcp I|layer L ...`, `unregister N ipcp I|layer L ...`.
+    /// Names: list, create, destroy, register, unregister.
+    #[command(infer_subcommands = true, subcommand_required = true)]
     Name {
-        /// Verb and keyword/value pairs.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        words: Vec<String>,
+        #[command(subcommand)]
+        verb: NameCmd,
     },
-    /// `bind program PATH name N [auto] [-- ARGS...]`, `bind process PID name N`.
+    /// Bind a program or a process to a name.
+    #[command(infer_subcommands = true, subcommand_required = true)]
     Bind {
-        /// What to bind and keyword/value pairs.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        words: Vec<String>,
+        #[command(subcommand)]
+        what: BindCmd,
     },
-    /// `unbind program PATH name N`, `unbind process PID name N`.
+    /// Unbind a program or a process from a name.
+    #[command(infer_subcommands = true, subcommand_required = true)]
     Unbind {
-        /// What to unbind and keyword/value pairs.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        words: Vec<String>,
+        #[command(subcommand)]
+        what: UnbindCmd,
     },
-    /// Data-plane ports: device, MAC, MTU, I/O path, counters.
+    /// Data-plane ports: device, MAC, MTU, I/O path, counters (`port list`).
+    #[command(infer_subcommands = true)]
     Port {
-        /// `list` (default).
-        words: Vec<String>,
+        #[command(subcommand)]
+        verb: Option<ListCmd>,
     },
-    /// The eth layers' name caches (like `arp -a`).
+    /// The eth layers' name caches, like `arp -a` (`cache list`).
+    #[command(infer_subcommands = true)]
     Cache {
-        /// `list` (default).
-        words: Vec<String>,
+        #[command(subcommand)]
+        verb: Option<ListCmd>,
     },
-    /// Flows with their counters.
+    /// Flows with their counters (`flow list`).
+    #[command(infer_subcommands = true)]
     Flow {
-        /// `list` (default).
-        words: Vec<String>,
+        #[command(subcommand)]
+        verb: Option<ListCmd>,
     },
-    /// Data-plane workers: CPU, polling, ports and flows owned, frames, sleeps, yields.
+    /// Data-plane workers: CPU, polling, ports and flows owned, frames, sleeps, yields
+    /// (`worker list`).
+    #[command(infer_subcommands = true)]
     Worker {
-        /// `list` (default).
-        words: Vec<String>,
+        #[command(subcommand)]
+        verb: Option<ListCmd>,
     },
-    /// Counters of dropped and refused messages.
+    /// Counters of dropped and refused messages, by reason.
     Stats,
-    /// `config load FILE`: apply a configuration file to the running daemon (refused whole,
-    /// with file, line and key, if it has an error).
+    /// Apply a configuration file (`config load FILE`).
+    #[command(infer_subcommands = true, subcommand_required = true)]
     Config {
-        /// `load FILE`.
-        words: Vec<String>,
+        #[command(subcommand)]
+        verb: ConfigCmd,
+    },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print o7sctl's manual page (roff: `o7sctl man | man -l -`).
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+enum ListCmd {
+    /// List them (the default).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum IpcpCmd {
+    /// List the IPCPs (created ones too).
+    List,
+    /// `create name N type eth-dix|eth-llc|udp4|udp6`: an IPCP to bootstrap later.
+    Create(Words),
+    /// `bootstrap name N layer L type T ...` with, for eth-dix and eth-llc,
+    /// `dev D [ethertype 0xA000] [hash SHA3_256]`; for udp4 and udp6,
+    /// `ip A [port 3435] [dns SERVER]` (names are MD5 hashes, resolved through /etc/hosts or
+    /// the DNS server). `type` may be left out for an IPCP made with `ipcp create`.
+    Bootstrap(Words),
+    /// `destroy name N` (refused while it carries flows).
+    Destroy(Words),
+}
+
+#[derive(Debug, Subcommand)]
+enum NameCmd {
+    /// List the names with their programs, processes and layers.
+    List,
+    /// `create N [lb spill|round-robin]` (default: spill, as a configuration file's).
+    Create(Words),
+    /// `destroy N`.
+    Destroy(Words),
+    /// `register N ipcp I|layer L ...`.
+    Register(Words),
+    /// `unregister N ipcp I|layer L ...`.
+    Unregister(Words),
+}
+
+#[derive(Debug, Subcommand)]
+enum BindCmd {
+    /// `program PATH name N [auto] [-- ARGS...]`: processes running PATH accept flows for
+    /// N; with `auto` the daemon starts it (with ARGS) when a flow arrives and nobody
+    /// accepts.
+    Program(Words),
+    /// `process PID name N`: process PID (only it, while it lives) accepts flows for N.
+    Process(Words),
+}
+
+#[derive(Debug, Subcommand)]
+enum UnbindCmd {
+    /// `program PATH name N`.
+    Program(Words),
+    /// `process PID name N`.
+    Process(Words),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// `load FILE`: o7sctl reads FILE and sends its text; refused whole, with file, line and
+    /// key, if it has an error.
+    Load {
+        /// The configuration file (the reference's TOML).
+        file: std::path::PathBuf,
     },
 }
 
 fn matches(word: &str, full: &str) -> bool {
     !word.is_empty() && full.starts_with(word)
-}
-
-fn verb<'a>(
-    words: &'a [String],
-    verbs: &[&'static str],
-) -> Result<(&'static str, &'a [String]), String> {
-    let Some((w, rest)) = words.split_first() else {
-        return Err(format!("expected one of: {}", verbs.join(", ")));
-    };
-    let hits: Vec<&str> = verbs.iter().copied().filter(|v| matches(w, v)).collect();
-    match hits.as_slice() {
-        [v] => Ok((v, rest)),
-        [] => Err(format!("'{w}': expected one of: {}", verbs.join(", "))),
-        _ => Err(format!("'{w}' is ambiguous: {}", hits.join(", "))),
-    }
 }
 
 /// Parses `key value` pairs (keys by unique prefix); `flags` take no value.
@@ -144,25 +214,34 @@ fn one(p: &BTreeMap<&str, Vec<String>>, k: &str) -> Result<String, String> {
         .ok_or_else(|| format!("'{k}' is required"))
 }
 
-fn build(cmd: &Cmd) -> Result<Ctl, String> {
-    Ok(match cmd {
-        Cmd::Ipcp { words } => match verb(words, &["list", "create", "bootstrap", "destroy"])? {
-            ("list", _) => Ctl::IpcpList,
-            ("create", rest) => {
-                let p = pairs(rest, &["name", "type"], &[])?;
+/// No words left over (a listing takes none).
+fn bare(words: &[String], what: &str) -> Result<(), String> {
+    match words.first() {
+        None => Ok(()),
+        Some(w) => Err(format!("'{w}': {what} takes no more words")),
+    }
+}
+
+/// The request a command line makes; `None` for the commands o7sctl answers itself.
+fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
+    Ok(Some(match cmd {
+        Cmd::Ipcp { verb } => match verb {
+            IpcpCmd::List => Ctl::IpcpList,
+            IpcpCmd::Create(w) => {
+                let p = pairs(&w.words, &["name", "type"], &[])?;
                 Ctl::IpcpCreate {
                     name: one(&p, "name")?,
                     kind: one(&p, "type")?,
                 }
             }
-            ("bootstrap", rest) => {
-                let p = pairs(
-                    rest,
-                    &["name", "layer", "type", "dev", "ethertype", "hash"],
-                    &[],
-                )?;
+            IpcpCmd::Bootstrap(w) => {
+                const SETTINGS: [&str; 7] =
+                    ["type", "dev", "ethertype", "hash", "ip", "port", "dns"];
+                let mut keys = vec!["name", "layer"];
+                keys.extend(SETTINGS);
+                let p = pairs(&w.words, &keys, &[])?;
                 let mut settings = BTreeMap::new();
-                for k in ["type", "dev", "ethertype", "hash"] {
+                for k in SETTINGS {
                     if let Ok(v) = one(&p, k) {
                         settings.insert(k.to_string(), v);
                     }
@@ -173,72 +252,94 @@ fn build(cmd: &Cmd) -> Result<Ctl, String> {
                     settings,
                 }
             }
-            (_, rest) => Ctl::IpcpDestroy {
-                name: one(&pairs(rest, &["name"], &[])?, "name")?,
+            IpcpCmd::Destroy(w) => Ctl::IpcpDestroy {
+                name: one(&pairs(&w.words, &["name"], &[])?, "name")?,
             },
         },
-        Cmd::Name { words } => match verb(
-            words,
-            &["list", "create", "destroy", "register", "unregister"],
-        )? {
-            ("list", _) => Ctl::NameList,
-            (v, rest) => {
-                let (name, rest) = rest.split_first().ok_or("a name is required")?;
-                match v {
-                    "create" => Ctl::NameCreate {
-                        name: name.clone(),
-                        lb: one(&pairs(rest, &["lb"], &[])?, "lb").ok(),
-                    },
-                    "destroy" => Ctl::NameDestroy { name: name.clone() },
-                    _ => {
-                        let p = pairs(rest, &["ipcp", "layer"], &[])?;
-                        let targets: Vec<String> = p.values().flatten().cloned().collect();
-                        if targets.is_empty() {
-                            return Err("give 'ipcp NAME' or 'layer NAME'".into());
+        Cmd::Name { verb } => {
+            let (w, kind) = match verb {
+                NameCmd::List => return Ok(Some(Ctl::NameList)),
+                NameCmd::Create(w) => (w, "create"),
+                NameCmd::Destroy(w) => (w, "destroy"),
+                NameCmd::Register(w) => (w, "register"),
+                NameCmd::Unregister(w) => (w, "unregister"),
+            };
+            let (name, rest) = w.words.split_first().ok_or("a name is required")?;
+            match kind {
+                "create" => Ctl::NameCreate {
+                    name: name.clone(),
+                    lb: one(&pairs(rest, &["lb"], &[])?, "lb").ok(),
+                },
+                "destroy" => {
+                    bare(rest, "name destroy N")?;
+                    Ctl::NameDestroy { name: name.clone() }
+                }
+                _ => {
+                    let p = pairs(rest, &["ipcp", "layer"], &[])?;
+                    let targets: Vec<String> = p.values().flatten().cloned().collect();
+                    if targets.is_empty() {
+                        return Err("give 'ipcp NAME' or 'layer NAME'".into());
+                    }
+                    if kind == "register" {
+                        Ctl::NameRegister {
+                            name: name.clone(),
+                            targets,
                         }
-                        if v == "register" {
-                            Ctl::NameRegister {
-                                name: name.clone(),
-                                targets,
-                            }
-                        } else {
-                            Ctl::NameUnregister {
-                                name: name.clone(),
-                                targets,
-                            }
+                    } else {
+                        Ctl::NameUnregister {
+                            name: name.clone(),
+                            targets,
                         }
                     }
                 }
             }
-        },
-        Cmd::Bind { words } | Cmd::Unbind { words } => {
-            let bind = matches!(cmd, Cmd::Bind { .. });
-            let (what, rest) = verb(words, &["program", "process"])?;
-            let (target, rest) = rest
-                .split_first()
-                .ok_or(format!("the {what} is required"))?;
-            let p = pairs(rest, &["name"], &["auto"])?;
-            let name = one(&p, "name")?;
-            match (what, bind) {
-                ("program", true) => Ctl::BindProgram {
+        }
+        Cmd::Bind { what } => {
+            let (w, program) = match what {
+                BindCmd::Program(w) => (w, true),
+                BindCmd::Process(w) => (w, false),
+            };
+            let (target, rest) = w.words.split_first().ok_or(if program {
+                "the program is required"
+            } else {
+                "the pid is required"
+            })?;
+            if program {
+                let p = pairs(rest, &["name"], &["auto"])?;
+                Ctl::BindProgram {
                     prog: target.clone(),
-                    name,
+                    name: one(&p, "name")?,
                     auto: p.contains_key("auto"),
                     args: p.get("--").cloned().unwrap_or_default(),
-                },
-                ("program", false) => Ctl::UnbindProgram {
+                }
+            } else {
+                let p = pairs(rest, &["name"], &[])?;
+                Ctl::BindProcess {
+                    pid: pid_of(target)?,
+                    name: one(&p, "name")?,
+                }
+            }
+        }
+        Cmd::Unbind { what } => {
+            let (w, program) = match what {
+                UnbindCmd::Program(w) => (w, true),
+                UnbindCmd::Process(w) => (w, false),
+            };
+            let (target, rest) = w.words.split_first().ok_or(if program {
+                "the program is required"
+            } else {
+                "the pid is required"
+            })?;
+            let name = one(&pairs(rest, &["name"], &[])?, "name")?;
+            if program {
+                Ctl::UnbindProgram {
                     prog: target.clone(),
                     name,
-                },
-                (_, b) => {
-                    let pid: i32 = target
-                        .parse()
-                        .map_err(|_| format!("'{target}' is not a pid"))?;
-                    if b {
-                        Ctl::BindProcess { pid, name }
-                    } else {
-                        Ctl::UnbindProcess { pid, name }
-                    }
+                }
+            } else {
+                Ctl::UnbindProcess {
+                    pid: pid_of(target)?,
+                    name,
                 }
             }
         }
@@ -247,20 +348,26 @@ fn build(cmd: &Cmd) -> Result<Ctl, String> {
         Cmd::Flow { .. } => Ctl::FlowList,
         Cmd::Worker { .. } => Ctl::WorkerList,
         Cmd::Stats => Ctl::Stats,
-        Cmd::Config { words } => match verb(words, &["load"])? {
-            (_, [file]) => {
-                // Read here, with the caller's rights: the daemon never opens the path.
-                let content = read_config(file)?;
-                let p = std::path::Path::new(file);
-                let abs = p.canonicalize().map_err(|e| format!("{file}: {e}"))?;
-                Ctl::ConfigLoad {
-                    path: abs.display().to_string(),
-                    content: Some(content),
-                }
+        Cmd::Config {
+            verb: ConfigCmd::Load { file },
+        } => {
+            let file = file.display().to_string();
+            // Read here, with the caller's rights: the daemon never opens the path.
+            let content = read_config(&file)?;
+            let abs = std::path::Path::new(&file)
+                .canonicalize()
+                .map_err(|e| format!("{file}: {e}"))?;
+            Ctl::ConfigLoad {
+                path: abs.display().to_string(),
+                content: Some(content),
             }
-            _ => return Err("usage: config load FILE".into()),
-        },
-    })
+        }
+        Cmd::Completions { .. } | Cmd::Man => return Ok(None),
+    }))
+}
+
+fn pid_of(s: &str) -> Result<i32, String> {
+    s.parse().map_err(|_| format!("'{s}' is not a pid"))
 }
 
 /// The text of configuration file `file`: at most `MAX_CONFIG_BYTES`, UTF-8.
@@ -418,7 +525,8 @@ fn main() -> ExitCode {
         std::env::set_var(o7s::proto::RUNDIR_ENV, r);
     }
     let ctl = match build(&cli.cmd) {
-        Ok(c) => c,
+        Ok(Some(c)) => c,
+        Ok(None) => return local(&cli.cmd),
         Err(e) => {
             eprintln!("o7sctl: {e}");
             return ExitCode::from(2);
@@ -456,7 +564,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// The commands o7sctl answers itself: completions and the manual page.
+fn local(cmd: &Cmd) -> ExitCode {
+    use clap::CommandFactory;
+    let mut c = Cli::command();
+    match cmd {
+        Cmd::Completions { shell } => {
+            clap_complete::generate(*shell, &mut c, "o7sctl", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        _ => match clap_mangen::Man::new(c).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("o7sctl: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod abbreviation_tests {
     use super::*;
 
@@ -466,8 +594,87 @@ mod abbreviation_tests {
         assert!(matches!(cli.map(|c| c.cmd), Ok(Cmd::Worker { .. })));
         let cli = Cli::try_parse_from(["o7sctl", "po"]);
         assert!(matches!(cli.map(|c| c.cmd), Ok(Cmd::Port { .. })));
-        // "c" could be cache or config: refused, not guessed.
+        // "c" could be cache, completions or config: refused, not guessed.
         assert!(Cli::try_parse_from(["o7sctl", "c", "list"]).is_err());
+    }
+
+    fn ctl(args: &[&str]) -> Result<Option<Ctl>, String> {
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        build(&cli.cmd)
+    }
+
+    #[test]
+    fn unknown_words_are_errors_with_suggestions() {
+        let e = ctl(&["o7sctl", "port", "lisst"]).unwrap_err();
+        assert!(e.contains("lisst"), "{e}");
+        let e = ctl(&["o7sctl", "flow", "dealloc", "1"]).unwrap_err();
+        assert!(e.contains("dealloc"), "{e}");
+        let e = ctl(&["o7sctl", "nmae", "list"]).unwrap_err();
+        assert!(e.contains("name"), "a suggestion: {e}");
+        assert!(ctl(&["o7sctl", "name", "destroy", "x", "y"]).is_err());
+        assert!(ctl(&[
+            "o7sctl",
+            "ipcp",
+            "bootstrap",
+            "name",
+            "a",
+            "layer",
+            "l",
+            "colour",
+            "red"
+        ])
+        .unwrap_err()
+        .contains("unknown keyword 'colour'"));
+    }
+
+    #[test]
+    fn irm_words_still_work() {
+        assert!(matches!(ctl(&["o7sctl", "port"]), Ok(Some(Ctl::PortList))));
+        assert!(matches!(
+            ctl(&["o7sctl", "po", "l"]),
+            Ok(Some(Ctl::PortList))
+        ));
+        assert!(matches!(
+            ctl(&["o7sctl", "n", "reg", "srv", "ipcp", "e1"]),
+            Ok(Some(Ctl::NameRegister { .. }))
+        ));
+        let Ok(Some(Ctl::BindProgram { auto, args, .. })) = ctl(&[
+            "o7sctl", "bind", "program", "/bin/x", "name", "n", "auto", "--", "-l", "-v",
+        ]) else {
+            panic!("bind program");
+        };
+        assert!(auto);
+        assert_eq!(args, vec!["-l", "-v"]);
+        let Ok(Some(Ctl::IpcpBootstrap { settings, .. })) = ctl(&[
+            "o7sctl",
+            "ipcp",
+            "bootstrap",
+            "name",
+            "u",
+            "layer",
+            "l",
+            "type",
+            "udp4",
+            "ip",
+            "127.0.0.2",
+            "dns",
+            "127.0.0.1",
+        ]) else {
+            panic!("udp bootstrap");
+        };
+        assert_eq!(settings.get("ip").map(String::as_str), Some("127.0.0.2"));
+    }
+
+    #[test]
+    fn completions_and_man_page_are_made() {
+        assert!(matches!(ctl(&["o7sctl", "completions", "bash"]), Ok(None)));
+        assert!(matches!(ctl(&["o7sctl", "man"]), Ok(None)));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut out)
+            .unwrap();
+        let page = String::from_utf8(out).unwrap();
+        assert!(page.contains("o7sctl") && page.contains("ipcp"), "{page}");
     }
 }
 
