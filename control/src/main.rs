@@ -240,6 +240,7 @@ fn main() -> ExitCode {
         let conns = std::sync::Arc::new(o7s_control::conns::Conns::new(
             cli.max_conns_per_user as usize,
         ));
+        let mut last_accept_error: Option<std::time::Instant> = None;
         std::thread::spawn(move || loop {
             match listener.accept() {
                 Ok(ch) => {
@@ -261,8 +262,15 @@ fn main() -> ExitCode {
                     if d.stopping.load(Ordering::Relaxed) {
                         return;
                     }
-                    tracing::warn!("accept: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
+                    // Out of descriptors, say: once every 5 s in the log, not 100 times a
+                    // second; clients wait in the backlog meanwhile.
+                    if last_accept_error
+                        .is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(5))
+                    {
+                        tracing::warn!("cannot accept a client: {e}");
+                        last_accept_error = Some(std::time::Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
                 }
             }
         });

@@ -1232,3 +1232,74 @@ fn errors_and_listings_speak_plainly() {
     let fresh = names.iter().find(|n| n["name"] == "fresh").unwrap();
     assert_eq!(fresh["lb"], "spill", "{fresh}");
 }
+
+/// Short of file descriptors (o7sd and its data plane under `prlimit --nofile=128`), 200
+/// allocations: those that cannot be installed fail with a clear error, and every flow
+/// o7sctl lists is in the data plane. Before, all 200 "succeeded" and 80 were never
+/// installed (o7sctl showed them up, with no traffic).
+#[test]
+fn allocations_that_cannot_be_installed_fail_clearly() {
+    if !can_run() || !o7s_integration::tool("prlimit") {
+        return;
+    }
+    use std::io::BufRead;
+    let t = Topo::single("fd");
+    let hostile = bin("o7s-hostile").display().to_string();
+    let conf = t.dir.join("fd.conf");
+    std::fs::write(
+        &conf,
+        format!("[name.\"many\"]\nprog=[\"{hostile}\"]\n\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nreg=[\"many\"]\n"),
+    )
+    .unwrap();
+    let log = t.dir.join("fd.log");
+    let mut d = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.ns("a"), "prlimit", "--nofile=128:128"])
+        .arg(bin("o7sd"))
+        .arg("--rundir")
+        .arg(t.rundir("a"))
+        .arg("--config")
+        .arg(&conf)
+        .args(["--max-flows-per-peer", "4096"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(eventually(Duration::from_secs(10), || read().contains("Bootstrapped")));
+    let spawn = |args: &[&str]| {
+        t.cmd("a", &bin("o7s-hostile"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut server = spawn(&["accept", "200", "60"]);
+    t.wait_accepting("a", "a", "many");
+    let mut client = spawn(&["hold", "200", "many", "60"]);
+    let mut line = String::new();
+    std::io::BufReader::new(client.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let got = r["flows"].as_u64().unwrap();
+    eprintln!("holder: {r}");
+    assert!(got < 200, "the limit was never reached: {r}");
+    let why = r["error"].as_str().unwrap();
+    assert!(
+        why.contains("cannot install") || why.contains("open files") || why.contains("refused"),
+        "not a clear error: {r}\n{}",
+        read()
+    );
+    // Every flow listed is installed in the data plane.
+    let flows = t.ctl_json("a", &["flow", "list"]).len();
+    let in_dp = t.ctl_json("a", &["worker", "list"])[0]["flows"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(flows as u64, in_dp, "{}", read());
+    assert_eq!(flows as u64, 2 * got, "{}", read());
+    let _ = client.kill();
+    let _ = server.kill();
+    let _ = client.wait();
+    let _ = server.wait();
+    let _ = d.kill();
+    let _ = d.wait();
+}
