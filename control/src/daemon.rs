@@ -284,7 +284,7 @@ impl Daemon {
             .check(req.id, now)
             .map_err(|e| format!("{e} {}", hex::encode(req.id)))?;
         if req.crt.is_empty() {
-            crate::wire_log!(info, "No certificate provided by <client>.");
+            tracing::debug!("No certificate provided by <client>.");
             return Ok(());
         }
         let (_, sig) = req

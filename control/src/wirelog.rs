@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Lines about wire events written per second at most.
-pub const PER_SECOND: u64 = 20;
+pub const PER_SECOND: u64 = 50;
 
 static WINDOW: AtomicU64 = AtomicU64::new(0);
 static IN_WINDOW: AtomicU64 = AtomicU64::new(0);

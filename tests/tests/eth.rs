@@ -1303,3 +1303,65 @@ fn allocations_that_cannot_be_installed_fail_clearly() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+/// `--max-flows` and `--max-flows-per-process` are enforced with a clear error.
+#[test]
+fn flow_limits_are_enforced_with_a_clear_error() {
+    if !can_run() {
+        return;
+    }
+    use std::io::BufRead;
+    let t = Topo::single("fl");
+    let hostile = bin("o7s-hostile").display().to_string();
+    let conf = format!("[name.\"many\"]\nprog=[\"{hostile}\"]\n\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nreg=[\"many\"]\n");
+    for (flag, value, holder_gets, why) in [
+        (
+            "--max-flows",
+            "20",
+            10,
+            "maximum of 20 flows (o7sd --max-flows)",
+        ),
+        (
+            "--max-flows-per-process",
+            "7",
+            7,
+            "maximum of 7 flows (o7sd --max-flows-per-process)",
+        ),
+    ] {
+        let d = t.daemon_with("a", flag, &conf, &[flag, value]);
+        let spawn = |args: &[&str]| {
+            t.cmd_in("a", flag, &bin("o7s-hostile"))
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let mut server = spawn(&["accept", "100", "30"]);
+        t.wait_accepting("a", flag, "many");
+        let mut client = spawn(&["hold", "100", "many", "30"]);
+        let mut line = String::new();
+        std::io::BufReader::new(client.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(r["flows"], holder_gets, "{flag}: {r}");
+        // On one daemon the accepting side reaches the limit first: the client hears a
+        // refusal, the daemon's log says why.
+        assert!(
+            r["error"].as_str().unwrap().contains("refused"),
+            "{flag}: {r}"
+        );
+        // (Unless wire-caused log lines were over their rate: then the count says so.)
+        assert!(
+            d.log().contains(why) || d.log().contains("were not written"),
+            "{flag}: {}",
+            d.log()
+        );
+        let st = t.ctl_json_in("a", flag, &["stats"]);
+        assert!(st[0]["flow_limit"].as_u64().unwrap() >= 1, "{st:?}");
+        let _ = client.kill();
+        let _ = server.kill();
+        let _ = client.wait();
+        let _ = server.wait();
+    }
+}
