@@ -5,7 +5,8 @@
 #   corpora), bind9 + bind9-dnsutils (a real DNS server for the udp layers' DNS tests),
 #   openssl (the tests' PKI), clang-19 + libbpf-dev (rebuild/check bpf/xdp_o7s.o), bpftool
 #   (the XDP test reads the program's maps), valgrind (CI's performance gate,
-#   scripts/perf-gate.sh, counts instructions with callgrind).
+#   scripts/perf-gate.sh, counts instructions with callgrind), curl (the metrics test
+#   scrapes o7sd's Prometheus endpoint).
 set -euo pipefail
 need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
@@ -18,6 +19,7 @@ command -v clang-19 >/dev/null 2>&1 || need="$need clang-19"
 [ -f /usr/include/bpf/bpf_helpers.h ] || need="$need libbpf-dev"
 command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need="$need bpftool"
 command -v valgrind >/dev/null 2>&1 || need="$need valgrind"
+command -v curl >/dev/null 2>&1 || need="$need curl"
 if [ -z "$need" ]; then
     echo "setup.sh: all system packages present"
     exit 0

@@ -9,8 +9,8 @@ use crate::security::{Cipher, EncConf, Ephemeral, Kdf, Kex};
 use o7s::ipc::{wait_readable, Channel};
 use o7s::proto::{Ctl, ErrorCode, FlowInfo, Reply, Request};
 use o7s::ring::{FlowMem, Kick, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
-use o7s_dataplane::msg::CryptSpec;
-use o7s_dataplane::msg::{FromDp, PortKind, ToDp};
+use o7s_abi::msg::CryptSpec;
+use o7s_abi::msg::{FromDp, PortKind, ToDp};
 use o7s_wire::code::EthCode;
 use o7s_wire::ethernet::{mac_string, BROADCAST};
 use o7s_wire::oap::{OapHdr, Role};
@@ -852,7 +852,7 @@ impl Daemon {
             }
         }
         let overhead = if crypt.is_some() {
-            o7s_dataplane::crypt::OVERHEAD
+            o7s_abi::CRYPT_OVERHEAD
         } else {
             0
         };
@@ -1856,6 +1856,25 @@ impl Daemon {
 
     // ---------------------------------------------------------------- o7sctl
 
+    /// A read-only view (a listing or the counters), as o7sctl gets it; anything else is
+    /// refused.
+    pub fn view(&self, c: Ctl) -> Reply {
+        match crate::authz::need(&c) {
+            crate::authz::Need::Anyone => self.ctl(
+                c,
+                &o7s::ipc::PeerCred {
+                    pid: 0,
+                    uid: 0,
+                    gid: 0,
+                },
+            ),
+            _ => Reply::Error {
+                code: ErrorCode::Denied,
+                message: "not a view".into(),
+            },
+        }
+    }
+
     /// Whether `cred` may make request `c` (docs/SECURITY.md); why not.
     fn authorize(&self, c: &Ctl, cred: &o7s::ipc::PeerCred) -> Result<(), String> {
         use crate::authz::{need, process_uid, verb, Need};
@@ -2345,7 +2364,7 @@ impl Daemon {
                     m.insert(k.into(), json!(v.load(Ordering::Relaxed)));
                 }
                 if let Some(s) = self.dp.stats() {
-                    let sum = |f: fn(&o7s_dataplane::msg::PortStats) -> u64| {
+                    let sum = |f: fn(&o7s_abi::msg::PortStats) -> u64| {
                         s.ports.iter().map(f).sum::<u64>()
                     };
                     m.insert(
@@ -2375,7 +2394,7 @@ impl Daemon {
                         "dp_drop_socket_buffer".into(),
                         json!(sum(|p| p.drop_socket_buffer)),
                     );
-                    let core = |w: &o7s_dataplane::msg::WorkerInfo| {
+                    let core = |w: &o7s_abi::msg::WorkerInfo| {
                         w.core.map_or("unpinned".to_string(), |c| c.to_string())
                     };
                     let workers = if s.workers.is_empty() {

@@ -7,7 +7,7 @@
 //! other, whatever arrives from the wire.
 
 use o7s::ipc::Channel;
-use o7s_dataplane::msg::{DpStats, FromDp, ToDp};
+use o7s_abi::msg::{DpStats, FromDp, ToDp};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -62,6 +62,7 @@ impl DpHandle {
         let path = dataplane_path();
         let mut cmd = Command::new(&path);
         cmd.env("O7S_CTL_FD", "3");
+        cmd.env(o7s_abi::ABI_ENV, o7s_abi::ABI_VERSION.to_string());
         cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         // Safety: the pre-exec hook only calls dup2 and fcntl, which are async-signal-safe.
         #[allow(unsafe_code)]
@@ -114,17 +115,24 @@ impl DpHandle {
 
     /// Replaces a data plane that died by a new one; returns how the old one ended.
     pub fn restart(&self) -> io::Result<String> {
+        let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = c.kill();
+        let status = c.wait();
+        if let Ok(s) = &status {
+            if s.code() == Some(i32::from(o7s_abi::EXIT_ABI_MISMATCH)) {
+                return Err(io::Error::other(format!(
+                    "{} is of another build (its ABI is not o7sd's {}): install both from the same build",
+                    dataplane_path().display(),
+                    o7s_abi::ABI_VERSION
+                )));
+            }
+        }
+        let old = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
         let (ours, child) = Self::start(&self.env)?;
-        let old = {
-            let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = c.kill();
-            let status = c
-                .wait()
-                .map(|s| s.to_string())
-                .unwrap_or_else(|e| e.to_string());
-            *c = child;
-            status
-        };
+        *c = child;
+        drop(c);
         *self.ch.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(ours);
         Ok(old)
     }

@@ -2,7 +2,7 @@
 //! endpoint ids. The frames themselves go through the data plane's port.
 
 use crate::config::IpcpKind;
-use o7s_dataplane::msg::PortKind;
+use o7s_abi::msg::PortKind;
 use o7s_wire::code::{EthCode, UdpCode};
 use o7s_wire::field::Writer;
 use o7s_wire::hash::HashAlgo;

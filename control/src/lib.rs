@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod dns;
 pub mod dp;
 pub mod eth;
+pub mod metrics;
 pub mod registry;
 pub mod replay;
 pub mod security;

@@ -90,6 +90,10 @@ struct Cli {
     /// one); more are closed at once and logged.
     #[arg(long, default_value_t = 512)]
     max_conns_per_user: u32,
+    /// Serve Prometheus metrics (every counter o7sctl shows) at http://ADDR:PORT/metrics.
+    /// Off by default; they are readable by anyone who reaches the address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
     /// Log filter (error, warn, info, debug, trace); $O7S_LOG overrides.
     #[arg(long, default_value = "info")]
     log: String,
@@ -234,6 +238,17 @@ fn main() -> ExitCode {
     );
     if let Some(c) = &cfg {
         d.apply(c);
+    }
+    if let Some(addr) = cli.metrics {
+        if let Err(e) = o7s_control::metrics::serve(d.clone(), addr) {
+            tracing::error!("--metrics {addr}: {e}");
+            eprintln!("o7sd: --metrics {addr}: {e}");
+            d.stopping.store(true, Ordering::SeqCst);
+            d.stop_children();
+            d.dp.stop();
+            let _ = std::fs::remove_file(&sock);
+            return ExitCode::from(1);
+        }
     }
     {
         let d = d.clone();

@@ -34,6 +34,7 @@ pub const IV_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 /// Bytes an encrypted SDU adds.
 pub const OVERHEAD: usize = IV_LEN + TAG_LEN;
+const _: () = assert!(OVERHEAD == o7s_abi::CRYPT_OVERHEAD);
 /// The reference rotates keys every 2^20 packets.
 pub const DEFAULT_ROTATION_BITS: u32 = 20;
 

@@ -7,7 +7,7 @@ pub mod afpacket;
 pub mod crypt;
 pub mod ctl_out;
 pub mod frames;
-pub mod msg;
+pub use o7s_abi::msg;
 pub mod police;
 pub mod router;
 pub mod sockstat;

@@ -30,6 +30,11 @@ fn main() -> std::process::ExitCode {
         eprintln!("o7s-dataplane: started by o7sd only (O7S_CTL_FD is not set)");
         return std::process::ExitCode::from(2);
     };
+    // A data plane of another build must not misread o7sd's messages or the flow memory.
+    if let Err(e) = o7s_abi::check_version(std::env::var(o7s_abi::ABI_ENV).ok().as_deref()) {
+        eprintln!("o7s-dataplane: {e}");
+        return std::process::ExitCode::from(o7s_abi::EXIT_ABI_MISMATCH);
+    }
     if let Err(e) = o7s::raise_fd_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }

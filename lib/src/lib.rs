@@ -10,7 +10,7 @@
 pub mod flow;
 pub mod ipc;
 pub mod proto;
-pub mod ring;
+pub use o7s_abi::ring;
 
 pub use flow::{control, wait_any, Error, Flow};
 pub use o7s_wire::qos::QosSpec;

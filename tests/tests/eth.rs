@@ -1365,3 +1365,127 @@ fn flow_limits_are_enforced_with_a_clear_error() {
         let _ = server.wait();
     }
 }
+
+/// A data plane of another build (another ABI version) refuses to run, and o7sd stops with
+/// a sentence that says so instead of restarting it in a loop.
+#[test]
+fn a_data_plane_of_another_abi_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let o = std::process::Command::new(bin("o7s-dataplane"))
+        .env("O7S_CTL_FD", "3")
+        .env("O7S_ABI_VERSION", "999")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("speaks 999"),
+        "{o:?}"
+    );
+    // o7sd with a wrapper that starts the data plane under another version.
+    let t = Topo::single("ab");
+    let wrapper = t.dir.join("old-dataplane");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nO7S_ABI_VERSION=999 exec {}\n",
+            bin("o7s-dataplane").display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.ns("a"), "env"])
+        .arg(format!("O7S_DATAPLANE={}", wrapper.display()))
+        .arg(bin("o7sd"))
+        .arg("--rundir")
+        .arg(t.rundir("a"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is of another build"), "{err}");
+    assert_eq!(err.matches("restarted it").count(), 0, "{err}");
+}
+
+/// `o7sd --metrics`: the Prometheus endpoint shows a flow's counters rising while oping
+/// runs, in valid OpenMetrics text.
+#[test]
+fn metrics_endpoint_shows_counters_rising() {
+    if !can_run() || !o7s_integration::tool("curl") {
+        return;
+    }
+    let t = Topo::pair("me");
+    let _b = t.daemon_with(
+        "b",
+        "b",
+        &server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+        &["--metrics", "127.0.0.1:9797"],
+    );
+    let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    let scrape = |path: &str| {
+        let o = std::process::Command::new("ip")
+            .args(["netns", "exec", &t.ns("b"), "curl", "-s", "-i"])
+            .arg(format!("http://127.0.0.1:9797{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let ping = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", "oping-server", "-c", "60", "-i", "20ms"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let accepted = |text: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.starts_with("o7s_flow_rx_sdus_total{") && l.contains("side=\"accept\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let mut first = None;
+    assert!(eventually(Duration::from_secs(10), || {
+        first = accepted(&scrape("/metrics"));
+        first.is_some_and(|n| n > 0)
+    }));
+    let mut later = None;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            later = accepted(&scrape("/metrics"));
+            later > first
+        }),
+        "{first:?} then {later:?}"
+    );
+    let _ = ping.wait_with_output();
+    let text = scrape("/metrics");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") && head.contains("openmetrics-text"),
+        "{head}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    for l in body.lines().filter(|l| !l.starts_with('#')) {
+        let (name, value) = l.rsplit_once(' ').unwrap();
+        assert!(value.parse::<i64>().is_ok(), "{l}");
+        let bare = name.split('{').next().unwrap();
+        assert!(
+            bare.starts_with("o7s_")
+                && bare
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()),
+            "{l}"
+        );
+    }
+    for want in [
+        "o7s_port_rx_frames_total{",
+        "o7s_worker_rx_frames_total{",
+        "o7s_ipcp_up{",
+        "o7s_flows_allocated_total ",
+    ] {
+        assert!(body.contains(want), "no {want} in\n{body}");
+    }
+    assert!(scrape("/other").starts_with("HTTP/1.0 404"));
+}
