@@ -14,7 +14,7 @@ pub mod msg;
 pub mod ring;
 
 /// The version of the contract in this crate.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// The environment variable that carries o7sd's [`ABI_VERSION`] to the data plane.
 pub const ABI_ENV: &str = "O7S_ABI_VERSION";
 /// The data plane's exit status when its ABI is not o7sd's.

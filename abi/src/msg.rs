@@ -112,6 +112,24 @@ pub enum ToDp {
     },
     /// Report counters.
     Stats,
+    /// Start copying what port `port` sends and receives (only flow `flow`'s frames when
+    /// given) to o7sd, each frame cut to `snaplen` bytes.
+    CaptureStart {
+        /// Capture id (o7sd's).
+        id: u64,
+        /// Port id.
+        port: u32,
+        /// Only this flow's frames (its data; no management frames).
+        #[serde(default)]
+        flow: Option<u64>,
+        /// Bytes kept of each frame.
+        snaplen: u32,
+    },
+    /// Stop capture `id`.
+    CaptureStop {
+        /// Capture id.
+        id: u64,
+    },
     /// Exit.
     Shutdown,
 }
@@ -179,6 +197,36 @@ pub enum FromDp {
     },
     /// Counters.
     Stats(DpStats),
+    /// Capture `id` cannot run (no such port or flow, or not an Ethernet port).
+    CaptureRefused {
+        /// Capture id.
+        id: u64,
+        /// Why.
+        error: String,
+    },
+    /// Frames of capture `id`, in the order seen (the first, maybe empty, says it runs).
+    Captured {
+        /// Capture id.
+        id: u64,
+        /// The frames.
+        frames: Vec<CapturedFrame>,
+        /// Frames this capture could not copy so far (o7sd behind, or its batch full).
+        dropped: u64,
+    },
+}
+
+/// A frame a capture copied.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CapturedFrame {
+    /// When, in ns since the UNIX epoch.
+    pub ts_ns: u64,
+    /// Sent (true) or received.
+    pub tx: bool,
+    /// Its length on the wire.
+    pub len: u32,
+    /// Its first `snaplen` bytes.
+    #[serde(with = "hexbytes")]
+    pub data: Vec<u8>,
 }
 
 /// Counters of one port.

@@ -42,7 +42,9 @@ pub fn need(c: &Ctl) -> Need {
         | Ctl::NameUnregister { .. }
         | Ctl::BindProgram { .. }
         | Ctl::UnbindProgram { .. }
-        | Ctl::ConfigLoad { .. } => Need::Admin,
+        | Ctl::ConfigLoad { .. }
+        // A capture sees every user's traffic on the port.
+        | Ctl::Capture { .. } => Need::Admin,
     }
 }
 
@@ -68,6 +70,7 @@ pub fn verb(c: &Ctl) -> &'static str {
         Ctl::WorkerList => "worker list",
         Ctl::Stats => "stats",
         Ctl::ConfigLoad { .. } => "config load",
+        Ctl::Capture { .. } => "capture",
     }
 }
 

@@ -161,6 +161,8 @@ pub struct Daemon {
     flow_reqs: std::sync::atomic::AtomicUsize,
     /// Calls of `tick`.
     ticks: AtomicU64,
+    /// Capture ids given so far.
+    capture_ids: AtomicU64,
 }
 
 type Fail = (ErrorCode, String);
@@ -217,6 +219,7 @@ impl Daemon {
             stopping: AtomicBool::new(false),
             flow_reqs: std::sync::atomic::AtomicUsize::new(0),
             ticks: AtomicU64::new(0),
+            capture_ids: AtomicU64::new(0),
         })
     }
 
@@ -699,6 +702,32 @@ impl Daemon {
             Request::Accept { timeout_ms } => {
                 self.accept(ch, pid, cred.uid, timeout_ms.map(Duration::from_millis))
             }
+            Request::Ctl(Ctl::Capture {
+                target,
+                flow,
+                snaplen,
+                count,
+            }) => {
+                let c = Ctl::Capture {
+                    target: target.clone(),
+                    flow,
+                    snaplen,
+                    count,
+                };
+                match self.authorize(&c, &cred) {
+                    Ok(()) => self.capture(&ch, &target, flow, snaplen, count),
+                    Err(message) => {
+                        self.counters.denied.fetch_add(1, Ordering::Relaxed);
+                        let _ = ch.send(
+                            &Reply::Error {
+                                code: ErrorCode::Denied,
+                                message,
+                            },
+                            &[],
+                        );
+                    }
+                }
+            }
             Request::Ctl(c) => {
                 let r = match self.authorize(&c, &cred) {
                     Ok(()) => self.ctl(c, &cred),
@@ -719,6 +748,104 @@ impl Daemon {
                 let _ = ch.send(&r, &[]);
             }
         }
+    }
+
+    /// Streams a capture to the client on `ch` until `count` frames (0: until it goes).
+    fn capture(&self, ch: &Channel, target: &str, flow: Option<u64>, snaplen: u32, count: u64) {
+        let fail = |code, message: String| {
+            let _ = ch.send(&Reply::Error { code, message }, &[]);
+        };
+        let port = {
+            let st = self.st();
+            let by_flow = flow.map(|f| st.flows.get(&f).map(|r| r.ipcp));
+            let ipcp = match by_flow {
+                Some(Some(i)) => st.ipcps.get(i),
+                Some(None) => {
+                    drop(st);
+                    return fail(
+                        ErrorCode::NotFound,
+                        format!("no flow {}", flow.unwrap_or(0)),
+                    );
+                }
+                None => st.ipcps.iter().find(|i| {
+                    i.name == target || i.dev == target || target.parse::<u32>() == Ok(i.port)
+                }),
+            };
+            match ipcp {
+                Some(i) => i.port,
+                None => {
+                    drop(st);
+                    return fail(
+                        ErrorCode::NotFound,
+                        format!("no port, device or IPCP named {target}"),
+                    );
+                }
+            }
+        };
+        let id = self.capture_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let (rx, lost) = self.dp.capture_register(id);
+        self.dp.send(
+            &ToDp::CaptureStart {
+                id,
+                port,
+                flow,
+                snaplen,
+            },
+            &[],
+        );
+        tracing::info!(
+            "Capture {id} of port {port}{} started.",
+            flow.map(|f| format!(", flow {f}")).unwrap_or_default()
+        );
+        let mut got = 0u64;
+        let mut started = false;
+        let t0 = Instant::now();
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(FromDp::CaptureRefused { error, .. }) => {
+                    fail(ErrorCode::Invalid, error);
+                    break;
+                }
+                Ok(FromDp::Captured {
+                    mut frames,
+                    dropped,
+                    ..
+                }) => {
+                    started = true;
+                    if count > 0 {
+                        frames.truncate(usize::try_from(count - got).unwrap_or(usize::MAX));
+                    }
+                    got += frames.len() as u64;
+                    let dropped = dropped + lost.load(Ordering::Relaxed);
+                    if ch.send(&Reply::Captured { frames, dropped }, &[]).is_err() {
+                        break;
+                    }
+                    if count > 0 && got >= count {
+                        let _ = ch.send(&Reply::Ok, &[]);
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout)
+                    if !started && t0.elapsed() > Duration::from_secs(2) =>
+                {
+                    fail(
+                        ErrorCode::Internal,
+                        "the data plane did not start the capture".into(),
+                    );
+                    break;
+                }
+                Err(_) => {}
+            }
+            // The client hung up (or said something): stop.
+            if wait_readable(ch.as_fd(), Some(Duration::ZERO)).unwrap_or(true)
+                || self.stopping.load(Ordering::Relaxed)
+            {
+                break;
+            }
+        }
+        self.dp.capture_end(id);
+        tracing::info!("Capture {id} ended: {got} frames.");
     }
 
     /// Hands a flow to its app, then holds the flow until the app closes the channel.
@@ -2315,6 +2442,10 @@ impl Daemon {
                 }
                 table(rows)
             }
+            Ctl::Capture { .. } => err((
+                ErrorCode::Invalid,
+                "a capture streams its frames: o7sctl capture".into(),
+            )),
             Ctl::ConfigLoad { path, content: None } => err((
                 ErrorCode::Invalid,
                 format!("config load {path}: the client sent no text (o7sctl reads the file and sends it; the daemon opens no path a client names)"),

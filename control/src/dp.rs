@@ -35,6 +35,8 @@ pub struct DpHandle {
     port_waiters: Mutex<HashMap<u32, Sender<FromDp>>>,
     stats_waiters: Mutex<Vec<Sender<DpStats>>>,
     flow_waiters: Mutex<HashMap<u64, Sender<Result<(), String>>>>,
+    /// Running captures: where their batches go, and how many o7sd itself dropped.
+    capture_waiters: Mutex<HashMap<u64, (SyncSender<FromDp>, Arc<AtomicU64>)>>,
     /// The writer thread's queue.
     queue: SyncSender<(ToDp, Vec<OwnedFd>)>,
     /// Messages refused because the queue was full.
@@ -97,6 +99,7 @@ impl DpHandle {
             port_waiters: Mutex::new(HashMap::new()),
             stats_waiters: Mutex::new(Vec::new()),
             flow_waiters: Mutex::new(HashMap::new()),
+            capture_waiters: Mutex::new(HashMap::new()),
             queue,
             queue_full: AtomicU64::new(0),
             send_failed: AtomicU64::new(0),
@@ -199,6 +202,25 @@ impl DpHandle {
         r
     }
 
+    /// Registers capture `id`: its batches arrive on the returned channel (at most 64
+    /// waiting), and the counter says how many frames o7sd dropped itself.
+    pub fn capture_register(&self, id: u64) -> (Receiver<FromDp>, Arc<AtomicU64>) {
+        let (tx, rx) = sync_channel(64);
+        let lost = Arc::new(AtomicU64::new(0));
+        if let Ok(mut w) = self.capture_waiters.lock() {
+            w.insert(id, (tx, lost.clone()));
+        }
+        (rx, lost)
+    }
+
+    /// Forgets capture `id` and tells the data plane to stop it.
+    pub fn capture_end(&self, id: u64) {
+        if let Ok(mut w) = self.capture_waiters.lock() {
+            w.remove(&id);
+        }
+        self.send(&ToDp::CaptureStop { id }, &[]);
+    }
+
     /// Counters.
     pub fn stats(&self) -> Option<DpStats> {
         let (tx, rx) = channel();
@@ -234,6 +256,24 @@ impl DpHandle {
                         FromDp::FlowError { error, .. } => Err(error),
                         _ => Ok(()),
                     });
+                }
+                None
+            }
+            FromDp::Captured { id, .. } | FromDp::CaptureRefused { id, .. } => {
+                let w = self
+                    .capture_waiters
+                    .lock()
+                    .ok()
+                    .and_then(|w| w.get(&id).cloned());
+                if let Some((tx, lost)) = w {
+                    let n = match &m {
+                        FromDp::Captured { frames, .. } => frames.len() as u64,
+                        _ => 0,
+                    };
+                    // Never wait for the client: a batch it is too slow for is counted.
+                    if tx.try_send(m).is_err() {
+                        lost.fetch_add(n, Ordering::Relaxed);
+                    }
                 }
                 None
             }

@@ -164,6 +164,13 @@ impl Router {
                 w
             }
             ToDp::DelFlow { flow } => self.flow_owner.remove(flow),
+            ToDp::CaptureStart { port, .. } => self.port_owner.get(port).copied(),
+            ToDp::CaptureStop { .. } => {
+                for w in &self.workers {
+                    w.ch.send(&msg, &[])?;
+                }
+                return Ok(true);
+            }
             ToDp::Stats => {
                 self.stats_wanted += 1;
                 for w in &self.workers {

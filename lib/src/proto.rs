@@ -138,6 +138,20 @@ pub enum Ctl {
     WorkerList,
     /// Daemon-wide counters (dropped frames and why, ...).
     Stats,
+    /// Capture what a port (a port id, device or IPCP name) sends and receives, or one
+    /// flow's frames: the daemon streams [`Reply::Captured`] batches until `count` frames
+    /// (0: until the client closes), then [`Reply::Ok`].
+    Capture {
+        /// Port id, device name or IPCP name.
+        target: String,
+        /// Only this flow's data frames.
+        #[serde(default)]
+        flow: Option<u64>,
+        /// Bytes kept of each frame.
+        snaplen: u32,
+        /// Frames to capture (0: until the client goes).
+        count: u64,
+    },
     /// Apply a configuration file (names, bindings, IPCPs are added). o7sctl reads the
     /// file with its caller's rights and sends its text: the daemon never opens a path a
     /// client names. An error names the file, line and key, and nothing of it is applied.
@@ -185,6 +199,13 @@ pub enum Reply {
     Table {
         /// Rows.
         rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// Captured frames (the first, maybe empty, batch says the capture runs).
+    Captured {
+        /// The frames.
+        frames: Vec<o7s_abi::msg::CapturedFrame>,
+        /// Frames not copied so far (the data plane or o7sd was behind).
+        dropped: u64,
     },
     /// Failure.
     Error {

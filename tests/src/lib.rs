@@ -470,6 +470,35 @@ impl Drop for Daemon {
     }
 }
 
+/// Spawns `cmd` with its stderr piped and waits (up to 10 s) for a stderr line that
+/// contains `marker` (o7sctl capture says "capturing on ..." once it runs).
+pub fn spawn_ready_line(cmd: &mut Command, marker: &str) -> Child {
+    use std::io::BufRead;
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let m = marker.to_string();
+    std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(err);
+        let mut seen = String::new();
+        let mut line = String::new();
+        while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+            seen.push_str(&line);
+            if line.contains(&m) {
+                let _ = tx.send(Ok(()));
+                break;
+            }
+            line.clear();
+        }
+        let _ = tx.send(Err(seen));
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+    });
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => child,
+        other => panic!("{cmd:?} did not say '{marker}': {other:?}"),
+    }
+}
+
 /// Spawns `cmd` with its stderr piped and waits (up to 10 s) until it says "ready" there
 /// (o7s-inject does once its socket is open): no fixed sleep before the traffic.
 pub fn spawn_ready(cmd: &mut Command) -> Child {

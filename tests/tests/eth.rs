@@ -1489,3 +1489,148 @@ fn metrics_endpoint_shows_counters_rising() {
     }
     assert!(scrape("/other").starts_with("HTTP/1.0 404"));
 }
+
+/// `o7sctl capture` of an AF_XDP port: the pcap holds every ECHO request and reply of an
+/// oping (frames tcpdump cannot see on such a port), plus the management frames, and
+/// o7s-dissect decodes it; a flow capture with a count holds that flow's frames only and
+/// ends by itself.
+#[test]
+fn capture_of_an_af_xdp_port_holds_every_ping() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("cp");
+    let _b = t.daemon(
+        "b",
+        &server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+    );
+    let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    let ports = t.ctl_json("b", &["port", "list"]);
+    if !o7s_integration::on_af_xdp(ports[0]["io_path"].as_str().unwrap()) {
+        return;
+    }
+    let pcap = t.dir.join("b.pcap");
+    let cap = o7s_integration::spawn_ready_line(
+        t.cmd("b", &bin("o7sctl"))
+            .args(["capture", "wifi1", "-w"])
+            .arg(&pcap),
+        "capturing on",
+    );
+    let (sum, out) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "20ms"]);
+    assert_eq!(
+        sum["received"],
+        10,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Stop it like a user: Ctrl-C.
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(cap.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = cap.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let bytes = std::fs::read(&pcap).unwrap();
+    let recs = o7s_wire::capfile::parse(&bytes).unwrap();
+    let (mut req, mut rep, mut mgmt) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+        0,
+    );
+    for r in &recs {
+        let Ok(eth) = o7s_wire::ethernet::Frame::new_checked(r.data) else {
+            continue;
+        };
+        let Ok(p) = o7s_wire::dix::Packet::new_checked(eth.payload()) else {
+            continue;
+        };
+        if p.eid() == 0 {
+            mgmt += 1;
+            continue;
+        }
+        if let Ok(m) = o7s_wire::app::OpingMsg::parse(p.payload()) {
+            match m.kind & 0xff {
+                0 => req.insert(m.id),
+                _ => rep.insert(m.id),
+            };
+        }
+    }
+    assert_eq!(req.len(), 10, "requests {req:?} of {} records", recs.len());
+    assert_eq!(rep.len(), 10, "replies {rep:?}");
+    assert!(mgmt >= 2, "FLOW_REQ and FLOW_REPLY at least: {mgmt}");
+    // o7s-dissect reads it.
+    let o = std::process::Command::new(bin("o7s-dissect"))
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !text.contains("MALFORMED") && text.contains("oping"),
+        "{text}"
+    );
+    // A flow capture with a count: only that flow's frames, and it ends by itself.
+    let ping = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", "oping-server", "-c", "50", "-i", "20ms"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The newest accepted flow is this oping's (the last one's may still be listed).
+    let mut flow = None;
+    assert!(eventually(Duration::from_secs(5), || {
+        flow = t
+            .ctl_json("b", &["flow", "list"])
+            .into_iter()
+            .filter(|f| f["side"] == "accept")
+            .max_by_key(|f| f["flow"].as_u64().unwrap_or(0))
+            .filter(|f| f["rx_sdus"].as_u64().unwrap_or(0) > 0 && f["state"] == "up");
+        flow.as_ref().is_some_and(|f| f["flow"].as_u64() > Some(1))
+    }));
+    let flow = flow.unwrap();
+    let (id, local) = (
+        flow["flow"].to_string(),
+        flow["local"].as_str().unwrap().to_string(),
+    );
+    let pcap2 = t.dir.join("b2.pcap");
+    let cap = o7s_integration::spawn_ready_line(
+        t.cmd("b", &bin("o7sctl"))
+            .args(["capture", "wifi1", "--flow", &id, "-c", "6", "-w"])
+            .arg(&pcap2),
+        "capturing on",
+    );
+    let mut cap = cap;
+    let start = Instant::now();
+    while cap.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = cap.kill();
+            panic!("the 6-frame capture did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = cap.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let bytes = std::fs::read(&pcap2).unwrap();
+    let recs = o7s_wire::capfile::parse(&bytes).unwrap();
+    assert_eq!(recs.len(), 6);
+    let local = u16::from_str_radix(local.trim_start_matches("0x"), 16).unwrap();
+    let peer = t.ctl_json("b", &["flow", "list"]);
+    let remote = peer
+        .iter()
+        .find(|f| f["side"] == "accept")
+        .and_then(|f| f["remote"].as_str())
+        .map(|r| u16::from_str_radix(r.trim_start_matches("0x"), 16).unwrap());
+    for r in &recs {
+        let eth = o7s_wire::ethernet::Frame::new_checked(r.data).unwrap();
+        let p = o7s_wire::dix::Packet::new_checked(eth.payload()).unwrap();
+        // Received frames carry our eid, sent ones the peer's.
+        assert!(
+            p.eid() == local || Some(p.eid()) == remote,
+            "eid {:#x}",
+            p.eid()
+        );
+    }
+    let _ = ping.wait_with_output();
+}

@@ -217,6 +217,13 @@ impl Dataplane {
                 };
                 self.out.push(FromDp::Stats(s));
             }
+            ToDp::CaptureStart {
+                id,
+                port,
+                flow,
+                snaplen,
+            } => self.capture_start(id, port, flow, snaplen),
+            ToDp::CaptureStop { id } => self.capture_stop(id),
             ToDp::Shutdown => return Ok(false),
         }
         Ok(true)
@@ -350,6 +357,7 @@ impl Dataplane {
                 xdp,
                 stats,
                 police: Policer::new(self.rates, Instant::now()),
+                taps: Vec::new(),
             },
         );
         Ok((info.mac, mtu, io_path))

@@ -106,6 +106,9 @@ impl Dataplane {
             p.stats.tx_errors += 1;
             return;
         }
+        for t in &mut p.taps {
+            t.take(&self.frame, true, 0);
+        }
         match p.sock.send(&self.frame) {
             Ok(()) => p.stats.tx_frames += 1,
             Err(e) => {
@@ -181,6 +184,9 @@ impl Dataplane {
                 (eid, off..off + sdu.len(), src, dst)
             }
         };
+        for t in &mut p.taps {
+            t.take(frame, false, eid);
+        }
         let Some(sdu) = frame.get_mut(at) else {
             return;
         };
@@ -245,6 +251,9 @@ impl Dataplane {
                     break;
                 }
                 Ok(Some(Ok(len))) => {
+                    for t in &mut p.taps {
+                        t.take(frame, true, dest.local);
+                    }
                     let sent = match &mut p.xdp {
                         Some(x) => x.send(frame),
                         None => p.sock.send(frame).is_ok(),
@@ -286,6 +295,9 @@ impl Dataplane {
         let dest = EthDest::of(p, f);
         if frame_sdu(&mut self.frame, &dest, &mut f.crypt, SduSource::Local(&[])).is_none() {
             return false;
+        }
+        for t in &mut p.taps {
+            t.take(&self.frame, true, dest.local);
         }
         let sent = match &mut p.xdp {
             Some(x) => {

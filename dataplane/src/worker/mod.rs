@@ -3,6 +3,7 @@
 
 mod control;
 mod eth_path;
+mod tap;
 mod udp_path;
 
 use crate::afpacket::{dev_info, PacketSocket, ETH_P_802_2};
@@ -46,6 +47,8 @@ struct Port {
     stats: PortStats,
     /// Rate limits on management frames (per source MAC and for the port).
     police: Policer,
+    /// Running captures (`o7sctl capture`), at most `tap::MAX_PER_PORT`.
+    taps: Vec<tap::Tap>,
 }
 
 struct UPort {
@@ -150,6 +153,8 @@ pub struct Dataplane {
     out: CtlOut,
     /// Rate limits for the management messages of new ports.
     rates: Rates,
+    /// Captures running (0: the loop never looks at them).
+    taps: usize,
     /// The CPU to pin to, when this is one worker of several.
     core: Option<String>,
     ports: HashMap<u32, Port>,
@@ -204,6 +209,7 @@ impl Dataplane {
             ctl,
             out: CtlOut::default(),
             rates: Rates::from_env(),
+            taps: 0,
             core,
             ports: HashMap::default(),
             uports: HashMap::default(),
@@ -281,6 +287,7 @@ impl Dataplane {
                 };
             }
             self.kick_apps();
+            self.flush_taps();
             if !self.out.is_empty() && self.flush_out().is_err() {
                 tracing::info!("o7sd closed the control channel: exiting");
                 return Ok(());

@@ -2,6 +2,8 @@
 //! name cache, flows, workers and counters. Verbs and keywords may be abbreviated to any
 //! unique prefix, as in `irm` (`o7sctl name reg oping-server ipcp eth1`, `o7sctl wor l`).
 
+mod capture;
+
 use clap::{Parser, Subcommand};
 use o7s::proto::{Ctl, Reply};
 use serde_json::Value;
@@ -91,6 +93,25 @@ enum Cmd {
     },
     /// Counters of dropped and refused messages, by reason.
     Stats,
+    /// Capture what a port sends and receives, as pcap, data frames that AF_XDP carries
+    /// included (tcpdump sees only the management frames of an AF_XDP port). Ctrl-C stops.
+    /// Needs root (or --admin-group).
+    Capture {
+        /// The port: its id (`o7sctl port list`), device or IPCP name.
+        target: String,
+        /// Only this flow's data frames (`o7sctl flow list`).
+        #[arg(long)]
+        flow: Option<u64>,
+        /// Write the pcap to FILE (`-`: standard output).
+        #[arg(short = 'w', value_name = "FILE")]
+        write: String,
+        /// Stop after COUNT frames (0: at Ctrl-C).
+        #[arg(short = 'c', default_value_t = 0)]
+        count: u64,
+        /// Bytes kept of each frame.
+        #[arg(long, default_value_t = 65535, value_parser = clap::value_parser!(u32).range(64..=65535))]
+        snaplen: u32,
+    },
     /// Apply a configuration file (`config load FILE`).
     #[command(infer_subcommands = true, subcommand_required = true)]
     Config {
@@ -362,7 +383,7 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
                 content: Some(content),
             }
         }
-        Cmd::Completions { .. } | Cmd::Man => return Ok(None),
+        Cmd::Completions { .. } | Cmd::Man | Cmd::Capture { .. } => return Ok(None),
     }))
 }
 
@@ -564,11 +585,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// The commands o7sctl answers itself: completions and the manual page.
+/// The commands o7sctl answers itself (completions, the manual page) or streams (capture).
 fn local(cmd: &Cmd) -> ExitCode {
     use clap::CommandFactory;
     let mut c = Cli::command();
     match cmd {
+        Cmd::Capture {
+            target,
+            flow,
+            write,
+            count,
+            snaplen,
+        } => match capture::run(target, *flow, write, *count, *snaplen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("o7sctl: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Completions { shell } => {
             clap_complete::generate(*shell, &mut c, "o7sctl", &mut std::io::stdout());
             ExitCode::SUCCESS
