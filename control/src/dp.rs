@@ -20,6 +20,9 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySe
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Where a capture's batches go, and how many frames o7sd dropped itself.
+type CaptureWaiter = (SyncSender<FromDp>, Arc<AtomicU64>);
+
 /// Messages waiting for the writer thread at most.
 pub const MAX_QUEUED: usize = 4096;
 
@@ -36,7 +39,7 @@ pub struct DpHandle {
     stats_waiters: Mutex<Vec<Sender<DpStats>>>,
     flow_waiters: Mutex<HashMap<u64, Sender<Result<(), String>>>>,
     /// Running captures: where their batches go, and how many o7sd itself dropped.
-    capture_waiters: Mutex<HashMap<u64, (SyncSender<FromDp>, Arc<AtomicU64>)>>,
+    capture_waiters: Mutex<HashMap<u64, CaptureWaiter>>,
     /// The writer thread's queue.
     queue: SyncSender<(ToDp, Vec<OwnedFd>)>,
     /// Messages refused because the queue was full.
