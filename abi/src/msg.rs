@@ -113,7 +113,9 @@ pub enum ToDp {
     /// Report counters.
     Stats,
     /// Start copying what port `port` sends and receives (only flow `flow`'s frames when
-    /// given) to o7sd, each frame cut to `snaplen` bytes.
+    /// given), each frame cut to `snaplen` bytes, into the capture ring the message carries
+    /// (a memfd laid out as a flow's memory; its rx ring; each SDU a [`CaptureRecord`]
+    /// header and the frame's bytes; frames that do not fit are counted in its counter).
     CaptureStart {
         /// Capture id (o7sd's).
         id: u64,
@@ -204,29 +206,56 @@ pub enum FromDp {
         /// Why.
         error: String,
     },
-    /// Frames of capture `id`, in the order seen (the first, maybe empty, says it runs).
-    Captured {
+    /// Capture `id` runs.
+    CaptureStarted {
         /// Capture id.
         id: u64,
-        /// The frames.
-        frames: Vec<CapturedFrame>,
-        /// Frames this capture could not copy so far (o7sd behind, or its batch full).
-        dropped: u64,
     },
 }
 
-/// A frame a capture copied.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CapturedFrame {
+/// The header of a frame in a capture ring: `ts_ns(8) len(4) tx(1) pad(3)`, native byte
+/// order, then the frame's first `snaplen` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureRecord {
     /// When, in ns since the UNIX epoch.
     pub ts_ns: u64,
+    /// The frame's length on the wire.
+    pub len: u32,
     /// Sent (true) or received.
     pub tx: bool,
-    /// Its length on the wire.
-    pub len: u32,
-    /// Its first `snaplen` bytes.
-    #[serde(with = "hexbytes")]
-    pub data: Vec<u8>,
+}
+
+impl CaptureRecord {
+    /// Bytes of the header.
+    pub const LEN: usize = 16;
+
+    /// The header's bytes.
+    pub fn to_bytes(self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        let (ts, rest) = b.split_at_mut(8);
+        ts.copy_from_slice(&self.ts_ns.to_ne_bytes());
+        let (len, rest) = rest.split_at_mut(4);
+        len.copy_from_slice(&self.len.to_ne_bytes());
+        if let Some(t) = rest.first_mut() {
+            *t = u8::from(self.tx);
+        }
+        b
+    }
+
+    /// Splits a ring SDU into its header and the frame's bytes.
+    pub fn parse(sdu: &[u8]) -> Option<(Self, &[u8])> {
+        let (h, data) = (sdu.get(..Self::LEN)?, sdu.get(Self::LEN..)?);
+        let ts_ns = u64::from_ne_bytes(h.get(..8)?.try_into().ok()?);
+        let len = u32::from_ne_bytes(h.get(8..12)?.try_into().ok()?);
+        Some((
+            Self {
+                ts_ns,
+                len,
+                tx: h.get(12) == Some(&1),
+            },
+            data,
+        ))
+    }
 }
 
 /// Counters of one port.

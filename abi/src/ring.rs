@@ -198,6 +198,11 @@ impl FlowMem {
         self.atomic(16)
     }
 
+    /// A counter of the producer's (a capture ring: frames dropped because it was full).
+    pub fn counter(&self) -> &AtomicU32 {
+        self.atomic(20)
+    }
+
     /// The ring of direction `d`.
     pub fn ring(&self, d: Dir) -> Ring<'_> {
         let base = HEADER
@@ -252,8 +257,15 @@ impl Ring<'_> {
 
     /// Producer: appends an SDU. Returns whether the consumer asked to be woken.
     pub fn push(&self, sdu: &[u8]) -> Result<bool, RingError> {
-        if sdu.len() > self.mem.max_sdu() {
-            return Err(RingError::TooBig(sdu.len()));
+        self.push_parts(&[sdu])
+    }
+
+    /// Producer: appends one SDU made of `parts` one after the other (a header and a body
+    /// without copying them together first).
+    pub fn push_parts(&self, parts: &[&[u8]]) -> Result<bool, RingError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > self.mem.max_sdu() {
+            return Err(RingError::TooBig(total));
         }
         let head = self.head().load(Ordering::Relaxed);
         let tail = self.tail().load(Ordering::Acquire);
@@ -269,8 +281,12 @@ impl Ring<'_> {
         // belongs to the producer until `head` is published below.
         unsafe {
             let p = self.mem.base().add(off);
-            std::ptr::copy_nonoverlapping((sdu.len() as u32).to_ne_bytes().as_ptr(), p, 4);
-            std::ptr::copy_nonoverlapping(sdu.as_ptr(), p.add(SLOT_HDR), sdu.len());
+            std::ptr::copy_nonoverlapping((total as u32).to_ne_bytes().as_ptr(), p, 4);
+            let mut at = SLOT_HDR;
+            for part in parts {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), p.add(at), part.len());
+                at += part.len();
+            }
         }
         self.head().store(head.wrapping_add(1), Ordering::Release);
         fence(Ordering::SeqCst);

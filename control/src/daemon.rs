@@ -715,7 +715,7 @@ impl Daemon {
                     count,
                 };
                 match self.authorize(&c, &cred) {
-                    Ok(()) => self.capture(&ch, &target, flow, snaplen, count),
+                    Ok(()) => self.capture(&ch, &target, flow, snaplen),
                     Err(message) => {
                         self.counters.denied.fetch_add(1, Ordering::Relaxed);
                         let _ = ch.send(
@@ -750,8 +750,9 @@ impl Daemon {
         }
     }
 
-    /// Streams a capture to the client on `ch` until `count` frames (0: until it goes).
-    fn capture(&self, ch: &Channel, target: &str, flow: Option<u64>, snaplen: u32, count: u64) {
+    /// Runs a capture for the client on `ch`: hands it the ring the data plane copies the
+    /// frames into, and stops the capture when the client hangs up.
+    fn capture(&self, ch: &Channel, target: &str, flow: Option<u64>, snaplen: u32) {
         let fail = |code, message: String| {
             let _ = ch.send(&Reply::Error { code, message }, &[]);
         };
@@ -783,69 +784,39 @@ impl Daemon {
             }
         };
         let id = self.capture_ids.fetch_add(1, Ordering::Relaxed) + 1;
-        let (rx, lost) = self.dp.capture_register(id);
-        self.dp.send(
-            &ToDp::CaptureStart {
-                id,
-                port,
-                flow,
-                snaplen,
-            },
-            &[],
-        );
+        // The ring the data plane writes and the client reads: 1024 slots of 9216 bytes (a
+        // 9000-byte frame and its header), sealed like a flow's memory.
+        let (ring, memfd) = match FlowMem::create(1024, DEFAULT_SLOT_SIZE) {
+            Ok(x) => x,
+            Err(e) => return fail(ErrorCode::NoResources, format!("capture ring: {e}")),
+        };
+        let room = ring.max_sdu() - o7s_abi::msg::CaptureRecord::LEN;
+        let snaplen = snaplen.min(u32::try_from(room).unwrap_or(u32::MAX));
+        drop(ring);
+        let start = ToDp::CaptureStart {
+            id,
+            port,
+            flow,
+            snaplen,
+        };
+        if let Err(e) = self.dp.capture_start(&start, id, memfd.as_fd()) {
+            return fail(ErrorCode::Invalid, e);
+        }
         tracing::info!(
             "Capture {id} of port {port}{} started.",
             flow.map(|f| format!(", flow {f}")).unwrap_or_default()
         );
-        let mut got = 0u64;
-        let mut started = false;
-        let t0 = Instant::now();
-        loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(FromDp::CaptureRefused { error, .. }) => {
-                    fail(ErrorCode::Invalid, error);
-                    break;
-                }
-                Ok(FromDp::Captured {
-                    mut frames,
-                    dropped,
-                    ..
-                }) => {
-                    started = true;
-                    if count > 0 {
-                        frames.truncate(usize::try_from(count - got).unwrap_or(usize::MAX));
-                    }
-                    got += frames.len() as u64;
-                    let dropped = dropped + lost.load(Ordering::Relaxed);
-                    if ch.send(&Reply::Captured { frames, dropped }, &[]).is_err() {
-                        break;
-                    }
-                    if count > 0 && got >= count {
-                        let _ = ch.send(&Reply::Ok, &[]);
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout)
-                    if !started && t0.elapsed() > Duration::from_secs(2) =>
-                {
-                    fail(
-                        ErrorCode::Internal,
-                        "the data plane did not start the capture".into(),
-                    );
-                    break;
-                }
-                Err(_) => {}
-            }
-            // The client hung up (or said something): stop.
-            if wait_readable(ch.as_fd(), Some(Duration::ZERO)).unwrap_or(true)
-                || self.stopping.load(Ordering::Relaxed)
-            {
-                break;
-            }
+        // The client reads the ring itself (and counts); the capture lasts until it hangs up.
+        if ch
+            .send(&Reply::Capturing { snaplen }, &[memfd.as_fd()])
+            .is_ok()
+        {
+            while !wait_readable(ch.as_fd(), Some(Duration::from_millis(500))).unwrap_or(true)
+                && !self.stopping.load(Ordering::Relaxed)
+            {}
         }
         self.dp.capture_end(id);
-        tracing::info!("Capture {id} ended: {got} frames.");
+        tracing::info!("Capture {id} ended.");
     }
 
     /// Hands a flow to its app, then holds the flow until the app closes the channel.

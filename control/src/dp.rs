@@ -20,9 +20,6 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySe
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Where a capture's batches go, and how many frames o7sd dropped itself.
-type CaptureWaiter = (SyncSender<FromDp>, Arc<AtomicU64>);
-
 /// Messages waiting for the writer thread at most.
 pub const MAX_QUEUED: usize = 4096;
 
@@ -38,8 +35,8 @@ pub struct DpHandle {
     port_waiters: Mutex<HashMap<u32, Sender<FromDp>>>,
     stats_waiters: Mutex<Vec<Sender<DpStats>>>,
     flow_waiters: Mutex<HashMap<u64, Sender<Result<(), String>>>>,
-    /// Running captures: where their batches go, and how many o7sd itself dropped.
-    capture_waiters: Mutex<HashMap<u64, CaptureWaiter>>,
+    /// Captures being started: where the data plane's answer goes.
+    capture_waiters: Mutex<HashMap<u64, SyncSender<FromDp>>>,
     /// The writer thread's queue.
     queue: SyncSender<(ToDp, Vec<OwnedFd>)>,
     /// Messages refused because the queue was full.
@@ -205,22 +202,30 @@ impl DpHandle {
         r
     }
 
-    /// Registers capture `id`: its batches arrive on the returned channel (at most 64
-    /// waiting), and the counter says how many frames o7sd dropped itself.
-    pub fn capture_register(&self, id: u64) -> (Receiver<FromDp>, Arc<AtomicU64>) {
-        let (tx, rx) = sync_channel(64);
-        let lost = Arc::new(AtomicU64::new(0));
+    /// Starts capture `id` into the ring `mem` (`ToDp::CaptureStart` with it) and waits
+    /// for the data plane's answer: `Err` with its reason when it refuses.
+    pub fn capture_start(&self, m: &ToDp, id: u64, mem: BorrowedFd<'_>) -> Result<(), String> {
+        let (tx, rx) = sync_channel(1);
         if let Ok(mut w) = self.capture_waiters.lock() {
-            w.insert(id, (tx, lost.clone()));
+            w.insert(id, tx);
         }
-        (rx, lost)
-    }
-
-    /// Forgets capture `id` and tells the data plane to stop it.
-    pub fn capture_end(&self, id: u64) {
+        let r = if self.send(m, &[mem]) {
+            match rx.recv_timeout(Duration::from_secs(2)) {
+                Ok(FromDp::CaptureRefused { error, .. }) => Err(error),
+                Ok(_) => Ok(()),
+                Err(_) => Err("the data plane did not answer".into()),
+            }
+        } else {
+            Err("the data plane is busy".into())
+        };
         if let Ok(mut w) = self.capture_waiters.lock() {
             w.remove(&id);
         }
+        r
+    }
+
+    /// Tells the data plane to stop capture `id`.
+    pub fn capture_end(&self, id: u64) {
         self.send(&ToDp::CaptureStop { id }, &[]);
     }
 
@@ -262,21 +267,14 @@ impl DpHandle {
                 }
                 None
             }
-            FromDp::Captured { id, .. } | FromDp::CaptureRefused { id, .. } => {
+            FromDp::CaptureStarted { id } | FromDp::CaptureRefused { id, .. } => {
                 let w = self
                     .capture_waiters
                     .lock()
                     .ok()
-                    .and_then(|w| w.get(&id).cloned());
-                if let Some((tx, lost)) = w {
-                    let n = match &m {
-                        FromDp::Captured { frames, .. } => frames.len() as u64,
-                        _ => 0,
-                    };
-                    // Never wait for the client: a batch it is too slow for is counted.
-                    if tx.try_send(m).is_err() {
-                        lost.fetch_add(n, Ordering::Relaxed);
-                    }
+                    .and_then(|mut w| w.remove(&id));
+                if let Some(tx) = w {
+                    let _ = tx.try_send(m);
                 }
                 None
             }

@@ -139,8 +139,8 @@ pub enum Ctl {
     /// Daemon-wide counters (dropped frames and why, ...).
     Stats,
     /// Capture what a port (a port id, device or IPCP name) sends and receives, or one
-    /// flow's frames: the daemon streams [`Reply::Captured`] batches until `count` frames
-    /// (0: until the client closes), then [`Reply::Ok`].
+    /// flow's frames: the daemon answers [`Reply::Capturing`] with the capture ring, and
+    /// the capture runs until the client closes the connection.
     Capture {
         /// Port id, device name or IPCP name.
         target: String,
@@ -149,7 +149,7 @@ pub enum Ctl {
         flow: Option<u64>,
         /// Bytes kept of each frame.
         snaplen: u32,
-        /// Frames to capture (0: until the client goes).
+        /// Frames the client wants (it counts them itself; 0: until it goes).
         count: u64,
     },
     /// Apply a configuration file (names, bindings, IPCPs are added). o7sctl reads the
@@ -200,12 +200,11 @@ pub enum Reply {
         /// Rows.
         rows: Vec<serde_json::Map<String, serde_json::Value>>,
     },
-    /// Captured frames (the first, maybe empty, batch says the capture runs).
-    Captured {
-        /// The frames.
-        frames: Vec<o7s_abi::msg::CapturedFrame>,
-        /// Frames not copied so far (the data plane or o7sd was behind).
-        dropped: u64,
+    /// The capture runs: its ring (a memfd, rx direction, [`o7s_abi::msg::CaptureRecord`]s)
+    /// travels with the message; close the connection to stop it.
+    Capturing {
+        /// Bytes kept of each frame.
+        snaplen: u32,
     },
     /// Failure.
     Error {

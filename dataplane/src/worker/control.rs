@@ -222,7 +222,7 @@ impl Dataplane {
                 port,
                 flow,
                 snaplen,
-            } => self.capture_start(id, port, flow, snaplen),
+            } => self.capture_start(id, port, flow, snaplen, fds.into_iter().next()),
             ToDp::CaptureStop { id } => self.capture_stop(id),
             ToDp::Shutdown => return Ok(false),
         }

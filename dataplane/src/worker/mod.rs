@@ -153,8 +153,7 @@ pub struct Dataplane {
     out: CtlOut,
     /// Rate limits for the management messages of new ports.
     rates: Rates,
-    /// Captures running (0: the loop never looks at them).
-    taps: usize,
+
     /// The CPU to pin to, when this is one worker of several.
     core: Option<String>,
     ports: HashMap<u32, Port>,
@@ -209,7 +208,7 @@ impl Dataplane {
             ctl,
             out: CtlOut::default(),
             rates: Rates::from_env(),
-            taps: 0,
+
             core,
             ports: HashMap::default(),
             uports: HashMap::default(),
@@ -287,7 +286,6 @@ impl Dataplane {
                 };
             }
             self.kick_apps();
-            self.flush_taps();
             if !self.out.is_empty() && self.flush_out().is_err() {
                 tracing::info!("o7sd closed the control channel: exiting");
                 return Ok(());

@@ -4,6 +4,7 @@
 use o7s::ipc::Channel;
 use o7s::proto::{socket_path, Ctl, Reply, Request};
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,49 +61,55 @@ pub fn run(
         &[],
     )
     .map_err(|e| e.to_string())?;
-    let (mut frames, mut dropped, mut started) = (0u64, 0u64, false);
+    let (reply, fds) = ch.recv::<Reply>().map_err(|e| format!("o7sd: {e}"))?;
+    let snaplen = match reply {
+        Reply::Capturing { snaplen } => snaplen,
+        Reply::Error { code, message } => return Err(format!("{code}: {message}")),
+        other => return Err(format!("unexpected reply {other:?}")),
+    };
+    let mem = fds.first().ok_or("o7sd sent no capture ring")?;
+    let ring = o7s::ring::FlowMem::open(mem).map_err(|e| format!("capture ring: {e}"))?;
+    out.write_all(&pcap_header(snaplen))
+        .map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    eprintln!(
+        "o7sctl: capturing on {target}{}; Ctrl-C stops",
+        flow.map(|f| format!(", flow {f}")).unwrap_or_default()
+    );
+    let rx = ring.ring(o7s::ring::Dir::Rx);
+    let mut buf = vec![0u8; ring.max_sdu()];
+    let mut frames = 0u64;
     let result = loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || (count > 0 && frames >= count) {
             break Ok(());
         }
-        match ch.recv_timeout::<Reply>(Some(Duration::from_millis(200))) {
-            Ok((
-                Reply::Captured {
-                    frames: f,
-                    dropped: d,
-                },
-                _,
-            )) => {
-                if !started {
-                    started = true;
-                    out.write_all(&pcap_header(snaplen))
-                        .map_err(|e| e.to_string())?;
-                    out.flush().map_err(|e| e.to_string())?;
-                    eprintln!(
-                        "o7sctl: capturing on {target}{}; Ctrl-C stops",
-                        flow.map(|f| format!(", flow {f}")).unwrap_or_default()
-                    );
-                }
-                for fr in &f {
-                    out.write_all(&pcap_record(fr.ts_ns, fr.len, &fr.data))
-                        .map_err(|e| e.to_string())?;
-                }
-                out.flush().map_err(|e| e.to_string())?;
-                frames += f.len() as u64;
-                dropped = d;
+        match rx.pop(&mut buf) {
+            Ok(Some(n)) => {
+                let Some((h, data)) = buf.get(..n).and_then(o7s_abi::msg::CaptureRecord::parse)
+                else {
+                    continue;
+                };
+                out.write_all(&pcap_record(h.ts_ns, h.len, data))
+                    .map_err(|e| e.to_string())?;
+                frames += 1;
             }
-            Ok((Reply::Ok, _)) => break Ok(()),
-            Ok((Reply::Error { code, message }, _)) => break Err(format!("{code}: {message}")),
-            Ok((other, _)) => break Err(format!("unexpected reply {other:?}")),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => break Err(format!("o7sd: {e}")),
+            Ok(None) => {
+                out.flush().map_err(|e| e.to_string())?;
+                // o7sd gone (or the capture refused later): the connection says so.
+                if o7s::ipc::wait_readable(ch.as_fd(), Some(Duration::from_millis(5)))
+                    .unwrap_or(true)
+                {
+                    break Err("o7sd ended the capture".to_string());
+                }
+            }
+            Err(e) => break Err(format!("capture ring: {e}")),
         }
     };
+    out.flush().map_err(|e| e.to_string())?;
     // Closing the channel ends the capture in the daemon.
     drop(ch);
-    if started {
-        eprintln!("o7sctl: {frames} frames captured, {dropped} dropped");
-    }
+    let dropped = ring.counter().load(Ordering::Relaxed);
+    eprintln!("o7sctl: {frames} frames captured, {dropped} dropped (the ring was full)");
     result
 }
 
