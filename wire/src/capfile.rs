@@ -34,8 +34,14 @@ impl Record<'_> {
 
 /// Parses a classic pcap (either byte order, µs or ns) or a pcapng file.
 pub fn parse(file: &[u8]) -> Result<Vec<Record<'_>>> {
+    parse_partial(file).map(|(records, _)| records)
+}
+
+/// As [`parse`], also saying how many bytes at the end belong to a record that is cut short
+/// (a capture still being written): the complete records are returned, the rest is left.
+pub fn parse_partial(file: &[u8]) -> Result<(Vec<Record<'_>>, usize)> {
     match file.get(..4) {
-        Some([0x0a, 0x0d, 0x0d, 0x0a]) => parse_pcapng(file),
+        Some([0x0a, 0x0d, 0x0d, 0x0a]) => parse_pcapng(file).map(|r| (r, 0)),
         Some(_) => parse_pcap(file),
         None => Err(Error::Truncated {
             what: "capture file",
@@ -53,7 +59,7 @@ fn u32_of(b: [u8; 4], le: bool) -> u32 {
     }
 }
 
-fn parse_pcap(file: &[u8]) -> Result<Vec<Record<'_>>> {
+fn parse_pcap(file: &[u8]) -> Result<(Vec<Record<'_>>, usize)> {
     let mut r = Reader::new("pcap header", file);
     let magic = r.array::<4>()?;
     let (le, nanos) = match magic {
@@ -74,9 +80,23 @@ fn parse_pcap(file: &[u8]) -> Result<Vec<Record<'_>>> {
     let mut out = Vec::new();
     let mut r = Reader::new("pcap record", r.rest());
     while !r.rest().is_empty() {
+        // A record cut short at the end (the file is still being written): stop there.
+        let left = r.rest().len();
+        let Some((head, after)) = r.rest().split_first_chunk::<16>() else {
+            return Ok((out, left));
+        };
+        let word = |i: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(head.get(i * 4..i * 4 + 4).unwrap_or(&[0; 4]));
+            u32_of(w, le)
+        };
+        let incl = word(2) as usize;
+        if after.len() < incl {
+            return Ok((out, left));
+        }
         let ts_sec = u64::from(u32_of(r.array()?, le));
         let frac = u32_of(r.array()?, le);
-        let incl = u32_of(r.array()?, le) as usize;
+        let _incl = r.array::<4>()?;
         let orig = u32_of(r.array()?, le) as usize;
         let data = r.take(incl)?;
         out.push(Record {
@@ -92,7 +112,7 @@ fn parse_pcap(file: &[u8]) -> Result<Vec<Record<'_>>> {
             data,
         });
     }
-    Ok(out)
+    Ok((out, 0))
 }
 
 fn parse_pcapng(file: &[u8]) -> Result<Vec<Record<'_>>> {
@@ -233,7 +253,10 @@ mod tests {
         assert_eq!(recs[1].data, &b);
         assert_eq!(recs[1].ts_sec, 1);
         assert!(!recs[0].truncated());
-        assert!(parse(&file[..file.len() - 1]).is_err());
+        // The last record cut short: the complete one, and how much is left over.
+        let (recs, cut) = parse_partial(&file[..file.len() - 1]).unwrap();
+        assert_eq!((recs.len(), cut), (1, 16 + 70 - 1));
+        assert_eq!(parse_partial(&file).unwrap().1, 0);
         assert!(parse(b"hello world, not a pcap").is_err());
         assert!(parse(&[]).is_err());
     }

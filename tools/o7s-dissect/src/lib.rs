@@ -372,7 +372,8 @@ fn dissect_record(
     dopts: &DecodeOpts,
     roles: &HashMap<FlowKey, Role2>,
 ) -> Dissected {
-    let mut top = Node::new(format!("#{}", r.index))
+    // Frames are numbered from 1, as tcpdump -# and Wireshark do.
+    let mut top = Node::new(format!("#{}", r.index + 1))
         .f(
             "time",
             describe::utc(r.ts_sec * 1_000_000_000 + u64::from(r.ts_nsec)),

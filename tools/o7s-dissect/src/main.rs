@@ -13,7 +13,8 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "o7s-dissect", version)]
 struct Cli {
-    /// pcap or pcapng files (Ethernet link type).
+    /// pcap or pcapng files (Ethernet link type); `-` reads standard input. A record cut
+    /// short at the end (a capture still being written) is left out, with a note.
     #[arg(required = true)]
     files: Vec<std::path::PathBuf>,
     /// One JSON object per frame, then a summary object.
@@ -69,7 +70,14 @@ fn main() -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for path in &cli.files {
-        let data = match std::fs::read(path) {
+        // `-`: standard input (o7sctl capture ... -w - | o7s-dissect -).
+        let read = if path.as_os_str() == "-" {
+            let mut d = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut d).map(|_| d)
+        } else {
+            std::fs::read(path)
+        };
+        let data = match read {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("o7s-dissect: {}: {e}", path.display());
@@ -77,6 +85,14 @@ fn main() -> ExitCode {
                 continue;
             }
         };
+        if let Ok((_, cut)) = o7s_wire::capfile::parse_partial(&data) {
+            if cut > 0 {
+                eprintln!(
+                    "o7s-dissect: {}: the last {cut} bytes are a record cut short (a capture still being written?): left out",
+                    path.display()
+                );
+            }
+        }
         match dissect_file(&data, &opts) {
             Ok((frames, sum)) => {
                 let text = if cli.json {

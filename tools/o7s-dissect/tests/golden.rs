@@ -155,9 +155,11 @@ fn guesses_are_labelled_and_knowledge_wins() {
 fn garbage_is_an_error_not_a_panic() {
     assert!(dissect_file(b"", &Options::default()).is_err());
     assert!(dissect_file(b"definitely not a capture file", &Options::default()).is_err());
+    // A file whose last record is cut short (still being written): the complete records.
     let mut file = seed_pcap();
     file.truncate(file.len() - 3);
-    assert!(dissect_file(&file, &Options::default()).is_err());
+    let (_, sum) = dissect_file(&file, &Options::default()).unwrap();
+    assert_eq!(sum.frames, 19);
     // Frames cut anywhere inside: each is decoded or reported malformed, never a panic.
     for (_, f) in o7s_dissect::seed::frames() {
         for cut in 0..f.len() {
@@ -187,4 +189,39 @@ fn layer_spec_parsing() {
     ] {
         assert!(bad.parse::<LayerSpec>().is_err(), "{bad}");
     }
+}
+
+/// A capture still being written (its last record cut short) is read up to that record,
+/// with a note; standard input is read with `-`; frames are numbered from 1.
+#[test]
+fn cut_captures_stdin_and_numbering() {
+    let mut pcap = seed_pcap();
+    let whole = o7s_wire::capfile::parse(&pcap).unwrap().len();
+    pcap.truncate(pcap.len() - 10);
+    let (recs, cut) = o7s_wire::capfile::parse_partial(&pcap).unwrap();
+    assert_eq!(recs.len(), whole - 1);
+    assert!(cut > 0);
+    let bin = env!("CARGO_BIN_EXE_o7s-dissect");
+    let mut child = std::process::Command::new(bin)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&pcap).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("#1 "), "{}", &text[..80.min(text.len())]);
+    assert!(!text.contains("#0 "));
+    assert!(text.contains(&format!("#{} ", whole - 1)));
+    assert!(!text.contains(&format!("#{} ", whole)));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cut short"),
+        "{o:?}"
+    );
 }
