@@ -532,6 +532,13 @@ impl Topo {
     }
 }
 
+/// Writes `text` to `path` with file mode `mode` (0o755 for a script).
+pub fn write_file(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
 /// The anonymous resident memory of process `pid` in KiB (RssAnon: heap, stacks; not the
 /// pages of its executable, which grow as new code paths run).
 pub fn anon_kib(pid: i32) -> u64 {

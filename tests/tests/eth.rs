@@ -991,15 +991,11 @@ fn children_find_the_rundir_and_a_group_sigterm_stops_cleanly() {
     // The auto-started program: a script that says hello on stderr and becomes the server
     // (bound too, not auto-started, so that it accepts for the name).
     let script = t.dir.join("child.sh");
-    std::fs::write(
+    o7s_integration::write_file(
         &script,
-        format!("#!/bin/sh\necho hello-from-the-child >&2\nexec {oping} -l\n"),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+        &format!("#!/bin/sh\necho hello-from-the-child >&2\nexec {oping} -l\n"),
+        0o755,
+    );
     let conf = t.dir.join("rg.conf");
     std::fs::write(
         &conf,
@@ -1386,18 +1382,14 @@ fn a_data_plane_of_another_abi_is_refused() {
     // o7sd with a wrapper that starts the data plane under another version.
     let t = Topo::single("ab");
     let wrapper = t.dir.join("old-dataplane");
-    std::fs::write(
+    o7s_integration::write_file(
         &wrapper,
-        format!(
+        &format!(
             "#!/bin/sh\nO7S_ABI_VERSION=999 exec {}\n",
             bin("o7s-dataplane").display()
         ),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+        0o755,
+    );
     let o = std::process::Command::new("ip")
         .args(["netns", "exec", &t.ns("a"), "env"])
         .arg(format!("O7S_DATAPLANE={}", wrapper.display()))

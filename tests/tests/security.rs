@@ -68,21 +68,19 @@ fn unprivileged_user_changes_nothing_but_uses_flows() {
     // The user's script: would leave a mark if it ever ran.
     let mark = t.dir.join("ran-as-root");
     let script = t.dir.join("x.sh");
-    std::fs::write(&script, format!("#!/bin/sh\ntouch {}\n", mark.display())).unwrap();
+    o7s_integration::write_file(
+        &script,
+        &format!("#!/bin/sh\ntouch {}\n", mark.display()),
+        0o755,
+    );
     let conf = t.dir.join("evil.conf");
-    std::fs::write(
+    o7s_integration::write_file(
         &conf,
-        format!("[name.\"evil\"]\nprog=[\"{}\"]\n", script.display()),
-    )
-    .unwrap();
+        &format!("[name.\"evil\"]\nprog=[\"{}\"]\n", script.display()),
+        0o644,
+    );
     let secret = t.dir.join("root-only.conf");
-    std::fs::write(&secret, "[name.\"s3cret-key-material\"]\n").unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        for (p, m) in [(&script, 0o755), (&conf, 0o644), (&secret, 0o600)] {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
-        }
-    }
+    o7s_integration::write_file(&secret, "[name.\"s3cret-key-material\"]\n", 0o600);
     // A process of the user's own, and one of root's.
     let mut own = user
         .cmd(&t, "b", "b", std::path::Path::new("/bin/sleep"))

@@ -41,19 +41,9 @@ fn main() -> ExitCode {
         eprintln!("usage: o7s-inject DEV HEXFRAME...");
         return ExitCode::from(2);
     };
-    let info = match dev_info(dev) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("o7s-inject: {dev}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let sock = match PacketSocket::open(info.ifindex, 0x0003) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("o7s-inject: {dev}: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (_, sock) = match open_dev(dev) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     for h in frames {
         let Ok(f) = hex::decode(h) else {
@@ -66,6 +56,18 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The device's address and an AF_PACKET socket on it (all protocols), or the exit status
+/// after saying why not.
+fn open_dev(dev: &str) -> Result<(o7s_dataplane::afpacket::DevInfo, PacketSocket), ExitCode> {
+    let fail = |e: std::io::Error| {
+        eprintln!("o7s-inject: {dev}: {e}");
+        ExitCode::FAILURE
+    };
+    let info = dev_info(dev).map_err(fail)?;
+    let sock = PacketSocket::open(info.ifindex, 0x0003).map_err(fail)?;
+    Ok((info, sock))
 }
 
 fn udp(args: &[String]) -> ExitCode {
@@ -102,12 +104,9 @@ fn capture(args: &[String]) -> ExitCode {
         eprintln!("o7s-inject: '{secs}' is not a number of seconds");
         return ExitCode::from(2);
     };
-    let sock = match dev_info(dev).and_then(|i| PacketSocket::open(i.ifindex, 0x0003)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("o7s-inject: {dev}: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (_, sock) = match open_dev(dev) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     // The test waits for this line before it makes traffic.
     eprintln!("ready");
@@ -212,19 +211,9 @@ fn flood(args: &[String]) -> ExitCode {
     let dst = o.get("dst").and_then(|d| parse_mac(d)).unwrap_or([0xff; 6]);
     let random_src = o.contains_key("random-src");
     let fixed_src = o.get("src").and_then(|m| parse_mac(m));
-    let info = match dev_info(dev) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("o7s-inject: {dev}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let sock = match PacketSocket::open(info.ifindex, 0x0003) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("o7s-inject: {dev}: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (info, sock) = match open_dev(dev) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let kind_dix = PortKind::Dix { ethertype: 0xA000 };
     let hash = o7s_wire::hash::HashAlgo::Sha3_256.hash(&name);
