@@ -144,6 +144,15 @@ enum Role2 {
     UnicastMgmt,
     UnicastDt,
     Unicast,
+    Enrollment,
+}
+
+/// What a lower-layer flow carries, and how that is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Known {
+    role: Role2,
+    /// From the flow's own connection-establishment message (else a guess).
+    learnt: bool,
 }
 
 /// What was found in a file.
@@ -202,17 +211,37 @@ pub fn dissect_file(file: &[u8], opts: &Options) -> Result<(Vec<Dissected>, Summ
         ethertype: opts.ethertype,
         hash_len: opts.hash_len,
     };
-    let roles = if opts.guess {
+    let mut roles: HashMap<FlowKey, Known> = if opts.guess {
         guess_roles(&recs, opts, &dopts)
+            .into_iter()
+            .map(|(k, role)| {
+                (
+                    k,
+                    Known {
+                        role,
+                        learnt: false,
+                    },
+                )
+            })
+            .collect()
     } else {
         HashMap::new()
     };
+
     let mut out = Vec::new();
     let mut sum = Summary {
         frames: recs.len(),
         ..Summary::default()
     };
     for r in &recs {
+        // What the capture itself says beats a guess, from the frame that says it on: the
+        // first SDU of each end of a new N-1 flow is its connection-establishment message,
+        // and an endpoint id may serve another flow later.
+        if let Some(s) = locate_sdu(r, opts, &dopts) {
+            if let Some(role) = cep_role(s.bytes) {
+                roles.insert(s.key, Known { role, learnt: true });
+            }
+        }
         let d = dissect_record(r, opts, &dopts, &roles);
         if r.truncated() {
             sum.truncated += 1;
@@ -321,17 +350,22 @@ fn spec_for(opts: &Options, key: &FlowKey) -> Option<LayerSpec> {
 }
 
 /// Decodes a lower-layer SDU according to what is known or guessed of its flow.
-fn sdu_node(sdu: &[u8], key: &FlowKey, opts: &Options, roles: &HashMap<FlowKey, Role2>) -> Node {
-    let (role, dt, guessed) = match spec_for(opts, key) {
-        Some(s) => (Some(Role2::Unicast), s.dt, false),
-        None => (roles.get(key).copied(), DtConfig::DEFAULT, true),
+fn sdu_node(sdu: &[u8], key: &FlowKey, opts: &Options, roles: &HashMap<FlowKey, Known>) -> Node {
+    #[derive(PartialEq)]
+    enum How {
+        Hint,
+        Cep,
+        Guess,
+    }
+    let (role, dt, how) = match (spec_for(opts, key), roles.get(key)) {
+        (Some(s), _) => (Some(Role2::Unicast), s.dt, How::Hint),
+        (None, Some(k)) if k.learnt => (Some(k.role), DtConfig::DEFAULT, How::Cep),
+        (None, k) => (k.map(|k| k.role), DtConfig::DEFAULT, How::Guess),
     };
-    let label = |n: Node, what: &str| {
-        if guessed {
-            n.note(format!("GUESS: {what} (give --layer to be sure)"))
-        } else {
-            n.note(format!("{what} (--layer)"))
-        }
+    let label = |n: Node, what: &str| match how {
+        How::Guess => n.note(format!("GUESS: {what} (give --layer to be sure)")),
+        How::Cep => n.note(format!("{what} (its CEP says so)")),
+        How::Hint => n.note(format!("{what} (--layer)")),
     };
     if let Some(cep) = ocep(sdu) {
         return cep;
@@ -349,7 +383,24 @@ fn sdu_node(sdu: &[u8], key: &FlowKey, opts: &Options, roles: &HashMap<FlowKey, 
                 Err(e) => label(Node::new("dt").err(e), "unicast layer data-transfer flow"),
             }
         }
+        Some(Role2::Enrollment) => label(
+            Node::new("oep enrolment message (protobuf)").f("len", sdu.len()),
+            "unicast layer enrolment flow",
+        ),
         _ => describe::app_sdu(sdu),
+    }
+}
+
+/// What the flow an OCEP `cep_msg` opens carries (its component name), if `sdu` is one.
+fn cep_role(sdu: &[u8]) -> Option<Role2> {
+    let (&tag, rest) = sdu.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    let name = std::str::from_utf8(rest.get(..usize::from(len))?).ok()?;
+    match (tag, name) {
+        (0x0a, "Management") => Some(Role2::UnicastMgmt),
+        (0x0a, "Data Transfer") => Some(Role2::UnicastDt),
+        (0x0a, "Enrollment") => Some(Role2::Enrollment),
+        _ => None,
     }
 }
 
@@ -370,7 +421,7 @@ fn dissect_record(
     r: &Record<'_>,
     opts: &Options,
     dopts: &DecodeOpts,
-    roles: &HashMap<FlowKey, Role2>,
+    roles: &HashMap<FlowKey, Known>,
 ) -> Dissected {
     // Frames are numbered from 1, as tcpdump -# and Wireshark do.
     let mut top = Node::new(format!("#{}", r.index + 1))
@@ -595,7 +646,7 @@ fn udp_msg(
     payload: &[u8],
     _r: &Record<'_>,
     opts: &Options,
-    roles: &HashMap<FlowKey, Role2>,
+    roles: &HashMap<FlowKey, Known>,
     d: &ip::UdpDatagram<'_>,
 ) -> Node {
     match UdpMsg::decode(payload) {

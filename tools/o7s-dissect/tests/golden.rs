@@ -225,3 +225,29 @@ fn cut_captures_stdin_and_numbering() {
         "{o:?}"
     );
 }
+
+/// The three-node captures from their first frame: every N-1 flow of the unicast layer is
+/// recognised from its own connection-establishment message, so nothing is guessed and no
+/// `--layer` is needed.
+#[test]
+fn uni_chain_layers_are_learnt_from_their_cep() {
+    for name in ["uni-chain-ab.pcap", "uni-chain-bc.pcap"] {
+        let Some(file) = shared_capture(name) else {
+            return;
+        };
+        let (frames, sum) = dissect_file(&file, &Options::default()).unwrap();
+        let text = render_text(&frames, &sum, false);
+        assert!(!text.contains("GUESS"), "{name}: a guess:\n{text}");
+        assert_eq!(sum.malformed, 0, "{name}:\n{text}");
+        for want in [
+            "ocep cep_msg",
+            "unicast layer management flow (its CEP says so)",
+            "unicast layer data-transfer flow (its CEP says so)",
+            "link-state-advertisement",
+            "flow-allocator",
+        ] {
+            assert!(text.contains(want), "{name}: no '{want}' in\n{text}");
+        }
+        golden(&name.replace(".pcap", ".txt"), &text);
+    }
+}
