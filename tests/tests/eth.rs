@@ -1232,7 +1232,9 @@ fn errors_and_listings_speak_plainly() {
 /// Short of file descriptors (o7sd and its data plane under `prlimit --nofile=128`), 200
 /// allocations: those that cannot be installed fail with a clear error, and every flow
 /// o7sctl lists is in the data plane. Before, all 200 "succeeded" and 80 were never
-/// installed (o7sctl showed them up, with no traffic).
+/// installed (o7sctl showed them up, with no traffic). Which end runs out first depends
+/// on how many descriptors the environment leaves open: `O7S_TEST_NOFILE=--nofile=129:129`
+/// makes it the requester's (the case CI met), 128 the responder's.
 #[test]
 fn allocations_that_cannot_be_installed_fail_clearly() {
     if !can_run() || !o7s_integration::tool("prlimit") {
@@ -1249,7 +1251,13 @@ fn allocations_that_cannot_be_installed_fail_clearly() {
     .unwrap();
     let log = t.dir.join("fd.log");
     let mut d = std::process::Command::new("ip")
-        .args(["netns", "exec", &t.ns("a"), "prlimit", "--nofile=128:128"])
+        .args([
+            "netns",
+            "exec",
+            &t.ns("a"),
+            "prlimit",
+            &std::env::var("O7S_TEST_NOFILE").unwrap_or("--nofile=128:128".into()),
+        ])
         .arg(bin("o7sd"))
         .arg("--rundir")
         .arg(t.rundir("a"))
@@ -1286,12 +1294,33 @@ fn allocations_that_cannot_be_installed_fail_clearly() {
         read()
     );
     // Every flow listed is installed in the data plane.
-    let flows = t.ctl_json("a", &["flow", "list"]).len();
+    let listed = t.ctl_json("a", &["flow", "list"]);
+    let flows = listed.len();
     let in_dp = t.ctl_json("a", &["worker", "list"])[0]["flows"]
         .as_u64()
         .unwrap();
     assert_eq!(flows as u64, in_dp, "{}", read());
-    assert_eq!(flows as u64, 2 * got, "{}", read());
+    // Each allocation that worked is two flows (both ends are this daemon). When the
+    // requester's end is the one that could not be installed, the responder's end was
+    // already up: eth layers have no message to take it down, so it stays until its
+    // peer timeout, as the reference's would. It is then the one accept-side flow
+    // whose remote eid is no alloc-side flow's local eid.
+    let partner_less: Vec<_> = listed
+        .iter()
+        .filter(|f| {
+            f["side"] == "accept"
+                && !listed
+                    .iter()
+                    .any(|g| g["side"] == "alloc" && g["local"] == f["remote"])
+        })
+        .collect();
+    assert_eq!(
+        flows as u64,
+        2 * got + partner_less.len() as u64,
+        "{listed:?}\n{}",
+        read()
+    );
+    assert!(partner_less.len() <= 1, "{partner_less:?}");
     let _ = client.kill();
     let _ = server.kill();
     let _ = client.wait();
