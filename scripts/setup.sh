@@ -6,7 +6,8 @@
 #   openssl (the tests' PKI), clang-19 + libbpf-dev (rebuild/check bpf/xdp_o7s.o), bpftool
 #   (the XDP test reads the program's maps), valgrind (CI's performance gate,
 #   scripts/perf-gate.sh, counts instructions with callgrind), curl (the metrics test
-#   scrapes o7sd's Prometheus endpoint).
+#   scrapes o7sd's Prometheus endpoint), tshark (the Wireshark dissector's tests run
+#   tools/wireshark/o7s.lua in it).
 set -euo pipefail
 need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
@@ -20,6 +21,7 @@ command -v clang-19 >/dev/null 2>&1 || need="$need clang-19"
 command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need="$need bpftool"
 command -v valgrind >/dev/null 2>&1 || need="$need valgrind"
 command -v curl >/dev/null 2>&1 || need="$need curl"
+command -v tshark >/dev/null 2>&1 || need="$need tshark"
 if [ -z "$need" ]; then
     echo "setup.sh: all system packages present"
     exit 0

@@ -52,6 +52,69 @@ pub fn can_run() -> bool {
     false
 }
 
+/// Frames of `pcap` as tshark with tools/wireshark/o7s.lua shows them: one line per frame,
+/// its number, then `MALFORMED` when the dissector flagged it, then the Info column. `None`
+/// (and a SKIPPED line) without tshark; fails when tshark reports an error, and when tshark
+/// is missing while O7S_REQUIRE_ROOT=1 (CI installs it with scripts/setup.sh).
+pub fn tshark_o7s(pcap: &Path) -> Option<Vec<String>> {
+    if !tool("tshark") {
+        return None;
+    }
+    let lua = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/wireshark/o7s.lua");
+    let conf = std::env::temp_dir().join(format!("o7s-tshark-conf-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&conf);
+    let o = Command::new("tshark")
+        .env("WIRESHARK_CONFIG_DIR", &conf)
+        .arg("-n")
+        .arg("-r")
+        .arg(pcap)
+        .arg("-X")
+        .arg(format!("lua_script:{}", lua.display()))
+        .args([
+            "-Y",
+            "o7s",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "_ws.expert.message",
+        ])
+        .args(["-e", "_ws.col.Info"])
+        .output()
+        .expect("tshark runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let err: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("Running as user"))
+        .collect();
+    assert!(
+        o.status.success() && err.is_empty(),
+        "tshark: {:?} {err:?}",
+        o.status
+    );
+    Some(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| {
+                let mut f = l.splitn(3, '\t');
+                let (n, bad, info) = (
+                    f.next().unwrap_or(""),
+                    f.next().unwrap_or(""),
+                    f.next().unwrap_or(""),
+                );
+                // The dissector's errors read "Malformed: why".
+                let bad = if bad.contains("Malformed") {
+                    " MALFORMED"
+                } else {
+                    ""
+                };
+                format!("{n}{bad} {info}")
+            })
+            .collect(),
+    )
+}
+
 /// Whether the program `name` is installed (in PATH or /usr/sbin); prints why a test skips
 /// when not, and fails instead with `O7S_REQUIRE_ROOT=1` (CI, after scripts/setup.sh).
 pub fn tool(name: &str) -> bool {

@@ -1592,6 +1592,20 @@ fn capture_of_an_af_xdp_port_holds_every_ping() {
         !text.contains("MALFORMED") && text.contains("oping"),
         "{text}"
     );
+    // And so does tshark with the Wireshark dissector: every ping, no malformed frame.
+    if let Some(lines) = o7s_integration::tshark_o7s(&pcap) {
+        let ids = |kind: &str| {
+            lines
+                .iter()
+                .filter(|l| l.contains(&format!("oping {kind} id ")))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(ids("ECHO_REQUEST").len(), 10, "{lines:?}");
+        assert_eq!(ids("ECHO_REPLY").len(), 10, "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("FLOW_REQ")), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.contains("MALFORMED")), "{lines:?}");
+    }
     // A flow capture with a count: only that flow's frames, and it ends by itself.
     let ping = t
         .cmd("a", &bin("oping"))
