@@ -1,0 +1,24 @@
+//! o7s protocol cores without I/O.
+//!
+//! Every machine here follows one shape (the quinn-proto model): inputs come in with the
+//! current time (`handle(now, ..)`, `handle_timeout(now)`), outputs are polled
+//! (`poll_transmit`, `poll_event`, `poll_timeout`). No machine reads a clock, opens a
+//! socket, starts a thread or touches a file; randomness comes in as values. The same
+//! machines run in `o7sd` (its driver feeds them frames, app requests and timer expiries)
+//! and in [`sim`], a deterministic network on virtual time.
+//!
+//! - [`mgmt`]: the management message of the eth-dix, eth-llc and udp layers, one shape for
+//!   all three, and the [`mgmt::Peer`] address type.
+//! - [`shim`]: one eth/udp layer's control plane: name queries and the name cache, flow
+//!   allocation as requester (FLOW_REQ, matching FLOW_REPLY, time-outs, optional
+//!   retransmission) and as responder (incoming requests, duplicates, accept or refuse).
+//! - [`accept`]: the responder's waiting room: requests wait in order for a process that
+//!   accepts their name, an auto-started program, or their deadline.
+//! - [`sim`]: N nodes on a lossy, reordering, duplicating segment, on virtual time, seeded.
+
+#![forbid(unsafe_code)]
+
+pub mod accept;
+pub mod mgmt;
+pub mod shim;
+pub mod sim;
