@@ -3,7 +3,9 @@
 
 use crate::config::{Config, IpcpKind, Lb};
 use crate::dp::DpHandle;
-use crate::eth::{self, CacheEntry, EthIpcp, Mgmt, Peer, ReplyInfo};
+mod shim_driver;
+
+use crate::eth::{EthIpcp, Peer};
 use crate::registry::{exe_of, resolve_prog, Accepted, ProgBind, Registry};
 use crate::security::{Cipher, EncConf, Ephemeral, Kdf, Kex};
 use o7s::ipc::{wait_readable, Channel};
@@ -11,15 +13,14 @@ use o7s::proto::{Ctl, ErrorCode, FlowInfo, Reply, Request};
 use o7s::ring::{FlowMem, Kick, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
 use o7s_abi::msg::CryptSpec;
 use o7s_abi::msg::{FromDp, PortKind, ToDp};
-use o7s_wire::code::EthCode;
-use o7s_wire::ethernet::{mac_string, BROADCAST};
+use o7s_wire::ethernet::mac_string;
 use o7s_wire::oap::{OapHdr, Role};
 use o7s_wire::qos::QosSpec;
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -53,14 +54,6 @@ pub struct Settings {
 /// Instances of a name's auto-started program running at once, at most: a flood of flow
 /// requests must not make the daemon start programs without bound.
 pub const MAX_AUTOSTARTED_PER_NAME: usize = 4;
-
-/// Flow requests from the wire being served at once (each may wait for an acceptor);
-/// more are dropped and counted (`flow_req_busy`).
-pub const MAX_FLOW_REQS_IN_FLIGHT: usize = 64;
-/// Name queries waiting for an answer, per IPCP.
-pub const MAX_PENDING_QUERIES: usize = 1024;
-/// Entries of an IPCP's name cache.
-pub const MAX_CACHE: usize = 4096;
 
 /// A flow the daemon knows.
 #[derive(Debug, Clone)]
@@ -117,6 +110,8 @@ pub struct Counters {
     pub autostart_limit: AtomicU64,
     /// Allocations refused: too many name queries in flight.
     pub query_limit: AtomicU64,
+    /// FLOW_REQs repeated by their sender (no second flow: ignored, or answered again).
+    pub req_duplicate: AtomicU64,
 }
 
 /// Mutable state.
@@ -134,9 +129,12 @@ pub struct State {
     pub children: Vec<(String, Child)>,
     /// IPCPs created (`o7sctl ipcp create`) but not bootstrapped yet: name -> type.
     pub created: HashMap<String, IpcpKind>,
-    /// Flow requests waiting for an acceptor, by name, in arrival order (tickets).
-    pub acceptor_queue: HashMap<String, std::collections::VecDeque<u64>>,
-    next_ticket: u64,
+    /// Flow requests from the wire not checked yet (the protocol thread takes them).
+    fresh: std::collections::VecDeque<shim_driver::Fresh>,
+    /// Checked flow requests waiting for an acceptor, in arrival order.
+    accept_queue: o7s_proto::accept::AcceptQueue<(usize, o7s_proto::shim::ReqId)>,
+    /// What each of them needs when it is served.
+    waiting: HashMap<(usize, o7s_proto::shim::ReqId), shim_driver::Waiting>,
 }
 
 /// The daemon.
@@ -157,8 +155,6 @@ pub struct Daemon {
     pub counters: Counters,
     /// Set when shutting down.
     pub stopping: AtomicBool,
-    /// FLOW_REQs from the wire being served now.
-    flow_reqs: std::sync::atomic::AtomicUsize,
     /// Calls of `tick`.
     ticks: AtomicU64,
     /// Capture ids given so far.
@@ -209,7 +205,10 @@ impl Daemon {
             settings.security_dir.display()
         );
         Arc::new(Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                accept_queue: o7s_proto::accept::AcceptQueue::new(shim_driver::MAX_WAITING),
+                ..State::default()
+            }),
             trust: Mutex::new(trust),
             replay: Mutex::new(crate::replay::ReplayWindow::default()),
             accept_cv: Condvar::new(),
@@ -217,7 +216,6 @@ impl Daemon {
             settings,
             counters: Counters::default(),
             stopping: AtomicBool::new(false),
-            flow_reqs: std::sync::atomic::AtomicUsize::new(0),
             ticks: AtomicU64::new(0),
             capture_ids: AtomicU64::new(0),
         })
@@ -506,30 +504,12 @@ impl Daemon {
             },
             port,
         )?;
-        let mut ipcp = EthIpcp {
-            name: name.to_string(),
-            layer: layer.to_string(),
-            kind,
-            port_kind,
-            dev: dev.to_string(),
-            hash,
-            port,
-            mac: [0; 6],
-            mtu: 0,
-            io_path: String::new(),
-            up: false,
-            regs: HashMap::new(),
-            cache: HashMap::new(),
-            eids: Default::default(),
-            alloc_waiters: HashMap::new(),
-            query_waiters: HashMap::new(),
-            dns: None,
-        };
+        let mut ipcp = EthIpcp::new(name, layer, kind, port_kind, dev, hash, port);
         let res = match reply {
             FromDp::PortUp {
                 mac, mtu, io_path, ..
             } => {
-                ipcp.mac = mac;
+                ipcp.set_mac(mac);
                 ipcp.mtu = mtu;
                 ipcp.io_path = io_path;
                 ipcp.up = true;
@@ -637,7 +617,7 @@ impl Daemon {
                 i.name,
                 hex::encode(h.get(..4).unwrap_or(&h))
             );
-            i.regs.insert(h, name.to_string());
+            i.reg_insert(h, name);
             done += 1;
         }
         if done == 0 {
@@ -852,7 +832,7 @@ impl Daemon {
         let mut st = self.st();
         if let Some(f) = st.flows.remove(&flow) {
             if let Some(i) = st.ipcps.get_mut(f.ipcp) {
-                i.eids.remove(&f.local);
+                i.shim.release(f.local);
             }
             drop(st);
             self.dp.send(&ToDp::DelFlow { flow }, &[]);
@@ -1067,6 +1047,7 @@ impl Daemon {
     fn resolve(&self, name: &str, timeout: Duration) -> Result<(usize, Peer, Vec<u8>), Fail> {
         let (tx, rx) = channel::<(usize, Peer)>();
         let mut asked = vec![];
+        let mut out = vec![];
         {
             let mut st = self.st();
             let mut order: Vec<(usize, IpcpKind)> = st
@@ -1089,7 +1070,7 @@ impl Daemon {
                     continue;
                 };
                 let h = i.hash.hash(name);
-                if let Some(peer) = i.cached(&h) {
+                if let Some(peer) = i.shim.cached(Instant::now(), &h) {
                     return Ok((*idx, peer, h));
                 }
             }
@@ -1128,55 +1109,12 @@ impl Daemon {
                     });
                     continue;
                 }
-                let (t2, r2) = channel::<Peer>();
-                if !i.query_waiters.contains_key(&h) && i.query_waiters.len() >= MAX_PENDING_QUERIES
-                {
-                    self.counters.query_limit.fetch_add(1, Ordering::Relaxed);
-                    return Err((
-                        ErrorCode::Busy,
-                        format!(
-                            "{} has {MAX_PENDING_QUERIES} name queries waiting; try again",
-                            i.name
-                        ),
-                    ));
-                }
-                let deadline = Instant::now() + timeout;
-                let q =
-                    i.query_waiters
-                        .entry(h.clone())
-                        .or_insert_with(|| crate::eth::PendingQuery {
-                            name: name.to_string(),
-                            deadline,
-                            waiters: Vec::new(),
-                        });
-                q.deadline = q.deadline.max(deadline);
-                q.waiters.push(t2);
-                let m = Mgmt {
-                    code: EthCode::NameQueryReq,
-                    s: 0,
-                    d: 0,
-                    qos: QosSpec::ZERO,
-                    response: 0,
-                    tail: h.clone(),
-                };
-                let payload = eth::build_mgmt(i.port_kind, &m);
                 asked.push(format!("{} {}", i.kind.as_str(), i.name));
-                self.dp.send(
-                    &ToDp::SendMgmt {
-                        port: i.port,
-                        dst: BROADCAST,
-                        payload,
-                    },
-                    &[],
-                );
-                let tx = tx.clone();
-                std::thread::spawn(move || {
-                    if let Ok(mac) = r2.recv_timeout(timeout) {
-                        let _ = tx.send((idx, mac));
-                    }
-                });
+                // The answer comes on `tx` (the first of any layer wins).
+                self.query(&mut st, idx, name, &h, timeout, tx.clone(), &mut out)?;
             }
         }
+        self.send_all(out);
         drop(tx);
         match rx.recv_timeout(timeout) {
             Ok((idx, mac)) => {
@@ -1243,42 +1181,49 @@ impl Daemon {
         let req_oap = req_hdr
             .to_bytes()
             .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
-        let (tx, rx) = channel::<ReplyInfo>();
-        let (local, port, kind) = {
+        let (tx, rx) = channel();
+        let mut out = vec![];
+        let local = {
             let mut st = self.st();
             let i = st
                 .ipcps
                 .get_mut(idx)
                 .ok_or((ErrorCode::Internal, "IPCP vanished".into()))?;
-            let local = i.alloc_eid().ok_or((
-                ErrorCode::NoResources,
-                format!("no free endpoint id in {}", i.name),
-            ))?;
-            i.alloc_waiters.insert(local, tx);
-            (local, i.port, i.port_kind)
+            let left = timeout.saturating_sub(start.elapsed());
+            let (id, local) = i
+                .shim
+                .alloc(Instant::now(), peer, &hash, qos, &req_oap, left)
+                .map_err(|e| match e {
+                    o7s_proto::shim::ShimError::NoEid => (
+                        ErrorCode::NoResources,
+                        format!("no free endpoint id in {}", i.name),
+                    ),
+                    e => (ErrorCode::Busy, format!("{}: {e}", i.name)),
+                })?;
+            i.alloc_waiters.insert(id.0, tx);
+            self.pump(&mut st, idx, &mut out);
+            local
         };
-        let mut tail = hash.clone();
-        tail.extend_from_slice(&req_oap);
-        let m = Mgmt {
-            code: EthCode::FlowReq,
-            s: local,
-            d: 0,
-            qos,
-            response: 0,
-            tail,
-        };
-        self.send_mgmt(port, peer, eth::build_mgmt(kind, &m));
-        let left = timeout.saturating_sub(start.elapsed());
-        let reply = rx.recv_timeout(left);
+        self.send_all(out);
+        self.accept_cv.notify_all(); // the protocol thread keeps the new deadline
+                                     // The machine ends the wait (reply, refusal or its deadline, on the protocol
+                                     // thread); the margin covers a late timer.
+        let reply =
+            rx.recv_timeout(timeout.saturating_sub(start.elapsed()) + Duration::from_millis(500));
         let free = |st: &mut State| {
             if let Some(i) = st.ipcps.get_mut(idx) {
-                i.alloc_waiters.remove(&local);
-                i.eids.remove(&local);
+                i.shim.release(local);
             }
         };
         let reply = match reply {
-            Ok(r) => r,
-            Err(_) => {
+            Ok(Ok(r)) => r,
+            Ok(Err(o7s_proto::shim::ShimError::Refused(response))) => {
+                return Err((
+                    ErrorCode::Refused,
+                    format!("{name} refused the flow (response {response})"),
+                ));
+            }
+            Ok(Err(_)) | Err(_) => {
                 free(&mut self.st());
                 return Err((
                     ErrorCode::Timeout,
@@ -1286,13 +1231,6 @@ impl Daemon {
                 ));
             }
         };
-        if reply.response != 0 {
-            free(&mut self.st());
-            return Err((
-                ErrorCode::Refused,
-                format!("{name} refused the flow (response {})", reply.response),
-            ));
-        }
         if let Err(why) = check_oap_response(&req_oap, &reply.oap)
             .and_then(|()| self.authenticate_server(name, &req_oap, &reply.oap))
         {
@@ -1317,17 +1255,19 @@ impl Daemon {
             },
             _ => None,
         };
-        let acc = self.install_flow(
-            idx,
-            local,
-            reply.remote,
-            reply.peer,
-            name,
-            qos,
-            "alloc",
-            pid,
-            crypt,
-        )?;
+        let acc = self
+            .install_flow(
+                idx,
+                local,
+                reply.remote,
+                reply.peer,
+                name,
+                qos,
+                "alloc",
+                pid,
+                crypt,
+            )
+            .inspect_err(|_| free(&mut self.st()))?;
         tracing::info!(
             "Flow {} allocated to {name} for process {pid}: local {local:#x}, remote {:#x} at {} in {:.3} ms.",
             acc.flow,
@@ -1451,7 +1391,7 @@ impl Daemon {
                 Ok(FromDp::PortUp {
                     mac, mtu, io_path, ..
                 }) => {
-                    i.mac = mac;
+                    i.set_mac(mac);
                     i.mtu = mtu;
                     i.io_path = io_path;
                     i.up = true;
@@ -1467,446 +1407,6 @@ impl Daemon {
         }
     }
 
-    fn on_mgmt(self: &Arc<Self>, port: u32, src: Peer, dst: Option<[u8; 6]>, payload: &[u8]) {
-        let mut st = self.st();
-        let Some(idx) = st.ipcps.iter().position(|i| i.port == port) else {
-            return;
-        };
-        let Some(i) = st.ipcps.get_mut(idx) else {
-            return;
-        };
-        if dst.is_some_and(|d| d != i.mac && d != BROADCAST) {
-            self.counters.not_for_us.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let m = match eth::parse_mgmt(i.port_kind, payload) {
-            Ok(m) => m,
-            Err(e) => {
-                self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                crate::wire_log!(
-                    debug,
-                    "{}: malformed management message from {src}: {e}",
-                    i.name,
-                );
-                return;
-            }
-        };
-        match m.code {
-            EthCode::NameQueryReq if !i.is_udp() => {
-                if i.regs.contains_key(&m.tail) {
-                    let r = Mgmt {
-                        code: EthCode::NameQueryReply,
-                        ..m
-                    };
-                    let payload = eth::build_mgmt(i.port_kind, &r);
-                    self.send_mgmt(port, src, payload);
-                }
-            }
-            EthCode::NameQueryReply if !i.is_udp() => {
-                let h = m.tail;
-                let Peer::Mac(mac) = src else { return };
-                if h.len() != i.hash.len() {
-                    self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                // Believed only for a name this host asked for, within the query's time
-                // (several hosts may answer one query: all within that time are kept).
-                let now = Instant::now();
-                let name = match i.query_waiters.get_mut(&h) {
-                    Some(q) if q.deadline > now => {
-                        for w in q.waiters.drain(..) {
-                            let _ = w.send(src);
-                        }
-                        q.name.clone()
-                    }
-                    _ => {
-                        self.counters
-                            .name_reply_unsolicited
-                            .fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                };
-                if !i.cache.contains_key(&h) && i.cache.len() >= MAX_CACHE {
-                    i.expire();
-                    if i.cache.len() >= MAX_CACHE {
-                        self.counters.cache_full.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                }
-                i.cache.insert(
-                    h,
-                    CacheEntry {
-                        name: Some(name),
-                        mac,
-                        expires: now + eth::CACHE_TTL,
-                        learnt: SystemTime::now(),
-                    },
-                );
-            }
-            EthCode::FlowReply => {
-                // A refusal carries no endpoint of the responder.
-                let waiter = if i.valid_remote(m.s) || m.response != 0 {
-                    i.alloc_waiters.remove(&m.d)
-                } else {
-                    None
-                };
-                match waiter {
-                    Some(w) => {
-                        let _ = w.send(ReplyInfo {
-                            remote: m.s,
-                            peer: src,
-                            response: m.response,
-                            oap: m.tail,
-                        });
-                    }
-                    None => {
-                        self.counters
-                            .reply_unknown_eid
-                            .fetch_add(1, Ordering::Relaxed);
-                        crate::wire_log!(warn,
-                            "{}: dropped a FLOW_REPLY from {src} (seid {:#x}, deid {:#x}): no allocation waits for it",
-                            i.name,
-                            m.s,
-                            m.d
-                        );
-                    }
-                }
-            }
-            EthCode::FlowReq => {
-                if !i.valid_remote(m.s) {
-                    self.counters.req_bad_eid.fetch_add(1, Ordering::Relaxed);
-                    crate::wire_log!(
-                        warn,
-                        "{}: dropped a FLOW_REQ with impossible endpoint id {:#x}",
-                        i.name,
-                        m.s
-                    );
-                    return;
-                }
-                let hl = i.hash.len();
-                let (Some(hash), Some(oap)) = (m.tail.get(..hl), m.tail.get(hl..)) else {
-                    self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                };
-                let (hash, oap) = (hash.to_vec(), oap.to_vec());
-                drop(st);
-                // Each request may wait for an acceptor: a bounded number at once.
-                if self.flow_reqs.fetch_add(1, Ordering::SeqCst) >= MAX_FLOW_REQS_IN_FLIGHT {
-                    self.flow_reqs.fetch_sub(1, Ordering::SeqCst);
-                    self.counters.flow_req_busy.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                let d = self.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("o7sd-flow-req".into())
-                    .spawn(move || {
-                        d.flow_req(idx, src, m.s, m.qos, hash, oap);
-                        d.flow_reqs.fetch_sub(1, Ordering::SeqCst);
-                    });
-                if spawned.is_err() {
-                    self.flow_reqs.fetch_sub(1, Ordering::SeqCst);
-                    self.counters.flow_req_busy.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            other => {
-                self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                crate::wire_log!(
-                    debug,
-                    "{}: unexpected management code {other} from {src}",
-                    i.name
-                );
-            }
-        }
-    }
-
-    fn refuse(&self, idx: usize, dst: Peer, remote: u32, response: i32) {
-        self.counters.refused.fetch_add(1, Ordering::Relaxed);
-        let st = self.st();
-        let Some(i) = st.ipcps.get(idx) else { return };
-        let m = Mgmt {
-            code: EthCode::FlowReply,
-            s: 0,
-            d: remote,
-            qos: QosSpec::ZERO,
-            response,
-            tail: vec![],
-        };
-        self.send_mgmt(i.port, dst, eth::build_mgmt(i.port_kind, &m));
-    }
-
-    /// Serves a flow request: finds or starts an acceptor, installs the flow, replies.
-    fn flow_req(
-        self: &Arc<Self>,
-        idx: usize,
-        src: Peer,
-        remote: u32,
-        qos: QosSpec,
-        hash: Vec<u8>,
-        oap: Vec<u8>,
-    ) {
-        let name = self
-            .st()
-            .ipcps
-            .get(idx)
-            .and_then(|i| i.regs.get(&hash).cloned());
-        let Some(name) = name else {
-            self.counters
-                .req_unknown_name
-                .fetch_add(1, Ordering::Relaxed);
-            crate::wire_log!(
-                info,
-                "Flow request for unregistered hash {}: refused.",
-                hex::encode(&hash)
-            );
-            self.refuse(idx, src, remote, -1);
-            return;
-        };
-        let req = match OapHdr::parse_as(&oap, Role::Request, 0) {
-            Ok(h) => h,
-            Err(e) => {
-                self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-                crate::wire_log!(
-                    warn,
-                    "Flow request for {name}: bad OAP header: {e}; refused."
-                );
-                self.refuse(idx, src, remote, -1);
-                return;
-            }
-        };
-        crate::wire_log!(info, "Flow request arrived for {name}.");
-        let security = self
-            .check_request(&req, &oap)
-            .and_then(|()| self.enc_conf("server", &name))
-            .and_then(|c| server_key(c.map(|c| c.0), &req, &oap))
-            .and_then(|(resp, crypt)| Ok((self.sign_response(&name, resp)?, crypt)));
-        let (resp, crypt) = match security {
-            Ok(x) => x,
-            Err(why) => {
-                crate::wire_log!(warn, "Flow request for {name} refused: {why}");
-                self.refuse(idx, src, remote, -1);
-                return;
-            }
-        };
-        let crypt = crypt.map(|c| CryptSpec {
-            rotation_bits: self.settings.key_rotation_bits,
-            ..c
-        });
-        // The limits first: a request that will be refused must not take an acceptor or
-        // start a program.
-        if let Err((_, why)) = self.check_flow_limits(src) {
-            crate::wire_log!(warn, "Flow request for {name} from {src}: {why}; refused.");
-            self.refuse(idx, src, remote, -1);
-            return;
-        }
-        let Some(acceptor) = self.find_acceptor(&name) else {
-            crate::wire_log!(warn, "No process accepts flows for {name}: refused.");
-            self.refuse(idx, src, remote, -1);
-            return;
-        };
-        let local = {
-            let mut st = self.st();
-            st.ipcps.get_mut(idx).and_then(|i| i.alloc_eid())
-        };
-        let Some(local) = local else {
-            self.st().reg.restore(acceptor);
-            self.accept_cv.notify_all();
-            self.refuse(idx, src, remote, -1);
-            return;
-        };
-        let acc = match self.install_flow(
-            idx,
-            local,
-            remote,
-            src,
-            &name,
-            qos,
-            "accept",
-            acceptor.pid,
-            crypt,
-        ) {
-            Ok(a) => a,
-            Err((_, e)) => {
-                crate::wire_log!(warn, "Flow request for {name}: {e}");
-                let mut st = self.st();
-                if let Some(i) = st.ipcps.get_mut(idx) {
-                    i.eids.remove(&local);
-                }
-                // The process was picked but got nothing: it is first in line again.
-                st.reg.restore(acceptor);
-                drop(st);
-                self.accept_cv.notify_all();
-                self.refuse(idx, src, remote, -1);
-                return;
-            }
-        };
-        let flow = acc.flow;
-        if acceptor.tx.send(acc).is_err() {
-            crate::wire_log!(warn, "The process accepting {name} went away: refused.");
-            self.dealloc(flow);
-            self.refuse(idx, src, remote, -1);
-            return;
-        }
-        let st = self.st();
-        let Some(i) = st.ipcps.get(idx) else { return };
-        let m = Mgmt {
-            code: EthCode::FlowReply,
-            s: local,
-            d: remote,
-            qos: QosSpec::ZERO,
-            response: 0,
-            tail: resp.to_bytes().unwrap_or_default(),
-        };
-        self.send_mgmt(i.port, src, eth::build_mgmt(i.port_kind, &m));
-        crate::wire_log!(
-            info,
-            "Flow {flow} accepted for {name} by process {}.",
-            acceptor.pid
-        );
-    }
-
-    /// Waits up to `t` for an acceptor of `name`.
-    /// Requests waiting for the same name are served in the order they arrived (a later
-    /// one never takes the acceptor an earlier one waits for).
-    fn wait_acceptor(&self, name: &str, t: Duration) -> Option<crate::registry::Acceptor> {
-        let deadline = Instant::now() + t;
-        let mut st = self.st();
-        st.next_ticket += 1;
-        let ticket = st.next_ticket;
-        st.acceptor_queue
-            .entry(name.to_string())
-            .or_default()
-            .push_back(ticket);
-        let leave = |st: &mut State| {
-            if let Some(q) = st.acceptor_queue.get_mut(name) {
-                q.retain(|t| *t != ticket);
-                if q.is_empty() {
-                    st.acceptor_queue.remove(name);
-                }
-            }
-        };
-        loop {
-            let first = st
-                .acceptor_queue
-                .get(name)
-                .and_then(|q| q.front())
-                .is_some_and(|t| *t == ticket);
-            if first {
-                if let Some(a) = st.reg.take_acceptor(name) {
-                    leave(&mut st);
-                    self.accept_cv.notify_all();
-                    return Some(a);
-                }
-            }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                leave(&mut st);
-                self.accept_cv.notify_all();
-                return None;
-            };
-            st = match self.accept_cv.wait_timeout(st, left) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
-        }
-    }
-
-    /// The next acceptor of `name`: one waiting now, one of its bound processes coming back
-    /// to accept (as the reference, wait up to a second), or its program auto-started.
-    fn find_acceptor(&self, name: &str) -> Option<crate::registry::Acceptor> {
-        {
-            // Requests already waiting for this name go first.
-            let mut st = self.st();
-            if st.acceptor_queue.get(name).is_none_or(|q| q.is_empty()) {
-                if let Some(a) = st.reg.take_acceptor(name) {
-                    return Some(a);
-                }
-            }
-        }
-        let (auto, bound, pinned) = {
-            let st = self.st();
-            let auto = st.reg.auto_prog(name);
-            let e = st.reg.names.get(name);
-            let bound = e.is_some_and(|e| !e.progs.is_empty() || !e.pids.is_empty());
-            let pinned =
-                e.is_some_and(|e| e.pids.iter().any(|p| crate::registry::process_lives(*p)));
-            (auto, bound, pinned)
-        };
-        // A process bound by pid serves the name alone: wait for it, start nothing.
-        if pinned {
-            return self.wait_acceptor(name, self.settings.accept_wait);
-        }
-        let running_n = self.st().children.iter().filter(|(n, _)| n == name).count();
-        let running = running_n > 0;
-        // A bound process may be between two accepts: give it a moment.
-        if bound && (auto.is_none() || running) {
-            if let Some(a) = self.wait_acceptor(name, self.settings.accept_wait) {
-                return Some(a);
-            }
-        }
-        let prog = auto?;
-        let exe = prog.exe.clone()?;
-        if running_n >= MAX_AUTOSTARTED_PER_NAME {
-            self.counters
-                .autostart_limit
-                .fetch_add(1, Ordering::Relaxed);
-            crate::wire_log!(
-                warn,
-                "{running_n} instances of {} already run for {name} and none accepts: not starting another.",
-                exe.display()
-            );
-            return None;
-        }
-        tracing::info!("Starting {} for {name}.", exe.display());
-        let mut cmd = Command::new(&exe);
-        // The program talks to this daemon, whatever the environment o7sd was started in,
-        // and what it says on stderr goes to this log.
-        cmd.args(&prog.args)
-            .env(o7s::proto::RUNDIR_ENV, &self.settings.rundir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some((uid, gid)) = prog.run_as {
-            // Never as root for a program a non-root administrator bound (std drops the
-            // supplementary groups too).
-            use std::os::unix::process::CommandExt;
-            cmd.uid(uid).gid(gid);
-            tracing::info!("{} runs as uid {uid} gid {gid}.", exe.display());
-        }
-        let child = cmd.spawn();
-        match child {
-            Ok(mut c) => {
-                if let Some(err) = c.stderr.take() {
-                    let (label, pid) = (
-                        exe.file_name()
-                            .map(|f| f.to_string_lossy().into_owned())
-                            .unwrap_or_default(),
-                        c.id(),
-                    );
-                    std::thread::spawn(move || {
-                        use std::io::{BufRead, Read};
-                        let mut r = std::io::BufReader::new(err);
-                        let mut line = Vec::new();
-                        // Lines of at most 1000 bytes (longer ones are cut in pieces).
-                        while (&mut r)
-                            .take(1000)
-                            .read_until(b'\n', &mut line)
-                            .is_ok_and(|n| n > 0)
-                        {
-                            let text = String::from_utf8_lossy(&line);
-                            tracing::info!("{label}[{pid}]: {}", text.trim_end());
-                            line.clear();
-                        }
-                    });
-                }
-                self.st().children.push((name.to_string(), c))
-            }
-            Err(e) => {
-                tracing::error!("cannot start {}: {e}", exe.display());
-                return None;
-            }
-        }
-        self.wait_acceptor(name, self.settings.autostart_wait)
-    }
-
     /// Periodic work: expire caches, reap children.
     pub fn tick(&self) {
         // Every 5 s (50 ticks): hand memory that bursts left in the allocator's per-thread
@@ -1920,8 +1420,11 @@ impl Daemon {
             trim_heap();
         }
         let mut st = self.st();
+        let now = Instant::now();
         for i in &mut st.ipcps {
-            i.expire();
+            // Names learnt stay listed while the machine's cache holds them.
+            let shim = &i.shim;
+            i.learnt.retain(|h, _| shim.cached(now, h).is_some());
         }
         st.children.retain_mut(|(n, c)| match c.try_wait() {
             Ok(Some(s)) => {
@@ -2194,7 +1697,7 @@ impl Daemon {
                     return err((ErrorCode::NotFound, format!("no name {name}")));
                 }
                 for i in &mut st.ipcps {
-                    i.regs.retain(|_, n| *n != name);
+                    i.reg_remove(&name);
                 }
                 Reply::Ok
             }
@@ -2225,9 +1728,7 @@ impl Daemon {
                     .iter_mut()
                     .filter(|i| targets.contains(&i.name) || targets.contains(&i.layer))
                 {
-                    let before = i.regs.len();
-                    i.regs.retain(|_, r| *r != name);
-                    let removed = before - i.regs.len();
+                    let removed = i.reg_remove(&name);
                     n += removed;
                     if let (true, Some(server), PortKind::Udp { addr }) =
                         (removed > 0, i.dns, i.port_kind)
@@ -2337,22 +1838,21 @@ impl Daemon {
                 let st = self.st();
                 let mut rows = vec![];
                 for i in &st.ipcps {
-                    for (h, e) in &i.cache {
-                        let name = e.name.clone().unwrap_or_else(|| {
-                            st.reg
+                    for (h, peer, left) in i.shim.cache_entries(Instant::now()) {
+                        let (name, learnt) = i.learnt.get(&h).cloned().unwrap_or_else(|| {
+                            let n = st
+                                .reg
                                 .names
                                 .keys()
-                                .find(|n| i.hash.hash(n) == *h)
+                                .find(|n| i.hash.hash(n) == h)
                                 .cloned()
-                                .unwrap_or_default()
+                                .unwrap_or_default();
+                            (n, UNIX_EPOCH)
                         });
-                        let left = e
-                            .expires
-                            .saturating_duration_since(Instant::now())
-                            .as_secs();
-                        rows.push(json!({"ipcp": i.name, "hash": hex::encode(h), "name": name, "mac": mac_string(&e.mac),
+                        let left = left.as_secs();
+                        rows.push(json!({"ipcp": i.name, "hash": hex::encode(&h), "name": name, "mac": mac_string(&peer.mac()),
                                          "expires_in_s": left,
-                                         "learnt": e.learnt.duration_since(UNIX_EPOCH).ok()
+                                         "learnt": learnt.duration_since(UNIX_EPOCH).ok()
                                              .and_then(|d| x509_parser::time::ASN1Time::from_timestamp(i64::try_from(d.as_secs()).unwrap_or(0)).ok())
                                              .map(|t| t.to_string()).unwrap_or_default()}));
                     }
@@ -2536,6 +2036,25 @@ impl Daemon {
 }
 
 /// Returns free heap memory to the system (glibc's `malloc_trim`; nothing elsewhere).
+/// Logs what an auto-started program writes on stderr, line by line (lines of at most
+/// 1000 bytes; longer ones are cut in pieces), on a thread of its own that ends with it.
+fn log_child_stderr(label: String, pid: u32, err: std::process::ChildStderr) {
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Read};
+        let mut r = std::io::BufReader::new(err);
+        let mut line = Vec::new();
+        while (&mut r)
+            .take(1000)
+            .read_until(b'\n', &mut line)
+            .is_ok_and(|n| n > 0)
+        {
+            let text = String::from_utf8_lossy(&line);
+            tracing::info!("{label}[{pid}]: {}", text.trim_end());
+            line.clear();
+        }
+    });
+}
+
 fn trim_heap() {
     #[cfg(target_env = "gnu")]
     // Safety: malloc_trim only walks the allocator's own free lists; it is thread-safe and

@@ -1,292 +1,174 @@
-//! The eth-dix and eth-llc layers' control side: management messages, the name cache,
-//! endpoint ids. The frames themselves go through the data plane's port.
+//! The eth-dix, eth-llc and udp layers' control side in o7sd: the driver's state around
+//! each layer's [`Shim`] machine (o7s-proto), which holds the protocol (name queries and the
+//! name cache, endpoint ids, flow requests and replies). The frames themselves go through
+//! the data plane's port.
 
 use crate::config::IpcpKind;
 use o7s_abi::msg::PortKind;
-use o7s_wire::code::{EthCode, UdpCode};
-use o7s_wire::field::Writer;
+use o7s_proto::shim::{self, Shim, ShimConfig};
 use o7s_wire::hash::HashAlgo;
-use o7s_wire::qos::QosSpec;
-use o7s_wire::{dix, llc, udp};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::mpsc::Sender;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-/// Where a peer IPCP is: a MAC on an eth layer, an address and port on a udp layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Peer {
-    /// eth-dix / eth-llc.
-    Mac([u8; 6]),
-    /// udp4 / udp6.
-    Ip(std::net::SocketAddr),
-}
-
-impl Peer {
-    /// The MAC (zeros for an IP peer).
-    pub fn mac(&self) -> [u8; 6] {
-        match self {
-            Self::Mac(m) => *m,
-            Self::Ip(_) => [0; 6],
-        }
-    }
-    /// The address, for an IP peer.
-    pub fn addr(&self) -> Option<std::net::SocketAddr> {
-        match self {
-            Self::Mac(_) => None,
-            Self::Ip(a) => Some(*a),
-        }
-    }
-}
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Mac(m) => f.write_str(&o7s_wire::ethernet::mac_string(m)),
-            Self::Ip(a) => write!(f, "{a}"),
-        }
-    }
-}
+pub use o7s_proto::mgmt::{Mgmt, Peer, ShimKind};
 
 /// How long a learnt name stays in the cache.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 
-/// A management message of either eth layer, with its endpoint ids widened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mgmt {
-    /// Code.
-    pub code: EthCode,
-    /// Sender's endpoint (eid or SAP).
-    pub s: u32,
-    /// Receiver's endpoint.
-    pub d: u32,
-    /// QoS.
-    pub qos: QosSpec,
-    /// Response.
-    pub response: i32,
-    /// Hash and OAP bytes after the fixed message.
-    pub tail: Vec<u8>,
+/// The encoding of a port of `kind`.
+pub fn shim_kind(kind: PortKind) -> ShimKind {
+    match kind {
+        PortKind::Dix { .. } => ShimKind::Dix,
+        PortKind::Llc => ShimKind::Llc,
+        PortKind::Udp { .. } => ShimKind::Udp,
+    }
 }
 
 /// Parses a management message of a port of `kind`.
 pub fn parse_mgmt(kind: PortKind, b: &[u8]) -> Result<Mgmt, o7s_wire::Error> {
-    Ok(match kind {
-        PortKind::Dix { .. } => {
-            let (m, rest) = dix::MgmtMsg::parse(b)?;
-            Mgmt {
-                code: m.code,
-                s: m.seid.into(),
-                d: m.deid.into(),
-                qos: m.qos,
-                response: m.response,
-                tail: rest.to_vec(),
-            }
-        }
-        PortKind::Llc => {
-            let (m, rest) = llc::MgmtMsg::parse(b)?;
-            Mgmt {
-                code: m.code,
-                s: m.ssap.into(),
-                d: m.dsap.into(),
-                qos: m.qos,
-                response: m.response,
-                tail: rest.to_vec(),
-            }
-        }
-        PortKind::Udp { .. } => {
-            let (m, rest) = udp::MgmtMsg::parse(b)?;
-            let code = match m.code {
-                UdpCode::FlowReq => EthCode::FlowReq,
-                UdpCode::FlowReply => EthCode::FlowReply,
-                UdpCode::Unknown(x) => EthCode::Unknown(x),
-            };
-            // `s` is the sender's eid, `d` the receiver's: a udp FLOW_REPLY carries them
-            // the other way round (requester first).
-            let (s, d) = match code {
-                EthCode::FlowReply => (m.responder_eid, m.requester_eid),
-                _ => (m.requester_eid, m.responder_eid),
-            };
-            Mgmt {
-                code,
-                s,
-                d,
-                qos: m.qos,
-                response: m.response,
-                tail: rest.to_vec(),
-            }
-        }
-    })
+    Mgmt::parse(shim_kind(kind), b)
 }
 
 /// Encodes a management message of a port of `kind`.
 pub fn build_mgmt(kind: PortKind, m: &Mgmt) -> Vec<u8> {
-    let mut w = Writer::default();
-    match kind {
-        PortKind::Dix { .. } => dix::MgmtMsg {
-            seid: m.s as u16,
-            deid: m.d as u16,
-            qos: m.qos,
-            response: m.response,
-            code: m.code,
-        }
-        .write(&mut w),
-        PortKind::Llc => llc::MgmtMsg {
-            ssap: m.s as u8,
-            dsap: m.d as u8,
-            code: m.code,
-            qos: m.qos,
-            response: m.response,
-        }
-        .write(&mut w),
-        PortKind::Udp { .. } => udp::MgmtMsg {
-            eid: 0,
-            // The requester's eid first, in a FLOW_REPLY too (see parse_mgmt).
-            requester_eid: if m.code == EthCode::FlowReply {
-                m.d
-            } else {
-                m.s
-            },
-            responder_eid: if m.code == EthCode::FlowReply {
-                m.s
-            } else {
-                m.d
-            },
-            response: m.response,
-            qos: m.qos,
-            code: match m.code {
-                EthCode::FlowReq => UdpCode::FlowReq,
-                EthCode::FlowReply => UdpCode::FlowReply,
-                EthCode::NameQueryReq | EthCode::NameQueryReply => UdpCode::Unknown(0xff),
-                EthCode::Unknown(x) => UdpCode::Unknown(x),
-            },
-        }
-        .write(&mut w),
-    }
-    w.put(&m.tail);
-    w.0
+    m.build(shim_kind(kind))
 }
 
-/// A learnt name.
-#[derive(Debug, Clone)]
-pub struct CacheEntry {
-    /// The name, when this daemon asked for it.
-    pub name: Option<String>,
-    /// Where it lives.
-    pub mac: [u8; 6],
-    /// When it expires.
-    pub expires: Instant,
-    /// When it was learnt.
-    pub learnt: SystemTime,
-}
-
-/// What a FLOW_REPLY told the requester.
+/// A FLOW_REPLY as the requester's driver hands it to the waiting allocation.
 #[derive(Debug, Clone)]
 pub struct ReplyInfo {
+    /// Our endpoint id.
+    pub local: u32,
     /// The responder's endpoint id.
     pub remote: u32,
-    /// Where it is.
+    /// The responder.
     pub peer: Peer,
-    /// Response code.
-    pub response: i32,
-    /// The OAP response bytes.
+    /// Its OAP response.
     pub oap: Vec<u8>,
 }
 
-/// One eth-dix or eth-llc IPCP.
+/// Name queries this host asked, by hash: the name and who waits for the answer.
+#[derive(Debug)]
+pub struct PendingQuery {
+    /// The name asked for.
+    pub name: String,
+    /// Who waits: each gets the IPCP index and the peer (nothing when nobody answers).
+    pub waiters: Vec<Sender<(usize, Peer)>>,
+}
+
+/// An eth-dix, eth-llc or udp IPCP.
 #[derive(Debug)]
 pub struct EthIpcp {
     /// IPCP name.
     pub name: String,
     /// Layer name.
     pub layer: String,
-    /// eth-dix or eth-llc.
+    /// Type.
     pub kind: IpcpKind,
-    /// Framing.
+    /// What the data plane runs for it.
     pub port_kind: PortKind,
-    /// Device.
+    /// Device (eth) or address (udp).
     pub dev: String,
     /// Directory hash.
     pub hash: HashAlgo,
-    /// Data-plane port id.
+    /// Data-plane port.
     pub port: u32,
-    /// Device MAC once up.
+    /// The port's MAC.
     pub mac: [u8; 6],
-    /// Layer MTU once up.
+    /// The port's MTU.
     pub mtu: usize,
-    /// I/O path, or why the port is not up.
+    /// How the data plane moves its frames.
     pub io_path: String,
     /// Whether the port is up.
     pub up: bool,
-    /// Registered names by hash.
+    /// Registered names by hash (the shim answers for the same hashes).
     pub regs: HashMap<Vec<u8>, String>,
-    /// Learnt names.
-    pub cache: HashMap<Vec<u8>, CacheEntry>,
-    /// Endpoint ids in use.
-    pub eids: BTreeSet<u32>,
-    /// Allocations waiting for a FLOW_REPLY, by our endpoint id.
-    pub alloc_waiters: HashMap<u32, Sender<ReplyInfo>>,
-    /// Name queries waiting for an answer, by hash (bounded by the daemon, pruned when
-    /// their time is up). Only answers to these are believed.
+    /// The protocol machine.
+    pub shim: Shim,
+    /// Allocations waiting for their FLOW_REPLY (by allocation id).
+    pub alloc_waiters: HashMap<u64, Sender<Result<ReplyInfo, shim::ShimError>>>,
+    /// Name queries waiting.
     pub query_waiters: HashMap<Vec<u8>, PendingQuery>,
-    /// DNS server of a udp layer (`dns=`).
+    /// Names learnt from queries (for `o7sctl cache list`): name and when.
+    pub learnt: HashMap<Vec<u8>, (String, SystemTime)>,
+    /// The shim's counters as last added to the daemon's.
+    pub counted: shim::Counters,
+    /// udp: the DNS server names are registered with and looked up in.
     pub dns: Option<std::net::SocketAddr>,
 }
 
-/// A name query this host sent and waits to hear about.
-#[derive(Debug)]
-pub struct PendingQuery {
-    /// The name asked for (shown in the cache).
-    pub name: String,
-    /// Answers after this are not believed.
-    pub deadline: Instant,
-    /// Allocations waiting for the answer.
-    pub waiters: Vec<Sender<Peer>>,
-}
-
 impl EthIpcp {
-    /// Lowest and highest local endpoint ids.
-    pub fn eid_range(&self) -> (u32, u32) {
-        match self.port_kind {
-            // fds 0..63 are reserved in the reference; eids are 16 bits.
-            PortKind::Dix { .. } => (u32::from(dix::MIN_DATA_EID), 0xfffe),
-            // 64 SAPs from 2 (logical values; 1 is management).
-            PortKind::Llc => (2, 65),
-            // 32-bit eids; 0..63 reserved as in the reference.
-            PortKind::Udp { .. } => (64, u32::MAX - 1),
+    /// A new IPCP of `port_kind` with hashes of `hash`; not up yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        layer: &str,
+        kind: IpcpKind,
+        port_kind: PortKind,
+        dev: &str,
+        hash: HashAlgo,
+        port: u32,
+    ) -> Self {
+        let mut cfg = ShimConfig::new(shim_kind(port_kind), hash.len());
+        cfg.cache_ttl = CACHE_TTL;
+        // Neither o7s nor the reference sends a FLOW_REQ twice: a repeat of an answered
+        // request is a replay, for OAP's replay window to refuse (and log), not to answer.
+        cfg.reply_memory = Duration::ZERO;
+        Self {
+            name: name.to_string(),
+            layer: layer.to_string(),
+            kind,
+            port_kind,
+            dev: dev.to_string(),
+            hash,
+            port,
+            mac: [0; 6],
+            mtu: 0,
+            io_path: String::new(),
+            up: false,
+            regs: HashMap::new(),
+            shim: Shim::new(cfg, None),
+            alloc_waiters: HashMap::new(),
+            query_waiters: HashMap::new(),
+            learnt: HashMap::new(),
+            counted: shim::Counters::default(),
+            dns: None,
         }
     }
 
-    /// Whether `id` can be a peer's endpoint id.
-    pub fn valid_remote(&self, id: u32) -> bool {
-        let (lo, hi) = self.eid_range();
-        (lo..=hi).contains(&id)
+    /// Sets the port's MAC (frames to other MACs are then not for us).
+    pub fn set_mac(&mut self, mac: [u8; 6]) {
+        self.mac = mac;
+        if !self.is_udp() {
+            self.shim.set_mac(Some(mac));
+        }
     }
 
-    /// Takes a free endpoint id.
-    pub fn alloc_eid(&mut self) -> Option<u32> {
-        let (lo, hi) = self.eid_range();
-        let id = (lo..=hi).find(|i| !self.eids.contains(i))?;
-        self.eids.insert(id);
-        Some(id)
+    /// Registers `name` (hash `h`) here.
+    pub fn reg_insert(&mut self, h: Vec<u8>, name: &str) {
+        self.shim.register(h.clone());
+        self.regs.insert(h, name.to_string());
     }
 
-    /// The cached peer of `hash`, if fresh.
-    pub fn cached(&self, hash: &[u8]) -> Option<Peer> {
-        self.cache
-            .get(hash)
-            .filter(|e| e.expires > Instant::now())
-            .map(|e| Peer::Mac(e.mac))
+    /// Unregisters `name`; returns how many hashes it had here.
+    pub fn reg_remove(&mut self, name: &str) -> usize {
+        let gone: Vec<Vec<u8>> = self
+            .regs
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(h, _)| h.clone())
+            .collect();
+        for h in &gone {
+            self.shim.unregister(h);
+            self.regs.remove(h);
+        }
+        gone.len()
     }
 
     /// Whether this is a udp layer.
     pub fn is_udp(&self) -> bool {
         matches!(self.port_kind, PortKind::Udp { .. })
-    }
-
-    /// Drops expired cache entries and name queries whose time is up.
-    pub fn expire(&mut self) {
-        let now = Instant::now();
-        self.cache.retain(|_, e| e.expires > now);
-        self.query_waiters.retain(|_, q| q.deadline > now);
     }
 }
 
@@ -294,6 +176,8 @@ impl EthIpcp {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use o7s_wire::code::EthCode;
+    use o7s_wire::qos::QosSpec;
 
     /// A udp FLOW_REPLY as the reference sends it (facts 1.8.3, verified live): the
     /// requester's eid (0x40) first, then the responder's (0x47); the two ends differ, so a

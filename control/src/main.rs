@@ -231,6 +231,17 @@ fn main() -> ExitCode {
         let d = d.clone();
         std::thread::spawn(move || d.dp_events());
     }
+    {
+        // The protocol machines' thread: flow requests from the wire, timers.
+        let d = d.clone();
+        let started = std::thread::Builder::new()
+            .name("o7sd-proto".into())
+            .spawn(move || d.run_protocol());
+        if let Err(e) = started {
+            tracing::error!("cannot start the protocol thread: {e}");
+            return ExitCode::from(1);
+        }
+    }
     tracing::info!(
         "o7sd started (pid {}), socket {}.",
         std::process::id(),

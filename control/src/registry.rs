@@ -221,6 +221,22 @@ impl Registry {
         self.remove_acceptor(id)
     }
 
+    /// Whether [`Registry::take_acceptor`] would give an acceptor of `name` now.
+    pub fn has_acceptor(&self, name: &str) -> bool {
+        let Some(e) = self.names.get(name) else {
+            return false;
+        };
+        let pinned = |id: &u64| {
+            self.acceptors
+                .get(id)
+                .is_some_and(|a| e.pids.contains(&a.pid))
+        };
+        if e.active.iter().any(pinned) {
+            return true;
+        }
+        !e.pids.iter().any(|p| process_lives(*p)) && !e.active.is_empty()
+    }
+
     /// The program to auto-start for `name`.
     pub fn auto_prog(&self, name: &str) -> Option<ProgBind> {
         self.names.get(name)?.progs.iter().find(|p| p.auto).cloned()

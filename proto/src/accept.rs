@@ -67,6 +67,13 @@ pub struct AcceptQueue<K> {
     waiting: VecDeque<Waiting<K>>,
 }
 
+impl<K: Clone + PartialEq> Default for AcceptQueue<K> {
+    /// A queue of at most 256 requests.
+    fn default() -> Self {
+        Self::new(256)
+    }
+}
+
 impl<K: Clone + PartialEq> AcceptQueue<K> {
     /// A queue of at most `max` requests.
     pub fn new(max: usize) -> Self {

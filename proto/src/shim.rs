@@ -45,8 +45,12 @@ pub struct ShimConfig {
     /// Send a FLOW_REQ again after this long without a reply (`None`: once, as the
     /// reference does).
     pub req_retry: Option<Duration>,
-    /// How long a sent FLOW_REPLY is kept to answer a repeated FLOW_REQ.
+    /// How long a sent FLOW_REPLY is kept to answer a repeated FLOW_REQ (zero: not kept;
+    /// a repeat is then a new request, which OAP's replay window refuses).
     pub reply_memory: Duration,
+    /// Most FLOW_REPLYs kept for that (when full, expired ones go; if none has expired, a
+    /// new reply is not kept).
+    pub max_remembered: usize,
 }
 
 impl ShimConfig {
@@ -63,6 +67,7 @@ impl ShimConfig {
             query_retry: None,
             req_retry: None,
             reply_memory: Duration::from_secs(10),
+            max_remembered: 1024,
         }
     }
 }
@@ -223,12 +228,22 @@ struct Incoming {
     peer: Peer,
     remote: u32,
     local: Option<u32>,
+    tail: Vec<u8>,
 }
 
+/// A FLOW_REQ answered or being answered, by its sender and endpoint id. The same id may
+/// come back soon for a new flow (ids are reused as fds are): only a request with the same
+/// bytes (hash and OAP header, whose id is random) is a repetition.
 #[derive(Debug, Clone)]
 enum Seen {
-    Waiting,
-    Replied { msg: Mgmt, until: Instant },
+    Waiting {
+        tail: Vec<u8>,
+    },
+    Replied {
+        tail: Vec<u8>,
+        msg: Mgmt,
+        until: Instant,
+    },
 }
 
 /// One shim layer's control plane.
@@ -267,6 +282,11 @@ impl Shim {
             next_id: 0,
             counters: Counters::default(),
         }
+    }
+
+    /// Sets the layer's own MAC (frames to other MACs are then counted and dropped).
+    pub fn set_mac(&mut self, mac: Option<[u8; 6]>) {
+        self.mac = mac;
     }
 
     /// The configuration.
@@ -478,7 +498,7 @@ impl Shim {
             response: 0,
             tail: oap,
         };
-        self.remember(now, inc.peer, inc.remote, msg.clone());
+        self.remember(now, inc.peer, inc.remote, inc.tail, msg.clone());
         self.transmits.push_back(Transmit { dst: inc.peer, msg });
         Ok(local)
     }
@@ -491,11 +511,18 @@ impl Shim {
         if let Some(l) = inc.local {
             self.eids.remove(&l);
         }
-        self.send_refusal(now, inc.peer, inc.remote, response);
+        self.send_refusal(now, inc.peer, inc.remote, inc.tail, response);
         Ok(())
     }
 
-    fn send_refusal(&mut self, now: Instant, peer: Peer, remote: u32, response: i32) {
+    fn send_refusal(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        remote: u32,
+        tail: Vec<u8>,
+        response: i32,
+    ) {
         self.counters.refused += 1;
         // A refusal carries no endpoint of ours.
         let msg = Mgmt {
@@ -506,14 +533,28 @@ impl Shim {
             response,
             tail: vec![],
         };
-        self.remember(now, peer, remote, msg.clone());
+        self.remember(now, peer, remote, tail, msg.clone());
         self.transmits.push_back(Transmit { dst: peer, msg });
     }
 
-    fn remember(&mut self, now: Instant, peer: Peer, remote: u32, msg: Mgmt) {
+    fn remember(&mut self, now: Instant, peer: Peer, remote: u32, tail: Vec<u8>, msg: Mgmt) {
+        let key = (peer, remote);
+        if self.cfg.reply_memory.is_zero() {
+            self.seen.remove(&key);
+            return;
+        }
+        if !self.seen.contains_key(&key) && self.seen.len() >= self.cfg.max_remembered {
+            self.seen.retain(|_, s| match s {
+                Seen::Waiting { .. } => true,
+                Seen::Replied { until, .. } => *until > now,
+            });
+            if self.seen.len() >= self.cfg.max_remembered {
+                self.seen.remove(&key);
+                return;
+            }
+        }
         let until = now + self.cfg.reply_memory;
-        self.seen
-            .insert((peer, remote), Seen::Replied { msg, until });
+        self.seen.insert(key, Seen::Replied { tail, msg, until });
     }
 
     /// A management message from `src` (to `dst`, the frame's destination MAC on eth).
@@ -615,11 +656,11 @@ impl Shim {
             return;
         }
         match self.seen.get(&(src, m.s)) {
-            Some(Seen::Waiting) => {
+            Some(Seen::Waiting { tail }) if *tail == m.tail => {
                 self.counters.req_duplicate += 1;
                 return;
             }
-            Some(Seen::Replied { msg, until }) if *until > now => {
+            Some(Seen::Replied { tail, msg, until }) if *until > now && *tail == m.tail => {
                 self.counters.req_duplicate += 1;
                 let msg = msg.clone();
                 self.transmits.push_back(Transmit { dst: src, msg });
@@ -635,12 +676,12 @@ impl Shim {
         let (hash, oap) = m.tail.split_at(hl);
         if !self.regs.contains(hash) {
             self.counters.req_unknown_name += 1;
-            self.send_refusal(now, src, m.s, -1);
+            self.send_refusal(now, src, m.s, m.tail.clone(), -1);
             return;
         }
         if self.incoming.len() >= self.cfg.max_incoming {
             self.counters.incoming_full += 1;
-            self.send_refusal(now, src, m.s, -1);
+            self.send_refusal(now, src, m.s, m.tail.clone(), -1);
             return;
         }
         self.next_id += 1;
@@ -651,9 +692,15 @@ impl Shim {
                 peer: src,
                 remote: m.s,
                 local: None,
+                tail: m.tail.clone(),
             },
         );
-        self.seen.insert((src, m.s), Seen::Waiting);
+        self.seen.insert(
+            (src, m.s),
+            Seen::Waiting {
+                tail: m.tail.clone(),
+            },
+        );
         self.events.push_back(Event::Incoming {
             req,
             hash: hash.to_vec(),
@@ -726,7 +773,7 @@ impl Shim {
             }
         }
         self.seen.retain(|_, s| match s {
-            Seen::Waiting => true,
+            Seen::Waiting { .. } => true,
             Seen::Replied { until, .. } => *until > now,
         });
         self.cache.retain(|_, e| e.expires > now);
@@ -904,6 +951,20 @@ mod tests {
         assert_eq!(b.poll_transmit().unwrap(), first);
         assert_eq!(b.counters().req_duplicate, 2);
         assert_eq!(b.eids_in_use(), 1);
+        // The same eid again with another request (the requester reused the id for a
+        // new flow): a new request, not a repetition.
+        let mut other = vec![5; 32];
+        other.extend_from_slice(b"another oap");
+        let m = Mgmt {
+            code: EthCode::FlowReq,
+            s: 0x40,
+            d: 0,
+            qos: QosSpec::RAW,
+            response: 0,
+            tail: other,
+        };
+        b.handle(t0 + MS, Peer::Mac(A), Some(B), &m.build(ShimKind::Dix));
+        assert!(matches!(b.poll_event(), Some(Event::Incoming { .. })));
         // Another requester eid from the same peer is another flow.
         b.handle(t0, Peer::Mac(A), Some(B), &req(0x41, &[5; 32]));
         assert!(matches!(b.poll_event(), Some(Event::Incoming { .. })));
