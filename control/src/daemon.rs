@@ -1954,6 +1954,7 @@ impl Daemon {
                     ("mgmt_not_for_us", &c.not_for_us),
                     ("flow_req_refused", &c.refused),
                     ("flow_req_busy", &c.flow_req_busy),
+                    ("flow_req_duplicate", &c.req_duplicate),
                     ("flow_limit", &c.flow_limit),
                     ("name_reply_unsolicited", &c.name_reply_unsolicited),
                     ("name_cache_full", &c.cache_full),

@@ -10,6 +10,7 @@
 
 use o7s_integration::{anon_kib, bin, can_run, eventually, TestUser, Topo};
 use serde_json::Value;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -629,4 +630,113 @@ fn flow_requests_from_no_station_are_dropped() {
     assert!(ok, "{st}");
     assert_eq!(n(&st, "flows_allocated"), 0, "{st}");
     assert!(t.ctl_json("b", &["flow", "list"]).is_empty());
+}
+
+/// Threads of process `pid`.
+fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// 10,000 FLOW_REQs for a registered name, from the peer as fast as its socket takes them.
+/// The name is bound to a process that never accepts, so every request waits (one second)
+/// for it: o7sd's thread count does not move (requests wait in bounded queues served by
+/// one protocol thread; before, each got a thread of its own, up to 64), its memory stays
+/// bounded, the excess is refused and counted, and an oping alongside gets every reply.
+#[test]
+fn ten_thousand_flow_requests_start_no_thread() {
+    let _one = one_at_a_time();
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("tq");
+    let b = t.daemon("b", &server_conf(&t.dev("b")));
+    let _a = t.daemon("a", &client_conf(&t.dev("a")));
+    let mut sleeper = t.cmd("b", Path::new("/bin/sleep")).arg("300").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    for args in [
+        vec!["name", "create", "held"],
+        vec!["bind", "process", &pid, "name", "held"],
+        vec!["name", "register", "held", "ipcp", "wifi1"],
+    ] {
+        let o = t.cmd("b", &bin("o7sctl")).args(&args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    let ping = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", "oping-server", "-c", "400", "-i", "10ms", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || t
+        .ctl_json("b", &["flow", "list"])
+        .iter()
+        .any(|f| f["side"] == "accept" && f["rx_sdus"].as_u64().unwrap_or(0) > 5)));
+    let before = stats(&t, "b");
+    let base_threads = threads(b.pid());
+    let base_kib = anon_kib(b.pid());
+    // Sample o7sd's threads and memory every 5 ms while the flood runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, pid) = (stop.clone(), b.pid());
+        std::thread::spawn(move || {
+            let (mut lo, mut hi, mut peak) = (usize::MAX, 0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = threads(pid);
+                lo = lo.min(n);
+                hi = hi.max(n);
+                peak = peak.max(anon_kib(pid));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (lo, hi, peak)
+        })
+    };
+    let o = t
+        .cmd("a", &bin("o7s-inject"))
+        .args(["--flood", &t.dev("a"), "10000", "flow-req", "name=held"])
+        .arg(format!("dst={}", t.mac("b")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let flood: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(flood["sent"], 10000, "{flood}");
+    // Every request is answered (refused) within its second of waiting.
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (lo, hi, peak) = sampler.join().unwrap();
+    let after = stats(&t, "b");
+    let end_kib = anon_kib(b.pid());
+    let out = ping.wait_with_output().unwrap();
+    let sum: Value = serde_json::from_slice(
+        out.stdout
+            .split(|c| *c == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
+    )
+    .unwrap();
+    let d = |k: &str| n(&after, k) - n(&before, k);
+    eprintln!(
+        "flood {flood}: o7sd threads {base_threads} before, {lo}..{hi} during; anonymous memory {base_kib} KiB before, peak {peak}, end {end_kib}; refused {}, busy {}, dp mgmt drops {}+{}",
+        d("flow_req_refused"),
+        d("flow_req_busy"),
+        d("dp_drop_mgmt_rate_source"),
+        d("dp_drop_mgmt_rate_port"),
+    );
+    assert_eq!((lo, hi), (base_threads, base_threads), "o7sd's thread count moved");
+    assert!(peak < base_kib + 32 * 1024, "memory grew to {peak} KiB from {base_kib}");
+    // What reached o7sd was refused and counted; the rest the data plane's policer
+    // dropped (counted too): nothing vanished.
+    let reached = d("flow_req_refused");
+    assert!(reached > 0, "{after}");
+    assert!(d("flow_req_busy") > 0, "the queues filled: {after}");
+    assert!(
+        reached + d("dp_drop_mgmt_rate_source") + d("dp_drop_mgmt_rate_port") + d("dp_drop_mgmt_backlog")
+            >= 9_000,
+        "{before}\n{after}"
+    );
+    assert_eq!(sum["received"], 400, "{sum}");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
 }
