@@ -7,7 +7,7 @@ mod shim_driver;
 
 use crate::eth::{EthIpcp, Peer};
 use crate::registry::{exe_of, resolve_prog, Accepted, ProgBind, Registry};
-use crate::security::{Cipher, EncConf, Ephemeral, Kdf, Kex};
+use crate::security::{EncConf, Ephemeral};
 use o7s::ipc::{wait_readable, Channel};
 use o7s::proto::{Ctl, ErrorCode, FlowInfo, Reply, Request};
 use o7s::ring::{FlowMem, Kick, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
@@ -17,7 +17,6 @@ use o7s_wire::ethernet::mac_string;
 use o7s_wire::oap::{OapHdr, Role};
 use o7s_wire::qos::QosSpec;
 use serde_json::{json, Map, Value};
-use sha2::Digest;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Child;
@@ -1154,7 +1153,8 @@ impl Daemon {
         let eph = match &enc {
             Some((c, path)) => {
                 tracing::info!("Encryption enabled for {name} ({}).", path.display());
-                let e = Ephemeral::generate(c.kex).map_err(|e| (ErrorCode::Internal, e))?;
+                let e = Ephemeral::generate(c.kex, &ring::rand::SystemRandom::new())
+                    .map_err(|e| (ErrorCode::Internal, e))?;
                 tracing::debug!("Generated ephemeral keys for {pid}.");
                 req_hdr.cipher_nid = c.cipher.nid();
                 req_hdr.kdf_nid = c.kdf.nid();
@@ -1231,7 +1231,8 @@ impl Daemon {
                 ));
             }
         };
-        if let Err(why) = check_oap_response(&req_oap, &reply.oap)
+        if let Err(why) = o7s_proto::oap::check_response(&req_oap, &reply.oap)
+            .map_err(|e| e.to_string())
             .and_then(|()| self.authenticate_server(name, &req_oap, &reply.oap))
         {
             free(&mut self.st());
@@ -2088,33 +2089,9 @@ fn parse_u16(s: &str) -> Option<u16> {
     }
 }
 
-/// The hash of an OAP request that its response carries: with the request's digest, or
-/// SHA-384 when that is 0.
+/// The hash of a request as its response carries it (`o7s_proto::oap::req_hash`).
 pub fn req_hash(req: &[u8], md_nid: u16) -> Result<Vec<u8>, String> {
-    Ok(match md_nid {
-        0 | 673 => sha2::Sha384::digest(req).to_vec(),
-        672 => sha2::Sha256::digest(req).to_vec(),
-        674 => sha2::Sha512::digest(req).to_vec(),
-        other => return Err(format!("digest NID {other} is not supported")),
-    })
-}
-
-/// Checks a 0.23 OAP response against our request: same id, and `req_hash` = the hash of
-/// the request.
-pub fn check_oap_response(req: &[u8], resp: &[u8]) -> Result<(), String> {
-    let r = OapHdr::parse(resp).map_err(|e| e.to_string())?;
-    let q = OapHdr::parse(req).map_err(|e| e.to_string())?;
-    if r.id != q.id {
-        return Err("its id is not our request's".into());
-    }
-    let want = req_hash(req, q.md_nid)?;
-    let (h, _) = r
-        .split_tail(Role::Response, want.len())
-        .map_err(|e| e.to_string())?;
-    if h != want.as_slice() {
-        return Err("its request hash does not match our request".into());
-    }
-    Ok(())
+    o7s_proto::oap::req_hash(req, md_nid).map_err(|e| e.to_string())
 }
 
 /// Verifies a response's certificate (chain up to `trust`, CN = `name`) and its signature
@@ -2148,178 +2125,41 @@ pub fn verify_response(
     Ok(())
 }
 
-/// The client's side of the key exchange: the server's choices must not be weaker than
-/// ours; the key from our ephemeral key and the server's.
-pub fn client_key(conf: &EncConf, eph: Ephemeral, resp: &[u8]) -> Result<CryptSpec, String> {
-    let r = OapHdr::parse(resp).map_err(|e| format!("bad OAP response: {e}"))?;
-    if r.kex.is_empty() {
-        return Err("we asked for encryption but the server sent no key".into());
-    }
-    let cipher = Cipher::from_nid(r.cipher_nid).ok_or_else(|| {
-        format!(
-            "the server chose an unsupported cipher (NID {})",
-            r.cipher_nid
-        )
-    })?;
-    let kdf = Kdf::from_nid(r.kdf_nid)
-        .ok_or_else(|| format!("the server chose an unsupported KDF (NID {})", r.kdf_nid))?;
-    if cipher < conf.cipher || kdf < conf.kdf {
-        return Err(format!(
-            "the server chose {cipher:?}/{kdf:?}, weaker than our {:?}/{:?}",
-            conf.cipher, conf.kdf
-        ));
-    }
-    let key = eph.derive(&r.kex, kdf)?;
+/// The client's key of an encrypted flow, as the data plane takes it.
+fn client_key(conf: &EncConf, eph: Ephemeral, resp: &[u8]) -> Result<CryptSpec, String> {
+    let k = o7s_proto::oap::client_key(conf, eph, resp).map_err(|e| e.to_string())?;
     Ok(CryptSpec {
-        cipher: cipher.nid(),
-        key: key.to_vec(),
+        cipher: k.cipher,
+        key: k.key.to_vec(),
         rotation_bits: 0,
     })
 }
 
-/// The server's side: the OAP response, and the flow's cipher and key when the client asked
-/// for encryption. The server picks the stronger cipher and KDF of the client's and its own
-/// configuration, and refuses a weaker key exchange than its own, or no encryption when it
-/// requires it.
+/// The server's OAP response and flow key (`o7s_proto::oap::server_key`), with the time
+/// and randomness of this host.
 fn server_key(
     conf: Option<EncConf>,
     req: &OapHdr,
     raw_req: &[u8],
 ) -> Result<(OapHdr, Option<CryptSpec>), String> {
-    let tail = req_hash(raw_req, req.md_nid)?;
-    let mut resp = OapHdr::unsigned(req.id, now_ns(), tail);
-    if req.kex.is_empty() {
-        if conf.is_some() {
-            return Err("the client offers no encryption but this server requires it".into());
-        }
-        return Ok((resp, None));
+    let rng = ring::rand::SystemRandom::new();
+    let (resp, key) = o7s_proto::oap::server_key(conf, req, raw_req, now_ns(), &rng)
+        .map_err(|e| e.to_string())?;
+    if resp.cipher_nid != req.cipher_nid || resp.kdf_nid != req.kdf_nid {
+        tracing::info!(
+            "The client asked for cipher {} / KDF {}; this server requires at least {} / {}: using those.",
+            req.cipher_nid,
+            req.kdf_nid,
+            resp.cipher_nid,
+            resp.kdf_nid
+        );
     }
-    let (kex, _) = Kex::of_spki(&req.kex).ok_or("the client's key exchange is not supported")?;
-    let mut cipher = Cipher::from_nid(req.cipher_nid).ok_or_else(|| {
-        format!(
-            "the client's cipher (NID {}) is not supported",
-            req.cipher_nid
-        )
-    })?;
-    let mut kdf = Kdf::from_nid(req.kdf_nid)
-        .ok_or_else(|| format!("the client's KDF (NID {}) is not supported", req.kdf_nid))?;
-    if let Some(c) = conf {
-        if kex < c.kex {
-            return Err(format!(
-                "the client's key exchange {kex:?} is weaker than this server's {:?}",
-                c.kex
-            ));
-        }
-        if c.cipher > cipher || c.kdf > kdf {
-            tracing::info!(
-                "The client asked for {cipher:?}/{kdf:?}; this server requires at least {:?}/{:?}: using those.",
-                c.cipher,
-                c.kdf
-            );
-        }
-        cipher = cipher.max(c.cipher);
-        kdf = kdf.max(c.kdf);
-    }
-    let eph = Ephemeral::generate(kex)?;
-    resp.cipher_nid = cipher.nid();
-    resp.kdf_nid = kdf.nid();
-    resp.md_nid = req.md_nid;
-    resp.kex = eph.spki.clone();
-    let key = eph.derive(&req.kex, kdf)?;
     Ok((
         resp,
-        Some(CryptSpec {
-            cipher: cipher.nid(),
-            key: key.to_vec(),
+        key.map(|k| CryptSpec {
+            cipher: k.cipher,
+            key: k.key.to_vec(),
             rotation_bits: 0,
         }),
     ))
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    /// The client refuses a server that chose a weaker cipher or KDF than the client's own
-    /// configuration (a downgrade), and a server that sent no key.
-    #[test]
-    fn client_refuses_downgrades() {
-        let conf = EncConf {
-            cipher: Cipher::ChaCha20Poly1305,
-            ..EncConf::default()
-        };
-        let server = Ephemeral::generate(Kex::P256).unwrap();
-        let mut resp = OapHdr::unsigned([0; 16], 1, vec![0; 32]);
-        resp.kex = server.spki.clone();
-        resp.kdf_nid = Kdf::Sha256.nid();
-        resp.cipher_nid = Cipher::Aes128Gcm.nid();
-        let e = client_key(
-            &conf,
-            Ephemeral::generate(Kex::P256).unwrap(),
-            &resp.to_bytes().unwrap(),
-        )
-        .unwrap_err();
-        assert!(e.contains("weaker"), "{e}");
-        resp.cipher_nid = Cipher::ChaCha20Poly1305.nid();
-        assert!(client_key(
-            &conf,
-            Ephemeral::generate(Kex::P256).unwrap(),
-            &resp.to_bytes().unwrap()
-        )
-        .is_ok());
-        resp.kex.clear();
-        let e = client_key(
-            &conf,
-            Ephemeral::generate(Kex::P256).unwrap(),
-            &resp.to_bytes().unwrap(),
-        )
-        .unwrap_err();
-        assert!(e.contains("no key"), "{e}");
-    }
-
-    #[test]
-    fn server_negotiation() {
-        let client = Ephemeral::generate(Kex::P384).unwrap();
-        let mut req = OapHdr::unsigned([3; 16], now_ns(), vec![]);
-        req.kex = client.spki.clone();
-        req.cipher_nid = Cipher::Aes128Gcm.nid();
-        req.kdf_nid = Kdf::Sha256.nid();
-        req.md_nid = 672;
-        let raw = req.to_bytes().unwrap();
-        let strict = EncConf {
-            kex: Kex::P384,
-            cipher: Cipher::Aes256Gcm,
-            kdf: Kdf::Sha384,
-            digest: 672,
-        };
-        let (resp, spec) = server_key(Some(strict), &req, &raw).unwrap();
-        assert_eq!(
-            (resp.cipher_nid, resp.kdf_nid),
-            (Cipher::Aes256Gcm.nid(), Kdf::Sha384.nid())
-        );
-        // Both ends derive the same key.
-        let ckey = client_key(
-            &EncConf {
-                kex: Kex::P384,
-                ..EncConf::default()
-            },
-            client,
-            &resp.to_bytes().unwrap(),
-        )
-        .unwrap();
-        assert_eq!(ckey.key, spec.unwrap().key);
-        // A P-256 client against a P-384 server is refused; a plain client too.
-        let mut weak = req.clone();
-        weak.kex = Ephemeral::generate(Kex::P256).unwrap().spki.clone();
-        assert!(server_key(Some(strict), &weak, &weak.to_bytes().unwrap())
-            .unwrap_err()
-            .contains("weaker"));
-        let plain = OapHdr::unsigned([4; 16], now_ns(), vec![]);
-        assert!(server_key(Some(strict), &plain, &plain.to_bytes().unwrap()).is_err());
-        assert!(server_key(None, &plain, &plain.to_bytes().unwrap())
-            .unwrap()
-            .1
-            .is_none());
-    }
 }

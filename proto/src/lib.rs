@@ -14,11 +14,14 @@
 //!   retransmission) and as responder (incoming requests, duplicates, accept or refuse).
 //! - [`accept`]: the responder's waiting room: requests wait in order for a process that
 //!   accepts their name, an auto-started program, or their deadline.
+//! - [`oap`]: OAP requests and responses, negotiation and key derivation (signatures stay
+//!   with the caller).
 //! - [`sim`]: N nodes on a lossy, reordering, duplicating segment, on virtual time, seeded.
 
 #![forbid(unsafe_code)]
 
 pub mod accept;
 pub mod mgmt;
+pub mod oap;
 pub mod shim;
 pub mod sim;

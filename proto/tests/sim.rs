@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use o7s_proto::mgmt::{Peer, ShimKind};
+use o7s_proto::oap::keys::{Cipher, EncConf, Ephemeral, Kex};
+use o7s_proto::oap::{self, FlowKey, OapError};
 use o7s_proto::shim::{Event, Shim, ShimConfig, ShimError};
 use o7s_proto::sim::{LinkModel, Node, Sim};
 use o7s_wire::hash::HashAlgo;
@@ -14,12 +16,28 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const HOSTS: usize = 50;
+
+static RNG: std::sync::LazyLock<ring::rand::SystemRandom> =
+    std::sync::LazyLock::new(ring::rand::SystemRandom::new);
 const MS: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
-    Up { peer: Peer, remote: u32 },
+    Up {
+        peer: Peer,
+        local: u32,
+        remote: u32,
+        key: Option<FlowKey>,
+    },
     Failed(String),
+}
+
+/// How a server treats OAP: its `enc.conf` (None: no encryption required), and whether it
+/// (or someone in the middle) weakens the cipher it answers with.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerOap {
+    enc: Option<EncConf>,
+    downgrade: bool,
 }
 
 /// A host: the shim machine and the driver logic o7sd has around it (resolve, then
@@ -34,6 +52,14 @@ struct Host {
     outcomes: Vec<(Vec<u8>, Outcome)>,
     accepted: usize,
     pending: HashMap<u64, Vec<u8>>,
+    /// This host's `enc.conf` as a client.
+    client_enc: Option<EncConf>,
+    server: ServerOap,
+    /// Requests in flight: their bytes and our ephemeral key.
+    requests: HashMap<u64, (Vec<u8>, Option<Ephemeral>)>,
+    /// Keys of the flows this host accepted, by requester MAC and eid.
+    server_keys: HashMap<([u8; 6], u32), Option<FlowKey>>,
+    refused: Vec<String>,
 }
 
 impl Host {
@@ -49,17 +75,25 @@ impl Host {
             outcomes: vec![],
             accepted: 0,
             pending: HashMap::new(),
+            client_enc: None,
+            server: ServerOap::default(),
+            requests: HashMap::new(),
+            server_keys: HashMap::new(),
+            refused: vec![],
         }
     }
 
     fn alloc(&mut self, now: Instant, peer: Peer, hash: Vec<u8>) {
-        let oap = OapHdr::unsigned([7; 16], 0, vec![]).to_bytes().unwrap();
+        let id = [self.mac[5]; 16];
+        let (req, eph) = oap::client_request(id, 1, self.client_enc.as_ref(), &*RNG).unwrap();
+        let oap = req.to_bytes().unwrap();
         match self
             .shim
             .alloc(now, peer, &hash, QosSpec::RAW, &oap, 2000 * MS)
         {
             Ok((id, _)) => {
                 self.pending.insert(id.0, hash);
+                self.requests.insert(id.0, (oap, eph));
             }
             Err(e) => self.outcomes.push((hash, Outcome::Failed(e.to_string()))),
         }
@@ -84,14 +118,36 @@ impl Host {
                 Event::Allocated {
                     alloc,
                     peer,
+                    local,
                     remote,
-                    ..
+                    oap: resp,
                 } => {
                     let hash = self.pending.remove(&alloc.0).unwrap();
-                    self.outcomes.push((hash, Outcome::Up { peer, remote }));
+                    let (req, eph) = self.requests.remove(&alloc.0).unwrap();
+                    let checked = oap::check_response(&req, &resp).and_then(|()| {
+                        match (self.client_enc.as_ref(), eph) {
+                            (Some(c), Some(e)) => oap::client_key(c, e, &resp).map(Some),
+                            _ => Ok(None),
+                        }
+                    });
+                    let o = match checked {
+                        Ok(key) => Outcome::Up {
+                            peer,
+                            local,
+                            remote,
+                            key,
+                        },
+                        Err(e) => {
+                            // The client refuses the flow itself (o7sd frees it).
+                            self.shim.release(local);
+                            Outcome::Failed(format!("refused by the client: {e}"))
+                        }
+                    };
+                    self.outcomes.push((hash, o));
                 }
                 Event::AllocFailed { alloc, error } => {
                     let hash = self.pending.remove(&alloc.0).unwrap();
+                    self.requests.remove(&alloc.0);
                     assert!(
                         matches!(error, ShimError::Timeout(_) | ShimError::Refused(_)),
                         "{error:?}"
@@ -99,13 +155,31 @@ impl Host {
                     self.outcomes
                         .push((hash, Outcome::Failed(error.to_string())));
                 }
-                Event::Incoming { req, .. } => {
-                    self.shim.take_eid(req).unwrap();
-                    let oap = OapHdr::unsigned([9; 16], 0, vec![0; 48])
-                        .to_bytes()
-                        .unwrap();
-                    self.shim.reply(now, req, oap).unwrap();
-                    self.accepted += 1;
+                Event::Incoming {
+                    req,
+                    oap: raw,
+                    peer,
+                    remote,
+                    ..
+                } => {
+                    let answer = OapHdr::parse_as(&raw, o7s_wire::oap::Role::Request, 0)
+                        .map_err(|e| OapError::Malformed(e.to_string()))
+                        .and_then(|h| oap::server_key(self.server.enc, &h, &raw, 2, &*RNG));
+                    match answer {
+                        Ok((mut resp, key)) => {
+                            if self.server.downgrade && key.is_some() {
+                                resp.cipher_nid = Cipher::Aes128Gcm.nid();
+                            }
+                            self.shim.take_eid(req).unwrap();
+                            self.shim.reply(now, req, resp.to_bytes().unwrap()).unwrap();
+                            self.server_keys.insert((peer.mac(), remote), key);
+                            self.accepted += 1;
+                        }
+                        Err(e) => {
+                            self.refused.push(e.to_string());
+                            self.shim.refuse(now, req, -1).unwrap();
+                        }
+                    }
                 }
             }
         }
@@ -274,4 +348,85 @@ fn an_ideal_segment_allocates_everything_at_once() {
     let r = run(7, LinkModel::ideal(Duration::from_micros(100)), false);
     assert_eq!(r.flows_up, HOSTS);
     assert_eq!(r.accepted, HOSTS);
+}
+
+/// OAP negotiation on the simulated segment, one client/server pair per case, through the
+/// same functions o7sd uses (`o7s_proto::oap`): encryption on neither side, the client's
+/// side only, the server's only (refused), both, a weaker client group than the server
+/// requires (refused), and a server that answers with a weaker cipher than the client
+/// requires (the client refuses). Both ends of every flow that comes up hold the same key.
+#[test]
+fn oap_negotiation_matrix_in_the_simulator() {
+    let p256 = EncConf::default();
+    let p384 = EncConf {
+        kex: Kex::P384,
+        ..EncConf::default()
+    };
+    let chacha = EncConf {
+        cipher: Cipher::ChaCha20Poly1305,
+        ..EncConf::default()
+    };
+    let server = |enc: Option<EncConf>, downgrade: bool| ServerOap { enc, downgrade };
+    // (client enc.conf, server, expected: Ok(encrypted?) or Err(what the failure says))
+    let cases: Vec<(Option<EncConf>, ServerOap, Result<bool, &str>)> = vec![
+        (None, server(None, false), Ok(false)),
+        (Some(p256), server(None, false), Ok(true)),
+        (
+            None,
+            server(Some(p256), false),
+            Err("refused the flow (response -1)"),
+        ),
+        (Some(p384), server(Some(p256), false), Ok(true)),
+        (
+            Some(p256),
+            server(Some(p384), false),
+            Err("refused the flow (response -1)"),
+        ),
+        (
+            Some(chacha),
+            server(None, true),
+            Err("refused by the client: the server chose Aes128Gcm"),
+        ),
+    ];
+    let cfg = ShimConfig::new(ShimKind::Dix, 32);
+    let t0 = Instant::now();
+    let mut hosts: Vec<Host> = (0..2 * cases.len()).map(|i| Host::new(i, &cfg)).collect();
+    for (k, (client, srv, _)) in cases.iter().enumerate() {
+        hosts[2 * k].client_enc = *client;
+        hosts[2 * k + 1].server = *srv;
+        let to = HashAlgo::Sha3_256.hash(&format!("host-{}", 2 * k + 1));
+        hosts[2 * k].wants.push((t0 + MS, to));
+    }
+    let mut sim = Sim::new(t0, 5, LinkModel::ideal(Duration::from_micros(100)), hosts);
+    sim.run_until(t0 + Duration::from_secs(10));
+    for (k, (_, _, want)) in cases.iter().enumerate() {
+        let (client, srv) = (&sim.nodes[2 * k], &sim.nodes[2 * k + 1]);
+        let got = client.outcomes.first().map(|(_, o)| o.clone());
+        match (want, got) {
+            (Ok(enc), Some(Outcome::Up { local, key, .. })) => {
+                assert_eq!(key.is_some(), *enc, "case {k}");
+                assert_eq!(
+                    srv.server_keys.get(&(client.mac, local)),
+                    Some(&key),
+                    "case {k}: both ends hold the same key"
+                );
+            }
+            (Err(why), Some(Outcome::Failed(e))) => assert!(e.contains(why), "case {k}: {e}"),
+            (want, got) => panic!(
+                "case {k}: want {want:?}, got {got:?} (server refused: {:?})",
+                srv.refused
+            ),
+        }
+    }
+    // The servers' refusals say why.
+    assert!(
+        sim.nodes[5].refused[0].contains("requires it"),
+        "{:?}",
+        sim.nodes[5].refused
+    );
+    assert!(
+        sim.nodes[9].refused[0].contains("weaker"),
+        "{:?}",
+        sim.nodes[9].refused
+    );
 }

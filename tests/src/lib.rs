@@ -21,8 +21,16 @@ pub fn bin_dir() -> PathBuf {
     target.join("debug")
 }
 
-/// Path of a workspace binary; panics with the fix if it was not built.
+/// Path of a workspace binary; panics with the fix if it was not built. `O7S_BIN_DIR`
+/// points the tests at another build's binaries (a baseline: the tests then show how it
+/// behaved); those it lacks (the test helpers) come from this build.
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os("O7S_BIN_DIR")
+        .map(|d| PathBuf::from(d).join(name))
+        .filter(|p| p.exists())
+    {
+        return p;
+    }
     let p = bin_dir().join(name);
     assert!(
         p.exists(),

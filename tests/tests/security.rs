@@ -653,7 +653,11 @@ fn ten_thousand_flow_requests_start_no_thread() {
     let t = Topo::pair("tq");
     let b = t.daemon("b", &server_conf(&t.dev("b")));
     let _a = t.daemon("a", &client_conf(&t.dev("a")));
-    let mut sleeper = t.cmd("b", Path::new("/bin/sleep")).arg("300").spawn().unwrap();
+    let mut sleeper = t
+        .cmd("b", Path::new("/bin/sleep"))
+        .arg("300")
+        .spawn()
+        .unwrap();
     let pid = sleeper.id().to_string();
     for args in [
         vec!["name", "create", "held"],
@@ -673,7 +677,9 @@ fn ten_thousand_flow_requests_start_no_thread() {
     assert!(eventually(Duration::from_secs(5), || t
         .ctl_json("b", &["flow", "list"])
         .iter()
-        .any(|f| f["side"] == "accept" && f["rx_sdus"].as_u64().unwrap_or(0) > 5)));
+        .any(
+            |f| f["side"] == "accept" && f["rx_sdus"].as_u64().unwrap_or(0) > 5
+        )));
     let before = stats(&t, "b");
     let base_threads = threads(b.pid());
     let base_kib = anon_kib(b.pid());
@@ -724,15 +730,25 @@ fn ten_thousand_flow_requests_start_no_thread() {
         d("dp_drop_mgmt_rate_source"),
         d("dp_drop_mgmt_rate_port"),
     );
-    assert_eq!((lo, hi), (base_threads, base_threads), "o7sd's thread count moved");
-    assert!(peak < base_kib + 32 * 1024, "memory grew to {peak} KiB from {base_kib}");
+    assert_eq!(
+        (lo, hi),
+        (base_threads, base_threads),
+        "o7sd's thread count moved"
+    );
+    assert!(
+        peak < base_kib + 32 * 1024,
+        "memory grew to {peak} KiB from {base_kib}"
+    );
     // What reached o7sd was refused and counted; the rest the data plane's policer
     // dropped (counted too): nothing vanished.
     let reached = d("flow_req_refused");
     assert!(reached > 0, "{after}");
     assert!(d("flow_req_busy") > 0, "the queues filled: {after}");
     assert!(
-        reached + d("dp_drop_mgmt_rate_source") + d("dp_drop_mgmt_rate_port") + d("dp_drop_mgmt_backlog")
+        reached
+            + d("dp_drop_mgmt_rate_source")
+            + d("dp_drop_mgmt_rate_port")
+            + d("dp_drop_mgmt_backlog")
             >= 9_000,
         "{before}\n{after}"
     );

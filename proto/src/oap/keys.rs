@@ -1,0 +1,361 @@
+//! What encrypted flows are made of (OAP, tutorial 06): the `enc.conf` settings, key
+//! exchange groups, ciphers and KDFs with their ranks, ephemeral keys and the key
+//! derivation. Randomness comes in (`ring::rand::SecureRandom`); nothing here reads a file.
+//!
+//! An empty `enc.conf` means the defaults (P-256, AES-256-GCM, SHA-256); `none` means no
+//! encryption.
+
+use ring::agreement;
+use ring::hkdf;
+use ring::rand::SecureRandom;
+
+/// Key-exchange groups, weakest first (the reference's ranks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kex {
+    /// prime256v1 (NID 415).
+    P256,
+    /// X25519 (NID 1034).
+    X25519,
+    /// secp384r1 (NID 715).
+    P384,
+}
+
+/// AEAD ciphers, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cipher {
+    /// aes-128-gcm (NID 895).
+    Aes128Gcm,
+    /// aes-256-gcm (NID 901).
+    Aes256Gcm,
+    /// chacha20-poly1305 (NID 1018).
+    ChaCha20Poly1305,
+}
+
+/// KDF digests, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kdf {
+    /// sha256 (NID 672).
+    Sha256,
+    /// sha384 (NID 673).
+    Sha384,
+    /// sha512 (NID 674).
+    Sha512,
+}
+
+/// DER SubjectPublicKeyInfo prefixes of the raw public keys.
+const SPKI_P256: &[u8] = &[
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+const SPKI_P384: &[u8] = &[
+    0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b,
+    0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00,
+];
+const SPKI_X25519: &[u8] = &[
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00,
+];
+
+impl Kex {
+    /// OpenSSL NID.
+    pub fn nid(self) -> u16 {
+        match self {
+            Self::P256 => 415,
+            Self::X25519 => 1034,
+            Self::P384 => 715,
+        }
+    }
+    fn alg(self) -> &'static agreement::Algorithm {
+        match self {
+            Self::P256 => &agreement::ECDH_P256,
+            Self::X25519 => &agreement::X25519,
+            Self::P384 => &agreement::ECDH_P384,
+        }
+    }
+    fn spki_prefix(self) -> &'static [u8] {
+        match self {
+            Self::P256 => SPKI_P256,
+            Self::X25519 => SPKI_X25519,
+            Self::P384 => SPKI_P384,
+        }
+    }
+    fn point_len(self) -> usize {
+        match self {
+            Self::P256 => 65,
+            Self::X25519 => 32,
+            Self::P384 => 97,
+        }
+    }
+    /// The group of a DER SubjectPublicKeyInfo and its raw key, if it is one we know.
+    pub fn of_spki(spki: &[u8]) -> Option<(Kex, &[u8])> {
+        [Self::P256, Self::X25519, Self::P384]
+            .into_iter()
+            .find_map(|k| {
+                let raw = spki.strip_prefix(k.spki_prefix())?;
+                (raw.len() == k.point_len()).then_some((k, raw))
+            })
+    }
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "prime256v1" | "p-256" | "p256" | "secp256r1" => Self::P256,
+            "x25519" => Self::X25519,
+            "secp384r1" | "p-384" | "p384" => Self::P384,
+            _ => return None,
+        })
+    }
+}
+
+impl Cipher {
+    /// OpenSSL NID.
+    pub fn nid(self) -> u16 {
+        match self {
+            Self::Aes128Gcm => 895,
+            Self::Aes256Gcm => 901,
+            Self::ChaCha20Poly1305 => 1018,
+        }
+    }
+    /// From a NID.
+    pub fn from_nid(n: u16) -> Option<Self> {
+        [Self::Aes128Gcm, Self::Aes256Gcm, Self::ChaCha20Poly1305]
+            .into_iter()
+            .find(|c| c.nid() == n)
+    }
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "aes-128-gcm" => Self::Aes128Gcm,
+            "aes-256-gcm" => Self::Aes256Gcm,
+            "chacha20-poly1305" => Self::ChaCha20Poly1305,
+            _ => return None,
+        })
+    }
+}
+
+impl Kdf {
+    /// OpenSSL NID.
+    pub fn nid(self) -> u16 {
+        match self {
+            Self::Sha256 => 672,
+            Self::Sha384 => 673,
+            Self::Sha512 => 674,
+        }
+    }
+    /// From a NID.
+    pub fn from_nid(n: u16) -> Option<Self> {
+        [Self::Sha256, Self::Sha384, Self::Sha512]
+            .into_iter()
+            .find(|c| c.nid() == n)
+    }
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "sha256" => Self::Sha256,
+            "sha384" => Self::Sha384,
+            "sha512" => Self::Sha512,
+            _ => return None,
+        })
+    }
+    fn hkdf(self) -> hkdf::Algorithm {
+        match self {
+            Self::Sha256 => hkdf::HKDF_SHA256,
+            Self::Sha384 => hkdf::HKDF_SHA384,
+            Self::Sha512 => hkdf::HKDF_SHA512,
+        }
+    }
+}
+
+/// What an `enc.conf` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncConf {
+    /// Key exchange.
+    pub kex: Kex,
+    /// Cipher.
+    pub cipher: Cipher,
+    /// KDF digest.
+    pub kdf: Kdf,
+    /// Signature digest NID (carried as md_nid).
+    pub digest: u16,
+}
+
+impl Default for EncConf {
+    fn default() -> Self {
+        Self {
+            kex: Kex::P256,
+            cipher: Cipher::Aes256Gcm,
+            kdf: Kdf::Sha256,
+            digest: 672,
+        }
+    }
+}
+
+/// Parses `enc.conf` text: `key=value` lines (`kex`, `cipher`, `kdf`, `digest`), `#`
+/// comments, or the single word `none`. `Ok(None)` means no encryption.
+pub fn parse_enc(text: &str) -> Result<Option<EncConf>, String> {
+    let mut c = EncConf::default();
+    for (n, line) in text.lines().enumerate() {
+        let l = line.split('#').next().unwrap_or("").trim();
+        if l.is_empty() {
+            continue;
+        }
+        if l.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected key=value or none", n + 1))?;
+        let (k, v) = (k.trim(), v.trim().trim_matches('"'));
+        let bad = |what: &str, ok: &str| {
+            format!(
+                "line {}: {what} '{v}' is not supported (supported: {ok})",
+                n + 1
+            )
+        };
+        match k {
+            "kex" => {
+                c.kex = Kex::parse(v).ok_or_else(|| bad("kex", "prime256v1, secp384r1, X25519"))?
+            }
+            "cipher" => {
+                c.cipher = Cipher::parse(v)
+                    .ok_or_else(|| bad("cipher", "aes-128-gcm, aes-256-gcm, chacha20-poly1305"))?
+            }
+            "kdf" => c.kdf = Kdf::parse(v).ok_or_else(|| bad("kdf", "sha256, sha384, sha512"))?,
+            "digest" => {
+                c.digest = Kdf::parse(v)
+                    .ok_or_else(|| bad("digest", "sha256, sha384, sha512"))?
+                    .nid()
+            }
+            other => {
+                return Err(format!(
+                    "line {}: unknown key '{other}' (kex, cipher, kdf, digest)",
+                    n + 1
+                ))
+            }
+        }
+    }
+    Ok(Some(c))
+}
+
+/// An ephemeral key pair and its DER SubjectPublicKeyInfo.
+pub struct Ephemeral {
+    kex: Kex,
+    key: agreement::EphemeralPrivateKey,
+    /// The public key as sent in the OAP header.
+    pub spki: Vec<u8>,
+}
+
+impl std::fmt::Debug for Ephemeral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ephemeral").field("kex", &self.kex).finish()
+    }
+}
+
+impl Ephemeral {
+    /// A new key pair of group `kex`, from `rng`.
+    pub fn generate(kex: Kex, rng: &dyn SecureRandom) -> Result<Self, String> {
+        let key = agreement::EphemeralPrivateKey::generate(kex.alg(), rng)
+            .map_err(|_| "key generation failed")?;
+        let public = key
+            .compute_public_key()
+            .map_err(|_| "public key computation failed")?;
+        let mut spki = kex.spki_prefix().to_vec();
+        spki.extend_from_slice(public.as_ref());
+        Ok(Self { kex, key, spki })
+    }
+
+    /// The group.
+    pub fn kex(&self) -> Kex {
+        self.kex
+    }
+
+    /// The shared secret with the peer's SubjectPublicKeyInfo, then the flow key: HKDF with
+    /// `kdf`, salt SHA-256(min(spkiA, spkiB) | max(spkiA, spkiB)), info "o7s-ossl-dhe", 32
+    /// bytes (as the reference).
+    pub fn derive(self, peer_spki: &[u8], kdf: Kdf) -> Result<[u8; 32], String> {
+        let (k, raw) = Kex::of_spki(peer_spki).ok_or("the peer's key is not a key we know")?;
+        if k != self.kex {
+            return Err(format!("the peer's key is {k:?}, ours {:?}", self.kex));
+        }
+        let (a, b) = if self.spki.as_slice() <= peer_spki {
+            (self.spki.as_slice(), peer_spki)
+        } else {
+            (peer_spki, self.spki.as_slice())
+        };
+        let mut cat = a.to_vec();
+        cat.extend_from_slice(b);
+        let salt = ring::digest::digest(&ring::digest::SHA256, &cat);
+        let peer = agreement::UnparsedPublicKey::new(k.alg(), raw);
+        agreement::agree_ephemeral(self.key, &peer, |secret| {
+            hkdf32(kdf, salt.as_ref(), secret, b"o7s-ossl-dhe")
+        })
+        .map_err(|_| "key agreement failed (bad peer key)".to_string())?
+    }
+}
+
+struct Len32;
+impl hkdf::KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+/// HKDF(kdf, salt, ikm, info) -> 32 bytes.
+pub fn hkdf32(kdf: Kdf, salt: &[u8], ikm: &[u8], info: &[u8]) -> Result<[u8; 32], String> {
+    let prk = hkdf::Salt::new(kdf.hkdf(), salt).extract(ikm);
+    let info = [info];
+    let okm = prk.expand(&info, Len32).map_err(|_| "HKDF expand failed")?;
+    let mut out = [0u8; 32];
+    okm.fill(&mut out).map_err(|_| "HKDF fill failed")?;
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    static RNG: std::sync::LazyLock<ring::rand::SystemRandom> =
+        std::sync::LazyLock::new(ring::rand::SystemRandom::new);
+
+    #[test]
+    fn enc_conf_forms() {
+        assert_eq!(parse_enc("").unwrap(), Some(EncConf::default()));
+        assert_eq!(parse_enc("none\n").unwrap(), None);
+        let c = parse_enc("# c\nkex=X25519\ncipher = chacha20-poly1305\nkdf=sha512\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.kex, c.cipher, c.kdf),
+            (Kex::X25519, Cipher::ChaCha20Poly1305, Kdf::Sha512)
+        );
+        let e = parse_enc("cipher=aes-128-cbc").unwrap_err();
+        assert!(
+            e.contains("aes-128-cbc") && e.contains("not supported"),
+            "{e}"
+        );
+        assert!(parse_enc("kex=ffdhe2048")
+            .unwrap_err()
+            .contains("ffdhe2048"));
+        assert!(parse_enc("colour=blue").is_err());
+    }
+
+    #[test]
+    fn both_sides_derive_the_same_key() {
+        for kex in [Kex::P256, Kex::P384, Kex::X25519] {
+            let a = Ephemeral::generate(kex, &*RNG).unwrap();
+            let b = Ephemeral::generate(kex, &*RNG).unwrap();
+            let (sa, sb) = (a.spki.clone(), b.spki.clone());
+            assert_eq!(Kex::of_spki(&sa).map(|x| x.0), Some(kex));
+            let ka = a.derive(&sb, Kdf::Sha256).unwrap();
+            let kb = b.derive(&sa, Kdf::Sha256).unwrap();
+            assert_eq!(ka, kb);
+        }
+        let a = Ephemeral::generate(Kex::P256, &*RNG).unwrap();
+        let b = Ephemeral::generate(Kex::P384, &*RNG).unwrap();
+        assert!(a.derive(&b.spki, Kdf::Sha256).is_err());
+    }
+
+    #[test]
+    fn p256_spki_is_91_bytes_as_captured() {
+        assert_eq!(
+            Ephemeral::generate(Kex::P256, &*RNG).unwrap().spki.len(),
+            91
+        );
+    }
+}
