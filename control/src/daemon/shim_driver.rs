@@ -272,7 +272,12 @@ impl Daemon {
                 .min(now + Duration::from_millis(500));
             let wait = next.saturating_duration_since(now);
             if !wait.is_zero() {
-                let _ = self.accept_cv.wait_timeout(st, wait);
+                st.proto_wake = Some(next);
+                let mut st = match self.accept_cv.wait_timeout(st, wait) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+                st.proto_wake = None;
             }
         }
     }
@@ -340,7 +345,7 @@ impl Daemon {
         let (resp, crypt) = self
             .check_request(&req, &f.oap)
             .and_then(|()| self.enc_conf("server", name))
-            .and_then(|c| super::server_key(c.map(|c| c.0), &req, &f.oap))
+            .and_then(|c| super::oap_glue::server_key(c.map(|c| c.0), &req, &f.oap))
             .and_then(|(resp, crypt)| Ok((self.sign_response(name, resp)?, crypt)))?;
         let crypt = crypt.map(|c| CryptSpec {
             rotation_bits: self.settings.key_rotation_bits,
@@ -524,7 +529,7 @@ impl Daemon {
                         .file_name()
                         .map(|f| f.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    super::log_child_stderr(label, c.id(), err);
+                    super::supervise::log_child_stderr(label, c.id(), err);
                 }
                 self.st().children.push((name.to_string(), c));
                 true
@@ -552,7 +557,10 @@ impl Daemon {
         let Some(i) = st.ipcps.get_mut(idx) else {
             return Err((o7s::proto::ErrorCode::Internal, "IPCP vanished".into()));
         };
-        if let Err(e) = i.shim.query(Instant::now(), h.to_vec(), timeout) {
+        let now = Instant::now();
+        // Queries whose time is up go first (the protocol thread may be asleep).
+        i.shim.handle_timeout(now);
+        if let Err(e) = i.shim.query(now, h.to_vec(), timeout) {
             self.counters.query_limit.fetch_add(1, Ordering::Relaxed);
             return Err((o7s::proto::ErrorCode::Busy, format!("{}: {e}", i.name)));
         }
@@ -565,7 +573,15 @@ impl Daemon {
             .waiters
             .push(tx);
         self.pump(st, idx, out);
+        self.wake_for(st, now + timeout);
         Ok(())
+    }
+
+    /// Wakes the protocol thread if it sleeps past `deadline` (a new timer of a machine).
+    pub(super) fn wake_for(&self, st: &State, deadline: Instant) {
+        if st.proto_wake.is_some_and(|w| deadline < w) {
+            self.accept_cv.notify_all();
+        }
     }
 }
 

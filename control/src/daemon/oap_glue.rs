@@ -1,0 +1,204 @@
+//! OAP in o7sd: certificates and keys from the security directory, checking requests,
+//! signing responses, verifying servers; the protocol itself is `o7s_proto::oap`.
+
+use super::*;
+
+impl Daemon {
+    /// The certificate and key of `side` for `name`, when both files exist (TOML overrides
+    /// `<side>_crt_file`, `<side>_key_file`, else `<security>/<side>/<name>/{crt,key}.pem`).
+    pub(super) fn signer(
+        &self,
+        side: &str,
+        name: &str,
+    ) -> Result<Option<crate::auth::Signer>, String> {
+        let over = |k: &str| {
+            self.st().reg.names.get(name).and_then(|e| {
+                e.paths
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, p)| p.clone())
+            })
+        };
+        let dir = self.settings.security_dir.join(side).join(name);
+        let crt = over(&format!("{side}_crt_file")).unwrap_or_else(|| dir.join("crt.pem"));
+        let key = over(&format!("{side}_key_file")).unwrap_or_else(|| dir.join("key.pem"));
+        match (crt.exists(), key.exists()) {
+            (true, false) => {
+                return Err(format!(
+                    "{} exists but {} does not: a certificate without its key cannot authenticate {side} {name}",
+                    crt.display(),
+                    key.display()
+                ))
+            }
+            (false, true) => {
+                return Err(format!(
+                    "{} exists but {} does not: a key without its certificate cannot authenticate {side} {name}",
+                    key.display(),
+                    crt.display()
+                ))
+            }
+            _ => {}
+        }
+        if !crt.exists() || !key.exists() {
+            tracing::debug!(
+                "File {} or {} does not exist.",
+                crt.display(),
+                key.display()
+            );
+            return Ok(None);
+        }
+        crate::auth::Signer::load(&crt, &key).map(Some)
+    }
+
+    /// Replay protection and client authentication of a request.
+    pub(super) fn check_request(&self, req: &OapHdr, raw: &[u8]) -> Result<(), String> {
+        let now = now_ns();
+        if req.timestamp > now.saturating_add(100_000_000) {
+            return Err("the OAP request is from the future (more than 100 ms ahead)".into());
+        }
+        if now.saturating_sub(req.timestamp) > 20_000_000_000 {
+            return Err("the OAP request is outdated (more than 20 s old)".into());
+        }
+        self.replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(req.id, now)
+            .map_err(|e| format!("{e} {}", hex::encode(req.id)))?;
+        if req.crt.is_empty() {
+            tracing::debug!("No certificate provided by <client>.");
+            return Ok(());
+        }
+        let (_, sig) = req
+            .split_tail(Role::Request, 0)
+            .map_err(|e| e.to_string())?;
+        let signed = raw
+            .get(..req.signed_len(Role::Request, 0))
+            .ok_or("truncated request")?;
+        let trust = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        let cn = crate::auth::common_name(&req.crt)?;
+        trust
+            .verify(&req.crt, &cn)
+            .map_err(|e| format!("client certificate: {e}"))?;
+        crate::auth::verify_signature(&req.crt, req.md_nid, signed, sig)
+            .map_err(|e| format!("client: {e}"))?;
+        crate::wire_log!(info, "Successfully authenticated client {cn}.");
+        Ok(())
+    }
+
+    /// Signs a response with the server's certificate for `name`, if it has one.
+    pub(super) fn sign_response(&self, name: &str, mut resp: OapHdr) -> Result<OapHdr, String> {
+        let Some(sg) = self.signer("server", name)? else {
+            return Ok(resp);
+        };
+        resp.crt = sg.cert.clone();
+        resp.md_nid = sg.md_nid;
+        let unsigned = resp.to_bytes().map_err(|e| e.to_string())?;
+        let sig = sg.sign(&unsigned)?;
+        resp.tail.extend_from_slice(&sig);
+        Ok(resp)
+    }
+
+    /// Verifies the server's certificate (chain, CN = `name`) and signature, when it sent one.
+    pub(super) fn authenticate_server(
+        &self,
+        name: &str,
+        req: &[u8],
+        resp: &[u8],
+    ) -> Result<(), String> {
+        let trust = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        verify_response(&trust, name, req, resp)
+    }
+
+    /// The `enc.conf` of `side` ("client" or "server") for `name`: the TOML override
+    /// (`client_enc_file`, `server_enc_file`) or `<security>/<side>/<name>/enc.conf`.
+    pub(super) fn enc_conf(
+        &self,
+        side: &str,
+        name: &str,
+    ) -> Result<Option<(EncConf, std::path::PathBuf)>, String> {
+        let key = format!("{side}_enc_file");
+        let file = self.st().reg.names.get(name).and_then(|e| {
+            e.paths
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, p)| p.clone())
+        });
+        let dir = self.settings.security_dir.join(side).join(name);
+        crate::security::load_enc(&dir, file.as_deref())
+    }
+}
+
+/// The hash of a request as its response carries it (`o7s_proto::oap::req_hash`).
+pub fn req_hash(req: &[u8], md_nid: u16) -> Result<Vec<u8>, String> {
+    o7s_proto::oap::req_hash(req, md_nid).map_err(|e| e.to_string())
+}
+
+/// Verifies a response's certificate (chain up to `trust`, CN = `name`) and its signature
+/// over every byte before it, when the server sent a certificate.
+pub fn verify_response(
+    trust: &crate::auth::TrustStore,
+    name: &str,
+    req: &[u8],
+    resp: &[u8],
+) -> Result<(), String> {
+    let r = OapHdr::parse(resp).map_err(|e| e.to_string())?;
+    if r.crt.is_empty() {
+        tracing::info!("No certificate provided by {name}.");
+        return Ok(());
+    }
+    tracing::debug!("Loaded peer certificate for {name}.");
+    let q = OapHdr::parse(req).map_err(|e| e.to_string())?;
+    let hl = req_hash(req, q.md_nid)?.len();
+    let (_, sig) = r
+        .split_tail(Role::Response, hl)
+        .map_err(|e| e.to_string())?;
+    let signed = resp
+        .get(..r.signed_len(Role::Response, hl))
+        .ok_or("truncated response")?;
+    trust
+        .verify(&r.crt, name)
+        .map_err(|e| format!("server certificate: {e}"))?;
+    tracing::info!("Successfully verified peer certificate for {name}.");
+    crate::auth::verify_signature(&r.crt, r.md_nid, signed, sig)?;
+    tracing::info!("Successfully authenticated {name}.");
+    Ok(())
+}
+
+/// The client's key of an encrypted flow, as the data plane takes it.
+pub(super) fn client_key(conf: &EncConf, eph: Ephemeral, resp: &[u8]) -> Result<CryptSpec, String> {
+    let k = o7s_proto::oap::client_key(conf, eph, resp).map_err(|e| e.to_string())?;
+    Ok(CryptSpec {
+        cipher: k.cipher,
+        key: k.key.to_vec(),
+        rotation_bits: 0,
+    })
+}
+
+/// The server's OAP response and flow key (`o7s_proto::oap::server_key`), with the time
+/// and randomness of this host.
+pub(super) fn server_key(
+    conf: Option<EncConf>,
+    req: &OapHdr,
+    raw_req: &[u8],
+) -> Result<(OapHdr, Option<CryptSpec>), String> {
+    let rng = ring::rand::SystemRandom::new();
+    let (resp, key) = o7s_proto::oap::server_key(conf, req, raw_req, now_ns(), &rng)
+        .map_err(|e| e.to_string())?;
+    if resp.cipher_nid != req.cipher_nid || resp.kdf_nid != req.kdf_nid {
+        tracing::info!(
+            "The client asked for cipher {} / KDF {}; this server requires at least {} / {}: using those.",
+            req.cipher_nid,
+            req.kdf_nid,
+            resp.cipher_nid,
+            resp.kdf_nid
+        );
+    }
+    Ok((
+        resp,
+        key.map(|k| CryptSpec {
+            cipher: k.cipher,
+            key: k.key.to_vec(),
+            rotation_bits: 0,
+        }),
+    ))
+}

@@ -1,0 +1,293 @@
+//! Configuration: applying a configuration file, names, bindings, bootstrapping IPCPs,
+//! registering names.
+
+use super::*;
+
+impl Daemon {
+    /// Applies a configuration: names, bindings, IPCPs, registrations. Run-time failures
+    /// (a device that does not exist) are logged; the daemon keeps running.
+    pub fn apply(&self, cfg: &Config) {
+        for n in &cfg.notes {
+            tracing::info!("{n}");
+        }
+        for n in &cfg.names {
+            self.name_create(&n.name, Some(n.lb));
+            if let Some(e) = self.st().reg.names.get_mut(&n.name) {
+                e.paths.clone_from(&n.paths);
+            }
+            for (prog, args, auto) in &n.progs {
+                if let Err(e) = self.bind_program(prog, &n.name, *auto, args.clone(), None) {
+                    tracing::warn!("name {}: {e}", n.name);
+                }
+            }
+        }
+        for i in &cfg.ipcps {
+            let layer = i
+                .bootstrap
+                .clone()
+                .or_else(|| i.enrol.clone())
+                .unwrap_or_default();
+            if !matches!(
+                i.kind,
+                IpcpKind::EthDix | IpcpKind::EthLlc | IpcpKind::Udp4 | IpcpKind::Udp6
+            ) {
+                tracing::warn!(
+                    "IPCP {} (line {}): type {} is not implemented yet (eth-dix, eth-llc, udp4 and udp6 are); skipped",
+                    i.name,
+                    i.line,
+                    i.kind.as_str()
+                );
+                continue;
+            }
+            let udp =
+                i.ip.as_deref()
+                    .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                    .map(|ip| std::net::SocketAddr::new(ip, i.port));
+            let dns = match i.dns.as_deref().map(|d| (d, crate::dns::server_addr(d))) {
+                Some((d, None)) => {
+                    tracing::error!(
+                        "IPCP {} (line {}): dns={d} is not an address",
+                        i.name,
+                        i.line
+                    );
+                    continue;
+                }
+                Some((_, a)) => a,
+                None => None,
+            };
+            let dev = match udp {
+                Some(a) => a.to_string(),
+                None => i.dev.clone().unwrap_or_default(),
+            };
+            let port_kind = match (i.kind, udp) {
+                (IpcpKind::EthDix, _) => PortKind::Dix {
+                    ethertype: i.ethertype,
+                },
+                (IpcpKind::EthLlc, _) => PortKind::Llc,
+                (_, Some(addr)) => PortKind::Udp { addr },
+                (_, None) => {
+                    tracing::error!("IPCP {} (line {}): no usable ip", i.name, i.line);
+                    continue;
+                }
+            };
+            match self.ipcp_bootstrap(&i.name, i.kind, &layer, &dev, port_kind, i.hash) {
+                Ok(()) => {
+                    if let Some(d) = dns {
+                        if let Some(ipcp) = self.st().ipcps.iter_mut().find(|x| x.name == i.name) {
+                            ipcp.dns = Some(d);
+                        }
+                        tracing::info!(
+                            "IPCP {}: names resolve through the DNS server {d}.",
+                            i.name
+                        );
+                    } else if udp.is_some() {
+                        tracing::info!(
+                            "IPCP {}: DNS server not in use (system resolver, /etc/hosts).",
+                            i.name
+                        );
+                    }
+                    for r in &i.reg {
+                        if let Err(e) = self.register(r, std::slice::from_ref(&i.name)) {
+                            tracing::warn!("registering {r} in {}: {e:?}", i.name);
+                        }
+                    }
+                }
+                Err(e) => tracing::error!("IPCP {} (line {}): {e}", i.name, i.line),
+            }
+        }
+    }
+
+    pub(super) fn name_create(&self, name: &str, lb: Option<Lb>) {
+        if self.st().reg.create(name, lb) {
+            tracing::info!("Created new name: {name}.");
+        }
+    }
+
+    pub(super) fn bind_program(
+        &self,
+        prog: &str,
+        name: &str,
+        auto: bool,
+        args: Vec<String>,
+        run_as: Option<(u32, u32)>,
+    ) -> Result<(), String> {
+        let exe = resolve_prog(prog);
+        match &exe {
+            Some(e) if e.as_path() != std::path::Path::new(prog) => {
+                tracing::info!("program {prog} resolves to {}", e.display())
+            }
+            None => tracing::warn!(
+                "program {prog} not found (nor its name in PATH); it cannot be started"
+            ),
+            _ => {}
+        }
+        self.name_create(name, None);
+        let mut st = self.st();
+        let e = st.reg.names.get_mut(name).ok_or("no such name")?;
+        e.progs.retain(|p| p.path != prog);
+        e.progs.push(ProgBind {
+            path: prog.to_string(),
+            exe,
+            args,
+            auto,
+            run_as,
+        });
+        tracing::info!(
+            "Bound program {prog} to name {name}{}{}.",
+            if auto { " (auto-start)" } else { "" },
+            run_as.map_or(String::new(), |(u, g)| format!(", runs as uid {u} gid {g}"))
+        );
+        Ok(())
+    }
+
+    /// Creates and bootstraps an eth IPCP.
+    pub fn ipcp_bootstrap(
+        &self,
+        name: &str,
+        kind: IpcpKind,
+        layer: &str,
+        dev: &str,
+        port_kind: PortKind,
+        hash: o7s_wire::hash::HashAlgo,
+    ) -> Result<(), String> {
+        let port = {
+            let mut st = self.st();
+            if st.ipcps.iter().any(|i| i.name == name) {
+                return Err(format!("an IPCP named {name} exists"));
+            }
+            st.next_port += 1;
+            st.next_port
+        };
+        let reply = self.dp.add_port(
+            ToDp::AddPort {
+                port,
+                dev: dev.to_string(),
+                kind: port_kind,
+            },
+            port,
+        )?;
+        let mut ipcp = EthIpcp::new(name, layer, kind, port_kind, dev, hash, port);
+        let res = match reply {
+            FromDp::PortUp {
+                mac, mtu, io_path, ..
+            } => {
+                ipcp.set_mac(mac);
+                ipcp.mtu = mtu;
+                ipcp.io_path = io_path;
+                ipcp.up = true;
+                tracing::info!(
+                    "Bootstrapped IPCP {name} ({}) in layer {layer} on {dev}: MTU {mtu}{}, hash {}.",
+                    kind.as_str(),
+                    if let PortKind::Dix { ethertype } = port_kind { format!(", Ethertype {ethertype:#06X}") } else { String::new() },
+                    hash.config_name()
+                );
+                Ok(())
+            }
+            FromDp::PortError { error, .. } => {
+                ipcp.io_path = format!("down: {error}");
+                Err(format!("cannot open a port on {dev}: {error}"))
+            }
+            _ => Err("unexpected answer from the data plane".into()),
+        };
+        self.st().ipcps.push(ipcp);
+        res
+    }
+
+    /// Bootstraps a udp4/udp6 IPCP from o7sctl's settings: `ip`, `port` (3435), `dns`.
+    pub(super) fn udp_bootstrap(
+        &self,
+        name: &str,
+        kind: IpcpKind,
+        layer: &str,
+        settings: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        if let Some(k) = settings
+            .keys()
+            .find(|k| !["type", "ip", "port", "dns"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "{k} is not a setting of a {} IPCP (ip, port, dns)",
+                kind.as_str()
+            ));
+        }
+        let ip: std::net::IpAddr = settings
+            .get("ip")
+            .ok_or("ip is required")?
+            .parse()
+            .map_err(|_| "ip is not an address".to_string())?;
+        if ip.is_ipv4() != (kind == IpcpKind::Udp4) {
+            return Err(format!(
+                "{ip} is not an address of a {} IPCP",
+                kind.as_str()
+            ));
+        }
+        let port: u16 = match settings.get("port") {
+            None => 3435,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("port {p} is not a port number"))?,
+        };
+        let dns = match settings.get("dns") {
+            None => None,
+            Some(d) => {
+                Some(crate::dns::server_addr(d).ok_or(format!("dns {d} is not an address"))?)
+            }
+        };
+        let addr = std::net::SocketAddr::new(ip, port);
+        self.ipcp_bootstrap(
+            name,
+            kind,
+            layer,
+            &addr.to_string(),
+            PortKind::Udp { addr },
+            o7s_wire::hash::HashAlgo::Md5,
+        )?;
+        if let Some(d) = dns {
+            if let Some(i) = self.st().ipcps.iter_mut().find(|x| x.name == name) {
+                i.dns = Some(d);
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers `name` in the IPCPs or layers named in `targets`.
+    pub fn register(&self, name: &str, targets: &[String]) -> Result<(), Fail> {
+        self.name_create(name, None);
+        let mut st = self.st();
+        let mut done = 0;
+        for i in st
+            .ipcps
+            .iter_mut()
+            .filter(|i| targets.contains(&i.name) || targets.contains(&i.layer))
+        {
+            let h = i.hash.hash(name);
+            if let (Some(server), PortKind::Udp { addr }) = (i.dns, i.port_kind) {
+                let (hex, ipcp, name) = (hex::encode(&h), i.name.clone(), name.to_string());
+                std::thread::spawn(move || {
+                    match crate::dns::register(server, &hex, addr.ip(), Duration::from_secs(2)) {
+                        Ok(()) => tracing::info!(
+                            "Registered {name} ({hex}) with the DNS server {server} for {ipcp}."
+                        ),
+                        Err(e) => tracing::error!(
+                            "{ipcp}: cannot register {name} with the DNS server {server}: {e}"
+                        ),
+                    }
+                });
+            }
+            tracing::info!(
+                "Registered {name} with IPCP {} as {}.",
+                i.name,
+                hex::encode(h.get(..4).unwrap_or(&h))
+            );
+            i.reg_insert(h, name);
+            done += 1;
+        }
+        if done == 0 {
+            return Err((
+                ErrorCode::NotFound,
+                format!("no IPCP or layer named {}", targets.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! The data plane's events and restarts, periodic work, auto-started programs.
+
+use super::*;
+
+impl Daemon {
+    /// Sends a management message to `dst` on `port`.
+    pub(super) fn send_mgmt(&self, port: u32, dst: Peer, payload: Vec<u8>) {
+        let m = match dst {
+            Peer::Mac(dst) => ToDp::SendMgmt { port, dst, payload },
+            Peer::Ip(dst) => ToDp::SendUdp { port, dst, payload },
+        };
+        self.dp.send(&m, &[]);
+    }
+
+    /// Reads data-plane events; restarts the data plane when it dies (at most 5 times a
+    /// minute), re-opening the ports. Flows it carried are lost: their apps see the flow
+    /// go down.
+    pub fn dp_events(self: &Arc<Self>) {
+        let mut restarts: Vec<Instant> = vec![];
+        loop {
+            let ch = self.dp.channel();
+            let m = match ch.recv::<FromDp>() {
+                Ok((m, _)) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::warn!("bad message from the data plane: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    // A SIGTERM to the whole process group (timeout, systemd) reaches the
+                    // data plane and o7sd together: give o7sd's own signal a moment to be
+                    // seen before taking the data plane's end for a crash.
+                    let t0 = Instant::now();
+                    while t0.elapsed() < Duration::from_millis(500)
+                        && !self.stopping.load(Ordering::Relaxed)
+                        && !crate::stop_requested()
+                    {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    if self.stopping.load(Ordering::Relaxed) || crate::stop_requested() {
+                        return;
+                    }
+                    restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+                    if restarts.len() >= 5 {
+                        tracing::error!(
+                            "the data plane died 5 times within a minute ({e}); shutting down"
+                        );
+                        crate::request_stop();
+                        return;
+                    }
+                    restarts.push(Instant::now());
+                    match self.dp.restart() {
+                        Ok(how) => tracing::error!("the data plane died ({how}); restarted it"),
+                        Err(e) => {
+                            tracing::error!(
+                                "the data plane died and cannot be restarted: {e}; shutting down"
+                            );
+                            crate::request_stop();
+                            return;
+                        }
+                    }
+                    let d = self.clone();
+                    std::thread::spawn(move || d.after_dp_restart());
+                    continue;
+                }
+            };
+            match self.dp.route(m) {
+                Some(FromDp::Mgmt {
+                    port,
+                    src,
+                    dst,
+                    payload,
+                }) => self.on_mgmt(port, Peer::Mac(src), Some(dst), &payload),
+                Some(FromDp::UdpMgmt { port, src, payload }) => {
+                    self.on_mgmt(port, Peer::Ip(src), None, &payload)
+                }
+                Some(FromDp::FlowDown { flow }) => {
+                    if let Some(f) = self.st().flows.get_mut(&flow) {
+                        f.down = true;
+                        tracing::info!("Flow {flow} ({}): peer timed out.", f.name);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Re-opens every port in a new data plane and drops the flows the old one carried.
+    pub(super) fn after_dp_restart(&self) {
+        let flows: Vec<u64> = self.st().flows.keys().copied().collect();
+        for f in flows {
+            self.dealloc(f);
+        }
+        let ports: Vec<(usize, u32, String, PortKind)> = self
+            .st()
+            .ipcps
+            .iter()
+            .enumerate()
+            .map(|(n, i)| (n, i.port, i.dev.clone(), i.port_kind))
+            .collect();
+        for (n, port, dev, kind) in ports {
+            let r = self.dp.add_port(
+                ToDp::AddPort {
+                    port,
+                    dev: dev.clone(),
+                    kind,
+                },
+                port,
+            );
+            let mut st = self.st();
+            let Some(i) = st.ipcps.get_mut(n) else {
+                continue;
+            };
+            match r {
+                Ok(FromDp::PortUp {
+                    mac, mtu, io_path, ..
+                }) => {
+                    i.set_mac(mac);
+                    i.mtu = mtu;
+                    i.io_path = io_path;
+                    i.up = true;
+                    tracing::info!("IPCP {}: port on {dev} re-opened.", i.name);
+                }
+                Ok(FromDp::PortError { error, .. }) => {
+                    i.up = false;
+                    i.io_path = format!("down: {error}");
+                    tracing::error!("IPCP {}: cannot re-open {dev}: {error}", i.name);
+                }
+                other => tracing::error!("IPCP {}: {dev}: {other:?}", i.name),
+            }
+        }
+    }
+
+    /// Periodic work: expire caches, reap children.
+    pub fn tick(&self) {
+        // Every 5 s (50 ticks): hand memory that bursts left in the allocator's per-thread
+        // arenas back to the system, so o7sd's size returns to where it was after a flood.
+        let n = self.ticks.fetch_add(1, Ordering::Relaxed);
+        if n % 50 == 49 {
+            self.replay
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .prune(now_ns());
+            trim_heap();
+        }
+        let mut st = self.st();
+        let now = Instant::now();
+        for i in &mut st.ipcps {
+            // Names learnt stay listed while the machine's cache holds them.
+            let shim = &i.shim;
+            i.learnt.retain(|h, _| shim.cached(now, h).is_some());
+        }
+        st.children.retain_mut(|(n, c)| match c.try_wait() {
+            Ok(Some(s)) => {
+                tracing::info!("Process {} (started for {n}) exited: {s}.", c.id());
+                false
+            }
+            _ => true,
+        });
+    }
+
+    /// Stops auto-started programs (SIGTERM, then SIGKILL after 2 s).
+    pub fn stop_children(&self) {
+        let mut kids: Vec<(String, Child)> = std::mem::take(&mut self.st().children);
+        for (_, c) in &kids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(2) && !kids.is_empty() {
+            kids.retain_mut(|(_, c)| !matches!(c.try_wait(), Ok(Some(_))));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for (_, c) in &mut kids {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Returns free heap memory to the system (glibc's `malloc_trim`; nothing elsewhere).
+/// Logs what an auto-started program writes on stderr, line by line (lines of at most
+/// 1000 bytes; longer ones are cut in pieces), on a thread of its own that ends with it.
+pub(super) fn log_child_stderr(label: String, pid: u32, err: std::process::ChildStderr) {
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Read};
+        let mut r = std::io::BufReader::new(err);
+        let mut line = Vec::new();
+        while (&mut r)
+            .take(1000)
+            .read_until(b'\n', &mut line)
+            .is_ok_and(|n| n > 0)
+        {
+            let text = String::from_utf8_lossy(&line);
+            tracing::info!("{label}[{pid}]: {}", text.trim_end());
+            line.clear();
+        }
+    });
+}
+
+pub(super) fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // Safety: malloc_trim only walks the allocator's own free lists; it is thread-safe and
+    // takes no pointer from us.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -1,0 +1,605 @@
+//! o7sctl requests: authorization and the listings.
+
+use super::*;
+
+impl Daemon {
+    /// A read-only view (a listing or the counters), as o7sctl gets it; anything else is
+    /// refused.
+    pub fn view(&self, c: Ctl) -> Reply {
+        match crate::authz::need(&c) {
+            crate::authz::Need::Anyone => self.ctl(
+                c,
+                &o7s::ipc::PeerCred {
+                    pid: 0,
+                    uid: 0,
+                    gid: 0,
+                },
+            ),
+            _ => Reply::Error {
+                code: ErrorCode::Denied,
+                message: "not a view".into(),
+            },
+        }
+    }
+
+    /// Whether `cred` may make request `c` (docs/SECURITY.md); why not.
+    pub(super) fn authorize(&self, c: &Ctl, cred: &o7s::ipc::PeerCred) -> Result<(), String> {
+        use crate::authz::{need, process_uid, verb, Need};
+        let policy = &self.settings.policy;
+        match need(c) {
+            Need::Anyone => Ok(()),
+            _ if policy.is_admin(cred) => Ok(()),
+            Need::Admin => Err(format!(
+                "{} changes what the daemon runs or serves: only {} may",
+                verb(c),
+                policy.admins()
+            )),
+            Need::AdminOrProcessOwner => {
+                let (Ctl::BindProcess { pid, name } | Ctl::UnbindProcess { pid, name }) = c else {
+                    return Err("not allowed".into());
+                };
+                if process_uid(*pid) != Some(cred.uid) {
+                    return Err(format!(
+                        "process {pid} is not yours (only {} may {} another user's process)",
+                        policy.admins(),
+                        verb(c)
+                    ));
+                }
+                let owner = self.st().reg.names.get(name).map(|e| e.owner);
+                if owner != Some(cred.uid) {
+                    return Err(format!(
+                        "name {name} is not yours (only {} may {} to it)",
+                        policy.admins(),
+                        verb(c)
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn ctl(&self, c: Ctl, cred: &o7s::ipc::PeerCred) -> Reply {
+        if let Err(e) = ctl_names(&c)
+            .into_iter()
+            .try_for_each(o7s::proto::check_name)
+        {
+            return Reply::Error {
+                code: ErrorCode::Invalid,
+                message: e,
+            };
+        }
+        let table = |rows: Vec<Value>| Reply::Table {
+            rows: rows
+                .into_iter()
+                .filter_map(|v| {
+                    if let Value::Object(m) = v {
+                        Some(m)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let err = |(code, message): Fail| Reply::Error { code, message };
+        match c {
+            Ctl::IpcpList => {
+                // The data plane knows whether a port's device is still there.
+                let links: HashMap<u32, String> = self
+                    .dp
+                    .stats()
+                    .map(|s| s.ports.into_iter().map(|p| (p.port, p.link)).collect())
+                    .unwrap_or_default();
+                let st = self.st();
+                table(
+                    st.ipcps
+                        .iter()
+                        .map(|i| {
+                            let state = match links.get(&i.port) {
+                                _ if !i.up => "down".to_string(),
+                                Some(l) if l.starts_with("down") => l.clone(),
+                                _ => "up".to_string(),
+                            };
+                            json!({"name": i.name, "type": i.kind.as_str(), "layer": i.layer, "dev": i.dev,
+                                   "mac": mac_string(&i.mac), "mtu": i.mtu, "hash": i.hash.config_name(),
+                                   "state": state, "io_path": i.io_path,
+                                   "registered": i.regs.values().cloned().collect::<Vec<_>>()})
+                        })
+                        .chain(st.created.iter().map(|(n, k)| {
+                            json!({"name": n, "type": k.as_str(), "layer": "-", "dev": "-", "mac": "-", "mtu": 0,
+                                   "hash": "-", "state": "created (not bootstrapped)", "io_path": "-", "registered": []})
+                        }))
+                        .collect(),
+                )
+            }
+            Ctl::IpcpCreate { name, kind } => match IpcpKind::parse(&kind) {
+                Some(k) => {
+                    let mut st = self.st();
+                    if st.ipcps.iter().any(|i| i.name == name) || st.created.contains_key(&name) {
+                        return err((ErrorCode::Exists, format!("an IPCP named {name} exists")));
+                    }
+                    st.created.insert(name.clone(), k);
+                    tracing::info!(
+                        "Created IPCP {name} ({}); bootstrap it to use it.",
+                        k.as_str()
+                    );
+                    Reply::Ok
+                }
+                None => err((ErrorCode::Invalid, format!("unknown IPCP type {kind}"))),
+            },
+            Ctl::IpcpBootstrap {
+                name,
+                layer,
+                settings,
+            } => {
+                let created = self.st().created.get(&name).copied();
+                let kind = settings
+                    .get("type")
+                    .and_then(|t| IpcpKind::parse(t))
+                    .or(created);
+                let Some(kind) = kind else {
+                    return err((
+                        ErrorCode::Invalid,
+                        "type is required (eth-dix, eth-llc, udp4, udp6)".into(),
+                    ));
+                };
+                if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) {
+                    return match self.udp_bootstrap(&name, kind, &layer, &settings) {
+                        Ok(()) => {
+                            self.st().created.remove(&name);
+                            Reply::Ok
+                        }
+                        Err(e) => err((ErrorCode::Invalid, e)),
+                    };
+                }
+                let Some(dev) = settings.get("dev") else {
+                    return err((ErrorCode::Invalid, "dev is required".into()));
+                };
+                let ethertype = match settings.get("ethertype").map(|e| parse_u16(e)) {
+                    None => o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
+                    Some(Some(e)) if e >= 0x0600 && e != 0xffff => e,
+                    Some(_) => {
+                        return err((
+                            ErrorCode::Invalid,
+                            "ethertype must be 0x0600..0xFFFE".into(),
+                        ))
+                    }
+                };
+                let hash = match settings.get("hash") {
+                    None => o7s_wire::hash::HashAlgo::Sha3_256,
+                    Some(h) => match o7s_wire::hash::HashAlgo::from_config_name(h) {
+                        Some(a) => a,
+                        None => return err((ErrorCode::Invalid, format!("unknown hash {h}"))),
+                    },
+                };
+                let port_kind = match kind {
+                    IpcpKind::EthDix => PortKind::Dix { ethertype },
+                    IpcpKind::EthLlc => PortKind::Llc,
+                    other => {
+                        return err((
+                            ErrorCode::Invalid,
+                            format!("o7sctl bootstraps eth-dix and eth-llc IPCPs; {} needs a configuration file (o7sctl config load)", other.as_str()),
+                        ))
+                    }
+                };
+                match self.ipcp_bootstrap(&name, kind, &layer, dev, port_kind, hash) {
+                    Ok(()) => {
+                        self.st().created.remove(&name);
+                        Reply::Ok
+                    }
+                    Err(e) => err((ErrorCode::Invalid, e)),
+                }
+            }
+            Ctl::IpcpDestroy { name } => {
+                let mut st = self.st();
+                if st.created.remove(&name).is_some() {
+                    return Reply::Ok;
+                }
+                let Some(pos) = st.ipcps.iter().position(|i| i.name == name) else {
+                    return err((ErrorCode::NotFound, format!("no IPCP named {name}")));
+                };
+                let flows: Vec<u64> = st
+                    .flows
+                    .iter()
+                    .filter(|(_, f)| f.ipcp == pos)
+                    .map(|(k, _)| *k)
+                    .collect();
+                if !flows.is_empty() {
+                    return err((
+                        ErrorCode::Invalid,
+                        format!("{name} carries {} flows", flows.len()),
+                    ));
+                }
+                let i = st.ipcps.remove(pos);
+                // Flow records refer to IPCPs by index: shift the later ones.
+                for f in st.flows.values_mut() {
+                    if f.ipcp > pos {
+                        f.ipcp -= 1;
+                    }
+                }
+                drop(st);
+                self.dp.send(&ToDp::DelPort { port: i.port }, &[]);
+                Reply::Ok
+            }
+            Ctl::NameCreate { name, lb } => {
+                let lb = match lb.as_deref().map(Lb::parse) {
+                    Some(None) => {
+                        return err((ErrorCode::Invalid, "lb must be spill or round-robin".into()))
+                    }
+                    Some(Some(l)) => Some(l),
+                    // The same default as a configuration file's [name] table.
+                    None => None,
+                };
+                self.name_create(&name, lb);
+                if let Some(e) = self.st().reg.names.get_mut(&name) {
+                    if e.owner == 0 && e.progs.is_empty() && e.pids.is_empty() {
+                        e.owner = cred.uid;
+                    }
+                }
+                Reply::Ok
+            }
+            Ctl::NameDestroy { name } => {
+                let mut st = self.st();
+                if st.reg.names.remove(&name).is_none() {
+                    return err((ErrorCode::NotFound, format!("no name {name}")));
+                }
+                for i in &mut st.ipcps {
+                    i.reg_remove(&name);
+                }
+                Reply::Ok
+            }
+            Ctl::NameList => {
+                let st = self.st();
+                table(
+                    st.reg
+                        .names
+                        .iter()
+                        .map(|(n, e)| {
+                            let layers: Vec<String> =
+                                st.ipcps.iter().filter(|i| i.regs.values().any(|r| r == n)).map(|i| i.name.clone()).collect();
+                            json!({"name": n, "lb": e.lb, "programs": e.progs.iter().map(|p| format!("{}{}", p.path, if p.auto { " (auto)" } else { "" })).collect::<Vec<_>>(),
+                                   "processes": e.pids.iter().collect::<Vec<_>>(), "registered_in": layers, "accepting": e.active.len()})
+                        })
+                        .collect(),
+                )
+            }
+            Ctl::NameRegister { name, targets } => match self.register(&name, &targets) {
+                Ok(()) => Reply::Ok,
+                Err(e) => err(e),
+            },
+            Ctl::NameUnregister { name, targets } => {
+                let mut st = self.st();
+                let mut n = 0;
+                for i in st
+                    .ipcps
+                    .iter_mut()
+                    .filter(|i| targets.contains(&i.name) || targets.contains(&i.layer))
+                {
+                    let removed = i.reg_remove(&name);
+                    n += removed;
+                    if let (true, Some(server), PortKind::Udp { addr }) =
+                        (removed > 0, i.dns, i.port_kind)
+                    {
+                        let hex = hex::encode(i.hash.hash(&name));
+                        match crate::dns::unregister(
+                            server,
+                            &hex,
+                            addr.is_ipv4(),
+                            Duration::from_secs(2),
+                        ) {
+                            Ok(()) => tracing::info!(
+                                "Removed {name} ({hex}) from the DNS server {server}."
+                            ),
+                            Err(e) => tracing::error!(
+                                "cannot remove {name} from the DNS server {server}: {e}"
+                            ),
+                        }
+                    }
+                }
+                if n == 0 {
+                    return err((
+                        ErrorCode::NotFound,
+                        format!("{name} is not registered in {}", targets.join(", ")),
+                    ));
+                }
+                Reply::Ok
+            }
+            Ctl::BindProgram {
+                prog,
+                name,
+                auto,
+                args,
+            } => match self.bind_program(
+                &prog,
+                &name,
+                auto,
+                args,
+                (cred.uid != 0).then_some((cred.uid, cred.gid)),
+            ) {
+                Ok(()) => Reply::Ok,
+                Err(e) => err((ErrorCode::Invalid, e)),
+            },
+            Ctl::UnbindProgram { prog, name } => {
+                let mut st = self.st();
+                let Some(e) = st.reg.names.get_mut(&name) else {
+                    return err((ErrorCode::NotFound, format!("no name {name}")));
+                };
+                let before = e.progs.len();
+                e.progs.retain(|p| p.path != prog);
+                if before == e.progs.len() {
+                    return err((
+                        ErrorCode::NotFound,
+                        format!("{prog} is not bound to {name}"),
+                    ));
+                }
+                Reply::Ok
+            }
+            Ctl::BindProcess { pid, name } => {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    return err((ErrorCode::NotFound, format!("no process {pid}")));
+                }
+                self.name_create(&name, None);
+                {
+                    let mut st = self.st();
+                    st.reg.bind_pid(pid, &name);
+                }
+                self.accept_cv.notify_all();
+                tracing::info!("Bound process {pid} to name {name}.");
+                Reply::Ok
+            }
+            Ctl::UnbindProcess { pid, name } => {
+                let mut st = self.st();
+                let removed = st
+                    .reg
+                    .names
+                    .get_mut(&name)
+                    .is_some_and(|e| e.pids.remove(&pid));
+                if removed {
+                    Reply::Ok
+                } else {
+                    err((
+                        ErrorCode::NotFound,
+                        format!("process {pid} is not bound to {name}"),
+                    ))
+                }
+            }
+            Ctl::PortList => match self.dp.stats() {
+                Some(s) => table(
+                    s.ports
+                        .iter()
+                        .map(|p| {
+                            let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+                            // udp ports have no XDP, UMEM or link: no columns of zeros.
+                            if let (Value::Object(m), true) = (&mut v, p.mac == "-") {
+                                m.retain(|k, _| {
+                                    !(k.contains("xdp") || k.starts_with("umem") || k == "link")
+                                });
+                            }
+                            v
+                        })
+                        .collect(),
+                ),
+                None => err((ErrorCode::Internal, "the data plane did not answer".into())),
+            },
+            Ctl::CacheList => {
+                let st = self.st();
+                let mut rows = vec![];
+                for i in &st.ipcps {
+                    for (h, peer, left) in i.shim.cache_entries(Instant::now()) {
+                        let (name, learnt) = i.learnt.get(&h).cloned().unwrap_or_else(|| {
+                            let n = st
+                                .reg
+                                .names
+                                .keys()
+                                .find(|n| i.hash.hash(n) == h)
+                                .cloned()
+                                .unwrap_or_default();
+                            (n, UNIX_EPOCH)
+                        });
+                        let left = left.as_secs();
+                        rows.push(json!({"ipcp": i.name, "hash": hex::encode(&h), "name": name, "mac": mac_string(&peer.mac()),
+                                         "expires_in_s": left,
+                                         "learnt": learnt.duration_since(UNIX_EPOCH).ok()
+                                             .and_then(|d| x509_parser::time::ASN1Time::from_timestamp(i64::try_from(d.as_secs()).unwrap_or(0)).ok())
+                                             .map(|t| t.to_string()).unwrap_or_default()}));
+                    }
+                }
+                table(rows)
+            }
+            Ctl::WorkerList => match self.dp.stats() {
+                Some(s) => {
+                    let workers = if s.workers.is_empty() {
+                        std::slice::from_ref(&s.worker)
+                    } else {
+                        s.workers.as_slice()
+                    };
+                    table(
+                        workers
+                            .iter()
+                            .enumerate()
+                            .map(|(i, w)| {
+                                json!({"worker": i,
+                                       "core": w.core.map_or("unpinned".to_string(), |c| c.to_string()),
+                                       "polling": if w.busy_poll { "busy".to_string() } else { format!("adaptive, {} us", w.spin_us) },
+                                       "ports": w.ports, "flows": w.flows,
+                                       "rx_frames": w.rx_frames, "tx_frames": w.tx_frames,
+                                       "sleeps": w.sleeps, "yields_for_apps": w.yields_for_apps,
+                                       "pin_error": w.pin_error.clone().unwrap_or_default()})
+                            })
+                            .collect(),
+                    )
+                }
+                None => err((ErrorCode::Internal, "the data plane did not answer".into())),
+            },
+            Ctl::FlowList => {
+                let stats = self.dp.stats().unwrap_or_default();
+                let st = self.st();
+                let mut rows = vec![];
+                let mut ids: Vec<_> = st.flows.keys().copied().collect();
+                ids.sort_unstable();
+                for id in ids {
+                    let Some(f) = st.flows.get(&id) else { continue };
+                    let s = stats
+                        .flows
+                        .iter()
+                        .find(|s| s.flow == id)
+                        .cloned()
+                        .unwrap_or_default();
+                    let ipcp = st
+                        .ipcps
+                        .get(f.ipcp)
+                        .map(|i| i.name.clone())
+                        .unwrap_or_default();
+                    rows.push(json!({"flow": id, "side": f.side, "name": f.name, "pid": f.pid, "ipcp": ipcp,
+                                     "local": format!("{:#x}", f.local), "remote": format!("{:#x}", f.remote),
+                                     "peer": f.peer.to_string(), "qos": f.qos.preset_name().unwrap_or("custom"),
+                                     "rx_sdus": s.rx_sdus, "rx_bytes": s.rx_bytes, "tx_sdus": s.tx_sdus, "tx_bytes": s.tx_bytes,
+                                     "drop_ring_full": s.drop_ring_full, "drop_decrypt": s.drop_decrypt,
+                                     "cipher": o7s_wire::nid::name(s.cipher).unwrap_or("-"), "key_rotations": s.key_rotations,
+                                     "tx_keepalives": s.tx_keepalives, "rx_keepalives": s.rx_keepalives, "state": if f.down || s.down { "peer timed out" } else { "up" }}));
+                }
+                table(rows)
+            }
+            Ctl::Capture { .. } => err((
+                ErrorCode::Invalid,
+                "a capture streams its frames: o7sctl capture".into(),
+            )),
+            Ctl::ConfigLoad { path, content: None } => err((
+                ErrorCode::Invalid,
+                format!("config load {path}: the client sent no text (o7sctl reads the file and sends it; the daemon opens no path a client names)"),
+            )),
+            Ctl::ConfigLoad {
+                path,
+                content: Some(text),
+            } if text.len() > o7s::proto::MAX_CONFIG_BYTES => err((
+                ErrorCode::Invalid,
+                format!("config load {path}: larger than {} KiB", o7s::proto::MAX_CONFIG_BYTES / 1024),
+            )),
+            Ctl::ConfigLoad {
+                path,
+                content: Some(text),
+            } => match crate::config::parse(&text, &path) {
+                Ok(c) => {
+                    tracing::info!("Applying configuration file {path} (o7sctl).");
+                    self.apply(&c);
+                    Reply::Ok
+                }
+                Err(e) => {
+                    tracing::warn!("configuration refused: {e}");
+                    err((ErrorCode::Invalid, format!("configuration refused: {e}")))
+                }
+            },
+            Ctl::Stats => {
+                let c = &self.counters;
+                let mut m = Map::new();
+                for (k, v) in [
+                    ("flows_allocated", &c.flows),
+                    ("mgmt_malformed", &c.mgmt_malformed),
+                    ("flow_reply_unknown_eid", &c.reply_unknown_eid),
+                    ("flow_req_bad_eid", &c.req_bad_eid),
+                    ("flow_req_unknown_name", &c.req_unknown_name),
+                    ("mgmt_not_for_us", &c.not_for_us),
+                    ("flow_req_refused", &c.refused),
+                    ("flow_req_busy", &c.flow_req_busy),
+                    ("flow_req_duplicate", &c.req_duplicate),
+                    ("flow_limit", &c.flow_limit),
+                    ("name_reply_unsolicited", &c.name_reply_unsolicited),
+                    ("name_cache_full", &c.cache_full),
+                    ("name_query_limit", &c.query_limit),
+                    ("requests_denied", &c.denied),
+                    ("autostart_limit", &c.autostart_limit),
+                    ("dp_queue_full", &self.dp.queue_full),
+                    ("log_lines_suppressed", &crate::wirelog::SUPPRESSED_TOTAL),
+                ] {
+                    m.insert(k.into(), json!(v.load(Ordering::Relaxed)));
+                }
+                if let Some(s) = self.dp.stats() {
+                    let sum = |f: fn(&o7s_abi::msg::PortStats) -> u64| {
+                        s.ports.iter().map(f).sum::<u64>()
+                    };
+                    m.insert(
+                        "dp_drop_unknown_eid".into(),
+                        json!(sum(|p| p.drop_unknown_eid)),
+                    );
+                    m.insert("dp_drop_malformed".into(), json!(sum(|p| p.drop_malformed)));
+                    m.insert("dp_rx_mgmt".into(), json!(sum(|p| p.rx_mgmt)));
+                    m.insert(
+                        "dp_drop_mgmt_rate_source".into(),
+                        json!(sum(|p| p.drop_mgmt_rate_source)),
+                    );
+                    m.insert(
+                        "dp_drop_mgmt_rate_port".into(),
+                        json!(sum(|p| p.drop_mgmt_rate_port)),
+                    );
+                    m.insert(
+                        "dp_drop_mgmt_backlog".into(),
+                        json!(sum(|p| p.drop_mgmt_backlog)),
+                    );
+                    m.insert(
+                        "dp_drop_mgmt_bad_source".into(),
+                        json!(sum(|p| p.drop_mgmt_bad_source)),
+                    );
+                    m.insert("dp_drop_wrong_peer".into(), json!(sum(|p| p.drop_wrong_peer)));
+                    m.insert(
+                        "dp_drop_socket_buffer".into(),
+                        json!(sum(|p| p.drop_socket_buffer)),
+                    );
+                    let core = |w: &o7s_abi::msg::WorkerInfo| {
+                        w.core.map_or("unpinned".to_string(), |c| c.to_string())
+                    };
+                    let workers = if s.workers.is_empty() {
+                        std::slice::from_ref(&s.worker)
+                    } else {
+                        s.workers.as_slice()
+                    };
+                    m.insert("dp_workers".into(), json!(workers.len()));
+                    m.insert(
+                        "dp_worker_core".into(),
+                        json!(workers.iter().map(core).collect::<Vec<_>>().join(",")),
+                    );
+                    m.insert(
+                        "dp_yields_for_apps".into(),
+                        json!(workers.iter().map(|w| w.yields_for_apps).sum::<u64>()),
+                    );
+                    let errors: Vec<&String> = workers
+                        .iter()
+                        .filter_map(|w| w.pin_error.as_ref())
+                        .collect();
+                    if !errors.is_empty() {
+                        m.insert("dp_worker_pin_error".into(), json!(errors));
+                    }
+                    m.insert(
+                        "dp_polling".into(),
+                        json!(if s.worker.busy_poll {
+                            "busy".to_string()
+                        } else {
+                            format!("adaptive, {} us", s.worker.spin_us)
+                        }),
+                    );
+                }
+                Reply::Table { rows: vec![m] }
+            }
+        }
+    }
+}
+
+/// The names a request carries (checked against the reference's limits).
+pub(super) fn ctl_names(c: &Ctl) -> Vec<&str> {
+    match c {
+        Ctl::NameCreate { name, .. }
+        | Ctl::NameDestroy { name }
+        | Ctl::NameRegister { name, .. }
+        | Ctl::NameUnregister { name, .. }
+        | Ctl::BindProgram { name, .. }
+        | Ctl::UnbindProgram { name, .. }
+        | Ctl::BindProcess { name, .. }
+        | Ctl::UnbindProcess { name, .. } => vec![name.as_str()],
+        _ => vec![],
+    }
+}
+
+pub(super) fn parse_u16(s: &str) -> Option<u16> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u16::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
