@@ -5,6 +5,7 @@ use crate::config::{Config, IpcpKind, Lb};
 use crate::dp::DpHandle;
 mod alloc;
 mod connections;
+mod holder;
 mod oap_glue;
 mod setup;
 mod shim_driver;
@@ -164,6 +165,8 @@ pub struct Daemon {
     pub counters: Counters,
     /// Set when shutting down.
     pub stopping: AtomicBool,
+    /// App connections holding flows, for the holder thread.
+    holder: holder::Holder,
     /// Calls of `tick`.
     ticks: AtomicU64,
     /// Capture ids given so far.
@@ -225,6 +228,7 @@ impl Daemon {
             settings,
             counters: Counters::default(),
             stopping: AtomicBool::new(false),
+            holder: holder::Holder::default(),
             ticks: AtomicU64::new(0),
             capture_ids: AtomicU64::new(0),
         })

@@ -234,9 +234,15 @@ fn main() -> ExitCode {
     {
         // The protocol machines' thread: flow requests from the wire, timers.
         let d = d.clone();
+        let d2 = d.clone();
         let started = std::thread::Builder::new()
             .name("o7sd-proto".into())
             .spawn(move || d.run_protocol());
+        let started = started.and_then(|_| {
+            std::thread::Builder::new()
+                .name("o7sd-holder".into())
+                .spawn(move || d2.run_holder())
+        });
         if let Err(e) = started {
             tracing::error!("cannot start the protocol thread: {e}");
             return ExitCode::from(1);
@@ -276,10 +282,7 @@ fn main() -> ExitCode {
                     let d = d.clone();
                     let spawned = std::thread::Builder::new()
                         .name("o7sd-client".into())
-                        .spawn(move || {
-                            d.serve(ch);
-                            drop(slot);
-                        });
+                        .spawn(move || d.serve(ch, Some(slot)));
                     if let Err(e) = spawned {
                         tracing::warn!("cannot serve a client: {e}");
                     }

@@ -1,10 +1,11 @@
 //! App and o7sctl connections: requests, captures, accepting flows and holding them.
 
 use super::*;
+use crate::conns::Slot;
 
 impl Daemon {
     /// Serves one connection (an app or o7sctl) until it closes.
-    pub fn serve(self: &Arc<Self>, ch: Channel) {
+    pub fn serve(self: &Arc<Self>, ch: Channel, slot: Option<Slot>) {
         let req = match ch.recv::<Request>() {
             Ok((r, _)) => r,
             Err(e) => {
@@ -45,15 +46,19 @@ impl Daemon {
                 qos,
                 timeout_ms,
             } => match self.alloc(&name, qos, Duration::from_millis(timeout_ms.max(1)), pid) {
-                Ok(acc) => self.deliver_and_hold(ch, acc),
+                Ok(acc) => self.deliver_and_hold(ch, acc, slot),
                 Err((code, message)) => {
                     tracing::info!("Flow allocation to {name} for process {pid} failed: {message}");
                     let _ = ch.send(&Reply::Error { code, message }, &[]);
                 }
             },
-            Request::Accept { timeout_ms } => {
-                self.accept(ch, pid, cred.uid, timeout_ms.map(Duration::from_millis))
-            }
+            Request::Accept { timeout_ms } => self.accept(
+                ch,
+                pid,
+                cred.uid,
+                timeout_ms.map(Duration::from_millis),
+                slot,
+            ),
             Request::Ctl(Ctl::Capture {
                 target,
                 flow,
@@ -172,7 +177,7 @@ impl Daemon {
     }
 
     /// Hands a flow to its app, then holds the flow until the app closes the channel.
-    pub(super) fn deliver_and_hold(&self, ch: Channel, acc: Accepted) {
+    pub(super) fn deliver_and_hold(&self, ch: Channel, acc: Accepted, slot: Option<Slot>) {
         let fds: Vec<_> = acc.fds.iter().map(|f| f.as_fd()).collect();
         if let Err(e) = ch.send(&Reply::Flow(acc.info.clone()), &fds) {
             tracing::warn!(
@@ -183,20 +188,7 @@ impl Daemon {
             return;
         }
         drop(acc.fds);
-        // Any message or the close of the channel ends the flow.
-        loop {
-            match wait_readable(ch.as_fd(), Some(Duration::from_millis(500))) {
-                Ok(true) => break,
-                Ok(false) if self.stopping.load(Ordering::Relaxed) => break,
-                Ok(false) => {
-                    if !self.st().flows.contains_key(&acc.flow) {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        self.dealloc(acc.flow);
+        self.hold(acc.flow, ch, slot);
     }
 
     /// Frees a flow everywhere.
@@ -218,6 +210,7 @@ impl Daemon {
         pid: i32,
         uid: u32,
         timeout: Option<Duration>,
+        slot: Option<Slot>,
     ) {
         let exe = exe_of(pid);
         let (tx, rx) = sync_channel::<Accepted>(1);
@@ -271,7 +264,7 @@ impl Daemon {
             }
         };
         if let Some(a) = got {
-            self.deliver_and_hold(ch, a);
+            self.deliver_and_hold(ch, a, slot);
         }
     }
 }
