@@ -65,6 +65,12 @@ impl TrustStore {
 
     /// Validates `cert` (DER) up to a trusted CA, now, and checks that its CN is `name`.
     pub fn verify(&self, cert: &[u8], name: &str) -> Result<(), String> {
+        self.verify_at(cert, name, UnixTime::now())
+    }
+
+    /// [`TrustStore::verify`] at time `now` (a pure function: the simulator passes its
+    /// own time).
+    pub fn verify_at(&self, cert: &[u8], name: &str, now: UnixTime) -> Result<(), String> {
         let der = CertificateDer::from(cert.to_vec());
         let ee = webpki::EndEntityCert::try_from(&der)
             .map_err(|e| format!("not a usable certificate: {}", explain(&e, cert)))?;
@@ -76,7 +82,6 @@ impl TrustStore {
         if anchors.is_empty() {
             return Err("no trusted CA certificate is loaded (security/cacert)".into());
         }
-        let now = UnixTime::now();
         ee.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
             &anchors,
@@ -182,6 +187,20 @@ pub fn verify_signature(cert: &[u8], md_nid: u16, msg: &[u8], sig: &[u8]) -> Res
     signature::UnparsedPublicKey::new(alg, key)
         .verify(msg, sig)
         .map_err(|_| "the signature does not verify".into())
+}
+
+/// Signs an OAP header with `sg`: its certificate, its digest, and the signature over
+/// every byte before it appended to the tail.
+pub fn sign_header(
+    sg: &Signer,
+    mut h: o7s_wire::oap::OapHdr,
+) -> Result<o7s_wire::oap::OapHdr, String> {
+    h.crt = sg.cert.clone();
+    h.md_nid = sg.md_nid;
+    let unsigned = h.to_bytes().map_err(|e| e.to_string())?;
+    let sig = sg.sign(&unsigned)?;
+    h.tail.extend_from_slice(&sig);
+    Ok(h)
 }
 
 /// A certificate and its private key, to sign OAP headers.

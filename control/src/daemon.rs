@@ -12,7 +12,7 @@ mod shim_driver;
 mod supervise;
 mod views;
 
-pub use oap_glue::{req_hash, verify_response};
+pub use oap_glue::{req_hash, verify_response, verify_response_at};
 
 use crate::eth::{EthIpcp, Peer};
 use crate::registry::{exe_of, resolve_prog, Accepted, ProgBind, Registry};

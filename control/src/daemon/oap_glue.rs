@@ -86,16 +86,11 @@ impl Daemon {
     }
 
     /// Signs a response with the server's certificate for `name`, if it has one.
-    pub(super) fn sign_response(&self, name: &str, mut resp: OapHdr) -> Result<OapHdr, String> {
-        let Some(sg) = self.signer("server", name)? else {
-            return Ok(resp);
-        };
-        resp.crt = sg.cert.clone();
-        resp.md_nid = sg.md_nid;
-        let unsigned = resp.to_bytes().map_err(|e| e.to_string())?;
-        let sig = sg.sign(&unsigned)?;
-        resp.tail.extend_from_slice(&sig);
-        Ok(resp)
+    pub(super) fn sign_response(&self, name: &str, resp: OapHdr) -> Result<OapHdr, String> {
+        match self.signer("server", name)? {
+            Some(sg) => crate::auth::sign_header(&sg, resp),
+            None => Ok(resp),
+        }
     }
 
     /// Verifies the server's certificate (chain, CN = `name`) and signature, when it sent one.
@@ -141,6 +136,17 @@ pub fn verify_response(
     req: &[u8],
     resp: &[u8],
 ) -> Result<(), String> {
+    verify_response_at(trust, name, req, resp, rustls_pki_types::UnixTime::now())
+}
+
+/// [`verify_response`] at time `now` (the simulator passes its own).
+pub fn verify_response_at(
+    trust: &crate::auth::TrustStore,
+    name: &str,
+    req: &[u8],
+    resp: &[u8],
+    now: rustls_pki_types::UnixTime,
+) -> Result<(), String> {
     let r = OapHdr::parse(resp).map_err(|e| e.to_string())?;
     if r.crt.is_empty() {
         tracing::info!("No certificate provided by {name}.");
@@ -156,7 +162,7 @@ pub fn verify_response(
         .get(..r.signed_len(Role::Response, hl))
         .ok_or("truncated response")?;
     trust
-        .verify(&r.crt, name)
+        .verify_at(&r.crt, name, now)
         .map_err(|e| format!("server certificate: {e}"))?;
     tracing::info!("Successfully verified peer certificate for {name}.");
     crate::auth::verify_signature(&r.crt, r.md_nid, signed, sig)?;
