@@ -68,17 +68,9 @@ pub fn tshark_o7s(pcap: &Path) -> Option<Vec<String>> {
     if !tool("tshark") {
         return None;
     }
-    let lua = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/wireshark/o7s.lua");
-    let conf = std::env::temp_dir().join(format!("o7s-tshark-conf-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&conf);
-    let o = Command::new("tshark")
-        .env("WIRESHARK_CONFIG_DIR", &conf)
-        .arg("-n")
-        .arg("-r")
-        .arg(pcap)
-        .arg("-X")
-        .arg(format!("lua_script:{}", lua.display()))
-        .args([
+    let out = o7s_dissect::tshark::run(
+        pcap,
+        &[
             "-Y",
             "o7s",
             "-T",
@@ -87,23 +79,13 @@ pub fn tshark_o7s(pcap: &Path) -> Option<Vec<String>> {
             "frame.number",
             "-e",
             "_ws.expert.message",
-        ])
-        .args(["-e", "_ws.col.Info"])
-        .output()
-        .expect("tshark runs");
-    let err = String::from_utf8_lossy(&o.stderr);
-    let err: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.contains("Running as user"))
-        .collect();
-    assert!(
-        o.status.success() && err.is_empty(),
-        "tshark: {:?} {err:?}",
-        o.status
-    );
+            "-e",
+            "_ws.col.Info",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     Some(
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
+        out.lines()
             .map(|l| {
                 let mut f = l.splitn(3, '\t');
                 let (n, bad, info) = (

@@ -11,6 +11,7 @@
 pub mod describe;
 pub mod node;
 pub mod seed;
+pub mod tshark;
 
 use node::{hexn, Node};
 use o7s_wire::capfile::{self, Record};

@@ -11,24 +11,14 @@
 use o7s_dissect::{dissect_file, render_json, render_text, Options};
 use std::path::PathBuf;
 
+mod common;
+
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    if expected != actual {
-        let first = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b);
-        panic!(
-            "{name} differs from the golden file (first differing line {first:?});\n--- actual ---\n{actual}"
-        );
-    }
+    common::golden(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden"),
+        name,
+        actual,
+    );
 }
 
 fn seed_pcap() -> Vec<u8> {
@@ -38,24 +28,7 @@ fn seed_pcap() -> Vec<u8> {
 }
 
 fn shared_capture(name: &str) -> Option<Vec<u8>> {
-    let dir = std::env::var_os("O7S_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("captures");
-    if !dir.is_dir() {
-        assert_ne!(
-            std::env::var("O7S_REQUIRE_SHARED").as_deref(),
-            Ok("1"),
-            "O7S_REQUIRE_SHARED=1 but {} is absent",
-            dir.display()
-        );
-        eprintln!(
-            "SKIPPED: {} is absent (set O7S_SHARED to the shared/ folder)",
-            dir.display()
-        );
-        return None;
-    }
-    Some(std::fs::read(dir.join(name)).unwrap())
+    Some(std::fs::read(common::shared_captures_dir()?.join(name)).unwrap())
 }
 
 #[test]

@@ -15,21 +15,13 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn lua() -> PathBuf {
-    root().join("tools/wireshark/o7s.lua")
-}
-
 fn have_tshark() -> bool {
-    let ok = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok = o7s_dissect::tshark::available();
     if !ok {
         assert_ne!(
             std::env::var("O7S_REQUIRE_TSHARK").as_deref(),
@@ -41,63 +33,18 @@ fn have_tshark() -> bool {
     ok
 }
 
-/// tshark over `pcap` with the dissector and `args`; fails on any Lua error. A config
-/// directory of its own keeps a user's preferences and plugins out.
 fn tshark(pcap: &Path, args: &[&str]) -> String {
-    let conf = std::env::temp_dir().join(format!("o7s-tshark-conf-{}", std::process::id()));
-    std::fs::create_dir_all(&conf).unwrap();
-    let o = Command::new("tshark")
-        .env("WIRESHARK_CONFIG_DIR", &conf)
-        .arg("-n")
-        .arg("-r")
-        .arg(pcap)
-        .arg("-X")
-        .arg(format!("lua_script:{}", lua().display()))
-        .args(args)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    let err: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.contains("Running as user"))
-        .collect();
-    assert!(
-        o.status.success() && err.is_empty(),
-        "tshark on {}: {:?}\n{}",
-        pcap.display(),
-        o.status,
-        err.join("\n")
-    );
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        !out.contains("o7s.lua error") && !out.contains("Lua Error"),
-        "{out}"
-    );
-    out
+    o7s_dissect::tshark::run(pcap, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn count(pcap: &Path, filter: &str) -> usize {
     tshark(pcap, &["-Y", filter]).lines().count()
 }
 
+mod common;
+
 fn golden(name: &str, actual: &str) {
-    let path = root().join("tools/wireshark/golden").join(name);
-    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    if expected != actual {
-        let first = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b);
-        panic!(
-            "{name} differs from the golden file {} (first differing line {first:?});\n--- actual ---\n{actual}",
-            path.display()
-        );
-    }
+    common::golden(&root().join("tools/wireshark/golden"), name, actual);
 }
 
 /// The checks every good capture must pass, and its golden output: one line per frame
@@ -145,23 +92,7 @@ fn check_capture(pcap: &Path, name: &str) {
 }
 
 fn shared_captures() -> Option<Vec<PathBuf>> {
-    let dir = std::env::var_os("O7S_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared"))
-        .join("captures");
-    if !dir.is_dir() {
-        assert_ne!(
-            std::env::var("O7S_REQUIRE_SHARED").as_deref(),
-            Ok("1"),
-            "O7S_REQUIRE_SHARED=1 but {} is absent",
-            dir.display()
-        );
-        eprintln!(
-            "SKIPPED: {} is absent (set O7S_SHARED to the shared/ folder)",
-            dir.display()
-        );
-        return None;
-    }
+    let dir = common::shared_captures_dir()?;
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
