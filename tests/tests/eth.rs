@@ -1675,3 +1675,79 @@ fn capture_of_an_af_xdp_port_holds_every_ping() {
     }
     let _ = ping.wait_with_output();
 }
+
+/// Processes waiting in accept take no o7sd thread (one thread watches their connections):
+/// 100 of them leave o7sd under 20 threads (the binaries of commit 02bf41f: 105); each
+/// still gets its flow (60 allocations, all served), the acceptors of processes killed
+/// while waiting are gone from `name list`, and an accept with a 300 ms time-out ends on
+/// time (the library says "timed out").
+#[test]
+fn waiting_acceptors_take_no_thread() {
+    if !can_run() {
+        return;
+    }
+    use std::io::BufRead;
+    let t = Topo::single("wa");
+    let hostile = bin("o7s-hostile").display().to_string();
+    let d = t.daemon(
+        "a",
+        &format!("[name.\"many\"]\nprog=[\"{hostile}\"]\n\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nreg=[\"many\"]\n"),
+    );
+    let spawn = |args: &[&str]| {
+        t.cmd("a", &bin("o7s-hostile"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut servers: Vec<_> = (0..100).map(|_| spawn(&["accept", "1", "60"])).collect();
+    let accepting = || {
+        t.ctl_json("a", &["name", "list"])
+            .iter()
+            .find(|n| n["name"] == "many")
+            .and_then(|n| n["accepting"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(eventually(Duration::from_secs(10), || accepting() == 100));
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+            .unwrap()
+            .count()
+    };
+    let n = threads();
+    assert!(n < 20, "o7sd runs {n} threads for 100 waiting acceptors");
+    // 60 flows: each goes to one waiting process.
+    let mut client = spawn(&["hold", "60", "many", "30"]);
+    let mut line = String::new();
+    std::io::BufReader::new(client.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(r["flows"], 60, "{r}\n{}", d.log());
+    assert!(eventually(Duration::from_secs(5), || accepting() == 40));
+    // The 40 still waiting are killed: their acceptors go.
+    for s in &mut servers {
+        if s.try_wait().unwrap().is_none() {
+            let _ = s.kill();
+        }
+    }
+    for s in &mut servers {
+        let _ = s.wait();
+    }
+    assert!(eventually(Duration::from_secs(5), || accepting() == 0));
+    let _ = client.kill();
+    let _ = client.wait();
+    // An accept with a time-out ends on time (o7sd's "no flow arrived" is the library's
+    // "timed out").
+    let o = t
+        .cmd("a", &bin("o7s-hostile"))
+        .args(["accept-timeout", "300"])
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("timed out"), "{r}");
+    let secs = r["seconds"].as_f64().unwrap();
+    assert!((0.25..5.0).contains(&secs), "{r}");
+    assert_eq!(accepting(), 0);
+}

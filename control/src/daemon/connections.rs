@@ -231,40 +231,14 @@ impl Daemon {
             self.accept_cv.notify_all();
             id
         };
-        let start = Instant::now();
-        let got = loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(a) => break Some(a),
-                Err(RecvTimeoutError::Disconnected) => break None,
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            let gone = wait_readable(ch.as_fd(), Some(Duration::ZERO)).unwrap_or(true);
-            let expired = timeout.is_some_and(|t| start.elapsed() >= t);
-            if gone || expired || self.stopping.load(Ordering::Relaxed) {
-                self.st().reg.remove_acceptor(id);
-                // A flow handed over just before the removal is still delivered.
-                match rx.try_recv() {
-                    Ok(a) if !gone => break Some(a),
-                    Ok(a) => {
-                        self.dealloc(a.flow);
-                        return;
-                    }
-                    Err(_) if gone => return,
-                    Err(_) => {
-                        let _ = ch.send(
-                            &Reply::Error {
-                                code: ErrorCode::Timeout,
-                                message: "no flow arrived".into(),
-                            },
-                            &[],
-                        );
-                        return;
-                    }
-                }
-            }
-        };
-        if let Some(a) = got {
-            self.deliver_and_hold(ch, a, slot);
-        }
+        // The holder thread watches the connection from here: it delivers the flow when
+        // one comes, and removes the acceptor when the process goes or its time is up.
+        self.park(super::holder::Parked {
+            id,
+            ch,
+            slot,
+            rx,
+            deadline: timeout.map(|t| Instant::now() + t),
+        });
     }
 }

@@ -464,6 +464,8 @@ impl Daemon {
             self.refuse_req(w.idx, w.req);
             return;
         }
+        // The holder thread hands it to the waiting process.
+        self.wake_holder();
         let mut out = vec![];
         let mut st = self.st();
         if let Some(i) = st.ipcps.get_mut(w.idx) {

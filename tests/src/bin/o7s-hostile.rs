@@ -34,8 +34,19 @@ fn main() -> ExitCode {
             let n = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
             many(args.get(2).map(String::as_str), n(1, 100), n(3, 10))
         }
+        Some("accept-timeout") => {
+            let ms = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(300);
+            let start = std::time::Instant::now();
+            let r = o7s::Flow::accept(Some(std::time::Duration::from_millis(ms)));
+            Ok(format!(
+                "{{\"ok\":{},\"error\":{:?},\"seconds\":{:.3}}}",
+                r.is_ok(),
+                r.err().map(|e| e.to_string()).unwrap_or_default(),
+                start.elapsed().as_secs_f64()
+            ))
+        }
         _ => Err(
-            "usage: o7s-hostile truncate NAME | allocs COUNT LEN THREADS | accept COUNT SECONDS | hold COUNT NAME SECONDS"
+            "usage: o7s-hostile truncate NAME | allocs COUNT LEN THREADS | accept COUNT SECONDS | hold COUNT NAME SECONDS | accept-timeout MS"
                 .into(),
         ),
     };
