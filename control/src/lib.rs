@@ -7,6 +7,7 @@ pub mod conns;
 pub mod daemon;
 pub mod dns;
 pub mod dp;
+pub mod error;
 pub mod eth;
 pub mod metrics;
 pub mod registry;

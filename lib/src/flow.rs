@@ -59,7 +59,11 @@ impl Error {
 }
 
 fn connect() -> Result<Channel, Error> {
-    let path = proto::socket_path(None);
+    connect_in(None)
+}
+
+fn connect_in(rundir: Option<&std::path::Path>) -> Result<Channel, Error> {
+    let path = proto::socket_path(rundir);
     Channel::connect(&path).map_err(|e| Error::NoDaemon {
         path: path.display().to_string(),
         source: e,
@@ -132,7 +136,18 @@ impl Flow {
 
     /// Allocates a flow to `name` with `qos`, waiting at most `timeout`.
     pub fn alloc(name: &str, qos: QosSpec, timeout: Duration) -> Result<Self, Error> {
-        let ch = connect()?;
+        Self::alloc_in(None, name, qos, timeout)
+    }
+
+    /// [`Flow::alloc`] through the daemon of runtime directory `rundir` (`None`:
+    /// `$O7S_RUNDIR` or the default), whatever the environment says.
+    pub fn alloc_in(
+        rundir: Option<&std::path::Path>,
+        name: &str,
+        qos: QosSpec,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        let ch = connect_in(rundir)?;
         let req = Request::Alloc {
             name: name.to_string(),
             qos,

@@ -258,6 +258,25 @@ fn unknown_name_fails_fast() {
         "{err}"
     );
     assert!(took < Duration::from_secs(15), "took {took:?}");
+    // Through the library, the failure is a typed error: the daemon's code is
+    // UnknownName (o7sd's FlowError::UnknownName), whatever the words.
+    let r = o7s::Flow::alloc_in(
+        Some(&t.rundir("a")),
+        "no-such-name",
+        o7s_wire::qos::QosSpec::RAW,
+        Duration::from_secs(30),
+    );
+    assert!(
+        matches!(
+            r,
+            Err(o7s::Error::Daemon {
+                code: o7s::proto::ErrorCode::UnknownName,
+                ..
+            })
+        ),
+        "{:?}",
+        r.err()
+    );
 }
 
 /// Killing a client mid-flow frees its flow in its daemon.
@@ -449,6 +468,24 @@ fn refusal_is_reported_quickly() {
     // The server waits up to 1 s for a bound process to accept, then refuses: the client
     // hears it long before its 30 s allocation time-out.
     assert!(took < Duration::from_secs(15), "took {took:?}");
+    // The library's typed error: code Refused (o7sd's FlowError::Refused).
+    let r = o7s::Flow::alloc_in(
+        Some(&t.rundir("a")),
+        "lonely",
+        o7s_wire::qos::QosSpec::RAW,
+        Duration::from_secs(30),
+    );
+    assert!(
+        matches!(
+            r,
+            Err(o7s::Error::Daemon {
+                code: o7s::proto::ErrorCode::Refused,
+                ..
+            })
+        ),
+        "{:?}",
+        r.err()
+    );
 }
 
 /// Tutorial 06 test 1 over eth-llc on lo.

@@ -2,6 +2,8 @@
 //! flow installed in the data plane.
 
 use super::*;
+use crate::error::FlowError;
+use o7s_proto::shim::ShimError;
 
 impl Daemon {
     /// Sets up the shared memory and the data-plane entry of a flow, records it, and returns
@@ -18,20 +20,17 @@ impl Daemon {
         side: &'static str,
         pid: i32,
         crypt: Option<CryptSpec>,
-    ) -> Result<Accepted, Fail> {
+    ) -> Result<Accepted, FlowError> {
         self.check_flow_limits(peer)?;
         {
             let st = self.st();
             let of_process = st.flows.values().filter(|f| f.pid == pid).count();
             if pid > 0 && of_process >= self.settings.max_flows_per_process {
                 self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
-                return Err((
-                    ErrorCode::NoResources,
-                    format!(
-                        "process {pid} has its maximum of {} flows (o7sd --max-flows-per-process)",
-                        self.settings.max_flows_per_process
-                    ),
-                ));
+                return Err(FlowError::Limit(format!(
+                    "process {pid} has its maximum of {} flows (o7sd --max-flows-per-process)",
+                    self.settings.max_flows_per_process
+                )));
             }
         }
         let overhead = if crypt.is_some() {
@@ -46,13 +45,12 @@ impl Daemon {
             .map(|i| i.mtu)
             .unwrap_or(0)
             .saturating_sub(overhead);
-        let (memfd, tx, rx) =
-            flow_mem(mtu).map_err(|e| (ErrorCode::NoResources, format!("flow memory: {e}")))?;
+        let (memfd, tx, rx) = flow_mem(mtu).map_err(FlowError::Memory)?;
         let mut st = self.st();
         st.next_flow += 1;
         let flow = st.next_flow;
         let Some(i) = st.ipcps.get(ipcp) else {
-            return Err((ErrorCode::Internal, "IPCP vanished".into()));
+            return Err(FlowError::Internal("IPCP vanished".into()));
         };
         let (port, layer) = (i.port, i.layer.clone());
         st.flows.insert(
@@ -87,20 +85,14 @@ impl Daemon {
         if let Err(e) = added {
             // Forget it here and there (the data plane may install it late).
             self.dealloc(flow);
-            return Err((
-                ErrorCode::NoResources,
-                format!("the data plane cannot install the flow: {e}"),
-            ));
+            return Err(FlowError::Install(e));
         }
         self.counters.flows.fetch_add(1, Ordering::Relaxed);
         let fds = [dup(&memfd), dup(tx.fd()), dup(rx.fd())];
         let fds: Vec<OwnedFd> = fds.into_iter().flatten().collect();
         if fds.len() != 3 {
             self.dealloc(flow);
-            return Err((
-                ErrorCode::NoResources,
-                "cannot duplicate descriptors".into(),
-            ));
+            return Err(FlowError::Descriptors);
         }
         Ok(Accepted {
             info: FlowInfo {
@@ -117,17 +109,14 @@ impl Daemon {
 
     /// Whether one more flow with `peer` is within the daemon's limits (`--max-flows`,
     /// `--max-flows-per-peer`); counted and explained when not.
-    pub(super) fn check_flow_limits(&self, peer: Peer) -> Result<(), Fail> {
+    pub(super) fn check_flow_limits(&self, peer: Peer) -> Result<(), FlowError> {
         let st = self.st();
         if st.flows.len() >= self.settings.max_flows {
             self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
-            return Err((
-                ErrorCode::NoResources,
-                format!(
-                    "this daemon has its maximum of {} flows (o7sd --max-flows)",
-                    self.settings.max_flows
-                ),
-            ));
+            return Err(FlowError::Limit(format!(
+                "this daemon has its maximum of {} flows (o7sd --max-flows)",
+                self.settings.max_flows
+            )));
         }
         let same_peer = |p: &Peer| match (p, &peer) {
             (Peer::Ip(a), Peer::Ip(b)) => a.ip() == b.ip(),
@@ -136,13 +125,10 @@ impl Daemon {
         let of_peer = st.flows.values().filter(|f| same_peer(&f.peer)).count();
         if of_peer >= self.settings.max_flows_per_peer {
             self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
-            return Err((
-                ErrorCode::NoResources,
-                format!(
-                    "{peer} has its maximum of {} flows with this daemon (o7sd --max-flows-per-peer)",
-                    self.settings.max_flows_per_peer
-                ),
-            ));
+            return Err(FlowError::Limit(format!(
+                "{peer} has its maximum of {} flows with this daemon (o7sd --max-flows-per-peer)",
+                self.settings.max_flows_per_peer
+            )));
         }
         Ok(())
     }
@@ -153,7 +139,7 @@ impl Daemon {
         &self,
         name: &str,
         timeout: Duration,
-    ) -> Result<(usize, Peer, Vec<u8>), Fail> {
+    ) -> Result<(usize, Peer, Vec<u8>), FlowError> {
         let (tx, rx) = channel::<(usize, Peer)>();
         let mut asked = vec![];
         let mut out = vec![];
@@ -169,10 +155,9 @@ impl Daemon {
             order.sort_by_key(|(_, k)| *k);
             let order: Vec<usize> = order.into_iter().map(|(n, _)| n).collect();
             if order.is_empty() {
-                return Err((
-                    ErrorCode::UnknownName,
-                    format!("no layer is up to look {name} up in"),
-                ));
+                return Err(FlowError::NoLayer {
+                    name: name.to_string(),
+                });
             }
             for idx in &order {
                 let Some(i) = st.ipcps.get(*idx) else {
@@ -235,14 +220,11 @@ impl Daemon {
                     .unwrap_or_default();
                 Ok((idx, mac, h))
             }
-            Err(_) => Err((
-                ErrorCode::UnknownName,
-                format!(
-                    "no answer for {name} within {} ms (asked {})",
-                    timeout.as_millis(),
-                    asked.join(", ")
-                ),
-            )),
+            Err(_) => Err(FlowError::UnknownName {
+                name: name.to_string(),
+                ms: timeout.as_millis(),
+                asked: asked.join(", "),
+            }),
         }
     }
 
@@ -253,18 +235,16 @@ impl Daemon {
         qos: QosSpec,
         timeout: Duration,
         pid: i32,
-    ) -> Result<Accepted, Fail> {
+    ) -> Result<Accepted, FlowError> {
         let start = Instant::now();
         let (idx, peer, hash) = self.resolve(name, self.settings.query_timeout.min(timeout))?;
-        let enc = self
-            .enc_conf("client", name)
-            .map_err(|e| (ErrorCode::Invalid, e))?;
+        let enc = self.enc_conf("client", name).map_err(FlowError::Settings)?;
         let mut req_hdr = OapHdr::unsigned(rand::random(), now_ns(), vec![]);
         let eph = match &enc {
             Some((c, path)) => {
                 tracing::info!("Encryption enabled for {name} ({}).", path.display());
                 let e = Ephemeral::generate(c.kex, &ring::rand::SystemRandom::new())
-                    .map_err(|e| (ErrorCode::Internal, e))?;
+                    .map_err(FlowError::Internal)?;
                 tracing::debug!("Generated ephemeral keys for {pid}.");
                 req_hdr.cipher_nid = c.cipher.nid();
                 req_hdr.kdf_nid = c.kdf.nid();
@@ -277,20 +257,18 @@ impl Daemon {
                 None
             }
         };
-        let signer = self
-            .signer("client", name)
-            .map_err(|e| (ErrorCode::Invalid, e))?;
+        let signer = self.signer("client", name).map_err(FlowError::Settings)?;
         if let Some(sg) = &signer {
             req_hdr.crt = sg.cert.clone();
             req_hdr.md_nid = sg.md_nid;
             let unsigned = req_hdr
                 .to_bytes()
-                .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
-            req_hdr.tail = sg.sign(&unsigned).map_err(|e| (ErrorCode::Internal, e))?;
+                .map_err(|e| FlowError::Internal(e.to_string()))?;
+            req_hdr.tail = sg.sign(&unsigned).map_err(FlowError::Internal)?;
         }
         let req_oap = req_hdr
             .to_bytes()
-            .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+            .map_err(|e| FlowError::Internal(e.to_string()))?;
         let (tx, rx) = channel();
         let mut out = vec![];
         let local = {
@@ -298,7 +276,7 @@ impl Daemon {
             let i = st
                 .ipcps
                 .get_mut(idx)
-                .ok_or((ErrorCode::Internal, "IPCP vanished".into()))?;
+                .ok_or_else(|| FlowError::Internal("IPCP vanished".into()))?;
             let left = timeout.saturating_sub(start.elapsed());
             let now = Instant::now();
             // Allocations whose time is up go first (the protocol thread may be asleep).
@@ -306,12 +284,9 @@ impl Daemon {
             let (id, local) = i
                 .shim
                 .alloc(now, peer, &hash, qos, &req_oap, left)
-                .map_err(|e| match e {
-                    o7s_proto::shim::ShimError::NoEid => (
-                        ErrorCode::NoResources,
-                        format!("no free endpoint id in {}", i.name),
-                    ),
-                    e => (ErrorCode::Busy, format!("{}: {e}", i.name)),
+                .map_err(|source| FlowError::Layer {
+                    ipcp: i.name.clone(),
+                    source,
                 })?;
             i.alloc_waiters.insert(id.0, tx);
             self.pump(&mut st, idx, &mut out);
@@ -331,42 +306,53 @@ impl Daemon {
         };
         let reply = match reply {
             Ok(Ok(r)) => r,
-            Ok(Err(o7s_proto::shim::ShimError::Refused(response))) => {
-                return Err((
-                    ErrorCode::Refused,
-                    format!("{name} refused the flow (response {response})"),
-                ));
+            Ok(Err(ShimError::Refused(response))) => {
+                return Err(FlowError::Refused {
+                    name: name.to_string(),
+                    response,
+                });
             }
             Ok(Err(_)) | Err(_) => {
                 free(&mut self.st());
-                return Err((
-                    ErrorCode::Timeout,
-                    format!("no FLOW_REPLY for {name} within {} ms", timeout.as_millis()),
-                ));
+                return Err(FlowError::Timeout {
+                    name: name.to_string(),
+                    ms: timeout.as_millis(),
+                });
             }
         };
-        if let Err(why) = o7s_proto::oap::check_response(&req_oap, &reply.oap)
-            .map_err(|e| e.to_string())
-            .and_then(|()| self.authenticate_server(name, &req_oap, &reply.oap))
-        {
+        let checked = o7s_proto::oap::check_response(&req_oap, &reply.oap)
+            .map_err(|source| FlowError::BadResponse {
+                name: name.to_string(),
+                source,
+            })
+            .and_then(|()| {
+                self.authenticate_server(name, &req_oap, &reply.oap)
+                    .map_err(|why| FlowError::Unauthenticated {
+                        name: name.to_string(),
+                        why,
+                    })
+            });
+        if let Err(e) = checked {
             free(&mut self.st());
-            tracing::warn!("Flow allocation to {name} refused: {why}");
-            return Err((
-                ErrorCode::Security,
-                format!("bad OAP response from {name}: {why}"),
-            ));
+            tracing::warn!("Flow allocation to {name} refused: {e}");
+            return Err(e);
         }
         let crypt = match (enc, eph) {
             (Some((conf, _)), Some(eph)) => {
-                match super::oap_glue::client_key(&conf, eph, &reply.oap) {
-                    Ok(spec) => Some(CryptSpec {
+                match o7s_proto::oap::client_key(&conf, eph, &reply.oap) {
+                    Ok(k) => Some(CryptSpec {
+                        cipher: k.cipher,
+                        key: k.key.to_vec(),
                         rotation_bits: self.settings.key_rotation_bits,
-                        ..spec
                     }),
-                    Err(why) => {
+                    Err(source) => {
                         free(&mut self.st());
-                        tracing::warn!("Flow allocation to {name} refused: {why}");
-                        return Err((ErrorCode::Security, format!("{name}: {why}")));
+                        let e = FlowError::BadResponse {
+                            name: name.to_string(),
+                            source,
+                        };
+                        tracing::warn!("Flow allocation to {name} refused: {e}");
+                        return Err(e);
                     }
                 }
             }

@@ -47,9 +47,15 @@ impl Daemon {
                 timeout_ms,
             } => match self.alloc(&name, qos, Duration::from_millis(timeout_ms.max(1)), pid) {
                 Ok(acc) => self.deliver_and_hold(ch, acc, slot),
-                Err((code, message)) => {
-                    tracing::info!("Flow allocation to {name} for process {pid} failed: {message}");
-                    let _ = ch.send(&Reply::Error { code, message }, &[]);
+                Err(e) => {
+                    tracing::info!("Flow allocation to {name} for process {pid} failed: {e}");
+                    let _ = ch.send(
+                        &Reply::Error {
+                            code: e.code(),
+                            message: e.to_string(),
+                        },
+                        &[],
+                    );
                 }
             },
             Request::Accept { timeout_ms } => self.accept(

@@ -170,16 +170,6 @@ pub fn verify_response_at(
     Ok(())
 }
 
-/// The client's key of an encrypted flow, as the data plane takes it.
-pub(super) fn client_key(conf: &EncConf, eph: Ephemeral, resp: &[u8]) -> Result<CryptSpec, String> {
-    let k = o7s_proto::oap::client_key(conf, eph, resp).map_err(|e| e.to_string())?;
-    Ok(CryptSpec {
-        cipher: k.cipher,
-        key: k.key.to_vec(),
-        rotation_bits: 0,
-    })
-}
-
 /// The server's OAP response and flow key (`o7s_proto::oap::server_key`), with the time
 /// and randomness of this host.
 pub(super) fn server_key(

@@ -9,7 +9,7 @@
 //! waited too long, and fires the machines' timers. No thread is started per request, and
 //! every queue is bounded: what does not fit is refused and counted.
 
-use super::{Daemon, Fail, State};
+use super::{Daemon, State};
 use crate::eth::{Peer, ReplyInfo};
 use crate::registry::Acceptor;
 use o7s_abi::msg::CryptSpec;
@@ -353,7 +353,7 @@ impl Daemon {
         });
         // The limits first: a request that will be refused must not take an acceptor or
         // start a program.
-        self.check_flow_limits(f.peer).map_err(|(_, why)| why)?;
+        self.check_flow_limits(f.peer).map_err(|e| e.to_string())?;
         Ok((resp, crypt))
     }
 
@@ -448,7 +448,7 @@ impl Daemon {
             w.idx, local, w.remote, w.peer, &w.name, w.qos, "accept", a.pid, w.crypt,
         ) {
             Ok(acc) => acc,
-            Err((_, e)) => {
+            Err(e) => {
                 crate::wire_log!(warn, "Flow request for {}: {e}", w.name);
                 // The process was picked but got nothing: it is first in line again.
                 self.st().reg.restore(a);
@@ -555,16 +555,19 @@ impl Daemon {
         timeout: Duration,
         tx: std::sync::mpsc::Sender<(usize, Peer)>,
         out: &mut Outbox,
-    ) -> Result<(), Fail> {
+    ) -> Result<(), crate::error::FlowError> {
         let Some(i) = st.ipcps.get_mut(idx) else {
-            return Err((o7s::proto::ErrorCode::Internal, "IPCP vanished".into()));
+            return Err(crate::error::FlowError::Internal("IPCP vanished".into()));
         };
         let now = Instant::now();
         // Queries whose time is up go first (the protocol thread may be asleep).
         i.shim.handle_timeout(now);
-        if let Err(e) = i.shim.query(now, h.to_vec(), timeout) {
+        if let Err(source) = i.shim.query(now, h.to_vec(), timeout) {
             self.counters.query_limit.fetch_add(1, Ordering::Relaxed);
-            return Err((o7s::proto::ErrorCode::Busy, format!("{}: {e}", i.name)));
+            return Err(crate::error::FlowError::Layer {
+                ipcp: i.name.clone(),
+                source,
+            });
         }
         i.query_waiters
             .entry(h.to_vec())
