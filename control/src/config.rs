@@ -32,27 +32,7 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Load balancing of flows over the processes accepting a name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Lb {
-    /// Feed the most recent acceptor (the reference's TOML default).
-    #[default]
-    Spill,
-    /// Alternate between acceptors.
-    RoundRobin,
-}
-
-impl Lb {
-    /// Parses `spill` / `round-robin`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "spill" => Some(Self::Spill),
-            "round-robin" => Some(Self::RoundRobin),
-            _ => None,
-        }
-    }
-}
+pub use o7s_proto::registry::Lb;
 
 /// A `[name."x"]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,6 +16,8 @@
 //!   accepts their name, an auto-started program, or their deadline.
 //! - [`oap`]: OAP requests and responses, negotiation and key derivation (signatures stay
 //!   with the caller).
+//! - [`registry`]: names, bound programs and processes, processes waiting in accept, load
+//!   balancing.
 //! - [`sim`]: N nodes on a lossy, reordering, duplicating segment, on virtual time, seeded.
 
 #![forbid(unsafe_code)]
@@ -23,5 +25,6 @@
 pub mod accept;
 pub mod mgmt;
 pub mod oap;
+pub mod registry;
 pub mod shim;
 pub mod sim;

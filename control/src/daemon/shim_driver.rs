@@ -390,13 +390,13 @@ impl Daemon {
             let mut st = self.st();
             let st2 = &mut *st;
             let reg = &st2.reg;
-            let action = st2
-                .accept_queue
-                .next(Instant::now(), &mut |n| reg.has_acceptor(n));
+            let action = st2.accept_queue.next(Instant::now(), &mut |n| {
+                reg.has_acceptor(n, &crate::registry::process_lives)
+            });
             let Some(action) = action else { return };
             match action {
                 Action::Serve { key, name } => {
-                    let acc = st.reg.take_acceptor(&name);
+                    let acc = st.reg.take_acceptor(&name, &crate::registry::process_lives);
                     let w = st.waiting.remove(&key);
                     drop(st);
                     match (w, acc) {
@@ -458,7 +458,7 @@ impl Daemon {
             }
         };
         let flow = acc.flow;
-        if a.tx.send(acc).is_err() {
+        if a.handle.send(acc).is_err() {
             crate::wire_log!(warn, "The process accepting {} went away: refused.", w.name);
             self.dealloc(flow);
             self.refuse_req(w.idx, w.req);

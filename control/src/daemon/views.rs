@@ -256,7 +256,7 @@ impl Daemon {
                         .map(|(n, e)| {
                             let layers: Vec<String> =
                                 st.ipcps.iter().filter(|i| i.regs.values().any(|r| r == n)).map(|i| i.name.clone()).collect();
-                            json!({"name": n, "lb": e.lb, "programs": e.progs.iter().map(|p| format!("{}{}", p.path, if p.auto { " (auto)" } else { "" })).collect::<Vec<_>>(),
+                            json!({"name": n, "lb": e.lb.as_str(), "programs": e.progs.iter().map(|p| format!("{}{}", p.path, if p.auto { " (auto)" } else { "" })).collect::<Vec<_>>(),
                                    "processes": e.pids.iter().collect::<Vec<_>>(), "registered_in": layers, "accepting": e.active.len()})
                         })
                         .collect(),
