@@ -14,6 +14,8 @@
 //!   retransmission) and as responder (incoming requests, duplicates, accept or refuse).
 //! - [`accept`]: the responder's waiting room: requests wait in order for a process that
 //!   accepts their name, an auto-started program, or their deadline.
+//! - [`linkstate`]: a unicast layer's link-state routing ("simple"): LSAs, LSDB, ageing,
+//!   shortest paths (issue 15's first piece).
 //! - [`oap`]: OAP requests and responses, negotiation and key derivation (signatures stay
 //!   with the caller).
 //! - [`registry`]: names, bound programs and processes, processes waiting in accept, load
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod linkstate;
 pub mod mgmt;
 pub mod oap;
 pub mod registry;

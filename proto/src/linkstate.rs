@@ -1,0 +1,377 @@
+//! Link-state routing of a unicast layer ("simple" policy), as the reference's
+//! `routing/link-state.c` does it (unicast facts §4), as a state machine without I/O.
+//!
+//! - Management flows carry bare 24-byte LSAs `d_addr | s_addr | seqno` (big-endian): "the
+//!   link s_addr -> d_addr is up, version seqno". A new one (unknown pair) is inserted, the
+//!   forwarding table recomputed at once, and forwarded to every management neighbour but
+//!   the one it came from; a known pair with a higher seqno is updated and forwarded; the
+//!   rest is ignored.
+//! - A new DT connection: the LSA (self -> neighbour, 0) goes to every management neighbour,
+//!   then the own adjacency is inserted. A new management neighbour gets the whole LSDB.
+//! - Every `t_update`: records older than `t_timeo` are deleted; the own ones are announced
+//!   again with seqno + 1. Every `t_recalc` the table is recomputed if something changed.
+//! - A link is used only when both ends announced it; every link weighs 1; shortest paths
+//!   with the reference's tie-breaks (lowest address first, strict improvement only).
+//!
+//! Management flows are the caller's handles (`F`); DT neighbours are addresses.
+
+use o7s_wire::field::Writer;
+use o7s_wire::unicast::lsa::Lsa;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// A unicast address.
+pub type Addr = u64;
+
+/// Timers (the reference's `ls_config` defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct LsConfig {
+    /// Re-announce the own links and age the others out this often.
+    pub t_update: Duration,
+    /// A record not refreshed for this long is deleted.
+    pub t_timeo: Duration,
+    /// Recompute the table this often when something changed.
+    pub t_recalc: Duration,
+}
+
+impl Default for LsConfig {
+    fn default() -> Self {
+        Self {
+            t_update: Duration::from_secs(15),
+            t_timeo: Duration::from_secs(60),
+            t_recalc: Duration::from_secs(4),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Adj {
+    seqno: u64,
+    stamp: Instant,
+    /// Insertion order (newest edges are scanned first).
+    order: u64,
+}
+
+/// What the machine counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LsCounters {
+    /// SDUs that are not 24-byte LSAs.
+    pub malformed: u64,
+    /// LSAs ignored (known pair, seqno not higher).
+    pub stale: u64,
+    /// LSAs inserted or updated.
+    pub accepted: u64,
+    /// Records aged out.
+    pub timed_out: u64,
+}
+
+/// One IPCP's link-state routing.
+#[derive(Debug)]
+pub struct LinkState<F> {
+    cfg: LsConfig,
+    me: Addr,
+    lsdb: BTreeMap<(Addr, Addr), Adj>,
+    mgmt: Vec<F>,
+    dt: BTreeSet<Addr>,
+    pff: BTreeMap<Addr, Addr>,
+    modified: bool,
+    next_update: Instant,
+    next_recalc: Instant,
+    order: u64,
+    out: VecDeque<(F, [u8; 24])>,
+    counters: LsCounters,
+}
+
+fn encode(s: Addr, d: Addr, seqno: u64) -> [u8; 24] {
+    let mut w = Writer::default();
+    Lsa {
+        d_addr: d,
+        s_addr: s,
+        seqno,
+    }
+    .write(&mut w);
+    let mut b = [0u8; 24];
+    for (dst, src) in b.iter_mut().zip(w.0.iter()) {
+        *dst = *src;
+    }
+    b
+}
+
+impl<F: Clone + PartialEq> LinkState<F> {
+    /// The routing of the IPCP with address `me`, started at `now` (bootstrap or enrolment).
+    pub fn new(me: Addr, cfg: LsConfig, now: Instant) -> Self {
+        Self {
+            cfg,
+            me,
+            lsdb: BTreeMap::new(),
+            mgmt: Vec::new(),
+            dt: BTreeSet::new(),
+            pff: BTreeMap::new(),
+            modified: false,
+            // The update pass runs once at start, then every t_update.
+            next_update: now,
+            next_recalc: now + cfg.t_recalc,
+            order: 0,
+            out: VecDeque::new(),
+            counters: LsCounters::default(),
+        }
+    }
+
+    /// What was counted.
+    pub fn counters(&self) -> LsCounters {
+        self.counters
+    }
+
+    /// The next hop towards `dst`, if the table has one.
+    pub fn next_hop(&self, dst: Addr) -> Option<Addr> {
+        self.pff.get(&dst).copied()
+    }
+
+    /// The whole table: destination -> next hop.
+    pub fn table(&self) -> &BTreeMap<Addr, Addr> {
+        &self.pff
+    }
+
+    /// The LSDB: (source, destination) -> seqno.
+    pub fn lsdb(&self) -> Vec<((Addr, Addr), u64)> {
+        self.lsdb.iter().map(|(k, a)| (*k, a.seqno)).collect()
+    }
+
+    fn send_all(&mut self, lsa: [u8; 24], except: Option<&F>) {
+        for f in &self.mgmt {
+            if except != Some(f) {
+                self.out.push_back((f.clone(), lsa));
+            }
+        }
+    }
+
+    fn insert(&mut self, now: Instant, s: Addr, d: Addr, seqno: u64) {
+        self.order += 1;
+        self.lsdb.insert(
+            (s, d),
+            Adj {
+                seqno,
+                stamp: now,
+                order: self.order,
+            },
+        );
+        self.recompute();
+    }
+
+    /// A management flow `f` is up: it gets every record of the LSDB.
+    pub fn add_mgmt(&mut self, f: F) {
+        for ((s, d), a) in &self.lsdb {
+            self.out.push_back((f.clone(), encode(*s, *d, a.seqno)));
+        }
+        self.mgmt.push(f);
+    }
+
+    /// A management flow is gone: no more flooding to it.
+    pub fn remove_mgmt(&mut self, f: &F) {
+        self.mgmt.retain(|m| m != f);
+    }
+
+    /// A DT connection to `addr` is up.
+    pub fn add_dt(&mut self, now: Instant, addr: Addr) {
+        let lsa = encode(self.me, addr, 0);
+        self.send_all(lsa, None);
+        self.dt.insert(addr);
+        self.insert(now, self.me, addr, 0);
+    }
+
+    /// The DT connection to `addr` is gone: the own record goes (nothing is sent; the
+    /// others age it out).
+    pub fn remove_dt(&mut self, addr: Addr) {
+        self.dt.remove(&addr);
+        self.lsdb.remove(&(self.me, addr));
+        self.modified = true;
+    }
+
+    /// An SDU from management flow `from`.
+    pub fn handle(&mut self, now: Instant, from: &F, sdu: &[u8]) {
+        let Ok(l) = (if sdu.len() == 24 {
+            Lsa::parse(sdu)
+        } else {
+            Err(o7s_wire::Error::Truncated {
+                what: "LSA",
+                need: 24,
+                have: sdu.len(),
+            })
+        }) else {
+            self.counters.malformed += 1;
+            return;
+        };
+        let key = (l.s_addr, l.d_addr);
+        match self.lsdb.get_mut(&key) {
+            None => {
+                self.counters.accepted += 1;
+                self.insert(now, l.s_addr, l.d_addr, l.seqno);
+            }
+            Some(a) if l.seqno > a.seqno => {
+                self.counters.accepted += 1;
+                a.seqno = l.seqno;
+                a.stamp = now;
+            }
+            Some(_) => {
+                self.counters.stale += 1;
+                return;
+            }
+        }
+        let mut b = [0u8; 24];
+        for (dst, src) in b.iter_mut().zip(sdu.iter()) {
+            *dst = *src;
+        }
+        self.send_all(b, Some(from));
+    }
+
+    /// Timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_update {
+            self.next_update = now + self.cfg.t_update;
+            let timeo = self.cfg.t_timeo;
+            let before = self.lsdb.len();
+            self.lsdb.retain(|_, a| now <= a.stamp + timeo);
+            let gone = before - self.lsdb.len();
+            self.counters.timed_out += gone as u64;
+            if gone > 0 {
+                // The reference forgets to mark this (facts §4.4); o7s recomputes.
+                self.modified = true;
+            }
+            let mine: Vec<(Addr, u64)> = self
+                .lsdb
+                .iter_mut()
+                .filter(|((s, _), _)| *s == self.me)
+                .map(|((_, d), a)| {
+                    a.seqno += 1;
+                    a.stamp = now;
+                    (*d, a.seqno)
+                })
+                .collect();
+            for (d, seq) in mine {
+                let lsa = encode(self.me, d, seq);
+                self.send_all(lsa, None);
+            }
+        }
+        if now >= self.next_recalc {
+            self.next_recalc = now + self.cfg.t_recalc;
+            if self.modified {
+                self.recompute();
+            }
+        }
+    }
+
+    /// When [`LinkState::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.next_update.min(self.next_recalc))
+    }
+
+    /// The next LSA to send, and on which management flow.
+    pub fn poll_transmit(&mut self) -> Option<(F, [u8; 24])> {
+        self.out.pop_front()
+    }
+
+    /// Shortest paths (hop count) over the links both ends announced; the next hop of each
+    /// destination is the first hop of the first shortest path found, visiting vertices by
+    /// (distance, address) and edges newest first, improving only on strictly shorter.
+    fn recompute(&mut self) {
+        self.modified = false;
+        // Usable edges: both directions announced.
+        let mut adj: BTreeMap<Addr, Vec<(u64, Addr)>> = BTreeMap::new();
+        for ((s, d), a) in &self.lsdb {
+            if self.lsdb.contains_key(&(*d, *s)) {
+                adj.entry(*s).or_default().push((a.order, *d));
+            }
+        }
+        for edges in adj.values_mut() {
+            edges.sort_by_key(|e| std::cmp::Reverse(e.0));
+        }
+        let mut dist: BTreeMap<Addr, u32> = BTreeMap::new();
+        let mut first: BTreeMap<Addr, Addr> = BTreeMap::new();
+        let mut done: BTreeSet<Addr> = BTreeSet::new();
+        dist.insert(self.me, 0);
+        // The unvisited vertex with the lowest (distance, address), each in turn.
+        while let Some((&v, &dv)) = dist
+            .iter()
+            .filter(|(a, _)| !done.contains(*a))
+            .min_by_key(|(a, d)| (**d, **a))
+        {
+            done.insert(v);
+            for &(_, n) in adj.get(&v).map(Vec::as_slice).unwrap_or(&[]) {
+                let nd = dv + 1;
+                if dist.get(&n).is_none_or(|d| nd < *d) {
+                    dist.insert(n, nd);
+                    let hop = if v == self.me {
+                        n
+                    } else {
+                        first.get(&v).copied().unwrap_or(n)
+                    };
+                    first.insert(n, hop);
+                }
+            }
+        }
+        first.remove(&self.me);
+        // A next hop without a DT connection is skipped.
+        first.retain(|_, hop| self.dt.contains(hop));
+        self.pff = first;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_lsa_is_inserted_forwarded_once_and_links_need_both_ends() {
+        let t0 = Instant::now();
+        let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+        ls.add_mgmt(10);
+        ls.add_mgmt(20);
+        ls.add_dt(t0, 2);
+        // Our own announcement went to both management neighbours.
+        assert_eq!(ls.poll_transmit(), Some((10, encode(1, 2, 0))));
+        assert_eq!(ls.poll_transmit(), Some((20, encode(1, 2, 0))));
+        // Only 1 -> 2 is known: no route yet.
+        assert_eq!(ls.next_hop(2), None);
+        // 2 -> 1 from flow 10: inserted, forwarded to 20 only, route up.
+        ls.handle(t0, &10, &encode(2, 1, 0));
+        assert_eq!(ls.poll_transmit(), Some((20, encode(2, 1, 0))));
+        assert_eq!(ls.poll_transmit(), None);
+        assert_eq!(ls.next_hop(2), Some(2));
+        // The same again: ignored, not forwarded.
+        ls.handle(t0, &20, &encode(2, 1, 0));
+        assert_eq!(ls.poll_transmit(), None);
+        assert_eq!(ls.counters().stale, 1);
+        // A newer seqno: forwarded. A short SDU: counted.
+        ls.handle(t0, &20, &encode(2, 1, 1));
+        assert_eq!(ls.poll_transmit(), Some((10, encode(2, 1, 1))));
+        ls.handle(t0, &20, &[0; 23]);
+        assert_eq!(ls.counters().malformed, 1);
+    }
+
+    #[test]
+    fn own_links_are_announced_and_others_age_out() {
+        let t0 = Instant::now();
+        let cfg = LsConfig::default();
+        let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+        ls.add_dt(t0, 2);
+        ls.handle(t0, &0, &encode(2, 1, 0));
+        ls.add_mgmt(7);
+        // The new neighbour got the whole LSDB.
+        assert_eq!(ls.poll_transmit(), Some((7, encode(1, 2, 0))));
+        assert_eq!(ls.poll_transmit(), Some((7, encode(2, 1, 0))));
+        ls.handle_timeout(t0); // the pass at start: seqno 1
+        assert_eq!(ls.poll_transmit(), Some((7, encode(1, 2, 1))));
+        // 2 stops announcing: after t_timeo its record goes, and the route with it, while
+        // the own record is re-announced at every pass.
+        let mut now = t0;
+        for _ in 0..6 {
+            now += cfg.t_update;
+            ls.handle_timeout(now);
+        }
+        assert!(ls.poll_transmit().is_some());
+        assert_eq!(ls.counters().timed_out, 1);
+        assert_eq!(ls.next_hop(2), None);
+        assert_eq!(ls.lsdb().len(), 1);
+    }
+}
