@@ -5,19 +5,20 @@ use crate::config::{Config, IpcpKind, Lb};
 use crate::dp::DpHandle;
 mod alloc;
 mod connections;
-mod holder;
+mod event_loop;
 mod oap_glue;
 mod setup;
 mod shim_driver;
 mod supervise;
 mod views;
 
+pub use event_loop::Waker;
 pub use oap_glue::{req_hash, verify_response, verify_response_at};
 
 use crate::eth::{EthIpcp, Peer};
 use crate::registry::{exe_of, resolve_prog, Accepted, ProgBind, Registry};
 use crate::security::{EncConf, Ephemeral};
-use o7s::ipc::{wait_readable, Channel};
+use o7s::ipc::Channel;
 use o7s::proto::{Ctl, ErrorCode, FlowInfo, Reply, Request};
 use o7s::ring::{FlowMem, Kick, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
 use o7s_abi::msg::CryptSpec;
@@ -29,9 +30,9 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, sync_channel};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Daemon settings from the command line.
@@ -120,6 +121,8 @@ pub struct Counters {
     pub query_limit: AtomicU64,
     /// FLOW_REQs repeated by their sender (no second flow: ignored, or answered again).
     pub req_duplicate: AtomicU64,
+    /// o7sctl requests refused: the admin thread's queue was full.
+    pub admin_busy: AtomicU64,
 }
 
 /// Mutable state.
@@ -137,13 +140,13 @@ pub struct State {
     pub children: Vec<(String, Child)>,
     /// IPCPs created (`o7sctl ipcp create`) but not bootstrapped yet: name -> type.
     pub created: HashMap<String, IpcpKind>,
-    /// Flow requests from the wire not checked yet (the protocol thread takes them).
+    /// Flow requests from the wire not checked yet (the event loop takes them).
     fresh: std::collections::VecDeque<shim_driver::Fresh>,
     /// Checked flow requests waiting for an acceptor, in arrival order.
     accept_queue: o7s_proto::accept::AcceptQueue<(usize, o7s_proto::shim::ReqId)>,
     /// What each of them needs when it is served.
     waiting: HashMap<(usize, o7s_proto::shim::ReqId), shim_driver::Waiting>,
-    /// When the protocol thread wakes next, while it sleeps.
+    /// When the event loop's protocol work is due next (an earlier timer wakes it).
     proto_wake: Option<Instant>,
 }
 
@@ -155,8 +158,6 @@ pub struct Daemon {
     trust: Mutex<crate::auth::TrustStore>,
     /// OAP requests seen recently (id -> timestamp), against replays.
     replay: Mutex<crate::replay::ReplayWindow>,
-    /// Signalled when a process starts accepting.
-    accept_cv: Condvar,
     /// The data plane.
     pub dp: Arc<DpHandle>,
     /// Settings.
@@ -165,8 +166,10 @@ pub struct Daemon {
     pub counters: Counters,
     /// Set when shutting down.
     pub stopping: AtomicBool,
-    /// App connections holding flows, for the holder thread.
-    holder: holder::Holder,
+    /// What the event loop shares with other threads (its waker, the admin queue).
+    lp: event_loop::LoopShared,
+    /// udp name lookups running.
+    lookups: Arc<AtomicUsize>,
     /// Calls of `tick`.
     ticks: AtomicU64,
     /// Capture ids given so far.
@@ -223,12 +226,12 @@ impl Daemon {
             }),
             trust: Mutex::new(trust),
             replay: Mutex::new(crate::replay::ReplayWindow::default()),
-            accept_cv: Condvar::new(),
             dp,
             settings,
             counters: Counters::default(),
             stopping: AtomicBool::new(false),
-            holder: holder::Holder::default(),
+            lp: event_loop::LoopShared::default(),
+            lookups: Arc::new(AtomicUsize::new(0)),
             ticks: AtomicU64::new(0),
             capture_ids: AtomicU64::new(0),
         })

@@ -83,6 +83,9 @@ pub enum FlowError {
     /// The app's descriptors could not be made.
     #[error("cannot duplicate descriptors")]
     Descriptors,
+    /// Too much in progress already (a bounded queue or pool is full).
+    #[error("{0}")]
+    Busy(String),
     /// A failure of this daemon (see its log).
     #[error("{0}")]
     Internal(String),
@@ -97,7 +100,7 @@ impl FlowError {
                 source: ShimError::NoEid,
                 ..
             } => ErrorCode::NoResources,
-            Self::Layer { .. } => ErrorCode::Busy,
+            Self::Layer { .. } | Self::Busy(_) => ErrorCode::Busy,
             Self::Timeout { .. } => ErrorCode::Timeout,
             Self::Refused { .. } => ErrorCode::Refused,
             Self::BadResponse { .. } | Self::Unauthenticated { .. } => ErrorCode::Security,

@@ -232,19 +232,13 @@ fn main() -> ExitCode {
         std::thread::spawn(move || d.dp_events());
     }
     {
-        // The protocol machines' thread: flow requests from the wire, timers.
+        // The admin thread: o7sctl requests (they may wait on the data plane).
         let d = d.clone();
-        let d2 = d.clone();
         let started = std::thread::Builder::new()
-            .name("o7sd-proto".into())
-            .spawn(move || d.run_protocol());
-        let started = started.and_then(|_| {
-            std::thread::Builder::new()
-                .name("o7sd-holder".into())
-                .spawn(move || d2.run_holder())
-        });
+            .name("o7sd-admin".into())
+            .spawn(move || d.run_admin());
         if let Err(e) = started {
-            tracing::error!("cannot start the protocol thread: {e}");
+            tracing::error!("cannot start the admin thread: {e}");
             return ExitCode::from(1);
         }
     }
@@ -267,43 +261,24 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    {
+    let event_loop = {
+        // The event loop: connections, allocations, acceptors, flow requests from the
+        // wire and the machines' timers.
         let d = d.clone();
         let conns = std::sync::Arc::new(o7s_control::conns::Conns::new(
             cli.max_conns_per_user as usize,
         ));
-        let mut last_accept_error: Option<std::time::Instant> = None;
-        std::thread::spawn(move || loop {
-            match listener.accept() {
-                Ok(ch) => {
-                    let Some(slot) = conns.admit(&ch) else {
-                        continue;
-                    };
-                    let d = d.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("o7sd-client".into())
-                        .spawn(move || d.serve(ch, Some(slot)));
-                    if let Err(e) = spawned {
-                        tracing::warn!("cannot serve a client: {e}");
-                    }
-                }
-                Err(e) => {
-                    if d.stopping.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    // Out of descriptors, say: once every 5 s in the log, not 100 times a
-                    // second; clients wait in the backlog meanwhile.
-                    if last_accept_error
-                        .is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(5))
-                    {
-                        tracing::warn!("cannot accept a client: {e}");
-                        last_accept_error = Some(std::time::Instant::now());
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        });
-    }
+        std::thread::Builder::new()
+            .name("o7sd-loop".into())
+            .spawn(move || d.run_loop(&listener, &conns))
+    };
+    let event_loop = match event_loop {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("cannot start the event loop: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if let Err(e) = o7s_control::install_signal_handlers() {
         tracing::warn!("signal handlers: {e}");
     }
@@ -313,6 +288,11 @@ fn main() -> ExitCode {
     }
     tracing::info!("o7sd shutting down.");
     d.stopping.store(true, Ordering::SeqCst);
+    d.waker().wake();
+    // It frees what its connections hold (flows, acceptors, captures).
+    if event_loop.join().is_err() {
+        tracing::error!("the event loop panicked");
+    }
     d.stop_children();
     d.dp.stop();
     let _ = std::fs::remove_file(&sock);

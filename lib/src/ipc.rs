@@ -150,6 +150,36 @@ impl Channel {
         }
     }
 
+    /// Whether the next packet waiting begins a message of several packets (`Ok(false)`
+    /// also when nothing waits or the peer closed): an event loop reads one-packet messages
+    /// itself, as they never block once the socket is readable, and leaves longer ones
+    /// to a thread that may wait for their rest.
+    pub fn next_is_long(&self) -> io::Result<bool> {
+        let mut b = [0u8; 1];
+        let mut iov = [IoSliceMut::new(&mut b)];
+        match recvmsg::<()>(
+            self.fd.as_raw_fd(),
+            &mut iov,
+            None,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(m) => Ok(m.bytes > 0 && b[0] == MORE),
+            Err(nix::Error::EAGAIN) => Ok(false),
+            Err(e) => Err(nix_io(e)),
+        }
+    }
+
+    /// Makes blocking sends and receives on this channel fail (`WouldBlock`) after
+    /// `timeout`: for a thread that must not wait on one peer for ever.
+    pub fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
+        let tv = nix::sys::time::TimeVal::new(
+            i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            i64::from(timeout.subsec_micros()),
+        );
+        nix::sys::socket::setsockopt(&self.fd, sockopt::SendTimeout, &tv).map_err(nix_io)?;
+        nix::sys::socket::setsockopt(&self.fd, sockopt::ReceiveTimeout, &tv).map_err(nix_io)
+    }
+
     /// Receives a message and its descriptors; `UnexpectedEof` when the peer closed.
     pub fn recv<T: DeserializeOwned>(&self) -> io::Result<(T, Vec<OwnedFd>)> {
         let (bytes, fds) = self.recv_message()?;
@@ -335,6 +365,15 @@ impl Listener {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
         Ok(Self { fd })
+    }
+
+    /// Makes [`Listener::accept`] return `WouldBlock` instead of waiting for a client.
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let flags = fcntl(&self.fd, FcntlArg::F_GETFL).map_err(nix_io)?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(&self.fd, FcntlArg::F_SETFL(flags)).map_err(nix_io)?;
+        Ok(())
     }
 
     /// Accepts a connection.

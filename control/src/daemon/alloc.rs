@@ -1,9 +1,88 @@
 //! Flow allocation as requester: resolving names, FLOW_REQ through the shim machine, the
-//! flow installed in the data plane.
+//! flow installed in the data plane. An allocation is a job the event loop drives
+//! ([`Daemon::alloc_start`], then [`Daemon::alloc_poll`] each time it wakes): it never
+//! waits, so allocations in progress take no thread.
 
 use super::*;
 use crate::error::FlowError;
+use crate::eth::ReplyInfo;
 use o7s_proto::shim::ShimError;
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+/// Most udp name lookups (DNS or the system resolver, which block) at once.
+pub const MAX_LOOKUPS: usize = 16;
+
+/// An allocation in progress.
+#[derive(Debug)]
+pub(crate) struct AllocJob {
+    name: String,
+    qos: QosSpec,
+    timeout: Duration,
+    pid: i32,
+    start: Instant,
+    stage: Stage,
+}
+
+#[derive(Debug)]
+enum Stage {
+    /// Waiting for a layer to find the name.
+    Resolving {
+        rx: Receiver<(usize, Peer)>,
+        deadline: Instant,
+        asked: String,
+    },
+    /// FLOW_REQ sent: waiting for the FLOW_REPLY.
+    Replying(Box<Replying>),
+}
+
+struct Replying {
+    idx: usize,
+    local: u32,
+    rx: Receiver<Result<ReplyInfo, ShimError>>,
+    deadline: Instant,
+    req_oap: Vec<u8>,
+    enc: Option<(o7s_proto::oap::keys::EncConf, std::path::PathBuf)>,
+    eph: Option<Ephemeral>,
+}
+
+impl std::fmt::Debug for Replying {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replying")
+            .field("idx", &self.idx)
+            .field("local", &self.local)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where an allocation stands after a step.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Finished: the flow, or why not.
+    Done(Result<Accepted, FlowError>),
+    /// Still waiting (for a name answer or a FLOW_REPLY); poll again when woken or at
+    /// [`AllocJob::deadline`].
+    Pending(AllocJob),
+}
+
+impl AllocJob {
+    /// When the job must be polled even if nothing woke the loop.
+    pub fn deadline(&self) -> Instant {
+        match &self.stage {
+            Stage::Resolving { deadline, .. } => *deadline,
+            Stage::Replying(r) => r.deadline,
+        }
+    }
+}
+
+/// How a name was found: at once (cache) or later (queries sent).
+enum Found {
+    Now(usize, Peer, Vec<u8>),
+    Later {
+        rx: Receiver<(usize, Peer)>,
+        asked: String,
+    },
+}
 
 impl Daemon {
     /// Sets up the shared memory and the data-plane entry of a flow, records it, and returns
@@ -133,13 +212,9 @@ impl Daemon {
         Ok(())
     }
 
-    /// Finds the IPCP and MAC behind `name`: cache first, then a name query on every eth
-    /// IPCP at once.
-    pub(super) fn resolve(
-        &self,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<(usize, Peer, Vec<u8>), FlowError> {
+    /// Finds the IPCP and peer behind `name`: the cache first, else a name query on every
+    /// eth IPCP and a lookup on every udp IPCP at once (the first answer wins).
+    fn resolve_start(&self, name: &str, timeout: Duration) -> Result<Found, FlowError> {
         let (tx, rx) = channel::<(usize, Peer)>();
         let mut asked = vec![];
         let mut out = vec![];
@@ -165,7 +240,7 @@ impl Daemon {
                 };
                 let h = i.hash.hash(name);
                 if let Some(peer) = i.shim.cached(Instant::now(), &h) {
-                    return Ok((*idx, peer, h));
+                    return Ok(Found::Now(*idx, peer, h));
                 }
             }
             for idx in order {
@@ -174,33 +249,13 @@ impl Daemon {
                 };
                 let h = i.hash.hash(name);
                 if let PortKind::Udp { addr } = i.port_kind {
-                    // udp layers: the hex MD5 through the layer's DNS server, or the system
-                    // resolver (so /etc/hosts works).
                     let host = hex::encode(&h);
                     let dns = i.dns;
                     let via = dns
                         .map(|d| format!("DNS server {d}"))
                         .unwrap_or("system resolver".into());
                     asked.push(format!("{} {} ({via}: {host})", i.kind.as_str(), i.name));
-                    let tx = tx.clone();
-                    std::thread::spawn(move || {
-                        use std::net::ToSocketAddrs;
-                        let found = match dns {
-                            Some(server) => {
-                                crate::dns::lookup(server, &host, addr.is_ipv4(), timeout)
-                                    .ok()
-                                    .flatten()
-                                    .map(|ip| std::net::SocketAddr::new(ip, addr.port()))
-                            }
-                            None => (host.as_str(), addr.port())
-                                .to_socket_addrs()
-                                .ok()
-                                .and_then(|mut it| it.find(|a| a.is_ipv4() == addr.is_ipv4())),
-                        };
-                        if let Some(a) = found {
-                            let _ = tx.send((idx, Peer::Ip(a)));
-                        }
-                    });
+                    self.lookup_udp(idx, host, addr, dns, timeout, tx.clone())?;
                     continue;
                 }
                 asked.push(format!("{} {}", i.kind.as_str(), i.name));
@@ -209,35 +264,199 @@ impl Daemon {
             }
         }
         self.send_all(out);
-        drop(tx);
-        match rx.recv_timeout(timeout) {
-            Ok((idx, mac)) => {
-                let st = self.st();
-                let h = st
-                    .ipcps
-                    .get(idx)
-                    .map(|i| i.hash.hash(name))
-                    .unwrap_or_default();
-                Ok((idx, mac, h))
-            }
-            Err(_) => Err(FlowError::UnknownName {
-                name: name.to_string(),
-                ms: timeout.as_millis(),
-                asked: asked.join(", "),
+        Ok(Found::Later {
+            rx,
+            asked: asked.join(", "),
+        })
+    }
+
+    /// udp layers: the hex MD5 through the layer's DNS server, or the system resolver (so
+    /// /etc/hosts works). Both block, so a lookup runs on a thread of its own; at most
+    /// [`MAX_LOOKUPS`] at once (more are refused and counted).
+    fn lookup_udp(
+        &self,
+        idx: usize,
+        host: String,
+        addr: std::net::SocketAddr,
+        dns: Option<std::net::SocketAddr>,
+        timeout: Duration,
+        tx: std::sync::mpsc::Sender<(usize, Peer)>,
+    ) -> Result<(), FlowError> {
+        let running = self.lookups.clone();
+        if running.fetch_add(1, Ordering::SeqCst) >= MAX_LOOKUPS {
+            running.fetch_sub(1, Ordering::SeqCst);
+            self.counters.query_limit.fetch_add(1, Ordering::Relaxed);
+            return Err(FlowError::Busy(format!(
+                "{MAX_LOOKUPS} udp name lookups are in progress already"
+            )));
+        }
+        let waker = self.waker();
+        let spawned = std::thread::Builder::new()
+            .name("o7sd-lookup".into())
+            .spawn(move || {
+                use std::net::ToSocketAddrs;
+                let found = match dns {
+                    Some(server) => crate::dns::lookup(server, &host, addr.is_ipv4(), timeout)
+                        .ok()
+                        .flatten()
+                        .map(|ip| std::net::SocketAddr::new(ip, addr.port())),
+                    None => (host.as_str(), addr.port())
+                        .to_socket_addrs()
+                        .ok()
+                        .and_then(|mut it| it.find(|a| a.is_ipv4() == addr.is_ipv4())),
+                };
+                if let Some(a) = found {
+                    let _ = tx.send((idx, Peer::Ip(a)));
+                }
+                drop(tx);
+                running.fetch_sub(1, Ordering::SeqCst);
+                waker.wake();
+            });
+        if let Err(e) = spawned {
+            self.lookups.fetch_sub(1, Ordering::SeqCst);
+            return Err(FlowError::Busy(format!("cannot start a name lookup: {e}")));
+        }
+        Ok(())
+    }
+
+    /// Starts allocating a flow to `name` for process `pid`: finished at once (a cached
+    /// name, or an error), or a job to poll.
+    pub(crate) fn alloc_start(&self, name: &str, qos: QosSpec, timeout: Duration, pid: i32) -> Step {
+        let start = Instant::now();
+        let qt = self.settings.query_timeout.min(timeout);
+        let job = AllocJob {
+            name: name.to_string(),
+            qos,
+            timeout,
+            pid,
+            start,
+            stage: Stage::Resolving {
+                rx: channel().1,
+                deadline: start + qt,
+                asked: String::new(),
+            },
+        };
+        match self.resolve_start(name, qt) {
+            Err(e) => Step::Done(Err(e)),
+            Ok(Found::Now(idx, peer, hash)) => self.alloc_send(job, idx, peer, &hash),
+            Ok(Found::Later { rx, asked }) => Step::Pending(AllocJob {
+                stage: Stage::Resolving {
+                    rx,
+                    deadline: start + qt,
+                    asked,
+                },
+                ..job
             }),
         }
     }
 
-    /// Allocates a flow to `name` for process `pid`.
-    pub fn alloc(
+    /// Takes an allocation one step further if what it waits for came (or its time is up).
+    pub(crate) fn alloc_poll(&self, job: AllocJob, now: Instant) -> Step {
+        let AllocJob {
+            name,
+            qos,
+            timeout,
+            pid,
+            start,
+            stage,
+        } = job;
+        match stage {
+            Stage::Resolving {
+                rx,
+                deadline,
+                asked,
+            } => match rx.try_recv() {
+                Ok((idx, peer)) => {
+                    let hash = self
+                        .st()
+                        .ipcps
+                        .get(idx)
+                        .map(|i| i.hash.hash(&name))
+                        .unwrap_or_default();
+                    let job = AllocJob {
+                        name,
+                        qos,
+                        timeout,
+                        pid,
+                        start,
+                        stage: Stage::Resolving {
+                            rx,
+                            deadline,
+                            asked,
+                        },
+                    };
+                    self.alloc_send(job, idx, peer, &hash)
+                }
+                Err(TryRecvError::Empty) if now < deadline => Step::Pending(AllocJob {
+                    name,
+                    qos,
+                    timeout,
+                    pid,
+                    start,
+                    stage: Stage::Resolving {
+                        rx,
+                        deadline,
+                        asked,
+                    },
+                }),
+                // Every layer asked gave up, or the time is up.
+                Err(_) => Step::Done(Err(FlowError::UnknownName {
+                    name,
+                    ms: self.settings.query_timeout.min(timeout).as_millis(),
+                    asked,
+                })),
+            },
+            Stage::Replying(r) => {
+                let reply = match r.rx.try_recv() {
+                    Err(TryRecvError::Empty) if now < r.deadline => {
+                        return Step::Pending(AllocJob {
+                            name,
+                            qos,
+                            timeout,
+                            pid,
+                            start,
+                            stage: Stage::Replying(r),
+                        });
+                    }
+                    Ok(x) => Ok(x),
+                    Err(_) => Err(()),
+                };
+                let job = AllocJob {
+                    name,
+                    qos,
+                    timeout,
+                    pid,
+                    start,
+                    stage: Stage::Resolving {
+                        rx: channel().1,
+                        deadline: now,
+                        asked: String::new(),
+                    },
+                };
+                Step::Done(self.alloc_finish(&job, *r, reply))
+            }
+        }
+    }
+
+    /// Sends the FLOW_REQ (with its OAP request) to `peer` on IPCP `idx`.
+    fn alloc_send(&self, job: AllocJob, idx: usize, peer: Peer, hash: &[u8]) -> Step {
+        match self.alloc_request(&job, idx, peer, hash) {
+            Ok(r) => Step::Pending(AllocJob {
+                stage: Stage::Replying(Box::new(r)),
+                ..job
+            }),
+            Err(e) => Step::Done(Err(e)),
+        }
+    }
+
+    fn alloc_request(
         &self,
-        name: &str,
-        qos: QosSpec,
-        timeout: Duration,
-        pid: i32,
-    ) -> Result<Accepted, FlowError> {
-        let start = Instant::now();
-        let (idx, peer, hash) = self.resolve(name, self.settings.query_timeout.min(timeout))?;
+        job: &AllocJob,
+        idx: usize,
+        peer: Peer,
+        hash: &[u8],
+    ) -> Result<Replying, FlowError> {
+        let (name, pid, qos, timeout) = (job.name.as_str(), job.pid, job.qos, job.timeout);
         let enc = self.enc_conf("client", name).map_err(FlowError::Settings)?;
         let mut req_hdr = OapHdr::unsigned(rand::random(), now_ns(), vec![]);
         let eph = match &enc {
@@ -271,19 +490,19 @@ impl Daemon {
             .map_err(|e| FlowError::Internal(e.to_string()))?;
         let (tx, rx) = channel();
         let mut out = vec![];
+        let left = timeout.saturating_sub(job.start.elapsed());
+        let now = Instant::now();
         let local = {
             let mut st = self.st();
             let i = st
                 .ipcps
                 .get_mut(idx)
                 .ok_or_else(|| FlowError::Internal("IPCP vanished".into()))?;
-            let left = timeout.saturating_sub(start.elapsed());
-            let now = Instant::now();
-            // Allocations whose time is up go first (the protocol thread may be asleep).
+            // Allocations whose time is up go first.
             i.shim.handle_timeout(now);
             let (id, local) = i
                 .shim
-                .alloc(now, peer, &hash, qos, &req_oap, left)
+                .alloc(now, peer, hash, qos, &req_oap, left)
                 .map_err(|source| FlowError::Layer {
                     ipcp: i.name.clone(),
                     source,
@@ -293,40 +512,58 @@ impl Daemon {
             self.wake_for(&st, now + left);
             local
         };
-        // The protocol thread fires the deadline (it wakes at least every 500 ms).
         self.send_all(out);
-        // The machine ends the wait (reply, refusal or its deadline, on the protocol
-        // thread); the margin covers a late timer.
-        let reply =
-            rx.recv_timeout(timeout.saturating_sub(start.elapsed()) + Duration::from_millis(500));
+        Ok(Replying {
+            idx,
+            local,
+            rx,
+            // The machine ends the wait (reply, refusal or its deadline, fired by the event
+            // loop); the margin covers a late timer.
+            deadline: now + left + Duration::from_millis(500),
+            req_oap,
+            enc,
+            eph,
+        })
+    }
+
+    /// Checks the FLOW_REPLY (OAP response, server authentication, keys) and installs the
+    /// flow.
+    fn alloc_finish(
+        &self,
+        job: &AllocJob,
+        r: Replying,
+        reply: Result<Result<ReplyInfo, ShimError>, ()>,
+    ) -> Result<Accepted, FlowError> {
+        let name = job.name.as_str();
+        let (idx, local) = (r.idx, r.local);
         let free = |st: &mut State| {
             if let Some(i) = st.ipcps.get_mut(idx) {
                 i.shim.release(local);
             }
         };
         let reply = match reply {
-            Ok(Ok(r)) => r,
+            Ok(Ok(x)) => x,
             Ok(Err(ShimError::Refused(response))) => {
                 return Err(FlowError::Refused {
                     name: name.to_string(),
                     response,
                 });
             }
-            Ok(Err(_)) | Err(_) => {
+            Ok(Err(_)) | Err(()) => {
                 free(&mut self.st());
                 return Err(FlowError::Timeout {
                     name: name.to_string(),
-                    ms: timeout.as_millis(),
+                    ms: job.timeout.as_millis(),
                 });
             }
         };
-        let checked = o7s_proto::oap::check_response(&req_oap, &reply.oap)
+        let checked = o7s_proto::oap::check_response(&r.req_oap, &reply.oap)
             .map_err(|source| FlowError::BadResponse {
                 name: name.to_string(),
                 source,
             })
             .and_then(|()| {
-                self.authenticate_server(name, &req_oap, &reply.oap)
+                self.authenticate_server(name, &r.req_oap, &reply.oap)
                     .map_err(|why| FlowError::Unauthenticated {
                         name: name.to_string(),
                         why,
@@ -337,7 +574,7 @@ impl Daemon {
             tracing::warn!("Flow allocation to {name} refused: {e}");
             return Err(e);
         }
-        let crypt = match (enc, eph) {
+        let crypt = match (r.enc, r.eph) {
             (Some((conf, _)), Some(eph)) => {
                 match o7s_proto::oap::client_key(&conf, eph, &reply.oap) {
                     Ok(k) => Some(CryptSpec {
@@ -365,18 +602,19 @@ impl Daemon {
                 reply.remote,
                 reply.peer,
                 name,
-                qos,
+                job.qos,
                 "alloc",
-                pid,
+                job.pid,
                 crypt,
             )
             .inspect_err(|_| free(&mut self.st()))?;
         tracing::info!(
-            "Flow {} allocated to {name} for process {pid}: local {local:#x}, remote {:#x} at {} in {:.3} ms.",
+            "Flow {} allocated to {name} for process {}: local {local:#x}, remote {:#x} at {} in {:.3} ms.",
             acc.flow,
+            job.pid,
             reply.remote,
             reply.peer,
-            start.elapsed().as_secs_f64() * 1000.0
+            job.start.elapsed().as_secs_f64() * 1000.0
         );
         Ok(acc)
     }

@@ -1,123 +1,21 @@
-//! App and o7sctl connections: requests, captures, accepting flows and holding them.
+//! Captures and freeing flows (what the event loop and the admin thread share).
 
 use super::*;
-use crate::conns::Slot;
 
 impl Daemon {
-    /// Serves one connection (an app or o7sctl) until it closes.
-    pub fn serve(self: &Arc<Self>, ch: Channel, slot: Option<Slot>) {
-        let req = match ch.recv::<Request>() {
-            Ok((r, _)) => r,
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::UnexpectedEof {
-                    tracing::warn!("bad request: {e}");
-                    let _ = ch.send(
-                        &Reply::Error {
-                            code: ErrorCode::Invalid,
-                            message: e.to_string(),
-                        },
-                        &[],
-                    );
-                }
-                return;
-            }
-        };
-        let cred = match ch.peer_cred() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("a client without credentials: {e}");
-                return;
-            }
-        };
-        let pid = cred.pid;
-        match req {
-            Request::Alloc { name, .. } if o7s::proto::check_name(&name).is_err() => {
-                let message = o7s::proto::check_name(&name).err().unwrap_or_default();
-                let _ = ch.send(
-                    &Reply::Error {
-                        code: ErrorCode::Invalid,
-                        message,
-                    },
-                    &[],
-                );
-            }
-            Request::Alloc {
-                name,
-                qos,
-                timeout_ms,
-            } => match self.alloc(&name, qos, Duration::from_millis(timeout_ms.max(1)), pid) {
-                Ok(acc) => self.deliver_and_hold(ch, acc, slot),
-                Err(e) => {
-                    tracing::info!("Flow allocation to {name} for process {pid} failed: {e}");
-                    let _ = ch.send(
-                        &Reply::Error {
-                            code: e.code(),
-                            message: e.to_string(),
-                        },
-                        &[],
-                    );
-                }
-            },
-            Request::Accept { timeout_ms } => self.accept(
-                ch,
-                pid,
-                cred.uid,
-                timeout_ms.map(Duration::from_millis),
-                slot,
-            ),
-            Request::Ctl(Ctl::Capture {
-                target,
-                flow,
-                snaplen,
-                count,
-            }) => {
-                let c = Ctl::Capture {
-                    target: target.clone(),
-                    flow,
-                    snaplen,
-                    count,
-                };
-                match self.authorize(&c, &cred) {
-                    Ok(()) => self.capture(&ch, &target, flow, snaplen),
-                    Err(message) => {
-                        self.counters.denied.fetch_add(1, Ordering::Relaxed);
-                        let _ = ch.send(
-                            &Reply::Error {
-                                code: ErrorCode::Denied,
-                                message,
-                            },
-                            &[],
-                        );
-                    }
-                }
-            }
-            Request::Ctl(c) => {
-                let r = match self.authorize(&c, &cred) {
-                    Ok(()) => self.ctl(c, &cred),
-                    Err(message) => {
-                        self.counters.denied.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            "Refused {} for process {} (uid {}): {message}",
-                            crate::authz::verb(&c),
-                            cred.pid,
-                            cred.uid
-                        );
-                        Reply::Error {
-                            code: ErrorCode::Denied,
-                            message,
-                        }
-                    }
-                };
-                let _ = ch.send(&r, &[]);
-            }
-        }
-    }
-
-    /// Runs a capture for the client on `ch`: hands it the ring the data plane copies the
-    /// frames into, and stops the capture when the client hangs up.
-    pub(super) fn capture(&self, ch: &Channel, target: &str, flow: Option<u64>, snaplen: u32) {
+    /// Starts a capture for the client on `ch`: hands it the ring the data plane copies
+    /// the frames into. Returns the capture's id (to stop it when the client hangs up), or
+    /// `None` when it could not start (the client is told why).
+    pub(super) fn capture(
+        &self,
+        ch: &Channel,
+        target: &str,
+        flow: Option<u64>,
+        snaplen: u32,
+    ) -> Option<u64> {
         let fail = |code, message: String| {
             let _ = ch.send(&Reply::Error { code, message }, &[]);
+            None
         };
         let port = {
             let st = self.st();
@@ -174,28 +72,13 @@ impl Daemon {
             .send(&Reply::Capturing { snaplen }, &[memfd.as_fd()])
             .is_ok()
         {
-            while !wait_readable(ch.as_fd(), Some(Duration::from_millis(500))).unwrap_or(true)
-                && !self.stopping.load(Ordering::Relaxed)
-            {}
+            return Some(id);
         }
         self.dp.capture_end(id);
         tracing::info!("Capture {id} ended.");
+        None
     }
 
-    /// Hands a flow to its app, then holds the flow until the app closes the channel.
-    pub(super) fn deliver_and_hold(&self, ch: Channel, acc: Accepted, slot: Option<Slot>) {
-        let fds: Vec<_> = acc.fds.iter().map(|f| f.as_fd()).collect();
-        if let Err(e) = ch.send(&Reply::Flow(acc.info.clone()), &fds) {
-            tracing::warn!(
-                "flow {}: the process went away before getting it: {e}",
-                acc.flow
-            );
-            self.dealloc(acc.flow);
-            return;
-        }
-        drop(acc.fds);
-        self.hold(acc.flow, ch, slot);
-    }
 
     /// Frees a flow everywhere.
     pub fn dealloc(&self, flow: u64) {
@@ -208,43 +91,5 @@ impl Daemon {
             self.dp.send(&ToDp::DelFlow { flow }, &[]);
             tracing::info!("Flow {flow} ({} {}) deallocated.", f.side, f.name);
         }
-    }
-
-    pub(super) fn accept(
-        self: &Arc<Self>,
-        ch: Channel,
-        pid: i32,
-        uid: u32,
-        timeout: Option<Duration>,
-        slot: Option<Slot>,
-    ) {
-        let exe = exe_of(pid);
-        let (tx, rx) = sync_channel::<Accepted>(1);
-        let id = {
-            let mut st = self.st();
-            let names = st.reg.names_of(pid, uid, exe.as_deref());
-            if names.is_empty() {
-                // It may be bound later (o7sctl bind process): it then joins the names.
-                tracing::info!(
-                    "process {pid} ({}) accepts flows but is bound to no name yet",
-                    exe.as_ref()
-                        .map(|e| e.display().to_string())
-                        .unwrap_or_default()
-                );
-            }
-            tracing::debug!("process {pid} accepts flows for {}", names.join(", "));
-            let id = st.reg.add_acceptor(pid, &names, tx);
-            self.accept_cv.notify_all();
-            id
-        };
-        // The holder thread watches the connection from here: it delivers the flow when
-        // one comes, and removes the acceptor when the process goes or its time is up.
-        self.park(super::holder::Parked {
-            id,
-            ch,
-            slot,
-            rx,
-            deadline: timeout.map(|t| Instant::now() + t),
-        });
     }
 }

@@ -67,6 +67,8 @@ impl Daemon {
         let now = Instant::now();
         let mut fresh = vec![];
         let mut refuse = vec![];
+        // Whether an allocation waiting in the event loop got its answer.
+        let mut woke = false;
         {
             let Some(i) = st.ipcps.get_mut(idx) else {
                 return;
@@ -75,6 +77,7 @@ impl Daemon {
                 match e {
                     Event::QueryAnswered { hash, peer } => {
                         if let Some(q) = i.query_waiters.remove(&hash) {
+                            woke = true;
                             for w in q.waiters {
                                 let _ = w.send((idx, peer));
                             }
@@ -84,7 +87,7 @@ impl Daemon {
                     }
                     Event::QueryFailed { hash } => {
                         // Dropping the senders tells the waiters nobody answered.
-                        i.query_waiters.remove(&hash);
+                        woke |= i.query_waiters.remove(&hash).is_some();
                     }
                     Event::Allocated {
                         alloc,
@@ -94,18 +97,24 @@ impl Daemon {
                         oap,
                     } => match i.alloc_waiters.remove(&alloc.0) {
                         Some(w) => {
-                            let _ = w.send(Ok(ReplyInfo {
+                            woke = true;
+                            let sent = w.send(Ok(ReplyInfo {
                                 local,
                                 remote,
                                 peer,
                                 oap,
                             }));
+                            // Its app went away meanwhile.
+                            if sent.is_err() {
+                                i.shim.release(local);
+                            }
                         }
                         // Its app went away meanwhile.
                         None => i.shim.release(local),
                     },
                     Event::AllocFailed { alloc, error } => {
                         if let Some(w) = i.alloc_waiters.remove(&alloc.0) {
+                            woke = true;
                             let _ = w.send(Err(error));
                         }
                     }
@@ -126,6 +135,9 @@ impl Daemon {
                         oap,
                     }),
                 }
+            }
+            if woke {
+                self.wake();
             }
             for f in fresh {
                 if st_fresh_len(&st.fresh) >= MAX_FRESH {
@@ -212,7 +224,7 @@ impl Daemon {
         drop(st);
         self.send_all(out);
         if wake {
-            self.accept_cv.notify_all();
+            self.wake();
         }
     }
 
@@ -228,13 +240,17 @@ impl Daemon {
         self.send_all(out);
     }
 
-    /// The protocol thread: checks and serves flow requests, fires the machines' timers.
-    /// Returns when the daemon stops.
-    pub fn run_protocol(&self) {
-        while !self.stopping.load(Ordering::Relaxed) {
-            loop {
+    /// The event loop's protocol work: checks and serves flow requests, fires the
+    /// machines' timers. Returns when it is due again at the latest (recorded, so that a
+    /// machine's earlier new timer wakes the loop: [`Daemon::wake_for`]).
+    pub(super) fn protocol_turn(&self) -> Instant {
+        // At most this many new requests a turn: the loop's other work goes on in a flood.
+        let mut budget = MAX_FRESH;
+        loop {
+            while budget > 0 {
                 let f = self.st().fresh.pop_front();
                 let Some(f) = f else { break };
+                budget -= 1;
                 self.check_fresh(f);
             }
             self.serve_waiting();
@@ -260,6 +276,10 @@ impl Daemon {
                 continue;
             }
             if !st.fresh.is_empty() {
+                if budget == 0 {
+                    st.proto_wake = Some(now);
+                    return now;
+                }
                 continue;
             }
             let next = st
@@ -270,15 +290,8 @@ impl Daemon {
                 .min()
                 .unwrap_or(now + Duration::from_millis(500))
                 .min(now + Duration::from_millis(500));
-            let wait = next.saturating_duration_since(now);
-            if !wait.is_zero() {
-                st.proto_wake = Some(next);
-                let mut st = match self.accept_cv.wait_timeout(st, wait) {
-                    Ok((g, _)) => g,
-                    Err(p) => p.into_inner().0,
-                };
-                st.proto_wake = None;
-            }
+            st.proto_wake = Some(next);
+            return next;
         }
     }
 
@@ -440,7 +453,7 @@ impl Daemon {
         };
         let Some(Ok(local)) = local else {
             self.st().reg.restore(a);
-            self.accept_cv.notify_all();
+            self.wake();
             self.refuse_req(w.idx, w.req);
             return;
         };
@@ -452,7 +465,7 @@ impl Daemon {
                 crate::wire_log!(warn, "Flow request for {}: {e}", w.name);
                 // The process was picked but got nothing: it is first in line again.
                 self.st().reg.restore(a);
-                self.accept_cv.notify_all();
+                self.wake();
                 self.refuse_req(w.idx, w.req);
                 return;
             }
@@ -465,7 +478,7 @@ impl Daemon {
             return;
         }
         // The holder thread hands it to the waiting process.
-        self.wake_holder();
+        self.wake();
         let mut out = vec![];
         let mut st = self.st();
         if let Some(i) = st.ipcps.get_mut(w.idx) {
@@ -582,10 +595,10 @@ impl Daemon {
         Ok(())
     }
 
-    /// Wakes the protocol thread if it sleeps past `deadline` (a new timer of a machine).
+    /// Wakes the event loop if it sleeps past `deadline` (a new timer of a machine).
     pub(super) fn wake_for(&self, st: &State, deadline: Instant) {
-        if st.proto_wake.is_some_and(|w| deadline < w) {
-            self.accept_cv.notify_all();
+        if st.proto_wake.is_none_or(|w| deadline < w) {
+            self.wake();
         }
     }
 }

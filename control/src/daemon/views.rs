@@ -342,7 +342,7 @@ impl Daemon {
                     let mut st = self.st();
                     st.reg.bind_pid(pid, &name);
                 }
-                self.accept_cv.notify_all();
+                self.wake();
                 tracing::info!("Bound process {pid} to name {name}.");
                 Reply::Ok
             }

@@ -1,0 +1,599 @@
+//! o7sd's event loop: one thread, one epoll set (level-triggered), and nothing in it waits.
+//!
+//! It accepts app and o7sctl connections and reads their one request each; drives flow
+//! allocations ([`AllocJob`]) as their name answers and FLOW_REPLYs come; keeps processes
+//! waiting in accept and the connections of flows' apps (a connection that closes or says
+//! anything frees its flow); does the protocol machines' work
+//! ([`Daemon::protocol_turn`]: new flow requests from the wire, serving them, timers); and
+//! sleeps until a connection is readable, the wake socket is written (a machine event, a
+//! lookup done, a flow for an acceptor) or the earliest deadline.
+//!
+//! o7sctl requests go to one admin thread through a bounded queue (they may wait on the
+//! data plane: opening a port, its counters), and a capture comes back to the loop once
+//! started. A request in progress takes no thread: a full queue is refused and counted.
+
+use super::alloc::{AllocJob, Step};
+use super::*;
+use crate::conns::{Conns, Slot};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use o7s::ipc::{Listener, PeerCred};
+use std::os::unix::net::UnixDatagram;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+
+const LISTENER: u64 = 0;
+const WAKE: u64 = 1;
+
+/// How long a new connection may take to send its request.
+const REQUEST_WAIT: Duration = Duration::from_secs(5);
+
+/// Most o7sctl requests waiting for the admin thread; more are refused (busy) and counted.
+pub const MAX_ADMIN_QUEUE: usize = 64;
+
+/// How long the admin thread waits on one client (to take a reply, or to send the rest
+/// of a long request).
+const ADMIN_CLIENT_WAIT: Duration = Duration::from_secs(5);
+
+/// Most connections accepted in one turn of the loop (others wait in the backlog).
+const ACCEPTS_PER_TURN: usize = 64;
+
+/// Wakes the event loop from any thread (never blocks: a full socket means a wake-up is
+/// pending anyway).
+#[derive(Debug, Clone, Default)]
+pub struct Waker(Option<Arc<UnixDatagram>>);
+
+impl Waker {
+    /// Wakes the loop.
+    pub fn wake(&self) {
+        if let Some(s) = &self.0 {
+            let _ = s.send(&[1]);
+        }
+    }
+}
+
+/// What a connection is doing.
+#[derive(Debug)]
+enum Doing {
+    /// Accepted: its request has not come yet.
+    Reading { since: Instant },
+    /// Its flow is being allocated.
+    Allocating(AllocJob),
+    /// Its process waits in accept (acceptor `id` in the registry).
+    Parked {
+        id: u64,
+        rx: Receiver<Accepted>,
+        deadline: Option<Instant>,
+    },
+    /// It holds flow `flow` open.
+    Held { flow: u64 },
+    /// It reads capture `id`.
+    Capturing { id: u64 },
+}
+
+/// A client connection, with the user's connection slot it takes.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    ch: Channel,
+    slot: Option<Slot>,
+    doing: Doing,
+}
+
+/// Work for the admin thread.
+#[derive(Debug)]
+pub(crate) enum AdminWork {
+    /// An o7sctl request.
+    Ctl(Ctl, PeerCred),
+    /// A request of several packets, not read yet.
+    Long(PeerCred),
+}
+
+/// A connection and its work, for the admin thread.
+#[derive(Debug)]
+pub(crate) struct AdminJob {
+    ch: Channel,
+    slot: Option<Slot>,
+    work: AdminWork,
+}
+
+/// What the loop shares with other threads.
+#[derive(Debug)]
+pub struct LoopShared {
+    waker: Waker,
+    wake_rx: Option<UnixDatagram>,
+    admin_tx: SyncSender<AdminJob>,
+    admin_rx: Mutex<Option<Receiver<AdminJob>>>,
+    /// Connections handed back by the admin thread (captures).
+    returned: Mutex<Vec<Conn>>,
+}
+
+impl Default for LoopShared {
+    fn default() -> Self {
+        let pair = UnixDatagram::pair().ok().and_then(|(a, b)| {
+            a.set_nonblocking(true).ok()?;
+            b.set_nonblocking(true).ok()?;
+            Some((a, b))
+        });
+        let (waker, wake_rx) = match pair {
+            Some((a, b)) => (Waker(Some(Arc::new(a))), Some(b)),
+            None => (Waker(None), None),
+        };
+        let (admin_tx, admin_rx) = sync_channel(MAX_ADMIN_QUEUE);
+        Self {
+            waker,
+            wake_rx,
+            admin_tx,
+            admin_rx: Mutex::new(Some(admin_rx)),
+            returned: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn reply_err(ch: &Channel, code: ErrorCode, message: String) {
+    // A client whose socket is full is not waited for: it asked one thing and reads it.
+    let _ = ch.try_send(&Reply::Error { code, message }, &[]);
+}
+
+impl Daemon {
+    /// A handle that wakes the event loop.
+    pub fn waker(&self) -> Waker {
+        self.lp.waker.clone()
+    }
+
+    /// Wakes the event loop.
+    pub(super) fn wake(&self) {
+        self.lp.waker.wake();
+    }
+
+    /// The event loop (see the module's text); returns when the daemon stops, freeing what
+    /// its connections hold.
+    pub fn run_loop(self: &Arc<Self>, listener: &Listener, conns: &Arc<Conns>) {
+        let epoll = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("cannot make the event loop's epoll set: {e}; stopping");
+                crate::request_stop();
+                return;
+            }
+        };
+        if let Err(e) = listener.set_nonblocking() {
+            tracing::error!("cannot make the control socket non-blocking: {e}; stopping");
+            crate::request_stop();
+            return;
+        }
+        let mut added = epoll.add(listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER));
+        if let (Ok(()), Some(rx)) = (&added, &self.lp.wake_rx) {
+            added = epoll.add(rx, EpollEvent::new(EpollFlags::EPOLLIN, WAKE));
+        }
+        if let Err(e) = added {
+            tracing::error!("event loop: epoll: {e}; stopping");
+            crate::request_stop();
+            return;
+        }
+        let mut open: HashMap<u64, Conn> = HashMap::new();
+        let mut next_token = 2u64;
+        let mut events = vec![EpollEvent::empty(); 256];
+        let mut last_sweep = Instant::now();
+        let mut last_accept_error: Option<Instant> = None;
+        while !self.stopping.load(Ordering::Relaxed) {
+            let proto_next = self.protocol_turn();
+            let back = std::mem::take(&mut *self.lp.returned.lock().unwrap_or_else(|p| p.into_inner()));
+            for c in back {
+                self.watch(&epoll, &mut open, &mut next_token, c);
+            }
+            let now = Instant::now();
+            let due = self.tend(&mut open, now);
+            if now.duration_since(last_sweep) >= Duration::from_millis(500) {
+                last_sweep = now;
+                // Flows freed elsewhere (their peer timed out, the data plane restarted):
+                // their connections close, which tells the apps.
+                let st = self.st();
+                open.retain(|_, c| match c.doing {
+                    Doing::Held { flow } => st.flows.contains_key(&flow),
+                    _ => true,
+                });
+            }
+            let wake_at = proto_next
+                .min(due)
+                .min(now + Duration::from_millis(500));
+            let wait = wake_at.saturating_duration_since(Instant::now());
+            let wait = EpollTimeout::try_from(wait).unwrap_or(EpollTimeout::ZERO);
+            let n = match epoll.wait(&mut events, wait) {
+                Ok(n) => n,
+                Err(nix::Error::EINTR) => 0,
+                Err(e) => {
+                    tracing::warn!("event loop: epoll_wait: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    0
+                }
+            };
+            for ev in events.iter().take(n) {
+                match ev.data() {
+                    LISTENER => {
+                        for _ in 0..ACCEPTS_PER_TURN {
+                            match listener.accept() {
+                                Ok(ch) => {
+                                    let Some(slot) = conns.admit(&ch) else {
+                                        continue;
+                                    };
+                                    let c = Conn {
+                                        ch,
+                                        slot: Some(slot),
+                                        doing: Doing::Reading {
+                                            since: Instant::now(),
+                                        },
+                                    };
+                                    self.watch(&epoll, &mut open, &mut next_token, c);
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(e) => {
+                                    // Out of descriptors, say: once every 5 s in the log;
+                                    // clients wait in the backlog meanwhile.
+                                    if last_accept_error
+                                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+                                    {
+                                        tracing::warn!("cannot accept a client: {e}");
+                                        last_accept_error = Some(Instant::now());
+                                    }
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    WAKE => {
+                        if let Some(rx) = &self.lp.wake_rx {
+                            let mut b = [0u8; 64];
+                            while rx.recv(&mut b).is_ok() {}
+                        }
+                    }
+                    token => {
+                        if let Some(c) = open.remove(&token) {
+                            if let Some(c) = self.on_readable(&epoll, c) {
+                                open.insert(token, c);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (_, c) in open.drain() {
+            self.close(c);
+        }
+    }
+
+    fn watch(&self, epoll: &Epoll, open: &mut HashMap<u64, Conn>, next: &mut u64, c: Conn) {
+        let token = *next;
+        *next += 1;
+        match epoll.add(&c.ch, EpollEvent::new(EpollFlags::EPOLLIN, token)) {
+            Ok(()) => {
+                open.insert(token, c);
+            }
+            Err(e) => {
+                tracing::warn!("event loop: cannot watch a connection: {e}");
+                self.close(c);
+            }
+        }
+    }
+
+    /// Ends what a closing connection held.
+    fn close(&self, c: Conn) {
+        match c.doing {
+            Doing::Held { flow } => self.dealloc(flow),
+            Doing::Parked { id, rx, .. } => {
+                self.st().reg.remove_acceptor(id);
+                if let Ok(a) = rx.try_recv() {
+                    self.dealloc(a.flow);
+                }
+            }
+            Doing::Capturing { id } => {
+                self.dp.capture_end(id);
+                tracing::info!("Capture {id} ended.");
+            }
+            Doing::Reading { .. } | Doing::Allocating(_) => {}
+        }
+    }
+
+    /// A connection is readable: its request came, or its app hung up (or spoke, which
+    /// ends what it holds just the same). Returns it when it stays.
+    fn on_readable(&self, epoll: &Epoll, c: Conn) -> Option<Conn> {
+        match c.doing {
+            Doing::Reading { .. } => self.read_request(epoll, c),
+            Doing::Allocating(_) => {
+                let pid = c.ch.peer_cred().map(|p| p.pid).unwrap_or(0);
+                tracing::info!("Process {pid} went away while its flow was being allocated.");
+                None
+            }
+            _ => {
+                self.close(c);
+                None
+            }
+        }
+    }
+
+    /// Reads a connection's request and starts on it.
+    fn read_request(&self, epoll: &Epoll, c: Conn) -> Option<Conn> {
+        let Ok(cred) = c.ch.peer_cred() else {
+            tracing::warn!("a client without credentials");
+            return None;
+        };
+        if c.ch.next_is_long().unwrap_or(false) {
+            // Only o7sctl requests (a configuration's text) are that long; the admin
+            // thread reads them, as their rest may be slow to come.
+            return self.to_admin(epoll, c, AdminWork::Long(cred));
+        }
+        let req = match c.ch.recv::<Request>() {
+            Ok((r, _)) => r,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                    tracing::warn!("bad request: {e}");
+                    reply_err(&c.ch, ErrorCode::Invalid, e.to_string());
+                }
+                return None;
+            }
+        };
+        let pid = cred.pid;
+        match req {
+            Request::Alloc { name, .. } if o7s::proto::check_name(&name).is_err() => {
+                let message = o7s::proto::check_name(&name).err().unwrap_or_default();
+                reply_err(&c.ch, ErrorCode::Invalid, message);
+                None
+            }
+            Request::Alloc {
+                name,
+                qos,
+                timeout_ms,
+            } => {
+                let step =
+                    self.alloc_start(&name, qos, Duration::from_millis(timeout_ms.max(1)), pid);
+                self.alloc_step(c, step)
+            }
+            Request::Accept { timeout_ms } => Some(self.accept(
+                c,
+                pid,
+                cred.uid,
+                timeout_ms.map(Duration::from_millis),
+            )),
+            Request::Ctl(ctl) => self.to_admin(epoll, c, AdminWork::Ctl(ctl, cred)),
+        }
+    }
+
+    /// Queues a connection for the admin thread (it leaves the loop's set); refused when
+    /// the queue is full.
+    fn to_admin(&self, epoll: &Epoll, c: Conn, work: AdminWork) -> Option<Conn> {
+        let _ = epoll.delete(&c.ch);
+        let job = AdminJob {
+            ch: c.ch,
+            slot: c.slot,
+            work,
+        };
+        match self.lp.admin_tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(j) | TrySendError::Disconnected(j)) => {
+                self.counters.admin_busy.fetch_add(1, Ordering::Relaxed);
+                crate::wire_log!(
+                    warn,
+                    "o7sctl request refused: {MAX_ADMIN_QUEUE} requests wait already"
+                );
+                reply_err(
+                    &j.ch,
+                    ErrorCode::Busy,
+                    format!("o7sd is busy: {MAX_ADMIN_QUEUE} o7sctl requests wait already; try again"),
+                );
+            }
+        }
+        None
+    }
+
+    /// Where an allocation went: the flow to its app, the error to it, or still waiting.
+    fn alloc_step(&self, mut c: Conn, step: Step) -> Option<Conn> {
+        match step {
+            Step::Pending(job) => {
+                c.doing = Doing::Allocating(job);
+                Some(c)
+            }
+            Step::Done(Ok(acc)) => self.deliver(c, acc),
+            Step::Done(Err(e)) => {
+                let pid = c.ch.peer_cred().map(|p| p.pid).unwrap_or(0);
+                tracing::info!("Flow allocation for process {pid} failed: {e}");
+                reply_err(&c.ch, e.code(), e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Hands a flow to its app; the connection then holds the flow.
+    fn deliver(&self, mut c: Conn, acc: Accepted) -> Option<Conn> {
+        let fds: Vec<_> = acc.fds.iter().map(|f| f.as_fd()).collect();
+        if let Err(e) = c.ch.try_send(&Reply::Flow(acc.info.clone()), &fds) {
+            tracing::warn!(
+                "flow {}: the process went away before getting it: {e}",
+                acc.flow
+            );
+            self.dealloc(acc.flow);
+            return None;
+        }
+        c.doing = Doing::Held { flow: acc.flow };
+        Some(c)
+    }
+
+    /// A process enters accept: it waits in the registry until a flow comes for one of
+    /// its names.
+    fn accept(&self, mut c: Conn, pid: i32, uid: u32, timeout: Option<Duration>) -> Conn {
+        let exe = exe_of(pid);
+        let (tx, rx) = sync_channel::<Accepted>(1);
+        let id = {
+            let mut st = self.st();
+            let names = st.reg.names_of(pid, uid, exe.as_deref());
+            if names.is_empty() {
+                // It may be bound later (o7sctl bind process): it then joins the names.
+                tracing::info!(
+                    "process {pid} ({}) accepts flows but is bound to no name yet",
+                    exe.as_ref()
+                        .map(|e| e.display().to_string())
+                        .unwrap_or_default()
+                );
+            }
+            tracing::debug!("process {pid} accepts flows for {}", names.join(", "));
+            st.reg.add_acceptor(pid, &names, tx)
+        };
+        c.doing = Doing::Parked {
+            id,
+            rx,
+            deadline: timeout.map(|t| Instant::now() + t),
+        };
+        c
+    }
+
+    /// Connections that wait for something other than their socket: requests that do not
+    /// come, allocations, acceptors. Returns the earliest deadline among them.
+    fn tend(&self, open: &mut HashMap<u64, Conn>, now: Instant) -> Instant {
+        let mut due = now + Duration::from_secs(3600);
+        let tokens: Vec<u64> = open
+            .iter()
+            .filter(|(_, c)| !matches!(c.doing, Doing::Held { .. } | Doing::Capturing { .. }))
+            .map(|(t, _)| *t)
+            .collect();
+        let stopping = self.stopping.load(Ordering::Relaxed);
+        for t in tokens {
+            let Some(mut c) = open.remove(&t) else {
+                continue;
+            };
+            let doing = std::mem::replace(&mut c.doing, Doing::Reading { since: now });
+            let kept = match doing {
+                Doing::Reading { since } if now.duration_since(since) >= REQUEST_WAIT => {
+                    tracing::debug!("a client sent no request within {REQUEST_WAIT:?}");
+                    None
+                }
+                Doing::Allocating(job) => self.alloc_step(c, self.alloc_poll(job, now)),
+                Doing::Parked { id, rx, deadline } => match rx.try_recv() {
+                    Ok(a) => self.deliver(c, a),
+                    // Removed from the registry elsewhere: the connection closes.
+                    Err(TryRecvError::Disconnected) => None,
+                    Err(TryRecvError::Empty)
+                        if stopping || deadline.is_some_and(|d| now >= d) =>
+                    {
+                        self.st().reg.remove_acceptor(id);
+                        // A flow handed over just before the removal is still delivered.
+                        match rx.try_recv() {
+                            Ok(a) => self.deliver(c, a),
+                            Err(_) => {
+                                reply_err(&c.ch, ErrorCode::Timeout, "no flow arrived".into());
+                                None
+                            }
+                        }
+                    }
+                    Err(TryRecvError::Empty) => {
+                        c.doing = Doing::Parked { id, rx, deadline };
+                        Some(c)
+                    }
+                },
+                other => {
+                    c.doing = other;
+                    Some(c)
+                }
+            };
+            if let Some(c) = kept {
+                match &c.doing {
+                    Doing::Reading { since } => due = due.min(*since + REQUEST_WAIT),
+                    Doing::Allocating(job) => due = due.min(job.deadline()),
+                    Doing::Parked {
+                        deadline: Some(d), ..
+                    } => due = due.min(*d),
+                    _ => {}
+                }
+                open.insert(t, c);
+            }
+        }
+        due
+    }
+
+    /// The admin thread: o7sctl requests, one at a time, from the loop's bounded queue.
+    pub fn run_admin(self: &Arc<Self>) {
+        let rx = self
+            .lp
+            .admin_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(rx) = rx else {
+            tracing::error!("the admin thread started twice");
+            return;
+        };
+        while !self.stopping.load(Ordering::Relaxed) {
+            let job = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(j) => j,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            // One client must not hold the thread: replies it does not take, requests
+            // whose rest does not come, fail after a while.
+            if let Err(e) = job.ch.set_timeouts(ADMIN_CLIENT_WAIT) {
+                tracing::debug!("admin: socket time-outs: {e}");
+            }
+            let (ctl, cred) = match job.work {
+                AdminWork::Ctl(c, cred) => (c, cred),
+                AdminWork::Long(cred) => match job.ch.recv::<Request>() {
+                    Ok((Request::Ctl(c), _)) => (c, cred),
+                    Ok(_) => {
+                        reply_err(
+                            &job.ch,
+                            ErrorCode::Invalid,
+                            "only o7sctl requests may be that long".into(),
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!("bad request: {e}");
+                        reply_err(&job.ch, ErrorCode::Invalid, e.to_string());
+                        continue;
+                    }
+                },
+            };
+            self.admin_request(job.ch, job.slot, ctl, &cred);
+        }
+    }
+
+    /// Serves one o7sctl request on the admin thread.
+    fn admin_request(&self, ch: Channel, slot: Option<Slot>, c: Ctl, cred: &PeerCred) {
+        if let Err(message) = self.authorize(&c, cred) {
+            self.counters.denied.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "Refused {} for process {} (uid {}): {message}",
+                crate::authz::verb(&c),
+                cred.pid,
+                cred.uid
+            );
+            let _ = ch.send(
+                &Reply::Error {
+                    code: ErrorCode::Denied,
+                    message,
+                },
+                &[],
+            );
+            return;
+        }
+        if let Ctl::Capture {
+            target,
+            flow,
+            snaplen,
+            ..
+        } = c
+        {
+            // Started here (the data plane answers); the loop watches the client from
+            // then on and stops the capture when it hangs up.
+            if let Some(id) = self.capture(&ch, &target, flow, snaplen) {
+                self.lp
+                    .returned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Conn {
+                        ch,
+                        slot,
+                        doing: Doing::Capturing { id },
+                    });
+                self.wake();
+            }
+            return;
+        }
+        let r = self.ctl(c, cred);
+        let _ = ch.send(&r, &[]);
+    }
+}
