@@ -123,6 +123,8 @@ pub struct Counters {
     pub req_duplicate: AtomicU64,
     /// o7sctl requests refused: the admin thread's queue was full.
     pub admin_busy: AtomicU64,
+    /// Connections closed: no request came within 5 s.
+    pub request_slow: AtomicU64,
 }
 
 /// Mutable state.

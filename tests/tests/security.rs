@@ -757,3 +757,168 @@ fn ten_thousand_flow_requests_start_no_thread() {
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 }
+
+/// Reads the first line a child prints (its "ready" JSON).
+fn first_line(c: &mut std::process::Child) -> Value {
+    use std::io::BufRead;
+    let mut line = String::new();
+    let out = c.stdout.as_mut().expect("piped stdout");
+    std::io::BufReader::new(out).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+/// The last JSON line a finished child printed.
+fn last_json(o: &Output) -> Value {
+    let line = o
+        .stdout
+        .split(|c| *c == b'\n')
+        .rfind(|l| !l.is_empty())
+        .unwrap_or_default();
+    serde_json::from_slice(line).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+/// o7sd serves every connection from one event loop (issue 14): requests in progress take
+/// no thread, and a local client that stalls holds nothing for long. On the client's
+/// daemon: 300 allocations in flight at once (each waits about a second for the peer to
+/// refuse: the name is bound to a process that never accepts), 200 connections that never
+/// send a request (closed after 5 s, counted), and 100 that send the first packet of a
+/// long o7sctl request and stall (the admin thread waits 5 s for each; its queue of 64
+/// fills and o7sctl is told "busy", counted). o7sd's thread count does not move, a new
+/// allocation works while o7sctl is refused, o7sctl works again once the stalling client
+/// goes, and an oping alongside gets every reply. Before (one thread per connection):
+/// 300 threads for the allocations.
+#[test]
+fn requests_in_progress_take_no_thread_and_stalled_clients_are_cut_off() {
+    let _one = one_at_a_time();
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("tl");
+    let _b = t.daemon("b", &server_conf(&t.dev("b")));
+    let a = t.daemon("a", &client_conf(&t.dev("a")));
+    let mut sleeper = t
+        .cmd("b", Path::new("/bin/sleep"))
+        .arg("300")
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id().to_string();
+    for args in [
+        vec!["name", "create", "held"],
+        vec!["bind", "process", &pid, "name", "held"],
+        vec!["name", "register", "held", "ipcp", "wifi1"],
+    ] {
+        let o = t.cmd("b", &bin("o7sctl")).args(&args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    let ping = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", "oping-server", "-c", "1500", "-i", "10ms", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || t
+        .ctl_json("a", &["flow", "list"])
+        .iter()
+        .any(|f| f["rx_sdus"].as_u64().unwrap_or(0) > 5)));
+    let hostile = |args: &[&str]| {
+        t.cmd("a", &bin("o7s-hostile"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // One allocation first: the name is then in the cache (300 at once would each ask).
+    let warm = hostile(&["pending", "1", "held", "5000"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(last_json(&warm)["by"]["Refused"], 1, "{}", text(&warm));
+    let before = stats(&t, "a");
+    let base = threads(a.pid());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, pid) = (stop.clone(), a.pid());
+        std::thread::spawn(move || {
+            let (mut lo, mut hi) = (usize::MAX, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = threads(pid);
+                lo = lo.min(n);
+                hi = hi.max(n);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (lo, hi)
+        })
+    };
+
+    // 300 allocations in flight at once.
+    let mut p = hostile(&["pending", "300", "held", "5000"]);
+    assert_eq!(first_line(&mut p)["sent"], 300);
+    let p = p.wait_with_output().unwrap();
+    let r = last_json(&p);
+    let by = r["by"].as_object().unwrap();
+    let total: u64 = by.values().filter_map(Value::as_u64).sum();
+    assert_eq!(total, 300, "{r}");
+    assert!(
+        by.keys().all(|k| ["Refused", "Busy"].contains(&k.as_str())),
+        "every allocation ends with the peer's refusal or a busy peer: {r}"
+    );
+    assert!(r["seconds"].as_f64().unwrap() >= 0.5, "they waited: {r}");
+
+    // 200 connections that never say anything: closed after 5 s, counted.
+    let mut s = hostile(&["silent", "200", "12"]);
+    assert_eq!(first_line(&mut s)["open"], 200);
+    // Meanwhile a new allocation is served at once.
+    let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "3", "-i", "10ms"]);
+    assert_eq!(sum["received"], 3, "{}", text(&o));
+    let s = s.wait_with_output().unwrap();
+    let r = last_json(&s);
+    assert_eq!(r["closed"], 200, "{r}");
+    let last = r["last_seconds"].as_f64().unwrap();
+    assert!((4.5..9.0).contains(&last), "closed after 5 s: {r}");
+
+    // 100 half-sent long o7sctl requests: the admin queue fills, o7sctl is told so.
+    let mut h = hostile(&["half-long", "100", "60"]);
+    assert_eq!(first_line(&mut h)["sent"], 100);
+    let busy = eventually(Duration::from_secs(3), || {
+        let o = t
+            .cmd("a", &bin("o7sctl"))
+            .args(["name", "list"])
+            .output()
+            .unwrap();
+        !o.status.success() && text(&o).contains("busy")
+    });
+    assert!(busy, "o7sctl is told that o7sd is busy");
+    // Flows do not go through the admin thread.
+    let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "3", "-i", "10ms"]);
+    assert_eq!(sum["received"], 3, "{}", text(&o));
+    let _ = h.kill();
+    let _ = h.wait();
+    // Their requests end at once when the client goes: o7sctl works again.
+    assert!(eventually(Duration::from_secs(10), || t
+        .cmd("a", &bin("o7sctl"))
+        .args(["name", "list"])
+        .output()
+        .unwrap()
+        .status
+        .success()));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (lo, hi) = sampler.join().unwrap();
+    eprintln!("o7sd threads {base} before, {lo}..{hi} during");
+    let after = stats(&t, "a");
+    let out = ping.wait_with_output().unwrap();
+    let sum = last_json(&out);
+    let d = |k: &str| n(&after, k) - n(&before, k);
+    eprintln!(
+        "request_slow +{}, ctl_busy +{}; oping {}",
+        d("request_slow"),
+        d("ctl_busy"),
+        sum["received"]
+    );
+    assert_eq!((lo, hi), (base, base), "o7sd's thread count moved");
+    assert!(d("request_slow") >= 200, "{after}");
+    assert!(d("ctl_busy") >= 1, "{after}");
+    assert_eq!(sum["received"], 1500, "{sum}");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}

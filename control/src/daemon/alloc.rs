@@ -321,7 +321,13 @@ impl Daemon {
 
     /// Starts allocating a flow to `name` for process `pid`: finished at once (a cached
     /// name, or an error), or a job to poll.
-    pub(crate) fn alloc_start(&self, name: &str, qos: QosSpec, timeout: Duration, pid: i32) -> Step {
+    pub(crate) fn alloc_start(
+        &self,
+        name: &str,
+        qos: QosSpec,
+        timeout: Duration,
+        pid: i32,
+    ) -> Step {
         let start = Instant::now();
         let qt = self.settings.query_timeout.min(timeout);
         let job = AllocJob {
@@ -500,13 +506,13 @@ impl Daemon {
                 .ok_or_else(|| FlowError::Internal("IPCP vanished".into()))?;
             // Allocations whose time is up go first.
             i.shim.handle_timeout(now);
-            let (id, local) = i
-                .shim
-                .alloc(now, peer, hash, qos, &req_oap, left)
-                .map_err(|source| FlowError::Layer {
-                    ipcp: i.name.clone(),
-                    source,
-                })?;
+            let (id, local) =
+                i.shim
+                    .alloc(now, peer, hash, qos, &req_oap, left)
+                    .map_err(|source| FlowError::Layer {
+                        ipcp: i.name.clone(),
+                        source,
+                    })?;
             i.alloc_waiters.insert(id.0, tx);
             self.pump(&mut st, idx, &mut out);
             self.wake_for(&st, now + left);

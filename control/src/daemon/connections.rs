@@ -79,7 +79,6 @@ impl Daemon {
         None
     }
 
-
     /// Frees a flow everywhere.
     pub fn dealloc(&self, flow: u64) {
         let mut st = self.st();

@@ -175,7 +175,8 @@ impl Daemon {
         let mut last_accept_error: Option<Instant> = None;
         while !self.stopping.load(Ordering::Relaxed) {
             let proto_next = self.protocol_turn();
-            let back = std::mem::take(&mut *self.lp.returned.lock().unwrap_or_else(|p| p.into_inner()));
+            let back =
+                std::mem::take(&mut *self.lp.returned.lock().unwrap_or_else(|p| p.into_inner()));
             for c in back {
                 self.watch(&epoll, &mut open, &mut next_token, c);
             }
@@ -191,9 +192,7 @@ impl Daemon {
                     _ => true,
                 });
             }
-            let wake_at = proto_next
-                .min(due)
-                .min(now + Duration::from_millis(500));
+            let wake_at = proto_next.min(due).min(now + Duration::from_millis(500));
             let wait = wake_at.saturating_duration_since(Instant::now());
             let wait = EpollTimeout::try_from(wait).unwrap_or(EpollTimeout::ZERO);
             let n = match epoll.wait(&mut events, wait) {
@@ -345,12 +344,9 @@ impl Daemon {
                     self.alloc_start(&name, qos, Duration::from_millis(timeout_ms.max(1)), pid);
                 self.alloc_step(c, step)
             }
-            Request::Accept { timeout_ms } => Some(self.accept(
-                c,
-                pid,
-                cred.uid,
-                timeout_ms.map(Duration::from_millis),
-            )),
+            Request::Accept { timeout_ms } => {
+                Some(self.accept(c, pid, cred.uid, timeout_ms.map(Duration::from_millis)))
+            }
             Request::Ctl(ctl) => self.to_admin(epoll, c, AdminWork::Ctl(ctl, cred)),
         }
     }
@@ -375,7 +371,9 @@ impl Daemon {
                 reply_err(
                     &j.ch,
                     ErrorCode::Busy,
-                    format!("o7sd is busy: {MAX_ADMIN_QUEUE} o7sctl requests wait already; try again"),
+                    format!(
+                        "o7sd is busy: {MAX_ADMIN_QUEUE} o7sctl requests wait already; try again"
+                    ),
                 );
             }
         }
@@ -459,7 +457,12 @@ impl Daemon {
             let doing = std::mem::replace(&mut c.doing, Doing::Reading { since: now });
             let kept = match doing {
                 Doing::Reading { since } if now.duration_since(since) >= REQUEST_WAIT => {
-                    tracing::debug!("a client sent no request within {REQUEST_WAIT:?}");
+                    self.counters.request_slow.fetch_add(1, Ordering::Relaxed);
+                    crate::wire_log!(
+                        info,
+                        "a client sent no request within {} s: closed",
+                        REQUEST_WAIT.as_secs()
+                    );
                     None
                 }
                 Doing::Allocating(job) => self.alloc_step(c, self.alloc_poll(job, now)),
@@ -467,9 +470,7 @@ impl Daemon {
                     Ok(a) => self.deliver(c, a),
                     // Removed from the registry elsewhere: the connection closes.
                     Err(TryRecvError::Disconnected) => None,
-                    Err(TryRecvError::Empty)
-                        if stopping || deadline.is_some_and(|d| now >= d) =>
-                    {
+                    Err(TryRecvError::Empty) if stopping || deadline.is_some_and(|d| now >= d) => {
                         self.st().reg.remove_acceptor(id);
                         // A flow handed over just before the removal is still delivered.
                         match rx.try_recv() {

@@ -507,6 +507,8 @@ impl Daemon {
                     ("name_query_limit", &c.query_limit),
                     ("requests_denied", &c.denied),
                     ("autostart_limit", &c.autostart_limit),
+                    ("ctl_busy", &c.admin_busy),
+                    ("request_slow", &c.request_slow),
                     ("dp_queue_full", &self.dp.queue_full),
                     ("log_lines_suppressed", &crate::wirelog::SUPPRESSED_TOTAL),
                 ] {

@@ -9,6 +9,14 @@
 //! - `accept COUNT SECONDS`: accepts COUNT flows and holds them for SECONDS.
 //! - `hold COUNT NAME SECONDS`: allocates COUNT flows to NAME and holds them for SECONDS;
 //!   prints how many it got and the first error.
+//! - `pending COUNT NAME MS`: sends COUNT allocation requests to NAME (time-out MS) on as
+//!   many connections at once, from one thread; prints `{"sent":COUNT}` once all are sent,
+//!   then the replies by error code and how long the last took.
+//! - `silent COUNT SECONDS`: opens COUNT connections and sends nothing; prints
+//!   `{"open":COUNT}`, then how many o7sd closed within SECONDS and when the last was.
+//! - `half-long COUNT SECONDS`: on COUNT connections, sends the first packet of a long
+//!   o7sctl request (a 100 KiB configuration) and never the rest; prints `{"sent":COUNT}`
+//!   and holds them for SECONDS.
 
 #![allow(unsafe_code)]
 
@@ -16,6 +24,7 @@ use o7s::ipc::Channel;
 use o7s::proto::{socket_path, Reply, Request};
 use o7s_wire::qos::QosSpec;
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -45,8 +54,20 @@ fn main() -> ExitCode {
                 start.elapsed().as_secs_f64()
             ))
         }
+        Some("pending") => {
+            let n = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+            pending(n(1, 100), args.get(2).map_or("nobody", String::as_str), n(3, 2000))
+        }
+        Some("silent") => {
+            let n = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+            silent(n(1, 100), n(2, 10))
+        }
+        Some("half-long") => {
+            let n = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+            half_long(n(1, 100), n(2, 10))
+        }
         _ => Err(
-            "usage: o7s-hostile truncate NAME | allocs COUNT LEN THREADS | accept COUNT SECONDS | hold COUNT NAME SECONDS | accept-timeout MS"
+            "usage: o7s-hostile truncate NAME | allocs COUNT LEN THREADS | accept COUNT SECONDS | hold COUNT NAME SECONDS | accept-timeout MS | pending COUNT NAME MS | silent COUNT SECONDS | half-long COUNT SECONDS"
                 .into(),
         ),
     };
@@ -195,5 +216,97 @@ fn many(name: Option<&str>, count: u64, secs: u64) -> Result<String, String> {
     }
     std::thread::sleep(std::time::Duration::from_secs(secs));
     drop(flows);
+    Ok(String::new())
+}
+
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn connect_many(count: u64) -> Result<Vec<Channel>, String> {
+    let _ = o7s::raise_fd_limit();
+    (0..count)
+        .map(|_| Channel::connect(&socket_path(None)).map_err(|e| format!("connect: {e}")))
+        .collect()
+}
+
+/// COUNT allocation requests in flight at once on COUNT connections (one thread).
+fn pending(count: u64, name: &str, timeout_ms: u64) -> Result<String, String> {
+    let chans = connect_many(count)?;
+    let start = std::time::Instant::now();
+    for ch in &chans {
+        ch.send(
+            &Request::Alloc {
+                name: name.to_string(),
+                qos: QosSpec::RAW,
+                timeout_ms,
+            },
+            &[],
+        )
+        .map_err(|e| format!("send: {e}"))?;
+    }
+    say(&format!("{{\"sent\":{count}}}"));
+    let mut by: BTreeMap<String, u64> = BTreeMap::new();
+    for ch in &chans {
+        let key = match ch.recv::<Reply>() {
+            Ok((Reply::Error { code, .. }, _)) => format!("{code:?}"),
+            Ok((Reply::Flow(_), _)) => "Flow".into(),
+            Ok((other, _)) => format!("{other:?}").chars().take(20).collect(),
+            Err(e) => e.to_string(),
+        };
+        *by.entry(key).or_default() += 1;
+    }
+    let by: Vec<String> = by.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+    Ok(format!(
+        "{{\"by\":{{{}}},\"seconds\":{:.3}}}",
+        by.join(","),
+        start.elapsed().as_secs_f64()
+    ))
+}
+
+/// COUNT connections that never send their request; how many o7sd closes, and when.
+fn silent(count: u64, secs: u64) -> Result<String, String> {
+    let chans = connect_many(count)?;
+    let start = std::time::Instant::now();
+    say(&format!("{{\"open\":{count}}}"));
+    let mut closed = 0u64;
+    let mut last = 0.0f64;
+    for ch in &chans {
+        let left = std::time::Duration::from_secs(secs).saturating_sub(start.elapsed());
+        if let Ok(true) = o7s::ipc::wait_readable(ch.as_fd(), Some(left)) {
+            if let Err(e) = ch.recv::<Reply>() {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    closed += 1;
+                    last = start.elapsed().as_secs_f64();
+                }
+            }
+        }
+    }
+    Ok(format!(
+        "{{\"closed\":{closed},\"last_seconds\":{last:.3}}}"
+    ))
+}
+
+/// COUNT connections that send the first packet of a long request and stall.
+fn half_long(count: u64, secs: u64) -> Result<String, String> {
+    let chans = connect_many(count)?;
+    let req = Request::Ctl(o7s::proto::Ctl::ConfigLoad {
+        path: "hostile.toml".into(),
+        content: Some(format!("# {}\n", "x".repeat(100 * 1024))),
+    });
+    let packets = o7s::ipc::encode(&req).map_err(|e| e.to_string())?;
+    let first = packets.first().ok_or("no packet")?;
+    if packets.len() < 2 {
+        return Err("the request fits one packet".into());
+    }
+    for ch in &chans {
+        ch.try_send_packet(first, &[])
+            .map_err(|e| format!("send: {e}"))?;
+    }
+    say(&format!("{{\"sent\":{count}}}"));
+    std::thread::sleep(std::time::Duration::from_secs(secs));
     Ok(String::new())
 }
