@@ -7,7 +7,99 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a certificate, a signature or a key was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The certificate cannot be parsed as an end-entity certificate.
+    #[error("not a usable certificate: {why}")]
+    Unusable {
+        /// In words, with the certificate's names.
+        why: String,
+        /// webpki's reason.
+        #[source]
+        source: webpki::Error,
+    },
+    /// No CA certificate is loaded to check against.
+    #[error("no trusted CA certificate is loaded (security/cacert)")]
+    NoTrustAnchor,
+    /// The chain up to a trusted CA does not verify (expired, unknown issuer, ...).
+    #[error("certificate chain does not verify: {why}")]
+    Chain {
+        /// In words, with the dates and names that explain it.
+        why: String,
+        /// webpki's reason.
+        #[source]
+        source: webpki::Error,
+    },
+    /// The certificate is another name's.
+    #[error("the certificate is for {got}, not {want}")]
+    WrongName {
+        /// Its CN.
+        got: String,
+        /// The flow's name.
+        want: String,
+    },
+    /// The certificate does not parse.
+    #[error("bad certificate: {0}")]
+    BadCertificate(String),
+    /// The certificate has no CN.
+    #[error("the certificate has no CN")]
+    NoCommonName,
+    /// Its key is not ECDSA P-256 or P-384.
+    #[error("unsupported public key ({0} bytes; ECDSA P-256 and P-384 are)")]
+    UnsupportedKey(usize),
+    /// The signature's digest is not SHA-256 or SHA-384.
+    #[error("unsupported signature digest NID {0}")]
+    UnsupportedDigest(u16),
+    /// The signature is not the certificate key's over the message.
+    #[error("the signature does not verify")]
+    BadSignature,
+    /// A certificate or key file cannot be read or used.
+    #[error("{}: {why}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// The key is not the certificate's.
+    #[error("{} is not the key of {}", key.display(), crt.display())]
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        crt: PathBuf,
+    },
+    /// Signing failed.
+    #[error("signing failed")]
+    Signing,
+    /// One of a certificate and its key exists without the other.
+    #[error("{} exists but {} does not: {what} cannot authenticate {side} {name}", have.display(), missing.display())]
+    HalfPair {
+        /// The file there.
+        have: PathBuf,
+        /// The file missing.
+        missing: PathBuf,
+        /// "a certificate without its key" or "a key without its certificate".
+        what: &'static str,
+        /// "client" or "server".
+        side: String,
+        /// The flow's name.
+        name: String,
+    },
+}
+
+impl AuthError {
+    /// webpki's reason, when the chain or the certificate was refused by it.
+    pub fn webpki(&self) -> Option<&webpki::Error> {
+        match self {
+            Self::Unusable { source, .. } | Self::Chain { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// Trusted CAs (`cacert/`) and intermediates (`untrusted/`).
 #[derive(Debug, Default)]
@@ -64,23 +156,25 @@ impl TrustStore {
     }
 
     /// Validates `cert` (DER) up to a trusted CA, now, and checks that its CN is `name`.
-    pub fn verify(&self, cert: &[u8], name: &str) -> Result<(), String> {
+    pub fn verify(&self, cert: &[u8], name: &str) -> Result<(), AuthError> {
         self.verify_at(cert, name, UnixTime::now())
     }
 
     /// [`TrustStore::verify`] at time `now` (a pure function: the simulator passes its
     /// own time).
-    pub fn verify_at(&self, cert: &[u8], name: &str, now: UnixTime) -> Result<(), String> {
+    pub fn verify_at(&self, cert: &[u8], name: &str, now: UnixTime) -> Result<(), AuthError> {
         let der = CertificateDer::from(cert.to_vec());
-        let ee = webpki::EndEntityCert::try_from(&der)
-            .map_err(|e| format!("not a usable certificate: {}", explain(&e, cert)))?;
+        let ee = webpki::EndEntityCert::try_from(&der).map_err(|source| AuthError::Unusable {
+            why: explain(&source, cert),
+            source,
+        })?;
         let anchors: Vec<_> = self
             .anchors
             .iter()
             .filter_map(|a| webpki::anchor_from_trusted_cert(a).ok())
             .collect();
         if anchors.is_empty() {
-            return Err("no trusted CA certificate is loaded (security/cacert)".into());
+            return Err(AuthError::NoTrustAnchor);
         }
         ee.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
@@ -91,10 +185,16 @@ impl TrustStore {
             None,
             None,
         )
-        .map_err(|e| format!("certificate chain does not verify: {}", explain(&e, cert)))?;
+        .map_err(|source| AuthError::Chain {
+            why: explain(&source, cert),
+            source,
+        })?;
         let cn = common_name(cert)?;
         if cn != name {
-            return Err(format!("the certificate is for {cn}, not {name}"));
+            return Err(AuthError::WrongName {
+                got: cn,
+                want: name.to_string(),
+            });
         }
         Ok(())
     }
@@ -147,32 +247,28 @@ pub fn explain(e: &webpki::Error, cert: &[u8]) -> String {
 }
 
 /// The subject CN of a DER certificate.
-pub fn common_name(cert: &[u8]) -> Result<String, String> {
-    let (_, c) =
-        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("bad certificate: {e}"))?;
+pub fn common_name(cert: &[u8]) -> Result<String, AuthError> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| AuthError::BadCertificate(e.to_string()))?;
     let cn = c
         .subject()
         .iter_common_name()
         .next()
         .and_then(|cn| cn.as_str().ok())
         .map(str::to_string);
-    cn.ok_or_else(|| "the certificate has no CN".into())
+    cn.ok_or(AuthError::NoCommonName)
 }
 
 /// Checks an ECDSA signature made by `cert`'s key over `msg` with digest `md_nid`.
-pub fn verify_signature(cert: &[u8], md_nid: u16, msg: &[u8], sig: &[u8]) -> Result<(), String> {
-    let (_, c) =
-        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("bad certificate: {e}"))?;
+pub fn verify_signature(cert: &[u8], md_nid: u16, msg: &[u8], sig: &[u8]) -> Result<(), AuthError> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| AuthError::BadCertificate(e.to_string()))?;
     let spki = c.public_key();
     let key = spki.subject_public_key.data.as_ref();
     let curve = match key.len() {
         65 => 256,
         97 => 384,
-        n => {
-            return Err(format!(
-                "unsupported public key ({n} bytes; ECDSA P-256 and P-384 are)"
-            ))
-        }
+        n => return Err(AuthError::UnsupportedKey(n)),
     };
     // md_nid 0 (a peer with a certificate but no enc.conf) means OpenSSL's default digest
     // for an EC key: SHA-256 on every curve (facts 1.9, verified live against the
@@ -182,11 +278,11 @@ pub fn verify_signature(cert: &[u8], md_nid: u16, msg: &[u8], sig: &[u8]) -> Res
         (256, 673) => &signature::ECDSA_P256_SHA384_ASN1,
         (384, 0 | 672) => &signature::ECDSA_P384_SHA256_ASN1,
         (384, 673) => &signature::ECDSA_P384_SHA384_ASN1,
-        (_, md) => return Err(format!("unsupported signature digest NID {md}")),
+        (_, md) => return Err(AuthError::UnsupportedDigest(md)),
     };
     signature::UnparsedPublicKey::new(alg, key)
         .verify(msg, sig)
-        .map_err(|_| "the signature does not verify".into())
+        .map_err(|_| AuthError::BadSignature)
 }
 
 /// Signs an OAP header with `sg`: its certificate, its digest, and the signature over
@@ -194,10 +290,12 @@ pub fn verify_signature(cert: &[u8], md_nid: u16, msg: &[u8], sig: &[u8]) -> Res
 pub fn sign_header(
     sg: &Signer,
     mut h: o7s_wire::oap::OapHdr,
-) -> Result<o7s_wire::oap::OapHdr, String> {
+) -> Result<o7s_wire::oap::OapHdr, AuthError> {
     h.crt = sg.cert.clone();
     h.md_nid = sg.md_nid;
-    let unsigned = h.to_bytes().map_err(|e| e.to_string())?;
+    let unsigned = h
+        .to_bytes()
+        .map_err(|e| AuthError::BadCertificate(e.to_string()))?;
     let sig = sg.sign(&unsigned)?;
     h.tail.extend_from_slice(&sig);
     Ok(h)
@@ -284,11 +382,13 @@ fn sec1_parts(der: &[u8]) -> Option<(&[u8], &[u8])> {
 
 impl Signer {
     /// Loads `crt.pem` and `key.pem` (PKCS#8 or SEC1 EC keys, P-256 or P-384).
-    pub fn load(crt: &Path, key: &Path) -> Result<Self, String> {
-        let cert =
-            CertificateDer::from_pem_file(crt).map_err(|e| format!("{}: {e}", crt.display()))?;
-        let pk =
-            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    pub fn load(crt: &Path, key: &Path) -> Result<Self, AuthError> {
+        let file = |path: &Path, why: String| AuthError::File {
+            path: path.to_path_buf(),
+            why,
+        };
+        let cert = CertificateDer::from_pem_file(crt).map_err(|e| file(crt, e.to_string()))?;
+        let pk = PrivateKeyDer::from_pem_file(key).map_err(|e| file(key, e.to_string()))?;
         let rng = SystemRandom::new();
         let try_alg = |alg: &'static signature::EcdsaSigningAlgorithm| -> Option<EcdsaKeyPair> {
             match &pk {
@@ -307,20 +407,16 @@ impl Signer {
         } else if let Some(k) = try_alg(&signature::ECDSA_P384_SHA384_ASN1_SIGNING) {
             (k, 673)
         } else {
-            return Err(format!(
-                "{}: not an ECDSA P-256 or P-384 private key",
-                key.display()
-            ));
+            return Err(file(key, "not an ECDSA P-256 or P-384 private key".into()));
         };
         // The key must be the certificate's.
         let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref())
-            .map_err(|e| format!("{}: {e}", crt.display()))?;
+            .map_err(|e| file(crt, e.to_string()))?;
         if c.public_key().subject_public_key.data.as_ref() != kp.public_key().as_ref() {
-            return Err(format!(
-                "{} is not the key of {}",
-                key.display(),
-                crt.display()
-            ));
+            return Err(AuthError::KeyMismatch {
+                key: key.to_path_buf(),
+                crt: crt.to_path_buf(),
+            });
         }
         Ok(Self {
             cert: cert.as_ref().to_vec(),
@@ -330,11 +426,11 @@ impl Signer {
     }
 
     /// Signs `msg`.
-    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, AuthError> {
         let rng = SystemRandom::new();
         self.key
             .sign(&rng, msg)
             .map(|s| s.as_ref().to_vec())
-            .map_err(|_| "signing failed".into())
+            .map_err(|_| AuthError::Signing)
     }
 }

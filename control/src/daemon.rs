@@ -178,7 +178,7 @@ pub struct Daemon {
     capture_ids: AtomicU64,
 }
 
-type Fail = (ErrorCode, String);
+use crate::error::{BootstrapError, CtlError};
 
 fn now_ns() -> u64 {
     SystemTime::now()

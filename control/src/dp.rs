@@ -20,6 +20,20 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySe
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Why the data plane did not do what o7sd asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DpError {
+    /// No answer in time.
+    #[error("the data plane did not answer")]
+    Silent,
+    /// Its queue is full.
+    #[error("the data plane is busy")]
+    Busy,
+    /// It refused, with its reason.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Messages waiting for the writer thread at most.
 pub const MAX_QUEUED: usize = 4096;
 
@@ -34,7 +48,7 @@ pub struct DpHandle {
     env: Vec<(String, String)>,
     port_waiters: Mutex<HashMap<u32, Sender<FromDp>>>,
     stats_waiters: Mutex<Vec<Sender<DpStats>>>,
-    flow_waiters: Mutex<HashMap<u64, Sender<Result<(), String>>>>,
+    flow_waiters: Mutex<HashMap<u64, Sender<Result<(), DpError>>>>,
     /// Captures being started: where the data plane's answer goes.
     capture_waiters: Mutex<HashMap<u64, SyncSender<FromDp>>>,
     /// The writer thread's queue.
@@ -170,19 +184,19 @@ impl DpHandle {
     }
 
     /// Opens a port and waits for the answer.
-    pub fn add_port(&self, m: ToDp, port: u32) -> Result<FromDp, String> {
+    pub fn add_port(&self, m: ToDp, port: u32) -> Result<FromDp, DpError> {
         let (tx, rx) = channel();
         if let Ok(mut w) = self.port_waiters.lock() {
             w.insert(port, tx);
         }
         self.send(&m, &[]);
         rx.recv_timeout(Duration::from_secs(5))
-            .map_err(|_| "the data plane did not answer".to_string())
+            .map_err(|_| DpError::Silent)
     }
 
     /// Installs a flow (`ToDp::AddFlow` with its descriptors) and waits until the data
     /// plane has mapped its memory, or says why it cannot.
-    pub fn add_flow(&self, m: &ToDp, flow: u64, fds: &[BorrowedFd<'_>]) -> Result<(), String> {
+    pub fn add_flow(&self, m: &ToDp, flow: u64, fds: &[BorrowedFd<'_>]) -> Result<(), DpError> {
         let (tx, rx) = channel();
         if let Ok(mut w) = self.flow_waiters.lock() {
             w.insert(flow, tx);
@@ -191,11 +205,11 @@ impl DpHandle {
             if let Ok(mut w) = self.flow_waiters.lock() {
                 w.remove(&flow);
             }
-            return Err("the data plane is busy".into());
+            return Err(DpError::Busy);
         }
         let r = rx
             .recv_timeout(Duration::from_secs(2))
-            .unwrap_or_else(|_| Err("the data plane did not answer".into()));
+            .unwrap_or(Err(DpError::Silent));
         if let Ok(mut w) = self.flow_waiters.lock() {
             w.remove(&flow);
         }
@@ -204,19 +218,19 @@ impl DpHandle {
 
     /// Starts capture `id` into the ring `mem` (`ToDp::CaptureStart` with it) and waits
     /// for the data plane's answer: `Err` with its reason when it refuses.
-    pub fn capture_start(&self, m: &ToDp, id: u64, mem: BorrowedFd<'_>) -> Result<(), String> {
+    pub fn capture_start(&self, m: &ToDp, id: u64, mem: BorrowedFd<'_>) -> Result<(), DpError> {
         let (tx, rx) = sync_channel(1);
         if let Ok(mut w) = self.capture_waiters.lock() {
             w.insert(id, tx);
         }
         let r = if self.send(m, &[mem]) {
             match rx.recv_timeout(Duration::from_secs(2)) {
-                Ok(FromDp::CaptureRefused { error, .. }) => Err(error),
+                Ok(FromDp::CaptureRefused { error, .. }) => Err(DpError::Refused(error)),
                 Ok(_) => Ok(()),
-                Err(_) => Err("the data plane did not answer".into()),
+                Err(_) => Err(DpError::Silent),
             }
         } else {
-            Err("the data plane is busy".into())
+            Err(DpError::Busy)
         };
         if let Ok(mut w) = self.capture_waiters.lock() {
             w.remove(&id);
@@ -261,7 +275,7 @@ impl DpHandle {
                     .and_then(|mut w| w.remove(&flow));
                 if let Some(w) = w {
                     let _ = w.send(match m {
-                        FromDp::FlowError { error, .. } => Err(error),
+                        FromDp::FlowError { error, .. } => Err(DpError::Refused(error)),
                         _ => Ok(()),
                     });
                 }

@@ -2,6 +2,8 @@
 //! comes from as its source), its message is what the app and the log read, and
 //! [`FlowError::code`] is the code the app's library gets on the wire.
 
+use crate::auth::AuthError;
+use crate::replay::ReplayError;
 use o7s::proto::ErrorCode;
 use o7s_proto::oap::OapError;
 use o7s_proto::shim::ShimError;
@@ -60,16 +62,20 @@ pub enum FlowError {
         source: OapError,
     },
     /// The peer's certificate or signature does not check out.
-    #[error("bad OAP response from {name}: {why}")]
+    #[error("bad OAP response from {name}: {source}")]
     Unauthenticated {
         /// The name.
         name: String,
         /// Why.
-        why: String,
+        #[source]
+        source: Box<OapCheckError>,
     },
-    /// This host's security settings for the name are unusable.
+    /// This host's certificate or key for the name is unusable.
     #[error("{0}")]
-    Settings(String),
+    Signer(#[source] AuthError),
+    /// This host's enc.conf for the name is unusable.
+    #[error("{0}")]
+    Settings(#[source] crate::security::EncFileError),
     /// A limit of this daemon (`--max-flows`, `--max-flows-per-peer`,
     /// `--max-flows-per-process`).
     #[error("{0}")]
@@ -79,7 +85,7 @@ pub enum FlowError {
     Memory(#[source] std::io::Error),
     /// The data plane could not install the flow.
     #[error("the data plane cannot install the flow: {0}")]
-    Install(String),
+    Install(#[source] crate::dp::DpError),
     /// The app's descriptors could not be made.
     #[error("cannot duplicate descriptors")]
     Descriptors,
@@ -104,7 +110,7 @@ impl FlowError {
             Self::Timeout { .. } => ErrorCode::Timeout,
             Self::Refused { .. } => ErrorCode::Refused,
             Self::BadResponse { .. } | Self::Unauthenticated { .. } => ErrorCode::Security,
-            Self::Settings(_) => ErrorCode::Invalid,
+            Self::Settings(_) | Self::Signer(_) => ErrorCode::Invalid,
             Self::Limit(_) | Self::Memory(_) | Self::Install(_) | Self::Descriptors => {
                 ErrorCode::NoResources
             }
@@ -113,10 +119,200 @@ impl FlowError {
     }
 }
 
+/// Why a peer's OAP message (a request on the server's side, a response on the client's)
+/// is not accepted, or this side cannot answer it.
+#[derive(Debug, thiserror::Error)]
+pub enum OapCheckError {
+    /// The header does not parse.
+    #[error("bad OAP header: {0}")]
+    Malformed(#[from] o7s_wire::Error),
+    /// Its time stamp is ahead of ours.
+    #[error("the OAP request is from the future (more than 100 ms ahead)")]
+    Future,
+    /// Its time stamp is too old.
+    #[error("the OAP request is outdated (more than 20 s old)")]
+    Outdated,
+    /// Seen before (or too many seen).
+    #[error("{source} {id}")]
+    Replay {
+        /// The request's id, in hex.
+        id: String,
+        /// Why.
+        #[source]
+        source: ReplayError,
+    },
+    /// Shorter than its signed part.
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    /// The client's certificate does not verify.
+    #[error("client certificate: {0}")]
+    ClientCertificate(#[source] AuthError),
+    /// The client's signature does not verify.
+    #[error("client: {0}")]
+    ClientSignature(#[source] AuthError),
+    /// The server's certificate does not verify.
+    #[error("server certificate: {0}")]
+    ServerCertificate(#[source] AuthError),
+    /// The server's signature does not verify.
+    #[error("{0}")]
+    ServerSignature(#[source] AuthError),
+    /// Negotiation or keys (`o7s_proto::oap`).
+    #[error("{0}")]
+    Oap(#[from] o7s_proto::oap::OapError),
+    /// This side's certificate or key for the name.
+    #[error("{0}")]
+    Signer(#[source] AuthError),
+    /// This side's enc.conf for the name.
+    #[error("{0}")]
+    Settings(#[source] crate::security::EncFileError),
+    /// A limit of this daemon.
+    #[error("{0}")]
+    Limit(#[source] Box<FlowError>),
+}
+
+impl OapCheckError {
+    /// The certificate or signature error underneath, if that is the cause.
+    pub fn auth(&self) -> Option<&AuthError> {
+        match self {
+            Self::ClientCertificate(a)
+            | Self::ClientSignature(a)
+            | Self::ServerCertificate(a)
+            | Self::ServerSignature(a)
+            | Self::Signer(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// Why an IPCP could not be bootstrapped.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// An IPCP of that name exists.
+    #[error("an IPCP named {0} exists")]
+    Exists(String),
+    /// A setting is missing or wrong.
+    #[error("{0}")]
+    Setting(String),
+    /// The data plane could not open the port (the device, rights, an address in use).
+    #[error("cannot open a port on {dev}: {error}")]
+    Port {
+        /// The device or address.
+        dev: String,
+        /// The data plane's reason.
+        error: String,
+    },
+    /// The data plane did not answer, or is busy.
+    #[error("{0}")]
+    DataPlane(#[source] crate::dp::DpError),
+}
+
+impl BootstrapError {
+    /// The code o7sctl gets.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Exists(_) => ErrorCode::Exists,
+            Self::Setting(_) | Self::Port { .. } => ErrorCode::Invalid,
+            Self::DataPlane(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Why an o7sctl request was refused (a variant per kind of cause; its message is what
+/// o7sctl prints, [`CtlError::code`] the code on the wire).
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// The request is malformed or names something impossible.
+    #[error("{0}")]
+    Invalid(String),
+    /// What it names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// What it would create exists.
+    #[error("{0}")]
+    Exists(String),
+    /// A configuration's text does not parse or check (file:line:key inside).
+    #[error("configuration refused: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// An IPCP could not be bootstrapped.
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// The data plane did not answer a question of the request.
+    #[error("the data plane did not answer")]
+    DataPlaneSilent,
+    /// The data plane refused or did not answer.
+    #[error("{0}")]
+    DataPlane(#[source] crate::dp::DpError),
+    /// Memory or descriptors for it could not be had.
+    #[error("{what}: {source}")]
+    Resources {
+        /// What was being made.
+        what: &'static str,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CtlError {
+    /// The code o7sctl gets.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Invalid(_) | Self::Config(_) => ErrorCode::Invalid,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Exists(_) => ErrorCode::Exists,
+            Self::DataPlaneSilent => ErrorCode::Internal,
+            Self::DataPlane(crate::dp::DpError::Refused(_)) => ErrorCode::Invalid,
+            Self::DataPlane(_) => ErrorCode::Internal,
+            Self::Resources { .. } => ErrorCode::NoResources,
+            Self::Bootstrap(b) => b.code(),
+        }
+    }
+
+    /// The error as o7sctl gets it.
+    pub fn reply(&self) -> o7s::proto::Reply {
+        o7s::proto::Reply::Error {
+            code: self.code(),
+            message: self.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    #[test]
+    fn ctl_errors_keep_their_config_source() {
+        let e = crate::config::parse(
+            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nbogus=1\n",
+            "t.toml",
+        )
+        .err()
+        .map(CtlError::from);
+        let Some(e) = e else {
+            panic!("an unknown key is refused");
+        };
+        assert!(matches!(e, CtlError::Config(_)));
+        assert_eq!(e.code(), ErrorCode::Invalid);
+        assert!(e
+            .source()
+            .is_some_and(|s| s.is::<crate::config::ConfigError>()));
+        assert!(
+            e.to_string().starts_with("configuration refused: t.toml:4"),
+            "{e}"
+        );
+        assert_eq!(
+            CtlError::NotFound("no name x".into()).code(),
+            ErrorCode::NotFound
+        );
+        assert_eq!(CtlError::DataPlaneSilent.code(), ErrorCode::Internal);
+        let b = CtlError::from(BootstrapError::Exists("e".into()));
+        assert_eq!(
+            (b.code(), b.to_string()),
+            (ErrorCode::Exists, "an IPCP named e exists".into())
+        );
+    }
 
     #[test]
     fn codes_and_sources() {

@@ -10,8 +10,33 @@
 pub use o7s_proto::oap::keys::{hkdf32, parse_enc, Cipher, EncConf, Ephemeral, Kdf, Kex};
 use std::path::{Path, PathBuf};
 
+/// Why an `enc.conf` is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum EncFileError {
+    /// It exists but cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of it is wrong.
+    #[error("{}: {why}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Which line and why.
+        why: String,
+    },
+}
+
 /// Reads the `enc.conf` (or `enc.cfg`) in `dir`, or the `file` given; missing means none.
-pub fn load_enc(dir: &Path, file: Option<&Path>) -> Result<Option<(EncConf, PathBuf)>, String> {
+pub fn load_enc(
+    dir: &Path,
+    file: Option<&Path>,
+) -> Result<Option<(EncConf, PathBuf)>, EncFileError> {
     let candidates: Vec<PathBuf> = match file {
         Some(f) => vec![f.to_path_buf()],
         None => vec![dir.join("enc.conf"), dir.join("enc.cfg")],
@@ -21,10 +46,13 @@ pub fn load_enc(dir: &Path, file: Option<&Path>) -> Result<Option<(EncConf, Path
             Ok(t) => {
                 return parse_enc(&t)
                     .map(|c| c.map(|c| (c, p.clone())))
-                    .map_err(|e| format!("{}: {e}", p.display()))
+                    .map_err(|why| EncFileError::Parse {
+                        path: p.clone(),
+                        why,
+                    })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("{}: {e}", p.display())),
+            Err(source) => return Err(EncFileError::Read { path: p, source }),
         }
     }
     Ok(None)

@@ -12,8 +12,9 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use o7s_control::auth::{sign_header, Signer, TrustStore};
+use o7s_control::auth::{sign_header, AuthError, Signer, TrustStore};
 use o7s_control::daemon::verify_response_at;
+use o7s_control::error::OapCheckError;
 use o7s_proto::mgmt::{Peer, ShimKind};
 use o7s_proto::oap::keys::{EncConf, Ephemeral};
 use o7s_proto::oap::{self, FlowKey};
@@ -42,14 +43,24 @@ fn signer(which: &str) -> Signer {
     .unwrap()
 }
 
+/// How the client's check failed: o7sd's typed error, or another step's words.
+#[derive(Debug)]
+enum Fail {
+    Check(OapCheckError),
+    Other(#[allow(dead_code)] String),
+}
+
+/// A refusal the case expects: its description and a test of the error's variant.
+type Refusal = (&'static str, fn(&OapCheckError) -> bool);
+
 /// A case: the server's certificate, the client's and server's `enc.conf`, the client's
-/// time, and what must happen (up, encrypted or not; or the refusal's words).
+/// time, and what must happen (up, encrypted or not; or the refusal, by its variant).
 type Case<'a> = (
     &'a str,
     Option<EncConf>,
     Option<EncConf>,
     UnixTime,
-    Result<bool, &'a str>,
+    Result<bool, Refusal>,
 );
 
 /// 2026-12-01: inside the test certificates' year.
@@ -61,7 +72,7 @@ enum Role2 {
         trust: TrustStore,
         now: UnixTime,
         sent: Option<(Vec<u8>, Option<Ephemeral>)>,
-        result: Option<Result<Option<FlowKey>, String>>,
+        result: Option<Result<Option<FlowKey>, Fail>>,
     },
     Server {
         enc: Option<EncConf>,
@@ -133,18 +144,20 @@ impl Host {
                 ) => {
                     let (req, eph) = sent.take().unwrap();
                     let r = oap::check_response(&req, &resp)
-                        .map_err(|e| e.to_string())
-                        .and_then(|()| verify_response_at(trust, NAME, &req, &resp, *at))
+                        .map_err(|e| Fail::Other(e.to_string()))
+                        .and_then(|()| {
+                            verify_response_at(trust, NAME, &req, &resp, *at).map_err(Fail::Check)
+                        })
                         .and_then(|()| match (enc.as_ref(), eph) {
                             (Some(c), Some(e)) => oap::client_key(c, e, &resp)
                                 .map(Some)
-                                .map_err(|e| e.to_string()),
+                                .map_err(|e| Fail::Other(e.to_string())),
                             _ => Ok(None),
                         });
                     *result = Some(r);
                 }
                 (Role2::Client { result, .. }, Event::AllocFailed { error, .. }) => {
-                    *result = Some(Err(error.to_string()));
+                    *result = Some(Err(Fail::Other(error.to_string())));
                 }
                 (Role2::Server { enc, signer, keys }, Event::Incoming { req, oap: raw, .. }) => {
                     let h = OapHdr::parse_as(&raw, Role::Request, 0).unwrap();
@@ -177,10 +190,44 @@ fn authentication_matrix_in_the_simulator() {
             None,
             None,
             dec,
-            Err("the certificate is for not.srv.sim.o7s, not srv.sim.o7s"),
+            Err(("the certificate is another name's", |e| {
+                matches!(
+                    e,
+                    OapCheckError::ServerCertificate(AuthError::WrongName { got, want })
+                        if got == "not.srv.sim.o7s" && want == NAME
+                )
+            })),
         ),
-        ("other", None, None, dec, Err("is not a trusted CA")),
-        ("server", None, None, later, Err("expired on")),
+        (
+            "other",
+            None,
+            None,
+            dec,
+            Err(("its issuer is not trusted", |e| {
+                matches!(
+                    e,
+                    OapCheckError::ServerCertificate(AuthError::Chain {
+                        source: webpki::Error::UnknownIssuer,
+                        ..
+                    })
+                )
+            })),
+        ),
+        (
+            "server",
+            None,
+            None,
+            later,
+            Err(("it has expired", |e| {
+                matches!(
+                    e,
+                    OapCheckError::ServerCertificate(AuthError::Chain {
+                        source: webpki::Error::CertExpired { .. },
+                        ..
+                    })
+                ) && e.to_string().contains("expired on")
+            })),
+        ),
     ];
     let cfg = ShimConfig::new(ShimKind::Dix, 32);
     let t0 = Instant::now();
@@ -220,20 +267,27 @@ fn authentication_matrix_in_the_simulator() {
             hosts,
         );
         sim.run_until(t0 + Duration::from_secs(5));
-        let Role2::Client { result, .. } = &sim.nodes[0].role else {
+        let Role2::Client { result, .. } = &mut sim.nodes[0].role else {
             panic!()
         };
+        let got = result
+            .take()
+            .unwrap_or_else(|| Err(Fail::Other("no result".into())));
         let Role2::Server { keys, .. } = &sim.nodes[1].role else {
             panic!()
         };
-        let got = result.clone().unwrap_or_else(|| Err("no result".into()));
         match (&want, &got) {
             (Ok(enc), Ok(key)) => {
                 assert_eq!(key.is_some(), *enc, "case {k}");
                 assert_eq!(keys.first(), Some(key), "case {k}: both ends' keys");
             }
-            (Err(why), Err(e)) => assert!(e.contains(why), "case {k}: {e}"),
-            _ => panic!("case {k}: want {want:?}, got {got:?}"),
+            (Err((why, test)), Err(Fail::Check(e))) => {
+                assert!(test(e), "case {k}: want the refusal \"{why}\", got {e:?}")
+            }
+            _ => panic!(
+                "case {k}: want {:?}, got {got:?}",
+                want.as_ref().map_err(|(why, _)| why)
+            ),
         }
         results.push(got);
     }

@@ -482,14 +482,14 @@ impl Daemon {
                 None
             }
         };
-        let signer = self.signer("client", name).map_err(FlowError::Settings)?;
+        let signer = self.signer("client", name).map_err(FlowError::Signer)?;
         if let Some(sg) = &signer {
             req_hdr.crt = sg.cert.clone();
             req_hdr.md_nid = sg.md_nid;
             let unsigned = req_hdr
                 .to_bytes()
                 .map_err(|e| FlowError::Internal(e.to_string()))?;
-            req_hdr.tail = sg.sign(&unsigned).map_err(FlowError::Internal)?;
+            req_hdr.tail = sg.sign(&unsigned).map_err(FlowError::Signer)?;
         }
         let req_oap = req_hdr
             .to_bytes()
@@ -570,9 +570,9 @@ impl Daemon {
             })
             .and_then(|()| {
                 self.authenticate_server(name, &r.req_oap, &reply.oap)
-                    .map_err(|why| FlowError::Unauthenticated {
+                    .map_err(|source| FlowError::Unauthenticated {
                         name: name.to_string(),
-                        why,
+                        source: Box::new(source),
                     })
             });
         if let Err(e) = checked {

@@ -13,8 +13,8 @@ impl Daemon {
         flow: Option<u64>,
         snaplen: u32,
     ) -> Option<u64> {
-        let fail = |code, message: String| {
-            let _ = ch.send(&Reply::Error { code, message }, &[]);
+        let fail = |e: CtlError| {
+            let _ = ch.send(&e.reply(), &[]);
             None
         };
         let port = {
@@ -24,10 +24,7 @@ impl Daemon {
                 Some(Some(i)) => st.ipcps.get(i),
                 Some(None) => {
                     drop(st);
-                    return fail(
-                        ErrorCode::NotFound,
-                        format!("no flow {}", flow.unwrap_or(0)),
-                    );
+                    return fail(CtlError::NotFound(format!("no flow {}", flow.unwrap_or(0))));
                 }
                 None => st.ipcps.iter().find(|i| {
                     i.name == target || i.dev == target || target.parse::<u32>() == Ok(i.port)
@@ -37,10 +34,9 @@ impl Daemon {
                 Some(i) => i.port,
                 None => {
                     drop(st);
-                    return fail(
-                        ErrorCode::NotFound,
-                        format!("no port, device or IPCP named {target}"),
-                    );
+                    return fail(CtlError::NotFound(format!(
+                        "no port, device or IPCP named {target}"
+                    )));
                 }
             }
         };
@@ -49,7 +45,12 @@ impl Daemon {
         // 9000-byte frame and its header), sealed like a flow's memory.
         let (ring, memfd) = match FlowMem::create(1024, DEFAULT_SLOT_SIZE) {
             Ok(x) => x,
-            Err(e) => return fail(ErrorCode::NoResources, format!("capture ring: {e}")),
+            Err(source) => {
+                return fail(CtlError::Resources {
+                    what: "capture ring",
+                    source,
+                })
+            }
         };
         let room = ring.max_sdu() - o7s_abi::msg::CaptureRecord::LEN;
         let snaplen = snaplen.min(u32::try_from(room).unwrap_or(u32::MAX));
@@ -61,7 +62,7 @@ impl Daemon {
             snaplen,
         };
         if let Err(e) = self.dp.capture_start(&start, id, memfd.as_fd()) {
-            return fail(ErrorCode::Invalid, e);
+            return fail(CtlError::DataPlane(e));
         }
         tracing::info!(
             "Capture {id} of port {port}{} started.",

@@ -2,6 +2,8 @@
 //! signing responses, verifying servers; the protocol itself is `o7s_proto::oap`.
 
 use super::*;
+use crate::auth::AuthError;
+use crate::error::OapCheckError;
 
 impl Daemon {
     /// The certificate and key of `side` for `name`, when both files exist (TOML overrides
@@ -10,7 +12,7 @@ impl Daemon {
         &self,
         side: &str,
         name: &str,
-    ) -> Result<Option<crate::auth::Signer>, String> {
+    ) -> Result<Option<crate::auth::Signer>, AuthError> {
         let over = |k: &str| {
             self.st().reg.names.get(name).and_then(|e| {
                 e.paths
@@ -22,21 +24,16 @@ impl Daemon {
         let dir = self.settings.security_dir.join(side).join(name);
         let crt = over(&format!("{side}_crt_file")).unwrap_or_else(|| dir.join("crt.pem"));
         let key = over(&format!("{side}_key_file")).unwrap_or_else(|| dir.join("key.pem"));
+        let half = |have: &std::path::Path, missing: &std::path::Path, what| AuthError::HalfPair {
+            have: have.to_path_buf(),
+            missing: missing.to_path_buf(),
+            what,
+            side: side.to_string(),
+            name: name.to_string(),
+        };
         match (crt.exists(), key.exists()) {
-            (true, false) => {
-                return Err(format!(
-                    "{} exists but {} does not: a certificate without its key cannot authenticate {side} {name}",
-                    crt.display(),
-                    key.display()
-                ))
-            }
-            (false, true) => {
-                return Err(format!(
-                    "{} exists but {} does not: a key without its certificate cannot authenticate {side} {name}",
-                    key.display(),
-                    crt.display()
-                ))
-            }
+            (true, false) => return Err(half(&crt, &key, "a certificate without its key")),
+            (false, true) => return Err(half(&key, &crt, "a key without its certificate")),
             _ => {}
         }
         if !crt.exists() || !key.exists() {
@@ -51,42 +48,43 @@ impl Daemon {
     }
 
     /// Replay protection and client authentication of a request.
-    pub(super) fn check_request(&self, req: &OapHdr, raw: &[u8]) -> Result<(), String> {
+    pub(super) fn check_request(&self, req: &OapHdr, raw: &[u8]) -> Result<(), OapCheckError> {
         let now = now_ns();
         if req.timestamp > now.saturating_add(100_000_000) {
-            return Err("the OAP request is from the future (more than 100 ms ahead)".into());
+            return Err(OapCheckError::Future);
         }
         if now.saturating_sub(req.timestamp) > 20_000_000_000 {
-            return Err("the OAP request is outdated (more than 20 s old)".into());
+            return Err(OapCheckError::Outdated);
         }
         self.replay
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .check(req.id, now)
-            .map_err(|e| format!("{e} {}", hex::encode(req.id)))?;
+            .map_err(|source| OapCheckError::Replay {
+                id: hex::encode(req.id),
+                source,
+            })?;
         if req.crt.is_empty() {
             tracing::debug!("No certificate provided by <client>.");
             return Ok(());
         }
-        let (_, sig) = req
-            .split_tail(Role::Request, 0)
-            .map_err(|e| e.to_string())?;
+        let (_, sig) = req.split_tail(Role::Request, 0)?;
         let signed = raw
             .get(..req.signed_len(Role::Request, 0))
-            .ok_or("truncated request")?;
+            .ok_or(OapCheckError::Truncated("request"))?;
         let trust = self.trust.lock().unwrap_or_else(|p| p.into_inner());
-        let cn = crate::auth::common_name(&req.crt)?;
+        let cn = crate::auth::common_name(&req.crt).map_err(OapCheckError::ClientCertificate)?;
         trust
             .verify(&req.crt, &cn)
-            .map_err(|e| format!("client certificate: {e}"))?;
+            .map_err(OapCheckError::ClientCertificate)?;
         crate::auth::verify_signature(&req.crt, req.md_nid, signed, sig)
-            .map_err(|e| format!("client: {e}"))?;
+            .map_err(OapCheckError::ClientSignature)?;
         crate::wire_log!(info, "Successfully authenticated client {cn}.");
         Ok(())
     }
 
     /// Signs a response with the server's certificate for `name`, if it has one.
-    pub(super) fn sign_response(&self, name: &str, resp: OapHdr) -> Result<OapHdr, String> {
+    pub(super) fn sign_response(&self, name: &str, resp: OapHdr) -> Result<OapHdr, AuthError> {
         match self.signer("server", name)? {
             Some(sg) => crate::auth::sign_header(&sg, resp),
             None => Ok(resp),
@@ -99,7 +97,7 @@ impl Daemon {
         name: &str,
         req: &[u8],
         resp: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), OapCheckError> {
         let trust = self.trust.lock().unwrap_or_else(|p| p.into_inner());
         verify_response(&trust, name, req, resp)
     }
@@ -110,7 +108,7 @@ impl Daemon {
         &self,
         side: &str,
         name: &str,
-    ) -> Result<Option<(EncConf, std::path::PathBuf)>, String> {
+    ) -> Result<Option<(EncConf, std::path::PathBuf)>, crate::security::EncFileError> {
         let key = format!("{side}_enc_file");
         let file = self.st().reg.names.get(name).and_then(|e| {
             e.paths
@@ -135,7 +133,7 @@ pub fn verify_response(
     name: &str,
     req: &[u8],
     resp: &[u8],
-) -> Result<(), String> {
+) -> Result<(), OapCheckError> {
     verify_response_at(trust, name, req, resp, rustls_pki_types::UnixTime::now())
 }
 
@@ -146,26 +144,25 @@ pub fn verify_response_at(
     req: &[u8],
     resp: &[u8],
     now: rustls_pki_types::UnixTime,
-) -> Result<(), String> {
-    let r = OapHdr::parse(resp).map_err(|e| e.to_string())?;
+) -> Result<(), OapCheckError> {
+    let r = OapHdr::parse(resp)?;
     if r.crt.is_empty() {
         tracing::info!("No certificate provided by {name}.");
         return Ok(());
     }
     tracing::debug!("Loaded peer certificate for {name}.");
-    let q = OapHdr::parse(req).map_err(|e| e.to_string())?;
-    let hl = req_hash(req, q.md_nid)?.len();
-    let (_, sig) = r
-        .split_tail(Role::Response, hl)
-        .map_err(|e| e.to_string())?;
+    let q = OapHdr::parse(req)?;
+    let hl = o7s_proto::oap::req_hash(req, q.md_nid)?.len();
+    let (_, sig) = r.split_tail(Role::Response, hl)?;
     let signed = resp
         .get(..r.signed_len(Role::Response, hl))
-        .ok_or("truncated response")?;
+        .ok_or(OapCheckError::Truncated("response"))?;
     trust
         .verify_at(&r.crt, name, now)
-        .map_err(|e| format!("server certificate: {e}"))?;
+        .map_err(OapCheckError::ServerCertificate)?;
     tracing::info!("Successfully verified peer certificate for {name}.");
-    crate::auth::verify_signature(&r.crt, r.md_nid, signed, sig)?;
+    crate::auth::verify_signature(&r.crt, r.md_nid, signed, sig)
+        .map_err(OapCheckError::ServerSignature)?;
     tracing::info!("Successfully authenticated {name}.");
     Ok(())
 }
@@ -176,10 +173,9 @@ pub(super) fn server_key(
     conf: Option<EncConf>,
     req: &OapHdr,
     raw_req: &[u8],
-) -> Result<(OapHdr, Option<CryptSpec>), String> {
+) -> Result<(OapHdr, Option<CryptSpec>), OapCheckError> {
     let rng = ring::rand::SystemRandom::new();
-    let (resp, key) = o7s_proto::oap::server_key(conf, req, raw_req, now_ns(), &rng)
-        .map_err(|e| e.to_string())?;
+    let (resp, key) = o7s_proto::oap::server_key(conf, req, raw_req, now_ns(), &rng)?;
     if resp.cipher_nid != req.cipher_nid || resp.kdf_nid != req.kdf_nid {
         tracing::info!(
             "The client asked for cipher {} / KDF {}; this server requires at least {} / {}: using those.",

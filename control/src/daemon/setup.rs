@@ -88,7 +88,7 @@ impl Daemon {
                     }
                     for r in &i.reg {
                         if let Err(e) = self.register(r, std::slice::from_ref(&i.name)) {
-                            tracing::warn!("registering {r} in {}: {e:?}", i.name);
+                            tracing::warn!("registering {r} in {}: {e}", i.name);
                         }
                     }
                 }
@@ -110,7 +110,7 @@ impl Daemon {
         auto: bool,
         args: Vec<String>,
         run_as: Option<(u32, u32)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CtlError> {
         let exe = resolve_prog(prog);
         match &exe {
             Some(e) if e.as_path() != std::path::Path::new(prog) => {
@@ -123,7 +123,11 @@ impl Daemon {
         }
         self.name_create(name, None);
         let mut st = self.st();
-        let e = st.reg.names.get_mut(name).ok_or("no such name")?;
+        let e = st
+            .reg
+            .names
+            .get_mut(name)
+            .ok_or_else(|| CtlError::NotFound(format!("no name {name}")))?;
         e.progs.retain(|p| p.path != prog);
         e.progs.push(ProgBind {
             path: prog.to_string(),
@@ -149,23 +153,26 @@ impl Daemon {
         dev: &str,
         port_kind: PortKind,
         hash: o7s_wire::hash::HashAlgo,
-    ) -> Result<(), String> {
+    ) -> Result<(), BootstrapError> {
         let port = {
             let mut st = self.st();
             if st.ipcps.iter().any(|i| i.name == name) {
-                return Err(format!("an IPCP named {name} exists"));
+                return Err(BootstrapError::Exists(name.to_string()));
             }
             st.next_port += 1;
             st.next_port
         };
-        let reply = self.dp.add_port(
-            ToDp::AddPort {
+        let reply = self
+            .dp
+            .add_port(
+                ToDp::AddPort {
+                    port,
+                    dev: dev.to_string(),
+                    kind: port_kind,
+                },
                 port,
-                dev: dev.to_string(),
-                kind: port_kind,
-            },
-            port,
-        )?;
+            )
+            .map_err(BootstrapError::DataPlane)?;
         let mut ipcp = EthIpcp::new(name, layer, kind, port_kind, dev, hash, port);
         let res = match reply {
             FromDp::PortUp {
@@ -185,9 +192,14 @@ impl Daemon {
             }
             FromDp::PortError { error, .. } => {
                 ipcp.io_path = format!("down: {error}");
-                Err(format!("cannot open a port on {dev}: {error}"))
+                Err(BootstrapError::Port {
+                    dev: dev.to_string(),
+                    error,
+                })
             }
-            _ => Err("unexpected answer from the data plane".into()),
+            _ => Err(BootstrapError::DataPlane(crate::dp::DpError::Refused(
+                "unexpected answer".into(),
+            ))),
         };
         self.st().ipcps.push(ipcp);
         res
@@ -200,37 +212,38 @@ impl Daemon {
         kind: IpcpKind,
         layer: &str,
         settings: &std::collections::BTreeMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BootstrapError> {
+        let bad = BootstrapError::Setting;
         if let Some(k) = settings
             .keys()
             .find(|k| !["type", "ip", "port", "dns"].contains(&k.as_str()))
         {
-            return Err(format!(
+            return Err(bad(format!(
                 "{k} is not a setting of a {} IPCP (ip, port, dns)",
                 kind.as_str()
-            ));
+            )));
         }
         let ip: std::net::IpAddr = settings
             .get("ip")
-            .ok_or("ip is required")?
+            .ok_or(bad("ip is required".into()))?
             .parse()
-            .map_err(|_| "ip is not an address".to_string())?;
+            .map_err(|_| bad("ip is not an address".into()))?;
         if ip.is_ipv4() != (kind == IpcpKind::Udp4) {
-            return Err(format!(
+            return Err(bad(format!(
                 "{ip} is not an address of a {} IPCP",
                 kind.as_str()
-            ));
+            )));
         }
         let port: u16 = match settings.get("port") {
             None => 3435,
             Some(p) => p
                 .parse()
-                .map_err(|_| format!("port {p} is not a port number"))?,
+                .map_err(|_| bad(format!("port {p} is not a port number")))?,
         };
         let dns = match settings.get("dns") {
             None => None,
             Some(d) => {
-                Some(crate::dns::server_addr(d).ok_or(format!("dns {d} is not an address"))?)
+                Some(crate::dns::server_addr(d).ok_or(bad(format!("dns {d} is not an address")))?)
             }
         };
         let addr = std::net::SocketAddr::new(ip, port);
@@ -251,7 +264,7 @@ impl Daemon {
     }
 
     /// Registers `name` in the IPCPs or layers named in `targets`.
-    pub fn register(&self, name: &str, targets: &[String]) -> Result<(), Fail> {
+    pub fn register(&self, name: &str, targets: &[String]) -> Result<(), CtlError> {
         self.name_create(name, None);
         let mut st = self.st();
         let mut done = 0;
@@ -283,10 +296,10 @@ impl Daemon {
             done += 1;
         }
         if done == 0 {
-            return Err((
-                ErrorCode::NotFound,
-                format!("no IPCP or layer named {}", targets.join(", ")),
-            ));
+            return Err(CtlError::NotFound(format!(
+                "no IPCP or layer named {}",
+                targets.join(", ")
+            )));
         }
         Ok(())
     }

@@ -349,24 +349,32 @@ impl Daemon {
     }
 
     /// The OAP response and keys for a request, or why it is refused.
-    fn checked(&self, name: &str, f: &Fresh) -> Result<(OapHdr, Option<CryptSpec>), String> {
-        let req = OapHdr::parse_as(&f.oap, Role::Request, 0).map_err(|e| {
+    fn checked(
+        &self,
+        name: &str,
+        f: &Fresh,
+    ) -> Result<(OapHdr, Option<CryptSpec>), crate::error::OapCheckError> {
+        use crate::error::OapCheckError;
+        let req = OapHdr::parse_as(&f.oap, Role::Request, 0).inspect_err(|_| {
             self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
-            format!("bad OAP header: {e}")
         })?;
         crate::wire_log!(info, "Flow request arrived for {name}.");
-        let (resp, crypt) = self
-            .check_request(&req, &f.oap)
-            .and_then(|()| self.enc_conf("server", name))
-            .and_then(|c| super::oap_glue::server_key(c.map(|c| c.0), &req, &f.oap))
-            .and_then(|(resp, crypt)| Ok((self.sign_response(name, resp)?, crypt)))?;
+        self.check_request(&req, &f.oap)?;
+        let conf = self
+            .enc_conf("server", name)
+            .map_err(OapCheckError::Settings)?;
+        let (resp, crypt) = super::oap_glue::server_key(conf.map(|c| c.0), &req, &f.oap)?;
+        let resp = self
+            .sign_response(name, resp)
+            .map_err(OapCheckError::Signer)?;
         let crypt = crypt.map(|c| CryptSpec {
             rotation_bits: self.settings.key_rotation_bits,
             ..c
         });
         // The limits first: a request that will be refused must not take an acceptor or
         // start a program.
-        self.check_flow_limits(f.peer).map_err(|e| e.to_string())?;
+        self.check_flow_limits(f.peer)
+            .map_err(|e| OapCheckError::Limit(Box::new(e)))?;
         Ok((resp, crypt))
     }
 

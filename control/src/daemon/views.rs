@@ -80,7 +80,7 @@ impl Daemon {
                 })
                 .collect(),
         };
-        let err = |(code, message): Fail| Reply::Error { code, message };
+        let err = |e: CtlError| e.reply();
         match c {
             Ctl::IpcpList => {
                 // The data plane knows whether a port's device is still there.
@@ -115,7 +115,7 @@ impl Daemon {
                 Some(k) => {
                     let mut st = self.st();
                     if st.ipcps.iter().any(|i| i.name == name) || st.created.contains_key(&name) {
-                        return err((ErrorCode::Exists, format!("an IPCP named {name} exists")));
+                        return err(CtlError::Exists(format!("an IPCP named {name} exists")));
                     }
                     st.created.insert(name.clone(), k);
                     tracing::info!(
@@ -124,7 +124,7 @@ impl Daemon {
                     );
                     Reply::Ok
                 }
-                None => err((ErrorCode::Invalid, format!("unknown IPCP type {kind}"))),
+                None => err(CtlError::Invalid(format!("unknown IPCP type {kind}"))),
             },
             Ctl::IpcpBootstrap {
                 name,
@@ -137,9 +137,7 @@ impl Daemon {
                     .and_then(|t| IpcpKind::parse(t))
                     .or(created);
                 let Some(kind) = kind else {
-                    return err((
-                        ErrorCode::Invalid,
-                        "type is required (eth-dix, eth-llc, udp4, udp6)".into(),
+                    return err(CtlError::Invalid("type is required (eth-dix, eth-llc, udp4, udp6)".into(),
                     ));
                 };
                 if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) {
@@ -148,19 +146,17 @@ impl Daemon {
                             self.st().created.remove(&name);
                             Reply::Ok
                         }
-                        Err(e) => err((ErrorCode::Invalid, e)),
+                        Err(e) => err(e.into()),
                     };
                 }
                 let Some(dev) = settings.get("dev") else {
-                    return err((ErrorCode::Invalid, "dev is required".into()));
+                    return err(CtlError::Invalid("dev is required".into()));
                 };
                 let ethertype = match settings.get("ethertype").map(|e| parse_u16(e)) {
                     None => o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
                     Some(Some(e)) if e >= 0x0600 && e != 0xffff => e,
                     Some(_) => {
-                        return err((
-                            ErrorCode::Invalid,
-                            "ethertype must be 0x0600..0xFFFE".into(),
+                        return err(CtlError::Invalid("ethertype must be 0x0600..0xFFFE".into(),
                         ))
                     }
                 };
@@ -168,16 +164,14 @@ impl Daemon {
                     None => o7s_wire::hash::HashAlgo::Sha3_256,
                     Some(h) => match o7s_wire::hash::HashAlgo::from_config_name(h) {
                         Some(a) => a,
-                        None => return err((ErrorCode::Invalid, format!("unknown hash {h}"))),
+                        None => return err(CtlError::Invalid(format!("unknown hash {h}"))),
                     },
                 };
                 let port_kind = match kind {
                     IpcpKind::EthDix => PortKind::Dix { ethertype },
                     IpcpKind::EthLlc => PortKind::Llc,
                     other => {
-                        return err((
-                            ErrorCode::Invalid,
-                            format!("o7sctl bootstraps eth-dix and eth-llc IPCPs; {} needs a configuration file (o7sctl config load)", other.as_str()),
+                        return err(CtlError::Invalid(format!("o7sctl bootstraps eth-dix and eth-llc IPCPs; {} needs a configuration file (o7sctl config load)", other.as_str()),
                         ))
                     }
                 };
@@ -186,7 +180,7 @@ impl Daemon {
                         self.st().created.remove(&name);
                         Reply::Ok
                     }
-                    Err(e) => err((ErrorCode::Invalid, e)),
+                    Err(e) => err(e.into()),
                 }
             }
             Ctl::IpcpDestroy { name } => {
@@ -195,7 +189,7 @@ impl Daemon {
                     return Reply::Ok;
                 }
                 let Some(pos) = st.ipcps.iter().position(|i| i.name == name) else {
-                    return err((ErrorCode::NotFound, format!("no IPCP named {name}")));
+                    return err(CtlError::NotFound(format!("no IPCP named {name}")));
                 };
                 let flows: Vec<u64> = st
                     .flows
@@ -204,9 +198,7 @@ impl Daemon {
                     .map(|(k, _)| *k)
                     .collect();
                 if !flows.is_empty() {
-                    return err((
-                        ErrorCode::Invalid,
-                        format!("{name} carries {} flows", flows.len()),
+                    return err(CtlError::Invalid(format!("{name} carries {} flows", flows.len()),
                     ));
                 }
                 let i = st.ipcps.remove(pos);
@@ -223,7 +215,7 @@ impl Daemon {
             Ctl::NameCreate { name, lb } => {
                 let lb = match lb.as_deref().map(Lb::parse) {
                     Some(None) => {
-                        return err((ErrorCode::Invalid, "lb must be spill or round-robin".into()))
+                        return err(CtlError::Invalid("lb must be spill or round-robin".into()))
                     }
                     Some(Some(l)) => Some(l),
                     // The same default as a configuration file's [name] table.
@@ -240,7 +232,7 @@ impl Daemon {
             Ctl::NameDestroy { name } => {
                 let mut st = self.st();
                 if st.reg.names.remove(&name).is_none() {
-                    return err((ErrorCode::NotFound, format!("no name {name}")));
+                    return err(CtlError::NotFound(format!("no name {name}")));
                 }
                 for i in &mut st.ipcps {
                     i.reg_remove(&name);
@@ -296,9 +288,7 @@ impl Daemon {
                     }
                 }
                 if n == 0 {
-                    return err((
-                        ErrorCode::NotFound,
-                        format!("{name} is not registered in {}", targets.join(", ")),
+                    return err(CtlError::NotFound(format!("{name} is not registered in {}", targets.join(", ")),
                     ));
                 }
                 Reply::Ok
@@ -316,26 +306,24 @@ impl Daemon {
                 (cred.uid != 0).then_some((cred.uid, cred.gid)),
             ) {
                 Ok(()) => Reply::Ok,
-                Err(e) => err((ErrorCode::Invalid, e)),
+                Err(e) => err(e),
             },
             Ctl::UnbindProgram { prog, name } => {
                 let mut st = self.st();
                 let Some(e) = st.reg.names.get_mut(&name) else {
-                    return err((ErrorCode::NotFound, format!("no name {name}")));
+                    return err(CtlError::NotFound(format!("no name {name}")));
                 };
                 let before = e.progs.len();
                 e.progs.retain(|p| p.path != prog);
                 if before == e.progs.len() {
-                    return err((
-                        ErrorCode::NotFound,
-                        format!("{prog} is not bound to {name}"),
+                    return err(CtlError::NotFound(format!("{prog} is not bound to {name}"),
                     ));
                 }
                 Reply::Ok
             }
             Ctl::BindProcess { pid, name } => {
                 if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                    return err((ErrorCode::NotFound, format!("no process {pid}")));
+                    return err(CtlError::NotFound(format!("no process {pid}")));
                 }
                 self.name_create(&name, None);
                 {
@@ -356,9 +344,7 @@ impl Daemon {
                 if removed {
                     Reply::Ok
                 } else {
-                    err((
-                        ErrorCode::NotFound,
-                        format!("process {pid} is not bound to {name}"),
+                    err(CtlError::NotFound(format!("process {pid} is not bound to {name}"),
                     ))
                 }
             }
@@ -378,7 +364,7 @@ impl Daemon {
                         })
                         .collect(),
                 ),
-                None => err((ErrorCode::Internal, "the data plane did not answer".into())),
+                None => err(CtlError::DataPlaneSilent),
             },
             Ctl::CacheList => {
                 let st = self.st();
@@ -428,7 +414,7 @@ impl Daemon {
                             .collect(),
                     )
                 }
-                None => err((ErrorCode::Internal, "the data plane did not answer".into())),
+                None => err(CtlError::DataPlaneSilent),
             },
             Ctl::FlowList => {
                 let stats = self.dp.stats().unwrap_or_default();
@@ -459,20 +445,14 @@ impl Daemon {
                 }
                 table(rows)
             }
-            Ctl::Capture { .. } => err((
-                ErrorCode::Invalid,
-                "a capture streams its frames: o7sctl capture".into(),
+            Ctl::Capture { .. } => err(CtlError::Invalid("a capture streams its frames: o7sctl capture".into(),
             )),
-            Ctl::ConfigLoad { path, content: None } => err((
-                ErrorCode::Invalid,
-                format!("config load {path}: the client sent no text (o7sctl reads the file and sends it; the daemon opens no path a client names)"),
+            Ctl::ConfigLoad { path, content: None } => err(CtlError::Invalid(format!("config load {path}: the client sent no text (o7sctl reads the file and sends it; the daemon opens no path a client names)"),
             )),
             Ctl::ConfigLoad {
                 path,
                 content: Some(text),
-            } if text.len() > o7s::proto::MAX_CONFIG_BYTES => err((
-                ErrorCode::Invalid,
-                format!("config load {path}: larger than {} KiB", o7s::proto::MAX_CONFIG_BYTES / 1024),
+            } if text.len() > o7s::proto::MAX_CONFIG_BYTES => err(CtlError::Invalid(format!("config load {path}: larger than {} KiB", o7s::proto::MAX_CONFIG_BYTES / 1024),
             )),
             Ctl::ConfigLoad {
                 path,
@@ -484,8 +464,9 @@ impl Daemon {
                     Reply::Ok
                 }
                 Err(e) => {
-                    tracing::warn!("configuration refused: {e}");
-                    err((ErrorCode::Invalid, format!("configuration refused: {e}")))
+                    let e = CtlError::from(e);
+                    tracing::warn!("{e}");
+                    err(e)
                 }
             },
             Ctl::Stats => {
