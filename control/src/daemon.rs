@@ -6,6 +6,7 @@ use crate::dp::DpHandle;
 mod alloc;
 mod connections;
 mod event_loop;
+mod install;
 mod oap_glue;
 mod setup;
 mod shim_driver;

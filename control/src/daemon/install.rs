@@ -1,0 +1,134 @@
+//! A flow set up on both sides the same way: its limits checked, its shared memory made,
+//! its entry installed in the data plane, and what its app gets.
+
+use super::*;
+use crate::error::FlowError;
+
+impl Daemon {
+    /// Sets up the shared memory and the data-plane entry of a flow, records it, and returns
+    /// what the app gets.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn install_flow(
+        &self,
+        ipcp: usize,
+        local: u32,
+        remote: u32,
+        peer: Peer,
+        name: &str,
+        qos: QosSpec,
+        side: &'static str,
+        pid: i32,
+        crypt: Option<CryptSpec>,
+    ) -> Result<Accepted, FlowError> {
+        self.check_flow_limits(peer)?;
+        {
+            let st = self.st();
+            let of_process = st.flows.values().filter(|f| f.pid == pid).count();
+            if pid > 0 && of_process >= self.settings.max_flows_per_process {
+                self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
+                return Err(FlowError::Limit(format!(
+                    "process {pid} has its maximum of {} flows (o7sd --max-flows-per-process)",
+                    self.settings.max_flows_per_process
+                )));
+            }
+        }
+        let overhead = if crypt.is_some() {
+            o7s_abi::CRYPT_OVERHEAD
+        } else {
+            0
+        };
+        let mtu = self
+            .st()
+            .ipcps
+            .get(ipcp)
+            .map(|i| i.mtu)
+            .unwrap_or(0)
+            .saturating_sub(overhead);
+        let (memfd, tx, rx) = flow_mem(mtu).map_err(FlowError::Memory)?;
+        let mut st = self.st();
+        st.next_flow += 1;
+        let flow = st.next_flow;
+        let Some(i) = st.ipcps.get(ipcp) else {
+            return Err(FlowError::Internal("IPCP vanished".into()));
+        };
+        let (port, layer) = (i.port, i.layer.clone());
+        st.flows.insert(
+            flow,
+            FlowRec {
+                ipcp,
+                local,
+                remote,
+                peer,
+                name: name.to_string(),
+                side,
+                pid,
+                qos,
+                down: false,
+            },
+        );
+        drop(st);
+        let added = self.dp.add_flow(
+            &ToDp::AddFlow {
+                flow,
+                port,
+                local,
+                remote,
+                peer: peer.mac(),
+                timeout_ms: u64::from(qos.timeout.max(1000)),
+                peer_addr: peer.addr(),
+                crypt,
+            },
+            flow,
+            &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],
+        );
+        if let Err(e) = added {
+            // Forget it here and there (the data plane may install it late).
+            self.dealloc(flow);
+            return Err(FlowError::Install(e));
+        }
+        self.counters.flows.fetch_add(1, Ordering::Relaxed);
+        let fds = [dup(&memfd), dup(tx.fd()), dup(rx.fd())];
+        let fds: Vec<OwnedFd> = fds.into_iter().flatten().collect();
+        if fds.len() != 3 {
+            self.dealloc(flow);
+            return Err(FlowError::Descriptors);
+        }
+        Ok(Accepted {
+            info: FlowInfo {
+                id: flow,
+                name: name.to_string(),
+                qos,
+                mtu,
+                layer,
+            },
+            flow,
+            fds,
+        })
+    }
+
+    /// Whether one more flow with `peer` is within the daemon's limits (`--max-flows`,
+    /// `--max-flows-per-peer`); counted and explained when not.
+    pub(super) fn check_flow_limits(&self, peer: Peer) -> Result<(), FlowError> {
+        let st = self.st();
+        if st.flows.len() >= self.settings.max_flows {
+            self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
+            return Err(FlowError::Limit(format!(
+                "this daemon has its maximum of {} flows (o7sd --max-flows)",
+                self.settings.max_flows
+            )));
+        }
+        let same_peer = |p: &Peer| match (p, &peer) {
+            (Peer::Ip(a), Peer::Ip(b)) => a.ip() == b.ip(),
+            (a, b) => a == b,
+        };
+        let of_peer = st.flows.values().filter(|f| same_peer(&f.peer)).count();
+        if of_peer >= self.settings.max_flows_per_peer {
+            self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
+            return Err(FlowError::Limit(format!(
+                "{peer} has its maximum of {} flows with this daemon (o7sd --max-flows-per-peer)",
+                self.settings.max_flows_per_peer
+            )));
+        }
+        Ok(())
+    }
+}
