@@ -14,9 +14,14 @@ pub mod msg;
 pub mod ring;
 
 /// The version of the contract in this crate.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// The environment variable that carries o7sd's [`ABI_VERSION`] to the data plane.
 pub const ABI_ENV: &str = "O7S_ABI_VERSION";
+/// The environment variable that names the data plane's own socket (mode 0600, in o7sd's
+/// runtime directory): a new o7sd finds a data plane whose o7sd went away there.
+pub const SOCK_ENV: &str = "O7S_DP_SOCK";
+/// The data plane's socket's file name in the runtime directory.
+pub const SOCK_NAME: &str = "dataplane.sock";
 /// The data plane's exit status when its ABI is not o7sd's.
 pub const EXIT_ABI_MISMATCH: u8 = 3;
 /// Bytes an encrypted SDU takes beyond its plaintext: a 12-byte IV and a 16-byte AEAD tag.

@@ -104,6 +104,14 @@ pub enum ToDp {
         /// Encryption of the flow's SDUs, when OAP agreed on a key.
         #[serde(default)]
         crypt: Option<CryptSpec>,
+        /// The app's process: the data plane frees the flow when it exits (a pidfd), also
+        /// while no o7sd runs.
+        #[serde(default)]
+        pid: i32,
+        /// o7sd's record of the flow (opaque to the data plane), handed back to the o7sd
+        /// that adopts it ([`FromDp::Adopted`]).
+        #[serde(default)]
+        record: String,
     },
     /// Remove a flow.
     DelFlow {
@@ -134,6 +142,10 @@ pub enum ToDp {
     },
     /// Exit.
     Shutdown,
+    /// A new o7sd takes over a data plane whose o7sd went away: the data plane answers
+    /// with [`FromDp::Adopted`] (its ports and flows) and takes this connection as its
+    /// control channel.
+    Adopt,
 }
 
 /// Data plane to `o7sd`.
@@ -211,6 +223,70 @@ pub enum FromDp {
         /// Capture id.
         id: u64,
     },
+    /// The first message on a connection to the data plane's socket: who it is, and
+    /// whether it can be adopted (it has no o7sd).
+    Hello {
+        /// Its [`crate::ABI_VERSION`].
+        abi: u32,
+        /// Its process id.
+        pid: u32,
+        /// It has an o7sd already: the connection is closed after this message.
+        busy: bool,
+    },
+    /// What a data plane adopted by a new o7sd has (the answer to [`ToDp::Adopt`]).
+    Adopted {
+        /// Its ports.
+        ports: Vec<AdoptedPort>,
+        /// Its flows.
+        flows: Vec<AdoptedFlow>,
+    },
+    /// A flow was removed by the data plane: its app exited or let it go.
+    FlowGone {
+        /// Flow id.
+        flow: u64,
+        /// Why.
+        why: String,
+    },
+}
+
+/// A port of a data plane being adopted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptedPort {
+    /// Port id (the first o7sd's).
+    pub port: u32,
+    /// Device (or `ip:port` for udp).
+    pub dev: String,
+    /// What it carries.
+    pub kind: PortKind,
+    /// Device MAC.
+    pub mac: [u8; 6],
+    /// Layer MTU.
+    pub mtu: usize,
+    /// The I/O path in use.
+    pub io_path: String,
+}
+
+/// A flow of a data plane being adopted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptedFlow {
+    /// Flow id.
+    pub flow: u64,
+    /// Port id.
+    pub port: u32,
+    /// Our endpoint id.
+    pub local: u32,
+    /// The peer's endpoint id.
+    pub remote: u32,
+    /// The peer's MAC.
+    pub peer: [u8; 6],
+    /// The peer's address (udp).
+    pub peer_addr: Option<std::net::SocketAddr>,
+    /// The app's process.
+    pub pid: i32,
+    /// Peer time-out.
+    pub timeout_ms: u64,
+    /// o7sd's record, as it gave it.
+    pub record: String,
 }
 
 /// The header of a frame in a capture ring: `ts_ns(8) len(4) tx(1) pad(3)`, native byte

@@ -32,6 +32,9 @@ pub mod flags {
     pub const PEER_DOWN: u32 = 1;
     /// The flow was deallocated by the daemon.
     pub const CLOSED: u32 = 2;
+    /// The app let the flow go (set by the library when it drops the flow): the data plane
+    /// removes it, also while no o7sd runs.
+    pub const APP_CLOSED: u32 = 4;
 }
 
 /// Direction of a ring.

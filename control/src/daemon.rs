@@ -3,6 +3,7 @@
 
 use crate::config::{Config, IpcpKind, Lb};
 use crate::dp::DpHandle;
+mod adopt;
 mod alloc;
 mod connections;
 mod event_loop;
@@ -149,6 +150,8 @@ pub struct State {
     accept_queue: o7s_proto::accept::AcceptQueue<(usize, o7s_proto::shim::ReqId)>,
     /// What each of them needs when it is served.
     waiting: HashMap<(usize, o7s_proto::shim::ReqId), shim_driver::Waiting>,
+    /// Ports of an adopted data plane that no IPCP has taken yet.
+    adopted_ports: Vec<o7s_abi::msg::AdoptedPort>,
     /// When the event loop's protocol work is due next (an earlier timer wakes it).
     proto_wake: Option<Instant>,
 }

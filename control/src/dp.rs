@@ -43,7 +43,8 @@ pub struct DpHandle {
     /// The control channel (sends from any thread; one reader thread receives); replaced
     /// when the data plane is restarted.
     ch: Mutex<Arc<Channel>>,
-    child: Mutex<Child>,
+    /// The data plane: our child, or one adopted from an o7sd that went away.
+    child: Mutex<DpProcess>,
     /// Settings handed to the data plane as environment (`O7S_DP_IO`, `O7S_XDP_MODE`).
     env: Vec<(String, String)>,
     port_waiters: Mutex<HashMap<u32, Sender<FromDp>>>,
@@ -57,6 +58,61 @@ pub struct DpHandle {
     pub queue_full: AtomicU64,
     /// Messages the writer could not send (the data plane was gone).
     pub send_failed: AtomicU64,
+}
+
+/// The data plane's process.
+#[derive(Debug)]
+enum DpProcess {
+    /// Started by this o7sd.
+    Child(Child),
+    /// Started by an o7sd that went away; adopted (not our child: watched by its pid).
+    Adopted(u32),
+}
+
+impl DpProcess {
+    fn pid(&self) -> u32 {
+        match self {
+            Self::Child(c) => c.id(),
+            Self::Adopted(p) => *p,
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            Self::Child(c) => {
+                let _ = c.kill();
+            }
+            Self::Adopted(p) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(i32::try_from(*p).unwrap_or(i32::MAX)),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    /// Whether it has exited (reaped when it was our child).
+    fn exited(&mut self) -> bool {
+        match self {
+            Self::Child(c) => matches!(c.try_wait(), Ok(Some(_))),
+            Self::Adopted(p) => nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(*p).unwrap_or(i32::MAX)),
+                None,
+            )
+            .is_err(),
+        }
+    }
+}
+
+/// What a data plane adopted at start has.
+#[derive(Debug, Clone, Default)]
+pub struct Adopted {
+    /// Its process id.
+    pub pid: u32,
+    /// Its ports.
+    pub ports: Vec<o7s_abi::msg::AdoptedPort>,
+    /// Its flows.
+    pub flows: Vec<o7s_abi::msg::AdoptedFlow>,
 }
 
 /// Where the data-plane binary is: next to `o7sd`, or `$O7S_DATAPLANE`.
@@ -105,6 +161,27 @@ impl DpHandle {
     /// Starts the data plane with one end of a channel as its descriptor 3.
     pub fn spawn(env: Vec<(String, String)>) -> io::Result<Arc<Self>> {
         let (ours, child) = Self::start(&env)?;
+        Self::with(ours, DpProcess::Child(child), env)
+    }
+
+    /// Adopts the data plane listening on `sock` (its o7sd went away) when there is one
+    /// of this build, else starts one (a data plane of another build is stopped first,
+    /// after its flows are closed). What an adopted one has comes back with it.
+    pub fn adopt_or_spawn(
+        env: Vec<(String, String)>,
+        sock: &std::path::Path,
+    ) -> io::Result<(Arc<Self>, Option<Adopted>)> {
+        match adopt(sock) {
+            Ok(Some((ch, a))) => {
+                let h = Self::with(ch, DpProcess::Adopted(a.pid), env)?;
+                Ok((h, Some(a)))
+            }
+            Ok(None) => Ok((Self::spawn(env)?, None)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn with(ours: Channel, child: DpProcess, env: Vec<(String, String)>) -> io::Result<Arc<Self>> {
         let (queue, rx) = sync_channel(MAX_QUEUED);
         let h = Arc::new(Self {
             ch: Mutex::new(Arc::new(ours)),
@@ -125,6 +202,11 @@ impl DpHandle {
         Ok(h)
     }
 
+    /// The data plane's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|p| p.into_inner()).pid()
+    }
+
     /// The current channel.
     pub fn channel(&self) -> Arc<Channel> {
         self.ch.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -133,8 +215,13 @@ impl DpHandle {
     /// Replaces a data plane that died by a new one; returns how the old one ended.
     pub fn restart(&self) -> io::Result<String> {
         let mut c = self.child.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = c.kill();
-        let status = c.wait();
+        c.kill();
+        let status = match &mut *c {
+            DpProcess::Child(c) => c.wait(),
+            DpProcess::Adopted(pid) => Err(io::Error::other(format!(
+                "the adopted data plane (pid {pid}) went away"
+            ))),
+        };
         if let Ok(s) = &status {
             if s.code() == Some(i32::from(o7s_abi::EXIT_ABI_MISMATCH)) {
                 return Err(io::Error::other(format!(
@@ -148,7 +235,7 @@ impl DpHandle {
             .map(|s| s.to_string())
             .unwrap_or_else(|e| e.to_string());
         let (ours, child) = Self::start(&self.env)?;
-        *c = child;
+        *c = DpProcess::Child(child);
         drop(c);
         *self.ch.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(ours);
         Ok(old)
@@ -309,14 +396,90 @@ impl DpHandle {
         self.send(&ToDp::Shutdown, &[]);
         if let Ok(mut c) = self.child.lock() {
             for _ in 0..200 {
-                if let Ok(Some(_)) = c.try_wait() {
+                if c.exited() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill();
+            if let DpProcess::Child(c) = &mut *c {
+                let _ = c.wait();
+            }
         }
+    }
+}
+
+/// Connects to a data plane's socket: `Ok(None)` when there is none (no socket, or a stale
+/// one), `Ok(Some)` with the channel and what it has once adopted; a data plane of another
+/// build is stopped (`Ok(None)` then: start a new one).
+fn adopt(sock: &std::path::Path) -> io::Result<Option<(Channel, Adopted)>> {
+    let ch = match Channel::connect(sock) {
+        Ok(c) => c,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            tracing::info!("{}: {e}: no data plane to adopt", sock.display());
+            let _ = std::fs::remove_file(sock);
+            return Ok(None);
+        }
+    };
+    let wait = Some(Duration::from_secs(3));
+    let hello = match ch.recv_timeout::<FromDp>(wait) {
+        Ok((FromDp::Hello { abi, pid, busy }, _)) => (abi, pid, busy),
+        Ok((other, _)) => {
+            return Err(io::Error::other(format!(
+                "{}: the data plane said {other:?} instead of hello",
+                sock.display()
+            )))
+        }
+        Err(e) => {
+            // Not even its hello can be read: another build. Ask it to stop (Shutdown
+            // reads the same in every build).
+            tracing::warn!(
+                "{}: the data plane there does not speak this build's ABI ({e}): stopping it",
+                sock.display()
+            );
+            let _ = ch.send(&ToDp::Shutdown, &[]);
+            let _ = ch.recv_timeout::<FromDp>(Some(Duration::from_secs(5)));
+            return Ok(None);
+        }
+    };
+    let (abi, pid, busy) = hello;
+    if busy {
+        return Err(io::Error::other(format!(
+            "the data plane (pid {pid}) at {} is driven by another o7sd",
+            sock.display()
+        )));
+    }
+    if abi != o7s_abi::ABI_VERSION {
+        tracing::warn!(
+            "The running data plane (pid {pid}) is of another build (ABI {abi}, this o7sd's {}): its flows cannot be adopted; stopping it and starting a new one.",
+            o7s_abi::ABI_VERSION
+        );
+        let _ = ch.send(&ToDp::Shutdown, &[]);
+        // It closes the channel as it exits (its flows are closed, their apps told).
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < Duration::from_secs(5)
+            && !matches!(ch.recv_timeout::<serde_json::Value>(Some(Duration::from_millis(500))), Err(e) if e.kind() == io::ErrorKind::UnexpectedEof)
+        {
+        }
+        return Ok(None);
+    }
+    ch.send(&ToDp::Adopt, &[])?;
+    match ch.recv_timeout::<FromDp>(Some(Duration::from_secs(5))) {
+        Ok((FromDp::Adopted { ports, flows }, _)) => {
+            tracing::info!(
+                "Adopted the running data plane (pid {pid}): {} ports, {} flows.",
+                ports.len(),
+                flows.len()
+            );
+            Ok(Some((ch, Adopted { pid, ports, flows })))
+        }
+        Ok((other, _)) => Err(io::Error::other(format!(
+            "the data plane answered {other:?} to Adopt"
+        ))),
+        Err(e) => Err(io::Error::other(format!(
+            "the data plane did not say what it has: {e}"
+        ))),
     }
 }
 

@@ -182,7 +182,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let env = vec![
+    let mut env = vec![
         (
             "O7S_DP_MGMT_RATE_SOURCE".to_string(),
             cli.mgmt_rate_source.to_string(),
@@ -203,7 +203,10 @@ fn main() -> ExitCode {
         ),
         ("O7S_DP_SPIN_US".to_string(), cli.spin_us.to_string()),
     ];
-    let dp = match DpHandle::spawn(env) {
+    // A data plane whose o7sd went away (a crash, an upgrade) is adopted with its flows.
+    let dp_sock = rundir.join(o7s_abi::SOCK_NAME);
+    env.push((o7s_abi::SOCK_ENV.to_string(), dp_sock.display().to_string()));
+    let (dp, adopted) = match DpHandle::adopt_or_spawn(env, &dp_sock) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("o7sd: cannot start the data plane: {e}");
@@ -247,8 +250,15 @@ fn main() -> ExitCode {
         std::process::id(),
         sock.display()
     );
+    let adopted_flows = adopted.map(|a| {
+        d.adopt_ports(a.ports);
+        a.flows
+    });
     if let Some(c) = &cfg {
         d.apply(c);
+    }
+    if let Some(flows) = adopted_flows {
+        d.adopt_flows(flows);
     }
     if let Some(addr) = cli.metrics {
         if let Err(e) = o7s_control::metrics::serve(d.clone(), addr) {

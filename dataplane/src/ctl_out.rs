@@ -64,6 +64,13 @@ impl CtlOut {
         true
     }
 
+    /// Forgets what waits (o7sd went away: nobody will read it).
+    pub fn clear(&mut self) {
+        self.q.clear();
+        self.first.clear();
+        self.partial.clear();
+    }
+
     /// Whether messages wait.
     pub fn is_empty(&self) -> bool {
         self.q.is_empty() && self.first.is_empty() && self.partial.is_empty()

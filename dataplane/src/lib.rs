@@ -12,6 +12,7 @@ pub mod police;
 pub mod router;
 pub mod sockstat;
 pub mod udp;
+pub mod upstream;
 pub mod worker;
 pub mod xdp;
 pub mod xdp_netlink;

@@ -38,8 +38,8 @@ fn main() -> std::process::ExitCode {
     if let Err(e) = o7s::raise_fd_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
-    // Die with the daemon.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    // No parent-death signal: the data plane outlives a crashed o7sd and keeps forwarding
+    // until a new one adopts it (`O7S_DP_SOCK`, dataplane/src/upstream.rs).
     // Safety: o7sd passes the channel's descriptor; nothing else in this process owns it.
     let ch = Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) });
     // `O7S_DP_CORE=0,1`: one worker per CPU behind a router; else one worker.

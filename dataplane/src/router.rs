@@ -6,7 +6,8 @@
 //! workers' messages on, and merges their counters. No data passes through it.
 
 use crate::ctl_out::CtlOut;
-use crate::msg::{DpStats, FromDp, ToDp};
+use crate::msg::{AdoptedFlow, AdoptedPort, DpStats, FromDp, ToDp};
+use crate::upstream::{Adoption, Upstream};
 use crate::worker::Dataplane;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use o7s::ipc::Channel;
@@ -19,11 +20,14 @@ struct Worker {
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
     /// Counters it sent that wait to be merged.
     stats: VecDeque<DpStats>,
+    /// Its ports and flows, for an o7sd that adopts the data plane, waiting to be merged.
+    adopted: Option<(Vec<AdoptedPort>, Vec<AdoptedFlow>)>,
 }
 
 /// The router and its workers.
 pub struct Router {
-    ctl: Channel,
+    /// The channel to o7sd and the socket a new o7sd adopts the data plane on.
+    up: Upstream,
     /// Messages waiting for o7sd (sent without blocking).
     out: CtlOut,
     /// Management messages the router dropped because o7sd was behind, by port.
@@ -36,6 +40,8 @@ pub struct Router {
     next: usize,
     /// Stats requests not answered yet.
     stats_wanted: usize,
+    /// An adoption waits for the workers' ports and flows.
+    adopt_wanted: bool,
 }
 
 impl std::fmt::Debug for Router {
@@ -62,11 +68,12 @@ impl Router {
                 ch: mine,
                 thread: Some(thread),
                 stats: VecDeque::new(),
+                adopted: None,
             });
         }
         tracing::info!("{} workers, ports assigned in turn", workers.len());
         Ok(Self {
-            ctl,
+            up: Upstream::new(ctl),
             out: CtlOut::default(),
             backlog_drops: HashMap::new(),
             workers,
@@ -74,6 +81,7 @@ impl Router {
             flow_owner: HashMap::new(),
             next: 0,
             stats_wanted: 0,
+            adopt_wanted: false,
         })
     }
 
@@ -97,31 +105,39 @@ impl Router {
 
     fn route(&mut self) -> io::Result<()> {
         loop {
-            let ready: Vec<bool> = {
+            let (ready, up_ready): (Vec<bool>, bool) = {
                 let ctl_events = if self.out.is_empty() {
                     PollFlags::POLLIN
                 } else {
                     PollFlags::POLLIN | PollFlags::POLLOUT
                 };
-                let mut fds = vec![PollFd::new(self.ctl.as_fd(), ctl_events)];
+                let mut fds = vec![PollFd::new(self.up.ctl.as_fd(), ctl_events)];
                 fds.extend(
                     self.workers
                         .iter()
                         .map(|w| PollFd::new(w.ch.as_fd(), PollFlags::POLLIN)),
                 );
-                match poll(&mut fds, PollTimeout::NONE) {
+                let up_at = fds.len();
+                fds.extend(self.up.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+                // Without o7sd: wake to see whether it is time to go.
+                let timeout = if self.up.is_orphan() || self.up.has_pending() {
+                    PollTimeout::from(100u16)
+                } else {
+                    PollTimeout::NONE
+                };
+                match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::Error::EINTR) => {}
                     Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
                 }
-                fds.iter()
-                    .map(|p| {
-                        p.revents().is_some_and(|r| {
-                            r.intersects(
-                                PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR,
-                            )
-                        })
+                let hit = |p: &PollFd<'_>| {
+                    p.revents().is_some_and(|r| {
+                        r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
                     })
-                    .collect()
+                };
+                (
+                    fds.iter().take(up_at).map(hit).collect(),
+                    fds.iter().skip(up_at).any(hit),
+                )
             };
             if ready.first() == Some(&true) && !self.handle_o7sd()? {
                 return Ok(());
@@ -131,19 +147,63 @@ impl Router {
                     self.handle_worker(i)?;
                 }
             }
-            if self.out.flush(&self.ctl).is_err() {
-                // o7sd is gone.
+            if up_ready || self.up.has_pending() {
+                if self.up.is_orphan() {
+                    self.up.on_listener();
+                }
+                match self.up.on_pending(std::time::Instant::now()) {
+                    Adoption::None => {}
+                    Adoption::Stop => return Ok(()),
+                    Adoption::Adopted => {
+                        self.out.clear();
+                        self.adopt_wanted = true;
+                        for w in &mut self.workers {
+                            w.adopted = None;
+                            w.ch.send(&ToDp::Adopt, &[])?;
+                        }
+                    }
+                }
+            }
+            if self.up.is_orphan() {
+                self.out.clear();
+                if self
+                    .up
+                    .expired(std::time::Instant::now(), !self.flow_owner.is_empty())
+                {
+                    tracing::info!("no o7sd and no flow left: exiting");
+                    return Ok(());
+                }
+            } else if self.out.flush(&self.up.ctl).is_err() && !self.lost_o7sd() {
                 return Ok(());
             }
         }
     }
 
+    /// o7sd went away: `true` to go on without it.
+    fn lost_o7sd(&mut self) -> bool {
+        self.out.clear();
+        self.stats_wanted = 0;
+        for w in &mut self.workers {
+            w.stats.clear();
+        }
+        if self.up.orphan() {
+            true
+        } else {
+            tracing::info!("o7sd closed the control channel: exiting");
+            false
+        }
+    }
+
     /// One request from `o7sd`; `false` when it is time to stop.
     fn handle_o7sd(&mut self) -> io::Result<bool> {
-        let (msg, fds): (ToDp, Vec<OwnedFd>) = match self.ctl.recv() {
+        let (msg, fds): (ToDp, Vec<OwnedFd>) = match self.up.ctl.recv() {
             Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::warn!("ignoring a bad control message: {e}");
+                return Ok(true);
+            }
             // o7sd is gone.
-            Err(_) => return Ok(false),
+            Err(_) => return Ok(self.lost_o7sd()),
         };
         let target = match &msg {
             ToDp::AddPort { port, .. } => {
@@ -179,6 +239,10 @@ impl Router {
                 return Ok(true);
             }
             ToDp::Shutdown => return Ok(false),
+            ToDp::Adopt => {
+                tracing::warn!("Adopt on the control channel: ignored");
+                return Ok(true);
+            }
         };
         match target.and_then(|w| self.workers.get(w)) {
             Some(w) => {
@@ -211,6 +275,16 @@ impl Router {
                 w.stats.push_back(s);
                 self.merge_stats()
             }
+            FromDp::Adopted { ports, flows } => {
+                w.adopted = Some((ports, flows));
+                self.merge_adopted();
+                Ok(())
+            }
+            FromDp::FlowGone { flow, .. } => {
+                self.flow_owner.remove(&flow);
+                self.out.push(msg);
+                Ok(())
+            }
             FromDp::Mgmt { port, .. } | FromDp::UdpMgmt { port, .. } => {
                 if !self.out.push_mgmt(msg) {
                     *self.backlog_drops.entry(port).or_default() += 1;
@@ -224,6 +298,22 @@ impl Router {
                 Ok(())
             }
         }
+    }
+
+    /// Answers the adopting o7sd once every worker has said what it has.
+    fn merge_adopted(&mut self) {
+        if !self.adopt_wanted || self.workers.iter().any(|w| w.adopted.is_none()) {
+            return;
+        }
+        self.adopt_wanted = false;
+        let (mut ports, mut flows) = (Vec::new(), Vec::new());
+        for w in &mut self.workers {
+            if let Some((p, f)) = w.adopted.take() {
+                ports.extend(p);
+                flows.extend(f);
+            }
+        }
+        self.out.push(FromDp::Adopted { ports, flows });
     }
 
     /// Answers a stats request once every worker has sent its counters.

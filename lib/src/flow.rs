@@ -49,6 +49,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether o7sd is not there (not running, or it went away while we waited): a server
+    /// may wait for it to come back, as its flows go on without it.
+    pub fn daemon_away(&self) -> bool {
+        match self {
+            Self::NoDaemon { .. } | Self::Io(_) => true,
+            _ => false,
+        }
+    }
+
     /// The daemon's error code, if this is a refusal.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
@@ -91,6 +100,9 @@ pub struct Flow {
     nonblocking: bool,
     /// How long a reader polls its ring before it sleeps.
     spin: Duration,
+    /// o7sd went away (its connection closed without a word): the flow goes on in the
+    /// data plane, and its end is learnt from the flow memory's flags alone.
+    daemon_gone: std::sync::atomic::AtomicBool,
 }
 
 /// Default for [`Flow::set_spin`]; `O7S_FLOW_SPIN_US` overrides it.
@@ -123,6 +135,7 @@ impl Flow {
                     write_timeout: None,
                     nonblocking: false,
                     spin: spin_from_env(),
+                    daemon_gone: std::sync::atomic::AtomicBool::new(false),
                 })
             }
             Reply::Error {
@@ -217,6 +230,28 @@ impl Flow {
 
     fn down(&self) -> bool {
         self.mem.flags().load(Ordering::Acquire) & (flags::PEER_DOWN | flags::CLOSED) != 0
+    }
+
+    /// The connection to o7sd is readable: whether that ends the flow. o7sd says a word
+    /// before it closes the connection of a flow it ended; a connection closed without one
+    /// means o7sd went away (a crash), and the flow goes on in the data plane, which
+    /// marks its memory when it ends.
+    fn chan_ended(&self) -> bool {
+        if self.daemon_gone.load(Ordering::Relaxed) {
+            return self.down();
+        }
+        match self.chan.recv::<Reply>() {
+            Ok(_) => true,
+            Err(_) => {
+                self.daemon_gone.store(true, Ordering::Relaxed);
+                self.down()
+            }
+        }
+    }
+
+    /// The connection to o7sd, while it is worth watching.
+    fn watched_chan(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        (!self.daemon_gone.load(Ordering::Relaxed)).then(|| self.chan.as_fd())
     }
 
     /// Writes one SDU. An empty one sends nothing and returns 0: on the wire an empty SDU is
@@ -332,11 +367,13 @@ impl Flow {
             ring.waiting().store(0, Ordering::SeqCst);
             return Ok(());
         }
-        let woke = wait_any_fd(&[self.rx_kick.fd().as_fd(), self.chan.as_fd()], t)?;
+        let mut fds = vec![self.rx_kick.fd().as_fd()];
+        fds.extend(self.watched_chan());
+        let woke = wait_any_fd(&fds, t)?;
         ring.waiting().store(0, Ordering::SeqCst);
         self.rx_kick.drain();
-        if woke.contains(&1) && ring.is_empty() {
-            // The daemon closed our control channel: the flow was deallocated.
+        if woke.contains(&1) && ring.is_empty() && self.chan_ended() {
+            // o7sd ended the flow.
             return Err(Error::PeerGone);
         }
         Ok(())
@@ -349,6 +386,22 @@ impl Flow {
 
     /// Deallocates the flow (the same as dropping it).
     pub fn dealloc(self) {}
+
+    /// Whether o7sd went away while the flow lives on (see [`Flow::read`]).
+    pub fn daemon_gone(&self) -> bool {
+        self.daemon_gone.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Flow {
+    /// Tells the data plane the flow is let go (it removes it, also when no o7sd runs);
+    /// closing the connection tells o7sd.
+    fn drop(&mut self) {
+        self.mem
+            .flags()
+            .fetch_or(flags::APP_CLOSED, Ordering::SeqCst);
+        self.tx_kick.kick();
+    }
 }
 
 fn wait_any_fd(fds: &[std::os::fd::BorrowedFd<'_>], t: Option<Duration>) -> io::Result<Vec<usize>> {
@@ -406,7 +459,7 @@ pub fn wait_any(flows: &[&Flow], timeout: Option<Duration>) -> Result<Vec<usize>
         let mut fds = Vec::new();
         for f in flows {
             fds.push(f.rx_kick.fd().as_fd());
-            fds.push(f.chan.as_fd());
+            fds.extend(f.watched_chan());
         }
         let _ = wait_readable_any(&fds, left)?;
         for f in flows {
@@ -415,7 +468,11 @@ pub fn wait_any(flows: &[&Flow], timeout: Option<Duration>) -> Result<Vec<usize>
         let closed: Vec<usize> = flows
             .iter()
             .enumerate()
-            .filter(|(_, f)| wait_readable(f.chan.as_fd(), Some(Duration::ZERO)).unwrap_or(false))
+            .filter(|(_, f)| {
+                f.watched_chan()
+                    .is_some_and(|c| wait_readable(c, Some(Duration::ZERO)).unwrap_or(false))
+                    && f.chan_ended()
+            })
             .map(|(i, _)| i)
             .collect();
         if !closed.is_empty() {

@@ -462,6 +462,13 @@ impl Shim {
         }
     }
 
+    /// Takes endpoint id `local` for a flow that exists already (adopted from a data plane
+    /// whose o7sd went away); `false` when it is out of range or taken.
+    pub fn adopt_eid(&mut self, local: u32) -> bool {
+        let (lo, hi) = self.cfg.kind.eid_range();
+        (lo..=hi).contains(&local) && self.eids.insert(local)
+    }
+
     /// Frees the endpoint id of a flow that ended.
     pub fn release(&mut self, local: u32) {
         self.allocs.remove(&local);

@@ -359,9 +359,22 @@ impl Topo {
 
     /// As [`Topo::daemon_in`], with extra `o7sd` arguments.
     pub fn daemon_with(&self, ns: &str, s: &str, config: &str, extra: &[&str]) -> Daemon {
+        self.daemon_logged(ns, s, config, extra, &format!("o7sd-{s}.log"))
+    }
+
+    /// As [`Topo::daemon_with`], logging to `log` in the test's directory (a second o7sd of
+    /// the same side keeps the first one's log).
+    pub fn daemon_logged(
+        &self,
+        ns: &str,
+        s: &str,
+        config: &str,
+        extra: &[&str],
+        log: &str,
+    ) -> Daemon {
         let conf = self.dir.join(format!("{s}.conf"));
         std::fs::write(&conf, config).unwrap();
-        let log = self.dir.join(format!("o7sd-{s}.log"));
+        let log = self.dir.join(log);
         let child = self
             .cmd_in(ns, s, &bin("o7sd"))
             .arg("--config")
@@ -488,6 +501,14 @@ impl Daemon {
     /// `ip netns exec`'s pid is the daemon's (exec replaces it).
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// SIGKILL (a crash) and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Whether it still runs.

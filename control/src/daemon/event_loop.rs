@@ -188,7 +188,12 @@ impl Daemon {
                 // their connections close, which tells the apps.
                 let st = self.st();
                 open.retain(|_, c| match c.doing {
-                    Doing::Held { flow } => st.flows.contains_key(&flow),
+                    Doing::Held { flow } if !st.flows.contains_key(&flow) => {
+                        // A word first: the app then knows o7sd ended the flow (a
+                        // connection closed without one means o7sd went away).
+                        let _ = c.ch.try_send(&Reply::Ok, &[]);
+                        false
+                    }
                     _ => true,
                 });
             }
@@ -275,7 +280,11 @@ impl Daemon {
     /// Ends what a closing connection held.
     fn close(&self, c: Conn) {
         match c.doing {
-            Doing::Held { flow } => self.dealloc(flow),
+            Doing::Held { flow } => {
+                // The app did not end it: say so (see the sweep in `run_loop`).
+                let _ = c.ch.try_send(&Reply::Ok, &[]);
+                self.dealloc(flow);
+            }
             Doing::Parked { id, rx, .. } => {
                 self.st().reg.remove_acceptor(id);
                 if let Ok(a) = rx.try_recv() {

@@ -4,6 +4,15 @@
 use super::*;
 use crate::error::FlowError;
 
+/// What o7sd keeps of a flow in the data plane (opaque to it), so that an o7sd that adopts
+/// the data plane after a crash knows the flow again.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct FlowRecord {
+    pub name: String,
+    pub side: String,
+    pub qos: QosSpec,
+}
+
 impl Daemon {
     /// Sets up the shared memory and the data-plane entry of a flow, records it, and returns
     /// what the app gets.
@@ -77,6 +86,13 @@ impl Daemon {
                 timeout_ms: u64::from(qos.timeout.max(1000)),
                 peer_addr: peer.addr(),
                 crypt,
+                pid,
+                record: serde_json::to_string(&FlowRecord {
+                    name: name.to_string(),
+                    side: side.to_string(),
+                    qos,
+                })
+                .unwrap_or_default(),
             },
             flow,
             &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],

@@ -154,25 +154,43 @@ impl Daemon {
         port_kind: PortKind,
         hash: o7s_wire::hash::HashAlgo,
     ) -> Result<(), BootstrapError> {
-        let port = {
-            let mut st = self.st();
-            if st.ipcps.iter().any(|i| i.name == name) {
-                return Err(BootstrapError::Exists(name.to_string()));
+        if self.st().ipcps.iter().any(|i| i.name == name) {
+            return Err(BootstrapError::Exists(name.to_string()));
+        }
+        // A port of an adopted data plane on the same device is this IPCP's (its XDP
+        // program and its flows stay).
+        let (port, reply) = match self.take_adopted_port(dev, port_kind) {
+            Some(p) => {
+                tracing::info!("IPCP {name} takes the adopted port {} on {dev}.", p.port);
+                (
+                    p.port,
+                    FromDp::PortUp {
+                        port: p.port,
+                        mac: p.mac,
+                        mtu: p.mtu,
+                        io_path: p.io_path,
+                    },
+                )
             }
-            st.next_port += 1;
-            st.next_port
-        };
-        let reply = self
-            .dp
-            .add_port(
-                ToDp::AddPort {
+            None => {
+                let port = {
+                    let mut st = self.st();
+                    st.next_port += 1;
+                    st.next_port
+                };
+                let m = ToDp::AddPort {
                     port,
                     dev: dev.to_string(),
                     kind: port_kind,
-                },
-                port,
-            )
-            .map_err(BootstrapError::DataPlane)?;
+                };
+                (
+                    port,
+                    self.dp
+                        .add_port(m, port)
+                        .map_err(BootstrapError::DataPlane)?,
+                )
+            }
+        };
         let mut ipcp = EthIpcp::new(name, layer, kind, port_kind, dev, hash, port);
         let res = match reply {
             FromDp::PortUp {

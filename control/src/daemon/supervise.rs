@@ -73,6 +73,10 @@ impl Daemon {
                 Some(FromDp::UdpMgmt { port, src, payload }) => {
                     self.on_mgmt(port, Peer::Ip(src), None, &payload)
                 }
+                Some(FromDp::FlowGone { flow, why }) => {
+                    tracing::info!("Flow {flow}: {why}.");
+                    self.dealloc(flow);
+                }
                 Some(FromDp::FlowDown { flow }) => {
                     if let Some(f) = self.st().flows.get_mut(&flow) {
                         f.down = true;

@@ -6,12 +6,9 @@ use super::*;
 impl Dataplane {
     /// Handles one control message; `false` to stop.
     pub(super) fn handle_ctl(&mut self) -> io::Result<bool> {
-        let (msg, fds) = match self.ctl.recv::<ToDp>() {
+        let (msg, fds) = match self.up.ctl.recv::<ToDp>() {
             Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                tracing::info!("o7sd closed the control channel: exiting");
-                return Ok(false);
-            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(self.lost_o7sd()),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 tracing::warn!("ignoring a bad control message: {e}");
                 return Ok(true);
@@ -64,6 +61,8 @@ impl Dataplane {
                 timeout_ms,
                 peer_addr,
                 crypt,
+                pid,
+                record,
             } => {
                 let cipher_nid = crypt.as_ref().map(|c| c.cipher).unwrap_or(0);
                 let crypt = match crypt {
@@ -120,6 +119,10 @@ impl Dataplane {
                                 tx_kick: Kick::from_fd(tx),
                                 rx_kick: Kick::from_fd(rx),
                                 kick_due: false,
+                                pid,
+                                pidfd: super::lifecycle::pidfd(pid),
+                                record,
+                                timeout_ms,
                                 stats: FlowStats {
                                     flow,
                                     port,
@@ -142,25 +145,7 @@ impl Dataplane {
                     }
                 }
             }
-            ToDp::DelFlow { flow } => {
-                // Send what the app wrote before it let the flow go: no data is lost.
-                for _ in 0..64 {
-                    let n = if self.on_udp(flow) {
-                        self.tx_udp(flow)
-                    } else {
-                        self.tx_flow(flow)
-                    };
-                    if n == 0 {
-                        break;
-                    }
-                }
-                self.tables_changed = true;
-                if let Some(f) = self.flows.remove(&flow) {
-                    self.by_local.remove(&(f.port, f.local));
-                    f.mem.flags().fetch_or(flags::CLOSED, Ordering::SeqCst);
-                    f.rx_kick.kick();
-                }
-            }
+            ToDp::DelFlow { flow } => self.remove_flow(flow),
             ToDp::Stats => {
                 for f in self.flows.values_mut() {
                     f.stats.key_rotations = f.crypt.as_ref().map(|c| c.rotations).unwrap_or(0);
@@ -225,6 +210,12 @@ impl Dataplane {
             } => self.capture_start(id, port, flow, snaplen, fds.into_iter().next()),
             ToDp::CaptureStop { id } => self.capture_stop(id),
             ToDp::Shutdown => return Ok(false),
+            // From the router, when a new o7sd adopts the data plane (a single worker
+            // gets it on its socket instead: upstream.rs).
+            ToDp::Adopt => {
+                let m = self.adopted();
+                self.out.push(m);
+            }
         }
         Ok(true)
     }
@@ -252,6 +243,7 @@ impl Dataplane {
             id,
             UPort {
                 sock,
+                addr,
                 stats,
                 police,
             },

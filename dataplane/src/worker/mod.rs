@@ -3,6 +3,7 @@
 
 mod control;
 mod eth_path;
+mod lifecycle;
 mod tap;
 mod udp_path;
 
@@ -53,6 +54,8 @@ struct Port {
 
 struct UPort {
     sock: UdpPort,
+    /// The address it is bound to.
+    addr: SocketAddr,
     stats: PortStats,
     /// Rate limits on management datagrams (per source IP and for the port).
     police: Policer,
@@ -77,6 +80,13 @@ struct Flow {
     /// The app sleeps on its rx ring and SDUs were pushed: kick it at the end of the batch.
     kick_due: bool,
     stats: FlowStats,
+    /// The app's process (0: unknown) and a pidfd on it: readable once it exits.
+    pid: i32,
+    pidfd: Option<std::os::fd::OwnedFd>,
+    /// o7sd's record of the flow, for the o7sd that adopts us.
+    record: String,
+    /// The peer's time-out as o7sd gave it.
+    timeout_ms: u64,
 }
 
 /// Pushes a plaintext SDU into a flow's rx ring (counted; dropped if the ring is full).
@@ -148,7 +158,8 @@ impl Flow {
 
 /// The data plane's state.
 pub struct Dataplane {
-    ctl: Channel,
+    /// The control channel to o7sd, and the socket a new o7sd adopts us on.
+    up: crate::upstream::Upstream,
     /// Messages waiting for o7sd (never a blocking send on the packet path).
     out: CtlOut,
     /// Rate limits for the management messages of new ports.
@@ -196,16 +207,21 @@ impl std::fmt::Debug for Dataplane {
 }
 
 impl Dataplane {
-    /// A data plane driven by `ctl`, pinned as `O7S_DP_CORE` says.
+    /// A data plane driven by `ctl`, pinned as `O7S_DP_CORE` says; it outlives its o7sd
+    /// when `O7S_DP_SOCK` names its socket ([`crate::upstream`]).
     pub fn new(ctl: Channel) -> Self {
-        Self::with_core(ctl, None)
+        Self::with_upstream(crate::upstream::Upstream::new(ctl), None)
     }
 
     /// A data plane driven by `ctl`, pinned to CPU `core` when given (else as
-    /// `O7S_DP_CORE` says): one worker of several.
+    /// `O7S_DP_CORE` says): one worker of several (the router deals with o7sd).
     pub fn with_core(ctl: Channel, core: Option<String>) -> Self {
+        Self::with_upstream(crate::upstream::Upstream::plain(ctl), core)
+    }
+
+    fn with_upstream(up: crate::upstream::Upstream, core: Option<String>) -> Self {
         Self {
-            ctl,
+            up,
             out: CtlOut::default(),
             rates: Rates::from_env(),
 
@@ -224,8 +240,19 @@ impl Dataplane {
         }
     }
 
-    /// Runs until `o7sd` says stop or closes the channel.
+    /// Runs until `o7sd` says stop (or closes the channel when the data plane has no
+    /// socket to be adopted on, or an orphan has no flow left); the apps' flows are marked
+    /// closed as it ends.
     pub fn run(&mut self) -> io::Result<()> {
+        let r = self.run_loop();
+        for f in self.flows.values() {
+            f.mem.flags().fetch_or(flags::CLOSED, Ordering::SeqCst);
+            f.rx_kick.kick();
+        }
+        r
+    }
+
+    fn run_loop(&mut self) -> io::Result<()> {
         self.setup_worker();
         let spin = Duration::from_micros(self.worker.spin_us);
         let mut last_check = Instant::now();
@@ -246,7 +273,10 @@ impl Dataplane {
             // POLL_EVERY turns only.
             let mut work = 0;
             if !spinning || turn % POLL_EVERY == 0 {
-                let ctl_ready = self.poll_once(&mut ids, spinning)?;
+                let (ctl_ready, up_ready) = self.poll_once(&mut ids, spinning)?;
+                if up_ready && !self.tend_upstream() {
+                    return Ok(());
+                }
                 // Up to CTL_BATCH messages from o7sd at once: a request (o7sctl stats) must
                 // not wait behind frames to send one per turn.
                 if ctl_ready {
@@ -255,7 +285,7 @@ impl Dataplane {
                             return Ok(());
                         }
                         if self.tables_changed
-                            || !o7s::ipc::wait_readable(self.ctl.as_fd(), Some(Duration::ZERO))?
+                            || !o7s::ipc::wait_readable(self.up.ctl.as_fd(), Some(Duration::ZERO))?
                         {
                             break;
                         }
@@ -286,8 +316,10 @@ impl Dataplane {
                 };
             }
             self.kick_apps();
-            if !self.out.is_empty() && self.flush_out().is_err() {
-                tracing::info!("o7sd closed the control channel: exiting");
+            if self.up.is_orphan() {
+                // Nobody reads it until an o7sd adopts us (which gets the state then).
+                self.out.clear();
+            } else if !self.out.is_empty() && self.flush_out().is_err() && !self.lost_o7sd() {
                 return Ok(());
             }
             if work > 0 {
@@ -298,6 +330,14 @@ impl Dataplane {
             if self.now.duration_since(last_check) >= Duration::from_millis(100) {
                 last_check = self.now;
                 self.check_timeouts()?;
+                self.check_apps();
+                if self.up.has_pending() && !self.tend_upstream() {
+                    return Ok(());
+                }
+                if self.up.expired(self.now, !self.flows.is_empty()) {
+                    tracing::info!("no o7sd and no flow left: exiting");
+                    return Ok(());
+                }
             }
         }
     }
@@ -362,7 +402,7 @@ impl Dataplane {
     /// One poll over the control channel, the AF_PACKET/UDP sockets and the flows' tx kicks
     /// (sleeping up to 100 ms unless `spinning` or an app's ring has SDUs). Sets
     /// `ids.ready` for the ports; returns whether the control channel is readable.
-    fn poll_once(&mut self, ids: &mut Ids, spinning: bool) -> io::Result<bool> {
+    fn poll_once(&mut self, ids: &mut Ids, spinning: bool) -> io::Result<(bool, bool)> {
         let mut fds = Vec::with_capacity(1 + ids.ports.len() + ids.flows.len());
         // Room in the control channel matters only while messages wait for o7sd.
         let ctl_events = if self.out.is_empty() {
@@ -370,7 +410,7 @@ impl Dataplane {
         } else {
             PollFlags::POLLIN | PollFlags::POLLOUT
         };
-        fds.push(PollFd::new(self.ctl.as_fd(), ctl_events));
+        fds.push(PollFd::new(self.up.ctl.as_fd(), ctl_events));
         for id in &ids.ports {
             if let Some(p) = self.ports.get(id) {
                 fds.push(PollFd::new(p.sock.as_fd(), PollFlags::POLLIN));
@@ -389,6 +429,9 @@ impl Dataplane {
                 fds.push(PollFd::new(f.tx_kick.as_fd(), PollFlags::POLLIN));
             }
         }
+        let up_at = fds.len();
+        fds.extend(self.up.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        let up_len = fds.len() - up_at;
         if !spinning {
             for id in &ids.xdp {
                 if let Some(x) = self.ports.get(id).and_then(|p| p.xdp.as_ref()) {
@@ -427,6 +470,7 @@ impl Dataplane {
             .take(ids.flows.len())
             .map(ready)
             .collect();
+        let up_ready = fds.iter().skip(up_at).take(up_len).any(ready);
         drop(fds);
         for ((id, _), k) in ids.flows.iter().zip(kicked) {
             if k {
@@ -435,7 +479,7 @@ impl Dataplane {
                 }
             }
         }
-        Ok(ctl_ready)
+        Ok((ctl_ready, up_ready))
     }
 
     /// Wakes the apps that sleep on an rx ring that received SDUs in this batch. When an
@@ -533,7 +577,7 @@ impl Dataplane {
     /// Sends what waits for o7sd as far as the channel takes it now; `Err` when o7sd is
     /// gone.
     fn flush_out(&mut self) -> io::Result<()> {
-        self.out.flush(&self.ctl)
+        self.out.flush(&self.up.ctl)
     }
 
     /// Queues a management frame or datagram of port `port` for o7sd; counted on the port

@@ -122,6 +122,7 @@ fn stop(flag: &std::sync::atomic::AtomicBool) -> bool {
 fn server(cli: &Cli) -> ExitCode {
     let interrupted = interrupted_flag();
     let mut served = 0u64;
+    let mut away = false;
     let idle = Duration::from_secs_f64(cli.timeout.max(0.01));
     let every = Duration::from_secs_f64(cli.interval.max(0.01));
     loop {
@@ -130,11 +131,23 @@ fn server(cli: &Cli) -> ExitCode {
             Ok(f) => f,
             Err(Error::Timeout) if !stop(&interrupted) => continue,
             Err(Error::Timeout) => return ExitCode::SUCCESS,
+            // o7sd went away (its flows go on): wait for it to come back.
+            Err(e) if e.daemon_away() && !stop(&interrupted) => {
+                if !away {
+                    eprintln!("ocbr: o7sd is away ({e}); waiting for it");
+                    away = true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
             Err(e) => {
                 eprintln!("ocbr: accept failed: {e}");
                 return ExitCode::FAILURE;
             }
         };
+        if std::mem::take(&mut away) {
+            eprintln!("ocbr: o7sd is back");
+        }
         let id = f.info().id;
         if !cli.json {
             println!("New flow {id}.");

@@ -123,9 +123,13 @@ fn server(cli: &Cli) -> ExitCode {
     if !cli.quiet {
         println!("Ouroboros ping server started.");
     }
+    let mut away = false;
     std::thread::scope(|s| loop {
         match Flow::accept(None) {
             Ok(mut f) => {
+                if std::mem::take(&mut away) {
+                    eprintln!("oping: o7sd is back");
+                }
                 let id = f.info().id;
                 if !cli.quiet {
                     println!("New flow {id}.");
@@ -161,6 +165,16 @@ fn server(cli: &Cli) -> ExitCode {
                         }
                     }
                 });
+            }
+            // o7sd went away (its flows go on): wait for it to come back.
+            Err(e) if e.daemon_away() => {
+                if !away {
+                    eprintln!(
+                        "oping: o7sd is away ({e}); serving the flows there are and waiting for it"
+                    );
+                    away = true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
             }
             Err(e) => {
                 eprintln!("oping: accept failed: {e}");

@@ -1,0 +1,109 @@
+//! Taking over from an o7sd that went away: the data plane it started kept forwarding
+//! (dataplane/src/upstream.rs); this o7sd adopted it at start ([`crate::dp::Adopted`]).
+//! Its ports go to the IPCPs of the configuration that name the same device (no port is
+//! opened twice, the XDP program stays), its flows are known again from the records o7sd
+//! gave the data plane, and their endpoint ids are taken in the layers' machines.
+
+use super::install::FlowRecord;
+use super::*;
+use o7s_abi::msg::AdoptedPort;
+
+impl Daemon {
+    /// Keeps the adopted data plane's ports for the IPCPs the configuration creates.
+    pub fn adopt_ports(&self, ports: Vec<AdoptedPort>) {
+        let mut st = self.st();
+        st.next_port = st
+            .next_port
+            .max(ports.iter().map(|p| p.port).max().unwrap_or(0));
+        st.adopted_ports = ports;
+    }
+
+    /// The adopted port on `dev` of `kind`, if there is one (taken: it is the IPCP's now).
+    pub(super) fn take_adopted_port(&self, dev: &str, kind: PortKind) -> Option<AdoptedPort> {
+        let mut st = self.st();
+        let i = st
+            .adopted_ports
+            .iter()
+            .position(|p| p.dev == dev && p.kind == kind)?;
+        Some(st.adopted_ports.swap_remove(i))
+    }
+
+    /// Knows the adopted data plane's flows again (after the configuration made the IPCPs):
+    /// each on the IPCP that took its port. Flows and ports no IPCP took are closed.
+    pub fn adopt_flows(&self, flows: Vec<o7s_abi::msg::AdoptedFlow>) {
+        let (mut kept, mut closed) = (0, 0);
+        for f in flows {
+            let record: Option<FlowRecord> = serde_json::from_str(&f.record).ok();
+            let mut st = self.st();
+            st.next_flow = st.next_flow.max(f.flow);
+            let idx = st.ipcps.iter().position(|i| i.port == f.port);
+            let (Some(idx), Some(r)) = (idx, record) else {
+                drop(st);
+                tracing::warn!(
+                    "Adopted flow {} (port {}) belongs to no IPCP of this configuration: closed.",
+                    f.flow,
+                    f.port
+                );
+                self.dp.send(&ToDp::DelFlow { flow: f.flow }, &[]);
+                closed += 1;
+                continue;
+            };
+            let Some(i) = st.ipcps.get_mut(idx) else {
+                continue;
+            };
+            if !i.shim.adopt_eid(f.local) {
+                tracing::warn!(
+                    "Adopted flow {}: endpoint id {:#x} is not free in {}",
+                    f.flow,
+                    f.local,
+                    i.name
+                );
+            }
+            let peer = match f.peer_addr {
+                Some(a) => Peer::Ip(a),
+                None => Peer::Mac(f.peer),
+            };
+            let side = if r.side == "accept" {
+                "accept"
+            } else {
+                "alloc"
+            };
+            tracing::info!(
+                "Adopted flow {} ({side} {}) of process {} on {}: local {:#x}, remote {:#x} at {peer}.",
+                f.flow,
+                r.name,
+                f.pid,
+                i.name,
+                f.local,
+                f.remote
+            );
+            st.flows.insert(
+                f.flow,
+                FlowRec {
+                    ipcp: idx,
+                    local: f.local,
+                    remote: f.remote,
+                    peer,
+                    name: r.name,
+                    side,
+                    pid: f.pid,
+                    qos: r.qos,
+                    down: false,
+                },
+            );
+            kept += 1;
+        }
+        let left = std::mem::take(&mut self.st().adopted_ports);
+        for p in left {
+            tracing::warn!(
+                "Adopted port {} ({}) belongs to no IPCP of this configuration: closed.",
+                p.port,
+                p.dev
+            );
+            self.dp.send(&ToDp::DelPort { port: p.port }, &[]);
+        }
+        if kept + closed > 0 {
+            tracing::info!("Adopted {kept} flows ({closed} closed).");
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The data plane's link to its o7sd, and what it does when o7sd goes away: it keeps
+//! forwarding the flows it has (an orphan), listens on its own socket
+//! (`<rundir>/dataplane.sock`, [`o7s_abi::SOCK_ENV`], mode 0600, only its own user may
+//! connect), and a new o7sd adopts it there: the data plane says who it is
+//! ([`FromDp::Hello`]), o7sd answers [`ToDp::Adopt`] (or [`ToDp::Shutdown`] when the
+//! data plane is of another build), and the connection becomes the control channel.
+//! Nothing here waits: the socket and a connection being adopted are polled with the
+//! worker's other descriptors.
+
+use crate::msg::{FromDp, ToDp};
+use o7s::ipc::{Channel, Listener};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long a data plane with neither o7sd nor flows waits for an o7sd before it exits.
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a connection to the socket may take to say Adopt.
+const ADOPT_WAIT: Duration = Duration::from_secs(2);
+
+/// What [`Upstream::on_pending`] and [`Upstream::on_listener`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// Nothing yet.
+    None,
+    /// A new o7sd took over: answer it with the ports and flows ([`FromDp::Adopted`]).
+    Adopted,
+    /// The new o7sd asked us to stop (it is of another build).
+    Stop,
+}
+
+/// The control channel, and the socket a new o7sd adopts the data plane on.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The channel to o7sd (a placeholder with nothing on it while orphaned).
+    pub ctl: Channel,
+    /// Keeps the placeholder's other end open while orphaned.
+    spare: Option<Channel>,
+    listener: Option<(Listener, PathBuf)>,
+    /// A connection that got our Hello and has yet to say Adopt.
+    pending: Option<(Channel, Instant)>,
+    orphan_since: Option<Instant>,
+    grace: Duration,
+}
+
+impl Upstream {
+    /// `ctl` from o7sd; the socket named by `O7S_DP_SOCK`, when set (else an o7sd that goes
+    /// away ends the data plane, as before).
+    pub fn new(ctl: Channel) -> Self {
+        let grace = std::env::var("O7S_DP_ORPHAN_GRACE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(DEFAULT_GRACE, Duration::from_millis);
+        let listener = std::env::var_os(o7s_abi::SOCK_ENV)
+            .map(PathBuf::from)
+            .and_then(|p| match bind_private(&p) {
+                Ok(l) => Some((l, p)),
+                Err(e) => {
+                    tracing::warn!("{}: {e}: this data plane stops with its o7sd", p.display());
+                    None
+                }
+            });
+        Self {
+            ctl,
+            spare: None,
+            listener,
+            pending: None,
+            orphan_since: None,
+            grace,
+        }
+    }
+
+    /// A channel with no socket behind it (a worker behind the router: the router deals
+    /// with o7sd).
+    pub fn plain(ctl: Channel) -> Self {
+        Self {
+            ctl,
+            spare: None,
+            listener: None,
+            pending: None,
+            orphan_since: None,
+            grace: DEFAULT_GRACE,
+        }
+    }
+
+    /// o7sd closed the channel. `false`: the data plane has no socket and must stop.
+    pub fn orphan(&mut self) -> bool {
+        if self.listener.is_none() {
+            return false;
+        }
+        if self.orphan_since.is_none() {
+            match Channel::pair() {
+                Ok((a, b)) => {
+                    self.ctl = a;
+                    self.spare = Some(b);
+                }
+                Err(e) => {
+                    tracing::error!("cannot go on without o7sd: {e}");
+                    return false;
+                }
+            }
+            self.orphan_since = Some(Instant::now());
+            tracing::warn!(
+                "o7sd went away: forwarding the flows there are, and waiting for an o7sd on {}",
+                self.sock_path().unwrap_or_default()
+            );
+        }
+        true
+    }
+
+    /// Whether no o7sd drives the data plane.
+    pub fn is_orphan(&self) -> bool {
+        self.orphan_since.is_some()
+    }
+
+    /// The socket's path.
+    pub fn sock_path(&self) -> Option<String> {
+        self.listener.as_ref().map(|(_, p)| p.display().to_string())
+    }
+
+    /// Whether an orphan without flows has waited long enough for an o7sd.
+    pub fn expired(&self, now: Instant, has_flows: bool) -> bool {
+        !has_flows
+            && self
+                .orphan_since
+                .is_some_and(|t| now.duration_since(t) >= self.grace)
+    }
+
+    /// Descriptors to poll while orphaned: the socket, and a connection being adopted.
+    pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        let orphan = self.is_orphan();
+        self.listener
+            .iter()
+            .filter(move |_| orphan)
+            .map(|(l, _)| l.as_fd())
+            .chain(self.pending.iter().map(|(c, _)| c.as_fd()))
+    }
+
+    /// The socket is readable: takes the connection, says who we are; it is adopted later
+    /// ([`Upstream::on_pending`]). A connection from another user is closed.
+    pub fn on_listener(&mut self) {
+        let Some((l, _)) = &self.listener else {
+            return;
+        };
+        let ch = match l.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    tracing::warn!("data-plane socket: {e}");
+                }
+                return;
+            }
+        };
+        let me = nix::unistd::geteuid().as_raw();
+        match ch.peer_cred() {
+            Ok(c) if c.uid == me => {}
+            Ok(c) => {
+                tracing::warn!(
+                    "data-plane socket: refused a connection of uid {} (pid {})",
+                    c.uid,
+                    c.pid
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("data-plane socket: {e}");
+                return;
+            }
+        }
+        let hello = FromDp::Hello {
+            abi: o7s_abi::ABI_VERSION,
+            pid: std::process::id(),
+            busy: !self.is_orphan() || self.pending.is_some(),
+        };
+        if ch.try_send(&hello, &[]).is_err() || !self.is_orphan() || self.pending.is_some() {
+            return;
+        }
+        self.pending = Some((ch, Instant::now()));
+    }
+
+    /// The connection being adopted is readable (or its time is up).
+    pub fn on_pending(&mut self, now: Instant) -> Adoption {
+        let Some((ch, since)) = self.pending.take() else {
+            return Adoption::None;
+        };
+        if !o7s::ipc::wait_readable(ch.as_fd(), Some(Duration::ZERO)).unwrap_or(true) {
+            if now.duration_since(since) < ADOPT_WAIT {
+                self.pending = Some((ch, since));
+            }
+            return Adoption::None;
+        }
+        match ch.recv::<ToDp>() {
+            Ok((ToDp::Adopt, _)) => {
+                self.ctl = ch;
+                self.spare = None;
+                if let Some(t) = self.orphan_since.take() {
+                    tracing::info!(
+                        "adopted by a new o7sd after {:.1} s without one",
+                        now.duration_since(t).as_secs_f64()
+                    );
+                }
+                Adoption::Adopted
+            }
+            Ok((ToDp::Shutdown, _)) => {
+                tracing::info!("the new o7sd is of another build: stopping");
+                Adoption::Stop
+            }
+            Ok(_) | Err(_) => Adoption::None,
+        }
+    }
+
+    /// Whether a connection waits to be adopted (poll it even when not orphaned).
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some((_, p)) = &self.listener {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A listening socket at `path` that only this user may connect to.
+fn bind_private(path: &std::path::Path) -> io::Result<Listener> {
+    let l = Listener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    l.set_nonblocking()?;
+    Ok(l)
+}

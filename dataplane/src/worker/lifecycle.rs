@@ -1,0 +1,152 @@
+//! A flow's and the worker's life beyond o7sd: flows removed when their app exits (a
+//! pidfd) or lets them go (the `APP_CLOSED` flag), o7sd going away (the worker keeps
+//! forwarding), and a new o7sd adopting the worker (it gets the ports and flows).
+
+use super::*;
+use crate::msg::{AdoptedFlow, AdoptedPort};
+use crate::upstream::Adoption;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// A pidfd on process `pid` (readable once it exits); `None` when it cannot be had (no
+/// pid given, the process is gone already, or an old kernel).
+#[allow(unsafe_code)]
+pub(super) fn pidfd(pid: i32) -> Option<OwnedFd> {
+    if pid <= 0 {
+        return None;
+    }
+    // Safety: pidfd_open takes a pid and flags and returns a new descriptor or -1; no
+    // memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|f| *f >= 0)?;
+    // Safety: the descriptor was just returned by the kernel and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl Dataplane {
+    /// Removes a flow: sends what its app wrote first (no data is lost), marks its memory
+    /// closed and wakes the app.
+    pub(super) fn remove_flow(&mut self, flow: u64) {
+        for _ in 0..64 {
+            let n = if self.on_udp(flow) {
+                self.tx_udp(flow)
+            } else {
+                self.tx_flow(flow)
+            };
+            if n == 0 {
+                break;
+            }
+        }
+        self.tables_changed = true;
+        if let Some(f) = self.flows.remove(&flow) {
+            self.by_local.remove(&(f.port, f.local));
+            f.mem.flags().fetch_or(flags::CLOSED, Ordering::SeqCst);
+            f.rx_kick.kick();
+        }
+    }
+
+    /// Every 100 ms: flows whose app exited or let them go are removed (o7sd is told, when
+    /// there is one), so that a flow does not outlive its app while no o7sd watches.
+    pub(super) fn check_apps(&mut self) {
+        let mut gone = Vec::new();
+        {
+            let mut fds = Vec::new();
+            let mut ids = Vec::new();
+            for (id, f) in &self.flows {
+                if f.mem.flags().load(Ordering::SeqCst) & flags::APP_CLOSED != 0 {
+                    gone.push((*id, "its app let it go"));
+                } else if let Some(p) = &f.pidfd {
+                    fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+                    ids.push(*id);
+                }
+            }
+            if !fds.is_empty() && poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0 {
+                for (p, id) in fds.iter().zip(ids) {
+                    if p.revents().is_some_and(|r| !r.is_empty()) {
+                        gone.push((id, "its process exited"));
+                    }
+                }
+            }
+        }
+        for (flow, why) in gone {
+            let pid = self.flows.get(&flow).map_or(0, |f| f.pid);
+            tracing::info!("flow {flow}: removed: {why} (pid {pid})");
+            self.remove_flow(flow);
+            self.out.push(FromDp::FlowGone {
+                flow,
+                why: why.to_string(),
+            });
+        }
+    }
+
+    /// o7sd closed the channel: `true` to go on without it (forwarding the flows there
+    /// are until a new o7sd adopts us), `false` to stop.
+    pub(super) fn lost_o7sd(&mut self) -> bool {
+        self.out.clear();
+        if self.up.orphan() {
+            // Captures were o7sctl's: their readers went with o7sd.
+            for p in self.ports.values_mut() {
+                p.taps.clear();
+            }
+            true
+        } else {
+            tracing::info!("o7sd closed the control channel: exiting");
+            false
+        }
+    }
+
+    /// The data plane's socket or a connection on it is readable; `false` to stop.
+    pub(super) fn tend_upstream(&mut self) -> bool {
+        if self.up.is_orphan() {
+            self.up.on_listener();
+        }
+        match self.up.on_pending(Instant::now()) {
+            Adoption::None => true,
+            Adoption::Stop => false,
+            Adoption::Adopted => {
+                let m = self.adopted();
+                self.out.push(m);
+                true
+            }
+        }
+    }
+
+    /// The ports and flows, for the o7sd that adopts us.
+    pub(super) fn adopted(&self) -> FromDp {
+        let ports = self
+            .ports
+            .iter()
+            .map(|(id, p)| AdoptedPort {
+                port: *id,
+                dev: p.dev.clone(),
+                kind: p.kind,
+                mac: p.mac,
+                mtu: p.stats.mtu,
+                io_path: p.stats.io_path.clone(),
+            })
+            .chain(self.uports.iter().map(|(id, u)| AdoptedPort {
+                port: *id,
+                dev: u.stats.dev.clone(),
+                kind: PortKind::Udp { addr: u.addr },
+                mac: [0; 6],
+                mtu: u.stats.mtu,
+                io_path: u.stats.io_path.clone(),
+            }))
+            .collect();
+        let flows = self
+            .flows
+            .iter()
+            .map(|(id, f)| AdoptedFlow {
+                flow: *id,
+                port: f.port,
+                local: f.local,
+                remote: f.remote,
+                peer: f.peer,
+                peer_addr: f.peer_addr,
+                pid: f.pid,
+                timeout_ms: f.timeout_ms,
+                record: f.record.clone(),
+            })
+            .collect();
+        FromDp::Adopted { ports, flows }
+    }
+}
