@@ -511,3 +511,107 @@ fn libc_dup2(from: i32, to: i32) -> i32 {
         libc::dup2(from, to)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use o7s::ipc::Listener;
+
+    /// A stand-in for a running data plane on its socket: says `hello`, then answers
+    /// Adopt with no ports or flows; returns what o7sd sent it.
+    fn fake_dataplane(
+        path: &std::path::Path,
+        hello: FromDp,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        let l = Listener::bind(path).unwrap_or_else(|e| panic!("bind: {e}"));
+        std::thread::spawn(move || {
+            let Ok(ch) = l.accept() else {
+                return vec![];
+            };
+            let _ = ch.send(&hello, &[]);
+            let mut got = vec![];
+            while let Ok((m, _)) = ch.recv_timeout::<ToDp>(Some(Duration::from_secs(5))) {
+                got.push(format!("{m:?}"));
+                match m {
+                    ToDp::Adopt => {
+                        let _ = ch.send(
+                            &FromDp::Adopted {
+                                ports: vec![],
+                                flows: vec![],
+                            },
+                            &[],
+                        );
+                    }
+                    _ => break,
+                }
+            }
+            got
+        })
+    }
+
+    fn sock(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("o7s-dp-test-{}-{name}.sock", std::process::id()))
+    }
+
+    #[test]
+    fn a_data_plane_of_another_build_is_stopped_not_adopted() {
+        let p = sock("abi");
+        let fake = fake_dataplane(
+            &p,
+            FromDp::Hello {
+                abi: o7s_abi::ABI_VERSION + 1,
+                pid: 1,
+                busy: false,
+            },
+        );
+        let r = adopt(&p);
+        assert!(matches!(r, Ok(None)), "{r:?}");
+        assert_eq!(
+            fake.join().unwrap_or_default(),
+            vec!["Shutdown".to_string()]
+        );
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn a_data_plane_of_this_build_is_adopted() {
+        let p = sock("same");
+        let fake = fake_dataplane(
+            &p,
+            FromDp::Hello {
+                abi: o7s_abi::ABI_VERSION,
+                pid: 42,
+                busy: false,
+            },
+        );
+        let r = adopt(&p);
+        let Ok(Some((_ch, a))) = r else {
+            panic!("not adopted: {r:?}");
+        };
+        assert_eq!((a.pid, a.ports.len(), a.flows.len()), (42, 0, 0));
+        drop(_ch);
+        assert_eq!(fake.join().unwrap_or_default(), vec!["Adopt".to_string()]);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn a_data_plane_with_an_o7sd_is_not_taken_and_no_socket_means_none() {
+        let p = sock("busy");
+        let _fake = fake_dataplane(
+            &p,
+            FromDp::Hello {
+                abi: o7s_abi::ABI_VERSION,
+                pid: 7,
+                busy: true,
+            },
+        );
+        let r = adopt(&p);
+        assert!(
+            r.as_ref()
+                .is_err_and(|e| e.to_string().contains("driven by another o7sd")),
+            "{r:?}"
+        );
+        let _ = std::fs::remove_file(&p);
+        assert!(matches!(adopt(&sock("none")), Ok(None)));
+    }
+}

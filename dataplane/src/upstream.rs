@@ -53,15 +53,25 @@ impl Upstream {
             .ok()
             .and_then(|v| v.parse().ok())
             .map_or(DEFAULT_GRACE, Duration::from_millis);
-        let listener = std::env::var_os(o7s_abi::SOCK_ENV)
-            .map(PathBuf::from)
-            .and_then(|p| match bind_private(&p) {
-                Ok(l) => Some((l, p)),
-                Err(e) => {
-                    tracing::warn!("{}: {e}: this data plane stops with its o7sd", p.display());
-                    None
-                }
-            });
+        match std::env::var_os(o7s_abi::SOCK_ENV) {
+            Some(p) => Self::with_socket(ctl, PathBuf::from(p), grace),
+            None => Self::plain(ctl),
+        }
+    }
+
+    /// `ctl` from o7sd, and a socket at `path` for the next one; an orphan without flows
+    /// waits `grace` for one.
+    pub fn with_socket(ctl: Channel, path: PathBuf, grace: Duration) -> Self {
+        let listener = match bind_private(&path) {
+            Ok(l) => Some((l, path)),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: {e}: this data plane stops with its o7sd",
+                    path.display()
+                );
+                None
+            }
+        };
         Self {
             ctl,
             spare: None,
@@ -232,4 +242,84 @@ fn bind_private(path: &std::path::Path) -> io::Result<Listener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     l.set_nonblocking()?;
     Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(n: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("o7s-up-test-{}-{n}.sock", std::process::id()))
+    }
+
+    fn hello(c: &Channel) -> Option<(u32, bool)> {
+        match c.recv_timeout::<FromDp>(Some(Duration::from_secs(2))) {
+            Ok((FromDp::Hello { abi, busy, .. }, _)) => Some((abi, busy)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_orphan_is_adopted_by_the_next_o7sd_and_only_then() {
+        let (o7sd, ours) = Channel::pair().unwrap_or_else(|e| panic!("{e}"));
+        let p = path("adopt");
+        let mut up = Upstream::with_socket(ours, p.clone(), Duration::from_secs(60));
+        // While o7sd is there, a second one is told so and not taken.
+        let early = Channel::connect(&p).unwrap_or_else(|e| panic!("{e}"));
+        up.on_listener();
+        assert_eq!(hello(&early), Some((o7s_abi::ABI_VERSION, true)));
+        assert!(!up.has_pending());
+        drop(o7sd);
+        assert!(up.orphan());
+        assert!(up.is_orphan());
+        assert_eq!(up.fds().count(), 1, "the socket is polled");
+        let next = Channel::connect(&p).unwrap_or_else(|e| panic!("{e}"));
+        up.on_listener();
+        assert_eq!(hello(&next), Some((o7s_abi::ABI_VERSION, false)));
+        assert!(up.has_pending());
+        assert_eq!(
+            up.on_pending(Instant::now()),
+            Adoption::None,
+            "nothing said yet"
+        );
+        next.send(&ToDp::Adopt, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(up.on_pending(Instant::now()), Adoption::Adopted);
+        assert!(!up.is_orphan());
+        // The adopting connection is the control channel now.
+        next.send(&ToDp::Stats, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(up.ctl.recv::<ToDp>(), Ok((ToDp::Stats, _))));
+        drop(up);
+        assert!(!p.exists(), "the socket goes with the data plane");
+    }
+
+    #[test]
+    fn another_build_stops_an_orphan_and_an_empty_orphan_expires() {
+        let (o7sd, ours) = Channel::pair().unwrap_or_else(|e| panic!("{e}"));
+        let p = path("stop");
+        let mut up = Upstream::with_socket(ours, p, Duration::from_millis(50));
+        drop(o7sd);
+        assert!(up.orphan());
+        let t0 = Instant::now();
+        assert!(!up.expired(t0, true), "flows keep it");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(up.expired(Instant::now(), false));
+        assert!(!up.expired(Instant::now(), true));
+        let next = Channel::connect(&up.sock_path().map(PathBuf::from).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        up.on_listener();
+        assert!(hello(&next).is_some());
+        next.send(&ToDp::Shutdown, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(up.on_pending(Instant::now()), Adoption::Stop);
+    }
+
+    #[test]
+    fn without_a_socket_o7sd_going_away_ends_the_data_plane() {
+        let (_o7sd, ours) = Channel::pair().unwrap_or_else(|e| panic!("{e}"));
+        let mut up = Upstream::plain(ours);
+        assert!(!up.orphan());
+        assert_eq!(up.fds().count(), 0);
+    }
 }

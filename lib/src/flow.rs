@@ -52,10 +52,7 @@ impl Error {
     /// Whether o7sd is not there (not running, or it went away while we waited): a server
     /// may wait for it to come back, as its flows go on without it.
     pub fn daemon_away(&self) -> bool {
-        match self {
-            Self::NoDaemon { .. } | Self::Io(_) => true,
-            _ => false,
-        }
+        matches!(self, Self::NoDaemon { .. } | Self::Io(_))
     }
 
     /// The daemon's error code, if this is a refusal.
