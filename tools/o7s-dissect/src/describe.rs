@@ -310,15 +310,12 @@ pub fn dt_pdu(p: &DtPdu) -> Node {
             tail(t, role, false, &mut f.children);
             n.children.push(f);
         }
-        DtBody::Component(b) => {
-            let what = if p.pci.eid == 1 {
-                "component (DHT, protobuf)"
-            } else {
-                "component"
-            };
-            n.children
-                .push(Node::new(what).f("len", b.len()).f("bytes", hexs(b, 24)));
-        }
+        DtBody::Component(b) if p.pci.eid == 1 => n.children.push(pb::dht(b)),
+        DtBody::Component(b) => n.children.push(
+            Node::new("component")
+                .f("len", b.len())
+                .f("bytes", hexs(b, 24)),
+        ),
         DtBody::Flow(b) => n.children.push(app_sdu(b)),
     }
     n
@@ -343,5 +340,168 @@ mod tests {
             utc(951_782_400_000_000_001),
             "2000-02-29T00:00:00.000000001Z"
         );
+    }
+}
+
+/// The unicast layer's protobuf messages (`o7s_wire::unicast::pb`).
+pub mod pb {
+    use super::*;
+    use o7s_wire::unicast::pb::{
+        self, dht_code, CepMsg, DhtContactMsg, DhtMsg, EnrollAckMsg, EnrollReqMsg, EnrollRespMsg,
+        IpcpConfigMsg,
+    };
+    use prost::Message;
+
+    /// A `cep_msg`.
+    pub fn cep(c: &CepMsg, len: usize) -> Node {
+        Node::new("ocep cep_msg (protobuf)")
+            .f("comp_name", c.comp_name.as_str())
+            .f("protocol", c.protocol.as_str())
+            .f("version", c.pref_version)
+            .f(
+                "syntax",
+                match c.pref_syntax {
+                    pb::SYNTAX_GPB => "GPB".to_string(),
+                    pb::SYNTAX_FIXED => "FIXED".to_string(),
+                    s => s.to_string(),
+                },
+            )
+            .f("address", hexn(c.address, 8))
+            .f("len", len)
+    }
+
+    fn contact(what: &str, c: &DhtContactMsg) -> Node {
+        Node::new(what)
+            .f("id", hexs(&c.id, 8))
+            .f("addr", hexn(c.addr, 8))
+    }
+
+    fn config(c: &IpcpConfigMsg) -> Node {
+        let mut n = Node::new("ipcp_config")
+            .f("layer", c.layer_info.name.as_str())
+            .f("dir_hash_algo", c.layer_info.dir_hash_algo)
+            .f("ipcp_type", c.ipcp_type);
+        if let Some(u) = &c.unicast {
+            let mut d = Node::new("unicast")
+                .f("addr_size", u.dt.addr_size)
+                .f("eid_size", u.dt.eid_size)
+                .f("max_ttl", u.dt.max_ttl)
+                .f("routing", u.dt.routing.pol)
+                .f("addr_auth", u.addr_auth_type)
+                .f("cong_avoid", u.cong_avoid);
+            if let Some(ls) = &u.dt.routing.ls {
+                d.children.push(
+                    Node::new("link_state")
+                        .f("pol", ls.pol)
+                        .f("t_recalc", ls.t_recalc)
+                        .f("t_update", ls.t_update)
+                        .f("t_timeo", ls.t_timeo),
+                );
+            }
+            if let Some(h) = &u.dir.dht {
+                d.children.push(
+                    Node::new("dht")
+                        .f("alpha", h.alpha)
+                        .f("k", h.k)
+                        .f("t_expire", h.t_expire)
+                        .f("t_refresh", h.t_refresh)
+                        .f("t_replicate", h.t_replicate)
+                        .f("peer", hexn(h.peer, 8)),
+                );
+            }
+            n.children.push(d);
+        }
+        n
+    }
+
+    /// An enrolment message: which of the three it is is told by its fields (a request
+    /// has only the id, an acknowledgement the id and a result, a response the time and a
+    /// configuration).
+    pub fn oep(sdu: &[u8]) -> Node {
+        if let Ok(r) = pb::decode::<EnrollRespMsg>(sdu) {
+            let mut n = Node::new("oep enroll_resp (protobuf)")
+                .f("id", hexs(&r.id, 8))
+                .f("t_sec", r.t_sec)
+                .f("t_nsec", r.t_nsec)
+                .f("response", r.response);
+            if let Some(c) = &r.conf {
+                n.children.push(config(c));
+            }
+            return n;
+        }
+        let req = pb::decode::<EnrollReqMsg>(sdu)
+            .ok()
+            .filter(|m| m.encode_to_vec() == sdu);
+        if let Some(r) = req {
+            return Node::new("oep enroll_req (protobuf)").f("id", hexs(&r.id, 8));
+        }
+        match pb::decode::<EnrollAckMsg>(sdu) {
+            Ok(a) => Node::new("oep enroll_ack (protobuf)")
+                .f("id", hexs(&a.id, 8))
+                .f("result", a.result),
+            Err(e) => Node::new("oep enrolment message (protobuf)")
+                .f("len", sdu.len())
+                .err(e),
+        }
+    }
+
+    /// A `dht_msg`.
+    pub fn dht(b: &[u8]) -> Node {
+        let m = match pb::decode::<DhtMsg>(b) {
+            Ok(m) => m,
+            Err(e) => {
+                return Node::new("component (DHT, protobuf)")
+                    .f("len", b.len())
+                    .f("bytes", hexs(b, 24))
+                    .err(e)
+            }
+        };
+        let code = match m.code {
+            dht_code::STORE => "STORE",
+            dht_code::FIND_NODE_REQ => "FIND_NODE_REQ",
+            dht_code::FIND_NODE_RSP => "FIND_NODE_RSP",
+            dht_code::FIND_VALUE_REQ => "FIND_VALUE_REQ",
+            _ => "FIND_VALUE_RSP",
+        };
+        let mut n = Node::new("dht_msg (protobuf)").f("code", code);
+        n.children.push(contact("src", &m.src));
+        if let Some(s) = &m.store {
+            n.children.push(
+                Node::new("store")
+                    .f("key", hexs(&s.key, 8))
+                    .f(
+                        "val",
+                        DhtMsg::addr_of(&s.val).map_or_else(|| hexs(&s.val, 8), |a| hexn(a, 8)),
+                    )
+                    .f("exp", s.exp),
+            );
+        }
+        if let Some(f) = &m.find {
+            n.children.push(
+                Node::new("find")
+                    .f("cookie", hexn(f.cookie, 16))
+                    .f("key", hexs(&f.key, 8)),
+            );
+        }
+        if let Some(r) = &m.node {
+            let mut x = Node::new("node")
+                .f("cookie", hexn(r.cookie, 16))
+                .f("key", hexs(&r.key, 8))
+                .f("contacts", r.contacts.len());
+            for c in &r.contacts {
+                x.children.push(contact("contact", c));
+            }
+            n.children.push(x);
+        }
+        if let Some(v) = &m.val {
+            let vals: Vec<String> = v
+                .values
+                .iter()
+                .map(|x| DhtMsg::addr_of(x).map_or_else(|| hexs(x, 8), |a| hexn(a, 8)))
+                .collect();
+            n.children
+                .push(Node::new("values").f("addrs", vals.join(" ")));
+        }
+        n
     }
 }

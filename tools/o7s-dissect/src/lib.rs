@@ -384,10 +384,7 @@ fn sdu_node(sdu: &[u8], key: &FlowKey, opts: &Options, roles: &HashMap<FlowKey, 
                 Err(e) => label(Node::new("dt").err(e), "unicast layer data-transfer flow"),
             }
         }
-        Some(Role2::Enrollment) => label(
-            Node::new("oep enrolment message (protobuf)").f("len", sdu.len()),
-            "unicast layer enrolment flow",
-        ),
+        Some(Role2::Enrollment) => label(describe::pb::oep(sdu), "unicast layer enrolment flow"),
         _ => describe::app_sdu(sdu),
     }
 }
@@ -405,17 +402,12 @@ fn cep_role(sdu: &[u8]) -> Option<Role2> {
     }
 }
 
-/// An OCEP `cep_msg` (protobuf field 1 = component name) at the start of an N-1 flow.
+/// An OCEP `cep_msg` at the start of an N-1 flow (one naming a known component).
 fn ocep(sdu: &[u8]) -> Option<Node> {
-    let (&tag, rest) = sdu.split_first()?;
-    let (&len, rest) = rest.split_first()?;
-    let name = std::str::from_utf8(rest.get(..usize::from(len))?).ok()?;
-    let known = ["Management", "Data Transfer", "Enrollment", "OEP"];
-    (tag == 0x0a && known.contains(&name)).then(|| {
-        Node::new("ocep cep_msg (protobuf)")
-            .f("comp_name", name)
-            .f("len", sdu.len())
-    })
+    let c = o7s_wire::unicast::pb::decode::<o7s_wire::unicast::pb::CepMsg>(sdu).ok()?;
+    c.component()
+        .filter(|k| k.protocol() == c.protocol)
+        .map(|_| describe::pb::cep(&c, sdu.len()))
 }
 
 fn dissect_record(

@@ -218,6 +218,14 @@ fn uni_chain_layers_are_learnt_from_their_cep() {
             "unicast layer data-transfer flow (its CEP says so)",
             "link-state-advertisement",
             "flow-allocator",
+            // The protobuf messages, field by field (o7s_wire::unicast::pb).
+            "comp_name Data Transfer protocol dtp version 1 syntax FIXED",
+            "oep enroll_req (protobuf) id ",
+            "oep enroll_resp (protobuf)",
+            "dht alpha 3 k 8 t_expire 86400 t_refresh 900 t_replicate 900 peer 0x",
+            "oep enroll_ack (protobuf)",
+            "dht_msg (protobuf) code FIND_NODE_RSP",
+            "dht_msg (protobuf) code STORE",
         ] {
             assert!(text.contains(want), "{name}: no '{want}' in\n{text}");
         }
