@@ -14,6 +14,8 @@
 //!   retransmission) and as responder (incoming requests, duplicates, accept or refuse).
 //! - [`accept`]: the responder's waiting room: requests wait in order for a process that
 //!   accepts their name, an auto-started program, or their deadline.
+//! - [`enroll`]: a unicast IPCP's N-1 flows before they carry anything: connection
+//!   establishment (CEP) and enrolment (OEP), both roles, every exchange with its deadline.
 //! - [`linkstate`]: a unicast layer's link-state routing ("simple"): LSAs, LSDB, ageing,
 //!   shortest paths (issue 15's first piece).
 //! - [`oap`]: OAP requests and responses, negotiation and key derivation (signatures stay
@@ -25,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod enroll;
 pub mod linkstate;
 pub mod mgmt;
 pub mod oap;

@@ -1,0 +1,847 @@
+//! A unicast IPCP's N-1 flows before they carry anything: connection establishment (OCEP,
+//! unicast facts §2.2) on every N-1 flow, and enrolment (OEP, §3) on the Enrollment ones,
+//! in both roles, as one machine without I/O.
+//!
+//! The driver allocates or accepts the N-1 flows and names each with a [`FlowId`]; it
+//! hands every SDU of them to [`Connections::handle`] and sends what
+//! [`Connections::poll_transmit`] gives. Events say when a flow is connected to a component
+//! (with the peer's address from its CEP), when an enrolment is done (the enrollee adopts
+//! the layer's configuration) and when a flow is to be closed.
+//!
+//! Where the reference differs: its enroller serves one enrolment at a time and an
+//! enrollee that vanishes mid-exchange blocks it for good; here every exchange has its own
+//! deadline and any number (up to a bound) run side by side.
+
+use o7s_wire::unicast::pb::{
+    self, CepMsg, Component, EnrollAckMsg, EnrollReqMsg, EnrollRespMsg, IpcpConfigMsg,
+    ENROLL_ID_LEN, IPCP_UNICAST,
+};
+use prost::Message;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// The driver's name for an N-1 flow.
+pub type FlowId = u64;
+
+/// Settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollConfig {
+    /// How long each step waits for the peer's next message (the reference: 1 s for a
+    /// CEP).
+    pub step_timeout: Duration,
+    /// Most N-1 flows in connection or enrolment at once (more are refused).
+    pub max_pending: usize,
+}
+
+impl Default for EnrollConfig {
+    fn default() -> Self {
+        Self {
+            step_timeout: Duration::from_secs(1),
+            max_pending: 256,
+        }
+    }
+}
+
+/// Why a connection or an enrolment failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnrollError {
+    /// The peer sent something that is not the message expected.
+    #[error("bad {what} from the peer: {why}")]
+    Bad {
+        /// The message expected.
+        what: &'static str,
+        /// Why it is not acceptable.
+        why: String,
+    },
+    /// The peer's CEP names another protocol, version or syntax.
+    #[error("the peer's CEP does not match ours: {0}")]
+    Mismatch(String),
+    /// The peer asked for a component we do not have.
+    #[error("no component named {0:?}")]
+    UnknownComponent(String),
+    /// Nothing came in time.
+    #[error("no {0} within the time-out")]
+    Timeout(&'static str),
+    /// The enroller refused.
+    #[error("the enroller refused (response {0})")]
+    Refused(i32),
+    /// This IPCP cannot enrol others yet (it is neither bootstrapped nor enrolled).
+    #[error("this IPCP has no layer configuration to give")]
+    NotInLayer,
+    /// Too many flows in connection or enrolment.
+    #[error("too many N-1 flows being set up ({0})")]
+    Busy(usize),
+    /// The N-1 flow went down.
+    #[error("the N-1 flow went down")]
+    FlowDown,
+}
+
+/// What the machine says to its driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The flow carries `comp` now; `peer_addr` from the peer's CEP.
+    Connected {
+        /// The flow.
+        flow: FlowId,
+        /// Management or Data Transfer.
+        comp: Component,
+        /// The neighbour's address.
+        peer_addr: u64,
+    },
+    /// This IPCP (the enrollee) has the layer's configuration.
+    Enrolled {
+        /// The flow.
+        flow: FlowId,
+        /// What to adopt.
+        conf: Box<IpcpConfigMsg>,
+        /// The enroller's clock (seconds, nanoseconds).
+        enroller_time: (i64, i32),
+    },
+    /// An enrollee took our configuration (we are the enroller).
+    Served {
+        /// The flow.
+        flow: FlowId,
+    },
+    /// A connection or enrolment failed.
+    Failed {
+        /// The flow.
+        flow: FlowId,
+        /// Why.
+        why: EnrollError,
+    },
+    /// Close the flow (after any transmit for it).
+    Close {
+        /// The flow.
+        flow: FlowId,
+    },
+}
+
+/// An SDU to send on an N-1 flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The flow.
+    pub flow: FlowId,
+    /// The SDU.
+    pub sdu: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    /// We allocated the flow and sent our CEP (for an enrolment: `id` next).
+    CepSent {
+        comp: Component,
+        id: Option<[u8; ENROLL_ID_LEN]>,
+    },
+    /// We accepted the flow: its CEP comes first.
+    CepWait,
+    /// Enrollee: request sent.
+    ReqSent { id: [u8; ENROLL_ID_LEN] },
+    /// Enroller: the request comes next.
+    ReqWait,
+    /// Enroller: response sent, the acknowledgement comes next.
+    AckWait { id: Vec<u8> },
+    /// Connected (Management or Data Transfer).
+    Up { comp: Component, peer_addr: u64 },
+}
+
+#[derive(Debug)]
+struct Flow {
+    state: State,
+    deadline: Option<Instant>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections made (both roles).
+    pub connected: u64,
+    /// Enrolments done (as enrollee).
+    pub enrolled: u64,
+    /// Enrolments served (as enroller).
+    pub served: u64,
+    /// Connections or enrolments that failed.
+    pub failed: u64,
+    /// Flows refused: too many being set up.
+    pub busy: u64,
+    /// SDUs for flows the machine does not know, or after the exchange.
+    pub unexpected: u64,
+}
+
+/// The N-1 flows of one unicast IPCP in connection establishment and enrolment.
+#[derive(Debug)]
+pub struct Connections {
+    cfg: EnrollConfig,
+    own_addr: u64,
+    /// What we give enrollees (bootstrapped or enrolled).
+    conf: Option<IpcpConfigMsg>,
+    flows: HashMap<FlowId, Flow>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    counters: Counters,
+}
+
+impl Connections {
+    /// Machine of an IPCP at `own_addr` (0 until it has one), giving `conf` to enrollees.
+    pub fn new(cfg: EnrollConfig, own_addr: u64, conf: Option<IpcpConfigMsg>) -> Self {
+        Self {
+            cfg,
+            own_addr,
+            conf,
+            flows: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The configuration to give enrollees (after bootstrap or enrolment), and our address.
+    pub fn set_layer(&mut self, own_addr: u64, conf: IpcpConfigMsg) {
+        self.own_addr = own_addr;
+        self.conf = Some(conf);
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Flows being set up.
+    pub fn pending(&self) -> usize {
+        self.flows
+            .values()
+            .filter(|f| !matches!(f.state, State::Up { .. }))
+            .count()
+    }
+
+    /// The peer address and component of a connected flow.
+    pub fn connected(&self, flow: FlowId) -> Option<(Component, u64)> {
+        match self.flows.get(&flow)?.state {
+            State::Up { comp, peer_addr } => Some((comp, peer_addr)),
+            _ => None,
+        }
+    }
+
+    fn send(&mut self, flow: FlowId, sdu: Vec<u8>) {
+        self.transmits.push_back(Transmit { flow, sdu });
+    }
+
+    fn fail(&mut self, flow: FlowId, why: EnrollError) {
+        self.flows.remove(&flow);
+        self.counters.failed += 1;
+        self.events.push_back(Event::Failed { flow, why });
+        self.events.push_back(Event::Close { flow });
+    }
+
+    fn room(&mut self, flow: FlowId) -> bool {
+        if self.pending() >= self.cfg.max_pending {
+            self.counters.busy += 1;
+            self.events.push_back(Event::Failed {
+                flow,
+                why: EnrollError::Busy(self.cfg.max_pending),
+            });
+            self.events.push_back(Event::Close { flow });
+            return false;
+        }
+        true
+    }
+
+    /// We allocated `flow` for `comp`: our CEP goes first. For an enrolment, `id` is the
+    /// request's id (8 random bytes from the caller).
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        flow: FlowId,
+        comp: Component,
+        id: [u8; ENROLL_ID_LEN],
+    ) {
+        if !self.room(flow) {
+            return;
+        }
+        let cep = CepMsg::new(comp, self.own_addr);
+        self.send(flow, cep.encode_to_vec());
+        let id = (comp == Component::Enrollment).then_some(id);
+        self.flows.insert(
+            flow,
+            Flow {
+                state: State::CepSent { comp, id },
+                deadline: Some(now + self.cfg.step_timeout),
+            },
+        );
+    }
+
+    /// We accepted `flow`: its CEP comes first.
+    pub fn accept(&mut self, now: Instant, flow: FlowId) {
+        if !self.room(flow) {
+            return;
+        }
+        self.flows.insert(
+            flow,
+            Flow {
+                state: State::CepWait,
+                deadline: Some(now + self.cfg.step_timeout),
+            },
+        );
+    }
+
+    /// `flow` went down (the driver saw it).
+    pub fn flow_down(&mut self, flow: FlowId) {
+        if let Some(f) = self.flows.remove(&flow) {
+            if !matches!(f.state, State::Up { .. }) {
+                self.counters.failed += 1;
+                self.events.push_back(Event::Failed {
+                    flow,
+                    why: EnrollError::FlowDown,
+                });
+            }
+        }
+    }
+
+    /// An SDU of `flow`; `unix` is the wall clock (since the UNIX epoch), which an enroller
+    /// puts in its response.
+    pub fn handle(&mut self, now: Instant, unix: Duration, flow: FlowId, sdu: &[u8]) {
+        let Some(f) = self.flows.get(&flow) else {
+            self.counters.unexpected += 1;
+            return;
+        };
+        let state = f.state.clone();
+        match state {
+            State::CepWait => self.on_cep_accepted(now, flow, sdu),
+            State::CepSent { comp, id } => self.on_cep_reply(now, flow, comp, id, sdu),
+            State::ReqSent { id } => self.on_resp(flow, id, sdu),
+            State::ReqWait => self.on_req(now, unix, flow, sdu),
+            State::AckWait { id } => self.on_ack(flow, &id, sdu),
+            // Management and DT SDUs are not ours.
+            State::Up { .. } => self.counters.unexpected += 1,
+        }
+    }
+
+    fn on_cep_accepted(&mut self, now: Instant, flow: FlowId, sdu: &[u8]) {
+        let cep = match pb::decode::<CepMsg>(sdu) {
+            Ok(c) => c,
+            Err(e) => {
+                return self.fail(
+                    flow,
+                    EnrollError::Bad {
+                        what: "CEP",
+                        why: e.to_string(),
+                    },
+                )
+            }
+        };
+        let Some(comp) = cep.component() else {
+            // As the reference: an all-default CEP, then the flow is closed.
+            self.send(flow, CepMsg::default().encode_to_vec());
+            return self.fail(flow, EnrollError::UnknownComponent(cep.comp_name));
+        };
+        if comp == Component::Enrollment && self.conf.is_none() {
+            return self.fail(flow, EnrollError::NotInLayer);
+        }
+        self.send(flow, CepMsg::new(comp, self.own_addr).encode_to_vec());
+        let next = match comp {
+            Component::Enrollment => Flow {
+                state: State::ReqWait,
+                deadline: Some(now + self.cfg.step_timeout),
+            },
+            _ => {
+                self.counters.connected += 1;
+                self.events.push_back(Event::Connected {
+                    flow,
+                    comp,
+                    peer_addr: cep.address,
+                });
+                Flow {
+                    state: State::Up {
+                        comp,
+                        peer_addr: cep.address,
+                    },
+                    deadline: None,
+                }
+            }
+        };
+        self.flows.insert(flow, next);
+    }
+
+    fn on_cep_reply(
+        &mut self,
+        now: Instant,
+        flow: FlowId,
+        comp: Component,
+        id: Option<[u8; ENROLL_ID_LEN]>,
+        sdu: &[u8],
+    ) {
+        let cep = match pb::decode::<CepMsg>(sdu) {
+            Ok(c) => c,
+            Err(e) => {
+                return self.fail(
+                    flow,
+                    EnrollError::Bad {
+                        what: "CEP",
+                        why: e.to_string(),
+                    },
+                )
+            }
+        };
+        // As the reference: protocol, version and syntax must match; the name is not
+        // checked.
+        if cep.protocol != comp.protocol()
+            || cep.pref_version != 1
+            || cep.pref_syntax != comp.syntax()
+        {
+            return self.fail(
+                flow,
+                EnrollError::Mismatch(format!(
+                    "{}/{}/{} for {}",
+                    cep.protocol,
+                    cep.pref_version,
+                    cep.pref_syntax,
+                    comp.comp_name()
+                )),
+            );
+        }
+        match id {
+            Some(id) => {
+                self.send(flow, EnrollReqMsg { id: id.to_vec() }.encode_to_vec());
+                self.flows.insert(
+                    flow,
+                    Flow {
+                        state: State::ReqSent { id },
+                        deadline: Some(now + self.cfg.step_timeout),
+                    },
+                );
+            }
+            None => {
+                self.counters.connected += 1;
+                self.events.push_back(Event::Connected {
+                    flow,
+                    comp,
+                    peer_addr: cep.address,
+                });
+                self.flows.insert(
+                    flow,
+                    Flow {
+                        state: State::Up {
+                            comp,
+                            peer_addr: cep.address,
+                        },
+                        deadline: None,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_resp(&mut self, flow: FlowId, id: [u8; ENROLL_ID_LEN], sdu: &[u8]) {
+        let resp = match pb::decode::<EnrollRespMsg>(sdu) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.fail(
+                    flow,
+                    EnrollError::Bad {
+                        what: "enrolment response",
+                        why: e.to_string(),
+                    },
+                )
+            }
+        };
+        if resp.id != id {
+            return self.fail(
+                flow,
+                EnrollError::Bad {
+                    what: "enrolment response",
+                    why: "not our request's id".into(),
+                },
+            );
+        }
+        if resp.response != 0 {
+            return self.fail(flow, EnrollError::Refused(resp.response));
+        }
+        let checked = resp
+            .conf
+            .ok_or_else(|| "no configuration".to_string())
+            .and_then(check_conf);
+        let conf = match checked {
+            Ok(c) => c,
+            Err(why) => {
+                return self.fail(
+                    flow,
+                    EnrollError::Bad {
+                        what: "layer configuration",
+                        why,
+                    },
+                )
+            }
+        };
+        self.send(
+            flow,
+            EnrollAckMsg {
+                id: id.to_vec(),
+                result: 0,
+            }
+            .encode_to_vec(),
+        );
+        self.flows.remove(&flow);
+        self.counters.enrolled += 1;
+        self.events.push_back(Event::Enrolled {
+            flow,
+            conf: Box::new(conf),
+            enroller_time: (resp.t_sec, resp.t_nsec),
+        });
+        // As the reference: the enrolment flow is let go after the acknowledgement.
+        self.events.push_back(Event::Close { flow });
+    }
+
+    fn on_req(&mut self, now: Instant, unix: Duration, flow: FlowId, sdu: &[u8]) {
+        let req = match pb::decode::<EnrollReqMsg>(sdu) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.fail(
+                    flow,
+                    EnrollError::Bad {
+                        what: "enrolment request",
+                        why: e.to_string(),
+                    },
+                )
+            }
+        };
+        let Some(conf) = self.conf.clone() else {
+            return self.fail(flow, EnrollError::NotInLayer);
+        };
+        let resp = EnrollRespMsg {
+            id: req.id.clone(),
+            t_sec: i64::try_from(unix.as_secs()).unwrap_or(i64::MAX),
+            t_nsec: i32::try_from(unix.subsec_nanos()).unwrap_or(0),
+            response: 0,
+            conf: Some(conf),
+        };
+        self.send(flow, resp.encode_to_vec());
+        self.flows.insert(
+            flow,
+            Flow {
+                state: State::AckWait { id: req.id },
+                deadline: Some(now + self.cfg.step_timeout),
+            },
+        );
+    }
+
+    fn on_ack(&mut self, flow: FlowId, id: &[u8], sdu: &[u8]) {
+        match pb::decode::<EnrollAckMsg>(sdu) {
+            Ok(a) if a.id == id && a.result == 0 => {
+                self.flows.remove(&flow);
+                self.counters.served += 1;
+                self.events.push_back(Event::Served { flow });
+                self.events.push_back(Event::Close { flow });
+            }
+            Ok(a) => self.fail(
+                flow,
+                EnrollError::Bad {
+                    what: "enrolment acknowledgement",
+                    why: format!("result {} (or another id)", a.result),
+                },
+            ),
+            Err(e) => self.fail(
+                flow,
+                EnrollError::Bad {
+                    what: "enrolment acknowledgement",
+                    why: e.to_string(),
+                },
+            ),
+        }
+    }
+
+    /// Steps whose peer said nothing in time fail.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<(FlowId, &'static str)> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.deadline.is_some_and(|d| d <= now))
+            .map(|(id, f)| {
+                let what = match f.state {
+                    State::CepSent { .. } | State::CepWait => "CEP",
+                    State::ReqSent { .. } => "enrolment response",
+                    State::ReqWait => "enrolment request",
+                    State::AckWait { .. } => "enrolment acknowledgement",
+                    State::Up { .. } => "message",
+                };
+                (*id, what)
+            })
+            .collect();
+        for (flow, what) in due {
+            self.fail(flow, EnrollError::Timeout(what));
+        }
+    }
+
+    /// When [`Connections::handle_timeout`] is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.flows.values().filter_map(|f| f.deadline).min()
+    }
+
+    /// The next SDU to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+/// What an enrollee can adopt: a unicast layer with the sizes this implementation has.
+fn check_conf(c: IpcpConfigMsg) -> Result<IpcpConfigMsg, String> {
+    if c.ipcp_type != IPCP_UNICAST {
+        return Err(format!("ipcp_type {} is not unicast", c.ipcp_type));
+    }
+    let Some(u) = &c.unicast else {
+        return Err("no unicast settings".into());
+    };
+    if u.dt.addr_size != 4 || u.dt.eid_size != 8 {
+        return Err(format!(
+            "addr_size {} and eid_size {} (only 4 and 8 exist)",
+            u.dt.addr_size, u.dt.eid_size
+        ));
+    }
+    if c.layer_info.name.is_empty() || c.layer_info.name.len() > 255 {
+        return Err("a layer name of 1..=255 bytes".into());
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    const R: u64 = 0x41dc_5e0b;
+    const E: u64 = 0xe30f_5e97;
+
+    fn pump(from: &mut Connections, to: &mut Connections, now: Instant, flow: FlowId) -> usize {
+        let mut n = 0;
+        while let Some(t) = from.poll_transmit() {
+            assert_eq!(t.flow, flow);
+            to.handle(now, Duration::from_secs(1_796_036_551), flow, &t.sdu);
+            n += 1;
+        }
+        n
+    }
+
+    fn events(c: &mut Connections) -> Vec<Event> {
+        std::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    #[test]
+    fn enrolment_gives_the_enrollee_the_layer_and_sends_the_reference_bytes() {
+        let t0 = Instant::now();
+        let conf = IpcpConfigMsg::unicast_default("ufuni", R);
+        let mut r = Connections::new(EnrollConfig::default(), R, Some(conf.clone()));
+        let mut e = Connections::new(EnrollConfig::default(), 0, None);
+        e.connect(t0, 7, Component::Enrollment, *b"RH\x0fa\x17\xd2>\xcc");
+        r.accept(t0, 7);
+        // The enrollee's CEP: the reference's 23 bytes.
+        let cep = e.transmits.front().unwrap().sdu.clone();
+        assert_eq!(
+            hex::encode(&cep),
+            "0a0a456e726f6c6c6d656e7412034f4550180128004000"
+        );
+        pump(&mut e, &mut r, t0, 7); // CEP
+        pump(&mut r, &mut e, t0, 7); // CEP back, then e sends the request
+        let req = e.transmits.front().unwrap().sdu.clone();
+        assert_eq!(hex::encode(&req), "0a0852480f6117d23ecc");
+        pump(&mut e, &mut r, t0, 7); // request
+        pump(&mut r, &mut e, t0, 7); // response
+        pump(&mut e, &mut r, t0, 7); // ack
+        let ev = events(&mut e);
+        assert!(
+            matches!(&ev[..], [Event::Enrolled { flow: 7, conf: c, enroller_time: (1_796_036_551, 0) }, Event::Close { flow: 7 }] if **c == conf),
+            "{ev:?}"
+        );
+        assert_eq!(
+            events(&mut r),
+            vec![Event::Served { flow: 7 }, Event::Close { flow: 7 }]
+        );
+        assert_eq!((e.counters().enrolled, r.counters().served), (1, 1));
+        assert_eq!(r.pending() + e.pending(), 0);
+    }
+
+    #[test]
+    fn management_and_dt_connect_with_each_others_addresses() {
+        let t0 = Instant::now();
+        let mut a = Connections::new(EnrollConfig::default(), E, None);
+        let mut b = Connections::new(
+            EnrollConfig::default(),
+            R,
+            Some(IpcpConfigMsg::unicast_default("l", R)),
+        );
+        for (flow, comp) in [(1, Component::Management), (2, Component::DataTransfer)] {
+            a.connect(t0, flow, comp, [0; 8]);
+            b.accept(t0, flow);
+            pump(&mut a, &mut b, t0, flow);
+            pump(&mut b, &mut a, t0, flow);
+            assert_eq!(a.connected(flow), Some((comp, R)));
+            assert_eq!(b.connected(flow), Some((comp, E)));
+        }
+        // The DT CEP is the reference's, FIXED syntax.
+        let mut c = Connections::new(EnrollConfig::default(), E, None);
+        c.connect(t0, 3, Component::DataTransfer, [0; 8]);
+        assert_eq!(
+            hex::encode(c.poll_transmit().unwrap().sdu),
+            "0a0d44617461205472616e736665721203647470180128024097bdbd980e"
+        );
+    }
+
+    #[test]
+    fn a_vanished_enrollee_times_out_and_blocks_no_one() {
+        let t0 = Instant::now();
+        let mut r = Connections::new(
+            EnrollConfig::default(),
+            R,
+            Some(IpcpConfigMsg::unicast_default("l", R)),
+        );
+        // Flow 1's enrollee sends its CEP and request, then nothing.
+        r.accept(t0, 1);
+        r.handle(
+            t0,
+            Duration::ZERO,
+            1,
+            &CepMsg::new(Component::Enrollment, 0).encode_to_vec(),
+        );
+        r.handle(
+            t0,
+            Duration::ZERO,
+            1,
+            &EnrollReqMsg { id: vec![1; 8] }.encode_to_vec(),
+        );
+        // Flow 2 enrols meanwhile.
+        let mut e = Connections::new(EnrollConfig::default(), 0, None);
+        e.connect(t0, 2, Component::Enrollment, [2; 8]);
+        r.accept(t0, 2);
+        while let Some(t) = r.poll_transmit() {
+            if t.flow == 2 {
+                e.handle(t0, Duration::ZERO, 2, &t.sdu);
+            }
+        }
+        for _ in 0..3 {
+            pump(&mut e, &mut r, t0, 2);
+            while let Some(t) = r.poll_transmit() {
+                e.handle(t0, Duration::ZERO, t.flow, &t.sdu);
+            }
+        }
+        assert_eq!(e.counters().enrolled, 1);
+        assert_eq!(r.counters().served, 1);
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        r.handle_timeout(t0 + Duration::from_secs(1));
+        let ev = events(&mut r);
+        assert!(ev.contains(&Event::Failed {
+            flow: 1,
+            why: EnrollError::Timeout("enrolment acknowledgement")
+        }));
+        assert!(ev.contains(&Event::Close { flow: 1 }));
+        assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn bad_peers_get_clear_failures() {
+        let t0 = Instant::now();
+        let conf = IpcpConfigMsg::unicast_default("l", R);
+        let mut r = Connections::new(EnrollConfig::default(), R, Some(conf.clone()));
+        // Garbage instead of a CEP.
+        r.accept(t0, 1);
+        r.handle(t0, Duration::ZERO, 1, &[0xff, 0xff, 0x01]);
+        // An unknown component: the all-default CEP, then the flow goes.
+        r.accept(t0, 2);
+        let mut odd = CepMsg::new(Component::Management, 5);
+        odd.comp_name = "Routing".into();
+        r.handle(t0, Duration::ZERO, 2, &odd.encode_to_vec());
+        let back = r.poll_transmit().unwrap();
+        assert_eq!(back.flow, 2);
+        assert_eq!(
+            CepMsg::decode(back.sdu.as_slice()).unwrap(),
+            CepMsg::default()
+        );
+        let ev = events(&mut r);
+        assert!(
+            matches!(
+                ev[0],
+                Event::Failed {
+                    flow: 1,
+                    why: EnrollError::Bad { what: "CEP", .. }
+                }
+            ),
+            "{ev:?}"
+        );
+        assert!(ev.contains(&Event::Failed {
+            flow: 2,
+            why: EnrollError::UnknownComponent("Routing".into())
+        }));
+        // A CEP reply with the wrong protocol fails the allocator.
+        let mut a = Connections::new(EnrollConfig::default(), E, None);
+        a.connect(t0, 3, Component::Management, [0; 8]);
+        let mut wrong = CepMsg::new(Component::Management, R);
+        wrong.protocol = "XYZ".into();
+        a.handle(t0, Duration::ZERO, 3, &wrong.encode_to_vec());
+        assert!(matches!(
+            events(&mut a)[0],
+            Event::Failed {
+                flow: 3,
+                why: EnrollError::Mismatch(_)
+            }
+        ));
+        // An enroller's response with a configuration we cannot use.
+        let mut e = Connections::new(EnrollConfig::default(), 0, None);
+        e.connect(t0, 4, Component::Enrollment, [4; 8]);
+        e.handle(
+            t0,
+            Duration::ZERO,
+            4,
+            &CepMsg::new(Component::Enrollment, 0).encode_to_vec(),
+        );
+        let mut bad = conf;
+        if let Some(u) = bad.unicast.as_mut() {
+            u.dt.addr_size = 2;
+        }
+        let resp = EnrollRespMsg {
+            id: vec![4; 8],
+            t_sec: 0,
+            t_nsec: 0,
+            response: 0,
+            conf: Some(bad),
+        };
+        e.handle(t0, Duration::ZERO, 4, &resp.encode_to_vec());
+        let ev = events(&mut e);
+        assert!(
+            matches!(&ev[0], Event::Failed { flow: 4, why: EnrollError::Bad { what: "layer configuration", why } } if why.contains("addr_size 2")),
+            "{ev:?}"
+        );
+        // Not in a layer: no enrolment is served.
+        let mut n = Connections::new(EnrollConfig::default(), 0, None);
+        n.accept(t0, 5);
+        n.handle(
+            t0,
+            Duration::ZERO,
+            5,
+            &CepMsg::new(Component::Enrollment, 0).encode_to_vec(),
+        );
+        assert!(events(&mut n).contains(&Event::Failed {
+            flow: 5,
+            why: EnrollError::NotInLayer
+        }));
+    }
+
+    #[test]
+    fn pending_flows_are_bounded() {
+        let t0 = Instant::now();
+        let cfg = EnrollConfig {
+            max_pending: 2,
+            ..EnrollConfig::default()
+        };
+        let mut r = Connections::new(cfg, R, None);
+        for f in 0..3 {
+            r.accept(t0, f);
+        }
+        assert_eq!(r.pending(), 2);
+        assert_eq!(r.counters().busy, 1);
+        assert!(events(&mut r).contains(&Event::Failed {
+            flow: 2,
+            why: EnrollError::Busy(2)
+        }));
+    }
+}
