@@ -14,6 +14,8 @@
 //!   retransmission) and as responder (incoming requests, duplicates, accept or refuse).
 //! - [`accept`]: the responder's waiting room: requests wait in order for a process that
 //!   accepts their name, an auto-started program, or their deadline.
+//! - [`dht`]: a unicast layer's directory, the Kademlia DHT of 0.23 (wire-compatible),
+//!   with lookups that recurse.
 //! - [`enroll`]: a unicast IPCP's N-1 flows before they carry anything: connection
 //!   establishment (CEP) and enrolment (OEP), both roles, every exchange with its deadline.
 //! - [`linkstate`]: a unicast layer's link-state routing ("simple"): LSAs, LSDB, ageing,
@@ -27,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod dht;
 pub mod enroll;
 pub mod linkstate;
 pub mod mgmt;

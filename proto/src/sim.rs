@@ -88,12 +88,28 @@ pub struct Sim<N> {
     seq: u64,
     trace: Vec<String>,
     stats: SimStats,
+    /// Node index by MAC (MACs do not change).
+    by_mac: std::collections::HashMap<[u8; 6], usize>,
+    /// Nodes that received a frame or fired a timer since they were last looked at: only
+    /// they can have something to send or a new timer (a machine changes only on input).
+    dirty: Vec<bool>,
+    /// Each node's timer as last polled.
+    timers: Vec<Option<Instant>>,
 }
 
 impl<N: Node> Sim<N> {
     /// A segment of `nodes` whose links follow `link`, drawing from `seed`, starting at `t0`.
     pub fn new(t0: Instant, seed: u64, link: LinkModel, nodes: Vec<N>) -> Self {
+        let by_mac = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.mac(), i))
+            .collect();
+        let n = nodes.len();
         Self {
+            by_mac,
+            dirty: vec![true; n],
+            timers: vec![None; n],
             t0,
             now: t0,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -134,6 +150,15 @@ impl<N: Node> Sim<N> {
 
     fn collect(&mut self) {
         for i in 0..self.nodes.len() {
+            if !self.dirty.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            if let Some(d) = self.dirty.get_mut(i) {
+                *d = false;
+            }
+            if let (Some(t), Some(n)) = (self.timers.get_mut(i), self.nodes.get(i)) {
+                *t = n.poll_timeout();
+            }
             loop {
                 let now = self.now;
                 let Some(node) = self.nodes.get_mut(i) else {
@@ -151,12 +176,16 @@ impl<N: Node> Sim<N> {
                     Self::mac_label(&dst),
                     payload.len()
                 ));
-                let targets: Vec<usize> = (0..self.nodes.len())
-                    .filter(|j| *j != i)
-                    .filter(|j| {
-                        dst == BROADCAST || self.nodes.get(*j).is_some_and(|n| n.mac() == dst)
-                    })
-                    .collect();
+                let targets: Vec<usize> = if dst == BROADCAST {
+                    (0..self.nodes.len()).filter(|j| *j != i).collect()
+                } else {
+                    self.by_mac
+                        .get(&dst)
+                        .copied()
+                        .filter(|j| *j != i)
+                        .into_iter()
+                        .collect()
+                };
                 for to in targets {
                     self.route(to, src, dst, &payload);
                 }
@@ -206,10 +235,12 @@ impl<N: Node> Sim<N> {
 
     /// Runs until nothing is left to do or virtual time reaches `until`.
     pub fn run_until(&mut self, until: Instant) {
+        // The caller may have changed nodes between runs: look at every one once.
+        self.dirty.iter_mut().for_each(|d| *d = true);
         loop {
             self.collect();
             let next_frame = self.queue.peek().map(|d| d.0.at);
-            let next_timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
+            let next_timer = self.timers.iter().flatten().min().copied();
             let next = match (next_frame, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
                 (Some(a), None) | (None, Some(a)) => a,
@@ -236,11 +267,23 @@ impl<N: Node> Sim<N> {
                 if let Some(n) = self.nodes.get_mut(d.to) {
                     n.handle(now, Peer::Mac(d.src), d.dst, &d.payload);
                 }
+                if let Some(x) = self.dirty.get_mut(d.to) {
+                    *x = true;
+                }
             }
             let now = self.now;
-            for n in &mut self.nodes {
-                if n.poll_timeout().is_some_and(|t| t <= now) {
+            for (i, n) in self.nodes.iter_mut().enumerate() {
+                if self
+                    .timers
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|t| t <= now)
+                {
                     n.handle_timeout(now);
+                    if let Some(x) = self.dirty.get_mut(i) {
+                        *x = true;
+                    }
                 }
             }
         }

@@ -1,0 +1,769 @@
+//! A unicast layer's directory: the Kademlia DHT of 0.23 (unicast facts §6), wire-compatible
+//! (`dht_msg` on PCI eid 1), as a machine without I/O.
+//!
+//! Node ids are random bytes of the directory hash's length; distance is the XOR of the
+//! first 8 bytes read big-endian; contacts live in 64 buckets by the distance's leading
+//! zeros, at most k each. Names are published with STORE to the k contacts closest to the
+//! key and found with FIND_VALUE. Unlike the reference, a lookup really recurses: each
+//! response's closer contacts are asked in turn (alpha at a time) until a value comes or
+//! no closer contact is left, so a lookup finds a name in a layer of any size.
+//!
+//! The driver sends [`Transmit`]s to an address through DT (eid 1) and hands received
+//! `dht_msg`s to [`Dht::handle`]; times are passed in (`now` for timers, `unix` seconds for
+//! the absolute expiry STORE carries).
+
+use o7s_wire::unicast::pb::{
+    self, dht_code, DhtContactMsg, DhtFindNodeRspMsg, DhtFindReqMsg, DhtFindValueRspMsg, DhtMsg,
+    DhtStoreMsg,
+};
+use prost::Message;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// A node id or key.
+pub type Key = Vec<u8>;
+
+/// Settings (the layer configuration's `dir_dht_config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DhtConfig {
+    /// Requests in parallel per lookup (3).
+    pub alpha: usize,
+    /// Contacts per bucket, and copies of a value (8).
+    pub k: usize,
+    /// Seconds a published value lives (86400).
+    pub t_expire: u32,
+    /// How long a request waits for its response (2 s).
+    pub t_resp: Duration,
+    /// Most lookups at once (more are refused).
+    pub max_lookups: usize,
+    /// Most values stored for others.
+    pub max_values: usize,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            alpha: 3,
+            k: 8,
+            t_expire: 86_400,
+            t_resp: Duration::from_secs(2),
+            max_lookups: 128,
+            max_values: 65_536,
+        }
+    }
+}
+
+/// A lookup's handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LookupId(pub u64);
+
+/// What the DHT says to its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A name's addresses (at least one).
+    Found {
+        /// The lookup.
+        id: LookupId,
+        /// The key.
+        key: Key,
+        /// Addresses that registered it (other than ours first).
+        addrs: Vec<u64>,
+    },
+    /// Nobody closer has it.
+    NotFound {
+        /// The lookup.
+        id: LookupId,
+        /// The key.
+        key: Key,
+    },
+}
+
+/// A message to send through DT to `dst` (eid 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The destination address.
+    pub dst: u64,
+    /// A `dht_msg`.
+    pub msg: Vec<u8>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages received and accepted.
+    pub received: u64,
+    /// Messages dropped: malformed or out of bounds (`pb::decode`), wrong id length, zero
+    /// address.
+    pub dropped_bad: u64,
+    /// Responses for no outstanding request (cookie, key or sender).
+    pub dropped_unsolicited: u64,
+    /// STOREs refused: expired, or the value table full.
+    pub store_refused: u64,
+    /// Lookups refused: too many at once.
+    pub lookups_refused: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Contact {
+    id: Key,
+    addr: u64,
+}
+
+#[derive(Debug)]
+struct Lookup {
+    key: Key,
+    /// Looking for values (FIND_VALUE) or nodes (FIND_NODE: bootstrap, refresh).
+    value: bool,
+    /// Candidates by distance, asked or not.
+    shortlist: BTreeMap<u64, Contact>,
+    asked: HashSet<u64>,
+    /// Outstanding requests: address -> (cookie, deadline).
+    waiting: HashMap<u64, (u64, Instant)>,
+    /// A registration's node lookup: store the key at the closest found, with this expiry.
+    store_exp: Option<u32>,
+}
+
+/// The directory of one IPCP.
+#[derive(Debug)]
+pub struct Dht {
+    cfg: DhtConfig,
+    id: Key,
+    addr: u64,
+    /// 64 buckets by the distance's leading zeros (bucket 64: distance 0, our own prefix).
+    buckets: Vec<VecDeque<Contact>>,
+    /// Our own registrations: key -> expiry (UNIX s).
+    local: HashMap<Key, u32>,
+    /// Values stored for others: key -> address -> expiry.
+    values: HashMap<Key, HashMap<u64, u32>>,
+    stored: usize,
+    lookups: HashMap<LookupId, Lookup>,
+    next_lookup: u64,
+    /// The cookie of requests to the bootstrap peer (whose id we do not know yet).
+    magic: u64,
+    /// Draws for cookies (the caller seeds it).
+    rng: rand_chacha::ChaCha8Rng,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    counters: Counters,
+}
+
+/// The distance of two ids: XOR of their first 8 bytes, big-endian.
+pub fn distance(a: &[u8], b: &[u8]) -> u64 {
+    let w = |x: &[u8]| {
+        let mut v = [0u8; 8];
+        for (d, s) in v.iter_mut().zip(x) {
+            *d = *s;
+        }
+        u64::from_be_bytes(v)
+    };
+    w(a) ^ w(b)
+}
+
+impl Dht {
+    /// The DHT of the IPCP at `addr` with node id `id`; `seed` seeds its cookies.
+    pub fn new(cfg: DhtConfig, id: Key, addr: u64, seed: u64) -> Self {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let magic = rng.gen_range(1..=u64::MAX);
+        Self {
+            cfg,
+            id,
+            addr,
+            buckets: (0..=64).map(|_| VecDeque::new()).collect(),
+            local: HashMap::new(),
+            values: HashMap::new(),
+            stored: 0,
+            lookups: HashMap::new(),
+            next_lookup: 0,
+            magic,
+            rng,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Contacts known.
+    pub fn contacts(&self) -> usize {
+        self.buckets.iter().map(VecDeque::len).sum()
+    }
+
+    /// Our id.
+    pub fn id(&self) -> &[u8] {
+        &self.id
+    }
+
+    fn cookie(&mut self) -> u64 {
+        use rand::Rng;
+        self.rng.gen_range(1..=u64::MAX)
+    }
+
+    fn bucket_of(&self, id: &[u8]) -> usize {
+        distance(&self.id, id).leading_zeros() as usize
+    }
+
+    /// Adds or refreshes a contact (the same address replaces the old entry, at the tail);
+    /// a full bucket keeps its older contacts.
+    fn learn(&mut self, c: Contact) {
+        if c.addr == self.addr || c.addr == 0 || c.id.len() != self.id.len() {
+            return;
+        }
+        for b in &mut self.buckets {
+            b.retain(|x| x.addr != c.addr);
+        }
+        let i = self.bucket_of(&c.id);
+        let k = self.cfg.k;
+        if let Some(b) = self.buckets.get_mut(i) {
+            if b.len() < k {
+                b.push_back(c);
+            }
+        }
+    }
+
+    /// The `n` known contacts closest to `key`.
+    fn closest(&self, key: &[u8], n: usize) -> Vec<Contact> {
+        let mut all: Vec<&Contact> = self.buckets.iter().flatten().collect();
+        all.sort_by_key(|c| distance(&c.id, key));
+        all.into_iter().take(n).cloned().collect()
+    }
+
+    fn me(&self) -> DhtContactMsg {
+        DhtContactMsg {
+            id: self.id.clone(),
+            addr: self.addr,
+        }
+    }
+
+    fn send(&mut self, dst: u64, m: DhtMsg) {
+        self.counters.sent += 1;
+        self.transmits.push_back(Transmit {
+            dst,
+            msg: m.encode_to_vec(),
+        });
+    }
+
+    /// Joins the layer through `peer` (the enroller's address, from the configuration):
+    /// looks up our own id there, which fills the buckets around us.
+    pub fn bootstrap(&mut self, now: Instant, peer: u64) {
+        if peer == 0 || peer == self.addr {
+            return;
+        }
+        let key = self.id.clone();
+        let id = self.start(now, key, false);
+        let magic = self.magic;
+        if let Some(l) = self.lookups.get_mut(&id) {
+            l.asked.insert(peer);
+            l.waiting.insert(peer, (magic, now + self.cfg.t_resp));
+        }
+        let m = DhtMsg {
+            code: dht_code::FIND_NODE_REQ,
+            src: self.me(),
+            store: None,
+            find: Some(DhtFindReqMsg {
+                cookie: magic,
+                key: self.id.clone(),
+            }),
+            node: None,
+            val: None,
+        };
+        self.send(peer, m);
+    }
+
+    /// Publishes `key` (a name's hash) as ours: kept locally and stored at the k contacts
+    /// closest to it. `unix`: seconds since the epoch now.
+    pub fn register(&mut self, now: Instant, unix: u64, key: Key) {
+        let exp =
+            u32::try_from(unix.saturating_add(u64::from(self.cfg.t_expire))).unwrap_or(u32::MAX);
+        self.local.insert(key.clone(), exp);
+        // The STOREs go where lookups will look: to the k closest found by a node lookup
+        // (it ends in `store_at`), and at once to the closest known.
+        for c in self.closest(&key, self.cfg.k) {
+            self.store_to(c.addr, &key, exp);
+        }
+        let id = self.start(now, key, false);
+        if let Some(l) = self.lookups.get_mut(&id) {
+            l.store_exp = Some(exp);
+        }
+        self.step(now, id);
+    }
+
+    fn store_to(&mut self, dst: u64, key: &[u8], exp: u32) {
+        let m = DhtMsg {
+            code: dht_code::STORE,
+            src: self.me(),
+            store: Some(DhtStoreMsg {
+                key: key.to_vec(),
+                val: self.addr.to_be_bytes().to_vec(),
+                exp,
+            }),
+            find: None,
+            node: None,
+            val: None,
+        };
+        self.send(dst, m);
+    }
+
+    /// Withdraws our registration of `key` (as the reference: copies elsewhere expire).
+    pub fn unregister(&mut self, key: &[u8]) {
+        self.local.remove(key);
+    }
+
+    /// What we know of `key` without asking: our own registration and values stored here.
+    pub fn known(&self, key: &[u8], unix: u64) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .values
+            .get(key)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, e)| u64::from(**e) > unix)
+                    .map(|(a, _)| *a)
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_unstable();
+        if self.local.contains_key(key) {
+            v.push(self.addr);
+        }
+        v
+    }
+
+    /// Looks `key` up: a value known here is found at once, else the lookup recurses
+    /// through the layer. The answer is an [`Event`].
+    pub fn lookup(&mut self, now: Instant, unix: u64, key: Key) -> Option<LookupId> {
+        let here = self.known(&key, unix);
+        if self.lookups.len() >= self.cfg.max_lookups {
+            self.counters.lookups_refused += 1;
+            return None;
+        }
+        let id = self.start(now, key.clone(), true);
+        if !here.is_empty() {
+            self.lookups.remove(&id);
+            self.events.push_back(Event::Found {
+                id,
+                key,
+                addrs: here,
+            });
+            return Some(id);
+        }
+        self.step(now, id);
+        Some(id)
+    }
+
+    fn start(&mut self, _now: Instant, key: Key, value: bool) -> LookupId {
+        self.next_lookup += 1;
+        let id = LookupId(self.next_lookup);
+        let shortlist = self
+            .closest(&key, self.cfg.k)
+            .into_iter()
+            .map(|c| (distance(&c.id, &key), c))
+            .collect();
+        self.lookups.insert(
+            id,
+            Lookup {
+                key,
+                value,
+                shortlist,
+                asked: HashSet::new(),
+                waiting: HashMap::new(),
+                store_exp: None,
+            },
+        );
+        id
+    }
+
+    /// Asks the closest contacts not asked yet (alpha at a time); ends the lookup when
+    /// nothing is left to ask.
+    fn step(&mut self, now: Instant, id: LookupId) {
+        let Some(l) = self.lookups.get(&id) else {
+            return;
+        };
+        let k = self.cfg.k;
+        let room = self.cfg.alpha.saturating_sub(l.waiting.len());
+        // Only the k closest candidates are worth asking.
+        let next: Vec<Contact> = l
+            .shortlist
+            .values()
+            .take(k)
+            .filter(|c| !l.asked.contains(&c.addr))
+            .take(room)
+            .cloned()
+            .collect();
+        if next.is_empty() && l.waiting.is_empty() {
+            self.finish(id);
+            return;
+        }
+        let (key, value) = (l.key.clone(), l.value);
+        for c in next {
+            let cookie = self.cookie();
+            if let Some(l) = self.lookups.get_mut(&id) {
+                l.asked.insert(c.addr);
+                l.waiting.insert(c.addr, (cookie, now + self.cfg.t_resp));
+            }
+            let m = DhtMsg {
+                code: if value {
+                    dht_code::FIND_VALUE_REQ
+                } else {
+                    dht_code::FIND_NODE_REQ
+                },
+                src: self.me(),
+                store: None,
+                find: Some(DhtFindReqMsg {
+                    cookie,
+                    key: key.clone(),
+                }),
+                node: None,
+                val: None,
+            };
+            self.send(c.addr, m);
+        }
+    }
+
+    fn finish(&mut self, id: LookupId) {
+        let Some(l) = self.lookups.remove(&id) else {
+            return;
+        };
+        if l.value {
+            self.events.push_back(Event::NotFound { id, key: l.key });
+        } else if let Some(exp) = l.store_exp {
+            // A registration's node lookup is over: store at the k closest found.
+            let closest: Vec<u64> = l
+                .shortlist
+                .values()
+                .take(self.cfg.k)
+                .map(|c| c.addr)
+                .collect();
+            for a in closest {
+                self.store_to(a, &l.key, exp);
+            }
+        }
+    }
+
+    /// A `dht_msg` arrived; `unix`: seconds since the epoch now.
+    pub fn handle(&mut self, now: Instant, unix: u64, msg: &[u8]) {
+        let m = match pb::decode::<DhtMsg>(msg) {
+            Ok(m) if m.src.id.len() == self.id.len() && m.src.addr != 0 => m,
+            _ => {
+                self.counters.dropped_bad += 1;
+                return;
+            }
+        };
+        self.counters.received += 1;
+        let from = m.src.clone();
+        match m.code {
+            dht_code::STORE => {
+                if let Some(s) = m.store {
+                    self.on_store(unix, s);
+                }
+            }
+            dht_code::FIND_NODE_REQ | dht_code::FIND_VALUE_REQ => {
+                if let Some(f) = m.find {
+                    self.answer(m.code, &from, f, unix);
+                }
+            }
+            _ => {
+                if let Some(n) = m.node {
+                    self.on_response(now, &from, n, m.val);
+                }
+            }
+        }
+        self.learn(Contact {
+            id: from.id,
+            addr: from.addr,
+        });
+    }
+
+    fn on_store(&mut self, unix: u64, s: DhtStoreMsg) {
+        let Some(addr) = DhtMsg::addr_of(&s.val) else {
+            self.counters.store_refused += 1;
+            return;
+        };
+        if u64::from(s.exp) <= unix || s.key.len() != self.id.len() || addr == self.addr {
+            self.counters.store_refused += 1;
+            return;
+        }
+        let full = self.stored >= self.cfg.max_values;
+        let entry = self.values.entry(s.key).or_default();
+        match entry.get_mut(&addr) {
+            Some(e) => *e = (*e).max(s.exp),
+            None if full => self.counters.store_refused += 1,
+            None => {
+                entry.insert(addr, s.exp);
+                self.stored += 1;
+            }
+        }
+    }
+
+    fn answer(&mut self, code: u32, to: &DhtContactMsg, f: DhtFindReqMsg, unix: u64) {
+        if f.key.len() != self.id.len() {
+            self.counters.dropped_bad += 1;
+            return;
+        }
+        let contacts: Vec<DhtContactMsg> = self
+            .closest(&f.key, self.cfg.k)
+            .into_iter()
+            .map(|c| DhtContactMsg {
+                id: c.id,
+                addr: c.addr,
+            })
+            .collect();
+        let node = Some(DhtFindNodeRspMsg {
+            cookie: f.cookie,
+            key: f.key.clone(),
+            contacts,
+        });
+        let m = if code == dht_code::FIND_VALUE_REQ {
+            let values: Vec<Vec<u8>> = self
+                .known(&f.key, unix)
+                .into_iter()
+                .take(pb::MAX_VALUES)
+                .map(|a| a.to_be_bytes().to_vec())
+                .collect();
+            DhtMsg {
+                code: dht_code::FIND_VALUE_RSP,
+                src: self.me(),
+                store: None,
+                find: None,
+                node,
+                val: Some(DhtFindValueRspMsg { values }),
+            }
+        } else {
+            DhtMsg {
+                code: dht_code::FIND_NODE_RSP,
+                src: self.me(),
+                store: None,
+                find: None,
+                node,
+                val: None,
+            }
+        };
+        self.send(to.addr, m);
+    }
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        from: &DhtContactMsg,
+        n: DhtFindNodeRspMsg,
+        val: Option<DhtFindValueRspMsg>,
+    ) {
+        // The lookup that asked `from` this key with this cookie.
+        let id = self.lookups.iter().find_map(|(id, l)| {
+            (l.key == n.key
+                && l.waiting
+                    .get(&from.addr)
+                    .is_some_and(|(c, _)| *c == n.cookie))
+            .then_some(*id)
+        });
+        let Some(id) = id else {
+            self.counters.dropped_unsolicited += 1;
+            return;
+        };
+        let own = self.addr;
+        let (k, id_len) = (self.cfg.k, self.id.len());
+        let Some(l) = self.lookups.get_mut(&id) else {
+            return;
+        };
+        l.waiting.remove(&from.addr);
+        let mut learnt = Vec::new();
+        for c in n.contacts {
+            if c.addr == own || c.addr == 0 || c.id.len() != id_len {
+                continue;
+            }
+            let d = distance(&c.id, &l.key);
+            l.shortlist.entry(d).or_insert_with(|| Contact {
+                id: c.id.clone(),
+                addr: c.addr,
+            });
+            learnt.push(Contact {
+                id: c.id,
+                addr: c.addr,
+            });
+        }
+        // The shortlist keeps the k closest and those asked.
+        while l.shortlist.len() > 4 * k {
+            if l.shortlist.pop_last().is_none() {
+                break;
+            }
+        }
+        let values: Vec<u64> = val
+            .map(|v| v.values.iter().filter_map(|x| DhtMsg::addr_of(x)).collect())
+            .unwrap_or_default();
+        let value_lookup = l.value;
+        let key = l.key.clone();
+        for c in learnt {
+            self.learn(c);
+        }
+        if value_lookup && !values.is_empty() {
+            // Others' addresses first (ours only if nothing else).
+            let mut addrs: Vec<u64> = values.iter().copied().filter(|a| *a != own).collect();
+            if addrs.is_empty() {
+                addrs = values;
+            }
+            self.lookups.remove(&id);
+            self.events.push_back(Event::Found { id, key, addrs });
+            return;
+        }
+        self.step(now, id);
+    }
+
+    /// Requests whose response did not come in time are given up (their lookups go on
+    /// with the next contacts).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut touched = Vec::new();
+        for (id, l) in &mut self.lookups {
+            let before = l.waiting.len();
+            l.waiting.retain(|_, (_, d)| *d > now);
+            if l.waiting.len() != before {
+                touched.push(*id);
+            }
+        }
+        touched.sort_unstable();
+        for id in touched {
+            self.step(now, id);
+        }
+    }
+
+    /// When [`Dht::handle_timeout`] is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.lookups
+            .values()
+            .flat_map(|l| l.waiting.values().map(|(_, d)| *d))
+            .min()
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn node(i: u8) -> Dht {
+        let mut id = vec![0u8; 32];
+        id[0] = i.wrapping_mul(37);
+        id[1] = i;
+        Dht::new(
+            DhtConfig::default(),
+            id,
+            0x1000 + u64::from(i),
+            u64::from(i),
+        )
+    }
+
+    /// Delivers every transmit among `nodes` (addressed by `0x1000 + index`) until quiet.
+    fn settle(nodes: &mut [Dht], now: Instant, unix: u64) -> usize {
+        let mut n = 0;
+        loop {
+            let mut moved = false;
+            for i in 0..nodes.len() {
+                while let Some(t) = nodes[i].poll_transmit() {
+                    let to = usize::try_from(t.dst - 0x1000).unwrap();
+                    nodes[to].handle(now, unix, &t.msg);
+                    moved = true;
+                    n += 1;
+                }
+            }
+            if !moved {
+                return n;
+            }
+        }
+    }
+
+    #[test]
+    fn a_name_registered_at_one_end_of_a_chain_is_found_at_the_other() {
+        let now = Instant::now();
+        let unix = 1_796_083_200;
+        let mut nodes: Vec<Dht> = (0..30).map(node).collect();
+        // Each joins through the one before it (as enrolment hands out the enroller's
+        // address): nobody knows everyone.
+        for i in 1..nodes.len() {
+            nodes[i].bootstrap(now, 0x1000 + i as u64 - 1);
+            settle(&mut nodes, now, unix);
+        }
+        let key = o7s_wire::hash::HashAlgo::Sha3_256.hash("oping");
+        nodes[29].register(now, unix, key.clone());
+        settle(&mut nodes, now, unix);
+        let id = nodes[0].lookup(now, unix, key.clone()).unwrap();
+        settle(&mut nodes, now, unix);
+        assert_eq!(
+            nodes[0].poll_event(),
+            Some(Event::Found {
+                id,
+                key: key.clone(),
+                addrs: vec![0x1000 + 29]
+            })
+        );
+        // An unregistered name: every closer contact asked, then NotFound.
+        let other = o7s_wire::hash::HashAlgo::Sha3_256.hash("nobody");
+        let id = nodes[5].lookup(now, unix, other.clone()).unwrap();
+        settle(&mut nodes, now, unix);
+        assert_eq!(
+            nodes[5].poll_event(),
+            Some(Event::NotFound { id, key: other })
+        );
+    }
+
+    #[test]
+    fn bad_and_unsolicited_messages_are_dropped_and_counted() {
+        let now = Instant::now();
+        let mut a = node(1);
+        a.handle(now, 0, &[0xff, 0x00]);
+        // A response nobody asked for.
+        let m = DhtMsg {
+            code: dht_code::FIND_NODE_RSP,
+            src: DhtContactMsg {
+                id: vec![9; 32],
+                addr: 77,
+            },
+            store: None,
+            find: None,
+            node: Some(DhtFindNodeRspMsg {
+                cookie: 5,
+                key: vec![1; 32],
+                contacts: vec![],
+            }),
+            val: None,
+        };
+        a.handle(now, 0, &m.encode_to_vec());
+        // A STORE already expired, and one with a short key.
+        let st = |key: Vec<u8>, exp| DhtMsg {
+            code: dht_code::STORE,
+            src: DhtContactMsg {
+                id: vec![9; 32],
+                addr: 77,
+            },
+            store: Some(DhtStoreMsg {
+                key,
+                val: 5u64.to_be_bytes().to_vec(),
+                exp,
+            }),
+            find: None,
+            node: None,
+            val: None,
+        };
+        a.handle(now, 100, &st(vec![1; 32], 50).encode_to_vec());
+        a.handle(now, 100, &st(vec![1; 4], 500).encode_to_vec());
+        let c = a.counters();
+        assert_eq!(
+            (c.dropped_bad, c.dropped_unsolicited, c.store_refused),
+            (1, 1, 2)
+        );
+        assert!(a.known(&[1; 32], 100).is_empty());
+    }
+}
