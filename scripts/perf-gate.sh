@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# CI's performance gate: instructions per packet of the data plane's per-packet path
+# CI's performance gate: instructions per packet of the data plane's per-packet paths
 # (`o7s-bench pkt-path`: parse a received eth-dix frame, look its flow up in a 1024-flow
-# table, build the frame of an SDU), counted by valgrind's callgrind. Callgrind simulates
+# table, build the frame of an SDU; `o7s-bench dt-path`, keys dt-*: the unicast layer's
+# forwarding of a DT PDU, parsed, decided, TTL decremented and re-headed in place), counted
+# by valgrind's callgrind. Callgrind simulates
 # the CPU, so the count is the same on a loaded CI machine as on a quiet one (a timing is
 # not; timings are for scripts/bench-*.sh). Per size: (instructions of a run of PACKETS
 # packets - those of a run of none) / PACKETS, against benches/perf-baseline.json:
@@ -21,17 +23,22 @@ packets=200000
 command -v valgrind >/dev/null || { echo "perf-gate.sh: valgrind is missing (scripts/setup.sh installs it)" >&2; exit 1; }
 (cd "$root" && cargo build --release --locked -q -p o7s-bench)
 b=$root/target/release/o7s-bench
-cg() { # instructions callgrind counts for a run of $1 packets of $2 bytes
+cg() { # instructions callgrind counts for a run of $1 packets of $2 bytes of mode $3
     local n
-    n=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$b" pkt-path -c "$1" -s "$2" 2>&1 >/dev/null |
+    n=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$b" "${3:-pkt-path}" -c "$1" -s "$2" 2>&1 >/dev/null |
         sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p')
-    [ -n "$n" ] || { echo "perf-gate.sh: callgrind gave no count for pkt-path -c $1 -s $2" >&2; exit 1; }
+    [ -n "$n" ] || { echo "perf-gate.sh: callgrind gave no count for ${3:-pkt-path} -c $1 -s $2" >&2; exit 1; }
     echo "$n"
 }
 measured="{"
 for size in 64 1400; do
     full=$(cg "$packets" "$size"); none=$(cg 0 "$size")
     measured="$measured\"$size\": $(python3 -c "print(round(($full - $none) / $packets, 1))"),"
+done
+# The unicast layer's forwarding (o7s-bench dt-path): keys dt-64, dt-1400.
+for size in 64 1400; do
+    full=$(cg "$packets" "$size" dt-path); none=$(cg 0 "$size" dt-path)
+    measured="$measured\"dt-$size\": $(python3 -c "print(round(($full - $none) / $packets, 1))"),"
 done
 measured="${measured%,}}"
 avx2=$(grep -qw avx2 /proc/cpuinfo && echo true || echo false)
@@ -56,7 +63,11 @@ if base.get("cpu_avx2") != avx2:
 tol = base["tolerance"]
 report, failed = {}, False
 for size, got in measured.items():
-    want = base["instructions_per_packet"][size]
+    want = base["instructions_per_packet"].get(size)
+    if want is None:
+        report[size] = {"instructions_per_packet": got, "verdict": "FAIL: no baseline; record one with scripts/perf-gate.sh --update"}
+        failed = True
+        continue
     ratio = got / want
     if ratio > 1 + tol:
         verdict = f"FAIL: {ratio:.3f}x the baseline, above the {1 + tol:.2f}x allowed"
@@ -69,7 +80,7 @@ for size, got in measured.items():
     else:
         verdict = f"ok, {ratio:.3f}x the baseline"
     report[size] = {"instructions_per_packet": got, "baseline": want, "ratio": round(ratio, 3), "verdict": verdict}
-print(json.dumps({"gate": "instructions per packet, o7s-bench pkt-path, valgrind callgrind",
+print(json.dumps({"gate": "instructions per packet, o7s-bench pkt-path and dt-path, valgrind callgrind",
                   "baseline_measured": base["measured"], "sizes": report, "passed": not failed}, indent=1))
 sys.exit(1 if failed else 0)
 PY

@@ -7,6 +7,8 @@
 //! - `o7s-bench pkt-path`: the data plane's per-packet work in isolation (parse a received
 //!   eth-dix frame, look its flow up, build the frame of an SDU to the peer): ns per packet.
 //!   `scripts/bench-pkt-path.sh` adds instructions per packet (perf stat).
+//! - `o7s-bench dt-path`: the unicast layer's forwarding in isolation (parse the frame of a
+//!   DT PDU, decide, decrement the TTL, re-head the frame for the next hop in place).
 
 use clap::{Parser, Subcommand};
 use o7s::{Flow, QosSpec};
@@ -48,6 +50,20 @@ enum Cmd {
         /// Flows in the table.
         #[arg(long, default_value_t = 1024)]
         flows: u32,
+    },
+    /// The unicast layer's forwarding in isolation: a DT PDU in an eth-dix frame from one
+    /// neighbour, parsed, decided (`dt::decide`: TTL decremented in place), and re-headed
+    /// for the next hop's N-1 flow in the same buffer; ns per packet as JSON.
+    DtPath {
+        /// Packets to process.
+        #[arg(short = 'c', long, default_value_t = 10_000_000)]
+        count: u64,
+        /// SDU size in bytes (after the 15-byte PCI).
+        #[arg(short = 's', long, default_value_t = 64)]
+        size: usize,
+        /// Routes in the table.
+        #[arg(long, default_value_t = 1024)]
+        routes: u32,
     },
     /// Per-packet encryption in isolation: seal then open one SDU with the data plane's
     /// cipher state; ns per packet (both operations) as JSON.
@@ -114,6 +130,11 @@ fn main() -> ExitCode {
             }
         },
         Cmd::PktPath { count, size, flows } => pkt_path(count, size, flows),
+        Cmd::DtPath {
+            count,
+            size,
+            routes,
+        } => dt_path(count, size, routes),
         Cmd::Crypt {
             count,
             size,
@@ -217,6 +238,91 @@ fn pkt_path(count: u64, size: usize, flows: u32) -> ExitCode {
     println!(
         "{}",
         serde_json::json!({"packets": count, "size": size, "flows": flows, "found": found,
+            "ns_per_packet": if count == 0 { 0.0 } else { ns / count as f64 }})
+    );
+    ExitCode::SUCCESS
+}
+
+/// What a worker does with a DT PDU to forward: `frames::parse` of the received eth-dix
+/// frame, `dt::decide` over the PDU in the frame's own buffer (TTL decremented), the next
+/// hop's N-1 flow looked up (its peer MAC and eid), and the Ethernet and eth-dix headers
+/// rewritten in place, so the frame leaves from the same buffer (no copy).
+fn dt_path(count: u64, size: usize, routes: u32) -> ExitCode {
+    use o7s_dataplane::dt::{self, DtAction, DtTables};
+    use o7s_dataplane::frames::{self, Parsed};
+    use o7s_dataplane::msg::PortKind;
+    use std::hint::black_box;
+    let kind = PortKind::Dix { ethertype: 0xA000 };
+    let routes = routes.max(1);
+    let mut t = DtTables {
+        own: 0xe30f_5e97,
+        ..DtTables::default()
+    };
+    // N-1 flow -> (peer MAC, its eid on the port).
+    let mut n1: std::collections::HashMap<u64, ([u8; 6], u16), foldhash::fast::RandomState> =
+        Default::default();
+    for r in 0..routes {
+        t.next_hop.insert(0x1000 + r, u64::from(r % 16) + 100);
+    }
+    for f in 0..16u64 {
+        n1.insert(100 + f, ([2, 0, 0, 0, 1, f as u8], 64 + f as u16));
+    }
+    let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let payload = vec![0x5au8; size];
+    let mut rx: Vec<Vec<u8>> = (0..64u32)
+        .map(|i| {
+            let mut pdu = Vec::with_capacity(size + dt::PCI_LEN);
+            dt::write_pci(&mut pdu, 0x1000 + (i * 37) % routes, 60, 0x42);
+            pdu.extend_from_slice(&payload);
+            let mut f = Vec::new();
+            let _ = frames::build_dix(&mut f, b, a, 0xA000, 65, &pdu);
+            f
+        })
+        .collect();
+    // The PDU's place in its frame: after the Ethernet and eth-dix headers.
+    let off = 14 + 4;
+    let mut forwarded = 0u64;
+    let start = Instant::now();
+    for i in 0..count {
+        let Some(frame) = rx.get_mut((i % 64) as usize) else {
+            continue;
+        };
+        let len = match frames::parse(kind, black_box(frame.as_slice())) {
+            // Every eid is a DT N-1 flow here (the frame was re-headed last round).
+            Parsed::Sdu { sdu, .. } => sdu.len(),
+            _ => continue,
+        };
+        let Some(pdu) = frame.get_mut(off..off + len) else {
+            continue;
+        };
+        if let DtAction::Forward { n1: hop } = dt::decide(pdu, &t) {
+            if let Some(&(mac, eid)) = n1.get(&hop) {
+                if let (Some(d), Some(s), Some(e)) = (
+                    frame.get_mut(0..6),
+                    Some([2u8, 0, 0, 0, 0, 2]),
+                    Some(eid.to_be_bytes()),
+                ) {
+                    d.copy_from_slice(&mac);
+                    if let Some(src) = frame.get_mut(6..12) {
+                        src.copy_from_slice(&s);
+                    }
+                    if let Some(x) = frame.get_mut(14..16) {
+                        x.copy_from_slice(&e);
+                    }
+                }
+                forwarded += 1;
+                black_box(&frame);
+            }
+            // The next round sees the frame as it arrived.
+            if let Some(ttl) = frame.get_mut(off + 5) {
+                *ttl = 60;
+            }
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64;
+    println!(
+        "{}",
+        serde_json::json!({"packets": count, "size": size, "routes": routes, "forwarded": forwarded,
             "ns_per_packet": if count == 0 { 0.0 } else { ns / count as f64 }})
     );
     ExitCode::SUCCESS

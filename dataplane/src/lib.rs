@@ -6,6 +6,7 @@
 pub mod afpacket;
 pub mod crypt;
 pub mod ctl_out;
+pub mod dt;
 pub mod frames;
 pub use o7s_abi::msg;
 pub mod police;
