@@ -1,0 +1,543 @@
+//! A whole unicast layer on the simulator, with the machines o7sd will drive: IPCPs on a
+//! random graph (seeded) join one after the other by enrolling with a neighbour already in
+//! the layer (`enroll`), take a random address (the flat address authority), connect
+//! Management and Data Transfer N-1 flows to their neighbours in the layer (CEP), flood
+//! link state and compute next hops (`linkstate`), join the DHT through their enroller
+//! (`dht`), register a name each, and allocate flows to each other's names (`fa`), every
+//! DHT and FA message carried hop by hop in DT PDUs (PCI, TTL) along the computed next
+//! hops. Each link carries the three N-1 flows of a neighbour pair, told apart by a first
+//! byte (a stand-in for the N-1 layer's endpoint ids).
+//!
+//! 100 IPCPs in every test run: every one enrols, routing converges (every table names
+//! every other address), every lookup of a registered name resolves, and every flow
+//! allocation between random pairs succeeds; the same seed gives the same run (30 IPCPs,
+//! twice). Counts and virtual times are printed (docs/BENCHMARKS.md). 1000 IPCPs are not
+//! run: link state recomputes its table at every new adjacency, as the reference does,
+//! and 1000 IPCPs each recomputing for some 3000 adjacencies is too much for a test.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use o7s_proto::dht::{self, Dht, DhtConfig};
+use o7s_proto::enroll::{self, Connections, EnrollConfig};
+use o7s_proto::fa::{self, Fa, FaConfig};
+use o7s_proto::linkstate::{LinkState, LsConfig};
+use o7s_proto::mgmt::Peer;
+use o7s_proto::sim::{LinkModel, Node, Sim};
+use o7s_wire::qos::QosSpec;
+use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+const ENROL: u64 = 0;
+const MGMT: u64 = 1;
+const DT: u64 = 2;
+const UNIX: u64 = 1_796_083_200;
+const TTL: u8 = 60;
+
+fn mac(i: usize) -> [u8; 6] {
+    [2, 0, 0, 0, (i >> 8) as u8, i as u8]
+}
+
+fn index(m: [u8; 6]) -> usize {
+    usize::from(m[4]) << 8 | usize::from(m[5])
+}
+
+fn name(i: usize) -> Vec<u8> {
+    o7s_wire::hash::HashAlgo::Sha3_256.hash(&format!("app-{i}"))
+}
+
+fn flow(nb: usize, kind: u64) -> u64 {
+    nb as u64 * 4 + kind
+}
+
+/// What the layer's parts of one IPCP are, once it is in the layer.
+struct InLayer {
+    addr: u64,
+    ls: LinkState<usize>,
+    dht: Dht,
+    fa: Fa,
+}
+
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    forwarded: u64,
+    no_route: u64,
+    ttl: u64,
+    resolved: u64,
+    not_found: u64,
+    allocated: u64,
+    alloc_failed: u64,
+}
+
+struct Ipcp {
+    i: usize,
+    neighbours: Vec<usize>,
+    /// Whom it enrols with, and when.
+    join: Option<(Instant, usize)>,
+    conn: Connections,
+    layer: Option<InLayer>,
+    accepted: HashSet<u64>,
+    /// Neighbour index by address, for DT connections.
+    dt_nb: HashMap<u64, usize>,
+    out: VecDeque<([u8; 6], Vec<u8>)>,
+    rng: ChaCha8Rng,
+    enrolled_at: Option<Instant>,
+    dht_boot: Option<(Instant, u64)>,
+    register_at: Option<Instant>,
+    allocs: Vec<(Instant, usize)>,
+    lookups: HashMap<dht::LookupId, usize>,
+    pending: HashMap<fa::AllocId, usize>,
+    tally: Tally,
+}
+
+impl Ipcp {
+    fn send(&mut self, nb: usize, kind: u64, sdu: &[u8]) {
+        let mut p = Vec::with_capacity(sdu.len() + 1);
+        p.push(kind as u8);
+        p.extend_from_slice(sdu);
+        self.out.push_back((mac(nb), p));
+    }
+
+    /// Sends a DT PDU for component `eid` to `dst` along the next hop.
+    fn dt_send(&mut self, dst: u64, eid: u64, msg: &[u8]) {
+        let mut pdu = Vec::with_capacity(15 + msg.len());
+        pdu.extend_from_slice(&(dst as u32).to_le_bytes());
+        pdu.extend_from_slice(&[0, TTL, 0]);
+        pdu.extend_from_slice(&eid.to_le_bytes());
+        pdu.extend_from_slice(msg);
+        self.route(dst, &pdu);
+    }
+
+    fn route(&mut self, dst: u64, pdu: &[u8]) {
+        let hop = self
+            .layer
+            .as_ref()
+            .and_then(|l| l.ls.next_hop(dst))
+            .and_then(|a| self.dt_nb.get(&a).copied());
+        match hop {
+            Some(nb) => self.send(nb, DT, pdu),
+            None => self.tally.no_route += 1,
+        }
+    }
+
+    fn join_layer(&mut self, now: Instant, conf: IpcpConfigMsg) {
+        // The flat address authority: a random non-zero 32-bit address.
+        let addr = u64::from(self.rng.gen_range(1..=u32::MAX));
+        let peer = conf
+            .unicast
+            .as_ref()
+            .and_then(|u| u.dir.dht.as_ref())
+            .map_or(0, |d| d.peer);
+        let mut mine = conf;
+        if let Some(d) = mine.unicast.as_mut().and_then(|u| u.dir.dht.as_mut()) {
+            d.peer = addr;
+        }
+        self.conn.set_layer(addr, mine);
+        let mut id = vec![0u8; 32];
+        self.rng.fill(id.as_mut_slice());
+        let ls_cfg = LsConfig {
+            t_recalc: Duration::from_millis(200),
+            ..LsConfig::default()
+        };
+        self.layer = Some(InLayer {
+            addr,
+            ls: LinkState::new(addr, ls_cfg, now),
+            dht: Dht::new(DhtConfig::default(), id, addr, self.i as u64),
+            fa: Fa::new(FaConfig::default(), addr, self.i as u64),
+        });
+        self.enrolled_at = Some(now);
+        if peer != 0 {
+            self.dht_boot = Some((now + Duration::from_secs(2), peer));
+        }
+        // Management and DT to the neighbours already in the layer (those that joined
+        // before; the later ones connect to us).
+        let earlier: Vec<usize> = self
+            .neighbours
+            .iter()
+            .copied()
+            .filter(|n| *n < self.i)
+            .collect();
+        for nb in earlier {
+            for (kind, comp) in [(MGMT, Component::Management), (DT, Component::DataTransfer)] {
+                self.conn.connect(now, flow(nb, kind), comp, [0; 8]);
+            }
+        }
+    }
+
+    fn tend(&mut self, now: Instant) {
+        while let Some(t) = self.conn.poll_transmit() {
+            let (nb, kind) = ((t.flow / 4) as usize, t.flow % 4);
+            self.send(nb, kind, &t.sdu);
+        }
+        while let Some(e) = self.conn.poll_event() {
+            match e {
+                enroll::Event::Enrolled { conf, .. } => self.join_layer(now, *conf),
+                enroll::Event::Connected {
+                    flow,
+                    comp,
+                    peer_addr,
+                } => {
+                    let nb = (flow / 4) as usize;
+                    if let Some(l) = self.layer.as_mut() {
+                        match comp {
+                            Component::Management => l.ls.add_mgmt(nb),
+                            _ => {
+                                self.dt_nb.insert(peer_addr, nb);
+                                l.ls.add_dt(now, peer_addr);
+                            }
+                        }
+                    }
+                }
+                enroll::Event::Failed { flow, why } => {
+                    panic!("node {}: flow {flow} failed: {why}", self.i)
+                }
+                _ => {}
+            }
+        }
+        // Link state, DHT and FA output.
+        let mut lsas = vec![];
+        let mut dts = vec![];
+        if let Some(l) = self.layer.as_mut() {
+            while let Some((nb, lsa)) = l.ls.poll_transmit() {
+                lsas.push((nb, lsa));
+            }
+            while let Some(t) = l.dht.poll_transmit() {
+                dts.push((t.dst, 1, t.msg));
+            }
+            while let Some(t) = l.fa.poll_transmit() {
+                dts.push((t.dst, 0, t.msg));
+            }
+        }
+        for (nb, lsa) in lsas {
+            self.send(nb, MGMT, &lsa);
+        }
+        for (dst, eid, msg) in dts {
+            self.dt_send(dst, eid, &msg);
+        }
+        self.events(now);
+    }
+
+    fn events(&mut self, now: Instant) {
+        let Some(l) = self.layer.as_mut() else {
+            return;
+        };
+        let mut allocs = vec![];
+        while let Some(e) = l.dht.poll_event() {
+            match e {
+                dht::Event::Found { id, addrs, .. } => {
+                    if let Some(target) = self.lookups.remove(&id) {
+                        self.tally.resolved += 1;
+                        allocs.push((target, addrs[0]));
+                    }
+                }
+                dht::Event::NotFound { id, .. } => {
+                    self.lookups.remove(&id);
+                    self.tally.not_found += 1;
+                }
+            }
+        }
+        for (target, addr) in allocs {
+            if let Ok((id, _)) = l.fa.alloc(
+                now,
+                addr,
+                &name(target),
+                QosSpec::RAW,
+                &[],
+                Duration::from_secs(5),
+            ) {
+                self.pending.insert(id, target);
+            }
+        }
+        while let Some(e) = l.fa.poll_event() {
+            match e {
+                fa::Event::Incoming { req, .. } => {
+                    let _ = l.fa.accept(req, &[]);
+                }
+                fa::Event::Allocated { id, .. } => {
+                    self.pending.remove(&id);
+                    self.tally.allocated += 1;
+                }
+                fa::Event::AllocFailed { id, .. } => {
+                    self.pending.remove(&id);
+                    self.tally.alloc_failed += 1;
+                }
+                fa::Event::Update { .. } => {}
+            }
+        }
+        // Output the FA produced while answering.
+        let mut dts = vec![];
+        while let Some(t) = l.fa.poll_transmit() {
+            dts.push((t.dst, 0, t.msg));
+        }
+        for (dst, eid, msg) in dts {
+            self.dt_send(dst, eid, &msg);
+        }
+    }
+
+    fn on_dt(&mut self, now: Instant, pdu: &[u8]) {
+        let Some(l) = self.layer.as_mut() else {
+            return;
+        };
+        let dst = u64::from(u32::from_le_bytes(pdu[..4].try_into().unwrap()));
+        if dst == l.addr {
+            let eid = u64::from_le_bytes(pdu[7..15].try_into().unwrap());
+            match eid {
+                0 => l.fa.handle(now, &pdu[15..]),
+                1 => l.dht.handle(now, UNIX, &pdu[15..]),
+                _ => {}
+            }
+            return;
+        }
+        if pdu[5] <= 1 {
+            self.tally.ttl += 1;
+            return;
+        }
+        let mut fwd = pdu.to_vec();
+        fwd[5] -= 1;
+        self.tally.forwarded += 1;
+        self.route(dst, &fwd);
+    }
+}
+
+impl Node for Ipcp {
+    fn mac(&self) -> [u8; 6] {
+        mac(self.i)
+    }
+    fn handle(&mut self, now: Instant, src: Peer, _dst: [u8; 6], payload: &[u8]) {
+        let nb = index(src.mac());
+        let (kind, body) = (u64::from(payload[0]), &payload[1..]);
+        let f = flow(nb, kind);
+        let connected = self.conn.connected(f).is_some();
+        if kind == MGMT && connected {
+            if let Some(l) = self.layer.as_mut() {
+                l.ls.handle(now, &nb, body);
+            }
+        } else if kind == DT && connected {
+            self.on_dt(now, body);
+        } else {
+            // The IPCP that joined later allocates every N-1 flow of a pair (enrolment,
+            // then Management and DT): a new flow from a later neighbour is accepted.
+            if nb > self.i && self.accepted.insert(f) {
+                self.conn.accept(now, f);
+            }
+            self.conn
+                .handle(now, std::time::Duration::from_secs(UNIX), f, body);
+        }
+        self.tend(now);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Some((t, parent)) = self.join {
+            if t <= now {
+                self.join = None;
+                self.accepted.insert(flow(parent, ENROL));
+                let id = (self.i as u64).to_be_bytes();
+                self.conn
+                    .connect(now, flow(parent, ENROL), Component::Enrollment, id);
+            }
+        }
+        if let Some((t, peer)) = self.dht_boot {
+            if t <= now {
+                self.dht_boot = None;
+                if let Some(l) = self.layer.as_mut() {
+                    l.dht.bootstrap(now, peer);
+                }
+            }
+        }
+        if self.layer.is_some() && self.register_at.is_some_and(|t| t <= now) {
+            self.register_at = None;
+            let key = name(self.i);
+            if let Some(l) = self.layer.as_mut() {
+                l.dht.register(now, UNIX, key);
+            }
+        }
+        while self.allocs.first().is_some_and(|(t, _)| *t <= now) {
+            let (_, target) = self.allocs.remove(0);
+            if let Some(l) = self.layer.as_mut() {
+                if let Some(id) = l.dht.lookup(now, UNIX, name(target)) {
+                    self.lookups.insert(id, target);
+                }
+            }
+        }
+        self.conn.handle_timeout(now);
+        if let Some(l) = self.layer.as_mut() {
+            l.ls.handle_timeout(now);
+            l.dht.handle_timeout(now);
+            l.fa.handle_timeout(now);
+        }
+        self.tend(now);
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        let l = self.layer.as_ref();
+        [
+            self.join.map(|(t, _)| t),
+            self.dht_boot.map(|(t, _)| t),
+            self.register_at.filter(|_| l.is_some()),
+            self.allocs.first().map(|(t, _)| *t),
+            self.conn.poll_timeout(),
+            l.and_then(|l| l.ls.poll_timeout()),
+            l.and_then(|l| l.dht.poll_timeout()),
+            l.and_then(|l| l.fa.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+    fn poll_transmit(&mut self, _now: Instant) -> Option<([u8; 6], Vec<u8>)> {
+        self.out.pop_front()
+    }
+}
+
+struct Run {
+    enrolled: usize,
+    converged_at: Option<Duration>,
+    tally: Tally,
+    messages: u64,
+    lookups: usize,
+}
+
+fn layer(n: usize, seed: u64) -> (Run, Vec<String>) {
+    let t0 = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // A random connected graph: a random tree plus extra edges (about 1.5 per node).
+    let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut parent = vec![0usize; n];
+    for (i, p) in parent.iter_mut().enumerate().skip(1) {
+        *p = rng.gen_range(0..i);
+        edges.insert((*p, i));
+        if rng.gen_bool(0.5) {
+            let j = rng.gen_range(0..i);
+            edges.insert((j.min(i), j.max(i)));
+        }
+    }
+    let step = Duration::from_millis(50);
+    let all_joined = t0 + step * n as u32 + Duration::from_secs(3);
+    let register_at = all_joined + Duration::from_secs(5);
+    let alloc_at = register_at + Duration::from_secs(5);
+    let conf = IpcpConfigMsg::unicast_default("sim-uni", 0);
+    let nodes: Vec<Ipcp> = (0..n)
+        .map(|i| {
+            let neighbours = edges
+                .iter()
+                .filter_map(|&(a, b)| (a == i).then_some(b).or((b == i).then_some(a)))
+                .collect();
+            let root = i == 0;
+            let mut node = Ipcp {
+                i,
+                neighbours,
+                join: (!root).then(|| (t0 + step * i as u32, parent[i])),
+                conn: Connections::new(EnrollConfig::default(), 0, None),
+                layer: None,
+                accepted: HashSet::new(),
+                dt_nb: HashMap::new(),
+                out: VecDeque::new(),
+                rng: ChaCha8Rng::seed_from_u64(seed ^ (i as u64 * 0x9e37)),
+                enrolled_at: None,
+                dht_boot: None,
+                register_at: Some(register_at + Duration::from_millis(rng.gen_range(0..1000))),
+                allocs: vec![(
+                    alloc_at + Duration::from_millis(rng.gen_range(0..2000)),
+                    (i + 1 + rng.gen_range(0..n - 1)) % n,
+                )],
+                lookups: HashMap::new(),
+                pending: HashMap::new(),
+                tally: Tally::default(),
+            };
+            if root {
+                node.join_layer(t0, conf.clone());
+            }
+            node
+        })
+        .collect();
+    // N-1 flows keep their order (a veth does): no jitter.
+    let link = LinkModel::ideal(Duration::from_micros(100));
+    let mut sim = Sim::new(t0, seed, link, nodes);
+    // Routing converges when every table names every other IPCP's address.
+    let mut converged_at = None;
+    let mut t = t0;
+    while t < register_at {
+        t += Duration::from_millis(250);
+        sim.run_until(t);
+        let addrs: Vec<u64> = sim
+            .nodes
+            .iter()
+            .filter_map(|x| x.layer.as_ref().map(|l| l.addr))
+            .collect();
+        let done = addrs.len() == n
+            && sim.nodes.iter().all(|x| {
+                x.layer.as_ref().is_some_and(|l| {
+                    addrs
+                        .iter()
+                        .all(|a| *a == l.addr || l.ls.next_hop(*a).is_some())
+                })
+            });
+        if done && converged_at.is_none() {
+            converged_at = Some(t - t0);
+        }
+    }
+    sim.run_until(alloc_at + Duration::from_secs(20));
+    let mut tally = Tally::default();
+    for x in &sim.nodes {
+        tally.forwarded += x.tally.forwarded;
+        tally.no_route += x.tally.no_route;
+        tally.ttl += x.tally.ttl;
+        tally.resolved += x.tally.resolved;
+        tally.not_found += x.tally.not_found;
+        tally.allocated += x.tally.allocated;
+        tally.alloc_failed += x.tally.alloc_failed;
+    }
+    let run = Run {
+        enrolled: sim.nodes.iter().filter(|x| x.layer.is_some()).count(),
+        converged_at,
+        tally,
+        messages: sim.stats().sent,
+        lookups: n,
+    };
+    (run, sim.trace().to_vec())
+}
+
+fn report(n: usize, r: &Run, wall: std::time::Instant) {
+    eprintln!(
+        "{n} IPCPs: {} enrolled; routing converged at {:?} of virtual time (joins every 50 ms); \
+         {} of {} lookups resolved ({} not found); {} of {} flow allocations done ({} failed); \
+         {} frames on the links, {} DT PDUs forwarded by intermediate IPCPs, {} without a route, {} TTL; {:.1} s real time",
+        r.enrolled,
+        r.converged_at,
+        r.tally.resolved,
+        r.lookups,
+        r.tally.not_found,
+        r.tally.allocated,
+        r.lookups,
+        r.tally.alloc_failed,
+        r.messages,
+        r.tally.forwarded,
+        r.tally.no_route,
+        r.tally.ttl,
+        wall.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_hundred_ipcps_enrol_route_resolve_and_allocate() {
+    let wall = std::time::Instant::now();
+    let (r, _) = layer(100, 21);
+    report(100, &r, wall);
+    assert_eq!(r.enrolled, 100);
+    assert!(r.converged_at.is_some(), "routing converged");
+    assert_eq!(r.tally.resolved, 100, "every lookup resolved");
+    assert_eq!(r.tally.allocated, 100, "every allocation succeeded");
+    assert!(r.tally.forwarded > 0, "PDUs crossed intermediate IPCPs");
+    assert_eq!((r.tally.no_route, r.tally.ttl), (0, 0));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_layer() {
+    let (a, ta) = layer(30, 5);
+    let (b, tb) = layer(30, 5);
+    assert_eq!(ta, tb, "same seed, same run");
+    assert_eq!(a.tally, b.tally);
+    assert_eq!(a.tally.allocated, 30);
+    let (_, tc) = layer(30, 6);
+    assert_ne!(ta, tc, "another seed, another run");
+}
