@@ -1,4 +1,5 @@
-//! Link-state routing of a unicast layer ("simple" policy), as the reference's
+//! Link-state routing of a unicast layer (the "simple", "lfa" and "ecmp" policies), as the
+//! reference's
 //! `routing/link-state.c` does it (unicast facts §4), as a state machine without I/O.
 //!
 //! - Management flows carry bare 24-byte LSAs `d_addr | s_addr | seqno` (big-endian): "the
@@ -12,6 +13,12 @@
 //!   again with seqno + 1. Every `t_recalc` the table is recomputed if something changed.
 //! - A link is used only when both ends announced it; every link weighs 1; shortest paths
 //!   with the reference's tie-breaks (lowest address first, strict improvement only).
+//!
+//! - Policies: simple (one next hop, Dijkstra); LFA (the primary, then every neighbour N with
+//!   dist(N, D) < dist(N, self) + dist(self, D) as an alternate; a neighbour whose N-1 flow
+//!   is down ([`LinkState::link_down`]) is skipped, so forwarding moves to the first
+//!   alternate at once); ECMP (every neighbour on a shortest path; the caller spreads
+//!   packets over [`LinkState::next_hops`]).
 //!
 //! Management flows are the caller's handles (`F`); DT neighbours are addresses.
 
@@ -32,6 +39,20 @@ pub struct LsConfig {
     pub t_timeo: Duration,
     /// Recompute the table this often when something changed.
     pub t_recalc: Duration,
+    /// How next hops are chosen.
+    pub policy: Policy,
+}
+
+/// The next-hop policy (`ls_config.pol`: SIMPLE 0, LFA 1, ECMP 2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// One next hop per destination.
+    #[default]
+    Simple,
+    /// Loop-free alternates after the primary.
+    Lfa,
+    /// Every equal-cost next hop.
+    Ecmp,
 }
 
 impl Default for LsConfig {
@@ -40,6 +61,7 @@ impl Default for LsConfig {
             t_update: Duration::from_secs(15),
             t_timeo: Duration::from_secs(60),
             t_recalc: Duration::from_secs(4),
+            policy: Policy::Simple,
         }
     }
 }
@@ -74,6 +96,10 @@ pub struct LinkState<F> {
     mgmt: Vec<F>,
     dt: BTreeSet<Addr>,
     pff: BTreeMap<Addr, Addr>,
+    /// Next hops in order of preference (LFA: primary then alternates; ECMP: equal costs).
+    multi: BTreeMap<Addr, Vec<Addr>>,
+    /// DT neighbours whose N-1 flow is down.
+    down: BTreeSet<Addr>,
     modified: bool,
     next_update: Instant,
     next_recalc: Instant,
@@ -107,6 +133,8 @@ impl<F: Clone + PartialEq> LinkState<F> {
             mgmt: Vec::new(),
             dt: BTreeSet::new(),
             pff: BTreeMap::new(),
+            multi: BTreeMap::new(),
+            down: BTreeSet::new(),
             modified: false,
             // The update pass runs once at start, then every t_update.
             next_update: now,
@@ -122,9 +150,40 @@ impl<F: Clone + PartialEq> LinkState<F> {
         self.counters
     }
 
-    /// The next hop towards `dst`, if the table has one.
+    /// The next hop towards `dst`, if the table has one: the primary, or under LFA and
+    /// ECMP the first one whose N-1 flow is not down.
     pub fn next_hop(&self, dst: Addr) -> Option<Addr> {
-        self.pff.get(&dst).copied()
+        match self.multi.get(&dst) {
+            Some(v) => v.iter().copied().find(|h| !self.down.contains(h)),
+            None => self
+                .pff
+                .get(&dst)
+                .copied()
+                .filter(|h| !self.down.contains(h)),
+        }
+    }
+
+    /// Every next hop towards `dst` in order of preference (simple: the primary alone).
+    pub fn next_hops(&self, dst: Addr) -> Vec<Addr> {
+        match self.multi.get(&dst) {
+            Some(v) => v
+                .iter()
+                .copied()
+                .filter(|h| !self.down.contains(h))
+                .collect(),
+            None => self.next_hop(dst).into_iter().collect(),
+        }
+    }
+
+    /// The N-1 flow to DT neighbour `addr` went down: forwarding avoids it at once (LFA
+    /// and ECMP fall back to another next hop; simple has none until the LSAs age out).
+    pub fn link_down(&mut self, addr: Addr) {
+        self.down.insert(addr);
+    }
+
+    /// The N-1 flow to `addr` is up again: it is the primary again where it was.
+    pub fn link_up(&mut self, addr: Addr) {
+        self.down.remove(&addr);
     }
 
     /// The whole table: destination -> next hop.
@@ -312,7 +371,71 @@ impl<F: Clone + PartialEq> LinkState<F> {
         first.remove(&self.me);
         // A next hop without a DT connection is skipped.
         first.retain(|_, hop| self.dt.contains(hop));
+        self.multi.clear();
+        if self.cfg.policy != Policy::Simple {
+            self.multi = self.alternates(&adj, &dist, &first);
+        }
         self.pff = first;
+    }
+
+    /// LFA or ECMP next hops from the neighbours' distances (unit weights: a breadth-first
+    /// search from each DT neighbour).
+    fn alternates(
+        &self,
+        adj: &BTreeMap<Addr, Vec<(u64, Addr)>>,
+        dist: &BTreeMap<Addr, u32>,
+        primary: &BTreeMap<Addr, Addr>,
+    ) -> BTreeMap<Addr, Vec<Addr>> {
+        let bfs = |from: Addr| {
+            let mut d: BTreeMap<Addr, u32> = BTreeMap::new();
+            let mut q = VecDeque::new();
+            d.insert(from, 0);
+            q.push_back(from);
+            while let Some(v) = q.pop_front() {
+                let dv = d.get(&v).copied().unwrap_or(0);
+                for &(_, n) in adj.get(&v).map(Vec::as_slice).unwrap_or(&[]) {
+                    if let std::collections::btree_map::Entry::Vacant(e) = d.entry(n) {
+                        e.insert(dv + 1);
+                        q.push_back(n);
+                    }
+                }
+            }
+            d
+        };
+        let neighbours: Vec<Addr> = adj
+            .get(&self.me)
+            .map(|v| {
+                v.iter()
+                    .map(|e| e.1)
+                    .filter(|n| self.dt.contains(n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let from_nb: Vec<(Addr, BTreeMap<Addr, u32>)> =
+            neighbours.iter().map(|n| (*n, bfs(*n))).collect();
+        let mut out: BTreeMap<Addr, Vec<Addr>> = BTreeMap::new();
+        for (&d, &ds) in dist.iter().filter(|(d, _)| **d != self.me) {
+            let mut hops: Vec<Addr> = match (self.cfg.policy, primary.get(&d)) {
+                (Policy::Lfa, Some(p)) => vec![*p],
+                _ => Vec::new(),
+            };
+            for (n, dn) in &from_nb {
+                let Some(&nd) = dn.get(&d) else { continue };
+                let keep = match self.cfg.policy {
+                    // dist(N, self) is 1 for a neighbour.
+                    Policy::Lfa => *n != d && nd < 1 + ds && !hops.contains(n),
+                    Policy::Ecmp => nd + 1 == ds,
+                    Policy::Simple => false,
+                };
+                if keep {
+                    hops.push(*n);
+                }
+            }
+            if !hops.is_empty() {
+                out.insert(d, hops);
+            }
+        }
+        out
     }
 }
 
@@ -373,5 +496,58 @@ mod tests {
         assert_eq!(ls.counters().timed_out, 1);
         assert_eq!(ls.next_hop(2), None);
         assert_eq!(ls.lsdb().len(), 1);
+    }
+
+    /// A ring of four: 1 - 2 - 3 - 4 - 1, seen from 1 (all LSAs in, DT to 2 and 4).
+    fn ring(policy: Policy) -> LinkState<u8> {
+        let t0 = Instant::now();
+        let cfg = LsConfig {
+            policy,
+            ..LsConfig::default()
+        };
+        let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+        ls.add_dt(t0, 2);
+        ls.add_dt(t0, 4);
+        for (s, d) in [(2, 1), (2, 3), (3, 2), (3, 4), (4, 3), (4, 1)] {
+            ls.handle(t0, &0, &encode(s, d, 0));
+        }
+        ls.recompute();
+        ls
+    }
+
+    #[test]
+    fn lfa_falls_back_to_the_alternate_at_once_and_back_again() {
+        let mut ls = ring(Policy::Lfa);
+        assert_eq!(
+            ls.next_hops(3),
+            vec![2, 4],
+            "primary 2 (lowest address), alternate 4"
+        );
+        assert_eq!(ls.next_hop(3), Some(2));
+        ls.link_down(2);
+        assert_eq!(
+            ls.next_hop(3),
+            Some(4),
+            "the alternate, with no recomputation"
+        );
+        // No loop-free alternate to 2 itself: 4's shortest paths to 2 may run through 1.
+        assert_eq!(ls.next_hop(2), None);
+        ls.link_up(2);
+        assert_eq!(ls.next_hop(3), Some(2), "the primary again");
+        // Simple has no alternate.
+        let mut s = ring(Policy::Simple);
+        s.link_down(2);
+        assert_eq!(s.next_hop(3), None);
+    }
+
+    #[test]
+    fn ecmp_lists_every_equal_cost_next_hop() {
+        let mut ls = ring(Policy::Ecmp);
+        let mut both = ls.next_hops(3);
+        both.sort_unstable();
+        assert_eq!(both, vec![2, 4]);
+        ls.link_down(4);
+        assert_eq!(ls.next_hops(3), vec![2]);
+        assert_eq!(ls.next_hops(2), vec![2], "the direct neighbour only");
     }
 }
