@@ -85,6 +85,8 @@ pub struct LsCounters {
     pub accepted: u64,
     /// Records aged out.
     pub timed_out: u64,
+    /// LSAs from another IPCP with our address (a link of "ours" we do not have).
+    pub collisions: u64,
 }
 
 /// One IPCP's link-state routing.
@@ -100,6 +102,10 @@ pub struct LinkState<F> {
     multi: BTreeMap<Addr, Vec<Addr>>,
     /// DT neighbours whose N-1 flow is down.
     down: BTreeSet<Addr>,
+    /// Another IPCP announced links with our address since the caller last asked.
+    collision: bool,
+    /// Every DT neighbour we had (our old records of a lost link still circulate).
+    had_dt: BTreeSet<Addr>,
     modified: bool,
     next_update: Instant,
     next_recalc: Instant,
@@ -135,6 +141,8 @@ impl<F: Clone + PartialEq> LinkState<F> {
             pff: BTreeMap::new(),
             multi: BTreeMap::new(),
             down: BTreeSet::new(),
+            collision: false,
+            had_dt: BTreeSet::new(),
             modified: false,
             // The update pass runs once at start, then every t_update.
             next_update: now,
@@ -217,6 +225,32 @@ impl<F: Clone + PartialEq> LinkState<F> {
         self.recompute();
     }
 
+    /// Whether another IPCP announced links with our address since the last call (then
+    /// draw a new address, [`LinkState::readdress`], and connect again).
+    pub fn take_collision(&mut self) -> bool {
+        std::mem::take(&mut self.collision)
+    }
+
+    /// Our address is now `new`: our records under the old one go, our DT links are
+    /// announced under the new one (the others' copies of the old records age out).
+    pub fn readdress(&mut self, now: Instant, new: Addr) {
+        let old = self.me;
+        self.lsdb.retain(|(s, _), _| *s != old);
+        self.me = new;
+        self.had_dt = self.dt.clone();
+        let links: Vec<Addr> = self.dt.iter().copied().collect();
+        for d in links {
+            self.send_all(encode(new, d, 0), None);
+            self.insert(now, new, d, 0);
+        }
+        self.recompute();
+    }
+
+    /// Our address.
+    pub fn addr(&self) -> Addr {
+        self.me
+    }
+
     /// A management flow `f` is up: it gets every record of the LSDB.
     pub fn add_mgmt(&mut self, f: F) {
         for ((s, d), a) in &self.lsdb {
@@ -235,6 +269,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
         let lsa = encode(self.me, addr, 0);
         self.send_all(lsa, None);
         self.dt.insert(addr);
+        self.had_dt.insert(addr);
         self.insert(now, self.me, addr, 0);
     }
 
@@ -260,6 +295,14 @@ impl<F: Clone + PartialEq> LinkState<F> {
             self.counters.malformed += 1;
             return;
         };
+        // Flat addresses are drawn at random with no coordination: another IPCP with our
+        // address shows as "our" link to a neighbour we have no DT connection to (the
+        // reference ignores it). Not stored, not flooded: the caller picks a new address.
+        if l.s_addr == self.me && !self.had_dt.contains(&l.d_addr) {
+            self.counters.collisions += 1;
+            self.collision = true;
+            return;
+        }
         let key = (l.s_addr, l.d_addr);
         match self.lsdb.get_mut(&key) {
             None => {
@@ -549,5 +592,27 @@ mod tests {
         ls.link_down(4);
         assert_eq!(ls.next_hops(3), vec![2]);
         assert_eq!(ls.next_hops(2), vec![2], "the direct neighbour only");
+    }
+
+    #[test]
+    fn another_ipcp_with_our_address_is_found_and_we_readdress() {
+        let t0 = Instant::now();
+        let mut ls: LinkState<u8> = LinkState::new(7, LsConfig::default(), t0);
+        ls.add_mgmt(1);
+        ls.add_dt(t0, 2);
+        while ls.poll_transmit().is_some() {}
+        // Our own link, echoed back: no collision.
+        ls.handle(t0, &1, &encode(7, 2, 0));
+        assert!(!ls.take_collision());
+        // "7 -> 9": we have no DT connection to 9: another IPCP uses our address.
+        ls.handle(t0, &1, &encode(7, 9, 3));
+        assert!(ls.take_collision());
+        assert!(!ls.take_collision(), "reported once");
+        assert_eq!(ls.counters().collisions, 1);
+        assert!(ls.poll_transmit().is_none(), "not flooded");
+        ls.readdress(t0, 8);
+        assert_eq!(ls.addr(), 8);
+        assert_eq!(ls.poll_transmit(), Some((1, encode(8, 2, 0))));
+        assert!(ls.lsdb().iter().all(|((s, _), _)| *s != 7));
     }
 }

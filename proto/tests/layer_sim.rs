@@ -487,6 +487,16 @@ fn layer(n: usize, seed: u64) -> (Run, Vec<String>) {
         tally.allocated += x.tally.allocated;
         tally.alloc_failed += x.tally.alloc_failed;
     }
+    for x in &sim.nodes {
+        if let Some(l) = &x.layer {
+            assert_eq!(
+                l.ls.counters().collisions,
+                0,
+                "node {}: no false address collision",
+                x.i
+            );
+        }
+    }
     let run = Run {
         enrolled: sim.nodes.iter().filter(|x| x.layer.is_some()).count(),
         converged_at,
