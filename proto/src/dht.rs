@@ -38,6 +38,10 @@ pub struct DhtConfig {
     pub max_lookups: usize,
     /// Most values stored for others.
     pub max_values: usize,
+    /// Seconds between republications of values stored here (900).
+    pub t_replicate: u32,
+    /// Seconds between lookups of our own id that refresh the buckets (900).
+    pub t_refresh: u32,
 }
 
 impl Default for DhtConfig {
@@ -49,6 +53,8 @@ impl Default for DhtConfig {
             t_resp: Duration::from_secs(2),
             max_lookups: 128,
             max_values: 65_536,
+            t_replicate: 900,
+            t_refresh: 900,
         }
     }
 }
@@ -135,13 +141,21 @@ pub struct Dht {
     buckets: Vec<VecDeque<Contact>>,
     /// Our own registrations: key -> expiry (UNIX s).
     local: HashMap<Key, u32>,
-    /// Values stored for others: key -> address -> expiry.
-    values: HashMap<Key, HashMap<u64, u32>>,
+    /// Values stored for others: key -> address -> (expiry, when last sent on).
+    values: HashMap<Key, HashMap<u64, (u32, Instant)>>,
     stored: usize,
     lookups: HashMap<LookupId, Lookup>,
     next_lookup: u64,
     /// The cookie of requests to the bootstrap peer (whose id we do not know yet).
     magic: u64,
+    /// The bootstrap peer (asked again while we know no one).
+    peer: u64,
+    /// The wall clock (UNIX s) at an instant, as last given: expiries are absolute.
+    clock: Option<(Instant, u64)>,
+    /// When the periodic work (expiry, replication, republication, refresh) runs next.
+    next_work: Option<Instant>,
+    /// When the buckets were last refreshed.
+    refreshed: Option<Instant>,
     /// Draws for cookies (the caller seeds it).
     rng: rand_chacha::ChaCha8Rng,
     transmits: VecDeque<Transmit>,
@@ -178,6 +192,10 @@ impl Dht {
             lookups: HashMap::new(),
             next_lookup: 0,
             magic,
+            peer: 0,
+            clock: None,
+            next_work: None,
+            refreshed: None,
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -198,6 +216,28 @@ impl Dht {
     /// Our id.
     pub fn id(&self) -> &[u8] {
         &self.id
+    }
+
+    /// Remembers the wall clock `unix` at `now`.
+    fn tick(&mut self, now: Instant, unix: u64) {
+        self.clock = Some((now, unix));
+        if self.next_work.is_none() {
+            self.next_work = Some(now + self.work_interval());
+        }
+    }
+
+    /// The wall clock at `now`, from the last one given.
+    fn unix_at(&self, now: Instant) -> u64 {
+        match self.clock {
+            Some((t, u)) => u + now.saturating_duration_since(t).as_secs(),
+            None => 0,
+        }
+    }
+
+    /// How often the periodic work runs: a fifth of the shorter of the replication and
+    /// refresh times, at least a second (the reference: 90 s with the defaults).
+    fn work_interval(&self) -> Duration {
+        Duration::from_secs(u64::from(self.cfg.t_replicate.min(self.cfg.t_refresh) / 5).max(1))
     }
 
     fn cookie(&mut self) -> u64 {
@@ -255,6 +295,10 @@ impl Dht {
         if peer == 0 || peer == self.addr {
             return;
         }
+        self.peer = peer;
+        if self.next_work.is_none() {
+            self.next_work = Some(now + self.work_interval());
+        }
         let key = self.id.clone();
         let id = self.start(now, key, false);
         let magic = self.magic;
@@ -279,6 +323,7 @@ impl Dht {
     /// Publishes `key` (a name's hash) as ours: kept locally and stored at the k contacts
     /// closest to it. `unix`: seconds since the epoch now.
     pub fn register(&mut self, now: Instant, unix: u64, key: Key) {
+        self.tick(now, unix);
         let exp =
             u32::try_from(unix.saturating_add(u64::from(self.cfg.t_expire))).unwrap_or(u32::MAX);
         self.local.insert(key.clone(), exp);
@@ -322,7 +367,7 @@ impl Dht {
             .get(key)
             .map(|m| {
                 m.iter()
-                    .filter(|(_, e)| u64::from(**e) > unix)
+                    .filter(|(_, e)| u64::from(e.0) > unix)
                     .map(|(a, _)| *a)
                     .collect()
             })
@@ -337,6 +382,7 @@ impl Dht {
     /// Looks `key` up: a value known here is found at once, else the lookup recurses
     /// through the layer. The answer is an [`Event`].
     pub fn lookup(&mut self, now: Instant, unix: u64, key: Key) -> Option<LookupId> {
+        self.tick(now, unix);
         let here = self.known(&key, unix);
         if self.lookups.len() >= self.cfg.max_lookups {
             self.counters.lookups_refused += 1;
@@ -447,6 +493,7 @@ impl Dht {
 
     /// A `dht_msg` arrived; `unix`: seconds since the epoch now.
     pub fn handle(&mut self, now: Instant, unix: u64, msg: &[u8]) {
+        self.tick(now, unix);
         let m = match pb::decode::<DhtMsg>(msg) {
             Ok(m) if m.src.id.len() == self.id.len() && m.src.addr != 0 => m,
             _ => {
@@ -459,7 +506,7 @@ impl Dht {
         match m.code {
             dht_code::STORE => {
                 if let Some(s) = m.store {
-                    self.on_store(unix, s);
+                    self.on_store(now, unix, s);
                 }
             }
             dht_code::FIND_NODE_REQ | dht_code::FIND_VALUE_REQ => {
@@ -479,7 +526,7 @@ impl Dht {
         });
     }
 
-    fn on_store(&mut self, unix: u64, s: DhtStoreMsg) {
+    fn on_store(&mut self, now: Instant, unix: u64, s: DhtStoreMsg) {
         let Some(addr) = DhtMsg::addr_of(&s.val) else {
             self.counters.store_refused += 1;
             return;
@@ -491,10 +538,10 @@ impl Dht {
         let full = self.stored >= self.cfg.max_values;
         let entry = self.values.entry(s.key).or_default();
         match entry.get_mut(&addr) {
-            Some(e) => *e = (*e).max(s.exp),
+            Some(e) => e.0 = e.0.max(s.exp),
             None if full => self.counters.store_refused += 1,
             None => {
-                entry.insert(addr, s.exp);
+                entry.insert(addr, (s.exp, now));
                 self.stored += 1;
             }
         }
@@ -616,6 +663,10 @@ impl Dht {
     /// Requests whose response did not come in time are given up (their lookups go on
     /// with the next contacts).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_work.is_some_and(|t| t <= now) {
+            self.next_work = Some(now + self.work_interval());
+            self.periodic(now);
+        }
         let mut touched = Vec::new();
         for (id, l) in &mut self.lookups {
             let before = l.waiting.len();
@@ -630,11 +681,87 @@ impl Dht {
         }
     }
 
+    /// The periodic work (facts §6.5): values past their expiry go; values stored here
+    /// are sent on to the k closest every t_replicate; our own are republished when within
+    /// 5 x t_replicate of expiry; with no contact the bootstrap peer is asked again; every
+    /// t_refresh a lookup of our own id refreshes the buckets.
+    fn periodic(&mut self, now: Instant) {
+        let unix = self.unix_at(now);
+        let before = self.stored;
+        for m in self.values.values_mut() {
+            m.retain(|_, (exp, _)| u64::from(*exp) > unix);
+        }
+        self.values.retain(|_, m| !m.is_empty());
+        self.stored = self.values.values().map(HashMap::len).sum();
+        let _expired = before - self.stored;
+        let every = Duration::from_secs(u64::from(self.cfg.t_replicate));
+        let mut resend = Vec::new();
+        for (k, m) in &mut self.values {
+            for (addr, (exp, last)) in m.iter_mut() {
+                if now.saturating_duration_since(*last) >= every {
+                    *last = now;
+                    resend.push((k.clone(), *addr, *exp));
+                }
+            }
+        }
+        for (key, addr, exp) in resend {
+            for c in self.closest(&key, self.cfg.k) {
+                if c.addr != addr {
+                    let m = DhtMsg {
+                        code: dht_code::STORE,
+                        src: self.me(),
+                        store: Some(DhtStoreMsg {
+                            key: key.clone(),
+                            val: addr.to_be_bytes().to_vec(),
+                            exp,
+                        }),
+                        find: None,
+                        node: None,
+                        val: None,
+                    };
+                    self.send(c.addr, m);
+                }
+            }
+        }
+        let soon = u64::from(self.cfg.t_replicate) * 5;
+        let due: Vec<Key> = self
+            .local
+            .iter()
+            .filter(|(_, exp)| u64::from(**exp) <= unix + soon)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.register(now, unix, key);
+        }
+        if self.contacts() == 0 && self.peer != 0 {
+            let peer = self.peer;
+            self.bootstrap(now, peer);
+        }
+        let refresh = Duration::from_secs(u64::from(self.cfg.t_refresh));
+        if self
+            .refreshed
+            .is_none_or(|t| now.saturating_duration_since(t) >= refresh)
+        {
+            self.refreshed = Some(now);
+            if self.contacts() > 0 {
+                let key = self.id.clone();
+                let id = self.start(now, key, false);
+                self.step(now, id);
+            }
+        }
+    }
+
+    /// Values stored here for others.
+    pub fn stored(&self) -> usize {
+        self.stored
+    }
+
     /// When [`Dht::handle_timeout`] is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.lookups
             .values()
             .flat_map(|l| l.waiting.values().map(|(_, d)| *d))
+            .chain(self.next_work)
             .min()
     }
 
@@ -765,5 +892,86 @@ mod tests {
             (1, 1, 2)
         );
         assert!(a.known(&[1; 32], 100).is_empty());
+    }
+
+    #[test]
+    fn values_are_replicated_republished_and_expire_on_time() {
+        let t0 = Instant::now();
+        let unix = 1_000_000;
+        let cfg = DhtConfig {
+            t_expire: 100,
+            t_replicate: 10,
+            t_refresh: 10,
+            ..DhtConfig::default()
+        };
+        let mk = |i: u8| {
+            let mut id = vec![0u8; 32];
+            id[0] = i;
+            Dht::new(cfg, id, 0x1000 + u64::from(i), u64::from(i))
+        };
+        let (mut a, mut b, mut c) = (mk(1), mk(2), mk(3));
+        // b and c know a; a knows both (from their messages).
+        for x in [&mut b, &mut c] {
+            x.bootstrap(t0, 0x1001);
+        }
+        let hello_b = b.poll_transmit().unwrap();
+        let hello_c = c.poll_transmit().unwrap();
+        a.handle(t0, unix, &hello_b.msg);
+        a.handle(t0, unix, &hello_c.msg);
+        while a.poll_transmit().is_some() {}
+        // b's value stored at a, expiring in 100 s.
+        let key = vec![9u8; 32];
+        let store = DhtMsg {
+            code: dht_code::STORE,
+            src: DhtContactMsg {
+                id: b.id().to_vec(),
+                addr: 0x1002,
+            },
+            store: Some(DhtStoreMsg {
+                key: key.clone(),
+                val: 0x1002u64.to_be_bytes().to_vec(),
+                exp: (unix + 100) as u32,
+            }),
+            find: None,
+            node: None,
+            val: None,
+        };
+        a.handle(t0, unix, &store.encode_to_vec());
+        assert_eq!(a.stored(), 1);
+        // After t_replicate it is sent on (to c: not back to b, whose value it is).
+        let t = t0 + Duration::from_secs(12);
+        while a.poll_timeout().is_some_and(|x| x <= t) {
+            let at = a.poll_timeout().unwrap();
+            a.handle_timeout(at);
+        }
+        let sent: Vec<Transmit> = std::iter::from_fn(|| a.poll_transmit()).collect();
+        let stores: Vec<u64> = sent
+            .iter()
+            .filter(|x| DhtMsg::decode(x.msg.as_slice()).unwrap().code == dht_code::STORE)
+            .map(|x| x.dst)
+            .collect();
+        assert_eq!(stores, vec![0x1003], "replicated to c");
+        // Past its expiry it is gone.
+        let t = t0 + Duration::from_secs(101);
+        while a.poll_timeout().is_some_and(|x| x <= t) {
+            let at = a.poll_timeout().unwrap();
+            a.handle_timeout(at);
+        }
+        assert_eq!(a.stored(), 0);
+        assert!(a.known(&key, unix + 101).is_empty());
+        // Our own registration is republished within 5 x t_replicate of its expiry.
+        let mut d = mk(4);
+        d.handle(t0, unix, &hello_b.msg);
+        d.register(t0, unix, key.clone());
+        while d.poll_transmit().is_some() {}
+        let t = t0 + Duration::from_secs(52);
+        while d.poll_timeout().is_some_and(|x| x <= t) {
+            let at = d.poll_timeout().unwrap();
+            d.handle_timeout(at);
+        }
+        let republished = std::iter::from_fn(|| d.poll_transmit())
+            .filter(|x| DhtMsg::decode(x.msg.as_slice()).unwrap().code == dht_code::STORE)
+            .count();
+        assert!(republished >= 1, "republished before it expires");
     }
 }

@@ -196,7 +196,7 @@ fn run(n: usize, seed: u64) -> (Outcome, Vec<String>) {
 fn a_hundred_nodes_resolve_every_registered_name() {
     let (o, trace) = run(100, 3);
     eprintln!(
-        "100 nodes: {} of {} lookups resolved, {} wrong, {} NotFound for the unregistered name; {} messages; joined by {:?}, all done by {:?} (virtual)",
+        "100 nodes: {} of {} lookups resolved, {} wrong, {} NotFound for the unregistered name; {} messages; joined by {:?}, simulated until {:?} (virtual)",
         o.resolved, o.lookups, o.wrong, o.not_found_unregistered, o.messages, o.join_done, o.end
     );
     assert_eq!(o.resolved, o.lookups);
@@ -211,7 +211,7 @@ fn a_thousand_nodes_resolve_every_registered_name() {
     let wall = std::time::Instant::now();
     let (o, _) = run(1000, 5);
     eprintln!(
-        "1000 nodes: {} of {} lookups resolved, {} wrong, {} NotFound for the unregistered name; {} messages ({:.1} per node); joined by {:?}, all done by {:?} (virtual); {:.1} s of real time",
+        "1000 nodes: {} of {} lookups resolved, {} wrong, {} NotFound for the unregistered name; {} messages ({:.1} per node); joined by {:?}, simulated until {:?} (virtual); {:.1} s of real time",
         o.resolved,
         o.lookups,
         o.wrong,
