@@ -12,6 +12,7 @@ mod oap_glue;
 mod setup;
 mod shim_driver;
 mod supervise;
+mod unicast;
 mod views;
 
 pub use event_loop::Waker;
@@ -150,6 +151,8 @@ pub struct State {
     accept_queue: o7s_proto::accept::AcceptQueue<(usize, o7s_proto::shim::ReqId)>,
     /// What each of them needs when it is served.
     waiting: HashMap<(usize, o7s_proto::shim::ReqId), shim_driver::Waiting>,
+    /// Unicast IPCPs (issue 15: bootstrap and enrolment so far).
+    pub unicast: Vec<unicast::UniIpcp>,
     /// Ports of an adopted data plane that no IPCP has taken yet.
     adopted_ports: Vec<o7s_abi::msg::AdoptedPort>,
     /// When the event loop's protocol work is due next (an earlier timer wakes it).

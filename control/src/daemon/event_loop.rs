@@ -36,6 +36,19 @@ const ADMIN_CLIENT_WAIT: Duration = Duration::from_secs(5);
 /// Most connections accepted in one turn of the loop (others wait in the backlog).
 const ACCEPTS_PER_TURN: usize = 64;
 
+/// Epoll tokens of N-1 flows of unicast IPCPs start here.
+const N1_TOKENS: u64 = 1 << 48;
+
+/// The unicast IPCPs' part of the loop: N-1 flows o7sd is the app of, allocations of
+/// N-1 flows in progress, internal acceptors.
+#[derive(Debug, Default)]
+struct UniLoop {
+    n1s: HashMap<u64, super::unicast::N1>,
+    next: u64,
+    jobs: Vec<(usize, AllocJob)>,
+    acceptors: Vec<(usize, Vec<String>, u64, Receiver<Accepted>)>,
+}
+
 /// Wakes the event loop from any thread (never blocks: a full socket means a wake-up is
 /// pending anyway).
 #[derive(Debug, Clone, Default)]
@@ -103,6 +116,8 @@ pub struct LoopShared {
     admin_rx: Mutex<Option<Receiver<AdminJob>>>,
     /// Connections handed back by the admin thread (captures).
     returned: Mutex<Vec<Conn>>,
+    /// Work for the unicast IPCPs (enrolments to start, acceptors to watch).
+    uni: Mutex<Vec<super::unicast::UniRequest>>,
 }
 
 impl Default for LoopShared {
@@ -123,6 +138,7 @@ impl Default for LoopShared {
             admin_tx,
             admin_rx: Mutex::new(Some(admin_rx)),
             returned: Mutex::new(Vec::new()),
+            uni: Mutex::new(Vec::new()),
         }
     }
 }
@@ -141,6 +157,11 @@ impl Daemon {
     /// Wakes the event loop.
     pub(super) fn wake(&self) {
         self.lp.waker.wake();
+    }
+
+    /// The unicast IPCPs' requests for the loop.
+    pub(super) fn lp_uni_requests(&self) -> MutexGuard<'_, Vec<super::unicast::UniRequest>> {
+        self.lp.uni.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The event loop (see the module's text); returns when the daemon stops, freeing what
@@ -170,6 +191,7 @@ impl Daemon {
         }
         let mut open: HashMap<u64, Conn> = HashMap::new();
         let mut next_token = 2u64;
+        let mut uni = UniLoop::default();
         let mut events = vec![EpollEvent::empty(); 256];
         let mut last_sweep = Instant::now();
         let mut last_accept_error: Option<Instant> = None;
@@ -182,6 +204,8 @@ impl Daemon {
             }
             let now = Instant::now();
             let due = self.tend(&mut open, now);
+            self.tend_uni(&epoll, &mut uni, now);
+            let due = due.min(self.uni_timeout().unwrap_or(due));
             if now.duration_since(last_sweep) >= Duration::from_millis(500) {
                 last_sweep = now;
                 // Flows freed elsewhere (their peer timed out, the data plane restarted):
@@ -246,6 +270,11 @@ impl Daemon {
                         if let Some(rx) = &self.lp.wake_rx {
                             let mut b = [0u8; 64];
                             while rx.recv(&mut b).is_ok() {}
+                        }
+                    }
+                    token if token >= N1_TOKENS => {
+                        if let Some(n1) = uni.n1s.get(&token) {
+                            self.uni_read(Instant::now(), n1);
                         }
                     }
                     token => {
@@ -513,6 +542,72 @@ impl Daemon {
             }
         }
         due
+    }
+
+    /// The unicast IPCPs' work: requests, allocations of N-1 flows, flows for internal
+    /// acceptors, their machines' output and timers.
+    fn tend_uni(&self, epoll: &Epoll, u: &mut UniLoop, now: Instant) {
+        use super::unicast::UniRequest;
+        let reqs = std::mem::take(&mut *self.lp_uni_requests());
+        let mut got: Vec<(usize, Accepted, bool)> = vec![];
+        for r in reqs {
+            match r {
+                UniRequest::Enrol { uni, dst } => {
+                    let pid = std::process::id() as i32;
+                    match self.alloc_start(&dst, QosSpec::RAW, Duration::from_secs(20), pid) {
+                        Step::Done(Ok(acc)) => got.push((uni, acc, true)),
+                        Step::Done(Err(e)) => self.uni_failed(uni, &e.to_string()),
+                        Step::Pending(job) => u.jobs.push((uni, job)),
+                    }
+                }
+                UniRequest::Accept { uni, names, id, rx } => u.acceptors.push((uni, names, id, rx)),
+            }
+        }
+        for (uni, job) in std::mem::take(&mut u.jobs) {
+            match self.alloc_poll(job, now) {
+                Step::Done(Ok(acc)) => got.push((uni, acc, true)),
+                Step::Done(Err(e)) => self.uni_failed(uni, &e.to_string()),
+                Step::Pending(job) => u.jobs.push((uni, job)),
+            }
+        }
+        let mut again = vec![];
+        u.acceptors
+            .retain(|(uni, names, _, rx)| match rx.try_recv() {
+                Ok(acc) => {
+                    got.push((*uni, acc, false));
+                    again.push((*uni, names.clone()));
+                    false
+                }
+                Err(TryRecvError::Empty) => true,
+                Err(TryRecvError::Disconnected) => false,
+            });
+        for (uni, names) in again {
+            self.uni_accept(uni, &names);
+        }
+        for (uni, acc, ours) in got {
+            if let Some(n1) = self.uni_flow(now, uni, acc, ours) {
+                let token = N1_TOKENS + u.next;
+                u.next += 1;
+                match epoll.add(n1.rx.fd(), EpollEvent::new(EpollFlags::EPOLLIN, token)) {
+                    Ok(()) => {
+                        // SDUs may have come before the flow was watched.
+                        self.uni_read(now, &n1);
+                        u.n1s.insert(token, n1);
+                    }
+                    Err(e) => {
+                        tracing::warn!("N-1 flow {}: cannot watch it: {e}", n1.flow);
+                        self.dealloc(n1.flow);
+                    }
+                }
+            }
+        }
+        for flow in self.uni_pump(now, &u.n1s) {
+            let token = u.n1s.iter().find(|(_, n)| n.flow == flow).map(|(t, _)| *t);
+            if let Some(n1) = token.and_then(|t| u.n1s.remove(&t)) {
+                let _ = epoll.delete(n1.rx.fd());
+            }
+            self.dealloc(flow);
+        }
     }
 
     /// The admin thread: o7sctl requests, one at a time, from the loop's bounded queue.

@@ -27,12 +27,16 @@ impl Daemon {
                 .clone()
                 .or_else(|| i.enrol.clone())
                 .unwrap_or_default();
+            if i.kind == IpcpKind::Unicast {
+                self.unicast_create(i);
+                continue;
+            }
             if !matches!(
                 i.kind,
                 IpcpKind::EthDix | IpcpKind::EthLlc | IpcpKind::Udp4 | IpcpKind::Udp6
             ) {
                 tracing::warn!(
-                    "IPCP {} (line {}): type {} is not implemented yet (eth-dix, eth-llc, udp4 and udp6 are); skipped",
+                    "IPCP {} (line {}): type {} is not implemented yet (eth-dix, eth-llc, udp4, udp6 and unicast are); skipped",
                     i.name,
                     i.line,
                     i.kind.as_str()

@@ -89,6 +89,7 @@ impl Daemon {
                     .stats()
                     .map(|s| s.ports.into_iter().map(|p| (p.port, p.link)).collect())
                     .unwrap_or_default();
+                let uni = self.uni_rows();
                 let st = self.st();
                 table(
                     st.ipcps
@@ -108,6 +109,7 @@ impl Daemon {
                             json!({"name": n, "type": k.as_str(), "layer": "-", "dev": "-", "mac": "-", "mtu": 0,
                                    "hash": "-", "state": "created (not bootstrapped)", "io_path": "-", "registered": []})
                         }))
+                        .chain(uni)
                         .collect(),
                 )
             }
