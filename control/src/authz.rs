@@ -26,6 +26,8 @@ pub enum Need {
 pub fn need(c: &Ctl) -> Need {
     match c {
         Ctl::IpcpList
+        | Ctl::RouteList
+        | Ctl::LsdbList
         | Ctl::NameList
         | Ctl::PortList
         | Ctl::CacheList
@@ -52,6 +54,8 @@ pub fn need(c: &Ctl) -> Need {
 pub fn verb(c: &Ctl) -> &'static str {
     match c {
         Ctl::IpcpList => "ipcp list",
+        Ctl::RouteList => "route list",
+        Ctl::LsdbList => "lsdb list",
         Ctl::IpcpCreate { .. } => "ipcp create",
         Ctl::IpcpBootstrap { .. } => "ipcp bootstrap",
         Ctl::IpcpDestroy { .. } => "ipcp destroy",

@@ -108,6 +108,8 @@ pub struct IpcpConf {
     pub enrol: Option<String>,
     /// Names to register.
     pub reg: Vec<String>,
+    /// Members to connect to (Management and DT) after enrolment (unicast).
+    pub conn: Vec<String>,
     /// Directory hash.
     pub hash: HashAlgo,
     /// Device (eth layers).
@@ -341,6 +343,7 @@ fn parse_ipcp(
         bootstrap: None,
         enrol: None,
         reg: vec![],
+        conn: vec![],
         hash: if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) {
             HashAlgo::Md5
         } else {
@@ -372,7 +375,8 @@ fn parse_ipcp(
                     .ok_or_else(|| src.err(kl, k, "expected true or false"))?;
             }
             "conn" => {
-                str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of IPCP names"))?;
+                c.conn =
+                    str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of IPCP names"))?;
             }
             "hash" if !kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6, IpcpKind::Broadcast]) => {
                 let h = s()?;

@@ -47,6 +47,10 @@ pub enum Request {
 pub enum Ctl {
     /// List layers (IPCPs).
     IpcpList,
+    /// The unicast IPCPs' forwarding tables: destination, next hop, alternates.
+    RouteList,
+    /// The unicast IPCPs' link-state databases.
+    LsdbList,
     /// Create a layer instance.
     IpcpCreate {
         /// IPCP name.

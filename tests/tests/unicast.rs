@@ -118,3 +118,103 @@ fn an_enrolment_with_nobody_there_fails_clearly() {
     let r = uni_row(&t, "b", "ub").unwrap();
     assert!(r["state"].as_str().unwrap().contains("nobody"), "{r}");
 }
+
+fn addr_of(t: &Topo, s: &str, name: &str) -> String {
+    uni_row(t, s, name).unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn next_hop(t: &Topo, s: &str, dst: &str) -> Option<String> {
+    t.ctl_json(s, &["route", "list"])
+        .into_iter()
+        .find(|r| r["dst"] == dst)
+        .and_then(|r| r["next_hop"].as_str().map(str::to_string))
+}
+
+/// A - B - C as the reference's chain (facts §8.3): B enrols through A and connects to it, C
+/// enrols through B and connects to it (three hosts on one segment; the layer's topology
+/// is what `conn` makes). Link state floods over the Management flows: A routes to C through
+/// B and C to A through B, every LSDB holds the four half-links.
+#[test]
+fn a_chain_of_three_connects_and_routes_through_the_middle() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::bridged("uc", &["a", "b", "c"]);
+    let eth = |s: &str, reg: &str| {
+        format!(
+            "[eth-dix.e]\nbootstrap=\"eth\"\ndev=\"{}\"\nreg=[{reg}]\n\n",
+            t.dev(s)
+        )
+    };
+    let a = t.daemon(
+        "a",
+        &format!(
+            "{}[unicast.ua]\nbootstrap=\"chain\"\nautobind=true\n",
+            eth("a", "\"ua\"")
+        ),
+    );
+    let b = t.daemon(
+        "b",
+        &format!(
+            "{}[unicast.ub]\nenrol=\"ua\"\nautobind=true\nconn=[\"ua\"]\n",
+            eth("b", "\"ub\"")
+        ),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || uni_row(&t, "b", "ub")
+            .is_some_and(|r| r["state"] == "enrolled")),
+        "{}",
+        b.log()
+    );
+    let c = t.daemon(
+        "c",
+        &format!(
+            "{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\n",
+            eth("c", "")
+        ),
+    );
+    let (aa, ab) = (addr_of(&t, "a", "ua"), addr_of(&t, "b", "ub"));
+    let routed = eventually(Duration::from_secs(15), || {
+        uni_row(&t, "c", "uc").is_some_and(|r| r["state"] == "enrolled") && {
+            let ac = addr_of(&t, "c", "uc");
+            next_hop(&t, "a", &ac).as_deref() == Some(ab.as_str())
+                && next_hop(&t, "c", &aa).as_deref() == Some(ab.as_str())
+        }
+    });
+    assert!(
+        routed,
+        "A and C route through B\n{}\n{}\n{}",
+        a.log(),
+        b.log(),
+        c.log()
+    );
+    let ac = addr_of(&t, "c", "uc");
+    assert_eq!(next_hop(&t, "b", &aa).as_deref(), Some(aa.as_str()));
+    assert_eq!(next_hop(&t, "b", &ac).as_deref(), Some(ac.as_str()));
+    for s in ["a", "b", "c"] {
+        let lsdb = t.ctl_json(s, &["lsdb", "list"]);
+        let pairs: std::collections::BTreeSet<(String, String)> = lsdb
+            .iter()
+            .map(|r| {
+                (
+                    r["src"].as_str().unwrap().into(),
+                    r["dst"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let want: std::collections::BTreeSet<(String, String)> = [
+            (aa.clone(), ab.clone()),
+            (ab.clone(), aa.clone()),
+            (ab.clone(), ac.clone()),
+            (ac.clone(), ab.clone()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(pairs, want, "{s}'s LSDB: {lsdb:?}");
+    }
+    // The Management and DT flows stay (two on A and C, four on B).
+    assert_eq!(t.ctl_json("b", &["flow", "list"]).len(), 4);
+}

@@ -17,6 +17,7 @@ use super::*;
 use crate::conns::{Conns, Slot};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use o7s::ipc::{Listener, PeerCred};
+use o7s_wire::unicast::pb::Component;
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 
@@ -45,7 +46,7 @@ const N1_TOKENS: u64 = 1 << 48;
 struct UniLoop {
     n1s: HashMap<u64, super::unicast::N1>,
     next: u64,
-    jobs: Vec<(usize, AllocJob)>,
+    jobs: Vec<(usize, Component, AllocJob)>,
     acceptors: Vec<(usize, Vec<String>, u64, Receiver<Accepted>)>,
 }
 
@@ -549,32 +550,30 @@ impl Daemon {
     fn tend_uni(&self, epoll: &Epoll, u: &mut UniLoop, now: Instant) {
         use super::unicast::UniRequest;
         let reqs = std::mem::take(&mut *self.lp_uni_requests());
-        let mut got: Vec<(usize, Accepted, bool)> = vec![];
+        let mut got: Vec<(usize, Accepted, Option<Component>)> = vec![];
         for r in reqs {
             match r {
                 UniRequest::Enrol { uni, dst } => {
-                    let pid = std::process::id() as i32;
-                    match self.alloc_start(&dst, QosSpec::RAW, Duration::from_secs(20), pid) {
-                        Step::Done(Ok(acc)) => got.push((uni, acc, true)),
-                        Step::Done(Err(e)) => self.uni_failed(uni, &e.to_string()),
-                        Step::Pending(job) => u.jobs.push((uni, job)),
-                    }
+                    self.uni_alloc(u, &mut got, uni, &dst, Component::Enrollment)
+                }
+                UniRequest::Connect { uni, dst, comp } => {
+                    self.uni_alloc(u, &mut got, uni, &dst, comp)
                 }
                 UniRequest::Accept { uni, names, id, rx } => u.acceptors.push((uni, names, id, rx)),
             }
         }
-        for (uni, job) in std::mem::take(&mut u.jobs) {
+        for (uni, comp, job) in std::mem::take(&mut u.jobs) {
             match self.alloc_poll(job, now) {
-                Step::Done(Ok(acc)) => got.push((uni, acc, true)),
-                Step::Done(Err(e)) => self.uni_failed(uni, &e.to_string()),
-                Step::Pending(job) => u.jobs.push((uni, job)),
+                Step::Done(Ok(acc)) => got.push((uni, acc, Some(comp))),
+                Step::Done(Err(e)) => self.uni_failed(uni, comp, &e.to_string()),
+                Step::Pending(job) => u.jobs.push((uni, comp, job)),
             }
         }
         let mut again = vec![];
         u.acceptors
             .retain(|(uni, names, _, rx)| match rx.try_recv() {
                 Ok(acc) => {
-                    got.push((*uni, acc, false));
+                    got.push((*uni, acc, None));
                     again.push((*uni, names.clone()));
                     false
                 }
@@ -607,6 +606,23 @@ impl Daemon {
                 let _ = epoll.delete(n1.rx.fd());
             }
             self.dealloc(flow);
+        }
+    }
+
+    /// Starts allocating an N-1 flow to `dst` for component `comp` of IPCP `uni`.
+    fn uni_alloc(
+        &self,
+        u: &mut UniLoop,
+        got: &mut Vec<(usize, Accepted, Option<Component>)>,
+        uni: usize,
+        dst: &str,
+        comp: Component,
+    ) {
+        let pid = std::process::id() as i32;
+        match self.alloc_start(dst, QosSpec::RAW, Duration::from_secs(20), pid) {
+            Step::Done(Ok(acc)) => got.push((uni, acc, Some(comp))),
+            Step::Done(Err(e)) => self.uni_failed(uni, comp, &e.to_string()),
+            Step::Pending(job) => u.jobs.push((uni, comp, job)),
         }
     }
 

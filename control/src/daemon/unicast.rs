@@ -6,11 +6,16 @@
 //! loop reads their rx rings when their kick fires and writes their tx rings. The protocol is
 //! `o7s_proto::enroll::Connections`.
 //!
-//! Not yet: Management and DT connections (`conn`), link state, the DHT, the flow allocator
-//! and the DT path in the workers (ARCHITECTURE.md "The unicast layer in o7sd (plan)").
+//! After enrolment, `conn` connects Management and DT flows to the members named; link state
+//! (`o7s_proto::linkstate`) runs over the Management flows and learns the DT neighbours from
+//! their CEPs: `o7sctl route list` and `lsdb list` show the result.
+//!
+//! Not yet: the DHT, the flow allocator and the DT path in the workers (DT PDUs that reach
+//! o7sd are counted and dropped; ARCHITECTURE.md "The unicast layer in o7sd (plan)").
 
 use super::*;
 use o7s_proto::enroll::{Connections, EnrollConfig, Event as UniEvent};
+use o7s_proto::linkstate::{LinkState, LsConfig};
 use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
 use std::sync::mpsc::Receiver;
 
@@ -27,6 +32,14 @@ pub struct UniIpcp {
     pub state: String,
     /// CEP and enrolment.
     pub conn: Connections,
+    /// Link state, once in a layer (its Management flows by N-1 flow id).
+    pub ls: Option<LinkState<u64>>,
+    /// Members to connect to once enrolled.
+    pub conn_to: Vec<String>,
+    /// DT neighbours: address -> N-1 flow.
+    pub dt_nb: HashMap<u64, u64>,
+    /// DT PDUs that reached o7sd (the workers' DT path does not exist yet): dropped.
+    pub dt_dropped: u64,
 }
 
 /// Work for the event loop from outside it.
@@ -34,6 +47,12 @@ pub struct UniIpcp {
 pub(crate) enum UniRequest {
     /// Enrol IPCP `uni` through the member named `dst`.
     Enrol { uni: usize, dst: String },
+    /// Connect component `comp` of IPCP `uni` to the member named `dst`.
+    Connect {
+        uni: usize,
+        dst: String,
+        comp: Component,
+    },
     /// IPCP `uni` accepts N-1 flows for `names` through registry acceptor `id`.
     Accept {
         uni: usize,
@@ -78,6 +97,10 @@ impl Daemon {
             addr: 0,
             state: "created".into(),
             conn: Connections::new(EnrollConfig::default(), 0, None),
+            ls: None,
+            conn_to: i.conn.clone(),
+            dt_nb: HashMap::new(),
+            dt_dropped: 0,
         };
         let idx = {
             let st = self.st();
@@ -93,6 +116,7 @@ impl Daemon {
                 d.peer = addr;
             }
             uni.conn.set_layer(addr, conf);
+            uni.ls = Some(LinkState::new(addr, LsConfig::default(), Instant::now()));
             uni.addr = addr;
             uni.layer = Some(layer.clone());
             uni.state = "bootstrapped".into();
@@ -122,10 +146,16 @@ impl Daemon {
             self.name_create(n, None);
         }
         let (tx, rx) = sync_channel::<Accepted>(1);
-        let id = self
-            .st()
-            .reg
-            .add_acceptor(std::process::id() as i32, names, tx);
+        let pid = std::process::id() as i32;
+        let id = {
+            let mut st = self.st();
+            // Bound to o7sd (autobind): a request that finds the acceptor busy with the
+            // previous flow waits for it to come back, as for any bound process.
+            for n in names {
+                st.reg.bind_pid(pid, n);
+            }
+            st.reg.add_acceptor(pid, names, tx)
+        };
         self.wake();
         self.uni_request(UniRequest::Accept {
             uni,
@@ -140,13 +170,14 @@ impl Daemon {
         self.wake();
     }
 
-    /// An N-1 flow for IPCP `uni` (allocated by us when `ours`): o7sd is its app.
+    /// An N-1 flow for IPCP `uni` (allocated by us for component `ours`, else accepted):
+    /// o7sd is its app.
     pub(super) fn uni_flow(
         &self,
         now: Instant,
         uni: usize,
         acc: Accepted,
-        ours: bool,
+        ours: Option<Component>,
     ) -> Option<N1> {
         let mut fds = acc.fds.into_iter();
         let (Some(mem), Some(tx), Some(rx)) = (fds.next(), fds.next(), fds.next()) else {
@@ -176,9 +207,9 @@ impl Daemon {
             let mut st = self.st();
             let u = st.unicast.get_mut(uni);
             if let Some(u) = u {
-                if ours {
+                if let Some(comp) = ours {
                     let id: [u8; 8] = rand::random();
-                    u.conn.connect(now, acc.flow, Component::Enrollment, id);
+                    u.conn.connect(now, acc.flow, comp, id);
                 } else {
                     u.conn.accept(now, acc.flow);
                 }
@@ -205,8 +236,12 @@ impl Daemon {
         };
         loop {
             while let Ok(Some(n)) = ring.pop(&mut buf) {
-                u.conn
-                    .handle(now, unix_now(), n1.flow, buf.get(..n).unwrap_or(&[]));
+                let sdu = buf.get(..n).unwrap_or(&[]);
+                match (u.conn.connected(n1.flow), u.ls.as_mut()) {
+                    (Some((Component::Management, _)), Some(ls)) => ls.handle(now, &n1.flow, sdu),
+                    (Some((Component::DataTransfer, _)), _) => u.dt_dropped += 1,
+                    _ => u.conn.handle(now, unix_now(), n1.flow, sdu),
+                }
             }
             // The data plane clears the flag when it kicks: ask again, and look once more
             // for an SDU that came in between.
@@ -224,16 +259,27 @@ impl Daemon {
         let mut close = vec![];
         let mut accept_more = vec![];
         let mut st = self.st();
+        let mut connect = vec![];
         for (idx, u) in st.unicast.iter_mut().enumerate() {
             u.conn.handle_timeout(now);
+            let mut out: Vec<(u64, Vec<u8>)> = vec![];
             while let Some(t) = u.conn.poll_transmit() {
-                match n1s.values().find(|n| n.flow == t.flow) {
+                out.push((t.flow, t.sdu));
+            }
+            if let Some(ls) = u.ls.as_mut() {
+                ls.handle_timeout(now);
+                while let Some((flow, lsa)) = ls.poll_transmit() {
+                    out.push((flow, lsa.to_vec()));
+                }
+            }
+            for (flow, sdu) in out {
+                match n1s.values().find(|n| n.flow == flow) {
                     Some(n) => {
-                        if n.mem.ring(o7s::ring::Dir::Tx).push(&t.sdu).is_ok() {
+                        if n.mem.ring(o7s::ring::Dir::Tx).push(&sdu).is_ok() {
                             n.tx.kick();
                         }
                     }
-                    None => tracing::debug!("{}: N-1 flow {} is gone", u.name, t.flow),
+                    None => tracing::debug!("{}: N-1 flow {flow} is gone", u.name),
                 }
             }
             while let Some(e) = u.conn.poll_event() {
@@ -246,9 +292,16 @@ impl Daemon {
                             d.peer = addr;
                         }
                         u.conn.set_layer(addr, mine);
+                        u.ls = Some(LinkState::new(addr, LsConfig::default(), now));
                         u.addr = addr;
                         u.layer = Some(layer.clone());
                         u.state = "enrolled".into();
+                        // conn: Management first, then DT (as the reference).
+                        for dst in &u.conn_to {
+                            for comp in [Component::Management, Component::DataTransfer] {
+                                connect.push((idx, dst.clone(), comp));
+                            }
+                        }
                         tracing::info!(
                             "IPCP {} enrolled in unicast layer {layer} with address {addr:#010x}.",
                             u.name
@@ -266,7 +319,27 @@ impl Daemon {
                         }
                     }
                     UniEvent::Close { flow } => close.push(flow),
-                    UniEvent::Connected { .. } => {}
+                    UniEvent::Connected {
+                        flow,
+                        comp,
+                        peer_addr,
+                    } => {
+                        tracing::info!(
+                            "IPCP {}: {} connected to {peer_addr:#010x} on N-1 flow {flow}.",
+                            u.name,
+                            comp.comp_name()
+                        );
+                        if let Some(ls) = u.ls.as_mut() {
+                            match comp {
+                                Component::Management => ls.add_mgmt(flow),
+                                Component::DataTransfer => {
+                                    u.dt_nb.insert(peer_addr, flow);
+                                    ls.add_dt(now, peer_addr);
+                                }
+                                Component::Enrollment => {}
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -274,14 +347,59 @@ impl Daemon {
         for (idx, names) in accept_more {
             self.uni_accept(idx, &names);
         }
+        for (uni, dst, comp) in connect {
+            self.uni_request(UniRequest::Connect { uni, dst, comp });
+        }
         close
     }
 
-    /// An enrolment could not start (its N-1 flow was not allocated).
-    pub(super) fn uni_failed(&self, uni: usize, why: &str) {
+    /// `o7sctl route list` rows.
+    pub(super) fn uni_routes(&self) -> Vec<Value> {
+        let st = self.st();
+        let mut rows = vec![];
+        for u in &st.unicast {
+            let Some(ls) = &u.ls else { continue };
+            for (dst, hop) in ls.table() {
+                let alt: Vec<String> = ls
+                    .next_hops(*dst)
+                    .into_iter()
+                    .filter(|h| h != hop)
+                    .map(|h| format!("{h:#010x}"))
+                    .collect();
+                rows.push(json!({"ipcp": u.name, "dst": format!("{dst:#010x}"),
+                                 "next_hop": format!("{hop:#010x}"), "alternates": alt}));
+            }
+        }
+        rows
+    }
+
+    /// `o7sctl lsdb list` rows.
+    pub(super) fn uni_lsdb(&self) -> Vec<Value> {
+        let st = self.st();
+        let mut rows = vec![];
+        for u in &st.unicast {
+            let Some(ls) = &u.ls else { continue };
+            for ((s, d), seq) in ls.lsdb() {
+                rows.push(json!({"ipcp": u.name, "src": format!("{s:#010x}"),
+                                 "dst": format!("{d:#010x}"), "seqno": seq}));
+            }
+        }
+        rows
+    }
+
+    /// An N-1 flow for `comp` could not be allocated.
+    pub(super) fn uni_failed(&self, uni: usize, comp: Component, why: &str) {
         if let Some(u) = self.st().unicast.get_mut(uni) {
-            tracing::error!("IPCP {}: enrolment failed: {why}", u.name);
-            u.state = format!("enrolment failed: {why}");
+            if comp == Component::Enrollment {
+                tracing::error!("IPCP {}: enrolment failed: {why}", u.name);
+                u.state = format!("enrolment failed: {why}");
+            } else {
+                tracing::error!(
+                    "IPCP {}: {} connection failed: {why}",
+                    u.name,
+                    comp.comp_name()
+                );
+            }
         }
     }
 
@@ -290,7 +408,13 @@ impl Daemon {
         self.st()
             .unicast
             .iter()
-            .filter_map(|u| u.conn.poll_timeout())
+            .flat_map(|u| {
+                [
+                    u.conn.poll_timeout(),
+                    u.ls.as_ref().and_then(|l| l.poll_timeout()),
+                ]
+            })
+            .flatten()
             .min()
     }
 
@@ -302,7 +426,8 @@ impl Daemon {
             .map(|u| {
                 json!({"name": u.name, "type": "unicast", "layer": u.layer.clone().unwrap_or("-".into()),
                        "dev": "-", "mac": "-", "mtu": 0, "hash": "SHA3_256", "state": u.state,
-                       "io_path": "-", "registered": [], "address": format!("{:#010x}", u.addr)})
+                       "io_path": "-", "registered": [], "address": format!("{:#010x}", u.addr),
+                       "dt_neighbours": u.dt_nb.len(), "dt_dropped_in_o7sd": u.dt_dropped})
             })
             .collect()
     }

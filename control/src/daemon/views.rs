@@ -113,6 +113,8 @@ impl Daemon {
                         .collect(),
                 )
             }
+            Ctl::RouteList => table(self.uni_routes()),
+            Ctl::LsdbList => table(self.uni_lsdb()),
             Ctl::IpcpCreate { name, kind } => match IpcpKind::parse(&kind) {
                 Some(k) => {
                     let mut st = self.st();

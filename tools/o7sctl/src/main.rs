@@ -91,6 +91,20 @@ enum Cmd {
         #[command(subcommand)]
         verb: Option<ListCmd>,
     },
+    /// The unicast IPCPs' forwarding tables: destination, next hop, alternates
+    /// (`route list`).
+    #[command(infer_subcommands = true)]
+    Route {
+        #[command(subcommand)]
+        verb: Option<ListCmd>,
+    },
+    /// The unicast IPCPs' link-state databases: source, destination, sequence number
+    /// (`lsdb list`).
+    #[command(infer_subcommands = true)]
+    Lsdb {
+        #[command(subcommand)]
+        verb: Option<ListCmd>,
+    },
     /// Counters of dropped and refused messages, by reason.
     Stats,
     /// Capture what a port sends and receives, as pcap, data frames that AF_XDP carries
@@ -367,6 +381,8 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
         Cmd::Port { .. } => Ctl::PortList,
         Cmd::Cache { .. } => Ctl::CacheList,
         Cmd::Flow { .. } => Ctl::FlowList,
+        Cmd::Route { .. } => Ctl::RouteList,
+        Cmd::Lsdb { .. } => Ctl::LsdbList,
         Cmd::Worker { .. } => Ctl::WorkerList,
         Cmd::Stats => Ctl::Stats,
         Cmd::Config {
