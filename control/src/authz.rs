@@ -28,6 +28,7 @@ pub fn need(c: &Ctl) -> Need {
         Ctl::IpcpList
         | Ctl::RouteList
         | Ctl::LsdbList
+        | Ctl::DhtList
         | Ctl::NameList
         | Ctl::PortList
         | Ctl::CacheList
@@ -56,6 +57,7 @@ pub fn verb(c: &Ctl) -> &'static str {
         Ctl::IpcpList => "ipcp list",
         Ctl::RouteList => "route list",
         Ctl::LsdbList => "lsdb list",
+        Ctl::DhtList => "dht list",
         Ctl::IpcpCreate { .. } => "ipcp create",
         Ctl::IpcpBootstrap { .. } => "ipcp bootstrap",
         Ctl::IpcpDestroy { .. } => "ipcp destroy",

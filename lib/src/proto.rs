@@ -51,6 +51,8 @@ pub enum Ctl {
     RouteList,
     /// The unicast IPCPs' link-state databases.
     LsdbList,
+    /// The unicast IPCPs' directory entries (DHT).
+    DhtList,
     /// Create a layer instance.
     IpcpCreate {
         /// IPCP name.

@@ -756,6 +756,22 @@ impl Dht {
         self.stored
     }
 
+    /// Every key known here: (key, address, whether it is our own registration, expiry).
+    pub fn entries(&self) -> Vec<(Key, u64, bool, u32)> {
+        let mut v: Vec<(Key, u64, bool, u32)> = self
+            .local
+            .iter()
+            .map(|(k, e)| (k.clone(), self.addr, true, *e))
+            .chain(
+                self.values
+                    .iter()
+                    .flat_map(|(k, m)| m.iter().map(move |(a, (e, _))| (k.clone(), *a, false, *e))),
+            )
+            .collect();
+        v.sort();
+        v
+    }
+
     /// When [`Dht::handle_timeout`] is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.lookups

@@ -172,7 +172,7 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
     let c = t.daemon(
         "c",
         &format!(
-            "{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\n",
+            "{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"oping-server\"]\n",
             eth("c", "")
         ),
     );
@@ -217,4 +217,28 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
     }
     // The Management and DT flows stay (two on A and C, four on B).
     assert_eq!(t.ctl_json("b", &["flow", "list"]).len(), 4);
+    // The directory: C joins through B (its enroller) and publishes oping-server; the STOREs
+    // reach B and, forwarded by B, A: every member finds the name at C's address.
+    let key = o7s_wire::hash::HashAlgo::Sha3_256.hash("oping-server");
+    let key = key.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let stored = |s: &str| {
+        t.ctl_json(s, &["dht", "list"])
+            .iter()
+            .any(|r| r["key"] == key.as_str() && r["address"] == ac.as_str())
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || stored("a")
+            && stored("b")
+            && stored("c")),
+        "A: {:?}\nB: {:?}\nC: {:?}\n{}",
+        t.ctl_json("a", &["dht", "list"]),
+        t.ctl_json("b", &["dht", "list"]),
+        t.ctl_json("c", &["dht", "list"]),
+        c.log()
+    );
+    let rb = uni_row(&t, "b", "ub").unwrap();
+    assert!(
+        rb["dt_forwarded_in_o7sd"].as_u64().unwrap() > 0,
+        "B forwarded DT PDUs between A and C: {rb}"
+    );
 }

@@ -14,6 +14,7 @@
 //! o7sd are counted and dropped; ARCHITECTURE.md "The unicast layer in o7sd (plan)").
 
 use super::*;
+use o7s_proto::dht::{Dht, DhtConfig};
 use o7s_proto::enroll::{Connections, EnrollConfig, Event as UniEvent};
 use o7s_proto::linkstate::{LinkState, LsConfig};
 use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
@@ -38,8 +39,128 @@ pub struct UniIpcp {
     pub conn_to: Vec<String>,
     /// DT neighbours: address -> N-1 flow.
     pub dt_nb: HashMap<u64, u64>,
-    /// DT PDUs that reached o7sd (the workers' DT path does not exist yet): dropped.
+    /// DT PDUs for N+1 flows that reached o7sd (the workers' DT path does not exist yet):
+    /// dropped.
     pub dt_dropped: u64,
+    /// DT PDUs o7sd forwarded to another IPCP (the slow path until the workers do it).
+    pub dt_forwarded: u64,
+    /// The directory, once in a layer.
+    pub dht: Option<Dht>,
+    /// Its bootstrap peer (the enroller), and when it was last asked.
+    pub dht_peer: u64,
+    dht_asked: Option<Instant>,
+    /// Names to publish once in a layer (`reg`), and whether they are.
+    pub reg: Vec<String>,
+    published: bool,
+    /// DT PDUs to write on N-1 flows at the next pump: (flow, PDU).
+    pending: Vec<(u64, Vec<u8>)>,
+}
+
+/// Bytes of a DT PCI (addr 4, qc, ttl, ecn, eid 8; facts §5.1).
+const PCI_LEN: usize = 15;
+
+/// A DT PDU: the PCI (to `dst`, eid `eid`, the layer's TTL) and `sdu`.
+fn dt_pdu(dst: u64, eid: u64, sdu: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(PCI_LEN + sdu.len());
+    p.extend_from_slice(&(dst as u32).to_le_bytes());
+    p.extend_from_slice(&[0, 60, 0]);
+    p.extend_from_slice(&eid.to_le_bytes());
+    p.extend_from_slice(sdu);
+    p
+}
+
+impl UniIpcp {
+    /// A DT PDU from a DT N-1 flow (the slow path in o7sd until the workers take it):
+    /// for us, to the directory (eid 1) or, for eid 0, the flow allocator (not yet: counted);
+    /// for another IPCP, forwarded along the next hop with its TTL decremented.
+    fn on_dt(&mut self, now: Instant, unix: u64, pdu: &[u8], out: &mut Vec<(u64, Vec<u8>)>) {
+        if pdu.len() < PCI_LEN {
+            self.dt_dropped += 1;
+            return;
+        }
+        let dst = pdu
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b: [u8; 4]| u64::from(u32::from_le_bytes(b)));
+        if dst == self.addr {
+            let eid = pdu
+                .get(7..PCI_LEN)
+                .and_then(|b| b.try_into().ok())
+                .map_or(u64::MAX, u64::from_le_bytes);
+            match (eid, self.dht.as_mut()) {
+                (1, Some(d)) => d.handle(now, unix, pdu.get(PCI_LEN..).unwrap_or(&[])),
+                _ => self.dt_dropped += 1,
+            }
+            return;
+        }
+        let ttl = pdu.get(5).copied().unwrap_or(0);
+        let hop = self
+            .ls
+            .as_ref()
+            .and_then(|l| l.next_hop(dst))
+            .and_then(|a| self.dt_nb.get(&a).copied());
+        match hop {
+            Some(flow) if ttl > 1 => {
+                let mut p = pdu.to_vec();
+                if let Some(t) = p.get_mut(5) {
+                    *t -= 1;
+                }
+                self.dt_forwarded += 1;
+                out.push((flow, p));
+            }
+            _ => self.dt_dropped += 1,
+        }
+    }
+
+    /// Sends a component's message to `dst` in a DT PDU along the next hop.
+    fn dt_send(&mut self, dst: u64, eid: u64, msg: &[u8]) {
+        let hop = self
+            .ls
+            .as_ref()
+            .and_then(|l| l.next_hop(dst))
+            .and_then(|a| self.dt_nb.get(&a).copied());
+        match hop {
+            Some(flow) => self.pending.push((flow, dt_pdu(dst, eid, msg))),
+            None => self.dt_dropped += 1,
+        }
+    }
+
+    /// The directory's work: bootstrap through the enroller once it is reachable, publish
+    /// the `reg` names, send what it produced.
+    fn tend_dht(&mut self, now: Instant) {
+        let unix = unix_now().as_secs();
+        let Some(d) = self.dht.as_mut() else {
+            return;
+        };
+        d.handle_timeout(now);
+        let reachable = |peer: u64, ls: &Option<LinkState<u64>>| {
+            ls.as_ref().is_some_and(|l| l.next_hop(peer).is_some())
+        };
+        if self.dht_peer != 0
+            && d.contacts() == 0
+            && reachable(self.dht_peer, &self.ls)
+            && self
+                .dht_asked
+                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+        {
+            self.dht_asked = Some(now);
+            d.bootstrap(now, self.dht_peer);
+        }
+        if !self.published && (self.dht_peer == 0 || d.contacts() > 0) {
+            self.published = true;
+            for n in &self.reg {
+                d.register(now, unix, o7s_wire::hash::HashAlgo::Sha3_256.hash(n));
+                tracing::info!("IPCP {}: {n} published in the directory.", self.name);
+            }
+        }
+        let mut out = vec![];
+        while let Some(t) = d.poll_transmit() {
+            out.push(t);
+        }
+        for t in out {
+            self.dt_send(t.dst, 1, &t.msg);
+        }
+    }
 }
 
 /// Work for the event loop from outside it.
@@ -82,6 +203,12 @@ fn random_addr() -> u64 {
     }
 }
 
+/// A directory node with a random id (SHA3-256 length, facts §6.2).
+fn new_dht(addr: u64) -> Dht {
+    let id: [u8; 32] = rand::random();
+    Dht::new(DhtConfig::default(), id.to_vec(), addr, rand::random())
+}
+
 fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -101,6 +228,13 @@ impl Daemon {
             conn_to: i.conn.clone(),
             dt_nb: HashMap::new(),
             dt_dropped: 0,
+            dt_forwarded: 0,
+            dht: None,
+            dht_peer: 0,
+            dht_asked: None,
+            reg: i.reg.clone(),
+            published: false,
+            pending: vec![],
         };
         let idx = {
             let st = self.st();
@@ -117,6 +251,7 @@ impl Daemon {
             }
             uni.conn.set_layer(addr, conf);
             uni.ls = Some(LinkState::new(addr, LsConfig::default(), Instant::now()));
+            uni.dht = Some(new_dht(addr));
             uni.addr = addr;
             uni.layer = Some(layer.clone());
             uni.state = "bootstrapped".into();
@@ -230,6 +365,8 @@ impl Daemon {
         n1.rx.drain();
         let mut buf = vec![0u8; 65_536];
         let ring = n1.mem.ring(o7s::ring::Dir::Rx);
+        // PDUs for other IPCPs: (next-hop N-1 flow, PDU), written after the lock.
+        let mut fwd: Vec<(u64, Vec<u8>)> = vec![];
         let mut st = self.st();
         let Some(u) = st.unicast.get_mut(n1.uni) else {
             return;
@@ -239,7 +376,11 @@ impl Daemon {
                 let sdu = buf.get(..n).unwrap_or(&[]);
                 match (u.conn.connected(n1.flow), u.ls.as_mut()) {
                     (Some((Component::Management, _)), Some(ls)) => ls.handle(now, &n1.flow, sdu),
-                    (Some((Component::DataTransfer, _)), _) => u.dt_dropped += 1,
+                    (Some((Component::DataTransfer, _)), _) => {
+                        let unix = unix_now().as_secs();
+                        u.on_dt(now, unix, sdu, &mut fwd);
+                        u.pending.append(&mut fwd);
+                    }
                     _ => u.conn.handle(now, unix_now(), n1.flow, sdu),
                 }
             }
@@ -260,6 +401,33 @@ impl Daemon {
         let mut accept_more = vec![];
         let mut st = self.st();
         let mut connect = vec![];
+        // N-1 flows whose peer timed out (or that were freed elsewhere): their component
+        // forgets them; link state drops the own link (the others age it out) and
+        // recomputes.
+        let lost: Vec<(usize, u64)> = n1s
+            .values()
+            .filter(|n| st.flows.get(&n.flow).is_none_or(|f| f.down))
+            .map(|n| (n.uni, n.flow))
+            .collect();
+        for (uni, flow) in lost {
+            let Some(u) = st.unicast.get_mut(uni) else {
+                continue;
+            };
+            let comp = u.conn.connected(flow);
+            u.conn.flow_down(flow);
+            if let Some(ls) = u.ls.as_mut() {
+                match comp {
+                    Some((Component::Management, _)) => ls.remove_mgmt(&flow),
+                    Some((Component::DataTransfer, addr)) => {
+                        u.dt_nb.remove(&addr);
+                        ls.remove_dt(addr);
+                    }
+                    _ => {}
+                }
+            }
+            tracing::warn!("IPCP {}: N-1 flow {flow} is down.", u.name);
+            close.push(flow);
+        }
         for (idx, u) in st.unicast.iter_mut().enumerate() {
             u.conn.handle_timeout(now);
             let mut out: Vec<(u64, Vec<u8>)> = vec![];
@@ -272,6 +440,8 @@ impl Daemon {
                     out.push((flow, lsa.to_vec()));
                 }
             }
+            u.tend_dht(now);
+            out.append(&mut u.pending);
             for (flow, sdu) in out {
                 match n1s.values().find(|n| n.flow == flow) {
                     Some(n) => {
@@ -286,13 +456,20 @@ impl Daemon {
                 match e {
                     UniEvent::Enrolled { conf, .. } => {
                         let addr = random_addr();
+                        let conf_peer = conf
+                            .unicast
+                            .as_ref()
+                            .and_then(|x| x.dir.dht.as_ref())
+                            .map_or(0, |d| d.peer);
                         let layer = conf.layer_info.name.clone();
                         let mut mine = *conf;
                         if let Some(d) = mine.unicast.as_mut().and_then(|x| x.dir.dht.as_mut()) {
                             d.peer = addr;
                         }
+                        u.dht_peer = conf_peer;
                         u.conn.set_layer(addr, mine);
                         u.ls = Some(LinkState::new(addr, LsConfig::default(), now));
+                        u.dht = Some(new_dht(addr));
                         u.addr = addr;
                         u.layer = Some(layer.clone());
                         u.state = "enrolled".into();
@@ -373,6 +550,20 @@ impl Daemon {
         rows
     }
 
+    /// `o7sctl dht list` rows.
+    pub(super) fn uni_dht(&self) -> Vec<Value> {
+        let st = self.st();
+        let mut rows = vec![];
+        for u in &st.unicast {
+            let Some(d) = &u.dht else { continue };
+            for (key, addr, local, exp) in d.entries() {
+                rows.push(json!({"ipcp": u.name, "key": hex::encode(&key), "address": format!("{addr:#010x}"),
+                                 "local": local, "expires": exp, "contacts": d.contacts()}));
+            }
+        }
+        rows
+    }
+
     /// `o7sctl lsdb list` rows.
     pub(super) fn uni_lsdb(&self) -> Vec<Value> {
         let st = self.st();
@@ -427,7 +618,9 @@ impl Daemon {
                 json!({"name": u.name, "type": "unicast", "layer": u.layer.clone().unwrap_or("-".into()),
                        "dev": "-", "mac": "-", "mtu": 0, "hash": "SHA3_256", "state": u.state,
                        "io_path": "-", "registered": [], "address": format!("{:#010x}", u.addr),
-                       "dt_neighbours": u.dt_nb.len(), "dt_dropped_in_o7sd": u.dt_dropped})
+                       "dt_neighbours": u.dt_nb.len(), "dt_dropped_in_o7sd": u.dt_dropped,
+                       "dt_forwarded_in_o7sd": u.dt_forwarded,
+                       "dht_contacts": u.dht.as_ref().map_or(0, |d| d.contacts())})
             })
             .collect()
     }

@@ -115,6 +115,7 @@ impl Daemon {
             }
             Ctl::RouteList => table(self.uni_routes()),
             Ctl::LsdbList => table(self.uni_lsdb()),
+            Ctl::DhtList => table(self.uni_dht()),
             Ctl::IpcpCreate { name, kind } => match IpcpKind::parse(&kind) {
                 Some(k) => {
                     let mut st = self.st();

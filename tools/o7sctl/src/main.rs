@@ -105,6 +105,12 @@ enum Cmd {
         #[command(subcommand)]
         verb: Option<ListCmd>,
     },
+    /// The unicast IPCPs' directory (DHT): keys, addresses, expiry (`dht list`).
+    #[command(infer_subcommands = true)]
+    Dht {
+        #[command(subcommand)]
+        verb: Option<ListCmd>,
+    },
     /// Counters of dropped and refused messages, by reason.
     Stats,
     /// Capture what a port sends and receives, as pcap, data frames that AF_XDP carries
@@ -383,6 +389,7 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
         Cmd::Flow { .. } => Ctl::FlowList,
         Cmd::Route { .. } => Ctl::RouteList,
         Cmd::Lsdb { .. } => Ctl::LsdbList,
+        Cmd::Dht { .. } => Ctl::DhtList,
         Cmd::Worker { .. } => Ctl::WorkerList,
         Cmd::Stats => Ctl::Stats,
         Cmd::Config {
