@@ -12,6 +12,7 @@ mod oap_glue;
 mod setup;
 mod shim_driver;
 mod supervise;
+mod uni_flows;
 mod unicast;
 mod views;
 

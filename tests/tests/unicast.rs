@@ -172,7 +172,8 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
     let c = t.daemon(
         "c",
         &format!(
-            "{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"oping-server\"]\n",
+            "[name.\"oping-server\"]\nprog=[\"{}\"]\n\n{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"oping-server\"]\n",
+            bin("oping").display(),
             eth("c", "")
         ),
     );
@@ -240,5 +241,40 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
     assert!(
         rb["dt_forwarded_in_o7sd"].as_u64().unwrap() > 0,
         "B forwarded DT PDUs between A and C: {rb}"
+    );
+    // A flow across the layer: oping from A to the server at C, through B.
+    let mut srv = t
+        .cmd("c", &bin("oping"))
+        .arg("--listen")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("c", "c", "oping-server");
+    let before = uni_row(&t, "b", "ub").unwrap()["dt_forwarded_in_o7sd"]
+        .as_u64()
+        .unwrap();
+    let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "20", "-i", "10ms"]);
+    let _ = srv.kill();
+    let _ = srv.wait();
+    assert_eq!(
+        sum["received"],
+        20,
+        "{}\n{}\n{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        a.log(),
+        b.log(),
+        c.log()
+    );
+    let after = uni_row(&t, "b", "ub").unwrap()["dt_forwarded_in_o7sd"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        after >= before + 40,
+        "B forwarded the 40 PDUs of the pings: {before} -> {after}"
+    );
+    eprintln!(
+        "oping A -> C through B: {sum}; B forwarded {} DT PDUs",
+        after - before
     );
 }

@@ -39,6 +39,8 @@ const ACCEPTS_PER_TURN: usize = 64;
 
 /// Epoll tokens of N-1 flows of unicast IPCPs start here.
 const N1_TOKENS: u64 = 1 << 48;
+/// Epoll tokens of flows over unicast IPCPs (o7sd serves their SDUs) start here.
+const N1P_TOKENS: u64 = 1 << 49;
 
 /// The unicast IPCPs' part of the loop: N-1 flows o7sd is the app of, allocations of
 /// N-1 flows in progress, internal acceptors.
@@ -48,6 +50,10 @@ struct UniLoop {
     next: u64,
     jobs: Vec<(usize, Component, AllocJob)>,
     acceptors: Vec<(usize, Vec<String>, u64, Receiver<Accepted>)>,
+    /// Flows over unicast IPCPs, by token.
+    flows: HashMap<u64, super::uni_flows::UniFlowP>,
+    /// Such flows set up by allocations, to watch.
+    new_flows: Vec<super::uni_flows::UniFlowP>,
 }
 
 /// Wakes the event loop from any thread (never blocks: a full socket means a wake-up is
@@ -71,6 +77,8 @@ enum Doing {
     Reading { since: Instant },
     /// Its flow is being allocated.
     Allocating(AllocJob),
+    /// Its flow is being allocated over a unicast IPCP.
+    UniAllocating(super::uni_flows::UniJob),
     /// Its process waits in accept (acceptor `id` in the registry).
     Parked {
         id: u64,
@@ -204,7 +212,7 @@ impl Daemon {
                 self.watch(&epoll, &mut open, &mut next_token, c);
             }
             let now = Instant::now();
-            let due = self.tend(&mut open, now);
+            let due = self.tend(&mut open, now, &mut uni.new_flows);
             self.tend_uni(&epoll, &mut uni, now);
             let due = due.min(self.uni_timeout().unwrap_or(due));
             if now.duration_since(last_sweep) >= Duration::from_millis(500) {
@@ -273,6 +281,11 @@ impl Daemon {
                             while rx.recv(&mut b).is_ok() {}
                         }
                     }
+                    token if token >= N1P_TOKENS => {
+                        if let Some(f) = uni.flows.get(&token) {
+                            self.uni_from_app(f);
+                        }
+                    }
                     token if token >= N1_TOKENS => {
                         if let Some(n1) = uni.n1s.get(&token) {
                             self.uni_read(Instant::now(), n1);
@@ -325,7 +338,7 @@ impl Daemon {
                 self.dp.capture_end(id);
                 tracing::info!("Capture {id} ended.");
             }
-            Doing::Reading { .. } | Doing::Allocating(_) => {}
+            Doing::Reading { .. } | Doing::Allocating(_) | Doing::UniAllocating(_) => {}
         }
     }
 
@@ -334,7 +347,7 @@ impl Daemon {
     fn on_readable(&self, epoll: &Epoll, c: Conn) -> Option<Conn> {
         match c.doing {
             Doing::Reading { .. } => self.read_request(epoll, c),
-            Doing::Allocating(_) => {
+            Doing::Allocating(_) | Doing::UniAllocating(_) => {
                 let pid = c.ch.peer_cred().map(|p| p.pid).unwrap_or(0);
                 tracing::info!("Process {pid} went away while its flow was being allocated.");
                 None
@@ -379,8 +392,15 @@ impl Daemon {
                 qos,
                 timeout_ms,
             } => {
-                let step =
-                    self.alloc_start(&name, qos, Duration::from_millis(timeout_ms.max(1)), pid);
+                let timeout = Duration::from_millis(timeout_ms.max(1));
+                // A unicast layer's directory first (the reference's order), then the
+                // eth and udp layers.
+                if let Some(job) = self.uni_alloc_start(&name, qos, timeout, pid) {
+                    let mut c = c;
+                    c.doing = Doing::UniAllocating(job);
+                    return Some(c);
+                }
+                let step = self.alloc_start(&name, qos, timeout, pid);
                 self.alloc_step(c, step)
             }
             Request::Accept { timeout_ms } => {
@@ -481,7 +501,12 @@ impl Daemon {
 
     /// Connections that wait for something other than their socket: requests that do not
     /// come, allocations, acceptors. Returns the earliest deadline among them.
-    fn tend(&self, open: &mut HashMap<u64, Conn>, now: Instant) -> Instant {
+    fn tend(
+        &self,
+        open: &mut HashMap<u64, Conn>,
+        now: Instant,
+        new_flows: &mut Vec<super::uni_flows::UniFlowP>,
+    ) -> Instant {
         let mut due = now + Duration::from_secs(3600);
         let tokens: Vec<u64> = open
             .iter()
@@ -505,6 +530,24 @@ impl Daemon {
                     None
                 }
                 Doing::Allocating(job) => self.alloc_step(c, self.alloc_poll(job, now)),
+                Doing::UniAllocating(job) => {
+                    use super::uni_flows::UniStep;
+                    match self.uni_alloc_poll(job, now) {
+                        UniStep::Pending(job) => {
+                            c.doing = Doing::UniAllocating(job);
+                            Some(c)
+                        }
+                        UniStep::Done(Ok((acc, fp))) => {
+                            new_flows.push(fp);
+                            self.deliver(c, acc)
+                        }
+                        UniStep::Done(Err(e)) => self.alloc_step(c, Step::Done(Err(e))),
+                        UniStep::Fallback(job) => {
+                            let step = self.alloc_start(&job.name, job.qos, job.timeout, job.pid);
+                            self.alloc_step(c, step)
+                        }
+                    }
+                }
                 Doing::Parked { id, rx, deadline } => match rx.try_recv() {
                     Ok(a) => self.deliver(c, a),
                     // Removed from the registry elsewhere: the connection closes.
@@ -534,6 +577,7 @@ impl Daemon {
                 match &c.doing {
                     Doing::Reading { since } => due = due.min(*since + REQUEST_WAIT),
                     Doing::Allocating(job) => due = due.min(job.deadline()),
+                    Doing::UniAllocating(job) => due = due.min(job.deadline()),
                     Doing::Parked {
                         deadline: Some(d), ..
                     } => due = due.min(*d),
@@ -600,7 +644,48 @@ impl Daemon {
                 }
             }
         }
-        for flow in self.uni_pump(now, &u.n1s) {
+        let mut incoming = vec![];
+        let closing = self.uni_pump(now, &u.n1s, &mut incoming);
+        for r in incoming {
+            if let Some(fp) = self.uni_serve(r) {
+                u.new_flows.push(fp);
+            }
+        }
+        for fp in std::mem::take(&mut u.new_flows) {
+            let token = N1P_TOKENS + u.next;
+            u.next += 1;
+            match epoll.add(
+                fp.from_app.fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, token),
+            ) {
+                Ok(()) => {
+                    u.flows.insert(token, fp);
+                }
+                Err(e) => {
+                    tracing::warn!("flow {}: cannot watch it: {e}", fp.flow);
+                    self.dealloc(fp.flow);
+                }
+            }
+        }
+        self.uni_to_apps(&u.flows);
+        // Flows whose app went (or that were freed): their endpoint ids go back.
+        let gone: Vec<u64> = {
+            let st = self.st();
+            u.flows
+                .iter()
+                .filter(|(_, f)| !st.flows.contains_key(&f.flow))
+                .map(|(t, _)| *t)
+                .collect()
+        };
+        for t in gone {
+            if let Some(f) = u.flows.remove(&t) {
+                let _ = epoll.delete(f.from_app.fd());
+                if let Some(fa) = self.st().unicast.get_mut(f.uni).and_then(|x| x.fa.as_mut()) {
+                    fa.release(f.local);
+                }
+            }
+        }
+        for flow in closing {
             let token = u.n1s.iter().find(|(_, n)| n.flow == flow).map(|(t, _)| *t);
             if let Some(n1) = token.and_then(|t| u.n1s.remove(&t)) {
                 let _ = epoll.delete(n1.rx.fd());

@@ -14,8 +14,9 @@
 //! o7sd are counted and dropped; ARCHITECTURE.md "The unicast layer in o7sd (plan)").
 
 use super::*;
-use o7s_proto::dht::{Dht, DhtConfig};
+use o7s_proto::dht::{self, Dht, DhtConfig, LookupId};
 use o7s_proto::enroll::{Connections, EnrollConfig, Event as UniEvent};
+use o7s_proto::fa::{self as ufa, AllocId, Fa, FaConfig, ReqId};
 use o7s_proto::linkstate::{LinkState, LsConfig};
 use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
 use std::sync::mpsc::Receiver;
@@ -54,6 +55,46 @@ pub struct UniIpcp {
     published: bool,
     /// DT PDUs to write on N-1 flows at the next pump: (flow, PDU).
     pending: Vec<(u64, Vec<u8>)>,
+    /// The flow allocator, once in a layer.
+    pub fa: Option<Fa>,
+    /// Directory lookups of allocations in progress: their answer (empty: not found).
+    pub lookups: HashMap<LookupId, std::sync::mpsc::Sender<Vec<u64>>>,
+    /// Flow allocations in progress: (our eid, the peer's, its address, its OAP response).
+    pub fa_waiters: HashMap<AllocId, std::sync::mpsc::Sender<Result<UniAllocated, String>>>,
+    /// SDUs for N+1 flows (by our eid), for the loop to hand over.
+    pub rx_pending: Vec<(u64, Vec<u8>)>,
+    /// Flow requests from peers, for the loop to serve.
+    pub incoming: Vec<UniIncoming>,
+}
+
+/// A flow the flow allocator set up as requester.
+#[derive(Debug, Clone)]
+pub struct UniAllocated {
+    /// Our endpoint id.
+    pub local: u64,
+    /// The peer's.
+    pub remote: u64,
+    /// The peer IPCP's address.
+    pub peer: u64,
+    /// Its OAP response.
+    pub oap: Vec<u8>,
+}
+
+/// A flow request from a peer IPCP.
+#[derive(Debug, Clone)]
+pub struct UniIncoming {
+    /// The IPCP.
+    pub uni: usize,
+    /// The request.
+    pub req: ReqId,
+    /// The requester's address.
+    pub peer: u64,
+    /// The name's hash.
+    pub hash: Vec<u8>,
+    /// QoS.
+    pub qos: QosSpec,
+    /// Its OAP request.
+    pub oap: Vec<u8>,
 }
 
 /// Bytes of a DT PCI (addr 4, qc, ttl, ecn, eid 8; facts §5.1).
@@ -87,8 +128,13 @@ impl UniIpcp {
                 .get(7..PCI_LEN)
                 .and_then(|b| b.try_into().ok())
                 .map_or(u64::MAX, u64::from_le_bytes);
-            match (eid, self.dht.as_mut()) {
-                (1, Some(d)) => d.handle(now, unix, pdu.get(PCI_LEN..).unwrap_or(&[])),
+            let body = pdu.get(PCI_LEN..).unwrap_or(&[]);
+            match (eid, self.dht.as_mut(), self.fa.as_mut()) {
+                (0, _, Some(f)) => f.handle(now, body),
+                (1, Some(d), _) => d.handle(now, unix, body),
+                (e, _, Some(f)) if f.check_eid(e).is_some() => {
+                    self.rx_pending.push((e, body.to_vec()));
+                }
                 _ => self.dt_dropped += 1,
             }
             return;
@@ -127,10 +173,12 @@ impl UniIpcp {
 
     /// The directory's work: bootstrap through the enroller once it is reachable, publish
     /// the `reg` names, send what it produced.
-    fn tend_dht(&mut self, now: Instant) {
+    /// Returns whether an allocation waiting in the loop got an answer (wake it).
+    fn tend_dht(&mut self, now: Instant) -> bool {
         let unix = unix_now().as_secs();
+        let mut answered = false;
         let Some(d) = self.dht.as_mut() else {
-            return;
+            return false;
         };
         d.handle_timeout(now);
         let reachable = |peer: u64, ls: &Option<LinkState<u64>>| {
@@ -155,11 +203,78 @@ impl UniIpcp {
         }
         let mut out = vec![];
         while let Some(t) = d.poll_transmit() {
-            out.push(t);
+            out.push((t.dst, 1, t.msg));
         }
-        for t in out {
-            self.dt_send(t.dst, 1, &t.msg);
+        while let Some(e) = d.poll_event() {
+            let (id, addrs) = match e {
+                dht::Event::Found { id, addrs, .. } => (id, addrs),
+                dht::Event::NotFound { id, .. } => (id, vec![]),
+            };
+            if let Some(w) = self.lookups.remove(&id) {
+                answered = true;
+                let _ = w.send(addrs);
+            }
         }
+        if let Some(f) = self.fa.as_mut() {
+            f.handle_timeout(now);
+            while let Some(e) = f.poll_event() {
+                match e {
+                    ufa::Event::Allocated {
+                        id,
+                        local,
+                        remote,
+                        peer,
+                        oap,
+                    } => {
+                        if let Some(w) = self.fa_waiters.remove(&id) {
+                            answered = true;
+                            let ok = w.send(Ok(UniAllocated {
+                                local,
+                                remote,
+                                peer,
+                                oap,
+                            }));
+                            if ok.is_err() {
+                                f.release(local);
+                            }
+                        }
+                    }
+                    ufa::Event::AllocFailed { id, error } => {
+                        if let Some(w) = self.fa_waiters.remove(&id) {
+                            answered = true;
+                            let _ = w.send(Err(error.to_string()));
+                        }
+                    }
+                    ufa::Event::Incoming {
+                        req,
+                        peer,
+                        hash,
+                        qos,
+                        oap,
+                    } => self.incoming.push(UniIncoming {
+                        uni: usize::MAX,
+                        req,
+                        peer,
+                        hash,
+                        qos,
+                        oap,
+                    }),
+                    ufa::Event::Update { .. } => {}
+                }
+            }
+            while let Some(t) = f.poll_transmit() {
+                out.push((t.dst, 0, t.msg));
+            }
+        }
+        for (dst, eid, msg) in out {
+            self.dt_send(dst, eid, &msg);
+        }
+        answered
+    }
+
+    /// Sends an N+1 SDU to the peer's endpoint `remote` at `peer`.
+    pub(super) fn send_sdu(&mut self, peer: u64, remote: u64, sdu: &[u8]) {
+        self.dt_send(peer, remote, sdu);
     }
 }
 
@@ -235,6 +350,11 @@ impl Daemon {
             reg: i.reg.clone(),
             published: false,
             pending: vec![],
+            fa: None,
+            lookups: HashMap::new(),
+            fa_waiters: HashMap::new(),
+            rx_pending: vec![],
+            incoming: vec![],
         };
         let idx = {
             let st = self.st();
@@ -252,6 +372,7 @@ impl Daemon {
             uni.conn.set_layer(addr, conf);
             uni.ls = Some(LinkState::new(addr, LsConfig::default(), Instant::now()));
             uni.dht = Some(new_dht(addr));
+            uni.fa = Some(Fa::new(FaConfig::default(), addr, rand::random()));
             uni.addr = addr;
             uni.layer = Some(layer.clone());
             uni.state = "bootstrapped".into();
@@ -396,9 +517,15 @@ impl Daemon {
 
     /// Drains IPCP `uni`'s machine: SDUs into the N-1 flows' tx rings, events acted on.
     /// Returns the N-1 flows to close.
-    pub(super) fn uni_pump(&self, now: Instant, n1s: &HashMap<u64, N1>) -> Vec<u64> {
+    pub(super) fn uni_pump(
+        &self,
+        now: Instant,
+        n1s: &HashMap<u64, N1>,
+        incoming: &mut Vec<UniIncoming>,
+    ) -> Vec<u64> {
         let mut close = vec![];
         let mut accept_more = vec![];
+        let mut woke = false;
         let mut st = self.st();
         let mut connect = vec![];
         // N-1 flows whose peer timed out (or that were freed elsewhere): their component
@@ -440,8 +567,12 @@ impl Daemon {
                     out.push((flow, lsa.to_vec()));
                 }
             }
-            u.tend_dht(now);
+            woke |= u.tend_dht(now);
             out.append(&mut u.pending);
+            for mut r in std::mem::take(&mut u.incoming) {
+                r.uni = idx;
+                incoming.push(r);
+            }
             for (flow, sdu) in out {
                 match n1s.values().find(|n| n.flow == flow) {
                     Some(n) => {
@@ -470,6 +601,7 @@ impl Daemon {
                         u.conn.set_layer(addr, mine);
                         u.ls = Some(LinkState::new(addr, LsConfig::default(), now));
                         u.dht = Some(new_dht(addr));
+                        u.fa = Some(Fa::new(FaConfig::default(), addr, rand::random()));
                         u.addr = addr;
                         u.layer = Some(layer.clone());
                         u.state = "enrolled".into();
@@ -521,6 +653,9 @@ impl Daemon {
             }
         }
         drop(st);
+        if woke {
+            self.wake();
+        }
         for (idx, names) in accept_more {
             self.uni_accept(idx, &names);
         }
