@@ -3,6 +3,7 @@
 
 use crate::config::{Config, IpcpKind, Lb};
 use crate::dp::DpHandle;
+mod admin;
 mod adopt;
 mod alloc;
 mod connections;
@@ -12,7 +13,10 @@ mod oap_glue;
 mod setup;
 mod shim_driver;
 mod supervise;
+mod uni_dt;
 mod uni_flows;
+mod uni_loop;
+mod uni_views;
 mod unicast;
 mod views;
 

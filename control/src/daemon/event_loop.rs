@@ -13,11 +13,11 @@
 //! started. A request in progress takes no thread: a full queue is refused and counted.
 
 use super::alloc::{AllocJob, Step};
+use super::uni_loop::{UniLoop, N1P_TOKENS, N1_TOKENS};
 use super::*;
 use crate::conns::{Conns, Slot};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use o7s::ipc::{Listener, PeerCred};
-use o7s_wire::unicast::pb::Component;
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 
@@ -32,29 +32,10 @@ pub const MAX_ADMIN_QUEUE: usize = 64;
 
 /// How long the admin thread waits on one client (to take a reply, or to send the rest
 /// of a long request).
-const ADMIN_CLIENT_WAIT: Duration = Duration::from_secs(5);
+pub(super) const ADMIN_CLIENT_WAIT: Duration = Duration::from_secs(5);
 
 /// Most connections accepted in one turn of the loop (others wait in the backlog).
 const ACCEPTS_PER_TURN: usize = 64;
-
-/// Epoll tokens of N-1 flows of unicast IPCPs start here.
-const N1_TOKENS: u64 = 1 << 48;
-/// Epoll tokens of flows over unicast IPCPs (o7sd serves their SDUs) start here.
-const N1P_TOKENS: u64 = 1 << 49;
-
-/// The unicast IPCPs' part of the loop: N-1 flows o7sd is the app of, allocations of
-/// N-1 flows in progress, internal acceptors.
-#[derive(Debug, Default)]
-struct UniLoop {
-    n1s: HashMap<u64, super::unicast::N1>,
-    next: u64,
-    jobs: Vec<(usize, Component, AllocJob)>,
-    acceptors: Vec<(usize, Vec<String>, u64, Receiver<Accepted>)>,
-    /// Flows over unicast IPCPs, by token.
-    flows: HashMap<u64, super::uni_flows::UniFlowP>,
-    /// Such flows set up by allocations, to watch.
-    new_flows: Vec<super::uni_flows::UniFlowP>,
-}
 
 /// Wakes the event loop from any thread (never blocks: a full socket means a wake-up is
 /// pending anyway).
@@ -72,7 +53,7 @@ impl Waker {
 
 /// What a connection is doing.
 #[derive(Debug)]
-enum Doing {
+pub(super) enum Doing {
     /// Accepted: its request has not come yet.
     Reading { since: Instant },
     /// Its flow is being allocated.
@@ -94,9 +75,9 @@ enum Doing {
 /// A client connection, with the user's connection slot it takes.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    ch: Channel,
-    slot: Option<Slot>,
-    doing: Doing,
+    pub(super) ch: Channel,
+    pub(super) slot: Option<Slot>,
+    pub(super) doing: Doing,
 }
 
 /// Work for the admin thread.
@@ -111,9 +92,9 @@ pub(crate) enum AdminWork {
 /// A connection and its work, for the admin thread.
 #[derive(Debug)]
 pub(crate) struct AdminJob {
-    ch: Channel,
-    slot: Option<Slot>,
-    work: AdminWork,
+    pub(super) ch: Channel,
+    pub(super) slot: Option<Slot>,
+    pub(super) work: AdminWork,
 }
 
 /// What the loop shares with other threads.
@@ -122,9 +103,9 @@ pub struct LoopShared {
     waker: Waker,
     wake_rx: Option<UnixDatagram>,
     admin_tx: SyncSender<AdminJob>,
-    admin_rx: Mutex<Option<Receiver<AdminJob>>>,
+    pub(super) admin_rx: Mutex<Option<Receiver<AdminJob>>>,
     /// Connections handed back by the admin thread (captures).
-    returned: Mutex<Vec<Conn>>,
+    pub(super) returned: Mutex<Vec<Conn>>,
     /// Work for the unicast IPCPs (enrolments to start, acceptors to watch).
     uni: Mutex<Vec<super::unicast::UniRequest>>,
 }
@@ -152,7 +133,7 @@ impl Default for LoopShared {
     }
 }
 
-fn reply_err(ch: &Channel, code: ErrorCode, message: String) {
+pub(super) fn reply_err(ch: &Channel, code: ErrorCode, message: String) {
     // A client whose socket is full is not waited for: it asked one thing and reads it.
     let _ = ch.try_send(&Reply::Error { code, message }, &[]);
 }
@@ -587,219 +568,5 @@ impl Daemon {
             }
         }
         due
-    }
-
-    /// The unicast IPCPs' work: requests, allocations of N-1 flows, flows for internal
-    /// acceptors, their machines' output and timers.
-    fn tend_uni(&self, epoll: &Epoll, u: &mut UniLoop, now: Instant) {
-        use super::unicast::UniRequest;
-        let reqs = std::mem::take(&mut *self.lp_uni_requests());
-        let mut got: Vec<(usize, Accepted, Option<Component>)> = vec![];
-        for r in reqs {
-            match r {
-                UniRequest::Enrol { uni, dst } => {
-                    self.uni_alloc(u, &mut got, uni, &dst, Component::Enrollment)
-                }
-                UniRequest::Connect { uni, dst, comp } => {
-                    self.uni_alloc(u, &mut got, uni, &dst, comp)
-                }
-                UniRequest::Accept { uni, names, id, rx } => u.acceptors.push((uni, names, id, rx)),
-            }
-        }
-        for (uni, comp, job) in std::mem::take(&mut u.jobs) {
-            match self.alloc_poll(job, now) {
-                Step::Done(Ok(acc)) => got.push((uni, acc, Some(comp))),
-                Step::Done(Err(e)) => self.uni_failed(uni, comp, &e.to_string()),
-                Step::Pending(job) => u.jobs.push((uni, comp, job)),
-            }
-        }
-        let mut again = vec![];
-        u.acceptors
-            .retain(|(uni, names, _, rx)| match rx.try_recv() {
-                Ok(acc) => {
-                    got.push((*uni, acc, None));
-                    again.push((*uni, names.clone()));
-                    false
-                }
-                Err(TryRecvError::Empty) => true,
-                Err(TryRecvError::Disconnected) => false,
-            });
-        for (uni, names) in again {
-            self.uni_accept(uni, &names);
-        }
-        for (uni, acc, ours) in got {
-            if let Some(n1) = self.uni_flow(now, uni, acc, ours) {
-                let token = N1_TOKENS + u.next;
-                u.next += 1;
-                match epoll.add(n1.rx.fd(), EpollEvent::new(EpollFlags::EPOLLIN, token)) {
-                    Ok(()) => {
-                        // SDUs may have come before the flow was watched.
-                        self.uni_read(now, &n1);
-                        u.n1s.insert(token, n1);
-                    }
-                    Err(e) => {
-                        tracing::warn!("N-1 flow {}: cannot watch it: {e}", n1.flow);
-                        self.dealloc(n1.flow);
-                    }
-                }
-            }
-        }
-        let mut incoming = vec![];
-        let closing = self.uni_pump(now, &u.n1s, &mut incoming);
-        for r in incoming {
-            if let Some(fp) = self.uni_serve(r) {
-                u.new_flows.push(fp);
-            }
-        }
-        for fp in std::mem::take(&mut u.new_flows) {
-            let token = N1P_TOKENS + u.next;
-            u.next += 1;
-            match epoll.add(
-                fp.from_app.fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, token),
-            ) {
-                Ok(()) => {
-                    u.flows.insert(token, fp);
-                }
-                Err(e) => {
-                    tracing::warn!("flow {}: cannot watch it: {e}", fp.flow);
-                    self.dealloc(fp.flow);
-                }
-            }
-        }
-        self.uni_to_apps(&u.flows);
-        // Flows whose app went (or that were freed): their endpoint ids go back.
-        let gone: Vec<u64> = {
-            let st = self.st();
-            u.flows
-                .iter()
-                .filter(|(_, f)| !st.flows.contains_key(&f.flow))
-                .map(|(t, _)| *t)
-                .collect()
-        };
-        for t in gone {
-            if let Some(f) = u.flows.remove(&t) {
-                let _ = epoll.delete(f.from_app.fd());
-                if let Some(fa) = self.st().unicast.get_mut(f.uni).and_then(|x| x.fa.as_mut()) {
-                    fa.release(f.local);
-                }
-            }
-        }
-        for flow in closing {
-            let token = u.n1s.iter().find(|(_, n)| n.flow == flow).map(|(t, _)| *t);
-            if let Some(n1) = token.and_then(|t| u.n1s.remove(&t)) {
-                let _ = epoll.delete(n1.rx.fd());
-            }
-            self.dealloc(flow);
-        }
-    }
-
-    /// Starts allocating an N-1 flow to `dst` for component `comp` of IPCP `uni`.
-    fn uni_alloc(
-        &self,
-        u: &mut UniLoop,
-        got: &mut Vec<(usize, Accepted, Option<Component>)>,
-        uni: usize,
-        dst: &str,
-        comp: Component,
-    ) {
-        let pid = std::process::id() as i32;
-        match self.alloc_start(dst, QosSpec::RAW, Duration::from_secs(20), pid) {
-            Step::Done(Ok(acc)) => got.push((uni, acc, Some(comp))),
-            Step::Done(Err(e)) => self.uni_failed(uni, comp, &e.to_string()),
-            Step::Pending(job) => u.jobs.push((uni, comp, job)),
-        }
-    }
-
-    /// The admin thread: o7sctl requests, one at a time, from the loop's bounded queue.
-    pub fn run_admin(self: &Arc<Self>) {
-        let rx = self
-            .lp
-            .admin_rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(rx) = rx else {
-            tracing::error!("the admin thread started twice");
-            return;
-        };
-        while !self.stopping.load(Ordering::Relaxed) {
-            let job = match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(j) => j,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-            };
-            // One client must not hold the thread: replies it does not take, requests
-            // whose rest does not come, fail after a while.
-            if let Err(e) = job.ch.set_timeouts(ADMIN_CLIENT_WAIT) {
-                tracing::debug!("admin: socket time-outs: {e}");
-            }
-            let (ctl, cred) = match job.work {
-                AdminWork::Ctl(c, cred) => (c, cred),
-                AdminWork::Long(cred) => match job.ch.recv::<Request>() {
-                    Ok((Request::Ctl(c), _)) => (c, cred),
-                    Ok(_) => {
-                        reply_err(
-                            &job.ch,
-                            ErrorCode::Invalid,
-                            "only o7sctl requests may be that long".into(),
-                        );
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!("bad request: {e}");
-                        reply_err(&job.ch, ErrorCode::Invalid, e.to_string());
-                        continue;
-                    }
-                },
-            };
-            self.admin_request(job.ch, job.slot, ctl, &cred);
-        }
-    }
-
-    /// Serves one o7sctl request on the admin thread.
-    fn admin_request(&self, ch: Channel, slot: Option<Slot>, c: Ctl, cred: &PeerCred) {
-        if let Err(message) = self.authorize(&c, cred) {
-            self.counters.denied.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                "Refused {} for process {} (uid {}): {message}",
-                crate::authz::verb(&c),
-                cred.pid,
-                cred.uid
-            );
-            let _ = ch.send(
-                &Reply::Error {
-                    code: ErrorCode::Denied,
-                    message,
-                },
-                &[],
-            );
-            return;
-        }
-        if let Ctl::Capture {
-            target,
-            flow,
-            snaplen,
-            ..
-        } = c
-        {
-            // Started here (the data plane answers); the loop watches the client from
-            // then on and stops the capture when it hangs up.
-            if let Some(id) = self.capture(&ch, &target, flow, snaplen) {
-                self.lp
-                    .returned
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(Conn {
-                        ch,
-                        slot,
-                        doing: Doing::Capturing { id },
-                    });
-                self.wake();
-            }
-            return;
-        }
-        let r = self.ctl(c, cred);
-        let _ = ch.send(&r, &[]);
     }
 }

@@ -14,9 +14,9 @@
 //! o7sd are counted and dropped; ARCHITECTURE.md "The unicast layer in o7sd (plan)").
 
 use super::*;
-use o7s_proto::dht::{self, Dht, DhtConfig, LookupId};
+use o7s_proto::dht::{Dht, DhtConfig, LookupId};
 use o7s_proto::enroll::{Connections, EnrollConfig, Event as UniEvent};
-use o7s_proto::fa::{self as ufa, AllocId, Fa, FaConfig, ReqId};
+use o7s_proto::fa::{AllocId, Fa, FaConfig, ReqId};
 use o7s_proto::linkstate::{LinkState, LsConfig};
 use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
 use std::sync::mpsc::Receiver;
@@ -49,12 +49,12 @@ pub struct UniIpcp {
     pub dht: Option<Dht>,
     /// Its bootstrap peer (the enroller), and when it was last asked.
     pub dht_peer: u64,
-    dht_asked: Option<Instant>,
+    pub(super) dht_asked: Option<Instant>,
     /// Names to publish once in a layer (`reg`), and whether they are.
     pub reg: Vec<String>,
-    published: bool,
+    pub(super) published: bool,
     /// DT PDUs to write on N-1 flows at the next pump: (flow, PDU).
-    pending: Vec<(u64, Vec<u8>)>,
+    pub(super) pending: Vec<(u64, Vec<u8>)>,
     /// The flow allocator, once in a layer.
     pub fa: Option<Fa>,
     /// Directory lookups of allocations in progress: their answer (empty: not found).
@@ -95,187 +95,6 @@ pub struct UniIncoming {
     pub qos: QosSpec,
     /// Its OAP request.
     pub oap: Vec<u8>,
-}
-
-/// Bytes of a DT PCI (addr 4, qc, ttl, ecn, eid 8; facts §5.1).
-const PCI_LEN: usize = 15;
-
-/// A DT PDU: the PCI (to `dst`, eid `eid`, the layer's TTL) and `sdu`.
-fn dt_pdu(dst: u64, eid: u64, sdu: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(PCI_LEN + sdu.len());
-    p.extend_from_slice(&(dst as u32).to_le_bytes());
-    p.extend_from_slice(&[0, 60, 0]);
-    p.extend_from_slice(&eid.to_le_bytes());
-    p.extend_from_slice(sdu);
-    p
-}
-
-impl UniIpcp {
-    /// A DT PDU from a DT N-1 flow (the slow path in o7sd until the workers take it):
-    /// for us, to the directory (eid 1) or, for eid 0, the flow allocator (not yet: counted);
-    /// for another IPCP, forwarded along the next hop with its TTL decremented.
-    fn on_dt(&mut self, now: Instant, unix: u64, pdu: &[u8], out: &mut Vec<(u64, Vec<u8>)>) {
-        if pdu.len() < PCI_LEN {
-            self.dt_dropped += 1;
-            return;
-        }
-        let dst = pdu
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, |b: [u8; 4]| u64::from(u32::from_le_bytes(b)));
-        if dst == self.addr {
-            let eid = pdu
-                .get(7..PCI_LEN)
-                .and_then(|b| b.try_into().ok())
-                .map_or(u64::MAX, u64::from_le_bytes);
-            let body = pdu.get(PCI_LEN..).unwrap_or(&[]);
-            match (eid, self.dht.as_mut(), self.fa.as_mut()) {
-                (0, _, Some(f)) => f.handle(now, body),
-                (1, Some(d), _) => d.handle(now, unix, body),
-                (e, _, Some(f)) if f.check_eid(e).is_some() => {
-                    self.rx_pending.push((e, body.to_vec()));
-                }
-                _ => self.dt_dropped += 1,
-            }
-            return;
-        }
-        let ttl = pdu.get(5).copied().unwrap_or(0);
-        let hop = self
-            .ls
-            .as_ref()
-            .and_then(|l| l.next_hop(dst))
-            .and_then(|a| self.dt_nb.get(&a).copied());
-        match hop {
-            Some(flow) if ttl > 1 => {
-                let mut p = pdu.to_vec();
-                if let Some(t) = p.get_mut(5) {
-                    *t -= 1;
-                }
-                self.dt_forwarded += 1;
-                out.push((flow, p));
-            }
-            _ => self.dt_dropped += 1,
-        }
-    }
-
-    /// Sends a component's message to `dst` in a DT PDU along the next hop.
-    fn dt_send(&mut self, dst: u64, eid: u64, msg: &[u8]) {
-        let hop = self
-            .ls
-            .as_ref()
-            .and_then(|l| l.next_hop(dst))
-            .and_then(|a| self.dt_nb.get(&a).copied());
-        match hop {
-            Some(flow) => self.pending.push((flow, dt_pdu(dst, eid, msg))),
-            None => self.dt_dropped += 1,
-        }
-    }
-
-    /// The directory's work: bootstrap through the enroller once it is reachable, publish
-    /// the `reg` names, send what it produced.
-    /// Returns whether an allocation waiting in the loop got an answer (wake it).
-    fn tend_dht(&mut self, now: Instant) -> bool {
-        let unix = unix_now().as_secs();
-        let mut answered = false;
-        let Some(d) = self.dht.as_mut() else {
-            return false;
-        };
-        d.handle_timeout(now);
-        let reachable = |peer: u64, ls: &Option<LinkState<u64>>| {
-            ls.as_ref().is_some_and(|l| l.next_hop(peer).is_some())
-        };
-        if self.dht_peer != 0
-            && d.contacts() == 0
-            && reachable(self.dht_peer, &self.ls)
-            && self
-                .dht_asked
-                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
-        {
-            self.dht_asked = Some(now);
-            d.bootstrap(now, self.dht_peer);
-        }
-        if !self.published && (self.dht_peer == 0 || d.contacts() > 0) {
-            self.published = true;
-            for n in &self.reg {
-                d.register(now, unix, o7s_wire::hash::HashAlgo::Sha3_256.hash(n));
-                tracing::info!("IPCP {}: {n} published in the directory.", self.name);
-            }
-        }
-        let mut out = vec![];
-        while let Some(t) = d.poll_transmit() {
-            out.push((t.dst, 1, t.msg));
-        }
-        while let Some(e) = d.poll_event() {
-            let (id, addrs) = match e {
-                dht::Event::Found { id, addrs, .. } => (id, addrs),
-                dht::Event::NotFound { id, .. } => (id, vec![]),
-            };
-            if let Some(w) = self.lookups.remove(&id) {
-                answered = true;
-                let _ = w.send(addrs);
-            }
-        }
-        if let Some(f) = self.fa.as_mut() {
-            f.handle_timeout(now);
-            while let Some(e) = f.poll_event() {
-                match e {
-                    ufa::Event::Allocated {
-                        id,
-                        local,
-                        remote,
-                        peer,
-                        oap,
-                    } => {
-                        if let Some(w) = self.fa_waiters.remove(&id) {
-                            answered = true;
-                            let ok = w.send(Ok(UniAllocated {
-                                local,
-                                remote,
-                                peer,
-                                oap,
-                            }));
-                            if ok.is_err() {
-                                f.release(local);
-                            }
-                        }
-                    }
-                    ufa::Event::AllocFailed { id, error } => {
-                        if let Some(w) = self.fa_waiters.remove(&id) {
-                            answered = true;
-                            let _ = w.send(Err(error.to_string()));
-                        }
-                    }
-                    ufa::Event::Incoming {
-                        req,
-                        peer,
-                        hash,
-                        qos,
-                        oap,
-                    } => self.incoming.push(UniIncoming {
-                        uni: usize::MAX,
-                        req,
-                        peer,
-                        hash,
-                        qos,
-                        oap,
-                    }),
-                    ufa::Event::Update { .. } => {}
-                }
-            }
-            while let Some(t) = f.poll_transmit() {
-                out.push((t.dst, 0, t.msg));
-            }
-        }
-        for (dst, eid, msg) in out {
-            self.dt_send(dst, eid, &msg);
-        }
-        answered
-    }
-
-    /// Sends an N+1 SDU to the peer's endpoint `remote` at `peer`.
-    pub(super) fn send_sdu(&mut self, peer: u64, remote: u64, sdu: &[u8]) {
-        self.dt_send(peer, remote, sdu);
-    }
 }
 
 /// Work for the event loop from outside it.
@@ -324,7 +143,7 @@ fn new_dht(addr: u64) -> Dht {
     Dht::new(DhtConfig::default(), id.to_vec(), addr, rand::random())
 }
 
-fn unix_now() -> Duration {
+pub(super) fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -665,70 +484,6 @@ impl Daemon {
         close
     }
 
-    /// `o7sctl route list` rows.
-    pub(super) fn uni_routes(&self) -> Vec<Value> {
-        let st = self.st();
-        let mut rows = vec![];
-        for u in &st.unicast {
-            let Some(ls) = &u.ls else { continue };
-            for (dst, hop) in ls.table() {
-                let alt: Vec<String> = ls
-                    .next_hops(*dst)
-                    .into_iter()
-                    .filter(|h| h != hop)
-                    .map(|h| format!("{h:#010x}"))
-                    .collect();
-                rows.push(json!({"ipcp": u.name, "dst": format!("{dst:#010x}"),
-                                 "next_hop": format!("{hop:#010x}"), "alternates": alt}));
-            }
-        }
-        rows
-    }
-
-    /// `o7sctl dht list` rows.
-    pub(super) fn uni_dht(&self) -> Vec<Value> {
-        let st = self.st();
-        let mut rows = vec![];
-        for u in &st.unicast {
-            let Some(d) = &u.dht else { continue };
-            for (key, addr, local, exp) in d.entries() {
-                rows.push(json!({"ipcp": u.name, "key": hex::encode(&key), "address": format!("{addr:#010x}"),
-                                 "local": local, "expires": exp, "contacts": d.contacts()}));
-            }
-        }
-        rows
-    }
-
-    /// `o7sctl lsdb list` rows.
-    pub(super) fn uni_lsdb(&self) -> Vec<Value> {
-        let st = self.st();
-        let mut rows = vec![];
-        for u in &st.unicast {
-            let Some(ls) = &u.ls else { continue };
-            for ((s, d), seq) in ls.lsdb() {
-                rows.push(json!({"ipcp": u.name, "src": format!("{s:#010x}"),
-                                 "dst": format!("{d:#010x}"), "seqno": seq}));
-            }
-        }
-        rows
-    }
-
-    /// An N-1 flow for `comp` could not be allocated.
-    pub(super) fn uni_failed(&self, uni: usize, comp: Component, why: &str) {
-        if let Some(u) = self.st().unicast.get_mut(uni) {
-            if comp == Component::Enrollment {
-                tracing::error!("IPCP {}: enrolment failed: {why}", u.name);
-                u.state = format!("enrolment failed: {why}");
-            } else {
-                tracing::error!(
-                    "IPCP {}: {} connection failed: {why}",
-                    u.name,
-                    comp.comp_name()
-                );
-            }
-        }
-    }
-
     /// When IPCP machines want their timers.
     pub(super) fn uni_timeout(&self) -> Option<Instant> {
         self.st()
@@ -738,25 +493,16 @@ impl Daemon {
                 [
                     u.conn.poll_timeout(),
                     u.ls.as_ref().and_then(|l| l.poll_timeout()),
+                    u.dht.as_ref().and_then(|d| d.poll_timeout()),
+                    u.fa.as_ref().and_then(|f| f.poll_timeout()),
+                    // Bootstrap the directory while it knows no one.
+                    u.dht
+                        .as_ref()
+                        .filter(|d| d.contacts() == 0 && u.dht_peer != 0)
+                        .map(|_| Instant::now() + Duration::from_millis(250)),
                 ]
             })
             .flatten()
             .min()
-    }
-
-    /// `o7sctl ipcp list` rows of the unicast IPCPs.
-    pub(super) fn uni_rows(&self) -> Vec<Value> {
-        self.st()
-            .unicast
-            .iter()
-            .map(|u| {
-                json!({"name": u.name, "type": "unicast", "layer": u.layer.clone().unwrap_or("-".into()),
-                       "dev": "-", "mac": "-", "mtu": 0, "hash": "SHA3_256", "state": u.state,
-                       "io_path": "-", "registered": [], "address": format!("{:#010x}", u.addr),
-                       "dt_neighbours": u.dt_nb.len(), "dt_dropped_in_o7sd": u.dt_dropped,
-                       "dt_forwarded_in_o7sd": u.dt_forwarded,
-                       "dht_contacts": u.dht.as_ref().map_or(0, |d| d.contacts())})
-            })
-            .collect()
     }
 }

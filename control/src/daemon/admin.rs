@@ -1,0 +1,102 @@
+//! The admin thread: o7sctl requests, one at a time, from the event loop's bounded queue
+//! (they may wait on the data plane: opening a port, its counters). A capture, once
+//! started, goes back to the loop.
+
+use super::event_loop::{reply_err, AdminWork, Conn, Doing, ADMIN_CLIENT_WAIT};
+use super::*;
+use crate::conns::Slot;
+use o7s::ipc::PeerCred;
+
+impl Daemon {
+    /// The admin thread: o7sctl requests, one at a time, from the loop's bounded queue.
+    pub fn run_admin(self: &Arc<Self>) {
+        let rx = self
+            .lp
+            .admin_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(rx) = rx else {
+            tracing::error!("the admin thread started twice");
+            return;
+        };
+        while !self.stopping.load(Ordering::Relaxed) {
+            let job = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(j) => j,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            // One client must not hold the thread: replies it does not take, requests
+            // whose rest does not come, fail after a while.
+            if let Err(e) = job.ch.set_timeouts(ADMIN_CLIENT_WAIT) {
+                tracing::debug!("admin: socket time-outs: {e}");
+            }
+            let (ctl, cred) = match job.work {
+                AdminWork::Ctl(c, cred) => (c, cred),
+                AdminWork::Long(cred) => match job.ch.recv::<Request>() {
+                    Ok((Request::Ctl(c), _)) => (c, cred),
+                    Ok(_) => {
+                        reply_err(
+                            &job.ch,
+                            ErrorCode::Invalid,
+                            "only o7sctl requests may be that long".into(),
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!("bad request: {e}");
+                        reply_err(&job.ch, ErrorCode::Invalid, e.to_string());
+                        continue;
+                    }
+                },
+            };
+            self.admin_request(job.ch, job.slot, ctl, &cred);
+        }
+    }
+
+    /// Serves one o7sctl request on the admin thread.
+    fn admin_request(&self, ch: Channel, slot: Option<Slot>, c: Ctl, cred: &PeerCred) {
+        if let Err(message) = self.authorize(&c, cred) {
+            self.counters.denied.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "Refused {} for process {} (uid {}): {message}",
+                crate::authz::verb(&c),
+                cred.pid,
+                cred.uid
+            );
+            let _ = ch.send(
+                &Reply::Error {
+                    code: ErrorCode::Denied,
+                    message,
+                },
+                &[],
+            );
+            return;
+        }
+        if let Ctl::Capture {
+            target,
+            flow,
+            snaplen,
+            ..
+        } = c
+        {
+            // Started here (the data plane answers); the loop watches the client from
+            // then on and stops the capture when it hangs up.
+            if let Some(id) = self.capture(&ch, &target, flow, snaplen) {
+                self.lp
+                    .returned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Conn {
+                        ch,
+                        slot,
+                        doing: Doing::Capturing { id },
+                    });
+                self.wake();
+            }
+            return;
+        }
+        let r = self.ctl(c, cred);
+        let _ = ch.send(&r, &[]);
+    }
+}

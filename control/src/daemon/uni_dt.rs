@@ -1,0 +1,198 @@
+//! A unicast IPCP's DT PDUs in o7sd (the interim path until the workers take them): what
+//! arrives on its DT N-1 flows (for the directory, the flow allocator, a flow of ours, or
+//! another IPCP: forwarded), what its components send, and the directory's and flow
+//! allocator's work.
+
+use super::unicast::unix_now;
+use super::unicast::{UniAllocated, UniIncoming, UniIpcp};
+use super::*;
+use o7s_proto::dht;
+use o7s_proto::fa as ufa;
+use o7s_proto::linkstate::LinkState;
+
+/// Bytes of a DT PCI (addr 4, qc, ttl, ecn, eid 8; facts §5.1).
+const PCI_LEN: usize = 15;
+
+/// A DT PDU: the PCI (to `dst`, eid `eid`, the layer's TTL) and `sdu`.
+fn dt_pdu(dst: u64, eid: u64, sdu: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(PCI_LEN + sdu.len());
+    p.extend_from_slice(&(dst as u32).to_le_bytes());
+    p.extend_from_slice(&[0, 60, 0]);
+    p.extend_from_slice(&eid.to_le_bytes());
+    p.extend_from_slice(sdu);
+    p
+}
+
+impl UniIpcp {
+    /// A DT PDU from a DT N-1 flow (the slow path in o7sd until the workers take it):
+    /// for us, to the directory (eid 1) or, for eid 0, the flow allocator (not yet: counted);
+    /// for another IPCP, forwarded along the next hop with its TTL decremented.
+    pub(super) fn on_dt(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        pdu: &[u8],
+        out: &mut Vec<(u64, Vec<u8>)>,
+    ) {
+        if pdu.len() < PCI_LEN {
+            self.dt_dropped += 1;
+            return;
+        }
+        let dst = pdu
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b: [u8; 4]| u64::from(u32::from_le_bytes(b)));
+        if dst == self.addr {
+            let eid = pdu
+                .get(7..PCI_LEN)
+                .and_then(|b| b.try_into().ok())
+                .map_or(u64::MAX, u64::from_le_bytes);
+            let body = pdu.get(PCI_LEN..).unwrap_or(&[]);
+            match (eid, self.dht.as_mut(), self.fa.as_mut()) {
+                (0, _, Some(f)) => f.handle(now, body),
+                (1, Some(d), _) => d.handle(now, unix, body),
+                (e, _, Some(f)) if f.check_eid(e).is_some() => {
+                    self.rx_pending.push((e, body.to_vec()));
+                }
+                _ => self.dt_dropped += 1,
+            }
+            return;
+        }
+        let ttl = pdu.get(5).copied().unwrap_or(0);
+        let hop = self
+            .ls
+            .as_ref()
+            .and_then(|l| l.next_hop(dst))
+            .and_then(|a| self.dt_nb.get(&a).copied());
+        match hop {
+            Some(flow) if ttl > 1 => {
+                let mut p = pdu.to_vec();
+                if let Some(t) = p.get_mut(5) {
+                    *t -= 1;
+                }
+                self.dt_forwarded += 1;
+                out.push((flow, p));
+            }
+            _ => self.dt_dropped += 1,
+        }
+    }
+
+    /// Sends a component's message to `dst` in a DT PDU along the next hop.
+    pub(super) fn dt_send(&mut self, dst: u64, eid: u64, msg: &[u8]) {
+        let hop = self
+            .ls
+            .as_ref()
+            .and_then(|l| l.next_hop(dst))
+            .and_then(|a| self.dt_nb.get(&a).copied());
+        match hop {
+            Some(flow) => self.pending.push((flow, dt_pdu(dst, eid, msg))),
+            None => self.dt_dropped += 1,
+        }
+    }
+
+    /// The directory's work: bootstrap through the enroller once it is reachable, publish
+    /// the `reg` names, send what it produced.
+    /// Returns whether an allocation waiting in the loop got an answer (wake it).
+    pub(super) fn tend_dht(&mut self, now: Instant) -> bool {
+        let unix = unix_now().as_secs();
+        let mut answered = false;
+        let Some(d) = self.dht.as_mut() else {
+            return false;
+        };
+        d.handle_timeout(now);
+        let reachable = |peer: u64, ls: &Option<LinkState<u64>>| {
+            ls.as_ref().is_some_and(|l| l.next_hop(peer).is_some())
+        };
+        if self.dht_peer != 0
+            && d.contacts() == 0
+            && reachable(self.dht_peer, &self.ls)
+            && self
+                .dht_asked
+                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+        {
+            self.dht_asked = Some(now);
+            d.bootstrap(now, self.dht_peer);
+        }
+        if !self.published && (self.dht_peer == 0 || d.contacts() > 0) {
+            self.published = true;
+            for n in &self.reg {
+                d.register(now, unix, o7s_wire::hash::HashAlgo::Sha3_256.hash(n));
+                tracing::info!("IPCP {}: {n} published in the directory.", self.name);
+            }
+        }
+        let mut out = vec![];
+        while let Some(t) = d.poll_transmit() {
+            out.push((t.dst, 1, t.msg));
+        }
+        while let Some(e) = d.poll_event() {
+            let (id, addrs) = match e {
+                dht::Event::Found { id, addrs, .. } => (id, addrs),
+                dht::Event::NotFound { id, .. } => (id, vec![]),
+            };
+            if let Some(w) = self.lookups.remove(&id) {
+                answered = true;
+                let _ = w.send(addrs);
+            }
+        }
+        if let Some(f) = self.fa.as_mut() {
+            f.handle_timeout(now);
+            while let Some(e) = f.poll_event() {
+                match e {
+                    ufa::Event::Allocated {
+                        id,
+                        local,
+                        remote,
+                        peer,
+                        oap,
+                    } => {
+                        if let Some(w) = self.fa_waiters.remove(&id) {
+                            answered = true;
+                            let ok = w.send(Ok(UniAllocated {
+                                local,
+                                remote,
+                                peer,
+                                oap,
+                            }));
+                            if ok.is_err() {
+                                f.release(local);
+                            }
+                        }
+                    }
+                    ufa::Event::AllocFailed { id, error } => {
+                        if let Some(w) = self.fa_waiters.remove(&id) {
+                            answered = true;
+                            let _ = w.send(Err(error.to_string()));
+                        }
+                    }
+                    ufa::Event::Incoming {
+                        req,
+                        peer,
+                        hash,
+                        qos,
+                        oap,
+                    } => self.incoming.push(UniIncoming {
+                        uni: usize::MAX,
+                        req,
+                        peer,
+                        hash,
+                        qos,
+                        oap,
+                    }),
+                    ufa::Event::Update { .. } => {}
+                }
+            }
+            while let Some(t) = f.poll_transmit() {
+                out.push((t.dst, 0, t.msg));
+            }
+        }
+        for (dst, eid, msg) in out {
+            self.dt_send(dst, eid, &msg);
+        }
+        answered
+    }
+
+    /// Sends an N+1 SDU to the peer's endpoint `remote` at `peer`.
+    pub(super) fn send_sdu(&mut self, peer: u64, remote: u64, sdu: &[u8]) {
+        self.dt_send(peer, remote, sdu);
+    }
+}
