@@ -318,6 +318,75 @@ fn ocbr_stream_loses_nothing_across_a_crash() {
     assert_eq!(c["sent"], s["received"], "{c} {s}");
 }
 
+/// An ocbr flood (as fast as the client can send) while the server's o7sd is killed and
+/// restarted: every SDU the server's ring took reaches the server (its count equals the
+/// data plane's rx_sdus of the adopted flow); what a full ring dropped is counted.
+#[test]
+fn ocbr_flood_loses_nothing_the_ring_took_across_a_crash() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("rf");
+    let conf = server_conf(&t.dev("b"));
+    let mut b = t.daemon("b", &conf);
+    let _a = t.daemon("a", &client_conf(&t.dev("a")));
+    let srv = t
+        .cmd("b", &bin("ocbr"))
+        .args(["-l", "--json", "--flows", "1", "-t", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("b", "b", "ocbr");
+    let cl = t
+        .cmd("a", &bin("ocbr"))
+        .args(["-n", "ocbr", "--json", "-s", "1000", "-f", "-d", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || t
+        .ctl_json("b", &["flow", "list"])
+        .iter()
+        .any(|f| f["rx_sdus"].as_u64().unwrap_or(0) > 1000)));
+    b.kill9();
+    std::thread::sleep(Duration::from_secs(1));
+    let b2 = t.daemon_logged("b", "b", &conf, &[], "o7sd-b-2.log");
+    let out = cl.wait_with_output().unwrap();
+    assert!(out.status.success(), "ocbr client: {}", text(&out));
+    let c = summary(&out);
+    // The adopted flow's counters once the server has drained its ring (it stays until the
+    // server's 3 s idle time-out).
+    let mut last = Value::Null;
+    let settled = eventually(Duration::from_secs(2), || {
+        let f = t
+            .ctl_json("b", &["flow", "list"])
+            .into_iter()
+            .find(|f| f["name"] == "ocbr")
+            .unwrap_or(Value::Null);
+        let same = f["rx_sdus"] == last["rx_sdus"] && !f.is_null();
+        last = f;
+        std::thread::sleep(Duration::from_millis(200));
+        same
+    });
+    assert!(settled, "{last}\n{}", b2.log());
+    let sout = srv.wait_with_output().unwrap();
+    let s: Value = String::from_utf8_lossy(&sout.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no server report: {}", text(&sout)));
+    eprintln!(
+        "ocbr flood across the crash: client sent {}, the server's ring took {} (full ring: {} dropped), the server read {}",
+        c["sent"], last["rx_sdus"], last["drop_ring_full"], s["received"]
+    );
+    assert!(c["sent"].as_u64().unwrap() > 10_000, "{c}");
+    assert_eq!(
+        s["received"], last["rx_sdus"],
+        "every SDU the ring took was read: {s} {last}"
+    );
+}
+
 /// While no o7sd runs, a flow whose app dies is freed by the data plane (its pidfd), its
 /// peer learns it by the peer time-out, and the data plane, left with no flow and no o7sd,
 /// exits after its grace time: no process, no XDP program on the device, no socket left.
