@@ -277,4 +277,36 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
         "oping A -> C through B: {sum}; B forwarded {} DT PDUs",
         after - before
     );
+    // 50 flows through B at once: 50 allocation requests on 50 connections from one
+    // process, all answered with a flow by the server at C (kept accepting).
+    let mut srv = t
+        .cmd("c", &bin("o7s-hostile"))
+        .args(["accept", "50", "5"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = srv.id().to_string();
+    let o = t
+        .cmd("c", &bin("o7sctl"))
+        .args(["bind", "process", &pid, "name", "oping-server"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    t.wait_accepting("c", "c", "oping-server");
+    let o = t
+        .cmd("a", &bin("o7s-hostile"))
+        .args(["pending", "50", "oping-server", "5000"])
+        .output()
+        .unwrap();
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let r: Value = serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or(Value::Null);
+    assert_eq!(
+        r["by"]["Flow"],
+        50,
+        "50 flows at once: {r}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("50 flows through B at once: {r}");
 }

@@ -3,8 +3,8 @@
 //! without security), and o7sd itself moves their SDUs between the app's rings and DT PDUs
 //! on the N-1 flows (read on the app's tx kick; delivered from the DT PDUs for our
 //! address). Counted and shown as such; the workers take this over with the DT path.
-//! Not yet: encryption and authentication on these flows, waiting for an acceptor that
-//! is not in accept at once, auto-started programs.
+//! A request waits (in arrival order, up to `--accept-wait`) for a process to accept its
+//! name. Not yet: encryption and authentication on these flows, auto-started programs.
 
 use super::unicast::{UniAllocated, UniIncoming};
 use super::*;
@@ -264,9 +264,9 @@ impl Daemon {
         ))
     }
 
-    /// Serves a flow request from a peer IPCP: the name's process waiting in accept gets
-    /// the flow (else it is refused).
-    pub(crate) fn uni_serve(&self, r: UniIncoming) -> Option<UniFlowP> {
+    /// Checks a flow request from a peer IPCP: the name it asks for (registered in this
+    /// IPCP) and the OAP response; refused (and `None`) when either is missing.
+    pub(crate) fn uni_check(&self, r: &UniIncoming) -> Option<(String, Vec<u8>)> {
         let name = {
             let st = self.st();
             st.unicast.get(r.uni).and_then(|u| {
@@ -276,53 +276,68 @@ impl Daemon {
                     .cloned()
             })
         };
-        let refuse = |why: &str| {
-            crate::wire_log!(warn, "Unicast flow request refused: {why}.");
-            if let Some(f) = self.st().unicast.get_mut(r.uni).and_then(|u| u.fa.as_mut()) {
-                let _ = f.refuse(r.req, -1);
-            }
-            None
-        };
         let Some(name) = name else {
-            return refuse("the name is not registered in this IPCP");
+            self.uni_refuse(r, "the name is not registered in this IPCP");
+            return None;
         };
         let resp = OapHdr::parse_as(&r.oap, Role::Request, 0)
             .ok()
             .and_then(|req| super::oap_glue::server_key(None, &req, &r.oap).ok())
             .and_then(|(h, _)| h.to_bytes().ok());
         let Some(resp) = resp else {
-            return refuse("a bad OAP request");
+            self.uni_refuse(r, "a bad OAP request");
+            return None;
         };
+        Some((name, resp))
+    }
+
+    /// Refuses a flow request from a peer IPCP.
+    pub(crate) fn uni_refuse(&self, r: &UniIncoming, why: &str) {
+        crate::wire_log!(warn, "Unicast flow request refused: {why}.");
+        if let Some(f) = self.st().unicast.get_mut(r.uni).and_then(|u| u.fa.as_mut()) {
+            let _ = f.refuse(r.req, -1);
+        }
+    }
+
+    /// Serves a checked flow request if a process accepts flows for `name` now: `Err(r)`
+    /// gives the request back to wait (it is served in arrival order as processes come
+    /// back to accept, or refused after `--accept-wait`).
+    pub(crate) fn uni_serve(
+        &self,
+        r: UniIncoming,
+        name: &str,
+        resp: &[u8],
+    ) -> Result<Option<UniFlowP>, UniIncoming> {
         let acc = self
             .st()
             .reg
-            .take_acceptor(&name, &crate::registry::process_lives);
+            .take_acceptor(name, &crate::registry::process_lives);
         let Some(a) = acc else {
-            return refuse(&format!("no process accepts flows for {name}"));
+            return Err(r);
         };
         let local = self
             .st()
             .unicast
             .get_mut(r.uni)
             .and_then(|u| u.fa.as_mut())
-            .and_then(|f| f.accept(r.req, &resp).ok());
+            .and_then(|f| f.accept(r.req, resp).ok());
         let Some((local, remote, peer)) = local else {
             self.st().reg.restore(a);
-            return None;
+            return Ok(None);
         };
-        match self.uni_install(r.uni, local, remote, peer, &name, r.qos, "accept", a.pid) {
+        match self.uni_install(r.uni, local, remote, peer, name, r.qos, "accept", a.pid) {
             Ok((acc, fp)) => {
                 if a.handle.send(acc).is_err() {
                     self.dealloc(fp.flow);
-                    return None;
+                    return Ok(None);
                 }
                 self.wake();
-                Some(fp)
+                Ok(Some(fp))
             }
             Err(e) => {
                 tracing::warn!("unicast flow for {name}: {e}");
                 self.st().reg.restore(a);
-                None
+                Ok(None)
             }
         }
     }

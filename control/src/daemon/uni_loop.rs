@@ -25,7 +25,14 @@ pub(super) struct UniLoop {
     pub(super) flows: HashMap<u64, super::uni_flows::UniFlowP>,
     /// Such flows set up by allocations, to watch.
     pub(super) new_flows: Vec<super::uni_flows::UniFlowP>,
+    /// Flow requests from peer IPCPs waiting for a process to accept: (request, name, OAP
+    /// response, deadline), in arrival order.
+    pub(super) waiting:
+        std::collections::VecDeque<(super::unicast::UniIncoming, String, Vec<u8>, Instant)>,
 }
+
+/// Flow requests from peer IPCPs that may wait for an acceptor, at most.
+const MAX_UNI_WAITING: usize = 256;
 
 impl Daemon {
     /// The unicast IPCPs' work: requests, allocations of N-1 flows, flows for internal
@@ -86,8 +93,25 @@ impl Daemon {
         let mut incoming = vec![];
         let closing = self.uni_pump(now, &u.n1s, &mut incoming);
         for r in incoming {
-            if let Some(fp) = self.uni_serve(r) {
-                u.new_flows.push(fp);
+            if let Some((name, resp)) = self.uni_check(&r) {
+                if u.waiting.len() >= MAX_UNI_WAITING {
+                    self.counters.flow_req_busy.fetch_add(1, Ordering::Relaxed);
+                    self.uni_refuse(&r, "too many requests wait for an acceptor");
+                } else {
+                    let deadline = now + self.settings.accept_wait;
+                    u.waiting.push_back((r, name, resp, deadline));
+                }
+            }
+        }
+        // In arrival order; a name with no process in accept keeps its place.
+        for (r, name, resp, deadline) in std::mem::take(&mut u.waiting) {
+            match self.uni_serve(r, &name, &resp) {
+                Ok(Some(fp)) => u.new_flows.push(fp),
+                Ok(None) => {}
+                Err(r) if now >= deadline => {
+                    self.uni_refuse(&r, &format!("no process accepts flows for {name}"));
+                }
+                Err(r) => u.waiting.push_back((r, name, resp, deadline)),
             }
         }
         for fp in std::mem::take(&mut u.new_flows) {
