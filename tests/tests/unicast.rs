@@ -310,3 +310,91 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
     );
     eprintln!("50 flows through B at once: {r}");
 }
+
+/// The chain over mixed N-1 layers: A and B share a udp4 layer, B and C an eth-dix one
+/// (recursion over both): B enrols through A over udp4, C through B over eth-dix, and A
+/// pings C through B.
+#[test]
+fn a_chain_over_udp4_and_eth_dix_carries_a_ping() {
+    if !can_run() {
+        return;
+    }
+    use o7s_wire::hash::HashAlgo;
+    let t = Topo::bridged("um", &["a", "b", "c"]);
+    for (s, ip) in [("a", "10.77.0.1/24"), ("b", "10.77.0.2/24")] {
+        let o = std::process::Command::new("ip")
+            .args(["-n", &t.ns(s), "addr", "add", ip, "dev", &t.dev(s)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // udp names resolve through /etc/hosts (hex MD5).
+    t.hosts("b", &format!("10.77.0.1 {}\n", HashAlgo::Md5.hex("ua")));
+    let a = t.daemon(
+        "a",
+        "[udp4.u]\nbootstrap=\"udp\"\nip=\"10.77.0.1\"\nreg=[\"ua\"]\n\n[unicast.ua]\nbootstrap=\"mixed\"\nautobind=true\n",
+    );
+    let b = t.daemon(
+        "b",
+        &format!(
+            "[udp4.u]\nbootstrap=\"udp\"\nip=\"10.77.0.2\"\n\n[eth-dix.e]\nbootstrap=\"eth\"\ndev=\"{}\"\nreg=[\"ub\"]\n\n\
+             [unicast.ub]\nenrol=\"ua\"\nautobind=true\nconn=[\"ua\"]\n",
+            t.dev("b")
+        ),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || uni_row(&t, "b", "ub")
+            .is_some_and(|r| r["state"] == "enrolled")),
+        "{}\n{}",
+        b.log(),
+        a.log()
+    );
+    let c = t.daemon(
+        "c",
+        &format!(
+            "[name.\"oping-server\"]\nprog=[\"{}\"]\n\n[eth-dix.e]\nbootstrap=\"eth\"\ndev=\"{}\"\n\n\
+             [unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"oping-server\"]\n",
+            bin("oping").display(),
+            t.dev("c")
+        ),
+    );
+    let ab = addr_of(&t, "b", "ub");
+    let ready = eventually(Duration::from_secs(15), || {
+        uni_row(&t, "c", "uc").is_some_and(|r| r["state"] == "enrolled")
+            && next_hop(&t, "a", &addr_of(&t, "c", "uc")).as_deref() == Some(ab.as_str())
+            && t.ctl_json("a", &["dht", "list"])
+                .iter()
+                .any(|r| r["local"] == false)
+    });
+    assert!(ready, "{}\n{}\n{}", a.log(), b.log(), c.log());
+    // B's N-1 flows: udp4 towards A, eth-dix towards C.
+    let kinds: Vec<String> = t
+        .ctl_json("b", &["flow", "list"])
+        .iter()
+        .map(|f| f["ipcp"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        kinds.contains(&"u".to_string()) && kinds.contains(&"e".to_string()),
+        "{kinds:?}"
+    );
+    let mut srv = t
+        .cmd("c", &bin("oping"))
+        .arg("--listen")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("c", "c", "oping-server");
+    let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "10ms"]);
+    let _ = srv.kill();
+    let _ = srv.wait();
+    assert_eq!(
+        sum["received"],
+        10,
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        a.log(),
+        b.log()
+    );
+    eprintln!("oping A -(udp4)- B -(eth-dix)- C: {sum}");
+}
