@@ -309,6 +309,105 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
         String::from_utf8_lossy(&o.stderr)
     );
     eprintln!("50 flows through B at once: {r}");
+
+    // Bad input on B's N-1 flows with A, sent from A's device as A (the data plane takes a
+    // flow's frames only from its peer): each dropped and counted, B's o7sd stays, and a
+    // flow across the layer still works.
+    let nb: Vec<Value> = t
+        .ctl_json("b", &["flow", "list"])
+        .into_iter()
+        .filter(|f| f["name"] == "ua")
+        .collect();
+    assert_eq!(nb.len(), 2, "Management and DT with A: {nb:?}");
+    let eid = |f: &Value| {
+        u16::from_str_radix(f["local"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let (mgmt, dt) = (eid(&nb[0]), eid(&nb[1]));
+    let mac = |s: &str| t.mac(s).replace(':', "");
+    let frame = |eid: u16, sdu: &[u8]| {
+        format!(
+            "{}{}a000{eid:04x}{:04x}{}",
+            mac("b"),
+            mac("a"),
+            sdu.len(),
+            sdu.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
+    };
+    let pci = |dst: &str, ttl: u8, eid: u64| {
+        let d = u32::from_str_radix(dst.trim_start_matches("0x"), 16).unwrap();
+        let mut v = d.to_le_bytes().to_vec();
+        v.extend_from_slice(&[0, ttl, 0]);
+        v.extend_from_slice(&eid.to_le_bytes());
+        v
+    };
+    // A DHT FIND_NODE_RSP with 25 contacts (more than any k; what fits a frame).
+    let huge = {
+        use o7s_wire::unicast::pb::*;
+        use prost::Message;
+        let c = DhtContactMsg {
+            id: vec![7; 32],
+            addr: 9,
+        };
+        DhtMsg {
+            code: dht_code::FIND_NODE_RSP,
+            src: c.clone(),
+            store: None,
+            find: None,
+            node: Some(DhtFindNodeRspMsg {
+                cookie: 1,
+                key: vec![1; 32],
+                contacts: vec![c; 25],
+            }),
+            val: None,
+        }
+        .encode_to_vec()
+    };
+    let before = uni_row(&t, "b", "ub").unwrap();
+    let bad: Vec<String> = vec![
+        frame(mgmt, &[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]), // not an LSA
+        frame(dt, &[1, 2, 3]),                           // shorter than a PCI
+        frame(dt, &pci(&ac, 1, 0x42)),                   // TTL runs out at B
+        frame(dt, &pci(&ab, 60, 7)),                     // a reserved eid
+        frame(dt, &pci(&ab, 60, 0x1234_0000_0099)),      // an unknown eid
+        frame(dt, &[pci(&ab, 60, 1), vec![0xff; 20]].concat()), // garbage protobuf
+        frame(dt, &[pci(&ab, 60, 1), huge].concat()),    // huge contact list
+        frame(dt, &[pci(&ab, 60, 0), vec![0; 10]].concat()), // short FA message
+        frame(dt, &pci(&"0x0badbad0".to_string(), 60, 0x42)), // no route
+    ];
+    let o = t
+        .cmd("a", &bin("o7s-inject"))
+        .arg(t.dev("a"))
+        .args(&bad)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let n = |r: &Value, k: &str| r[k].as_u64().unwrap_or(0);
+    let counted = eventually(Duration::from_secs(3), || {
+        let r = uni_row(&t, "b", "ub").unwrap();
+        n(&r, "lsa_dropped") > n(&before, "lsa_dropped")
+            && n(&r, "dt_dropped_in_o7sd") >= n(&before, "dt_dropped_in_o7sd") + 5
+            && n(&r, "dht_dropped") >= n(&before, "dht_dropped") + 2
+            && n(&r, "fa_dropped") > n(&before, "fa_dropped")
+    });
+    let after = uni_row(&t, "b", "ub").unwrap();
+    assert!(
+        counted,
+        "every bad SDU counted: before {before}\nafter {after}\n{}",
+        b.log()
+    );
+    eprintln!("bad input at B: before {before}\nafter {after}");
+    let mut srv = t
+        .cmd("c", &bin("oping"))
+        .arg("--listen")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("c", "c", "oping-server");
+    let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "5", "-i", "10ms"]);
+    let _ = srv.kill();
+    let _ = srv.wait();
+    assert_eq!(sum["received"], 5, "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// The chain over mixed N-1 layers: A and B share a udp4 layer, B and C an eth-dix one

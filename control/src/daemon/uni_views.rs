@@ -80,7 +80,16 @@ impl Daemon {
                        "io_path": "-", "registered": [], "address": format!("{:#010x}", u.addr),
                        "dt_neighbours": u.dt_nb.len(), "dt_dropped_in_o7sd": u.dt_dropped,
                        "dt_forwarded_in_o7sd": u.dt_forwarded,
-                       "dht_contacts": u.dht.as_ref().map_or(0, |d| d.contacts())})
+                       "dht_contacts": u.dht.as_ref().map_or(0, |d| d.contacts()),
+                       "dht_dropped": u.dht.as_ref().map_or(0, |d| {
+                           let c = d.counters();
+                           c.dropped_bad + c.dropped_unsolicited
+                       }),
+                       "lsa_dropped": u.ls.as_ref().map_or(0, |l| l.counters().malformed + l.counters().collisions),
+                       "fa_dropped": u.fa.as_ref().map_or(0, |f| {
+                           let c = f.counters();
+                           c.malformed + c.unknown_eid
+                       })})
             })
             .collect()
     }
