@@ -372,7 +372,7 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
         frame(dt, &[pci(&ab, 60, 1), vec![0xff; 20]].concat()), // garbage protobuf
         frame(dt, &[pci(&ab, 60, 1), huge].concat()),    // huge contact list
         frame(dt, &[pci(&ab, 60, 0), vec![0; 10]].concat()), // short FA message
-        frame(dt, &pci(&"0x0badbad0".to_string(), 60, 0x42)), // no route
+        frame(dt, &pci("0x0badbad0", 60, 0x42)),         // no route
     ];
     let o = t
         .cmd("a", &bin("o7s-inject"))
