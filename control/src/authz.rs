@@ -29,6 +29,7 @@ pub fn need(c: &Ctl) -> Need {
         | Ctl::RouteList
         | Ctl::LsdbList
         | Ctl::DhtList
+        | Ctl::NeighbourList
         | Ctl::NameList
         | Ctl::PortList
         | Ctl::CacheList
@@ -38,6 +39,8 @@ pub fn need(c: &Ctl) -> Need {
         Ctl::BindProcess { .. } | Ctl::UnbindProcess { .. } => Need::AdminOrProcessOwner,
         Ctl::IpcpCreate { .. }
         | Ctl::IpcpBootstrap { .. }
+        | Ctl::IpcpEnroll { .. }
+        | Ctl::IpcpConnect { .. }
         | Ctl::IpcpDestroy { .. }
         | Ctl::NameCreate { .. }
         | Ctl::NameDestroy { .. }
@@ -58,6 +61,9 @@ pub fn verb(c: &Ctl) -> &'static str {
         Ctl::RouteList => "route list",
         Ctl::LsdbList => "lsdb list",
         Ctl::DhtList => "dht list",
+        Ctl::NeighbourList => "neighbour list",
+        Ctl::IpcpEnroll { .. } => "ipcp enroll",
+        Ctl::IpcpConnect { .. } => "ipcp connect",
         Ctl::IpcpCreate { .. } => "ipcp create",
         Ctl::IpcpBootstrap { .. } => "ipcp bootstrap",
         Ctl::IpcpDestroy { .. } => "ipcp destroy",

@@ -69,6 +69,28 @@ pub enum Ctl {
         /// Type-specific settings (`dev`, `ethertype`, `hash`).
         settings: std::collections::BTreeMap<String, String>,
     },
+    /// Enrol a unicast IPCP (created if missing) through the member named `dst`.
+    IpcpEnroll {
+        /// IPCP name.
+        name: String,
+        /// The member to enrol through.
+        dst: String,
+        /// Bind the IPCP's and the layer's names to it (others may enrol or connect).
+        #[serde(default)]
+        autobind: bool,
+    },
+    /// Connect a unicast IPCP's components to the member named `dst`.
+    IpcpConnect {
+        /// IPCP name.
+        name: String,
+        /// The member.
+        dst: String,
+        /// `mgmt` or `dt` (none: Management, then DT).
+        #[serde(default)]
+        component: Option<String>,
+    },
+    /// The unicast IPCPs' neighbours: Management and DT connections.
+    NeighbourList,
     /// Destroy an IPCP.
     IpcpDestroy {
         /// IPCP name.

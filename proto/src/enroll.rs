@@ -213,6 +213,20 @@ impl Connections {
             .count()
     }
 
+    /// Every connected flow: (flow, component, the peer's address).
+    pub fn connections(&self) -> Vec<(FlowId, Component, u64)> {
+        let mut v: Vec<(FlowId, Component, u64)> = self
+            .flows
+            .iter()
+            .filter_map(|(id, f)| match f.state {
+                State::Up { comp, peer_addr } => Some((*id, comp, peer_addr)),
+                _ => None,
+            })
+            .collect();
+        v.sort_by_key(|x| x.0);
+        v
+    }
+
     /// The peer address and component of a connected flow.
     pub fn connected(&self, flow: FlowId) -> Option<(Component, u64)> {
         match self.flows.get(&flow)?.state {

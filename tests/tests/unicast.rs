@@ -497,3 +497,94 @@ fn a_chain_over_udp4_and_eth_dix_carries_a_ping() {
     );
     eprintln!("oping A -(udp4)- B -(eth-dix)- C: {sum}");
 }
+
+/// The same with o7sctl instead of configuration tables, as irm does it: `ipcp bootstrap
+/// ... type unicast`, `ipcp enroll ... autobind`, `ipcp connect`; `neighbour list` shows
+/// the connections.
+#[test]
+fn o7sctl_bootstraps_enrols_and_connects_a_unicast_ipcp() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("uo");
+    let eth = |s: &str, reg: &str| {
+        format!(
+            "[eth-dix.e]\nbootstrap=\"eth\"\ndev=\"{}\"\nreg=[{reg}]\n",
+            t.dev(s)
+        )
+    };
+    let a = t.daemon("a", &eth("a", "\"ua\""));
+    let b = t.daemon("b", &eth("b", ""));
+    let ctl = |s: &str, args: &[&str]| {
+        let o = t.cmd(s, &bin("o7sctl")).args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "o7sctl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    ctl(
+        "a",
+        &[
+            "ipcp",
+            "bootstrap",
+            "name",
+            "ua",
+            "layer",
+            "cli",
+            "type",
+            "unicast",
+        ],
+    );
+    ctl(
+        "b",
+        &["ipcp", "enroll", "name", "ub", "dst", "ua", "autobind"],
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || uni_row(&t, "b", "ub")
+            .is_some_and(|r| r["state"] == "enrolled" && r["layer"] == "cli")),
+        "{}\n{}",
+        b.log(),
+        a.log()
+    );
+    // An unknown component is refused clearly.
+    let o = t
+        .cmd("b", &bin("o7sctl"))
+        .args([
+            "ipcp",
+            "connect",
+            "name",
+            "ub",
+            "dst",
+            "ua",
+            "component",
+            "routing",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown component"),
+        "{o:?}"
+    );
+    ctl("b", &["ipcp", "connect", "name", "ub", "dst", "ua"]);
+    let aa = addr_of(&t, "a", "ua");
+    let connected = eventually(Duration::from_secs(10), || {
+        let n = t.ctl_json("b", &["neighbour", "list"]);
+        n.len() == 2
+            && n.iter()
+                .all(|r| r["neighbour"] == aa.as_str() && r["state"] == "up")
+    });
+    assert!(
+        connected,
+        "{:?}\n{}",
+        t.ctl_json("b", &["neighbour", "list"]),
+        b.log()
+    );
+    let ab = addr_of(&t, "b", "ub");
+    assert!(eventually(Duration::from_secs(10), || next_hop(
+        &t, "a", &ab
+    )
+    .as_deref()
+        == Some(ab.as_str())));
+}

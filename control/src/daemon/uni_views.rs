@@ -93,4 +93,96 @@ impl Daemon {
             })
             .collect()
     }
+
+    /// `o7sctl neighbour list` rows: each connected N-1 flow of a unicast IPCP.
+    pub(super) fn uni_neighbours(&self) -> Vec<Value> {
+        let st = self.st();
+        let mut rows = vec![];
+        for u in &st.unicast {
+            for (flow, comp, addr) in u.conn.connections() {
+                let via = st
+                    .flows
+                    .get(&flow)
+                    .map(|f| (f.name.clone(), f.side, f.down))
+                    .unwrap_or_default();
+                rows.push(json!({"ipcp": u.name, "neighbour": format!("{addr:#010x}"),
+                                 "component": comp.comp_name(), "n1_flow": flow,
+                                 "n1_name": via.0, "side": via.1,
+                                 "state": if via.2 { "down" } else { "up" }}));
+            }
+        }
+        rows
+    }
+
+    /// `o7sctl ipcp bootstrap ... type unicast` and `ipcp enroll`: a unicast IPCP as a
+    /// configuration table would make it.
+    pub(super) fn uni_cli(
+        &self,
+        name: &str,
+        layer: Option<&str>,
+        dst: Option<&str>,
+        _autobind: bool,
+    ) -> Result<(), CtlError> {
+        let exists = self.st().unicast.iter().any(|u| u.name == name)
+            || self.st().ipcps.iter().any(|i| i.name == name);
+        if exists {
+            return Err(CtlError::Exists(format!("an IPCP named {name} exists")));
+        }
+        let conf = crate::config::IpcpConf {
+            name: name.to_string(),
+            kind: IpcpKind::Unicast,
+            bootstrap: layer.map(str::to_string),
+            enrol: dst.map(str::to_string),
+            reg: vec![],
+            conn: vec![],
+            hash: o7s_wire::hash::HashAlgo::Sha3_256,
+            dev: None,
+            ethertype: o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
+            ip: None,
+            port: o7s_wire::udp::DEFAULT_PORT,
+            dns: None,
+            line: 0,
+        };
+        self.unicast_create(&conf);
+        Ok(())
+    }
+
+    /// `o7sctl ipcp connect`: Management then DT (or the one component named) to `dst`.
+    pub(super) fn uni_connect(
+        &self,
+        name: &str,
+        dst: &str,
+        component: Option<&str>,
+    ) -> Result<(), CtlError> {
+        let uni = {
+            let st = self.st();
+            let Some((i, u)) = st.unicast.iter().enumerate().find(|(_, u)| u.name == name) else {
+                return Err(CtlError::NotFound(format!("no unicast IPCP named {name}")));
+            };
+            if u.layer.is_none() {
+                return Err(CtlError::Invalid(format!(
+                    "{name} is in no layer yet (bootstrap or enrol it first)"
+                )));
+            }
+            i
+        };
+        let comps = match component {
+            None => vec![Component::Management, Component::DataTransfer],
+            Some("mgmt" | "management") => vec![Component::Management],
+            Some("dt" | "data-transfer") => vec![Component::DataTransfer],
+            Some(c) => {
+                return Err(CtlError::Invalid(format!(
+                    "unknown component {c} (mgmt, dt)"
+                )))
+            }
+        };
+        for comp in comps {
+            self.uni_request(super::unicast::UniRequest::Connect {
+                uni,
+                dst: dst.to_string(),
+                comp,
+            });
+        }
+        Ok(())
+    }
 }

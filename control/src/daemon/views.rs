@@ -116,6 +116,26 @@ impl Daemon {
             Ctl::RouteList => table(self.uni_routes()),
             Ctl::LsdbList => table(self.uni_lsdb()),
             Ctl::DhtList => table(self.uni_dht()),
+            Ctl::NeighbourList => table(self.uni_neighbours()),
+            Ctl::IpcpEnroll {
+                name,
+                dst,
+                autobind,
+            } => match self.uni_cli(&name, None, Some(&dst), autobind) {
+                Ok(()) => {
+                    self.st().created.remove(&name);
+                    Reply::Ok
+                }
+                Err(e) => err(e),
+            },
+            Ctl::IpcpConnect {
+                name,
+                dst,
+                component,
+            } => match self.uni_connect(&name, &dst, component.as_deref()) {
+                Ok(()) => Reply::Ok,
+                Err(e) => err(e),
+            },
             Ctl::IpcpCreate { name, kind } => match IpcpKind::parse(&kind) {
                 Some(k) => {
                     let mut st = self.st();
@@ -145,6 +165,15 @@ impl Daemon {
                     return err(CtlError::Invalid("type is required (eth-dix, eth-llc, udp4, udp6)".into(),
                     ));
                 };
+                if kind == IpcpKind::Unicast {
+                    return match self.uni_cli(&name, Some(&layer), None, true) {
+                        Ok(()) => {
+                            self.st().created.remove(&name);
+                            Reply::Ok
+                        }
+                        Err(e) => err(e),
+                    };
+                }
                 if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) {
                     return match self.udp_bootstrap(&name, kind, &layer, &settings) {
                         Ok(()) => {

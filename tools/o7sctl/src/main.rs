@@ -49,7 +49,8 @@ enum Cmd {
         verb: IpcpCmd,
     },
     /// Names: list, create, destroy, register, unregister.
-    #[command(infer_subcommands = true, subcommand_required = true)]
+    // `n` stays `name` as in irm (`neighbour` shares the letter).
+    #[command(infer_subcommands = true, subcommand_required = true, alias = "n")]
     Name {
         #[command(subcommand)]
         verb: NameCmd,
@@ -102,6 +103,13 @@ enum Cmd {
     /// (`lsdb list`).
     #[command(infer_subcommands = true)]
     Lsdb {
+        #[command(subcommand)]
+        verb: Option<ListCmd>,
+    },
+    /// The unicast IPCPs' neighbours: Management and DT connections with addresses
+    /// (`neighbour list`).
+    #[command(infer_subcommands = true)]
+    Neighbour {
         #[command(subcommand)]
         verb: Option<ListCmd>,
     },
@@ -162,8 +170,15 @@ enum IpcpCmd {
     /// `bootstrap name N layer L type T ...` with, for eth-dix and eth-llc,
     /// `dev D [ethertype 0xA000] [hash SHA3_256]`; for udp4 and udp6,
     /// `ip A [port 3435] [dns SERVER]` (names are MD5 hashes, resolved through /etc/hosts or
-    /// the DNS server). `type` may be left out for an IPCP made with `ipcp create`.
+    /// the DNS server); for unicast, nothing more (the reference's defaults; others may
+    /// enrol through it). `type` may be left out for an IPCP made with `ipcp create`.
     Bootstrap(Words),
+    /// `enroll name N dst D [autobind]`: a unicast IPCP (created if missing) enrols in a
+    /// layer through the member named D.
+    Enroll(Words),
+    /// `connect name N dst D [component mgmt|dt]`: Management and DT connections (both
+    /// when no component is given, Management first) to the member named D.
+    Connect(Words),
     /// `destroy name N` (refused while it carries flows).
     Destroy(Words),
 }
@@ -293,6 +308,22 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
                     settings,
                 }
             }
+            IpcpCmd::Enroll(w) => {
+                let p = pairs(&w.words, &["name", "dst"], &["autobind"])?;
+                Ctl::IpcpEnroll {
+                    name: one(&p, "name")?,
+                    dst: one(&p, "dst")?,
+                    autobind: p.contains_key("autobind"),
+                }
+            }
+            IpcpCmd::Connect(w) => {
+                let p = pairs(&w.words, &["name", "dst", "component"], &[])?;
+                Ctl::IpcpConnect {
+                    name: one(&p, "name")?,
+                    dst: one(&p, "dst")?,
+                    component: one(&p, "component").ok(),
+                }
+            }
             IpcpCmd::Destroy(w) => Ctl::IpcpDestroy {
                 name: one(&pairs(&w.words, &["name"], &[])?, "name")?,
             },
@@ -390,6 +421,7 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
         Cmd::Route { .. } => Ctl::RouteList,
         Cmd::Lsdb { .. } => Ctl::LsdbList,
         Cmd::Dht { .. } => Ctl::DhtList,
+        Cmd::Neighbour { .. } => Ctl::NeighbourList,
         Cmd::Worker { .. } => Ctl::WorkerList,
         Cmd::Stats => Ctl::Stats,
         Cmd::Config {
