@@ -124,6 +124,54 @@ pub struct IpcpConf {
     pub dns: Option<String>,
     /// Line of the table header (for run-time messages).
     pub line: usize,
+    /// A unicast layer's settings (`[unicast.X]` bootstrap keys; defaults otherwise).
+    pub uni: UniSettings,
+}
+
+/// The settings of a unicast layer a `[unicast.X]` table bootstraps (the reference's keys
+/// and defaults, facts §3.4); an enrollee takes the enroller's instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UniSettings {
+    /// TTL of new PDUs.
+    pub max_ttl: u32,
+    /// `pol_link_state`: SIMPLE 0, LFA 1, ECMP 2.
+    pub routing: u32,
+    /// Link-state timers, in seconds.
+    pub t_recalc: u32,
+    /// Link-state timers, in seconds.
+    pub t_update: u32,
+    /// Link-state timers, in seconds.
+    pub t_timeo: u32,
+    /// `pol_cong_avoid`: NONE 0, MB_ECN 1.
+    pub cong_avoid: u32,
+    /// DHT settings.
+    pub dht_alpha: u32,
+    /// DHT settings.
+    pub dht_k: u32,
+    /// DHT settings, in seconds.
+    pub dht_t_expire: u32,
+    /// DHT settings, in seconds.
+    pub dht_t_refresh: u32,
+    /// DHT settings, in seconds.
+    pub dht_t_replicate: u32,
+}
+
+impl Default for UniSettings {
+    fn default() -> Self {
+        Self {
+            max_ttl: 60,
+            routing: 0,
+            t_recalc: 4,
+            t_update: 15,
+            t_timeo: 60,
+            cong_avoid: 1,
+            dht_alpha: 3,
+            dht_k: 8,
+            dht_t_expire: 86_400,
+            dht_t_refresh: 900,
+            dht_t_replicate: 900,
+        }
+    }
 }
 
 /// A whole configuration, in file order.
@@ -355,6 +403,7 @@ fn parse_ipcp(
         port: o7s_wire::udp::DEFAULT_PORT,
         dns: None,
         line: hl,
+        uni: UniSettings::default(),
     };
     let kinds_ok = |ks: &[IpcpKind]| ks.contains(&kind);
     for (k, val) in t {
@@ -433,7 +482,10 @@ fn parse_ipcp(
             "addr_size" | "eid_size" | "max_ttl" | "addr-auth" | "routing" | "ls_t_recalc"
             | "ls_t_update" | "ls_t_timeo" | "congestion" | "directory" | "dht_alpha" | "dht_k"
             | "dht_t_expire" | "dht_t_refresh" | "dht_t_replicate"
-                if kind == IpcpKind::Unicast => {}
+                if kind == IpcpKind::Unicast =>
+            {
+                uni_key(src, kl, k, val, &mut c.uni)?
+            }
             _ => {
                 return Err(src.err(
                     kl,
@@ -463,10 +515,111 @@ fn parse_ipcp(
     Ok(c)
 }
 
+/// One bootstrap key of a `[unicast.X]` table, checked against the reference's limits.
+fn uni_key(
+    src: &Src<'_>,
+    kl: usize,
+    k: &str,
+    val: &toml::Value,
+    u: &mut UniSettings,
+) -> Result<(), ConfigError> {
+    let int = |lo: i64, hi: i64| -> Result<u32, ConfigError> {
+        let v = val
+            .as_integer()
+            .ok_or_else(|| src.err(kl, k, "expected an integer"))?;
+        if !(lo..=hi).contains(&v) {
+            return Err(src.err(kl, k, format!("{v}: must be {lo}..={hi}")));
+        }
+        u32::try_from(v).map_err(|_| src.err(kl, k, format!("{v}: out of range")))
+    };
+    let word = || {
+        val.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| src.err(kl, k, "expected a string"))
+    };
+    match k {
+        // The flat address policy and DT have these sizes only.
+        "addr_size" => {
+            int(4, 4)?;
+        }
+        "eid_size" => {
+            int(8, 8)?;
+        }
+        "max_ttl" => u.max_ttl = int(1, 255)?,
+        "addr-auth" => {
+            let w = word()?;
+            if w != "flat" {
+                return Err(src.err(kl, k, format!("'{w}': only \"flat\" exists")));
+            }
+        }
+        "routing" => {
+            u.routing = match word()?.as_str() {
+                "link-state" | "link_state" => 0,
+                "lfa" => 1,
+                "ecmp" => 2,
+                w => {
+                    return Err(src.err(kl, k, format!("'{w}': expected link-state, lfa or ecmp")))
+                }
+            }
+        }
+        "ls_t_recalc" => u.t_recalc = int(1, 3600)?,
+        "ls_t_update" => u.t_update = int(1, 3600)?,
+        "ls_t_timeo" => u.t_timeo = int(1, 86_400)?,
+        "congestion" => {
+            u.cong_avoid = match word()?.as_str() {
+                "none" => 0,
+                // The reference reads "lfa" as MB-ECN and refuses "mb-ecn" (a bug, facts
+                // §3.4): both mean MB-ECN here.
+                "mb-ecn" | "lfa" => 1,
+                w => return Err(src.err(kl, k, format!("'{w}': expected none or mb-ecn"))),
+            }
+        }
+        "directory" => {
+            let w = word()?;
+            if !w.eq_ignore_ascii_case("dht") {
+                return Err(src.err(kl, k, format!("'{w}': only \"DHT\" exists")));
+            }
+        }
+        "dht_alpha" => u.dht_alpha = int(1, 10)?,
+        "dht_k" => u.dht_k = int(1, 20)?,
+        "dht_t_expire" => u.dht_t_expire = int(10, 86_400)?,
+        "dht_t_refresh" => u.dht_t_refresh = int(3, 3600)?,
+        "dht_t_replicate" => u.dht_t_replicate = int(3, 3600)?,
+        _ => {}
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unicast_settings_are_read_and_checked() {
+        let c = parse(
+            "[unicast.u]\nbootstrap=\"l\"\nrouting=\"lfa\"\nls_t_update=5\ndht_k=4\ncongestion=\"none\"\n",
+            "u.conf",
+        )
+        .unwrap();
+        let u = c.ipcps[0].uni;
+        assert_eq!((u.routing, u.t_update, u.dht_k, u.cong_avoid), (1, 5, 4, 0));
+        for (bad, want) in [
+            (
+                "routing=\"ospf\"",
+                "u.conf:3: routing: 'ospf': expected link-state, lfa or ecmp",
+            ),
+            ("dht_k=21", "u.conf:3: dht_k: 21: must be 1..=20"),
+            ("addr_size=2", "u.conf:3: addr_size: 2: must be 4..=4"),
+            (
+                "dht_t_expire=\"x\"",
+                "u.conf:3: dht_t_expire: expected an integer",
+            ),
+        ] {
+            let e = parse(&format!("[unicast.u]\nbootstrap=\"l\"\n{bad}\n"), "u.conf").unwrap_err();
+            assert_eq!(e.to_string(), want);
+        }
+    }
 
     #[test]
     fn tutorial04_server() {

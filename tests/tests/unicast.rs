@@ -24,7 +24,7 @@ fn an_ipcp_enrols_over_eth_dix_and_adopts_the_layer() {
     let a = t.daemon(
         "a",
         &format!(
-            "[eth-dix.e]\nbootstrap=\"eth\"\ndev=\"{}\"\nreg=[\"ua\"]\n\n[unicast.ua]\nbootstrap=\"ulayer\"\nautobind=true\n",
+            "[eth-dix.e]\nbootstrap=\"eth\"\ndev=\"{}\"\nreg=[\"ua\"]\n\n[unicast.ua]\nbootstrap=\"ulayer\"\nautobind=true\nrouting=\"lfa\"\ndht_k=4\n",
             t.dev("a")
         ),
     );
@@ -77,6 +77,9 @@ fn an_ipcp_enrols_over_eth_dix_and_adopts_the_layer() {
         "oep enroll_req (protobuf)",
         "oep enroll_resp (protobuf)",
         "ipcp_config layer ulayer dir_hash_algo 1 ipcp_type 1",
+        // The table's settings travel in the configuration: LFA routing, k = 4.
+        "link_state pol 1 t_recalc 4 t_update 15 t_timeo 60",
+        "dht alpha 3 k 4 t_expire 86400",
         "oep enroll_ack (protobuf)",
     ] {
         assert!(text.contains(want), "no '{want}' in\n{text}");

@@ -13,11 +13,11 @@ use o7s_proto::linkstate::LinkState;
 /// Bytes of a DT PCI (addr 4, qc, ttl, ecn, eid 8; facts §5.1).
 const PCI_LEN: usize = 15;
 
-/// A DT PDU: the PCI (to `dst`, eid `eid`, the layer's TTL) and `sdu`.
-fn dt_pdu(dst: u64, eid: u64, sdu: &[u8]) -> Vec<u8> {
+/// A DT PDU: the PCI (to `dst`, eid `eid`, TTL `ttl`) and `sdu`.
+fn dt_pdu(dst: u64, eid: u64, ttl: u8, sdu: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(PCI_LEN + sdu.len());
     p.extend_from_slice(&(dst as u32).to_le_bytes());
-    p.extend_from_slice(&[0, 60, 0]);
+    p.extend_from_slice(&[0, ttl, 0]);
     p.extend_from_slice(&eid.to_le_bytes());
     p.extend_from_slice(sdu);
     p
@@ -85,7 +85,10 @@ impl UniIpcp {
             .and_then(|l| l.next_hop(dst))
             .and_then(|a| self.dt_nb.get(&a).copied());
         match hop {
-            Some(flow) => self.pending.push((flow, dt_pdu(dst, eid, msg))),
+            Some(flow) => {
+                let ttl = u8::try_from(self.max_ttl).unwrap_or(u8::MAX);
+                self.pending.push((flow, dt_pdu(dst, eid, ttl, msg)));
+            }
             None => self.dt_dropped += 1,
         }
     }

@@ -142,6 +142,7 @@ impl Daemon {
             port: o7s_wire::udp::DEFAULT_PORT,
             dns: None,
             line: 0,
+            uni: crate::config::UniSettings::default(),
         };
         self.unicast_create(&conf);
         Ok(())

@@ -47,6 +47,8 @@ pub struct UniIpcp {
     pub dt_forwarded: u64,
     /// The directory, once in a layer.
     pub dht: Option<Dht>,
+    /// TTL of the PDUs it sends (the layer's max_ttl).
+    pub max_ttl: u32,
     /// Its bootstrap peer (the enroller), and when it was last asked.
     pub dht_peer: u64,
     pub(super) dht_asked: Option<Instant>,
@@ -137,10 +139,60 @@ fn random_addr() -> u64 {
     }
 }
 
-/// A directory node with a random id (SHA3-256 length, facts §6.2).
-fn new_dht(addr: u64) -> Dht {
+/// A directory node with a random id (SHA3-256 length, facts §6.2), with the layer's
+/// settings.
+fn new_dht(addr: u64, conf: &IpcpConfigMsg) -> Dht {
     let id: [u8; 32] = rand::random();
-    Dht::new(DhtConfig::default(), id.to_vec(), addr, rand::random())
+    let mut cfg = DhtConfig::default();
+    if let Some(d) = conf.unicast.as_ref().and_then(|u| u.dir.dht.as_ref()) {
+        cfg.alpha = d.alpha.max(1) as usize;
+        cfg.k = d.k.max(1) as usize;
+        cfg.t_expire = d.t_expire;
+        cfg.t_refresh = d.t_refresh.max(1);
+        cfg.t_replicate = d.t_replicate.max(1);
+    }
+    Dht::new(cfg, id.to_vec(), addr, rand::random())
+}
+
+/// The layer's link-state settings (policy and timers).
+fn ls_config(conf: &IpcpConfigMsg) -> LsConfig {
+    use o7s_proto::linkstate::Policy;
+    let mut cfg = LsConfig::default();
+    if let Some(ls) = conf.unicast.as_ref().and_then(|u| u.dt.routing.ls.as_ref()) {
+        cfg.t_recalc = Duration::from_secs(u64::from(ls.t_recalc.max(1)));
+        cfg.t_update = Duration::from_secs(u64::from(ls.t_update.max(1)));
+        cfg.t_timeo = Duration::from_secs(u64::from(ls.t_timeo.max(1)));
+        cfg.policy = match ls.pol {
+            1 => Policy::Lfa,
+            2 => Policy::Ecmp,
+            _ => Policy::Simple,
+        };
+    }
+    cfg
+}
+
+/// The configuration a bootstrapper hands out: the reference's defaults with the table's
+/// settings.
+fn layer_conf(layer: &str, addr: u64, s: &crate::config::UniSettings) -> IpcpConfigMsg {
+    let mut conf = IpcpConfigMsg::unicast_default(layer, addr);
+    if let Some(u) = conf.unicast.as_mut() {
+        u.dt.max_ttl = s.max_ttl;
+        u.cong_avoid = s.cong_avoid;
+        if let Some(ls) = u.dt.routing.ls.as_mut() {
+            ls.pol = s.routing;
+            ls.t_recalc = s.t_recalc;
+            ls.t_update = s.t_update;
+            ls.t_timeo = s.t_timeo;
+        }
+        if let Some(d) = u.dir.dht.as_mut() {
+            d.alpha = s.dht_alpha;
+            d.k = s.dht_k;
+            d.t_expire = s.dht_t_expire;
+            d.t_refresh = s.dht_t_refresh;
+            d.t_replicate = s.dht_t_replicate;
+        }
+    }
+    conf
 }
 
 pub(super) fn unix_now() -> Duration {
@@ -164,6 +216,7 @@ impl Daemon {
             dt_dropped: 0,
             dt_forwarded: 0,
             dht: None,
+            max_ttl: 60,
             dht_peer: 0,
             dht_asked: None,
             reg: i.reg.clone(),
@@ -182,15 +235,13 @@ impl Daemon {
         let mut names = vec![i.name.clone()];
         if let (Some(layer), None) = (&i.bootstrap, &i.enrol) {
             let addr = random_addr();
-            let mut conf = IpcpConfigMsg::unicast_default(layer, addr);
             // The bootstrapper's configuration names itself as the DHT peer of those it
             // enrols (facts §6.5).
-            if let Some(d) = conf.unicast.as_mut().and_then(|u| u.dir.dht.as_mut()) {
-                d.peer = addr;
-            }
+            let conf = layer_conf(layer, addr, &i.uni);
+            uni.ls = Some(LinkState::new(addr, ls_config(&conf), Instant::now()));
+            uni.dht = Some(new_dht(addr, &conf));
+            uni.max_ttl = conf.unicast.as_ref().map_or(60, |u| u.dt.max_ttl);
             uni.conn.set_layer(addr, conf);
-            uni.ls = Some(LinkState::new(addr, LsConfig::default(), Instant::now()));
-            uni.dht = Some(new_dht(addr));
             uni.fa = Some(Fa::new(FaConfig::default(), addr, rand::random()));
             uni.addr = addr;
             uni.layer = Some(layer.clone());
@@ -417,9 +468,10 @@ impl Daemon {
                             d.peer = addr;
                         }
                         u.dht_peer = conf_peer;
+                        u.ls = Some(LinkState::new(addr, ls_config(&mine), now));
+                        u.dht = Some(new_dht(addr, &mine));
+                        u.max_ttl = mine.unicast.as_ref().map_or(60, |x| x.dt.max_ttl);
                         u.conn.set_layer(addr, mine);
-                        u.ls = Some(LinkState::new(addr, LsConfig::default(), now));
-                        u.dht = Some(new_dht(addr));
                         u.fa = Some(Fa::new(FaConfig::default(), addr, rand::random()));
                         u.addr = addr;
                         u.layer = Some(layer.clone());
