@@ -297,6 +297,44 @@ impl Topo {
         t
     }
 
+    /// Hosts `sides` joined by one veth pair per link `(x, y)`: `NAME-xy` in x, `NAME-yx` in
+    /// y (see [`Topo::link_dev`]), all up.
+    pub fn links(prefix: &str, sides: &[&str], links: &[(&str, &str)]) -> Topo {
+        let name = unique(prefix);
+        let t = Topo::empty(&name, sides);
+        for (x, y) in links {
+            let (dx, dy) = (t.link_dev(x, y), t.link_dev(y, x));
+            let o = sh(&[
+                "ip",
+                "link",
+                "add",
+                &dx,
+                "netns",
+                &t.ns(x),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &dy,
+                "netns",
+                &t.ns(y),
+            ]);
+            assert!(
+                o.status.success(),
+                "veth: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            sh(&["ip", "-n", &t.ns(x), "link", "set", &dx, "up"]);
+            sh(&["ip", "-n", &t.ns(y), "link", "set", &dy, "up"]);
+        }
+        t
+    }
+
+    /// The device of side `x` on its link to `y` (see [`Topo::links`]).
+    pub fn link_dev(&self, x: &str, y: &str) -> String {
+        format!("{}-{x}{y}", self.name)
+    }
+
     /// Namespace of side `s`.
     pub fn ns(&self, s: &str) -> String {
         format!("{}-{s}", self.name)

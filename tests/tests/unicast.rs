@@ -591,3 +591,140 @@ fn o7sctl_bootstraps_enrols_and_connects_a_unicast_ipcp() {
     .as_deref()
         == Some(ab.as_str())));
 }
+
+/// Four IPCPs in a ring A - B - C - D - A (a veth pair per link) with LFA and fast link-state
+/// timers: A pings C while the link on A's primary path to C is cut (its veth deleted).
+/// The flow survives: A switches to the loop-free alternate at once (its port's device is
+/// gone, so its N-1 flows are down at once); the reverse path settles when the stale
+/// records age out (t_timeo 2 s). The gap is reported.
+#[test]
+fn a_ring_with_lfa_survives_a_cut_link() {
+    if !can_run() {
+        return;
+    }
+    let sides = ["a", "b", "c", "d"];
+    let t = Topo::links(
+        "ur",
+        &sides,
+        &[("a", "b"), ("b", "c"), ("c", "d"), ("d", "a")],
+    );
+    let nb = |s: &str| match s {
+        "a" => ["b", "d"],
+        "b" => ["a", "c"],
+        "c" => ["b", "d"],
+        _ => ["c", "a"],
+    };
+    let eth = |s: &str| {
+        nb(s)
+            .iter()
+            .map(|o| {
+                format!(
+                    "[eth-dix.e{o}]\nbootstrap=\"eth-{s}{o}\"\ndev=\"{}\"\nreg=[\"u{s}\"]\n\n",
+                    t.link_dev(s, o)
+                )
+            })
+            .collect::<String>()
+    };
+    let a = t.daemon(
+        "a",
+        &format!(
+            "{}[unicast.ua]\nbootstrap=\"ring\"\nautobind=true\nrouting=\"lfa\"\nls_t_recalc=1\nls_t_update=1\nls_t_timeo=2\n",
+            eth("a")
+        ),
+    );
+    let mut ds = vec![a];
+    for (s, dst, conn) in [
+        ("b", "ua", "\"ua\""),
+        ("c", "ub", "\"ub\""),
+        ("d", "uc", "\"uc\", \"ua\""),
+    ] {
+        let extra = if s == "c" {
+            format!(
+                "[name.\"oping-server\"]\nprog=[\"{}\"]\n\n",
+                bin("oping").display()
+            )
+        } else {
+            String::new()
+        };
+        let reg = if s == "c" {
+            "reg=[\"oping-server\"]\n"
+        } else {
+            ""
+        };
+        let d = t.daemon(
+            s,
+            &format!(
+                "{extra}{}[unicast.u{s}]\nenrol=\"{dst}\"\nautobind=true\nconn=[{conn}]\n{reg}",
+                eth(s)
+            ),
+        );
+        let name = format!("u{s}");
+        assert!(
+            eventually(Duration::from_secs(10), || uni_row(&t, s, &name)
+                .is_some_and(|r| r["state"] == "enrolled")),
+            "{}",
+            d.log()
+        );
+        ds.push(d);
+    }
+    let ac = addr_of(&t, "c", "uc");
+    let (ab, ad) = (addr_of(&t, "b", "ub"), addr_of(&t, "d", "ud"));
+    // A's route to C: a primary and the other neighbour as its loop-free alternate.
+    let routed = eventually(Duration::from_secs(15), || {
+        t.ctl_json("a", &["route", "list"]).iter().any(|r| {
+            r["dst"] == ac.as_str() && r["alternates"].as_array().is_some_and(|v| !v.is_empty())
+        }) && t
+            .ctl_json("a", &["dht", "list"])
+            .iter()
+            .any(|r| r["local"] == false)
+    });
+    assert!(routed, "{:?}", t.ctl_json("a", &["route", "list"]));
+    let mut srv = t
+        .cmd("c", &bin("oping"))
+        .arg("--listen")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("c", "c", "oping-server");
+    let ping = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", "oping-server", "-c", "800", "-i", "10ms", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let primary = next_hop(&t, "a", &ac).unwrap();
+    let via = if primary == ab { "b" } else { "d" };
+    assert!(primary == ab || primary == ad, "{primary}");
+    let o = std::process::Command::new("ip")
+        .args(["-n", &t.ns("a"), "link", "del", &t.link_dev("a", via)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = ping.wait_with_output().unwrap();
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
+    let sum: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+    let received = sum["received"].as_u64().unwrap_or(0);
+    let gap_ms = (800 - received) * 10;
+    eprintln!(
+        "ring with LFA, link A-{via} cut during 800 pings at 10 ms: {received} received, a gap of about {gap_ms} ms; A now routes C via {:?}",
+        next_hop(&t, "a", &ac)
+    );
+    assert!(
+        received >= 800 - 500,
+        "the flow survives with a gap under 5 s: {sum}"
+    );
+    assert_ne!(
+        next_hop(&t, "a", &ac),
+        Some(primary),
+        "A moved to the alternate"
+    );
+}

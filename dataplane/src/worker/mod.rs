@@ -504,6 +504,7 @@ impl Dataplane {
     /// Marks an Ethernet port down, once, when its device is gone or was replaced by another
     /// of the same name (new interface index): the port's sockets are bound to the old one.
     fn check_links(&mut self) {
+        let mut gone = Vec::new();
         for (id, p) in &mut self.ports {
             if p.stats.link != "up" {
                 continue;
@@ -518,6 +519,26 @@ impl Dataplane {
                 p.dev
             );
             p.stats.link = format!("down: {why}");
+            gone.push(*id);
+        }
+        // Its flows are down at once (not after their peer time-out): their apps and o7sd
+        // learn it now (a unicast layer moves to another next hop).
+        for port in gone {
+            let flows: Vec<u64> = self
+                .flows
+                .iter()
+                .filter(|(_, f)| f.port == port && !f.stats.down)
+                .map(|(id, _)| *id)
+                .collect();
+            for flow in flows {
+                if let Some(f) = self.flows.get_mut(&flow) {
+                    f.stats.down = true;
+                    f.mem.flags().fetch_or(flags::PEER_DOWN, Ordering::SeqCst);
+                    f.rx_kick.kick();
+                }
+                tracing::info!("flow {flow}: its port's device is gone: down");
+                self.out.push(FromDp::FlowDown { flow });
+            }
         }
     }
 
