@@ -92,6 +92,9 @@ pub enum FlowError {
     /// Too much in progress already (a bounded queue or pool is full).
     #[error("{0}")]
     Busy(String),
+    /// The layer cannot give what the flow asks for (its QoS needs what o7s lacks).
+    #[error("{0}")]
+    Unsupported(String),
     /// A failure of this daemon (see its log).
     #[error("{0}")]
     Internal(String),
@@ -110,7 +113,7 @@ impl FlowError {
             Self::Timeout { .. } => ErrorCode::Timeout,
             Self::Refused { .. } => ErrorCode::Refused,
             Self::BadResponse { .. } | Self::Unauthenticated { .. } => ErrorCode::Security,
-            Self::Settings(_) | Self::Signer(_) => ErrorCode::Invalid,
+            Self::Settings(_) | Self::Signer(_) | Self::Unsupported(_) => ErrorCode::Invalid,
             Self::Limit(_) | Self::Memory(_) | Self::Install(_) | Self::Descriptors => {
                 ErrorCode::NoResources
             }

@@ -312,6 +312,13 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
         String::from_utf8_lossy(&o.stderr)
     );
     eprintln!("50 flows through B at once: {r}");
+    // A cube that needs reliable delivery is refused, naming what is missing.
+    let (_, o) = t.oping("a", &["-n", "oping-server", "-c", "1", "-q", "data"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("needs reliable delivery (FRCP"),
+        "{err}"
+    );
 
     // Bad input on B's N-1 flows with A, sent from A's device as A (the data plane takes a
     // flow's frames only from its peer): each dropped and counted, B's o7sd stays, and a

@@ -376,10 +376,14 @@ impl Daemon {
                 let timeout = Duration::from_millis(timeout_ms.max(1));
                 // A unicast layer's directory first (the reference's order), then the
                 // eth and udp layers.
-                if let Some(job) = self.uni_alloc_start(&name, qos, timeout, pid) {
-                    let mut c = c;
-                    c.doing = Doing::UniAllocating(job);
-                    return Some(c);
+                match self.uni_alloc_start(&name, qos, timeout, pid) {
+                    Some(Ok(job)) => {
+                        let mut c = c;
+                        c.doing = Doing::UniAllocating(job);
+                        return Some(c);
+                    }
+                    Some(Err(e)) => return self.alloc_step(c, Step::Done(Err(e))),
+                    None => {}
                 }
                 let step = self.alloc_start(&name, qos, timeout, pid);
                 self.alloc_step(c, step)

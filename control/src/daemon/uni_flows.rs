@@ -66,8 +66,30 @@ impl UniJob {
 
 impl Daemon {
     /// Starts allocating a flow to `name` over the first unicast IPCP in a layer: `None`
-    /// when there is none.
+    /// when there is none; an error for a QoS the layer cannot give.
     pub(crate) fn uni_alloc_start(
+        &self,
+        name: &str,
+        qos: QosSpec,
+        timeout: Duration,
+        pid: i32,
+    ) -> Option<Result<UniJob, FlowError>> {
+        let in_layer = self
+            .st()
+            .unicast
+            .iter()
+            .any(|u| u.dht.is_some() && u.fa.is_some());
+        if in_layer && qos.loss == 0 {
+            // Reliable delivery is FRCP's retransmission, which o7s does not have yet.
+            return Some(Err(FlowError::Unsupported(format!(
+                "the QoS cube {} needs reliable delivery (FRCP retransmission), which o7s does not implement yet on unicast layers: use raw or best",
+                qos.preset_name().unwrap_or("asked for")
+            ))));
+        }
+        self.uni_alloc_job(name, qos, timeout, pid).map(Ok)
+    }
+
+    fn uni_alloc_job(
         &self,
         name: &str,
         qos: QosSpec,
