@@ -46,6 +46,49 @@ pub struct CryptSpec {
     pub rotation_bits: u32,
 }
 
+/// The DT end of a flow over a unicast IPCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UniFlowSpec {
+    /// The IPCP (as in [`ToDp::UniTable`]).
+    pub ipcp: u32,
+    /// The peer IPCP's address.
+    pub dst: u32,
+    /// Our endpoint id (PDUs with it come to this flow).
+    pub local_eid: u64,
+    /// The peer's endpoint id (put in the PCI of what we send).
+    pub remote_eid: u64,
+    /// The TTL of what we send (the layer's max_ttl).
+    pub ttl: u8,
+}
+
+/// Counters of a unicast IPCP's DT path in the data plane.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UniStats {
+    /// The IPCP.
+    pub ipcp: u32,
+    /// PDUs forwarded to another IPCP (TTL decremented).
+    pub forwarded: u64,
+    /// PDUs delivered to an N+1 flow's ring.
+    pub delivered: u64,
+    /// PDUs for its components (flow allocator, directory) handed to o7sd.
+    pub to_o7sd: u64,
+    /// SDUs of its N+1 flows sent in PDUs.
+    pub sent: u64,
+    /// Dropped: shorter than a PCI.
+    pub drop_short: u64,
+    /// Dropped: TTL ran out here.
+    pub drop_ttl: u64,
+    /// Dropped: no route to the destination.
+    pub drop_no_route: u64,
+    /// Dropped: for us, to an endpoint id that is no flow.
+    pub drop_unknown_eid: u64,
+    /// Dropped: for us, to an endpoint id below 64 that no component has.
+    pub drop_reserved_eid: u64,
+    /// Dropped: the next hop's N-1 flow or the N+1 flow is on another worker, or gone,
+    /// or its port did not take the frame.
+    pub drop_n1: u64,
+}
+
 /// `o7sd` to data plane.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -112,6 +155,26 @@ pub enum ToDp {
         /// that adopts it ([`FromDp::Adopted`]).
         #[serde(default)]
         record: String,
+        /// For a flow over a unicast IPCP (an N+1 flow of the layer): its DT end. Its SDUs
+        /// go out with a DT PCI on the N-1 flow of the next hop, PDUs for its endpoint id
+        /// come to its rx ring; `port`, `local`, `remote` and `peer` are unused then
+        /// (`port` is the next hop's port, which places the flow on that port's worker).
+        #[serde(default)]
+        uni: Option<UniFlowSpec>,
+    },
+    /// The forwarding state of unicast IPCP `ipcp` (issue 15): its address, the N-1 flow
+    /// towards each destination, and which flows are its DT N-1 flows (PDUs arriving on
+    /// them are forwarded, delivered or handed to o7sd by the worker). Replaces the
+    /// previous one between two turns of the worker; an empty `n1` takes the IPCP away.
+    UniTable {
+        /// The IPCP.
+        ipcp: u32,
+        /// Its address.
+        own: u32,
+        /// (destination address, N-1 flow of the next hop).
+        next_hop: Vec<(u32, u64)>,
+        /// Its DT N-1 flows.
+        n1: Vec<u64>,
     },
     /// Remove a flow.
     DelFlow {
@@ -464,6 +527,9 @@ pub struct DpStats {
     /// Every worker, when there are several (`o7sd --core 0,1`); empty with one.
     #[serde(default)]
     pub workers: Vec<WorkerInfo>,
+    /// Unicast IPCPs' DT path, per IPCP (summed over workers).
+    #[serde(default)]
+    pub uni: Vec<UniStats>,
 }
 
 /// How the data plane's worker runs.

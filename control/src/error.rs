@@ -95,6 +95,14 @@ pub enum FlowError {
     /// The layer cannot give what the flow asks for (its QoS needs what o7s lacks).
     #[error("{0}")]
     Unsupported(String),
+    /// The unicast layer has no next hop towards the peer IPCP (now).
+    #[error("layer {layer}: no route to the peer IPCP {peer:#010x}")]
+    NoRoute {
+        /// The layer.
+        layer: String,
+        /// The peer IPCP's address.
+        peer: u64,
+    },
     /// A failure of this daemon (see its log).
     #[error("{0}")]
     Internal(String),
@@ -109,7 +117,7 @@ impl FlowError {
                 source: ShimError::NoEid,
                 ..
             } => ErrorCode::NoResources,
-            Self::Layer { .. } | Self::Busy(_) => ErrorCode::Busy,
+            Self::Layer { .. } | Self::Busy(_) | Self::NoRoute { .. } => ErrorCode::Busy,
             Self::Timeout { .. } => ErrorCode::Timeout,
             Self::Refused { .. } => ErrorCode::Refused,
             Self::BadResponse { .. } | Self::Unauthenticated { .. } => ErrorCode::Security,

@@ -225,7 +225,8 @@ impl Router {
             }
             ToDp::DelFlow { flow } => self.flow_owner.remove(flow),
             ToDp::CaptureStart { port, .. } => self.port_owner.get(port).copied(),
-            ToDp::CaptureStop { .. } => {
+            // Every worker forwards for every unicast IPCP.
+            ToDp::CaptureStop { .. } | ToDp::UniTable { .. } => {
                 for w in &self.workers {
                     w.ch.send(&msg, &[])?;
                 }
@@ -335,9 +336,29 @@ impl Router {
                 all.ports.append(&mut s.ports);
                 all.flows.append(&mut s.flows);
                 all.workers.push(s.worker);
+                for u in s.uni {
+                    match all.uni.iter_mut().find(|a| a.ipcp == u.ipcp) {
+                        Some(a) => add_uni(a, &u),
+                        None => all.uni.push(u),
+                    }
+                }
             }
             self.out.push(FromDp::Stats(all));
         }
         Ok(())
     }
+}
+
+/// Adds worker counters `b` of a unicast IPCP to `a`.
+fn add_uni(a: &mut crate::msg::UniStats, b: &crate::msg::UniStats) {
+    a.forwarded += b.forwarded;
+    a.delivered += b.delivered;
+    a.to_o7sd += b.to_o7sd;
+    a.sent += b.sent;
+    a.drop_short += b.drop_short;
+    a.drop_ttl += b.drop_ttl;
+    a.drop_no_route += b.drop_no_route;
+    a.drop_unknown_eid += b.drop_unknown_eid;
+    a.drop_reserved_eid += b.drop_reserved_eid;
+    a.drop_n1 += b.drop_n1;
 }

@@ -13,7 +13,7 @@
 //! started. A request in progress takes no thread: a full queue is refused and counted.
 
 use super::alloc::{AllocJob, Step};
-use super::uni_loop::{UniLoop, N1P_TOKENS, N1_TOKENS};
+use super::uni_loop::{UniLoop, N1_TOKENS};
 use super::*;
 use crate::conns::{Conns, Slot};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -260,11 +260,6 @@ impl Daemon {
                         if let Some(rx) = &self.lp.wake_rx {
                             let mut b = [0u8; 64];
                             while rx.recv(&mut b).is_ok() {}
-                        }
-                    }
-                    token if token >= N1P_TOKENS => {
-                        if let Some(f) = uni.flows.get(&token) {
-                            self.uni_from_app(f);
                         }
                     }
                     token if token >= N1_TOKENS => {

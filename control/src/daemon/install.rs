@@ -93,6 +93,7 @@ impl Daemon {
                     qos,
                 })
                 .unwrap_or_default(),
+                uni: None,
             },
             flow,
             &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],

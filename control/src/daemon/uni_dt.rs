@@ -51,9 +51,6 @@ impl UniIpcp {
             match (eid, self.dht.as_mut(), self.fa.as_mut()) {
                 (0, _, Some(f)) => f.handle(now, body),
                 (1, Some(d), _) => d.handle(now, unix, body),
-                (e, _, Some(f)) if f.check_eid(e).is_some() => {
-                    self.rx_pending.push((e, body.to_vec()));
-                }
                 _ => self.dt_dropped += 1,
             }
             return;
@@ -192,10 +189,5 @@ impl UniIpcp {
             self.dt_send(dst, eid, &msg);
         }
         answered
-    }
-
-    /// Sends an N+1 SDU to the peer's endpoint `remote` at `peer`.
-    pub(super) fn send_sdu(&mut self, peer: u64, remote: u64, sdu: &[u8]) {
-        self.dt_send(peer, remote, sdu);
     }
 }

@@ -1,8 +1,8 @@
-//! Flows over a unicast IPCP (issue 15), interim path: the flow allocator of the IPCP sets
-//! them up (a directory lookup, FLOW_REQ/FLOW_REPLY in DT PDUs with an OAP exchange
-//! without security), and o7sd itself moves their SDUs between the app's rings and DT PDUs
-//! on the N-1 flows (read on the app's tx kick; delivered from the DT PDUs for our
-//! address). Counted and shown as such; the workers take this over with the DT path.
+//! Flows over a unicast IPCP (issue 15): the flow allocator of the IPCP sets them up (a
+//! directory lookup, FLOW_REQ/FLOW_REPLY in DT PDUs with an OAP exchange without
+//! security), and the data plane's worker moves their SDUs (a flow with a DT end:
+//! `ToDp::AddFlow { uni }`), as it forwards the layer's PDUs by the tables o7sd sends
+//! (`ToDp::UniTable`).
 //! A request waits (in arrival order, up to `--accept-wait`) for a process to accept its
 //! name. Not yet: encryption and authentication on these flows, auto-started programs.
 
@@ -11,19 +11,13 @@ use super::*;
 use crate::error::FlowError;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-/// A flow over a unicast IPCP that o7sd serves.
+/// A flow over a unicast IPCP (the data plane moves its SDUs): o7sd gives its endpoint
+/// id back when it ends.
 #[derive(Debug)]
 pub(crate) struct UniFlowP {
     pub uni: usize,
     pub flow: u64,
     pub local: u64,
-    pub remote: u64,
-    pub peer: u64,
-    pub mem: FlowMem,
-    /// The app kicks it when it writes.
-    pub from_app: Kick,
-    /// We kick it when the app has SDUs.
-    pub to_app: Kick,
 }
 
 /// An allocation over a unicast IPCP in progress.
@@ -200,8 +194,8 @@ impl Daemon {
         }
     }
 
-    /// Sets up the memory of a flow over IPCP `uni` for its app and for o7sd, and records
-    /// the flow.
+    /// Sets up a flow over IPCP `uni`: its memory for the app, the flow in the data plane
+    /// (whose worker moves its SDUs in DT PDUs), and o7sd's record.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn uni_install(
         &self,
@@ -216,24 +210,32 @@ impl Daemon {
     ) -> Result<(Accepted, UniFlowP), FlowError> {
         // An N-1 eth frame's room less the DT PCI.
         let mtu = 1400;
-        let (memfd, tx, rx) = flow_mem(mtu).map_err(FlowError::Memory)?;
-        let mem = FlowMem::open(&memfd).map_err(FlowError::Memory)?;
-        // The app's writes kick us.
-        mem.ring(o7s::ring::Dir::Tx)
-            .waiting()
-            .store(1, Ordering::SeqCst);
-        let (Some(from_app), Some(to_app)) = (dup(tx.fd()), dup(rx.fd())) else {
-            return Err(FlowError::Descriptors);
+        // The port of the next hop's N-1 flow places the flow on that port's worker.
+        let (layer, port, ttl) = {
+            let st = self.st();
+            let u = st.unicast.get(uni);
+            let port = u
+                .and_then(|u| {
+                    let hop = u.ls.as_ref()?.next_hop(peer)?;
+                    u.dt_nb.get(&hop).copied()
+                })
+                .and_then(|n1| st.flows.get(&n1))
+                .and_then(|f| st.ipcps.get(f.ipcp))
+                .map(|i| i.port);
+            (
+                u.and_then(|u| u.layer.clone()).unwrap_or_default(),
+                port,
+                u.map_or(64, |u| u8::try_from(u.max_ttl).unwrap_or(u8::MAX)),
+            )
         };
-        let (layer, flow) = {
+        let Some(port) = port else {
+            return Err(FlowError::NoRoute { layer, peer });
+        };
+        let (memfd, tx, rx) = flow_mem(mtu).map_err(FlowError::Memory)?;
+        let flow = {
             let mut st = self.st();
             st.next_flow += 1;
             let flow = st.next_flow;
-            let layer = st
-                .unicast
-                .get(uni)
-                .and_then(|u| u.layer.clone())
-                .unwrap_or_default();
             st.flows.insert(
                 flow,
                 FlowRec {
@@ -249,8 +251,36 @@ impl Daemon {
                     down: false,
                 },
             );
-            (layer, flow)
+            flow
         };
+        let added = self.dp.add_flow(
+            &ToDp::AddFlow {
+                flow,
+                port,
+                local: local as u32,
+                remote: remote as u32,
+                peer: [0; 6],
+                timeout_ms: u64::from(qos.timeout.max(1000)),
+                peer_addr: None,
+                crypt: None,
+                pid,
+                // Not adopted by a restarted o7sd (the layer's state is gone with it).
+                record: String::new(),
+                uni: Some(o7s_abi::msg::UniFlowSpec {
+                    ipcp: uni as u32,
+                    dst: peer as u32,
+                    local_eid: local,
+                    remote_eid: remote,
+                    ttl,
+                }),
+            },
+            flow,
+            &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],
+        );
+        if let Err(e) = added {
+            self.dealloc(flow);
+            return Err(FlowError::Install(e));
+        }
         self.counters.flows.fetch_add(1, Ordering::Relaxed);
         let fds = [dup(&memfd), dup(tx.fd()), dup(rx.fd())];
         let fds: Vec<OwnedFd> = fds.into_iter().flatten().collect();
@@ -273,16 +303,7 @@ impl Daemon {
                 flow,
                 fds,
             },
-            UniFlowP {
-                uni,
-                flow,
-                local,
-                remote,
-                peer,
-                mem,
-                from_app: Kick::from_fd(from_app),
-                to_app: Kick::from_fd(to_app),
-            },
+            UniFlowP { uni, flow, local },
         ))
     }
 
@@ -360,54 +381,6 @@ impl Daemon {
                 tracing::warn!("unicast flow for {name}: {e}");
                 self.st().reg.restore(a);
                 Ok(None)
-            }
-        }
-    }
-
-    /// The app of `f` wrote: its SDUs go out in DT PDUs.
-    pub(crate) fn uni_from_app(&self, f: &UniFlowP) {
-        f.from_app.drain();
-        let ring = f.mem.ring(o7s::ring::Dir::Tx);
-        let mut buf = vec![0u8; 65_536];
-        let mut st = self.st();
-        let Some(u) = st.unicast.get_mut(f.uni) else {
-            return;
-        };
-        loop {
-            while let Ok(Some(n)) = ring.pop(&mut buf) {
-                if n > 0 {
-                    u.send_sdu(f.peer, f.remote, buf.get(..n).unwrap_or(&[]));
-                }
-            }
-            ring.waiting().store(1, Ordering::SeqCst);
-            std::sync::atomic::fence(Ordering::SeqCst);
-            if ring.is_empty() {
-                break;
-            }
-        }
-    }
-
-    /// SDUs that arrived for the flows o7sd serves go to their apps.
-    pub(crate) fn uni_to_apps(&self, flows: &HashMap<u64, UniFlowP>) {
-        let pending: Vec<(usize, u64, Vec<u8>)> = {
-            let mut st = self.st();
-            st.unicast
-                .iter_mut()
-                .enumerate()
-                .flat_map(|(i, u)| {
-                    std::mem::take(&mut u.rx_pending)
-                        .into_iter()
-                        .map(move |(e, s)| (i, e, s))
-                })
-                .collect()
-        };
-        for (uni, eid, sdu) in pending {
-            if let Some(f) = flows.values().find(|f| f.uni == uni && f.local == eid) {
-                if let Ok(wake) = f.mem.ring(o7s::ring::Dir::Rx).push(&sdu) {
-                    if wake {
-                        f.to_app.kick();
-                    }
-                }
             }
         }
     }

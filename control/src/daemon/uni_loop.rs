@@ -10,8 +10,6 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 
 /// Epoll tokens of N-1 flows of unicast IPCPs start here.
 pub(super) const N1_TOKENS: u64 = 1 << 48;
-/// Epoll tokens of flows over unicast IPCPs (o7sd serves their SDUs) start here.
-pub(super) const N1P_TOKENS: u64 = 1 << 49;
 
 /// The unicast IPCPs' part of the loop: N-1 flows o7sd is the app of, allocations of
 /// N-1 flows in progress, internal acceptors.
@@ -21,7 +19,7 @@ pub(super) struct UniLoop {
     pub(super) next: u64,
     pub(super) jobs: Vec<(usize, Component, AllocJob)>,
     pub(super) acceptors: Vec<(usize, Vec<String>, u64, Receiver<Accepted>)>,
-    /// Flows over unicast IPCPs, by token.
+    /// Flows over unicast IPCPs (the data plane moves their SDUs), by flow id.
     pub(super) flows: HashMap<u64, super::uni_flows::UniFlowP>,
     /// Such flows set up by allocations, to watch.
     pub(super) new_flows: Vec<super::uni_flows::UniFlowP>,
@@ -115,22 +113,8 @@ impl Daemon {
             }
         }
         for fp in std::mem::take(&mut u.new_flows) {
-            let token = N1P_TOKENS + u.next;
-            u.next += 1;
-            match epoll.add(
-                fp.from_app.fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, token),
-            ) {
-                Ok(()) => {
-                    u.flows.insert(token, fp);
-                }
-                Err(e) => {
-                    tracing::warn!("flow {}: cannot watch it: {e}", fp.flow);
-                    self.dealloc(fp.flow);
-                }
-            }
+            u.flows.insert(fp.flow, fp);
         }
-        self.uni_to_apps(&u.flows);
         // Flows whose app went (or that were freed): their endpoint ids go back.
         let gone: Vec<u64> = {
             let st = self.st();
@@ -142,7 +126,6 @@ impl Daemon {
         };
         for t in gone {
             if let Some(f) = u.flows.remove(&t) {
-                let _ = epoll.delete(f.from_app.fd());
                 if let Some(fa) = self.st().unicast.get_mut(f.uni).and_then(|x| x.fa.as_mut()) {
                     fa.release(f.local);
                 }
@@ -154,6 +137,49 @@ impl Daemon {
                 let _ = epoll.delete(n1.rx.fd());
             }
             self.dealloc(flow);
+        }
+        self.uni_tables();
+    }
+
+    /// Sends each unicast IPCP's forwarding state to the data plane when it changed: its
+    /// address, the N-1 flow of the next hop towards every destination (the first that is
+    /// up, under LFA and ECMP), its DT N-1 flows.
+    fn uni_tables(&self) {
+        let mut send = vec![];
+        for (i, u) in self.st().unicast.iter_mut().enumerate() {
+            let Some(ls) = u.ls.as_ref() else {
+                continue;
+            };
+            let mut next_hop: Vec<(u32, u64)> = ls
+                .table()
+                .keys()
+                .filter_map(|dst| {
+                    let hop = ls.next_hop(*dst)?;
+                    Some((*dst as u32, *u.dt_nb.get(&hop)?))
+                })
+                .collect();
+            // A neighbour is its own next hop (also before the LSAs name it).
+            for (a, f) in &u.dt_nb {
+                if !next_hop.iter().any(|(d, _)| u64::from(*d) == *a) {
+                    next_hop.push((*a as u32, *f));
+                }
+            }
+            next_hop.sort_unstable();
+            let mut n1: Vec<u64> = u.dt_nb.values().copied().collect();
+            n1.sort_unstable();
+            let table = (u.addr as u32, next_hop, n1);
+            if u.dp_table.as_ref() != Some(&table) {
+                u.dp_table = Some(table.clone());
+                send.push(ToDp::UniTable {
+                    ipcp: i as u32,
+                    own: table.0,
+                    next_hop: table.1,
+                    n1: table.2,
+                });
+            }
+        }
+        for m in send {
+            self.dp.send(&m, &[]);
         }
     }
 

@@ -70,16 +70,25 @@ impl Daemon {
     }
 
     /// `o7sctl ipcp list` rows of the unicast IPCPs.
-    pub(super) fn uni_rows(&self) -> Vec<Value> {
+    /// `dp` holds the workers' counters of the DT path (by IPCP index).
+    pub(super) fn uni_rows(&self, dp: Vec<o7s_abi::msg::UniStats>) -> Vec<Value> {
         self.st()
             .unicast
             .iter()
-            .map(|u| {
+            .enumerate()
+            .map(|(i, u)| {
+                let d = dp.iter().find(|s| s.ipcp as usize == i).cloned().unwrap_or_default();
                 json!({"name": u.name, "type": "unicast", "layer": u.layer.clone().unwrap_or("-".into()),
                        "dev": "-", "mac": "-", "mtu": 0, "hash": "SHA3_256", "state": u.state,
                        "io_path": "-", "registered": [], "address": format!("{:#010x}", u.addr),
                        "dt_neighbours": u.dt_nb.len(), "dt_dropped_in_o7sd": u.dt_dropped,
                        "dt_forwarded_in_o7sd": u.dt_forwarded,
+                       "dt_forwarded": d.forwarded, "dt_delivered": d.delivered,
+                       "dt_to_o7sd": d.to_o7sd, "dt_sent": d.sent,
+                       "dt_drop_short": d.drop_short, "dt_drop_ttl": d.drop_ttl,
+                       "dt_drop_no_route": d.drop_no_route,
+                       "dt_drop_unknown_eid": d.drop_unknown_eid,
+                       "dt_drop_reserved_eid": d.drop_reserved_eid, "dt_drop_n1": d.drop_n1,
                        "dht_contacts": u.dht.as_ref().map_or(0, |d| d.contacts()),
                        "dht_dropped": u.dht.as_ref().map_or(0, |d| {
                            let c = d.counters();

@@ -21,6 +21,10 @@ use o7s_proto::linkstate::{LinkState, LsConfig};
 use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
 use std::sync::mpsc::Receiver;
 
+/// A unicast IPCP's forwarding state as the data plane has it: (address, (destination, N-1
+/// flow of the next hop), DT N-1 flows).
+pub(super) type DpTable = (u32, Vec<(u32, u64)>, Vec<u64>);
+
 /// A unicast IPCP.
 #[derive(Debug)]
 pub struct UniIpcp {
@@ -40,10 +44,12 @@ pub struct UniIpcp {
     pub conn_to: Vec<String>,
     /// DT neighbours: address -> N-1 flow.
     pub dt_nb: HashMap<u64, u64>,
-    /// DT PDUs for N+1 flows that reached o7sd (the workers' DT path does not exist yet):
-    /// dropped.
+    /// DT PDUs that reached o7sd and were dropped (malformed, no route, or for an N+1 flow:
+    /// the data plane's worker delivers those; o7sd sees them only before the worker has
+    /// the IPCP's table).
     pub dt_dropped: u64,
-    /// DT PDUs o7sd forwarded to another IPCP (the slow path until the workers do it).
+    /// DT PDUs o7sd forwarded to another IPCP itself: only those that reached it before the
+    /// worker had the IPCP's table (the worker forwards the rest).
     pub dt_forwarded: u64,
     /// The directory, once in a layer.
     pub dht: Option<Dht>,
@@ -63,8 +69,9 @@ pub struct UniIpcp {
     pub lookups: HashMap<LookupId, std::sync::mpsc::Sender<Vec<u64>>>,
     /// Flow allocations in progress: (our eid, the peer's, its address, its OAP response).
     pub fa_waiters: HashMap<AllocId, std::sync::mpsc::Sender<Result<UniAllocated, String>>>,
-    /// SDUs for N+1 flows (by our eid), for the loop to hand over.
-    pub rx_pending: Vec<(u64, Vec<u8>)>,
+    /// The forwarding state last sent to the data plane: (address, (destination, N-1
+    /// flow), DT N-1 flows).
+    pub(super) dp_table: Option<DpTable>,
     /// Flow requests from peers, for the loop to serve.
     pub incoming: Vec<UniIncoming>,
 }
@@ -225,7 +232,7 @@ impl Daemon {
             fa: None,
             lookups: HashMap::new(),
             fa_waiters: HashMap::new(),
-            rx_pending: vec![],
+            dp_table: None,
             incoming: vec![],
         };
         let idx = {

@@ -84,12 +84,12 @@ impl Daemon {
         match c {
             Ctl::IpcpList => {
                 // The data plane knows whether a port's device is still there.
-                let links: HashMap<u32, String> = self
-                    .dp
-                    .stats()
-                    .map(|s| s.ports.into_iter().map(|p| (p.port, p.link)).collect())
+                let stats = self.dp.stats();
+                let links: HashMap<u32, String> = stats
+                    .as_ref()
+                    .map(|s| s.ports.iter().map(|p| (p.port, p.link.clone())).collect())
                     .unwrap_or_default();
-                let uni = self.uni_rows();
+                let uni = self.uni_rows(stats.map(|s| s.uni).unwrap_or_default());
                 let st = self.st();
                 table(
                     st.ipcps

@@ -63,6 +63,7 @@ impl Dataplane {
                 crypt,
                 pid,
                 record,
+                uni,
             } => {
                 let cipher_nid = crypt.as_ref().map(|c| c.cipher).unwrap_or(0);
                 let crypt = match crypt {
@@ -100,7 +101,20 @@ impl Dataplane {
                 };
                 match FlowMem::open_sealed(&mem) {
                     Ok(mem) => {
-                        self.by_local.insert((port, local), flow);
+                        match uni {
+                            // Its PDUs come by endpoint id through the IPCP's table.
+                            Some(u) => {
+                                self.unis
+                                    .entry(u.ipcp)
+                                    .or_insert_with(|| dt_path::UniState::new(u.ipcp))
+                                    .tables
+                                    .local
+                                    .insert(u.local_eid, flow);
+                            }
+                            None => {
+                                self.by_local.insert((port, local), flow);
+                            }
+                        }
                         self.tables_changed = true;
                         self.flows.insert(
                             flow,
@@ -123,6 +137,8 @@ impl Dataplane {
                                 pidfd: super::lifecycle::pidfd(pid),
                                 record,
                                 timeout_ms,
+                                uni,
+                                dt_of: None,
                                 stats: FlowStats {
                                     flow,
                                     port,
@@ -146,6 +162,12 @@ impl Dataplane {
                 }
             }
             ToDp::DelFlow { flow } => self.remove_flow(flow),
+            ToDp::UniTable {
+                ipcp,
+                own,
+                next_hop,
+                n1,
+            } => self.set_uni_table(ipcp, own, &next_hop, &n1),
             ToDp::Stats => {
                 for f in self.flows.values_mut() {
                     f.stats.key_rotations = f.crypt.as_ref().map(|c| c.rotations).unwrap_or(0);
@@ -199,6 +221,7 @@ impl Dataplane {
                         ..self.worker.clone()
                     },
                     workers: Vec::new(),
+                    uni: self.unis.values().map(|u| u.stats.clone()).collect(),
                 };
                 self.out.push(FromDp::Stats(s));
             }

@@ -4,16 +4,17 @@
 use super::*;
 
 /// Where a flow's frames go on an Ethernet port.
-struct EthDest {
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EthDest {
     kind: PortKind,
     src: [u8; 6],
     dst: [u8; 6],
     remote: u32,
-    local: u32,
+    pub(super) local: u32,
 }
 
 impl EthDest {
-    fn of(p: &Port, f: &Flow) -> Self {
+    pub(super) fn of(p: &Port, f: &Flow) -> Self {
         Self {
             kind: p.kind,
             src: p.mac,
@@ -65,6 +66,17 @@ fn frame_sdu(
             true
         }
     };
+    build_frame(frame, d, len, write).then_some(len)
+}
+
+/// Builds the frame for `d` whose SDU of `len` bytes `write` appends; whether it could be
+/// framed and written.
+pub(super) fn build_frame(
+    frame: &mut Vec<u8>,
+    d: &EthDest,
+    len: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> bool {
     let built = match d.kind {
         PortKind::Dix { ethertype } => {
             build_dix_with(frame, d.dst, d.src, ethertype, d.remote as u16, len, write)
@@ -80,7 +92,7 @@ fn frame_sdu(
         ),
         PortKind::Udp { .. } => Err(frames::SduTooLong(len)),
     };
-    matches!(built, Ok(true)).then_some(len)
+    matches!(built, Ok(true))
 }
 
 impl Dataplane {
@@ -212,10 +224,10 @@ impl Dataplane {
             self.mgmt_to_o7sd(msg, id);
             return;
         }
-        let Some(f) = self
+        let Some((fid, f)) = self
             .by_local
             .get(&(id, eid))
-            .and_then(|fid| self.flows.get_mut(fid))
+            .and_then(|fid| Some((*fid, self.flows.get_mut(fid)?)))
         else {
             p.stats.drop_unknown_eid += 1;
             return;
@@ -223,6 +235,18 @@ impl Dataplane {
         // Only the peer the flow was set up with may send on it.
         if f.peer != src {
             p.stats.drop_wrong_peer += 1;
+            return;
+        }
+        // A DT N-1 flow of a unicast IPCP: the PDU is forwarded or delivered here (what is
+        // for o7sd goes to the flow's ring, which o7sd reads).
+        if let (Some(ipcp), None, false) = (f.dt_of, &f.crypt, sdu.is_empty()) {
+            f.last_rx = self.now;
+            if self.dt_rx(ipcp, sdu) {
+                return;
+            }
+            if let Some(f) = self.flows.get_mut(&fid) {
+                f.deliver_mut(sdu, self.now);
+            }
             return;
         }
         f.deliver_mut(sdu, self.now);

@@ -26,19 +26,25 @@ impl Dataplane {
     /// Removes a flow: sends what its app wrote first (no data is lost), marks its memory
     /// closed and wakes the app.
     pub(super) fn remove_flow(&mut self, flow: u64) {
+        let path = self.tx_path(flow);
         for _ in 0..64 {
-            let n = if self.on_udp(flow) {
-                self.tx_udp(flow)
-            } else {
-                self.tx_flow(flow)
-            };
+            let n = self.tx_any(flow, path);
             if n == 0 {
                 break;
             }
         }
         self.tables_changed = true;
         if let Some(f) = self.flows.remove(&flow) {
-            self.by_local.remove(&(f.port, f.local));
+            match f.uni {
+                Some(u) => {
+                    if let Some(s) = self.unis.get_mut(&u.ipcp) {
+                        s.tables.local.remove(&u.local_eid);
+                    }
+                }
+                None => {
+                    self.by_local.remove(&(f.port, f.local));
+                }
+            }
             f.mem.flags().fetch_or(flags::CLOSED, Ordering::SeqCst);
             f.rx_kick.kick();
         }
@@ -132,9 +138,11 @@ impl Dataplane {
                 io_path: u.stats.io_path.clone(),
             }))
             .collect();
+        // Flows over a unicast IPCP are not offered: the layer's state went with o7sd.
         let flows = self
             .flows
             .iter()
+            .filter(|(_, f)| f.uni.is_none())
             .map(|(id, f)| AdoptedFlow {
                 flow: *id,
                 port: f.port,

@@ -2,6 +2,7 @@
 //! SDUs between ports and flow rings, and reports management frames to `o7sd`.
 
 mod control;
+mod dt_path;
 mod eth_path;
 mod lifecycle;
 mod tap;
@@ -10,7 +11,9 @@ mod udp_path;
 use crate::afpacket::{dev_info, PacketSocket, ETH_P_802_2};
 use crate::ctl_out::CtlOut;
 use crate::frames::{self, build_dix, build_dix_with, build_llc, build_llc_with, Parsed};
-use crate::msg::{DpStats, FlowStats, FromDp, PortKind, PortStats, ToDp, WorkerInfo};
+use crate::msg::{
+    DpStats, FlowStats, FromDp, PortKind, PortStats, ToDp, UniFlowSpec, UniStats, WorkerInfo,
+};
 use crate::police::{Policer, Rates, Source, Verdict};
 use crate::udp::UdpPort;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -87,6 +90,10 @@ struct Flow {
     record: String,
     /// The peer's time-out as o7sd gave it.
     timeout_ms: u64,
+    /// A flow over a unicast IPCP: its DT end.
+    uni: Option<UniFlowSpec>,
+    /// A DT N-1 flow of this unicast IPCP: its PDUs go through [`crate::dt::decide`].
+    dt_of: Option<u32>,
 }
 
 /// Pushes a plaintext SDU into a flow's rx ring (counted; dropped if the ring is full).
@@ -171,8 +178,12 @@ pub struct Dataplane {
     uports: HashMap<u32, UPort>,
     flows: HashMap<u64, Flow>,
     by_local: HashMap<(u32, u32), u64>,
+    /// Unicast IPCPs' DT state, by IPCP.
+    unis: HashMap<u32, dt_path::UniState>,
     buf: Vec<u8>,
     frame: Vec<u8>,
+    /// Scratch for a DT PDU copied out of a UDP port's buffers.
+    pdu: Vec<u8>,
     /// The time at the start of this turn of the loop (one clock read per turn).
     now: Instant,
     /// Ports or flows were added or removed: the loop's id lists must be rebuilt.
@@ -185,6 +196,17 @@ pub struct Dataplane {
     sleeps: u64,
 }
 
+/// How a flow's SDUs leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxPath {
+    /// In Ethernet frames of its port.
+    Eth,
+    /// In datagrams of its UDP port.
+    Udp,
+    /// In DT PDUs on the N-1 flow of the next hop (a flow over a unicast IPCP).
+    Uni,
+}
+
 /// The loop's view of the tables, rebuilt when they change (no allocation per turn).
 #[derive(Default)]
 struct Ids {
@@ -192,8 +214,8 @@ struct Ids {
     ports: Vec<u32>,
     /// Ports with an AF_XDP socket (rings read directly).
     xdp: Vec<u32>,
-    /// Flows, with whether they go over UDP.
-    flows: Vec<(u64, bool)>,
+    /// Flows, with the path their SDUs take.
+    flows: Vec<(u64, TxPath)>,
     ready: Vec<bool>,
 }
 
@@ -230,6 +252,7 @@ impl Dataplane {
             uports: HashMap::default(),
             flows: HashMap::default(),
             by_local: HashMap::default(),
+            unis: HashMap::default(),
             now: Instant::now(),
             tables_changed: true,
             worker: WorkerInfo::default(),
@@ -237,6 +260,7 @@ impl Dataplane {
             sleeps: 0,
             buf: vec![0u8; 65536],
             frame: Vec::with_capacity(65536),
+            pdu: Vec::with_capacity(65536),
         }
     }
 
@@ -308,12 +332,8 @@ impl Dataplane {
             for id in &ids.xdp {
                 work += self.rx_xdp(*id);
             }
-            for &(id, udp) in &ids.flows {
-                work += if udp {
-                    self.tx_udp(id)
-                } else {
-                    self.tx_flow(id)
-                };
+            for &(id, path) in &ids.flows {
+                work += self.tx_any(id, path);
             }
             self.kick_apps();
             if self.up.is_orphan() {
@@ -392,11 +412,8 @@ impl Dataplane {
                 .map(|(k, _)| *k),
         );
         ids.flows.clear();
-        ids.flows.extend(
-            self.flows
-                .iter()
-                .map(|(id, f)| (*id, self.uports.contains_key(&f.port))),
-        );
+        ids.flows
+            .extend(self.flows.keys().map(|id| (*id, self.tx_path(*id))));
     }
 
     /// One poll over the control channel, the AF_PACKET/UDP sockets and the flows' tx kicks
@@ -527,7 +544,7 @@ impl Dataplane {
             let flows: Vec<u64> = self
                 .flows
                 .iter()
-                .filter(|(_, f)| f.port == port && !f.stats.down)
+                .filter(|(_, f)| f.port == port && !f.stats.down && f.uni.is_none())
                 .map(|(id, _)| *id)
                 .collect();
             for flow in flows {
@@ -542,11 +559,22 @@ impl Dataplane {
         }
     }
 
-    /// Whether `flow` runs over a UDP port.
-    fn on_udp(&self, flow: u64) -> bool {
-        self.flows
-            .get(&flow)
-            .is_some_and(|f| self.uports.contains_key(&f.port))
+    /// How `flow`'s SDUs leave.
+    fn tx_path(&self, flow: u64) -> TxPath {
+        match self.flows.get(&flow) {
+            Some(f) if f.uni.is_some() => TxPath::Uni,
+            Some(f) if self.uports.contains_key(&f.port) => TxPath::Udp,
+            _ => TxPath::Eth,
+        }
+    }
+
+    /// Sends what waits in `flow`'s tx ring (a batch).
+    fn tx_any(&mut self, flow: u64, path: TxPath) -> usize {
+        match path {
+            TxPath::Eth => self.tx_flow(flow),
+            TxPath::Udp => self.tx_udp(flow),
+            TxPath::Uni => self.tx_uni(flow),
+        }
     }
 
     /// Every 100 ms: flows whose peer has been silent for their timeout go down; flows that
@@ -559,7 +587,8 @@ impl Dataplane {
         let mut down = Vec::new();
         let mut quiet = Vec::new();
         for (id, f) in &mut self.flows {
-            if f.stats.down {
+            // A flow over a unicast IPCP has no keepalives of its own (no FRCT yet).
+            if f.stats.down || f.uni.is_some() {
                 continue;
             }
             if now.duration_since(f.last_rx) > f.timeout {
@@ -572,7 +601,7 @@ impl Dataplane {
             }
         }
         for flow in quiet {
-            let sent = if self.on_udp(flow) {
+            let sent = if self.tx_path(flow) == TxPath::Udp {
                 self.keepalive_udp(flow)
             } else {
                 self.keepalive_eth(flow)

@@ -47,16 +47,32 @@ impl Dataplane {
                     self.mgmt_to_o7sd(msg, id);
                     continue;
                 }
-                let Some(f) = self
+                let Some((fid, f)) = self
                     .by_local
                     .get(&(id, eid))
-                    .and_then(|fid| self.flows.get_mut(fid))
+                    .and_then(|fid| Some((*fid, self.flows.get_mut(fid)?)))
                 else {
                     u.stats.drop_unknown_eid += 1;
                     continue;
                 };
                 if f.peer_addr != Some(src) {
                     u.stats.drop_wrong_peer += 1;
+                    continue;
+                }
+                // A DT N-1 flow of a unicast IPCP: as on Ethernet (a copy: the datagram
+                // lies in the port's buffers).
+                let body = dg.get(o7s_wire::udp::HEADER_LEN..).unwrap_or(&[]);
+                if let (Some(ipcp), None, false) = (f.dt_of, &f.crypt, body.is_empty()) {
+                    f.last_rx = self.now;
+                    let mut pdu = std::mem::take(&mut self.pdu);
+                    pdu.clear();
+                    pdu.extend_from_slice(body);
+                    if !self.dt_rx(ipcp, &mut pdu) {
+                        if let Some(f) = self.flows.get_mut(&fid) {
+                            f.deliver(&pdu, self.now);
+                        }
+                    }
+                    self.pdu = pdu;
                     continue;
                 }
                 if let Some(dg) = u.sock.datagram_mut(i) {

@@ -1,0 +1,319 @@
+//! The unicast layer's DT path in a worker (issue 15 item 4): PDUs arriving on a DT N-1
+//! flow go through [`crate::dt::decide`] and are forwarded on the next hop's N-1 flow (TTL
+//! decremented, ECN byte kept), delivered to an N+1 flow's ring, or left in the N-1 flow's
+//! ring for o7sd (flow allocator and directory, eids below 64); SDUs of N+1 flows get a DT
+//! PCI and go out on the next hop's N-1 flow. o7sd sends the tables
+//! ([`ToDp::UniTable`]); nothing here waits for it.
+
+use super::eth_path::{build_frame, EthDest};
+use super::*;
+use crate::dt::{self, DtAction, DtDrop, DtTables, PCI_LEN};
+
+/// A unicast IPCP as a worker knows it.
+#[derive(Debug, Default)]
+pub(super) struct UniState {
+    /// Address, next hops, N+1 flows by endpoint id.
+    pub(super) tables: DtTables,
+    /// Its DT N-1 flows (as the last table named them).
+    n1: Vec<u64>,
+    /// Counters.
+    pub(super) stats: UniStats,
+}
+
+impl UniState {
+    pub(super) fn new(ipcp: u32) -> Self {
+        Self {
+            stats: UniStats {
+                ipcp,
+                ..UniStats::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a PDU leaves: an N-1 flow's port and peer.
+#[derive(Debug, Clone, Copy)]
+enum N1Dest {
+    Eth {
+        port: u32,
+        d: EthDest,
+    },
+    Udp {
+        port: u32,
+        dst: SocketAddr,
+        remote: u32,
+    },
+}
+
+/// Builds the frame or datagram of a PDU of `len` bytes that `write` appends; whether it
+/// could be built.
+fn build_n1(
+    frame: &mut Vec<u8>,
+    dest: &N1Dest,
+    len: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> bool {
+    match dest {
+        N1Dest::Eth { d, .. } => build_frame(frame, d, len, write),
+        N1Dest::Udp { remote, .. } => {
+            frame.clear();
+            frame.extend_from_slice(&remote.to_be_bytes());
+            len <= crate::udp::MAX_DATAGRAM && write(frame)
+        }
+    }
+}
+
+/// Sends the frame or datagram built for `dest`; whether its port took it (counted on the
+/// port). An AF_XDP port's tx ring is flushed when `flush`.
+fn send_n1(
+    ports: &mut HashMap<u32, Port>,
+    uports: &mut HashMap<u32, UPort>,
+    dest: &N1Dest,
+    frame: &[u8],
+    flush: bool,
+) -> bool {
+    match dest {
+        N1Dest::Eth { port, d } => {
+            let Some(p) = ports.get_mut(port) else {
+                return false;
+            };
+            for t in &mut p.taps {
+                t.take(frame, true, d.local);
+            }
+            // The port being read has lent its AF_XDP socket to the batch: AF_PACKET then.
+            let sent = match &mut p.xdp {
+                Some(x) => {
+                    let sent = x.send(frame);
+                    if flush {
+                        x.flush();
+                    }
+                    sent
+                }
+                None => p.sock.send(frame).is_ok(),
+            };
+            if sent {
+                p.stats.tx_frames += 1;
+            } else {
+                p.stats.tx_errors += 1;
+            }
+            sent
+        }
+        N1Dest::Udp { port, dst, .. } => {
+            let Some(u) = uports.get_mut(port) else {
+                return false;
+            };
+            let sent = matches!(u.sock.send_batch(dst, &[frame]), Ok(1));
+            if sent {
+                u.stats.tx_frames += 1;
+            } else {
+                u.stats.tx_errors += 1;
+            }
+            sent
+        }
+    }
+}
+
+/// The PCI of what flow `s` sends (facts §5.1: dst, qos cube 0, TTL, ECN 0, eid).
+fn pci_of(s: &UniFlowSpec) -> [u8; PCI_LEN] {
+    let mut p = [0u8; PCI_LEN];
+    p[..4].copy_from_slice(&s.dst.to_le_bytes());
+    p[5] = s.ttl;
+    p[7..].copy_from_slice(&s.remote_eid.to_le_bytes());
+    p
+}
+
+impl Dataplane {
+    /// Installs IPCP `ipcp`'s forwarding state between two turns (ToDp::UniTable).
+    pub(super) fn set_uni_table(
+        &mut self,
+        ipcp: u32,
+        own: u32,
+        next_hop: &[(u32, u64)],
+        n1: &[u64],
+    ) {
+        let u = self.unis.entry(ipcp).or_insert_with(|| UniState::new(ipcp));
+        u.tables.own = own;
+        u.tables.next_hop = next_hop.iter().copied().collect();
+        let old = std::mem::replace(&mut u.n1, n1.to_vec());
+        for id in old {
+            if let Some(f) = self.flows.get_mut(&id).filter(|f| f.dt_of == Some(ipcp)) {
+                f.dt_of = None;
+            }
+        }
+        for id in n1 {
+            if let Some(f) = self.flows.get_mut(id) {
+                f.dt_of = Some(ipcp);
+            }
+        }
+        tracing::debug!(
+            "unicast IPCP {ipcp}: address {own:#010x}, {} routes, {} N-1 flows",
+            next_hop.len(),
+            n1.len()
+        );
+    }
+
+    /// Where N-1 flow `n1` sends: `None` when it is not on this worker or is encrypted (an
+    /// N-1 flow of a unicast IPCP is not; such PDUs are counted and dropped).
+    fn n1_dest(&self, n1: u64) -> Option<N1Dest> {
+        let f = self.flows.get(&n1).filter(|f| f.crypt.is_none())?;
+        if let Some(p) = self.ports.get(&f.port) {
+            return Some(N1Dest::Eth {
+                port: f.port,
+                d: EthDest::of(p, f),
+            });
+        }
+        self.uports.contains_key(&f.port).then_some(())?;
+        Some(N1Dest::Udp {
+            port: f.port,
+            dst: f.peer_addr?,
+            remote: f.remote,
+        })
+    }
+
+    /// A PDU (not a keepalive) that arrived on a DT N-1 flow of IPCP `ipcp`: handled here
+    /// (forwarded, delivered or dropped and counted), or `false` to put it in the N-1
+    /// flow's ring for o7sd (its components' PDUs, or an IPCP without a table yet).
+    pub(super) fn dt_rx(&mut self, ipcp: u32, pdu: &mut [u8]) -> bool {
+        let Some(u) = self.unis.get_mut(&ipcp) else {
+            return false;
+        };
+        match dt::decide(pdu, &u.tables) {
+            DtAction::Control { .. } => {
+                u.stats.to_o7sd += 1;
+                false
+            }
+            DtAction::Drop(why) => {
+                let s = &mut u.stats;
+                *match why {
+                    DtDrop::Short => &mut s.drop_short,
+                    DtDrop::TtlExpired => &mut s.drop_ttl,
+                    DtDrop::NoRoute => &mut s.drop_no_route,
+                    DtDrop::UnknownEid => &mut s.drop_unknown_eid,
+                    DtDrop::ReservedEid => &mut s.drop_reserved_eid,
+                } += 1;
+                true
+            }
+            DtAction::Deliver { flow, .. } => {
+                match (self.flows.get_mut(&flow), pdu.get_mut(PCI_LEN..)) {
+                    (Some(f), Some(sdu)) => {
+                        u.stats.delivered += 1;
+                        f.deliver_mut(sdu, self.now);
+                    }
+                    _ => u.stats.drop_n1 += 1,
+                }
+                true
+            }
+            DtAction::Forward { n1 } => {
+                let sent = self.n1_dest(n1).is_some_and(|d| {
+                    build_n1(&mut self.frame, &d, pdu.len(), |o| {
+                        o.extend_from_slice(pdu);
+                        true
+                    }) && send_n1(&mut self.ports, &mut self.uports, &d, &self.frame, true)
+                });
+                if let Some(u) = self.unis.get_mut(&ipcp) {
+                    if sent {
+                        u.stats.forwarded += 1;
+                    } else {
+                        u.stats.drop_n1 += 1;
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Sends a batch of flow `id`'s SDUs (a flow over a unicast IPCP) in DT PDUs on the
+    /// next hop's N-1 flow; without a route they are taken and counted as dropped.
+    pub(super) fn tx_uni(&mut self, id: u64) -> usize {
+        let Some(spec) = self.flows.get(&id).and_then(|f| f.uni) else {
+            return 0;
+        };
+        let dest = self
+            .unis
+            .get(&spec.ipcp)
+            .and_then(|u| u.tables.next_hop.get(&spec.dst).copied());
+        let routed = dest.is_some();
+        let dest = dest.and_then(|n1| self.n1_dest(n1));
+        let pci = pci_of(&spec);
+        let Some(f) = self.flows.get_mut(&id) else {
+            return 0;
+        };
+        let ring = f.mem.ring(Dir::Tx);
+        let (mut done, mut sent, mut failed) = (0usize, 0u64, 0u64);
+        for _ in 0..TX_BATCH {
+            let frame = &mut self.frame;
+            let crypt = &mut f.crypt;
+            let r = ring.pop_with(|sdu| {
+                let Some(d) = &dest else {
+                    return Err(());
+                };
+                let len = PCI_LEN
+                    + sdu.len()
+                    + if crypt.is_some() {
+                        crate::crypt::OVERHEAD
+                    } else {
+                        0
+                    };
+                let built = build_n1(frame, d, len, |o| {
+                    o.extend_from_slice(&pci);
+                    match crypt {
+                        Some(c) => c.seal_appending(o, |o| sdu.append_to(o)).is_ok(),
+                        None => {
+                            sdu.append_to(o);
+                            true
+                        }
+                    }
+                });
+                if built {
+                    Ok(sdu.len())
+                } else {
+                    Err(())
+                }
+            });
+            match r {
+                Ok(None) => break,
+                Ok(Some(Ok(len))) => {
+                    done += 1;
+                    let took = dest.as_ref().is_some_and(|d| {
+                        send_n1(&mut self.ports, &mut self.uports, d, frame, false)
+                    });
+                    if took {
+                        sent += 1;
+                        f.stats.tx_sdus += 1;
+                        f.stats.tx_bytes += len as u64;
+                    } else {
+                        failed += 1;
+                    }
+                }
+                Ok(Some(Err(()))) => {
+                    done += 1;
+                    failed += 1;
+                }
+                Err(_) => {
+                    f.stats.drop_ring_corrupt += 1;
+                    break;
+                }
+            }
+        }
+        if let Some(N1Dest::Eth { port, .. }) = &dest {
+            if let Some(x) = self.ports.get_mut(port).and_then(|p| p.xdp.as_mut()) {
+                if done > 0 || x.tx_pending() {
+                    x.flush();
+                }
+            }
+        }
+        if done > 0 {
+            f.last_tx = self.now;
+        }
+        if let Some(u) = self.unis.get_mut(&spec.ipcp) {
+            u.stats.sent += sent;
+            if routed {
+                u.stats.drop_n1 += failed;
+            } else {
+                u.stats.drop_no_route += failed;
+            }
+        }
+        done
+    }
+}
