@@ -385,6 +385,27 @@ impl Topo {
         c
     }
 
+    /// Makes the tutorial's PKI (scripts/pki.sh with openssl; `curve` P-384 as the
+    /// tutorial, or P-256) in the test's folder: root and signing CAs, the server's
+    /// certificate for sec.oping.tut.o7s, and the bad ones.
+    pub fn pki(&self, curve: &str) -> PathBuf {
+        let dir = self.dir.join(format!("pki-{curve}"));
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pki.sh");
+        let o = Command::new("bash")
+            .arg(script)
+            .arg(&dir)
+            .env("CURVE", curve)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "pki.sh: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        dir
+    }
+
     /// Starts `o7sd` in side `s` with `config` (text).
     pub fn daemon(&self, s: &str, config: &str) -> Daemon {
         self.daemon_in(s, s, config)

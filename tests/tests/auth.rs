@@ -27,21 +27,7 @@ impl Drop for Server {
 
 /// Makes the PKI (P-384 as the tutorial, or P-256) in the test's folder.
 fn pki(t: &Topo, curve: &str) -> PathBuf {
-    let dir = t.dir.join(format!("pki-{curve}"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pki.sh");
-    let o = std::process::Command::new("bash")
-        .arg(script)
-        .arg(&dir)
-        .env("CURVE", curve)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "pki.sh: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    dir
+    t.pki(curve)
 }
 
 /// The security directory: the root CA trusted, intermediates untrusted, the server's

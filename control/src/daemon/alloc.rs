@@ -336,37 +336,7 @@ impl Daemon {
         hash: &[u8],
     ) -> Result<Replying, FlowError> {
         let (name, pid, qos, timeout) = (job.name.as_str(), job.pid, job.qos, job.timeout);
-        let enc = self.enc_conf("client", name).map_err(FlowError::Settings)?;
-        let mut req_hdr = OapHdr::unsigned(rand::random(), now_ns(), vec![]);
-        let eph = match &enc {
-            Some((c, path)) => {
-                tracing::info!("Encryption enabled for {name} ({}).", path.display());
-                let e = Ephemeral::generate(c.kex, &ring::rand::SystemRandom::new())
-                    .map_err(FlowError::Internal)?;
-                tracing::debug!("Generated ephemeral keys for {pid}.");
-                req_hdr.cipher_nid = c.cipher.nid();
-                req_hdr.kdf_nid = c.kdf.nid();
-                req_hdr.md_nid = c.digest;
-                req_hdr.kex = e.spki.clone();
-                Some(e)
-            }
-            None => {
-                tracing::debug!("No security info for {name}.");
-                None
-            }
-        };
-        let signer = self.signer("client", name).map_err(FlowError::Signer)?;
-        if let Some(sg) = &signer {
-            req_hdr.crt = sg.cert.clone();
-            req_hdr.md_nid = sg.md_nid;
-            let unsigned = req_hdr
-                .to_bytes()
-                .map_err(|e| FlowError::Internal(e.to_string()))?;
-            req_hdr.tail = sg.sign(&unsigned).map_err(FlowError::Signer)?;
-        }
-        let req_oap = req_hdr
-            .to_bytes()
-            .map_err(|e| FlowError::Internal(e.to_string()))?;
+        let ClientOap { req_oap, enc, eph } = self.client_oap(name, pid)?;
         let (tx, rx) = channel();
         let mut out = vec![];
         let left = timeout.saturating_sub(job.start.elapsed());
@@ -436,43 +406,18 @@ impl Daemon {
                 });
             }
         };
-        let checked = o7s_proto::oap::check_response(&r.req_oap, &reply.oap)
-            .map_err(|source| FlowError::BadResponse {
-                name: name.to_string(),
-                source,
-            })
-            .and_then(|()| {
-                self.authenticate_server(name, &r.req_oap, &reply.oap)
-                    .map_err(|source| FlowError::Unauthenticated {
-                        name: name.to_string(),
-                        source: Box::new(source),
-                    })
-            });
-        if let Err(e) = checked {
-            free(&mut self.st());
-            tracing::warn!("Flow allocation to {name} refused: {e}");
-            return Err(e);
-        }
-        let crypt = match (r.enc, r.eph) {
-            (Some((conf, _)), Some(eph)) => {
-                match o7s_proto::oap::client_key(&conf, eph, &reply.oap) {
-                    Ok(k) => Some(CryptSpec {
-                        cipher: k.cipher,
-                        key: k.key.to_vec(),
-                        rotation_bits: self.settings.key_rotation_bits,
-                    }),
-                    Err(source) => {
-                        free(&mut self.st());
-                        let e = FlowError::BadResponse {
-                            name: name.to_string(),
-                            source,
-                        };
-                        tracing::warn!("Flow allocation to {name} refused: {e}");
-                        return Err(e);
-                    }
-                }
+        let client = ClientOap {
+            req_oap: r.req_oap,
+            enc: r.enc,
+            eph: r.eph,
+        };
+        let crypt = match self.client_finish(name, client, &reply.oap) {
+            Ok(c) => c,
+            Err(e) => {
+                free(&mut self.st());
+                tracing::warn!("Flow allocation to {name} refused: {e}");
+                return Err(e);
             }
-            _ => None,
         };
         let acc = self
             .install_flow(
@@ -496,5 +441,92 @@ impl Daemon {
             job.start.elapsed().as_secs_f64() * 1000.0
         );
         Ok(acc)
+    }
+}
+
+/// A client's OAP request and what it needs to read the response.
+pub(super) struct ClientOap {
+    /// The request's bytes.
+    pub(super) req_oap: Vec<u8>,
+    /// The name's encryption settings, when it has them.
+    pub(super) enc: Option<(o7s_proto::oap::keys::EncConf, std::path::PathBuf)>,
+    /// The ephemeral key of the exchange, when encrypting.
+    pub(super) eph: Option<Ephemeral>,
+}
+
+impl Daemon {
+    /// The OAP request of process `pid` for a flow to `name`: with an ephemeral key when
+    /// the name's client settings ask for encryption, signed when a client certificate
+    /// exists (tutorial 06); the same on every layer.
+    pub(super) fn client_oap(&self, name: &str, pid: i32) -> Result<ClientOap, FlowError> {
+        let enc = self.enc_conf("client", name).map_err(FlowError::Settings)?;
+        let mut req_hdr = OapHdr::unsigned(rand::random(), now_ns(), vec![]);
+        let eph = match &enc {
+            Some((c, path)) => {
+                tracing::info!("Encryption enabled for {name} ({}).", path.display());
+                let e = Ephemeral::generate(c.kex, &ring::rand::SystemRandom::new())
+                    .map_err(FlowError::Internal)?;
+                tracing::debug!("Generated ephemeral keys for {pid}.");
+                req_hdr.cipher_nid = c.cipher.nid();
+                req_hdr.kdf_nid = c.kdf.nid();
+                req_hdr.md_nid = c.digest;
+                req_hdr.kex = e.spki.clone();
+                Some(e)
+            }
+            None => {
+                tracing::debug!("No security info for {name}.");
+                None
+            }
+        };
+        let signer = self.signer("client", name).map_err(FlowError::Signer)?;
+        if let Some(sg) = &signer {
+            req_hdr.crt = sg.cert.clone();
+            req_hdr.md_nid = sg.md_nid;
+            let unsigned = req_hdr
+                .to_bytes()
+                .map_err(|e| FlowError::Internal(e.to_string()))?;
+            req_hdr.tail = sg.sign(&unsigned).map_err(FlowError::Signer)?;
+        }
+        let req_oap = req_hdr
+            .to_bytes()
+            .map_err(|e| FlowError::Internal(e.to_string()))?;
+        Ok(ClientOap { req_oap, enc, eph })
+    }
+
+    /// Checks the server's OAP response to `c` (it answers our request, the server is who
+    /// the name's trust says) and derives the flow's key when encrypting.
+    pub(super) fn client_finish(
+        &self,
+        name: &str,
+        c: ClientOap,
+        resp: &[u8],
+    ) -> Result<Option<CryptSpec>, FlowError> {
+        o7s_proto::oap::check_response(&c.req_oap, resp)
+            .map_err(|source| FlowError::BadResponse {
+                name: name.to_string(),
+                source,
+            })
+            .and_then(|()| {
+                self.authenticate_server(name, &c.req_oap, resp)
+                    .map_err(|source| FlowError::Unauthenticated {
+                        name: name.to_string(),
+                        source: Box::new(source),
+                    })
+            })?;
+        match (c.enc, c.eph) {
+            (Some((conf, _)), Some(eph)) => o7s_proto::oap::client_key(&conf, eph, resp)
+                .map(|k| {
+                    Some(CryptSpec {
+                        cipher: k.cipher,
+                        key: k.key.to_vec(),
+                        rotation_bits: self.settings.key_rotation_bits,
+                    })
+                })
+                .map_err(|source| FlowError::BadResponse {
+                    name: name.to_string(),
+                    source,
+                }),
+            _ => Ok(None),
+        }
     }
 }

@@ -20,6 +20,17 @@ pub(crate) struct UniFlowP {
     pub local: u64,
 }
 
+/// A flow request from a peer IPCP that passed its checks.
+#[derive(Debug)]
+pub(crate) struct UniChecked {
+    /// The name asked for.
+    pub name: String,
+    /// Our OAP response.
+    pub resp: Vec<u8>,
+    /// The flow's key, when encrypted.
+    pub crypt: Option<CryptSpec>,
+}
+
 /// An allocation over a unicast IPCP in progress.
 #[derive(Debug)]
 pub(crate) struct UniJob {
@@ -33,12 +44,11 @@ pub(crate) struct UniJob {
     stage: UniStage,
 }
 
-#[derive(Debug)]
 enum UniStage {
     Lookup(Receiver<Vec<u64>>),
     Fa {
         rx: Receiver<Result<UniAllocated, String>>,
-        req_oap: Vec<u8>,
+        oap: Box<super::alloc::ClientOap>,
     },
 }
 
@@ -49,6 +59,15 @@ pub(crate) enum UniStep {
     Done(Result<(Accepted, UniFlowP), FlowError>),
     /// The layer's directory does not know the name: try the other layers.
     Fallback(UniJob),
+}
+
+impl std::fmt::Debug for UniStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Lookup(_) => "Lookup",
+            Self::Fa { .. } => "Fa",
+        })
+    }
 }
 
 impl UniJob {
@@ -124,10 +143,12 @@ impl Daemon {
             UniStage::Lookup(rx) => match rx.try_recv() {
                 Ok(addrs) if !addrs.is_empty() => {
                     let dst = addrs.first().copied().unwrap_or(0);
-                    let req = OapHdr::unsigned(rand::random(), now_ns(), vec![]);
-                    let Ok(req_oap) = req.to_bytes() else {
-                        return UniStep::Done(Err(FlowError::Internal("OAP request".into())));
+                    // OAP as on every layer: encrypted and signed as the name's settings say.
+                    let oap = match self.client_oap(&job.name, job.pid) {
+                        Ok(o) => o,
+                        Err(e) => return UniStep::Done(Err(e)),
                     };
+                    let req_oap = oap.req_oap.clone();
                     let (tx, rx) = channel();
                     let mut st = self.st();
                     let started = st.unicast.get_mut(job.uni).and_then(|u| {
@@ -146,7 +167,10 @@ impl Daemon {
                         )));
                     }
                     job.deadline = now + job.timeout + Duration::from_millis(500);
-                    job.stage = UniStage::Fa { rx, req_oap };
+                    job.stage = UniStage::Fa {
+                        rx,
+                        oap: Box::new(oap),
+                    };
                     UniStep::Pending(job)
                 }
                 Err(TryRecvError::Empty) if now < job.deadline => {
@@ -155,17 +179,19 @@ impl Daemon {
                 }
                 _ => UniStep::Fallback(job),
             },
-            UniStage::Fa { rx, req_oap } => match rx.try_recv() {
+            UniStage::Fa { rx, oap } => match rx.try_recv() {
                 Ok(Ok(a)) => {
-                    if let Err(source) = o7s_proto::oap::check_response(&req_oap, &a.oap) {
-                        self.uni_release(job.uni, a.local);
-                        return UniStep::Done(Err(FlowError::BadResponse {
-                            name: job.name.clone(),
-                            source,
-                        }));
-                    }
+                    let crypt = match self.client_finish(&job.name, *oap, &a.oap) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!("Flow allocation to {} refused: {e}", job.name);
+                            self.uni_release(job.uni, a.local);
+                            return UniStep::Done(Err(e));
+                        }
+                    };
                     let r = self.uni_install(
                         job.uni, a.local, a.remote, a.peer, &job.name, job.qos, "alloc", job.pid,
+                        crypt,
                     );
                     if r.is_err() {
                         self.uni_release(job.uni, a.local);
@@ -177,7 +203,7 @@ impl Daemon {
                     response: -1,
                 })),
                 Err(TryRecvError::Empty) if now < job.deadline => {
-                    job.stage = UniStage::Fa { rx, req_oap };
+                    job.stage = UniStage::Fa { rx, oap };
                     UniStep::Pending(job)
                 }
                 Err(_) => UniStep::Done(Err(FlowError::Timeout {
@@ -207,9 +233,14 @@ impl Daemon {
         qos: QosSpec,
         side: &'static str,
         pid: i32,
+        crypt: Option<CryptSpec>,
     ) -> Result<(Accepted, UniFlowP), FlowError> {
-        // An N-1 eth frame's room less the DT PCI.
-        let mtu = 1400;
+        // An N-1 eth frame's room less the DT PCI (and IV and tag when encrypted).
+        let mtu = if crypt.is_some() {
+            1400 - o7s_abi::CRYPT_OVERHEAD
+        } else {
+            1400
+        };
         // The port of the next hop's N-1 flow places the flow on that port's worker.
         let (layer, port, ttl) = {
             let st = self.st();
@@ -262,7 +293,7 @@ impl Daemon {
                 peer: [0; 6],
                 timeout_ms: u64::from(qos.timeout.max(1000)),
                 peer_addr: None,
-                crypt: None,
+                crypt,
                 pid,
                 // Not adopted by a restarted o7sd (the layer's state is gone with it).
                 record: String::new(),
@@ -308,8 +339,10 @@ impl Daemon {
     }
 
     /// Checks a flow request from a peer IPCP: the name it asks for (registered in this
-    /// IPCP) and the OAP response; refused (and `None`) when either is missing.
-    pub(crate) fn uni_check(&self, r: &UniIncoming) -> Option<(String, Vec<u8>)> {
+    /// IPCP) and its OAP request (signature and certificate when it has them, the key
+    /// exchange when it asks for encryption, as on the eth and udp layers: tutorial 06);
+    /// refused (and `None`) when either fails.
+    pub(crate) fn uni_check(&self, r: &UniIncoming) -> Option<UniChecked> {
         let name = {
             let st = self.st();
             st.unicast.get(r.uni).and_then(|u| {
@@ -323,15 +356,38 @@ impl Daemon {
             self.uni_refuse(r, "the name is not registered in this IPCP");
             return None;
         };
-        let resp = OapHdr::parse_as(&r.oap, Role::Request, 0)
-            .ok()
-            .and_then(|req| super::oap_glue::server_key(None, &req, &r.oap).ok())
-            .and_then(|(h, _)| h.to_bytes().ok());
-        let Some(resp) = resp else {
-            self.uni_refuse(r, "a bad OAP request");
-            return None;
-        };
-        Some((name, resp))
+        match self.uni_oap(&name, &r.oap) {
+            Ok((resp, crypt)) => Some(UniChecked { name, resp, crypt }),
+            Err(e) => {
+                self.uni_refuse(r, &format!("{name}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The OAP response (signed when the name has a server certificate) and the flow's key.
+    fn uni_oap(
+        &self,
+        name: &str,
+        oap: &[u8],
+    ) -> Result<(Vec<u8>, Option<CryptSpec>), crate::error::OapCheckError> {
+        use crate::error::OapCheckError;
+        let req = OapHdr::parse_as(oap, Role::Request, 0)?;
+        crate::wire_log!(info, "Flow request arrived for {name} (unicast layer).");
+        self.check_request(&req, oap)?;
+        let conf = self
+            .enc_conf("server", name)
+            .map_err(OapCheckError::Settings)?;
+        let (resp, crypt) = super::oap_glue::server_key(conf.map(|c| c.0), &req, oap)?;
+        let resp = self
+            .sign_response(name, resp)
+            .map_err(OapCheckError::Signer)?;
+        let resp = resp.to_bytes().map_err(OapCheckError::Malformed)?;
+        let crypt = crypt.map(|c| CryptSpec {
+            rotation_bits: self.settings.key_rotation_bits,
+            ..c
+        });
+        Ok((resp, crypt))
     }
 
     /// Refuses a flow request from a peer IPCP.
@@ -348,9 +404,9 @@ impl Daemon {
     pub(crate) fn uni_serve(
         &self,
         r: UniIncoming,
-        name: &str,
-        resp: &[u8],
+        c: &UniChecked,
     ) -> Result<Option<UniFlowP>, UniIncoming> {
+        let (name, resp) = (c.name.as_str(), c.resp.as_slice());
         let acc = self
             .st()
             .reg
@@ -368,7 +424,10 @@ impl Daemon {
             self.st().reg.restore(a);
             return Ok(None);
         };
-        match self.uni_install(r.uni, local, remote, peer, name, r.qos, "accept", a.pid) {
+        let crypt = c.crypt.clone();
+        match self.uni_install(
+            r.uni, local, remote, peer, name, r.qos, "accept", a.pid, crypt,
+        ) {
             Ok((acc, fp)) => {
                 if a.handle.send(acc).is_err() {
                     self.dealloc(fp.flow);

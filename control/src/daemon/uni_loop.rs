@@ -23,10 +23,13 @@ pub(super) struct UniLoop {
     pub(super) flows: HashMap<u64, super::uni_flows::UniFlowP>,
     /// Such flows set up by allocations, to watch.
     pub(super) new_flows: Vec<super::uni_flows::UniFlowP>,
-    /// Flow requests from peer IPCPs waiting for a process to accept: (request, name, OAP
-    /// response, deadline), in arrival order.
-    pub(super) waiting:
-        std::collections::VecDeque<(super::unicast::UniIncoming, String, Vec<u8>, Instant)>,
+    /// Flow requests from peer IPCPs waiting for a process to accept: (request, what its
+    /// checks gave, deadline), in arrival order.
+    pub(super) waiting: std::collections::VecDeque<(
+        super::unicast::UniIncoming,
+        super::uni_flows::UniChecked,
+        Instant,
+    )>,
 }
 
 /// Flow requests from peer IPCPs that may wait for an acceptor, at most.
@@ -91,25 +94,25 @@ impl Daemon {
         let mut incoming = vec![];
         let closing = self.uni_pump(now, &u.n1s, &mut incoming);
         for r in incoming {
-            if let Some((name, resp)) = self.uni_check(&r) {
+            if let Some(c) = self.uni_check(&r) {
                 if u.waiting.len() >= MAX_UNI_WAITING {
                     self.counters.flow_req_busy.fetch_add(1, Ordering::Relaxed);
                     self.uni_refuse(&r, "too many requests wait for an acceptor");
                 } else {
                     let deadline = now + self.settings.accept_wait;
-                    u.waiting.push_back((r, name, resp, deadline));
+                    u.waiting.push_back((r, c, deadline));
                 }
             }
         }
         // In arrival order; a name with no process in accept keeps its place.
-        for (r, name, resp, deadline) in std::mem::take(&mut u.waiting) {
-            match self.uni_serve(r, &name, &resp) {
+        for (r, c, deadline) in std::mem::take(&mut u.waiting) {
+            match self.uni_serve(r, &c) {
                 Ok(Some(fp)) => u.new_flows.push(fp),
                 Ok(None) => {}
                 Err(r) if now >= deadline => {
-                    self.uni_refuse(&r, &format!("no process accepts flows for {name}"));
+                    self.uni_refuse(&r, &format!("no process accepts flows for {}", c.name));
                 }
-                Err(r) => u.waiting.push_back((r, name, resp, deadline)),
+                Err(r) => u.waiting.push_back((r, c, deadline)),
             }
         }
         for fp in std::mem::take(&mut u.new_flows) {

@@ -316,4 +316,32 @@ impl Dataplane {
         }
         done
     }
+
+    /// Sends a keepalive (an empty SDU, sealed when the flow is encrypted) in a DT PDU on a
+    /// flow over a unicast IPCP, as on Ethernet and UDP flows: the peer's end stays up while
+    /// we live and goes down by its time-out once we are gone.
+    pub(super) fn keepalive_uni(&mut self, id: u64) -> bool {
+        let Some(spec) = self.flows.get(&id).and_then(|f| f.uni) else {
+            return false;
+        };
+        let dest = self
+            .unis
+            .get(&spec.ipcp)
+            .and_then(|u| u.tables.next_hop.get(&spec.dst).copied())
+            .and_then(|n1| self.n1_dest(n1));
+        let (Some(d), Some(f)) = (dest, self.flows.get_mut(&id)) else {
+            return false;
+        };
+        let pci = pci_of(&spec);
+        let crypt = &mut f.crypt;
+        let len = PCI_LEN + crypt.as_ref().map_or(0, |_| crate::crypt::OVERHEAD);
+        let built = build_n1(&mut self.frame, &d, len, |o| {
+            o.extend_from_slice(&pci);
+            match crypt {
+                Some(c) => c.seal_appending(o, |_| {}).is_ok(),
+                None => true,
+            }
+        });
+        built && send_n1(&mut self.ports, &mut self.uports, &d, &self.frame, true)
+    }
 }

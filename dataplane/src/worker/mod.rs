@@ -587,8 +587,7 @@ impl Dataplane {
         let mut down = Vec::new();
         let mut quiet = Vec::new();
         for (id, f) in &mut self.flows {
-            // A flow over a unicast IPCP has no keepalives of its own (no FRCT yet).
-            if f.stats.down || f.uni.is_some() {
+            if f.stats.down {
                 continue;
             }
             if now.duration_since(f.last_rx) > f.timeout {
@@ -601,10 +600,10 @@ impl Dataplane {
             }
         }
         for flow in quiet {
-            let sent = if self.tx_path(flow) == TxPath::Udp {
-                self.keepalive_udp(flow)
-            } else {
-                self.keepalive_eth(flow)
+            let sent = match self.tx_path(flow) {
+                TxPath::Udp => self.keepalive_udp(flow),
+                TxPath::Eth => self.keepalive_eth(flow),
+                TxPath::Uni => self.keepalive_uni(flow),
             };
             if let Some(f) = self.flows.get_mut(&flow) {
                 // Counted and timed even when the port refused it: retried a quarter
