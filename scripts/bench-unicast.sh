@@ -122,13 +122,15 @@ run a "$bin/ocbr" -n ocbr-b -f -s 1400 -d "$secs" --json >"$tmp/ocbr-ab.json" 2>
 sleep 1.5
 fwd=$(run b "$bin/o7sctl" ipcp list --json | python3 -c "
 import json,sys
-print([x for x in json.load(sys.stdin) if x['type']=='unicast'][0].get('dt_forwarded_in_o7sd',0))")
+u=[x for x in json.load(sys.stdin) if x['type']=='unicast'][0]
+print(u.get('dt_forwarded',0), u.get('dt_forwarded_in_o7sd',0))")
 
 mkdir -p "$root/bench-results"
 out="$root/bench-results/unicast-$(date -u +%Y%m%dT%H%M%SZ).json"
 python3 - "$tmp" "$count" "$secs" "$fwd" "$out" <<'PY'
 import json, sys, re, datetime, platform, statistics
-tmp, count, secs, fwd, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+tmp, count, secs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[5]
+fwd, fwd_o7sd = (int(x) for x in sys.argv[4].split())
 def last_json(path):
     lines = [l for l in open(path).read().splitlines() if l.strip().startswith("{")]
     return json.loads(lines[-1]) if lines else {}
@@ -144,7 +146,7 @@ doc = {
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     "machine": f"{platform.machine()}, kernel {platform.release()}",
     "command": f"scripts/bench-unicast.sh {count} {secs}",
-    "path": "interim: o7sd moves the unicast layer's PDUs (the workers' DT path does not exist yet)",
+    "path": "the data-plane workers move the unicast layer's PDUs (forwarding at B, PCI at A and C)",
     "oping_a_to_c": {"received": o.get("received"), "p50_ms": o.get("rtt_ms", {}).get("p50"),
                      "p99_ms": o.get("rtt_ms", {}).get("p99"), "alloc_ms": o.get("alloc_ms")},
     "kernel_ping_a_to_c": {"received": k["received"], "p50_ms": k["p50"], "p99_ms": k["p99"]},
@@ -153,7 +155,8 @@ doc = {
     "ocbr_1400_a_to_c_mbps": ac.get("mbps"), "ocbr_1400_a_to_b_mbps": ab.get("mbps"),
     "ocbr_sent_mbps": {"a_to_c": sent_ac.get("mbps"), "a_to_b": sent_ab.get("mbps")},
     "ratio_goodput_ac_ab": round(ac["mbps"] / ab["mbps"], 3) if ac.get("mbps") and ab.get("mbps") else None,
-    "b_forwarded_pdus": fwd,
+    "b_forwarded_pdus_in_data_plane": fwd,
+    "b_forwarded_pdus_in_o7sd": fwd_o7sd,
 }
 open(out, "w").write(json.dumps(doc, indent=1) + "\n")
 print(json.dumps(doc))
