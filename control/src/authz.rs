@@ -41,6 +41,7 @@ pub fn need(c: &Ctl) -> Need {
         | Ctl::IpcpBootstrap { .. }
         | Ctl::IpcpEnroll { .. }
         | Ctl::IpcpConnect { .. }
+        | Ctl::IpcpDisconnect { .. }
         | Ctl::IpcpDestroy { .. }
         | Ctl::NameCreate { .. }
         | Ctl::NameDestroy { .. }
@@ -64,6 +65,7 @@ pub fn verb(c: &Ctl) -> &'static str {
         Ctl::NeighbourList => "neighbour list",
         Ctl::IpcpEnroll { .. } => "ipcp enroll",
         Ctl::IpcpConnect { .. } => "ipcp connect",
+        Ctl::IpcpDisconnect { .. } => "ipcp disconnect",
         Ctl::IpcpCreate { .. } => "ipcp create",
         Ctl::IpcpBootstrap { .. } => "ipcp bootstrap",
         Ctl::IpcpDestroy { .. } => "ipcp destroy",

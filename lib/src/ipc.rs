@@ -150,11 +150,14 @@ impl Channel {
         }
     }
 
-    /// Whether the next packet waiting begins a message of several packets (`Ok(false)`
-    /// also when nothing waits or the peer closed): an event loop reads one-packet messages
+    /// Whether the next packet waiting begins a message of several packets (`Ok(Some(false))`
+    /// also when the peer closed): an event loop reads one-packet messages
     /// itself, as they never block once the socket is readable, and leaves longer ones
     /// to a thread that may wait for their rest.
-    pub fn next_is_long(&self) -> io::Result<bool> {
+    ///
+    /// `Ok(None)` when no packet is there yet: a caller that must not block waits for the
+    /// channel to be readable again rather than calling [`Channel::recv`].
+    pub fn next_is_long(&self) -> io::Result<Option<bool>> {
         let mut b = [0u8; 1];
         let mut iov = [IoSliceMut::new(&mut b)];
         match recvmsg::<()>(
@@ -163,8 +166,8 @@ impl Channel {
             None,
             MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
         ) {
-            Ok(m) => Ok(m.bytes > 0 && b[0] == MORE),
-            Err(nix::Error::EAGAIN) => Ok(false),
+            Ok(m) => Ok(Some(m.bytes > 0 && b[0] == MORE)),
+            Err(nix::Error::EAGAIN) => Ok(None),
             Err(e) => Err(nix_io(e)),
         }
     }

@@ -89,6 +89,18 @@ pub enum Ctl {
         #[serde(default)]
         component: Option<String>,
     },
+    /// Tear down a unicast IPCP's connections to member `dst` (its name, for a connection
+    /// this IPCP made, or its address as `route list` shows it): their N-1 flows are
+    /// deallocated and leave link state.
+    IpcpDisconnect {
+        /// IPCP name.
+        name: String,
+        /// The member.
+        dst: String,
+        /// `mgmt` or `dt` (none: both).
+        #[serde(default)]
+        component: Option<String>,
+    },
     /// The unicast IPCPs' neighbours: Management and DT connections.
     NeighbourList,
     /// Destroy an IPCP.

@@ -880,20 +880,29 @@ fn requests_in_progress_take_no_thread_and_stalled_clients_are_cut_off() {
     // 100 half-sent long o7sctl requests: the admin queue fills, o7sctl is told so.
     let mut h = hostile(&["half-long", "100", "60"]);
     assert_eq!(first_line(&mut h)["sent"], 100);
+    // The loop can fill the queue before the admin thread takes its first job, which then
+    // frees a place: 10 more fill it, so that the queue is full when o7sctl comes.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut h2 = hostile(&["half-long", "10", "60"]);
+    assert_eq!(first_line(&mut h2)["sent"], 10);
+    let mut said = String::new();
     let busy = eventually(Duration::from_secs(3), || {
         let o = t
             .cmd("a", &bin("o7sctl"))
             .args(["name", "list"])
             .output()
             .unwrap();
+        said = format!("{}: {}", o.status, text(&o));
         !o.status.success() && text(&o).contains("busy")
     });
-    assert!(busy, "o7sctl is told that o7sd is busy");
+    assert!(busy, "o7sctl is told that o7sd is busy; it said {said}");
     // Flows do not go through the admin thread.
     let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "3", "-i", "10ms"]);
     assert_eq!(sum["received"], 3, "{}", text(&o));
     let _ = h.kill();
     let _ = h.wait();
+    let _ = h2.kill();
+    let _ = h2.wait();
     // Their requests end at once when the client goes: o7sctl works again.
     assert!(eventually(Duration::from_secs(10), || t
         .cmd("a", &bin("o7sctl"))

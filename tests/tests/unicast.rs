@@ -627,6 +627,73 @@ fn o7sctl_bootstraps_enrols_and_connects_a_unicast_ipcp() {
     )
     .as_deref()
         == Some(ab.as_str())));
+    // `ipcp disconnect`: DT first, by A's address; then Management, by A's name. Each
+    // N-1 flow is deallocated on B and leaves B's link state.
+    let n1_flows = |s: &str| {
+        t.ctl_json(s, &["flow", "list"])
+            .iter()
+            .filter(|f| f["name"] == "ua")
+            .count()
+    };
+    assert_eq!(n1_flows("b"), 2);
+    ctl(
+        "b",
+        &[
+            "ipcp",
+            "disconnect",
+            "name",
+            "ub",
+            "dst",
+            &aa,
+            "component",
+            "dt",
+        ],
+    );
+    let dt_gone = eventually(Duration::from_secs(5), || {
+        let n = t.ctl_json("b", &["neighbour", "list"]);
+        n.len() == 1 && n[0]["component"] == "Management" && n1_flows("b") == 1
+    });
+    assert!(
+        dt_gone,
+        "{:?}\n{}",
+        t.ctl_json("b", &["neighbour", "list"]),
+        b.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || next_hop(&t, "b", &aa).is_none()),
+        "B has no DT neighbour, so no route to A: {:?}",
+        t.ctl_json("b", &["route", "list"])
+    );
+    ctl("b", &["ipcp", "disconnect", "name", "ub", "dst", "ua"]);
+    assert!(
+        eventually(Duration::from_secs(5), || t
+            .ctl_json("b", &["neighbour", "list"])
+            .is_empty()
+            && n1_flows("b") == 0),
+        "{:?}",
+        t.ctl_json("b", &["neighbour", "list"])
+    );
+    // Nothing left to disconnect: a clear error; connecting again works.
+    let o = t
+        .cmd("b", &bin("o7sctl"))
+        .args(["ipcp", "disconnect", "name", "ub", "dst", "ua"])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("has no"),
+        "{o:?}"
+    );
+    ctl("b", &["ipcp", "connect", "name", "ub", "dst", "ua"]);
+    assert!(
+        eventually(Duration::from_secs(10), || t
+            .ctl_json("b", &["neighbour", "list"])
+            .len()
+            == 2
+            && next_hop(&t, "b", &aa).as_deref() == Some(aa.as_str())),
+        "{:?}\n{}",
+        t.ctl_json("b", &["neighbour", "list"]),
+        b.log()
+    );
 }
 
 /// Four IPCPs in a ring A - B - C - D - A (a veth pair per link) with LFA and fast link-state

@@ -341,10 +341,14 @@ impl Daemon {
             tracing::warn!("a client without credentials");
             return None;
         };
-        if c.ch.next_is_long().unwrap_or(false) {
+        match c.ch.next_is_long() {
             // Only o7sctl requests (a configuration's text) are that long; the admin
             // thread reads them, as their rest may be slow to come.
-            return self.to_admin(epoll, c, AdminWork::Long(cred));
+            Ok(Some(true)) => return self.to_admin(epoll, c, AdminWork::Long(cred)),
+            // Nothing to read after all: the loop never blocks on a client.
+            Ok(None) => return Some(c),
+            // One packet (a whole request), or an error that recv reports.
+            Ok(Some(false)) | Err(_) => {}
         }
         let req = match c.ch.recv::<Request>() {
             Ok((r, _)) => r,

@@ -195,4 +195,50 @@ impl Daemon {
         }
         Ok(())
     }
+
+    /// `o7sctl ipcp disconnect`: the connections of IPCP `name` to `dst` (the name its N-1
+    /// flow was allocated to, or the member's address) are marked down; the loop
+    /// deallocates their N-1 flows and link state forgets them (as for a flow whose peer
+    /// timed out). The number torn down.
+    pub(super) fn uni_disconnect(
+        &self,
+        name: &str,
+        dst: &str,
+        component: Option<&str>,
+    ) -> Result<usize, CtlError> {
+        let want = |c: Component| match component {
+            None => Ok(true),
+            Some("mgmt" | "management") => Ok(c == Component::Management),
+            Some("dt" | "data-transfer") => Ok(c == Component::DataTransfer),
+            Some(c) => Err(CtlError::Invalid(format!(
+                "unknown component {c} (mgmt, dt)"
+            ))),
+        };
+        let mut st = self.st();
+        let Some(u) = st.unicast.iter().find(|u| u.name == name) else {
+            return Err(CtlError::NotFound(format!("no unicast IPCP named {name}")));
+        };
+        let mut flows = vec![];
+        for (flow, comp, addr) in u.conn.connections() {
+            let named = st.flows.get(&flow).is_some_and(|f| f.name == dst);
+            if want(comp)? && (named || format!("{addr:#010x}") == dst) {
+                flows.push(flow);
+            }
+        }
+        if flows.is_empty() {
+            return Err(CtlError::NotFound(format!(
+                "{name} has no {} connection to {dst} (o7sctl neighbour list)",
+                component.unwrap_or("")
+            )));
+        }
+        for f in &flows {
+            if let Some(r) = st.flows.get_mut(f) {
+                r.down = true;
+            }
+        }
+        drop(st);
+        tracing::info!("IPCP {name}: connections to {dst} torn down (o7sctl).");
+        self.wake();
+        Ok(flows.len())
+    }
 }

@@ -422,7 +422,9 @@ impl Daemon {
             if let Some(ls) = u.ls.as_mut() {
                 match comp {
                     Some((Component::Management, _)) => ls.remove_mgmt(&flow),
-                    Some((Component::DataTransfer, addr)) => {
+                    // Unless a newer DT flow to the same member took its place (the
+                    // member reconnected while this one waited for its time-out).
+                    Some((Component::DataTransfer, addr)) if u.dt_nb.get(&addr) == Some(&flow) => {
                         u.dt_nb.remove(&addr);
                         ls.remove_dt(addr);
                     }

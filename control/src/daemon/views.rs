@@ -136,6 +136,14 @@ impl Daemon {
                 Ok(()) => Reply::Ok,
                 Err(e) => err(e),
             },
+            Ctl::IpcpDisconnect {
+                name,
+                dst,
+                component,
+            } => match self.uni_disconnect(&name, &dst, component.as_deref()) {
+                Ok(_) => Reply::Ok,
+                Err(e) => err(e),
+            },
             Ctl::IpcpCreate { name, kind } => match IpcpKind::parse(&kind) {
                 Some(k) => {
                     let mut st = self.st();

@@ -179,6 +179,11 @@ enum IpcpCmd {
     /// `connect name N dst D [component mgmt|dt]`: Management and DT connections (both
     /// when no component is given, Management first) to the member named D.
     Connect(Words),
+    /// `disconnect name N dst D [component mgmt|dt]`: tear down the connections (both
+    /// components when none is given) to member D, named as in `ipcp connect` or by its
+    /// address as `route list` shows it; their N-1 flows are deallocated (the member sees
+    /// them end by its peer time-out).
+    Disconnect(Words),
     /// `destroy name N` (refused while it carries flows).
     Destroy(Words),
 }
@@ -319,6 +324,14 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
             IpcpCmd::Connect(w) => {
                 let p = pairs(&w.words, &["name", "dst", "component"], &[])?;
                 Ctl::IpcpConnect {
+                    name: one(&p, "name")?,
+                    dst: one(&p, "dst")?,
+                    component: one(&p, "component").ok(),
+                }
+            }
+            IpcpCmd::Disconnect(w) => {
+                let p = pairs(&w.words, &["name", "dst", "component"], &[])?;
+                Ctl::IpcpDisconnect {
                     name: one(&p, "name")?,
                     dst: one(&p, "dst")?,
                     component: one(&p, "component").ok(),
