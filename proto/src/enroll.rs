@@ -383,17 +383,13 @@ impl Connections {
         id: Option<[u8; ENROLL_ID_LEN]>,
         sdu: &[u8],
     ) {
-        let cep = match pb::decode::<CepMsg>(sdu) {
-            Ok(c) => c,
-            Err(e) => {
-                return self.fail(
-                    flow,
-                    EnrollError::Bad {
-                        what: "CEP",
-                        why: e.to_string(),
-                    },
-                )
-            }
+        // Not a CEP: ignored and counted; the step's deadline bounds the wait. An N-1
+        // layer without a deallocation message (eth) reuses endpoint ids, and the peer's
+        // end of an earlier flow with ours may still send on it (an LSA, say) until its
+        // time-out: that must not fail the new connection.
+        let Ok(cep) = pb::decode::<CepMsg>(sdu) else {
+            self.counters.unexpected += 1;
+            return;
         };
         // As the reference: protocol, version and syntax must match; the name is not
         // checked.
@@ -786,9 +782,14 @@ mod tests {
             flow: 2,
             why: EnrollError::UnknownComponent("Routing".into())
         }));
-        // A CEP reply with the wrong protocol fails the allocator.
+        // A CEP reply with the wrong protocol fails the allocator; what is no CEP at all
+        // (a stale LSA on a reused endpoint id) is ignored and counted while it waits.
         let mut a = Connections::new(EnrollConfig::default(), E, None);
         a.connect(t0, 3, Component::Management, [0; 8]);
+        let _ = a.poll_transmit();
+        a.handle(t0, Duration::ZERO, 3, &[0u8; 24]);
+        assert!(events(&mut a).is_empty(), "still waiting for the CEP reply");
+        assert_eq!(a.counters().unexpected, 1);
         let mut wrong = CepMsg::new(Component::Management, R);
         wrong.protocol = "XYZ".into();
         a.handle(t0, Duration::ZERO, 3, &wrong.encode_to_vec());

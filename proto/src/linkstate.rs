@@ -41,6 +41,11 @@ pub struct LsConfig {
     pub t_recalc: Duration,
     /// How next hops are chosen.
     pub policy: Policy,
+    /// Zero (the default, as the reference): the table is recomputed at every new
+    /// adjacency learnt from an LSA. Otherwise at most once per `hold` for those (LSAs
+    /// arriving in a burst, as when a large layer converges, cost one recomputation); our
+    /// own links are recomputed at once either way.
+    pub hold: Duration,
 }
 
 /// The next-hop policy (`ls_config.pol`: SIMPLE 0, LFA 1, ECMP 2).
@@ -62,6 +67,7 @@ impl Default for LsConfig {
             t_timeo: Duration::from_secs(60),
             t_recalc: Duration::from_secs(4),
             policy: Policy::Simple,
+            hold: Duration::ZERO,
         }
     }
 }
@@ -107,6 +113,8 @@ pub struct LinkState<F> {
     /// Every DT neighbour we had (our old records of a lost link still circulate).
     had_dt: BTreeSet<Addr>,
     modified: bool,
+    /// A held recomputation is due then (`LsConfig::hold`).
+    held: Option<Instant>,
     next_update: Instant,
     next_recalc: Instant,
     order: u64,
@@ -144,6 +152,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
             collision: false,
             had_dt: BTreeSet::new(),
             modified: false,
+            held: None,
             // The update pass runs once at start, then every t_update.
             next_update: now,
             next_recalc: now + cfg.t_recalc,
@@ -222,7 +231,11 @@ impl<F: Clone + PartialEq> LinkState<F> {
                 order: self.order,
             },
         );
-        self.recompute();
+        if self.cfg.hold.is_zero() || s == self.me {
+            self.recompute();
+        } else if self.held.is_none() {
+            self.held = Some(now + self.cfg.hold);
+        }
     }
 
     /// Whether another IPCP announced links with our address since the last call (then
@@ -360,11 +373,15 @@ impl<F: Clone + PartialEq> LinkState<F> {
                 self.recompute();
             }
         }
+        if self.held.is_some_and(|t| now >= t) {
+            self.recompute();
+        }
     }
 
     /// When [`LinkState::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(self.next_update.min(self.next_recalc))
+        let t = self.next_update.min(self.next_recalc);
+        Some(self.held.map_or(t, |h| h.min(t)))
     }
 
     /// The next LSA to send, and on which management flow.
@@ -377,6 +394,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
     /// (distance, address) and edges newest first, improving only on strictly shorter.
     fn recompute(&mut self) {
         self.modified = false;
+        self.held = None;
         // Usable edges: both directions announced.
         let mut adj: BTreeMap<Addr, Vec<(u64, Addr)>> = BTreeMap::new();
         for ((s, d), a) in &self.lsdb {
@@ -389,27 +407,32 @@ impl<F: Clone + PartialEq> LinkState<F> {
         }
         let mut dist: BTreeMap<Addr, u32> = BTreeMap::new();
         let mut first: BTreeMap<Addr, Addr> = BTreeMap::new();
-        let mut done: BTreeSet<Addr> = BTreeSet::new();
         dist.insert(self.me, 0);
-        // The unvisited vertex with the lowest (distance, address), each in turn.
-        while let Some((&v, &dv)) = dist
-            .iter()
-            .filter(|(a, _)| !done.contains(*a))
-            .min_by_key(|(a, d)| (**d, **a))
-        {
-            done.insert(v);
-            for &(_, n) in adj.get(&v).map(Vec::as_slice).unwrap_or(&[]) {
-                let nd = dv + 1;
-                if dist.get(&n).is_none_or(|d| nd < *d) {
-                    dist.insert(n, nd);
+        // Unit weights: breadth first, one distance at a time, the vertices of a distance
+        // in address order (the order of a Dijkstra by (distance, address)); a vertex keeps
+        // the first hop of the first path that reached it.
+        let mut level = vec![self.me];
+        let mut d = 0u32;
+        while !level.is_empty() {
+            let mut next = vec![];
+            for &v in &level {
+                for &(_, n) in adj.get(&v).map(Vec::as_slice).unwrap_or(&[]) {
+                    if dist.contains_key(&n) {
+                        continue;
+                    }
+                    dist.insert(n, d + 1);
                     let hop = if v == self.me {
                         n
                     } else {
                         first.get(&v).copied().unwrap_or(n)
                     };
                     first.insert(n, hop);
+                    next.push(n);
                 }
             }
+            next.sort_unstable();
+            level = next;
+            d += 1;
         }
         first.remove(&self.me);
         // A next hop without a DT connection is skipped.
@@ -614,5 +637,28 @@ mod tests {
         assert_eq!(ls.addr(), 8);
         assert_eq!(ls.poll_transmit(), Some((1, encode(8, 2, 0))));
         assert!(ls.lsdb().iter().all(|((s, _), _)| *s != 7));
+    }
+
+    #[test]
+    fn a_hold_down_defers_recomputation_learnt_from_lsas() {
+        let t0 = Instant::now();
+        let cfg = LsConfig {
+            hold: Duration::from_millis(100),
+            ..LsConfig::default()
+        };
+        let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+        ls.add_mgmt(0);
+        // Our own link: at once.
+        ls.add_dt(t0, 2);
+        // B's link back to us and on to C: held.
+        ls.handle(t0, &0, &encode(2, 1, 1));
+        ls.handle(t0, &0, &encode(2, 3, 1));
+        ls.handle(t0, &0, &encode(3, 2, 1));
+        assert_eq!(ls.next_hop(3), None, "not yet computed");
+        ls.handle_timeout(t0 + Duration::from_millis(50));
+        assert_eq!(ls.next_hop(3), None, "held for 100 ms");
+        assert_eq!(ls.poll_timeout(), Some(t0 + Duration::from_millis(100)));
+        ls.handle_timeout(t0 + Duration::from_millis(100));
+        assert_eq!((ls.next_hop(2), ls.next_hop(3)), (Some(2), Some(2)));
     }
 }

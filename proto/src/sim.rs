@@ -93,8 +93,14 @@ pub struct Sim<N> {
     /// Nodes that received a frame or fired a timer since they were last looked at: only
     /// they can have something to send or a new timer (a machine changes only on input).
     dirty: Vec<bool>,
+    /// The dirty nodes, in the order they became so (looked at in index order).
+    dirty_list: Vec<usize>,
     /// Each node's timer as last polled.
     timers: Vec<Option<Instant>>,
+    /// The same timers, ordered: the next one without a scan of every node.
+    timer_set: std::collections::BTreeSet<(Instant, usize)>,
+    /// Whether [`Sim::trace`] is kept (off for large runs: a line per frame).
+    tracing: bool,
 }
 
 impl<N: Node> Sim<N> {
@@ -109,7 +115,10 @@ impl<N: Node> Sim<N> {
         Self {
             by_mac,
             dirty: vec![true; n],
+            dirty_list: (0..n).collect(),
             timers: vec![None; n],
+            timer_set: std::collections::BTreeSet::new(),
+            tracing: true,
             t0,
             now: t0,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -137,6 +146,33 @@ impl<N: Node> Sim<N> {
         &self.trace
     }
 
+    /// Keeps the trace (the default) or not (a run of millions of frames).
+    pub fn set_tracing(&mut self, on: bool) {
+        self.tracing = on;
+    }
+
+    fn mark(&mut self, i: usize) {
+        if let Some(d) = self.dirty.get_mut(i) {
+            if !*d {
+                *d = true;
+                self.dirty_list.push(i);
+            }
+        }
+    }
+
+    fn set_timer(&mut self, i: usize, t: Option<Instant>) {
+        let Some(old) = self.timers.get_mut(i) else {
+            return;
+        };
+        if let Some(o) = old.take() {
+            self.timer_set.remove(&(o, i));
+        }
+        *old = t;
+        if let Some(t) = t {
+            self.timer_set.insert((t, i));
+        }
+    }
+
     /// Frame counts.
     pub fn stats(&self) -> SimStats {
         self.stats
@@ -149,16 +185,14 @@ impl<N: Node> Sim<N> {
     }
 
     fn collect(&mut self) {
-        for i in 0..self.nodes.len() {
-            if !self.dirty.get(i).copied().unwrap_or(true) {
-                continue;
-            }
+        let mut list = std::mem::take(&mut self.dirty_list);
+        list.sort_unstable();
+        for &i in &list {
             if let Some(d) = self.dirty.get_mut(i) {
                 *d = false;
             }
-            if let (Some(t), Some(n)) = (self.timers.get_mut(i), self.nodes.get(i)) {
-                *t = n.poll_timeout();
-            }
+            let t = self.nodes.get(i).and_then(|n| n.poll_timeout());
+            self.set_timer(i, t);
             loop {
                 let now = self.now;
                 let Some(node) = self.nodes.get_mut(i) else {
@@ -169,13 +203,15 @@ impl<N: Node> Sim<N> {
                 };
                 let src = node.mac();
                 self.stats.sent += 1;
-                self.trace.push(format!(
-                    "{:>9} us send {} -> {} {}B",
-                    self.elapsed().as_micros(),
-                    i,
-                    Self::mac_label(&dst),
-                    payload.len()
-                ));
+                if self.tracing {
+                    self.trace.push(format!(
+                        "{:>9} us send {} -> {} {}B",
+                        self.elapsed().as_micros(),
+                        i,
+                        Self::mac_label(&dst),
+                        payload.len()
+                    ));
+                }
                 let targets: Vec<usize> = if dst == BROADCAST {
                     (0..self.nodes.len()).filter(|j| *j != i).collect()
                 } else {
@@ -196,8 +232,10 @@ impl<N: Node> Sim<N> {
     fn route(&mut self, to: usize, src: [u8; 6], dst: [u8; 6], payload: &[u8]) {
         if self.rng.gen_bool(self.link.loss.clamp(0.0, 1.0)) {
             self.stats.lost += 1;
-            self.trace
-                .push(format!("{:>9} us lost -> {to}", self.elapsed().as_micros()));
+            if self.tracing {
+                self.trace
+                    .push(format!("{:>9} us lost -> {to}", self.elapsed().as_micros()));
+            }
             return;
         }
         let copies = if self.rng.gen_bool(self.link.duplicate.clamp(0.0, 1.0)) {
@@ -236,11 +274,13 @@ impl<N: Node> Sim<N> {
     /// Runs until nothing is left to do or virtual time reaches `until`.
     pub fn run_until(&mut self, until: Instant) {
         // The caller may have changed nodes between runs: look at every one once.
-        self.dirty.iter_mut().for_each(|d| *d = true);
+        for i in 0..self.nodes.len() {
+            self.mark(i);
+        }
         loop {
             self.collect();
             let next_frame = self.queue.peek().map(|d| d.0.at);
-            let next_timer = self.timers.iter().flatten().min().copied();
+            let next_timer = self.timer_set.first().map(|(t, _)| *t);
             let next = match (next_frame, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
                 (Some(a), None) | (None, Some(a)) => a,
@@ -256,35 +296,35 @@ impl<N: Node> Sim<N> {
                     break;
                 };
                 self.stats.delivered += 1;
-                self.trace.push(format!(
-                    "{:>9} us recv {} <- {} {}B",
-                    self.elapsed().as_micros(),
-                    d.to,
-                    Self::mac_label(&d.src),
-                    d.payload.len()
-                ));
+                if self.tracing {
+                    self.trace.push(format!(
+                        "{:>9} us recv {} <- {} {}B",
+                        self.elapsed().as_micros(),
+                        d.to,
+                        Self::mac_label(&d.src),
+                        d.payload.len()
+                    ));
+                }
                 let now = self.now;
                 if let Some(n) = self.nodes.get_mut(d.to) {
                     n.handle(now, Peer::Mac(d.src), d.dst, &d.payload);
                 }
-                if let Some(x) = self.dirty.get_mut(d.to) {
-                    *x = true;
-                }
+                self.mark(d.to);
             }
             let now = self.now;
-            for (i, n) in self.nodes.iter_mut().enumerate() {
-                if self
-                    .timers
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .is_some_and(|t| t <= now)
-                {
+            // Due timers, fired in node order.
+            let mut due: Vec<usize> = self
+                .timer_set
+                .iter()
+                .take_while(|(t, _)| *t <= now)
+                .map(|(_, i)| *i)
+                .collect();
+            due.sort_unstable();
+            for i in due {
+                if let Some(n) = self.nodes.get_mut(i) {
                     n.handle_timeout(now);
-                    if let Some(x) = self.dirty.get_mut(i) {
-                        *x = true;
-                    }
                 }
+                self.mark(i);
             }
         }
     }
