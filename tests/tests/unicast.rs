@@ -278,6 +278,17 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
     for k in ["dt_forwarded_in_o7sd", "dt_dropped_in_o7sd"] {
         assert_eq!(n(&after, k), n(&before, k), "{k}: {before} -> {after}");
     }
+    // Per neighbour: B's DT N-1 flows with A and with C each carried the 20 pings or the
+    // 20 replies in and the other out.
+    let nbs = t.ctl_json("b", &["neighbour", "list"]);
+    let dts: Vec<&Value> = nbs
+        .iter()
+        .filter(|r| r["component"] == "Data Transfer")
+        .collect();
+    assert_eq!(dts.len(), 2, "{nbs:?}");
+    for r in dts {
+        assert!(n(r, "rx_pdus") >= 20 && n(r, "tx_pdus") >= 20, "{r}");
+    }
     // A and C delivered and sent in their data planes too.
     for s in ["a", "c"] {
         let r = uni_row(&t, s, &format!("u{s}")).unwrap();

@@ -103,8 +103,9 @@ impl Daemon {
             .collect()
     }
 
-    /// `o7sctl neighbour list` rows: each connected N-1 flow of a unicast IPCP.
-    pub(super) fn uni_neighbours(&self) -> Vec<Value> {
+    /// `o7sctl neighbour list` rows: each connected N-1 flow of a unicast IPCP, with the
+    /// data plane's counters of that flow (`dp`: every flow's).
+    pub(super) fn uni_neighbours(&self, dp: &[o7s_abi::msg::FlowStats]) -> Vec<Value> {
         let st = self.st();
         let mut rows = vec![];
         for u in &st.unicast {
@@ -114,10 +115,17 @@ impl Daemon {
                     .get(&flow)
                     .map(|f| (f.name.clone(), f.side, f.down))
                     .unwrap_or_default();
+                let c = dp
+                    .iter()
+                    .find(|f| f.flow == flow)
+                    .cloned()
+                    .unwrap_or_default();
                 rows.push(json!({"ipcp": u.name, "neighbour": format!("{addr:#010x}"),
                                  "component": comp.comp_name(), "n1_flow": flow,
                                  "n1_name": via.0, "side": via.1,
-                                 "state": if via.2 { "down" } else { "up" }}));
+                                 "state": if via.2 { "down" } else { "up" },
+                                 "rx_pdus": c.rx_sdus, "rx_bytes": c.rx_bytes,
+                                 "tx_pdus": c.tx_sdus, "tx_bytes": c.tx_bytes}));
             }
         }
         rows

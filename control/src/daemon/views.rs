@@ -116,7 +116,10 @@ impl Daemon {
             Ctl::RouteList => table(self.uni_routes()),
             Ctl::LsdbList => table(self.uni_lsdb()),
             Ctl::DhtList => table(self.uni_dht()),
-            Ctl::NeighbourList => table(self.uni_neighbours()),
+            Ctl::NeighbourList => {
+                let flows = self.dp.stats().map(|s| s.flows).unwrap_or_default();
+                table(self.uni_neighbours(&flows))
+            }
             Ctl::IpcpEnroll {
                 name,
                 dst,

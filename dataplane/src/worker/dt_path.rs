@@ -218,6 +218,9 @@ impl Dataplane {
                         u.stats.drop_n1 += 1;
                     }
                 }
+                if sent {
+                    self.count_n1_tx(n1, 1, pdu.len() as u64);
+                }
                 true
             }
         }
@@ -234,13 +237,14 @@ impl Dataplane {
             .get(&spec.ipcp)
             .and_then(|u| u.tables.next_hop.get(&spec.dst).copied());
         let routed = dest.is_some();
+        let n1_flow = dest;
         let dest = dest.and_then(|n1| self.n1_dest(n1));
         let pci = pci_of(&spec);
         let Some(f) = self.flows.get_mut(&id) else {
             return 0;
         };
         let ring = f.mem.ring(Dir::Tx);
-        let (mut done, mut sent, mut failed) = (0usize, 0u64, 0u64);
+        let (mut done, mut sent, mut failed, mut n1_bytes) = (0usize, 0u64, 0u64, 0u64);
         for _ in 0..TX_BATCH {
             let frame = &mut self.frame;
             let crypt = &mut f.crypt;
@@ -280,6 +284,7 @@ impl Dataplane {
                     });
                     if took {
                         sent += 1;
+                        n1_bytes += (PCI_LEN + len) as u64;
                         f.stats.tx_sdus += 1;
                         f.stats.tx_bytes += len as u64;
                     } else {
@@ -305,6 +310,9 @@ impl Dataplane {
         }
         if done > 0 {
             f.last_tx = self.now;
+        }
+        if let Some(n1) = n1_flow {
+            self.count_n1_tx(n1, sent, n1_bytes);
         }
         if let Some(u) = self.unis.get_mut(&spec.ipcp) {
             u.stats.sent += sent;
@@ -343,5 +351,14 @@ impl Dataplane {
             }
         });
         built && send_n1(&mut self.ports, &mut self.uports, &d, &self.frame, true)
+    }
+
+    /// PDUs the worker wrote on N-1 flow `n1` (forwarded or of an N+1 flow), on its
+    /// counters (`o7sctl neighbour list`).
+    fn count_n1_tx(&mut self, n1: u64, pdus: u64, bytes: u64) {
+        if let Some(f) = self.flows.get_mut(&n1) {
+            f.stats.tx_sdus += pdus;
+            f.stats.tx_bytes += bytes;
+        }
     }
 }

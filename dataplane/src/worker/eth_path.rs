@@ -241,10 +241,15 @@ impl Dataplane {
         // for o7sd goes to the flow's ring, which o7sd reads).
         if let (Some(ipcp), None, false) = (f.dt_of, &f.crypt, sdu.is_empty()) {
             f.last_rx = self.now;
+            f.stats.rx_sdus += 1;
+            f.stats.rx_bytes += sdu.len() as u64;
             if self.dt_rx(ipcp, sdu) {
                 return;
             }
+            // For o7sd: into the ring (counted there).
             if let Some(f) = self.flows.get_mut(&fid) {
+                f.stats.rx_sdus -= 1;
+                f.stats.rx_bytes -= sdu.len() as u64;
                 f.deliver_mut(sdu, self.now);
             }
             return;

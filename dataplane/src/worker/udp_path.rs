@@ -64,11 +64,16 @@ impl Dataplane {
                 let body = dg.get(o7s_wire::udp::HEADER_LEN..).unwrap_or(&[]);
                 if let (Some(ipcp), None, false) = (f.dt_of, &f.crypt, body.is_empty()) {
                     f.last_rx = self.now;
+                    f.stats.rx_sdus += 1;
+                    f.stats.rx_bytes += body.len() as u64;
                     let mut pdu = std::mem::take(&mut self.pdu);
                     pdu.clear();
                     pdu.extend_from_slice(body);
                     if !self.dt_rx(ipcp, &mut pdu) {
+                        // For o7sd: into the ring (counted there).
                         if let Some(f) = self.flows.get_mut(&fid) {
+                            f.stats.rx_sdus -= 1;
+                            f.stats.rx_bytes -= pdu.len() as u64;
                             f.deliver(&pdu, self.now);
                         }
                     }
