@@ -84,9 +84,13 @@ pub struct UniStats {
     pub drop_unknown_eid: u64,
     /// Dropped: for us, to an endpoint id below 64 that no component has.
     pub drop_reserved_eid: u64,
-    /// Dropped: the next hop's N-1 flow or the N+1 flow is on another worker, or gone,
-    /// or its port did not take the frame.
+    /// Dropped: the next hop's N-1 flow or the N+1 flow is gone, on another worker (an
+    /// N+1 flow's), or its port did not take the frame.
     pub drop_n1: u64,
+    /// PDUs to forward whose next hop's N-1 flow is on another worker: handed to o7sd,
+    /// which forwards them (`dt_forwarded_in_o7sd`).
+    #[serde(default)]
+    pub via_o7sd: u64,
 }
 
 /// `o7sd` to data plane.

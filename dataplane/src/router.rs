@@ -361,4 +361,5 @@ fn add_uni(a: &mut crate::msg::UniStats, b: &crate::msg::UniStats) {
     a.drop_unknown_eid += b.drop_unknown_eid;
     a.drop_reserved_eid += b.drop_reserved_eid;
     a.drop_n1 += b.drop_n1;
+    a.via_o7sd += b.via_o7sd;
 }

@@ -843,3 +843,94 @@ fn a_ring_with_lfa_survives_a_cut_link() {
         "A moved to the alternate"
     );
 }
+
+/// The chain A - B - C with a veth per link and B's data plane on two workers
+/// (`--core 0,1`): its two ports, and so its DT N-1 flows with A and C, are on different
+/// workers. A PDU whose next hop is on the other worker goes to B's o7sd, which forwards
+/// it (the visible slow path: `dt_via_o7sd` in B's worker, `dt_forwarded_in_o7sd` in
+/// o7sd); the pings get through.
+#[test]
+fn a_middle_ipcp_on_two_workers_forwards_through_o7sd() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::links("uw", &["a", "b", "c"], &[("a", "b"), ("b", "c")]);
+    let eth = |s: &str, o: &str| {
+        format!(
+            "[eth-dix.e{o}]\nbootstrap=\"eth-{s}{o}\"\ndev=\"{}\"\nreg=[\"u{s}\"]\n\n",
+            t.link_dev(s, o)
+        )
+    };
+    let a = t.daemon(
+        "a",
+        &format!(
+            "{}[unicast.ua]\nbootstrap=\"two\"\nautobind=true\n",
+            eth("a", "b")
+        ),
+    );
+    let b = t.daemon_with(
+        "b",
+        "b",
+        &format!(
+            "{}{}[unicast.ub]\nenrol=\"ua\"\nautobind=true\nconn=[\"ua\"]\n",
+            eth("b", "a"),
+            eth("b", "c")
+        ),
+        &["--core", "0,1"],
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || uni_row(&t, "b", "ub")
+            .is_some_and(|r| r["state"] == "enrolled")),
+        "{}",
+        b.log()
+    );
+    let c = t.daemon(
+        "c",
+        &format!(
+            "[name.\"oping-server\"]\nprog=[\"{}\"]\n\n{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"oping-server\"]\n",
+            bin("oping").display(),
+            eth("c", "b")
+        ),
+    );
+    // B's two ports are on two workers.
+    let workers: Vec<u64> = t
+        .ctl_json("b", &["worker", "list"])
+        .iter()
+        .filter_map(|w| w["ports"].as_u64())
+        .collect();
+    assert_eq!(workers, vec![1, 1], "one port on each worker");
+    let mut srv = t
+        .cmd("c", &bin("oping"))
+        .arg("--listen")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("c", "c", "oping-server");
+    let found = eventually(Duration::from_secs(15), || {
+        t.oping("a", &["-n", "oping-server", "-c", "1"])
+            .1
+            .status
+            .success()
+    });
+    assert!(found, "{}\n{}\n{}", a.log(), b.log(), c.log());
+    let before = uni_row(&t, "b", "ub").unwrap();
+    let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "10ms"]);
+    let _ = srv.kill();
+    let _ = srv.wait();
+    assert_eq!(
+        sum["received"],
+        10,
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let after = uni_row(&t, "b", "ub").unwrap();
+    let n = |r: &Value, k: &str| r[k].as_u64().unwrap_or(0);
+    for k in ["dt_via_o7sd", "dt_forwarded_in_o7sd"] {
+        assert!(
+            n(&after, k) >= n(&before, k) + 20,
+            "{k}: {before} -> {after}"
+        );
+    }
+    eprintln!("two workers at B: {sum}; {after}");
+}

@@ -89,6 +89,7 @@ impl Daemon {
                        "dt_drop_no_route": d.drop_no_route,
                        "dt_drop_unknown_eid": d.drop_unknown_eid,
                        "dt_drop_reserved_eid": d.drop_reserved_eid, "dt_drop_n1": d.drop_n1,
+                       "dt_via_o7sd": d.via_o7sd,
                        "dht_contacts": u.dht.as_ref().map_or(0, |d| d.contacts()),
                        "dht_dropped": u.dht.as_ref().map_or(0, |d| {
                            let c = d.counters();

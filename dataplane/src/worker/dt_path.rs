@@ -204,6 +204,15 @@ impl Dataplane {
                 }
                 true
             }
+            DtAction::Forward { n1 } if !self.flows.contains_key(&n1) => {
+                // The next hop's N-1 flow is another worker's: o7sd forwards it (a slow
+                // path, counted), with the TTL as it came.
+                u.stats.via_o7sd += 1;
+                if let Some(t) = pdu.get_mut(5) {
+                    *t = t.saturating_add(1);
+                }
+                false
+            }
             DtAction::Forward { n1 } => {
                 let sent = self.n1_dest(n1).is_some_and(|d| {
                     build_n1(&mut self.frame, &d, pdu.len(), |o| {
