@@ -83,7 +83,7 @@ struct Adj {
 /// What the machine counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LsCounters {
-    /// SDUs that are not 24-byte LSAs.
+    /// SDUs that are not 24-byte LSAs, or LSAs with address 0 or a link to itself.
     pub malformed: u64,
     /// LSAs ignored (known pair, seqno not higher).
     pub stale: u64,
@@ -308,6 +308,12 @@ impl<F: Clone + PartialEq> LinkState<F> {
             self.counters.malformed += 1;
             return;
         };
+        // No IPCP has address 0 (the flat policy draws non-zero ones) and no link goes
+        // from an IPCP to itself: such a record is bad input, not a link.
+        if l.s_addr == 0 || l.d_addr == 0 || l.s_addr == l.d_addr {
+            self.counters.malformed += 1;
+            return;
+        }
         // Flat addresses are drawn at random with no coordination: another IPCP with our
         // address shows as "our" link to a neighbour we have no DT connection to (the
         // reference ignores it). Not stored, not flooded: the caller picks a new address.
@@ -660,5 +666,19 @@ mod tests {
         assert_eq!(ls.poll_timeout(), Some(t0 + Duration::from_millis(100)));
         ls.handle_timeout(t0 + Duration::from_millis(100));
         assert_eq!((ls.next_hop(2), ls.next_hop(3)), (Some(2), Some(2)));
+    }
+
+    #[test]
+    fn lsas_with_address_zero_or_a_link_to_itself_are_dropped() {
+        let t0 = Instant::now();
+        let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+        ls.add_mgmt(0);
+        let _ = std::iter::from_fn(|| ls.poll_transmit()).count();
+        for (s, d) in [(0, 2), (2, 0), (5, 5)] {
+            ls.handle(t0, &0, &encode(s, d, 1));
+        }
+        assert_eq!(ls.counters().malformed, 3);
+        assert!(ls.lsdb().is_empty(), "{:?}", ls.lsdb());
+        assert!(ls.poll_transmit().is_none(), "not flooded");
     }
 }
