@@ -506,7 +506,7 @@ fn a_chain_over_udp4_and_eth_dix_carries_a_ping() {
     let c = t.daemon(
         "c",
         &format!(
-            "[name.\"oping-server\"]\nprog=[\"{}\"]\n\n[eth-dix.e]\nbootstrap=\"eth\"\ndev=\"{}\"\n\n\
+            "[name.\"oping-server\"]\nprog=[\"{}\"]\nargs=[\"--listen\"]\n\n[eth-dix.e]\nbootstrap=\"eth\"\ndev=\"{}\"\n\n\
              [unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"oping-server\"]\n",
             bin("oping").display(),
             t.dev("c")
@@ -531,25 +531,23 @@ fn a_chain_over_udp4_and_eth_dix_carries_a_ping() {
         kinds.contains(&"u".to_string()) && kinds.contains(&"e".to_string()),
         "{kinds:?}"
     );
-    let mut srv = t
-        .cmd("c", &bin("oping"))
-        .arg("--listen")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    t.wait_accepting("c", "c", "oping-server");
+    // No server runs at C: the flow request over the layer starts the name's program
+    // (auto-start, `args` given), which then accepts it.
     let before = uni_row(&t, "b", "ub").unwrap();
     let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "10ms"]);
-    let _ = srv.kill();
-    let _ = srv.wait();
     assert_eq!(
         sum["received"],
         10,
-        "{}\n{}\n{}",
+        "{}\n{}\n{}\n{}",
         String::from_utf8_lossy(&o.stderr),
         a.log(),
-        b.log()
+        b.log(),
+        c.log()
+    );
+    assert!(
+        c.log().contains("for oping-server.") && c.log().contains("Starting "),
+        "C started oping for the request: {}",
+        c.log()
     );
     // B's worker moved the PDUs between its udp4 and eth-dix N-1 flows, not its o7sd.
     let after = uni_row(&t, "b", "ub").unwrap();

@@ -506,7 +506,7 @@ impl Daemon {
     }
 
     /// Starts the program bound to `name` with auto-start; false if it cannot.
-    fn start_program(&self, name: &str) -> bool {
+    pub(super) fn start_program(&self, name: &str) -> bool {
         let (prog, running_n) = {
             let st = self.st();
             (

@@ -30,6 +30,9 @@ pub(super) struct UniLoop {
         super::uni_flows::UniChecked,
         Instant,
     )>,
+    /// Names whose program o7sd started for a request over the layer, and when (one
+    /// start per name while it has not had `--autostart-wait` to accept).
+    pub(super) starting: HashMap<String, Instant>,
 }
 
 /// Flow requests from peer IPCPs that may wait for an acceptor, at most.
@@ -104,7 +107,11 @@ impl Daemon {
                 }
             }
         }
-        // In arrival order; a name with no process in accept keeps its place.
+        // In arrival order; a name with no process in accept keeps its place, and its
+        // program is started when it has one to auto-start (as on the eth and udp layers).
+        let wait = self.settings.autostart_wait;
+        u.starting
+            .retain(|_, t| now.saturating_duration_since(*t) < wait);
         for (r, c, deadline) in std::mem::take(&mut u.waiting) {
             match self.uni_serve(r, &c) {
                 Ok(Some(fp)) => u.new_flows.push(fp),
@@ -112,7 +119,17 @@ impl Daemon {
                 Err(r) if now >= deadline => {
                     self.uni_refuse(&r, &format!("no process accepts flows for {}", c.name));
                 }
-                Err(r) => u.waiting.push_back((r, c, deadline)),
+                Err(r) => {
+                    let mut deadline = deadline;
+                    let auto = self.st().reg.auto_prog(&c.name).is_some();
+                    if auto && !u.starting.contains_key(&c.name) && self.start_program(&c.name) {
+                        u.starting.insert(c.name.clone(), now);
+                    }
+                    if u.starting.contains_key(&c.name) {
+                        deadline = deadline.max(now + wait);
+                    }
+                    u.waiting.push_back((r, c, deadline));
+                }
             }
         }
         for fp in std::mem::take(&mut u.new_flows) {
