@@ -13,6 +13,7 @@ mod oap_glue;
 mod setup;
 mod shim_driver;
 mod supervise;
+mod uni_address;
 mod uni_dt;
 mod uni_flows;
 mod uni_loop;

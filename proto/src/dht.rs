@@ -249,14 +249,15 @@ impl Dht {
         distance(&self.id, id).leading_zeros() as usize
     }
 
-    /// Adds or refreshes a contact (the same address replaces the old entry, at the tail);
-    /// a full bucket keeps its older contacts.
+    /// Adds or refreshes a contact (the same address or the same id replaces the old
+    /// entry, at the tail: a node that moved to another address is found at the new
+    /// one); a full bucket keeps its older contacts.
     fn learn(&mut self, c: Contact) {
         if c.addr == self.addr || c.addr == 0 || c.id.len() != self.id.len() {
             return;
         }
         for b in &mut self.buckets {
-            b.retain(|x| x.addr != c.addr);
+            b.retain(|x| x.addr != c.addr && x.id != c.id);
         }
         let i = self.bucket_of(&c.id);
         let k = self.cfg.k;
@@ -355,6 +356,18 @@ impl Dht {
         self.send(dst, m);
     }
 
+    /// Our address is now `new` (another IPCP had ours): every registration of ours is
+    /// stored again with it. The copies with the old address stay where they are until
+    /// they expire (0.23 has no delete); lookups answer the newest first.
+    pub fn readdress(&mut self, now: Instant, unix: u64, new: u64) {
+        self.addr = new;
+        let mut keys: Vec<Key> = self.local.keys().cloned().collect();
+        keys.sort();
+        for k in keys {
+            self.register(now, unix, k);
+        }
+    }
+
     /// Withdraws our registration of `key` (as the reference: copies elsewhere expire).
     pub fn unregister(&mut self, key: &[u8]) {
         self.local.remove(key);
@@ -362,17 +375,20 @@ impl Dht {
 
     /// What we know of `key` without asking: our own registration and values stored here.
     pub fn known(&self, key: &[u8], unix: u64) -> Vec<u64> {
-        let mut v: Vec<u64> = self
+        // The latest expiry first: the newest store (an IPCP that moved to another
+        // address stores its names again; the old copies expire later).
+        let mut v: Vec<(u32, u64)> = self
             .values
             .get(key)
             .map(|m| {
                 m.iter()
                     .filter(|(_, e)| u64::from(e.0) > unix)
-                    .map(|(a, _)| *a)
+                    .map(|(a, e)| (e.0, *a))
                     .collect()
             })
             .unwrap_or_default();
-        v.sort_unstable();
+        v.sort_unstable_by(|x, y| y.cmp(x));
+        let mut v: Vec<u64> = v.into_iter().map(|x| x.1).collect();
         if self.local.contains_key(key) {
             v.push(self.addr);
         }

@@ -109,6 +109,16 @@ pub enum Event {
         /// Why.
         why: EnrollError,
     },
+    /// A Management neighbour said (with a CEP on its connected flow) that its address
+    /// is `new` now: every connection to `old` was moved to it.
+    Readdressed {
+        /// The Management flow it came on.
+        flow: FlowId,
+        /// The neighbour's address before.
+        old: u64,
+        /// And now.
+        new: u64,
+    },
     /// Close the flow (after any transmit for it).
     Close {
         /// The flow.
@@ -165,6 +175,8 @@ pub struct Counters {
     pub busy: u64,
     /// SDUs for flows the machine does not know, or after the exchange.
     pub unexpected: u64,
+    /// Neighbours that moved to a new address.
+    pub readdressed: u64,
 }
 
 /// The N-1 flows of one unicast IPCP in connection establishment and enrolment.
@@ -203,6 +215,65 @@ impl Connections {
     /// Counters so far.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Our address is now `new` (another IPCP had ours): the configuration we give
+    /// enrollees names it as their DHT peer, and every Management neighbour gets a
+    /// Management CEP with it on the connected flow. 0.23 has no message for this: an
+    /// o7s neighbour takes it ([`Connections::handle_update`]), the reference drops it as
+    /// no LSA.
+    pub fn readdress(&mut self, new: u64) {
+        self.own_addr = new;
+        if let Some(d) = self
+            .conf
+            .as_mut()
+            .and_then(|c| c.unicast.as_mut())
+            .and_then(|u| u.dir.dht.as_mut())
+        {
+            d.peer = new;
+        }
+        let cep = CepMsg::new(Component::Management, new).encode_to_vec();
+        let mgmt: Vec<FlowId> = self
+            .connections()
+            .into_iter()
+            .filter(|c| c.1 == Component::Management)
+            .map(|c| c.0)
+            .collect();
+        for f in mgmt {
+            self.send(f, cep.clone());
+        }
+    }
+
+    /// An SDU on a connected Management flow that is no LSA: a Management CEP there is
+    /// the neighbour's new address ([`Connections::readdress`]); every connection to its
+    /// old address moves to the new one. Returns whether it was such a CEP (else the
+    /// caller counts it as a bad LSA); a CEP with address 0 or ours is counted and
+    /// ignored.
+    pub fn handle_update(&mut self, flow: FlowId, sdu: &[u8]) -> bool {
+        let Some((Component::Management, old)) = self.connected(flow) else {
+            return false;
+        };
+        let Ok(cep) = pb::decode::<CepMsg>(sdu) else {
+            return false;
+        };
+        if cep.component() != Some(Component::Management) {
+            return false;
+        }
+        let new = cep.address;
+        if new == 0 || new == self.own_addr || new == old {
+            self.counters.unexpected += 1;
+            return true;
+        }
+        for f in self.flows.values_mut() {
+            if let State::Up { peer_addr, .. } = &mut f.state {
+                if *peer_addr == old {
+                    *peer_addr = new;
+                }
+            }
+        }
+        self.counters.readdressed += 1;
+        self.events.push_back(Event::Readdressed { flow, old, new });
+        true
     }
 
     /// Flows being set up.
@@ -670,6 +741,69 @@ mod tests {
         );
         assert_eq!((e.counters().enrolled, r.counters().served), (1, 1));
         assert_eq!(r.pending() + e.pending(), 0);
+    }
+
+    #[test]
+    fn a_readdressed_neighbour_tells_its_management_neighbours() {
+        let t0 = Instant::now();
+        let mut a = Connections::new(EnrollConfig::default(), E, None);
+        let mut b = Connections::new(
+            EnrollConfig::default(),
+            R,
+            Some(IpcpConfigMsg::unicast_default("l", R)),
+        );
+        for (flow, comp) in [(1, Component::Management), (2, Component::DataTransfer)] {
+            a.connect(t0, flow, comp, [0; 8]);
+            b.accept(t0, flow);
+            pump(&mut a, &mut b, t0, flow);
+            pump(&mut b, &mut a, t0, flow);
+        }
+        let _ = (events(&mut a), events(&mut b));
+        const N: u64 = 0x0bad_cafe;
+        b.readdress(N);
+        // One Management CEP with the new address, on the Management flow only.
+        let t: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(t[0].flow, 1);
+        assert_eq!(
+            t[0].sdu,
+            CepMsg::new(Component::Management, N).encode_to_vec()
+        );
+        // An LSA is not one (the caller gives it to link state).
+        assert!(!a.handle_update(1, &[0u8; 24]));
+        assert!(a.handle_update(1, &t[0].sdu));
+        assert_eq!(
+            events(&mut a),
+            vec![Event::Readdressed {
+                flow: 1,
+                old: R,
+                new: N
+            }]
+        );
+        assert_eq!(
+            a.connections(),
+            vec![
+                (1, Component::Management, N),
+                (2, Component::DataTransfer, N)
+            ]
+        );
+        // Not on a DT flow; address 0 or ours: counted, nothing moves.
+        assert!(!a.handle_update(2, &t[0].sdu));
+        let before = a.counters().unexpected;
+        for bad in [0, E] {
+            assert!(a.handle_update(1, &CepMsg::new(Component::Management, bad).encode_to_vec()));
+        }
+        assert_eq!(a.counters().unexpected, before + 2);
+        assert_eq!(a.counters().readdressed, 1);
+        assert!(events(&mut a).is_empty());
+        // Enrollees of b now get b's new address as their DHT peer.
+        let peer = b
+            .conf
+            .as_ref()
+            .and_then(|c| c.unicast.as_ref())
+            .and_then(|u| u.dir.dht.as_ref())
+            .map(|d| d.peer);
+        assert_eq!(peer, Some(N));
     }
 
     #[test]

@@ -191,6 +191,11 @@ impl Fa {
         self.counters
     }
 
+    /// Our address is now `new`: requests name it as their source.
+    pub fn readdress(&mut self, new: u64) {
+        self.own = new;
+    }
+
     /// The flow number of `eid` if it is one of ours (the reference's check: the low half
     /// is a flow number below 4096 whose stored eid is the whole value).
     pub fn check_eid(&self, eid: u64) -> Option<u32> {

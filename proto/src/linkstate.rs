@@ -95,6 +95,17 @@ pub struct LsCounters {
     pub collisions: u64,
 }
 
+/// What an IPCP does when another one announces links from its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collision {
+    /// Draw a new address ([`LinkState::readdress`]): the other IPCP is older (its links
+    /// have a higher seqno: it re-announced them more often) or as old, or it kept its
+    /// address for two update periods after we sat it out (a reference IPCP never moves).
+    Readdress,
+    /// Keep it: the other IPCP is younger and moves (o7s does the same there).
+    Keep,
+}
+
 /// One IPCP's link-state routing.
 #[derive(Debug)]
 pub struct LinkState<F> {
@@ -108,8 +119,11 @@ pub struct LinkState<F> {
     multi: BTreeMap<Addr, Vec<Addr>>,
     /// DT neighbours whose N-1 flow is down.
     down: BTreeSet<Addr>,
-    /// Another IPCP announced links with our address since the caller last asked.
-    collision: bool,
+    /// What to do about another IPCP with our address, since the caller last asked.
+    collision: Option<Collision>,
+    /// A collision we sat out (the other IPCP is the younger one and should move): since
+    /// when, and the highest seqno it had announced then.
+    stay: Option<(Instant, u64)>,
     /// Every DT neighbour we had (our old records of a lost link still circulate).
     had_dt: BTreeSet<Addr>,
     modified: bool,
@@ -149,7 +163,8 @@ impl<F: Clone + PartialEq> LinkState<F> {
             pff: BTreeMap::new(),
             multi: BTreeMap::new(),
             down: BTreeSet::new(),
-            collision: false,
+            collision: None,
+            stay: None,
             had_dt: BTreeSet::new(),
             modified: false,
             held: None,
@@ -238,10 +253,44 @@ impl<F: Clone + PartialEq> LinkState<F> {
         }
     }
 
-    /// Whether another IPCP announced links with our address since the last call (then
-    /// draw a new address, [`LinkState::readdress`], and connect again).
-    pub fn take_collision(&mut self) -> bool {
-        std::mem::take(&mut self.collision)
+    /// Whether another IPCP announced links with our address since the last call, and
+    /// what to do about it.
+    pub fn take_collision(&mut self) -> Option<Collision> {
+        self.collision.take()
+    }
+
+    /// A colliding LSA `(me -> d, theirs)`: the younger IPCP moves. Its links have the
+    /// lower seqno (seqnos count the update periods since a link came up); equal ones
+    /// both move.
+    fn on_collision(&mut self, now: Instant, theirs: u64) {
+        self.counters.collisions += 1;
+        let ours = self
+            .lsdb
+            .iter()
+            .filter(|((s, _), _)| *s == self.me)
+            .map(|(_, a)| a.seqno)
+            .max()
+            .unwrap_or(0);
+        let decision = match self.stay {
+            _ if theirs >= ours => Collision::Readdress,
+            None => {
+                self.stay = Some((now, theirs));
+                Collision::Keep
+            }
+            // It still announces, with newer seqnos, two update periods after we sat it
+            // out: it does not move.
+            Some((since, seen)) if now >= since + 2 * self.cfg.t_update && theirs > seen => {
+                Collision::Readdress
+            }
+            Some(_) => return,
+        };
+        if decision == Collision::Readdress {
+            self.stay = None;
+        }
+        // A decision to move outranks one to stay.
+        if self.collision != Some(Collision::Readdress) {
+            self.collision = Some(decision);
+        }
     }
 
     /// Our address is now `new`: our records under the old one go, our DT links are
@@ -250,6 +299,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
         let old = self.me;
         self.lsdb.retain(|(s, _), _| *s != old);
         self.me = new;
+        self.stay = None;
         self.had_dt = self.dt.clone();
         let links: Vec<Addr> = self.dt.iter().copied().collect();
         for d in links {
@@ -318,8 +368,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
         // address shows as "our" link to a neighbour we have no DT connection to (the
         // reference ignores it). Not stored, not flooded: the caller picks a new address.
         if l.s_addr == self.me && !self.had_dt.contains(&l.d_addr) {
-            self.counters.collisions += 1;
-            self.collision = true;
+            self.on_collision(now, l.seqno);
             return;
         }
         let key = (l.s_addr, l.d_addr);
@@ -632,17 +681,49 @@ mod tests {
         while ls.poll_transmit().is_some() {}
         // Our own link, echoed back: no collision.
         ls.handle(t0, &1, &encode(7, 2, 0));
-        assert!(!ls.take_collision());
-        // "7 -> 9": we have no DT connection to 9: another IPCP uses our address.
+        assert_eq!(ls.take_collision(), None);
+        // "7 -> 9": we have no DT connection to 9: another IPCP uses our address, and
+        // it is older (seqno 3 > our 0): we move.
         ls.handle(t0, &1, &encode(7, 9, 3));
-        assert!(ls.take_collision());
-        assert!(!ls.take_collision(), "reported once");
+        assert_eq!(ls.take_collision(), Some(Collision::Readdress));
+        assert_eq!(ls.take_collision(), None, "reported once");
         assert_eq!(ls.counters().collisions, 1);
         assert!(ls.poll_transmit().is_none(), "not flooded");
         ls.readdress(t0, 8);
         assert_eq!(ls.addr(), 8);
         assert_eq!(ls.poll_transmit(), Some((1, encode(8, 2, 0))));
         assert!(ls.lsdb().iter().all(|((s, _), _)| *s != 7));
+    }
+
+    #[test]
+    fn the_younger_of_two_ipcps_with_one_address_moves() {
+        let t0 = Instant::now();
+        let cfg = LsConfig::default();
+        let mut ls: LinkState<u8> = LinkState::new(7, cfg, t0);
+        ls.add_mgmt(1);
+        ls.add_dt(t0, 2);
+        // Four update passes: our link 7 -> 2 is at seqno 4.
+        for i in 0..5u32 {
+            ls.handle_timeout(t0 + cfg.t_update * i);
+        }
+        while ls.poll_transmit().is_some() {}
+        // The other one's link is at seqno 1: it is younger; we keep our address.
+        let t1 = t0 + cfg.t_update * 4;
+        ls.handle(t1, &1, &encode(7, 9, 1));
+        assert_eq!(ls.take_collision(), Some(Collision::Keep));
+        // Its next announcement within two update periods changes nothing.
+        ls.handle(t1 + cfg.t_update, &1, &encode(7, 9, 2));
+        assert_eq!(ls.take_collision(), None);
+        // Still announcing, newer, two periods on: it does not move (a reference IPCP):
+        // we do.
+        ls.handle(t1 + cfg.t_update * 2, &1, &encode(7, 9, 3));
+        assert_eq!(ls.take_collision(), Some(Collision::Readdress));
+        assert_eq!(ls.counters().collisions, 3);
+        // As old as we are: both move.
+        let mut b: LinkState<u8> = LinkState::new(5, cfg, t0);
+        b.add_dt(t0, 2);
+        b.handle(t0, &1, &encode(5, 9, 0));
+        assert_eq!(b.take_collision(), Some(Collision::Readdress));
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl Ipcp {
                 Event::Close { flow } => {
                     self.open.remove(&(flow as usize));
                 }
-                Event::Connected { .. } => {}
+                Event::Connected { .. } | Event::Readdressed { .. } => {}
             }
         }
     }

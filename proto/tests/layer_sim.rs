@@ -21,7 +21,7 @@
 use o7s_proto::dht::{self, Dht, DhtConfig};
 use o7s_proto::enroll::{self, Connections, EnrollConfig};
 use o7s_proto::fa::{self, Fa, FaConfig};
-use o7s_proto::linkstate::{LinkState, LsConfig};
+use o7s_proto::linkstate::{Collision, LinkState, LsConfig};
 use o7s_proto::mgmt::Peer;
 use o7s_proto::sim::{LinkModel, Node, Sim};
 use o7s_wire::qos::QosSpec;
@@ -70,6 +70,12 @@ struct Tally {
     not_found: u64,
     allocated: u64,
     alloc_failed: u64,
+    /// Moved to a new address (another IPCP had ours and was as old or older).
+    readdressed: u64,
+    /// Kept the address in a collision (the other IPCP was younger).
+    kept: u64,
+    /// Neighbours that told us they moved.
+    neighbours_moved: u64,
 }
 
 struct Ipcp {
@@ -93,6 +99,8 @@ struct Ipcp {
     tally: Tally,
     /// Link state's hold-down (`LsConfig::hold`).
     hold: Duration,
+    /// An address to take instead of a random one (to make a collision).
+    force_addr: Option<u64>,
 }
 
 impl Ipcp {
@@ -127,7 +135,8 @@ impl Ipcp {
 
     fn join_layer(&mut self, now: Instant, conf: IpcpConfigMsg) {
         // The flat address authority: a random non-zero 32-bit address.
-        let addr = u64::from(self.rng.gen_range(1..=u32::MAX));
+        let drawn = u64::from(self.rng.gen_range(1..=u32::MAX));
+        let addr = self.force_addr.unwrap_or(drawn);
         let peer = conf
             .unicast
             .as_ref()
@@ -209,8 +218,42 @@ impl Ipcp {
                 enroll::Event::Failed { flow, why } => {
                     panic!("node {}: flow {flow} failed: {why}", self.i)
                 }
+                enroll::Event::Readdressed { old, new, .. } => {
+                    self.tally.neighbours_moved += 1;
+                    if let (Some(l), Some(nb)) = (self.layer.as_mut(), self.dt_nb.remove(&old)) {
+                        self.dt_nb.insert(new, nb);
+                        l.ls.remove_dt(old);
+                        l.ls.add_dt(now, new);
+                    }
+                }
                 _ => {}
             }
+        }
+        // Another IPCP with our address: the younger one moves (as o7sd does).
+        let collision = self.layer.as_mut().and_then(|l| l.ls.take_collision());
+        match collision {
+            Some(Collision::Readdress) => {
+                let new = loop {
+                    let a = u64::from(self.rng.gen_range(1..=u32::MAX));
+                    if self.layer.as_ref().is_some_and(|l| l.addr != a) {
+                        break a;
+                    }
+                };
+                self.tally.readdressed += 1;
+                self.conn.readdress(new);
+                if let Some(l) = self.layer.as_mut() {
+                    l.addr = new;
+                    l.ls.readdress(now, new);
+                    l.dht.readdress(now, UNIX, new);
+                    l.fa.readdress(new);
+                }
+                while let Some(t) = self.conn.poll_transmit() {
+                    let (nb, kind) = ((t.flow / 4) as usize, t.flow % 4);
+                    self.send(nb, kind, &t.sdu);
+                }
+            }
+            Some(Collision::Keep) => self.tally.kept += 1,
+            None => {}
         }
         // Link state, DHT and FA output.
         let mut lsas = vec![];
@@ -327,8 +370,11 @@ impl Node for Ipcp {
         let f = flow(nb, kind);
         let connected = self.conn.connected(f).is_some();
         if kind == MGMT && connected {
-            if let Some(l) = self.layer.as_mut() {
-                l.ls.handle(now, &nb, body);
+            // An LSA, or the neighbour's new address (a CEP).
+            if body.len() == 24 || !self.conn.handle_update(f, body) {
+                if let Some(l) = self.layer.as_mut() {
+                    l.ls.handle(now, &nb, body);
+                }
             }
         } else if kind == DT && connected {
             self.on_dt(now, body);
@@ -411,9 +457,24 @@ struct Run {
     tally: Tally,
     messages: u64,
     lookups: usize,
+    /// The tallies of the two colliding IPCPs (early, late).
+    collided: Option<(Tally, Tally)>,
 }
 
 fn layer(n: usize, seed: u64, hold: Duration) -> (Run, Vec<String>) {
+    layer_with(n, seed, hold, None)
+}
+
+/// A collision to make: IPCP `late` joins at `at` (not in its turn) and takes the address
+/// of IPCP `early`.
+#[derive(Clone, Copy)]
+struct Collide {
+    early: usize,
+    late: usize,
+    at: Duration,
+}
+
+fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> (Run, Vec<String>) {
     let t0 = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // A random connected graph: a random tree plus extra edges (about 1.5 per node).
@@ -428,7 +489,8 @@ fn layer(n: usize, seed: u64, hold: Duration) -> (Run, Vec<String>) {
         }
     }
     let step = Duration::from_millis(50);
-    let all_joined = t0 + step * n as u32 + Duration::from_secs(3);
+    let last_join = (step * n as u32).max(collide.map_or(Duration::ZERO, |c| c.at));
+    let all_joined = t0 + last_join + Duration::from_secs(3);
     let register_at = all_joined + Duration::from_secs(5);
     let alloc_at = register_at + Duration::from_secs(5);
     let conf = IpcpConfigMsg::unicast_default("sim-uni", 0);
@@ -460,7 +522,11 @@ fn layer(n: usize, seed: u64, hold: Duration) -> (Run, Vec<String>) {
                 pending: HashMap::new(),
                 tally: Tally::default(),
                 hold,
+                force_addr: None,
             };
+            if let Some(c) = collide.filter(|c| c.late == i) {
+                node.join = Some((t0 + c.at, parent[i]));
+            }
             if root {
                 node.join_layer(t0, conf.clone());
             }
@@ -477,6 +543,16 @@ fn layer(n: usize, seed: u64, hold: Duration) -> (Run, Vec<String>) {
     let mut t = t0;
     while t < register_at {
         t += Duration::from_millis(250);
+        // The colliding IPCP takes the early one's address just before it joins.
+        if let Some(c) = collide {
+            let join = t0 + c.at;
+            if t > join && t - Duration::from_millis(250) <= join {
+                sim.run_until(join - Duration::from_millis(1));
+                let a = sim.nodes[c.early].layer.as_ref().map(|l| l.addr);
+                assert!(a.is_some(), "IPCP {} is in the layer", c.early);
+                sim.nodes[c.late].force_addr = a;
+            }
+        }
         sim.run_until(t);
         if converged_at.is_some() {
             continue;
@@ -508,8 +584,17 @@ fn layer(n: usize, seed: u64, hold: Duration) -> (Run, Vec<String>) {
         tally.not_found += x.tally.not_found;
         tally.allocated += x.tally.allocated;
         tally.alloc_failed += x.tally.alloc_failed;
+        tally.readdressed += x.tally.readdressed;
+        tally.kept += x.tally.kept;
+        tally.neighbours_moved += x.tally.neighbours_moved;
     }
+    let mut addrs = BTreeSet::new();
     for x in &sim.nodes {
+        if let Some(l) = &x.layer {
+            assert!(addrs.insert(l.addr), "address {:#x} is unique", l.addr);
+        }
+    }
+    for x in sim.nodes.iter().filter(|_| collide.is_none()) {
         if let Some(l) = &x.layer {
             assert_eq!(
                 l.ls.counters().collisions,
@@ -519,12 +604,20 @@ fn layer(n: usize, seed: u64, hold: Duration) -> (Run, Vec<String>) {
             );
         }
     }
+    if let Some(c) = collide {
+        let (e, l) = (&sim.nodes[c.early].tally, &sim.nodes[c.late].tally);
+        eprintln!(
+            "collision: IPCP {} kept {} time(s), moved {}; IPCP {} kept {}, moved {}; {} neighbours told",
+            c.early, e.kept, e.readdressed, c.late, l.kept, l.readdressed, tally.neighbours_moved
+        );
+    }
     let run = Run {
         enrolled: sim.nodes.iter().filter(|x| x.layer.is_some()).count(),
         converged_at,
         tally,
         messages: sim.stats().sent,
         lookups: n,
+        collided: collide.map(|c| (sim.nodes[c.early].tally, sim.nodes[c.late].tally)),
     };
     (run, sim.trace().to_vec())
 }
@@ -599,6 +692,34 @@ fn a_thousand_ipcps_enrol_route_resolve_and_allocate() {
         "TTL drops: {}",
         r.tally.ttl
     );
+}
+
+/// Two IPCPs with one address: IPCP 25 joins 40 s in (its links' seqnos start at 0; IPCP
+/// 3's are at 2 by then) with IPCP 3's address. 25 sees 3's links in the LSDB its first
+/// Management neighbour hands it: it is the younger, it moves (before its own links under
+/// the address reach anyone), tells its Management neighbours and publishes its name at
+/// the new address; 3 keeps its address. Every address is unique at the end, routing
+/// converges, every lookup and allocation succeeds (to 3 and to 25 too). The other cases
+/// (the older one sees it first and keeps its address; as old: both move; a younger one
+/// that does not move) are unit tests of `linkstate`.
+#[test]
+fn of_two_ipcps_with_one_address_the_younger_moves() {
+    let c = Collide {
+        early: 3,
+        late: 25,
+        at: Duration::from_secs(40),
+    };
+    let (r, _) = layer_with(30, 7, Duration::ZERO, Some(c));
+    assert_eq!(r.enrolled, 30);
+    let (early, late) = r.collided.unwrap();
+    assert_eq!(
+        (early.readdressed, late.readdressed),
+        (0, 1),
+        "the younger moved"
+    );
+    assert!(r.tally.neighbours_moved >= 1, "its neighbours were told");
+    assert!(r.converged_at.is_some(), "routing converged");
+    assert_eq!((r.tally.resolved, r.tally.allocated), (30, 30));
 }
 
 /// The hold-down changes when tables are computed, not what they hold: 100 IPCPs with a

@@ -460,6 +460,60 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
         .unwrap();
     t.wait_accepting("c", "c", "oping-server");
     let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "5", "-i", "10ms"]);
+    assert_eq!(sum["received"], 5, "{}", String::from_utf8_lossy(&o.stderr));
+
+    // An address collision: an LSA "B -> 0x1234" with a high seqno, as an older IPCP with
+    // B's address would send it. B moves to a new address, tells A and C on its
+    // Management flows; they follow, routes go through the new address, pings cross.
+    let b_old = addr_of(&t, "b", "ub");
+    let before = uni_row(&t, "b", "ub").unwrap();
+    let b_num = u64::from_str_radix(b_old.trim_start_matches("0x"), 16).unwrap();
+    let lsa = [
+        0x1234u64.to_be_bytes(),
+        b_num.to_be_bytes(),
+        1000u64.to_be_bytes(),
+    ]
+    .concat();
+    let o = t
+        .cmd("a", &bin("o7s-inject"))
+        .arg(t.dev("a"))
+        .arg(frame(mgmt, &lsa))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let moved = eventually(Duration::from_secs(10), || {
+        let b_new = addr_of(&t, "b", "ub");
+        b_new != b_old
+            && next_hop(&t, "a", &ac).as_deref() == Some(b_new.as_str())
+            && next_hop(&t, "c", &aa).as_deref() == Some(b_new.as_str())
+    });
+    let after = uni_row(&t, "b", "ub").unwrap();
+    assert!(
+        moved,
+        "B moved and A and C route through its new address: {before}\n{after}\n{}\n{}\n{}",
+        a.log(),
+        b.log(),
+        c.log()
+    );
+    let b_new = addr_of(&t, "b", "ub");
+    eprintln!("address collision: B moved from {b_old} to {b_new}: {after}");
+    assert_eq!(n(&after, "readdressed"), n(&before, "readdressed") + 1);
+    assert_eq!(
+        n(&after, "address_collisions"),
+        n(&before, "address_collisions") + 1
+    );
+    assert!(b.log().contains("has our address") && b.log().contains("we move to"));
+    for s in ["a", "c"] {
+        let r = uni_row(&t, s, &format!("u{s}")).unwrap();
+        assert_eq!(n(&r, "neighbours_moved"), 1, "{s}: {r}");
+        let nbs = t.ctl_json(s, &["neighbour", "list"]);
+        assert!(
+            nbs.iter().all(|r| r["neighbour"] == b_new.as_str()),
+            "{s}'s connections are to B's new address: {nbs:?}"
+        );
+    }
+    assert!(a.log().contains(&format!("moved to address {b_new}")));
+    let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "5", "-i", "10ms"]);
     let _ = srv.kill();
     let _ = srv.wait();
     assert_eq!(sum["received"], 5, "{}", String::from_utf8_lossy(&o.stderr));

@@ -125,10 +125,13 @@ impl UniIpcp {
             out.push((t.dst, 1, t.msg));
         }
         while let Some(e) = d.poll_event() {
-            let (id, addrs) = match e {
+            let (id, mut addrs) = match e {
                 dht::Event::Found { id, addrs, .. } => (id, addrs),
                 dht::Event::NotFound { id, .. } => (id, vec![]),
             };
+            // Members we have a route to first (a name can have an old address of a
+            // member that moved, until it expires), in the directory's order.
+            addrs.sort_by_key(|a| !reachable(*a, &self.ls));
             if let Some(w) = self.lookups.remove(&id) {
                 answered = true;
                 let _ = w.send(addrs);

@@ -96,6 +96,9 @@ impl Daemon {
                            c.dropped_bad + c.dropped_unsolicited
                        }),
                        "lsa_dropped": u.ls.as_ref().map_or(0, |l| l.counters().malformed + l.counters().collisions),
+                       "address_collisions": u.ls.as_ref().map_or(0, |l| l.counters().collisions),
+                       "readdressed": u.readdressed,
+                       "neighbours_moved": u.conn.counters().readdressed,
                        "fa_dropped": u.fa.as_ref().map_or(0, |f| {
                            let c = f.counters();
                            c.malformed + c.unknown_eid

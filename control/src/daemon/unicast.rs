@@ -1,17 +1,16 @@
-//! Unicast IPCPs in o7sd (issue 15), first slice: bootstrap and enrolment. A unicast IPCP is
-//! a member of a layer that o7sd runs itself: its N-1 flows are flows o7sd allocates over its
+//! Unicast IPCPs in o7sd (issue 15): bootstrap and enrolment. A unicast IPCP is a member
+//! of a layer that o7sd runs itself: its N-1 flows are flows o7sd allocates over its
 //! eth/udp IPCPs (the same allocation job as an app's, with o7sd as the process) or accepts
 //! through an internal acceptor (the IPCP's name and its layer's, bound to o7sd: the
-//! reference's `autobind`). While they carry CEP and enrolment, o7sd is their app: the event
-//! loop reads their rx rings when their kick fires and writes their tx rings. The protocol is
-//! `o7s_proto::enroll::Connections`.
+//! reference's `autobind`). While they carry CEP, enrolment and LSAs, o7sd is their app:
+//! the event loop reads their rx rings when their kick fires and writes their tx rings. The
+//! protocol is `o7s_proto::enroll::Connections`.
 //!
 //! After enrolment, `conn` connects Management and DT flows to the members named; link state
 //! (`o7s_proto::linkstate`) runs over the Management flows and learns the DT neighbours from
-//! their CEPs: `o7sctl route list` and `lsdb list` show the result.
-//!
-//! Not yet: the DHT, the flow allocator and the DT path in the workers (DT PDUs that reach
-//! o7sd are counted and dropped; ARCHITECTURE.md "The unicast layer in o7sd (plan)").
+//! their CEPs: `o7sctl route list` and `lsdb list` show the result. The directory and flow
+//! allocator: uni_dt.rs, uni_flows.rs; address collisions: uni_address.rs; the DT path
+//! runs in the data-plane workers (uni_loop.rs sends them the table).
 
 use super::*;
 use o7s_proto::dht::{Dht, DhtConfig, LookupId};
@@ -74,6 +73,8 @@ pub struct UniIpcp {
     pub(super) dp_table: Option<DpTable>,
     /// Flow requests from peers, for the loop to serve.
     pub incoming: Vec<UniIncoming>,
+    /// Times it moved to a new address (another IPCP had its own).
+    pub readdressed: u64,
 }
 
 /// A flow the flow allocator set up as requester.
@@ -137,7 +138,7 @@ pub(crate) struct N1 {
 }
 
 /// A random non-zero 32-bit address: the flat address authority (facts §3.2).
-fn random_addr() -> u64 {
+pub(super) fn random_addr() -> u64 {
     loop {
         let a = u64::from(rand::random::<u32>());
         if a != 0 {
@@ -234,6 +235,7 @@ impl Daemon {
             fa_waiters: HashMap::new(),
             dp_table: None,
             incoming: vec![],
+            readdressed: 0,
         };
         let idx = {
             let st = self.st();
@@ -373,7 +375,12 @@ impl Daemon {
             while let Ok(Some(n)) = ring.pop(&mut buf) {
                 let sdu = buf.get(..n).unwrap_or(&[]);
                 match (u.conn.connected(n1.flow), u.ls.as_mut()) {
-                    (Some((Component::Management, _)), Some(ls)) => ls.handle(now, &n1.flow, sdu),
+                    // An LSA, or a neighbour's new address (a CEP: uni_address.rs).
+                    (Some((Component::Management, _)), Some(ls)) => {
+                        if sdu.len() == 24 || !u.conn.handle_update(n1.flow, sdu) {
+                            ls.handle(now, &n1.flow, sdu);
+                        }
+                    }
                     (Some((Component::DataTransfer, _)), _) => {
                         let unix = unix_now().as_secs();
                         u.on_dt(now, unix, sdu, &mut fwd);
@@ -390,6 +397,8 @@ impl Daemon {
                 break;
             }
         }
+        // Another IPCP announced links from our address: keep it or move.
+        u.tend_collision(now);
     }
 
     /// Drains IPCP `uni`'s machine: SDUs into the N-1 flows' tx rings, events acted on.
@@ -508,6 +517,9 @@ impl Daemon {
                         }
                     }
                     UniEvent::Close { flow } => close.push(flow),
+                    UniEvent::Readdressed { flow, old, new } => {
+                        u.neighbour_moved(now, flow, old, new);
+                    }
                     UniEvent::Connected {
                         flow,
                         comp,

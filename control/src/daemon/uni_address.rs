@@ -1,0 +1,79 @@
+//! Address collisions in a unicast layer. The flat address authority draws random 32-bit
+//! addresses with no coordination (unicast facts §3.2), so two IPCPs can end up with one
+//! address; link state finds it (LSAs of "our" links to members we have no DT connection
+//! to) and says who moves: the younger IPCP ([`o7s_proto::linkstate::Collision`]). The
+//! reference ignores collisions.
+//!
+//! The one that moves draws a new address that no LSA names, announces its links under
+//! it, publishes its names again, and tells its Management neighbours with a Management
+//! CEP on each connected Management flow (0.23 has no message for this; a reference
+//! neighbour drops it as no LSA). A neighbour that gets one moves every connection to the
+//! old address to the new one: its DT neighbour, its own link, the data plane's table.
+
+use super::unicast::{random_addr, unix_now, UniIpcp};
+use super::*;
+use o7s_proto::linkstate::Collision;
+use std::collections::BTreeSet;
+
+impl UniIpcp {
+    /// Acts on what link state found since it was last asked: another IPCP with our
+    /// address.
+    pub(super) fn tend_collision(&mut self, now: Instant) {
+        match self.ls.as_mut().and_then(|l| l.take_collision()) {
+            Some(Collision::Keep) => tracing::warn!(
+                "IPCP {}: another IPCP in layer {} announces links from our address {:#010x}: an address collision. It is younger (its links have lower seqnos): we keep the address and it should move (counted in ipcp list, address_collisions).",
+                self.name,
+                self.layer.as_deref().unwrap_or("-"),
+                self.addr
+            ),
+            Some(Collision::Readdress) => self.readdress(now),
+            None => {}
+        }
+    }
+
+    /// Moves to a new address that no LSA names.
+    fn readdress(&mut self, now: Instant) {
+        let old = self.addr;
+        let taken: BTreeSet<u64> = self
+            .ls
+            .as_ref()
+            .map(|l| l.lsdb().iter().flat_map(|((s, d), _)| [*s, *d]).collect())
+            .unwrap_or_default();
+        let new = std::iter::repeat_with(random_addr)
+            .find(|a| *a != old && !taken.contains(a))
+            .unwrap_or(old);
+        self.addr = new;
+        self.readdressed += 1;
+        self.conn.readdress(new);
+        if let Some(ls) = self.ls.as_mut() {
+            ls.readdress(now, new);
+        }
+        if let Some(d) = self.dht.as_mut() {
+            d.readdress(now, unix_now().as_secs(), new);
+        }
+        if let Some(f) = self.fa.as_mut() {
+            f.readdress(new);
+        }
+        tracing::warn!(
+            "IPCP {}: another IPCP in layer {} has our address {old:#010x} and is as old or older: we move to {new:#010x}. Our Management neighbours are told, our names are published again; flows over the layer to this IPCP end when their peers' PDUs stop (the peers know the old address).",
+            self.name,
+            self.layer.as_deref().unwrap_or("-"),
+        );
+    }
+
+    /// Management neighbour `old` said it moved to `new`: our connections to it follow.
+    pub(super) fn neighbour_moved(&mut self, now: Instant, flow: u64, old: u64, new: u64) {
+        tracing::info!(
+            "IPCP {}: neighbour {old:#010x} moved to address {new:#010x} (said on N-1 flow {flow}).",
+            self.name
+        );
+        if let Some(f) = self.dt_nb.remove(&old) {
+            self.dt_nb.insert(new, f);
+            if let Some(ls) = self.ls.as_mut() {
+                ls.remove_dt(old);
+                ls.link_up(old);
+                ls.add_dt(now, new);
+            }
+        }
+    }
+}
