@@ -91,6 +91,16 @@ pub struct UniStats {
     /// which forwards them (`dt_forwarded_in_o7sd`).
     #[serde(default)]
     pub via_o7sd: u64,
+    /// PDUs handed to another worker of the data plane (its N-1 flow of the next hop, or
+    /// the N+1 flow, is there).
+    #[serde(default)]
+    pub handed_off: u64,
+    /// PDUs another worker handed to this one, sent or delivered here.
+    #[serde(default)]
+    pub handed_in: u64,
+    /// PDUs dropped because the other worker's inbox was full.
+    #[serde(default)]
+    pub drop_handoff: u64,
 }
 
 /// `o7sd` to data plane.

@@ -8,6 +8,7 @@ pub mod crypt;
 pub mod ctl_out;
 pub mod dt;
 pub mod frames;
+pub mod handoff;
 pub use o7s_abi::msg;
 pub mod police;
 pub mod router;

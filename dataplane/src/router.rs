@@ -58,12 +58,19 @@ impl Router {
     /// Starts one worker per entry of `cores` (CPU numbers as given to `o7sd --core`).
     pub fn start(ctl: Channel, cores: &[String]) -> io::Result<Self> {
         let mut workers = Vec::new();
+        // The workers hand each other the PDUs of flows the other one owns.
+        let handoff = crate::handoff::Handoff::new(cores.len())?;
         for (i, core) in cores.iter().enumerate() {
             let (mine, theirs) = Channel::pair()?;
             let core = core.clone();
+            let h = handoff.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("o7s-worker-{i}"))
-                .spawn(move || Dataplane::with_core(theirs, Some(core)).run())?;
+                .spawn(move || {
+                    Dataplane::with_core(theirs, Some(core))
+                        .with_handoff(h, i)
+                        .run()
+                })?;
             workers.push(Worker {
                 ch: mine,
                 thread: Some(thread),
@@ -362,4 +369,7 @@ fn add_uni(a: &mut crate::msg::UniStats, b: &crate::msg::UniStats) {
     a.drop_reserved_eid += b.drop_reserved_eid;
     a.drop_n1 += b.drop_n1;
     a.via_o7sd += b.via_o7sd;
+    a.handed_off += b.handed_off;
+    a.handed_in += b.handed_in;
+    a.drop_handoff += b.drop_handoff;
 }

@@ -831,12 +831,16 @@ fn a_ring_with_lfa_survives_a_cut_link() {
         } else {
             ""
         };
-        let d = t.daemon(
+        // C's two ports on two workers: PDUs for its N+1 flow arrive on either.
+        let cores: &[&str] = if s == "c" { &["--core", "0,1"] } else { &[] };
+        let d = t.daemon_with(
+            s,
             s,
             &format!(
                 "{extra}{}[unicast.u{s}]\nenrol=\"{dst}\"\nautobind=true\nconn=[{conn}]\n{reg}",
                 eth(s)
             ),
+            cores,
         );
         let name = format!("u{s}");
         assert!(
@@ -907,15 +911,23 @@ fn a_ring_with_lfa_survives_a_cut_link() {
         Some(primary),
         "A moved to the alternate"
     );
+    // C's N+1 flow is on the worker of its next hop's port towards A; A's PDUs came on
+    // the other port before the cut (A's primary is not C's) or after it (A's alternate
+    // is C's old next hop): they were handed over, none dropped.
+    let r = uni_row(&t, "c", "uc").unwrap();
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    eprintln!("C on two workers: {r}");
+    assert!(n("dt_handed_off") > 0 && n("dt_handed_in") > 0, "{r}");
+    assert_eq!((n("dt_drop_handoff"), n("dt_via_o7sd")), (0, 0), "{r}");
 }
 
 /// The chain A - B - C with a veth per link and B's data plane on two workers
 /// (`--core 0,1`): its two ports, and so its DT N-1 flows with A and C, are on different
-/// workers. A PDU whose next hop is on the other worker goes to B's o7sd, which forwards
-/// it (the visible slow path: `dt_via_o7sd` in B's worker, `dt_forwarded_in_o7sd` in
-/// o7sd); the pings get through.
+/// workers. A PDU whose next hop is on the other worker is handed to that worker's inbox
+/// (`dt_handed_off`, `dt_handed_in`), never to o7sd (`dt_via_o7sd` and
+/// `dt_forwarded_in_o7sd` stay); the pings get through.
 #[test]
-fn a_middle_ipcp_on_two_workers_forwards_through_o7sd() {
+fn a_middle_ipcp_on_two_workers_hands_pdus_between_them() {
     if !can_run() {
         return;
     }
@@ -991,11 +1003,19 @@ fn a_middle_ipcp_on_two_workers_forwards_through_o7sd() {
     );
     let after = uni_row(&t, "b", "ub").unwrap();
     let n = |r: &Value, k: &str| r[k].as_u64().unwrap_or(0);
-    for k in ["dt_via_o7sd", "dt_forwarded_in_o7sd"] {
+    for k in ["dt_handed_off", "dt_handed_in", "dt_forwarded"] {
         assert!(
             n(&after, k) >= n(&before, k) + 20,
             "{k}: {before} -> {after}"
         );
+    }
+    for k in [
+        "dt_via_o7sd",
+        "dt_forwarded_in_o7sd",
+        "dt_drop_handoff",
+        "dt_drop_n1",
+    ] {
+        assert_eq!(n(&after, k), n(&before, k), "{k}: {before} -> {after}");
     }
     eprintln!("two workers at B: {sum}; {after}");
 }

@@ -90,6 +90,8 @@ impl Daemon {
                        "dt_drop_unknown_eid": d.drop_unknown_eid,
                        "dt_drop_reserved_eid": d.drop_reserved_eid, "dt_drop_n1": d.drop_n1,
                        "dt_via_o7sd": d.via_o7sd,
+                       "dt_handed_off": d.handed_off, "dt_handed_in": d.handed_in,
+                       "dt_drop_handoff": d.drop_handoff,
                        "dht_contacts": u.dht.as_ref().map_or(0, |d| d.contacts()),
                        "dht_dropped": u.dht.as_ref().map_or(0, |d| {
                            let c = d.counters();

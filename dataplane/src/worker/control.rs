@@ -149,6 +149,9 @@ impl Dataplane {
                                 },
                             },
                         );
+                        if let Some((h, w)) = &self.handoff {
+                            h.own(*w, flow, uni.map(|u| (u.ipcp, u.local_eid)));
+                        }
                         tracing::debug!("flow {flow}: port {port} local {local} remote {remote}");
                         self.out.push(FromDp::FlowAdded { flow });
                     }

@@ -8,6 +8,7 @@
 use super::eth_path::{build_frame, EthDest};
 use super::*;
 use crate::dt::{self, DtAction, DtDrop, DtTables, PCI_LEN};
+use crate::handoff::{Handed, HandedPdu};
 
 /// A unicast IPCP as a worker knows it.
 #[derive(Debug, Default)]
@@ -175,10 +176,16 @@ impl Dataplane {
     /// (forwarded, delivered or dropped and counted), or `false` to put it in the N-1
     /// flow's ring for o7sd (its components' PDUs, or an IPCP without a table yet).
     pub(super) fn dt_rx(&mut self, ipcp: u32, pdu: &mut [u8]) -> bool {
+        let Some(action) = self.unis.get(&ipcp).map(|u| dt::decide(pdu, &u.tables)) else {
+            return false;
+        };
+        if action == DtAction::Drop(DtDrop::UnknownEid) && self.hand_off_delivery(ipcp, pdu) {
+            return true;
+        }
         let Some(u) = self.unis.get_mut(&ipcp) else {
             return false;
         };
-        match dt::decide(pdu, &u.tables) {
+        match action {
             DtAction::Control { .. } => {
                 u.stats.to_o7sd += 1;
                 false
@@ -205,8 +212,25 @@ impl Dataplane {
                 true
             }
             DtAction::Forward { n1 } if !self.flows.contains_key(&n1) => {
-                // The next hop's N-1 flow is another worker's: o7sd forwards it (a slow
-                // path, counted), with the TTL as it came.
+                // The next hop's N-1 flow is another worker's: handed to it; without a
+                // known owner (a data plane of one worker, or a table ahead of its
+                // flows), o7sd forwards it (a slow path, counted), with the TTL as it
+                // came.
+                let owner = self.handoff.as_ref().and_then(|(h, _)| h.owner_of_flow(n1));
+                if let Some(w) = owner {
+                    self.hand_off(
+                        w,
+                        HandedPdu {
+                            ipcp,
+                            what: Handed::Send { n1 },
+                            pdu: pdu.to_vec(),
+                        },
+                    );
+                    return true;
+                }
+                let Some(u) = self.unis.get_mut(&ipcp) else {
+                    return false;
+                };
                 u.stats.via_o7sd += 1;
                 if let Some(t) = pdu.get_mut(5) {
                     *t = t.saturating_add(1);
@@ -235,8 +259,110 @@ impl Dataplane {
         }
     }
 
+    /// A PDU for IPCP `ipcp` at an endpoint id this worker does not have: handed to the
+    /// worker that has it, if one does.
+    fn hand_off_delivery(&mut self, ipcp: u32, pdu: &[u8]) -> bool {
+        let eid = pdu
+            .get(7..PCI_LEN)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes);
+        let owner = self
+            .handoff
+            .as_ref()
+            .and_then(|(h, me)| h.owner_of_eid(ipcp, eid).filter(|w| w != me));
+        let Some(w) = owner else {
+            return false;
+        };
+        self.hand_off(
+            w,
+            HandedPdu {
+                ipcp,
+                what: Handed::Deliver { ipcp, eid },
+                pdu: pdu.to_vec(),
+            },
+        );
+        true
+    }
+
+    /// Pushes `p` into worker `w`'s inbox, counted (a full inbox drops it).
+    fn hand_off(&mut self, w: usize, p: HandedPdu) {
+        let ipcp = p.ipcp;
+        let took = self.handoff.as_ref().is_some_and(|(h, _)| h.push(w, p));
+        if let Some(u) = self.unis.get_mut(&ipcp) {
+            if took {
+                u.stats.handed_off += 1;
+            } else {
+                u.stats.drop_handoff += 1;
+            }
+        }
+    }
+
+    /// PDUs other workers handed us (a batch): sent on our N-1 flow or delivered to our
+    /// N+1 flow; what is no longer ours is dropped and counted, never handed on again.
+    pub(super) fn drain_handoff(&mut self) -> usize {
+        let Some((h, w)) = self.handoff.as_ref().filter(|(h, w)| !h.is_empty(*w)) else {
+            return 0;
+        };
+        let (h, w) = (h.clone(), *w);
+        let mut n = 0;
+        while n < TX_BATCH {
+            let Some(mut p) = h.pop(w) else {
+                break;
+            };
+            n += 1;
+            let done = match p.what {
+                Handed::Send { n1 } => {
+                    let sent = self.n1_dest(n1).is_some_and(|d| {
+                        build_n1(&mut self.frame, &d, p.pdu.len(), |o| {
+                            o.extend_from_slice(&p.pdu);
+                            true
+                        }) && send_n1(&mut self.ports, &mut self.uports, &d, &self.frame, true)
+                    });
+                    if sent {
+                        self.count_n1_tx(n1, 1, p.pdu.len() as u64);
+                    }
+                    sent
+                }
+                Handed::Deliver { ipcp, eid } => {
+                    let flow = self
+                        .unis
+                        .get(&ipcp)
+                        .and_then(|u| u.tables.local.get(&eid).copied());
+                    match (
+                        flow.and_then(|f| self.flows.get_mut(&f)),
+                        p.pdu.get_mut(PCI_LEN..),
+                    ) {
+                        (Some(f), Some(sdu)) => {
+                            f.deliver_mut(sdu, self.now);
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+            };
+            let u = self
+                .unis
+                .entry(p.ipcp)
+                .or_insert_with(|| UniState::new(p.ipcp));
+            match (done, p.what) {
+                (true, Handed::Send { .. }) => {
+                    u.stats.handed_in += 1;
+                    u.stats.forwarded += 1;
+                }
+                (true, Handed::Deliver { .. }) => {
+                    u.stats.handed_in += 1;
+                    u.stats.delivered += 1;
+                }
+                (false, Handed::Send { .. }) => u.stats.drop_n1 += 1,
+                (false, Handed::Deliver { .. }) => u.stats.drop_unknown_eid += 1,
+            }
+        }
+        n
+    }
+
     /// Sends a batch of flow `id`'s SDUs (a flow over a unicast IPCP) in DT PDUs on the
-    /// next hop's N-1 flow; without a route they are taken and counted as dropped.
+    /// next hop's N-1 flow (handed to its worker when it is another's); without a route
+    /// they are taken and counted as dropped.
     pub(super) fn tx_uni(&mut self, id: u64) -> usize {
         let Some(spec) = self.flows.get(&id).and_then(|f| f.uni) else {
             return 0;
@@ -245,6 +371,9 @@ impl Dataplane {
             .unis
             .get(&spec.ipcp)
             .and_then(|u| u.tables.next_hop.get(&spec.dst).copied());
+        if let Some(w) = dest.and_then(|n1| self.remote_owner(n1)) {
+            return self.tx_uni_handed(id, &spec, dest.unwrap_or(0), w);
+        }
         let routed = dest.is_some();
         let n1_flow = dest;
         let dest = dest.and_then(|n1| self.n1_dest(n1));
@@ -334,6 +463,76 @@ impl Dataplane {
         done
     }
 
+    /// The other worker that owns N-1 flow `n1`, when it is not ours.
+    fn remote_owner(&self, n1: u64) -> Option<usize> {
+        if self.flows.contains_key(&n1) {
+            return None;
+        }
+        let (h, me) = self.handoff.as_ref()?;
+        h.owner_of_flow(n1).filter(|w| w != me)
+    }
+
+    /// [`Dataplane::tx_uni`] when the next hop's N-1 flow `n1` is worker `w`'s: each SDU
+    /// gets its PCI (sealed when the flow is encrypted) here and is handed to `w`.
+    fn tx_uni_handed(&mut self, id: u64, spec: &UniFlowSpec, n1: u64, w: usize) -> usize {
+        let pci = pci_of(spec);
+        let mut handed = Vec::new();
+        let mut done = 0usize;
+        if let Some(f) = self.flows.get_mut(&id) {
+            let ring = f.mem.ring(Dir::Tx);
+            for _ in 0..TX_BATCH {
+                let crypt = &mut f.crypt;
+                let r = ring.pop_with(|sdu| {
+                    let mut o = Vec::with_capacity(PCI_LEN + sdu.len() + crate::crypt::OVERHEAD);
+                    o.extend_from_slice(&pci);
+                    let ok = match crypt {
+                        Some(c) => c.seal_appending(&mut o, |o| sdu.append_to(o)).is_ok(),
+                        None => {
+                            sdu.append_to(&mut o);
+                            true
+                        }
+                    };
+                    (ok, o, sdu.len())
+                });
+                match r {
+                    Ok(None) => break,
+                    Ok(Some((ok, pdu, len))) => {
+                        done += 1;
+                        if ok {
+                            f.stats.tx_sdus += 1;
+                            f.stats.tx_bytes += len as u64;
+                            handed.push(pdu);
+                        }
+                    }
+                    Err(_) => {
+                        f.stats.drop_ring_corrupt += 1;
+                        break;
+                    }
+                }
+            }
+            if done > 0 {
+                f.last_tx = self.now;
+            }
+        }
+        let failed = done - handed.len();
+        let sent = handed.len() as u64;
+        for pdu in handed {
+            self.hand_off(
+                w,
+                HandedPdu {
+                    ipcp: spec.ipcp,
+                    what: Handed::Send { n1 },
+                    pdu,
+                },
+            );
+        }
+        if let Some(u) = self.unis.get_mut(&spec.ipcp) {
+            u.stats.sent += sent;
+            u.stats.drop_n1 += failed as u64;
+        }
+        done
+    }
+
     /// Sends a keepalive (an empty SDU, sealed when the flow is encrypted) in a DT PDU on a
     /// flow over a unicast IPCP, as on Ethernet and UDP flows: the peer's end stays up while
     /// we live and goes down by its time-out once we are gone.
@@ -341,11 +540,32 @@ impl Dataplane {
         let Some(spec) = self.flows.get(&id).and_then(|f| f.uni) else {
             return false;
         };
-        let dest = self
+        let n1 = self
             .unis
             .get(&spec.ipcp)
-            .and_then(|u| u.tables.next_hop.get(&spec.dst).copied())
-            .and_then(|n1| self.n1_dest(n1));
+            .and_then(|u| u.tables.next_hop.get(&spec.dst).copied());
+        if let Some((n1, w)) = n1.and_then(|n1| Some((n1, self.remote_owner(n1)?))) {
+            let pci = pci_of(&spec);
+            let Some(f) = self.flows.get_mut(&id) else {
+                return false;
+            };
+            let mut o = pci.to_vec();
+            if let Some(c) = &mut f.crypt {
+                if c.seal_appending(&mut o, |_| {}).is_err() {
+                    return false;
+                }
+            }
+            self.hand_off(
+                w,
+                HandedPdu {
+                    ipcp: spec.ipcp,
+                    what: Handed::Send { n1 },
+                    pdu: o,
+                },
+            );
+            return true;
+        }
+        let dest = n1.and_then(|n1| self.n1_dest(n1));
         let (Some(d), Some(f)) = (dest, self.flows.get_mut(&id)) else {
             return false;
         };

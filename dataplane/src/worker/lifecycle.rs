@@ -35,6 +35,9 @@ impl Dataplane {
         }
         self.tables_changed = true;
         if let Some(f) = self.flows.remove(&flow) {
+            if let Some((h, w)) = &self.handoff {
+                h.disown(*w, flow, f.uni.map(|u| (u.ipcp, u.local_eid)));
+            }
             match f.uni {
                 Some(u) => {
                     if let Some(s) = self.unis.get_mut(&u.ipcp) {

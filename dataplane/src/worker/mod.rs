@@ -194,6 +194,8 @@ pub struct Dataplane {
     yields_for_apps: u64,
     /// Times the loop slept in poll(2).
     sleeps: u64,
+    /// The other workers' inboxes, and this worker's index among them (several workers).
+    handoff: Option<(std::sync::Arc<crate::handoff::Handoff>, usize)>,
 }
 
 /// How a flow's SDUs leave.
@@ -261,7 +263,19 @@ impl Dataplane {
             buf: vec![0u8; 65536],
             frame: Vec::with_capacity(65536),
             pdu: Vec::with_capacity(65536),
+            handoff: None,
         }
+    }
+
+    /// This data plane is worker `index` of several that hand each other PDUs through
+    /// `handoff`.
+    pub fn with_handoff(
+        mut self,
+        handoff: std::sync::Arc<crate::handoff::Handoff>,
+        index: usize,
+    ) -> Self {
+        self.handoff = Some((handoff, index));
+        self
     }
 
     /// Runs until `o7sd` says stop (or closes the channel when the data plane has no
@@ -335,6 +349,7 @@ impl Dataplane {
             for &(id, path) in &ids.flows {
                 work += self.tx_any(id, path);
             }
+            work += self.drain_handoff();
             self.kick_apps();
             if self.up.is_orphan() {
                 // Nobody reads it until an o7sd adopts us (which gets the state then).
@@ -449,6 +464,10 @@ impl Dataplane {
         let up_at = fds.len();
         fds.extend(self.up.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
         let up_len = fds.len() - up_at;
+        // Other workers kick us when they hand us a PDU while we sleep.
+        if let Some(fd) = self.handoff.as_ref().and_then(|(h, w)| h.kick_fd(*w)) {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         if !spinning {
             for id in &ids.xdp {
                 if let Some(x) = self.ports.get(id).and_then(|p| p.xdp.as_ref()) {
@@ -462,13 +481,22 @@ impl Dataplane {
                 pending_tx |= !f.mem.ring(Dir::Tx).is_empty();
             }
         }
+        if let Some((h, w)) = &self.handoff {
+            // Say we may sleep, then look once more: a PDU pushed after this kicks us.
+            h.set_sleeping(*w, !(pending_tx || spinning));
+            pending_tx |= !h.is_empty(*w);
+        }
         let timeout = if pending_tx || spinning {
             PollTimeout::ZERO
         } else {
             self.sleeps += 1;
             PollTimeout::from(100u16)
         };
-        match poll(&mut fds, timeout) {
+        let polled = poll(&mut fds, timeout);
+        if let Some((h, w)) = &self.handoff {
+            h.set_sleeping(*w, false);
+        }
+        match polled {
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
         }

@@ -1,0 +1,259 @@
+//! PDUs handed from one worker to another (issue 15 item 4, several workers): a unicast
+//! IPCP's N-1 flows can be on ports of different workers, and its N+1 flows on any of
+//! them. A worker that must forward a PDU on another worker's N-1 flow, or deliver one to
+//! another worker's N+1 flow, pushes it into that worker's inbox, a bounded lock-free
+//! queue ([`crossbeam_queue::ArrayQueue`]), and wakes it only when it sleeps. Nothing
+//! goes through o7sd or the router.
+//!
+//! Which worker owns which flow is kept here too: each worker records the flows it adds
+//! and removes. A worker reads it only for PDUs that are not its own (a read lock).
+//!
+//! Bounds: [`INBOX`] PDUs per worker; a full inbox drops the PDU and counts it
+//! ([`Handoff::dropped`]), so a worker that falls behind cannot make the others wait or
+//! allocate without limit.
+
+use crossbeam_queue::ArrayQueue;
+use o7s::ring::Kick;
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// PDUs an inbox holds.
+pub const INBOX: usize = 4096;
+
+/// What the receiving worker does with a handed PDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handed {
+    /// Send it, as it is (PCI ready, TTL already decremented), on N-1 flow `n1`.
+    Send {
+        /// The N-1 flow.
+        n1: u64,
+    },
+    /// Deliver it (PCI and SDU) to IPCP `ipcp`'s N+1 flow with endpoint id `eid`.
+    Deliver {
+        /// The unicast IPCP.
+        ipcp: u32,
+        /// The endpoint id.
+        eid: u64,
+    },
+}
+
+/// A PDU in an inbox, for unicast IPCP `ipcp`.
+#[derive(Debug)]
+pub struct HandedPdu {
+    /// The IPCP (its counters).
+    pub ipcp: u32,
+    /// What to do.
+    pub what: Handed,
+    /// The PDU.
+    pub pdu: Vec<u8>,
+}
+
+struct Inbox {
+    q: ArrayQueue<HandedPdu>,
+    kick: Kick,
+    /// The worker sleeps in poll(2): kick it.
+    sleeping: AtomicBool,
+    /// PDUs dropped because it was full.
+    dropped: AtomicU64,
+}
+
+#[derive(Default)]
+struct Owners {
+    /// N-1 (and any) flows by flow id.
+    flows: HashMap<u64, usize>,
+    /// N+1 flows over a unicast IPCP by (IPCP, endpoint id).
+    eids: HashMap<(u32, u64), usize>,
+}
+
+/// The inboxes of every worker of one data plane, and who owns which flow.
+pub struct Handoff {
+    inboxes: Vec<Inbox>,
+    owners: RwLock<Owners>,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff")
+            .field("workers", &self.inboxes.len())
+            .finish()
+    }
+}
+
+impl Handoff {
+    /// Inboxes for `workers` workers.
+    pub fn new(workers: usize) -> io::Result<Arc<Self>> {
+        let inboxes = (0..workers)
+            .map(|_| {
+                Ok(Inbox {
+                    q: ArrayQueue::new(INBOX),
+                    kick: Kick::new()?,
+                    sleeping: AtomicBool::new(false),
+                    dropped: AtomicU64::new(0),
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Arc::new(Self {
+            inboxes,
+            owners: RwLock::new(Owners::default()),
+        }))
+    }
+
+    fn owners_mut(&self) -> std::sync::RwLockWriteGuard<'_, Owners> {
+        // A worker that panicked while holding it left whole maps behind: use them.
+        self.owners
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn owners(&self) -> std::sync::RwLockReadGuard<'_, Owners> {
+        self.owners
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Worker `w` added flow `flow` (an N+1 flow over IPCP `ipcp` with endpoint `eid`).
+    pub fn own(&self, w: usize, flow: u64, eid: Option<(u32, u64)>) {
+        let mut o = self.owners_mut();
+        o.flows.insert(flow, w);
+        if let Some(k) = eid {
+            o.eids.insert(k, w);
+        }
+    }
+
+    /// Worker `w` removed flow `flow` (with its endpoint).
+    pub fn disown(&self, w: usize, flow: u64, eid: Option<(u32, u64)>) {
+        let mut o = self.owners_mut();
+        if o.flows.get(&flow) == Some(&w) {
+            o.flows.remove(&flow);
+        }
+        if let Some(k) = eid {
+            if o.eids.get(&k) == Some(&w) {
+                o.eids.remove(&k);
+            }
+        }
+    }
+
+    /// The worker that owns flow `flow`.
+    pub fn owner_of_flow(&self, flow: u64) -> Option<usize> {
+        self.owners().flows.get(&flow).copied()
+    }
+
+    /// The worker that owns IPCP `ipcp`'s N+1 flow with endpoint `eid`.
+    pub fn owner_of_eid(&self, ipcp: u32, eid: u64) -> Option<usize> {
+        self.owners().eids.get(&(ipcp, eid)).copied()
+    }
+
+    /// Hands `p` to worker `w`; whether its inbox took it (a full one drops and counts).
+    pub fn push(&self, w: usize, p: HandedPdu) -> bool {
+        let Some(i) = self.inboxes.get(w) else {
+            return false;
+        };
+        if i.q.push(p).is_err() {
+            i.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if i.sleeping.load(Ordering::SeqCst) {
+            i.kick.kick();
+        }
+        true
+    }
+
+    /// The next PDU for worker `w`.
+    pub fn pop(&self, w: usize) -> Option<HandedPdu> {
+        self.inboxes.get(w)?.q.pop()
+    }
+
+    /// Whether worker `w`'s inbox is empty.
+    pub fn is_empty(&self, w: usize) -> bool {
+        self.inboxes.get(w).is_none_or(|i| i.q.is_empty())
+    }
+
+    /// Worker `w` is about to sleep (`true`) or is awake: a push kicks it only while it
+    /// sleeps. After saying it sleeps, the worker looks at its inbox once more.
+    pub fn set_sleeping(&self, w: usize, sleeping: bool) {
+        if let Some(i) = self.inboxes.get(w) {
+            let was = i.sleeping.swap(sleeping, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            // Only a sleeper can have been kicked: no system call otherwise.
+            if was && !sleeping {
+                i.kick.drain();
+            }
+        }
+    }
+
+    /// Worker `w`'s kick, for its poll(2).
+    pub fn kick_fd(&self, w: usize) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.inboxes.get(w).map(|i| i.kick.as_fd())
+    }
+
+    /// PDUs worker `w`'s full inbox dropped.
+    pub fn dropped(&self, w: usize) -> u64 {
+        self.inboxes
+            .get(w)
+            .map_or(0, |i| i.dropped.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pdu(n: u8) -> HandedPdu {
+        HandedPdu {
+            ipcp: 1,
+            what: Handed::Send { n1: 9 },
+            pdu: vec![n],
+        }
+    }
+
+    #[test]
+    fn owners_follow_adds_and_removes_and_a_stale_remove_is_ignored() {
+        let h = Handoff::new(2).unwrap();
+        h.own(0, 10, None);
+        h.own(1, 11, Some((3, 0x42)));
+        assert_eq!(h.owner_of_flow(10), Some(0));
+        assert_eq!(h.owner_of_eid(3, 0x42), Some(1));
+        // Flow 11 moved to worker 0 (re-added) before worker 1's remove came.
+        h.own(0, 11, Some((3, 0x42)));
+        h.disown(1, 11, Some((3, 0x42)));
+        assert_eq!(h.owner_of_flow(11), Some(0));
+        assert_eq!(h.owner_of_eid(3, 0x42), Some(0));
+        h.disown(0, 11, Some((3, 0x42)));
+        assert_eq!((h.owner_of_flow(11), h.owner_of_eid(3, 0x42)), (None, None));
+    }
+
+    #[test]
+    fn a_full_inbox_drops_and_counts_and_order_is_kept() {
+        let h = Handoff::new(1).unwrap();
+        for i in 0..INBOX {
+            assert!(h.push(0, pdu(i as u8)));
+        }
+        assert!(!h.push(0, pdu(0)));
+        assert!(!h.push(1, pdu(0)), "no such worker");
+        assert_eq!(h.dropped(0), 1);
+        assert_eq!(h.pop(0).unwrap().pdu, vec![0]);
+        assert_eq!(h.pop(0).unwrap().pdu, vec![1]);
+    }
+
+    #[test]
+    fn a_sleeping_worker_is_kicked_an_awake_one_is_not() {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let h = Handoff::new(1).unwrap();
+        let readable = |h: &Handoff| {
+            let mut fds = [PollFd::new(h.kick_fd(0).unwrap(), PollFlags::POLLIN)];
+            poll(&mut fds, PollTimeout::ZERO).unwrap() > 0
+        };
+        assert!(h.push(0, pdu(1)));
+        assert!(!readable(&h), "awake: no kick (no system call)");
+        h.set_sleeping(0, true);
+        assert!(h.push(0, pdu(2)));
+        assert!(readable(&h), "asleep: kicked");
+        h.set_sleeping(0, false);
+        assert!(!readable(&h), "the kick is drained on waking");
+    }
+}
