@@ -101,6 +101,10 @@ pub struct UniStats {
     /// PDUs dropped because the other worker's inbox was full.
     #[serde(default)]
     pub drop_handoff: u64,
+    /// PDUs forwarded without a copy (between AF_XDP ports sharing a UMEM; counted in
+    /// `forwarded` too).
+    #[serde(default)]
+    pub forwarded_in_place: u64,
 }
 
 /// `o7sd` to data plane.

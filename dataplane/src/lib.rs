@@ -18,3 +18,4 @@ pub mod upstream;
 pub mod worker;
 pub mod xdp;
 pub mod xdp_netlink;
+pub mod xdp_umem;

@@ -372,4 +372,5 @@ fn add_uni(a: &mut crate::msg::UniStats, b: &crate::msg::UniStats) {
     a.handed_off += b.handed_off;
     a.handed_in += b.handed_in;
     a.drop_handoff += b.drop_handoff;
+    a.forwarded_in_place += b.forwarded_in_place;
 }

@@ -8,22 +8,19 @@
 
 #![allow(unsafe_code)]
 
+use crate::xdp_umem::{SharedUmem, FRAME_SIZE, SHARE_SLOTS};
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
-use memmap2::{MmapMut, MmapOptions};
 use std::num::NonZeroU32;
 use std::os::fd::BorrowedFd;
-use std::ptr::NonNull;
+use std::rc::Rc;
 use xdpilone::xdp::XdpDesc;
-use xdpilone::{
-    BufIdx, DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
-};
+use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, User};
 
 /// The compiled XDP program (built by scripts/build-bpf.sh, checked in CI).
 static PROGRAM: &[u8] = include_bytes!("../../bpf/xdp_o7s.o");
 
-const FRAME_SIZE: u32 = 2048;
 /// Frames given to the kernel for receiving, per RX queue: at 0.5 Mpps they cover a 16 ms
 /// pause of the worker (a descheduled vCPU) without loss.
 const RX_FRAMES: u32 = 8192;
@@ -131,15 +128,19 @@ impl Queue {
 }
 
 /// An AF_XDP port: one socket per RX queue of the device (up to [`MAX_QUEUES`]), all on one
-/// UMEM; frames are sent through queue 0's socket.
+/// UMEM (shared with another port of the worker where it fits: [`crate::xdp_umem`]);
+/// frames are sent through queue 0's socket.
 pub struct XdpPort {
-    // Dropped in this order: the program, the sockets, the UMEM, then its memory.
+    // Dropped in this order: the program, the sockets, then the UMEM (if no other port
+    // holds it).
     ebpf: Ebpf,
     queues: Vec<Queue>,
-    umem: Umem,
-    _area: MmapMut,
-    /// Where the UMEM lives: "2 MiB hugepages" or why it is on normal pages.
+    umem: Rc<SharedUmem>,
+    /// Where the UMEM lives: "2 MiB hugepages" or why it is on normal pages, and whether it
+    /// is shared with another port.
     pub umem_pages: String,
+    /// The frames it holds (its share of the UMEM).
+    frames: u32,
     /// "zero-copy", or "copy" and why.
     pub copy_mode: String,
     /// "skb mode" or "driver mode", and for `auto` why.
@@ -155,6 +156,12 @@ pub struct XdpPort {
     pub tx_frames: u64,
     /// Frames that could not be sent (no free UMEM frame, ring full).
     pub tx_dropped: u64,
+}
+
+impl Drop for XdpPort {
+    fn drop(&mut self) {
+        self.umem.ports.set(self.umem.ports.get().saturating_sub(1));
+    }
 }
 
 impl std::fmt::Debug for XdpPort {
@@ -242,23 +249,28 @@ impl XdpPort {
     /// says which and why). An o7s program that an earlier run left attached through netlink
     /// is removed first ([`XdpPort::stale_removed`]); another tool's program is not touched:
     /// the error names it.
+    ///
+    /// `pool` is the worker's UMEM with room for another port: the port joins it when it
+    /// can (and leaves `pool` as it is), else it makes its own, with room for another
+    /// port, and puts it in `pool`.
     pub fn open(
         dev: &str,
         ethertype: Option<u16>,
         llc: bool,
         mode: AttachMode,
+        pool: &mut Option<Rc<SharedUmem>>,
     ) -> Result<Self, String> {
         let stale = clear_stale(dev)?;
         let mut p = match mode {
-            AttachMode::Skb => Self::open_skb(dev, ethertype, llc)?,
-            AttachMode::Driver => Self::open_driver(dev, ethertype, llc)?,
-            AttachMode::Auto => match Self::open_driver(dev, ethertype, llc) {
+            AttachMode::Skb => Self::open_skb(dev, ethertype, llc, pool)?,
+            AttachMode::Driver => Self::open_driver(dev, ethertype, llc, pool)?,
+            AttachMode::Auto => match Self::open_driver(dev, ethertype, llc, pool) {
                 Ok(mut p) => {
                     p.attach_mode = "driver mode (auto)".into();
                     p
                 }
                 Err(e) => {
-                    let mut p = Self::open_skb(dev, ethertype, llc)?;
+                    let mut p = Self::open_skb(dev, ethertype, llc, pool)?;
                     p.attach_mode = format!("skb mode (auto: driver mode refused: {e})");
                     p
                 }
@@ -268,22 +280,32 @@ impl XdpPort {
         Ok(p)
     }
 
-    fn open_skb(dev: &str, ethertype: Option<u16>, llc: bool) -> Result<Self, String> {
-        let mut p = Self::open_mode(dev, ethertype, llc, false, false)?;
+    fn open_skb(
+        dev: &str,
+        ethertype: Option<u16>,
+        llc: bool,
+        pool: &mut Option<Rc<SharedUmem>>,
+    ) -> Result<Self, String> {
+        let mut p = Self::open_mode(dev, ethertype, llc, false, false, pool)?;
         p.copy_mode = "copy (XDP skb mode has no zero-copy)".into();
         p.attach_mode = "skb mode".into();
         Ok(p)
     }
 
-    fn open_driver(dev: &str, ethertype: Option<u16>, llc: bool) -> Result<Self, String> {
-        let mut p = match Self::open_mode(dev, ethertype, llc, true, true) {
+    fn open_driver(
+        dev: &str,
+        ethertype: Option<u16>,
+        llc: bool,
+        pool: &mut Option<Rc<SharedUmem>>,
+    ) -> Result<Self, String> {
+        let mut p = match Self::open_mode(dev, ethertype, llc, true, true, pool) {
             Ok(mut p) => {
                 p.copy_mode = "zero-copy".into();
                 p
             }
             Err(e) => {
                 // The first attempt's program and sockets are gone (dropped with it).
-                let mut p = Self::open_mode(dev, ethertype, llc, true, false)?;
+                let mut p = Self::open_mode(dev, ethertype, llc, true, false, pool)?;
                 p.copy_mode = format!("copy (zero-copy refused: {e})");
                 p
             }
@@ -298,12 +320,8 @@ impl XdpPort {
         llc: bool,
         driver: bool,
         zero_copy: bool,
+        pool: &mut Option<Rc<SharedUmem>>,
     ) -> Result<Self, String> {
-        let mode_flag = if zero_copy {
-            SocketConfig::XDP_BIND_ZEROCOPY
-        } else {
-            SocketConfig::XDP_BIND_COPY
-        };
         let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| errno("loading bpf/xdp_o7s.o", e))?;
         {
             let prog: &mut Xdp = ebpf
@@ -328,96 +346,27 @@ impl XdpPort {
             cfg.set(0, v, 0).map_err(|e| errno("cfg map", e))?;
         }
         let nq = rx_queues(dev);
-        // UMEM: RX_FRAMES per queue for receiving, TX_FRAMES for sending; anonymous memory
-        // on 2 MiB hugepages when the machine has free ones (fewer TLB misses), normal pages
-        // otherwise; faulted in now, not on the data path.
         let frames = RX_FRAMES * nq + TX_FRAMES;
-        let len = (FRAME_SIZE * frames) as usize;
-        let (mut area, umem_pages) = match MmapOptions::new()
-            .len(len)
-            .huge(Some(21))
-            .populate()
-            .map_anon()
-        {
-            Ok(a) => (a, "2 MiB hugepages".to_string()),
-            Err(e) => (
-                MmapOptions::new()
-                    .len(len)
-                    .populate()
-                    .map_anon()
-                    .map_err(|e| errno("umem", e))?,
-                format!("4 KiB pages (no 2 MiB hugepages: {e}; see vm.nr_hugepages)"),
-            ),
+        // The worker's UMEM when this port fits in it (same mode); if the kernel will not
+        // bind this device to it, a UMEM of its own.
+        let joined = pool
+            .as_ref()
+            .filter(|u| u.zero_copy == zero_copy && u.room() >= frames)
+            .cloned();
+        let (umem, base, queues) = match joined.map(|u| {
+            let base = u.take(frames);
+            (u, base)
+        }) {
+            Some((u, Some(base))) => match Self::sockets(dev, &u, base, nq, zero_copy) {
+                Ok(q) => (u, base, q),
+                Err(e) => {
+                    tracing::info!("{dev}: not sharing the worker's UMEM ({e}): one of its own");
+                    Self::own_umem(dev, frames, nq, zero_copy, pool)?
+                }
+            },
+            _ => Self::own_umem(dev, frames, nq, zero_copy, pool)?,
         };
-        let ptr = NonNull::new(std::ptr::slice_from_raw_parts_mut(area.as_mut_ptr(), len))
-            .ok_or("umem mapping is null")?;
-        let config = UmemConfig {
-            fill_size: RX_RING,
-            complete_size: TX_RING,
-            frame_size: FRAME_SIZE,
-            headroom: 0,
-            flags: 0,
-        };
-        // Safety: `area` is a page-aligned private mapping of `len` bytes that lives as long
-        // as the port (it is stored next to the Umem and dropped after it).
-        let umem = unsafe { Umem::new(config, ptr) }.map_err(|e| errno("umem registration", e))?;
-        let cname = std::ffi::CString::new(dev).map_err(|_| "device name with a NUL")?;
-        let mut queues = Vec::new();
-        for q in 0..nq {
-            let mut info = IfInfo::invalid();
-            info.from_name(&cname).map_err(|e| errno("interface", e))?;
-            info.set_queue(q);
-            // Queue 0 uses the UMEM's own socket; the others share the UMEM.
-            let sock = if q == 0 {
-                Socket::with_shared(&info, &umem)
-            } else {
-                Socket::new(&info)
-            }
-            .map_err(|e| errno("AF_XDP socket", e))?;
-            let device = umem
-                .fq_cq(&sock)
-                .map_err(|e| errno("fill/completion rings", e))?;
-            let user = umem
-                .rx_tx(
-                    &sock,
-                    &SocketConfig {
-                        rx_size: NonZeroU32::new(RX_RING),
-                        tx_size: NonZeroU32::new(TX_RING),
-                        // The kernel says when it needs a system call to go on (zero-copy
-                        // drivers); copy mode keeps asking for one on transmit. Only the
-                        // UMEM's owner (queue 0) may name flags: the kernel refuses them on
-                        // a socket sharing the UMEM (EINVAL, net/xdp/xsk.c) and gives it
-                        // the owner's mode and need_wakeup instead.
-                        bind_flags: if q == 0 {
-                            SocketConfig::XDP_BIND_NEED_WAKEUP | mode_flag
-                        } else {
-                            0
-                        },
-                    },
-                )
-                .map_err(|e| errno("rx/tx rings", e))?;
-            let rx = user.map_rx().map_err(|e| errno("rx ring", e))?;
-            let tx = user.map_tx().map_err(|e| errno("tx ring", e))?;
-            umem.bind(&user).map_err(|e| {
-                let m = if zero_copy { "zero-copy" } else { "copy" };
-                errno(&format!("bind queue {q} ({m} mode)"), e)
-            })?;
-            // The kernel's receive frames for this queue (given to its fill ring below).
-            let to_fill: Vec<u64> = (q * RX_FRAMES..(q + 1) * RX_FRAMES)
-                .filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset))
-                .collect();
-            queues.push(Queue {
-                id: q,
-                rx,
-                tx,
-                user,
-                device,
-                to_fill,
-                kernel_rx: 0,
-                rx_frames: 0,
-                fill_wakeups: 0,
-            });
-        }
+        umem.ports.set(umem.ports.get() + 1);
         {
             let mut xsks: XskMap<&mut MapData> =
                 XskMap::try_from(ebpf.map_mut("xsks").ok_or("no xsks map")?)
@@ -427,15 +376,20 @@ impl XdpPort {
                     .map_err(|e| errno("xsks map", e))?;
             }
         }
-        let free_tx = (RX_FRAMES * nq..frames)
-            .filter_map(|i| umem.frame(BufIdx(i)).map(|f| f.offset))
+        let free_tx = (base + RX_FRAMES * nq..base + frames)
+            .filter_map(|i| umem.offset(i))
             .collect();
+        let umem_pages = if umem.ports.get() > 1 {
+            format!("{}, shared with another port", umem.pages)
+        } else {
+            umem.pages.clone()
+        };
         let mut port = Self {
             ebpf,
             queues,
             umem,
-            _area: area,
             umem_pages,
+            frames,
             copy_mode: String::new(),
             attach_mode: String::new(),
             stale_removed: None,
@@ -457,6 +411,109 @@ impl XdpPort {
         Ok(port)
     }
 
+    /// A UMEM of its own for a port of `frames` frames (with room for another port: it
+    /// becomes the worker's `pool`), and the port's sockets on it.
+    fn own_umem(
+        dev: &str,
+        frames: u32,
+        nq: u32,
+        zero_copy: bool,
+        pool: &mut Option<Rc<SharedUmem>>,
+    ) -> Result<(Rc<SharedUmem>, u32, Vec<Queue>), String> {
+        let u = Rc::new(SharedUmem::new(
+            frames * SHARE_SLOTS,
+            RX_RING,
+            TX_RING,
+            zero_copy,
+        )?);
+        let base = u.take(frames).ok_or("UMEM smaller than one port")?;
+        let queues = Self::sockets(dev, &u, base, nq, zero_copy)?;
+        *pool = Some(u.clone());
+        Ok((u, base, queues))
+    }
+
+    /// Binds an AF_XDP socket on each of the `nq` RX queues of `dev` to `umem`, with the
+    /// port's frames from `base` on (RX_FRAMES per queue, then its send frames). The
+    /// UMEM's first socket is its own, bound with the mode and need_wakeup; the others
+    /// share it and may name no flags (the kernel refuses them on a socket sharing the
+    /// UMEM, EINVAL, net/xdp/xsk.c, and gives it the owner's mode and need_wakeup).
+    fn sockets(
+        dev: &str,
+        umem: &SharedUmem,
+        base: u32,
+        nq: u32,
+        zero_copy: bool,
+    ) -> Result<Vec<Queue>, String> {
+        let mode_flag = if zero_copy {
+            SocketConfig::XDP_BIND_ZEROCOPY
+        } else {
+            SocketConfig::XDP_BIND_COPY
+        };
+        let cname = std::ffi::CString::new(dev).map_err(|_| "device name with a NUL")?;
+        let mut queues = Vec::new();
+        for q in 0..nq {
+            let mut info = IfInfo::invalid();
+            info.from_name(&cname).map_err(|e| errno("interface", e))?;
+            info.set_queue(q);
+            let owner = q == 0 && umem.take_owner();
+            let sock = if owner {
+                Socket::with_shared(&info, &umem.umem)
+            } else {
+                Socket::new(&info)
+            }
+            .map_err(|e| errno("AF_XDP socket", e))?;
+            let device = umem
+                .umem
+                .fq_cq(&sock)
+                .map_err(|e| errno("fill/completion rings", e))?;
+            let user = umem
+                .umem
+                .rx_tx(
+                    &sock,
+                    &SocketConfig {
+                        rx_size: NonZeroU32::new(RX_RING),
+                        tx_size: NonZeroU32::new(TX_RING),
+                        // The kernel says when it needs a system call to go on (zero-copy
+                        // drivers); copy mode keeps asking for one on transmit.
+                        bind_flags: if owner {
+                            SocketConfig::XDP_BIND_NEED_WAKEUP | mode_flag
+                        } else {
+                            0
+                        },
+                    },
+                )
+                .map_err(|e| errno("rx/tx rings", e))?;
+            let rx = user.map_rx().map_err(|e| errno("rx ring", e))?;
+            let tx = user.map_tx().map_err(|e| errno("tx ring", e))?;
+            umem.umem.bind(&user).map_err(|e| {
+                let m = if zero_copy { "zero-copy" } else { "copy" };
+                errno(&format!("bind queue {q} ({m} mode)"), e)
+            })?;
+            // The kernel's receive frames for this queue (given to its fill ring later).
+            let first = base + q * RX_FRAMES;
+            let to_fill: Vec<u64> = (first..first + RX_FRAMES)
+                .filter_map(|i| umem.offset(i))
+                .collect();
+            queues.push(Queue {
+                id: q,
+                rx,
+                tx,
+                user,
+                device,
+                to_fill,
+                kernel_rx: 0,
+                rx_frames: 0,
+                fill_wakeups: 0,
+            });
+        }
+        Ok(queues)
+    }
+
+    /// Which UMEM the port's frames are in (ports with the same one can pass frames).
+    pub fn umem_id(&self) -> usize {
+        Rc::as_ptr(&self.umem) as usize
+    }
+
     /// RX queues bound.
     pub fn queues(&self) -> usize {
         self.queues.len()
@@ -474,7 +531,7 @@ impl XdpPort {
 
     /// Frames in the UMEM (all of them are accounted when nothing leaked).
     pub fn umem_frames(&self) -> u32 {
-        RX_FRAMES * self.queues.len() as u32 + TX_FRAMES
+        self.frames
     }
 
     /// The sockets' descriptors (readable when frames arrived).
@@ -485,42 +542,28 @@ impl XdpPort {
         })
     }
 
-    fn bytes(umem: &mut Umem, addr: u64, len: u32) -> Option<&mut [u8]> {
-        let base = addr - addr % u64::from(FRAME_SIZE);
-        let idx = u32::try_from(base / u64::from(FRAME_SIZE)).ok()?;
-        let chunk = umem.frame(BufIdx(idx))?;
-        let off = usize::try_from(addr - base).ok()?;
-        let end = off.checked_add(len as usize)?;
-        if end > FRAME_SIZE as usize {
-            return None;
-        }
-        // Safety: the chunk lies inside the UMEM mapping; the kernel handed this frame to us
-        // through an rx ring and does not touch it until we give it back to the fill ring;
-        // `umem` stays borrowed mutably while the slice lives, so there is no other one.
-        let s = unsafe {
-            std::slice::from_raw_parts_mut(chunk.addr.as_ptr() as *mut u8, FRAME_SIZE as usize)
-        };
-        s.get_mut(off..end)
-    }
-
-    /// Hands up to a batch of received frames per queue to `f` (mutable: an encrypted SDU
-    /// is decrypted where it lies), then gives their buffers back to the kernel. Returns
-    /// how many.
-    pub fn recv(&mut self, mut f: impl FnMut(&mut [u8])) -> usize {
+    /// Hands up to a batch of received frames per queue to `f` with their addresses
+    /// (mutable: an encrypted SDU is decrypted where it lies), then gives their buffers
+    /// back to the kernel; when `f` kept a frame (sent it on a port sharing the UMEM,
+    /// [`XdpPort::send_shared`]), the frame it returns goes back instead. Returns how many.
+    pub fn recv(&mut self, mut f: impl FnMut(&mut [u8], u64) -> Option<u64>) -> usize {
         let mut total = 0;
         for q in &mut self.queues {
             let mut addrs = [0u64; BATCH as usize];
             let mut n = 0;
             {
-                let umem = &mut self.umem;
+                let umem = &self.umem;
                 let mut r = q.rx.receive(BATCH);
                 while let Some(d) = r.read() {
+                    // Safety: the kernel handed this frame to us through the rx ring; it is
+                    // in no ring until it goes back below, and no other slice of it exists.
+                    let kept = match unsafe { umem.bytes(d.addr, d.len) } {
+                        Some(b) => f(b, d.addr),
+                        None => None,
+                    };
                     if let Some(a) = addrs.get_mut(n) {
-                        *a = d.addr;
+                        *a = kept.unwrap_or(d.addr);
                         n += 1;
-                    }
-                    if let Some(b) = Self::bytes(umem, d.addr, d.len) {
-                        f(b);
                     }
                 }
                 r.release();
@@ -563,19 +606,13 @@ impl XdpPort {
             self.tx_dropped += 1;
             return false;
         };
-        let idx = u32::try_from(addr / u64::from(FRAME_SIZE)).unwrap_or(u32::MAX);
-        let Some(chunk) = self.umem.frame(BufIdx(idx)) else {
+        // Safety: this frame is ours (taken from the free list, not in any ring).
+        let Some(b) = (unsafe { self.umem.bytes(addr, frame.len() as u32) }) else {
+            self.free_tx.push(addr);
             self.tx_dropped += 1;
             return false;
         };
-        // Safety: this frame is ours (taken from the free list, not in any ring).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                frame.as_ptr(),
-                chunk.addr.as_ptr() as *mut u8,
-                frame.len(),
-            );
-        }
+        b.copy_from_slice(frame);
         let desc = XdpDesc {
             addr,
             len: frame.len() as u32,
@@ -592,6 +629,33 @@ impl XdpPort {
         self.tx_in_flight += 1;
         self.tx_frames += 1;
         true
+    }
+
+    /// Sends the `len` bytes at `addr`, a frame another port of the same UMEM received
+    /// (and rewrote), without copying it: its descriptor goes on the tx ring, and one of
+    /// this port's free frames comes back for the receiving port's fill ring (the frame
+    /// sent becomes this port's when it completes). `None` (nothing queued) when no frame
+    /// is free or the ring is full.
+    pub fn send_shared(&mut self, addr: u64, len: u32) -> Option<u64> {
+        if self.free_tx.is_empty() {
+            self.reclaim();
+        }
+        let q = self.queues.first_mut()?;
+        let spare = self.free_tx.pop()?;
+        let mut w = q.tx.transmit(1);
+        let ok = w.insert_once(XdpDesc {
+            addr,
+            len,
+            options: 0,
+        });
+        w.commit();
+        if !ok {
+            self.free_tx.push(spare);
+            return None;
+        }
+        self.tx_in_flight += 1;
+        self.tx_frames += 1;
+        Some(spare)
     }
 
     /// Whether frames wait on the tx ring or for their completion.

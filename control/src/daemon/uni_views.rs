@@ -92,6 +92,7 @@ impl Daemon {
                        "dt_via_o7sd": d.via_o7sd,
                        "dt_handed_off": d.handed_off, "dt_handed_in": d.handed_in,
                        "dt_drop_handoff": d.drop_handoff,
+                       "dt_forwarded_in_place": d.forwarded_in_place,
                        "dht_contacts": u.dht.as_ref().map_or(0, |d| d.contacts()),
                        "dht_dropped": u.dht.as_ref().map_or(0, |d| {
                            let c = d.counters();

@@ -38,6 +38,11 @@ impl Dataplane {
             ToDp::DelPort { port } => {
                 self.ports.remove(&port);
                 self.uports.remove(&port);
+                // A UMEM no port uses goes (its own socket stays bound to its device
+                // while it lives, and a new port on that device could not bind).
+                if self.umem_pool.as_ref().is_some_and(|u| u.ports.get() == 0) {
+                    self.umem_pool = None;
+                }
                 self.tables_changed = true;
             }
             ToDp::SendMgmt { port, dst, payload } => self.send_mgmt(port, dst, &payload),
@@ -317,7 +322,7 @@ impl Dataplane {
                 PortKind::Dix { ethertype } => (Some(ethertype), false),
                 _ => (None, true),
             };
-            match crate::xdp::XdpPort::open(dev, et, llc, attach) {
+            match crate::xdp::XdpPort::open(dev, et, llc, attach, &mut self.umem_pool) {
                 Ok(x) => {
                     let q = x.queues();
                     let stale = x

@@ -9,6 +9,7 @@ use super::eth_path::{build_frame, EthDest};
 use super::*;
 use crate::dt::{self, DtAction, DtDrop, DtTables, PCI_LEN};
 use crate::handoff::{Handed, HandedPdu};
+use std::ops::Range;
 
 /// A unicast IPCP as a worker knows it.
 #[derive(Debug, Default)]
@@ -175,7 +176,11 @@ impl Dataplane {
     /// A PDU (not a keepalive) that arrived on a DT N-1 flow of IPCP `ipcp`: handled here
     /// (forwarded, delivered or dropped and counted), or `false` to put it in the N-1
     /// flow's ring for o7sd (its components' PDUs, or an IPCP without a table yet).
-    pub(super) fn dt_rx(&mut self, ipcp: u32, pdu: &mut [u8]) -> bool {
+    /// The PDU is `frame[at]` (a frame of an AF_XDP port can be forwarded in place).
+    pub(super) fn dt_rx(&mut self, ipcp: u32, frame: &mut [u8], at: Range<usize>) -> bool {
+        let Some(pdu) = frame.get_mut(at.clone()) else {
+            return true;
+        };
         let Some(action) = self.unis.get(&ipcp).map(|u| dt::decide(pdu, &u.tables)) else {
             return false;
         };
@@ -238,6 +243,10 @@ impl Dataplane {
                 false
             }
             DtAction::Forward { n1 } => {
+                if self.forward_in_place(ipcp, n1, frame, &at) {
+                    return true;
+                }
+                let pdu = frame.get(at).unwrap_or(&[]);
                 let sent = self.n1_dest(n1).is_some_and(|d| {
                     build_n1(&mut self.frame, &d, pdu.len(), |o| {
                         o.extend_from_slice(pdu);
@@ -257,6 +266,74 @@ impl Dataplane {
                 true
             }
         }
+    }
+
+    /// Forwards the PDU `frame[at]` of the AF_XDP frame being handled on N-1 flow `n1`
+    /// without copying it, when `n1` is an eth-dix flow of an AF_XDP port of the same UMEM
+    /// ([`crate::xdp_umem`]): its header is rewritten in place and the frame itself goes on
+    /// that port's tx ring. Whether it went (else nothing was queued: the caller copies).
+    fn forward_in_place(
+        &mut self,
+        ipcp: u32,
+        n1: u64,
+        frame: &mut [u8],
+        at: &Range<usize>,
+    ) -> bool {
+        // eth-dix: destination, source, Ethertype, endpoint id, length.
+        const DIX_HEADER: usize = 18;
+        let Some((umem, addr)) = self.rx_zc else {
+            return false;
+        };
+        let Some(f) = self.flows.get(&n1).filter(|f| f.crypt.is_none()) else {
+            return false;
+        };
+        let Some(p) = self.ports.get_mut(&f.port) else {
+            return false;
+        };
+        let (PortKind::Dix { ethertype }, true) = (p.kind, at.start == DIX_HEADER) else {
+            return false;
+        };
+        let (dst, src, remote, local) = (f.peer, p.mac, f.remote, f.local);
+        let len = at.end;
+        let wire = len.max(crate::frames::MIN_FRAME);
+        let (Ok(plen), Ok(wire32)) = (u16::try_from(at.len()), u32::try_from(wire)) else {
+            return false;
+        };
+        let Some(x) = p.xdp.as_mut().filter(|x| x.umem_id() == umem) else {
+            return false;
+        };
+        let fits = wire <= frame.len();
+        let (Some(hdr), true) = (frame.get_mut(..DIX_HEADER), fits) else {
+            return false;
+        };
+        let (et, eid, pl) = (
+            ethertype.to_be_bytes(),
+            (remote as u16).to_be_bytes(),
+            plen.to_be_bytes(),
+        );
+        let fields = dst.iter().chain(&src).chain(&et).chain(&eid).chain(&pl);
+        for (o, b) in hdr.iter_mut().zip(fields) {
+            *o = *b;
+        }
+        if let Some(pad) = frame.get_mut(len..wire) {
+            pad.fill(0);
+        }
+        let Some(spare) = x.send_shared(addr, wire32) else {
+            return false;
+        };
+        x.flush();
+        p.stats.tx_frames += 1;
+        let out = frame.get(..wire).unwrap_or(&[]);
+        for t in &mut p.taps {
+            t.take(out, true, local);
+        }
+        self.zc_spare = Some(spare);
+        if let Some(u) = self.unis.get_mut(&ipcp) {
+            u.stats.forwarded += 1;
+            u.stats.forwarded_in_place += 1;
+        }
+        self.count_n1_tx(n1, 1, at.len() as u64);
+        true
     }
 
     /// A PDU for IPCP `ipcp` at an endpoint id this worker does not have: handed to the

@@ -165,7 +165,13 @@ impl Dataplane {
         };
         let mut done = 0;
         for _ in 0..16 {
-            let n = x.recv(|frame| self.handle_frame(id, frame));
+            let umem = x.umem_id();
+            let n = x.recv(|frame, addr| {
+                self.rx_zc = Some((umem, addr));
+                self.handle_frame(id, frame);
+                self.rx_zc = None;
+                self.zc_spare.take()
+            });
             self.kick_apps();
             done += n;
             if n == 0 {
@@ -199,7 +205,7 @@ impl Dataplane {
         for t in &mut p.taps {
             t.take(frame, false, eid);
         }
-        let Some(sdu) = frame.get_mut(at) else {
+        let Some(sdu) = frame.get_mut(at.clone()) else {
             return;
         };
         p.stats.rx_frames += 1;
@@ -243,10 +249,13 @@ impl Dataplane {
             f.last_rx = self.now;
             f.stats.rx_sdus += 1;
             f.stats.rx_bytes += sdu.len() as u64;
-            if self.dt_rx(ipcp, sdu) {
+            if self.dt_rx(ipcp, frame, at.clone()) {
                 return;
             }
             // For o7sd: into the ring (counted there).
+            let Some(sdu) = frame.get_mut(at) else {
+                return;
+            };
             if let Some(f) = self.flows.get_mut(&fid) {
                 f.stats.rx_sdus -= 1;
                 f.stats.rx_bytes -= sdu.len() as u64;

@@ -196,6 +196,13 @@ pub struct Dataplane {
     sleeps: u64,
     /// The other workers' inboxes, and this worker's index among them (several workers).
     handoff: Option<(std::sync::Arc<crate::handoff::Handoff>, usize)>,
+    /// The UMEM the next AF_XDP port joins (room for another port).
+    umem_pool: Option<std::rc::Rc<crate::xdp_umem::SharedUmem>>,
+    /// The AF_XDP frame being handled: its UMEM and address (a PDU in it can be forwarded
+    /// in place to a port of the same UMEM).
+    rx_zc: Option<(usize, u64)>,
+    /// The frame given back for the one just forwarded in place.
+    zc_spare: Option<u64>,
 }
 
 /// How a flow's SDUs leave.
@@ -264,6 +271,9 @@ impl Dataplane {
             frame: Vec::with_capacity(65536),
             pdu: Vec::with_capacity(65536),
             handoff: None,
+            umem_pool: None,
+            rx_zc: None,
+            zc_spare: None,
         }
     }
 

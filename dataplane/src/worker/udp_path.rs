@@ -69,7 +69,8 @@ impl Dataplane {
                     let mut pdu = std::mem::take(&mut self.pdu);
                     pdu.clear();
                     pdu.extend_from_slice(body);
-                    if !self.dt_rx(ipcp, &mut pdu) {
+                    let all = 0..pdu.len();
+                    if !self.dt_rx(ipcp, &mut pdu, all) {
                         // For o7sd: into the ring (counted there).
                         if let Some(f) = self.flows.get_mut(&fid) {
                             f.stats.rx_sdus -= 1;

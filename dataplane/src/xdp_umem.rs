@@ -1,0 +1,191 @@
+//! The UMEM that the AF_XDP ports of one worker share (issue 15 item 4: no copy where both
+//! N-1 flows are AF_XDP ports of one worker). A frame received on one port can then be
+//! sent on the other as it lies: the forwarding worker rewrites its Ethernet header in
+//! place and puts its descriptor on the other port's tx ring, and gives the receiving port
+//! one of the sending port's free frames for its fill ring in exchange, so that each port
+//! keeps the number of frames it started with ([`crate::xdp::XdpPort::send_shared`]).
+//!
+//! A UMEM is made with room for [`SHARE_SLOTS`] ports of the first one's size (the memory
+//! is pinned at registration: 24 MiB a slot for one RX queue); a port that does not fit, or
+//! whose mode (zero-copy or copy) differs, or that the kernel refuses to bind to it, gets a
+//! UMEM of its own, and forwarding to it copies. The first socket bound is the UMEM's own;
+//! the others share it (bound with no flags: the kernel gives them its mode and
+//! need_wakeup). The memory lives as long as any port holds the UMEM.
+
+#![allow(unsafe_code)]
+
+use memmap2::{MmapMut, MmapOptions};
+use std::cell::Cell;
+use std::ptr::NonNull;
+use xdpilone::{BufIdx, Umem, UmemConfig};
+
+/// Bytes of a frame.
+pub const FRAME_SIZE: u32 = 2048;
+
+/// Ports a UMEM has room for.
+pub const SHARE_SLOTS: u32 = 2;
+
+/// A UMEM and its memory, shared by ports of one worker.
+pub struct SharedUmem {
+    // Dropped in this order: the UMEM (its registration), then its memory.
+    pub(crate) umem: Umem,
+    _area: MmapMut,
+    /// Where it lives: "2 MiB hugepages" or why it is on normal pages.
+    pub pages: String,
+    /// Whether its sockets are bound in zero-copy mode.
+    pub zero_copy: bool,
+    /// Its frames.
+    frames: u32,
+    /// The first frame not given to a port yet.
+    next: Cell<u32>,
+    /// The UMEM's own socket is bound (the next socket shares it).
+    owned: Cell<bool>,
+    /// Ports that use it.
+    pub(crate) ports: Cell<u32>,
+}
+
+impl std::fmt::Debug for SharedUmem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedUmem")
+            .field("frames", &self.frames)
+            .field("given", &self.next.get())
+            .field("ports", &self.ports.get())
+            .finish()
+    }
+}
+
+fn errno(what: &str, e: impl std::fmt::Debug) -> String {
+    format!("{what}: {e:?}")
+}
+
+impl SharedUmem {
+    /// A UMEM of `frames` frames with rings of `fill` and `complete` entries per socket;
+    /// anonymous memory on 2 MiB hugepages when the machine has free ones (fewer TLB
+    /// misses), normal pages otherwise; faulted in now, not on the data path.
+    pub fn new(frames: u32, fill: u32, complete: u32, zero_copy: bool) -> Result<Self, String> {
+        let len = (FRAME_SIZE * frames) as usize;
+        let (mut area, pages) = match MmapOptions::new()
+            .len(len)
+            .huge(Some(21))
+            .populate()
+            .map_anon()
+        {
+            Ok(a) => (a, "2 MiB hugepages".to_string()),
+            Err(e) => (
+                MmapOptions::new()
+                    .len(len)
+                    .populate()
+                    .map_anon()
+                    .map_err(|e| errno("umem", e))?,
+                format!("4 KiB pages (no 2 MiB hugepages: {e}; see vm.nr_hugepages)"),
+            ),
+        };
+        let ptr = NonNull::new(std::ptr::slice_from_raw_parts_mut(area.as_mut_ptr(), len))
+            .ok_or("umem mapping is null")?;
+        let config = UmemConfig {
+            fill_size: fill,
+            complete_size: complete,
+            frame_size: FRAME_SIZE,
+            headroom: 0,
+            flags: 0,
+        };
+        // Safety: `area` is a page-aligned private mapping of `len` bytes that lives as long
+        // as the Umem (stored next to it and dropped after it).
+        let umem = unsafe { Umem::new(config, ptr) }.map_err(|e| errno("umem registration", e))?;
+        Ok(Self {
+            umem,
+            _area: area,
+            pages,
+            zero_copy,
+            frames,
+            next: Cell::new(0),
+            owned: Cell::new(false),
+            ports: Cell::new(0),
+        })
+    }
+
+    /// Frames not given to a port yet.
+    pub fn room(&self) -> u32 {
+        self.frames - self.next.get()
+    }
+
+    /// Gives `n` frames to a port: the index of the first.
+    pub fn take(&self, n: u32) -> Option<u32> {
+        let first = self.next.get();
+        (self.room() >= n).then(|| {
+            self.next.set(first + n);
+            first
+        })
+    }
+
+    /// Whether the next socket is the UMEM's own (then marks it taken).
+    pub fn take_owner(&self) -> bool {
+        !self.owned.replace(true)
+    }
+
+    /// The offset of frame `i`.
+    pub fn offset(&self, i: u32) -> Option<u64> {
+        self.umem.frame(BufIdx(i)).map(|f| f.offset)
+    }
+
+    /// The bytes `addr..addr + len` of a frame: `None` when they leave the frame.
+    ///
+    /// # Safety
+    /// The caller holds the frame (the kernel handed it over through an rx ring, or it is
+    /// on a port's free list: in no ring) and makes no other slice of it while this one
+    /// lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn bytes(&self, addr: u64, len: u32) -> Option<&mut [u8]> {
+        let base = addr - addr % u64::from(FRAME_SIZE);
+        let idx = u32::try_from(base / u64::from(FRAME_SIZE)).ok()?;
+        let chunk = self.umem.frame(BufIdx(idx))?;
+        let off = usize::try_from(addr - base).ok()?;
+        let end = off.checked_add(len as usize)?;
+        if end > FRAME_SIZE as usize {
+            return None;
+        }
+        // Safety: the chunk lies inside the UMEM mapping. The caller holds this frame: the
+        // kernel handed it over through an rx ring (or it is on a free list) and does not
+        // touch it until it is given back through a fill or tx ring; every port of the
+        // UMEM runs in one worker thread, and a frame is held by one of them at a time, so
+        // there is no other slice of it while this one lives.
+        let s = unsafe {
+            std::slice::from_raw_parts_mut(chunk.addr.as_ptr() as *mut u8, FRAME_SIZE as usize)
+        };
+        s.get_mut(off..end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn frames_are_handed_out_once_and_bytes_stay_in_their_frame() {
+        let u = match SharedUmem::new(8, 4, 4, false) {
+            Ok(u) => u,
+            // Registration needs CAP_IPC_LOCK or room under RLIMIT_MEMLOCK.
+            Err(e) if std::env::var_os("O7S_REQUIRE_ROOT").is_none() => {
+                eprintln!("SKIP: no UMEM registration here: {e}");
+                return;
+            }
+            Err(e) => panic!("O7S_REQUIRE_ROOT is set and UMEM registration failed: {e}"),
+        };
+        assert_eq!(u.take(5), Some(0));
+        assert_eq!(u.take(4), None, "only 3 left");
+        assert_eq!(u.take(3), Some(5));
+        assert_eq!(u.room(), 0);
+        assert!(u.take_owner());
+        assert!(!u.take_owner(), "one owner socket");
+        let f1 = u.offset(1).unwrap();
+        assert_eq!(f1, u64::from(FRAME_SIZE));
+        // Safety: no ring holds any frame of this UMEM (no socket is bound).
+        unsafe {
+            assert_eq!(u.bytes(f1 + 100, 1948).map(|b| b.len()), Some(1948));
+            assert!(u.bytes(f1 + 100, 1949).is_none(), "past the frame");
+            u.bytes(f1, 4).unwrap().copy_from_slice(b"o7s!");
+            assert_eq!(u.bytes(f1, 4).unwrap(), b"o7s!");
+        }
+    }
+}
