@@ -6,14 +6,37 @@
 # carry IPv4 with B routing between 10.81.1.0/24 and 10.81.2.0/24.
 #   oping RTT A -> C through B (COUNT pings, INTERVAL apart) vs kernel ping A -> C through B
 #   ocbr goodput A -> C through B vs A -> B (1400-byte SDUs, flood, SECONDS each)
+# Both twice in one invocation: B forwarding in place between its two AF_XDP ports (they
+# share a UMEM), then with the copy forced at B (O7S_DP_FORWARD_COPY=1 in B's o7sd).
 # Writes JSON with the figures and the ratios to bench-results/unicast-*.json.
 #   scripts/bench-unicast.sh [COUNT=500] [SECONDS=3]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 count=${1:-500}; secs=${2:-3}
 [ "$(id -u)" = 0 ] || { echo "bench-unicast.sh: needs root" >&2; exit 1; }
-(cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p ocbr -p o7sctl)
 bin=$root/target/release
+if [ -z "${O7S_BENCH_INNER:-}" ]; then
+    (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p ocbr -p o7sctl)
+    in_place=$(O7S_BENCH_INNER=in-place "$0" "$count" "$secs" | tail -1)
+    copy=$(O7S_BENCH_INNER=copy "$0" "$count" "$secs" | tail -1)
+    mkdir -p "$root/bench-results"
+    out="$root/bench-results/unicast-$(date -u +%Y%m%dT%H%M%SZ).json"
+    python3 - "$in_place" "$copy" "$out" <<'PY'
+import json, sys
+a, b, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+def ratio(x, y):
+    return round(x / y, 3) if x and y else None
+a["copy_forced_at_b"] = {k: b.get(k) for k in ("oping_a_to_c", "kernel_ping_a_to_c", "ocbr_1400_a_to_c_mbps",
+                          "ocbr_1400_a_to_b_mbps", "ratio_goodput_ac_ab", "b_forwarded_pdus_in_data_plane",
+                          "b_forwarded_pdus_in_place")}
+a["ratio_goodput_ac_in_place_vs_copy"] = ratio(a.get("ocbr_1400_a_to_c_mbps"), b.get("ocbr_1400_a_to_c_mbps"))
+a["ratio_p50_in_place_vs_copy"] = ratio(a["oping_a_to_c"].get("p50_ms"), b["oping_a_to_c"].get("p50_ms"))
+a["command"] = a["command"].replace(" (inner)", "")
+open(out, "w").write(json.dumps(a, indent=1) + "\n")
+print(json.dumps(a))
+PY
+    exit 0
+fi
 n=uc$$; n=${n:0:8}
 tmp=$(mktemp -d /tmp/o7s-bench-unicast.XXXXXX)
 cleanup() {
@@ -88,7 +111,9 @@ run() { # side, command...
 }
 start() {
     mkdir -p "$tmp/run-$1"
-    run "$1" "$bin/o7sd" --config "$tmp/$1.conf" --rundir "$tmp/run-$1" >/dev/null 2>"$tmp/o7sd-$1.log" &
+    local envs=(env)
+    [ "$1" = b ] && [ "$O7S_BENCH_INNER" = copy ] && envs+=(O7S_DP_FORWARD_COPY=1)
+    run "$1" "${envs[@]}" "$bin/o7sd" --config "$tmp/$1.conf" --rundir "$tmp/run-$1" >/dev/null 2>"$tmp/o7sd-$1.log" &
     for _ in $(seq 100); do [ -S "$tmp/run-$1/o7sd.sock" ] && break; sleep 0.05; done
 }
 state() { run "$1" "$bin/o7sctl" ipcp list --json | python3 -c "
@@ -123,14 +148,12 @@ sleep 1.5
 fwd=$(run b "$bin/o7sctl" ipcp list --json | python3 -c "
 import json,sys
 u=[x for x in json.load(sys.stdin) if x['type']=='unicast'][0]
-print(u.get('dt_forwarded',0), u.get('dt_forwarded_in_o7sd',0))")
+print(u.get('dt_forwarded',0), u.get('dt_forwarded_in_o7sd',0), u.get('dt_forwarded_in_place',0))")
 
-mkdir -p "$root/bench-results"
-out="$root/bench-results/unicast-$(date -u +%Y%m%dT%H%M%SZ).json"
-python3 - "$tmp" "$count" "$secs" "$fwd" "$out" <<'PY'
+python3 - "$tmp" "$count" "$secs" "$fwd" "$O7S_BENCH_INNER" <<'PY'
 import json, sys, re, datetime, platform, statistics
-tmp, count, secs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[5]
-fwd, fwd_o7sd = (int(x) for x in sys.argv[4].split())
+tmp, count, secs, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[5]
+fwd, fwd_o7sd, fwd_in_place = (int(x) for x in sys.argv[4].split())
 def last_json(path):
     lines = [l for l in open(path).read().splitlines() if l.strip().startswith("{")]
     return json.loads(lines[-1]) if lines else {}
@@ -147,6 +170,7 @@ doc = {
     "machine": f"{platform.machine()}, kernel {platform.release()}",
     "command": f"scripts/bench-unicast.sh {count} {secs}",
     "path": "the data-plane workers move the unicast layer's PDUs (forwarding at B, PCI at A and C)",
+    "forwarding_at_b": "in place where its ports share a UMEM" if mode == "in-place" else "copy forced (O7S_DP_FORWARD_COPY=1)",
     "oping_a_to_c": {"received": o.get("received"), "p50_ms": o.get("rtt_ms", {}).get("p50"),
                      "p99_ms": o.get("rtt_ms", {}).get("p99"), "alloc_ms": o.get("alloc_ms")},
     "kernel_ping_a_to_c": {"received": k["received"], "p50_ms": k["p50"], "p99_ms": k["p99"]},
@@ -157,7 +181,7 @@ doc = {
     "ratio_goodput_ac_ab": round(ac["mbps"] / ab["mbps"], 3) if ac.get("mbps") and ab.get("mbps") else None,
     "b_forwarded_pdus_in_data_plane": fwd,
     "b_forwarded_pdus_in_o7sd": fwd_o7sd,
+    "b_forwarded_pdus_in_place": fwd_in_place,
 }
-open(out, "w").write(json.dumps(doc, indent=1) + "\n")
 print(json.dumps(doc))
 PY

@@ -579,4 +579,8 @@ pub struct WorkerInfo {
     /// Times it went to sleep in poll(2) (adaptive polling, idle).
     #[serde(default)]
     pub sleeps: u64,
+    /// DT PDUs between two AF_XDP ports of its UMEM are copied, not forwarded in place
+    /// (`O7S_DP_FORWARD_COPY=1`, for comparison).
+    #[serde(default)]
+    pub forward_copy: bool,
 }

@@ -281,7 +281,7 @@ impl Dataplane {
     ) -> bool {
         // eth-dix: destination, source, Ethertype, endpoint id, length.
         const DIX_HEADER: usize = 18;
-        let Some((umem, addr)) = self.rx_zc else {
+        let Some((umem, addr)) = self.rx_zc.filter(|_| !self.worker.forward_copy) else {
             return false;
         };
         let Some(f) = self.flows.get(&n1).filter(|f| f.crypt.is_none()) else {

@@ -401,11 +401,18 @@ impl Dataplane {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_SPIN_US)
         };
+        let forward_copy = env("O7S_DP_FORWARD_COPY").is_some_and(|v| v != "0");
+        if forward_copy {
+            tracing::info!(
+                "O7S_DP_FORWARD_COPY: DT PDUs between AF_XDP ports are copied, not forwarded in place"
+            );
+        }
         self.worker = WorkerInfo {
             core: None,
             pin_error: None,
             busy_poll: busy,
             spin_us,
+            forward_copy,
             ..WorkerInfo::default()
         };
         if let Some(c) = self.core.clone().or_else(|| env("O7S_DP_CORE")) {
