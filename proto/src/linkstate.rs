@@ -46,6 +46,10 @@ pub struct LsConfig {
     /// arriving in a burst, as when a large layer converges, cost one recomputation); our
     /// own links are recomputed at once either way.
     pub hold: Duration,
+    /// Most records the LSDB holds: an LSA for a new pair beyond it is dropped and
+    /// counted (`full`), so that a peer inventing links cannot make us allocate without
+    /// bound. A layer of 1000 IPCPs with three links each needs some 6,000.
+    pub max_records: usize,
 }
 
 /// The next-hop policy (`ls_config.pol`: SIMPLE 0, LFA 1, ECMP 2).
@@ -68,6 +72,7 @@ impl Default for LsConfig {
             t_recalc: Duration::from_secs(4),
             policy: Policy::Simple,
             hold: Duration::ZERO,
+            max_records: 65_536,
         }
     }
 }
@@ -93,6 +98,8 @@ pub struct LsCounters {
     pub timed_out: u64,
     /// LSAs from another IPCP with our address (a link of "ours" we do not have).
     pub collisions: u64,
+    /// LSAs of a new pair dropped because the LSDB was full (`LsConfig::max_records`).
+    pub full: u64,
 }
 
 /// What an IPCP does when another one announces links from its address.
@@ -372,7 +379,12 @@ impl<F: Clone + PartialEq> LinkState<F> {
             return;
         }
         let key = (l.s_addr, l.d_addr);
+        let full = self.lsdb.len() >= self.cfg.max_records;
         match self.lsdb.get_mut(&key) {
+            None if full => {
+                self.counters.full += 1;
+                return;
+            }
             None => {
                 self.counters.accepted += 1;
                 self.insert(now, l.s_addr, l.d_addr, l.seqno);
@@ -747,6 +759,28 @@ mod tests {
         assert_eq!(ls.poll_timeout(), Some(t0 + Duration::from_millis(100)));
         ls.handle_timeout(t0 + Duration::from_millis(100));
         assert_eq!((ls.next_hop(2), ls.next_hop(3)), (Some(2), Some(2)));
+    }
+
+    #[test]
+    fn a_full_lsdb_drops_new_pairs_and_keeps_updating_known_ones() {
+        let t0 = Instant::now();
+        let cfg = LsConfig {
+            max_records: 3,
+            ..LsConfig::default()
+        };
+        let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+        ls.add_mgmt(0);
+        ls.add_dt(t0, 2);
+        for (s, d) in [(2, 1), (2, 3), (3, 2), (7, 8)] {
+            ls.handle(t0, &0, &encode(s, d, 1));
+        }
+        assert_eq!(ls.lsdb().len(), 3);
+        assert_eq!(ls.counters().full, 2, "(3, 2) and (7, 8)");
+        // A known pair still refreshes; our own links always go in.
+        ls.handle(t0, &0, &encode(2, 3, 5));
+        assert!(ls.lsdb().contains(&((2, 3), 5)));
+        ls.add_dt(t0, 9);
+        assert!(ls.lsdb().iter().any(|(k, _)| *k == (1, 9)));
     }
 
     #[test]

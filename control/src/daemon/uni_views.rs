@@ -98,7 +98,7 @@ impl Daemon {
                            let c = d.counters();
                            c.dropped_bad + c.dropped_unsolicited
                        }),
-                       "lsa_dropped": u.ls.as_ref().map_or(0, |l| l.counters().malformed + l.counters().collisions),
+                       "lsa_dropped": u.ls.as_ref().map_or(0, |l| { let c = l.counters(); c.malformed + c.collisions + c.full }),
                        "address_collisions": u.ls.as_ref().map_or(0, |l| l.counters().collisions),
                        "readdressed": u.readdressed,
                        "neighbours_moved": u.conn.counters().readdressed,
