@@ -743,9 +743,9 @@ mod tests {
         assert_eq!(r.pending() + e.pending(), 0);
     }
 
-    #[test]
-    fn a_readdressed_neighbour_tells_its_management_neighbours() {
-        let t0 = Instant::now();
+    /// `a` (at E) connected Management on flow 1 and DT on flow 2 to `b` (at R, in layer
+    /// "l").
+    fn connected_pair(t0: Instant) -> (Connections, Connections) {
         let mut a = Connections::new(EnrollConfig::default(), E, None);
         let mut b = Connections::new(
             EnrollConfig::default(),
@@ -758,6 +758,12 @@ mod tests {
             pump(&mut a, &mut b, t0, flow);
             pump(&mut b, &mut a, t0, flow);
         }
+        (a, b)
+    }
+
+    #[test]
+    fn a_readdressed_neighbour_tells_its_management_neighbours() {
+        let (mut a, mut b) = connected_pair(Instant::now());
         let _ = (events(&mut a), events(&mut b));
         const N: u64 = 0x0bad_cafe;
         b.readdress(N);
@@ -809,17 +815,8 @@ mod tests {
     #[test]
     fn management_and_dt_connect_with_each_others_addresses() {
         let t0 = Instant::now();
-        let mut a = Connections::new(EnrollConfig::default(), E, None);
-        let mut b = Connections::new(
-            EnrollConfig::default(),
-            R,
-            Some(IpcpConfigMsg::unicast_default("l", R)),
-        );
+        let (a, b) = connected_pair(t0);
         for (flow, comp) in [(1, Component::Management), (2, Component::DataTransfer)] {
-            a.connect(t0, flow, comp, [0; 8]);
-            b.accept(t0, flow);
-            pump(&mut a, &mut b, t0, flow);
-            pump(&mut b, &mut a, t0, flow);
             assert_eq!(a.connected(flow), Some((comp, R)));
             assert_eq!(b.connected(flow), Some((comp, E)));
         }

@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod unicast;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
+use o7s_integration::unicast::{uni_chain, Chain};
 use o7s_integration::{bin, can_run, eventually, Topo};
 use serde_json::Value;
 use std::time::Duration;
@@ -152,34 +153,13 @@ fn a_chain_of_three_connects_and_routes_through_the_middle() {
             t.dev(s)
         )
     };
-    let a = t.daemon(
-        "a",
-        &format!(
-            "{}[unicast.ua]\nbootstrap=\"chain\"\nautobind=true\n",
-            eth("a", "\"ua\"")
-        ),
-    );
-    let b = t.daemon(
-        "b",
-        &format!(
-            "{}[unicast.ub]\nenrol=\"ua\"\nautobind=true\nconn=[\"ua\"]\n",
-            eth("b", "\"ub\"")
-        ),
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || uni_row(&t, "b", "ub")
-            .is_some_and(|r| r["state"] == "enrolled")),
-        "{}",
-        b.log()
-    );
-    let c = t.daemon(
-        "c",
-        &format!(
-            "[name.\"oping-server\"]\nprog=[\"{}\"]\n\n{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"oping-server\"]\n",
-            bin("oping").display(),
-            eth("c", "")
-        ),
-    );
+    let chain = Chain {
+        layer: "chain",
+        eth: [eth("a", "\"ua\""), eth("b", "\"ub\""), eth("c", "")],
+        name: "oping-server",
+        b_args: &[],
+    };
+    let (a, b, c) = uni_chain(&t, &chain);
     let (aa, ab) = (addr_of(&t, "a", "ua"), addr_of(&t, "b", "ub"));
     let routed = eventually(Duration::from_secs(15), || {
         uni_row(&t, "c", "uc").is_some_and(|r| r["state"] == "enrolled") && {
@@ -971,37 +951,13 @@ fn a_middle_ipcp_on_two_workers_hands_pdus_between_them() {
             t.link_dev(s, o)
         )
     };
-    let a = t.daemon(
-        "a",
-        &format!(
-            "{}[unicast.ua]\nbootstrap=\"two\"\nautobind=true\n",
-            eth("a", "b")
-        ),
-    );
-    let b = t.daemon_with(
-        "b",
-        "b",
-        &format!(
-            "{}{}[unicast.ub]\nenrol=\"ua\"\nautobind=true\nconn=[\"ua\"]\n",
-            eth("b", "a"),
-            eth("b", "c")
-        ),
-        &["--core", "0,1"],
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || uni_row(&t, "b", "ub")
-            .is_some_and(|r| r["state"] == "enrolled")),
-        "{}",
-        b.log()
-    );
-    let c = t.daemon(
-        "c",
-        &format!(
-            "[name.\"oping-server\"]\nprog=[\"{}\"]\n\n{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"oping-server\"]\n",
-            bin("oping").display(),
-            eth("c", "b")
-        ),
-    );
+    let chain = Chain {
+        layer: "two",
+        eth: [eth("a", "b"), eth("b", "a") + &eth("b", "c"), eth("c", "b")],
+        name: "oping-server",
+        b_args: &["--core", "0,1"],
+    };
+    let (a, b, c) = uni_chain(&t, &chain);
     // B's two ports are on two workers.
     let workers: Vec<u64> = t
         .ctl_json("b", &["worker", "list"])

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
+use o7s_integration::unicast::{uni_chain, Chain};
 use o7s_integration::{bin, can_run, eventually, tool, Topo};
 use serde_json::Value;
 use std::process::Stdio;
@@ -52,34 +53,13 @@ fn tutorial06_encrypted_and_authenticated_oping_over_a_unicast_layer() {
             t.dev(s)
         )
     };
-    let a = t.daemon(
-        "a",
-        &format!(
-            "{}[unicast.ua]\nbootstrap=\"sec\"\nautobind=true\n",
-            eth("a", "\"ua\"")
-        ),
-    );
-    let b = t.daemon(
-        "b",
-        &format!(
-            "{}[unicast.ub]\nenrol=\"ua\"\nautobind=true\nconn=[\"ua\"]\n",
-            eth("b", "\"ub\"")
-        ),
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || uni_row(&t, "b", "ub")["state"]
-            == "enrolled"),
-        "{}",
-        b.log()
-    );
-    let c = t.daemon(
-        "c",
-        &format!(
-            "[name.\"{NAME}\"]\nprog=[\"{}\"]\n\n{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"{NAME}\"]\n",
-            bin("oping").display(),
-            eth("c", "")
-        ),
-    );
+    let chain = Chain {
+        layer: "sec",
+        eth: [eth("a", "\"ua\""), eth("b", "\"ub\""), eth("c", "")],
+        name: NAME,
+        b_args: &[],
+    };
+    let (a, b, c) = uni_chain(&t, &chain);
     let mut srv = t
         .cmd("c", &bin("oping"))
         .arg("--listen")
