@@ -127,6 +127,9 @@ impl Queue {
     }
 }
 
+/// A port's sockets, and whether the first is the UMEM's own.
+type Sockets = (Vec<Queue>, bool);
+
 /// An AF_XDP port: one socket per RX queue of the device (up to [`MAX_QUEUES`]), all on one
 /// UMEM (shared with another port of the worker where it fits: [`crate::xdp_umem`]);
 /// frames are sent through queue 0's socket.
@@ -136,6 +139,8 @@ pub struct XdpPort {
     ebpf: Ebpf,
     queues: Vec<Queue>,
     umem: Rc<SharedUmem>,
+    /// Its queue 0's socket is the UMEM's own.
+    owner: bool,
     /// Where the UMEM lives: "2 MiB hugepages" or why it is on normal pages, and whether it
     /// is shared with another port.
     pub umem_pages: String,
@@ -161,6 +166,11 @@ pub struct XdpPort {
 impl Drop for XdpPort {
     fn drop(&mut self) {
         self.umem.ports.set(self.umem.ports.get().saturating_sub(1));
+        // The UMEM's own socket goes with its port (its queue sockets close after this),
+        // so that the device's queue is free again; ports sharing the UMEM keep it.
+        if self.owner {
+            self.umem.close_owner();
+        }
     }
 }
 
@@ -353,29 +363,27 @@ impl XdpPort {
             .as_ref()
             .filter(|u| u.zero_copy == zero_copy && u.room() >= frames)
             .cloned();
-        let (umem, base, queues) = match joined.map(|u| {
+        let mut fresh = false;
+        let (umem, base, (queues, owner)) = match joined.map(|u| {
             let base = u.take(frames);
             (u, base)
         }) {
             Some((u, Some(base))) => match Self::sockets(dev, &u, base, nq, zero_copy) {
                 Ok(q) => (u, base, q),
                 Err(e) => {
+                    u.untake(base, frames);
                     tracing::info!("{dev}: not sharing the worker's UMEM ({e}): one of its own");
-                    Self::own_umem(dev, frames, nq, zero_copy, pool)?
+                    fresh = true;
+                    Self::own_umem(dev, frames, nq, zero_copy)?
                 }
             },
-            _ => Self::own_umem(dev, frames, nq, zero_copy, pool)?,
-        };
-        umem.ports.set(umem.ports.get() + 1);
-        {
-            let mut xsks: XskMap<&mut MapData> =
-                XskMap::try_from(ebpf.map_mut("xsks").ok_or("no xsks map")?)
-                    .map_err(|e| errno("xsks map", e))?;
-            for q in &queues {
-                xsks.set(q.id, q.user.as_raw_fd(), 0)
-                    .map_err(|e| errno("xsks map", e))?;
+            _ => {
+                fresh = true;
+                Self::own_umem(dev, frames, nq, zero_copy)?
             }
-        }
+        };
+        // From here a failure drops the port, which gives its share back (Drop).
+        umem.ports.set(umem.ports.get() + 1);
         let free_tx = (base + RX_FRAMES * nq..base + frames)
             .filter_map(|i| umem.offset(i))
             .collect();
@@ -388,6 +396,7 @@ impl XdpPort {
             ebpf,
             queues,
             umem,
+            owner,
             umem_pages,
             frames,
             copy_mode: String::new(),
@@ -399,6 +408,15 @@ impl XdpPort {
             tx_frames: 0,
             tx_dropped: 0,
         };
+        {
+            let mut xsks: XskMap<&mut MapData> =
+                XskMap::try_from(port.ebpf.map_mut("xsks").ok_or("no xsks map")?)
+                    .map_err(|e| errno("xsks map", e))?;
+            for q in &port.queues {
+                xsks.set(q.id, q.user.as_raw_fd(), 0)
+                    .map_err(|e| errno("xsks map", e))?;
+            }
+        }
         for q in &mut port.queues {
             q.refill();
             if q.kernel_rx != RX_FRAMES {
@@ -408,27 +426,30 @@ impl XdpPort {
                 ));
             }
         }
+        // A new UMEM with room for another port is the one the worker's next port joins.
+        if fresh && port.umem.room() > 0 {
+            *pool = Some(port.umem.clone());
+        }
         Ok(port)
     }
 
-    /// A UMEM of its own for a port of `frames` frames (with room for another port: it
-    /// becomes the worker's `pool`), and the port's sockets on it.
+    /// A UMEM of its own for a port of `frames` frames (with room for another port where
+    /// that much memory can be registered), and the port's sockets on it (and whether the
+    /// first is the UMEM's own: it is).
     fn own_umem(
         dev: &str,
         frames: u32,
         nq: u32,
         zero_copy: bool,
-        pool: &mut Option<Rc<SharedUmem>>,
-    ) -> Result<(Rc<SharedUmem>, u32, Vec<Queue>), String> {
-        let u = Rc::new(SharedUmem::new(
-            frames * SHARE_SLOTS,
-            RX_RING,
-            TX_RING,
-            zero_copy,
-        )?);
+    ) -> Result<(Rc<SharedUmem>, u32, Sockets), String> {
+        let made =
+            SharedUmem::new(frames * SHARE_SLOTS, RX_RING, TX_RING, zero_copy).or_else(|e| {
+                tracing::info!("{dev}: no UMEM for two ports ({e}): one for this port alone");
+                SharedUmem::new(frames, RX_RING, TX_RING, zero_copy)
+            })?;
+        let u = Rc::new(made);
         let base = u.take(frames).ok_or("UMEM smaller than one port")?;
         let queues = Self::sockets(dev, &u, base, nq, zero_copy)?;
-        *pool = Some(u.clone());
         Ok((u, base, queues))
     }
 
@@ -443,7 +464,12 @@ impl XdpPort {
         base: u32,
         nq: u32,
         zero_copy: bool,
-    ) -> Result<Vec<Queue>, String> {
+    ) -> Result<Sockets, String> {
+        let reg = umem.umem();
+        let Some(reg) = reg.as_ref() else {
+            return Err("the UMEM's own socket is gone".into());
+        };
+        let mut owner = false;
         let mode_flag = if zero_copy {
             SocketConfig::XDP_BIND_ZEROCOPY
         } else {
@@ -455,19 +481,18 @@ impl XdpPort {
             let mut info = IfInfo::invalid();
             info.from_name(&cname).map_err(|e| errno("interface", e))?;
             info.set_queue(q);
-            let owner = q == 0 && umem.take_owner();
-            let sock = if owner {
-                Socket::with_shared(&info, &umem.umem)
+            let own = q == 0 && umem.take_owner();
+            owner |= own;
+            let sock = if own {
+                Socket::with_shared(&info, reg)
             } else {
                 Socket::new(&info)
             }
             .map_err(|e| errno("AF_XDP socket", e))?;
-            let device = umem
-                .umem
+            let device = reg
                 .fq_cq(&sock)
                 .map_err(|e| errno("fill/completion rings", e))?;
-            let user = umem
-                .umem
+            let user = reg
                 .rx_tx(
                     &sock,
                     &SocketConfig {
@@ -475,7 +500,7 @@ impl XdpPort {
                         tx_size: NonZeroU32::new(TX_RING),
                         // The kernel says when it needs a system call to go on (zero-copy
                         // drivers); copy mode keeps asking for one on transmit.
-                        bind_flags: if owner {
+                        bind_flags: if own {
                             SocketConfig::XDP_BIND_NEED_WAKEUP | mode_flag
                         } else {
                             0
@@ -485,7 +510,7 @@ impl XdpPort {
                 .map_err(|e| errno("rx/tx rings", e))?;
             let rx = user.map_rx().map_err(|e| errno("rx ring", e))?;
             let tx = user.map_tx().map_err(|e| errno("tx ring", e))?;
-            umem.umem.bind(&user).map_err(|e| {
+            reg.bind(&user).map_err(|e| {
                 let m = if zero_copy { "zero-copy" } else { "copy" };
                 errno(&format!("bind queue {q} ({m} mode)"), e)
             })?;
@@ -506,7 +531,7 @@ impl XdpPort {
                 fill_wakeups: 0,
             });
         }
-        Ok(queues)
+        Ok((queues, owner))
     }
 
     /// Which UMEM the port's frames are in (ports with the same one can pass frames).

@@ -6,18 +6,21 @@
 //! keeps the number of frames it started with ([`crate::xdp::XdpPort::send_shared`]).
 //!
 //! A UMEM is made with room for [`SHARE_SLOTS`] ports of the first one's size (the memory
-//! is pinned at registration: 24 MiB a slot for one RX queue); a port that does not fit, or
-//! whose mode (zero-copy or copy) differs, or that the kernel refuses to bind to it, gets a
-//! UMEM of its own, and forwarding to it copies. The first socket bound is the UMEM's own;
-//! the others share it (bound with no flags: the kernel gives them its mode and
-//! need_wakeup). The memory lives as long as any port holds the UMEM.
+//! is pinned at registration: 24 MiB a slot for one RX queue; where that much cannot be
+//! registered, room for one); a port that does not fit, or whose mode (zero-copy or copy)
+//! differs, or that the kernel refuses to bind to it, gets a UMEM of its own, and
+//! forwarding to it copies. The first socket bound is the UMEM's own; the others share it
+//! (bound with no flags: the kernel gives them its mode and need_wakeup). When the port of
+//! that socket goes, the socket goes with it (it would keep its device's queue taken):
+//! the ports still on the UMEM keep it (the kernel counts them), no new port joins it. The
+//! memory lives as long as any port holds the UMEM.
 
 #![allow(unsafe_code)]
 
 use memmap2::{MmapMut, MmapOptions};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
-use xdpilone::{BufIdx, Umem, UmemConfig};
+use xdpilone::{Umem, UmemConfig};
 
 /// Bytes of a frame.
 pub const FRAME_SIZE: u32 = 2048;
@@ -27,8 +30,12 @@ pub const SHARE_SLOTS: u32 = 2;
 
 /// A UMEM and its memory, shared by ports of one worker.
 pub struct SharedUmem {
-    // Dropped in this order: the UMEM (its registration), then its memory.
-    pub(crate) umem: Umem,
+    // Dropped in this order: the UMEM's own socket (if its port is still there), then the
+    // memory.
+    /// The registration (its own socket), until its port goes.
+    umem: RefCell<Option<Umem>>,
+    /// The first byte of the memory.
+    base: NonNull<u8>,
     _area: MmapMut,
     /// Where it lives: "2 MiB hugepages" or why it is on normal pages.
     pub pages: String,
@@ -80,8 +87,8 @@ impl SharedUmem {
                 format!("4 KiB pages (no 2 MiB hugepages: {e}; see vm.nr_hugepages)"),
             ),
         };
-        let ptr = NonNull::new(std::ptr::slice_from_raw_parts_mut(area.as_mut_ptr(), len))
-            .ok_or("umem mapping is null")?;
+        let base = NonNull::new(area.as_mut_ptr()).ok_or("umem mapping is null")?;
+        let ptr = NonNull::slice_from_raw_parts(base, len);
         let config = UmemConfig {
             fill_size: fill,
             complete_size: complete,
@@ -93,7 +100,8 @@ impl SharedUmem {
         // as the Umem (stored next to it and dropped after it).
         let umem = unsafe { Umem::new(config, ptr) }.map_err(|e| errno("umem registration", e))?;
         Ok(Self {
-            umem,
+            umem: RefCell::new(Some(umem)),
+            base,
             _area: area,
             pages,
             zero_copy,
@@ -104,9 +112,31 @@ impl SharedUmem {
         })
     }
 
-    /// Frames not given to a port yet.
+    /// Frames not given to a port yet (none once its own socket is gone).
     pub fn room(&self) -> u32 {
+        if self.umem.borrow().is_none() {
+            return 0;
+        }
         self.frames - self.next.get()
+    }
+
+    /// The registration, for binding a socket to it: `None` once its own socket is gone.
+    pub fn umem(&self) -> std::cell::Ref<'_, Option<Umem>> {
+        self.umem.borrow()
+    }
+
+    /// The port of the UMEM's own socket goes: the socket goes with it (ports sharing the
+    /// UMEM keep it; no new port can join).
+    pub fn close_owner(&self) {
+        self.umem.borrow_mut().take();
+    }
+
+    /// Gives back the `n` frames from `first` that [`SharedUmem::take`] gave, when they
+    /// were the last given (a port that could not bind).
+    pub fn untake(&self, first: u32, n: u32) {
+        if self.next.get() == first + n {
+            self.next.set(first);
+        }
     }
 
     /// Gives `n` frames to a port: the index of the first.
@@ -125,7 +155,7 @@ impl SharedUmem {
 
     /// The offset of frame `i`.
     pub fn offset(&self, i: u32) -> Option<u64> {
-        self.umem.frame(BufIdx(i)).map(|f| f.offset)
+        (i < self.frames).then(|| u64::from(i) * u64::from(FRAME_SIZE))
     }
 
     /// The bytes `addr..addr + len` of a frame: `None` when they leave the frame.
@@ -136,21 +166,25 @@ impl SharedUmem {
     /// lives.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn bytes(&self, addr: u64, len: u32) -> Option<&mut [u8]> {
-        let base = addr - addr % u64::from(FRAME_SIZE);
-        let idx = u32::try_from(base / u64::from(FRAME_SIZE)).ok()?;
-        let chunk = self.umem.frame(BufIdx(idx))?;
-        let off = usize::try_from(addr - base).ok()?;
+        let start = addr - addr % u64::from(FRAME_SIZE);
+        let idx = u32::try_from(start / u64::from(FRAME_SIZE)).ok()?;
+        if idx >= self.frames {
+            return None;
+        }
+        let off = usize::try_from(addr - start).ok()?;
         let end = off.checked_add(len as usize)?;
         if end > FRAME_SIZE as usize {
             return None;
         }
+        let start = usize::try_from(start).ok()?;
         // Safety: the chunk lies inside the UMEM mapping. The caller holds this frame: the
         // kernel handed it over through an rx ring (or it is on a free list) and does not
         // touch it until it is given back through a fill or tx ring; every port of the
         // UMEM runs in one worker thread, and a frame is held by one of them at a time, so
         // there is no other slice of it while this one lives.
+        // The frame starts `start` bytes into the mapping (idx < frames: inside it).
         let s = unsafe {
-            std::slice::from_raw_parts_mut(chunk.addr.as_ptr() as *mut u8, FRAME_SIZE as usize)
+            std::slice::from_raw_parts_mut(self.base.as_ptr().add(start), FRAME_SIZE as usize)
         };
         s.get_mut(off..end)
     }
@@ -176,10 +210,17 @@ mod tests {
         assert_eq!(u.take(4), None, "only 3 left");
         assert_eq!(u.take(3), Some(5));
         assert_eq!(u.room(), 0);
+        u.untake(0, 5);
+        assert_eq!(u.room(), 0, "not the last given: kept");
+        u.untake(5, 3);
+        assert_eq!((u.room(), u.take(3)), (3, Some(5)));
         assert!(u.take_owner());
         assert!(!u.take_owner(), "one owner socket");
         let f1 = u.offset(1).unwrap();
         assert_eq!(f1, u64::from(FRAME_SIZE));
+        u.close_owner();
+        assert!(u.umem().is_none());
+        assert_eq!(u.room(), 0, "no port joins once its own socket is gone");
         // Safety: no ring holds any frame of this UMEM (no socket is bound).
         unsafe {
             assert_eq!(u.bytes(f1 + 100, 1948).map(|b| b.len()), Some(1948));

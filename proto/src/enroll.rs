@@ -118,6 +118,9 @@ pub enum Event {
         old: u64,
         /// And now.
         new: u64,
+        /// The connections that moved (its own: `flow` and those the caller said go to the
+        /// same neighbour).
+        moved: Vec<FlowId>,
     },
     /// Close the flow (after any transmit for it).
     Close {
@@ -244,35 +247,56 @@ impl Connections {
         }
     }
 
-    /// An SDU on a connected Management flow that is no LSA: a Management CEP there is
-    /// the neighbour's new address ([`Connections::readdress`]); every connection to its
-    /// old address moves to the new one. Returns whether it was such a CEP (else the
-    /// caller counts it as a bad LSA); a CEP with address 0 or ours is counted and
+    /// Whether an SDU of a Management flow is a Management CEP (a neighbour's new address,
+    /// [`Connections::handle_update`]) rather than an LSA (those begin with a zero byte, no
+    /// protobuf field).
+    pub fn is_update(sdu: &[u8]) -> bool {
+        pb::decode::<CepMsg>(sdu).is_ok_and(|c| c.component() == Some(Component::Management))
+    }
+
+    /// A Management CEP on connected Management flow `flow`: the neighbour's new address
+    /// ([`Connections::readdress`]). Its connections move to it: `flow` and every
+    /// connection to its old address that `same` says goes to the same neighbour (another
+    /// IPCP may still have the old address). Returns whether it was such a CEP (else the
+    /// caller gives the SDU to link state); a CEP with address 0 or ours is counted and
     /// ignored.
-    pub fn handle_update(&mut self, flow: FlowId, sdu: &[u8]) -> bool {
+    pub fn handle_update(
+        &mut self,
+        flow: FlowId,
+        sdu: &[u8],
+        same: impl Fn(FlowId) -> bool,
+    ) -> bool {
         let Some((Component::Management, old)) = self.connected(flow) else {
             return false;
         };
+        if !Self::is_update(sdu) {
+            return false;
+        }
         let Ok(cep) = pb::decode::<CepMsg>(sdu) else {
             return false;
         };
-        if cep.component() != Some(Component::Management) {
-            return false;
-        }
         let new = cep.address;
         if new == 0 || new == self.own_addr || new == old {
             self.counters.unexpected += 1;
             return true;
         }
-        for f in self.flows.values_mut() {
+        let mut moved = vec![];
+        for (id, f) in &mut self.flows {
             if let State::Up { peer_addr, .. } = &mut f.state {
-                if *peer_addr == old {
+                if *peer_addr == old && (*id == flow || same(*id)) {
                     *peer_addr = new;
+                    moved.push(*id);
                 }
             }
         }
+        moved.sort_unstable();
         self.counters.readdressed += 1;
-        self.events.push_back(Event::Readdressed { flow, old, new });
+        self.events.push_back(Event::Readdressed {
+            flow,
+            old,
+            new,
+            moved,
+        });
         true
     }
 
@@ -776,14 +800,18 @@ mod tests {
             CepMsg::new(Component::Management, N).encode_to_vec()
         );
         // An LSA is not one (the caller gives it to link state).
-        assert!(!a.handle_update(1, &[0u8; 24]));
-        assert!(a.handle_update(1, &t[0].sdu));
+        let same = |_| true;
+        assert!(!Connections::is_update(&[0u8; 24]));
+        assert!(!a.handle_update(1, &[0u8; 24], same));
+        assert!(Connections::is_update(&t[0].sdu));
+        assert!(a.handle_update(1, &t[0].sdu, same));
         assert_eq!(
             events(&mut a),
             vec![Event::Readdressed {
                 flow: 1,
                 old: R,
-                new: N
+                new: N,
+                moved: vec![1, 2]
             }]
         );
         assert_eq!(
@@ -794,10 +822,11 @@ mod tests {
             ]
         );
         // Not on a DT flow; address 0 or ours: counted, nothing moves.
-        assert!(!a.handle_update(2, &t[0].sdu));
+        assert!(!a.handle_update(2, &t[0].sdu, same));
         let before = a.counters().unexpected;
         for bad in [0, E] {
-            assert!(a.handle_update(1, &CepMsg::new(Component::Management, bad).encode_to_vec()));
+            let cep = CepMsg::new(Component::Management, bad).encode_to_vec();
+            assert!(a.handle_update(1, &cep, same));
         }
         assert_eq!(a.counters().unexpected, before + 2);
         assert_eq!(a.counters().readdressed, 1);
@@ -810,6 +839,19 @@ mod tests {
             .and_then(|u| u.dir.dht.as_ref())
             .map(|d| d.peer);
         assert_eq!(peer, Some(N));
+        // Connections to another IPCP that still has the old address stay (the caller
+        // says which flows go to the mover).
+        let (mut a, _) = connected_pair(Instant::now());
+        let _ = events(&mut a);
+        let cep = CepMsg::new(Component::Management, N).encode_to_vec();
+        assert!(a.handle_update(1, &cep, |f| f == 1));
+        assert_eq!(
+            a.connections(),
+            vec![
+                (1, Component::Management, N),
+                (2, Component::DataTransfer, R)
+            ]
+        );
     }
 
     #[test]

@@ -113,6 +113,16 @@ pub enum Collision {
     Keep,
 }
 
+/// A collision sat out: since when, the other IPCP's link it was seen on (ours -> `d`)
+/// with its seqno then, and when a colliding LSA came last.
+#[derive(Debug, Clone, Copy)]
+struct Stay {
+    since: Instant,
+    d: Addr,
+    seen: u64,
+    last: Instant,
+}
+
 /// One IPCP's link-state routing.
 #[derive(Debug)]
 pub struct LinkState<F> {
@@ -128,9 +138,8 @@ pub struct LinkState<F> {
     down: BTreeSet<Addr>,
     /// What to do about another IPCP with our address, since the caller last asked.
     collision: Option<Collision>,
-    /// A collision we sat out (the other IPCP is the younger one and should move): since
-    /// when, and the highest seqno it had announced then.
-    stay: Option<(Instant, u64)>,
+    /// A collision we sat out (the other IPCP is the younger one and should move).
+    stay: Option<Stay>,
     /// Every DT neighbour we had (our old records of a lost link still circulate).
     had_dt: BTreeSet<Addr>,
     modified: bool,
@@ -269,8 +278,13 @@ impl<F: Clone + PartialEq> LinkState<F> {
     /// A colliding LSA `(me -> d, theirs)`: the younger IPCP moves. Its links have the
     /// lower seqno (seqnos count the update periods since a link came up); equal ones
     /// both move.
-    fn on_collision(&mut self, now: Instant, theirs: u64) {
+    fn on_collision(&mut self, now: Instant, d: Addr, theirs: u64) {
         self.counters.collisions += 1;
+        // A collision sat out and quiet for four update periods is over.
+        let t = self.cfg.t_update;
+        if self.stay.is_some_and(|s| now > s.last + 4 * t) {
+            self.stay = None;
+        }
         let ours = self
             .lsdb
             .iter()
@@ -278,18 +292,27 @@ impl<F: Clone + PartialEq> LinkState<F> {
             .map(|(_, a)| a.seqno)
             .max()
             .unwrap_or(0);
-        let decision = match self.stay {
+        let decision = match self.stay.as_mut() {
             _ if theirs >= ours => Collision::Readdress,
             None => {
-                self.stay = Some((now, theirs));
+                self.stay = Some(Stay {
+                    since: now,
+                    d,
+                    seen: theirs,
+                    last: now,
+                });
                 Collision::Keep
             }
-            // It still announces, with newer seqnos, two update periods after we sat it
-            // out: it does not move.
-            Some((since, seen)) if now >= since + 2 * self.cfg.t_update && theirs > seen => {
+            // It still announces the same link, two seqnos on, two update periods after we
+            // sat it out: it does not move (records it sent before it moved, replayed to a
+            // new neighbour, do not go up).
+            Some(s) if s.d == d && theirs >= s.seen + 2 && now >= s.since + 2 * t => {
                 Collision::Readdress
             }
-            Some(_) => return,
+            Some(s) => {
+                s.last = now;
+                return;
+            }
         };
         if decision == Collision::Readdress {
             self.stay = None;
@@ -375,7 +398,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
         // address shows as "our" link to a neighbour we have no DT connection to (the
         // reference ignores it). Not stored, not flooded: the caller picks a new address.
         if l.s_addr == self.me && !self.had_dt.contains(&l.d_addr) {
-            self.on_collision(now, l.seqno);
+            self.on_collision(now, l.d_addr, l.seqno);
             return;
         }
         let key = (l.s_addr, l.d_addr);
@@ -731,6 +754,15 @@ mod tests {
         ls.handle(t1 + cfg.t_update * 2, &1, &encode(7, 9, 3));
         assert_eq!(ls.take_collision(), Some(Collision::Readdress));
         assert_eq!(ls.counters().collisions, 3);
+        // Sat out again (the decision cleared it): another of its links with newer
+        // seqnos is no sign (stale records replayed); a long quiet ends the sit-out.
+        ls.handle(t1, &1, &encode(7, 9, 1));
+        assert_eq!(ls.take_collision(), Some(Collision::Keep));
+        ls.handle(t1 + cfg.t_update * 3, &1, &encode(7, 10, 4));
+        assert_eq!(ls.take_collision(), None, "another link: no sign");
+        let later = t1 + cfg.t_update * 8;
+        ls.handle(later, &1, &encode(7, 9, 3));
+        assert_eq!(ls.take_collision(), Some(Collision::Keep), "a new sit-out");
         // As old as we are: both move.
         let mut b: LinkState<u8> = LinkState::new(5, cfg, t0);
         b.add_dt(t0, 2);

@@ -218,9 +218,17 @@ impl Ipcp {
                 enroll::Event::Failed { flow, why } => {
                     panic!("node {}: flow {flow} failed: {why}", self.i)
                 }
-                enroll::Event::Readdressed { old, new, .. } => {
+                enroll::Event::Readdressed {
+                    old, new, moved, ..
+                } => {
                     self.tally.neighbours_moved += 1;
-                    if let (Some(l), Some(nb)) = (self.layer.as_mut(), self.dt_nb.remove(&old)) {
+                    let nb = self
+                        .dt_nb
+                        .get(&old)
+                        .copied()
+                        .filter(|nb| moved.contains(&flow(*nb, DT)));
+                    if let (Some(l), Some(nb)) = (self.layer.as_mut(), nb) {
+                        self.dt_nb.remove(&old);
                         self.dt_nb.insert(new, nb);
                         l.ls.remove_dt(old);
                         l.ls.add_dt(now, new);
@@ -370,11 +378,12 @@ impl Node for Ipcp {
         let f = flow(nb, kind);
         let connected = self.conn.connected(f).is_some();
         if kind == MGMT && connected {
-            // An LSA, or the neighbour's new address (a CEP).
-            if body.len() == 24 || !self.conn.handle_update(f, body) {
-                if let Some(l) = self.layer.as_mut() {
-                    l.ls.handle(now, &nb, body);
-                }
+            // An LSA, or the neighbour's new address (a CEP): its flows are those of
+            // the same link.
+            if Connections::is_update(body) {
+                self.conn.handle_update(f, body, |x| x / 4 == f / 4);
+            } else if let Some(l) = self.layer.as_mut() {
+                l.ls.handle(now, &nb, body);
             }
         } else if kind == DT && connected {
             self.on_dt(now, body);

@@ -509,3 +509,91 @@ fn auto_attach_mode_takes_driver_mode_where_the_driver_has_it() {
         "{p}"
     );
 }
+
+/// The io_path of the port on `dev` at side `s`.
+fn io_path_of(t: &Topo, s: &str, dev: &str) -> String {
+    t.ctl_json(s, &["port", "list"])
+        .iter()
+        .find(|p| p["dev"] == dev)
+        .and_then(|p| p["io_path"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The AF_XDP ports of one worker share a UMEM (a PDU between them is forwarded without a
+/// copy): the second port says so. When the first port goes (its IPCP destroyed), the
+/// UMEM's own socket, bound to that device's queue, goes with it: a new IPCP on the same
+/// device binds AF_XDP again (EBUSY while that socket lived on in the UMEM), and the
+/// second port keeps carrying flows.
+#[test]
+fn ports_share_a_umem_and_its_first_port_can_go_and_come_back() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::links("xs", &["a", "b", "c"], &[("a", "b"), ("b", "c")]);
+    let (ba, bc) = (t.link_dev("b", "a"), t.link_dev("b", "c"));
+    let b = t.daemon(
+        "b",
+        &format!(
+            "[eth-dix.e0]\nbootstrap=\"l0\"\ndev=\"{ba}\"\n\n[eth-dix.e1]\nbootstrap=\"l1\"\ndev=\"{bc}\"\n"
+        ),
+    );
+    let server = |s: &str, layer: &str, dev: &str| {
+        t.daemon(
+            s,
+            &format!(
+                "[name.\"oping-server\"]\nprog=[\"{}\"]\nargs=[\"-l\"]\n\n[eth-dix.e]\nbootstrap=\"{layer}\"\ndev=\"{dev}\"\nreg=[\"oping-server\"]\n",
+                o7s_integration::bin("oping").display()
+            ),
+        )
+    };
+    let _a = server("a", "l0", &t.link_dev("a", "b"));
+    let _c = server("c", "l1", &t.link_dev("c", "b"));
+    let (first, second) = (io_path_of(&t, "b", &ba), io_path_of(&t, "b", &bc));
+    if !o7s_integration::on_af_xdp(&first) || !o7s_integration::on_af_xdp(&second) {
+        return;
+    }
+    assert!(
+        second.contains("shared with another port") && !first.contains("shared"),
+        "{first}\n{second}"
+    );
+    let ping = |what: &str| {
+        let (sum, o) = t.oping("b", &["-n", "oping-server", "-c", "5", "-i", "10ms"]);
+        assert_eq!(
+            sum["received"],
+            5,
+            "{what}: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            b.log()
+        );
+    };
+    ping("with both ports");
+    let ctl = |args: &[&str]| {
+        let o = t
+            .cmd("b", &o7s_integration::bin("o7sctl"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "o7sctl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    ctl(&["ipcp", "destroy", "name", "e0"]);
+    assert!(
+        o7s_integration::eventually(Duration::from_secs(3), || io_path_of(&t, "b", &ba)
+            .is_empty()),
+        "the first port is gone"
+    );
+    // The second port goes on with the UMEM (the kernel keeps it while a socket uses
+    // it) and still carries a flow (the ping goes over l1 now: l0 is gone).
+    ping("after the first port went");
+    ctl(&["ipcp", "create", "name", "e2", "type", "eth-dix"]);
+    ctl(&["ipcp", "bootstrap", "name", "e2", "layer", "l0", "dev", &ba]);
+    let again = io_path_of(&t, "b", &ba);
+    assert!(
+        again.starts_with("af_xdp"),
+        "AF_XDP again on {ba}: {again}\n{}",
+        b.log()
+    );
+}

@@ -61,13 +61,23 @@ impl UniIpcp {
         );
     }
 
-    /// Management neighbour `old` said it moved to `new`: our connections to it follow.
-    pub(super) fn neighbour_moved(&mut self, now: Instant, flow: u64, old: u64, new: u64) {
+    /// Management neighbour `old` said it moved to `new`: our connections to it (`moved`)
+    /// follow, and its DT link if it is one of them.
+    pub(super) fn neighbour_moved(
+        &mut self,
+        now: Instant,
+        flow: u64,
+        old: u64,
+        new: u64,
+        moved: &[u64],
+    ) {
         tracing::info!(
-            "IPCP {}: neighbour {old:#010x} moved to address {new:#010x} (said on N-1 flow {flow}).",
+            "IPCP {}: neighbour {old:#010x} moved to address {new:#010x} (said on N-1 flow {flow}; N-1 flows {moved:?} follow).",
             self.name
         );
-        if let Some(f) = self.dt_nb.remove(&old) {
+        let dt = self.dt_nb.get(&old).copied().filter(|f| moved.contains(f));
+        if let Some(f) = dt {
+            self.dt_nb.remove(&old);
             self.dt_nb.insert(new, f);
             if let Some(ls) = self.ls.as_mut() {
                 ls.remove_dt(old);

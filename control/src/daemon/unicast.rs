@@ -367,7 +367,10 @@ impl Daemon {
         let ring = n1.mem.ring(o7s::ring::Dir::Rx);
         // PDUs for other IPCPs: (next-hop N-1 flow, PDU), written after the lock.
         let mut fwd: Vec<(u64, Vec<u8>)> = vec![];
-        let mut st = self.st();
+        // A neighbour's new address (a Management CEP: uni_address.rs), after the loop.
+        let mut updates: Vec<Vec<u8>> = vec![];
+        let mut guard = self.st();
+        let st = &mut *guard;
         let Some(u) = st.unicast.get_mut(n1.uni) else {
             return;
         };
@@ -375,9 +378,10 @@ impl Daemon {
             while let Ok(Some(n)) = ring.pop(&mut buf) {
                 let sdu = buf.get(..n).unwrap_or(&[]);
                 match (u.conn.connected(n1.flow), u.ls.as_mut()) {
-                    // An LSA, or a neighbour's new address (a CEP: uni_address.rs).
                     (Some((Component::Management, _)), Some(ls)) => {
-                        if sdu.len() == 24 || !u.conn.handle_update(n1.flow, sdu) {
+                        if Connections::is_update(sdu) {
+                            updates.push(sdu.to_vec());
+                        } else {
                             ls.handle(now, &n1.flow, sdu);
                         }
                     }
@@ -396,6 +400,14 @@ impl Daemon {
             if ring.is_empty() {
                 break;
             }
+        }
+        // The connections that go to the same neighbour as this flow: N-1 flows of the
+        // same lower IPCP to the same peer (another IPCP may still have the old address).
+        let peer_of = |f: u64| st.flows.get(&f).map(|r| (r.ipcp, r.peer));
+        let here = peer_of(n1.flow);
+        for sdu in updates {
+            u.conn
+                .handle_update(n1.flow, &sdu, |f| here.is_some() && peer_of(f) == here);
         }
         // Another IPCP announced links from our address: keep it or move.
         u.tend_collision(now);
@@ -517,9 +529,12 @@ impl Daemon {
                         }
                     }
                     UniEvent::Close { flow } => close.push(flow),
-                    UniEvent::Readdressed { flow, old, new } => {
-                        u.neighbour_moved(now, flow, old, new);
-                    }
+                    UniEvent::Readdressed {
+                        flow,
+                        old,
+                        new,
+                        moved,
+                    } => u.neighbour_moved(now, flow, old, new, &moved),
                     UniEvent::Connected {
                         flow,
                         comp,

@@ -38,9 +38,12 @@ impl Dataplane {
             ToDp::DelPort { port } => {
                 self.ports.remove(&port);
                 self.uports.remove(&port);
-                // A UMEM no port uses goes (its own socket stays bound to its device
-                // while it lives, and a new port on that device could not bind).
-                if self.umem_pool.as_ref().is_some_and(|u| u.ports.get() == 0) {
+                // A UMEM no port uses, or that no port can join any more, is let go.
+                if self
+                    .umem_pool
+                    .as_ref()
+                    .is_some_and(|u| u.ports.get() == 0 || u.room() == 0)
+                {
                     self.umem_pool = None;
                 }
                 self.tables_changed = true;
@@ -324,19 +327,7 @@ impl Dataplane {
             };
             match crate::xdp::XdpPort::open(dev, et, llc, attach, &mut self.umem_pool) {
                 Ok(x) => {
-                    let q = x.queues();
-                    let stale = x
-                        .stale_removed
-                        .as_deref()
-                        .map(|s| format!("; {s}"))
-                        .unwrap_or_default();
-                    let path = format!(
-                        "af_xdp (XDP {}, {}, {q} RX queue{}, UMEM on {}{stale}) for data; af_packet for management",
-                        x.attach_mode,
-                        x.copy_mode,
-                        if q == 1 { "" } else { "s" },
-                        x.umem_pages
-                    );
+                    let path = super::xdp_ports::io_path(&x);
                     (Some(x), path)
                 }
                 Err(e) if want == "af_xdp" => {

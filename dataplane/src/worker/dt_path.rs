@@ -321,12 +321,14 @@ impl Dataplane {
         let Some(spare) = x.send_shared(addr, wire32) else {
             return false;
         };
-        x.flush();
-        p.stats.tx_frames += 1;
+        // Read for the taps before the flush: until then the frame cannot complete and be
+        // taken for another send (the kernel only reads it meanwhile).
         let out = frame.get(..wire).unwrap_or(&[]);
         for t in &mut p.taps {
             t.take(out, true, local);
         }
+        x.flush();
+        p.stats.tx_frames += 1;
         self.zc_spare = Some(spare);
         if let Some(u) = self.unis.get_mut(&ipcp) {
             u.stats.forwarded += 1;

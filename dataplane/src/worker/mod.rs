@@ -7,6 +7,7 @@ mod eth_path;
 mod lifecycle;
 mod tap;
 mod udp_path;
+mod xdp_ports;
 
 use crate::afpacket::{dev_info, PacketSocket, ETH_P_802_2};
 use crate::ctl_out::CtlOut;
