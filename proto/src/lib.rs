@@ -22,6 +22,8 @@
 //!   ids as the reference makes and checks them).
 //! - [`linkstate`]: a unicast layer's link-state routing ("simple"): LSAs, LSDB, ageing,
 //!   shortest paths (issue 15's first piece).
+//! - [`mbecn`]: MB-ECN congestion avoidance: marking, the receiver's echo, the sender's window
+//!   per time slot (run by the data-plane workers).
 //! - [`oap`]: OAP requests and responses, negotiation and key derivation (signatures stay
 //!   with the caller).
 //! - [`registry`]: names, bound programs and processes, processes waiting in accept, load
@@ -35,6 +37,7 @@ pub mod dht;
 pub mod enroll;
 pub mod fa;
 pub mod linkstate;
+pub mod mbecn;
 pub mod mgmt;
 pub mod oap;
 pub mod registry;

@@ -1,0 +1,476 @@
+//! MB-ECN, the unicast layer's congestion avoidance (facts §1.10, unicast facts §7.4), as
+//! pure machines: no clock, no socket. The data-plane worker runs them where the packets
+//! are; the time comes in as nanoseconds of a monotonic clock.
+//!
+//! - [`mark`]: every hop, the source included, ORs the congestion level of the outgoing
+//!   N-1 flow's queue into the PCI's ECN byte (one level per 16 queued packets).
+//! - [`Receiver`]: per flow, folds the ECN bytes that arrive into a 16-bit congestion
+//!   level (ECE) and says when to send it back in a FLOW_UPDATE.
+//! - [`Sender`]: per flow, a byte window per time slot: slow start until the first
+//!   FLOW_UPDATE, then additive increase / multiplicative decrease by the echoed level;
+//!   the slot is scaled so that 8 to 64 packets fall in one. When the window is spent the
+//!   writer waits until the next slot (at most 1 s).
+//!
+//! Where o7s bounds what the reference leaves open (each one a way a peer or a long queue
+//! could stall or wrap a flow): the level from a queue saturates at 255 instead of wrapping
+//! at 4096 packets; a decrease by an ECE above 8191 leaves the window at 0 instead of
+//! wrapping to a huge one; the slot's exponent stays within [`MUL_MIN`]..=[`MUL_MAX`].
+
+/// The shift of the receiver's decay and of the decrease (`CA_SHFT`).
+pub const CA_SHFT: u32 = 5;
+/// Packets without feedback after which the sender forgets the echoed level (`CA_WND`).
+pub const CA_WND: u64 = 1 << CA_SHFT;
+/// Congested packets between two FLOW_UPDATEs (`CA_UPD`).
+pub const CA_UPD: u64 = 1 << (CA_SHFT - 2);
+/// The initial slot: 2^24 ns, about 16.8 ms (`CA_SLOT`).
+pub const CA_SLOT: u32 = 24;
+/// Additive increase per slot, bytes (`CA_INC`).
+pub const CA_INC: u64 = 1 << 16;
+/// Initial window per slot, bytes (`CA_IWL`): about 3.9 MB/s.
+pub const CA_IWL: u64 = 1 << 16;
+/// Fewest packets a slot should hold before it is made longer (`CA_MINPS`).
+pub const CA_MINPS: u64 = 8;
+/// Most packets a slot should hold before it is made shorter (`CA_MAXPS`).
+pub const CA_MAXPS: u64 = 64;
+/// Queued packets per level of the ECN byte, as a shift (`ECN_Q_SHFT`).
+pub const ECN_Q_SHFT: u32 = 4;
+/// The longest a writer waits for one slot (the reference sleeps at most 1 s).
+pub const MAX_WAIT_NS: u64 = 1_000_000_000;
+/// The shortest slot: 2^10 ns (o7s's bound).
+pub const MUL_MIN: u32 = 10;
+/// The longest slot: 2^30 ns, about 1.07 s (o7s's bound).
+pub const MUL_MAX: u32 = 30;
+
+/// The ECN byte of a PDU about to be queued behind `queued` packets: `ecn | queued >> 4`,
+/// saturating at 255.
+pub fn mark(ecn: u8, queued: usize) -> u8 {
+    let level = u8::try_from(queued >> ECN_Q_SHFT).unwrap_or(u8::MAX);
+    ecn | level
+}
+
+/// The receiving end of a flow: the congestion level it echoes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Receiver {
+    /// The congestion level (ECE) as last computed.
+    pub ece: u16,
+    /// Congested packets since congestion started.
+    ctr: u64,
+}
+
+impl Receiver {
+    /// Takes the ECN byte of a PDU that arrived on the flow; `Some(ece)` when a FLOW_UPDATE
+    /// with that level is due (the reference's `ctx_update_rcv`): when congestion starts,
+    /// on the 2nd, 10th, 18th, ... congested packet after that one, and when the level has
+    /// decayed to 0 again (each uncongested packet divides it by 4).
+    pub fn on_packet(&mut self, ecn: u8) -> Option<u16> {
+        if self.ece == 0 && ecn == 0 {
+            return None;
+        }
+        let update = if ecn == 0 {
+            self.ece >>= 2;
+            self.ece == 0
+        } else if self.ece == 0 {
+            self.ece = u16::from(ecn);
+            self.ctr = 0;
+            true
+        } else {
+            self.ece -= self.ece >> CA_SHFT;
+            self.ece = self.ece.saturating_add(u16::from(ecn));
+            let due = self.ctr & (CA_UPD - 1) == 1;
+            self.ctr = self.ctr.wrapping_add(1);
+            due
+        };
+        update.then_some(self.ece)
+    }
+}
+
+/// The sending end of a flow: its window per time slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sender {
+    /// The level the receiver last echoed (0: none, or forgotten).
+    pub ece: u16,
+    /// Packets sent since the last FLOW_UPDATE.
+    ctr: u64,
+    /// Bytes sent in the current slot.
+    pub wbc: u64,
+    /// The window: bytes allowed per slot.
+    pub wbl: u64,
+    /// In congestion avoidance (left slow start at the first FLOW_UPDATE).
+    pub cav: bool,
+    /// The slot is 2^mul ns.
+    pub mul: u32,
+    /// Packets sent in the current slot.
+    pub wpc: u64,
+    /// Additive increase per slot, bytes.
+    pub inc: u64,
+    /// The current slot (time >> mul).
+    pub slot: u64,
+    /// FLOW_UPDATEs taken.
+    pub updates: u64,
+}
+
+impl Sender {
+    /// A sender starting at `now_ns` in slow start, with the reference's initial window.
+    pub fn new(now_ns: u64) -> Self {
+        Self {
+            ece: 0,
+            ctr: 0,
+            wbc: 0,
+            wbl: CA_IWL,
+            cav: false,
+            mul: CA_SLOT,
+            wpc: 0,
+            inc: CA_INC,
+            slot: now_ns >> CA_SLOT,
+            updates: 0,
+        }
+    }
+
+    /// The receiver echoed congestion level `ece` (a FLOW_UPDATE; `ctx_update_ece`): the
+    /// sender leaves slow start and decreases by it from the next slot on.
+    pub fn on_update(&mut self, ece: u16) {
+        self.ece = ece;
+        self.ctr = 0;
+        self.cav = true;
+        self.updates = self.updates.saturating_add(1);
+    }
+
+    /// A packet of `len` bytes is sent at `now_ns` (`ctx_update_snd`): counted in the
+    /// slot's window; at a new slot the window grows or shrinks and the slot is scaled.
+    /// Returns how long the writer waits before its next packet, in ns (0: none; at most
+    /// [`MAX_WAIT_NS`]).
+    pub fn on_send(&mut self, now_ns: u64, len: usize) -> u64 {
+        let slot = now_ns >> self.mul;
+        self.ctr = self.ctr.saturating_add(1);
+        self.wpc = self.wpc.saturating_add(1);
+        self.wbc = self.wbc.saturating_add(len as u64);
+        if self.ctr > CA_WND {
+            self.ece = 0;
+        }
+        if slot > self.slot {
+            self.next_slot(now_ns);
+        }
+        self.wait(now_ns)
+    }
+
+    /// How long a writer that would send now waits, in ns (0: the window has room).
+    pub fn wait(&self, now_ns: u64) -> u64 {
+        if self.wbc <= self.wbl {
+            return 0;
+        }
+        let next = self.slot.saturating_add(1).checked_shl(self.mul);
+        next.map_or(MAX_WAIT_NS, |t| t.saturating_sub(now_ns).min(MAX_WAIT_NS))
+    }
+
+    /// The window's rate, bits per second (`wbl` bytes per 2^mul ns).
+    pub fn rate_bps(&self) -> u64 {
+        let bits = u128::from(self.wbl) * 8 * 1_000_000_000;
+        u64::try_from(bits >> self.mul).unwrap_or(u64::MAX)
+    }
+
+    /// The slot's length, ns.
+    pub fn slot_ns(&self) -> u64 {
+        1u64 << self.mul
+    }
+
+    /// The window at the start of a new slot, and the slot's scale.
+    fn next_slot(&mut self, now_ns: u64) {
+        if !self.cav {
+            if self.wbc > self.wbl {
+                self.wbl = self.wbl.saturating_mul(2);
+            }
+        } else if self.ece > 0 {
+            let cut = (u128::from(self.wbl) * u128::from(self.ece)) >> (CA_SHFT + 8);
+            self.wbl = self
+                .wbl
+                .saturating_sub(u64::try_from(cut).unwrap_or(u64::MAX));
+        } else {
+            self.wbl = self.wbc.saturating_add(self.inc);
+        }
+        if self.wpc < CA_MINPS {
+            // Too few packets in a slot: make it 2^f times longer.
+            let mut f = 0;
+            let mut pkts = self.wpc.max(1);
+            while pkts < CA_MINPS {
+                pkts <<= 1;
+                f += 1;
+            }
+            let f = f.min(MUL_MAX - self.mul.min(MUL_MAX));
+            self.mul += f;
+            self.wbl = self.wbl.saturating_mul(1 << f);
+            self.inc = self.inc.saturating_mul(1 << f);
+        } else if self.wpc > CA_MAXPS {
+            // Too many: 2^f times shorter.
+            let mut f = 0;
+            let mut pkts = self.wpc;
+            while pkts > CA_MAXPS {
+                pkts >>= 1;
+                f += 1;
+            }
+            let f = f.min(self.mul.saturating_sub(MUL_MIN));
+            self.mul -= f;
+            self.wbl >>= f;
+            self.inc = (self.inc >> f).max(1);
+        }
+        self.slot = now_ns >> self.mul;
+        self.wbc = 0;
+        self.wpc = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn marking_adds_one_level_per_16_queued_packets_and_saturates() {
+        assert_eq!(mark(0, 0), 0);
+        assert_eq!(mark(0, 15), 0);
+        assert_eq!(mark(0, 16), 1);
+        assert_eq!(mark(0, 47), 2);
+        // OR, not add: an upstream level 2 and a local level 1 give 3; 4 | 1 = 5.
+        assert_eq!(mark(2, 16), 3);
+        assert_eq!(mark(4, 16), 5);
+        assert_eq!(mark(0, 176), 11);
+        assert_eq!(mark(0, 4095), 255);
+        // The reference's (uint8_t) cast wraps 4096 queued to 0; o7s saturates.
+        assert_eq!(mark(0, 4096), 255);
+        assert_eq!(mark(0, usize::MAX), 255);
+    }
+
+    /// The receiver's cadence, packet by packet: (ECN in, update out, level after).
+    #[test]
+    fn receiver_updates_at_the_start_then_every_eighth_congested_packet_and_at_the_end() {
+        let mut r = Receiver::default();
+        // Uncongested packets: nothing.
+        for _ in 0..5 {
+            assert_eq!(r.on_packet(0), None);
+        }
+        // 20 congested packets with level 4: updates on the 1st (start), then on the 2nd,
+        // 10th and 18th packet after it (the 3rd, 11th and 19th in all).
+        let mut ups = Vec::new();
+        let mut levels = Vec::new();
+        for i in 1..=20 {
+            if let Some(e) = r.on_packet(4) {
+                ups.push((i, e));
+            }
+            levels.push(r.ece);
+        }
+        assert_eq!(
+            ups.iter().map(|u| u.0).collect::<Vec<_>>(),
+            vec![1, 3, 11, 19]
+        );
+        // Level: 4, then ece -= ece >> 5; ece += 4 (4+4=8, 12, ..., 32+4-1=35 ...).
+        assert_eq!(&levels[..4], &[4, 8, 12, 16]);
+        let mut e: u16 = 4;
+        for l in &levels[1..] {
+            e = e - (e >> 5) + 4;
+            assert_eq!(*l, e);
+        }
+        assert_eq!(ups[3].1, levels[18]);
+        // Congestion ends: each clean packet divides by 4; the update comes when it is 0.
+        let mut end = Vec::new();
+        let mut n = 0;
+        while r.ece != 0 {
+            n += 1;
+            end.push(r.on_packet(0));
+        }
+        assert_eq!(end.last().copied().flatten(), Some(0));
+        assert!(end[..end.len() - 1].iter().all(Option::is_none));
+        let (mut e, mut want) = (levels[19], 0);
+        while e != 0 {
+            e >>= 2;
+            want += 1;
+        }
+        assert_eq!(n, want);
+        assert_eq!(r.on_packet(0), None);
+        // A new episode starts with an update and the count from zero.
+        assert_eq!(r.on_packet(9), Some(9));
+        assert_eq!(r.on_packet(9), None);
+        assert_eq!(r.on_packet(9), Some(27));
+    }
+
+    #[test]
+    fn receiver_level_saturates_instead_of_wrapping() {
+        let mut r = Receiver::default();
+        for _ in 0..10_000 {
+            r.on_packet(255);
+        }
+        // Steady state of e - e/32 + 255 is about 32 * 255.
+        assert!(r.ece > 8000 && r.ece < 8200, "{}", r.ece);
+    }
+
+    const SLOT: u64 = 1 << CA_SLOT;
+
+    #[test]
+    fn slow_start_doubles_the_window_each_slot_it_was_exceeded() {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::new(t0);
+        assert_eq!(s.wbl, CA_IWL);
+        // 40 packets of 2000 B in the first slot: 80,000 B > 65,536 after the 33rd.
+        let mut waits = Vec::new();
+        for i in 0..40u64 {
+            waits.push(s.on_send(t0 + i * 1000, 2000));
+        }
+        assert!(waits[..32].iter().all(|w| *w == 0));
+        assert_eq!(waits[32], SLOT - 32_000); // until the next slot
+        assert!(waits[33] > 0);
+        // The first packet of the next slot: the window doubles (it was exceeded), 40
+        // packets were in the slot (8..64: no scaling), the counts restart.
+        let w = s.on_send(t0 + SLOT, 2000);
+        assert_eq!(s.wbl, 2 * CA_IWL);
+        assert_eq!(s.mul, CA_SLOT);
+        assert_eq!((s.wbc, s.wpc), (0, 0));
+        assert_eq!(w, 0);
+        assert!(!s.cav);
+        // A slot that did not exceed it keeps it.
+        for i in 1..20u64 {
+            s.on_send(t0 + SLOT + i * 1000, 1000);
+        }
+        s.on_send(t0 + 2 * SLOT, 1000);
+        assert_eq!(s.wbl, 2 * CA_IWL);
+    }
+
+    #[test]
+    fn a_flow_update_leaves_slow_start_and_decreases_by_the_level_each_slot() {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::new(t0);
+        s.wbl = 1 << 20;
+        s.on_update(297);
+        assert!(s.cav);
+        assert_eq!(s.ece, 297);
+        for i in 0..20u64 {
+            s.on_send(t0 + i * 1000, 1000);
+        }
+        s.on_send(t0 + SLOT, 1000);
+        // wbl -= wbl * ece >> 13.
+        let want = (1u64 << 20) - (((1u64 << 20) * 297) >> 13);
+        assert_eq!(s.wbl, want);
+        // Without feedback for more than 32 packets the level is forgotten: additive
+        // increase then (window = bytes sent in the slot + inc).
+        for i in 1..=20u64 {
+            s.on_send(t0 + SLOT + i * 1000, 1000);
+        }
+        assert_eq!(s.ece, 0); // 42 packets since the update
+        s.on_send(t0 + 2 * SLOT, 1000);
+        assert_eq!(s.wbl, 21 * 1000 + CA_INC); // the closing packet counts in its slot
+    }
+
+    #[test]
+    fn an_ece_of_0xffff_empties_the_window_but_never_wraps_or_stalls() {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::new(t0);
+        for _ in 0..100 {
+            s.on_update(0xffff);
+        }
+        let mut t = t0;
+        let mut sent = 0;
+        // 5 s of a writer that always has something to send: every wait is at most 1 s
+        // and it keeps sending.
+        while t < t0 + 5_000_000_000 {
+            let w = s.on_send(t, 1000);
+            sent += 1;
+            assert!(w <= MAX_WAIT_NS);
+            assert!(s.wbl < 1 << 40, "window wrapped: {}", s.wbl);
+            assert!((MUL_MIN..=MUL_MAX).contains(&s.mul));
+            t += w.max(1000);
+            if sent % 3 == 0 {
+                s.on_update(0xffff);
+            }
+        }
+        assert!(sent >= 5, "{sent}");
+    }
+
+    #[test]
+    fn window_scaling_keeps_8_to_64_packets_per_slot_both_ways() {
+        let t0 = 1000 * SLOT;
+        // Too many: 200 packets in one slot -> slot / 4 (200 -> 100 -> 50), window / 4.
+        let mut s = Sender::new(t0);
+        s.wbl = 1 << 30;
+        for i in 0..200u64 {
+            s.on_send(t0 + i * 100, 100);
+        }
+        s.on_send(t0 + SLOT, 100);
+        assert_eq!(s.mul, CA_SLOT - 2);
+        assert_eq!(s.wbl, 1 << 28);
+        assert_eq!(s.inc, CA_INC >> 2);
+        assert_eq!(s.slot, (t0 + SLOT) >> (CA_SLOT - 2));
+        // Too few: 3 packets in a slot (2 and the one that closes it) -> slot x 4
+        // (3 -> 6 -> 12), window and inc x 4.
+        let mut s = Sender::new(t0);
+        for i in 0..2u64 {
+            s.on_send(t0 + i * 100, 100);
+        }
+        s.on_send(t0 + SLOT, 100);
+        assert_eq!(s.mul, CA_SLOT + 2);
+        assert_eq!(s.wbl, CA_IWL << 2);
+        assert_eq!(s.inc, CA_INC << 2);
+        assert_eq!(s.slot_ns(), SLOT << 2);
+        // The rate shown is the window per slot.
+        assert_eq!(
+            s.rate_bps(),
+            ((CA_IWL << 2) * 8 * 1_000_000_000) >> (CA_SLOT + 2)
+        );
+    }
+
+    /// A table of a sender's life, slot by slot, against the reference's arithmetic:
+    /// (packets of 2000 B in the slot, ECE of a FLOW_UPDATE just before it or 0). The model
+    /// beside it is the reference's rule written out: the level is forgotten after 32
+    /// packets without feedback, slow start doubles an exceeded window, congestion
+    /// avoidance decreases by `wbl * ece >> 13` or sets `wbc + inc`.
+    #[test]
+    fn a_senders_window_follows_the_reference_slot_by_slot() {
+        let t0 = 1000 * SLOT;
+        let mut s = Sender::new(t0);
+        let (mut wbl, mut cav, mut ece, mut ctr) = (CA_IWL, false, 0u64, 0u64);
+        let rows: &[(u64, u16)] = &[
+            (40, 0),
+            (40, 0),
+            (60, 0),
+            (20, 300),
+            (20, 0),
+            (20, 150),
+            (30, 0),
+            (30, 0),
+        ];
+        let mut seen = Vec::new();
+        for (k, &(pkts, upd)) in rows.iter().enumerate() {
+            let start = t0 + k as u64 * SLOT;
+            if upd > 0 {
+                s.on_update(upd);
+                (cav, ece, ctr) = (true, u64::from(upd), 0);
+            }
+            for i in 0..pkts {
+                s.on_send(start + 1 + i * 1000, 2000);
+            }
+            // The first packet of the next slot closes this one: it is counted in this
+            // slot's bytes and packets, not in the next one's.
+            s.on_send(start + SLOT, 2000);
+            ctr += pkts + 1;
+            if ctr > CA_WND {
+                ece = 0;
+            }
+            let wbc = (pkts + 1) * 2000;
+            if !cav {
+                if wbc > wbl {
+                    wbl *= 2;
+                }
+            } else if ece > 0 {
+                wbl -= (wbl * ece) >> 13;
+            } else {
+                wbl = wbc + CA_INC;
+            }
+            assert_eq!(s.wbl, wbl, "slot {k}");
+            assert_eq!(s.mul, CA_SLOT, "slot {k}");
+            seen.push(s.wbl);
+        }
+        // Slow start, kept, kept, decrease, additive (bytes sent + inc), decrease,
+        // additive (21 + 31 packets since the update: forgotten), additive.
+        assert_eq!(&seen[..3], &[2 * CA_IWL; 3]);
+        assert_eq!(seen[3], 2 * CA_IWL - ((2 * CA_IWL * 300) >> 13));
+        assert_eq!(seen[4], 21 * 2000 + CA_INC);
+        assert_eq!(seen[5], seen[4] - ((seen[4] * 150) >> 13));
+        assert_eq!(&seen[6..], &[31 * 2000 + CA_INC; 2]);
+    }
+}
