@@ -14,7 +14,7 @@ pub mod msg;
 pub mod ring;
 
 /// The version of the contract in this crate.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 /// The environment variable that carries o7sd's [`ABI_VERSION`] to the data plane.
 pub const ABI_ENV: &str = "O7S_ABI_VERSION";
 /// The environment variable that names the data plane's own socket (mode 0600, in o7sd's

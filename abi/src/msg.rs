@@ -59,6 +59,11 @@ pub struct UniFlowSpec {
     pub remote_eid: u64,
     /// The TTL of what we send (the layer's max_ttl).
     pub ttl: u8,
+    /// The layer runs MB-ECN (`congestion = "mb-ecn"`, the default): the worker echoes
+    /// the congestion the flow's PDUs met in FLOW_UPDATEs and paces what it sends by the
+    /// echo it gets (`o7s_proto::mbecn`).
+    #[serde(default)]
+    pub mb_ecn: bool,
 }
 
 /// Counters of a unicast IPCP's DT path in the data plane.
@@ -105,6 +110,18 @@ pub struct UniStats {
     /// `forwarded` too).
     #[serde(default)]
     pub forwarded_in_place: u64,
+    /// FLOW_UPDATEs (MB-ECN) taken by the worker for its flows.
+    #[serde(default)]
+    pub ca_updates_in: u64,
+    /// FLOW_UPDATEs the worker sent for its flows.
+    #[serde(default)]
+    pub ca_updates_out: u64,
+    /// FLOW_UPDATEs for an endpoint id that is no flow of this IPCP: dropped.
+    #[serde(default)]
+    pub ca_updates_unknown: u64,
+    /// FLOW_UPDATEs for a flow that runs no congestion avoidance: dropped.
+    #[serde(default)]
+    pub ca_updates_ignored: u64,
 }
 
 /// `o7sd` to data plane.
@@ -193,6 +210,20 @@ pub enum ToDp {
         next_hop: Vec<(u32, u64)>,
         /// Its DT N-1 flows.
         n1: Vec<u64>,
+    },
+    /// Set port `port`'s egress shaping (`o7sctl port set`, `rate`/`queue` in the layer's
+    /// table): what the worker sends on its N-1 flows of a unicast layer waits in a
+    /// queue per N-1 flow, bounded, and leaves at most at `rate_bps` (0: no cap, sent at
+    /// once). `None` keeps the value as it is.
+    PortSet {
+        /// Port id.
+        port: u32,
+        /// Bits per second, 0 for none.
+        #[serde(default)]
+        rate_bps: Option<u64>,
+        /// Most packets waiting per N-1 flow.
+        #[serde(default)]
+        queue: Option<u32>,
     },
     /// Remove a flow.
     DelFlow {
@@ -458,6 +489,27 @@ pub struct PortStats {
     /// Management frames dropped: o7sd was behind (its queue was full).
     #[serde(default)]
     pub drop_mgmt_backlog: u64,
+    /// Egress cap on what the worker sends on the port's N-1 flows, bit/s (0: none).
+    #[serde(default)]
+    pub rate_bps: u64,
+    /// Most PDUs waiting per N-1 flow under the cap.
+    #[serde(default)]
+    pub queue_limit: u32,
+    /// PDUs waiting now.
+    #[serde(default)]
+    pub queued: u64,
+    /// The most that ever waited on one N-1 flow.
+    #[serde(default)]
+    pub queued_max: u64,
+    /// PDUs sent through the queue (they waited for the cap).
+    #[serde(default)]
+    pub shaped: u64,
+    /// PDUs dropped: their N-1 flow's queue was full.
+    #[serde(default)]
+    pub drop_queue_full: u64,
+    /// PDUs whose ECN byte this port's queue raised (16 or more waiting).
+    #[serde(default)]
+    pub ecn_marked: u64,
     /// Management frames dropped: multicast or all-zero source address.
     #[serde(default)]
     pub drop_mgmt_bad_source: u64,
@@ -530,6 +582,34 @@ pub struct FlowStats {
     /// Keepalives received (empty SDUs: they keep the flow up and are not given to the app).
     #[serde(default)]
     pub rx_keepalives: u64,
+    /// MB-ECN state of a flow over a unicast layer that runs it.
+    #[serde(default)]
+    pub ca: Option<CaStats>,
+}
+
+/// A flow's MB-ECN state and counters (both ends: what it sends and what it echoes).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CaStats {
+    /// The window as a rate: bytes per slot, in bits per second.
+    pub rate_bps: u64,
+    /// The window: bytes per slot.
+    pub window_bytes: u64,
+    /// The slot's length, ns.
+    pub slot_ns: u64,
+    /// In congestion avoidance (left slow start).
+    pub cav: bool,
+    /// The congestion level the peer last echoed (0: none, or forgotten after 32 packets).
+    pub tx_ece: u16,
+    /// The congestion level this end echoes for what it receives.
+    pub rx_ece: u16,
+    /// FLOW_UPDATEs taken from the peer.
+    pub updates_in: u64,
+    /// FLOW_UPDATEs sent to the peer.
+    pub updates_out: u64,
+    /// PDUs received with a non-zero ECN byte.
+    pub rx_marked: u64,
+    /// Times the writer was held until the next slot.
+    pub waits: u64,
 }
 
 /// All counters.

@@ -12,6 +12,7 @@ pub mod handoff;
 pub use o7s_abi::msg;
 pub mod police;
 pub mod router;
+pub mod shaper;
 pub mod sockstat;
 pub mod udp;
 pub mod upstream;

@@ -220,6 +220,7 @@ impl Router {
                 Some(w)
             }
             ToDp::DelPort { port } => self.port_owner.remove(port),
+            ToDp::PortSet { port, .. } => self.port_owner.get(port).copied(),
             ToDp::SendMgmt { port, .. } | ToDp::SendUdp { port, .. } => {
                 self.port_owner.get(port).copied()
             }

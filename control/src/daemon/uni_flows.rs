@@ -242,7 +242,7 @@ impl Daemon {
             1400
         };
         // The port of the next hop's N-1 flow places the flow on that port's worker.
-        let (layer, port, ttl) = {
+        let (layer, port, ttl, mb_ecn) = {
             let st = self.st();
             let u = st.unicast.get(uni);
             let port = u
@@ -257,6 +257,7 @@ impl Daemon {
                 u.and_then(|u| u.layer.clone()).unwrap_or_default(),
                 port,
                 u.map_or(64, |u| u8::try_from(u.max_ttl).unwrap_or(u8::MAX)),
+                u.is_some_and(|u| u.mb_ecn),
             )
         };
         let Some(port) = port else {
@@ -303,6 +304,7 @@ impl Daemon {
                     local_eid: local,
                     remote_eid: remote,
                     ttl,
+                    mb_ecn,
                 }),
             },
             flow,

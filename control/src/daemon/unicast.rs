@@ -54,6 +54,8 @@ pub struct UniIpcp {
     pub dht: Option<Dht>,
     /// TTL of the PDUs it sends (the layer's max_ttl).
     pub max_ttl: u32,
+    /// The layer's congestion avoidance is MB-ECN (`pol_cong_avoid` 1, the default).
+    pub mb_ecn: bool,
     /// Its bootstrap peer (the enroller), and when it was last asked.
     pub dht_peer: u64,
     pub(super) dht_asked: Option<Instant>,
@@ -225,6 +227,7 @@ impl Daemon {
             dt_forwarded: 0,
             dht: None,
             max_ttl: 60,
+            mb_ecn: true,
             dht_peer: 0,
             dht_asked: None,
             reg: i.reg.clone(),
@@ -250,6 +253,7 @@ impl Daemon {
             uni.ls = Some(LinkState::new(addr, ls_config(&conf), Instant::now()));
             uni.dht = Some(new_dht(addr, &conf));
             uni.max_ttl = conf.unicast.as_ref().map_or(60, |u| u.dt.max_ttl);
+            uni.mb_ecn = conf.unicast.as_ref().is_none_or(|u| u.cong_avoid != 0);
             uni.conn.set_layer(addr, conf);
             uni.fa = Some(Fa::new(FaConfig::default(), addr, rand::random()));
             uni.addr = addr;
@@ -501,6 +505,7 @@ impl Daemon {
                         u.ls = Some(LinkState::new(addr, ls_config(&mine), now));
                         u.dht = Some(new_dht(addr, &mine));
                         u.max_ttl = mine.unicast.as_ref().map_or(60, |x| x.dt.max_ttl);
+                        u.mb_ecn = mine.unicast.as_ref().is_none_or(|x| x.cong_avoid != 0);
                         u.conn.set_layer(addr, mine);
                         u.fa = Some(Fa::new(FaConfig::default(), addr, rand::random()));
                         u.addr = addr;

@@ -38,6 +38,7 @@ impl Dataplane {
             ToDp::DelPort { port } => {
                 self.ports.remove(&port);
                 self.uports.remove(&port);
+                self.shapers.remove(&port);
                 // A UMEM no port uses, or that no port can join any more, is let go.
                 if self
                     .umem_pool
@@ -147,6 +148,10 @@ impl Dataplane {
                                 timeout_ms,
                                 uni,
                                 dt_of: None,
+                                ca: uni.filter(|u| u.mb_ecn).map(|_| {
+                                    let ns = self.epoch.elapsed().as_nanos();
+                                    congestion::FlowCa::new(u64::try_from(ns).unwrap_or(0))
+                                }),
                                 stats: FlowStats {
                                     flow,
                                     port,
@@ -173,6 +178,11 @@ impl Dataplane {
                 }
             }
             ToDp::DelFlow { flow } => self.remove_flow(flow),
+            ToDp::PortSet {
+                port,
+                rate_bps,
+                queue,
+            } => self.set_port_shaping(port, rate_bps, queue),
             ToDp::UniTable {
                 ipcp,
                 own,
@@ -182,6 +192,24 @@ impl Dataplane {
             ToDp::Stats => {
                 for f in self.flows.values_mut() {
                     f.stats.key_rotations = f.crypt.as_ref().map(|c| c.rotations).unwrap_or(0);
+                    if let Some(c) = &mut f.ca {
+                        c.refresh();
+                        f.stats.ca = Some(c.stats.clone());
+                    }
+                }
+                for (port, s) in &self.shapers {
+                    let st = match self.ports.get_mut(port) {
+                        Some(p) => &mut p.stats,
+                        None => match self.uports.get_mut(port) {
+                            Some(u) => &mut u.stats,
+                            None => continue,
+                        },
+                    };
+                    st.rate_bps = s.rate_bps();
+                    st.queue_limit = s.limit();
+                    st.queued = s.len() as u64;
+                    st.queued_max = s.stats.queued_max;
+                    st.shaped = s.stats.shaped;
                 }
                 for u in self.uports.values_mut() {
                     if let Some(d) = crate::sockstat::socket_drops(u.sock.as_fd()) {

@@ -36,7 +36,7 @@ impl UniState {
 
 /// Where a PDU leaves: an N-1 flow's port and peer.
 #[derive(Debug, Clone, Copy)]
-enum N1Dest {
+pub(super) enum N1Dest {
     Eth {
         port: u32,
         d: EthDest,
@@ -48,9 +48,44 @@ enum N1Dest {
     },
 }
 
+impl N1Dest {
+    /// The port it leaves by.
+    pub(super) fn port(&self) -> u32 {
+        match self {
+            N1Dest::Eth { port, .. } | N1Dest::Udp { port, .. } => *port,
+        }
+    }
+}
+
+/// Sends `frame` (built for `d`, N-1 flow `n1`): into the port's queue when the port has an
+/// egress cap (a full queue drops it, counted), else at once. Whether it was taken.
+pub(super) fn out_frame(
+    shapers: &mut HashMap<u32, crate::shaper::Shaper>,
+    ports: &mut HashMap<u32, Port>,
+    uports: &mut HashMap<u32, UPort>,
+    n1: u64,
+    d: &N1Dest,
+    frame: &[u8],
+    flush: bool,
+) -> bool {
+    let port = d.port();
+    let Some(s) = shapers.get_mut(&port).filter(|s| s.capped()) else {
+        return send_n1(ports, uports, d, frame, flush);
+    };
+    if s.push(n1, frame) {
+        return true;
+    }
+    if let Some(p) = ports.get_mut(&port) {
+        p.stats.drop_queue_full += 1;
+    } else if let Some(u) = uports.get_mut(&port) {
+        u.stats.drop_queue_full += 1;
+    }
+    false
+}
+
 /// Builds the frame or datagram of a PDU of `len` bytes that `write` appends; whether it
 /// could be built.
-fn build_n1(
+pub(super) fn build_n1(
     frame: &mut Vec<u8>,
     dest: &N1Dest,
     len: usize,
@@ -68,7 +103,7 @@ fn build_n1(
 
 /// Sends the frame or datagram built for `dest`; whether its port took it (counted on the
 /// port). An AF_XDP port's tx ring is flushed when `flush`.
-fn send_n1(
+pub(super) fn send_n1(
     ports: &mut HashMap<u32, Port>,
     uports: &mut HashMap<u32, UPort>,
     dest: &N1Dest,
@@ -157,7 +192,7 @@ impl Dataplane {
 
     /// Where N-1 flow `n1` sends: `None` when it is not on this worker or is encrypted (an
     /// N-1 flow of a unicast IPCP is not; such PDUs are counted and dropped).
-    fn n1_dest(&self, n1: u64) -> Option<N1Dest> {
+    pub(super) fn n1_dest(&self, n1: u64) -> Option<N1Dest> {
         let f = self.flows.get(&n1).filter(|f| f.crypt.is_none())?;
         if let Some(p) = self.ports.get(&f.port) {
             return Some(N1Dest::Eth {
@@ -187,6 +222,27 @@ impl Dataplane {
         if action == DtAction::Drop(DtDrop::UnknownEid) && self.hand_off_delivery(ipcp, pdu) {
             return true;
         }
+        // MB-ECN feedback for a flow of this worker is taken here, not by o7sd.
+        if action == (DtAction::Control { eid: 0 }) && self.ca_take_update(ipcp, pdu) {
+            return true;
+        }
+        if let DtAction::Deliver { flow, ecn } = action {
+            let Some(u) = self.unis.get_mut(&ipcp) else {
+                return false;
+            };
+            match (self.flows.get_mut(&flow), pdu.get_mut(PCI_LEN..)) {
+                (Some(f), Some(sdu)) => {
+                    u.stats.delivered += 1;
+                    f.deliver_mut(sdu, self.now);
+                }
+                _ => {
+                    u.stats.drop_n1 += 1;
+                    return true;
+                }
+            }
+            self.ca_received(flow, ecn);
+            return true;
+        }
         let Some(u) = self.unis.get_mut(&ipcp) else {
             return false;
         };
@@ -206,16 +262,8 @@ impl Dataplane {
                 } += 1;
                 true
             }
-            DtAction::Deliver { flow, .. } => {
-                match (self.flows.get_mut(&flow), pdu.get_mut(PCI_LEN..)) {
-                    (Some(f), Some(sdu)) => {
-                        u.stats.delivered += 1;
-                        f.deliver_mut(sdu, self.now);
-                    }
-                    _ => u.stats.drop_n1 += 1,
-                }
-                true
-            }
+            // Taken above.
+            DtAction::Deliver { .. } => true,
             DtAction::Forward { n1 } if !self.flows.contains_key(&n1) => {
                 // The next hop's N-1 flow is another worker's: handed to it; without a
                 // known owner (a data plane of one worker, or a table ahead of its
@@ -246,12 +294,23 @@ impl Dataplane {
                 if self.forward_in_place(ipcp, n1, frame, &at) {
                     return true;
                 }
+                if let Some(pdu) = frame.get_mut(at.clone()) {
+                    self.mark_ecn(pdu, n1);
+                }
                 let pdu = frame.get(at).unwrap_or(&[]);
                 let sent = self.n1_dest(n1).is_some_and(|d| {
                     build_n1(&mut self.frame, &d, pdu.len(), |o| {
                         o.extend_from_slice(pdu);
                         true
-                    }) && send_n1(&mut self.ports, &mut self.uports, &d, &self.frame, true)
+                    }) && out_frame(
+                        &mut self.shapers,
+                        &mut self.ports,
+                        &mut self.uports,
+                        n1,
+                        &d,
+                        &self.frame,
+                        true,
+                    )
                 });
                 if let Some(u) = self.unis.get_mut(&ipcp) {
                     if sent {
@@ -287,6 +346,10 @@ impl Dataplane {
         let Some(f) = self.flows.get(&n1).filter(|f| f.crypt.is_none()) else {
             return false;
         };
+        // A capped port's PDUs wait in its queue: copied there.
+        if self.shapers.get(&f.port).is_some_and(|s| s.capped()) {
+            return false;
+        }
         let Some(p) = self.ports.get_mut(&f.port) else {
             return false;
         };
@@ -364,7 +427,7 @@ impl Dataplane {
     }
 
     /// Pushes `p` into worker `w`'s inbox, counted (a full inbox drops it).
-    fn hand_off(&mut self, w: usize, p: HandedPdu) {
+    pub(super) fn hand_off(&mut self, w: usize, p: HandedPdu) {
         let ipcp = p.ipcp;
         let took = self.handoff.as_ref().is_some_and(|(h, _)| h.push(w, p));
         if let Some(u) = self.unis.get_mut(&ipcp) {
@@ -391,11 +454,20 @@ impl Dataplane {
             n += 1;
             let done = match p.what {
                 Handed::Send { n1 } => {
+                    self.mark_ecn(&mut p.pdu, n1);
                     let sent = self.n1_dest(n1).is_some_and(|d| {
                         build_n1(&mut self.frame, &d, p.pdu.len(), |o| {
                             o.extend_from_slice(&p.pdu);
                             true
-                        }) && send_n1(&mut self.ports, &mut self.uports, &d, &self.frame, true)
+                        }) && out_frame(
+                            &mut self.shapers,
+                            &mut self.ports,
+                            &mut self.uports,
+                            n1,
+                            &d,
+                            &self.frame,
+                            true,
+                        )
                     });
                     if sent {
                         self.count_n1_tx(n1, 1, p.pdu.len() as u64);
@@ -456,13 +528,26 @@ impl Dataplane {
         let routed = dest.is_some();
         let n1_flow = dest;
         let dest = dest.and_then(|n1| self.n1_dest(n1));
-        let pci = pci_of(&spec);
+        let mut pci = pci_of(&spec);
+        let (now, now_ns) = (self.now, self.now_ns());
         let Some(f) = self.flows.get_mut(&id) else {
             return 0;
         };
+        // The writer's MB-ECN window is spent: it waits for its next slot.
+        if f.ca.as_ref().is_some_and(|c| c.held(now)) {
+            return 0;
+        }
         let ring = f.mem.ring(Dir::Tx);
         let (mut done, mut sent, mut failed, mut n1_bytes) = (0usize, 0u64, 0u64, 0u64);
+        let mut marked = 0u64;
         for _ in 0..TX_BATCH {
+            // MB-ECN marks at the source too: by the queue of the N-1 flow it leaves on.
+            let queued = n1_flow.map_or(0, |n1| {
+                dest.as_ref()
+                    .and_then(|d| self.shapers.get(&d.port()))
+                    .map_or(0, |s| s.queued(n1))
+            });
+            pci[6] = o7s_proto::mbecn::mark(0, queued);
             let frame = &mut self.frame;
             let crypt = &mut f.crypt;
             let r = ring.pop_with(|sdu| {
@@ -496,16 +581,33 @@ impl Dataplane {
                 Ok(None) => break,
                 Ok(Some(Ok(len))) => {
                     done += 1;
-                    let took = dest.as_ref().is_some_and(|d| {
-                        send_n1(&mut self.ports, &mut self.uports, d, frame, false)
-                    });
+                    let took = match (dest.as_ref(), n1_flow) {
+                        (Some(d), Some(n1)) => out_frame(
+                            &mut self.shapers,
+                            &mut self.ports,
+                            &mut self.uports,
+                            n1,
+                            d,
+                            frame,
+                            false,
+                        ),
+                        _ => false,
+                    };
                     if took {
                         sent += 1;
+                        marked += u64::from(pci[6] > 0);
                         n1_bytes += (PCI_LEN + len) as u64;
                         f.stats.tx_sdus += 1;
                         f.stats.tx_bytes += len as u64;
                     } else {
                         failed += 1;
+                    }
+                    // The SDU counts in the window (sent or lost on the way); a spent
+                    // window holds the writer until its next slot.
+                    if let Some(c) = f.ca.as_mut() {
+                        if c.on_sent(now, now_ns, len) {
+                            break;
+                        }
                     }
                 }
                 Ok(Some(Err(()))) => {
@@ -531,6 +633,11 @@ impl Dataplane {
         if let Some(n1) = n1_flow {
             self.count_n1_tx(n1, sent, n1_bytes);
         }
+        if let (Some(d), true) = (dest.as_ref(), marked > 0) {
+            for _ in 0..marked {
+                self.count_marked(d.port());
+            }
+        }
         if let Some(u) = self.unis.get_mut(&spec.ipcp) {
             u.stats.sent += sent;
             if routed {
@@ -543,7 +650,7 @@ impl Dataplane {
     }
 
     /// The other worker that owns N-1 flow `n1`, when it is not ours.
-    fn remote_owner(&self, n1: u64) -> Option<usize> {
+    pub(super) fn remote_owner(&self, n1: u64) -> Option<usize> {
         if self.flows.contains_key(&n1) {
             return None;
         }
@@ -658,12 +765,23 @@ impl Dataplane {
                 None => true,
             }
         });
-        built && send_n1(&mut self.ports, &mut self.uports, &d, &self.frame, true)
+        built
+            && n1.is_some_and(|n1| {
+                out_frame(
+                    &mut self.shapers,
+                    &mut self.ports,
+                    &mut self.uports,
+                    n1,
+                    &d,
+                    &self.frame,
+                    true,
+                )
+            })
     }
 
     /// PDUs the worker wrote on N-1 flow `n1` (forwarded or of an N+1 flow), on its
     /// counters (`o7sctl neighbour list`).
-    fn count_n1_tx(&mut self, n1: u64, pdus: u64, bytes: u64) {
+    pub(super) fn count_n1_tx(&mut self, n1: u64, pdus: u64, bytes: u64) {
         if let Some(f) = self.flows.get_mut(&n1) {
             f.stats.tx_sdus += pdus;
             f.stats.tx_bytes += bytes;

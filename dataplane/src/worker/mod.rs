@@ -1,6 +1,7 @@
 //! The data-plane loop: polls the control channel, the ports and the apps' tx kicks, moves
 //! SDUs between ports and flow rings, and reports management frames to `o7sd`.
 
+mod congestion;
 mod control;
 mod dt_path;
 mod eth_path;
@@ -95,6 +96,8 @@ struct Flow {
     uni: Option<UniFlowSpec>,
     /// A DT N-1 flow of this unicast IPCP: its PDUs go through [`crate::dt::decide`].
     dt_of: Option<u32>,
+    /// MB-ECN ends of a flow over a unicast layer that runs it.
+    ca: Option<congestion::FlowCa>,
 }
 
 /// Pushes a plaintext SDU into a flow's rx ring (counted; dropped if the ring is full).
@@ -204,6 +207,10 @@ pub struct Dataplane {
     rx_zc: Option<(usize, u64)>,
     /// The frame given back for the one just forwarded in place.
     zc_spare: Option<u64>,
+    /// Ports with an egress cap or queue bound set (`o7sctl port set`), by port id.
+    shapers: HashMap<u32, crate::shaper::Shaper>,
+    /// The zero of the nanosecond clock MB-ECN's slots count on.
+    epoch: Instant,
 }
 
 /// How a flow's SDUs leave.
@@ -275,6 +282,8 @@ impl Dataplane {
             umem_pool: None,
             rx_zc: None,
             zc_spare: None,
+            shapers: HashMap::default(),
+            epoch: Instant::now(),
         }
     }
 
@@ -361,6 +370,7 @@ impl Dataplane {
                 work += self.tx_any(id, path);
             }
             work += self.drain_handoff();
+            work += self.drain_shapers();
             self.kick_apps();
             if self.up.is_orphan() {
                 // Nobody reads it until an o7sd adopts us (which gets the state then).
@@ -496,7 +506,9 @@ impl Dataplane {
         std::sync::atomic::fence(Ordering::SeqCst);
         for (id, _) in &ids.flows {
             if let Some(f) = self.flows.get(id) {
-                pending_tx |= !f.mem.ring(Dir::Tx).is_empty();
+                // A writer held by its MB-ECN window waits for its time, below.
+                let held = f.ca.as_ref().is_some_and(|c| c.held(self.now));
+                pending_tx |= !held && !f.mem.ring(Dir::Tx).is_empty();
             }
         }
         if let Some((h, w)) = &self.handoff {
@@ -504,11 +516,15 @@ impl Dataplane {
             h.set_sleeping(*w, !(pending_tx || spinning));
             pending_tx |= !h.is_empty(*w);
         }
-        let timeout = if pending_tx || spinning {
+        // Egress caps and held writers wake the loop when their time comes (rounded up to
+        // the millisecond poll counts in).
+        let timed = self.time_deadline();
+        let timeout = if pending_tx || spinning || timed == Some(Duration::ZERO) {
             PollTimeout::ZERO
         } else {
             self.sleeps += 1;
-            PollTimeout::from(100u16)
+            let ms = timed.map_or(100, |d| d.as_micros().div_ceil(1000).clamp(1, 100));
+            PollTimeout::from(u16::try_from(ms).unwrap_or(100))
         };
         let polled = poll(&mut fds, timeout);
         if let Some((h, w)) = &self.handoff {

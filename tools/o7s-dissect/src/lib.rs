@@ -9,6 +9,7 @@
 //! are labelled as such in the output.
 
 pub mod describe;
+pub mod flows_csv;
 pub mod node;
 pub mod seed;
 pub mod tshark;
@@ -207,43 +208,11 @@ fn mac_key(m: [u8; 6]) -> [u8; 16] {
 
 /// Decodes a whole capture file.
 pub fn dissect_file(file: &[u8], opts: &Options) -> Result<(Vec<Dissected>, Summary), String> {
-    let recs = capfile::parse(file).map_err(|e| format!("not a readable capture: {e}"))?;
-    let dopts = DecodeOpts {
-        ethertype: opts.ethertype,
-        hash_len: opts.hash_len,
-    };
-    let mut roles: HashMap<FlowKey, Known> = if opts.guess {
-        guess_roles(&recs, opts, &dopts)
-            .into_iter()
-            .map(|(k, role)| {
-                (
-                    k,
-                    Known {
-                        role,
-                        learnt: false,
-                    },
-                )
-            })
-            .collect()
-    } else {
-        HashMap::new()
-    };
-
     let mut out = Vec::new();
-    let mut sum = Summary {
-        frames: recs.len(),
-        ..Summary::default()
-    };
-    for r in &recs {
-        // What the capture itself says beats a guess, from the frame that says it on: the
-        // first SDU of each end of a new N-1 flow is its connection-establishment message,
-        // and an endpoint id may serve another flow later.
-        if let Some(s) = locate_sdu(r, opts, &dopts) {
-            if let Some(role) = cep_role(s.bytes) {
-                roles.insert(s.key, Known { role, learnt: true });
-            }
-        }
-        let d = dissect_record(r, opts, &dopts, &roles);
+    let mut sum = Summary::default();
+    walk(file, opts, |r, dopts, roles| {
+        let d = dissect_record(r, opts, dopts, roles);
+        sum.frames += 1;
         if r.truncated() {
             sum.truncated += 1;
         }
@@ -266,8 +235,51 @@ pub fn dissect_file(file: &[u8], opts: &Options) -> Result<(Vec<Dissected>, Summ
             sum.other += 1;
         }
         out.push(d);
-    }
+    })?;
     Ok((out, sum))
+}
+
+/// Reads the records of a capture file in order, calling `each` with every record and what
+/// is known or guessed at that point of which lower-layer flows carry what: the knowledge
+/// [`dissect_file`] decodes with, shared by the other modes (e.g. [`flows_csv`]).
+fn walk<'a>(
+    file: &'a [u8],
+    opts: &Options,
+    mut each: impl FnMut(&Record<'a>, &DecodeOpts, &HashMap<FlowKey, Known>),
+) -> Result<(), String> {
+    let recs = capfile::parse(file).map_err(|e| format!("not a readable capture: {e}"))?;
+    let dopts = DecodeOpts {
+        ethertype: opts.ethertype,
+        hash_len: opts.hash_len,
+    };
+    let mut roles: HashMap<FlowKey, Known> = if opts.guess {
+        guess_roles(&recs, opts, &dopts)
+            .into_iter()
+            .map(|(k, role)| {
+                (
+                    k,
+                    Known {
+                        role,
+                        learnt: false,
+                    },
+                )
+            })
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    for r in &recs {
+        // What the capture itself says beats a guess, from the frame that says it on: the
+        // first SDU of each end of a new N-1 flow is its connection-establishment message,
+        // and an endpoint id may serve another flow later.
+        if let Some(s) = locate_sdu(r, opts, &dopts) {
+            if let Some(role) = cep_role(s.bytes) {
+                roles.insert(s.key, Known { role, learnt: true });
+            }
+        }
+        each(r, &dopts, &roles);
+    }
+    Ok(())
 }
 
 /// Finds the lower-layer SDU of a record, if it is a data frame of an Ouroboros layer.
@@ -310,6 +322,129 @@ fn locate_sdu<'a>(r: &Record<'a>, opts: &Options, dopts: &DecodeOpts) -> Option<
     None
 }
 
+/// The SDU of a lower-layer flow in a record, as [`dissect_file`] finds it (the SDUs of
+/// the management endpoints left out), with the length it had on the wire.
+#[derive(Debug, Clone)]
+struct LowerSdu {
+    key: FlowKey,
+    /// What the capture holds of the SDU (all of it unless the record is truncated).
+    bytes: Vec<u8>,
+    /// Its length on the wire: for a record truncated by the capture's snaplen, the
+    /// record's original length less the lower-layer headers (for eth-dix and eth-llc at
+    /// most what their length field says, which leaves runt padding out).
+    wire_len: usize,
+}
+
+/// Where `inner` starts within `outer`, if it is a part of it.
+fn offset_in(outer: &[u8], inner: &[u8]) -> Option<usize> {
+    let off = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    (off + inner.len() <= outer.len()).then_some(off)
+}
+
+/// Finds the SDU of a data frame of an eth-dix, eth-llc or udp layer: with the decoders
+/// [`dissect_file`] uses for a complete record, from the headers alone for a truncated one.
+fn lower_sdu(r: &Record<'_>, opts: &Options, dopts: &DecodeOpts) -> Option<LowerSdu> {
+    if r.linktype != capfile::LINKTYPE_ETHERNET {
+        return None;
+    }
+    let (eth, payload) = EthernetRepr::parse(r.data).ok()?;
+    let cut = r.truncated();
+    if let Ok(Some(d)) = ip::udp_in_with(eth.type_len, payload, cut) {
+        if d.sport != opts.udp_port && d.dport != opts.udp_port {
+            return None;
+        }
+        let key = |id| FlowKey {
+            lower: Lower::Udp,
+            id,
+            dst: ip_key(d.dst),
+        };
+        if !cut {
+            return match UdpMsg::decode(d.payload).ok()? {
+                UdpMsg::Data { eid, sdu } => Some(LowerSdu {
+                    key: key(eid),
+                    wire_len: sdu.len(),
+                    bytes: sdu,
+                }),
+                UdpMsg::Mgmt(..) => None,
+            };
+        }
+        let dg = o7s_wire::udp::Datagram::new_checked(d.payload).ok()?;
+        if dg.eid() == 0 {
+            return None;
+        }
+        let sdu = dg.payload();
+        let head = offset_in(r.data, sdu)?;
+        return Some(LowerSdu {
+            key: key(dg.eid()),
+            wire_len: r.orig_len.saturating_sub(head),
+            bytes: sdu.to_vec(),
+        });
+    }
+    if !cut {
+        return match EthFrame::decode(r.data, dopts).ok()?? {
+            EthFrame::Dix(f) => match f.body {
+                DixBody::Data(sdu) => Some(LowerSdu {
+                    key: FlowKey {
+                        lower: Lower::Dix,
+                        id: u32::from(f.eid),
+                        dst: mac_key(eth.dst),
+                    },
+                    wire_len: sdu.len(),
+                    bytes: sdu,
+                }),
+                DixBody::Mgmt(..) | DixBody::LegacyMgmt(..) => None,
+            },
+            EthFrame::Llc(f) => match f.body {
+                LlcBody::Data(sdu) => Some(LowerSdu {
+                    key: FlowKey {
+                        lower: Lower::Llc,
+                        id: u32::from(f.llc.dsap),
+                        dst: mac_key(eth.dst),
+                    },
+                    wire_len: sdu.len(),
+                    bytes: sdu,
+                }),
+                LlcBody::Mgmt(..) => None,
+            },
+        };
+    }
+    // A truncated eth-dix or eth-llc frame: its header, and the SDU as far as it goes.
+    let (lower, id, head_len, len_field) = if eth.type_len == dopts.ethertype {
+        let hdr = payload.get(..o7s_wire::dix::HEADER_LEN)?;
+        let eid = o7s_wire::field::be16(hdr, o7s_wire::dix::offsets::EID);
+        if eid == o7s_wire::dix::MGMT_EID {
+            return None;
+        }
+        let len = o7s_wire::field::be16(hdr, o7s_wire::dix::offsets::LENGTH);
+        (
+            Lower::Dix,
+            u32::from(eid),
+            o7s_wire::dix::HEADER_LEN,
+            usize::from(len),
+        )
+    } else if eth.type_len <= o7s_wire::ethernet::MAX_8023_LEN {
+        let dsap = o7s_wire::llc::sap_wire(*payload.first()?);
+        if !(2..66).contains(&dsap) {
+            return None;
+        }
+        let len = usize::from(eth.type_len).checked_sub(o7s_wire::llc::HEADER_LEN)?;
+        (Lower::Llc, u32::from(dsap), o7s_wire::llc::HEADER_LEN, len)
+    } else {
+        return None;
+    };
+    let sdu = payload.get(head_len..(head_len + len_field).min(payload.len()))?;
+    let head = offset_in(r.data, sdu)?;
+    Some(LowerSdu {
+        key: FlowKey {
+            lower,
+            id,
+            dst: mac_key(eth.dst),
+        },
+        wire_len: r.orig_len.saturating_sub(head).min(len_field),
+        bytes: sdu.to_vec(),
+    })
+}
+
 fn guess_roles(recs: &[Record<'_>], opts: &Options, dopts: &DecodeOpts) -> HashMap<FlowKey, Role2> {
     let mut per_flow: HashMap<FlowKey, Vec<&[u8]>> = HashMap::new();
     for r in recs.iter().filter(|r| !r.truncated()) {
@@ -350,42 +485,73 @@ fn spec_for(opts: &Options, key: &FlowKey) -> Option<LayerSpec> {
         .find(|s| s.id == key.id && s.lower.is_none_or(|l| l == key.lower))
 }
 
-/// Decodes a lower-layer SDU according to what is known or guessed of its flow.
-fn sdu_node(sdu: &[u8], key: &FlowKey, opts: &Options, roles: &HashMap<FlowKey, Known>) -> Node {
-    #[derive(PartialEq)]
-    enum How {
-        Hint,
-        Cep,
-        Guess,
-    }
+/// How what is known of a lower-layer flow was learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    Hint,
+    Cep,
+    Guess,
+}
+
+/// What an SDU of a lower-layer flow is read as.
+#[derive(Debug, Clone, PartialEq)]
+enum SduKind {
+    /// An OCEP `cep_msg` opening the flow.
+    Cep(o7s_wire::unicast::pb::CepMsg),
+    /// A link-state advertisement of a unicast management flow.
+    Lsa,
+    /// A DT PDU of a unicast data-transfer flow with these field sizes.
+    Dt(DtConfig),
+    /// A unicast enrolment message.
+    Enrollment,
+    /// An application's SDU (or opaque).
+    App,
+}
+
+/// Decides what an SDU of the flow `key` is, from what is known or guessed of the flow.
+fn sdu_kind(
+    sdu: &[u8],
+    key: &FlowKey,
+    opts: &Options,
+    roles: &HashMap<FlowKey, Known>,
+) -> (SduKind, How) {
     let (role, dt, how) = match (spec_for(opts, key), roles.get(key)) {
         (Some(s), _) => (Some(Role2::Unicast), s.dt, How::Hint),
         (None, Some(k)) if k.learnt => (Some(k.role), DtConfig::DEFAULT, How::Cep),
         (None, k) => (k.map(|k| k.role), DtConfig::DEFAULT, How::Guess),
     };
+    if let Some(c) = ocep(sdu) {
+        return (SduKind::Cep(c), how);
+    }
+    let kind = match role {
+        Some(Role2::UnicastMgmt) | Some(Role2::Unicast) if looks_like_lsa(sdu) => SduKind::Lsa,
+        Some(Role2::UnicastDt) | Some(Role2::Unicast) => SduKind::Dt(dt),
+        Some(Role2::Enrollment) => SduKind::Enrollment,
+        _ => SduKind::App,
+    };
+    (kind, how)
+}
+
+/// Decodes a lower-layer SDU according to what is known or guessed of its flow.
+fn sdu_node(sdu: &[u8], key: &FlowKey, opts: &Options, roles: &HashMap<FlowKey, Known>) -> Node {
+    let (kind, how) = sdu_kind(sdu, key, opts, roles);
     let label = |n: Node, what: &str| match how {
         How::Guess => n.note(format!("GUESS: {what} (give --layer to be sure)")),
         How::Cep => n.note(format!("{what} (its CEP says so)")),
         How::Hint => n.note(format!("{what} (--layer)")),
     };
-    if let Some(cep) = ocep(sdu) {
-        return cep;
-    }
-    match role {
-        Some(Role2::UnicastMgmt) | Some(Role2::Unicast) if looks_like_lsa(sdu) => {
-            match Lsa::parse(sdu) {
-                Ok(l) => label(describe::lsa(&l), "unicast layer management flow"),
-                Err(e) => Node::new("link-state-advertisement").err(e),
-            }
-        }
-        Some(Role2::UnicastDt) | Some(Role2::Unicast) => {
-            match DtPdu::decode(sdu, dt, opts.hash_len) {
-                Ok(p) => label(describe::dt_pdu(&p), "unicast layer data-transfer flow"),
-                Err(e) => label(Node::new("dt").err(e), "unicast layer data-transfer flow"),
-            }
-        }
-        Some(Role2::Enrollment) => label(describe::pb::oep(sdu), "unicast layer enrolment flow"),
-        _ => describe::app_sdu(sdu),
+    match kind {
+        SduKind::Cep(c) => describe::pb::cep(&c, sdu.len()),
+        SduKind::Lsa => match Lsa::parse(sdu) {
+            Ok(l) => label(describe::lsa(&l), "unicast layer management flow"),
+            Err(e) => Node::new("link-state-advertisement").err(e),
+        },
+        SduKind::Dt(dt) => match DtPdu::decode(sdu, dt, opts.hash_len) {
+            Ok(p) => label(describe::dt_pdu(&p), "unicast layer data-transfer flow"),
+            Err(e) => label(Node::new("dt").err(e), "unicast layer data-transfer flow"),
+        },
+        SduKind::Enrollment => label(describe::pb::oep(sdu), "unicast layer enrolment flow"),
+        SduKind::App => describe::app_sdu(sdu),
     }
 }
 
@@ -403,11 +569,12 @@ fn cep_role(sdu: &[u8]) -> Option<Role2> {
 }
 
 /// An OCEP `cep_msg` at the start of an N-1 flow (one naming a known component).
-fn ocep(sdu: &[u8]) -> Option<Node> {
+fn ocep(sdu: &[u8]) -> Option<o7s_wire::unicast::pb::CepMsg> {
     let c = o7s_wire::unicast::pb::decode::<o7s_wire::unicast::pb::CepMsg>(sdu).ok()?;
     c.component()
         .filter(|k| k.protocol() == c.protocol)
-        .map(|_| describe::pb::cep(&c, sdu.len()))
+        .is_some()
+        .then_some(c)
 }
 
 fn dissect_record(

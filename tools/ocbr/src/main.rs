@@ -1,10 +1,18 @@
 //! `ocbr`: the reference's constant-bit-rate tool. The client sends SDUs whose first 8 bytes
 //! are a sequence number (little-endian) at a rate or flat out; the server counts what
 //! arrives per interval and reports sent, received, lost and Mbit/s.
+//!
+//! The server (`-l`) serves many flows at once, each on a thread of its own, and reports
+//! each separately: every line names its flow by its number in accept order and its id
+//! (`Flow #2 (id 7): ...`; in JSON `flow_number` and `flow`). Text output has a line per
+//! flow per interval and a summary when the flow ends; `--json` a summary line per flow.
+//! At most `--max-flows` are served at once: a flow accepted beyond them is closed at once
+//! (said on stderr, and counted). `--flows N` takes N flows and exits when all have ended.
 
 use clap::Parser;
 use o7s::{Error, Flow, QosSpec};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Ouroboros constant bit rate: a sender and a counting server.
@@ -14,10 +22,10 @@ struct Cli {
     /// Run as server.
     #[arg(short = 'l', long)]
     listen: bool,
-    /// Server: report interval in seconds.
+    /// Server: report interval in seconds (text output; per flow).
     #[arg(short = 'i', long, default_value_t = 1.0)]
     interval: f64,
-    /// Server: a flow idle this long (s) is over.
+    /// Server: a flow idle this long (s) is over and reported.
     #[arg(short = 't', long, default_value_t = 1.0)]
     timeout: f64,
     /// Client: server name.
@@ -54,15 +62,19 @@ struct Cli {
     /// ends send keepalives every quarter of it, so a one-way flow stays up.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1000..))]
     peer_timeout: Option<u32>,
-    /// Print results as JSON lines.
+    /// Print results as JSON lines (the server: one per flow, when it ends).
     #[arg(long)]
     json: bool,
     /// Runtime directory of the o7sd to use (default $O7S_RUNDIR or /run/o7s).
     #[arg(long, value_name = "DIR")]
     rundir: Option<std::path::PathBuf>,
-    /// Server: exit after this many flows (0: never).
+    /// Server: take this many flows, then exit once all of them have ended (0: never).
     #[arg(long, default_value_t = 0)]
     flows: u64,
+    /// Server: serve at most this many flows at once; a flow accepted beyond them is closed
+    /// at once.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_flows: u64,
 }
 
 fn parse_rate(s: &str) -> Result<u64, String> {
@@ -115,120 +127,317 @@ fn interrupted_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     flag
 }
 
-fn stop(flag: &std::sync::atomic::AtomicBool) -> bool {
-    flag.load(std::sync::atomic::Ordering::Relaxed)
+fn stop(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::Relaxed)
+}
+
+/// Writes one report line; stdout is locked for the line, so lines of different flows'
+/// threads never mix. A closed stdout is not worth dying for.
+fn emit(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+}
+
+/// What the accept loop shares with the threads that serve the flows.
+#[derive(Debug)]
+struct Server<'a> {
+    cli: &'a Cli,
+    interrupted: &'a AtomicBool,
+    /// A flow idle this long is over.
+    idle: Duration,
+    /// Report interval (text output).
+    every: Duration,
+    /// Flows being served now.
+    active: AtomicU64,
+    /// Flows closed at once for want of room (`--max-flows`) or of a thread.
+    refused: AtomicU64,
+}
+
+/// Which flow a report is about: its number in accept order and what o7sd says of it.
+#[derive(Debug)]
+struct Tag {
+    n: u64,
+    id: u64,
+    name: String,
+    layer: String,
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{} (id {})", self.n, self.id)
+    }
+}
+
+/// Counts a flow's thread out of [`Server::active`] however the thread ends.
+struct ActiveGuard<'a>(&'a AtomicU64);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn server(cli: &Cli) -> ExitCode {
     let interrupted = interrupted_flag();
-    let mut served = 0u64;
-    let mut away = false;
-    let idle = Duration::from_secs_f64(cli.timeout.max(0.01));
-    let every = Duration::from_secs_f64(cli.interval.max(0.01));
-    loop {
-        // Accept a second at a time, so that a signal ends the wait.
-        let mut f = match Flow::accept(Some(Duration::from_secs(1))) {
-            Ok(f) => f,
-            Err(Error::Timeout) if !stop(&interrupted) => continue,
-            Err(Error::Timeout) => return ExitCode::SUCCESS,
-            // o7sd went away (its flows go on): wait for it to come back.
-            Err(e) if e.daemon_away() && !stop(&interrupted) => {
-                if !away {
-                    eprintln!("ocbr: o7sd is away ({e}); waiting for it");
-                    away = true;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-            Err(e) => {
-                eprintln!("ocbr: accept failed: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if std::mem::take(&mut away) {
-            eprintln!("ocbr: o7sd is back");
-        }
-        let id = f.info().id;
-        if !cli.json {
-            println!("New flow {id}.");
-        }
-        // Reads wake at least every 100 ms to see a signal.
-        f.set_read_timeout(Some(idle.min(Duration::from_millis(100))));
-        let mut quiet_since = Instant::now();
-        let mut buf = vec![0u8; 65536];
-        let (mut total, mut bytes, mut lost, mut next_seq) = (0u64, 0u64, 0u64, 0u64);
-        let (mut int_pkts, mut int_bytes) = (0u64, 0u64);
-        let mut first: Option<Instant> = None;
-        let mut last = Instant::now();
-        let mut tick = Instant::now();
-        loop {
-            match f.read(&mut buf) {
-                Ok(n) => {
-                    let now = Instant::now();
-                    quiet_since = now;
-                    first.get_or_insert(now);
-                    last = now;
-                    total += 1;
-                    bytes += n as u64;
-                    int_pkts += 1;
-                    int_bytes += n as u64;
-                    if let Some(seq) = buf.get(..8).map(|b| {
-                        let mut a = [0u8; 8];
-                        a.copy_from_slice(b);
-                        u64::from_le_bytes(a)
-                    }) {
-                        if seq > next_seq {
-                            lost += seq - next_seq;
-                        }
-                        next_seq = next_seq.max(seq + 1);
-                    }
-                }
-                Err(Error::Timeout) if quiet_since.elapsed() < idle && !stop(&interrupted) => {
-                    continue
-                }
-                Err(Error::Timeout) | Err(Error::PeerGone) => break,
-                Err(e) => {
-                    eprintln!("ocbr: flow {id}: {e}");
-                    break;
+    let srv = Server {
+        cli,
+        interrupted: &interrupted,
+        idle: Duration::from_secs_f64(cli.timeout.max(0.01)),
+        every: Duration::from_secs_f64(cli.interval.max(0.01)),
+        active: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+    };
+    // The scope waits for every flow's thread: the flows accepted end and report first.
+    let status = std::thread::scope(|s| accept_loop(&srv, s));
+    let refused = srv.refused.load(Ordering::Relaxed);
+    if refused > 0 {
+        eprintln!(
+            "ocbr: {refused} flow(s) refused in all (--max-flows {})",
+            cli.max_flows
+        );
+    }
+    status
+}
+
+/// Accepts flows and hands each to a thread of its own, until `--flows` have been taken, a
+/// signal, or an error.
+fn accept_loop<'scope, 'env>(
+    srv: &'env Server<'env>,
+    s: &'scope std::thread::Scope<'scope, 'env>,
+) -> ExitCode {
+    let (mut accepted, mut served, mut away) = (0u64, 0u64, false);
+    while srv.cli.flows == 0 || served < srv.cli.flows {
+        match next_flow(srv, &mut away) {
+            Next::Flow(f) => {
+                accepted += 1;
+                if admit(srv, s, accepted, f) {
+                    served += 1;
                 }
             }
-            if stop(&interrupted) {
-                break;
-            }
-            if last.duration_since(tick) >= every {
-                let d = last.duration_since(tick);
-                if !cli.json {
-                    println!(
-                        "Flow {id}: {int_pkts} SDUs ({int_bytes} bytes) in {:.0} ms: {:.3} Mbit/s, lost so far {lost}",
-                        d.as_secs_f64() * 1e3,
-                        mbps(int_bytes, d)
-                    );
-                }
-                tick = last;
-                int_pkts = 0;
-                int_bytes = 0;
-            }
-        }
-        let d = first.map(|t| last.duration_since(t)).unwrap_or_default();
-        if cli.json {
-            println!(
-                "{}",
-                serde_json::json!({"flow": id, "received": total, "bytes": bytes, "lost": lost,
-                    "highest_seq": next_seq, "seconds": d.as_secs_f64(), "mbps": mbps(bytes, d),
-                    "pps": if d.is_zero() { 0.0 } else { total as f64 / d.as_secs_f64() }})
-            );
-        } else {
-            println!(
-                "Flow {id} done: received {total} SDUs ({bytes} bytes), lost {lost}, {:.3} Mbit/s over {:.3} s.",
-                mbps(bytes, d),
-                d.as_secs_f64()
-            );
-        }
-        served += 1;
-        if (cli.flows != 0 && served >= cli.flows) || stop(&interrupted) {
-            return ExitCode::SUCCESS;
+            Next::Retry => {}
+            Next::Stop => break,
+            Next::Failed => return ExitCode::FAILURE,
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// What one wait for a flow came to.
+#[derive(Debug)]
+enum Next {
+    Flow(Flow),
+    /// Nothing yet: wait again.
+    Retry,
+    /// A signal: take no more flows.
+    Stop,
+    /// Accepting failed for good.
+    Failed,
+}
+
+/// Waits a second at most for a flow (so that a signal ends the wait); while o7sd is away
+/// (its flows go on) waits for it to come back.
+fn next_flow(srv: &Server<'_>, away: &mut bool) -> Next {
+    if stop(srv.interrupted) {
+        return Next::Stop;
+    }
+    match Flow::accept(Some(Duration::from_secs(1))) {
+        Ok(f) => {
+            if std::mem::take(away) {
+                eprintln!("ocbr: o7sd is back");
+            }
+            Next::Flow(f)
+        }
+        Err(Error::Timeout) => Next::Retry,
+        Err(e) if e.daemon_away() => {
+            if !std::mem::replace(away, true) {
+                eprintln!("ocbr: o7sd is away ({e}); waiting for it");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            Next::Retry
+        }
+        Err(e) => {
+            eprintln!("ocbr: accept failed: {e}");
+            Next::Failed
+        }
+    }
+}
+
+/// Serves flow number `n` on a thread of its own, or closes it when `--max-flows` are
+/// being served already (or no thread can be had). Whether it is served.
+fn admit<'scope, 'env>(
+    srv: &'env Server<'env>,
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    n: u64,
+    f: Flow,
+) -> bool {
+    let info = f.info();
+    let tag = Tag {
+        n,
+        id: info.id,
+        name: info.name.clone(),
+        layer: info.layer.clone(),
+    };
+    let max = srv.cli.max_flows;
+    if srv.active.load(Ordering::Relaxed) >= max {
+        drop(f);
+        let refused = srv.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        eprintln!(
+            "ocbr: flow {tag} closed: already serving {max} flows (--max-flows); {refused} refused so far"
+        );
+        return false;
+    }
+    srv.active.fetch_add(1, Ordering::Relaxed);
+    let spawned = std::thread::Builder::new()
+        .name(format!("ocbr-flow-{n}"))
+        .spawn_scoped(s, move || {
+            let _active = ActiveGuard(&srv.active);
+            serve(srv, &tag, f);
+        });
+    if let Err(e) = spawned {
+        // The closure, and with it the flow, is gone: the flow is closed.
+        srv.active.fetch_sub(1, Ordering::Relaxed);
+        srv.refused.fetch_add(1, Ordering::Relaxed);
+        eprintln!("ocbr: flow #{n} closed: no thread for it: {e}");
+        return false;
+    }
+    true
+}
+
+/// One flow's counters.
+#[derive(Debug)]
+struct Counts {
+    total: u64,
+    bytes: u64,
+    lost: u64,
+    /// One past the highest sequence number seen.
+    next_seq: u64,
+    int_pkts: u64,
+    int_bytes: u64,
+    first: Option<Instant>,
+    last: Instant,
+    /// Start of the current report interval.
+    tick: Instant,
+}
+
+impl Counts {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            total: 0,
+            bytes: 0,
+            lost: 0,
+            next_seq: 0,
+            int_pkts: 0,
+            int_bytes: 0,
+            first: None,
+            last: now,
+            tick: now,
+        }
+    }
+
+    /// Counts an SDU whose first 8 bytes are its sequence number.
+    fn sdu(&mut self, sdu: &[u8]) {
+        let n = sdu.len();
+        let now = Instant::now();
+        self.first.get_or_insert(now);
+        self.last = now;
+        self.total += 1;
+        self.bytes += n as u64;
+        self.int_pkts += 1;
+        self.int_bytes += n as u64;
+        if let Some(seq) = sdu.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+            let seq = u64::from_le_bytes(seq);
+            self.lost = self.lost.saturating_add(seq.saturating_sub(self.next_seq));
+            self.next_seq = self.next_seq.max(seq.saturating_add(1));
+        }
+    }
+
+    /// Reports the interval (text output) once it has lasted `every`, and starts the next.
+    fn interval(&mut self, tag: &Tag, every: Duration, text: bool) {
+        let d = self.last.duration_since(self.tick);
+        if d < every {
+            return;
+        }
+        if text {
+            emit(format_args!(
+                "Flow {tag}: {} SDUs ({} bytes) in {:.0} ms: {:.3} Mbit/s, lost so far {}",
+                self.int_pkts,
+                self.int_bytes,
+                d.as_secs_f64() * 1e3,
+                mbps(self.int_bytes, d),
+                self.lost
+            ));
+        }
+        self.tick = self.last;
+        self.int_pkts = 0;
+        self.int_bytes = 0;
+    }
+
+    /// The flow's summary, as text or as a JSON line.
+    fn done(&self, tag: &Tag, json: bool) {
+        let d = self
+            .first
+            .map(|t| self.last.duration_since(t))
+            .unwrap_or_default();
+        let (total, bytes, lost) = (self.total, self.bytes, self.lost);
+        if json {
+            let pps = if d.is_zero() {
+                0.0
+            } else {
+                total as f64 / d.as_secs_f64()
+            };
+            let v = serde_json::json!({"flow": tag.id, "flow_number": tag.n, "name": tag.name,
+                "layer": tag.layer, "received": total, "bytes": bytes, "lost": lost,
+                "highest_seq": self.next_seq, "seconds": d.as_secs_f64(), "mbps": mbps(bytes, d),
+                "pps": pps});
+            emit(format_args!("{v}"));
+        } else {
+            emit(format_args!(
+                "Flow {tag} done: received {total} SDUs ({bytes} bytes), lost {lost}, {:.3} Mbit/s over {:.3} s.",
+                mbps(bytes, d),
+                d.as_secs_f64()
+            ));
+        }
+    }
+}
+
+/// Counts one flow's SDUs until it goes quiet for `--timeout`, its peer goes or a signal
+/// comes, reporting per interval and at the end.
+fn serve(srv: &Server<'_>, tag: &Tag, mut f: Flow) {
+    let json = srv.cli.json;
+    if !json {
+        emit(format_args!(
+            "New flow {tag}: {} over {}.",
+            tag.name, tag.layer
+        ));
+    }
+    // Reads wake at least every 100 ms to see a signal.
+    f.set_read_timeout(Some(srv.idle.min(Duration::from_millis(100))));
+    let mut quiet_since = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    let mut c = Counts::new();
+    loop {
+        match f.read(&mut buf) {
+            Ok(n) => {
+                quiet_since = Instant::now();
+                c.sdu(buf.get(..n).unwrap_or_default());
+            }
+            Err(Error::Timeout) if quiet_since.elapsed() < srv.idle && !stop(srv.interrupted) => {
+                continue
+            }
+            Err(Error::Timeout) | Err(Error::PeerGone) => break,
+            Err(e) => {
+                eprintln!("ocbr: flow {tag}: {e}");
+                break;
+            }
+        }
+        if stop(srv.interrupted) {
+            break;
+        }
+        c.interval(tag, srv.every, !json);
+    }
+    c.done(tag, json);
 }
 
 fn client(cli: &Cli) -> ExitCode {

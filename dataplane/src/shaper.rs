@@ -1,0 +1,376 @@
+//! A port's egress cap (issue 22): what a worker sends on the port's N-1 flows of a
+//! unicast layer waits in a queue per N-1 flow and leaves at most at the port's rate, so
+//! that a 100 Mbit/s link can be made on any veth (AF_XDP transmits bypass the qdiscs, so
+//! tbf cannot do it). The queue's length is what MB-ECN marks by (`queued(out)`).
+//!
+//! Pure: time comes in as an [`Instant`]; frames come in as bytes and go out as buffers
+//! the caller sends and gives back. Bounded: at most `limit` frames per N-1 flow, a
+//! frame beyond that is dropped and counted; buffers are reused.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Default most frames waiting per N-1 flow.
+pub const DEFAULT_QUEUE: u32 = 512;
+/// The largest queue a port may be given.
+pub const MAX_QUEUE: u32 = 65_536;
+/// A burst after an idle spell: this long at the rate (and at least two large frames).
+const BURST: Duration = Duration::from_millis(2);
+/// Bytes of two 9000-byte frames: the smallest burst.
+const MIN_BURST: u64 = 2 * 9216;
+
+/// A fast non-cryptographic hash: keys are N-1 flow ids from o7sd.
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Counters of a port's queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShaperStats {
+    /// Frames that went through the queue.
+    pub shaped: u64,
+    /// Frames dropped: their N-1 flow's queue was full.
+    pub drop_full: u64,
+    /// The most that ever waited on one N-1 flow.
+    pub queued_max: u64,
+}
+
+/// One port's cap and its queues.
+#[derive(Debug)]
+pub struct Shaper {
+    /// Bits per second; 0: no cap (nothing is queued).
+    rate_bps: u64,
+    /// Most frames waiting per N-1 flow.
+    limit: u32,
+    /// Bytes that may leave now (negative: owed by a frame that already left).
+    tokens: i64,
+    /// When the tokens were last counted.
+    last: Instant,
+    /// Frames in the order they came, with their N-1 flow.
+    fifo: VecDeque<(u64, Vec<u8>)>,
+    /// Frames waiting per N-1 flow.
+    per_flow: Map<u64, u32>,
+    /// Buffers to reuse.
+    free: Vec<Vec<u8>>,
+    /// Counters.
+    pub stats: ShaperStats,
+}
+
+impl Shaper {
+    /// A port without a cap.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            rate_bps: 0,
+            limit: DEFAULT_QUEUE,
+            tokens: 0,
+            last: now,
+            fifo: VecDeque::new(),
+            per_flow: Map::default(),
+            free: Vec::new(),
+            stats: ShaperStats::default(),
+        }
+    }
+
+    /// The cap, bit/s (0: none).
+    pub fn rate_bps(&self) -> u64 {
+        self.rate_bps
+    }
+
+    /// Most frames waiting per N-1 flow.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Whether frames wait here (a cap is set).
+    pub fn capped(&self) -> bool {
+        self.rate_bps > 0
+    }
+
+    /// Sets the cap (0: none; what waits still leaves, at once) and the queue bound
+    /// (1..=[`MAX_QUEUE`]).
+    pub fn set(&mut self, rate_bps: Option<u64>, limit: Option<u32>, now: Instant) {
+        if let Some(r) = rate_bps {
+            self.refill(now);
+            let was = self.rate_bps;
+            self.rate_bps = r;
+            // A new cap starts with a full bucket (one burst).
+            self.tokens = if was == 0 {
+                self.burst()
+            } else {
+                self.tokens.min(self.burst())
+            };
+        }
+        if let Some(l) = limit {
+            self.limit = l.clamp(1, MAX_QUEUE);
+        }
+    }
+
+    /// Frames waiting on N-1 flow `n1`.
+    pub fn queued(&self, n1: u64) -> usize {
+        self.per_flow.get(&n1).map_or(0, |n| *n as usize)
+    }
+
+    /// Frames waiting on every N-1 flow.
+    pub fn len(&self) -> usize {
+        self.fifo.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.fifo.is_empty()
+    }
+
+    /// Queues a copy of `frame` for N-1 flow `n1`; `false` (counted) when its queue is full.
+    pub fn push(&mut self, n1: u64, frame: &[u8]) -> bool {
+        let n = self.per_flow.entry(n1).or_insert(0);
+        if *n >= self.limit {
+            self.stats.drop_full += 1;
+            return false;
+        }
+        *n += 1;
+        self.stats.queued_max = self.stats.queued_max.max(u64::from(*n));
+        let mut buf = self.free.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(frame);
+        self.fifo.push_back((n1, buf));
+        true
+    }
+
+    /// The next frame that may leave at `now` (its N-1 flow and bytes), if any: the caller
+    /// sends it and gives the buffer back with [`Shaper::recycle`], or puts it back in
+    /// front with [`Shaper::unpop`] when the port could not take it.
+    pub fn pop(&mut self, now: Instant) -> Option<(u64, Vec<u8>)> {
+        if self.fifo.is_empty() {
+            return None;
+        }
+        if self.capped() {
+            self.refill(now);
+            if self.tokens < 0 {
+                return None;
+            }
+        }
+        let (n1, buf) = self.fifo.pop_front()?;
+        self.tokens -= i64::try_from(buf.len()).unwrap_or(i64::MAX);
+        self.stats.shaped += 1;
+        if let Some(n) = self.per_flow.get_mut(&n1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_flow.remove(&n1);
+            }
+        }
+        Some((n1, buf))
+    }
+
+    /// Puts back a frame [`Shaper::pop`] gave (the port was full): it leaves first next
+    /// time, and its bytes are not spent.
+    pub fn unpop(&mut self, n1: u64, buf: Vec<u8>) {
+        self.tokens += i64::try_from(buf.len()).unwrap_or(i64::MAX);
+        self.stats.shaped = self.stats.shaped.saturating_sub(1);
+        *self.per_flow.entry(n1).or_insert(0) += 1;
+        self.fifo.push_front((n1, buf));
+    }
+
+    /// Gives a sent frame's buffer back for reuse.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.free.len() < 64 {
+            self.free.push(buf);
+        }
+    }
+
+    /// Drops what waits on N-1 flow `n1` (it is gone); how many.
+    pub fn forget(&mut self, n1: u64) -> usize {
+        let before = self.fifo.len();
+        self.fifo.retain(|(f, _)| *f != n1);
+        self.per_flow.remove(&n1);
+        before - self.fifo.len()
+    }
+
+    /// How long until the next frame may leave (`None`: nothing waits).
+    pub fn next_in(&self, now: Instant) -> Option<Duration> {
+        if self.fifo.is_empty() {
+            return None;
+        }
+        if !self.capped() {
+            return Some(Duration::ZERO);
+        }
+        let elapsed = now.saturating_duration_since(self.last);
+        let have = self.tokens.saturating_add(self.earned(elapsed));
+        if have >= 0 {
+            return Some(Duration::ZERO);
+        }
+        let owed = u128::from(have.unsigned_abs()) * 8 * 1_000_000_000;
+        let ns = owed.div_ceil(u128::from(self.rate_bps));
+        Some(Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)))
+    }
+
+    /// Bytes the rate earns in `d`.
+    fn earned(&self, d: Duration) -> i64 {
+        let b = d.as_nanos() * u128::from(self.rate_bps) / 8 / 1_000_000_000;
+        i64::try_from(b).unwrap_or(i64::MAX)
+    }
+
+    /// Most tokens kept through an idle spell.
+    fn burst(&self) -> i64 {
+        let b = u64::try_from(self.earned(BURST))
+            .unwrap_or(0)
+            .max(MIN_BURST);
+        i64::try_from(b).unwrap_or(i64::MAX)
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last);
+        // Count whole nanoseconds' worth only: the remainder stays for the next call.
+        let earned = self.earned(elapsed);
+        if earned > 0 || elapsed > Duration::from_secs(1) {
+            self.last = now;
+            self.tokens = self.tokens.saturating_add(earned).min(self.burst());
+        }
+    }
+}
+
+/// Parses a rate such as `100M`, `1.5G`, `800k` or `100000000` (bit/s; `0` or `none`: no
+/// cap).
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(0);
+    }
+    let t = t
+        .strip_suffix("bit")
+        .or_else(|| t.strip_suffix("bps"))
+        .unwrap_or(t);
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (t.get(..i), 1e3),
+        Some((i, 'm' | 'M')) => (t.get(..i), 1e6),
+        Some((i, 'g' | 'G')) => (t.get(..i), 1e9),
+        _ => (Some(t), 1.0),
+    };
+    let v: f64 = num
+        .and_then(|n| n.parse().ok())
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("'{s}': expected a rate such as 100M, 1G or 0 (none)"))?;
+    let bps = v * mul;
+    if bps > 1e12 {
+        return Err(format!("'{s}': more than 1 Tbit/s"));
+    }
+    if bps > 0.0 && bps < 8000.0 {
+        return Err(format!("'{s}': below 8 kbit/s"));
+    }
+    Ok(bps as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn rates_parse_with_suffixes_and_bad_ones_are_refused() {
+        assert_eq!(parse_rate("100M"), Ok(100_000_000));
+        assert_eq!(parse_rate("100mbit"), Ok(100_000_000));
+        assert_eq!(parse_rate("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_rate("800k"), Ok(800_000));
+        assert_eq!(parse_rate("12345678"), Ok(12_345_678));
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert_eq!(parse_rate("none"), Ok(0));
+        for bad in ["", "M", "-5M", "fast", "1e30", "7", "nanM"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_capped_port_lets_frames_leave_at_its_rate() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(t0);
+        s.set(Some(8_000_000), None, t0); // 1 MB/s: a 1000-byte frame per ms
+        for _ in 0..100 {
+            assert!(s.push(7, &[0u8; 1000]));
+        }
+        assert_eq!(s.queued(7), 100);
+        // Over 50 ms, polled every 100 us: a burst at once (18,432 B: 19 frames), then one
+        // a millisecond.
+        let mut sent = 0;
+        for i in 0..=500u64 {
+            let now = t0 + Duration::from_micros(i * 100);
+            while let Some((n1, b)) = s.pop(now) {
+                assert_eq!(n1, 7);
+                sent += 1;
+                s.recycle(b);
+            }
+        }
+        assert!((68..=70).contains(&sent), "{sent}");
+        assert_eq!(s.queued(7), 100 - sent);
+        // The next frame's time is told.
+        let now = t0 + Duration::from_millis(50);
+        let wait = s.next_in(now).unwrap();
+        assert!(wait <= Duration::from_millis(1), "{wait:?}");
+        assert_eq!(s.stats.shaped, sent as u64);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_only_that_flows_frames() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(t0);
+        s.set(Some(10_000_000), Some(16), t0);
+        for _ in 0..20 {
+            s.push(1, &[1u8; 100]);
+        }
+        assert_eq!(s.queued(1), 16);
+        assert_eq!(s.stats.drop_full, 4);
+        assert_eq!(s.stats.queued_max, 16);
+        // Another N-1 flow has its own bound.
+        assert!(s.push(2, &[2u8; 100]));
+        assert_eq!((s.queued(2), s.len()), (1, 17));
+        assert_eq!(s.forget(1), 16);
+        assert_eq!((s.queued(1), s.len()), (0, 1));
+    }
+
+    #[test]
+    fn a_frame_put_back_leaves_first_and_costs_nothing() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(t0);
+        s.set(Some(100_000_000), None, t0);
+        s.push(1, b"first");
+        s.push(1, b"second");
+        let (n1, b) = s.pop(t0).unwrap();
+        assert_eq!(b, b"first");
+        s.unpop(n1, b);
+        assert_eq!(s.queued(1), 2);
+        assert_eq!(s.pop(t0).unwrap().1, b"first");
+        assert_eq!(s.pop(t0).unwrap().1, b"second");
+        // 100 kB more: a burst leaves, the rest waits for its time.
+        for _ in 0..10 {
+            s.push(1, &[0u8; 10_000]);
+        }
+        let mut n = 0;
+        while s.pop(t0).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3); // the burst: 2 ms at the rate, 25,000 B
+        assert!(s.next_in(t0).unwrap() > Duration::ZERO);
+        assert!(s.pop(t0 + Duration::from_millis(2)).is_some());
+        assert!(s.stats.shaped >= 3);
+    }
+
+    #[test]
+    fn without_a_cap_everything_leaves_at_once_and_removing_it_flushes() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(t0);
+        assert!(!s.capped());
+        s.set(Some(8_000), None, t0);
+        for _ in 0..50 {
+            s.push(3, &[0u8; 1000]);
+        }
+        let mut n = 0;
+        while s.pop(t0).is_some() {
+            n += 1;
+        }
+        assert!(n < 50);
+        s.set(Some(0), Some(0), t0);
+        assert_eq!(s.limit(), 1);
+        assert_eq!(s.next_in(t0), Some(Duration::ZERO));
+        while s.pop(t0).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 50);
+        assert_eq!(s.next_in(t0), None);
+    }
+}
