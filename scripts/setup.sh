@@ -7,7 +7,8 @@
 #   (the XDP test reads the program's maps), valgrind (CI's performance gate,
 #   scripts/perf-gate.sh, counts instructions with callgrind), curl (the metrics test
 #   scrapes o7sd's Prometheus endpoint), tshark (the Wireshark dissector's tests run
-#   tools/wireshark/o7s.lua in it).
+#   tools/wireshark/o7s.lua in it), fonts-dejavu-core (the congestion experiment's plots,
+#   o7s-congestion-report, draw their text with DejaVu Sans).
 set -euo pipefail
 need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
@@ -22,6 +23,7 @@ command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need="$need bp
 command -v valgrind >/dev/null 2>&1 || need="$need valgrind"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v tshark >/dev/null 2>&1 || need="$need tshark"
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need="$need fonts-dejavu-core"
 if [ -z "$need" ]; then
     echo "setup.sh: all system packages present"
     exit 0

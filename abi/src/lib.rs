@@ -11,6 +11,7 @@
 //! and crypto libraries.
 
 pub mod msg;
+pub mod rate;
 pub mod ring;
 
 /// The version of the contract in this crate.

@@ -50,6 +50,7 @@ pub fn need(c: &Ctl) -> Need {
         | Ctl::BindProgram { .. }
         | Ctl::UnbindProgram { .. }
         | Ctl::ConfigLoad { .. }
+        | Ctl::PortSet { .. }
         // A capture sees every user's traffic on the port.
         | Ctl::Capture { .. } => Need::Admin,
     }
@@ -79,6 +80,7 @@ pub fn verb(c: &Ctl) -> &'static str {
         Ctl::BindProcess { .. } => "bind process",
         Ctl::UnbindProcess { .. } => "unbind process",
         Ctl::PortList => "port list",
+        Ctl::PortSet { .. } => "port set",
         Ctl::CacheList => "cache list",
         Ctl::FlowList => "flow list",
         Ctl::WorkerList => "worker list",

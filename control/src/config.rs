@@ -122,6 +122,11 @@ pub struct IpcpConf {
     pub port: u16,
     /// DNS server (udp layers).
     pub dns: Option<String>,
+    /// Egress cap of the port on what the worker sends for unicast layers, bit/s (`rate`,
+    /// o7s's own key: "100M", or an integer; 0 for none).
+    pub rate_bps: Option<u64>,
+    /// Most PDUs waiting per N-1 flow under the cap (`queue`, o7s's own key).
+    pub queue: Option<u32>,
     /// Line of the table header (for run-time messages).
     pub line: usize,
     /// A unicast layer's settings (`[unicast.X]` bootstrap keys; defaults otherwise).
@@ -398,6 +403,8 @@ fn parse_ipcp(
             HashAlgo::Sha3_256
         },
         dev: None,
+        rate_bps: None,
+        queue: None,
         ethertype: o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
         ip: None,
         port: o7s_wire::udp::DEFAULT_PORT,
@@ -406,6 +413,13 @@ fn parse_ipcp(
         uni: UniSettings::default(),
     };
     let kinds_ok = |ks: &[IpcpKind]| ks.contains(&kind);
+    // The layers whose ports carry a unicast layer's PDUs: they may have an egress cap.
+    const SHAPED: [IpcpKind; 4] = [
+        IpcpKind::EthDix,
+        IpcpKind::EthLlc,
+        IpcpKind::Udp4,
+        IpcpKind::Udp6,
+    ];
     for (k, val) in t {
         let kl = src.key_line(hl, k);
         let s = || {
@@ -470,6 +484,30 @@ fn parse_ipcp(
                 c.ip = Some(ip);
             }
             "dns" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => c.dns = Some(s()?),
+            "rate" if kinds_ok(&SHAPED) => {
+                let r = match val {
+                    toml::Value::Integer(i) => o7s_abi::rate::parse_rate(&i.to_string()),
+                    toml::Value::String(t) => o7s_abi::rate::parse_rate(t),
+                    _ => Err("expected a rate such as \"100M\" or bit/s as an integer".into()),
+                };
+                c.rate_bps = Some(r.map_err(|e| src.err(kl, k, e))?);
+            }
+            "queue" if kinds_ok(&SHAPED) => {
+                let q = val
+                    .as_integer()
+                    .filter(|q| (1..=i64::from(o7s_abi::rate::MAX_QUEUE)).contains(q))
+                    .ok_or_else(|| {
+                        src.err(
+                            kl,
+                            k,
+                            format!(
+                                "expected a number of PDUs, 1 to {}",
+                                o7s_abi::rate::MAX_QUEUE
+                            ),
+                        )
+                    })?;
+                c.queue = u32::try_from(q).ok();
+            }
             "port" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => {
                 let p = val
                     .as_integer()

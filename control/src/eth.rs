@@ -82,6 +82,9 @@ pub struct EthIpcp {
     pub io_path: String,
     /// Whether the port is up.
     pub up: bool,
+    /// The port's egress cap (bit/s) and queue bound as last set (`rate`/`queue`, `o7sctl
+    /// port set`): sent again when the port is opened again.
+    pub shaping: (Option<u64>, Option<u32>),
     /// Registered names by hash (the shim answers for the same hashes).
     pub regs: HashMap<Vec<u8>, String>,
     /// The protocol machine.
@@ -127,6 +130,7 @@ impl EthIpcp {
             mtu: 0,
             io_path: String::new(),
             up: false,
+            shaping: (None, None),
             regs: HashMap::new(),
             shim: Shim::new(cfg, None),
             alloc_waiters: HashMap::new(),

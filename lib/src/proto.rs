@@ -192,6 +192,19 @@ pub enum Ctl {
         /// Frames the client wants (it counts them itself; 0: until it goes).
         count: u64,
     },
+    /// Set a port's egress cap and queue (issue 22): what the data plane sends on its
+    /// N-1 flows of unicast layers waits in a queue per N-1 flow and leaves at most at
+    /// `rate` ("100M", "0" for none); `queue` bounds each queue. Unset values are kept.
+    PortSet {
+        /// Port id, device name or IPCP name.
+        target: String,
+        /// The cap, as o7sctl was given it.
+        #[serde(default)]
+        rate: Option<String>,
+        /// Most PDUs waiting per N-1 flow.
+        #[serde(default)]
+        queue: Option<u32>,
+    },
     /// Apply a configuration file (names, bindings, IPCPs are added). o7sctl reads the
     /// file with its caller's rights and sends its text: the daemon never opens a path a
     /// client names. An error names the file, line and key, and nothing of it is applied.

@@ -76,6 +76,12 @@ impl Daemon {
             };
             match self.ipcp_bootstrap(&i.name, i.kind, &layer, &dev, port_kind, i.hash) {
                 Ok(()) => {
+                    if i.rate_bps.is_some() || i.queue.is_some() {
+                        let rate = i.rate_bps.map(|r| r.to_string());
+                        if let Err(e) = self.port_set(&i.name, rate.as_deref(), i.queue) {
+                            tracing::error!("IPCP {} (line {}): rate/queue: {e}", i.name, i.line);
+                        }
+                    }
                     if let Some(d) = dns {
                         if let Some(ipcp) = self.st().ipcps.iter_mut().find(|x| x.name == i.name) {
                             ipcp.dns = Some(d);
@@ -98,6 +104,79 @@ impl Daemon {
                 }
                 Err(e) => tracing::error!("IPCP {} (line {}): {e}", i.name, i.line),
             }
+        }
+    }
+
+    /// `o7sctl port set` and the `rate`/`queue` keys: the egress cap and queue bound of the
+    /// port of IPCP, device or port id `target`, kept with the IPCP (sent again when its
+    /// port is opened again) and sent to the data plane.
+    pub(super) fn port_set(
+        &self,
+        target: &str,
+        rate: Option<&str>,
+        queue: Option<u32>,
+    ) -> Result<(), CtlError> {
+        let rate_bps = rate
+            .map(o7s_abi::rate::parse_rate)
+            .transpose()
+            .map_err(CtlError::Invalid)?;
+        if let Some(q) = queue.filter(|q| !(1..=o7s_abi::rate::MAX_QUEUE).contains(q)) {
+            return Err(CtlError::Invalid(format!(
+                "queue {q}: expected 1 to {} PDUs",
+                o7s_abi::rate::MAX_QUEUE
+            )));
+        }
+        if rate_bps.is_none() && queue.is_none() {
+            return Err(CtlError::Invalid(
+                "port set: give rate RATE (e.g. 100M, 0 for none) and/or queue PDUS".into(),
+            ));
+        }
+        let (name, port, shaping) = {
+            let mut st = self.st();
+            let i = st
+                .ipcps
+                .iter_mut()
+                .find(|i| {
+                    i.name == target || i.dev == target || target.parse::<u32>() == Ok(i.port)
+                })
+                .ok_or_else(|| {
+                    CtlError::NotFound(format!("no port, device or IPCP named {target}"))
+                })?;
+            if rate_bps.is_some() {
+                i.shaping.0 = rate_bps;
+            }
+            if queue.is_some() {
+                i.shaping.1 = queue;
+            }
+            (i.name.clone(), i.port, i.shaping)
+        };
+        self.send_shaping(port, shaping.0, shaping.1)?;
+        tracing::info!(
+            "IPCP {name}: port {port} egress cap {} bit/s, queue {} PDUs per N-1 flow.",
+            shaping.0.unwrap_or(0),
+            shaping.1.map_or("default".to_string(), |q| q.to_string())
+        );
+        Ok(())
+    }
+
+    /// Sends a port's shaping to the data plane.
+    pub(super) fn send_shaping(
+        &self,
+        port: u32,
+        rate_bps: Option<u64>,
+        queue: Option<u32>,
+    ) -> Result<(), CtlError> {
+        let m = ToDp::PortSet {
+            port,
+            rate_bps,
+            queue,
+        };
+        if self.dp.send(&m, &[]) {
+            Ok(())
+        } else {
+            Err(CtlError::Invalid(
+                "the data plane did not take the setting (is it running?)".into(),
+            ))
         }
     }
 

@@ -123,6 +123,14 @@ impl Daemon {
                     i.io_path = io_path;
                     i.up = true;
                     tracing::info!("IPCP {}: port on {dev} re-opened.", i.name);
+                    if i.shaping != (None, None) {
+                        let (r, q) = i.shaping;
+                        drop(st);
+                        if let Err(e) = self.send_shaping(port, r, q) {
+                            tracing::warn!("port {port}: its cap could not be set again: {e}");
+                        }
+                        continue;
+                    }
                 }
                 Ok(FromDp::PortError { error, .. }) => {
                     i.up = false;

@@ -165,6 +165,8 @@ impl Daemon {
             ip: None,
             port: o7s_wire::udp::DEFAULT_PORT,
             dns: None,
+            rate_bps: None,
+            queue: None,
             line: 0,
             uni: crate::config::UniSettings::default(),
         };

@@ -491,6 +491,14 @@ impl Daemon {
                 }
                 table(rows)
             }
+            Ctl::PortSet {
+                target,
+                rate,
+                queue,
+            } => match self.port_set(&target, rate.as_deref(), queue) {
+                Ok(()) => Reply::Ok,
+                Err(e) => err(e),
+            },
             Ctl::Capture { .. } => err(CtlError::Invalid("a capture streams its frames: o7sctl capture".into(),
             )),
             Ctl::ConfigLoad { path, content: None } => err(CtlError::Invalid(format!("config load {path}: the client sent no text (o7sctl reads the file and sends it; the daemon opens no path a client names)"),

@@ -67,11 +67,12 @@ enum Cmd {
         #[command(subcommand)]
         what: UnbindCmd,
     },
-    /// Data-plane ports: device, MAC, MTU, I/O path, counters (`port list`).
+    /// Data-plane ports: device, MAC, MTU, I/O path, egress cap, counters (`port list`);
+    /// `port set PORT rate 100M [queue 512]` caps what a port sends for unicast layers.
     #[command(infer_subcommands = true)]
     Port {
         #[command(subcommand)]
-        verb: Option<ListCmd>,
+        verb: Option<PortCmd>,
     },
     /// The eth layers' name caches, like `arp -a` (`cache list`).
     #[command(infer_subcommands = true)]
@@ -159,6 +160,17 @@ enum Cmd {
 enum ListCmd {
     /// List them (the default).
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum PortCmd {
+    /// List them (the default).
+    List,
+    /// `set PORT [rate RATE] [queue PDUS]`: cap what the port (id, device or IPCP name)
+    /// sends on its N-1 flows of unicast layers at RATE bit/s (100M, 1G, 0 for none), each
+    /// N-1 flow's PDUs waiting in a queue of at most PDUS (default 512); MB-ECN marks by
+    /// that queue.
+    Set(Words),
 }
 
 #[derive(Debug, Subcommand)]
@@ -426,6 +438,34 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
                     pid: pid_of(target)?,
                     name,
                 }
+            }
+        }
+        Cmd::Port {
+            verb: Some(PortCmd::Set(w)),
+        } => {
+            let (target, rest) = w
+                .words
+                .split_first()
+                .ok_or("port set: name the port (its id, device or IPCP)")?;
+            let p = pairs(rest, &["rate", "queue"], &[])?;
+            let queue = match one(&p, "queue") {
+                Ok(q) => Some(
+                    q.parse::<u32>()
+                        .map_err(|_| format!("queue {q}: expected a number of PDUs"))?,
+                ),
+                Err(_) => None,
+            };
+            let rate = one(&p, "rate").ok();
+            if let Some(r) = &rate {
+                o7s_abi::rate::parse_rate(r)?;
+            }
+            if rate.is_none() && queue.is_none() {
+                return Err("port set: give rate RATE and/or queue PDUS".into());
+            }
+            Ctl::PortSet {
+                target: target.clone(),
+                rate,
+                queue,
             }
         }
         Cmd::Port { .. } => Ctl::PortList,
