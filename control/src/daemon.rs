@@ -6,6 +6,7 @@ use crate::dp::DpHandle;
 mod admin;
 mod adopt;
 mod alloc;
+pub(crate) mod ca_views;
 mod connections;
 mod event_loop;
 mod install;

@@ -93,6 +93,9 @@ impl Daemon {
                        "dt_handed_off": d.handed_off, "dt_handed_in": d.handed_in,
                        "dt_drop_handoff": d.drop_handoff,
                        "dt_forwarded_in_place": d.forwarded_in_place,
+                       "ca_updates_in": d.ca_updates_in, "ca_updates_out": d.ca_updates_out,
+                       "ca_updates_unknown": d.ca_updates_unknown,
+                       "ca_updates_ignored": d.ca_updates_ignored,
                        "dht_contacts": u.dht.as_ref().map_or(0, |d| d.contacts()),
                        "dht_dropped": u.dht.as_ref().map_or(0, |d| {
                            let c = d.counters();

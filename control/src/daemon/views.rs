@@ -397,16 +397,7 @@ impl Daemon {
                 Some(s) => table(
                     s.ports
                         .iter()
-                        .map(|p| {
-                            let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
-                            // udp ports have no XDP, UMEM or link: no columns of zeros.
-                            if let (Value::Object(m), true) = (&mut v, p.mac == "-") {
-                                m.retain(|k, _| {
-                                    !(k.contains("xdp") || k.starts_with("umem") || k == "link")
-                                });
-                            }
-                            v
-                        })
+                        .map(ca_views::port_row)
                         .collect(),
                 ),
                 None => err(CtlError::DataPlaneSilent),
@@ -481,13 +472,14 @@ impl Daemon {
                         .get(f.ipcp)
                         .map(|i| i.name.clone())
                         .unwrap_or_default();
-                    rows.push(json!({"flow": id, "side": f.side, "name": f.name, "pid": f.pid, "ipcp": ipcp,
+                    let row = json!({"flow": id, "side": f.side, "name": f.name, "pid": f.pid, "ipcp": ipcp,
                                      "local": format!("{:#x}", f.local), "remote": format!("{:#x}", f.remote),
                                      "peer": f.peer.to_string(), "qos": f.qos.preset_name().unwrap_or("custom"),
                                      "rx_sdus": s.rx_sdus, "rx_bytes": s.rx_bytes, "tx_sdus": s.tx_sdus, "tx_bytes": s.tx_bytes,
                                      "drop_ring_full": s.drop_ring_full, "drop_decrypt": s.drop_decrypt,
                                      "cipher": o7s_wire::nid::name(s.cipher).unwrap_or("-"), "key_rotations": s.key_rotations,
-                                     "tx_keepalives": s.tx_keepalives, "rx_keepalives": s.rx_keepalives, "state": if f.down || s.down { "peer timed out" } else { "up" }}));
+                                     "tx_keepalives": s.tx_keepalives, "rx_keepalives": s.rx_keepalives, "state": if f.down || s.down { "peer timed out" } else { "up" }});
+                    rows.push(ca_views::with_ca(row, s.ca.as_ref()));
                 }
                 table(rows)
             }

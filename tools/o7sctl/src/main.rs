@@ -555,7 +555,8 @@ const KEY_COLUMNS: &[&str] = &[
     "learnt",
 ];
 
-/// The keys of `row`: the key columns first, then the rest.
+/// The keys of `row`: the key columns first, then the rest; no nested object (exact values
+/// that the row shows for reading, such as a flow's `ca`: `--json` has them).
 fn ordered(row: &serde_json::Map<String, Value>) -> Vec<&String> {
     let rank = |k: &str| {
         KEY_COLUMNS
@@ -563,7 +564,10 @@ fn ordered(row: &serde_json::Map<String, Value>) -> Vec<&String> {
             .position(|c| *c == k)
             .unwrap_or(usize::MAX)
     };
-    let mut keys: Vec<&String> = row.keys().collect();
+    let mut keys: Vec<&String> = row
+        .iter()
+        .filter_map(|(k, v)| (!v.is_object()).then_some(k))
+        .collect();
     keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
     keys
 }
@@ -845,5 +849,15 @@ mod render_tests {
             wide,
             "--table keeps the table"
         );
+    }
+
+    #[test]
+    fn nested_objects_are_for_json_only() {
+        let r = serde_json::json!({"flow": 3, "rate": "81.3M", "ca": {"rate_bps": 81_312_345}});
+        let rows = vec![r.as_object().cloned().unwrap_or_default()];
+        for t in [render_for(&rows, 200, false), render_for(&rows, 5, false)] {
+            assert!(t.contains("81.3M"), "{t}");
+            assert!(!t.contains("ca") && !t.contains("81312345"), "{t}");
+        }
     }
 }

@@ -1,0 +1,173 @@
+//! The columns of `o7sctl flow list` and `o7sctl port list` for MB-ECN and a port's egress
+//! cap: values as people read them, and the exact ones for `--json` and the metrics.
+
+use o7s_abi::msg::{CaStats, PortStats};
+use serde_json::{json, Map, Value};
+
+/// The flow list's columns that show a flow's `ca` (its exact values, nested under `ca`)
+/// for reading: the metrics take the nested values instead.
+pub(crate) const CA_SHOWN: &[&str] = &[
+    "congestion",
+    "rate",
+    "window",
+    "slot_us",
+    "tx_ece",
+    "rx_ece",
+    "updates_in",
+    "updates_out",
+    "waits",
+];
+
+/// A rate in bit/s as people read it: three significant digits and a unit (`81.3M`,
+/// `100M`, `1.5G`, `812k`), or the number itself below 1000.
+pub(crate) fn format_rate(bps: u64) -> String {
+    const UNITS: [(f64, &str); 4] = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")];
+    #[allow(clippy::cast_precision_loss)] // three digits are shown
+    let v = bps as f64;
+    // 999,600 is "1M", not "1000k".
+    let Some((unit, suffix)) = UNITS.iter().find(|(u, _)| v >= u * 0.9995) else {
+        return bps.to_string();
+    };
+    let x = v / unit;
+    let decimals = match x {
+        x if x >= 99.95 => 0,
+        x if x >= 9.995 => 1,
+        _ => 2,
+    };
+    let digits = format!("{x:.decimals$}");
+    let digits = if digits.contains('.') {
+        digits.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &digits
+    };
+    format!("{digits}{suffix}")
+}
+
+/// A port's egress cap as people read it: `-` when it has none.
+fn cap(bps: u64) -> String {
+    if bps == 0 {
+        "-".into()
+    } else {
+        format_rate(bps)
+    }
+}
+
+/// The [`CA_SHOWN`] columns of a flow (null, shown "-", and `congestion` "-" when the
+/// flow runs no congestion avoidance), and its exact state as `ca` when it runs one.
+fn ca_columns(ca: Option<&CaStats>) -> Value {
+    match ca {
+        Some(c) => json!({"congestion": "mb-ecn", "rate": format_rate(c.rate_bps),
+                          "window": c.window_bytes, "slot_us": c.slot_ns / 1000,
+                          "tx_ece": c.tx_ece, "rx_ece": c.rx_ece,
+                          "updates_in": c.updates_in, "updates_out": c.updates_out,
+                          "waits": c.waits,
+                          "ca": serde_json::to_value(c).unwrap_or(Value::Null)}),
+        None => {
+            let mut m: Map<String, Value> = CA_SHOWN
+                .iter()
+                .map(|k| (k.to_string(), Value::Null))
+                .collect();
+            m.insert("congestion".into(), json!("-"));
+            Value::Object(m)
+        }
+    }
+}
+
+/// An `o7sctl flow list` row with its congestion columns added.
+pub(super) fn with_ca(mut row: Value, ca: Option<&CaStats>) -> Value {
+    if let (Value::Object(m), Value::Object(c)) = (&mut row, ca_columns(ca)) {
+        m.extend(c);
+    }
+    row
+}
+
+/// An `o7sctl port list` row: every counter of the port, and its cap as `rate` besides
+/// the exact `rate_bps`.
+pub(super) fn port_row(p: &PortStats) -> Value {
+    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        // udp ports have no XDP, UMEM or link: no columns of zeros.
+        if p.mac == "-" {
+            m.retain(|k, _| !(k.contains("xdp") || k.starts_with("umem") || k == "link"));
+        }
+        m.insert("rate".into(), json!(cap(p.rate_bps)));
+    }
+    v
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_with_three_digits_and_a_unit() {
+        for (bps, want) in [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1k"),
+            (812_345, "812k"),
+            (999_600, "1M"),
+            (81_312_345, "81.3M"),
+            (100_000_000, "100M"),
+            (1_500_000_000, "1.5G"),
+            (9_999_999_999, "10G"),
+        ] {
+            assert_eq!(format_rate(bps), want, "{bps}");
+        }
+        assert_eq!(cap(0), "-");
+        assert_eq!(cap(100_000_000), "100M");
+    }
+
+    #[test]
+    fn a_flow_shows_its_mb_ecn_state_or_dashes() {
+        let ca = CaStats {
+            rate_bps: 81_312_345,
+            window_bytes: 170_500,
+            slot_ns: 16_777_216,
+            cav: true,
+            tx_ece: 2,
+            rx_ece: 1,
+            updates_in: 40,
+            updates_out: 41,
+            rx_marked: 7,
+            waits: 3,
+        };
+        let row = with_ca(json!({"flow": 3}), Some(&ca));
+        assert_eq!(row["flow"], 3);
+        assert_eq!(row["congestion"], "mb-ecn");
+        assert_eq!(row["rate"], "81.3M");
+        assert_eq!(row["window"], 170_500);
+        assert_eq!(row["slot_us"], 16_777);
+        assert_eq!(row["waits"], 3);
+        assert_eq!(row["ca"]["rate_bps"], 81_312_345);
+        assert_eq!(row["ca"]["rx_marked"], 7);
+        for k in CA_SHOWN {
+            assert!(row.get(k).is_some(), "{k}");
+        }
+        let none = with_ca(json!({"flow": 4}), None);
+        assert_eq!(none["congestion"], "-");
+        assert!(none["rate"].is_null() && none["updates_in"].is_null());
+        assert!(none.get("ca").is_none());
+    }
+
+    #[test]
+    fn a_port_shows_its_cap_readably_and_exactly() {
+        let p = PortStats {
+            mac: "-".into(),
+            rate_bps: 100_000_000,
+            queue_limit: 512,
+            ecn_marked: 9,
+            ..PortStats::default()
+        };
+        let row = port_row(&p);
+        assert_eq!(row["rate"], "100M");
+        assert_eq!(row["rate_bps"], 100_000_000);
+        assert_eq!(row["queue_limit"], 512);
+        assert_eq!(row["ecn_marked"], 9);
+        assert!(row.get("rx_xdp").is_none() && row.get("link").is_none());
+        let uncapped = port_row(&PortStats::default());
+        assert_eq!(uncapped["rate"], "-");
+        assert!(uncapped.get("rx_xdp").is_some());
+    }
+}
