@@ -750,6 +750,37 @@ mod abbreviation_tests {
     }
 
     #[test]
+    fn port_set_takes_a_port_a_rate_and_a_queue_and_refuses_bad_ones() {
+        match ctl(&[
+            "o7sctl", "port", "set", "e3", "rate", "100M", "queue", "256",
+        ]) {
+            Ok(Some(Ctl::PortSet {
+                target,
+                rate,
+                queue,
+            })) => {
+                assert_eq!(target, "e3");
+                assert_eq!(rate.as_deref(), Some("100M"));
+                assert_eq!(queue, Some(256));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ctl(&["o7sctl", "port", "set", "2", "rate", "0"]),
+            Ok(Some(Ctl::PortSet { queue: None, .. }))
+        ));
+        for bad in [
+            &["o7sctl", "port", "set", "e3"][..],
+            &["o7sctl", "port", "set"][..],
+            &["o7sctl", "port", "set", "e3", "rate", "fast"][..],
+            &["o7sctl", "port", "set", "e3", "queue", "many"][..],
+        ] {
+            assert!(ctl(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(ctl(&["o7sctl", "port"]), Ok(Some(Ctl::PortList))));
+    }
+
+    #[test]
     fn unknown_words_are_errors_with_suggestions() {
         let e = ctl(&["o7sctl", "port", "lisst"]).unwrap_err();
         assert!(e.contains("lisst"), "{e}");
