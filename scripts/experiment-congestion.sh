@@ -122,7 +122,8 @@ EOF
         # The router's three ports (XDP) and its layer are up before anyone enrols.
         if [ "$s" = r ]; then
             for _ in $(seq 100); do
-                [ "$(run r "$bin/o7sctl" ipcp list --json | jget "sum(1 for x in d if x.get('state') in ('up', 'enrolled', 'bootstrapped'))")" -ge 4 ] && break
+                up=$(run r "$bin/o7sctl" ipcp list --json 2>/dev/null | jget "sum(1 for x in d if x.get('state') in ('up', 'enrolled', 'bootstrapped'))" 2>/dev/null || echo 0)
+                [ "${up:-0}" -ge 4 ] && break
                 sleep 0.1
             done
         fi
