@@ -766,12 +766,16 @@ local function sdu_role(tvb, off, len, key, pinfo)
         role, how = state.roles[key], "learnt"
     elseif o7s.prefs.guess then
         -- Not seen set up: guess from the SDUs so far (LSAs, or DT PDUs to one address).
+        -- Keepalives (empty SDUs) go on every kind of flow: they are not counted.
         local g = state.sdus[key] or { lsa = 0, dt = 0, n = 0 }
         state.sdus[key] = g
-        g.n = g.n + 1
-        if looks_like_lsa(tvb, off, len) then g.lsa = g.lsa + 1 end
-        if looks_like_dt(tvb, off, len) then g.dt = g.dt + 1 end
-        if g.lsa == g.n then
+        if len > 0 then
+            g.n = g.n + 1
+            if looks_like_lsa(tvb, off, len) then g.lsa = g.lsa + 1 end
+            if looks_like_dt(tvb, off, len) then g.dt = g.dt + 1 end
+        end
+        if g.n == 0 then -- nothing but keepalives so far: no guess
+        elseif g.lsa == g.n then
             role, how = "mgmt", "guess"
         elseif g.dt * 10 >= g.n * 9 then
             role, how = "dt", "guess"
@@ -795,6 +799,11 @@ local function lower_sdu(tvb, off, len, tree, key, pinfo)
         if how == "guess" then
             note:add_proto_expert_info(E.guess, "Guessed: the capture does not show this N-1 flow being set up")
         end
+    end
+    if len == 0 then
+        -- A keepalive (o7s: a flow end quiet for a quarter of its QoS timeout sends an
+        -- empty SDU), on any N-1 flow: no DT PCI, no enrolment message.
+        return app_sdu(tvb, off, len, tree, key, pinfo)
     end
     if role == "mgmt" and looks_like_lsa(tvb, off, len) then
         return lsa(tvb, off, len, tree)

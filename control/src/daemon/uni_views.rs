@@ -256,6 +256,10 @@ impl Daemon {
                 r.down = true;
             }
         }
+        // Asked for: the loop logs their end at info, not as a lost link.
+        if let Some(u) = st.unicast.iter_mut().find(|u| u.name == name) {
+            u.disconnected.extend(flows.iter().copied());
+        }
         drop(st);
         tracing::info!("IPCP {name}: connections to {dst} torn down (o7sctl).");
         self.wake();

@@ -77,6 +77,9 @@ pub struct UniIpcp {
     pub incoming: Vec<UniIncoming>,
     /// Times it moved to a new address (another IPCP had its own).
     pub readdressed: u64,
+    /// N-1 flows that `o7sctl ipcp disconnect` marked down, until the loop closes them:
+    /// asked for, so their end is no failure to warn of.
+    pub(super) disconnected: std::collections::HashSet<u64>,
 }
 
 /// A flow the flow allocator set up as requester.
@@ -238,6 +241,7 @@ impl Daemon {
             fa_waiters: HashMap::new(),
             dp_table: None,
             incoming: vec![],
+            disconnected: Default::default(),
             readdressed: 0,
         };
         let idx = {
@@ -456,7 +460,14 @@ impl Daemon {
                     _ => {}
                 }
             }
-            tracing::warn!("IPCP {}: N-1 flow {flow} is down.", u.name);
+            if u.disconnected.remove(&flow) {
+                tracing::info!(
+                    "IPCP {}: N-1 flow {flow} closed (o7sctl ipcp disconnect).",
+                    u.name
+                );
+            } else {
+                tracing::warn!("IPCP {}: N-1 flow {flow} is down.", u.name);
+            }
             close.push(flow);
         }
         for (idx, u) in st.unicast.iter_mut().enumerate() {

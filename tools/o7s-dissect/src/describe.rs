@@ -206,8 +206,17 @@ pub fn tail(t: &MgmtTail, role: Option<Role>, udp: bool, out: &mut Vec<Node>) {
     }
 }
 
-/// Interprets an application SDU: oping, FRCT + oping, or opaque (guessed).
+/// A keepalive: an empty SDU, which an o7s flow end sends when it has sent nothing for a
+/// quarter of the flow's QoS timeout (docs/WIRE.md); the peer counts it as traffic.
+pub fn keepalive() -> Node {
+    Node::new("keepalive").note("empty SDU")
+}
+
+/// Interprets an application SDU: keepalive (empty), oping, FRCT + oping, or opaque (guessed).
 pub fn app_sdu(sdu: &[u8]) -> Node {
+    if sdu.is_empty() {
+        return keepalive();
+    }
     if let Some(n) = oping(sdu) {
         return n;
     }

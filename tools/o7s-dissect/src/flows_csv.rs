@@ -144,7 +144,8 @@ impl FlowStats {
             let Some(s) = lower_sdu(r, opts, dopts) else {
                 return;
             };
-            let SduKind::Dt(cfg) = sdu_kind(&s.bytes, &s.key, opts, roles).0 else {
+            // Keepalives (empty on the wire) are no PDUs and are left out.
+            let SduKind::Dt(cfg) = sdu_kind(&s.bytes, s.wire_len, &s.key, opts, roles).0 else {
                 return;
             };
             let Ok((pci, rest)) = PciRepr::parse(&s.bytes, cfg) else {

@@ -448,7 +448,8 @@ fn lower_sdu(r: &Record<'_>, opts: &Options, dopts: &DecodeOpts) -> Option<Lower
 fn guess_roles(recs: &[Record<'_>], opts: &Options, dopts: &DecodeOpts) -> HashMap<FlowKey, Role2> {
     let mut per_flow: HashMap<FlowKey, Vec<&[u8]>> = HashMap::new();
     for r in recs.iter().filter(|r| !r.truncated()) {
-        if let Some(s) = locate_sdu(r, opts, dopts) {
+        // Keepalives (empty SDUs) go on every kind of flow: they say nothing of its role.
+        if let Some(s) = locate_sdu(r, opts, dopts).filter(|s| !s.bytes.is_empty()) {
             per_flow.entry(s.key).or_default().push(s.bytes);
         }
     }
@@ -504,13 +505,20 @@ enum SduKind {
     Dt(DtConfig),
     /// A unicast enrolment message.
     Enrollment,
+    /// A keepalive: an SDU that was empty on the wire (o7s data planes send one on a flow,
+    /// N-1 flows of a unicast layer included, that has sent nothing for a quarter of its
+    /// QoS timeout; docs/WIRE.md). It carries no DT PCI. The role of the flow, if known.
+    Keepalive(Option<Role2>),
     /// An application's SDU (or opaque).
     App,
 }
 
 /// Decides what an SDU of the flow `key` is, from what is known or guessed of the flow.
+/// `wire_len` is its length on the wire (more than `sdu.len()` when the capture cut it): an
+/// SDU empty on the wire is a keepalive, whatever the flow carries.
 fn sdu_kind(
     sdu: &[u8],
+    wire_len: usize,
     key: &FlowKey,
     opts: &Options,
     roles: &HashMap<FlowKey, Known>,
@@ -520,6 +528,9 @@ fn sdu_kind(
         (None, Some(k)) if k.learnt => (Some(k.role), DtConfig::DEFAULT, How::Cep),
         (None, k) => (k.map(|k| k.role), DtConfig::DEFAULT, How::Guess),
     };
+    if wire_len == 0 {
+        return (SduKind::Keepalive(role), how);
+    }
     if let Some(c) = ocep(sdu) {
         return (SduKind::Cep(c), how);
     }
@@ -534,7 +545,7 @@ fn sdu_kind(
 
 /// Decodes a lower-layer SDU according to what is known or guessed of its flow.
 fn sdu_node(sdu: &[u8], key: &FlowKey, opts: &Options, roles: &HashMap<FlowKey, Known>) -> Node {
-    let (kind, how) = sdu_kind(sdu, key, opts, roles);
+    let (kind, how) = sdu_kind(sdu, sdu.len(), key, opts, roles);
     let label = |n: Node, what: &str| match how {
         How::Guess => n.note(format!("GUESS: {what} (give --layer to be sure)")),
         How::Cep => n.note(format!("{what} (its CEP says so)")),
@@ -551,7 +562,21 @@ fn sdu_node(sdu: &[u8], key: &FlowKey, opts: &Options, roles: &HashMap<FlowKey, 
             Err(e) => label(Node::new("dt").err(e), "unicast layer data-transfer flow"),
         },
         SduKind::Enrollment => label(describe::pb::oep(sdu), "unicast layer enrolment flow"),
+        SduKind::Keepalive(role) => match role {
+            Some(r) => label(describe::keepalive(), role_name(r)),
+            None => describe::keepalive(),
+        },
         SduKind::App => describe::app_sdu(sdu),
+    }
+}
+
+/// What a lower-layer flow with `role` is, in words.
+fn role_name(role: Role2) -> &'static str {
+    match role {
+        Role2::UnicastMgmt => "unicast layer management flow",
+        Role2::UnicastDt => "unicast layer data-transfer flow",
+        Role2::Unicast => "unicast layer flow",
+        Role2::Enrollment => "unicast layer enrolment flow",
     }
 }
 

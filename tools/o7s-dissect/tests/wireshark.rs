@@ -237,6 +237,8 @@ fn malformed_frames_get_expert_info_and_no_lua_error() {
         ("udp management message too short", udp4(&udp_short)),
         ("CEP (good)", dix(0x41, &cep)),
         ("DT PDU shorter than its PCI", dix(0x41, &[1, 2, 3, 4, 5])),
+        ("keepalive on the DT flow (good)", dix(0x41, &[])),
+        ("DT PDU of 3 bytes", dix(0x41, &[1, 2, 3])),
         ("DHT protobuf with a bad length", dix(0x41, &dht_bad)),
         ("flow allocator message too short", dix(0x41, &fa_short)),
     ];
@@ -305,5 +307,62 @@ fn ocbr_payloads_are_recognised_by_their_sequence() {
     assert!(lines[5].ends_with("sdu 108 bytes"), "{info}");
     assert!(lines[6].ends_with("ocbr seqnr 2"), "{info}");
     assert_eq!(count(&p, "o7s.ocbr.seqnr == 9"), 1);
+    let _ = std::fs::remove_file(p);
+}
+
+/// An eth-dix frame `src` -> `dst` with endpoint id `eid`, the SDU and `pad` bytes of padding.
+fn dix_to(dst: [u8; 6], src: [u8; 6], eid: u16, sdu: &[u8], pad: usize) -> Vec<u8> {
+    let mut p = eid.to_be_bytes().to_vec();
+    p.extend_from_slice(&(sdu.len() as u16).to_be_bytes());
+    p.extend_from_slice(sdu);
+    p.extend(std::iter::repeat_n(0u8, pad));
+    eth(dst, src, 0xa000, &p)
+}
+
+/// Keepalives (empty SDUs, issue 24) on the N-1 flows of a unicast layer (both ends, eids
+/// differing, with and without runt padding, learnt from the CEP or guessed), on an eth
+/// flow of an application, on a udp flow, and inside a DT PDU (a flow over the unicast
+/// layer): each shown as a keepalive, none malformed; golden files keepalive.*.txt.
+#[test]
+fn keepalives_are_not_malformed() {
+    if !have_tshark() {
+        return;
+    }
+    let mut cep = vec![0x0a, 13];
+    cep.extend_from_slice(b"Data Transfer");
+    cep.extend_from_slice(&[0x12, 3]);
+    cep.extend_from_slice(b"dtp");
+    cep.extend_from_slice(&[0x18, 1, 0x28, 2, 0x40, 0x7b]);
+    let mut data = pci(0x1234_0000_0041);
+    data.extend_from_slice(&[0x5a; 30]);
+    let frames = [
+        dix_to(A, B, 0x41, &cep, 0),
+        dix_to(B, A, 0x47, &cep, 0),
+        dix_to(A, B, 0x41, &[], 0),
+        dix_to(B, A, 0x47, &[], 42),
+        dix_to(A, B, 0x41, &data, 0),
+        dix_to(A, B, 0x41, &pci(0x1234_0000_0041), 0),
+        // A data-transfer flow not seen set up: keepalives do not spoil the guess.
+        dix_to(A, B, 0x50, &data, 0),
+        dix_to(A, B, 0x50, &[], 42),
+        dix_to(A, B, 0x50, &[], 42),
+        dix_to(A, B, 0x50, &data, 0),
+        // An application's eth flow and a udp flow.
+        dix_to(A, B, 0x60, &[], 42),
+        udp4(&0x41u32.to_be_bytes()),
+    ];
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let p = temp("keepalive.pcap", &o7s_wire::capfile::write_pcap(&refs));
+    check_capture(&p, "keepalive");
+    let info = tshark(
+        &p,
+        &["-T", "fields", "-e", "frame.number", "-e", "_ws.col.Info"],
+    );
+    let lines: Vec<&str> = info.lines().collect();
+    for n in [3, 4, 6, 8, 9, 11, 12] {
+        assert!(lines[n - 1].ends_with("keepalive"), "frame {n}:\n{info}");
+    }
+    assert!(lines[9].contains("DT dst 0x11223344"), "{info}");
+    assert_eq!(count(&p, "o7s.n1_role contains \"GUESS\""), 4, "{info}");
     let _ = std::fs::remove_file(p);
 }

@@ -32,6 +32,30 @@ fn pcap_record(ts_ns: u64, len: u32, data: &[u8]) -> Vec<u8> {
     r
 }
 
+/// The line a capture ends with: the frames captured, and the frames dropped only when
+/// some were.
+fn summary(frames: u64, dropped: u64) -> String {
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let mut s = format!("o7sctl: {frames} frame{} captured", plural(frames));
+    if dropped > 0 {
+        s.push_str(&format!(
+            ", {dropped} frame{} dropped (the ring was full)",
+            plural(dropped)
+        ));
+    }
+    s
+}
+
+/// `Ok(false)` when the write failed because the reader went away (`-w - | head -c 10000`):
+/// the capture ends there, quietly.
+fn wrote(r: std::io::Result<()>) -> Result<bool, String> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Runs a capture of `target` into `write` until `count` frames (0: Ctrl-C).
 pub fn run(
     target: &str,
@@ -69,9 +93,12 @@ pub fn run(
     };
     let mem = fds.first().ok_or("o7sd sent no capture ring")?;
     let ring = o7s::ring::FlowMem::open(mem).map_err(|e| format!("capture ring: {e}"))?;
-    out.write_all(&pcap_header(snaplen))
-        .map_err(|e| e.to_string())?;
-    out.flush().map_err(|e| e.to_string())?;
+    if !wrote(
+        out.write_all(&pcap_header(snaplen))
+            .and_then(|()| out.flush()),
+    )? {
+        return Ok(());
+    }
     eprintln!(
         "o7sctl: capturing on {target}{}; Ctrl-C stops",
         flow.map(|f| format!(", flow {f}")).unwrap_or_default()
@@ -89,12 +116,18 @@ pub fn run(
                 else {
                     continue;
                 };
-                out.write_all(&pcap_record(h.ts_ns, h.len, data))
-                    .map_err(|e| e.to_string())?;
-                frames += 1;
+                match wrote(out.write_all(&pcap_record(h.ts_ns, h.len, data))) {
+                    Ok(true) => frames += 1,
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
             }
             Ok(None) => {
-                out.flush().map_err(|e| e.to_string())?;
+                match wrote(out.flush()) {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
                 // o7sd gone (or the capture refused later): the connection says so.
                 if o7s::ipc::wait_readable(ch.as_fd(), Some(Duration::from_millis(5)))
                     .unwrap_or(true)
@@ -105,18 +138,42 @@ pub fn run(
             Err(e) => break Err(format!("capture ring: {e}")),
         }
     };
-    out.flush().map_err(|e| e.to_string())?;
+    let flushed = wrote(out.flush());
     // Closing the channel ends the capture in the daemon.
     drop(ch);
     let dropped = ring.counter().load(Ordering::Relaxed);
-    eprintln!("o7sctl: {frames} frames captured, {dropped} dropped (the ring was full)");
-    result
+    eprintln!("{}", summary(frames, u64::from(dropped)));
+    result.and(flushed.map(|_| ()))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_says_dropped_only_when_frames_were() {
+        assert_eq!(summary(12, 0), "o7sctl: 12 frames captured");
+        assert_eq!(summary(0, 0), "o7sctl: 0 frames captured");
+        assert_eq!(summary(1, 0), "o7sctl: 1 frame captured");
+        assert_eq!(
+            summary(40, 3),
+            "o7sctl: 40 frames captured, 3 frames dropped (the ring was full)"
+        );
+        assert_eq!(
+            summary(40, 1),
+            "o7sctl: 40 frames captured, 1 frame dropped (the ring was full)"
+        );
+        assert!(!summary(7, 0).contains("dropped"));
+    }
+
+    #[test]
+    fn a_reader_gone_ends_the_capture_quietly() {
+        use std::io::{Error, ErrorKind};
+        assert_eq!(wrote(Ok(())), Ok(true));
+        assert_eq!(wrote(Err(Error::from(ErrorKind::BrokenPipe))), Ok(false));
+        assert!(wrote(Err(Error::from(ErrorKind::StorageFull))).is_err());
+    }
 
     #[test]
     fn the_pcap_we_write_is_read_back() {

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use o7s::proto::{Ctl, Reply};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::process::ExitCode;
 
 /// Configure and inspect a running o7sd.
@@ -42,7 +43,7 @@ struct Words {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// IPCPs: list, create, bootstrap, destroy.
+    /// IPCPs: list, create, bootstrap, enroll, connect, disconnect, destroy.
     #[command(infer_subcommands = true, subcommand_required = true)]
     Ipcp {
         #[command(subcommand)]
@@ -168,7 +169,7 @@ enum PortCmd {
     List,
     /// `set PORT [rate RATE] [queue PDUS]`: cap what the port (id, device or IPCP name)
     /// sends on its N-1 flows of unicast layers at RATE bit/s (100M, 1G, 0 for none), each
-    /// N-1 flow's PDUs waiting in a queue of at most PDUS (default 512); MB-ECN marks by
+    /// N-1 flow's PDUs waiting in a queue of at most PDUS (default 1024, the reference's rbuff); MB-ECN marks by
     /// that queue.
     Set(Words),
 }
@@ -668,19 +669,19 @@ fn main() -> ExitCode {
     match o7s::control(ctl) {
         Ok(Reply::Ok) => ExitCode::SUCCESS,
         Ok(Reply::Table { rows }) => {
-            if cli.json {
-                println!(
-                    "{}",
+            let text = if cli.json {
+                format!(
+                    "{}\n",
                     Value::Array(rows.into_iter().map(Value::Object).collect())
-                );
+                )
             } else {
                 let width = std::env::var("COLUMNS")
                     .ok()
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(160);
-                print!("{}", render_for(&rows, width, cli.table));
-            }
-            ExitCode::SUCCESS
+                render_for(&rows, width, cli.table)
+            };
+            emit(text.as_bytes())
         }
         Ok(Reply::Error { code, message }) => {
             eprintln!("o7sctl: {code}: {message}");
@@ -716,16 +717,41 @@ fn local(cmd: &Cmd) -> ExitCode {
             }
         },
         Cmd::Completions { shell } => {
-            clap_complete::generate(*shell, &mut c, "o7sctl", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            // Made whole first: clap_complete panics when a write fails.
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut c, "o7sctl", &mut out);
+            emit(&out)
         }
-        _ => match clap_mangen::Man::new(c).render(&mut std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("o7sctl: {e}");
-                ExitCode::FAILURE
+        _ => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(c).render(&mut out) {
+                Ok(()) => emit(&out),
+                Err(e) => {
+                    eprintln!("o7sctl: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
+    }
+}
+
+/// Writes `bytes` to `w` whole. A reader that went away (`o7sctl completions bash | head
+/// -1`) is no error: it has read what it wanted.
+fn write_out(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    match w.write_all(bytes).and_then(|()| w.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
+/// Writes `bytes` to standard output: success, also when its reader went away.
+fn emit(bytes: &[u8]) -> ExitCode {
+    match write_out(&mut std::io::stdout().lock(), bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("o7sctl: standard output: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -852,6 +878,77 @@ mod abbreviation_tests {
             .unwrap();
         let page = String::from_utf8(out).unwrap();
         assert!(page.contains("o7sctl") && page.contains("ipcp"), "{page}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod output_tests {
+    use super::*;
+
+    /// A standard output whose reader went away after `room` bytes.
+    struct Pipe {
+        room: usize,
+        got: Vec<u8>,
+        error: std::io::ErrorKind,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.got.len() >= self.room {
+                return Err(self.error.into());
+            }
+            let n = b.len().min(self.room - self.got.len());
+            self.got.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_reader_gone_is_no_error_and_other_errors_are() {
+        let mut p = Pipe {
+            room: 4,
+            got: vec![],
+            error: std::io::ErrorKind::BrokenPipe,
+        };
+        assert!(write_out(&mut p, b"line 1\nline 2\n").is_ok());
+        assert_eq!(p.got, b"line");
+        let mut full = Pipe {
+            room: 4,
+            got: vec![],
+            error: std::io::ErrorKind::StorageFull,
+        };
+        assert!(write_out(&mut full, b"line 1\n").is_err());
+    }
+
+    /// A verb whose help says "Things: a, b, c." names every one of its subcommands and
+    /// nothing else (`o7sctl --help` lists `ipcp enroll`, `connect`, `disconnect`).
+    #[test]
+    fn verb_summaries_list_exactly_their_subcommands() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let mut checked = vec![];
+        for verb in cli.get_subcommands() {
+            let about = verb.get_about().map(|a| a.to_string()).unwrap_or_default();
+            let Some((_, list)) = about.split_once(": ") else {
+                continue;
+            };
+            let said: Vec<&str> = list.trim_end_matches('.').split(", ").collect();
+            if said.iter().any(|w| w.contains(' ')) {
+                continue; // prose, not a list of verbs
+            }
+            let real: Vec<&str> = verb
+                .get_subcommands()
+                .map(|c| c.get_name())
+                .filter(|n| *n != "help")
+                .collect();
+            assert_eq!(said, real, "o7sctl {}: {about}", verb.get_name());
+            checked.push(verb.get_name().to_string());
+        }
+        assert_eq!(checked, ["ipcp", "name"]);
     }
 }
 
