@@ -10,6 +10,11 @@
 //! in another form (a flow's `ca`): its numbers become metrics of the listing
 //! (`o7s_flow_rate_bps`), the columns that show them do not. One thread serves one request
 //! at a time, with 2 s time-outs and an 8 KiB request limit.
+//!
+//! Types: [`METRICS`] says of every metric whether it is a counter (it only goes up; the
+//! encoder adds `_total` to its samples) or a gauge (a level that also goes down: contacts,
+//! neighbours, queued PDUs, a rate, a window; never `_total`), and what it measures in which
+//! unit (its HELP).
 
 use crate::daemon::Daemon;
 use o7s::proto::{Ctl, Reply};
@@ -27,114 +32,627 @@ use std::time::Duration;
 
 type Labels = Vec<(String, String)>;
 
-/// Fields that are levels, not counts.
-const GAUGES: &[&str] = &[
-    "mtu",
-    "flows",
-    "ports",
-    "umem_frames",
-    "umem_frames_accounted",
-    "dp_workers",
-    "spin_us",
-    "expires_in_s",
-    "rate_bps",
-    "window_bytes",
-    "slot_ns",
-    "tx_ece",
-    "rx_ece",
-    "queue_limit",
-    "queued",
-    "queued_max",
-];
+/// What a metric is to Prometheus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Only goes up (until o7sd or the data plane restarts): `_total`, for `rate()`.
+    Counter,
+    /// A level, now: may go down.
+    Gauge,
+}
 
-/// What a metric counts, where its name alone does not say it (one sentence; the encoder
-/// ends it with a full stop).
-const HELP: &[(&str, &str)] = &[
+use Kind::{Counter as C, Gauge as G};
+
+/// Every metric of the listings: its name (a counter's without the `_total` that the
+/// encoder adds), its kind, and its HELP: what it measures and in which unit (one
+/// sentence; the encoder ends it with a full stop). Counts of PDUs, frames, SDUs, messages
+/// or times are plain numbers.
+const METRICS: &[(&str, Kind, &str)] = &[
+    // o7sctl ipcp list (labels name, type, layer, dev).
     (
-        "o7s_flow_rate_bps",
-        "The flow's MB-ECN window as a rate (bytes per slot), in bits per second",
+        "o7s_ipcp_up",
+        G,
+        "1 while the IPCP is up (a shim IPCP whose device is up, a unicast IPCP bootstrapped or enrolled), 0 otherwise (created, enrolling, enrolment failed, device down)",
     ),
     (
-        "o7s_flow_window_bytes",
-        "The flow's MB-ECN window: the bytes it may send per slot",
+        "o7s_ipcp_mtu",
+        G,
+        "The MTU of the IPCP's device, in bytes (0: a unicast IPCP, or one not bootstrapped)",
     ),
     (
-        "o7s_flow_slot_ns",
-        "The length of the flow's MB-ECN slot, in nanoseconds",
+        "o7s_ipcp_dt_neighbours",
+        G,
+        "Members of the layer the unicast IPCP has a DT N-1 flow to now",
     ),
     (
-        "o7s_flow_tx_ece",
-        "The congestion level the flow's peer last echoed (0: none)",
+        "o7s_ipcp_dht_contacts",
+        G,
+        "Contacts (other members) in the unicast IPCP's DHT routing table now",
     ),
     (
-        "o7s_flow_rx_ece",
-        "The congestion level this end echoes to the flow's peer for what it receives",
+        "o7s_ipcp_dt_dropped_in_o7sd",
+        C,
+        "DT PDUs of the unicast IPCP that reached o7sd and were dropped there (malformed, no route or no next hop, TTL out, or no component)",
     ),
     (
-        "o7s_flow_updates_in",
-        "MB-ECN FLOW_UPDATEs taken from the flow's peer",
+        "o7s_ipcp_dt_forwarded_in_o7sd",
+        C,
+        "DT PDUs o7sd forwarded for the unicast IPCP itself (before the data plane had its table)",
     ),
     (
-        "o7s_flow_updates_out",
-        "MB-ECN FLOW_UPDATEs sent to the flow's peer",
+        "o7s_ipcp_dt_forwarded",
+        C,
+        "DT PDUs the data plane forwarded to the next hop for the IPCP (TTL decremented)",
     ),
     (
-        "o7s_flow_rx_marked",
-        "PDUs of the flow received with a non-zero ECN byte (congestion on their path)",
+        "o7s_ipcp_dt_delivered",
+        C,
+        "DT PDUs the data plane delivered to an N+1 flow of the IPCP",
     ),
     (
-        "o7s_flow_waits",
-        "Times the flow's writer was held until the next MB-ECN slot",
+        "o7s_ipcp_dt_to_o7sd",
+        C,
+        "DT PDUs for the IPCP's components (flow allocator, directory) the data plane handed to o7sd",
     ),
     (
-        "o7s_port_rate_bps",
-        "The egress cap on the port's N-1 flows, in bits per second (0: none)",
+        "o7s_ipcp_dt_sent",
+        C,
+        "SDUs of the IPCP's N+1 flows the data plane sent in DT PDUs",
     ),
     (
-        "o7s_port_queue_limit",
-        "The most PDUs that may wait per N-1 flow under the port's cap",
-    ),
-    ("o7s_port_queued", "PDUs waiting under the port's cap now"),
-    (
-        "o7s_port_queued_max",
-        "The most PDUs that ever waited on one N-1 flow of the port",
+        "o7s_ipcp_dt_drop_short",
+        C,
+        "DT PDUs the data plane dropped because they were shorter than a PCI",
     ),
     (
-        "o7s_port_shaped",
-        "PDUs sent through the port's queue (they waited for the cap)",
+        "o7s_ipcp_dt_drop_ttl",
+        C,
+        "DT PDUs the data plane dropped because their TTL ran out at this IPCP",
     ),
     (
-        "o7s_port_drop_queue_full",
-        "PDUs dropped because their N-1 flow's queue on the port was full",
+        "o7s_ipcp_dt_drop_no_route",
+        C,
+        "DT PDUs the data plane dropped because the IPCP has no route to their destination",
     ),
     (
-        "o7s_port_ecn_marked",
-        "PDUs whose ECN byte the port's queue raised (16 or more waiting)",
+        "o7s_ipcp_dt_drop_unknown_eid",
+        C,
+        "DT PDUs for the IPCP dropped because their endpoint id is no flow",
+    ),
+    (
+        "o7s_ipcp_dt_drop_reserved_eid",
+        C,
+        "DT PDUs for the IPCP dropped because their endpoint id is below 64 and no component has it",
+    ),
+    (
+        "o7s_ipcp_dt_drop_n1",
+        C,
+        "DT PDUs dropped because the next hop's N-1 flow or the N+1 flow was gone or on another worker, or the port did not take the frame",
+    ),
+    (
+        "o7s_ipcp_dt_via_o7sd",
+        C,
+        "DT PDUs to forward that the data plane handed to o7sd (the next hop's N-1 flow is on another worker)",
+    ),
+    (
+        "o7s_ipcp_dt_handed_off",
+        C,
+        "DT PDUs a data-plane worker handed to another worker (which has the next hop's N-1 flow or the N+1 flow)",
+    ),
+    (
+        "o7s_ipcp_dt_handed_in",
+        C,
+        "DT PDUs a data-plane worker took from another worker and sent or delivered",
+    ),
+    (
+        "o7s_ipcp_dt_drop_handoff",
+        C,
+        "DT PDUs dropped because the other worker's inbox was full",
+    ),
+    (
+        "o7s_ipcp_dt_forwarded_in_place",
+        C,
+        "DT PDUs forwarded without a copy between AF_XDP ports sharing a UMEM (counted in o7s_ipcp_dt_forwarded too)",
     ),
     (
         "o7s_ipcp_ca_updates_in",
+        C,
         "MB-ECN FLOW_UPDATEs the data plane took for the IPCP's flows",
     ),
     (
         "o7s_ipcp_ca_updates_out",
+        C,
         "MB-ECN FLOW_UPDATEs the data plane sent for the IPCP's flows",
     ),
     (
         "o7s_ipcp_ca_updates_unknown",
+        C,
         "FLOW_UPDATEs dropped because their endpoint id is no flow of the IPCP",
     ),
     (
         "o7s_ipcp_ca_updates_ignored",
+        C,
         "FLOW_UPDATEs dropped because their flow runs no congestion avoidance",
+    ),
+    (
+        "o7s_ipcp_dht_dropped",
+        C,
+        "DHT messages the IPCP dropped: malformed, or responses to no request of its own",
+    ),
+    (
+        "o7s_ipcp_lsa_dropped",
+        C,
+        "Link-state advertisements the IPCP dropped: malformed, naming its own address (a collision), or the LSDB full",
+    ),
+    (
+        "o7s_ipcp_address_collisions",
+        C,
+        "LSAs from another IPCP of the layer with this IPCP's address",
+    ),
+    (
+        "o7s_ipcp_readdressed",
+        C,
+        "Times the IPCP moved to a new address because another member had its own",
+    ),
+    (
+        "o7s_ipcp_neighbours_moved",
+        C,
+        "Times a neighbour of the IPCP moved to a new address",
+    ),
+    (
+        "o7s_ipcp_fa_dropped",
+        C,
+        "Flow-allocator messages the IPCP dropped: malformed, or for an endpoint that is no flow of it",
+    ),
+    // o7sctl port list (labels port, dev).
+    (
+        "o7s_port_mtu",
+        G,
+        "The MTU of the port's device, in bytes",
+    ),
+    (
+        "o7s_port_rx_frames",
+        C,
+        "Frames or datagrams the port received for its layer",
+    ),
+    (
+        "o7s_port_tx_frames",
+        C,
+        "Frames or datagrams the port sent",
+    ),
+    (
+        "o7s_port_rx_mgmt",
+        C,
+        "Management frames the port passed to o7sd",
+    ),
+    (
+        "o7s_port_drop_unknown_eid",
+        C,
+        "Frames the port dropped because their endpoint id is no flow",
+    ),
+    (
+        "o7s_port_drop_malformed",
+        C,
+        "Frames the port dropped as malformed (bad length, truncated header)",
+    ),
+    (
+        "o7s_port_tx_errors",
+        C,
+        "Frames or datagrams the port failed to send",
+    ),
+    (
+        "o7s_port_drop_truncated",
+        C,
+        "Datagrams the port dropped because they were shorter than their header, or cut",
+    ),
+    (
+        "o7s_port_drop_wrong_peer",
+        C,
+        "Data frames the port dropped because they came from an address (MAC, or IP and port) that is not their flow's peer",
+    ),
+    (
+        "o7s_port_drop_mgmt_rate_source",
+        C,
+        "Management frames the port dropped because their source sent more than its rate allows",
+    ),
+    (
+        "o7s_port_drop_mgmt_rate_port",
+        C,
+        "Management frames the port dropped because it received more than its rate allows",
+    ),
+    (
+        "o7s_port_drop_mgmt_backlog",
+        C,
+        "Management frames the port dropped because o7sd was behind (its queue was full)",
+    ),
+    (
+        "o7s_port_drop_mgmt_bad_source",
+        C,
+        "Management frames the port dropped because their source address was multicast or all zeros",
+    ),
+    (
+        "o7s_port_drop_socket_buffer",
+        C,
+        "Frames or datagrams the kernel dropped before the data plane read them (the port's receive buffer was full)",
+    ),
+    (
+        "o7s_port_rate_bps",
+        G,
+        "The egress cap on the port's N-1 flows, in bits per second (0: none)",
+    ),
+    (
+        "o7s_port_queue_limit",
+        G,
+        "The most PDUs that may wait per N-1 flow under the port's cap",
+    ),
+    (
+        "o7s_port_queued",
+        G,
+        "PDUs waiting under the port's cap now",
+    ),
+    (
+        "o7s_port_queued_max",
+        G,
+        "The most PDUs that ever waited on one N-1 flow of the port (a high-water mark)",
+    ),
+    (
+        "o7s_port_shaped",
+        C,
+        "PDUs sent through the port's queue (they waited for the cap)",
+    ),
+    (
+        "o7s_port_drop_queue_full",
+        C,
+        "PDUs dropped because their N-1 flow's queue on the port was full",
+    ),
+    (
+        "o7s_port_ecn_marked",
+        C,
+        "PDUs whose ECN byte the port's queue raised (16 or more waiting)",
+    ),
+    (
+        "o7s_port_rx_xdp",
+        C,
+        "Frames received through the port's AF_XDP socket",
+    ),
+    (
+        "o7s_port_tx_xdp",
+        C,
+        "Frames sent through the port's AF_XDP socket",
+    ),
+    (
+        "o7s_port_tx_xdp_dropped",
+        C,
+        "Frames the port's AF_XDP socket could not take (no free UMEM frame or ring slot)",
+    ),
+    (
+        "o7s_port_xdp_redirected",
+        C,
+        "Data frames the port's XDP program redirected to its AF_XDP socket",
+    ),
+    (
+        "o7s_port_xdp_mgmt_passed",
+        C,
+        "Management frames the port's XDP program passed to the kernel",
+    ),
+    (
+        "o7s_port_umem_frames",
+        G,
+        "Frames in the port's UMEM, of 4 KiB each (0 without AF_XDP)",
+    ),
+    (
+        "o7s_port_umem_frames_accounted",
+        G,
+        "UMEM frames of the port back in the data plane's or the kernel's receive pool now (all of them when none leaked; 0 without AF_XDP)",
+    ),
+    (
+        "o7s_port_rx_xdp_per_queue",
+        C,
+        "Frames received through the AF_XDP socket of the port's RX queue `queue`",
+    ),
+    (
+        "o7s_port_xdp_fill_wakeups",
+        C,
+        "Fill-ring wake-ups the kernel asked of the port (need_wakeup, zero-copy drivers)",
+    ),
+    // o7sctl flow list (labels flow, name, side, ipcp).
+    (
+        "o7s_flow_up",
+        G,
+        "1 while the flow is up, 0 once its peer timed out",
+    ),
+    (
+        "o7s_flow_rx_sdus",
+        C,
+        "SDUs of the flow delivered to its application",
+    ),
+    (
+        "o7s_flow_rx_bytes",
+        C,
+        "Bytes of the flow delivered to its application, in bytes",
+    ),
+    (
+        "o7s_flow_tx_sdus",
+        C,
+        "SDUs the flow's application sent",
+    ),
+    (
+        "o7s_flow_tx_bytes",
+        C,
+        "Bytes the flow's application sent, in bytes",
+    ),
+    (
+        "o7s_flow_drop_ring_full",
+        C,
+        "SDUs of the flow dropped because its application's receive ring was full",
+    ),
+    (
+        "o7s_flow_drop_decrypt",
+        C,
+        "PDUs of the flow dropped because they did not decrypt (corrupted or forged)",
+    ),
+    (
+        "o7s_flow_key_rotations",
+        C,
+        "Key rotations done by the flow's sending side",
+    ),
+    (
+        "o7s_flow_tx_keepalives",
+        C,
+        "Keepalives (empty SDUs) sent on the flow while its application sent nothing",
+    ),
+    (
+        "o7s_flow_rx_keepalives",
+        C,
+        "Keepalives (empty SDUs) received on the flow",
+    ),
+    (
+        "o7s_flow_rate_bps",
+        G,
+        "The flow's MB-ECN window as a rate (bytes per slot), in bits per second",
+    ),
+    (
+        "o7s_flow_window_bytes",
+        G,
+        "The flow's MB-ECN window: the bytes it may send per slot",
+    ),
+    (
+        "o7s_flow_slot_ns",
+        G,
+        "The length of the flow's MB-ECN slot, in nanoseconds",
+    ),
+    (
+        "o7s_flow_tx_ece",
+        G,
+        "The congestion level the flow's peer last echoed (0: none)",
+    ),
+    (
+        "o7s_flow_rx_ece",
+        G,
+        "The congestion level this end echoes to the flow's peer for what it receives",
+    ),
+    (
+        "o7s_flow_updates_in",
+        C,
+        "MB-ECN FLOW_UPDATEs taken from the flow's peer",
+    ),
+    (
+        "o7s_flow_updates_out",
+        C,
+        "MB-ECN FLOW_UPDATEs sent to the flow's peer",
+    ),
+    (
+        "o7s_flow_rx_marked",
+        C,
+        "PDUs of the flow received with a non-zero ECN byte (congestion on their path)",
+    ),
+    (
+        "o7s_flow_waits",
+        C,
+        "Times the flow's writer was held until the next MB-ECN slot",
+    ),
+    // o7sctl worker list (labels worker, core).
+    (
+        "o7s_worker_ports",
+        G,
+        "Ports the data-plane worker owns now",
+    ),
+    (
+        "o7s_worker_flows",
+        G,
+        "Flows the data-plane worker owns now",
+    ),
+    (
+        "o7s_worker_rx_frames",
+        C,
+        "Frames and datagrams the worker's ports received (management included)",
+    ),
+    (
+        "o7s_worker_tx_frames",
+        C,
+        "Frames and datagrams the worker's ports sent",
+    ),
+    (
+        "o7s_worker_sleeps",
+        C,
+        "Times the worker went to sleep in poll(2) (adaptive polling, idle)",
+    ),
+    (
+        "o7s_worker_yields_for_apps",
+        C,
+        "Times the worker gave up the CPU because an application's receive ring was more than half full",
+    ),
+    // o7sctl stats (no labels).
+    (
+        "o7s_flows_allocated",
+        C,
+        "Flows allocated, both sides, since o7sd started",
+    ),
+    (
+        "o7s_mgmt_malformed",
+        C,
+        "Management messages that did not parse",
+    ),
+    (
+        "o7s_flow_reply_unknown_eid",
+        C,
+        "FLOW_REPLYs for no pending allocation, or with an impossible endpoint id",
+    ),
+    (
+        "o7s_flow_req_bad_eid",
+        C,
+        "FLOW_REQs with an impossible endpoint id",
+    ),
+    (
+        "o7s_flow_req_unknown_name",
+        C,
+        "FLOW_REQs for names not registered here",
+    ),
+    (
+        "o7s_mgmt_not_for_us",
+        C,
+        "Management frames addressed to another host",
+    ),
+    (
+        "o7s_flow_req_refused",
+        C,
+        "Flow requests answered with a refusal",
+    ),
+    (
+        "o7s_flow_req_busy",
+        C,
+        "FLOW_REQs dropped because too many were being served already",
+    ),
+    (
+        "o7s_flow_req_duplicate",
+        C,
+        "FLOW_REQs repeated by their sender (no second flow: ignored, or answered again)",
+    ),
+    (
+        "o7s_flow_limit",
+        C,
+        "Flows refused because of o7sd's or a peer's flow limit",
+    ),
+    (
+        "o7s_name_reply_unsolicited",
+        C,
+        "NAME_QUERY_REPLYs for names this host did not ask for (or asked too long ago)",
+    ),
+    (
+        "o7s_name_cache_full",
+        C,
+        "NAME_QUERY_REPLYs not cached because the name cache was full",
+    ),
+    (
+        "o7s_name_query_limit",
+        C,
+        "Allocations refused because too many name queries were in flight",
+    ),
+    (
+        "o7s_requests_denied",
+        C,
+        "o7sctl requests refused because the caller may not make them",
+    ),
+    (
+        "o7s_autostart_limit",
+        C,
+        "Flow requests refused because the name's auto-started program already ran its most instances",
+    ),
+    (
+        "o7s_ctl_busy",
+        C,
+        "o7sctl requests refused because the admin thread's queue was full",
+    ),
+    (
+        "o7s_request_slow",
+        C,
+        "o7sctl connections closed because no request came within 5 seconds",
+    ),
+    (
+        "o7s_dp_queue_full",
+        C,
+        "Messages to the data plane refused because o7sd's queue to it was full",
+    ),
+    (
+        "o7s_log_lines_suppressed",
+        C,
+        "Log lines about wire events suppressed by the rate limit",
+    ),
+    (
+        "o7s_dp_drop_unknown_eid",
+        C,
+        "Frames the data plane dropped because their endpoint id is no flow, summed over the ports",
+    ),
+    (
+        "o7s_dp_drop_malformed",
+        C,
+        "Malformed frames the data plane dropped, summed over the ports",
+    ),
+    (
+        "o7s_dp_rx_mgmt",
+        C,
+        "Management frames the data plane passed to o7sd, summed over the ports",
+    ),
+    (
+        "o7s_dp_drop_mgmt_rate_source",
+        C,
+        "Management frames dropped because their source sent more than its rate allows, summed over the ports",
+    ),
+    (
+        "o7s_dp_drop_mgmt_rate_port",
+        C,
+        "Management frames dropped because their port received more than its rate allows, summed over the ports",
+    ),
+    (
+        "o7s_dp_drop_mgmt_backlog",
+        C,
+        "Management frames dropped because o7sd was behind, summed over the ports",
+    ),
+    (
+        "o7s_dp_drop_mgmt_bad_source",
+        C,
+        "Management frames dropped for a multicast or all-zero source address, summed over the ports",
+    ),
+    (
+        "o7s_dp_drop_wrong_peer",
+        C,
+        "Data frames dropped because they came from an address that is not their flow's peer, summed over the ports",
+    ),
+    (
+        "o7s_dp_drop_socket_buffer",
+        C,
+        "Frames or datagrams the kernel dropped because a port's receive buffer was full, summed over the ports",
+    ),
+    (
+        "o7s_dp_workers",
+        G,
+        "Worker threads of the data plane",
+    ),
+    (
+        "o7s_dp_yields_for_apps",
+        C,
+        "Times a data-plane worker gave up the CPU for an application's full receive ring, summed over the workers",
     ),
 ];
 
-/// The HELP text of metric `name`.
-fn help(name: &str) -> String {
-    HELP.iter().find(|(n, _)| *n == name).map_or_else(
-        || format!("{name}, as o7sctl shows it"),
-        |(_, h)| (*h).to_string(),
+/// The HELP of a metric that [`METRICS`] does not know (a column added to a listing since):
+/// it is still exported, as a counter; the tests fail on it.
+const UNDESCRIBED: &str = "not described yet";
+
+/// The kind and the HELP text of metric `name`.
+fn spec(name: &str) -> (Kind, String) {
+    METRICS.iter().find(|(n, ..)| *n == name).map_or_else(
+        || (Kind::Counter, format!("{name}: {UNDESCRIBED}")),
+        |(_, k, h)| (*k, (*h).to_string()),
     )
+}
+
+/// Whether a listing's `state` says up: a shim IPCP's "up" (its device up), a unicast
+/// IPCP's "bootstrapped" or "enrolled", a flow's "up". Every other state is not: "down",
+/// "down: <why>" (the device), "created", "created (not bootstrapped)", "enrolling through
+/// <dst>", "enrolment failed: <why>", a flow's "peer timed out".
+fn state_is_up(state: &str) -> bool {
+    matches!(state, "up" | "bootstrapped" | "enrolled")
 }
 
 /// How a listing becomes metrics: its prefix, its identifying columns (labels), the
@@ -195,15 +713,11 @@ fn label_value(v: &Value) -> String {
     }
 }
 
-/// Samples by metric name: (is a gauge, [(labels, value)]).
-type Samples = BTreeMap<String, (bool, Vec<(Labels, u64)>)>;
+/// Samples by metric name: [(labels, value)].
+type Samples = BTreeMap<String, Vec<(Labels, u64)>>;
 
-fn add(samples: &mut Samples, name: String, gauge: bool, labels: Labels, v: u64) {
-    samples
-        .entry(name)
-        .or_insert_with(|| (gauge, Vec::new()))
-        .1
-        .push((labels, v));
+fn add(samples: &mut Samples, name: String, labels: Labels, v: u64) {
+    samples.entry(name).or_default().push((labels, v));
 }
 
 /// The rows of one listing as samples.
@@ -238,11 +752,10 @@ fn column(
     field: &str,
     v: &Value,
 ) {
-    let gauge = GAUGES.contains(&field);
     match v {
         Value::Number(n) => {
             if let Some(x) = n.as_u64() {
-                add(samples, name(field), gauge, labels.clone(), x);
+                add(samples, name(field), labels.clone(), x);
             }
         }
         // Per-queue counters.
@@ -250,7 +763,7 @@ fn column(
             for (i, x) in a.iter().enumerate() {
                 let mut q = labels.clone();
                 q.push(("queue".into(), i.to_string()));
-                add(samples, name(field), gauge, q, x.as_u64().unwrap_or(0));
+                add(samples, name(field), q, x.as_u64().unwrap_or(0));
             }
         }
         // State columns: 1 when up.
@@ -258,9 +771,8 @@ fn column(
             add(
                 samples,
                 name("up"),
-                true,
                 labels.clone(),
-                u64::from(s == "up"),
+                u64::from(state_is_up(s)),
             );
         }
         // Exact values of a group (a flow's `ca`): metrics of the listing itself.
@@ -282,8 +794,9 @@ pub fn render(view: &dyn Fn(Ctl) -> Reply) -> String {
         }
     }
     let mut registry = Registry::default();
-    for (name, (gauge, values)) in samples {
-        let help = help(&name);
+    for (name, values) in samples {
+        let (kind, help) = spec(&name);
+        let gauge = kind == Kind::Gauge;
         // The daemon-wide counters have no labels: plain metrics, not families.
         if let [(labels, v)] = values.as_slice() {
             if labels.is_empty() {
@@ -517,11 +1030,13 @@ mod tests {
             );
         }
         for (name, _) in gauges.iter().chain(&counters) {
-            let line = format!("# HELP {name} {}.\n", help(name));
+            let help = spec(name).1;
+            let line = format!("# HELP {name} {help}.\n");
             assert!(text.contains(&line), "{line} in\n{text}");
-            assert!(!help(name).contains("as o7sctl shows it"), "{name}");
+            assert!(!help.contains("as o7sctl shows it"), "{name}");
+            assert!(!help.contains(UNDESCRIBED), "{name}");
             assert!(
-                !help(name).ends_with('.'),
+                !help.ends_with('.'),
                 "{name}: the encoder adds the full stop"
             );
         }
@@ -541,5 +1056,136 @@ mod tests {
         );
         assert!(!text.contains("o7s_flow_rate_bps{flow=\"4\""), "{text}");
         assert!(!text.contains("o7s_flow_cav"), "{text}");
+    }
+
+    #[test]
+    fn every_state_an_ipcp_or_a_flow_shows_is_up_or_not() {
+        // The states of `o7sctl ipcp list` (shim IPCPs: views.rs; unicast IPCPs:
+        // unicast.rs, uni_views.rs) and of `o7sctl flow list`.
+        for (state, up) in [
+            ("up", true),
+            ("bootstrapped", true),
+            ("enrolled", true),
+            ("down", false),
+            ("down: device veth0 is gone", false),
+            ("created", false),
+            ("created (not bootstrapped)", false),
+            ("enrolling through l", false),
+            ("enrolment failed: no N-1 flow to l", false),
+            ("peer timed out", false),
+            ("", false),
+        ] {
+            assert_eq!(state_is_up(state), up, "{state:?}");
+        }
+    }
+
+    /// Metrics that go down (issue 24): gauges, never counters, never `_total`.
+    const LEVELS: &[&str] = &[
+        "o7s_ipcp_up",
+        "o7s_ipcp_mtu",
+        "o7s_ipcp_dt_neighbours",
+        "o7s_ipcp_dht_contacts",
+        "o7s_port_mtu",
+        "o7s_port_rate_bps",
+        "o7s_port_queue_limit",
+        "o7s_port_queued",
+        "o7s_port_queued_max",
+        "o7s_port_umem_frames",
+        "o7s_port_umem_frames_accounted",
+        "o7s_flow_up",
+        "o7s_flow_rate_bps",
+        "o7s_flow_window_bytes",
+        "o7s_flow_slot_ns",
+        "o7s_flow_tx_ece",
+        "o7s_flow_rx_ece",
+        "o7s_worker_ports",
+        "o7s_worker_flows",
+        "o7s_dp_workers",
+    ];
+
+    #[test]
+    fn levels_are_gauges_not_counters() {
+        let view = |c: Ctl| match c {
+            Ctl::IpcpList => table(json!([
+                {"name": "e", "type": "eth-dix", "layer": "l", "dev": "v0", "mtu": 1500,
+                 "state": "up"},
+                {"name": "u", "type": "unicast", "layer": "l", "dev": "-", "mtu": 0,
+                 "state": "enrolled", "dt_neighbours": 2, "dht_contacts": 3}
+            ])),
+            Ctl::PortList => table(json!([
+                {"port": 1, "dev": "v0", "mtu": 1500, "umem_frames": 12_288,
+                 "umem_frames_accounted": 12_288, "rate_bps": 1, "queue_limit": 2,
+                 "queued": 3, "queued_max": 4}
+            ])),
+            Ctl::WorkerList => table(json!([{"worker": 0, "core": "1", "ports": 1, "flows": 2}])),
+            Ctl::Stats => table(json!([{"dp_workers": 1}])),
+            other => mb_ecn_view(other),
+        };
+        let text = render(&view);
+        let types = types(&text);
+        for name in LEVELS {
+            assert_eq!(spec(name).0, Kind::Gauge, "{name}");
+            assert!(!name.ends_with("_total"), "{name}");
+            assert_eq!(
+                types.get(*name).map(String::as_str),
+                Some("gauge"),
+                "{name} in\n{text}"
+            );
+            assert!(
+                !text.contains(&format!("{name}_total")),
+                "{name} in\n{text}"
+            );
+        }
+        assert!(
+            text.contains(
+                "\no7s_ipcp_dt_neighbours{name=\"u\",type=\"unicast\",layer=\"l\",dev=\"-\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\no7s_ipcp_up{name=\"u\",type=\"unicast\",layer=\"l\",dev=\"-\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_metric_is_described_once_and_typed() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, kind, help) in METRICS {
+            assert!(seen.insert(*name), "{name} twice");
+            assert!(name.starts_with("o7s_"), "{name}");
+            // The encoder adds `_total` to a counter's samples; a gauge has none.
+            assert!(!name.ends_with("_total"), "{name} ({kind:?})");
+            assert!(help.len() > 20, "{name}: {help}");
+            assert!(
+                !help.ends_with('.'),
+                "{name}: the encoder adds the full stop"
+            );
+            assert!(!help.contains("as o7sctl shows it"), "{name}");
+        }
+        assert_eq!(spec("o7s_port_new_column").0, Kind::Counter);
+        assert!(spec("o7s_port_new_column").1.contains(UNDESCRIBED));
+    }
+
+    /// Every field of the data plane's port and MB-ECN counters (o7s-abi) is described:
+    /// a field added there fails here until [`METRICS`] has it.
+    #[test]
+    fn every_port_and_ca_field_is_described() {
+        let port = serde_json::to_value(o7s_abi::msg::PortStats {
+            rx_xdp_per_queue: vec![1, 2],
+            ..Default::default()
+        })
+        .unwrap();
+        let ca = serde_json::to_value(o7s_abi::msg::CaStats::default()).unwrap();
+        let view = |c: Ctl| match c {
+            Ctl::PortList => table(json!([port])),
+            Ctl::FlowList => table(json!([{"flow": 1, "name": "n", "side": "alloc",
+                                           "ipcp": "u", "state": "up", "ca": ca}])),
+            _ => Reply::Ok,
+        };
+        let text = render(&view);
+        assert!(!text.contains(UNDESCRIBED), "{text}");
+        assert!(text.contains("o7s_port_xdp_fill_wakeups_total{"), "{text}");
+        assert!(text.contains("o7s_flow_rx_marked_total{"), "{text}");
     }
 }
