@@ -62,6 +62,10 @@ fn round_trip_all(name: &str) -> Option<Counts> {
 }
 
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn dix_small() {
     let Some(c) = round_trip_all("dix-small.pcap") else {
         return;
@@ -71,6 +75,10 @@ fn dix_small() {
 }
 
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn dix_race_zero_mac() {
     let Some(c) = round_trip_all("dix-race-zero-mac.pcap") else {
         return;
@@ -79,6 +87,10 @@ fn dix_race_zero_mac() {
 }
 
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn llc() {
     let Some(c) = round_trip_all("llc.pcap") else {
         return;
@@ -87,6 +99,10 @@ fn llc() {
 }
 
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn udp_captures() {
     for n in ["udp-small.pcap", "enc.pcap", "auth.pcap"] {
         let Some(c) = round_trip_all(n) else { return };
@@ -95,6 +111,10 @@ fn udp_captures() {
 }
 
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn unicast_captures() {
     for n in ["uni.pcap", "uni-dix.pcap"] {
         let Some(c) = round_trip_all(n) else { return };
@@ -105,6 +125,10 @@ fn unicast_captures() {
 /// The zero-MAC FLOW_REPLY of the reference's race: it decodes (so it can be counted and
 /// dropped), and its deid is the 0xFFFF the requester crashed on.
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn race_frame_is_visible() {
     let Some(frames) = capture("dix-race-zero-mac.pcap") else {
         return;
@@ -136,6 +160,10 @@ fn udp_mgmt(frames: &[Vec<u8>]) -> Vec<(Vec<u8>, UdpMsg)> {
 /// SHA-256 of the request's OAP header, and an ECDSA P-256 signature over every byte before
 /// it that verifies with the certificate's key.
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn auth_response_verifies() {
     use o7s_wire::oap::Role;
     let Some(frames) = capture("auth.pcap") else {
@@ -192,6 +220,10 @@ fn auth_response_verifies() {
 
 /// dix-small.pcap: an unsigned response without enc.conf carries SHA-384 of the request.
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn unsigned_response_hash_is_sha384() {
     let Some(frames) = capture("dix-small.pcap") else {
         return;
@@ -227,6 +259,10 @@ fn unsigned_response_hash_is_sha384() {
 /// allocator messages, component messages, N+1 SDUs) on data-transfer flows decode and
 /// re-encode identically.
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn unicast_sdus_round_trip() {
     use o7s_wire::unicast::dt::DtConfig;
     use o7s_wire::unicast::lsa::Lsa;

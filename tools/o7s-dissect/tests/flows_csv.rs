@@ -357,6 +357,10 @@ fn command_line() {
 /// The reference capture of a unicast layer over udp (its 40 frames cut by the snaplen
 /// counted at their length on the wire): the PDUs the dissector shows, as rows.
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn reference_capture_uni() {
     let Some(dir) = common::shared_captures_dir() else {
         return;

@@ -109,6 +109,10 @@ fn temp(name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    o7s_no_shared,
+    ignore = "needs ../shared (the reference's captures); absent in this clone"
+)]
 fn tshark_decodes_every_reference_capture() {
     if !have_tshark() {
         return;
