@@ -140,7 +140,8 @@ EOF
             sleep 0.1
         done
     done
-    run s "$bin/ocbr" -l --json >"$tmp/server-$cong.json" 2>"$tmp/server-$cong.err" &
+    # Appended to (O_APPEND): the file is emptied after the probes while the server writes on.
+    run s "$bin/ocbr" -l --json >>"$tmp/server-$cong.json" 2>"$tmp/server-$cong.err" &
     # Ready when a short flow from each client gets through (directory and routes settled).
     for c in c1 c2; do
         local ok=""
@@ -152,6 +153,7 @@ EOF
     done
     sleep 1.2   # the probes' flows end at the server
     : >"$tmp/server-$cong.json"
+    : >"$out/$cong-router-port.jsonl"
     run s "$bin/o7sctl" capture "$n-sr" --snaplen 112 -w "$tmp/$cong.pcap" 2>"$tmp/capture-$cong.err" &
     local cap_pid=$!
     sleep 0.3
@@ -180,7 +182,13 @@ PY
             touch "$tmp/mid-$cong"
             for s in c1 c2 r s; do run "$s" "$bin/o7sctl" flow list --json >"$out/$cong-flows-$s-at-20s.json" 2>/dev/null || true; done
         fi
-        sleep 0.5
+        # The router's capped port over time: when it queued and dropped.
+        run r "$bin/o7sctl" port list --json 2>/dev/null | python3 -c "
+import json, sys
+p = next((x for x in json.load(sys.stdin) if x.get('dev') == '$n-rs'), {})
+print(json.dumps({'t_s': $el, 'queued': p.get('queued'), 'queued_max': p.get('queued_max'), 'drop_queue_full': p.get('drop_queue_full'), 'ecn_marked': p.get('ecn_marked')}))
+" >>"$out/$cong-router-port.jsonl" 2>/dev/null || true
+        sleep 0.4
     done
     echo >&2
     sleep 1.5   # the last flow ends at the server

@@ -10,8 +10,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Default most frames waiting per N-1 flow.
-pub const DEFAULT_QUEUE: u32 = 512;
+/// Default most frames waiting per N-1 flow: the reference's rbuff holds 1024 (facts §1.1
+/// `SSM_RBUFF_SIZE`), so ECN reaches the same levels (up to 64) before anything is dropped.
+pub const DEFAULT_QUEUE: u32 = 1024;
 pub use o7s_abi::rate::MAX_QUEUE;
 /// A burst after an idle spell: this long at the rate (and at least two large frames).
 const BURST: Duration = Duration::from_millis(2);

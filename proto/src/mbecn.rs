@@ -36,6 +36,8 @@ pub const CA_MAXPS: u64 = 64;
 pub const ECN_Q_SHFT: u32 = 4;
 /// The longest a writer waits for one slot (the reference sleeps at most 1 s).
 pub const MAX_WAIT_NS: u64 = 1_000_000_000;
+/// How long o7s's sender keeps an echoed level without news (the reference: 32 packets).
+pub const ECE_HOLD_NS: u64 = 50_000_000;
 /// The shortest slot: 2^10 ns (o7s's bound).
 pub const MUL_MIN: u32 = 10;
 /// The longest slot: 2^30 ns, about 1.07 s (o7s's bound).
@@ -107,6 +109,19 @@ pub struct Sender {
     pub slot: u64,
     /// FLOW_UPDATEs taken.
     pub updates: u64,
+    /// Pacing: the window is spread over its slot, at most this many ns ahead of its
+    /// rate (0: the reference's way, the whole window at the start of the slot).
+    pub pace_ns: u64,
+    /// Paced: when the bytes sent so far are due at the window's rate.
+    pub paced_until: u64,
+    /// The echoed level is forgotten after [`CA_WND`] packets without feedback and, when
+    /// this is not 0, at least this many ns since the last FLOW_UPDATE.
+    pub ece_hold_ns: u64,
+    /// When the last FLOW_UPDATE came ([`Sender::on_update_at`]).
+    pub update_at: u64,
+    /// Additive increase per time, not per slot: a slot shorter than 2^[`CA_SLOT`] ns adds
+    /// `inc` scaled down by as much again.
+    pub ai_per_time: bool,
 }
 
 impl Sender {
@@ -123,7 +138,43 @@ impl Sender {
             inc: CA_INC,
             slot: now_ns >> CA_SLOT,
             updates: 0,
+            pace_ns: 0,
+            paced_until: 0,
+            ece_hold_ns: 0,
+            update_at: 0,
+            ai_per_time: false,
         }
+    }
+
+    /// o7s's sender: the window's arithmetic is the reference's, with three changes that
+    /// keep a capped link from overflowing when feedback comes late or in bursts (as it
+    /// does when the workers share two CPUs with the apps; proto/tests/mbecn_sim.rs):
+    /// - paced: the window is spread over its slot, at most `quantum_ns` ahead of its rate
+    ///   (a writer that fell behind gets `quantum_ns` of burst, not the window it missed).
+    ///   The reference sends each slot's window at once: 16 PDUs of it queue at the next
+    ///   capped port by themselves, mark ECN, and the flow slows for congestion it made alone;
+    /// - the echoed level is kept until [`ECE_HOLD_NS`] has passed as well as 32 packets:
+    ///   the receiver says when congestion ends (a FLOW_UPDATE with 0). The reference forgets
+    ///   it after 32 packets, less than a millisecond at 100 Mbit/s, so a FLOW_UPDATE a few ms
+    ///   late lets the window grow into a full queue;
+    /// - additive increase per time: the reference adds `inc` per slot and halves the slot
+    ///   as the rate doubles, so its increase per second grows with the rate (exponential);
+    ///   here a slot shorter than 2^24 ns adds `inc` scaled down by as much again, so a fast
+    ///   flow's rate grows by the same bit/s per second as one with 2^24 ns slots.
+    pub fn paced(now_ns: u64, quantum_ns: u64) -> Self {
+        Self {
+            pace_ns: quantum_ns,
+            ece_hold_ns: ECE_HOLD_NS,
+            ai_per_time: true,
+            ..Self::new(now_ns)
+        }
+    }
+
+    /// A FLOW_UPDATE with level `ece` at `now_ns` (as [`Sender::on_update`], its time kept
+    /// for [`Sender::ece_hold_ns`]).
+    pub fn on_update_at(&mut self, now_ns: u64, ece: u16) {
+        self.update_at = now_ns;
+        self.on_update(ece);
     }
 
     /// The receiver echoed congestion level `ece` (a FLOW_UPDATE; `ctx_update_ece`): the
@@ -144,22 +195,38 @@ impl Sender {
         self.ctr = self.ctr.saturating_add(1);
         self.wpc = self.wpc.saturating_add(1);
         self.wbc = self.wbc.saturating_add(len as u64);
-        if self.ctr > CA_WND {
+        if self.ctr > CA_WND && now_ns.saturating_sub(self.update_at) >= self.ece_hold_ns {
             self.ece = 0;
         }
         if slot > self.slot {
             self.next_slot(now_ns);
+        }
+        if self.pace_ns > 0 {
+            // At the window's rate from now, or from when the last one was due if that is
+            // later: a writer that fell behind (idle, or not scheduled) gets `pace_ns` of
+            // burst, not the whole window it missed.
+            let gap = (u128::from(len as u64) << self.mul) / u128::from(self.wbl.max(1));
+            let gap = u64::try_from(gap).unwrap_or(u64::MAX);
+            self.paced_until = self.paced_until.max(now_ns).saturating_add(gap);
         }
         self.wait(now_ns)
     }
 
     /// How long a writer that would send now waits, in ns (0: the window has room).
     pub fn wait(&self, now_ns: u64) -> u64 {
-        if self.wbc <= self.wbl {
+        let next = self.slot.saturating_add(1).checked_shl(self.mul);
+        let to_next = next.map_or(MAX_WAIT_NS, |t| t.saturating_sub(now_ns).min(MAX_WAIT_NS));
+        if self.wbc > self.wbl {
+            return to_next;
+        }
+        if self.pace_ns == 0 {
             return 0;
         }
-        let next = self.slot.saturating_add(1).checked_shl(self.mul);
-        next.map_or(MAX_WAIT_NS, |t| t.saturating_sub(now_ns).min(MAX_WAIT_NS))
+        // Paced: the bytes sent are due at `paced_until`; the writer may run `pace_ns`
+        // ahead of that.
+        self.paced_until
+            .saturating_sub(now_ns.saturating_add(self.pace_ns))
+            .min(to_next)
     }
 
     /// The window's rate, bits per second (`wbl` bytes per 2^mul ns).
@@ -184,6 +251,12 @@ impl Sender {
             self.wbl = self
                 .wbl
                 .saturating_sub(u64::try_from(cut).unwrap_or(u64::MAX));
+        } else if self.ai_per_time {
+            // A slot shorter than 2^24 ns adds inc scaled down once more: the rate grows by
+            // the same bit/s per second however short the slot (longer slots keep the
+            // reference's inc: scaled up again they would grow without bound).
+            let inc = (self.inc >> CA_SLOT.saturating_sub(self.mul)).max(1);
+            self.wbl = self.wbc.saturating_add(inc);
         } else {
             self.wbl = self.wbc.saturating_add(self.inc);
         }
@@ -355,6 +428,80 @@ mod tests {
         assert_eq!(s.ece, 0); // 42 packets since the update
         s.on_send(t0 + 2 * SLOT, 1000);
         assert_eq!(s.wbl, 21 * 1000 + CA_INC); // the closing packet counts in its slot
+    }
+
+    #[test]
+    fn a_paced_sender_spreads_its_window_over_the_slot() {
+        let t0 = 100 * SLOT;
+        let q = 1_000_000;
+        let mut s = Sender::paced(t0, q);
+        let mut r = Sender::new(t0);
+        // A writer with a backlog, following the waits: 1000-byte SDUs.
+        let (mut t, mut sent_by_half, mut waits) = (t0, 0u64, 0);
+        while t < t0 + SLOT {
+            let w = s.on_send(t, 1000);
+            if t < t0 + SLOT / 2 {
+                sent_by_half += 1000;
+            }
+            if w > 0 {
+                waits += 1;
+                // Never past the next slot, never more than a poll ahead of the rate.
+                assert!(t + w <= t0 + SLOT, "{w}");
+                if s.wbc <= s.wbl {
+                    // Due at the window's rate (less a ns per packet of rounding).
+                    let due = t0 + ((s.wbc << s.mul) / s.wbl);
+                    assert!((t + w + q).abs_diff(due) <= s.wpc, "{} vs {due}", t + w + q);
+                } else {
+                    assert_eq!(t + w, t0 + SLOT); // spent: the next slot
+                }
+            }
+            t += w.max(1);
+        }
+        // Half the slot carried about half the window (plus the poll's worth ahead), not
+        // all of it; the unpaced reference sends the whole window at the start.
+        let ahead = (CA_IWL * q) >> CA_SLOT;
+        assert!(sent_by_half <= CA_IWL / 2 + ahead + 1000, "{sent_by_half}");
+        assert!(sent_by_half >= CA_IWL / 2 - 1000, "{sent_by_half}");
+        assert!(waits > 10, "{waits}");
+        let mut n = 0;
+        while r.on_send(t0, 1000) == 0 {
+            n += 1;
+        }
+        assert_eq!(n, CA_IWL / 1000);
+        // The window's arithmetic is the reference's: both doubled it (it was exceeded) and
+        // halved the slot (more than 64 packets in it).
+        let rate = s.rate_bps();
+        s.on_send(t0 + SLOT, 1000);
+        r.on_send(t0 + SLOT, 1000);
+        assert_eq!((s.wbl, s.mul), (CA_IWL, CA_SLOT - 1));
+        assert_eq!((r.wbl, r.mul), (s.wbl, s.mul));
+        assert_eq!(s.rate_bps(), 2 * rate);
+    }
+
+    #[test]
+    fn a_paced_sender_that_fell_behind_gets_one_quantum_of_burst_not_the_missed_window() {
+        let t0 = 100 * SLOT;
+        let q = 1_000_000;
+        let mut s = Sender::paced(t0, q);
+        s.wbl = 1 << 20; // ~500 Mbit/s: a 1000-byte SDU every 16 us
+        assert_eq!(s.on_send(t0, 1000), 0);
+        // Not scheduled for 8 ms: half the slot's window is "missed"; at most about 1 ms
+        // of it (~62 SDUs) leaves at once, then the writer waits.
+        let t = t0 + 8_000_000;
+        let mut burst = 0;
+        while s.on_send(t, 1000) == 0 {
+            burst += 1;
+        }
+        // 1 ms at 2^20 B per 2^24 ns is 62.5 SDUs of 1000 B.
+        assert!((60..=64).contains(&burst), "{burst}");
+        // The reference-style (unpaced) sender would send the whole rest of the window.
+        let mut r = Sender::new(t0);
+        r.wbl = 1 << 20;
+        let mut n = 0;
+        while r.on_send(t, 1000) == 0 {
+            n += 1;
+        }
+        assert!(n > 1000, "{n}");
     }
 
     #[test]

@@ -15,6 +15,12 @@ use o7s_wire::field::Writer;
 use o7s_wire::qos::QosSpec;
 use o7s_wire::unicast::fa::{FaMsg, MSG_LEN};
 
+/// How far a writer may run ahead of its window's rate: the loop's poll granularity. The
+/// window is spread over its slot rather than sent at the slot's start (`Sender::paced`):
+/// a whole window at once queues at a capped port by itself and marks ECN for congestion
+/// no other flow made (proto/tests/mbecn_sim.rs shows the difference).
+pub(super) const PACE_NS: u64 = 1_000_000;
+
 /// A flow's MB-ECN ends.
 #[derive(Debug)]
 pub(super) struct FlowCa {
@@ -29,7 +35,7 @@ impl FlowCa {
     pub(super) fn new(now_ns: u64) -> Self {
         let mut c = Self {
             rx: Receiver::default(),
-            tx: Sender::new(now_ns),
+            tx: Sender::paced(now_ns, PACE_NS),
             hold_until: None,
             stats: CaStats::default(),
         };
@@ -320,12 +326,13 @@ impl Dataplane {
             }
             return true;
         };
+        let now_ns = self.now_ns();
         let Some(f) = self.flows.get_mut(&flow) else {
             return false;
         };
         match f.ca.as_mut() {
             Some(c) => {
-                c.tx.on_update(ece);
+                c.tx.on_update_at(now_ns, ece);
                 if let Some(u) = self.unis.get_mut(&ipcp) {
                     u.stats.ca_updates_in += 1;
                 }

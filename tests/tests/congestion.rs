@@ -1,0 +1,383 @@
+//! Congestion in a unicast layer (issue 22), in namespaces: A - B - C on one Ethernet, B's
+//! port capped in its worker, two ocbr flows from A to C through B.
+//! - With MB-ECN (the default) B's queue marks ECN (counted), C sends FLOW_UPDATEs that
+//!   A's worker takes (seen in a capture at A and decoded as the reference lays them out,
+//!   with A's endpoint id, not C's), and the two flows share the cap: each within 20 % of
+//!   half of it over the last 3 s, almost nothing dropped.
+//! - With `congestion = "none"` the same offered load overflows B's queue: the drops are
+//!   counted and far more than with MB-ECN.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use o7s_integration::{bin, can_run, eventually, Daemon, Topo};
+use o7s_wire::unicast::dt::{DtConfig, PciRepr};
+use o7s_wire::unicast::fa::{FaMsg, MSG_LEN};
+use serde_json::Value;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// B's cap, bit/s on the wire, and what each ocbr client offers (SDU bytes).
+const CAP_MBIT: f64 = 50.0;
+const OFFER: &str = "40M";
+/// A 1000-byte SDU on the wire: Ethernet 14 + eth-dix 4 + DT PCI 15.
+const WIRE_PER_SDU: f64 = 1033.0 / 1000.0;
+
+fn uni_row(t: &Topo, s: &str, name: &str) -> Value {
+    t.ctl_json(s, &["ipcp", "list"])
+        .into_iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or(Value::Null)
+}
+
+fn n(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or(0)
+}
+
+/// The daemons go before the namespaces (fields drop in this order).
+struct Layer {
+    _d: [Daemon; 3],
+    t: Topo,
+}
+
+/// A bootstraps a layer with `congestion`, B (its port capped by `b_eth_extra` or later)
+/// enrols through A, C through B; C's "ocbr" name is bound to ocbr. Returns once A routes
+/// to C through B.
+fn layer(prefix: &str, congestion: &str, b_eth_extra: &str) -> Layer {
+    let t = Topo::bridged(prefix, &["a", "b", "c"]);
+    let eth = |s: &str, reg: &str, extra: &str| {
+        format!(
+            "[eth-dix.e]\nbootstrap=\"eth\"\ndev=\"{}\"\nreg=[{reg}]\n{extra}\n",
+            t.dev(s)
+        )
+    };
+    let a = t.daemon(
+        "a",
+        &format!(
+            "{}[unicast.ua]\nbootstrap=\"cong\"\nautobind=true\ncongestion=\"{congestion}\"\n",
+            eth("a", "\"ua\"", "")
+        ),
+    );
+    let b = t.daemon(
+        "b",
+        &format!(
+            "{}[unicast.ub]\nenrol=\"ua\"\nautobind=true\nconn=[\"ua\"]\n",
+            eth("b", "\"ub\"", b_eth_extra)
+        ),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || uni_row(&t, "b", "ub")["state"]
+            == "enrolled"),
+        "B enrolled\n{}",
+        b.log()
+    );
+    let c = t.daemon(
+        "c",
+        &format!(
+            "[name.\"ocbr\"]\nprog=[\"{}\"]\n\n{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"ocbr\"]\n",
+            bin("ocbr").display(),
+            eth("c", "", "")
+        ),
+    );
+    let routed = eventually(Duration::from_secs(20), || {
+        let rc = uni_row(&t, "c", "uc");
+        rc["state"] == "enrolled" && {
+            let (ab, ac) = (
+                uni_row(&t, "b", "ub")["address"].clone(),
+                rc["address"].clone(),
+            );
+            t.ctl_json("a", &["route", "list"])
+                .iter()
+                .any(|r| r["dst"] == ac && r["next_hop"] == ab)
+        }
+    });
+    assert!(
+        routed,
+        "A routes to C through B\n{}\n{}\n{}",
+        a.log(),
+        b.log(),
+        c.log()
+    );
+    Layer { _d: [a, b, c], t }
+}
+
+impl Layer {
+    /// B's row in `port list` for its device.
+    fn b_port(&self) -> Value {
+        let dev = self.t.dev("b");
+        self.t
+            .ctl_json("b", &["port", "list"])
+            .into_iter()
+            .find(|p| p["dev"] == dev.as_str())
+            .unwrap_or_else(|| panic!("B has no port on {dev}"))
+    }
+
+    fn ocbr_server(&self) -> Child {
+        let srv = self
+            .t
+            .cmd("c", &bin("ocbr"))
+            .args(["-l", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.t.wait_accepting("c", "c", "ocbr");
+        srv
+    }
+
+    fn ocbr_client(&self, secs: u32) -> Child {
+        self.t
+            .cmd("a", &bin("ocbr"))
+            .args([
+                "-n",
+                "ocbr",
+                "-s",
+                "1000",
+                "-r",
+                OFFER,
+                "-d",
+                &secs.to_string(),
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// SDUs C's flows named ocbr received so far, by flow id.
+    fn c_rx(&self) -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = self
+            .t
+            .ctl_json("c", &["flow", "list"])
+            .iter()
+            .filter(|f| f["name"] == "ocbr")
+            .map(|f| (n(f, "flow"), n(f, "rx_sdus")))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Two clients for `secs` s; the Mbit/s (on the wire) each of C's flows received over the
+/// last 3 s, the SDUs the clients sent and the server received.
+fn two_flows(l: &Layer, secs: u32) -> (Vec<f64>, u64, u64) {
+    let srv = l.ocbr_server();
+    let start = Instant::now();
+    let c1 = l.ocbr_client(secs);
+    // The second joins a second later, as flows join in the blog's experiment.
+    std::thread::sleep(Duration::from_secs(1));
+    let c2 = l.ocbr_client(secs - 1);
+    let at = |s: u32| start + Duration::from_secs(u64::from(s));
+    std::thread::sleep(at(secs - 3).saturating_duration_since(Instant::now()));
+    let (t0, r0) = (Instant::now(), l.c_rx());
+    std::thread::sleep(
+        at(secs).saturating_duration_since(Instant::now()) - Duration::from_millis(100),
+    );
+    let (t1, r1) = (Instant::now(), l.c_rx());
+    let dt = (t1 - t0).as_secs_f64();
+    let rates = r1
+        .iter()
+        .map(|(id, b)| {
+            let a = r0.iter().find(|(i, _)| i == id).map_or(0, |x| x.1);
+            (b - a) as f64 * 8000.0 * WIRE_PER_SDU / dt / 1e6
+        })
+        .collect();
+    let mut sent = 0;
+    for c in [c1, c2] {
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "ocbr client: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = String::from_utf8_lossy(&o.stdout);
+        let last = text
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok());
+        sent += last.map_or(0, |v| n(&v, "sent"));
+    }
+    // The server reports each flow once it has been quiet for 1 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(srv.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    // SIGINT ends it: it reports what is still open and exits.
+    let out = srv.wait_with_output().unwrap();
+    let received = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| n(&v, "received"))
+        .sum();
+    (rates, sent, received)
+}
+
+/// The FLOW_UPDATEs in `pcap` (eth-dix, DT eid 0, FA code 2): (DT dst, message bytes).
+fn flow_updates(pcap: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let cfg = DtConfig::new(4, 8).unwrap();
+    let mut out = vec![];
+    for r in o7s_wire::capfile::parse_partial(pcap).unwrap().0 {
+        let f = r.data;
+        if f.get(12..14) != Some(&[0xa0, 0x00][..]) {
+            continue;
+        }
+        let Some(pdu) = f.get(18..) else { continue };
+        let Ok((pci, msg)) = PciRepr::parse(pdu, cfg) else {
+            continue;
+        };
+        if pci.eid != 0 || msg.len() < MSG_LEN || msg.get(58) != Some(&2) {
+            continue;
+        }
+        out.push((pci.dst_addr, msg[..MSG_LEN].to_vec()));
+    }
+    out
+}
+
+#[test]
+fn two_flows_share_a_capped_port_and_flow_updates_slow_them_down() {
+    if !can_run() {
+        return;
+    }
+    let l = layer("cgm", "mb-ecn", &format!("rate=\"{}M\"\n", CAP_MBIT));
+    let port = l.b_port();
+    assert_eq!(
+        n(&port, "rate_bps"),
+        50_000_000,
+        "the rate key reached B's worker: {port}"
+    );
+    // A capture at A from the start: the allocations (A's endpoint ids) and the updates.
+    let pcap = l.t.rundir("a").join("a.pcap");
+    let mut cap =
+        l.t.cmd("a", &bin("o7sctl"))
+            .args(["capture", &l.t.dev("a"), "--snaplen", "128", "-w"])
+            .arg(&pcap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (rates, sent, received) = two_flows(&l, 8);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(cap.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = cap.wait();
+    let port = l.b_port();
+    let (ra, rb) = (uni_row(&l.t, "a", "ua"), uni_row(&l.t, "c", "uc"));
+    let ctx = format!("rates {rates:?}\nB's port {port}\nA {ra}\nC {rb}");
+    // B's queue passed 16 PDUs and marked them (counted); C echoed, A took the echoes.
+    assert!(n(&port, "queued_max") >= 16, "{ctx}");
+    assert!(n(&port, "ecn_marked") > 0, "{ctx}");
+    assert!(n(&rb, "ca_updates_out") > 0, "{ctx}");
+    // A took them; those for a flow that already ended at A (C echoes what was still in
+    // B's queue) are counted as unknown and dropped, a few at most.
+    assert!(
+        n(&ra, "ca_updates_in") > 0 && n(&ra, "ca_updates_unknown") * 10 < n(&ra, "ca_updates_in"),
+        "{ctx}"
+    );
+    // Sharing: each within 20 % of half the cap over the last 3 s.
+    assert_eq!(rates.len(), 2, "{ctx}");
+    for r in &rates {
+        assert!(
+            (0.8 * CAP_MBIT / 2.0..=1.2 * CAP_MBIT / 2.0).contains(r),
+            "{ctx}"
+        );
+    }
+    // 80 Mbit/s offered into 50: the senders slowed down. Without MB-ECN a third is dropped
+    // (the next test); here far fewer, at the second flow's join at most (debug binaries on
+    // a shared CPU; the experiment with release binaries drops none at 100 Mbit/s).
+    let drops = n(&port, "drop_queue_full");
+    assert!(drops * 20 <= sent, "{drops} of {sent} dropped\n{ctx}");
+    assert!(
+        received + drops + 2048 >= sent,
+        "sent {sent}, received {received}\n{ctx}"
+    );
+    // The FLOW_UPDATEs on the wire at A: each to A's address, each naming one of A's endpoint
+    // ids (FLOW_REQ's s_eid), never C's (FLOW_REPLY's s_eid); only r_eid, ece and the code
+    // set, as the facts lay the message out.
+    let bytes = std::fs::read(&pcap).unwrap();
+    let ups = flow_updates(&bytes);
+    assert!(
+        !ups.is_empty(),
+        "no FLOW_UPDATE captured at A ({} bytes)\n{ctx}",
+        bytes.len()
+    );
+    let cfg = DtConfig::new(4, 8).unwrap();
+    let mut a_eids = vec![];
+    let mut c_eids = vec![];
+    for r in o7s_wire::capfile::parse_partial(&bytes).unwrap().0 {
+        let Some(pdu) = r.data.get(18..) else {
+            continue;
+        };
+        let Ok((pci, msg)) = PciRepr::parse(pdu, cfg) else {
+            continue;
+        };
+        if pci.eid != 0 || msg.len() < MSG_LEN {
+            continue;
+        }
+        let Ok((m, _)) = FaMsg::parse(msg) else {
+            continue;
+        };
+        match msg[58] {
+            0 => a_eids.push(m.s_eid),
+            1 => c_eids.push(m.s_eid),
+            _ => {}
+        }
+    }
+    assert!(
+        a_eids.len() >= 2 && c_eids.len() >= 2,
+        "A {a_eids:x?} C {c_eids:x?}"
+    );
+    let a_addr =
+        u64::from_str_radix(ra["address"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    for (dst, m) in &ups {
+        assert_eq!(*dst, a_addr, "a FLOW_UPDATE to A's address");
+        let (fm, _) = FaMsg::parse(m).unwrap();
+        assert!(
+            a_eids.contains(&fm.r_eid) && !c_eids.contains(&fm.r_eid),
+            "r_eid {:#x}",
+            fm.r_eid
+        );
+        // s_addr, s_eid, the QoS and the response are zero; ece at bytes 56..58, code 2.
+        assert!(m[..8].iter().all(|b| *b == 0), "s_addr {m:02x?}");
+        assert!(
+            m[16..56].iter().all(|b| *b == 0),
+            "s_eid, QoS, response {m:02x?}"
+        );
+        assert_eq!(u16::from_be_bytes([m[56], m[57]]), fm.ece);
+        assert!(m[59..61].iter().all(|b| *b == 0));
+        // Written again, the same 61 bytes.
+        let mut w = o7s_wire::field::Writer(vec![]);
+        fm.write(&mut w);
+        assert_eq!(&w.0, m);
+    }
+    assert!(ups
+        .iter()
+        .any(|(_, m)| u16::from_be_bytes([m[56], m[57]]) > 0));
+}
+
+#[test]
+fn without_congestion_avoidance_the_cap_drops_far_more() {
+    if !can_run() {
+        return;
+    }
+    let none = layer("cgn", "none", "");
+    // The cap at run time this time.
+    let o = none
+        .t
+        .cmd("b", &bin("o7sctl"))
+        .args(["port", "set", &none.t.dev("b"), "rate", "50M"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(n(&none.b_port(), "rate_bps"), 50_000_000);
+    let (_, sent, received) = two_flows(&none, 6);
+    let port = none.b_port();
+    let drops = n(&port, "drop_queue_full");
+    // 80 Mbit/s into 50: about a third is dropped at B's queue, counted.
+    assert!(drops * 5 >= sent, "{drops} of {sent} dropped: {port}");
+    assert!(received < sent, "sent {sent}, received {received}");
+    // No flow of this layer echoes anything.
+    assert_eq!(n(&uni_row(&none.t, "c", "uc"), "ca_updates_out"), 0);
+}
