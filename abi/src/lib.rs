@@ -15,7 +15,7 @@ pub mod rate;
 pub mod ring;
 
 /// The version of the contract in this crate.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 /// The environment variable that carries o7sd's [`ABI_VERSION`] to the data plane.
 pub const ABI_ENV: &str = "O7S_ABI_VERSION";
 /// The environment variable that names the data plane's own socket (mode 0600, in o7sd's

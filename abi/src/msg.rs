@@ -89,6 +89,10 @@ pub struct UniStats {
     pub drop_unknown_eid: u64,
     /// Dropped: for us, to an endpoint id below 64 that no component has.
     pub drop_reserved_eid: u64,
+    /// Dropped: for another address, its next hop the neighbour it came from (a loop while
+    /// routes disagree, e.g. to a member that restarted with a new address).
+    #[serde(default)]
+    pub drop_loop: u64,
     /// Dropped: the next hop's N-1 flow or the N+1 flow is gone, on another worker (an
     /// N+1 flow's), or its port did not take the frame.
     pub drop_n1: u64,

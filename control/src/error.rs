@@ -44,11 +44,14 @@ pub enum FlowError {
         /// The time-out.
         ms: u128,
     },
-    /// The peer refused.
-    #[error("{name} refused the flow (response {response})")]
+    /// The peer refused; the app's message starts with its code's "refused by the peer",
+    /// so this says the cause ([`o7s_proto::refusal`]) and not "refused" again.
+    #[error("{name} at {peer}: {}", o7s_proto::refusal::describe(*response))]
     Refused {
         /// The name.
         name: String,
+        /// Where it was asked (a MAC, an IP address and port, a unicast address).
+        peer: String,
         /// Its response code.
         response: i32,
     },
@@ -359,14 +362,24 @@ mod tests {
         ));
         let r = FlowError::Refused {
             name: "n".into(),
+            peer: "0x00000002".into(),
+            response: o7s_proto::refusal::Refusal::NoAcceptor.response(),
+        };
+        // What the app prints: its code, then the message; "refused" once.
+        let app = format!("{}: {r}", r.code());
+        assert_eq!(app.matches("refused").count(), 1, "{app}");
+        assert!(
+            app.starts_with("refused by the peer: n at 0x00000002: no process accepts flows for it there; start"),
+            "{app}"
+        );
+        let r = FlowError::Refused {
+            name: "n".into(),
+            peer: "p".into(),
             response: -1,
         };
         assert_eq!(
-            (r.code(), r.to_string()),
-            (
-                ErrorCode::Refused,
-                "n refused the flow (response -1)".into()
-            )
+            r.to_string(),
+            "n at p: it gave no reason (response -1); its log says why"
         );
     }
 }

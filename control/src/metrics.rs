@@ -110,6 +110,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "DT PDUs the data plane dropped because their TTL ran out at this IPCP",
     ),
     (
+        "o7s_ipcp_dt_drop_loop",
+        C,
+        "DT PDUs the data plane dropped because their next hop was the neighbour they came from (a routing loop)",
+    ),
+    (
         "o7s_ipcp_dt_drop_no_route",
         C,
         "DT PDUs the data plane dropped because the IPCP has no route to their destination",

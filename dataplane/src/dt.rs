@@ -43,6 +43,10 @@ pub enum DtDrop {
     UnknownEid,
     /// For us, to an endpoint id below 64 that no component has (2..63).
     ReservedEid,
+    /// For another address whose next hop is the neighbour the PDU came from: the two
+    /// disagree about the route (a member that left or moved, tables not yet converged),
+    /// and it would bounce between them until its TTL ran out.
+    Loop,
 }
 
 /// What to do with a PDU.
@@ -119,6 +123,15 @@ pub fn decide(pdu: &mut [u8], t: &DtTables) -> DtAction {
     }
 }
 
+/// [`decide`] for a PDU that arrived on N-1 flow `from`: one whose next hop is that same
+/// N-1 flow is dropped ([`DtDrop::Loop`]) instead of sent back.
+pub fn decide_from(pdu: &mut [u8], t: &DtTables, from: u64) -> DtAction {
+    match decide(pdu, t) {
+        DtAction::Forward { n1 } if n1 == from => DtAction::Drop(DtDrop::Loop),
+        a => a,
+    }
+}
+
 /// Appends the PCI of an SDU for endpoint `eid` at address `dst` (cube 0, `ttl`, ECN 0).
 pub fn write_pci(out: &mut Vec<u8>, dst: u32, ttl: u8, eid: u64) {
     out.extend_from_slice(&dst.to_le_bytes());
@@ -162,6 +175,31 @@ mod tests {
         );
         pdu[5] = 60;
         assert_eq!(pdu, before, "nothing else is rewritten");
+    }
+
+    #[test]
+    fn a_pdu_whose_next_hop_is_the_neighbour_it_came_from_is_dropped_not_bounced() {
+        let t = b();
+        // For C (next hop N-1 flow 11): from A's flow 10 it goes on; from C's own flow 11
+        // it would go straight back (B and C disagree about C's old address).
+        let mut v = Vec::new();
+        write_pci(&mut v, C, 60, 0x40);
+        let mut w = v.clone();
+        assert_eq!(decide_from(&mut v, &t, 10), DtAction::Forward { n1: 11 });
+        assert_eq!(decide_from(&mut w, &t, 11), DtAction::Drop(DtDrop::Loop));
+        // For us and for o7sd the N-1 flow it came on does not matter.
+        let mut v = Vec::new();
+        write_pci(&mut v, B, 60, 0x21ba_6063_0000_0042);
+        assert_eq!(
+            decide_from(&mut v, &t, 11),
+            DtAction::Deliver { flow: 5, ecn: 0 }
+        );
+        let mut v = Vec::new();
+        write_pci(&mut v, A, 1, 0x40);
+        assert_eq!(
+            decide_from(&mut v, &t, 10),
+            DtAction::Drop(DtDrop::TtlExpired)
+        );
     }
 
     #[test]

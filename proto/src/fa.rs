@@ -7,6 +7,7 @@
 //! refused request gets a FLOW_REPLY with a negative response (the reference sends nothing
 //! and lets the requester time out), and every wait has a deadline.
 
+use crate::refusal::Refusal;
 use o7s_wire::code::FaCode;
 use o7s_wire::field::Writer;
 use o7s_wire::qos::QosSpec;
@@ -274,7 +275,7 @@ impl Fa {
         let local = match self.take_eid() {
             Ok(e) => e,
             Err(e) => {
-                self.reply(&r, 0, -1, &[]);
+                self.reply(&r, 0, Refusal::NoResources.response(), &[]);
                 return Err(e);
             }
         };
@@ -369,7 +370,7 @@ impl Fa {
         };
         if self.incoming.len() >= self.cfg.max_incoming {
             self.counters.busy += 1;
-            self.reply(&r, 0, -1, &[]);
+            self.reply(&r, 0, Refusal::Busy.response(), &[]);
             return;
         }
         self.next += 1;
@@ -435,7 +436,8 @@ impl Fa {
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
-            let _ = self.refuse(id, -1);
+            // Nobody answered it in time: nobody accepted.
+            let _ = self.refuse(id, Refusal::NoAcceptor.response());
         }
     }
 
@@ -584,7 +586,11 @@ mod tests {
         );
         c.handle_timeout(t0 + Duration::from_secs(10));
         let (m, _) = FaMsg::parse(&c.poll_transmit().unwrap().msg).unwrap();
-        assert_eq!(m.response, -1);
+        assert_eq!(
+            m.response,
+            Refusal::NoAcceptor.response(),
+            "nobody answered it"
+        );
         // A late reply for a freed eid is dropped and counted.
         let late = c.msg(
             &FaMsg {

@@ -26,6 +26,8 @@
 //!   per time slot (run by the data-plane workers).
 //! - [`oap`]: OAP requests and responses, negotiation and key derivation (signatures stay
 //!   with the caller).
+//! - [`refusal`]: why a responder refused a flow request, as the FLOW_REPLY's response
+//!   carries it, and the requester's text for it.
 //! - [`registry`]: names, bound programs and processes, processes waiting in accept, load
 //!   balancing.
 //! - [`sim`]: N nodes on a lossy, reordering, duplicating segment, on virtual time, seeded.
@@ -40,6 +42,7 @@ pub mod linkstate;
 pub mod mbecn;
 pub mod mgmt;
 pub mod oap;
+pub mod refusal;
 pub mod registry;
 pub mod shim;
 pub mod sim;

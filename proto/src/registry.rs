@@ -51,6 +51,41 @@ pub struct ProgBind {
     pub run_as: Option<(u32, u32)>,
 }
 
+impl ProgBind {
+    /// Whether a process running `exe` runs this program: its path as bound, its resolved
+    /// executable, or, whatever the bound path says (a tutorial's `/usr/bin/oping` when the
+    /// program lives elsewhere, or nowhere on the daemon's `PATH`), a file of the same name.
+    pub fn runs(&self, exe: &Path) -> bool {
+        if self.exe.as_deref() == Some(exe) || Path::new(&self.path) == exe {
+            return true;
+        }
+        let Some(base) = exe.file_name() else {
+            return false;
+        };
+        Path::new(&self.path).file_name() == Some(base)
+            || self.exe.as_deref().and_then(Path::file_name) == Some(base)
+    }
+
+    /// Whether `other` binds the same program (the same path, executable or file name):
+    /// binding it again replaces this binding.
+    pub fn same_program(&self, other: &ProgBind) -> bool {
+        self.path == other.path
+            || self.runs(Path::new(&other.path))
+            || other.exe.as_deref().is_some_and(|e| self.runs(e))
+    }
+
+    /// Whether a process of user `uid` running this program serves its name: root's, or
+    /// the binding administrator's.
+    pub fn serves_user(&self, uid: u32) -> bool {
+        uid == 0 || uid == self.run_as.map_or(0, |(u, _)| u)
+    }
+
+    /// Whether it can be started (its executable was found).
+    pub fn startable(&self) -> bool {
+        self.exe.is_some()
+    }
+}
+
 /// A name.
 #[derive(Debug, Clone, Default)]
 pub struct NameEntry {
@@ -58,8 +93,12 @@ pub struct NameEntry {
     pub lb: Lb,
     /// Bound programs.
     pub progs: Vec<ProgBind>,
-    /// Bound processes.
+    /// Processes bound by pid (`o7sctl bind process`): pinned, see
+    /// [`Registry::take_acceptor`].
     pub pids: BTreeSet<i32>,
+    /// Processes bound through a program they run (found when they accept): their user
+    /// and executable. They leave when they exit ([`Registry::unbind_gone`]).
+    pub procs: BTreeMap<i32, (u32, PathBuf)>,
     /// Acceptors waiting for flows of this name, the next one first.
     pub active: VecDeque<u64>,
     /// Security file overrides from the configuration (`server_enc_file`, ...).
@@ -79,6 +118,9 @@ pub struct Acceptor<T> {
     pub handle: T,
     /// The names it accepts for.
     pub names: Vec<String>,
+    /// Its user and executable, when known: a program bound later makes it accept for
+    /// that name too.
+    pub runs: Option<(u32, PathBuf)>,
 }
 
 /// Names and acceptors.
@@ -113,18 +155,163 @@ impl<T> Registry<T> {
     }
 
     /// Names process `pid` of user `uid` (running `exe`) is bound to: by its pid, or
-    /// because it runs a program bound to the name as that user (or is root's).
+    /// because it runs a program bound to the name ([`ProgBind::runs`]: by path or file
+    /// name) as that user (or is root's).
     pub fn names_of(&self, pid: i32, uid: u32, exe: Option<&Path>) -> Vec<String> {
         self.names
             .iter()
-            .filter(|(_, e)| {
-                e.pids.contains(&pid)
-                    || e.progs.iter().any(|p| {
-                        let user = p.run_as.map_or(0, |(u, _)| u);
-                        exe.is_some() && p.exe.as_deref() == exe && (uid == 0 || uid == user)
-                    })
-            })
+            .filter(|(_, e)| e.pids.contains(&pid) || Self::runs_prog(e, uid, exe))
             .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    fn runs_prog(e: &NameEntry, uid: u32, exe: Option<&Path>) -> bool {
+        exe.is_some_and(|x| e.progs.iter().any(|p| p.runs(x) && p.serves_user(uid)))
+    }
+
+    /// Process `pid` of user `uid` running `exe` enters accept: an acceptor for the names
+    /// it is bound to ([`Registry::names_of`]); those it serves through their program list
+    /// it among their processes. Returns the acceptor's id and its names (none: it waits
+    /// until a program it runs or its pid is bound).
+    pub fn accept_as(
+        &mut self,
+        pid: i32,
+        uid: u32,
+        exe: Option<&Path>,
+        handle: T,
+    ) -> (u64, Vec<String>) {
+        let names = self.names_of(pid, uid, exe);
+        if let Some(x) = exe {
+            for n in &names {
+                if let Some(e) = self.names.get_mut(n) {
+                    if !e.pids.contains(&pid) {
+                        e.procs.insert(pid, (uid, x.to_path_buf()));
+                    }
+                }
+            }
+        }
+        let id = self.add_acceptor(pid, &names, handle);
+        if let (Some(a), Some(x)) = (self.acceptors.get_mut(&id), exe) {
+            a.runs = Some((uid, x.to_path_buf()));
+        }
+        (id, names)
+    }
+
+    /// Binds program `prog` to `name` (created if needed). A binding of the same program
+    /// ([`ProgBind::same_program`]) is replaced, not doubled; the replaced ones are
+    /// returned. Processes waiting in accept that run it accept for `name` from now on.
+    pub fn bind_prog(&mut self, name: &str, prog: ProgBind) -> Vec<ProgBind> {
+        self.create(name, None);
+        let Some(e) = self.names.get_mut(name) else {
+            return vec![];
+        };
+        let (replaced, kept): (Vec<ProgBind>, Vec<ProgBind>) =
+            e.progs.drain(..).partition(|p| p.same_program(&prog));
+        e.progs = kept;
+        e.progs.push(prog.clone());
+        let joining: Vec<(u64, i32, u32, PathBuf)> = self
+            .acceptors
+            .values()
+            .filter_map(|a| {
+                let (uid, exe) = a.runs.clone()?;
+                let fits = prog.runs(&exe) && prog.serves_user(uid);
+                (fits && !a.names.iter().any(|n| n == name)).then_some((a.id, a.pid, uid, exe))
+            })
+            .collect();
+        for (id, pid, uid, exe) in joining {
+            if let Some(e) = self.names.get_mut(name) {
+                match e.lb {
+                    Lb::RoundRobin => e.active.push_back(id),
+                    Lb::Spill => e.active.push_front(id),
+                }
+                if !e.pids.contains(&pid) {
+                    e.procs.insert(pid, (uid, exe));
+                }
+            }
+            if let Some(a) = self.acceptors.get_mut(&id) {
+                a.names.push(name.to_string());
+            }
+        }
+        replaced
+    }
+
+    /// Unbinds program `path` from `name`; `false` if it was not bound. Processes that
+    /// served the name only through it no longer do (nor accept for it).
+    pub fn unbind_prog(&mut self, name: &str, path: &str) -> bool {
+        let Some(e) = self.names.get_mut(name) else {
+            return false;
+        };
+        let before = e.progs.len();
+        e.progs.retain(|p| p.path != path);
+        if e.progs.len() == before {
+            return false;
+        }
+        let progs = e.progs.clone();
+        e.procs
+            .retain(|_, (uid, exe)| progs.iter().any(|p| p.runs(exe) && p.serves_user(*uid)));
+        let pids = e.pids.clone();
+        let leaving: Vec<u64> = self
+            .acceptors
+            .values()
+            .filter(|a| a.names.iter().any(|n| n == name) && !pids.contains(&a.pid))
+            .filter(|a| {
+                !a.runs.as_ref().is_some_and(|(uid, exe)| {
+                    progs.iter().any(|p| p.runs(exe) && p.serves_user(*uid))
+                })
+            })
+            .map(|a| a.id)
+            .collect();
+        for id in leaving {
+            if let Some(e) = self.names.get_mut(name) {
+                e.active.retain(|x| *x != id);
+            }
+            if let Some(a) = self.acceptors.get_mut(&id) {
+                a.names.retain(|n| n != name);
+            }
+        }
+        true
+    }
+
+    /// Unbinds processes that no longer live from every name (by pid or through their
+    /// program); returns them with the name.
+    pub fn unbind_gone(&mut self, lives: &dyn Fn(i32) -> bool) -> Vec<(i32, String)> {
+        let mut gone = vec![];
+        for (n, e) in &mut self.names {
+            e.pids.retain(|p| {
+                let keep = lives(*p);
+                if !keep {
+                    gone.push((*p, n.clone()));
+                }
+                keep
+            });
+            e.procs.retain(|p, _| {
+                let keep = lives(*p);
+                if !keep {
+                    gone.push((*p, n.clone()));
+                }
+                keep
+            });
+        }
+        gone
+    }
+
+    /// The processes bound to `name`: by pid and through its programs.
+    pub fn processes(&self, name: &str) -> Vec<i32> {
+        let Some(e) = self.names.get(name) else {
+            return vec![];
+        };
+        let mut v: Vec<i32> = e.pids.iter().chain(e.procs.keys()).copied().collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Processes waiting in accept for no name, with their executables.
+    pub fn unbound_acceptors(&self) -> Vec<(i32, Option<PathBuf>)> {
+        self.acceptors
+            .values()
+            .filter(|a| a.names.is_empty())
+            .map(|a| (a.pid, a.runs.as_ref().map(|(_, x)| x.clone())))
             .collect()
     }
 
@@ -168,6 +355,7 @@ impl<T> Registry<T> {
                 pid,
                 handle,
                 names: names.to_vec(),
+                runs: None,
             },
         );
         for n in names {
@@ -242,9 +430,15 @@ impl<T> Registry<T> {
         !e.pids.iter().any(|p| lives(*p)) && !e.active.is_empty()
     }
 
-    /// The program to auto-start for `name`.
+    /// The program to auto-start for `name`: the first auto-started one that can be
+    /// started, else the first auto-started one (the caller says why it cannot start).
     pub fn auto_prog(&self, name: &str) -> Option<ProgBind> {
-        self.names.get(name)?.progs.iter().find(|p| p.auto).cloned()
+        let e = self.names.get(name)?;
+        let mut auto = e.progs.iter().filter(|p| p.auto);
+        auto.clone()
+            .find(|p| p.startable())
+            .or_else(|| auto.next())
+            .cloned()
     }
 }
 
@@ -358,5 +552,108 @@ mod tests {
         // A program bound by user 1000 serves its name when 1000 or root runs it.
         assert_eq!(r.names_of(7, 1000, Some(Path::new("/bin/y"))), vec!["a"]);
         assert!(r.names_of(7, 1001, Some(Path::new("/bin/y"))).is_empty());
+    }
+
+    fn prog(path: &str, exe: Option<&str>, auto: bool) -> ProgBind {
+        ProgBind {
+            path: path.into(),
+            exe: exe.map(PathBuf::from),
+            args: vec![],
+            auto,
+            run_as: None,
+        }
+    }
+
+    #[test]
+    fn a_hand_started_server_is_found_by_its_file_name() {
+        let mut r: Registry<()> = Registry::default();
+        // The tutorial's configuration: a path that does not exist here.
+        r.bind_prog("oping-server", prog("/usr/bin/oping", None, false));
+        let real = Path::new("/work/target/release/oping");
+        assert_eq!(r.names_of(7, 0, Some(real)), vec!["oping-server"]);
+        assert!(r
+            .names_of(7, 0, Some(Path::new("/usr/bin/ocbr")))
+            .is_empty());
+        // The user rule still holds: root's program, another user's process.
+        assert!(r.names_of(7, 1000, Some(real)).is_empty());
+        // It accepts, is listed among the name's processes, and gets its flows.
+        let (_, names) = r.accept_as(7, 0, Some(real), ());
+        assert_eq!(names, vec!["oping-server"]);
+        assert_eq!(r.processes("oping-server"), vec![7]);
+        assert_eq!(
+            r.take_acceptor("oping-server", &lives).map(|a| a.pid),
+            Some(7)
+        );
+        // A bound path that exists matches its resolved executable too.
+        r.bind_prog("x", prog("x", Some("/opt/x/bin/x-server"), false));
+        assert_eq!(
+            r.names_of(8, 0, Some(Path::new("/opt/x/bin/x-server"))),
+            vec!["x"]
+        );
+    }
+
+    #[test]
+    fn rebinding_the_same_program_replaces_it() {
+        let mut r: Registry<()> = Registry::default();
+        assert!(r
+            .bind_prog("s", prog("/usr/bin/oping", None, true))
+            .is_empty());
+        // `config load` again, then `bind program` with the real path: one binding.
+        let again = r.bind_prog("s", prog("/usr/bin/oping", None, true));
+        assert_eq!(again.len(), 1);
+        let real = prog(
+            "/w/target/release/oping",
+            Some("/w/target/release/oping"),
+            true,
+        );
+        let replaced = r.bind_prog("s", real.clone());
+        assert_eq!(
+            replaced.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(),
+            vec!["/usr/bin/oping"]
+        );
+        assert_eq!(r.names["s"].progs, vec![real.clone()]);
+        // Another program is a second binding; the one that can start is auto-started.
+        r.bind_prog("t", prog("/usr/bin/oping", None, true));
+        assert!(r.bind_prog("t", real.clone()).len() == 1);
+        r.bind_prog("t", prog("/nowhere/ocbr", None, true));
+        assert_eq!(r.names["t"].progs.len(), 2);
+        assert_eq!(r.auto_prog("t").map(|p| p.path), Some(real.path.clone()));
+        // Only unstartable ones: the first is given (the caller says why it cannot start).
+        r.bind_prog("u", prog("/nowhere/a", None, true));
+        r.bind_prog("u", prog("/nowhere/b", None, true));
+        assert_eq!(r.auto_prog("u").map(|p| p.path), Some("/nowhere/a".into()));
+    }
+
+    #[test]
+    fn a_waiting_process_joins_a_program_bound_later_and_leaves_when_unbound() {
+        let mut r: Registry<()> = Registry::default();
+        let exe = Path::new("/w/oping");
+        let (_, names) = r.accept_as(9, 0, Some(exe), ());
+        assert!(names.is_empty());
+        assert_eq!(r.unbound_acceptors(), vec![(9, Some(exe.to_path_buf()))]);
+        r.bind_prog("late", prog("/usr/bin/oping", None, false));
+        assert!(r.has_acceptor("late", &lives));
+        assert_eq!(r.processes("late"), vec![9]);
+        assert!(r.unbound_acceptors().is_empty());
+        assert!(r.unbind_prog("late", "/usr/bin/oping"));
+        assert!(!r.has_acceptor("late", &lives));
+        assert!(r.processes("late").is_empty());
+        assert!(!r.unbind_prog("late", "/usr/bin/oping"));
+    }
+
+    #[test]
+    fn processes_that_exit_are_unbound() {
+        let mut r: Registry<()> = Registry::default();
+        r.bind_prog("n", prog("/usr/bin/oping", None, false));
+        r.accept_as(5, 0, Some(Path::new("/bin/oping")), ());
+        r.bind_pid(6, "n");
+        assert_eq!(r.processes("n"), vec![5, 6]);
+        // Both gone (pids of 1000 and more do not live in these tests).
+        let dead = |p: i32| lives(p) && p != 5 && p != 6;
+        let mut gone = r.unbind_gone(&dead);
+        gone.sort_unstable();
+        assert_eq!(gone, vec![(5, "n".to_string()), (6, "n".to_string())]);
+        assert!(r.processes("n").is_empty());
+        assert!(r.unbind_gone(&dead).is_empty());
     }
 }

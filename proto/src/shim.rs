@@ -683,12 +683,14 @@ impl Shim {
         let (hash, oap) = m.tail.split_at(hl);
         if !self.regs.contains(hash) {
             self.counters.req_unknown_name += 1;
-            self.send_refusal(now, src, m.s, m.tail.clone(), -1);
+            let why = crate::refusal::Refusal::NotRegistered.response();
+            self.send_refusal(now, src, m.s, m.tail.clone(), why);
             return;
         }
         if self.incoming.len() >= self.cfg.max_incoming {
             self.counters.incoming_full += 1;
-            self.send_refusal(now, src, m.s, m.tail.clone(), -1);
+            let why = crate::refusal::Refusal::Busy.response();
+            self.send_refusal(now, src, m.s, m.tail.clone(), why);
             return;
         }
         self.next_id += 1;
@@ -988,7 +990,11 @@ mod tests {
         let r = b.poll_transmit().unwrap();
         assert_eq!(
             (r.msg.code, r.msg.response, r.msg.s),
-            (EthCode::FlowReply, -1, 0)
+            (
+                EthCode::FlowReply,
+                crate::refusal::Refusal::NotRegistered.response(),
+                0
+            )
         );
         b.handle(t0, Peer::Mac(A), Some(B), &req(0x41, &[5; 32]));
         b.handle(t0, Peer::Mac(A), Some(B), &req(0x42, &[5; 32]));

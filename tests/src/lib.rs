@@ -374,15 +374,22 @@ impl Topo {
     /// A command run in side `ns`'s namespace, talking to the daemon of `rundir` (several
     /// daemons can share a namespace).
     pub fn cmd_in(&self, ns: &str, rundir: &str, prog: &Path) -> Command {
+        let path = format!(
+            "{}:{}",
+            bin_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        self.cmd_path(ns, rundir, prog, &path)
+    }
+
+    /// As [`Topo::cmd_in`] with `PATH` set to `path` (without the workspace's binaries, it
+    /// is the environment `sudo` gives a daemon started by hand).
+    pub fn cmd_path(&self, ns: &str, rundir: &str, prog: &Path, path: &str) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.ns(ns)])
             .arg("env")
             .arg(format!("O7S_RUNDIR={}", self.rundir(rundir).display()))
-            .arg(format!(
-                "PATH={}:{}",
-                bin_dir().display(),
-                std::env::var("PATH").unwrap_or_default()
-            ))
+            .arg(format!("PATH={path}"))
             .arg(prog);
         c
     }
@@ -433,11 +440,27 @@ impl Topo {
         extra: &[&str],
         log: &str,
     ) -> Daemon {
+        self.daemon_cmd(s, config, extra, log, self.cmd_in(ns, s, &bin("o7sd")))
+    }
+
+    /// As [`Topo::daemon`] with `PATH` set to `path` (see [`Topo::cmd_path`]).
+    pub fn daemon_path(&self, s: &str, config: &str, path: &str) -> Daemon {
+        let cmd = self.cmd_path(s, s, &bin("o7sd"), path);
+        self.daemon_cmd(s, config, &[], &format!("o7sd-{s}.log"), cmd)
+    }
+
+    fn daemon_cmd(
+        &self,
+        s: &str,
+        config: &str,
+        extra: &[&str],
+        log: &str,
+        mut cmd: Command,
+    ) -> Daemon {
         let conf = self.dir.join(format!("{s}.conf"));
         std::fs::write(&conf, config).unwrap();
         let log = self.dir.join(log);
-        let child = self
-            .cmd_in(ns, s, &bin("o7sd"))
+        let child = cmd
             .arg("--config")
             .arg(&conf)
             .args(extra)

@@ -97,6 +97,18 @@ fn layer(prefix: &str, congestion: &str, b_eth_extra: &str) -> Layer {
         b.log(),
         c.log()
     );
+    // And A's directory has C's name (else a client asks too early and falls back to eth).
+    let key: String = o7s_wire::hash::HashAlgo::Sha3_256
+        .hash("ocbr")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let published = eventually(Duration::from_secs(20), || {
+        t.ctl_json("a", &["dht", "list"])
+            .iter()
+            .any(|r| r["key"] == key.as_str())
+    });
+    assert!(published, "A's directory has ocbr\n{}", c.log());
     Layer { _d: [a, b, c], t }
 }
 

@@ -98,4 +98,45 @@ fn the_tutorial_runs_as_written_and_a_pings_c_through_b() {
         .ctl_json("a", &["route", "list"])
         .iter()
         .any(|r| r["dst"] == ac && r["next_hop"] == ab));
+    // The listings say what the tutorial says they show (issue 24): C's IPCP publishes
+    // oping-server and can carry SDUs of its eth layer's MTU less the DT PCI; `name list`
+    // on C says where the name is registered; A's directory names the hash and says when
+    // it expires, in seconds from now.
+    let uc = t
+        .ctl_json("c", &["ipcp", "list"])
+        .into_iter()
+        .find(|r| r["name"] == "uc")
+        .unwrap();
+    assert_eq!(
+        uc["registered"],
+        serde_json::json!(["oping-server"]),
+        "{uc}"
+    );
+    let eth_mtu = t
+        .ctl_json("c", &["ipcp", "list"])
+        .into_iter()
+        .find(|r| r["name"] == "e")
+        .unwrap()["mtu"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(uc["mtu"].as_u64(), Some(eth_mtu - 15), "{uc}");
+    let names = t.ctl_json("c", &["name", "list"]);
+    let n = names.iter().find(|r| r["name"] == "oping-server").unwrap();
+    assert!(
+        n["registered_in"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "uc"),
+        "{n}"
+    );
+    let dht = t.ctl_json("a", &["dht", "list"]);
+    let row = dht
+        .iter()
+        .find(|r| r["address"] == ac)
+        .unwrap_or_else(|| panic!("{dht:?}"));
+    assert_eq!(row["name"], "oping-server", "{row}");
+    let left = row["expires_in_s"].as_i64().unwrap();
+    assert!(left > 0 && left <= 86_400, "{row}");
+    assert!(row.get("expires").is_none());
 }

@@ -38,6 +38,7 @@ enum Stage {
 struct Replying {
     idx: usize,
     local: u32,
+    peer: Peer,
     rx: Receiver<Result<ReplyInfo, ShimError>>,
     deadline: Instant,
     req_oap: Vec<u8>,
@@ -365,6 +366,7 @@ impl Daemon {
         Ok(Replying {
             idx,
             local,
+            peer,
             rx,
             // The machine ends the wait (reply, refusal or its deadline, fired by the event
             // loop); the margin covers a late timer.
@@ -395,6 +397,7 @@ impl Daemon {
             Ok(Err(ShimError::Refused(response))) => {
                 return Err(FlowError::Refused {
                     name: name.to_string(),
+                    peer: r.peer.to_string(),
                     response,
                 });
             }

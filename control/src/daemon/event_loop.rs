@@ -198,6 +198,8 @@ impl Daemon {
             let due = due.min(self.uni_timeout().unwrap_or(due));
             if now.duration_since(last_sweep) >= Duration::from_millis(500) {
                 last_sweep = now;
+                // Bound processes that exited without a connection open to o7sd.
+                self.unbind_gone();
                 // Flows freed elsewhere (their peer timed out, the data plane restarted):
                 // their connections close, which tells the apps.
                 let st = self.st();
@@ -296,6 +298,15 @@ impl Daemon {
         }
     }
 
+    /// Unbinds processes that exited from the names they were bound to (by pid or
+    /// through their program), at once: `o7sctl name list` no longer shows them.
+    fn unbind_gone(&self) {
+        let gone = self.st().reg.unbind_gone(&crate::registry::process_lives);
+        for (pid, name) in gone {
+            tracing::info!("Process {pid} exited: unbound from name {name}.");
+        }
+    }
+
     /// Ends what a closing connection held.
     fn close(&self, c: Conn) {
         match c.doing {
@@ -303,12 +314,16 @@ impl Daemon {
                 // The app did not end it: say so (see the sweep in `run_loop`).
                 let _ = c.ch.try_send(&Reply::Ok, &[]);
                 self.dealloc(flow);
+                // Its process may have exited (a process that exits closes its
+                // connections after the kernel marks it exiting).
+                self.unbind_gone();
             }
             Doing::Parked { id, rx, .. } => {
                 self.st().reg.remove_acceptor(id);
                 if let Ok(a) = rx.try_recv() {
                     self.dealloc(a.flow);
                 }
+                self.unbind_gone();
             }
             Doing::Capturing { id } => {
                 self.dp.capture_end(id);
@@ -460,21 +475,23 @@ impl Daemon {
     fn accept(&self, mut c: Conn, pid: i32, uid: u32, timeout: Option<Duration>) -> Conn {
         let exe = exe_of(pid);
         let (tx, rx) = sync_channel::<Accepted>(1);
-        let id = {
-            let mut st = self.st();
-            let names = st.reg.names_of(pid, uid, exe.as_deref());
-            if names.is_empty() {
-                // It may be bound later (o7sctl bind process): it then joins the names.
-                tracing::info!(
-                    "process {pid} ({}) accepts flows but is bound to no name yet",
-                    exe.as_ref()
-                        .map(|e| e.display().to_string())
-                        .unwrap_or_default()
-                );
-            }
-            tracing::debug!("process {pid} accepts flows for {}", names.join(", "));
-            st.reg.add_acceptor(pid, &names, tx)
-        };
+        let (id, names) = self.st().reg.accept_as(pid, uid, exe.as_deref(), tx);
+        let shown = exe
+            .as_ref()
+            .map(|e| e.display().to_string())
+            .unwrap_or_default();
+        if names.is_empty() {
+            // It may be bound later (a program it runs, or its pid): it then joins the
+            // names.
+            tracing::warn!(
+                "process {pid} ({shown}, uid {uid}) accepts flows but no name is bound to it: bind its program (`o7sctl bind program {shown} name NAME`; a program of the same file name bound by root serves root's processes only) or the process (`o7sctl bind process {pid} name NAME`)"
+            );
+        } else {
+            tracing::debug!(
+                "process {pid} ({shown}) accepts flows for {}",
+                names.join(", ")
+            );
+        }
         c.doing = Doing::Parked {
             id,
             rx,

@@ -200,30 +200,38 @@ impl Daemon {
                 tracing::info!("program {prog} resolves to {}", e.display())
             }
             None => tracing::warn!(
-                "program {prog} not found (nor its name in PATH); it cannot be started"
+                "program {prog} not found (nor {} in o7sd's PATH): o7sd cannot start it, but a process running a program of that file name started by hand accepts flows for {name}",
+                std::path::Path::new(prog)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             ),
             _ => {}
         }
         self.name_create(name, None);
-        let mut st = self.st();
-        let e = st
-            .reg
-            .names
-            .get_mut(name)
-            .ok_or_else(|| CtlError::NotFound(format!("no name {name}")))?;
-        e.progs.retain(|p| p.path != prog);
-        e.progs.push(ProgBind {
-            path: prog.to_string(),
-            exe,
-            args,
-            auto,
-            run_as,
-        });
-        tracing::info!(
-            "Bound program {prog} to name {name}{}{}.",
-            if auto { " (auto-start)" } else { "" },
-            run_as.map_or(String::new(), |(u, g)| format!(", runs as uid {u} gid {g}"))
+        let replaced = self.st().reg.bind_prog(
+            name,
+            ProgBind {
+                path: prog.to_string(),
+                exe,
+                args,
+                auto,
+                run_as,
+            },
         );
+        let replaced: Vec<&str> = replaced.iter().map(|p| p.path.as_str()).collect();
+        tracing::info!(
+            "Bound program {prog} to name {name}{}{}{}.",
+            if auto { " (auto-start)" } else { "" },
+            run_as.map_or(String::new(), |(u, g)| format!(", runs as uid {u} gid {g}")),
+            if replaced.is_empty() {
+                String::new()
+            } else {
+                format!(" (replaces the binding of {})", replaced.join(", "))
+            }
+        );
+        // Processes waiting in accept that run it may serve the name now.
+        self.wake();
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use crate::eth::{Peer, ReplyInfo};
 use crate::registry::Acceptor;
 use o7s_abi::msg::CryptSpec;
 use o7s_proto::accept::{Action, Plan};
+use o7s_proto::refusal::Refusal;
 use o7s_proto::shim::{Event, ReqId};
 use o7s_wire::oap::{OapHdr, Role};
 use o7s_wire::qos::QosSpec;
@@ -228,12 +229,13 @@ impl Daemon {
         }
     }
 
-    /// Refuses request `req` of IPCP `idx`.
-    fn refuse_req(&self, idx: usize, req: ReqId) {
+    /// Refuses request `req` of IPCP `idx`; the FLOW_REPLY's response says `why` (the
+    /// caller has logged it).
+    fn refuse_req(&self, idx: usize, req: ReqId, why: Refusal) {
         let mut out = vec![];
         let mut st = self.st();
         if let Some(i) = st.ipcps.get_mut(idx) {
-            let _ = i.shim.refuse(Instant::now(), req, -1);
+            let _ = i.shim.refuse(Instant::now(), req, why.response());
         }
         self.pump(&mut st, idx, &mut out);
         drop(st);
@@ -305,7 +307,11 @@ impl Daemon {
             .and_then(|i| i.regs.get(&f.hash).cloned());
         let Some(name) = name else {
             // Unregistered meanwhile.
-            self.refuse_req(f.idx, f.req);
+            crate::wire_log!(
+                info,
+                "A flow request for a name unregistered meanwhile: refused."
+            );
+            self.refuse_req(f.idx, f.req, Refusal::NotRegistered);
             return;
         };
         match self.checked(&name, &f) {
@@ -324,7 +330,7 @@ impl Daemon {
                         warn,
                         "Flow request for {name}: too many wait for an acceptor; refused."
                     );
-                    self.refuse_req(f.idx, f.req);
+                    self.refuse_req(f.idx, f.req, Refusal::Busy);
                     return;
                 }
                 st.waiting.insert(
@@ -343,7 +349,11 @@ impl Daemon {
             }
             Err(why) => {
                 crate::wire_log!(warn, "Flow request for {name} refused: {why}");
-                self.refuse_req(f.idx, f.req);
+                let cause = match why {
+                    crate::error::OapCheckError::Limit(_) => Refusal::Limit,
+                    _ => Refusal::Security,
+                };
+                self.refuse_req(f.idx, f.req, cause);
             }
         }
     }
@@ -405,6 +415,53 @@ impl Daemon {
         }
     }
 
+    /// Why no process accepts flows for `name` now, and what to do: for the log line of
+    /// a refusal.
+    pub(super) fn why_no_acceptor(&self, name: &str) -> String {
+        let st = self.st();
+        let mut why = vec!["no process accepts flows for it".to_string()];
+        let live: Vec<String> = st
+            .reg
+            .processes(name)
+            .into_iter()
+            .filter(|p| crate::registry::process_lives(*p))
+            .map(|p| p.to_string())
+            .collect();
+        if !live.is_empty() {
+            why.push(format!(
+                "its process(es) {} did not come back to accept in time",
+                live.join(", ")
+            ));
+        }
+        match st.reg.names.get(name) {
+            Some(e) if e.progs.is_empty() && e.pids.is_empty() => {
+                why.push("no program or process is bound to it".into())
+            }
+            Some(e) => {
+                for p in e.progs.iter().filter(|p| p.auto && !p.startable()) {
+                    why.push(format!(
+                        "its program {} cannot be started (not found)",
+                        p.path
+                    ));
+                }
+                if !e.progs.iter().any(|p| p.auto) && live.is_empty() {
+                    why.push("none of its programs is auto-started".into());
+                }
+            }
+            None => why.push("the name does not exist here".into()),
+        }
+        for (pid, exe) in st.reg.unbound_acceptors() {
+            why.push(format!(
+                "process {pid} ({}) accepts but is bound to no name",
+                exe.map(|e| e.display().to_string()).unwrap_or_default()
+            ));
+        }
+        format!(
+            "{}; start its server (e.g. `oping -l`), or `o7sctl bind program PATH name {name} auto -- ARGS`, or `o7sctl bind process PID name {name}`.",
+            why.join("; ")
+        )
+    }
+
     /// Does what the accept queue says: serve, start a program, refuse.
     fn serve_waiting(&self) {
         loop {
@@ -422,7 +479,13 @@ impl Daemon {
                     drop(st);
                     match (w, acc) {
                         (Some(w), Some(a)) => self.serve_request(w, a),
-                        (Some(w), None) => self.refuse_req(w.idx, w.req),
+                        (Some(w), None) => {
+                            crate::wire_log!(
+                                warn,
+                                "Flow request for {name} refused: its process left accept."
+                            );
+                            self.refuse_req(w.idx, w.req, Refusal::NoAcceptor)
+                        }
                         (None, Some(a)) => {
                             self.st().reg.restore(a);
                         }
@@ -437,16 +500,21 @@ impl Daemon {
                         let w = st.waiting.remove(&key);
                         drop(st);
                         if let Some(w) = w {
-                            self.refuse_req(w.idx, w.req);
+                            crate::wire_log!(
+                                warn,
+                                "Flow request for {name} refused: no process accepts flows for it and its program cannot be started (see above)."
+                            );
+                            self.refuse_req(w.idx, w.req, Refusal::NoProgram);
                         }
                     }
                 }
                 Action::Expire { key, name } => {
                     let w = st.waiting.remove(&key);
                     drop(st);
-                    crate::wire_log!(warn, "No process accepts flows for {name}: refused.");
                     if let Some(w) = w {
-                        self.refuse_req(w.idx, w.req);
+                        let why = self.why_no_acceptor(&name);
+                        crate::wire_log!(warn, "Flow request for {name} refused: {why}");
+                        self.refuse_req(w.idx, w.req, Refusal::NoAcceptor);
                     }
                 }
             }
@@ -462,7 +530,12 @@ impl Daemon {
         let Some(Ok(local)) = local else {
             self.st().reg.restore(a);
             self.wake();
-            self.refuse_req(w.idx, w.req);
+            crate::wire_log!(
+                warn,
+                "Flow request for {} refused: no endpoint id is free.",
+                w.name
+            );
+            self.refuse_req(w.idx, w.req, Refusal::NoResources);
             return;
         };
         let acc = match self.install_flow(
@@ -470,19 +543,27 @@ impl Daemon {
         ) {
             Ok(acc) => acc,
             Err(e) => {
-                crate::wire_log!(warn, "Flow request for {}: {e}", w.name);
+                crate::wire_log!(warn, "Flow request for {} refused: {e}", w.name);
                 // The process was picked but got nothing: it is first in line again.
                 self.st().reg.restore(a);
                 self.wake();
-                self.refuse_req(w.idx, w.req);
+                let cause = match e {
+                    crate::error::FlowError::Limit(_) => Refusal::Limit,
+                    _ => Refusal::NoResources,
+                };
+                self.refuse_req(w.idx, w.req, cause);
                 return;
             }
         };
         let flow = acc.flow;
         if a.handle.send(acc).is_err() {
-            crate::wire_log!(warn, "The process accepting {} went away: refused.", w.name);
+            crate::wire_log!(
+                warn,
+                "Flow request for {} refused: the process accepting it went away.",
+                w.name
+            );
             self.dealloc(flow);
-            self.refuse_req(w.idx, w.req);
+            self.refuse_req(w.idx, w.req, Refusal::NoAcceptor);
             return;
         }
         // The holder thread hands it to the waiting process.
@@ -514,10 +595,19 @@ impl Daemon {
                 st.children.iter().filter(|(n, _)| n == name).count(),
             )
         };
-        let Some(exe) = prog.as_ref().and_then(|p| p.exe.clone()) else {
+        let Some(prog) = prog else { return false };
+        let Some(exe) = prog.exe.clone() else {
+            crate::wire_log!(
+                warn,
+                "Cannot start {} for {name}: it does not exist, nor is {} in o7sd's PATH; start the server by hand (it is found by its file name) or bind the program by its full path.",
+                prog.path,
+                std::path::Path::new(&prog.path)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            );
             return false;
         };
-        let Some(prog) = prog else { return false };
         if running_n >= super::MAX_AUTOSTARTED_PER_NAME {
             self.counters
                 .autostart_limit

@@ -164,7 +164,7 @@ impl UniIpcp {
                     ufa::Event::AllocFailed { id, error } => {
                         if let Some(w) = self.fa_waiters.remove(&id) {
                             answered = true;
-                            let _ = w.send(Err(error.to_string()));
+                            let _ = w.send(Err(error));
                         }
                     }
                     ufa::Event::Incoming {

@@ -9,6 +9,7 @@
 use super::unicast::{UniAllocated, UniIncoming};
 use super::*;
 use crate::error::FlowError;
+use o7s_proto::refusal::Refusal;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 /// A flow over a unicast IPCP (the data plane moves its SDUs): o7sd gives its endpoint
@@ -41,14 +42,22 @@ pub(crate) struct UniJob {
     uni: usize,
     hash: Vec<u8>,
     deadline: Instant,
+    /// How long one address is given to answer.
+    attempt: Duration,
     stage: UniStage,
 }
 
 enum UniStage {
     Lookup(Receiver<Vec<u64>>),
     Fa {
-        rx: Receiver<Result<UniAllocated, String>>,
+        rx: Receiver<Result<UniAllocated, o7s_proto::fa::FaError>>,
         oap: Box<super::alloc::ClientOap>,
+        /// The peer IPCP's address.
+        dst: u64,
+        /// The other addresses the directory gave, to try when this one does not answer
+        /// (a member that restarted leaves its old address in the directory until it
+        /// expires).
+        rest: Vec<u64>,
     },
 }
 
@@ -123,6 +132,9 @@ impl Daemon {
         let (tx, rx) = channel();
         let id = u.dht.as_mut()?.lookup(now, unix, hash.clone())?;
         u.lookups.insert(id, tx);
+        if u.looked_up.len() < super::unicast::LOOKED_UP_MAX || u.looked_up.contains_key(&hash) {
+            u.looked_up.insert(hash.clone(), name.to_string());
+        }
         drop(st);
         self.wake();
         Some(UniJob {
@@ -133,8 +145,42 @@ impl Daemon {
             uni,
             hash,
             deadline: now + self.settings.query_timeout.max(Duration::from_millis(500)),
+            attempt: timeout,
             stage: UniStage::Lookup(rx),
         })
+    }
+
+    /// Sends the FLOW_REQ of `job` to the IPCP at `dst` and waits for its answer for the
+    /// job's time per address; `rest` are the addresses to try after it.
+    fn uni_fa_try(
+        &self,
+        mut job: UniJob,
+        oap: Box<super::alloc::ClientOap>,
+        dst: u64,
+        rest: Vec<u64>,
+        now: Instant,
+    ) -> UniStep {
+        let req_oap = oap.req_oap.clone();
+        let (tx, rx) = channel();
+        let mut st = self.st();
+        let started = st.unicast.get_mut(job.uni).and_then(|u| {
+            let (id, _) =
+                u.fa.as_mut()?
+                    .alloc(now, dst, &job.hash, job.qos, &req_oap, job.attempt)
+                    .ok()?;
+            u.fa_waiters.insert(id, tx);
+            Some(())
+        });
+        drop(st);
+        self.wake();
+        if started.is_none() {
+            return UniStep::Done(Err(FlowError::Busy(
+                "the unicast flow allocator has no free endpoint".into(),
+            )));
+        }
+        job.deadline = now + job.attempt + Duration::from_millis(500);
+        job.stage = UniStage::Fa { rx, oap, dst, rest };
+        UniStep::Pending(job)
     }
 
     /// Takes an allocation over a unicast IPCP a step further.
@@ -142,36 +188,19 @@ impl Daemon {
         match std::mem::replace(&mut job.stage, UniStage::Lookup(channel().1)) {
             UniStage::Lookup(rx) => match rx.try_recv() {
                 Ok(addrs) if !addrs.is_empty() => {
-                    let dst = addrs.first().copied().unwrap_or(0);
                     // OAP as on every layer: encrypted and signed as the name's settings say.
                     let oap = match self.client_oap(&job.name, job.pid) {
                         Ok(o) => o,
                         Err(e) => return UniStep::Done(Err(e)),
                     };
-                    let req_oap = oap.req_oap.clone();
-                    let (tx, rx) = channel();
-                    let mut st = self.st();
-                    let started = st.unicast.get_mut(job.uni).and_then(|u| {
-                        let (id, _) =
-                            u.fa.as_mut()?
-                                .alloc(now, dst, &job.hash, job.qos, &req_oap, job.timeout)
-                                .ok()?;
-                        u.fa_waiters.insert(id, tx);
-                        Some(())
-                    });
-                    drop(st);
-                    self.wake();
-                    if started.is_none() {
-                        return UniStep::Done(Err(FlowError::Busy(
-                            "the unicast flow allocator has no free endpoint".into(),
-                        )));
-                    }
-                    job.deadline = now + job.timeout + Duration::from_millis(500);
-                    job.stage = UniStage::Fa {
-                        rx,
-                        oap: Box::new(oap),
-                    };
-                    UniStep::Pending(job)
+                    // Each address gets an equal part of the time (at least a second).
+                    let n = u32::try_from(addrs.len()).unwrap_or(u32::MAX);
+                    job.attempt = (job.timeout / n)
+                        .max(Duration::from_secs(1))
+                        .min(job.timeout);
+                    let mut addrs = addrs.into_iter();
+                    let dst = addrs.next().unwrap_or(0);
+                    self.uni_fa_try(job, Box::new(oap), dst, addrs.collect(), now)
                 }
                 Err(TryRecvError::Empty) if now < job.deadline => {
                     job.stage = UniStage::Lookup(rx);
@@ -179,7 +208,12 @@ impl Daemon {
                 }
                 _ => UniStep::Fallback(job),
             },
-            UniStage::Fa { rx, oap } => match rx.try_recv() {
+            UniStage::Fa {
+                rx,
+                oap,
+                dst,
+                mut rest,
+            } => match rx.try_recv() {
                 Ok(Ok(a)) => {
                     let crypt = match self.client_finish(&job.name, *oap, &a.oap) {
                         Ok(c) => c,
@@ -198,15 +232,30 @@ impl Daemon {
                     }
                     UniStep::Done(r)
                 }
-                Ok(Err(why)) => UniStep::Done(Err(FlowError::Refused {
-                    name: format!("{} ({why})", job.name),
-                    response: -1,
-                })),
+                Ok(Err(o7s_proto::fa::FaError::Refused(response))) => {
+                    UniStep::Done(Err(FlowError::Refused {
+                        name: job.name.clone(),
+                        peer: format!("{dst:#010x}"),
+                        response,
+                    }))
+                }
+                Ok(Err(o7s_proto::fa::FaError::NoEid)) => UniStep::Done(Err(FlowError::Busy(
+                    "the unicast flow allocator has no free endpoint".into(),
+                ))),
                 Err(TryRecvError::Empty) if now < job.deadline => {
-                    job.stage = UniStage::Fa { rx, oap };
+                    job.stage = UniStage::Fa { rx, oap, dst, rest };
                     UniStep::Pending(job)
                 }
-                Err(_) => UniStep::Done(Err(FlowError::Timeout {
+                // No answer from this address: the next one the directory gave, if any.
+                _ if !rest.is_empty() => {
+                    let next = rest.remove(0);
+                    tracing::info!(
+                        "Flow allocation to {} at {dst:#010x}: no answer; trying {next:#010x}.",
+                        job.name
+                    );
+                    self.uni_fa_try(job, oap, next, rest, now)
+                }
+                _ => UniStep::Done(Err(FlowError::Timeout {
                     name: job.name.clone(),
                     ms: job.timeout.as_millis(),
                 })),
@@ -355,13 +404,21 @@ impl Daemon {
             })
         };
         let Some(name) = name else {
-            self.uni_refuse(r, "the name is not registered in this IPCP");
+            self.uni_refuse(
+                r,
+                Refusal::NotRegistered,
+                "the name is not registered in this IPCP",
+            );
             return None;
         };
         match self.uni_oap(&name, &r.oap) {
             Ok((resp, crypt)) => Some(UniChecked { name, resp, crypt }),
             Err(e) => {
-                self.uni_refuse(r, &format!("{name}: {e}"));
+                let cause = match e {
+                    crate::error::OapCheckError::Limit(_) => Refusal::Limit,
+                    _ => Refusal::Security,
+                };
+                self.uni_refuse(r, cause, &format!("{name}: {e}"));
                 None
             }
         }
@@ -392,11 +449,16 @@ impl Daemon {
         Ok((resp, crypt))
     }
 
-    /// Refuses a flow request from a peer IPCP.
-    pub(crate) fn uni_refuse(&self, r: &UniIncoming, why: &str) {
-        crate::wire_log!(warn, "Unicast flow request refused: {why}.");
+    /// Refuses a flow request from a peer IPCP: `why` goes to the log, `cause` in the
+    /// FLOW_REPLY's response to the requester.
+    pub(crate) fn uni_refuse(&self, r: &UniIncoming, cause: Refusal, why: &str) {
+        crate::wire_log!(
+            warn,
+            "Unicast flow request from {:#010x} refused: {why}",
+            r.peer
+        );
         if let Some(f) = self.st().unicast.get_mut(r.uni).and_then(|u| u.fa.as_mut()) {
-            let _ = f.refuse(r.req, -1);
+            let _ = f.refuse(r.req, cause.response());
         }
     }
 

@@ -100,7 +100,11 @@ impl Daemon {
             if let Some(c) = self.uni_check(&r) {
                 if u.waiting.len() >= MAX_UNI_WAITING {
                     self.counters.flow_req_busy.fetch_add(1, Ordering::Relaxed);
-                    self.uni_refuse(&r, "too many requests wait for an acceptor");
+                    self.uni_refuse(
+                        &r,
+                        o7s_proto::refusal::Refusal::Busy,
+                        "too many requests wait for an acceptor",
+                    );
                 } else {
                     let deadline = now + self.settings.accept_wait;
                     u.waiting.push_back((r, c, deadline));
@@ -117,11 +121,24 @@ impl Daemon {
                 Ok(Some(fp)) => u.new_flows.push(fp),
                 Ok(None) => {}
                 Err(r) if now >= deadline => {
-                    self.uni_refuse(&r, &format!("no process accepts flows for {}", c.name));
+                    use o7s_proto::refusal::Refusal;
+                    let auto = self.st().reg.auto_prog(&c.name);
+                    let cause = match auto {
+                        Some(p) if !p.startable() => Refusal::NoProgram,
+                        _ => Refusal::NoAcceptor,
+                    };
+                    let why = self.why_no_acceptor(&c.name);
+                    self.uni_refuse(&r, cause, &format!("{}: {why}", c.name));
                 }
                 Err(r) => {
                     let mut deadline = deadline;
-                    let auto = self.st().reg.auto_prog(&c.name).is_some();
+                    // A program that cannot start is not tried at every turn: the refusal
+                    // says why.
+                    let auto = self
+                        .st()
+                        .reg
+                        .auto_prog(&c.name)
+                        .is_some_and(|p| p.startable());
                     if auto && !u.starting.contains_key(&c.name) && self.start_program(&c.name) {
                         u.starting.insert(c.name.clone(), now);
                     }

@@ -4,6 +4,10 @@
 use super::*;
 use o7s_wire::unicast::pb::Component;
 
+/// The DT PCI of a layer with 4-byte addresses and 8-byte endpoint ids (0.23's defaults):
+/// address, QoS cube, TTL, ECN, endpoint id.
+const DT_PCI_LEN: usize = 4 + 1 + 1 + 1 + 8;
+
 impl Daemon {
     /// `o7sctl route list` rows.
     pub(super) fn uni_routes(&self) -> Vec<Value> {
@@ -25,15 +29,40 @@ impl Daemon {
         rows
     }
 
-    /// `o7sctl dht list` rows.
+    /// `o7sctl dht list` rows: each key with the name it is the hash of when this daemon
+    /// knows that name (its registry, the names its IPCPs publish or looked up, its flows'
+    /// names; "-" otherwise), and
+    /// the seconds until the entry expires.
     pub(super) fn uni_dht(&self) -> Vec<Value> {
         let st = self.st();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let known: HashMap<Vec<u8>, String> = st
+            .reg
+            .names
+            .keys()
+            .cloned()
+            .chain(st.unicast.iter().flat_map(|u| u.reg.iter().cloned()))
+            .chain(st.flows.values().map(|f| f.name.clone()))
+            .map(|n| (o7s_wire::hash::HashAlgo::Sha3_256.hash(&n).to_vec(), n))
+            .chain(
+                st.unicast
+                    .iter()
+                    .flat_map(|u| u.looked_up.iter().map(|(h, n)| (h.clone(), n.clone()))),
+            )
+            .collect();
         let mut rows = vec![];
         for u in &st.unicast {
             let Some(d) = &u.dht else { continue };
             for (key, addr, local, exp) in d.entries() {
-                rows.push(json!({"ipcp": u.name, "key": hex::encode(&key), "address": format!("{addr:#010x}"),
-                                 "local": local, "expires": exp, "contacts": d.contacts()}));
+                let name = known.get(key.as_slice()).map_or("-", String::as_str);
+                let expires_in_s = i64::from(exp) - i64::try_from(now).unwrap_or(i64::MAX);
+                rows.push(
+                    json!({"ipcp": u.name, "name": name, "key": hex::encode(&key),
+                                 "address": format!("{addr:#010x}"), "local": local,
+                                 "expires_in_s": expires_in_s, "contacts": d.contacts()}),
+                );
             }
         }
         rows
@@ -72,20 +101,32 @@ impl Daemon {
     /// `o7sctl ipcp list` rows of the unicast IPCPs.
     /// `dp` holds the workers' counters of the DT path (by IPCP index).
     pub(super) fn uni_rows(&self, dp: Vec<o7s_abi::msg::UniStats>) -> Vec<Value> {
-        self.st()
-            .unicast
+        let st = self.st();
+        st.unicast
             .iter()
             .enumerate()
             .map(|(i, u)| {
                 let d = dp.iter().find(|s| s.ipcp as usize == i).cloned().unwrap_or_default();
+                // The SDU a flow over the layer can carry: the smallest MTU of the IPCPs its
+                // DT N-1 flows run over, less the DT PCI; none while it has no DT neighbour.
+                let mtu = u
+                    .dt_nb
+                    .values()
+                    .filter_map(|f| st.flows.get(f))
+                    .filter_map(|r| st.ipcps.get(r.ipcp))
+                    .map(|i| i.mtu)
+                    .min()
+                    .map(|m| m.saturating_sub(DT_PCI_LEN));
+                let registered = if u.published { u.reg.clone() } else { vec![] };
                 json!({"name": u.name, "type": "unicast", "layer": u.layer.clone().unwrap_or("-".into()),
-                       "dev": "-", "mac": "-", "mtu": 0, "hash": "SHA3_256", "state": u.state,
-                       "io_path": "-", "registered": [], "address": format!("{:#010x}", u.addr),
+                       "dev": "-", "mac": "-", "mtu": mtu, "hash": "SHA3_256", "state": u.state,
+                       "io_path": "-", "registered": registered, "address": format!("{:#010x}", u.addr),
                        "dt_neighbours": u.dt_nb.len(), "dt_dropped_in_o7sd": u.dt_dropped,
                        "dt_forwarded_in_o7sd": u.dt_forwarded,
                        "dt_forwarded": d.forwarded, "dt_delivered": d.delivered,
                        "dt_to_o7sd": d.to_o7sd, "dt_sent": d.sent,
                        "dt_drop_short": d.drop_short, "dt_drop_ttl": d.drop_ttl,
+                       "dt_drop_loop": d.drop_loop,
                        "dt_drop_no_route": d.drop_no_route,
                        "dt_drop_unknown_eid": d.drop_unknown_eid,
                        "dt_drop_reserved_eid": d.drop_reserved_eid, "dt_drop_n1": d.drop_n1,

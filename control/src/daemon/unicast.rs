@@ -69,7 +69,8 @@ pub struct UniIpcp {
     /// Directory lookups of allocations in progress: their answer (empty: not found).
     pub lookups: HashMap<LookupId, std::sync::mpsc::Sender<Vec<u64>>>,
     /// Flow allocations in progress: (our eid, the peer's, its address, its OAP response).
-    pub fa_waiters: HashMap<AllocId, std::sync::mpsc::Sender<Result<UniAllocated, String>>>,
+    pub fa_waiters:
+        HashMap<AllocId, std::sync::mpsc::Sender<Result<UniAllocated, o7s_proto::fa::FaError>>>,
     /// The forwarding state last sent to the data plane: (address, (destination, N-1
     /// flow), DT N-1 flows).
     pub(super) dp_table: Option<DpTable>,
@@ -80,7 +81,13 @@ pub struct UniIpcp {
     /// N-1 flows that `o7sctl ipcp disconnect` marked down, until the loop closes them:
     /// asked for, so their end is no failure to warn of.
     pub(super) disconnected: std::collections::HashSet<u64>,
+    /// Names this IPCP looked up in the directory, by hash (`dht list` shows them beside
+    /// the keys); at most [`LOOKED_UP_MAX`].
+    pub(super) looked_up: HashMap<Vec<u8>, String>,
 }
+
+/// Most names an IPCP remembers having looked up (for `dht list`).
+pub(super) const LOOKED_UP_MAX: usize = 1024;
 
 /// A flow the flow allocator set up as requester.
 #[derive(Debug, Clone)]
@@ -242,6 +249,7 @@ impl Daemon {
             dp_table: None,
             incoming: vec![],
             disconnected: Default::default(),
+            looked_up: HashMap::new(),
             readdressed: 0,
         };
         let idx = {

@@ -291,10 +291,15 @@ impl Daemon {
                         .names
                         .iter()
                         .map(|(n, e)| {
-                            let layers: Vec<String> =
-                                st.ipcps.iter().filter(|i| i.regs.values().any(|r| r == n)).map(|i| i.name.clone()).collect();
+                            let layers: Vec<String> = st
+                                .ipcps
+                                .iter()
+                                .filter(|i| i.regs.values().any(|r| r == n))
+                                .map(|i| i.name.clone())
+                                .chain(st.unicast.iter().filter(|u| u.published && u.reg.contains(n)).map(|u| u.name.clone()))
+                                .collect();
                             json!({"name": n, "lb": e.lb.as_str(), "programs": e.progs.iter().map(|p| format!("{}{}", p.path, if p.auto { " (auto)" } else { "" })).collect::<Vec<_>>(),
-                                   "processes": e.pids.iter().collect::<Vec<_>>(), "registered_in": layers, "accepting": e.active.len()})
+                                   "processes": st.reg.processes(n), "registered_in": layers, "accepting": e.active.len()})
                         })
                         .collect(),
                 )
@@ -355,12 +360,10 @@ impl Daemon {
             },
             Ctl::UnbindProgram { prog, name } => {
                 let mut st = self.st();
-                let Some(e) = st.reg.names.get_mut(&name) else {
+                if !st.reg.names.contains_key(&name) {
                     return err(CtlError::NotFound(format!("no name {name}")));
-                };
-                let before = e.progs.len();
-                e.progs.retain(|p| p.path != prog);
-                if before == e.progs.len() {
+                }
+                if !st.reg.unbind_prog(&name, &prog) {
                     return err(CtlError::NotFound(format!("{prog} is not bound to {name}"),
                     ));
                 }

@@ -212,11 +212,23 @@ impl Dataplane {
     /// (forwarded, delivered or dropped and counted), or `false` to put it in the N-1
     /// flow's ring for o7sd (its components' PDUs, or an IPCP without a table yet).
     /// The PDU is `frame[at]` (a frame of an AF_XDP port can be forwarded in place).
-    pub(super) fn dt_rx(&mut self, ipcp: u32, frame: &mut [u8], at: Range<usize>) -> bool {
+    /// `from` is the N-1 flow it came on: one whose next hop is that flow is dropped (a
+    /// loop), not sent back.
+    pub(super) fn dt_rx(
+        &mut self,
+        ipcp: u32,
+        from: u64,
+        frame: &mut [u8],
+        at: Range<usize>,
+    ) -> bool {
         let Some(pdu) = frame.get_mut(at.clone()) else {
             return true;
         };
-        let Some(action) = self.unis.get(&ipcp).map(|u| dt::decide(pdu, &u.tables)) else {
+        let Some(action) = self
+            .unis
+            .get(&ipcp)
+            .map(|u| dt::decide_from(pdu, &u.tables, from))
+        else {
             return false;
         };
         if action == DtAction::Drop(DtDrop::UnknownEid) && self.hand_off_delivery(ipcp, pdu) {
@@ -259,6 +271,7 @@ impl Dataplane {
                     DtDrop::NoRoute => &mut s.drop_no_route,
                     DtDrop::UnknownEid => &mut s.drop_unknown_eid,
                     DtDrop::ReservedEid => &mut s.drop_reserved_eid,
+                    DtDrop::Loop => &mut s.drop_loop,
                 } += 1;
                 true
             }

@@ -249,7 +249,7 @@ impl Dataplane {
             f.last_rx = self.now;
             f.stats.rx_sdus += 1;
             f.stats.rx_bytes += sdu.len() as u64;
-            if self.dt_rx(ipcp, frame, at.clone()) {
+            if self.dt_rx(ipcp, fid, frame, at.clone()) {
                 return;
             }
             // For o7sd: into the ring (counted there).

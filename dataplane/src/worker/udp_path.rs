@@ -70,7 +70,7 @@ impl Dataplane {
                     pdu.clear();
                     pdu.extend_from_slice(body);
                     let all = 0..pdu.len();
-                    if !self.dt_rx(ipcp, &mut pdu, all) {
+                    if !self.dt_rx(ipcp, fid, &mut pdu, all) {
                         // For o7sd: into the ring (counted there).
                         if let Some(f) = self.flows.get_mut(&fid) {
                             f.stats.rx_sdus -= 1;

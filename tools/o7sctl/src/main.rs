@@ -554,6 +554,13 @@ const KEY_COLUMNS: &[&str] = &[
     "polling",
     "expires_in_s",
     "learnt",
+    "src",
+    "dst",
+    "next_hop",
+    "neighbour",
+    "component",
+    "address",
+    "key",
 ];
 
 /// The keys of `row`: the key columns first, then the rest; no nested object (exact values

