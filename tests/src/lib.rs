@@ -110,21 +110,29 @@ pub fn tshark_o7s(pcap: &Path) -> Option<Vec<String>> {
 /// Whether the program `name` is installed (in PATH or /usr/sbin); prints why a test skips
 /// when not, and fails instead with `O7S_REQUIRE_ROOT=1` (CI, after scripts/setup.sh).
 pub fn tool(name: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .chain([PathBuf::from("/usr/sbin")])
-                .any(|d| d.join(name).is_file())
-        })
-        .unwrap_or(false);
-    if found {
-        return true;
+    tool_path(name).is_some()
+}
+
+/// Where the program `name` is installed (the first of PATH, then /usr/sbin, /usr/bin,
+/// /sbin, /bin, that has it); when nowhere, as [`tool`]: prints why a test skips, and fails
+/// instead with `O7S_REQUIRE_ROOT=1`.
+pub fn tool_path(name: &str) -> Option<PathBuf> {
+    let dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let found = dirs
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_some() {
+        return found;
     }
     if std::env::var("O7S_REQUIRE_ROOT").as_deref() == Ok("1") {
         panic!("{name} is not installed (scripts/setup.sh installs it)");
     }
     eprintln!("SKIPPED: {name} is not installed (scripts/setup.sh installs it)");
-    false
+    None
 }
 
 /// Whether a port's I/O path (from `o7sctl port list`) is AF_XDP. On a machine where the data

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 fn server_conf(kind: &str, dev: &str, name: &str, auto: bool) -> String {
     let args = if auto { "args=[\"-l\"]\n" } else { "" };
-    format!("[name.\"{name}\"]\nprog=[\"/usr/bin/oping\"]\n{args}\n[{kind}.wifi1]\nbootstrap=\"wifi-network\"\ndev=\"{dev}\"\nreg=[\"{name}\"]\n")
+    let oping = bin("oping").display().to_string();
+    format!("[name.\"{name}\"]\nprog=[\"{oping}\"]\n{args}\n[{kind}.wifi1]\nbootstrap=\"wifi-network\"\ndev=\"{dev}\"\nreg=[\"{name}\"]\n")
 }
 
 fn client_conf(kind: &str, dev: &str) -> String {
@@ -38,9 +39,12 @@ fn tutorial04(kind: &str) {
     assert_eq!(sum["transmitted"], 10, "{sum}");
     assert_eq!(sum["received"], 10, "{sum}");
     let log = server.log();
+    // The oping under test, not one installed on the machine (o7sd logs the canonical path).
+    let oping = bin("oping").canonicalize().unwrap();
+    let started = format!("Starting {} for oping-server.", oping.display());
     assert!(
-        log.contains("Starting") && log.contains("for oping-server"),
-        "server was not auto-started:\n{log}"
+        log.contains(&started),
+        "server was not auto-started ('{started}'):\n{log}"
     );
     // The auto-started server holds the flow on the server side.
     let flows = t.ctl_json("b", &["flow", "list"]);

@@ -13,9 +13,15 @@ use o7s_wire::hash::HashAlgo;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-const SERVER: &str = "[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"--listen\"]\nlb=\"round-robin\"\n\n\
-[name.\"oping-server2\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"--listen\"]\n\n\
-[udp.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.2\"\nreg=[\"oping-server\", \"oping-server2\"]\n";
+/// The server's configuration: two names served by the oping under test, auto-started.
+fn server() -> String {
+    let oping = bin("oping").display().to_string();
+    format!(
+        "[name.\"oping-server\"]\nprog=[\"{oping}\"]\nargs=[\"--listen\"]\nlb=\"round-robin\"\n\n\
+         [name.\"oping-server2\"]\nprog=[\"{oping}\"]\nargs=[\"--listen\"]\n\n\
+         [udp.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.2\"\nreg=[\"oping-server\", \"oping-server2\"]\n"
+    )
+}
 const CLIENT: &str = "[udp.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.1\"\n";
 
 fn hosts() -> String {
@@ -54,7 +60,7 @@ fn tutorial05_udp_load_balancing() {
     }
     let t = Topo::single("t5");
     t.hosts("a", &hosts());
-    let server = t.daemon_in("a", "b", SERVER);
+    let server = t.daemon_in("a", "b", &server());
     let _client = t.daemon_in("a", "a", CLIENT);
     assert!(
         server.log().contains("Bootstrapped IPCP wifi1 (udp4)"),
@@ -162,7 +168,7 @@ fn bad_datagrams_are_dropped_and_counted() {
     }
     let t = Topo::single("bd");
     t.hosts("a", &hosts());
-    let server = t.daemon_in("a", "b", SERVER);
+    let server = t.daemon_in("a", "b", &server());
     let mut client = t.daemon_in("a", "a", CLIENT);
     let ping = t
         .cmd_in("a", "a", &bin("oping"))
@@ -223,12 +229,11 @@ struct Named {
 
 impl Named {
     fn start(t: &Topo) -> Option<Named> {
-        if !o7s_integration::tool("named") || !o7s_integration::tool("dig") {
+        // Where `tool` looks: a missing one is SKIPPED, or fails with O7S_REQUIRE_ROOT=1.
+        let named = o7s_integration::tool_path("named")?;
+        if !o7s_integration::tool("dig") {
             return None;
         }
-        let Ok(named) = which("named") else {
-            return None;
-        };
         let dir = t.dir.join("named");
         std::fs::create_dir_all(&dir).unwrap();
         let d = dir.display();
@@ -276,16 +281,6 @@ impl Drop for Named {
     }
 }
 
-fn which(p: &str) -> Result<String, ()> {
-    for d in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
-        let c = format!("{d}/{p}");
-        if std::path::Path::new(&c).exists() {
-            return Ok(c);
-        }
-    }
-    Err(())
-}
-
 fn dig(t: &Topo, name: &str, rtype: &str) -> String {
     let o = std::process::Command::new("ip")
         .args([
@@ -320,8 +315,11 @@ fn dns_registration_and_lookup_through_bind9() {
     let server = t.daemon_in(
         "a",
         "b",
-        "[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"--listen\"]\n\
-         [udp4.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.2\"\ndns=\"127.0.0.1\"\nreg=[\"oping-server\"]\n",
+        &format!(
+            "[name.\"oping-server\"]\nprog=[\"{}\"]\nargs=[\"--listen\"]\n\
+             [udp4.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.2\"\ndns=\"127.0.0.1\"\nreg=[\"oping-server\"]\n",
+            bin("oping").display()
+        ),
     );
     let _client = t.daemon_in(
         "a",
@@ -376,7 +374,10 @@ fn udp6_layer() {
     let server = t.daemon_in(
         "a",
         "b",
-        "[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[udp6.u]\nbootstrap=\"l\"\nip=\"::2\"\nreg=[\"oping-server\"]\n",
+        &format!(
+            "[name.\"oping-server\"]\nprog=[\"{}\"]\nargs=[\"-l\"]\n[udp6.u]\nbootstrap=\"l\"\nip=\"::2\"\nreg=[\"oping-server\"]\n",
+            bin("oping").display()
+        ),
     );
     let _client = t.daemon_in("a", "a", "[udp6.u]\nbootstrap=\"l\"\nip=\"::1\"\n");
     let (sum, out) = t.oping_in("a", "a", &["-n", "oping-server", "-c", "3", "-i", "10ms"]);
@@ -436,7 +437,7 @@ fn udp_flow_reply_eid_order_matches_the_reference() {
         "a",
         &format!("127.0.0.3 {}\n", HashAlgo::Md5.hex("ref-server")),
     );
-    let server = t.daemon_in("a", "b", SERVER);
+    let server = t.daemon_in("a", "b", &server());
     let client = t.daemon_in("a", "a", CLIENT);
     // o7s as the requester.
     let mut fake = t
@@ -506,7 +507,7 @@ fn a_pinned_process_gets_every_flow_and_simultaneous_allocations_succeed() {
     }
     let t = Topo::single("pp");
     t.hosts("a", &hosts());
-    let server = t.daemon_in("a", "b", SERVER);
+    let server = t.daemon_in("a", "b", &server());
     let _client = t.daemon_in("a", "a", CLIENT);
     // Two at once, while nothing runs: the first auto-starts the server.
     for _ in 0..3 {

@@ -79,10 +79,53 @@ fn tutorial06_encrypted_and_authenticated_oping_over_a_unicast_layer() {
     };
     let found = eventually(Duration::from_secs(15), || ping("1").0);
     assert!(found, "{}\n{}\n{}", a.log(), b.log(), c.log());
+    // A ping of `count` in the background, and the server's end of its flow at C as
+    // `o7sctl flow list` shows it while the flow carries the pings.
+    let ping_and_server_flow = |count: &str| {
+        let known: Vec<Value> = t
+            .ctl_json("c", &["flow", "list"])
+            .iter()
+            .map(|f| f["flow"].clone())
+            .collect();
+        let child = t
+            .cmd("a", &bin("oping"))
+            .args(["-n", NAME, "-c", count, "-i", "10ms", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut flow = Value::Null;
+        eventually(Duration::from_secs(10), || {
+            flow = t
+                .ctl_json("c", &["flow", "list"])
+                .into_iter()
+                .find(|f| {
+                    f["name"] == NAME
+                        && !known.contains(&f["flow"])
+                        && f["rx_sdus"].as_u64().unwrap_or(0) > 0
+                })
+                .unwrap_or(Value::Null);
+            !flow.is_null()
+        });
+        let o = child.wait_with_output().unwrap();
+        let sum: Value = serde_json::from_str(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .last()
+                .unwrap_or(""),
+        )
+        .unwrap_or(Value::Null);
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+            sum,
+            flow,
+        )
+    };
 
     // Test 3: authentication and encryption.
     let before = uni_row(&t, "b", "ub");
-    let (ok, err, sum) = ping("20");
+    let (ok, err, sum, f) = ping_and_server_flow("20");
     assert!(ok, "test 3: {err}\n{}\n{}", a.log(), c.log());
     assert_eq!(sum["received"], 20, "{sum}");
     let log = a.log();
@@ -103,18 +146,17 @@ fn tutorial06_encrypted_and_authenticated_oping_over_a_unicast_layer() {
     );
     // The server's end of the flow is encrypted (AES-256-GCM by default) and decrypted
     // every ping without a failure.
-    let flows = t.ctl_json("c", &["flow", "list"]);
-    let f = flows
-        .iter()
-        .find(|f| f["name"] == NAME)
-        .unwrap_or_else(|| panic!("{flows:?}"));
-    assert_ne!(f["cipher"], "none", "{f}");
+    assert_eq!(f["cipher"], "aes-256-gcm", "{f}");
+    assert_eq!(f["drop_decrypt"], 0, "{f}");
     eprintln!("tutorial 06 test 3 over the unicast layer: {sum}; C's flow: {f}");
 
-    // Test 4: authentication without encryption.
+    // Test 4: authentication without encryption: the flow's data plane has no cipher
+    // ("none"; "-" would be a flow the data plane does not know).
     std::fs::remove_file(cli_dir.join("enc.cfg")).unwrap();
-    let (ok, err, _) = ping("5");
+    let (ok, err, sum, f) = ping_and_server_flow("20");
     assert!(ok, "test 4: {err}");
+    assert_eq!(sum["received"], 20, "{sum}");
+    assert_eq!(f["cipher"], "none", "{f}");
     assert!(a.log().matches("Successfully authenticated").count() >= 2);
 
     // A server certificate for another name is refused by the client.

@@ -51,7 +51,8 @@ fn maps(ns: &str, dev: &str) -> std::collections::HashMap<String, u64> {
 
 /// An eth-dix layer "l" on `dev` with an oping server program, registered when `reg` says so.
 fn eth_conf(dev: &str, reg: &str) -> String {
-    format!("[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
+    let oping = o7s_integration::bin("oping").display().to_string();
+    format!("[name.\"oping-server\"]\nprog=[\"{oping}\"]\nargs=[\"-l\"]\n[eth-dix.e]\nbootstrap=\"l\"\ndev=\"{dev}\"\n{reg}")
 }
 
 /// Host b's daemon (`b_args`, an oping server registered) and host a's, on AF_PACKET.
