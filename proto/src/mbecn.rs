@@ -36,6 +36,8 @@ pub const CA_MAXPS: u64 = 64;
 pub const ECN_Q_SHFT: u32 = 4;
 /// The longest a writer waits for one slot (the reference sleeps at most 1 s).
 pub const MAX_WAIT_NS: u64 = 1_000_000_000;
+/// o7s's sender adds 2^-AI_SHIFT of the reference's additive increase (per time).
+pub const AI_SHIFT: u32 = 3;
 /// How long o7s's sender keeps an echoed level without news (the reference: 32 packets).
 pub const ECE_HOLD_NS: u64 = 50_000_000;
 /// The shortest slot: 2^10 ns (o7s's bound).
@@ -122,6 +124,8 @@ pub struct Sender {
     /// Additive increase per time, not per slot: a slot shorter than 2^[`CA_SLOT`] ns adds
     /// `inc` scaled down by as much again.
     pub ai_per_time: bool,
+    /// The writer was held in this slot: its window or its pace limited it, not the app.
+    limited: bool,
 }
 
 impl Sender {
@@ -143,6 +147,7 @@ impl Sender {
             ece_hold_ns: 0,
             update_at: 0,
             ai_per_time: false,
+            limited: false,
         }
     }
 
@@ -157,10 +162,11 @@ impl Sender {
     ///   the receiver says when congestion ends (a FLOW_UPDATE with 0). The reference forgets
     ///   it after 32 packets, less than a millisecond at 100 Mbit/s, so a FLOW_UPDATE a few ms
     ///   late lets the window grow into a full queue;
-    /// - additive increase per time: the reference adds `inc` per slot and halves the slot
-    ///   as the rate doubles, so its increase per second grows with the rate (exponential);
-    ///   here a slot shorter than 2^24 ns adds `inc` scaled down by as much again, so a fast
-    ///   flow's rate grows by the same bit/s per second as one with 2^24 ns slots.
+    /// - additive increase per time, an eighth of the reference's ([`AI_SHIFT`]), from the
+    ///   window when the writer was held: the reference adds `inc` per slot and halves the
+    ///   slot as the rate doubles, so its increase per second grows with the rate
+    ///   (exponential) and swings two flows' shares by a third each slot; here a slot shorter
+    ///   than 2^24 ns adds `inc` scaled down by as much again.
     pub fn paced(now_ns: u64, quantum_ns: u64) -> Self {
         Self {
             pace_ns: quantum_ns,
@@ -209,7 +215,9 @@ impl Sender {
             let gap = u64::try_from(gap).unwrap_or(u64::MAX);
             self.paced_until = self.paced_until.max(now_ns).saturating_add(gap);
         }
-        self.wait(now_ns)
+        let wait = self.wait(now_ns);
+        self.limited |= wait > 0;
+        wait
     }
 
     /// How long a writer that would send now waits, in ns (0: the window has room).
@@ -254,9 +262,19 @@ impl Sender {
         } else if self.ai_per_time {
             // A slot shorter than 2^24 ns adds inc scaled down once more: the rate grows by
             // the same bit/s per second however short the slot (longer slots keep the
-            // reference's inc: scaled up again they would grow without bound).
-            let inc = (self.inc >> CA_SLOT.saturating_sub(self.mul)).max(1);
-            self.wbl = self.wbc.saturating_add(inc);
+            // reference's inc: scaled up again they would grow without bound), and by
+            // 2^-AI_SHIFT of the reference's: 64 KiB per 2^24 ns slot is some 1.9 Gbit/s
+            // per second, which on a 100 Mbit/s link swings the shares by a third each slot.
+            let inc = (self.inc >> (CA_SLOT.saturating_sub(self.mul) + AI_SHIFT)).max(1);
+            // Grown from the window when the writer was held (paced, it sends a little less
+            // than its window in a slot, and bytes sent + a small inc would never grow it),
+            // from what was sent when the app sent less.
+            let base = if self.limited {
+                self.wbc.max(self.wbl)
+            } else {
+                self.wbc
+            };
+            self.wbl = base.saturating_add(inc);
         } else {
             self.wbl = self.wbc.saturating_add(self.inc);
         }
@@ -288,6 +306,7 @@ impl Sender {
         self.slot = now_ns >> self.mul;
         self.wbc = 0;
         self.wpc = 0;
+        self.limited = false;
     }
 }
 
