@@ -144,6 +144,8 @@ enum State {
     CepSent {
         comp: Component,
         id: Option<[u8; ENROLL_ID_LEN]>,
+        /// The address our CEP named (we may move before the reply).
+        addr: u64,
     },
     /// We accepted the flow: its CEP comes first.
     CepWait,
@@ -222,7 +224,8 @@ impl Connections {
 
     /// Our address is now `new` (another IPCP had ours): the configuration we give
     /// enrollees names it as their DHT peer, and every Management neighbour gets a
-    /// Management CEP with it on the connected flow. 0.23 has no message for this: an
+    /// Management CEP with it on the connected flow (and a connection that completes later,
+    /// set up with the old address, has it sent again). 0.23 has no message for this: an
     /// o7s neighbour takes it ([`Connections::handle_update`]), the reference drops it as
     /// no LSA.
     pub fn readdress(&mut self, new: u64) {
@@ -235,7 +238,12 @@ impl Connections {
         {
             d.peer = new;
         }
-        let cep = CepMsg::new(Component::Management, new).encode_to_vec();
+        self.announce_address();
+    }
+
+    /// A Management CEP with our address on every connected Management flow.
+    fn announce_address(&mut self) {
+        let cep = CepMsg::new(Component::Management, self.own_addr).encode_to_vec();
         let mgmt: Vec<FlowId> = self
             .connections()
             .into_iter()
@@ -372,7 +380,11 @@ impl Connections {
         self.flows.insert(
             flow,
             Flow {
-                state: State::CepSent { comp, id },
+                state: State::CepSent {
+                    comp,
+                    id,
+                    addr: self.own_addr,
+                },
                 deadline: Some(now + self.cfg.step_timeout),
             },
         );
@@ -415,7 +427,7 @@ impl Connections {
         let state = f.state.clone();
         match state {
             State::CepWait => self.on_cep_accepted(now, flow, sdu),
-            State::CepSent { comp, id } => self.on_cep_reply(now, flow, comp, id, sdu),
+            State::CepSent { comp, id, addr } => self.on_cep_reply(now, flow, comp, id, addr, sdu),
             State::ReqSent { id } => self.on_resp(flow, id, sdu),
             State::ReqWait => self.on_req(now, unix, flow, sdu),
             State::AckWait { id } => self.on_ack(flow, &id, sdu),
@@ -476,6 +488,7 @@ impl Connections {
         flow: FlowId,
         comp: Component,
         id: Option<[u8; ENROLL_ID_LEN]>,
+        sent_addr: u64,
         sdu: &[u8],
     ) {
         // Not a CEP: ignored and counted; the step's deadline bounds the wait. An N-1
@@ -531,6 +544,12 @@ impl Connections {
                         deadline: None,
                     },
                 );
+                // We moved after our CEP left: the peer knows this connection by our old
+                // address. Told again on the Management flows (this one too, if it is one),
+                // it moves its connections to the old address to the new one.
+                if sent_addr != self.own_addr {
+                    self.announce_address();
+                }
             }
         }
     }

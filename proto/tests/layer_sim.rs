@@ -8,10 +8,12 @@
 //! hops. Each link carries the three N-1 flows of a neighbour pair, told apart by a first
 //! byte (a stand-in for the N-1 layer's endpoint ids).
 //!
-//! 100 IPCPs in every test run: every one enrols, routing converges (every table names
-//! every other address), every lookup of a registered name resolves, and every flow
-//! allocation between random pairs succeeds; the same seed gives the same run (30 IPCPs,
-//! twice). Counts and virtual times are printed (docs/BENCHMARKS.md). 1000 IPCPs in
+//! 100 IPCPs in every test run: every one enrols, routing converges (every IPCP's table,
+//! walked hop by hop to every other IPCP's address, reaches it along a shortest path of
+//! the graph: no loop, no detour, no other IPCP with the address), every lookup of a
+//! registered name answers the target's current address, every flow request is for a name
+//! its receiver registered, and every flow allocation between random pairs reaches the
+//! target's address; the same seed gives the same run (30 IPCPs, twice). Counts and virtual times are printed (docs/BENCHMARKS.md). 1000 IPCPs in
 //! release builds (an ignored test CI runs with `--release -- --ignored`), with link state
 //! holding its recomputations down to one a second (the reference recomputes at every
 //! new adjacency: some 4,000 per IPCP at that size).
@@ -23,12 +25,15 @@ use o7s_proto::enroll::{self, Connections, EnrollConfig};
 use o7s_proto::fa::{self, Fa, FaConfig};
 use o7s_proto::linkstate::{Collision, LinkState, LsConfig};
 use o7s_proto::mgmt::Peer;
+use o7s_proto::refusal::Refusal;
 use o7s_proto::sim::{LinkModel, Node, Sim};
 use o7s_wire::qos::QosSpec;
 use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const ENROL: u64 = 0;
@@ -66,10 +71,18 @@ struct Tally {
     forwarded: u64,
     no_route: u64,
     ttl: u64,
+    /// Lookups answered with the target's current address (and no other).
     resolved: u64,
+    /// Lookups answered with another address (or with others besides the target's).
+    wrong_answer: u64,
     not_found: u64,
+    /// Allocations whose peer is the target's current address.
     allocated: u64,
+    /// Allocations done with another peer than the target's current address.
+    wrong_peer: u64,
     alloc_failed: u64,
+    /// Incoming requests for a name the IPCP did not register (refused).
+    refused: u64,
     /// Moved to a new address (another IPCP had ours and was as old or older).
     readdressed: u64,
     /// Kept the address in a collision (the other IPCP was younger).
@@ -101,6 +114,13 @@ struct Ipcp {
     hold: Duration,
     /// An address to take instead of a random one (to make a collision).
     force_addr: Option<u64>,
+    /// Every IPCP's current address (0 before it joins), shared by all: what answers are
+    /// checked against.
+    book: Rc<RefCell<Vec<u64>>>,
+    /// The names (hashes) it registered.
+    registered: Vec<Vec<u8>>,
+    /// When it last moved to a new address.
+    moved_at: Option<Instant>,
 }
 
 impl Ipcp {
@@ -147,6 +167,7 @@ impl Ipcp {
             d.peer = addr;
         }
         self.conn.set_layer(addr, mine);
+        self.book.borrow_mut()[self.i] = addr;
         let mut id = vec![0u8; 32];
         self.rng.fill(id.as_mut_slice());
         // With a hold-down (the large layer), LSAs are refreshed every 60 s and age out
@@ -248,6 +269,8 @@ impl Ipcp {
                     }
                 };
                 self.tally.readdressed += 1;
+                self.book.borrow_mut()[self.i] = new;
+                self.moved_at = Some(now);
                 self.conn.readdress(new);
                 if let Some(l) = self.layer.as_mut() {
                     l.addr = new;
@@ -295,7 +318,13 @@ impl Ipcp {
             match e {
                 dht::Event::Found { id, addrs, .. } => {
                     if let Some(target) = self.lookups.remove(&id) {
-                        self.tally.resolved += 1;
+                        // The target's address, and no other (each name has one holder).
+                        let want = self.book.borrow()[target];
+                        if addrs.iter().all(|a| *a == want) {
+                            self.tally.resolved += 1;
+                        } else {
+                            self.tally.wrong_answer += 1;
+                        }
                         allocs.push((target, addrs[0]));
                     }
                 }
@@ -319,12 +348,21 @@ impl Ipcp {
         }
         while let Some(e) = l.fa.poll_event() {
             match e {
-                fa::Event::Incoming { req, .. } => {
-                    let _ = l.fa.accept(req, &[]);
+                fa::Event::Incoming { req, hash, .. } => {
+                    if self.registered.contains(&hash) {
+                        let _ = l.fa.accept(req, &[]);
+                    } else {
+                        self.tally.refused += 1;
+                        let _ = l.fa.refuse(req, Refusal::NotRegistered.response());
+                    }
                 }
-                fa::Event::Allocated { id, .. } => {
-                    self.pending.remove(&id);
-                    self.tally.allocated += 1;
+                fa::Event::Allocated { id, peer, .. } => {
+                    let target = self.pending.remove(&id);
+                    if target.is_some_and(|t| self.book.borrow()[t] == peer) {
+                        self.tally.allocated += 1;
+                    } else {
+                        self.tally.wrong_peer += 1;
+                    }
                 }
                 fa::Event::AllocFailed { id, .. } => {
                     self.pending.remove(&id);
@@ -420,6 +458,7 @@ impl Node for Ipcp {
             self.register_at = None;
             let key = name(self.i);
             if let Some(l) = self.layer.as_mut() {
+                self.registered.push(key.clone());
                 l.dht.register(now, UNIX, key);
             }
         }
@@ -460,14 +499,119 @@ impl Node for Ipcp {
     }
 }
 
+/// What is wrong with the paths the forwarding tables give (see [`walk`]).
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+struct Paths {
+    /// Walked: (IPCP, other IPCP) pairs.
+    walked: u64,
+    /// A table on the way has no next hop (or no DT neighbour at it).
+    no_hop: u64,
+    /// The walk reached another IPCP with the destination's address.
+    misdelivered: u64,
+    /// The walk came back to an IPCP it had passed.
+    looped: u64,
+    /// The walk reached the destination in more hops than the shortest path has.
+    longer: u64,
+}
+
+impl Paths {
+    fn bad(&self) -> u64 {
+        self.no_hop + self.misdelivered + self.looped + self.longer
+    }
+}
+
+/// Hop counts of the shortest paths between every two IPCPs over the graph's links
+/// (breadth first from each).
+fn shortest(n: usize, edges: &BTreeSet<(usize, usize)>) -> Vec<Vec<u32>> {
+    let mut adj = vec![vec![]; n];
+    for &(a, b) in edges {
+        adj[a].push(b);
+        adj[b].push(a);
+    }
+    (0..n)
+        .map(|s| {
+            let mut d = vec![u32::MAX; n];
+            d[s] = 0;
+            let mut q = VecDeque::from([s]);
+            while let Some(x) = q.pop_front() {
+                for &y in &adj[x] {
+                    if d[y] == u32::MAX {
+                        d[y] = d[x] + 1;
+                        q.push_back(y);
+                    }
+                }
+            }
+            d
+        })
+        .collect()
+}
+
+/// Walks every IPCP's forwarding table hop by hop to every other IPCP's current address,
+/// as `route` forwards (`next_hop`, then the DT neighbour at that address), and compares
+/// the hops with the shortest path (`dist`). Every IPCP must be in the layer. With
+/// `first`, stops at the first bad path.
+fn walk(nodes: &[Ipcp], dist: &[Vec<u32>], first: bool) -> Paths {
+    let mut p = Paths::default();
+    let addr = |i: usize| nodes[i].layer.as_ref().map_or(0, |l| l.addr);
+    let mut seen = vec![];
+    for (s, shortest) in dist.iter().enumerate() {
+        for d in (0..nodes.len()).filter(|d| *d != s) {
+            if first && p.bad() > 0 {
+                return p;
+            }
+            p.walked += 1;
+            let want = addr(d);
+            let (mut cur, mut hops) = (s, 0u32);
+            seen.clear();
+            while cur != d {
+                if addr(cur) == want {
+                    p.misdelivered += 1;
+                    break;
+                }
+                if seen.contains(&cur) {
+                    p.looped += 1;
+                    break;
+                }
+                seen.push(cur);
+                let x = &nodes[cur];
+                let next = x
+                    .layer
+                    .as_ref()
+                    .and_then(|l| l.ls.next_hop(want))
+                    .and_then(|a| x.dt_nb.get(&a).copied())
+                    .filter(|nb| x.neighbours.contains(nb));
+                let Some(nb) = next else {
+                    p.no_hop += 1;
+                    break;
+                };
+                cur = nb;
+                hops += 1;
+            }
+            if cur == d && hops > shortest[d] {
+                p.longer += 1;
+            }
+        }
+    }
+    p
+}
+
 struct Run {
     enrolled: usize,
+    /// When every address was unique and every table's paths were shortest paths (first).
     converged_at: Option<Duration>,
+    /// When every table first named every other address (the old, weaker criterion), and
+    /// what the walk found wrong then.
+    complete_at: Option<(Duration, Paths)>,
+    /// The walk at the end of the run.
+    paths: Paths,
     tally: Tally,
     messages: u64,
     lookups: usize,
     /// The tallies of the two colliding IPCPs (early, late).
     collided: Option<(Tally, Tally)>,
+    /// Their addresses when routing converged (early, late), and when the late one moved.
+    collided_addrs: Option<(u64, u64)>,
+    late_moved_at: Option<Duration>,
 }
 
 fn layer(n: usize, seed: u64, hold: Duration) -> (Run, Vec<String>) {
@@ -503,6 +647,8 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
     let register_at = all_joined + Duration::from_secs(5);
     let alloc_at = register_at + Duration::from_secs(5);
     let conf = IpcpConfigMsg::unicast_default("sim-uni", 0);
+    let dist = shortest(n, &edges);
+    let book = Rc::new(RefCell::new(vec![0u64; n]));
     let nodes: Vec<Ipcp> = (0..n)
         .map(|i| {
             let neighbours = edges
@@ -532,6 +678,9 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
                 tally: Tally::default(),
                 hold,
                 force_addr: None,
+                book: Rc::clone(&book),
+                registered: vec![],
+                moved_at: None,
             };
             if let Some(c) = collide.filter(|c| c.late == i) {
                 node.join = Some((t0 + c.at, parent[i]));
@@ -547,8 +696,11 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
     let mut sim = Sim::new(t0, seed, link, nodes);
     // A thousand IPCPs send some ten million frames: no line for each.
     sim.set_tracing(n <= 100);
-    // Routing converges when every table names every other IPCP's address.
+    // Routing converges when every address is unique and every table, walked hop by
+    // hop, takes a shortest path to every other IPCP's address.
     let mut converged_at = None;
+    let mut complete_at = None;
+    let mut collided_addrs = None;
     let mut t = t0;
     while t < register_at {
         t += Duration::from_millis(250);
@@ -571,7 +723,7 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
             .iter()
             .filter_map(|x| x.layer.as_ref().map(|l| l.addr))
             .collect();
-        let done = addrs.len() == n
+        let complete = addrs.len() == n
             && sim.nodes.iter().all(|x| {
                 x.layer.as_ref().is_some_and(|l| {
                     addrs
@@ -579,8 +731,14 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
                         .all(|a| *a == l.addr || l.ls.next_hop(*a).is_some())
                 })
             });
-        if done && converged_at.is_none() {
+        let full = (complete && complete_at.is_none()).then(|| walk(&sim.nodes, &dist, false));
+        if let Some(p) = full {
+            complete_at = Some((t - t0, p));
+        }
+        let unique = addrs.len() == n && addrs.iter().collect::<BTreeSet<_>>().len() == n;
+        if unique && full.unwrap_or_else(|| walk(&sim.nodes, &dist, true)).bad() == 0 {
             converged_at = Some(t - t0);
+            collided_addrs = collide.map(|c| (addrs[c.early], addrs[c.late]));
         }
     }
     sim.run_until(alloc_at + Duration::from_secs(20));
@@ -590,9 +748,12 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
         tally.no_route += x.tally.no_route;
         tally.ttl += x.tally.ttl;
         tally.resolved += x.tally.resolved;
+        tally.wrong_answer += x.tally.wrong_answer;
         tally.not_found += x.tally.not_found;
         tally.allocated += x.tally.allocated;
+        tally.wrong_peer += x.tally.wrong_peer;
         tally.alloc_failed += x.tally.alloc_failed;
+        tally.refused += x.tally.refused;
         tally.readdressed += x.tally.readdressed;
         tally.kept += x.tally.kept;
         tally.neighbours_moved += x.tally.neighbours_moved;
@@ -620,30 +781,45 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
             c.early, e.kept, e.readdressed, c.late, l.kept, l.readdressed, tally.neighbours_moved
         );
     }
+    let enrolled = sim.nodes.iter().filter(|x| x.layer.is_some()).count();
+    assert_eq!(enrolled, n, "every IPCP enrolled");
+    let paths = walk(&sim.nodes, &dist, false);
     let run = Run {
-        enrolled: sim.nodes.iter().filter(|x| x.layer.is_some()).count(),
+        enrolled,
         converged_at,
+        complete_at,
+        paths,
         tally,
         messages: sim.stats().sent,
         lookups: n,
         collided: collide.map(|c| (sim.nodes[c.early].tally, sim.nodes[c.late].tally)),
+        collided_addrs,
+        late_moved_at: collide.and_then(|c| sim.nodes[c.late].moved_at.map(|m| m - t0)),
     };
     (run, sim.trace().to_vec())
 }
 
 fn report(n: usize, r: &Run, wall: std::time::Instant) {
     eprintln!(
-        "{n} IPCPs: {} enrolled; routing converged at {:?} of virtual time (joins every 50 ms); \
-         {} of {} lookups resolved ({} not found); {} of {} flow allocations done ({} failed); \
+        "{n} IPCPs: {} enrolled; routing converged (shortest paths) at {:?} of virtual time \
+         (joins every 50 ms; every table complete at {:?}); {} of {} paths shortest at the end; \
+         {} of {} lookups resolved to the target ({} wrong, {} not found); {} of {} flow allocations done \
+         to the target ({} to another peer, {} failed, {} requests refused); \
          {} frames on the links, {} DT PDUs forwarded by intermediate IPCPs, {} without a route, {} TTL; {:.1} s real time",
         r.enrolled,
         r.converged_at,
+        r.complete_at,
+        r.paths.walked - r.paths.bad(),
+        r.paths.walked,
         r.tally.resolved,
         r.lookups,
+        r.tally.wrong_answer,
         r.tally.not_found,
         r.tally.allocated,
         r.lookups,
+        r.tally.wrong_peer,
         r.tally.alloc_failed,
+        r.tally.refused,
         r.messages,
         r.tally.forwarded,
         r.tally.no_route,
@@ -652,13 +828,37 @@ fn report(n: usize, r: &Run, wall: std::time::Instant) {
     );
 }
 
+/// What every run must show: routing converged to shortest paths and its tables still give
+/// them at the end; no lookup answered another address, no request came for a name its
+/// receiver did not register, no allocation reached another peer.
+fn checked(r: &Run) {
+    assert!(
+        r.converged_at.is_some(),
+        "routing converged: every table complete at {:?}, paths at the end {:?}",
+        r.complete_at,
+        r.paths
+    );
+    assert_eq!(
+        r.paths.bad(),
+        0,
+        "every path is a shortest path: {:?}",
+        r.paths
+    );
+    assert_eq!(r.tally.wrong_answer, 0, "lookups answered another address");
+    assert_eq!(
+        r.tally.refused, 0,
+        "requests for a name not registered there"
+    );
+    assert_eq!(r.tally.wrong_peer, 0, "allocations to another peer");
+}
+
 #[test]
 fn a_hundred_ipcps_enrol_route_resolve_and_allocate() {
     let wall = std::time::Instant::now();
     let (r, _) = layer(100, 21, Duration::ZERO);
     report(100, &r, wall);
     assert_eq!(r.enrolled, 100);
-    assert!(r.converged_at.is_some(), "routing converged");
+    checked(&r);
     assert_eq!(r.tally.resolved, 100, "every lookup resolved");
     assert_eq!(r.tally.allocated, 100, "every allocation succeeded");
     assert!(r.tally.forwarded > 0, "PDUs crossed intermediate IPCPs");
@@ -672,6 +872,7 @@ fn the_same_seed_gives_the_same_layer() {
     assert_eq!(ta, tb, "same seed, same run");
     assert_eq!(a.tally, b.tally);
     assert_eq!(a.tally.allocated, 30);
+    checked(&a);
     let (_, tc) = layer(30, 6, Duration::ZERO);
     assert_ne!(ta, tc, "another seed, another run");
 }
@@ -689,7 +890,7 @@ fn a_thousand_ipcps_enrol_route_resolve_and_allocate() {
     let (r, _) = layer(1000, 1000, Duration::from_secs(1));
     report(1000, &r, wall);
     assert_eq!(r.enrolled, 1000);
-    assert!(r.converged_at.is_some(), "routing converged");
+    checked(&r);
     assert_eq!(r.tally.resolved, 1000, "every lookup resolved");
     assert_eq!(r.tally.allocated, 1000, "every allocation succeeded");
     assert_eq!(r.tally.no_route, 0);
@@ -708,7 +909,8 @@ fn a_thousand_ipcps_enrol_route_resolve_and_allocate() {
 /// Management neighbour hands it: it is the younger, it moves (before its own links under
 /// the address reach anyone), tells its Management neighbours and publishes its name at
 /// the new address; 3 keeps its address. Every address is unique at the end, routing
-/// converges, every lookup and allocation succeeds (to 3 and to 25 too). The other cases
+/// converges to shortest paths only after 25 moved (not while both have the address),
+/// every lookup and allocation reaches the target (to 3 and to 25 too). The other cases
 /// (the older one sees it first and keeps its address; as old: both move; a younger one
 /// that does not move) are unit tests of `linkstate`.
 #[test]
@@ -727,7 +929,17 @@ fn of_two_ipcps_with_one_address_the_younger_moves() {
         "the younger moved"
     );
     assert!(r.tally.neighbours_moved >= 1, "its neighbours were told");
-    assert!(r.converged_at.is_some(), "routing converged");
+    // Routing converged only once the younger had moved: not while both had the address.
+    if let Some(at) = r.converged_at {
+        let (a, b) = r.collided_addrs.unwrap();
+        assert_ne!(a, b, "converged while IPCPs 3 and 25 shared an address");
+        assert!(
+            r.late_moved_at.is_some_and(|m| m < at),
+            "converged at {at:?}, IPCP 25 moved at {:?}",
+            r.late_moved_at
+        );
+    }
+    checked(&r);
     assert_eq!((r.tally.resolved, r.tally.allocated), (30, 30));
 }
 
@@ -737,6 +949,6 @@ fn of_two_ipcps_with_one_address_the_younger_moves() {
 fn a_hold_down_gives_the_same_layer_results() {
     let (r, _) = layer(100, 21, Duration::from_millis(100));
     assert_eq!(r.enrolled, 100);
-    assert!(r.converged_at.is_some());
+    checked(&r);
     assert_eq!((r.tally.resolved, r.tally.allocated), (100, 100));
 }
