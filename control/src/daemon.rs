@@ -122,6 +122,9 @@ pub struct Counters {
     pub flow_req_busy: AtomicU64,
     /// Flows refused: the daemon's or a peer's flow limit.
     pub flow_limit: AtomicU64,
+    /// Flows ended because their peer gave a new flow the endpoint id they named (its old
+    /// end is gone: it restarted, or ended the flow without a message).
+    pub flows_superseded: AtomicU64,
     /// Requests refused: the caller may not do that.
     pub denied: AtomicU64,
     /// Flow requests refused: the name's auto-started program already runs

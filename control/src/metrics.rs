@@ -539,6 +539,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Flows refused because of o7sd's or a peer's flow limit",
     ),
     (
+        "o7s_flows_superseded",
+        C,
+        "Flows ended because their peer gave a new flow the endpoint id they named (the peer restarted or ended them without a message)",
+    ),
+    (
         "o7s_name_reply_unsolicited",
         C,
         "NAME_QUERY_REPLYs for names this host did not ask for (or asked too long ago)",

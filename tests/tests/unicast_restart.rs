@@ -103,3 +103,121 @@ fn a_member_that_restarts_is_reached_again_and_nothing_bounces() {
         "TTL ran out: B {rb}\nC {rc}"
     );
 }
+
+/// The stats counter `k` of side `h`'s o7sd.
+fn stat(t: &Topo, h: &str, k: &str) -> u64 {
+    t.ctl_json(h, &["stats"]).first().map_or(0, |r| n(r, k))
+}
+
+#[test]
+fn a_restarted_member_s_old_links_go_at_once_at_its_neighbour() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::bridged("uq", &["a", "b", "c"]);
+    let a = t.daemon("a", &conf(&t, "a"));
+    assert!(eventually(Duration::from_secs(10), || row(&t, "a", "ua")
+        ["state"]
+        == "bootstrapped"));
+    let b = t.daemon("b", &conf(&t, "b"));
+    assert!(
+        eventually(Duration::from_secs(10), || row(&t, "b", "ub")["state"]
+            == "enrolled"),
+        "{}",
+        b.log()
+    );
+    let mut c = t.daemon("c", &conf(&t, "c"));
+    assert!(
+        eventually(Duration::from_secs(10), || row(&t, "c", "uc")["state"]
+            == "enrolled"),
+        "{}",
+        c.log()
+    );
+    let old = row(&t, "c", "uc")["address"].clone();
+    let links_to = |addr: &Value| {
+        t.ctl_json("b", &["neighbour", "list"])
+            .into_iter()
+            .filter(|r| r["neighbour"] == *addr)
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || links_to(&old) == 2),
+        "B has Management and DT links to C"
+    );
+    // C goes down as a host does: its o7sd and its data plane (which would otherwise
+    // outlive o7sd and keep C's endpoint ids taken).
+    c.kill9();
+    let pids = std::process::Command::new("ip")
+        .args(["netns", "pids", &t.ns("c")])
+        .output()
+        .unwrap();
+    for p in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        if let Ok(p) = p.parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let gone_from_c = || {
+        std::process::Command::new("ip")
+            .args(["netns", "pids", &t.ns("c")])
+            .output()
+            .is_ok_and(|o| o.stdout.iter().all(u8::is_ascii_whitespace))
+    };
+    assert!(
+        eventually(Duration::from_secs(5), gone_from_c),
+        "C's processes are gone"
+    );
+    let c2 = t.daemon("c", &conf(&t, "c"));
+    assert!(
+        eventually(Duration::from_secs(15), || row(&t, "c", "uc")["state"]
+            == "enrolled"),
+        "{}",
+        c2.log()
+    );
+    let new = row(&t, "c", "uc")["address"].clone();
+    assert_ne!(old, new);
+    // C's new flows reuse the endpoint ids of its old ones: B ends the old flows at once
+    // (not at their 120 s peer timeout), and its links to the old address with them.
+    let gone = eventually(Duration::from_secs(5), || {
+        links_to(&old) == 0 && links_to(&new) == 2
+    });
+    assert!(
+        gone,
+        "B's links: {:?}\nB's flows: {:?}\nC's flows: {:?}",
+        t.ctl_json("b", &["neighbour", "list"]),
+        t.ctl_json("b", &["flow", "list"])
+            .iter()
+            .map(|f| format!(
+                "{} {} local {} remote {} {} {}",
+                f["flow"], f["name"], f["local"], f["remote"], f["peer"], f["state"]
+            ))
+            .collect::<Vec<_>>(),
+        t.ctl_json("c", &["flow", "list"])
+            .iter()
+            .map(|f| format!(
+                "{} {} local {} remote {} {} {}",
+                f["flow"], f["name"], f["local"], f["remote"], f["peer"], f["state"]
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        stat(&t, "b", "flows_superseded") >= 2,
+        "{:?}",
+        t.ctl_json("b", &["stats"])
+    );
+    assert!(
+        b.log().contains("reused endpoint id"),
+        "B says why the old flows ended\n{}",
+        b.log()
+    );
+    // And A still reaches C, at its new address.
+    let mut got = 0;
+    let ok = eventually(Duration::from_secs(30), || {
+        let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "20ms"]);
+        got = sum["received"].as_u64().unwrap_or(0);
+        got == 10
+    });
+    assert!(ok, "{got}/10\n{}", a.log());
+}

@@ -61,6 +61,7 @@ impl Daemon {
             return Err(FlowError::Internal("IPCP vanished".into()));
         };
         let (port, layer) = (i.port, i.layer.clone());
+        let stale = superseded(&st.flows, ipcp, peer, remote);
         st.flows.insert(
             flow,
             FlowRec {
@@ -76,6 +77,20 @@ impl Daemon {
             },
         );
         drop(st);
+        // The peer gave this flow an endpoint id one of our flows to it still names: it no
+        // longer has that flow (it restarted, or ended it without telling: 0.23 has no
+        // deallocation message), so ours goes now instead of at its peer timeout. An N-1
+        // flow of a unicast IPCP ends with it (its neighbour's old links and routes).
+        for old in stale {
+            tracing::info!(
+                "Flow {old}: {peer:?} reused endpoint id {remote:#x} for flow {flow} ({name}); its old end is gone, the flow ends."
+            );
+            self.dealloc(old);
+            self.counters
+                .flows_superseded
+                .fetch_add(1, Ordering::Relaxed);
+            self.wake();
+        }
         let added = self.dp.add_flow(
             &ToDp::AddFlow {
                 flow,
@@ -147,5 +162,59 @@ impl Daemon {
             )));
         }
         Ok(())
+    }
+}
+
+/// The flows of IPCP `ipcp` to `peer` whose remote endpoint id is `remote` and that are still
+/// up: a new flow from that peer with that id supersedes them (the id is free at the peer).
+pub(super) fn superseded(
+    flows: &HashMap<u64, FlowRec>,
+    ipcp: usize,
+    peer: Peer,
+    remote: u32,
+) -> Vec<u64> {
+    let mut v: Vec<u64> = flows
+        .iter()
+        .filter(|(_, f)| f.ipcp == ipcp && f.peer == peer && f.remote == remote && !f.down)
+        .map(|(id, _)| *id)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn rec(ipcp: usize, peer: Peer, remote: u32, down: bool) -> FlowRec {
+        FlowRec {
+            ipcp,
+            local: 0x50,
+            remote,
+            peer,
+            name: "ub".into(),
+            side: "accept",
+            pid: 1,
+            qos: QosSpec::ZERO,
+            down,
+        }
+    }
+
+    #[test]
+    fn a_reused_remote_id_supersedes_only_that_peers_live_flow_on_that_ipcp() {
+        let c = Peer::Mac([2, 0, 0, 0, 0, 0x0c]);
+        let d = Peer::Mac([2, 0, 0, 0, 0, 0x0d]);
+        let mut flows = HashMap::new();
+        flows.insert(1, rec(0, c, 0x40, false)); // C's old Management flow: superseded
+        flows.insert(2, rec(0, c, 0x41, false)); // C's old DT flow: another id
+        flows.insert(3, rec(0, d, 0x40, false)); // D's flow with the same id: another peer
+        flows.insert(4, rec(1, c, 0x40, false)); // C on another IPCP (layer)
+        flows.insert(5, rec(0, c, 0x40, true)); // already down
+        flows.insert(6, rec(usize::MAX, c, 0x40, false)); // a unicast N+1 flow
+        assert_eq!(superseded(&flows, 0, c, 0x40), vec![1]);
+        assert_eq!(superseded(&flows, 0, c, 0x41), vec![2]);
+        assert_eq!(superseded(&flows, 0, c, 0x42), Vec::<u64>::new());
+        assert_eq!(superseded(&flows, 1, d, 0x40), Vec::<u64>::new());
     }
 }

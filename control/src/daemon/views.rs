@@ -532,6 +532,7 @@ impl Daemon {
                     ("flow_req_busy", &c.flow_req_busy),
                     ("flow_req_duplicate", &c.req_duplicate),
                     ("flow_limit", &c.flow_limit),
+                    ("flows_superseded", &c.flows_superseded),
                     ("name_reply_unsolicited", &c.name_reply_unsolicited),
                     ("name_cache_full", &c.cache_full),
                     ("name_query_limit", &c.query_limit),

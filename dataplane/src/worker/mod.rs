@@ -640,9 +640,9 @@ impl Dataplane {
     }
 
     /// Every 100 ms: flows whose peer has been silent for their timeout go down; flows that
-    /// have sent nothing for a quarter of it send a keepalive (an empty SDU), as the
-    /// reference's library does, so that a flow that only receives, or is idle, stays up at
-    /// its peer.
+    /// have sent nothing for a quarter of it send a keepalive (an empty SDU), so that a flow
+    /// that only receives, or is idle, stays up at its peer (o7s behaviour: the facts
+    /// describe no keepalive on the unicast layer's N-1 flows, unicast facts §2.3).
     fn check_timeouts(&mut self) -> io::Result<()> {
         self.check_links();
         let now = Instant::now();
