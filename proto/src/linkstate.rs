@@ -468,6 +468,11 @@ impl<F: Clone + PartialEq> LinkState<F> {
         }
     }
 
+    /// When the table is next recomputed (if something changed by then).
+    pub fn next_recalc(&self) -> Instant {
+        self.next_recalc
+    }
+
     /// When [`LinkState::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.next_update.min(self.next_recalc);

@@ -52,3 +52,72 @@ pub fn uni_chain(t: &Topo, c: &Chain<'_>) -> (Daemon, Daemon, Daemon) {
     );
     (a, b, cd)
 }
+
+/// The ring A - B - C - D - A (a veth per link, `Topo::links`): A bootstraps the layer
+/// "ring" with `a_keys` in its table (routing, timers), B enrols through A, C through B,
+/// D through C and connects to C and A. C publishes `name` with `prog` as its program and
+/// runs its two ports on two workers (`--core 0,1`). Returns the daemons A, B, C, D once
+/// each has enrolled (panics with the log of one that did not within 10 s).
+pub fn uni_ring(t: &Topo, a_keys: &str, name: &str, prog: &str) -> Vec<Daemon> {
+    let nb = |s: &str| match s {
+        "a" => ["b", "d"],
+        "b" => ["a", "c"],
+        "c" => ["b", "d"],
+        _ => ["c", "a"],
+    };
+    let eth = |s: &str| {
+        nb(s)
+            .iter()
+            .map(|o| {
+                format!(
+                    "[eth-dix.e{o}]\nbootstrap=\"eth-{s}{o}\"\ndev=\"{}\"\nreg=[\"u{s}\"]\n\n",
+                    t.link_dev(s, o)
+                )
+            })
+            .collect::<String>()
+    };
+    let a = t.daemon(
+        "a",
+        &format!(
+            "{}[unicast.ua]\nbootstrap=\"ring\"\nautobind=true\n{a_keys}\n",
+            eth("a")
+        ),
+    );
+    let mut ds = vec![a];
+    for (s, dst, conn) in [
+        ("b", "ua", "\"ua\""),
+        ("c", "ub", "\"ub\""),
+        ("d", "uc", "\"uc\", \"ua\""),
+    ] {
+        let (extra, reg) = if s == "c" {
+            (
+                format!("[name.\"{name}\"]\nprog=[\"{}\"]\n\n", bin(prog).display()),
+                format!("reg=[\"{name}\"]\n"),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        // C's two ports on two workers: PDUs for its N+1 flow arrive on either.
+        let cores: &[&str] = if s == "c" { &["--core", "0,1"] } else { &[] };
+        let d = t.daemon_with(
+            s,
+            s,
+            &format!(
+                "{extra}{}[unicast.u{s}]\nenrol=\"{dst}\"\nautobind=true\nconn=[{conn}]\n{reg}",
+                eth(s)
+            ),
+            cores,
+        );
+        let ipcp = format!("u{s}");
+        assert!(
+            eventually(Duration::from_secs(10), || t
+                .ctl_json(s, &["ipcp", "list"])
+                .iter()
+                .any(|r| r["name"] == ipcp.as_str() && r["state"] == "enrolled")),
+            "{}",
+            d.log()
+        );
+        ds.push(d);
+    }
+    ds
+}

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use o7s_integration::unicast::{uni_chain, Chain};
+use o7s_integration::unicast::{uni_chain, uni_ring, Chain};
 use o7s_integration::{bin, can_run, eventually, Topo};
 use serde_json::Value;
 use std::time::Duration;
@@ -791,69 +791,12 @@ fn a_ring_with_lfa_survives_a_cut_link() {
         &sides,
         &[("a", "b"), ("b", "c"), ("c", "d"), ("d", "a")],
     );
-    let nb = |s: &str| match s {
-        "a" => ["b", "d"],
-        "b" => ["a", "c"],
-        "c" => ["b", "d"],
-        _ => ["c", "a"],
-    };
-    let eth = |s: &str| {
-        nb(s)
-            .iter()
-            .map(|o| {
-                format!(
-                    "[eth-dix.e{o}]\nbootstrap=\"eth-{s}{o}\"\ndev=\"{}\"\nreg=[\"u{s}\"]\n\n",
-                    t.link_dev(s, o)
-                )
-            })
-            .collect::<String>()
-    };
-    let a = t.daemon(
-        "a",
-        &format!(
-            "{}[unicast.ua]\nbootstrap=\"ring\"\nautobind=true\nrouting=\"lfa\"\nls_t_recalc=1\nls_t_update=1\nls_t_timeo=2\n",
-            eth("a")
-        ),
+    let _ds = uni_ring(
+        &t,
+        "routing=\"lfa\"\nls_t_recalc=1\nls_t_update=1\nls_t_timeo=2",
+        "oping-server",
+        "oping",
     );
-    let mut ds = vec![a];
-    for (s, dst, conn) in [
-        ("b", "ua", "\"ua\""),
-        ("c", "ub", "\"ub\""),
-        ("d", "uc", "\"uc\", \"ua\""),
-    ] {
-        let extra = if s == "c" {
-            format!(
-                "[name.\"oping-server\"]\nprog=[\"{}\"]\n\n",
-                bin("oping").display()
-            )
-        } else {
-            String::new()
-        };
-        let reg = if s == "c" {
-            "reg=[\"oping-server\"]\n"
-        } else {
-            ""
-        };
-        // C's two ports on two workers: PDUs for its N+1 flow arrive on either.
-        let cores: &[&str] = if s == "c" { &["--core", "0,1"] } else { &[] };
-        let d = t.daemon_with(
-            s,
-            s,
-            &format!(
-                "{extra}{}[unicast.u{s}]\nenrol=\"{dst}\"\nautobind=true\nconn=[{conn}]\n{reg}",
-                eth(s)
-            ),
-            cores,
-        );
-        let name = format!("u{s}");
-        assert!(
-            eventually(Duration::from_secs(10), || uni_row(&t, s, &name)
-                .is_some_and(|r| r["state"] == "enrolled")),
-            "{}",
-            d.log()
-        );
-        ds.push(d);
-    }
     let ac = addr_of(&t, "c", "uc");
     let (ab, ad) = (addr_of(&t, "b", "ub"), addr_of(&t, "d", "ud"));
     // A's route to C: a primary and the other neighbour as its loop-free alternate.

@@ -191,8 +191,13 @@ impl Daemon {
                 .table()
                 .keys()
                 .filter_map(|dst| {
-                    let hop = ls.next_hop(*dst)?;
-                    Some((*dst as u32, *u.dt_nb.get(&hop)?))
+                    // The first next hop whose DT N-1 flow is up: the primary, else (LFA,
+                    // ECMP) an alternate, at once, without waiting for the recomputation.
+                    let f = ls
+                        .next_hops(*dst)
+                        .into_iter()
+                        .find_map(|hop| u.dt_nb.get(&hop))?;
+                    Some((*dst as u32, *f))
                 })
                 .collect();
             // A neighbour is its own next hop (also before the LSAs name it).

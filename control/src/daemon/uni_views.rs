@@ -22,8 +22,16 @@ impl Daemon {
                     .filter(|h| h != hop)
                     .map(|h| format!("{h:#010x}"))
                     .collect();
+                // What forwarding uses now: the first next hop whose DT N-1 flow is up
+                // (null: none, the destination is unreachable until the recomputation).
+                let in_use = ls
+                    .next_hops(*dst)
+                    .into_iter()
+                    .find(|h| u.dt_nb.contains_key(h))
+                    .map(|h| format!("{h:#010x}"));
                 rows.push(json!({"ipcp": u.name, "dst": format!("{dst:#010x}"),
-                                 "next_hop": format!("{hop:#010x}"), "alternates": alt}));
+                                 "next_hop": format!("{hop:#010x}"), "alternates": alt,
+                                 "in_use": in_use}));
             }
         }
         rows
@@ -102,6 +110,7 @@ impl Daemon {
     /// `dp` holds the workers' counters of the DT path (by IPCP index).
     pub(super) fn uni_rows(&self, dp: Vec<o7s_abi::msg::UniStats>) -> Vec<Value> {
         let st = self.st();
+        let now = Instant::now();
         st.unicast
             .iter()
             .enumerate()
@@ -118,7 +127,7 @@ impl Daemon {
                     .min()
                     .map(|m| m.saturating_sub(DT_PCI_LEN));
                 let registered = if u.published { u.reg.clone() } else { vec![] };
-                json!({"name": u.name, "type": "unicast", "layer": u.layer.clone().unwrap_or("-".into()),
+                let mut row = json!({"name": u.name, "type": "unicast", "layer": u.layer.clone().unwrap_or("-".into()),
                        "dev": "-", "mac": "-", "mtu": mtu, "hash": "SHA3_256", "state": u.state,
                        "io_path": "-", "registered": registered, "address": format!("{:#010x}", u.addr),
                        "dt_neighbours": u.dt_nb.len(), "dt_dropped_in_o7sd": u.dt_dropped,
@@ -149,7 +158,17 @@ impl Daemon {
                        "fa_dropped": u.fa.as_ref().map_or(0, |f| {
                            let c = f.counters();
                            c.malformed + c.unknown_eid
-                       })})
+                       })});
+                // When the table is next recomputed: until then a lost next hop is replaced
+                // only by its loop-free alternate (routing = "lfa").
+                let next_recalc = u.ls.as_ref().map(|l| {
+                    u64::try_from(l.next_recalc().saturating_duration_since(now).as_millis())
+                        .unwrap_or(u64::MAX)
+                });
+                if let Some(o) = row.as_object_mut() {
+                    o.insert("ls_next_recalc_ms".into(), json!(next_recalc));
+                }
+                row
             })
             .collect()
     }

@@ -15,10 +15,13 @@ use o7s_wire::field::Writer;
 use o7s_wire::qos::QosSpec;
 use o7s_wire::unicast::fa::{FaMsg, MSG_LEN};
 
-/// How far a writer may run ahead of its window's rate: the loop's poll granularity. The
-/// window is spread over its slot rather than sent at the slot's start (`Sender::paced`):
-/// a whole window at once queues at a capped port by itself and marks ECN for congestion
-/// no other flow made (proto/tests/mbecn_sim.rs shows the difference).
+/// How far a writer may run ahead of its window's rate: a writer whose worker woke late
+/// (two CPUs shared with the apps) may catch up this much. The window is spread over its
+/// slot rather than sent at the slot's start (`Sender::paced`): a whole window at once
+/// queues at a capped port by itself and marks ECN for congestion no other flow made. The
+/// loop wakes a held writer to the microsecond (ppoll), so it sends as its pace allows
+/// rather than a millisecond's PDUs at once (proto/tests/mbecn_sim.rs shows both).
+/// (200 us was tried: the experiment's utilisation fell from 96 % to 92 %.)
 pub(super) const PACE_NS: u64 = 1_000_000;
 
 /// A flow's MB-ECN ends.

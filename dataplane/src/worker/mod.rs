@@ -18,7 +18,8 @@ use crate::msg::{
 };
 use crate::police::{Policer, Rates, Source, Verdict};
 use crate::udp::UdpPort;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, ppoll, PollFd, PollFlags, PollTimeout};
+use nix::sys::time::TimeSpec;
 use o7s::ipc::Channel;
 use o7s::ring::{flags, Dir, FlowMem, Kick, RingError};
 use o7s_wire::{dix, ethernet, llc};
@@ -39,6 +40,8 @@ const POLL_EVERY: u32 = 16;
 const CTL_BATCH: usize = 64;
 /// Most SDUs taken from one ring per turn (fairness between flows).
 const TX_BATCH: usize = 64;
+/// The longest the loop sleeps with nothing to do (it looks at its timers then).
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 struct Port {
     dev: String,
@@ -516,17 +519,19 @@ impl Dataplane {
             h.set_sleeping(*w, !(pending_tx || spinning));
             pending_tx |= !h.is_empty(*w);
         }
-        // Egress caps and held writers wake the loop when their time comes (rounded up to
-        // the millisecond poll counts in).
+        // Egress caps and held writers wake the loop when their time comes, to the
+        // microsecond (ppoll): woken on whole milliseconds, as poll's timeout counts, paced
+        // writers sent a millisecond's PDUs at once and the one that went second saw the
+        // first one's behind it in the capped port's queue, marked higher every time and
+        // kept a smaller share (proto/tests/mbecn_sim.rs).
         let timed = self.time_deadline();
         let timeout = if pending_tx || spinning || timed == Some(Duration::ZERO) {
-            PollTimeout::ZERO
+            Duration::ZERO
         } else {
             self.sleeps += 1;
-            let ms = timed.map_or(100, |d| d.as_micros().div_ceil(1000).clamp(1, 100));
-            PollTimeout::from(u16::try_from(ms).unwrap_or(100))
+            timed.map_or(IDLE_POLL, |d| d.min(IDLE_POLL))
         };
-        let polled = poll(&mut fds, timeout);
+        let polled = ppoll(&mut fds, Some(TimeSpec::from(timeout)), None);
         if let Some((h, w)) = &self.handoff {
             h.set_sleeping(*w, false);
         }
