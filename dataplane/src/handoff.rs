@@ -30,6 +30,12 @@ pub enum Handed {
         /// The N-1 flow.
         n1: u64,
     },
+    /// A FLOW_UPDATE (PCI and message) for IPCP `ipcp`'s N+1 flow that the worker owns:
+    /// its MB-ECN sender takes it.
+    FlowUpdate {
+        /// The unicast IPCP.
+        ipcp: u32,
+    },
     /// Deliver it (PCI and SDU) to IPCP `ipcp`'s N+1 flow with endpoint id `eid`.
     Deliver {
         /// The unicast IPCP.

@@ -54,11 +54,12 @@ pub fn uni_chain(t: &Topo, c: &Chain<'_>) -> (Daemon, Daemon, Daemon) {
 }
 
 /// The ring A - B - C - D - A (a veth per link, `Topo::links`): A bootstraps the layer
-/// "ring" with `a_keys` in its table (routing, timers), B enrols through A, C through B,
+/// "ring" with `a_keys` in its table (routing, timers) and `a_args` for its o7sd, B enrols
+/// through A, C through B,
 /// D through C and connects to C and A. C publishes `name` with `prog` as its program and
 /// runs its two ports on two workers (`--core 0,1`). Returns the daemons A, B, C, D once
 /// each has enrolled (panics with the log of one that did not within 10 s).
-pub fn uni_ring(t: &Topo, a_keys: &str, name: &str, prog: &str) -> Vec<Daemon> {
+pub fn uni_ring(t: &Topo, a_keys: &str, a_args: &[&str], name: &str, prog: &str) -> Vec<Daemon> {
     let nb = |s: &str| match s {
         "a" => ["b", "d"],
         "b" => ["a", "c"],
@@ -76,12 +77,14 @@ pub fn uni_ring(t: &Topo, a_keys: &str, name: &str, prog: &str) -> Vec<Daemon> {
             })
             .collect::<String>()
     };
-    let a = t.daemon(
+    let a = t.daemon_with(
+        "a",
         "a",
         &format!(
             "{}[unicast.ua]\nbootstrap=\"ring\"\nautobind=true\n{a_keys}\n",
             eth("a")
         ),
+        a_args,
     );
     let mut ds = vec![a];
     for (s, dst, conn) in [

@@ -54,6 +54,7 @@ fn cut_during_a_one_way_flow(prefix: &str, routing: &str) -> Cut {
     let _ds = uni_ring(
         &t,
         &format!("routing=\"{routing}\"\nls_t_recalc=30\nls_t_update=30\nls_t_timeo=90"),
+        &[],
         "ocbr",
         "ocbr",
     );

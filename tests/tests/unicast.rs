@@ -794,6 +794,7 @@ fn a_ring_with_lfa_survives_a_cut_link() {
     let _ds = uni_ring(
         &t,
         "routing=\"lfa\"\nls_t_recalc=1\nls_t_update=1\nls_t_timeo=2",
+        &[],
         "oping-server",
         "oping",
     );

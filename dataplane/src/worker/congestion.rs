@@ -304,10 +304,11 @@ impl Dataplane {
     }
 
     /// A PDU for IPCP `ipcp`'s flow allocator (eid 0): a FLOW_UPDATE for one of this
-    /// worker's flows is taken here (`true`); one for an endpoint id the IPCP does not
-    /// have is dropped and counted (`true`); anything else, and updates for another
-    /// worker's flow, go to o7sd (`false`).
-    pub(super) fn ca_take_update(&mut self, ipcp: u32, pdu: &[u8]) -> bool {
+    /// worker's flows is taken here (`true`); one for another worker's flow is handed to
+    /// that worker (`true`, unless `handed`: it came from another worker and is not handed
+    /// on again); one for an endpoint id the IPCP does not have is dropped and counted
+    /// (`true`); anything else goes to o7sd (`false`).
+    pub(super) fn ca_take_update(&mut self, ipcp: u32, pdu: &[u8], handed: bool) -> bool {
         let Some((r_eid, ece)) = parse_flow_update(pdu) else {
             return false;
         };
@@ -316,13 +317,20 @@ impl Dataplane {
             .get(&ipcp)
             .and_then(|u| u.tables.local.get(&r_eid).copied());
         let Some(flow) = flow else {
-            let elsewhere = self
+            let owner = self
                 .handoff
                 .as_ref()
-                .and_then(|(h, _)| h.owner_of_eid(ipcp, r_eid))
-                .is_some();
-            if elsewhere {
-                return false;
+                .and_then(|(h, me)| h.owner_of_eid(ipcp, r_eid).filter(|w| w != me));
+            if let Some(w) = owner.filter(|_| !handed) {
+                self.hand_off(
+                    w,
+                    crate::handoff::HandedPdu {
+                        ipcp,
+                        what: crate::handoff::Handed::FlowUpdate { ipcp },
+                        pdu: pdu.to_vec(),
+                    },
+                );
+                return true;
             }
             if let Some(u) = self.unis.get_mut(&ipcp) {
                 u.stats.ca_updates_unknown += 1;

@@ -235,7 +235,7 @@ impl Dataplane {
             return true;
         }
         // MB-ECN feedback for a flow of this worker is taken here, not by o7sd.
-        if action == (DtAction::Control { eid: 0 }) && self.ca_take_update(ipcp, pdu) {
+        if action == (DtAction::Control { eid: 0 }) && self.ca_take_update(ipcp, pdu, false) {
             return true;
         }
         if let DtAction::Deliver { flow, ecn } = action {
@@ -487,12 +487,15 @@ impl Dataplane {
                     }
                     sent
                 }
+                Handed::FlowUpdate { ipcp } => self.ca_take_update(ipcp, &p.pdu, true),
                 Handed::Deliver { ipcp, eid } => {
                     let flow = self
                         .unis
                         .get(&ipcp)
                         .and_then(|u| u.tables.local.get(&eid).copied());
-                    match (
+                    // The PCI's ECN byte, as the path that delivers directly reads it.
+                    let ecn = p.pdu.get(6).copied().unwrap_or(0);
+                    let delivered = match (
                         flow.and_then(|f| self.flows.get_mut(&f)),
                         p.pdu.get_mut(PCI_LEN..),
                     ) {
@@ -501,7 +504,14 @@ impl Dataplane {
                             true
                         }
                         _ => false,
+                    };
+                    // Its MB-ECN receiver folds the level in and sends FLOW_UPDATEs, as
+                    // for PDUs that arrive on this worker's own ports (before, PDUs handed
+                    // from another worker were never counted and the sender never slowed).
+                    if let Some(f) = flow.filter(|_| delivered) {
+                        self.ca_received(f, ecn);
                     }
+                    delivered
                 }
             };
             let u = self
@@ -519,6 +529,9 @@ impl Dataplane {
                 }
                 (false, Handed::Send { .. }) => u.stats.drop_n1 += 1,
                 (false, Handed::Deliver { .. }) => u.stats.drop_unknown_eid += 1,
+                (true, Handed::FlowUpdate { .. }) => u.stats.handed_in += 1,
+                // Not a FLOW_UPDATE after all (the first worker parsed it): dropped.
+                (false, Handed::FlowUpdate { .. }) => u.stats.drop_unknown_eid += 1,
             }
         }
         n
@@ -677,7 +690,14 @@ impl Dataplane {
         let pci = pci_of(spec);
         let mut handed = Vec::new();
         let mut done = 0usize;
-        if let Some(f) = self.flows.get_mut(&id) {
+        let (now, now_ns) = (self.now, self.now_ns());
+        // The writer's MB-ECN window holds here too: the next hop's port being another
+        // worker's changes nothing for the flow's sender (before, it escaped its window).
+        if let Some(f) = self
+            .flows
+            .get_mut(&id)
+            .filter(|f| !f.ca.as_ref().is_some_and(|c| c.held(now)))
+        {
             let ring = f.mem.ring(Dir::Tx);
             for _ in 0..TX_BATCH {
                 let crypt = &mut f.crypt;
@@ -701,6 +721,9 @@ impl Dataplane {
                             f.stats.tx_sdus += 1;
                             f.stats.tx_bytes += len as u64;
                             handed.push(pdu);
+                        }
+                        if f.ca.as_mut().is_some_and(|c| c.on_sent(now, now_ns, len)) {
+                            break;
                         }
                     }
                     Err(_) => {
