@@ -79,10 +79,11 @@ pub const MAX_AUTOSTARTED_PER_NAME: usize = 4;
 pub struct FlowRec {
     /// IPCP index.
     pub ipcp: usize,
-    /// Our endpoint.
-    pub local: u32,
+    /// Our endpoint (eth/udp: 16 or 32 bits; over a unicast layer the 64-bit endpoint id
+    /// the FA messages and DT PCIs carry).
+    pub local: u64,
     /// Peer's endpoint.
-    pub remote: u32,
+    pub remote: u64,
     /// Where the peer is.
     pub peer: Peer,
     /// Name.

@@ -393,3 +393,163 @@ fn without_congestion_avoidance_the_cap_drops_far_more() {
     // No flow of this layer echoes anything.
     assert_eq!(n(&uni_row(&none.t, "c", "uc"), "ca_updates_out"), 0);
 }
+
+/// A FLOW_UPDATE as the reference sends it, laid out here byte by byte from the facts
+/// (eth-dix §1.8.1, DT PCI and FA message, unicast facts §7.1), not with o7s's encoder:
+/// to `dst_mac` from `src_mac`, on the N-1 flow whose endpoint id at the receiver is
+/// `n1_eid`, for the IPCP at `dst_addr`, naming its flow `r_eid` with level `ece`.
+fn reference_flow_update(
+    dst_mac: &str,
+    src_mac: &str,
+    n1_eid: u16,
+    dst_addr: u32,
+    r_eid: u64,
+    ece: u16,
+) -> String {
+    let mac = |m: &str| m.replace(':', "");
+    let mut h = String::new();
+    h += &mac(dst_mac);
+    h += &mac(src_mac);
+    h += "a000"; // Ethertype
+    h += &format!("{n1_eid:04x}"); // eid: the receiver's end of the N-1 flow
+    h += &format!("{:04x}", 15 + 61); // length: PCI + message
+                                      // DT PCI: dst address little-endian, qos cube 0, ttl 60, ecn 0, eid 0 (the FA).
+    h += &hex::encode(dst_addr.to_le_bytes());
+    h += "00";
+    h += "3c";
+    h += "00";
+    h += "0000000000000000";
+    // FA message, big-endian: s_addr, r_eid, s_eid, bandwidth, six 32-bit QoS fields,
+    // ece, code 2 (FLOW_UPDATE), two bytes.
+    h += "0000000000000000";
+    h += &format!("{r_eid:016x}");
+    h += "0000000000000000";
+    h += "0000000000000000";
+    h += &"00000000".repeat(6);
+    h += &format!("{ece:04x}");
+    h += "02";
+    h += "0000";
+    h
+}
+
+/// A's flow named ocbr (its `flow list` row), asked again while the data plane is busy.
+fn a_flow(l: &Layer) -> Value {
+    let mut row = Value::Null;
+    eventually(Duration::from_secs(3), || {
+        row =
+            l.t.ctl_json("a", &["flow", "list"])
+                .into_iter()
+                .find(|f| f["name"] == "ocbr")
+                .unwrap_or(Value::Null);
+        !row.is_null()
+    });
+    assert!(!row.is_null(), "A has no ocbr flow");
+    row
+}
+
+/// The reference's receiver, as far as its sender sees it: FLOW_UPDATEs from B's address on
+/// A's Data Transfer N-1 flow, built from the facts. o7s's sender takes them (counted),
+/// decreases its window by the level, and an ECE of 0xffff in a burst empties the window
+/// without stalling the flow (it sends again within a second). The same update from a MAC
+/// that is not the N-1 flow's peer is dropped at the Ethernet layer and counted, and the
+/// flow does not see it.
+#[test]
+fn reference_laid_out_flow_updates_slow_o7s_s_sender_and_a_wrong_peer_s_are_dropped() {
+    if !can_run() {
+        return;
+    }
+    let l = layer("cgr", "mb-ecn", "");
+    let srv = l.ocbr_server();
+    let client = l.ocbr_client(12);
+    // A's Data Transfer N-1 flow to B: its endpoint id at A and B's MAC; A's MAC and address.
+    let nb = l.t.ctl_json("a", &["neighbour", "list"]);
+    let dt = nb
+        .iter()
+        .find(|r| r["component"] == "Data Transfer")
+        .unwrap_or_else(|| panic!("A has no DT connection: {nb:?}"));
+    let n1 = n(dt, "n1_flow");
+    let flows = l.t.ctl_json("a", &["flow", "list"]);
+    let n1_row = flows.iter().find(|f| n(f, "flow") == n1).unwrap();
+    let hexnum =
+        |v: &Value| u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let n1_eid = u16::try_from(hexnum(&n1_row["local"])).unwrap();
+    let b_mac = n1_row["peer"].as_str().unwrap().to_string();
+    let a_mac =
+        l.t.ctl_json("a", &["ipcp", "list"])
+            .into_iter()
+            .find(|r| r["name"] == "e")
+            .unwrap()["mac"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let a_addr = u32::try_from(hexnum(&uni_row(&l.t, "a", "ua")["address"])).unwrap();
+    // The flow runs alone on an uncapped path for 3 s: no congestion, no update yet.
+    std::thread::sleep(Duration::from_secs(3));
+    let f0 = a_flow(&l);
+    let r_eid = hexnum(&f0["local"]);
+    let (rate0, updates0) = (n(&f0["ca"], "rate_bps"), n(&f0["ca"], "updates_in"));
+    assert_eq!(updates0, 0, "no congestion, no FLOW_UPDATE: {f0}");
+    let inject = |s: &str, src_mac: &str, ece: u16, count: usize| {
+        let frame = reference_flow_update(&a_mac, src_mac, n1_eid, a_addr, r_eid, ece);
+        let frames = vec![frame; count];
+        let o =
+            l.t.cmd(s, &bin("o7s-inject"))
+                .arg(l.t.dev(s))
+                .args(&frames)
+                .output()
+                .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // From C's port with C's own MAC: not the N-1 flow's peer.
+    let c_mac =
+        l.t.ctl_json("c", &["ipcp", "list"])
+            .into_iter()
+            .find(|r| r["name"] == "e")
+            .unwrap()["mac"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let wrong0 = n(&l.t.ctl_json("a", &["stats"])[0], "dp_drop_wrong_peer");
+    inject("c", &c_mac, 0x0400, 50);
+    // From B (the peer): an update of level 1024 every 20 ms, 50 in all.
+    for _ in 0..50 {
+        inject("b", &b_mac, 0x0400, 1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let f1 = a_flow(&l);
+    let (rate1, updates1, ece1) = (
+        n(&f1["ca"], "rate_bps"),
+        n(&f1["ca"], "updates_in"),
+        n(&f1["ca"], "tx_ece"),
+    );
+    let wrong1 = n(&l.t.ctl_json("a", &["stats"])[0], "dp_drop_wrong_peer");
+    eprintln!(
+        "A's flow: rate {rate0} -> {rate1} bit/s, FLOW_UPDATEs taken {updates0} -> {updates1}, \
+         tx_ece {ece1}; dropped from a wrong peer {wrong0} -> {wrong1}"
+    );
+    assert_eq!(updates1, 50, "the 50 from B were taken, none of C's: {f1}");
+    assert!(
+        wrong1 >= wrong0 + 50,
+        "C's 50 counted as from a wrong peer: {wrong0} -> {wrong1}"
+    );
+    assert_eq!(ece1, 0x0400, "the level as sent: {f1}");
+    assert!(f1["ca"]["cav"] == true, "left slow start: {f1}");
+    assert!(
+        rate1 * 4 < rate0,
+        "the window fell by 1024/8192 a slot for a second: {rate0} -> {rate1}"
+    );
+    // A burst of 0xffff: the window is emptied, never wrapped; the writer waits at most
+    // a second a slot, so the flow still sends.
+    inject("b", &b_mac, 0xffff, 20);
+    let sent0 = n(&a_flow(&l), "tx_sdus");
+    std::thread::sleep(Duration::from_millis(2500));
+    let f2 = a_flow(&l);
+    assert!(
+        n(&f2, "tx_sdus") > sent0,
+        "the flow stalled after ECE 0xffff: {f2}"
+    );
+    let _ = client.wait_with_output();
+    let mut srv = srv;
+    let _ = srv.kill();
+    let _ = srv.wait();
+}

@@ -81,8 +81,8 @@ impl Daemon {
                 f.flow,
                 FlowRec {
                     ipcp: idx,
-                    local: f.local,
-                    remote: f.remote,
+                    local: u64::from(f.local),
+                    remote: u64::from(f.remote),
                     peer,
                     name: r.name,
                     side,

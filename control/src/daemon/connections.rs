@@ -85,7 +85,10 @@ impl Daemon {
         let mut st = self.st();
         if let Some(f) = st.flows.remove(&flow) {
             if let Some(i) = st.ipcps.get_mut(f.ipcp) {
-                i.shim.release(f.local);
+                // An eth/udp IPCP's endpoint ids are 32-bit.
+                if let Ok(local) = u32::try_from(f.local) {
+                    i.shim.release(local);
+                }
             }
             drop(st);
             self.dp.send(&ToDp::DelFlow { flow }, &[]);

@@ -66,8 +66,8 @@ impl Daemon {
             flow,
             FlowRec {
                 ipcp,
-                local,
-                remote,
+                local: u64::from(local),
+                remote: u64::from(remote),
                 peer,
                 name: name.to_string(),
                 side,
@@ -175,7 +175,9 @@ pub(super) fn superseded(
 ) -> Vec<u64> {
     let mut v: Vec<u64> = flows
         .iter()
-        .filter(|(_, f)| f.ipcp == ipcp && f.peer == peer && f.remote == remote && !f.down)
+        .filter(|(_, f)| {
+            f.ipcp == ipcp && f.peer == peer && f.remote == u64::from(remote) && !f.down
+        })
         .map(|(id, _)| *id)
         .collect();
     v.sort_unstable();
@@ -191,7 +193,7 @@ mod tests {
         FlowRec {
             ipcp,
             local: 0x50,
-            remote,
+            remote: u64::from(remote),
             peer,
             name: "ub".into(),
             side: "accept",

@@ -322,8 +322,8 @@ impl Daemon {
                 FlowRec {
                     // No eth/udp IPCP: the flow is a unicast IPCP's.
                     ipcp: usize::MAX,
-                    local: local as u32,
-                    remote: remote as u32,
+                    local,
+                    remote,
                     peer: Peer::Mac([0; 6]),
                     name: name.to_string(),
                     side,
