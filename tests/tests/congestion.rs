@@ -328,12 +328,12 @@ fn two_flows_share_a_capped_port_and_flow_updates_slow_them_down() {
         if pci.eid != 0 || msg.len() < MSG_LEN {
             continue;
         }
-        let Ok((m, _)) = FaMsg::parse(msg) else {
-            continue;
-        };
+        // Read at the facts' offsets (unicast facts §7.1), not with o7s's decoder: s_eid
+        // is bytes 16..24, big-endian; the code byte 58.
+        let s_eid = u64::from_be_bytes(msg[16..24].try_into().unwrap());
         match msg[58] {
-            0 => a_eids.push(m.s_eid),
-            1 => c_eids.push(m.s_eid),
+            0 => a_eids.push(s_eid),
+            1 => c_eids.push(s_eid),
             _ => {}
         }
     }
@@ -345,11 +345,13 @@ fn two_flows_share_a_capped_port_and_flow_updates_slow_them_down() {
         u64::from_str_radix(ra["address"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
     for (dst, m) in &ups {
         assert_eq!(*dst, a_addr, "a FLOW_UPDATE to A's address");
+        // r_eid at bytes 8..16, big-endian (the facts), then o7s's decoder must agree.
+        let r_eid = u64::from_be_bytes(m[8..16].try_into().unwrap());
         let (fm, _) = FaMsg::parse(m).unwrap();
+        assert_eq!(fm.r_eid, r_eid);
         assert!(
-            a_eids.contains(&fm.r_eid) && !c_eids.contains(&fm.r_eid),
-            "r_eid {:#x}",
-            fm.r_eid
+            a_eids.contains(&r_eid) && !c_eids.contains(&r_eid),
+            "r_eid {r_eid:#x}"
         );
         // s_addr, s_eid, the QoS and the response are zero; ece at bytes 56..58, code 2.
         assert!(m[..8].iter().all(|b| *b == 0), "s_addr {m:02x?}");
