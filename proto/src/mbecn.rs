@@ -207,14 +207,13 @@ impl Sender {
         if slot > self.slot {
             self.next_slot(now_ns);
         }
-        if self.pace_ns > 0 {
-            // At the window's rate from now, or from when the last one was due if that is
-            // later: a writer that fell behind (idle, or not scheduled) gets `pace_ns` of
-            // burst, not the whole window it missed.
-            let gap = (u128::from(len as u64) << self.mul) / u128::from(self.wbl.max(1));
-            let gap = u64::try_from(gap).unwrap_or(u64::MAX);
-            self.paced_until = self.paced_until.max(now_ns).saturating_add(gap);
-        }
+        // Paced (`pace_ns` > 0; the reference's sender keeps the account but [`Sender::wait`]
+        // ignores it): at the window's rate from now, or from when the last one was due if
+        // that is later: a writer that fell behind (idle, or not scheduled) gets `pace_ns` of
+        // burst, not the whole window it missed.
+        let gap = (u128::from(len as u64) << self.mul) / u128::from(self.wbl.max(1));
+        let gap = u64::try_from(gap).unwrap_or(u64::MAX);
+        self.paced_until = self.paced_until.max(now_ns).saturating_add(gap);
         let wait = self.wait(now_ns);
         self.limited |= wait > 0;
         wait
@@ -278,36 +277,41 @@ impl Sender {
         } else {
             self.wbl = self.wbc.saturating_add(self.inc);
         }
-        if self.wpc < CA_MINPS {
-            // Too few packets in a slot: make it 2^f times longer.
-            let mut f = 0;
-            let mut pkts = self.wpc.max(1);
-            while pkts < CA_MINPS {
-                pkts <<= 1;
-                f += 1;
-            }
-            let f = f.min(MUL_MAX - self.mul.min(MUL_MAX));
-            self.mul += f;
-            self.wbl = self.wbl.saturating_mul(1 << f);
-            self.inc = self.inc.saturating_mul(1 << f);
-        } else if self.wpc > CA_MAXPS {
-            // Too many: 2^f times shorter.
-            let mut f = 0;
-            let mut pkts = self.wpc;
-            while pkts > CA_MAXPS {
-                pkts >>= 1;
-                f += 1;
-            }
-            let f = f.min(self.mul.saturating_sub(MUL_MIN));
-            self.mul -= f;
-            self.wbl >>= f;
-            self.inc = (self.inc >> f).max(1);
-        }
+        // Too few packets in the slot: 2^up times longer; too many: 2^down times shorter
+        // (at most one of them is not 0; within 8..64 packets both are).
+        let up = doublings_to(self.wpc, CA_MINPS).min(MUL_MAX - self.mul.min(MUL_MAX));
+        self.mul += up;
+        self.wbl = self.wbl.saturating_mul(1 << up);
+        self.inc = self.inc.saturating_mul(1 << up);
+        let down = halvings_to(self.wpc, CA_MAXPS).min(self.mul.saturating_sub(MUL_MIN));
+        self.mul -= down;
+        self.wbl >>= down;
+        self.inc = (self.inc >> down).max(1);
         self.slot = now_ns >> self.mul;
         self.wbc = 0;
         self.wpc = 0;
         self.limited = false;
     }
+}
+
+/// How many doublings take `n` to at least `min` (0 when it is already there).
+fn doublings_to(n: u64, min: u64) -> u32 {
+    let (mut n, mut f) = (n.max(1), 0);
+    while n < min {
+        n <<= 1;
+        f += 1;
+    }
+    f
+}
+
+/// How many halvings take `n` to at most `max` (0 when it is already there).
+fn halvings_to(n: u64, max: u64) -> u32 {
+    let (mut n, mut f) = (n, 0);
+    while n > max {
+        n >>= 1;
+        f += 1;
+    }
+    f
 }
 
 #[cfg(test)]
@@ -324,6 +328,9 @@ mod tests {
         // OR, not add: an upstream level 2 and a local level 1 give 3; 4 | 1 = 5.
         assert_eq!(mark(2, 16), 3);
         assert_eq!(mark(4, 16), 5);
+        // A level already set upstream stays set (OR, not XOR): 1 | 1 = 1, 3 | 2 = 3.
+        assert_eq!(mark(1, 16), 1);
+        assert_eq!(mark(3, 32), 3);
         assert_eq!(mark(0, 176), 11);
         assert_eq!(mark(0, 4095), 255);
         // The reference's (uint8_t) cast wraps 4096 queued to 0; o7s saturates.
@@ -447,6 +454,91 @@ mod tests {
         assert_eq!(s.ece, 0); // 42 packets since the update
         s.on_send(t0 + 2 * SLOT, 1000);
         assert_eq!(s.wbl, 21 * 1000 + CA_INC); // the closing packet counts in its slot
+    }
+
+    #[test]
+    fn the_level_is_forgotten_after_the_33rd_packet_and_a_paced_sender_also_waits_50_ms() {
+        let t0 = 100 * SLOT;
+        // The reference's: 32 packets after the update keep it, the 33rd forgets it.
+        let mut s = Sender::new(t0);
+        s.on_update(100);
+        for i in 0..32u64 {
+            s.on_send(t0 + i, 10);
+        }
+        assert_eq!(s.ece, 100, "kept through 32 packets");
+        s.on_send(t0 + 32, 10);
+        assert_eq!(s.ece, 0, "forgotten at the 33rd");
+        // o7s's paced sender: 40 packets within 10 ms keep it; after 50 ms they do not.
+        let mut p = Sender::paced(t0, 1_000_000);
+        p.on_update_at(t0, 100);
+        for i in 0..40u64 {
+            p.on_send(t0 + i * 250_000, 10);
+        }
+        assert_eq!(p.ece, 100, "40 packets in 10 ms: kept");
+        p.on_send(t0 + ECE_HOLD_NS, 10);
+        assert_eq!(p.ece, 0, "50 ms and 41 packets: forgotten");
+    }
+
+    /// A fresh reference sender's state after one slot of `n` packets of `len` bytes (the
+    /// last one, sent at the next slot's start, counts in the slot it closes).
+    fn after_one_slot(n: u64, len: usize) -> Sender {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::new(t0);
+        for i in 0..n - 1 {
+            s.on_send(t0 + i * 1000, len);
+        }
+        s.on_send(t0 + SLOT, len);
+        s
+    }
+
+    #[test]
+    fn window_scaling_and_slow_start_at_their_exact_boundaries() {
+        // 8 and 64 packets a slot are in range: no scaling.
+        assert_eq!(after_one_slot(8, 100).mul, CA_SLOT);
+        assert_eq!(after_one_slot(64, 100).mul, CA_SLOT);
+        // 7 or 4 packets: twice as long (4 -> 8 is one doubling, not two).
+        assert_eq!(after_one_slot(7, 100).mul, CA_SLOT + 1);
+        assert_eq!(after_one_slot(4, 100).mul, CA_SLOT + 1);
+        assert_eq!(after_one_slot(3, 100).mul, CA_SLOT + 2);
+        // 65 or 128 packets: half as long (128 -> 64 is one halving).
+        assert_eq!(after_one_slot(65, 100).mul, CA_SLOT - 1);
+        assert_eq!(after_one_slot(128, 100).mul, CA_SLOT - 1);
+        assert_eq!(after_one_slot(130, 100).mul, CA_SLOT - 2); // 130 -> 65 -> 32
+                                                               // Slow start doubles only a window that was exceeded, not one just filled.
+        assert_eq!(after_one_slot(8, 8192).wbl, CA_IWL);
+        assert_eq!(after_one_slot(8, 8193).wbl, 2 * CA_IWL);
+    }
+
+    #[test]
+    fn sends_within_one_slot_add_up_and_a_window_just_filled_does_not_hold() {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::new(t0);
+        // Two sends in the same slot add up (no new slot between them).
+        assert_eq!(s.on_send(t0, 1000), 0);
+        assert_eq!(s.on_send(t0 + 10, 1000), 0);
+        assert_eq!((s.wbc, s.wpc), (2000, 2));
+        // Filling the window exactly does not hold the writer; a byte more does.
+        let rest = usize::try_from(CA_IWL - 2000).unwrap();
+        assert_eq!(s.on_send(t0 + 20, rest), 0);
+        assert_eq!(s.wbc, s.wbl);
+        assert_eq!(s.wait(t0 + 30), 0);
+        assert!(s.on_send(t0 + 30, 1) > 0);
+    }
+
+    #[test]
+    fn a_paced_sender_that_the_app_kept_below_its_window_grows_from_what_it_sent() {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::paced(t0, 1_000_000);
+        s.on_update_at(t0, 0); // congestion avoidance, no level
+        s.wbl = 1 << 20;
+        // 10 packets of 1000 B over the slot, far below the window: never held.
+        for i in 0..10u64 {
+            assert_eq!(s.on_send(t0 + i * (SLOT / 10), 1000), 0);
+        }
+        s.on_send(t0 + SLOT, 1000);
+        // From the 10,000 B sent, not from the 1 MiB window: inc at 2^24 ns is CA_INC / 8.
+        // (the closing packet counts in its slot: 11 of them)
+        assert_eq!(s.wbl, 11_000 + (CA_INC >> AI_SHIFT));
     }
 
     #[test]
