@@ -476,14 +476,15 @@ fn reference_laid_out_flow_updates_slow_o7s_s_sender_and_a_wrong_peer_s_are_drop
         |v: &Value| u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
     let n1_eid = u16::try_from(hexnum(&n1_row["local"])).unwrap();
     let b_mac = n1_row["peer"].as_str().unwrap().to_string();
-    let a_mac =
-        l.t.ctl_json("a", &["ipcp", "list"])
+    // Each side's eth-dix IPCP "e": its MAC.
+    let mac = |s: &str| {
+        l.t.ctl_json(s, &["ipcp", "list"])
             .into_iter()
             .find(|r| r["name"] == "e")
-            .unwrap()["mac"]
-            .as_str()
-            .unwrap()
-            .to_string();
+            .and_then(|r| r["mac"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("{s} has no eth-dix IPCP e"))
+    };
+    let a_mac = mac("a");
     let a_addr = u32::try_from(hexnum(&uni_row(&l.t, "a", "ua")["address"])).unwrap();
     // The flow runs alone on an uncapped path for 3 s: no congestion, no update yet.
     std::thread::sleep(Duration::from_secs(3));
@@ -503,14 +504,7 @@ fn reference_laid_out_flow_updates_slow_o7s_s_sender_and_a_wrong_peer_s_are_drop
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     // From C's port with C's own MAC: not the N-1 flow's peer.
-    let c_mac =
-        l.t.ctl_json("c", &["ipcp", "list"])
-            .into_iter()
-            .find(|r| r["name"] == "e")
-            .unwrap()["mac"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let c_mac = mac("c");
     let wrong0 = n(&l.t.ctl_json("a", &["stats"])[0], "dp_drop_wrong_peer");
     inject("c", &c_mac, 0x0400, 50);
     // From B (the peer): an update of level 1024 every 20 ms, 50 in all.
