@@ -5,14 +5,19 @@
 # configurations are the tutorial's own files (docs/tutorial-unicast/*.conf), only their
 # `dev` changed to this topology's devices. Prints the views the tutorial shows; fails
 # unless every ping comes back. Needs root. Everything it made goes on exit.
-#   scripts/demo-unicast.sh [-c COUNT]
+# --blog: the blog's four nodes instead (docs/tutorial-unicast/blog/*.conf): client 1 and
+# client 2 each on a veth to the router, the router on a third to the server; the router
+# bootstraps "blog", the others enrol through it; both clients ping the server.
+#   scripts/demo-unicast.sh [-c COUNT] [--blog]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 count=${COUNT:-10}
+blog=""
 while [ $# -gt 0 ]; do
     case "$1" in
     -c) count=$2; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --blog) blog=1; shift ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo-unicast.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -36,14 +41,34 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-"$root/scripts/netns.sh" bridge "$name" a b c
+if [ -z "$blog" ]; then
+    "$root/scripts/netns.sh" bridge "$name" a b c
+else
+    # Hosts 1, 2 (the clients), r (the router), s (the server); a veth per link.
+    for h in 1 2 r s; do ip netns add "$name-$h"; ip -n "$name-$h" link set lo up; done
+    for h in 1 2 s; do
+        ip link add "$name-${h}r" netns "$name-$h" type veth peer name "$name-r$h" netns "$name-r"
+        ip -n "$name-$h" link set "$name-${h}r" up
+        ip -n "$name-r" link set "$name-r$h" up
+    done
+fi
 
 on() { # host command...
     local h=$1; shift
     ip netns exec "$name-$h" env PATH="$bin:$PATH" O7S_RUNDIR="$tmp/run-$h" "$@"
 }
-start() { # host
-    sed "s/^dev=\"eth0\"/dev=\"$name-v$1\"/" "$root/docs/tutorial-unicast/$1.conf" > "$tmp/$1.conf"
+start() { # host [configuration file, default docs/tutorial-unicast/HOST.conf]
+    local file=${2:-$root/docs/tutorial-unicast/$1.conf}
+    # Only the devices change: eth0 is the host's own (on the router: the port to client
+    # 1), eth1 and eth2 the router's ports to client 2 and to the server.
+    if [ -z "$blog" ]; then
+        sed "s/^dev=\"eth0\"/dev=\"$name-v$1\"/" "$file" > "$tmp/$1.conf"
+    elif [ "$1" = r ]; then
+        sed -e "s/^dev=\"eth0\"/dev=\"$name-r1\"/" -e "s/^dev=\"eth1\"/dev=\"$name-r2\"/" \
+            -e "s/^dev=\"eth2\"/dev=\"$name-rs\"/" "$file" > "$tmp/$1.conf"
+    else
+        sed "s/^dev=\"eth0\"/dev=\"$name-$1r\"/" "$file" > "$tmp/$1.conf"
+    fi
     on "$1" "$bin/o7sd" --config "$tmp/$1.conf" > "$tmp/o7sd-$1.log" 2>&1 &
     echo $! > "$tmp/o7sd-$1.pid"
     for _ in $(seq 100); do [ -S "$tmp/run-$1/o7sd.sock" ] && return; sleep 0.05; done
@@ -64,6 +89,51 @@ wait_state() {
     tail -n 20 "$tmp"/o7sd-*.log >&2
     exit 1
 }
+# Waits until host $1 has routes to $2 other members and a directory entry (10 s).
+wait_routes() {
+    for _ in $(seq 100); do
+        if on "$1" "$bin/o7sctl" dht list --json 2>/dev/null | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin) else 1)" &&
+            [ "$(on "$1" "$bin/o7sctl" route list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -ge "$2" ]; then
+            return
+        fi
+        sleep 0.1
+    done
+}
+if [ -n "$blog" ]; then
+    echo "== the router bootstraps \"blog\", the clients and the server enrol through it"
+    dir=$root/docs/tutorial-unicast/blog
+    start r "$dir/router.conf"
+    wait_state r ur bootstrapped
+    start 1 "$dir/client1.conf"
+    start 2 "$dir/client2.conf"
+    start s "$dir/server.conf"
+    wait_state 1 uc1 enrolled
+    wait_state 2 uc2 enrolled
+    wait_state s us enrolled
+    fails=0
+    for c in 1 2; do
+        wait_routes "$c" 3
+        echo "== client $c: oping -n oping-server -c $count -i 200ms (through the router)"
+        out=$(on "$c" "$bin/oping" -n oping-server -c "$count" -i 200ms 2>&1) || true
+        echo "$out"
+        grep -q "^$count SDUs transmitted, $count received" <<<"$out" || fails=1
+    done
+    for h in 1 2 r s; do
+        echo "== $h: o7sctl ipcp list"
+        on "$h" "$bin/o7sctl" ipcp list
+    done
+    echo "== 1: o7sctl route list"
+    on 1 "$bin/o7sctl" route list
+    echo "== r: o7sctl neighbour list"
+    on r "$bin/o7sctl" neighbour list
+    if [ "$fails" != 0 ]; then
+        echo "demo-unicast.sh: not every ping came back; logs:" >&2
+        tail -n 20 "$tmp"/o7sd-*.log >&2
+        exit 1
+    fi
+    echo "== $count/$count pings from each client to the server through the router"
+    exit 0
+fi
 echo "== A bootstraps the layer, B enrols through A, C through B"
 start a
 wait_state a ua bootstrapped
@@ -72,13 +142,7 @@ wait_state b ub enrolled
 start c
 wait_state c uc enrolled
 # Routes: A reaches C once link state has flooded (a second or two).
-for _ in $(seq 100); do
-    if on a "$bin/o7sctl" dht list --json 2>/dev/null | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin) else 1)" &&
-        [ "$(on a "$bin/o7sctl" route list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -ge 2 ]; then
-        break
-    fi
-    sleep 0.1
-done
+wait_routes a 2
 echo "== A: oping -n oping-server -c $count -i 200ms (through B)"
 out=$(on a "$bin/oping" -n oping-server -c "$count" -i 200ms 2>&1) || true
 echo "$out"

@@ -19,7 +19,8 @@ fn conf(h: &str) -> String {
 #[test]
 fn the_tutorial_shows_its_configuration_files_as_they_are() {
     let page = std::fs::read_to_string(repo().join("docs/TUTORIALS.md")).unwrap();
-    for h in ["a", "b", "c"] {
+    let blog = ["blog/router", "blog/client1", "blog/client2", "blog/server"];
+    for h in ["a", "b", "c"].into_iter().chain(blog) {
         let head = format!("(`docs/tutorial-unicast/{h}.conf`):\n```toml\n");
         let at = page
             .find(&head)
@@ -35,6 +36,11 @@ fn the_tutorial_shows_its_configuration_files_as_they_are() {
     // The demo script uses the same files.
     let demo = std::fs::read_to_string(repo().join("scripts/demo-unicast.sh")).unwrap();
     assert!(demo.contains("docs/tutorial-unicast/$1.conf"));
+    assert!(demo.contains("dir=$root/docs/tutorial-unicast/blog"));
+    for h in blog {
+        let file = h.trim_start_matches("blog/");
+        assert!(demo.contains(&format!("\"$dir/{file}.conf\"")), "{h}");
+    }
 }
 
 fn state(t: &Topo, h: &str, ipcp: &str) -> String {
