@@ -271,3 +271,80 @@ fn a_restarted_member_s_old_links_go_at_once_at_its_neighbour() {
     });
     assert!(ok, "{got}/10\n{}", a.log());
 }
+
+#[test]
+fn an_o7sd_restart_ends_the_old_ipcp_s_links_at_once_at_its_neighbour() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::bridged("up", &["a", "b", "c"]);
+    let a = t.daemon("a", &conf(&t, "a"));
+    assert!(eventually(Duration::from_secs(10), || row(&t, "a", "ua")
+        ["state"]
+        == "bootstrapped"));
+    let b = t.daemon("b", &conf(&t, "b"));
+    assert!(
+        eventually(Duration::from_secs(10), || row(&t, "b", "ub")["state"]
+            == "enrolled"),
+        "{}",
+        b.log()
+    );
+    let mut c = t.daemon("c", &conf(&t, "c"));
+    assert!(
+        eventually(Duration::from_secs(10), || row(&t, "c", "uc")["state"]
+            == "enrolled"),
+        "{}",
+        c.log()
+    );
+    let old = row(&t, "c", "uc")["address"].clone();
+    let links_to = |addr: &Value| {
+        t.ctl_json("b", &["neighbour", "list"])
+            .into_iter()
+            .filter(|r| r["neighbour"] == *addr)
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || links_to(&old) == 2),
+        "B has Management and DT links to C"
+    );
+    // Only C's o7sd goes (a crash): its data plane lives on with the old IPCP's N-1 flows,
+    // and the next o7sd adopts it. The old IPCP is gone with the o7sd that ran it: its
+    // flows are closed at adoption, so their endpoint ids are free for the new IPCP's
+    // flows and B, seeing them reused, ends the old ones at once.
+    c.kill9();
+    let c2 = t.daemon("c", &conf(&t, "c"));
+    assert!(
+        eventually(Duration::from_secs(15), || row(&t, "c", "uc")["state"]
+            == "enrolled"),
+        "{}",
+        c2.log()
+    );
+    assert!(
+        c2.log().contains("Adopted the running data plane"),
+        "{}",
+        c2.log()
+    );
+    assert!(
+        c2.log().contains("which is gone: closed"),
+        "C says it closed the old IPCP's flows\n{}",
+        c2.log()
+    );
+    let new = row(&t, "c", "uc")["address"].clone();
+    assert_ne!(old, new);
+    let gone = eventually(Duration::from_secs(5), || {
+        links_to(&old) == 0 && links_to(&new) == 2
+    });
+    assert!(
+        gone,
+        "B's links: {:?}\nC's log: {}",
+        t.ctl_json("b", &["neighbour", "list"]),
+        c2.log()
+    );
+    let mut got = 0;
+    let ok = eventually(Duration::from_secs(30), || {
+        let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "20ms"]);
+        got = sum["received"].as_u64().unwrap_or(0);
+        got == 10
+    });
+    assert!(ok, "{got}/10\n{}", a.log());
+}

@@ -29,7 +29,8 @@ impl Daemon {
     }
 
     /// Knows the adopted data plane's flows again (after the configuration made the IPCPs):
-    /// each on the IPCP that took its port. Flows and ports no IPCP took are closed.
+    /// each on the IPCP that took its port. Flows and ports no IPCP took are closed, and
+    /// flows whose process is gone (the previous o7sd's own, an app's that exited).
     pub fn adopt_flows(&self, flows: Vec<o7s_abi::msg::AdoptedFlow>) {
         let (mut kept, mut closed) = (0, 0);
         for f in flows {
@@ -48,6 +49,27 @@ impl Daemon {
                 closed += 1;
                 continue;
             };
+            // A flow whose process is gone has no end on this host any more: the N-1 flows
+            // of the previous o7sd's own IPCPs (a unicast layer's Management and DT flows,
+            // whose IPCP went with that o7sd) and those of an app that exited meanwhile.
+            // Closed, so their endpoint ids are free again: the new IPCP's flows reuse them
+            // and the neighbour, seeing an id it still knows reused, ends its old flows at
+            // once (control/src/daemon/install.rs `superseded`) instead of after its
+            // timeout.
+            if !crate::registry::process_lives(f.pid) {
+                drop(st);
+                tracing::info!(
+                    "Adopted flow {} ({} {}, local {:#x}) belonged to process {}, which is gone: closed.",
+                    f.flow,
+                    r.side,
+                    r.name,
+                    f.local,
+                    f.pid
+                );
+                self.dp.send(&ToDp::DelFlow { flow: f.flow }, &[]);
+                closed += 1;
+                continue;
+            }
             let Some(i) = st.ipcps.get_mut(idx) else {
                 continue;
             };
