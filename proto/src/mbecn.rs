@@ -42,6 +42,11 @@ pub const AI_SHIFT: u32 = 3;
 pub const ECE_HOLD_NS: u64 = 50_000_000;
 /// The shortest slot: 2^10 ns (o7s's bound).
 pub const MUL_MIN: u32 = 10;
+/// o7s's decrease per slot is the reference's in a slot of 2^CUT_SLOT ns (about 4.2 ms,
+/// a 50 Mbit/s flow's), in proportion to the slot's length otherwise.
+pub const CUT_SLOT: u32 = 22;
+/// o7s's proportional part: a level of 2^P_SHIFT / 8 takes an eighth of the window.
+pub const P_SHIFT: u32 = 10;
 /// The longest slot: 2^30 ns, about 1.07 s (o7s's bound).
 pub const MUL_MAX: u32 = 30;
 
@@ -124,6 +129,13 @@ pub struct Sender {
     /// Additive increase per time, not per slot: a slot shorter than 2^[`CA_SLOT`] ns adds
     /// `inc` scaled down by as much again.
     pub ai_per_time: bool,
+    /// Proportional: while a level is echoed, the window in use is `wbl` less
+    /// `wbl * ece / 2^`[`P_SHIFT`], at once (not from the next slot on), and comes back as
+    /// the level falls; `wbl` itself still decreases by the level each slot.
+    pub proportional: bool,
+    /// With [`Sender::proportional`]: the decrease is per time, not per slot
+    /// ([`CUT_SLOT`]).
+    pub cut_per_time: bool,
     /// The writer was held in this slot: its window or its pace limited it, not the app.
     limited: bool,
 }
@@ -147,13 +159,16 @@ impl Sender {
             ece_hold_ns: 0,
             update_at: 0,
             ai_per_time: false,
+            proportional: false,
+            cut_per_time: false,
             limited: false,
         }
     }
 
-    /// o7s's sender: the window's arithmetic is the reference's, with three changes that
-    /// keep a capped link from overflowing when feedback comes late or in bursts (as it
-    /// does when the workers share two CPUs with the apps; proto/tests/mbecn_sim.rs):
+    /// o7s's sender: the window's arithmetic is the reference's, with four changes that
+    /// keep a capped link full, shared and from overflowing when feedback comes late or
+    /// in bursts (as it does when the workers share two CPUs with the apps;
+    /// proto/tests/mbecn_sim.rs):
     /// - paced: the window is spread over its slot, at most `quantum_ns` ahead of its rate
     ///   (a writer that fell behind gets `quantum_ns` of burst, not the window it missed).
     ///   The reference sends each slot's window at once: 16 PDUs of it queue at the next
@@ -166,12 +181,24 @@ impl Sender {
     ///   window when the writer was held: the reference adds `inc` per slot and halves the
     ///   slot as the rate doubles, so its increase per second grows with the rate
     ///   (exponential) and swings two flows' shares by a third each slot; here a slot shorter
-    ///   than 2^24 ns adds `inc` scaled down by as much again.
+    ///   than 2^24 ns adds `inc` scaled down by as much again;
+    /// - proportional ([`Sender::proportional`]): the echoed level takes its part of the
+    ///   window at once ([`Sender::window`]) and gives it back as it falls, and each slot
+    ///   both decreases by the level and adds the increase. The reference decreases only
+    ///   at a slot's end and increases only when no level is echoed: the level, a running
+    ///   sum at the receiver, lags the queue by tens of ms, so two flows overshoot the link
+    ///   together, back off by a third and overshoot again every 200 ms or so (in 100 ms
+    ///   bins each flow swings by 5 Mbit/s and more). Here the queue settles where the
+    ///   decrease balances the increase, which is the same window for every flow that
+    ///   sees the same level: two flows share within 1 % and converge within 1 s, with
+    ///   FLOW_UPDATEs 0.5-5 ms late.
     pub fn paced(now_ns: u64, quantum_ns: u64) -> Self {
         Self {
             pace_ns: quantum_ns,
             ece_hold_ns: ECE_HOLD_NS,
             ai_per_time: true,
+            proportional: true,
+            cut_per_time: true,
             ..Self::new(now_ns)
         }
     }
@@ -211,7 +238,7 @@ impl Sender {
         // ignores it): at the window's rate from now, or from when the last one was due if
         // that is later: a writer that fell behind (idle, or not scheduled) gets `pace_ns` of
         // burst, not the whole window it missed.
-        let gap = (u128::from(len as u64) << self.mul) / u128::from(self.wbl.max(1));
+        let gap = (u128::from(len as u64) << self.mul) / u128::from(self.window().max(1));
         let gap = u64::try_from(gap).unwrap_or(u64::MAX);
         self.paced_until = self.paced_until.max(now_ns).saturating_add(gap);
         let wait = self.wait(now_ns);
@@ -223,7 +250,7 @@ impl Sender {
     pub fn wait(&self, now_ns: u64) -> u64 {
         let next = self.slot.saturating_add(1).checked_shl(self.mul);
         let to_next = next.map_or(MAX_WAIT_NS, |t| t.saturating_sub(now_ns).min(MAX_WAIT_NS));
-        if self.wbc > self.wbl {
+        if self.wbc > self.window() {
             return to_next;
         }
         if self.pace_ns == 0 {
@@ -236,9 +263,22 @@ impl Sender {
             .min(to_next)
     }
 
-    /// The window's rate, bits per second (`wbl` bytes per 2^mul ns).
+    /// The window in use, bytes per slot: `wbl`, less the proportional part while a level
+    /// is echoed ([`Sender::proportional`]).
+    pub fn window(&self) -> u64 {
+        if !self.proportional {
+            return self.wbl;
+        }
+        // At most half of it: a level the window cannot balance (a saturated queue) must
+        // still let packets through, or the level would never be forgotten.
+        let less = (u128::from(self.wbl) * u128::from(self.ece)) >> P_SHIFT;
+        let less = u64::try_from(less).unwrap_or(u64::MAX).min(self.wbl / 2);
+        self.wbl - less
+    }
+
+    /// The window's rate, bits per second ([`Sender::window`] bytes per 2^mul ns).
     pub fn rate_bps(&self) -> u64 {
-        let bits = u128::from(self.wbl) * 8 * 1_000_000_000;
+        let bits = u128::from(self.window()) * 8 * 1_000_000_000;
         u64::try_from(bits >> self.mul).unwrap_or(u64::MAX)
     }
 
@@ -247,33 +287,68 @@ impl Sender {
         1u64 << self.mul
     }
 
+    /// o7s's additive increase for this slot ([`Sender::ai_per_time`]). A slot shorter
+    /// than 2^24 ns adds inc scaled down once more: the rate grows by the same bit/s per
+    /// second however short the slot (longer slots keep the reference's inc: scaled up
+    /// again they would grow without bound), and by 2^-AI_SHIFT of the reference's: 64 KiB
+    /// per 2^24 ns slot is some 1.9 Gbit/s per second, which on a 100 Mbit/s link swings
+    /// the shares by a third each slot.
+    fn inc_per_time(&self) -> u64 {
+        (self.inc >> (CA_SLOT.saturating_sub(self.mul) + AI_SHIFT)).max(1)
+    }
+
+    /// o7s's decrease by the level for this slot, of window `w`: the reference's
+    /// `w * ece / 2^13` in a slot of 2^[`CUT_SLOT`] ns, in proportion to the slot's length
+    /// otherwise (twice that in a slot twice as long). So a flow loses the same share of its
+    /// rate per second whatever its slot, and two flows that see the same level settle at
+    /// the same rate also when their slots differ (with the reference's per slot, the one
+    /// with the longer slot would settle at twice the other's rate).
+    fn cut_per_time(&self, w: u64) -> u64 {
+        let cut = u128::from(w) * u128::from(self.ece);
+        let cut = if !self.cut_per_time {
+            cut
+        } else if self.mul >= CUT_SLOT {
+            cut << (self.mul - CUT_SLOT).min(32)
+        } else {
+            cut >> (CUT_SLOT - self.mul)
+        };
+        u64::try_from(cut >> (CA_SHFT + 8))
+            .unwrap_or(u64::MAX)
+            .min(w)
+    }
+
+    /// What o7s's window grows from: the window when the writer was held (paced, it sends
+    /// a little less than its window in a slot, and bytes sent + a small inc would never
+    /// grow it), what was sent when the app sent less.
+    fn grown_from(&self) -> u64 {
+        if self.limited {
+            self.wbc.max(self.wbl)
+        } else {
+            self.wbc
+        }
+    }
+
     /// The window at the start of a new slot, and the slot's scale.
     fn next_slot(&mut self, now_ns: u64) {
         if !self.cav {
             if self.wbc > self.wbl {
                 self.wbl = self.wbl.saturating_mul(2);
             }
+        } else if self.proportional {
+            // The additive increase goes on under congestion and the level decreases each
+            // slot as well: a flow settles where the two balance, and that is the same
+            // window for every flow that sees the same level (with [`Sender::window`]'s
+            // proportional part, which damps the queue, proto/tests/mbecn_sim.rs).
+            let base = self.grown_from();
+            let base = base.saturating_sub(self.cut_per_time(base));
+            self.wbl = base.saturating_add(self.inc_per_time());
         } else if self.ece > 0 {
             let cut = (u128::from(self.wbl) * u128::from(self.ece)) >> (CA_SHFT + 8);
             self.wbl = self
                 .wbl
                 .saturating_sub(u64::try_from(cut).unwrap_or(u64::MAX));
         } else if self.ai_per_time {
-            // A slot shorter than 2^24 ns adds inc scaled down once more: the rate grows by
-            // the same bit/s per second however short the slot (longer slots keep the
-            // reference's inc: scaled up again they would grow without bound), and by
-            // 2^-AI_SHIFT of the reference's: 64 KiB per 2^24 ns slot is some 1.9 Gbit/s
-            // per second, which on a 100 Mbit/s link swings the shares by a third each slot.
-            let inc = (self.inc >> (CA_SLOT.saturating_sub(self.mul) + AI_SHIFT)).max(1);
-            // Grown from the window when the writer was held (paced, it sends a little less
-            // than its window in a slot, and bytes sent + a small inc would never grow it),
-            // from what was sent when the app sent less.
-            let base = if self.limited {
-                self.wbc.max(self.wbl)
-            } else {
-                self.wbc
-            };
-            self.wbl = base.saturating_add(inc);
+            self.wbl = self.grown_from().saturating_add(self.inc_per_time());
         } else {
             self.wbl = self.wbc.saturating_add(self.inc);
         }
@@ -539,6 +614,108 @@ mod tests {
         // From the 10,000 B sent, not from the 1 MiB window: inc at 2^24 ns is CA_INC / 8.
         // (the closing packet counts in its slot: 11 of them)
         assert_eq!(s.wbl, 11_000 + (CA_INC >> AI_SHIFT));
+    }
+
+    #[test]
+    fn the_level_takes_its_part_of_a_paced_window_at_once_and_at_most_half() {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::paced(t0, 1_000_000);
+        let mut r = Sender::new(t0);
+        for x in [&mut s, &mut r] {
+            x.on_update_at(t0, 0);
+            x.wbl = 1 << 20;
+        }
+        assert_eq!(s.window(), 1 << 20);
+        // 128 / 2^10: an eighth, exactly, at once (no slot has ended).
+        s.on_update_at(t0 + 1, 128);
+        assert_eq!(s.window(), (1 << 20) - (1 << 17));
+        assert_eq!(
+            s.rate_bps(),
+            ((((1u64 << 20) - (1 << 17)) * 8 * 1_000_000_000) >> CA_SLOT)
+        );
+        // 512: half; beyond that still half.
+        s.on_update_at(t0 + 2, 512);
+        assert_eq!(s.window(), 1 << 19);
+        s.on_update_at(t0 + 3, 513);
+        assert_eq!(s.window(), 1 << 19);
+        s.on_update_at(t0 + 4, 0xffff);
+        assert_eq!(s.window(), 1 << 19);
+        // The level gone, all of it is back.
+        s.on_update_at(t0 + 5, 0);
+        assert_eq!(s.window(), 1 << 20);
+        // The reference's window does not change until a slot ends.
+        r.on_update_at(t0 + 1, 128);
+        assert_eq!(r.window(), 1 << 20);
+        assert_eq!(r.rate_bps(), ((1u64 << 20) * 8 * 1_000_000_000) >> CA_SLOT);
+    }
+
+    #[test]
+    fn a_writer_is_held_by_the_window_less_the_level_s_part() {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::paced(t0, SLOT); // pacing never holds within the slot
+        s.on_update_at(t0, 256); // a quarter
+        s.wbl = 100_000;
+        // 75,000 bytes may go; the packet that passes them holds the writer to the slot's end.
+        for i in 0..75u64 {
+            assert_eq!(s.on_send(t0 + i, 1000), 0, "packet {i}");
+        }
+        assert_eq!(s.on_send(t0 + 75, 1000), SLOT - 75);
+    }
+
+    #[test]
+    fn a_paced_slot_decreases_by_the_level_and_still_adds_the_increase() {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::paced(t0, 1_000_000);
+        let mut r = Sender::new(t0);
+        for x in [&mut s, &mut r] {
+            x.on_update_at(t0, 64);
+            x.wbl = 1 << 20;
+            for i in 0..10u64 {
+                x.on_send(t0 + i * (SLOT / 10), 1000);
+            }
+            x.on_send(t0 + SLOT, 1000);
+        }
+        // o7s: from the 11,000 bytes sent, less 11,000 * 64 / 2^13 four times over (a slot
+        // of 2^24 ns is four of 2^22: 343), plus inc / 8.
+        assert_eq!(s.wbl, 11_000 - 343 + (CA_INC >> AI_SHIFT));
+        // The reference: the window less its 64 / 2^13, no increase.
+        assert_eq!(r.wbl, (1 << 20) - (1 << 13));
+    }
+
+    /// A paced sender at level `ece` with a slot of 2^m ns, after 11 packets of 1000 B in
+    /// one slot (the last one opens the next).
+    fn paced_slot(m: u32, ece: u16, per_time: bool) -> Sender {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::paced(t0, 1_000_000);
+        s.cut_per_time = per_time;
+        s.on_update_at(t0, ece);
+        s.mul = m;
+        s.slot = t0 >> m;
+        s.wbl = 1 << 20;
+        for i in 0..10u64 {
+            s.on_send(t0 + i * ((1 << m) / 10), 1000);
+        }
+        s.on_send(t0 + (1 << m), 1000);
+        s
+    }
+
+    #[test]
+    fn the_decrease_is_per_time_whatever_the_slot() {
+        // 11,000 bytes at level 64: the decrease is 11,000 * 64 / 2^13 (85) in a slot of
+        // 2^22 ns, half that in one half as long, twice that in one twice as long; the
+        // increase is 2^16 >> (24 - m + 3).
+        for (m, cut, inc) in [(21, 42, 1024), (22, 85, 2048), (23, 171, 4096)] {
+            assert_eq!(paced_slot(m, 64, true).wbl, 11_000 - cut + inc, "2^{m} ns");
+            // Per slot instead: 85 whatever the slot.
+            assert_eq!(
+                paced_slot(m, 64, false).wbl,
+                11_000 - 85 + inc,
+                "per slot, 2^{m} ns"
+            );
+        }
+        // A level that would take more than all of it takes all of it, and the increase
+        // starts again from nothing.
+        assert_eq!(paced_slot(22, 0xffff, true).wbl, 2048);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! workers do (`ecn | queued >> 4`, a bounded FIFO behind a token bucket). Deterministic:
 //! no clock, no thread, no socket. It is the congestion experiment of the blog (issue 22)
 //! reduced to its arithmetic, so the sender's behaviour can be checked without the noise
-//! of four namespaces on two CPUs.
+//! of four namespaces on two CPUs. `TRACE=A,B` (seconds) prints the queue and each sender's
+//! rate, level, slot and window every 2 ms of virtual time between A and B, e.g.
+//! `TRACE=5.9,6.1 cargo test --release -p o7s-proto --test mbecn_sim late -- --nocapture`.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -35,9 +37,16 @@ enum Ca {
     Burst,
     /// o7s's: the window spread over the slot, at most one poll ahead.
     Paced,
+    /// o7s's without [`Sender::proportional`] (its sender before): decreases only when a
+    /// slot ends, by the level alone, increases only when there is none.
+    PacedIntegral,
+    /// o7s's, decreasing by the level per slot, not per time ([`Sender::cut_per_time`]).
+    PacedCutPerSlot,
 }
 
 struct Flow {
+    /// Its PDUs' length, bytes.
+    pdu: u64,
     start: u64,
     end: u64,
     next: u64,
@@ -63,6 +72,18 @@ fn run(ca: Ca, schedule: &[(f64, f64)], secs: u64, cap: u64, demand: u64, limit:
     run_late(ca, schedule, secs, cap, demand, limit, 200_000, 0, POLL)
 }
 
+/// Feedback late by a varying amount: `delay` plus a pseudo-random 0..`jitter` ns per
+/// FLOW_UPDATE (a fixed seed: the same run every time).
+#[derive(Clone, Copy)]
+struct Late {
+    delay: u64,
+    jitter: u64,
+    batch: u64,
+    poll: u64,
+    /// The second flow's PDUs are this long (0: [`PDU`], as the others').
+    second_pdu: u64,
+}
+
 /// As [`run`], FLOW_UPDATEs `delay` ns late and, when `batch` is not 0, delivered only on
 /// multiples of `batch` ns (a sender's worker that did not run in between); held writers
 /// wake on multiples of `poll` ns.
@@ -78,10 +99,54 @@ fn run_late(
     batch: u64,
     poll: u64,
 ) -> Run {
-    let gap = PDU * 8 * NS / demand;
+    run_with(
+        ca,
+        schedule,
+        secs,
+        (cap, demand, limit),
+        Late {
+            delay,
+            jitter: 0,
+            batch,
+            poll,
+            second_pdu: 0,
+        },
+    )
+}
+
+/// As [`run_late`], the link as (cap, demand, limit).
+fn run_with(
+    ca: Ca,
+    schedule: &[(f64, f64)],
+    secs: u64,
+    (cap, demand, limit): (u64, u64, usize),
+    late: Late,
+) -> Run {
+    let Late {
+        delay,
+        jitter,
+        batch,
+        poll,
+        second_pdu,
+    } = late;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut last_at = vec![0u64; schedule.len()];
+    let trace: Option<(u64, u64)> = std::env::var("TRACE").ok().and_then(|v| {
+        let (a, b) = v.split_once(',')?;
+        Some((
+            (a.parse::<f64>().ok()? * 1e9) as u64,
+            (b.parse::<f64>().ok()? * 1e9) as u64,
+        ))
+    });
     let mut flows: Vec<Flow> = schedule
         .iter()
-        .map(|&(a, b)| Flow {
+        .enumerate()
+        .map(|(i, &(a, b))| Flow {
+            pdu: if i == 1 && second_pdu > 0 {
+                second_pdu
+            } else {
+                PDU
+            },
             start: (a * NS as f64) as u64,
             end: (b * NS as f64) as u64,
             next: (a * NS as f64) as u64,
@@ -116,15 +181,25 @@ fn run_late(
             }
             let snd = f.snd.get_or_insert_with(|| match ca {
                 Ca::Paced => Sender::paced(t, PACE),
+                Ca::PacedIntegral => {
+                    let mut s = Sender::paced(t, PACE);
+                    s.proportional = false;
+                    s
+                }
+                Ca::PacedCutPerSlot => {
+                    let mut s = Sender::paced(t, PACE);
+                    s.cut_per_time = false;
+                    s
+                }
                 _ => Sender::new(t),
             });
             while f.next <= t && f.hold <= t {
                 let wait = if ca == Ca::None {
                     0
                 } else {
-                    snd.on_send(t, PDU as usize)
+                    snd.on_send(t, f.pdu as usize)
                 };
-                f.next += gap;
+                f.next += f.pdu * 8 * NS / demand;
                 f.sent += 1;
                 let ecn = mark(0, queue.len());
                 if ecn > 0 {
@@ -141,23 +216,50 @@ fn run_late(
                 }
             }
         }
+        if trace.is_some_and(|(a, b)| t >= a && t < b) && t % 2_000_000 == 0 {
+            let f: Vec<String> = flows
+                .iter()
+                .filter_map(|f| f.snd.as_ref())
+                .map(|s| {
+                    format!(
+                        "{:5.1}M e{:3} m{} w{:6}",
+                        s.rate_bps() as f64 / 1e6,
+                        s.ece,
+                        s.mul,
+                        s.wbl
+                    )
+                })
+                .collect();
+            println!("{:.3} q{:4} {}", t as f64 / 1e9, queue.len(), f.join(" | "));
+        }
         tokens = (tokens + STEP * cap / 8 / NS).min(burst);
-        while tokens >= PDU {
-            let Some((i, ecn)) = queue.pop_front() else {
-                break;
-            };
-            tokens -= PDU;
+        while let Some(&(i, ecn)) = queue.front() {
             let f = &mut flows[i];
+            if tokens < f.pdu {
+                break;
+            }
+            queue.pop_front();
+            tokens -= f.pdu;
             f.received += 1;
-            f.bins[(t / (NS / 10)) as usize] += PDU;
+            f.bins[(t / (NS / 10)) as usize] += f.pdu;
             if ca != Ca::None {
                 if let Some(ece) = f.rcv.on_packet(ecn) {
                     n_updates += 1;
+                    let mut delay = delay;
+                    if jitter > 0 {
+                        seed = seed
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        delay += (seed >> 33) % jitter;
+                    }
                     let at = if batch > 0 {
                         (t + delay).div_ceil(batch) * batch
                     } else {
                         t + delay
                     };
+                    // One path, first in first out: an update never overtakes an earlier one.
+                    let at = at.max(last_at[i]);
+                    last_at[i] = at;
                     updates.push(Reverse((at, i, ece)));
                 }
             }
@@ -341,20 +443,20 @@ impl Run {
 }
 
 #[test]
-fn a_joining_flow_converges_in_1_5_s_even_when_the_other_writer_always_goes_first() {
+fn a_joining_flow_converges_within_1_s_even_when_the_other_writer_always_goes_first() {
     // The blog's first join: flow 1 alone at 80 Mbit/s for 4 s, flow 2 joins at 4 s. By the
-    // issue's rule (every 100 ms bin of both within 10 % of 50 Mbit/s from then on): 1.4 s
-    // here, in this worst case of one writer always ahead of the other.
+    // issue's rule (every 100 ms bin of both within 10 % of 50 Mbit/s from then on), in
+    // this worst case of one writer always ahead of the other.
     let sched = [(0.0, 14.0), (4.0, 14.0)];
     let fine = run(Ca::Paced, &sched, 14, CAP, DEMAND, QUEUE);
     let conv = fine.convergence_s(40, 140, 50.0);
-    assert!(conv.is_some_and(|c| c <= 1.5), "converged after {conv:?} s");
+    assert!(conv.is_some_and(|c| c <= 1.0), "converged after {conv:?} s");
     let (a, b) = (fine.mbit(0, 8, 14), fine.mbit(1, 8, 14));
-    assert!((a - b).abs() < 0.06 * (a + b), "{a:.1} vs {b:.1}");
+    assert!((a - b).abs() < 0.02 * (a + b), "{a:.1} vs {b:.1}");
     assert!(fine.loss() <= 0.001, "loss {:.4}", fine.loss());
     // Woken on whole milliseconds, each writer sends a millisecond's PDUs at once, and the
-    // second one's always queue behind the first one's: they are marked higher and that
-    // flow keeps less (what the workers did with poll's millisecond timeout).
+    // second one's always queue behind the first one's, marked higher (what the workers
+    // did with poll's millisecond timeout): the shares still stay within 10 %.
     let coarse = run_late(
         Ca::Paced,
         &sched,
@@ -367,5 +469,87 @@ fn a_joining_flow_converges_in_1_5_s_even_when_the_other_writer_always_goes_firs
         POLL_MS,
     );
     let (a, b) = (coarse.mbit(0, 8, 14), coarse.mbit(1, 8, 14));
-    assert!(a > 1.1 * b, "{a:.1} vs {b:.1}");
+    assert!((a - b).abs() < 0.1 * (a + b), "{a:.1} vs {b:.1}");
+}
+
+/// Mean and standard deviation.
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64;
+    (m, var.sqrt())
+}
+
+#[test]
+fn feedback_late_by_a_varying_amount_still_converges_within_1_s_and_keeps_the_link_full() {
+    // The blog's first join again, FLOW_UPDATEs late by 0.5-3.5 ms (each its own delay, in
+    // order), then by 1-5 ms and only every 5 ms: as they come when four data planes and
+    // three apps share two CPUs.
+    let sched = [(0.0, 14.0), (4.0, 14.0)];
+    for (delay, jitter, batch) in [(500_000, 3_000_000, 0), (1_000_000, 4_000_000, 5_000_000)] {
+        let late = Late {
+            delay,
+            jitter,
+            batch,
+            poll: POLL,
+            second_pdu: 0,
+        };
+        let link = (CAP, DEMAND, QUEUE);
+        let o7s = run_with(Ca::Paced, &sched, 14, link, late);
+        let conv = o7s.convergence_s(40, 140, 50.0);
+        let what = format!("late {delay} + 0..{jitter} ns, every {batch} ns");
+        assert!(
+            conv.is_some_and(|c| c <= 1.0),
+            "{what}: converged after {conv:?} s"
+        );
+        let diff: Vec<f64> = (60..140)
+            .map(|b| o7s.bin_mbit(0, b) - o7s.bin_mbit(1, b))
+            .collect();
+        let total: Vec<f64> = (60..140)
+            .map(|b| o7s.bin_mbit(0, b) + o7s.bin_mbit(1, b))
+            .collect();
+        let ((_, diff_sd), (total_mean, _)) = (mean_sd(&diff), mean_sd(&total));
+        assert!(diff_sd < 2.0, "{what}: shares swing by {diff_sd:.2} Mbit/s");
+        assert!(
+            total_mean >= 97.0,
+            "{what}: {total_mean:.1} Mbit/s together"
+        );
+        assert!(o7s.loss() <= 0.001, "{what}: loss {:.4}", o7s.loss());
+        // The same sender without the proportional part (o7s's before it): the level it
+        // decreases by lags the queue, the flows overshoot and back off together by a third
+        // every 200 ms or so, and the rule never holds.
+        let lagging = run_with(Ca::PacedIntegral, &sched, 14, link, late);
+        let conv = lagging.convergence_s(40, 140, 50.0);
+        assert!(
+            conv.is_none_or(|c| c > 2.0),
+            "{what}: without the proportional part converged after {conv:?} s"
+        );
+    }
+}
+
+#[test]
+fn flows_whose_slots_differ_in_length_share_alike() {
+    // The second flow's PDUs are an eighth as long: at the same rate it sends eight times
+    // the packets, and its slot (8 to 64 packets) is shorter. The decrease is per time, not
+    // per slot: decreasing by the level per slot, the flow with the longer slot loses less
+    // per second and keeps far more.
+    let sched = [(0.0, 12.0), (2.0, 12.0)];
+    let late = Late {
+        delay: 500_000,
+        jitter: 1_000_000,
+        batch: 0,
+        poll: POLL,
+        second_pdu: PDU / 8,
+    };
+    let per_time = run_with(Ca::Paced, &sched, 12, (CAP, DEMAND, QUEUE), late);
+    let per_slot = run_with(Ca::PacedCutPerSlot, &sched, 12, (CAP, DEMAND, QUEUE), late);
+    let ratio = |r: &Run| {
+        let (a, b) = (r.mbit(0, 6, 12), r.mbit(1, 6, 12));
+        a.max(b) / a.min(b)
+    };
+    let slots = |r: &Run| (r.flows[0].snd.unwrap().mul, r.flows[1].snd.unwrap().mul);
+    let (s0, s1) = slots(&per_time);
+    assert_ne!(s0, s1, "the slots differ");
+    assert!(ratio(&per_time) < 1.3, "per time: {:.2}x", ratio(&per_time));
+    assert!(per_time.loss() <= 0.001, "loss {:.4}", per_time.loss());
+    assert!(ratio(&per_slot) > 2.0, "per slot: {:.2}x", ratio(&per_slot));
 }
