@@ -11,20 +11,25 @@
 # then congestion = "none" for contrast.
 #
 #   scripts/experiment-congestion.sh [--time-scale S] [--cap RATE] [--rate RATE] [--out DIR]
+#                                    [--spin-us US]
 #
 # --time-scale 0.25 runs the schedule four times faster (20 s a run). Results:
 # DIR/summary.json, DIR/congestion.png, DIR/congestion.svg, DIR/<run>.csv and the counters
-# (default DIR: bench-results/congestion-<date>).
+# (default DIR: bench-results/congestion-<date>). --spin-us: how long each data-plane
+# worker polls after its last packet before it sleeps (o7sd --spin-us; default 0 here:
+# four data planes, four o7sd and three ocbr share the CPUs, and workers that spin take
+# them from the senders' workers, whose stalls then shift the shares).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-scale=1.0; cap=100M; rate=80M; out=""
+scale=1.0; cap=100M; rate=80M; out=""; spin=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --time-scale) scale=$2; shift 2 ;;
         --cap) cap=$2; shift 2 ;;
         --rate) rate=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --spin-us) spin=$2; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "experiment-congestion.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
     esac
 done
@@ -33,6 +38,7 @@ missing=""
 for t in ip python3 cargo; do command -v "$t" >/dev/null 2>&1 || missing="$missing $t"; done
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$missing fonts-dejavu-core"
 [ -z "$missing" ] || { echo "experiment-congestion.sh: missing:$missing (scripts/setup.sh installs them)" >&2; exit 1; }
+[[ "$spin" =~ ^[0-9]+$ ]] || { echo "--spin-us $spin: not a whole number of microseconds" >&2; exit 2; }
 python3 -c "float('$scale')" 2>/dev/null || { echo "--time-scale $scale: not a number" >&2; exit 2; }
 bin=$root/target/release
 echo "building (release)..."
@@ -116,7 +122,7 @@ conn=["ur"]
 reg=["ocbr"]
 EOF
     for s in r c1 c2 s; do
-        run "$s" "$bin/o7sd" --config "$tmp/$s.conf" --rundir "$tmp/run-$s" --spin-us 50 \
+        run "$s" "$bin/o7sd" --config "$tmp/$s.conf" --rundir "$tmp/run-$s" --spin-us "$spin" \
             >/dev/null 2>"$tmp/o7sd-$s-$cong.log" &
         for _ in $(seq 100); do [ -S "$tmp/run-$s/o7sd.sock" ] && break; sleep 0.05; done
         # The router's three ports (XDP) and its layer are up before anyone enrols.

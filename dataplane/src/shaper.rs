@@ -55,6 +55,8 @@ pub struct Shaper {
     fifo: VecDeque<(u64, Vec<u8>)>,
     /// Frames waiting per N-1 flow.
     per_flow: Map<u64, u32>,
+    /// Frames waiting per N-1 flow when the worker's turn began ([`Shaper::new_turn`]).
+    at_turn: Map<u64, u32>,
     /// Buffers to reuse.
     free: Vec<Vec<u8>>,
     /// Counters.
@@ -72,6 +74,7 @@ impl Shaper {
             idle: true,
             fifo: VecDeque::new(),
             per_flow: Map::default(),
+            at_turn: Map::default(),
             free: Vec::new(),
             stats: ShaperStats::default(),
         }
@@ -114,6 +117,20 @@ impl Shaper {
     /// Frames waiting on N-1 flow `n1`.
     pub fn queued(&self, n1: u64) -> usize {
         self.per_flow.get(&n1).map_or(0, |n| *n as usize)
+    }
+
+    /// Frames waiting on N-1 flow `n1` when the worker's turn began: what MB-ECN marks by.
+    /// A worker takes each port's received frames in turn, so a frame's place in the queue
+    /// within one turn says only which port was read first; marked by the queue of the
+    /// moment, the frames of the port read second would always be marked higher (by as
+    /// many as the first port brought), and their flows would keep less.
+    pub fn queued_at_turn(&self, n1: u64) -> usize {
+        self.at_turn.get(&n1).map_or(0, |n| *n as usize)
+    }
+
+    /// A new turn of the worker: [`Shaper::queued_at_turn`] is the queue from now.
+    pub fn new_turn(&mut self) {
+        self.at_turn.clone_from(&self.per_flow);
     }
 
     /// Frames waiting on every N-1 flow.
@@ -193,6 +210,7 @@ impl Shaper {
         let before = self.fifo.len();
         self.fifo.retain(|(f, _)| *f != n1);
         self.per_flow.remove(&n1);
+        self.at_turn.remove(&n1);
         before - self.fifo.len()
     }
 
@@ -326,6 +344,30 @@ mod tests {
         }
         assert_eq!(pop_all(&mut s, t3), 21);
         assert_eq!(s.stats.shaped, 1000 + 21);
+    }
+
+    #[test]
+    fn frames_of_one_turn_are_marked_by_the_queue_as_the_turn_began() {
+        let now = Instant::now();
+        let mut s = Shaper::new(now);
+        s.set(Some(1_000_000), None, now);
+        for _ in 0..20 {
+            assert!(s.push(1, &[0; 100]));
+        }
+        assert!(s.push(2, &[0; 100]));
+        // The turn began with nothing waiting.
+        assert_eq!((s.queued_at_turn(1), s.queued_at_turn(2)), (0, 0));
+        s.new_turn();
+        assert_eq!((s.queued_at_turn(1), s.queued_at_turn(2)), (20, 1));
+        // What comes in this turn is marked by the queue it began with, whatever its order.
+        for _ in 0..5 {
+            assert!(s.push(2, &[0; 100]));
+        }
+        assert_eq!((s.queued(2), s.queued_at_turn(2)), (6, 1));
+        assert_eq!(s.forget(1), 20);
+        assert_eq!(s.queued_at_turn(1), 0);
+        s.new_turn();
+        assert_eq!((s.queued_at_turn(1), s.queued_at_turn(2)), (0, 6));
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct RunInput<'a> {
     pub offset_s: Option<f64>,
     /// Extra counters (a JSON object), copied into the report.
     pub counters: Option<serde_json::Value>,
+    /// What the throughput counts: `frames` (headers included, what the cap counts) or
+    /// `dt_pdus`.
+    pub throughput_of: &'static str,
 }
 
 /// A data flow mapped to a schedule entry.
@@ -205,6 +208,9 @@ pub struct RunReport {
     pub offset_s: f64,
     /// `--offset-s` or `first bin of flow 1`.
     pub offset_from: &'static str,
+    /// What the throughput counts: `frames` (the CSV's `frame_mbit_s`: headers included,
+    /// what the cap counts) or `dt_pdus` (`mbit_s`).
+    pub throughput_of: &'static str,
     /// Bins in the grid.
     pub bins: usize,
     /// Mapped flows, one per schedule entry.
@@ -580,6 +586,7 @@ pub fn analyse(input: RunInput<'_>, schedule: &Schedule, params: Params) -> RunR
         } else {
             "first bin of flow 1"
         },
+        throughput_of: input.throughput_of,
         bins: cap.n_bins,
         flows,
         ignored_flows,
@@ -640,6 +647,7 @@ mod tests {
                 capture: &cap,
                 offset_s: None,
                 counters: Some(counters),
+                throughput_of: "dt_pdus",
             },
             &schedule,
             Params {

@@ -4,7 +4,10 @@
 //! `bin,t_s,kind,dst,eid,pdus,bytes,mbit_s,ecn_marked,ecn_max`. `kind` is `data` (the key is
 //! the N+1 flow's (dst, eid)) or `flow_update` (congestion feedback; the key's eid is the
 //! r_eid, `pdus` the count and `ecn_max` the largest ECE value). Empty lines are skipped;
-//! empty `ecn_marked` / `ecn_max` fields read as 0.
+//! empty `ecn_marked` / `ecn_max` fields read as 0. An optional `frame_mbit_s` column (what
+//! `o7s-dissect --flows-csv` writes: the whole frames' rate, headers included) is the
+//! throughput when present: it is what a link's cap counts and what the blog's graph shows;
+//! `mbit_s` (the DT PDUs' rate) otherwise.
 
 use std::fmt;
 
@@ -21,6 +24,16 @@ pub const COLUMNS: [&str; 10] = [
     "ecn_marked",
     "ecn_max",
 ];
+
+/// The optional column of the frames' throughput.
+pub const FRAME_MBIT_S: &str = "frame_mbit_s";
+
+/// Whether a CSV's header has [`FRAME_MBIT_S`] (its throughput counts whole frames).
+pub fn counts_frames(text: &str) -> bool {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|h| h.split(',').any(|n| n.trim() == FRAME_MBIT_S))
+}
 
 /// What a row counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +76,8 @@ pub struct Row {
     pub pdus: u64,
     /// Bytes in the bin.
     pub bytes: u64,
-    /// Throughput in the bin (Mbit/s).
+    /// Throughput in the bin (Mbit/s): the frames' (`frame_mbit_s`) when the CSV has them,
+    /// the DT PDUs' (`mbit_s`) otherwise.
     pub mbit_s: f64,
     /// PDUs with the ECN field set.
     pub ecn_marked: u64,
@@ -100,6 +114,8 @@ fn bad(line: usize, msg: impl Into<String>) -> CsvError {
 /// Column positions found in the header.
 struct Layout {
     idx: [usize; 10],
+    /// The optional `frame_mbit_s` column.
+    frame_mbit_s: Option<usize>,
     width: usize,
 }
 
@@ -115,6 +131,7 @@ impl Layout {
         }
         Ok(Self {
             idx,
+            frame_mbit_s: names.iter().position(|n| *n == FRAME_MBIT_S),
             width: names.len(),
         })
     }
@@ -170,7 +187,10 @@ fn parse_row(line: usize, text: &str, layout: &Layout) -> Result<Row, CsvError> 
     if dst.is_empty() || eid.is_empty() {
         return Err(bad(line, "empty dst or eid"));
     }
-    let mbit_s = real(line, "mbit_s", f(7))?;
+    let mbit_s = match layout.frame_mbit_s.and_then(|i| fields.get(i)) {
+        Some(v) => real(line, FRAME_MBIT_S, v)?,
+        None => real(line, "mbit_s", f(7))?,
+    };
     if mbit_s < 0.0 {
         return Err(bad(line, format!("mbit_s {mbit_s} is negative")));
     }
@@ -218,6 +238,20 @@ mod tests {
     use super::*;
 
     const HEADER: &str = "bin,t_s,kind,dst,eid,pdus,bytes,mbit_s,ecn_marked,ecn_max";
+
+    #[test]
+    fn the_frames_rate_is_the_throughput_when_the_csv_has_it() {
+        let text = format!("{HEADER},frame_bytes,frame_mbit_s\n0,0.0,data,7,12,714,1000000,80.0,3,1,1018000,81.44\n");
+        assert!(counts_frames(&text));
+        assert!(!counts_frames(&format!("\n{HEADER}\n")));
+        let rows = parse_csv(&text).unwrap();
+        assert_eq!(rows[0].mbit_s, 81.44);
+        let bad = format!("{HEADER},frame_mbit_s\n0,0.0,data,7,12,714,1000000,80.0,3,1,-\n");
+        assert_eq!(
+            parse_csv(&bad).unwrap_err().to_string(),
+            "line 2: frame_mbit_s `-` is not a number"
+        );
+    }
 
     #[test]
     fn parses_rows_of_both_kinds() {

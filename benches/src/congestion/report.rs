@@ -169,6 +169,11 @@ fn analyse_run(
             capture: &capture,
             offset_s,
             counters,
+            throughput_of: if input::counts_frames(&text) {
+                "frames"
+            } else {
+                "dt_pdus"
+            },
         },
         schedule,
         params,

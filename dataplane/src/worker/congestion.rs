@@ -131,12 +131,13 @@ impl Dataplane {
         );
     }
 
-    /// Packets waiting to leave on N-1 flow `n1` (`queued(out)` of MB-ECN).
+    /// Packets waiting to leave on N-1 flow `n1` when this turn began (`queued(out)` of
+    /// MB-ECN; `Shaper::queued_at_turn` says why not the queue of the moment).
     pub(super) fn queued_on(&self, n1: u64) -> usize {
         self.flows
             .get(&n1)
             .and_then(|f| self.shapers.get(&f.port))
-            .map_or(0, |s| s.queued(n1))
+            .map_or(0, |s| s.queued_at_turn(n1))
     }
 
     /// Raises the ECN byte of `pdu` (leaving on N-1 flow `n1`) by that flow's queue; counted
@@ -178,6 +179,16 @@ impl Dataplane {
 
     /// Sends what the ports' caps let leave now; how many.
     pub(super) fn drain_shapers(&mut self) -> usize {
+        let sent = self.send_shaped();
+        // What the next turn's frames are marked by (`Shaper::queued_at_turn`).
+        for s in self.shapers.values_mut() {
+            s.new_turn();
+        }
+        sent
+    }
+
+    /// Sends what the ports' caps let leave now; how many.
+    fn send_shaped(&mut self) -> usize {
         if self.shapers.values().all(Shaper::is_empty) {
             return 0;
         }

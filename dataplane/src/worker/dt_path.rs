@@ -571,7 +571,7 @@ impl Dataplane {
             let queued = n1_flow.map_or(0, |n1| {
                 dest.as_ref()
                     .and_then(|d| self.shapers.get(&d.port()))
-                    .map_or(0, |s| s.queued(n1))
+                    .map_or(0, |s| s.queued_at_turn(n1))
             });
             pci[6] = o7s_proto::mbecn::mark(0, queued);
             let frame = &mut self.frame;

@@ -169,13 +169,13 @@ fn capture() -> Vec<u8> {
 }
 
 const EXPECTED: &str = "\
-bin,t_s,kind,dst,eid,pdus,bytes,mbit_s,ecn_marked,ecn_max
-0,0.000,data,0x1a2b3c4d,0x0000010200001234,1,65,0.005200,1,3
-0,0.000,data,0x5e6f7081,0x000000a500000047,2,150,0.012000,1,1
-1,0.100,data,0x5e6f7081,0x000000a500000047,1,215,0.017200,0,0
-1,0.100,flow_update,0x1a2b3c4d,0x0000003300000050,1,76,0.006080,0,258
-3,0.300,data,0x1a2b3c4d,0x0000010200001234,2,440,0.035200,1,7
-3,0.300,data,0x5e6f7081,0x000000a500000047,1,1015,0.081200,0,0
+bin,t_s,kind,dst,eid,pdus,bytes,mbit_s,ecn_marked,ecn_max,frame_bytes,frame_mbit_s
+0,0.000,data,0x1a2b3c4d,0x0000010200001234,1,65,0.005200,1,3,83,0.006640
+0,0.000,data,0x5e6f7081,0x000000a500000047,2,150,0.012000,1,1,193,0.015440
+1,0.100,data,0x5e6f7081,0x000000a500000047,1,215,0.017200,0,0,233,0.018640
+1,0.100,flow_update,0x1a2b3c4d,0x0000003300000050,1,76,0.006080,0,258,94,0.007520
+3,0.300,data,0x1a2b3c4d,0x0000010200001234,2,440,0.035200,1,7,493,0.039440
+3,0.300,data,0x5e6f7081,0x000000a500000047,1,1015,0.081200,0,0,1033,0.082640
 ";
 
 fn expected_summary() -> FlowsSummary {
@@ -249,10 +249,10 @@ fn other_bin_lengths() {
     assert_eq!(
         csv,
         "\
-bin,t_s,kind,dst,eid,pdus,bytes,mbit_s,ecn_marked,ecn_max
-0,0.000,data,0x1a2b3c4d,0x0000010200001234,3,505,0.004040,2,7
-0,0.000,data,0x5e6f7081,0x000000a500000047,4,1380,0.011040,1,1
-0,0.000,flow_update,0x1a2b3c4d,0x0000003300000050,1,76,0.000608,0,258
+bin,t_s,kind,dst,eid,pdus,bytes,mbit_s,ecn_marked,ecn_max,frame_bytes,frame_mbit_s
+0,0.000,data,0x1a2b3c4d,0x0000010200001234,3,505,0.004040,2,7,576,0.004608
+0,0.000,data,0x5e6f7081,0x000000a500000047,4,1380,0.011040,1,1,1459,0.011672
+0,0.000,flow_update,0x1a2b3c4d,0x0000003300000050,1,76,0.000608,0,258,94,0.000752
 "
     );
     let (csv, _) = flows_csv(&capture(), &Options::default(), 15).unwrap();
@@ -285,15 +285,15 @@ fn several_files_share_the_clock() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[1],
-        "-1,-0.100,data,0x5e6f7081,0x000000a500000047,1,115,0.009200,0,0"
+        "-1,-0.100,data,0x5e6f7081,0x000000a500000047,1,115,0.009200,0,0,133,0.010640"
     );
     assert_eq!(
         lines[7],
-        "3,0.300,data,0x5e6f7081,0x000000a500000047,2,1130,0.090400,0,0"
+        "3,0.300,data,0x5e6f7081,0x000000a500000047,2,1130,0.090400,0,0,1166,0.093280"
     );
     assert_eq!(
         lines[8],
-        "10,1.000,data,0x5e6f7081,0x000000a500000047,2,230,0.018400,1,5"
+        "10,1.000,data,0x5e6f7081,0x000000a500000047,2,230,0.018400,1,5,266,0.021280"
     );
     assert_eq!(lines.len(), 9);
     assert_eq!(st.summary().frames, 14);
@@ -315,7 +315,7 @@ fn eth_llc_layer() {
     let (csv, sum) = flows_csv(&file, &opts, 100).unwrap();
     assert_eq!(
         csv,
-        format!("{HEADER}\n0,0.000,data,0x5e6f7081,0x000000a500000047,2,630,0.050400,2,2\n")
+        format!("{HEADER}\n0,0.000,data,0x5e6f7081,0x000000a500000047,2,630,0.050400,2,2,664,0.053120\n")
     );
     assert_eq!(sum.data_pdus, 2);
 }
@@ -386,9 +386,12 @@ fn reference_capture_uni() {
         .map(|l| l.split(',').nth(5).unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(pdus, 220);
-    // 1461-byte frames, 400 bytes of each captured: 1461 - 14 - 20 - 8 - 4 bytes of DT PDU.
+    // 1461-byte frames, 400 bytes of each captured: 1461 - 14 - 20 - 8 - 4 bytes of DT PDU,
+    // and the whole frames: 7 x 1461.
     assert!(
-        csv.contains("\n101,10.100,data,0x6c8a0ce2,0x3bbec53800000046,7,9905,0.792400,0,0\n"),
+        csv.contains(
+            "\n101,10.100,data,0x6c8a0ce2,0x3bbec53800000046,7,9905,0.792400,0,0,10227,0.818160\n"
+        ),
         "{csv}"
     );
     // Guessing finds the same flows.
