@@ -596,7 +596,8 @@ pub struct FlowStats {
 pub struct CaStats {
     /// The window as a rate: bytes per slot, in bits per second.
     pub rate_bps: u64,
-    /// The window: bytes per slot.
+    /// The window in use: bytes per slot (less the echoed level's part:
+    /// `o7s_proto::mbecn::Sender::window`).
     pub window_bytes: u64,
     /// The slot's length, ns.
     pub slot_ns: u64,

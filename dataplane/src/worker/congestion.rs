@@ -50,7 +50,7 @@ impl FlowCa {
     pub(super) fn refresh(&mut self) {
         let s = &mut self.stats;
         s.rate_bps = self.tx.rate_bps();
-        s.window_bytes = self.tx.wbl;
+        s.window_bytes = self.tx.window();
         s.slot_ns = self.tx.slot_ns();
         s.cav = self.tx.cav;
         s.tx_ece = self.tx.ece;
