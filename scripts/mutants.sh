@@ -61,13 +61,13 @@ note() {
     esac
 }
 rm -rf mutants.out
+mkdir -p mutants.out
 if [ "${1:-}" = "--in-diff" ]; then
     base=${2:-HEAD~1}
     if ! git rev-parse --verify -q "$base" >/dev/null; then
         echo "mutants.sh: $base is not a commit here (a shallow clone?): nothing compared" >&2
         exit 1
     fi
-    mkdir -p mutants.out
     any=0
     for pkg in o7s-proto o7s-wire o7s-dataplane; do
         paths=()
@@ -107,8 +107,10 @@ for o in mutants.out/*/mutants.out; do
     [ -d "$o" ] || continue
     echo "$(dirname "$o"): caught $(wc -l <"$o/caught.txt"), missed $(wc -l <"$o/missed.txt"), timeout $(wc -l <"$o/timeout.txt"), unviable $(wc -l <"$o/unviable.txt")"
 done
-if [ $status -ne 0 ]; then
-    echo "mutants.sh: missed mutants (exit $status): no test notices these changes:" >&2
+if [ $status -eq 2 ]; then
+    echo "mutants.sh: missed mutants (exit 2): no test notices these changes:" >&2
     cat mutants.out/*/mutants.out/missed.txt 2>/dev/null >&2 || true
+elif [ $status -ne 0 ]; then
+    echo "mutants.sh: cargo mutants failed (exit $status; 4: the tree fails its tests unmutated); its output is above" >&2
 fi
 exit $status

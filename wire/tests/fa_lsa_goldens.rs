@@ -123,3 +123,14 @@ fn the_captured_lsa_of_uni_pcap_frame_43_is_destination_then_source() {
     l.write(&mut w);
     assert_eq!(w.0, bytes);
 }
+
+#[test]
+fn an_lsa_is_exactly_24_bytes() {
+    let mut bytes = unhex("000000006c8a0ce2 000000008178abbc 0000000000000001");
+    assert!(Lsa::parse(&bytes[..23]).is_err());
+    bytes.extend([0, 0]);
+    assert!(matches!(
+        Lsa::parse(&bytes),
+        Err(o7s_wire::Error::Trailing { count: 2, .. })
+    ));
+}
