@@ -4,13 +4,17 @@
 //! `s_addr(8) r_eid(8) s_eid(8) bandwidth(8) response(4) delay(4) loss(4) ber(4) max_gap(4)
 //! timeout(4) ece(2) code(1) availability(1) in_order(1)`, big-endian) with the values the
 //! capture maps give, chosen so that every pair of fields a decoder could swap differs. The
-//! LSA is uni.pcap frame 43 (`d_addr(8) s_addr(8) seqno(8)`, base facts line 361).
+//! LSA is uni.pcap frame 43 (`d_addr(8) s_addr(8) seqno(8)`, base facts line 361). The DT
+//! PCI is uni.pcap frame 3's (`e20c8a6c 00 3c 00 42000000acde1dfc`: dst and eid
+//! little-endian), and the same with qc, ttl and ecn all different.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use o7s_wire::code::FaCode;
 use o7s_wire::field::Writer;
 use o7s_wire::hash::HashAlgo;
+use o7s_wire::qos::QosCube;
+use o7s_wire::unicast::dt::{DtConfig, PciRepr};
 use o7s_wire::unicast::fa::{FaMsg, MSG_LEN};
 use o7s_wire::unicast::lsa::Lsa;
 
@@ -133,4 +137,22 @@ fn an_lsa_is_exactly_24_bytes() {
         Lsa::parse(&bytes),
         Err(o7s_wire::Error::Trailing { count: 2, .. })
     ));
+}
+
+#[test]
+fn the_captured_dt_pci_of_uni_pcap_frame_3_and_one_with_every_byte_different() {
+    let cfg = DtConfig::default();
+    let frame3 = unhex("e20c8a6c 00 3c 00 42000000acde1dfc");
+    let (p, rest) = PciRepr::parse(&frame3, cfg).unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(p.dst_addr, 0x6c8a_0ce2);
+    assert_eq!(p.eid, 0xfc1d_deac_0000_0042);
+    assert_eq!((p.qc, p.ttl, p.ecn), (QosCube::BestEffort, 60, 0));
+    // qc 2 (voice), ttl 59, ecn 5: a decoder that swaps any two of the three bytes fails.
+    let mixed = unhex("e20c8a6c 02 3b 05 42000000acde1dfc");
+    let (p, _) = PciRepr::parse(&mixed, cfg).unwrap();
+    assert_eq!((p.qc, p.ttl, p.ecn), (QosCube::Voice, 59, 5));
+    let mut w = Writer(Vec::new());
+    p.write(&mut w, cfg).unwrap();
+    assert_eq!(w.0, mixed);
 }
