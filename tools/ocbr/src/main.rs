@@ -42,7 +42,8 @@ struct Cli {
     /// Client: SDU size in bytes (8..=65535).
     #[arg(short = 's', long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(8..=65535))]
     size: u32,
-    /// Client: rate in bit/s, with k, M or G suffix (e.g. 100M).
+    /// Client: rate in bit/s, with k, M or G suffix (e.g. 100M). Held back by the flow
+    /// (congestion avoidance, a full ring), it catches up at most 100 ms of SDUs.
     #[arg(short = 'r', long, default_value = "1M", value_parser = parse_rate)]
     rate: u64,
     /// Client: send as fast as possible (ignores --rate).
@@ -75,6 +76,19 @@ struct Cli {
     /// at once.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     max_flows: u64,
+}
+
+/// How far behind its schedule a rate-limited client catches up: after a longer hold (a
+/// flow sharing a bottleneck for seconds) it goes on at its rate from now instead of sending
+/// flat out until it has made up for all of it.
+const MAX_BEHIND: Duration = Duration::from_millis(100);
+
+/// When the next SDU is due: `next`, unless that is more than [`MAX_BEHIND`] before `now`.
+fn due(next: Instant, now: Instant) -> Instant {
+    match now.checked_sub(MAX_BEHIND) {
+        Some(floor) if next < floor => floor,
+        _ => next,
+    }
 }
 
 fn parse_rate(s: &str) -> Result<u64, String> {
@@ -480,6 +494,7 @@ fn client(cli: &Cli) -> ExitCode {
         }
         if !gap.is_zero() {
             let now = Instant::now();
+            next = due(next, now);
             if now < next {
                 if cli.spin {
                     while Instant::now() < next {
@@ -521,4 +536,27 @@ fn client(cli: &Cli) -> ExitCode {
     // Let the data plane drain the ring before the flow goes.
     std::thread::sleep(Duration::from_millis(200));
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_held_back_catches_up_at_most_100_ms() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(10);
+        // On time, or ahead: unchanged.
+        assert_eq!(due(later, later), later);
+        assert_eq!(
+            due(later + Duration::from_millis(5), later),
+            later + Duration::from_millis(5)
+        );
+        // 50 ms behind: caught up in full; 100 ms behind: still in full.
+        let behind = |ms| later - Duration::from_millis(ms);
+        assert_eq!(due(behind(50), later), behind(50));
+        assert_eq!(due(behind(100), later), behind(100));
+        // 9 s behind: only the last 100 ms are made up for.
+        assert_eq!(due(behind(9_000), later), behind(100));
+    }
 }
