@@ -11,17 +11,20 @@
 # then congestion = "none" for contrast.
 #
 #   scripts/experiment-congestion.sh [--time-scale S] [--cap RATE] [--rate RATE] [--out DIR]
-#                                    [--spin-us US]
+#                                    [--spin-us US] [--dp-nice N]
 #
 # --time-scale 0.25 runs the schedule four times faster (20 s a run). Results:
 # DIR/summary.json, DIR/congestion.png, DIR/congestion.svg, DIR/<run>.csv and the counters
 # (default DIR: bench-results/congestion-<date>). --spin-us: how long each data-plane
 # worker polls after its last packet before it sleeps (o7sd --spin-us; default 0 here:
 # four data planes, four o7sd and three ocbr share the CPUs, and workers that spin take
-# them from the senders' workers, whose stalls then shift the shares).
+# them from the senders' workers, whose stalls then shift the shares). --dp-nice: the nice
+# value the data planes (o7s-dataplane, every thread) run at (default 0, as started; -10
+# ended the lone flow's dips but starved the o7sd processes, so flows were allocated up to
+# 0.9 s late). DIR/setup.json records them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-scale=1.0; cap=100M; rate=80M; out=""; spin=0
+scale=1.0; cap=100M; rate=80M; out=""; spin=0; dpnice=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --time-scale) scale=$2; shift 2 ;;
@@ -29,22 +32,28 @@ while [ $# -gt 0 ]; do
         --rate) rate=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --spin-us) spin=$2; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --dp-nice) dpnice=$2; shift 2 ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "experiment-congestion.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
     esac
 done
 [ "$(id -u)" = 0 ] || { echo "experiment-congestion.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 missing=""
 for t in ip python3 cargo; do command -v "$t" >/dev/null 2>&1 || missing="$missing $t"; done
+command -v renice >/dev/null 2>&1 || missing="$missing renice(util-linux)"
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$missing fonts-dejavu-core"
 [ -z "$missing" ] || { echo "experiment-congestion.sh: missing:$missing (scripts/setup.sh installs them)" >&2; exit 1; }
 [[ "$spin" =~ ^[0-9]+$ ]] || { echo "--spin-us $spin: not a whole number of microseconds" >&2; exit 2; }
+[[ "$dpnice" =~ ^-?[0-9]+$ ]] && [ "$dpnice" -ge -20 ] && [ "$dpnice" -le 19 ] \
+    || { echo "--dp-nice $dpnice: a nice value from -20 to 19" >&2; exit 2; }
 python3 -c "float('$scale')" 2>/dev/null || { echo "--time-scale $scale: not a number" >&2; exit 2; }
 bin=$root/target/release
 echo "building (release)..."
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p ocbr -p o7sctl -p o7s-dissect -p o7s-bench)
 out=${out:-$root/bench-results/congestion-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
+printf '{"time_scale": %s, "cap": "%s", "rate": "%s", "spin_us": %s, "dp_nice": %s}\n' \
+    "$scale" "$cap" "$rate" "$spin" "$dpnice" >"$out/setup.json"
 sec() { python3 -c "print(f'{($1) * $scale:.3f}')"; }
 END=80
 
@@ -162,40 +171,70 @@ EOF
     : >"$out/$cong-router-port.jsonl"
     run s "$bin/o7sctl" capture "$n-sr" --snaplen 112 -w "$tmp/$cong.pcap" 2>"$tmp/capture-$cong.err" &
     local cap_pid=$!
+    # The data planes' priority (--dp-nice), every thread of every o7s-dataplane.
+    local p t
+    for s in $nodes; do
+        for p in $(ip netns pids "$n-$s"); do
+            [ "$(cat /proc/"$p"/comm 2>/dev/null)" = o7s-dataplane ] || continue
+            for t in /proc/"$p"/task/*; do renice -n "$dpnice" -p "${t##*/}" >/dev/null; done
+        done
+    done
     sleep 0.3
-    # The schedule (seconds, unscaled): client, start, end.
-    local t0; t0=$(date +%s.%N)
-    local flow=0
+    # The schedule (seconds, unscaled): client, start, end; scaled before the clock starts
+    # (an interpreter started per flow once flow 1 loads the CPUs takes ~0.1 s, and flows
+    # launched after them joined up to 0.75 s late).
+    local plan=() f total mid_at
+    total=$(sec "$END + 2"); mid_at=$(sec 20)
     for f in "c1 0 70" "c2 14 24" "c1 44 58" "c2 63 $END"; do
         set -- $f
+        plan+=("$1 $(sec "$2") $(sec "$3 - $2")")
+    done
+    local t0; t0=$(date +%s.%N)
+    local flow=0
+    for f in "${plan[@]}"; do
+        set -- $f
         flow=$((flow + 1))
-        ( sleep "$(sec "$2")"; run "$1" "$bin/ocbr" -n ocbr -s 1000 -r "$rate" -d "$(sec "$3 - $2")" --json \
+        ( sleep "$2"; run "$1" "$bin/ocbr" -n ocbr -s 1000 -r "$rate" -d "$3" --json \
               >"$tmp/client-$cong-$flow.json" 2>"$tmp/client-$cong-$flow.err" ) &
     done
-    # A progress bar while it runs.
-    local total; total=$(sec "$END + 2")
-    while :; do
-        local el; el=$(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")
-        python3 - "$el" "$total" "$cong" <<'PY'
-import sys
-el, total, name = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-k = int(40 * min(el, total) / total)
-sys.stderr.write(f"\r  {name:7s} [{'#' * k}{'.' * (40 - k)}] {min(el, total):5.1f}/{total:.0f} s")
+    # A progress bar while it runs, the router's capped port over time (when it queued and
+    # dropped), and a look at every node's flows while flow 1 and flow 2 share the link: one
+    # long-lived monitor, not a few interpreters started every 0.4 s, which took CPU from the
+    # data planes in bursts and showed in the shares.
+    python3 - "$t0" "$total" "$cong" "$n" "$bin" "$out" "$mid_at" "$tmp" <<'PY'
+import json, os, subprocess, sys, time
+t0, total, cong, n, bindir, out, mid_at, tmp = sys.argv[1:9]
+t0, total, mid_at = float(t0), float(total), float(mid_at)
+def ctl(node, *args):
+    env = dict(os.environ, O7S_RUNDIR=f"{tmp}/run-{node}")
+    r = subprocess.run(["ip", "netns", "exec", f"{n}-{node}", f"{bindir}/o7sctl", *args],
+                       capture_output=True, text=True, env=env)
+    return r.stdout if r.returncode == 0 else None
+mid = False
+with open(f"{out}/{cong}-router-port.jsonl", "a") as log:
+    while True:
+        el = time.time() - t0
+        k = int(40 * min(el, total) / total)
+        sys.stderr.write(f"\r  {cong:7s} [{'#' * k}{'.' * (40 - k)}] {min(el, total):5.1f}/{total:.0f} s")
+        sys.stderr.flush()
+        if el >= total:
+            break
+        if not mid and el >= mid_at:
+            mid = True
+            for s in ("c1", "c2", "r", "s"):
+                text = ctl(s, "flow", "list", "--json")
+                if text is not None:
+                    open(f"{out}/{cong}-flows-{s}-at-20s.json", "w").write(text)
+        text = ctl("r", "port", "list", "--json")
+        if text is not None:
+            try:
+                p = next((x for x in json.loads(text) if x.get("dev") == f"{n}-rs"), {})
+            except ValueError:
+                p = {}
+            log.write(json.dumps({"t_s": round(el, 2), **{k: p.get(k) for k in
+                      ("queued", "queued_max", "drop_queue_full", "ecn_marked")}}) + "\n")
+        time.sleep(0.5)
 PY
-        python3 -c "import sys; sys.exit(0 if $el >= $total else 1)" && break
-        # A look at every node's flows while flow 1 and flow 2 share the link.
-        if [ ! -f "$tmp/mid-$cong" ] && python3 -c "import sys; sys.exit(0 if $el >= $(sec 20) else 1)"; then
-            touch "$tmp/mid-$cong"
-            for s in c1 c2 r s; do run "$s" "$bin/o7sctl" flow list --json >"$out/$cong-flows-$s-at-20s.json" 2>/dev/null || true; done
-        fi
-        # The router's capped port over time: when it queued and dropped.
-        run r "$bin/o7sctl" port list --json 2>/dev/null | python3 -c "
-import json, sys
-p = next((x for x in json.load(sys.stdin) if x.get('dev') == '$n-rs'), {})
-print(json.dumps({'t_s': $el, 'queued': p.get('queued'), 'queued_max': p.get('queued_max'), 'drop_queue_full': p.get('drop_queue_full'), 'ecn_marked': p.get('ecn_marked')}))
-" >>"$out/$cong-router-port.jsonl" 2>/dev/null || true
-        sleep 0.4
-    done
     echo >&2
     sleep 1.5   # the last flow ends at the server
     # Counters: the router's capped port, the server's and the clients' MB-ECN ends.

@@ -190,6 +190,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Link-state advertisements the IPCP dropped: malformed, naming its own address (a collision), or the LSDB full",
     ),
     (
+        "o7s_ipcp_lsa_withdrawn",
+        C,
+        "Link withdrawals (an o7s extension of 0.23 link state) that deleted a record of a link that went down elsewhere",
+    ),
+    (
         "o7s_ipcp_address_collisions",
         C,
         "LSAs from another IPCP of the layer with this IPCP's address",

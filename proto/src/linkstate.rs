@@ -20,6 +20,18 @@
 //!   alternate at once); ECMP (every neighbour on a shortest path; the caller spreads
 //!   packets over [`LinkState::next_hops`]).
 //!
+//! - Withdrawal (an o7s extension, `LsConfig::withdraw`): when a DT connection ends, the
+//!   reference deletes its own record and sends nothing, so every other member keeps the
+//!   dead link (and routes into it) until the record ages out after `t_timeo`. o7s floods
+//!   the record once more with seqno [`WITHDRAWN`] (`u64::MAX`): an o7s member deletes the
+//!   pair, recomputes at once and forwards it; an unknown pair is not forwarded, so the
+//!   flood ends. The bytes are a plain 0.23 LSA: a reference member takes it as a newer
+//!   version of the link (forwarded, not deleted) and ages it out after `t_timeo` as
+//!   before; until then it ignores that pair's next announcements (seqno lower than
+//!   `u64::MAX`), so a link that comes back at once (same two addresses) is missing in a
+//!   reference member's view for up to `t_timeo`, where without the withdrawal a dead link
+//!   was present for as long. Own records are never deleted by a received withdrawal.
+//!
 //! Management flows are the caller's handles (`F`); DT neighbours are addresses.
 
 use o7s_wire::field::Writer;
@@ -29,6 +41,9 @@ use std::time::{Duration, Instant};
 
 /// A unicast address.
 pub type Addr = u64;
+
+/// The seqno of a withdrawal: "the link s_addr -> d_addr is down" (module docs).
+pub const WITHDRAWN: u64 = u64::MAX;
 
 /// Timers (the reference's `ls_config` defaults).
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +65,9 @@ pub struct LsConfig {
     /// counted (`full`), so that a peer inventing links cannot make us allocate without
     /// bound. A layer of 1000 IPCPs with three links each needs some 6,000.
     pub max_records: usize,
+    /// Flood a withdrawal ([`WITHDRAWN`]) when an own DT connection ends (default; an o7s
+    /// extension). Received withdrawals are honoured either way.
+    pub withdraw: bool,
 }
 
 /// The next-hop policy (`ls_config.pol`: SIMPLE 0, LFA 1, ECMP 2).
@@ -73,6 +91,7 @@ impl Default for LsConfig {
             policy: Policy::Simple,
             hold: Duration::ZERO,
             max_records: 65_536,
+            withdraw: true,
         }
     }
 }
@@ -100,6 +119,8 @@ pub struct LsCounters {
     pub collisions: u64,
     /// LSAs of a new pair dropped because the LSDB was full (`LsConfig::max_records`).
     pub full: u64,
+    /// Withdrawals received that deleted a record (and were forwarded).
+    pub withdrawn: u64,
 }
 
 /// What an IPCP does when another one announces links from its address.
@@ -262,7 +283,12 @@ impl<F: Clone + PartialEq> LinkState<F> {
                 order: self.order,
             },
         );
-        if self.cfg.hold.is_zero() || s == self.me {
+        self.changed(now, s == self.me);
+    }
+
+    /// The LSDB changed: recompute now, or once `hold` has passed (own links: now).
+    fn changed(&mut self, now: Instant, own: bool) {
+        if self.cfg.hold.is_zero() || own {
             self.recompute();
         } else if self.held.is_none() {
             self.held = Some(now + self.cfg.hold);
@@ -366,12 +392,15 @@ impl<F: Clone + PartialEq> LinkState<F> {
         self.insert(now, self.me, addr, 0);
     }
 
-    /// The DT connection to `addr` is gone: the own record goes (nothing is sent; the
-    /// others age it out).
+    /// The DT connection to `addr` is gone: the own record goes and the table is
+    /// recomputed at once; with `withdraw`, every management neighbour is told (the
+    /// reference sends nothing and the others age the record out).
     pub fn remove_dt(&mut self, addr: Addr) {
         self.dt.remove(&addr);
-        self.lsdb.remove(&(self.me, addr));
-        self.modified = true;
+        if self.lsdb.remove(&(self.me, addr)).is_some() && self.cfg.withdraw {
+            self.send_all(encode(self.me, addr, WITHDRAWN), None);
+        }
+        self.recompute();
     }
 
     /// An SDU from management flow `from`.
@@ -394,6 +423,19 @@ impl<F: Clone + PartialEq> LinkState<F> {
             self.counters.malformed += 1;
             return;
         }
+        let key = (l.s_addr, l.d_addr);
+        if l.seqno == WITHDRAWN {
+            // Our own links are ours to withdraw (this may be our own withdrawal come
+            // round a ring after the link came back); an unknown pair ends the flood.
+            if l.s_addr == self.me || self.lsdb.remove(&key).is_none() {
+                self.counters.stale += 1;
+                return;
+            }
+            self.counters.withdrawn += 1;
+            self.changed(now, false);
+            self.send_all(encode(l.s_addr, l.d_addr, WITHDRAWN), Some(from));
+            return;
+        }
         // Flat addresses are drawn at random with no coordination: another IPCP with our
         // address shows as "our" link to a neighbour we have no DT connection to (the
         // reference ignores it). Not stored, not flooded: the caller picks a new address.
@@ -401,7 +443,6 @@ impl<F: Clone + PartialEq> LinkState<F> {
             self.on_collision(now, l.d_addr, l.seqno);
             return;
         }
-        let key = (l.s_addr, l.d_addr);
         let full = self.lsdb.len() >= self.cfg.max_records;
         match self.lsdb.get_mut(&key) {
             None if full => {
@@ -657,6 +698,105 @@ mod tests {
         assert_eq!(ls.counters().timed_out, 1);
         assert_eq!(ls.next_hop(2), None);
         assert_eq!(ls.lsdb().len(), 1);
+    }
+
+    /// A chain A(1) - B(2) - C(3) seen from A and from B, all links known everywhere; A and
+    /// B are each other's management neighbours (flows 12 at A, 21 at B; 23 B's to C).
+    fn chain(withdraw: bool) -> (LinkState<u8>, LinkState<u8>, Instant) {
+        let t0 = Instant::now();
+        let cfg = LsConfig {
+            withdraw,
+            ..LsConfig::default()
+        };
+        let mut a: LinkState<u8> = LinkState::new(1, cfg, t0);
+        let mut b: LinkState<u8> = LinkState::new(2, cfg, t0);
+        a.add_dt(t0, 2);
+        b.add_dt(t0, 1);
+        b.add_dt(t0, 3);
+        for (s, d) in [(2, 1), (2, 3), (3, 2)] {
+            a.handle(t0, &12, &encode(s, d, 0));
+        }
+        for (s, d) in [(1, 2), (3, 2)] {
+            b.handle(t0, &21, &encode(s, d, 0));
+        }
+        a.add_mgmt(12);
+        b.add_mgmt(21);
+        b.add_mgmt(23);
+        while a.poll_transmit().is_some() {}
+        while b.poll_transmit().is_some() {}
+        assert_eq!(a.next_hop(3), Some(2));
+        (a, b, t0)
+    }
+
+    #[test]
+    fn a_lost_link_is_withdrawn_and_the_far_member_drops_the_route_at_once() {
+        let (mut a, mut b, t0) = chain(true);
+        // B loses C: its own record goes, its table at once, and both management
+        // neighbours are told with the withdrawal seqno.
+        b.remove_dt(3);
+        assert_eq!(b.next_hop(3), None);
+        assert_eq!(b.poll_transmit(), Some((21, encode(2, 3, WITHDRAWN))));
+        assert_eq!(b.poll_transmit(), Some((23, encode(2, 3, WITHDRAWN))));
+        assert_eq!(b.poll_transmit(), None);
+        // A deletes the pair and routes C no more, long before t_timeo; it forwards the
+        // withdrawal to its other management neighbours (none here but a new one).
+        a.add_mgmt(13);
+        while a.poll_transmit().is_some() {}
+        a.handle(t0, &12, &encode(2, 3, WITHDRAWN));
+        assert_eq!(a.next_hop(3), None);
+        assert_eq!(a.counters().withdrawn, 1);
+        assert!(!a.lsdb().iter().any(|(k, _)| *k == (2, 3)));
+        assert_eq!(a.poll_transmit(), Some((13, encode(2, 3, WITHDRAWN))));
+        assert_eq!(a.poll_transmit(), None);
+        // Again (another path): an unknown pair, not forwarded: the flood ends.
+        a.handle(t0, &13, &encode(2, 3, WITHDRAWN));
+        assert_eq!(a.poll_transmit(), None);
+        assert_eq!(a.counters().withdrawn, 1);
+        assert_eq!(a.counters().stale, 1);
+        // The link comes back (seqno 0 again): inserted as new.
+        a.handle(t0, &12, &encode(2, 3, 0));
+        assert_eq!(a.next_hop(3), Some(2));
+    }
+
+    #[test]
+    fn without_withdraw_nothing_is_sent_and_a_received_one_never_deletes_an_own_link() {
+        let (mut a, mut b, t0) = chain(false);
+        b.remove_dt(3);
+        assert_eq!(b.next_hop(3), None, "the own table still changes at once");
+        assert_eq!(
+            b.poll_transmit(),
+            None,
+            "the reference's behaviour: nothing sent"
+        );
+        // A withdrawal of A's own link to B (its own come round, or a forgery) is ignored.
+        a.handle(t0, &12, &encode(1, 2, WITHDRAWN));
+        assert!(a.lsdb().iter().any(|(k, _)| *k == (1, 2)));
+        assert_eq!(a.next_hop(2), Some(2));
+        assert_eq!(a.counters().withdrawn, 0);
+        assert_eq!(a.poll_transmit(), None);
+    }
+
+    #[test]
+    fn a_withdrawal_under_hold_waits_for_the_held_recomputation() {
+        let t0 = Instant::now();
+        let hold = Duration::from_millis(500);
+        let cfg = LsConfig {
+            hold,
+            ..LsConfig::default()
+        };
+        let mut a: LinkState<u8> = LinkState::new(1, cfg, t0);
+        a.add_dt(t0, 2);
+        for (s, d) in [(2, 1), (2, 3), (3, 2)] {
+            a.handle(t0, &12, &encode(s, d, 0));
+        }
+        a.handle_timeout(t0 + hold);
+        assert_eq!(a.next_hop(3), Some(2));
+        let t1 = t0 + 2 * hold;
+        a.handle(t1, &12, &encode(2, 3, WITHDRAWN));
+        assert_eq!(a.next_hop(3), Some(2), "held");
+        assert_eq!(a.poll_timeout(), Some(t1 + hold));
+        a.handle_timeout(t1 + hold);
+        assert_eq!(a.next_hop(3), None);
     }
 
     /// A ring of four: 1 - 2 - 3 - 4 - 1, seen from 1 (all LSAs in, DT to 2 and 4).

@@ -126,6 +126,7 @@ fn a_host_that_restarts_during_an_oping_is_reached_again_and_nothing_bounces() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let b_before = row(&t, "b", "ub");
+    let a_before = row(&t, "a", "ua");
     kill_host(&t, "c");
     let c2 = t.daemon("c", &conf_fast_ls(&t, "c"));
     assert!(
@@ -136,26 +137,35 @@ fn a_host_that_restarts_during_an_oping_is_reached_again_and_nothing_bounces() {
     );
     let new = row(&t, "c", "uc")["address"].clone();
     assert_ne!(old, new, "C drew a new address");
-    // B, the neighbour that saw C's links end, drops the old address at its next
-    // recomputation (1 s); A, which learnt of it only from link state, when the records
-    // age out (6 s) and the table is recomputed.
+    // B, the neighbour that saw C's links end, drops the old address at once and floods
+    // the withdrawal of its link to it; A, which knew of it only from link state, deletes
+    // that link and drops the route as it arrives: both within one update period (2 s)
+    // of C's new IPCP enrolling, where ageing out would take t_timeo (6 s) and more.
+    let a_withdrawn = n(&row(&t, "a", "ua"), "lsa_withdrawn");
     assert!(
-        eventually(Duration::from_secs(3), || !routes_to(&t, "b", &old)),
+        eventually(Duration::from_secs(2), || !routes_to(&t, "b", &old)),
         "B still routes C's old address: {:?}",
         t.ctl_json("b", &["route", "list"])
     );
     assert!(
-        eventually(Duration::from_secs(10), || !routes_to(&t, "a", &old)),
-        "A still routes C's old address: {:?}",
-        t.ctl_json("a", &["route", "list"])
+        eventually(Duration::from_secs(2), || !routes_to(&t, "a", &old)),
+        "A still routes C's old address: {:?}\nA {}",
+        t.ctl_json("a", &["route", "list"]),
+        row(&t, "a", "ua")
+    );
+    let a_row = row(&t, "a", "ua");
+    assert!(
+        n(&a_row, "lsa_withdrawn") >= 1,
+        "A's route went without a withdrawal (was {a_withdrawn}): {a_row}"
     );
     assert!(eventually(Duration::from_secs(10), || routes_to(
         &t, "a", &new
     )));
     let _ = long.wait_with_output();
-    let (rb, rc) = (row(&t, "b", "ub"), row(&t, "c", "uc"));
+    let (ra, rb, rc) = (row(&t, "a", "ua"), row(&t, "b", "ub"), row(&t, "c", "uc"));
     // The oping's PDUs for the old address stopped at B, the first hop that knew C was
-    // gone; none came back from C (a leaf forwards nothing), none ran out of TTL.
+    // gone, or at A once the withdrawal reached it; none came back from C (a leaf forwards
+    // nothing), none ran out of TTL.
     let dropped = |r: &Value| {
         ["dt_drop_no_route", "dt_drop_n1", "dt_drop_loop"]
             .iter()
@@ -163,8 +173,8 @@ fn a_host_that_restarts_during_an_oping_is_reached_again_and_nothing_bounces() {
             .sum::<u64>()
     };
     assert!(
-        dropped(&rb) > dropped(&b_before),
-        "B dropped nothing for the old address: before {b_before}\nafter {rb}"
+        dropped(&ra) + dropped(&rb) > dropped(&a_before) + dropped(&b_before),
+        "A and B dropped nothing for the old address: before A {a_before}\nB {b_before}\nafter A {ra}\nB {rb}"
     );
     assert_eq!(n(&rc, "dt_forwarded"), 0, "C forwarded PDUs: {rc}");
     assert_eq!(

@@ -167,6 +167,10 @@ impl Daemon {
                 });
                 if let Some(o) = row.as_object_mut() {
                     o.insert("ls_next_recalc_ms".into(), json!(next_recalc));
+                    o.insert(
+                        "lsa_withdrawn".into(),
+                        json!(u.ls.as_ref().map_or(0, |l| l.counters().withdrawn)),
+                    );
                 }
                 row
             })

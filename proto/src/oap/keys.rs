@@ -313,6 +313,37 @@ mod tests {
     static RNG: std::sync::LazyLock<ring::rand::SystemRandom> =
         std::sync::LazyLock::new(ring::rand::SystemRandom::new);
 
+    /// HKDF with each KDF against vectors computed independently (Python's hmac/hashlib,
+    /// RFC 5869): ikm 00..1f, salt 64..83, info "o7s-ossl-dhe"; the three differ, so a KDF
+    /// taken from the wrong field (e.g. the signature digest) gives another key.
+    #[test]
+    fn hkdf_follows_the_kdf_it_is_given() {
+        let ikm: Vec<u8> = (0u8..32).collect();
+        let salt: Vec<u8> = (100u8..132).collect();
+        let hex = |k: [u8; 32]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let want = [
+            (
+                Kdf::Sha256,
+                "3696aa5bbaf6f3abb55003c72b2b4beb5c230e8667d83aca24a783dd4432209a",
+            ),
+            (
+                Kdf::Sha384,
+                "c42c8377545d05505be299f53ffddc59acb1116182310356866490e7e9bdf133",
+            ),
+            (
+                Kdf::Sha512,
+                "70154397d83ea56c37914eb8c04b10b245630bf82c52e40f8e728ee754a1b315",
+            ),
+        ];
+        for (kdf, w) in want {
+            assert_eq!(
+                hex(hkdf32(kdf, &salt, &ikm, b"o7s-ossl-dhe").unwrap()),
+                w,
+                "{kdf:?}"
+            );
+        }
+    }
+
     #[test]
     fn enc_conf_forms() {
         assert_eq!(parse_enc("").unwrap(), Some(EncConf::default()));

@@ -267,6 +267,59 @@ mod tests {
         );
     }
 
+    /// The KDF and the signature digest are two fields that travel side by side: with a
+    /// client offering KDF SHA-512 and digest SHA-256 (NIDs 674 and 672), the server's answer
+    /// keeps them apart (kdf 674, md 672), its request hash is SHA-256 (32 bytes, by md, not
+    /// 64 by kdf) and the header bytes carry 0x02a2 then 0x02a0 at offsets 26 and 28.
+    #[test]
+    fn kdf_and_digest_differ_and_stay_in_their_own_fields() {
+        let rng = SystemRandom::new();
+        let conf = EncConf {
+            kdf: Kdf::Sha512,
+            digest: 672,
+            ..EncConf::default()
+        };
+        let (req, client) = client_request([7; 16], 9, Some(&conf), &rng).unwrap();
+        let raw = req.to_bytes().unwrap();
+        assert_eq!(&raw[24..30], &[0x03, 0x85, 0x02, 0xa2, 0x02, 0xa0]);
+        let (resp, spec) = server_key(None, &req, &raw, 10, &rng).unwrap();
+        assert_eq!((resp.kdf_nid, resp.md_nid), (674, 672));
+        let bytes = resp.to_bytes().unwrap();
+        assert_eq!(&bytes[26..30], &[0x02, 0xa2, 0x02, 0xa0]);
+        assert_eq!(check_response(&raw, &bytes), Ok(()));
+        let (tail, _) = OapHdr::parse(&bytes)
+            .unwrap()
+            .split_tail(Role::Response, 32)
+            .map(|(h, r)| (h.to_vec(), r.len()))
+            .unwrap();
+        assert_eq!(tail, sha2::Sha256::digest(&raw).to_vec());
+        // Both ends derive with SHA-512: the same key, and not the SHA-256 one.
+        let ckey = client_key(&conf, client.unwrap(), &bytes).unwrap();
+        assert_eq!(Some(ckey.clone()), spec);
+        let (req2, client2) = client_request(
+            [8; 16],
+            9,
+            Some(&EncConf {
+                kdf: Kdf::Sha256,
+                digest: 674,
+                ..conf
+            }),
+            &rng,
+        )
+        .unwrap();
+        let raw2 = req2.to_bytes().unwrap();
+        assert_eq!(&raw2[26..30], &[0x02, 0xa0, 0x02, 0xa2]);
+        let (resp2, spec2) = server_key(None, &req2, &raw2, 10, &rng).unwrap();
+        let bytes2 = resp2.to_bytes().unwrap();
+        // md SHA-512: a 64-byte request hash.
+        assert_eq!(bytes2.len(), 36 + resp2.kex.len() + 64);
+        assert_eq!(check_response(&raw2, &bytes2), Ok(()));
+        let key2 = client_key(&conf, client2.unwrap(), &bytes2);
+        // Our own configuration asks for SHA-512: a server that chose SHA-256 is a downgrade.
+        assert!(matches!(key2, Err(OapError::Weaker(_))), "{key2:?}");
+        assert!(spec2.is_some());
+    }
+
     #[test]
     fn responses_are_checked_against_the_request() {
         let rng = SystemRandom::new();
