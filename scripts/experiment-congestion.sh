@@ -302,6 +302,7 @@ print(float(s[:-1])*m[s[-1]] if s[-1] in m else float(s)/1e6)")" \
 s='$rate'.lower()
 m={'k':1e-3,'m':1,'g':1e3}
 print(float(s[:-1])*m[s[-1]] if s[-1] in m else float(s)/1e6)")" \
+    --sdu-bytes 1000 \
     --schedule "0-70,14-24,44-58,63-$END" --bin-ms 100 --time-scale "$scale" \
     --counters mb-ecn="$out/mb-ecn-counters.json" --counters none="$out/none-counters.json" \
     --out "$out"

@@ -158,3 +158,76 @@ fn congestion_report_names_the_bad_line() {
     );
     assert!(!out.join("report").join("summary.json").exists());
 }
+
+/// A lone flow offering 80 Mbit/s of 1000-byte SDUs, captured as 1033-byte frames (82.64
+/// Mbit/s), with one bin at 89.7: inside 10 % of its demand in frames (74.4-90.9), outside
+/// 10 % of 80 (72-88). With `--sdu-bytes 1000` the demand is taken in frames and the flow
+/// has converged from its first bin; without it, only after the high bin.
+#[test]
+fn the_demand_is_taken_in_frames_when_the_sdu_size_is_given() {
+    let out = out_dir("congestion-report-frames");
+    std::fs::create_dir_all(&out).unwrap();
+    let csv = out.join("lone.csv");
+    let mut text = String::from(
+        "bin,t_s,kind,dst,eid,pdus,bytes,mbit_s,ecn_marked,ecn_max,frame_bytes,frame_mbit_s\n",
+    );
+    for bin in 0..20 {
+        let pdus: u64 = if bin == 10 { 1085 } else { 1000 };
+        let frame_bytes = pdus * 1033;
+        text.push_str(&format!(
+            "{bin},{:.3},data,0x0000000a,0x0000000000000041,{pdus},{},{:.6},0,0,{frame_bytes},{:.6}\n",
+            f64::from(bin) / 10.0,
+            pdus * 1015,
+            (pdus * 1015 * 8) as f64 / 1e5,
+            (frame_bytes * 8) as f64 / 1e5,
+        ));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let report = |sdu: Option<&str>, dir: &str| -> Value {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--run", &format!("r={}", csv.display())])
+            .args(["--cap-mbit", "100", "--demand-mbit", "80"])
+            .args(["--schedule", "0-2", "--bin-ms", "100"])
+            .arg("--out")
+            .arg(out.join(dir));
+        if let Some(s) = sdu {
+            cmd.args(["--sdu-bytes", s]);
+        }
+        let run = cmd.output().unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        serde_json::from_str(&std::fs::read_to_string(out.join(dir).join("summary.json")).unwrap())
+            .unwrap()
+    };
+    let j = report(Some("1000"), "with");
+    let r = &j["runs"]["r"];
+    assert_eq!(j["parameters"]["sdu_bytes"], 1000);
+    // 1033 bytes per PDU (1085 in one bin does not change the per-PDU mean): 80 x 1.033.
+    assert!(close(&r["demand_mbit"], 82.64), "{}", r["demand_mbit"]);
+    assert!(close(&r["periods"][0]["fair_share_mbit_s"], 82.64));
+    assert!(
+        close(&r["periods"][0]["convergence_s"], 0.0),
+        "{}",
+        r["periods"][0]
+    );
+    let j = report(None, "without");
+    let r = &j["runs"]["r"];
+    assert!(close(&r["demand_mbit"], 80.0));
+    assert!(
+        close(&r["periods"][0]["convergence_s"], 1.1),
+        "{}",
+        r["periods"][0]
+    );
+    // Zero is refused with a clear error.
+    let bad = Command::new(BIN)
+        .args(["--run", &format!("r={}", csv.display()), "--sdu-bytes", "0"])
+        .arg("--out")
+        .arg(out.join("bad"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--sdu-bytes must be positive"));
+}

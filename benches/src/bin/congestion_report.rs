@@ -43,6 +43,11 @@ struct Cli {
     /// Rate each flow offers (Mbit/s).
     #[arg(long, default_value_t = 80.0)]
     demand_mbit: f64,
+    /// The flows' SDU size (bytes): with a CSV that counts whole frames (`frame_mbit_s`),
+    /// the demand is converted to frames of the captured mean size per SDU, so that a lone
+    /// flow's fair share is its demand in the unit its throughput is measured in.
+    #[arg(long, value_name = "BYTES")]
+    sdu_bytes: Option<u32>,
     /// START-END of each flow (s), comma-separated; flows are matched to entries by order
     /// of first appearance in the capture.
     #[arg(long, default_value = "0-70,14-24,44-58,63-80")]
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         runs: cli.runs,
         cap_mbit: cli.cap_mbit,
         demand_mbit: cli.demand_mbit,
+        sdu_bytes: cli.sdu_bytes,
         schedule: cli.schedule,
         bin_ms: cli.bin_ms,
         time_scale: cli.time_scale,

@@ -211,6 +211,9 @@ pub struct RunReport {
     /// What the throughput counts: `frames` (the CSV's `frame_mbit_s`: headers included,
     /// what the cap counts) or `dt_pdus` (`mbit_s`).
     pub throughput_of: &'static str,
+    /// Each flow's demand in that unit (Mbit/s): `--demand-mbit`, or with `--sdu-bytes` and
+    /// frames, the demand's SDUs in the captured frames' mean size.
+    pub demand_mbit: f64,
     /// Bins in the grid.
     pub bins: usize,
     /// Mapped flows, one per schedule entry.
@@ -587,6 +590,7 @@ pub fn analyse(input: RunInput<'_>, schedule: &Schedule, params: Params) -> RunR
             "first bin of flow 1"
         },
         throughput_of: input.throughput_of,
+        demand_mbit: r6(params.demand_mbit),
         bins: cap.n_bins,
         flows,
         ignored_flows,

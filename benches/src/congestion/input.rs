@@ -85,6 +85,18 @@ pub struct Row {
     pub ecn_max: u64,
 }
 
+/// The captured bytes per PDU of the data rows, on average: `mbit_s` over the bins (frames
+/// when the CSV counts frames) over their PDUs; `None` without data.
+pub fn mean_bytes_per_pdu(rows: &[Row], bin_s: f64) -> Option<f64> {
+    let (bytes, pdus) = rows
+        .iter()
+        .filter(|r| r.kind == Kind::Data)
+        .fold((0.0, 0u64), |(b, p), r| {
+            (b + r.mbit_s * 1e6 * bin_s / 8.0, p + r.pdus)
+        });
+    (pdus > 0).then(|| bytes / pdus as f64)
+}
+
 /// A CSV that cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CsvError {
@@ -238,6 +250,22 @@ mod tests {
     use super::*;
 
     const HEADER: &str = "bin,t_s,kind,dst,eid,pdus,bytes,mbit_s,ecn_marked,ecn_max";
+
+    #[test]
+    fn the_mean_bytes_per_pdu_are_those_of_the_data_rows() {
+        // 100 ms bins: 1000 frames of 1033 bytes are 82.64 Mbit/s; the flow update's bin
+        // (small frames) does not count.
+        let text = format!(
+            "{HEADER},frame_bytes,frame_mbit_s\n\
+             0,0.0,data,7,64,1000,1015000,81.2,0,0,1033000,82.64\n\
+             1,0.1,data,7,64,500,507500,40.6,0,0,516500,41.32\n\
+             1,0.1,flow_update,9,64,10,610,0.05,0,0,780,0.0624\n"
+        );
+        let rows = parse_csv(&text).unwrap();
+        let m = mean_bytes_per_pdu(&rows, 0.1).unwrap();
+        assert!((m - 1033.0).abs() < 1e-6, "{m}");
+        assert_eq!(mean_bytes_per_pdu(&rows[2..], 0.1), None);
+    }
 
     #[test]
     fn the_frames_rate_is_the_throughput_when_the_csv_has_it() {
