@@ -102,6 +102,10 @@ struct Adj {
     stamp: Instant,
     /// Insertion order (newest edges are scanned first).
     order: u64,
+    /// Withdrawn: a tombstone that keeps the pair's highest seqno until it ages out, so
+    /// that a copy of an older announcement still in flight is stale here, not new (without
+    /// it, announcement and withdrawal chase each other round every cycle of the layer).
+    withdrawn: bool,
 }
 
 /// What the machine counted.
@@ -262,7 +266,11 @@ impl<F: Clone + PartialEq> LinkState<F> {
 
     /// The LSDB: (source, destination) -> seqno.
     pub fn lsdb(&self) -> Vec<((Addr, Addr), u64)> {
-        self.lsdb.iter().map(|(k, a)| (*k, a.seqno)).collect()
+        self.lsdb
+            .iter()
+            .filter(|(_, a)| !a.withdrawn)
+            .map(|(k, a)| (*k, a.seqno))
+            .collect()
     }
 
     fn send_all(&mut self, lsa: [u8; 24], except: Option<&F>) {
@@ -281,6 +289,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
                 seqno,
                 stamp: now,
                 order: self.order,
+                withdrawn: false,
             },
         );
         self.changed(now, s == self.me);
@@ -314,7 +323,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
         let ours = self
             .lsdb
             .iter()
-            .filter(|((s, _), _)| *s == self.me)
+            .filter(|((s, _), a)| *s == self.me && !a.withdrawn)
             .map(|(_, a)| a.seqno)
             .max()
             .unwrap_or(0);
@@ -370,9 +379,9 @@ impl<F: Clone + PartialEq> LinkState<F> {
         self.me
     }
 
-    /// A management flow `f` is up: it gets every record of the LSDB.
+    /// A management flow `f` is up: it gets every record of the LSDB (not the withdrawn).
     pub fn add_mgmt(&mut self, f: F) {
-        for ((s, d), a) in &self.lsdb {
+        for ((s, d), a) in self.lsdb.iter().filter(|(_, a)| !a.withdrawn) {
             self.out.push_back((f.clone(), encode(*s, *d, a.seqno)));
         }
         self.mgmt.push(f);
@@ -383,13 +392,19 @@ impl<F: Clone + PartialEq> LinkState<F> {
         self.mgmt.retain(|m| m != f);
     }
 
-    /// A DT connection to `addr` is up.
+    /// A DT connection to `addr` is up: announced with seqno 0, or, when we withdrew the
+    /// link before, one above the withdrawn record's (the others still hold it).
     pub fn add_dt(&mut self, now: Instant, addr: Addr) {
-        let lsa = encode(self.me, addr, 0);
+        let seqno = self
+            .lsdb
+            .get(&(self.me, addr))
+            .filter(|a| a.withdrawn)
+            .map_or(0, |a| a.seqno.saturating_add(1).min(WITHDRAWN - 1));
+        let lsa = encode(self.me, addr, seqno);
         self.send_all(lsa, None);
         self.dt.insert(addr);
         self.had_dt.insert(addr);
-        self.insert(now, self.me, addr, 0);
+        self.insert(now, self.me, addr, seqno);
     }
 
     /// The DT connection to `addr` is gone: the own record goes and the table is
@@ -397,8 +412,16 @@ impl<F: Clone + PartialEq> LinkState<F> {
     /// reference sends nothing and the others age the record out).
     pub fn remove_dt(&mut self, addr: Addr) {
         self.dt.remove(&addr);
-        if self.lsdb.remove(&(self.me, addr)).is_some() && self.cfg.withdraw {
-            self.send_all(encode(self.me, addr, WITHDRAWN), None);
+        let key = (self.me, addr);
+        if self.cfg.withdraw {
+            // Kept as a tombstone (with its seqno, aging out as it would have) so that the
+            // link, if it comes back, is announced above what the others hold.
+            if let Some(a) = self.lsdb.get_mut(&key).filter(|a| !a.withdrawn) {
+                a.withdrawn = true;
+                self.send_all(encode(self.me, addr, WITHDRAWN), None);
+            }
+        } else {
+            self.lsdb.remove(&key);
         }
         self.recompute();
     }
@@ -426,11 +449,18 @@ impl<F: Clone + PartialEq> LinkState<F> {
         let key = (l.s_addr, l.d_addr);
         if l.seqno == WITHDRAWN {
             // Our own links are ours to withdraw (this may be our own withdrawal come
-            // round a ring after the link came back); an unknown pair ends the flood.
-            if l.s_addr == self.me || self.lsdb.remove(&key).is_none() {
+            // round a ring after the link came back); an unknown pair, or one withdrawn
+            // already, ends the flood. The record stays as a tombstone until it ages out.
+            let live = self
+                .lsdb
+                .get_mut(&key)
+                .filter(|a| !a.withdrawn && l.s_addr != self.me);
+            let Some(a) = live else {
                 self.counters.stale += 1;
                 return;
-            }
+            };
+            a.withdrawn = true;
+            a.stamp = now;
             self.counters.withdrawn += 1;
             self.changed(now, false);
             self.send_all(encode(l.s_addr, l.d_addr, WITHDRAWN), Some(from));
@@ -444,6 +474,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
             return;
         }
         let full = self.lsdb.len() >= self.cfg.max_records;
+        let mut revived = false;
         match self.lsdb.get_mut(&key) {
             None if full => {
                 self.counters.full += 1;
@@ -457,11 +488,17 @@ impl<F: Clone + PartialEq> LinkState<F> {
                 self.counters.accepted += 1;
                 a.seqno = l.seqno;
                 a.stamp = now;
+                // A withdrawn link announced again, above the withdrawn seqno: back in
+                // the graph.
+                revived = std::mem::take(&mut a.withdrawn);
             }
             Some(_) => {
                 self.counters.stale += 1;
                 return;
             }
+        }
+        if revived {
+            self.changed(now, l.s_addr == self.me);
         }
         let mut b = [0u8; 24];
         for (dst, src) in b.iter_mut().zip(sdu.iter()) {
@@ -486,7 +523,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
             let mine: Vec<(Addr, u64)> = self
                 .lsdb
                 .iter_mut()
-                .filter(|((s, _), _)| *s == self.me)
+                .filter(|((s, _), a)| *s == self.me && !a.withdrawn)
                 .map(|((_, d), a)| {
                     a.seqno += 1;
                     a.stamp = now;
@@ -533,8 +570,8 @@ impl<F: Clone + PartialEq> LinkState<F> {
         self.held = None;
         // Usable edges: both directions announced.
         let mut adj: BTreeMap<Addr, Vec<(u64, Addr)>> = BTreeMap::new();
-        for ((s, d), a) in &self.lsdb {
-            if self.lsdb.contains_key(&(*d, *s)) {
+        for ((s, d), a) in self.lsdb.iter().filter(|(_, a)| !a.withdrawn) {
+            if self.lsdb.get(&(*d, *s)).is_some_and(|b| !b.withdrawn) {
                 adj.entry(*s).or_default().push((a.order, *d));
             }
         }
@@ -753,9 +790,28 @@ mod tests {
         assert_eq!(a.poll_transmit(), None);
         assert_eq!(a.counters().withdrawn, 1);
         assert_eq!(a.counters().stale, 1);
-        // The link comes back (seqno 0 again): inserted as new.
-        a.handle(t0, &12, &encode(2, 3, 0));
+        // A copy of the old announcement still in flight is stale at a member that has
+        // the tombstone, and goes no further: without the tombstone it would be new again,
+        // forwarded, and chase the withdrawal round every cycle of the layer.
+        a.handle(t0, &13, &encode(2, 3, 0));
+        assert_eq!(a.next_hop(3), None);
+        assert_eq!(a.poll_transmit(), None);
+        assert_eq!(a.counters().stale, 2);
+        // The link comes back: B announces it one above the withdrawn seqno, A takes it.
+        b.add_dt(t0, 3);
+        assert_eq!(b.poll_transmit(), Some((21, encode(2, 3, 1))));
+        a.handle(t0, &12, &encode(2, 3, 1));
         assert_eq!(a.next_hop(3), Some(2));
+        assert_eq!(a.poll_transmit(), Some((13, encode(2, 3, 1))));
+        // The tombstones age out after t_timeo like any record; then a restarted owner's
+        // seqno 0 is new again.
+        let (mut c, mut d, t0) = chain(true);
+        d.remove_dt(3);
+        c.handle(t0, &12, &encode(2, 3, WITHDRAWN));
+        let later = t0 + LsConfig::default().t_timeo + Duration::from_secs(1);
+        c.handle_timeout(later);
+        c.handle(later, &12, &encode(2, 3, 0));
+        assert!(c.lsdb().iter().any(|(k, s)| *k == (2, 3) && *s == 0));
     }
 
     #[test]
