@@ -1,0 +1,331 @@
+//! o7s-vpn: IP over an Ouroboros flow, as the reference's `ovpn`: a TUN device whose IP
+//! packets travel one per SDU on a raw flow, nothing added (IFF_NO_PI, no header), so an
+//! ovpn at the other end understands it. `-n NAME` allocates a flow to the server
+//! registered as NAME; without it o7s-vpn serves, accepting a flow for a name it is bound
+//! to. `-i IP -m MASK` set the tunnel's address. Beyond ovpn: the TUN device's MTU is the
+//! flow's largest SDU, a flow that ends is allocated (or accepted) again, what is not one IP
+//! packet is dropped and counted, and the counters are printed when it stops (SIGINT or
+//! SIGTERM). Needs CAP_NET_ADMIN (for the TUN device), not root as such.
+
+mod ip;
+mod tun;
+
+use clap::Parser;
+use o7s::flow::{control, Error, Flow};
+use o7s::proto::{Ctl, Reply};
+use o7s_wire::qos::QosSpec;
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tun::Tun;
+
+/// IP over an Ouroboros flow (a TUN device; wire-compatible with the reference's ovpn).
+#[derive(Debug, Parser)]
+#[command(name = "o7s-vpn", version)]
+struct Cli {
+    /// Connect to the server registered as NAME (client). Without it, serve: accept a flow
+    /// for a name this process is bound to (`--bind NAME`, `o7sctl bind process PID NAME`,
+    /// or a name whose `prog` is o7s-vpn).
+    #[arg(short = 'n', long, value_name = "NAME")]
+    name: Option<String>,
+    /// Server: bind this process to NAME first (as `o7sctl bind process PID NAME`).
+    #[arg(long, value_name = "NAME", conflicts_with = "name")]
+    bind: Option<String>,
+    /// The tunnel's IPv4 address on this side.
+    #[arg(short = 'i', long, value_name = "IP")]
+    ip: Ipv4Addr,
+    /// The tunnel's netmask: 255.255.255.0, or a prefix length (24).
+    #[arg(short = 'm', long, value_name = "MASK", value_parser = parse_mask)]
+    mask: Ipv4Addr,
+    /// Name of the TUN device (a `%d` in it is a number the kernel picks).
+    #[arg(long, default_value = "o7s%d")]
+    dev: String,
+    /// Client: how long one allocation may take, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    alloc_timeout_s: u64,
+    /// Stop when the flow ends, instead of allocating (client) or accepting (server) another.
+    #[arg(long)]
+    once: bool,
+    /// Print the counters as one JSON object (on stdout) when it stops.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A netmask: dotted (255.255.255.0, contiguous ones) or a prefix length (0-32).
+fn parse_mask(s: &str) -> Result<Ipv4Addr, String> {
+    if let Ok(len) = s.parse::<u32>() {
+        if len > 32 {
+            return Err(format!("prefix length {len} is above 32"));
+        }
+        let bits = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+        return Ok(Ipv4Addr::from(bits));
+    }
+    let m: Ipv4Addr = s
+        .parse()
+        .map_err(|_| format!("'{s}' is neither a netmask (255.255.255.0) nor a prefix length"))?;
+    let bits = u32::from(m);
+    if bits.leading_ones() + bits.trailing_zeros() != 32 {
+        return Err(format!("{m}: the ones of a netmask must be contiguous"));
+    }
+    Ok(m)
+}
+
+/// What crossed, and what was refused.
+#[derive(Debug, Default)]
+struct Stats {
+    flows: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    /// Read from the TUN device but not one IP packet (should not happen).
+    tx_not_ip: AtomicU64,
+    /// Larger than the flow's largest SDU (the MTU follows it; a race with a new flow).
+    tx_too_big: AtomicU64,
+    /// SDUs from the flow that are not one IP packet (a TAP peer, a bad peer).
+    rx_not_ip: AtomicU64,
+    /// Packets the TUN device would not take.
+    rx_tun_errors: AtomicU64,
+}
+
+impl Stats {
+    fn json(&self) -> serde_json::Value {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "flows": g(&self.flows),
+            "tx_packets": g(&self.tx_packets), "tx_bytes": g(&self.tx_bytes),
+            "rx_packets": g(&self.rx_packets), "rx_bytes": g(&self.rx_bytes),
+            "tx_not_ip": g(&self.tx_not_ip), "tx_too_big": g(&self.tx_too_big),
+            "rx_not_ip": g(&self.rx_not_ip), "rx_tun_errors": g(&self.rx_tun_errors),
+        })
+    }
+}
+
+/// How often the pumps look at the stop flags.
+const TICK: Duration = Duration::from_millis(200);
+/// Largest IP packet.
+const MAX_PACKET: usize = 65_535;
+/// IPv4's smallest MTU.
+const MIN_MTU: usize = 68;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stop = Arc::new(AtomicBool::new(false));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(s, stop.clone()) {
+            eprintln!("o7s-vpn: cannot handle signal {s}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let tun = match Tun::create(&cli.dev) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("o7s-vpn: cannot create TUN device '{}': {e}", cli.dev);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(name) = &cli.bind {
+        let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        match control(Ctl::BindProcess {
+            pid,
+            name: name.clone(),
+        }) {
+            Ok(Reply::Ok) => {}
+            Ok(Reply::Error { message, .. }) => {
+                eprintln!("o7s-vpn: cannot bind to '{name}': {message}");
+                return ExitCode::FAILURE;
+            }
+            Ok(other) => {
+                eprintln!("o7s-vpn: cannot bind to '{name}': unexpected reply {other:?}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("o7s-vpn: cannot bind to '{name}': {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let stats = Stats::default();
+    let code = run(&cli, &tun, &stats, &stop);
+    if cli.json {
+        println!("{}", stats.json());
+    } else {
+        eprintln!("o7s-vpn: {}", stats.json());
+    }
+    code
+}
+
+/// A flow: allocated (client) or accepted (server); `None` once stopped.
+fn next_flow(cli: &Cli, stop: &AtomicBool) -> Result<Option<Flow>, Error> {
+    let qos = QosSpec::RAW;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let got = match &cli.name {
+            Some(n) => Flow::alloc(n, qos, Duration::from_secs(cli.alloc_timeout_s)),
+            None => Flow::accept(Some(Duration::from_secs(1))),
+        };
+        match got {
+            Ok(f) => return Ok(Some(f)),
+            // A server waits on; a client's allocation that timed out is the caller's.
+            Err(Error::Timeout) if cli.name.is_none() => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn run(cli: &Cli, tun: &Tun, stats: &Stats, stop: &AtomicBool) -> ExitCode {
+    let mut mtu_set = None;
+    loop {
+        let mut flow = match next_flow(cli, stop) {
+            Ok(Some(f)) => f,
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => {
+                let what = cli.name.as_deref().map_or_else(
+                    || "accepting a flow".to_string(),
+                    |n| format!("allocating a flow to {n}"),
+                );
+                eprintln!("o7s-vpn: {what}: {e}");
+                if cli.once || matches!(e, Error::NoDaemon { .. }) && cli.name.is_some() {
+                    return ExitCode::FAILURE;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let mtu = flow.info().mtu.min(MAX_PACKET);
+        if mtu < MIN_MTU {
+            eprintln!(
+                "o7s-vpn: the flow's largest SDU is {mtu} bytes, below IPv4's smallest MTU ({MIN_MTU})"
+            );
+            return ExitCode::FAILURE;
+        }
+        if mtu_set != Some(mtu) {
+            let m = u32::try_from(mtu).unwrap_or(u32::MAX);
+            if let Err(e) = tun.configure(cli.ip, cli.mask, m) {
+                eprintln!("o7s-vpn: configuring {}: {e}", tun.name());
+                return ExitCode::FAILURE;
+            }
+            mtu_set = Some(mtu);
+        }
+        stats.flows.fetch_add(1, Ordering::Relaxed);
+        let info = flow.info();
+        eprintln!(
+            "o7s-vpn: tunnel up: {} {}/{} over flow {} ({} {}, layer {}, MTU {mtu})",
+            tun.name(),
+            cli.ip,
+            u32::from(cli.mask).count_ones(),
+            info.id,
+            if cli.name.is_some() { "to" } else { "for" },
+            info.name,
+            info.layer,
+        );
+        flow.set_read_timeout(Some(TICK));
+        let why = pump(tun, &flow, stats, stop);
+        eprintln!("o7s-vpn: flow {} ended: {why}", flow.info().id);
+        drop(flow);
+        if cli.once || stop.load(Ordering::Relaxed) {
+            return ExitCode::SUCCESS;
+        }
+    }
+}
+
+/// Moves packets both ways until the flow ends, the device fails or we are stopped; says
+/// which.
+fn pump(tun: &Tun, flow: &Flow, stats: &Stats, stop: &AtomicBool) -> String {
+    let done = AtomicBool::new(false);
+    let ended = |why: String, slot: &std::sync::Mutex<Option<String>>| {
+        done.store(true, Ordering::Relaxed);
+        if let Ok(mut s) = slot.lock() {
+            s.get_or_insert(why);
+        }
+    };
+    let why = std::sync::Mutex::new(None::<String>);
+    std::thread::scope(|s| {
+        // TUN -> flow.
+        s.spawn(|| {
+            let mut buf = vec![0u8; MAX_PACKET];
+            while !done.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+                match tun.readable(TICK) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => return ended(format!("reading {}: {e}", tun.name()), &why),
+                }
+                let n = match tun.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) => return ended(format!("reading {}: {e}", tun.name()), &why),
+                };
+                let Some(p) = buf.get(..n) else { continue };
+                if ip::check(p).is_err() {
+                    stats.tx_not_ip.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                match flow.write(p) {
+                    Ok(_) => {
+                        stats.tx_packets.fetch_add(1, Ordering::Relaxed);
+                        stats.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(Error::TooBig(..)) => {
+                        stats.tx_too_big.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => return ended(format!("writing to the flow: {e}"), &why),
+                }
+            }
+        });
+        // Flow -> TUN.
+        let mut buf = vec![0u8; MAX_PACKET];
+        while !done.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+            let n = match flow.read(&mut buf) {
+                Ok(n) => n,
+                Err(Error::Timeout) => continue,
+                Err(e) => return ended(format!("reading the flow: {e}"), &why),
+            };
+            let Some(p) = buf.get(..n) else { continue };
+            if ip::check(p).is_err() {
+                stats.rx_not_ip.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            match tun.write(p) {
+                Ok(_) => {
+                    stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+                    stats.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    stats.rx_tun_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            ended("stopped (signal)".into(), &why);
+        }
+    });
+    why.into_inner()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "stopped".into())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_are_dotted_and_contiguous_or_prefix_lengths() {
+        assert_eq!(parse_mask("24").unwrap(), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(parse_mask("0").unwrap(), Ipv4Addr::new(0, 0, 0, 0));
+        assert_eq!(parse_mask("32").unwrap(), Ipv4Addr::new(255, 255, 255, 255));
+        assert_eq!(
+            parse_mask("255.255.240.0").unwrap(),
+            Ipv4Addr::new(255, 255, 240, 0)
+        );
+        assert!(parse_mask("33").unwrap_err().contains("above 32"));
+        assert!(parse_mask("255.0.255.0")
+            .unwrap_err()
+            .contains("contiguous"));
+        assert!(parse_mask("ten").unwrap_err().contains("neither"));
+    }
+}
