@@ -243,3 +243,118 @@ fn sdus_that_are_not_ip_packets_are_counted_and_dropped() {
     assert_eq!(c["rx_packets"], 0, "{c}");
     assert_eq!(c["flows"], 1, "{c}");
 }
+
+/// The tutorial's unicast layer A - B - C (docs/tutorial-unicast), C serving o7s-vpn: IP
+/// from A reaches C through B's IPCP, which forwards the DT PDUs (counted), and the TUN
+/// device's MTU is the unicast flow's largest SDU, below the Ethernet one.
+#[test]
+fn ip_crosses_a_unicast_layer_through_a_middle_node() {
+    if !can_run() || !tool("ping") {
+        return;
+    }
+    let t = Topo::bridged("vpu", &["a", "b", "c"]);
+    let name = unique("vpnu");
+    let conf = |h: &str| {
+        let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../docs/tutorial-unicast/{h}.conf"));
+        let c = std::fs::read_to_string(p)
+            .unwrap()
+            .replace("dev=\"eth0\"", &format!("dev=\"{}\"", t.dev(h)));
+        if h == "c" {
+            format!(
+                "[name.\"{name}\"]\nlb=\"round-robin\"\n\n{}",
+                c.replace(
+                    "reg=[\"oping-server\"]",
+                    &format!("reg=[\"oping-server\", \"{name}\"]"),
+                )
+            )
+        } else {
+            c
+        }
+    };
+    let row = |h: &str, n: &str| {
+        t.ctl_json(h, &["ipcp", "list"])
+            .into_iter()
+            .find(|r| r["name"] == n)
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let up = |h: &str, n: &str, state: &str| {
+        o7s_integration::eventually(Duration::from_secs(15), || row(h, n)["state"] == state)
+    };
+    let _a = t.daemon("a", &conf("a"));
+    assert!(up("a", "ua", "bootstrapped"));
+    let b = t.daemon("b", &conf("b"));
+    assert!(up("b", "ub", "enrolled"), "{}", b.log());
+    let c = t.daemon("c", &conf("c"));
+    assert!(up("c", "uc", "enrolled"), "{}", c.log());
+    let server = t
+        .cmd("c", &bin("o7s-vpn"))
+        .args([
+            "--bind",
+            &name,
+            "-i",
+            SERVER_IP,
+            "-m",
+            "24",
+            "--json",
+            "--dev",
+            &unique("tc"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("c", "c", &name);
+    let tun_a = unique("ta");
+    // The name's directory entry may take a moment to reach A: allocate again until it does.
+    let client = spawn_ready_line(
+        t.cmd("a", &bin("o7s-vpn"))
+            .args([
+                "-n", &name, "-i", CLIENT_IP, "-m", "24", "--json", "--dev", &tun_a,
+            ])
+            .stdout(Stdio::piped()),
+        "tunnel up",
+    );
+    let fwd_before = row("b", "ub")["dt_forwarded"].as_u64().unwrap_or(0);
+    let link = t
+        .cmd("a", std::path::Path::new("ip"))
+        .args(["-o", "link", "show", &tun_a])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout).to_string();
+    let mtu: usize = link
+        .split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (1200..1496).contains(&mtu),
+        "a unicast flow's SDU is smaller: {link}"
+    );
+    let ping = t
+        .cmd("a", std::path::Path::new("ping"))
+        .args([
+            "-c",
+            "5",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "-s",
+            &(mtu - 28).to_string(),
+            SERVER_IP,
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&ping.stdout).to_string();
+    assert!(ping.status.success() && out.contains("5 received"), "{out}");
+    // B forwarded the requests and the replies (and no more than a few others).
+    let fwd = row("b", "ub")["dt_forwarded"].as_u64().unwrap_or(0) - fwd_before;
+    assert!(fwd >= 10, "B forwarded {fwd} PDUs");
+    let ca = stop(client);
+    let cc = stop(server);
+    assert!(ca["rx_packets"].as_u64().unwrap() >= 5, "{ca}");
+    assert!(cc["rx_packets"].as_u64().unwrap() >= 5, "{cc}");
+    assert_eq!(cc["rx_not_ip"], 0, "{cc}");
+}
