@@ -358,3 +358,106 @@ fn ip_crosses_a_unicast_layer_through_a_middle_node() {
     assert!(cc["rx_packets"].as_u64().unwrap() >= 5, "{cc}");
     assert_eq!(cc["rx_not_ip"], 0, "{cc}");
 }
+
+/// With tutorial 06's security configuration for the name (enc.conf on both sides, the
+/// defaults: P-256, AES-256-GCM), the tunnel's flow is encrypted: the server's flow shows
+/// the cipher, the pings cross, and no captured SDU is a plaintext IP packet; each is the
+/// packet's length plus IV and tag (28 bytes).
+#[test]
+fn an_encrypted_name_gives_an_encrypted_tunnel() {
+    if !can_run() || !tool("ping") {
+        return;
+    }
+    let t = Topo::pair("vpne");
+    let name = unique("vpne");
+    for side in ["client", "server"] {
+        let d = t.dir.join("security").join(side).join(&name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("enc.conf"), "").unwrap();
+    }
+    let b = t.daemon("b", &conf(&t.dev("b"), Some(&name)));
+    let _a = t.daemon("a", &conf(&t.dev("a"), None));
+    let server = t
+        .cmd("b", &bin("o7s-vpn"))
+        .args([
+            "--bind",
+            &name,
+            "-i",
+            SERVER_IP,
+            "-m",
+            "24",
+            "--json",
+            "--dev",
+            &unique("tb"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("b", "b", &name);
+    let pcap = t.rundir("a").join("vpne.pcap");
+    let mut cap = t
+        .cmd("a", &bin("o7sctl"))
+        .args(["capture", &t.dev("a"), "-w"])
+        .arg(&pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let client = spawn_ready_line(
+        t.cmd("a", &bin("o7s-vpn"))
+            .args([
+                "-n",
+                &name,
+                "-i",
+                CLIENT_IP,
+                "-m",
+                "24",
+                "--json",
+                "--dev",
+                &unique("ta"),
+            ])
+            .stdout(Stdio::piped()),
+        "tunnel up",
+    );
+    let ping = t
+        .cmd("a", std::path::Path::new("ping"))
+        .args(["-c", "5", "-i", "0.2", "-W", "2", SERVER_IP])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&ping.stdout).to_string();
+    assert!(
+        ping.status.success() && out.contains("5 received"),
+        "{out}\n{}",
+        b.log()
+    );
+    let flows = t.ctl_json("b", &["flow", "list"]);
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["side"] == "accept" && f["cipher"] == "aes-256-gcm"),
+        "{flows:?}"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(cap.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = cap.wait();
+    stop(client);
+    stop(server);
+    let packets = carried_packets(&std::fs::read(&pcap).unwrap());
+    // ping's 56 data bytes: an 84-byte IP packet, 112 bytes encrypted.
+    let sealed = packets.iter().filter(|p| p.len() == 84 + 28).count();
+    assert!(
+        sealed >= 5,
+        "{} data frames, {sealed} of 112 bytes",
+        packets.len()
+    );
+    for p in &packets {
+        assert!(
+            !(p.len() == 84 && p[0] == 0x45 && p[16..20] == [10, 77, 0, 1]),
+            "a plaintext echo request crossed the wire"
+        );
+    }
+}
