@@ -8,11 +8,13 @@
 #   scripts/perf-gate.sh, counts instructions with callgrind), curl (the metrics test
 #   scrapes o7sd's Prometheus endpoint), tshark (the Wireshark dissector's tests run
 #   tools/wireshark/o7s.lua in it), fonts-dejavu-core (the congestion experiment's plots,
-#   o7s-congestion-report, draw their text with DejaVu Sans).
+#   o7s-congestion-report, draw their text with DejaVu Sans), python3 (the congestion
+#   experiment's glue; the o7s-vpn test's TCP transfer).
 set -euo pipefail
 need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
+command -v python3 >/dev/null 2>&1 || need="$need python3"
 command -v xxd >/dev/null 2>&1 || need="$need xxd"
 [ -x /usr/sbin/named ] || need="$need bind9"
 command -v dig >/dev/null 2>&1 || need="$need bind9-dnsutils"
