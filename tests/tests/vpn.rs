@@ -461,3 +461,134 @@ fn an_encrypted_name_gives_an_encrypted_tunnel() {
         );
     }
 }
+
+/// The TAP state `o7s-vpn --status` prints at side `s`.
+fn vpn_status(t: &Topo, s: &str) -> serde_json::Value {
+    let o = t.cmd(s, &bin("o7s-vpn")).arg("--status").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    serde_json::from_str(text.lines().next().unwrap_or("")).unwrap()
+}
+
+/// The MAC address of device `dev` at side `s`.
+fn mac_of(t: &Topo, s: &str, dev: &str) -> String {
+    let o = t
+        .cmd(s, std::path::Path::new("cat"))
+        .arg(format!("/sys/class/net/{dev}/address"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// `--tap`: three hosts on one eth-dix layer, B and C each with a flow to A, whose switch
+/// joins them and its own TAP device into one Ethernet segment: B pings C (ARP and ICMP
+/// through A's switch), A's `--status` shows B's and C's MACs behind their flows; C
+/// restarts (a new flow, a new MAC) and is learnt again, its old flow's addresses gone.
+#[test]
+fn tap_devices_joined_by_flows_form_one_segment() {
+    if !can_run() || !tool("ping") {
+        return;
+    }
+    let t = Topo::bridged("vpt", &["a", "b", "c"]);
+    let name = unique("vpt");
+    let _a = t.daemon("a", &conf(&t.dev("a"), Some(&name)));
+    let _b = t.daemon("b", &conf(&t.dev("b"), None));
+    let _c = t.daemon("c", &conf(&t.dev("c"), None));
+    let (ta, tb, tc) = (unique("xa"), unique("xb"), unique("xc"));
+    let server = t
+        .cmd("a", &bin("o7s-vpn"))
+        .args([
+            "--tap",
+            "--bind",
+            &name,
+            "-i",
+            "10.88.0.1",
+            "-m",
+            "24",
+            "--json",
+            "--dev",
+            &ta,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("a", "a", &name);
+    let client = |s: &str, ip: &str, dev: &str| {
+        spawn_ready_line(
+            t.cmd(s, &bin("o7s-vpn"))
+                .args([
+                    "--tap", "-n", &name, "-i", ip, "-m", "24", "--json", "--dev", dev,
+                ])
+                .stdout(Stdio::piped()),
+            "switch port up",
+        )
+    };
+    let cb = client("b", "10.88.0.2", &tb);
+    let cc = client("c", "10.88.0.3", &tc);
+    let ping = |from: &str, to: &str| {
+        let o = t
+            .cmd(from, std::path::Path::new("ping"))
+            .args(["-c", "3", "-i", "0.2", "-W", "2", to])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success() && out.contains("3 received"),
+            "{from} -> {to}: {out}"
+        );
+    };
+    ping("b", "10.88.0.3");
+    ping("c", "10.88.0.1");
+    let port_of = |st: &serde_json::Value, mac: &str| {
+        st["macs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mac"] == mac)
+            .map(|m| m["port"].as_str().unwrap_or("").to_string())
+    };
+    let (mb, mc) = (mac_of(&t, "b", &tb), mac_of(&t, "c", &tc));
+    // The state is written once a second.
+    let mut st = serde_json::Value::Null;
+    o7s_integration::eventually(Duration::from_secs(3), || {
+        st = vpn_status(&t, "a");
+        port_of(&st, &mb).is_some() && port_of(&st, &mc).is_some()
+    });
+    let pb = port_of(&st, &mb).unwrap_or_else(|| panic!("B's {mb} not learnt: {st}"));
+    let pc = port_of(&st, &mc).unwrap_or_else(|| panic!("C's {mc} not learnt: {st}"));
+    assert!(
+        pb.starts_with("flow ") && pc.starts_with("flow ") && pb != pc,
+        "{st}"
+    );
+    assert_eq!(
+        port_of(&st, &mac_of(&t, "a", &ta)).as_deref(),
+        Some("tap"),
+        "{st}"
+    );
+    assert_eq!(st["flows"].as_array().unwrap().len(), 2, "{st}");
+    assert!(
+        st["switch"]["flooded"].as_u64().unwrap() >= 2,
+        "ARP broadcasts: {st}"
+    );
+    // C goes and comes back: its old flow's addresses go, the new ones are learnt.
+    let c1 = stop(cc);
+    assert!(c1["rx_packets"].as_u64().unwrap() >= 3, "{c1}");
+    let tc2 = unique("xd");
+    let cc2 = client("c", "10.88.0.3", &tc2);
+    // C speaks first: its ARP request (flooded) tells B its new MAC, as on a real segment.
+    ping("c", "10.88.0.2");
+    ping("b", "10.88.0.3");
+    let mc2 = mac_of(&t, "c", &tc2);
+    o7s_integration::eventually(Duration::from_secs(3), || {
+        st = vpn_status(&t, "a");
+        port_of(&st, &mc2).is_some()
+    });
+    assert_eq!(port_of(&st, &mc), None, "C's old MAC stayed: {st}");
+    let pc2 = port_of(&st, &mc2).unwrap_or_else(|| panic!("{st}"));
+    assert!(pc2.starts_with("flow ") && pc2 != pc, "{st}");
+    stop(cc2);
+    stop(cb);
+    let ca = stop(server);
+    assert_eq!(ca["flows"], 3, "{ca}");
+}

@@ -6,8 +6,14 @@
 //! flow's largest SDU, a flow that ends is allocated (or accepted) again, what is not one IP
 //! packet is dropped and counted, and the counters are printed when it stops (SIGINT or
 //! SIGTERM). Needs CAP_NET_ADMIN (for the TUN device), not root as such.
+//!
+//! `--tap`: Ethernet instead of IP (a TAP device, one frame per SDU), and every flow a port
+//! of a learning switch (src/tap_mode.rs): a server joins its clients into one segment.
+//! `--status` prints what a running `--tap` instance shows (switch counters, MAC table).
 
 mod ip;
+mod switch;
+mod tap_mode;
 mod tun;
 
 use clap::Parser;
@@ -24,7 +30,7 @@ use tun::Tun;
 /// IP over an Ouroboros flow (a TUN device; wire-compatible with the reference's ovpn).
 #[derive(Debug, Parser)]
 #[command(name = "o7s-vpn", version)]
-struct Cli {
+pub(crate) struct Cli {
     /// Connect to the server registered as NAME (client). Without it, serve: accept a flow
     /// for a name this process is bound to (`--bind NAME`, `o7sctl bind process PID NAME`,
     /// or a name whose `prog` is o7s-vpn).
@@ -34,14 +40,27 @@ struct Cli {
     #[arg(long, value_name = "NAME", conflicts_with = "name")]
     bind: Option<String>,
     /// The tunnel's IPv4 address on this side.
-    #[arg(short = 'i', long, value_name = "IP")]
-    ip: Ipv4Addr,
+    #[arg(
+        short = 'i',
+        long,
+        value_name = "IP",
+        required_unless_present = "status"
+    )]
+    ip: Option<Ipv4Addr>,
     /// The tunnel's netmask: 255.255.255.0, or a prefix length (24).
-    #[arg(short = 'm', long, value_name = "MASK", value_parser = parse_mask)]
-    mask: Ipv4Addr,
-    /// Name of the TUN device (a `%d` in it is a number the kernel picks).
+    #[arg(short = 'm', long, value_name = "MASK", value_parser = parse_mask, required_unless_present = "status")]
+    mask: Option<Ipv4Addr>,
+    /// Name of the TUN or TAP device (a `%d` in it is a number the kernel picks).
     #[arg(long, default_value = "o7s%d")]
     dev: String,
+    /// Ethernet over the flows: a TAP device and a learning switch whose ports are the TAP
+    /// device and every flow (a server accepts any number of them).
+    #[arg(long)]
+    tap: bool,
+    /// Print the state of the `--tap` instances running here (of `--dev`, if it names
+    /// one): counters, switch counters, flows and MAC table, as JSON; then exit.
+    #[arg(long)]
+    status: bool,
     /// Client: how long one allocation may take, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     alloc_timeout_s: u64,
@@ -74,7 +93,7 @@ fn parse_mask(s: &str) -> Result<Ipv4Addr, String> {
 
 /// What crossed, and what was refused.
 #[derive(Debug, Default)]
-struct Stats {
+pub(crate) struct Stats {
     flows: AtomicU64,
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
@@ -104,14 +123,78 @@ impl Stats {
 }
 
 /// How often the pumps look at the stop flags.
-const TICK: Duration = Duration::from_millis(200);
+pub(crate) const TICK: Duration = Duration::from_millis(200);
 /// Largest IP packet.
 const MAX_PACKET: usize = 65_535;
 /// IPv4's smallest MTU.
-const MIN_MTU: usize = 68;
+pub(crate) const MIN_MTU: usize = 68;
+
+impl Cli {
+    fn ip(&self) -> Ipv4Addr {
+        self.ip.unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+    fn mask(&self) -> Ipv4Addr {
+        self.mask.unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+}
+
+/// Where a running `--tap` instance keeps its state for `--status`.
+fn state_dir() -> std::path::PathBuf {
+    std::env::var_os("O7S_RUNDIR").map_or_else(
+        || std::path::PathBuf::from(o7s::proto::DEFAULT_RUNDIR),
+        Into::into,
+    )
+}
+
+fn state_file(dev: &str) -> std::path::PathBuf {
+    state_dir().join(format!("o7s-vpn-{dev}.json"))
+}
+
+/// `--status`: every state file here (or `--dev`'s), one JSON object per line.
+fn status(cli: &Cli) -> ExitCode {
+    let dir = state_dir();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("o7s-vpn-") && n.ends_with(".json"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !cli.dev.contains('%') {
+        files.retain(|p| *p == state_file(&cli.dev));
+    }
+    files.sort();
+    if files.is_empty() {
+        eprintln!(
+            "o7s-vpn: no o7s-vpn --tap runs here{} (no o7s-vpn-*.json in {})",
+            if cli.dev.contains('%') {
+                String::new()
+            } else {
+                format!(" with device {}", cli.dev)
+            },
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    for f in files {
+        match std::fs::read_to_string(&f) {
+            Ok(t) => println!("{t}"),
+            Err(e) => eprintln!("o7s-vpn: {}: {e}", f.display()),
+        }
+    }
+    ExitCode::SUCCESS
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.status {
+        return status(&cli);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(s, stop.clone()) {
@@ -119,10 +202,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let tun = match Tun::create(&cli.dev) {
+    let tun = match Tun::create(&cli.dev, cli.tap) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("o7s-vpn: cannot create TUN device '{}': {e}", cli.dev);
+            let kind = if cli.tap { "TAP" } else { "TUN" };
+            eprintln!("o7s-vpn: cannot create {kind} device '{}': {e}", cli.dev);
             return ExitCode::FAILURE;
         }
     };
@@ -148,7 +232,11 @@ fn main() -> ExitCode {
         }
     }
     let stats = Stats::default();
-    let code = run(&cli, &tun, &stats, &stop);
+    let code = if cli.tap {
+        tap_mode::run(&cli, &tun, &stats, &stop, &state_file(tun.name()))
+    } else {
+        run(&cli, &tun, &stats, &stop)
+    };
     if cli.json {
         println!("{}", stats.json());
     } else {
@@ -158,7 +246,7 @@ fn main() -> ExitCode {
 }
 
 /// A flow: allocated (client) or accepted (server); `None` once stopped.
-fn next_flow(cli: &Cli, stop: &AtomicBool) -> Result<Option<Flow>, Error> {
+pub(crate) fn next_flow(cli: &Cli, stop: &AtomicBool) -> Result<Option<Flow>, Error> {
     let qos = QosSpec::RAW;
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -205,7 +293,7 @@ fn run(cli: &Cli, tun: &Tun, stats: &Stats, stop: &AtomicBool) -> ExitCode {
         }
         if mtu_set != Some(mtu) {
             let m = u32::try_from(mtu).unwrap_or(u32::MAX);
-            if let Err(e) = tun.configure(cli.ip, cli.mask, m) {
+            if let Err(e) = tun.configure(cli.ip(), cli.mask(), m) {
                 eprintln!("o7s-vpn: configuring {}: {e}", tun.name());
                 return ExitCode::FAILURE;
             }
@@ -216,8 +304,8 @@ fn run(cli: &Cli, tun: &Tun, stats: &Stats, stop: &AtomicBool) -> ExitCode {
         eprintln!(
             "o7s-vpn: tunnel up: {} {}/{} over flow {} ({} {}, layer {}, MTU {mtu})",
             tun.name(),
-            cli.ip,
-            u32::from(cli.mask).count_ones(),
+            cli.ip(),
+            u32::from(cli.mask()).count_ones(),
             info.id,
             if cli.name.is_some() { "to" } else { "for" },
             info.name,

@@ -1,6 +1,6 @@
-//! A TUN device (IFF_TUN | IFF_NO_PI: one IP packet per read and write, no header) and its
-//! IPv4 address, mask, MTU and up state, set with the kernel's ioctls (no `ip` command).
-//! Needs CAP_NET_ADMIN.
+//! A TUN device (IFF_TUN | IFF_NO_PI: one IP packet per read and write, no header) or a TAP
+//! device (IFF_TAP | IFF_NO_PI: one Ethernet frame), and its IPv4 address, mask, MTU and up
+//! state, set with the kernel's ioctls (no `ip` command). Needs CAP_NET_ADMIN.
 
 #![allow(unsafe_code)]
 
@@ -64,8 +64,9 @@ fn ioctl(fd: BorrowedFd<'_>, op: libc::Ioctl, req: &mut libc::ifreq, what: &str)
 }
 
 impl Tun {
-    /// Creates TUN device `name` (a `%d` in it is a number the kernel picks).
-    pub fn create(name: &str) -> io::Result<Self> {
+    /// Creates TUN device `name` (TAP with `tap`; a `%d` in it is a number the kernel
+    /// picks).
+    pub fn create(name: &str, tap: bool) -> io::Result<Self> {
         // Safety: a C string literal and flags; the result is checked before use.
         let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
         if raw < 0 {
@@ -78,7 +79,8 @@ impl Tun {
         // Safety: `raw` is a descriptor we just opened and own alone.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut req = ifreq_named(name)?;
-        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+        let kind = if tap { libc::IFF_TAP } else { libc::IFF_TUN };
+        req.ifr_ifru.ifru_flags = (kind | libc::IFF_NO_PI) as libc::c_short;
         ioctl(fd.as_fd(), libc::TUNSETIFF, &mut req, "TUNSETIFF")?;
         // Safety: the kernel wrote the device's name, NUL-terminated within IFNAMSIZ.
         let given = unsafe { CStr::from_ptr(req.ifr_name.as_ptr()) }
