@@ -853,6 +853,45 @@ mod tests {
         assert_eq!(a.poll_timeout(), Some(t1 + hold));
         a.handle_timeout(t1 + hold);
         assert_eq!(a.next_hop(3), None);
+        // Announced again above the tombstone: back in the graph at the next held
+        // recomputation (a link learnt from an LSA, not our own).
+        let t2 = t1 + 2 * hold;
+        a.handle(t2, &12, &encode(2, 3, 1));
+        assert_eq!(a.next_hop(3), None, "held");
+        a.handle_timeout(t2 + hold);
+        assert_eq!(a.next_hop(3), Some(2));
+    }
+
+    /// A collision is judged by our own live links' seqnos: not by a neighbour's record
+    /// (seqno 40), nor by a link of ours we withdrew (seqno 10).
+    #[test]
+    fn a_collision_is_judged_by_our_live_links_only() {
+        let t0 = Instant::now();
+        let mut ls: LinkState<u8> = LinkState::new(7, LsConfig::default(), t0);
+        ls.add_mgmt(1);
+        ls.add_dt(t0, 2);
+        ls.add_dt(t0, 5);
+        ls.handle(t0, &1, &encode(2, 7, 40));
+        ls.handle(t0, &1, &encode(7, 5, 10));
+        ls.remove_dt(5);
+        while ls.poll_transmit().is_some() {}
+        ls.handle(t0, &1, &encode(7, 9, 3));
+        assert_eq!(ls.take_collision(), Some(Collision::Readdress));
+    }
+
+    /// A link of ours withdrawn at the highest seqno is announced again below the
+    /// withdrawal's seqno, never as a withdrawal.
+    #[test]
+    fn a_link_back_is_never_announced_as_a_withdrawal() {
+        let t0 = Instant::now();
+        let mut ls: LinkState<u8> = LinkState::new(7, LsConfig::default(), t0);
+        ls.add_mgmt(1);
+        ls.add_dt(t0, 2);
+        ls.handle(t0, &1, &encode(7, 2, WITHDRAWN - 1));
+        ls.remove_dt(2);
+        while ls.poll_transmit().is_some() {}
+        ls.add_dt(t0, 2);
+        assert_eq!(ls.poll_transmit(), Some((1, encode(7, 2, WITHDRAWN - 1))));
     }
 
     /// A ring of four: 1 - 2 - 3 - 4 - 1, seen from 1 (all LSAs in, DT to 2 and 4).
