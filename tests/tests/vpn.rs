@@ -173,6 +173,11 @@ fn ip_crosses_an_eth_dix_layer_one_packet_per_sdu_with_nothing_added() {
         assert_eq!(c["tx_too_big"], 0, "{c}");
     }
     assert!(ca["tx_bytes"].as_u64().unwrap() > 16 << 20, "{ca}");
+    // Reads from the device are batched: some poll found more than one packet.
+    assert!(
+        ca["tun_polls"].as_u64().unwrap() < ca["tx_packets"].as_u64().unwrap(),
+        "{ca}"
+    );
 
     // On the wire: each data frame's SDU is one whole IP packet, its total length the
     // eth-dix length (ovpn's format: no header, no trailer). The five echo requests are
@@ -591,4 +596,104 @@ fn tap_devices_joined_by_flows_form_one_segment() {
     stop(cb);
     let ca = stop(server);
     assert_eq!(ca["flows"], 3, "{ca}");
+}
+
+/// `--peer NAME=PREFIX`: A has one TUN device and a flow to each of B and C (host routes
+/// for their tunnel addresses); pings to both cross, a packet for an address no prefix
+/// holds is counted `tx_no_route`. C's server stops: A counts what it sends to C as
+/// `tx_peer_down` while B stays reachable; C's server comes back and A's flow to it is
+/// allocated again on its own.
+#[test]
+fn several_peers_each_get_the_packets_of_their_prefix() {
+    if !can_run() || !tool("ping") {
+        return;
+    }
+    let t = Topo::bridged("vpp", &["a", "b", "c"]);
+    let (nb, nc) = (unique("vpb"), unique("vpc"));
+    let _a = t.daemon("a", &conf(&t.dev("a"), None));
+    let _b = t.daemon("b", &conf(&t.dev("b"), Some(&nb)));
+    let _c = t.daemon("c", &conf(&t.dev("c"), Some(&nc)));
+    let server = |s: &str, name: &str, ip: &str| {
+        let c = t
+            .cmd(s, &bin("o7s-vpn"))
+            .args(["--bind", name, "-i", ip, "-m", "24", "--json", "--dev"])
+            .arg(unique("ps"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        t.wait_accepting(s, s, name);
+        c
+    };
+    let sb = server("b", &nb, "10.66.0.2");
+    let sc = server("c", &nc, "10.66.0.3");
+    let a = spawn_ready_line(
+        t.cmd("a", &bin("o7s-vpn"))
+            .args([
+                "-i",
+                "10.66.0.1",
+                "-m",
+                "24",
+                "--json",
+                "--peer-timeout",
+                "2000",
+            ])
+            .arg("--dev")
+            .arg(unique("pa"))
+            .args(["--peer", &format!("{nb}=10.66.0.2")])
+            .args(["--peer", &format!("{nc}=10.66.0.3/32")])
+            .stdout(Stdio::piped()),
+        "tunnel up",
+    );
+    let ping = |to: &str, count: u32| {
+        let o = t
+            .cmd("a", std::path::Path::new("ping"))
+            .args(["-c", &count.to_string(), "-i", "0.2", "-W", "1", to])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).contains(&format!("{count} received"))
+    };
+    // The second peer's flow may come up a moment after the first.
+    for to in ["10.66.0.2", "10.66.0.3"] {
+        assert!(
+            o7s_integration::eventually(Duration::from_secs(5), || ping(to, 1)),
+            "A cannot reach {to}"
+        );
+        assert!(ping(to, 3), "A -> {to}: not 3 of 3");
+    }
+    // No prefix holds 10.66.0.9 (on A's subnet: the kernel sends it to the device).
+    assert!(!ping("10.66.0.9", 2));
+    // C's server goes: A's packets for C are counted, B is still reached.
+    let c1 = stop(sc);
+    assert!(c1["rx_packets"].as_u64().unwrap() >= 4, "{c1}");
+    assert!(
+        o7s_integration::eventually(Duration::from_secs(10), || !ping("10.66.0.3", 1)),
+        "C still answers with its server stopped"
+    );
+    assert!(ping("10.66.0.2", 3), "B lost while C was down");
+    // A's flow to C times out (2 s of silence), and while C has no server A's packets for
+    // C find no flow.
+    assert!(
+        o7s_integration::eventually(Duration::from_secs(10), || {
+            t.ctl_json_in("a", "a", &["flow", "list"]).len() == 1
+        }),
+        "A's flow to C stayed up: {:?}",
+        t.ctl_json_in("a", "a", &["flow", "list"])
+    );
+    assert!(!ping("10.66.0.3", 2));
+    assert!(ping("10.66.0.2", 1), "B lost while C was down");
+    // C's server is back: A's flow to C is allocated again.
+    let sc2 = server("c", &nc, "10.66.0.3");
+    assert!(
+        o7s_integration::eventually(Duration::from_secs(15), || ping("10.66.0.3", 1)),
+        "A's flow to C did not come back"
+    );
+    let ca = stop(a);
+    assert!(ca["flows"].as_u64().unwrap() >= 3, "{ca}");
+    assert!(ca["tx_no_route"].as_u64().unwrap() >= 2, "{ca}");
+    assert!(ca["tx_peer_down"].as_u64().unwrap() >= 1, "{ca}");
+    assert_eq!(ca["rx_not_ip"], 0, "{ca}");
+    let cb = stop(sb);
+    assert!(cb["rx_packets"].as_u64().unwrap() >= 7, "{cb}");
+    stop(sc2);
 }

@@ -12,6 +12,9 @@
 //! `--status` prints what a running `--tap` instance shows (switch counters, MAC table).
 
 mod ip;
+mod peers;
+mod pump;
+mod routes;
 mod switch;
 mod tap_mode;
 mod tun;
@@ -39,6 +42,13 @@ pub(crate) struct Cli {
     /// Server: bind this process to NAME first (as `o7sctl bind process PID NAME`).
     #[arg(long, value_name = "NAME", conflicts_with = "name")]
     bind: Option<String>,
+    /// Several peers (TUN mode): packets for PREFIX go on a flow to the server registered
+    /// as NAME (e.g. `--peer vpn-b=10.94.0.2/32 --peer vpn-c=10.95.0.0/16`; longest prefix
+    /// wins; IPv4 or IPv6; an address alone is a host route). Each flow is allocated, and
+    /// allocated again when it ends, on its own; packets for no prefix, or for a peer
+    /// whose flow is down, are dropped and counted.
+    #[arg(long, value_name = "NAME=PREFIX", conflicts_with_all = ["name", "bind", "tap"])]
+    peer: Vec<routes::PeerArg>,
     /// The tunnel's IPv4 address on this side.
     #[arg(
         short = 'i',
@@ -61,6 +71,12 @@ pub(crate) struct Cli {
     /// one): counters, switch counters, flows and MAC table, as JSON; then exit.
     #[arg(long)]
     status: bool,
+    /// Client (`-n`, `--peer`): the flows' peer timeout in ms (QoS `timeout`; the raw
+    /// cube's 120000 by default, as ovpn's flows): an end that hears nothing from its peer
+    /// for this long takes the flow down, and o7s-vpn allocates it again. Quiet ends send
+    /// keepalives every quarter of it.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1000..))]
+    peer_timeout: Option<u32>,
     /// Client: how long one allocation may take, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     alloc_timeout_s: u64,
@@ -107,6 +123,12 @@ pub(crate) struct Stats {
     rx_not_ip: AtomicU64,
     /// Packets the TUN device would not take.
     rx_tun_errors: AtomicU64,
+    /// `--peer`: packets for an address no peer's prefix holds.
+    tx_no_route: AtomicU64,
+    /// `--peer`: packets for a peer whose flow is not up (allocating again).
+    tx_peer_down: AtomicU64,
+    /// Polls of the device that found packets (tx_packets / tun_polls: the batch size).
+    tun_polls: AtomicU64,
 }
 
 impl Stats {
@@ -118,14 +140,14 @@ impl Stats {
             "rx_packets": g(&self.rx_packets), "rx_bytes": g(&self.rx_bytes),
             "tx_not_ip": g(&self.tx_not_ip), "tx_too_big": g(&self.tx_too_big),
             "rx_not_ip": g(&self.rx_not_ip), "rx_tun_errors": g(&self.rx_tun_errors),
+            "tx_no_route": g(&self.tx_no_route), "tx_peer_down": g(&self.tx_peer_down),
+            "tun_polls": g(&self.tun_polls),
         })
     }
 }
 
 /// How often the pumps look at the stop flags.
 pub(crate) const TICK: Duration = Duration::from_millis(200);
-/// Largest IP packet.
-const MAX_PACKET: usize = 65_535;
 /// IPv4's smallest MTU.
 pub(crate) const MIN_MTU: usize = 68;
 
@@ -135,6 +157,13 @@ impl Cli {
     }
     fn mask(&self) -> Ipv4Addr {
         self.mask.unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+    /// The QoS of the flows we allocate: raw, with `--peer-timeout`.
+    pub(crate) fn qos(&self) -> QosSpec {
+        QosSpec {
+            timeout: self.peer_timeout.unwrap_or(QosSpec::RAW.timeout),
+            ..QosSpec::RAW
+        }
     }
 }
 
@@ -202,6 +231,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let routes = match routes::Routes::new(&cli.peer) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("o7s-vpn: --peer: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let tun = match Tun::create(&cli.dev, cli.tap) {
         Ok(t) => t,
         Err(e) => {
@@ -234,6 +270,8 @@ fn main() -> ExitCode {
     let stats = Stats::default();
     let code = if cli.tap {
         tap_mode::run(&cli, &tun, &stats, &stop, &state_file(tun.name()))
+    } else if !cli.peer.is_empty() {
+        peers::run(&cli, &routes, &tun, &stats, &stop)
     } else {
         run(&cli, &tun, &stats, &stop)
     };
@@ -247,7 +285,7 @@ fn main() -> ExitCode {
 
 /// A flow: allocated (client) or accepted (server); `None` once stopped.
 pub(crate) fn next_flow(cli: &Cli, stop: &AtomicBool) -> Result<Option<Flow>, Error> {
-    let qos = QosSpec::RAW;
+    let qos = cli.qos();
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
@@ -284,7 +322,7 @@ fn run(cli: &Cli, tun: &Tun, stats: &Stats, stop: &AtomicBool) -> ExitCode {
                 continue;
             }
         };
-        let mtu = flow.info().mtu.min(MAX_PACKET);
+        let mtu = flow.info().mtu.min(pump::MAX_PACKET);
         if mtu < MIN_MTU {
             eprintln!(
                 "o7s-vpn: the flow's largest SDU is {mtu} bytes, below IPv4's smallest MTU ({MIN_MTU})"
@@ -325,71 +363,25 @@ fn run(cli: &Cli, tun: &Tun, stats: &Stats, stop: &AtomicBool) -> ExitCode {
 /// which.
 fn pump(tun: &Tun, flow: &Flow, stats: &Stats, stop: &AtomicBool) -> String {
     let done = AtomicBool::new(false);
-    let ended = |why: String, slot: &std::sync::Mutex<Option<String>>| {
+    let why = std::sync::Mutex::new(None::<String>);
+    let finished = |w: String| {
         done.store(true, Ordering::Relaxed);
-        if let Ok(mut s) = slot.lock() {
-            s.get_or_insert(why);
+        if let Ok(mut s) = why.lock() {
+            s.get_or_insert(w);
         }
     };
-    let why = std::sync::Mutex::new(None::<String>);
+    let is_done = || done.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
     std::thread::scope(|s| {
-        // TUN -> flow.
         s.spawn(|| {
-            let mut buf = vec![0u8; MAX_PACKET];
-            while !done.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
-                match tun.readable(TICK) {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(e) => return ended(format!("reading {}: {e}", tun.name()), &why),
-                }
-                let n = match tun.read(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) => return ended(format!("reading {}: {e}", tun.name()), &why),
-                };
-                let Some(p) = buf.get(..n) else { continue };
-                if ip::check(p).is_err() {
-                    stats.tx_not_ip.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                match flow.write(p) {
-                    Ok(_) => {
-                        stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-                        stats.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    Err(Error::TooBig(..)) => {
-                        stats.tx_too_big.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => return ended(format!("writing to the flow: {e}"), &why),
-                }
-            }
+            finished(pump::from_tun(tun, stats, &is_done, &mut |p| {
+                pump::to_flow(flow, p).map_err(|e| format!("writing to the flow: {e}"))
+            }));
         });
-        // Flow -> TUN.
-        let mut buf = vec![0u8; MAX_PACKET];
-        while !done.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
-            let n = match flow.read(&mut buf) {
-                Ok(n) => n,
-                Err(Error::Timeout) => continue,
-                Err(e) => return ended(format!("reading the flow: {e}"), &why),
-            };
-            let Some(p) = buf.get(..n) else { continue };
-            if ip::check(p).is_err() {
-                stats.rx_not_ip.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            match tun.write(p) {
-                Ok(_) => {
-                    stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-                    stats.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    stats.rx_tun_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        if stop.load(Ordering::Relaxed) {
-            ended("stopped (signal)".into(), &why);
-        }
+        finished(pump::from_flow(tun, flow, stats, &is_done));
     });
+    if stop.load(Ordering::Relaxed) {
+        return "stopped (signal)".into();
+    }
     why.into_inner()
         .ok()
         .flatten()

@@ -68,7 +68,12 @@ impl Tun {
     /// picks).
     pub fn create(name: &str, tap: bool) -> io::Result<Self> {
         // Safety: a C string literal and flags; the result is checked before use.
-        let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        let raw = unsafe {
+            libc::open(
+                c"/dev/net/tun".as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            )
+        };
         if raw < 0 {
             let e = io::Error::last_os_error();
             return Err(io::Error::new(
@@ -145,7 +150,7 @@ impl Tun {
         }
     }
 
-    /// Reads one packet.
+    /// Reads one packet (non-blocking: `WouldBlock` when there is none).
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // Safety: `buf` is valid for writes of its length for the call.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
