@@ -9,11 +9,13 @@
 #   scrapes o7sd's Prometheus endpoint), tshark (the Wireshark dissector's tests run
 #   tools/wireshark/o7s.lua in it), fonts-dejavu-core (the congestion experiment's plots,
 #   o7s-congestion-report, draw their text with DejaVu Sans), python3 (the congestion
-#   experiment's glue; the o7s-vpn test's TCP transfer).
+#   experiment's glue; the o7s-vpn tests' TCP transfer and MAC flood), arping (ARP across
+#   the o7s-vpn --tap switch).
 set -euo pipefail
 need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
+command -v arping >/dev/null 2>&1 || [ -x /usr/sbin/arping ] || need="$need arping"
 command -v python3 >/dev/null 2>&1 || need="$need python3"
 command -v xxd >/dev/null 2>&1 || need="$need xxd"
 [ -x /usr/sbin/named ] || need="$need bind9"

@@ -491,7 +491,7 @@ fn mac_of(t: &Topo, s: &str, dev: &str) -> String {
 /// restarts (a new flow, a new MAC) and is learnt again, its old flow's addresses gone.
 #[test]
 fn tap_devices_joined_by_flows_form_one_segment() {
-    if !can_run() || !tool("ping") {
+    if !can_run() || !tool("ping") || !tool("arping") || !tool("python3") {
         return;
     }
     let t = Topo::bridged("vpt", &["a", "b", "c"]);
@@ -592,6 +592,53 @@ fn tap_devices_joined_by_flows_form_one_segment() {
     assert_eq!(port_of(&st, &mc), None, "C's old MAC stayed: {st}");
     let pc2 = port_of(&st, &mc2).unwrap_or_else(|| panic!("{st}"));
     assert!(pc2.starts_with("flow ") && pc2 != pc, "{st}");
+    // ARP by itself across the switch: C asks who has B's address on its TAP device.
+    let o = t
+        .cmd("c", &o7s_integration::tool_path("arping").unwrap())
+        .args(["-c", "3", "-i", &tc2, "10.88.0.2"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success() && out.contains(&mb) && out.contains("3 packets received"),
+        "arping C -> B: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A MAC flood from B: 10,000 broadcast frames, each from a new source address, written
+    // to B's TAP device. A's switch stays at its bound and counts what it could not learn,
+    // and B and C still reach each other.
+    let flood = t
+        .cmd("b", std::path::Path::new("python3"))
+        .args([
+            "-c",
+            "import socket,sys,time\ns=socket.socket(socket.AF_PACKET,socket.SOCK_RAW);s.bind((sys.argv[1],0))\nfor i in range(10000):\n s.send(b'\\xff'*6+bytes([2,0xee])+i.to_bytes(4,'big')+b'\\x88\\xb5'+bytes(46))\n if i%200==199: time.sleep(0.01)",
+            &tb,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        flood.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flood.stderr)
+    );
+    o7s_integration::eventually(Duration::from_secs(5), || {
+        st = vpn_status(&t, "a");
+        st["switch"]["table_full"].as_u64().unwrap_or(0) > 0
+    });
+    let max = st["switch"]["max"].as_u64().unwrap();
+    assert_eq!(
+        st["switch"]["size"].as_u64().unwrap(),
+        max,
+        "{}",
+        st["switch"]
+    );
+    assert!(
+        st["switch"]["table_full"].as_u64().unwrap() >= 10_000 - max,
+        "{}",
+        st["switch"]
+    );
+    ping("b", "10.88.0.3");
+    ping("c", "10.88.0.2");
     stop(cc2);
     stop(cb);
     let ca = stop(server);
