@@ -752,3 +752,63 @@ fn several_peers_each_get_the_packets_of_their_prefix() {
     assert!(cb["rx_packets"].as_u64().unwrap() >= 7, "{cb}");
     stop(sc2);
 }
+
+/// No root needed: an unprivileged user (uid 65534) with CAP_NET_ADMIN alone runs the
+/// client, which creates its TUN device and allocates its flow; the same user without the
+/// capability is told what it lacks and nothing is left behind.
+#[test]
+fn a_client_needs_cap_net_admin_not_root() {
+    if !can_run() || !tool("ping") || !tool("setpriv") {
+        return;
+    }
+    let t = Topo::pair("vpc");
+    let name = unique("vpcap");
+    let _b = t.daemon("b", &conf(&t.dev("b"), Some(&name)));
+    let _a = t.daemon("a", &conf(&t.dev("a"), None));
+    let server = t
+        .cmd("b", &bin("o7s-vpn"))
+        .args([
+            "--bind", &name, "-i", SERVER_IP, "-m", "24", "--json", "--dev",
+        ])
+        .arg(unique("cb"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("b", "b", &name);
+    let as_nobody = |caps: &[&str]| {
+        let mut c = t.cmd("a", &o7s_integration::tool_path("setpriv").unwrap());
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+        c.args(caps);
+        c.arg(bin("o7s-vpn"));
+        c.args(["-n", &name, "-i", CLIENT_IP, "-m", "24", "--json", "--dev"]);
+        c
+    };
+    let dev = unique("cn");
+    let denied = as_nobody(&[]).arg(&dev).output().unwrap();
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(!denied.status.success(), "{err}");
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+    let link = t
+        .cmd("a", std::path::Path::new("ip"))
+        .args(["link", "show", &dev])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "a device was left: {link:?}");
+    let client = spawn_ready_line(
+        as_nobody(&["--inh-caps", "+net_admin", "--ambient-caps", "+net_admin"])
+            .arg(&dev)
+            .stdout(Stdio::piped()),
+        "tunnel up",
+    );
+    let ping = t
+        .cmd("a", std::path::Path::new("ping"))
+        .args(["-c", "3", "-i", "0.2", "-W", "2", SERVER_IP])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&ping.stdout).to_string();
+    assert!(ping.status.success() && out.contains("3 received"), "{out}");
+    let ca = stop(client);
+    assert!(ca["rx_packets"].as_u64().unwrap() >= 3, "{ca}");
+    stop(server);
+}

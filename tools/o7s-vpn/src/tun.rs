@@ -86,7 +86,16 @@ impl Tun {
         let mut req = ifreq_named(name)?;
         let kind = if tap { libc::IFF_TAP } else { libc::IFF_TUN };
         req.ifr_ifru.ifru_flags = (kind | libc::IFF_NO_PI) as libc::c_short;
-        ioctl(fd.as_fd(), libc::TUNSETIFF, &mut req, "TUNSETIFF")?;
+        ioctl(fd.as_fd(), libc::TUNSETIFF, &mut req, "TUNSETIFF").map_err(|e| {
+            if e.kind() == io::ErrorKind::PermissionDenied {
+                io::Error::new(
+                    e.kind(),
+                    format!("{e} (creating a TUN/TAP device needs CAP_NET_ADMIN: run as root or grant it, e.g. setcap cap_net_admin+ep o7s-vpn)"),
+                )
+            } else {
+                e
+            }
+        })?;
         // Safety: the kernel wrote the device's name, NUL-terminated within IFNAMSIZ.
         let given = unsafe { CStr::from_ptr(req.ifr_name.as_ptr()) }
             .to_string_lossy()
