@@ -1,12 +1,13 @@
 //! `--peer NAME=PREFIX`, several times: one TUN device, one flow per peer, and a routing
 //! table (src/routes.rs) that sends each packet read from the device on the flow of the
-//! peer whose prefix holds its destination (longest prefix first). Each peer's flow is
-//! allocated on its own thread, read on it, and allocated again when it ends; packets
-//! for no prefix, or for a peer whose flow is not up, are dropped and counted. The
-//! device's MTU is the smallest largest-SDU of the flows so far.
+//! peer whose prefix holds its destination (longest prefix first). Each peer's flow (one
+//! per name, whatever the number of its prefixes) is allocated on its own thread, read on
+//! it, and allocated again when it ends; packets for no prefix, or for a peer whose flow
+//! is not up, are dropped and counted. The device's MTU is the smallest largest-SDU of the
+//! flows so far.
 
 use crate::pump::{self, Sent};
-use crate::routes::{destination, PeerArg, Routes};
+use crate::routes::{destination, first_of_name, PeerArg, Routes};
 use crate::tun::Tun;
 use crate::{Cli, Stats, MIN_MTU, TICK};
 use o7s::flow::Flow;
@@ -164,9 +165,12 @@ pub fn run(cli: &Cli, routes: &Routes, tun: &Tun, stats: &Stats, stop: &AtomicBo
         })
         .collect();
     std::thread::scope(|s| {
-        for p in &peers {
-            let sh = &sh;
-            s.spawn(move || sh.serve(p));
+        // One flow per name: an entry repeating a name only adds a prefix to it.
+        for (k, p) in peers.iter().enumerate() {
+            if first_of_name(&cli.peer, k) == k {
+                let sh = &sh;
+                s.spawn(move || sh.serve(p));
+            }
         }
         let why = pump::from_tun(tun, stats, &|| stop.load(Ordering::Relaxed), &mut |p| {
             Ok(sh.route(routes, &peers, p))

@@ -111,10 +111,13 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// The table of `peers` (peer i for `peers[i]`); a prefix given twice is an error.
+    /// The table of `peers`: a prefix of `peers[i]` leads to i, or to the first entry of
+    /// the same name (one flow per name, however many prefixes); a prefix given twice is
+    /// an error.
     pub fn new(peers: &[PeerArg]) -> Result<Self, String> {
         let mut by_len: Vec<(Prefix, usize)> = Vec::with_capacity(peers.len());
-        for (i, p) in peers.iter().enumerate() {
+        for (k, p) in peers.iter().enumerate() {
+            let i = first_of_name(peers, k);
             if let Some((_, j)) = by_len.iter().find(|(q, _)| *q == p.prefix) {
                 let other = peers.get(*j).map_or("", |o| o.name.as_str());
                 return Err(format!(
@@ -136,6 +139,15 @@ impl Routes {
             .find(|(p, _)| p.contains(dst))
             .map(|(_, i)| *i)
     }
+}
+
+/// The index of the first entry of `peers` named as `peers[k]` (k itself if none before).
+pub fn first_of_name(peers: &[PeerArg], k: usize) -> usize {
+    let name = peers.get(k).map(|p| p.name.as_str());
+    peers
+        .iter()
+        .position(|p| Some(p.name.as_str()) == name)
+        .unwrap_or(k)
 }
 
 /// The destination address of IP packet `p` (checked by `ip::check` before).
@@ -209,6 +221,19 @@ mod tests {
         let r = Routes::new(&peers(&["b=10.94.0.2", "c=10.94.0.3"])).unwrap();
         assert_eq!(r.lookup(ip("10.94.0.3")), Some(1));
         assert_eq!(r.lookup(ip("10.94.0.4")), None);
+    }
+
+    #[test]
+    fn prefixes_of_one_name_lead_to_its_first_entry() {
+        let p = peers(&["b=10.94.0.2", "c=10.94.0.3", "b=10.20.0.0/16"]);
+        let r = Routes::new(&p).unwrap();
+        assert_eq!(r.lookup(ip("10.20.1.1")), Some(0));
+        assert_eq!(r.lookup(ip("10.94.0.2")), Some(0));
+        assert_eq!(r.lookup(ip("10.94.0.3")), Some(1));
+        assert_eq!(
+            (0..3).map(|k| first_of_name(&p, k)).collect::<Vec<_>>(),
+            [0, 1, 0]
+        );
     }
 
     #[test]
