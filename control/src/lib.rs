@@ -10,6 +10,7 @@ pub mod dp;
 pub mod error;
 pub mod eth;
 pub mod metrics;
+pub mod metrics_http;
 pub mod registry;
 pub mod replay;
 pub mod security;

@@ -90,9 +90,11 @@ struct Cli {
     /// one); more are closed at once and logged.
     #[arg(long, default_value_t = 512)]
     max_conns_per_user: u32,
-    /// Serve Prometheus metrics (every counter o7sctl shows) at http://ADDR:PORT/metrics.
-    /// Off by default; they are readable by anyone who reaches the address.
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// Serve Prometheus metrics (every counter o7sctl shows: names, flows, ports, layers)
+    /// at http://ADDR:PORT/metrics; a PORT alone is 127.0.0.1:PORT (this host only). Off by
+    /// default; anyone who reaches the address reads them (o7sd says so in its log when
+    /// the address is not a loopback one).
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = o7s_control::metrics::parse_addr)]
     metrics: Option<std::net::SocketAddr>,
     /// Log filter (error, warn, info, debug, trace); $O7S_LOG overrides.
     #[arg(long, default_value = "info")]

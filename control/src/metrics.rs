@@ -8,8 +8,9 @@
 //! `o7s_ipcp_up{...}`, and the daemon-wide counters of `o7sctl stats` as
 //! `o7s_<counter>_total`). A row's nested object holds exact values that the listing shows
 //! in another form (a flow's `ca`): its numbers become metrics of the listing
-//! (`o7s_flow_rate_bps`), the columns that show them do not. One thread serves one request
-//! at a time, with 2 s time-outs and an 8 KiB request limit.
+//! (`o7s_flow_rate_bps`), the columns that show them do not. The HTTP side
+//! (src/metrics_http.rs) is one thread over non-blocking sockets: 2 s per connection in all,
+//! 8 KiB per request, 64 connections at once (the oldest makes room).
 //!
 //! Types: [`METRICS`] says of every metric whether it is a counter (it only goes up; the
 //! encoder adds `_total` to its samples) or a gauge (a level that also goes down: contacts,
@@ -25,10 +26,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
 
 type Labels = Vec<(String, String)>;
 
@@ -569,6 +568,21 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "o7sctl requests refused because the caller may not make them",
     ),
     (
+        "o7s_metrics_timed_out",
+        C,
+        "Metrics connections closed at their 2 s deadline (request and response not done)",
+    ),
+    (
+        "o7s_metrics_evicted",
+        C,
+        "Metrics connections closed to make room: 64 were open",
+    ),
+    (
+        "o7s_metrics_bad_request",
+        C,
+        "Metrics requests over 8 KiB or closed before their end",
+    ),
+    (
         "o7s_autostart_limit",
         C,
         "Flow requests refused because the name's auto-started program already ran its most instances",
@@ -850,59 +864,34 @@ pub fn render(view: &dyn Fn(Ctl) -> Reply) -> String {
     out
 }
 
-/// Starts the endpoint on `addr`.
+/// `--metrics`: ADDR:PORT, or a PORT alone on the loopback address.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| {
+        format!("'{s}' is neither ADDR:PORT (127.0.0.1:9100, [::1]:9100) nor a port (9100)")
+    })
+}
+
+/// Starts the endpoint on `addr` (its HTTP side: src/metrics_http.rs).
 pub fn serve(d: Arc<Daemon>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name("o7sd-metrics".into())
         .spawn(move || {
-            for conn in listener.incoming() {
-                match conn {
-                    Ok(s) => {
-                        if let Err(e) = answer(s, &d) {
-                            tracing::debug!("metrics request: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!("metrics endpoint: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
+            if let Err(e) = crate::metrics_http::run(&listener, &|| render(&|c| d.view(c))) {
+                tracing::error!("metrics endpoint stopped: {e}");
             }
         })?;
     tracing::info!("Prometheus metrics on http://{bound}/metrics.");
-    Ok(bound)
-}
-
-fn answer(mut s: TcpStream, d: &Daemon) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut req = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        req.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            "The metrics on {bound} are readable by anyone who reaches that address: the names, flows, ports and layers of this host."
+        );
     }
-    let line = String::from_utf8_lossy(&req);
-    let first = line.lines().next().unwrap_or("");
-    let (status, ctype, body) = if first.starts_with("GET /metrics ") || first == "GET /metrics" {
-        (
-            "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            render(&|c| d.view(c)),
-        )
-    } else {
-        ("404 Not Found", "text/plain", "try /metrics\n".to_string())
-    };
-    write!(
-        s,
-        "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
+    Ok(bound)
 }
 
 #[cfg(test)]
@@ -920,6 +909,19 @@ mod tests {
                 .map(|r| r.as_object().unwrap().clone())
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_port_alone_listens_on_loopback_only() {
+        assert_eq!(parse_addr("9100").unwrap().to_string(), "127.0.0.1:9100");
+        assert_eq!(
+            parse_addr("0.0.0.0:9100").unwrap().to_string(),
+            "0.0.0.0:9100"
+        );
+        assert_eq!(parse_addr("[::1]:9100").unwrap().to_string(), "[::1]:9100");
+        let e = parse_addr("localhost").unwrap_err();
+        assert!(e.contains("ADDR:PORT"), "{e}");
+        assert!(parse_addr("70000").is_err());
     }
 
     #[test]

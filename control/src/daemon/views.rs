@@ -542,6 +542,9 @@ impl Daemon {
                     ("request_slow", &c.request_slow),
                     ("dp_queue_full", &self.dp.queue_full),
                     ("log_lines_suppressed", &crate::wirelog::SUPPRESSED_TOTAL),
+                    ("metrics_timed_out", &crate::metrics_http::TIMED_OUT),
+                    ("metrics_evicted", &crate::metrics_http::EVICTED),
+                    ("metrics_bad_request", &crate::metrics_http::BAD_REQUEST),
                 ] {
                     m.insert(k.into(), json!(v.load(Ordering::Relaxed)));
                 }
