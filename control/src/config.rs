@@ -315,7 +315,19 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             ));
         }
         for (name, v) in sub {
-            cfg.ipcps.push(parse_ipcp(&src, top, kind, name, v)?);
+            let i = parse_ipcp(&src, top, kind, name, v)?;
+            if let Some(other) = cfg.ipcps.iter().find(|o| o.name == i.name) {
+                return Err(src.err(
+                    i.line,
+                    name,
+                    format!(
+                        "an IPCP named {name} is already in this file ([{}.{name}], line {}): IPCP names are unique",
+                        other.kind.as_str(),
+                        other.line
+                    ),
+                ));
+            }
+            cfg.ipcps.push(i);
         }
     }
     Ok(cfg)
@@ -682,6 +694,22 @@ mod tests {
         assert_eq!(c.ipcps[0].kind, IpcpKind::Udp4);
         assert_eq!(c.ipcps[0].hash, HashAlgo::Md5);
         assert_eq!(c.notes.len(), 1);
+    }
+
+    #[test]
+    fn an_ipcp_name_is_given_once_across_kinds() {
+        let e = parse(
+            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\n\n[unicast.x]\nbootstrap=\"u\"\n",
+            "t.conf",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (5, "x"));
+        assert!(e.to_string().contains("[eth-dix.x], line 1"), "{e}");
+        assert!(parse(
+            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\n\n[unicast.y]\nbootstrap=\"u\"\n",
+            "t.conf"
+        )
+        .is_ok());
     }
 
     #[test]

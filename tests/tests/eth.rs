@@ -554,6 +554,80 @@ fn runtime_config_errors_are_refused() {
     assert_eq!(names[0]["lb"], "round-robin");
 }
 
+/// `config load` of a file naming IPCPs that exist never makes a second one: an IPCP that
+/// exists as the file says is left as it is (the file loads again and again), one that
+/// exists as something else refuses the whole file, saying what differs, with nothing
+/// of it applied.
+#[test]
+fn loading_a_file_again_never_duplicates_an_ipcp() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("cl");
+    let mut a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    let load = |text: &str, file: &str| {
+        let f = t.dir.join(file);
+        std::fs::write(&f, text).unwrap();
+        t.cmd("a", &bin("o7sctl"))
+            .args(["config", "load"])
+            .arg(&f)
+            .output()
+            .unwrap()
+    };
+    let same = format!(
+        "{}
+[unicast.u1]
+bootstrap=\"lay\"\n",
+        client_conf("eth-dix", &t.dev("a"))
+    );
+    for _ in 0..3 {
+        let o = load(&same, "same.conf");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let names = |rows: Vec<serde_json::Value>| {
+        let mut n: Vec<String> = rows
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(t.ctl_json("a", &["ipcp", "list"])), ["u1", "wifi1"]);
+    assert!(
+        a.log().contains("exists as the configuration says"),
+        "{}",
+        a.log()
+    );
+    // wifi1 as a unicast IPCP, u1 in another layer: refused, both named, nothing applied.
+    let o = load(
+        "[name.\"n1\"]\nlb=\"round-robin\"\n\n[unicast.wifi1]\nbootstrap=\"lay\"\n\n[unicast.u1]\nbootstrap=\"other\"\n",
+        "clash.conf",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("IPCP wifi1 exists as eth-dix in layer wifi-network")
+            && err.contains("the file makes it unicast in layer lay")
+            && err.contains("IPCP u1 exists as unicast in layer lay")
+            && err.contains("nothing applied"),
+        "{err}"
+    );
+    // (u1 and its layer have names of their own, for the layer's members to reach them.)
+    assert_eq!(names(t.ctl_json("a", &["name", "list"])), ["lay", "u1"]);
+    assert_eq!(names(t.ctl_json("a", &["ipcp", "list"])), ["u1", "wifi1"]);
+    // The same name twice in one file: refused at parsing, with both lines.
+    let o = load(
+        "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\n\n[unicast.x]\nbootstrap=\"u\"\n",
+        "twice.conf",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("already in this file"),
+        "{err}"
+    );
+    assert!(a.alive());
+}
+
 /// The daemon restarts a data plane that died, re-opens its ports, and new flows work.
 #[test]
 fn dead_data_plane_is_restarted() {

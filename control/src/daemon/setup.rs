@@ -3,9 +3,93 @@
 
 use super::*;
 
+/// How an IPCP of a configuration stands against the IPCPs that exist.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Standing {
+    /// No IPCP has its name.
+    New,
+    /// One does, of the kind, layer and device the configuration gives: left as it is.
+    Same,
+    /// One does, and is something else (why).
+    Conflict(String),
+}
+
+/// Where an IPCP of kind `kind` with `dev` and `ip`/`port` from a configuration sits: its
+/// device, or for udp its address as the IPCP list shows it.
+fn conf_dev(i: &crate::config::IpcpConf) -> String {
+    i.ip.as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .map(|ip| std::net::SocketAddr::new(ip, i.port).to_string())
+        .or_else(|| i.dev.clone())
+        .unwrap_or_default()
+}
+
 impl Daemon {
+    /// How `i` stands against the IPCPs that exist (by name, across every kind).
+    pub(super) fn standing(&self, i: &crate::config::IpcpConf) -> Standing {
+        let st = self.st();
+        let file_says = || {
+            format!(
+                "{} in layer {}{}",
+                i.kind.as_str(),
+                i.bootstrap.as_deref().or(i.enrol.as_deref()).unwrap_or("-"),
+                if i.kind == IpcpKind::Unicast {
+                    String::new()
+                } else {
+                    format!(" on {}", conf_dev(i))
+                }
+            )
+        };
+        if let Some(e) = st.ipcps.iter().find(|e| e.name == i.name) {
+            let same = e.kind == i.kind
+                && i.bootstrap.as_deref() == Some(e.layer.as_str())
+                && e.dev == conf_dev(i);
+            return if same {
+                Standing::Same
+            } else {
+                Standing::Conflict(format!(
+                    "IPCP {} exists as {} in layer {} on {}, the file makes it {}",
+                    i.name,
+                    e.kind.as_str(),
+                    e.layer,
+                    e.dev,
+                    file_says()
+                ))
+            };
+        }
+        if let Some(u) = st.unicast.iter().find(|u| u.name == i.name) {
+            let same =
+                i.kind == IpcpKind::Unicast && (i.bootstrap.is_none() || i.bootstrap == u.layer);
+            return if same {
+                Standing::Same
+            } else {
+                Standing::Conflict(format!(
+                    "IPCP {} exists as unicast in layer {}, the file makes it {}",
+                    i.name,
+                    u.layer.as_deref().unwrap_or("(none yet)"),
+                    file_says()
+                ))
+            };
+        }
+        Standing::New
+    }
+
+    /// `config load`: what in `cfg` contradicts the IPCPs that exist; the load is refused
+    /// whole when anything does.
+    pub(super) fn config_conflicts(&self, cfg: &Config) -> Vec<String> {
+        cfg.ipcps
+            .iter()
+            .filter_map(|i| match self.standing(i) {
+                Standing::Conflict(why) => Some(why),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Applies a configuration: names, bindings, IPCPs, registrations. Run-time failures
-    /// (a device that does not exist) are logged; the daemon keeps running.
+    /// (a device that does not exist) are logged; the daemon keeps running. An IPCP that
+    /// exists as the configuration says is left as it is; one that exists as something else
+    /// is skipped with an error (`config load` refuses such a file before this).
     pub fn apply(&self, cfg: &Config) {
         for n in &cfg.notes {
             tracing::info!("{n}");
@@ -22,6 +106,21 @@ impl Daemon {
             }
         }
         for i in &cfg.ipcps {
+            match self.standing(i) {
+                Standing::New => {}
+                Standing::Same => {
+                    tracing::info!(
+                        "IPCP {} (line {}) exists as the configuration says: left as it is.",
+                        i.name,
+                        i.line
+                    );
+                    continue;
+                }
+                Standing::Conflict(why) => {
+                    tracing::error!("{why} (line {}): skipped.", i.line);
+                    continue;
+                }
+            }
             let layer = i
                 .bootstrap
                 .clone()

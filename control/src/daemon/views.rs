@@ -507,6 +507,14 @@ impl Daemon {
                 path,
                 content: Some(text),
             } => match crate::config::parse(&text, &path) {
+                Ok(c) if !self.config_conflicts(&c).is_empty() => {
+                    let e = CtlError::Exists(format!(
+                        "config load {path}: nothing applied: {}; to change an IPCP, destroy it first (o7sctl ipcp destroy NAME)",
+                        self.config_conflicts(&c).join("; ")
+                    ));
+                    tracing::warn!("{e}");
+                    err(e)
+                }
                 Ok(c) => {
                     tracing::info!("Applying configuration file {path} (o7sctl).");
                     self.apply(&c);

@@ -236,7 +236,9 @@ enum UnbindCmd {
 #[derive(Debug, Subcommand)]
 enum ConfigCmd {
     /// `load FILE`: o7sctl reads FILE and sends its text; refused whole, with file, line and
-    /// key, if it has an error.
+    /// key, if it has an error, or if it makes an IPCP that exists into something else
+    /// (another kind, layer or device). IPCPs that exist as the file says are left as they
+    /// are, so a file loads again without making anything twice.
     Load {
         /// The configuration file (the reference's TOML).
         file: std::path::PathBuf,
