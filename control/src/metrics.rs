@@ -199,6 +199,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "LSAs from another IPCP of the layer with this IPCP's address",
     ),
     (
+        "o7s_ipcp_dht_forgotten",
+        C,
+        "Directory values dropped because the address they name left the layer (no route for 1 s)",
+    ),
+    (
         "o7s_ipcp_readdressed",
         C,
         "Times the IPCP moved to a new address because another member had its own",

@@ -767,6 +767,27 @@ impl Dht {
         }
     }
 
+    /// Address `addr` left the layer (its routes are gone: link state withdrew it or it
+    /// aged out): the values stored here that point at it are dropped, so lookups stop
+    /// answering a dead address, and it leaves the buckets. Returns how many values went.
+    /// An o7s step beyond 0.23, which keeps them until they expire; a member that is still
+    /// there stores its names again when it republishes.
+    pub fn forget_address(&mut self, addr: u64) -> usize {
+        if addr == self.addr {
+            return 0;
+        }
+        let mut gone = 0;
+        self.values.retain(|_, m| {
+            gone += usize::from(m.remove(&addr).is_some());
+            !m.is_empty()
+        });
+        self.stored = self.stored.saturating_sub(gone);
+        for b in &mut self.buckets {
+            b.retain(|c| c.addr != addr);
+        }
+        gone
+    }
+
     /// Values stored here for others.
     pub fn stored(&self) -> usize {
         self.stored
@@ -876,6 +897,39 @@ mod tests {
             nodes[5].poll_event(),
             Some(Event::NotFound { id, key: other })
         );
+    }
+
+    #[test]
+    fn a_forgotten_address_leaves_the_values_and_the_buckets() {
+        let now = Instant::now();
+        let unix = 1_796_083_200;
+        let mut nodes: Vec<Dht> = (0..4).map(node).collect();
+        for i in 1..nodes.len() {
+            nodes[i].bootstrap(now, 0x1000);
+            settle(&mut nodes, now, unix);
+        }
+        // Two members publish one name, a third another; node 0 holds copies.
+        let key = o7s_wire::hash::HashAlgo::Sha3_256.hash("oping");
+        let other = o7s_wire::hash::HashAlgo::Sha3_256.hash("other");
+        nodes[2].register(now, unix, key.clone());
+        nodes[3].register(now, unix, key.clone());
+        nodes[3].register(now, unix, other.clone());
+        settle(&mut nodes, now, unix);
+        let mut known = nodes[0].known(&key, unix);
+        known.sort_unstable();
+        assert_eq!(known, [0x1002, 0x1003]);
+        let (stored, contacts) = (nodes[0].stored(), nodes[0].contacts());
+        assert_eq!(nodes[0].forget_address(0x1003), 2);
+        assert_eq!(nodes[0].known(&key, unix), [0x1002]);
+        assert!(nodes[0].known(&other, unix).is_empty());
+        assert_eq!(nodes[0].stored(), stored - 2);
+        assert_eq!(nodes[0].contacts(), contacts - 1);
+        assert!(nodes[0].entries().iter().all(|(_, a, _, _)| *a != 0x1003));
+        // Again: nothing more; our own address is never forgotten.
+        assert_eq!(nodes[0].forget_address(0x1003), 0);
+        nodes[0].register(now, unix, other.clone());
+        assert_eq!(nodes[0].forget_address(0x1000), 0);
+        assert_eq!(nodes[0].known(&other, unix), [0x1000]);
     }
 
     #[test]

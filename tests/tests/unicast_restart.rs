@@ -71,6 +71,14 @@ fn kill_host(t: &Topo, h: &str) {
     );
 }
 
+/// An address as the listings show it ("0x0000abcd", or a number).
+fn addr_of(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_str()
+            .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+    })
+}
+
 /// Whether host `h`'s table has a route to `addr`.
 fn routes_to(t: &Topo, h: &str, addr: &Value) -> bool {
     t.ctl_json(h, &["route", "list"])
@@ -115,6 +123,22 @@ fn a_host_that_restarts_during_an_oping_is_reached_again_and_nothing_bounces() {
     assert!(ok, "{why}\n{}\n{}", a.log(), b.log());
     let old = row(&t, "c", "uc")["address"].clone();
     assert!(routes_to(&t, "a", &old) && routes_to(&t, "b", &old));
+    // The directory at A and B: where C's name is stored, with which addresses.
+    let key = hex::encode(o7s_wire::hash::HashAlgo::Sha3_256.hash("oping-server"));
+    let dht_addrs = |h: &str| -> Vec<u64> {
+        t.ctl_json(h, &["dht", "list"])
+            .iter()
+            .filter(|r| r["key"] == key.as_str())
+            .filter_map(|r| addr_of(&r["address"]))
+            .collect()
+    };
+    let old_addr = addr_of(&old).unwrap();
+    assert!(
+        dht_addrs("a").contains(&old_addr) || dht_addrs("b").contains(&old_addr),
+        "C's name is stored at neither A nor B: {:?} {:?}",
+        t.ctl_json("a", &["dht", "list"]),
+        t.ctl_json("b", &["dht", "list"])
+    );
     // An oping from A to the old C runs on while C goes down and comes back (a new IPCP
     // with a new address): its PDUs for the old address keep reaching B.
     let long = t
@@ -161,6 +185,21 @@ fn a_host_that_restarts_during_an_oping_is_reached_again_and_nothing_bounces() {
     assert!(eventually(Duration::from_secs(10), || routes_to(
         &t, "a", &new
     )));
+    // Nor does their directory name it after a second without a route (o7s: 0.23 keeps
+    // the values until they expire, and lookups answer the dead address among the live).
+    for h in ["a", "b"] {
+        assert!(
+            eventually(Duration::from_secs(3), || !dht_addrs(h).contains(&old_addr)),
+            "{h}'s directory still names C's old address: {:?}",
+            t.ctl_json(h, &["dht", "list"])
+        );
+    }
+    assert!(
+        n(&row(&t, "a", "ua"), "dht_forgotten") + n(&row(&t, "b", "ub"), "dht_forgotten") >= 1,
+        "A {}\nB {}",
+        row(&t, "a", "ua"),
+        row(&t, "b", "ub")
+    );
     let _ = long.wait_with_output();
     let (ra, rb, rc) = (row(&t, "a", "ua"), row(&t, "b", "ub"), row(&t, "c", "uc"));
     // The oping's PDUs for the old address stopped at B, the first hop that knew C was

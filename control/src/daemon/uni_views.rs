@@ -171,6 +171,7 @@ impl Daemon {
                         "lsa_withdrawn".into(),
                         json!(u.ls.as_ref().map_or(0, |l| l.counters().withdrawn)),
                     );
+                    o.insert("dht_forgotten".into(), json!(u.dht_forgotten));
                 }
                 row
             })

@@ -24,6 +24,10 @@ use std::sync::mpsc::Receiver;
 /// flow of the next hop), DT N-1 flows).
 pub(super) type DpTable = (u32, Vec<(u32, u64)>, Vec<u64>);
 
+/// How long an address may be out of the forwarding table before the directory values
+/// that name it are dropped here: a route that flaps back within it keeps them.
+pub const LEFT_GRACE: Duration = Duration::from_secs(1);
+
 /// A unicast IPCP.
 #[derive(Debug)]
 pub struct UniIpcp {
@@ -78,6 +82,11 @@ pub struct UniIpcp {
     pub incoming: Vec<UniIncoming>,
     /// Times it moved to a new address (another IPCP had its own).
     pub readdressed: u64,
+    /// Addresses that left the forwarding table, since when: after [`LEFT_GRACE`] their
+    /// directory values here are dropped ([`o7s_proto::dht::Dht::forget_address`]).
+    pub left: HashMap<u64, Instant>,
+    /// Directory values dropped because their address left the layer.
+    pub dht_forgotten: u64,
     /// N-1 flows that `o7sctl ipcp disconnect` marked down, until the loop closes them:
     /// asked for, so their end is no failure to warn of.
     pub(super) disconnected: std::collections::HashSet<u64>,
@@ -251,6 +260,8 @@ impl Daemon {
             disconnected: Default::default(),
             looked_up: HashMap::new(),
             readdressed: 0,
+            left: HashMap::new(),
+            dht_forgotten: 0,
         };
         let idx = {
             let st = self.st();
