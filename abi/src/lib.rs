@@ -10,6 +10,7 @@
 //! Keeping this small lets o7sd depend on it without linking the data plane's XDP, AF_XDP
 //! and crypto libraries.
 
+pub mod impair;
 pub mod msg;
 pub mod rate;
 pub mod ring;

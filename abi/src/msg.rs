@@ -228,6 +228,18 @@ pub enum ToDp {
         /// Most packets waiting per N-1 flow.
         #[serde(default)]
         queue: Option<u32>,
+        /// Received data frames lost, per million ([`crate::impair`]).
+        #[serde(default)]
+        loss_ppm: Option<u32>,
+        /// Received data frames delivered twice, per million.
+        #[serde(default)]
+        dup_ppm: Option<u32>,
+        /// Received data frames held back behind later ones, per million.
+        #[serde(default)]
+        reorder_ppm: Option<u32>,
+        /// Every received data frame held this long, microseconds.
+        #[serde(default)]
+        delay_us: Option<u32>,
     },
     /// Remove a flow.
     DelFlow {
@@ -502,6 +514,33 @@ pub struct PortStats {
     /// PDUs waiting now.
     #[serde(default)]
     pub queued: u64,
+    /// Impairment of received data frames (`o7sctl port set ... loss`): lost per million.
+    #[serde(default)]
+    pub impair_loss_ppm: u32,
+    /// Duplicated per million (`dup`).
+    #[serde(default)]
+    pub impair_dup_ppm: u32,
+    /// Held back behind later ones per million (`reorder`).
+    #[serde(default)]
+    pub impair_reorder_ppm: u32,
+    /// Every one held this long, microseconds (`delay`).
+    #[serde(default)]
+    pub impair_delay_us: u32,
+    /// Received data frames the impairments dropped as lost.
+    #[serde(default)]
+    pub impair_lost: u64,
+    /// Received data frames they delivered twice.
+    #[serde(default)]
+    pub impair_duplicated: u64,
+    /// Received data frames they held for the delay.
+    #[serde(default)]
+    pub impair_delayed: u64,
+    /// Received data frames they held back behind later ones.
+    #[serde(default)]
+    pub impair_reordered: u64,
+    /// Received data frames dropped because the held queue was full.
+    #[serde(default)]
+    pub impair_held_full: u64,
     /// The most that ever waited on one N-1 flow.
     #[serde(default)]
     pub queued_max: u64,

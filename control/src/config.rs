@@ -127,6 +127,9 @@ pub struct IpcpConf {
     pub rate_bps: Option<u64>,
     /// Most PDUs waiting per N-1 flow under the cap (`queue`, o7s's own key).
     pub queue: Option<u32>,
+    /// Impairments of the data frames the port receives (o7s's own keys `loss`, `dup`,
+    /// `reorder`: "1%", "0.1%"; `delay`: "5ms"), checked, as written.
+    pub impair: [Option<String>; 4],
     /// Line of the table header (for run-time messages).
     pub line: usize,
     /// A unicast layer's settings (`[unicast.X]` bootstrap keys; defaults otherwise).
@@ -417,6 +420,7 @@ fn parse_ipcp(
         dev: None,
         rate_bps: None,
         queue: None,
+        impair: [None, None, None, None],
         ethertype: o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
         ip: None,
         port: o7s_wire::udp::DEFAULT_PORT,
@@ -503,6 +507,29 @@ fn parse_ipcp(
                     _ => Err("expected a rate such as \"100M\" or bit/s as an integer".into()),
                 };
                 c.rate_bps = Some(r.map_err(|e| src.err(kl, k, e))?);
+            }
+            "loss" | "dup" | "reorder" | "delay"
+                if kinds_ok(&[IpcpKind::EthDix, IpcpKind::EthLlc]) =>
+            {
+                let text = match val {
+                    toml::Value::String(t) => t.clone(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    _ => String::new(),
+                };
+                let at = ["loss", "dup", "reorder", "delay"]
+                    .iter()
+                    .position(|x| *x == k.as_str())
+                    .unwrap_or(0);
+                let ok = if at == 3 {
+                    o7s_abi::impair::parse_delay(&text).map(|_| ())
+                } else {
+                    o7s_abi::impair::parse_ppm(&text).map(|_| ())
+                };
+                ok.map_err(|e| src.err(kl, k, e))?;
+                if let Some(slot) = c.impair.get_mut(at) {
+                    *slot = Some(text);
+                }
             }
             "queue" if kinds_ok(&SHAPED) => {
                 let q = val
@@ -694,6 +721,41 @@ mod tests {
         assert_eq!(c.ipcps[0].kind, IpcpKind::Udp4);
         assert_eq!(c.ipcps[0].hash, HashAlgo::Md5);
         assert_eq!(c.notes.len(), 1);
+    }
+
+    #[test]
+    fn impairment_keys_are_read_for_ethernet_and_refused_elsewhere() {
+        let c = parse(
+            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nloss=\"1%\"\ndup=0.001\nreorder=\"0.5%\"\ndelay=\"5ms\"\n",
+            "i.conf",
+        )
+        .unwrap();
+        assert_eq!(
+            c.ipcps[0].impair,
+            [
+                Some("1%".to_string()),
+                Some("0.001".to_string()),
+                Some("0.5%".to_string()),
+                Some("5ms".to_string())
+            ]
+        );
+        let e = parse(
+            "[eth-llc.x]\nbootstrap=\"l\"\ndev=\"lo\"\nloss=\"120%\"\n",
+            "i.conf",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (4, "loss"));
+        let e = parse(
+            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ndelay=\"3s\"\n",
+            "i.conf",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "delay");
+        assert!(parse(
+            "[udp4.x]\nbootstrap=\"l\"\nip=\"127.0.0.1\"\nloss=\"1%\"\n",
+            "i.conf"
+        )
+        .is_err());
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub struct EthIpcp {
     /// The port's egress cap (bit/s) and queue bound as last set (`rate`/`queue`, `o7sctl
     /// port set`): sent again when the port is opened again.
     pub shaping: (Option<u64>, Option<u32>),
+    /// Impairments of its received data frames as last set (loss, dup, reorder per
+    /// million, delay in µs; `None`: never set): sent again with the shaping.
+    pub impair: [Option<u32>; 4],
     /// Registered names by hash (the shim answers for the same hashes).
     pub regs: HashMap<Vec<u8>, String>,
     /// The protocol machine.
@@ -131,6 +134,7 @@ impl EthIpcp {
             io_path: String::new(),
             up: false,
             shaping: (None, None),
+            impair: [None; 4],
             regs: HashMap::new(),
             shim: Shim::new(cfg, None),
             alloc_waiters: HashMap::new(),

@@ -305,6 +305,51 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "PDUs waiting under the port's cap now",
     ),
     (
+        "o7s_port_impair_loss_ppm",
+        G,
+        "Share of the port's received data frames lost on purpose (o7sctl port set ... loss), per million",
+    ),
+    (
+        "o7s_port_impair_dup_ppm",
+        G,
+        "Share of the port's received data frames delivered twice on purpose, per million",
+    ),
+    (
+        "o7s_port_impair_reorder_ppm",
+        G,
+        "Share of the port's received data frames held back behind later ones on purpose, per million",
+    ),
+    (
+        "o7s_port_impair_delay_us",
+        G,
+        "Delay added to every data frame the port receives, in microseconds",
+    ),
+    (
+        "o7s_port_impair_lost",
+        C,
+        "Received data frames dropped by the port's loss impairment",
+    ),
+    (
+        "o7s_port_impair_duplicated",
+        C,
+        "Received data frames delivered a second time by the port's dup impairment",
+    ),
+    (
+        "o7s_port_impair_delayed",
+        C,
+        "Received data frames held for the port's delay",
+    ),
+    (
+        "o7s_port_impair_reordered",
+        C,
+        "Received data frames held back behind later ones by the port's reorder impairment",
+    ),
+    (
+        "o7s_port_impair_held_full",
+        C,
+        "Received data frames dropped because the port held 8192 for its impairments",
+    ),
+    (
         "o7s_port_queued_max",
         G,
         "The most PDUs that ever waited on one N-1 flow of the port (a high-water mark)",

@@ -9,6 +9,7 @@ pub mod ctl_out;
 pub mod dt;
 pub mod frames;
 pub mod handoff;
+pub mod impair;
 pub use o7s_abi::msg;
 pub mod police;
 pub mod router;

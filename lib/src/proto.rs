@@ -204,6 +204,19 @@ pub enum Ctl {
         /// Most PDUs waiting per N-1 flow.
         #[serde(default)]
         queue: Option<u32>,
+        /// Impairments of the data frames the port receives (issue 27), as o7sctl was
+        /// given them: `loss` ("1%"), `dup`, `reorder` (rates), `delay` ("5ms"); "0" removes.
+        #[serde(default)]
+        loss: Option<String>,
+        /// Duplicated, as a rate.
+        #[serde(default)]
+        dup: Option<String>,
+        /// Held back behind later frames, as a rate.
+        #[serde(default)]
+        reorder: Option<String>,
+        /// Every frame held this long.
+        #[serde(default)]
+        delay: Option<String>,
     },
     /// Apply a configuration file (names, bindings, IPCPs are added). o7sctl reads the
     /// file with its caller's rights and sends its text: the daemon never opens a path a

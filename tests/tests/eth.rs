@@ -628,6 +628,82 @@ bootstrap=\"lay\"\n",
     assert!(a.alive());
 }
 
+/// Impairments of a port's received data frames (issue 27): `o7sctl port set` on B's port
+/// loses a share of the pings reaching B (counted exactly), delays them (the RTT grows by the
+/// delay), duplicates them and holds some back; `port list` says so in words, a bad rate is
+/// refused, and all at zero puts the port back as it was.
+#[test]
+fn a_port_loses_delays_duplicates_and_reorders_what_it_receives_on_demand() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("im");
+    let b = t.daemon(
+        "b",
+        &server_conf("eth-dix", &t.dev("b"), "oping-server", true),
+    );
+    let _a = t.daemon("a", &client_conf("eth-dix", &t.dev("a")));
+    let set = |args: &[&str]| {
+        let o = t
+            .cmd("b", &bin("o7sctl"))
+            .args(["port", "set", "wifi1"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let port = || t.ctl_json("b", &["port", "list"])[0].clone();
+    let num = |k: &str| port()[k].as_u64().unwrap_or(0);
+    let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "3", "-i", "10ms"]);
+    assert_eq!(sum["received"], 3, "before: {sum}");
+    // Loss: 20% of what reaches B; every missing reply is a request B lost, counted.
+    let (ok, err) = set(&["loss", "20%"]);
+    assert!(ok, "{err}");
+    assert_eq!(port()["impair"], "loss 20%");
+    let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "300", "-i", "2ms"]);
+    let got = sum["received"].as_u64().unwrap();
+    assert!((200..=280).contains(&got), "{sum}");
+    assert_eq!(num("impair_lost"), 300 - got, "{}", port());
+    // Delay: 30 ms on every frame B receives, nothing lost.
+    let (ok, err) = set(&["loss", "0", "delay", "30ms"]);
+    assert!(ok, "{err}");
+    let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "5", "-i", "50ms"]);
+    assert_eq!(sum["received"], 5, "{sum}");
+    assert!(sum["rtt_ms"]["min"].as_f64().unwrap() >= 30.0, "{sum}");
+    assert!(num("impair_delayed") >= 5, "{}", port());
+    // Duplicates: every request twice; reorder: all held back (and delivered).
+    let (ok, err) = set(&["delay", "0", "dup", "100%"]);
+    assert!(ok, "{err}");
+    let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "5", "-i", "20ms"]);
+    assert!(sum["received"].as_u64().unwrap() >= 5, "{sum}");
+    assert!(num("impair_duplicated") >= 5, "{}", port());
+    let (ok, err) = set(&["dup", "0", "reorder", "100%"]);
+    assert!(ok, "{err}");
+    let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "5", "-i", "20ms"]);
+    assert_eq!(sum["received"], 5, "{sum}");
+    assert!(num("impair_reordered") >= 5, "{}", port());
+    assert_eq!(port()["impair"], "reorder 100%");
+    // Refused: a rate above 100%, a delay beyond 1 s, no setting at all.
+    for bad in [&["loss", "150%"][..], &["delay", "2s"][..], &[][..]] {
+        let (ok, err) = set(bad);
+        assert!(!ok, "{bad:?} accepted");
+        assert!(!err.is_empty(), "{bad:?}: no reason given");
+    }
+    let (ok, err) = set(&["reorder", "0"]);
+    assert!(ok, "{err}");
+    assert_eq!(port()["impair"], "-");
+    let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "20", "-i", "5ms"]);
+    assert_eq!(sum["received"], 20, "{sum}");
+    assert!(
+        b.log().contains("impairs the data frames it receives"),
+        "{}",
+        b.log()
+    );
+}
+
 /// The daemon restarts a data plane that died, re-opens its ports, and new flows work.
 #[test]
 fn dead_data_plane_is_restarted() {

@@ -91,14 +91,64 @@ pub(super) fn port_row(p: &PortStats) -> Value {
             m.retain(|k, _| !(k.contains("xdp") || k.starts_with("umem") || k == "link"));
         }
         m.insert("rate".into(), json!(cap(p.rate_bps)));
+        m.insert("impair".into(), json!(impairs(p)));
     }
     v
+}
+
+/// A port's impairments in words ("loss 1% delay 5ms"), or "-".
+fn impairs(p: &PortStats) -> String {
+    let pct = |ppm: u32| format!("{}%", f64::from(ppm) / 1e4);
+    let mut w = vec![];
+    for (k, v) in [
+        ("loss", p.impair_loss_ppm),
+        ("dup", p.impair_dup_ppm),
+        ("reorder", p.impair_reorder_ppm),
+    ] {
+        if v > 0 {
+            w.push(format!("{k} {}", pct(v)));
+        }
+    }
+    if p.impair_delay_us > 0 {
+        w.push(format!("delay {}", fmt_us(p.impair_delay_us)));
+    }
+    if w.is_empty() {
+        "-".into()
+    } else {
+        w.join(" ")
+    }
+}
+
+fn fmt_us(us: u32) -> String {
+    if us % 1000 == 0 {
+        format!("{}ms", us / 1000)
+    } else {
+        format!("{us}us")
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_shows_its_impairments_in_words() {
+        let p = PortStats {
+            impair_loss_ppm: 10_000,
+            impair_reorder_ppm: 1_000,
+            impair_delay_us: 5_000,
+            ..PortStats::default()
+        };
+        assert_eq!(port_row(&p)["impair"], "loss 1% reorder 0.1% delay 5ms");
+        let p = PortStats {
+            impair_dup_ppm: 500,
+            impair_delay_us: 250,
+            ..PortStats::default()
+        };
+        assert_eq!(port_row(&p)["impair"], "dup 0.05% delay 250us");
+        assert_eq!(port_row(&PortStats::default())["impair"], "-");
+    }
 
     #[test]
     fn rates_read_with_three_digits_and_a_unit() {

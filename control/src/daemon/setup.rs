@@ -175,10 +175,18 @@ impl Daemon {
             };
             match self.ipcp_bootstrap(&i.name, i.kind, &layer, &dev, port_kind, i.hash) {
                 Ok(()) => {
-                    if i.rate_bps.is_some() || i.queue.is_some() {
+                    let impair = i.impair.each_ref().map(Option::as_deref);
+                    if i.rate_bps.is_some()
+                        || i.queue.is_some()
+                        || impair.iter().any(Option::is_some)
+                    {
                         let rate = i.rate_bps.map(|r| r.to_string());
-                        if let Err(e) = self.port_set(&i.name, rate.as_deref(), i.queue) {
-                            tracing::error!("IPCP {} (line {}): rate/queue: {e}", i.name, i.line);
+                        if let Err(e) = self.port_set(&i.name, rate.as_deref(), i.queue, impair) {
+                            tracing::error!(
+                                "IPCP {} (line {}): rate/queue/impairments: {e}",
+                                i.name,
+                                i.line
+                            );
                         }
                     }
                     if let Some(d) = dns {
@@ -214,23 +222,41 @@ impl Daemon {
         target: &str,
         rate: Option<&str>,
         queue: Option<u32>,
+        impair: [Option<&str>; 4],
     ) -> Result<(), CtlError> {
         let rate_bps = rate
             .map(o7s_abi::rate::parse_rate)
             .transpose()
             .map_err(CtlError::Invalid)?;
+        let [loss, dup, reorder, delay] = impair;
+        let ppm = |k: &str, v: Option<&str>| {
+            v.map(o7s_abi::impair::parse_ppm)
+                .transpose()
+                .map_err(|e| CtlError::Invalid(format!("{k} {e}")))
+        };
+        let delay_us = delay
+            .map(o7s_abi::impair::parse_delay)
+            .transpose()
+            .map_err(|e| CtlError::Invalid(format!("delay {e}")))?
+            .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
+        let impair = [
+            ppm("loss", loss)?,
+            ppm("dup", dup)?,
+            ppm("reorder", reorder)?,
+            delay_us,
+        ];
         if let Some(q) = queue.filter(|q| !(1..=o7s_abi::rate::MAX_QUEUE).contains(q)) {
             return Err(CtlError::Invalid(format!(
                 "queue {q}: expected 1 to {} PDUs",
                 o7s_abi::rate::MAX_QUEUE
             )));
         }
-        if rate_bps.is_none() && queue.is_none() {
+        if rate_bps.is_none() && queue.is_none() && impair.iter().all(Option::is_none) {
             return Err(CtlError::Invalid(
-                "port set: give rate RATE (e.g. 100M, 0 for none) and/or queue PDUS".into(),
+                "port set: give rate RATE (e.g. 100M, 0 for none), queue PDUS, and/or loss/dup/reorder RATE (1%), delay TIME (5ms)".into(),
             ));
         }
-        let (name, port, shaping) = {
+        let (name, port, shaping, impair) = {
             let mut st = self.st();
             let i = st
                 .ipcps
@@ -247,28 +273,58 @@ impl Daemon {
             if queue.is_some() {
                 i.shaping.1 = queue;
             }
-            (i.name.clone(), i.port, i.shaping)
+            if impair.iter().any(Option::is_some) {
+                if !matches!(i.kind, IpcpKind::EthDix | IpcpKind::EthLlc) {
+                    return Err(CtlError::Invalid(format!(
+                        "port set: loss, dup, reorder and delay apply to Ethernet ports; {} is {}",
+                        i.name,
+                        i.kind.as_str()
+                    )));
+                }
+                for (was, new) in i.impair.iter_mut().zip(impair) {
+                    if new.is_some() {
+                        *was = new;
+                    }
+                }
+            }
+            (i.name.clone(), i.port, i.shaping, i.impair)
         };
-        self.send_shaping(port, shaping.0, shaping.1)?;
-        tracing::info!(
-            "IPCP {name}: port {port} egress cap {} bit/s, queue {} PDUs per N-1 flow.",
-            shaping.0.unwrap_or(0),
-            shaping.1.map_or("default".to_string(), |q| q.to_string())
-        );
+        self.send_shaping(port, shaping, impair)?;
+        if rate_bps.is_some() || queue.is_some() {
+            tracing::info!(
+                "IPCP {name}: port {port} egress cap {} bit/s, queue {} PDUs per N-1 flow.",
+                shaping.0.unwrap_or(0),
+                shaping.1.map_or("default".to_string(), |q| q.to_string())
+            );
+        }
+        if impair.iter().any(Option::is_some) {
+            let [l, d, r, t] = impair.map(Option::unwrap_or_default);
+            tracing::info!(
+                "IPCP {name}: port {port} impairs the data frames it receives: loss {}%, dup {}%, reorder {}%, delay {} us.",
+                f64::from(l) / 1e4,
+                f64::from(d) / 1e4,
+                f64::from(r) / 1e4,
+                t
+            );
+        }
         Ok(())
     }
 
-    /// Sends a port's shaping to the data plane.
+    /// Sends a port's shaping and impairments to the data plane.
     pub(super) fn send_shaping(
         &self,
         port: u32,
-        rate_bps: Option<u64>,
-        queue: Option<u32>,
+        (rate_bps, queue): (Option<u64>, Option<u32>),
+        [loss_ppm, dup_ppm, reorder_ppm, delay_us]: [Option<u32>; 4],
     ) -> Result<(), CtlError> {
         let m = ToDp::PortSet {
             port,
             rate_bps,
             queue,
+            loss_ppm,
+            dup_ppm,
+            reorder_ppm,
+            delay_us,
         };
         if self.dp.send(&m, &[]) {
             Ok(())

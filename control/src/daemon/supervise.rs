@@ -123,10 +123,10 @@ impl Daemon {
                     i.io_path = io_path;
                     i.up = true;
                     tracing::info!("IPCP {}: port on {dev} re-opened.", i.name);
-                    if i.shaping != (None, None) {
-                        let (r, q) = i.shaping;
+                    if i.shaping != (None, None) || i.impair.iter().any(Option::is_some) {
+                        let (shaping, impair) = (i.shaping, i.impair);
                         drop(st);
-                        if let Err(e) = self.send_shaping(port, r, q) {
+                        if let Err(e) = self.send_shaping(port, shaping, impair) {
                             tracing::warn!("port {port}: its cap could not be set again: {e}");
                         }
                         continue;

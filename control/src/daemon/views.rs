@@ -490,7 +490,21 @@ impl Daemon {
                 target,
                 rate,
                 queue,
-            } => match self.port_set(&target, rate.as_deref(), queue) {
+                loss,
+                dup,
+                reorder,
+                delay,
+            } => match self.port_set(
+                &target,
+                rate.as_deref(),
+                queue,
+                [
+                    loss.as_deref(),
+                    dup.as_deref(),
+                    reorder.as_deref(),
+                    delay.as_deref(),
+                ],
+            ) {
                 Ok(()) => Reply::Ok,
                 Err(e) => err(e),
             },

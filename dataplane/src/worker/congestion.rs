@@ -131,6 +131,93 @@ impl Dataplane {
         );
     }
 
+    /// ToDp::PortSet's impairments: `None` keeps a value as it is; all zero removes them
+    /// (what is held is handed on at once).
+    pub(super) fn set_port_impair(
+        &mut self,
+        port: u32,
+        loss_ppm: Option<u32>,
+        dup_ppm: Option<u32>,
+        reorder_ppm: Option<u32>,
+        delay_us: Option<u32>,
+    ) {
+        if [loss_ppm, dup_ppm, reorder_ppm, delay_us]
+            .iter()
+            .all(Option::is_none)
+        {
+            return;
+        }
+        if !self.ports.contains_key(&port) {
+            tracing::warn!("port {port}: impairments apply to Ethernet ports only");
+            return;
+        }
+        let cur = self
+            .impairs
+            .get(&port)
+            .map(|i| i.conf())
+            .unwrap_or_default();
+        let ppm = |v: Option<u32>, was: u32| v.map_or(was, |v| v.min(crate::impair::PPM));
+        let conf = crate::impair::ImpairConf {
+            loss_ppm: ppm(loss_ppm, cur.loss_ppm),
+            dup_ppm: ppm(dup_ppm, cur.dup_ppm),
+            reorder_ppm: ppm(reorder_ppm, cur.reorder_ppm),
+            delay: delay_us.map_or(cur.delay, |d| {
+                Duration::from_micros(u64::from(d)).min(o7s_abi::impair::MAX_DELAY)
+            }),
+        };
+        if !conf.active() {
+            if let Some(p) = self.ports.get_mut(&port) {
+                p.stats.impair_loss_ppm = 0;
+                p.stats.impair_dup_ppm = 0;
+                p.stats.impair_reorder_ppm = 0;
+                p.stats.impair_delay_us = 0;
+            }
+        }
+        let seed = self.now_ns() ^ (u64::from(port) << 48) ^ u64::from(std::process::id());
+        self.impairs
+            .entry(port)
+            .or_insert_with(|| crate::impair::Impair::new(conf, seed))
+            .set(conf);
+        tracing::info!(
+            "port {port}: received data frames impaired: loss {} ppm, dup {} ppm, reorder {} ppm, delay {:?}",
+            conf.loss_ppm,
+            conf.dup_ppm,
+            conf.reorder_ppm,
+            conf.delay
+        );
+    }
+
+    /// Hands on the held frames whose time has come (all of them on a port whose
+    /// impairments were removed); how many.
+    pub(super) fn release_impaired(&mut self) -> usize {
+        if self.impairs.values().all(|i| i.held() == 0) {
+            if !self.impairs.values().all(|i| i.conf().active()) {
+                self.impairs.retain(|_, i| i.conf().active());
+            }
+            return 0;
+        }
+        let now = self.now;
+        let far = now + o7s_abi::impair::MAX_DELAY * 2;
+        let ids: Vec<u32> = self.impairs.keys().copied().collect();
+        let mut done = 0;
+        for port in ids {
+            while let Some(imp) = self.impairs.get_mut(&port) {
+                let at = if imp.conf().active() { now } else { far };
+                let Some(mut buf) = imp.due(at) else { break };
+                self.reinjecting = true;
+                self.handle_frame(port, &mut buf);
+                self.reinjecting = false;
+                done += 1;
+                if let Some(imp) = self.impairs.get_mut(&port) {
+                    imp.recycle(buf);
+                }
+            }
+        }
+        self.impairs
+            .retain(|_, i| i.conf().active() || i.held() > 0);
+        done
+    }
+
     /// Packets waiting to leave on N-1 flow `n1` when this turn began (`queued(out)` of
     /// MB-ECN; `Shaper::queued_at_turn` says why not the queue of the moment).
     pub(super) fn queued_on(&self, n1: u64) -> usize {
@@ -243,10 +330,12 @@ impl Dataplane {
             .filter_map(|f| f.ca.as_ref()?.hold_until)
             .map(|t| t.saturating_duration_since(self.now))
             .min();
-        match (shaped, held) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let impaired = self
+            .impairs
+            .values()
+            .filter_map(|i| i.next_in(self.now))
+            .min();
+        [shaped, held, impaired].into_iter().flatten().min()
     }
 
     /// A PDU with ECN byte `ecn` was delivered to flow `id`: its receiver end folds it in

@@ -182,7 +182,16 @@ impl Dataplane {
                 port,
                 rate_bps,
                 queue,
-            } => self.set_port_shaping(port, rate_bps, queue),
+                loss_ppm,
+                dup_ppm,
+                reorder_ppm,
+                delay_us,
+            } => {
+                if rate_bps.is_some() || queue.is_some() {
+                    self.set_port_shaping(port, rate_bps, queue);
+                }
+                self.set_port_impair(port, loss_ppm, dup_ppm, reorder_ppm, delay_us);
+            }
             ToDp::UniTable {
                 ipcp,
                 own,
@@ -210,6 +219,21 @@ impl Dataplane {
                     st.queued = s.len() as u64;
                     st.queued_max = s.stats.queued_max;
                     st.shaped = s.stats.shaped;
+                }
+                for (port, i) in &self.impairs {
+                    if let Some(p) = self.ports.get_mut(port) {
+                        let (c, st) = (i.conf(), i.stats);
+                        p.stats.impair_loss_ppm = c.loss_ppm;
+                        p.stats.impair_dup_ppm = c.dup_ppm;
+                        p.stats.impair_reorder_ppm = c.reorder_ppm;
+                        p.stats.impair_delay_us =
+                            u32::try_from(c.delay.as_micros()).unwrap_or(u32::MAX);
+                        p.stats.impair_lost = st.lost;
+                        p.stats.impair_duplicated = st.duplicated;
+                        p.stats.impair_delayed = st.delayed;
+                        p.stats.impair_reordered = st.reordered;
+                        p.stats.impair_held_full = st.held_full;
+                    }
                 }
                 for u in self.uports.values_mut() {
                     if let Some(d) = crate::sockstat::socket_drops(u.sock.as_fd()) {

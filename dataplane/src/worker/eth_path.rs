@@ -184,9 +184,54 @@ impl Dataplane {
         done
     }
 
+    /// Handles one Ethernet frame of port `id`: through the port's impairments when it has
+    /// any and the frame carries data (`crate::impair`: lost, held for later, delivered
+    /// twice), else at once.
+    pub(super) fn handle_frame(&mut self, id: u32, frame: &mut [u8]) {
+        if self.reinjecting || !self.impairs.contains_key(&id) {
+            return self.handle_frame_now(id, frame);
+        }
+        let Some(p) = self.ports.get_mut(&id) else {
+            return;
+        };
+        let eid = match frames::parse(p.kind, frame) {
+            Parsed::Sdu { eid, .. } if eid != 0 => eid,
+            _ => return self.handle_frame_now(id, frame),
+        };
+        // What arrived is captured, whatever the impairments make of it.
+        for t in &mut p.taps {
+            t.take(frame, false, eid);
+        }
+        let Some(imp) = self.impairs.get_mut(&id) else {
+            return;
+        };
+        // The clock of the moment: `self.now` is the loop's, which may be from before a
+        // sleep, and a delay counted from it would be cut short.
+        let v = imp.decide(std::time::Instant::now());
+        if let Some(at) = v.at {
+            for _ in 0..v.copies {
+                imp.hold(at, frame);
+            }
+            return;
+        }
+        // Handled now: a duplicate is copied first (handling may rewrite the frame).
+        let dup = (v.copies == 2).then(|| frame.to_vec());
+        if v.copies > 0 {
+            self.reinjecting = true;
+            self.handle_frame_now(id, frame);
+            if let Some(mut d) = dup {
+                // Not in place: the copy is in no ring.
+                let zc = self.rx_zc.take();
+                self.handle_frame_now(id, &mut d);
+                self.rx_zc = zc;
+            }
+            self.reinjecting = false;
+        }
+    }
+
     /// Parses one Ethernet frame of port `id` and hands it to o7sd (management) or to its
     /// flow (data).
-    pub(super) fn handle_frame(&mut self, id: u32, frame: &mut [u8]) {
+    fn handle_frame_now(&mut self, id: u32, frame: &mut [u8]) {
         let Some(p) = self.ports.get_mut(&id) else {
             return;
         };
@@ -202,8 +247,11 @@ impl Dataplane {
                 (eid, off..off + sdu.len(), src, dst)
             }
         };
-        for t in &mut p.taps {
-            t.take(frame, false, eid);
+        // (A frame handled again after its impairments was captured as it arrived.)
+        if !self.reinjecting {
+            for t in &mut p.taps {
+                t.take(frame, false, eid);
+            }
         }
         let Some(sdu) = frame.get_mut(at.clone()) else {
             return;

@@ -212,6 +212,11 @@ pub struct Dataplane {
     zc_spare: Option<u64>,
     /// Ports with an egress cap or queue bound set (`o7sctl port set`), by port id.
     shapers: HashMap<u32, crate::shaper::Shaper>,
+    /// Ports whose received data frames are impaired (`o7sctl port set ... loss`), by id.
+    impairs: HashMap<u32, crate::impair::Impair>,
+    /// A held or duplicated frame is being handled again: the impairments are not applied
+    /// to it twice.
+    reinjecting: bool,
     /// The zero of the nanosecond clock MB-ECN's slots count on.
     epoch: Instant,
 }
@@ -286,6 +291,8 @@ impl Dataplane {
             rx_zc: None,
             zc_spare: None,
             shapers: HashMap::default(),
+            impairs: HashMap::default(),
+            reinjecting: false,
             epoch: Instant::now(),
         }
     }
@@ -374,6 +381,7 @@ impl Dataplane {
             }
             work += self.drain_handoff();
             work += self.drain_shapers();
+            work += self.release_impaired();
             self.kick_apps();
             if self.up.is_orphan() {
                 // Nobody reads it until an o7sd adopts us (which gets the state then).

@@ -167,10 +167,13 @@ enum ListCmd {
 enum PortCmd {
     /// List them (the default).
     List,
-    /// `set PORT [rate RATE] [queue PDUS]`: cap what the port (id, device or IPCP name)
-    /// sends on its N-1 flows of unicast layers at RATE bit/s (100M, 1G, 0 for none), each
-    /// N-1 flow's PDUs waiting in a queue of at most PDUS (default 1024, the reference's rbuff); MB-ECN marks by
-    /// that queue.
+    /// `set PORT [rate RATE] [queue PDUS] [loss R] [dup R] [reorder R] [delay T]`: cap
+    /// what the port (id, device or IPCP name) sends on its N-1 flows of unicast layers at
+    /// RATE bit/s (100M, 1G, 0 for none), each N-1 flow's PDUs waiting in a queue of at most
+    /// PDUS (default 1024, the reference's rbuff); MB-ECN marks by that queue. On Ethernet
+    /// ports, impair the data frames it receives, for tests and experiments: lose, duplicate
+    /// or hold back behind later ones a share R of them (1%, 0.1%, 0.01; 0 for none), and
+    /// hold every one for T (5ms, 200us; at most 1s). Counted in `port list` (impair_*).
     Set(Words),
 }
 
@@ -450,7 +453,11 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
                 .words
                 .split_first()
                 .ok_or("port set: name the port (its id, device or IPCP)")?;
-            let p = pairs(rest, &["rate", "queue"], &[])?;
+            let p = pairs(
+                rest,
+                &["rate", "queue", "loss", "dup", "reorder", "delay"],
+                &[],
+            )?;
             let queue = match one(&p, "queue") {
                 Ok(q) => Some(
                     q.parse::<u32>()
@@ -462,11 +469,29 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
             if let Some(r) = &rate {
                 o7s_abi::rate::parse_rate(r)?;
             }
-            if rate.is_none() && queue.is_none() {
-                return Err("port set: give rate RATE and/or queue PDUS".into());
+            let rate_of = |k: &str| -> Result<Option<String>, String> {
+                let Ok(v) = one(&p, k) else { return Ok(None) };
+                o7s_abi::impair::parse_ppm(&v).map_err(|e| format!("{k} {e}"))?;
+                Ok(Some(v))
+            };
+            let (loss, dup, reorder) = (rate_of("loss")?, rate_of("dup")?, rate_of("reorder")?);
+            let delay = one(&p, "delay").ok();
+            if let Some(d) = &delay {
+                o7s_abi::impair::parse_delay(d).map_err(|e| format!("delay {e}"))?;
+            }
+            if [&rate, &loss, &dup, &reorder, &delay]
+                .iter()
+                .all(|v| v.is_none())
+                && queue.is_none()
+            {
+                return Err("port set: give rate RATE, queue PDUS, and/or loss/dup/reorder RATE, delay TIME".into());
             }
             Ctl::PortSet {
                 target: target.clone(),
+                loss,
+                dup,
+                reorder,
+                delay,
                 rate,
                 queue,
             }
@@ -793,10 +818,32 @@ mod abbreviation_tests {
                 target,
                 rate,
                 queue,
+                loss: None,
+                ..
             })) => {
                 assert_eq!(target, "e3");
                 assert_eq!(rate.as_deref(), Some("100M"));
                 assert_eq!(queue, Some(256));
+            }
+            other => panic!("{other:?}"),
+        }
+        match ctl(&[
+            "o7sctl", "port", "set", "e3", "loss", "1%", "dup", "0.1%", "reorder", "0.01", "delay",
+            "5ms",
+        ]) {
+            Ok(Some(Ctl::PortSet {
+                rate: None,
+                queue: None,
+                loss,
+                dup,
+                reorder,
+                delay,
+                ..
+            })) => {
+                assert_eq!(
+                    [loss, dup, reorder, delay].map(|v| v.unwrap_or_default()),
+                    ["1%", "0.1%", "0.01", "5ms"]
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -809,6 +856,8 @@ mod abbreviation_tests {
             &["o7sctl", "port", "set"][..],
             &["o7sctl", "port", "set", "e3", "rate", "fast"][..],
             &["o7sctl", "port", "set", "e3", "queue", "many"][..],
+            &["o7sctl", "port", "set", "e3", "loss", "101%"][..],
+            &["o7sctl", "port", "set", "e3", "delay", "5 hours"][..],
         ] {
             assert!(ctl(bad).is_err(), "{bad:?}");
         }
