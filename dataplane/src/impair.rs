@@ -172,6 +172,12 @@ impl Impair {
         }
     }
 
+    /// Buffers kept for reuse.
+    #[cfg(test)]
+    fn spare(&self) -> usize {
+        self.free.len()
+    }
+
     /// Frames held.
     pub fn held(&self) -> usize {
         self.held.len()
@@ -195,6 +201,120 @@ mod tests {
         let mut i = Impair::new(conf, 7);
         let v = (0..n).map(|_| i.decide(now)).collect();
         (i, v)
+    }
+
+    #[test]
+    fn any_one_impairment_makes_it_active() {
+        let one = [
+            ImpairConf {
+                loss_ppm: 1,
+                ..ImpairConf::default()
+            },
+            ImpairConf {
+                dup_ppm: 1,
+                ..ImpairConf::default()
+            },
+            ImpairConf {
+                reorder_ppm: 1,
+                ..ImpairConf::default()
+            },
+            ImpairConf {
+                delay: Duration::from_micros(1),
+                ..ImpairConf::default()
+            },
+        ];
+        for c in one {
+            assert!(c.active(), "{c:?}");
+        }
+    }
+
+    /// The draws are splitmix64's (values computed outside, modulo a million): seed 7
+    /// gives 374487, 955804, 609346 for one frame's loss, dup and reorder draws. A rate
+    /// equal to its draw does not hit; one above it does.
+    #[test]
+    fn draws_are_splitmix64_and_a_rate_hits_below_it() {
+        let now = Instant::now();
+        let conf = ImpairConf {
+            loss_ppm: 374_487,
+            dup_ppm: 955_804,
+            reorder_ppm: 609_346,
+            delay: Duration::ZERO,
+        };
+        let mut i = Impair::new(conf, 7);
+        assert_eq!(
+            i.decide(now),
+            Verdict {
+                copies: 1,
+                at: None
+            }
+        );
+        assert_eq!([i.draw(), i.draw(), i.draw()], [472_203, 723_674, 548_305]);
+        let mut i = Impair::new(
+            ImpairConf {
+                loss_ppm: 374_488,
+                ..conf
+            },
+            7,
+        );
+        assert_eq!(i.decide(now).copies, 0);
+        let mut i = Impair::new(
+            ImpairConf {
+                loss_ppm: 0,
+                dup_ppm: 955_805,
+                reorder_ppm: 609_347,
+                delay: Duration::from_millis(5),
+            },
+            7,
+        );
+        let v = i.decide(now);
+        assert_eq!(
+            v,
+            Verdict {
+                copies: 2,
+                at: Some(now + Duration::from_millis(5) + REORDER_GAP)
+            }
+        );
+        assert_eq!((i.stats.reordered, i.stats.delayed), (1, 0));
+        let mut j = Impair::new(ImpairConf::default(), 1);
+        assert_eq!([j.draw(), j.draw(), j.draw()], [822_465, 428_519, 890_590]);
+    }
+
+    #[test]
+    fn new_impairments_apply_from_the_next_frame() {
+        let now = Instant::now();
+        let mut i = Impair::new(ImpairConf::default(), 5);
+        assert_eq!(i.decide(now).copies, 1);
+        let all = ImpairConf {
+            loss_ppm: PPM,
+            ..ImpairConf::default()
+        };
+        i.set(all);
+        assert_eq!(i.conf(), all);
+        assert_eq!(i.decide(now).copies, 0);
+        i.set(ImpairConf::default());
+        assert_eq!(i.decide(now).copies, 1);
+    }
+
+    #[test]
+    fn frames_held_until_one_instant_leave_in_arrival_order_and_buffers_are_reused() {
+        let t0 = Instant::now();
+        let mut i = Impair::new(ImpairConf::default(), 2);
+        for f in [b"b", b"a", b"c"] {
+            assert!(i.hold(t0, f));
+        }
+        let out: Vec<Vec<u8>> = std::iter::from_fn(|| i.due(t0)).collect();
+        assert_eq!(out, [b"b".to_vec(), b"a".to_vec(), b"c".to_vec()]);
+        // A released buffer is used again; at most 64 are kept.
+        let mut big = Vec::with_capacity(4096);
+        big.extend_from_slice(b"x");
+        let ptr = big.as_ptr();
+        i.recycle(big);
+        assert!(i.hold(t0, b"y"));
+        assert_eq!(i.due(t0).unwrap().as_ptr(), ptr);
+        for _ in 0..70 {
+            i.recycle(Vec::new());
+        }
+        assert_eq!(i.spare(), 64);
     }
 
     #[test]
