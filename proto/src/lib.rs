@@ -18,6 +18,8 @@
 //!   with lookups that recurse.
 //! - [`enroll`]: a unicast IPCP's N-1 flows before they carry anything: connection
 //!   establishment (CEP) and enrolment (OEP), both roles, every exchange with its deadline.
+//! - [`frcp`]: FRCP (the reference's FRCT): in-order delivery, retransmission, flow control
+//!   with rendez-vous, per flow end.
 //! - [`fa`]: a unicast layer's flow allocator (FLOW_REQ/REPLY/UPDATE on DT eid 0, endpoint
 //!   ids as the reference makes and checks them).
 //! - [`linkstate`]: a unicast layer's link-state routing ("simple"): LSAs, LSDB, ageing,
@@ -38,6 +40,7 @@ pub mod accept;
 pub mod dht;
 pub mod enroll;
 pub mod fa;
+pub mod frcp;
 pub mod linkstate;
 pub mod mbecn;
 pub mod mgmt;

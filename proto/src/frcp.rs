@@ -1,0 +1,986 @@
+//! FRCP (the reference's FRCT, `src/lib/frct.c`; facts §1.8.8): in-order delivery over a
+//! flow, with retransmission when the QoS cube asks for no loss, and flow control with a
+//! rendez-vous when the receiver's window closes. The 12-byte header is the wire crate's
+//! [`FrctRepr`]: `flags | rwe (24 bit) | seqno | ackno`.
+//!
+//! One machine per flow end, both directions (it sends and receives), in the shape of the
+//! others: `send(now, sdu)`, `handle_pdu(now, pdu)`, `handle_timeout(now)` in;
+//! `poll_transmit` (PDUs for the flow), `poll_deliver` (SDUs for the app, in order, once),
+//! `poll_timeout` out. No clock, no thread: the caller passes the time and the initial
+//! sequence numbers' randomness.
+//!
+//! What it does, as the facts give the reference's constants:
+//! - A run starts with `DRF` on its first packet, at a random sequence number, when the
+//!   sender was idle longer than `inact` (nothing unacknowledged).
+//! - The receiver delivers in order. With retransmission (`rtx`) it holds up to `reorder`
+//!   packets beyond a gap and acknowledges cumulatively (`ackno` = the next it expects),
+//!   delayed by `ack_delay`, at once when a gap shows, or piggy-backed on data. Without
+//!   retransmission a gap is skipped: a later packet is delivered at once and what comes
+//!   after it late is dropped (counted), so the order still holds.
+//! - The sender keeps what is unacknowledged and sends it again after the RTO
+//!   (`srtt + 4 mdev`, the Linux estimator: 1 s at first, at least 250 µs; doubled per
+//!   retry of a packet; samples only from packets sent once, as Karn says).
+//! - Flow control: the receiver's window edge (`rwe`, `FC`) is `window` packets past what
+//!   the app has taken; a sender at the edge gets "would block", sends `RDVS` every
+//!   `rdv_interval`, and after `rdv_timeout` closed the write fails (reset). The receiver
+//!   answers an `RDVS` with its window at once.
+
+use o7s_wire::field::Writer;
+use o7s_wire::frct::{flags, FrctRepr, HEADER_LEN};
+use o7s_wire::qos::QosSpec;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The machine's settings (the reference's constants by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrcpConfig {
+    /// Retransmit what is not acknowledged (the cube's `loss` is 0: `qos_data`).
+    pub rtx: bool,
+    /// Packets the receiver lets the sender have in flight beyond what its app took.
+    pub window: u32,
+    /// Packets held beyond a gap.
+    pub reorder: u32,
+    /// RTO before any sample.
+    pub rto_init: Duration,
+    /// Smallest RTO.
+    pub rto_min: Duration,
+    /// Largest RTO (after doubling).
+    pub rto_max: Duration,
+    /// How long an acknowledgement may wait for data to ride on.
+    pub ack_delay: Duration,
+    /// `RDVS` every so often while the window is closed.
+    pub rdv_interval: Duration,
+    /// A write fails after the window was closed this long.
+    pub rdv_timeout: Duration,
+    /// A sender idle this long (nothing unacknowledged) starts a new run.
+    pub inact: Duration,
+}
+
+impl Default for FrcpConfig {
+    fn default() -> Self {
+        Self {
+            rtx: false,
+            window: 64,
+            reorder: 256,
+            rto_init: Duration::from_secs(1),
+            rto_min: Duration::from_micros(250),
+            rto_max: Duration::from_secs(60),
+            ack_delay: Duration::from_millis(5),
+            rdv_interval: Duration::from_millis(100),
+            rdv_timeout: Duration::from_secs(1),
+            inact: Duration::from_secs(1),
+        }
+    }
+}
+
+impl FrcpConfig {
+    /// The machine a QoS cube asks for: none unless `in_order`; retransmission when
+    /// `loss` is 0 (facts §1.4).
+    pub fn for_qos(q: &QosSpec) -> Option<Self> {
+        (q.in_order != 0).then(|| Self {
+            rtx: q.loss == 0,
+            ..Self::default()
+        })
+    }
+}
+
+/// Why an SDU was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The receiver's window is closed: try again when [`Frcp::writable`].
+    #[error("the receiver's window is closed")]
+    WouldBlock,
+    /// The window stayed closed for `rdv_timeout`: the peer is gone or stuck.
+    #[error("the receiver's window stayed closed (no answer to the rendez-vous)")]
+    Reset,
+}
+
+/// A PDU that is not FRCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an FRCP PDU: {0} bytes, the header is 12")]
+pub struct Malformed(pub usize);
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Data packets sent the first time.
+    pub sent: u64,
+    /// Data packets sent again (RTO or fast retransmit).
+    pub retransmits: u64,
+    /// Of those, sent again on the third duplicate ACK.
+    pub fast_retransmits: u64,
+    /// ACK-only packets sent.
+    pub acks_sent: u64,
+    /// Window updates sent on their own (`FC`, after an `RDVS`).
+    pub fc_sent: u64,
+    /// `RDVS` sent.
+    pub rdvs_sent: u64,
+    /// SDUs handed to the app.
+    pub delivered: u64,
+    /// Data packets received again (already delivered or held).
+    pub duplicates: u64,
+    /// Data packets beyond the reorder queue, dropped.
+    pub out_of_window: u64,
+    /// Without retransmission: packets that came after a later one, dropped.
+    pub late: u64,
+    /// PDUs shorter than the header.
+    pub malformed: u64,
+    /// Acknowledgements of nothing we sent.
+    pub bad_acks: u64,
+    /// Window edges far from anything we sent, ignored.
+    pub bad_windows: u64,
+}
+
+/// Sequence order with wrap: whether `a` comes before `b`.
+fn before(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 0x8000_0000
+}
+
+/// A packet sent and not yet acknowledged.
+#[derive(Debug)]
+struct Unacked {
+    seqno: u32,
+    pdu: Vec<u8>,
+    sent: Instant,
+    retries: u32,
+    deadline: Instant,
+}
+
+/// The RTT estimator (Linux's, as the reference's).
+#[derive(Debug, Clone, Copy)]
+struct Rtt {
+    srtt: Option<Duration>,
+    mdev: Duration,
+    rto: Duration,
+}
+
+impl Rtt {
+    fn sample(&mut self, r: Duration, cfg: &FrcpConfig) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.mdev = r / 2;
+            }
+            Some(s) => {
+                let err = r.abs_diff(s);
+                // srtt += (r - srtt) / 8; mdev += (|err| - mdev) / 4.
+                self.srtt = Some(if r > s {
+                    s + (r - s) / 8
+                } else {
+                    s - (s - r) / 8
+                });
+                self.mdev = if err > self.mdev {
+                    self.mdev + (err - self.mdev) / 4
+                } else {
+                    self.mdev - (self.mdev - err) / 4
+                };
+            }
+        }
+        let s = self.srtt.unwrap_or(cfg.rto_init);
+        self.rto = (s + self.mdev * 4).clamp(cfg.rto_min, cfg.rto_max);
+    }
+}
+
+/// One flow end's FRCP.
+#[derive(Debug)]
+pub struct Frcp {
+    cfg: FrcpConfig,
+    // Sending.
+    next: u32,
+    /// The receiver's window edge: we may send while `next` is before it.
+    snd_rwe: u32,
+    last_send: Option<Instant>,
+    unacked: VecDeque<Unacked>,
+    closed_since: Option<Instant>,
+    /// ACKs in a row that named the oldest unacknowledged packet.
+    dup_acks: u32,
+    /// When a packet was last sent again.
+    last_rtx: Option<Instant>,
+    next_rdv: Option<Instant>,
+    rtt: Rtt,
+    /// Draws for a new run's first sequence number (splitmix64; seeded by the caller).
+    rng: u64,
+    // Receiving.
+    run: bool,
+    /// The next sequence number the receiver expects.
+    rcv_lwe: u32,
+    /// Held beyond a gap: slot i is `rcv_lwe + 1 + i`.
+    held: VecDeque<Option<Vec<u8>>>,
+    /// When a packet of the current run last came.
+    last_in_run: Option<Instant>,
+    /// The window edge the peer last heard from us (at a run's start, what it assumes).
+    rcv_advertised: u32,
+    /// With retransmission, before a run starts: packets that came before its DRF.
+    early: Vec<(u32, Vec<u8>)>,
+    ack_due: Option<Instant>,
+    fc_due: bool,
+    delivered: VecDeque<Vec<u8>>,
+    transmits: VecDeque<Vec<u8>>,
+    counters: Counters,
+}
+
+impl Frcp {
+    /// A flow end with settings `cfg`; `seed` draws the runs' first sequence numbers.
+    pub fn new(cfg: FrcpConfig, seed: u64) -> Self {
+        Self {
+            cfg,
+            next: 0,
+            snd_rwe: 0,
+            last_send: None,
+            unacked: VecDeque::new(),
+            closed_since: None,
+            dup_acks: 0,
+            last_rtx: None,
+            next_rdv: None,
+            rtt: Rtt {
+                srtt: None,
+                mdev: Duration::ZERO,
+                rto: cfg.rto_init,
+            },
+            rng: seed,
+            run: false,
+            rcv_lwe: 0,
+            held: VecDeque::new(),
+            rcv_advertised: 0,
+            last_in_run: None,
+            early: Vec::new(),
+            ack_due: None,
+            fc_due: false,
+            delivered: VecDeque::new(),
+            transmits: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn draw(&mut self) -> u32 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as u32
+    }
+
+    /// The settings.
+    pub fn config(&self) -> FrcpConfig {
+        self.cfg
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto
+    }
+
+    /// The smoothed RTT, once sampled.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt
+    }
+
+    /// Packets sent and not acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Whether the receiver's window lets another SDU go now.
+    pub fn writable(&self) -> bool {
+        self.last_send.is_none() || before(self.next, self.snd_rwe)
+    }
+
+    /// Our receiver's window edge: `window` past what the app has taken.
+    fn rcv_rwe(&self) -> u32 {
+        let waiting = u32::try_from(self.delivered.len()).unwrap_or(u32::MAX);
+        self.rcv_lwe
+            .wrapping_add(self.cfg.window.saturating_sub(waiting))
+    }
+
+    /// A header; one with `FC` tells the peer our window edge, remembered as advertised.
+    fn header(&mut self, flags: u8, seqno: u32, ackno: u32) -> Writer {
+        let rwe = if flags & flags::FC != 0 {
+            self.rcv_advertised = self.rcv_rwe();
+            self.rcv_advertised
+        } else {
+            0
+        };
+        let mut w = Writer(Vec::with_capacity(HEADER_LEN));
+        FrctRepr {
+            flags,
+            rwe,
+            seqno,
+            ackno,
+        }
+        .write(&mut w);
+        w
+    }
+
+    /// Takes SDU `sdu` to send: a PDU goes to [`Frcp::poll_transmit`].
+    pub fn send(&mut self, now: Instant, sdu: &[u8]) -> Result<(), SendError> {
+        let idle = self.unacked.is_empty()
+            && self
+                .last_send
+                .is_none_or(|t| now.saturating_duration_since(t) > self.cfg.inact);
+        if !idle && !before(self.next, self.snd_rwe) {
+            let since = *self.closed_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= self.cfg.rdv_timeout {
+                return Err(SendError::Reset);
+            }
+            if self.next_rdv.is_none() {
+                self.next_rdv = Some(now);
+                self.handle_timeout(now);
+            }
+            return Err(SendError::WouldBlock);
+        }
+        self.closed_since = None;
+        self.next_rdv = None;
+        let mut f = flags::DATA;
+        if idle {
+            // A new run: a fresh sequence number, the receiver told by DRF.
+            self.next = self.draw();
+            self.snd_rwe = self.next.wrapping_add(self.cfg.window);
+            f |= flags::DRF;
+        }
+        let ackno = if self.run && self.cfg.rtx {
+            f |= flags::ACK;
+            self.ack_due = None;
+            self.rcv_lwe
+        } else {
+            0
+        };
+        if self.run {
+            f |= flags::FC;
+        }
+        let next = self.next;
+        let mut w = self.header(f, next, ackno);
+        w.put(sdu);
+        let pdu = w.0;
+        if self.cfg.rtx {
+            self.unacked.push_back(Unacked {
+                seqno: self.next,
+                pdu: pdu.clone(),
+                sent: now,
+                retries: 0,
+                deadline: now + self.rtt.rto,
+            });
+        }
+        self.transmits.push_back(pdu);
+        self.counters.sent += 1;
+        self.next = self.next.wrapping_add(1);
+        self.last_send = Some(now);
+        Ok(())
+    }
+
+    /// Takes a PDU from the flow.
+    pub fn handle_pdu(&mut self, now: Instant, pdu: &[u8]) -> Result<(), Malformed> {
+        let Ok((h, payload)) = FrctRepr::parse(pdu) else {
+            self.counters.malformed += 1;
+            return Err(Malformed(pdu.len()));
+        };
+        if h.flags & flags::ACK != 0 {
+            self.on_ack(now, h.ackno);
+        }
+        if h.flags & flags::FC != 0 {
+            self.on_window(h.rwe);
+        }
+        if h.flags & flags::RDVS != 0 {
+            self.fc_due = true;
+        }
+        if h.flags & flags::DATA != 0 {
+            self.on_data(now, h.seqno, h.flags & flags::DRF != 0, payload);
+        }
+        if self.fc_due {
+            self.fc_due = false;
+            self.send_fc();
+        }
+        Ok(())
+    }
+
+    fn on_ack(&mut self, now: Instant, ackno: u32) {
+        if !self.cfg.rtx {
+            return;
+        }
+        // The peer expects `ackno` next: everything before it arrived.
+        if before(self.next, ackno) {
+            self.counters.bad_acks += 1;
+            return;
+        }
+        // The same ackno again while packets are out: the peer has a gap there. The third
+        // time, the first of them goes again at once (fast retransmit).
+        if self.unacked.front().is_some_and(|u| u.seqno == ackno) {
+            self.dup_acks += 1;
+            if self.dup_acks == 3 {
+                if let Some(u) = self.unacked.front_mut() {
+                    u.retries += 1;
+                    u.deadline = now + self.rtt.rto;
+                    self.transmits.push_back(u.pdu.clone());
+                    self.counters.retransmits += 1;
+                    self.counters.fast_retransmits += 1;
+                    self.last_rtx = Some(now);
+                }
+            }
+            return;
+        }
+        self.dup_acks = 0;
+        // An RTT sample from the newest packet acknowledged, if it was sent once (Karn)
+        // and after the last retransmission: a packet that waited at the receiver behind a
+        // gap being repaired would measure the repair, not the path.
+        let mut sample = None;
+        while self.unacked.front().is_some_and(|u| before(u.seqno, ackno)) {
+            if let Some(u) = self.unacked.pop_front() {
+                let clean = u.retries == 0 && self.last_rtx.is_none_or(|r| u.sent > r);
+                sample = clean.then(|| now.saturating_duration_since(u.sent));
+            }
+        }
+        if let Some(r) = sample {
+            self.rtt.sample(r, &self.cfg);
+        }
+    }
+
+    /// A window edge of 24 bits: the full sequence number nearest to the edge we had.
+    fn on_window(&mut self, rwe24: u32) {
+        let had = self.snd_rwe;
+        let c = (had & 0xff00_0000) | (rwe24 & 0x00ff_ffff);
+        let dist = |x: u32| {
+            let d = x.wrapping_sub(had);
+            d.min(d.wrapping_neg())
+        };
+        let full = [c.wrapping_sub(0x0100_0000), c, c.wrapping_add(0x0100_0000)]
+            .into_iter()
+            .min_by_key(|x| dist(*x))
+            .unwrap_or(c);
+        // An edge further than the peer's reorder queue from where we are is not of this
+        // run (a window from before the peer's run started, or garbage): ignored.
+        let reach = self.cfg.reorder.max(self.cfg.window);
+        if dist(full) > reach.saturating_mul(2) {
+            self.counters.bad_windows += 1;
+            return;
+        }
+        self.snd_rwe = full;
+        if before(self.next, self.snd_rwe) {
+            self.closed_since = None;
+            self.next_rdv = None;
+        }
+    }
+
+    fn deliver(&mut self, sdu: Vec<u8>) {
+        self.delivered.push_back(sdu);
+        self.counters.delivered += 1;
+    }
+
+    fn start_run(&mut self, seqno: u32) {
+        self.run = true;
+        self.rcv_lwe = seqno;
+        self.rcv_advertised = seqno.wrapping_add(self.cfg.window);
+        self.held.clear();
+    }
+
+    fn on_data(&mut self, now: Instant, seqno: u32, drf: bool, payload: &[u8]) {
+        if !self.run {
+            if drf || !self.cfg.rtx {
+                self.start_run(seqno);
+                // What came before the DRF and belongs to the run is placed.
+                let early = std::mem::take(&mut self.early);
+                self.place(now, seqno, payload);
+                for (s, p) in early {
+                    self.place(now, s, &p);
+                }
+            } else if self.early.len() < self.cfg.reorder as usize {
+                self.early.push((seqno, payload.to_vec()));
+            } else {
+                self.counters.out_of_window += 1;
+            }
+            return;
+        }
+        let reach = self.cfg.reorder.max(self.cfg.window);
+        let in_reach = !before(seqno, self.rcv_lwe.wrapping_sub(reach))
+            && before(seqno, self.rcv_lwe.wrapping_add(reach));
+        if in_reach {
+            self.last_in_run = Some(now);
+        } else if drf
+            && self
+                .last_in_run
+                .is_none_or(|t| now.saturating_duration_since(t) > self.cfg.inact)
+        {
+            // The sender started over (idle, or restarted) and the old run has been
+            // quiet for `inact`: a new run. (A DRF packet of the old run sent again and
+            // arriving late is not one: the run goes on.)
+            self.start_run(seqno);
+            self.last_in_run = Some(now);
+        }
+        self.place(now, seqno, payload);
+    }
+
+    /// A data packet of the current run.
+    fn place(&mut self, now: Instant, seqno: u32, payload: &[u8]) {
+        if before(seqno, self.rcv_lwe) {
+            if self.cfg.rtx {
+                // Delivered already: our ACK was lost; say again where we are.
+                self.counters.duplicates += 1;
+                self.ack_due = Some(now);
+            } else {
+                self.counters.late += 1;
+            }
+            return;
+        }
+        let off = seqno.wrapping_sub(self.rcv_lwe);
+        if off >= self.cfg.reorder {
+            self.counters.out_of_window += 1;
+            return;
+        }
+        if !self.cfg.rtx {
+            // No retransmission: a gap is skipped, in order all the same.
+            self.deliver(payload.to_vec());
+            self.rcv_lwe = seqno.wrapping_add(1);
+            return;
+        }
+        // Slot i holds `rcv_lwe + i`.
+        let i = off as usize;
+        if self.held.len() <= i {
+            self.held.resize_with(i + 1, || None);
+        }
+        match self.held.get_mut(i) {
+            Some(slot @ None) => *slot = Some(payload.to_vec()),
+            _ => {
+                self.counters.duplicates += 1;
+                self.ack_due = Some(now);
+                return;
+            }
+        }
+        while let Some(Some(_)) = self.held.front() {
+            if let Some(Some(p)) = self.held.pop_front() {
+                self.deliver(p);
+                self.rcv_lwe = self.rcv_lwe.wrapping_add(1);
+            }
+        }
+        if off == 0 {
+            self.ack_due.get_or_insert(now + self.cfg.ack_delay);
+        } else {
+            // A gap: the sender hears of it at once.
+            self.ack_due = Some(now);
+        }
+    }
+
+    /// Our window edge, on its own (answering an `RDVS`, or the app made room in a full
+    /// window). Not before a run started: there is no edge to tell yet.
+    fn send_fc(&mut self) {
+        if !self.run {
+            return;
+        }
+        let (f, ackno) = if self.cfg.rtx && self.run {
+            (flags::FC | flags::ACK, self.rcv_lwe)
+        } else {
+            (flags::FC, 0)
+        };
+        let next = self.next;
+        let pdu = self.header(f, next, ackno).0;
+        self.transmits.push_back(pdu);
+        self.counters.fc_sent += 1;
+    }
+
+    /// Runs the timers due at `now`: delayed ACKs, retransmissions, rendez-vous.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ack_due.is_some_and(|t| t <= now) {
+            self.ack_due = None;
+            // As the reference's ACK-only packets: flags ACK, nothing else but the ackno;
+            // with our window edge too (FC) once it moved half a window past what the
+            // peer heard, so that a one-way sender is not held to its first window.
+            let moved = self.rcv_rwe().wrapping_sub(self.rcv_advertised);
+            let f = if before(self.rcv_advertised, self.rcv_rwe()) && moved >= self.cfg.window / 2 {
+                flags::ACK | flags::FC
+            } else {
+                flags::ACK
+            };
+            let lwe = self.rcv_lwe;
+            let pdu = self.header(f, 0, lwe).0;
+            self.transmits.push_back(pdu);
+            self.counters.acks_sent += 1;
+        }
+        // The RTO: the oldest packet goes again (doubling its timer); the others wait one
+        // more RTO for the acknowledgements it brings (not all at once: cumulative ACKs
+        // would make every one behind a loss go again).
+        if self.unacked.front().is_some_and(|u| u.deadline <= now) {
+            let rto = self.rtt.rto;
+            let max = self.cfg.rto_max;
+            if let Some(u) = self.unacked.front_mut() {
+                u.retries += 1;
+                u.deadline = now + rto.saturating_mul(1u32 << u.retries.min(6)).min(max);
+                self.transmits.push_back(u.pdu.clone());
+                self.counters.retransmits += 1;
+                self.last_rtx = Some(now);
+            }
+            for u in self.unacked.iter_mut().skip(1) {
+                u.deadline = u.deadline.max(now + rto);
+            }
+        }
+        if self.next_rdv.is_some_and(|t| t <= now) {
+            let next = self.next;
+            let pdu = self.header(flags::RDVS, next, 0).0;
+            self.transmits.push_back(pdu);
+            self.counters.rdvs_sent += 1;
+            self.next_rdv = Some(now + self.cfg.rdv_interval);
+        }
+    }
+
+    /// When [`Frcp::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        // The RTO runs on the oldest unacknowledged packet only.
+        self.unacked
+            .front()
+            .map(|u| u.deadline)
+            .into_iter()
+            .chain(self.ack_due)
+            .chain(self.next_rdv)
+            .min()
+    }
+
+    /// The next PDU for the flow.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmits.pop_front()
+    }
+
+    /// The next SDU for the app, in order. Taking it opens the window by one; when the
+    /// window had been full, the sender hears of it at once.
+    pub fn poll_deliver(&mut self) -> Option<Vec<u8>> {
+        let full = self.delivered.len() >= self.cfg.window as usize;
+        let sdu = self.delivered.pop_front()?;
+        if full && self.run {
+            self.send_fc();
+        }
+        Some(sdu)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    fn rtx() -> FrcpConfig {
+        FrcpConfig {
+            rtx: true,
+            ..FrcpConfig::default()
+        }
+    }
+
+    fn hdr(p: &[u8]) -> FrctRepr {
+        FrctRepr::parse(p).unwrap().0
+    }
+
+    #[test]
+    fn the_cube_chooses_the_machine() {
+        assert_eq!(FrcpConfig::for_qos(&QosSpec::RAW), None);
+        assert_eq!(
+            FrcpConfig::for_qos(&QosSpec::BEST_EFFORT).map(|c| c.rtx),
+            Some(false)
+        );
+        assert_eq!(
+            FrcpConfig::for_qos(&QosSpec::DATA).map(|c| c.rtx),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_run_starts_with_drf_and_later_packets_carry_the_window() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = (
+            Frcp::new(FrcpConfig::default(), 1),
+            Frcp::new(FrcpConfig::default(), 2),
+        );
+        a.send(t0, b"ping").unwrap();
+        let p = a.poll_transmit().unwrap();
+        let h = hdr(&p);
+        // The first packet each way: DATA|DRF, no window yet (the capture's).
+        assert_eq!((h.flags, h.rwe, h.ackno), (flags::DATA | flags::DRF, 0, 0));
+        assert_eq!(&p[12..], b"ping");
+        b.handle_pdu(t0, &p).unwrap();
+        assert_eq!(b.poll_deliver().unwrap(), b"ping");
+        b.send(t0, b"pong").unwrap();
+        let q = b.poll_transmit().unwrap();
+        let h2 = hdr(&q);
+        // b's receiver has a run: its packets say how far a may send.
+        assert_eq!(h2.flags, flags::DATA | flags::DRF | flags::FC);
+        assert_eq!(h2.rwe, h.seqno.wrapping_add(1 + 64) & 0x00ff_ffff);
+        a.handle_pdu(t0, &q).unwrap();
+        assert_eq!(a.poll_deliver().unwrap(), b"pong");
+        a.send(t0 + Duration::from_millis(1), b"again").unwrap();
+        let h3 = hdr(&a.poll_transmit().unwrap());
+        assert_eq!(h3.flags, flags::DATA | flags::FC, "same run: no DRF");
+        assert_eq!(h3.seqno, h.seqno.wrapping_add(1));
+        // Idle past `inact`: a new run at another sequence number.
+        a.send(t0 + Duration::from_secs(3), b"later").unwrap();
+        let h4 = hdr(&a.poll_transmit().unwrap());
+        assert_ne!(h4.flags & flags::DRF, 0);
+        assert_ne!(h4.seqno, h.seqno.wrapping_add(2));
+    }
+
+    #[test]
+    fn an_ack_only_packet_is_the_reference_s_twelve_bytes() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = (Frcp::new(rtx(), 1), Frcp::new(rtx(), 2));
+        a.send(t0, b"x").unwrap();
+        b.handle_pdu(t0, &a.poll_transmit().unwrap()).unwrap();
+        assert_eq!(b.poll_timeout(), Some(t0 + Duration::from_millis(5)));
+        b.handle_timeout(t0 + Duration::from_millis(5));
+        let ack = b.poll_transmit().unwrap();
+        let seq = a.next;
+        let mut want = vec![0x04, 0, 0, 0, 0, 0, 0, 0];
+        want.extend_from_slice(&seq.to_be_bytes());
+        assert_eq!(ack, want);
+        assert_eq!(a.in_flight(), 1);
+        a.handle_pdu(t0 + Duration::from_millis(6), &ack).unwrap();
+        assert_eq!(a.in_flight(), 0);
+        assert_eq!(a.srtt(), Some(Duration::from_millis(6)));
+        // Linux's first sample: srtt r, mdev r/2, RTO r + 4 r/2.
+        assert_eq!(a.rto(), Duration::from_millis(18));
+        assert_eq!(b.counters().acks_sent, 1);
+    }
+
+    #[test]
+    fn the_rtt_estimator_follows_linux() {
+        let cfg = rtx();
+        let mut r = Rtt {
+            srtt: None,
+            mdev: Duration::ZERO,
+            rto: cfg.rto_init,
+        };
+        r.sample(Duration::from_millis(80), &cfg);
+        assert_eq!(
+            (r.srtt, r.mdev),
+            (Some(Duration::from_millis(80)), Duration::from_millis(40))
+        );
+        r.sample(Duration::from_millis(40), &cfg);
+        // srtt 80 - 40/8 = 75; mdev 40 + (40 - 40)/4 = 40; rto 75 + 160.
+        assert_eq!(r.srtt, Some(Duration::from_millis(75)));
+        assert_eq!(r.mdev, Duration::from_millis(40));
+        assert_eq!(r.rto, Duration::from_millis(235));
+        r.sample(Duration::from_millis(75), &cfg);
+        // err 0: mdev 40 - 40/4 = 30; rto 75 + 120.
+        assert_eq!(
+            (r.mdev, r.rto),
+            (Duration::from_millis(30), Duration::from_millis(195))
+        );
+        r.sample(Duration::from_millis(120), &cfg);
+        // srtt 75 + 45/8; err 45: mdev 30 + 15/4.
+        assert_eq!(r.srtt, Some(Duration::from_micros(80_625)));
+        assert_eq!(r.mdev, Duration::from_micros(33_750));
+        let mut tiny = Rtt {
+            srtt: None,
+            mdev: Duration::ZERO,
+            rto: cfg.rto_init,
+        };
+        tiny.sample(Duration::from_micros(10), &cfg);
+        assert_eq!(tiny.rto, cfg.rto_min);
+    }
+
+    #[test]
+    fn what_is_lost_is_sent_again_after_the_rto_byte_for_byte_doubling_each_time() {
+        let t0 = Instant::now();
+        let mut a = Frcp::new(rtx(), 1);
+        a.send(t0, b"lost").unwrap();
+        let first = a.poll_transmit().unwrap();
+        assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        a.handle_timeout(t0 + Duration::from_secs(1));
+        assert_eq!(a.poll_transmit().unwrap(), first);
+        assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_secs(3)));
+        a.handle_timeout(t0 + Duration::from_secs(3));
+        assert_eq!(a.poll_transmit().unwrap(), first);
+        assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_secs(7)));
+        assert_eq!(a.counters().retransmits, 2);
+        // A retransmitted packet gives no RTT sample (Karn).
+        let mut b = Frcp::new(rtx(), 2);
+        b.handle_pdu(t0, &first).unwrap();
+        b.handle_timeout(t0 + Duration::from_secs(8));
+        a.handle_pdu(t0 + Duration::from_secs(8), &b.poll_transmit().unwrap())
+            .unwrap();
+        assert_eq!((a.in_flight(), a.srtt()), (0, None));
+        assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_closed_window_blocks_the_writer_calls_for_rendez_vous_and_then_fails() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = (
+            Frcp::new(FrcpConfig::default(), 1),
+            Frcp::new(FrcpConfig::default(), 2),
+        );
+        let mut n = 0;
+        while a.send(t0, &[n as u8]).is_ok() {
+            b.handle_pdu(t0, &a.poll_transmit().unwrap()).unwrap();
+            n += 1;
+            assert!(n <= 64, "the window never closed");
+        }
+        // b's app takes nothing: 64 in the window, then would block.
+        assert_eq!(n, 64);
+        assert!(!a.writable());
+        let rdv = a.poll_transmit().unwrap();
+        assert_eq!(hdr(&rdv).flags, flags::RDVS);
+        assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_millis(100)));
+        a.handle_timeout(t0 + Duration::from_millis(100));
+        assert_eq!(hdr(&a.poll_transmit().unwrap()).flags, flags::RDVS);
+        assert_eq!(a.counters().rdvs_sent, 2);
+        assert_eq!(
+            a.send(t0 + Duration::from_millis(500), b"x"),
+            Err(SendError::WouldBlock)
+        );
+        // b answers a rendez-vous with its window: still closed, its app took nothing.
+        b.handle_pdu(t0, &rdv).unwrap();
+        let fc = b.poll_transmit().unwrap();
+        assert_eq!(hdr(&fc).flags, flags::FC);
+        a.handle_pdu(t0, &fc).unwrap();
+        assert!(!a.writable());
+        assert_eq!(
+            a.send(t0 + Duration::from_secs(1), b"x"),
+            Err(SendError::Reset)
+        );
+        // b's app reads one: the window opens and a hears of it at once.
+        let mut a2 = Frcp::new(FrcpConfig::default(), 3);
+        let mut b2 = Frcp::new(FrcpConfig::default(), 4);
+        for i in 0..64u8 {
+            a2.send(t0, &[i]).unwrap();
+            b2.handle_pdu(t0, &a2.poll_transmit().unwrap()).unwrap();
+        }
+        assert_eq!(a2.send(t0, b"x"), Err(SendError::WouldBlock));
+        while a2.poll_transmit().is_some() {}
+        assert_eq!(b2.poll_deliver().unwrap(), [0]);
+        let open = b2.poll_transmit().unwrap();
+        assert_eq!(hdr(&open).flags & flags::FC, flags::FC);
+        a2.handle_pdu(t0, &open).unwrap();
+        assert!(a2.writable());
+        assert_eq!(a2.send(t0, b"x"), Ok(()));
+    }
+
+    #[test]
+    fn without_retransmission_order_holds_by_dropping_what_comes_late() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = (
+            Frcp::new(FrcpConfig::default(), 1),
+            Frcp::new(FrcpConfig::default(), 2),
+        );
+        let pdus: Vec<Vec<u8>> = (0..4u8)
+            .map(|i| {
+                a.send(t0, &[i]).unwrap();
+                a.poll_transmit().unwrap()
+            })
+            .collect();
+        // 0, 2 (1 is late), 1, 3, and 2 again.
+        for i in [0, 2, 1, 3, 2] {
+            b.handle_pdu(t0, &pdus[i]).unwrap();
+        }
+        let got: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_deliver()).collect();
+        assert_eq!(got, [vec![0], vec![2], vec![3]]);
+        assert_eq!(b.counters().late, 2);
+        assert_eq!(a.in_flight(), 0, "nothing kept without retransmission");
+    }
+
+    #[test]
+    fn bad_pdus_are_refused_and_counted() {
+        let t0 = Instant::now();
+        let mut b = Frcp::new(rtx(), 2);
+        assert_eq!(b.handle_pdu(t0, &[1, 2, 3]), Err(Malformed(3)));
+        // An ACK of what was never sent.
+        b.handle_pdu(t0, &[0x04, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0, 0, 0])
+            .unwrap();
+        let c = b.counters();
+        assert_eq!((c.malformed, c.bad_acks), (1, 1));
+        assert!(b.poll_deliver().is_none());
+    }
+
+    /// A PDU on the simulated link: (arrival, order sent, to b?, bytes).
+    type InFlight = (Instant, u64, bool, Vec<u8>);
+
+    /// Two ends over a link that loses 5 %, duplicates 1 % and reorders (jitter up to
+    /// twice the delay), both ways, on virtual time: 10,000 SDUs arrive all, in order, once.
+    #[test]
+    fn ten_thousand_sdus_cross_loss_duplication_and_reordering_in_order_once() {
+        let t0 = Instant::now();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(27);
+        let (mut a, mut b) = (Frcp::new(rtx(), 11), Frcp::new(rtx(), 12));
+        // In flight: (arrival, order, to b?, pdu).
+        let mut wire: BinaryHeap<Reverse<InFlight>> = BinaryHeap::new();
+        let mut order = 0u64;
+        let delay = Duration::from_millis(5);
+        let mut now = t0;
+        let (total, mut sent, mut got) = (10_000u32, 0u32, Vec::new());
+        let mut put = |wire: &mut BinaryHeap<_>,
+                       rng: &mut rand_chacha::ChaCha8Rng,
+                       now: Instant,
+                       to_b: bool,
+                       p: Vec<u8>| {
+            if rng.gen_bool(0.05) {
+                return;
+            }
+            let copies = if rng.gen_bool(0.01) { 2 } else { 1 };
+            for _ in 0..copies {
+                let jitter = Duration::from_micros(rng.gen_range(0..10_000));
+                order += 1;
+                wire.push(Reverse((now + delay + jitter, order, to_b, p.clone())));
+            }
+        };
+        let mut steps = 0u64;
+        while got.len() < total as usize {
+            steps += 1;
+            assert!(steps < 2_000_000, "stuck at {} of {total}", got.len());
+            // The writer writes while the window lets it.
+            while sent < total && a.send(now, &sent.to_be_bytes()).is_ok() {
+                sent += 1;
+            }
+            for (from_a, end) in [(true, &mut a), (false, &mut b)] {
+                while let Some(p) = end.poll_transmit() {
+                    put(&mut wire, &mut rng, now, from_a, p);
+                }
+            }
+            while let Some(s) = b.poll_deliver() {
+                got.push(u32::from_be_bytes(s.try_into().unwrap()));
+            }
+            // The next event: a PDU arriving or a timer.
+            let next = [
+                wire.peek().map(|Reverse((t, ..))| *t),
+                a.poll_timeout(),
+                b.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(t) = next else {
+                if sent < total {
+                    now += Duration::from_millis(1);
+                    continue;
+                }
+                panic!("nothing left to happen at {} of {total}", got.len());
+            };
+            now = now.max(t);
+            while wire.peek().is_some_and(|Reverse((t, ..))| *t <= now) {
+                let Reverse((_, _, to_b, p)) = wire.pop().unwrap();
+                if to_b {
+                    b.handle_pdu(now, &p).unwrap();
+                } else {
+                    a.handle_pdu(now, &p).unwrap();
+                }
+            }
+            a.handle_timeout(now);
+            b.handle_timeout(now);
+        }
+        assert_eq!(got, (0..total).collect::<Vec<u32>>(), "all, in order, once");
+        let (ca, cb) = (a.counters(), b.counters());
+        assert_eq!(ca.sent, u64::from(total));
+        // About what was lost (5 % each way, data and ACKs): each loss repaired once or
+        // twice, not the whole window behind it.
+        assert!(ca.retransmits > 300 && ca.retransmits < 2_000, "{ca:?}");
+        assert!(ca.fast_retransmits > 0, "{ca:?}");
+        // 18 s of virtual time here; an estimator fed the repairs' waits took 228 s.
+        assert!(now - t0 < Duration::from_secs(60), "{:?}", now - t0);
+        assert!(cb.duplicates > 0, "{cb:?}");
+        assert_eq!(cb.delivered, u64::from(total));
+        // The RTT is 10-30 ms here: the estimator found it.
+        let srtt = a.srtt().unwrap();
+        assert!(
+            srtt > Duration::from_millis(8) && srtt < Duration::from_millis(40),
+            "{srtt:?}"
+        );
+    }
+}
