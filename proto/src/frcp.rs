@@ -131,6 +131,9 @@ pub struct Counters {
     pub bad_windows: u64,
 }
 
+/// An acknowledgement that also carries the window edge.
+const ACK_FC: u8 = flags::ACK | flags::FC;
+
 /// Sequence order with wrap: whether `a` comes before `b`.
 fn before(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 0x8000_0000
@@ -156,28 +159,20 @@ struct Rtt {
 
 impl Rtt {
     fn sample(&mut self, r: Duration, cfg: &FrcpConfig) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.mdev = r / 2;
-            }
+        let ns = |d: Duration| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX);
+        let back = |n: i128| Duration::from_nanos(u64::try_from(n.max(0)).unwrap_or(u64::MAX));
+        let r = ns(r);
+        let (srtt, mdev) = match self.srtt {
+            None => (r, r / 2),
             Some(s) => {
-                let err = r.abs_diff(s);
-                // srtt += (r - srtt) / 8; mdev += (|err| - mdev) / 4.
-                self.srtt = Some(if r > s {
-                    s + (r - s) / 8
-                } else {
-                    s - (s - r) / 8
-                });
-                self.mdev = if err > self.mdev {
-                    self.mdev + (err - self.mdev) / 4
-                } else {
-                    self.mdev - (self.mdev - err) / 4
-                };
+                // srtt += (r - srtt) / 8; mdev += (|r - srtt| - mdev) / 4.
+                let (s, m) = (ns(s), ns(self.mdev));
+                (s + (r - s) / 8, m + ((r - s).abs() - m) / 4)
             }
-        }
-        let s = self.srtt.unwrap_or(cfg.rto_init);
-        self.rto = (s + self.mdev * 4).clamp(cfg.rto_min, cfg.rto_max);
+        };
+        self.srtt = Some(back(srtt));
+        self.mdev = back(mdev);
+        self.rto = (back(srtt) + back(mdev) * 4).clamp(cfg.rto_min, cfg.rto_max);
     }
 }
 
@@ -441,7 +436,7 @@ impl Frcp {
     /// A window edge of 24 bits: the full sequence number nearest to the edge we had.
     fn on_window(&mut self, rwe24: u32) {
         let had = self.snd_rwe;
-        let c = (had & 0xff00_0000) | (rwe24 & 0x00ff_ffff);
+        let c = (had & 0xff00_0000).wrapping_add(rwe24 & 0x00ff_ffff);
         let dist = |x: u32| {
             let d = x.wrapping_sub(had);
             d.min(d.wrapping_neg())
@@ -469,8 +464,9 @@ impl Frcp {
         self.counters.delivered += 1;
     }
 
-    fn start_run(&mut self, seqno: u32) {
+    fn start_run(&mut self, now: Instant, seqno: u32) {
         self.run = true;
+        self.last_in_run = Some(now);
         self.rcv_lwe = seqno;
         self.rcv_advertised = seqno.wrapping_add(self.cfg.window);
         self.held.clear();
@@ -479,7 +475,7 @@ impl Frcp {
     fn on_data(&mut self, now: Instant, seqno: u32, drf: bool, payload: &[u8]) {
         if !self.run {
             if drf || !self.cfg.rtx {
-                self.start_run(seqno);
+                self.start_run(now, seqno);
                 // What came before the DRF and belongs to the run is placed.
                 let early = std::mem::take(&mut self.early);
                 self.place(now, seqno, payload);
@@ -506,8 +502,7 @@ impl Frcp {
             // The sender started over (idle, or restarted) and the old run has been
             // quiet for `inact`: a new run. (A DRF packet of the old run sent again and
             // arriving late is not one: the run goes on.)
-            self.start_run(seqno);
-            self.last_in_run = Some(now);
+            self.start_run(now, seqno);
         }
         self.place(now, seqno, payload);
     }
@@ -569,7 +564,7 @@ impl Frcp {
             return;
         }
         let (f, ackno) = if self.cfg.rtx && self.run {
-            (flags::FC | flags::ACK, self.rcv_lwe)
+            (ACK_FC, self.rcv_lwe)
         } else {
             (flags::FC, 0)
         };
@@ -588,7 +583,7 @@ impl Frcp {
             // peer heard, so that a one-way sender is not held to its first window.
             let moved = self.rcv_rwe().wrapping_sub(self.rcv_advertised);
             let f = if before(self.rcv_advertised, self.rcv_rwe()) && moved >= self.cfg.window / 2 {
-                flags::ACK | flags::FC
+                ACK_FC
             } else {
                 flags::ACK
             };
@@ -875,6 +870,265 @@ mod tests {
         assert_eq!(got, [vec![0], vec![2], vec![3]]);
         assert_eq!(b.counters().late, 2);
         assert_eq!(a.in_flight(), 0, "nothing kept without retransmission");
+    }
+
+    #[test]
+    fn sequence_order_wraps_at_half_the_space() {
+        assert!(before(0, 1) && !before(1, 0) && !before(5, 5));
+        assert!(before(0xffff_fff0, 5), "across the wrap");
+        assert!(before(0, 0x7fff_ffff));
+        assert!(!before(0, 0x8000_0000), "exactly half: not before");
+    }
+
+    #[test]
+    fn the_first_sequence_numbers_are_splitmix64_draws() {
+        let mut f = Frcp::new(rtx(), 1);
+        // splitmix64 from 1, the low 32 bits (values computed outside).
+        assert_eq!([f.draw(), f.draw()], [0x8902_5cc1, 0x658e_ec67]);
+        assert_eq!(f.config(), rtx());
+    }
+
+    /// One end of a pair that has exchanged a packet each way (runs on both sides).
+    fn pair(cfg: FrcpConfig, t0: Instant) -> (Frcp, Frcp) {
+        let (mut a, mut b) = (Frcp::new(cfg, 1), Frcp::new(cfg, 2));
+        a.send(t0, b"a").unwrap();
+        b.handle_pdu(t0, &a.poll_transmit().unwrap()).unwrap();
+        b.send(t0, b"b").unwrap();
+        a.handle_pdu(t0, &b.poll_transmit().unwrap()).unwrap();
+        while a.poll_transmit().is_some() {}
+        while b.poll_transmit().is_some() {}
+        assert_eq!(
+            (a.poll_deliver().unwrap(), b.poll_deliver().unwrap()),
+            (b"b".to_vec(), b"a".to_vec())
+        );
+        (a, b)
+    }
+
+    #[test]
+    fn data_carries_the_ack_both_ways() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(rtx(), t0);
+        // b's data acknowledged a's: nothing of a's is in flight.
+        assert_eq!(a.in_flight(), 0);
+        a.send(t0, b"c").unwrap();
+        let p = a.poll_transmit().unwrap();
+        let h = hdr(&p);
+        assert_eq!(h.flags, flags::DATA | flags::ACK | flags::FC);
+        assert_eq!(h.ackno, b.next);
+        b.handle_pdu(t0, &p).unwrap();
+        assert_eq!(b.in_flight(), 0);
+    }
+
+    #[test]
+    fn only_the_flags_set_are_read() {
+        let t0 = Instant::now();
+        let (mut a, b) = pair(rtx(), t0);
+        a.send(t0, b"x").unwrap();
+        while a.poll_transmit().is_some() {}
+        // DATA alone, whose ackno would acknowledge everything and whose rwe would shut
+        // the window: neither is read.
+        let mut w = Writer(vec![]);
+        FrctRepr {
+            flags: flags::DATA,
+            rwe: a.next & 0x00ff_ffff,
+            seqno: b.next,
+            ackno: a.next,
+        }
+        .write(&mut w);
+        a.handle_pdu(t0, &w.0).unwrap();
+        assert_eq!(a.in_flight(), 1);
+        assert!(a.writable());
+    }
+
+    #[test]
+    fn the_third_duplicate_ack_sends_the_first_packet_again_at_once() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(rtx(), t0);
+        let pdus: Vec<Vec<u8>> = (0..5u8)
+            .map(|i| {
+                a.send(t0, &[i]).unwrap();
+                a.poll_transmit().unwrap()
+            })
+            .collect();
+        let t1 = t0 + Duration::from_millis(10);
+        // The first is lost; each of the next three makes b acknowledge the gap at once.
+        for p in &pdus[1..4] {
+            b.handle_pdu(t1, p).unwrap();
+            b.handle_timeout(t1);
+            let ack = b.poll_transmit().unwrap();
+            assert_eq!(hdr(&ack).ackno, hdr(&pdus[0]).seqno);
+            a.handle_pdu(t1, &ack).unwrap();
+        }
+        assert_eq!(a.poll_transmit().unwrap(), pdus[0]);
+        assert!(a.poll_transmit().is_none(), "only the first goes again");
+        let c = a.counters();
+        assert_eq!((c.retransmits, c.fast_retransmits), (1, 1));
+        assert_eq!(a.poll_timeout(), Some(t1 + a.rto()));
+        assert_eq!(b.counters().delivered, 1, "held behind the gap");
+        b.handle_pdu(t1, &pdus[0]).unwrap();
+        assert_eq!(b.counters().delivered, 5);
+        // A packet sent at the instant of a retransmission gives no RTT sample.
+        let srtt = a.srtt();
+        a.send(t1, b"z").unwrap();
+        let z = a.poll_transmit().unwrap();
+        b.handle_pdu(t1, &pdus[4]).unwrap();
+        b.handle_pdu(t1, &z).unwrap();
+        b.handle_timeout(t1 + Duration::from_millis(5));
+        let ack = b.poll_transmit().unwrap();
+        a.handle_pdu(t1 + Duration::from_millis(50), &ack).unwrap();
+        assert_eq!((a.in_flight(), a.srtt()), (0, srtt));
+        // The same packet again: counted, acknowledged once more.
+        b.handle_pdu(t1, &z).unwrap();
+        assert_eq!(b.counters().duplicates, 1);
+    }
+
+    #[test]
+    fn after_an_rto_the_packets_behind_wait_one_more_rto() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(rtx(), t0);
+        let rto = a.rto();
+        let p1 = {
+            a.send(t0, b"1").unwrap();
+            a.poll_transmit().unwrap()
+        };
+        a.send(t0, b"2").unwrap();
+        while a.poll_transmit().is_some() {}
+        a.handle_timeout(t0 + rto);
+        assert_eq!(a.poll_transmit().unwrap(), p1);
+        assert!(a.poll_transmit().is_none());
+        // The first is acknowledged: the second's timer runs from the RTO, not from its send.
+        b.handle_pdu(t0 + rto, &p1).unwrap();
+        b.handle_timeout(t0 + rto + Duration::from_millis(5));
+        a.handle_pdu(
+            t0 + rto + Duration::from_millis(6),
+            &b.poll_transmit().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(a.in_flight(), 1);
+        assert_eq!(a.poll_timeout(), Some(t0 + rto + rto));
+    }
+
+    #[test]
+    fn a_window_edge_far_from_ours_is_ignored_and_one_within_reach_taken() {
+        let t0 = Instant::now();
+        let (mut a, _b) = pair(FrcpConfig::default(), t0);
+        let fc = |rwe: u32| {
+            let mut w = Writer(vec![]);
+            FrctRepr {
+                flags: flags::FC,
+                rwe,
+                seqno: 0,
+                ackno: 0,
+            }
+            .write(&mut w);
+            w.0
+        };
+        let had = a.snd_rwe;
+        a.handle_pdu(t0, &fc(had.wrapping_add(600) & 0x00ff_ffff))
+            .unwrap();
+        assert_eq!((a.snd_rwe, a.counters().bad_windows), (had, 1));
+        a.handle_pdu(t0, &fc(had.wrapping_add(512) & 0x00ff_ffff))
+            .unwrap();
+        assert_eq!(a.snd_rwe, had.wrapping_add(512));
+        // Across the 24-bit wrap of the field.
+        let mut c = Frcp::new(FrcpConfig::default(), 9);
+        c.snd_rwe = 0x12ff_fff0;
+        c.handle_pdu(t0, &fc(0x0000_0010)).unwrap();
+        assert_eq!(c.snd_rwe, 0x1300_0010);
+        c.handle_pdu(t0, &fc(0x00ff_ffe0)).unwrap();
+        assert_eq!(c.snd_rwe, 0x12ff_ffe0);
+    }
+
+    #[test]
+    fn packets_before_a_lost_drf_wait_for_it_and_a_new_run_needs_the_old_one_quiet() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = (Frcp::new(rtx(), 1), Frcp::new(rtx(), 2));
+        let pdus: Vec<Vec<u8>> = (0..3u8)
+            .map(|i| {
+                a.send(t0, &[i]).unwrap();
+                a.poll_transmit().unwrap()
+            })
+            .collect();
+        b.handle_pdu(t0, &pdus[2]).unwrap();
+        b.handle_pdu(t0, &pdus[1]).unwrap();
+        assert_eq!(b.counters().delivered, 0, "no run before its DRF");
+        b.handle_pdu(t0, &pdus[0]).unwrap();
+        let got: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_deliver()).collect();
+        assert_eq!(got, [vec![0], vec![1], vec![2]]);
+        // A DRF far from the run while it is alive is not a new run...
+        let mut other = Frcp::new(rtx(), 77);
+        other.send(t0, b"new").unwrap();
+        let drf = other.poll_transmit().unwrap();
+        b.handle_pdu(t0 + Duration::from_millis(500), &drf).unwrap();
+        assert!(b.poll_deliver().is_none());
+        // ...after the run was quiet for `inact` it is.
+        b.handle_pdu(t0 + Duration::from_millis(999), &drf).unwrap();
+        assert!(
+            b.poll_deliver().is_none(),
+            "quiet since t0: not yet past inact"
+        );
+        b.handle_pdu(t0 + Duration::from_millis(1001), &drf)
+            .unwrap();
+        assert_eq!(b.poll_deliver().unwrap(), b"new");
+        // The early queue holds at most `reorder` packets.
+        let small = FrcpConfig {
+            reorder: 2,
+            ..rtx()
+        };
+        let (mut c, mut d) = (Frcp::new(small, 3), Frcp::new(small, 4));
+        let ps: Vec<Vec<u8>> = (0..4u8)
+            .map(|i| {
+                c.send(t0, &[i]).unwrap();
+                c.poll_transmit().unwrap()
+            })
+            .collect();
+        for p in &ps[1..4] {
+            d.handle_pdu(t0, p).unwrap();
+        }
+        assert_eq!(d.counters().out_of_window, 1);
+        d.handle_pdu(t0, &ps[0]).unwrap();
+        assert_eq!(d.counters().delivered, 3);
+        // Beyond the reorder queue in a run: dropped, counted.
+        d.handle_pdu(t0, &{
+            c.send(t0, &[9]).unwrap();
+            c.send(t0, &[10]).unwrap();
+            c.send(t0, &[11]).unwrap();
+            let _ = c.poll_transmit();
+            let _ = c.poll_transmit();
+            c.poll_transmit().unwrap()
+        })
+        .unwrap();
+        assert_eq!(d.counters().out_of_window, 2);
+    }
+
+    #[test]
+    fn an_ack_carries_the_window_once_it_moved_half_a_window() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(rtx(), t0);
+        let mut adv = b.rcv_advertised;
+        let mut with_fc = 0;
+        for i in 0..40u8 {
+            a.send(t0, &[i]).unwrap();
+            b.handle_pdu(t0, &a.poll_transmit().unwrap()).unwrap();
+            while b.poll_deliver().is_some() {}
+            let moved = b.rcv_rwe().wrapping_sub(adv);
+            b.handle_timeout(t0 + Duration::from_millis(5));
+            let ack = hdr(&b.poll_transmit().unwrap());
+            assert_eq!(ack.flags == ACK_FC, moved >= 32, "{i}: moved {moved}");
+            if ack.flags == ACK_FC {
+                assert_eq!(ack.rwe, b.rcv_lwe.wrapping_add(64) & 0x00ff_ffff);
+                adv = b.rcv_advertised;
+                with_fc += 1;
+            }
+        }
+        assert_eq!(with_fc, 1);
+        assert_eq!(b.counters().acks_sent, 40);
+        // An RDVS is answered with ACK|FC on a retransmitting flow.
+        b.handle_pdu(t0, &[flags::RDVS, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+        let fc = hdr(&b.poll_transmit().unwrap());
+        assert_eq!((fc.flags, fc.ackno), (ACK_FC, b.rcv_lwe));
+        assert_eq!(b.counters().fc_sent, 1);
     }
 
     #[test]
