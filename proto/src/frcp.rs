@@ -132,7 +132,7 @@ pub struct Counters {
 }
 
 /// An acknowledgement that also carries the window edge.
-const ACK_FC: u8 = flags::ACK | flags::FC;
+const ACK_FC: u8 = 0x0c;
 
 /// Sequence order with wrap: whether `a` comes before `b`.
 fn before(a: u32, b: u32) -> bool {
@@ -873,6 +873,11 @@ mod tests {
     }
 
     #[test]
+    fn ack_fc_is_the_two_flags() {
+        assert_eq!(ACK_FC, flags::ACK | flags::FC);
+    }
+
+    #[test]
     fn sequence_order_wraps_at_half_the_space() {
         assert!(before(0, 1) && !before(1, 0) && !before(5, 5));
         assert!(before(0xffff_fff0, 5), "across the wrap");
@@ -965,6 +970,17 @@ mod tests {
         assert_eq!((c.retransmits, c.fast_retransmits), (1, 1));
         assert_eq!(a.poll_timeout(), Some(t1 + a.rto()));
         assert_eq!(b.counters().delivered, 1, "held behind the gap");
+        // A held packet again: counted as a duplicate.
+        b.handle_pdu(t1, &pdus[2]).unwrap();
+        assert_eq!(b.counters().duplicates, 1);
+        // The fast retransmission counts as a try: its RTO, if it comes, is doubled twice.
+        let mut a2 = Frcp::new(rtx(), 1);
+        std::mem::swap(&mut a2.unacked, &mut a.unacked);
+        a2.rtt = a.rtt;
+        let rto = a2.rto();
+        a2.handle_timeout(t1 + rto);
+        assert_eq!(a2.poll_timeout(), Some(t1 + rto + rto * 4));
+        std::mem::swap(&mut a2.unacked, &mut a.unacked);
         b.handle_pdu(t1, &pdus[0]).unwrap();
         assert_eq!(b.counters().delivered, 5);
         // A packet sent at the instant of a retransmission gives no RTT sample.
@@ -979,7 +995,7 @@ mod tests {
         assert_eq!((a.in_flight(), a.srtt()), (0, srtt));
         // The same packet again: counted, acknowledged once more.
         b.handle_pdu(t1, &z).unwrap();
-        assert_eq!(b.counters().duplicates, 1);
+        assert_eq!(b.counters().duplicates, 2);
     }
 
     #[test]
@@ -1062,7 +1078,8 @@ mod tests {
         b.handle_pdu(t0 + Duration::from_millis(500), &drf).unwrap();
         assert!(b.poll_deliver().is_none());
         // ...after the run was quiet for `inact` it is.
-        b.handle_pdu(t0 + Duration::from_millis(999), &drf).unwrap();
+        b.handle_pdu(t0 + Duration::from_millis(1000), &drf)
+            .unwrap();
         assert!(
             b.poll_deliver().is_none(),
             "quiet since t0: not yet past inact"
