@@ -310,7 +310,8 @@ mod tests {
         let ptr = big.as_ptr();
         i.recycle(big);
         assert!(i.hold(t0, b"y"));
-        assert_eq!(i.due(t0).unwrap().as_ptr(), ptr);
+        let again = i.due(t0).unwrap();
+        assert_eq!(again.as_ptr(), ptr);
         for _ in 0..70 {
             i.recycle(Vec::new());
         }
