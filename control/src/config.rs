@@ -162,6 +162,10 @@ pub struct UniSettings {
     pub dht_t_refresh: u32,
     /// DHT settings, in seconds.
     pub dht_t_replicate: u32,
+    /// o7s's own, local (not handed out at enrolment): flood the withdrawal of a lost DT
+    /// link and recompute at once (`ls_withdraw`, default true); false is the reference's
+    /// link state (nothing sent, the table waits for `ls_t_recalc`).
+    pub withdraw: bool,
 }
 
 impl Default for UniSettings {
@@ -178,6 +182,7 @@ impl Default for UniSettings {
             dht_t_expire: 86_400,
             dht_t_refresh: 900,
             dht_t_replicate: 900,
+            withdraw: true,
         }
     }
 }
@@ -558,7 +563,7 @@ fn parse_ipcp(
             }
             "addr_size" | "eid_size" | "max_ttl" | "addr-auth" | "routing" | "ls_t_recalc"
             | "ls_t_update" | "ls_t_timeo" | "congestion" | "directory" | "dht_alpha" | "dht_k"
-            | "dht_t_expire" | "dht_t_refresh" | "dht_t_replicate"
+            | "dht_t_expire" | "dht_t_refresh" | "dht_t_replicate" | "ls_withdraw"
                 if kind == IpcpKind::Unicast =>
             {
                 uni_key(src, kl, k, val, &mut c.uni)?
@@ -640,6 +645,11 @@ fn uni_key(
             }
         }
         "ls_t_recalc" => u.t_recalc = int(1, 3600)?,
+        "ls_withdraw" => {
+            u.withdraw = val
+                .as_bool()
+                .ok_or_else(|| src.err(kl, k, "expected true or false"))?;
+        }
         "ls_t_update" => u.t_update = int(1, 3600)?,
         "ls_t_timeo" => u.t_timeo = int(1, 86_400)?,
         "congestion" => {
@@ -721,6 +731,20 @@ mod tests {
         assert_eq!(c.ipcps[0].kind, IpcpKind::Udp4);
         assert_eq!(c.ipcps[0].hash, HashAlgo::Md5);
         assert_eq!(c.notes.len(), 1);
+    }
+
+    #[test]
+    fn ls_withdraw_is_a_local_boolean_on_by_default() {
+        let on = parse("[unicast.u]\nbootstrap=\"l\"\n", "w.conf").unwrap();
+        assert!(on.ipcps[0].uni.withdraw);
+        let off = parse(
+            "[unicast.u]\nbootstrap=\"l\"\nls_withdraw=false\n",
+            "w.conf",
+        )
+        .unwrap();
+        assert!(!off.ipcps[0].uni.withdraw);
+        let e = parse("[unicast.u]\nbootstrap=\"l\"\nls_withdraw=0\n", "w.conf").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "ls_withdraw"));
     }
 
     #[test]

@@ -420,10 +420,13 @@ impl<F: Clone + PartialEq> LinkState<F> {
                 a.withdrawn = true;
                 self.send_all(encode(self.me, addr, WITHDRAWN), None);
             }
+            // The table at once: this member knows its link is gone.
+            self.recompute();
         } else {
+            // The reference: the record goes, the table waits for the next recomputation.
             self.lsdb.remove(&key);
+            self.modified = true;
         }
-        self.recompute();
     }
 
     /// An SDU from management flow `from`.
@@ -462,7 +465,12 @@ impl<F: Clone + PartialEq> LinkState<F> {
             a.withdrawn = true;
             a.stamp = now;
             self.counters.withdrawn += 1;
-            self.changed(now, false);
+            if self.cfg.withdraw {
+                self.changed(now, false);
+            } else {
+                // The reference's pace: the table follows at the next recomputation.
+                self.modified = true;
+            }
             self.send_all(encode(l.s_addr, l.d_addr, WITHDRAWN), Some(from));
             return;
         }
@@ -818,18 +826,32 @@ mod tests {
     fn without_withdraw_nothing_is_sent_and_a_received_one_never_deletes_an_own_link() {
         let (mut a, mut b, t0) = chain(false);
         b.remove_dt(3);
-        assert_eq!(b.next_hop(3), None, "the own table still changes at once");
+        assert_eq!(
+            b.next_hop(3),
+            Some(3),
+            "the reference's table waits for its recomputation"
+        );
         assert_eq!(
             b.poll_transmit(),
             None,
             "the reference's behaviour: nothing sent"
         );
+        b.handle_timeout(t0 + LsConfig::default().t_recalc + Duration::from_millis(1));
+        assert_eq!(b.next_hop(3), None);
         // A withdrawal of A's own link to B (its own come round, or a forgery) is ignored.
         a.handle(t0, &12, &encode(1, 2, WITHDRAWN));
         assert!(a.lsdb().iter().any(|(k, _)| *k == (1, 2)));
         assert_eq!(a.next_hop(2), Some(2));
         assert_eq!(a.counters().withdrawn, 0);
         assert_eq!(a.poll_transmit(), None);
+        // A withdrawal from an o7s member is honoured at the reference's pace: the record
+        // goes now, the table at the next recomputation.
+        assert_eq!(a.next_hop(3), Some(2));
+        a.handle(t0, &12, &encode(2, 3, WITHDRAWN));
+        assert_eq!(a.counters().withdrawn, 1);
+        assert_eq!(a.next_hop(3), Some(2));
+        a.handle_timeout(t0 + LsConfig::default().t_recalc + Duration::from_millis(1));
+        assert_eq!(a.next_hop(3), None);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! nothing replaces the lost next hop until the table is recomputed. The timers are long
 //! (`ls_t_recalc`, `ls_t_update` 30 s) and the cut comes right after a recomputation, so no
 //! recomputation or LSA refresh falls in the flow's time: what keeps the flow is LFA alone.
-//! Only the forward direction is measured (SDUs sent by A, received by C).
+//! Only the forward direction is measured (SDUs sent by A, received by C). Both runs use the
+//! reference's link state (`ls_withdraw = false`): with o7s's withdrawal A would recompute
+//! at once when its own link goes, and nothing would tell LFA's alternate from that.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -53,7 +55,9 @@ fn cut_during_a_one_way_flow(prefix: &str, routing: &str) -> Cut {
     );
     let _ds = uni_ring(
         &t,
-        &format!("routing=\"{routing}\"\nls_t_recalc=30\nls_t_update=30\nls_t_timeo=90"),
+        &format!(
+            "routing=\"{routing}\"\nls_t_recalc=30\nls_t_update=30\nls_t_timeo=90\nls_withdraw=false"
+        ),
         &[],
         "ocbr",
         "ocbr",

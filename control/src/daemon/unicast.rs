@@ -87,6 +87,8 @@ pub struct UniIpcp {
     pub left: HashMap<u64, Instant>,
     /// Directory values dropped because their address left the layer.
     pub dht_forgotten: u64,
+    /// `ls_withdraw` (local): withdrawals flooded, own table at once.
+    pub withdraw: bool,
     /// N-1 flows that `o7sctl ipcp disconnect` marked down, until the loop closes them:
     /// asked for, so their end is no failure to warn of.
     pub(super) disconnected: std::collections::HashSet<u64>,
@@ -262,6 +264,7 @@ impl Daemon {
             readdressed: 0,
             left: HashMap::new(),
             dht_forgotten: 0,
+            withdraw: i.uni.withdraw,
         };
         let idx = {
             let st = self.st();
@@ -273,7 +276,9 @@ impl Daemon {
             // The bootstrapper's configuration names itself as the DHT peer of those it
             // enrols (facts §6.5).
             let conf = layer_conf(layer, addr, &i.uni);
-            uni.ls = Some(LinkState::new(addr, ls_config(&conf), Instant::now()));
+            let mut lc = ls_config(&conf);
+            lc.withdraw = uni.withdraw;
+            uni.ls = Some(LinkState::new(addr, lc, Instant::now()));
             uni.dht = Some(new_dht(addr, &conf));
             uni.max_ttl = conf.unicast.as_ref().map_or(60, |u| u.dt.max_ttl);
             uni.mb_ecn = conf.unicast.as_ref().is_none_or(|u| u.cong_avoid != 0);
@@ -532,7 +537,9 @@ impl Daemon {
                             d.peer = addr;
                         }
                         u.dht_peer = conf_peer;
-                        u.ls = Some(LinkState::new(addr, ls_config(&mine), now));
+                        let mut lc = ls_config(&mine);
+                        lc.withdraw = u.withdraw;
+                        u.ls = Some(LinkState::new(addr, lc, now));
                         u.dht = Some(new_dht(addr, &mine));
                         u.max_ttl = mine.unicast.as_ref().map_or(60, |x| x.dt.max_ttl);
                         u.mb_ecn = mine.unicast.as_ref().is_none_or(|x| x.cong_avoid != 0);
