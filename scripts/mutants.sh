@@ -13,6 +13,13 @@
 # Installs cargo-mutants (pinned) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cargo-mutants builds a copy of the tree in /tmp, where no ../shared lies beside it: name
+# the reference's captures by their absolute path (the build scripts and tests read
+# O7S_SHARED), or a CI run with O7S_REQUIRE_SHARED=1 fails its unmutated baseline.
+if [ -z "${O7S_SHARED:-}" ] && [ -d ../shared/captures ]; then
+    O7S_SHARED=$(cd ../shared && pwd)
+    export O7S_SHARED
+fi
 
 VERSION=27.1.0
 # Where the mutants run: the packages and the tests that exercise them (the namespace
