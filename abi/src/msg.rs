@@ -628,6 +628,34 @@ pub struct FlowStats {
     /// MB-ECN state of a flow over a unicast layer that runs it.
     #[serde(default)]
     pub ca: Option<CaStats>,
+    /// FRCP state of a flow whose QoS cube runs it, as the app's library publishes it in
+    /// the flow memory (untrusted: shown, never acted on).
+    #[serde(default)]
+    pub frcp: Option<FrcpStats>,
+}
+
+/// A flow end's FRCP (run by the app library; `o7s_proto::frcp`), as `o7sctl flow list`
+/// shows it. Counters are the low 32 bits (they wrap).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FrcpStats {
+    /// Retransmission on (the cube's `loss` is 0), else in-order delivery only.
+    pub rtx: bool,
+    /// The retransmission timeout, microseconds.
+    pub rto_us: u32,
+    /// The smoothed round-trip time, microseconds (0: no sample yet).
+    pub srtt_us: u32,
+    /// Packets sent and not yet acknowledged.
+    pub in_flight: u32,
+    /// Packets the peer's window lets us send beyond what is acknowledged.
+    pub window: u32,
+    /// Data packets sent the first time.
+    pub sent: u32,
+    /// Data packets sent again.
+    pub retransmits: u32,
+    /// SDUs handed to the app, in order.
+    pub delivered: u32,
+    /// Data packets received again (duplicates dropped).
+    pub duplicates: u32,
 }
 
 /// A flow's MB-ECN state and counters (both ends: what it sends and what it echoes).

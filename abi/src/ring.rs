@@ -2,7 +2,8 @@
 //! single-consumer rings of fixed-size slots in one memfd, plus an eventfd per direction.
 //!
 //! Layout (all offsets multiples of 64 bytes):
-//! `header(64) | ring tx: indices(256) slots... | ring rx: indices(256) slots...`.
+//! `header(64): magic, version, slots, slot size, flags, counter, the app's FRCP state (9
+//! words) | ring tx: indices(256) slots... | ring rx: indices(256) slots...`.
 //! `tx` carries app → data plane, `rx` data plane → app. Each side treats the other's
 //! indices and lengths as untrusted: a bad value is reported, never followed.
 
@@ -17,6 +18,12 @@ const MAGIC: u32 = 0x6f37_7372; // "o7sr"
 const HEADER: usize = 64;
 const INDICES: usize = 256;
 const SLOT_HDR: usize = 8;
+/// Header words 6 to 14: the app library's FRCP state ([`FlowMem::publish_frcp`]).
+const FRCP_WORDS: usize = 24;
+/// In the first FRCP word: the flow runs FRCP.
+const FRCP_ON: u32 = 1;
+/// In the first FRCP word: with retransmission.
+const FRCP_RTX: u32 = 2;
 /// Seals every flow memory carries: its size is fixed for good.
 const REQUIRED_SEALS: nix::fcntl::SealFlag = nix::fcntl::SealFlag::F_SEAL_SHRINK
     .union(nix::fcntl::SealFlag::F_SEAL_GROW)
@@ -204,6 +211,42 @@ impl FlowMem {
     /// A counter of the producer's (a capture ring: frames dropped because it was full).
     pub fn counter(&self) -> &AtomicU32 {
         self.atomic(20)
+    }
+
+    /// Publishes the app's FRCP state in the header (words 6 to 14, written by the app
+    /// library only) for the data plane's statistics.
+    pub fn publish_frcp(&self, s: &crate::msg::FrcpStats) {
+        let words = [
+            FRCP_ON | if s.rtx { FRCP_RTX } else { 0 },
+            s.rto_us,
+            s.srtt_us,
+            s.in_flight,
+            s.window,
+            s.sent,
+            s.retransmits,
+            s.delivered,
+            s.duplicates,
+        ];
+        for (i, w) in words.into_iter().enumerate() {
+            self.atomic(FRCP_WORDS + 4 * i).store(w, Ordering::Relaxed);
+        }
+    }
+
+    /// The FRCP state the app published, if its flow runs FRCP. Whatever the app wrote is
+    /// shown as it is: the words are the app's to write.
+    pub fn frcp(&self) -> Option<crate::msg::FrcpStats> {
+        let w = |i: usize| self.atomic(FRCP_WORDS + 4 * i).load(Ordering::Relaxed);
+        (w(0) & FRCP_ON != 0).then(|| crate::msg::FrcpStats {
+            rtx: w(0) & FRCP_RTX != 0,
+            rto_us: w(1),
+            srtt_us: w(2),
+            in_flight: w(3),
+            window: w(4),
+            sent: w(5),
+            retransmits: w(6),
+            delivered: w(7),
+            duplicates: w(8),
+        })
     }
 
     /// The ring of direction `d`.
@@ -460,6 +503,32 @@ mod tests {
         }
         assert_eq!(tx.push(&[0; 121]), Err(RingError::TooBig(121)));
         assert!(other.ring(Dir::Rx).is_empty());
+    }
+
+    #[test]
+    fn frcp_state_published_by_the_app_is_read_by_the_other_side() {
+        let (app, fd) = FlowMem::create(4, 128).unwrap();
+        let dp = FlowMem::open(&fd).unwrap();
+        assert_eq!(dp.frcp(), None, "a flow without FRCP shows none");
+        let s = crate::msg::FrcpStats {
+            rtx: true,
+            rto_us: 2,
+            srtt_us: 3,
+            in_flight: 4,
+            window: 5,
+            sent: 6,
+            retransmits: 7,
+            delivered: 8,
+            duplicates: 9,
+        };
+        app.publish_frcp(&s);
+        assert_eq!(dp.frcp(), Some(s));
+        app.publish_frcp(&crate::msg::FrcpStats { rtx: false, ..s });
+        assert_eq!(dp.frcp().map(|x| x.rtx), Some(false));
+        // The ring geometry and the flags are untouched.
+        assert_eq!(dp.slots(), 4);
+        assert_eq!(dp.flags().load(Ordering::SeqCst), 0);
+        assert!(dp.ring(Dir::Tx).is_empty());
     }
 
     #[test]

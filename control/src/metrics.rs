@@ -510,6 +510,46 @@ const METRICS: &[(&str, Kind, &str)] = &[
         C,
         "Times the flow's writer was held until the next MB-ECN slot",
     ),
+    (
+        "o7s_flow_frcp_rto_us",
+        G,
+        "The retransmission timeout of the flow's FRCP (run by its application), in microseconds",
+    ),
+    (
+        "o7s_flow_frcp_srtt_us",
+        G,
+        "The smoothed round-trip time the flow's FRCP measured, in microseconds (0: none yet)",
+    ),
+    (
+        "o7s_flow_frcp_in_flight",
+        G,
+        "Packets the flow's FRCP sent and the peer has not yet acknowledged",
+    ),
+    (
+        "o7s_flow_frcp_window",
+        G,
+        "Packets the peer's FRCP window lets the flow send now",
+    ),
+    (
+        "o7s_flow_frcp_sent",
+        C,
+        "Data packets the flow's FRCP sent the first time (low 32 bits)",
+    ),
+    (
+        "o7s_flow_frcp_retransmits",
+        C,
+        "Data packets the flow's FRCP sent again (low 32 bits)",
+    ),
+    (
+        "o7s_flow_frcp_delivered",
+        C,
+        "SDUs the flow's FRCP handed to its application in order (low 32 bits)",
+    ),
+    (
+        "o7s_flow_frcp_duplicates",
+        C,
+        "Data packets the flow's FRCP received again and dropped (low 32 bits)",
+    ),
     // o7sctl worker list (labels worker, core).
     (
         "o7s_worker_ports",
@@ -742,7 +782,7 @@ struct Listing {
     prefix: &'static str,
     labels: &'static [&'static str],
     skip: &'static [&'static str],
-    shown: &'static [&'static str],
+    shown: &'static [&'static [&'static str]],
 }
 
 fn listings() -> Vec<Listing> {
@@ -766,7 +806,10 @@ fn listings() -> Vec<Listing> {
             prefix: "flow",
             labels: &["flow", "name", "side", "ipcp"],
             skip: &["pid"],
-            shown: crate::daemon::ca_views::CA_SHOWN,
+            shown: &[
+                crate::daemon::ca_views::CA_SHOWN,
+                crate::daemon::ca_views::FRCP_SHOWN,
+            ],
         },
         Listing {
             ctl: Ctl::WorkerList,
@@ -816,7 +859,10 @@ fn collect(l: &Listing, rows: &[serde_json::Map<String, Value>], samples: &mut S
             .collect();
         for (field, v) in row {
             let f = field.as_str();
-            if !(l.labels.contains(&f) || l.skip.contains(&f) || l.shown.contains(&f)) {
+            if !(l.labels.contains(&f)
+                || l.skip.contains(&f)
+                || l.shown.iter().any(|c| c.contains(&f)))
+            {
                 column(samples, &name, &labels, f, v);
             }
         }

@@ -2,11 +2,13 @@
 
 use crate::ipc::{wait_readable, Channel};
 use crate::proto::{self, ErrorCode, FlowInfo, Reply, Request};
+use crate::reliable::{self, Reliable};
 use crate::ring::{flags, Dir, FlowMem, Kick, RingError};
 use o7s_wire::qos::QosSpec;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Why a flow operation failed.
@@ -34,6 +36,10 @@ pub enum Error {
     /// The peer is gone or the flow was deallocated.
     #[error("peer gone: the flow is down")]
     PeerGone,
+    /// FRCP: the receiver's window stayed closed for a second and did not answer the
+    /// rendez-vous (the reference's `-ECONNRESET`).
+    #[error("connection reset: the peer's window stayed closed and it did not answer")]
+    Reset,
     /// Non-blocking operation found nothing to do.
     #[error("would block")]
     WouldBlock,
@@ -100,6 +106,9 @@ pub struct Flow {
     /// o7sd went away (its connection closed without a word): the flow goes on in the
     /// data plane, and its end is learnt from the flow memory's flags alone.
     daemon_gone: std::sync::atomic::AtomicBool,
+    /// FRCP, when the flow's QoS cube asks for in-order delivery (boxed: a flow without
+    /// it stays small).
+    rel: Option<Box<Mutex<Reliable>>>,
 }
 
 /// Default for [`Flow::set_spin`]; `O7S_FLOW_SPIN_US` overrides it.
@@ -116,12 +125,23 @@ fn spin_from_env() -> Duration {
 impl Flow {
     fn from_reply(chan: Channel, reply: Reply, fds: Vec<OwnedFd>) -> Result<Self, Error> {
         match reply {
-            Reply::Flow(info) => {
+            Reply::Flow(mut info) => {
+                let rel = o7s_proto::frcp::FrcpConfig::for_qos(&info.qos)
+                    .map(|c| Box::new(Mutex::new(Reliable::new(c))));
+                if rel.is_some() {
+                    // The app's SDUs leave room for the FRCT header.
+                    info.mtu = info.mtu.saturating_sub(reliable::HEADER_LEN);
+                }
                 let mut it = fds.into_iter();
                 let (Some(mem), Some(tx), Some(rx)) = (it.next(), it.next(), it.next()) else {
                     return Err(Error::Protocol("flow reply without its descriptors".into()));
                 };
                 let mem = FlowMem::open(&mem)?;
+                if let Some(r) = &rel {
+                    if let Ok(r) = r.lock() {
+                        mem.publish_frcp(&r.stats());
+                    }
+                }
                 Ok(Self {
                     chan,
                     info,
@@ -133,6 +153,7 @@ impl Flow {
                     nonblocking: false,
                     spin: spin_from_env(),
                     daemon_gone: std::sync::atomic::AtomicBool::new(false),
+                    rel,
                 })
             }
             Reply::Error {
@@ -254,7 +275,7 @@ impl Flow {
     /// Writes one SDU. An empty one sends nothing and returns 0: on the wire an empty SDU is
     /// a keepalive, which the data planes send by themselves when a flow is quiet.
     pub fn write(&self, sdu: &[u8]) -> Result<usize, Error> {
-        let max = self.info.mtu.min(self.mem.max_sdu());
+        let max = self.max_sdu();
         if sdu.len() > max {
             return Err(Error::TooBig(sdu.len(), max));
         }
@@ -264,6 +285,9 @@ impl Flow {
             } else {
                 Ok(0)
             };
+        }
+        if self.rel.is_some() {
+            return self.write_reliable(sdu);
         }
         let start = Instant::now();
         let ring = self.mem.ring(Dir::Tx);
@@ -305,8 +329,119 @@ impl Flow {
         }
     }
 
+    /// The largest SDU the app may write.
+    fn max_sdu(&self) -> usize {
+        let ring = if self.rel.is_some() {
+            self.mem.max_sdu().saturating_sub(reliable::HEADER_LEN)
+        } else {
+            self.mem.max_sdu()
+        };
+        self.info.mtu.min(ring)
+    }
+
+    /// The flow's FRCP, locked (a poisoned lock is taken as it is: the machine's state is
+    /// consistent between its calls).
+    fn rel(&self) -> Option<MutexGuard<'_, Reliable>> {
+        self.rel
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Ends a section of work on the FRCP machine: pushes what it transmits, publishes its
+    /// state, and wakes a reader sleeping on the rx ring when SDUs wait in the machine
+    /// for it or its timers may have moved (another thread of ours did the work).
+    fn rel_done(&self, r: &mut Reliable) -> Result<(), Error> {
+        r.flush(&self.mem, &self.tx_kick);
+        self.mem.publish_frcp(&r.stats());
+        if self.mem.ring(Dir::Rx).waiting().load(Ordering::SeqCst) != 0 {
+            self.rx_kick.kick();
+        }
+        if r.corrupt {
+            return Err(Error::Protocol("the flow's ring was corrupted".into()));
+        }
+        Ok(())
+    }
+
+    /// [`Flow::write`] through FRCP: waits (pumping acknowledgements and running the
+    /// timers) while the peer's window is closed.
+    fn write_reliable(&self, sdu: &[u8]) -> Result<usize, Error> {
+        let start = Instant::now();
+        loop {
+            if self.down() {
+                return Err(Error::PeerGone);
+            }
+            let now = Instant::now();
+            let next = {
+                let Some(mut r) = self.rel() else {
+                    return Err(Error::Protocol("no FRCP on this flow".into()));
+                };
+                r.pump(now, &self.mem);
+                let sent = r.m.send(now, sdu);
+                self.rel_done(&mut r)?;
+                match sent {
+                    Ok(()) => return Ok(sdu.len()),
+                    Err(o7s_proto::frcp::SendError::Reset) => return Err(Error::Reset),
+                    Err(o7s_proto::frcp::SendError::WouldBlock) => r.m.poll_timeout(),
+                }
+            };
+            if self.nonblocking {
+                return Err(Error::WouldBlock);
+            }
+            let mut wait = next.map(|t| t.saturating_duration_since(Instant::now()));
+            if let Some(t) = self.write_timeout {
+                let Some(left) = t.checked_sub(start.elapsed()) else {
+                    return Err(Error::Timeout);
+                };
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            // The window opens by an FC the rx ring brings (or the rendez-vous timer).
+            self.wait_rx(wait)?;
+        }
+    }
+
+    /// [`Flow::read`] through FRCP: the next SDU in order.
+    fn read_reliable(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        let deadline = self.read_timeout.map(|t| Instant::now() + t);
+        loop {
+            let now = Instant::now();
+            let next = {
+                let Some(mut r) = self.rel() else {
+                    return Err(Error::Protocol("no FRCP on this flow".into()));
+                };
+                r.pump(now, &self.mem);
+                let sdu = r.m.poll_deliver();
+                self.rel_done(&mut r)?;
+                if let Some(sdu) = sdu {
+                    let n = sdu.len().min(buf.len());
+                    buf.get_mut(..n)
+                        .unwrap_or_default()
+                        .copy_from_slice(sdu.get(..n).unwrap_or_default());
+                    return Ok(n);
+                }
+                r.m.poll_timeout()
+            };
+            if self.down() {
+                return Err(Error::PeerGone);
+            }
+            if self.nonblocking {
+                return Err(Error::WouldBlock);
+            }
+            let mut wait = next.map(|t| t.saturating_duration_since(Instant::now()));
+            if let Some(d) = deadline {
+                let Some(left) = d.checked_duration_since(Instant::now()) else {
+                    return Err(Error::Timeout);
+                };
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            self.wait_rx(wait)?;
+        }
+    }
+
     /// Reads one SDU into `buf` (cut to its size); returns the SDU's length.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        if self.rel.is_some() {
+            return self.read_reliable(buf);
+        }
         let ring = self.mem.ring(Dir::Rx);
         // The clock is read only when the ring is empty: a stream of SDUs costs no
         // clock_gettime per read.
@@ -378,7 +513,28 @@ impl Flow {
 
     /// Whether an SDU is waiting.
     pub fn readable(&self) -> bool {
-        !self.mem.ring(Dir::Rx).is_empty()
+        match self.rel() {
+            Some(mut r) => {
+                r.pump(Instant::now(), &self.mem);
+                let ready = r.m.deliverable() > 0;
+                // A reader asleep on this flow is woken by rel_done; an error shows at the
+                // next read.
+                let _ = self.rel_done(&mut r);
+                ready
+            }
+            None => !self.mem.ring(Dir::Rx).is_empty(),
+        }
+    }
+
+    /// When this flow's FRCP next needs the CPU (a delayed ACK, a retransmission, a
+    /// rendez-vous), if it runs FRCP and has a timer set.
+    fn next_timer(&self) -> Option<Instant> {
+        self.rel().and_then(|r| r.m.poll_timeout())
+    }
+
+    /// FRCP's state, if the flow runs it (what `o7sctl flow list` shows).
+    pub fn frcp_stats(&self) -> Option<o7s_abi::msg::FrcpStats> {
+        self.rel().map(|r| r.stats())
     }
 
     /// Deallocates the flow (the same as dropping it).
@@ -390,10 +546,48 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// On a flow with retransmission (FRCP, `loss` 0): waits until the peer has
+    /// acknowledged every SDU written, retransmitting what it lacks, for at most
+    /// [`reliable::LINGER`] (5 s) or until the flow goes down. Dropping the flow does the
+    /// same (the reference's `FRCTFLINGER`). Returns at once on other flows.
+    pub fn wait_acked(&self) {
+        let until = Instant::now() + reliable::LINGER;
+        loop {
+            if self.down() {
+                return;
+            }
+            let now = Instant::now();
+            let next = {
+                let Some(mut r) = self.rel() else { return };
+                if !r.m.config().rtx || (r.m.in_flight() == 0 && !r.backlogged()) {
+                    return;
+                }
+                r.pump(now, &self.mem);
+                if self.rel_done(&mut r).is_err() {
+                    return;
+                }
+                r.m.poll_timeout()
+            };
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            let wait = next.map_or(left, |t| {
+                t.saturating_duration_since(Instant::now()).min(left)
+            });
+            if self.wait_rx(Some(wait)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
 impl Drop for Flow {
     /// Tells the data plane the flow is let go (it removes it, also when no o7sd runs);
-    /// closing the connection tells o7sd.
+    /// closing the connection tells o7sd. A reliable flow first lingers (see
+    /// [`Flow::wait_acked`]).
     fn drop(&mut self) {
+        self.wait_acked();
         self.mem
             .flags()
             .fetch_or(flags::APP_CLOSED, Ordering::SeqCst);
@@ -446,13 +640,18 @@ pub fn wait_any(flows: &[&Flow], timeout: Option<Duration>) -> Result<Vec<usize>
         if flows.iter().any(|f| f.readable() || f.down()) {
             continue;
         }
-        let left = match deadline {
+        let mut left = match deadline {
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(l) => Some(l),
                 None => return Ok(vec![]),
             },
             None => None,
         };
+        // FRCP's timers run while we sleep: wake for the first one.
+        if let Some(t) = flows.iter().filter_map(|f| f.next_timer()).min() {
+            let w = t.saturating_duration_since(Instant::now());
+            left = Some(left.map_or(w, |l| l.min(w)));
+        }
         let mut fds = Vec::new();
         for f in flows {
             fds.push(f.rx_kick.fd().as_fd());

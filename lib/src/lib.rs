@@ -10,6 +10,7 @@
 pub mod flow;
 pub mod ipc;
 pub mod proto;
+mod reliable;
 pub use o7s_abi::ring;
 
 pub use flow::{control, wait_any, Error, Flow};

@@ -14,7 +14,9 @@
 //!   sender was idle longer than `inact` (nothing unacknowledged).
 //! - The receiver delivers in order. With retransmission (`rtx`) it holds up to `reorder`
 //!   packets beyond a gap and acknowledges cumulatively (`ackno` = the next it expects),
-//!   delayed by `ack_delay`, at once when a gap shows, or piggy-backed on data. Without
+//!   delayed by `ack_delay`, at once when a gap shows or a quarter of the window came
+//!   since the last ACK (an o7s choice: the facts give only the delay), or piggy-backed
+//!   on data. Without
 //!   retransmission a gap is skipped: a later packet is delivered at once and what comes
 //!   after it late is dropped (counted), so the order still holds.
 //! - The sender keeps what is unacknowledged and sends it again after the RTO
@@ -208,6 +210,9 @@ pub struct Frcp {
     /// With retransmission, before a run starts: packets that came before its DRF.
     early: Vec<(u32, Vec<u8>)>,
     ack_due: Option<Instant>,
+    /// Data packets taken in order since we last acknowledged: at a quarter of the window
+    /// the ACK goes at once (a one-way sender is not held for `ack_delay` per window).
+    rx_unacked: u32,
     fc_due: bool,
     delivered: VecDeque<Vec<u8>>,
     transmits: VecDeque<Vec<u8>>,
@@ -240,6 +245,7 @@ impl Frcp {
             last_in_run: None,
             early: Vec::new(),
             ack_due: None,
+            rx_unacked: 0,
             fc_due: false,
             delivered: VecDeque::new(),
             transmits: VecDeque::new(),
@@ -280,9 +286,27 @@ impl Frcp {
         self.unacked.len()
     }
 
+    /// Packets the receiver's window lets us send now (before a run starts: the window a
+    /// new run assumes).
+    pub fn send_window(&self) -> u32 {
+        if self.last_send.is_none() {
+            self.cfg.window
+        } else if before(self.next, self.snd_rwe) {
+            self.snd_rwe.wrapping_sub(self.next)
+        } else {
+            0
+        }
+    }
+
     /// Whether the receiver's window lets another SDU go now.
     pub fn writable(&self) -> bool {
         self.last_send.is_none() || before(self.next, self.snd_rwe)
+    }
+
+    /// A quarter of the window (at least 1): the receiver acknowledges at once after this
+    /// many packets, and an ACK carries the window edge once it moved this far.
+    fn quarter(&self) -> u32 {
+        (self.cfg.window / 4).max(1)
     }
 
     /// Our receiver's window edge: `window` past what the app has taken.
@@ -340,6 +364,7 @@ impl Frcp {
         let ackno = if self.run && self.cfg.rtx {
             f |= flags::ACK;
             self.ack_due = None;
+            self.rx_unacked = 0;
             self.rcv_lwe
         } else {
             0
@@ -513,7 +538,7 @@ impl Frcp {
             if self.cfg.rtx {
                 // Delivered already: our ACK was lost; say again where we are.
                 self.counters.duplicates += 1;
-                self.ack_due = Some(now);
+                self.send_ack();
             } else {
                 self.counters.late += 1;
             }
@@ -539,7 +564,7 @@ impl Frcp {
             Some(slot @ None) => *slot = Some(payload.to_vec()),
             _ => {
                 self.counters.duplicates += 1;
-                self.ack_due = Some(now);
+                self.send_ack();
                 return;
             }
         }
@@ -547,13 +572,15 @@ impl Frcp {
             if let Some(Some(p)) = self.held.pop_front() {
                 self.deliver(p);
                 self.rcv_lwe = self.rcv_lwe.wrapping_add(1);
+                self.rx_unacked = self.rx_unacked.saturating_add(1);
             }
         }
-        if off == 0 {
+        if off == 0 && self.rx_unacked < self.quarter() {
             self.ack_due.get_or_insert(now + self.cfg.ack_delay);
         } else {
-            // A gap: the sender hears of it at once.
-            self.ack_due = Some(now);
+            // A quarter of the window since our last ACK, or a gap (every packet beyond
+            // it says so again: the sender's third duplicate ACK repairs it at once).
+            self.send_ack();
         }
     }
 
@@ -569,28 +596,37 @@ impl Frcp {
             (flags::FC, 0)
         };
         let next = self.next;
+        if f & flags::ACK != 0 {
+            self.ack_due = None;
+            self.rx_unacked = 0;
+        }
         let pdu = self.header(f, next, ackno).0;
         self.transmits.push_back(pdu);
         self.counters.fc_sent += 1;
     }
 
+    /// An ACK-only packet, as the reference's: flags ACK, nothing else but the ackno; with
+    /// our window edge too (FC) once it moved a quarter window past what the peer heard,
+    /// so that a one-way sender is not held to its first window.
+    fn send_ack(&mut self) {
+        self.ack_due = None;
+        self.rx_unacked = 0;
+        let moved = self.rcv_rwe().wrapping_sub(self.rcv_advertised);
+        let f = if before(self.rcv_advertised, self.rcv_rwe()) && moved >= self.quarter() {
+            ACK_FC
+        } else {
+            flags::ACK
+        };
+        let lwe = self.rcv_lwe;
+        let pdu = self.header(f, 0, lwe).0;
+        self.transmits.push_back(pdu);
+        self.counters.acks_sent += 1;
+    }
+
     /// Runs the timers due at `now`: delayed ACKs, retransmissions, rendez-vous.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.ack_due.is_some_and(|t| t <= now) {
-            self.ack_due = None;
-            // As the reference's ACK-only packets: flags ACK, nothing else but the ackno;
-            // with our window edge too (FC) once it moved half a window past what the
-            // peer heard, so that a one-way sender is not held to its first window.
-            let moved = self.rcv_rwe().wrapping_sub(self.rcv_advertised);
-            let f = if before(self.rcv_advertised, self.rcv_rwe()) && moved >= self.cfg.window / 2 {
-                ACK_FC
-            } else {
-                flags::ACK
-            };
-            let lwe = self.rcv_lwe;
-            let pdu = self.header(f, 0, lwe).0;
-            self.transmits.push_back(pdu);
-            self.counters.acks_sent += 1;
+            self.send_ack();
         }
         // The RTO: the oldest packet goes again (doubling its timer); the others wait one
         // more RTO for the acknowledgements it brings (not all at once: cumulative ACKs
@@ -628,6 +664,11 @@ impl Frcp {
             .chain(self.ack_due)
             .chain(self.next_rdv)
             .min()
+    }
+
+    /// SDUs waiting for the app ([`Frcp::poll_deliver`]).
+    pub fn deliverable(&self) -> usize {
+        self.delivered.len()
     }
 
     /// The next PDU for the flow.
@@ -990,7 +1031,8 @@ mod tests {
         b.handle_pdu(t1, &pdus[4]).unwrap();
         b.handle_pdu(t1, &z).unwrap();
         b.handle_timeout(t1 + Duration::from_millis(5));
-        let ack = b.poll_transmit().unwrap();
+        // The last of b's ACKs (the duplicates it sent on the way came first).
+        let ack = std::iter::from_fn(|| b.poll_transmit()).last().unwrap();
         a.handle_pdu(t1 + Duration::from_millis(50), &ack).unwrap();
         assert_eq!((a.in_flight(), a.srtt()), (0, srtt));
         // The same packet again: counted, acknowledged once more.
@@ -1119,7 +1161,63 @@ mod tests {
     }
 
     #[test]
-    fn an_ack_carries_the_window_once_it_moved_half_a_window() {
+    fn a_quarter_window_in_order_is_acknowledged_at_once_with_the_window() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(rtx(), t0);
+        for i in 0..15u8 {
+            a.send(t0, &[i]).unwrap();
+            b.handle_pdu(t0, &a.poll_transmit().unwrap()).unwrap();
+            while b.poll_deliver().is_some() {}
+            b.handle_timeout(t0);
+            assert!(
+                b.poll_transmit().is_none(),
+                "{i}: the ACK waits for its delay"
+            );
+        }
+        assert_eq!(b.poll_timeout(), Some(t0 + Duration::from_millis(5)));
+        a.send(t0, &[15]).unwrap();
+        b.handle_pdu(t0, &a.poll_transmit().unwrap()).unwrap();
+        while b.poll_deliver().is_some() {}
+        let pdu = b.poll_transmit().expect("the 16th makes it go at once");
+        let ack = hdr(&pdu);
+        assert_eq!(ack.flags, ACK_FC, "16 taken: the window moved a quarter");
+        assert_eq!(ack.ackno, b.rcv_lwe);
+        a.handle_pdu(t0, &pdu).unwrap();
+        assert_eq!(a.in_flight(), 0);
+        assert_eq!(
+            a.send_window(),
+            63,
+            "the window is open again but for the SDU b's app has not taken"
+        );
+        // The count starts over after an ACK: the next 15 wait again.
+        for i in 16..31u8 {
+            a.send(t0, &[i]).unwrap();
+            b.handle_pdu(t0, &a.poll_transmit().unwrap()).unwrap();
+        }
+        assert_eq!(b.poll_timeout(), Some(t0 + Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn the_send_window_counts_down_to_the_edge_and_a_new_end_assumes_a_whole_one() {
+        let t0 = Instant::now();
+        assert_eq!(Frcp::new(rtx(), 9).send_window(), 64);
+        let (mut a, _b) = pair(rtx(), t0);
+        // b told its edge before its app took a's first SDU: 63 left.
+        assert_eq!(a.send_window(), 63);
+        for i in 0..10u8 {
+            a.send(t0, &[i]).unwrap();
+        }
+        assert_eq!(a.send_window(), 53);
+        for i in 0..53u8 {
+            a.send(t0, &[i]).unwrap();
+        }
+        assert_eq!(a.send_window(), 0);
+        assert_eq!(a.send(t0, &[0]), Err(SendError::WouldBlock));
+        assert_eq!(a.send_window(), 0);
+    }
+
+    #[test]
+    fn an_ack_carries_the_window_once_it_moved_a_quarter_window() {
         let t0 = Instant::now();
         let (mut a, mut b) = pair(rtx(), t0);
         let mut adv = b.rcv_advertised;
@@ -1131,14 +1229,14 @@ mod tests {
             let moved = b.rcv_rwe().wrapping_sub(adv);
             b.handle_timeout(t0 + Duration::from_millis(5));
             let ack = hdr(&b.poll_transmit().unwrap());
-            assert_eq!(ack.flags == ACK_FC, moved >= 32, "{i}: moved {moved}");
+            assert_eq!(ack.flags == ACK_FC, moved >= 16, "{i}: moved {moved}");
             if ack.flags == ACK_FC {
                 assert_eq!(ack.rwe, b.rcv_lwe.wrapping_add(64) & 0x00ff_ffff);
                 adv = b.rcv_advertised;
                 with_fc += 1;
             }
         }
-        assert_eq!(with_fc, 1);
+        assert_eq!(with_fc, 2);
         assert_eq!(b.counters().acks_sent, 40);
         // An RDVS is answered with ACK|FC on a retransmitting flow.
         b.handle_pdu(t0, &[flags::RDVS, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])

@@ -73,6 +73,46 @@ fn ca_columns(ca: Option<&CaStats>) -> Value {
     }
 }
 
+/// The flow list's columns that show a flow's FRCP state for reading (its exact values
+/// are nested under `frcp_state`, which the metrics take).
+pub(crate) const FRCP_SHOWN: &[&str] = &["rto", "srtt", "in_flight", "retransmits"];
+
+/// An `o7sctl flow list` row with its QoS cube and FRCP columns added: `frcp` says what
+/// the app's library runs (`-`: nothing, `in-order`, `rtx`: in order with retransmission),
+/// then the RTO, smoothed RTT, packets in flight, retransmissions and the peer's window
+/// (null, shown "-", without FRCP).
+pub(super) fn with_frcp(mut row: Value, cube: &str, f: Option<&o7s_abi::msg::FrcpStats>) -> Value {
+    let cols = match f {
+        Some(f) => json!({
+            "cube": cube,
+            "frcp": if f.rtx { "rtx" } else { "in-order" },
+            "rto": fmt_us(f.rto_us),
+            "srtt": if f.srtt_us == 0 { Value::Null } else { json!(fmt_us(f.srtt_us)) },
+            "in_flight": f.in_flight,
+            "retransmits": f.retransmits,
+            "frcp_state": {
+                "frcp_rto_us": f.rto_us, "frcp_srtt_us": f.srtt_us,
+                "frcp_in_flight": f.in_flight, "frcp_window": f.window,
+                "frcp_sent": f.sent, "frcp_retransmits": f.retransmits,
+                "frcp_delivered": f.delivered, "frcp_duplicates": f.duplicates,
+            },
+        }),
+        None => {
+            let mut m: Map<String, Value> = FRCP_SHOWN
+                .iter()
+                .map(|k| (k.to_string(), Value::Null))
+                .collect();
+            m.insert("cube".into(), json!(cube));
+            m.insert("frcp".into(), json!("-"));
+            Value::Object(m)
+        }
+    };
+    if let (Value::Object(m), Value::Object(c)) = (&mut row, cols) {
+        m.extend(c);
+    }
+    row
+}
+
 /// An `o7sctl flow list` row with its congestion columns added.
 pub(super) fn with_ca(mut row: Value, ca: Option<&CaStats>) -> Value {
     if let (Value::Object(m), Value::Object(c)) = (&mut row, ca_columns(ca)) {
@@ -131,6 +171,62 @@ fn fmt_us(us: u32) -> String {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frcp_columns_read_as_people_read_them_and_nest_the_exact_values() {
+        let f = o7s_abi::msg::FrcpStats {
+            rtx: true,
+            rto_us: 1500,
+            srtt_us: 2000,
+            in_flight: 3,
+            window: 61,
+            sent: 100,
+            retransmits: 4,
+            delivered: 90,
+            duplicates: 5,
+        };
+        let row = with_frcp(json!({"flow": 3}), "BE", Some(&f));
+        assert_eq!(
+            (&row["cube"], &row["frcp"], &row["rto"], &row["srtt"]),
+            (&json!("BE"), &json!("rtx"), &json!("1500us"), &json!("2ms"))
+        );
+        assert_eq!(
+            (&row["in_flight"], &row["retransmits"]),
+            (&json!(3), &json!(4))
+        );
+        let n = &row["frcp_state"];
+        assert_eq!(
+            [
+                &n["frcp_rto_us"],
+                &n["frcp_srtt_us"],
+                &n["frcp_in_flight"],
+                &n["frcp_window"],
+                &n["frcp_sent"],
+                &n["frcp_retransmits"],
+                &n["frcp_delivered"],
+                &n["frcp_duplicates"]
+            ],
+            [1500, 2000, 3, 61, 100, 4, 90, 5]
+                .map(|x| json!(x))
+                .each_ref()
+        );
+        let row = with_frcp(
+            json!({"flow": 3}),
+            "VOICE",
+            Some(&o7s_abi::msg::FrcpStats { rtx: false, ..f }),
+        );
+        assert_eq!(
+            (&row["frcp"], &row["cube"]),
+            (&json!("in-order"), &json!("VOICE"))
+        );
+        let row = with_frcp(json!({"flow": 4}), "BE", None);
+        assert_eq!(row["frcp"], "-");
+        assert_eq!(row["flow"], 4);
+        assert!(row.get("frcp_state").is_none());
+        for k in FRCP_SHOWN {
+            assert_eq!(row[*k], Value::Null, "{k}");
+        }
+    }
 
     #[test]
     fn a_port_shows_its_impairments_in_words() {

@@ -88,7 +88,7 @@ impl UniJob {
 
 impl Daemon {
     /// Starts allocating a flow to `name` over the first unicast IPCP in a layer: `None`
-    /// when there is none; an error for a QoS the layer cannot give.
+    /// when there is none (every QoS cube is carried: FRCP runs in the app library).
     pub(crate) fn uni_alloc_start(
         &self,
         name: &str,
@@ -96,18 +96,6 @@ impl Daemon {
         timeout: Duration,
         pid: i32,
     ) -> Option<Result<UniJob, FlowError>> {
-        let in_layer = self
-            .st()
-            .unicast
-            .iter()
-            .any(|u| u.dht.is_some() && u.fa.is_some());
-        if in_layer && qos.loss == 0 {
-            // Reliable delivery is FRCP's retransmission, which o7s does not have yet.
-            return Some(Err(FlowError::Unsupported(format!(
-                "the QoS cube {} needs reliable delivery (FRCP retransmission), which o7s does not implement yet on unicast layers: use raw or best",
-                qos.preset_name().unwrap_or("asked for")
-            ))));
-        }
         self.uni_alloc_job(name, qos, timeout, pid).map(Ok)
     }
 

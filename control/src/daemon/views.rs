@@ -482,6 +482,7 @@ impl Daemon {
                                      "drop_ring_full": s.drop_ring_full, "drop_decrypt": s.drop_decrypt,
                                      "cipher": o7s_wire::nid::name(s.cipher).unwrap_or("-"), "key_rotations": s.key_rotations,
                                      "tx_keepalives": s.tx_keepalives, "rx_keepalives": s.rx_keepalives, "state": if f.down || s.down { "peer timed out" } else { "up" }});
+                    let row = ca_views::with_frcp(row, &f.qos.cube().to_string(), s.frcp.as_ref());
                     rows.push(ca_views::with_ca(row, s.ca.as_ref()));
                 }
                 table(rows)

@@ -201,6 +201,7 @@ impl Dataplane {
             ToDp::Stats => {
                 for f in self.flows.values_mut() {
                     f.stats.key_rotations = f.crypt.as_ref().map(|c| c.rotations).unwrap_or(0);
+                    f.stats.frcp = f.mem.frcp();
                     if let Some(c) = &mut f.ca {
                         c.refresh();
                         f.stats.ca = Some(c.stats.clone());

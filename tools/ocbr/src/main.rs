@@ -2,6 +2,11 @@
 //! are a sequence number (little-endian) at a rate or flat out; the server counts what
 //! arrives per interval and reports sent, received, lost and Mbit/s.
 //!
+//! Beyond the reference: the rest of an SDU is a pattern drawn from its sequence number
+//! ([`pattern`]; the reference sends whatever its stack held), which `--verify` checks at
+//! the server (`corrupt`); the server counts SDUs that come after a later one
+//! (`out_of_order`); `--count` stops the client after that many SDUs.
+//!
 //! The server (`-l`) serves many flows at once, each on a thread of its own, and reports
 //! each separately: every line names its flow by its number in accept order and its id
 //! (`Flow #2 (id 7): ...`; in JSON `flow_number` and `flow`). Text output has a line per
@@ -55,7 +60,8 @@ struct Cli {
     /// Client: busy-wait between SDUs (more precise, burns a core).
     #[arg(long)]
     spin: bool,
-    /// QoS cube: raw, best, video, voice, data.
+    /// QoS cube: raw, best, video, voice, data (best, video, voice and data run FRCP:
+    /// in-order delivery; data also retransmits what is lost).
     #[arg(short = 'q', long, default_value = "raw")]
     qos: String,
     /// Client: the flow's peer timeout in ms (QoS `timeout`; the cubes' default is 120000):
@@ -63,6 +69,14 @@ struct Cli {
     /// ends send keepalives every quarter of it, so a one-way flow stays up.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1000..))]
     peer_timeout: Option<u32>,
+    /// Client: stop after this many SDUs (or at --duration, whichever comes first).
+    #[arg(short = 'c', long, value_name = "N")]
+    count: Option<u64>,
+    /// Server: check that every SDU's bytes after its sequence number are the pattern the
+    /// o7s client writes; those that are not are counted as `corrupt` (a reference client
+    /// sends arbitrary bytes there).
+    #[arg(long)]
+    verify: bool,
     /// Print results as JSON lines (the server: one per flow, when it ends).
     #[arg(long)]
     json: bool,
@@ -82,6 +96,24 @@ struct Cli {
 /// flow sharing a bottleneck for seconds) it goes on at its rate from now instead of sending
 /// flat out until it has made up for all of it.
 const MAX_BEHIND: Duration = Duration::from_millis(100);
+
+/// The bytes the client writes after an SDU's sequence number: byte `i` of the SDU is
+/// the low byte of `seq * 31 + i`.
+fn pattern(seq: u64, sdu: &mut [u8]) {
+    let base = seq.wrapping_mul(31);
+    for (i, b) in sdu.iter_mut().enumerate().skip(8) {
+        *b = base.wrapping_add(i as u64) as u8;
+    }
+}
+
+/// Whether an SDU's bytes after its sequence number are [`pattern`]'s.
+fn pattern_ok(seq: u64, sdu: &[u8]) -> bool {
+    let base = seq.wrapping_mul(31);
+    sdu.iter()
+        .enumerate()
+        .skip(8)
+        .all(|(i, b)| *b == base.wrapping_add(i as u64) as u8)
+}
 
 /// When the next SDU is due: `next`, unless that is more than [`MAX_BEHIND`] before `now`.
 fn due(next: Instant, now: Instant) -> Instant {
@@ -324,6 +356,11 @@ struct Counts {
     total: u64,
     bytes: u64,
     lost: u64,
+    /// SDUs whose sequence number is below one seen before (late or again).
+    out_of_order: u64,
+    /// With `--verify`: SDUs whose bytes are not the client's pattern.
+    corrupt: u64,
+    verify: bool,
     /// One past the highest sequence number seen.
     next_seq: u64,
     int_pkts: u64,
@@ -335,12 +372,15 @@ struct Counts {
 }
 
 impl Counts {
-    fn new() -> Self {
+    fn new(verify: bool) -> Self {
         let now = Instant::now();
         Self {
             total: 0,
             bytes: 0,
             lost: 0,
+            out_of_order: 0,
+            corrupt: 0,
+            verify,
             next_seq: 0,
             int_pkts: 0,
             int_bytes: 0,
@@ -362,6 +402,12 @@ impl Counts {
         self.int_bytes += n as u64;
         if let Some(seq) = sdu.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
             let seq = u64::from_le_bytes(seq);
+            if seq < self.next_seq {
+                self.out_of_order += 1;
+            }
+            if self.verify && !pattern_ok(seq, sdu) {
+                self.corrupt += 1;
+            }
             self.lost = self.lost.saturating_add(seq.saturating_sub(self.next_seq));
             self.next_seq = self.next_seq.max(seq.saturating_add(1));
         }
@@ -403,12 +449,15 @@ impl Counts {
             };
             let v = serde_json::json!({"flow": tag.id, "flow_number": tag.n, "name": tag.name,
                 "layer": tag.layer, "received": total, "bytes": bytes, "lost": lost,
+                "out_of_order": self.out_of_order, "corrupt": self.verify.then_some(self.corrupt),
                 "highest_seq": self.next_seq, "seconds": d.as_secs_f64(), "mbps": mbps(bytes, d),
                 "pps": pps});
             emit(format_args!("{v}"));
         } else {
             emit(format_args!(
-                "Flow {tag} done: received {total} SDUs ({bytes} bytes), lost {lost}, {:.3} Mbit/s over {:.3} s.",
+                "Flow {tag} done: received {total} SDUs ({bytes} bytes), lost {lost}, out of order {}{}, {:.3} Mbit/s over {:.3} s.",
+                self.out_of_order,
+                if self.verify { format!(", corrupt {}", self.corrupt) } else { String::new() },
                 mbps(bytes, d),
                 d.as_secs_f64()
             ));
@@ -430,7 +479,7 @@ fn serve(srv: &Server<'_>, tag: &Tag, mut f: Flow) {
     f.set_read_timeout(Some(srv.idle.min(Duration::from_millis(100))));
     let mut quiet_since = Instant::now();
     let mut buf = vec![0u8; 65536];
-    let mut c = Counts::new();
+    let mut c = Counts::new(srv.cli.verify);
     loop {
         match f.read(&mut buf) {
             Ok(n) => {
@@ -492,6 +541,9 @@ fn client(cli: &Cli) -> ExitCode {
         if (!gap.is_zero() || seq % 64 == 0) && (start.elapsed() >= dur || stop(&interrupted)) {
             break;
         }
+        if cli.count.is_some_and(|c| seq >= c) {
+            break;
+        }
         if !gap.is_zero() {
             let now = Instant::now();
             next = due(next, now);
@@ -509,6 +561,7 @@ fn client(cli: &Cli) -> ExitCode {
         if let Some(h) = buf.get_mut(..8) {
             h.copy_from_slice(&seq.to_le_bytes());
         }
+        pattern(seq, &mut buf);
         match flow.write(&buf) {
             Ok(_) => seq += 1,
             Err(e) => {
@@ -519,12 +572,15 @@ fn client(cli: &Cli) -> ExitCode {
         }
     }
     let d = start.elapsed();
+    // With retransmission: until the server has it all (the figures count the sending).
+    flow.wait_acked();
     let bytes = seq * size as u64;
     if cli.json {
         println!(
             "{}",
             serde_json::json!({"sent": seq, "bytes": bytes, "seconds": d.as_secs_f64(), "mbps": mbps(bytes, d),
-                "pps": seq as f64 / d.as_secs_f64().max(1e-9), "size": size})
+                "pps": seq as f64 / d.as_secs_f64().max(1e-9), "size": size, "qos": cli.qos,
+                "frcp": flow.frcp_stats()})
         );
     } else {
         println!(
@@ -533,14 +589,51 @@ fn client(cli: &Cli) -> ExitCode {
             mbps(bytes, d)
         );
     }
-    // Let the data plane drain the ring before the flow goes.
+    // Let the data plane drain the ring before the flow goes (a flow with retransmission
+    // also lingers on drop until the server has every SDU).
     std::thread::sleep(Duration::from_millis(200));
+    drop(flow);
     status
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sdu(seq: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 100];
+        b[..8].copy_from_slice(&seq.to_le_bytes());
+        pattern(seq, &mut b);
+        b
+    }
+
+    #[test]
+    fn the_server_counts_late_corrupt_and_lost_sdus() {
+        let mut c = Counts::new(true);
+        for seq in [0, 1, 3, 2, 4] {
+            c.sdu(&sdu(seq));
+        }
+        let mut bad = sdu(5);
+        bad[50] ^= 1;
+        c.sdu(&bad);
+        assert_eq!(
+            (c.total, c.out_of_order, c.corrupt, c.lost, c.next_seq),
+            (6, 1, 1, 1, 6)
+        );
+        // Without --verify, bytes are not judged.
+        let mut c = Counts::new(false);
+        c.sdu(&bad);
+        assert_eq!((c.corrupt, c.out_of_order), (0, 0));
+    }
+
+    #[test]
+    fn the_pattern_differs_between_sequence_numbers_and_leaves_the_number() {
+        let (a, b) = (sdu(7), sdu(8));
+        assert_ne!(a[8..], b[8..]);
+        assert_eq!(a[..8], 7u64.to_le_bytes());
+        assert!(pattern_ok(7, &a) && !pattern_ok(8, &a));
+        assert_eq!(a[9], (7u64 * 31 + 9) as u8);
+    }
 
     #[test]
     fn a_client_held_back_catches_up_at_most_100_ms() {
