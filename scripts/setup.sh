@@ -10,7 +10,8 @@
 #   tools/wireshark/o7s.lua in it), fonts-dejavu-core (the congestion experiment's plots,
 #   o7s-congestion-report, draw their text with DejaVu Sans), python3 (the congestion
 #   experiment's glue; the o7s-vpn tests' TCP transfer and MAC flood), arping (ARP across
-#   the o7s-vpn --tap switch).
+#   the o7s-vpn --tap switch), nftables + ethtool (scripts/bench-frcp.sh: TCP's random
+#   loss, and segments of wire size for it).
 set -euo pipefail
 need=""
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
@@ -28,6 +29,8 @@ command -v valgrind >/dev/null 2>&1 || need="$need valgrind"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v tshark >/dev/null 2>&1 || need="$need tshark"
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need="$need fonts-dejavu-core"
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need="$need nftables"
+command -v ethtool >/dev/null 2>&1 || [ -x /usr/sbin/ethtool ] || need="$need ethtool"
 if [ -z "$need" ]; then
     echo "setup.sh: all system packages present"
     exit 0

@@ -19,28 +19,22 @@
 use o7s_abi::msg::FrcpStats;
 use o7s_abi::ring::{Dir, FlowMem, Kick, RingError};
 use o7s_proto::frcp::{Frcp, FrcpConfig};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// The FRCT header's length.
 pub const HEADER_LEN: usize = o7s_wire::frct::HEADER_LEN;
 
-/// At most this many PDUs wait for room in the tx ring (the machine's output is bounded by
-/// its window and the acknowledgements it owes; past this the oldest waiting are dropped,
-/// counted, and retransmission or the next ACK repairs it).
-const BACKLOG_MAX: usize = 1024;
-
 /// How long a dropped flow with unacknowledged data keeps retransmitting for it
 /// (`FRCTFLINGER`; the facts give no figure).
 pub const LINGER: Duration = Duration::from_secs(5);
 
-/// One flow end's FRCP and what it could not yet push.
+/// One flow end's FRCP (what waits for room in the tx ring waits in the machine,
+/// bounded and counted there).
 #[derive(Debug)]
 pub(crate) struct Reliable {
     pub(crate) m: Frcp,
-    backlog: VecDeque<Vec<u8>>,
-    /// PDUs dropped from a full backlog.
-    pub(crate) backlog_dropped: u64,
+    /// A PDU copied out of the rx ring (the machine copies what it keeps of it).
+    scratch: Vec<u8>,
     /// PDUs from the peer that were no FRCP (shorter than the header).
     pub(crate) malformed: u64,
     /// The rx ring held impossible indices (the data plane broke the protocol).
@@ -66,8 +60,7 @@ impl Reliable {
     pub(crate) fn new(cfg: FrcpConfig) -> Self {
         Self {
             m: Frcp::new(cfg, seed()),
-            backlog: VecDeque::new(),
-            backlog_dropped: 0,
+            scratch: Vec::new(),
             malformed: 0,
             corrupt: false,
         }
@@ -78,15 +71,12 @@ impl Reliable {
         let ring = mem.ring(Dir::Rx);
         // At most a ring's worth: a peer that keeps sending cannot keep us here.
         for _ in 0..mem.slots() {
+            // The shared slot is copied out before it is parsed (the data plane could change
+            // it under us), into a buffer used again for every PDU.
             let popped = ring.pop_with(|s| {
-                // Small PDUs (ACKs) are parsed from a stack copy; data from a heap one.
-                if s.len() <= 64 {
-                    let mut b = [0u8; 64];
-                    let n = s.copy_to(&mut b);
-                    self.m.handle_pdu(now, b.get(..n).unwrap_or_default())
-                } else {
-                    self.m.handle_pdu(now, &s.to_vec())
-                }
+                self.scratch.clear();
+                s.append_to(&mut self.scratch);
+                self.m.handle_pdu(now, &self.scratch)
             });
             match popped {
                 Ok(Some(Ok(()))) => {}
@@ -101,36 +91,29 @@ impl Reliable {
         self.m.handle_timeout(now);
     }
 
-    /// Pushes what the machine transmits into the tx ring (what does not fit waits, in
-    /// order); kicks the data plane once if it asked.
+    /// Pushes what the machine transmits into the tx ring, straight from its buffers
+    /// (what does not fit waits in the machine, in order); kicks the data plane once if
+    /// it asked or the ring is full.
     pub(crate) fn flush(&mut self, mem: &FlowMem, kick: &Kick) {
-        while let Some(p) = self.m.poll_transmit() {
-            if self.backlog.len() >= BACKLOG_MAX {
-                self.backlog.pop_front();
-                self.backlog_dropped += 1;
-            }
-            self.backlog.push_back(p);
-        }
         let ring = mem.ring(Dir::Tx);
-        let mut wake = false;
-        while let Some(p) = self.backlog.front() {
-            match ring.push(p) {
-                Ok(w) => {
-                    wake |= w;
-                    self.backlog.pop_front();
-                }
-                Err(RingError::Full) => {
-                    wake = true;
-                    break;
-                }
-                Err(_) => {
-                    // Larger than a slot cannot happen (the MTU is checked); a corrupt ring
-                    // is the data plane's fault: nothing more goes.
-                    self.corrupt = true;
-                    break;
-                }
+        let (mut wake, mut corrupt) = (false, false);
+        self.m.transmit_with(|p| match ring.push(p) {
+            Ok(w) => {
+                wake |= w;
+                true
             }
-        }
+            Err(RingError::Full) => {
+                wake = true;
+                false
+            }
+            Err(_) => {
+                // Larger than a slot cannot happen (the MTU is checked); a corrupt ring
+                // is the data plane's fault: nothing more goes.
+                corrupt = true;
+                false
+            }
+        });
+        self.corrupt |= corrupt;
         if wake {
             kick.kick();
         }
@@ -138,7 +121,7 @@ impl Reliable {
 
     /// PDUs waiting for room in the tx ring.
     pub(crate) fn backlogged(&self) -> bool {
-        !self.backlog.is_empty()
+        self.m.pending_transmits() > 0
     }
 
     /// The state `o7sctl flow list` shows, as published in the flow memory.
