@@ -220,7 +220,7 @@ fn oping_over_voice_and_data_cubes_and_the_frct_bytes_on_the_wire() {
             .arg(&pcap),
         "capturing on",
     );
-    // 20 ms apart: B's delayed ACK (5 ms) goes before its reply would carry it.
+    // 20 ms apart: B's delayed ACK (1 ms) goes before its reply would carry it.
     let (sum, _) = t.oping(
         "a",
         &["-n", "oping-server", "-c", "5", "-i", "20ms", "-q", "data"],
