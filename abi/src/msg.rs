@@ -656,6 +656,10 @@ pub struct FrcpStats {
     pub delivered: u32,
     /// Data packets received again (duplicates dropped).
     pub duplicates: u32,
+    /// PDUs from the peer refused or ignored: shorter than the header, acknowledging
+    /// what was never sent, a window edge far from ours.
+    #[serde(default)]
+    pub bad: u32,
 }
 
 /// A flow's MB-ECN state and counters (both ends: what it sends and what it echoes).

@@ -2,7 +2,7 @@
 //! single-consumer rings of fixed-size slots in one memfd, plus an eventfd per direction.
 //!
 //! Layout (all offsets multiples of 64 bytes):
-//! `header(64): magic, version, slots, slot size, flags, counter, the app's FRCP state (9
+//! `header(64): magic, version, slots, slot size, flags, counter, the app's FRCP state (10
 //! words) | ring tx: indices(256) slots... | ring rx: indices(256) slots...`.
 //! `tx` carries app → data plane, `rx` data plane → app. Each side treats the other's
 //! indices and lengths as untrusted: a bad value is reported, never followed.
@@ -18,7 +18,7 @@ const MAGIC: u32 = 0x6f37_7372; // "o7sr"
 const HEADER: usize = 64;
 const INDICES: usize = 256;
 const SLOT_HDR: usize = 8;
-/// Header words 6 to 14: the app library's FRCP state ([`FlowMem::publish_frcp`]).
+/// Header words 6 to 15: the app library's FRCP state ([`FlowMem::publish_frcp`]).
 const FRCP_WORDS: usize = 24;
 /// In the first FRCP word: the flow runs FRCP.
 const FRCP_ON: u32 = 1;
@@ -213,7 +213,7 @@ impl FlowMem {
         self.atomic(20)
     }
 
-    /// Publishes the app's FRCP state in the header (words 6 to 14, written by the app
+    /// Publishes the app's FRCP state in the header (words 6 to 15, written by the app
     /// library only) for the data plane's statistics.
     pub fn publish_frcp(&self, s: &crate::msg::FrcpStats) {
         let words = [
@@ -226,6 +226,7 @@ impl FlowMem {
             s.retransmits,
             s.delivered,
             s.duplicates,
+            s.bad,
         ];
         for (i, w) in words.into_iter().enumerate() {
             self.atomic(FRCP_WORDS + 4 * i).store(w, Ordering::Relaxed);
@@ -246,6 +247,7 @@ impl FlowMem {
             retransmits: w(6),
             delivered: w(7),
             duplicates: w(8),
+            bad: w(9),
         })
     }
 
@@ -520,6 +522,7 @@ mod tests {
             retransmits: 7,
             delivered: 8,
             duplicates: 9,
+            bad: 10,
         };
         app.publish_frcp(&s);
         assert_eq!(dp.frcp(), Some(s));

@@ -550,6 +550,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
         C,
         "Data packets the flow's FRCP received again and dropped (low 32 bits)",
     ),
+    (
+        "o7s_flow_frcp_bad",
+        C,
+        "PDUs the flow's FRCP refused or ignored: too short, acknowledging what was never sent, a window edge far off (low 32 bits)",
+    ),
     // o7sctl worker list (labels worker, core).
     (
         "o7s_worker_ports",

@@ -380,7 +380,10 @@ impl Flow {
                 self.rel_done(&mut r)?;
                 match sent {
                     Ok(()) => return Ok(sdu.len()),
-                    Err(o7s_proto::frcp::SendError::Reset) => return Err(Error::Reset),
+                    Err(o7s_proto::frcp::SendError::Reset) => {
+                        r.linger_over = true;
+                        return Err(Error::Reset);
+                    }
                     Err(o7s_proto::frcp::SendError::WouldBlock) => r.m.poll_timeout(),
                 }
             };
@@ -550,7 +553,8 @@ impl Flow {
     /// On a flow with retransmission (FRCP, `loss` 0): waits until the peer has
     /// acknowledged every SDU written, retransmitting what it lacks, for at most
     /// [`reliable::LINGER`] (5 s) or until the flow goes down. Dropping the flow does the
-    /// same (the reference's `FRCTFLINGER`). Returns at once on other flows.
+    /// same (the reference's `FRCTFLINGER`). Returns at once on other flows, after a write
+    /// failed with [`Error::Reset`], and once a wait ran its full time.
     pub fn wait_acked(&self) {
         let until = Instant::now() + reliable::LINGER;
         loop {
@@ -560,7 +564,7 @@ impl Flow {
             let now = Instant::now();
             let next = {
                 let Some(mut r) = self.rel() else { return };
-                if !r.m.config().rtx || (r.m.in_flight() == 0 && !r.backlogged()) {
+                if !r.m.config().rtx || r.linger_over || (r.m.in_flight() == 0 && !r.backlogged()) {
                     return;
                 }
                 r.pump(now, &self.mem);
@@ -570,6 +574,10 @@ impl Flow {
                 r.m.poll_timeout()
             };
             let Some(left) = until.checked_duration_since(Instant::now()) else {
+                // Not again (on drop): the peer did not acknowledge in all that time.
+                if let Some(mut r) = self.rel() {
+                    r.linger_over = true;
+                }
                 return;
             };
             let wait = next.map_or(left, |t| {

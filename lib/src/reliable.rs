@@ -35,10 +35,11 @@ pub(crate) struct Reliable {
     pub(crate) m: Frcp,
     /// A PDU copied out of the rx ring (the machine copies what it keeps of it).
     scratch: Vec<u8>,
-    /// PDUs from the peer that were no FRCP (shorter than the header).
-    pub(crate) malformed: u64,
     /// The rx ring held impossible indices (the data plane broke the protocol).
     pub(crate) corrupt: bool,
+    /// Lingering would wait in vain: a write failed with a reset (the peer does not
+    /// answer), or a wait for acknowledgements ran its full time already.
+    pub(crate) linger_over: bool,
 }
 
 /// A seed for the runs' first sequence numbers: std's per-process random keys, mixed
@@ -61,8 +62,8 @@ impl Reliable {
         Self {
             m: Frcp::new(cfg, seed()),
             scratch: Vec::new(),
-            malformed: 0,
             corrupt: false,
+            linger_over: false,
         }
     }
 
@@ -80,7 +81,8 @@ impl Reliable {
             });
             match popped {
                 Ok(Some(Ok(()))) => {}
-                Ok(Some(Err(_))) => self.malformed += 1,
+                // Counted by the machine (`bad` in the stats).
+                Ok(Some(Err(_))) => {}
                 Ok(None) => break,
                 Err(_) => {
                     self.corrupt = true;
@@ -139,6 +141,7 @@ impl Reliable {
             retransmits: low(c.retransmits),
             delivered: low(c.delivered),
             duplicates: low(c.duplicates),
+            bad: low(c.malformed + c.bad_acks + c.bad_windows),
         }
     }
 }

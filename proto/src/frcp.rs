@@ -518,7 +518,7 @@ impl Frcp {
             self.rtt.sample(r, &self.cfg);
         }
         if let Some(r) = self.recover {
-            if before(ackno, r) && !self.unacked.is_empty() {
+            if before(ackno, r) {
                 // A partial ACK: the next hole of the same window, if its own ACK is late
                 // (sent a smoothed RTT ago or more: a packet merely reordered behind the
                 // repair is not sent again) and it was not sent again already.
@@ -568,6 +568,17 @@ impl Frcp {
             self.counters.bad_windows += 1;
             return;
         }
+        // Never more in flight than the reorder queue: an edge further than that past the
+        // oldest packet not yet acknowledged is held there (a receiver could not keep
+        // what it let us send; a liar could keep opening it).
+        let base = self.unacked.front().map_or(self.next, |u| u.seqno);
+        let most = base.wrapping_add(reach);
+        let full = if before(most, full) {
+            self.counters.bad_windows += 1;
+            most
+        } else {
+            full
+        };
         self.snd_rwe = full;
         if before(self.next, self.snd_rwe) {
             self.closed_since = None;
@@ -626,6 +637,12 @@ impl Frcp {
     /// A data packet of the current run.
     fn place(&mut self, now: Instant, seqno: u32, payload: &[u8]) {
         if before(seqno, self.rcv_lwe) {
+            let reach = self.cfg.reorder.max(self.cfg.window);
+            if self.rcv_lwe.wrapping_sub(seqno) > reach {
+                // Far behind: no packet of ours could be that old. Not answered.
+                self.counters.out_of_window += 1;
+                return;
+            }
             if self.cfg.rtx {
                 // Delivered already: our ACK was lost; say again where we are.
                 self.counters.duplicates += 1;
@@ -636,7 +653,11 @@ impl Frcp {
             return;
         }
         let off = seqno.wrapping_sub(self.rcv_lwe);
-        if off >= self.cfg.reorder {
+        // Beyond the reorder queue, or beyond any window edge we told (what the app has
+        // not taken counts against it): a sender that ignores our window cannot make us
+        // hold more than a window for an app that does not read.
+        let waiting = u32::try_from(self.delivered.len()).unwrap_or(u32::MAX);
+        if off >= self.cfg.reorder || off.saturating_add(waiting) >= self.cfg.window {
             self.counters.out_of_window += 1;
             return;
         }
@@ -698,16 +719,15 @@ impl Frcp {
         if !self.run {
             return;
         }
-        let (f, ackno) = if self.cfg.rtx && self.run {
+        let (f, ackno) = if self.cfg.rtx {
+            // It acknowledges too: no delayed ACK is owed any more.
+            self.ack_due = None;
+            self.rx_unacked = 0;
             (ACK_FC, self.rcv_lwe)
         } else {
             (flags::FC, 0)
         };
         let next = self.next;
-        if f & flags::ACK != 0 {
-            self.ack_due = None;
-            self.rx_unacked = 0;
-        }
         let pdu = self.header(f, next, ackno).0;
         self.queue(Tx::Pdu(pdu));
         self.counters.fc_sent += 1;
@@ -1401,6 +1421,163 @@ mod tests {
     }
 
     #[test]
+    fn recovery_ends_at_an_ack_that_covers_what_was_out_at_the_fast_retransmit() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(rtx(), t0);
+        let t1 = t0 + Duration::from_millis(10);
+        let pdus: Vec<Vec<u8>> = (0..5u8)
+            .map(|i| {
+                a.send(t0, &[i]).unwrap();
+                a.poll_transmit().unwrap()
+            })
+            .collect();
+        for p in &pdus[1..] {
+            b.handle_pdu(t1, p).unwrap();
+        }
+        for ack in std::iter::from_fn(|| b.poll_transmit()) {
+            a.handle_pdu(t1, &ack).unwrap();
+        }
+        assert_eq!(a.poll_transmit().unwrap(), pdus[0]);
+        // Two more go after the fast retransmit (beyond the recovery point) and are lost.
+        for i in 5..7u8 {
+            a.send(t1, &[i]).unwrap();
+            let _lost = a.poll_transmit().unwrap();
+        }
+        // The repair arrives: the ACK covers all that was out at the fast retransmit.
+        b.handle_pdu(t1, &pdus[0]).unwrap();
+        let ack = std::iter::from_fn(|| b.poll_transmit()).last().unwrap();
+        assert_eq!(hdr(&ack).ackno, hdr(&pdus[4]).seqno.wrapping_add(1));
+        // Long after, that ACK is no partial one: nothing goes at once, recovery is over.
+        a.handle_pdu(t1 + Duration::from_millis(500), &ack).unwrap();
+        assert_eq!((a.in_flight(), a.recover), (2, None));
+        assert!(a.poll_transmit().is_none(), "5 and 6 wait for their RTO");
+        assert_eq!(a.counters().fast_retransmits, 1);
+    }
+
+    #[test]
+    fn a_window_update_with_its_ack_answers_the_delayed_ack_too() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(rtx(), t0);
+        a.send(t0, b"d").unwrap();
+        b.handle_pdu(t0, &a.poll_transmit().unwrap()).unwrap();
+        assert_eq!(b.deliverable(), 1);
+        assert_eq!(
+            b.poll_timeout(),
+            Some(t0 + rtx().ack_delay),
+            "an ACK is owed"
+        );
+        // An RDVS: answered at once with ACK|FC, which is the ACK owed.
+        b.handle_pdu(t0, &[flags::RDVS, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+        let fc = hdr(&b.poll_transmit().unwrap());
+        assert_eq!(fc.flags, ACK_FC);
+        assert_eq!(b.poll_timeout(), None, "no delayed ACK left");
+        b.handle_timeout(t0 + Duration::from_millis(50));
+        assert!(b.poll_transmit().is_none());
+        assert_eq!(b.counters().acks_sent, 0);
+        // Without retransmission the answer is FC alone, and no ACK was owed.
+        let (mut c, mut d) = pair(FrcpConfig::reference(), t0);
+        c.send(t0, b"e").unwrap();
+        d.handle_pdu(t0, &c.poll_transmit().unwrap()).unwrap();
+        d.handle_pdu(t0, &[flags::RDVS, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+        assert_eq!(hdr(&d.poll_transmit().unwrap()).flags, flags::FC);
+        assert_eq!(d.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_window_edge_past_the_reorder_queue_is_held_there_and_old_garbage_is_not_answered() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(rtx(), t0);
+        let base = a.next;
+        // An FC 500 past what is unacknowledged (within the 2x reach that is not ignored):
+        // held at 256.
+        let mut w = Writer(vec![]);
+        FrctRepr {
+            flags: flags::FC,
+            rwe: base.wrapping_add(500) & 0x00ff_ffff,
+            seqno: 0,
+            ackno: 0,
+        }
+        .write(&mut w);
+        let bad = a.counters().bad_windows;
+        a.handle_pdu(t0, &w.0).unwrap();
+        assert_eq!(a.send_window(), 256);
+        assert_eq!(a.counters().bad_windows, bad + 1);
+        for i in 0..256u32 {
+            a.send(t0, &i.to_be_bytes()).unwrap();
+        }
+        assert_eq!(a.send(t0, b"x"), Err(SendError::WouldBlock));
+        assert_eq!(a.in_flight(), 256);
+        // Data far behind b's edge (more than its reorder queue): dropped, no ACK.
+        let lwe = b.rcv_lwe;
+        let mut w = Writer(vec![]);
+        FrctRepr {
+            flags: flags::DATA,
+            rwe: 0,
+            seqno: lwe.wrapping_sub(1000),
+            ackno: 0,
+        }
+        .write(&mut w);
+        w.put(b"old");
+        let (dups, oow) = (b.counters().duplicates, b.counters().out_of_window);
+        b.handle_pdu(t0, &w.0).unwrap();
+        assert!(b.poll_transmit().is_none(), "not answered");
+        assert_eq!(
+            (b.counters().duplicates, b.counters().out_of_window),
+            (dups, oow + 1)
+        );
+    }
+
+    #[test]
+    fn a_sender_ignoring_the_window_cannot_make_a_receiver_hold_more_than_it() {
+        let t0 = Instant::now();
+        for rtx_on in [true, false] {
+            let cfg = FrcpConfig {
+                rtx: rtx_on,
+                ..FrcpConfig::reference()
+            };
+            let mut b = Frcp::new(cfg, 2);
+            // A sender with a window of a million: 1000 packets in order, DRF first.
+            let mut a = Frcp::new(
+                FrcpConfig {
+                    window: 1 << 20,
+                    reorder: 1 << 20,
+                    ..cfg
+                },
+                1,
+            );
+            for i in 0..1000u32 {
+                a.send(t0, &i.to_be_bytes()).unwrap();
+                if i == 0 {
+                    a.snd_rwe = a.next.wrapping_add(1 << 20);
+                }
+                let p = a.poll_transmit().unwrap();
+                b.handle_pdu(t0, &p).unwrap();
+            }
+            // b's app never read: a window's worth waits, the rest was dropped.
+            assert_eq!(b.deliverable(), 64, "rtx {rtx_on}");
+            assert_eq!(b.counters().out_of_window, 936, "rtx {rtx_on}");
+            // The app takes one: one more fits (the next in order, sent again), not two.
+            assert!(b.poll_deliver().is_some());
+            if rtx_on {
+                let (p64, p65) = (a.unacked[64].pdu.clone(), a.unacked[65].pdu.clone());
+                b.handle_pdu(t0, &p64).unwrap();
+                b.handle_pdu(t0, &p65).unwrap();
+            } else {
+                b.handle_pdu(t0, &{
+                    a.send(t0, b"late").unwrap();
+                    a.poll_transmit().unwrap()
+                })
+                .unwrap();
+                assert_eq!(b.deliverable(), 63, "beyond the reorder queue: dropped");
+                continue;
+            }
+            assert_eq!(b.deliverable(), 64, "rtx {rtx_on}");
+        }
+    }
+
+    #[test]
     fn after_an_rto_the_packets_behind_wait_one_more_rto() {
         let t0 = Instant::now();
         let (mut a, mut b) = pair(rtx(), t0);
@@ -1445,12 +1622,20 @@ mod tests {
         a.handle_pdu(t0, &fc(had.wrapping_add(600) & 0x00ff_ffff))
             .unwrap();
         assert_eq!((a.snd_rwe, a.counters().bad_windows), (had, 1));
+        a.handle_pdu(t0, &fc(had.wrapping_add(150) & 0x00ff_ffff))
+            .unwrap();
+        assert_eq!(a.snd_rwe, had.wrapping_add(150));
+        // Within reach but past the reorder queue from what is unacknowledged: held there.
         a.handle_pdu(t0, &fc(had.wrapping_add(512) & 0x00ff_ffff))
             .unwrap();
-        assert_eq!(a.snd_rwe, had.wrapping_add(512));
+        assert_eq!(
+            (a.snd_rwe, a.counters().bad_windows),
+            (a.next.wrapping_add(256), 2)
+        );
         // Across the 24-bit wrap of the field.
         let mut c = Frcp::new(FrcpConfig::reference(), 9);
         c.snd_rwe = 0x12ff_fff0;
+        c.next = 0x12ff_ff80;
         c.handle_pdu(t0, &fc(0x0000_0010)).unwrap();
         assert_eq!(c.snd_rwe, 0x1300_0010);
         c.handle_pdu(t0, &fc(0x00ff_ffe0)).unwrap();

@@ -273,3 +273,80 @@ fn oping_over_voice_and_data_cubes_and_the_frct_bytes_on_the_wire() {
     assert!(drf >= 2, "each end's first packet starts a run: {drf}");
     assert!(acks >= 4, "delayed ACK-only packets: {acks}");
 }
+
+/// A peer that lies in FRCP (an `o7s-hostile frct-liar` server: ACKs far beyond what was
+/// sent, window edges anywhere, PDUs shorter than the header, data at random sequence
+/// numbers, seven for every PDU it gets): the client counts them as `bad`, keeps no more
+/// than its window in flight, and its write fails within seconds (the window stays closed:
+/// `connection reset`) instead of hanging; a flow to another server at the same time loses
+/// nothing.
+#[test]
+fn a_lying_frcp_peer_is_counted_bounded_and_ends_the_write_in_seconds() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("rh");
+    let conf = format!(
+        "{}\n[name.\"liar\"]\n",
+        server_conf(&t.dev("b")).replace(
+            "reg=[\"ocbr\", \"oping-server\"]",
+            "reg=[\"ocbr\", \"oping-server\", \"liar\"]"
+        )
+    );
+    let b = t.daemon("b", &conf);
+    let _a = t.daemon("a", &client_conf(&t.dev("a")));
+    let liar = t
+        .cmd("b", &bin("o7s-hostile"))
+        .args(["frct-liar", "8"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = liar.id().to_string();
+    let o = t
+        .cmd("b", &bin("o7sctl"))
+        .args(["bind", "process", &pid, "name", "liar"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    t.wait_accepting("b", "b", "liar");
+    // Pings to the honest server all the while.
+    let pinger = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", "oping-server", "-c", "40", "-i", "100ms", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let o = t
+        .cmd("a", &bin("ocbr"))
+        .args([
+            "-n", "liar", "-q", "data", "-s", "200", "-f", "-d", "30", "--json",
+        ])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let c = json_lines(&o.stdout).pop().unwrap_or(Value::Null);
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("liar's client ({took:?}): {c}\n{err}");
+    assert!(!o.status.success(), "the write cannot succeed: {c}");
+    assert!(err.contains("connection reset"), "{err}");
+    // A second of closed window; no linger after the reset.
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    let f = &c["frcp"];
+    assert!(f["bad"].as_u64().unwrap() >= 10, "the lies counted: {f}");
+    assert!(
+        f["in_flight"].as_u64().unwrap() <= 256,
+        "never more in flight than the reorder queue, whatever the lies: {c}"
+    );
+    let po = pinger.wait_with_output().unwrap();
+    let p = json_lines(&po.stdout).pop().unwrap_or(Value::Null);
+    assert_eq!(
+        p["received"],
+        40,
+        "the other flow lost nothing: {p}\n{}",
+        b.log()
+    );
+    let lo = liar.wait_with_output().unwrap();
+    eprintln!("liar: {}", String::from_utf8_lossy(&lo.stdout));
+}

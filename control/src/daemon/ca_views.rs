@@ -95,6 +95,7 @@ pub(super) fn with_frcp(mut row: Value, cube: &str, f: Option<&o7s_abi::msg::Frc
                 "frcp_in_flight": f.in_flight, "frcp_window": f.window,
                 "frcp_sent": f.sent, "frcp_retransmits": f.retransmits,
                 "frcp_delivered": f.delivered, "frcp_duplicates": f.duplicates,
+                "frcp_bad": f.bad,
             },
         }),
         None => {
@@ -184,6 +185,7 @@ mod tests {
             retransmits: 4,
             delivered: 90,
             duplicates: 5,
+            bad: 6,
         };
         let row = with_frcp(json!({"flow": 3}), "BE", Some(&f));
         assert_eq!(
@@ -204,9 +206,10 @@ mod tests {
                 &n["frcp_sent"],
                 &n["frcp_retransmits"],
                 &n["frcp_delivered"],
-                &n["frcp_duplicates"]
+                &n["frcp_duplicates"],
+                &n["frcp_bad"]
             ],
-            [1500, 2000, 3, 61, 100, 4, 90, 5]
+            [1500, 2000, 3, 61, 100, 4, 90, 5, 6]
                 .map(|x| json!(x))
                 .each_ref()
         );

@@ -17,6 +17,11 @@
 //! - `half-long COUNT SECONDS`: on COUNT connections, sends the first packet of a long
 //!   o7sctl request (a 100 KiB configuration) and never the rest; prints `{"sent":COUNT}`
 //!   and holds them for SECONDS.
+//! - `frct-liar SECONDS`: accepts one flow (the raw protocol: it maps the flow memory
+//!   itself, no FRCP of the library) and, for every PDU its peer sends, answers with lies:
+//!   an ACK far beyond anything sent, a window edge anywhere in the 24-bit space, three
+//!   PDUs shorter than the FRCT header, and two data packets at random sequence numbers
+//!   (DRF on one); prints what it received and sent.
 
 #![allow(unsafe_code)]
 
@@ -62,12 +67,16 @@ fn main() -> ExitCode {
             let n = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
             silent(n(1, 100), n(2, 10))
         }
+        Some("frct-liar") => {
+            let n = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+            frct_liar(n(1, 10))
+        }
         Some("half-long") => {
             let n = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
             half_long(n(1, 100), n(2, 10))
         }
         _ => Err(
-            "usage: o7s-hostile truncate NAME | allocs COUNT LEN THREADS | accept COUNT SECONDS | hold COUNT NAME SECONDS | accept-timeout MS | pending COUNT NAME MS | silent COUNT SECONDS | half-long COUNT SECONDS"
+            "usage: o7s-hostile truncate NAME | allocs COUNT LEN THREADS | accept COUNT SECONDS | hold COUNT NAME SECONDS | accept-timeout MS | pending COUNT NAME MS | silent COUNT SECONDS | half-long COUNT SECONDS | frct-liar SECONDS"
                 .into(),
         ),
     };
@@ -309,4 +318,87 @@ fn half_long(count: u64, secs: u64) -> Result<String, String> {
     say(&format!("{{\"sent\":{count}}}"));
     std::thread::sleep(std::time::Duration::from_secs(secs));
     Ok(String::new())
+}
+
+/// See the module's `frct-liar`.
+fn frct_liar(secs: u64) -> Result<String, String> {
+    use o7s::ring::{Dir, FlowMem, Kick};
+    use o7s_wire::frct::flags;
+    let ch = Channel::connect(&socket_path(None)).map_err(|e| format!("connect: {e}"))?;
+    ch.send(&Request::Accept { timeout_ms: None }, &[])
+        .map_err(|e| format!("send: {e}"))?;
+    let (r, fds) = ch.recv::<Reply>().map_err(|e| format!("recv: {e}"))?;
+    let Reply::Flow(info) = r else {
+        return Err(format!("no flow: {r:?}"));
+    };
+    let mut it = fds.into_iter();
+    let (Some(mem), Some(tx)) = (it.next(), it.next()) else {
+        return Err("a flow without its descriptors".into());
+    };
+    let mem = FlowMem::open(&mem).map_err(|e| format!("map: {e}"))?;
+    let tx = Kick::from_fd(tx);
+    say(&format!("{{\"accepted\":{}}}", info.id));
+    // splitmix64, seeded from the clock: lies need no good randomness.
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7);
+    let mut draw = move || {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let pdu = |f: u8, rwe: u32, seq: u32, ack: u32, body: &[u8]| {
+        let mut p = vec![f];
+        p.extend_from_slice(&rwe.to_be_bytes()[1..]);
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ack.to_be_bytes());
+        p.extend_from_slice(body);
+        p
+    };
+    let (mut received, mut sent, mut full) = (0u64, 0u64, 0u64);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut buf = vec![0u8; 65536];
+    while std::time::Instant::now() < until {
+        match mem.ring(Dir::Rx).pop(&mut buf) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                continue;
+            }
+            Err(e) => return Err(format!("rx ring: {e}")),
+        }
+        received += 1;
+        let seq = buf
+            .get(4..8)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_be_bytes);
+        let lies = [
+            pdu(flags::ACK, 0, 0, seq.wrapping_add(100_000), &[]),
+            pdu(flags::FC, draw() as u32, 0, 0, &[]),
+            vec![flags::DATA; 1],
+            vec![flags::ACK, 0, 0, 0, 0],
+            vec![0xff; 11],
+            pdu(flags::DATA | flags::DRF, 0, draw() as u32, 0, b"lie"),
+            pdu(
+                flags::DATA | flags::ACK | flags::FC,
+                draw() as u32,
+                draw() as u32,
+                draw() as u32,
+                b"lie",
+            ),
+        ];
+        for l in &lies {
+            match mem.ring(Dir::Tx).push(l) {
+                Ok(_) => sent += 1,
+                Err(_) => full += 1,
+            }
+        }
+        tx.kick();
+    }
+    Ok(format!(
+        "{{\"received\":{received},\"sent\":{sent},\"ring_full\":{full}}}"
+    ))
 }
