@@ -10,6 +10,7 @@ pub(crate) mod ca_views;
 mod connections;
 mod event_loop;
 mod install;
+mod local;
 mod oap_glue;
 mod setup;
 mod shim_driver;
@@ -168,6 +169,10 @@ pub struct State {
     adopted_ports: Vec<o7s_abi::msg::AdoptedPort>,
     /// When the event loop's protocol work is due next (an earlier timer wakes it).
     proto_wake: Option<Instant>,
+    /// Local IPCPs (`[local.X]`).
+    pub locals: Vec<local::LocalIpcp>,
+    /// Local flows: both ends of each.
+    local_pairs: Vec<local::LocalPair>,
 }
 
 /// The daemon.

@@ -106,6 +106,16 @@ pub enum FlowError {
         /// The peer IPCP's address.
         peer: u64,
     },
+    /// No process of this host accepted the name in time (the local layer).
+    #[error("{layer}: no process accepted {name} in time: {why}")]
+    NoAcceptor {
+        /// The name.
+        name: String,
+        /// The local IPCP.
+        layer: String,
+        /// Why, as o7sd sees it.
+        why: String,
+    },
     /// A failure of this daemon (see its log).
     #[error("{0}")]
     Internal(String),
@@ -121,7 +131,7 @@ impl FlowError {
                 ..
             } => ErrorCode::NoResources,
             Self::Layer { .. } | Self::Busy(_) | Self::NoRoute { .. } => ErrorCode::Busy,
-            Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::Timeout { .. } | Self::NoAcceptor { .. } => ErrorCode::Timeout,
             Self::Refused { .. } => ErrorCode::Refused,
             Self::BadResponse { .. } | Self::Unauthenticated { .. } => ErrorCode::Security,
             Self::Settings(_) | Self::Signer(_) | Self::Unsupported(_) => ErrorCode::Invalid,

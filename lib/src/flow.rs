@@ -3,7 +3,7 @@
 use crate::ipc::{wait_readable, Channel};
 use crate::proto::{self, ErrorCode, FlowInfo, Reply, Request};
 use crate::reliable::{self, Reliable};
-use crate::ring::{flags, Dir, FlowMem, Kick, RingError};
+use crate::ring::{flags, Dir, FlowMem, Kick, Ring, RingError};
 use o7s_wire::qos::QosSpec;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -139,7 +139,9 @@ impl Flow {
                 let mem = FlowMem::open(&mem)?;
                 if let Some(r) = &rel {
                     if let Ok(r) = r.lock() {
-                        mem.publish_frcp(&r.stats());
+                        if !info.swapped {
+                            mem.publish_frcp(&r.stats());
+                        }
                     }
                 }
                 Ok(Self {
@@ -246,8 +248,25 @@ impl Flow {
         self.spin = spin;
     }
 
+    /// The ring of direction `d` as this end sees it (the accepting end of a local flow
+    /// sees the memory's rings the other way round).
+    fn ring(&self, d: Dir) -> Ring<'_> {
+        match (self.info.swapped, d) {
+            (false, d) => self.mem.ring(d),
+            (true, Dir::Tx) => self.mem.ring(Dir::Rx),
+            (true, Dir::Rx) => self.mem.ring(Dir::Tx),
+        }
+    }
+
     fn down(&self) -> bool {
-        self.mem.flags().load(Ordering::Acquire) & (flags::PEER_DOWN | flags::CLOSED) != 0
+        // On a local flow the other end's drop (APP_CLOSED in the memory both share) ends
+        // it too.
+        let ends = if self.info.local {
+            flags::PEER_DOWN | flags::CLOSED | flags::APP_CLOSED
+        } else {
+            flags::PEER_DOWN | flags::CLOSED
+        };
+        self.mem.flags().load(Ordering::Acquire) & ends != 0
     }
 
     /// The connection to o7sd is readable: whether that ends the flow. o7sd says a word
@@ -290,7 +309,7 @@ impl Flow {
             return self.write_reliable(sdu);
         }
         let start = Instant::now();
-        let ring = self.mem.ring(Dir::Tx);
+        let ring = self.ring(Dir::Tx);
         let mut spins = 0u32;
         loop {
             if self.down() {
@@ -351,9 +370,12 @@ impl Flow {
     /// state, and wakes a reader sleeping on the rx ring when SDUs wait in the machine
     /// for it or its timers may have moved (another thread of ours did the work).
     fn rel_done(&self, r: &mut Reliable) -> Result<(), Error> {
-        r.flush(&self.mem, &self.tx_kick);
-        self.mem.publish_frcp(&r.stats());
-        if self.mem.ring(Dir::Rx).waiting().load(Ordering::SeqCst) != 0 {
+        r.flush(self.ring(Dir::Tx), &self.tx_kick);
+        // (Both ends of a local flow share the header: the allocating end's is shown.)
+        if !self.info.swapped {
+            self.mem.publish_frcp(&r.stats());
+        }
+        if self.ring(Dir::Rx).waiting().load(Ordering::SeqCst) != 0 {
             self.rx_kick.kick();
         }
         if r.corrupt {
@@ -375,7 +397,7 @@ impl Flow {
                 let Some(mut r) = self.rel() else {
                     return Err(Error::Protocol("no FRCP on this flow".into()));
                 };
-                r.pump(now, &self.mem);
+                r.pump(now, self.ring(Dir::Rx), self.mem.slots());
                 let sent = r.m.send(now, sdu);
                 self.rel_done(&mut r)?;
                 match sent {
@@ -411,7 +433,7 @@ impl Flow {
                 let Some(mut r) = self.rel() else {
                     return Err(Error::Protocol("no FRCP on this flow".into()));
                 };
-                r.pump(now, &self.mem);
+                r.pump(now, self.ring(Dir::Rx), self.mem.slots());
                 let sdu = r.m.poll_deliver();
                 self.rel_done(&mut r)?;
                 if let Some(sdu) = sdu {
@@ -445,7 +467,7 @@ impl Flow {
         if self.rel.is_some() {
             return self.read_reliable(buf);
         }
-        let ring = self.mem.ring(Dir::Rx);
+        let ring = self.ring(Dir::Rx);
         // The clock is read only when the ring is empty: a stream of SDUs costs no
         // clock_gettime per read.
         match ring.pop(buf) {
@@ -481,7 +503,7 @@ impl Flow {
     /// SDUs keep coming it first polls the ring for a short while (yielding the CPU), which
     /// spares the data plane a wake-up system call and both of us a context switch per SDU.
     fn wait_rx(&self, t: Option<Duration>) -> Result<(), Error> {
-        let ring = self.mem.ring(Dir::Rx);
+        let ring = self.ring(Dir::Rx);
         if !self.spin.is_zero() {
             let until = Instant::now() + self.spin.min(t.unwrap_or(self.spin));
             loop {
@@ -518,14 +540,14 @@ impl Flow {
     pub fn readable(&self) -> bool {
         match self.rel() {
             Some(mut r) => {
-                r.pump(Instant::now(), &self.mem);
+                r.pump(Instant::now(), self.ring(Dir::Rx), self.mem.slots());
                 let ready = r.m.deliverable() > 0;
                 // A reader asleep on this flow is woken by rel_done; an error shows at the
                 // next read.
                 let _ = self.rel_done(&mut r);
                 ready
             }
-            None => !self.mem.ring(Dir::Rx).is_empty(),
+            None => !self.ring(Dir::Rx).is_empty(),
         }
     }
 
@@ -567,7 +589,7 @@ impl Flow {
                 if !r.m.config().rtx || r.linger_over || (r.m.in_flight() == 0 && !r.backlogged()) {
                     return;
                 }
-                r.pump(now, &self.mem);
+                r.pump(now, self.ring(Dir::Rx), self.mem.slots());
                 if self.rel_done(&mut r).is_err() {
                     return;
                 }
@@ -642,7 +664,7 @@ pub fn wait_any(flows: &[&Flow], timeout: Option<Duration>) -> Result<Vec<usize>
             return Ok(ready);
         }
         for f in flows {
-            f.mem.ring(Dir::Rx).waiting().store(1, Ordering::SeqCst);
+            f.ring(Dir::Rx).waiting().store(1, Ordering::SeqCst);
         }
         std::sync::atomic::fence(Ordering::SeqCst);
         if flows.iter().any(|f| f.readable() || f.down()) {

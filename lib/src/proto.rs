@@ -294,6 +294,14 @@ pub struct FlowInfo {
     pub mtu: usize,
     /// The layer carrying it.
     pub layer: String,
+    /// A flow of the local layer: the two processes share one flow memory, with no data
+    /// plane between them; each end's drop (`APP_CLOSED`) ends it for the other too.
+    #[serde(default)]
+    pub local: bool,
+    /// This end uses the flow memory's rings the other way round (the accepting end of a
+    /// local flow: its tx ring is the allocating end's rx ring).
+    #[serde(default)]
+    pub swapped: bool,
 }
 
 /// Failure kinds (the reference's errno values where one exists).

@@ -17,7 +17,7 @@
 //! docs/ARCHITECTURE.md "FRCP: in the library".
 
 use o7s_abi::msg::FrcpStats;
-use o7s_abi::ring::{Dir, FlowMem, Kick, RingError};
+use o7s_abi::ring::{Kick, Ring, RingError};
 use o7s_proto::frcp::{Frcp, FrcpConfig};
 use std::time::{Duration, Instant};
 
@@ -68,10 +68,9 @@ impl Reliable {
     }
 
     /// Takes every PDU waiting in the rx ring into the machine and runs its due timers.
-    pub(crate) fn pump(&mut self, now: Instant, mem: &FlowMem) {
-        let ring = mem.ring(Dir::Rx);
+    pub(crate) fn pump(&mut self, now: Instant, ring: Ring<'_>, slots: u32) {
         // At most a ring's worth: a peer that keeps sending cannot keep us here.
-        for _ in 0..mem.slots() {
+        for _ in 0..slots {
             // The shared slot is copied out before it is parsed (the data plane could change
             // it under us), into a buffer used again for every PDU.
             let popped = ring.pop_with(|s| {
@@ -96,8 +95,7 @@ impl Reliable {
     /// Pushes what the machine transmits into the tx ring, straight from its buffers
     /// (what does not fit waits in the machine, in order); kicks the data plane once if
     /// it asked or the ring is full.
-    pub(crate) fn flush(&mut self, mem: &FlowMem, kick: &Kick) {
-        let ring = mem.ring(Dir::Tx);
+    pub(crate) fn flush(&mut self, ring: Ring<'_>, kick: &Kick) {
         let (mut wake, mut corrupt) = (false, false);
         self.m.transmit_with(|p| match ring.push(p) {
             Ok(w) => {

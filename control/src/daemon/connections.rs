@@ -82,6 +82,9 @@ impl Daemon {
 
     /// Frees a flow everywhere.
     pub fn dealloc(&self, flow: u64) {
+        if self.local_dealloc(flow) {
+            return;
+        }
         let mut st = self.st();
         if let Some(f) = st.flows.remove(&flow) {
             if let Some(i) = st.ipcps.get_mut(f.ipcp) {

@@ -60,6 +60,8 @@ pub(super) enum Doing {
     Allocating(AllocJob),
     /// Its flow is being allocated over a unicast IPCP.
     UniAllocating(super::uni_flows::UniJob),
+    /// Its flow waits for a process of this host to accept (the local layer).
+    LocalAllocating(super::local::LocalJob),
     /// Its process waits in accept (acceptor `id` in the registry).
     Parked {
         id: u64,
@@ -329,7 +331,10 @@ impl Daemon {
                 self.dp.capture_end(id);
                 tracing::info!("Capture {id} ended.");
             }
-            Doing::Reading { .. } | Doing::Allocating(_) | Doing::UniAllocating(_) => {}
+            Doing::Reading { .. }
+            | Doing::Allocating(_)
+            | Doing::UniAllocating(_)
+            | Doing::LocalAllocating(_) => {}
         }
     }
 
@@ -338,7 +343,7 @@ impl Daemon {
     fn on_readable(&self, epoll: &Epoll, c: Conn) -> Option<Conn> {
         match c.doing {
             Doing::Reading { .. } => self.read_request(epoll, c),
-            Doing::Allocating(_) | Doing::UniAllocating(_) => {
+            Doing::Allocating(_) | Doing::UniAllocating(_) | Doing::LocalAllocating(_) => {
                 let pid = c.ch.peer_cred().map(|p| p.pid).unwrap_or(0);
                 tracing::info!("Process {pid} went away while its flow was being allocated.");
                 None
@@ -388,6 +393,10 @@ impl Daemon {
                 timeout_ms,
             } => {
                 let timeout = Duration::from_millis(timeout_ms.max(1));
+                // A name in a local layer stays on this host.
+                if let Some(job) = self.local_alloc_start(&name, qos, timeout, pid) {
+                    return self.local_step(c, self.local_poll(job, Instant::now()));
+                }
                 // A unicast layer's directory first (the reference's order), then the
                 // eth and udp layers.
                 match self.uni_alloc_start(&name, qos, timeout, pid) {
@@ -436,6 +445,17 @@ impl Daemon {
             }
         }
         None
+    }
+
+    /// Where a local allocation went.
+    fn local_step(&self, mut c: Conn, step: super::local::LocalStep) -> Option<Conn> {
+        match step {
+            super::local::LocalStep::Pending(job) => {
+                c.doing = Doing::LocalAllocating(job);
+                Some(c)
+            }
+            super::local::LocalStep::Done(r) => self.alloc_step(c, Step::Done(r)),
+        }
     }
 
     /// Where an allocation went: the flow to its app, the error to it, or still waiting.
@@ -531,6 +551,7 @@ impl Daemon {
                     None
                 }
                 Doing::Allocating(job) => self.alloc_step(c, self.alloc_poll(job, now)),
+                Doing::LocalAllocating(job) => self.local_step(c, self.local_poll(job, now)),
                 Doing::UniAllocating(job) => {
                     use super::uni_flows::UniStep;
                     match self.uni_alloc_poll(job, now) {
@@ -579,6 +600,7 @@ impl Daemon {
                     Doing::Reading { since } => due = due.min(*since + REQUEST_WAIT),
                     Doing::Allocating(job) => due = due.min(job.deadline()),
                     Doing::UniAllocating(job) => due = due.min(job.deadline()),
+                    Doing::LocalAllocating(job) => due = due.min(job.deadline()),
                     Doing::Parked {
                         deadline: Some(d), ..
                     } => due = due.min(*d),

@@ -132,6 +132,8 @@ impl Daemon {
                 qos,
                 mtu,
                 layer,
+                local: false,
+                swapped: false,
             },
             flow,
             fds,

@@ -130,12 +130,16 @@ impl Daemon {
                 self.unicast_create(i);
                 continue;
             }
+            if i.kind == IpcpKind::Local {
+                self.local_create(i);
+                continue;
+            }
             if !matches!(
                 i.kind,
                 IpcpKind::EthDix | IpcpKind::EthLlc | IpcpKind::Udp4 | IpcpKind::Udp6
             ) {
                 tracing::warn!(
-                    "IPCP {} (line {}): type {} is not implemented yet (eth-dix, eth-llc, udp4, udp6 and unicast are); skipped",
+                    "IPCP {} (line {}): type {} is not implemented yet (eth-dix, eth-llc, udp4, udp6, local and unicast are); skipped",
                     i.name,
                     i.line,
                     i.kind.as_str()
@@ -558,6 +562,13 @@ impl Daemon {
             );
             i.reg_insert(h, name);
             done += 1;
+        }
+        drop(st);
+        for t in targets {
+            if self.local_register(name, t) {
+                tracing::info!("Registered {name} with local IPCP {t}.");
+                done += 1;
+            }
         }
         if done == 0 {
             return Err(CtlError::NotFound(format!(

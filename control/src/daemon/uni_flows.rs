@@ -369,6 +369,8 @@ impl Daemon {
                     qos,
                     mtu,
                     layer,
+                    local: false,
+                    swapped: false,
                 },
                 flow,
                 fds,

@@ -90,6 +90,7 @@ impl Daemon {
                     .map(|s| s.ports.iter().map(|p| (p.port, p.link.clone())).collect())
                     .unwrap_or_default();
                 let uni = self.uni_rows(stats.map(|s| s.uni).unwrap_or_default());
+                let locals = self.local_rows();
                 let st = self.st();
                 table(
                     st.ipcps
@@ -110,6 +111,7 @@ impl Daemon {
                                    "hash": "-", "state": "created (not bootstrapped)", "io_path": "-", "registered": []})
                         }))
                         .chain(uni)
+                        .chain(locals)
                         .collect(),
                 )
             }
@@ -458,6 +460,18 @@ impl Daemon {
             },
             Ctl::FlowList => {
                 let stats = self.dp.stats().unwrap_or_default();
+                // Local flows: what their ends published in the memory they share.
+                let local_ids: Vec<u64> = self
+                    .st()
+                    .flows
+                    .iter()
+                    .filter(|(_, f)| f.ipcp == super::local::LOCAL_IPCP)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let local_frcp: HashMap<u64, Option<o7s_abi::msg::FrcpStats>> = local_ids
+                    .into_iter()
+                    .map(|id| (id, self.local_frcp(id)))
+                    .collect();
                 let st = self.st();
                 let mut rows = vec![];
                 let mut ids: Vec<_> = st.flows.keys().copied().collect();
@@ -470,14 +484,31 @@ impl Daemon {
                         .find(|s| s.flow == id)
                         .cloned()
                         .unwrap_or_default();
-                    let ipcp = st
-                        .ipcps
-                        .get(f.ipcp)
-                        .map(|i| i.name.clone())
-                        .unwrap_or_default();
+                    let local = f.ipcp == super::local::LOCAL_IPCP;
+                    let ipcp = if local {
+                        st.locals
+                            .iter()
+                            .find(|l| l.names.contains(&f.name))
+                            .map(|l| l.name.clone())
+                            .unwrap_or_else(|| "local".into())
+                    } else {
+                        st.ipcps
+                            .get(f.ipcp)
+                            .map(|i| i.name.clone())
+                            .unwrap_or_default()
+                    };
+                    let s = if local {
+                        o7s_abi::msg::FlowStats {
+                            frcp: local_frcp.get(&id).copied().flatten(),
+                            ..Default::default()
+                        }
+                    } else {
+                        s
+                    };
+                    let peer = if local { "local (shared memory)".to_string() } else { f.peer.to_string() };
                     let row = json!({"flow": id, "side": f.side, "name": f.name, "pid": f.pid, "ipcp": ipcp,
                                      "local": format!("{:#x}", f.local), "remote": format!("{:#x}", f.remote),
-                                     "peer": f.peer.to_string(), "qos": f.qos.preset_name().unwrap_or("custom"),
+                                     "peer": peer, "qos": f.qos.preset_name().unwrap_or("custom"),
                                      "rx_sdus": s.rx_sdus, "rx_bytes": s.rx_bytes, "tx_sdus": s.tx_sdus, "tx_bytes": s.tx_bytes,
                                      "drop_ring_full": s.drop_ring_full, "drop_decrypt": s.drop_decrypt,
                                      "cipher": o7s_wire::nid::name(s.cipher).unwrap_or("-"), "key_rotations": s.key_rotations,
