@@ -1527,6 +1527,24 @@ mod tests {
             (b.counters().duplicates, b.counters().out_of_window),
             (dups, oow + 1)
         );
+        // The edge of it: 256 behind may be ours sent again (answered), 257 may not.
+        for (behind, answered) in [(256u32, true), (257, false)] {
+            let mut w = Writer(vec![]);
+            FrctRepr {
+                flags: flags::DATA,
+                rwe: 0,
+                seqno: lwe.wrapping_sub(behind),
+                ackno: 0,
+            }
+            .write(&mut w);
+            w.put(b"old");
+            b.handle_pdu(t0, &w.0).unwrap();
+            assert_eq!(b.poll_transmit().is_some(), answered, "{behind} behind");
+        }
+        assert_eq!(
+            (b.counters().duplicates, b.counters().out_of_window),
+            (dups + 1, oow + 2)
+        );
     }
 
     #[test]
