@@ -618,6 +618,11 @@ impl Drop for Flow {
     /// [`Flow::wait_acked`]).
     fn drop(&mut self) {
         self.wait_acked();
+        // The ACK still owed goes now: the peer hears what we got before we go.
+        if let Some(mut r) = self.rel() {
+            r.m.ack_now();
+            r.flush(self.ring(Dir::Tx), &self.tx_kick);
+        }
         self.mem
             .flags()
             .fetch_or(flags::APP_CLOSED, Ordering::SeqCst);

@@ -795,6 +795,14 @@ impl Frcp {
             .min()
     }
 
+    /// Sends the delayed ACK owed, now, if one is (an end that goes away says what it got
+    /// instead of leaving its peer to retransmit into the void).
+    pub fn ack_now(&mut self) {
+        if self.ack_due.is_some() {
+            self.send_ack();
+        }
+    }
+
     /// SDUs waiting for the app ([`Frcp::poll_deliver`]).
     pub fn deliverable(&self) -> usize {
         self.delivered.len()
@@ -1545,6 +1553,23 @@ mod tests {
             (b.counters().duplicates, b.counters().out_of_window),
             (dups + 1, oow + 2)
         );
+    }
+
+    #[test]
+    fn ack_now_sends_the_owed_ack_and_nothing_when_none_is_owed() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(rtx(), t0);
+        b.ack_now();
+        assert!(b.poll_transmit().is_none(), "nothing owed");
+        a.send(t0, b"x").unwrap();
+        b.handle_pdu(t0, &a.poll_transmit().unwrap()).unwrap();
+        assert!(b.poll_transmit().is_none(), "delayed");
+        b.ack_now();
+        let ack = hdr(&b.poll_transmit().unwrap());
+        assert_eq!((ack.flags & flags::ACK, ack.ackno), (flags::ACK, b.rcv_lwe));
+        assert_eq!(b.poll_timeout(), None);
+        b.ack_now();
+        assert!(b.poll_transmit().is_none(), "owed once");
     }
 
     #[test]

@@ -20,8 +20,9 @@ use std::collections::BTreeSet;
 /// The largest SDU of a local flow (lo's MTU, as the data plane's slots).
 pub const LOCAL_MTU: usize = 9000;
 
-/// The IPCP index local flows carry in their [`FlowRec`] (they are in no eth/udp IPCP).
-pub const LOCAL_IPCP: usize = usize::MAX;
+/// The IPCP index local flows carry in their [`FlowRec`] (they are in no eth/udp IPCP;
+/// flows over a unicast layer carry `usize::MAX`).
+pub const LOCAL_IPCP: usize = usize::MAX - 1;
 
 /// A local IPCP.
 #[derive(Debug)]
