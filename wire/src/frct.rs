@@ -98,7 +98,9 @@ impl FrctRepr {
     }
     /// Appends the 12 bytes (the window is truncated to 24 bits, as on the wire).
     pub fn write(&self, w: &mut Writer) {
-        w.be32(u32::from(self.flags) << 24 | (self.rwe & 0x00ff_ffff))
+        let rwe = self.rwe.to_be_bytes();
+        w.put(&[self.flags])
+            .put(rwe.get(1..).unwrap_or_default())
             .be32(self.seqno)
             .be32(self.ackno);
     }
@@ -123,6 +125,30 @@ impl FrctRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_header_view_reads_every_field_and_the_payload() {
+        // uni.pcap frame 47's header (DATA|DRF|FC, rwe 0x3b531c, seqno 0xd7434e08) and an
+        // ackno that differs from every other field, then a payload.
+        let b = hex::decode("0b3b531cd7434e0801020304cafe").unwrap();
+        let h = Header::new_checked(&b[..]).unwrap();
+        assert_eq!(
+            (h.flags(), h.rwe(), h.seqno(), h.ackno(), h.payload()),
+            (0x0b, 0x3b_531c, 0xd743_4e08, 0x0102_0304, &[0xca, 0xfe][..])
+        );
+        assert!(Header::new_checked(&b[..12]).unwrap().payload().is_empty());
+        assert!(Header::new_checked(&b[..11]).is_err());
+        // Written back: the window's top byte is not on the wire.
+        let (r, rest) = FrctRepr::parse(&b).unwrap();
+        assert_eq!(rest, &[0xca, 0xfe]);
+        let mut w = Writer::default();
+        FrctRepr {
+            rwe: r.rwe | 0xff00_0000,
+            ..r
+        }
+        .write(&mut w);
+        assert_eq!(w.0, b[..12]);
+    }
 
     #[test]
     fn captured_ack_only() {

@@ -193,8 +193,90 @@ mod tests {
     }
 
     #[test]
+    fn cubes_read_as_the_reference_names_them() {
+        let shown: Vec<String> = [0u8, 1, 2, 7]
+            .into_iter()
+            .map(|v| QosCube::from(v).to_string())
+            .collect();
+        assert_eq!(shown, ["BE", "VIDEO", "VOICE", "unknown(7)"]);
+    }
+
+    #[test]
+    fn presets_are_the_facts_table_field_by_field() {
+        // (delay, bandwidth, availability, loss, ber, in_order, max_gap, timeout): facts §1.4.
+        let row = |q: QosSpec| {
+            (
+                q.delay,
+                q.bandwidth,
+                q.availability,
+                q.loss,
+                q.ber,
+                q.in_order,
+                q.max_gap,
+                q.timeout,
+            )
+        };
+        let m = u32::MAX;
+        assert_eq!(row(QosSpec::RAW), (m, 0, 0, 1, 1, 0, m, 120_000));
+        assert_eq!(row(QosSpec::RAW_NO_ERRORS), (m, 0, 0, 1, 0, 0, m, 120_000));
+        assert_eq!(row(QosSpec::BEST_EFFORT), (m, 0, 0, 1, 0, 1, m, 120_000));
+        assert_eq!(
+            row(QosSpec::VIDEO),
+            (100, u64::MAX, 3, 1, 0, 1, 100, 120_000)
+        );
+        assert_eq!(row(QosSpec::VOICE), (50, 100_000, 5, 1, 0, 1, 50, 120_000));
+        assert_eq!(row(QosSpec::DATA), (1000, 0, 0, 0, 0, 1, 2000, 120_000));
+        assert_eq!(row(QosSpec::ZERO), (0, 0, 0, 0, 0, 0, 0, 0));
+    }
+
+    #[test]
+    fn each_condition_of_the_cube_rule_counts_at_its_edge() {
+        let v = QosSpec::VOICE;
+        assert_eq!(v.cube(), QosCube::Voice);
+        // One voice condition missed by one: video (all of video's still hold).
+        for q in [
+            QosSpec { delay: 51, ..v },
+            QosSpec {
+                bandwidth: 100_001,
+                ..v
+            },
+            QosSpec {
+                availability: 4,
+                ..v
+            },
+            QosSpec { max_gap: 51, ..v },
+        ] {
+            assert_eq!(q.cube(), QosCube::Video, "{q:?}");
+        }
+        let w = QosSpec::VIDEO;
+        assert_eq!(
+            QosSpec {
+                delay: 100,
+                max_gap: 100,
+                ..w
+            }
+            .cube(),
+            QosCube::Video
+        );
+        for q in [
+            QosSpec { delay: 101, ..w },
+            QosSpec {
+                availability: 2,
+                ..w
+            },
+            QosSpec { max_gap: 101, ..w },
+        ] {
+            assert_eq!(q.cube(), QosCube::BestEffort, "{q:?}");
+        }
+    }
+
+    #[test]
     fn names_round_trip() {
-        for n in ["raw", "best", "video", "voice", "data"] {
+        assert_eq!(
+            QosSpec::by_name("raw_no_errors"),
+            Some(QosSpec::RAW_NO_ERRORS)
+        );
+        for n in ["raw", "raw_no_errors", "best", "video", "voice", "data"] {
             let q = QosSpec::by_name(n).unwrap();
             assert_eq!(q.preset_name(), Some(n));
         }
