@@ -244,3 +244,41 @@ impl LegacyMgmtMsg {
             .u8(self.response as u8);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_length_beyond_the_buffer_is_refused_saying_what_is_there() {
+        // eid 0x0041, length 20, but only 6 bytes follow the header.
+        let b = [0x00, 0x41, 0x00, 0x14, 1, 2, 3, 4, 5, 6];
+        match Packet::new_checked(&b[..]) {
+            Err(Error::BadLength {
+                claimed, available, ..
+            }) => assert_eq!((claimed, available), (20, 6)),
+            other => panic!("{other:?}"),
+        }
+        // Exactly what it claims: taken, and the rest is padding.
+        let b = [0x00, 0x41, 0x00, 0x04, 1, 2, 3, 4, 0, 0];
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(
+            (p.eid(), p.length(), p.payload(), p.padding()),
+            (0x41, 4, &b[4..8], &b[8..])
+        );
+    }
+
+    #[test]
+    fn setters_rewrite_the_eid_and_the_length_in_place() {
+        let mut b = [0x00, 0x41, 0x00, 0x02, 7, 8, 9];
+        let mut p = Packet::new_checked(&mut b[..]).unwrap();
+        p.set_eid(0x1234);
+        p.set_length(3);
+        assert_eq!(
+            (p.eid(), p.length(), p.payload()),
+            (0x1234, 3, &[7u8, 8, 9][..])
+        );
+        assert_eq!(b[..4], [0x12, 0x34, 0x00, 0x03]);
+    }
+}
