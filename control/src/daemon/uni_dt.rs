@@ -13,6 +13,11 @@ use o7s_proto::linkstate::LinkState;
 /// Bytes of a DT PCI (addr 4, qc, ttl, ecn, eid 8; facts §5.1).
 const PCI_LEN: usize = 15;
 
+/// How long a component's message waits for a route to its destination.
+pub(super) const HOLD_FOR: Duration = Duration::from_secs(3);
+/// At most this many messages wait for a route (the rest are dropped and counted).
+pub(super) const HOLD_MAX: usize = 256;
+
 /// A DT PDU: the PCI (to `dst`, eid `eid`, TTL `ttl`) and `sdu`.
 fn dt_pdu(dst: u64, eid: u64, ttl: u8, sdu: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(PCI_LEN + sdu.len());
@@ -74,19 +79,44 @@ impl UniIpcp {
         }
     }
 
-    /// Sends a component's message to `dst` in a DT PDU along the next hop.
-    pub(super) fn dt_send(&mut self, dst: u64, eid: u64, msg: &[u8]) {
-        let hop = self
-            .ls
+    /// The N-1 flow of the next hop towards `dst`, if link state has a route.
+    fn hop_to(&self, dst: u64) -> Option<u64> {
+        self.ls
             .as_ref()
             .and_then(|l| l.next_hop(dst))
-            .and_then(|a| self.dt_nb.get(&a).copied());
-        match hop {
+            .and_then(|a| self.dt_nb.get(&a).copied())
+    }
+
+    /// Sends a component's message to `dst` in a DT PDU along the next hop. With no route
+    /// yet (a member just learnt of from the directory, before link state has it) the
+    /// message waits up to [`HOLD_FOR`] in a queue of at most [`HOLD_MAX`]: a STORE sent
+    /// while routes converge would otherwise be lost until the next replication (900 s).
+    pub(super) fn dt_send(&mut self, now: Instant, dst: u64, eid: u64, msg: &[u8]) {
+        match self.hop_to(dst) {
             Some(flow) => {
                 let ttl = u8::try_from(self.max_ttl).unwrap_or(u8::MAX);
                 self.pending.push((flow, dt_pdu(dst, eid, ttl, msg)));
             }
+            None if self.held.len() < HOLD_MAX => {
+                self.dt_held += 1;
+                self.held.push_back((now, dst, eid, msg.to_vec()));
+            }
             None => self.dt_dropped += 1,
+        }
+    }
+
+    /// Sends the held messages whose destination has a route now; drops (and counts)
+    /// those that waited [`HOLD_FOR`].
+    fn send_held(&mut self, now: Instant) {
+        for (at, dst, eid, msg) in std::mem::take(&mut self.held) {
+            if let Some(flow) = self.hop_to(dst) {
+                let ttl = u8::try_from(self.max_ttl).unwrap_or(u8::MAX);
+                self.pending.push((flow, dt_pdu(dst, eid, ttl, &msg)));
+            } else if now.saturating_duration_since(at) >= HOLD_FOR {
+                self.dt_dropped += 1;
+            } else {
+                self.held.push_back((at, dst, eid, msg));
+            }
         }
     }
 
@@ -188,9 +218,88 @@ impl UniIpcp {
                 out.push((t.dst, 0, t.msg));
             }
         }
+        self.send_held(now);
         for (dst, eid, msg) in out {
-            self.dt_send(dst, eid, &msg);
+            self.dt_send(now, dst, eid, &msg);
         }
         answered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use o7s_proto::linkstate::LsConfig;
+
+    /// An IPCP at address 1 whose link state knows nobody yet.
+    fn ipcp(now: Instant) -> UniIpcp {
+        let mut u = UniIpcp::new("u1", &[], &[], true);
+        u.addr = 1;
+        u.ls = Some(LinkState::new(1, LsConfig::default(), now));
+        u
+    }
+
+    /// Gives `u` a DT neighbour `addr` on N-1 flow `flow`, routed.
+    fn route(u: &mut UniIpcp, now: Instant, addr: u64, flow: u64) {
+        let ls = u.ls.as_mut().expect("in a layer");
+        ls.add_dt(now, addr);
+        // The neighbour's record of the link back to us.
+        let mut w = o7s_wire::field::Writer::default();
+        o7s_wire::unicast::lsa::Lsa {
+            d_addr: 1,
+            s_addr: addr,
+            seqno: 0,
+        }
+        .write(&mut w);
+        ls.handle(now, &flow, &w.0);
+        let at = ls.next_recalc();
+        ls.handle_timeout(at);
+        u.dt_nb.insert(addr, flow);
+        assert_eq!(u.hop_to(addr), Some(flow), "{addr} routed");
+    }
+
+    #[test]
+    fn a_message_for_an_unrouted_member_waits_for_its_route() {
+        let now = Instant::now();
+        let mut u = ipcp(now);
+        u.dt_send(now, 2, 1, b"store");
+        assert!(u.pending.is_empty());
+        assert_eq!((u.held.len(), u.dt_held, u.dt_dropped), (1, 1, 0));
+        // Still no route just before the deadline: it keeps waiting.
+        u.send_held(now + HOLD_FOR - Duration::from_millis(1));
+        assert_eq!((u.held.len(), u.pending.len()), (1, 0));
+        route(&mut u, now, 2, 7);
+        u.send_held(now + Duration::from_secs(1));
+        assert!(u.held.is_empty());
+        assert_eq!(u.pending, vec![(7, dt_pdu(2, 1, 60, b"store"))]);
+        assert_eq!(u.dt_dropped, 0);
+        // Routed: sent at once, never held.
+        u.dt_send(now, 2, 0, b"fa");
+        assert_eq!(u.pending.len(), 2);
+        assert_eq!(u.dt_held, 1);
+    }
+
+    #[test]
+    fn a_message_held_too_long_or_beyond_the_bound_is_dropped_and_counted() {
+        let now = Instant::now();
+        let mut u = ipcp(now);
+        u.dt_send(now, 3, 1, b"late");
+        u.send_held(now + HOLD_FOR);
+        assert!(u.held.is_empty() && u.pending.is_empty());
+        assert_eq!(u.dt_dropped, 1);
+        for _ in 0..HOLD_MAX + 2 {
+            u.dt_send(now, 3, 1, b"x");
+        }
+        assert_eq!(u.held.len(), HOLD_MAX);
+        assert_eq!((u.dt_held, u.dt_dropped), (1 + HOLD_MAX as u64, 3));
+    }
+
+    #[test]
+    fn a_pdu_carries_destination_ttl_and_eid_little_endian() {
+        let p = dt_pdu(0x1122_3344, 0x0102_0304_0506_0708, 9, b"ab");
+        assert_eq!(
+            p,
+            [0x44, 0x33, 0x22, 0x11, 0, 9, 0, 8, 7, 6, 5, 4, 3, 2, 1, b'a', b'b']
+        );
     }
 }

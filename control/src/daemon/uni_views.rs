@@ -172,6 +172,7 @@ impl Daemon {
                         json!(u.ls.as_ref().map_or(0, |l| l.counters().withdrawn)),
                     );
                     o.insert("dht_forgotten".into(), json!(u.dht_forgotten));
+                    o.insert("dt_held_for_route".into(), json!(u.dt_held));
                 }
                 row
             })

@@ -54,6 +54,10 @@ pub struct UniIpcp {
     /// DT PDUs o7sd forwarded to another IPCP itself: only those that reached it before the
     /// worker had the IPCP's table (the worker forwards the rest).
     pub dt_forwarded: u64,
+    /// Components' messages waiting for a route (when, to, eid, message; bounded).
+    pub held: std::collections::VecDeque<(Instant, u64, u64, Vec<u8>)>,
+    /// Messages that had to wait for a route (`dt_held` in `ipcp list`).
+    pub dt_held: u64,
     /// The directory, once in a layer.
     pub dht: Option<Dht>,
     /// TTL of the PDUs it sends (the layer's max_ttl).
@@ -232,26 +236,29 @@ pub(super) fn unix_now() -> Duration {
         .unwrap_or_default()
 }
 
-impl Daemon {
-    /// Creates the unicast IPCP of a configuration table: bootstrapped, or enrolling.
-    pub(super) fn unicast_create(&self, i: &crate::config::IpcpConf) {
-        let mut uni = UniIpcp {
-            name: i.name.clone(),
+impl UniIpcp {
+    /// A unicast IPCP, in no layer yet: to connect to `conn_to` once enrolled, to publish
+    /// `reg`; `withdraw`: `ls_withdraw`.
+    pub(super) fn new(name: &str, conn_to: &[String], reg: &[String], withdraw: bool) -> Self {
+        UniIpcp {
+            name: name.to_string(),
             layer: None,
             addr: 0,
             state: "created".into(),
             conn: Connections::new(EnrollConfig::default(), 0, None),
             ls: None,
-            conn_to: i.conn.clone(),
+            conn_to: conn_to.to_vec(),
             dt_nb: HashMap::new(),
             dt_dropped: 0,
             dt_forwarded: 0,
+            held: std::collections::VecDeque::new(),
+            dt_held: 0,
             dht: None,
             max_ttl: 60,
             mb_ecn: true,
             dht_peer: 0,
             dht_asked: None,
-            reg: i.reg.clone(),
+            reg: reg.to_vec(),
             published: false,
             pending: vec![],
             fa: None,
@@ -264,8 +271,15 @@ impl Daemon {
             readdressed: 0,
             left: HashMap::new(),
             dht_forgotten: 0,
-            withdraw: i.uni.withdraw,
-        };
+            withdraw,
+        }
+    }
+}
+
+impl Daemon {
+    /// Creates the unicast IPCP of a configuration table: bootstrapped, or enrolling.
+    pub(super) fn unicast_create(&self, i: &crate::config::IpcpConf) {
+        let mut uni = UniIpcp::new(&i.name, &i.conn, &i.reg, i.uni.withdraw);
         let idx = {
             let st = self.st();
             st.unicast.len()
@@ -625,6 +639,8 @@ impl Daemon {
                     u.ls.as_ref().and_then(|l| l.poll_timeout()),
                     u.dht.as_ref().and_then(|d| d.poll_timeout()),
                     u.fa.as_ref().and_then(|f| f.poll_timeout()),
+                    // Retry the messages waiting for a route.
+                    (!u.held.is_empty()).then(|| Instant::now() + Duration::from_millis(100)),
                     // Bootstrap the directory while it knows no one.
                     u.dht
                         .as_ref()
