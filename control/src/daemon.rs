@@ -6,6 +6,7 @@ use crate::dp::DpHandle;
 mod admin;
 mod adopt;
 mod alloc;
+mod broadcast;
 pub(crate) mod ca_views;
 mod connections;
 mod event_loop;
@@ -173,6 +174,10 @@ pub struct State {
     pub locals: Vec<local::LocalIpcp>,
     /// Local flows: both ends of each.
     local_pairs: Vec<local::LocalPair>,
+    /// Processes joined to broadcast layers.
+    bc_joined: Vec<broadcast::Joined>,
+    /// Joined flows that ended, until the loop takes their kicks out of its epoll set.
+    bc_left: Vec<broadcast::Joined>,
 }
 
 /// The daemon.

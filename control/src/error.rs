@@ -95,6 +95,9 @@ pub enum FlowError {
     /// Too much in progress already (a bounded queue or pool is full).
     #[error("{0}")]
     Busy(String),
+    /// No broadcast layer of that name to join.
+    #[error("{0}")]
+    NoBroadcast(String),
     /// The layer cannot give what the flow asks for (its QoS needs what o7s lacks).
     #[error("{0}")]
     Unsupported(String),
@@ -125,7 +128,9 @@ impl FlowError {
     /// The code the app's library gets.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NoLayer { .. } | Self::UnknownName { .. } => ErrorCode::UnknownName,
+            Self::NoLayer { .. } | Self::UnknownName { .. } | Self::NoBroadcast(_) => {
+                ErrorCode::UnknownName
+            }
             Self::Layer {
                 source: ShimError::NoEid,
                 ..

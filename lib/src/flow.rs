@@ -200,6 +200,21 @@ impl Flow {
         Self::from_reply(ch, r, fds)
     }
 
+    /// Joins broadcast layer `layer` (the reference's `flow_join`): what this flow writes
+    /// goes to every other process joined to the layer, on this host and on the others,
+    /// and it reads what they write (not its own). SDUs up to 1400 bytes.
+    pub fn join(layer: &str) -> Result<Self, Error> {
+        let ch = connect()?;
+        ch.send(
+            &Request::Join {
+                layer: layer.to_string(),
+            },
+            &[],
+        )?;
+        let (r, fds) = ch.recv_timeout::<Reply>(Some(Duration::from_secs(5)))?;
+        Self::from_reply(ch, r, fds)
+    }
+
     /// Accepts the next flow for a name this process (or its program) is bound to.
     pub fn accept(timeout: Option<Duration>) -> Result<Self, Error> {
         let ch = connect()?;

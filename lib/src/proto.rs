@@ -32,6 +32,12 @@ pub enum Request {
         /// Give up after this many ms.
         timeout_ms: u64,
     },
+    /// Join broadcast layer `layer` (the reference's `flow_join`): what the process writes
+    /// goes to every other member of the layer, and it reads what they write.
+    Join {
+        /// The broadcast layer's name (or its IPCP's).
+        layer: String,
+    },
     /// Accept the next flow for a name this process is bound to.
     Accept {
         /// Give up after this many ms (`None`: wait forever).

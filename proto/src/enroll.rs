@@ -14,7 +14,7 @@
 
 use o7s_wire::unicast::pb::{
     self, CepMsg, Component, EnrollAckMsg, EnrollReqMsg, EnrollRespMsg, IpcpConfigMsg,
-    ENROLL_ID_LEN, IPCP_UNICAST,
+    ENROLL_ID_LEN, IPCP_BROADCAST, IPCP_UNICAST,
 };
 use prost::Message;
 use std::collections::{HashMap, VecDeque};
@@ -31,6 +31,10 @@ pub struct EnrollConfig {
     pub step_timeout: Duration,
     /// Most N-1 flows in connection or enrolment at once (more are refused).
     pub max_pending: usize,
+    /// A broadcast layer's member: its components are Enrollment and Data Transfer only,
+    /// the DT CEP is the broadcast IPCP's (protocol "", version 0, syntax 0, address 0),
+    /// and the layer it adopts is of type broadcast.
+    pub broadcast: bool,
 }
 
 impl Default for EnrollConfig {
@@ -38,6 +42,7 @@ impl Default for EnrollConfig {
         Self {
             step_timeout: Duration::from_secs(1),
             max_pending: 256,
+            broadcast: false,
         }
     }
 }
@@ -338,6 +343,24 @@ impl Connections {
         }
     }
 
+    /// Our CEP for `comp`: a broadcast IPCP's DT component leaves all but its name empty
+    /// (the reference's broadcast `dt.c` zeroes its `conn_info` and sets the name only).
+    fn cep(&self, comp: Component) -> CepMsg {
+        if self.cfg.broadcast && comp == Component::DataTransfer {
+            CepMsg {
+                comp_name: comp.comp_name().into(),
+                ..CepMsg::default()
+            }
+        } else {
+            CepMsg::new(comp, self.own_addr)
+        }
+    }
+
+    /// Whether this IPCP has component `comp`.
+    fn has(&self, comp: Component) -> bool {
+        !(self.cfg.broadcast && comp == Component::Management)
+    }
+
     fn send(&mut self, flow: FlowId, sdu: Vec<u8>) {
         self.transmits.push_back(Transmit { flow, sdu });
     }
@@ -374,7 +397,7 @@ impl Connections {
         if !self.room(flow) {
             return;
         }
-        let cep = CepMsg::new(comp, self.own_addr);
+        let cep = self.cep(comp);
         self.send(flow, cep.encode_to_vec());
         let id = (comp == Component::Enrollment).then_some(id);
         self.flows.insert(
@@ -449,7 +472,7 @@ impl Connections {
                 )
             }
         };
-        let Some(comp) = cep.component() else {
+        let Some(comp) = cep.component().filter(|c| self.has(*c)) else {
             // As the reference: an all-default CEP, then the flow is closed.
             self.send(flow, CepMsg::default().encode_to_vec());
             return self.fail(flow, EnrollError::UnknownComponent(cep.comp_name));
@@ -457,7 +480,7 @@ impl Connections {
         if comp == Component::Enrollment && self.conf.is_none() {
             return self.fail(flow, EnrollError::NotInLayer);
         }
-        self.send(flow, CepMsg::new(comp, self.own_addr).encode_to_vec());
+        self.send(flow, self.cep(comp).encode_to_vec());
         let next = match comp {
             Component::Enrollment => Flow {
                 state: State::ReqWait,
@@ -501,9 +524,10 @@ impl Connections {
         };
         // As the reference: protocol, version and syntax must match; the name is not
         // checked.
-        if cep.protocol != comp.protocol()
-            || cep.pref_version != 1
-            || cep.pref_syntax != comp.syntax()
+        let ours = self.cep(comp);
+        if cep.protocol != ours.protocol
+            || cep.pref_version != ours.pref_version
+            || cep.pref_syntax != ours.pref_syntax
         {
             return self.fail(
                 flow,
@@ -582,7 +606,7 @@ impl Connections {
         let checked = resp
             .conf
             .ok_or_else(|| "no configuration".to_string())
-            .and_then(check_conf);
+            .and_then(|c| check_conf(c, self.cfg.broadcast));
         let conf = match checked {
             Ok(c) => c,
             Err(why) => {
@@ -710,8 +734,19 @@ impl Connections {
     }
 }
 
-/// What an enrollee can adopt: a unicast layer with the sizes this implementation has.
-fn check_conf(c: IpcpConfigMsg) -> Result<IpcpConfigMsg, String> {
+/// What an enrollee can adopt: a layer of its own type (as the reference checks); a
+/// unicast one with the sizes this implementation has.
+fn check_conf(c: IpcpConfigMsg, broadcast: bool) -> Result<IpcpConfigMsg, String> {
+    if c.layer_info.name.is_empty() || c.layer_info.name.len() > 255 {
+        return Err("a layer name of 1..=255 bytes".into());
+    }
+    if broadcast {
+        return if c.ipcp_type == IPCP_BROADCAST {
+            Ok(c)
+        } else {
+            Err(format!("ipcp_type {} is not broadcast", c.ipcp_type))
+        };
+    }
     if c.ipcp_type != IPCP_UNICAST {
         return Err(format!("ipcp_type {} is not unicast", c.ipcp_type));
     }
@@ -723,9 +758,6 @@ fn check_conf(c: IpcpConfigMsg) -> Result<IpcpConfigMsg, String> {
             "addr_size {} and eid_size {} (only 4 and 8 exist)",
             u.dt.addr_size, u.dt.eid_size
         ));
-    }
-    if c.layer_info.name.is_empty() || c.layer_info.name.len() > 255 {
-        return Err("a layer name of 1..=255 bytes".into());
     }
     Ok(c)
 }
@@ -784,6 +816,126 @@ mod tests {
         );
         assert_eq!((e.counters().enrolled, r.counters().served), (1, 1));
         assert_eq!(r.pending() + e.pending(), 0);
+    }
+
+    fn bc() -> EnrollConfig {
+        EnrollConfig {
+            broadcast: true,
+            ..EnrollConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_broadcast_member_enrols_in_a_broadcast_layer_and_connects_dt_with_the_zero_cep() {
+        let t0 = Instant::now();
+        let conf = IpcpConfigMsg::broadcast("bc");
+        let mut r = Connections::new(bc(), 0, Some(conf.clone()));
+        let mut e = Connections::new(bc(), 0, None);
+        e.connect(t0, 7, Component::Enrollment, [9; 8]);
+        r.accept(t0, 7);
+        for _ in 0..2 {
+            pump(&mut e, &mut r, t0, 7);
+            pump(&mut r, &mut e, t0, 7);
+        }
+        pump(&mut e, &mut r, t0, 7);
+        let ev = events(&mut e);
+        assert!(
+            matches!(&ev[..], [Event::Enrolled { flow: 7, conf: c, .. }, Event::Close { flow: 7 }] if **c == conf && c.ipcp_type == 2 && c.unicast.is_none()),
+            "{ev:?}"
+        );
+        e.set_layer(0, conf);
+        // DT: the broadcast IPCP's CEP names the component and nothing else.
+        e.connect(t0, 8, Component::DataTransfer, [0; 8]);
+        r.accept(t0, 8);
+        let cep = e.transmits.front().unwrap().sdu.clone();
+        assert_eq!(
+            hex::encode(&cep),
+            "0a0d44617461205472616e736665721200180028004000"
+        );
+        pump(&mut e, &mut r, t0, 8);
+        pump(&mut r, &mut e, t0, 8);
+        let up = |c: &mut Connections| {
+            events(c)
+                .into_iter()
+                .filter(|x| {
+                    matches!(
+                        x,
+                        Event::Connected {
+                            flow: 8,
+                            comp: Component::DataTransfer,
+                            peer_addr: 0
+                        }
+                    )
+                })
+                .count()
+        };
+        assert_eq!((up(&mut e), up(&mut r)), (1, 1));
+        assert_eq!(e.connected(8), Some((Component::DataTransfer, 0)));
+        // A broadcast IPCP has no Management component: the reference's empty CEP, closed.
+        let mut m = Connections::new(EnrollConfig::default(), E, None);
+        m.connect(t0, 9, Component::Management, [0; 8]);
+        r.accept(t0, 9);
+        pump(&mut m, &mut r, t0, 9);
+        assert_eq!(
+            r.transmits.front().map(|t| t.sdu.clone()),
+            Some(CepMsg::default().encode_to_vec())
+        );
+        r.transmits.clear();
+        let ev = events(&mut r);
+        assert!(
+            matches!(&ev[..], [Event::Failed { flow: 9, why: EnrollError::UnknownComponent(n) }, Event::Close { flow: 9 }] if n == "Management"),
+            "{ev:?}"
+        );
+        // A unicast member's DT CEP does not match a broadcast one's.
+        let mut u = Connections::new(EnrollConfig::default(), E, None);
+        u.connect(t0, 10, Component::DataTransfer, [0; 8]);
+        r.accept(t0, 10);
+        pump(&mut u, &mut r, t0, 10);
+        pump(&mut r, &mut u, t0, 10);
+        let ev = events(&mut u);
+        assert!(
+            matches!(
+                &ev[0],
+                Event::Failed {
+                    flow: 10,
+                    why: EnrollError::Mismatch(_)
+                }
+            ),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn each_kind_of_member_adopts_only_a_layer_of_its_own_kind() {
+        for (broadcast, conf, want) in [
+            (
+                true,
+                IpcpConfigMsg::unicast_default("l", R),
+                "is not broadcast",
+            ),
+            (false, IpcpConfigMsg::broadcast("l"), "is not unicast"),
+            (true, IpcpConfigMsg::broadcast(""), "1..=255"),
+        ] {
+            let t0 = Instant::now();
+            let cfg = EnrollConfig {
+                broadcast,
+                ..EnrollConfig::default()
+            };
+            let mut r = Connections::new(cfg, 0, Some(conf));
+            let mut e = Connections::new(cfg, 0, None);
+            e.connect(t0, 7, Component::Enrollment, [9; 8]);
+            r.accept(t0, 7);
+            for _ in 0..2 {
+                pump(&mut e, &mut r, t0, 7);
+                pump(&mut r, &mut e, t0, 7);
+            }
+            let ev = events(&mut e);
+            assert!(
+                matches!(&ev[0], Event::Failed { flow: 7, why: EnrollError::Bad { what: "layer configuration", why } } if why.contains(want)),
+                "{broadcast}: {ev:?}"
+            );
+        }
+        assert!(check_conf(IpcpConfigMsg::broadcast("l"), true).is_ok());
     }
 
     /// `a` (at E) connected Management on flow 1 and DT on flow 2 to `b` (at R, in layer

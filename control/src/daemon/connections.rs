@@ -82,7 +82,7 @@ impl Daemon {
 
     /// Frees a flow everywhere.
     pub fn dealloc(&self, flow: u64) {
-        if self.local_dealloc(flow) {
+        if self.local_dealloc(flow) || self.bc_leave(flow) {
             return;
         }
         let mut st = self.st();

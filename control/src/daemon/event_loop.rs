@@ -271,6 +271,7 @@ impl Daemon {
                             self.uni_read(Instant::now(), n1);
                         }
                     }
+                    token if token >= super::broadcast::JOIN_TOKENS => self.bc_app_read(token),
                     token => {
                         if let Some(c) = open.remove(&token) {
                             if let Some(c) = self.on_readable(&epoll, c) {
@@ -411,6 +412,14 @@ impl Daemon {
                 let step = self.alloc_start(&name, qos, timeout, pid);
                 self.alloc_step(c, step)
             }
+            Request::Join { layer } => match self.bc_join(epoll, &layer, pid) {
+                Ok(acc) => self.deliver(c, acc),
+                Err(e) => {
+                    tracing::info!("process {pid} cannot join {layer}: {e}");
+                    reply_err(&c.ch, e.code(), e.to_string());
+                    None
+                }
+            },
             Request::Accept { timeout_ms } => {
                 Some(self.accept(c, pid, cred.uid, timeout_ms.map(Duration::from_millis)))
             }

@@ -130,6 +130,10 @@ impl Daemon {
                 self.unicast_create(i);
                 continue;
             }
+            if i.kind == IpcpKind::Broadcast {
+                self.broadcast_create(i);
+                continue;
+            }
             if i.kind == IpcpKind::Local {
                 self.local_create(i);
                 continue;

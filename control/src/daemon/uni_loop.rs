@@ -94,6 +94,7 @@ impl Daemon {
                 }
             }
         }
+        self.bc_forget_left(epoll);
         let mut incoming = vec![];
         let closing = self.uni_pump(now, &u.n1s, &mut incoming);
         for r in incoming {

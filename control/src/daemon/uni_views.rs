@@ -115,6 +115,9 @@ impl Daemon {
             .iter()
             .enumerate()
             .map(|(i, u)| {
+                if let Some(b) = u.bcast.as_ref() {
+                    return Self::bc_row(&st, i, u, b);
+                }
                 let d = dp.iter().find(|s| s.ipcp as usize == i).cloned().unwrap_or_default();
                 // The SDU a flow over the layer can carry: the smallest MTU of the IPCPs its
                 // DT N-1 flows run over, less the DT PCI; none while it has no DT neighbour.

@@ -60,6 +60,8 @@ pub struct UniIpcp {
     pub dt_held: u64,
     /// The directory, once in a layer.
     pub dht: Option<Dht>,
+    /// A broadcast IPCP's state (`None`: a unicast IPCP).
+    pub bcast: Option<super::broadcast::Bcast>,
     /// TTL of the PDUs it sends (the layer's max_ttl).
     pub max_ttl: u32,
     /// The layer's congestion avoidance is MB-ECN (`pol_cong_avoid` 1, the default).
@@ -254,6 +256,7 @@ impl UniIpcp {
             held: std::collections::VecDeque::new(),
             dt_held: 0,
             dht: None,
+            bcast: None,
             max_ttl: 60,
             mb_ecn: true,
             dht_peer: 0,
@@ -431,6 +434,15 @@ impl Daemon {
                             ls.handle(now, &n1.flow, sdu);
                         }
                     }
+                    (Some((Component::DataTransfer, _)), _) if u.bcast.is_some() => {
+                        super::broadcast::flood(
+                            u,
+                            n1.uni,
+                            &st.bc_joined,
+                            super::broadcast::From::Nb(n1.flow),
+                            sdu,
+                        );
+                    }
                     (Some((Component::DataTransfer, _)), _) => {
                         let unix = unix_now().as_secs();
                         u.on_dt(now, unix, sdu, &mut fwd);
@@ -486,6 +498,9 @@ impl Daemon {
             };
             let comp = u.conn.connected(flow);
             u.conn.flow_down(flow);
+            if let Some(b) = u.bcast.as_mut() {
+                b.nbs.remove(&flow);
+            }
             if let Some(ls) = u.ls.as_mut() {
                 match comp {
                     Some((Component::Management, _)) => ls.remove_mgmt(&flow),
@@ -538,6 +553,18 @@ impl Daemon {
             }
             while let Some(e) = u.conn.poll_event() {
                 match e {
+                    UniEvent::Enrolled { conf, .. } if u.bcast.is_some() => {
+                        let layer = conf.layer_info.name.clone();
+                        u.conn.set_layer(0, *conf);
+                        u.layer = Some(layer.clone());
+                        u.state = "enrolled".into();
+                        // A broadcast IPCP has one component to connect: Data Transfer.
+                        for dst in &u.conn_to {
+                            connect.push((idx, dst.clone(), Component::DataTransfer));
+                        }
+                        tracing::info!("IPCP {} enrolled in broadcast layer {layer}.", u.name);
+                        accept_more.push((idx, vec![layer]));
+                    }
                     UniEvent::Enrolled { conf, .. } => {
                         let addr = random_addr();
                         let conf_peer = conf
@@ -601,6 +628,9 @@ impl Daemon {
                             u.name,
                             comp.comp_name()
                         );
+                        if let (Some(b), Component::DataTransfer) = (u.bcast.as_mut(), comp) {
+                            b.nbs.insert(flow);
+                        }
                         if let Some(ls) = u.ls.as_mut() {
                             match comp {
                                 Component::Management => ls.add_mgmt(flow),

@@ -491,6 +491,13 @@ impl Daemon {
                             .find(|l| l.names.contains(&f.name))
                             .map(|l| l.name.clone())
                             .unwrap_or_else(|| "local".into())
+                    } else if f.ipcp == super::broadcast::JOINED_IPCP {
+                        st.bc_joined
+                            .iter()
+                            .find(|j| j.flow == id)
+                            .and_then(|j| st.unicast.get(j.uni))
+                            .map(|u| u.name.clone())
+                            .unwrap_or_default()
                     } else {
                         st.ipcps
                             .get(f.ipcp)
@@ -505,7 +512,13 @@ impl Daemon {
                     } else {
                         s
                     };
-                    let peer = if local { "local (shared memory)".to_string() } else { f.peer.to_string() };
+                    let peer = if local {
+                        "local (shared memory)".to_string()
+                    } else if f.ipcp == super::broadcast::JOINED_IPCP {
+                        "every member of the layer".to_string()
+                    } else {
+                        f.peer.to_string()
+                    };
                     let row = json!({"flow": id, "side": f.side, "name": f.name, "pid": f.pid, "ipcp": ipcp,
                                      "local": format!("{:#x}", f.local), "remote": format!("{:#x}", f.remote),
                                      "peer": peer, "qos": f.qos.preset_name().unwrap_or("custom"),

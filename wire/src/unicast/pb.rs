@@ -316,6 +316,8 @@ pub struct IpcpConfigMsg {
 
 /// `ipcp_type` UNICAST.
 pub const IPCP_UNICAST: u32 = 1;
+/// `ipcp_type` BROADCAST.
+pub const IPCP_BROADCAST: u32 = 2;
 
 /// `uni_config_msg`.
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -453,6 +455,22 @@ pub struct Udp6ConfigMsg {
 }
 
 impl IpcpConfigMsg {
+    /// A broadcast layer's configuration for layer `name`: its name, the directory hash the
+    /// reference fixes for broadcast layers (SHA3-256), the type; nothing else.
+    pub fn broadcast(name: &str) -> Self {
+        Self {
+            layer_info: LayerInfoMsg {
+                name: name.into(),
+                dir_hash_algo: 1,
+            },
+            ipcp_type: IPCP_BROADCAST,
+            unicast: None,
+            udp4: None,
+            udp6: None,
+            eth: None,
+        }
+    }
+
     /// The reference's default unicast configuration (`uni_default_conf`) for layer `name`,
     /// with `peer` as the DHT's bootstrap peer.
     pub fn unicast_default(name: &str, peer: u64) -> Self {
