@@ -632,6 +632,9 @@ pub struct FlowStats {
     /// the flow memory (untrusted: shown, never acted on).
     #[serde(default)]
     pub frcp: Option<FrcpStats>,
+    /// The app's CRC32 trailer (cubes with `ber` 0): SDUs that failed it; `None`: no CRC.
+    #[serde(default)]
+    pub crc_errors: Option<u32>,
 }
 
 /// A flow end's FRCP (run by the app library; `o7s_proto::frcp`), as `o7sctl flow list`

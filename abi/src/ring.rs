@@ -2,8 +2,8 @@
 //! single-consumer rings of fixed-size slots in one memfd, plus an eventfd per direction.
 //!
 //! Layout (all offsets multiples of 64 bytes):
-//! `header(64): magic, version, slots, slot size, flags, counter, the app's FRCP state (10
-//! words) | ring tx: indices(256) slots... | ring rx: indices(256) slots...`.
+//! `header(128): magic, version, slots, slot size, flags, counter, the app's FRCP state (10
+//! words), the app's CRC state (1 word), 15 words free | ring tx: indices(256) slots... | ring rx: indices(256) slots...`.
 //! `tx` carries app → data plane, `rx` data plane → app. Each side treats the other's
 //! indices and lengths as untrusted: a bad value is reported, never followed.
 
@@ -15,11 +15,15 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
 const MAGIC: u32 = 0x6f37_7372; // "o7sr"
-const HEADER: usize = 64;
+const HEADER: usize = 128;
 const INDICES: usize = 256;
 const SLOT_HDR: usize = 8;
 /// Header words 6 to 15: the app library's FRCP state ([`FlowMem::publish_frcp`]).
 const FRCP_WORDS: usize = 24;
+/// Header word 16: the app library's CRC state ([`FlowMem::publish_crc`]).
+const CRC_WORD: usize = 64;
+/// In the CRC word: the flow carries the CRC32 trailer (the rest: SDUs that failed it).
+const CRC_ON: u32 = 1 << 31;
 /// In the first FRCP word: the flow runs FRCP.
 const FRCP_ON: u32 = 1;
 /// In the first FRCP word: with retransmission.
@@ -110,7 +114,7 @@ impl FlowMem {
         // Safety: the memfd is ours and sized above; other mappings of it only touch it
         // through this module's protocol.
         let mut map = unsafe { MmapMut::map_mut(&file)? };
-        let header = [MAGIC, 1, slots, slot_size].map(u32::to_ne_bytes).concat();
+        let header = [MAGIC, 2, slots, slot_size].map(u32::to_ne_bytes).concat();
         if let Some(h) = map.get_mut(..header.len()) {
             h.copy_from_slice(&header);
         }
@@ -231,6 +235,19 @@ impl FlowMem {
         for (i, w) in words.into_iter().enumerate() {
             self.atomic(FRCP_WORDS + 4 * i).store(w, Ordering::Relaxed);
         }
+    }
+
+    /// Publishes that the flow carries the CRC32 trailer (its cube's `ber` is 0) and how
+    /// many SDUs from the peer failed it (written by the app library only).
+    pub fn publish_crc(&self, errors: u32) {
+        self.atomic(CRC_WORD)
+            .store(CRC_ON | errors.min(CRC_ON - 1), Ordering::Relaxed);
+    }
+
+    /// The app's CRC state: the SDUs that failed the CRC, if its flow carries one.
+    pub fn crc(&self) -> Option<u32> {
+        let w = self.atomic(CRC_WORD).load(Ordering::Relaxed);
+        (w & CRC_ON != 0).then_some(w & !CRC_ON)
     }
 
     /// The FRCP state the app published, if its flow runs FRCP. Whatever the app wrote is
@@ -532,6 +549,28 @@ mod tests {
         assert_eq!(dp.slots(), 4);
         assert_eq!(dp.flags().load(Ordering::SeqCst), 0);
         assert!(dp.ring(Dir::Tx).is_empty());
+    }
+
+    #[test]
+    fn crc_state_published_by_the_app_is_read_by_the_other_side_and_touches_nothing_else() {
+        let (app, fd) = FlowMem::create(4, 128).unwrap();
+        let dp = FlowMem::open(&fd).unwrap();
+        assert_eq!(dp.crc(), None, "a flow without the CRC shows none");
+        app.publish_crc(0);
+        assert_eq!(dp.crc(), Some(0));
+        app.publish_crc(7);
+        assert_eq!(dp.crc(), Some(7));
+        // A count past 31 bits saturates; it never reads as "no CRC".
+        app.publish_crc(u32::MAX);
+        assert_eq!(dp.crc(), Some(CRC_ON - 1));
+        assert_eq!(dp.frcp(), None);
+        // The rings start after the header: an SDU pushed is read back whole.
+        let ring = app.ring(Dir::Tx);
+        ring.push(b"abc").unwrap();
+        let mut b = [0u8; 8];
+        assert_eq!(dp.ring(Dir::Tx).pop(&mut b).unwrap(), Some(3));
+        assert_eq!(&b[..3], b"abc");
+        assert_eq!(dp.crc(), Some(CRC_ON - 1));
     }
 
     #[test]

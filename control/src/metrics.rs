@@ -814,6 +814,7 @@ fn listings() -> Vec<Listing> {
             shown: &[
                 crate::daemon::ca_views::CA_SHOWN,
                 crate::daemon::ca_views::FRCP_SHOWN,
+                crate::daemon::ca_views::CRC_SHOWN,
             ],
         },
         Listing {

@@ -109,6 +109,11 @@ pub struct Flow {
     /// FRCP, when the flow's QoS cube asks for in-order delivery (boxed: a flow without
     /// it stays small).
     rel: Option<Box<Mutex<Reliable>>>,
+    /// The flow carries the CRC32 trailer ([`crate::crc`]; FRCP flows: in the machine's
+    /// driver).
+    crc: bool,
+    /// SDUs of a raw flow that failed the CRC.
+    crc_errors: std::sync::atomic::AtomicU32,
 }
 
 /// Default for [`Flow::set_spin`]; `O7S_FLOW_SPIN_US` overrides it.
@@ -126,17 +131,24 @@ impl Flow {
     fn from_reply(chan: Channel, reply: Reply, fds: Vec<OwnedFd>) -> Result<Self, Error> {
         match reply {
             Reply::Flow(mut info) => {
+                let crc = crate::crc::on(&info.qos);
                 let rel = o7s_proto::frcp::FrcpConfig::for_qos(&info.qos)
-                    .map(|c| Box::new(Mutex::new(Reliable::new(c))));
+                    .map(|c| Box::new(Mutex::new(Reliable::new(c, crc))));
                 if rel.is_some() {
                     // The app's SDUs leave room for the FRCT header.
                     info.mtu = info.mtu.saturating_sub(reliable::HEADER_LEN);
+                }
+                if crc {
+                    info.mtu = info.mtu.saturating_sub(crate::crc::LEN);
                 }
                 let mut it = fds.into_iter();
                 let (Some(mem), Some(tx), Some(rx)) = (it.next(), it.next(), it.next()) else {
                     return Err(Error::Protocol("flow reply without its descriptors".into()));
                 };
                 let mem = FlowMem::open(&mem)?;
+                if crc && !info.swapped {
+                    mem.publish_crc(0);
+                }
                 if let Some(r) = &rel {
                     if let Ok(r) = r.lock() {
                         if !info.swapped {
@@ -156,6 +168,8 @@ impl Flow {
                     spin: spin_from_env(),
                     daemon_gone: std::sync::atomic::AtomicBool::new(false),
                     rel,
+                    crc,
+                    crc_errors: std::sync::atomic::AtomicU32::new(0),
                 })
             }
             Reply::Error {
@@ -183,7 +197,7 @@ impl Flow {
         let ch = connect_in(rundir)?;
         let req = Request::Alloc {
             name: name.to_string(),
-            qos,
+            qos: crate::crc::requested(qos, crate::crc::wanted()),
             timeout_ms: timeout.as_millis() as u64,
         };
         ch.send(&req, &[])?;
@@ -326,11 +340,20 @@ impl Flow {
         let start = Instant::now();
         let ring = self.ring(Dir::Tx);
         let mut spins = 0u32;
+        let sealed;
+        let pdu = if self.crc {
+            let mut v = Vec::with_capacity(sdu.len() + crate::crc::LEN);
+            crate::crc::seal_into(sdu, &mut v);
+            sealed = v;
+            &sealed[..]
+        } else {
+            sdu
+        };
         loop {
             if self.down() {
                 return Err(Error::PeerGone);
             }
-            match ring.push(sdu) {
+            match ring.push(pdu) {
                 Ok(wake) => {
                     if wake {
                         self.tx_kick.kick();
@@ -365,12 +388,49 @@ impl Flow {
 
     /// The largest SDU the app may write.
     fn max_sdu(&self) -> usize {
-        let ring = if self.rel.is_some() {
-            self.mem.max_sdu().saturating_sub(reliable::HEADER_LEN)
-        } else {
-            self.mem.max_sdu()
-        };
+        let mut ring = self.mem.max_sdu();
+        if self.rel.is_some() {
+            ring = ring.saturating_sub(reliable::HEADER_LEN);
+        }
+        if self.crc {
+            ring = ring.saturating_sub(crate::crc::LEN);
+        }
         self.info.mtu.min(ring)
+    }
+
+    /// Pops the next SDU of a flow without FRCP into `buf`: with the CRC trailer, the next
+    /// whose trailer matches (the others dropped and counted).
+    fn pop_raw(&self, ring: Ring<'_>, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        if !self.crc {
+            return ring.pop(buf).map_err(|e| Error::Protocol(e.to_string()));
+        }
+        let mut pdu = Vec::new();
+        loop {
+            let got = ring
+                .pop_with(|s| {
+                    pdu.clear();
+                    s.append_to(&mut pdu);
+                })
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+            if got.is_none() {
+                return Ok(None);
+            }
+            match crate::crc::open(&pdu) {
+                Some(body) => {
+                    let n = body.len().min(buf.len());
+                    buf.get_mut(..n)
+                        .unwrap_or_default()
+                        .copy_from_slice(body.get(..n).unwrap_or_default());
+                    return Ok(Some(n));
+                }
+                None => {
+                    let e = self.crc_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    if !self.info.swapped {
+                        self.mem.publish_crc(e);
+                    }
+                }
+            }
+        }
     }
 
     /// The flow's FRCP, locked (a poisoned lock is taken as it is: the machine's state is
@@ -389,6 +449,9 @@ impl Flow {
         // (Both ends of a local flow share the header: the allocating end's is shown.)
         if !self.info.swapped {
             self.mem.publish_frcp(&r.stats());
+            if r.crc {
+                self.mem.publish_crc(r.crc_errors);
+            }
         }
         if self.ring(Dir::Rx).waiting().load(Ordering::SeqCst) != 0 {
             self.rx_kick.kick();
@@ -485,17 +548,13 @@ impl Flow {
         let ring = self.ring(Dir::Rx);
         // The clock is read only when the ring is empty: a stream of SDUs costs no
         // clock_gettime per read.
-        match ring.pop(buf) {
-            Ok(Some(n)) => return Ok(n),
-            Ok(None) => {}
-            Err(e) => return Err(Error::Protocol(e.to_string())),
+        if let Some(n) = self.pop_raw(ring, buf)? {
+            return Ok(n);
         }
         let deadline = self.read_timeout.map(|t| Instant::now() + t);
         loop {
-            match ring.pop(buf) {
-                Ok(Some(n)) => return Ok(n),
-                Ok(None) => {}
-                Err(e) => return Err(Error::Protocol(e.to_string())),
+            if let Some(n) = self.pop_raw(ring, buf)? {
+                return Ok(n);
             }
             if self.down() {
                 return Err(Error::PeerGone);

@@ -7,6 +7,7 @@
 //!
 //! Needs a running `o7sd` (its socket: `$O7S_RUNDIR/o7sd.sock`, default `/run/o7s`).
 
+pub mod crc;
 pub mod flow;
 pub mod ipc;
 pub mod proto;

@@ -40,6 +40,12 @@ pub(crate) struct Reliable {
     /// Lingering would wait in vain: a write failed with a reset (the peer does not
     /// answer), or a wait for acknowledgements ran its full time already.
     pub(crate) linger_over: bool,
+    /// The flow carries the CRC32 trailer ([`crate::crc`]).
+    pub(crate) crc: bool,
+    /// PDUs from the peer that failed the CRC (dropped before the machine saw them).
+    pub(crate) crc_errors: u32,
+    /// A PDU and its trailer, on the way to the tx ring.
+    sealed: Vec<u8>,
 }
 
 /// A seed for the runs' first sequence numbers: std's per-process random keys, mixed
@@ -58,12 +64,15 @@ fn seed() -> u64 {
 
 impl Reliable {
     /// The FRCP end a flow of `cfg` runs.
-    pub(crate) fn new(cfg: FrcpConfig) -> Self {
+    pub(crate) fn new(cfg: FrcpConfig, crc: bool) -> Self {
         Self {
             m: Frcp::new(cfg, seed()),
             scratch: Vec::new(),
             corrupt: false,
             linger_over: false,
+            crc,
+            crc_errors: 0,
+            sealed: Vec::new(),
         }
     }
 
@@ -76,12 +85,18 @@ impl Reliable {
             let popped = ring.pop_with(|s| {
                 self.scratch.clear();
                 s.append_to(&mut self.scratch);
-                self.m.handle_pdu(now, &self.scratch)
+                let pdu = if self.crc {
+                    crate::crc::open(&self.scratch)
+                } else {
+                    Some(&self.scratch[..])
+                };
+                pdu.map(|p| self.m.handle_pdu(now, p))
             });
             match popped {
-                Ok(Some(Ok(()))) => {}
+                Ok(Some(Some(Ok(())))) => {}
                 // Counted by the machine (`bad` in the stats).
-                Ok(Some(Err(_))) => {}
+                Ok(Some(Some(Err(_)))) => {}
+                Ok(Some(None)) => self.crc_errors = self.crc_errors.saturating_add(1),
                 Ok(None) => break,
                 Err(_) => {
                     self.corrupt = true;
@@ -97,20 +112,28 @@ impl Reliable {
     /// it asked or the ring is full.
     pub(crate) fn flush(&mut self, ring: Ring<'_>, kick: &Kick) {
         let (mut wake, mut corrupt) = (false, false);
-        self.m.transmit_with(|p| match ring.push(p) {
-            Ok(w) => {
-                wake |= w;
-                true
-            }
-            Err(RingError::Full) => {
-                wake = true;
-                false
-            }
-            Err(_) => {
-                // Larger than a slot cannot happen (the MTU is checked); a corrupt ring
-                // is the data plane's fault: nothing more goes.
-                corrupt = true;
-                false
+        let (crc, sealed) = (self.crc, &mut self.sealed);
+        self.m.transmit_with(|p| {
+            match ring.push(if crc {
+                crate::crc::seal_into(p, sealed);
+                sealed
+            } else {
+                p
+            }) {
+                Ok(w) => {
+                    wake |= w;
+                    true
+                }
+                Err(RingError::Full) => {
+                    wake = true;
+                    false
+                }
+                Err(_) => {
+                    // Larger than a slot cannot happen (the MTU is checked); a corrupt ring
+                    // is the data plane's fault: nothing more goes.
+                    corrupt = true;
+                    false
+                }
             }
         });
         self.corrupt |= corrupt;
@@ -141,5 +164,56 @@ impl Reliable {
             duplicates: low(c.duplicates),
             bad: low(c.malformed + c.bad_acks + c.bad_windows),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::ring::{Dir, FlowMem, Kick};
+
+    /// Two FRCP ends with the CRC trailer over one flow memory: `a` sends on the tx ring,
+    /// `b` reads the same ring as its rx (the data plane's hop left out).
+    #[test]
+    fn a_pdu_that_fails_the_crc_never_reaches_the_machine_and_is_counted() {
+        let (mem, _fd) = FlowMem::create(16, 2048).unwrap();
+        let kick = Kick::new().unwrap();
+        let cfg = FrcpConfig::default();
+        let mut a = Reliable::new(cfg, true);
+        let mut b = Reliable::new(cfg, true);
+        let now = Instant::now();
+        a.m.send(now, b"first").unwrap();
+        a.flush(mem.ring(Dir::Tx), &kick);
+        // On the ring: FRCT header, the SDU, then the big-endian CRC32 of both.
+        let mut raw = [0u8; 64];
+        let n = mem.ring(Dir::Tx).pop(&mut raw).unwrap().unwrap();
+        assert_eq!(n, HEADER_LEN + 5 + crate::crc::LEN);
+        let crc = crc32fast::hash(&raw[..n - 4]).to_be_bytes();
+        assert_eq!(raw[n - 4..n], crc);
+        assert_eq!(&raw[HEADER_LEN..HEADER_LEN + 5], b"first");
+        // A flipped bit: dropped before the machine, counted as a CRC error only.
+        let mut bad = raw[..n].to_vec();
+        bad[HEADER_LEN + 1] ^= 0x04;
+        mem.ring(Dir::Tx).push(&bad).unwrap();
+        b.pump(now, mem.ring(Dir::Tx), 16);
+        assert_eq!(b.crc_errors, 1);
+        assert_eq!(b.m.poll_deliver(), None);
+        assert_eq!((b.stats().bad, b.stats().delivered), (0, 0));
+        // The good copy is delivered.
+        mem.ring(Dir::Tx).push(&raw[..n]).unwrap();
+        b.pump(now, mem.ring(Dir::Tx), 16);
+        assert_eq!(b.m.poll_deliver().as_deref(), Some(&b"first"[..]));
+        assert_eq!(b.crc_errors, 1);
+        // Without the trailer a flow's PDUs carry none, and a short one is the machine's
+        // to refuse (counted as bad, not as a CRC error).
+        let mut c = Reliable::new(cfg, false);
+        c.m.send(now, b"x").unwrap();
+        c.flush(mem.ring(Dir::Tx), &kick);
+        let n = mem.ring(Dir::Tx).pop(&mut raw).unwrap().unwrap();
+        assert_eq!(n, HEADER_LEN + 1);
+        mem.ring(Dir::Tx).push(&[1, 2]).unwrap();
+        c.pump(now, mem.ring(Dir::Tx), 16);
+        assert_eq!((c.crc_errors, c.stats().bad), (0, 1));
     }
 }

@@ -415,3 +415,129 @@ fn a_reference_style_peer_from_the_facts_carries_reliable_flows_both_ways() {
     assert_eq!(p["unacked"], 0, "o7s acknowledged every echo: {p}");
     assert!(p["acks_in"].as_u64().unwrap() > 0, "{p}");
 }
+
+/// The CRC32 trailer (facts §1.8.8: cubes with `ber` 0; the reference's default build
+/// forces `ber` 1): by default o7s's flow requests carry `ber` 1 and the SDUs no trailer,
+/// as the reference's; with `O7S_QOS_CRC=1` the client's request keeps `ber` 0, both ends
+/// add and check the trailer (every data and ACK packet on the wire ends with the
+/// big-endian CRC32 of what precedes it), `flow list` shows `crc32` on both ends and no
+/// errors, and a verified `ocbr -q data` stream arrives whole.
+#[test]
+fn o7s_qos_crc_adds_the_crc32_trailer_and_ber_1_is_the_default() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("rc");
+    let b = t.daemon("b", &server_conf(&t.dev("b")));
+    let _a = t.daemon("a", &client_conf(&t.dev("a")));
+    // A stream with the trailer: both ends say so while it runs.
+    let srv = ocbr_server(&t, &[]);
+    let mut cl = t
+        .cmd("a", &bin("ocbr"))
+        .env("O7S_QOS_CRC", "1")
+        .args([
+            "-n", "ocbr", "-q", "data", "-s", "700", "-r", "2M", "-d", "2",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let row = |s: &str| {
+        t.ctl_json(s, &["flow", "list"])
+            .into_iter()
+            .find(|r| r["name"] == "ocbr")
+            .unwrap_or(Value::Null)
+    };
+    let seen = o7s_integration::eventually(Duration::from_secs(3), || {
+        row("a")["crc"] == "crc32" && row("b")["crc"] == "crc32"
+    });
+    assert!(seen, "{} {}\n{}", row("a"), row("b"), b.log());
+    assert!(cl.wait().unwrap().success());
+    let out = srv.wait_with_output().unwrap();
+    let sum = json_lines(&out.stdout);
+    let last = sum.last().cloned().unwrap_or(Value::Null);
+    assert!(
+        last["received"].as_u64().unwrap_or(0) > 100
+            && last["lost"] == 0
+            && last["out_of_order"] == 0
+            && last["corrupt"] == 0,
+        "{last}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The bytes on the wire, captured at B (AF_XDP ports only).
+    let ports = t.ctl_json("b", &["port", "list"]);
+    if !o7s_integration::on_af_xdp(ports[0]["io_path"].as_str().unwrap()) {
+        eprintln!("SKIP the capture part: B's port is not on AF_XDP");
+        return;
+    }
+    let crc_ok = |p: &[u8]| {
+        p.len() >= 4 && crc32fast::hash(&p[..p.len() - 4]).to_be_bytes() == p[p.len() - 4..]
+    };
+    for with_crc in [false, true] {
+        let pcap = t.dir.join(format!("crc-{with_crc}.pcap"));
+        let cap = spawn_ready_line(
+            t.cmd("b", &bin("o7sctl"))
+                .args(["capture", "e", "-w"])
+                .arg(&pcap),
+            "capturing on",
+        );
+        let mut ping = t.cmd("a", &bin("oping"));
+        if with_crc {
+            ping.env("O7S_QOS_CRC", "1");
+        }
+        let o = ping
+            .args([
+                "-n",
+                "oping-server",
+                "-c",
+                "5",
+                "-i",
+                "20ms",
+                "-q",
+                "data",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::thread::sleep(Duration::from_millis(100));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(cap.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        assert!(cap.wait_with_output().unwrap().status.success());
+        let bytes = std::fs::read(&pcap).unwrap();
+        let (mut reqs, mut data, mut acks) = (vec![], 0, 0);
+        for r in o7s_wire::capfile::parse(&bytes).unwrap() {
+            let Ok(eth) = o7s_wire::ethernet::Frame::new_checked(r.data) else {
+                continue;
+            };
+            let Ok(p) = o7s_wire::dix::Packet::new_checked(eth.payload()) else {
+                continue;
+            };
+            let sdu = p.payload();
+            if p.eid() == 0 {
+                if let Ok((m, _)) = o7s_wire::dix::MgmtMsg::parse(sdu) {
+                    if m.code == o7s_wire::code::EthCode::FlowReq {
+                        reqs.push(m.qos.ber);
+                    }
+                }
+                continue;
+            }
+            if sdu.is_empty() {
+                continue; // keepalives
+            }
+            let (h, _) = o7s_wire::frct::FrctRepr::parse(sdu).expect("every SDU has FRCT");
+            if h.flags & o7s_wire::frct::flags::DATA != 0 {
+                data += 1;
+                assert_eq!(crc_ok(sdu), with_crc, "data packet {sdu:02x?}");
+            } else if h.flags == o7s_wire::frct::flags::ACK {
+                acks += 1;
+                assert_eq!(sdu.len(), if with_crc { 16 } else { 12 }, "{sdu:02x?}");
+                assert_eq!(crc_ok(sdu), with_crc, "ACK {sdu:02x?}");
+            }
+        }
+        assert_eq!(reqs, [u32::from(!with_crc)], "the FLOW_REQ's ber");
+        assert!(data >= 10 && acks >= 1, "{data} data, {acks} ACKs");
+    }
+}

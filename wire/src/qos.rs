@@ -103,19 +103,27 @@ impl QosSpec {
         })
     }
 
-    /// The name of the predefined spec equal to this one, if any.
+    /// The name of the predefined spec equal to this one, if any; a spec that differs from
+    /// a preset only in `ber` 1 has its name too (the reference's default build, and o7s
+    /// by default, send every preset with `ber` 1: `QOS_DISABLE_CRC`).
     pub fn preset_name(&self) -> Option<&'static str> {
-        [
+        let presets = [
             ("raw", Self::RAW),
             ("raw_no_errors", Self::RAW_NO_ERRORS),
             ("best", Self::BEST_EFFORT),
             ("video", Self::VIDEO),
             ("voice", Self::VOICE),
             ("data", Self::DATA),
-        ]
-        .into_iter()
-        .find(|(_, q)| q == self)
-        .map(|(n, _)| n)
+        ];
+        presets
+            .iter()
+            .find(|(_, q)| q == self)
+            .or_else(|| {
+                presets
+                    .iter()
+                    .find(|(_, q)| QosSpec { ber: 1, ..*q } == *self)
+            })
+            .map(|(n, _)| *n)
     }
 
     /// The QoS cube this spec maps to.
@@ -281,5 +289,24 @@ mod tests {
             assert_eq!(q.preset_name(), Some(n));
         }
         assert_eq!(QosSpec::by_name("gold"), None);
+    }
+
+    #[test]
+    fn a_preset_sent_with_ber_1_keeps_its_name_and_nothing_else_does() {
+        for n in ["best", "video", "voice", "data"] {
+            let q = QosSpec::by_name(n).unwrap();
+            assert_eq!(QosSpec { ber: 1, ..q }.preset_name(), Some(n));
+            assert_eq!(QosSpec { ber: 2, ..q }.preset_name(), None, "{n}");
+            assert_eq!(QosSpec { loss: 7, ..q }.preset_name(), None, "{n}");
+        }
+        // raw_no_errors with ber 1 is raw.
+        assert_eq!(
+            QosSpec {
+                ber: 1,
+                ..QosSpec::RAW_NO_ERRORS
+            }
+            .preset_name(),
+            Some("raw")
+        );
     }
 }

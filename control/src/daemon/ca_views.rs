@@ -114,6 +114,23 @@ pub(super) fn with_frcp(mut row: Value, cube: &str, f: Option<&o7s_abi::msg::Frc
     row
 }
 
+/// The flow list's CRC column that a person reads and the metrics take.
+pub(crate) const CRC_SHOWN: &[&str] = &["crc_errors"];
+
+/// An `o7sctl flow list` row with its CRC32 trailer columns added: `crc` is `crc32` when
+/// the flow carries the trailer (its QoS has `ber` 0), else `-`; `crc_errors` counts the
+/// SDUs from the peer that failed it (null without the trailer).
+pub(super) fn with_crc(mut row: Value, errors: Option<u32>) -> Value {
+    if let Value::Object(m) = &mut row {
+        m.insert(
+            "crc".into(),
+            json!(if errors.is_some() { "crc32" } else { "-" }),
+        );
+        m.insert("crc_errors".into(), json!(errors));
+    }
+    row
+}
+
 /// An `o7sctl flow list` row with its congestion columns added.
 pub(super) fn with_ca(mut row: Value, ca: Option<&CaStats>) -> Value {
     if let (Value::Object(m), Value::Object(c)) = (&mut row, ca_columns(ca)) {
@@ -229,6 +246,21 @@ mod tests {
         for k in FRCP_SHOWN {
             assert_eq!(row[*k], Value::Null, "{k}");
         }
+    }
+
+    #[test]
+    fn a_flow_row_says_whether_it_carries_the_crc_and_how_many_failed_it() {
+        let row = with_crc(json!({"flow": 4}), Some(3));
+        assert_eq!(
+            (&row["crc"], &row["crc_errors"]),
+            (&json!("crc32"), &json!(3))
+        );
+        assert_eq!(row["flow"], 4);
+        let row = with_crc(json!({"flow": 5}), None);
+        assert_eq!(
+            (&row["crc"], &row["crc_errors"]),
+            (&json!("-"), &Value::Null)
+        );
     }
 
     #[test]

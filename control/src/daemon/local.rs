@@ -288,11 +288,13 @@ impl Daemon {
         true
     }
 
-    /// The FRCP state a local flow's allocating end publishes, for `flow list`.
-    pub(super) fn local_frcp(&self, flow: u64) -> Option<o7s_abi::msg::FrcpStats> {
+    /// The FRCP and CRC state a local flow's allocating end publishes, for `flow list`.
+    pub(super) fn local_frcp(&self, flow: u64) -> (Option<o7s_abi::msg::FrcpStats>, Option<u32>) {
         let st = self.st();
-        let p = st.local_pairs.iter().find(|p| p.a == flow || p.b == flow)?;
-        p.mem.frcp()
+        st.local_pairs
+            .iter()
+            .find(|p| p.a == flow || p.b == flow)
+            .map_or((None, None), |p| (p.mem.frcp(), p.mem.crc()))
     }
 
     /// The local IPCPs' rows of `ipcp list`.

@@ -468,7 +468,7 @@ impl Daemon {
                     .filter(|(_, f)| f.ipcp == super::local::LOCAL_IPCP)
                     .map(|(id, _)| *id)
                     .collect();
-                let local_frcp: HashMap<u64, Option<o7s_abi::msg::FrcpStats>> = local_ids
+                let local_frcp: HashMap<u64, (Option<o7s_abi::msg::FrcpStats>, Option<u32>)> = local_ids
                     .into_iter()
                     .map(|id| (id, self.local_frcp(id)))
                     .collect();
@@ -506,7 +506,8 @@ impl Daemon {
                     };
                     let s = if local {
                         o7s_abi::msg::FlowStats {
-                            frcp: local_frcp.get(&id).copied().flatten(),
+                            frcp: local_frcp.get(&id).and_then(|x| x.0),
+                            crc_errors: local_frcp.get(&id).and_then(|x| x.1),
                             ..Default::default()
                         }
                     } else {
@@ -527,6 +528,7 @@ impl Daemon {
                                      "cipher": o7s_wire::nid::name(s.cipher).unwrap_or("-"), "key_rotations": s.key_rotations,
                                      "tx_keepalives": s.tx_keepalives, "rx_keepalives": s.rx_keepalives, "state": if f.down || s.down { "peer timed out" } else { "up" }});
                     let row = ca_views::with_frcp(row, &f.qos.cube().to_string(), s.frcp.as_ref());
+                    let row = ca_views::with_crc(row, s.crc_errors);
                     rows.push(ca_views::with_ca(row, s.ca.as_ref()));
                 }
                 table(rows)

@@ -202,6 +202,7 @@ impl Dataplane {
                 for f in self.flows.values_mut() {
                     f.stats.key_rotations = f.crypt.as_ref().map(|c| c.rotations).unwrap_or(0);
                     f.stats.frcp = f.mem.frcp();
+                    f.stats.crc_errors = f.mem.crc();
                     if let Some(c) = &mut f.ca {
                         c.refresh();
                         f.stats.ca = Some(c.stats.clone());

@@ -257,7 +257,7 @@ fn accept_loop<'scope, 'env>(
         match next_flow(srv, &mut away) {
             Next::Flow(f) => {
                 accepted += 1;
-                if admit(srv, s, accepted, f) {
+                if admit(srv, s, accepted, *f) {
                     served += 1;
                 }
             }
@@ -272,7 +272,7 @@ fn accept_loop<'scope, 'env>(
 /// What one wait for a flow came to.
 #[derive(Debug)]
 enum Next {
-    Flow(Flow),
+    Flow(Box<Flow>),
     /// Nothing yet: wait again.
     Retry,
     /// A signal: take no more flows.
@@ -292,7 +292,7 @@ fn next_flow(srv: &Server<'_>, away: &mut bool) -> Next {
             if std::mem::take(away) {
                 eprintln!("ocbr: o7sd is back");
             }
-            Next::Flow(f)
+            Next::Flow(Box::new(f))
         }
         Err(Error::Timeout) => Next::Retry,
         Err(e) if e.daemon_away() => {
