@@ -1,5 +1,6 @@
 //! Impairments as users write them (issue 27: `o7sctl port set PORT loss 1% dup 0.1%
-//! reorder 1% delay 5ms`, the layers' `loss`/`dup`/`reorder`/`delay` keys): rates in parts
+//! reorder 1% delay 5ms corrupt 0.1%`, the layers' `loss`/`dup`/`reorder`/`delay`/`corrupt`
+//! keys): rates in parts
 //! per million, delays up to [`MAX_DELAY`].
 
 use std::time::Duration;

@@ -240,6 +240,9 @@ pub enum ToDp {
         /// Every received data frame held this long, microseconds.
         #[serde(default)]
         delay_us: Option<u32>,
+        /// Received data frames with one bit of their SDU flipped, per million.
+        #[serde(default)]
+        corrupt_ppm: Option<u32>,
     },
     /// Remove a flow.
     DelFlow {
@@ -526,6 +529,12 @@ pub struct PortStats {
     /// Every one held this long, microseconds (`delay`).
     #[serde(default)]
     pub impair_delay_us: u32,
+    /// One bit of the SDU flipped per million (`corrupt`).
+    #[serde(default)]
+    pub impair_corrupt_ppm: u32,
+    /// Received data frames the impairments corrupted.
+    #[serde(default)]
+    pub impair_corrupted: u64,
     /// Received data frames the impairments dropped as lost.
     #[serde(default)]
     pub impair_lost: u64,

@@ -129,7 +129,7 @@ pub struct IpcpConf {
     pub queue: Option<u32>,
     /// Impairments of the data frames the port receives (o7s's own keys `loss`, `dup`,
     /// `reorder`: "1%", "0.1%"; `delay`: "5ms"), checked, as written.
-    pub impair: [Option<String>; 4],
+    pub impair: [Option<String>; 5],
     /// Line of the table header (for run-time messages).
     pub line: usize,
     /// A unicast layer's settings (`[unicast.X]` bootstrap keys; defaults otherwise).
@@ -425,7 +425,7 @@ fn parse_ipcp(
         dev: None,
         rate_bps: None,
         queue: None,
-        impair: [None, None, None, None],
+        impair: [None, None, None, None, None],
         ethertype: o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
         ip: None,
         port: o7s_wire::udp::DEFAULT_PORT,
@@ -513,7 +513,7 @@ fn parse_ipcp(
                 };
                 c.rate_bps = Some(r.map_err(|e| src.err(kl, k, e))?);
             }
-            "loss" | "dup" | "reorder" | "delay"
+            "loss" | "dup" | "reorder" | "delay" | "corrupt"
                 if kinds_ok(&[IpcpKind::EthDix, IpcpKind::EthLlc]) =>
             {
                 let text = match val {
@@ -522,7 +522,7 @@ fn parse_ipcp(
                     toml::Value::Integer(i) => i.to_string(),
                     _ => String::new(),
                 };
-                let at = ["loss", "dup", "reorder", "delay"]
+                let at = ["loss", "dup", "reorder", "delay", "corrupt"]
                     .iter()
                     .position(|x| *x == k.as_str())
                     .unwrap_or(0);
@@ -750,7 +750,7 @@ mod tests {
     #[test]
     fn impairment_keys_are_read_for_ethernet_and_refused_elsewhere() {
         let c = parse(
-            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nloss=\"1%\"\ndup=0.001\nreorder=\"0.5%\"\ndelay=\"5ms\"\n",
+            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nloss=\"1%\"\ndup=0.001\nreorder=\"0.5%\"\ndelay=\"5ms\"\ncorrupt=\"0.2%\"\n",
             "i.conf",
         )
         .unwrap();
@@ -760,9 +760,16 @@ mod tests {
                 Some("1%".to_string()),
                 Some("0.001".to_string()),
                 Some("0.5%".to_string()),
-                Some("5ms".to_string())
+                Some("5ms".to_string()),
+                Some("0.2%".to_string())
             ]
         );
+        let e = parse(
+            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ncorrupt=\"lots\"\n",
+            "i.conf",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (4, "corrupt"));
         let e = parse(
             "[eth-llc.x]\nbootstrap=\"l\"\ndev=\"lo\"\nloss=\"120%\"\n",
             "i.conf",

@@ -87,7 +87,7 @@ pub struct EthIpcp {
     pub shaping: (Option<u64>, Option<u32>),
     /// Impairments of its received data frames as last set (loss, dup, reorder per
     /// million, delay in µs; `None`: never set): sent again with the shaping.
-    pub impair: [Option<u32>; 4],
+    pub impair: [Option<u32>; 5],
     /// Registered names by hash (the shim answers for the same hashes).
     pub regs: HashMap<Vec<u8>, String>,
     /// The protocol machine.
@@ -134,7 +134,7 @@ impl EthIpcp {
             io_path: String::new(),
             up: false,
             shaping: (None, None),
-            impair: [None; 4],
+            impair: [None; 5],
             regs: HashMap::new(),
             shim: Shim::new(cfg, None),
             alloc_waiters: HashMap::new(),

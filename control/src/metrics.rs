@@ -345,6 +345,21 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Received data frames held back behind later ones by the port's reorder impairment",
     ),
     (
+        "o7s_port_impair_corrupt_ppm",
+        G,
+        "Share of the port's received data frames with one bit of their SDU flipped on purpose, per million",
+    ),
+    (
+        "o7s_port_impair_corrupted",
+        C,
+        "Received data frames whose SDU had a bit flipped by the port's corrupt impairment",
+    ),
+    (
+        "o7s_flow_crc_errors",
+        C,
+        "SDUs from the flow's peer that failed the CRC32 trailer and were dropped (flows whose QoS has ber 0)",
+    ),
+    (
         "o7s_port_impair_held_full",
         C,
         "Received data frames dropped because the port held 8192 for its impairments",

@@ -1,7 +1,8 @@
 //! Impairments of a port, for tests and experiments (issue 27): the data frames a port
 //! receives (endpoint id not 0: management passes, so flows are still allocated) are lost,
-//! duplicated, delayed or reordered at the rates `o7sctl port set PORT loss 1% dup 0.1%
-//! reorder 1% delay 5ms` (or the layer's `loss`/`dup`/`reorder`/`delay` keys) gives. A
+//! duplicated, delayed, reordered or corrupted (one bit of the SDU flipped) at the rates
+//! `o7sctl port set PORT loss 1% dup 0.1% reorder 1% delay 5ms corrupt 0.1%` (or the
+//! layer's `loss`/`dup`/`reorder`/`delay`/`corrupt` keys) gives. A
 //! reordered frame is held `REORDER_GAP` longer than the delay, so the frames behind it
 //! overtake it. Applied as the frame arrives, before anything reads it, as netem would on
 //! the receiving side (this machine has no netem).
@@ -30,12 +31,18 @@ pub struct ImpairConf {
     pub reorder_ppm: u32,
     /// Every frame waits this long.
     pub delay: Duration,
+    /// One bit of the SDU flipped, per million.
+    pub corrupt_ppm: u32,
 }
 
 impl ImpairConf {
     /// Whether it does anything.
     pub fn active(&self) -> bool {
-        self.loss_ppm > 0 || self.dup_ppm > 0 || self.reorder_ppm > 0 || !self.delay.is_zero()
+        self.loss_ppm > 0
+            || self.dup_ppm > 0
+            || self.reorder_ppm > 0
+            || !self.delay.is_zero()
+            || self.corrupt_ppm > 0
     }
 }
 
@@ -52,6 +59,8 @@ pub struct ImpairStats {
     pub reordered: u64,
     /// Frames dropped because `MAX_HELD` were held.
     pub held_full: u64,
+    /// Frames with a bit of their SDU flipped.
+    pub corrupted: u64,
 }
 
 /// What to do with a frame that just came.
@@ -61,6 +70,20 @@ pub struct Verdict {
     pub copies: u8,
     /// When: now (`None`) or held until then.
     pub at: Option<Instant>,
+    /// Corrupt it: which bit of its SDU to flip ([`corrupt`]).
+    pub corrupt: Option<u32>,
+}
+
+/// Flips one bit of `sdu`, chosen by `pick` (a draw): byte `pick / 8` modulo its length,
+/// bit `pick % 8`. An empty SDU stays as it is.
+pub fn corrupt(sdu: &mut [u8], pick: u32) {
+    let len = sdu.len();
+    if let Some(b) = len
+        .checked_sub(1)
+        .and_then(|_| sdu.get_mut((pick as usize >> 3) % len))
+    {
+        *b ^= 1 << (pick & 7);
+    }
 }
 
 /// A port's impairments and the frames they hold.
@@ -117,6 +140,7 @@ impl Impair {
             return Verdict {
                 copies: 0,
                 at: None,
+                corrupt: None,
             };
         }
         let copies = if self.draw() < self.conf.dup_ppm {
@@ -135,7 +159,17 @@ impl Impair {
         } else {
             None
         };
-        Verdict { copies, at }
+        // Drawn only when asked for: the other impairments' draws stay as they were.
+        let corrupt =
+            (self.conf.corrupt_ppm > 0 && self.draw() < self.conf.corrupt_ppm).then(|| {
+                self.stats.corrupted += 1;
+                self.draw()
+            });
+        Verdict {
+            copies,
+            at,
+            corrupt,
+        }
     }
 
     /// Holds a copy of `frame` until `at`; `false` (counted) when `MAX_HELD` are held.
@@ -222,7 +256,12 @@ mod tests {
                 delay: Duration::from_micros(1),
                 ..ImpairConf::default()
             },
+            ImpairConf {
+                corrupt_ppm: 1,
+                ..ImpairConf::default()
+            },
         ];
+        assert!(!ImpairConf::default().active());
         for c in one {
             assert!(c.active(), "{c:?}");
         }
@@ -239,13 +278,15 @@ mod tests {
             dup_ppm: 955_804,
             reorder_ppm: 609_346,
             delay: Duration::ZERO,
+            corrupt_ppm: 0,
         };
         let mut i = Impair::new(conf, 7);
         assert_eq!(
             i.decide(now),
             Verdict {
                 copies: 1,
-                at: None
+                at: None,
+                corrupt: None,
             }
         );
         assert_eq!([i.draw(), i.draw(), i.draw()], [472_203, 723_674, 548_305]);
@@ -263,6 +304,7 @@ mod tests {
                 dup_ppm: 955_805,
                 reorder_ppm: 609_347,
                 delay: Duration::from_millis(5),
+                corrupt_ppm: 0,
             },
             7,
         );
@@ -271,12 +313,57 @@ mod tests {
             v,
             Verdict {
                 copies: 2,
-                at: Some(now + Duration::from_millis(5) + REORDER_GAP)
+                at: Some(now + Duration::from_millis(5) + REORDER_GAP),
+                corrupt: None,
             }
         );
         assert_eq!((i.stats.reordered, i.stats.delayed), (1, 0));
         let mut j = Impair::new(ImpairConf::default(), 1);
         assert_eq!([j.draw(), j.draw(), j.draw()], [822_465, 428_519, 890_590]);
+    }
+
+    /// Seed 7's fourth draw is 472203 (see above): a corrupt rate above it hits and the
+    /// fifth, 723674, picks the bit: byte 90459 of the SDU (modulo its length), bit 2.
+    #[test]
+    fn a_corrupted_frame_has_one_bit_of_its_sdu_flipped_and_is_counted() {
+        let now = Instant::now();
+        let conf = ImpairConf {
+            corrupt_ppm: 472_204,
+            ..ImpairConf::default()
+        };
+        let mut i = Impair::new(conf, 7);
+        let v = i.decide(now);
+        assert_eq!((v.copies, v.at, v.corrupt), (1, None, Some(723_674)));
+        assert_eq!(i.stats.corrupted, 1);
+        let mut sdu = [0u8; 10];
+        corrupt(&mut sdu, 723_674);
+        // 723674 / 8 = 90459, modulo 10 = 9; 723674 % 8 = 2.
+        assert_eq!(sdu, [0, 0, 0, 0, 0, 0, 0, 0, 0, 4]);
+        corrupt(&mut sdu, 723_674);
+        assert_eq!(sdu, [0; 10], "the same pick flips it back");
+        corrupt(&mut [], 5);
+        // At the draw itself it does not hit, and nothing more is drawn for it.
+        let mut i = Impair::new(
+            ImpairConf {
+                corrupt_ppm: 472_203,
+                ..ImpairConf::default()
+            },
+            7,
+        );
+        assert_eq!(i.decide(now).corrupt, None);
+        assert_eq!(i.draw(), 723_674);
+        // Over many frames the share is about the rate.
+        let (i, v) = run(
+            ImpairConf {
+                corrupt_ppm: 100_000,
+                ..ImpairConf::default()
+            },
+            20_000,
+        );
+        let n = v.iter().filter(|x| x.corrupt.is_some()).count();
+        assert!((1_700..2_300).contains(&n), "{n}");
+        assert_eq!(i.stats.corrupted, n as u64);
+        assert!(v.iter().all(|x| x.copies == 1 && x.at.is_none()));
     }
 
     #[test]
@@ -324,7 +411,8 @@ mod tests {
         assert!(v.iter().all(|v| *v
             == Verdict {
                 copies: 1,
-                at: None
+                at: None,
+                corrupt: None,
             }));
         assert_eq!(i.stats, ImpairStats::default());
         assert!(!ImpairConf::default().active());
@@ -337,6 +425,7 @@ mod tests {
             dup_ppm: 10_000,
             reorder_ppm: 10_000,
             delay: Duration::ZERO,
+            corrupt_ppm: 0,
         };
         assert!(conf.active());
         let (i, v) = run(conf, 100_000);
@@ -370,7 +459,8 @@ mod tests {
             v,
             Verdict {
                 copies: 1,
-                at: Some(t0 + d)
+                at: Some(t0 + d),
+                corrupt: None,
             }
         );
         assert!(i.hold(t0 + d, b"one"));

@@ -223,6 +223,9 @@ pub enum Ctl {
         /// Every frame held this long.
         #[serde(default)]
         delay: Option<String>,
+        /// One bit of the SDU flipped, as a rate.
+        #[serde(default)]
+        corrupt: Option<String>,
     },
     /// Apply a configuration file (names, bindings, IPCPs are added). o7sctl reads the
     /// file with its caller's rights and sends its text: the daemon never opens a path a

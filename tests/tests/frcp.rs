@@ -541,3 +541,79 @@ fn o7s_qos_crc_adds_the_crc32_trailer_and_ber_1_is_the_default() {
         assert!(data >= 10 && acks >= 1, "{data} data, {acks} ACKs");
     }
 }
+
+/// Bit errors (`o7sctl port set e corrupt 3%`: one bit of the SDU of 3 % of the data
+/// frames B receives flipped): a raw stream arrives with damaged SDUs (the ocbr server's
+/// payload check counts them); a reliable stream with the CRC32 trailer (`O7S_QOS_CRC=1`)
+/// arrives whole and intact, the damaged PDUs dropped at B (`crc_errors` of B's flow while
+/// it runs) and repaired by retransmission; `port list` counts what the port corrupted.
+#[test]
+fn bit_errors_reach_a_raw_flow_and_the_crc_stops_them_on_a_reliable_one() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("rb");
+    let b = t.daemon("b", &server_conf(&t.dev("b")));
+    let _a = t.daemon("a", &client_conf(&t.dev("a")));
+    port_set(&t, "b", &["corrupt", "3%"]);
+    let client = |qos: &str, crc: bool| {
+        let mut c = t.cmd("a", &bin("ocbr"));
+        if crc {
+            c.env("O7S_QOS_CRC", "1");
+        }
+        c.args(["-n", "ocbr", "-q", qos, "-s", "700", "-r", "2M", "-d", "2"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let last = |srv: Child| {
+        let out = srv.wait_with_output().unwrap();
+        json_lines(&out.stdout)
+            .last()
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let srv = ocbr_server(&t, &[]);
+    assert!(client("raw", false).wait().unwrap().success());
+    let raw = last(srv);
+    assert!(
+        raw["corrupt"].as_u64().unwrap_or(0) > 0,
+        "{raw}\n{:?}",
+        t.ctl_json("b", &["port", "list"])
+    );
+
+    let srv = ocbr_server(&t, &[]);
+    let mut cl = client("data", true);
+    let mut row = Value::Null;
+    let caught = o7s_integration::eventually(Duration::from_secs(3), || {
+        row = t
+            .ctl_json("b", &["flow", "list"])
+            .into_iter()
+            .find(|r| r["name"] == "ocbr")
+            .unwrap_or(Value::Null);
+        row["crc_errors"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(caught, "B's flow refused corrupted PDUs: {row}");
+    assert_eq!(row["crc"], "crc32", "{row}");
+    assert!(cl.wait().unwrap().success());
+    let rel = last(srv);
+    assert!(
+        rel["received"].as_u64().unwrap_or(0) > 100
+            && rel["lost"] == 0
+            && rel["out_of_order"] == 0
+            && rel["corrupt"] == 0,
+        "{rel}\n{}",
+        b.log()
+    );
+    let port = t.ctl_json("b", &["port", "list"]);
+    let corrupted = port[0]["impair_corrupted"].as_u64().unwrap_or(0);
+    eprintln!(
+        "corrupt 3% at B: raw stream {} of {} SDUs damaged; reliable stream with CRC: {} of {} intact, {} PDUs refused at B by the time of the check; {corrupted} frames corrupted in all",
+        raw["corrupt"], raw["received"], rel["received"], rel["received"], row["crc_errors"]
+    );
+    assert!(
+        corrupted > raw["corrupt"].as_u64().unwrap_or(0) && port[0]["impair"] == "corrupt 3%",
+        "{}",
+        port[0]
+    );
+}

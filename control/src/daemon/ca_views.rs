@@ -162,6 +162,7 @@ fn impairs(p: &PortStats) -> String {
         ("loss", p.impair_loss_ppm),
         ("dup", p.impair_dup_ppm),
         ("reorder", p.impair_reorder_ppm),
+        ("corrupt", p.impair_corrupt_ppm),
     ] {
         if v > 0 {
             w.push(format!("{k} {}", pct(v)));

@@ -230,13 +230,13 @@ impl Daemon {
         target: &str,
         rate: Option<&str>,
         queue: Option<u32>,
-        impair: [Option<&str>; 4],
+        impair: [Option<&str>; 5],
     ) -> Result<(), CtlError> {
         let rate_bps = rate
             .map(o7s_abi::rate::parse_rate)
             .transpose()
             .map_err(CtlError::Invalid)?;
-        let [loss, dup, reorder, delay] = impair;
+        let [loss, dup, reorder, delay, corrupt] = impair;
         let ppm = |k: &str, v: Option<&str>| {
             v.map(o7s_abi::impair::parse_ppm)
                 .transpose()
@@ -252,6 +252,7 @@ impl Daemon {
             ppm("dup", dup)?,
             ppm("reorder", reorder)?,
             delay_us,
+            ppm("corrupt", corrupt)?,
         ];
         if let Some(q) = queue.filter(|q| !(1..=o7s_abi::rate::MAX_QUEUE).contains(q)) {
             return Err(CtlError::Invalid(format!(
@@ -261,7 +262,7 @@ impl Daemon {
         }
         if rate_bps.is_none() && queue.is_none() && impair.iter().all(Option::is_none) {
             return Err(CtlError::Invalid(
-                "port set: give rate RATE (e.g. 100M, 0 for none), queue PDUS, and/or loss/dup/reorder RATE (1%), delay TIME (5ms)".into(),
+                "port set: give rate RATE (e.g. 100M, 0 for none), queue PDUS, and/or loss/dup/reorder/corrupt RATE (1%), delay TIME (5ms)".into(),
             ));
         }
         let (name, port, shaping, impair) = {
@@ -284,7 +285,7 @@ impl Daemon {
             if impair.iter().any(Option::is_some) {
                 if !matches!(i.kind, IpcpKind::EthDix | IpcpKind::EthLlc) {
                     return Err(CtlError::Invalid(format!(
-                        "port set: loss, dup, reorder and delay apply to Ethernet ports; {} is {}",
+                        "port set: loss, dup, reorder, delay and corrupt apply to Ethernet ports; {} is {}",
                         i.name,
                         i.kind.as_str()
                     )));
@@ -306,13 +307,14 @@ impl Daemon {
             );
         }
         if impair.iter().any(Option::is_some) {
-            let [l, d, r, t] = impair.map(Option::unwrap_or_default);
+            let [l, d, r, t, c] = impair.map(Option::unwrap_or_default);
             tracing::info!(
-                "IPCP {name}: port {port} impairs the data frames it receives: loss {}%, dup {}%, reorder {}%, delay {} us.",
+                "IPCP {name}: port {port} impairs the data frames it receives: loss {}%, dup {}%, reorder {}%, delay {} us, corrupt {}%.",
                 f64::from(l) / 1e4,
                 f64::from(d) / 1e4,
                 f64::from(r) / 1e4,
-                t
+                t,
+                f64::from(c) / 1e4
             );
         }
         Ok(())
@@ -323,7 +325,7 @@ impl Daemon {
         &self,
         port: u32,
         (rate_bps, queue): (Option<u64>, Option<u32>),
-        [loss_ppm, dup_ppm, reorder_ppm, delay_us]: [Option<u32>; 4],
+        [loss_ppm, dup_ppm, reorder_ppm, delay_us, corrupt_ppm]: [Option<u32>; 5],
     ) -> Result<(), CtlError> {
         let m = ToDp::PortSet {
             port,
@@ -333,6 +335,7 @@ impl Daemon {
             dup_ppm,
             reorder_ppm,
             delay_us,
+            corrupt_ppm,
         };
         if self.dp.send(&m, &[]) {
             Ok(())

@@ -239,7 +239,7 @@ impl Daemon {
             dns: None,
             rate_bps: None,
             queue: None,
-            impair: [None, None, None, None],
+            impair: [None, None, None, None, None],
             line: 0,
             uni: crate::config::UniSettings::default(),
         };

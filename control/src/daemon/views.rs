@@ -541,6 +541,7 @@ impl Daemon {
                 dup,
                 reorder,
                 delay,
+                corrupt,
             } => match self.port_set(
                 &target,
                 rate.as_deref(),
@@ -550,6 +551,7 @@ impl Daemon {
                     dup.as_deref(),
                     reorder.as_deref(),
                     delay.as_deref(),
+                    corrupt.as_deref(),
                 ],
             ) {
                 Ok(()) => Reply::Ok,

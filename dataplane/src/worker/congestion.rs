@@ -140,8 +140,9 @@ impl Dataplane {
         dup_ppm: Option<u32>,
         reorder_ppm: Option<u32>,
         delay_us: Option<u32>,
+        corrupt_ppm: Option<u32>,
     ) {
-        if [loss_ppm, dup_ppm, reorder_ppm, delay_us]
+        if [loss_ppm, dup_ppm, reorder_ppm, delay_us, corrupt_ppm]
             .iter()
             .all(Option::is_none)
         {
@@ -164,6 +165,7 @@ impl Dataplane {
             delay: delay_us.map_or(cur.delay, |d| {
                 Duration::from_micros(u64::from(d)).min(o7s_abi::impair::MAX_DELAY)
             }),
+            corrupt_ppm: ppm(corrupt_ppm, cur.corrupt_ppm),
         };
         if !conf.active() {
             if let Some(p) = self.ports.get_mut(&port) {
@@ -171,6 +173,7 @@ impl Dataplane {
                 p.stats.impair_dup_ppm = 0;
                 p.stats.impair_reorder_ppm = 0;
                 p.stats.impair_delay_us = 0;
+                p.stats.impair_corrupt_ppm = 0;
             }
         }
         let seed = self.now_ns() ^ (u64::from(port) << 48) ^ u64::from(std::process::id());
@@ -179,11 +182,12 @@ impl Dataplane {
             .or_insert_with(|| crate::impair::Impair::new(conf, seed))
             .set(conf);
         tracing::info!(
-            "port {port}: received data frames impaired: loss {} ppm, dup {} ppm, reorder {} ppm, delay {:?}",
+            "port {port}: received data frames impaired: loss {} ppm, dup {} ppm, reorder {} ppm, delay {:?}, corrupt {} ppm",
             conf.loss_ppm,
             conf.dup_ppm,
             conf.reorder_ppm,
-            conf.delay
+            conf.delay,
+            conf.corrupt_ppm
         );
     }
 

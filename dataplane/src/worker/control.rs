@@ -186,11 +186,12 @@ impl Dataplane {
                 dup_ppm,
                 reorder_ppm,
                 delay_us,
+                corrupt_ppm,
             } => {
                 if rate_bps.is_some() || queue.is_some() {
                     self.set_port_shaping(port, rate_bps, queue);
                 }
-                self.set_port_impair(port, loss_ppm, dup_ppm, reorder_ppm, delay_us);
+                self.set_port_impair(port, loss_ppm, dup_ppm, reorder_ppm, delay_us, corrupt_ppm);
             }
             ToDp::UniTable {
                 ipcp,
@@ -235,6 +236,8 @@ impl Dataplane {
                         p.stats.impair_delayed = st.delayed;
                         p.stats.impair_reordered = st.reordered;
                         p.stats.impair_held_full = st.held_full;
+                        p.stats.impair_corrupt_ppm = c.corrupt_ppm;
+                        p.stats.impair_corrupted = st.corrupted;
                     }
                 }
                 for u in self.uports.values_mut() {

@@ -194,8 +194,11 @@ impl Dataplane {
         let Some(p) = self.ports.get_mut(&id) else {
             return;
         };
-        let eid = match frames::parse(p.kind, frame) {
-            Parsed::Sdu { eid, .. } if eid != 0 => eid,
+        let (eid, at) = match frames::parse(p.kind, frame) {
+            Parsed::Sdu { eid, sdu, .. } if eid != 0 => {
+                let off = sdu.as_ptr() as usize - frame.as_ptr() as usize;
+                (eid, off..off + sdu.len())
+            }
             _ => return self.handle_frame_now(id, frame),
         };
         // What arrived is captured, whatever the impairments make of it.
@@ -208,6 +211,9 @@ impl Dataplane {
         // The clock of the moment: `self.now` is the loop's, which may be from before a
         // sleep, and a delay counted from it would be cut short.
         let v = imp.decide(std::time::Instant::now());
+        if let (Some(pick), Some(sdu)) = (v.corrupt, frame.get_mut(at)) {
+            crate::impair::corrupt(sdu, pick);
+        }
         if let Some(at) = v.at {
             for _ in 0..v.copies {
                 imp.hold(at, frame);

@@ -167,13 +167,14 @@ enum ListCmd {
 enum PortCmd {
     /// List them (the default).
     List,
-    /// `set PORT [rate RATE] [queue PDUS] [loss R] [dup R] [reorder R] [delay T]`: cap
+    /// `set PORT [rate RATE] [queue PDUS] [loss R] [dup R] [reorder R] [delay T] [corrupt R]`: cap
     /// what the port (id, device or IPCP name) sends on its N-1 flows of unicast layers at
     /// RATE bit/s (100M, 1G, 0 for none), each N-1 flow's PDUs waiting in a queue of at most
     /// PDUS (default 1024, the reference's rbuff); MB-ECN marks by that queue. On Ethernet
     /// ports, impair the data frames it receives, for tests and experiments: lose, duplicate
     /// or hold back behind later ones a share R of them (1%, 0.1%, 0.01; 0 for none), and
-    /// hold every one for T (5ms, 200us; at most 1s). Counted in `port list` (impair_*).
+    /// hold every one for T (5ms, 200us; at most 1s), flip one bit of the SDU of a share R
+    /// (a CRC32 trailer catches it). Counted in `port list` (impair_*).
     Set(Words),
 }
 
@@ -455,7 +456,9 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
                 .ok_or("port set: name the port (its id, device or IPCP)")?;
             let p = pairs(
                 rest,
-                &["rate", "queue", "loss", "dup", "reorder", "delay"],
+                &[
+                    "rate", "queue", "loss", "dup", "reorder", "delay", "corrupt",
+                ],
                 &[],
             )?;
             let queue = match one(&p, "queue") {
@@ -475,16 +478,17 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
                 Ok(Some(v))
             };
             let (loss, dup, reorder) = (rate_of("loss")?, rate_of("dup")?, rate_of("reorder")?);
+            let corrupt = rate_of("corrupt")?;
             let delay = one(&p, "delay").ok();
             if let Some(d) = &delay {
                 o7s_abi::impair::parse_delay(d).map_err(|e| format!("delay {e}"))?;
             }
-            if [&rate, &loss, &dup, &reorder, &delay]
+            if [&rate, &loss, &dup, &reorder, &delay, &corrupt]
                 .iter()
                 .all(|v| v.is_none())
                 && queue.is_none()
             {
-                return Err("port set: give rate RATE, queue PDUS, and/or loss/dup/reorder RATE, delay TIME".into());
+                return Err("port set: give rate RATE, queue PDUS, and/or loss/dup/reorder/corrupt RATE, delay TIME".into());
             }
             Ctl::PortSet {
                 target: target.clone(),
@@ -492,6 +496,7 @@ fn build(cmd: &Cmd) -> Result<Option<Ctl>, String> {
                 dup,
                 reorder,
                 delay,
+                corrupt,
                 rate,
                 queue,
             }
@@ -829,7 +834,7 @@ mod abbreviation_tests {
         }
         match ctl(&[
             "o7sctl", "port", "set", "e3", "loss", "1%", "dup", "0.1%", "reorder", "0.01", "delay",
-            "5ms",
+            "5ms", "corrupt", "0.5%",
         ]) {
             Ok(Some(Ctl::PortSet {
                 rate: None,
@@ -838,11 +843,12 @@ mod abbreviation_tests {
                 dup,
                 reorder,
                 delay,
+                corrupt,
                 ..
             })) => {
                 assert_eq!(
-                    [loss, dup, reorder, delay].map(|v| v.unwrap_or_default()),
-                    ["1%", "0.1%", "0.01", "5ms"]
+                    [loss, dup, reorder, delay, corrupt].map(|v| v.unwrap_or_default()),
+                    ["1%", "0.1%", "0.01", "5ms", "0.5%"]
                 );
             }
             other => panic!("{other:?}"),
