@@ -514,7 +514,12 @@ fn parse_ipcp(
                 c.rate_bps = Some(r.map_err(|e| src.err(kl, k, e))?);
             }
             "loss" | "dup" | "reorder" | "delay" | "corrupt"
-                if kinds_ok(&[IpcpKind::EthDix, IpcpKind::EthLlc]) =>
+                if kinds_ok(&[
+                    IpcpKind::EthDix,
+                    IpcpKind::EthLlc,
+                    IpcpKind::Udp4,
+                    IpcpKind::Udp6,
+                ]) =>
             {
                 let text = match val {
                     toml::Value::String(t) => t.clone(),
@@ -748,7 +753,7 @@ mod tests {
     }
 
     #[test]
-    fn impairment_keys_are_read_for_ethernet_and_refused_elsewhere() {
+    fn impairment_keys_are_read_for_ethernet_and_udp_and_refused_elsewhere() {
         let c = parse(
             "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nloss=\"1%\"\ndup=0.001\nreorder=\"0.5%\"\ndelay=\"5ms\"\ncorrupt=\"0.2%\"\n",
             "i.conf",
@@ -782,11 +787,14 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "delay");
-        assert!(parse(
+        let u = parse(
             "[udp4.x]\nbootstrap=\"l\"\nip=\"127.0.0.1\"\nloss=\"1%\"\n",
-            "i.conf"
+            "i.conf",
         )
-        .is_err());
+        .unwrap();
+        assert_eq!(u.ipcps[0].impair[0].as_deref(), Some("1%"));
+        assert!(parse("[unicast.x]\nbootstrap=\"l\"\nloss=\"1%\"\n", "i.conf").is_err());
+        assert!(parse("[local.x]\nbootstrap=\"l\"\ndelay=\"1ms\"\n", "i.conf").is_err());
     }
 
     #[test]

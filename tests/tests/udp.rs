@@ -643,3 +643,108 @@ fn o7sctl_bootstraps_a_udp_layer() {
         "{o:?}"
     );
 }
+
+/// Impairments of a UDP port's received data datagrams (issue 27 item 3, as on Ethernet):
+/// `o7sctl port set` on B's udp port loses a share of the pings reaching B (counted
+/// exactly), delays them (every RTT above the delay), duplicates and holds back some (all
+/// answered, counted), and flips a bit of some (a raw ocbr stream's payload check counts
+/// them); `port list` says so in words; all at zero puts the port back as it was.
+#[test]
+fn a_udp_port_loses_delays_duplicates_reorders_and_corrupts_on_demand() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::single("ui");
+    t.hosts(
+        "a",
+        &format!(
+            "127.0.0.2 {} #oping-server\n127.0.0.2 {} #ocbr\n",
+            HashAlgo::Md5.hex("oping-server"),
+            HashAlgo::Md5.hex("ocbr")
+        ),
+    );
+    let b = t.daemon_in(
+        "a",
+        "b",
+        &format!(
+            "[name.\"oping-server\"]\nprog=[\"{}\"]\nargs=[\"-l\"]\n\n[name.\"ocbr\"]\nprog=[\"{}\"]\n\n[udp4.wifi1]\nbootstrap=\"wifi-network\"\nip=\"127.0.0.2\"\nreg=[\"oping-server\", \"ocbr\"]\n",
+            bin("oping").display(),
+            bin("ocbr").display()
+        ),
+    );
+    let _a = t.daemon_in("a", "a", CLIENT);
+    let set = |args: &[&str]| {
+        let o = t
+            .cmd_in("a", "b", &bin("o7sctl"))
+            .args(["port", "set", "wifi1"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let port = || t.ctl_json_in("a", "b", &["port", "list"])[0].clone();
+    let num = |k: &str| port()[k].as_u64().unwrap_or(0);
+    let ping = |n: &str, i: &str| {
+        t.oping_in("a", "a", &["-n", "oping-server", "-c", n, "-i", i])
+            .0
+    };
+    assert_eq!(ping("3", "10ms")["received"], 3);
+    set(&["loss", "20%"]);
+    assert_eq!(port()["impair"], "loss 20%");
+    let sum = ping("300", "2ms");
+    let got = sum["received"].as_u64().unwrap();
+    assert!((200..=280).contains(&got), "{sum}");
+    assert_eq!(num("impair_lost"), 300 - got, "{}", port());
+    set(&["loss", "0", "delay", "30ms"]);
+    let sum = ping("5", "50ms");
+    assert_eq!(sum["received"], 5, "{sum}");
+    assert!(sum["rtt_ms"]["min"].as_f64().unwrap() >= 30.0, "{sum}");
+    assert!(num("impair_delayed") >= 5, "{}", port());
+    set(&["delay", "0", "dup", "100%"]);
+    assert!(ping("5", "20ms")["received"].as_u64().unwrap() >= 5);
+    assert!(num("impair_duplicated") >= 5, "{}", port());
+    set(&["dup", "0", "reorder", "100%"]);
+    assert_eq!(ping("5", "20ms")["received"], 5);
+    assert!(num("impair_reordered") >= 5, "{}", port());
+    set(&["reorder", "0", "corrupt", "5%"]);
+    assert_eq!(port()["impair"], "corrupt 5%");
+    let srv = t
+        .cmd_in("a", "b", &bin("ocbr"))
+        .args(["-l", "--json", "--verify", "--flows", "1", "-t", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("a", "b", "ocbr");
+    let ok = t
+        .cmd_in("a", "a", &bin("ocbr"))
+        .args(["-n", "ocbr", "-s", "700", "-r", "2M", "-d", "2"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = srv.wait_with_output().unwrap();
+    let last: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default();
+    let damaged = last["corrupt"].as_u64().unwrap_or(0);
+    assert!(
+        damaged > 0 && num("impair_corrupted") >= damaged,
+        "{last} {}",
+        port()
+    );
+    set(&["corrupt", "0"]);
+    assert_eq!(port()["impair"], "-");
+    assert_eq!(ping("20", "5ms")["received"], 20);
+    assert!(
+        b.log().contains("impairs the data frames it receives"),
+        "{}",
+        b.log()
+    );
+}

@@ -283,9 +283,12 @@ impl Daemon {
                 i.shaping.1 = queue;
             }
             if impair.iter().any(Option::is_some) {
-                if !matches!(i.kind, IpcpKind::EthDix | IpcpKind::EthLlc) {
+                if !matches!(
+                    i.kind,
+                    IpcpKind::EthDix | IpcpKind::EthLlc | IpcpKind::Udp4 | IpcpKind::Udp6
+                ) {
                     return Err(CtlError::Invalid(format!(
-                        "port set: loss, dup, reorder, delay and corrupt apply to Ethernet ports; {} is {}",
+                        "port set: loss, dup, reorder, delay and corrupt apply to Ethernet and UDP ports; {} is {}",
                         i.name,
                         i.kind.as_str()
                     )));

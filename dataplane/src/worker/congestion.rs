@@ -148,8 +148,8 @@ impl Dataplane {
         {
             return;
         }
-        if !self.ports.contains_key(&port) {
-            tracing::warn!("port {port}: impairments apply to Ethernet ports only");
+        if !self.ports.contains_key(&port) && !self.uports.contains_key(&port) {
+            tracing::warn!("port {port}: no such port to impair");
             return;
         }
         let cur = self
@@ -168,12 +168,16 @@ impl Dataplane {
             corrupt_ppm: ppm(corrupt_ppm, cur.corrupt_ppm),
         };
         if !conf.active() {
-            if let Some(p) = self.ports.get_mut(&port) {
-                p.stats.impair_loss_ppm = 0;
-                p.stats.impair_dup_ppm = 0;
-                p.stats.impair_reorder_ppm = 0;
-                p.stats.impair_delay_us = 0;
-                p.stats.impair_corrupt_ppm = 0;
+            let stats = match self.ports.get_mut(&port) {
+                Some(p) => Some(&mut p.stats),
+                None => self.uports.get_mut(&port).map(|u| &mut u.stats),
+            };
+            if let Some(st) = stats {
+                st.impair_loss_ppm = 0;
+                st.impair_dup_ppm = 0;
+                st.impair_reorder_ppm = 0;
+                st.impair_delay_us = 0;
+                st.impair_corrupt_ppm = 0;
             }
         }
         let seed = self.now_ns() ^ (u64::from(port) << 48) ^ u64::from(std::process::id());
@@ -209,7 +213,11 @@ impl Dataplane {
                 let at = if imp.conf().active() { now } else { far };
                 let Some(mut buf) = imp.due(at) else { break };
                 self.reinjecting = true;
-                self.handle_frame(port, &mut buf);
+                if self.uports.contains_key(&port) {
+                    self.held_udp(port, &mut buf);
+                } else {
+                    self.handle_frame(port, &mut buf);
+                }
                 self.reinjecting = false;
                 done += 1;
                 if let Some(imp) = self.impairs.get_mut(&port) {

@@ -224,20 +224,23 @@ impl Dataplane {
                     st.shaped = s.stats.shaped;
                 }
                 for (port, i) in &self.impairs {
-                    if let Some(p) = self.ports.get_mut(port) {
+                    let stats = match self.ports.get_mut(port) {
+                        Some(p) => Some(&mut p.stats),
+                        None => self.uports.get_mut(port).map(|u| &mut u.stats),
+                    };
+                    if let Some(ps) = stats {
                         let (c, st) = (i.conf(), i.stats);
-                        p.stats.impair_loss_ppm = c.loss_ppm;
-                        p.stats.impair_dup_ppm = c.dup_ppm;
-                        p.stats.impair_reorder_ppm = c.reorder_ppm;
-                        p.stats.impair_delay_us =
-                            u32::try_from(c.delay.as_micros()).unwrap_or(u32::MAX);
-                        p.stats.impair_lost = st.lost;
-                        p.stats.impair_duplicated = st.duplicated;
-                        p.stats.impair_delayed = st.delayed;
-                        p.stats.impair_reordered = st.reordered;
-                        p.stats.impair_held_full = st.held_full;
-                        p.stats.impair_corrupt_ppm = c.corrupt_ppm;
-                        p.stats.impair_corrupted = st.corrupted;
+                        ps.impair_loss_ppm = c.loss_ppm;
+                        ps.impair_dup_ppm = c.dup_ppm;
+                        ps.impair_reorder_ppm = c.reorder_ppm;
+                        ps.impair_delay_us = u32::try_from(c.delay.as_micros()).unwrap_or(u32::MAX);
+                        ps.impair_lost = st.lost;
+                        ps.impair_duplicated = st.duplicated;
+                        ps.impair_delayed = st.delayed;
+                        ps.impair_reordered = st.reordered;
+                        ps.impair_held_full = st.held_full;
+                        ps.impair_corrupt_ppm = c.corrupt_ppm;
+                        ps.impair_corrupted = st.corrupted;
                     }
                 }
                 for u in self.uports.values_mut() {

@@ -2,6 +2,50 @@
 //! sent as batches (GSO or sendmmsg).
 
 use super::*;
+use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
+
+/// Where a datagram lies: in the port's last receive batch, or held by its impairments.
+enum Dg<'a> {
+    /// Datagram `i` of the batch.
+    Batch(usize),
+    /// A held copy.
+    Held(&'a mut [u8]),
+}
+
+/// Bytes of a held datagram's source in front of it: the family (4 or 6), 16 bytes of
+/// address, the port, the IPv6 flow info and scope id (so it compares equal to the flow's
+/// peer address).
+const SRC_LEN: usize = 27;
+
+fn src_prefix(src: SocketAddr) -> [u8; SRC_LEN] {
+    let mut b = [0u8; SRC_LEN];
+    let (fam, ip, flow, scope) = match src {
+        SocketAddr::V4(a) => (4u8, a.ip().to_ipv6_mapped(), 0, 0),
+        SocketAddr::V6(a) => (6u8, *a.ip(), a.flowinfo(), a.scope_id()),
+    };
+    b[0] = fam;
+    b[1..17].copy_from_slice(&ip.octets());
+    b[17..19].copy_from_slice(&src.port().to_be_bytes());
+    b[19..23].copy_from_slice(&flow.to_be_bytes());
+    b[23..27].copy_from_slice(&scope.to_be_bytes());
+    b
+}
+
+/// The source in front of a held datagram, and the datagram.
+fn split_src(held: &mut [u8]) -> Option<(SocketAddr, &mut [u8])> {
+    let (pre, dg) = held.split_at_mut_checked(SRC_LEN)?;
+    let ip = Ipv6Addr::from(<[u8; 16]>::try_from(pre.get(1..17)?).ok()?);
+    let word = |r: std::ops::Range<usize>| -> Option<u32> {
+        Some(u32::from_be_bytes(pre.get(r)?.try_into().ok()?))
+    };
+    let port = u16::from_be_bytes(pre.get(17..19)?.try_into().ok()?);
+    let src = match pre.first()? {
+        4 => SocketAddr::new(IpAddr::V4(ip.to_ipv4_mapped()?), port),
+        6 => SocketAddr::V6(SocketAddrV6::new(ip, port, word(19..23)?, word(23..27)?)),
+        _ => return None,
+    };
+    Some((src, dg))
+}
 
 impl Dataplane {
     /// Receives a batch of datagrams on a UDP port.
@@ -28,65 +72,14 @@ impl Dataplane {
                     u.stats.drop_truncated += 1;
                     continue;
                 };
-                let Ok(d) = o7s_wire::udp::Datagram::new_checked(dg) else {
-                    u.stats.drop_truncated += 1;
-                    continue;
-                };
-                u.stats.rx_frames += 1;
-                let eid = d.eid();
-                if eid == 0 {
-                    if !policed(u.police.check(Source::Ip(src.ip()), self.now), &mut u.stats) {
-                        continue;
-                    }
-                    u.stats.rx_mgmt += 1;
-                    let msg = FromDp::UdpMgmt {
-                        port: id,
-                        src,
-                        payload: dg.to_vec(),
-                    };
-                    self.mgmt_to_o7sd(msg, id);
+                // Impairments (tests and experiments) apply to data, not to management.
+                if self.impairs.contains_key(&id)
+                    && o7s_wire::udp::Datagram::new_checked(dg).is_ok_and(|d| d.eid() != 0)
+                    && !self.impair_udp(id, i, src)
+                {
                     continue;
                 }
-                let Some((fid, f)) = self
-                    .by_local
-                    .get(&(id, eid))
-                    .and_then(|fid| Some((*fid, self.flows.get_mut(fid)?)))
-                else {
-                    u.stats.drop_unknown_eid += 1;
-                    continue;
-                };
-                if f.peer_addr != Some(src) {
-                    u.stats.drop_wrong_peer += 1;
-                    continue;
-                }
-                // A DT N-1 flow of a unicast IPCP: as on Ethernet (a copy: the datagram
-                // lies in the port's buffers).
-                let body = dg.get(o7s_wire::udp::HEADER_LEN..).unwrap_or(&[]);
-                if let (Some(ipcp), None, false) = (f.dt_of, &f.crypt, body.is_empty()) {
-                    f.last_rx = self.now;
-                    f.stats.rx_sdus += 1;
-                    f.stats.rx_bytes += body.len() as u64;
-                    let mut pdu = std::mem::take(&mut self.pdu);
-                    pdu.clear();
-                    pdu.extend_from_slice(body);
-                    let all = 0..pdu.len();
-                    if !self.dt_rx(ipcp, fid, &mut pdu, all) {
-                        // For o7sd: into the ring (counted there).
-                        if let Some(f) = self.flows.get_mut(&fid) {
-                            f.stats.rx_sdus -= 1;
-                            f.stats.rx_bytes -= pdu.len() as u64;
-                            f.deliver(&pdu, self.now);
-                        }
-                    }
-                    self.pdu = pdu;
-                    continue;
-                }
-                if let Some(dg) = u.sock.datagram_mut(i) {
-                    f.deliver_mut(
-                        dg.get_mut(o7s_wire::udp::HEADER_LEN..).unwrap_or(&mut []),
-                        self.now,
-                    );
-                }
+                self.udp_one(id, src, Dg::Batch(i));
             }
             self.kick_apps();
             if n < crate::udp::BATCH {
@@ -94,6 +87,138 @@ impl Dataplane {
             }
         }
         done
+    }
+
+    /// A data datagram through the port's impairments (`crate::impair`): corrupted in
+    /// place, lost, held for later (a copy with its source, [`held_udp`]) or delivered twice
+    /// (the second copy held until now). Whether to handle it now.
+    fn impair_udp(&mut self, id: u32, i: usize, src: SocketAddr) -> bool {
+        let Some(imp) = self.impairs.get_mut(&id) else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        let v = imp.decide(now);
+        let Some(u) = self.uports.get_mut(&id) else {
+            return false;
+        };
+        if let Some(pick) = v.corrupt {
+            if let Some(body) = u
+                .sock
+                .datagram_mut(i)
+                .and_then(|d| d.get_mut(o7s_wire::udp::HEADER_LEN..))
+            {
+                crate::impair::corrupt(body, pick);
+            }
+        }
+        if v.copies == 0 {
+            return false;
+        }
+        let Some((dg, _)) = u.sock.datagram(i) else {
+            return false;
+        };
+        let mut copy = Vec::with_capacity(SRC_LEN + dg.len());
+        copy.extend_from_slice(&src_prefix(src));
+        copy.extend_from_slice(dg);
+        match v.at {
+            Some(at) => {
+                for _ in 0..v.copies {
+                    imp.hold(at, &copy);
+                }
+                false
+            }
+            None => {
+                if v.copies == 2 {
+                    imp.hold(now, &copy);
+                }
+                true
+            }
+        }
+    }
+
+    /// A datagram the impairments held (its source in front, [`src_prefix`]), handled now.
+    pub(super) fn held_udp(&mut self, id: u32, held: &mut [u8]) {
+        let Some((src, dg)) = split_src(held) else {
+            return;
+        };
+        self.udp_one(id, src, Dg::Held(dg));
+    }
+
+    /// Handles one datagram of UDP port `id` from `src`: management to o7sd, a DT PDU to the
+    /// unicast path, an SDU to its flow.
+    fn udp_one(&mut self, id: u32, src: SocketAddr, mut dg: Dg<'_>) {
+        let Some(u) = self.uports.get_mut(&id) else {
+            return;
+        };
+        let bytes: &[u8] = match &dg {
+            Dg::Batch(i) => match u.sock.datagram(*i) {
+                Some((b, _)) => b,
+                None => return,
+            },
+            Dg::Held(b) => b,
+        };
+        let Ok(d) = o7s_wire::udp::Datagram::new_checked(bytes) else {
+            u.stats.drop_truncated += 1;
+            return;
+        };
+        u.stats.rx_frames += 1;
+        let eid = d.eid();
+        if eid == 0 {
+            if !policed(u.police.check(Source::Ip(src.ip()), self.now), &mut u.stats) {
+                return;
+            }
+            u.stats.rx_mgmt += 1;
+            let msg = FromDp::UdpMgmt {
+                port: id,
+                src,
+                payload: bytes.to_vec(),
+            };
+            self.mgmt_to_o7sd(msg, id);
+            return;
+        }
+        let Some((fid, f)) = self
+            .by_local
+            .get(&(id, eid))
+            .and_then(|fid| Some((*fid, self.flows.get_mut(fid)?)))
+        else {
+            u.stats.drop_unknown_eid += 1;
+            return;
+        };
+        if f.peer_addr != Some(src) {
+            u.stats.drop_wrong_peer += 1;
+            return;
+        }
+        // A DT N-1 flow of a unicast IPCP: as on Ethernet (a copy: the datagram lies in the
+        // port's buffers).
+        let body = bytes.get(o7s_wire::udp::HEADER_LEN..).unwrap_or(&[]);
+        if let (Some(ipcp), None, false) = (f.dt_of, &f.crypt, body.is_empty()) {
+            f.last_rx = self.now;
+            f.stats.rx_sdus += 1;
+            f.stats.rx_bytes += body.len() as u64;
+            let mut pdu = std::mem::take(&mut self.pdu);
+            pdu.clear();
+            pdu.extend_from_slice(body);
+            let all = 0..pdu.len();
+            if !self.dt_rx(ipcp, fid, &mut pdu, all) {
+                // For o7sd: into the ring (counted there).
+                if let Some(f) = self.flows.get_mut(&fid) {
+                    f.stats.rx_sdus -= 1;
+                    f.stats.rx_bytes -= pdu.len() as u64;
+                    f.deliver(&pdu, self.now);
+                }
+            }
+            self.pdu = pdu;
+            return;
+        }
+        let dg = match &mut dg {
+            Dg::Batch(i) => u.sock.datagram_mut(*i),
+            Dg::Held(b) => Some(&mut **b),
+        };
+        if let Some(dg) = dg {
+            f.deliver_mut(
+                dg.get_mut(o7s_wire::udp::HEADER_LEN..).unwrap_or(&mut []),
+                self.now,
+            );
+        }
     }
 
     /// Sends a flow's waiting SDUs as one batch of datagrams.
@@ -189,5 +314,30 @@ impl Dataplane {
             u.stats.tx_errors += 1;
         }
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_held_datagram_keeps_its_source_exactly() {
+        for src in [
+            "127.0.0.2:3435".parse::<SocketAddr>().unwrap(),
+            SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 3435, 7, 3)),
+            "[::2]:1".parse().unwrap(),
+        ] {
+            let mut held = src_prefix(src).to_vec();
+            held.extend_from_slice(b"\0\0\0\x07sdu");
+            let (back, dg) = split_src(&mut held).unwrap();
+            assert_eq!(back, src);
+            assert_eq!(dg, b"\0\0\0\x07sdu");
+        }
+        assert!(split_src(&mut [4u8; 10]).is_none());
+        let mut bad = src_prefix("127.0.0.1:1".parse().unwrap());
+        bad[0] = 5;
+        assert!(split_src(&mut bad).is_none());
     }
 }

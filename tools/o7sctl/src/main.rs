@@ -171,7 +171,7 @@ enum PortCmd {
     /// what the port (id, device or IPCP name) sends on its N-1 flows of unicast layers at
     /// RATE bit/s (100M, 1G, 0 for none), each N-1 flow's PDUs waiting in a queue of at most
     /// PDUS (default 1024, the reference's rbuff); MB-ECN marks by that queue. On Ethernet
-    /// ports, impair the data frames it receives, for tests and experiments: lose, duplicate
+    /// and UDP ports, impair the data frames (datagrams) it receives, for tests and experiments: lose, duplicate
     /// or hold back behind later ones a share R of them (1%, 0.1%, 0.01; 0 for none), and
     /// hold every one for T (5ms, 200us; at most 1s), flip one bit of the SDU of a share R
     /// (a CRC32 trailer catches it). Counted in `port list` (impair_*).
