@@ -94,5 +94,13 @@ sign "$name" expired/key.pem expired/crt.pem sign/key.pem sign/crt.pem server_ce
 # pathlen:0 violated: a CA under the intermediate, and a server under that.
 sign sub.tut.o7s pathlen/sub.key.pem pathlen/sub.crt.pem sign/key.pem sign/crt.pem v3_sub_ca 3650
 sign "$name" pathlen/key.pem pathlen/crt.pem pathlen/sub.key.pem pathlen/sub.crt.pem server_cert 365
+# Layer members (issue 26, `member_ca`): MEMBERS="ua ub" gives each name a certificate
+# issued by the root itself, one under the other CA, and an expired one.
+for m in ${MEMBERS:-}; do
+    mkdir -p "members/$m" "members-other/$m" "members-expired/$m"
+    sign "$m" "members/$m/key.pem" "members/$m/crt.pem" root/key.pem root/crt.pem server_cert 365
+    sign "$m" "members-other/$m/key.pem" "members-other/$m/crt.pem" other/ca.key.pem other/ca.crt.pem server_cert 365
+    sign "$m" "members-expired/$m/key.pem" "members-expired/$m/crt.pem" root/key.pem root/crt.pem server_cert expired
+done
 openssl verify -CAfile root/crt.pem -untrusted sign/crt.pem server/crt.pem >/dev/null
 echo "pki.sh: $curve PKI for $name in $(pwd)"

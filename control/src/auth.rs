@@ -150,6 +150,14 @@ impl TrustStore {
         )
     }
 
+    /// A store of the CA certificates `anchors` alone (a layer's `member_ca`).
+    pub fn from_anchors(anchors: Vec<CertificateDer<'static>>) -> Self {
+        Self {
+            anchors,
+            intermediates: vec![],
+        }
+    }
+
     /// How many CA and intermediate certificates are loaded.
     pub fn counts(&self) -> (usize, usize) {
         (self.anchors.len(), self.intermediates.len())

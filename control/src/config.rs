@@ -134,6 +134,22 @@ pub struct IpcpConf {
     pub line: usize,
     /// A unicast layer's settings (`[unicast.X]` bootstrap keys; defaults otherwise).
     pub uni: UniSettings,
+    /// Layer membership (o7s's own keys of `[unicast.X]` and `[broadcast.X]`, issue 26):
+    /// `member_ca` (the layer CA's certificate, PEM), `member_crt` and `member_key` (this
+    /// IPCP's certificate, CN = its name, and key). All three or none; with them every N-1
+    /// flow of the IPCP is mutually authenticated under that CA.
+    pub member: Option<MemberFiles>,
+}
+
+/// The files of a layer member (`member_ca`, `member_crt`, `member_key`), as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberFiles {
+    /// The layer CA's certificate(s): the trust anchors of membership.
+    pub ca: String,
+    /// This IPCP's certificate.
+    pub crt: String,
+    /// Its private key.
+    pub key: String,
 }
 
 /// The settings of a unicast layer a `[unicast.X]` table bootstraps (the reference's keys
@@ -432,7 +448,9 @@ fn parse_ipcp(
         dns: None,
         line: hl,
         uni: UniSettings::default(),
+        member: None,
     };
+    let mut member: [Option<String>; 3] = [None, None, None];
     let kinds_ok = |ks: &[IpcpKind]| ks.contains(&kind);
     // The layers whose ports carry a unicast layer's PDUs: they may have an egress cap.
     const SHAPED: [IpcpKind; 4] = [
@@ -573,6 +591,21 @@ fn parse_ipcp(
             {
                 uni_key(src, kl, k, val, &mut c.uni)?
             }
+            "member_ca" | "member_crt" | "member_key"
+                if kinds_ok(&[IpcpKind::Unicast, IpcpKind::Broadcast]) =>
+            {
+                let at = ["member_ca", "member_crt", "member_key"]
+                    .iter()
+                    .position(|x| *x == k.as_str())
+                    .unwrap_or(0);
+                let path = s()?;
+                if path.is_empty() {
+                    return Err(src.err(kl, k, "expected a file name"));
+                }
+                if let Some(slot) = member.get_mut(at) {
+                    *slot = Some(path);
+                }
+            }
             _ => {
                 return Err(src.err(
                     kl,
@@ -589,6 +622,17 @@ fn parse_ipcp(
             "needs bootstrap=\"<layer>\" or enrol=\"<member>\"",
         ));
     }
+    c.member = match member {
+        [Some(ca), Some(crt), Some(key)] => Some(MemberFiles { ca, crt, key }),
+        [None, None, None] => None,
+        _ => {
+            return Err(src.err(
+                hl,
+                "member_ca",
+                "member_ca, member_crt and member_key go together (the layer CA, this IPCP's certificate and its key)",
+            ))
+        }
+    };
     if matches!(kind, IpcpKind::EthDix | IpcpKind::EthLlc) && c.dev.is_none() && c.enrol.is_none() {
         return Err(src.err(
             hl,
@@ -795,6 +839,40 @@ mod tests {
         assert_eq!(u.ipcps[0].impair[0].as_deref(), Some("1%"));
         assert!(parse("[unicast.x]\nbootstrap=\"l\"\nloss=\"1%\"\n", "i.conf").is_err());
         assert!(parse("[local.x]\nbootstrap=\"l\"\ndelay=\"1ms\"\n", "i.conf").is_err());
+    }
+
+    #[test]
+    fn member_keys_go_together_on_unicast_and_broadcast_tables_only() {
+        let c = parse(
+            "[unicast.u]\nbootstrap=\"l\"\nmember_ca=\"/ca.pem\"\nmember_crt=\"/u.pem\"\nmember_key=\"/u.key\"\n",
+            "m.conf",
+        )
+        .unwrap();
+        assert_eq!(
+            c.ipcps[0].member,
+            Some(MemberFiles {
+                ca: "/ca.pem".into(),
+                crt: "/u.pem".into(),
+                key: "/u.key".into()
+            })
+        );
+        let c = parse("[broadcast.b]\nbootstrap=\"l\"\n", "m.conf").unwrap();
+        assert_eq!(c.ipcps[0].member, None);
+        let e = parse(
+            "[broadcast.b]\nbootstrap=\"l\"\nmember_ca=\"/ca.pem\"\nmember_key=\"/u.key\"\n",
+            "m.conf",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "member_ca");
+        assert!(e.to_string().contains("go together"), "{e}");
+        let e = parse(
+            "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nmember_ca=\"/ca.pem\"\n",
+            "m.conf",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "member_ca");
+        let e = parse("[unicast.u]\nbootstrap=\"l\"\nmember_crt=\"\"\n", "m.conf").unwrap_err();
+        assert_eq!(e.key, "member_crt");
     }
 
     #[test]

@@ -174,6 +174,9 @@ pub struct State {
     pub locals: Vec<local::LocalIpcp>,
     /// Local flows: both ends of each.
     local_pairs: Vec<local::LocalPair>,
+    /// Names of IPCPs of secured layers (their own and their layers'): who may have an N-1
+    /// flow to them (issue 26).
+    pub members: HashMap<String, Arc<crate::membership::Membership>>,
     /// Processes joined to broadcast layers.
     bc_joined: Vec<broadcast::Joined>,
     /// Joined flows that ended, until the loop takes their kicks out of its epoll set.

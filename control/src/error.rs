@@ -197,6 +197,15 @@ pub enum OapCheckError {
     /// A limit of this daemon.
     #[error("{0}")]
     Limit(#[source] Box<FlowError>),
+    /// The peer is not a member of a secured layer (issue 26).
+    #[error("{0}")]
+    NotMember(#[source] Box<crate::membership::NotMember>),
+}
+
+impl From<crate::membership::NotMember> for OapCheckError {
+    fn from(e: crate::membership::NotMember) -> Self {
+        Self::NotMember(Box::new(e))
+    }
 }
 
 impl OapCheckError {

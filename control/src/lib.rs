@@ -9,6 +9,7 @@ pub mod dns;
 pub mod dp;
 pub mod error;
 pub mod eth;
+pub mod membership;
 pub mod metrics;
 pub mod metrics_http;
 pub mod registry;

@@ -406,12 +406,20 @@ impl Topo {
     /// tutorial, or P-256) in the test's folder: root and signing CAs, the server's
     /// certificate for sec.oping.tut.o7s, and the bad ones.
     pub fn pki(&self, curve: &str) -> PathBuf {
+        self.pki_members(curve, &[])
+    }
+
+    /// [`Topo::pki`] with certificates for layer members `members` too (their names as
+    /// CNs): `members/<m>` issued by the root, `members-other/<m>` by another CA,
+    /// `members-expired/<m>` expired.
+    pub fn pki_members(&self, curve: &str, members: &[&str]) -> PathBuf {
         let dir = self.dir.join(format!("pki-{curve}"));
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pki.sh");
         let o = Command::new("bash")
             .arg(script)
             .arg(&dir)
             .env("CURVE", curve)
+            .env("MEMBERS", members.join(" "))
             .output()
             .unwrap();
         assert!(

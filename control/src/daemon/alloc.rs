@@ -21,6 +21,9 @@ pub(crate) struct AllocJob {
     pid: i32,
     start: Instant,
     stage: Stage,
+    /// Allocated for an IPCP of a secured layer: its membership signs the request and
+    /// checks the response.
+    member: Option<Arc<crate::membership::Membership>>,
 }
 
 #[derive(Debug)]
@@ -202,9 +205,23 @@ impl Daemon {
         timeout: Duration,
         pid: i32,
     ) -> Step {
+        self.alloc_start_as(name, qos, timeout, pid, None)
+    }
+
+    /// [`Daemon::alloc_start`] for an IPCP of a secured layer (`member`): the request is
+    /// signed with its member certificate and the response must prove membership too.
+    pub(crate) fn alloc_start_as(
+        &self,
+        name: &str,
+        qos: QosSpec,
+        timeout: Duration,
+        pid: i32,
+        member: Option<Arc<crate::membership::Membership>>,
+    ) -> Step {
         let start = Instant::now();
         let qt = self.settings.query_timeout.min(timeout);
         let job = AllocJob {
+            member,
             name: name.to_string(),
             qos,
             timeout,
@@ -239,6 +256,7 @@ impl Daemon {
             pid,
             start,
             stage,
+            member,
         } = job;
         match stage {
             Stage::Resolving {
@@ -259,6 +277,7 @@ impl Daemon {
                         timeout,
                         pid,
                         start,
+                        member,
                         stage: Stage::Resolving {
                             rx,
                             deadline,
@@ -273,6 +292,7 @@ impl Daemon {
                     timeout,
                     pid,
                     start,
+                    member,
                     stage: Stage::Resolving {
                         rx,
                         deadline,
@@ -295,6 +315,7 @@ impl Daemon {
                             timeout,
                             pid,
                             start,
+                            member,
                             stage: Stage::Replying(r),
                         });
                     }
@@ -307,6 +328,7 @@ impl Daemon {
                     timeout,
                     pid,
                     start,
+                    member,
                     stage: Stage::Resolving {
                         rx: channel().1,
                         deadline: now,
@@ -337,7 +359,8 @@ impl Daemon {
         hash: &[u8],
     ) -> Result<Replying, FlowError> {
         let (name, pid, qos, timeout) = (job.name.as_str(), job.pid, job.qos, job.timeout);
-        let ClientOap { req_oap, enc, eph } = self.client_oap(name, pid)?;
+        let ClientOap { req_oap, enc, eph } =
+            self.client_oap_as(name, pid, job.member.as_deref())?;
         let (tx, rx) = channel();
         let mut out = vec![];
         let left = timeout.saturating_sub(job.start.elapsed());
@@ -414,7 +437,7 @@ impl Daemon {
             enc: r.enc,
             eph: r.eph,
         };
-        let crypt = match self.client_finish(name, client, &reply.oap) {
+        let crypt = match self.client_finish_as(name, client, &reply.oap, job.member.as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 free(&mut self.st());
@@ -462,6 +485,17 @@ impl Daemon {
     /// the name's client settings ask for encryption, signed when a client certificate
     /// exists (tutorial 06); the same on every layer.
     pub(super) fn client_oap(&self, name: &str, pid: i32) -> Result<ClientOap, FlowError> {
+        self.client_oap_as(name, pid, None)
+    }
+
+    /// [`Daemon::client_oap`], signed with `member`'s certificate when given (an N-1 flow
+    /// of an IPCP of a secured layer) instead of the name's client certificate.
+    pub(super) fn client_oap_as(
+        &self,
+        name: &str,
+        pid: i32,
+        member: Option<&crate::membership::Membership>,
+    ) -> Result<ClientOap, FlowError> {
         let enc = self.enc_conf("client", name).map_err(FlowError::Settings)?;
         let mut req_hdr = OapHdr::unsigned(rand::random(), now_ns(), vec![]);
         let eph = match &enc {
@@ -481,8 +515,15 @@ impl Daemon {
                 None
             }
         };
-        let signer = self.signer("client", name).map_err(FlowError::Signer)?;
-        if let Some(sg) = &signer {
+        let own;
+        let signer = match member {
+            Some(m) => Some(&m.signer),
+            None => {
+                own = self.signer("client", name).map_err(FlowError::Signer)?;
+                own.as_ref()
+            }
+        };
+        if let Some(sg) = signer {
             req_hdr.crt = sg.cert.clone();
             req_hdr.md_nid = sg.md_nid;
             let unsigned = req_hdr
@@ -504,17 +545,37 @@ impl Daemon {
         c: ClientOap,
         resp: &[u8],
     ) -> Result<Option<CryptSpec>, FlowError> {
+        self.client_finish_as(name, c, resp, None)
+    }
+
+    /// [`Daemon::client_finish`]; with `member`, the server must prove that it is a member
+    /// of the layer (its certificate under the layer CA, its signature over the response).
+    pub(super) fn client_finish_as(
+        &self,
+        name: &str,
+        c: ClientOap,
+        resp: &[u8],
+        member: Option<&crate::membership::Membership>,
+    ) -> Result<Option<CryptSpec>, FlowError> {
         o7s_proto::oap::check_response(&c.req_oap, resp)
             .map_err(|source| FlowError::BadResponse {
                 name: name.to_string(),
                 source,
             })
             .and_then(|()| {
-                self.authenticate_server(name, &c.req_oap, resp)
-                    .map_err(|source| FlowError::Unauthenticated {
-                        name: name.to_string(),
-                        source: Box::new(source),
-                    })
+                match member {
+                    Some(m) => super::oap_glue::member_response(m, &c.req_oap, resp).map(|cn| {
+                        tracing::info!(
+                            "{name}: member {cn} of the layer of {} authenticated.",
+                            m.ipcp
+                        )
+                    }),
+                    None => self.authenticate_server(name, &c.req_oap, resp),
+                }
+                .map_err(|source| FlowError::Unauthenticated {
+                    name: name.to_string(),
+                    source: Box::new(source),
+                })
             })?;
         match (c.enc, c.eph) {
             (Some((conf, _)), Some(eph)) => o7s_proto::oap::client_key(&conf, eph, resp)

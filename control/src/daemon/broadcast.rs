@@ -171,6 +171,9 @@ impl Daemon {
             None,
         );
         u.bcast = Some(Bcast::default());
+        if !self.uni_member(i, &mut u) {
+            return;
+        }
         let mut names = vec![i.name.clone()];
         if let (Some(layer), None) = (&i.bootstrap, &i.enrol) {
             u.conn
@@ -365,6 +368,7 @@ impl Daemon {
             "neighbours": b.nbs.len(), "joined": joined.len(), "joined_pids": joined,
             "bc_from_neighbours": b.from_nbs, "bc_from_joined": b.from_apps,
             "bc_to_neighbours": b.to_nbs, "bc_to_joined": b.to_apps,
-            "bc_drop_ring_full": b.drop_full, "bc_drop_too_big": b.drop_too_big})
+            "bc_drop_ring_full": b.drop_full, "bc_drop_too_big": b.drop_too_big,
+            "membership": super::uni_views::membership(u)})
     }
 }

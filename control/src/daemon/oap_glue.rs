@@ -49,21 +49,7 @@ impl Daemon {
 
     /// Replay protection and client authentication of a request.
     pub(super) fn check_request(&self, req: &OapHdr, raw: &[u8]) -> Result<(), OapCheckError> {
-        let now = now_ns();
-        if req.timestamp > now.saturating_add(100_000_000) {
-            return Err(OapCheckError::Future);
-        }
-        if now.saturating_sub(req.timestamp) > 20_000_000_000 {
-            return Err(OapCheckError::Outdated);
-        }
-        self.replay
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .check(req.id, now)
-            .map_err(|source| OapCheckError::Replay {
-                id: hex::encode(req.id),
-                source,
-            })?;
+        self.check_oap_fresh(req)?;
         if req.crt.is_empty() {
             tracing::debug!("No certificate provided by <client>.");
             return Ok(());
@@ -80,6 +66,55 @@ impl Daemon {
         crate::auth::verify_signature(&req.crt, req.md_nid, signed, sig)
             .map_err(OapCheckError::ClientSignature)?;
         crate::wire_log!(info, "Successfully authenticated client {cn}.");
+        Ok(())
+    }
+
+    /// Replay protection and membership of a request for a name of an IPCP of a secured
+    /// layer: its certificate under the layer CA, its signature. The member's CN.
+    pub(super) fn check_member_request(
+        &self,
+        m: &crate::membership::Membership,
+        req: &OapHdr,
+        raw: &[u8],
+    ) -> Result<String, OapCheckError> {
+        self.check_oap_fresh(req)?;
+        if req.crt.is_empty() {
+            return Err(m
+                .check_peer(&[], 0, &[], &[], rustls_pki_types::UnixTime::now())
+                .err()
+                .map_or(OapCheckError::Truncated("request"), OapCheckError::from));
+        }
+        let (_, sig) = req.split_tail(Role::Request, 0)?;
+        let signed = raw
+            .get(..req.signed_len(Role::Request, 0))
+            .ok_or(OapCheckError::Truncated("request"))?;
+        Ok(m.check_peer(
+            &req.crt,
+            req.md_nid,
+            signed,
+            sig,
+            rustls_pki_types::UnixTime::now(),
+        )?)
+    }
+
+    /// A request's time stamp (not from the future, not older than 20 s) and id (not seen
+    /// before).
+    fn check_oap_fresh(&self, req: &OapHdr) -> Result<(), OapCheckError> {
+        let now = now_ns();
+        if req.timestamp > now.saturating_add(100_000_000) {
+            return Err(OapCheckError::Future);
+        }
+        if now.saturating_sub(req.timestamp) > 20_000_000_000 {
+            return Err(OapCheckError::Outdated);
+        }
+        self.replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(req.id, now)
+            .map_err(|source| OapCheckError::Replay {
+                id: hex::encode(req.id),
+                source,
+            })?;
         Ok(())
     }
 
@@ -119,6 +154,30 @@ impl Daemon {
         let dir = self.settings.security_dir.join(side).join(name);
         crate::security::load_enc(&dir, file.as_deref())
     }
+}
+
+/// Checks that a response proves membership of `m`'s layer: a certificate under the layer
+/// CA, signed over every byte before the signature. The member's CN.
+pub(super) fn member_response(
+    m: &crate::membership::Membership,
+    req: &[u8],
+    resp: &[u8],
+) -> Result<String, OapCheckError> {
+    let now = rustls_pki_types::UnixTime::now();
+    let r = OapHdr::parse(resp)?;
+    if r.crt.is_empty() {
+        return Err(m
+            .check_peer(&[], 0, &[], &[], now)
+            .err()
+            .map_or(OapCheckError::Truncated("response"), OapCheckError::from));
+    }
+    let q = OapHdr::parse(req)?;
+    let hl = o7s_proto::oap::req_hash(req, q.md_nid)?.len();
+    let (_, sig) = r.split_tail(Role::Response, hl)?;
+    let signed = resp
+        .get(..r.signed_len(Role::Response, hl))
+        .ok_or(OapCheckError::Truncated("response"))?;
+    Ok(m.check_peer(&r.crt, r.md_nid, signed, sig, now)?)
 }
 
 /// The hash of a request as its response carries it (`o7s_proto::oap::req_hash`).

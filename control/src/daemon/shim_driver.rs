@@ -369,14 +369,27 @@ impl Daemon {
             self.counters.mgmt_malformed.fetch_add(1, Ordering::Relaxed);
         })?;
         crate::wire_log!(info, "Flow request arrived for {name}.");
-        self.check_request(&req, &f.oap)?;
+        // A name of an IPCP of a secured layer admits members only.
+        let member = self.st().members.get(name).cloned();
+        match &member {
+            Some(m) => {
+                let cn = self.check_member_request(m, &req, &f.oap)?;
+                tracing::info!(
+                    "{name}: member {cn} of the layer of {} authenticated.",
+                    m.ipcp
+                );
+            }
+            None => self.check_request(&req, &f.oap)?,
+        }
         let conf = self
             .enc_conf("server", name)
             .map_err(OapCheckError::Settings)?;
         let (resp, crypt) = super::oap_glue::server_key(conf.map(|c| c.0), &req, &f.oap)?;
-        let resp = self
-            .sign_response(name, resp)
-            .map_err(OapCheckError::Signer)?;
+        let resp = match &member {
+            Some(m) => crate::auth::sign_header(&m.signer, resp),
+            None => self.sign_response(name, resp),
+        }
+        .map_err(OapCheckError::Signer)?;
         let crypt = crypt.map(|c| CryptSpec {
             rotation_bits: self.settings.key_rotation_bits,
             ..c

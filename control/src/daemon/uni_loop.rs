@@ -264,7 +264,8 @@ impl Daemon {
         comp: Component,
     ) {
         let pid = std::process::id() as i32;
-        match self.alloc_start(dst, QosSpec::RAW, Duration::from_secs(20), pid) {
+        let member = self.st().unicast.get(uni).and_then(|x| x.member.clone());
+        match self.alloc_start_as(dst, QosSpec::RAW, Duration::from_secs(20), pid, member) {
             Step::Done(Ok(acc)) => got.push((uni, acc, Some(comp))),
             Step::Done(Err(e)) => self.uni_failed(uni, comp, &e.to_string()),
             Step::Pending(job) => u.jobs.push((uni, comp, job)),

@@ -175,6 +175,7 @@ impl Daemon {
                         json!(u.ls.as_ref().map_or(0, |l| l.counters().withdrawn)),
                     );
                     o.insert("dht_forgotten".into(), json!(u.dht_forgotten));
+                    o.insert("membership".into(), membership(u));
                     o.insert("dt_held_for_route".into(), json!(u.dt_held));
                 }
                 row
@@ -242,6 +243,7 @@ impl Daemon {
             impair: [None, None, None, None, None],
             line: 0,
             uni: crate::config::UniSettings::default(),
+            member: None,
         };
         self.unicast_create(&conf);
         Ok(())
@@ -334,5 +336,17 @@ impl Daemon {
         tracing::info!("IPCP {name}: connections to {dst} torn down (o7sctl).");
         self.wake();
         Ok(flows.len())
+    }
+}
+
+/// A unicast or broadcast IPCP's membership for `ipcp list`: "open", or the layer CA and
+/// how many peers it admitted and refused.
+pub(super) fn membership(u: &super::unicast::UniIpcp) -> Value {
+    use std::sync::atomic::Ordering;
+    match &u.member {
+        None => json!("open"),
+        Some(m) => json!({"member_ca": m.ca_file,
+            "admitted": m.admitted.load(Ordering::Relaxed),
+            "refused": m.refused.load(Ordering::Relaxed)}),
     }
 }

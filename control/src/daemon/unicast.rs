@@ -62,6 +62,8 @@ pub struct UniIpcp {
     pub dht: Option<Dht>,
     /// A broadcast IPCP's state (`None`: a unicast IPCP).
     pub bcast: Option<super::broadcast::Bcast>,
+    /// Its layer's membership, when secured (`member_ca`, `member_crt`, `member_key`).
+    pub member: Option<Arc<crate::membership::Membership>>,
     /// TTL of the PDUs it sends (the layer's max_ttl).
     pub max_ttl: u32,
     /// The layer's congestion avoidance is MB-ECN (`pol_cong_avoid` 1, the default).
@@ -257,6 +259,7 @@ impl UniIpcp {
             dt_held: 0,
             dht: None,
             bcast: None,
+            member: None,
             max_ttl: 60,
             mb_ecn: true,
             dht_peer: 0,
@@ -283,6 +286,9 @@ impl Daemon {
     /// Creates the unicast IPCP of a configuration table: bootstrapped, or enrolling.
     pub(super) fn unicast_create(&self, i: &crate::config::IpcpConf) {
         let mut uni = UniIpcp::new(&i.name, &i.conn, &i.reg, i.uni.withdraw);
+        if !self.uni_member(i, &mut uni) {
+            return;
+        }
         let idx = {
             let st = self.st();
             st.unicast.len()
@@ -324,8 +330,46 @@ impl Daemon {
         }
     }
 
+    /// Loads IPCP `i`'s membership (issue 26) into `u`; says once that its layer is open
+    /// when it has none. False (logged) when the files cannot be used: the IPCP is not made.
+    pub(super) fn uni_member(&self, i: &crate::config::IpcpConf, u: &mut UniIpcp) -> bool {
+        let Some(f) = &i.member else {
+            tracing::warn!(
+                "IPCP {}: its layer is open (no member_ca): any host that reaches it may enrol and connect, as in the reference.",
+                i.name
+            );
+            return true;
+        };
+        match crate::membership::Membership::load(&i.name, f) {
+            Ok((m, warning)) => {
+                if let Some(w) = warning {
+                    tracing::warn!("IPCP {}: member_crt {w}", i.name);
+                }
+                tracing::info!(
+                    "IPCP {}: members only (member_ca {}): every N-1 flow is authenticated.",
+                    i.name,
+                    f.ca
+                );
+                u.member = Some(Arc::new(m));
+                true
+            }
+            Err(e) => {
+                tracing::error!("IPCP {} (line {}): not created: {e}", i.name, i.line);
+                false
+            }
+        }
+    }
+
     /// IPCP `uni` accepts N-1 flows for `names` (they are bound to o7sd).
     pub(super) fn uni_accept(&self, uni: usize, names: &[String]) {
+        {
+            let mut st = self.st();
+            if let Some(m) = st.unicast.get(uni).and_then(|u| u.member.clone()) {
+                for n in names {
+                    st.members.insert(n.clone(), m.clone());
+                }
+            }
+        }
         for n in names {
             self.name_create(n, None);
         }
