@@ -62,37 +62,7 @@ impl Rates {
     }
 }
 
-/// A token bucket: `rate` tokens a second, at most `rate` kept.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn full(rate: u32, now: Instant) -> Self {
-        Self {
-            tokens: f64::from(rate),
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, rate: u32, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * f64::from(rate)).min(f64::from(rate));
-        self.last = now;
-    }
-
-    fn take(&mut self, rate: u32, now: Instant) -> bool {
-        self.refill(rate, now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
+use o7s_proto::budget::Bucket;
 
 /// Why a message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,10 +107,7 @@ impl Policer {
         if r.source > 0 {
             if !self.sources.contains_key(&src) && self.sources.len() >= MAX_SOURCES {
                 // Forget sources whose bucket has refilled: they have been quiet for a second.
-                self.sources.retain(|_, b| {
-                    b.refill(r.source, now);
-                    b.tokens < f64::from(r.source)
-                });
+                self.sources.retain(|_, b| !b.is_full(r.source, now));
             }
             let ok = if self.sources.len() < MAX_SOURCES || self.sources.contains_key(&src) {
                 self.sources

@@ -906,6 +906,69 @@ mod tests {
     }
 
     #[test]
+    fn a_cep_reply_differing_in_protocol_version_or_syntax_alone_fails() {
+        let t0 = Instant::now();
+        let good = CepMsg::new(Component::Management, R);
+        let variants = [
+            CepMsg {
+                protocol: "LSQ".into(),
+                ..good.clone()
+            },
+            CepMsg {
+                pref_version: 2,
+                ..good.clone()
+            },
+            CepMsg {
+                pref_syntax: good.pref_syntax + 1,
+                ..good.clone()
+            },
+        ];
+        for (i, reply) in variants.into_iter().enumerate() {
+            let mut a = Connections::new(EnrollConfig::default(), E, None);
+            a.connect(t0, 1, Component::Management, [0; 8]);
+            a.transmits.clear();
+            a.handle(t0, Duration::ZERO, 1, &reply.encode_to_vec());
+            let ev = events(&mut a);
+            assert!(
+                matches!(
+                    &ev[0],
+                    Event::Failed {
+                        flow: 1,
+                        why: EnrollError::Mismatch(_)
+                    }
+                ),
+                "variant {i}: {ev:?}"
+            );
+        }
+        // The same CEP with another name is accepted (the name is not checked).
+        let mut a = Connections::new(EnrollConfig::default(), E, None);
+        a.connect(t0, 1, Component::Management, [0; 8]);
+        let renamed = CepMsg {
+            comp_name: "Other".into(),
+            ..good
+        };
+        a.handle(t0, Duration::ZERO, 1, &renamed.encode_to_vec());
+        assert_eq!(a.connected(1), Some((Component::Management, R)));
+    }
+
+    #[test]
+    fn a_layer_name_of_255_bytes_is_adopted_and_256_is_not() {
+        for (len, ok) in [(255, true), (256, false), (1, true)] {
+            let name = "l".repeat(len);
+            assert_eq!(
+                check_conf(IpcpConfigMsg::unicast_default(&name, R), false).is_ok(),
+                ok,
+                "{len}"
+            );
+            assert_eq!(
+                check_conf(IpcpConfigMsg::broadcast(&name), true).is_ok(),
+                ok,
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
     fn each_kind_of_member_adopts_only_a_layer_of_its_own_kind() {
         for (broadcast, conf, want) in [
             (

@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod budget;
 pub mod dht;
 pub mod enroll;
 pub mod fa;

@@ -26,7 +26,24 @@ impl UniIpcp {
                 self.layer.as_deref().unwrap_or("-"),
                 self.addr
             ),
-            Some(Collision::Readdress) => self.readdress(now),
+            Some(Collision::Readdress)
+                if self
+                    .last_readdress
+                    .is_some_and(|t| now.saturating_duration_since(t) < super::unicast::READDRESS_HOLD) =>
+            {
+                self.readdress_held += 1;
+                tracing::warn!(
+                    "IPCP {}: another IPCP in layer {} announces our address {:#010x} again, within {:?} of our last move: we stay (counted in ipcp list, readdress_held).",
+                    self.name,
+                    self.layer.as_deref().unwrap_or("-"),
+                    self.addr,
+                    super::unicast::READDRESS_HOLD
+                );
+            }
+            Some(Collision::Readdress) => {
+                self.last_readdress = Some(now);
+                self.readdress(now);
+            }
             None => {}
         }
     }

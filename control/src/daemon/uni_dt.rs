@@ -294,6 +294,49 @@ mod tests {
         assert_eq!((u.dt_held, u.dt_dropped), (1 + HOLD_MAX as u64, 3));
     }
 
+    /// An LSA from `s` to `d` with `seqno`, as a Management neighbour sends it.
+    fn lsa(s: u64, d: u64, seqno: u64) -> Vec<u8> {
+        let mut w = o7s_wire::field::Writer::default();
+        o7s_wire::unicast::lsa::Lsa {
+            d_addr: d,
+            s_addr: s,
+            seqno,
+        }
+        .write(&mut w);
+        w.0
+    }
+
+    /// A member that forges our address (links from it, with a high seqno) makes us move
+    /// once; forging the new one within READDRESS_HOLD moves us no more (counted), after it
+    /// we move again.
+    #[test]
+    fn forged_collisions_move_us_at_most_once_per_hold() {
+        let now = Instant::now();
+        let mut u = ipcp(now);
+        let forge = |u: &mut UniIpcp, at: Instant| {
+            let me = u.addr;
+            if let Some(ls) = u.ls.as_mut() {
+                ls.handle(at, &9, &lsa(me, 77, 1 << 40));
+            }
+            u.tend_collision(at);
+        };
+        forge(&mut u, now);
+        let moved = u.addr;
+        assert_ne!(moved, 1);
+        assert_eq!((u.readdressed, u.readdress_held), (1, 0));
+        for k in 1..=5 {
+            forge(&mut u, now + Duration::from_secs(k));
+        }
+        assert_eq!(u.addr, moved, "no move within the hold");
+        assert_eq!((u.readdressed, u.readdress_held), (1, 5));
+        forge(
+            &mut u,
+            now + super::super::unicast::READDRESS_HOLD + Duration::from_secs(1),
+        );
+        assert_ne!(u.addr, moved);
+        assert_eq!(u.readdressed, 2);
+    }
+
     #[test]
     fn a_pdu_carries_destination_ttl_and_eid_little_endian() {
         let p = dt_pdu(0x1122_3344, 0x0102_0304_0506_0708, 9, b"ab");

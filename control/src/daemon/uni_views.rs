@@ -176,6 +176,9 @@ impl Daemon {
                     );
                     o.insert("dht_forgotten".into(), json!(u.dht_forgotten));
                     o.insert("membership".into(), membership(u));
+                    o.insert("lsa_rate_dropped".into(), json!(u.lsa_rate_dropped));
+                    o.insert("dt_rate_dropped".into(), json!(u.dt_rate_dropped));
+                    o.insert("readdress_held".into(), json!(u.readdress_held));
                     o.insert("dt_held_for_route".into(), json!(u.dt_held));
                 }
                 row

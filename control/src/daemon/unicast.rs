@@ -28,6 +28,21 @@ pub(super) type DpTable = (u32, Vec<(u32, u64)>, Vec<u64>);
 /// that name it are dropped here: a route that flaps back within it keeps them.
 pub const LEFT_GRACE: Duration = Duration::from_secs(1);
 
+/// Messages a second (and in a burst) that one neighbour may make o7sd handle: LSAs on a
+/// Management flow, directory and flow allocator PDUs on a DT flow. A layer of 1000
+/// IPCPs refreshing three links every 15 s floods some 200 LSAs a second.
+pub const NEIGHBOUR_RATE: u32 = 2_000;
+
+/// An IPCP moves to a new address at most once in this time: a member that forges our
+/// address over and over cannot make us move over and over.
+pub const READDRESS_HOLD: Duration = Duration::from_secs(60);
+
+/// How long new adjacencies learnt from LSAs wait to be recomputed, at most.
+pub const LS_HOLD: Duration = Duration::from_millis(100);
+
+/// SDUs read from one N-1 flow in one turn of the event loop, at most (a ring's worth).
+pub const N1_TURN: usize = 256;
+
 /// A unicast IPCP.
 #[derive(Debug)]
 pub struct UniIpcp {
@@ -64,6 +79,17 @@ pub struct UniIpcp {
     pub bcast: Option<super::broadcast::Bcast>,
     /// Its layer's membership, when secured (`member_ca`, `member_crt`, `member_key`).
     pub member: Option<Arc<crate::membership::Membership>>,
+    /// What each neighbour may make o7sd do (issue 26 item 3), by N-1 flow: LSAs on a
+    /// Management flow, PDUs for o7sd on a DT flow, each [`NEIGHBOUR_RATE`] a second.
+    pub budgets: HashMap<u64, o7s_proto::budget::Bucket>,
+    /// LSAs dropped because their Management neighbour sent more than its budget.
+    pub lsa_rate_dropped: u64,
+    /// DT PDUs for o7sd (directory, flow allocator) dropped: their neighbour sent more.
+    pub dt_rate_dropped: u64,
+    /// When this IPCP last moved to a new address (an address collision).
+    pub last_readdress: Option<Instant>,
+    /// Collisions that would have moved it again within [`READDRESS_HOLD`]: ignored.
+    pub readdress_held: u64,
     /// TTL of the PDUs it sends (the layer's max_ttl).
     pub max_ttl: u32,
     /// The layer's congestion avoidance is MB-ECN (`pol_cong_avoid` 1, the default).
@@ -196,7 +222,14 @@ fn new_dht(addr: u64, conf: &IpcpConfigMsg) -> Dht {
 /// The layer's link-state settings (policy and timers).
 fn ls_config(conf: &IpcpConfigMsg) -> LsConfig {
     use o7s_proto::linkstate::Policy;
-    let mut cfg = LsConfig::default();
+    // New adjacencies learnt from LSAs are recomputed at most every 100 ms (our own links
+    // at once): a member flooding LSAs for new pairs (issue 26 item 3) would otherwise
+    // make us recompute the table for each one (2,500 recomputations over a graph of
+    // 2,500 addresses held o7sd for a second).
+    let mut cfg = LsConfig {
+        hold: LS_HOLD,
+        ..LsConfig::default()
+    };
     if let Some(ls) = conf.unicast.as_ref().and_then(|u| u.dt.routing.ls.as_ref()) {
         cfg.t_recalc = Duration::from_secs(u64::from(ls.t_recalc.max(1)));
         cfg.t_update = Duration::from_secs(u64::from(ls.t_update.max(1)));
@@ -260,6 +293,11 @@ impl UniIpcp {
             dht: None,
             bcast: None,
             member: None,
+            budgets: HashMap::new(),
+            lsa_rate_dropped: 0,
+            dt_rate_dropped: 0,
+            last_readdress: None,
+            readdress_held: 0,
             max_ttl: 60,
             mb_ecn: true,
             dht_peer: 0,
@@ -467,10 +505,34 @@ impl Daemon {
         let Some(u) = st.unicast.get_mut(n1.uni) else {
             return;
         };
+        let mut taken = 0usize;
         loop {
-            while let Ok(Some(n)) = ring.pop(&mut buf) {
+            if taken >= N1_TURN {
+                // A neighbour that keeps its ring full must not hold the loop (and the
+                // state's lock): the rest next turn (our own kick brings us back).
+                n1.rx.kick();
+                break;
+            }
+            while taken < N1_TURN {
+                let Ok(Some(n)) = ring.pop(&mut buf) else {
+                    break;
+                };
+                taken += 1;
                 let sdu = buf.get(..n).unwrap_or(&[]);
-                match (u.conn.connected(n1.flow), u.ls.as_mut()) {
+                let comp = u.conn.connected(n1.flow);
+                // A neighbour's LSAs and PDUs for o7sd within its budget (CEP updates and
+                // enrolment are bounded by the machine).
+                let within = match comp {
+                    Some((Component::Management | Component::DataTransfer, _)) => u
+                        .budgets
+                        .entry(n1.flow)
+                        .or_insert_with(|| o7s_proto::budget::Bucket::full(NEIGHBOUR_RATE, now))
+                        .take(NEIGHBOUR_RATE, now),
+                    _ => true,
+                };
+                match (comp, u.ls.as_mut()) {
+                    (Some((Component::Management, _)), _) if !within => u.lsa_rate_dropped += 1,
+                    (Some((Component::DataTransfer, _)), _) if !within => u.dt_rate_dropped += 1,
                     (Some((Component::Management, _)), Some(ls)) => {
                         if Connections::is_update(sdu) {
                             updates.push(sdu.to_vec());
@@ -494,6 +556,9 @@ impl Daemon {
                     }
                     _ => u.conn.handle(now, unix_now(), n1.flow, sdu),
                 }
+            }
+            if taken >= N1_TURN {
+                continue;
             }
             // The data plane clears the flag when it kicks: ask again, and look once more
             // for an SDU that came in between.
@@ -542,6 +607,7 @@ impl Daemon {
             };
             let comp = u.conn.connected(flow);
             u.conn.flow_down(flow);
+            u.budgets.remove(&flow);
             if let Some(b) = u.bcast.as_mut() {
                 b.nbs.remove(&flow);
             }

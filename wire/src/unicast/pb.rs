@@ -692,6 +692,15 @@ mod tests {
     const STORE: &str = "080012280a20efdf91c6726e44c173fdcfe0b514633cf39ddb36633eb654a32984c2b95c14df10acbdeeba021a320a2042dee3b0415b4f690fd91cbd99876f1e9bd8d9745ef7fa32b142773af0349d54120800000000275b9eac18d1d2bad806";
 
     #[test]
+    fn a_broadcast_layers_configuration_is_its_name_the_sha3_256_hash_and_type_2() {
+        // layer_info { name "bc", dir_hash_algo 1 }, ipcp_type 2, nothing else.
+        let c = IpcpConfigMsg::broadcast("bc");
+        assert_eq!(c.encode_to_vec(), hx("0a060a02626310011002"));
+        assert_eq!((c.ipcp_type, IPCP_BROADCAST), (2, 2));
+        assert!(c.unicast.is_none() && c.eth.is_none() && c.udp4.is_none() && c.udp6.is_none());
+    }
+
+    #[test]
     fn the_reference_ceps_decode_and_are_what_we_send() {
         for (bytes, comp, addr) in [
             (CEP_ENROLL, Component::Enrollment, 0),
