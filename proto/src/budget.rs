@@ -28,9 +28,13 @@ impl Bucket {
     }
 
     fn refill(&mut self, rate: u32, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * f64::from(rate)).min(f64::from(rate));
-        self.last = now;
+        // A `now` older than the last one (a caller's stale clock) refills nothing and
+        // does not move the bucket's time back.
+        if now > self.last {
+            let dt = now.duration_since(self.last).as_secs_f64();
+            self.tokens = (self.tokens + dt * f64::from(rate)).min(f64::from(rate));
+            self.last = now;
+        }
     }
 
     /// Takes a token if one is there at `now` (refilled at `rate` a second).
