@@ -13,6 +13,8 @@
 #   3. ocbr paced at 90 % of the AF_XDP path's median 1400-byte flood goodput (--spin):
 #      delivered Mbit/s and SDUs lost, RUNS runs per path.
 #   4. After everything: the AF_XDP port's UMEM accounting and XSK drops.
+#   5. The spread: every run's flood figure with min/median/max, the per-run 64 B ratios,
+#      and how many alternating runs a 10 % change of that ratio needs to be seen.
 # The AF_XDP ports' UMEMs go on 2 MiB hugepages as the README recommends: the script reserves
 # 26 more (vm.nr_hugepages) for the run and restores the old value at exit;
 # O7S_BENCH_HUGEPAGES=0 leaves them out (the UMEM is then on 4 KiB pages; "umem_pages" in the
@@ -153,7 +155,7 @@ stop_pair "$X"
 mkdir -p "$root/bench-results"
 out="$root/bench-results/xdp-$(date -u +%Y%m%dT%H%M%SZ).json"
 python3 - "$out" <<PY
-import json, statistics, sys
+import json, math, statistics, sys
 rtt_runs = json.loads('''$rtt'''); flood = json.loads('''$flood'''); paced = json.loads('''$paced''')
 busy_runs = json.loads('''$busy'''); port = json.loads('''$port''')[0]
 def med_rtt(runs):  # medians over the runs of each run's p50 and p99; pings summed
@@ -166,6 +168,24 @@ summary = {}
 for size in ("64", "1400"):
     summary[size] = {io: {k: med(flood[size][io], k) for k in ("pps", "mbps", "loss_pct")} for io in ("af_xdp", "af_packet")}
 pps_ratio = summary["64"]["af_xdp"]["pps"] / max(summary["64"]["af_packet"]["pps"], 1e-9)
+# The spread (issue 23 item 6): every run's figure, min/median/max, and how many alternating
+# runs it takes to see a 10 % change of the 64 B AF_XDP/AF_PACKET ratio (two standard errors
+# of the mean of the per-run ratios, run r of one path against run r of the other, below
+# 10 % of that mean).
+def spread(values):
+    v = sorted(values)
+    m = statistics.median(v)
+    return {"runs": values, "min": v[0], "median": m, "max": v[-1],
+            "max_minus_min_over_median": round((v[-1] - v[0]) / m, 3) if m else None}
+spreads = {size: {io: spread([r["pps"] for r in flood[size][io]]) for io in ("af_xdp", "af_packet")} for size in ("64", "1400")}
+ratios = [x["pps"] / max(p["pps"], 1e-9) for x, p in zip(flood["64"]["af_xdp"], flood["64"]["af_packet"])]
+ratio_spread = spread([round(r, 3) for r in ratios])
+if len(ratios) >= 2:
+    mean_r, sd_r = statistics.mean(ratios), statistics.stdev(ratios)
+    ratio_spread["mean"] = round(mean_r, 3)
+    ratio_spread["stdev"] = round(sd_r, 3)
+    ratio_spread["runs_for_10pct_change"] = max(2, math.ceil((20 * sd_r / mean_r) ** 2))
+    ratio_spread["detectable_change_pct_with_these_runs"] = round(200 * sd_r / mean_r / len(ratios) ** 0.5, 1)
 paced_x = {"mbps": med(paced["af_xdp"], "mbps"), "lost": med(paced["af_xdp"], "lost"),
            "runs_with_zero_loss": sum(1 for r in paced["af_xdp"] if r["lost"] == 0), "runs": len(paced["af_xdp"])}
 paced_p = {"mbps": med(paced["af_packet"], "mbps"), "lost": med(paced["af_packet"], "lost"),
@@ -190,8 +210,9 @@ doc = {"date": "$(date -u +%FT%TZ)", "machine": "$(nproc) vCPU, $(uname -r)", "c
        "paced_1400_medians": {"af_xdp": paced_x, "af_packet": paced_p},
        "af_xdp_port_after": {k: port.get(k) for k in ("rx_xdp", "xdp_redirected", "umem_frames_accounted", "tx_xdp_dropped")},
        "umem_pages": "2 MiB hugepages" if "UMEM on 2 MiB hugepages" in port.get("io_path", "") else "4 KiB pages",
+       "spread": {"flood_pps": spreads, "ratio_64_af_xdp_over_af_packet": ratio_spread},
        "goals": goals}
 open(sys.argv[1], "w").write(json.dumps(doc, indent=1))
-print(json.dumps({"flood_medians": summary, "paced_1400_medians": doc["paced_1400_medians"], "goals": goals,
+print(json.dumps({"flood_medians": summary, "ratio_64_spread": ratio_spread, "paced_1400_medians": doc["paced_1400_medians"], "goals": goals,
                   "af_xdp_port_after": doc["af_xdp_port_after"], "umem_pages": doc["umem_pages"], "file": sys.argv[1]}, indent=1))
 PY
