@@ -30,9 +30,8 @@ impl Bucket {
     fn refill(&mut self, rate: u32, now: Instant) {
         // A `now` older than the last one (a caller's stale clock) refills nothing and
         // does not move the bucket's time back.
-        if now > self.last {
-            let dt = now.duration_since(self.last).as_secs_f64();
-            self.tokens = (self.tokens + dt * f64::from(rate)).min(f64::from(rate));
+        if let Some(dt) = now.checked_duration_since(self.last) {
+            self.tokens = (self.tokens + dt.as_secs_f64() * f64::from(rate)).min(f64::from(rate));
             self.last = now;
         }
     }
