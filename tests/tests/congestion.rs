@@ -182,8 +182,11 @@ fn two_flows(l: &Layer, secs: u32) -> (Vec<f64>, u64, u64) {
     let at = |s: u32| start + Duration::from_secs(u64::from(s));
     std::thread::sleep(at(secs - 3).saturating_duration_since(Instant::now()));
     let (t0, r0) = (Instant::now(), l.c_rx());
+    // (Saturating: a slow first reading under load must not panic the test.)
     std::thread::sleep(
-        at(secs).saturating_duration_since(Instant::now()) - Duration::from_millis(100),
+        at(secs)
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(Duration::from_millis(100)),
     );
     let (t1, r1) = (Instant::now(), l.c_rx());
     let dt = (t1 - t0).as_secs_f64();
