@@ -94,3 +94,31 @@ pub fn mac_string(mac: &[u8; 6]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_frame_shows_its_addresses_type_and_payload() {
+        let mut b = vec![1, 2, 3, 4, 5, 6, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf, 0xa0, 0x00];
+        b.extend_from_slice(b"sdu");
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(f.dst(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(f.src(), [0xa, 0xb, 0xc, 0xd, 0xe, 0xf]);
+        assert_eq!(f.type_len(), ETHERTYPE_OUROBOROS);
+        assert_eq!(f.payload(), b"sdu");
+        assert!(Frame::new_checked(&b[..13]).is_err());
+        assert_eq!(Frame::new_checked(&b[..14]).unwrap().payload(), b"");
+    }
+
+    #[test]
+    fn a_mac_reads_as_six_lower_case_hex_pairs() {
+        assert_eq!(
+            mac_string(&[0, 0x1b, 0xab, 0xff, 9, 0x10]),
+            "00:1b:ab:ff:09:10"
+        );
+        assert_eq!(mac_string(&BROADCAST), "ff:ff:ff:ff:ff:ff");
+    }
+}

@@ -184,4 +184,19 @@ mod tests {
             (1, 1, 3, &[9u8][..], &[0u8, 0][..])
         );
     }
+
+    /// 0x05FF is the largest 802.3 length (accepted), 0x0600 the smallest Ethertype.
+    #[test]
+    fn the_largest_8023_length_is_0x05ff_both_ways() {
+        let mut buf = vec![0u8; 0x05ff];
+        buf[..3].copy_from_slice(&[0x80, 0x80, 3]);
+        let (_, p, pad) = LlcRepr::parse(&buf, 0x05ff).expect("0x05FF is a length");
+        assert_eq!((p.len(), pad.len()), (0x05ff - HEADER_LEN, 0));
+        buf.push(0);
+        assert!(LlcRepr::parse(&buf, 0x0600).is_err());
+        assert_eq!(LlcRepr::length_field(0x05ff - HEADER_LEN), Ok(0x05ff));
+        assert!(LlcRepr::length_field(0x0600 - HEADER_LEN).is_err());
+        assert!(LlcRepr::length_field(70_000).is_err());
+        assert_eq!(LlcRepr::length_field(0), Ok(3));
+    }
 }
