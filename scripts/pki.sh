@@ -94,13 +94,23 @@ sign "$name" expired/key.pem expired/crt.pem sign/key.pem sign/crt.pem server_ce
 # pathlen:0 violated: a CA under the intermediate, and a server under that.
 sign sub.tut.o7s pathlen/sub.key.pem pathlen/sub.crt.pem sign/key.pem sign/crt.pem v3_sub_ca 3650
 sign "$name" pathlen/key.pem pathlen/crt.pem pathlen/sub.key.pem pathlen/sub.crt.pem server_cert 365
-# Layer members (issue 26, `member_ca`): MEMBERS="ua ub" gives each name a certificate
-# issued by the root itself, one under the other CA, and an expired one.
-for m in ${MEMBERS:-}; do
+# Layer members (issue 26, `member_ca`): MEMBERS="ua ub=oping-server,other" gives each
+# IPCP name a certificate issued by the root itself, one under the other CA, and an expired
+# one; the names after "=" are written as subjectAltName DNS names: the names that member
+# may publish in the layer's directory (signed directory entries).
+for spec in ${MEMBERS:-}; do
+    m=${spec%%=*}
+    ext=server_cert
+    if [ "$spec" != "$m" ]; then
+        ext="member_$m"
+        san=$(echo "${spec#*=}" | tr ',' '\n' | sed 's/^/DNS:/' | paste -sd, -)
+        { echo "[ $ext ]"; sed -n '/^\[ server_cert \]/,/^extendedKeyUsage/p' ext.cnf | tail -n +2
+          echo "subjectAltName = $san"; } >> ext.cnf
+    fi
     mkdir -p "members/$m" "members-other/$m" "members-expired/$m"
-    sign "$m" "members/$m/key.pem" "members/$m/crt.pem" root/key.pem root/crt.pem server_cert 365
-    sign "$m" "members-other/$m/key.pem" "members-other/$m/crt.pem" other/ca.key.pem other/ca.crt.pem server_cert 365
-    sign "$m" "members-expired/$m/key.pem" "members-expired/$m/crt.pem" root/key.pem root/crt.pem server_cert expired
+    sign "$m" "members/$m/key.pem" "members/$m/crt.pem" root/key.pem root/crt.pem "$ext" 365
+    sign "$m" "members-other/$m/key.pem" "members-other/$m/crt.pem" other/ca.key.pem other/ca.crt.pem "$ext" 365
+    sign "$m" "members-expired/$m/key.pem" "members-expired/$m/crt.pem" root/key.pem root/crt.pem "$ext" expired
 done
 openssl verify -CAfile root/crt.pem -untrusted sign/crt.pem server/crt.pem >/dev/null
 echo "pki.sh: $curve PKI for $name in $(pwd)"

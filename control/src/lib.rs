@@ -5,6 +5,7 @@ pub mod authz;
 pub mod config;
 pub mod conns;
 pub mod daemon;
+pub mod dir_proof;
 pub mod dns;
 pub mod dp;
 pub mod error;

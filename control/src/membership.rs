@@ -134,6 +134,13 @@ impl Membership {
         Ok(cn)
     }
 
+    /// A certificate of a member of this layer at `now` (it chains to the layer CA): its
+    /// CN; the error in the layer's terms.
+    pub fn verify_member(&self, cert: &[u8], now: UnixTime) -> Result<String, AuthError> {
+        self.verify_chain(cert, now)
+            .map_err(|e| self.in_layer_terms(e))
+    }
+
     /// Checks a peer's OAP certificate `crt` and its signature `sig` (digest `md_nid`) over
     /// `signed`: a member of this layer. Its CN.
     pub fn check_peer(

@@ -11,6 +11,12 @@
 //! The driver sends [`Transmit`]s to an address through DT (eid 1) and hands received
 //! `dht_msg`s to [`Dht::handle`]; times are passed in (`now` for timers, `unix` seconds for
 //! the absolute expiry STORE carries).
+//!
+//! In a layer whose members sign their entries (issue 26 item 2, [`Proofs`]), a value is
+//! the 8-byte address and a proof that its publisher may serve the key; values without a
+//! valid proof are refused in STOREs and ignored in responses (counted), and a newer entry
+//! of the same publisher supersedes its older ones. Without [`Proofs`] values are the
+//! reference's 8 bytes.
 
 use o7s_wire::unicast::pb::{
     self, dht_code, DhtContactMsg, DhtFindNodeRspMsg, DhtFindReqMsg, DhtFindValueRspMsg, DhtMsg,
@@ -18,7 +24,42 @@ use o7s_wire::unicast::pb::{
 };
 use prost::Message;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The most bytes of values one FIND_VALUE response carries when values have proofs (at
+/// least one value goes): a response with its contacts stays within an Ethernet frame.
+pub const PROVEN_VALUE_BYTES: usize = 1024;
+
+/// The layer's policy for directory entries with proofs (docs/SECURITY.md "Names in a
+/// secured layer"), given by the driver: a pure check, the time comes in.
+pub trait Proofs: std::fmt::Debug + Send + Sync {
+    /// Checks `proof` (the bytes after the 8-byte address) for `addr` under `key` at
+    /// `unix`: who published it and when it was signed, or why not.
+    fn check(&self, key: &[u8], addr: u64, proof: &[u8], unix: u64) -> Result<Signed, String>;
+}
+
+/// Who published a value, and when it was signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The publisher (its certificate's CN).
+    pub publisher: String,
+    /// When it signed (UNIX s): a newer entry of the same publisher supersedes older ones.
+    pub at: u64,
+}
+
+/// A value stored for another IPCP.
+#[derive(Debug, Clone)]
+struct Stored {
+    /// Expiry (UNIX s).
+    exp: u32,
+    /// When last sent on (replication).
+    last: Instant,
+    /// The proof sent after the address (empty in an open layer).
+    proof: Vec<u8>,
+    /// Who signed it, in a layer with proofs.
+    signed: Option<Signed>,
+}
 
 /// A node id or key.
 pub type Key = Vec<u8>;
@@ -66,6 +107,15 @@ pub struct LookupId(pub u64);
 /// What the DHT says to its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A value without a valid proof came (counted in [`Counters::proofs_refused`]).
+    ProofRefused {
+        /// The member that sent it.
+        from: u64,
+        /// The address it names.
+        addr: u64,
+        /// Why it was refused.
+        why: String,
+    },
     /// A name's addresses (at least one).
     Found {
         /// The lookup.
@@ -109,6 +159,11 @@ pub struct Counters {
     pub store_refused: u64,
     /// Lookups refused: too many at once.
     pub lookups_refused: u64,
+    /// Values without a valid proof, in a layer with proofs: refused in STOREs, ignored in
+    /// responses (and values with a proof in an open layer).
+    pub proofs_refused: u64,
+    /// Entries superseded by a newer one of the same publisher, or refused as older.
+    pub superseded: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -141,8 +196,12 @@ pub struct Dht {
     buckets: Vec<VecDeque<Contact>>,
     /// Our own registrations: key -> expiry (UNIX s).
     local: HashMap<Key, u32>,
-    /// Values stored for others: key -> address -> (expiry, when last sent on).
-    values: HashMap<Key, HashMap<u64, (u32, Instant)>>,
+    /// The proofs of our own registrations (layers with proofs).
+    local_proof: HashMap<Key, Vec<u8>>,
+    /// Values stored for others: key -> address -> value.
+    values: HashMap<Key, HashMap<u64, Stored>>,
+    /// The layer's proof policy (`None`: an open layer, values are 8 bytes).
+    proofs: Option<Arc<dyn Proofs>>,
     stored: usize,
     lookups: HashMap<LookupId, Lookup>,
     next_lookup: u64,
@@ -187,7 +246,9 @@ impl Dht {
             addr,
             buckets: (0..=64).map(|_| VecDeque::new()).collect(),
             local: HashMap::new(),
+            local_proof: HashMap::new(),
             values: HashMap::new(),
+            proofs: None,
             stored: 0,
             lookups: HashMap::new(),
             next_lookup: 0,
@@ -201,6 +262,57 @@ impl Dht {
             events: VecDeque::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// Values need proofs checked by `p` (a secured layer); ours are sent with the proof
+    /// given to [`Dht::register_signed`].
+    pub fn with_proofs(mut self, p: Arc<dyn Proofs>) -> Self {
+        self.proofs = Some(p);
+        self
+    }
+
+    /// Whether values need proofs.
+    pub fn has_proofs(&self) -> bool {
+        self.proofs.is_some()
+    }
+
+    /// A value from member `from`: its address, proof and signer, or `None` (counted, and
+    /// an event says why) when it has no valid proof in a layer with proofs, or has one in
+    /// an open layer.
+    fn admit(
+        &mut self,
+        from: u64,
+        key: &[u8],
+        val: &[u8],
+        unix: u64,
+    ) -> Option<(u64, Vec<u8>, Option<Signed>)> {
+        let (addr, proof) = DhtMsg::split_value(val)?;
+        let r = match &self.proofs {
+            None if proof.is_empty() => return Some((addr, vec![], None)),
+            None => Err(format!(
+                "a proof of {} bytes in an open layer",
+                proof.len()
+            )),
+            Some(_) if proof.is_empty() => Err("no proof".to_string()),
+            Some(p) => p.check(key, addr, proof, unix),
+        };
+        match r {
+            Ok(sg) => Some((addr, proof.to_vec(), Some(sg))),
+            Err(why) => {
+                self.counters.proofs_refused += 1;
+                self.events
+                    .push_back(Event::ProofRefused { from, addr, why });
+                None
+            }
+        }
+    }
+
+    /// A value on the wire: the address, then the proof.
+    fn value_bytes(addr: u64, proof: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + proof.len());
+        v.extend_from_slice(&addr.to_be_bytes());
+        v.extend_from_slice(proof);
+        v
     }
 
     /// Counters so far.
@@ -324,7 +436,19 @@ impl Dht {
     /// Publishes `key` (a name's hash) as ours: kept locally and stored at the k contacts
     /// closest to it. `unix`: seconds since the epoch now.
     pub fn register(&mut self, now: Instant, unix: u64, key: Key) {
+        let proof = self.local_proof.get(&key).cloned().unwrap_or_default();
+        self.register_signed(now, unix, key, proof);
+    }
+
+    /// [`Dht::register`] with the proof sent after our address (a layer with proofs: made
+    /// by the driver for `key` and our address).
+    pub fn register_signed(&mut self, now: Instant, unix: u64, key: Key, proof: Vec<u8>) {
         self.tick(now, unix);
+        if proof.is_empty() {
+            self.local_proof.remove(&key);
+        } else {
+            self.local_proof.insert(key.clone(), proof);
+        }
         let exp =
             u32::try_from(unix.saturating_add(u64::from(self.cfg.t_expire))).unwrap_or(u32::MAX);
         self.local.insert(key.clone(), exp);
@@ -346,7 +470,10 @@ impl Dht {
             src: self.me(),
             store: Some(DhtStoreMsg {
                 key: key.to_vec(),
-                val: self.addr.to_be_bytes().to_vec(),
+                val: Self::value_bytes(
+                    self.addr,
+                    self.local_proof.get(key).map_or(&[][..], Vec::as_slice),
+                ),
                 exp,
             }),
             find: None,
@@ -360,39 +487,71 @@ impl Dht {
     /// stored again with it. The copies with the old address stay where they are until
     /// they expire (0.23 has no delete); lookups answer the newest first.
     pub fn readdress(&mut self, now: Instant, unix: u64, new: u64) {
+        self.readdress_signed(now, unix, new, &mut |_, _| Vec::new());
+    }
+
+    /// [`Dht::readdress`] in a layer with proofs: `sign(key, new)` makes each
+    /// registration's proof for the new address.
+    pub fn readdress_signed(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        new: u64,
+        sign: &mut dyn FnMut(&[u8], u64) -> Vec<u8>,
+    ) {
         self.addr = new;
         let mut keys: Vec<Key> = self.local.keys().cloned().collect();
         keys.sort();
         for k in keys {
-            self.register(now, unix, k);
+            let proof = sign(&k, new);
+            self.register_signed(now, unix, k, proof);
         }
     }
 
     /// Withdraws our registration of `key` (as the reference: copies elsewhere expire).
     pub fn unregister(&mut self, key: &[u8]) {
         self.local.remove(key);
+        self.local_proof.remove(key);
     }
 
     /// What we know of `key` without asking: our own registration and values stored here.
     pub fn known(&self, key: &[u8], unix: u64) -> Vec<u64> {
-        // The latest expiry first: the newest store (an IPCP that moved to another
-        // address stores its names again; the old copies expire later).
-        let mut v: Vec<(u32, u64)> = self
+        self.known_values(key, unix)
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect()
+    }
+
+    /// [`Dht::known`] with each value's proof.
+    fn known_values(&self, key: &[u8], unix: u64) -> Vec<(u64, Vec<u8>)> {
+        // The newest signature first, then the latest expiry: the newest store (an IPCP
+        // that moved to another address stores its names again; the old copies expire
+        // later).
+        let mut v: Vec<(u64, u32, u64, Vec<u8>)> = self
             .values
             .get(key)
             .map(|m| {
                 m.iter()
-                    .filter(|(_, e)| u64::from(e.0) > unix)
-                    .map(|(a, e)| (e.0, *a))
+                    .filter(|(_, e)| u64::from(e.exp) > unix)
+                    .map(|(a, e)| {
+                        let at = e.signed.as_ref().map_or(0, |s| s.at);
+                        (at, e.exp, *a, e.proof.clone())
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        v.sort_unstable_by(|x, y| y.cmp(x));
-        let mut v: Vec<u64> = v.into_iter().map(|x| x.1).collect();
+        v.sort_unstable_by(|x, y| (y.0, y.1, y.2).cmp(&(x.0, x.1, x.2)));
+        let mut v: Vec<(u64, Vec<u8>)> = v.into_iter().map(|x| (x.2, x.3)).collect();
         if self.local.contains_key(key) {
-            v.push(self.addr);
+            let proof = self.local_proof.get(key).cloned().unwrap_or_default();
+            v.push((self.addr, proof));
         }
         v
+    }
+
+    /// Who signed the value of `key` at `addr` stored here (layers with proofs).
+    pub fn signer(&self, key: &[u8], addr: u64) -> Option<&Signed> {
+        self.values.get(key)?.get(&addr)?.signed.as_ref()
     }
 
     /// Looks `key` up: a value known here is found at once, else the lookup recurses
@@ -522,7 +681,7 @@ impl Dht {
         match m.code {
             dht_code::STORE => {
                 if let Some(s) = m.store {
-                    self.on_store(now, unix, s);
+                    self.on_store(now, unix, from.addr, s);
                 }
             }
             dht_code::FIND_NODE_REQ | dht_code::FIND_VALUE_REQ => {
@@ -532,7 +691,7 @@ impl Dht {
             }
             _ => {
                 if let Some(n) = m.node {
-                    self.on_response(now, &from, n, m.val);
+                    self.on_response(now, unix, &from, n, m.val);
                 }
             }
         }
@@ -542,22 +701,56 @@ impl Dht {
         });
     }
 
-    fn on_store(&mut self, now: Instant, unix: u64, s: DhtStoreMsg) {
-        let Some(addr) = DhtMsg::addr_of(&s.val) else {
+    fn on_store(&mut self, now: Instant, unix: u64, from: u64, s: DhtStoreMsg) {
+        if u64::from(s.exp) <= unix || s.key.len() != self.id.len() {
             self.counters.store_refused += 1;
             return;
+        }
+        let Some((addr, proof, signed)) = self.admit(from, &s.key, &s.val, unix) else {
+            if DhtMsg::split_value(&s.val).is_none() {
+                self.counters.store_refused += 1;
+            }
+            return;
         };
-        if u64::from(s.exp) <= unix || s.key.len() != self.id.len() || addr == self.addr {
+        if addr == self.addr {
             self.counters.store_refused += 1;
             return;
         }
         let full = self.stored >= self.cfg.max_values;
         let entry = self.values.entry(s.key).or_default();
+        if let Some(sg) = &signed {
+            // A newer entry of the same publisher supersedes its older ones (an IPCP that
+            // restarted or moved signs again); an older one than we hold is refused.
+            let same = |e: &Stored| e.signed.as_ref().is_some_and(|o| o.publisher == sg.publisher);
+            if entry.values().any(|e| same(e) && e.signed.as_ref().is_some_and(|o| o.at > sg.at)) {
+                self.counters.superseded += 1;
+                return;
+            }
+            let before = entry.len();
+            entry.retain(|a, e| *a == addr || !same(e));
+            let gone = before - entry.len();
+            self.counters.superseded += gone as u64;
+            self.stored = self.stored.saturating_sub(gone);
+        }
         match entry.get_mut(&addr) {
-            Some(e) => e.0 = e.0.max(s.exp),
+            Some(e) => {
+                e.exp = e.exp.max(s.exp);
+                if signed.as_ref().map(|x| x.at) > e.signed.as_ref().map(|x| x.at) {
+                    e.proof = proof;
+                    e.signed = signed;
+                }
+            }
             None if full => self.counters.store_refused += 1,
             None => {
-                entry.insert(addr, (s.exp, now));
+                entry.insert(
+                    addr,
+                    Stored {
+                        exp: s.exp,
+                        last: now,
+                        proof,
+                        signed,
+                    },
+                );
                 self.stored += 1;
             }
         }
@@ -582,11 +775,17 @@ impl Dht {
             contacts,
         });
         let m = if code == dht_code::FIND_VALUE_REQ {
+            let proven = self.proofs.is_some();
+            let mut bytes = 0;
             let values: Vec<Vec<u8>> = self
-                .known(&f.key, unix)
+                .known_values(&f.key, unix)
                 .into_iter()
+                .map(|(a, p)| Self::value_bytes(a, &p))
                 .take(pb::MAX_VALUES)
-                .map(|a| a.to_be_bytes().to_vec())
+                .take_while(|v| {
+                    bytes += v.len();
+                    !proven || bytes == v.len() || bytes <= PROVEN_VALUE_BYTES
+                })
                 .collect();
             DhtMsg {
                 code: dht_code::FIND_VALUE_RSP,
@@ -612,6 +811,7 @@ impl Dht {
     fn on_response(
         &mut self,
         now: Instant,
+        unix: u64,
         from: &DhtContactMsg,
         n: DhtFindNodeRspMsg,
         val: Option<DhtFindValueRspMsg>,
@@ -655,14 +855,32 @@ impl Dht {
                 break;
             }
         }
-        let values: Vec<u64> = val
-            .map(|v| v.values.iter().filter_map(|x| DhtMsg::addr_of(x)).collect())
-            .unwrap_or_default();
+        let raw = val.map(|v| v.values).unwrap_or_default();
         let value_lookup = l.value;
         let key = l.key.clone();
         for c in learnt {
             self.learn(c);
         }
+        // Values with a valid proof only (layers with proofs), the newest of each
+        // publisher, newest first.
+        let mut admitted: Vec<(u64, Option<Signed>)> = vec![];
+        if value_lookup {
+            for x in &raw {
+                if let Some((a, _, sg)) = self.admit(from.addr, &key, x, unix) {
+                    admitted.push((a, sg));
+                }
+            }
+        }
+        admitted.sort_by(|x, y| {
+            let at = |s: &Option<Signed>| s.as_ref().map_or(0, |s| s.at);
+            at(&y.1).cmp(&at(&x.1))
+        });
+        let mut seen: HashSet<String> = HashSet::new();
+        let values: Vec<u64> = admitted
+            .into_iter()
+            .filter(|(_, sg)| sg.as_ref().is_none_or(|s| seen.insert(s.publisher.clone())))
+            .map(|(a, _)| a)
+            .collect();
         if value_lookup && !values.is_empty() {
             // Others' addresses first (ours only if nothing else).
             let mut addrs: Vec<u64> = values.iter().copied().filter(|a| *a != own).collect();
@@ -705,7 +923,7 @@ impl Dht {
         let unix = self.unix_at(now);
         let before = self.stored;
         for m in self.values.values_mut() {
-            m.retain(|_, (exp, _)| u64::from(*exp) > unix);
+            m.retain(|_, e| u64::from(e.exp) > unix);
         }
         self.values.retain(|_, m| !m.is_empty());
         self.stored = self.values.values().map(HashMap::len).sum();
@@ -713,14 +931,14 @@ impl Dht {
         let every = Duration::from_secs(u64::from(self.cfg.t_replicate));
         let mut resend = Vec::new();
         for (k, m) in &mut self.values {
-            for (addr, (exp, last)) in m.iter_mut() {
-                if now.saturating_duration_since(*last) >= every {
-                    *last = now;
-                    resend.push((k.clone(), *addr, *exp));
+            for (addr, e) in m.iter_mut() {
+                if now.saturating_duration_since(e.last) >= every {
+                    e.last = now;
+                    resend.push((k.clone(), *addr, e.exp, e.proof.clone()));
                 }
             }
         }
-        for (key, addr, exp) in resend {
+        for (key, addr, exp, proof) in resend {
             for c in self.closest(&key, self.cfg.k) {
                 if c.addr != addr {
                     let m = DhtMsg {
@@ -728,7 +946,7 @@ impl Dht {
                         src: self.me(),
                         store: Some(DhtStoreMsg {
                             key: key.clone(),
-                            val: addr.to_be_bytes().to_vec(),
+                            val: Self::value_bytes(addr, &proof),
                             exp,
                         }),
                         find: None,
@@ -802,7 +1020,7 @@ impl Dht {
             .chain(
                 self.values
                     .iter()
-                    .flat_map(|(k, m)| m.iter().map(move |(a, (e, _))| (k.clone(), *a, false, *e))),
+                    .flat_map(|(k, m)| m.iter().map(move |(a, e)| (k.clone(), *a, false, e.exp))),
             )
             .collect();
         v.sort();
@@ -896,6 +1114,222 @@ mod tests {
         assert_eq!(
             nodes[5].poll_event(),
             Some(Event::NotFound { id, key: other })
+        );
+    }
+
+    /// A test policy (the daemon's checks certificates and signatures): a proof is
+    /// `publisher:at:key[0]:addr` in text and valid when it names the key and address.
+    #[derive(Debug)]
+    struct TextProofs;
+
+    impl Proofs for TextProofs {
+        fn check(&self, key: &[u8], addr: u64, proof: &[u8], _unix: u64) -> Result<Signed, String> {
+            let t = std::str::from_utf8(proof).map_err(|e| e.to_string())?;
+            let v: Vec<&str> = t.split(':').collect();
+            if v.len() != 4 || v[2] != key[0].to_string() || v[3] != addr.to_string() {
+                return Err(format!("bad proof {t}"));
+            }
+            Ok(Signed {
+                publisher: v[0].into(),
+                at: v[1].parse().map_err(|_| "bad time".to_string())?,
+            })
+        }
+    }
+
+    fn proof(publisher: &str, at: u64, key: &[u8], addr: u64) -> Vec<u8> {
+        format!("{publisher}:{at}:{}:{addr}", key[0]).into_bytes()
+    }
+
+    fn store_msg(from: u64, key: &[u8], val: Vec<u8>, exp: u32) -> Vec<u8> {
+        DhtMsg {
+            code: dht_code::STORE,
+            src: DhtContactMsg {
+                id: vec![9; 32],
+                addr: from,
+            },
+            store: Some(DhtStoreMsg {
+                key: key.to_vec(),
+                val,
+                exp,
+            }),
+            find: None,
+            node: None,
+            val: None,
+        }
+        .encode_to_vec()
+    }
+
+    fn val(addr: u64, proof: &[u8]) -> Vec<u8> {
+        Dht::value_bytes(addr, proof)
+    }
+
+    #[test]
+    fn a_layer_with_proofs_refuses_unproven_stores_and_keeps_each_publishers_newest() {
+        let now = Instant::now();
+        let unix = 1_000;
+        let mut a = node(1).with_proofs(Arc::new(TextProofs));
+        assert!(a.has_proofs());
+        let key = vec![7u8; 32];
+        // No proof, a proof for another address, a proof for another key: refused, with
+        // an event naming the sender and the address.
+        a.handle(now, unix, &store_msg(0x2000, &key, val(5, b""), 2_000));
+        a.handle(now, unix, &store_msg(0x2000, &key, val(5, &proof("b", 10, &key, 6)), 2_000));
+        a.handle(now, unix, &store_msg(0x2000, &key, val(5, &proof("b", 10, &[8], 5)), 2_000));
+        assert_eq!(a.counters().proofs_refused, 3);
+        assert_eq!(a.counters().store_refused, 0);
+        assert!(a.known(&key, unix).is_empty());
+        assert_eq!(
+            a.poll_event(),
+            Some(Event::ProofRefused {
+                from: 0x2000,
+                addr: 5,
+                why: "no proof".into()
+            })
+        );
+        // B's entry at 5, then B again at 6 signed later: the newer supersedes.
+        a.handle(now, unix, &store_msg(0x2000, &key, val(5, &proof("b", 10, &key, 5)), 2_000));
+        assert_eq!(a.known(&key, unix), [5]);
+        assert_eq!(a.signer(&key, 5).map(|s| s.at), Some(10));
+        a.handle(now, unix, &store_msg(0x2000, &key, val(6, &proof("b", 20, &key, 6)), 2_000));
+        assert_eq!(a.known(&key, unix), [6]);
+        assert_eq!(a.counters().superseded, 1);
+        assert_eq!(a.stored(), 1);
+        // A replay of B's older entry is refused; C's entry for the key lives beside B's,
+        // the newest signature first.
+        a.handle(now, unix, &store_msg(0x2000, &key, val(5, &proof("b", 10, &key, 5)), 2_000));
+        assert_eq!(a.known(&key, unix), [6]);
+        assert_eq!(a.counters().superseded, 2);
+        a.handle(now, unix, &store_msg(0x2001, &key, val(9, &proof("c", 30, &key, 9)), 2_000));
+        assert_eq!(a.known(&key, unix), [9, 6]);
+        assert_eq!(a.stored(), 2);
+        // A FIND_VALUE answered with the proofs: a node of the same layer admits both.
+        let req = DhtMsg {
+            code: dht_code::FIND_VALUE_REQ,
+            src: DhtContactMsg {
+                id: vec![3; 32],
+                addr: 0x1003,
+            },
+            store: None,
+            find: Some(DhtFindReqMsg {
+                cookie: 1,
+                key: key.clone(),
+            }),
+            node: None,
+            val: None,
+        };
+        a.handle(now, unix, &req.encode_to_vec());
+        let rsp = std::iter::from_fn(|| a.poll_transmit())
+            .find(|t| t.dst == 0x1003)
+            .unwrap();
+        let m = pb::decode::<DhtMsg>(&rsp.msg).unwrap();
+        let values = m.val.unwrap().values;
+        assert_eq!(values, [val(9, &proof("c", 30, &key, 9)), val(6, &proof("b", 20, &key, 6))]);
+    }
+
+    #[test]
+    fn responses_give_proven_values_only_the_newest_of_each_publisher_first() {
+        let now = Instant::now();
+        let unix = 1_000;
+        let key = vec![7u8; 32];
+        let mut a = node(1).with_proofs(Arc::new(TextProofs));
+        // A knows B (0x1002), asks it for the key.
+        let mut b = node(2);
+        b.bootstrap(now, 0x1001);
+        let hello = b.poll_transmit().unwrap();
+        a.handle(now, unix, &hello.msg);
+        while a.poll_transmit().is_some() {}
+        let id = a.lookup(now, unix, key.clone()).unwrap();
+        let ask = a.poll_transmit().unwrap();
+        let cookie = pb::decode::<DhtMsg>(&ask.msg).unwrap().find.unwrap().cookie;
+        // B answers with: an unproven value, C's old and new entries, D's entry.
+        let rsp = DhtMsg {
+            code: dht_code::FIND_VALUE_RSP,
+            src: DhtContactMsg {
+                id: b.id().to_vec(),
+                addr: 0x1002,
+            },
+            store: None,
+            find: None,
+            node: Some(DhtFindNodeRspMsg {
+                cookie,
+                key: key.clone(),
+                contacts: vec![],
+            }),
+            val: Some(DhtFindValueRspMsg {
+                values: vec![
+                    val(4, b""),
+                    val(5, &proof("c", 10, &key, 5)),
+                    val(8, &proof("d", 15, &key, 8)),
+                    val(6, &proof("c", 20, &key, 6)),
+                ],
+            }),
+        };
+        a.handle(now, unix, &rsp.encode_to_vec());
+        let mut found = None;
+        while let Some(e) = a.poll_event() {
+            if let Event::Found { id: i, addrs, .. } = e {
+                assert_eq!(i, id);
+                found = Some(addrs);
+            }
+        }
+        assert_eq!(found, Some(vec![6, 8]), "C's newest, then D's; 4 unproven, 5 superseded");
+        assert_eq!(a.counters().proofs_refused, 1);
+    }
+
+    #[test]
+    fn an_open_layer_refuses_values_with_proofs_and_sends_eight_bytes() {
+        let now = Instant::now();
+        let unix = 1_000;
+        let key = vec![7u8; 32];
+        let mut a = node(1);
+        assert!(!a.has_proofs());
+        a.handle(now, unix, &store_msg(0x2000, &key, val(5, b"x:1:7:5"), 2_000));
+        assert_eq!(a.counters().proofs_refused, 1);
+        assert!(a.known(&key, unix).is_empty());
+        a.handle(now, unix, &store_msg(0x2000, &key, val(5, b""), 2_000));
+        assert_eq!(a.known(&key, unix), [5]);
+        // Our registration goes out as the reference's 8 bytes; with proofs, with ours.
+        let mut b = node(2);
+        b.bootstrap(now, 0x1001);
+        while b.poll_transmit().is_some() {}
+        let hello = DhtMsg {
+            code: dht_code::FIND_NODE_RSP,
+            src: DhtContactMsg {
+                id: a.id().to_vec(),
+                addr: 0x1001,
+            },
+            store: None,
+            find: None,
+            node: Some(DhtFindNodeRspMsg {
+                cookie: 0,
+                key: b.id().to_vec(),
+                contacts: vec![],
+            }),
+            val: None,
+        };
+        b.handle(now, unix, &hello.encode_to_vec());
+        b.register(now, unix, key.clone());
+        let stores: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_transmit())
+            .filter_map(|t| pb::decode::<DhtMsg>(&t.msg).ok()?.store.map(|s| s.val))
+            .collect();
+        assert!(!stores.is_empty());
+        assert!(stores.iter().all(|v| *v == 0x1002u64.to_be_bytes()), "{stores:?}");
+        let p = proof("b", 1, &key, 0x1002);
+        b.register_signed(now, unix, key.clone(), p.clone());
+        let stores: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_transmit())
+            .filter_map(|t| pb::decode::<DhtMsg>(&t.msg).ok()?.store.map(|s| s.val))
+            .collect();
+        assert!(!stores.is_empty());
+        assert!(stores.iter().all(|v| *v == val(0x1002, &p)), "{stores:?}");
+        // Moving signs again for the new address.
+        b.readdress_signed(now, unix, 0x1009, &mut |k, addr| proof("b", 2, k, addr));
+        let stores: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_transmit())
+            .filter_map(|t| pb::decode::<DhtMsg>(&t.msg).ok()?.store.map(|s| s.val))
+            .collect();
+        assert!(!stores.is_empty());
+        assert!(
+            stores.iter().all(|v| *v == val(0x1009, &proof("b", 2, &key, 0x1009))),
+            "{stores:?}"
         );
     }
 

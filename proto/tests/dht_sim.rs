@@ -93,6 +93,7 @@ impl Ipcp {
             let (id, result) = match e {
                 Event::Found { id, addrs, .. } => (id, Some(addrs)),
                 Event::NotFound { id, .. } => (id, None),
+                Event::ProofRefused { why, .. } => panic!("an open layer refused a proof: {why}"),
             };
             let Some(pos) = self.asked.iter().position(|(x, _)| *x == id) else {
                 continue;

@@ -332,6 +332,8 @@ impl Ipcp {
                     self.lookups.remove(&id);
                     self.tally.not_found += 1;
                 }
+                // An open layer: no proofs to refuse.
+                dht::Event::ProofRefused { .. } => self.tally.wrong_answer += 1,
             }
         }
         for (target, addr) in allocs {

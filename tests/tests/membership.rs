@@ -65,7 +65,7 @@ fn only_members_with_the_layer_cas_certificates_enrol_connect_and_publish() {
         return;
     }
     let t = Topo::links("ms", &["a", "b", "r"], &[("a", "b"), ("a", "r")]);
-    let pki = t.pki_members("P-256", &["ua", "ub", "ur"]);
+    let pki = t.pki_members("P-256", &["ua", "ub=oping-server", "ur=oping-server"]);
     let ca = pki.join("root/crt.pem");
     let other_ca = pki.join("other/ca.crt.pem");
     let a = t.daemon(
@@ -204,4 +204,112 @@ fn only_members_with_the_layer_cas_certificates_enrol_connect_and_publish() {
     for r in dht {
         assert_eq!(r["address"], ub, "{r}");
     }
+}
+
+/// Names in a secured layer (issue 26 item 2): A bootstraps "sl"; B (its certificate
+/// names oping-server) and C (its certificate names uc-home only) enrol through A. Both
+/// publish oping-server, C also uc-home. Every member refuses C's oping-server entry (a
+/// member, but its certificate does not name it), counts it and says why in its log; A's
+/// directory holds oping-server at B alone, signed by ub, and uc-home at C; A's pings go
+/// to B, 10 of 10. In an open layer the last publisher would get the flows (docs/SECURITY.md).
+#[test]
+fn a_member_publishes_only_the_names_its_certificate_gives_it() {
+    if !can_run() {
+        return;
+    }
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: openssl is missing (scripts/setup.sh installs it)");
+        return;
+    }
+    let t = Topo::links("mn", &["a", "b", "c"], &[("a", "b"), ("a", "c")]);
+    let pki = t.pki_members("P-256", &["ua", "ub=oping-server", "uc=uc-home"]);
+    let ca = pki.join("root/crt.pem");
+    let a = t.daemon(
+        "a",
+        &format!(
+            "{}[unicast.ua]\nbootstrap=\"sl\"\nautobind=true\n{}",
+            eth(&t, "a", &["b", "c"], "ua"),
+            keys(&ca, &pki.join("members/ua"))
+        ),
+    );
+    let member = |s: &str, reg: &str| {
+        format!(
+            "[name.\"oping-server\"]\nprog=[\"{}\"]\nargs=[\"-l\"]\n\n{}[unicast.u{s}]\nenrol=\"ua\"\nautobind=true\nconn=[\"ua\"]\nreg=[{reg}]\n{}",
+            bin("oping").display(),
+            eth(&t, s, &["a"], &format!("u{s}")),
+            keys(&ca, &pki.join(format!("members/u{s}")))
+        )
+    };
+    let b = t.daemon("b", &member("b", "\"oping-server\""));
+    let c = t.daemon("c", &member("c", "\"oping-server\", \"uc-home\""));
+    let addr = |s: &str| uni_row(&t, s, &format!("u{s}"))["address"].clone();
+    let entries = |name: &str| -> Vec<Value> {
+        t.ctl_json("a", &["dht", "list"])
+            .into_iter()
+            .filter(|r| r["key"] == hex::encode(o7s_wire::hash::HashAlgo::Sha3_256.hash(name)))
+            .collect()
+    };
+    let settled = eventually(Duration::from_secs(20), || {
+        uni_row(&t, "a", "ua")["dht_proofs_refused"].as_u64() >= Some(1)
+            && !entries("oping-server").is_empty()
+            && !entries("uc-home").is_empty()
+    });
+    assert!(
+        settled,
+        "{}\n{:?}\nA: {}\nC: {}",
+        uni_row(&t, "a", "ua"),
+        t.ctl_json("a", &["dht", "list"]),
+        a.log(),
+        c.log()
+    );
+    let row = uni_row(&t, "a", "ua");
+    assert_eq!(row["dht_signed"], true, "{row}");
+    let ops = entries("oping-server");
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0]["address"], addr("b"), "{ops:?}");
+    assert_eq!(ops[0]["publisher"], "ub", "{ops:?}");
+    let home = entries("uc-home");
+    assert_eq!(home[0]["address"], addr("c"), "{home:?}");
+    assert_eq!(home[0]["publisher"], "uc", "{home:?}");
+    assert!(
+        a.log().contains("ignored: member uc may publish uc-home only"),
+        "{}",
+        a.log()
+    );
+    assert!(
+        c.log()
+            .contains("publishes oping-server, but its member certificate does not name it"),
+        "{}",
+        c.log()
+    );
+    // B refuses C's entry too.
+    assert!(
+        eventually(Duration::from_secs(5), || uni_row(&t, "b", "ub")
+            ["dht_proofs_refused"]
+            .as_u64()
+            >= Some(1)),
+        "{}",
+        uni_row(&t, "b", "ub")
+    );
+    let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "20ms"]);
+    assert_eq!(
+        sum["received"],
+        10,
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        a.log()
+    );
+    // The flow went to B: its oping-server has it, C's has none.
+    let served = |s: &str| {
+        t.ctl_json(s, &["flow", "list"])
+            .iter()
+            .filter(|f| f["name"] == "oping-server")
+            .count()
+    };
+    assert_eq!(served("c"), 0);
+    drop(b);
 }

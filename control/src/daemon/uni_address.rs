@@ -66,7 +66,14 @@ impl UniIpcp {
             ls.readdress(now, new);
         }
         if let Some(d) = self.dht.as_mut() {
-            d.readdress(now, unix_now().as_secs(), new);
+            let unix = unix_now().as_secs();
+            match &self.member {
+                // A secured layer: each entry signed again for the new address.
+                Some(m) => d.readdress_signed(now, unix, new, &mut |key, addr| {
+                    crate::dir_proof::sign(m, key, addr, unix).unwrap_or_default()
+                }),
+                None => d.readdress(now, unix, new),
+            }
         }
         if let Some(f) = self.fa.as_mut() {
             f.readdress(new);

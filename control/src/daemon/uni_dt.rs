@@ -146,7 +146,28 @@ impl UniIpcp {
         if !self.published && (self.dht_peer == 0 || d.contacts() > 0) {
             self.published = true;
             for n in &self.reg {
-                d.register(now, unix, o7s_wire::hash::HashAlgo::Sha3_256.hash(n));
+                let key = o7s_wire::hash::HashAlgo::Sha3_256.hash(n);
+                match &self.member {
+                    Some(m) => {
+                        if !crate::dir_proof::publishable_names(&m.signer.cert).contains(n) {
+                            tracing::warn!(
+                                "IPCP {}: publishes {n}, but its member certificate does not name it (subjectAltName DNS): other members will ignore the entry.",
+                                self.name
+                            );
+                        }
+                        match crate::dir_proof::sign(m, &key, self.addr, unix) {
+                            Ok(p) => d.register_signed(now, unix, key, p),
+                            Err(e) => {
+                                tracing::error!(
+                                    "IPCP {}: cannot sign the directory entry of {n}: {e}; not published.",
+                                    self.name
+                                );
+                                continue;
+                            }
+                        }
+                    }
+                    None => d.register(now, unix, key),
+                }
                 tracing::info!("IPCP {}: {n} published in the directory.", self.name);
             }
         }
@@ -158,6 +179,18 @@ impl UniIpcp {
             let (id, mut addrs) = match e {
                 dht::Event::Found { id, addrs, .. } => (id, addrs),
                 dht::Event::NotFound { id, .. } => (id, vec![]),
+                dht::Event::ProofRefused { from, addr, why } => {
+                    // Logged at the first, second, fourth, ... refusal: every one is
+                    // counted (`dht_proofs_refused`), the log stays bounded.
+                    let n = d.counters().proofs_refused;
+                    if n.is_power_of_two() {
+                        tracing::warn!(
+                            "IPCP {}: a directory entry for {addr:#010x} from {from:#010x} ignored: {why} ({n} so far).",
+                            self.name
+                        );
+                    }
+                    continue;
+                }
             };
             // Members we have a route to first (a name can have an old address of a
             // member that moved, until it expires), in the directory's order.

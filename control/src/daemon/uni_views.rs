@@ -66,10 +66,19 @@ impl Daemon {
             for (key, addr, local, exp) in d.entries() {
                 let name = known.get(key.as_slice()).map_or("-", String::as_str);
                 let expires_in_s = i64::from(exp) - i64::try_from(now).unwrap_or(i64::MAX);
+                // In a secured layer: the member whose signature the entry carries.
+                let publisher = if local {
+                    u.member
+                        .as_ref()
+                        .and_then(|m| crate::auth::common_name(&m.signer.cert).ok())
+                } else {
+                    d.signer(&key, addr).map(|s| s.publisher.clone())
+                };
                 rows.push(
                     json!({"ipcp": u.name, "name": name, "key": hex::encode(&key),
                                  "address": format!("{addr:#010x}"), "local": local,
-                                 "expires_in_s": expires_in_s, "contacts": d.contacts()}),
+                                 "expires_in_s": expires_in_s, "contacts": d.contacts(),
+                                 "publisher": publisher}),
                 );
             }
         }
@@ -180,6 +189,13 @@ impl Daemon {
                     o.insert("dt_rate_dropped".into(), json!(u.dt_rate_dropped));
                     o.insert("readdress_held".into(), json!(u.readdress_held));
                     o.insert("dt_held_for_route".into(), json!(u.dt_held));
+                    let dc = u.dht.as_ref().map(|d| d.counters()).unwrap_or_default();
+                    o.insert("dht_proofs_refused".into(), json!(dc.proofs_refused));
+                    o.insert("dht_superseded".into(), json!(dc.superseded));
+                    o.insert(
+                        "dht_signed".into(),
+                        json!(u.dht.as_ref().is_some_and(|d| d.has_proofs())),
+                    );
                 }
                 row
             })

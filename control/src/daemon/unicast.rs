@@ -205,8 +205,12 @@ pub(super) fn random_addr() -> u64 {
 }
 
 /// A directory node with a random id (SHA3-256 length, facts §6.2), with the layer's
-/// settings.
-fn new_dht(addr: u64, conf: &IpcpConfigMsg) -> Dht {
+/// settings; in a secured layer its entries need proofs (signed directory entries).
+fn new_dht(
+    addr: u64,
+    conf: &IpcpConfigMsg,
+    member: Option<&Arc<crate::membership::Membership>>,
+) -> Dht {
     let id: [u8; 32] = rand::random();
     let mut cfg = DhtConfig::default();
     if let Some(d) = conf.unicast.as_ref().and_then(|u| u.dir.dht.as_ref()) {
@@ -216,7 +220,14 @@ fn new_dht(addr: u64, conf: &IpcpConfigMsg) -> Dht {
         cfg.t_refresh = d.t_refresh.max(1);
         cfg.t_replicate = d.t_replicate.max(1);
     }
-    Dht::new(cfg, id.to_vec(), addr, rand::random())
+    let d = Dht::new(cfg, id.to_vec(), addr, rand::random());
+    match member {
+        Some(m) => d.with_proofs(Arc::new(crate::dir_proof::DirProofs::new(
+            m.clone(),
+            o7s_wire::hash::HashAlgo::Sha3_256,
+        ))),
+        None => d,
+    }
 }
 
 /// The layer's link-state settings (policy and timers).
@@ -340,7 +351,7 @@ impl Daemon {
             let mut lc = ls_config(&conf);
             lc.withdraw = uni.withdraw;
             uni.ls = Some(LinkState::new(addr, lc, Instant::now()));
-            uni.dht = Some(new_dht(addr, &conf));
+            uni.dht = Some(new_dht(addr, &conf, uni.member.as_ref()));
             uni.max_ttl = conf.unicast.as_ref().map_or(60, |u| u.dt.max_ttl);
             uni.mb_ecn = conf.unicast.as_ref().is_none_or(|u| u.cong_avoid != 0);
             uni.conn.set_layer(addr, conf);
@@ -691,7 +702,7 @@ impl Daemon {
                         let mut lc = ls_config(&mine);
                         lc.withdraw = u.withdraw;
                         u.ls = Some(LinkState::new(addr, lc, now));
-                        u.dht = Some(new_dht(addr, &mine));
+                        u.dht = Some(new_dht(addr, &mine, u.member.as_ref()));
                         u.max_ttl = mine.unicast.as_ref().map_or(60, |x| x.dt.max_ttl);
                         u.mb_ecn = mine.unicast.as_ref().is_none_or(|x| x.cong_avoid != 0);
                         u.conn.set_layer(addr, mine);

@@ -26,6 +26,11 @@ pub const MAX_CONTACTS: usize = 20;
 /// Most values a FIND_VALUE response may carry (the reference sends at most 8).
 pub const MAX_VALUES: usize = 8;
 
+/// Longest proof after a value's address: an o7s layer whose members sign their directory
+/// entries (docs/WIRE.md "Signed directory entries") sends the 8-byte address and a proof
+/// of at most this many bytes; the reference's values are the 8 bytes alone.
+pub const MAX_PROOF_LEN: usize = 2048;
+
 /// Longest DHT id or key (SHA3-512).
 pub const MAX_KEY_LEN: usize = 64;
 
@@ -635,8 +640,11 @@ impl Check for DhtMsg {
         }
         if let Some(s) = &self.store {
             key("store.key", &s.key)?;
-            if s.val.len() != 8 {
-                return Err(format!("store.val of {} bytes, not 8", s.val.len()));
+            if !(8..=8 + MAX_PROOF_LEN).contains(&s.val.len()) {
+                return Err(format!(
+                    "store.val of {} bytes (8, or 8 and a proof of at most {MAX_PROOF_LEN})",
+                    s.val.len()
+                ));
             }
         }
         if let Some(f) = &self.find {
@@ -658,8 +666,15 @@ impl Check for DhtMsg {
             if v.values.len() > MAX_VALUES {
                 return Err(format!("{} values (at most {MAX_VALUES})", v.values.len()));
             }
-            if v.values.iter().any(|x| x.len() != 8) {
-                return Err("a value that is not 8 bytes".into());
+            if let Some(x) = v
+                .values
+                .iter()
+                .find(|x| !(8..=8 + MAX_PROOF_LEN).contains(&x.len()))
+            {
+                return Err(format!(
+                    "a value of {} bytes (8, or 8 and a proof of at most {MAX_PROOF_LEN})",
+                    x.len()
+                ));
             }
         }
         Ok(())
@@ -670,6 +685,13 @@ impl DhtMsg {
     /// The address in an 8-byte big-endian value.
     pub fn addr_of(val: &[u8]) -> Option<u64> {
         Some(u64::from_be_bytes(val.try_into().ok()?))
+    }
+
+    /// A value's address and the proof after it (empty for the reference's 8-byte values);
+    /// `None` when shorter than 8 bytes.
+    pub fn split_value(val: &[u8]) -> Option<(u64, &[u8])> {
+        let (a, proof) = val.split_first_chunk::<8>()?;
+        Some((u64::from_be_bytes(*a), proof))
     }
 }
 
@@ -805,6 +827,57 @@ mod tests {
             conf: None,
         };
         assert!(decode::<EnrollRespMsg>(&resp.encode_to_vec()).is_err());
+    }
+
+    #[test]
+    fn values_are_eight_bytes_or_eight_and_a_bounded_proof() {
+        let src = DhtContactMsg {
+            id: vec![7; 32],
+            addr: 1,
+        };
+        let store = |n: usize| DhtMsg {
+            code: dht_code::STORE,
+            src: src.clone(),
+            store: Some(DhtStoreMsg {
+                key: vec![1; 32],
+                val: vec![2; n],
+                exp: 9,
+            }),
+            find: None,
+            node: None,
+            val: None,
+        };
+        let rsp = |n: usize| DhtMsg {
+            code: dht_code::FIND_VALUE_RSP,
+            src: src.clone(),
+            store: None,
+            find: None,
+            node: Some(DhtFindNodeRspMsg {
+                cookie: 1,
+                key: vec![1; 32],
+                contacts: vec![],
+            }),
+            val: Some(DhtFindValueRspMsg {
+                values: vec![vec![3; 8], vec![3; n]],
+            }),
+        };
+        for n in [8, 9, 8 + MAX_PROOF_LEN] {
+            assert!(decode::<DhtMsg>(&store(n).encode_to_vec()).is_ok(), "{n}");
+            assert!(decode::<DhtMsg>(&rsp(n).encode_to_vec()).is_ok(), "{n}");
+        }
+        for n in [0, 7, 9 + MAX_PROOF_LEN] {
+            let e = decode::<DhtMsg>(&store(n).encode_to_vec()).unwrap_err();
+            assert!(e.to_string().contains(&format!("store.val of {n} bytes")), "{e}");
+            let e = decode::<DhtMsg>(&rsp(n).encode_to_vec()).unwrap_err();
+            assert!(e.to_string().contains(&format!("a value of {n} bytes")), "{e}");
+        }
+        assert_eq!(DhtMsg::split_value(&[0, 0, 0, 0, 0, 0, 1, 2]), Some((0x102, &[][..])));
+        assert_eq!(
+            DhtMsg::split_value(&[0, 0, 0, 0, 0, 0, 1, 2, 9, 8]),
+            Some((0x102, &[9u8, 8][..]))
+        );
+        assert_eq!(DhtMsg::split_value(&[1; 7]), None);
+        assert_eq!(DhtMsg::addr_of(&[0, 0, 0, 0, 0, 0, 1, 2, 9]), None);
     }
 
     proptest::proptest! {
