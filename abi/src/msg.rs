@@ -418,6 +418,9 @@ pub struct AdoptedFlow {
     pub timeout_ms: u64,
     /// o7sd's record, as it gave it.
     pub record: String,
+    /// A flow over a unicast IPCP: its DT end (with the full 64-bit endpoint ids).
+    #[serde(default)]
+    pub uni: Option<UniFlowSpec>,
 }
 
 /// The header of a frame in a capture ring: `ts_ns(8) len(4) tx(1) pad(3)`, native byte

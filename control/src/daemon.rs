@@ -20,6 +20,7 @@ mod uni_address;
 mod uni_dt;
 mod uni_flows;
 mod uni_loop;
+mod uni_resume;
 mod uni_views;
 mod unicast;
 mod views;
@@ -168,6 +169,18 @@ pub struct State {
     pub unicast: Vec<unicast::UniIpcp>,
     /// Ports of an adopted data plane that no IPCP has taken yet.
     adopted_ports: Vec<o7s_abi::msg::AdoptedPort>,
+    /// This o7sd adopted a running data plane (unicast IPCPs may resume).
+    dp_adopted: bool,
+    /// Adopted N-1 flows of the previous o7sd's unicast IPCPs, until one resumes with them.
+    adopted_n1: HashMap<u64, Instant>,
+    /// Adopted flows over unicast IPCPs, until their IPCP resumes.
+    uni_adopted: Vec<(
+        Instant,
+        o7s_abi::msg::AdoptedFlow,
+        install::FlowRecord,
+    )>,
+    /// Flows over unicast IPCPs that a resumed IPCP claimed, for the loop to watch.
+    uni_flows_adopted: Vec<uni_flows::UniFlowP>,
     /// When the event loop's protocol work is due next (an earlier timer wakes it).
     proto_wake: Option<Instant>,
     /// Local IPCPs (`[local.X]`).

@@ -37,6 +37,8 @@ pub struct Router {
     port_owner: HashMap<u32, usize>,
     /// Which worker owns a flow.
     flow_owner: HashMap<u64, usize>,
+    /// Flows of an app (pid > 0): while one is left, an orphan waits for an o7sd.
+    app_flows: std::collections::HashSet<u64>,
     next: usize,
     /// Stats requests not answered yet.
     stats_wanted: usize,
@@ -86,6 +88,7 @@ impl Router {
             workers,
             port_owner: HashMap::new(),
             flow_owner: HashMap::new(),
+            app_flows: std::collections::HashSet::new(),
             next: 0,
             stats_wanted: 0,
             adopt_wanted: false,
@@ -175,7 +178,7 @@ impl Router {
                 self.out.clear();
                 if self
                     .up
-                    .expired(std::time::Instant::now(), !self.flow_owner.is_empty())
+                    .expired(std::time::Instant::now(), !self.app_flows.is_empty())
                 {
                     tracing::info!("no o7sd and no flow left: exiting");
                     return Ok(());
@@ -224,14 +227,22 @@ impl Router {
             ToDp::SendMgmt { port, .. } | ToDp::SendUdp { port, .. } => {
                 self.port_owner.get(port).copied()
             }
-            ToDp::AddFlow { flow, port, .. } => {
+            ToDp::AddFlow {
+                flow, port, pid, ..
+            } => {
                 let w = self.port_owner.get(port).copied();
                 if let Some(w) = w {
                     self.flow_owner.insert(*flow, w);
+                    if *pid > 0 {
+                        self.app_flows.insert(*flow);
+                    }
                 }
                 w
             }
-            ToDp::DelFlow { flow } => self.flow_owner.remove(flow),
+            ToDp::DelFlow { flow } => {
+                self.app_flows.remove(flow);
+                self.flow_owner.remove(flow)
+            }
             ToDp::CaptureStart { port, .. } => self.port_owner.get(port).copied(),
             // Every worker forwards for every unicast IPCP.
             ToDp::CaptureStop { .. } | ToDp::UniTable { .. } => {
@@ -291,6 +302,7 @@ impl Router {
             }
             FromDp::FlowGone { flow, .. } => {
                 self.flow_owner.remove(&flow);
+                self.app_flows.remove(&flow);
                 self.out.push(msg);
                 Ok(())
             }

@@ -215,6 +215,19 @@ impl Fa {
         Ok(eid)
     }
 
+    /// Takes endpoint `eid` that a flow set up before us still uses (an o7sd that resumed
+    /// this IPCP adopted the flow): `false` when its flow number is out of range or taken.
+    pub fn adopt_eid(&mut self, eid: u64) -> bool {
+        let Ok(fd) = u32::try_from(eid & 0xffff_ffff) else {
+            return false;
+        };
+        if !(FIRST_FD..MAX_FD).contains(&fd) || self.eids.contains_key(&fd) {
+            return false;
+        }
+        self.eids.insert(fd, eid);
+        true
+    }
+
     /// Frees endpoint `eid` (its flow ended; there is no deallocation message).
     pub fn release(&mut self, eid: u64) {
         if let Some(fd) = self.check_eid(eid) {
@@ -476,6 +489,23 @@ mod tests {
 
     fn hash() -> Vec<u8> {
         o7s_wire::hash::HashAlgo::Sha3_256.hash("oping")
+    }
+
+    #[test]
+    fn an_adopted_eid_is_ours_again_and_not_handed_out_twice() {
+        let mut a = Fa::new(FaConfig::default(), A, 1);
+        let eid = (0xabcd_u64 << 32) | 64;
+        assert!(a.adopt_eid(eid));
+        assert_eq!(a.check_eid(eid), Some(64));
+        assert!(!a.adopt_eid(eid), "taken");
+        assert!(!a.adopt_eid((1 << 32) | 64), "its flow number is taken");
+        assert!(!a.adopt_eid(63), "below the first flow number");
+        assert!(!a.adopt_eid(u64::from(MAX_FD)), "beyond the last");
+        // A new flow gets another flow number.
+        assert_eq!(a.take_eid().map(|e| e & 0xffff_ffff), Ok(65));
+        a.release(eid);
+        assert_eq!(a.check_eid(eid), None);
+        assert!(a.adopt_eid(eid));
     }
 
     #[test]

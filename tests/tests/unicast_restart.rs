@@ -321,12 +321,19 @@ fn a_restarted_member_s_old_links_go_at_once_at_its_neighbour() {
     assert!(ok, "{got}/10\n{}", a.log());
 }
 
+/// Issue 26 item 4: a flow over the unicast layer survives `kill -9` of o7sd. A pings C's
+/// oping-server (started by hand, not by o7sd) through B, 1000 times at 10 ms; C's o7sd is
+/// killed mid-run and a new one started: it adopts the data plane (which forwarded
+/// meanwhile), resumes C's IPCP at its old address with its old DT link to B until the
+/// new connections replace it, and knows the flow again (same id, same pid). Every ping
+/// is answered; B ends its old links to C within seconds (C connected again), leaving
+/// two; a new flow works beside the adopted one.
 #[test]
-fn an_o7sd_restart_ends_the_old_ipcp_s_links_at_once_at_its_neighbour() {
+fn a_flow_over_the_layer_survives_kill_9_of_o7sd() {
     if !can_run() {
         return;
     }
-    let t = Topo::bridged("up", &["a", "b", "c"]);
+    let t = Topo::bridged("ur", &["a", "b", "c"]);
     let a = t.daemon("a", &conf(&t, "a"));
     assert!(eventually(Duration::from_secs(10), || row(&t, "a", "ua")
         ["state"]
@@ -338,14 +345,41 @@ fn an_o7sd_restart_ends_the_old_ipcp_s_links_at_once_at_its_neighbour() {
         "{}",
         b.log()
     );
-    let mut c = t.daemon("c", &conf(&t, "c"));
+    // C serves oping-server with a process of its own (o7sd starts none).
+    // (bound to the oping under test, without args: not auto-started).
+    let c_conf = conf(&t, "c")
+        .lines()
+        .filter(|l| !l.starts_with("args="))
+        .map(|l| {
+            if l.starts_with("prog=") {
+                format!("prog=[\"{}\"]", o7s_integration::bin("oping").display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut c = t.daemon("c", &c_conf);
     assert!(
         eventually(Duration::from_secs(10), || row(&t, "c", "uc")["state"]
             == "enrolled"),
         "{}",
         c.log()
     );
-    let old = row(&t, "c", "uc")["address"].clone();
+    let mut srv = t
+        .cmd("c", &o7s_integration::bin("oping"))
+        .arg("--listen")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    t.wait_accepting("c", "c", "oping-server");
+    // Once A's directory has C's name.
+    assert!(eventually(Duration::from_secs(30), || t
+        .oping("a", &["-n", "oping-server", "-c", "1"])
+        .0["received"]
+        == 1));
+    let addr = row(&t, "c", "uc")["address"].clone();
     let links_to = |addr: &Value| {
         t.ctl_json("b", &["neighbour", "list"])
             .into_iter()
@@ -353,47 +387,110 @@ fn an_o7sd_restart_ends_the_old_ipcp_s_links_at_once_at_its_neighbour() {
             .count()
     };
     assert!(
-        eventually(Duration::from_secs(10), || links_to(&old) == 2),
+        eventually(Duration::from_secs(10), || links_to(&addr) == 2),
         "B has Management and DT links to C"
     );
-    // Only C's o7sd goes (a crash): its data plane lives on with the old IPCP's N-1 flows,
-    // and the next o7sd adopts it. The old IPCP is gone with the o7sd that ran it: its
-    // flows are closed at adoption, so their endpoint ids are free for the new IPCP's
-    // flows and B, seeing them reused, ends the old ones at once.
+    let old_links: Vec<Value> = t
+        .ctl_json("b", &["neighbour", "list"])
+        .into_iter()
+        .filter(|r| r["neighbour"] == addr)
+        .map(|r| r["n1_flow"].clone())
+        .collect();
+    let ping = t
+        .cmd("a", &o7s_integration::bin("oping"))
+        .args(["-n", "oping-server", "-c", "1000", "-i", "10ms", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The served flow of the 1000-ping run (the one-ping flow before it has ended).
+    let served = |h: &str| {
+        t.ctl_json(h, &["flow", "list"])
+            .into_iter()
+            .filter(|f| f["name"] == "oping-server" && f["side"] == "accept")
+            .max_by_key(|f| f["flow"].as_u64())
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || served("c")
+            .is_some_and(|f| f["rx_sdus"].as_u64().unwrap_or(0) > 20)),
+        "{:?}",
+        t.ctl_json("c", &["flow", "list"])
+    );
+    let before = served("c").unwrap();
     c.kill9();
-    let c2 = t.daemon("c", &conf(&t, "c"));
     assert!(
-        eventually(Duration::from_secs(15), || row(&t, "c", "uc")["state"]
-            == "enrolled"),
+        eventually(Duration::from_secs(5), || c
+            .log()
+            .contains("o7sd went away: forwarding the flows there are")),
+        "{}",
+        c.log()
+    );
+    // A second of pings through C's data plane alone.
+    std::thread::sleep(Duration::from_millis(1000));
+    let c2 = t.daemon_logged("c", "c", &c_conf, &[], "o7sd-c-2.log");
+    let log = c2.log();
+    assert!(log.contains("Adopted the running data plane"), "{log}");
+    assert!(
+        eventually(Duration::from_secs(10), || c2.log().contains("resumed at address")),
         "{}",
         c2.log()
     );
-    assert!(
-        c2.log().contains("Adopted the running data plane"),
-        "{}",
-        c2.log()
-    );
-    assert!(
-        c2.log().contains("which is gone: closed"),
-        "C says it closed the old IPCP's flows\n{}",
-        c2.log()
-    );
-    let new = row(&t, "c", "uc")["address"].clone();
-    assert_ne!(old, new);
-    let gone = eventually(Duration::from_secs(5), || {
-        links_to(&old) == 0 && links_to(&new) == 2
+    assert_eq!(row(&t, "c", "uc")["address"], addr, "the same address");
+    assert_eq!(row(&t, "c", "uc")["resumed"], true);
+    let adopted = served("c").unwrap_or(Value::Null);
+    assert_eq!(adopted["flow"], before["flow"], "{adopted}\n{}", c2.log());
+    assert_eq!(adopted["pid"], before["pid"], "{adopted}");
+    // B ends its old links to C once C connected again: two links, neither old.
+    let replaced = eventually(Duration::from_secs(10), || {
+        let now: Vec<Value> = t
+            .ctl_json("b", &["neighbour", "list"])
+            .into_iter()
+            .filter(|r| r["neighbour"] == addr)
+            .map(|r| r["n1_flow"].clone())
+            .collect();
+        now.len() == 2 && now.iter().all(|f| !old_links.contains(f))
     });
     assert!(
-        gone,
-        "B's links: {:?}\nC's log: {}",
+        replaced,
+        "B's links: {:?} (old {old_links:?})\nB: {}\nC: {}",
         t.ctl_json("b", &["neighbour", "list"]),
+        b.log(),
         c2.log()
     );
-    let mut got = 0;
-    let ok = eventually(Duration::from_secs(30), || {
-        let (sum, _) = t.oping("a", &["-n", "oping-server", "-c", "10", "-i", "20ms"]);
-        got = sum["received"].as_u64().unwrap_or(0);
-        got == 10
-    });
-    assert!(ok, "{got}/10\n{}", a.log());
+    // A new flow beside the adopted one.
+    let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "20", "-i", "10ms"]);
+    assert_eq!(
+        sum["received"],
+        20,
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        c2.log()
+    );
+    let out = ping.wait_with_output().unwrap();
+    std::fs::write(t.dir.join("oping-1000.out"), &out.stdout).unwrap();
+    let line = out
+        .stdout
+        .split(|x| *x == b'\n')
+        .rfind(|l| !l.is_empty())
+        .unwrap_or_default();
+    let sum: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+    let after = t
+        .ctl_json("c", &["flow", "list"])
+        .into_iter()
+        .find(|f| f["flow"] == before["flow"]);
+    eprintln!(
+        "1000-ping run across kill -9 of C's o7sd: {sum}\nC's flow before {before}\nafter {after:?}"
+    );
+    assert_eq!(
+        sum["received"],
+        1000,
+        "{}\nA: {}\nC (old): {}\nC (new): {}",
+        String::from_utf8_lossy(&out.stderr),
+        a.log(),
+        c.log(),
+        c2.log()
+    );
+    let _ = srv.kill();
+    let _ = srv.wait();
+    drop((a, b, c2));
 }

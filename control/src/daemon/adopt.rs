@@ -16,6 +16,7 @@ impl Daemon {
             .next_port
             .max(ports.iter().map(|p| p.port).max().unwrap_or(0));
         st.adopted_ports = ports;
+        st.dp_adopted = true;
     }
 
     /// The adopted port on `dev` of `kind`, if there is one (taken: it is the IPCP's now).
@@ -37,6 +38,25 @@ impl Daemon {
             let record: Option<FlowRecord> = serde_json::from_str(&f.record).ok();
             let mut st = self.st();
             st.next_flow = st.next_flow.max(f.flow);
+            // A flow over a unicast IPCP: its IPCP claims it when it resumes (or it goes,
+            // uni_resume.rs), unless its process is gone.
+            if let (Some(_), Some(r)) = (&f.uni, &record) {
+                if crate::registry::process_lives(f.pid) {
+                    let now = Instant::now();
+                    let Some(r) = record else { continue };
+                    st.uni_adopted.push((now, f, r));
+                    kept += 1;
+                } else {
+                    drop(st);
+                    tracing::info!(
+                        "Adopted flow {} ({} {}) over a unicast IPCP belonged to process {}, which is gone: closed.",
+                        f.flow, r.side, r.name, f.pid
+                    );
+                    self.dp.send(&ToDp::DelFlow { flow: f.flow }, &[]);
+                    closed += 1;
+                }
+                continue;
+            }
             let idx = st.ipcps.iter().position(|i| i.port == f.port);
             let (Some(idx), Some(r)) = (idx, record) else {
                 drop(st);
@@ -56,7 +76,10 @@ impl Daemon {
             // and the neighbour, seeing an id it still knows reused, ends its old flows at
             // once (control/src/daemon/install.rs `superseded`) instead of after its
             // timeout.
-            if !crate::registry::process_lives(f.pid) {
+            // o7sd's own N-1 flows stay for a resumed unicast IPCP to claim its DT flows
+            // (until replaced); the rest (Management, Enrollment: their rings were the
+            // old o7sd's) are closed when no IPCP claims them (uni_resume.rs).
+            if !r.own && !crate::registry::process_lives(f.pid) {
                 drop(st);
                 tracing::info!(
                     "Adopted flow {} ({} {}, local {:#x}) belonged to process {}, which is gone: closed.",
@@ -99,6 +122,12 @@ impl Daemon {
                 f.local,
                 f.remote
             );
+            let pid = if r.own {
+                st.adopted_n1.insert(f.flow, Instant::now());
+                std::process::id() as i32
+            } else {
+                f.pid
+            };
             st.flows.insert(
                 f.flow,
                 FlowRec {
@@ -108,7 +137,7 @@ impl Daemon {
                     peer,
                     name: r.name,
                     side,
-                    pid: f.pid,
+                    pid,
                     qos: r.qos,
                     down: false,
                 },

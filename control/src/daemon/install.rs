@@ -11,6 +11,10 @@ pub(super) struct FlowRecord {
     pub name: String,
     pub side: String,
     pub qos: QosSpec,
+    /// An N-1 flow of o7sd's own (a unicast or broadcast IPCP's): installed without a
+    /// pid, so that the data plane keeps it when o7sd goes (a resumed IPCP takes it).
+    #[serde(default)]
+    pub own: bool,
 }
 
 impl Daemon {
@@ -91,6 +95,7 @@ impl Daemon {
                 .fetch_add(1, Ordering::Relaxed);
             self.wake();
         }
+        let own = pid == std::process::id() as i32;
         let added = self.dp.add_flow(
             &ToDp::AddFlow {
                 flow,
@@ -101,11 +106,13 @@ impl Daemon {
                 timeout_ms: u64::from(qos.timeout.max(1000)),
                 peer_addr: peer.addr(),
                 crypt,
-                pid,
+                // o7sd's own flows outlive it in the data plane (o7sd ends them).
+                pid: if own { 0 } else { pid },
                 record: serde_json::to_string(&FlowRecord {
                     name: name.to_string(),
                     side: side.to_string(),
                     qos,
+                    own,
                 })
                 .unwrap_or_default(),
                 uni: None,

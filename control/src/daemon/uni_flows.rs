@@ -333,8 +333,14 @@ impl Daemon {
                 peer_addr: None,
                 crypt,
                 pid,
-                // Not adopted by a restarted o7sd (the layer's state is gone with it).
-                record: String::new(),
+                // Taken back by an o7sd that resumes the IPCP (uni_resume.rs).
+                record: serde_json::to_string(&super::install::FlowRecord {
+                    name: name.to_string(),
+                    side: side.to_string(),
+                    qos,
+                    own: false,
+                })
+                .unwrap_or_default(),
                 uni: Some(o7s_abi::msg::UniFlowSpec {
                     ipcp: uni as u32,
                     dst: peer as u32,

@@ -150,7 +150,8 @@ impl Daemon {
                 }
             }
         }
-        for fp in std::mem::take(&mut u.new_flows) {
+        let adopted = std::mem::take(&mut self.st().uni_flows_adopted);
+        for fp in std::mem::take(&mut u.new_flows).into_iter().chain(adopted) {
             u.flows.insert(fp.flow, fp);
         }
         // Flows whose app went (or that were freed): their endpoint ids go back.
@@ -208,8 +209,29 @@ impl Daemon {
                 }
             }
             next_hop.sort_unstable();
-            let mut n1: Vec<u64> = u.dt_nb.values().copied().collect();
+            // Retiring DT flows still deliver what is in flight on them.
+            let mut n1: Vec<u64> = u
+                .dt_nb
+                .values()
+                .chain(u.retiring.keys())
+                .copied()
+                .collect();
             n1.sort_unstable();
+            n1.dedup();
+            // Resuming: the adopted table's routes fill this one's gaps until it has none.
+            if let Some((until, old)) = &u.adopt_hold {
+                let alive = |f: u64| u.retiring.contains_key(&f) || n1.contains(&f);
+                let complete = super::uni_resume::fill_gaps(&mut next_hop, old, alive);
+                if complete || Instant::now() >= *until {
+                    tracing::info!(
+                        "IPCP {}: its own forwarding table ({} destinations) replaces the adopted one{}.",
+                        u.name,
+                        next_hop.len(),
+                        if complete { "" } else { " (hold over)" }
+                    );
+                    u.adopt_hold = None;
+                }
+            }
             let table = (u.addr as u32, next_hop, n1);
             // Addresses that left the table: their directory values go after a grace.
             let now = Instant::now();
@@ -241,6 +263,22 @@ impl Daemon {
             }
             if u.dp_table.as_ref() != Some(&table) {
                 u.dp_table = Some(table.clone());
+                // What a restarted o7sd needs to resume this IPCP.
+                if let Some(layer) = u.layer.clone().filter(|_| u.bcast.is_none()) {
+                    let mut dt: Vec<(u64, u64)> = u.dt_nb.iter().map(|(a, f)| (*a, *f)).collect();
+                    dt.sort_unstable();
+                    super::uni_resume::save(
+                        &self.settings.rundir,
+                        &u.name,
+                        &super::uni_resume::UniSaved {
+                            index: i,
+                            layer,
+                            addr: u.addr,
+                            dt,
+                            next_hop: table.1.clone(),
+                        },
+                    );
+                }
                 send.push(ToDp::UniTable {
                     ipcp: i as u32,
                     own: table.0,

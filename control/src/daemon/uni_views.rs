@@ -184,6 +184,7 @@ impl Daemon {
                         json!(u.ls.as_ref().map_or(0, |l| l.counters().withdrawn)),
                     );
                     o.insert("dht_forgotten".into(), json!(u.dht_forgotten));
+                    o.insert("resumed".into(), json!(u.resumed));
                     o.insert("membership".into(), membership(u));
                     o.insert("lsa_rate_dropped".into(), json!(u.lsa_rate_dropped));
                     o.insert("dt_rate_dropped".into(), json!(u.dt_rate_dropped));

@@ -129,6 +129,18 @@ pub struct UniIpcp {
     /// Names this IPCP looked up in the directory, by hash (`dht list` shows them beside
     /// the keys); at most [`LOOKED_UP_MAX`].
     pub(super) looked_up: HashMap<Vec<u8>, String>,
+    /// Saved state to claim from the adopted data plane (the IPCP resumes at its old
+    /// address: uni_resume.rs).
+    pub(super) resume: Option<super::uni_resume::UniSaved>,
+    /// It resumed from an adopted data plane.
+    pub resumed: bool,
+    /// While resuming: the adopted table's routes fill the new one's gaps until it has
+    /// none, or until the instant.
+    pub(super) adopt_hold: Option<(Instant, Vec<(u32, u64)>)>,
+    /// N-1 flows that a newer one to the same member replaced: closed at the instant.
+    pub(super) retiring: HashMap<u64, Instant>,
+    /// Such flows of its own connections, marked down for the loop to close.
+    pub(super) retired: std::collections::HashSet<u64>,
 }
 
 /// Most names an IPCP remembers having looked up (for `dht list`).
@@ -327,6 +339,11 @@ impl UniIpcp {
             left: HashMap::new(),
             dht_forgotten: 0,
             withdraw,
+            resume: None,
+            resumed: false,
+            adopt_hold: None,
+            retiring: HashMap::new(),
+            retired: Default::default(),
         }
     }
 }
@@ -344,7 +361,9 @@ impl Daemon {
         };
         let mut names = vec![i.name.clone()];
         if let (Some(layer), None) = (&i.bootstrap, &i.enrol) {
-            let addr = random_addr();
+            let dp_adopted = self.st().dp_adopted;
+            let (addr, resume) = self.resume_or_new_addr(dp_adopted, idx, &i.name, layer);
+            uni.resume = resume;
             // The bootstrapper's configuration names itself as the DHT peer of those it
             // enrols (facts §6.5).
             let conf = layer_conf(layer, addr, &i.uni);
@@ -604,6 +623,8 @@ impl Daemon {
         let mut woke = false;
         let mut st = self.st();
         let mut connect = vec![];
+        let dp_adopted = st.dp_adopted;
+        let mut reconnected: Vec<(usize, u64, Vec<u64>)> = vec![];
         // N-1 flows whose peer timed out (or that were freed elsewhere): their component
         // forgets them; link state drops the own link (the others age it out) and
         // recomputes.
@@ -637,6 +658,11 @@ impl Daemon {
             if u.disconnected.remove(&flow) {
                 tracing::info!(
                     "IPCP {}: N-1 flow {flow} closed (o7sctl ipcp disconnect).",
+                    u.name
+                );
+            } else if u.retired.remove(&flow) {
+                tracing::info!(
+                    "IPCP {}: N-1 flow {flow} closed: a newer one to the same member took its place.",
                     u.name
                 );
             } else {
@@ -687,13 +713,15 @@ impl Daemon {
                         accept_more.push((idx, vec![layer]));
                     }
                     UniEvent::Enrolled { conf, .. } => {
-                        let addr = random_addr();
+                        let layer = conf.layer_info.name.clone();
+                        let (addr, resume) =
+                            self.resume_or_new_addr(dp_adopted, idx, &u.name, &layer);
+                        u.resume = resume;
                         let conf_peer = conf
                             .unicast
                             .as_ref()
                             .and_then(|x| x.dir.dht.as_ref())
                             .map_or(0, |d| d.peer);
-                        let layer = conf.layer_info.name.clone();
                         let mut mine = *conf;
                         if let Some(d) = mine.unicast.as_mut().and_then(|x| x.dir.dht.as_mut()) {
                             d.peer = addr;
@@ -756,17 +784,35 @@ impl Daemon {
                             match comp {
                                 Component::Management => ls.add_mgmt(flow),
                                 Component::DataTransfer => {
-                                    u.dt_nb.insert(peer_addr, flow);
+                                    // A resumed IPCP's old DT flow to this member goes
+                                    // shortly (PDUs in flight on it still arrive).
+                                    if let Some(old) = u.dt_nb.insert(peer_addr, flow) {
+                                        if let Some(due) = u.retiring.get_mut(&old) {
+                                            *due = (*due).min(now + super::uni_resume::RETIRE_AFTER);
+                                        }
+                                    }
                                     ls.add_dt(now, peer_addr);
                                 }
                                 Component::Enrollment => {}
                             }
+                        }
+                        // Older connections of the same component to the same member.
+                        let older: Vec<u64> = u
+                            .conn
+                            .connections()
+                            .into_iter()
+                            .filter(|(f, c, a)| *f != flow && *c == comp && *a == peer_addr)
+                            .map(|(f, _, _)| f)
+                            .collect();
+                        if !older.is_empty() {
+                            reconnected.push((idx, flow, older));
                         }
                     }
                 }
             }
         }
         drop(st);
+        self.uni_after_pump(now, reconnected, &mut close);
         if woke {
             self.wake();
         }
@@ -792,6 +838,9 @@ impl Daemon {
                     u.fa.as_ref().and_then(|f| f.poll_timeout()),
                     // Retry the messages waiting for a route.
                     (!u.held.is_empty()).then(|| Instant::now() + Duration::from_millis(100)),
+                    // Retired N-1 flows to close, the end of a resumption's hold.
+                    u.retiring.values().min().copied(),
+                    u.adopt_hold.as_ref().map(|h| h.0),
                     // Bootstrap the directory while it knows no one.
                     u.dht
                         .as_ref()

@@ -141,11 +141,11 @@ impl Dataplane {
                 io_path: u.stats.io_path.clone(),
             }))
             .collect();
-        // Flows over a unicast IPCP are not offered: the layer's state went with o7sd.
+        // Flows over a unicast IPCP too: an o7sd that resumes the IPCP (the same address)
+        // takes them back, another closes them.
         let flows = self
             .flows
             .iter()
-            .filter(|(_, f)| f.uni.is_none())
             .map(|(id, f)| AdoptedFlow {
                 flow: *id,
                 port: f.port,
@@ -156,6 +156,7 @@ impl Dataplane {
                 pid: f.pid,
                 timeout_ms: f.timeout_ms,
                 record: f.record.clone(),
+                uni: f.uni.clone(),
             })
             .collect();
         FromDp::Adopted { ports, flows }

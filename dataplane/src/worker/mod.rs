@@ -401,7 +401,11 @@ impl Dataplane {
                 if self.up.has_pending() && !self.tend_upstream() {
                     return Ok(());
                 }
-                if self.up.expired(self.now, !self.flows.is_empty()) {
+                // o7sd's own N-1 flows (pid 0) do not keep an orphan alive: only apps' do.
+                if self
+                    .up
+                    .expired(self.now, self.flows.values().any(|f| f.pid > 0))
+                {
                     tracing::info!("no o7sd and no flow left: exiting");
                     return Ok(());
                 }
