@@ -174,11 +174,7 @@ pub struct State {
     /// Adopted N-1 flows of the previous o7sd's unicast IPCPs, until one resumes with them.
     adopted_n1: HashMap<u64, Instant>,
     /// Adopted flows over unicast IPCPs, until their IPCP resumes.
-    uni_adopted: Vec<(
-        Instant,
-        o7s_abi::msg::AdoptedFlow,
-        install::FlowRecord,
-    )>,
+    uni_adopted: Vec<(Instant, o7s_abi::msg::AdoptedFlow, install::FlowRecord)>,
     /// Flows over unicast IPCPs that a resumed IPCP claimed, for the loop to watch.
     uni_flows_adopted: Vec<uni_flows::UniFlowP>,
     /// When the event loop's protocol work is due next (an earlier timer wakes it).

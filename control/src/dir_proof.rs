@@ -108,13 +108,16 @@ fn parse(proof: &[u8]) -> Result<Parts<'_>, String> {
     })
 }
 
+/// A check's result: the signer and its certificate's end of validity (UNIX s), or why not.
+type Checked = Result<(Signed, i64), String>;
+
 /// A secured layer's check of directory entries, given to its DHT.
 pub struct DirProofs {
     member: Arc<Membership>,
     hash: HashAlgo,
     /// Entries already checked: digest of (key, address, proof) -> the result (with the
     /// certificate's end of validity, UNIX s).
-    seen: Mutex<HashMap<Vec<u8>, Result<(Signed, i64), String>>>,
+    seen: Mutex<HashMap<Vec<u8>, Checked>>,
     /// Checks in the current second: (second, count).
     spent: Mutex<(u64, u32)>,
 }
@@ -139,13 +142,7 @@ impl DirProofs {
         }
     }
 
-    fn check_fresh(
-        &self,
-        key: &[u8],
-        addr: u64,
-        p: &Parts<'_>,
-        unix: u64,
-    ) -> Result<(Signed, i64), String> {
+    fn check_fresh(&self, key: &[u8], addr: u64, p: &Parts<'_>, unix: u64) -> Checked {
         if p.at > unix.saturating_add(FUTURE_SLACK) {
             return Err(format!("signed {} s in the future", p.at - unix));
         }

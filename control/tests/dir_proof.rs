@@ -119,11 +119,14 @@ fn malformed_and_future_proofs_are_refused_with_the_reason() {
     let good = dir_proof::sign(&ub, &k, 5, T).unwrap();
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![], "an empty proof"),
-        ({
-            let mut p = good.clone();
-            p[0] = 2;
-            p
-        }, "proof version 2"),
+        (
+            {
+                let mut p = good.clone();
+                p[0] = 2;
+                p
+            },
+            "proof version 2",
+        ),
         (good[..5].to_vec(), "cut short before its time"),
         (good[..10].to_vec(), "cut short before its certificate"),
         (good[..200].to_vec(), "a certificate of"),
@@ -161,7 +164,10 @@ fn new_entries_are_checked_at_a_bounded_rate_replays_cost_no_signature_check() {
             refused_for_budget += 1;
         }
     }
-    assert_eq!(refused_for_budget, 11, "the good one and 999 forged were checked");
+    assert_eq!(
+        refused_for_budget, 11,
+        "the good one and 999 forged were checked"
+    );
     // The good entry again: remembered, still accepted; the next second checks again.
     assert!(c.check(&k, 5, &good, T).is_ok());
     let other = dir_proof::sign(&ub, &k, 6, T).unwrap();

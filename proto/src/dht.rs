@@ -289,10 +289,7 @@ impl Dht {
         let (addr, proof) = DhtMsg::split_value(val)?;
         let r = match &self.proofs {
             None if proof.is_empty() => return Some((addr, vec![], None)),
-            None => Err(format!(
-                "a proof of {} bytes in an open layer",
-                proof.len()
-            )),
+            None => Err(format!("a proof of {} bytes in an open layer", proof.len())),
             Some(_) if proof.is_empty() => Err("no proof".to_string()),
             Some(p) => p.check(key, addr, proof, unix),
         };
@@ -540,7 +537,7 @@ impl Dht {
                     .collect()
             })
             .unwrap_or_default();
-        v.sort_unstable_by(|x, y| (y.0, y.1, y.2).cmp(&(x.0, x.1, x.2)));
+        v.sort_unstable_by_key(|x| std::cmp::Reverse((x.0, x.1, x.2)));
         let mut v: Vec<(u64, Vec<u8>)> = v.into_iter().map(|x| (x.2, x.3)).collect();
         if self.local.contains_key(key) {
             let proof = self.local_proof.get(key).cloned().unwrap_or_default();
@@ -721,8 +718,15 @@ impl Dht {
         if let Some(sg) = &signed {
             // A newer entry of the same publisher supersedes its older ones (an IPCP that
             // restarted or moved signs again); an older one than we hold is refused.
-            let same = |e: &Stored| e.signed.as_ref().is_some_and(|o| o.publisher == sg.publisher);
-            if entry.values().any(|e| same(e) && e.signed.as_ref().is_some_and(|o| o.at > sg.at)) {
+            let same = |e: &Stored| {
+                e.signed
+                    .as_ref()
+                    .is_some_and(|o| o.publisher == sg.publisher)
+            };
+            if entry
+                .values()
+                .any(|e| same(e) && e.signed.as_ref().is_some_and(|o| o.at > sg.at))
+            {
                 self.counters.superseded += 1;
                 return;
             }
@@ -1173,8 +1177,16 @@ mod tests {
         // No proof, a proof for another address, a proof for another key: refused, with
         // an event naming the sender and the address.
         a.handle(now, unix, &store_msg(0x2000, &key, val(5, b""), 2_000));
-        a.handle(now, unix, &store_msg(0x2000, &key, val(5, &proof("b", 10, &key, 6)), 2_000));
-        a.handle(now, unix, &store_msg(0x2000, &key, val(5, &proof("b", 10, &[8], 5)), 2_000));
+        a.handle(
+            now,
+            unix,
+            &store_msg(0x2000, &key, val(5, &proof("b", 10, &key, 6)), 2_000),
+        );
+        a.handle(
+            now,
+            unix,
+            &store_msg(0x2000, &key, val(5, &proof("b", 10, &[8], 5)), 2_000),
+        );
         assert_eq!(a.counters().proofs_refused, 3);
         assert_eq!(a.counters().store_refused, 0);
         assert!(a.known(&key, unix).is_empty());
@@ -1187,19 +1199,35 @@ mod tests {
             })
         );
         // B's entry at 5, then B again at 6 signed later: the newer supersedes.
-        a.handle(now, unix, &store_msg(0x2000, &key, val(5, &proof("b", 10, &key, 5)), 2_000));
+        a.handle(
+            now,
+            unix,
+            &store_msg(0x2000, &key, val(5, &proof("b", 10, &key, 5)), 2_000),
+        );
         assert_eq!(a.known(&key, unix), [5]);
         assert_eq!(a.signer(&key, 5).map(|s| s.at), Some(10));
-        a.handle(now, unix, &store_msg(0x2000, &key, val(6, &proof("b", 20, &key, 6)), 2_000));
+        a.handle(
+            now,
+            unix,
+            &store_msg(0x2000, &key, val(6, &proof("b", 20, &key, 6)), 2_000),
+        );
         assert_eq!(a.known(&key, unix), [6]);
         assert_eq!(a.counters().superseded, 1);
         assert_eq!(a.stored(), 1);
         // A replay of B's older entry is refused; C's entry for the key lives beside B's,
         // the newest signature first.
-        a.handle(now, unix, &store_msg(0x2000, &key, val(5, &proof("b", 10, &key, 5)), 2_000));
+        a.handle(
+            now,
+            unix,
+            &store_msg(0x2000, &key, val(5, &proof("b", 10, &key, 5)), 2_000),
+        );
         assert_eq!(a.known(&key, unix), [6]);
         assert_eq!(a.counters().superseded, 2);
-        a.handle(now, unix, &store_msg(0x2001, &key, val(9, &proof("c", 30, &key, 9)), 2_000));
+        a.handle(
+            now,
+            unix,
+            &store_msg(0x2001, &key, val(9, &proof("c", 30, &key, 9)), 2_000),
+        );
         assert_eq!(a.known(&key, unix), [9, 6]);
         assert_eq!(a.stored(), 2);
         // A FIND_VALUE answered with the proofs: a node of the same layer admits both.
@@ -1223,7 +1251,13 @@ mod tests {
             .unwrap();
         let m = pb::decode::<DhtMsg>(&rsp.msg).unwrap();
         let values = m.val.unwrap().values;
-        assert_eq!(values, [val(9, &proof("c", 30, &key, 9)), val(6, &proof("b", 20, &key, 6))]);
+        assert_eq!(
+            values,
+            [
+                val(9, &proof("c", 30, &key, 9)),
+                val(6, &proof("b", 20, &key, 6))
+            ]
+        );
     }
 
     #[test]
@@ -1272,7 +1306,11 @@ mod tests {
                 found = Some(addrs);
             }
         }
-        assert_eq!(found, Some(vec![6, 8]), "C's newest, then D's; 4 unproven, 5 superseded");
+        assert_eq!(
+            found,
+            Some(vec![6, 8]),
+            "C's newest, then D's; 4 unproven, 5 superseded"
+        );
         assert_eq!(a.counters().proofs_refused, 1);
     }
 
@@ -1283,7 +1321,11 @@ mod tests {
         let key = vec![7u8; 32];
         let mut a = node(1);
         assert!(!a.has_proofs());
-        a.handle(now, unix, &store_msg(0x2000, &key, val(5, b"x:1:7:5"), 2_000));
+        a.handle(
+            now,
+            unix,
+            &store_msg(0x2000, &key, val(5, b"x:1:7:5"), 2_000),
+        );
         assert_eq!(a.counters().proofs_refused, 1);
         assert!(a.known(&key, unix).is_empty());
         a.handle(now, unix, &store_msg(0x2000, &key, val(5, b""), 2_000));
@@ -1313,7 +1355,10 @@ mod tests {
             .filter_map(|t| pb::decode::<DhtMsg>(&t.msg).ok()?.store.map(|s| s.val))
             .collect();
         assert!(!stores.is_empty());
-        assert!(stores.iter().all(|v| *v == 0x1002u64.to_be_bytes()), "{stores:?}");
+        assert!(
+            stores.iter().all(|v| *v == 0x1002u64.to_be_bytes()),
+            "{stores:?}"
+        );
         let p = proof("b", 1, &key, 0x1002);
         b.register_signed(now, unix, key.clone(), p.clone());
         let stores: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_transmit())
@@ -1328,7 +1373,9 @@ mod tests {
             .collect();
         assert!(!stores.is_empty());
         assert!(
-            stores.iter().all(|v| *v == val(0x1009, &proof("b", 2, &key, 0x1009))),
+            stores
+                .iter()
+                .all(|v| *v == val(0x1009, &proof("b", 2, &key, 0x1009))),
             "{stores:?}"
         );
     }

@@ -276,7 +276,8 @@ fn a_member_publishes_only_the_names_its_certificate_gives_it() {
     assert_eq!(home[0]["address"], addr("c"), "{home:?}");
     assert_eq!(home[0]["publisher"], "uc", "{home:?}");
     assert!(
-        a.log().contains("ignored: member uc may publish uc-home only"),
+        a.log()
+            .contains("ignored: member uc may publish uc-home only"),
         "{}",
         a.log()
     );

@@ -411,8 +411,11 @@ fn a_flow_over_the_layer_survives_kill_9_of_o7sd() {
             .max_by_key(|f| f["flow"].as_u64())
     };
     assert!(
-        eventually(Duration::from_secs(5), || served("c")
-            .is_some_and(|f| f["rx_sdus"].as_u64().unwrap_or(0) > 20)),
+        eventually(Duration::from_secs(5), || served("c").is_some_and(|f| f
+            ["rx_sdus"]
+            .as_u64()
+            .unwrap_or(0)
+            > 20)),
         "{:?}",
         t.ctl_json("c", &["flow", "list"])
     );
@@ -431,7 +434,9 @@ fn a_flow_over_the_layer_survives_kill_9_of_o7sd() {
     let log = c2.log();
     assert!(log.contains("Adopted the running data plane"), "{log}");
     assert!(
-        eventually(Duration::from_secs(10), || c2.log().contains("resumed at address")),
+        eventually(Duration::from_secs(10), || c2
+            .log()
+            .contains("resumed at address")),
         "{}",
         c2.log()
     );

@@ -214,6 +214,7 @@ impl Daemon {
                 .dt_nb
                 .values()
                 .chain(u.retiring.keys())
+                .chain(u.dt_standby.values().map(|s| &s.0))
                 .copied()
                 .collect();
             n1.sort_unstable();

@@ -31,6 +31,19 @@ pub(super) const ADOPT_HOLD: Duration = Duration::from_secs(10);
 /// its place (PDUs in flight on it are still delivered).
 pub(super) const RETIRE_AFTER: Duration = Duration::from_secs(2);
 
+/// How long a member's new DT flow waits beside the old one before it becomes the next hop.
+pub(super) const SWITCH_AFTER: Duration = Duration::from_secs(1);
+
+/// DT flow `new` to the member at `addr` replaces the live `old`: `old` stays the next
+/// hop for [`SWITCH_AFTER`] (both are DT flows for the data plane meanwhile), then `new`;
+/// `old` closes after [`RETIRE_AFTER`].
+pub(super) fn replace_dt(u: &mut unicast::UniIpcp, now: Instant, addr: u64, old: u64, new: u64) {
+    u.dt_nb.insert(addr, old);
+    u.dt_standby.insert(addr, (new, now + SWITCH_AFTER));
+    let due = u.retiring.entry(old).or_insert(now + RETIRE_AFTER);
+    *due = (*due).min(now + RETIRE_AFTER);
+}
+
 /// What a restarted o7sd needs to resume a unicast IPCP.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct UniSaved {
@@ -77,8 +90,7 @@ pub(super) fn load(
 ) -> Result<UniSaved, String> {
     let path = saved_path(rundir, name);
     let b = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let s: UniSaved =
-        serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?;
+    let s: UniSaved = serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?;
     if s.index != index || s.layer != layer || s.addr == 0 || s.addr > u64::from(u32::MAX) {
         return Err(format!(
             "{} is of another IPCP (index {}, layer {}, address {:#x})",
@@ -160,10 +172,7 @@ impl Daemon {
         };
         for (_, f, r) in mine {
             let Some(spec) = f.uni else { continue };
-            let taken = u
-                .fa
-                .as_mut()
-                .is_some_and(|fa| fa.adopt_eid(spec.local_eid));
+            let taken = u.fa.as_mut().is_some_and(|fa| fa.adopt_eid(spec.local_eid));
             if !taken || u64::from(spec.dst) == 0 {
                 tracing::warn!(
                     "Adopted flow {} over {}: endpoint id {:#x} is not free: closed.",
@@ -174,7 +183,11 @@ impl Daemon {
                 self.dp.send(&ToDp::DelFlow { flow: f.flow }, &[]);
                 continue;
             }
-            let side = if r.side == "accept" { "accept" } else { "alloc" };
+            let side = if r.side == "accept" {
+                "accept"
+            } else {
+                "alloc"
+            };
             tracing::info!(
                 "Adopted flow {} ({side} {}) of process {} over {}: local {:#x}, remote {:#x} at {:#010x}.",
                 f.flow,
@@ -246,7 +259,13 @@ impl Daemon {
                         u.name,
                         RETIRE_AFTER.as_secs()
                     );
-                    u.retiring.entry(o).or_insert(now + RETIRE_AFTER);
+                    match u.dt_nb.iter().find(|(_, f)| **f == flow).map(|(a, _)| *a) {
+                        // The new one is a DT flow: the old stays the next hop a while.
+                        Some(addr) => replace_dt(u, now, addr, o, flow),
+                        None => {
+                            u.retiring.entry(o).or_insert(now + RETIRE_AFTER);
+                        }
+                    }
                 }
             }
         }
@@ -265,6 +284,17 @@ impl Daemon {
             let st = &mut *st;
             let mut down = vec![];
             for u in &mut st.unicast {
+                let switch: Vec<u64> = u
+                    .dt_standby
+                    .iter()
+                    .filter(|(_, (_, t))| *t <= now)
+                    .map(|(a, _)| *a)
+                    .collect();
+                for a in switch {
+                    if let Some((new, _)) = u.dt_standby.remove(&a) {
+                        u.dt_nb.insert(a, new);
+                    }
+                }
                 let due: Vec<u64> = u
                     .retiring
                     .iter()
@@ -352,8 +382,12 @@ mod tests {
         };
         save(&dir, "uc", &s);
         assert_eq!(load(&dir, "uc", 1, "ul").unwrap(), s);
-        assert!(load(&dir, "uc", 0, "ul").unwrap_err().contains("another IPCP"));
-        assert!(load(&dir, "uc", 1, "other").unwrap_err().contains("another IPCP"));
+        assert!(load(&dir, "uc", 0, "ul")
+            .unwrap_err()
+            .contains("another IPCP"));
+        assert!(load(&dir, "uc", 1, "other")
+            .unwrap_err()
+            .contains("another IPCP"));
         assert!(load(&dir, "ub", 1, "ul").is_err());
         std::fs::write(saved_path(&dir, "uc"), b"{").unwrap();
         assert!(load(&dir, "uc", 1, "ul").is_err());

@@ -141,6 +141,11 @@ pub struct UniIpcp {
     pub(super) retiring: HashMap<u64, Instant>,
     /// Such flows of its own connections, marked down for the loop to close.
     pub(super) retired: std::collections::HashSet<u64>,
+    /// A member's new DT flow that replaces a live older one: (new flow, when it becomes
+    /// the next hop). Until then the data plane knows it as a DT flow but sends on the
+    /// old one, so the member's data plane has learnt the new flow too before PDUs come
+    /// on it.
+    pub(super) dt_standby: HashMap<u64, (u64, Instant)>,
 }
 
 /// Most names an IPCP remembers having looked up (for `dht list`).
@@ -344,6 +349,7 @@ impl UniIpcp {
             adopt_hold: None,
             retiring: HashMap::new(),
             retired: Default::default(),
+            dt_standby: HashMap::new(),
         }
     }
 }
@@ -777,6 +783,7 @@ impl Daemon {
                             u.name,
                             comp.comp_name()
                         );
+                        let mut adopted_old = None;
                         if let (Some(b), Component::DataTransfer) = (u.bcast.as_mut(), comp) {
                             b.nbs.insert(flow);
                         }
@@ -784,17 +791,19 @@ impl Daemon {
                             match comp {
                                 Component::Management => ls.add_mgmt(flow),
                                 Component::DataTransfer => {
-                                    // A resumed IPCP's old DT flow to this member goes
-                                    // shortly (PDUs in flight on it still arrive).
-                                    if let Some(old) = u.dt_nb.insert(peer_addr, flow) {
-                                        if let Some(due) = u.retiring.get_mut(&old) {
-                                            *due = (*due).min(now + super::uni_resume::RETIRE_AFTER);
-                                        }
-                                    }
+                                    // A resumed IPCP's old DT flow to this member: the new
+                                    // one takes over shortly, the old goes after.
+                                    adopted_old = u
+                                        .dt_nb
+                                        .insert(peer_addr, flow)
+                                        .filter(|old| u.retiring.contains_key(old));
                                     ls.add_dt(now, peer_addr);
                                 }
                                 Component::Enrollment => {}
                             }
+                        }
+                        if let Some(old) = adopted_old {
+                            super::uni_resume::replace_dt(u, now, peer_addr, old, flow);
                         }
                         // Older connections of the same component to the same member.
                         let older: Vec<u64> = u
@@ -840,6 +849,7 @@ impl Daemon {
                     (!u.held.is_empty()).then(|| Instant::now() + Duration::from_millis(100)),
                     // Retired N-1 flows to close, the end of a resumption's hold.
                     u.retiring.values().min().copied(),
+                    u.dt_standby.values().map(|s| s.1).min(),
                     u.adopt_hold.as_ref().map(|h| h.0),
                     // Bootstrap the directory while it knows no one.
                     u.dht

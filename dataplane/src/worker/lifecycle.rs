@@ -156,7 +156,7 @@ impl Dataplane {
                 pid: f.pid,
                 timeout_ms: f.timeout_ms,
                 record: f.record.clone(),
-                uni: f.uni.clone(),
+                uni: f.uni,
             })
             .collect();
         FromDp::Adopted { ports, flows }

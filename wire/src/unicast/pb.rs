@@ -867,11 +867,20 @@ mod tests {
         }
         for n in [0, 7, 9 + MAX_PROOF_LEN] {
             let e = decode::<DhtMsg>(&store(n).encode_to_vec()).unwrap_err();
-            assert!(e.to_string().contains(&format!("store.val of {n} bytes")), "{e}");
+            assert!(
+                e.to_string().contains(&format!("store.val of {n} bytes")),
+                "{e}"
+            );
             let e = decode::<DhtMsg>(&rsp(n).encode_to_vec()).unwrap_err();
-            assert!(e.to_string().contains(&format!("a value of {n} bytes")), "{e}");
+            assert!(
+                e.to_string().contains(&format!("a value of {n} bytes")),
+                "{e}"
+            );
         }
-        assert_eq!(DhtMsg::split_value(&[0, 0, 0, 0, 0, 0, 1, 2]), Some((0x102, &[][..])));
+        assert_eq!(
+            DhtMsg::split_value(&[0, 0, 0, 0, 0, 0, 1, 2]),
+            Some((0x102, &[][..]))
+        );
         assert_eq!(
             DhtMsg::split_value(&[0, 0, 0, 0, 0, 0, 1, 2, 9, 8]),
             Some((0x102, &[9u8, 8][..]))
