@@ -249,6 +249,13 @@ pub enum ToDp {
         /// Flow id.
         flow: u64,
     },
+    /// Give a flow new shared memory; the message carries `[memfd, tx kick, rx kick]`. An
+    /// o7sd that adopted the data plane takes back its own N-1 flows this way (the old
+    /// memory was the previous o7sd's); what waited in the old rings is dropped.
+    FlowMem {
+        /// Flow id.
+        flow: u64,
+    },
     /// Report counters.
     Stats,
     /// Start copying what port `port` sends and receives (only flow `flow`'s frames when

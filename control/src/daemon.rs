@@ -175,6 +175,8 @@ pub struct State {
     adopted_n1: HashMap<u64, Instant>,
     /// Adopted flows over unicast IPCPs, until their IPCP resumes.
     uni_adopted: Vec<(Instant, o7s_abi::msg::AdoptedFlow, install::FlowRecord)>,
+    /// N-1 flows a resumed unicast IPCP took back, for the loop to read.
+    n1_adopted: Vec<unicast::N1>,
     /// Flows over unicast IPCPs that a resumed IPCP claimed, for the loop to watch.
     uni_flows_adopted: Vec<uni_flows::UniFlowP>,
     /// When the event loop's protocol work is due next (an earlier timer wakes it).

@@ -243,6 +243,7 @@ impl Router {
                 self.app_flows.remove(flow);
                 self.flow_owner.remove(flow)
             }
+            ToDp::FlowMem { flow } => self.flow_owner.get(flow).copied(),
             ToDp::CaptureStart { port, .. } => self.port_owner.get(port).copied(),
             // Every worker forwards for every unicast IPCP.
             ToDp::CaptureStop { .. } | ToDp::UniTable { .. } => {

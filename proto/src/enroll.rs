@@ -427,6 +427,18 @@ impl Connections {
         );
     }
 
+    /// A connection (`comp` to the member at `peer_addr` on `flow`) that was up before our
+    /// o7sd restarted: up again, with no exchange (the member still has its end).
+    pub fn adopt(&mut self, flow: FlowId, comp: Component, peer_addr: u64) {
+        self.flows.insert(
+            flow,
+            Flow {
+                state: State::Up { comp, peer_addr },
+                deadline: None,
+            },
+        );
+    }
+
     /// `flow` went down (the driver saw it).
     pub fn flow_down(&mut self, flow: FlowId) {
         if let Some(f) = self.flows.remove(&flow) {
@@ -782,6 +794,29 @@ mod tests {
 
     fn events(c: &mut Connections) -> Vec<Event> {
         std::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    #[test]
+    fn an_adopted_connection_is_up_at_once_and_goes_down_like_any() {
+        let mut c = Connections::new(EnrollConfig::default(), 5, None);
+        c.adopt(7, Component::DataTransfer, 0x99);
+        c.adopt(8, Component::Management, 0x99);
+        assert_eq!(c.connected(7), Some((Component::DataTransfer, 0x99)));
+        assert_eq!(
+            c.connections(),
+            [
+                (7, Component::DataTransfer, 0x99),
+                (8, Component::Management, 0x99)
+            ]
+        );
+        assert_eq!(c.pending(), 0);
+        c.flow_down(7);
+        assert_eq!(c.connected(7), None);
+        assert_eq!(
+            c.counters().failed,
+            0,
+            "an up connection that ends is no failure"
+        );
     }
 
     #[test]

@@ -407,6 +407,59 @@ impl<F: Clone + PartialEq> LinkState<F> {
         self.insert(now, self.me, addr, seqno);
     }
 
+    /// Seconds between announcements of our own links.
+    pub fn t_update(&self) -> Duration {
+        self.cfg.t_update
+    }
+
+    /// Our own links' seqnos move on by this much when a saved LSDB is restored: the
+    /// copy may be that many announcements behind what our neighbours hold.
+    pub const RESTORE_MARGIN: u64 = 8;
+
+    /// Takes back a saved LSDB (an IPCP that resumes after its o7sd restarted: its
+    /// neighbours still hold these records, ours with the seqnos we announced): every
+    /// record as fresh, our own links `RESTORE_MARGIN` seqnos on (announced at the next
+    /// update, above what the neighbours hold), none of them a collision. Records for
+    /// address 0 or from a member to itself are skipped, as from the wire.
+    pub fn restore(&mut self, now: Instant, records: &[((Addr, Addr), u64)]) {
+        for &((s, d), seqno) in records.iter().take(self.cfg.max_records) {
+            if s == 0 || d == 0 || s == d || seqno == WITHDRAWN {
+                continue;
+            }
+            let seqno = if s == self.me {
+                self.had_dt.insert(d);
+                seqno
+                    .saturating_add(Self::RESTORE_MARGIN)
+                    .min(WITHDRAWN - 1)
+            } else {
+                seqno
+            };
+            self.order += 1;
+            self.lsdb.insert(
+                (s, d),
+                Adj {
+                    seqno,
+                    stamp: now,
+                    order: self.order,
+                    withdrawn: false,
+                },
+            );
+        }
+        self.changed(now, true);
+    }
+
+    /// A DT connection to `addr` that was up before our o7sd restarted: ours again, its
+    /// record (restored) kept with its seqno, or new at 0.
+    pub fn resume_dt(&mut self, now: Instant, addr: Addr) {
+        self.dt.insert(addr);
+        self.had_dt.insert(addr);
+        if !self.lsdb.contains_key(&(self.me, addr)) {
+            self.insert(now, self.me, addr, 0);
+        } else {
+            self.changed(now, true);
+        }
+    }
+
     /// The DT connection to `addr` is gone: the own record goes and the table is
     /// recomputed at once; with `withdraw`, every management neighbour is told (the
     /// reference sends nothing and the others age the record out).
@@ -717,6 +770,58 @@ mod tests {
         assert_eq!(ls.poll_transmit(), Some((10, encode(2, 1, 1))));
         ls.handle(t0, &20, &[0; 23]);
         assert_eq!(ls.counters().malformed, 1);
+    }
+
+    #[test]
+    fn a_restored_lsdb_routes_at_once_and_announces_our_links_above_the_saved_seqnos() {
+        let t0 = Instant::now();
+        let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+        // Saved: 1 <-> 2 <-> 3, ours at seqno 40; junk records are skipped.
+        let saved = [
+            ((1, 2), 40),
+            ((2, 1), 41),
+            ((2, 3), 7),
+            ((3, 2), 9),
+            ((0, 2), 1),
+            ((3, 3), 1),
+            ((2, 4), WITHDRAWN),
+        ];
+        ls.restore(t0, &saved);
+        ls.resume_dt(t0, 2);
+        assert_eq!(
+            ls.next_hop(3),
+            Some(2),
+            "a route through the restored records"
+        );
+        let mut db = ls.lsdb();
+        db.sort_unstable();
+        assert_eq!(
+            db,
+            [
+                ((1, 2), 40 + LinkState::<u8>::RESTORE_MARGIN),
+                ((2, 1), 41),
+                ((2, 3), 7),
+                ((3, 2), 9)
+            ]
+        );
+        // A neighbour sends our own record back (its copy, older): ours, not a collision.
+        ls.add_mgmt(10);
+        while ls.poll_transmit().is_some() {}
+        ls.handle(t0, &10, &encode(1, 2, 40));
+        assert_eq!(ls.counters().collisions, 0);
+        assert!(ls.take_collision().is_none());
+        // The next update announces our link above what the neighbours hold.
+        ls.handle_timeout(t0 + Duration::from_secs(1));
+        let sent: Vec<[u8; 24]> = std::iter::from_fn(|| ls.poll_transmit())
+            .map(|(_, l)| l)
+            .collect();
+        assert!(
+            sent.contains(&encode(1, 2, 41 + LinkState::<u8>::RESTORE_MARGIN)),
+            "{sent:?}"
+        );
+        // A DT link with no saved record starts at 0.
+        ls.resume_dt(t0, 3);
+        assert!(ls.lsdb().contains(&((1, 3), 0)));
     }
 
     #[test]

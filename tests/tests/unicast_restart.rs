@@ -390,12 +390,6 @@ fn a_flow_over_the_layer_survives_kill_9_of_o7sd() {
         eventually(Duration::from_secs(10), || links_to(&addr) == 2),
         "B has Management and DT links to C"
     );
-    let old_links: Vec<Value> = t
-        .ctl_json("b", &["neighbour", "list"])
-        .into_iter()
-        .filter(|r| r["neighbour"] == addr)
-        .map(|r| r["n1_flow"].clone())
-        .collect();
     let ping = t
         .cmd("a", &o7s_integration::bin("oping"))
         .args(["-n", "oping-server", "-c", "1000", "-i", "10ms", "--json"])
@@ -420,6 +414,22 @@ fn a_flow_over_the_layer_survives_kill_9_of_o7sd() {
         t.ctl_json("c", &["flow", "list"])
     );
     let before = served("c").unwrap();
+    let links = |h: &str, of: &Value| -> Vec<Value> {
+        let mut v: Vec<Value> = t
+            .ctl_json(h, &["neighbour", "list"])
+            .into_iter()
+            .filter(|r| r["neighbour"] == *of)
+            .map(|r| r["n1_flow"].clone())
+            .collect();
+        v.sort_by_key(|f| f.as_u64());
+        v
+    };
+    let b_addr = row(&t, "b", "ub")["address"].clone();
+    let a_addr = row(&t, "a", "ua")["address"].clone();
+    let c_links = links("c", &b_addr);
+    let b_links = (links("b", &a_addr), links("b", &addr));
+    assert_eq!(c_links.len(), 2, "{c_links:?}");
+    // C's o7sd goes (C connected to B: it initiated its links).
     c.kill9();
     assert!(
         eventually(Duration::from_secs(5), || c
@@ -445,23 +455,29 @@ fn a_flow_over_the_layer_survives_kill_9_of_o7sd() {
     let adopted = served("c").unwrap_or(Value::Null);
     assert_eq!(adopted["flow"], before["flow"], "{adopted}\n{}", c2.log());
     assert_eq!(adopted["pid"], before["pid"], "{adopted}");
-    // B ends its old links to C once C connected again: two links, neither old.
-    let replaced = eventually(Duration::from_secs(10), || {
-        let now: Vec<Value> = t
-            .ctl_json("b", &["neighbour", "list"])
-            .into_iter()
-            .filter(|r| r["neighbour"] == addr)
-            .map(|r| r["n1_flow"].clone())
-            .collect();
-        now.len() == 2 && now.iter().all(|f| !old_links.contains(f))
-    });
+    // Its links are its old N-1 flows, taken back; B saw nothing.
+    assert_eq!(links("c", &b_addr), c_links, "{}", c2.log());
+    assert_eq!(links("b", &addr), b_links.1);
+    // B's o7sd goes too: B is the transit, it accepted C's links and made A's.
+    let mut b = b;
+    b.kill9();
+    std::thread::sleep(Duration::from_millis(1000));
+    let b2 = t.daemon_logged("b", "b", &conf(&t, "b"), &[], "o7sd-b-2.log");
     assert!(
-        replaced,
-        "B's links: {:?} (old {old_links:?})\nB: {}\nC: {}",
-        t.ctl_json("b", &["neighbour", "list"]),
-        b.log(),
-        c2.log()
+        eventually(Duration::from_secs(10), || b2
+            .log()
+            .contains("resumed at address")),
+        "{}",
+        b2.log()
     );
+    assert_eq!(row(&t, "b", "ub")["address"], b_addr, "the same address");
+    assert_eq!(
+        (links("b", &a_addr), links("b", &addr)),
+        b_links,
+        "{}",
+        b2.log()
+    );
+    assert_eq!(links("c", &b_addr), c_links);
     // A new flow beside the adopted one.
     let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "20", "-i", "10ms"]);
     assert_eq!(
@@ -489,13 +505,14 @@ fn a_flow_over_the_layer_survives_kill_9_of_o7sd() {
     assert_eq!(
         sum["received"],
         1000,
-        "{}\nA: {}\nC (old): {}\nC (new): {}",
+        "{}\nA: {}\nB (new): {}\nC (old): {}\nC (new): {}",
         String::from_utf8_lossy(&out.stderr),
         a.log(),
+        b2.log(),
         c.log(),
         c2.log()
     );
     let _ = srv.kill();
     let _ = srv.wait();
-    drop((a, b, c2));
+    drop((a, b2, c2));
 }

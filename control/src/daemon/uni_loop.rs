@@ -94,6 +94,22 @@ impl Daemon {
                 }
             }
         }
+        // N-1 flows of resumed IPCPs: read from now on.
+        let adopted_n1 = std::mem::take(&mut self.st().n1_adopted);
+        for n1 in adopted_n1 {
+            let token = N1_TOKENS + u.next;
+            u.next += 1;
+            match epoll.add(n1.rx.fd(), EpollEvent::new(EpollFlags::EPOLLIN, token)) {
+                Ok(()) => {
+                    self.uni_read(now, &n1);
+                    u.n1s.insert(token, n1);
+                }
+                Err(e) => {
+                    tracing::warn!("N-1 flow {}: cannot watch it: {e}", n1.flow);
+                    self.dealloc(n1.flow);
+                }
+            }
+        }
         self.bc_forget_left(epoll);
         let mut incoming = vec![];
         let closing = self.uni_pump(now, &u.n1s, &mut incoming);
@@ -210,18 +226,12 @@ impl Daemon {
             }
             next_hop.sort_unstable();
             // Retiring DT flows still deliver what is in flight on them.
-            let mut n1: Vec<u64> = u
-                .dt_nb
-                .values()
-                .chain(u.retiring.keys())
-                .chain(u.dt_standby.values().map(|s| &s.0))
-                .copied()
-                .collect();
+            let mut n1: Vec<u64> = u.dt_nb.values().copied().collect();
             n1.sort_unstable();
             n1.dedup();
             // Resuming: the adopted table's routes fill this one's gaps until it has none.
             if let Some((until, old)) = &u.adopt_hold {
-                let alive = |f: u64| u.retiring.contains_key(&f) || n1.contains(&f);
+                let alive = |f: u64| n1.contains(&f);
                 let complete = super::uni_resume::fill_gaps(&mut next_hop, old, alive);
                 if complete || Instant::now() >= *until {
                     tracing::info!(
@@ -264,10 +274,30 @@ impl Daemon {
             }
             if u.dp_table.as_ref() != Some(&table) {
                 u.dp_table = Some(table.clone());
-                // What a restarted o7sd needs to resume this IPCP.
+                u.saved_at = None;
+                send.push(ToDp::UniTable {
+                    ipcp: i as u32,
+                    own: table.0,
+                    next_hop: table.1,
+                    n1: table.2,
+                });
+            }
+            // What a restarted o7sd needs to resume this IPCP: at each change of the
+            // table or of the connections, and twice per update period (our links'
+            // seqnos move on).
+            let conns: Vec<(u64, String, u64)> = u
+                .conn
+                .connections()
+                .into_iter()
+                .map(|(f, c, a)| (f, c.comp_name().to_string(), a))
+                .collect();
+            let stale = u.saved_conns != conns
+                || u.saved_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= ls.t_update() / 2);
+            if stale {
                 if let Some(layer) = u.layer.clone().filter(|_| u.bcast.is_none()) {
-                    let mut dt: Vec<(u64, u64)> = u.dt_nb.iter().map(|(a, f)| (*a, *f)).collect();
-                    dt.sort_unstable();
+                    u.saved_at = Some(now);
+                    u.saved_conns = conns.clone();
                     super::uni_resume::save(
                         &self.settings.rundir,
                         &u.name,
@@ -275,17 +305,12 @@ impl Daemon {
                             index: i,
                             layer,
                             addr: u.addr,
-                            dt,
-                            next_hop: table.1.clone(),
+                            conns,
+                            lsdb: ls.lsdb(),
+                            next_hop: u.dp_table.as_ref().map(|t| t.1.clone()).unwrap_or_default(),
                         },
                     );
                 }
-                send.push(ToDp::UniTable {
-                    ipcp: i as u32,
-                    own: table.0,
-                    next_hop: table.1,
-                    n1: table.2,
-                });
             }
         }
         for m in send {

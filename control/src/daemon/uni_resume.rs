@@ -1,48 +1,35 @@
 //! A unicast IPCP that outlives its o7sd (issue 26 item 4): the data plane keeps
 //! forwarding after `kill -9` of o7sd (dataplane/src/upstream.rs), with the IPCP's last
-//! forwarding table, its DT N-1 flows (o7sd's own flows are installed without a pid, so
-//! the data plane does not end them with o7sd) and the flows over the layer. The next
-//! o7sd that adopts that data plane resumes the IPCP:
+//! forwarding table, its N-1 flows (o7sd's own flows are installed without a pid, so the
+//! data plane does not end them with o7sd) and the flows over the layer. The next o7sd
+//! that adopts that data plane resumes the IPCP, and its neighbours see nothing:
 //!
-//! - its address, layer and DT neighbours come from `<rundir>/unicast-<name>.json`, which
-//!   o7sd rewrites whenever the IPCP's forwarding table changes ([`UniSaved`]); only an
-//!   o7sd that adopted the data plane reads it (a fresh data plane has none of the flows);
-//! - the IPCP enrols (or bootstraps) again as configured but keeps the saved address; the
-//!   old DT N-1 flows are its neighbours' links again at once (link state announces them,
-//!   so the LSDB its neighbours send back is ours, not a collision) and stay until the new
-//!   connections replace them, then go after [`RETIRE_AFTER`];
+//! - its address, layer, connections (N-1 flow, component, member) and LSDB come from
+//!   `<rundir>/unicast-<name>.json` ([`UniSaved`]), which o7sd rewrites when the IPCP's
+//!   forwarding table changes and twice per link-state update period; only an o7sd that
+//!   adopted the data plane reads it (a fresh data plane has none of the flows);
+//! - the IPCP enrols (or bootstraps) again as configured but keeps the saved address and
+//!   makes no new connections: each saved connection's N-1 flow gets new shared memory
+//!   that this o7sd reads (`ToDp::FlowMem`; what waited in the old rings is lost) and is
+//!   up again in the connection machine, link state and DT neighbours at once;
+//! - the LSDB is restored (our own links a few seqnos on, above what the neighbours hold),
+//!   so the table is whole at once; should it still lack a destination the adopted table
+//!   had, that route fills the gap for up to [`ADOPT_HOLD`];
 //! - the flows over the layer are known again (flow list, their endpoint ids taken in the
-//!   flow allocator, released when they end);
-//! - until its new table reaches every destination the old one did, or [`ADOPT_HOLD`] has
-//!   passed, the old table's routes fill the new one's gaps (through the old DT flows,
-//!   while they last): no PDU of a running flow meets a table that lost its route during
-//!   the resumption.
+//!   flow allocator, released when they end).
 //!
-//! Old Management and Enrollment flows are closed at adoption (o7sd cannot read their
-//! rings); adopted N-1 and layer flows no IPCP claims within [`ADOPT_HOLD`] are closed.
+//! Adopted N-1 flows and flows over a layer that no IPCP claims within [`ADOPT_HOLD`] are
+//! closed (an Enrollment flow, a layer that is not in the new configuration).
 
 use super::install::FlowRecord;
 use super::uni_flows::UniFlowP;
 use super::*;
+use o7s_wire::unicast::pb::Component;
+use std::os::fd::AsFd;
 
-/// How long an adopted IPCP may keep its old table and old DT flows.
+/// How long the adopted table may fill a resumed IPCP's gaps, and adopted flows may
+/// wait for their IPCP.
 pub(super) const ADOPT_HOLD: Duration = Duration::from_secs(10);
-/// How long a DT or Management N-1 flow stays after a newer one to the same member took
-/// its place (PDUs in flight on it are still delivered).
-pub(super) const RETIRE_AFTER: Duration = Duration::from_secs(2);
-
-/// How long a member's new DT flow waits beside the old one before it becomes the next hop.
-pub(super) const SWITCH_AFTER: Duration = Duration::from_secs(1);
-
-/// DT flow `new` to the member at `addr` replaces the live `old`: `old` stays the next
-/// hop for [`SWITCH_AFTER`] (both are DT flows for the data plane meanwhile), then `new`;
-/// `old` closes after [`RETIRE_AFTER`].
-pub(super) fn replace_dt(u: &mut unicast::UniIpcp, now: Instant, addr: u64, old: u64, new: u64) {
-    u.dt_nb.insert(addr, old);
-    u.dt_standby.insert(addr, (new, now + SWITCH_AFTER));
-    let due = u.retiring.entry(old).or_insert(now + RETIRE_AFTER);
-    *due = (*due).min(now + RETIRE_AFTER);
-}
 
 /// What a restarted o7sd needs to resume a unicast IPCP.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -53,8 +40,10 @@ pub(crate) struct UniSaved {
     pub layer: String,
     /// Its address.
     pub addr: u64,
-    /// DT neighbours: (address, N-1 flow).
-    pub dt: Vec<(u64, u64)>,
+    /// Its connections: (N-1 flow, component name, the member's address).
+    pub conns: Vec<(u64, String, u64)>,
+    /// Its LSDB: ((source, destination), seqno).
+    pub lsdb: Vec<((u64, u64), u64)>,
     /// Its forwarding table: (destination, N-1 flow).
     pub next_hop: Vec<(u32, u64)>,
 }
@@ -142,24 +131,71 @@ impl Daemon {
         (unicast::random_addr(), None)
     }
 
-    /// Claims what a resumed IPCP had in the adopted data plane: its DT N-1 flows (its
-    /// neighbours' links again, until replaced) and its flows over the layer.
+    /// Claims what a resumed IPCP had in the adopted data plane: its LSDB, its
+    /// connections (their N-1 flows get new memory this o7sd reads: the members at their
+    /// other ends see nothing) and its flows over the layer.
     pub(super) fn uni_claim(&self, now: Instant, idx: usize, s: UniSaved) {
-        let mut st = self.st();
-        let st = &mut *st;
+        let mut mems: Vec<(u64, OwnedFd, OwnedFd, OwnedFd)> = vec![];
+        let mut guard = self.st();
+        let st = &mut *guard;
         let Some(u) = st.unicast.get_mut(idx) else {
             return;
         };
+        if let Some(ls) = u.ls.as_mut() {
+            ls.restore(now, &s.lsdb);
+        }
         let mut links = 0;
-        for (addr, flow) in &s.dt {
-            if st.adopted_n1.remove(flow).is_none() || !st.flows.contains_key(flow) {
+        for (flow, comp, addr) in &s.conns {
+            let comp = [
+                Component::Management,
+                Component::DataTransfer,
+                Component::Enrollment,
+            ]
+            .into_iter()
+            .find(|c| c.comp_name() == comp.as_str());
+            let (Some(comp), Some(rec)) = (comp, st.flows.get(flow)) else {
+                continue;
+            };
+            if comp == Component::Enrollment || st.adopted_n1.remove(flow).is_none() {
                 continue;
             }
-            u.dt_nb.insert(*addr, *flow);
+            let mtu = st.ipcps.get(rec.ipcp).map_or(0, |i| i.mtu);
+            let made = flow_mem(mtu).and_then(|(memfd, tx, rx)| {
+                let mem = FlowMem::open(&memfd)?;
+                Ok((memfd, mem, tx, rx))
+            });
+            let (memfd, mem, tx, rx) = match made {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!("N-1 flow {flow} of {}: no memory for it: {e}", u.name);
+                    continue;
+                }
+            };
+            // Kick us whenever an SDU arrives (we never spin on the ring).
+            mem.ring(o7s::ring::Dir::Rx)
+                .waiting()
+                .store(1, Ordering::SeqCst);
+            let (Some(t), Some(r)) = (dup(tx.fd()), dup(rx.fd())) else {
+                continue;
+            };
+            mems.push((*flow, memfd, t, r));
+            st.n1_adopted.push(unicast::N1 {
+                uni: idx,
+                flow: *flow,
+                mem,
+                tx,
+                rx,
+            });
+            u.conn.adopt(*flow, comp, *addr);
             if let Some(ls) = u.ls.as_mut() {
-                ls.add_dt(now, *addr);
+                match comp {
+                    Component::Management => ls.add_mgmt(*flow),
+                    _ => {
+                        u.dt_nb.insert(*addr, *flow);
+                        ls.resume_dt(now, *addr);
+                    }
+                }
             }
-            u.retiring.insert(*flow, now + ADOPT_HOLD);
             links += 1;
         }
         let mut flows = 0;
@@ -222,53 +258,24 @@ impl Daemon {
         u.adopt_hold = Some((now + ADOPT_HOLD, s.next_hop.clone()));
         u.resumed = true;
         tracing::info!(
-            "IPCP {}: resumed at address {:#010x} in layer {} from the adopted data plane: {links} DT neighbour(s), {flows} flow(s) over the layer; the old forwarding table stays until the new one reaches its {} destination(s) (at most {} s).",
+            "IPCP {}: resumed at address {:#010x} in layer {} from the adopted data plane: {links} connection(s), {} LSDB record(s), {flows} flow(s) over the layer.",
             u.name,
             s.addr,
             s.layer,
-            s.next_hop.len(),
-            ADOPT_HOLD.as_secs()
+            s.lsdb.len()
         );
+        drop(guard);
+        for (flow, memfd, tx, rx) in mems {
+            self.dp.send(
+                &ToDp::FlowMem { flow },
+                &[memfd.as_fd(), tx.as_fd(), rx.as_fd()],
+            );
+        }
     }
 
-    /// After the machines' events: members that connected again have their older flows
-    /// retired (when both were the member's requests: two members that connected to each
-    /// other keep both); resumed IPCPs claim what they had; retired flows whose time came
-    /// join `close`; unclaimed adopted flows go.
-    pub(super) fn uni_after_pump(
-        &self,
-        now: Instant,
-        reconnected: Vec<(usize, u64, Vec<u64>)>,
-        close: &mut Vec<u64>,
-    ) {
-        if !reconnected.is_empty() {
-            let mut st = self.st();
-            let st = &mut *st;
-            for (idx, flow, older) in reconnected {
-                let accepted = |f: &u64| st.flows.get(f).is_some_and(|r| r.side == "accept");
-                if !accepted(&flow) {
-                    continue;
-                }
-                let olds: Vec<u64> = older.into_iter().filter(|f| accepted(f)).collect();
-                let Some(u) = st.unicast.get_mut(idx) else {
-                    continue;
-                };
-                for o in olds {
-                    tracing::info!(
-                        "IPCP {}: N-1 flow {o} replaced by {flow} (the member connected again): it goes in {} s.",
-                        u.name,
-                        RETIRE_AFTER.as_secs()
-                    );
-                    match u.dt_nb.iter().find(|(_, f)| **f == flow).map(|(a, _)| *a) {
-                        // The new one is a DT flow: the old stays the next hop a while.
-                        Some(addr) => replace_dt(u, now, addr, o, flow),
-                        None => {
-                            u.retiring.entry(o).or_insert(now + RETIRE_AFTER);
-                        }
-                    }
-                }
-            }
-        }
+    /// After the machines' events: resumed IPCPs claim what they had; unclaimed adopted
+    /// flows go.
+    pub(super) fn uni_after_pump(&self, now: Instant) {
         let resuming: Vec<(usize, UniSaved)> = self
             .st()
             .unicast
@@ -278,53 +285,6 @@ impl Daemon {
             .collect();
         for (i, s) in resuming {
             self.uni_claim(now, i, s);
-        }
-        {
-            let mut st = self.st();
-            let st = &mut *st;
-            let mut down = vec![];
-            for u in &mut st.unicast {
-                let switch: Vec<u64> = u
-                    .dt_standby
-                    .iter()
-                    .filter(|(_, (_, t))| *t <= now)
-                    .map(|(a, _)| *a)
-                    .collect();
-                for a in switch {
-                    if let Some((new, _)) = u.dt_standby.remove(&a) {
-                        u.dt_nb.insert(a, new);
-                    }
-                }
-                let due: Vec<u64> = u
-                    .retiring
-                    .iter()
-                    .filter(|(_, t)| **t <= now)
-                    .map(|(f, _)| *f)
-                    .collect();
-                for f in due {
-                    u.retiring.remove(&f);
-                    if u.conn.connected(f).is_some() {
-                        // A connection of this o7sd's: marked down, the loop's next turn
-                        // has its component forget it and closes it.
-                        u.retired.insert(f);
-                        down.push(f);
-                        continue;
-                    }
-                    // An adopted DT flow nothing replaced: its member's link goes with it.
-                    if let Some(a) = u.dt_nb.iter().find(|(_, x)| **x == f).map(|(a, _)| *a) {
-                        u.dt_nb.remove(&a);
-                        if let Some(ls) = u.ls.as_mut() {
-                            ls.remove_dt(a);
-                        }
-                    }
-                    close.push(f);
-                }
-            }
-            for f in down {
-                if let Some(r) = st.flows.get_mut(&f) {
-                    r.down = true;
-                }
-            }
         }
         self.uni_sweep_adopted(now);
     }
@@ -377,7 +337,11 @@ mod tests {
             index: 1,
             layer: "ul".into(),
             addr: 0x1234_5678,
-            dt: vec![(0x11, 5), (0x22, 6)],
+            conns: vec![
+                (5, "Management".into(), 0x11),
+                (6, "Data Transfer".into(), 0x11),
+            ],
+            lsdb: vec![((0x1234_5678, 0x11), 3), ((0x11, 0x1234_5678), 4)],
             next_hop: vec![(0x11, 5), (0x22, 6), (0x33, 6)],
         };
         save(&dir, "uc", &s);

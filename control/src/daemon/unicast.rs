@@ -137,15 +137,10 @@ pub struct UniIpcp {
     /// While resuming: the adopted table's routes fill the new one's gaps until it has
     /// none, or until the instant.
     pub(super) adopt_hold: Option<(Instant, Vec<(u32, u64)>)>,
-    /// N-1 flows that a newer one to the same member replaced: closed at the instant.
-    pub(super) retiring: HashMap<u64, Instant>,
-    /// Such flows of its own connections, marked down for the loop to close.
-    pub(super) retired: std::collections::HashSet<u64>,
-    /// A member's new DT flow that replaces a live older one: (new flow, when it becomes
-    /// the next hop). Until then the data plane knows it as a DT flow but sends on the
-    /// old one, so the member's data plane has learnt the new flow too before PDUs come
-    /// on it.
-    pub(super) dt_standby: HashMap<u64, (u64, Instant)>,
+    /// When its state was last saved for a restarted o7sd (uni_resume.rs).
+    pub(super) saved_at: Option<Instant>,
+    /// The connections it saved then.
+    pub(super) saved_conns: Vec<(u64, String, u64)>,
 }
 
 /// Most names an IPCP remembers having looked up (for `dht list`).
@@ -347,9 +342,8 @@ impl UniIpcp {
             resume: None,
             resumed: false,
             adopt_hold: None,
-            retiring: HashMap::new(),
-            retired: Default::default(),
-            dt_standby: HashMap::new(),
+            saved_at: None,
+            saved_conns: vec![],
         }
     }
 }
@@ -630,7 +624,6 @@ impl Daemon {
         let mut st = self.st();
         let mut connect = vec![];
         let dp_adopted = st.dp_adopted;
-        let mut reconnected: Vec<(usize, u64, Vec<u64>)> = vec![];
         // N-1 flows whose peer timed out (or that were freed elsewhere): their component
         // forgets them; link state drops the own link (the others age it out) and
         // recomputes.
@@ -664,11 +657,6 @@ impl Daemon {
             if u.disconnected.remove(&flow) {
                 tracing::info!(
                     "IPCP {}: N-1 flow {flow} closed (o7sctl ipcp disconnect).",
-                    u.name
-                );
-            } else if u.retired.remove(&flow) {
-                tracing::info!(
-                    "IPCP {}: N-1 flow {flow} closed: a newer one to the same member took its place.",
                     u.name
                 );
             } else {
@@ -744,8 +732,10 @@ impl Daemon {
                         u.addr = addr;
                         u.layer = Some(layer.clone());
                         u.state = "enrolled".into();
-                        // conn: Management first, then DT (as the reference).
-                        for dst in &u.conn_to {
+                        // conn: Management first, then DT (as the reference); a resumed
+                        // IPCP has its connections back.
+                        let resumed = u.resume.as_ref().is_some_and(|s| !s.conns.is_empty());
+                        for dst in u.conn_to.iter().filter(|_| !resumed) {
                             for comp in [Component::Management, Component::DataTransfer] {
                                 connect.push((idx, dst.clone(), comp));
                             }
@@ -783,7 +773,6 @@ impl Daemon {
                             u.name,
                             comp.comp_name()
                         );
-                        let mut adopted_old = None;
                         if let (Some(b), Component::DataTransfer) = (u.bcast.as_mut(), comp) {
                             b.nbs.insert(flow);
                         }
@@ -791,37 +780,18 @@ impl Daemon {
                             match comp {
                                 Component::Management => ls.add_mgmt(flow),
                                 Component::DataTransfer => {
-                                    // A resumed IPCP's old DT flow to this member: the new
-                                    // one takes over shortly, the old goes after.
-                                    adopted_old = u
-                                        .dt_nb
-                                        .insert(peer_addr, flow)
-                                        .filter(|old| u.retiring.contains_key(old));
+                                    u.dt_nb.insert(peer_addr, flow);
                                     ls.add_dt(now, peer_addr);
                                 }
                                 Component::Enrollment => {}
                             }
-                        }
-                        if let Some(old) = adopted_old {
-                            super::uni_resume::replace_dt(u, now, peer_addr, old, flow);
-                        }
-                        // Older connections of the same component to the same member.
-                        let older: Vec<u64> = u
-                            .conn
-                            .connections()
-                            .into_iter()
-                            .filter(|(f, c, a)| *f != flow && *c == comp && *a == peer_addr)
-                            .map(|(f, _, _)| f)
-                            .collect();
-                        if !older.is_empty() {
-                            reconnected.push((idx, flow, older));
                         }
                     }
                 }
             }
         }
         drop(st);
-        self.uni_after_pump(now, reconnected, &mut close);
+        self.uni_after_pump(now);
         if woke {
             self.wake();
         }
@@ -848,8 +818,6 @@ impl Daemon {
                     // Retry the messages waiting for a route.
                     (!u.held.is_empty()).then(|| Instant::now() + Duration::from_millis(100)),
                     // Retired N-1 flows to close, the end of a resumption's hold.
-                    u.retiring.values().min().copied(),
-                    u.dt_standby.values().map(|s| s.1).min(),
                     u.adopt_hold.as_ref().map(|h| h.0),
                     // Bootstrap the directory while it knows no one.
                     u.dht

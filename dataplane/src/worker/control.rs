@@ -178,6 +178,7 @@ impl Dataplane {
                 }
             }
             ToDp::DelFlow { flow } => self.remove_flow(flow),
+            ToDp::FlowMem { flow } => self.flow_mem(flow, fds),
             ToDp::PortSet {
                 port,
                 rate_bps,

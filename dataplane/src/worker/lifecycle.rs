@@ -23,6 +23,30 @@ pub(super) fn pidfd(pid: i32) -> Option<OwnedFd> {
 }
 
 impl Dataplane {
+    /// [`ToDp::FlowMem`]: flow `flow` gets the memory and kicks in `fds` (`[memfd, tx
+    /// kick, rx kick]`), given by an o7sd that took back its own N-1 flow.
+    pub(super) fn flow_mem(&mut self, flow: u64, fds: Vec<OwnedFd>) {
+        let Some(f) = self.flows.get_mut(&flow) else {
+            tracing::warn!("flow {flow}: new memory for a flow there is not: ignored");
+            return;
+        };
+        let mut it = fds.into_iter();
+        let (Some(mem), Some(tx), Some(rx)) = (it.next(), it.next(), it.next()) else {
+            tracing::warn!("flow {flow}: new memory without its descriptors: ignored");
+            return;
+        };
+        match FlowMem::open_sealed(&mem) {
+            Ok(m) => {
+                f.mem = m;
+                f.tx_kick = Kick::from_fd(tx);
+                f.rx_kick = Kick::from_fd(rx);
+                f.kick_due = false;
+                tracing::info!("flow {flow}: new memory from the adopting o7sd");
+            }
+            Err(e) => tracing::warn!("flow {flow}: bad flow memory: {e}: ignored"),
+        }
+    }
+
     /// Removes a flow: sends what its app wrote first (no data is lost), marks its memory
     /// closed and wakes the app.
     pub(super) fn remove_flow(&mut self, flow: u64) {
