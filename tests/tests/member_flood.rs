@@ -190,3 +190,116 @@ fn a_flooding_member_does_not_stop_a_ping_across_the_layer() {
         "every LSA o7sd read is kept or counted: {lsas} of {rx} ({full} more dropped at the full ring): {r}"
     );
 }
+
+/// Forged address collisions (issue 26 item 3): the chain A - B - C with the rogue member
+/// R next to B. For 4 s R announces, every 10 ms, a link from B's address to an address B
+/// has no link to, as another IPCP with B's address would, and follows B to each new
+/// address. B moves at most once (its hold-down is 60 s), counts every collision (and
+/// those it sat out), never stores or floods the forged link; once R stops, A reaches C
+/// through B again.
+#[test]
+fn forged_collisions_move_a_member_at_most_once_and_routing_converges_after() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::links(
+        "mx",
+        &["a", "b", "c", "r"],
+        &[("a", "b"), ("b", "c"), ("b", "r")],
+    );
+    let a = t.daemon(
+        "a",
+        &format!(
+            "{}[unicast.ua]\nbootstrap=\"fx\"\nautobind=true\n",
+            eth(&t, "a", &["b"], "ua")
+        ),
+    );
+    let b = t.daemon(
+        "b",
+        &format!(
+            "{}[unicast.ub]\nenrol=\"ua\"\nautobind=true\nconn=[\"ua\"]\n",
+            eth(&t, "b", &["a", "c", "r"], "ub")
+        ),
+    );
+    assert!(eventually(Duration::from_secs(15), || row(&t, "b", "ub")
+        ["state"]
+        == "enrolled"));
+    let _c = t.daemon(
+        "c",
+        &format!(
+            "[name.\"oping-server\"]\nprog=[\"{}\"]\nargs=[\"-l\"]\n\n{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"oping-server\"]\n",
+            bin("oping").display(),
+            eth(&t, "c", &["b"], "uc")
+        ),
+    );
+    let _r = t.daemon("r", &eth(&t, "r", &["b"], "rogue"));
+    let reach = |secs: u64| {
+        eventually(Duration::from_secs(secs), || {
+            t.oping("a", &["-n", "oping-server", "-c", "3", "-i", "10ms"])
+                .0["received"]
+                == 3
+        })
+    };
+    assert!(reach(20), "A reaches oping-server at C\n{}", b.log());
+    let before = row(&t, "b", "ub")["address"].clone();
+    let rogue = t
+        .cmd("r", &bin("o7s-rogue-member"))
+        .args(["ub", "0", "0", "0", "4000"])
+        .output()
+        .unwrap();
+    let sent: Value = serde_json::from_slice(&rogue.stdout).unwrap_or(Value::Null);
+    assert!(
+        rogue.status.success(),
+        "{sent}{}",
+        String::from_utf8_lossy(&rogue.stderr)
+    );
+    let r = row(&t, "b", "ub");
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    eprintln!(
+        "rogue: {sent}\nB: address {before} -> {}, readdressed {}, address_collisions {}, readdress_held {}",
+        r["address"],
+        n("readdressed"),
+        n("address_collisions"),
+        n("readdress_held")
+    );
+    let collisions = sent["collisions"].as_u64().unwrap_or(0);
+    assert!(collisions >= 100, "{sent}");
+    assert!(n("readdressed") <= 1, "B moved at most once: {r}");
+    assert!(sent["target_moves"].as_u64() <= Some(1), "{sent}");
+    // Every forged LSA that reached B was seen as a collision (a few may have been on
+    // their way when B moved and named its old address).
+    assert!(
+        n("address_collisions") + 10 >= collisions,
+        "{collisions} forged, {} seen: {r}",
+        n("address_collisions")
+    );
+    if n("readdressed") == 1 {
+        assert_ne!(r["address"], before);
+        assert!(n("readdress_held") > 0, "R followed B: {r}");
+    }
+    // No LSDB holds a forged link from B's address: every record from it names a member.
+    // (A forged LSA still on its way when B moved names an address nobody has any more:
+    // an ordinary record then, which ages out.)
+    let members: Vec<Value> = vec![
+        row(&t, "a", "ua")["address"].clone(),
+        row(&t, "c", "uc")["address"].clone(),
+        sent["own_address"].clone(),
+    ];
+    let ours = r["address"].clone();
+    for h in ["a", "b", "c"] {
+        let lsdb = t.ctl_json(h, &["lsdb", "list"]);
+        assert!(lsdb.iter().any(|x| x["src"] == ours), "{h}: {lsdb:?}");
+        for x in lsdb.iter().filter(|x| x["src"] == ours) {
+            assert!(members.contains(&x["dst"]), "{h}: forged {x}");
+        }
+    }
+    // Routing converges once R stops: A reaches C through B again.
+    let t0 = Instant::now();
+    assert!(
+        reach(30),
+        "A reaches C after the collisions\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    eprintln!("A reached C again {:?} after R stopped", t0.elapsed());
+}

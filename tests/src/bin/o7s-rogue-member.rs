@@ -6,10 +6,14 @@
 //! - `LSAS` link-state advertisements for random addresses (new pairs, each a record the
 //!   target would keep and flood on);
 //! - `STORES` DHT STOREs of random keys (DT PDUs to the target's address, eid 1);
-//! - `REQS` FLOW_REQs for random name hashes (DT PDUs, eid 0).
+//! - `REQS` FLOW_REQs for random name hashes (DT PDUs, eid 0);
+//! - then, for `COLLIDE_MS` milliseconds (optional, 0), forged address collisions: every
+//!   10 ms an LSA "the target's address has a link to X" (a link the target does not
+//!   have), as another IPCP with the target's address would announce, following the
+//!   target to each new address it moves to (its Management CEP says it).
 //!
 //! It writes as fast as its flows take the PDUs, then prints one JSON line of what it sent
-//! and how long it took. Usage: `o7s-rogue-member TARGET LSAS STORES REQS`.
+//! and how long it took. Usage: `o7s-rogue-member TARGET LSAS STORES REQS [COLLIDE_MS]`.
 
 use o7s::{Flow, QosSpec};
 use o7s_proto::enroll::{Connections, EnrollConfig, Event};
@@ -26,10 +30,11 @@ fn main() -> ExitCode {
     let (Some(target), Some(lsas), Some(stores), Some(reqs)) =
         (args.first(), num(1), num(2), num(3))
     else {
-        eprintln!("usage: o7s-rogue-member TARGET LSAS STORES REQS");
+        eprintln!("usage: o7s-rogue-member TARGET LSAS STORES REQS [COLLIDE_MS]");
         return ExitCode::from(2);
     };
-    match run(target, lsas, stores, reqs) {
+    let collide_ms = num(4).unwrap_or(0);
+    match run(target, lsas, stores, reqs, collide_ms) {
         Ok(json) => {
             println!("{json}");
             ExitCode::SUCCESS
@@ -45,6 +50,8 @@ fn main() -> ExitCode {
 struct Member {
     conns: Connections,
     flows: HashMap<u64, Flow>,
+    /// How long a turn waits for an SDU on each flow.
+    wait_ms: u64,
 }
 
 impl Member {
@@ -61,10 +68,14 @@ impl Member {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         for (id, f) in &mut self.flows {
-            f.set_read_timeout(Some(Duration::from_millis(20)));
-            if let Ok(n) = f.read(&mut buf) {
-                self.conns
-                    .handle(Instant::now(), unix, *id, buf.get(..n).unwrap_or(&[]));
+            f.set_read_timeout(Some(Duration::from_millis(self.wait_ms)));
+            // Everything waiting (LSAs on the Management flow are read and dropped).
+            while let Ok(n) = f.read(&mut buf) {
+                let sdu = buf.get(..n).unwrap_or(&[]);
+                if !self.conns.handle_update(*id, sdu, |_| true) {
+                    self.conns.handle(Instant::now(), unix, *id, sdu);
+                }
+                f.set_read_timeout(Some(Duration::from_millis(1)));
             }
         }
         self.conns.handle_timeout(Instant::now());
@@ -120,10 +131,11 @@ fn dt_pdu(dst: u64, eid: u64, sdu: &[u8]) -> Vec<u8> {
     p
 }
 
-fn run(target: &str, lsas: u64, stores: u64, reqs: u64) -> Result<String, String> {
+fn run(target: &str, lsas: u64, stores: u64, reqs: u64, collide_ms: u64) -> Result<String, String> {
     let mut m = Member {
         conns: Connections::new(EnrollConfig::default(), 0, None),
         flows: HashMap::new(),
+        wait_ms: 20,
     };
     let Event::Enrolled { conf, .. } = m.connect(target, 1, Component::Enrollment)? else {
         return Err("enrolment: unexpected event".into());
@@ -191,7 +203,32 @@ fn run(target: &str, lsas: u64, stores: u64, reqs: u64) -> Result<String, String
         failed += u64::from(dt.write(&dt_pdu(peer_addr, 0, &w.0)).is_err());
     }
     let req_s = start.elapsed().as_secs_f64();
+    // Forged collisions: "the target's address -> X", X a link it does not have.
+    let (mut collisions, mut moves, mut target_now) = (0u64, 0u64, peer_addr);
+    let fake = u64::from(rand_u64() as u32 | 1);
+    let until = Instant::now() + Duration::from_millis(collide_ms);
+    m.wait_ms = 1;
+    while Instant::now() < until {
+        let mut w = Writer::default();
+        o7s_wire::unicast::lsa::Lsa {
+            d_addr: fake,
+            s_addr: target_now,
+            seqno: 1_000_000 + collisions,
+        }
+        .write(&mut w);
+        if let Some(mgmt) = m.flows.get(&2) {
+            failed += u64::from(mgmt.write(&w.0).is_err());
+        }
+        collisions += 1;
+        for e in m.turn()? {
+            if let Event::Readdressed { new, .. } = e {
+                target_now = new;
+                moves += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     Ok(format!(
-        "{{\"target_address\":\"{peer_addr:#010x}\",\"own_address\":\"{me:#010x}\",\"lsas\":{lsas},\"lsa_seconds\":{lsa_s:.3},\"stores\":{stores},\"store_seconds\":{store_s:.3},\"flow_reqs\":{reqs},\"flow_req_seconds\":{req_s:.3},\"write_errors\":{failed}}}"
+        "{{\"target_address\":\"{peer_addr:#010x}\",\"own_address\":\"{me:#010x}\",\"lsas\":{lsas},\"lsa_seconds\":{lsa_s:.3},\"stores\":{stores},\"store_seconds\":{store_s:.3},\"flow_reqs\":{reqs},\"flow_req_seconds\":{req_s:.3},\"collisions\":{collisions},\"target_moves\":{moves},\"target_last\":\"{target_now:#010x}\",\"write_errors\":{failed}}}"
     ))
 }
