@@ -168,6 +168,11 @@ fn only_members_with_the_layer_cas_certificates_enrol_connect_and_publish() {
         drop(r);
     }
     // A rogue that makes its own layer of the same name and connects to A: refused too.
+    // (It trusts the layer's CA for its own flows, so that it accepts A's connection
+    // below and A's own check is what refuses it.)
+    let cacert = t.dir.join("security/cacert");
+    std::fs::create_dir_all(&cacert).unwrap();
+    std::fs::copy(&ca, cacert.join("layer-ca.pem")).unwrap();
     let r = t.daemon(
         "r",
         &format!(
@@ -195,6 +200,45 @@ fn only_members_with_the_layer_cas_certificates_enrol_connect_and_publish() {
         t.ctl_json("a", &["neighbour", "list"]).len(),
         2,
         "B's two only"
+    );
+    // The other way round: A, the secured member, connects to R's open IPCP. R accepts
+    // (A's certificate is good) and answers without a member certificate, so A refuses
+    // the flow itself.
+    let refused = uni_row(&t, "a", "ua")["membership"]["refused"]
+        .as_u64()
+        .unwrap_or(0);
+    let o = t
+        .cmd("a", &bin("o7sctl"))
+        .args(["ipcp", "connect", "name", "ua", "dst", "ur"])
+        .output()
+        .unwrap();
+    eprintln!(
+        "A connects to R: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || uni_row(&t, "a", "ua")
+            ["membership"]["refused"]
+            .as_u64()
+            > Some(refused)),
+        "A refuses R's answer: {}\n{}",
+        uni_row(&t, "a", "ua"),
+        a.log()
+    );
+    assert!(
+        a.log().contains(
+            "Management connection failed: bad OAP response from ur: no member certificate"
+        ),
+        "{}",
+        a.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        t.ctl_json("a", &["neighbour", "list"]).len(),
+        2,
+        "still B's two only: {}",
+        a.log()
     );
     // B's directory holds oping-server at B's address only.
     let ub = uni_row(&t, "b", "ub")["address"].clone();
