@@ -303,3 +303,121 @@ fn forged_collisions_move_a_member_at_most_once_and_routing_converges_after() {
     );
     eprintln!("A reached C again {:?} after R stopped", t0.elapsed());
 }
+
+/// The rest of what a member can send (issue 26 item 3): R replays one LSA 500 times, sends
+/// 500 garbage SDUs on its Management flow, 500 DHT FIND_VALUE requests for random keys,
+/// 500 DHT responses with more contacts than a bucket holds, and opens one more N-1 flow
+/// whose CEP is garbage, while A pings C through B. B counts each kind where `ipcp list`
+/// shows it, answers the FINDs (within R's budget), keeps none of it, and the ping keeps
+/// every reply.
+#[test]
+fn a_members_replays_garbage_and_find_floods_are_counted_and_stop_nothing() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::links(
+        "mg",
+        &["a", "b", "c", "r"],
+        &[("a", "b"), ("b", "c"), ("b", "r")],
+    );
+    let _a = t.daemon(
+        "a",
+        &format!(
+            "{}[unicast.ua]\nbootstrap=\"fg\"\nautobind=true\n",
+            eth(&t, "a", &["b"], "ua")
+        ),
+    );
+    let b = t.daemon(
+        "b",
+        &format!(
+            "{}[unicast.ub]\nenrol=\"ua\"\nautobind=true\nconn=[\"ua\"]\n",
+            eth(&t, "b", &["a", "c", "r"], "ub")
+        ),
+    );
+    assert!(eventually(Duration::from_secs(15), || row(&t, "b", "ub")
+        ["state"]
+        == "enrolled"));
+    let _c = t.daemon(
+        "c",
+        &format!(
+            "[name.\"oping-server\"]\nprog=[\"{}\"]\nargs=[\"-l\"]\n\n{}[unicast.uc]\nenrol=\"ub\"\nautobind=true\nconn=[\"ub\"]\nreg=[\"oping-server\"]\n",
+            bin("oping").display(),
+            eth(&t, "c", &["b"], "uc")
+        ),
+    );
+    let _r = t.daemon("r", &eth(&t, "r", &["b"], "rogue"));
+    assert!(
+        eventually(Duration::from_secs(20), || t
+            .oping("a", &["-n", "oping-server", "-c", "1"])
+            .0["received"]
+            == 1),
+        "A reaches oping-server at C\n{}",
+        b.log()
+    );
+    let r0 = row(&t, "b", "ub");
+    let ping = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", "oping-server", "-c", "600", "-i", "5ms", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rogue = t
+        .cmd("r", &bin("o7s-rogue-member"))
+        .args(["ub", "0", "0", "0", "0", "500"])
+        .output()
+        .unwrap();
+    let sent: Value = serde_json::from_slice(&rogue.stdout).unwrap_or(Value::Null);
+    assert!(
+        rogue.status.success() && sent["write_errors"] == 0,
+        "{sent}{}",
+        String::from_utf8_lossy(&rogue.stderr)
+    );
+    let out = ping.wait_with_output().unwrap();
+    let sum: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    let settled = eventually(Duration::from_secs(5), || {
+        row(&t, "b", "ub")["conn_failed"].as_u64() > r0["conn_failed"].as_u64()
+    });
+    let r1 = row(&t, "b", "ub");
+    let d = |k: &str| r1[k].as_u64().unwrap_or(0) - r0[k].as_u64().unwrap_or(0);
+    eprintln!(
+        "rogue: {sent}\nB counted: lsa_stale +{}, lsa_malformed +{}, dht_received +{}, dht_sent +{}, dht_bad +{}, conn_failed +{}, lsa_rate_dropped +{}, dt_rate_dropped +{}; A -> C: {} of 600",
+        d("lsa_stale"),
+        d("lsa_malformed"),
+        d("dht_received"),
+        d("dht_sent"),
+        d("dht_bad"),
+        d("conn_failed"),
+        d("lsa_rate_dropped"),
+        d("dt_rate_dropped"),
+        sum["received"]
+    );
+    assert!(
+        settled,
+        "the garbage CEP failed its flow: {r1}\n{}",
+        b.log()
+    );
+    // Within R's budgets (2,000 a second each way), nothing is dropped for the rate: every
+    // SDU is counted as what it is.
+    assert_eq!(d("lsa_rate_dropped") + d("dt_rate_dropped"), 0, "{r1}");
+    assert!(d("lsa_stale") >= 499, "the replays: {r1}");
+    assert!(d("lsa_malformed") >= 500, "the garbage: {r1}");
+    assert!(d("dht_bad") >= 500, "the oversized contact lists: {r1}");
+    assert!(
+        d("dht_received") >= 500 && d("dht_sent") >= 500,
+        "the FINDs answered: {r1}"
+    );
+    // Kept: R's one link, nothing else of R's in the LSDB.
+    let own = sent["own_address"].clone();
+    let of_r = t
+        .ctl_json("b", &["lsdb", "list"])
+        .into_iter()
+        .filter(|x| x["src"] == own)
+        .count();
+    assert!(of_r <= 2, "R's links only: {of_r}");
+    assert_eq!(sum["received"], 600, "{sum}");
+}

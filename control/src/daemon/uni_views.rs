@@ -185,6 +185,12 @@ impl Daemon {
                     );
                     o.insert("dht_forgotten".into(), json!(u.dht_forgotten));
                     o.insert("resumed".into(), json!(u.resumed));
+                    let lc = u.ls.as_ref().map(|l| l.counters()).unwrap_or_default();
+                    o.insert("lsa_stale".into(), json!(lc.stale));
+                    o.insert("lsa_malformed".into(), json!(lc.malformed));
+                    let cc = u.conn.counters();
+                    o.insert("conn_failed".into(), json!(cc.failed));
+                    o.insert("conn_unexpected".into(), json!(cc.unexpected));
                     o.insert("membership".into(), membership(u));
                     o.insert("lsa_rate_dropped".into(), json!(u.lsa_rate_dropped));
                     o.insert("dt_rate_dropped".into(), json!(u.dt_rate_dropped));
@@ -193,6 +199,9 @@ impl Daemon {
                     let dc = u.dht.as_ref().map(|d| d.counters()).unwrap_or_default();
                     o.insert("dht_proofs_refused".into(), json!(dc.proofs_refused));
                     o.insert("dht_superseded".into(), json!(dc.superseded));
+                    o.insert("dht_received".into(), json!(dc.received));
+                    o.insert("dht_sent".into(), json!(dc.sent));
+                    o.insert("dht_bad".into(), json!(dc.dropped_bad));
                     o.insert(
                         "dht_signed".into(),
                         json!(u.dht.as_ref().is_some_and(|d| d.has_proofs())),

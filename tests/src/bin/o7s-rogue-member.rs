@@ -10,10 +10,14 @@
 //! - then, for `COLLIDE_MS` milliseconds (optional, 0), forged address collisions: every
 //!   10 ms an LSA "the target's address has a link to X" (a link the target does not
 //!   have), as another IPCP with the target's address would announce, following the
-//!   target to each new address it moves to (its Management CEP says it).
+//!   target to each new address it moves to (its Management CEP says it);
+//! - then `EXTRA` (optional, 0) of each: one LSA replayed, 10-byte garbage on the
+//!   Management flow, DHT FIND_VALUE requests for random keys, DHT responses with more
+//!   contacts than any bucket holds; and one more N-1 flow whose CEP is garbage.
 //!
-//! It writes as fast as its flows take the PDUs, then prints one JSON line of what it sent
-//! and how long it took. Usage: `o7s-rogue-member TARGET LSAS STORES REQS [COLLIDE_MS]`.
+//! It writes as fast as its flows take the PDUs (EXTRA paced: 100 every 20 ms), then prints
+//! one JSON line of what it sent and how long it took. Usage: `o7s-rogue-member TARGET LSAS
+//! STORES REQS [COLLIDE_MS [EXTRA]]`.
 
 use o7s::{Flow, QosSpec};
 use o7s_proto::enroll::{Connections, EnrollConfig, Event};
@@ -30,11 +34,12 @@ fn main() -> ExitCode {
     let (Some(target), Some(lsas), Some(stores), Some(reqs)) =
         (args.first(), num(1), num(2), num(3))
     else {
-        eprintln!("usage: o7s-rogue-member TARGET LSAS STORES REQS [COLLIDE_MS]");
+        eprintln!("usage: o7s-rogue-member TARGET LSAS STORES REQS [COLLIDE_MS [EXTRA]]");
         return ExitCode::from(2);
     };
     let collide_ms = num(4).unwrap_or(0);
-    match run(target, lsas, stores, reqs, collide_ms) {
+    let extra = num(5).unwrap_or(0);
+    match run(target, lsas, stores, reqs, collide_ms, extra) {
         Ok(json) => {
             println!("{json}");
             ExitCode::SUCCESS
@@ -131,7 +136,14 @@ fn dt_pdu(dst: u64, eid: u64, sdu: &[u8]) -> Vec<u8> {
     p
 }
 
-fn run(target: &str, lsas: u64, stores: u64, reqs: u64, collide_ms: u64) -> Result<String, String> {
+fn run(
+    target: &str,
+    lsas: u64,
+    stores: u64,
+    reqs: u64,
+    collide_ms: u64,
+    extra: u64,
+) -> Result<String, String> {
     let mut m = Member {
         conns: Connections::new(EnrollConfig::default(), 0, None),
         flows: HashMap::new(),
@@ -228,7 +240,80 @@ fn run(target: &str, lsas: u64, stores: u64, reqs: u64, collide_ms: u64) -> Resu
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    // Replays, garbage, FIND floods, oversized contact lists, a garbage CEP.
+    let pace = |i: u64| {
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let fixed = u64::from(rand_u64() as u32 | 1);
+    if let (Some(mgmt), Some(dt)) = (m.flows.get(&2), m.flows.get(&3)) {
+        for i in 0..extra {
+            let mut w = Writer::default();
+            o7s_wire::unicast::lsa::Lsa {
+                d_addr: fixed,
+                s_addr: me,
+                seqno: 5,
+            }
+            .write(&mut w);
+            failed += u64::from(mgmt.write(&w.0).is_err());
+            pace(i);
+        }
+        for i in 0..extra {
+            failed += u64::from(mgmt.write(&[0u8; 10]).is_err());
+            pace(i);
+        }
+        let contact = |addr: u64| pb::DhtContactMsg {
+            id: rand_bytes::<32>().to_vec(),
+            addr,
+        };
+        for i in 0..extra {
+            let msg = pb::DhtMsg {
+                code: pb::dht_code::FIND_VALUE_REQ,
+                src: contact(me),
+                store: None,
+                find: Some(pb::DhtFindReqMsg {
+                    cookie: i + 1,
+                    key: rand_bytes::<32>().to_vec(),
+                }),
+                node: None,
+                val: None,
+            };
+            failed += u64::from(
+                dt.write(&dt_pdu(target_now, 1, &msg.encode_to_vec()))
+                    .is_err(),
+            );
+            pace(i);
+        }
+        for i in 0..extra {
+            let msg = pb::DhtMsg {
+                code: pb::dht_code::FIND_NODE_RSP,
+                src: contact(me),
+                store: None,
+                find: None,
+                node: Some(pb::DhtFindNodeRspMsg {
+                    cookie: i + 1,
+                    key: rand_bytes::<32>().to_vec(),
+                    contacts: (0..=pb::MAX_CONTACTS as u64)
+                        .map(|a| contact(a + 1))
+                        .collect(),
+                }),
+                val: None,
+            };
+            failed += u64::from(
+                dt.write(&dt_pdu(target_now, 1, &msg.encode_to_vec()))
+                    .is_err(),
+            );
+            pace(i);
+        }
+    }
+    if extra > 0 {
+        let f = Flow::alloc(target, QosSpec::RAW, Duration::from_secs(10))
+            .map_err(|e| format!("allocating an N-1 flow to {target}: {e}"))?;
+        failed += u64::from(f.write(&rand_bytes::<64>()).is_err());
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Ok(format!(
-        "{{\"target_address\":\"{peer_addr:#010x}\",\"own_address\":\"{me:#010x}\",\"lsas\":{lsas},\"lsa_seconds\":{lsa_s:.3},\"stores\":{stores},\"store_seconds\":{store_s:.3},\"flow_reqs\":{reqs},\"flow_req_seconds\":{req_s:.3},\"collisions\":{collisions},\"target_moves\":{moves},\"target_last\":\"{target_now:#010x}\",\"write_errors\":{failed}}}"
+        "{{\"target_address\":\"{peer_addr:#010x}\",\"extra\":{extra},\"own_address\":\"{me:#010x}\",\"lsas\":{lsas},\"lsa_seconds\":{lsa_s:.3},\"stores\":{stores},\"store_seconds\":{store_s:.3},\"flow_reqs\":{reqs},\"flow_req_seconds\":{req_s:.3},\"collisions\":{collisions},\"target_moves\":{moves},\"target_last\":\"{target_now:#010x}\",\"write_errors\":{failed}}}"
     ))
 }
