@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Why a certificate, a signature or a key was not accepted.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// The certificate cannot be parsed as an end-entity certificate.
     #[error("not a usable certificate: {why}")]

@@ -90,6 +90,57 @@ pub fn verb(c: &Ctl) -> &'static str {
     }
 }
 
+/// Why `--admin-group` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// The group database could not be read.
+    #[error("--admin-group {group}: {errno}")]
+    Lookup {
+        /// The group asked for.
+        group: String,
+        /// The system's error.
+        errno: nix::errno::Errno,
+    },
+    /// No such group.
+    #[error("--admin-group {0}: no such group")]
+    NoSuch(String),
+}
+
+/// Why a request is refused to its process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denied {
+    /// Only administrators may.
+    #[error("{verb} changes what the daemon runs or serves: only {admins} may")]
+    AdminOnly {
+        /// What it asked ("bind program", ...).
+        verb: String,
+        /// Who may.
+        admins: String,
+    },
+    /// The process named is another user's.
+    #[error("process {pid} is not yours (only {admins} may {verb} another user's process)")]
+    NotYourProcess {
+        /// The process.
+        pid: i32,
+        /// What it asked.
+        verb: String,
+        /// Who may.
+        admins: String,
+    },
+    /// The name is another user's.
+    #[error("name {name} is not yours (only {admins} may {verb} to it)")]
+    NotYourName {
+        /// The name.
+        name: String,
+        /// What it asked.
+        verb: String,
+        /// Who may.
+        admins: String,
+    },
+}
+
 /// The administrators: root and, when configured, one group.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -99,7 +150,7 @@ pub struct Policy {
 
 impl Policy {
     /// The policy for `--admin-group GROUP` (a name or a number).
-    pub fn new(admin_group: Option<&str>) -> Result<Self, String> {
+    pub fn new(admin_group: Option<&str>) -> Result<Self, GroupError> {
         let Some(g) = admin_group else {
             return Ok(Self::default());
         };
@@ -107,8 +158,11 @@ impl Policy {
             Ok(n) => nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(n)),
             Err(_) => nix::unistd::Group::from_name(g),
         }
-        .map_err(|e| format!("--admin-group {g}: {e}"))?
-        .ok_or_else(|| format!("--admin-group {g}: no such group"))?;
+        .map_err(|errno| GroupError::Lookup {
+            group: g.to_string(),
+            errno,
+        })?
+        .ok_or_else(|| GroupError::NoSuch(g.to_string()))?;
         Ok(Self {
             admin_group: Some((group.gid.as_raw(), group.name)),
         })

@@ -13,7 +13,7 @@
 
 use crate::auth::{verify_signature, AuthError};
 use crate::membership::Membership;
-use o7s_proto::dht::{Proofs, Signed};
+use o7s_proto::dht::{ProofError, Proofs, Signed};
 use o7s_wire::hash::HashAlgo;
 use rustls_pki_types::UnixTime;
 use std::collections::HashMap;
@@ -82,10 +82,10 @@ struct Parts<'a> {
     sig: &'a [u8],
 }
 
-fn parse(proof: &[u8]) -> Result<Parts<'_>, String> {
+fn parse(proof: &[u8]) -> Result<Parts<'_>, ProofError> {
     let (&v, rest) = proof.split_first().ok_or("an empty proof")?;
     if v != VERSION {
-        return Err(format!("proof version {v} (this o7s knows {VERSION})"));
+        return Err(format!("proof version {v} (this o7s knows {VERSION})").into());
     }
     let (at, rest) = rest
         .split_first_chunk::<8>()
@@ -98,7 +98,8 @@ fn parse(proof: &[u8]) -> Result<Parts<'_>, String> {
         return Err(format!(
             "a certificate of {len} bytes in a proof with {} left",
             rest.len()
-        ));
+        )
+        .into());
     }
     let (cert, sig) = rest.split_at(len);
     Ok(Parts {
@@ -109,7 +110,7 @@ fn parse(proof: &[u8]) -> Result<Parts<'_>, String> {
 }
 
 /// A check's result: the signer and its certificate's end of validity (UNIX s), or why not.
-type Checked = Result<(Signed, i64), String>;
+type Checked = Result<(Signed, i64), ProofError>;
 
 /// A secured layer's check of directory entries, given to its DHT.
 pub struct DirProofs {
@@ -144,7 +145,7 @@ impl DirProofs {
 
     fn check_fresh(&self, key: &[u8], addr: u64, p: &Parts<'_>, unix: u64) -> Checked {
         if p.at > unix.saturating_add(FUTURE_SLACK) {
-            return Err(format!("signed {} s in the future", p.at - unix));
+            return Err(format!("signed {} s in the future", p.at - unix).into());
         }
         let now = UnixTime::since_unix_epoch(Duration::from_secs(unix));
         let publisher = self
@@ -160,7 +161,7 @@ impl DirProofs {
                 } else {
                     names.join(", ")
                 }
-            ));
+            ).into());
         }
         let md = md_nid_of(p.cert);
         verify_signature(p.cert, md, &signed_bytes(key, addr, p.at), p.sig)
@@ -192,7 +193,7 @@ fn md_nid_of(cert: &[u8]) -> u16 {
 }
 
 impl Proofs for DirProofs {
-    fn check(&self, key: &[u8], addr: u64, proof: &[u8], unix: u64) -> Result<Signed, String> {
+    fn check(&self, key: &[u8], addr: u64, proof: &[u8], unix: u64) -> Result<Signed, ProofError> {
         let p = parse(proof)?;
         let mut h = ring::digest::Context::new(&ring::digest::SHA256);
         h.update(key);
@@ -203,7 +204,7 @@ impl Proofs for DirProofs {
             // A remembered success still needs its certificate valid now.
             return match r {
                 Ok((sg, not_after)) if i64::try_from(unix).unwrap_or(i64::MAX) > not_after => {
-                    Err(format!("member {}'s certificate has expired", sg.publisher))
+                    Err(format!("member {}'s certificate has expired", sg.publisher).into())
                 }
                 r => r.map(|x| x.0),
             };
@@ -215,7 +216,8 @@ impl Proofs for DirProofs {
             if s.1 >= CHECKS_PER_SECOND {
                 return Err(format!(
                     "more than {CHECKS_PER_SECOND} new entries to check this second"
-                ));
+                )
+                .into());
             }
             s.1 += 1;
         }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 /// Why the data plane did not do what o7sd asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DpError {
     /// No answer in time.
     #[error("the data plane did not answer")]

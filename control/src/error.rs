@@ -10,6 +10,7 @@ use o7s_proto::shim::ShimError;
 
 /// Why a flow could not be allocated or installed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FlowError {
     /// No layer is up to resolve the name in.
     #[error("no layer is up to look {name} up in")]
@@ -151,6 +152,7 @@ impl FlowError {
 /// Why a peer's OAP message (a request on the server's side, a response on the client's)
 /// is not accepted, or this side cannot answer it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OapCheckError {
     /// The header does not parse.
     #[error("bad OAP header: {0}")]
@@ -224,6 +226,7 @@ impl OapCheckError {
 
 /// Why an IPCP could not be bootstrapped.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BootstrapError {
     /// An IPCP of that name exists.
     #[error("an IPCP named {0} exists")]
@@ -258,6 +261,7 @@ impl BootstrapError {
 /// Why an o7sctl request was refused (a variant per kind of cause; its message is what
 /// o7sctl prints, [`CtlError::code`] the code on the wire).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CtlError {
     /// The request is malformed or names something impossible.
     #[error("{0}")]

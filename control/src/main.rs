@@ -336,22 +336,33 @@ fn cpus_online() -> usize {
         .unwrap_or(1)
 }
 
+/// What is wrong with a `--core` list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum CoreError {
+    /// An entry is not a number.
+    #[error("'{0}' is not a CPU number")]
+    NotANumber(String),
+    /// A CPU the machine does not have.
+    #[error("this machine has CPUs 0 to {0}")]
+    Beyond(usize),
+    /// A CPU named twice.
+    #[error("CPU {0} is listed twice")]
+    Twice(usize),
+}
+
 /// Checks a `--core` list: CPU numbers below `online`, each at most once.
-fn check_cores(spec: &str, online: usize) -> Result<(), String> {
+fn check_cores(spec: &str, online: usize) -> Result<(), CoreError> {
     let mut seen = std::collections::BTreeSet::new();
     for c in spec.split(',') {
         let n: usize = c
             .trim()
             .parse()
-            .map_err(|_| format!("'{}' is not a CPU number", c.trim()))?;
+            .map_err(|_| CoreError::NotANumber(c.trim().to_string()))?;
         if n >= online {
-            return Err(format!(
-                "this machine has CPUs 0 to {}",
-                online.saturating_sub(1)
-            ));
+            return Err(CoreError::Beyond(online.saturating_sub(1)));
         }
         if !seen.insert(n) {
-            return Err(format!("CPU {n} is listed twice"));
+            return Err(CoreError::Twice(n));
         }
     }
     Ok(())
@@ -365,9 +376,9 @@ mod tests {
     fn core_lists() {
         assert_eq!(check_cores("0", 2), Ok(()));
         assert_eq!(check_cores("0,1", 2), Ok(()));
-        assert!(check_cores("2", 2).is_err_and(|e| e.contains("CPUs 0 to 1")));
-        assert!(check_cores("0,0", 2).is_err_and(|e| e.contains("twice")));
-        assert!(check_cores("x", 2).is_err_and(|e| e.contains("not a CPU")));
+        assert!(check_cores("2", 2).is_err_and(|e| e.to_string().contains("CPUs 0 to 1")));
+        assert!(check_cores("0,0", 2).is_err_and(|e| e.to_string().contains("twice")));
+        assert!(check_cores("x", 2).is_err_and(|e| e.to_string().contains("not a CPU")));
         assert!(check_cores("0,", 2).is_err());
     }
 }

@@ -39,6 +39,7 @@ pub struct Membership {
 
 /// Why a peer is not a member.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NotMember {
     /// It sent no certificate.
     #[error("no member certificate: layer of {ipcp} admits members only (member_ca {ca})")]

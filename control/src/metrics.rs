@@ -981,14 +981,17 @@ pub fn render(view: &dyn Fn(Ctl) -> Reply) -> String {
     out
 }
 
+/// A `--metrics` value that is no address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is neither ADDR:PORT (127.0.0.1:9100, [::1]:9100) nor a port (9100)")]
+pub struct BadAddr(pub String);
+
 /// `--metrics`: ADDR:PORT, or a PORT alone on the loopback address.
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+pub fn parse_addr(s: &str) -> Result<SocketAddr, BadAddr> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    s.parse().map_err(|_| {
-        format!("'{s}' is neither ADDR:PORT (127.0.0.1:9100, [::1]:9100) nor a port (9100)")
-    })
+    s.parse().map_err(|_| BadAddr(s.to_string()))
 }
 
 /// Starts the endpoint on `addr` (its HTTP side: src/metrics_http.rs).
@@ -1036,7 +1039,7 @@ mod tests {
             "0.0.0.0:9100"
         );
         assert_eq!(parse_addr("[::1]:9100").unwrap().to_string(), "[::1]:9100");
-        let e = parse_addr("localhost").unwrap_err();
+        let e = parse_addr("localhost").unwrap_err().to_string();
         assert!(e.contains("ADDR:PORT"), "{e}");
         assert!(parse_addr("70000").is_err());
     }

@@ -11,6 +11,7 @@ pub const MAX_IDS: usize = 65_536;
 
 /// Why a request id is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplayError {
     /// Seen within the window.
     #[error("replayed OAP request")]

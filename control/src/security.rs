@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// Why an `enc.conf` is unusable.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncFileError {
     /// It exists but cannot be read.
     #[error("{}: {source}", path.display())]
@@ -28,7 +29,7 @@ pub enum EncFileError {
         /// The file.
         path: PathBuf,
         /// Which line and why.
-        why: String,
+        why: o7s_proto::oap::keys::EncConfError,
     },
 }
 

@@ -10,6 +10,7 @@ use rand::{RngCore, SeedableRng};
 
 /// Why an SDU could not be sealed or opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CryptError {
     /// Encryption failed (or the rotated key could not be made).
     Seal,

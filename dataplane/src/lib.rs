@@ -19,5 +19,6 @@ pub mod udp;
 pub mod upstream;
 pub mod worker;
 pub mod xdp;
+pub mod xdp_error;
 pub mod xdp_netlink;
 pub mod xdp_umem;

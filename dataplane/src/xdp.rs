@@ -196,8 +196,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn errno(what: &str, e: impl std::fmt::Debug) -> String {
-    format!("{what}: {e:?}")
+fn errno(what: &str, e: impl std::fmt::Debug) -> crate::xdp_error::XdpError {
+    crate::xdp_error::step(what, e)
 }
 
 /// The name of the loaded program `id` (None when it is gone or cannot be read).
@@ -212,7 +212,7 @@ fn program_name(id: u32) -> Option<String> {
 /// bpf link, which o7s uses, is released with its process; a netlink attachment, made by
 /// older kernels' fallback or by hand, outlives it). Says what it removed. Fails, naming the
 /// program, when another tool's program is attached or a live data plane holds the device.
-pub fn clear_stale(dev: &str) -> Result<Option<String>, String> {
+pub fn clear_stale(dev: &str) -> Result<Option<String>, crate::xdp_error::XdpError> {
     let ifindex = nix::net::if_::if_nametoindex(dev).map_err(|e| format!("{dev}: {e}"))?;
     let mut removed = Vec::new();
     for p in crate::xdp_netlink::attached(ifindex)? {
@@ -226,7 +226,8 @@ pub fn clear_stale(dev: &str) -> Result<Option<String>, String> {
         if name.as_deref() != Some(PROGRAM_NAME) {
             return Err(format!(
                 "{dev} already has {what} attached by another tool; o7s does not replace it"
-            ));
+            )
+            .into());
         }
         crate::xdp_netlink::detach(ifindex, p.mode).map_err(|e| {
             format!("{dev}: {what} is held by a live process (another o7s data plane?): {e}")
@@ -269,7 +270,7 @@ impl XdpPort {
         llc: bool,
         mode: AttachMode,
         pool: &mut Option<Rc<SharedUmem>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::xdp_error::XdpError> {
         let stale = clear_stale(dev)?;
         let mut p = match mode {
             AttachMode::Skb => Self::open_skb(dev, ethertype, llc, pool)?,
@@ -295,7 +296,7 @@ impl XdpPort {
         ethertype: Option<u16>,
         llc: bool,
         pool: &mut Option<Rc<SharedUmem>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::xdp_error::XdpError> {
         let mut p = Self::open_mode(dev, ethertype, llc, false, false, pool)?;
         p.copy_mode = "copy (XDP skb mode has no zero-copy)".into();
         p.attach_mode = "skb mode".into();
@@ -307,7 +308,7 @@ impl XdpPort {
         ethertype: Option<u16>,
         llc: bool,
         pool: &mut Option<Rc<SharedUmem>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::xdp_error::XdpError> {
         let mut p = match Self::open_mode(dev, ethertype, llc, true, true, pool) {
             Ok(mut p) => {
                 p.copy_mode = "zero-copy".into();
@@ -331,7 +332,7 @@ impl XdpPort {
         driver: bool,
         zero_copy: bool,
         pool: &mut Option<Rc<SharedUmem>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::xdp_error::XdpError> {
         let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| errno("loading bpf/xdp_o7s.o", e))?;
         {
             let prog: &mut Xdp = ebpf
@@ -423,7 +424,8 @@ impl XdpPort {
                 return Err(format!(
                     "queue {}: fill ring took {} of {RX_FRAMES} frames",
                     q.id, q.kernel_rx
-                ));
+                )
+                .into());
             }
         }
         // A new UMEM with room for another port is the one the worker's next port joins.
@@ -441,7 +443,7 @@ impl XdpPort {
         frames: u32,
         nq: u32,
         zero_copy: bool,
-    ) -> Result<(Rc<SharedUmem>, u32, Sockets), String> {
+    ) -> Result<(Rc<SharedUmem>, u32, Sockets), crate::xdp_error::XdpError> {
         let made =
             SharedUmem::new(frames * SHARE_SLOTS, RX_RING, TX_RING, zero_copy).or_else(|e| {
                 tracing::info!("{dev}: no UMEM for two ports ({e}): one for this port alone");
@@ -464,7 +466,7 @@ impl XdpPort {
         base: u32,
         nq: u32,
         zero_copy: bool,
-    ) -> Result<Sockets, String> {
+    ) -> Result<Sockets, crate::xdp_error::XdpError> {
         let reg = umem.umem();
         let Some(reg) = reg.as_ref() else {
             return Err("the UMEM's own socket is gone".into());

@@ -72,18 +72,46 @@ pub struct Attached {
     pub prog_id: u32,
 }
 
-fn route_socket() -> Result<OwnedFd, String> {
+/// Why a netlink exchange about a device's XDP programs failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetlinkError {
+    /// A socket call failed (which one, and the system's error).
+    #[error("netlink {step}: {errno}")]
+    Io {
+        /// The call: "socket", "request", "reply".
+        step: &'static str,
+        /// The system's error.
+        errno: nix::errno::Errno,
+    },
+    /// The kernel answered a request with an error.
+    #[error("{what}: {errno}")]
+    Refused {
+        /// The request.
+        what: String,
+        /// The kernel's error.
+        errno: nix::errno::Errno,
+    },
+    /// The kernel did not answer the request as it should.
+    #[error("netlink {0}: no reply for the device")]
+    NoReply(&'static str),
+}
+
+fn route_socket() -> Result<OwnedFd, NetlinkError> {
     socket(
         AddressFamily::Netlink,
         SockType::Raw,
         SockFlag::SOCK_CLOEXEC,
         SockProtocol::NetlinkRoute,
     )
-    .map_err(|e| format!("netlink socket: {e}"))
+    .map_err(|errno| NetlinkError::Io {
+        step: "socket",
+        errno,
+    })
 }
 
 /// Sends one request to the kernel and returns its first reply datagram.
-fn transact(req: &[u8]) -> Result<Vec<u8>, String> {
+fn transact(req: &[u8]) -> Result<Vec<u8>, NetlinkError> {
     let fd = route_socket()?;
     sendto(
         fd.as_raw_fd(),
@@ -91,10 +119,16 @@ fn transact(req: &[u8]) -> Result<Vec<u8>, String> {
         &NetlinkAddr::new(0, 0),
         MsgFlags::empty(),
     )
-    .map_err(|e| format!("netlink request: {e}"))?;
+    .map_err(|errno| NetlinkError::Io {
+        step: "request",
+        errno,
+    })?;
     let mut buf = vec![0u8; 65536];
-    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())
-        .map_err(|e| format!("netlink reply: {e}"))?;
+    let n =
+        recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).map_err(|errno| NetlinkError::Io {
+            step: "reply",
+            errno,
+        })?;
     buf.truncate(n);
     Ok(buf)
 }
@@ -197,7 +231,7 @@ fn parse_xdp(payload: &[u8]) -> Vec<Attached> {
 }
 
 /// The XDP programs attached to device `ifindex` (empty when none).
-pub fn attached(ifindex: u32) -> Result<Vec<Attached>, String> {
+pub fn attached(ifindex: u32) -> Result<Vec<Attached>, NetlinkError> {
     let reply = transact(&request(RTM_GETLINK, NLM_F_REQUEST, ifindex, &[]))?;
     for (kind, body) in messages(&reply) {
         match kind {
@@ -210,21 +244,21 @@ pub fn attached(ifindex: u32) -> Result<Vec<Attached>, String> {
             }
             NLMSG_ERROR => {
                 let err = u32_at(body, 0).map_or(0, |e| e as i32);
-                return Err(format!(
-                    "netlink RTM_GETLINK: {}",
-                    nix::errno::Errno::from_raw(-err)
-                ));
+                return Err(NetlinkError::Refused {
+                    what: "netlink RTM_GETLINK".into(),
+                    errno: nix::errno::Errno::from_raw(-err),
+                });
             }
             NLMSG_DONE => break,
             _ => {}
         }
     }
-    Err("netlink RTM_GETLINK: no reply for the device".into())
+    Err(NetlinkError::NoReply("RTM_GETLINK"))
 }
 
 /// Removes the program attached through netlink in `mode` from device `ifindex`. The kernel
 /// refuses (EBUSY) when the program is held by a bpf link, i.e. by a live process.
-pub fn detach(ifindex: u32, mode: Mode) -> Result<(), String> {
+pub fn detach(ifindex: u32, mode: Mode) -> Result<(), NetlinkError> {
     let mut xdp = Vec::new();
     put_u16(&mut xdp, 8);
     put_u16(&mut xdp, IFLA_XDP_FD);
@@ -243,15 +277,14 @@ pub fn detach(ifindex: u32, mode: Mode) -> Result<(), String> {
             return if err == 0 {
                 Ok(())
             } else {
-                Err(format!(
-                    "removing the {} program: {}",
-                    mode.name(),
-                    nix::errno::Errno::from_raw(-err)
-                ))
+                Err(NetlinkError::Refused {
+                    what: format!("removing the {} program", mode.name()),
+                    errno: nix::errno::Errno::from_raw(-err),
+                })
             };
         }
     }
-    Err("netlink RTM_SETLINK: no acknowledgement".into())
+    Err(NetlinkError::NoReply("RTM_SETLINK"))
 }
 
 #[cfg(test)]

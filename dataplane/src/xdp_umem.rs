@@ -61,15 +61,20 @@ impl std::fmt::Debug for SharedUmem {
     }
 }
 
-fn errno(what: &str, e: impl std::fmt::Debug) -> String {
-    format!("{what}: {e:?}")
+fn errno(what: &str, e: impl std::fmt::Debug) -> crate::xdp_error::XdpError {
+    crate::xdp_error::step(what, e)
 }
 
 impl SharedUmem {
     /// A UMEM of `frames` frames with rings of `fill` and `complete` entries per socket;
     /// anonymous memory on 2 MiB hugepages when the machine has free ones (fewer TLB
     /// misses), normal pages otherwise; faulted in now, not on the data path.
-    pub fn new(frames: u32, fill: u32, complete: u32, zero_copy: bool) -> Result<Self, String> {
+    pub fn new(
+        frames: u32,
+        fill: u32,
+        complete: u32,
+        zero_copy: bool,
+    ) -> Result<Self, crate::xdp_error::XdpError> {
         let len = (FRAME_SIZE * frames) as usize;
         let (mut area, pages) = match MmapOptions::new()
             .len(len)

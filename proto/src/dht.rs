@@ -31,12 +31,29 @@ use std::time::{Duration, Instant};
 /// least one value goes): a response with its contacts stays within an Ethernet frame.
 pub const PROVEN_VALUE_BYTES: usize = 1024;
 
+/// Why a directory entry's proof does not hold, in the policy's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProofError(pub String);
+
+impl From<String> for ProofError {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for ProofError {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
 /// The layer's policy for directory entries with proofs (docs/SECURITY.md "Names in a
 /// secured layer"), given by the driver: a pure check, the time comes in.
 pub trait Proofs: std::fmt::Debug + Send + Sync {
     /// Checks `proof` (the bytes after the 8-byte address) for `addr` under `key` at
     /// `unix`: who published it and when it was signed, or why not.
-    fn check(&self, key: &[u8], addr: u64, proof: &[u8], unix: u64) -> Result<Signed, String>;
+    fn check(&self, key: &[u8], addr: u64, proof: &[u8], unix: u64) -> Result<Signed, ProofError>;
 }
 
 /// Who published a value, and when it was signed.
@@ -114,7 +131,7 @@ pub enum Event {
         /// The address it names.
         addr: u64,
         /// Why it was refused.
-        why: String,
+        why: ProofError,
     },
     /// A name's addresses (at least one).
     Found {
@@ -289,8 +306,11 @@ impl Dht {
         let (addr, proof) = DhtMsg::split_value(val)?;
         let r = match &self.proofs {
             None if proof.is_empty() => return Some((addr, vec![], None)),
-            None => Err(format!("a proof of {} bytes in an open layer", proof.len())),
-            Some(_) if proof.is_empty() => Err("no proof".to_string()),
+            None => Err(ProofError(format!(
+                "a proof of {} bytes in an open layer",
+                proof.len()
+            ))),
+            Some(_) if proof.is_empty() => Err(ProofError("no proof".into())),
             Some(p) => p.check(key, addr, proof, unix),
         };
         match r {
@@ -1127,15 +1147,21 @@ mod tests {
     struct TextProofs;
 
     impl Proofs for TextProofs {
-        fn check(&self, key: &[u8], addr: u64, proof: &[u8], _unix: u64) -> Result<Signed, String> {
-            let t = std::str::from_utf8(proof).map_err(|e| e.to_string())?;
+        fn check(
+            &self,
+            key: &[u8],
+            addr: u64,
+            proof: &[u8],
+            _unix: u64,
+        ) -> Result<Signed, ProofError> {
+            let t = std::str::from_utf8(proof).map_err(|e| ProofError(e.to_string()))?;
             let v: Vec<&str> = t.split(':').collect();
             if v.len() != 4 || v[2] != key[0].to_string() || v[3] != addr.to_string() {
-                return Err(format!("bad proof {t}"));
+                return Err(ProofError(format!("bad proof {t}")));
             }
             Ok(Signed {
                 publisher: v[0].into(),
-                at: v[1].parse().map_err(|_| "bad time".to_string())?,
+                at: v[1].parse().map_err(|_| ProofError("bad time".into()))?,
             })
         }
     }
@@ -1195,7 +1221,7 @@ mod tests {
             Some(Event::ProofRefused {
                 from: 0x2000,
                 addr: 5,
-                why: "no proof".into()
+                why: ProofError("no proof".into())
             })
         );
         // B's entry at 5, then B again at 6 signed later: the newer supersedes.

@@ -49,6 +49,7 @@ impl Default for EnrollConfig {
 
 /// Why a connection or an enrolment failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnrollError {
     /// The peer sent something that is not the message expected.
     #[error("bad {what} from the peer: {why}")]
@@ -617,7 +618,7 @@ impl Connections {
         }
         let checked = resp
             .conf
-            .ok_or_else(|| "no configuration".to_string())
+            .ok_or(ConfError::Missing)
             .and_then(|c| check_conf(c, self.cfg.broadcast));
         let conf = match checked {
             Ok(c) => c,
@@ -626,7 +627,7 @@ impl Connections {
                     flow,
                     EnrollError::Bad {
                         what: "layer configuration",
-                        why,
+                        why: why.to_string(),
                     },
                 )
             }
@@ -746,30 +747,67 @@ impl Connections {
     }
 }
 
+/// Why an enrollee cannot adopt the layer configuration it was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfError {
+    /// The response carried none.
+    #[error("no configuration")]
+    Missing,
+    /// The layer's name is empty or too long.
+    #[error("a layer name of 1..=255 bytes")]
+    Name,
+    /// The layer is of another kind than the IPCP.
+    #[error("ipcp_type {got} is not {want}")]
+    Type {
+        /// The configuration's type.
+        got: u32,
+        /// The IPCP's kind.
+        want: &'static str,
+    },
+    /// A unicast layer without its settings.
+    #[error("no unicast settings")]
+    NoUnicast,
+    /// Address or endpoint id sizes this implementation does not have.
+    #[error("addr_size {addr} and eid_size {eid} (only 4 and 8 exist)")]
+    Sizes {
+        /// addr_size.
+        addr: u32,
+        /// eid_size.
+        eid: u32,
+    },
+}
+
 /// What an enrollee can adopt: a layer of its own type (as the reference checks); a
 /// unicast one with the sizes this implementation has.
-fn check_conf(c: IpcpConfigMsg, broadcast: bool) -> Result<IpcpConfigMsg, String> {
+fn check_conf(c: IpcpConfigMsg, broadcast: bool) -> Result<IpcpConfigMsg, ConfError> {
     if c.layer_info.name.is_empty() || c.layer_info.name.len() > 255 {
-        return Err("a layer name of 1..=255 bytes".into());
+        return Err(ConfError::Name);
     }
     if broadcast {
         return if c.ipcp_type == IPCP_BROADCAST {
             Ok(c)
         } else {
-            Err(format!("ipcp_type {} is not broadcast", c.ipcp_type))
+            Err(ConfError::Type {
+                got: c.ipcp_type,
+                want: "broadcast",
+            })
         };
     }
     if c.ipcp_type != IPCP_UNICAST {
-        return Err(format!("ipcp_type {} is not unicast", c.ipcp_type));
+        return Err(ConfError::Type {
+            got: c.ipcp_type,
+            want: "unicast",
+        });
     }
     let Some(u) = &c.unicast else {
-        return Err("no unicast settings".into());
+        return Err(ConfError::NoUnicast);
     };
     if u.dt.addr_size != 4 || u.dt.eid_size != 8 {
-        return Err(format!(
-            "addr_size {} and eid_size {} (only 4 and 8 exist)",
-            u.dt.addr_size, u.dt.eid_size
-        ));
+        return Err(ConfError::Sizes {
+            addr: u.dt.addr_size,
+            eid: u.dt.eid_size,
+        });
     }
     Ok(c)
 }

@@ -53,6 +53,7 @@ pub struct ReqId(pub u64);
 
 /// Why an allocation failed or a call is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FaError {
     /// Every flow number is taken.
     #[error("no free endpoint id (all {} flows in use)", MAX_FD - FIRST_FD)]

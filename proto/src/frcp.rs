@@ -107,6 +107,8 @@ impl FrcpConfig {
 
 /// Why an SDU was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+// Exhaustive on purpose: the library decides per outcome (wait, fail), and a new one
+// must make it decide again.
 pub enum SendError {
     /// The receiver's window is closed: try again when [`Frcp::writable`].
     #[error("the receiver's window is closed")]

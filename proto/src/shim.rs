@@ -82,6 +82,7 @@ pub struct ReqId(pub u64);
 
 /// Why an allocation failed, or a call was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShimError {
     /// Every endpoint id of the layer is in use.
     #[error("no free endpoint id")]

@@ -56,7 +56,8 @@ impl Daemon {
 
     /// Serves one o7sctl request on the admin thread.
     fn admin_request(&self, ch: Channel, slot: Option<Slot>, c: Ctl, cred: &PeerCred) {
-        if let Err(message) = self.authorize(&c, cred) {
+        if let Err(denied) = self.authorize(&c, cred) {
+            let message = denied.to_string();
             self.counters.denied.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 "Refused {} for process {} (uid {}): {message}",

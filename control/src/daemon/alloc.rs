@@ -502,7 +502,7 @@ impl Daemon {
             Some((c, path)) => {
                 tracing::info!("Encryption enabled for {name} ({}).", path.display());
                 let e = Ephemeral::generate(c.kex, &ring::rand::SystemRandom::new())
-                    .map_err(FlowError::Internal)?;
+                    .map_err(|e| FlowError::Internal(e.to_string()))?;
                 tracing::debug!("Generated ephemeral keys for {pid}.");
                 req_hdr.cipher_nid = c.cipher.nid();
                 req_hdr.kdf_nid = c.kdf.nid();

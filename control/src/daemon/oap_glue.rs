@@ -181,8 +181,8 @@ pub(super) fn member_response(
 }
 
 /// The hash of a request as its response carries it (`o7s_proto::oap::req_hash`).
-pub fn req_hash(req: &[u8], md_nid: u16) -> Result<Vec<u8>, String> {
-    o7s_proto::oap::req_hash(req, md_nid).map_err(|e| e.to_string())
+pub fn req_hash(req: &[u8], md_nid: u16) -> Result<Vec<u8>, o7s_proto::oap::OapError> {
+    o7s_proto::oap::req_hash(req, md_nid)
 }
 
 /// Verifies a response's certificate (chain up to `trust`, CN = `name`) and its signature

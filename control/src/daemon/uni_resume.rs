@@ -69,25 +69,65 @@ pub(super) fn save(rundir: &std::path::Path, name: &str, s: &UniSaved) {
     }
 }
 
-/// The saved state of IPCP `name` (index `index`) in layer `layer`, when the data plane
-/// was adopted and the file matches; why not, for the log, otherwise.
+/// Why saved state cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ResumeError {
+    /// The file cannot be read (there is none: the IPCP was not running).
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It does not parse.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// It is another IPCP's (another index or layer, or no address).
+    #[error("{path} is of another IPCP (index {index}, layer {layer}, address {addr:#x})")]
+    Other {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its index.
+        index: usize,
+        /// Its layer.
+        layer: String,
+        /// Its address.
+        addr: u64,
+    },
+}
+
+/// The saved state of IPCP `name` (index `index`) in layer `layer`, when the file matches.
 pub(super) fn load(
     rundir: &std::path::Path,
     name: &str,
     index: usize,
     layer: &str,
-) -> Result<UniSaved, String> {
+) -> Result<UniSaved, ResumeError> {
     let path = saved_path(rundir, name);
-    let b = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let s: UniSaved = serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?;
+    let b = std::fs::read(&path).map_err(|source| ResumeError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let s: UniSaved = serde_json::from_slice(&b).map_err(|source| ResumeError::Parse {
+        path: path.clone(),
+        source,
+    })?;
     if s.index != index || s.layer != layer || s.addr == 0 || s.addr > u64::from(u32::MAX) {
-        return Err(format!(
-            "{} is of another IPCP (index {}, layer {}, address {:#x})",
-            path.display(),
-            s.index,
-            s.layer,
-            s.addr
-        ));
+        return Err(ResumeError::Other {
+            path,
+            index: s.index,
+            layer: s.layer,
+            addr: s.addr,
+        });
     }
     Ok(s)
 }
@@ -346,15 +386,12 @@ mod tests {
         };
         save(&dir, "uc", &s);
         assert_eq!(load(&dir, "uc", 1, "ul").unwrap(), s);
-        assert!(load(&dir, "uc", 0, "ul")
-            .unwrap_err()
-            .contains("another IPCP"));
-        assert!(load(&dir, "uc", 1, "other")
-            .unwrap_err()
-            .contains("another IPCP"));
-        assert!(load(&dir, "ub", 1, "ul").is_err());
+        let other = |e: ResumeError| matches!(e, ResumeError::Other { .. });
+        assert!(load(&dir, "uc", 0, "ul").is_err_and(other));
+        assert!(load(&dir, "uc", 1, "other").is_err_and(other));
+        assert!(load(&dir, "ub", 1, "ul").is_err_and(|e| matches!(e, ResumeError::Read { .. })));
         std::fs::write(saved_path(&dir, "uc"), b"{").unwrap();
-        assert!(load(&dir, "uc", 1, "ul").is_err());
+        assert!(load(&dir, "uc", 1, "ul").is_err_and(|e| matches!(e, ResumeError::Parse { .. })));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -23,35 +23,39 @@ impl Daemon {
     }
 
     /// Whether `cred` may make request `c` (docs/SECURITY.md); why not.
-    pub(super) fn authorize(&self, c: &Ctl, cred: &o7s::ipc::PeerCred) -> Result<(), String> {
-        use crate::authz::{need, process_uid, verb, Need};
+    pub(super) fn authorize(
+        &self,
+        c: &Ctl,
+        cred: &o7s::ipc::PeerCred,
+    ) -> Result<(), crate::authz::Denied> {
+        use crate::authz::{need, process_uid, verb, Denied, Need};
         let policy = &self.settings.policy;
+        let admin_only = || Denied::AdminOnly {
+            verb: verb(c).to_string(),
+            admins: policy.admins(),
+        };
         match need(c) {
             Need::Anyone => Ok(()),
             _ if policy.is_admin(cred) => Ok(()),
-            Need::Admin => Err(format!(
-                "{} changes what the daemon runs or serves: only {} may",
-                verb(c),
-                policy.admins()
-            )),
+            Need::Admin => Err(admin_only()),
             Need::AdminOrProcessOwner => {
                 let (Ctl::BindProcess { pid, name } | Ctl::UnbindProcess { pid, name }) = c else {
-                    return Err("not allowed".into());
+                    return Err(admin_only());
                 };
                 if process_uid(*pid) != Some(cred.uid) {
-                    return Err(format!(
-                        "process {pid} is not yours (only {} may {} another user's process)",
-                        policy.admins(),
-                        verb(c)
-                    ));
+                    return Err(Denied::NotYourProcess {
+                        pid: *pid,
+                        verb: verb(c).to_string(),
+                        admins: policy.admins(),
+                    });
                 }
                 let owner = self.st().reg.names.get(name).map(|e| e.owner);
                 if owner != Some(cred.uid) {
-                    return Err(format!(
-                        "name {name} is not yours (only {} may {} to it)",
-                        policy.admins(),
-                        verb(c)
-                    ));
+                    return Err(Denied::NotYourName {
+                        name: name.clone(),
+                        verb: verb(c).to_string(),
+                        admins: policy.admins(),
+                    });
                 }
                 Ok(())
             }

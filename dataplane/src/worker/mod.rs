@@ -449,7 +449,7 @@ impl Dataplane {
                 }
                 Err(e) => {
                     tracing::warn!("worker not pinned: {e}");
-                    self.worker.pin_error = Some(e);
+                    self.worker.pin_error = Some(e.to_string());
                 }
             }
         }
@@ -736,19 +736,37 @@ fn policed(v: Verdict, stats: &mut PortStats) -> bool {
     }
 }
 
+/// Why a worker could not be pinned to its CPU (it runs unpinned, and says why).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PinError {
+    /// The CPU is not a number.
+    #[error("CPU '{0}' is not a number")]
+    NotANumber(String),
+    /// The CPUs this process may use cannot be listed.
+    #[error("cannot list the CPUs this process may use")]
+    NoList,
+    /// The CPU is not one of them.
+    #[error("CPU {0} is not available to this process")]
+    Unavailable(usize),
+    /// The kernel refused.
+    #[error("sched_setaffinity to CPU {0} failed")]
+    Refused(usize),
+}
+
 /// Pins the calling thread to CPU `spec` (a number).
-fn pin_to(spec: &str) -> Result<usize, String> {
+fn pin_to(spec: &str) -> Result<usize, PinError> {
     let want: usize = spec
         .parse()
-        .map_err(|_| format!("CPU '{spec}' is not a number"))?;
-    let ids = core_affinity::get_core_ids().ok_or("cannot list the CPUs this process may use")?;
+        .map_err(|_| PinError::NotANumber(spec.to_string()))?;
+    let ids = core_affinity::get_core_ids().ok_or(PinError::NoList)?;
     let id = ids
         .into_iter()
         .find(|c| c.id == want)
-        .ok_or_else(|| format!("CPU {want} is not available to this process"))?;
+        .ok_or(PinError::Unavailable(want))?;
     if core_affinity::set_for_current(id) {
         Ok(want)
     } else {
-        Err(format!("sched_setaffinity to CPU {want} failed"))
+        Err(PinError::Refused(want))
     }
 }

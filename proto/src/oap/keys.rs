@@ -185,9 +185,48 @@ impl Default for EncConf {
     }
 }
 
+/// Why `enc.conf` text does not parse: its line (from 1) and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {why}")]
+pub struct EncConfError {
+    /// The line.
+    pub line: usize,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+/// Why a key could not be made or agreed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The random source failed to make a private key.
+    #[error("key generation failed")]
+    Generate,
+    /// The public key could not be computed.
+    #[error("public key computation failed")]
+    PublicKey,
+    /// The peer's SubjectPublicKeyInfo is of no group we have.
+    #[error("the peer's key is not a key we know")]
+    UnknownPeerKey,
+    /// The peer's key is of another group than ours.
+    #[error("the peer's key is {peer:?}, ours {ours:?}")]
+    OtherGroup {
+        /// The peer's group.
+        peer: Kex,
+        /// Ours.
+        ours: Kex,
+    },
+    /// The agreement failed (a bad point).
+    #[error("key agreement failed (bad peer key)")]
+    Agreement,
+    /// HKDF failed (a step: "expand", "fill").
+    #[error("HKDF {0} failed")]
+    Hkdf(&'static str),
+}
+
 /// Parses `enc.conf` text: `key=value` lines (`kex`, `cipher`, `kdf`, `digest`), `#`
 /// comments, or the single word `none`. `Ok(None)` means no encryption.
-pub fn parse_enc(text: &str) -> Result<Option<EncConf>, String> {
+pub fn parse_enc(text: &str) -> Result<Option<EncConf>, EncConfError> {
     let mut c = EncConf::default();
     for (n, line) in text.lines().enumerate() {
         let l = line.split('#').next().unwrap_or("").trim();
@@ -197,15 +236,14 @@ pub fn parse_enc(text: &str) -> Result<Option<EncConf>, String> {
         if l.eq_ignore_ascii_case("none") {
             return Ok(None);
         }
-        let (k, v) = l
-            .split_once('=')
-            .ok_or_else(|| format!("line {}: expected key=value or none", n + 1))?;
+        let (k, v) = l.split_once('=').ok_or_else(|| EncConfError {
+            line: n + 1,
+            why: "expected key=value or none".into(),
+        })?;
         let (k, v) = (k.trim(), v.trim().trim_matches('"'));
-        let bad = |what: &str, ok: &str| {
-            format!(
-                "line {}: {what} '{v}' is not supported (supported: {ok})",
-                n + 1
-            )
+        let bad = |what: &str, ok: &str| EncConfError {
+            line: n + 1,
+            why: format!("{what} '{v}' is not supported (supported: {ok})"),
         };
         match k {
             "kex" => {
@@ -222,10 +260,10 @@ pub fn parse_enc(text: &str) -> Result<Option<EncConf>, String> {
                     .nid()
             }
             other => {
-                return Err(format!(
-                    "line {}: unknown key '{other}' (kex, cipher, kdf, digest)",
-                    n + 1
-                ))
+                return Err(EncConfError {
+                    line: n + 1,
+                    why: format!("unknown key '{other}' (kex, cipher, kdf, digest)"),
+                })
             }
         }
     }
@@ -248,12 +286,10 @@ impl std::fmt::Debug for Ephemeral {
 
 impl Ephemeral {
     /// A new key pair of group `kex`, from `rng`.
-    pub fn generate(kex: Kex, rng: &dyn SecureRandom) -> Result<Self, String> {
+    pub fn generate(kex: Kex, rng: &dyn SecureRandom) -> Result<Self, KeyError> {
         let key = agreement::EphemeralPrivateKey::generate(kex.alg(), rng)
-            .map_err(|_| "key generation failed")?;
-        let public = key
-            .compute_public_key()
-            .map_err(|_| "public key computation failed")?;
+            .map_err(|_| KeyError::Generate)?;
+        let public = key.compute_public_key().map_err(|_| KeyError::PublicKey)?;
         let mut spki = kex.spki_prefix().to_vec();
         spki.extend_from_slice(public.as_ref());
         Ok(Self { kex, key, spki })
@@ -267,10 +303,13 @@ impl Ephemeral {
     /// The shared secret with the peer's SubjectPublicKeyInfo, then the flow key: HKDF with
     /// `kdf`, salt SHA-256(min(spkiA, spkiB) | max(spkiA, spkiB)), info "o7s-ossl-dhe", 32
     /// bytes (as the reference).
-    pub fn derive(self, peer_spki: &[u8], kdf: Kdf) -> Result<[u8; 32], String> {
-        let (k, raw) = Kex::of_spki(peer_spki).ok_or("the peer's key is not a key we know")?;
+    pub fn derive(self, peer_spki: &[u8], kdf: Kdf) -> Result<[u8; 32], KeyError> {
+        let (k, raw) = Kex::of_spki(peer_spki).ok_or(KeyError::UnknownPeerKey)?;
         if k != self.kex {
-            return Err(format!("the peer's key is {k:?}, ours {:?}", self.kex));
+            return Err(KeyError::OtherGroup {
+                peer: k,
+                ours: self.kex,
+            });
         }
         let (a, b) = if self.spki.as_slice() <= peer_spki {
             (self.spki.as_slice(), peer_spki)
@@ -284,7 +323,7 @@ impl Ephemeral {
         agreement::agree_ephemeral(self.key, &peer, |secret| {
             hkdf32(kdf, salt.as_ref(), secret, b"o7s-ossl-dhe")
         })
-        .map_err(|_| "key agreement failed (bad peer key)".to_string())?
+        .map_err(|_| KeyError::Agreement)?
     }
 }
 
@@ -296,12 +335,14 @@ impl hkdf::KeyType for Len32 {
 }
 
 /// HKDF(kdf, salt, ikm, info) -> 32 bytes.
-pub fn hkdf32(kdf: Kdf, salt: &[u8], ikm: &[u8], info: &[u8]) -> Result<[u8; 32], String> {
+pub fn hkdf32(kdf: Kdf, salt: &[u8], ikm: &[u8], info: &[u8]) -> Result<[u8; 32], KeyError> {
     let prk = hkdf::Salt::new(kdf.hkdf(), salt).extract(ikm);
     let info = [info];
-    let okm = prk.expand(&info, Len32).map_err(|_| "HKDF expand failed")?;
+    let okm = prk
+        .expand(&info, Len32)
+        .map_err(|_| KeyError::Hkdf("expand"))?;
     let mut out = [0u8; 32];
-    okm.fill(&mut out).map_err(|_| "HKDF fill failed")?;
+    okm.fill(&mut out).map_err(|_| KeyError::Hkdf("fill"))?;
     Ok(out)
 }
 
@@ -355,15 +396,19 @@ mod tests {
             (c.kex, c.cipher, c.kdf),
             (Kex::X25519, Cipher::ChaCha20Poly1305, Kdf::Sha512)
         );
-        let e = parse_enc("cipher=aes-128-cbc").unwrap_err();
+        let e = parse_enc("# comment\ncipher=aes-128-cbc").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = e.to_string();
         assert!(
-            e.contains("aes-128-cbc") && e.contains("not supported"),
+            e.starts_with("line 2: ") && e.contains("aes-128-cbc") && e.contains("not supported"),
             "{e}"
         );
         assert!(parse_enc("kex=ffdhe2048")
             .unwrap_err()
+            .why
             .contains("ffdhe2048"));
-        assert!(parse_enc("colour=blue").is_err());
+        assert!(parse_enc("colour=blue").is_err_and(|e| e.why.contains("unknown key 'colour'")));
+        assert!(parse_enc("novalue").is_err_and(|e| e.why.contains("expected key=value")));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use sha2::Digest;
 
 /// Why an OAP exchange fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OapError {
     /// A header that does not parse.
     #[error("bad OAP header: {0}")]
@@ -39,7 +40,7 @@ pub enum OapError {
     Weaker(String),
     /// Key generation or agreement failed.
     #[error("{0}")]
-    Key(String),
+    Key(#[from] keys::KeyError),
 }
 
 /// The key of an encrypted flow: the cipher's NID and 32 key bytes.
