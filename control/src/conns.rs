@@ -1,5 +1,6 @@
-//! Bounds on connections to the control socket: each is served by a thread and every flow
-//! holds one, so one local user must not be able to take them all.
+//! Bounds on connections to the control socket: each is watched by the event loop (an
+//! o7sctl request is answered by the admin thread) and every flow holds one, so one local
+//! user must not be able to take them all.
 
 use o7s::ipc::Channel;
 use std::collections::HashMap;
