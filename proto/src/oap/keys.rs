@@ -407,8 +407,12 @@ mod tests {
             .unwrap_err()
             .why
             .contains("ffdhe2048"));
-        assert!(parse_enc("colour=blue").is_err_and(|e| e.why.contains("unknown key 'colour'")));
-        assert!(parse_enc("novalue").is_err_and(|e| e.why.contains("expected key=value")));
+        assert!(parse_enc("colour=blue")
+            .is_err_and(|e| e.line == 1 && e.why.contains("unknown key 'colour'")));
+        assert!(parse_enc("kex=X25519\ncolour=blue").is_err_and(|e| e.line == 2));
+        assert!(parse_enc("novalue")
+            .is_err_and(|e| e.line == 1 && e.why.contains("expected key=value")));
+        assert!(parse_enc("kex=X25519\n\nnovalue").is_err_and(|e| e.line == 3));
     }
 
     #[test]
