@@ -723,10 +723,8 @@ impl Dht {
             self.counters.store_refused += 1;
             return;
         }
+        // (A value shorter than 8 bytes does not decode: counted in `dropped_bad`.)
         let Some((addr, proof, signed)) = self.admit(from, &s.key, &s.val, unix) else {
-            if DhtMsg::split_value(&s.val).is_none() {
-                self.counters.store_refused += 1;
-            }
             return;
         };
         if addr == self.addr {
@@ -1249,6 +1247,17 @@ mod tests {
         );
         assert_eq!(a.known(&key, unix), [6]);
         assert_eq!(a.counters().superseded, 2);
+        // The same entry again (same signature time): kept, nothing superseded; B signing
+        // again at the same address: its newer proof replaces the stored one.
+        let st = |at: u64| store_msg(0x2000, &key, val(6, &proof("b", at, &key, 6)), 2_500);
+        a.handle(now, unix, &st(20));
+        assert_eq!((a.counters().superseded, a.stored()), (2, 1));
+        a.handle(now, unix, &st(25));
+        assert_eq!(a.signer(&key, 6).map(|s| s.at), Some(25));
+        assert_eq!(a.counters().superseded, 2);
+        // An older signature for the same address: refused, the newer proof stays.
+        a.handle(now, unix, &st(24));
+        assert_eq!(a.signer(&key, 6).map(|s| s.at), Some(25));
         a.handle(
             now,
             unix,
@@ -1281,7 +1290,7 @@ mod tests {
             values,
             [
                 val(9, &proof("c", 30, &key, 9)),
-                val(6, &proof("b", 20, &key, 6))
+                val(6, &proof("b", 25, &key, 6))
             ]
         );
     }
@@ -1338,6 +1347,103 @@ mod tests {
             "C's newest, then D's; 4 unproven, 5 superseded"
         );
         assert_eq!(a.counters().proofs_refused, 1);
+    }
+
+    /// The values a FIND_VALUE answer carries for `key` from `a` (asked by 0x1003).
+    fn answer_values(a: &mut Dht, now: Instant, unix: u64, key: &[u8]) -> Vec<Vec<u8>> {
+        let req = DhtMsg {
+            code: dht_code::FIND_VALUE_REQ,
+            src: DhtContactMsg {
+                id: vec![3; 32],
+                addr: 0x1003,
+            },
+            store: None,
+            find: Some(DhtFindReqMsg {
+                cookie: 1,
+                key: key.to_vec(),
+            }),
+            node: None,
+            val: None,
+        };
+        a.handle(now, unix, &req.encode_to_vec());
+        let rsp = std::iter::from_fn(|| a.poll_transmit())
+            .find(|t| t.dst == 0x1003)
+            .unwrap();
+        pb::decode::<DhtMsg>(&rsp.msg).unwrap().val.unwrap().values
+    }
+
+    #[test]
+    fn answers_with_proofs_fit_in_a_frame_and_always_carry_one_value() {
+        let now = Instant::now();
+        let unix = 1_000;
+        let mut a = node(1).with_proofs(Arc::new(TextProofs));
+        let fill = |a: &mut Dht, key: &[u8], pad: usize, n: u64| {
+            for addr in 5..5 + n {
+                let who = format!("{addr}{}", "x".repeat(pad));
+                let v = val(addr, &proof(&who, 10 + addr, key, addr));
+                a.handle(now, unix, &store_msg(0x2000, key, v, 2_000));
+            }
+        };
+        // Three publishers, proofs of ~600 bytes each: one fits in 1,024 bytes, the newest.
+        let key = vec![7u8; 32];
+        fill(&mut a, &key, 590, 3);
+        assert_eq!(a.known(&key, unix).len(), 3);
+        let v = answer_values(&mut a, now, unix, &key);
+        assert_eq!(v.len(), 1);
+        assert_eq!(DhtMsg::split_value(&v[0]).map(|x| x.0), Some(7));
+        // Small proofs: all three.
+        let key2 = vec![8u8; 32];
+        fill(&mut a, &key2, 0, 3);
+        assert_eq!(answer_values(&mut a, now, unix, &key2).len(), 3);
+        // One value longer than the budget alone still goes.
+        let key3 = vec![9u8; 32];
+        fill(&mut a, &key3, 1_200, 1);
+        assert_eq!(answer_values(&mut a, now, unix, &key3).len(), 1);
+        // Two of ~500 bytes fit together: the budget bounds the bytes, not the count.
+        let key4 = vec![10u8; 32];
+        fill(&mut a, &key4, 480, 2);
+        let v = answer_values(&mut a, now, unix, &key4);
+        let total: usize = v.iter().map(Vec::len).sum();
+        assert!(
+            v.len() == 2 && total <= PROVEN_VALUE_BYTES,
+            "{} {total}",
+            v.len()
+        );
+        // An open layer counts values, not bytes: 8 at most.
+        let mut o = node(2);
+        for addr in 1..=10u64 {
+            o.handle(
+                now,
+                unix,
+                &store_msg(0x2000 + addr, &key, val(addr, b""), 2_000),
+            );
+        }
+        assert_eq!(answer_values(&mut o, now, unix, &key).len(), pb::MAX_VALUES);
+    }
+
+    #[test]
+    fn entries_list_ours_and_stored_ones_until_they_expire_and_unregister_withdraws_ours() {
+        let now = Instant::now();
+        let unix = 1_000;
+        let key = vec![7u8; 32];
+        let other = vec![8u8; 32];
+        let mut a = node(1);
+        a.register(now, unix, key.clone());
+        a.handle(now, unix, &store_msg(0x2000, &other, val(5, b""), 2_000));
+        let exp = u32::try_from(unix + u64::from(DhtConfig::default().t_expire)).unwrap();
+        assert_eq!(
+            a.entries(),
+            [
+                (key.clone(), 0x1001, true, exp),
+                (other.clone(), 5, false, 2_000)
+            ]
+        );
+        // A value lives until its expiry, not at it.
+        assert_eq!(a.known(&other, 1_999), [5]);
+        assert!(a.known(&other, 2_000).is_empty());
+        a.unregister(&key);
+        assert!(a.known(&key, unix).is_empty());
+        assert_eq!(a.entries(), [(other, 5, false, 2_000)]);
     }
 
     #[test]

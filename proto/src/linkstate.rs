@@ -282,6 +282,12 @@ impl<F: Clone + PartialEq> LinkState<F> {
     }
 
     fn insert(&mut self, now: Instant, s: Addr, d: Addr, seqno: u64) {
+        self.put(now, s, d, seqno);
+        self.changed(now, s == self.me);
+    }
+
+    /// Stores a live record (the next in insertion order), without recomputing.
+    fn put(&mut self, now: Instant, s: Addr, d: Addr, seqno: u64) {
         self.order += 1;
         self.lsdb.insert(
             (s, d),
@@ -292,7 +298,6 @@ impl<F: Clone + PartialEq> LinkState<F> {
                 withdrawn: false,
             },
         );
-        self.changed(now, s == self.me);
     }
 
     /// The LSDB changed: recompute now, or once `hold` has passed (own links: now).
@@ -434,16 +439,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
             } else {
                 seqno
             };
-            self.order += 1;
-            self.lsdb.insert(
-                (s, d),
-                Adj {
-                    seqno,
-                    stamp: now,
-                    order: self.order,
-                    withdrawn: false,
-                },
-            );
+            self.put(now, s, d, seqno);
         }
         self.changed(now, true);
     }
@@ -822,6 +818,11 @@ mod tests {
         // A DT link with no saved record starts at 0.
         ls.resume_dt(t0, 3);
         assert!(ls.lsdb().contains(&((1, 3), 0)));
+        assert_eq!(ls.t_update(), LsConfig::default().t_update);
+        // A saved seqno near the top stays below the withdrawal's.
+        let mut hi: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+        hi.restore(t0, &[((1, 2), WITHDRAWN - 2)]);
+        assert_eq!(hi.lsdb(), [((1, 2), WITHDRAWN - 1)]);
     }
 
     #[test]
