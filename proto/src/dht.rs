@@ -757,7 +757,9 @@ impl Dht {
         match entry.get_mut(&addr) {
             Some(e) => {
                 e.exp = e.exp.max(s.exp);
-                if signed.as_ref().map(|x| x.at) > e.signed.as_ref().map(|x| x.at) {
+                // A proof that passed the check above is as new as any its publisher
+                // gave for this key.
+                if signed.is_some() {
                     e.proof = proof;
                     e.signed = signed;
                 }
@@ -1498,6 +1500,18 @@ mod tests {
             .collect();
         assert!(!stores.is_empty());
         assert!(stores.iter().all(|v| *v == val(0x1002, &p)), "{stores:?}");
+        // Moving in an open layer: stored again at the new address, 8 bytes.
+        b.register(now, unix, key.clone());
+        while b.poll_transmit().is_some() {}
+        b.readdress(now, unix, 0x1008);
+        let stores: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_transmit())
+            .filter_map(|t| pb::decode::<DhtMsg>(&t.msg).ok()?.store.map(|s| s.val))
+            .collect();
+        assert!(!stores.is_empty());
+        assert!(
+            stores.iter().all(|v| *v == 0x1008u64.to_be_bytes()),
+            "{stores:?}"
+        );
         // Moving signs again for the new address.
         b.readdress_signed(now, unix, 0x1009, &mut |k, addr| proof("b", 2, k, addr));
         let stores: Vec<Vec<u8>> = std::iter::from_fn(|| b.poll_transmit())
