@@ -116,5 +116,27 @@ mod tests {
         let mut w = Writer::default();
         m.write(&mut w);
         assert_eq!(w.0, b);
+        assert_eq!((m.len(), m.is_empty()), (64, false));
+    }
+
+    #[test]
+    fn a_plausible_message_has_a_known_type_nanoseconds_below_a_second_and_zero_padding() {
+        let m = |kind: u32, tv_nsec: u64, pad: u8| OpingMsg {
+            kind,
+            id: 7,
+            tv_sec: 1,
+            tv_nsec,
+            padding: vec![0, pad, 0],
+        };
+        assert!(m(1, 999_999_999, 0).is_plausible());
+        assert!(m(0, 0, 0).is_plausible());
+        assert!(!m(2, 0, 0).is_plausible(), "an unknown type");
+        assert!(
+            !m(1, 1_000_000_000, 0).is_plausible(),
+            "a whole second of nanoseconds"
+        );
+        assert!(!m(1, 0, 9).is_plausible(), "padding that is not zero");
+        assert_eq!(m(1, 0, 0).len(), OPING_HEADER_LEN + 3);
+        assert_eq!(m(2, 0, 0).msg_type(), OpingType::Unknown(0xff));
     }
 }

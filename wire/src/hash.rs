@@ -101,6 +101,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sha3_is_guessed_from_its_length_and_no_digest_is_empty() {
+        for a in [
+            HashAlgo::Sha3_224,
+            HashAlgo::Sha3_256,
+            HashAlgo::Sha3_384,
+            HashAlgo::Sha3_512,
+        ] {
+            assert_eq!(HashAlgo::sha3_of_len(a.len()), Some(a));
+            assert_eq!(a.hash("x").len(), a.len());
+            assert!(!a.is_empty());
+        }
+        assert!(!HashAlgo::Md5.is_empty());
+        // MD5's 16 bytes and other lengths are no SHA3's.
+        for len in [0, 16, 31, 33] {
+            assert_eq!(HashAlgo::sha3_of_len(len), None, "{len}");
+        }
+    }
+
+    #[test]
     fn known_vectors() {
         assert_eq!(
             HashAlgo::Sha3_256.hex("sec.oping.tut.o7s"),
