@@ -172,7 +172,12 @@ pub fn run(
                     if let Ok(mut sw) = sh.switch.lock() {
                         sw.expire(now);
                     }
-                    let _ = std::fs::write(state_file, sh.state().to_string());
+                    // Written aside and renamed: `--status` never reads a half-written
+                    // (or just truncated, empty) file.
+                    let tmp = state_file.with_extension("json.tmp");
+                    if std::fs::write(&tmp, sh.state().to_string()).is_ok() {
+                        let _ = std::fs::rename(&tmp, state_file);
+                    }
                 }
                 match tap.readable(TICK) {
                     Ok(true) => {}
@@ -252,6 +257,7 @@ pub fn run(
         stop.store(true, Ordering::Relaxed);
     });
     let _ = std::fs::remove_file(state_file);
+    let _ = std::fs::remove_file(state_file.with_extension("json.tmp"));
     if failed.load(Ordering::Relaxed) {
         ExitCode::FAILURE
     } else {
