@@ -4,11 +4,14 @@
 //!   name first).
 //! - `o7s-bench alloc-client -n NAME -c 1000`: allocates and deallocates flows one after the
 //!   other and reports the allocation latency (p50, p99, mean, min, max in ms).
-//! - `o7s-bench pkt-path`: the data plane's per-packet work in isolation (parse a received
-//!   eth-dix frame, look its flow up, build the frame of an SDU to the peer): ns per packet.
+//! - `o7s-bench pkt-path`: the data plane's per-packet work in isolation: the workers' own
+//!   decision (`packet_path::classify_eth`) over a received eth-dix frame of a plain flow,
+//!   and the frame of an SDU to the peer (`frames::build_dix`): ns per packet.
 //!   `scripts/bench-pkt-path.sh` adds instructions per packet (perf stat).
-//! - `o7s-bench dt-path`: the unicast layer's forwarding in isolation (parse the frame of a
-//!   DT PDU, decide, decrement the TTL, re-head the frame for the next hop in place).
+//! - `o7s-bench dt-path --action forward|deliver|punt|drop`: the unicast layer's DT path as
+//!   the workers run it: `packet_path::classify_eth` over the frame of a DT PDU (parse,
+//!   flow lookup, `dt::decide_from`), and for a PDU to forward the next hop's egress and
+//!   `packet_path::rewrite_dix` (re-headed in place), as an AF_XDP worker does.
 
 use clap::{Parser, Subcommand};
 use o7s::{Flow, QosSpec};
@@ -51,10 +54,15 @@ enum Cmd {
         #[arg(long, default_value_t = 1024)]
         flows: u32,
     },
-    /// The unicast layer's forwarding in isolation: a DT PDU in an eth-dix frame from one
-    /// neighbour, parsed, decided (`dt::decide`: TTL decremented in place), and re-headed
-    /// for the next hop's N-1 flow in the same buffer; ns per packet as JSON.
+    /// The unicast layer's DT path as the workers run it: a DT PDU in an eth-dix frame
+    /// from a neighbour through `packet_path::classify_eth`; to forward: the egress looked
+    /// up and the frame re-headed in place (`packet_path::rewrite_dix`); ns per packet as
+    /// JSON.
     DtPath {
+        /// What the PDUs are: forward (to another address), deliver (to a flow of ours),
+        /// punt (to o7sd's flow allocator) or drop (no route).
+        #[arg(long, default_value = "forward")]
+        action: PathAction,
         /// Packets to process.
         #[arg(short = 'c', long, default_value_t = 10_000_000)]
         count: u64,
@@ -131,10 +139,11 @@ fn main() -> ExitCode {
         },
         Cmd::PktPath { count, size, flows } => pkt_path(count, size, flows),
         Cmd::DtPath {
+            action,
             count,
             size,
             routes,
-        } => dt_path(count, size, routes),
+        } => dt_path(action, count, size, routes),
         Cmd::Crypt {
             count,
             size,
@@ -196,28 +205,56 @@ fn main() -> ExitCode {
     }
 }
 
-/// The per-packet work of the worker on a received eth-dix frame and on a frame to send,
-/// with the same functions and table type: `frames::parse`, a (port, eid) -> flow lookup,
-/// `frames::build_dix`.
+/// The kinds of DT PDU `o7s-bench dt-path` decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PathAction {
+    /// To another address: forwarded (TTL decremented, re-headed in place).
+    Forward,
+    /// To an endpoint of ours: delivered to its flow.
+    Deliver,
+    /// To our flow allocator (eid 0): for o7sd.
+    Punt,
+    /// To an address without a route: dropped.
+    Drop,
+}
+
+/// The port frames arrive on in the benchmarks, our MAC and the neighbour's.
+const PORT: u32 = 1;
+const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+/// The decision and, on the way out, the frame of an SDU: `packet_path::classify_eth` over a
+/// received eth-dix frame of one of 1024 plain flows (the action a worker applies:
+/// deliver), then `frames::build_dix` of an SDU back to the peer.
 fn pkt_path(count: u64, size: usize, flows: u32) -> ExitCode {
-    use o7s_dataplane::frames::{self, Parsed};
+    use o7s_dataplane::frames;
     use o7s_dataplane::msg::PortKind;
+    use o7s_dataplane::packet_path::{classify_eth, Action, FlowEntry, PortView, Tables};
     use std::hint::black_box;
-    let kind = PortKind::Dix { ethertype: 0xA000 };
-    let flows = flows.clamp(1, 0xffff);
-    let mut table: std::collections::HashMap<(u32, u32), u64, foldhash::fast::RandomState> =
-        Default::default();
-    for e in 1..=flows {
-        table.insert((1, e), u64::from(e) * 7);
+    let port = PortView {
+        id: PORT,
+        kind: PortKind::Dix { ethertype: 0xA000 },
+        mac: OUR_MAC,
+    };
+    let flows = flows.clamp(1, 0xffff - 64);
+    let mut t = Tables::default();
+    for e in 0..flows {
+        let entry = FlowEntry {
+            flow: u64::from(e) * 7,
+            mac: PEER_MAC,
+            addr: None,
+            encrypted: false,
+            dt_of: None,
+        };
+        t.by_eid.insert((PORT, e + 64), entry);
     }
-    let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
     let sdu = vec![0x5au8; size];
     // A few received frames for different flows, built once.
-    let rx: Vec<Vec<u8>> = (0..64u32)
+    let mut rx: Vec<Vec<u8>> = (0..64u32)
         .map(|i| {
             let mut f = Vec::new();
-            let eid = (i % flows + 1) as u16;
-            let _ = frames::build_dix(&mut f, a, b, 0xA000, eid, &sdu);
+            let eid = (i % flows + 64) as u16;
+            let _ = frames::build_dix(&mut f, OUR_MAC, PEER_MAC, 0xA000, eid, &sdu);
             f
         })
         .collect();
@@ -225,13 +262,14 @@ fn pkt_path(count: u64, size: usize, flows: u32) -> ExitCode {
     let mut found = 0u64;
     let start = Instant::now();
     for i in 0..count {
-        let frame = rx.get((i % 64) as usize).map_or(&[][..], |f| f.as_slice());
-        if let Parsed::Sdu { eid, sdu, src, .. } = frames::parse(kind, black_box(frame)) {
-            if let Some(flow) = table.get(&(1, eid)) {
-                found += flow & 1;
-                let _ = frames::build_dix(&mut out, src, b, 0xA000, eid as u16, sdu);
-                black_box(&out);
-            }
+        let Some(frame) = rx.get_mut((i % 64) as usize) else {
+            continue;
+        };
+        if let Action::Deliver { flow, sdu } = classify_eth(port, black_box(frame), &t) {
+            found += flow & 1;
+            let body = frame.get(sdu).unwrap_or(&[]);
+            let _ = frames::build_dix(&mut out, PEER_MAC, OUR_MAC, 0xA000, 64, body);
+            black_box(&out);
         }
     }
     let ns = start.elapsed().as_nanos() as f64;
@@ -243,89 +281,142 @@ fn pkt_path(count: u64, size: usize, flows: u32) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// What a worker does with a DT PDU to forward: `frames::parse` of the received eth-dix
-/// frame, `dt::decide` over the PDU in the frame's own buffer (TTL decremented), the next
-/// hop's N-1 flow looked up (its peer MAC and eid), and the Ethernet and eth-dix headers
-/// rewritten in place, so the frame leaves from the same buffer (no copy).
-fn dt_path(count: u64, size: usize, routes: u32) -> ExitCode {
+/// The DT path as a worker runs it on a frame of an AF_XDP port: `classify_eth` (parse,
+/// the DT N-1 flow by (port, eid), `dt::decide_from` over `routes` routes), and for a PDU
+/// to forward its egress (16 N-1 flows) and `rewrite_dix`, in the frame's own buffer. The
+/// egress re-heads the frame exactly as it arrived, so every round sees the same frames
+/// (only the TTL is put back).
+fn dt_path(action: PathAction, count: u64, size: usize, routes: u32) -> ExitCode {
     use o7s_dataplane::dt::{self, DtAction, DtTables};
-    use o7s_dataplane::frames::{self, Parsed};
+    use o7s_dataplane::frames;
     use o7s_dataplane::msg::PortKind;
+    use o7s_dataplane::packet_path::{
+        classify_eth, rewrite_dix, Action, Egress, EthDest, FlowEntry, PortView, Tables,
+    };
     use std::hint::black_box;
+    const IPCP: u32 = 7;
+    const OWN: u32 = 0xe30f_5e97;
+    const TTL: u8 = 60;
     let kind = PortKind::Dix { ethertype: 0xA000 };
+    let port = PortView {
+        id: PORT,
+        kind,
+        mac: OUR_MAC,
+    };
     let routes = routes.max(1);
-    let mut t = DtTables {
-        own: 0xe30f_5e97,
+    let mut u = DtTables {
+        own: OWN,
         ..DtTables::default()
     };
-    // N-1 flow -> (peer MAC, its eid on the port).
-    let mut n1: std::collections::HashMap<u64, ([u8; 6], u16), foldhash::fast::RandomState> =
-        Default::default();
+    let mut t = Tables::default();
+    // 16 DT N-1 flows (eids 65..81 from the neighbour), each a next hop.
+    for f in 0..16u32 {
+        let n1 = u64::from(f) + 100;
+        let entry = FlowEntry {
+            flow: n1,
+            mac: PEER_MAC,
+            addr: None,
+            encrypted: false,
+            dt_of: Some(IPCP),
+        };
+        t.by_eid.insert((PORT, 65 + f), entry);
+        let d = EthDest {
+            kind,
+            src: PEER_MAC,
+            dst: OUR_MAC,
+            // The eid the PDUs for this next hop arrive on (below): the same header again.
+            remote: 65 + (f + 1) % 16,
+            local: 65 + f,
+        };
+        t.egress.insert(n1, Egress::Eth { port: PORT, d });
+    }
     for r in 0..routes {
-        t.next_hop.insert(0x1000 + r, u64::from(r % 16) + 100);
+        u.next_hop.insert(0x1000 + r, u64::from(r % 16) + 100);
     }
-    for f in 0..16u64 {
-        n1.insert(100 + f, ([2, 0, 0, 0, 1, f as u8], 64 + f as u16));
+    for e in 0..1024u64 {
+        u.local.insert(64 + e, 5000 + e);
     }
-    let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    t.unis.insert(IPCP, u);
     let payload = vec![0x5au8; size];
     let mut rx: Vec<Vec<u8>> = (0..64u32)
         .map(|i| {
+            let route = 0x1000 + (i * 37) % routes;
+            // The N-1 flow the PDU comes on is never its next hop (no loop).
+            let eid = 65 + (route - 0x1000 + 1) % 16;
+            let (dst, pdu_eid) = match action {
+                PathAction::Forward => (route, 0x42),
+                PathAction::Deliver => (OWN, 64 + u64::from(i) * 13 % 1024),
+                PathAction::Punt => (OWN, 0),
+                PathAction::Drop => (0x9999_0000 + i, 0x42),
+            };
             let mut pdu = Vec::with_capacity(size + dt::PCI_LEN);
-            dt::write_pci(&mut pdu, 0x1000 + (i * 37) % routes, 60, 0x42);
+            dt::write_pci(&mut pdu, dst, TTL, pdu_eid);
             pdu.extend_from_slice(&payload);
             let mut f = Vec::new();
-            let _ = frames::build_dix(&mut f, b, a, 0xA000, 65, &pdu);
+            let _ = frames::build_dix(&mut f, OUR_MAC, PEER_MAC, 0xA000, eid as u16, &pdu);
             f
         })
         .collect();
-    // The PDU's place in its frame: after the Ethernet and eth-dix headers.
-    let off = 14 + 4;
-    let mut forwarded = 0u64;
+    let mut outcome = [0u64; 4];
     let start = Instant::now();
     for i in 0..count {
         let Some(frame) = rx.get_mut((i % 64) as usize) else {
             continue;
         };
-        let len = match frames::parse(kind, black_box(frame.as_slice())) {
-            // Every eid is a DT N-1 flow here (the frame was re-headed last round).
-            Parsed::Sdu { sdu, .. } => sdu.len(),
-            _ => continue,
-        };
-        let Some(pdu) = frame.get_mut(off..off + len) else {
-            continue;
-        };
-        if let DtAction::Forward { n1: hop } = dt::decide(pdu, &t) {
-            if let Some(&(mac, eid)) = n1.get(&hop) {
-                if let (Some(d), Some(s), Some(e)) = (
-                    frame.get_mut(0..6),
-                    Some([2u8, 0, 0, 0, 0, 2]),
-                    Some(eid.to_be_bytes()),
-                ) {
-                    d.copy_from_slice(&mac);
-                    if let Some(src) = frame.get_mut(6..12) {
-                        src.copy_from_slice(&s);
-                    }
-                    if let Some(x) = frame.get_mut(14..16) {
-                        x.copy_from_slice(&e);
+        match classify_eth(port, black_box(frame), &t) {
+            Action::Dt {
+                dt: DtAction::Forward { n1 },
+                pdu,
+                ..
+            } => {
+                if let Some(Egress::Eth { d, .. }) = t.egress.get(&n1) {
+                    if rewrite_dix(frame, &pdu, d).is_some() {
+                        outcome[0] += 1;
                     }
                 }
-                forwarded += 1;
                 black_box(&frame);
+                // The next round sees the frame as it arrived.
+                if let Some(ttl) = frame.get_mut(pdu.start + 5) {
+                    *ttl = TTL;
+                }
             }
-            // The next round sees the frame as it arrived.
-            if let Some(ttl) = frame.get_mut(off + 5) {
-                *ttl = 60;
-            }
+            Action::Dt {
+                dt: DtAction::Deliver { .. },
+                ..
+            } => outcome[1] += 1,
+            Action::Dt {
+                dt: DtAction::Control { .. },
+                ..
+            } => outcome[2] += 1,
+            Action::Dt {
+                dt: DtAction::Drop(_),
+                ..
+            } => outcome[3] += 1,
+            _ => {}
         }
     }
     let ns = start.elapsed().as_nanos() as f64;
+    let [forwarded, delivered, punted, dropped] = outcome;
     println!(
         "{}",
-        serde_json::json!({"packets": count, "size": size, "routes": routes, "forwarded": forwarded,
+        serde_json::json!({"action": format!("{action:?}").to_lowercase(), "packets": count,
+            "size": size, "routes": routes, "forwarded": forwarded, "delivered": delivered,
+            "punted": punted, "dropped": dropped,
             "ns_per_packet": if count == 0 { 0.0 } else { ns / count as f64 }})
     );
-    ExitCode::SUCCESS
+    // Every packet took the action asked for, or the benchmark measured something else.
+    let want = match action {
+        PathAction::Forward => forwarded,
+        PathAction::Deliver => delivered,
+        PathAction::Punt => punted,
+        PathAction::Drop => dropped,
+    };
+    if want == count {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("o7s-bench dt-path: {want} of {count} packets took the action {action:?}");
+        ExitCode::FAILURE
+    }
 }
 
 /// Seal and open `count` SDUs of `size` bytes with the data plane's [`Crypt`] (the IV from its

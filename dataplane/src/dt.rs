@@ -92,6 +92,16 @@ fn le_u64(b: &[u8]) -> u64 {
 /// Decides what to do with `pdu` and, for a PDU to forward, decrements its TTL in place
 /// (the only byte rewritten; a PDU whose TTL is 0 or 1 on arrival is not forwarded).
 pub fn decide(pdu: &mut [u8], t: &DtTables) -> DtAction {
+    decide_at(pdu, t, None)
+}
+
+/// [`decide`] for a PDU that arrived on N-1 flow `from`: one whose next hop is that same
+/// N-1 flow is dropped ([`DtDrop::Loop`]) instead of sent back, its TTL as it came.
+pub fn decide_from(pdu: &mut [u8], t: &DtTables, from: u64) -> DtAction {
+    decide_at(pdu, t, Some(from))
+}
+
+fn decide_at(pdu: &mut [u8], t: &DtTables, from: Option<u64>) -> DtAction {
     if pdu.len() < PCI_LEN {
         return DtAction::Drop(DtDrop::Short);
     }
@@ -115,20 +125,12 @@ pub fn decide(pdu: &mut [u8], t: &DtTables) -> DtAction {
         return DtAction::Drop(DtDrop::TtlExpired);
     }
     match t.next_hop.get(&dst) {
+        Some(&n1) if Some(n1) == from => DtAction::Drop(DtDrop::Loop),
         Some(&n1) => {
             *ttl -= 1;
             DtAction::Forward { n1 }
         }
         None => DtAction::Drop(DtDrop::NoRoute),
-    }
-}
-
-/// [`decide`] for a PDU that arrived on N-1 flow `from`: one whose next hop is that same
-/// N-1 flow is dropped ([`DtDrop::Loop`]) instead of sent back.
-pub fn decide_from(pdu: &mut [u8], t: &DtTables, from: u64) -> DtAction {
-    match decide(pdu, t) {
-        DtAction::Forward { n1 } if n1 == from => DtAction::Drop(DtDrop::Loop),
-        a => a,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod dt;
 pub mod frames;
 pub mod handoff;
 pub mod impair;
+pub mod packet_path;
 pub use o7s_abi::msg;
 pub mod police;
 pub mod router;

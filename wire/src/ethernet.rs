@@ -57,6 +57,28 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    /// Sets the destination MAC.
+    pub fn set_dst(&mut self, mac: [u8; 6]) {
+        field::set(self.buf.as_mut(), offsets::DST.start, mac);
+    }
+    /// Sets the source MAC.
+    pub fn set_src(&mut self, mac: [u8; 6]) {
+        field::set(self.buf.as_mut(), offsets::SRC.start, mac);
+    }
+    /// Sets the Ethertype or 802.3 length.
+    pub fn set_type_len(&mut self, v: u16) {
+        field::set(self.buf.as_mut(), offsets::TYPE_LEN, v.to_be_bytes());
+    }
+    /// Everything after the header, to write.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        self.buf
+            .as_mut()
+            .get_mut(offsets::PAYLOAD..)
+            .unwrap_or(&mut [])
+    }
+}
+
 /// The owned Ethernet header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EthernetRepr {
@@ -111,6 +133,26 @@ mod tests {
         assert_eq!(f.payload(), b"sdu");
         assert!(Frame::new_checked(&b[..13]).is_err());
         assert_eq!(Frame::new_checked(&b[..14]).unwrap().payload(), b"");
+    }
+
+    #[test]
+    fn the_setters_write_each_field_at_its_place_and_nothing_else() {
+        let mut b = vec![0u8; 17];
+        b[14..].copy_from_slice(b"sdu");
+        let mut f = Frame::new_checked(&mut b[..]).unwrap();
+        f.set_dst([1, 2, 3, 4, 5, 6]);
+        f.set_src([0xa, 0xb, 0xc, 0xd, 0xe, 0xf]);
+        f.set_type_len(0xa001);
+        f.payload_mut()[0] = b'S';
+        assert_eq!(
+            b,
+            [1, 2, 3, 4, 5, 6, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf, 0xa0, 0x01, b'S', b'd', b'u']
+        );
+        let mut short = [0u8; 14];
+        assert!(Frame::new_checked(&mut short[..])
+            .unwrap()
+            .payload_mut()
+            .is_empty());
     }
 
     #[test]

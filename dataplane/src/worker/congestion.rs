@@ -4,9 +4,10 @@
 //! (DT eid 0, the flow allocator's message with code 2), the sender's window per slot
 //! decides when the next SDU may leave its ring. Nothing here goes through o7sd.
 
-use super::dt_path::{build_n1, out_frame, send_n1, N1Dest};
+use super::dt_path::{build_n1, out_frame, send_n1};
 use super::*;
 use crate::dt::PCI_LEN;
+use crate::packet_path::Egress;
 use crate::shaper::Shaper;
 use o7s_abi::msg::CaStats;
 use o7s_proto::mbecn::{self, Receiver, Sender};
@@ -264,7 +265,7 @@ impl Dataplane {
 
     /// Sends `self.frame` (built for `d`, N-1 flow `n1`) through the port's queue when it
     /// has a cap, else at once. Whether it was taken.
-    fn out_n1(&mut self, n1: u64, d: &N1Dest, flush: bool) -> bool {
+    fn out_n1(&mut self, n1: u64, d: &Egress, flush: bool) -> bool {
         out_frame(
             &mut self.shapers,
             &mut self.ports,
@@ -379,9 +380,10 @@ impl Dataplane {
     /// the next hop's N-1 flow (handed to its worker when another's).
     fn send_flow_update(&mut self, spec: &UniFlowSpec, ece: u16) -> bool {
         let Some(n1) = self
+            .tab
             .unis
             .get(&spec.ipcp)
-            .and_then(|u| u.tables.next_hop.get(&spec.dst).copied())
+            .and_then(|u| u.next_hop.get(&spec.dst).copied())
         else {
             return false;
         };
@@ -425,9 +427,10 @@ impl Dataplane {
             return false;
         };
         let flow = self
+            .tab
             .unis
             .get(&ipcp)
-            .and_then(|u| u.tables.local.get(&r_eid).copied());
+            .and_then(|u| u.local.get(&r_eid).copied());
         let Some(flow) = flow else {
             let owner = self
                 .handoff

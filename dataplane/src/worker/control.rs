@@ -39,6 +39,7 @@ impl Dataplane {
                 self.ports.remove(&port);
                 self.uports.remove(&port);
                 self.shapers.remove(&port);
+                self.tab.egress.retain(|_, e| e.port() != port);
                 // A UMEM no port uses, or that no port can join any more, is let go.
                 if self
                     .umem_pool
@@ -115,13 +116,23 @@ impl Dataplane {
                             Some(u) => {
                                 self.unis
                                     .entry(u.ipcp)
-                                    .or_insert_with(|| dt_path::UniState::new(u.ipcp))
-                                    .tables
+                                    .or_insert_with(|| dt_path::UniState::new(u.ipcp));
+                                self.tab
+                                    .unis
+                                    .entry(u.ipcp)
+                                    .or_default()
                                     .local
                                     .insert(u.local_eid, flow);
                             }
                             None => {
-                                self.by_local.insert((port, local), flow);
+                                let e = crate::packet_path::FlowEntry {
+                                    flow,
+                                    mac: peer,
+                                    addr: peer_addr,
+                                    encrypted: crypt.is_some(),
+                                    dt_of: None,
+                                };
+                                self.tab.by_eid.insert((port, local), e);
                             }
                         }
                         self.tables_changed = true;
@@ -147,7 +158,6 @@ impl Dataplane {
                                 record,
                                 timeout_ms,
                                 uni,
-                                dt_of: None,
                                 ca: uni.filter(|u| u.mb_ecn).map(|_| {
                                     let ns = self.epoch.elapsed().as_nanos();
                                     congestion::FlowCa::new(u64::try_from(ns).unwrap_or(0))
@@ -162,6 +172,10 @@ impl Dataplane {
                                 },
                             },
                         );
+                        // Where PDUs forwarded onto it leave (an unencrypted flow of a port).
+                        if let Some(e) = self.flows.get(&flow).and_then(|f| self.egress_of(f)) {
+                            self.tab.egress.insert(flow, e);
+                        }
                         if let Some((h, w)) = &self.handoff {
                             h.own(*w, flow, uni.map(|u| (u.ipcp, u.local_eid)));
                         }

@@ -1,21 +1,22 @@
 //! The unicast layer's DT path in a worker (issue 15 item 4): PDUs arriving on a DT N-1
-//! flow go through [`crate::dt::decide`] and are forwarded on the next hop's N-1 flow (TTL
+//! flow are decided by [`crate::packet_path::classify_eth`] (through
+//! [`crate::dt::decide_from`]) and here forwarded on the next hop's N-1 flow (TTL
 //! decremented, ECN byte kept), delivered to an N+1 flow's ring, or left in the N-1 flow's
 //! ring for o7sd (flow allocator and directory, eids below 64); SDUs of N+1 flows get a DT
 //! PCI and go out on the next hop's N-1 flow. o7sd sends the tables
 //! ([`ToDp::UniTable`]); nothing here waits for it.
 
-use super::eth_path::{build_frame, EthDest};
+use super::eth_path::{build_frame, eth_dest};
 use super::*;
-use crate::dt::{self, DtAction, DtDrop, DtTables, PCI_LEN};
+use crate::dt::{DtAction, DtDrop, PCI_LEN};
 use crate::handoff::{Handed, HandedPdu};
+use crate::packet_path::{self as path, Egress};
 use std::ops::Range;
 
-/// A unicast IPCP as a worker knows it.
+/// A unicast IPCP as a worker knows it (its address, next hops and N+1 flows are in the
+/// packet path's tables, [`crate::packet_path::Tables::unis`]).
 #[derive(Debug, Default)]
 pub(super) struct UniState {
-    /// Address, next hops, N+1 flows by endpoint id.
-    pub(super) tables: DtTables,
     /// Its DT N-1 flows (as the last table named them).
     n1: Vec<u64>,
     /// Counters.
@@ -34,29 +35,6 @@ impl UniState {
     }
 }
 
-/// Where a PDU leaves: an N-1 flow's port and peer.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum N1Dest {
-    Eth {
-        port: u32,
-        d: EthDest,
-    },
-    Udp {
-        port: u32,
-        dst: SocketAddr,
-        remote: u32,
-    },
-}
-
-impl N1Dest {
-    /// The port it leaves by.
-    pub(super) fn port(&self) -> u32 {
-        match self {
-            N1Dest::Eth { port, .. } | N1Dest::Udp { port, .. } => *port,
-        }
-    }
-}
-
 /// Sends `frame` (built for `d`, N-1 flow `n1`): into the port's queue when the port has an
 /// egress cap (a full queue drops it, counted), else at once. Whether it was taken.
 pub(super) fn out_frame(
@@ -64,7 +42,7 @@ pub(super) fn out_frame(
     ports: &mut HashMap<u32, Port>,
     uports: &mut HashMap<u32, UPort>,
     n1: u64,
-    d: &N1Dest,
+    d: &Egress,
     frame: &[u8],
     flush: bool,
 ) -> bool {
@@ -87,13 +65,13 @@ pub(super) fn out_frame(
 /// could be built.
 pub(super) fn build_n1(
     frame: &mut Vec<u8>,
-    dest: &N1Dest,
+    dest: &Egress,
     len: usize,
     write: impl FnOnce(&mut Vec<u8>) -> bool,
 ) -> bool {
     match dest {
-        N1Dest::Eth { d, .. } => build_frame(frame, d, len, write),
-        N1Dest::Udp { remote, .. } => {
+        Egress::Eth { d, .. } => build_frame(frame, d, len, write),
+        Egress::Udp { remote, .. } => {
             frame.clear();
             frame.extend_from_slice(&remote.to_be_bytes());
             len <= crate::udp::MAX_DATAGRAM && write(frame)
@@ -106,12 +84,12 @@ pub(super) fn build_n1(
 pub(super) fn send_n1(
     ports: &mut HashMap<u32, Port>,
     uports: &mut HashMap<u32, UPort>,
-    dest: &N1Dest,
+    dest: &Egress,
     frame: &[u8],
     flush: bool,
 ) -> bool {
     match dest {
-        N1Dest::Eth { port, d } => {
+        Egress::Eth { port, d } => {
             let Some(p) = ports.get_mut(port) else {
                 return false;
             };
@@ -136,7 +114,7 @@ pub(super) fn send_n1(
             }
             sent
         }
-        N1Dest::Udp { port, dst, .. } => {
+        Egress::Udp { port, dst, .. } => {
             let Some(u) = uports.get_mut(port) else {
                 return false;
             };
@@ -170,18 +148,30 @@ impl Dataplane {
         n1: &[u64],
     ) {
         let u = self.unis.entry(ipcp).or_insert_with(|| UniState::new(ipcp));
-        u.tables.own = own;
-        u.tables.next_hop = next_hop.iter().copied().collect();
+        let t = self.tab.unis.entry(ipcp).or_default();
+        t.own = own;
+        t.next_hop = next_hop.iter().copied().collect();
         let old = std::mem::replace(&mut u.n1, n1.to_vec());
-        for id in old {
-            if let Some(f) = self.flows.get_mut(&id).filter(|f| f.dt_of == Some(ipcp)) {
-                f.dt_of = None;
+        let by_eid = &mut self.tab.by_eid;
+        let mut mark = |id: &u64, dt_of: Option<u32>| {
+            if let Some(e) = self
+                .flows
+                .get(id)
+                .and_then(|f| by_eid.get_mut(&(f.port, f.local)))
+                .filter(|e| e.flow == *id)
+            {
+                // A flow that is no longer this IPCP's N-1 flow leaves the DT path (one
+                // another IPCP took since is left as it is).
+                if dt_of.is_some() || e.dt_of == Some(ipcp) {
+                    e.dt_of = dt_of;
+                }
             }
+        };
+        for id in &old {
+            mark(id, None);
         }
         for id in n1 {
-            if let Some(f) = self.flows.get_mut(id) {
-                f.dt_of = Some(ipcp);
-            }
+            mark(id, Some(ipcp));
         }
         tracing::debug!(
             "unicast IPCP {ipcp}: address {own:#010x}, {} routes, {} N-1 flows",
@@ -192,45 +182,47 @@ impl Dataplane {
 
     /// Where N-1 flow `n1` sends: `None` when it is not on this worker or is encrypted (an
     /// N-1 flow of a unicast IPCP is not; such PDUs are counted and dropped).
-    pub(super) fn n1_dest(&self, n1: u64) -> Option<N1Dest> {
-        let f = self.flows.get(&n1).filter(|f| f.crypt.is_none())?;
+    pub(super) fn n1_dest(&self, n1: u64) -> Option<Egress> {
+        self.tab.egress.get(&n1).copied()
+    }
+
+    /// Where flow `f` sends, for the packet path's tables: `None` for an encrypted flow,
+    /// a flow over a unicast IPCP, or one whose port is not this worker's.
+    pub(super) fn egress_of(&self, f: &Flow) -> Option<Egress> {
+        if f.crypt.is_some() || f.uni.is_some() {
+            return None;
+        }
         if let Some(p) = self.ports.get(&f.port) {
-            return Some(N1Dest::Eth {
+            return Some(Egress::Eth {
                 port: f.port,
-                d: EthDest::of(p, f),
+                d: eth_dest(p, f),
             });
         }
         self.uports.contains_key(&f.port).then_some(())?;
-        Some(N1Dest::Udp {
+        Some(Egress::Udp {
             port: f.port,
             dst: f.peer_addr?,
             remote: f.remote,
         })
     }
 
-    /// A PDU (not a keepalive) that arrived on a DT N-1 flow of IPCP `ipcp`: handled here
-    /// (forwarded, delivered or dropped and counted), or `false` to put it in the N-1
-    /// flow's ring for o7sd (its components' PDUs, or an IPCP without a table yet).
-    /// The PDU is `frame[at]` (a frame of an AF_XDP port can be forwarded in place).
-    /// `from` is the N-1 flow it came on: one whose next hop is that flow is dropped (a
-    /// loop), not sent back.
-    pub(super) fn dt_rx(
+    /// Carries out `action`, decided for a PDU (not a keepalive) that arrived on a DT N-1
+    /// flow of IPCP `ipcp`: forwarded, delivered or dropped and counted here, or `false` to
+    /// put it in the N-1 flow's ring for o7sd (its components' PDUs). The PDU is
+    /// `frame[at]` (a frame of an AF_XDP port can be forwarded in place).
+    pub(super) fn dt_apply(
         &mut self,
         ipcp: u32,
-        from: u64,
         frame: &mut [u8],
         at: Range<usize>,
+        action: DtAction,
     ) -> bool {
         let Some(pdu) = frame.get_mut(at.clone()) else {
             return true;
         };
-        let Some(action) = self
-            .unis
-            .get(&ipcp)
-            .map(|u| dt::decide_from(pdu, &u.tables, from))
-        else {
+        if !self.unis.contains_key(&ipcp) {
             return false;
-        };
+        }
         if action == DtAction::Drop(DtDrop::UnknownEid) && self.hand_off_delivery(ipcp, pdu) {
             return true;
         }
@@ -351,49 +343,30 @@ impl Dataplane {
         frame: &mut [u8],
         at: &Range<usize>,
     ) -> bool {
-        // eth-dix: destination, source, Ethertype, endpoint id, length.
-        const DIX_HEADER: usize = 18;
         let Some((umem, addr)) = self.rx_zc.filter(|_| !self.worker.forward_copy) else {
             return false;
         };
-        let Some(f) = self.flows.get(&n1).filter(|f| f.crypt.is_none()) else {
+        // An unencrypted eth-dix flow of an AF_XDP port of the same UMEM.
+        let Some(Egress::Eth { port, d }) = self.tab.egress.get(&n1).copied() else {
             return false;
         };
         // A capped port's PDUs wait in its queue: copied there.
-        if self.shapers.get(&f.port).is_some_and(|s| s.capped()) {
+        if self.shapers.get(&port).is_some_and(|s| s.capped()) {
             return false;
         }
-        let Some(p) = self.ports.get_mut(&f.port) else {
-            return false;
-        };
-        let (PortKind::Dix { ethertype }, true) = (p.kind, at.start == DIX_HEADER) else {
-            return false;
-        };
-        let (dst, src, remote, local) = (f.peer, p.mac, f.remote, f.local);
-        let len = at.end;
-        let wire = len.max(crate::frames::MIN_FRAME);
-        let (Ok(plen), Ok(wire32)) = (u16::try_from(at.len()), u32::try_from(wire)) else {
+        let Some(p) = self.ports.get_mut(&port) else {
             return false;
         };
         let Some(x) = p.xdp.as_mut().filter(|x| x.umem_id() == umem) else {
             return false;
         };
-        let fits = wire <= frame.len();
-        let (Some(hdr), true) = (frame.get_mut(..DIX_HEADER), fits) else {
+        let local = d.local;
+        let Some(wire) = path::rewrite_dix(frame, at, &d) else {
             return false;
         };
-        let (et, eid, pl) = (
-            ethertype.to_be_bytes(),
-            (remote as u16).to_be_bytes(),
-            plen.to_be_bytes(),
-        );
-        let fields = dst.iter().chain(&src).chain(&et).chain(&eid).chain(&pl);
-        for (o, b) in hdr.iter_mut().zip(fields) {
-            *o = *b;
-        }
-        if let Some(pad) = frame.get_mut(len..wire) {
-            pad.fill(0);
-        }
+        let Ok(wire32) = u32::try_from(wire) else {
+            return false;
+        };
         let Some(spare) = x.send_shared(addr, wire32) else {
             return false;
         };
@@ -490,9 +463,10 @@ impl Dataplane {
                 Handed::FlowUpdate { ipcp } => self.ca_take_update(ipcp, &p.pdu, true),
                 Handed::Deliver { ipcp, eid } => {
                     let flow = self
+                        .tab
                         .unis
                         .get(&ipcp)
-                        .and_then(|u| u.tables.local.get(&eid).copied());
+                        .and_then(|u| u.local.get(&eid).copied());
                     // The PCI's ECN byte, as the path that delivers directly reads it.
                     let ecn = p.pdu.get(6).copied().unwrap_or(0);
                     let delivered = match (
@@ -545,9 +519,10 @@ impl Dataplane {
             return 0;
         };
         let dest = self
+            .tab
             .unis
             .get(&spec.ipcp)
-            .and_then(|u| u.tables.next_hop.get(&spec.dst).copied());
+            .and_then(|u| u.next_hop.get(&spec.dst).copied());
         if let Some(w) = dest.and_then(|n1| self.remote_owner(n1)) {
             return self.tx_uni_handed(id, &spec, dest.unwrap_or(0), w);
         }
@@ -646,7 +621,7 @@ impl Dataplane {
                 }
             }
         }
-        if let Some(N1Dest::Eth { port, .. }) = &dest {
+        if let Some(Egress::Eth { port, .. }) = &dest {
             if let Some(x) = self.ports.get_mut(port).and_then(|p| p.xdp.as_mut()) {
                 if done > 0 || x.tx_pending() {
                     x.flush();
@@ -763,9 +738,10 @@ impl Dataplane {
             return false;
         };
         let n1 = self
+            .tab
             .unis
             .get(&spec.ipcp)
-            .and_then(|u| u.tables.next_hop.get(&spec.dst).copied());
+            .and_then(|u| u.next_hop.get(&spec.dst).copied());
         if let Some((n1, w)) = n1.and_then(|n1| Some((n1, self.remote_owner(n1)?))) {
             let pci = pci_of(&spec);
             let Some(f) = self.flows.get_mut(&id) else {

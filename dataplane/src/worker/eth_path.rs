@@ -2,26 +2,16 @@
 //! delivered to their flow or to o7sd; SDUs from a flow framed (eth-dix/eth-llc) and sent.
 
 use super::*;
+use crate::packet_path::{self as path, Action, EthDest, PortView};
 
-/// Where a flow's frames go on an Ethernet port.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct EthDest {
-    kind: PortKind,
-    src: [u8; 6],
-    dst: [u8; 6],
-    remote: u32,
-    pub(super) local: u32,
-}
-
-impl EthDest {
-    pub(super) fn of(p: &Port, f: &Flow) -> Self {
-        Self {
-            kind: p.kind,
-            src: p.mac,
-            dst: f.peer,
-            remote: f.remote,
-            local: f.local,
-        }
+/// Where flow `f`'s frames go on its Ethernet port `p`.
+pub(super) fn eth_dest(p: &Port, f: &Flow) -> EthDest {
+    EthDest {
+        kind: p.kind,
+        src: p.mac,
+        dst: f.peer,
+        remote: f.remote,
+        local: f.local,
     }
 }
 
@@ -235,89 +225,101 @@ impl Dataplane {
         }
     }
 
-    /// Parses one Ethernet frame of port `id` and hands it to o7sd (management) or to its
-    /// flow (data).
+    /// One Ethernet frame of port `id`: decided by [`path::classify_eth`] over the worker's
+    /// tables, and the decision carried out here (counters, o7sd, a flow's ring, the DT
+    /// path).
     fn handle_frame_now(&mut self, id: u32, frame: &mut [u8]) {
         let Some(p) = self.ports.get_mut(&id) else {
             return;
         };
-        let (eid, at, src, dst) = match frames::parse(p.kind, frame) {
-            Parsed::NotOurs => return,
-            Parsed::Malformed => {
-                p.stats.drop_malformed += 1;
-                return;
+        // Captures see the frame as it arrived, before a forwarded PDU's TTL changes (a
+        // frame handled again after its impairments was captured as it arrived).
+        if !self.reinjecting && !p.taps.is_empty() {
+            if let Parsed::Sdu { eid, .. } = frames::parse(p.kind, frame) {
+                for t in &mut p.taps {
+                    t.take(frame, false, eid);
+                }
             }
-            // Where the SDU lies in the frame, to hand it on mutably.
-            Parsed::Sdu { eid, sdu, src, dst } => {
-                let off = sdu.as_ptr() as usize - frame.as_ptr() as usize;
-                (eid, off..off + sdu.len(), src, dst)
-            }
+        }
+        let port = PortView {
+            id,
+            kind: p.kind,
+            mac: p.mac,
         };
-        // (A frame handled again after its impairments was captured as it arrived.)
-        if !self.reinjecting {
-            for t in &mut p.taps {
-                t.take(frame, false, eid);
-            }
+        let action = path::classify_eth(port, frame, &self.tab);
+        if !matches!(action, Action::NotOurs | Action::Malformed) {
+            p.stats.rx_frames += 1;
         }
-        let Some(sdu) = frame.get_mut(at.clone()) else {
-            return;
-        };
-        p.stats.rx_frames += 1;
-        if eid == 0 {
-            // A multicast or all-zero source is no station: nothing to answer, nothing to
-            // believe (a flow to it would send its data to everyone). The loopback device
-            // is the exception: its own address is all-zero.
-            if src[0] & 1 != 0 || (src == [0; 6] && p.mac != [0; 6]) {
-                p.stats.drop_mgmt_bad_source += 1;
-                return;
+        match action {
+            // (UdpMgmt: not from an Ethernet port.)
+            Action::NotOurs | Action::UdpMgmt => {}
+            Action::Malformed => p.stats.drop_malformed += 1,
+            Action::MgmtBadSource => p.stats.drop_mgmt_bad_source += 1,
+            Action::Mgmt { src, dst, sdu } => {
+                if !policed(p.police.check(Source::Mac(src), self.now), &mut p.stats) {
+                    return;
+                }
+                p.stats.rx_mgmt += 1;
+                let msg = FromDp::Mgmt {
+                    port: id,
+                    src,
+                    dst,
+                    payload: frame.get(sdu).unwrap_or(&[]).to_vec(),
+                };
+                self.mgmt_to_o7sd(msg, id);
             }
-            if !policed(p.police.check(Source::Mac(src), self.now), &mut p.stats) {
-                return;
-            }
-            p.stats.rx_mgmt += 1;
-            let msg = FromDp::Mgmt {
-                port: id,
-                src,
-                dst,
-                payload: sdu.to_vec(),
-            };
-            self.mgmt_to_o7sd(msg, id);
-            return;
+            Action::UnknownEid { .. } => p.stats.drop_unknown_eid += 1,
+            Action::WrongPeer { .. } => p.stats.drop_wrong_peer += 1,
+            flow_action => self.apply_flow(frame, flow_action),
         }
-        let Some((fid, f)) = self
-            .by_local
-            .get(&(id, eid))
-            .and_then(|fid| Some((*fid, self.flows.get_mut(fid)?)))
-        else {
-            p.stats.drop_unknown_eid += 1;
-            return;
-        };
-        // Only the peer the flow was set up with may send on it.
-        if f.peer != src {
-            p.stats.drop_wrong_peer += 1;
-            return;
-        }
-        // A DT N-1 flow of a unicast IPCP: the PDU is forwarded or delivered here (what is
-        // for o7sd goes to the flow's ring, which o7sd reads).
-        if let (Some(ipcp), None, false) = (f.dt_of, &f.crypt, sdu.is_empty()) {
-            f.last_rx = self.now;
-            f.stats.rx_sdus += 1;
-            f.stats.rx_bytes += sdu.len() as u64;
-            if self.dt_rx(ipcp, fid, frame, at.clone()) {
-                return;
+    }
+
+    /// Carries out the decision on an SDU of one of this worker's flows, lying in `frame`
+    /// (where a DT PDU can be forwarded in place): into the flow's ring (opened first when
+    /// sealed), a keepalive noted, or the DT path's action.
+    pub(super) fn apply_flow(&mut self, frame: &mut [u8], action: Action) {
+        let now = self.now;
+        match action {
+            Action::Keepalive { flow } => {
+                if let Some(f) = self.flows.get_mut(&flow) {
+                    f.deliver_mut(&mut [], now);
+                }
             }
-            // For o7sd: into the ring (counted there).
-            let Some(sdu) = frame.get_mut(at) else {
-                return;
-            };
-            if let Some(f) = self.flows.get_mut(&fid) {
-                f.stats.rx_sdus -= 1;
-                f.stats.rx_bytes -= sdu.len() as u64;
-                f.deliver_mut(sdu, self.now);
+            Action::Deliver { flow, sdu } | Action::Sealed { flow, sdu } => {
+                if let (Some(f), Some(s)) = (self.flows.get_mut(&flow), frame.get_mut(sdu)) {
+                    f.deliver_mut(s, now);
+                }
             }
-            return;
+            Action::Dt {
+                ipcp,
+                from,
+                pdu,
+                dt,
+            } => {
+                let len = pdu.len() as u64;
+                if let Some(f) = self.flows.get_mut(&from) {
+                    f.last_rx = now;
+                    f.stats.rx_sdus += 1;
+                    f.stats.rx_bytes += len;
+                }
+                if self.dt_apply(ipcp, frame, pdu.clone(), dt) {
+                    return;
+                }
+                // For o7sd: into the N-1 flow's ring (counted there).
+                if let (Some(f), Some(s)) = (self.flows.get_mut(&from), frame.get_mut(pdu)) {
+                    f.stats.rx_sdus -= 1;
+                    f.stats.rx_bytes -= len;
+                    f.deliver_mut(s, now);
+                }
+            }
+            Action::NotOurs
+            | Action::Malformed
+            | Action::Mgmt { .. }
+            | Action::MgmtBadSource
+            | Action::UdpMgmt
+            | Action::UnknownEid { .. }
+            | Action::WrongPeer { .. } => {}
         }
-        f.deliver_mut(sdu, self.now);
     }
 
     pub(super) fn tx_flow(&mut self, id: u64) -> usize {
@@ -327,7 +329,7 @@ impl Dataplane {
         let Some(p) = self.ports.get_mut(&f.port) else {
             return 0;
         };
-        let dest = EthDest::of(p, f);
+        let dest = eth_dest(p, f);
         let ring = f.mem.ring(Dir::Tx);
         let mut done = 0;
         for _ in 0..TX_BATCH {
@@ -384,7 +386,7 @@ impl Dataplane {
         let Some(p) = self.ports.get_mut(&f.port) else {
             return false;
         };
-        let dest = EthDest::of(p, f);
+        let dest = eth_dest(p, f);
         if frame_sdu(&mut self.frame, &dest, &mut f.crypt, SduSource::Local(&[])).is_none() {
             return false;
         }

@@ -62,14 +62,15 @@ impl Dataplane {
             if let Some((h, w)) = &self.handoff {
                 h.disown(*w, flow, f.uni.map(|u| (u.ipcp, u.local_eid)));
             }
+            self.tab.egress.remove(&flow);
             match f.uni {
                 Some(u) => {
-                    if let Some(s) = self.unis.get_mut(&u.ipcp) {
-                        s.tables.local.remove(&u.local_eid);
+                    if let Some(t) = self.tab.unis.get_mut(&u.ipcp) {
+                        t.local.remove(&u.local_eid);
                     }
                 }
                 None => {
-                    self.by_local.remove(&(f.port, f.local));
+                    self.tab.by_eid.remove(&(f.port, f.local));
                 }
             }
             f.mem.flags().fetch_or(flags::CLOSED, Ordering::SeqCst);

@@ -97,8 +97,6 @@ struct Flow {
     timeout_ms: u64,
     /// A flow over a unicast IPCP: its DT end.
     uni: Option<UniFlowSpec>,
-    /// A DT N-1 flow of this unicast IPCP: its PDUs go through [`crate::dt::decide`].
-    dt_of: Option<u32>,
     /// MB-ECN ends of a flow over a unicast layer that runs it.
     ca: Option<congestion::FlowCa>,
 }
@@ -184,8 +182,10 @@ pub struct Dataplane {
     ports: HashMap<u32, Port>,
     uports: HashMap<u32, UPort>,
     flows: HashMap<u64, Flow>,
-    by_local: HashMap<(u32, u32), u64>,
-    /// Unicast IPCPs' DT state, by IPCP.
+    /// What the packet path reads ([`crate::packet_path::classify_eth`]): flows by
+    /// (port, eid), where each N-1 flow sends, the unicast IPCPs' DT tables.
+    tab: crate::packet_path::Tables,
+    /// Unicast IPCPs' DT N-1 flows and counters, by IPCP.
     unis: HashMap<u32, dt_path::UniState>,
     buf: Vec<u8>,
     frame: Vec<u8>,
@@ -276,7 +276,7 @@ impl Dataplane {
             ports: HashMap::default(),
             uports: HashMap::default(),
             flows: HashMap::default(),
-            by_local: HashMap::default(),
+            tab: crate::packet_path::Tables::default(),
             unis: HashMap::default(),
             now: Instant::now(),
             tables_changed: true,

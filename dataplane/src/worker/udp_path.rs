@@ -143,81 +143,75 @@ impl Dataplane {
         self.udp_one(id, src, Dg::Held(dg));
     }
 
-    /// Handles one datagram of UDP port `id` from `src`: management to o7sd, a DT PDU to the
+    /// Handles one datagram of UDP port `id` from `src`: decided by
+    /// [`crate::packet_path::classify_udp`], then management to o7sd, a DT PDU to the
     /// unicast path, an SDU to its flow.
     fn udp_one(&mut self, id: u32, src: SocketAddr, mut dg: Dg<'_>) {
+        use crate::packet_path::{self as path, Action};
         let Some(u) = self.uports.get_mut(&id) else {
             return;
         };
-        let bytes: &[u8] = match &dg {
-            Dg::Batch(i) => match u.sock.datagram(*i) {
-                Some((b, _)) => b,
+        let bytes: &mut [u8] = match &mut dg {
+            Dg::Batch(i) => match u.sock.datagram_mut(*i) {
+                Some(b) => b,
                 None => return,
             },
             Dg::Held(b) => b,
         };
-        let Ok(d) = o7s_wire::udp::Datagram::new_checked(bytes) else {
-            u.stats.drop_truncated += 1;
-            return;
-        };
-        u.stats.rx_frames += 1;
-        let eid = d.eid();
-        if eid == 0 {
-            if !policed(u.police.check(Source::Ip(src.ip()), self.now), &mut u.stats) {
-                return;
+        let action = path::classify_udp(id, src, bytes, &self.tab);
+        if action != Action::Malformed {
+            u.stats.rx_frames += 1;
+        }
+        match action {
+            Action::Malformed => u.stats.drop_truncated += 1,
+            Action::UdpMgmt => {
+                if !policed(u.police.check(Source::Ip(src.ip()), self.now), &mut u.stats) {
+                    return;
+                }
+                u.stats.rx_mgmt += 1;
+                let msg = FromDp::UdpMgmt {
+                    port: id,
+                    src,
+                    payload: bytes.to_vec(),
+                };
+                self.mgmt_to_o7sd(msg, id);
             }
-            u.stats.rx_mgmt += 1;
-            let msg = FromDp::UdpMgmt {
-                port: id,
-                src,
-                payload: bytes.to_vec(),
-            };
-            self.mgmt_to_o7sd(msg, id);
-            return;
-        }
-        let Some((fid, f)) = self
-            .by_local
-            .get(&(id, eid))
-            .and_then(|fid| Some((*fid, self.flows.get_mut(fid)?)))
-        else {
-            u.stats.drop_unknown_eid += 1;
-            return;
-        };
-        if f.peer_addr != Some(src) {
-            u.stats.drop_wrong_peer += 1;
-            return;
-        }
-        // A DT N-1 flow of a unicast IPCP: as on Ethernet (a copy: the datagram lies in the
-        // port's buffers).
-        let body = bytes.get(o7s_wire::udp::HEADER_LEN..).unwrap_or(&[]);
-        if let (Some(ipcp), None, false) = (f.dt_of, &f.crypt, body.is_empty()) {
-            f.last_rx = self.now;
-            f.stats.rx_sdus += 1;
-            f.stats.rx_bytes += body.len() as u64;
-            let mut pdu = std::mem::take(&mut self.pdu);
-            pdu.clear();
-            pdu.extend_from_slice(body);
-            let all = 0..pdu.len();
-            if !self.dt_rx(ipcp, fid, &mut pdu, all) {
-                // For o7sd: into the ring (counted there).
-                if let Some(f) = self.flows.get_mut(&fid) {
-                    f.stats.rx_sdus -= 1;
-                    f.stats.rx_bytes -= pdu.len() as u64;
-                    f.deliver(&pdu, self.now);
+            Action::UnknownEid { .. } => u.stats.drop_unknown_eid += 1,
+            Action::WrongPeer { .. } => u.stats.drop_wrong_peer += 1,
+            Action::Dt {
+                ipcp,
+                from,
+                pdu: at,
+                dt,
+            } => {
+                // A copy: the datagram lies in the port's buffers.
+                let mut pdu = std::mem::take(&mut self.pdu);
+                pdu.clear();
+                pdu.extend_from_slice(bytes.get(at).unwrap_or(&[]));
+                let at = 0..pdu.len();
+                self.apply_flow(
+                    &mut pdu,
+                    Action::Dt {
+                        ipcp,
+                        from,
+                        pdu: at,
+                        dt,
+                    },
+                );
+                self.pdu = pdu;
+            }
+            Action::Keepalive { flow } => {
+                if let Some(f) = self.flows.get_mut(&flow) {
+                    f.deliver_mut(&mut [], self.now);
                 }
             }
-            self.pdu = pdu;
-            return;
-        }
-        let dg = match &mut dg {
-            Dg::Batch(i) => u.sock.datagram_mut(*i),
-            Dg::Held(b) => Some(&mut **b),
-        };
-        if let Some(dg) = dg {
-            f.deliver_mut(
-                dg.get_mut(o7s_wire::udp::HEADER_LEN..).unwrap_or(&mut []),
-                self.now,
-            );
+            Action::Deliver { flow, sdu } | Action::Sealed { flow, sdu } => {
+                if let (Some(f), Some(s)) = (self.flows.get_mut(&flow), bytes.get_mut(sdu)) {
+                    f.deliver_mut(s, self.now);
+                }
+            }
+            // Not from a UDP port.
+            Action::NotOurs | Action::Mgmt { .. } | Action::MgmtBadSource => {}
         }
     }
 
