@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# CI's performance gate: instructions per packet of the data plane's per-packet paths
-# (`o7s-bench pkt-path`: parse a received eth-dix frame, look its flow up in a 1024-flow
-# table, build the frame of an SDU; `o7s-bench dt-path`, keys dt-*: the unicast layer's
-# forwarding of a DT PDU, parsed, decided, TTL decremented and re-headed in place), counted
-# by valgrind's callgrind. Callgrind simulates
+# CI's performance gate: instructions per packet of the workers' own per-packet functions
+# (dataplane/src/packet_path.rs), counted by valgrind's callgrind:
+#   keys 64, 1400: `o7s-bench pkt-path`: `classify_eth` over a frame of one of 1024 plain
+#     flows (deliver), then the frame of an SDU back (`frames::build_dix`);
+#   keys dt-ACTION-SIZE: `o7s-bench dt-path --action ACTION`: `classify_eth` over a DT PDU
+#     in an eth-dix frame (parse, the DT N-1 flow, `dt::decide_from` over 1024 routes) that
+#     is forwarded (then its egress and `rewrite_dix`, in place), delivered to an N+1 flow,
+#     punted to o7sd (the flow allocator) or dropped (no route).
+# The baseline's "goals" are what issue 23 asks (at most 150 per 64 B forwarded packet); a
+# goal not met is reported, not failed (the gate fails on regressions). Callgrind simulates
 # the CPU, so the count is the same on a loaded CI machine as on a quiet one (a timing is
 # not; timings are for scripts/bench-*.sh). Per size: (instructions of a run of PACKETS
 # packets - those of a run of none) / PACKETS, against benches/perf-baseline.json:
@@ -25,7 +30,8 @@ command -v valgrind >/dev/null || { echo "perf-gate.sh: valgrind is missing (scr
 b=$root/target/release/o7s-bench
 cg() { # instructions callgrind counts for a run of $1 packets of $2 bytes of mode $3
     local n
-    n=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$b" "${3:-pkt-path}" -c "$1" -s "$2" 2>&1 >/dev/null |
+    # shellcheck disable=SC2086 # $3 is the mode and its flags
+    n=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$b" ${3:-pkt-path} -c "$1" -s "$2" 2>&1 >/dev/null |
         sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p')
     [ -n "$n" ] || { echo "perf-gate.sh: callgrind gave no count for ${3:-pkt-path} -c $1 -s $2" >&2; exit 1; }
     echo "$n"
@@ -35,10 +41,13 @@ for size in 64 1400; do
     full=$(cg "$packets" "$size"); none=$(cg 0 "$size")
     measured="$measured\"$size\": $(python3 -c "print(round(($full - $none) / $packets, 1))"),"
 done
-# The unicast layer's forwarding (o7s-bench dt-path): keys dt-64, dt-1400.
-for size in 64 1400; do
-    full=$(cg "$packets" "$size" dt-path); none=$(cg 0 "$size" dt-path)
-    measured="$measured\"dt-$size\": $(python3 -c "print(round(($full - $none) / $packets, 1))"),"
+# The unicast layer's DT path (o7s-bench dt-path --action A): keys dt-A-SIZE.
+for action in forward deliver punt drop; do
+    for size in 64 1400; do
+        full=$(cg "$packets" "$size" "dt-path --action $action")
+        none=$(cg 0 "$size" "dt-path --action $action")
+        measured="$measured\"dt-$action-$size\": $(python3 -c "print(round(($full - $none) / $packets, 1))"),"
+    done
 done
 measured="${measured%,}}"
 avx2=$(grep -qw avx2 /proc/cpuinfo && echo true || echo false)
@@ -46,8 +55,10 @@ python3 - "$baseline" "${1:-}" "$measured" "$packets" "$avx2" <<'PY'
 import json, sys, datetime, platform
 path, mode, measured, packets = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
 avx2 = sys.argv[5] == "true"
+# What issue 23 asks of the forwarding path (instructions per packet); kept across updates.
+GOALS = {"dt-forward-64": 150}
 if mode == "--update":
-    doc = {"instructions_per_packet": measured, "tolerance": 0.10, "packets": packets, "cpu_avx2": avx2,
+    doc = {"instructions_per_packet": measured, "goals": GOALS, "tolerance": 0.10, "packets": packets, "cpu_avx2": avx2,
            "measured": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "command": "scripts/perf-gate.sh --update", "kernel": platform.release()}
     open(path, "w").write(json.dumps(doc, indent=1) + "\n")
@@ -80,7 +91,9 @@ for size, got in measured.items():
     else:
         verdict = f"ok, {ratio:.3f}x the baseline"
     report[size] = {"instructions_per_packet": got, "baseline": want, "ratio": round(ratio, 3), "verdict": verdict}
-print(json.dumps({"gate": "instructions per packet, o7s-bench pkt-path and dt-path, valgrind callgrind",
-                  "baseline_measured": base["measured"], "sizes": report, "passed": not failed}, indent=1))
+goals = {k: {"goal": g, "measured": measured.get(k), "met": measured.get(k) is not None and measured[k] <= g}
+         for k, g in base.get("goals", {}).items()}
+print(json.dumps({"gate": "instructions per packet of dataplane/src/packet_path.rs, o7s-bench pkt-path and dt-path, valgrind callgrind",
+                  "baseline_measured": base["measured"], "sizes": report, "goals": goals, "passed": not failed}, indent=1))
 sys.exit(1 if failed else 0)
 PY

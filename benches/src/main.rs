@@ -246,7 +246,7 @@ fn pkt_path(count: u64, size: usize, flows: u32) -> ExitCode {
             encrypted: false,
             dt_of: None,
         };
-        t.by_eid.insert((PORT, e + 64), entry);
+        t.insert_flow(PORT, e + 64, entry);
     }
     let sdu = vec![0x5au8; size];
     // A few received frames for different flows, built once.
@@ -319,7 +319,7 @@ fn dt_path(action: PathAction, count: u64, size: usize, routes: u32) -> ExitCode
             encrypted: false,
             dt_of: Some(IPCP),
         };
-        t.by_eid.insert((PORT, 65 + f), entry);
+        t.insert_flow(PORT, 65 + f, entry);
         let d = EthDest {
             kind,
             src: PEER_MAC,
@@ -336,7 +336,7 @@ fn dt_path(action: PathAction, count: u64, size: usize, routes: u32) -> ExitCode
     for e in 0..1024u64 {
         u.local.insert(64 + e, 5000 + e);
     }
-    t.unis.insert(IPCP, u);
+    *t.uni_entry(IPCP) = u;
     let payload = vec![0x5au8; size];
     let mut rx: Vec<Vec<u8>> = (0..64u32)
         .map(|i| {

@@ -88,13 +88,65 @@ impl Egress {
 /// forwarding tables, never written while a packet is decided.
 #[derive(Debug, Clone, Default)]
 pub struct Tables {
-    /// Flows by (port, our endpoint id).
-    pub by_eid: Map<(u32, u32), FlowEntry>,
+    /// Flows by (port, our endpoint id), the two in one key ([`Tables::flow`]).
+    by_eid: Map<u64, FlowEntry>,
     /// Where each unencrypted flow of this worker sends (the N-1 flows PDUs are forwarded
     /// onto).
     pub egress: Map<u64, Egress>,
-    /// Each unicast IPCP's address, next hops and N+1 flows.
-    pub unis: Map<u32, DtTables>,
+    /// Each unicast IPCP's address, next hops and N+1 flows: a worker serves a few IPCPs at
+    /// most, so a short list is searched faster than a map is hashed.
+    unis: Vec<(u32, DtTables)>,
+}
+
+/// One key for (port, endpoint id).
+fn eid_key(port: u32, eid: u32) -> u64 {
+    (u64::from(port) << 32) | u64::from(eid)
+}
+
+impl Tables {
+    /// The flow with endpoint id `eid` on port `port`.
+    pub fn flow(&self, port: u32, eid: u32) -> Option<&FlowEntry> {
+        self.by_eid.get(&eid_key(port, eid))
+    }
+    /// As [`Tables::flow`], to change.
+    pub fn flow_mut(&mut self, port: u32, eid: u32) -> Option<&mut FlowEntry> {
+        self.by_eid.get_mut(&eid_key(port, eid))
+    }
+    /// Adds (or replaces) the flow with endpoint id `eid` on port `port`.
+    pub fn insert_flow(&mut self, port: u32, eid: u32, e: FlowEntry) {
+        self.by_eid.insert(eid_key(port, eid), e);
+    }
+    /// Removes the flow with endpoint id `eid` on port `port`.
+    pub fn remove_flow(&mut self, port: u32, eid: u32) -> Option<FlowEntry> {
+        self.by_eid.remove(&eid_key(port, eid))
+    }
+    /// Unicast IPCP `ipcp`'s DT tables.
+    pub fn uni(&self, ipcp: u32) -> Option<&DtTables> {
+        self.unis.iter().find(|(i, _)| *i == ipcp).map(|(_, t)| t)
+    }
+    /// As [`Tables::uni`], to change.
+    pub fn uni_mut(&mut self, ipcp: u32) -> Option<&mut DtTables> {
+        self.unis
+            .iter_mut()
+            .find(|(i, _)| *i == ipcp)
+            .map(|(_, t)| t)
+    }
+    /// Unicast IPCP `ipcp`'s DT tables, empty ones made when it has none yet.
+    pub fn uni_entry(&mut self, ipcp: u32) -> &mut DtTables {
+        let at = match self.unis.iter().position(|(i, _)| *i == ipcp) {
+            Some(at) => at,
+            None => {
+                self.unis.push((ipcp, DtTables::default()));
+                self.unis.len() - 1
+            }
+        };
+        #[allow(clippy::indexing_slicing)] // `at` was found or just pushed: in range.
+        &mut self.unis[at].1
+    }
+    /// Forgets every IPCP's DT tables.
+    pub fn clear_unis(&mut self) {
+        self.unis.clear();
+    }
 }
 
 /// The port a frame arrived on, as the decision needs it.
@@ -197,7 +249,7 @@ pub fn classify_eth(port: PortView, frame: &mut [u8], t: &Tables) -> Action {
         }
         return Action::Mgmt { src, dst, sdu };
     }
-    let Some(e) = t.by_eid.get(&(port.id, eid)) else {
+    let Some(e) = t.flow(port.id, eid) else {
         return Action::UnknownEid { eid };
     };
     // Only the peer the flow was set up with may send on it.
@@ -216,7 +268,7 @@ pub fn classify_udp(port: u32, src: SocketAddr, dg: &mut [u8], t: &Tables) -> Ac
     if eid == 0 {
         return Action::UdpMgmt;
     }
-    let Some(e) = t.by_eid.get(&(port, eid)) else {
+    let Some(e) = t.flow(port, eid) else {
         return Action::UnknownEid { eid };
     };
     if e.addr != Some(src) {
@@ -237,7 +289,7 @@ fn on_flow(e: &FlowEntry, frame: &mut [u8], sdu: Range<usize>, t: &Tables) -> Ac
     }
     // A DT N-1 flow whose IPCP has its table: the PDU is decided here. Without a table (o7sd
     // has not pushed one yet) it goes to the N-1 flow's ring, which o7sd reads.
-    let Some((ipcp, tables)) = e.dt_of.and_then(|ipcp| Some((ipcp, t.unis.get(&ipcp)?))) else {
+    let Some((ipcp, tables)) = e.dt_of.and_then(|ipcp| Some((ipcp, t.uni(ipcp)?))) else {
         return Action::Deliver { flow, sdu };
     };
     let Some(pdu) = frame.get_mut(sdu.clone()) else {
@@ -273,7 +325,9 @@ pub fn rewrite_dix(frame: &mut [u8], pdu: &Range<usize>, d: &EthDest) -> Option<
         return None;
     }
     if let Some(pad) = body.get_mut(pdu.end - ethernet::HEADER_LEN..) {
-        pad.fill(0);
+        if !pad.is_empty() {
+            pad.fill(0);
+        }
     }
     dix::emit_header(body, eid, pdu.len()).ok()?;
     eth.set_dst(d.dst);

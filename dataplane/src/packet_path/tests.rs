@@ -71,9 +71,8 @@ fn entry(flow: u64, mac: [u8; 6], dt_of: Option<u32>) -> FlowEntry {
 /// IPCP is an app's flow; 0x9f9b0896 (the client) is reached back on N1_IN.
 fn server_tables() -> Tables {
     let mut t = Tables::default();
-    t.by_eid
-        .insert((PORT, 65), entry(N1_IN, CLIENT_MAC, Some(IPCP)));
-    t.by_eid.insert((PORT, 64), entry(1000, CLIENT_MAC, None));
+    t.insert_flow(PORT, 65, entry(N1_IN, CLIENT_MAC, Some(IPCP)));
+    t.insert_flow(PORT, 64, entry(1000, CLIENT_MAC, None));
     let mut u = DtTables {
         own: SERVER,
         ..DtTables::default()
@@ -81,7 +80,7 @@ fn server_tables() -> Tables {
     // The PCI's eid is 8 bytes, little-endian: frame 4's is 0x01a63c4e_00000042.
     u.local.insert(0x01a6_3c4e_0000_0042, APP_FLOW);
     u.next_hop.insert(CLIENT, N1_IN);
-    t.unis.insert(IPCP, u);
+    *t.uni_entry(IPCP) = u;
     t
 }
 
@@ -91,7 +90,7 @@ const OUT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0b];
 const NEXT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
 fn transit_tables() -> Tables {
     let mut t = server_tables();
-    let u = t.unis.get_mut(&IPCP).unwrap();
+    let u = t.uni_mut(IPCP).unwrap();
     u.own = 0x7777_0001;
     u.next_hop.insert(SERVER, N1_OUT);
     t.egress.insert(N1_OUT, out_egress());
@@ -292,7 +291,7 @@ fn dt_pdus_are_dropped_for_each_reason_and_left_as_they_came() {
 #[test]
 fn a_dt_flow_whose_ipcp_has_no_table_yet_hands_its_pdus_to_o7sd() {
     let mut t = server_tables();
-    t.unis.clear();
+    t.clear_unis();
     let mut f = unhex(UNI_DIX_4);
     assert_eq!(
         classify(&mut f, &t),
@@ -307,7 +306,7 @@ fn a_dt_flow_whose_ipcp_has_no_table_yet_hands_its_pdus_to_o7sd() {
 fn an_sdu_of_a_plain_flow_goes_to_its_ring() {
     // At the client: frame 2 comes from the server on eid 64.
     let mut t = Tables::default();
-    t.by_eid.insert((PORT, 64), entry(1000, SERVER_MAC, None));
+    t.insert_flow(PORT, 64, entry(1000, SERVER_MAC, None));
     let client = PortView {
         mac: CLIENT_MAC,
         ..server_port()
@@ -351,7 +350,7 @@ fn the_sender_must_be_the_flows_peer() {
 #[test]
 fn encrypted_sdus_are_opened_by_the_step_and_empty_plain_ones_are_keepalives() {
     let mut t = server_tables();
-    t.by_eid.get_mut(&(PORT, 65)).unwrap().encrypted = true;
+    t.flow_mut(PORT, 65).unwrap().encrypted = true;
     let mut f = unhex(UNI_DIX_4);
     let before = f.clone();
     assert_eq!(
@@ -429,7 +428,7 @@ fn llc_data_goes_to_the_flow_of_its_destination_sap() {
     let mut f = Vec::new();
     frames::build_llc(&mut f, SERVER_MAC, CLIENT_MAC, 0x42, 0x24, b"sdu").unwrap();
     let mut t = Tables::default();
-    t.by_eid.insert((PORT, 0x42), entry(5, CLIENT_MAC, None));
+    t.insert_flow(PORT, 0x42, entry(5, CLIENT_MAC, None));
     let port = PortView {
         kind: PortKind::Llc,
         ..server_port()
@@ -478,8 +477,9 @@ fn udp_peer() -> SocketAddr {
 
 fn udp_tables() -> Tables {
     let mut t = Tables::default();
-    t.by_eid.insert(
-        (PORT, 64),
+    t.insert_flow(
+        PORT,
+        64,
         FlowEntry {
             addr: Some(udp_peer()),
             ..entry(12, [0; 6], None)
@@ -526,8 +526,9 @@ fn udp_datagrams_are_told_apart_by_their_endpoint_id_and_sender() {
 #[test]
 fn a_dt_pdu_in_a_datagram_is_decided_as_on_ethernet() {
     let mut t = transit_tables();
-    t.by_eid.insert(
-        (PORT, 64),
+    t.insert_flow(
+        PORT,
+        64,
         FlowEntry {
             addr: Some(udp_peer()),
             ..entry(N1_IN, [0; 6], Some(IPCP))

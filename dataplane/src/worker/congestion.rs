@@ -381,8 +381,7 @@ impl Dataplane {
     fn send_flow_update(&mut self, spec: &UniFlowSpec, ece: u16) -> bool {
         let Some(n1) = self
             .tab
-            .unis
-            .get(&spec.ipcp)
+            .uni(spec.ipcp)
             .and_then(|u| u.next_hop.get(&spec.dst).copied())
         else {
             return false;
@@ -428,8 +427,7 @@ impl Dataplane {
         };
         let flow = self
             .tab
-            .unis
-            .get(&ipcp)
+            .uni(ipcp)
             .and_then(|u| u.local.get(&r_eid).copied());
         let Some(flow) = flow else {
             let owner = self

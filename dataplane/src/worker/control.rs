@@ -117,12 +117,7 @@ impl Dataplane {
                                 self.unis
                                     .entry(u.ipcp)
                                     .or_insert_with(|| dt_path::UniState::new(u.ipcp));
-                                self.tab
-                                    .unis
-                                    .entry(u.ipcp)
-                                    .or_default()
-                                    .local
-                                    .insert(u.local_eid, flow);
+                                self.tab.uni_entry(u.ipcp).local.insert(u.local_eid, flow);
                             }
                             None => {
                                 let e = crate::packet_path::FlowEntry {
@@ -132,7 +127,7 @@ impl Dataplane {
                                     encrypted: crypt.is_some(),
                                     dt_of: None,
                                 };
-                                self.tab.by_eid.insert((port, local), e);
+                                self.tab.insert_flow(port, local, e);
                             }
                         }
                         self.tables_changed = true;

@@ -148,16 +148,16 @@ impl Dataplane {
         n1: &[u64],
     ) {
         let u = self.unis.entry(ipcp).or_insert_with(|| UniState::new(ipcp));
-        let t = self.tab.unis.entry(ipcp).or_default();
+        let t = self.tab.uni_entry(ipcp);
         t.own = own;
         t.next_hop = next_hop.iter().copied().collect();
         let old = std::mem::replace(&mut u.n1, n1.to_vec());
-        let by_eid = &mut self.tab.by_eid;
+        let tab = &mut self.tab;
         let mut mark = |id: &u64, dt_of: Option<u32>| {
             if let Some(e) = self
                 .flows
                 .get(id)
-                .and_then(|f| by_eid.get_mut(&(f.port, f.local)))
+                .and_then(|f| tab.flow_mut(f.port, f.local))
                 .filter(|e| e.flow == *id)
             {
                 // A flow that is no longer this IPCP's N-1 flow leaves the DT path (one
@@ -462,11 +462,7 @@ impl Dataplane {
                 }
                 Handed::FlowUpdate { ipcp } => self.ca_take_update(ipcp, &p.pdu, true),
                 Handed::Deliver { ipcp, eid } => {
-                    let flow = self
-                        .tab
-                        .unis
-                        .get(&ipcp)
-                        .and_then(|u| u.local.get(&eid).copied());
+                    let flow = self.tab.uni(ipcp).and_then(|u| u.local.get(&eid).copied());
                     // The PCI's ECN byte, as the path that delivers directly reads it.
                     let ecn = p.pdu.get(6).copied().unwrap_or(0);
                     let delivered = match (
@@ -520,8 +516,7 @@ impl Dataplane {
         };
         let dest = self
             .tab
-            .unis
-            .get(&spec.ipcp)
+            .uni(spec.ipcp)
             .and_then(|u| u.next_hop.get(&spec.dst).copied());
         if let Some(w) = dest.and_then(|n1| self.remote_owner(n1)) {
             return self.tx_uni_handed(id, &spec, dest.unwrap_or(0), w);
@@ -739,8 +734,7 @@ impl Dataplane {
         };
         let n1 = self
             .tab
-            .unis
-            .get(&spec.ipcp)
+            .uni(spec.ipcp)
             .and_then(|u| u.next_hop.get(&spec.dst).copied());
         if let Some((n1, w)) = n1.and_then(|n1| Some((n1, self.remote_owner(n1)?))) {
             let pci = pci_of(&spec);

@@ -65,12 +65,12 @@ impl Dataplane {
             self.tab.egress.remove(&flow);
             match f.uni {
                 Some(u) => {
-                    if let Some(t) = self.tab.unis.get_mut(&u.ipcp) {
+                    if let Some(t) = self.tab.uni_mut(u.ipcp) {
                         t.local.remove(&u.local_eid);
                     }
                 }
                 None => {
-                    self.tab.by_eid.remove(&(f.port, f.local));
+                    self.tab.remove_flow(f.port, f.local);
                 }
             }
             f.mem.flags().fetch_or(flags::CLOSED, Ordering::SeqCst);
