@@ -13,6 +13,8 @@
 //!   flow lookup, `dt::decide_from`), and for a PDU to forward the next hop's egress and
 //!   `packet_path::rewrite_dix` (re-headed in place), as an AF_XDP worker does.
 
+mod forward;
+
 use clap::{Parser, Subcommand};
 use o7s::{Flow, QosSpec};
 use std::process::ExitCode;
@@ -86,6 +88,69 @@ enum Cmd {
         #[arg(long, default_value = "aes-256-gcm")]
         cipher: String,
     },
+    /// Traffic source of scripts/bench-forward.sh: one frame sent flat out on an AF_XDP
+    /// socket of DEV for SECONDS; JSON.
+    XdpGen {
+        /// Device to send on.
+        #[arg(long)]
+        dev: String,
+        /// What to send.
+        #[arg(long, value_enum, default_value = "dt")]
+        kind: forward::GenKind,
+        /// Frame size without FCS (60: a 64-byte frame on the wire).
+        #[arg(short = 's', long, default_value_t = 60)]
+        size: usize,
+        /// Destination MAC.
+        #[arg(long)]
+        dst_mac: String,
+        /// Source MAC (default: DEV's).
+        #[arg(long)]
+        src_mac: Option<String>,
+        /// eth-dix endpoint id (dt).
+        #[arg(long, default_value_t = 64)]
+        eid: u16,
+        /// The DT PCI's destination address, hexadecimal (dt).
+        #[arg(long, default_value = "0")]
+        addr: String,
+        /// Source IPv4 address (ipv4).
+        #[arg(long, default_value = "10.0.0.1")]
+        src_ip: std::net::Ipv4Addr,
+        /// Destination IPv4 address (ipv4).
+        #[arg(long, default_value = "10.0.0.2")]
+        dst_ip: std::net::Ipv4Addr,
+        /// How long.
+        #[arg(short = 'd', long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Sink of scripts/bench-forward.sh: count and drop what reaches DEV (bpf/xdp_count.o),
+    /// over SECONDS after WARMUP; JSON with Mpps and Gbit/s.
+    XdpCount {
+        /// Device.
+        #[arg(long)]
+        dev: String,
+        /// Counting window.
+        #[arg(short = 'd', long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Time before the window.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+    },
+    /// The raw AF_XDP forwarder of scripts/bench-forward.sh: frames from IN re-addressed to
+    /// DST_MAC and sent out of OUT in place, for SECONDS; JSON.
+    XdpFwd {
+        /// Receiving device.
+        #[arg(long = "in")]
+        inp: String,
+        /// Sending device.
+        #[arg(long)]
+        out: String,
+        /// Next hop's MAC.
+        #[arg(long)]
+        dst_mac: String,
+        /// How long.
+        #[arg(short = 'd', long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Kernel UDP baseline: echo every datagram back.
     UdpEchoServer {
         /// Address to bind.
@@ -149,6 +214,40 @@ fn main() -> ExitCode {
             size,
             cipher,
         } => crypt(count, size, &cipher),
+        Cmd::XdpGen {
+            dev,
+            kind,
+            size,
+            dst_mac,
+            src_mac,
+            eid,
+            addr,
+            src_ip,
+            dst_ip,
+            seconds,
+        } => json_or_fail("xdp-gen", || {
+            let dst = forward::parse_mac(&dst_mac)?;
+            let src = match &src_mac {
+                Some(m) => forward::parse_mac(m)?,
+                None => forward::mac_of(&dev)?,
+            };
+            let addr = u32::from_str_radix(addr.trim_start_matches("0x"), 16)?;
+            let frame = forward::gen_frame(kind, size, dst, src, eid, addr, src_ip, dst_ip)?;
+            forward::generate(&dev, &frame, seconds)
+        }),
+        Cmd::XdpCount {
+            dev,
+            seconds,
+            warmup,
+        } => json_or_fail("xdp-count", || forward::count(&dev, seconds, warmup)),
+        Cmd::XdpFwd {
+            inp,
+            out,
+            dst_mac,
+            seconds,
+        } => json_or_fail("xdp-fwd", || {
+            forward::forward(&inp, &out, forward::parse_mac(&dst_mac)?, seconds)
+        }),
         Cmd::UdpEchoServer { addr } => udp_echo(&addr),
         Cmd::UdpPing {
             addr,
@@ -496,6 +595,20 @@ fn crypt(count: u64, size: usize, cipher: &str) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Prints the JSON `f` gives, or its error.
+fn json_or_fail(what: &str, f: impl FnOnce() -> anyhow::Result<serde_json::Value>) -> ExitCode {
+    match f() {
+        Ok(j) => {
+            println!("{j}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("o7s-bench {what}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

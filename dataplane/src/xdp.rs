@@ -658,6 +658,48 @@ impl XdpPort {
         true
     }
 
+    /// Queues `n` copies of `frame` for sending (on queue 0) with one reservation of the tx
+    /// ring, as a traffic source does (`o7s-bench xdp-gen`); how many were queued (fewer
+    /// when frames or ring slots ran out).
+    pub fn send_copies(&mut self, frame: &[u8], n: u32) -> u32 {
+        if (self.free_tx.len() as u32) < n {
+            self.reclaim();
+        }
+        if frame.len() > FRAME_SIZE as usize {
+            return 0;
+        }
+        let Some(q) = self.queues.first_mut() else {
+            return 0;
+        };
+        let len = frame.len() as u32;
+        let mut w = q.tx.transmit(n.min(self.free_tx.len() as u32));
+        let mut queued = 0;
+        while let Some(addr) = self.free_tx.pop() {
+            // Safety: this frame is ours (taken from the free list, not in any ring).
+            let Some(b) = (unsafe { self.umem.bytes(addr, len) }) else {
+                self.free_tx.push(addr);
+                break;
+            };
+            b.copy_from_slice(frame);
+            if !w.insert_once(XdpDesc {
+                addr,
+                len,
+                options: 0,
+            }) {
+                self.free_tx.push(addr);
+                break;
+            }
+            queued += 1;
+            if queued == n {
+                break;
+            }
+        }
+        w.commit();
+        self.tx_in_flight += queued;
+        self.tx_frames += u64::from(queued);
+        queued
+    }
+
     /// Sends the `len` bytes at `addr`, a frame another port of the same UMEM received
     /// (and rewrote), without copying it: its descriptor goes on the tx ring, and one of
     /// this port's free frames comes back for the receiving port's fill ring (the frame

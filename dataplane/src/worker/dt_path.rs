@@ -370,13 +370,17 @@ impl Dataplane {
         let Some(spare) = x.send_shared(addr, wire32) else {
             return false;
         };
-        // Read for the taps before the flush: until then the frame cannot complete and be
+        // Read for the taps before the kick: until then the frame cannot complete and be
         // taken for another send (the kernel only reads it meanwhile).
         let out = frame.get(..wire).unwrap_or(&[]);
         for t in &mut p.taps {
             t.take(out, true, local);
         }
-        x.flush();
+        // One kick per received batch ([`Dataplane::kick_tx_due`]), not per frame: in copy
+        // mode each kick is a sendto(2).
+        if !self.tx_kick_due.contains(&port) {
+            self.tx_kick_due.push(port);
+        }
         p.stats.tx_frames += 1;
         self.zc_spare = Some(spare);
         if let Some(u) = self.unis.get_mut(&ipcp) {

@@ -162,6 +162,7 @@ impl Dataplane {
                 self.rx_zc = None;
                 self.zc_spare.take()
             });
+            self.kick_tx_due();
             self.kick_apps();
             done += n;
             if n == 0 {
@@ -172,6 +173,18 @@ impl Dataplane {
             p.xdp = Some(x);
         }
         done
+    }
+
+    /// Kicks the AF_XDP ports frames were forwarded onto in place during the last batch.
+    pub(super) fn kick_tx_due(&mut self) {
+        // (The list keeps its room: no allocation per batch.)
+        let mut due = std::mem::take(&mut self.tx_kick_due);
+        for port in due.drain(..) {
+            if let Some(x) = self.ports.get_mut(&port).and_then(|p| p.xdp.as_mut()) {
+                x.flush();
+            }
+        }
+        self.tx_kick_due = due;
     }
 
     /// Handles one Ethernet frame of port `id`: through the port's impairments when it has

@@ -210,6 +210,9 @@ pub struct Dataplane {
     rx_zc: Option<(usize, u64)>,
     /// The frame given back for the one just forwarded in place.
     zc_spare: Option<u64>,
+    /// AF_XDP ports frames were forwarded onto in place during the batch being received:
+    /// kicked once at its end.
+    tx_kick_due: Vec<u32>,
     /// Ports with an egress cap or queue bound set (`o7sctl port set`), by port id.
     shapers: HashMap<u32, crate::shaper::Shaper>,
     /// Ports whose received data frames are impaired (`o7sctl port set ... loss`), by id.
@@ -290,6 +293,7 @@ impl Dataplane {
             umem_pool: None,
             rx_zc: None,
             zc_spare: None,
+            tx_kick_due: Vec::new(),
             shapers: HashMap::default(),
             impairs: HashMap::default(),
             reinjecting: false,
