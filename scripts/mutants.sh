@@ -6,10 +6,12 @@
 #   scripts/mutants.sh --in-diff [BASE]   the lines changed since BASE (default HEAD~1) in
 #                                         the pure crates' sources; fails on a missed mutant
 #   scripts/mutants.sh FILE...            every mutant of these files (proto/, wire/, and
-#                                         dataplane/src/shaper.rs and impair.rs), with a report
+#                                         dataplane/src/shaper.rs, impair.rs, packet_path.rs
+#                                         and dt.rs), with a report
 #
-# The pure code is what it covers: o7s-proto, o7s-wire and the data plane's shaper (no
-# sockets, fast tests). Results in mutants.out/ (outcomes.json, missed.txt, caught.txt).
+# The pure code is what it covers: o7s-proto, o7s-wire and the data plane's pure parts: the
+# shaper, the impairments, the per-packet decision and the DT decision (no sockets, fast
+# tests). Results in mutants.out/ (outcomes.json, missed.txt, caught.txt).
 # Installs cargo-mutants (pinned) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,8 @@ fi
 VERSION=27.1.0
 # Where the mutants run: the packages and the tests that exercise them (the namespace
 # tests are not run per mutant; the pure crates' own tests are).
-SCOPE=(proto/src wire/src dataplane/src/shaper.rs dataplane/src/impair.rs)
+SCOPE=(proto/src wire/src dataplane/src/shaper.rs dataplane/src/impair.rs
+    dataplane/src/packet_path.rs dataplane/src/dt.rs)
 
 if ! cargo mutants --version 2>/dev/null | grep -q "$VERSION"; then
     echo "installing cargo-mutants $VERSION (crates.io)..."

@@ -1,0 +1,81 @@
+#![no_main]
+//! Fuzz target: the data-plane worker's per-packet decision (`packet_path::classify_eth`,
+//! `classify_udp`, `rewrite_dix`) over any frame: no panic, every range inside the frame,
+//! nothing written but the TTL of a PDU to forward (one less).
+use libfuzzer_sys::fuzz_target;
+use o7s_dataplane::dt::{DtAction, DtTables};
+use o7s_dataplane::msg::PortKind;
+use o7s_dataplane::packet_path::{
+    classify_eth, classify_udp, rewrite_dix, Action, Egress, EthDest, FlowEntry, PortView, Tables,
+};
+
+const PEER: [u8; 6] = [0x6e, 0x6f, 0x6c, 0x16, 0xa4, 0xe5];
+
+fn tables() -> Tables {
+    let mut t = Tables::default();
+    let entry = |flow, dt_of| FlowEntry { flow, mac: PEER, addr: None, encrypted: false, dt_of };
+    t.insert_flow(3, 65, entry(1001, Some(9)));
+    t.insert_flow(3, 64, entry(1000, None));
+    t.insert_flow(3, 66, FlowEntry { encrypted: true, ..entry(1003, None) });
+    t.insert_flow(3, 0x42, entry(5, None));
+    let u = t.uni_entry(9);
+    *u = DtTables { own: 0x05bf_2014, ..DtTables::default() };
+    u.local.insert(0x42, 77);
+    u.next_hop.insert(0x9f9b_0896, 1001);
+    u.next_hop.insert(0x7777_0001, 1002);
+    let d = EthDest {
+        kind: PortKind::Dix { ethertype: 0xA000 },
+        src: [2, 0, 0, 0, 0, 0xb],
+        dst: [2, 0, 0, 0, 0, 0xc],
+        remote: 300,
+        local: 301,
+    };
+    t.egress.insert(1002, Egress::Eth { port: 4, d });
+    t
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&sel, rest)) = data.split_first() else { return };
+    let kind = match sel % 3 {
+        0 => PortKind::Dix { ethertype: 0xA000 },
+        1 => PortKind::Llc,
+        _ => PortKind::Udp { addr: "127.0.0.1:3435".parse().unwrap() },
+    };
+    let t = tables();
+    let mut f = rest.to_vec();
+    let port = PortView { id: 3, kind, mac: [2, 0, 0, 0, 0, 1] };
+    let a = classify_eth(port, &mut f, &t);
+    let inside = |r: &std::ops::Range<usize>| r.start <= r.end && r.end <= f.len();
+    match &a {
+        Action::Dt { pdu, dt: DtAction::Forward { n1 }, .. } => {
+            assert!(inside(pdu));
+            for (i, (x, y)) in f.iter().zip(rest).enumerate() {
+                if i == pdu.start + 5 {
+                    assert_eq!(*x + 1, *y);
+                } else {
+                    assert_eq!(x, y);
+                }
+            }
+            if let Some(Egress::Eth { d, .. }) = t.egress.get(n1) {
+                let mut g = f.clone();
+                g.resize(f.len().max(60), 0);
+                if let Some(wire) = rewrite_dix(&mut g, pdu, d) {
+                    assert!(wire >= 60 && wire <= g.len() && pdu.end <= wire);
+                }
+            }
+        }
+        other => {
+            assert_eq!(f, rest);
+            if let Action::Dt { pdu: r, .. }
+            | Action::Deliver { sdu: r, .. }
+            | Action::Sealed { sdu: r, .. }
+            | Action::Mgmt { sdu: r, .. } = other
+            {
+                assert!(inside(r));
+            }
+        }
+    }
+    let mut g = rest.to_vec();
+    let src = if sel & 0x80 != 0 { "127.0.0.1:3435" } else { "127.0.0.1:1" };
+    let _ = classify_udp(3, src.parse().unwrap(), &mut g, &t);
+});
