@@ -98,9 +98,11 @@ pub struct Tables {
     unis: Vec<(u32, DtTables)>,
 }
 
-/// One key for (port, endpoint id).
+/// One key for (port, endpoint id): their eight bytes side by side.
 fn eid_key(port: u32, eid: u32) -> u64 {
-    (u64::from(port) << 32) | u64::from(eid)
+    let [a, b, c, d] = port.to_ne_bytes();
+    let [e, f, g, h] = eid.to_ne_bytes();
+    u64::from_ne_bytes([a, b, c, d, e, f, g, h])
 }
 
 impl Tables {
@@ -318,18 +320,17 @@ pub fn rewrite_dix(frame: &mut [u8], pdu: &Range<usize>, d: &EthDest) -> Option<
     }
     let eid = u16::try_from(d.remote).ok()?;
     let wire = pdu.end.max(MIN_FRAME);
-    // Everything that can refuse is checked before the first byte is written.
+    let pad_from = pdu.end.checked_sub(ethernet::HEADER_LEN)?;
     let mut eth = ethernet::Frame::new_checked(frame.get_mut(..wire)?).ok()?;
     let body = eth.payload_mut();
-    if body.len() < dix::HEADER_LEN || u16::try_from(pdu.len()).is_err() {
-        return None;
-    }
-    if let Some(pad) = body.get_mut(pdu.end - ethernet::HEADER_LEN..) {
+    // The eth-dix header first: it refuses (a PDU over 65,535 bytes) before it writes, and
+    // nothing after it can fail.
+    dix::emit_header(body, eid, pdu.len()).ok()?;
+    if let Some(pad) = body.get_mut(pad_from..) {
         if !pad.is_empty() {
             pad.fill(0);
         }
     }
-    dix::emit_header(body, eid, pdu.len()).ok()?;
     eth.set_dst(d.dst);
     eth.set_src(d.src);
     eth.set_type_len(ethertype);

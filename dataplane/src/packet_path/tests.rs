@@ -245,6 +245,48 @@ fn rewrite_dix_refuses_what_it_cannot_re_head() {
 }
 
 #[test]
+fn the_tables_keep_flows_by_port_and_eid_and_ipcps_apart() {
+    let mut t = server_tables();
+    assert_eq!(t.flow(PORT, 65).map(|e| e.flow), Some(N1_IN));
+    assert_eq!(t.flow(PORT + 1, 65), None);
+    assert_eq!(t.flow(PORT, 66), None);
+    let gone = t.remove_flow(PORT, 65);
+    assert_eq!(gone.map(|e| e.flow), Some(N1_IN));
+    assert_eq!(t.flow(PORT, 65), None);
+    assert_eq!(t.remove_flow(PORT, 65), None);
+    // A second IPCP gets tables of its own; the first keeps its.
+    t.uni_entry(10).own = 0x1010;
+    assert_eq!(t.uni(IPCP).map(|u| u.own), Some(SERVER));
+    assert_eq!(t.uni(10).map(|u| u.own), Some(0x1010));
+    t.uni_entry(IPCP).own = 1;
+    assert_eq!(t.uni(10).map(|u| u.own), Some(0x1010));
+    assert_eq!(t.uni_mut(IPCP).map(|u| u.own), Some(1));
+    t.clear_unis();
+    assert!(t.uni(IPCP).is_none() && t.uni(10).is_none());
+    // Where a flow sends names its port.
+    assert_eq!(out_egress().port(), 4);
+    let udp = Egress::Udp {
+        port: 7,
+        dst: udp_peer(),
+        remote: 1,
+    };
+    assert_eq!(udp.port(), 7);
+}
+
+#[test]
+fn a_pdu_range_that_ends_before_the_header_is_refused() {
+    let mut f = unhex(UNI_DIX_4);
+    let before = f.clone();
+    let Egress::Eth { d, .. } = out_egress() else {
+        unreachable!()
+    };
+    #[allow(clippy::reversed_empty_ranges)]
+    let bad = 18..10;
+    assert_eq!(rewrite_dix(&mut f, &bad, &d), None);
+    assert_eq!(f, before);
+}
+
+#[test]
 fn dt_pdus_are_dropped_for_each_reason_and_left_as_they_came() {
     let t = transit_tables();
     let drop = |edit: &dyn Fn(&mut Vec<u8>), t: &Tables| {
