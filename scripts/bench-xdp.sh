@@ -16,7 +16,8 @@
 #   5. The spread: every run's flood figure with min/median/max, the per-run 64 B ratios,
 #      and how many alternating runs a 10 % change of that ratio needs to be seen.
 # The AF_XDP ports' UMEMs go on 2 MiB hugepages as the README recommends: the script reserves
-# 26 more (vm.nr_hugepages) for the run and restores the old value at exit;
+# 50 more (vm.nr_hugepages: each host's worker has a UMEM of 48 MiB, room for two ports of
+# one RX queue, 24 hugepages; two hosts on the AF_XDP pair, and two spare) for the run and restores the old value at exit;
 # O7S_BENCH_HUGEPAGES=0 leaves them out (the UMEM is then on 4 KiB pages; "umem_pages" in the
 # JSON says which was used).
 # JSON to bench-results/xdp-<date>.json (goals and whether they are met included).
@@ -37,8 +38,8 @@ hp_before=$(cat /proc/sys/vm/nr_hugepages)
 cleanup() { for n in $X $P; do stop_pair "$n"; "$root/scripts/netns.sh" down "$n" >/dev/null 2>&1 || true; done; rm -rf "$tmp"
     echo "$hp_before" > /proc/sys/vm/nr_hugepages; }
 trap cleanup EXIT
-# Two AF_XDP ports of 12288 2-KiB frames (24 MiB = 12 hugepages each), and two spare.
-[ "${O7S_BENCH_HUGEPAGES:-1}" = 0 ] || echo $((hp_before + 26)) > /proc/sys/vm/nr_hugepages
+# Two workers' UMEMs of 2 x 12288 2-KiB frames (48 MiB = 24 hugepages each), and two spare.
+[ "${O7S_BENCH_HUGEPAGES:-1}" = 0 ] || echo $((hp_before + 50)) > /proc/sys/vm/nr_hugepages
 run() { local n=$1 s=$2 cpu; shift 2; cpu=$([ "$s" = a ] && echo 0 || echo 1)
     ip netns exec "$n-$s" env O7S_RUNDIR="$tmp/$n/run-$s" taskset -c "$cpu" "$@"; }
 start_pair() { # NAME [o7sd args]: daemons, ocbr and oping servers (host B)

@@ -22,7 +22,7 @@ hp_before=$(cat /proc/sys/vm/nr_hugepages)
 cleanup() { for p in $(ip netns pids "$n-a" 2>/dev/null) $(ip netns pids "$n-b" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
     sleep 0.5; "$root/scripts/netns.sh" down "$n" >/dev/null 2>&1 || true; rm -rf "$tmp"; echo "$hp_before" > /proc/sys/vm/nr_hugepages; }
 trap cleanup EXIT
-echo $((hp_before + 26)) > /proc/sys/vm/nr_hugepages  # two ports of 12288 2-KiB frames (12 pages each) and two spare
+echo $((hp_before + 50)) > /proc/sys/vm/nr_hugepages  # two workers' UMEMs (room for two ports of 12288 2-KiB frames: 24 pages each) and two spare
 run() { local s=$1 cpu; shift; cpu=$([ "$s" = a ] && echo 0 || echo 1)
     ip netns exec "$n-$s" env O7S_RUNDIR="$tmp/run-$s" taskset -c "$cpu" "$@"; }
 "$root/scripts/netns.sh" up "$n"

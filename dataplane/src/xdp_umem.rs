@@ -28,6 +28,32 @@ pub const FRAME_SIZE: u32 = 2048;
 /// Ports a UMEM has room for.
 pub const SHARE_SLOTS: u32 = 2;
 
+/// Bytes of a huge page.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// The system's huge page counts, from /proc/meminfo (empty when unreadable).
+fn meminfo() -> String {
+    std::fs::read_to_string("/proc/meminfo").unwrap_or_default()
+}
+
+/// Why a UMEM of `len` bytes is on 4 KiB pages: the mapping's error `e`, and how many huge
+/// pages it needed against how many `meminfo` says are free (`o7sctl port list` shows it).
+fn hugepages_refused(len: usize, e: &std::io::Error, meminfo: &str) -> String {
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+    };
+    let need = len.div_ceil(HUGE_PAGE);
+    match (field("HugePages_Free:"), field("HugePages_Total:")) {
+        (Some(free), Some(total)) => format!(
+            "4 KiB pages (2 MiB hugepages: {e}: it needs {need}, {free} of {total} are free; \
+             raise vm.nr_hugepages)"
+        ),
+        _ => format!("4 KiB pages (2 MiB hugepages: {e}: it needs {need}; see vm.nr_hugepages)"),
+    }
+}
+
 /// A UMEM and its memory, shared by ports of one worker.
 pub struct SharedUmem {
     // Dropped in this order: the UMEM's own socket (if its port is still there), then the
@@ -82,15 +108,17 @@ impl SharedUmem {
             .populate()
             .map_anon()
         {
-            Ok(a) => (a, "2 MiB hugepages".to_string()),
-            Err(e) => (
-                MmapOptions::new()
+            Ok(a) => (a, format!("2 MiB hugepages ({})", len.div_ceil(HUGE_PAGE))),
+            Err(e) => {
+                let area = MmapOptions::new()
                     .len(len)
                     .populate()
                     .map_anon()
-                    .map_err(|e| errno("umem", e))?,
-                format!("4 KiB pages (no 2 MiB hugepages: {e}; see vm.nr_hugepages)"),
-            ),
+                    .map_err(|e| errno("umem", e))?;
+                let why = hugepages_refused(len, &e, &meminfo());
+                tracing::info!("UMEM of {} MiB on {why}", len >> 20);
+                (area, why)
+            }
         };
         let base = NonNull::new(area.as_mut_ptr()).ok_or("umem mapping is null")?;
         let ptr = NonNull::slice_from_raw_parts(base, len);
@@ -199,6 +227,19 @@ impl SharedUmem {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_reason_for_normal_pages_names_what_was_needed_and_what_was_free() {
+        let e = std::io::Error::from_raw_os_error(12);
+        let info = "MemTotal: 1 kB\nHugePages_Total:      26\nHugePages_Free:       3\n";
+        let why = super::hugepages_refused(48 << 20, &e, info);
+        assert!(why.starts_with("4 KiB pages"), "{why}");
+        assert!(why.contains("it needs 24, 3 of 26 are free"), "{why}");
+        // One byte over 48 MiB takes another page; no meminfo: no counts.
+        let why = super::hugepages_refused((48 << 20) + 1, &e, "");
+        assert!(why.contains("it needs 25; see vm.nr_hugepages"), "{why}");
+        assert!(why.contains("Cannot allocate memory"), "{why}");
+    }
 
     #[test]
     fn frames_are_handed_out_once_and_bytes_stay_in_their_frame() {
