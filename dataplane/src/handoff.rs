@@ -6,17 +6,24 @@
 //! goes through o7sd or the router.
 //!
 //! Which worker owns which flow is kept here too: each worker records the flows it adds
-//! and removes. A worker reads it only for PDUs that are not its own (a read lock).
+//! and removes (under a lock, rare), and every change bumps a version. Each worker keeps
+//! its own copy ([`OwnersView`]) and takes the new tables, once per turn of its loop, only
+//! when the version moved ([`Handoff::refresh`]): the per-packet lookups read the copy,
+//! without a lock.
+//!
+//! The PDUs travel in buffers of a pool ([`Handoff::buffer`], [`Handoff::recycle`]): the
+//! receiver gives each buffer back after using it, so a steady flow of handed PDUs
+//! allocates nothing ([`Handoff::allocated`] counts the buffers ever made).
 //!
 //! Bounds: [`INBOX`] PDUs per worker; a full inbox drops the PDU and counts it
 //! ([`Handoff::dropped`]), so a worker that falls behind cannot make the others wait or
-//! allocate without limit.
+//! allocate without limit; the pool keeps at most [`INBOX`] buffers per worker.
 
 use crossbeam_queue::ArrayQueue;
 use o7s::ring::Kick;
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// PDUs an inbox holds.
@@ -73,10 +80,40 @@ struct Owners {
     eids: HashMap<(u32, u64), usize>,
 }
 
+/// A worker's copy of who owns which flow ([`Handoff::refresh`]).
+#[derive(Debug, Default)]
+pub struct OwnersView {
+    /// The version of the tables copied (0: none yet).
+    version: u64,
+    flows: HashMap<u64, usize>,
+    eids: HashMap<(u32, u64), usize>,
+}
+
+impl OwnersView {
+    /// The worker that owns flow `flow`.
+    pub fn owner_of_flow(&self, flow: u64) -> Option<usize> {
+        self.flows.get(&flow).copied()
+    }
+
+    /// The worker that owns IPCP `ipcp`'s N+1 flow with endpoint `eid`.
+    pub fn owner_of_eid(&self, ipcp: u32, eid: u64) -> Option<usize> {
+        self.eids.get(&(ipcp, eid)).copied()
+    }
+}
+
+/// Room a new buffer is made with (a frame's worth; a longer PDU grows it once).
+const BUFFER: usize = 2048;
+
 /// The inboxes of every worker of one data plane, and who owns which flow.
 pub struct Handoff {
     inboxes: Vec<Inbox>,
     owners: RwLock<Owners>,
+    /// Bumped (under the write lock) on every change of `owners`.
+    version: AtomicU64,
+    /// Buffers handed PDUs travel in, given back by their receivers.
+    pool: ArrayQueue<Vec<u8>>,
+    /// Buffers made because the pool was empty.
+    allocated: AtomicUsize,
 }
 
 impl std::fmt::Debug for Handoff {
@@ -103,7 +140,43 @@ impl Handoff {
         Ok(Arc::new(Self {
             inboxes,
             owners: RwLock::new(Owners::default()),
+            version: AtomicU64::new(1),
+            pool: ArrayQueue::new(INBOX * workers.max(1)),
+            allocated: AtomicUsize::new(0),
         }))
+    }
+
+    /// Brings worker `view` up to date when the tables changed since it last looked (an
+    /// atomic load when they did not); whether it copied them.
+    pub fn refresh(&self, view: &mut OwnersView) -> bool {
+        if self.version.load(Ordering::Acquire) == view.version {
+            return false;
+        }
+        let o = self.owners();
+        view.flows.clone_from(&o.flows);
+        view.eids.clone_from(&o.eids);
+        // Read under the lock: a change after it bumps the version again.
+        view.version = self.version.load(Ordering::Acquire);
+        true
+    }
+
+    /// An empty buffer for a PDU to hand over: from the pool, or a new one (counted).
+    pub fn buffer(&self) -> Vec<u8> {
+        self.pool.pop().unwrap_or_else(|| {
+            self.allocated.fetch_add(1, Ordering::Relaxed);
+            Vec::with_capacity(BUFFER)
+        })
+    }
+
+    /// Gives a handed PDU's buffer back to the pool (dropped when the pool is full).
+    pub fn recycle(&self, mut b: Vec<u8>) {
+        b.clear();
+        let _ = self.pool.push(b);
+    }
+
+    /// Buffers made since the start because the pool had none.
+    pub fn allocated(&self) -> usize {
+        self.allocated.load(Ordering::Relaxed)
     }
 
     fn owners_mut(&self) -> std::sync::RwLockWriteGuard<'_, Owners> {
@@ -126,6 +199,7 @@ impl Handoff {
         if let Some(k) = eid {
             o.eids.insert(k, w);
         }
+        self.version.fetch_add(1, Ordering::Release);
     }
 
     /// Worker `w` removed flow `flow` (with its endpoint).
@@ -139,16 +213,7 @@ impl Handoff {
                 o.eids.remove(&k);
             }
         }
-    }
-
-    /// The worker that owns flow `flow`.
-    pub fn owner_of_flow(&self, flow: u64) -> Option<usize> {
-        self.owners().flows.get(&flow).copied()
-    }
-
-    /// The worker that owns IPCP `ipcp`'s N+1 flow with endpoint `eid`.
-    pub fn owner_of_eid(&self, ipcp: u32, eid: u64) -> Option<usize> {
-        self.owners().eids.get(&(ipcp, eid)).copied()
+        self.version.fetch_add(1, Ordering::Release);
     }
 
     /// Hands `p` to worker `w`; whether its inbox took it (a full one drops and counts).
@@ -156,8 +221,9 @@ impl Handoff {
         let Some(i) = self.inboxes.get(w) else {
             return false;
         };
-        if i.q.push(p).is_err() {
+        if let Err(p) = i.q.push(p) {
             i.dropped.fetch_add(1, Ordering::Relaxed);
+            self.recycle(p.pdu);
             return false;
         }
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -220,17 +286,58 @@ mod tests {
     #[test]
     fn owners_follow_adds_and_removes_and_a_stale_remove_is_ignored() {
         let h = Handoff::new(2).unwrap();
+        let mut v = OwnersView::default();
         h.own(0, 10, None);
         h.own(1, 11, Some((3, 0x42)));
-        assert_eq!(h.owner_of_flow(10), Some(0));
-        assert_eq!(h.owner_of_eid(3, 0x42), Some(1));
+        assert!(h.refresh(&mut v));
+        assert_eq!(v.owner_of_flow(10), Some(0));
+        assert_eq!(v.owner_of_eid(3, 0x42), Some(1));
         // Flow 11 moved to worker 0 (re-added) before worker 1's remove came.
         h.own(0, 11, Some((3, 0x42)));
         h.disown(1, 11, Some((3, 0x42)));
-        assert_eq!(h.owner_of_flow(11), Some(0));
-        assert_eq!(h.owner_of_eid(3, 0x42), Some(0));
+        assert!(h.refresh(&mut v));
+        assert_eq!(v.owner_of_flow(11), Some(0));
+        assert_eq!(v.owner_of_eid(3, 0x42), Some(0));
         h.disown(0, 11, Some((3, 0x42)));
-        assert_eq!((h.owner_of_flow(11), h.owner_of_eid(3, 0x42)), (None, None));
+        // The copy keeps the old tables until it is refreshed.
+        assert_eq!(v.owner_of_flow(11), Some(0));
+        assert!(h.refresh(&mut v));
+        assert_eq!((v.owner_of_flow(11), v.owner_of_eid(3, 0x42)), (None, None));
+        // Nothing changed since: no copy.
+        assert!(!h.refresh(&mut v));
+        // A remove of a flow without an endpoint is a change too.
+        h.disown(0, 10, None);
+        assert!(h.refresh(&mut v));
+        assert_eq!(v.owner_of_flow(10), None);
+    }
+
+    #[test]
+    fn handed_buffers_come_back_and_a_steady_flow_allocates_nothing() {
+        let h = Handoff::new(2).unwrap();
+        for round in 0..1000u32 {
+            let mut b = h.buffer();
+            assert!(b.is_empty(), "a recycled buffer comes back empty");
+            b.extend_from_slice(&round.to_le_bytes());
+            assert!(h.push(
+                1,
+                HandedPdu {
+                    ipcp: 1,
+                    what: Handed::Send { n1: 9 },
+                    pdu: b
+                }
+            ));
+            let p = h.pop(1).unwrap();
+            assert_eq!(p.pdu, round.to_le_bytes());
+            h.recycle(p.pdu);
+        }
+        assert_eq!(h.allocated(), 1, "one buffer, used 1000 times");
+        // A burst takes more; the pool is bounded.
+        let burst: Vec<_> = (0..10).map(|_| h.buffer()).collect();
+        assert_eq!(h.allocated(), 10);
+        for b in burst {
+            h.recycle(b);
+        }
+        assert_eq!(h.pool.len(), 10);
     }
 
     #[test]
@@ -240,6 +347,11 @@ mod tests {
             assert!(h.push(0, pdu(i as u8)));
         }
         assert!(!h.push(0, pdu(0)));
+        assert_eq!(
+            h.pool.len(),
+            1,
+            "the dropped PDU's buffer went back to the pool"
+        );
         assert!(!h.push(1, pdu(0)), "no such worker");
         assert_eq!(h.dropped(0), 1);
         assert_eq!(h.pop(0).unwrap().pdu, vec![0]);

@@ -433,14 +433,14 @@ impl Dataplane {
             let owner = self
                 .handoff
                 .as_ref()
-                .and_then(|(h, me)| h.owner_of_eid(ipcp, r_eid).filter(|w| w != me));
+                .and_then(|(_, me)| self.owners.owner_of_eid(ipcp, r_eid).filter(|w| w != me));
             if let Some(w) = owner.filter(|_| !handed) {
                 self.hand_off(
                     w,
                     crate::handoff::HandedPdu {
                         ipcp,
                         what: crate::handoff::Handed::FlowUpdate { ipcp },
-                        pdu: pdu.to_vec(),
+                        pdu: self.handed_buf(pdu),
                     },
                 );
                 return true;

@@ -274,14 +274,17 @@ impl Dataplane {
                 // known owner (a data plane of one worker, or a table ahead of its
                 // flows), o7sd forwards it (a slow path, counted), with the TTL as it
                 // came.
-                let owner = self.handoff.as_ref().and_then(|(h, _)| h.owner_of_flow(n1));
+                let owner = self
+                    .handoff
+                    .as_ref()
+                    .and_then(|_| self.owners.owner_of_flow(n1));
                 if let Some(w) = owner {
                     self.hand_off(
                         w,
                         HandedPdu {
                             ipcp,
                             what: Handed::Send { n1 },
-                            pdu: pdu.to_vec(),
+                            pdu: self.handed_buf(pdu),
                         },
                     );
                     return true;
@@ -401,7 +404,7 @@ impl Dataplane {
         let owner = self
             .handoff
             .as_ref()
-            .and_then(|(h, me)| h.owner_of_eid(ipcp, eid).filter(|w| w != me));
+            .and_then(|(_, me)| self.owners.owner_of_eid(ipcp, eid).filter(|w| w != me));
         let Some(w) = owner else {
             return false;
         };
@@ -410,10 +413,22 @@ impl Dataplane {
             HandedPdu {
                 ipcp,
                 what: Handed::Deliver { ipcp, eid },
-                pdu: pdu.to_vec(),
+                pdu: self.handed_buf(pdu),
             },
         );
         true
+    }
+
+    /// A buffer for a PDU to hand to another worker, holding `bytes`: from the hand-off's
+    /// pool (the receiver gives it back), so handing PDUs over allocates nothing once the
+    /// pool is warm.
+    pub(super) fn handed_buf(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut b = match &self.handoff {
+            Some((h, _)) => h.buffer(),
+            None => Vec::new(),
+        };
+        b.extend_from_slice(bytes);
+        b
     }
 
     /// Pushes `p` into worker `w`'s inbox, counted (a full inbox drops it).
@@ -507,6 +522,8 @@ impl Dataplane {
                 // Not a FLOW_UPDATE after all (the first worker parsed it): dropped.
                 (false, Handed::FlowUpdate { .. }) => u.stats.drop_unknown_eid += 1,
             }
+            // The buffer goes back to the pool for the next PDU handed over.
+            h.recycle(p.pdu);
         }
         n
     }
@@ -654,14 +671,15 @@ impl Dataplane {
         if self.flows.contains_key(&n1) {
             return None;
         }
-        let (h, me) = self.handoff.as_ref()?;
-        h.owner_of_flow(n1).filter(|w| w != me)
+        let (_, me) = self.handoff.as_ref()?;
+        self.owners.owner_of_flow(n1).filter(|w| w != me)
     }
 
     /// [`Dataplane::tx_uni`] when the next hop's N-1 flow `n1` is worker `w`'s: each SDU
     /// gets its PCI (sealed when the flow is encrypted) here and is handed to `w`.
     fn tx_uni_handed(&mut self, id: u64, spec: &UniFlowSpec, n1: u64, w: usize) -> usize {
         let pci = pci_of(spec);
+        let pool = self.handoff.as_ref().map(|(h, _)| h.clone());
         let mut handed = Vec::new();
         let mut done = 0usize;
         let (now, now_ns) = (self.now, self.now_ns());
@@ -676,7 +694,7 @@ impl Dataplane {
             for _ in 0..TX_BATCH {
                 let crypt = &mut f.crypt;
                 let r = ring.pop_with(|sdu| {
-                    let mut o = Vec::with_capacity(PCI_LEN + sdu.len() + crate::crypt::OVERHEAD);
+                    let mut o = pool.as_ref().map_or_else(Vec::new, |h| h.buffer());
                     o.extend_from_slice(&pci);
                     let ok = match crypt {
                         Some(c) => c.seal_appending(&mut o, |o| sdu.append_to(o)).is_ok(),
@@ -742,10 +760,10 @@ impl Dataplane {
             .and_then(|u| u.next_hop.get(&spec.dst).copied());
         if let Some((n1, w)) = n1.and_then(|n1| Some((n1, self.remote_owner(n1)?))) {
             let pci = pci_of(&spec);
+            let mut o = self.handed_buf(&pci);
             let Some(f) = self.flows.get_mut(&id) else {
                 return false;
             };
-            let mut o = pci.to_vec();
             if let Some(c) = &mut f.crypt {
                 if c.seal_appending(&mut o, |_| {}).is_err() {
                     return false;

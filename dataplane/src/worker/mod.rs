@@ -203,6 +203,8 @@ pub struct Dataplane {
     sleeps: u64,
     /// The other workers' inboxes, and this worker's index among them (several workers).
     handoff: Option<(std::sync::Arc<crate::handoff::Handoff>, usize)>,
+    /// This worker's copy of who owns which flow, brought up to date once per turn.
+    owners: crate::handoff::OwnersView,
     /// The UMEM the next AF_XDP port joins (room for another port).
     umem_pool: Option<std::rc::Rc<crate::xdp_umem::SharedUmem>>,
     /// The AF_XDP frame being handled: its UMEM and address (a PDU in it can be forwarded
@@ -290,6 +292,7 @@ impl Dataplane {
             frame: Vec::with_capacity(65536),
             pdu: Vec::with_capacity(65536),
             handoff: None,
+            owners: crate::handoff::OwnersView::default(),
             umem_pool: None,
             rx_zc: None,
             zc_spare: None,
@@ -338,6 +341,10 @@ impl Dataplane {
                 self.rebuild_ids(&mut ids);
             }
             self.now = Instant::now();
+            // Who owns which flow, when another worker changed it (an atomic load otherwise).
+            if let Some((h, _)) = &self.handoff {
+                h.refresh(&mut self.owners);
+            }
             let spinning = self.now.duration_since(last_work) < spin;
             turn = turn.wrapping_add(1);
             // While spinning, the AF_XDP and flow rings are read directly; the system call
