@@ -185,17 +185,20 @@ pub fn forward(inp: &str, out: &str, dst: [u8; 6], secs: f64) -> Result<serde_js
     let (mut moved, mut dropped, mut turns) = (0u64, 0u64, 0u64);
     while turns % 1024 != 0 || Instant::now() < end {
         turns += 1;
-        let n = a.recv(|frame, addr| {
-            let len = u32::try_from(frame.len()).ok()?;
-            let mut eth = o7s_wire::ethernet::Frame::new_checked(frame).ok()?;
+        let n = a.recv(|frame, slot| {
+            let Ok(len) = u32::try_from(frame.len()) else {
+                return;
+            };
+            let Ok(mut eth) = o7s_wire::ethernet::Frame::new_checked(frame) else {
+                return;
+            };
             eth.set_dst(dst);
             eth.set_src(src);
-            let spare = b.send_shared(addr, len);
-            match spare {
-                Some(_) => moved += 1,
-                None => dropped += 1,
+            if b.send_in_place(slot, len) {
+                moved += 1;
+            } else {
+                dropped += 1;
             }
-            spare
         });
         if n > 0 || b.tx_pending() {
             b.flush();

@@ -8,7 +8,7 @@
 
 #![allow(unsafe_code)]
 
-use crate::xdp_umem::{SharedUmem, FRAME_SIZE, SHARE_SLOTS};
+use crate::xdp_umem::{Frame, SharedUmem, FRAME_SIZE, SHARE_SLOTS};
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
@@ -87,7 +87,7 @@ struct Queue {
     device: DeviceQueue,
     /// Received frames not yet back on the fill ring (it had no room when they were handed
     /// back: xdpilone may reserve fewer slots than asked when its view of the ring is stale).
-    to_fill: Vec<u64>,
+    to_fill: Vec<Frame>,
     /// Frames on the fill ring or in the kernel's hands for receiving.
     kernel_rx: u32,
     /// Frames received on this queue.
@@ -110,8 +110,9 @@ impl Queue {
             }
             let want = u32::try_from(self.to_fill.len()).unwrap_or(u32::MAX);
             let mut w = self.device.fill(want);
-            let n = w.insert(self.to_fill.iter().rev().copied());
+            let n = w.insert(self.to_fill.iter().rev().map(Frame::addr));
             w.commit();
+            // The frames the ring took are the kernel's now.
             self.to_fill.truncate(self.to_fill.len() - n as usize);
             self.kernel_rx += n;
             if n == 0 {
@@ -129,6 +130,47 @@ impl Queue {
 
 /// A port's sockets, and whether the first is the UMEM's own.
 type Sockets = (Vec<Queue>, bool);
+
+/// The tx descriptor of `len` bytes at the start of `f`: the frame goes to the ring with it.
+fn desc(f: Frame, len: u32) -> XdpDesc {
+    XdpDesc {
+        addr: f.addr(),
+        len,
+        options: 0,
+    }
+}
+
+/// The tx descriptor of `len` bytes at `data`, an address inside `f` (a received packet
+/// starts after the kernel's headroom): the frame goes to the ring with it.
+fn desc_at(f: Frame, data: u64, len: u32) -> XdpDesc {
+    debug_assert_eq!(Frame::from_ring(data), f, "the data lies in its frame");
+    XdpDesc {
+        addr: data,
+        len,
+        options: 0,
+    }
+}
+
+/// The frame of the packet [`XdpPort::recv`] hands to its callback. It holds exactly one
+/// frame, which goes back to the fill ring when the callback returns; sending the packet on
+/// a port of the same UMEM ([`XdpPort::send_in_place`]) puts the packet's frame on that
+/// port's tx ring and one of that port's free frames here in its place. No other way in or
+/// out: the packet's frame cannot also go back to the fill ring, or be sent twice.
+#[derive(Debug)]
+pub struct RxSlot {
+    frame: Frame,
+    /// Where the packet starts (inside `frame`, after the kernel's headroom).
+    data: u64,
+    /// The UMEM it belongs to ([`XdpPort::umem_id`]).
+    umem: usize,
+}
+
+impl RxSlot {
+    /// The UMEM of its frame.
+    pub fn umem(&self) -> usize {
+        self.umem
+    }
+}
 
 /// An AF_XDP port: one socket per RX queue of the device (up to [`MAX_QUEUES`]), all on one
 /// UMEM (shared with another port of the worker where it fits: [`crate::xdp_umem`]);
@@ -152,7 +194,8 @@ pub struct XdpPort {
     pub attach_mode: String,
     /// The stale o7s programs removed from the device before attaching, if any.
     pub stale_removed: Option<String>,
-    free_tx: Vec<u64>,
+    /// Frames free for sending.
+    free_tx: Vec<Frame>,
     /// Frames on the tx ring not yet completed.
     tx_in_flight: u32,
     /// Frames received through the sockets.
@@ -386,7 +429,7 @@ impl XdpPort {
         // From here a failure drops the port, which gives its share back (Drop).
         umem.ports.set(umem.ports.get() + 1);
         let free_tx = (base + RX_FRAMES * nq..base + frames)
-            .filter_map(|i| umem.offset(i))
+            .filter_map(|i| umem.frame(i))
             .collect();
         let umem_pages = if umem.ports.get() > 1 {
             format!("{}, shared with another port", umem.pages)
@@ -518,8 +561,8 @@ impl XdpPort {
             })?;
             // The kernel's receive frames for this queue (given to its fill ring later).
             let first = base + q * RX_FRAMES;
-            let to_fill: Vec<u64> = (first..first + RX_FRAMES)
-                .filter_map(|i| umem.offset(i))
+            let to_fill: Vec<Frame> = (first..first + RX_FRAMES)
+                .filter_map(|i| umem.frame(i))
                 .collect();
             queues.push(Queue {
                 id: q,
@@ -569,29 +612,32 @@ impl XdpPort {
         })
     }
 
-    /// Hands up to a batch of received frames per queue to `f` with their addresses
-    /// (mutable: an encrypted SDU is decrypted where it lies), then gives their buffers
-    /// back to the kernel; when `f` kept a frame (sent it on a port sharing the UMEM,
-    /// [`XdpPort::send_shared`]), the frame it returns goes back instead. Returns how many.
-    pub fn recv(&mut self, mut f: impl FnMut(&mut [u8], u64) -> Option<u64>) -> usize {
+    /// Hands up to a batch of received frames per queue to `f`, each with its slot
+    /// (mutable: an encrypted SDU is decrypted where it lies), then gives the slots' frames
+    /// back to the kernel: the received frame, or the one [`XdpPort::send_in_place`] left
+    /// in its place. Returns how many.
+    pub fn recv(&mut self, mut f: impl FnMut(&mut [u8], &mut RxSlot)) -> usize {
         let mut total = 0;
+        let umem_id = self.umem_id();
         for q in &mut self.queues {
-            let mut addrs = [0u64; BATCH as usize];
             let mut n = 0;
             {
                 let umem = &self.umem;
                 let mut r = q.rx.receive(BATCH);
                 while let Some(d) = r.read() {
-                    // Safety: the kernel handed this frame to us through the rx ring; it is
-                    // in no ring until it goes back below, and no other slice of it exists.
-                    let kept = match unsafe { umem.bytes(d.addr, d.len) } {
-                        Some(b) => f(b, d.addr),
-                        None => None,
+                    let mut slot = RxSlot {
+                        frame: Frame::from_ring(d.addr),
+                        data: d.addr,
+                        umem: umem_id,
                     };
-                    if let Some(a) = addrs.get_mut(n) {
-                        *a = kept.unwrap_or(d.addr);
-                        n += 1;
+                    // Safety: the kernel handed this frame to us through the rx ring; it is
+                    // in no ring until its slot gives it back below, and no other slice of
+                    // it exists.
+                    if let Some(b) = unsafe { umem.bytes(d.addr, d.len) } {
+                        f(b, &mut slot);
                     }
+                    q.to_fill.push(slot.frame);
+                    n += 1;
                 }
                 r.release();
             }
@@ -600,8 +646,6 @@ impl XdpPort {
             }
             q.rx_frames += n as u64;
             q.kernel_rx = q.kernel_rx.saturating_sub(n as u32);
-            q.to_fill
-                .extend(addrs.iter().take(n).map(|a| a - a % u64::from(FRAME_SIZE)));
             // Frames go back to the kernel in batches: its side re-reads the fill ring's
             // producer index (a cache line this CPU writes) only when it has used up what
             // it saw, so one frame at a time would move that line between CPUs per packet.
@@ -621,35 +665,32 @@ impl XdpPort {
         if self.free_tx.is_empty() {
             self.reclaim();
         }
-        if frame.len() > FRAME_SIZE as usize {
-            self.tx_dropped += 1;
-            return false;
-        }
-        let Some(q) = self.queues.first_mut() else {
+        let Ok(len) = u32::try_from(frame.len()) else {
             self.tx_dropped += 1;
             return false;
         };
-        let Some(addr) = self.free_tx.pop() else {
+        let (Some(q), true) = (self.queues.first_mut(), len <= FRAME_SIZE) else {
+            self.tx_dropped += 1;
+            return false;
+        };
+        let Some(f) = self.free_tx.pop() else {
             self.tx_dropped += 1;
             return false;
         };
         // Safety: this frame is ours (taken from the free list, not in any ring).
-        let Some(b) = (unsafe { self.umem.bytes(addr, frame.len() as u32) }) else {
-            self.free_tx.push(addr);
+        let Some(b) = (unsafe { self.umem.bytes(f.addr(), len) }) else {
+            self.free_tx.push(f);
             self.tx_dropped += 1;
             return false;
         };
         b.copy_from_slice(frame);
-        let desc = XdpDesc {
-            addr,
-            len: frame.len() as u32,
-            options: 0,
-        };
+        let addr = f.addr();
         let mut w = q.tx.transmit(1);
-        let ok = w.insert_once(desc);
+        let ok = w.insert_once(desc(f, len));
         w.commit();
         if !ok {
-            self.free_tx.push(addr);
+            // The ring did not take it: it is still ours.
+            self.free_tx.push(Frame::from_ring(addr));
             self.tx_dropped += 1;
             return false;
         }
@@ -665,34 +706,30 @@ impl XdpPort {
         if (self.free_tx.len() as u32) < n {
             self.reclaim();
         }
-        if frame.len() > FRAME_SIZE as usize {
-            return 0;
-        }
-        let Some(q) = self.queues.first_mut() else {
+        let Ok(len) = u32::try_from(frame.len()) else {
             return 0;
         };
-        let len = frame.len() as u32;
+        let (Some(q), true) = (self.queues.first_mut(), len <= FRAME_SIZE) else {
+            return 0;
+        };
         let mut w = q.tx.transmit(n.min(self.free_tx.len() as u32));
         let mut queued = 0;
-        while let Some(addr) = self.free_tx.pop() {
+        while queued < n {
+            let Some(f) = self.free_tx.pop() else {
+                break;
+            };
             // Safety: this frame is ours (taken from the free list, not in any ring).
-            let Some(b) = (unsafe { self.umem.bytes(addr, len) }) else {
-                self.free_tx.push(addr);
+            let Some(b) = (unsafe { self.umem.bytes(f.addr(), len) }) else {
+                self.free_tx.push(f);
                 break;
             };
             b.copy_from_slice(frame);
-            if !w.insert_once(XdpDesc {
-                addr,
-                len,
-                options: 0,
-            }) {
-                self.free_tx.push(addr);
+            let addr = f.addr();
+            if !w.insert_once(desc(f, len)) {
+                self.free_tx.push(Frame::from_ring(addr));
                 break;
             }
             queued += 1;
-            if queued == n {
-                break;
-            }
         }
         w.commit();
         self.tx_in_flight += queued;
@@ -700,31 +737,40 @@ impl XdpPort {
         queued
     }
 
-    /// Sends the `len` bytes at `addr`, a frame another port of the same UMEM received
-    /// (and rewrote), without copying it: its descriptor goes on the tx ring, and one of
-    /// this port's free frames comes back for the receiving port's fill ring (the frame
-    /// sent becomes this port's when it completes). `None` (nothing queued) when no frame
-    /// is free or the ring is full.
-    pub fn send_shared(&mut self, addr: u64, len: u32) -> Option<u64> {
+    /// Sends the packet of `slot` (`len` bytes: received on another port of the same UMEM,
+    /// and rewritten) without copying it: its frame goes on this port's tx ring, and one of
+    /// this port's free frames takes its place in the slot (for the receiving port's fill
+    /// ring), so each port keeps its number of frames. `false` (the slot as it was) when the
+    /// UMEM differs, no frame is free or the ring is full. The packet's bytes must not be
+    /// written after it went.
+    pub fn send_in_place(&mut self, slot: &mut RxSlot, len: u32) -> bool {
+        if slot.umem != self.umem_id() {
+            return false;
+        }
         if self.free_tx.is_empty() {
             self.reclaim();
         }
-        let q = self.queues.first_mut()?;
-        let spare = self.free_tx.pop()?;
+        let Some(q) = self.queues.first_mut() else {
+            return false;
+        };
+        let Some(spare) = self.free_tx.pop() else {
+            return false;
+        };
+        let sent = std::mem::replace(&mut slot.frame, spare);
         let mut w = q.tx.transmit(1);
-        let ok = w.insert_once(XdpDesc {
-            addr,
-            len,
-            options: 0,
-        });
+        let ok = w.insert_once(desc_at(sent, slot.data, len));
         w.commit();
         if !ok {
+            // The ring did not take it: the packet's frame back in the slot, the spare back
+            // on the free list.
+            let spare = std::mem::replace(&mut slot.frame, Frame::from_ring(slot.data));
             self.free_tx.push(spare);
-            return None;
+            return false;
         }
+        slot.data = slot.frame.addr();
         self.tx_in_flight += 1;
         self.tx_frames += 1;
-        Some(spare)
+        true
     }
 
     /// Whether frames wait on the tx ring or for their completion.
@@ -756,7 +802,8 @@ impl XdpPort {
         };
         let mut c = q.device.complete(BATCH * 4);
         while let Some(a) = c.read() {
-            self.free_tx.push(a - a % u64::from(FRAME_SIZE));
+            // A frame the kernel sent is ours again.
+            self.free_tx.push(Frame::from_ring(a));
             self.tx_in_flight = self.tx_in_flight.saturating_sub(1);
         }
         c.release();

@@ -54,6 +54,33 @@ fn hugepages_refused(len: usize, e: &std::io::Error, meminfo: &str) -> String {
     }
 }
 
+/// One frame of a UMEM, held by whoever has this value (issue 23 item 2): a port's free
+/// list, a queue's list of frames for the fill ring, or the packet being handled
+/// ([`crate::xdp::RxSlot`]). Not `Copy`, not `Clone`, and made only where a frame comes out
+/// of the UMEM's unused frames ([`SharedUmem::frame`]) or out of a kernel ring (rx,
+/// completion); putting it on a ring (fill, tx) consumes it. So one frame cannot be on two
+/// rings, or on a ring and a free list, at once: the compiler refuses the second use.
+#[must_use = "a frame dropped is a frame lost to the port"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Its start in the UMEM.
+    addr: u64,
+}
+
+impl Frame {
+    /// The frame a kernel ring named by `addr` (any address inside it).
+    pub(crate) fn from_ring(addr: u64) -> Self {
+        Self {
+            addr: addr - addr % u64::from(FRAME_SIZE),
+        }
+    }
+
+    /// Its start in the UMEM, for a ring descriptor.
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+}
+
 /// A UMEM and its memory, shared by ports of one worker.
 pub struct SharedUmem {
     // Dropped in this order: the UMEM's own socket (if its port is still there), then the
@@ -186,9 +213,11 @@ impl SharedUmem {
         !self.owned.replace(true)
     }
 
-    /// The offset of frame `i`.
-    pub fn offset(&self, i: u32) -> Option<u64> {
-        (i < self.frames).then(|| u64::from(i) * u64::from(FRAME_SIZE))
+    /// Frame `i`, for the port [`SharedUmem::take`] gave it to (each index once).
+    pub fn frame(&self, i: u32) -> Option<Frame> {
+        (i < self.frames).then(|| Frame {
+            addr: u64::from(i) * u64::from(FRAME_SIZE),
+        })
     }
 
     /// The bytes `addr..addr + len` of a frame: `None` when they leave the frame.
@@ -242,6 +271,15 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_is_named_by_its_start_whatever_address_a_ring_gave() {
+        let f = u64::from(FRAME_SIZE);
+        assert_eq!(Frame::from_ring(f + 100).addr(), f);
+        assert_eq!(Frame::from_ring(2 * f - 1).addr(), f);
+        assert_eq!(Frame::from_ring(2 * f).addr(), 2 * f);
+        assert_eq!(Frame::from_ring(0).addr(), 0);
+    }
+
+    #[test]
     fn frames_are_handed_out_once_and_bytes_stay_in_their_frame() {
         let u = match SharedUmem::new(8, 4, 4, false) {
             Ok(u) => u,
@@ -262,7 +300,7 @@ mod tests {
         assert_eq!((u.room(), u.take(3)), (3, Some(5)));
         assert!(u.take_owner());
         assert!(!u.take_owner(), "one owner socket");
-        let f1 = u.offset(1).unwrap();
+        let f1 = u.frame(1).unwrap().addr();
         assert_eq!(f1, u64::from(FRAME_SIZE));
         u.close_owner();
         assert!(u.umem().is_none());

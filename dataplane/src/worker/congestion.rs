@@ -217,7 +217,7 @@ impl Dataplane {
                 if self.uports.contains_key(&port) {
                     self.held_udp(port, &mut buf);
                 } else {
-                    self.handle_frame(port, &mut buf);
+                    self.handle_frame(port, &mut buf, None);
                 }
                 self.reinjecting = false;
                 done += 1;

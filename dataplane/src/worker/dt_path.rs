@@ -216,6 +216,7 @@ impl Dataplane {
         frame: &mut [u8],
         at: Range<usize>,
         action: DtAction,
+        slot: Option<&mut crate::xdp::RxSlot>,
     ) -> bool {
         let Some(pdu) = frame.get_mut(at.clone()) else {
             return true;
@@ -299,7 +300,7 @@ impl Dataplane {
                 false
             }
             DtAction::Forward { n1 } => {
-                if self.forward_in_place(ipcp, n1, frame, &at) {
+                if self.forward_in_place(ipcp, n1, frame, &at, slot) {
                     return true;
                 }
                 if let Some(pdu) = frame.get_mut(at.clone()) {
@@ -345,8 +346,9 @@ impl Dataplane {
         n1: u64,
         frame: &mut [u8],
         at: &Range<usize>,
+        slot: Option<&mut crate::xdp::RxSlot>,
     ) -> bool {
-        let Some((umem, addr)) = self.rx_zc.filter(|_| !self.worker.forward_copy) else {
+        let Some(slot) = slot.filter(|_| !self.worker.forward_copy) else {
             return false;
         };
         // An unencrypted eth-dix flow of an AF_XDP port of the same UMEM.
@@ -360,7 +362,7 @@ impl Dataplane {
         let Some(p) = self.ports.get_mut(&port) else {
             return false;
         };
-        let Some(x) = p.xdp.as_mut().filter(|x| x.umem_id() == umem) else {
+        let Some(x) = p.xdp.as_mut().filter(|x| x.umem_id() == slot.umem()) else {
             return false;
         };
         let local = d.local;
@@ -370,11 +372,11 @@ impl Dataplane {
         let Ok(wire32) = u32::try_from(wire) else {
             return false;
         };
-        let Some(spare) = x.send_shared(addr, wire32) else {
+        if !x.send_in_place(slot, wire32) {
             return false;
-        };
-        // Read for the taps before the kick: until then the frame cannot complete and be
-        // taken for another send (the kernel only reads it meanwhile).
+        }
+        // The captures only read the frame on the tx ring (the kernel reads it too, and
+        // nothing writes it until it completes).
         let out = frame.get(..wire).unwrap_or(&[]);
         for t in &mut p.taps {
             t.take(out, true, local);
@@ -385,7 +387,6 @@ impl Dataplane {
             self.tx_kick_due.push(port);
         }
         p.stats.tx_frames += 1;
-        self.zc_spare = Some(spare);
         if let Some(u) = self.unis.get_mut(&ipcp) {
             u.stats.forwarded += 1;
             u.stats.forwarded_in_place += 1;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::packet_path::{self as path, Action, EthDest, PortView};
+use crate::xdp::RxSlot;
 
 /// Where flow `f`'s frames go on its Ethernet port `p`.
 pub(super) fn eth_dest(p: &Port, f: &Flow) -> EthDest {
@@ -137,7 +138,7 @@ impl Dataplane {
             };
             done += 1;
             if let Some(frame) = buf.get_mut(..n) {
-                self.handle_frame(id, frame);
+                self.handle_frame(id, frame, None);
             }
             if done % 32 == 0 {
                 self.kick_apps();
@@ -155,13 +156,7 @@ impl Dataplane {
         };
         let mut done = 0;
         for _ in 0..16 {
-            let umem = x.umem_id();
-            let n = x.recv(|frame, addr| {
-                self.rx_zc = Some((umem, addr));
-                self.handle_frame(id, frame);
-                self.rx_zc = None;
-                self.zc_spare.take()
-            });
+            let n = x.recv(|frame, slot| self.handle_frame(id, frame, Some(slot)));
             self.kick_tx_due();
             self.kick_apps();
             done += n;
@@ -189,10 +184,11 @@ impl Dataplane {
 
     /// Handles one Ethernet frame of port `id`: through the port's impairments when it has
     /// any and the frame carries data (`crate::impair`: lost, held for later, delivered
-    /// twice), else at once.
-    pub(super) fn handle_frame(&mut self, id: u32, frame: &mut [u8]) {
+    /// twice), else at once. `slot`: the frame's AF_XDP slot, when it lies in a UMEM (it can
+    /// then be forwarded in place).
+    pub(super) fn handle_frame(&mut self, id: u32, frame: &mut [u8], slot: Option<&mut RxSlot>) {
         if self.reinjecting || !self.impairs.contains_key(&id) {
-            return self.handle_frame_now(id, frame);
+            return self.handle_frame_now(id, frame, slot);
         }
         let Some(p) = self.ports.get_mut(&id) else {
             return;
@@ -202,7 +198,7 @@ impl Dataplane {
                 let off = sdu.as_ptr() as usize - frame.as_ptr() as usize;
                 (eid, off..off + sdu.len())
             }
-            _ => return self.handle_frame_now(id, frame),
+            _ => return self.handle_frame_now(id, frame, slot),
         };
         // What arrived is captured, whatever the impairments make of it.
         for t in &mut p.taps {
@@ -227,12 +223,10 @@ impl Dataplane {
         let dup = (v.copies == 2).then(|| frame.to_vec());
         if v.copies > 0 {
             self.reinjecting = true;
-            self.handle_frame_now(id, frame);
+            self.handle_frame_now(id, frame, slot);
             if let Some(mut d) = dup {
                 // Not in place: the copy is in no ring.
-                let zc = self.rx_zc.take();
-                self.handle_frame_now(id, &mut d);
-                self.rx_zc = zc;
+                self.handle_frame_now(id, &mut d, None);
             }
             self.reinjecting = false;
         }
@@ -241,7 +235,7 @@ impl Dataplane {
     /// One Ethernet frame of port `id`: decided by [`path::classify_eth`] over the worker's
     /// tables, and the decision carried out here (counters, o7sd, a flow's ring, the DT
     /// path).
-    fn handle_frame_now(&mut self, id: u32, frame: &mut [u8]) {
+    fn handle_frame_now(&mut self, id: u32, frame: &mut [u8], slot: Option<&mut RxSlot>) {
         let Some(p) = self.ports.get_mut(&id) else {
             return;
         };
@@ -283,14 +277,19 @@ impl Dataplane {
             }
             Action::UnknownEid { .. } => p.stats.drop_unknown_eid += 1,
             Action::WrongPeer { .. } => p.stats.drop_wrong_peer += 1,
-            flow_action => self.apply_flow(frame, flow_action),
+            flow_action => self.apply_flow(frame, flow_action, slot),
         }
     }
 
     /// Carries out the decision on an SDU of one of this worker's flows, lying in `frame`
     /// (where a DT PDU can be forwarded in place): into the flow's ring (opened first when
     /// sealed), a keepalive noted, or the DT path's action.
-    pub(super) fn apply_flow(&mut self, frame: &mut [u8], action: Action) {
+    pub(super) fn apply_flow(
+        &mut self,
+        frame: &mut [u8],
+        action: Action,
+        slot: Option<&mut RxSlot>,
+    ) {
         let now = self.now;
         match action {
             Action::Keepalive { flow } => {
@@ -315,7 +314,7 @@ impl Dataplane {
                     f.stats.rx_sdus += 1;
                     f.stats.rx_bytes += len;
                 }
-                if self.dt_apply(ipcp, frame, pdu.clone(), dt) {
+                if self.dt_apply(ipcp, frame, pdu.clone(), dt, slot) {
                     return;
                 }
                 // For o7sd: into the N-1 flow's ring (counted there).

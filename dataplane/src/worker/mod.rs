@@ -207,11 +207,6 @@ pub struct Dataplane {
     owners: crate::handoff::OwnersView,
     /// The UMEM the next AF_XDP port joins (room for another port).
     umem_pool: Option<std::rc::Rc<crate::xdp_umem::SharedUmem>>,
-    /// The AF_XDP frame being handled: its UMEM and address (a PDU in it can be forwarded
-    /// in place to a port of the same UMEM).
-    rx_zc: Option<(usize, u64)>,
-    /// The frame given back for the one just forwarded in place.
-    zc_spare: Option<u64>,
     /// AF_XDP ports frames were forwarded onto in place during the batch being received:
     /// kicked once at its end.
     tx_kick_due: Vec<u32>,
@@ -294,8 +289,6 @@ impl Dataplane {
             handoff: None,
             owners: crate::handoff::OwnersView::default(),
             umem_pool: None,
-            rx_zc: None,
-            zc_spare: None,
             tx_kick_due: Vec::new(),
             shapers: HashMap::default(),
             impairs: HashMap::default(),

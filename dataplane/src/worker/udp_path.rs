@@ -197,6 +197,7 @@ impl Dataplane {
                         pdu: at,
                         dt,
                     },
+                    None,
                 );
                 self.pdu = pdu;
             }
