@@ -22,4 +22,5 @@ pub mod worker;
 pub mod xdp;
 pub mod xdp_error;
 pub mod xdp_netlink;
+pub mod xdp_status;
 pub mod xdp_umem;

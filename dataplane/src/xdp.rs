@@ -183,15 +183,16 @@ pub struct XdpPort {
     umem: Rc<SharedUmem>,
     /// Its queue 0's socket is the UMEM's own.
     owner: bool,
-    /// Where the UMEM lives: "2 MiB hugepages" or why it is on normal pages, and whether it
-    /// is shared with another port.
-    pub umem_pages: String,
+    /// Where the UMEM lives.
+    pub umem_pages: crate::xdp_status::UmemPages,
+    /// Whether the UMEM is shared with another port (frames forwarded in place).
+    pub umem_shared: bool,
     /// The frames it holds (its share of the UMEM).
     frames: u32,
-    /// "zero-copy", or "copy" and why.
-    pub copy_mode: String,
-    /// "skb mode" or "driver mode", and for `auto` why.
-    pub attach_mode: String,
+    /// Zero-copy, or copy and why.
+    pub copy_mode: crate::xdp_status::CopyMode,
+    /// Skb or driver mode, and for `auto` why.
+    pub attach_mode: crate::xdp_status::Attached,
     /// The stale o7s programs removed from the device before attaching, if any.
     pub stale_removed: Option<String>,
     /// Frames free for sending.
@@ -320,12 +321,14 @@ impl XdpPort {
             AttachMode::Driver => Self::open_driver(dev, ethertype, llc, pool)?,
             AttachMode::Auto => match Self::open_driver(dev, ethertype, llc, pool) {
                 Ok(mut p) => {
-                    p.attach_mode = "driver mode (auto)".into();
+                    p.attach_mode = crate::xdp_status::Attached::AutoDriver;
                     p
                 }
                 Err(e) => {
                     let mut p = Self::open_skb(dev, ethertype, llc, pool)?;
-                    p.attach_mode = format!("skb mode (auto: driver mode refused: {e})");
+                    p.attach_mode = crate::xdp_status::Attached::AutoSkb {
+                        driver_refused: e.to_string(),
+                    };
                     p
                 }
             },
@@ -341,8 +344,8 @@ impl XdpPort {
         pool: &mut Option<Rc<SharedUmem>>,
     ) -> Result<Self, crate::xdp_error::XdpError> {
         let mut p = Self::open_mode(dev, ethertype, llc, false, false, pool)?;
-        p.copy_mode = "copy (XDP skb mode has no zero-copy)".into();
-        p.attach_mode = "skb mode".into();
+        p.copy_mode = crate::xdp_status::CopyMode::CopySkb;
+        p.attach_mode = crate::xdp_status::Attached::Skb;
         Ok(p)
     }
 
@@ -354,17 +357,17 @@ impl XdpPort {
     ) -> Result<Self, crate::xdp_error::XdpError> {
         let mut p = match Self::open_mode(dev, ethertype, llc, true, true, pool) {
             Ok(mut p) => {
-                p.copy_mode = "zero-copy".into();
+                p.copy_mode = crate::xdp_status::CopyMode::ZeroCopy;
                 p
             }
             Err(e) => {
                 // The first attempt's program and sockets are gone (dropped with it).
                 let mut p = Self::open_mode(dev, ethertype, llc, true, false, pool)?;
-                p.copy_mode = format!("copy (zero-copy refused: {e})");
+                p.copy_mode = crate::xdp_status::CopyMode::CopyRefused { why: e.to_string() };
                 p
             }
         };
-        p.attach_mode = "driver mode".into();
+        p.attach_mode = crate::xdp_status::Attached::Driver;
         Ok(p)
     }
 
@@ -431,20 +434,18 @@ impl XdpPort {
         let free_tx = (base + RX_FRAMES * nq..base + frames)
             .filter_map(|i| umem.frame(i))
             .collect();
-        let umem_pages = if umem.ports.get() > 1 {
-            format!("{}, shared with another port", umem.pages)
-        } else {
-            umem.pages.clone()
-        };
+        let umem_pages = umem.pages.clone();
+        let umem_shared = umem.ports.get() > 1;
         let mut port = Self {
             ebpf,
             queues,
             umem,
             owner,
             umem_pages,
+            umem_shared,
             frames,
-            copy_mode: String::new(),
-            attach_mode: String::new(),
+            copy_mode: crate::xdp_status::CopyMode::CopySkb,
+            attach_mode: crate::xdp_status::Attached::Skb,
             stale_removed: None,
             free_tx,
             tx_in_flight: 0,

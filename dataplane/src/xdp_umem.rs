@@ -47,10 +47,10 @@ fn hugepages_refused(len: usize, e: &std::io::Error, meminfo: &str) -> String {
     let need = len.div_ceil(HUGE_PAGE);
     match (field("HugePages_Free:"), field("HugePages_Total:")) {
         (Some(free), Some(total)) => format!(
-            "4 KiB pages (2 MiB hugepages: {e}: it needs {need}, {free} of {total} are free; \
-             raise vm.nr_hugepages)"
+            "2 MiB hugepages: {e}: it needs {need}, {free} of {total} are free; \
+             raise vm.nr_hugepages"
         ),
-        _ => format!("4 KiB pages (2 MiB hugepages: {e}: it needs {need}; see vm.nr_hugepages)"),
+        _ => format!("2 MiB hugepages: {e}: it needs {need}; see vm.nr_hugepages"),
     }
 }
 
@@ -90,8 +90,8 @@ pub struct SharedUmem {
     /// The first byte of the memory.
     base: NonNull<u8>,
     _area: MmapMut,
-    /// Where it lives: "2 MiB hugepages" or why it is on normal pages.
-    pub pages: String,
+    /// Where it lives: on hugepages, or on normal pages and why.
+    pub pages: crate::xdp_status::UmemPages,
     /// Whether its sockets are bound in zero-copy mode.
     pub zero_copy: bool,
     /// Its frames.
@@ -135,14 +135,21 @@ impl SharedUmem {
             .populate()
             .map_anon()
         {
-            Ok(a) => (a, format!("2 MiB hugepages ({})", len.div_ceil(HUGE_PAGE))),
+            Ok(a) => (
+                a,
+                crate::xdp_status::UmemPages::Huge {
+                    pages: len.div_ceil(HUGE_PAGE),
+                },
+            ),
             Err(e) => {
                 let area = MmapOptions::new()
                     .len(len)
                     .populate()
                     .map_anon()
                     .map_err(|e| errno("umem", e))?;
-                let why = hugepages_refused(len, &e, &meminfo());
+                let why = crate::xdp_status::UmemPages::Normal {
+                    why: hugepages_refused(len, &e, &meminfo()),
+                };
                 tracing::info!("UMEM of {} MiB on {why}", len >> 20);
                 (area, why)
             }
@@ -262,7 +269,7 @@ mod tests {
         let e = std::io::Error::from_raw_os_error(12);
         let info = "MemTotal: 1 kB\nHugePages_Total:      26\nHugePages_Free:       3\n";
         let why = super::hugepages_refused(48 << 20, &e, info);
-        assert!(why.starts_with("4 KiB pages"), "{why}");
+        assert!(why.starts_with("2 MiB hugepages: Cannot allocate"), "{why}");
         assert!(why.contains("it needs 24, 3 of 26 are free"), "{why}");
         // One byte over 48 MiB takes another page; no meminfo: no counts.
         let why = super::hugepages_refused((48 << 20) + 1, &e, "");

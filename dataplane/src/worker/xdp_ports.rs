@@ -10,8 +10,13 @@ pub(super) fn io_path(x: &XdpPort) -> String {
         .as_deref()
         .map(|s| format!("; {s}"))
         .unwrap_or_default();
+    let shared = if x.umem_shared {
+        ", shared with another port"
+    } else {
+        ""
+    };
     format!(
-        "af_xdp (XDP {}, {}, {q} RX queue{}, UMEM on {}{stale}) for data; af_packet for management",
+        "af_xdp (XDP {}, {}, {q} RX queue{}, UMEM on {}{shared}{stale}) for data; af_packet for management",
         x.attach_mode,
         x.copy_mode,
         if q == 1 { "" } else { "s" },
