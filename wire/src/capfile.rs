@@ -241,6 +241,7 @@ pub fn write_pcap(frames: &[&[u8]]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]
@@ -259,5 +260,205 @@ mod tests {
         assert_eq!(parse_partial(&file).unwrap().1, 0);
         assert!(parse(b"hello world, not a pcap").is_err());
         assert!(parse(&[]).is_err());
+    }
+
+    /// A pcapng file in either byte order, block by block.
+    struct Ng {
+        le: bool,
+        out: Vec<u8>,
+    }
+
+    impl Ng {
+        fn new(le: bool) -> Self {
+            Self {
+                le,
+                out: Vec::new(),
+            }
+        }
+        fn u16(&self, v: u16) -> [u8; 2] {
+            if self.le {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        }
+        fn u32(&self, v: u32) -> [u8; 4] {
+            if self.le {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        }
+        fn block(&mut self, ty: u32, body: &[u8]) -> &mut Self {
+            let len = (12 + body.len()) as u32;
+            let (t, l) = (self.u32(ty), self.u32(len));
+            self.out.extend_from_slice(&t);
+            self.out.extend_from_slice(&l);
+            self.out.extend_from_slice(body);
+            self.out.extend_from_slice(&l);
+            self
+        }
+        fn shb(&mut self) -> &mut Self {
+            let mut b = self.u32(0x1a2b_3c4d).to_vec();
+            b.extend(self.u16(1));
+            b.extend(self.u16(0));
+            b.extend([0xff; 8]);
+            self.block(0x0a0d_0d0a, &b)
+        }
+        /// An interface of `linktype`, with these options (code, value).
+        fn idb(&mut self, linktype: u16, opts: &[(u16, &[u8])]) -> &mut Self {
+            let mut b = self.u16(linktype).to_vec();
+            b.extend([0, 0]);
+            b.extend(self.u32(65535));
+            for (code, v) in opts {
+                b.extend(self.u16(*code));
+                b.extend(self.u16(v.len() as u16));
+                b.extend_from_slice(v);
+                b.resize(b.len().next_multiple_of(4), 0);
+            }
+            if !opts.is_empty() {
+                b.extend([0; 4]);
+            }
+            self.block(1, &b)
+        }
+        fn epb(&mut self, iface: u32, ticks: u64, data: &[u8], orig: u32) -> &mut Self {
+            let mut b = self.u32(iface).to_vec();
+            b.extend(self.u32((ticks >> 32) as u32));
+            b.extend(self.u32(ticks as u32));
+            b.extend(self.u32(data.len() as u32));
+            b.extend(self.u32(orig));
+            b.extend_from_slice(data);
+            b.resize(b.len().next_multiple_of(4), 0);
+            self.block(6, &b)
+        }
+        fn spb(&mut self, data: &[u8]) -> &mut Self {
+            let mut b = self.u32(data.len() as u32).to_vec();
+            b.extend_from_slice(data);
+            b.resize(b.len().next_multiple_of(4), 0);
+            self.block(3, &b)
+        }
+    }
+
+    fn sample_ng(le: bool) -> Vec<u8> {
+        let mut n = Ng::new(le);
+        n.shb()
+            // Nanoseconds (10^-9), after a comment option of 3 bytes (padded to 4).
+            .idb(
+                1,
+                &[(1, b"abc"), (1, b"a comment, 23 bytes long"), (9, &[9])],
+            )
+            // 2^-10 s ticks, link type 101 (raw IP).
+            .idb(101, &[(9, &[0x80 | 10])])
+            .epb(0, 5_123_456_789, b"first", 5)
+            .epb(1, 3 * 1024 + 512, b"second", 6)
+            .epb(0, 1, b"cut", 10)
+            // Interface statistics, and a block with nothing in it: skipped.
+            .block(5, &[0; 8])
+            .block(0x0bad, &[])
+            .spb(b"simple");
+        n.out
+    }
+
+    #[test]
+    fn pcapng_of_either_byte_order_gives_the_same_records() {
+        for le in [true, false] {
+            let file = sample_ng(le);
+            let r = parse(&file).unwrap();
+            assert_eq!(r.len(), 4, "le {le}");
+            assert_eq!(
+                (
+                    r[0].index,
+                    r[0].ts_sec,
+                    r[0].ts_nsec,
+                    r[0].linktype,
+                    r[0].data
+                ),
+                (0, 5, 123_456_789, 1, &b"first"[..])
+            );
+            assert_eq!(
+                (
+                    r[1].index,
+                    r[1].ts_sec,
+                    r[1].ts_nsec,
+                    r[1].linktype,
+                    r[1].data
+                ),
+                (1, 3, 500_000_000, 101, &b"second"[..])
+            );
+            assert_eq!((r[2].data, r[2].orig_len), (&b"cut"[..], 10));
+            assert!(r[2].truncated() && !r[0].truncated());
+            // A simple packet: the first interface's link type, its own length.
+            assert_eq!(
+                (r[3].index, r[3].linktype, r[3].data),
+                (3, 1, &b"simple"[..])
+            );
+            assert_eq!(r[3].orig_len, 6);
+        }
+    }
+
+    #[test]
+    fn pcapng_interfaces_default_to_microseconds_and_a_section_starts_afresh() {
+        let mut n = Ng::new(true);
+        n.shb()
+            .idb(101, &[])
+            .epb(0, 2_000_003, b"x", 1)
+            // A new section: its interface 0 is another.
+            .shb()
+            .idb(1, &[(9, &[3])])
+            .epb(0, 7_250, b"y", 1)
+            // An interface nobody described: Ethernet, microseconds.
+            .epb(4, 1_000_001, b"z", 1);
+        let r = parse(&n.out).unwrap();
+        assert_eq!((r[0].linktype, r[0].ts_sec, r[0].ts_nsec), (101, 2, 3_000));
+        assert_eq!(
+            (r[1].linktype, r[1].ts_sec, r[1].ts_nsec),
+            (1, 7, 250_000_000)
+        );
+        assert_eq!((r[2].linktype, r[2].ts_sec, r[2].ts_nsec), (1, 1, 1_000));
+    }
+
+    #[test]
+    fn pcapng_blocks_of_bad_length_are_refused() {
+        for bad in [8u32, 13, 14] {
+            let mut n = Ng::new(true);
+            n.shb();
+            n.out.extend(1u32.to_le_bytes());
+            n.out.extend(bad.to_le_bytes());
+            n.out.extend([0; 16]);
+            assert!(parse(&n.out).is_err(), "length {bad}");
+        }
+        // A body cut short.
+        let mut file = sample_ng(true);
+        file.truncate(file.len() - 2);
+        assert!(parse(&file).is_err());
+    }
+
+    #[test]
+    fn classic_pcap_in_each_byte_order_and_resolution() {
+        // (magic, little-endian, nanoseconds)
+        for (magic, le, ns) in [
+            ([0xd4, 0xc3, 0xb2, 0xa1], true, false),
+            ([0xa1, 0xb2, 0xc3, 0xd4], false, false),
+            ([0x4d, 0x3c, 0xb2, 0xa1], true, true),
+            ([0xa1, 0xb2, 0x3c, 0x4d], false, true),
+        ] {
+            let w = |v: u32| if le { v.to_le_bytes() } else { v.to_be_bytes() };
+            let mut f = magic.to_vec();
+            f.extend([0; 12]);
+            f.extend(w(65535));
+            // The link type's upper bits are flags (FCS length): masked off.
+            f.extend(w(0x1000_0001));
+            f.extend(w(7));
+            f.extend(w(250));
+            f.extend(w(3));
+            f.extend(w(9));
+            f.extend(b"abc");
+            let r = parse(&f).unwrap();
+            assert_eq!(r.len(), 1);
+            assert_eq!((r[0].ts_sec, r[0].linktype, r[0].data), (7, 1, &b"abc"[..]));
+            assert_eq!(r[0].ts_nsec, if ns { 250 } else { 250_000 }, "{magic:x?}");
+            assert_eq!(r[0].orig_len, 9);
+            assert!(r[0].truncated());
+        }
     }
 }

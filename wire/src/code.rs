@@ -86,3 +86,24 @@ impl EthCode {
         matches!(self, Self::FlowReq | Self::FlowReply)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_eth_messages_carry_a_hash_and_which_an_oap_header() {
+        let all = [
+            EthCode::FlowReq,
+            EthCode::FlowReply,
+            EthCode::NameQueryReq,
+            EthCode::NameQueryReply,
+            EthCode::Unknown(9),
+        ];
+        let hash: Vec<bool> = all.iter().map(|c| c.carries_hash()).collect();
+        let oap: Vec<bool> = all.iter().map(|c| c.carries_oap()).collect();
+        // FLOW_REQ: hash and OAP; FLOW_REPLY: OAP only; name queries: hash only.
+        assert_eq!(hash, [true, false, true, true, false]);
+        assert_eq!(oap, [true, true, false, false, false]);
+    }
+}

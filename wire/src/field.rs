@@ -160,3 +160,21 @@ impl<'a> Reader<'a> {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reader_takes_its_bytes_in_its_order() {
+        let b = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        assert_eq!(be64(&b, 1), 0x0203_0405_0607_0809);
+        assert_eq!(le32(&b, 1), 0x0504_0302);
+        assert_eq!(le64(&b, 0), 0x0807_0605_0403_0201);
+        let mut r = Reader::new("test", &b);
+        assert_eq!(r.pos(), 0);
+        assert_eq!(r.take(3).unwrap_or_default(), &[1, 2, 3]);
+        assert_eq!(r.pos(), 3);
+        assert_eq!(r.rest(), &[4, 5, 6, 7, 8, 9]);
+    }
+}

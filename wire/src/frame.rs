@@ -405,3 +405,34 @@ impl UdpMsg {
         Ok(w.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::oap::{OapHdr, OapHdrV022};
+
+    /// An unsigned 0.23 response whose bytes also read as a 0.22 header: the cipher NID
+    /// (901) is the 0.22 certificate's length, and the request hash ends in three empty
+    /// 0.22 parts. The request hash's length, known for a response, decides: 0.23.
+    #[test]
+    fn a_response_that_also_reads_as_0_22_is_taken_as_0_23_by_its_hash() {
+        let mut tail = vec![9u8; 26];
+        tail.extend([0; 6]);
+        let h = OapHdr {
+            id: [7; 16],
+            timestamp: 1,
+            cipher_nid: nid::known::AES_256_GCM,
+            kdf_nid: nid::known::SHA256,
+            md_nid: nid::known::SHA256,
+            kex_flags: 0,
+            crt: vec![],
+            kex: vec![4; 865],
+            data: vec![],
+            tail,
+        };
+        let b = h.to_bytes().unwrap();
+        assert!(OapHdrV022::parse(&b).is_ok(), "built to read as 0.22 too");
+        assert_eq!(Oap::decode(&b, Role::Response).unwrap(), Oap::V023(h));
+    }
+}

@@ -333,6 +333,56 @@ mod tests {
     }
 
     #[test]
+    fn a_short_header_says_what_it_claimed_and_what_was_there() {
+        let mut h = sample();
+        h.crt = vec![0x30; 3];
+        h.data = vec![1; 5];
+        h.tail = vec![2; 7];
+        let b = h.to_bytes().unwrap();
+        // Encoded length: the fixed part and every variable part.
+        assert_eq!(h.len(), FIXED_LEN + 3 + 91 + 5 + 7);
+        assert_eq!(h.len(), b.len());
+        assert!(!h.is_empty());
+        let cut = &b[..FIXED_LEN + 3 + 91 + 4];
+        match OapHdr::parse(cut) {
+            Err(Error::BadLength {
+                claimed, available, ..
+            }) => assert_eq!((claimed, available), (3 + 91 + 5, 3 + 91 + 4)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unsigned_response_s_extra_bytes_are_counted() {
+        let mut h = sample();
+        h.tail = vec![1; 40];
+        match h.check_tail(Role::Response, 32) {
+            Err(Error::Trailing { count, .. }) => assert_eq!(count, 8),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_kex_length_field_takes_14_bits() {
+        let mut h = sample();
+        h.kex = vec![4; MAX_KEX_LEN];
+        h.kex_flags = 0x8000;
+        let b = h.to_bytes().unwrap();
+        assert_eq!(OapHdr::parse(&b).unwrap(), h);
+        h.kex.push(4);
+        assert!(matches!(h.to_bytes(), Err(Error::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_response_carries_the_request_s_digest() {
+        assert_eq!(OapHdr::req_hash_len_for(nid::known::SHA256), Some(32));
+        assert_eq!(OapHdr::req_hash_len_for(nid::known::SHA384), Some(48));
+        // NID 0 (none named): the reference's default, SHA-384; a cipher's NID: no digest.
+        assert_eq!(OapHdr::req_hash_len_for(0), Some(48));
+        assert_eq!(OapHdr::req_hash_len_for(nid::known::AES_256_GCM), None);
+    }
+
+    #[test]
     fn tail_rules() {
         let mut h = sample();
         h.tail = vec![1; 5];

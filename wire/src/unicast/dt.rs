@@ -209,6 +209,23 @@ mod tests {
     }
 
     #[test]
+    fn the_payload_is_what_follows_the_pci() {
+        let mut b = vec![0u8; 15];
+        b.extend_from_slice(b"sdu");
+        let p = Pci::new_checked(&b[..], DtConfig::DEFAULT).unwrap();
+        assert_eq!(p.payload(), b"sdu");
+        let small = DtConfig::new(2, 2).unwrap();
+        assert_eq!(
+            Pci::new_checked(&b[..], small).unwrap().payload().len(),
+            18 - 7
+        );
+        assert!(Pci::new_checked(&b[..15], DtConfig::DEFAULT)
+            .unwrap()
+            .payload()
+            .is_empty());
+    }
+
+    #[test]
     fn forwarding_setters() {
         let mut b = [0u8; 15];
         let mut p = Pci::new_checked(&mut b[..], DtConfig::DEFAULT).unwrap();

@@ -87,3 +87,53 @@ pub fn looks_like_lsa(buf: &[u8]) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pdu(eid: u64) -> Vec<u8> {
+        let mut b = 0x6c8a_0ce2u32.to_le_bytes().to_vec();
+        b.extend_from_slice(&[0, 60, 0]);
+        b.extend_from_slice(&eid.to_le_bytes());
+        b.extend_from_slice(b"body");
+        b
+    }
+
+    #[test]
+    fn the_body_is_told_by_the_endpoint_id() {
+        let body = |eid| {
+            DtPdu::decode(&pdu(eid), DtConfig::DEFAULT, None)
+                .unwrap()
+                .body
+        };
+        assert_eq!(body(1), DtBody::Component(b"body".to_vec()));
+        assert_eq!(body(MIN_FLOW_EID - 1), DtBody::Component(b"body".to_vec()));
+        assert_eq!(body(MIN_FLOW_EID), DtBody::Flow(b"body".to_vec()));
+        assert_eq!(body(0x4433_2211_0000_0041), DtBody::Flow(b"body".to_vec()));
+        let p = DtPdu::decode(&pdu(64), DtConfig::DEFAULT, None).unwrap();
+        assert_eq!(p.encode(DtConfig::DEFAULT).unwrap(), pdu(64));
+    }
+
+    #[test]
+    fn an_lsa_has_two_different_non_zero_32_bit_addresses() {
+        let lsa = |d_addr, s_addr| {
+            let mut w = Writer::default();
+            Lsa {
+                d_addr,
+                s_addr,
+                seqno: 1,
+            }
+            .write(&mut w);
+            looks_like_lsa(&w.0)
+        };
+        assert!(lsa(0x6c8a_0ce2, 0x8178_abbc));
+        assert!(!lsa(0, 0x8178_abbc), "no destination");
+        assert!(!lsa(0x6c8a_0ce2, 0), "no source");
+        assert!(!lsa(0x6c8a_0ce2, 0x6c8a_0ce2), "to itself");
+        assert!(!lsa(1 << 32, 0x8178_abbc), "a destination over 32 bits");
+        assert!(!lsa(0x6c8a_0ce2, 1 << 32), "a source over 32 bits");
+        assert!(!looks_like_lsa(&[0; 10]), "too short");
+    }
+}
