@@ -277,6 +277,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_cap_and_the_queue_bound_read_as_set_within_their_range() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(t0);
+        assert_eq!(
+            (s.rate_bps(), s.limit(), s.capped()),
+            (0, DEFAULT_QUEUE, false)
+        );
+        s.set(Some(100_000_000), Some(37), t0);
+        assert_eq!(
+            (s.rate_bps(), s.limit(), s.capped()),
+            (100_000_000, 37, true)
+        );
+        s.set(None, Some(0), t0);
+        assert_eq!((s.rate_bps(), s.limit()), (100_000_000, 1), "at least one");
+        s.set(Some(0), Some(u32::MAX), t0);
+        assert_eq!((s.rate_bps(), s.limit(), s.capped()), (0, MAX_QUEUE, false));
+    }
+
+    #[test]
     fn a_capped_port_lets_frames_leave_at_its_rate() {
         let t0 = Instant::now();
         let mut s = Shaper::new(t0);
@@ -386,6 +405,29 @@ mod tests {
         assert_eq!((s.queued(2), s.len()), (1, 17));
         assert_eq!(s.forget(1), 16);
         assert_eq!((s.queued(1), s.len()), (0, 1));
+    }
+
+    #[test]
+    fn a_frame_put_back_gives_its_bytes_back_exactly() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(t0);
+        s.set(Some(100_000_000), None, t0);
+        s.push(1, &[7u8; 300]);
+        let (n1, buf) = s.pop(t0).unwrap();
+        let spent = s.tokens;
+        s.unpop(n1, buf);
+        assert_eq!(s.tokens, spent + 300);
+    }
+
+    #[test]
+    fn sent_buffers_are_kept_for_reuse_up_to_64() {
+        let mut s = Shaper::new(Instant::now());
+        s.recycle(Vec::with_capacity(10));
+        assert_eq!(s.free.len(), 1);
+        for _ in 0..70 {
+            s.recycle(Vec::new());
+        }
+        assert_eq!(s.free.len(), 64);
     }
 
     #[test]
