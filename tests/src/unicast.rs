@@ -124,3 +124,12 @@ pub fn uni_ring(t: &Topo, a_keys: &str, a_args: &[&str], name: &str, prog: &str)
     }
     ds
 }
+
+/// Whether the directory of `ns`'s unicast IPCPs holds `name` (its SHA3-256 key): a client
+/// started before that may ask the network while the name is still on its way and give up.
+pub fn dht_has(t: &Topo, ns: &str, name: &str) -> bool {
+    let key = hex::encode(o7s_wire::hash::HashAlgo::Sha3_256.hash(name));
+    t.ctl_json(ns, &["dht", "list"])
+        .iter()
+        .any(|r| r["key"] == key.as_str())
+}

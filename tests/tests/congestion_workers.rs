@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use o7s_integration::unicast::uni_ring;
+use o7s_integration::unicast::{dht_has, uni_ring};
 use o7s_integration::{bin, can_run, eventually, Topo};
 use serde_json::Value;
 use std::process::{Command, Stdio};
@@ -58,10 +58,8 @@ fn a_flow_update_arriving_on_another_workers_port_slows_the_flow_down() {
     };
     assert!(
         eventually(Duration::from_secs(20), || in_use().is_some()
-            && t.ctl_json("a", &["dht", "list"])
-                .iter()
-                .any(|r| r["local"] == false)),
-        "A routes to C: {:?}",
+            && dht_has(&t, "a", "ocbr")),
+        "A routes to C and knows ocbr: {:?}",
         t.ctl_json("a", &["route", "list"])
     );
     // Both middle nodes' ports towards C: 20 Mbit/s.
@@ -113,6 +111,23 @@ fn a_flow_update_arriving_on_another_workers_port_slows_the_flow_down() {
             )
         })
     };
+    // The flow is allocated (a DHT lookup may take a round or two on a slow machine); a
+    // client that gave up says why.
+    let flow_up = eventually(Duration::from_secs(15), || {
+        t.ctl_json("a", &["flow", "list"])
+            .iter()
+            .any(|f| f["name"] == "ocbr")
+            || client.try_wait().ok().flatten().is_some()
+    });
+    if let Ok(Some(st)) = client.try_wait() {
+        let out = client.wait_with_output().unwrap();
+        panic!(
+            "the ocbr client ended ({st}) before its flow was up: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(flow_up, "no ocbr flow at A after 15 s");
     std::thread::sleep(Duration::from_secs(2));
     let x = in_use().unwrap();
     let (via, other) = if x == addr("b") {

@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use o7s_integration::unicast::uni_ring;
+use o7s_integration::unicast::{dht_has, uni_ring};
 use o7s_integration::{bin, can_run, eventually, Topo};
 use serde_json::Value;
 use std::process::{Command, Stdio};
@@ -64,10 +64,7 @@ fn cut_during_a_one_way_flow(prefix: &str, routing: &str) -> Cut {
     );
     let ac = ipcp(&t, "c", "uc")["address"].as_str().unwrap().to_string();
     let ready = eventually(Duration::from_secs(20), || {
-        in_use(&t, &ac).is_some()
-            && t.ctl_json("a", &["dht", "list"])
-                .iter()
-                .any(|r| r["local"] == false)
+        in_use(&t, &ac).is_some() && dht_has(&t, "a", "ocbr")
     });
     assert!(
         ready,
