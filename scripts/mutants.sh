@@ -12,7 +12,8 @@
 # The pure code is what it covers: o7s-proto, o7s-wire and the data plane's pure parts: the
 # shaper, the impairments, the per-packet decision and the DT decision (no sockets, fast
 # tests). Results in mutants.out/ (outcomes.json, missed.txt, caught.txt).
-# Installs cargo-mutants (pinned) when it is missing.
+# Installs cargo-mutants (pinned) when it is missing. MUTANTS_JOBS=1 builds one mutant at a
+# time (default 2), leaving a core for other work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # cargo-mutants builds a copy of the tree in /tmp, where no ../shared lies beside it: name
@@ -56,7 +57,7 @@ run() { # package, output directory, extra cargo-mutants args...
         o7s-proto) tests+=(--cargo-test-arg=--tests) ;;
         o7s-wire) tests+=(--cargo-test-arg=--tests) ;;
     esac
-    cargo mutants --package "$pkg" --jobs 2 --timeout 120 "${tests[@]}" \
+    cargo mutants --package "$pkg" --jobs "${MUTANTS_JOBS:-2}" --timeout 120 "${tests[@]}" \
         --output "$out" "$@"
 }
 
