@@ -480,4 +480,59 @@ mod tests {
         assert_eq!(n, 50);
         assert_eq!(s.next_in(t0), None);
     }
+
+    #[test]
+    fn the_wait_told_is_exactly_the_time_the_rate_takes_to_earn_the_deficit() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(t0);
+        s.set(Some(8_000_000), None, t0); // a byte a microsecond; a burst of 18,432 B
+        assert!(s.push(1, &[0u8; 18_432]));
+        assert!(s.push(1, &[0u8; 1000]));
+        assert!(s.push(1, &[0u8; 1]));
+        // The burst, then the 1000 bytes on no tokens: 1000 owed.
+        assert_eq!(pop_all(&mut s, t0), 2);
+        assert_eq!(s.next_in(t0), Some(Duration::from_millis(1)));
+        // 400 us later 600 bytes are owed.
+        let t1 = t0 + Duration::from_micros(400);
+        assert_eq!(s.next_in(t1), Some(Duration::from_micros(600)));
+        // At 24 Mbit/s (3 bytes a microsecond) 1000 bytes take 333.33 us: rounded up.
+        let mut s = Shaper::new(t0);
+        s.set(Some(24_000_000), None, t0);
+        // The burst: the minimum (2 ms at this rate is 6,000 B).
+        assert!(s.push(1, &[0u8; 18_432]));
+        assert!(s.push(1, &[0u8; 1000]));
+        assert!(s.push(1, &[0u8; 1]));
+        assert_eq!(pop_all(&mut s, t0), 2);
+        assert_eq!(s.next_in(t0), Some(Duration::from_nanos(333_334)));
+    }
+
+    #[test]
+    fn a_count_that_earned_less_than_a_byte_keeps_the_time_for_the_next_one() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(t0);
+        s.set(Some(8_000_000), None, t0); // a byte a microsecond
+        assert!(s.push(1, &[0u8; 18_433])); // the burst and one byte more
+        assert!(s.push(1, &[0u8; 1]));
+        assert_eq!(pop_all(&mut s, t0), 1);
+        // Half a microsecond earns nothing yet; a whole one (counted from t0) earns the byte.
+        assert_eq!(pop_all(&mut s, t0 + Duration::from_nanos(500)), 0);
+        assert_eq!(pop_all(&mut s, t0 + Duration::from_nanos(1000)), 1);
+    }
+
+    #[test]
+    fn a_rate_too_slow_to_earn_a_byte_restarts_its_count_only_after_more_than_a_second() {
+        let t0 = Instant::now();
+        let mut s = Shaper::new(t0);
+        s.set(Some(1), None, t0); // a byte every 8 s; the minimum burst
+        assert!(s.push(1, &vec![0u8; 18_433]));
+        assert_eq!(pop_all(&mut s, t0), 1); // one byte owed
+        assert!(s.push(1, &[0u8; 1]));
+        // At exactly 1 s nothing was earned and the count still runs from t0 ...
+        assert_eq!(pop_all(&mut s, t0 + Duration::from_secs(1)), 0);
+        // ... so at 8 s the byte is earned.
+        assert_eq!(pop_all(&mut s, t0 + Duration::from_secs(8)), 1);
+        // Past a second without a byte the count restarts: 8 s after that, not before.
+        assert!(s.push(1, &vec![0u8; 18_433]));
+        assert_eq!(pop_all(&mut s, t0 + Duration::from_secs(8)), 0);
+    }
 }
