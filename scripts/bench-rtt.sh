@@ -26,8 +26,17 @@ pings=${1:-300}; runs=${2:-3}
 for t in ip taskset python3 ping timeout; do
     command -v "$t" >/dev/null || { echo "bench-rtt.sh: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }
 done
-(cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p o7sctl -p oping -p o7s-bench)
-bin=$root/target/release
+# O7S_BENCH_BIN=DIR: the binaries of DIR (another build, for an old-vs-new comparison)
+# instead of this tree's release build.
+if [ -n "${O7S_BENCH_BIN:-}" ]; then
+    bin=$O7S_BENCH_BIN
+    for b in o7sd o7s-dataplane o7sctl oping o7s-bench; do
+        [ -x "$bin/$b" ] || { echo "bench-rtt.sh: $bin/$b is missing (O7S_BENCH_BIN)" >&2; exit 1; }
+    done
+else
+    (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p o7sctl -p oping -p o7s-bench)
+    bin=$root/target/release
+fi
 n=rt$$; n=${n:0:8}
 tmp=$(mktemp -d /tmp/o7s-bench-rtt.XXXXXX)
 kill_ns() { for p in $(ip netns pids "$n-$1" 2>/dev/null); do kill "$p" 2>/dev/null || true; done; }
@@ -206,6 +215,7 @@ doc = {
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, kernel {platform.release()}",
     "command": f"scripts/bench-rtt.sh {pings} {runs}",
+    "binaries": os.environ.get("O7S_BENCH_BIN") or "this tree's release build",
     "setup": "A (CPU 0) - B (CPU 1) - C (CPU 0), veth; o7s: one unicast layer over eth-dix on AF_XDP, oping 64 B every 10 ms; kernel: UDP echo (o7s-bench) and ICMP, B routing; medians of the runs' p50 and p99",
     "busy_poll_note": "with --busy-poll A's and C's workers spin on the same CPU 0; the kernel figures are those of the first phase",
     "paths": summary,

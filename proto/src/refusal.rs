@@ -128,4 +128,17 @@ mod tests {
         assert!(describe(-99).contains("response -99"));
         assert!(describe(-111).contains("oping -l"));
     }
+
+    #[test]
+    fn the_responder_logs_a_distinct_cause_for_each_refusal() {
+        let texts: std::collections::HashSet<&str> =
+            Refusal::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(texts.len(), Refusal::ALL.len(), "{texts:?}");
+        assert!(texts.iter().all(|t| !t.is_empty()));
+        assert_eq!(
+            Refusal::NotRegistered.as_str(),
+            "the name is not registered here"
+        );
+        assert_eq!(Refusal::Security.as_str(), "its security check failed");
+    }
 }

@@ -551,6 +551,12 @@ impl Dataplane {
         if let Some((h, w)) = &self.handoff {
             h.set_sleeping(*w, false);
         }
+        if !timeout.is_zero() {
+            // We may have slept: the turn's time is now, not when it began. (With the
+            // time before the sleep, the work that woke us looked as old as the sleep was
+            // long, and the loop went back to sleep instead of spinning for the reply.)
+            self.now = Instant::now();
+        }
         match polled {
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
