@@ -430,3 +430,122 @@ fn oap_negotiation_matrix_in_the_simulator() {
         sim.nodes[9].refused
     );
 }
+
+/// A run without the trace (millions of frames) keeps none but counts every frame, and the
+/// virtual time it reports is the time it reached.
+#[test]
+fn a_run_without_tracing_keeps_no_lines_and_tells_the_virtual_time_it_reached() {
+    let cfg = ShimConfig::new(ShimKind::Dix, 32);
+    let t0 = Instant::now();
+    let hosts = (0..HOSTS).map(|i| Host::new(i, &cfg)).collect();
+    let mut sim = Sim::new(t0, 9, LinkModel::ideal(Duration::from_micros(100)), hosts);
+    sim.set_tracing(false);
+    for i in 0..HOSTS {
+        let to = (i + 1) % HOSTS;
+        sim.nodes[i]
+            .wants
+            .push((t0 + MS, HashAlgo::Sha3_256.hash(&format!("host-{to}"))));
+    }
+    sim.run_until(t0 + Duration::from_millis(300));
+    assert!(sim.trace().is_empty(), "{} lines", sim.trace().len());
+    assert!(sim.stats().delivered > HOSTS as u64, "{:?}", sim.stats());
+    // Nothing lost on an ideal segment: every frame sent reached a node at least.
+    assert!(
+        sim.stats().sent > 0 && sim.stats().delivered >= sim.stats().sent,
+        "{:?}",
+        sim.stats()
+    );
+    assert!(sim.elapsed() >= MS, "{:?}", sim.elapsed());
+    assert_eq!(sim.elapsed(), sim.now() - t0);
+    // With the trace on, the same run has a line per frame at least.
+    let hosts = (0..HOSTS).map(|i| Host::new(i, &cfg)).collect();
+    let mut traced = Sim::new(t0, 9, LinkModel::ideal(Duration::from_micros(100)), hosts);
+    for i in 0..HOSTS {
+        let to = (i + 1) % HOSTS;
+        traced.nodes[i]
+            .wants
+            .push((t0 + MS, HashAlgo::Sha3_256.hash(&format!("host-{to}"))));
+    }
+    traced.run_until(t0 + Duration::from_millis(300));
+    assert!(traced.trace().len() as u64 >= traced.stats().delivered);
+}
+
+/// Jitter delays a frame by up to its bound, never less than the delay: on a link of no
+/// delay and 2 ms of jitter, deliveries come later than the sends, spread over the bound.
+#[test]
+fn jitter_delays_frames_after_they_are_sent_and_spreads_them() {
+    let cfg = ShimConfig::new(ShimKind::Dix, 32);
+    let t0 = Instant::now();
+    let hosts = (0..HOSTS).map(|i| Host::new(i, &cfg)).collect();
+    let link = LinkModel {
+        delay: Duration::ZERO,
+        jitter: 2 * MS,
+        loss: 0.0,
+        duplicate: 0.0,
+    };
+    let mut sim = Sim::new(t0, 11, link, hosts);
+    sim.nodes[0]
+        .wants
+        .push((t0 + MS, HashAlgo::Sha3_256.hash("host-1")));
+    sim.run_until(t0 + Duration::from_millis(100));
+    let us = |l: &str| {
+        l.split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let sends: Vec<u64> = sim
+        .trace()
+        .iter()
+        .filter(|l| l.contains(" send "))
+        .filter_map(|l| us(l))
+        .collect();
+    let recvs: Vec<u64> = sim
+        .trace()
+        .iter()
+        .filter(|l| l.contains(" recv "))
+        .filter_map(|l| us(l))
+        .collect();
+    // The first query's broadcast reaches the other 49 hosts over the next 2 ms.
+    let first = sends[0];
+    let of_first: Vec<u64> = recvs
+        .iter()
+        .copied()
+        .filter(|t| *t < first + 2_000)
+        .collect();
+    assert!(of_first.len() >= HOSTS / 2, "{:?}", &sim.trace()[..5]);
+    assert!(of_first.iter().all(|t| *t >= first));
+    let spread = of_first.iter().max().unwrap() - of_first.iter().min().unwrap();
+    assert!(
+        spread >= 1_000,
+        "deliveries within {spread} us of each other"
+    );
+    // The trace names the hosts and MACs (by their last two bytes): host 0's query to
+    // everyone, host 1 receiving it from host 0's MAC.
+    let trace = sim.trace();
+    assert!(
+        trace.iter().any(|l| l.contains(" send 0 -> all ")),
+        "{:?}",
+        &trace[..3]
+    );
+    assert!(
+        trace.iter().any(|l| l.contains(" recv 1 <- 0000 ")),
+        "{:?}",
+        &trace[..3]
+    );
+}
+
+/// `run_until(t)` handles what is due at `t` itself: a host that wants a name at 1 ms has
+/// sent its query when a run until exactly 1 ms returns.
+#[test]
+fn a_run_until_a_time_handles_what_is_due_at_that_time() {
+    let cfg = ShimConfig::new(ShimKind::Dix, 32);
+    let t0 = Instant::now();
+    let hosts = (0..2).map(|i| Host::new(i, &cfg)).collect();
+    let mut sim = Sim::new(t0, 3, LinkModel::ideal(Duration::from_micros(100)), hosts);
+    sim.nodes[0]
+        .wants
+        .push((t0 + MS, HashAlgo::Sha3_256.hash("host-1")));
+    sim.run_until(t0 + MS);
+    assert_eq!(sim.stats().sent, 1, "{:?}", sim.trace());
+    assert!(sim.nodes[0].wants.is_empty());
+}

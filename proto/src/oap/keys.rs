@@ -311,20 +311,26 @@ impl Ephemeral {
                 ours: self.kex,
             });
         }
-        let (a, b) = if self.spki.as_slice() <= peer_spki {
-            (self.spki.as_slice(), peer_spki)
-        } else {
-            (peer_spki, self.spki.as_slice())
-        };
-        let mut cat = a.to_vec();
-        cat.extend_from_slice(b);
-        let salt = ring::digest::digest(&ring::digest::SHA256, &cat);
+        let salt = flow_salt(&self.spki, peer_spki);
         let peer = agreement::UnparsedPublicKey::new(k.alg(), raw);
         agreement::agree_ephemeral(self.key, &peer, |secret| {
             hkdf32(kdf, salt.as_ref(), secret, b"o7s-ossl-dhe")
         })
         .map_err(|_| KeyError::Agreement)?
     }
+}
+
+/// The HKDF salt of a flow key: SHA-256 of the two public keys, the lower one first, so that
+/// both ends compute the same.
+fn flow_salt(ours: &[u8], peer: &[u8]) -> ring::digest::Digest {
+    let (a, b) = if ours <= peer {
+        (ours, peer)
+    } else {
+        (peer, ours)
+    };
+    let mut cat = a.to_vec();
+    cat.extend_from_slice(b);
+    ring::digest::digest(&ring::digest::SHA256, &cat)
 }
 
 struct Len32;
@@ -353,6 +359,69 @@ mod tests {
 
     static RNG: std::sync::LazyLock<ring::rand::SystemRandom> =
         std::sync::LazyLock::new(ring::rand::SystemRandom::new);
+
+    #[test]
+    fn every_name_enc_conf_accepts_reads_as_its_algorithm_with_openssl_s_nid() {
+        for (name, k) in [
+            ("prime256v1", Kex::P256),
+            ("P-256", Kex::P256),
+            ("p256", Kex::P256),
+            ("secp256r1", Kex::P256),
+            ("X25519", Kex::X25519),
+            ("secp384r1", Kex::P384),
+            ("p-384", Kex::P384),
+            ("P384", Kex::P384),
+        ] {
+            assert_eq!(Kex::parse(name), Some(k), "{name}");
+        }
+        assert_eq!(Kex::parse("secp521r1"), None);
+        assert_eq!(
+            [Kex::P256.nid(), Kex::X25519.nid(), Kex::P384.nid()],
+            [415, 1034, 715]
+        );
+        for (name, c, nid) in [
+            ("AES-128-GCM", Cipher::Aes128Gcm, 895),
+            ("aes-256-gcm", Cipher::Aes256Gcm, 901),
+            ("chacha20-poly1305", Cipher::ChaCha20Poly1305, 1018),
+        ] {
+            assert_eq!(Cipher::parse(name), Some(c), "{name}");
+            assert_eq!((c.nid(), Cipher::from_nid(nid)), (nid, Some(c)));
+        }
+        assert_eq!(Cipher::parse("aes-128-cbc"), None);
+        for (name, k, nid) in [
+            ("SHA256", Kdf::Sha256, 672),
+            ("sha384", Kdf::Sha384, 673),
+            ("sha512", Kdf::Sha512, 674),
+        ] {
+            assert_eq!(Kdf::parse(name), Some(k), "{name}");
+            assert_eq!((k.nid(), Kdf::from_nid(nid)), (nid, Some(k)));
+        }
+        assert_eq!(Kdf::parse("md5"), None);
+    }
+
+    /// The salt against SHA-256 computed independently (Python's hashlib) of the lower key
+    /// then the higher: e7e9.. (the other order gives e6c8..).
+    #[test]
+    fn the_flow_salt_hashes_the_lower_public_key_first_whichever_end_computes_it() {
+        let lower: Vec<u8> = [0x30, 0x2a].into_iter().chain(1u8..11).collect();
+        let higher: Vec<u8> = [0x30, 0x2a].into_iter().chain(2u8..12).collect();
+        let hex = |d: ring::digest::Digest| {
+            d.as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let want = "e7e9d6fe2e4a1d6be0b017854bbe74011dda3192c78055d025d8f85bfdd1b453";
+        assert_eq!(hex(flow_salt(&lower, &higher)), want);
+        assert_eq!(hex(flow_salt(&higher, &lower)), want);
+    }
+
+    #[test]
+    fn an_ephemeral_key_shows_its_group_and_nothing_of_the_key() {
+        let e = Ephemeral::generate(Kex::X25519, &*RNG).unwrap();
+        let shown = format!("{e:?}");
+        assert_eq!(shown, "Ephemeral { kex: X25519 }");
+    }
 
     /// HKDF with each KDF against vectors computed independently (Python's hmac/hashlib,
     /// RFC 5869): ikm 00..1f, salt 64..83, info "o7s-ossl-dhe"; the three differ, so a KDF
