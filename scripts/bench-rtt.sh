@@ -26,6 +26,7 @@ pings=${1:-300}; runs=${2:-3}
 for t in ip taskset python3 ping timeout; do
     command -v "$t" >/dev/null || { echo "bench-rtt.sh: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }
 done
+# O7S_RTT_ARGS="--spin-us 0": extra o7sd arguments for both phases.
 # O7S_BENCH_BIN=DIR: the binaries of DIR (another build, for an old-vs-new comparison)
 # instead of this tree's release build.
 if [ -n "${O7S_BENCH_BIN:-}" ]; then
@@ -160,7 +161,8 @@ progress() { done_n=$((done_n + 1)); printf '\r[%-30s] %d/%d %-28s' "$(printf '#
 row() { # mode path what json
     echo "{\"mode\": \"$1\", \"path\": \"$2\", \"what\": \"$3\", \"rtt_ms\": $4}" >>"$results"; progress "$1 $2 $3"; }
 
-up
+# shellcheck disable=SC2086 # O7S_RTT_ARGS: extra o7sd arguments, word-split on purpose
+up ${O7S_RTT_ARGS:-}
 for r in $(seq "$runs"); do
     row adaptive one_link kernel_udp_echo "$(udp_echo b 10.83.1.2)"
     row adaptive one_link oping "$(oping oping-b)"
@@ -171,7 +173,8 @@ for r in $(seq "$runs"); do
 done
 ctl b ipcp list --json >"$tmp/b-ipcp-adaptive.json"
 stop_all
-up --busy-poll
+# shellcheck disable=SC2086
+up ${O7S_RTT_ARGS:-} --busy-poll
 for r in $(seq "$runs"); do
     row busy_poll one_link oping "$(oping oping-b)"
     row busy_poll through_b oping "$(oping oping-c)"
@@ -216,6 +219,7 @@ doc = {
     "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, kernel {platform.release()}",
     "command": f"scripts/bench-rtt.sh {pings} {runs}",
     "binaries": os.environ.get("O7S_BENCH_BIN") or "this tree's release build",
+    "o7sd_args": os.environ.get("O7S_RTT_ARGS", ""),
     "setup": "A (CPU 0) - B (CPU 1) - C (CPU 0), veth; o7s: one unicast layer over eth-dix on AF_XDP, oping 64 B every 10 ms; kernel: UDP echo (o7s-bench) and ICMP, B routing; medians of the runs' p50 and p99",
     "busy_poll_note": "with --busy-poll A's and C's workers spin on the same CPU 0; the kernel figures are those of the first phase",
     "paths": summary,
