@@ -27,8 +27,17 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 pings=${1:-300}; secs=${2:-3}; runs=${3:-5}
 [ "$(id -u)" = 0 ] || { echo "bench-xdp.sh: needs root" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "bench-xdp.sh: needs 2 CPUs (host A on CPU 0, host B on CPU 1)" >&2; exit 1; }
-(cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p ocbr -p o7sctl -p o7s-bench)
-bin=$root/target/release
+# O7S_BENCH_BIN=DIR: the binaries of DIR (another build, for an old-vs-new comparison)
+# instead of this tree's release build.
+if [ -n "${O7S_BENCH_BIN:-}" ]; then
+    bin=$O7S_BENCH_BIN
+    for b in o7sd o7s-dataplane o7sctl oping ocbr o7s-bench; do
+        [ -x "$bin/$b" ] || { echo "bench-xdp.sh: $bin/$b is missing (O7S_BENCH_BIN)" >&2; exit 1; }
+    done
+else
+    (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p ocbr -p o7sctl -p o7s-bench)
+    bin=$root/target/release
+fi
 tmp=$(mktemp -d /tmp/o7s-bench-xdp.XXXXXX)
 X=ox$$; X=${X:0:10}; P=op$$; P=${P:0:10}
 declare -A IO=([$X]=af_xdp [$P]=af_packet)
@@ -205,7 +214,7 @@ goals = {
                                                "busy_poll": round(busy["oping_ms"]["p50"] / busy["udp_echo_ms"]["p50"], 3),
                                                "goal": "none"},
 }
-doc = {"date": "$(date -u +%FT%TZ)", "machine": "$(nproc) vCPU, $(uname -r)", "command": "scripts/bench-xdp.sh $pings $secs $runs",
+doc = {"date": "$(date -u +%FT%TZ)", "machine": "$(nproc) vCPU, $(uname -r)", "command": "scripts/bench-xdp.sh $pings $secs $runs", "binaries": "${O7S_BENCH_BIN:-target/release}",
        "setup": "two veth pairs side by side (af_xdp, af_packet); host A = CPU 0 (o7sd --core 0, client apps), host B = CPU 1; XDP skb mode, copy mode",
        "rtt": rtt, "rtt_busy_poll_af_xdp": busy, "rtt_runs": rtt_runs, "rtt_busy_poll_runs": busy_runs, "flood_runs": flood, "flood_medians": summary, "paced_1400": paced,
        "paced_1400_medians": {"af_xdp": paced_x, "af_packet": paced_p},

@@ -601,6 +601,13 @@ pub struct PortStats {
     /// Fill-ring wake-ups the kernel asked for (need_wakeup; zero-copy drivers).
     #[serde(default)]
     pub xdp_fill_wakeups: u64,
+    /// Writes of the AF_XDP tx ring: one reservation and producer update per batch of
+    /// frames (`tx_xdp / xdp_tx_batches` frames per write).
+    #[serde(default)]
+    pub xdp_tx_batches: u64,
+    /// Kernel wake-ups for sending (sendto(2) on the AF_XDP socket).
+    #[serde(default)]
+    pub xdp_tx_wakeups: u64,
     /// The worker that owns the port (0 with one worker).
     #[serde(default)]
     pub worker: u32,

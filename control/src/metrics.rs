@@ -429,6 +429,16 @@ const METRICS: &[(&str, Kind, &str)] = &[
         C,
         "Fill-ring wake-ups the kernel asked of the port (need_wakeup, zero-copy drivers)",
     ),
+    (
+        "o7s_port_xdp_tx_batches",
+        C,
+        "Writes of the port's AF_XDP tx ring, one per batch of frames sent",
+    ),
+    (
+        "o7s_port_xdp_tx_wakeups",
+        C,
+        "Kernel wake-ups for sending on the port's AF_XDP socket (sendto)",
+    ),
     // o7sctl flow list (labels flow, name, side, ipcp).
     (
         "o7s_flow_up",
@@ -1323,6 +1333,7 @@ mod tests {
         let text = render(&view);
         assert!(!text.contains(UNDESCRIBED), "{text}");
         assert!(text.contains("o7s_port_xdp_fill_wakeups_total{"), "{text}");
+        assert!(text.contains("o7s_port_xdp_tx_batches_total{"), "{text}");
         assert!(text.contains("o7s_flow_rx_marked_total{"), "{text}");
     }
 }

@@ -31,6 +31,9 @@ const RX_RING: u32 = RX_FRAMES;
 const TX_RING: u32 = TX_FRAMES;
 /// Most frames handled per call.
 const BATCH: u32 = 64;
+/// Most frames queued for the tx ring before they are written to it (one reservation and
+/// one producer update per batch, not per frame).
+const TX_STAGE: usize = 64;
 /// Received frames are given back to the fill ring once this many have been read.
 const REFILL_BATCH: usize = 64;
 
@@ -197,8 +200,17 @@ pub struct XdpPort {
     pub stale_removed: Option<String>,
     /// Frames free for sending.
     free_tx: Vec<Frame>,
+    /// Frames queued for sending, in order, not yet on the tx ring: they go on it with one
+    /// reservation when [`TX_STAGE`] wait or at [`XdpPort::flush`] (the frame, the
+    /// packet's address in it, its length).
+    tx_staged: Vec<(Frame, u64, u32)>,
     /// Frames on the tx ring not yet completed.
     tx_in_flight: u32,
+    /// Writes of the tx ring (each one reservation and one producer update for a batch).
+    pub tx_batches: u64,
+    /// Wake-ups of the kernel for sending (sendto(2) on the socket: one per batch and per
+    /// 32 descriptors in copy mode, none while the kernel does not ask).
+    pub tx_wakeups: u64,
     /// Frames received through the sockets.
     pub rx_frames: u64,
     /// Frames sent through the socket.
@@ -448,7 +460,10 @@ impl XdpPort {
             attach_mode: crate::xdp_status::Attached::Skb,
             stale_removed: None,
             free_tx,
+            tx_staged: Vec::with_capacity(TX_STAGE),
             tx_in_flight: 0,
+            tx_batches: 0,
+            tx_wakeups: 0,
             rx_frames: 0,
             tx_frames: 0,
             tx_dropped: 0,
@@ -660,8 +675,9 @@ impl XdpPort {
         total
     }
 
-    /// Queues one frame for sending (on queue 0); `false` if no UMEM frame or ring slot is
-    /// free.
+    /// Queues one frame for sending (on queue 0): it goes on the tx ring with the frames
+    /// queued with it, at the latest at [`XdpPort::flush`]. `false` if no UMEM frame is free,
+    /// the frame is too long, or the queue is full and the ring takes none of it.
     pub fn send(&mut self, frame: &[u8]) -> bool {
         if self.free_tx.is_empty() {
             self.reclaim();
@@ -670,10 +686,10 @@ impl XdpPort {
             self.tx_dropped += 1;
             return false;
         };
-        let (Some(q), true) = (self.queues.first_mut(), len <= FRAME_SIZE) else {
+        if len > FRAME_SIZE || self.queues.is_empty() || !self.stage_room() {
             self.tx_dropped += 1;
             return false;
-        };
+        }
         let Some(f) = self.free_tx.pop() else {
             self.tx_dropped += 1;
             return false;
@@ -686,24 +702,55 @@ impl XdpPort {
         };
         b.copy_from_slice(frame);
         let addr = f.addr();
-        let mut w = q.tx.transmit(1);
-        let ok = w.insert_once(desc(f, len));
-        w.commit();
-        if !ok {
-            // The ring did not take it: it is still ours.
-            self.free_tx.push(Frame::from_ring(addr));
-            self.tx_dropped += 1;
-            return false;
-        }
-        self.tx_in_flight += 1;
-        self.tx_frames += 1;
+        self.tx_staged.push((f, addr, len));
         true
+    }
+
+    /// Whether a frame can be queued for sending: room in the queue, after writing it to the
+    /// tx ring when full.
+    fn stage_room(&mut self) -> bool {
+        if self.tx_staged.len() >= TX_STAGE {
+            self.commit_staged();
+        }
+        self.tx_staged.len() < TX_STAGE
+    }
+
+    /// Writes the queued frames to the tx ring, in order, with one reservation (a few when
+    /// xdpilone's view of the ring is stale); what the ring does not take stays queued.
+    fn commit_staged(&mut self) {
+        let Some(q) = self.queues.first_mut() else {
+            return;
+        };
+        for _ in 0..4 {
+            if self.tx_staged.is_empty() {
+                break;
+            }
+            let want = u32::try_from(self.tx_staged.len()).unwrap_or(u32::MAX);
+            let mut w = q.tx.transmit(want);
+            let room = (w.capacity() as usize).min(self.tx_staged.len());
+            // The ring takes exactly `room` descriptors (its first `capacity` inserts
+            // succeed), so the drain hands over every frame it removes.
+            let n = w.insert(
+                self.tx_staged
+                    .drain(..room)
+                    .map(|(f, at, len)| desc_at(f, at, len)),
+            );
+            w.commit();
+            if n == 0 {
+                break;
+            }
+            self.tx_batches += 1;
+            self.tx_in_flight += n;
+            self.tx_frames += u64::from(n);
+        }
     }
 
     /// Queues `n` copies of `frame` for sending (on queue 0) with one reservation of the tx
     /// ring, as a traffic source does (`o7s-bench xdp-gen`); how many were queued (fewer
     /// when frames or ring slots ran out).
     pub fn send_copies(&mut self, frame: &[u8], n: u32) -> u32 {
+        // What was queued goes first.
+        self.commit_staged();
         if (self.free_tx.len() as u32) < n {
             self.reclaim();
         }
@@ -733,6 +780,7 @@ impl XdpPort {
             queued += 1;
         }
         w.commit();
+        self.tx_batches += u64::from(queued > 0);
         self.tx_in_flight += queued;
         self.tx_frames += u64::from(queued);
         queued
@@ -741,46 +789,37 @@ impl XdpPort {
     /// Sends the packet of `slot` (`len` bytes: received on another port of the same UMEM,
     /// and rewritten) without copying it: its frame goes on this port's tx ring, and one of
     /// this port's free frames takes its place in the slot (for the receiving port's fill
-    /// ring), so each port keeps its number of frames. `false` (the slot as it was) when the
-    /// UMEM differs, no frame is free or the ring is full. The packet's bytes must not be
-    /// written after it went.
+    /// ring), so each port keeps its number of frames. It is queued with the frames sent
+    /// before it and goes on the ring with them ([`XdpPort::flush`] at the latest). `false`
+    /// (the slot as it was) when the UMEM differs, no frame is free or the queue is full and
+    /// the ring takes none of it. The packet's bytes must not be written after it went.
     pub fn send_in_place(&mut self, slot: &mut RxSlot, len: u32) -> bool {
-        if slot.umem != self.umem_id() {
+        if slot.umem != self.umem_id() || self.queues.is_empty() {
             return false;
         }
         if self.free_tx.is_empty() {
             self.reclaim();
         }
-        let Some(q) = self.queues.first_mut() else {
+        if !self.stage_room() {
             return false;
-        };
+        }
         let Some(spare) = self.free_tx.pop() else {
             return false;
         };
         let sent = std::mem::replace(&mut slot.frame, spare);
-        let mut w = q.tx.transmit(1);
-        let ok = w.insert_once(desc_at(sent, slot.data, len));
-        w.commit();
-        if !ok {
-            // The ring did not take it: the packet's frame back in the slot, the spare back
-            // on the free list.
-            let spare = std::mem::replace(&mut slot.frame, Frame::from_ring(slot.data));
-            self.free_tx.push(spare);
-            return false;
-        }
+        self.tx_staged.push((sent, slot.data, len));
         slot.data = slot.frame.addr();
-        self.tx_in_flight += 1;
-        self.tx_frames += 1;
         true
     }
 
     /// Whether frames wait on the tx ring or for their completion.
     pub fn tx_pending(&self) -> bool {
-        self.tx_in_flight > 0
+        self.tx_in_flight > 0 || !self.tx_staged.is_empty()
     }
 
     /// Kicks the kernel to send what was queued (copy mode sends on sendto).
     pub fn flush(&mut self) {
+        self.commit_staged();
         if let Some(q) = self.queues.first_mut() {
             // In copy mode each wake-up (sendto) sends at most 32 descriptors: repeat while
             // the kernel makes progress.
@@ -792,6 +831,7 @@ impl XdpPort {
                 }
                 last = pending;
                 q.tx.wake();
+                self.tx_wakeups += 1;
             }
         }
         self.reclaim();
@@ -816,7 +856,7 @@ impl XdpPort {
     /// leaked.
     pub fn accounted_frames(&mut self) -> u32 {
         self.reclaim();
-        let mut n = self.free_tx.len() as u32;
+        let mut n = (self.free_tx.len() + self.tx_staged.len()) as u32;
         for q in &mut self.queues {
             q.refill();
             n += q.to_fill.len() as u32 + q.kernel_rx;

@@ -199,10 +199,11 @@ impl Fa {
     }
 
     /// The flow number of `eid` if it is one of ours (the reference's check: the low half
-    /// is a flow number below 4096 whose stored eid is the whole value).
+    /// is a flow number below 4096 whose stored eid is the whole value; only flow numbers
+    /// below 4096 are ever stored).
     pub fn check_eid(&self, eid: u64) -> Option<u32> {
         let fd = u32::try_from(eid & 0xffff_ffff).ok()?;
-        (fd < MAX_FD && self.eids.get(&fd) == Some(&eid)).then_some(fd)
+        (self.eids.get(&fd) == Some(&eid)).then_some(fd)
     }
 
     /// A new endpoint id: `(random 32 bits << 32) | lowest free flow number >= 64`.
@@ -211,7 +212,10 @@ impl Fa {
         let fd = (FIRST_FD..MAX_FD)
             .find(|f| !self.eids.contains_key(f))
             .ok_or(FaError::NoEid)?;
-        let eid = (u64::from(self.rng.gen::<u32>()) << 32) | u64::from(fd);
+        // The random half high, the flow number low.
+        let [h0, h1, h2, h3] = self.rng.gen::<u32>().to_be_bytes();
+        let [l0, l1, l2, l3] = fd.to_be_bytes();
+        let eid = u64::from_be_bytes([h0, h1, h2, h3, l0, l1, l2, l3]);
         self.eids.insert(fd, eid);
         Ok(eid)
     }
@@ -671,5 +675,169 @@ mod tests {
             a.alloc(t0, C, &hash(), QosSpec::RAW, &[], Duration::from_secs(1)),
             Err(FaError::NoEid)
         );
+    }
+
+    /// A FLOW_REQ from `peer` (eid `s_eid`) with `oap` after the hash.
+    fn req(peer: u64, s_eid: u64, oap: &[u8]) -> Vec<u8> {
+        let a = Fa::new(FaConfig::default(), peer, 9);
+        let m = FaMsg {
+            s_addr: peer,
+            r_eid: 0,
+            s_eid,
+            response: 0,
+            qos: QosSpec::RAW,
+            ece: 0,
+            code: FaCode::FlowReq,
+        };
+        a.msg(&m, &[&hash(), oap])
+    }
+
+    #[test]
+    fn each_allocation_and_request_has_its_own_handle() {
+        let t0 = Instant::now();
+        let mut a = Fa::new(FaConfig::default(), A, 1);
+        let mut c = Fa::new(FaConfig::default(), C, 2);
+        let (id1, l1) = a
+            .alloc(t0, C, &hash(), QosSpec::RAW, &[], Duration::from_secs(2))
+            .unwrap();
+        let (id2, l2) = a
+            .alloc(t0, C, &hash(), QosSpec::RAW, &[], Duration::from_secs(2))
+            .unwrap();
+        assert_ne!(id1, id2);
+        assert_eq!((l1 & 0xffff_ffff, l2 & 0xffff_ffff), (64, 65));
+        // Both reach C: two requests (same peer, two eids: not duplicates).
+        for _ in 0..2 {
+            c.handle(t0, &a.poll_transmit().unwrap().msg);
+        }
+        let reqs: Vec<ReqId> = std::iter::from_fn(|| c.poll_event())
+            .map(|e| match e {
+                Event::Incoming { req, .. } => req,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(reqs.len(), 2);
+        assert_ne!(reqs[0], reqs[1]);
+        assert_eq!(c.counters().duplicate, 0);
+        // The second answered first: its own allocation is the one up.
+        let (lc2, remote, _) = c.accept(reqs[1], &[]).unwrap();
+        assert_eq!(remote, l2);
+        let reply2 = c.poll_transmit().unwrap().msg;
+        a.handle(t0, &reply2);
+        assert_eq!(
+            a.poll_event(),
+            Some(Event::Allocated {
+                id: id2,
+                local: l2,
+                remote: lc2,
+                peer: C,
+                oap: vec![]
+            })
+        );
+        // A repeated reply is for no pending allocation: counted, no second event.
+        a.handle(t0, &reply2);
+        assert_eq!((a.poll_event(), a.counters().unknown_eid), (None, 1));
+        // A refusal with a response that is not negative still refuses (-1).
+        c.refuse(reqs[0], 5).unwrap();
+        a.handle(t0, &c.poll_transmit().unwrap().msg);
+        assert_eq!(
+            a.poll_event(),
+            Some(Event::AllocFailed {
+                id: id1,
+                error: FaError::Refused(-1)
+            })
+        );
+        assert_eq!(c.refuse(reqs[0], -1), Err(FaError::UnknownRequest));
+    }
+
+    #[test]
+    fn an_allocation_waits_its_whole_time_and_names_our_new_address() {
+        let t0 = Instant::now();
+        let mut a = Fa::new(FaConfig::default(), A, 1);
+        a.readdress(A + 1);
+        let (id, _) = a
+            .alloc(t0, C, &hash(), QosSpec::RAW, &[], Duration::from_secs(2))
+            .unwrap();
+        let (m, _) = FaMsg::parse(&a.poll_transmit().unwrap().msg).unwrap();
+        assert_eq!(m.s_addr, A + 1, "requests name the new address");
+        assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+        a.handle_timeout(t0 + Duration::from_millis(1999));
+        assert_eq!(a.poll_event(), None, "still waiting");
+        a.handle_timeout(t0 + Duration::from_secs(2));
+        assert_eq!(
+            a.poll_event(),
+            Some(Event::AllocFailed {
+                id,
+                error: FaError::Timeout(2000)
+            })
+        );
+    }
+
+    #[test]
+    fn plausible_lengths() {
+        assert!(!plausible(&[0; MSG_LEN - 1]));
+        assert!(plausible(&[0; MSG_LEN]));
+        assert!(plausible(&vec![0; MAX_MSG]));
+        assert!(!plausible(&vec![0; MAX_MSG + 1]));
+    }
+
+    #[test]
+    fn a_request_waits_its_whole_time_for_an_answer() {
+        let t0 = Instant::now();
+        let mut c = Fa::new(FaConfig::default(), C, 2);
+        c.handle(t0, &req(A, 77, &[]));
+        assert!(matches!(c.poll_event(), Some(Event::Incoming { .. })));
+        let wait = FaConfig::default().incoming_wait;
+        assert_eq!(c.poll_timeout(), Some(t0 + wait));
+        c.handle_timeout(t0 + wait - Duration::from_millis(1));
+        assert!(c.poll_transmit().is_none(), "still waiting");
+        c.handle_timeout(t0 + wait);
+        let (m, _) = FaMsg::parse(&c.poll_transmit().unwrap().msg).unwrap();
+        assert_eq!((m.r_eid, m.response), (77, Refusal::NoAcceptor.response()));
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn each_malformed_message_is_counted_once() {
+        let t0 = Instant::now();
+        let mut c = Fa::new(FaConfig::default(), C, 2);
+        // The longest message taken: MAX_MSG bytes; one more is dropped.
+        let oap = vec![1u8; MAX_MSG - MSG_LEN - 32];
+        let longest = req(A, 77, &oap);
+        assert_eq!(longest.len(), MAX_MSG);
+        c.handle(t0, &longest);
+        assert!(
+            matches!(c.poll_event(), Some(Event::Incoming { oap: o, .. }) if o == oap),
+            "a message of MAX_MSG bytes is taken"
+        );
+        let mut over = req(A, 78, &oap);
+        over.push(0);
+        c.handle(t0, &over);
+        assert_eq!((c.poll_event(), c.counters().malformed), (None, 1));
+        // Shorter than the hash; no source address; no source eid.
+        let short = req(A, 79, &[]);
+        c.handle(t0, &short[..short.len() - 1]);
+        assert_eq!(c.counters().malformed, 2);
+        c.handle(t0, &req(0, 80, &[]));
+        assert_eq!(c.counters().malformed, 3);
+        c.handle(t0, &req(A, 0, &[]));
+        assert_eq!(c.counters().malformed, 4);
+        // An unknown code.
+        let mut bad = req(A, 81, &[]);
+        // The code is the third byte from the end of the fixed part.
+        bad[MSG_LEN - 3] = 0x7f;
+        let (m, _) = FaMsg::parse(&bad).unwrap();
+        assert!(!matches!(
+            m.code,
+            FaCode::FlowReq | FaCode::FlowReply | FaCode::FlowUpdate
+        ));
+        c.handle(t0, &bad);
+        assert_eq!(c.counters().malformed, 5);
+        assert_eq!(c.poll_event(), None);
+        // A FLOW_UPDATE for no flow of ours.
+        let mut a = Fa::new(FaConfig::default(), A, 1);
+        a.update(C, (5 << 32) | 64, 2);
+        c.handle(t0, &a.poll_transmit().unwrap().msg);
+        assert_eq!((c.poll_event(), c.counters().unknown_eid), (None, 1));
+        assert_eq!(c.counters().malformed, 5);
     }
 }

@@ -52,13 +52,12 @@ pub struct ProgBind {
 }
 
 impl ProgBind {
-    /// Whether a process running `exe` runs this program: its path as bound, its resolved
-    /// executable, or, whatever the bound path says (a tutorial's `/usr/bin/oping` when the
-    /// program lives elsewhere, or nowhere on the daemon's `PATH`), a file of the same name.
+    /// Whether a process running `exe` runs this program: a file of the same name as the
+    /// bound path or its resolved executable, wherever it lies (a tutorial's
+    /// `/usr/bin/oping` when the program lives elsewhere, or nowhere on the daemon's
+    /// `PATH`). The bound path and the resolved executable themselves are such files; a
+    /// path without a file name (`/`, `..`) runs nothing.
     pub fn runs(&self, exe: &Path) -> bool {
-        if self.exe.as_deref() == Some(exe) || Path::new(&self.path) == exe {
-            return true;
-        }
         let Some(base) = exe.file_name() else {
             return false;
         };
@@ -655,5 +654,130 @@ mod tests {
         assert_eq!(gone, vec![(5, "n".to_string()), (6, "n".to_string())]);
         assert!(r.processes("n").is_empty());
         assert!(r.unbind_gone(&dead).is_empty());
+    }
+
+    #[test]
+    fn load_balancing_words() {
+        for lb in [Lb::Spill, Lb::RoundRobin] {
+            assert_eq!(Lb::parse(lb.as_str()), Some(lb));
+        }
+        assert_eq!(Lb::Spill.as_str(), "spill");
+        assert_eq!(Lb::RoundRobin.as_str(), "round-robin");
+        assert_eq!(Lb::parse("round-robin"), Some(Lb::RoundRobin));
+        assert_eq!(Lb::parse("spill"), Some(Lb::Spill));
+        assert_eq!(Lb::parse("roundrobin"), None);
+        assert_eq!(Lb::parse(""), None);
+    }
+
+    #[test]
+    fn create_says_whether_the_name_is_new() {
+        let mut r: Registry<()> = Registry::default();
+        assert!(r.create("n", None));
+        assert_eq!(r.names["n"].lb, Lb::Spill);
+        assert!(!r.create("n", Some(Lb::RoundRobin)));
+        assert_eq!(
+            r.names["n"].lb,
+            Lb::RoundRobin,
+            "an existing name takes the new lb"
+        );
+        assert!(!r.create("n", None));
+        assert_eq!(r.names["n"].lb, Lb::RoundRobin, "no lb given: kept");
+    }
+
+    #[test]
+    fn a_program_runs_by_file_name_and_starts_when_found() {
+        let bound = prog("x", Some("/opt/x/bin/x-server"), false);
+        assert!(bound.runs(Path::new("/opt/x/bin/x-server")));
+        assert!(bound.runs(Path::new("/elsewhere/x-server")));
+        assert!(bound.runs(Path::new("/usr/bin/x")));
+        assert!(!bound.runs(Path::new("/usr/bin/y")));
+        assert!(!bound.runs(Path::new("/")), "no file name: nothing runs");
+        assert!(bound.startable());
+        assert!(!prog("/nowhere/x", None, true).startable());
+        // The startable one is auto-started even when an unstartable one was bound first.
+        let mut r: Registry<()> = Registry::default();
+        r.bind_prog("v", prog("/nowhere/ocbr", None, true));
+        r.bind_prog("v", prog("/w/oping", Some("/w/oping"), true));
+        r.bind_prog("v", prog("/w/idle", Some("/w/idle"), false));
+        assert_eq!(r.auto_prog("v").map(|p| p.path), Some("/w/oping".into()));
+    }
+
+    #[test]
+    fn the_same_program_by_another_path_replaces_the_binding() {
+        let mut r: Registry<()> = Registry::default();
+        r.bind_prog("s", prog("/usr/bin/oping", None, false));
+        // Neither resolves: the file name alone says it is the same program.
+        let replaced = r.bind_prog("s", prog("/opt/oping", None, false));
+        assert_eq!(replaced.len(), 1);
+        assert_eq!(r.names["s"].progs.len(), 1);
+        assert_eq!(r.names["s"].progs[0].path, "/opt/oping");
+    }
+
+    fn oping_acceptor_for_other_and_late() -> (Registry<()>, u64) {
+        let mut r: Registry<()> = Registry::default();
+        r.create("other", None);
+        r.bind_pid(7, "other");
+        let exe = Path::new("/w/oping");
+        let (id, names) = r.accept_as(7, 0, Some(exe), ());
+        assert_eq!(names, vec!["other"]);
+        // Waiting: another user's oping, root's ocbr: neither runs root's oping binding.
+        r.accept_as(8, 1000, Some(exe), ());
+        r.accept_as(9, 0, Some(Path::new("/w/ocbr")), ());
+        r.bind_prog("late", prog("/usr/bin/oping", None, false));
+        (r, id)
+    }
+
+    #[test]
+    fn only_processes_that_run_the_program_as_its_user_join_it() {
+        let (r, id) = oping_acceptor_for_other_and_late();
+        assert_eq!(r.acceptors[&id].names, vec!["other", "late"]);
+        assert_eq!(r.names["late"].active, VecDeque::from([id]));
+        assert_eq!(r.names["other"].active, VecDeque::from([id]));
+        assert_eq!(r.processes("late"), vec![7]);
+        let waiting: Vec<i32> = r.unbound_acceptors().iter().map(|(p, _)| *p).collect();
+        assert_eq!(waiting, vec![8, 9]);
+    }
+
+    #[test]
+    fn binding_a_program_again_does_not_queue_an_acceptor_twice() {
+        let (mut r, id) = oping_acceptor_for_other_and_late();
+        r.bind_prog("late", prog("/w/oping", Some("/w/oping"), false));
+        assert_eq!(r.acceptors[&id].names, vec!["other", "late"]);
+        assert_eq!(r.names["late"].active, VecDeque::from([id]));
+    }
+
+    #[test]
+    fn unbinding_a_program_removes_only_its_processes() {
+        let (mut r, id) = oping_acceptor_for_other_and_late();
+        // A second program of the name (root's: it serves root) that 7 does not run,
+        // and a process pinned to the name that also runs oping.
+        r.bind_prog("late", prog("/w/ocbr2", Some("/w/ocbr2"), false));
+        r.bind_pid(6, "late");
+        let (pinned, _) = r.accept_as(6, 0, Some(Path::new("/w/oping")), ());
+        assert!(r.unbind_prog("late", "/usr/bin/oping"));
+        // 7 served "late" only through oping: it leaves the name, keeps "other".
+        assert_eq!(r.acceptors[&id].names, vec!["other"]);
+        assert_eq!(r.names["other"].active, VecDeque::from([id]));
+        assert_eq!(r.processes("late"), vec![6]);
+        // 6 is pinned by pid: it still accepts for "late".
+        assert_eq!(r.names["late"].active, VecDeque::from([pinned]));
+        assert_eq!(r.acceptors[&pinned].names, vec!["late"]);
+        assert_eq!(r.take_acceptor("late", &lives).map(|a| a.pid), Some(6));
+    }
+
+    #[test]
+    fn binding_a_waiting_process_by_pid_names_it_once() {
+        let mut r: Registry<()> = Registry::default();
+        r.create("other", None);
+        r.create("late", None);
+        r.bind_pid(7, "other");
+        let (id, _) = r.accept_as(7, 0, None, ());
+        r.bind_pid(7, "late");
+        assert_eq!(r.acceptors[&id].names, vec!["other", "late"]);
+        r.bind_pid(7, "late");
+        r.bind_pid(7, "other");
+        assert_eq!(r.acceptors[&id].names, vec!["other", "late"]);
+        assert_eq!(r.names["late"].active, VecDeque::from([id]));
+        assert_eq!(r.names["other"].active, VecDeque::from([id]));
     }
 }

@@ -828,8 +828,9 @@ fn ocbr_client(t: &o7s_integration::Topo, args: &[&str]) -> serde_json::Value {
 
 /// Floods over the AF_XDP port (64 and 1400 bytes) and then paces a flow well below the
 /// maximum: the paced flow loses nothing (a leak of rx buffers during the floods used to
-/// starve the socket), every UMEM frame is back in the pool afterwards, and the pinned,
-/// adaptively polling worker is shown by `o7sctl stats`.
+/// starve the socket), every UMEM frame is back in the pool afterwards, the sender wrote its
+/// tx ring in batches (at least four frames per write), and the pinned, adaptively polling
+/// worker is shown by `o7sctl stats`.
 #[test]
 fn af_xdp_flood_leaks_no_frame_and_paced_flow_loses_none() {
     if !can_run() {
@@ -921,6 +922,17 @@ fn af_xdp_flood_leaks_no_frame_and_paced_flow_loses_none() {
     let p = t.ctl_json("b", &["port", "list"]).remove(0);
     let total: u64 = got.iter().map(|s| s["received"].as_u64().unwrap()).sum();
     assert!(p["rx_xdp"].as_u64().unwrap() >= total, "{p} {total}");
+    // The flooding side wrote its tx ring once per batch of frames, not once per frame,
+    // and woke the kernel at most once per write.
+    let p = t.ctl_json("a", &["port", "list"]).remove(0);
+    let (frames, writes, wakeups) = (
+        p["tx_xdp"].as_u64().unwrap(),
+        p["xdp_tx_batches"].as_u64().unwrap(),
+        p["xdp_tx_wakeups"].as_u64().unwrap(),
+    );
+    assert!(frames >= total, "{p} {total}");
+    assert!(writes > 0 && writes * 4 <= frames, "{p}");
+    assert!(wakeups <= writes * 2 + frames / 32, "{p}");
 }
 
 /// `o7sd --core 0,1`: two workers, each pinned, each owning one of the two ports (two

@@ -272,6 +272,8 @@ impl Dataplane {
                         p.stats.umem_frames = x.umem_frames();
                         p.stats.rx_xdp_per_queue = x.rx_per_queue();
                         p.stats.xdp_fill_wakeups = x.fill_wakeups();
+                        p.stats.xdp_tx_batches = x.tx_batches;
+                        p.stats.xdp_tx_wakeups = x.tx_wakeups;
                     }
                 }
                 let s = DpStats {
