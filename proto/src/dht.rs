@@ -1071,6 +1071,8 @@ impl Dht {
     }
 }
 
+crate::machine::machine!(Dht, Transmit, Event);
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]

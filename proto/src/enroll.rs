@@ -747,6 +747,8 @@ impl Connections {
     }
 }
 
+crate::machine::machine!(Connections, Transmit, Event);
+
 /// Why an enrollee cannot adopt the layer configuration it was given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

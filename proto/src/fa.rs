@@ -479,6 +479,8 @@ impl Fa {
     }
 }
 
+crate::machine::machine!(Fa, Transmit, Event);
+
 /// Whether `msg` is long enough to be an FA message at all.
 pub fn plausible(msg: &[u8]) -> bool {
     (MSG_LEN..=MAX_MSG).contains(&msg.len())

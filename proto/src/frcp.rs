@@ -882,6 +882,24 @@ impl Frcp {
     }
 }
 
+/// FRCP's events are the SDUs it delivers in order ([`Frcp::poll_deliver`]).
+impl crate::machine::Machine for Frcp {
+    type Transmit = Vec<u8>;
+    type Event = Vec<u8>;
+    fn handle_timeout(&mut self, now: Instant) {
+        Frcp::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Frcp::poll_timeout(self)
+    }
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        Frcp::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<Vec<u8>> {
+        Frcp::poll_deliver(self)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {

@@ -5,7 +5,9 @@
 //! (`poll_transmit`, `poll_event`, `poll_timeout`). No machine reads a clock, opens a
 //! socket, starts a thread or touches a file; randomness comes in as values. The same
 //! machines run in `o7sd` (its driver feeds them frames, app requests and timer expiries)
-//! and in [`sim`], a deterministic network on virtual time.
+//! and in [`sim`], a deterministic network on virtual time. The shape is a trait,
+//! [`machine::Machine`], which the shim, the DHT, enrolment, the flow allocator, link state
+//! and FRCP implement.
 //!
 //! - [`mgmt`]: the management message of the eth-dix, eth-llc and udp layers, one shape for
 //!   all three, and the [`mgmt::Peer`] address type.
@@ -43,6 +45,7 @@ pub mod enroll;
 pub mod fa;
 pub mod frcp;
 pub mod linkstate;
+pub mod machine;
 pub mod mbecn;
 pub mod mgmt;
 pub mod oap;

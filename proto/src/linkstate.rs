@@ -138,6 +138,16 @@ pub enum Collision {
     Keep,
 }
 
+/// What link state tells its driver ([`LinkState::poll_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Another IPCP announces links from our address: what to do (at most one pending; a
+    /// decision to move outranks one to stay).
+    Collision(Collision),
+    /// A recomputation changed the next hops (the forwarding table to push).
+    TableChanged,
+}
+
 /// A collision sat out: since when, the other IPCP's link it was seen on (ours -> `d`)
 /// with its seqno then, and when a colliding LSA came last.
 #[derive(Debug, Clone, Copy)]
@@ -168,6 +178,8 @@ pub struct LinkState<F> {
     /// Every DT neighbour we had (our old records of a lost link still circulate).
     had_dt: BTreeSet<Addr>,
     modified: bool,
+    /// The next hops changed since the driver last heard of it.
+    table_changed: bool,
     /// A held recomputation is due then (`LsConfig::hold`).
     held: Option<Instant>,
     next_update: Instant,
@@ -208,6 +220,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
             stay: None,
             had_dt: BTreeSet::new(),
             modified: false,
+            table_changed: false,
             held: None,
             // The update pass runs once at start, then every t_update.
             next_update: now,
@@ -309,10 +322,13 @@ impl<F: Clone + PartialEq> LinkState<F> {
         }
     }
 
-    /// Whether another IPCP announced links with our address since the last call, and
-    /// what to do about it.
-    pub fn take_collision(&mut self) -> Option<Collision> {
-        self.collision.take()
+    /// What happened since the last call: a collision first (another IPCP announced links
+    /// with our address, and what to do about it), then whether the next hops changed.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(c) = self.collision.take() {
+            return Some(Event::Collision(c));
+        }
+        std::mem::take(&mut self.table_changed).then_some(Event::TableChanged)
     }
 
     /// A colliding LSA `(me -> d, theirs)`: the younger IPCP moves. Its links have the
@@ -667,10 +683,15 @@ impl<F: Clone + PartialEq> LinkState<F> {
         first.remove(&self.me);
         // A next hop without a DT connection is skipped.
         first.retain(|_, hop| self.dt.contains(hop));
-        self.multi.clear();
-        if self.cfg.policy != Policy::Simple {
-            self.multi = self.alternates(&adj, &dist, &first);
+        let multi = if self.cfg.policy == Policy::Simple {
+            BTreeMap::new()
+        } else {
+            self.alternates(&adj, &dist, &first)
+        };
+        if multi != self.multi || first != self.pff {
+            self.table_changed = true;
         }
+        self.multi = multi;
         self.pff = first;
     }
 
@@ -735,10 +756,68 @@ impl<F: Clone + PartialEq> LinkState<F> {
     }
 }
 
+impl<F: Clone + PartialEq> crate::machine::Machine for LinkState<F> {
+    /// An LSA and the management flow it goes on.
+    type Transmit = (F, [u8; 24]);
+    type Event = Event;
+    fn handle_timeout(&mut self, now: Instant) {
+        LinkState::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        LinkState::poll_timeout(self)
+    }
+    fn poll_transmit(&mut self) -> Option<(F, [u8; 24])> {
+        LinkState::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        LinkState::poll_event(self)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The collision link state reports, if any (other events are passed over).
+    fn collision<F: Clone + PartialEq>(ls: &mut LinkState<F>) -> Option<Collision> {
+        std::iter::from_fn(|| ls.poll_event()).find_map(|e| match e {
+            Event::Collision(c) => Some(c),
+            Event::TableChanged => None,
+        })
+    }
+
+    #[test]
+    fn a_changed_table_is_an_event_once_and_an_unchanged_one_none() {
+        let t0 = Instant::now();
+        let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+        ls.add_mgmt(10);
+        ls.add_dt(t0, 2);
+        // Only our half of the link: no route, no change.
+        assert_eq!(ls.poll_event(), None);
+        ls.handle(t0, &10, &encode(2, 1, 0));
+        assert_eq!(ls.next_hop(2), Some(2));
+        assert_eq!(ls.poll_event(), Some(Event::TableChanged));
+        assert_eq!(ls.poll_event(), None, "told once");
+        // A newer seqno of the same link: the LSDB changed, the next hops did not.
+        ls.handle(t0, &10, &encode(2, 1, 1));
+        ls.handle_timeout(t0 + LsConfig::default().t_recalc);
+        assert_eq!(ls.poll_event(), None);
+        // A third IPCP behind 2: a new destination.
+        ls.handle(t0, &10, &encode(2, 3, 0));
+        ls.handle(t0, &10, &encode(3, 2, 0));
+        ls.handle_timeout(t0 + 2 * LsConfig::default().t_recalc);
+        assert_eq!(ls.next_hop(3), Some(2));
+        assert_eq!(ls.poll_event(), Some(Event::TableChanged));
+        // The machine's shape, through the trait.
+        let (sent, events) = crate::machine::drain(&mut ls);
+        assert!(events.is_empty());
+        assert!(sent.iter().all(|(f, _)| *f == 10), "{sent:?}");
+        assert_eq!(
+            crate::machine::Machine::poll_timeout(&ls),
+            ls.poll_timeout()
+        );
+    }
 
     #[test]
     fn an_lsa_is_inserted_forwarded_once_and_links_need_both_ends() {
@@ -805,7 +884,7 @@ mod tests {
         while ls.poll_transmit().is_some() {}
         ls.handle(t0, &10, &encode(1, 2, 40));
         assert_eq!(ls.counters().collisions, 0);
-        assert!(ls.take_collision().is_none());
+        assert!(collision(&mut ls).is_none());
         // The next update announces our link above what the neighbours hold.
         ls.handle_timeout(t0 + Duration::from_secs(1));
         let sent: Vec<[u8; 24]> = std::iter::from_fn(|| ls.poll_transmit())
@@ -1004,7 +1083,7 @@ mod tests {
         ls.remove_dt(5);
         while ls.poll_transmit().is_some() {}
         ls.handle(t0, &1, &encode(7, 9, 3));
-        assert_eq!(ls.take_collision(), Some(Collision::Readdress));
+        assert_eq!(collision(&mut ls), Some(Collision::Readdress));
     }
 
     /// A link of ours withdrawn at the highest seqno is announced again below the
@@ -1084,12 +1163,12 @@ mod tests {
         while ls.poll_transmit().is_some() {}
         // Our own link, echoed back: no collision.
         ls.handle(t0, &1, &encode(7, 2, 0));
-        assert_eq!(ls.take_collision(), None);
+        assert_eq!(collision(&mut ls), None);
         // "7 -> 9": we have no DT connection to 9: another IPCP uses our address, and
         // it is older (seqno 3 > our 0): we move.
         ls.handle(t0, &1, &encode(7, 9, 3));
-        assert_eq!(ls.take_collision(), Some(Collision::Readdress));
-        assert_eq!(ls.take_collision(), None, "reported once");
+        assert_eq!(collision(&mut ls), Some(Collision::Readdress));
+        assert_eq!(collision(&mut ls), None, "reported once");
         assert_eq!(ls.counters().collisions, 1);
         assert!(ls.poll_transmit().is_none(), "not flooded");
         ls.readdress(t0, 8);
@@ -1113,29 +1192,29 @@ mod tests {
         // The other one's link is at seqno 1: it is younger; we keep our address.
         let t1 = t0 + cfg.t_update * 4;
         ls.handle(t1, &1, &encode(7, 9, 1));
-        assert_eq!(ls.take_collision(), Some(Collision::Keep));
+        assert_eq!(collision(&mut ls), Some(Collision::Keep));
         // Its next announcement within two update periods changes nothing.
         ls.handle(t1 + cfg.t_update, &1, &encode(7, 9, 2));
-        assert_eq!(ls.take_collision(), None);
+        assert_eq!(collision(&mut ls), None);
         // Still announcing, newer, two periods on: it does not move (a reference IPCP):
         // we do.
         ls.handle(t1 + cfg.t_update * 2, &1, &encode(7, 9, 3));
-        assert_eq!(ls.take_collision(), Some(Collision::Readdress));
+        assert_eq!(collision(&mut ls), Some(Collision::Readdress));
         assert_eq!(ls.counters().collisions, 3);
         // Sat out again (the decision cleared it): another of its links with newer
         // seqnos is no sign (stale records replayed); a long quiet ends the sit-out.
         ls.handle(t1, &1, &encode(7, 9, 1));
-        assert_eq!(ls.take_collision(), Some(Collision::Keep));
+        assert_eq!(collision(&mut ls), Some(Collision::Keep));
         ls.handle(t1 + cfg.t_update * 3, &1, &encode(7, 10, 4));
-        assert_eq!(ls.take_collision(), None, "another link: no sign");
+        assert_eq!(collision(&mut ls), None, "another link: no sign");
         let later = t1 + cfg.t_update * 8;
         ls.handle(later, &1, &encode(7, 9, 3));
-        assert_eq!(ls.take_collision(), Some(Collision::Keep), "a new sit-out");
+        assert_eq!(collision(&mut ls), Some(Collision::Keep), "a new sit-out");
         // As old as we are: both move.
         let mut b: LinkState<u8> = LinkState::new(5, cfg, t0);
         b.add_dt(t0, 2);
         b.handle(t0, &1, &encode(5, 9, 0));
-        assert_eq!(b.take_collision(), Some(Collision::Readdress));
+        assert_eq!(collision(&mut b), Some(Collision::Readdress));
     }
 
     #[test]

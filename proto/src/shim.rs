@@ -830,6 +830,8 @@ impl Shim {
     }
 }
 
+crate::machine::machine!(Shim, Transmit, Event);
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {

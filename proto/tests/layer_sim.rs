@@ -23,7 +23,7 @@
 use o7s_proto::dht::{self, Dht, DhtConfig};
 use o7s_proto::enroll::{self, Connections, EnrollConfig};
 use o7s_proto::fa::{self, Fa, FaConfig};
-use o7s_proto::linkstate::{Collision, LinkState, LsConfig};
+use o7s_proto::linkstate::{Collision, Event as LsEvent, LinkState, LsConfig};
 use o7s_proto::mgmt::Peer;
 use o7s_proto::refusal::Refusal;
 use o7s_proto::sim::{LinkModel, Node, Sim};
@@ -259,7 +259,12 @@ impl Ipcp {
             }
         }
         // Another IPCP with our address: the younger one moves (as o7sd does).
-        let collision = self.layer.as_mut().and_then(|l| l.ls.take_collision());
+        let collision = self.layer.as_mut().and_then(|l| {
+            std::iter::from_fn(|| l.ls.poll_event()).find_map(|e| match e {
+                LsEvent::Collision(c) => Some(c),
+                LsEvent::TableChanged => None,
+            })
+        });
         match collision {
             Some(Collision::Readdress) => {
                 let new = loop {

@@ -12,14 +12,22 @@
 
 use super::unicast::{random_addr, unix_now, UniIpcp};
 use super::*;
-use o7s_proto::linkstate::Collision;
+use o7s_proto::linkstate::{Collision, Event as LsEvent};
 use std::collections::BTreeSet;
 
 impl UniIpcp {
     /// Acts on what link state found since it was last asked: another IPCP with our
     /// address.
     pub(super) fn tend_collision(&mut self, now: Instant) {
-        match self.ls.as_mut().and_then(|l| l.take_collision()) {
+        // (The forwarding table is compared whole each turn, `uni_tables`: its change
+        // events need no handling here.)
+        let collision = self.ls.as_mut().and_then(|l| {
+            std::iter::from_fn(|| l.poll_event()).find_map(|e| match e {
+                LsEvent::Collision(c) => Some(c),
+                LsEvent::TableChanged => None,
+            })
+        });
+        match collision {
             Some(Collision::Keep) => tracing::warn!(
                 "IPCP {}: another IPCP in layer {} announces links from our address {:#010x}: an address collision. It is younger (its links have lower seqnos): we keep the address and it should move (counted in ipcp list, address_collisions).",
                 self.name,
