@@ -138,6 +138,8 @@ pub struct Counters {
     pub query_limit: AtomicU64,
     /// FLOW_REQs repeated by their sender (no second flow: ignored, or answered again).
     pub req_duplicate: AtomicU64,
+    /// FLOW_REPLYs not kept to answer a repeated FLOW_REQ: the shim's memory was full.
+    pub replies_not_remembered: AtomicU64,
     /// o7sctl requests refused: the admin thread's queue was full.
     pub admin_busy: AtomicU64,
     /// Connections closed: no request came within 5 s.

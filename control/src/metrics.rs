@@ -658,6 +658,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "FLOW_REQs repeated by their sender (no second flow: ignored, or answered again)",
     ),
     (
+        "o7s_flow_replies_not_remembered",
+        C,
+        "FLOW_REPLYs not kept to answer a repeated FLOW_REQ: the layer's memory of replies was full",
+    ),
+    (
         "o7s_flow_limit",
         C,
         "Flows refused because of o7sd's or a peer's flow limit",

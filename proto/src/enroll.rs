@@ -1341,4 +1341,167 @@ mod tests {
             why: EnrollError::Busy(2)
         }));
     }
+
+    #[test]
+    fn a_step_waits_its_whole_time_and_failures_are_counted() {
+        let t0 = Instant::now();
+        let step = EnrollConfig::default().step_timeout;
+        let mut c = Connections::new(EnrollConfig::default(), E, None);
+        c.connect(t0, 3, Component::DataTransfer, [0; 8]);
+        c.accept(t0, 4);
+        let _ = c.poll_transmit();
+        c.handle_timeout(t0 + step - Duration::from_millis(1));
+        assert!(events(&mut c).is_empty(), "not before the step's time");
+        assert_eq!(c.pending(), 2);
+        c.handle_timeout(t0 + step);
+        let ev = events(&mut c);
+        for flow in [3, 4] {
+            assert!(ev.contains(&Event::Close { flow }), "{ev:?}");
+        }
+        assert_eq!((c.counters().failed, c.pending()), (2, 0));
+    }
+
+    #[test]
+    fn set_layer_gives_the_address_and_the_configuration_to_later_connections() {
+        let t0 = Instant::now();
+        // Started without a layer (an enrollee), then enrolled: it serves enrolments now.
+        let mut r = Connections::new(EnrollConfig::default(), 0, None);
+        r.set_layer(E, IpcpConfigMsg::unicast_default("l", E));
+        r.connect(t0, 3, Component::DataTransfer, [0; 8]);
+        assert_eq!(
+            hex::encode(r.poll_transmit().unwrap().sdu),
+            "0a0d44617461205472616e736665721203647470180128024097bdbd980e",
+            "its CEP names the new address"
+        );
+        let mut e = Connections::new(EnrollConfig::default(), 0, None);
+        e.connect(t0, 2, Component::Enrollment, [2; 8]);
+        r.accept(t0, 2);
+        for _ in 0..4 {
+            pump(&mut e, &mut r, t0, 2);
+            while let Some(t) = r.poll_transmit() {
+                e.handle(t0, Duration::ZERO, t.flow, &t.sdu);
+            }
+        }
+        assert_eq!((e.counters().enrolled, r.counters().served), (1, 1));
+    }
+
+    /// An enroller at the point where it waits for the acknowledgement of flow 1's
+    /// enrolment (request id `[1; 8]`), at `t0`.
+    fn enroller_waiting_for_ack(t0: Instant) -> Connections {
+        let mut r = Connections::new(
+            EnrollConfig::default(),
+            R,
+            Some(IpcpConfigMsg::unicast_default("l", R)),
+        );
+        r.accept(t0, 1);
+        r.handle(
+            t0,
+            Duration::ZERO,
+            1,
+            &CepMsg::new(Component::Enrollment, 0).encode_to_vec(),
+        );
+        r.handle(
+            t0,
+            Duration::ZERO,
+            1,
+            &EnrollReqMsg { id: vec![1; 8] }.encode_to_vec(),
+        );
+        while r.poll_transmit().is_some() {}
+        r
+    }
+
+    #[test]
+    fn an_acknowledgement_with_another_id_or_a_failure_fails_the_enrolment() {
+        let t0 = Instant::now();
+        for (id, result) in [(vec![9; 8], 0), (vec![1; 8], 1), (vec![9; 8], 1)] {
+            let mut r = enroller_waiting_for_ack(t0);
+            r.handle(
+                t0,
+                Duration::ZERO,
+                1,
+                &EnrollAckMsg { id, result }.encode_to_vec(),
+            );
+            let ev = events(&mut r);
+            assert!(
+                matches!(ev.first(), Some(Event::Failed { flow: 1, .. })),
+                "{ev:?}"
+            );
+            assert_eq!((r.counters().served, r.counters().failed), (0, 1));
+        }
+        let mut r = enroller_waiting_for_ack(t0);
+        r.handle(
+            t0,
+            Duration::ZERO,
+            1,
+            &EnrollAckMsg {
+                id: vec![1; 8],
+                result: 0,
+            }
+            .encode_to_vec(),
+        );
+        assert_eq!(r.counters().served, 1);
+    }
+
+    #[test]
+    fn every_waiting_step_has_the_whole_step_time() {
+        let t0 = Instant::now();
+        let step = EnrollConfig::default().step_timeout;
+        let ms = Duration::from_millis(1);
+        // The enroller: its CEP sent, it waits for the request; then for the ack.
+        let t1 = t0 + ms * 10;
+        let mut r = Connections::new(
+            EnrollConfig::default(),
+            R,
+            Some(IpcpConfigMsg::unicast_default("l", R)),
+        );
+        r.accept(t0, 1);
+        r.handle(
+            t1,
+            Duration::ZERO,
+            1,
+            &CepMsg::new(Component::Enrollment, 0).encode_to_vec(),
+        );
+        assert_eq!(r.poll_timeout(), Some(t1 + step));
+        // The enrollee: its request sent after the CEP reply, it waits for the response.
+        let mut e = Connections::new(EnrollConfig::default(), 0, None);
+        e.connect(t0, 2, Component::Enrollment, [2; 8]);
+        let _ = e.poll_transmit();
+        e.handle(
+            t1,
+            Duration::ZERO,
+            2,
+            &CepMsg::new(Component::Enrollment, R).encode_to_vec(),
+        );
+        assert_eq!(e.poll_timeout(), Some(t1 + step));
+        for c in [&mut r, &mut e] {
+            c.handle_timeout(t1 + step - ms);
+            assert!(events(c).is_empty());
+            c.handle_timeout(t1 + step);
+            assert_eq!(c.counters().failed, 1);
+        }
+    }
+
+    #[test]
+    fn connections_are_counted_on_both_sides_and_stray_sdus_too() {
+        let t0 = Instant::now();
+        let (a, b) = connected_pair(t0);
+        assert_eq!((a.counters().connected, b.counters().connected), (2, 2));
+        let mut c = Connections::new(EnrollConfig::default(), E, None);
+        c.adopt(7, Component::DataTransfer, 0x99);
+        // An SDU of a flow it does not know, and one of a connection that is up.
+        c.handle(t0, Duration::ZERO, 8, &[1, 2, 3]);
+        c.handle(t0, Duration::ZERO, 7, &[1, 2, 3]);
+        assert_eq!(c.counters().unexpected, 2);
+        // A flow that goes down while it is set up is a failure.
+        c.accept(t0, 9);
+        c.flow_down(9);
+        assert_eq!(
+            events(&mut c),
+            [Event::Failed {
+                flow: 9,
+                why: EnrollError::FlowDown
+            }]
+        );
+        assert_eq!(c.counters().failed, 1);
+    }
 }

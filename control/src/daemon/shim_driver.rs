@@ -177,6 +177,11 @@ impl Daemon {
         add(&k.req_unknown_name, c.req_unknown_name, b.req_unknown_name);
         add(&k.flow_req_busy, c.incoming_full, b.incoming_full);
         add(&k.req_duplicate, c.req_duplicate, b.req_duplicate);
+        add(
+            &k.replies_not_remembered,
+            c.replies_not_remembered,
+            b.replies_not_remembered,
+        );
         add(&k.refused, c.refused, b.refused);
         if c.reply_unknown > b.reply_unknown {
             crate::wire_log!(

@@ -606,6 +606,7 @@ impl Daemon {
                     ("flow_req_refused", &c.refused),
                     ("flow_req_busy", &c.flow_req_busy),
                     ("flow_req_duplicate", &c.req_duplicate),
+                    ("flow_replies_not_remembered", &c.replies_not_remembered),
                     ("flow_limit", &c.flow_limit),
                     ("flows_superseded", &c.flows_superseded),
                     ("name_reply_unsolicited", &c.name_reply_unsolicited),
