@@ -594,9 +594,10 @@ impl Shim {
             self.counters.malformed += 1;
             return;
         };
-        let udp = self.cfg.kind == ShimKind::Udp;
+        // Name queries are eth-only: a udp layer's messages never carry their codes
+        // (`Mgmt::parse` maps udp codes to FLOW_REQ, FLOW_REPLY or unknown).
         match m.code {
-            EthCode::NameQueryReq if !udp => {
+            EthCode::NameQueryReq => {
                 if self.regs.contains(&m.tail) {
                     self.transmits.push_back(Transmit {
                         dst: src,
@@ -607,7 +608,7 @@ impl Shim {
                     });
                 }
             }
-            EthCode::NameQueryReply if !udp => self.on_name_reply(now, src, m.tail),
+            EthCode::NameQueryReply => self.on_name_reply(now, src, m.tail),
             EthCode::FlowReply => self.on_flow_reply(src, m),
             EthCode::FlowReq => self.on_flow_req(now, src, m),
             _ => self.counters.unexpected_code += 1,
