@@ -589,7 +589,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
             self.lsdb.retain(|_, a| now <= a.stamp + timeo);
             let gone = before - self.lsdb.len();
             self.counters.timed_out += gone as u64;
-            if gone > 0 {
+            if gone != 0 {
                 // The reference forgets to mark this (facts §4.4); o7s recomputes.
                 self.modified = true;
             }
@@ -920,14 +920,22 @@ mod tests {
         // 2 stops announcing: after t_timeo its record goes, and the route with it, while
         // the own record is re-announced at every pass.
         let mut now = t0;
-        for _ in 0..6 {
+        for _ in 0..4 {
             now += cfg.t_update;
             ls.handle_timeout(now);
         }
+        assert_eq!(ls.counters().timed_out, 0, "60 s old: not yet");
+        assert_eq!(ls.next_hop(2), Some(2));
+        // The pass that deletes it recomputes in the same turn (the recalculation is due).
+        now += cfg.t_update;
+        ls.handle_timeout(now);
         assert!(ls.poll_transmit().is_some());
         assert_eq!(ls.counters().timed_out, 1);
         assert_eq!(ls.next_hop(2), None);
+        assert!(ls.table().is_empty());
         assert_eq!(ls.lsdb().len(), 1);
+        // Next: the recalculation (every t_recalc), before the next pass.
+        assert_eq!(ls.poll_timeout(), Some(now + cfg.t_recalc));
     }
 
     /// A chain A(1) - B(2) - C(3) seen from A and from B, all links known everywhere; A and
@@ -1274,5 +1282,112 @@ mod tests {
         assert_eq!(ls.counters().malformed, 3);
         assert!(ls.lsdb().is_empty(), "{:?}", ls.lsdb());
         assert!(ls.poll_transmit().is_none(), "not flooded");
+    }
+
+    #[test]
+    fn the_table_ecmp_order_and_the_management_flows_are_as_announced() {
+        let t0 = Instant::now();
+        let cfg = LsConfig {
+            policy: Policy::Ecmp,
+            ..LsConfig::default()
+        };
+        let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+        ls.add_mgmt(10);
+        ls.add_mgmt(20);
+        // 2 first, then 3 (the newer link): both reach 4 in two hops.
+        ls.add_dt(t0, 2);
+        ls.add_dt(t0, 3);
+        for (s, d) in [(2, 1), (3, 1), (2, 4), (4, 2), (3, 4), (4, 3)] {
+            ls.handle(t0, &10, &encode(s, d, 0));
+        }
+        assert_eq!(ls.counters().accepted, 6);
+        ls.handle(t0, &10, &encode(2, 4, 1));
+        assert_eq!(ls.counters().accepted, 7, "a newer seqno is accepted");
+        assert_eq!(
+            ls.table().iter().map(|(d, h)| (*d, *h)).collect::<Vec<_>>(),
+            [(2, 2), (3, 3), (4, 2)]
+        );
+        // Equal-cost next hops, the newest link first.
+        assert_eq!(ls.next_hops(4), [3, 2]);
+        // A management flow removed gets no more LSAs.
+        while ls.poll_transmit().is_some() {}
+        ls.remove_mgmt(&20);
+        ls.handle(t0, &10, &encode(4, 5, 0));
+        let to: Vec<u8> = std::iter::from_fn(|| ls.poll_transmit())
+            .map(|(f, _)| f)
+            .collect();
+        assert!(to.is_empty(), "flooded back to its sender only: {to:?}");
+        ls.handle(t0, &30, &encode(4, 6, 0));
+        let to: Vec<u8> = std::iter::from_fn(|| ls.poll_transmit())
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(to, [10]);
+    }
+
+    #[test]
+    fn a_sit_out_lasts_four_quiet_periods_and_needs_two_seqnos_and_two_periods() {
+        let t0 = Instant::now();
+        let cfg = LsConfig::default();
+        let t = cfg.t_update;
+        let mut ls: LinkState<u8> = LinkState::new(7, cfg, t0);
+        ls.add_mgmt(1);
+        ls.add_dt(t0, 2);
+        for i in 0..5u32 {
+            ls.handle_timeout(t0 + t * i);
+        }
+        while ls.poll_transmit().is_some() {}
+        let t1 = t0 + t * 4;
+        ls.handle(t1, &1, &encode(7, 9, 1));
+        assert_eq!(collision(&mut ls), Some(Collision::Keep));
+        // Two seqnos on but only one period: no move. One seqno on, two periods: no move.
+        ls.handle(t1 + t, &1, &encode(7, 9, 3));
+        assert_eq!(collision(&mut ls), None);
+        ls.handle(t1 + t * 2, &1, &encode(7, 9, 2));
+        assert_eq!(collision(&mut ls), None);
+        // Quiet for exactly four periods since the last: still the same sit-out.
+        ls.handle(t1 + t * 6, &1, &encode(7, 9, 1));
+        assert_eq!(collision(&mut ls), None);
+        // Past four quiet periods: over, a new one starts.
+        ls.handle(t1 + t * 10 + Duration::from_millis(1), &1, &encode(7, 9, 1));
+        assert_eq!(collision(&mut ls), Some(Collision::Keep));
+    }
+
+    #[test]
+    fn a_neighbour_as_far_from_the_destination_as_we_are_is_a_loop_free_alternate() {
+        let t0 = Instant::now();
+        let cfg = LsConfig {
+            policy: Policy::Lfa,
+            ..LsConfig::default()
+        };
+        // A triangle 1 - 2 - 3 - 1: towards 2, neighbour 3 is one hop from 2, as we are
+        // (1 < 1 + 1): an alternate.
+        let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+        ls.add_dt(t0, 2);
+        ls.add_dt(t0, 3);
+        for (s, d) in [(2, 1), (3, 1), (2, 3), (3, 2)] {
+            ls.handle(t0, &10, &encode(s, d, 0));
+        }
+        assert_eq!(ls.next_hops(2), [2, 3]);
+        assert_eq!(ls.next_hops(3), [3, 2]);
+    }
+
+    #[test]
+    fn link_state_is_driven_through_the_machine_trait() {
+        use crate::machine::{drain, Machine};
+        let t0 = Instant::now();
+        let cfg = LsConfig::default();
+        let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+        ls.add_mgmt(10);
+        ls.add_dt(t0, 2);
+        let (sent, _) = drain(&mut ls);
+        assert_eq!(sent, [(10, encode(1, 2, 0))]);
+        ls.handle(t0, &10, &encode(2, 1, 0));
+        // The first update pass, through the trait: our link again, seqno 1; the table
+        // changed when 2 -> 1 came.
+        Machine::handle_timeout(&mut ls, t0);
+        let (sent, events) = drain(&mut ls);
+        assert_eq!(sent, [(10, encode(1, 2, 1))]);
+        assert_eq!(events, [Event::TableChanged]);
+        assert_eq!(Machine::poll_timeout(&ls), Some(t0 + cfg.t_recalc));
     }
 }
