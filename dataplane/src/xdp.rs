@@ -812,6 +812,12 @@ impl XdpPort {
         true
     }
 
+    /// Whether frames wait in the tx queue for room on the ring (it was full when they
+    /// were flushed).
+    pub fn has_staged(&self) -> bool {
+        !self.tx_staged.is_empty()
+    }
+
     /// Whether frames wait on the tx ring or for their completion.
     pub fn tx_pending(&self) -> bool {
         self.tx_in_flight > 0 || !self.tx_staged.is_empty()

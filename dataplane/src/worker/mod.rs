@@ -386,6 +386,7 @@ impl Dataplane {
             work += self.drain_handoff();
             work += self.drain_shapers();
             work += self.release_impaired();
+            work += self.flush_staged_tx();
             self.kick_apps();
             if self.up.is_orphan() {
                 // Nobody reads it until an o7sd adopts us (which gets the state then).
@@ -586,6 +587,20 @@ impl Dataplane {
             }
         }
         Ok((ctl_ready, up_ready))
+    }
+
+    /// Flushes the AF_XDP ports whose tx queue still holds frames (their ring was full at
+    /// the last flush): they go as soon as the ring has room, not with the port's next
+    /// traffic. How many ports had some (work: the loop keeps polling while they wait).
+    fn flush_staged_tx(&mut self) -> usize {
+        let mut n = 0;
+        for p in self.ports.values_mut() {
+            if let Some(x) = p.xdp.as_mut().filter(|x| x.has_staged()) {
+                x.flush();
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Wakes the apps that sleep on an rx ring that received SDUs in this batch. When an
