@@ -138,6 +138,9 @@ pub struct Counters {
     pub fc_sent: u64,
     /// `RDVS` sent.
     pub rdvs_sent: u64,
+    /// The run's first packet (`DRF`) sent again with a rendez-vous that went unanswered
+    /// (the receiver lost it, so it had no run to answer from).
+    pub drf_resent: u64,
     /// SDUs handed to the app.
     pub delivered: u64,
     /// Data packets received again (already delivered or held).
@@ -781,6 +784,22 @@ impl Frcp {
             }
         }
         if self.next_rdv.is_some_and(|t| t <= now) {
+            // A receiver that lost the run's first packet (DRF) has no run: it holds what
+            // came after it unanswered and cannot answer a rendez-vous either. So once a
+            // rendez-vous went unanswered, the DRF packet goes again with each one (before
+            // this, a lost DRF with the window full reset the write after a second, the
+            // RTO's first retry racing the rendez-vous' timeout).
+            let unanswered = self
+                .closed_since
+                .is_some_and(|s| now.saturating_duration_since(s) >= self.cfg.rdv_interval);
+            let drf_unacked = self
+                .unacked
+                .front()
+                .is_some_and(|u| u.pdu.first().is_some_and(|f| f & flags::DRF != 0));
+            if unanswered && drf_unacked {
+                self.resend_front(now, false);
+                self.counters.drf_resent += 1;
+            }
             let next = self.next;
             let pdu = self.header(flags::RDVS, next, 0).0;
             self.queue(Tx::Pdu(pdu));
@@ -1053,6 +1072,64 @@ mod tests {
             .unwrap();
         assert_eq!((a.in_flight(), a.srtt()), (0, None));
         assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_lost_first_packet_goes_again_with_the_rendez_vous_and_the_write_goes_on() {
+        // The CI failure of 2026-12-06: 2 % loss took the DRF packet of a full window;
+        // the receiver, without a run, answered nothing and the write reset after 1 s.
+        let t0 = Instant::now();
+        let (mut a, mut b) = (Frcp::new(rtx(), 1), Frcp::new(rtx(), 2));
+        let mut n = 0u32;
+        let mut first = None;
+        while a.send(t0, &[n as u8]).is_ok() {
+            let p = a.poll_transmit().unwrap();
+            if n == 0 {
+                first = Some(p); // lost
+            } else {
+                b.handle_pdu(t0, &p).unwrap();
+            }
+            n += 1;
+        }
+        assert_eq!(n, 64);
+        let first = first.unwrap();
+        assert_ne!(hdr(&first).flags & flags::DRF, 0);
+        // b has no run: nothing delivered, nothing said.
+        assert_eq!((b.deliverable(), b.poll_transmit()), (0, None));
+        // The window closed just now: a rendez-vous only (the ACKs may be on their way).
+        let rdv = a.poll_transmit().unwrap();
+        assert_eq!(hdr(&rdv).flags, flags::RDVS);
+        assert_eq!(a.poll_transmit(), None);
+        b.handle_pdu(t0, &rdv).unwrap();
+        assert_eq!(b.poll_transmit(), None, "no run, no edge to tell");
+        // Unanswered for an interval: the DRF packet goes again, byte for byte, then RDVS.
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(a.poll_timeout(), Some(t1));
+        a.handle_timeout(t1);
+        assert_eq!(a.poll_transmit().unwrap(), first);
+        let rdv2 = a.poll_transmit().unwrap();
+        assert_eq!(hdr(&rdv2).flags, flags::RDVS);
+        assert_eq!((a.counters().drf_resent, a.counters().retransmits), (1, 1));
+        // b starts its run, delivers all 64 in order; its app reads; the rendez-vous is
+        // answered with the window open.
+        b.handle_pdu(t1, &first).unwrap();
+        let got: Vec<u8> = std::iter::from_fn(|| b.poll_deliver())
+            .map(|s| s[0])
+            .collect();
+        assert_eq!(got, (0..64u8).collect::<Vec<_>>());
+        while let Some(p) = b.poll_transmit() {
+            a.handle_pdu(t1, &p).unwrap();
+        }
+        b.handle_pdu(t1, &rdv2).unwrap();
+        while let Some(p) = b.poll_transmit() {
+            a.handle_pdu(t1, &p).unwrap();
+        }
+        assert_eq!(a.in_flight(), 0);
+        assert!(a.writable());
+        // Past the second the write would have reset at: it goes on.
+        assert_eq!(a.send(t0 + Duration::from_millis(1100), b"on"), Ok(()));
+        // A rendez-vous behind packets of the run acknowledged does not resend anything.
+        assert_eq!(a.counters().drf_resent, 1);
     }
 
     #[test]
