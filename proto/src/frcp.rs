@@ -1128,8 +1128,27 @@ mod tests {
         assert!(a.writable());
         // Past the second the write would have reset at: it goes on.
         assert_eq!(a.send(t0 + Duration::from_millis(1100), b"on"), Ok(()));
-        // A rendez-vous behind packets of the run acknowledged does not resend anything.
         assert_eq!(a.counters().drf_resent, 1);
+        // A rendez-vous unanswered while the oldest packet out is not the run's first
+        // (the receiver has its run; only its answers are lost) sends no data again.
+        let (mut c, mut d) = (Frcp::new(rtx(), 3), Frcp::new(rtx(), 4));
+        c.send(t0, b"first").unwrap();
+        d.handle_pdu(t0, &c.poll_transmit().unwrap()).unwrap();
+        d.ack_now();
+        // An RTT of 200 ms: the RTO (600 ms) stays out of the way.
+        c.handle_pdu(t0 + Duration::from_millis(200), &d.poll_transmit().unwrap())
+            .unwrap();
+        assert_eq!(c.in_flight(), 0);
+        let t2 = t0 + Duration::from_millis(201);
+        while c.send(t2, b"more").is_ok() {
+            d.handle_pdu(t2, &c.poll_transmit().unwrap()).unwrap();
+        }
+        assert_ne!(c.in_flight(), 0);
+        assert_eq!(hdr(&c.poll_transmit().unwrap()).flags, flags::RDVS);
+        c.handle_timeout(t2 + Duration::from_millis(100));
+        assert_eq!(hdr(&c.poll_transmit().unwrap()).flags, flags::RDVS);
+        assert_eq!(c.poll_transmit(), None);
+        assert_eq!(c.counters().drf_resent, 0);
     }
 
     #[test]
