@@ -193,7 +193,14 @@ fn md_nid_of(cert: &[u8]) -> u16 {
 }
 
 impl Proofs for DirProofs {
-    fn check(&self, key: &[u8], addr: u64, proof: &[u8], unix: u64) -> Result<Signed, ProofError> {
+    fn check(
+        &self,
+        key: &[u8],
+        addr: u64,
+        proof: &[u8],
+        unix: o7s_proto::machine::UnixTime,
+    ) -> Result<Signed, ProofError> {
+        let unix = unix.as_secs();
         let p = parse(proof)?;
         let mut h = ring::digest::Context::new(&ring::digest::SHA256);
         h.update(key);

@@ -44,21 +44,37 @@ fn an_entry_signed_by_a_member_named_for_it_is_accepted_for_its_address_only() {
     let c = checker();
     let k = key("oping-server");
     let p = dir_proof::sign(&ub, &k, 0x1234, T - 10).unwrap();
-    let s = c.check(&k, 0x1234, &p, T).unwrap();
+    let s = c
+        .check(&k, 0x1234, &p, o7s_proto::machine::UnixTime::from_secs(T))
+        .unwrap();
     assert_eq!((s.publisher.as_str(), s.at), ("ub", T - 10));
     // The second name of its certificate too.
     let k2 = key("foo.bar");
     let p2 = dir_proof::sign(&ub, &k2, 0x1234, T).unwrap();
-    assert_eq!(c.check(&k2, 0x1234, &p2, T).unwrap().publisher, "ub");
+    assert_eq!(
+        c.check(&k2, 0x1234, &p2, o7s_proto::machine::UnixTime::from_secs(T))
+            .unwrap()
+            .publisher,
+        "ub"
+    );
     // The same proof for another address or another key: the signature does not hold.
-    let e = c.check(&k, 0x9999, &p, T).unwrap_err().to_string();
+    let e = c
+        .check(&k, 0x9999, &p, o7s_proto::machine::UnixTime::from_secs(T))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("member ub's entry"), "{e}");
-    let e = c.check(&k2, 0x1234, &p, T).unwrap_err().to_string();
+    let e = c
+        .check(&k2, 0x1234, &p, o7s_proto::machine::UnixTime::from_secs(T))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("member ub's entry"), "{e}");
     // A name its certificate does not list: refused, the names it may publish said.
     let k3 = key("other");
     let p3 = dir_proof::sign(&ub, &k3, 0x1234, T).unwrap();
-    let e = c.check(&k3, 0x1234, &p3, T).unwrap_err().to_string();
+    let e = c
+        .check(&k3, 0x1234, &p3, o7s_proto::machine::UnixTime::from_secs(T))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("member ub may publish oping-server, foo.bar only"),
         "{e}"
@@ -72,21 +88,36 @@ fn a_member_without_the_name_another_cas_and_an_expired_one_are_refused() {
     // UC is a member, but its certificate names nothing.
     let uc = member("ca.pem", "uc");
     let e = c
-        .check(&k, 7, &dir_proof::sign(&uc, &k, 7, T).unwrap(), T)
+        .check(
+            &k,
+            7,
+            &dir_proof::sign(&uc, &k, 7, T).unwrap(),
+            o7s_proto::machine::UnixTime::from_secs(T),
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("member uc may publish no name"), "{e}");
     // UB's name under another CA.
     let other = member("ca.pem", "other-ub");
     let e = c
-        .check(&k, 7, &dir_proof::sign(&other, &k, 7, T).unwrap(), T)
+        .check(
+            &k,
+            7,
+            &dir_proof::sign(&other, &k, 7, T).unwrap(),
+            o7s_proto::machine::UnixTime::from_secs(T),
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("is not the layer CA"), "{e}");
     // An expired UB.
     let old = member("ca.pem", "expired-ub");
     let e = c
-        .check(&k, 7, &dir_proof::sign(&old, &k, 7, T).unwrap(), T)
+        .check(
+            &k,
+            7,
+            &dir_proof::sign(&old, &k, 7, T).unwrap(),
+            o7s_proto::machine::UnixTime::from_secs(T),
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("expired"), "{e}");
@@ -94,11 +125,19 @@ fn a_member_without_the_name_another_cas_and_an_expired_one_are_refused() {
     // accepted (and remembered) before.
     let ub = member("ca.pem", "ub");
     let p = dir_proof::sign(&ub, &k, 7, T).unwrap();
-    assert!(c.check(&k, 7, &p, T).is_ok());
-    let e = c.check(&k, 7, &p, LATER).unwrap_err().to_string();
+    assert!(c
+        .check(&k, 7, &p, o7s_proto::machine::UnixTime::from_secs(T))
+        .is_ok());
+    let e = c
+        .check(&k, 7, &p, o7s_proto::machine::UnixTime::from_secs(LATER))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("expired"), "{e}");
     let fresh = checker();
-    let e = fresh.check(&k, 7, &p, LATER).unwrap_err().to_string();
+    let e = fresh
+        .check(&k, 7, &p, o7s_proto::machine::UnixTime::from_secs(LATER))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("expired"), "{e}");
 }
 
@@ -108,9 +147,17 @@ fn p384_members_sign_with_sha384_and_are_checked() {
     let c = DirProofs::new(ub.clone(), HashAlgo::Sha3_256);
     let k = key("oping-server");
     let p = dir_proof::sign(&ub, &k, 5, T).unwrap();
-    assert_eq!(c.check(&k, 5, &p, T).unwrap().publisher, "ub");
+    assert_eq!(
+        c.check(&k, 5, &p, o7s_proto::machine::UnixTime::from_secs(T))
+            .unwrap()
+            .publisher,
+        "ub"
+    );
     // A P-256 layer (whose root has the same name) does not take it.
-    let e = checker().check(&k, 5, &p, T).unwrap_err().to_string();
+    let e = checker()
+        .check(&k, 5, &p, o7s_proto::machine::UnixTime::from_secs(T))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("does not match its issuer's key"), "{e}");
 }
 
@@ -135,15 +182,23 @@ fn malformed_and_future_proofs_are_refused_with_the_reason() {
         (good[..200].to_vec(), "a certificate of"),
     ];
     for (p, why) in cases {
-        let e = c.check(&k, 5, &p, T).unwrap_err().to_string();
+        let e = c
+            .check(&k, 5, &p, o7s_proto::machine::UnixTime::from_secs(T))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(why), "{why}: {e}");
     }
     // Signed an hour ahead of our clock: refused; five minutes: taken.
     let ahead = dir_proof::sign(&ub, &k, 5, T + 3600).unwrap();
-    let e = c.check(&k, 5, &ahead, T).unwrap_err().to_string();
+    let e = c
+        .check(&k, 5, &ahead, o7s_proto::machine::UnixTime::from_secs(T))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("signed 3600 s in the future"), "{e}");
     let near = dir_proof::sign(&ub, &k, 5, T + 300).unwrap();
-    assert!(c.check(&k, 5, &near, T).is_ok());
+    assert!(c
+        .check(&k, 5, &near, o7s_proto::machine::UnixTime::from_secs(T))
+        .is_ok());
 }
 
 #[test]
@@ -152,7 +207,9 @@ fn new_entries_are_checked_at_a_bounded_rate_replays_cost_no_signature_check() {
     let ub = member("ca.pem", "ub");
     let k = key("oping-server");
     let good = dir_proof::sign(&ub, &k, 5, T).unwrap();
-    assert!(c.check(&k, 5, &good, T).is_ok());
+    assert!(c
+        .check(&k, 5, &good, o7s_proto::machine::UnixTime::from_secs(T))
+        .is_ok());
     // Fresh garbage (a signature byte changed each time) spends the second's budget.
     let mut refused_for_budget = 0;
     for i in 0..CHECKS_PER_SECOND + 10 {
@@ -160,7 +217,7 @@ fn new_entries_are_checked_at_a_bounded_rate_replays_cost_no_signature_check() {
         let n = p.len();
         p[n - 1] ^= (i % 255 + 1) as u8;
         p[n - 2] ^= (i / 255) as u8;
-        if c.check(&k, 5, &p, T)
+        if c.check(&k, 5, &p, o7s_proto::machine::UnixTime::from_secs(T))
             .unwrap_err()
             .to_string()
             .contains("new entries to check this second")
@@ -173,12 +230,21 @@ fn new_entries_are_checked_at_a_bounded_rate_replays_cost_no_signature_check() {
         "the good one and 999 forged were checked"
     );
     // The good entry again: remembered, still accepted; the next second checks again.
-    assert!(c.check(&k, 5, &good, T).is_ok());
+    assert!(c
+        .check(&k, 5, &good, o7s_proto::machine::UnixTime::from_secs(T))
+        .is_ok());
     let other = dir_proof::sign(&ub, &k, 6, T).unwrap();
     assert!(c
-        .check(&k, 6, &other, T)
+        .check(&k, 6, &other, o7s_proto::machine::UnixTime::from_secs(T))
         .unwrap_err()
         .to_string()
         .contains("this second"));
-    assert!(c.check(&k, 6, &other, T + 1).is_ok());
+    assert!(c
+        .check(
+            &k,
+            6,
+            &other,
+            o7s_proto::machine::UnixTime::from_secs(T + 1)
+        )
+        .is_ok());
 }

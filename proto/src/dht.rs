@@ -18,6 +18,7 @@
 //! of the same publisher supersedes its older ones. Without [`Proofs`] values are the
 //! reference's 8 bytes.
 
+use crate::machine::UnixTime;
 use o7s_wire::unicast::pb::{
     self, dht_code, DhtContactMsg, DhtFindNodeRspMsg, DhtFindReqMsg, DhtFindValueRspMsg, DhtMsg,
     DhtStoreMsg,
@@ -53,7 +54,13 @@ impl From<&str> for ProofError {
 pub trait Proofs: std::fmt::Debug + Send + Sync {
     /// Checks `proof` (the bytes after the 8-byte address) for `addr` under `key` at
     /// `unix`: who published it and when it was signed, or why not.
-    fn check(&self, key: &[u8], addr: u64, proof: &[u8], unix: u64) -> Result<Signed, ProofError>;
+    fn check(
+        &self,
+        key: &[u8],
+        addr: u64,
+        proof: &[u8],
+        unix: UnixTime,
+    ) -> Result<Signed, ProofError>;
 }
 
 /// Who published a value, and when it was signed.
@@ -227,7 +234,7 @@ pub struct Dht {
     /// The bootstrap peer (asked again while we know no one).
     peer: u64,
     /// The wall clock (UNIX s) at an instant, as last given: expiries are absolute.
-    clock: Option<(Instant, u64)>,
+    clock: Option<(Instant, UnixTime)>,
     /// When the periodic work (expiry, replication, republication, refresh) runs next.
     next_work: Option<Instant>,
     /// When the buckets were last refreshed.
@@ -301,7 +308,7 @@ impl Dht {
         from: u64,
         key: &[u8],
         val: &[u8],
-        unix: u64,
+        unix: UnixTime,
     ) -> Option<(u64, Vec<u8>, Option<Signed>)> {
         let (addr, proof) = DhtMsg::split_value(val)?;
         let r = match &self.proofs {
@@ -348,7 +355,7 @@ impl Dht {
     }
 
     /// Remembers the wall clock `unix` at `now`.
-    fn tick(&mut self, now: Instant, unix: u64) {
+    fn tick(&mut self, now: Instant, unix: UnixTime) {
         self.clock = Some((now, unix));
         if self.next_work.is_none() {
             self.next_work = Some(now + self.work_interval());
@@ -356,10 +363,10 @@ impl Dht {
     }
 
     /// The wall clock at `now`, from the last one given.
-    fn unix_at(&self, now: Instant) -> u64 {
+    fn unix_at(&self, now: Instant) -> UnixTime {
         match self.clock {
-            Some((t, u)) => u + now.saturating_duration_since(t).as_secs(),
-            None => 0,
+            Some((t, u)) => u + now.saturating_duration_since(t),
+            None => UnixTime::default(),
         }
     }
 
@@ -451,23 +458,23 @@ impl Dht {
     }
 
     /// Publishes `key` (a name's hash) as ours: kept locally and stored at the k contacts
-    /// closest to it. `unix`: seconds since the epoch now.
-    pub fn register(&mut self, now: Instant, unix: u64, key: Key) {
+    /// closest to it. `unix`: the wall clock now.
+    pub fn register(&mut self, now: Instant, unix: UnixTime, key: Key) {
         let proof = self.local_proof.get(&key).cloned().unwrap_or_default();
         self.register_signed(now, unix, key, proof);
     }
 
     /// [`Dht::register`] with the proof sent after our address (a layer with proofs: made
     /// by the driver for `key` and our address).
-    pub fn register_signed(&mut self, now: Instant, unix: u64, key: Key, proof: Vec<u8>) {
+    pub fn register_signed(&mut self, now: Instant, unix: UnixTime, key: Key, proof: Vec<u8>) {
         self.tick(now, unix);
         if proof.is_empty() {
             self.local_proof.remove(&key);
         } else {
             self.local_proof.insert(key.clone(), proof);
         }
-        let exp =
-            u32::try_from(unix.saturating_add(u64::from(self.cfg.t_expire))).unwrap_or(u32::MAX);
+        let exp = u32::try_from(unix.as_secs().saturating_add(u64::from(self.cfg.t_expire)))
+            .unwrap_or(u32::MAX);
         self.local.insert(key.clone(), exp);
         // The STOREs go where lookups will look: to the k closest found by a node lookup
         // (it ends in `store_at`), and at once to the closest known.
@@ -503,7 +510,7 @@ impl Dht {
     /// Our address is now `new` (another IPCP had ours): every registration of ours is
     /// stored again with it. The copies with the old address stay where they are until
     /// they expire (0.23 has no delete); lookups answer the newest first.
-    pub fn readdress(&mut self, now: Instant, unix: u64, new: u64) {
+    pub fn readdress(&mut self, now: Instant, unix: UnixTime, new: u64) {
         self.readdress_signed(now, unix, new, &mut |_, _| Vec::new());
     }
 
@@ -512,7 +519,7 @@ impl Dht {
     pub fn readdress_signed(
         &mut self,
         now: Instant,
-        unix: u64,
+        unix: UnixTime,
         new: u64,
         sign: &mut dyn FnMut(&[u8], u64) -> Vec<u8>,
     ) {
@@ -532,7 +539,7 @@ impl Dht {
     }
 
     /// What we know of `key` without asking: our own registration and values stored here.
-    pub fn known(&self, key: &[u8], unix: u64) -> Vec<u64> {
+    pub fn known(&self, key: &[u8], unix: UnixTime) -> Vec<u64> {
         self.known_values(key, unix)
             .into_iter()
             .map(|(a, _)| a)
@@ -540,7 +547,7 @@ impl Dht {
     }
 
     /// [`Dht::known`] with each value's proof.
-    fn known_values(&self, key: &[u8], unix: u64) -> Vec<(u64, Vec<u8>)> {
+    fn known_values(&self, key: &[u8], unix: UnixTime) -> Vec<(u64, Vec<u8>)> {
         // The newest signature first, then the latest expiry: the newest store (an IPCP
         // that moved to another address stores its names again; the old copies expire
         // later).
@@ -549,7 +556,7 @@ impl Dht {
             .get(key)
             .map(|m| {
                 m.iter()
-                    .filter(|(_, e)| u64::from(e.exp) > unix)
+                    .filter(|(_, e)| u64::from(e.exp) > unix.as_secs())
                     .map(|(a, e)| {
                         let at = e.signed.as_ref().map_or(0, |s| s.at);
                         (at, e.exp, *a, e.proof.clone())
@@ -573,7 +580,7 @@ impl Dht {
 
     /// Looks `key` up: a value known here is found at once, else the lookup recurses
     /// through the layer. The answer is an [`Event`].
-    pub fn lookup(&mut self, now: Instant, unix: u64, key: Key) -> Option<LookupId> {
+    pub fn lookup(&mut self, now: Instant, unix: UnixTime, key: Key) -> Option<LookupId> {
         self.tick(now, unix);
         let here = self.known(&key, unix);
         if self.lookups.len() >= self.cfg.max_lookups {
@@ -683,8 +690,8 @@ impl Dht {
         }
     }
 
-    /// A `dht_msg` arrived; `unix`: seconds since the epoch now.
-    pub fn handle(&mut self, now: Instant, unix: u64, msg: &[u8]) {
+    /// A `dht_msg` arrived; `unix`: the wall clock now.
+    pub fn handle(&mut self, now: Instant, unix: UnixTime, msg: &[u8]) {
         self.tick(now, unix);
         let m = match pb::decode::<DhtMsg>(msg) {
             Ok(m) if m.src.id.len() == self.id.len() && m.src.addr != 0 => m,
@@ -718,8 +725,8 @@ impl Dht {
         });
     }
 
-    fn on_store(&mut self, now: Instant, unix: u64, from: u64, s: DhtStoreMsg) {
-        if u64::from(s.exp) <= unix || s.key.len() != self.id.len() {
+    fn on_store(&mut self, now: Instant, unix: UnixTime, from: u64, s: DhtStoreMsg) {
+        if u64::from(s.exp) <= unix.as_secs() || s.key.len() != self.id.len() {
             self.counters.store_refused += 1;
             return;
         }
@@ -780,7 +787,7 @@ impl Dht {
         }
     }
 
-    fn answer(&mut self, code: u32, to: &DhtContactMsg, f: DhtFindReqMsg, unix: u64) {
+    fn answer(&mut self, code: u32, to: &DhtContactMsg, f: DhtFindReqMsg, unix: UnixTime) {
         if f.key.len() != self.id.len() {
             self.counters.dropped_bad += 1;
             return;
@@ -835,7 +842,7 @@ impl Dht {
     fn on_response(
         &mut self,
         now: Instant,
-        unix: u64,
+        unix: UnixTime,
         from: &DhtContactMsg,
         n: DhtFindNodeRspMsg,
         val: Option<DhtFindValueRspMsg>,
@@ -947,7 +954,7 @@ impl Dht {
         let unix = self.unix_at(now);
         let before = self.stored;
         for m in self.values.values_mut() {
-            m.retain(|_, e| u64::from(e.exp) > unix);
+            m.retain(|_, e| u64::from(e.exp) > unix.as_secs());
         }
         self.values.retain(|_, m| !m.is_empty());
         self.stored = self.values.values().map(HashMap::len).sum();
@@ -985,7 +992,7 @@ impl Dht {
         let due: Vec<Key> = self
             .local
             .iter()
-            .filter(|(_, exp)| u64::from(**exp) <= unix + soon)
+            .filter(|(_, exp)| u64::from(**exp) <= unix.as_secs() + soon)
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
@@ -1091,7 +1098,7 @@ mod tests {
     }
 
     /// Delivers every transmit among `nodes` (addressed by `0x1000 + index`) until quiet.
-    fn settle(nodes: &mut [Dht], now: Instant, unix: u64) -> usize {
+    fn settle(nodes: &mut [Dht], now: Instant, unix: UnixTime) -> usize {
         let mut n = 0;
         loop {
             let mut moved = false;
@@ -1112,7 +1119,7 @@ mod tests {
     #[test]
     fn a_name_registered_at_one_end_of_a_chain_is_found_at_the_other() {
         let now = Instant::now();
-        let unix = 1_796_083_200;
+        let unix = UnixTime::from_secs(1_796_083_200);
         let mut nodes: Vec<Dht> = (0..30).map(node).collect();
         // Each joins through the one before it (as enrolment hands out the enroller's
         // address): nobody knows everyone.
@@ -1154,7 +1161,7 @@ mod tests {
             key: &[u8],
             addr: u64,
             proof: &[u8],
-            _unix: u64,
+            _unix: UnixTime,
         ) -> Result<Signed, ProofError> {
             let t = std::str::from_utf8(proof).map_err(|e| ProofError(e.to_string()))?;
             let v: Vec<&str> = t.split(':').collect();
@@ -1198,7 +1205,7 @@ mod tests {
     #[test]
     fn a_layer_with_proofs_refuses_unproven_stores_and_keeps_each_publishers_newest() {
         let now = Instant::now();
-        let unix = 1_000;
+        let unix = UnixTime::from_secs(1_000);
         let mut a = node(1).with_proofs(Arc::new(TextProofs));
         assert!(a.has_proofs());
         let key = vec![7u8; 32];
@@ -1302,7 +1309,7 @@ mod tests {
     #[test]
     fn responses_give_proven_values_only_the_newest_of_each_publisher_first() {
         let now = Instant::now();
-        let unix = 1_000;
+        let unix = UnixTime::from_secs(1_000);
         let key = vec![7u8; 32];
         let mut a = node(1).with_proofs(Arc::new(TextProofs));
         // A knows B (0x1002), asks it for the key.
@@ -1354,7 +1361,7 @@ mod tests {
     }
 
     /// The values a FIND_VALUE answer carries for `key` from `a` (asked by 0x1003).
-    fn answer_values(a: &mut Dht, now: Instant, unix: u64, key: &[u8]) -> Vec<Vec<u8>> {
+    fn answer_values(a: &mut Dht, now: Instant, unix: UnixTime, key: &[u8]) -> Vec<Vec<u8>> {
         let req = DhtMsg {
             code: dht_code::FIND_VALUE_REQ,
             src: DhtContactMsg {
@@ -1379,7 +1386,7 @@ mod tests {
     #[test]
     fn answers_with_proofs_fit_in_a_frame_and_always_carry_one_value() {
         let now = Instant::now();
-        let unix = 1_000;
+        let unix = UnixTime::from_secs(1_000);
         let mut a = node(1).with_proofs(Arc::new(TextProofs));
         let fill = |a: &mut Dht, key: &[u8], pad: usize, n: u64| {
             for addr in 5..5 + n {
@@ -1428,13 +1435,13 @@ mod tests {
     #[test]
     fn entries_list_ours_and_stored_ones_until_they_expire_and_unregister_withdraws_ours() {
         let now = Instant::now();
-        let unix = 1_000;
+        let unix = UnixTime::from_secs(1_000);
         let key = vec![7u8; 32];
         let other = vec![8u8; 32];
         let mut a = node(1);
         a.register(now, unix, key.clone());
         a.handle(now, unix, &store_msg(0x2000, &other, val(5, b""), 2_000));
-        let exp = u32::try_from(unix + u64::from(DhtConfig::default().t_expire)).unwrap();
+        let exp = u32::try_from(unix.as_secs() + u64::from(DhtConfig::default().t_expire)).unwrap();
         assert_eq!(
             a.entries(),
             [
@@ -1443,8 +1450,8 @@ mod tests {
             ]
         );
         // A value lives until its expiry, not at it.
-        assert_eq!(a.known(&other, 1_999), [5]);
-        assert!(a.known(&other, 2_000).is_empty());
+        assert_eq!(a.known(&other, UnixTime::from_secs(1_999)), [5]);
+        assert!(a.known(&other, UnixTime::from_secs(2_000)).is_empty());
         a.unregister(&key);
         assert!(a.known(&key, unix).is_empty());
         assert_eq!(a.entries(), [(other, 5, false, 2_000)]);
@@ -1453,7 +1460,7 @@ mod tests {
     #[test]
     fn an_open_layer_refuses_values_with_proofs_and_sends_eight_bytes() {
         let now = Instant::now();
-        let unix = 1_000;
+        let unix = UnixTime::from_secs(1_000);
         let key = vec![7u8; 32];
         let mut a = node(1);
         assert!(!a.has_proofs());
@@ -1531,7 +1538,7 @@ mod tests {
     #[test]
     fn a_forgotten_address_leaves_the_values_and_the_buckets() {
         let now = Instant::now();
-        let unix = 1_796_083_200;
+        let unix = UnixTime::from_secs(1_796_083_200);
         let mut nodes: Vec<Dht> = (0..4).map(node).collect();
         for i in 1..nodes.len() {
             nodes[i].bootstrap(now, 0x1000);
@@ -1565,7 +1572,7 @@ mod tests {
     fn bad_and_unsolicited_messages_are_dropped_and_counted() {
         let now = Instant::now();
         let mut a = node(1);
-        a.handle(now, 0, &[0xff, 0x00]);
+        a.handle(now, UnixTime::from_secs(0), &[0xff, 0x00]);
         // A response nobody asked for.
         let m = DhtMsg {
             code: dht_code::FIND_NODE_RSP,
@@ -1582,7 +1589,7 @@ mod tests {
             }),
             val: None,
         };
-        a.handle(now, 0, &m.encode_to_vec());
+        a.handle(now, UnixTime::from_secs(0), &m.encode_to_vec());
         // A STORE already expired, and one with a short key.
         let st = |key: Vec<u8>, exp| DhtMsg {
             code: dht_code::STORE,
@@ -1599,20 +1606,28 @@ mod tests {
             node: None,
             val: None,
         };
-        a.handle(now, 100, &st(vec![1; 32], 50).encode_to_vec());
-        a.handle(now, 100, &st(vec![1; 4], 500).encode_to_vec());
+        a.handle(
+            now,
+            UnixTime::from_secs(100),
+            &st(vec![1; 32], 50).encode_to_vec(),
+        );
+        a.handle(
+            now,
+            UnixTime::from_secs(100),
+            &st(vec![1; 4], 500).encode_to_vec(),
+        );
         let c = a.counters();
         assert_eq!(
             (c.dropped_bad, c.dropped_unsolicited, c.store_refused),
             (1, 1, 2)
         );
-        assert!(a.known(&[1; 32], 100).is_empty());
+        assert!(a.known(&[1; 32], UnixTime::from_secs(100)).is_empty());
     }
 
     #[test]
     fn values_are_replicated_republished_and_expire_on_time() {
         let t0 = Instant::now();
-        let unix = 1_000_000;
+        let unix = UnixTime::from_secs(1_000_000);
         let cfg = DhtConfig {
             t_expire: 100,
             t_replicate: 10,
@@ -1645,7 +1660,7 @@ mod tests {
             store: Some(DhtStoreMsg {
                 key: key.clone(),
                 val: 0x1002u64.to_be_bytes().to_vec(),
-                exp: (unix + 100) as u32,
+                exp: (unix.as_secs() + 100) as u32,
             }),
             find: None,
             node: None,
@@ -1673,7 +1688,7 @@ mod tests {
             a.handle_timeout(at);
         }
         assert_eq!(a.stored(), 0);
-        assert!(a.known(&key, unix + 101).is_empty());
+        assert!(a.known(&key, unix + Duration::from_secs(101)).is_empty());
         // Our own registration is republished within 5 x t_replicate of its expiry.
         let mut d = mk(4);
         d.handle(t0, unix, &hello_b.msg);

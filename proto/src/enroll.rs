@@ -12,6 +12,7 @@
 //! enrollee that vanishes mid-exchange blocks it for good; here every exchange has its own
 //! deadline and any number (up to a bound) run side by side.
 
+use crate::machine::UnixTime;
 use o7s_wire::unicast::pb::{
     self, CepMsg, Component, EnrollAckMsg, EnrollReqMsg, EnrollRespMsg, IpcpConfigMsg,
     ENROLL_ID_LEN, IPCP_BROADCAST, IPCP_UNICAST,
@@ -455,7 +456,7 @@ impl Connections {
 
     /// An SDU of `flow`; `unix` is the wall clock (since the UNIX epoch), which an enroller
     /// puts in its response.
-    pub fn handle(&mut self, now: Instant, unix: Duration, flow: FlowId, sdu: &[u8]) {
+    pub fn handle(&mut self, now: Instant, unix: UnixTime, flow: FlowId, sdu: &[u8]) {
         let Some(f) = self.flows.get(&flow) else {
             self.counters.unexpected += 1;
             return;
@@ -651,7 +652,7 @@ impl Connections {
         self.events.push_back(Event::Close { flow });
     }
 
-    fn on_req(&mut self, now: Instant, unix: Duration, flow: FlowId, sdu: &[u8]) {
+    fn on_req(&mut self, now: Instant, unix: UnixTime, flow: FlowId, sdu: &[u8]) {
         let req = match pb::decode::<EnrollReqMsg>(sdu) {
             Ok(r) => r,
             Err(e) => {
@@ -826,7 +827,7 @@ mod tests {
         let mut n = 0;
         while let Some(t) = from.poll_transmit() {
             assert_eq!(t.flow, flow);
-            to.handle(now, Duration::from_secs(1_796_036_551), flow, &t.sdu);
+            to.handle(now, UnixTime::from_secs(1_796_036_551), flow, &t.sdu);
             n += 1;
         }
         n
@@ -1002,7 +1003,7 @@ mod tests {
             let mut a = Connections::new(EnrollConfig::default(), E, None);
             a.connect(t0, 1, Component::Management, [0; 8]);
             a.transmits.clear();
-            a.handle(t0, Duration::ZERO, 1, &reply.encode_to_vec());
+            a.handle(t0, UnixTime::default(), 1, &reply.encode_to_vec());
             let ev = events(&mut a);
             assert!(
                 matches!(
@@ -1022,7 +1023,7 @@ mod tests {
             comp_name: "Other".into(),
             ..good
         };
-        a.handle(t0, Duration::ZERO, 1, &renamed.encode_to_vec());
+        a.handle(t0, UnixTime::default(), 1, &renamed.encode_to_vec());
         assert_eq!(a.connected(1), Some((Component::Management, R)));
     }
 
@@ -1192,13 +1193,13 @@ mod tests {
         r.accept(t0, 1);
         r.handle(
             t0,
-            Duration::ZERO,
+            UnixTime::default(),
             1,
             &CepMsg::new(Component::Enrollment, 0).encode_to_vec(),
         );
         r.handle(
             t0,
-            Duration::ZERO,
+            UnixTime::default(),
             1,
             &EnrollReqMsg { id: vec![1; 8] }.encode_to_vec(),
         );
@@ -1208,13 +1209,13 @@ mod tests {
         r.accept(t0, 2);
         while let Some(t) = r.poll_transmit() {
             if t.flow == 2 {
-                e.handle(t0, Duration::ZERO, 2, &t.sdu);
+                e.handle(t0, UnixTime::default(), 2, &t.sdu);
             }
         }
         for _ in 0..3 {
             pump(&mut e, &mut r, t0, 2);
             while let Some(t) = r.poll_transmit() {
-                e.handle(t0, Duration::ZERO, t.flow, &t.sdu);
+                e.handle(t0, UnixTime::default(), t.flow, &t.sdu);
             }
         }
         assert_eq!(e.counters().enrolled, 1);
@@ -1237,12 +1238,12 @@ mod tests {
         let mut r = Connections::new(EnrollConfig::default(), R, Some(conf.clone()));
         // Garbage instead of a CEP.
         r.accept(t0, 1);
-        r.handle(t0, Duration::ZERO, 1, &[0xff, 0xff, 0x01]);
+        r.handle(t0, UnixTime::default(), 1, &[0xff, 0xff, 0x01]);
         // An unknown component: the all-default CEP, then the flow goes.
         r.accept(t0, 2);
         let mut odd = CepMsg::new(Component::Management, 5);
         odd.comp_name = "Routing".into();
-        r.handle(t0, Duration::ZERO, 2, &odd.encode_to_vec());
+        r.handle(t0, UnixTime::default(), 2, &odd.encode_to_vec());
         let back = r.poll_transmit().unwrap();
         assert_eq!(back.flow, 2);
         assert_eq!(
@@ -1269,12 +1270,12 @@ mod tests {
         let mut a = Connections::new(EnrollConfig::default(), E, None);
         a.connect(t0, 3, Component::Management, [0; 8]);
         let _ = a.poll_transmit();
-        a.handle(t0, Duration::ZERO, 3, &[0u8; 24]);
+        a.handle(t0, UnixTime::default(), 3, &[0u8; 24]);
         assert!(events(&mut a).is_empty(), "still waiting for the CEP reply");
         assert_eq!(a.counters().unexpected, 1);
         let mut wrong = CepMsg::new(Component::Management, R);
         wrong.protocol = "XYZ".into();
-        a.handle(t0, Duration::ZERO, 3, &wrong.encode_to_vec());
+        a.handle(t0, UnixTime::default(), 3, &wrong.encode_to_vec());
         assert!(matches!(
             events(&mut a)[0],
             Event::Failed {
@@ -1287,7 +1288,7 @@ mod tests {
         e.connect(t0, 4, Component::Enrollment, [4; 8]);
         e.handle(
             t0,
-            Duration::ZERO,
+            UnixTime::default(),
             4,
             &CepMsg::new(Component::Enrollment, 0).encode_to_vec(),
         );
@@ -1302,7 +1303,7 @@ mod tests {
             response: 0,
             conf: Some(bad),
         };
-        e.handle(t0, Duration::ZERO, 4, &resp.encode_to_vec());
+        e.handle(t0, UnixTime::default(), 4, &resp.encode_to_vec());
         let ev = events(&mut e);
         assert!(
             matches!(&ev[0], Event::Failed { flow: 4, why: EnrollError::Bad { what: "layer configuration", why } } if why.contains("addr_size 2")),
@@ -1313,7 +1314,7 @@ mod tests {
         n.accept(t0, 5);
         n.handle(
             t0,
-            Duration::ZERO,
+            UnixTime::default(),
             5,
             &CepMsg::new(Component::Enrollment, 0).encode_to_vec(),
         );
@@ -1379,7 +1380,7 @@ mod tests {
         for _ in 0..4 {
             pump(&mut e, &mut r, t0, 2);
             while let Some(t) = r.poll_transmit() {
-                e.handle(t0, Duration::ZERO, t.flow, &t.sdu);
+                e.handle(t0, UnixTime::default(), t.flow, &t.sdu);
             }
         }
         assert_eq!((e.counters().enrolled, r.counters().served), (1, 1));
@@ -1396,13 +1397,13 @@ mod tests {
         r.accept(t0, 1);
         r.handle(
             t0,
-            Duration::ZERO,
+            UnixTime::default(),
             1,
             &CepMsg::new(Component::Enrollment, 0).encode_to_vec(),
         );
         r.handle(
             t0,
-            Duration::ZERO,
+            UnixTime::default(),
             1,
             &EnrollReqMsg { id: vec![1; 8] }.encode_to_vec(),
         );
@@ -1417,7 +1418,7 @@ mod tests {
             let mut r = enroller_waiting_for_ack(t0);
             r.handle(
                 t0,
-                Duration::ZERO,
+                UnixTime::default(),
                 1,
                 &EnrollAckMsg { id, result }.encode_to_vec(),
             );
@@ -1431,7 +1432,7 @@ mod tests {
         let mut r = enroller_waiting_for_ack(t0);
         r.handle(
             t0,
-            Duration::ZERO,
+            UnixTime::default(),
             1,
             &EnrollAckMsg {
                 id: vec![1; 8],
@@ -1457,7 +1458,7 @@ mod tests {
         r.accept(t0, 1);
         r.handle(
             t1,
-            Duration::ZERO,
+            UnixTime::default(),
             1,
             &CepMsg::new(Component::Enrollment, 0).encode_to_vec(),
         );
@@ -1468,7 +1469,7 @@ mod tests {
         let _ = e.poll_transmit();
         e.handle(
             t1,
-            Duration::ZERO,
+            UnixTime::default(),
             2,
             &CepMsg::new(Component::Enrollment, R).encode_to_vec(),
         );
@@ -1489,8 +1490,8 @@ mod tests {
         let mut c = Connections::new(EnrollConfig::default(), E, None);
         c.adopt(7, Component::DataTransfer, 0x99);
         // An SDU of a flow it does not know, and one of a connection that is up.
-        c.handle(t0, Duration::ZERO, 8, &[1, 2, 3]);
-        c.handle(t0, Duration::ZERO, 7, &[1, 2, 3]);
+        c.handle(t0, UnixTime::default(), 8, &[1, 2, 3]);
+        c.handle(t0, UnixTime::default(), 7, &[1, 2, 3]);
         assert_eq!(c.counters().unexpected, 2);
         // A flow that goes down while it is set up is a failure.
         c.accept(t0, 9);

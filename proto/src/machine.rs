@@ -15,10 +15,58 @@
 //! ```
 //!
 //! Time comes in as `now` (monotonic, [`Instant`]); wall-clock time, where a protocol needs
-//! it (signed directory entries, enrolment's timestamp), comes in as a value beside it; so
-//! does randomness (a seed at construction). No machine reads a clock.
+//! it (signed directory entries and expiries in the DHT, enrolment's timestamp), comes in
+//! beside it as one type, [`UnixTime`]; randomness comes in as a seed at construction. No
+//! machine reads a clock.
 
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The wall clock: the time since the UNIX epoch, as the driver read it. The one type in
+/// which every machine here takes it (the DHT's signed entries and expiries, enrolment's
+/// timestamp); the driver reads the clock once per turn ([`UnixTime::from_system`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnixTime(Duration);
+
+impl UnixTime {
+    /// `secs` seconds after the epoch.
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(Duration::from_secs(secs))
+    }
+
+    /// `d` after the epoch.
+    pub const fn from_duration(d: Duration) -> Self {
+        Self(d)
+    }
+
+    /// A clock reading (`SystemTime::now()` in a driver); a time before the epoch (a
+    /// clock set wrong) is the epoch.
+    pub fn from_system(t: SystemTime) -> Self {
+        Self(t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default())
+    }
+
+    /// Whole seconds since the epoch.
+    pub const fn as_secs(self) -> u64 {
+        self.0.as_secs()
+    }
+
+    /// The nanoseconds past [`UnixTime::as_secs`].
+    pub const fn subsec_nanos(self) -> u32 {
+        self.0.subsec_nanos()
+    }
+
+    /// The time since the epoch.
+    pub const fn as_duration(self) -> Duration {
+        self.0
+    }
+}
+
+impl std::ops::Add<Duration> for UnixTime {
+    type Output = Self;
+    /// Later by `d` (saturating: a wall clock does not wrap).
+    fn add(self, d: Duration) -> Self {
+        Self(self.0.saturating_add(d))
+    }
+}
 
 /// A protocol machine without I/O.
 pub trait Machine {
@@ -69,6 +117,27 @@ pub fn drain<M: Machine>(m: &mut M) -> (Vec<M::Transmit>, Vec<M::Event>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wall_clock_converts_and_adds_without_wrapping() {
+        let t = UnixTime::from_duration(Duration::new(1_796_083_200, 5));
+        assert_eq!((t.as_secs(), t.subsec_nanos()), (1_796_083_200, 5));
+        assert_eq!(t.as_duration(), Duration::new(1_796_083_200, 5));
+        assert_eq!(UnixTime::from_secs(7).as_duration(), Duration::from_secs(7));
+        assert_eq!((t + Duration::from_secs(3)).as_secs(), 1_796_083_203);
+        assert_eq!(
+            UnixTime::from_duration(Duration::MAX) + Duration::from_secs(1),
+            UnixTime::from_duration(Duration::MAX)
+        );
+        let sys = SystemTime::UNIX_EPOCH + Duration::new(42, 9);
+        assert_eq!(
+            UnixTime::from_system(sys),
+            UnixTime::from_duration(Duration::new(42, 9))
+        );
+        let early = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(UnixTime::from_system(early), UnixTime::default());
+        assert!(UnixTime::from_secs(1) < UnixTime::from_secs(2));
+    }
 
     fn is_machine<M: Machine>() {}
 

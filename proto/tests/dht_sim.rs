@@ -10,12 +10,13 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use o7s_proto::dht::{Dht, DhtConfig, Event};
+use o7s_proto::machine::UnixTime;
 use o7s_proto::mgmt::Peer;
 use o7s_proto::sim::{LinkModel, Node, Sim};
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
 
-const UNIX: u64 = 1_796_083_200;
+const UNIX: UnixTime = UnixTime::from_secs(1_796_083_200);
 
 fn addr(i: usize) -> u64 {
     0x1_0000 + i as u64

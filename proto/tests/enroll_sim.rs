@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use o7s_proto::enroll::{Connections, EnrollConfig, EnrollError, Event};
+use o7s_proto::machine::UnixTime;
 use o7s_proto::mgmt::Peer;
 use o7s_proto::sim::{LinkModel, Node, Sim};
 use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
@@ -113,7 +114,7 @@ impl Node for Ipcp {
         if self.open.insert(from) && self.conn.connected(from as u64).is_none() {
             self.conn.accept(now, from as u64);
         }
-        let unix = Duration::from_secs(1_796_083_200);
+        let unix = UnixTime::from_secs(1_796_083_200);
         self.conn.handle(now, unix, from as u64, payload);
         self.events();
     }

@@ -24,6 +24,7 @@ use o7s_proto::dht::{self, Dht, DhtConfig};
 use o7s_proto::enroll::{self, Connections, EnrollConfig};
 use o7s_proto::fa::{self, Fa, FaConfig};
 use o7s_proto::linkstate::{Collision, Event as LsEvent, LinkState, LsConfig};
+use o7s_proto::machine::UnixTime;
 use o7s_proto::mgmt::Peer;
 use o7s_proto::refusal::Refusal;
 use o7s_proto::sim::{LinkModel, Node, Sim};
@@ -39,7 +40,7 @@ use std::time::{Duration, Instant};
 const ENROL: u64 = 0;
 const MGMT: u64 = 1;
 const DT: u64 = 2;
-const UNIX: u64 = 1_796_083_200;
+const UNIX: UnixTime = UnixTime::from_secs(1_796_083_200);
 const TTL: u8 = 60;
 
 fn mac(i: usize) -> [u8; 6] {
@@ -438,8 +439,7 @@ impl Node for Ipcp {
             if nb > self.i && self.accepted.insert(f) {
                 self.conn.accept(now, f);
             }
-            self.conn
-                .handle(now, std::time::Duration::from_secs(UNIX), f, body);
+            self.conn.handle(now, UNIX, f, body);
         }
         self.tend(now);
     }

@@ -74,11 +74,11 @@ impl UniIpcp {
             ls.readdress(now, new);
         }
         if let Some(d) = self.dht.as_mut() {
-            let unix = unix_now().as_secs();
+            let unix = unix_now();
             match &self.member {
                 // A secured layer: each entry signed again for the new address.
                 Some(m) => d.readdress_signed(now, unix, new, &mut |key, addr| {
-                    crate::dir_proof::sign(m, key, addr, unix).unwrap_or_default()
+                    crate::dir_proof::sign(m, key, addr, unix.as_secs()).unwrap_or_default()
                 }),
                 None => d.readdress(now, unix, new),
             }

@@ -35,7 +35,7 @@ impl UniIpcp {
     pub(super) fn on_dt(
         &mut self,
         now: Instant,
-        unix: u64,
+        unix: o7s_proto::machine::UnixTime,
         pdu: &[u8],
         out: &mut Vec<(u64, Vec<u8>)>,
     ) {
@@ -124,7 +124,7 @@ impl UniIpcp {
     /// the `reg` names, send what it produced.
     /// Returns whether an allocation waiting in the loop got an answer (wake it).
     pub(super) fn tend_dht(&mut self, now: Instant) -> bool {
-        let unix = unix_now().as_secs();
+        let unix = unix_now();
         let mut answered = false;
         let Some(d) = self.dht.as_mut() else {
             return false;
@@ -155,7 +155,7 @@ impl UniIpcp {
                                 self.name
                             );
                         }
-                        match crate::dir_proof::sign(m, &key, self.addr, unix) {
+                        match crate::dir_proof::sign(m, &key, self.addr, unix.as_secs()) {
                             Ok(p) => d.register_signed(now, unix, key, p),
                             Err(e) => {
                                 tracing::error!(

@@ -107,9 +107,7 @@ impl Daemon {
         pid: i32,
     ) -> Option<UniJob> {
         let now = Instant::now();
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let unix = super::unicast::unix_now();
         let hash = o7s_wire::hash::HashAlgo::Sha3_256.hash(name);
         let mut st = self.st();
         let (uni, u) = st

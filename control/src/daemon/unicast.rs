@@ -290,10 +290,9 @@ fn layer_conf(layer: &str, addr: u64, s: &crate::config::UniSettings) -> IpcpCon
     conf
 }
 
-pub(super) fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
+/// The wall clock, read by the driver for the machines (they read none).
+pub(super) fn unix_now() -> o7s_proto::machine::UnixTime {
+    o7s_proto::machine::UnixTime::from_system(SystemTime::now())
 }
 
 impl UniIpcp {
@@ -580,7 +579,7 @@ impl Daemon {
                         );
                     }
                     (Some((Component::DataTransfer, _)), _) => {
-                        let unix = unix_now().as_secs();
+                        let unix = unix_now();
                         u.on_dt(now, unix, sdu, &mut fwd);
                         u.pending.append(&mut fwd);
                     }

@@ -26,7 +26,7 @@ use o7s_wire::unicast::pb::{self, Component};
 use prost::Message;
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,9 +69,7 @@ impl Member {
             }
         }
         let mut buf = vec![0u8; 65_536];
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let unix = o7s_proto::machine::UnixTime::from_system(SystemTime::now());
         for (id, f) in &mut self.flows {
             f.set_read_timeout(Some(Duration::from_millis(self.wait_ms)));
             // Everything waiting (LSAs on the Management flow are read and dropped).
