@@ -1770,6 +1770,27 @@ mod tests {
     }
 
     #[test]
+    fn the_machine_trait_drives_frcp_as_its_own_methods_do() {
+        use crate::machine::{drain, Machine};
+        let t0 = Instant::now();
+        let (mut a, mut b) = (Frcp::new(rtx(), 1), Frcp::new(rtx(), 2));
+        a.send(t0, b"one").unwrap();
+        assert_eq!(Machine::poll_timeout(&a), Some(t0 + a.rto_timer()));
+        let (out, none) = drain(&mut a);
+        assert_eq!((out.len(), none.len()), (1, 0));
+        b.handle_pdu(t0, &out[0]).unwrap();
+        // The trait's events are the SDUs delivered.
+        assert_eq!(Machine::poll_event(&mut b), Some(b"one".to_vec()));
+        assert_eq!(Machine::poll_event(&mut b), None);
+        // Its timer: the delayed ACK goes at the trait's handle_timeout.
+        let due = Machine::poll_timeout(&b).unwrap();
+        Machine::handle_timeout(&mut b, due);
+        let ack = Machine::poll_transmit(&mut b).unwrap();
+        assert_eq!(hdr(&ack).flags & flags::ACK, flags::ACK);
+        assert_eq!(Machine::poll_transmit(&mut b), None);
+    }
+
+    #[test]
     fn a_window_edge_far_from_ours_is_ignored_and_one_within_reach_taken() {
         let t0 = Instant::now();
         let (mut a, _b) = pair(FrcpConfig::reference(), t0);
@@ -1806,6 +1827,16 @@ mod tests {
         assert_eq!(c.snd_rwe, 0x1300_0010);
         c.handle_pdu(t0, &fc(0x00ff_ffe0)).unwrap();
         assert_eq!(c.snd_rwe, 0x12ff_ffe0);
+        // Exactly twice the reach (2 x 256) away is still of this run: taken, and held
+        // at the reach past what is out (`next`, nothing unacknowledged).
+        let mut d = Frcp::new(FrcpConfig::reference(), 10);
+        d.snd_rwe = 0x0000_1000;
+        d.next = 0x0000_1000 - 300;
+        d.handle_pdu(t0, &fc(0x0000_1000 + 512)).unwrap();
+        assert_eq!(
+            (d.snd_rwe, d.counters().bad_windows),
+            (0x0000_1000 - 300 + 256, 1)
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub mod dht;
 pub mod enroll;
 pub mod fa;
 pub mod frcp;
+pub mod ipcp;
 pub mod linkstate;
 pub mod machine;
 pub mod mbecn;

@@ -20,10 +20,10 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use o7s_proto::dht::{self, Dht, DhtConfig};
-use o7s_proto::enroll::{self, Connections, EnrollConfig};
-use o7s_proto::fa::{self, Fa, FaConfig};
-use o7s_proto::linkstate::{Collision, Event as LsEvent, LinkState, LsConfig};
+use o7s_proto::dht;
+use o7s_proto::fa;
+use o7s_proto::ipcp::unicast::{Event, UniConfig, UnicastIpcp};
+use o7s_proto::linkstate::LsConfig;
 use o7s_proto::machine::UnixTime;
 use o7s_proto::mgmt::Peer;
 use o7s_proto::refusal::Refusal;
@@ -41,7 +41,6 @@ const ENROL: u64 = 0;
 const MGMT: u64 = 1;
 const DT: u64 = 2;
 const UNIX: UnixTime = UnixTime::from_secs(1_796_083_200);
-const TTL: u8 = 60;
 
 fn mac(i: usize) -> [u8; 6] {
     [2, 0, 0, 0, (i >> 8) as u8, i as u8]
@@ -57,14 +56,6 @@ fn name(i: usize) -> Vec<u8> {
 
 fn flow(nb: usize, kind: u64) -> u64 {
     nb as u64 * 4 + kind
-}
-
-/// What the layer's parts of one IPCP are, once it is in the layer.
-struct InLayer {
-    addr: u64,
-    ls: LinkState<usize>,
-    dht: Dht,
-    fa: Fa,
 }
 
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,29 +83,22 @@ struct Tally {
     neighbours_moved: u64,
 }
 
-struct Ipcp {
+/// A host of the simulation: the IPCP machine o7s_proto has ([`UnicastIpcp`]), its N-1
+/// flows (a neighbour pair's three, told apart by a first byte) and the test's workload
+/// (when it joins, registers, looks up and allocates) and checks.
+struct Host {
     i: usize,
     neighbours: Vec<usize>,
     /// Whom it enrols with, and when.
     join: Option<(Instant, usize)>,
-    conn: Connections,
-    layer: Option<InLayer>,
+    ipcp: UnicastIpcp,
     accepted: HashSet<u64>,
-    /// Neighbour index by address, for DT connections.
-    dt_nb: HashMap<u64, usize>,
     out: VecDeque<([u8; 6], Vec<u8>)>,
-    rng: ChaCha8Rng,
-    enrolled_at: Option<Instant>,
-    dht_boot: Option<(Instant, u64)>,
     register_at: Option<Instant>,
     allocs: Vec<(Instant, usize)>,
     lookups: HashMap<dht::LookupId, usize>,
     pending: HashMap<fa::AllocId, usize>,
     tally: Tally,
-    /// Link state's hold-down (`LsConfig::hold`).
-    hold: Duration,
-    /// An address to take instead of a random one (to make a collision).
-    force_addr: Option<u64>,
     /// Every IPCP's current address (0 before it joins), shared by all: what answers are
     /// checked against.
     book: Rc<RefCell<Vec<u64>>>,
@@ -124,297 +108,136 @@ struct Ipcp {
     moved_at: Option<Instant>,
 }
 
-impl Ipcp {
-    fn send(&mut self, nb: usize, kind: u64, sdu: &[u8]) {
-        let mut p = Vec::with_capacity(sdu.len() + 1);
-        p.push(kind as u8);
-        p.extend_from_slice(sdu);
-        self.out.push_back((mac(nb), p));
-    }
-
-    /// Sends a DT PDU for component `eid` to `dst` along the next hop.
-    fn dt_send(&mut self, dst: u64, eid: u64, msg: &[u8]) {
-        let mut pdu = Vec::with_capacity(15 + msg.len());
-        pdu.extend_from_slice(&(dst as u32).to_le_bytes());
-        pdu.extend_from_slice(&[0, TTL, 0]);
-        pdu.extend_from_slice(&eid.to_le_bytes());
-        pdu.extend_from_slice(msg);
-        self.route(dst, &pdu);
-    }
-
-    fn route(&mut self, dst: u64, pdu: &[u8]) {
-        let hop = self
-            .layer
-            .as_ref()
-            .and_then(|l| l.ls.next_hop(dst))
-            .and_then(|a| self.dt_nb.get(&a).copied());
-        match hop {
-            Some(nb) => self.send(nb, DT, pdu),
-            None => self.tally.no_route += 1,
+/// The machine's settings in the simulation: link state recomputes every 200 ms; with a
+/// hold-down (the large layer) LSAs are refreshed every 60 s and age out after 240 s, as
+/// a large layer would be configured (the flooding of refreshes is most of its traffic).
+fn uni_config(hold: Duration) -> UniConfig {
+    let ls = if hold.is_zero() {
+        LsConfig {
+            t_recalc: Duration::from_millis(200),
+            ..LsConfig::default()
         }
-    }
-
-    fn join_layer(&mut self, now: Instant, conf: IpcpConfigMsg) {
-        // The flat address authority: a random non-zero 32-bit address.
-        let drawn = u64::from(self.rng.gen_range(1..=u32::MAX));
-        let addr = self.force_addr.unwrap_or(drawn);
-        let peer = conf
-            .unicast
-            .as_ref()
-            .and_then(|u| u.dir.dht.as_ref())
-            .map_or(0, |d| d.peer);
-        let mut mine = conf;
-        if let Some(d) = mine.unicast.as_mut().and_then(|u| u.dir.dht.as_mut()) {
-            d.peer = addr;
+    } else {
+        LsConfig {
+            t_recalc: Duration::from_millis(200),
+            t_update: Duration::from_secs(60),
+            t_timeo: Duration::from_secs(240),
+            hold,
+            ..LsConfig::default()
         }
-        self.conn.set_layer(addr, mine);
-        self.book.borrow_mut()[self.i] = addr;
-        let mut id = vec![0u8; 32];
-        self.rng.fill(id.as_mut_slice());
-        // With a hold-down (the large layer), LSAs are refreshed every 60 s and age out
-        // after 240 s, as a large layer would be configured: the flooding of refreshes is
-        // most of its traffic.
-        let ls_cfg = if self.hold.is_zero() {
-            LsConfig {
-                t_recalc: Duration::from_millis(200),
-                ..LsConfig::default()
-            }
-        } else {
-            LsConfig {
-                t_recalc: Duration::from_millis(200),
-                t_update: Duration::from_secs(60),
-                t_timeo: Duration::from_secs(240),
-                hold: self.hold,
-                ..LsConfig::default()
-            }
-        };
-        self.layer = Some(InLayer {
-            addr,
-            ls: LinkState::new(addr, ls_cfg, now),
-            dht: Dht::new(DhtConfig::default(), id, addr, self.i as u64),
-            fa: Fa::new(FaConfig::default(), addr, self.i as u64),
-        });
-        self.enrolled_at = Some(now);
-        if peer != 0 {
-            self.dht_boot = Some((now + Duration::from_secs(2), peer));
-        }
-        // Management and DT to the neighbours already in the layer (those that joined
-        // before; the later ones connect to us).
-        let earlier: Vec<usize> = self
-            .neighbours
-            .iter()
-            .copied()
-            .filter(|n| *n < self.i)
-            .collect();
-        for nb in earlier {
-            for (kind, comp) in [(MGMT, Component::Management), (DT, Component::DataTransfer)] {
-                self.conn.connect(now, flow(nb, kind), comp, [0; 8]);
-            }
-        }
-    }
-
-    fn tend(&mut self, now: Instant) {
-        while let Some(t) = self.conn.poll_transmit() {
-            let (nb, kind) = ((t.flow / 4) as usize, t.flow % 4);
-            self.send(nb, kind, &t.sdu);
-        }
-        while let Some(e) = self.conn.poll_event() {
-            match e {
-                enroll::Event::Enrolled { conf, .. } => self.join_layer(now, *conf),
-                enroll::Event::Connected {
-                    flow,
-                    comp,
-                    peer_addr,
-                } => {
-                    let nb = (flow / 4) as usize;
-                    if let Some(l) = self.layer.as_mut() {
-                        match comp {
-                            Component::Management => l.ls.add_mgmt(nb),
-                            _ => {
-                                self.dt_nb.insert(peer_addr, nb);
-                                l.ls.add_dt(now, peer_addr);
-                            }
-                        }
-                    }
-                }
-                enroll::Event::Failed { flow, why } => {
-                    panic!("node {}: flow {flow} failed: {why}", self.i)
-                }
-                enroll::Event::Readdressed {
-                    old, new, moved, ..
-                } => {
-                    self.tally.neighbours_moved += 1;
-                    let nb = self
-                        .dt_nb
-                        .get(&old)
-                        .copied()
-                        .filter(|nb| moved.contains(&flow(*nb, DT)));
-                    if let (Some(l), Some(nb)) = (self.layer.as_mut(), nb) {
-                        self.dt_nb.remove(&old);
-                        self.dt_nb.insert(new, nb);
-                        l.ls.remove_dt(old);
-                        l.ls.add_dt(now, new);
-                    }
-                }
-                _ => {}
-            }
-        }
-        // Another IPCP with our address: the younger one moves (as o7sd does).
-        let collision = self.layer.as_mut().and_then(|l| {
-            std::iter::from_fn(|| l.ls.poll_event()).find_map(|e| match e {
-                LsEvent::Collision(c) => Some(c),
-                LsEvent::TableChanged => None,
-            })
-        });
-        match collision {
-            Some(Collision::Readdress) => {
-                let new = loop {
-                    let a = u64::from(self.rng.gen_range(1..=u32::MAX));
-                    if self.layer.as_ref().is_some_and(|l| l.addr != a) {
-                        break a;
-                    }
-                };
-                self.tally.readdressed += 1;
-                self.book.borrow_mut()[self.i] = new;
-                self.moved_at = Some(now);
-                self.conn.readdress(new);
-                if let Some(l) = self.layer.as_mut() {
-                    l.addr = new;
-                    l.ls.readdress(now, new);
-                    l.dht.readdress(now, UNIX, new);
-                    l.fa.readdress(new);
-                }
-                while let Some(t) = self.conn.poll_transmit() {
-                    let (nb, kind) = ((t.flow / 4) as usize, t.flow % 4);
-                    self.send(nb, kind, &t.sdu);
-                }
-            }
-            Some(Collision::Keep) => self.tally.kept += 1,
-            None => {}
-        }
-        // Link state, DHT and FA output.
-        let mut lsas = vec![];
-        let mut dts = vec![];
-        if let Some(l) = self.layer.as_mut() {
-            while let Some((nb, lsa)) = l.ls.poll_transmit() {
-                lsas.push((nb, lsa));
-            }
-            while let Some(t) = l.dht.poll_transmit() {
-                dts.push((t.dst, 1, t.msg));
-            }
-            while let Some(t) = l.fa.poll_transmit() {
-                dts.push((t.dst, 0, t.msg));
-            }
-        }
-        for (nb, lsa) in lsas {
-            self.send(nb, MGMT, &lsa);
-        }
-        for (dst, eid, msg) in dts {
-            self.dt_send(dst, eid, &msg);
-        }
-        self.events(now);
-    }
-
-    fn events(&mut self, now: Instant) {
-        let Some(l) = self.layer.as_mut() else {
-            return;
-        };
-        let mut allocs = vec![];
-        while let Some(e) = l.dht.poll_event() {
-            match e {
-                dht::Event::Found { id, addrs, .. } => {
-                    if let Some(target) = self.lookups.remove(&id) {
-                        // The target's address, and no other (each name has one holder).
-                        let want = self.book.borrow()[target];
-                        if addrs.iter().all(|a| *a == want) {
-                            self.tally.resolved += 1;
-                        } else {
-                            self.tally.wrong_answer += 1;
-                        }
-                        allocs.push((target, addrs[0]));
-                    }
-                }
-                dht::Event::NotFound { id, .. } => {
-                    self.lookups.remove(&id);
-                    self.tally.not_found += 1;
-                }
-                // An open layer: no proofs to refuse.
-                dht::Event::ProofRefused { .. } => self.tally.wrong_answer += 1,
-            }
-        }
-        for (target, addr) in allocs {
-            if let Ok((id, _)) = l.fa.alloc(
-                now,
-                addr,
-                &name(target),
-                QosSpec::RAW,
-                &[],
-                Duration::from_secs(5),
-            ) {
-                self.pending.insert(id, target);
-            }
-        }
-        while let Some(e) = l.fa.poll_event() {
-            match e {
-                fa::Event::Incoming { req, hash, .. } => {
-                    if self.registered.contains(&hash) {
-                        let _ = l.fa.accept(req, &[]);
-                    } else {
-                        self.tally.refused += 1;
-                        let _ = l.fa.refuse(req, Refusal::NotRegistered.response());
-                    }
-                }
-                fa::Event::Allocated { id, peer, .. } => {
-                    let target = self.pending.remove(&id);
-                    if target.is_some_and(|t| self.book.borrow()[t] == peer) {
-                        self.tally.allocated += 1;
-                    } else {
-                        self.tally.wrong_peer += 1;
-                    }
-                }
-                fa::Event::AllocFailed { id, .. } => {
-                    self.pending.remove(&id);
-                    self.tally.alloc_failed += 1;
-                }
-                fa::Event::Update { .. } => {}
-            }
-        }
-        // Output the FA produced while answering.
-        let mut dts = vec![];
-        while let Some(t) = l.fa.poll_transmit() {
-            dts.push((t.dst, 0, t.msg));
-        }
-        for (dst, eid, msg) in dts {
-            self.dt_send(dst, eid, &msg);
-        }
-    }
-
-    fn on_dt(&mut self, now: Instant, pdu: &[u8]) {
-        let Some(l) = self.layer.as_mut() else {
-            return;
-        };
-        let dst = u64::from(u32::from_le_bytes(pdu[..4].try_into().unwrap()));
-        if dst == l.addr {
-            let eid = u64::from_le_bytes(pdu[7..15].try_into().unwrap());
-            match eid {
-                0 => l.fa.handle(now, &pdu[15..]),
-                1 => l.dht.handle(now, UNIX, &pdu[15..]),
-                _ => {}
-            }
-            return;
-        }
-        if pdu[5] <= 1 {
-            self.tally.ttl += 1;
-            return;
-        }
-        let mut fwd = pdu.to_vec();
-        fwd[5] -= 1;
-        self.tally.forwarded += 1;
-        self.route(dst, &fwd);
+    };
+    UniConfig {
+        ls: Some(ls),
+        ..UniConfig::default()
     }
 }
 
-impl Node for Ipcp {
+impl Host {
+    fn addr(&self) -> Option<u64> {
+        self.ipcp.addr()
+    }
+
+    /// What the machine has to send goes on the links; what it says is acted on.
+    fn tend(&mut self, now: Instant) {
+        loop {
+            while let Some(t) = self.ipcp.poll_transmit() {
+                let (nb, kind) = ((t.flow / 4) as usize, t.flow % 4);
+                let mut p = Vec::with_capacity(t.sdu.len() + 1);
+                p.push(kind as u8);
+                p.extend_from_slice(&t.sdu);
+                self.out.push_back((mac(nb), p));
+            }
+            let Some(e) = self.ipcp.poll_event() else {
+                break;
+            };
+            self.on_event(now, e);
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, e: Event) {
+        match e {
+            Event::InLayer { addr } => {
+                self.book.borrow_mut()[self.i] = addr;
+                // Management and DT to the neighbours already in the layer (those that
+                // joined before; the later ones connect to us).
+                let earlier: Vec<usize> = self
+                    .neighbours
+                    .iter()
+                    .copied()
+                    .filter(|n| *n < self.i)
+                    .collect();
+                for nb in earlier {
+                    for (kind, comp) in
+                        [(MGMT, Component::Management), (DT, Component::DataTransfer)]
+                    {
+                        self.ipcp.connect(now, flow(nb, kind), comp, nb as u64);
+                    }
+                }
+            }
+            Event::Failed { flow, why } => panic!("node {}: flow {flow} failed: {why}", self.i),
+            Event::Moved { new, .. } => {
+                self.tally.readdressed += 1;
+                self.book.borrow_mut()[self.i] = new;
+                self.moved_at = Some(now);
+            }
+            Event::CollisionKept => self.tally.kept += 1,
+            Event::NeighbourMoved { .. } => self.tally.neighbours_moved += 1,
+            Event::Dir(dht::Event::Found { id, addrs, .. }) => {
+                if let Some(target) = self.lookups.remove(&id) {
+                    // The target's address, and no other (each name has one holder).
+                    let want = self.book.borrow()[target];
+                    if addrs.iter().all(|a| *a == want) {
+                        self.tally.resolved += 1;
+                    } else {
+                        self.tally.wrong_answer += 1;
+                    }
+                    let r = self.ipcp.alloc(
+                        now,
+                        addrs[0],
+                        &name(target),
+                        QosSpec::RAW,
+                        &[],
+                        Duration::from_secs(5),
+                    );
+                    if let Ok((id, _)) = r {
+                        self.pending.insert(id, target);
+                    }
+                }
+            }
+            Event::Dir(dht::Event::NotFound { id, .. }) => {
+                self.lookups.remove(&id);
+                self.tally.not_found += 1;
+            }
+            // An open layer: no proofs to refuse.
+            Event::Dir(dht::Event::ProofRefused { .. }) => self.tally.wrong_answer += 1,
+            Event::Fa(fa::Event::Incoming { req, hash, .. }) => {
+                if self.registered.contains(&hash) {
+                    let _ = self.ipcp.accept_flow(now, req, &[]);
+                } else {
+                    self.tally.refused += 1;
+                    let _ = self
+                        .ipcp
+                        .refuse_flow(now, req, Refusal::NotRegistered.response());
+                }
+            }
+            Event::Fa(fa::Event::Allocated { id, peer, .. }) => {
+                let target = self.pending.remove(&id);
+                if target.is_some_and(|t| self.book.borrow()[t] == peer) {
+                    self.tally.allocated += 1;
+                } else {
+                    self.tally.wrong_peer += 1;
+                }
+            }
+            Event::Fa(fa::Event::AllocFailed { id, .. }) => {
+                self.pending.remove(&id);
+                self.tally.alloc_failed += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Node for Host {
     fn mac(&self) -> [u8; 6] {
         mac(self.i)
     }
@@ -422,25 +245,13 @@ impl Node for Ipcp {
         let nb = index(src.mac());
         let (kind, body) = (u64::from(payload[0]), &payload[1..]);
         let f = flow(nb, kind);
-        let connected = self.conn.connected(f).is_some();
-        if kind == MGMT && connected {
-            // An LSA, or the neighbour's new address (a CEP): its flows are those of
-            // the same link.
-            if Connections::is_update(body) {
-                self.conn.handle_update(f, body, |x| x / 4 == f / 4);
-            } else if let Some(l) = self.layer.as_mut() {
-                l.ls.handle(now, &nb, body);
-            }
-        } else if kind == DT && connected {
-            self.on_dt(now, body);
-        } else {
-            // The IPCP that joined later allocates every N-1 flow of a pair (enrolment,
-            // then Management and DT): a new flow from a later neighbour is accepted.
-            if nb > self.i && self.accepted.insert(f) {
-                self.conn.accept(now, f);
-            }
-            self.conn.handle(now, UNIX, f, body);
+        // The IPCP that joined later allocates every N-1 flow of a pair (enrolment, then
+        // Management and DT): a new flow from a later neighbour is accepted.
+        if self.ipcp.connections().connected(f).is_none() && nb > self.i && self.accepted.insert(f)
+        {
+            self.ipcp.accept(now, f, nb as u64);
         }
+        self.ipcp.handle_sdu(now, UNIX, f, body);
         self.tend(now);
     }
     fn handle_timeout(&mut self, now: Instant) {
@@ -448,54 +259,32 @@ impl Node for Ipcp {
             if t <= now {
                 self.join = None;
                 self.accepted.insert(flow(parent, ENROL));
-                let id = (self.i as u64).to_be_bytes();
-                self.conn
-                    .connect(now, flow(parent, ENROL), Component::Enrollment, id);
+                self.ipcp.enrol(now, flow(parent, ENROL), parent as u64);
             }
         }
-        if let Some((t, peer)) = self.dht_boot {
-            if t <= now {
-                self.dht_boot = None;
-                if let Some(l) = self.layer.as_mut() {
-                    l.dht.bootstrap(now, peer);
-                }
-            }
-        }
-        if self.layer.is_some() && self.register_at.is_some_and(|t| t <= now) {
+        if self.register_at.is_some_and(|t| t <= now) {
             self.register_at = None;
             let key = name(self.i);
-            if let Some(l) = self.layer.as_mut() {
-                self.registered.push(key.clone());
-                l.dht.register(now, UNIX, key);
-            }
+            self.registered.push(key.clone());
+            self.ipcp.register(now, UNIX, key);
         }
         while self.allocs.first().is_some_and(|(t, _)| *t <= now) {
             let (_, target) = self.allocs.remove(0);
-            if let Some(l) = self.layer.as_mut() {
-                if let Some(id) = l.dht.lookup(now, UNIX, name(target)) {
-                    self.lookups.insert(id, target);
-                }
+            if let Ok(id) = self.ipcp.lookup(now, UNIX, name(target)) {
+                self.lookups.insert(id, target);
             }
         }
-        self.conn.handle_timeout(now);
-        if let Some(l) = self.layer.as_mut() {
-            l.ls.handle_timeout(now);
-            l.dht.handle_timeout(now);
-            l.fa.handle_timeout(now);
+        if self.ipcp.poll_timeout().is_some_and(|t| t <= now) {
+            self.ipcp.handle_timeout(now);
         }
         self.tend(now);
     }
     fn poll_timeout(&self) -> Option<Instant> {
-        let l = self.layer.as_ref();
         [
             self.join.map(|(t, _)| t),
-            self.dht_boot.map(|(t, _)| t),
-            self.register_at.filter(|_| l.is_some()),
+            self.register_at,
             self.allocs.first().map(|(t, _)| *t),
-            self.conn.poll_timeout(),
-            l.and_then(|l| l.ls.poll_timeout()),
-            l.and_then(|l| l.dht.poll_timeout()),
-            l.and_then(|l| l.fa.poll_timeout()),
+            self.ipcp.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -557,9 +346,9 @@ fn shortest(n: usize, edges: &BTreeSet<(usize, usize)>) -> Vec<Vec<u32>> {
 /// as `route` forwards (`next_hop`, then the DT neighbour at that address), and compares
 /// the hops with the shortest path (`dist`). Every IPCP must be in the layer. With
 /// `first`, stops at the first bad path.
-fn walk(nodes: &[Ipcp], dist: &[Vec<u32>], first: bool) -> Paths {
+fn walk(nodes: &[Host], dist: &[Vec<u32>], first: bool) -> Paths {
     let mut p = Paths::default();
-    let addr = |i: usize| nodes[i].layer.as_ref().map_or(0, |l| l.addr);
+    let addr = |i: usize| nodes[i].addr().unwrap_or(0);
     let mut seen = vec![];
     for (s, shortest) in dist.iter().enumerate() {
         for d in (0..nodes.len()).filter(|d| *d != s) {
@@ -582,10 +371,9 @@ fn walk(nodes: &[Ipcp], dist: &[Vec<u32>], first: bool) -> Paths {
                 seen.push(cur);
                 let x = &nodes[cur];
                 let next = x
-                    .layer
-                    .as_ref()
-                    .and_then(|l| l.ls.next_hop(want))
-                    .and_then(|a| x.dt_nb.get(&a).copied())
+                    .ipcp
+                    .next_hop(want)
+                    .map(|f| (f / 4) as usize)
                     .filter(|nb| x.neighbours.contains(nb));
                 let Some(nb) = next else {
                     p.no_hop += 1;
@@ -656,25 +444,20 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
     let conf = IpcpConfigMsg::unicast_default("sim-uni", 0);
     let dist = shortest(n, &edges);
     let book = Rc::new(RefCell::new(vec![0u64; n]));
-    let nodes: Vec<Ipcp> = (0..n)
+    let nodes: Vec<Host> = (0..n)
         .map(|i| {
             let neighbours = edges
                 .iter()
                 .filter_map(|&(a, b)| (a == i).then_some(b).or((b == i).then_some(a)))
                 .collect();
             let root = i == 0;
-            let mut node = Ipcp {
+            let mut node = Host {
                 i,
                 neighbours,
                 join: (!root).then(|| (t0 + step * i as u32, parent[i])),
-                conn: Connections::new(EnrollConfig::default(), 0, None),
-                layer: None,
+                ipcp: UnicastIpcp::new(uni_config(hold), seed ^ (i as u64 * 0x9e37)),
                 accepted: HashSet::new(),
-                dt_nb: HashMap::new(),
                 out: VecDeque::new(),
-                rng: ChaCha8Rng::seed_from_u64(seed ^ (i as u64 * 0x9e37)),
-                enrolled_at: None,
-                dht_boot: None,
                 register_at: Some(register_at + Duration::from_millis(rng.gen_range(0..1000))),
                 allocs: vec![(
                     alloc_at + Duration::from_millis(rng.gen_range(0..2000)),
@@ -683,8 +466,6 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
                 lookups: HashMap::new(),
                 pending: HashMap::new(),
                 tally: Tally::default(),
-                hold,
-                force_addr: None,
                 book: Rc::clone(&book),
                 registered: vec![],
                 moved_at: None,
@@ -693,7 +474,8 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
                 node.join = Some((t0 + c.at, parent[i]));
             }
             if root {
-                node.join_layer(t0, conf.clone());
+                node.ipcp.bootstrap(t0, conf.clone());
+                node.tend(t0);
             }
             node
         })
@@ -716,26 +498,22 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
             let join = t0 + c.at;
             if t > join && t - Duration::from_millis(250) <= join {
                 sim.run_until(join - Duration::from_millis(1));
-                let a = sim.nodes[c.early].layer.as_ref().map(|l| l.addr);
+                let a = sim.nodes[c.early].addr();
                 assert!(a.is_some(), "IPCP {} is in the layer", c.early);
-                sim.nodes[c.late].force_addr = a;
+                sim.nodes[c.late].ipcp.propose_address(a.unwrap());
             }
         }
         sim.run_until(t);
         if converged_at.is_some() {
             continue;
         }
-        let addrs: Vec<u64> = sim
-            .nodes
-            .iter()
-            .filter_map(|x| x.layer.as_ref().map(|l| l.addr))
-            .collect();
+        let addrs: Vec<u64> = sim.nodes.iter().filter_map(|x| x.addr()).collect();
         let complete = addrs.len() == n
             && sim.nodes.iter().all(|x| {
-                x.layer.as_ref().is_some_and(|l| {
+                x.ipcp.link_state().is_some_and(|l| {
                     addrs
                         .iter()
-                        .all(|a| *a == l.addr || l.ls.next_hop(*a).is_some())
+                        .all(|a| *a == l.addr() || l.next_hop(*a).is_some())
                 })
             });
         let full = (complete && complete_at.is_none()).then(|| walk(&sim.nodes, &dist, false));
@@ -751,9 +529,11 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
     sim.run_until(alloc_at + Duration::from_secs(20));
     let mut tally = Tally::default();
     for x in &sim.nodes {
-        tally.forwarded += x.tally.forwarded;
-        tally.no_route += x.tally.no_route;
-        tally.ttl += x.tally.ttl;
+        let c = x.ipcp.counters();
+        tally.forwarded += c.forwarded;
+        // Messages of its own with no route within the wait, and PDUs it could not forward.
+        tally.no_route += c.no_route + c.held_dropped;
+        tally.ttl += c.ttl_dropped;
         tally.resolved += x.tally.resolved;
         tally.wrong_answer += x.tally.wrong_answer;
         tally.not_found += x.tally.not_found;
@@ -767,14 +547,14 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
     }
     let mut addrs = BTreeSet::new();
     for x in &sim.nodes {
-        if let Some(l) = &x.layer {
-            assert!(addrs.insert(l.addr), "address {:#x} is unique", l.addr);
+        if let Some(a) = x.addr() {
+            assert!(addrs.insert(a), "address {a:#x} is unique");
         }
     }
     for x in sim.nodes.iter().filter(|_| collide.is_none()) {
-        if let Some(l) = &x.layer {
+        if let Some(l) = x.ipcp.link_state() {
             assert_eq!(
-                l.ls.counters().collisions,
+                l.counters().collisions,
                 0,
                 "node {}: no false address collision",
                 x.i
@@ -788,7 +568,7 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
             c.early, e.kept, e.readdressed, c.late, l.kept, l.readdressed, tally.neighbours_moved
         );
     }
-    let enrolled = sim.nodes.iter().filter(|x| x.layer.is_some()).count();
+    let enrolled = sim.nodes.iter().filter(|x| x.addr().is_some()).count();
     assert_eq!(enrolled, n, "every IPCP enrolled");
     let paths = walk(&sim.nodes, &dist, false);
     let run = Run {
@@ -954,7 +734,9 @@ fn of_two_ipcps_with_one_address_the_younger_moves() {
 /// 100 ms hold-down converge and allocate as without one.
 #[test]
 fn a_hold_down_gives_the_same_layer_results() {
+    let wall = std::time::Instant::now();
     let (r, _) = layer(100, 21, Duration::from_millis(100));
+    report(100, &r, wall);
     assert_eq!(r.enrolled, 100);
     checked(&r);
     assert_eq!((r.tally.resolved, r.tally.allocated), (100, 100));

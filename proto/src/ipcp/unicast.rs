@@ -1,0 +1,917 @@
+//! A unicast IPCP as one machine: enrolment and the CEPs of its N-1 flows
+//! ([`Connections`]), link state over its Management flows ([`LinkState`]), the directory
+//! ([`Dht`]) and the flow allocator ([`Fa`]) over DT PDUs it routes itself, the flat
+//! address authority (a random address, drawn again on a collision), and the DT PDUs that
+//! reach it for another IPCP (forwarded along the next hop, TTL decremented).
+//!
+//! N-1 flows are the driver's: it allocates or accepts them and tells the machine
+//! ([`UnicastIpcp::enrol`], [`UnicastIpcp::connect`], [`UnicastIpcp::accept`],
+//! [`UnicastIpcp::flow_down`]), with a `link` tag that is the same for every N-1 flow to
+//! the same lower-layer peer (a neighbour that moves to a new address moves them all).
+//! What arrives on them goes to [`UnicastIpcp::handle_sdu`]; what to send on them comes
+//! out of [`UnicastIpcp::poll_transmit`]; what the driver acts on (in the layer, a
+//! connection up, the forwarding table changed, a lookup's answer, a flow request, ...)
+//! out of [`UnicastIpcp::poll_event`]. Time comes in as `now` and the wall clock as
+//! [`UnixTime`]; randomness (addresses, the directory's id, enrolment ids) from a seed.
+
+use crate::budget::Bucket;
+use crate::dht::{self, Dht, DhtConfig, Key, LookupId};
+use crate::enroll::{Connections, EnrollConfig, EnrollError, FlowId};
+use crate::fa::{self, AllocId, Fa, FaConfig, FaError, ReqId};
+use crate::linkstate::{Collision, Event as LsEvent, LinkState, LsConfig, Policy};
+use crate::machine::{machine, UnixTime};
+use o7s_wire::qos::QosSpec;
+use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Bytes of a DT PCI: destination address (4, little-endian), QoS cube, TTL, ECN, endpoint
+/// id (8, little-endian) (facts §5.1).
+pub const PCI_LEN: usize = 15;
+/// The flow allocator's endpoint id (unicast facts: reserved eids).
+pub const EID_FA: u64 = 0;
+/// The directory's endpoint id.
+pub const EID_DHT: u64 = 1;
+
+/// Settings.
+#[derive(Debug, Clone, Copy)]
+pub struct UniConfig {
+    /// Enrolment's and the connections' timers.
+    pub enroll: EnrollConfig,
+    /// Link state's settings; `None`: the layer's, from the configuration it enrols with
+    /// (policy and timers), new adjacencies recomputed at most every 100 ms, as o7sd.
+    pub ls: Option<LsConfig>,
+    /// The directory's settings; `None`: the layer's.
+    pub dht: Option<DhtConfig>,
+    /// The flow allocator's.
+    pub fa: FaConfig,
+    /// Messages a second (and in a burst) that one neighbour may make us handle: LSAs on
+    /// a Management flow, PDUs on a DT flow (0: no bound).
+    pub neighbour_rate: u32,
+    /// We move to a new address at most once in this time (a member that forges our
+    /// address over and over cannot make us move over and over).
+    pub readdress_hold: Duration,
+    /// How long a component's message waits for a route to its destination.
+    pub hold_for: Duration,
+    /// At most this many messages wait for a route.
+    pub hold_max: usize,
+    /// Between two attempts to join the directory through the enroller.
+    pub dht_retry: Duration,
+    /// After joining the directory (as soon as the enroller is reachable, for a quick
+    /// first allocation), it looks up its own id once more this much later, when the
+    /// layer's routes have settled: a layer of 100 IPCPs joining every 50 ms with a
+    /// link-state hold-down lost 4 lookups in 100 without it (proto/tests/layer_sim.rs).
+    pub dht_again: Duration,
+}
+
+impl Default for UniConfig {
+    /// o7sd's.
+    fn default() -> Self {
+        Self {
+            enroll: EnrollConfig::default(),
+            ls: None,
+            dht: None,
+            fa: FaConfig::default(),
+            neighbour_rate: 2_000,
+            readdress_hold: Duration::from_secs(60),
+            hold_for: Duration::from_secs(3),
+            hold_max: 256,
+            dht_retry: Duration::from_secs(1),
+            dht_again: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The layer's link-state settings (policy and timers) from its configuration.
+pub fn ls_config(conf: &IpcpConfigMsg) -> LsConfig {
+    let mut cfg = LsConfig {
+        hold: Duration::from_millis(100),
+        ..LsConfig::default()
+    };
+    if let Some(ls) = conf.unicast.as_ref().and_then(|u| u.dt.routing.ls.as_ref()) {
+        cfg.t_recalc = Duration::from_secs(u64::from(ls.t_recalc.max(1)));
+        cfg.t_update = Duration::from_secs(u64::from(ls.t_update.max(1)));
+        cfg.t_timeo = Duration::from_secs(u64::from(ls.t_timeo.max(1)));
+        cfg.policy = match ls.pol {
+            1 => Policy::Lfa,
+            2 => Policy::Ecmp,
+            _ => Policy::Simple,
+        };
+    }
+    cfg
+}
+
+/// The layer's directory settings from its configuration.
+pub fn dht_config(conf: &IpcpConfigMsg) -> DhtConfig {
+    let mut cfg = DhtConfig::default();
+    if let Some(d) = conf.unicast.as_ref().and_then(|u| u.dir.dht.as_ref()) {
+        cfg.alpha = d.alpha.max(1) as usize;
+        cfg.k = d.k.max(1) as usize;
+        cfg.t_expire = d.t_expire;
+        cfg.t_refresh = d.t_refresh.max(1);
+        cfg.t_replicate = d.t_replicate.max(1);
+    }
+    cfg
+}
+
+/// An SDU to send on an N-1 flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The N-1 flow.
+    pub flow: FlowId,
+    /// The SDU (a CEP or enrolment message, an LSA, a DT PDU).
+    pub sdu: Vec<u8>,
+}
+
+/// What the machine tells its driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// In the layer at `addr` (bootstrapped or enrolled): the driver connects Management
+    /// and DT flows to the members it is to ([`UnicastIpcp::connect`]).
+    InLayer {
+        /// Our address.
+        addr: u64,
+    },
+    /// An N-1 flow carries `comp` now, to the neighbour at `peer_addr`.
+    Connected {
+        /// The N-1 flow.
+        flow: FlowId,
+        /// Management or Data Transfer.
+        comp: Component,
+        /// The neighbour's address.
+        peer_addr: u64,
+    },
+    /// Setting up an N-1 flow (or enrolling over it) failed.
+    Failed {
+        /// The N-1 flow.
+        flow: FlowId,
+        /// Why.
+        why: EnrollError,
+    },
+    /// Let the N-1 flow go (the enrolment flow, once enrolment is done).
+    Close {
+        /// The N-1 flow.
+        flow: FlowId,
+    },
+    /// Another IPCP had our address and was as old or older: we moved.
+    Moved {
+        /// The address before.
+        old: u64,
+        /// And now.
+        new: u64,
+    },
+    /// Another IPCP had our address and was younger: we kept it.
+    CollisionKept,
+    /// Another IPCP had our address within `readdress_hold` of our last move: we stayed.
+    ReaddressHeld,
+    /// A Management neighbour moved to a new address; our N-1 flows `moved` follow it.
+    NeighbourMoved {
+        /// The Management flow it said so on.
+        flow: FlowId,
+        /// Its address before.
+        old: u64,
+        /// And now.
+        new: u64,
+        /// Our N-1 flows to it.
+        moved: Vec<FlowId>,
+    },
+    /// The forwarding table changed ([`UnicastIpcp::link_state`]'s `table`).
+    TableChanged,
+    /// The directory: a lookup's answer (`Found` lists the members we have a route to
+    /// first, in the directory's order otherwise), or an entry refused.
+    Dir(dht::Event),
+    /// The flow allocator: a request for a flow, an allocation done or failed.
+    Fa(fa::Event),
+}
+
+/// Why a request of the driver was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UniError {
+    /// The IPCP is in no layer yet.
+    #[error("the IPCP is in no layer yet")]
+    NotInLayer,
+    /// The directory has as many lookups in progress as it takes.
+    #[error("the directory has as many lookups in progress as it takes")]
+    TooManyLookups,
+    /// The flow allocator's answer.
+    #[error(transparent)]
+    Fa(#[from] FaError),
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// DT PDUs forwarded to another IPCP.
+    pub forwarded: u64,
+    /// DT PDUs for another IPCP dropped: their TTL ran out.
+    pub ttl_dropped: u64,
+    /// DT PDUs for another IPCP dropped: no route.
+    pub no_route: u64,
+    /// DT PDUs for us dropped: shorter than the PCI, or for an endpoint other than the
+    /// directory and the flow allocator.
+    pub dt_dropped: u64,
+    /// Messages of ours that waited for a route.
+    pub held: u64,
+    /// Messages of ours dropped: no route within `hold_for`, or the wait queue full.
+    pub held_dropped: u64,
+    /// LSAs dropped: their neighbour sent more than its budget.
+    pub lsa_rate_dropped: u64,
+    /// DT PDUs dropped: their neighbour sent more than its budget.
+    pub dt_rate_dropped: u64,
+    /// Times we moved to a new address.
+    pub readdressed: u64,
+    /// Collisions that would have moved us again within `readdress_hold`.
+    pub readdress_held: u64,
+    /// Collisions in which we kept our address.
+    pub collisions_kept: u64,
+    /// Neighbours that told us they moved.
+    pub neighbours_moved: u64,
+}
+
+/// The parts that exist once the IPCP is in a layer.
+#[derive(Debug)]
+struct Layer {
+    addr: u64,
+    ls: LinkState<FlowId>,
+    dht: Dht,
+    fa: Fa,
+}
+
+/// A message of ours waiting for a route.
+#[derive(Debug)]
+struct Held {
+    since: Instant,
+    dst: u64,
+    eid: u64,
+    msg: Vec<u8>,
+}
+
+/// A unicast IPCP.
+#[derive(Debug)]
+pub struct UnicastIpcp {
+    cfg: UniConfig,
+    rng: ChaCha8Rng,
+    conn: Connections,
+    layer: Option<Layer>,
+    /// Each N-1 flow's lower-layer peer, as the driver tagged it.
+    links: HashMap<FlowId, u64>,
+    /// DT neighbours: address -> N-1 flow.
+    dt_nb: HashMap<u64, FlowId>,
+    budgets: HashMap<FlowId, Bucket>,
+    held: VecDeque<Held>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    /// The wall clock at an instant, as last given.
+    clock: Option<(Instant, UnixTime)>,
+    /// The directory's bootstrap peer (the enroller; 0: none), and when it was asked.
+    dht_peer: u64,
+    dht_asked: Option<Instant>,
+    /// Names registered before the directory could store them.
+    to_publish: Vec<Key>,
+    last_readdress: Option<Instant>,
+    /// The next address to take instead of a draw.
+    next_addr: Option<u64>,
+    max_ttl: u8,
+    counters: Counters,
+    /// When the directory looks up our id through the enroller once more.
+    dht_again: Option<Instant>,
+}
+
+impl UnicastIpcp {
+    /// An IPCP in no layer yet; `seed` makes its random choices.
+    pub fn new(cfg: UniConfig, seed: u64) -> Self {
+        Self {
+            cfg,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            conn: Connections::new(cfg.enroll, 0, None),
+            layer: None,
+            links: HashMap::new(),
+            dt_nb: HashMap::new(),
+            budgets: HashMap::new(),
+            held: VecDeque::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            clock: None,
+            dht_peer: 0,
+            dht_asked: None,
+            to_publish: Vec::new(),
+            last_readdress: None,
+            next_addr: None,
+            max_ttl: 60,
+            counters: Counters::default(),
+            dht_again: None,
+        }
+    }
+
+    /// The next address taken (on joining a layer, or moving) is `addr` instead of a
+    /// random one: a driver that resumes its address after a restart, a test that makes
+    /// a collision.
+    pub fn propose_address(&mut self, addr: u64) {
+        self.next_addr = Some(addr).filter(|a| *a != 0);
+    }
+
+    /// Our address, once in a layer.
+    pub fn addr(&self) -> Option<u64> {
+        self.layer.as_ref().map(|l| l.addr)
+    }
+
+    /// Link state, once in a layer.
+    pub fn link_state(&self) -> Option<&LinkState<FlowId>> {
+        self.layer.as_ref().map(|l| &l.ls)
+    }
+
+    /// The directory, once in a layer.
+    pub fn dht(&self) -> Option<&Dht> {
+        self.layer.as_ref().map(|l| &l.dht)
+    }
+
+    /// The flow allocator, once in a layer.
+    pub fn fa(&self) -> Option<&Fa> {
+        self.layer.as_ref().map(|l| &l.fa)
+    }
+
+    /// The connections of the N-1 flows.
+    pub fn connections(&self) -> &Connections {
+        &self.conn
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The TTL of the PDUs we send (the layer's `max_ttl`).
+    pub fn max_ttl(&self) -> u8 {
+        self.max_ttl
+    }
+
+    /// The N-1 flow of the next hop towards `dst`, if link state has a route.
+    pub fn next_hop(&self, dst: u64) -> Option<FlowId> {
+        self.layer
+            .as_ref()
+            .and_then(|l| l.ls.next_hop(dst))
+            .and_then(|a| self.dt_nb.get(&a).copied())
+    }
+
+    fn tick(&mut self, now: Instant, unix: UnixTime) {
+        self.clock = Some((now, unix));
+    }
+
+    /// The wall clock at `now`, from the last one given.
+    fn unix_at(&self, now: Instant) -> UnixTime {
+        self.clock
+            .map(|(t, u)| u + now.saturating_duration_since(t))
+            .unwrap_or_default()
+    }
+
+    /// A random non-zero 32-bit address not in `avoid` (the flat address authority), or
+    /// the one proposed.
+    fn draw_addr(&mut self, avoid: &BTreeSet<u64>) -> u64 {
+        if let Some(a) = self.next_addr.take() {
+            return a;
+        }
+        loop {
+            let a = u64::from(self.rng.gen_range(1..=u32::MAX));
+            if !avoid.contains(&a) {
+                return a;
+            }
+        }
+    }
+
+    /// Starts a layer with configuration `conf` (the first member; the configuration it
+    /// hands to those it enrols names it as their directory peer). Returns our address
+    /// (the one we have if already in a layer).
+    pub fn bootstrap(&mut self, now: Instant, conf: IpcpConfigMsg) -> u64 {
+        if let Some(a) = self.addr() {
+            return a;
+        }
+        self.join(now, conf, false);
+        self.tend(now);
+        self.addr().unwrap_or(0)
+    }
+
+    /// Takes the layer's configuration (ours by bootstrap, or the enroller's): an
+    /// address, the parts.
+    fn join(&mut self, now: Instant, conf: IpcpConfigMsg, enrolled: bool) {
+        let addr = self.draw_addr(&BTreeSet::new());
+        let peer = conf
+            .unicast
+            .as_ref()
+            .and_then(|u| u.dir.dht.as_ref())
+            .map_or(0, |d| d.peer);
+        self.dht_peer = if enrolled && peer != addr { peer } else { 0 };
+        self.max_ttl = conf
+            .unicast
+            .as_ref()
+            .map_or(60, |u| u8::try_from(u.dt.max_ttl).unwrap_or(u8::MAX));
+        let ls_cfg = self.cfg.ls.unwrap_or_else(|| ls_config(&conf));
+        let dht_cfg = self.cfg.dht.unwrap_or_else(|| dht_config(&conf));
+        let mut mine = conf;
+        if let Some(d) = mine.unicast.as_mut().and_then(|u| u.dir.dht.as_mut()) {
+            d.peer = addr;
+        }
+        self.conn.set_layer(addr, mine);
+        let mut id = vec![0u8; 32];
+        self.rng.fill(id.as_mut_slice());
+        let (dht_seed, fa_seed) = (self.rng.gen(), self.rng.gen());
+        self.layer = Some(Layer {
+            addr,
+            ls: LinkState::new(addr, ls_cfg, now),
+            dht: Dht::new(dht_cfg, id, addr, dht_seed),
+            fa: Fa::new(self.cfg.fa, addr, fa_seed),
+        });
+        self.events.push_back(Event::InLayer { addr });
+    }
+
+    /// Enrols over N-1 flow `flow` (allocated by the driver to a member; `link`: its
+    /// lower-layer peer).
+    pub fn enrol(&mut self, now: Instant, flow: FlowId, link: u64) {
+        let id: [u8; 8] = self.rng.gen();
+        self.links.insert(flow, link);
+        self.conn.connect(now, flow, Component::Enrollment, id);
+        self.tend(now);
+    }
+
+    /// Sets up `comp` over N-1 flow `flow` (allocated by the driver to a member).
+    pub fn connect(&mut self, now: Instant, flow: FlowId, comp: Component, link: u64) {
+        let id: [u8; 8] = self.rng.gen();
+        self.links.insert(flow, link);
+        self.conn.connect(now, flow, comp, id);
+        self.tend(now);
+    }
+
+    /// N-1 flow `flow` was allocated to us: its CEP comes first.
+    pub fn accept(&mut self, now: Instant, flow: FlowId, link: u64) {
+        self.links.insert(flow, link);
+        self.conn.accept(now, flow);
+        self.tend(now);
+    }
+
+    /// N-1 flow `flow` is gone: its connection is forgotten and link state drops the link
+    /// it carried (the other members age it out).
+    pub fn flow_down(&mut self, now: Instant, flow: FlowId) {
+        let comp = self.conn.connected(flow);
+        self.conn.flow_down(flow);
+        self.budgets.remove(&flow);
+        self.links.remove(&flow);
+        if let Some(l) = self.layer.as_mut() {
+            match comp {
+                Some((Component::Management, _)) => l.ls.remove_mgmt(&flow),
+                // Unless a newer DT flow to the same member took its place.
+                Some((Component::DataTransfer, addr)) if self.dt_nb.get(&addr) == Some(&flow) => {
+                    self.dt_nb.remove(&addr);
+                    l.ls.remove_dt(addr);
+                }
+                _ => {}
+            }
+        }
+        self.tend(now);
+    }
+
+    /// An SDU arrived on N-1 flow `flow`.
+    pub fn handle_sdu(&mut self, now: Instant, unix: UnixTime, flow: FlowId, sdu: &[u8]) {
+        self.tick(now, unix);
+        let comp = self.conn.connected(flow).map(|(c, _)| c);
+        let rate = self.cfg.neighbour_rate;
+        let bounded = matches!(comp, Some(Component::Management | Component::DataTransfer));
+        let within = !bounded
+            || rate == 0
+            || self
+                .budgets
+                .entry(flow)
+                .or_insert_with(|| Bucket::full(rate, now))
+                .take(rate, now);
+        match comp {
+            Some(Component::Management) if !within => self.counters.lsa_rate_dropped += 1,
+            Some(Component::DataTransfer) if !within => self.counters.dt_rate_dropped += 1,
+            Some(Component::Management) if Connections::is_update(sdu) => {
+                // The neighbour's new address: its flows are those of the same link.
+                let here = self.links.get(&flow).copied();
+                let links = &self.links;
+                self.conn.handle_update(flow, sdu, |f| {
+                    here.is_some() && links.get(&f).copied() == here
+                });
+            }
+            Some(Component::Management) => {
+                if let Some(l) = self.layer.as_mut() {
+                    l.ls.handle(now, &flow, sdu);
+                }
+            }
+            Some(Component::DataTransfer) => self.on_dt(now, unix, sdu),
+            _ => self.conn.handle(now, unix, flow, sdu),
+        }
+        self.tend(now);
+    }
+
+    /// A DT PDU: for us, to the directory or the flow allocator; for another IPCP,
+    /// forwarded along the next hop with its TTL decremented.
+    fn on_dt(&mut self, now: Instant, unix: UnixTime, pdu: &[u8]) {
+        let Some(l) = self.layer.as_mut() else {
+            self.counters.dt_dropped += 1;
+            return;
+        };
+        let (Some(dst), Some(&ttl), Some(eid)) = (
+            pdu.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()),
+            pdu.get(5),
+            pdu.get(7..PCI_LEN)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok()),
+        ) else {
+            self.counters.dt_dropped += 1;
+            return;
+        };
+        let dst = u64::from(u32::from_le_bytes(dst));
+        if dst == l.addr {
+            let body = pdu.get(PCI_LEN..).unwrap_or_default();
+            match u64::from_le_bytes(eid) {
+                EID_FA => l.fa.handle(now, body),
+                EID_DHT => l.dht.handle(now, unix, body),
+                _ => self.counters.dt_dropped += 1,
+            }
+            return;
+        }
+        if ttl <= 1 {
+            self.counters.ttl_dropped += 1;
+            return;
+        }
+        match self.next_hop(dst) {
+            Some(flow) => {
+                let mut p = pdu.to_vec();
+                if let Some(t) = p.get_mut(5) {
+                    *t = ttl - 1;
+                }
+                self.counters.forwarded += 1;
+                self.out.push_back(Transmit { flow, sdu: p });
+            }
+            None => self.counters.no_route += 1,
+        }
+    }
+
+    /// A DT PDU for component `eid` at `dst`, along the next hop; with no route yet (a
+    /// member just learnt of from the directory, before link state has it) it waits up
+    /// to `hold_for`, at most `hold_max` of them.
+    fn dt_send(&mut self, now: Instant, dst: u64, eid: u64, msg: Vec<u8>) {
+        match self.next_hop(dst) {
+            Some(flow) => {
+                let sdu = dt_pdu(dst, eid, self.max_ttl, &msg);
+                self.out.push_back(Transmit { flow, sdu });
+            }
+            None if self.held.len() < self.cfg.hold_max => {
+                self.counters.held += 1;
+                self.held.push_back(Held {
+                    since: now,
+                    dst,
+                    eid,
+                    msg,
+                });
+            }
+            None => self.counters.held_dropped += 1,
+        }
+    }
+
+    /// Sends the held messages that have a route now; drops those that waited too long.
+    fn send_held(&mut self, now: Instant) {
+        for h in std::mem::take(&mut self.held) {
+            if let Some(flow) = self.next_hop(h.dst) {
+                let sdu = dt_pdu(h.dst, h.eid, self.max_ttl, &h.msg);
+                self.out.push_back(Transmit { flow, sdu });
+            } else if now.saturating_duration_since(h.since) >= self.cfg.hold_for {
+                self.counters.held_dropped += 1;
+            } else {
+                self.held.push_back(h);
+            }
+        }
+    }
+
+    /// Publishes `key` (a name's hash) in the directory: at once when it can store it
+    /// (in a layer, and its first contact known unless it is the first member), else as
+    /// soon as it can.
+    pub fn register(&mut self, now: Instant, unix: UnixTime, key: Key) {
+        self.tick(now, unix);
+        if !self.to_publish.contains(&key) {
+            self.to_publish.push(key);
+        }
+        self.tend(now);
+    }
+
+    /// Withdraws `key` (copies elsewhere expire, as in the reference).
+    pub fn unregister(&mut self, key: &[u8]) {
+        self.to_publish.retain(|k| k != key);
+        if let Some(l) = self.layer.as_mut() {
+            l.dht.unregister(key);
+        }
+    }
+
+    /// Looks `key` up in the directory: the answer is an [`Event::Dir`].
+    pub fn lookup(&mut self, now: Instant, unix: UnixTime, key: Key) -> Result<LookupId, UniError> {
+        self.tick(now, unix);
+        let l = self.layer.as_mut().ok_or(UniError::NotInLayer)?;
+        let id = l.dht.lookup(now, unix, key);
+        self.tend(now);
+        // The directory refuses a lookup beyond its bound (counted there).
+        id.ok_or(UniError::TooManyLookups)
+    }
+
+    /// Asks the IPCP at `dst` for a flow to the name whose hash is `hash`: the answer is
+    /// an [`Event::Fa`]. Returns the allocation and our endpoint id.
+    pub fn alloc(
+        &mut self,
+        now: Instant,
+        dst: u64,
+        hash: &[u8],
+        qos: QosSpec,
+        oap: &[u8],
+        timeout: Duration,
+    ) -> Result<(AllocId, u64), UniError> {
+        let l = self.layer.as_mut().ok_or(UniError::NotInLayer)?;
+        let r = l.fa.alloc(now, dst, hash, qos, oap, timeout)?;
+        self.tend(now);
+        Ok(r)
+    }
+
+    /// Accepts flow request `req` (an [`fa::Event::Incoming`]): returns our endpoint id,
+    /// the peer's and its address.
+    pub fn accept_flow(
+        &mut self,
+        now: Instant,
+        req: ReqId,
+        oap: &[u8],
+    ) -> Result<(u64, u64, u64), UniError> {
+        let l = self.layer.as_mut().ok_or(UniError::NotInLayer)?;
+        let r = l.fa.accept(req, oap);
+        self.tend(now);
+        Ok(r?)
+    }
+
+    /// Refuses flow request `req` with `response` (negative).
+    pub fn refuse_flow(&mut self, now: Instant, req: ReqId, response: i32) -> Result<(), UniError> {
+        let l = self.layer.as_mut().ok_or(UniError::NotInLayer)?;
+        let r = l.fa.refuse(req, response);
+        self.tend(now);
+        Ok(r?)
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.conn.handle_timeout(now);
+        if let Some(l) = self.layer.as_mut() {
+            l.ls.handle_timeout(now);
+            l.dht.handle_timeout(now);
+            l.fa.handle_timeout(now);
+        }
+        self.tend(now);
+    }
+
+    /// When [`UnicastIpcp::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let l = self.layer.as_ref();
+        let retry = l
+            .filter(|l| self.dht_peer != 0 && l.dht.contacts() == 0)
+            .and(self.dht_asked)
+            .map(|t| t + self.cfg.dht_retry);
+        [
+            self.conn.poll_timeout(),
+            l.and_then(|l| l.ls.poll_timeout()),
+            l.and_then(|l| l.dht.poll_timeout()),
+            l.and_then(|l| l.fa.poll_timeout()),
+            self.held.front().map(|h| h.since + self.cfg.hold_for),
+            retry,
+            self.dht_again,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next SDU to send on an N-1 flow.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Acts on what the parts produced: their messages go out, their events are acted
+    /// on or passed on.
+    fn tend(&mut self, now: Instant) {
+        self.tend_connections(now);
+        self.tend_collision(now);
+        self.tend_dht(now);
+        let mut dts = vec![];
+        if let Some(l) = self.layer.as_mut() {
+            while let Some((flow, lsa)) = l.ls.poll_transmit() {
+                self.out.push_back(Transmit {
+                    flow,
+                    sdu: lsa.to_vec(),
+                });
+            }
+            while let Some(t) = l.fa.poll_transmit() {
+                dts.push((t.dst, EID_FA, t.msg));
+            }
+            while let Some(e) = l.fa.poll_event() {
+                self.events.push_back(Event::Fa(e));
+            }
+        }
+        for (dst, eid, msg) in dts {
+            self.dt_send(now, dst, eid, msg);
+        }
+        self.send_held(now);
+    }
+
+    fn tend_connections(&mut self, now: Instant) {
+        while let Some(t) = self.conn.poll_transmit() {
+            self.out.push_back(Transmit {
+                flow: t.flow,
+                sdu: t.sdu,
+            });
+        }
+        while let Some(e) = self.conn.poll_event() {
+            use crate::enroll::Event as E;
+            match e {
+                E::Enrolled { conf, .. } => {
+                    if self.layer.is_none() {
+                        self.join(now, *conf, true);
+                    }
+                }
+                E::Connected {
+                    flow,
+                    comp,
+                    peer_addr,
+                } => {
+                    if let Some(l) = self.layer.as_mut() {
+                        match comp {
+                            Component::Management => l.ls.add_mgmt(flow),
+                            Component::DataTransfer => {
+                                self.dt_nb.insert(peer_addr, flow);
+                                l.ls.add_dt(now, peer_addr);
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.events.push_back(Event::Connected {
+                        flow,
+                        comp,
+                        peer_addr,
+                    });
+                }
+                E::Failed { flow, why } => self.events.push_back(Event::Failed { flow, why }),
+                E::Close { flow } => self.events.push_back(Event::Close { flow }),
+                E::Readdressed {
+                    flow,
+                    old,
+                    new,
+                    moved,
+                } => {
+                    self.counters.neighbours_moved += 1;
+                    let dt = self.dt_nb.get(&old).copied().filter(|f| moved.contains(f));
+                    if let (Some(f), Some(l)) = (dt, self.layer.as_mut()) {
+                        self.dt_nb.remove(&old);
+                        self.dt_nb.insert(new, f);
+                        l.ls.remove_dt(old);
+                        l.ls.link_up(old);
+                        l.ls.add_dt(now, new);
+                    }
+                    self.events.push_back(Event::NeighbourMoved {
+                        flow,
+                        old,
+                        new,
+                        moved,
+                    });
+                }
+                E::Served { .. } => {}
+            }
+        }
+    }
+
+    /// Link state's events: the table changed (said once), another IPCP with our
+    /// address (the younger one moves).
+    fn tend_collision(&mut self, now: Instant) {
+        let Some(l) = self.layer.as_mut() else {
+            return;
+        };
+        let mut changed = false;
+        let mut collision = None;
+        while let Some(e) = l.ls.poll_event() {
+            match e {
+                LsEvent::TableChanged => changed = true,
+                LsEvent::Collision(c) => collision = collision.or(Some(c)),
+            }
+        }
+        if changed {
+            self.events.push_back(Event::TableChanged);
+        }
+        match collision {
+            Some(Collision::Keep) => {
+                self.counters.collisions_kept += 1;
+                self.events.push_back(Event::CollisionKept);
+            }
+            Some(Collision::Readdress)
+                if self.last_readdress.is_some_and(|t| {
+                    now.saturating_duration_since(t) < self.cfg.readdress_hold
+                }) =>
+            {
+                self.counters.readdress_held += 1;
+                self.events.push_back(Event::ReaddressHeld);
+            }
+            Some(Collision::Readdress) => self.readdress(now),
+            None => {}
+        }
+    }
+
+    /// Moves to a new address that no LSA names: link state announces our links under
+    /// it, the directory stores our names again, the Management neighbours are told (a
+    /// CEP on each Management flow).
+    fn readdress(&mut self, now: Instant) {
+        let taken: BTreeSet<u64> = self
+            .layer
+            .as_ref()
+            .map(|l| {
+                l.ls.lsdb()
+                    .iter()
+                    .flat_map(|((s, d), _)| [*s, *d])
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new = self.draw_addr(&taken);
+        let unix = self.unix_at(now);
+        let Some(l) = self.layer.as_mut() else {
+            return;
+        };
+        let old = l.addr;
+        if new == old {
+            return;
+        }
+        l.addr = new;
+        l.ls.readdress(now, new);
+        l.dht.readdress(now, unix, new);
+        l.fa.readdress(new);
+        self.conn.readdress(new);
+        self.last_readdress = Some(now);
+        self.counters.readdressed += 1;
+        self.events.push_back(Event::Moved { old, new });
+        self.tend_connections(now);
+    }
+
+    /// The directory: joined through the enroller once it is reachable (asked again
+    /// every `dht_retry` until it answers), names published once it can store them, its
+    /// messages sent, its answers passed on.
+    fn tend_dht(&mut self, now: Instant) {
+        let unix = self.unix_at(now);
+        let Some(l) = self.layer.as_mut() else {
+            return;
+        };
+        let peer = self.dht_peer;
+        if peer != 0
+            && l.dht.contacts() == 0
+            && l.ls.next_hop(peer).is_some()
+            && self
+                .dht_asked
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.dht_retry)
+        {
+            self.dht_asked = Some(now);
+            self.dht_again = Some(now + self.cfg.dht_again);
+            l.dht.bootstrap(now, peer);
+        } else if self.dht_again.is_some_and(|t| t <= now) {
+            // Once more, when the layer's routes have settled: what the first lookup
+            // lost to routes still converging (no route yet, a loop's TTL) it finds now.
+            self.dht_again = None;
+            l.dht.bootstrap(now, peer);
+        }
+        if peer == 0 || l.dht.contacts() > 0 {
+            for key in std::mem::take(&mut self.to_publish) {
+                l.dht.register(now, unix, key);
+            }
+        }
+        let mut dts = vec![];
+        while let Some(t) = l.dht.poll_transmit() {
+            dts.push((t.dst, t.msg));
+        }
+        while let Some(mut e) = l.dht.poll_event() {
+            if let dht::Event::Found { addrs, .. } = &mut e {
+                // Members we have a route to first (a name can keep the old address of a
+                // member that moved until it expires), in the directory's order.
+                addrs.sort_by_key(|a| l.ls.next_hop(*a).is_none());
+            }
+            self.events.push_back(Event::Dir(e));
+        }
+        for (dst, msg) in dts {
+            self.dt_send(now, dst, EID_DHT, msg);
+        }
+    }
+}
+
+machine!(UnicastIpcp, Transmit, Event);
+
+/// A DT PDU: the PCI (to `dst`, endpoint `eid`, TTL `ttl`) and `sdu`.
+pub fn dt_pdu(dst: u64, eid: u64, ttl: u8, sdu: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(PCI_LEN + sdu.len());
+    p.extend_from_slice(&(dst as u32).to_le_bytes());
+    p.extend_from_slice(&[0, ttl, 0]);
+    p.extend_from_slice(&eid.to_le_bytes());
+    p.extend_from_slice(sdu);
+    p
+}
