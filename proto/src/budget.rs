@@ -5,33 +5,40 @@
 
 use std::time::Instant;
 
-/// `rate` tokens a second, at most `rate` kept (a second's worth of burst).
+/// `rate` tokens a second, at most a burst kept (a second's worth unless told).
 #[derive(Debug, Clone, Copy)]
 pub struct Bucket {
     tokens: f64,
     last: Instant,
+    burst: f64,
 }
 
 impl Bucket {
     /// A bucket holding a second's worth.
     pub fn full(rate: u32, now: Instant) -> Self {
+        Self::with_burst(rate, now)
+    }
+
+    /// A bucket holding `burst` tokens (at most that many kept).
+    pub fn with_burst(burst: u32, now: Instant) -> Self {
         Self {
-            tokens: f64::from(rate),
+            tokens: f64::from(burst),
             last: now,
+            burst: f64::from(burst),
         }
     }
 
-    /// Whether it is full at `now` (its source has been quiet for a second).
+    /// Whether it is full at `now` (its source has been quiet long enough to refill it).
     pub fn is_full(&mut self, rate: u32, now: Instant) -> bool {
         self.refill(rate, now);
-        self.tokens >= f64::from(rate)
+        self.tokens >= self.burst
     }
 
     fn refill(&mut self, rate: u32, now: Instant) {
         // A `now` older than the last one (a caller's stale clock) refills nothing and
         // does not move the bucket's time back.
         if let Some(dt) = now.checked_duration_since(self.last) {
-            self.tokens = (self.tokens + dt.as_secs_f64() * f64::from(rate)).min(f64::from(rate));
+            self.tokens = (self.tokens + dt.as_secs_f64() * f64::from(rate)).min(self.burst);
             self.last = now;
         }
     }
@@ -68,6 +75,14 @@ mod tests {
         // Time going backwards takes nothing and gives nothing.
         assert!(!b.take(10, t0));
         assert!(!b.is_full(10, t2));
+        // A burst of its own: 50 at once, then 10 a second, refilled to 50 at most.
+        let mut c = Bucket::with_burst(50, t0);
+        assert!(c.is_full(10, t0));
+        assert_eq!((0..80).filter(|_| c.take(10, t0)).count(), 50);
+        assert!(!c.is_full(10, t0 + Duration::from_secs(4)));
+        let t3 = t0 + Duration::from_secs(100);
+        assert!(c.is_full(10, t3));
+        assert_eq!((0..80).filter(|_| c.take(10, t3)).count(), 50);
         assert!(b.is_full(10, t2 + Duration::from_secs(1)));
     }
 }

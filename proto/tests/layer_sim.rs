@@ -61,7 +61,10 @@ fn flow(nb: usize, kind: u64) -> u64 {
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 struct Tally {
     forwarded: u64,
+    /// PDUs an IPCP on the way had no route for (its table behind its neighbour's).
     no_route: u64,
+    /// Messages of its own an IPCP dropped: no route within the wait for one.
+    unsent: u64,
     ttl: u64,
     /// Lookups answered with the target's current address (and no other).
     resolved: u64,
@@ -532,7 +535,8 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
         let c = x.ipcp.counters();
         tally.forwarded += c.forwarded;
         // Messages of its own with no route within the wait, and PDUs it could not forward.
-        tally.no_route += c.no_route + c.held_dropped;
+        tally.no_route += c.no_route;
+        tally.unsent += c.held_dropped;
         tally.ttl += c.ttl_dropped;
         tally.resolved += x.tally.resolved;
         tally.wrong_answer += x.tally.wrong_answer;
@@ -592,7 +596,7 @@ fn report(n: usize, r: &Run, wall: std::time::Instant) {
          (joins every 50 ms; every table complete at {:?}); {} of {} paths shortest at the end; \
          {} of {} lookups resolved to the target ({} wrong, {} not found); {} of {} flow allocations done \
          to the target ({} to another peer, {} failed, {} requests refused); \
-         {} frames on the links, {} DT PDUs forwarded by intermediate IPCPs, {} without a route, {} TTL; {:.1} s real time",
+         {} frames on the links, {} DT PDUs forwarded by intermediate IPCPs, {} without a route on the way, {} TTL, {} of their own unsent; {:.1} s real time",
         r.enrolled,
         r.converged_at,
         r.complete_at,
@@ -611,6 +615,7 @@ fn report(n: usize, r: &Run, wall: std::time::Instant) {
         r.tally.forwarded,
         r.tally.no_route,
         r.tally.ttl,
+        r.tally.unsent,
         wall.elapsed().as_secs_f64()
     );
 }
@@ -649,7 +654,7 @@ fn a_hundred_ipcps_enrol_route_resolve_and_allocate() {
     assert_eq!(r.tally.resolved, 100, "every lookup resolved");
     assert_eq!(r.tally.allocated, 100, "every allocation succeeded");
     assert!(r.tally.forwarded > 0, "PDUs crossed intermediate IPCPs");
-    assert_eq!((r.tally.no_route, r.tally.ttl), (0, 0));
+    assert_eq!((r.tally.no_route, r.tally.ttl, r.tally.unsent), (0, 0, 0));
 }
 
 #[test]
@@ -680,14 +685,20 @@ fn a_thousand_ipcps_enrol_route_resolve_and_allocate() {
     checked(&r);
     assert_eq!(r.tally.resolved, 1000, "every lookup resolved");
     assert_eq!(r.tally.allocated, 1000, "every allocation succeeded");
-    assert_eq!(r.tally.no_route, 0);
+    assert_eq!(r.tally.unsent, 0, "every message of its own found a route");
     // Tables that disagree while the layer converges (each IPCP recomputes at most once a
-    // second) can loop a PDU until its TTL runs out: a few, at most one in 1,000
-    // forwarded; the directory's and flow allocator's retries get past them.
+    // second) can loop a PDU until its TTL runs out, or bring it to an IPCP whose table
+    // has no route yet: a few, each at most one in 1,000 forwarded; the directory's and
+    // flow allocator's retries get past them.
     assert!(
         r.tally.ttl * 1000 <= r.tally.forwarded,
         "TTL drops: {}",
         r.tally.ttl
+    );
+    assert!(
+        r.tally.no_route * 1000 <= r.tally.forwarded,
+        "no route on the way: {}",
+        r.tally.no_route
     );
 }
 

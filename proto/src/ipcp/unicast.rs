@@ -50,6 +50,10 @@ pub struct UniConfig {
     /// Messages a second (and in a burst) that one neighbour may make us handle: LSAs on
     /// a Management flow, PDUs on a DT flow (0: no bound).
     pub neighbour_rate: u32,
+    /// And in a burst: a new Management neighbour sends its whole LSDB at once (some
+    /// 5,000 records in a layer of 1,000 IPCPs; with a burst of a second's worth, 2,000,
+    /// the 1000-IPCP simulation never converged).
+    pub neighbour_burst: u32,
     /// We move to a new address at most once in this time (a member that forges our
     /// address over and over cannot make us move over and over).
     pub readdress_hold: Duration,
@@ -75,6 +79,7 @@ impl Default for UniConfig {
             dht: None,
             fa: FaConfig::default(),
             neighbour_rate: 2_000,
+            neighbour_burst: 16_384,
             readdress_hold: Duration::from_secs(60),
             hold_for: Duration::from_secs(3),
             hold_max: 256,
@@ -476,13 +481,14 @@ impl UnicastIpcp {
         self.tick(now, unix);
         let comp = self.conn.connected(flow).map(|(c, _)| c);
         let rate = self.cfg.neighbour_rate;
+        let burst = self.cfg.neighbour_burst.max(rate);
         let bounded = matches!(comp, Some(Component::Management | Component::DataTransfer));
         let within = !bounded
             || rate == 0
             || self
                 .budgets
                 .entry(flow)
-                .or_insert_with(|| Bucket::full(rate, now))
+                .or_insert_with(|| Bucket::with_burst(burst, now))
                 .take(rate, now);
         match comp {
             Some(Component::Management) if !within => self.counters.lsa_rate_dropped += 1,
@@ -914,4 +920,545 @@ pub fn dt_pdu(dst: u64, eid: u64, ttl: u8, sdu: &[u8]) -> Vec<u8> {
     p.extend_from_slice(&eid.to_le_bytes());
     p.extend_from_slice(sdu);
     p
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use o7s_wire::unicast::pb::CepMsg;
+    use prost::Message;
+    use std::collections::HashSet;
+
+    const A: u64 = 0x0a0a_0001;
+    const B: u64 = 0x0b0b_0002;
+    const UNIX: UnixTime = UnixTime::from_secs(1_796_083_200);
+    /// A's end of an N-1 flow is B's + this (the two ends name a flow differently).
+    const OFF: u64 = 100;
+
+    /// Two IPCPs joined by N-1 flows, B's flow `f` being A's `f + OFF`.
+    struct Pair {
+        a: UnicastIpcp,
+        b: UnicastIpcp,
+        ev_a: Vec<Event>,
+        ev_b: Vec<Event>,
+        accepted: HashSet<u64>,
+        /// The virtual time.
+        now: Instant,
+    }
+
+    impl Pair {
+        fn new(cfg: UniConfig) -> Self {
+            let now = Instant::now();
+            let mut a = UnicastIpcp::new(cfg, 1);
+            a.propose_address(A);
+            assert_eq!(a.bootstrap(now, IpcpConfigMsg::unicast_default("l", 0)), A);
+            let mut b = UnicastIpcp::new(cfg, 2);
+            b.propose_address(B);
+            let mut p = Self {
+                a,
+                b,
+                ev_a: vec![],
+                ev_b: vec![],
+                accepted: HashSet::new(),
+                now,
+            };
+            p.pump();
+            p
+        }
+
+        /// Delivers everything in flight, both ways, until nothing moves.
+        fn pump(&mut self) {
+            let now = self.now;
+            loop {
+                let mut moved = false;
+                while let Some(t) = self.a.poll_transmit() {
+                    moved = true;
+                    self.b.handle_sdu(now, UNIX, t.flow - OFF, &t.sdu);
+                }
+                while let Some(t) = self.b.poll_transmit() {
+                    moved = true;
+                    let f = t.flow + OFF;
+                    if self.accepted.insert(f) {
+                        self.a.accept(now, f, 7);
+                    }
+                    self.a.handle_sdu(now, UNIX, f, &t.sdu);
+                }
+                while let Some(e) = self.a.poll_event() {
+                    moved = true;
+                    self.ev_a.push(e);
+                }
+                while let Some(e) = self.b.poll_event() {
+                    moved = true;
+                    self.ev_b.push(e);
+                }
+                if !moved {
+                    return;
+                }
+            }
+        }
+
+        /// Runs both machines' timers up to `until`.
+        fn run(&mut self, until: Instant) {
+            loop {
+                let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                match next {
+                    Some(t) if t <= until => {
+                        self.now = self.now.max(t);
+                        self.a.handle_timeout(self.now);
+                        self.b.handle_timeout(self.now);
+                        self.pump();
+                    }
+                    _ => break,
+                }
+            }
+            self.now = until;
+        }
+
+        /// B enrols through A (flow 1), then connects Management (2) and DT (3); link
+        /// state computes the routes.
+        fn join(cfg: UniConfig) -> Self {
+            let mut p = Self::new(cfg);
+            let now = p.now;
+            p.b.enrol(now, 1, 7);
+            p.pump();
+            p.b.connect(now, 2, Component::Management, 7);
+            p.b.connect(now, 3, Component::DataTransfer, 7);
+            p.pump();
+            let until = p.now + Duration::from_secs(10);
+            p.run(until);
+            p
+        }
+    }
+
+    fn key(s: &str) -> Key {
+        o7s_wire::hash::HashAlgo::Sha3_256.hash(s)
+    }
+
+    #[test]
+    fn an_enrolled_ipcp_connects_routes_and_each_end_names_the_other() {
+        let p = Pair::join(UniConfig::default());
+        assert_eq!(p.ev_a.first(), Some(&Event::InLayer { addr: A }));
+        assert!(p.ev_b.contains(&Event::InLayer { addr: B }));
+        assert!(p.ev_b.contains(&Event::Close { flow: 1 }));
+        for (flow, comp) in [(2, Component::Management), (3, Component::DataTransfer)] {
+            assert!(p.ev_b.contains(&Event::Connected {
+                flow,
+                comp,
+                peer_addr: A
+            }));
+            assert!(p.ev_a.contains(&Event::Connected {
+                flow: flow + OFF,
+                comp,
+                peer_addr: B
+            }));
+        }
+        assert!(p.ev_a.contains(&Event::TableChanged));
+        assert!(p.ev_b.contains(&Event::TableChanged));
+        assert_eq!((p.a.addr(), p.b.addr()), (Some(A), Some(B)));
+        assert_eq!(p.b.next_hop(A), Some(3));
+        assert_eq!(p.a.next_hop(B), Some(3 + OFF));
+        assert_eq!(p.b.next_hop(0x0c0c_0003), None);
+        assert_eq!(p.b.link_state().unwrap().addr(), B);
+        assert_eq!(
+            p.b.connections().connected(2),
+            Some((Component::Management, A))
+        );
+        // The layer's TTL came with the configuration.
+        assert_eq!(p.b.max_ttl(), 60);
+        // The directory joined through the enroller (A), once at once and once again.
+        assert_eq!(p.b.dht().unwrap().contacts(), 1);
+        assert!(p.a.dht().unwrap().contacts() >= 1);
+        assert_eq!(p.b.fa().unwrap().counters(), fa::Counters::default());
+        // Bootstrapping again changes nothing.
+        let mut a = p.a;
+        assert_eq!(
+            a.bootstrap(p.now, IpcpConfigMsg::unicast_default("x", 0)),
+            A
+        );
+    }
+
+    #[test]
+    fn a_name_published_at_one_end_is_found_and_a_flow_allocated_from_the_other() {
+        let mut p = Pair::join(UniConfig::default());
+        let now = p.now;
+        p.a.register(now, UNIX, key("srv"));
+        p.a.register(now, UNIX, key("srv"));
+        p.pump();
+        let id = p.b.lookup(now, UNIX, key("srv")).unwrap();
+        p.pump();
+        let until = now + Duration::from_secs(3);
+        p.run(until);
+        let found = p.ev_b.iter().find_map(|e| match e {
+            Event::Dir(dht::Event::Found { id: i, addrs, .. }) if *i == id => Some(addrs.clone()),
+            _ => None,
+        });
+        assert_eq!(found, Some(vec![A]));
+        let (alloc, local) =
+            p.b.alloc(
+                p.now,
+                A,
+                &key("srv"),
+                QosSpec::RAW,
+                b"oap",
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        p.pump();
+        let req = p
+            .ev_a
+            .iter()
+            .find_map(|e| match e {
+                Event::Fa(fa::Event::Incoming {
+                    req, peer, hash, ..
+                }) => {
+                    assert_eq!((*peer, hash.as_slice()), (B, key("srv").as_slice()));
+                    Some(*req)
+                }
+                _ => None,
+            })
+            .unwrap();
+        let (a_local, a_remote, a_peer) = p.a.accept_flow(p.now, req, b"ok").unwrap();
+        assert_eq!((a_remote, a_peer), (local, B));
+        p.pump();
+        let got = p.ev_b.iter().find_map(|e| match e {
+            Event::Fa(fa::Event::Allocated {
+                id,
+                local: l,
+                remote,
+                peer,
+                ..
+            }) if *id == alloc => Some((*l, *remote, *peer)),
+            _ => None,
+        });
+        assert_eq!(got, Some((local, a_local, A)));
+        // A second request, refused: B hears of it.
+        let (alloc2, _) =
+            p.b.alloc(
+                p.now,
+                A,
+                &key("srv"),
+                QosSpec::RAW,
+                &[],
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        p.pump();
+        let req2 = p
+            .ev_a
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Fa(fa::Event::Incoming { req, .. }) => Some(*req),
+                _ => None,
+            })
+            .unwrap();
+        assert_ne!(req2, req);
+        p.a.refuse_flow(p.now, req2, -1).unwrap();
+        assert_eq!(
+            p.a.refuse_flow(p.now, req2, -1),
+            Err(UniError::Fa(FaError::UnknownRequest))
+        );
+        assert_eq!(
+            p.a.accept_flow(p.now, req2, &[]),
+            Err(UniError::Fa(FaError::UnknownRequest))
+        );
+        p.pump();
+        assert!(p.ev_b.iter().any(|e| matches!(
+            e,
+            Event::Fa(fa::Event::AllocFailed { id, .. }) if *id == alloc2
+        )));
+        // Withdrawn: A's own copy goes (others expire).
+        p.a.unregister(&key("srv"));
+        assert!(p.a.dht().unwrap().known(&key("srv"), UNIX).is_empty());
+    }
+
+    #[test]
+    fn a_name_registered_before_the_directory_can_store_it_waits_for_it() {
+        let cfg = UniConfig::default();
+        let mut p = Pair::new(cfg);
+        let now = p.now;
+        // B is in no layer: it keeps the name.
+        p.b.register(now, UNIX, key("early"));
+        assert_eq!(p.b.lookup(now, UNIX, key("x")), Err(UniError::NotInLayer));
+        assert_eq!(
+            p.b.alloc(now, A, &key("x"), QosSpec::RAW, &[], Duration::from_secs(1)),
+            Err(UniError::NotInLayer)
+        );
+        assert_eq!(
+            p.b.accept_flow(now, fa::ReqId(1), &[]),
+            Err(UniError::NotInLayer)
+        );
+        assert_eq!(
+            p.b.refuse_flow(now, fa::ReqId(1), -1),
+            Err(UniError::NotInLayer)
+        );
+        p.b.enrol(now, 1, 7);
+        p.pump();
+        p.b.connect(now, 2, Component::Management, 7);
+        p.b.connect(now, 3, Component::DataTransfer, 7);
+        p.pump();
+        // In the layer, but its directory has no contact yet: still kept.
+        assert!(p.b.dht().unwrap().known(&key("early"), UNIX).is_empty());
+        let until = p.now + Duration::from_secs(10);
+        p.run(until);
+        // Published once it had one: A, its closest, stores it.
+        assert_eq!(p.b.dht().unwrap().known(&key("early"), UNIX), [B]);
+        assert_eq!(p.a.dht().unwrap().known(&key("early"), UNIX), [B]);
+    }
+
+    #[test]
+    fn dt_pdus_for_others_are_forwarded_with_the_ttl_down_and_bad_ones_counted() {
+        let mut p = Pair::join(UniConfig::default());
+        let now = p.now;
+        let c = p.b.counters();
+        // For A, arriving at B on its DT flow (from a third IPCP, say): forwarded to A.
+        let pdu = dt_pdu(A, 9, 5, b"hop");
+        p.b.handle_sdu(now, UNIX, 3, &pdu);
+        let t = p.b.poll_transmit().unwrap();
+        assert_eq!(t.flow, 3);
+        assert_eq!(t.sdu, dt_pdu(A, 9, 4, b"hop"));
+        assert_eq!(p.b.counters().forwarded, c.forwarded + 1);
+        // Its TTL at 1: dropped. Nowhere to go: dropped.
+        p.b.handle_sdu(now, UNIX, 3, &dt_pdu(A, 9, 1, b"x"));
+        p.b.handle_sdu(now, UNIX, 3, &dt_pdu(0x0c0c_0003, 9, 9, b"x"));
+        // For B: too short, or an endpoint that is neither the directory nor the FA.
+        p.b.handle_sdu(now, UNIX, 3, &dt_pdu(B, 9, 9, b"x")[..PCI_LEN - 1]);
+        p.b.handle_sdu(now, UNIX, 3, &dt_pdu(B, 2, 9, b"x"));
+        assert_eq!(p.b.poll_transmit(), None);
+        let d = p.b.counters();
+        assert_eq!(
+            (d.ttl_dropped, d.no_route, d.dt_dropped),
+            (c.ttl_dropped + 1, c.no_route + 1, c.dt_dropped + 2)
+        );
+        // A PDU on a flow that carries no DT is not one (its CEP is awaited).
+        let mut lone = UnicastIpcp::new(UniConfig::default(), 3);
+        lone.handle_sdu(now, UNIX, 3, &dt_pdu(B, 1, 9, b"x"));
+        assert_eq!(lone.counters(), Counters::default());
+    }
+
+    #[test]
+    fn a_message_without_a_route_waits_and_is_dropped_after_the_hold() {
+        let cfg = UniConfig {
+            hold_max: 2,
+            ..UniConfig::default()
+        };
+        let mut p = Pair::join(cfg);
+        let t = p.now;
+        let far = 0x0c0c_0003;
+        for _ in 0..3 {
+            p.b.alloc(
+                t,
+                far,
+                &key("x"),
+                QosSpec::RAW,
+                &[],
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        }
+        assert_eq!(p.b.poll_transmit(), None);
+        let c = p.b.counters();
+        assert_eq!(
+            (c.held, c.held_dropped),
+            (2, 1),
+            "two wait, the third is dropped"
+        );
+        // The hold's end is a timer; at it both go.
+        let due = p.b.poll_timeout().unwrap();
+        assert!(due <= t + cfg.hold_for);
+        p.b.handle_timeout(t + cfg.hold_for - Duration::from_millis(1));
+        assert_eq!(p.b.counters().held_dropped, 1);
+        p.b.handle_timeout(t + cfg.hold_for);
+        assert_eq!(p.b.counters().held_dropped, 3);
+        // A message to A (which has a route) is not held.
+        p.b.alloc(t, A, &key("x"), QosSpec::RAW, &[], Duration::from_secs(60))
+            .unwrap();
+        let out = p.b.poll_transmit().unwrap();
+        assert_eq!(out.flow, 3);
+        assert_eq!(&out.sdu[..4], &(A as u32).to_le_bytes());
+        assert_eq!(out.sdu[5], 60, "the layer's TTL");
+        assert_eq!(p.b.counters().held, 2);
+    }
+
+    #[test]
+    fn a_neighbour_beyond_its_budget_is_dropped_and_counted() {
+        let cfg = UniConfig {
+            neighbour_rate: 4,
+            neighbour_burst: 0,
+            ..UniConfig::default()
+        };
+        let mut p = Pair::join(cfg);
+        let now = p.now + Duration::from_secs(5);
+        let c = p.b.counters();
+        for _ in 0..10 {
+            p.b.handle_sdu(now, UNIX, 2, &[0u8; 24]);
+            p.b.handle_sdu(now, UNIX, 3, &dt_pdu(B, 2, 9, b"x"));
+        }
+        let d = p.b.counters();
+        assert_eq!(d.lsa_rate_dropped - c.lsa_rate_dropped, 6);
+        assert_eq!(d.dt_rate_dropped - c.dt_rate_dropped, 6);
+        assert_eq!(d.dt_dropped - c.dt_dropped, 4);
+        // Unbounded with a rate of 0.
+        let mut q = Pair::join(UniConfig {
+            neighbour_rate: 0,
+            ..UniConfig::default()
+        });
+        let now = q.now;
+        for _ in 0..3000 {
+            q.b.handle_sdu(now, UNIX, 3, &dt_pdu(B, 2, 9, b"x"));
+        }
+        assert_eq!(q.b.counters().dt_rate_dropped, 0);
+    }
+
+    #[test]
+    fn a_neighbour_that_moves_takes_the_flows_of_its_link_along() {
+        let mut p = Pair::join(UniConfig::default());
+        let now = p.now;
+        let new = 0x0b0b_0099;
+        // B's Management CEP with its new address, on A's Management flow.
+        let cep = CepMsg::new(Component::Management, new).encode_to_vec();
+        p.a.handle_sdu(now, UNIX, 2 + OFF, &cep);
+        let moved = p.a.poll_event();
+        assert_eq!(
+            moved,
+            Some(Event::NeighbourMoved {
+                flow: 2 + OFF,
+                old: B,
+                new,
+                moved: vec![2 + OFF, 3 + OFF],
+            })
+        );
+        assert_eq!(p.a.counters().neighbours_moved, 1);
+        assert_eq!(
+            p.a.connections().connected(3 + OFF),
+            Some((Component::DataTransfer, new))
+        );
+        // A's own link now names the new address (B, which did not really move, still
+        // announces the old one: no route either way until it does).
+        let own: Vec<u64> = p
+            .a
+            .link_state()
+            .unwrap()
+            .lsdb()
+            .iter()
+            .filter(|((s, _), _)| *s == A)
+            .map(|((_, d), _)| *d)
+            .collect();
+        assert_eq!(own, [new]);
+        while p.a.poll_event().is_some() {}
+        // A CEP naming no new address (0, ours, the same) is counted and changes nothing.
+        for bad in [0, A, new] {
+            let cep = CepMsg::new(Component::Management, bad).encode_to_vec();
+            p.a.handle_sdu(now, UNIX, 2 + OFF, &cep);
+        }
+        assert_eq!(p.a.counters().neighbours_moved, 1);
+        assert_eq!(p.a.poll_event(), None);
+    }
+
+    #[test]
+    fn a_flow_down_takes_its_link_out_of_the_routes() {
+        let mut p = Pair::join(UniConfig::default());
+        let now = p.now;
+        p.b.flow_down(now, 3);
+        assert_eq!(p.b.connections().connected(3), None);
+        let until = now + Duration::from_secs(10);
+        p.run(until);
+        assert_eq!(p.b.next_hop(A), None);
+        p.b.flow_down(now, 2);
+        assert_eq!(p.b.connections().connected(2), None);
+    }
+
+    #[test]
+    fn the_layer_configuration_sets_link_state_and_the_directory() {
+        let mut conf = IpcpConfigMsg::unicast_default("l", 0);
+        let u = conf.unicast.as_mut().unwrap();
+        let ls = u.dt.routing.ls.as_mut().unwrap();
+        (ls.t_recalc, ls.t_update, ls.t_timeo, ls.pol) = (3, 20, 70, 1);
+        let d = u.dir.dht.as_mut().unwrap();
+        (d.alpha, d.k, d.t_expire, d.t_refresh, d.t_replicate) = (2, 5, 100, 50, 40);
+        let l = ls_config(&conf);
+        assert_eq!(
+            (l.t_recalc, l.t_update, l.t_timeo, l.policy, l.hold),
+            (
+                Duration::from_secs(3),
+                Duration::from_secs(20),
+                Duration::from_secs(70),
+                Policy::Lfa,
+                Duration::from_millis(100)
+            )
+        );
+        let ls = conf
+            .unicast
+            .as_mut()
+            .unwrap()
+            .dt
+            .routing
+            .ls
+            .as_mut()
+            .unwrap();
+        (ls.t_recalc, ls.pol) = (0, 2);
+        let l = ls_config(&conf);
+        assert_eq!(
+            (l.t_recalc, l.policy),
+            (Duration::from_secs(1), Policy::Ecmp)
+        );
+        conf.unicast
+            .as_mut()
+            .unwrap()
+            .dt
+            .routing
+            .ls
+            .as_mut()
+            .unwrap()
+            .pol = 7;
+        assert_eq!(ls_config(&conf).policy, Policy::Simple);
+        let d = dht_config(&conf);
+        assert_eq!(
+            (d.alpha, d.k, d.t_expire, d.t_refresh, d.t_replicate),
+            (2, 5, 100, 50, 40)
+        );
+        let d = conf.unicast.as_mut().unwrap().dir.dht.as_mut().unwrap();
+        (d.alpha, d.k, d.t_refresh, d.t_replicate) = (0, 0, 0, 0);
+        let d = dht_config(&conf);
+        assert_eq!((d.alpha, d.k, d.t_refresh, d.t_replicate), (1, 1, 1, 1));
+    }
+
+    #[test]
+    fn addresses_are_drawn_non_zero_from_the_seed_and_a_proposal_wins_once() {
+        let now = Instant::now();
+        let conf = IpcpConfigMsg::unicast_default("l", 0);
+        let draw = |seed| UnicastIpcp::new(UniConfig::default(), seed).bootstrap(now, conf.clone());
+        assert_eq!(draw(5), draw(5));
+        assert_ne!(draw(5), draw(6));
+        assert!((1..=u64::from(u32::MAX)).contains(&draw(5)));
+        let mut x = UnicastIpcp::new(UniConfig::default(), 5);
+        x.propose_address(0);
+        assert_eq!(x.bootstrap(now, conf.clone()), draw(5), "0 is no proposal");
+        let mut avoid = BTreeSet::new();
+        let mut y = UnicastIpcp::new(UniConfig::default(), 5);
+        let first = y.draw_addr(&avoid);
+        avoid.insert(UnicastIpcp::new(UniConfig::default(), 5).draw_addr(&BTreeSet::new()));
+        let mut z = UnicastIpcp::new(UniConfig::default(), 5);
+        assert_ne!(z.draw_addr(&avoid), first, "a taken address is drawn again");
+    }
+
+    #[test]
+    fn the_machine_trait_drives_the_ipcp() {
+        use crate::machine::Machine;
+        let mut p = Pair::new(UniConfig::default());
+        let now = p.now;
+        p.b.enrol(now, 1, 7);
+        let t = Machine::poll_transmit(&mut p.b).unwrap();
+        assert_eq!(t.flow, 1);
+        assert!(Machine::poll_timeout(&p.b).is_some());
+        Machine::handle_timeout(&mut p.b, now + Duration::from_secs(60));
+        assert!(matches!(
+            Machine::poll_event(&mut p.b),
+            Some(Event::Failed { flow: 1, .. })
+        ));
+    }
 }
