@@ -480,25 +480,19 @@ impl UnicastIpcp {
     pub fn handle_sdu(&mut self, now: Instant, unix: UnixTime, flow: FlowId, sdu: &[u8]) {
         self.tick(now, unix);
         let comp = self.conn.connected(flow).map(|(c, _)| c);
-        let rate = self.cfg.neighbour_rate;
-        let burst = self.cfg.neighbour_burst.max(rate);
-        let bounded = matches!(comp, Some(Component::Management | Component::DataTransfer));
-        let within = !bounded
-            || rate == 0
-            || self
-                .budgets
-                .entry(flow)
-                .or_insert_with(|| Bucket::with_burst(burst, now))
-                .take(rate, now);
         match comp {
-            Some(Component::Management) if !within => self.counters.lsa_rate_dropped += 1,
-            Some(Component::DataTransfer) if !within => self.counters.dt_rate_dropped += 1,
+            Some(Component::Management) if !self.within_budget(flow, now) => {
+                self.counters.lsa_rate_dropped += 1;
+            }
+            Some(Component::DataTransfer) if !self.within_budget(flow, now) => {
+                self.counters.dt_rate_dropped += 1;
+            }
             Some(Component::Management) if Connections::is_update(sdu) => {
                 // The neighbour's new address: its flows are those of the same link.
                 let here = self.links.get(&flow).copied();
                 let links = &self.links;
                 self.conn.handle_update(flow, sdu, |f| {
-                    here.is_some() && links.get(&f).copied() == here
+                    here.is_some_and(|h| links.get(&f) == Some(&h))
                 });
             }
             Some(Component::Management) => {
@@ -510,6 +504,20 @@ impl UnicastIpcp {
             _ => self.conn.handle(now, unix, flow, sdu),
         }
         self.tend(now);
+    }
+
+    /// Whether the neighbour on `flow` may make us handle one more message at `now`
+    /// (`neighbour_rate` a second, `neighbour_burst` at once; a rate of 0: no bound).
+    fn within_budget(&mut self, flow: FlowId, now: Instant) -> bool {
+        let rate = self.cfg.neighbour_rate;
+        if rate == 0 {
+            return true;
+        }
+        let burst = self.cfg.neighbour_burst.max(rate);
+        self.budgets
+            .entry(flow)
+            .or_insert_with(|| Bucket::with_burst(burst, now))
+            .take(rate, now)
     }
 
     /// A DT PDU: for us, to the directory or the flow allocator; for another IPCP,
@@ -945,6 +953,8 @@ mod tests {
         accepted: HashSet<u64>,
         /// The virtual time.
         now: Instant,
+        /// A's directory messages to B are lost.
+        drop_a_dht: bool,
     }
 
     impl Pair {
@@ -962,6 +972,7 @@ mod tests {
                 ev_b: vec![],
                 accepted: HashSet::new(),
                 now,
+                drop_a_dht: false,
             };
             p.pump();
             p
@@ -970,11 +981,14 @@ mod tests {
         /// Delivers everything in flight, both ways, until nothing moves.
         fn pump(&mut self) {
             let now = self.now;
-            loop {
+            for _ in 0..100_000 {
                 let mut moved = false;
                 while let Some(t) = self.a.poll_transmit() {
                     moved = true;
-                    self.b.handle_sdu(now, UNIX, t.flow - OFF, &t.sdu);
+                    let dht = t.sdu.get(7..PCI_LEN) == Some(&EID_DHT.to_le_bytes()[..]);
+                    if !(self.drop_a_dht && t.flow == 3 + OFF && dht) {
+                        self.b.handle_sdu(now, UNIX, t.flow - OFF, &t.sdu);
+                    }
                 }
                 while let Some(t) = self.b.poll_transmit() {
                     moved = true;
@@ -996,11 +1010,12 @@ mod tests {
                     return;
                 }
             }
+            panic!("the two IPCPs talk without end");
         }
 
         /// Runs both machines' timers up to `until`.
         fn run(&mut self, until: Instant) {
-            loop {
+            for _ in 0..100_000 {
                 let next = [self.a.poll_timeout(), self.b.poll_timeout()]
                     .into_iter()
                     .flatten()
@@ -1012,10 +1027,13 @@ mod tests {
                         self.b.handle_timeout(self.now);
                         self.pump();
                     }
-                    _ => break,
+                    _ => {
+                        self.now = until;
+                        return;
+                    }
                 }
             }
-            self.now = until;
+            panic!("a timer that does not go away");
         }
 
         /// B enrols through A (flow 1), then connects Management (2) and DT (3); link
@@ -1238,6 +1256,16 @@ mod tests {
         let mut lone = UnicastIpcp::new(UniConfig::default(), 3);
         lone.handle_sdu(now, UNIX, 3, &dt_pdu(B, 1, 9, b"x"));
         assert_eq!(lone.counters(), Counters::default());
+        // An IPCP in no layer that took a DT flow: its PDUs are dropped and counted.
+        lone.accept(now, 4, 1);
+        let cep = CepMsg::new(Component::DataTransfer, B).encode_to_vec();
+        lone.handle_sdu(now, UNIX, 4, &cep);
+        assert_eq!(
+            lone.connections().connected(4),
+            Some((Component::DataTransfer, B))
+        );
+        lone.handle_sdu(now, UNIX, 4, &dt_pdu(B, 1, 9, b"x"));
+        assert_eq!(lone.counters().dt_dropped, 1);
     }
 
     #[test]
@@ -1269,7 +1297,7 @@ mod tests {
         );
         // The hold's end is a timer; at it both go.
         let due = p.b.poll_timeout().unwrap();
-        assert!(due <= t + cfg.hold_for);
+        assert!(due > t && due <= t + cfg.hold_for, "{:?}", due - t);
         p.b.handle_timeout(t + cfg.hold_for - Duration::from_millis(1));
         assert_eq!(p.b.counters().held_dropped, 1);
         p.b.handle_timeout(t + cfg.hold_for);
@@ -1302,6 +1330,29 @@ mod tests {
         assert_eq!(d.lsa_rate_dropped - c.lsa_rate_dropped, 6);
         assert_eq!(d.dt_rate_dropped - c.dt_rate_dropped, 6);
         assert_eq!(d.dt_dropped - c.dt_dropped, 4);
+        // A burst of its own: 10 at once, then 4 a second.
+        let mut w = Pair::join(UniConfig {
+            neighbour_rate: 4,
+            neighbour_burst: 10,
+            ..UniConfig::default()
+        });
+        let now = w.now + Duration::from_secs(5);
+        for _ in 0..20 {
+            w.b.handle_sdu(now, UNIX, 3, &dt_pdu(B, 2, 9, b"x"));
+        }
+        let before = w.b.counters().dt_rate_dropped;
+        assert_eq!(before, 10);
+        w.b.handle_sdu(
+            now + Duration::from_millis(250),
+            UNIX,
+            3,
+            &dt_pdu(B, 2, 9, b"x"),
+        );
+        assert_eq!(
+            w.b.counters().dt_rate_dropped,
+            before,
+            "a token a quarter second"
+        );
         // Unbounded with a rate of 0.
         let mut q = Pair::join(UniConfig {
             neighbour_rate: 0,
@@ -1319,6 +1370,17 @@ mod tests {
         let mut p = Pair::join(UniConfig::default());
         let now = p.now;
         let new = 0x0b0b_0099;
+        // Another IPCP with B's address (a collision not yet resolved) on another link (8):
+        // its Management flow to A stays where it is when B moves.
+        p.a.accept(now, 200, 8);
+        let cep = CepMsg::new(Component::Management, B).encode_to_vec();
+        p.a.handle_sdu(now, UNIX, 200, &cep);
+        assert_eq!(
+            p.a.connections().connected(200),
+            Some((Component::Management, B))
+        );
+        while p.a.poll_transmit().is_some() {}
+        while p.a.poll_event().is_some() {}
         // B's Management CEP with its new address, on A's Management flow.
         let cep = CepMsg::new(Component::Management, new).encode_to_vec();
         p.a.handle_sdu(now, UNIX, 2 + OFF, &cep);
@@ -1337,17 +1399,20 @@ mod tests {
             p.a.connections().connected(3 + OFF),
             Some((Component::DataTransfer, new))
         );
+        assert_eq!(
+            p.a.connections().connected(200),
+            Some((Component::Management, B))
+        );
         // A's own link now names the new address (B, which did not really move, still
         // announces the old one: no route either way until it does).
-        let own: Vec<u64> = p
-            .a
-            .link_state()
-            .unwrap()
-            .lsdb()
-            .iter()
-            .filter(|((s, _), _)| *s == A)
-            .map(|((_, d), _)| *d)
-            .collect();
+        let own: Vec<u64> =
+            p.a.link_state()
+                .unwrap()
+                .lsdb()
+                .iter()
+                .filter(|((s, _), _)| *s == A)
+                .map(|((_, d), _)| *d)
+                .collect();
         assert_eq!(own, [new]);
         while p.a.poll_event().is_some() {}
         // A CEP naming no new address (0, ours, the same) is counted and changes nothing.
@@ -1363,13 +1428,50 @@ mod tests {
     fn a_flow_down_takes_its_link_out_of_the_routes() {
         let mut p = Pair::join(UniConfig::default());
         let now = p.now;
-        p.b.flow_down(now, 3);
+        // A second DT flow to A takes the place of the first: the first going down
+        // leaves the link up.
+        p.b.connect(now, 4, Component::DataTransfer, 7);
+        p.pump();
+        assert!(p.ev_b.contains(&Event::Connected {
+            flow: 4,
+            comp: Component::DataTransfer,
+            peer_addr: A
+        }));
+        let until = p.now + Duration::from_secs(10);
+        p.run(until);
+        assert_eq!(p.b.next_hop(A), Some(4));
+        p.b.flow_down(p.now, 3);
         assert_eq!(p.b.connections().connected(3), None);
-        let until = now + Duration::from_secs(10);
+        let until = p.now + Duration::from_secs(10);
+        p.run(until);
+        assert_eq!(p.b.next_hop(A), Some(4));
+        // The Management flow down: link state sends nothing on it any more (the DT
+        // link's removal below is flooded to no one).
+        p.b.flow_down(p.now, 2);
+        assert_eq!(p.b.connections().connected(2), None);
+        while p.b.poll_transmit().is_some() {}
+        p.b.flow_down(p.now, 4);
+        let until = p.now + Duration::from_secs(10);
         p.run(until);
         assert_eq!(p.b.next_hop(A), None);
-        p.b.flow_down(now, 2);
-        assert_eq!(p.b.connections().connected(2), None);
+        assert!(
+            std::iter::from_fn(|| p.b.poll_transmit()).all(|t| t.flow != 2),
+            "an LSA on a flow that is down"
+        );
+    }
+
+    #[test]
+    fn a_bootstrapper_joins_no_directory_through_the_peer_its_configuration_names() {
+        let now = Instant::now();
+        let mut a = UnicastIpcp::new(UniConfig::default(), 1);
+        a.propose_address(A);
+        a.bootstrap(now, IpcpConfigMsg::unicast_default("l", 0x77));
+        a.register(now, UNIX, key("n"));
+        assert_eq!(
+            a.dht().unwrap().known(&key("n"), UNIX),
+            [A],
+            "published at once"
+        );
     }
 
     #[test]
@@ -1444,6 +1546,155 @@ mod tests {
         avoid.insert(UnicastIpcp::new(UniConfig::default(), 5).draw_addr(&BTreeSet::new()));
         let mut z = UnicastIpcp::new(UniConfig::default(), 5);
         assert_ne!(z.draw_addr(&avoid), first, "a taken address is drawn again");
+    }
+
+    /// An LSA from `src` to `dst` at `seqno`.
+    fn lsa(src: u64, dst: u64, seqno: u64) -> Vec<u8> {
+        let mut w = o7s_wire::field::Writer(vec![]);
+        o7s_wire::unicast::lsa::Lsa {
+            d_addr: dst,
+            s_addr: src,
+            seqno,
+        }
+        .write(&mut w);
+        w.0
+    }
+
+    #[test]
+    fn of_two_ipcps_with_one_address_the_older_stays_and_the_younger_moves_once_a_while() {
+        let mut p = Pair::join(UniConfig::default());
+        while p.a.poll_event().is_some() {}
+        let t = p.now;
+        // A link "A -> X" that A does not have, older than A's own (seqno 100): another IPCP
+        // had A's address first. A moves, to an address no LSA names.
+        p.a.handle_sdu(t, UNIX, 2 + OFF, &lsa(A, 0x0c0c_0003, 100));
+        let new = p.a.addr().unwrap();
+        assert!(![A, B, 0x0c0c_0003].contains(&new));
+        assert_eq!(p.a.poll_event(), Some(Event::Moved { old: A, new }));
+        assert_eq!(p.a.counters().readdressed, 1);
+        assert_eq!(p.a.fa().unwrap().counters(), fa::Counters::default());
+        assert_eq!(p.a.link_state().unwrap().addr(), new);
+        // B is told (a Management CEP) and follows.
+        p.pump();
+        assert!(p.ev_b.iter().any(|e| matches!(
+            e,
+            Event::NeighbourMoved { old: A, new: n, .. } if *n == new
+        )));
+        // Again within the hold: A stays, and says so.
+        let t1 = t + Duration::from_secs(59);
+        p.a.handle_sdu(t1, UNIX, 2 + OFF, &lsa(new, 0x0c0c_0004, 200));
+        assert_eq!(p.a.addr(), Some(new));
+        assert_eq!(p.a.counters().readdress_held, 1);
+        assert!(std::iter::from_fn(|| p.a.poll_event()).any(|e| e == Event::ReaddressHeld));
+        // At the hold's end it moves again; a proposed address is taken.
+        p.a.propose_address(0x0a0a_0777);
+        let t2 = t + UniConfig::default().readdress_hold;
+        p.a.handle_sdu(t2, UNIX, 2 + OFF, &lsa(new, 0x0c0c_0005, 300));
+        assert_eq!(p.a.addr(), Some(0x0a0a_0777));
+        assert_eq!(p.a.counters().readdressed, 2);
+        assert!(std::iter::from_fn(|| p.a.poll_event()).any(|e| e
+            == Event::Moved {
+                old: new,
+                new: 0x0a0a_0777
+            }));
+        // A proposal of the address it has: no move.
+        p.a.propose_address(0x0a0a_0777);
+        let t3 = t2 + Duration::from_secs(120);
+        p.a.handle_sdu(t3, UNIX, 2 + OFF, &lsa(0x0a0a_0777, 0x0c0c_0006, 400));
+        assert_eq!(
+            (p.a.addr(), p.a.counters().readdressed),
+            (Some(0x0a0a_0777), 2)
+        );
+        assert!(std::iter::from_fn(|| p.a.poll_event()).all(|e| !matches!(e, Event::Moved { .. })));
+    }
+
+    #[test]
+    fn of_two_ipcps_with_one_address_the_younger_one_s_links_leave_us_in_place() {
+        let mut p = Pair::join(UniConfig::default());
+        // A's own link ages a few update periods (its seqno goes up).
+        let until = p.now + Duration::from_secs(60);
+        p.run(until);
+        while p.a.poll_event().is_some() {}
+        p.a.handle_sdu(p.now, UNIX, 2 + OFF, &lsa(A, 0x0c0c_0003, 0));
+        assert_eq!(p.a.addr(), Some(A));
+        assert_eq!(p.a.counters().collisions_kept, 1);
+        assert_eq!(p.a.poll_event(), Some(Event::CollisionKept));
+    }
+
+    #[test]
+    fn a_directory_without_an_answer_asks_the_enroller_again_every_retry() {
+        let mut p = Pair::new(UniConfig::default());
+        let now = p.now;
+        p.b.enrol(now, 1, 7);
+        p.pump();
+        p.b.connect(now, 2, Component::Management, 7);
+        p.b.connect(now, 3, Component::DataTransfer, 7);
+        p.pump();
+        // A's directory's answers are lost. Step by 100 ms.
+        p.drop_a_dht = true;
+        let mut asks = vec![];
+        for _ in 0..200 {
+            let until = p.now + Duration::from_millis(100);
+            p.run(until);
+            if let Some(t) = p.b.dht_asked {
+                if asks.last() != Some(&t) {
+                    asks.push(t);
+                    // The next ask is a timer of its own, a retry away.
+                    let due = p.b.poll_timeout().unwrap();
+                    assert!(due > p.now && due <= t + UniConfig::default().dht_retry);
+                }
+            }
+            if asks.len() == 1 {
+                let again = p.b.dht_again.unwrap();
+                assert_eq!(again, asks[0] + UniConfig::default().dht_again);
+            }
+        }
+        assert_eq!(p.b.dht().unwrap().contacts(), 0);
+        assert!(asks.len() >= 10, "{} asks in 20 s", asks.len());
+        for w in asks.windows(2) {
+            assert!(w[1] - w[0] >= UniConfig::default().dht_retry);
+        }
+    }
+
+    #[test]
+    fn the_directory_asks_once_more_when_the_routes_have_settled() {
+        let mut p = Pair::new(UniConfig::default());
+        let now = p.now;
+        p.b.enrol(now, 1, 7);
+        p.pump();
+        p.b.connect(now, 2, Component::Management, 7);
+        p.b.connect(now, 3, Component::DataTransfer, 7);
+        p.pump();
+        while p.b.dht_asked.is_none() {
+            let until = p.now + Duration::from_millis(100);
+            p.run(until);
+        }
+        let asked = p.b.dht_asked.unwrap();
+        let again = asked + UniConfig::default().dht_again;
+        p.run(again - Duration::from_millis(100));
+        assert_eq!(p.b.dht_again, Some(again), "not before its time");
+        let sent = p.b.dht().unwrap().counters().sent;
+        p.run(again + Duration::from_millis(100));
+        assert_eq!(p.b.dht_again, None);
+        assert!(p.b.dht().unwrap().counters().sent > sent, "asked again");
+    }
+
+    #[test]
+    fn a_name_withdrawn_before_it_was_published_is_never_published() {
+        let mut p = Pair::new(UniConfig::default());
+        let now = p.now;
+        p.b.register(now, UNIX, key("gone"));
+        p.b.register(now, UNIX, key("kept"));
+        p.b.unregister(&key("gone"));
+        p.b.enrol(now, 1, 7);
+        p.pump();
+        p.b.connect(now, 2, Component::Management, 7);
+        p.b.connect(now, 3, Component::DataTransfer, 7);
+        p.pump();
+        let until = p.now + Duration::from_secs(10);
+        p.run(until);
+        assert!(p.b.dht().unwrap().known(&key("gone"), UNIX).is_empty());
+        assert_eq!(p.b.dht().unwrap().known(&key("kept"), UNIX), [B]);
     }
 
     #[test]
