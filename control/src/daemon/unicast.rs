@@ -33,6 +33,14 @@ pub const LEFT_GRACE: Duration = Duration::from_secs(1);
 /// IPCPs refreshing three links every 15 s floods some 200 LSAs a second.
 pub const NEIGHBOUR_RATE: u32 = 2_000;
 
+// A second's worth is also the burst: a new Management neighbour's whole LSDB (some 5,000
+// records at 1,000 IPCPs) does not fit, so a layer that large would not converge here
+// (the 1000-IPCP simulation did not: `o7s_proto::ipcp::unicast::UniConfig::neighbour_burst`
+// is 16,384). Not raised in o7sd yet: with 16,384, tests/tests/member_flood.rs's rogue
+// flood kept o7sd busy enough that the kernel dropped a quarter of the frames before B's
+// data plane (76,080 of 100,000 reached it; 2 vCPUs). To settle when o7sd drives the
+// machine (issue 25).
+
 /// An IPCP moves to a new address at most once in this time: a member that forges our
 /// address over and over cannot make us move over and over.
 pub const READDRESS_HOLD: Duration = Duration::from_secs(60);
@@ -97,6 +105,9 @@ pub struct UniIpcp {
     /// Its bootstrap peer (the enroller), and when it was last asked.
     pub dht_peer: u64,
     pub(super) dht_asked: Option<Instant>,
+    /// When the directory looks its own id up through the enroller once more (2 s after
+    /// the first time, when the layer's routes have settled).
+    pub(super) dht_again: Option<Instant>,
     /// Names to publish once in a layer (`reg`), and whether they are.
     pub reg: Vec<String>,
     pub(super) published: bool,
@@ -324,6 +335,7 @@ impl UniIpcp {
             mb_ecn: true,
             dht_peer: 0,
             dht_asked: None,
+            dht_again: None,
             reg: reg.to_vec(),
             published: false,
             pending: vec![],
