@@ -188,6 +188,8 @@ pub struct Counters {
     pub proofs_refused: u64,
     /// Entries superseded by a newer one of the same publisher, or refused as older.
     pub superseded: u64,
+    /// Values stored for others that reached their expiry and went.
+    pub expired: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -958,7 +960,7 @@ impl Dht {
         }
         self.values.retain(|_, m| !m.is_empty());
         self.stored = self.values.values().map(HashMap::len).sum();
-        let _expired = before - self.stored;
+        self.counters.expired += before.saturating_sub(self.stored) as u64;
         let every = Duration::from_secs(u64::from(self.cfg.t_replicate));
         let mut resend = Vec::new();
         for (k, m) in &mut self.values {
@@ -1008,11 +1010,10 @@ impl Dht {
             .is_none_or(|t| now.saturating_duration_since(t) >= refresh)
         {
             self.refreshed = Some(now);
-            if self.contacts() > 0 {
-                let key = self.id.clone();
-                let id = self.start(now, key, false);
-                self.step(now, id);
-            }
+            // (With no contact the lookup ends at once, sending nothing.)
+            let key = self.id.clone();
+            let id = self.start(now, key, false);
+            self.step(now, id);
         }
     }
 
@@ -1688,6 +1689,7 @@ mod tests {
             a.handle_timeout(at);
         }
         assert_eq!(a.stored(), 0);
+        assert_eq!(a.counters().expired, 1);
         assert!(a.known(&key, unix + Duration::from_secs(101)).is_empty());
         // Our own registration is republished within 5 x t_replicate of its expiry.
         let mut d = mk(4);
@@ -1703,5 +1705,436 @@ mod tests {
             .filter(|x| DhtMsg::decode(x.msg.as_slice()).unwrap().code == dht_code::STORE)
             .count();
         assert!(republished >= 1, "republished before it expires");
+    }
+
+    /// A 32-byte id whose first 8 bytes (the part distances read) are `prefix`.
+    fn id_of(prefix: u64) -> Vec<u8> {
+        let mut id = vec![0u8; 32];
+        id[..8].copy_from_slice(&prefix.to_be_bytes());
+        id
+    }
+
+    fn contact(prefix: u64, addr: u64) -> Contact {
+        Contact {
+            id: id_of(prefix),
+            addr,
+        }
+    }
+
+    /// A node with id 0 at 0x1000.
+    fn zero(cfg: DhtConfig) -> Dht {
+        Dht::new(cfg, vec![0; 32], 0x1000, 11)
+    }
+
+    /// Everything `a` sends, decoded, with its destination.
+    fn sent(a: &mut Dht) -> Vec<(u64, DhtMsg)> {
+        std::iter::from_fn(|| a.poll_transmit())
+            .map(|t| (t.dst, pb::decode::<DhtMsg>(&t.msg).unwrap()))
+            .collect()
+    }
+
+    /// Runs `a`'s timers up to `t` (bounded: a timer that never moves on fails the test).
+    fn run_to(a: &mut Dht, t: Instant) {
+        for _ in 0..10_000 {
+            match a.poll_timeout() {
+                Some(x) if x <= t => a.handle_timeout(x),
+                _ => return,
+            }
+        }
+        panic!("the timers did not settle");
+    }
+
+    /// A response from `from` (id prefix, address) to a request for `key` with `cookie`.
+    fn response(
+        from: (u64, u64),
+        cookie: u64,
+        key: &[u8],
+        contacts: Vec<DhtContactMsg>,
+        values: Option<Vec<Vec<u8>>>,
+    ) -> Vec<u8> {
+        DhtMsg {
+            code: if values.is_some() {
+                dht_code::FIND_VALUE_RSP
+            } else {
+                dht_code::FIND_NODE_RSP
+            },
+            src: DhtContactMsg {
+                id: id_of(from.0),
+                addr: from.1,
+            },
+            store: None,
+            find: None,
+            node: Some(DhtFindNodeRspMsg {
+                cookie,
+                key: key.to_vec(),
+                contacts,
+            }),
+            val: values.map(|values| DhtFindValueRspMsg { values }),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn distance_is_the_xor_of_the_first_eight_bytes_read_big_endian() {
+        let a = [0xF0, 0x0F, 1, 2, 3, 4, 5, 6, 99];
+        let b = [0xFF, 0xFF, 1, 2, 3, 4, 5, 7, 1];
+        assert_eq!(distance(&a, &b), 0x0FF0_0000_0000_0001);
+        assert_eq!(distance(&a, &a), 0);
+        // A short id reads as if padded with zeros.
+        assert_eq!(distance(&[1], &[]), 1 << 56);
+    }
+
+    #[test]
+    fn buckets_go_by_leading_zeros_keep_the_oldest_k_and_follow_a_moved_node() {
+        let mut a = zero(DhtConfig::default());
+        assert_eq!(a.bucket_of(&id_of(1)), 63);
+        assert_eq!(a.bucket_of(&id_of(1 << 63)), 0);
+        assert_eq!(a.bucket_of(&id_of(0)), 64);
+        // Twenty contacts, each in a bucket of its own: all kept.
+        for j in 0..20u64 {
+            a.learn(contact(1 << j, 0x2000 + j));
+        }
+        assert_eq!(a.contacts(), 20);
+        // Ten in bucket 0: the first k (8) stay, later ones are not let in.
+        for i in 0..10u64 {
+            a.learn(contact((1 << 63) | i, 0x3000 + i));
+        }
+        assert_eq!(a.contacts(), 28);
+        let b0: Vec<u64> = a.buckets[0].iter().map(|c| c.addr).collect();
+        assert_eq!(b0, (0x3000..0x3008).collect::<Vec<u64>>());
+        // Our own address, address 0 and an id of another length are never learnt.
+        a.learn(contact(1 << 40, 0x1000));
+        a.learn(contact(1 << 41, 0));
+        a.learn(Contact {
+            id: vec![1; 4],
+            addr: 0x4000,
+        });
+        assert_eq!(a.contacts(), 28);
+        // A node that moved (same id, new address) and an address reused by another id
+        // replace the old entry.
+        a.learn(contact(1, 0x5000));
+        assert_eq!(a.contacts(), 28);
+        assert_eq!(
+            a.buckets[63].iter().map(|c| c.addr).collect::<Vec<_>>(),
+            [0x5000]
+        );
+        a.learn(contact(3, 0x2001));
+        assert_eq!(a.contacts(), 28);
+        assert!(a.buckets[62]
+            .iter()
+            .all(|c| c.addr == 0x2001 && c.id == id_of(3)));
+        assert_eq!(a.buckets[62].len(), 1);
+    }
+
+    #[test]
+    fn cookies_differ_and_a_response_must_match_key_cookie_and_sender() {
+        let now = Instant::now();
+        let unix = UnixTime::from_secs(1_000);
+        let mut a = zero(DhtConfig::default());
+        for (p, addr) in [(1, 0x2001), (2, 0x2002), (4, 0x2004)] {
+            a.learn(contact(p, addr));
+        }
+        let key = id_of(7);
+        let id = a.lookup(now, unix, key.clone()).unwrap();
+        let asks = sent(&mut a);
+        assert_eq!(asks.len(), 3, "alpha requests");
+        let cookie = |dst: u64| {
+            asks.iter()
+                .find(|(d, _)| *d == dst)
+                .and_then(|(_, m)| m.find.as_ref())
+                .map(|f| f.cookie)
+                .unwrap()
+        };
+        let cookies: HashSet<u64> = asks.iter().map(|(d, _)| cookie(*d)).collect();
+        assert_eq!(cookies.len(), 3, "{cookies:?}");
+        let c1 = cookie(0x2001);
+        // Another cookie, another key, another sender with B's cookie: unsolicited.
+        a.handle(
+            now,
+            unix,
+            &response((1, 0x2001), c1 ^ 1, &key, vec![], Some(vec![])),
+        );
+        a.handle(
+            now,
+            unix,
+            &response((1, 0x2001), c1, &id_of(8), vec![], Some(vec![])),
+        );
+        a.handle(
+            now,
+            unix,
+            &response((2, 0x2002), c1, &key, vec![], Some(vec![])),
+        );
+        assert_eq!(a.counters().dropped_unsolicited, 3);
+        assert_eq!(a.lookups[&id].waiting.len(), 3);
+        // B's true answer: our address and another; the other is the answer.
+        let values = vec![val(0x1000, b""), val(0x7777, b"")];
+        a.handle(
+            now,
+            unix,
+            &response((1, 0x2001), c1, &key, vec![], Some(values)),
+        );
+        assert_eq!(
+            a.poll_event(),
+            Some(Event::Found {
+                id,
+                key: key.clone(),
+                addrs: vec![0x7777]
+            })
+        );
+        // Only ours: ours.
+        let key2 = id_of(9);
+        let id2 = a.lookup(now, unix, key2.clone()).unwrap();
+        let asks = sent(&mut a);
+        let (dst, m) = asks.first().unwrap();
+        let c = m.find.as_ref().unwrap().cookie;
+        let from = (*dst - 0x2000, *dst);
+        let values = vec![val(0x1000, b"")];
+        a.handle(now, unix, &response(from, c, &key2, vec![], Some(values)));
+        assert_eq!(
+            a.poll_event(),
+            Some(Event::Found {
+                id: id2,
+                key: key2,
+                addrs: vec![0x1000]
+            })
+        );
+    }
+
+    #[test]
+    fn a_responses_contacts_are_bounded_and_unusable_ones_skipped() {
+        let now = Instant::now();
+        let unix = UnixTime::from_secs(1_000);
+        let mut a = zero(DhtConfig::default());
+        let key = id_of(0xAAAA_0000_0000_0000);
+        let b = 0xAAAA_0000_0000_0001;
+        a.learn(contact(b, 0x2001));
+        let id = a.lookup(now, unix, key.clone()).unwrap();
+        let asks = sent(&mut a);
+        let c1 = asks[0].1.find.as_ref().unwrap().cookie;
+        let cm = |prefix: u64, addr: u64| DhtContactMsg {
+            id: id_of(prefix),
+            addr,
+        };
+        // Closer than all others: one at address 0, one with a short id, one at our own
+        // address; then 17 good ones (20 is the most a response carries).
+        let mut contacts = vec![
+            cm(0xAAAA_0000_0000_0000, 0),
+            DhtContactMsg {
+                id: vec![0xAA, 0xAA, 0, 0],
+                addr: 0x5555,
+            },
+            cm(0xAAAA_0000_0000_0002, 0x1000),
+        ];
+        contacts.extend((0..17u64).map(|i| cm(0xAAAA_0000_0000_1000 + i, 0x4000 + i)));
+        a.handle(
+            now,
+            unix,
+            &response((b, 0x2001), c1, &key, contacts, Some(vec![])),
+        );
+        assert_eq!(a.counters().dropped_bad, 0);
+        assert_eq!(a.lookups[&id].shortlist.len(), 18);
+        let asks = sent(&mut a);
+        let dsts: Vec<u64> = asks.iter().map(|(d, _)| *d).collect();
+        assert_eq!(dsts, [0x4000, 0x4001, 0x4002]);
+        // All in bucket 0 (their ids start with a 1 bit, ours is 0): B and the first 7.
+        assert_eq!(a.contacts(), 8);
+        // 20 more from the next: the shortlist keeps 4 x k (32), the closest.
+        let c2 = asks[0].1.find.as_ref().unwrap().cookie;
+        let more = (0..20u64)
+            .map(|i| cm(0xAAAA_0000_0000_2000 + i, 0x6000 + i))
+            .collect();
+        let from = (0xAAAA_0000_0000_1000, 0x4000);
+        a.handle(now, unix, &response(from, c2, &key, more, Some(vec![])));
+        let l = &a.lookups[&id];
+        assert_eq!(l.shortlist.len(), 32);
+        assert_eq!(
+            l.shortlist.values().last().map(|c| c.addr),
+            Some(0x6000 + 13)
+        );
+    }
+
+    #[test]
+    fn requests_lookups_and_values_beyond_the_bounds_are_refused_and_counted() {
+        let now = Instant::now();
+        let unix = UnixTime::from_secs(1_000);
+        let mut a = zero(DhtConfig {
+            max_lookups: 2,
+            max_values: 2,
+            ..DhtConfig::default()
+        });
+        a.learn(contact(1, 0x2001));
+        assert!(a.lookup(now, unix, id_of(7)).is_some());
+        assert!(a.lookup(now, unix, id_of(8)).is_some());
+        assert_eq!(a.lookup(now, unix, id_of(9)), None);
+        assert_eq!(a.counters().lookups_refused, 1);
+        while a.poll_transmit().is_some() {}
+        // A sender with a short id, a sender at address 0: dropped as bad.
+        let from = |id: Vec<u8>, addr| DhtMsg {
+            code: dht_code::FIND_NODE_REQ,
+            src: DhtContactMsg { id, addr },
+            store: None,
+            find: Some(DhtFindReqMsg {
+                cookie: 5,
+                key: id_of(3),
+            }),
+            node: None,
+            val: None,
+        };
+        a.handle(now, unix, &from(vec![1; 4], 0x2002).encode_to_vec());
+        a.handle(now, unix, &from(id_of(2), 0).encode_to_vec());
+        assert_eq!((a.counters().dropped_bad, a.counters().received), (2, 0));
+        assert!(a.poll_transmit().is_none());
+        // A request for a key of another length: counted, not answered.
+        let mut short = from(id_of(2), 0x2002);
+        short.find = Some(DhtFindReqMsg {
+            cookie: 5,
+            key: vec![3; 4],
+        });
+        a.handle(now, unix, &short.encode_to_vec());
+        assert_eq!((a.counters().dropped_bad, a.counters().received), (3, 1));
+        assert!(a.poll_transmit().is_none());
+        // A STORE naming our own address; three values where two fit.
+        a.handle(
+            now,
+            unix,
+            &store_msg(0x2003, &id_of(4), val(0x1000, b""), 2_000),
+        );
+        assert_eq!((a.counters().store_refused, a.stored()), (1, 0));
+        for k in 5..8u64 {
+            a.handle(
+                now,
+                unix,
+                &store_msg(0x2003, &id_of(k), val(0x3000 + k, b""), 2_000),
+            );
+        }
+        assert_eq!((a.counters().store_refused, a.stored()), (2, 2));
+        assert!(a.known(&id_of(7), unix).is_empty());
+        assert_eq!(a.counters().received, 5);
+    }
+
+    #[test]
+    fn a_request_that_times_out_moves_its_lookup_on() {
+        let now = Instant::now();
+        let unix = UnixTime::from_secs(1_000);
+        let mut a = zero(DhtConfig::default());
+        a.learn(contact(1, 0x2001));
+        let key = id_of(7);
+        let id = a.lookup(now, unix, key.clone()).unwrap();
+        assert_eq!(sent(&mut a).len(), 1);
+        assert_eq!(a.poll_timeout(), Some(now + Duration::from_secs(2)));
+        a.handle_timeout(now + Duration::from_millis(1_999));
+        assert_eq!(a.poll_event(), None);
+        a.handle_timeout(now + Duration::from_secs(2));
+        assert_eq!(a.poll_event(), Some(Event::NotFound { id, key }));
+    }
+
+    #[test]
+    fn the_periodic_work_runs_a_fifth_of_the_shorter_period_after_the_first_call() {
+        let now = Instant::now();
+        let unix = UnixTime::from_secs(1_000);
+        let mut a = zero(DhtConfig::default());
+        a.register(now, unix, id_of(7));
+        assert_eq!(a.poll_timeout(), Some(now + Duration::from_secs(180)));
+        let mk = |t_replicate, t_refresh| {
+            zero(DhtConfig {
+                t_replicate,
+                t_refresh,
+                ..DhtConfig::default()
+            })
+        };
+        assert_eq!(mk(10, 900).work_interval(), Duration::from_secs(2));
+        assert_eq!(mk(900, 25).work_interval(), Duration::from_secs(5));
+        assert_eq!(mk(3, 900).work_interval(), Duration::from_secs(1));
+        // Joining sets it too; a peer that is nobody or ourselves is not asked.
+        let mut b = zero(DhtConfig::default());
+        b.bootstrap(now, 0);
+        b.bootstrap(now, 0x1000);
+        assert!(b.poll_transmit().is_none());
+        assert_eq!(b.next_work, None);
+        b.bootstrap(now, 0x2000);
+        assert_eq!(sent(&mut b).len(), 1);
+        assert_eq!(b.next_work, Some(now + Duration::from_secs(180)));
+        assert_eq!(b.poll_timeout(), Some(now + Duration::from_secs(2)));
+    }
+
+    /// The STOREs `a` sends, counted.
+    fn stores(a: &mut Dht) -> usize {
+        sent(a)
+            .iter()
+            .filter(|(_, m)| m.code == dht_code::STORE)
+            .count()
+    }
+
+    #[test]
+    fn our_values_are_republished_five_replication_periods_before_they_expire() {
+        let t0 = Instant::now();
+        let unix = UnixTime::from_secs(1_000_000);
+        let mut d = zero(DhtConfig {
+            t_expire: 100,
+            t_replicate: 10,
+            t_refresh: 1_000,
+            ..DhtConfig::default()
+        });
+        d.learn(contact(1, 0x2001));
+        d.register(t0, unix, id_of(7));
+        assert!(stores(&mut d) >= 1);
+        // The registration's node lookup ends (B does not answer) and stores at B again.
+        run_to(&mut d, t0 + Duration::from_secs(2));
+        sent(&mut d);
+        // Expiry at +100 s: nothing more until +50 s (the work runs every 2 s), then again.
+        run_to(&mut d, t0 + Duration::from_secs(48));
+        assert_eq!(stores(&mut d), 0);
+        run_to(&mut d, t0 + Duration::from_secs(50));
+        assert!(stores(&mut d) >= 1);
+    }
+
+    /// The FIND_NODE requests `a` sends to `dst`, counted.
+    fn finds_to(a: &mut Dht, dst: u64) -> usize {
+        sent(a)
+            .iter()
+            .filter(|(d, m)| *d == dst && m.code == dht_code::FIND_NODE_REQ)
+            .count()
+    }
+
+    #[test]
+    fn a_lonely_node_asks_its_bootstrap_peer_again_and_a_connected_one_does_not() {
+        let t0 = Instant::now();
+        let cfg = DhtConfig {
+            t_replicate: 10,
+            t_refresh: 10,
+            ..DhtConfig::default()
+        };
+        let mut a = zero(cfg);
+        a.bootstrap(t0, 0x2000);
+        assert_eq!(finds_to(&mut a, 0x2000), 1);
+        run_to(&mut a, t0 + Duration::from_secs(2));
+        assert_eq!(a.contacts(), 0);
+        assert_eq!(finds_to(&mut a, 0x2000), 1, "asked again");
+        let mut b = zero(cfg);
+        b.bootstrap(t0, 0x2000);
+        b.learn(contact(1, 0x3000));
+        sent(&mut b);
+        run_to(&mut b, t0 + Duration::from_secs(2));
+        let out = sent(&mut b);
+        assert!(out.iter().all(|(d, _)| *d != 0x2000), "{out:?}");
+        assert_eq!(out.len(), 1, "the refresh asks the contact: {out:?}");
+    }
+
+    #[test]
+    fn buckets_are_refreshed_every_t_refresh_not_every_work_turn() {
+        let t0 = Instant::now();
+        let mut a = zero(DhtConfig {
+            t_replicate: 10,
+            t_refresh: 20,
+            ..DhtConfig::default()
+        });
+        a.learn(contact(1, 0x2001));
+        a.tick(t0, UnixTime::from_secs(1_000));
+        run_to(&mut a, t0 + Duration::from_secs(2));
+        assert_eq!(finds_to(&mut a, 0x2001), 1);
+        run_to(&mut a, t0 + Duration::from_secs(21));
+        assert_eq!(finds_to(&mut a, 0x2001), 0);
+        run_to(&mut a, t0 + Duration::from_secs(22));
+        assert_eq!(finds_to(&mut a, 0x2001), 1);
     }
 }
