@@ -17,6 +17,12 @@
 //! release builds (an ignored test CI runs with `--release -- --ignored`), with link state
 //! holding its recomputations down to one a second (the reference recomputes at every
 //! new adjacency: some 4,000 per IPCP at that size).
+//!
+//! Changes after the workload (50 IPCPs each, [`layer_changes`]): a link cut and
+//! restored, an IPCP that leaves, a partition that heals; after each, every table is
+//! walked against the new graph's shortest paths (and must have no route to what it no
+//! longer reaches), and a round of lookups and allocations must all succeed (lookups of a
+//! departed IPCP's name must end NotFound, not at its old address).
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -109,6 +115,10 @@ struct Host {
     registered: Vec<Vec<u8>>,
     /// When it last moved to a new address.
     moved_at: Option<Instant>,
+    /// Neighbours whose link is cut: nothing goes either way.
+    cut: HashSet<usize>,
+    /// It left the layer: it sends, receives and does nothing.
+    gone: bool,
 }
 
 /// The machine's settings in the simulation: link state recomputes every 200 ms; with a
@@ -140,11 +150,38 @@ impl Host {
         self.ipcp.addr()
     }
 
+    /// The link to `nb` is cut: its N-1 flows go down (as o7sd sees a flow's end).
+    fn link_down(&mut self, now: Instant, nb: usize) {
+        self.cut.insert(nb);
+        self.out.retain(|(m, _)| index(*m) != nb);
+        for kind in [ENROL, MGMT, DT] {
+            let f = flow(nb, kind);
+            self.accepted.remove(&f);
+            self.ipcp.flow_down(now, f);
+        }
+        self.tend(now);
+    }
+
+    /// The link to `nb` is back: the IPCP that joined later connects Management and DT
+    /// again (the other accepts, as when it joined).
+    fn link_up(&mut self, now: Instant, nb: usize) {
+        self.cut.remove(&nb);
+        if nb < self.i {
+            for (kind, comp) in [(MGMT, Component::Management), (DT, Component::DataTransfer)] {
+                self.ipcp.connect(now, flow(nb, kind), comp, nb as u64);
+            }
+        }
+        self.tend(now);
+    }
+
     /// What the machine has to send goes on the links; what it says is acted on.
     fn tend(&mut self, now: Instant) {
         loop {
             while let Some(t) = self.ipcp.poll_transmit() {
                 let (nb, kind) = ((t.flow / 4) as usize, t.flow % 4);
+                if self.gone || self.cut.contains(&nb) {
+                    continue;
+                }
                 let mut p = Vec::with_capacity(t.sdu.len() + 1);
                 p.push(kind as u8);
                 p.extend_from_slice(&t.sdu);
@@ -246,6 +283,9 @@ impl Node for Host {
     }
     fn handle(&mut self, now: Instant, src: Peer, _dst: [u8; 6], payload: &[u8]) {
         let nb = index(src.mac());
+        if self.gone || self.cut.contains(&nb) {
+            return;
+        }
         let (kind, body) = (u64::from(payload[0]), &payload[1..]);
         let f = flow(nb, kind);
         // The IPCP that joined later allocates every N-1 flow of a pair (enrolment, then
@@ -258,6 +298,9 @@ impl Node for Host {
         self.tend(now);
     }
     fn handle_timeout(&mut self, now: Instant) {
+        if self.gone {
+            return;
+        }
         if let Some((t, parent)) = self.join {
             if t <= now {
                 self.join = None;
@@ -283,6 +326,9 @@ impl Node for Host {
         self.tend(now);
     }
     fn poll_timeout(&self) -> Option<Instant> {
+        if self.gone {
+            return None;
+        }
         [
             self.join.map(|(t, _)| t),
             self.register_at,
@@ -311,11 +357,14 @@ struct Paths {
     looped: u64,
     /// The walk reached the destination in more hops than the shortest path has.
     longer: u64,
+    /// A table still has a next hop to an IPCP the graph no longer reaches (cut off, or
+    /// gone).
+    stale: u64,
 }
 
 impl Paths {
     fn bad(&self) -> u64 {
-        self.no_hop + self.misdelivered + self.looped + self.longer
+        self.no_hop + self.misdelivered + self.looped + self.longer + self.stale
     }
 }
 
@@ -348,7 +397,8 @@ fn shortest(n: usize, edges: &BTreeSet<(usize, usize)>) -> Vec<Vec<u32>> {
 /// Walks every IPCP's forwarding table hop by hop to every other IPCP's current address,
 /// as `route` forwards (`next_hop`, then the DT neighbour at that address), and compares
 /// the hops with the shortest path (`dist`). Every IPCP must be in the layer. With
-/// `first`, stops at the first bad path.
+/// `first`, stops at the first bad path. Pairs the graph does not connect (a cut, an IPCP
+/// gone) are not walked: the source's table must have no next hop to it.
 fn walk(nodes: &[Host], dist: &[Vec<u32>], first: bool) -> Paths {
     let mut p = Paths::default();
     let addr = |i: usize| nodes[i].addr().unwrap_or(0);
@@ -358,8 +408,14 @@ fn walk(nodes: &[Host], dist: &[Vec<u32>], first: bool) -> Paths {
             if first && p.bad() > 0 {
                 return p;
             }
-            p.walked += 1;
             let want = addr(d);
+            if shortest[d] == u32::MAX {
+                if !nodes[s].gone && nodes[s].ipcp.next_hop(want).is_some() {
+                    p.stale += 1;
+                }
+                continue;
+            }
+            p.walked += 1;
             let (mut cur, mut hops) = (s, 0u32);
             seen.clear();
             while cur != d {
@@ -425,7 +481,19 @@ struct Collide {
     at: Duration,
 }
 
-fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> (Run, Vec<String>) {
+/// A layer ready to run: the simulator with its hosts, the graph, and the workload's times.
+struct Built {
+    sim: Sim<Host>,
+    edges: BTreeSet<(usize, usize)>,
+    t0: Instant,
+    register_at: Instant,
+    alloc_at: Instant,
+    book: Rc<RefCell<Vec<u64>>>,
+}
+
+/// `n` hosts on a random connected graph (seeded), joining one every 50 ms, registering a
+/// name each and allocating a flow to a random other's.
+fn build(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> Built {
     let t0 = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // A random connected graph: a random tree plus extra edges (about 1.5 per node).
@@ -445,7 +513,6 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
     let register_at = all_joined + Duration::from_secs(5);
     let alloc_at = register_at + Duration::from_secs(5);
     let conf = IpcpConfigMsg::unicast_default("sim-uni", 0);
-    let dist = shortest(n, &edges);
     let book = Rc::new(RefCell::new(vec![0u64; n]));
     let nodes: Vec<Host> = (0..n)
         .map(|i| {
@@ -472,6 +539,8 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
                 book: Rc::clone(&book),
                 registered: vec![],
                 moved_at: None,
+                cut: HashSet::new(),
+                gone: false,
             };
             if let Some(c) = collide.filter(|c| c.late == i) {
                 node.join = Some((t0 + c.at, parent[i]));
@@ -488,6 +557,50 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
     let mut sim = Sim::new(t0, seed, link, nodes);
     // A thousand IPCPs send some ten million frames: no line for each.
     sim.set_tracing(n <= 100);
+    Built {
+        sim,
+        edges,
+        t0,
+        register_at,
+        alloc_at,
+        book,
+    }
+}
+
+/// The hosts' tallies and their IPCPs' counters, summed.
+fn total(nodes: &[Host]) -> Tally {
+    let mut tally = Tally::default();
+    for x in nodes {
+        let c = x.ipcp.counters();
+        tally.forwarded += c.forwarded;
+        // Messages of its own with no route within the wait, and PDUs it could not forward.
+        tally.no_route += c.no_route;
+        tally.unsent += c.held_dropped;
+        tally.ttl += c.ttl_dropped;
+        tally.resolved += x.tally.resolved;
+        tally.wrong_answer += x.tally.wrong_answer;
+        tally.not_found += x.tally.not_found;
+        tally.allocated += x.tally.allocated;
+        tally.wrong_peer += x.tally.wrong_peer;
+        tally.alloc_failed += x.tally.alloc_failed;
+        tally.refused += x.tally.refused;
+        tally.readdressed += x.tally.readdressed;
+        tally.kept += x.tally.kept;
+        tally.neighbours_moved += x.tally.neighbours_moved;
+    }
+    tally
+}
+
+fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> (Run, Vec<String>) {
+    let Built {
+        mut sim,
+        edges,
+        t0,
+        register_at,
+        alloc_at,
+        ..
+    } = build(n, seed, hold, collide);
+    let dist = shortest(n, &edges);
     // Routing converges when every address is unique and every table, walked hop by
     // hop, takes a shortest path to every other IPCP's address.
     let mut converged_at = None;
@@ -530,25 +643,7 @@ fn layer_with(n: usize, seed: u64, hold: Duration, collide: Option<Collide>) -> 
         }
     }
     sim.run_until(alloc_at + Duration::from_secs(20));
-    let mut tally = Tally::default();
-    for x in &sim.nodes {
-        let c = x.ipcp.counters();
-        tally.forwarded += c.forwarded;
-        // Messages of its own with no route within the wait, and PDUs it could not forward.
-        tally.no_route += c.no_route;
-        tally.unsent += c.held_dropped;
-        tally.ttl += c.ttl_dropped;
-        tally.resolved += x.tally.resolved;
-        tally.wrong_answer += x.tally.wrong_answer;
-        tally.not_found += x.tally.not_found;
-        tally.allocated += x.tally.allocated;
-        tally.wrong_peer += x.tally.wrong_peer;
-        tally.alloc_failed += x.tally.alloc_failed;
-        tally.refused += x.tally.refused;
-        tally.readdressed += x.tally.readdressed;
-        tally.kept += x.tally.kept;
-        tally.neighbours_moved += x.tally.neighbours_moved;
-    }
+    let tally = total(&sim.nodes);
     let mut addrs = BTreeSet::new();
     for x in &sim.nodes {
         if let Some(a) = x.addr() {
@@ -751,4 +846,301 @@ fn a_hold_down_gives_the_same_layer_results() {
     assert_eq!(r.enrolled, 100);
     checked(&r);
     assert_eq!((r.tally.resolved, r.tally.allocated), (100, 100));
+}
+
+/// A change to the layer's graph, made after its workload.
+#[derive(Clone, Debug)]
+enum Change {
+    /// These links go down: both ends see their N-1 flows end.
+    Cut(Vec<(usize, usize)>),
+    /// These links come back: the end that joined later connects again.
+    Restore(Vec<(usize, usize)>),
+    /// This IPCP leaves: its neighbours see their flows to it end; it does nothing more.
+    Leave(usize),
+}
+
+/// What one change did.
+#[derive(Debug)]
+struct Phase {
+    /// Virtual time from the change until every table gave shortest paths over the new
+    /// graph (and no next hop to an IPCP it no longer reaches).
+    reconverged: Option<Duration>,
+    /// The walk at the end of the phase.
+    paths: Paths,
+    /// Lookups (each followed by an allocation) made 10 s after the change, from every
+    /// IPCP in the layer to a random other that the graph reaches.
+    asked: u64,
+    /// Lookups of the name of an IPCP that left.
+    asked_gone: u64,
+    /// What the hosts and IPCPs counted during the phase.
+    tally: Tally,
+    /// The IPCPs' directory values dropped for addresses gone, and rejoins, so far.
+    forgotten: u64,
+    rejoined: u64,
+}
+
+fn minus(a: Tally, b: Tally) -> Tally {
+    Tally {
+        forwarded: a.forwarded - b.forwarded,
+        no_route: a.no_route - b.no_route,
+        unsent: a.unsent - b.unsent,
+        ttl: a.ttl - b.ttl,
+        resolved: a.resolved - b.resolved,
+        wrong_answer: a.wrong_answer - b.wrong_answer,
+        not_found: a.not_found - b.not_found,
+        allocated: a.allocated - b.allocated,
+        wrong_peer: a.wrong_peer - b.wrong_peer,
+        alloc_failed: a.alloc_failed - b.alloc_failed,
+        refused: a.refused - b.refused,
+        readdressed: a.readdressed - b.readdressed,
+        kept: a.kept - b.kept,
+        neighbours_moved: a.neighbours_moved - b.neighbours_moved,
+    }
+}
+
+/// The edge `(a, b)` as the graph keeps it.
+fn edge(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
+
+/// The layer of [`build`] runs its workload (checked as every run's), then each change in
+/// turn: made, the tables walked every 10 ms until they give shortest paths over the new
+/// graph (every 10 ms), and 10 s after it a round of lookups and allocations (and, after a departure,
+/// lookups of the departed IPCP's name), 15 s to complete.
+fn layer_changes(n: usize, seed: u64, changes: &[Change]) -> Vec<Phase> {
+    let Built {
+        mut sim,
+        mut edges,
+        alloc_at,
+        book,
+        ..
+    } = build(n, seed, Duration::ZERO, None);
+    sim.run_until(alloc_at + Duration::from_secs(20));
+    let before = total(&sim.nodes);
+    assert_eq!(
+        (before.resolved, before.allocated),
+        (n as u64, n as u64),
+        "the layer's own workload"
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00c4_a9e5);
+    let mut phases = vec![];
+    let mut gone: Vec<usize> = vec![];
+    for ch in changes {
+        let c = sim.now();
+        let start = total(&sim.nodes);
+        match ch {
+            Change::Cut(links) => {
+                for &(a, b) in links {
+                    edges.remove(&edge(a, b));
+                    sim.nodes[a].link_down(c, b);
+                    sim.nodes[b].link_down(c, a);
+                }
+            }
+            Change::Restore(links) => {
+                for &(a, b) in links {
+                    edges.insert(edge(a, b));
+                    sim.nodes[a].link_up(c, b);
+                    sim.nodes[b].link_up(c, a);
+                }
+            }
+            Change::Leave(x) => {
+                for nb in sim.nodes[*x].neighbours.clone() {
+                    edges.remove(&edge(*x, nb));
+                    sim.nodes[nb].link_down(c, *x);
+                }
+                sim.nodes[*x].gone = true;
+                book.borrow_mut()[*x] = 0;
+                gone.push(*x);
+            }
+        }
+        let dist = shortest(n, &edges);
+        let mut reconverged = None;
+        let mut t = c;
+        while t < c + Duration::from_secs(10) {
+            t += if reconverged.is_none() {
+                Duration::from_millis(10)
+            } else {
+                c + Duration::from_secs(10) - t
+            };
+            sim.run_until(t);
+            if reconverged.is_none() && walk(&sim.nodes, &dist, true).bad() == 0 {
+                reconverged = Some(t - c);
+            }
+        }
+        let (mut asked, mut asked_gone) = (0, 0);
+        for s in (0..n).filter(|s| !gone.contains(s)) {
+            let reach: Vec<usize> = (0..n)
+                .filter(|d| *d != s && dist[s][*d] != u32::MAX)
+                .collect();
+            let at = t + Duration::from_millis(rng.gen_range(0..1000));
+            if !reach.is_empty() {
+                let d = reach[rng.gen_range(0..reach.len())];
+                sim.nodes[s].allocs.push((at, d));
+                asked += 1;
+            }
+            for &x in &gone {
+                sim.nodes[s].allocs.push((at, x));
+                asked_gone += 1;
+            }
+            sim.nodes[s].allocs.sort();
+        }
+        sim.run_until(t + Duration::from_secs(15));
+        let tally = minus(total(&sim.nodes), start);
+        let (forgotten, rejoined) = sim.nodes.iter().fold((0, 0), |(f, r), x| {
+            let k = x.ipcp.counters();
+            (f + k.dht_forgotten, r + k.dht_rejoined)
+        });
+        let p = Phase {
+            reconverged,
+            paths: walk(&sim.nodes, &dist, false),
+            asked,
+            asked_gone,
+            tally,
+            forgotten,
+            rejoined,
+        };
+        eprintln!("{ch:?}: {p:?}");
+        phases.push(p);
+    }
+    phases
+}
+
+/// How soon tables must give the new shortest paths after a change: a link's end is
+/// flooded as a withdrawal and recomputed at once (`LsConfig::withdraw`, an o7s step; the
+/// reference waits for the link to age out, `t_timeo`, 60 s), and a link back is announced
+/// as soon as its CEP is done. Every run so far: within the first check, 10 ms.
+const WITHIN: Duration = Duration::from_millis(100);
+
+/// What every phase must show: routes reconverged to shortest paths over the new graph
+/// within `within`, still shortest at the end; no lookup answered another address (nor a
+/// departed IPCP's), no allocation reached another peer, no request came for a name not
+/// registered there.
+fn reconverged(p: &Phase, within: Duration) {
+    assert!(
+        p.reconverged.is_some_and(|t| t <= within),
+        "reconverged within {within:?}: {p:?}"
+    );
+    assert_eq!(p.paths.bad(), 0, "every path shortest at the end: {p:?}");
+    assert_eq!(
+        p.tally.wrong_answer, 0,
+        "lookups answered another address: {p:?}"
+    );
+    assert_eq!(p.tally.wrong_peer, 0, "allocations to another peer: {p:?}");
+    assert_eq!(
+        p.tally.refused, 0,
+        "requests for a name not registered: {p:?}"
+    );
+}
+
+/// Whether the graph stays connected without `skip_edge` and `skip_node`.
+fn connected_without(
+    n: usize,
+    edges: &BTreeSet<(usize, usize)>,
+    skip_edge: Option<(usize, usize)>,
+    skip_node: Option<usize>,
+) -> bool {
+    let kept: BTreeSet<(usize, usize)> = edges
+        .iter()
+        .copied()
+        .filter(|e| Some(*e) != skip_edge && skip_node.is_none_or(|x| e.0 != x && e.1 != x))
+        .collect();
+    let d = shortest(n, &kept);
+    let from = usize::from(skip_node == Some(0));
+    (0..n)
+        .filter(|i| Some(*i) != skip_node)
+        .all(|i| d[from][i] != u32::MAX)
+}
+
+/// The graph [`build`] makes for `n` and `seed` (the same draws).
+fn graph(n: usize, seed: u64) -> BTreeSet<(usize, usize)> {
+    build(n, seed, Duration::ZERO, None).edges
+}
+
+/// A link that carries shortest paths is cut (the graph stays connected): every table
+/// reroutes to the new shortest paths within seconds and lookups and allocations all
+/// succeed; restored, the old shortest paths come back and they all succeed again.
+#[test]
+fn a_cut_link_is_routed_around_and_its_restoration_restores_the_shortest_paths() {
+    let (n, seed) = (50, 31);
+    let edges = graph(n, seed);
+    let full = shortest(n, &edges);
+    let cut = edges
+        .iter()
+        .copied()
+        .find(|e| {
+            let mut rest = edges.clone();
+            rest.remove(e);
+            connected_without(n, &edges, Some(*e), None) && shortest(n, &rest) != full
+        })
+        .expect("a link whose loss lengthens some path");
+    let p = layer_changes(
+        n,
+        seed,
+        &[Change::Cut(vec![cut]), Change::Restore(vec![cut])],
+    );
+    for x in &p {
+        reconverged(x, WITHIN);
+        assert_eq!(
+            (x.tally.resolved, x.tally.allocated),
+            (x.asked, x.asked),
+            "every lookup and allocation: {x:?}"
+        );
+    }
+}
+
+/// An IPCP with several neighbours leaves (the rest stays connected): the tables drop
+/// its address and route around it, the directory drops its name (every lookup of it ends
+/// NotFound, none answers its old address), every other lookup and allocation succeeds.
+#[test]
+fn an_ipcp_that_leaves_is_routed_around_and_its_name_no_longer_answers() {
+    let (n, seed) = (50, 32);
+    let edges = graph(n, seed);
+    let degree = |x: usize| edges.iter().filter(|e| e.0 == x || e.1 == x).count();
+    let x = (1..n)
+        .filter(|x| connected_without(n, &edges, None, Some(*x)))
+        .max_by_key(|x| (degree(*x), std::cmp::Reverse(*x)))
+        .expect("an IPCP whose departure leaves the layer connected");
+    assert!(degree(x) >= 2, "IPCP {x} has {} neighbours", degree(x));
+    let p = layer_changes(n, seed, &[Change::Leave(x)]);
+    let ph = &p[0];
+    reconverged(ph, WITHIN);
+    assert_eq!(
+        (ph.tally.resolved, ph.tally.allocated),
+        (ph.asked, ph.asked),
+        "{ph:?}"
+    );
+    assert_eq!(ph.asked_gone, n as u64 - 1);
+    assert_eq!(ph.tally.not_found, ph.asked_gone, "IPCP {x}'s name: {ph:?}");
+    assert!(ph.forgotten > 0, "its directory values dropped: {ph:?}");
+}
+
+/// The layer is cut in two (every link between IPCPs 0-24 and the others): each side's
+/// tables drop the other side within seconds, no lookup answers a wrong address. Healed,
+/// routes come back, the directories rejoin (each had dropped the other side's values and
+/// contacts) and every lookup and allocation across the layer succeeds.
+#[test]
+fn a_partition_heals_and_names_resolve_across_it_again() {
+    let (n, seed) = (50, 33);
+    let edges = graph(n, seed);
+    let cross: Vec<(usize, usize)> = edges
+        .iter()
+        .copied()
+        .filter(|(a, b)| (*a < n / 2) != (*b < n / 2))
+        .collect();
+    assert!(cross.len() >= 2, "{cross:?}");
+    let p = layer_changes(
+        n,
+        seed,
+        &[Change::Cut(cross.clone()), Change::Restore(cross)],
+    );
+    let (split, healed) = (&p[0], &p[1]);
+    reconverged(split, WITHIN);
+    assert!(split.forgotten > 0, "{split:?}");
+    reconverged(healed, WITHIN);
+    assert!(healed.rejoined > 0, "{healed:?}");
+    assert_eq!(
+        (healed.tally.resolved, healed.tally.allocated),
+        (healed.asked, healed.asked),
+        "every lookup and allocation after the heal: {healed:?}"
+    );
 }

@@ -5,4 +5,5 @@
 //! (control/src/daemon/unicast.rs and the `uni_*` files) still combines the parts itself
 //! and is to drive this machine next (docs/STATUS.md).
 
+pub mod departures;
 pub mod unicast;

@@ -14,6 +14,7 @@
 //! out of [`UnicastIpcp::poll_event`]. Time comes in as `now` and the wall clock as
 //! [`UnixTime`]; randomness (addresses, the directory's id, enrolment ids) from a seed.
 
+use super::departures::{Action as Departure, Departures};
 use crate::budget::Bucket;
 use crate::dht::{self, Dht, DhtConfig, Key, LookupId};
 use crate::enroll::{Connections, EnrollConfig, EnrollError, FlowId};
@@ -34,6 +35,9 @@ pub const PCI_LEN: usize = 15;
 pub const EID_FA: u64 = 0;
 /// The directory's endpoint id.
 pub const EID_DHT: u64 = 1;
+
+/// At most this many forgotten addresses are remembered for their return.
+const MAX_FORGOTTEN: usize = 4_096;
 
 /// Settings.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +72,10 @@ pub struct UniConfig {
     /// layer's routes have settled: a layer of 100 IPCPs joining every 50 ms with a
     /// link-state hold-down lost 4 lookups in 100 without it (proto/tests/layer_sim.rs).
     pub dht_again: Duration,
+    /// A destination gone from the forwarding table this long has its directory values
+    /// dropped; a dropped one back in the table this long makes the directory rejoin
+    /// through it ([`super::departures`]).
+    pub left_grace: Duration,
 }
 
 impl Default for UniConfig {
@@ -85,6 +93,7 @@ impl Default for UniConfig {
             hold_max: 256,
             dht_retry: Duration::from_secs(1),
             dht_again: Duration::from_secs(2),
+            left_grace: Duration::from_secs(1),
         }
     }
 }
@@ -234,6 +243,10 @@ pub struct Counters {
     pub collisions_kept: u64,
     /// Neighbours that told us they moved.
     pub neighbours_moved: u64,
+    /// Directory values dropped: the address they name left the forwarding table.
+    pub dht_forgotten: u64,
+    /// Times the directory rejoined through a member it had forgotten (a healed layer).
+    pub dht_rejoined: u64,
 }
 
 /// The parts that exist once the IPCP is in a layer.
@@ -283,6 +296,8 @@ pub struct UnicastIpcp {
     counters: Counters,
     /// When the directory looks up our id through the enroller once more.
     dht_again: Option<Instant>,
+    /// Destinations that leave the table and come back.
+    departures: Departures,
 }
 
 impl UnicastIpcp {
@@ -308,6 +323,7 @@ impl UnicastIpcp {
             max_ttl: 60,
             counters: Counters::default(),
             dht_again: None,
+            departures: Departures::new(cfg.left_grace, MAX_FORGOTTEN),
         }
     }
 
@@ -676,13 +692,53 @@ impl UnicastIpcp {
             l.fa.handle_timeout(now);
         }
         self.tend(now);
+        self.depart(now);
+    }
+
+    /// The directory's part in members leaving and coming back ([`Departures`]).
+    fn depart(&mut self, now: Instant) {
+        let unix = self.unix_at(now);
+        while let Some(a) = self.departures.poll(now) {
+            let Some(l) = self.layer.as_mut() else {
+                continue;
+            };
+            match a {
+                Departure::Forget(addr) => {
+                    self.counters.dht_forgotten += l.dht.forget_address(addr) as u64;
+                }
+                Departure::Rejoin(addr) => {
+                    self.counters.dht_rejoined += 1;
+                    l.dht.bootstrap(now, addr);
+                }
+                Departure::Republish => {
+                    let own: Vec<Key> = l
+                        .dht
+                        .entries()
+                        .into_iter()
+                        .filter(|e| e.2)
+                        .map(|e| e.0)
+                        .collect();
+                    for key in own {
+                        l.dht.register(now, unix, key);
+                    }
+                }
+            }
+        }
+        self.tend(now);
     }
 
     /// When [`UnicastIpcp::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let l = self.layer.as_ref();
+        // (Only while the enroller is reachable: tend_dht asks it only then, and a table
+        // that changes wakes us anyway. A directory that lost every contact in a partition
+        // away from its enroller spun on this timer.)
         let retry = l
-            .filter(|l| self.dht_peer != 0 && l.dht.contacts() == 0)
+            .filter(|l| {
+                self.dht_peer != 0
+                    && l.dht.contacts() == 0
+                    && l.ls.next_hop(self.dht_peer).is_some()
+            })
             .and(self.dht_asked)
             .map(|t| t + self.cfg.dht_retry);
         [
@@ -693,6 +749,7 @@ impl UnicastIpcp {
             self.held.front().map(|h| h.since + self.cfg.hold_for),
             retry,
             self.dht_again,
+            self.departures.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -816,6 +873,8 @@ impl UnicastIpcp {
             }
         }
         if changed {
+            self.departures
+                .table_changed(now, l.ls.table().keys().copied());
             self.events.push_back(Event::TableChanged);
         }
         match collision {
