@@ -204,6 +204,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
         "Directory values dropped because the address they name left the layer (no route for 1 s)",
     ),
     (
+        "o7s_ipcp_dht_rejoined",
+        C,
+        "Times the directory rejoined through a member it had dropped, back in the forwarding table (a healed layer)",
+    ),
+    (
         "o7s_ipcp_readdressed",
         C,
         "Times the IPCP moved to a new address because another member had its own",

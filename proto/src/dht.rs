@@ -1671,10 +1671,7 @@ mod tests {
         assert_eq!(a.stored(), 1);
         // After t_replicate it is sent on (to c: not back to b, whose value it is).
         let t = t0 + Duration::from_secs(12);
-        while a.poll_timeout().is_some_and(|x| x <= t) {
-            let at = a.poll_timeout().unwrap();
-            a.handle_timeout(at);
-        }
+        run_to(&mut a, t);
         let sent: Vec<Transmit> = std::iter::from_fn(|| a.poll_transmit()).collect();
         let stores: Vec<u64> = sent
             .iter()
@@ -1684,10 +1681,7 @@ mod tests {
         assert_eq!(stores, vec![0x1003], "replicated to c");
         // Past its expiry it is gone.
         let t = t0 + Duration::from_secs(101);
-        while a.poll_timeout().is_some_and(|x| x <= t) {
-            let at = a.poll_timeout().unwrap();
-            a.handle_timeout(at);
-        }
+        run_to(&mut a, t);
         assert_eq!(a.stored(), 0);
         assert_eq!(a.counters().expired, 1);
         assert!(a.known(&key, unix + Duration::from_secs(101)).is_empty());
@@ -1697,10 +1691,7 @@ mod tests {
         d.register(t0, unix, key.clone());
         while d.poll_transmit().is_some() {}
         let t = t0 + Duration::from_secs(52);
-        while d.poll_timeout().is_some_and(|x| x <= t) {
-            let at = d.poll_timeout().unwrap();
-            d.handle_timeout(at);
-        }
+        run_to(&mut d, t);
         let republished = std::iter::from_fn(|| d.poll_transmit())
             .filter(|x| DhtMsg::decode(x.msg.as_slice()).unwrap().code == dht_code::STORE)
             .count();

@@ -8,6 +8,7 @@ use super::unicast::{UniAllocated, UniIncoming, UniIpcp};
 use super::*;
 use o7s_proto::dht;
 use o7s_proto::fa as ufa;
+use o7s_proto::ipcp::departures::Action as Departure;
 use o7s_proto::linkstate::LinkState;
 
 /// Bytes of a DT PCI (addr 4, qc, ttl, ecn, eid 8; facts §5.1).
@@ -130,6 +131,30 @@ impl UniIpcp {
             return false;
         };
         d.handle_timeout(now);
+        while let Some(a) = self.departures.poll(now) {
+            match a {
+                Departure::Forget(addr) => {
+                    let n = d.forget_address(addr);
+                    if n > 0 {
+                        self.dht_forgotten += n as u64;
+                        tracing::info!(
+                            "IPCP {}: address {addr:#x} left the layer: {n} directory value(s) naming it dropped.",
+                            self.name
+                        );
+                    }
+                }
+                Departure::Rejoin(addr) => {
+                    self.dht_rejoined += 1;
+                    tracing::info!(
+                        "IPCP {}: {addr:#x}, a member the directory had dropped, is reachable again (a healed layer): the directory rejoins through it.",
+                        self.name
+                    );
+                    d.bootstrap(now, addr);
+                }
+                // Our names again, signed anew (below), at the whole layer's k closest.
+                Departure::Republish => self.published = false,
+            }
+        }
         let reachable = |peer: u64, ls: &Option<LinkState<u64>>| {
             ls.as_ref().is_some_and(|l| l.next_hop(peer).is_some())
         };

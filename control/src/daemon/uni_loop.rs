@@ -244,33 +244,14 @@ impl Daemon {
                 }
             }
             let table = (u.addr as u32, next_hop, n1);
-            // Addresses that left the table: their directory values go after a grace.
+            // Destinations that leave and come back: the directory's part is done in
+            // `tend_dht` (o7s_proto::ipcp::departures).
+            let dests =
+                |t: &super::unicast::DpTable| t.1.iter().map(|(d, _)| *d).collect::<Vec<u32>>();
             let now = Instant::now();
-            if let Some(old) = u.dp_table.as_ref() {
-                for (dst, _) in &old.1 {
-                    if !table.1.iter().any(|(d, _)| d == dst) {
-                        u.left.entry(u64::from(*dst)).or_insert(now);
-                    }
-                }
-            }
-            u.left
-                .retain(|a, _| !table.1.iter().any(|(d, _)| u64::from(*d) == *a));
-            let due: Vec<u64> = u
-                .left
-                .iter()
-                .filter(|(_, since)| now.duration_since(**since) >= super::unicast::LEFT_GRACE)
-                .map(|(a, _)| *a)
-                .collect();
-            for a in due {
-                u.left.remove(&a);
-                let n = u.dht.as_mut().map_or(0, |d| d.forget_address(a));
-                if n > 0 {
-                    u.dht_forgotten += n as u64;
-                    tracing::info!(
-                        "IPCP {}: address {a:#x} left the layer: {n} directory value(s) naming it dropped.",
-                        u.name
-                    );
-                }
+            if u.dp_table.as_ref().map(dests) != Some(dests(&table)) {
+                u.departures
+                    .table_changed(now, table.1.iter().map(|(d, _)| u64::from(*d)));
             }
             if u.dp_table.as_ref() != Some(&table) {
                 u.dp_table = Some(table.clone());

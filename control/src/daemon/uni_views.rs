@@ -184,6 +184,7 @@ impl Daemon {
                         json!(u.ls.as_ref().map_or(0, |l| l.counters().withdrawn)),
                     );
                     o.insert("dht_forgotten".into(), json!(u.dht_forgotten));
+                    o.insert("dht_rejoined".into(), json!(u.dht_rejoined));
                     o.insert("resumed".into(), json!(u.resumed));
                     let lc = u.ls.as_ref().map(|l| l.counters()).unwrap_or_default();
                     o.insert("lsa_stale".into(), json!(lc.stale));

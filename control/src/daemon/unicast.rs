@@ -127,9 +127,13 @@ pub struct UniIpcp {
     pub incoming: Vec<UniIncoming>,
     /// Times it moved to a new address (another IPCP had its own).
     pub readdressed: u64,
-    /// Addresses that left the forwarding table, since when: after [`LEFT_GRACE`] their
-    /// directory values here are dropped ([`o7s_proto::dht::Dht::forget_address`]).
-    pub left: HashMap<u64, Instant>,
+    /// Destinations that leave the forwarding table (after [`LEFT_GRACE`] their directory
+    /// values here are dropped: [`o7s_proto::dht::Dht::forget_address`]) and come back
+    /// (the directory rejoins through them and publishes again): the machine o7s-proto's
+    /// IPCP has ([`o7s_proto::ipcp::departures`]).
+    pub(super) departures: o7s_proto::ipcp::departures::Departures,
+    /// Times the directory rejoined through a member it had forgotten (a healed layer).
+    pub dht_rejoined: u64,
     /// Directory values dropped because their address left the layer.
     pub dht_forgotten: u64,
     /// `ls_withdraw` (local): withdrawals flooded, own table at once.
@@ -347,7 +351,8 @@ impl UniIpcp {
             disconnected: Default::default(),
             looked_up: HashMap::new(),
             readdressed: 0,
-            left: HashMap::new(),
+            departures: o7s_proto::ipcp::departures::Departures::new(LEFT_GRACE, 4_096),
+            dht_rejoined: 0,
             dht_forgotten: 0,
             withdraw,
             resume: None,
@@ -825,6 +830,7 @@ impl Daemon {
                     u.conn.poll_timeout(),
                     u.ls.as_ref().and_then(|l| l.poll_timeout()),
                     u.dht.as_ref().and_then(|d| d.poll_timeout()),
+                    u.departures.poll_timeout(),
                     u.fa.as_ref().and_then(|f| f.poll_timeout()),
                     // Retry the messages waiting for a route.
                     (!u.held.is_empty()).then(|| Instant::now() + Duration::from_millis(100)),
