@@ -356,6 +356,11 @@ impl Dht {
         &self.id
     }
 
+    /// Our address.
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
     /// Remembers the wall clock `unix` at `now`.
     fn tick(&mut self, now: Instant, unix: UnixTime) {
         self.clock = Some((now, unix));

@@ -16,7 +16,7 @@
 
 use super::departures::{Action as Departure, Departures};
 use crate::budget::Bucket;
-use crate::dht::{self, Dht, DhtConfig, Key, LookupId};
+use crate::dht::{self, Dht, DhtConfig, Key, LookupId, ProofError, Proofs};
 use crate::enroll::{Connections, EnrollConfig, EnrollError, FlowId};
 use crate::fa::{self, AllocId, Fa, FaConfig, FaError, ReqId};
 use crate::linkstate::{Collision, Event as LsEvent, LinkState, LsConfig, Policy};
@@ -26,6 +26,7 @@ use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes of a DT PCI: destination address (4, little-endian), QoS cube, TTL, ECN, endpoint
@@ -198,6 +199,22 @@ pub enum Event {
     Dir(dht::Event),
     /// The flow allocator: a request for a flow, an allocation done or failed.
     Fa(fa::Event),
+    /// A directory entry of ours could not be signed (a layer that signs its entries):
+    /// not published (counted in [`Counters::sign_failed`]).
+    SignFailed {
+        /// The name's hash.
+        key: Key,
+        /// Why.
+        why: ProofError,
+    },
+}
+
+/// How a member of a layer whose members sign their directory entries signs its own
+/// (o7sd: with its member certificate's key; docs/SECURITY.md "Names in a secured
+/// layer"). The check of others' entries is the directory's [`Proofs`].
+pub trait Signer: std::fmt::Debug + Send + Sync {
+    /// The proof that `addr` may serve `key`, signed at `unix`.
+    fn sign(&self, key: &[u8], addr: u64, unix: UnixTime) -> Result<Vec<u8>, ProofError>;
 }
 
 /// Why a request of the driver was not taken.
@@ -247,6 +264,8 @@ pub struct Counters {
     pub dht_forgotten: u64,
     /// Times the directory rejoined through a member it had forgotten (a healed layer).
     pub dht_rejoined: u64,
+    /// Entries of ours that could not be signed (not published).
+    pub sign_failed: u64,
 }
 
 /// The parts that exist once the IPCP is in a layer.
@@ -298,6 +317,9 @@ pub struct UnicastIpcp {
     dht_again: Option<Instant>,
     /// Destinations that leave the table and come back.
     departures: Departures,
+    /// A layer whose members sign their directory entries: the check of others' and the
+    /// signer of ours.
+    signed: Option<(Arc<dyn Proofs>, Arc<dyn Signer>)>,
 }
 
 impl UnicastIpcp {
@@ -324,7 +346,16 @@ impl UnicastIpcp {
             counters: Counters::default(),
             dht_again: None,
             departures: Departures::new(cfg.left_grace, MAX_FORGOTTEN),
+            signed: None,
         }
+    }
+
+    /// The layer's members sign their directory entries: others' are checked by
+    /// `proofs` (entries without a valid proof are refused and counted by the
+    /// directory), ours are signed by `signer` when published, moved or published again.
+    pub fn with_signed_entries(mut self, proofs: Arc<dyn Proofs>, signer: Arc<dyn Signer>) -> Self {
+        self.signed = Some((proofs, signer));
+        self
     }
 
     /// The next address taken (on joining a layer, or moving) is `addr` instead of a
@@ -441,7 +472,10 @@ impl UnicastIpcp {
         self.layer = Some(Layer {
             addr,
             ls: LinkState::new(addr, ls_cfg, now),
-            dht: Dht::new(dht_cfg, id, addr, dht_seed),
+            dht: match &self.signed {
+                Some((p, _)) => Dht::new(dht_cfg, id, addr, dht_seed).with_proofs(Arc::clone(p)),
+                None => Dht::new(dht_cfg, id, addr, dht_seed),
+            },
             fa: Fa::new(self.cfg.fa, addr, fa_seed),
         });
         self.events.push_back(Event::InLayer { addr });
@@ -718,8 +752,12 @@ impl UnicastIpcp {
                         .filter(|e| e.2)
                         .map(|e| e.0)
                         .collect();
+                    let signer = self.signed.as_ref().map(|(_, s)| s.as_ref());
                     for key in own {
-                        l.dht.register(now, unix, key);
+                        if let Err(e) = publish(&mut l.dht, signer, now, unix, key) {
+                            self.counters.sign_failed += 1;
+                            self.events.push_back(e);
+                        }
                     }
                 }
             }
@@ -920,7 +958,22 @@ impl UnicastIpcp {
         }
         l.addr = new;
         l.ls.readdress(now, new);
-        l.dht.readdress(now, unix, new);
+        match self.signed.as_ref().map(|(_, s)| Arc::clone(s)) {
+            Some(signer) => {
+                let mut failed = vec![];
+                l.dht.readdress_signed(now, unix, new, &mut |key, addr| {
+                    signer.sign(key, addr, unix).unwrap_or_else(|why| {
+                        failed.push((key.to_vec(), why));
+                        Vec::new()
+                    })
+                });
+                for (key, why) in failed {
+                    self.counters.sign_failed += 1;
+                    self.events.push_back(Event::SignFailed { key, why });
+                }
+            }
+            None => l.dht.readdress(now, unix, new),
+        }
         l.fa.readdress(new);
         self.conn.readdress(new);
         self.last_readdress = Some(now);
@@ -955,8 +1008,12 @@ impl UnicastIpcp {
             l.dht.bootstrap(now, peer);
         }
         if peer == 0 || l.dht.contacts() > 0 {
+            let signer = self.signed.as_ref().map(|(_, s)| s.as_ref());
             for key in std::mem::take(&mut self.to_publish) {
-                l.dht.register(now, unix, key);
+                if let Err(e) = publish(&mut l.dht, signer, now, unix, key) {
+                    self.counters.sign_failed += 1;
+                    self.events.push_back(e);
+                }
             }
         }
         let mut dts = vec![];
@@ -978,6 +1035,25 @@ impl UnicastIpcp {
 }
 
 machine!(UnicastIpcp, Transmit, Event);
+
+/// Publishes our `key` in the directory, signed by `signer` in a layer that signs; the
+/// event that says why not when it cannot be signed.
+fn publish(
+    dht: &mut Dht,
+    signer: Option<&dyn Signer>,
+    now: Instant,
+    unix: UnixTime,
+    key: Key,
+) -> Result<(), Event> {
+    match signer {
+        None => dht.register(now, unix, key),
+        Some(s) => match s.sign(&key, dht.addr(), unix) {
+            Ok(proof) => dht.register_signed(now, unix, key, proof),
+            Err(why) => return Err(Event::SignFailed { key, why }),
+        },
+    }
+    Ok(())
+}
 
 /// A DT PDU: the PCI (to `dst`, endpoint `eid`, TTL `ttl`) and `sdu`.
 pub fn dt_pdu(dst: u64, eid: u64, ttl: u8, sdu: &[u8]) -> Vec<u8> {
@@ -1018,11 +1094,16 @@ mod tests {
 
     impl Pair {
         fn new(cfg: UniConfig) -> Self {
+            Self::new_with(cfg, &|m, _| m)
+        }
+
+        /// [`Pair::new`] with each machine (A's, B's, by address) made by `f`.
+        fn new_with(cfg: UniConfig, f: &dyn Fn(UnicastIpcp, u64) -> UnicastIpcp) -> Self {
             let now = Instant::now();
-            let mut a = UnicastIpcp::new(cfg, 1);
+            let mut a = f(UnicastIpcp::new(cfg, 1), A);
             a.propose_address(A);
             assert_eq!(a.bootstrap(now, IpcpConfigMsg::unicast_default("l", 0)), A);
-            let mut b = UnicastIpcp::new(cfg, 2);
+            let mut b = f(UnicastIpcp::new(cfg, 2), B);
             b.propose_address(B);
             let mut p = Self {
                 a,
@@ -1098,7 +1179,12 @@ mod tests {
         /// B enrols through A (flow 1), then connects Management (2) and DT (3); link
         /// state computes the routes.
         fn join(cfg: UniConfig) -> Self {
-            let mut p = Self::new(cfg);
+            Self::join_with(cfg, &|m, _| m)
+        }
+
+        /// [`Pair::join`] with each machine made by `f` (see [`Pair::new_with`]).
+        fn join_with(cfg: UniConfig, f: &dyn Fn(UnicastIpcp, u64) -> UnicastIpcp) -> Self {
+            let mut p = Self::new_with(cfg, f);
             let now = p.now;
             p.b.enrol(now, 1, 7);
             p.pump();
@@ -1778,5 +1864,152 @@ mod tests {
             Machine::poll_event(&mut p.b),
             Some(Event::Failed { flow: 1, .. })
         ));
+    }
+
+    /// A test policy: a proof is `publisher:key[0]:addr` in text, signed "now"; valid
+    /// when it names the key and the address.
+    #[derive(Debug)]
+    struct TextProofs;
+
+    impl Proofs for TextProofs {
+        fn check(
+            &self,
+            key: &[u8],
+            addr: u64,
+            proof: &[u8],
+            unix: UnixTime,
+        ) -> Result<dht::Signed, ProofError> {
+            let t = String::from_utf8_lossy(proof);
+            let v: Vec<&str> = t.split(':').collect();
+            if v.len() != 3 || v[1] != key[0].to_string() || v[2] != addr.to_string() {
+                return Err(ProofError(format!("bad proof {t}")));
+            }
+            Ok(dht::Signed {
+                publisher: v[0].into(),
+                at: unix.as_secs(),
+            })
+        }
+    }
+
+    /// Signs as `publisher`, except the keys starting with `refuse`.
+    #[derive(Debug)]
+    struct TextSigner {
+        publisher: &'static str,
+        refuse: u8,
+    }
+
+    impl Signer for TextSigner {
+        fn sign(&self, key: &[u8], addr: u64, _unix: UnixTime) -> Result<Vec<u8>, ProofError> {
+            if key[0] == self.refuse {
+                return Err(ProofError("no key for it".into()));
+            }
+            Ok(format!("{}:{}:{addr}", self.publisher, key[0]).into_bytes())
+        }
+    }
+
+    fn signed_pair(sign_a: bool) -> Pair {
+        Pair::join_with(UniConfig::default(), &move |m, addr| {
+            if addr == A && !sign_a {
+                return m;
+            }
+            let publisher = if addr == A { "a" } else { "b" };
+            m.with_signed_entries(
+                Arc::new(TextProofs),
+                Arc::new(TextSigner {
+                    publisher,
+                    refuse: 0xee,
+                }),
+            )
+        })
+    }
+
+    /// A key whose first byte is `b`.
+    fn key_at(b: u8) -> Key {
+        let mut k = key("srv");
+        k[0] = b;
+        k
+    }
+
+    /// B looks `k` up: the addresses found (empty: NotFound).
+    fn look(p: &mut Pair, k: &Key) -> Option<Vec<u64>> {
+        let now = p.now;
+        let id = p.b.lookup(now, UNIX, k.clone()).unwrap();
+        p.pump();
+        let until = now + Duration::from_secs(5);
+        p.run(until);
+        p.ev_b.iter().find_map(|e| match e {
+            Event::Dir(dht::Event::Found { id: i, addrs, .. }) if *i == id => Some(addrs.clone()),
+            Event::Dir(dht::Event::NotFound { id: i, .. }) if *i == id => Some(vec![]),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_layer_that_signs_its_entries_publishes_signed_ones_and_moves_them_signed() {
+        let mut p = signed_pair(true);
+        let now = p.now;
+        let k = key_at(0x11);
+        p.a.register(now, UNIX, k.clone());
+        p.pump();
+        assert_eq!(look(&mut p, &k), Some(vec![A]));
+        // B holds A's copy with A's signature.
+        let signer =
+            p.b.dht()
+                .unwrap()
+                .signer(&k, A)
+                .map(|s| s.publisher.clone());
+        assert_eq!(signer.as_deref(), Some("a"));
+        // A key A cannot sign: not published, said and counted.
+        let bad = key_at(0xee);
+        p.a.register(now, UNIX, bad.clone());
+        p.pump();
+        assert!(p.ev_a.contains(&Event::SignFailed {
+            key: bad.clone(),
+            why: ProofError("no key for it".into())
+        }));
+        assert_eq!(p.a.counters().sign_failed, 1);
+        assert_eq!(look(&mut p, &bad), Some(vec![]));
+        // A moves: its entry is stored again at the new address, signed for it.
+        let now = p.now;
+        // (As a collision does, inside the machine's turn: its messages go at the next,
+        // and wait for the route to the new address: between 2 and 3 s here, B's
+        // recomputation.)
+        p.a.readdress(now);
+        let until = now + Duration::from_secs(6);
+        p.run(until);
+        let new = p.a.addr().unwrap();
+        assert_ne!(new, A);
+        let signer =
+            p.b.dht()
+                .unwrap()
+                .signer(&k, new)
+                .map(|s| s.publisher.clone());
+        assert_eq!(
+            signer.as_deref(),
+            Some("a"),
+            "{:?} {:?} {:?} {:?} {:?}",
+            p.b.dht().unwrap().entries(),
+            p.b.dht().unwrap().counters(),
+            p.a.counters(),
+            p.b.counters(),
+            p.a.dht().unwrap().counters()
+        );
+        // The key it cannot sign stays unpublished (nothing to move) and nothing else failed.
+        assert_eq!(p.a.counters().sign_failed, 1);
+    }
+
+    #[test]
+    fn a_member_that_does_not_sign_is_not_believed_in_a_layer_that_does() {
+        let mut p = signed_pair(false);
+        let now = p.now;
+        let k = key_at(0x22);
+        p.a.register(now, UNIX, k.clone());
+        p.pump();
+        assert_eq!(look(&mut p, &k), Some(vec![]));
+        assert!(p.b.dht().unwrap().counters().proofs_refused >= 1);
+        assert!(p.ev_b.iter().any(|e| matches!(
+            e,
+            Event::Dir(dht::Event::ProofRefused { addr, .. }) if *addr == A
+        )));
     }
 }
