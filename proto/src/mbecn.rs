@@ -617,6 +617,42 @@ mod tests {
     }
 
     #[test]
+    fn a_paced_sender_held_by_its_pace_grows_from_its_window() {
+        let t0 = 100 * SLOT;
+        let mut s = Sender::paced(t0, 1_000_000);
+        s.on_update_at(t0, 0);
+        s.wbl = 100_000;
+        // Back to back at the slot's start: some 167 us a packet at this window, so the
+        // pace holds the writer within a few packets (its 1 ms quantum spent).
+        assert!(!s.limited);
+        let waits: Vec<u64> = (0..10).map(|_| s.on_send(t0, 1000)).collect();
+        assert_eq!(waits[0], 0);
+        assert!(waits[9] > 0, "{waits:?}");
+        assert!(s.limited);
+        s.on_send(t0 + SLOT, 1000);
+        // From the window (100,000 B), not from the 11,000 B sent; the flag starts over.
+        assert_eq!(s.wbl, 100_000 + (CA_INC >> AI_SHIFT));
+        assert!(!s.limited);
+        // A sender never held keeps it clear.
+        let mut r = Sender::paced(t0, 1_000_000);
+        r.on_update_at(t0, 0);
+        r.wbl = 1 << 20;
+        assert_eq!(r.on_send(t0, 1000), 0);
+        assert!(!r.limited);
+    }
+
+    #[test]
+    fn the_paced_sender_has_all_four_of_o7s_s_changes_and_the_reference_s_none() {
+        let p = Sender::paced(5 * SLOT, 1_234);
+        assert_eq!((p.pace_ns, p.ece_hold_ns), (1_234, ECE_HOLD_NS));
+        assert!(p.ai_per_time && p.proportional && p.cut_per_time);
+        assert_eq!((p.wbl, p.mul, p.slot), (CA_IWL, CA_SLOT, 5));
+        let r = Sender::new(5 * SLOT);
+        assert_eq!((r.pace_ns, r.ece_hold_ns), (0, 0));
+        assert!(!r.ai_per_time && !r.proportional && !r.cut_per_time);
+    }
+
+    #[test]
     fn the_level_takes_its_part_of_a_paced_window_at_once_and_at_most_half() {
         let t0 = 100 * SLOT;
         let mut s = Sender::paced(t0, 1_000_000);
