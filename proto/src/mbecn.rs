@@ -740,7 +740,13 @@ mod tests {
         // 11,000 bytes at level 64: the decrease is 11,000 * 64 / 2^13 (85) in a slot of
         // 2^22 ns, half that in one half as long, twice that in one twice as long; the
         // increase is 2^16 >> (24 - m + 3).
-        for (m, cut, inc) in [(21, 42, 1024), (22, 85, 2048), (23, 171, 4096)] {
+        // (2^20 too: there 22 - 20 and 22 / 20 differ, at 2^21 they do not.)
+        for (m, cut, inc) in [
+            (20, 21, 512),
+            (21, 42, 1024),
+            (22, 85, 2048),
+            (23, 171, 4096),
+        ] {
             assert_eq!(paced_slot(m, 64, true).wbl, 11_000 - cut + inc, "2^{m} ns");
             // Per slot instead: 85 whatever the slot.
             assert_eq!(
