@@ -207,7 +207,31 @@ mod tests {
         // 1 (the oldest forgotten) is no longer remembered: its return is a new member.
         d.table_changed(t0 + 2 * S, [1]);
         assert_eq!(d.poll_timeout(), None);
-        d.table_changed(t0 + 2 * S, [1, 3]);
-        assert_eq!(drain(&mut d, t0 + 3 * S), [Action::Rejoin(3)]);
+        // 2 and 3 are.
+        d.table_changed(t0 + 2 * S, [1, 2]);
+        assert_eq!(drain(&mut d, t0 + 3 * S), [Action::Rejoin(2)]);
+        assert_eq!(drain(&mut d, t0 + 4 * S), [Action::Republish]);
+        d.table_changed(t0 + 5 * S, [1, 2, 3]);
+        assert_eq!(drain(&mut d, t0 + 6 * S), [Action::Rejoin(3)]);
+    }
+
+    #[test]
+    fn an_address_back_leaves_the_order_of_forgotten_ones() {
+        let t0 = Instant::now();
+        let mut d = Departures::new(S, 2);
+        d.table_changed(t0, [1, 2]);
+        d.table_changed(t0, []);
+        assert_eq!(drain(&mut d, t0 + S).len(), 2);
+        // 1 back, then 3 and 4 forgotten: the two latest are 3 and 4 (2 is dropped, not
+        // 1, which is no longer forgotten).
+        d.table_changed(t0 + 2 * S, [1, 3, 4]);
+        assert_eq!(drain(&mut d, t0 + 3 * S), [Action::Rejoin(1)]);
+        assert_eq!(drain(&mut d, t0 + 4 * S), [Action::Republish]);
+        d.table_changed(t0 + 5 * S, [1]);
+        assert_eq!(drain(&mut d, t0 + 6 * S).len(), 2);
+        d.table_changed(t0 + 7 * S, [1, 2]);
+        assert_eq!(d.poll_timeout(), None, "2 was the oldest: dropped");
+        d.table_changed(t0 + 7 * S, [1, 2, 4]);
+        assert_eq!(drain(&mut d, t0 + 8 * S), [Action::Rejoin(4)]);
     }
 }
