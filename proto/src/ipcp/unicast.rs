@@ -1895,12 +1895,12 @@ mod tests {
     #[derive(Debug)]
     struct TextSigner {
         publisher: &'static str,
-        refuse: u8,
+        refuse: Arc<std::sync::atomic::AtomicU8>,
     }
 
     impl Signer for TextSigner {
         fn sign(&self, key: &[u8], addr: u64, _unix: UnixTime) -> Result<Vec<u8>, ProofError> {
-            if key[0] == self.refuse {
+            if key[0] == self.refuse.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(ProofError("no key for it".into()));
             }
             Ok(format!("{}:{}:{addr}", self.publisher, key[0]).into_bytes())
@@ -1908,6 +1908,11 @@ mod tests {
     }
 
     fn signed_pair(sign_a: bool) -> Pair {
+        signed_pair_refusing(sign_a, &Arc::new(0xee.into()))
+    }
+
+    /// Both sign (A only with `sign_a`), refusing the keys that start with `refuse`.
+    fn signed_pair_refusing(sign_a: bool, refuse: &Arc<std::sync::atomic::AtomicU8>) -> Pair {
         Pair::join_with(UniConfig::default(), &move |m, addr| {
             if addr == A && !sign_a {
                 return m;
@@ -1917,7 +1922,7 @@ mod tests {
                 Arc::new(TextProofs),
                 Arc::new(TextSigner {
                     publisher,
-                    refuse: 0xee,
+                    refuse: Arc::clone(refuse),
                 }),
             )
         })
@@ -2011,5 +2016,54 @@ mod tests {
             e,
             Event::Dir(dht::Event::ProofRefused { addr, .. }) if *addr == A
         )));
+    }
+
+    #[test]
+    fn a_link_back_makes_both_directories_rejoin_and_publish_again_signed_anew() {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        let refuse = Arc::new(AtomicU8::new(0xee));
+        let mut p = signed_pair_refusing(true, &refuse);
+        let now = p.now;
+        p.a.register(now, UNIX, key_at(0x11));
+        p.b.register(now, UNIX, key_at(0x33));
+        p.pump();
+        let until = p.now + Duration::from_secs(3);
+        p.run(until);
+        assert!(p.a.dht().unwrap().signer(&key_at(0x33), B).is_some());
+        // The link goes (both ends see their flows end): each drops the other's value.
+        let now = p.now;
+        for f in [2, 3] {
+            p.a.flow_down(now, f + OFF);
+            p.b.flow_down(now, f);
+            p.accepted.remove(&(f + OFF));
+        }
+        p.pump();
+        let until = p.now + Duration::from_secs(3);
+        p.run(until);
+        assert_eq!(p.a.next_hop(B), None);
+        let (ca, cb) = (p.a.counters(), p.b.counters());
+        assert_eq!((ca.dht_forgotten, cb.dht_forgotten), (1, 1));
+        assert_eq!((ca.dht_rejoined, cb.dht_rejoined), (0, 0));
+        // A can no longer sign its key; the link comes back: both rejoin, B publishes
+        // again, A's publication fails (said, counted).
+        refuse.store(0x11, Ordering::Relaxed);
+        let now = p.now;
+        p.b.connect(now, 2, Component::Management, 7);
+        p.b.connect(now, 3, Component::DataTransfer, 7);
+        p.pump();
+        let until = p.now + Duration::from_secs(6);
+        p.run(until);
+        let (ca, cb) = (p.a.counters(), p.b.counters());
+        assert_eq!((ca.dht_rejoined, cb.dht_rejoined), (1, 1));
+        assert_eq!((ca.sign_failed, cb.sign_failed), (1, 0));
+        assert!(p.a.dht().unwrap().signer(&key_at(0x33), B).is_some());
+        assert!(p.ev_a.contains(&Event::SignFailed {
+            key: key_at(0x11),
+            why: ProofError("no key for it".into())
+        }));
+        // Moving cannot sign it either: counted once more.
+        let now = p.now;
+        p.a.readdress(now);
+        assert_eq!(p.a.counters().sign_failed, 2);
     }
 }
