@@ -1976,11 +1976,12 @@ mod tests {
         assert_eq!(look(&mut p, &bad), Some(vec![]));
         // A moves: its entry is stored again at the new address, signed for it.
         let now = p.now;
-        // (As a collision does, inside the machine's turn: its messages go at the next,
-        // and wait for the route to the new address: between 2 and 3 s here, B's
-        // recomputation.)
+        // (As a collision does, inside the machine's turn: the rest of the turn sends what
+        // the move produced.)
         p.a.readdress(now);
-        let until = now + Duration::from_secs(6);
+        p.a.handle_timeout(now);
+        p.pump();
+        let until = now + Duration::from_secs(1);
         p.run(until);
         let new = p.a.addr().unwrap();
         assert_ne!(new, A);
