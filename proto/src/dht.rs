@@ -246,7 +246,16 @@ pub struct Dht {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     counters: Counters,
+    /// Addresses forgotten ([`Dht::forget_address`]) and not back: other members' answers
+    /// do not bring them back into the buckets (one that has not forgotten them yet would
+    /// hand them round again); a message from one, or [`Dht::returned`], does. At most
+    /// [`MAX_GONE`], the oldest dropped first.
+    gone: HashSet<u64>,
+    gone_order: VecDeque<u64>,
 }
+
+/// At most this many forgotten addresses are kept out of the buckets.
+pub const MAX_GONE: usize = 4_096;
 
 /// The distance of two ids: XOR of their first 8 bytes, big-endian.
 pub fn distance(a: &[u8], b: &[u8]) -> u64 {
@@ -287,6 +296,8 @@ impl Dht {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            gone: HashSet::new(),
+            gone_order: VecDeque::new(),
         }
     }
 
@@ -709,6 +720,8 @@ impl Dht {
         };
         self.counters.received += 1;
         let from = m.src.clone();
+        // It reached us: it is back.
+        self.returned(from.addr);
         match m.code {
             dht_code::STORE => {
                 if let Some(s) = m.store {
@@ -874,7 +887,7 @@ impl Dht {
         l.waiting.remove(&from.addr);
         let mut learnt = Vec::new();
         for c in n.contacts {
-            if c.addr == own || c.addr == 0 || c.id.len() != id_len {
+            if c.addr == own || c.addr == 0 || c.id.len() != id_len || self.gone.contains(&c.addr) {
                 continue;
             }
             let d = distance(&c.id, &l.key);
@@ -1040,7 +1053,23 @@ impl Dht {
         for b in &mut self.buckets {
             b.retain(|c| c.addr != addr);
         }
+        if self.gone.insert(addr) {
+            self.gone_order.push_back(addr);
+            if self.gone_order.len() > MAX_GONE {
+                if let Some(old) = self.gone_order.pop_front() {
+                    self.gone.remove(&old);
+                }
+            }
+        }
         gone
+    }
+
+    /// Address `addr`, forgotten, is back in the layer (a route to it again): other
+    /// members' answers may name it again.
+    pub fn returned(&mut self, addr: u64) {
+        if self.gone.remove(&addr) {
+            self.gone_order.retain(|a| *a != addr);
+        }
     }
 
     /// Values stored here for others.
@@ -2132,5 +2161,46 @@ mod tests {
         assert_eq!(finds_to(&mut a, 0x2001), 0);
         run_to(&mut a, t0 + Duration::from_secs(22));
         assert_eq!(finds_to(&mut a, 0x2001), 1);
+    }
+
+    #[test]
+    fn a_forgotten_address_comes_back_only_by_itself_or_when_told() {
+        let now = Instant::now();
+        let unix = UnixTime::from_secs(1_000);
+        let mut a = zero(DhtConfig::default());
+        a.learn(contact(1, 0x2001));
+        a.learn(contact(2, 0x2002));
+        assert_eq!(a.forget_address(0x2002), 0);
+        assert_eq!(a.contacts(), 1);
+        // B (0x2001) still knows 0x2002 and names it in an answer: not learnt again.
+        let key = id_of(7);
+        a.lookup(now, unix, key.clone()).unwrap();
+        let c1 = sent(&mut a)[0].1.find.as_ref().unwrap().cookie;
+        let gone = DhtContactMsg {
+            id: id_of(2),
+            addr: 0x2002,
+        };
+        let rsp = response((1, 0x2001), c1, &key, vec![gone.clone()], Some(vec![]));
+        a.handle(now, unix, &rsp);
+        assert_eq!(a.contacts(), 1);
+        assert!(sent(&mut a).iter().all(|(d, _)| *d != 0x2002));
+        // Told it is back (a route again): the next answer naming it is believed.
+        a.returned(0x2002);
+        a.lookup(now, unix, id_of(8)).unwrap();
+        let c2 = sent(&mut a)[0].1.find.as_ref().unwrap().cookie;
+        let rsp = response((1, 0x2001), c2, &id_of(8), vec![gone], Some(vec![]));
+        a.handle(now, unix, &rsp);
+        assert_eq!(a.contacts(), 2);
+        // Forgotten again, then a message from it: it is back by itself.
+        a.forget_address(0x2002);
+        assert_eq!(a.contacts(), 1);
+        a.handle(
+            now,
+            unix,
+            &store_msg(0x2002, &id_of(9), val(0x2002, b""), 2_000),
+        );
+        // (store_msg's sender id is [9; 32].)
+        assert_eq!(a.contacts(), 2);
+        assert_eq!(a.known(&id_of(9), unix), [0x2002]);
     }
 }

@@ -158,24 +158,11 @@ impl UniIpcp {
         let reachable = |peer: u64, ls: &Option<LinkState<u64>>| {
             ls.as_ref().is_some_and(|l| l.next_hop(peer).is_some())
         };
-        if self.dht_peer != 0
-            && d.contacts() == 0
-            && reachable(self.dht_peer, &self.ls)
-            && self
-                .dht_asked
-                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
-        {
-            self.dht_asked = Some(now);
-            self.dht_again = Some(now + Duration::from_secs(2));
-            d.bootstrap(now, self.dht_peer);
-        } else if self.dht_again.is_some_and(|t| t <= now) {
-            // Once more when the layer's routes have settled: what the first look-up lost
-            // to routes still converging it finds now (a 100-IPCP layer with a hold-down
-            // lost 4 lookups in 100 without it: o7s_proto::ipcp::unicast, `dht_again`).
-            self.dht_again = None;
-            d.bootstrap(now, self.dht_peer);
+        let peer_reachable = reachable(self.dir_join.peer(), &self.ls);
+        if let Some(peer) = self.dir_join.due(now, d.contacts(), peer_reachable) {
+            d.bootstrap(now, peer);
         }
-        if !self.published && (self.dht_peer == 0 || d.contacts() > 0) {
+        if !self.published && self.dir_join.can_publish(d.contacts()) {
             self.published = true;
             for n in &self.reg {
                 let key = o7s_wire::hash::HashAlgo::Sha3_256.hash(n);

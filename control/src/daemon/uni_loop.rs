@@ -250,8 +250,14 @@ impl Daemon {
                 |t: &super::unicast::DpTable| t.1.iter().map(|(d, _)| *d).collect::<Vec<u32>>();
             let now = Instant::now();
             if u.dp_table.as_ref().map(dests) != Some(dests(&table)) {
-                u.departures
+                let back = u
+                    .departures
                     .table_changed(now, table.1.iter().map(|(d, _)| u64::from(*d)));
+                if let Some(d) = u.dht.as_mut() {
+                    for a in back {
+                        d.returned(a);
+                    }
+                }
             }
             if u.dp_table.as_ref() != Some(&table) {
                 u.dp_table = Some(table.clone());

@@ -41,6 +41,13 @@ pub const NEIGHBOUR_RATE: u32 = 2_000;
 // data plane (76,080 of 100,000 reached it; 2 vCPUs). To settle when o7sd drives the
 // machine (issue 25).
 
+/// The directory asks its bootstrap peer again this often while nobody answers.
+pub const DHT_RETRY: Duration = Duration::from_secs(1);
+
+/// And looks its own id up once more this long after the first time (the layer's routes
+/// settled).
+pub const DHT_AGAIN: Duration = Duration::from_secs(2);
+
 /// An IPCP moves to a new address at most once in this time: a member that forges our
 /// address over and over cannot make us move over and over.
 pub const READDRESS_HOLD: Duration = Duration::from_secs(60);
@@ -102,12 +109,10 @@ pub struct UniIpcp {
     pub max_ttl: u32,
     /// The layer's congestion avoidance is MB-ECN (`pol_cong_avoid` 1, the default).
     pub mb_ecn: bool,
-    /// Its bootstrap peer (the enroller), and when it was last asked.
-    pub dht_peer: u64,
-    pub(super) dht_asked: Option<Instant>,
-    /// When the directory looks its own id up through the enroller once more (2 s after
-    /// the first time, when the layer's routes have settled).
-    pub(super) dht_again: Option<Instant>,
+    /// How its directory joins the layer: through its bootstrap peer (the enroller), asked
+    /// again every second while nobody answers, once more 2 s after the first time
+    /// (o7s_proto::ipcp::dir_join, the IPCP machine's own).
+    pub(super) dir_join: o7s_proto::ipcp::dir_join::DirJoin,
     /// Names to publish once in a layer (`reg`), and whether they are.
     pub reg: Vec<String>,
     pub(super) published: bool,
@@ -337,9 +342,7 @@ impl UniIpcp {
             readdress_held: 0,
             max_ttl: 60,
             mb_ecn: true,
-            dht_peer: 0,
-            dht_asked: None,
-            dht_again: None,
+            dir_join: o7s_proto::ipcp::dir_join::DirJoin::new(0, DHT_RETRY, DHT_AGAIN),
             reg: reg.to_vec(),
             published: false,
             pending: vec![],
@@ -736,7 +739,9 @@ impl Daemon {
                         if let Some(d) = mine.unicast.as_mut().and_then(|x| x.dir.dht.as_mut()) {
                             d.peer = addr;
                         }
-                        u.dht_peer = conf_peer;
+                        u.dir_join = o7s_proto::ipcp::dir_join::DirJoin::new(
+                            conf_peer, DHT_RETRY, DHT_AGAIN,
+                        );
                         let mut lc = ls_config(&mine);
                         lc.withdraw = u.withdraw;
                         u.ls = Some(LinkState::new(addr, lc, now));
@@ -831,6 +836,12 @@ impl Daemon {
                     u.ls.as_ref().and_then(|l| l.poll_timeout()),
                     u.dht.as_ref().and_then(|d| d.poll_timeout()),
                     u.departures.poll_timeout(),
+                    // The directory's joining: its retry and its second look-up.
+                    u.dht.as_ref().and_then(|d| {
+                        let peer = u.dir_join.peer();
+                        let reachable = u.ls.as_ref().is_some_and(|l| l.next_hop(peer).is_some());
+                        u.dir_join.poll_timeout(d.contacts(), reachable)
+                    }),
                     u.fa.as_ref().and_then(|f| f.poll_timeout()),
                     // Retry the messages waiting for a route.
                     (!u.held.is_empty()).then(|| Instant::now() + Duration::from_millis(100)),
@@ -839,7 +850,7 @@ impl Daemon {
                     // Bootstrap the directory while it knows no one.
                     u.dht
                         .as_ref()
-                        .filter(|d| d.contacts() == 0 && u.dht_peer != 0)
+                        .filter(|d| d.contacts() == 0 && u.dir_join.peer() != 0)
                         .map(|_| Instant::now() + Duration::from_millis(250)),
                 ]
             })

@@ -65,8 +65,13 @@ impl Departures {
         }
     }
 
-    /// The forwarding table's destinations are now `dests`.
-    pub fn table_changed(&mut self, now: Instant, dests: impl IntoIterator<Item = u64>) {
+    /// The forwarding table's destinations are now `dests`. Returns the forgotten
+    /// addresses that are back (for the directory's [`crate::dht::Dht::returned`]).
+    pub fn table_changed(
+        &mut self,
+        now: Instant,
+        dests: impl IntoIterator<Item = u64>,
+    ) -> Vec<u64> {
         let cur: BTreeSet<u64> = dests.into_iter().collect();
         for a in self.dests.difference(&cur) {
             self.left.entry(*a).or_insert(now);
@@ -83,6 +88,7 @@ impl Departures {
             }
         }
         self.dests = cur;
+        back
     }
 
     /// The next action due at `now`.
@@ -170,7 +176,7 @@ mod tests {
         // 7 and 6 back at 5 s: a grace later, a lookup through the lowest, a grace after
         // that, our names again; once.
         let t = t0 + 5 * S;
-        d.table_changed(t, [5, 7, 6]);
+        assert_eq!(d.table_changed(t, [5, 7, 6]), [6, 7]);
         assert_eq!(d.poll_timeout(), Some(t + S));
         assert_eq!(drain(&mut d, t + S - Duration::from_millis(1)), []);
         assert_eq!(drain(&mut d, t + S), [Action::Rejoin(6)]);

@@ -6,4 +6,5 @@
 //! and is to drive this machine next (docs/STATUS.md).
 
 pub mod departures;
+pub mod dir_join;
 pub mod unicast;

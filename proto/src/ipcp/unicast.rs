@@ -15,6 +15,7 @@
 //! [`UnixTime`]; randomness (addresses, the directory's id, enrolment ids) from a seed.
 
 use super::departures::{Action as Departure, Departures};
+use super::dir_join::DirJoin;
 use crate::budget::Bucket;
 use crate::dht::{self, Dht, DhtConfig, Key, LookupId, ProofError, Proofs};
 use crate::enroll::{Connections, EnrollConfig, EnrollError, FlowId};
@@ -303,9 +304,9 @@ pub struct UnicastIpcp {
     events: VecDeque<Event>,
     /// The wall clock at an instant, as last given.
     clock: Option<(Instant, UnixTime)>,
-    /// The directory's bootstrap peer (the enroller; 0: none), and when it was asked.
-    dht_peer: u64,
-    dht_asked: Option<Instant>,
+    /// How the directory joins the layer (through the enroller; none before we are in
+    /// a layer, or as its first member).
+    dir_join: DirJoin,
     /// Names registered before the directory could store them.
     to_publish: Vec<Key>,
     last_readdress: Option<Instant>,
@@ -313,8 +314,6 @@ pub struct UnicastIpcp {
     next_addr: Option<u64>,
     max_ttl: u8,
     counters: Counters,
-    /// When the directory looks up our id through the enroller once more.
-    dht_again: Option<Instant>,
     /// Destinations that leave the table and come back.
     departures: Departures,
     /// A layer whose members sign their directory entries: the check of others' and the
@@ -337,14 +336,12 @@ impl UnicastIpcp {
             out: VecDeque::new(),
             events: VecDeque::new(),
             clock: None,
-            dht_peer: 0,
-            dht_asked: None,
+            dir_join: DirJoin::new(0, cfg.dht_retry, cfg.dht_again),
             to_publish: Vec::new(),
             last_readdress: None,
             next_addr: None,
             max_ttl: 60,
             counters: Counters::default(),
-            dht_again: None,
             departures: Departures::new(cfg.left_grace, MAX_FORGOTTEN),
             signed: None,
         }
@@ -454,7 +451,8 @@ impl UnicastIpcp {
             .as_ref()
             .and_then(|u| u.dir.dht.as_ref())
             .map_or(0, |d| d.peer);
-        self.dht_peer = if enrolled && peer != addr { peer } else { 0 };
+        let peer = if enrolled && peer != addr { peer } else { 0 };
+        self.dir_join = DirJoin::new(peer, self.cfg.dht_retry, self.cfg.dht_again);
         self.max_ttl = conf
             .unicast
             .as_ref()
@@ -768,25 +766,19 @@ impl UnicastIpcp {
     /// When [`UnicastIpcp::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let l = self.layer.as_ref();
-        // (Only while the enroller is reachable: tend_dht asks it only then, and a table
-        // that changes wakes us anyway. A directory that lost every contact in a partition
-        // away from its enroller spun on this timer.)
-        let retry = l
-            .filter(|l| {
-                self.dht_peer != 0
-                    && l.dht.contacts() == 0
-                    && l.ls.next_hop(self.dht_peer).is_some()
-            })
-            .and(self.dht_asked)
-            .map(|t| t + self.cfg.dht_retry);
+        // (The retry counts only while the enroller is reachable: a directory that lost
+        // every contact in a partition away from its enroller spun on this timer.)
+        let join = l.and_then(|l| {
+            let reachable = l.ls.next_hop(self.dir_join.peer()).is_some();
+            self.dir_join.poll_timeout(l.dht.contacts(), reachable)
+        });
         [
             self.conn.poll_timeout(),
             l.and_then(|l| l.ls.poll_timeout()),
             l.and_then(|l| l.dht.poll_timeout()),
             l.and_then(|l| l.fa.poll_timeout()),
             self.held.front().map(|h| h.since + self.cfg.hold_for),
-            retry,
-            self.dht_again,
+            join,
             self.departures.poll_timeout(),
         ]
         .into_iter()
@@ -911,8 +903,12 @@ impl UnicastIpcp {
             }
         }
         if changed {
-            self.departures
-                .table_changed(now, l.ls.table().keys().copied());
+            for back in self
+                .departures
+                .table_changed(now, l.ls.table().keys().copied())
+            {
+                l.dht.returned(back);
+            }
             self.events.push_back(Event::TableChanged);
         }
         match collision {
@@ -990,24 +986,11 @@ impl UnicastIpcp {
         let Some(l) = self.layer.as_mut() else {
             return;
         };
-        let peer = self.dht_peer;
-        if peer != 0
-            && l.dht.contacts() == 0
-            && l.ls.next_hop(peer).is_some()
-            && self
-                .dht_asked
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.dht_retry)
-        {
-            self.dht_asked = Some(now);
-            self.dht_again = Some(now + self.cfg.dht_again);
-            l.dht.bootstrap(now, peer);
-        } else if self.dht_again.is_some_and(|t| t <= now) {
-            // Once more, when the layer's routes have settled: what the first lookup
-            // lost to routes still converging (no route yet, a loop's TTL) it finds now.
-            self.dht_again = None;
+        let reachable = l.ls.next_hop(self.dir_join.peer()).is_some();
+        if let Some(peer) = self.dir_join.due(now, l.dht.contacts(), reachable) {
             l.dht.bootstrap(now, peer);
         }
-        if peer == 0 || l.dht.contacts() > 0 {
+        if self.dir_join.can_publish(l.dht.contacts()) {
             let signer = self.signed.as_ref().map(|(_, s)| s.as_ref());
             for key in std::mem::take(&mut self.to_publish) {
                 if let Err(e) = publish(&mut l.dht, signer, now, unix, key) {
@@ -1786,7 +1769,7 @@ mod tests {
         for _ in 0..200 {
             let until = p.now + Duration::from_millis(100);
             p.run(until);
-            if let Some(t) = p.b.dht_asked {
+            if let Some(t) = p.b.dir_join.asked() {
                 if asks.last() != Some(&t) {
                     asks.push(t);
                     // The next ask is a timer of its own, a retry away.
@@ -1795,7 +1778,7 @@ mod tests {
                 }
             }
             if asks.len() == 1 {
-                let again = p.b.dht_again.unwrap();
+                let again = p.b.dir_join.again().unwrap();
                 assert_eq!(again, asks[0] + UniConfig::default().dht_again);
             }
         }
@@ -1816,19 +1799,19 @@ mod tests {
         p.b.connect(now, 3, Component::DataTransfer, 7);
         p.pump();
         for _ in 0..100 {
-            if p.b.dht_asked.is_some() {
+            if p.b.dir_join.asked().is_some() {
                 break;
             }
             let until = p.now + Duration::from_millis(100);
             p.run(until);
         }
-        let asked = p.b.dht_asked.unwrap();
+        let asked = p.b.dir_join.asked().unwrap();
         let again = asked + UniConfig::default().dht_again;
         p.run(again - Duration::from_millis(100));
-        assert_eq!(p.b.dht_again, Some(again), "not before its time");
+        assert_eq!(p.b.dir_join.again(), Some(again), "not before its time");
         let sent = p.b.dht().unwrap().counters().sent;
         p.run(again + Duration::from_millis(100));
-        assert_eq!(p.b.dht_again, None);
+        assert_eq!(p.b.dir_join.again(), None);
         assert!(p.b.dht().unwrap().counters().sent > sent, "asked again");
     }
 
