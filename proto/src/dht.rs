@@ -2203,4 +2203,22 @@ mod tests {
         assert_eq!(a.contacts(), 2);
         assert_eq!(a.known(&id_of(9), unix), [0x2002]);
     }
+
+    #[test]
+    fn the_forgotten_addresses_kept_out_are_bounded_oldest_first() {
+        let mut a = zero(DhtConfig::default());
+        // (Above our own address, 0x1000, which is never forgotten.)
+        let at = |i: u64| 0x10_0000 + i;
+        for i in 1..=MAX_GONE as u64 + 1 {
+            a.forget_address(at(i));
+        }
+        assert_eq!((a.gone.len(), a.gone_order.len()), (MAX_GONE, MAX_GONE));
+        assert!(!a.gone.contains(&at(1)) && a.gone.contains(&at(2)));
+        assert!(a.gone.contains(&at(MAX_GONE as u64 + 1)));
+        // One back leaves the order too.
+        a.returned(at(2));
+        assert!(!a.gone.contains(&at(2)));
+        assert_eq!(a.gone_order.front(), Some(&at(3)));
+        assert_eq!(a.gone_order.len(), MAX_GONE - 1);
+    }
 }
