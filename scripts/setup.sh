@@ -31,6 +31,17 @@ command -v tshark >/dev/null 2>&1 || need="$need tshark"
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need="$need fonts-dejavu-core"
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need="$need nftables"
 command -v ethtool >/dev/null 2>&1 || [ -x /usr/sbin/ethtool ] || need="$need ethtool"
+# The TUN/TAP clone device: udev makes it 0666 on most distributions (opening it is
+# harmless; creating a device needs CAP_NET_ADMIN). Some containers leave it 0600, root only,
+# and then o7s-vpn run by a user with CAP_NET_ADMIN (docs/TUTORIALS.md) cannot open it.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "setup.sh: /dev/net/tun was mode $(stat -c %a /dev/net/tun): made 0666, as udev does"
+        chmod 0666 /dev/net/tun
+    else
+        echo "setup.sh: /dev/net/tun is mode $(stat -c %a /dev/net/tun): o7s-vpn needs root (or run this as root to make it 0666)" >&2
+    fi
+fi
 if [ -z "$need" ]; then
     echo "setup.sh: all system packages present"
     exit 0

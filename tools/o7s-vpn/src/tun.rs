@@ -76,9 +76,22 @@ impl Tun {
         };
         if raw < 0 {
             let e = io::Error::last_os_error();
+            // A node only root may open (some containers; udev makes it 0666): say so, or
+            // the user looks for a capability they already have.
+            let mode = std::fs::metadata("/dev/net/tun")
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+                .ok();
+            let why = match mode {
+                Some(m) if e.kind() == io::ErrorKind::PermissionDenied && m & 0o006 != 0o006 => {
+                    format!(
+                        "the device node is mode {m:04o} (root only; most systems make it 0666: `chmod 0666 /dev/net/tun`, or scripts/setup.sh); creating a device needs CAP_NET_ADMIN as well"
+                    )
+                }
+                _ => "needs CAP_NET_ADMIN and the tun module".to_string(),
+            };
             return Err(io::Error::new(
                 e.kind(),
-                format!("/dev/net/tun: {e} (needs CAP_NET_ADMIN and the tun module)"),
+                format!("/dev/net/tun: {e} ({why})"),
             ));
         }
         // Safety: `raw` is a descriptor we just opened and own alone.
