@@ -1,0 +1,134 @@
+//! DT PDUs: from a neighbour (within its budget) for the IPCP's components or forwarded with
+//! the TTL down, and the components' own messages (waiting for a route when there is none yet).
+
+use super::{dt_pdu, Held, Transmit, UnicastIpcp, EID_DHT, EID_FA, PCI_LEN};
+use crate::budget::Bucket;
+use crate::enroll::{Connections, FlowId};
+use crate::machine::UnixTime;
+use o7s_wire::unicast::pb::Component;
+use std::time::Instant;
+
+impl UnicastIpcp {
+    /// An SDU arrived on N-1 flow `flow`.
+    pub fn handle_sdu(&mut self, now: Instant, unix: UnixTime, flow: FlowId, sdu: &[u8]) {
+        self.tick(now, unix);
+        let comp = self.conn.connected(flow).map(|(c, _)| c);
+        match comp {
+            Some(Component::Management) if !self.within_budget(flow, now) => {
+                self.counters.lsa_rate_dropped += 1;
+            }
+            Some(Component::DataTransfer) if !self.within_budget(flow, now) => {
+                self.counters.dt_rate_dropped += 1;
+            }
+            Some(Component::Management) if Connections::is_update(sdu) => {
+                // The neighbour's new address: its flows are those of the same link.
+                let here = self.links.get(&flow).copied();
+                let links = &self.links;
+                self.conn.handle_update(flow, sdu, |f| {
+                    here.is_some_and(|h| links.get(&f) == Some(&h))
+                });
+            }
+            Some(Component::Management) => {
+                if let Some(l) = self.layer.as_mut() {
+                    l.ls.handle(now, &flow, sdu);
+                }
+            }
+            Some(Component::DataTransfer) => self.on_dt(now, unix, sdu),
+            _ => self.conn.handle(now, unix, flow, sdu),
+        }
+        self.tend(now);
+    }
+
+    /// Whether the neighbour on `flow` may make us handle one more message at `now`
+    /// (`neighbour_rate` a second, `neighbour_burst` at once; a rate of 0: no bound).
+    pub(super) fn within_budget(&mut self, flow: FlowId, now: Instant) -> bool {
+        let rate = self.cfg.neighbour_rate;
+        if rate == 0 {
+            return true;
+        }
+        let burst = self.cfg.neighbour_burst.max(rate);
+        self.budgets
+            .entry(flow)
+            .or_insert_with(|| Bucket::with_burst(burst, now))
+            .take(rate, now)
+    }
+
+    /// A DT PDU: for us, to the directory or the flow allocator; for another IPCP,
+    /// forwarded along the next hop with its TTL decremented.
+    pub(super) fn on_dt(&mut self, now: Instant, unix: UnixTime, pdu: &[u8]) {
+        let Some(l) = self.layer.as_mut() else {
+            self.counters.dt_dropped += 1;
+            return;
+        };
+        let (Some(dst), Some(&ttl), Some(eid)) = (
+            pdu.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()),
+            pdu.get(5),
+            pdu.get(7..PCI_LEN)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok()),
+        ) else {
+            self.counters.dt_dropped += 1;
+            return;
+        };
+        let dst = u64::from(u32::from_le_bytes(dst));
+        if dst == l.addr {
+            let body = pdu.get(PCI_LEN..).unwrap_or_default();
+            match u64::from_le_bytes(eid) {
+                EID_FA => l.fa.handle(now, body),
+                EID_DHT => l.dht.handle(now, unix, body),
+                _ => self.counters.dt_dropped += 1,
+            }
+            return;
+        }
+        if ttl <= 1 {
+            self.counters.ttl_dropped += 1;
+            return;
+        }
+        match self.next_hop(dst) {
+            Some(flow) => {
+                let mut p = pdu.to_vec();
+                if let Some(t) = p.get_mut(5) {
+                    *t = ttl - 1;
+                }
+                self.counters.forwarded += 1;
+                self.out.push_back(Transmit { flow, sdu: p });
+            }
+            None => self.counters.no_route += 1,
+        }
+    }
+
+    /// A DT PDU for component `eid` at `dst`, along the next hop; with no route yet (a
+    /// member just learnt of from the directory, before link state has it) it waits up
+    /// to `hold_for`, at most `hold_max` of them.
+    pub(super) fn dt_send(&mut self, now: Instant, dst: u64, eid: u64, msg: Vec<u8>) {
+        match self.next_hop(dst) {
+            Some(flow) => {
+                let sdu = dt_pdu(dst, eid, self.max_ttl, &msg);
+                self.out.push_back(Transmit { flow, sdu });
+            }
+            None if self.held.len() < self.cfg.hold_max => {
+                self.counters.held += 1;
+                self.held.push_back(Held {
+                    since: now,
+                    dst,
+                    eid,
+                    msg,
+                });
+            }
+            None => self.counters.held_dropped += 1,
+        }
+    }
+
+    /// Sends the held messages that have a route now; drops those that waited too long.
+    pub(super) fn send_held(&mut self, now: Instant) {
+        for h in std::mem::take(&mut self.held) {
+            if let Some(flow) = self.next_hop(h.dst) {
+                let sdu = dt_pdu(h.dst, h.eid, self.max_ttl, &h.msg);
+                self.out.push_back(Transmit { flow, sdu });
+            } else if now.saturating_duration_since(h.since) >= self.cfg.hold_for {
+                self.counters.held_dropped += 1;
+            } else {
+                self.held.push_back(h);
+            }
+        }
+    }
+}

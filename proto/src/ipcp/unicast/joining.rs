@@ -1,0 +1,211 @@
+//! Joining a layer and keeping its N-1 flows: bootstrap or enrolment, the CEP connections to
+//! members, N-1 flows that go down, and the IPCP's departure from the directory's view.
+
+use super::{dht_config, ls_config, publish, Departure, Event, Layer, Transmit, UnicastIpcp};
+use crate::dht::{Dht, Key};
+use crate::enroll::FlowId;
+use crate::fa::Fa;
+use crate::ipcp::dir_join::DirJoin;
+use crate::linkstate::LinkState;
+use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
+use rand::Rng;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl UnicastIpcp {
+    /// Starts a layer with configuration `conf` (the first member; the configuration it
+    /// hands to those it enrols names it as their directory peer). Returns our address
+    /// (the one we have if already in a layer).
+    pub fn bootstrap(&mut self, now: Instant, conf: IpcpConfigMsg) -> u64 {
+        if let Some(a) = self.addr() {
+            return a;
+        }
+        self.join(now, conf, false);
+        self.tend(now);
+        self.addr().unwrap_or(0)
+    }
+
+    /// Takes the layer's configuration (ours by bootstrap, or the enroller's): an
+    /// address, the parts.
+    pub(super) fn join(&mut self, now: Instant, conf: IpcpConfigMsg, enrolled: bool) {
+        let addr = self.draw_addr(&BTreeSet::new());
+        let peer = conf
+            .unicast
+            .as_ref()
+            .and_then(|u| u.dir.dht.as_ref())
+            .map_or(0, |d| d.peer);
+        let peer = if enrolled && peer != addr { peer } else { 0 };
+        self.dir_join = DirJoin::new(peer, self.cfg.dht_retry, self.cfg.dht_again);
+        self.max_ttl = conf
+            .unicast
+            .as_ref()
+            .map_or(60, |u| u8::try_from(u.dt.max_ttl).unwrap_or(u8::MAX));
+        let ls_cfg = self.cfg.ls.unwrap_or_else(|| ls_config(&conf));
+        let dht_cfg = self.cfg.dht.unwrap_or_else(|| dht_config(&conf));
+        let mut mine = conf;
+        if let Some(d) = mine.unicast.as_mut().and_then(|u| u.dir.dht.as_mut()) {
+            d.peer = addr;
+        }
+        self.conn.set_layer(addr, mine);
+        let mut id = vec![0u8; 32];
+        self.rng.fill(id.as_mut_slice());
+        let (dht_seed, fa_seed) = (self.rng.gen(), self.rng.gen());
+        self.layer = Some(Layer {
+            addr,
+            ls: LinkState::new(addr, ls_cfg, now),
+            dht: match &self.signed {
+                Some((p, _)) => Dht::new(dht_cfg, id, addr, dht_seed).with_proofs(Arc::clone(p)),
+                None => Dht::new(dht_cfg, id, addr, dht_seed),
+            },
+            fa: Fa::new(self.cfg.fa, addr, fa_seed),
+        });
+        self.events.push_back(Event::InLayer { addr });
+    }
+
+    /// Enrols over N-1 flow `flow` (allocated by the driver to a member; `link`: its
+    /// lower-layer peer).
+    pub fn enrol(&mut self, now: Instant, flow: FlowId, link: u64) {
+        let id: [u8; 8] = self.rng.gen();
+        self.links.insert(flow, link);
+        self.conn.connect(now, flow, Component::Enrollment, id);
+        self.tend(now);
+    }
+
+    /// Sets up `comp` over N-1 flow `flow` (allocated by the driver to a member).
+    pub fn connect(&mut self, now: Instant, flow: FlowId, comp: Component, link: u64) {
+        let id: [u8; 8] = self.rng.gen();
+        self.links.insert(flow, link);
+        self.conn.connect(now, flow, comp, id);
+        self.tend(now);
+    }
+
+    /// N-1 flow `flow` was allocated to us: its CEP comes first.
+    pub fn accept(&mut self, now: Instant, flow: FlowId, link: u64) {
+        self.links.insert(flow, link);
+        self.conn.accept(now, flow);
+        self.tend(now);
+    }
+
+    /// N-1 flow `flow` is gone: its connection is forgotten and link state drops the link
+    /// it carried (the other members age it out).
+    pub fn flow_down(&mut self, now: Instant, flow: FlowId) {
+        let comp = self.conn.connected(flow);
+        self.conn.flow_down(flow);
+        self.budgets.remove(&flow);
+        self.links.remove(&flow);
+        if let Some(l) = self.layer.as_mut() {
+            match comp {
+                Some((Component::Management, _)) => l.ls.remove_mgmt(&flow),
+                // Unless a newer DT flow to the same member took its place.
+                Some((Component::DataTransfer, addr)) if self.dt_nb.get(&addr) == Some(&flow) => {
+                    self.dt_nb.remove(&addr);
+                    l.ls.remove_dt(addr);
+                }
+                _ => {}
+            }
+        }
+        self.tend(now);
+    }
+
+    pub(super) fn tend_connections(&mut self, now: Instant) {
+        while let Some(t) = self.conn.poll_transmit() {
+            self.out.push_back(Transmit {
+                flow: t.flow,
+                sdu: t.sdu,
+            });
+        }
+        while let Some(e) = self.conn.poll_event() {
+            use crate::enroll::Event as E;
+            match e {
+                E::Enrolled { conf, .. } => {
+                    if self.layer.is_none() {
+                        self.join(now, *conf, true);
+                    }
+                }
+                E::Connected {
+                    flow,
+                    comp,
+                    peer_addr,
+                } => {
+                    if let Some(l) = self.layer.as_mut() {
+                        match comp {
+                            Component::Management => l.ls.add_mgmt(flow),
+                            Component::DataTransfer => {
+                                self.dt_nb.insert(peer_addr, flow);
+                                l.ls.add_dt(now, peer_addr);
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.events.push_back(Event::Connected {
+                        flow,
+                        comp,
+                        peer_addr,
+                    });
+                }
+                E::Failed { flow, why } => self.events.push_back(Event::Failed { flow, why }),
+                E::Close { flow } => self.events.push_back(Event::Close { flow }),
+                E::Readdressed {
+                    flow,
+                    old,
+                    new,
+                    moved,
+                } => {
+                    self.counters.neighbours_moved += 1;
+                    let dt = self.dt_nb.get(&old).copied().filter(|f| moved.contains(f));
+                    if let (Some(f), Some(l)) = (dt, self.layer.as_mut()) {
+                        self.dt_nb.remove(&old);
+                        self.dt_nb.insert(new, f);
+                        l.ls.remove_dt(old);
+                        l.ls.link_up(old);
+                        l.ls.add_dt(now, new);
+                    }
+                    self.events.push_back(Event::NeighbourMoved {
+                        flow,
+                        old,
+                        new,
+                        moved,
+                    });
+                }
+                E::Served { .. } => {}
+            }
+        }
+    }
+
+    /// The directory's part in members leaving and coming back ([`Departures`]).
+    pub(super) fn depart(&mut self, now: Instant) {
+        let unix = self.unix_at(now);
+        while let Some(a) = self.departures.poll(now) {
+            let Some(l) = self.layer.as_mut() else {
+                continue;
+            };
+            match a {
+                Departure::Forget(addr) => {
+                    self.counters.dht_forgotten += l.dht.forget_address(addr) as u64;
+                }
+                Departure::Rejoin(addr) => {
+                    self.counters.dht_rejoined += 1;
+                    l.dht.bootstrap(now, addr);
+                }
+                Departure::Republish => {
+                    let own: Vec<Key> = l
+                        .dht
+                        .entries()
+                        .into_iter()
+                        .filter(|e| e.2)
+                        .map(|e| e.0)
+                        .collect();
+                    let signer = self.signed.as_ref().map(|(_, s)| s.as_ref());
+                    for key in own {
+                        if let Err(e) = publish(&mut l.dht, signer, now, unix, key) {
+                            self.counters.sign_failed += 1;
+                            self.events.push_back(e);
+                        }
+                    }
+                }
+            }
+        }
+        self.tend(now);
+    }
+}
