@@ -1,0 +1,185 @@
+//! LSAs: received, stored, flooded on, and the address collisions they reveal; our own records
+//! when we move.
+
+use super::{encode, Addr, Adj, Collision, LinkState, Stay, WITHDRAWN};
+use o7s_wire::unicast::lsa::Lsa;
+use std::time::Instant;
+
+impl<F: Clone + PartialEq> LinkState<F> {
+    /// An SDU from management flow `from`.
+    pub fn handle(&mut self, now: Instant, from: &F, sdu: &[u8]) {
+        let Ok(l) = (if sdu.len() == 24 {
+            Lsa::parse(sdu)
+        } else {
+            Err(o7s_wire::Error::Truncated {
+                what: "LSA",
+                need: 24,
+                have: sdu.len(),
+            })
+        }) else {
+            self.counters.malformed += 1;
+            return;
+        };
+        // No IPCP has address 0 (the flat policy draws non-zero ones) and no link goes
+        // from an IPCP to itself: such a record is bad input, not a link.
+        if l.s_addr == 0 || l.d_addr == 0 || l.s_addr == l.d_addr {
+            self.counters.malformed += 1;
+            return;
+        }
+        let key = (l.s_addr, l.d_addr);
+        if l.seqno == WITHDRAWN {
+            // Our own links are ours to withdraw (this may be our own withdrawal come
+            // round a ring after the link came back); an unknown pair, or one withdrawn
+            // already, ends the flood. The record stays as a tombstone until it ages out.
+            let live = self
+                .lsdb
+                .get_mut(&key)
+                .filter(|a| !a.withdrawn && l.s_addr != self.me);
+            let Some(a) = live else {
+                self.counters.stale += 1;
+                return;
+            };
+            a.withdrawn = true;
+            a.stamp = now;
+            self.counters.withdrawn += 1;
+            if self.cfg.withdraw {
+                self.changed(now, false);
+            } else {
+                // The reference's pace: the table follows at the next recomputation.
+                self.modified = true;
+            }
+            self.send_all(encode(l.s_addr, l.d_addr, WITHDRAWN), Some(from));
+            return;
+        }
+        // Flat addresses are drawn at random with no coordination: another IPCP with our
+        // address shows as "our" link to a neighbour we have no DT connection to (the
+        // reference ignores it). Not stored, not flooded: the caller picks a new address.
+        if l.s_addr == self.me && !self.had_dt.contains(&l.d_addr) {
+            self.on_collision(now, l.d_addr, l.seqno);
+            return;
+        }
+        let full = self.lsdb.len() >= self.cfg.max_records;
+        let mut revived = false;
+        match self.lsdb.get_mut(&key) {
+            None if full => {
+                self.counters.full += 1;
+                return;
+            }
+            None => {
+                self.counters.accepted += 1;
+                self.insert(now, l.s_addr, l.d_addr, l.seqno);
+            }
+            Some(a) if l.seqno > a.seqno => {
+                self.counters.accepted += 1;
+                a.seqno = l.seqno;
+                a.stamp = now;
+                // A withdrawn link announced again, above the withdrawn seqno: back in
+                // the graph.
+                revived = std::mem::take(&mut a.withdrawn);
+            }
+            Some(_) => {
+                self.counters.stale += 1;
+                return;
+            }
+        }
+        if revived {
+            self.changed(now, l.s_addr == self.me);
+        }
+        let mut b = [0u8; 24];
+        for (dst, src) in b.iter_mut().zip(sdu.iter()) {
+            *dst = *src;
+        }
+        self.send_all(b, Some(from));
+    }
+
+    pub(super) fn insert(&mut self, now: Instant, s: Addr, d: Addr, seqno: u64) {
+        self.put(now, s, d, seqno);
+        self.changed(now, s == self.me);
+    }
+
+    /// Stores a live record (the next in insertion order), without recomputing.
+    pub(super) fn put(&mut self, now: Instant, s: Addr, d: Addr, seqno: u64) {
+        self.order += 1;
+        self.lsdb.insert(
+            (s, d),
+            Adj {
+                seqno,
+                stamp: now,
+                order: self.order,
+                withdrawn: false,
+            },
+        );
+    }
+
+    pub(super) fn send_all(&mut self, lsa: [u8; 24], except: Option<&F>) {
+        for f in &self.mgmt {
+            if except != Some(f) {
+                self.out.push_back((f.clone(), lsa));
+            }
+        }
+    }
+
+    /// A colliding LSA `(me -> d, theirs)`: the younger IPCP moves. Its links have the
+    /// lower seqno (seqnos count the update periods since a link came up); equal ones
+    /// both move.
+    pub(super) fn on_collision(&mut self, now: Instant, d: Addr, theirs: u64) {
+        self.counters.collisions += 1;
+        // A collision sat out and quiet for four update periods is over.
+        let t = self.cfg.t_update;
+        if self.stay.is_some_and(|s| now > s.last + 4 * t) {
+            self.stay = None;
+        }
+        let ours = self
+            .lsdb
+            .iter()
+            .filter(|((s, _), a)| *s == self.me && !a.withdrawn)
+            .map(|(_, a)| a.seqno)
+            .max()
+            .unwrap_or(0);
+        let decision = match self.stay.as_mut() {
+            _ if theirs >= ours => Collision::Readdress,
+            None => {
+                self.stay = Some(Stay {
+                    since: now,
+                    d,
+                    seen: theirs,
+                    last: now,
+                });
+                Collision::Keep
+            }
+            // It still announces the same link, two seqnos on, two update periods after we
+            // sat it out: it does not move (records it sent before it moved, replayed to a
+            // new neighbour, do not go up).
+            Some(s) if s.d == d && theirs >= s.seen + 2 && now >= s.since + 2 * t => {
+                Collision::Readdress
+            }
+            Some(s) => {
+                s.last = now;
+                return;
+            }
+        };
+        if decision == Collision::Readdress {
+            self.stay = None;
+        }
+        // A decision to move outranks one to stay.
+        if self.collision != Some(Collision::Readdress) {
+            self.collision = Some(decision);
+        }
+    }
+
+    /// Our address is now `new`: our records under the old one go, our DT links are
+    /// announced under the new one (the others' copies of the old records age out).
+    pub fn readdress(&mut self, now: Instant, new: Addr) {
+        let old = self.me;
+        self.lsdb.retain(|(s, _), _| *s != old);
+        self.me = new;
+        self.stay = None;
+        self.had_dt = self.dt.clone();
+        let links: Vec<Addr> = self.dt.iter().copied().collect();
+        for d in links {
+            self.send_all(encode(new, d, 0), None);
+            self.insert(now, new, d, 0);
+        }
+        self.recompute();
+    }
+}

@@ -1,0 +1,614 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+/// The collision link state reports, if any (other events are passed over).
+fn collision<F: Clone + PartialEq>(ls: &mut LinkState<F>) -> Option<Collision> {
+    std::iter::from_fn(|| ls.poll_event()).find_map(|e| match e {
+        Event::Collision(c) => Some(c),
+        Event::TableChanged => None,
+    })
+}
+
+#[test]
+fn a_changed_table_is_an_event_once_and_an_unchanged_one_none() {
+    let t0 = Instant::now();
+    let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+    ls.add_mgmt(10);
+    ls.add_dt(t0, 2);
+    // Only our half of the link: no route, no change.
+    assert_eq!(ls.poll_event(), None);
+    ls.handle(t0, &10, &encode(2, 1, 0));
+    assert_eq!(ls.next_hop(2), Some(2));
+    assert_eq!(ls.poll_event(), Some(Event::TableChanged));
+    assert_eq!(ls.poll_event(), None, "told once");
+    // A newer seqno of the same link: the LSDB changed, the next hops did not.
+    ls.handle(t0, &10, &encode(2, 1, 1));
+    ls.handle_timeout(t0 + LsConfig::default().t_recalc);
+    assert_eq!(ls.poll_event(), None);
+    // A third IPCP behind 2: a new destination.
+    ls.handle(t0, &10, &encode(2, 3, 0));
+    ls.handle(t0, &10, &encode(3, 2, 0));
+    ls.handle_timeout(t0 + 2 * LsConfig::default().t_recalc);
+    assert_eq!(ls.next_hop(3), Some(2));
+    assert_eq!(ls.poll_event(), Some(Event::TableChanged));
+    // The machine's shape, through the trait.
+    let (sent, events) = crate::machine::drain(&mut ls);
+    assert!(events.is_empty());
+    assert!(sent.iter().all(|(f, _)| *f == 10), "{sent:?}");
+    assert_eq!(
+        crate::machine::Machine::poll_timeout(&ls),
+        ls.poll_timeout()
+    );
+}
+
+#[test]
+fn an_lsa_is_inserted_forwarded_once_and_links_need_both_ends() {
+    let t0 = Instant::now();
+    let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+    ls.add_mgmt(10);
+    ls.add_mgmt(20);
+    ls.add_dt(t0, 2);
+    // Our own announcement went to both management neighbours.
+    assert_eq!(ls.poll_transmit(), Some((10, encode(1, 2, 0))));
+    assert_eq!(ls.poll_transmit(), Some((20, encode(1, 2, 0))));
+    // Only 1 -> 2 is known: no route yet.
+    assert_eq!(ls.next_hop(2), None);
+    // 2 -> 1 from flow 10: inserted, forwarded to 20 only, route up.
+    ls.handle(t0, &10, &encode(2, 1, 0));
+    assert_eq!(ls.poll_transmit(), Some((20, encode(2, 1, 0))));
+    assert_eq!(ls.poll_transmit(), None);
+    assert_eq!(ls.next_hop(2), Some(2));
+    // The same again: ignored, not forwarded.
+    ls.handle(t0, &20, &encode(2, 1, 0));
+    assert_eq!(ls.poll_transmit(), None);
+    assert_eq!(ls.counters().stale, 1);
+    // A newer seqno: forwarded. A short SDU: counted.
+    ls.handle(t0, &20, &encode(2, 1, 1));
+    assert_eq!(ls.poll_transmit(), Some((10, encode(2, 1, 1))));
+    ls.handle(t0, &20, &[0; 23]);
+    assert_eq!(ls.counters().malformed, 1);
+}
+
+#[test]
+fn a_restored_lsdb_routes_at_once_and_announces_our_links_above_the_saved_seqnos() {
+    let t0 = Instant::now();
+    let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+    // Saved: 1 <-> 2 <-> 3, ours at seqno 40; junk records are skipped.
+    let saved = [
+        ((1, 2), 40),
+        ((2, 1), 41),
+        ((2, 3), 7),
+        ((3, 2), 9),
+        ((0, 2), 1),
+        ((3, 3), 1),
+        ((2, 4), WITHDRAWN),
+    ];
+    ls.restore(t0, &saved);
+    ls.resume_dt(t0, 2);
+    assert_eq!(
+        ls.next_hop(3),
+        Some(2),
+        "a route through the restored records"
+    );
+    let mut db = ls.lsdb();
+    db.sort_unstable();
+    assert_eq!(
+        db,
+        [
+            ((1, 2), 40 + LinkState::<u8>::RESTORE_MARGIN),
+            ((2, 1), 41),
+            ((2, 3), 7),
+            ((3, 2), 9)
+        ]
+    );
+    // A neighbour sends our own record back (its copy, older): ours, not a collision.
+    ls.add_mgmt(10);
+    while ls.poll_transmit().is_some() {}
+    ls.handle(t0, &10, &encode(1, 2, 40));
+    assert_eq!(ls.counters().collisions, 0);
+    assert!(collision(&mut ls).is_none());
+    // The next update announces our link above what the neighbours hold.
+    ls.handle_timeout(t0 + Duration::from_secs(1));
+    let sent: Vec<[u8; 24]> = std::iter::from_fn(|| ls.poll_transmit())
+        .map(|(_, l)| l)
+        .collect();
+    assert!(
+        sent.contains(&encode(1, 2, 41 + LinkState::<u8>::RESTORE_MARGIN)),
+        "{sent:?}"
+    );
+    // A DT link with no saved record starts at 0.
+    ls.resume_dt(t0, 3);
+    assert!(ls.lsdb().contains(&((1, 3), 0)));
+    assert_eq!(ls.t_update(), LsConfig::default().t_update);
+    // A saved seqno near the top stays below the withdrawal's.
+    let mut hi: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+    hi.restore(t0, &[((1, 2), WITHDRAWN - 2)]);
+    assert_eq!(hi.lsdb(), [((1, 2), WITHDRAWN - 1)]);
+}
+
+#[test]
+fn own_links_are_announced_and_others_age_out() {
+    let t0 = Instant::now();
+    let cfg = LsConfig::default();
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_dt(t0, 2);
+    ls.handle(t0, &0, &encode(2, 1, 0));
+    ls.add_mgmt(7);
+    // The new neighbour got the whole LSDB.
+    assert_eq!(ls.poll_transmit(), Some((7, encode(1, 2, 0))));
+    assert_eq!(ls.poll_transmit(), Some((7, encode(2, 1, 0))));
+    ls.handle_timeout(t0); // the pass at start: seqno 1
+    assert_eq!(ls.poll_transmit(), Some((7, encode(1, 2, 1))));
+    // 2 stops announcing: after t_timeo its record goes, and the route with it, while
+    // the own record is re-announced at every pass.
+    let mut now = t0;
+    for _ in 0..4 {
+        now += cfg.t_update;
+        ls.handle_timeout(now);
+    }
+    assert_eq!(ls.counters().timed_out, 0, "60 s old: not yet");
+    assert_eq!(ls.next_hop(2), Some(2));
+    // The pass that deletes it recomputes in the same turn (the recalculation is due).
+    now += cfg.t_update;
+    ls.handle_timeout(now);
+    assert!(ls.poll_transmit().is_some());
+    assert_eq!(ls.counters().timed_out, 1);
+    assert_eq!(ls.next_hop(2), None);
+    assert!(ls.table().is_empty());
+    assert_eq!(ls.lsdb().len(), 1);
+    // Next: the recalculation (every t_recalc), before the next pass.
+    assert_eq!(ls.poll_timeout(), Some(now + cfg.t_recalc));
+}
+
+/// A chain A(1) - B(2) - C(3) seen from A and from B, all links known everywhere; A and
+/// B are each other's management neighbours (flows 12 at A, 21 at B; 23 B's to C).
+fn chain(withdraw: bool) -> (LinkState<u8>, LinkState<u8>, Instant) {
+    let t0 = Instant::now();
+    let cfg = LsConfig {
+        withdraw,
+        ..LsConfig::default()
+    };
+    let mut a: LinkState<u8> = LinkState::new(1, cfg, t0);
+    let mut b: LinkState<u8> = LinkState::new(2, cfg, t0);
+    a.add_dt(t0, 2);
+    b.add_dt(t0, 1);
+    b.add_dt(t0, 3);
+    for (s, d) in [(2, 1), (2, 3), (3, 2)] {
+        a.handle(t0, &12, &encode(s, d, 0));
+    }
+    for (s, d) in [(1, 2), (3, 2)] {
+        b.handle(t0, &21, &encode(s, d, 0));
+    }
+    a.add_mgmt(12);
+    b.add_mgmt(21);
+    b.add_mgmt(23);
+    while a.poll_transmit().is_some() {}
+    while b.poll_transmit().is_some() {}
+    assert_eq!(a.next_hop(3), Some(2));
+    (a, b, t0)
+}
+
+#[test]
+fn a_lost_link_is_withdrawn_and_the_far_member_drops_the_route_at_once() {
+    let (mut a, mut b, t0) = chain(true);
+    // B loses C: its own record goes, its table at once, and both management
+    // neighbours are told with the withdrawal seqno.
+    b.remove_dt(3);
+    assert_eq!(b.next_hop(3), None);
+    assert_eq!(b.poll_transmit(), Some((21, encode(2, 3, WITHDRAWN))));
+    assert_eq!(b.poll_transmit(), Some((23, encode(2, 3, WITHDRAWN))));
+    assert_eq!(b.poll_transmit(), None);
+    // A deletes the pair and routes C no more, long before t_timeo; it forwards the
+    // withdrawal to its other management neighbours (none here but a new one).
+    a.add_mgmt(13);
+    while a.poll_transmit().is_some() {}
+    a.handle(t0, &12, &encode(2, 3, WITHDRAWN));
+    assert_eq!(a.next_hop(3), None);
+    assert_eq!(a.counters().withdrawn, 1);
+    assert!(!a.lsdb().iter().any(|(k, _)| *k == (2, 3)));
+    assert_eq!(a.poll_transmit(), Some((13, encode(2, 3, WITHDRAWN))));
+    assert_eq!(a.poll_transmit(), None);
+    // Again (another path): an unknown pair, not forwarded: the flood ends.
+    a.handle(t0, &13, &encode(2, 3, WITHDRAWN));
+    assert_eq!(a.poll_transmit(), None);
+    assert_eq!(a.counters().withdrawn, 1);
+    assert_eq!(a.counters().stale, 1);
+    // A copy of the old announcement still in flight is stale at a member that has
+    // the tombstone, and goes no further: without the tombstone it would be new again,
+    // forwarded, and chase the withdrawal round every cycle of the layer.
+    a.handle(t0, &13, &encode(2, 3, 0));
+    assert_eq!(a.next_hop(3), None);
+    assert_eq!(a.poll_transmit(), None);
+    assert_eq!(a.counters().stale, 2);
+    // The link comes back: B announces it one above the withdrawn seqno, A takes it.
+    b.add_dt(t0, 3);
+    assert_eq!(b.poll_transmit(), Some((21, encode(2, 3, 1))));
+    a.handle(t0, &12, &encode(2, 3, 1));
+    assert_eq!(a.next_hop(3), Some(2));
+    assert_eq!(a.poll_transmit(), Some((13, encode(2, 3, 1))));
+    // The tombstones age out after t_timeo like any record; then a restarted owner's
+    // seqno 0 is new again.
+    let (mut c, mut d, t0) = chain(true);
+    d.remove_dt(3);
+    c.handle(t0, &12, &encode(2, 3, WITHDRAWN));
+    let later = t0 + LsConfig::default().t_timeo + Duration::from_secs(1);
+    c.handle_timeout(later);
+    c.handle(later, &12, &encode(2, 3, 0));
+    assert!(c.lsdb().iter().any(|(k, s)| *k == (2, 3) && *s == 0));
+}
+
+#[test]
+fn without_withdraw_nothing_is_sent_and_a_received_one_never_deletes_an_own_link() {
+    let (mut a, mut b, t0) = chain(false);
+    b.remove_dt(3);
+    assert_eq!(
+        b.next_hop(3),
+        Some(3),
+        "the reference's table waits for its recomputation"
+    );
+    assert_eq!(
+        b.poll_transmit(),
+        None,
+        "the reference's behaviour: nothing sent"
+    );
+    b.handle_timeout(t0 + LsConfig::default().t_recalc + Duration::from_millis(1));
+    assert_eq!(b.next_hop(3), None);
+    // A withdrawal of A's own link to B (its own come round, or a forgery) is ignored.
+    a.handle(t0, &12, &encode(1, 2, WITHDRAWN));
+    assert!(a.lsdb().iter().any(|(k, _)| *k == (1, 2)));
+    assert_eq!(a.next_hop(2), Some(2));
+    assert_eq!(a.counters().withdrawn, 0);
+    assert_eq!(a.poll_transmit(), None);
+    // A withdrawal from an o7s member is honoured at the reference's pace: the record
+    // goes now, the table at the next recomputation.
+    assert_eq!(a.next_hop(3), Some(2));
+    a.handle(t0, &12, &encode(2, 3, WITHDRAWN));
+    assert_eq!(a.counters().withdrawn, 1);
+    assert_eq!(a.next_hop(3), Some(2));
+    a.handle_timeout(t0 + LsConfig::default().t_recalc + Duration::from_millis(1));
+    assert_eq!(a.next_hop(3), None);
+}
+
+#[test]
+fn a_withdrawal_under_hold_waits_for_the_held_recomputation() {
+    let t0 = Instant::now();
+    let hold = Duration::from_millis(500);
+    let cfg = LsConfig {
+        hold,
+        ..LsConfig::default()
+    };
+    let mut a: LinkState<u8> = LinkState::new(1, cfg, t0);
+    a.add_dt(t0, 2);
+    for (s, d) in [(2, 1), (2, 3), (3, 2)] {
+        a.handle(t0, &12, &encode(s, d, 0));
+    }
+    a.handle_timeout(t0 + hold);
+    assert_eq!(a.next_hop(3), Some(2));
+    let t1 = t0 + 2 * hold;
+    a.handle(t1, &12, &encode(2, 3, WITHDRAWN));
+    assert_eq!(a.next_hop(3), Some(2), "held");
+    assert_eq!(a.poll_timeout(), Some(t1 + hold));
+    a.handle_timeout(t1 + hold);
+    assert_eq!(a.next_hop(3), None);
+    // Announced again above the tombstone: back in the graph at the next held
+    // recomputation (a link learnt from an LSA, not our own).
+    let t2 = t1 + 2 * hold;
+    a.handle(t2, &12, &encode(2, 3, 1));
+    assert_eq!(a.next_hop(3), None, "held");
+    a.handle_timeout(t2 + hold);
+    assert_eq!(a.next_hop(3), Some(2));
+}
+
+/// A collision is judged by our own live links' seqnos: not by a neighbour's record
+/// (seqno 40), nor by a link of ours we withdrew (seqno 10).
+#[test]
+fn a_collision_is_judged_by_our_live_links_only() {
+    let t0 = Instant::now();
+    let mut ls: LinkState<u8> = LinkState::new(7, LsConfig::default(), t0);
+    ls.add_mgmt(1);
+    ls.add_dt(t0, 2);
+    ls.add_dt(t0, 5);
+    ls.handle(t0, &1, &encode(2, 7, 40));
+    ls.handle(t0, &1, &encode(7, 5, 10));
+    ls.remove_dt(5);
+    while ls.poll_transmit().is_some() {}
+    ls.handle(t0, &1, &encode(7, 9, 3));
+    assert_eq!(collision(&mut ls), Some(Collision::Readdress));
+}
+
+/// A link of ours withdrawn at the highest seqno is announced again below the
+/// withdrawal's seqno, never as a withdrawal.
+#[test]
+fn a_link_back_is_never_announced_as_a_withdrawal() {
+    let t0 = Instant::now();
+    let mut ls: LinkState<u8> = LinkState::new(7, LsConfig::default(), t0);
+    ls.add_mgmt(1);
+    ls.add_dt(t0, 2);
+    ls.handle(t0, &1, &encode(7, 2, WITHDRAWN - 1));
+    ls.remove_dt(2);
+    while ls.poll_transmit().is_some() {}
+    ls.add_dt(t0, 2);
+    assert_eq!(ls.poll_transmit(), Some((1, encode(7, 2, WITHDRAWN - 1))));
+}
+
+/// A ring of four: 1 - 2 - 3 - 4 - 1, seen from 1 (all LSAs in, DT to 2 and 4).
+fn ring(policy: Policy) -> LinkState<u8> {
+    let t0 = Instant::now();
+    let cfg = LsConfig {
+        policy,
+        ..LsConfig::default()
+    };
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_dt(t0, 2);
+    ls.add_dt(t0, 4);
+    for (s, d) in [(2, 1), (2, 3), (3, 2), (3, 4), (4, 3), (4, 1)] {
+        ls.handle(t0, &0, &encode(s, d, 0));
+    }
+    ls.recompute();
+    ls
+}
+
+#[test]
+fn lfa_falls_back_to_the_alternate_at_once_and_back_again() {
+    let mut ls = ring(Policy::Lfa);
+    assert_eq!(
+        ls.next_hops(3),
+        vec![2, 4],
+        "primary 2 (lowest address), alternate 4"
+    );
+    assert_eq!(ls.next_hop(3), Some(2));
+    ls.link_down(2);
+    assert_eq!(
+        ls.next_hop(3),
+        Some(4),
+        "the alternate, with no recomputation"
+    );
+    // No loop-free alternate to 2 itself: 4's shortest paths to 2 may run through 1.
+    assert_eq!(ls.next_hop(2), None);
+    ls.link_up(2);
+    assert_eq!(ls.next_hop(3), Some(2), "the primary again");
+    // Simple has no alternate.
+    let mut s = ring(Policy::Simple);
+    s.link_down(2);
+    assert_eq!(s.next_hop(3), None);
+}
+
+#[test]
+fn ecmp_lists_every_equal_cost_next_hop() {
+    let mut ls = ring(Policy::Ecmp);
+    let mut both = ls.next_hops(3);
+    both.sort_unstable();
+    assert_eq!(both, vec![2, 4]);
+    ls.link_down(4);
+    assert_eq!(ls.next_hops(3), vec![2]);
+    assert_eq!(ls.next_hops(2), vec![2], "the direct neighbour only");
+}
+
+#[test]
+fn another_ipcp_with_our_address_is_found_and_we_readdress() {
+    let t0 = Instant::now();
+    let mut ls: LinkState<u8> = LinkState::new(7, LsConfig::default(), t0);
+    ls.add_mgmt(1);
+    ls.add_dt(t0, 2);
+    while ls.poll_transmit().is_some() {}
+    // Our own link, echoed back: no collision.
+    ls.handle(t0, &1, &encode(7, 2, 0));
+    assert_eq!(collision(&mut ls), None);
+    // "7 -> 9": we have no DT connection to 9: another IPCP uses our address, and
+    // it is older (seqno 3 > our 0): we move.
+    ls.handle(t0, &1, &encode(7, 9, 3));
+    assert_eq!(collision(&mut ls), Some(Collision::Readdress));
+    assert_eq!(collision(&mut ls), None, "reported once");
+    assert_eq!(ls.counters().collisions, 1);
+    assert!(ls.poll_transmit().is_none(), "not flooded");
+    ls.readdress(t0, 8);
+    assert_eq!(ls.addr(), 8);
+    assert_eq!(ls.poll_transmit(), Some((1, encode(8, 2, 0))));
+    assert!(ls.lsdb().iter().all(|((s, _), _)| *s != 7));
+}
+
+#[test]
+fn the_younger_of_two_ipcps_with_one_address_moves() {
+    let t0 = Instant::now();
+    let cfg = LsConfig::default();
+    let mut ls: LinkState<u8> = LinkState::new(7, cfg, t0);
+    ls.add_mgmt(1);
+    ls.add_dt(t0, 2);
+    // Four update passes: our link 7 -> 2 is at seqno 4.
+    for i in 0..5u32 {
+        ls.handle_timeout(t0 + cfg.t_update * i);
+    }
+    while ls.poll_transmit().is_some() {}
+    // The other one's link is at seqno 1: it is younger; we keep our address.
+    let t1 = t0 + cfg.t_update * 4;
+    ls.handle(t1, &1, &encode(7, 9, 1));
+    assert_eq!(collision(&mut ls), Some(Collision::Keep));
+    // Its next announcement within two update periods changes nothing.
+    ls.handle(t1 + cfg.t_update, &1, &encode(7, 9, 2));
+    assert_eq!(collision(&mut ls), None);
+    // Still announcing, newer, two periods on: it does not move (a reference IPCP):
+    // we do.
+    ls.handle(t1 + cfg.t_update * 2, &1, &encode(7, 9, 3));
+    assert_eq!(collision(&mut ls), Some(Collision::Readdress));
+    assert_eq!(ls.counters().collisions, 3);
+    // Sat out again (the decision cleared it): another of its links with newer
+    // seqnos is no sign (stale records replayed); a long quiet ends the sit-out.
+    ls.handle(t1, &1, &encode(7, 9, 1));
+    assert_eq!(collision(&mut ls), Some(Collision::Keep));
+    ls.handle(t1 + cfg.t_update * 3, &1, &encode(7, 10, 4));
+    assert_eq!(collision(&mut ls), None, "another link: no sign");
+    let later = t1 + cfg.t_update * 8;
+    ls.handle(later, &1, &encode(7, 9, 3));
+    assert_eq!(collision(&mut ls), Some(Collision::Keep), "a new sit-out");
+    // As old as we are: both move.
+    let mut b: LinkState<u8> = LinkState::new(5, cfg, t0);
+    b.add_dt(t0, 2);
+    b.handle(t0, &1, &encode(5, 9, 0));
+    assert_eq!(collision(&mut b), Some(Collision::Readdress));
+}
+
+#[test]
+fn a_hold_down_defers_recomputation_learnt_from_lsas() {
+    let t0 = Instant::now();
+    let cfg = LsConfig {
+        hold: Duration::from_millis(100),
+        ..LsConfig::default()
+    };
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_mgmt(0);
+    // Our own link: at once.
+    ls.add_dt(t0, 2);
+    // B's link back to us and on to C: held.
+    ls.handle(t0, &0, &encode(2, 1, 1));
+    ls.handle(t0, &0, &encode(2, 3, 1));
+    ls.handle(t0, &0, &encode(3, 2, 1));
+    assert_eq!(ls.next_hop(3), None, "not yet computed");
+    ls.handle_timeout(t0 + Duration::from_millis(50));
+    assert_eq!(ls.next_hop(3), None, "held for 100 ms");
+    assert_eq!(ls.poll_timeout(), Some(t0 + Duration::from_millis(100)));
+    ls.handle_timeout(t0 + Duration::from_millis(100));
+    assert_eq!((ls.next_hop(2), ls.next_hop(3)), (Some(2), Some(2)));
+}
+
+#[test]
+fn a_full_lsdb_drops_new_pairs_and_keeps_updating_known_ones() {
+    let t0 = Instant::now();
+    let cfg = LsConfig {
+        max_records: 3,
+        ..LsConfig::default()
+    };
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_mgmt(0);
+    ls.add_dt(t0, 2);
+    for (s, d) in [(2, 1), (2, 3), (3, 2), (7, 8)] {
+        ls.handle(t0, &0, &encode(s, d, 1));
+    }
+    assert_eq!(ls.lsdb().len(), 3);
+    assert_eq!(ls.counters().full, 2, "(3, 2) and (7, 8)");
+    // A known pair still refreshes; our own links always go in.
+    ls.handle(t0, &0, &encode(2, 3, 5));
+    assert!(ls.lsdb().contains(&((2, 3), 5)));
+    ls.add_dt(t0, 9);
+    assert!(ls.lsdb().iter().any(|(k, _)| *k == (1, 9)));
+}
+
+#[test]
+fn lsas_with_address_zero_or_a_link_to_itself_are_dropped() {
+    let t0 = Instant::now();
+    let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+    ls.add_mgmt(0);
+    let _ = std::iter::from_fn(|| ls.poll_transmit()).count();
+    for (s, d) in [(0, 2), (2, 0), (5, 5)] {
+        ls.handle(t0, &0, &encode(s, d, 1));
+    }
+    assert_eq!(ls.counters().malformed, 3);
+    assert!(ls.lsdb().is_empty(), "{:?}", ls.lsdb());
+    assert!(ls.poll_transmit().is_none(), "not flooded");
+}
+
+#[test]
+fn the_table_ecmp_order_and_the_management_flows_are_as_announced() {
+    let t0 = Instant::now();
+    let cfg = LsConfig {
+        policy: Policy::Ecmp,
+        ..LsConfig::default()
+    };
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_mgmt(10);
+    ls.add_mgmt(20);
+    // 2 first, then 3 (the newer link): both reach 4 in two hops.
+    ls.add_dt(t0, 2);
+    ls.add_dt(t0, 3);
+    for (s, d) in [(2, 1), (3, 1), (2, 4), (4, 2), (3, 4), (4, 3)] {
+        ls.handle(t0, &10, &encode(s, d, 0));
+    }
+    assert_eq!(ls.counters().accepted, 6);
+    ls.handle(t0, &10, &encode(2, 4, 1));
+    assert_eq!(ls.counters().accepted, 7, "a newer seqno is accepted");
+    assert_eq!(
+        ls.table().iter().map(|(d, h)| (*d, *h)).collect::<Vec<_>>(),
+        [(2, 2), (3, 3), (4, 2)]
+    );
+    // Equal-cost next hops, the newest link first.
+    assert_eq!(ls.next_hops(4), [3, 2]);
+    // A management flow removed gets no more LSAs.
+    while ls.poll_transmit().is_some() {}
+    ls.remove_mgmt(&20);
+    ls.handle(t0, &10, &encode(4, 5, 0));
+    let to: Vec<u8> = std::iter::from_fn(|| ls.poll_transmit())
+        .map(|(f, _)| f)
+        .collect();
+    assert!(to.is_empty(), "flooded back to its sender only: {to:?}");
+    ls.handle(t0, &30, &encode(4, 6, 0));
+    let to: Vec<u8> = std::iter::from_fn(|| ls.poll_transmit())
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(to, [10]);
+}
+
+#[test]
+fn a_sit_out_lasts_four_quiet_periods_and_needs_two_seqnos_and_two_periods() {
+    let t0 = Instant::now();
+    let cfg = LsConfig::default();
+    let t = cfg.t_update;
+    let mut ls: LinkState<u8> = LinkState::new(7, cfg, t0);
+    ls.add_mgmt(1);
+    ls.add_dt(t0, 2);
+    for i in 0..5u32 {
+        ls.handle_timeout(t0 + t * i);
+    }
+    while ls.poll_transmit().is_some() {}
+    let t1 = t0 + t * 4;
+    ls.handle(t1, &1, &encode(7, 9, 1));
+    assert_eq!(collision(&mut ls), Some(Collision::Keep));
+    // Two seqnos on but only one period: no move. One seqno on, two periods: no move.
+    ls.handle(t1 + t, &1, &encode(7, 9, 3));
+    assert_eq!(collision(&mut ls), None);
+    ls.handle(t1 + t * 2, &1, &encode(7, 9, 2));
+    assert_eq!(collision(&mut ls), None);
+    // Quiet for exactly four periods since the last: still the same sit-out.
+    ls.handle(t1 + t * 6, &1, &encode(7, 9, 1));
+    assert_eq!(collision(&mut ls), None);
+    // Past four quiet periods: over, a new one starts.
+    ls.handle(t1 + t * 10 + Duration::from_millis(1), &1, &encode(7, 9, 1));
+    assert_eq!(collision(&mut ls), Some(Collision::Keep));
+}
+
+#[test]
+fn a_neighbour_as_far_from_the_destination_as_we_are_is_a_loop_free_alternate() {
+    let t0 = Instant::now();
+    let cfg = LsConfig {
+        policy: Policy::Lfa,
+        ..LsConfig::default()
+    };
+    // A triangle 1 - 2 - 3 - 1: towards 2, neighbour 3 is one hop from 2, as we are
+    // (1 < 1 + 1): an alternate.
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_dt(t0, 2);
+    ls.add_dt(t0, 3);
+    for (s, d) in [(2, 1), (3, 1), (2, 3), (3, 2)] {
+        ls.handle(t0, &10, &encode(s, d, 0));
+    }
+    assert_eq!(ls.next_hops(2), [2, 3]);
+    assert_eq!(ls.next_hops(3), [3, 2]);
+}
+
+#[test]
+fn link_state_is_driven_through_the_machine_trait() {
+    use crate::machine::{drain, Machine};
+    let t0 = Instant::now();
+    let cfg = LsConfig::default();
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_mgmt(10);
+    ls.add_dt(t0, 2);
+    let (sent, _) = drain(&mut ls);
+    assert_eq!(sent, [(10, encode(1, 2, 0))]);
+    ls.handle(t0, &10, &encode(2, 1, 0));
+    // The first update pass, through the trait: our link again, seqno 1; the table
+    // changed when 2 -> 1 came.
+    Machine::handle_timeout(&mut ls, t0);
+    let (sent, events) = drain(&mut ls);
+    assert_eq!(sent, [(10, encode(1, 2, 1))]);
+    assert_eq!(events, [Event::TableChanged]);
+    assert_eq!(Machine::poll_timeout(&ls), Some(t0 + cfg.t_recalc));
+}
