@@ -1,0 +1,182 @@
+//! The metrics of `o7sctl ipcp list`.
+
+use super::super::Kind::{self, Counter as C, Gauge as G};
+
+/// The metrics of `o7sctl ipcp list (labels name, type, layer, dev)`: name, kind, HELP.
+pub(in crate::metrics) const IPCPS: &[(&str, Kind, &str)] = &[
+    (
+        "o7s_ipcp_up",
+        G,
+        "1 while the IPCP is up (a shim IPCP whose device is up, a unicast IPCP bootstrapped or enrolled), 0 otherwise (created, enrolling, enrolment failed, device down)",
+    ),
+    (
+        "o7s_ipcp_mtu",
+        G,
+        "The MTU of the IPCP's device, in bytes (0: a unicast IPCP, or one not bootstrapped)",
+    ),
+    (
+        "o7s_ipcp_dt_neighbours",
+        G,
+        "Members of the layer the unicast IPCP has a DT N-1 flow to now",
+    ),
+    (
+        "o7s_ipcp_dht_contacts",
+        G,
+        "Contacts (other members) in the unicast IPCP's DHT routing table now",
+    ),
+    (
+        "o7s_ipcp_dt_dropped_in_o7sd",
+        C,
+        "DT PDUs of the unicast IPCP that reached o7sd and were dropped there (malformed, no route or no next hop, TTL out, or no component)",
+    ),
+    (
+        "o7s_ipcp_dt_forwarded_in_o7sd",
+        C,
+        "DT PDUs o7sd forwarded for the unicast IPCP itself (before the data plane had its table)",
+    ),
+    (
+        "o7s_ipcp_dt_forwarded",
+        C,
+        "DT PDUs the data plane forwarded to the next hop for the IPCP (TTL decremented)",
+    ),
+    (
+        "o7s_ipcp_dt_delivered",
+        C,
+        "DT PDUs the data plane delivered to an N+1 flow of the IPCP",
+    ),
+    (
+        "o7s_ipcp_dt_to_o7sd",
+        C,
+        "DT PDUs for the IPCP's components (flow allocator, directory) the data plane handed to o7sd",
+    ),
+    (
+        "o7s_ipcp_dt_sent",
+        C,
+        "SDUs of the IPCP's N+1 flows the data plane sent in DT PDUs",
+    ),
+    (
+        "o7s_ipcp_dt_drop_short",
+        C,
+        "DT PDUs the data plane dropped because they were shorter than a PCI",
+    ),
+    (
+        "o7s_ipcp_dt_drop_ttl",
+        C,
+        "DT PDUs the data plane dropped because their TTL ran out at this IPCP",
+    ),
+    (
+        "o7s_ipcp_dt_drop_loop",
+        C,
+        "DT PDUs the data plane dropped because their next hop was the neighbour they came from (a routing loop)",
+    ),
+    (
+        "o7s_ipcp_dt_drop_no_route",
+        C,
+        "DT PDUs the data plane dropped because the IPCP has no route to their destination",
+    ),
+    (
+        "o7s_ipcp_dt_drop_unknown_eid",
+        C,
+        "DT PDUs for the IPCP dropped because their endpoint id is no flow",
+    ),
+    (
+        "o7s_ipcp_dt_drop_reserved_eid",
+        C,
+        "DT PDUs for the IPCP dropped because their endpoint id is below 64 and no component has it",
+    ),
+    (
+        "o7s_ipcp_dt_drop_n1",
+        C,
+        "DT PDUs dropped because the next hop's N-1 flow or the N+1 flow was gone or on another worker, or the port did not take the frame",
+    ),
+    (
+        "o7s_ipcp_dt_via_o7sd",
+        C,
+        "DT PDUs to forward that the data plane handed to o7sd (the next hop's N-1 flow is on another worker)",
+    ),
+    (
+        "o7s_ipcp_dt_handed_off",
+        C,
+        "DT PDUs a data-plane worker handed to another worker (which has the next hop's N-1 flow or the N+1 flow)",
+    ),
+    (
+        "o7s_ipcp_dt_handed_in",
+        C,
+        "DT PDUs a data-plane worker took from another worker and sent or delivered",
+    ),
+    (
+        "o7s_ipcp_dt_drop_handoff",
+        C,
+        "DT PDUs dropped because the other worker's inbox was full",
+    ),
+    (
+        "o7s_ipcp_dt_forwarded_in_place",
+        C,
+        "DT PDUs forwarded without a copy between AF_XDP ports sharing a UMEM (counted in o7s_ipcp_dt_forwarded too)",
+    ),
+    (
+        "o7s_ipcp_ca_updates_in",
+        C,
+        "MB-ECN FLOW_UPDATEs the data plane took for the IPCP's flows",
+    ),
+    (
+        "o7s_ipcp_ca_updates_out",
+        C,
+        "MB-ECN FLOW_UPDATEs the data plane sent for the IPCP's flows",
+    ),
+    (
+        "o7s_ipcp_ca_updates_unknown",
+        C,
+        "FLOW_UPDATEs dropped because their endpoint id is no flow of the IPCP",
+    ),
+    (
+        "o7s_ipcp_ca_updates_ignored",
+        C,
+        "FLOW_UPDATEs dropped because their flow runs no congestion avoidance",
+    ),
+    (
+        "o7s_ipcp_dht_dropped",
+        C,
+        "DHT messages the IPCP dropped: malformed, or responses to no request of its own",
+    ),
+    (
+        "o7s_ipcp_lsa_dropped",
+        C,
+        "Link-state advertisements the IPCP dropped: malformed, naming its own address (a collision), or the LSDB full",
+    ),
+    (
+        "o7s_ipcp_lsa_withdrawn",
+        C,
+        "Link withdrawals (an o7s extension of 0.23 link state) that deleted a record of a link that went down elsewhere",
+    ),
+    (
+        "o7s_ipcp_address_collisions",
+        C,
+        "LSAs from another IPCP of the layer with this IPCP's address",
+    ),
+    (
+        "o7s_ipcp_dht_forgotten",
+        C,
+        "Directory values dropped because the address they name left the layer (no route for 1 s)",
+    ),
+    (
+        "o7s_ipcp_dht_rejoined",
+        C,
+        "Times the directory rejoined through a member it had dropped, back in the forwarding table (a healed layer)",
+    ),
+    (
+        "o7s_ipcp_readdressed",
+        C,
+        "Times the IPCP moved to a new address because another member had its own",
+    ),
+    (
+        "o7s_ipcp_neighbours_moved",
+        C,
+        "Times a neighbour of the IPCP moved to a new address",
+    ),
+    (
+        "o7s_ipcp_fa_dropped",
+        C,
+        "Flow-allocator messages the IPCP dropped: malformed, or for an endpoint that is no flow of it",
+    ),
+];
