@@ -1,7 +1,7 @@
 //! The daemon: state, the app/o7sctl request handlers, flow allocation on both sides, and
 //! management frames from the data plane.
 
-use crate::config::{Config, IpcpKind, Lb};
+use crate::config::IpcpKind;
 use crate::dp::DpHandle;
 mod admin;
 mod adopt;
@@ -16,12 +16,6 @@ mod oap_glue;
 mod setup;
 mod shim_driver;
 mod supervise;
-mod uni_address;
-mod uni_dt;
-mod uni_flows;
-mod uni_loop;
-mod uni_resume;
-mod uni_views;
 mod unicast;
 mod views;
 
@@ -29,22 +23,13 @@ pub use event_loop::Waker;
 pub use oap_glue::{req_hash, verify_response, verify_response_at};
 
 use crate::eth::{EthIpcp, Peer};
-use crate::registry::{exe_of, resolve_prog, Accepted, ProgBind, Registry};
-use crate::security::{EncConf, Ephemeral};
-use o7s::ipc::Channel;
-use o7s::proto::{Ctl, ErrorCode, FlowInfo, Reply, Request};
+use crate::registry::Registry;
 use o7s::ring::{FlowMem, Kick, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
-use o7s_abi::msg::CryptSpec;
-use o7s_abi::msg::{FromDp, PortKind, ToDp};
-use o7s_wire::ethernet::mac_string;
-use o7s_wire::oap::{OapHdr, Role};
 use o7s_wire::qos::QosSpec;
-use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -180,7 +165,7 @@ pub struct State {
     /// N-1 flows a resumed unicast IPCP took back, for the loop to read.
     n1_adopted: Vec<unicast::N1>,
     /// Flows over unicast IPCPs that a resumed IPCP claimed, for the loop to watch.
-    uni_flows_adopted: Vec<uni_flows::UniFlowP>,
+    uni_flows_adopted: Vec<unicast::flows::UniFlowP>,
     /// When the event loop's protocol work is due next (an earlier timer wakes it).
     proto_wake: Option<Instant>,
     /// Local IPCPs (`[local.X]`).
@@ -221,8 +206,6 @@ pub struct Daemon {
     /// Capture ids given so far.
     capture_ids: AtomicU64,
 }
-
-use crate::error::{BootstrapError, CtlError};
 
 fn now_ns() -> u64 {
     SystemTime::now()

@@ -3,9 +3,15 @@
 //! started, goes back to the loop.
 
 use super::event_loop::{reply_err, AdminWork, Conn, Doing, ADMIN_CLIENT_WAIT};
-use super::*;
 use crate::conns::Slot;
-use o7s::ipc::PeerCred;
+use crate::daemon::Daemon;
+use o7s::ipc::{Channel, PeerCred};
+use o7s::proto::{Ctl, ErrorCode, Reply, Request};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+// @@MISSING PeerCred
+// @@MISSING Slot
 
 impl Daemon {
     /// The admin thread: o7sctl requests, one at a time, from the loop's bounded queue.

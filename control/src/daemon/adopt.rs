@@ -5,8 +5,11 @@
 //! gave the data plane, and their endpoint ids are taken in the layers' machines.
 
 use super::install::FlowRecord;
-use super::*;
-use o7s_abi::msg::AdoptedPort;
+use crate::daemon::{Daemon, FlowRec};
+use crate::eth::Peer;
+use o7s_abi::msg::{AdoptedPort, PortKind, ToDp};
+use std::time::Instant;
+// @@MISSING AdoptedPort
 
 impl Daemon {
     /// Keeps the adopted data plane's ports for the IPCPs the configuration creates.

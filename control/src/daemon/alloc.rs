@@ -3,10 +3,25 @@
 //! ([`Daemon::alloc_start`], then [`Daemon::alloc_poll`] each time it wakes): it never
 //! waits, so allocations in progress take no thread.
 
-use super::*;
+use crate::config::IpcpKind;
+use crate::daemon::{now_ns, Daemon, State};
 use crate::error::FlowError;
-use crate::eth::ReplyInfo;
+use crate::eth::{Peer, ReplyInfo};
+use crate::registry::Accepted;
+use crate::security::Ephemeral;
+use o7s_abi::msg::{CryptSpec, PortKind};
 use o7s_proto::shim::ShimError;
+use o7s_wire::oap::OapHdr;
+use o7s_wire::qos::QosSpec;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::channel;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+// @@MISSING FlowError
+// @@MISSING Receiver
+// @@MISSING ReplyInfo
+// @@MISSING ShimError
+// @@MISSING TryRecvError
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 /// Most udp name lookups (DNS or the system resolver, which block) at once.

@@ -15,11 +15,24 @@
 //! and one turn reads at most [`TURN`] SDUs from a process, so none can hold the loop.
 
 use super::unicast::UniIpcp;
-use super::*;
+use crate::daemon::{dup, Daemon, FlowRec, State};
 use crate::error::FlowError;
-use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+use crate::eth::Peer;
+use crate::registry::Accepted;
+use o7s::proto::FlowInfo;
+use o7s::ring::{FlowMem, Kick, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
 use o7s_abi::ring::flags;
+use o7s_wire::qos::QosSpec;
 use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+// @@MISSING BTreeSet
+// @@MISSING Epoll
+// @@MISSING EpollEvent
+// @@MISSING EpollFlags
+// @@MISSING FlowError
+use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+// @@MISSING flags
 
 /// The largest SDU of a broadcast layer (the reference's `BROADCAST_MTU`).
 pub const BROADCAST_MTU: usize = 1400;
@@ -369,6 +382,6 @@ impl Daemon {
             "bc_from_neighbours": b.from_nbs, "bc_from_joined": b.from_apps,
             "bc_to_neighbours": b.to_nbs, "bc_to_joined": b.to_apps,
             "bc_drop_ring_full": b.drop_full, "bc_drop_too_big": b.drop_too_big,
-            "membership": super::uni_views::membership(u)})
+            "membership": super::unicast::views::membership(u)})
     }
 }

@@ -1,6 +1,13 @@
 //! Captures and freeing flows (what the event loop and the admin thread share).
 
-use super::*;
+use crate::daemon::Daemon;
+use crate::error::CtlError;
+use o7s::ipc::Channel;
+use o7s::proto::Reply;
+use o7s::ring::{FlowMem, DEFAULT_SLOT_SIZE};
+use o7s_abi::msg::ToDp;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
 
 impl Daemon {
     /// Starts a capture for the client on `ch`: hands it the ring the data plane copies

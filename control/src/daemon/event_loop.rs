@@ -13,12 +13,35 @@
 //! started. A request in progress takes no thread: a full queue is refused and counted.
 
 use super::alloc::{AllocJob, Step};
-use super::uni_loop::{UniLoop, N1_TOKENS};
-use super::*;
+use super::unicast::tend::{UniLoop, N1_TOKENS};
+use crate::daemon::Daemon;
+use crate::registry::{exe_of, Accepted};
+use o7s::ipc::Channel;
+use o7s::proto::{Ctl, ErrorCode, Reply, Request};
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+// @@MISSING Conns
+// @@MISSING Epoll
+// @@MISSING EpollCreateFlags
+// @@MISSING EpollEvent
+// @@MISSING EpollFlags
+// @@MISSING EpollTimeout
+// @@MISSING Listener
+// @@MISSING PeerCred
+// @@MISSING Receiver
+// @@MISSING Slot
+// @@MISSING SyncSender
+// @@MISSING TryRecvError
+// @@MISSING TrySendError
+// @@MISSING UnixDatagram
 use crate::conns::{Conns, Slot};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use o7s::ipc::{Listener, PeerCred};
-use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 
 const LISTENER: u64 = 0;
@@ -59,7 +82,7 @@ pub(super) enum Doing {
     /// Its flow is being allocated.
     Allocating(AllocJob),
     /// Its flow is being allocated over a unicast IPCP.
-    UniAllocating(super::uni_flows::UniJob),
+    UniAllocating(super::unicast::flows::UniJob),
     /// Its flow waits for a process of this host to accept (the local layer).
     LocalAllocating(super::local::LocalJob),
     /// Its process waits in accept (acceptor `id` in the registry).
@@ -535,7 +558,7 @@ impl Daemon {
         &self,
         open: &mut HashMap<u64, Conn>,
         now: Instant,
-        new_flows: &mut Vec<super::uni_flows::UniFlowP>,
+        new_flows: &mut Vec<super::unicast::flows::UniFlowP>,
     ) -> Instant {
         let mut due = now + Duration::from_secs(3600);
         let tokens: Vec<u64> = open
@@ -562,7 +585,7 @@ impl Daemon {
                 Doing::Allocating(job) => self.alloc_step(c, self.alloc_poll(job, now)),
                 Doing::LocalAllocating(job) => self.local_step(c, self.local_poll(job, now)),
                 Doing::UniAllocating(job) => {
-                    use super::uni_flows::UniStep;
+                    use super::unicast::flows::UniStep;
                     match self.uni_alloc_poll(job, now) {
                         UniStep::Pending(job) => {
                             c.doing = Doing::UniAllocating(job);

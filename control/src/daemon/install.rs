@@ -1,8 +1,17 @@
 //! A flow set up on both sides the same way: its limits checked, its shared memory made,
 //! its entry installed in the data plane, and what its app gets.
 
-use super::*;
+use crate::daemon::{dup, flow_mem, Daemon, FlowRec};
 use crate::error::FlowError;
+use crate::eth::Peer;
+use crate::registry::Accepted;
+use o7s::proto::FlowInfo;
+use o7s_abi::msg::{CryptSpec, ToDp};
+use o7s_wire::qos::QosSpec;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+// @@MISSING FlowError
 
 /// What o7sd keeps of a flow in the data plane (opaque to it), so that an o7sd that adopts
 /// the data plane after a crash knows the flow again.

@@ -12,10 +12,21 @@
 //! side's library already treats as untrusted (indices and lengths checked, slots copied
 //! out before use).
 
-use super::*;
+use crate::daemon::{dup, Daemon, FlowRec};
 use crate::error::FlowError;
+use crate::eth::Peer;
+use crate::registry::Accepted;
+use o7s::proto::FlowInfo;
+use o7s::ring::{FlowMem, Kick, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
 use o7s_abi::ring::flags;
+use o7s_wire::qos::QosSpec;
 use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+// @@MISSING BTreeSet
+// @@MISSING FlowError
+// @@MISSING flags
 
 /// The largest SDU of a local flow (lo's MTU, as the data plane's slots).
 pub const LOCAL_MTU: usize = 9000;

@@ -1,7 +1,13 @@
 //! Configuration: applying a configuration file, names, bindings, bootstrapping IPCPs,
 //! registering names.
 
-use super::*;
+use crate::config::{Config, IpcpKind, Lb};
+use crate::daemon::Daemon;
+use crate::error::{BootstrapError, CtlError};
+use crate::eth::EthIpcp;
+use crate::registry::{resolve_prog, ProgBind};
+use o7s_abi::msg::{FromDp, PortKind, ToDp};
+use std::time::Duration;
 
 /// How an IPCP of a configuration stands against the IPCPs that exist.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,6 +1,12 @@
 //! The data plane's events and restarts, periodic work, auto-started programs.
 
-use super::*;
+use crate::daemon::{now_ns, Daemon};
+use crate::eth::Peer;
+use o7s_abi::msg::{FromDp, PortKind, ToDp};
+use std::process::Child;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 impl Daemon {
     /// Sends a management message to `dst` on `port`.

@@ -1,6 +1,15 @@
 //! o7sctl requests: authorization and the listings.
 
-use super::*;
+use crate::config::{IpcpKind, Lb};
+use crate::daemon::{ca_views, Daemon};
+use crate::error::CtlError;
+use o7s::proto::{Ctl, ErrorCode, Reply};
+use o7s_abi::msg::{PortKind, ToDp};
+use o7s_wire::ethernet::mac_string;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 impl Daemon {
     /// A read-only view (a listing or the counters), as o7sctl gets it; anything else is

@@ -10,15 +10,15 @@
 //! neighbour drops it as no LSA). A neighbour that gets one moves every connection to the
 //! old address to the new one: its DT neighbour, its own link, the data plane's table.
 
-use super::unicast::{random_addr, unix_now, UniIpcp};
-use super::*;
+use super::{random_addr, unix_now, UniIpcp};
 use o7s_proto::linkstate::{Collision, Event as LsEvent};
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 impl UniIpcp {
     /// Acts on what link state found since it was last asked: another IPCP with our
     /// address.
-    pub(super) fn tend_collision(&mut self, now: Instant) {
+    pub(in crate::daemon) fn tend_collision(&mut self, now: Instant) {
         // (The forwarding table is compared whole each turn, `uni_tables`: its change
         // events need no handling here.)
         let collision = self.ls.as_mut().and_then(|l| {
@@ -37,7 +37,7 @@ impl UniIpcp {
             Some(Collision::Readdress)
                 if self
                     .last_readdress
-                    .is_some_and(|t| now.saturating_duration_since(t) < super::unicast::READDRESS_HOLD) =>
+                    .is_some_and(|t| now.saturating_duration_since(t) < super::READDRESS_HOLD) =>
             {
                 self.readdress_held += 1;
                 tracing::warn!(
@@ -45,7 +45,7 @@ impl UniIpcp {
                     self.name,
                     self.layer.as_deref().unwrap_or("-"),
                     self.addr,
-                    super::unicast::READDRESS_HOLD
+                    super::READDRESS_HOLD
                 );
             }
             Some(Collision::Readdress) => {
@@ -95,7 +95,7 @@ impl UniIpcp {
 
     /// Management neighbour `old` said it moved to `new`: our connections to it (`moved`)
     /// follow, and its DT link if it is one of them.
-    pub(super) fn neighbour_moved(
+    pub(in crate::daemon) fn neighbour_moved(
         &mut self,
         now: Instant,
         flow: u64,

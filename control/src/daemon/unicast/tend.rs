@@ -2,37 +2,40 @@
 //! allocations of N-1 flows in progress, internal acceptors, flows over the layer that o7sd
 //! serves, and the machines' output.
 
-use super::alloc::{AllocJob, Step};
-use super::*;
+use super::super::alloc::{AllocJob, Step};
+use crate::daemon::Daemon;
+use crate::registry::Accepted;
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+use o7s_abi::msg::ToDp;
+use o7s_wire::qos::QosSpec;
 use o7s_wire::unicast::pb::Component;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
 
 /// Epoll tokens of N-1 flows of unicast IPCPs start here.
-pub(super) const N1_TOKENS: u64 = 1 << 48;
+pub(in crate::daemon) const N1_TOKENS: u64 = 1 << 48;
 
 /// The unicast IPCPs' part of the loop: N-1 flows o7sd is the app of, allocations of
 /// N-1 flows in progress, internal acceptors.
 #[derive(Debug, Default)]
-pub(super) struct UniLoop {
-    pub(super) n1s: HashMap<u64, super::unicast::N1>,
-    pub(super) next: u64,
-    pub(super) jobs: Vec<(usize, Component, AllocJob)>,
-    pub(super) acceptors: Vec<(usize, Vec<String>, u64, Receiver<Accepted>)>,
+pub(in crate::daemon) struct UniLoop {
+    pub(in crate::daemon) n1s: HashMap<u64, super::N1>,
+    pub(in crate::daemon) next: u64,
+    pub(in crate::daemon) jobs: Vec<(usize, Component, AllocJob)>,
+    pub(in crate::daemon) acceptors: Vec<(usize, Vec<String>, u64, Receiver<Accepted>)>,
     /// Flows over unicast IPCPs (the data plane moves their SDUs), by flow id.
-    pub(super) flows: HashMap<u64, super::uni_flows::UniFlowP>,
+    pub(in crate::daemon) flows: HashMap<u64, super::flows::UniFlowP>,
     /// Such flows set up by allocations, to watch.
-    pub(super) new_flows: Vec<super::uni_flows::UniFlowP>,
+    pub(in crate::daemon) new_flows: Vec<super::flows::UniFlowP>,
     /// Flow requests from peer IPCPs waiting for a process to accept: (request, what its
     /// checks gave, deadline), in arrival order.
-    pub(super) waiting: std::collections::VecDeque<(
-        super::unicast::UniIncoming,
-        super::uni_flows::UniChecked,
-        Instant,
-    )>,
+    pub(in crate::daemon) waiting:
+        std::collections::VecDeque<(super::UniIncoming, super::flows::UniChecked, Instant)>,
     /// Names whose program o7sd started for a request over the layer, and when (one
     /// start per name while it has not had `--autostart-wait` to accept).
-    pub(super) starting: HashMap<String, Instant>,
+    pub(in crate::daemon) starting: HashMap<String, Instant>,
 }
 
 /// Flow requests from peer IPCPs that may wait for an acceptor, at most.
@@ -41,8 +44,8 @@ const MAX_UNI_WAITING: usize = 256;
 impl Daemon {
     /// The unicast IPCPs' work: requests, allocations of N-1 flows, flows for internal
     /// acceptors, their machines' output and timers.
-    pub(super) fn tend_uni(&self, epoll: &Epoll, u: &mut UniLoop, now: Instant) {
-        use super::unicast::UniRequest;
+    pub(in crate::daemon) fn tend_uni(&self, epoll: &Epoll, u: &mut UniLoop, now: Instant) {
+        use super::UniRequest;
         let reqs = std::mem::take(&mut *self.lp_uni_requests());
         let mut got: Vec<(usize, Accepted, Option<Component>)> = vec![];
         for r in reqs {
@@ -232,7 +235,7 @@ impl Daemon {
             // Resuming: the adopted table's routes fill this one's gaps until it has none.
             if let Some((until, old)) = &u.adopt_hold {
                 let alive = |f: u64| n1.contains(&f);
-                let complete = super::uni_resume::fill_gaps(&mut next_hop, old, alive);
+                let complete = super::resume::fill_gaps(&mut next_hop, old, alive);
                 if complete || Instant::now() >= *until {
                     tracing::info!(
                         "IPCP {}: its own forwarding table ({} destinations) replaces the adopted one{}.",
@@ -246,8 +249,7 @@ impl Daemon {
             let table = (u.addr as u32, next_hop, n1);
             // Destinations that leave and come back: the directory's part is done in
             // `tend_dht` (o7s_proto::ipcp::departures).
-            let dests =
-                |t: &super::unicast::DpTable| t.1.iter().map(|(d, _)| *d).collect::<Vec<u32>>();
+            let dests = |t: &super::DpTable| t.1.iter().map(|(d, _)| *d).collect::<Vec<u32>>();
             let now = Instant::now();
             if u.dp_table.as_ref().map(dests) != Some(dests(&table)) {
                 let back = u
@@ -285,10 +287,10 @@ impl Daemon {
                 if let Some(layer) = u.layer.clone().filter(|_| u.bcast.is_none()) {
                     u.saved_at = Some(now);
                     u.saved_conns = conns.clone();
-                    super::uni_resume::save(
+                    super::resume::save(
                         &self.settings.rundir,
                         &u.name,
-                        &super::uni_resume::UniSaved {
+                        &super::resume::UniSaved {
                             index: i,
                             layer,
                             addr: u.addr,

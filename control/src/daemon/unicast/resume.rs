@@ -21,15 +21,20 @@
 //! Adopted N-1 flows and flows over a layer that no IPCP claims within [`ADOPT_HOLD`] are
 //! closed (an Enrollment flow, a layer that is not in the new configuration).
 
-use super::install::FlowRecord;
-use super::uni_flows::UniFlowP;
-use super::*;
+use super::super::install::FlowRecord;
+use super::flows::UniFlowP;
+use crate::daemon::{dup, flow_mem, unicast, Daemon, FlowRec};
+use crate::eth::Peer;
+use o7s::ring::FlowMem;
+use o7s_abi::msg::ToDp;
 use o7s_wire::unicast::pb::Component;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 /// How long the adopted table may fill a resumed IPCP's gaps, and adopted flows may
 /// wait for their IPCP.
-pub(super) const ADOPT_HOLD: Duration = Duration::from_secs(10);
+pub(in crate::daemon) const ADOPT_HOLD: Duration = Duration::from_secs(10);
 
 /// What a restarted o7sd needs to resume a unicast IPCP.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -49,12 +54,12 @@ pub(crate) struct UniSaved {
 }
 
 /// The file of IPCP `name` in `rundir`.
-pub(super) fn saved_path(rundir: &std::path::Path, name: &str) -> std::path::PathBuf {
+pub(in crate::daemon) fn saved_path(rundir: &std::path::Path, name: &str) -> std::path::PathBuf {
     rundir.join(format!("unicast-{name}.json"))
 }
 
 /// Writes `s` for IPCP `name` (atomically: a crash leaves the old file or the new one).
-pub(super) fn save(rundir: &std::path::Path, name: &str, s: &UniSaved) {
+pub(in crate::daemon) fn save(rundir: &std::path::Path, name: &str, s: &UniSaved) {
     let path = saved_path(rundir, name);
     let tmp = path.with_extension("json.tmp");
     let r = serde_json::to_vec(s)
@@ -106,7 +111,7 @@ pub(crate) enum ResumeError {
 }
 
 /// The saved state of IPCP `name` (index `index`) in layer `layer`, when the file matches.
-pub(super) fn load(
+pub(in crate::daemon) fn load(
     rundir: &std::path::Path,
     name: &str,
     index: usize,
@@ -135,7 +140,7 @@ pub(super) fn load(
 /// The table to install while a resumption's hold lasts: `new`, with the routes of the
 /// adopted table `old` it lacks whose N-1 flow is still `alive`. `true` with it when
 /// nothing had to be added (the new table reaches all the old one did).
-pub(super) fn fill_gaps(
+pub(in crate::daemon) fn fill_gaps(
     new: &mut Vec<(u32, u64)>,
     old: &[(u32, u64)],
     alive: impl Fn(u64) -> bool,
@@ -155,7 +160,7 @@ impl Daemon {
     /// The address IPCP `idx` takes in `layer`: the saved one when this o7sd adopted the
     /// data plane and saved state matches (the IPCP resumes, `Some` with what to claim),
     /// else a new one.
-    pub(super) fn resume_or_new_addr(
+    pub(in crate::daemon) fn resume_or_new_addr(
         &self,
         dp_adopted: bool,
         idx: usize,
@@ -174,7 +179,7 @@ impl Daemon {
     /// Claims what a resumed IPCP had in the adopted data plane: its LSDB, its
     /// connections (their N-1 flows get new memory this o7sd reads: the members at their
     /// other ends see nothing) and its flows over the layer.
-    pub(super) fn uni_claim(&self, now: Instant, idx: usize, s: UniSaved) {
+    pub(in crate::daemon) fn uni_claim(&self, now: Instant, idx: usize, s: UniSaved) {
         let mut mems: Vec<(u64, OwnedFd, OwnedFd, OwnedFd)> = vec![];
         let mut guard = self.st();
         let st = &mut *guard;
@@ -315,7 +320,7 @@ impl Daemon {
 
     /// After the machines' events: resumed IPCPs claim what they had; unclaimed adopted
     /// flows go.
-    pub(super) fn uni_after_pump(&self, now: Instant) {
+    pub(in crate::daemon) fn uni_after_pump(&self, now: Instant) {
         let resuming: Vec<(usize, UniSaved)> = self
             .st()
             .unicast
@@ -331,7 +336,7 @@ impl Daemon {
 
     /// Adopted N-1 flows and flows over a unicast layer that no IPCP claimed in time:
     /// closed.
-    pub(super) fn uni_sweep_adopted(&self, now: Instant) {
+    pub(in crate::daemon) fn uni_sweep_adopted(&self, now: Instant) {
         let (n1, flows) = {
             let mut st = self.st();
             let n1: Vec<u64> = st

@@ -3,21 +3,21 @@
 //! another IPCP: forwarded), what its components send, and the directory's and flow
 //! allocator's work.
 
-use super::unicast::unix_now;
-use super::unicast::{UniAllocated, UniIncoming, UniIpcp};
-use super::*;
+use super::unix_now;
+use super::{UniAllocated, UniIncoming, UniIpcp};
 use o7s_proto::dht;
 use o7s_proto::fa as ufa;
 use o7s_proto::ipcp::departures::Action as Departure;
 use o7s_proto::linkstate::LinkState;
+use std::time::{Duration, Instant};
 
 /// Bytes of a DT PCI (addr 4, qc, ttl, ecn, eid 8; facts §5.1).
 const PCI_LEN: usize = 15;
 
 /// How long a component's message waits for a route to its destination.
-pub(super) const HOLD_FOR: Duration = Duration::from_secs(3);
+pub(in crate::daemon) const HOLD_FOR: Duration = Duration::from_secs(3);
 /// At most this many messages wait for a route (the rest are dropped and counted).
-pub(super) const HOLD_MAX: usize = 256;
+pub(in crate::daemon) const HOLD_MAX: usize = 256;
 
 /// A DT PDU: the PCI (to `dst`, eid `eid`, TTL `ttl`) and `sdu`.
 fn dt_pdu(dst: u64, eid: u64, ttl: u8, sdu: &[u8]) -> Vec<u8> {
@@ -33,7 +33,7 @@ impl UniIpcp {
     /// A DT PDU from a DT N-1 flow (the slow path in o7sd until the workers take it):
     /// for us, to the directory (eid 1) or, for eid 0, the flow allocator (not yet: counted);
     /// for another IPCP, forwarded along the next hop with its TTL decremented.
-    pub(super) fn on_dt(
+    pub(in crate::daemon) fn on_dt(
         &mut self,
         now: Instant,
         unix: o7s_proto::machine::UnixTime,
@@ -92,7 +92,7 @@ impl UniIpcp {
     /// yet (a member just learnt of from the directory, before link state has it) the
     /// message waits up to [`HOLD_FOR`] in a queue of at most [`HOLD_MAX`]: a STORE sent
     /// while routes converge would otherwise be lost until the next replication (900 s).
-    pub(super) fn dt_send(&mut self, now: Instant, dst: u64, eid: u64, msg: &[u8]) {
+    pub(in crate::daemon) fn dt_send(&mut self, now: Instant, dst: u64, eid: u64, msg: &[u8]) {
         match self.hop_to(dst) {
             Some(flow) => {
                 let ttl = u8::try_from(self.max_ttl).unwrap_or(u8::MAX);
@@ -124,7 +124,7 @@ impl UniIpcp {
     /// The directory's work: bootstrap through the enroller once it is reachable, publish
     /// the `reg` names, send what it produced.
     /// Returns whether an allocation waiting in the loop got an answer (wake it).
-    pub(super) fn tend_dht(&mut self, now: Instant) -> bool {
+    pub(in crate::daemon) fn tend_dht(&mut self, now: Instant) -> bool {
         let unix = unix_now();
         let mut answered = false;
         let Some(d) = self.dht.as_mut() else {
@@ -383,7 +383,7 @@ mod tests {
         assert_eq!((u.readdressed, u.readdress_held), (1, 5));
         forge(
             &mut u,
-            now + super::super::unicast::READDRESS_HOLD + Duration::from_secs(1),
+            now + crate::daemon::unicast::READDRESS_HOLD + Duration::from_secs(1),
         );
         assert_ne!(u.addr, moved);
         assert_eq!(u.readdressed, 2);

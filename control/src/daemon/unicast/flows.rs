@@ -6,11 +6,21 @@
 //! A request waits (in arrival order, up to `--accept-wait`) for a process to accept its
 //! name. Not yet: encryption and authentication on these flows, auto-started programs.
 
-use super::unicast::{UniAllocated, UniIncoming};
-use super::*;
+use super::{UniAllocated, UniIncoming};
+use crate::daemon::{dup, flow_mem, Daemon, FlowRec};
 use crate::error::FlowError;
+use crate::eth::Peer;
+use crate::registry::Accepted;
+use o7s::proto::FlowInfo;
+use o7s_abi::msg::{CryptSpec, ToDp};
 use o7s_proto::refusal::Refusal;
+use o7s_wire::oap::{OapHdr, Role};
+use o7s_wire::qos::QosSpec;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
 
 /// A flow over a unicast IPCP (the data plane moves its SDUs): o7sd gives its endpoint
 /// id back when it ends.
@@ -51,7 +61,7 @@ enum UniStage {
     Lookup(Receiver<Vec<u64>>),
     Fa {
         rx: Receiver<Result<UniAllocated, o7s_proto::fa::FaError>>,
-        oap: Box<super::alloc::ClientOap>,
+        oap: Box<super::super::alloc::ClientOap>,
         /// The peer IPCP's address.
         dst: u64,
         /// The other addresses the directory gave, to try when this one does not answer
@@ -107,7 +117,7 @@ impl Daemon {
         pid: i32,
     ) -> Option<UniJob> {
         let now = Instant::now();
-        let unix = super::unicast::unix_now();
+        let unix = super::unix_now();
         let hash = o7s_wire::hash::HashAlgo::Sha3_256.hash(name);
         let mut st = self.st();
         let (uni, u) = st
@@ -118,7 +128,7 @@ impl Daemon {
         let (tx, rx) = channel();
         let id = u.dht.as_mut()?.lookup(now, unix, hash.clone())?;
         u.lookups.insert(id, tx);
-        if u.looked_up.len() < super::unicast::LOOKED_UP_MAX || u.looked_up.contains_key(&hash) {
+        if u.looked_up.len() < super::LOOKED_UP_MAX || u.looked_up.contains_key(&hash) {
             u.looked_up.insert(hash.clone(), name.to_string());
         }
         drop(st);
@@ -141,7 +151,7 @@ impl Daemon {
     fn uni_fa_try(
         &self,
         mut job: UniJob,
-        oap: Box<super::alloc::ClientOap>,
+        oap: Box<super::super::alloc::ClientOap>,
         dst: u64,
         rest: Vec<u64>,
         now: Instant,
@@ -332,7 +342,7 @@ impl Daemon {
                 crypt,
                 pid,
                 // Taken back by an o7sd that resumes the IPCP (uni_resume.rs).
-                record: serde_json::to_string(&super::install::FlowRecord {
+                record: serde_json::to_string(&super::super::install::FlowRecord {
                     name: name.to_string(),
                     side: side.to_string(),
                     qos,
@@ -431,7 +441,7 @@ impl Daemon {
         let conf = self
             .enc_conf("server", name)
             .map_err(OapCheckError::Settings)?;
-        let (resp, crypt) = super::oap_glue::server_key(conf.map(|c| c.0), &req, oap)?;
+        let (resp, crypt) = super::super::oap_glue::server_key(conf.map(|c| c.0), &req, oap)?;
         let resp = self
             .sign_response(name, resp)
             .map_err(OapCheckError::Signer)?;

@@ -1,8 +1,13 @@
 //! `o7sctl` views of the unicast IPCPs (`ipcp list` rows, `route list`, `lsdb list`,
 //! `dht list`), and their failures as they show there.
 
-use super::*;
+use crate::config::IpcpKind;
+use crate::daemon::Daemon;
+use crate::error::CtlError;
 use o7s_wire::unicast::pb::Component;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Instant;
 
 /// The DT PCI of a layer with 4-byte addresses and 8-byte endpoint ids (0.23's defaults):
 /// address, QoS cube, TTL, ECN, endpoint id.
@@ -10,7 +15,7 @@ const DT_PCI_LEN: usize = 4 + 1 + 1 + 1 + 8;
 
 impl Daemon {
     /// `o7sctl route list` rows.
-    pub(super) fn uni_routes(&self) -> Vec<Value> {
+    pub(in crate::daemon) fn uni_routes(&self) -> Vec<Value> {
         let st = self.st();
         let mut rows = vec![];
         for u in &st.unicast {
@@ -41,7 +46,7 @@ impl Daemon {
     /// knows that name (its registry, the names its IPCPs publish or looked up, its flows'
     /// names; "-" otherwise), and
     /// the seconds until the entry expires.
-    pub(super) fn uni_dht(&self) -> Vec<Value> {
+    pub(in crate::daemon) fn uni_dht(&self) -> Vec<Value> {
         let st = self.st();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -86,7 +91,7 @@ impl Daemon {
     }
 
     /// `o7sctl lsdb list` rows.
-    pub(super) fn uni_lsdb(&self) -> Vec<Value> {
+    pub(in crate::daemon) fn uni_lsdb(&self) -> Vec<Value> {
         let st = self.st();
         let mut rows = vec![];
         for u in &st.unicast {
@@ -100,7 +105,7 @@ impl Daemon {
     }
 
     /// An N-1 flow for `comp` could not be allocated.
-    pub(super) fn uni_failed(&self, uni: usize, comp: Component, why: &str) {
+    pub(in crate::daemon) fn uni_failed(&self, uni: usize, comp: Component, why: &str) {
         if let Some(u) = self.st().unicast.get_mut(uni) {
             if comp == Component::Enrollment {
                 tracing::error!("IPCP {}: enrolment failed: {why}", u.name);
@@ -117,7 +122,7 @@ impl Daemon {
 
     /// `o7sctl ipcp list` rows of the unicast IPCPs.
     /// `dp` holds the workers' counters of the DT path (by IPCP index).
-    pub(super) fn uni_rows(&self, dp: Vec<o7s_abi::msg::UniStats>) -> Vec<Value> {
+    pub(in crate::daemon) fn uni_rows(&self, dp: Vec<o7s_abi::msg::UniStats>) -> Vec<Value> {
         let st = self.st();
         let now = Instant::now();
         st.unicast
@@ -215,7 +220,7 @@ impl Daemon {
 
     /// `o7sctl neighbour list` rows: each connected N-1 flow of a unicast IPCP, with the
     /// data plane's counters of that flow (`dp`: every flow's).
-    pub(super) fn uni_neighbours(&self, dp: &[o7s_abi::msg::FlowStats]) -> Vec<Value> {
+    pub(in crate::daemon) fn uni_neighbours(&self, dp: &[o7s_abi::msg::FlowStats]) -> Vec<Value> {
         let st = self.st();
         let mut rows = vec![];
         for u in &st.unicast {
@@ -243,7 +248,7 @@ impl Daemon {
 
     /// `o7sctl ipcp bootstrap ... type unicast` and `ipcp enroll`: a unicast IPCP as a
     /// configuration table would make it.
-    pub(super) fn uni_cli(
+    pub(in crate::daemon) fn uni_cli(
         &self,
         name: &str,
         layer: Option<&str>,
@@ -280,7 +285,7 @@ impl Daemon {
     }
 
     /// `o7sctl ipcp connect`: Management then DT (or the one component named) to `dst`.
-    pub(super) fn uni_connect(
+    pub(in crate::daemon) fn uni_connect(
         &self,
         name: &str,
         dst: &str,
@@ -309,7 +314,7 @@ impl Daemon {
             }
         };
         for comp in comps {
-            self.uni_request(super::unicast::UniRequest::Connect {
+            self.uni_request(super::UniRequest::Connect {
                 uni,
                 dst: dst.to_string(),
                 comp,
@@ -322,7 +327,7 @@ impl Daemon {
     /// flow was allocated to, or the member's address) are marked down; the loop
     /// deallocates their N-1 flows and link state forgets them (as for a flow whose peer
     /// timed out). The number torn down.
-    pub(super) fn uni_disconnect(
+    pub(in crate::daemon) fn uni_disconnect(
         &self,
         name: &str,
         dst: &str,
@@ -371,7 +376,7 @@ impl Daemon {
 
 /// A unicast or broadcast IPCP's membership for `ipcp list`: "open", or the layer CA and
 /// how many peers it admitted and refused.
-pub(super) fn membership(u: &super::unicast::UniIpcp) -> Value {
+pub(in crate::daemon) fn membership(u: &super::UniIpcp) -> Value {
     use std::sync::atomic::Ordering;
     match &u.member {
         None => json!("open"),
