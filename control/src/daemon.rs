@@ -9,6 +9,7 @@ mod alloc;
 mod broadcast;
 pub(crate) mod ca_views;
 mod connections;
+mod ctl_changes;
 mod event_loop;
 mod install;
 mod local;

@@ -1,15 +1,13 @@
 //! o7sctl requests: authorization and the listings.
 
-use crate::config::{IpcpKind, Lb};
 use crate::daemon::{ca_views, Daemon};
 use crate::error::CtlError;
 use o7s::proto::{Ctl, ErrorCode, Reply};
-use o7s_abi::msg::{PortKind, ToDp};
 use o7s_wire::ethernet::mac_string;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
 impl Daemon {
     /// A read-only view (a listing or the counters), as o7sctl gets it; anything else is
@@ -135,170 +133,6 @@ impl Daemon {
                 let flows = self.dp.stats().map(|s| s.flows).unwrap_or_default();
                 table(self.uni_neighbours(&flows))
             }
-            Ctl::IpcpEnroll {
-                name,
-                dst,
-                autobind,
-            } => match self.uni_cli(&name, None, Some(&dst), autobind) {
-                Ok(()) => {
-                    self.st().created.remove(&name);
-                    Reply::Ok
-                }
-                Err(e) => err(e),
-            },
-            Ctl::IpcpConnect {
-                name,
-                dst,
-                component,
-            } => match self.uni_connect(&name, &dst, component.as_deref()) {
-                Ok(()) => Reply::Ok,
-                Err(e) => err(e),
-            },
-            Ctl::IpcpDisconnect {
-                name,
-                dst,
-                component,
-            } => match self.uni_disconnect(&name, &dst, component.as_deref()) {
-                Ok(_) => Reply::Ok,
-                Err(e) => err(e),
-            },
-            Ctl::IpcpCreate { name, kind } => match IpcpKind::parse(&kind) {
-                Some(k) => {
-                    let mut st = self.st();
-                    if st.ipcps.iter().any(|i| i.name == name) || st.created.contains_key(&name) {
-                        return err(CtlError::Exists(format!("an IPCP named {name} exists")));
-                    }
-                    st.created.insert(name.clone(), k);
-                    tracing::info!(
-                        "Created IPCP {name} ({}); bootstrap it to use it.",
-                        k.as_str()
-                    );
-                    Reply::Ok
-                }
-                None => err(CtlError::Invalid(format!("unknown IPCP type {kind}"))),
-            },
-            Ctl::IpcpBootstrap {
-                name,
-                layer,
-                settings,
-            } => {
-                let created = self.st().created.get(&name).copied();
-                let kind = settings
-                    .get("type")
-                    .and_then(|t| IpcpKind::parse(t))
-                    .or(created);
-                let Some(kind) = kind else {
-                    return err(CtlError::Invalid("type is required (eth-dix, eth-llc, udp4, udp6)".into(),
-                    ));
-                };
-                if kind == IpcpKind::Unicast {
-                    return match self.uni_cli(&name, Some(&layer), None, true) {
-                        Ok(()) => {
-                            self.st().created.remove(&name);
-                            Reply::Ok
-                        }
-                        Err(e) => err(e),
-                    };
-                }
-                if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) {
-                    return match self.udp_bootstrap(&name, kind, &layer, &settings) {
-                        Ok(()) => {
-                            self.st().created.remove(&name);
-                            Reply::Ok
-                        }
-                        Err(e) => err(e.into()),
-                    };
-                }
-                let Some(dev) = settings.get("dev") else {
-                    return err(CtlError::Invalid("dev is required".into()));
-                };
-                let ethertype = match settings.get("ethertype").map(|e| parse_u16(e)) {
-                    None => o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
-                    Some(Some(e)) if e >= 0x0600 && e != 0xffff => e,
-                    Some(_) => {
-                        return err(CtlError::Invalid("ethertype must be 0x0600..0xFFFE".into(),
-                        ))
-                    }
-                };
-                let hash = match settings.get("hash") {
-                    None => o7s_wire::hash::HashAlgo::Sha3_256,
-                    Some(h) => match o7s_wire::hash::HashAlgo::from_config_name(h) {
-                        Some(a) => a,
-                        None => return err(CtlError::Invalid(format!("unknown hash {h}"))),
-                    },
-                };
-                let port_kind = match kind {
-                    IpcpKind::EthDix => PortKind::Dix { ethertype },
-                    IpcpKind::EthLlc => PortKind::Llc,
-                    other => {
-                        return err(CtlError::Invalid(format!("o7sctl bootstraps eth-dix and eth-llc IPCPs; {} needs a configuration file (o7sctl config load)", other.as_str()),
-                        ))
-                    }
-                };
-                match self.ipcp_bootstrap(&name, kind, &layer, dev, port_kind, hash) {
-                    Ok(()) => {
-                        self.st().created.remove(&name);
-                        Reply::Ok
-                    }
-                    Err(e) => err(e.into()),
-                }
-            }
-            Ctl::IpcpDestroy { name } => {
-                let mut st = self.st();
-                if st.created.remove(&name).is_some() {
-                    return Reply::Ok;
-                }
-                let Some(pos) = st.ipcps.iter().position(|i| i.name == name) else {
-                    return err(CtlError::NotFound(format!("no IPCP named {name}")));
-                };
-                let flows: Vec<u64> = st
-                    .flows
-                    .iter()
-                    .filter(|(_, f)| f.ipcp == pos)
-                    .map(|(k, _)| *k)
-                    .collect();
-                if !flows.is_empty() {
-                    return err(CtlError::Invalid(format!("{name} carries {} flows", flows.len()),
-                    ));
-                }
-                let i = st.ipcps.remove(pos);
-                // Flow records refer to IPCPs by index: shift the later ones.
-                for f in st.flows.values_mut() {
-                    if f.ipcp > pos {
-                        f.ipcp -= 1;
-                    }
-                }
-                drop(st);
-                self.dp.send(&ToDp::DelPort { port: i.port }, &[]);
-                Reply::Ok
-            }
-            Ctl::NameCreate { name, lb } => {
-                let lb = match lb.as_deref().map(Lb::parse) {
-                    Some(None) => {
-                        return err(CtlError::Invalid("lb must be spill or round-robin".into()))
-                    }
-                    Some(Some(l)) => Some(l),
-                    // The same default as a configuration file's [name] table.
-                    None => None,
-                };
-                self.name_create(&name, lb);
-                if let Some(e) = self.st().reg.names.get_mut(&name) {
-                    if e.owner == 0 && e.progs.is_empty() && e.pids.is_empty() {
-                        e.owner = cred.uid;
-                    }
-                }
-                Reply::Ok
-            }
-            Ctl::NameDestroy { name } => {
-                let mut st = self.st();
-                if st.reg.names.remove(&name).is_none() {
-                    return err(CtlError::NotFound(format!("no name {name}")));
-                }
-                for i in &mut st.ipcps {
-                    i.reg_remove(&name);
-                }
-                Reply::Ok
-            }
             Ctl::NameList => {
                 let st = self.st();
                 table(
@@ -319,105 +153,8 @@ impl Daemon {
                         .collect(),
                 )
             }
-            Ctl::NameRegister { name, targets } => match self.register(&name, &targets) {
-                Ok(()) => Reply::Ok,
-                Err(e) => err(e),
-            },
-            Ctl::NameUnregister { name, targets } => {
-                let mut st = self.st();
-                let mut n = 0;
-                for i in st
-                    .ipcps
-                    .iter_mut()
-                    .filter(|i| targets.contains(&i.name) || targets.contains(&i.layer))
-                {
-                    let removed = i.reg_remove(&name);
-                    n += removed;
-                    if let (true, Some(server), PortKind::Udp { addr }) =
-                        (removed > 0, i.dns, i.port_kind)
-                    {
-                        let hex = hex::encode(i.hash.hash(&name));
-                        match crate::dns::unregister(
-                            server,
-                            &hex,
-                            addr.is_ipv4(),
-                            Duration::from_secs(2),
-                        ) {
-                            Ok(()) => tracing::info!(
-                                "Removed {name} ({hex}) from the DNS server {server}."
-                            ),
-                            Err(e) => tracing::error!(
-                                "cannot remove {name} from the DNS server {server}: {e}"
-                            ),
-                        }
-                    }
-                }
-                if n == 0 {
-                    return err(CtlError::NotFound(format!("{name} is not registered in {}", targets.join(", ")),
-                    ));
-                }
-                Reply::Ok
-            }
-            Ctl::BindProgram {
-                prog,
-                name,
-                auto,
-                args,
-            } => match self.bind_program(
-                &prog,
-                &name,
-                auto,
-                args,
-                (cred.uid != 0).then_some((cred.uid, cred.gid)),
-            ) {
-                Ok(()) => Reply::Ok,
-                Err(e) => err(e),
-            },
-            Ctl::UnbindProgram { prog, name } => {
-                let mut st = self.st();
-                if !st.reg.names.contains_key(&name) {
-                    return err(CtlError::NotFound(format!("no name {name}")));
-                }
-                if !st.reg.unbind_prog(&name, &prog) {
-                    return err(CtlError::NotFound(format!("{prog} is not bound to {name}"),
-                    ));
-                }
-                Reply::Ok
-            }
-            Ctl::BindProcess { pid, name } => {
-                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                    return err(CtlError::NotFound(format!("no process {pid}")));
-                }
-                self.name_create(&name, None);
-                {
-                    let mut st = self.st();
-                    st.reg.bind_pid(pid, &name);
-                }
-                self.wake();
-                tracing::info!("Bound process {pid} to name {name}.");
-                Reply::Ok
-            }
-            Ctl::UnbindProcess { pid, name } => {
-                let mut st = self.st();
-                let removed = st
-                    .reg
-                    .names
-                    .get_mut(&name)
-                    .is_some_and(|e| e.pids.remove(&pid));
-                if removed {
-                    Reply::Ok
-                } else {
-                    err(CtlError::NotFound(format!("process {pid} is not bound to {name}"),
-                    ))
-                }
-            }
             Ctl::PortList => match self.dp.stats() {
-                Some(s) => table(
-                    s.ports
-                        .iter()
-                        .map(ca_views::port_row)
-                        .collect(),
-                ),
+                Some(s) => table(s.ports.iter().map(ca_views::port_row).collect()),
                 None => err(CtlError::DataPlaneSilent),
             },
             Ctl::CacheList => {
@@ -481,10 +218,11 @@ impl Daemon {
                     .filter(|(_, f)| f.ipcp == super::local::LOCAL_IPCP)
                     .map(|(id, _)| *id)
                     .collect();
-                let local_frcp: HashMap<u64, (Option<o7s_abi::msg::FrcpStats>, Option<u32>)> = local_ids
-                    .into_iter()
-                    .map(|id| (id, self.local_frcp(id)))
-                    .collect();
+                let local_frcp: HashMap<u64, (Option<o7s_abi::msg::FrcpStats>, Option<u32>)> =
+                    local_ids
+                        .into_iter()
+                        .map(|id| (id, self.local_frcp(id)))
+                        .collect();
                 let st = self.st();
                 let mut rows = vec![];
                 let mut ids: Vec<_> = st.flows.keys().copied().collect();
@@ -546,62 +284,6 @@ impl Daemon {
                 }
                 table(rows)
             }
-            Ctl::PortSet {
-                target,
-                rate,
-                queue,
-                loss,
-                dup,
-                reorder,
-                delay,
-                corrupt,
-            } => match self.port_set(
-                &target,
-                rate.as_deref(),
-                queue,
-                [
-                    loss.as_deref(),
-                    dup.as_deref(),
-                    reorder.as_deref(),
-                    delay.as_deref(),
-                    corrupt.as_deref(),
-                ],
-            ) {
-                Ok(()) => Reply::Ok,
-                Err(e) => err(e),
-            },
-            Ctl::Capture { .. } => err(CtlError::Invalid("a capture streams its frames: o7sctl capture".into(),
-            )),
-            Ctl::ConfigLoad { path, content: None } => err(CtlError::Invalid(format!("config load {path}: the client sent no text (o7sctl reads the file and sends it; the daemon opens no path a client names)"),
-            )),
-            Ctl::ConfigLoad {
-                path,
-                content: Some(text),
-            } if text.len() > o7s::proto::MAX_CONFIG_BYTES => err(CtlError::Invalid(format!("config load {path}: larger than {} KiB", o7s::proto::MAX_CONFIG_BYTES / 1024),
-            )),
-            Ctl::ConfigLoad {
-                path,
-                content: Some(text),
-            } => match crate::config::parse(&text, &path) {
-                Ok(c) if !self.config_conflicts(&c).is_empty() => {
-                    let e = CtlError::Exists(format!(
-                        "config load {path}: nothing applied: {}; to change an IPCP, destroy it first (o7sctl ipcp destroy NAME)",
-                        self.config_conflicts(&c).join("; ")
-                    ));
-                    tracing::warn!("{e}");
-                    err(e)
-                }
-                Ok(c) => {
-                    tracing::info!("Applying configuration file {path} (o7sctl).");
-                    self.apply(&c);
-                    Reply::Ok
-                }
-                Err(e) => {
-                    let e = CtlError::from(e);
-                    tracing::warn!("{e}");
-                    err(e)
-                }
-            },
             Ctl::Stats => {
                 let c = &self.counters;
                 let mut m = Map::new();
@@ -634,9 +316,8 @@ impl Daemon {
                     m.insert(k.into(), json!(v.load(Ordering::Relaxed)));
                 }
                 if let Some(s) = self.dp.stats() {
-                    let sum = |f: fn(&o7s_abi::msg::PortStats) -> u64| {
-                        s.ports.iter().map(f).sum::<u64>()
-                    };
+                    let sum =
+                        |f: fn(&o7s_abi::msg::PortStats) -> u64| s.ports.iter().map(f).sum::<u64>();
                     m.insert(
                         "dp_drop_unknown_eid".into(),
                         json!(sum(|p| p.drop_unknown_eid)),
@@ -659,7 +340,10 @@ impl Daemon {
                         "dp_drop_mgmt_bad_source".into(),
                         json!(sum(|p| p.drop_mgmt_bad_source)),
                     );
-                    m.insert("dp_drop_wrong_peer".into(), json!(sum(|p| p.drop_wrong_peer)));
+                    m.insert(
+                        "dp_drop_wrong_peer".into(),
+                        json!(sum(|p| p.drop_wrong_peer)),
+                    );
                     m.insert(
                         "dp_drop_socket_buffer".into(),
                         json!(sum(|p| p.drop_socket_buffer)),
@@ -699,6 +383,7 @@ impl Daemon {
                 }
                 Reply::Table { rows: vec![m] }
             }
+            other => self.ctl_change(other, cred),
         }
     }
 }
