@@ -15,6 +15,7 @@ mod install;
 mod local;
 mod oap_glue;
 mod setup;
+mod shim_accept;
 mod shim_driver;
 mod supervise;
 mod unicast;
