@@ -1,220 +1,12 @@
-//! The reference's TOML configuration (`irmd.conf`): `[name."x"]`, `[eth-dix.x]`,
-//! `[eth-llc.x]`, `[udp4.x]`, `[udp6.x]`, `[local.x]`, `[broadcast.x]`, `[unicast.x]`, and the
-//! tutorials' older `[udp.x]` (read as udp4). Errors name the file, the line and the key.
+//! Reading a configuration file: the TOML parsed, each section checked, and every error
+//! named with its file, line and key.
 
+use crate::config::{Config, ConfigError, IpcpConf, IpcpKind, MemberFiles, NameConf, UniSettings};
+use o7s_proto::registry::Lb;
 use o7s_wire::hash::HashAlgo;
 use std::path::{Path, PathBuf};
 
-/// A configuration error, located.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// File.
-    pub file: String,
-    /// 1-based line (0 when unknown).
-    pub line: usize,
-    /// The key (or table) at fault.
-    pub key: String,
-    /// What is wrong.
-    pub msg: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.line, self.key.as_str()) {
-            // The file as a whole (it cannot be read): no line, no key.
-            (0, "-") => write!(f, "{}: {}", self.file, self.msg),
-            (0, key) => write!(f, "{}: {key}: {}", self.file, self.msg),
-            (line, "-") => write!(f, "{}:{line}: {}", self.file, self.msg),
-            (line, key) => write!(f, "{}:{line}: {key}: {}", self.file, self.msg),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-pub use o7s_proto::registry::Lb;
-
-/// A `[name."x"]` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NameConf {
-    /// The name.
-    pub name: String,
-    /// Programs bound to it, each with its arguments and whether it is auto-started.
-    pub progs: Vec<(String, Vec<String>, bool)>,
-    /// Load balancing.
-    pub lb: Lb,
-    /// Security file overrides (`server_crt_file`, ...), kept for the OAP issue.
-    pub paths: Vec<(String, PathBuf)>,
-}
-
-/// IPCP types, in the reference's order (used to pick a layer for an allocation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IpcpKind {
-    /// local.
-    Local,
-    /// unicast.
-    Unicast,
-    /// broadcast.
-    Broadcast,
-    /// eth-llc.
-    EthLlc,
-    /// eth-dix.
-    EthDix,
-    /// udp4.
-    Udp4,
-    /// udp6.
-    Udp6,
-}
-
-impl IpcpKind {
-    /// The table / CLI spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Unicast => "unicast",
-            Self::Broadcast => "broadcast",
-            Self::EthLlc => "eth-llc",
-            Self::EthDix => "eth-dix",
-            Self::Udp4 => "udp4",
-            Self::Udp6 => "udp6",
-        }
-    }
-    /// Parses the spelling (`udp` is udp4).
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "local" => Self::Local,
-            "unicast" => Self::Unicast,
-            "broadcast" => Self::Broadcast,
-            "eth-llc" => Self::EthLlc,
-            "eth-dix" => Self::EthDix,
-            "udp4" | "udp" => Self::Udp4,
-            "udp6" => Self::Udp6,
-            _ => return None,
-        })
-    }
-}
-
-/// An IPCP table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpcpConf {
-    /// IPCP name.
-    pub name: String,
-    /// Type.
-    pub kind: IpcpKind,
-    /// Layer to bootstrap.
-    pub bootstrap: Option<String>,
-    /// Layer member to enrol with.
-    pub enrol: Option<String>,
-    /// Names to register.
-    pub reg: Vec<String>,
-    /// Members to connect to (Management and DT) after enrolment (unicast).
-    pub conn: Vec<String>,
-    /// Directory hash.
-    pub hash: HashAlgo,
-    /// Device (eth layers).
-    pub dev: Option<String>,
-    /// Ethertype (eth-dix).
-    pub ethertype: u16,
-    /// Address (udp layers).
-    pub ip: Option<String>,
-    /// Port (udp layers).
-    pub port: u16,
-    /// DNS server (udp layers).
-    pub dns: Option<String>,
-    /// Egress cap of the port on what the worker sends for unicast layers, bit/s (`rate`,
-    /// o7s's own key: "100M", or an integer; 0 for none).
-    pub rate_bps: Option<u64>,
-    /// Most PDUs waiting per N-1 flow under the cap (`queue`, o7s's own key).
-    pub queue: Option<u32>,
-    /// Impairments of the data frames the port receives (o7s's own keys `loss`, `dup`,
-    /// `reorder`: "1%", "0.1%"; `delay`: "5ms"), checked, as written.
-    pub impair: [Option<String>; 5],
-    /// Line of the table header (for run-time messages).
-    pub line: usize,
-    /// A unicast layer's settings (`[unicast.X]` bootstrap keys; defaults otherwise).
-    pub uni: UniSettings,
-    /// Layer membership (o7s's own keys of `[unicast.X]` and `[broadcast.X]`, issue 26):
-    /// `member_ca` (the layer CA's certificate, PEM), `member_crt` and `member_key` (this
-    /// IPCP's certificate, CN = its name, and key). All three or none; with them every N-1
-    /// flow of the IPCP is mutually authenticated under that CA.
-    pub member: Option<MemberFiles>,
-}
-
-/// The files of a layer member (`member_ca`, `member_crt`, `member_key`), as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberFiles {
-    /// The layer CA's certificate(s): the trust anchors of membership.
-    pub ca: String,
-    /// This IPCP's certificate.
-    pub crt: String,
-    /// Its private key.
-    pub key: String,
-}
-
-/// The settings of a unicast layer a `[unicast.X]` table bootstraps (the reference's keys
-/// and defaults, facts §3.4); an enrollee takes the enroller's instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UniSettings {
-    /// TTL of new PDUs.
-    pub max_ttl: u32,
-    /// `pol_link_state`: SIMPLE 0, LFA 1, ECMP 2.
-    pub routing: u32,
-    /// Link-state timers, in seconds.
-    pub t_recalc: u32,
-    /// Link-state timers, in seconds.
-    pub t_update: u32,
-    /// Link-state timers, in seconds.
-    pub t_timeo: u32,
-    /// `pol_cong_avoid`: NONE 0, MB_ECN 1.
-    pub cong_avoid: u32,
-    /// DHT settings.
-    pub dht_alpha: u32,
-    /// DHT settings.
-    pub dht_k: u32,
-    /// DHT settings, in seconds.
-    pub dht_t_expire: u32,
-    /// DHT settings, in seconds.
-    pub dht_t_refresh: u32,
-    /// DHT settings, in seconds.
-    pub dht_t_replicate: u32,
-    /// o7s's own, local (not handed out at enrolment): flood the withdrawal of a lost DT
-    /// link and recompute at once (`ls_withdraw`, default true); false is the reference's
-    /// link state (nothing sent, the table waits for `ls_t_recalc`).
-    pub withdraw: bool,
-}
-
-impl Default for UniSettings {
-    fn default() -> Self {
-        Self {
-            max_ttl: 60,
-            routing: 0,
-            t_recalc: 4,
-            t_update: 15,
-            t_timeo: 60,
-            cong_avoid: 1,
-            dht_alpha: 3,
-            dht_k: 8,
-            dht_t_expire: 86_400,
-            dht_t_refresh: 900,
-            dht_t_replicate: 900,
-            withdraw: true,
-        }
-    }
-}
-
-/// A whole configuration, in file order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Config {
-    /// Names.
-    pub names: Vec<NameConf>,
-    /// IPCPs.
-    pub ipcps: Vec<IpcpConf>,
-    /// Remarks for the log (e.g. `[udp.x]` read as udp4).
-    pub notes: Vec<String>,
-}
-
-struct Src<'a> {
+pub(super) struct Src<'a> {
     file: String,
     text: &'a str,
 }
@@ -275,7 +67,7 @@ impl Src<'_> {
     }
 }
 
-fn str_list(v: &toml::Value) -> Option<Vec<String>> {
+pub(super) fn str_list(v: &toml::Value) -> Option<Vec<String>> {
     v.as_array()?
         .iter()
         .map(|x| x.as_str().map(str::to_string))
@@ -357,7 +149,11 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
-fn parse_name(src: &Src<'_>, name: &str, v: &toml::Value) -> Result<NameConf, ConfigError> {
+pub(super) fn parse_name(
+    src: &Src<'_>,
+    name: &str,
+    v: &toml::Value,
+) -> Result<NameConf, ConfigError> {
     let hl = src.header_line("name", name);
     let t = v
         .as_table()
@@ -415,7 +211,7 @@ fn parse_name(src: &Src<'_>, name: &str, v: &toml::Value) -> Result<NameConf, Co
     Ok(n)
 }
 
-fn parse_ipcp(
+pub(super) fn parse_ipcp(
     src: &Src<'_>,
     top: &str,
     kind: IpcpKind,
@@ -647,7 +443,7 @@ fn parse_ipcp(
 }
 
 /// One bootstrap key of a `[unicast.X]` table, checked against the reference's limits.
-fn uni_key(
+pub(super) fn uni_key(
     src: &Src<'_>,
     kl: usize,
     k: &str,
@@ -724,208 +520,4 @@ fn uni_key(
         _ => {}
     }
     Ok(())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unicast_settings_are_read_and_checked() {
-        let c = parse(
-            "[unicast.u]\nbootstrap=\"l\"\nrouting=\"lfa\"\nls_t_update=5\ndht_k=4\ncongestion=\"none\"\n",
-            "u.conf",
-        )
-        .unwrap();
-        let u = c.ipcps[0].uni;
-        assert_eq!((u.routing, u.t_update, u.dht_k, u.cong_avoid), (1, 5, 4, 0));
-        for (bad, want) in [
-            (
-                "routing=\"ospf\"",
-                "u.conf:3: routing: 'ospf': expected link-state, lfa or ecmp",
-            ),
-            ("dht_k=21", "u.conf:3: dht_k: 21: must be 1..=20"),
-            ("addr_size=2", "u.conf:3: addr_size: 2: must be 4..=4"),
-            (
-                "dht_t_expire=\"x\"",
-                "u.conf:3: dht_t_expire: expected an integer",
-            ),
-        ] {
-            let e = parse(&format!("[unicast.u]\nbootstrap=\"l\"\n{bad}\n"), "u.conf").unwrap_err();
-            assert_eq!(e.to_string(), want);
-        }
-    }
-
-    #[test]
-    fn tutorial04_server() {
-        let t = "[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n\n[eth-dix.wifi1]\nbootstrap=\"wifi-network\"\ndev=\"wlan0\"\nreg=[\"oping-server\"]\n";
-        let c = parse(t, "tut04.conf").unwrap();
-        assert_eq!(
-            c.names[0].progs,
-            vec![("/usr/bin/oping".into(), vec!["-l".into()], true)]
-        );
-        assert_eq!(c.ipcps[0].kind, IpcpKind::EthDix);
-        assert_eq!(c.ipcps[0].dev.as_deref(), Some("wlan0"));
-        assert_eq!(c.ipcps[0].reg, vec!["oping-server"]);
-        assert_eq!(c.ipcps[0].ethertype, 0xA000);
-    }
-
-    #[test]
-    fn older_udp_table_and_lb() {
-        let t = "[name.oping]\nlb=\"round-robin\"\nprog=[\"/usr/bin/oping\"]\n[udp.udp1]\nbootstrap=\"u\"\nip=\"127.0.0.1\"\n";
-        let c = parse(t, "t05").unwrap();
-        assert_eq!(c.names[0].lb, Lb::RoundRobin);
-        assert!(!c.names[0].progs[0].2, "no args: not auto-started");
-        assert_eq!(c.ipcps[0].kind, IpcpKind::Udp4);
-        assert_eq!(c.ipcps[0].hash, HashAlgo::Md5);
-        assert_eq!(c.notes.len(), 1);
-    }
-
-    #[test]
-    fn ls_withdraw_is_a_local_boolean_on_by_default() {
-        let on = parse("[unicast.u]\nbootstrap=\"l\"\n", "w.conf").unwrap();
-        assert!(on.ipcps[0].uni.withdraw);
-        let off = parse(
-            "[unicast.u]\nbootstrap=\"l\"\nls_withdraw=false\n",
-            "w.conf",
-        )
-        .unwrap();
-        assert!(!off.ipcps[0].uni.withdraw);
-        let e = parse("[unicast.u]\nbootstrap=\"l\"\nls_withdraw=0\n", "w.conf").unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (3, "ls_withdraw"));
-    }
-
-    #[test]
-    fn impairment_keys_are_read_for_ethernet_and_udp_and_refused_elsewhere() {
-        let c = parse(
-            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nloss=\"1%\"\ndup=0.001\nreorder=\"0.5%\"\ndelay=\"5ms\"\ncorrupt=\"0.2%\"\n",
-            "i.conf",
-        )
-        .unwrap();
-        assert_eq!(
-            c.ipcps[0].impair,
-            [
-                Some("1%".to_string()),
-                Some("0.001".to_string()),
-                Some("0.5%".to_string()),
-                Some("5ms".to_string()),
-                Some("0.2%".to_string())
-            ]
-        );
-        let e = parse(
-            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ncorrupt=\"lots\"\n",
-            "i.conf",
-        )
-        .unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (4, "corrupt"));
-        let e = parse(
-            "[eth-llc.x]\nbootstrap=\"l\"\ndev=\"lo\"\nloss=\"120%\"\n",
-            "i.conf",
-        )
-        .unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (4, "loss"));
-        let e = parse(
-            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ndelay=\"3s\"\n",
-            "i.conf",
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "delay");
-        let u = parse(
-            "[udp4.x]\nbootstrap=\"l\"\nip=\"127.0.0.1\"\nloss=\"1%\"\n",
-            "i.conf",
-        )
-        .unwrap();
-        assert_eq!(u.ipcps[0].impair[0].as_deref(), Some("1%"));
-        assert!(parse("[unicast.x]\nbootstrap=\"l\"\nloss=\"1%\"\n", "i.conf").is_err());
-        assert!(parse("[local.x]\nbootstrap=\"l\"\ndelay=\"1ms\"\n", "i.conf").is_err());
-    }
-
-    #[test]
-    fn member_keys_go_together_on_unicast_and_broadcast_tables_only() {
-        let c = parse(
-            "[unicast.u]\nbootstrap=\"l\"\nmember_ca=\"/ca.pem\"\nmember_crt=\"/u.pem\"\nmember_key=\"/u.key\"\n",
-            "m.conf",
-        )
-        .unwrap();
-        assert_eq!(
-            c.ipcps[0].member,
-            Some(MemberFiles {
-                ca: "/ca.pem".into(),
-                crt: "/u.pem".into(),
-                key: "/u.key".into()
-            })
-        );
-        let c = parse("[broadcast.b]\nbootstrap=\"l\"\n", "m.conf").unwrap();
-        assert_eq!(c.ipcps[0].member, None);
-        let e = parse(
-            "[broadcast.b]\nbootstrap=\"l\"\nmember_ca=\"/ca.pem\"\nmember_key=\"/u.key\"\n",
-            "m.conf",
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "member_ca");
-        assert!(e.to_string().contains("go together"), "{e}");
-        let e = parse(
-            "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nmember_ca=\"/ca.pem\"\n",
-            "m.conf",
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "member_ca");
-        let e = parse("[unicast.u]\nbootstrap=\"l\"\nmember_crt=\"\"\n", "m.conf").unwrap_err();
-        assert_eq!(e.key, "member_crt");
-    }
-
-    #[test]
-    fn an_ipcp_name_is_given_once_across_kinds() {
-        let e = parse(
-            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\n\n[unicast.x]\nbootstrap=\"u\"\n",
-            "t.conf",
-        )
-        .unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (5, "x"));
-        assert!(e.to_string().contains("[eth-dix.x], line 1"), "{e}");
-        assert!(parse(
-            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\n\n[unicast.y]\nbootstrap=\"u\"\n",
-            "t.conf"
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn errors_name_file_line_and_key() {
-        let e = parse(
-            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0x05\n",
-            "a.conf",
-        )
-        .unwrap_err();
-        assert_eq!(
-            (e.file.as_str(), e.line, e.key.as_str()),
-            ("a.conf", 4, "ethertype")
-        );
-        let e = parse("[name.n]\n\nlb=\"fast\"\n", "b.conf").unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (3, "lb"));
-        assert!(e.to_string().starts_with("b.conf:3: lb: 'fast'"), "{e}");
-        let e = parse("[eth-dix.x]\nbootstrap=\"l\"\n", "c.conf").unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (1, "dev"));
-        let e = parse("[frobnicate.x]\nbootstrap=\"l\"\n", "d.conf").unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (1, "frobnicate"));
-        let e = parse(
-            "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ncolour=1\n",
-            "e.conf",
-        )
-        .unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (4, "colour"));
-        let e = parse("[eth-dix.x\n", "f.conf").unwrap_err();
-        assert_eq!(e.line, 1);
-        let e = parse(
-            "[eth-llc.x]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0xA000\n",
-            "g.conf",
-        )
-        .unwrap_err();
-        assert_eq!(
-            (e.line, e.key.as_str()),
-            (4, "ethertype"),
-            "eth-llc has no Ethertype"
-        );
-    }
 }

@@ -1,0 +1,200 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+use super::*;
+
+#[test]
+fn unicast_settings_are_read_and_checked() {
+    let c = parse(
+        "[unicast.u]\nbootstrap=\"l\"\nrouting=\"lfa\"\nls_t_update=5\ndht_k=4\ncongestion=\"none\"\n",
+        "u.conf",
+    )
+    .unwrap();
+    let u = c.ipcps[0].uni;
+    assert_eq!((u.routing, u.t_update, u.dht_k, u.cong_avoid), (1, 5, 4, 0));
+    for (bad, want) in [
+        (
+            "routing=\"ospf\"",
+            "u.conf:3: routing: 'ospf': expected link-state, lfa or ecmp",
+        ),
+        ("dht_k=21", "u.conf:3: dht_k: 21: must be 1..=20"),
+        ("addr_size=2", "u.conf:3: addr_size: 2: must be 4..=4"),
+        (
+            "dht_t_expire=\"x\"",
+            "u.conf:3: dht_t_expire: expected an integer",
+        ),
+    ] {
+        let e = parse(&format!("[unicast.u]\nbootstrap=\"l\"\n{bad}\n"), "u.conf").unwrap_err();
+        assert_eq!(e.to_string(), want);
+    }
+}
+
+#[test]
+fn tutorial04_server() {
+    let t = "[name.\"oping-server\"]\nprog=[\"/usr/bin/oping\"]\nargs=[\"-l\"]\n\n[eth-dix.wifi1]\nbootstrap=\"wifi-network\"\ndev=\"wlan0\"\nreg=[\"oping-server\"]\n";
+    let c = parse(t, "tut04.conf").unwrap();
+    assert_eq!(
+        c.names[0].progs,
+        vec![("/usr/bin/oping".into(), vec!["-l".into()], true)]
+    );
+    assert_eq!(c.ipcps[0].kind, IpcpKind::EthDix);
+    assert_eq!(c.ipcps[0].dev.as_deref(), Some("wlan0"));
+    assert_eq!(c.ipcps[0].reg, vec!["oping-server"]);
+    assert_eq!(c.ipcps[0].ethertype, 0xA000);
+}
+
+#[test]
+fn older_udp_table_and_lb() {
+    let t = "[name.oping]\nlb=\"round-robin\"\nprog=[\"/usr/bin/oping\"]\n[udp.udp1]\nbootstrap=\"u\"\nip=\"127.0.0.1\"\n";
+    let c = parse(t, "t05").unwrap();
+    assert_eq!(c.names[0].lb, Lb::RoundRobin);
+    assert!(!c.names[0].progs[0].2, "no args: not auto-started");
+    assert_eq!(c.ipcps[0].kind, IpcpKind::Udp4);
+    assert_eq!(c.ipcps[0].hash, HashAlgo::Md5);
+    assert_eq!(c.notes.len(), 1);
+}
+
+#[test]
+fn ls_withdraw_is_a_local_boolean_on_by_default() {
+    let on = parse("[unicast.u]\nbootstrap=\"l\"\n", "w.conf").unwrap();
+    assert!(on.ipcps[0].uni.withdraw);
+    let off = parse(
+        "[unicast.u]\nbootstrap=\"l\"\nls_withdraw=false\n",
+        "w.conf",
+    )
+    .unwrap();
+    assert!(!off.ipcps[0].uni.withdraw);
+    let e = parse("[unicast.u]\nbootstrap=\"l\"\nls_withdraw=0\n", "w.conf").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (3, "ls_withdraw"));
+}
+
+#[test]
+fn impairment_keys_are_read_for_ethernet_and_udp_and_refused_elsewhere() {
+    let c = parse(
+        "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nloss=\"1%\"\ndup=0.001\nreorder=\"0.5%\"\ndelay=\"5ms\"\ncorrupt=\"0.2%\"\n",
+        "i.conf",
+    )
+    .unwrap();
+    assert_eq!(
+        c.ipcps[0].impair,
+        [
+            Some("1%".to_string()),
+            Some("0.001".to_string()),
+            Some("0.5%".to_string()),
+            Some("5ms".to_string()),
+            Some("0.2%".to_string())
+        ]
+    );
+    let e = parse(
+        "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ncorrupt=\"lots\"\n",
+        "i.conf",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (4, "corrupt"));
+    let e = parse(
+        "[eth-llc.x]\nbootstrap=\"l\"\ndev=\"lo\"\nloss=\"120%\"\n",
+        "i.conf",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (4, "loss"));
+    let e = parse(
+        "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ndelay=\"3s\"\n",
+        "i.conf",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "delay");
+    let u = parse(
+        "[udp4.x]\nbootstrap=\"l\"\nip=\"127.0.0.1\"\nloss=\"1%\"\n",
+        "i.conf",
+    )
+    .unwrap();
+    assert_eq!(u.ipcps[0].impair[0].as_deref(), Some("1%"));
+    assert!(parse("[unicast.x]\nbootstrap=\"l\"\nloss=\"1%\"\n", "i.conf").is_err());
+    assert!(parse("[local.x]\nbootstrap=\"l\"\ndelay=\"1ms\"\n", "i.conf").is_err());
+}
+
+#[test]
+fn member_keys_go_together_on_unicast_and_broadcast_tables_only() {
+    let c = parse(
+        "[unicast.u]\nbootstrap=\"l\"\nmember_ca=\"/ca.pem\"\nmember_crt=\"/u.pem\"\nmember_key=\"/u.key\"\n",
+        "m.conf",
+    )
+    .unwrap();
+    assert_eq!(
+        c.ipcps[0].member,
+        Some(MemberFiles {
+            ca: "/ca.pem".into(),
+            crt: "/u.pem".into(),
+            key: "/u.key".into()
+        })
+    );
+    let c = parse("[broadcast.b]\nbootstrap=\"l\"\n", "m.conf").unwrap();
+    assert_eq!(c.ipcps[0].member, None);
+    let e = parse(
+        "[broadcast.b]\nbootstrap=\"l\"\nmember_ca=\"/ca.pem\"\nmember_key=\"/u.key\"\n",
+        "m.conf",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "member_ca");
+    assert!(e.to_string().contains("go together"), "{e}");
+    let e = parse(
+        "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nmember_ca=\"/ca.pem\"\n",
+        "m.conf",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "member_ca");
+    let e = parse("[unicast.u]\nbootstrap=\"l\"\nmember_crt=\"\"\n", "m.conf").unwrap_err();
+    assert_eq!(e.key, "member_crt");
+}
+
+#[test]
+fn an_ipcp_name_is_given_once_across_kinds() {
+    let e = parse(
+        "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\n\n[unicast.x]\nbootstrap=\"u\"\n",
+        "t.conf",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (5, "x"));
+    assert!(e.to_string().contains("[eth-dix.x], line 1"), "{e}");
+    assert!(parse(
+        "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\n\n[unicast.y]\nbootstrap=\"u\"\n",
+        "t.conf"
+    )
+    .is_ok());
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let e = parse(
+        "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0x05\n",
+        "a.conf",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.file.as_str(), e.line, e.key.as_str()),
+        ("a.conf", 4, "ethertype")
+    );
+    let e = parse("[name.n]\n\nlb=\"fast\"\n", "b.conf").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (3, "lb"));
+    assert!(e.to_string().starts_with("b.conf:3: lb: 'fast'"), "{e}");
+    let e = parse("[eth-dix.x]\nbootstrap=\"l\"\n", "c.conf").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (1, "dev"));
+    let e = parse("[frobnicate.x]\nbootstrap=\"l\"\n", "d.conf").unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (1, "frobnicate"));
+    let e = parse(
+        "[eth-dix.x]\nbootstrap=\"l\"\ndev=\"lo\"\ncolour=1\n",
+        "e.conf",
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.key.as_str()), (4, "colour"));
+    let e = parse("[eth-dix.x\n", "f.conf").unwrap_err();
+    assert_eq!(e.line, 1);
+    let e = parse(
+        "[eth-llc.x]\nbootstrap=\"l\"\ndev=\"lo\"\nethertype=0xA000\n",
+        "g.conf",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (4, "ethertype"),
+        "eth-llc has no Ethertype"
+    );
+}
