@@ -22,7 +22,7 @@ fn table(v: Value) -> Reply {
     }
 }
 
-/// A unicast IPCP's `ipcp list` row, with every column uni_views.rs gives it.
+/// A unicast IPCP's `ipcp list` row, with every column unicast/views.rs gives it.
 fn unicast(name: &str, state: &str, n: u64) -> Value {
     json!({"name": name, "type": "unicast", "layer": "l", "dev": "-", "mac": "-", "mtu": 0,
            "hash": "SHA3_256", "state": state, "io_path": "-", "registered": [],

@@ -42,7 +42,7 @@ impl Daemon {
             let mut st = self.st();
             st.next_flow = st.next_flow.max(f.flow);
             // A flow over a unicast IPCP: its IPCP claims it when it resumes (or it goes,
-            // uni_resume.rs), unless its process is gone.
+            // unicast/resume.rs), unless its process is gone.
             if let (Some(_), Some(r)) = (&f.uni, &record) {
                 if crate::registry::process_lives(f.pid) {
                     let now = Instant::now();
@@ -81,7 +81,7 @@ impl Daemon {
             // timeout.
             // o7sd's own N-1 flows stay for a resumed unicast IPCP to claim its DT flows
             // (until replaced); the rest (Management, Enrollment: their rings were the
-            // old o7sd's) are closed when no IPCP claims them (uni_resume.rs).
+            // old o7sd's) are closed when no IPCP claims them (unicast/resume.rs).
             if !r.own && !crate::registry::process_lives(f.pid) {
                 drop(st);
                 tracing::info!(

@@ -483,7 +483,7 @@ mod tests {
     #[test]
     fn every_state_an_ipcp_or_a_flow_shows_is_up_or_not() {
         // The states of `o7sctl ipcp list` (shim IPCPs: views.rs; unicast IPCPs:
-        // unicast.rs, uni_views.rs) and of `o7sctl flow list`.
+        // unicast.rs, unicast/views.rs) and of `o7sctl flow list`.
         for (state, up) in [
             ("up", true),
             ("bootstrapped", true),

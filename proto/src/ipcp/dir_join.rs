@@ -1,6 +1,6 @@
 //! When a member's directory joins the layer (its first lookup of its own id), and when its
 //! names may be published: the decision the IPCP machine and o7sd both make
-//! ([`super::unicast::UnicastIpcp`], control/src/daemon/uni_dt.rs).
+//! ([`super::unicast::UnicastIpcp`], control/src/daemon/unicast/dt.rs).
 //!
 //! The directory joins through the layer's DHT peer (the enroller, from the configuration
 //! it handed out) as soon as a route to it exists (a quick first allocation), is asked

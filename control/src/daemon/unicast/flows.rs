@@ -341,7 +341,7 @@ impl Daemon {
                 peer_addr: None,
                 crypt,
                 pid,
-                // Taken back by an o7sd that resumes the IPCP (uni_resume.rs).
+                // Taken back by an o7sd that resumes the IPCP (unicast/resume.rs).
                 record: serde_json::to_string(&super::super::install::FlowRecord {
                     name: name.to_string(),
                     side: side.to_string(),

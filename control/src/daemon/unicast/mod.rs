@@ -9,8 +9,8 @@
 //! After enrolment, `conn` connects Management and DT flows to the members named; link state
 //! (`o7s_proto::linkstate`) runs over the Management flows and learns the DT neighbours from
 //! their CEPs: `o7sctl route list` and `lsdb list` show the result. The directory and flow
-//! allocator: uni_dt.rs, uni_flows.rs; address collisions: uni_address.rs; the DT path
-//! runs in the data-plane workers (uni_loop.rs sends them the table).
+//! allocator: unicast/dt.rs, unicast/flows.rs; address collisions: unicast/address.rs; the DT path
+//! runs in the data-plane workers (unicast/tend.rs sends them the table).
 
 use crate::daemon::Daemon;
 use crate::registry::Accepted;
@@ -166,14 +166,14 @@ pub struct UniIpcp {
     /// the keys); at most [`LOOKED_UP_MAX`].
     pub(super) looked_up: HashMap<Vec<u8>, String>,
     /// Saved state to claim from the adopted data plane (the IPCP resumes at its old
-    /// address: uni_resume.rs).
+    /// address: unicast/resume.rs).
     pub(super) resume: Option<resume::UniSaved>,
     /// It resumed from an adopted data plane.
     pub resumed: bool,
     /// While resuming: the adopted table's routes fill the new one's gaps until it has
     /// none, or until the instant.
     pub(super) adopt_hold: Option<(Instant, Vec<(u32, u64)>)>,
-    /// When its state was last saved for a restarted o7sd (uni_resume.rs).
+    /// When its state was last saved for a restarted o7sd (unicast/resume.rs).
     pub(super) saved_at: Option<Instant>,
     /// The connections it saved then.
     pub(super) saved_conns: Vec<(u64, String, u64)>,

@@ -23,7 +23,7 @@ impl Daemon {
         let ring = n1.mem.ring(o7s::ring::Dir::Rx);
         // PDUs for other IPCPs: (next-hop N-1 flow, PDU), written after the lock.
         let mut fwd: Vec<(u64, Vec<u8>)> = vec![];
-        // A neighbour's new address (a Management CEP: uni_address.rs), after the loop.
+        // A neighbour's new address (a Management CEP: unicast/address.rs), after the loop.
         let mut updates: Vec<Vec<u8>> = vec![];
         let mut guard = self.st();
         let st = &mut *guard;
