@@ -489,6 +489,10 @@ impl Kick {
     pub fn fd(&self) -> &OwnedFd {
         &self.fd
     }
+    /// Its descriptor, given up (to hand it to another process).
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
 }
 
 impl AsFd for Kick {

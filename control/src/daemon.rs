@@ -117,6 +117,9 @@ pub struct Counters {
     /// Flows ended because their peer gave a new flow the endpoint id they named (its old
     /// end is gone: it restarted, or ended the flow without a message).
     pub flows_superseded: AtomicU64,
+    /// Flows the data plane did not install (it refused, restarted, or did not answer
+    /// within `INSTALL_WAIT`): their allocation or acceptance failed.
+    pub install_failed: AtomicU64,
     /// Requests refused: the caller may not do that.
     pub denied: AtomicU64,
     /// Flow requests refused: the name's auto-started program already runs
@@ -153,6 +156,13 @@ pub struct State {
     fresh: std::collections::VecDeque<shim_driver::Fresh>,
     /// Checked flow requests waiting for an acceptor, in arrival order.
     accept_queue: o7s_proto::accept::AcceptQueue<(usize, o7s_proto::shim::ReqId)>,
+    /// Accepted requests whose flows the data plane is installing (shim_accept.rs): the
+    /// FLOW_REPLY and the process's flow wait for its acknowledgement, the loop does not.
+    shim_serving: Vec<(
+        shim_driver::Waiting,
+        crate::registry::Acceptor,
+        install::Installing,
+    )>,
     /// What each of them needs when it is served.
     waiting: HashMap<(usize, o7s_proto::shim::ReqId), shim_driver::Waiting>,
     /// Unicast IPCPs (issue 15: bootstrap and enrolment so far).

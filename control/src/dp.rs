@@ -33,7 +33,13 @@ pub enum DpError {
     /// It refused, with its reason.
     #[error("{0}")]
     Refused(String),
+    /// It was restarted before it answered (what it was asked is gone with it).
+    #[error("the data plane restarted before it answered")]
+    Restarted,
 }
+
+/// How long o7sd gives the data plane to acknowledge a flow's installation.
+pub const INSTALL_WAIT: Duration = Duration::from_secs(2);
 
 /// Messages waiting for the writer thread at most.
 pub const MAX_QUEUED: usize = 4096;
@@ -68,6 +74,9 @@ enum DpProcess {
     Child(Child),
     /// Started by an o7sd that went away; adopted (not our child: watched by its pid).
     Adopted(u32),
+    /// No process: a unit test's data plane, the other end of the channel.
+    #[cfg(test)]
+    Fake,
 }
 
 impl DpProcess {
@@ -75,6 +84,8 @@ impl DpProcess {
         match self {
             Self::Child(c) => c.id(),
             Self::Adopted(p) => *p,
+            #[cfg(test)]
+            Self::Fake => 0,
         }
     }
 
@@ -89,6 +100,8 @@ impl DpProcess {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
+            #[cfg(test)]
+            Self::Fake => {}
         }
     }
 
@@ -101,6 +114,8 @@ impl DpProcess {
                 None,
             )
             .is_err(),
+            #[cfg(test)]
+            Self::Fake => false,
         }
     }
 }
@@ -182,6 +197,13 @@ impl DpHandle {
         }
     }
 
+    /// A data plane that is the test holding the other end of `ours` (it reads what o7sd
+    /// sends; its answers are given to [`DpHandle::route`] as the events thread would).
+    #[cfg(test)]
+    pub(crate) fn fake(ours: Channel) -> io::Result<Arc<Self>> {
+        Self::with(ours, DpProcess::Fake, vec![])
+    }
+
     fn with(ours: Channel, child: DpProcess, env: Vec<(String, String)>) -> io::Result<Arc<Self>> {
         let (queue, rx) = sync_channel(MAX_QUEUED);
         let h = Arc::new(Self {
@@ -222,6 +244,8 @@ impl DpHandle {
             DpProcess::Adopted(pid) => Err(io::Error::other(format!(
                 "the adopted data plane (pid {pid}) went away"
             ))),
+            #[cfg(test)]
+            DpProcess::Fake => Err(io::Error::other("a test's data plane")),
         };
         if let Ok(s) = &status {
             if s.code() == Some(i32::from(o7s_abi::EXIT_ABI_MISMATCH)) {
@@ -238,6 +262,7 @@ impl DpHandle {
         let (ours, child) = Self::start(&self.env)?;
         *c = DpProcess::Child(child);
         drop(c);
+        self.end_flow_waits();
         *self.ch.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(ours);
         Ok(old)
     }
@@ -282,26 +307,40 @@ impl DpHandle {
             .map_err(|_| DpError::Silent)
     }
 
-    /// Installs a flow (`ToDp::AddFlow` with its descriptors) and waits until the data
-    /// plane has mapped its memory, or says why it cannot.
-    pub fn add_flow(&self, m: &ToDp, flow: u64, fds: &[BorrowedFd<'_>]) -> Result<(), DpError> {
+    /// Asks the data plane to install a flow (`m`, a `ToDp::AddFlow` for `flow`, with its
+    /// descriptors) and returns at once: its answer comes on the receiver, which the events
+    /// thread fills (and then wakes the loop). `Err(Busy)` when the queue is full. A data
+    /// plane restarted before it answers drops the sender (the receiver sees it gone).
+    pub fn add_flow_start(
+        &self,
+        m: &ToDp,
+        flow: u64,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<Receiver<Result<(), DpError>>, DpError> {
         let (tx, rx) = channel();
         if let Ok(mut w) = self.flow_waiters.lock() {
             w.insert(flow, tx);
         }
         if !self.send(m, fds) {
-            if let Ok(mut w) = self.flow_waiters.lock() {
-                w.remove(&flow);
-            }
+            self.add_flow_forget(flow);
             return Err(DpError::Busy);
         }
-        let r = rx
-            .recv_timeout(Duration::from_secs(2))
-            .unwrap_or(Err(DpError::Silent));
+        Ok(rx)
+    }
+
+    /// Ends every wait for an installation's acknowledgement: the data plane that was asked
+    /// is gone (restarted), and with it the flows being installed.
+    pub fn end_flow_waits(&self) {
+        if let Ok(mut w) = self.flow_waiters.lock() {
+            w.clear();
+        }
+    }
+
+    /// Forgets the wait for flow `flow`'s acknowledgement (its time is up).
+    pub fn add_flow_forget(&self, flow: u64) {
         if let Ok(mut w) = self.flow_waiters.lock() {
             w.remove(&flow);
         }
-        r
     }
 
     /// Starts capture `id` into the ring `mem` (`ToDp::CaptureStart` with it) and waits

@@ -10,8 +10,6 @@ use o7s::proto::{Ctl, ErrorCode, Reply, Request};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-// @@MISSING PeerCred
-// @@MISSING Slot
 
 impl Daemon {
     /// The admin thread: o7sctl requests, one at a time, from the loop's bounded queue.

@@ -9,7 +9,6 @@ use crate::daemon::{Daemon, FlowRec};
 use crate::eth::Peer;
 use o7s_abi::msg::{AdoptedPort, PortKind, ToDp};
 use std::time::Instant;
-// @@MISSING AdoptedPort
 
 impl Daemon {
     /// Keeps the adopted data plane's ports for the IPCPs the configuration creates.

@@ -4,6 +4,7 @@
 //! waits, so allocations in progress take no thread.
 
 use crate::config::IpcpKind;
+use crate::daemon::install::{Installed, Installing};
 use crate::daemon::{now_ns, Daemon, State};
 use crate::error::FlowError;
 use crate::eth::{Peer, ReplyInfo};
@@ -15,14 +16,9 @@ use o7s_wire::oap::OapHdr;
 use o7s_wire::qos::QosSpec;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::channel;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-// @@MISSING FlowError
-// @@MISSING Receiver
-// @@MISSING ReplyInfo
-// @@MISSING ShimError
-// @@MISSING TryRecvError
-use std::sync::mpsc::{Receiver, TryRecvError};
 
 /// Most udp name lookups (DNS or the system resolver, which block) at once.
 pub const MAX_LOOKUPS: usize = 16;
@@ -51,6 +47,19 @@ enum Stage {
     },
     /// FLOW_REQ sent: waiting for the FLOW_REPLY.
     Replying(Box<Replying>),
+    /// Answered: waiting for the data plane to install the flow.
+    Installing(Box<InstallingAlloc>),
+}
+
+/// An allocated flow the data plane is installing, and what to give back if it does not.
+#[derive(Debug)]
+struct InstallingAlloc {
+    inst: Installing,
+    /// The IPCP and the endpoint id its shim gave the flow.
+    idx: usize,
+    local: u32,
+    remote: u32,
+    peer: Peer,
 }
 
 struct Replying {
@@ -90,6 +99,7 @@ impl AllocJob {
         match &self.stage {
             Stage::Resolving { deadline, .. } => *deadline,
             Stage::Replying(r) => r.deadline,
+            Stage::Installing(a) => a.inst.deadline(),
         }
     }
 }
@@ -350,7 +360,54 @@ impl Daemon {
                         asked: String::new(),
                     },
                 };
-                Step::Done(self.alloc_finish(&job, *r, reply))
+                match self.alloc_finish(&job, *r, reply, now) {
+                    Ok(a) => Step::Pending(AllocJob {
+                        stage: Stage::Installing(Box::new(a)),
+                        ..job
+                    }),
+                    Err(e) => Step::Done(Err(e)),
+                }
+            }
+            Stage::Installing(a) => {
+                let InstallingAlloc {
+                    inst,
+                    idx,
+                    local,
+                    remote,
+                    peer,
+                } = *a;
+                match self.install_poll(inst, now) {
+                    Ok(Installed::Waiting(inst)) => Step::Pending(AllocJob {
+                        name,
+                        qos,
+                        timeout,
+                        pid,
+                        start,
+                        member,
+                        stage: Stage::Installing(Box::new(InstallingAlloc {
+                            inst,
+                            idx,
+                            local,
+                            remote,
+                            peer,
+                        })),
+                    }),
+                    Ok(Installed::Done(acc)) => {
+                        tracing::info!(
+                            "Flow {} allocated to {name} for process {pid}: local {local:#x}, remote {remote:#x} at {peer} in {:.3} ms.",
+                            acc.flow,
+                            start.elapsed().as_secs_f64() * 1000.0
+                        );
+                        Step::Done(Ok(acc))
+                    }
+                    Err(e) => {
+                        if let Some(i) = self.st().ipcps.get_mut(idx) {
+                            i.shim.release(local);
+                        }
+                        tracing::warn!("Flow allocation to {name}: {e}");
+                        Step::Done(Err(e))
+                    }
+                }
             }
         }
     }
@@ -415,14 +472,15 @@ impl Daemon {
         })
     }
 
-    /// Checks the FLOW_REPLY (OAP response, server authentication, keys) and installs the
-    /// flow.
+    /// Checks the FLOW_REPLY (OAP response, server authentication, keys) and asks the data
+    /// plane to install the flow.
     fn alloc_finish(
         &self,
         job: &AllocJob,
         r: Replying,
         reply: Result<Result<ReplyInfo, ShimError>, ()>,
-    ) -> Result<Accepted, FlowError> {
+        now: Instant,
+    ) -> Result<InstallingAlloc, FlowError> {
         let name = job.name.as_str();
         let (idx, local) = (r.idx, r.local);
         let free = |st: &mut State| {
@@ -460,8 +518,8 @@ impl Daemon {
                 return Err(e);
             }
         };
-        let acc = self
-            .install_flow(
+        let inst = self
+            .install_start(
                 idx,
                 local,
                 reply.remote,
@@ -471,17 +529,16 @@ impl Daemon {
                 "alloc",
                 job.pid,
                 crypt,
+                now,
             )
             .inspect_err(|_| free(&mut self.st()))?;
-        tracing::info!(
-            "Flow {} allocated to {name} for process {}: local {local:#x}, remote {:#x} at {} in {:.3} ms.",
-            acc.flow,
-            job.pid,
-            reply.remote,
-            reply.peer,
-            job.start.elapsed().as_secs_f64() * 1000.0
-        );
-        Ok(acc)
+        Ok(InstallingAlloc {
+            inst,
+            idx,
+            local,
+            remote: reply.remote,
+            peer: reply.peer,
+        })
     }
 }
 

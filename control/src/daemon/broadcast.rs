@@ -19,6 +19,7 @@ use crate::daemon::{dup, Daemon, FlowRec, State};
 use crate::error::FlowError;
 use crate::eth::Peer;
 use crate::registry::Accepted;
+use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use o7s::proto::FlowInfo;
 use o7s::ring::{FlowMem, Kick, DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
 use o7s_abi::ring::flags;
@@ -26,13 +27,6 @@ use o7s_wire::qos::QosSpec;
 use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
-// @@MISSING BTreeSet
-// @@MISSING Epoll
-// @@MISSING EpollEvent
-// @@MISSING EpollFlags
-// @@MISSING FlowError
-use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
-// @@MISSING flags
 
 /// The largest SDU of a broadcast layer (the reference's `BROADCAST_MTU`).
 pub const BROADCAST_MTU: usize = 1400;

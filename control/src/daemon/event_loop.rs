@@ -14,34 +14,20 @@
 
 use super::alloc::{AllocJob, Step};
 use super::unicast::tend::{UniLoop, N1_TOKENS};
+use crate::conns::{Conns, Slot};
 use crate::daemon::Daemon;
 use crate::registry::Accepted;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use o7s::ipc::Channel;
+use o7s::ipc::{Listener, PeerCred};
 use o7s::proto::{Ctl, ErrorCode, Reply};
 use std::collections::HashMap;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-// @@MISSING Conns
-// @@MISSING Epoll
-// @@MISSING EpollCreateFlags
-// @@MISSING EpollEvent
-// @@MISSING EpollFlags
-// @@MISSING EpollTimeout
-// @@MISSING Listener
-// @@MISSING PeerCred
-// @@MISSING Receiver
-// @@MISSING Slot
-// @@MISSING SyncSender
-// @@MISSING TryRecvError
-// @@MISSING TrySendError
-// @@MISSING UnixDatagram
-use crate::conns::{Conns, Slot};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use o7s::ipc::{Listener, PeerCred};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 
 const LISTENER: u64 = 0;
 const WAKE: u64 = 1;
@@ -220,6 +206,12 @@ impl Daemon {
             let due = self.tend(&mut open, now, &mut uni.new_flows);
             self.tend_uni(&epoll, &mut uni, now);
             let due = due.min(self.uni_timeout().unwrap_or(due));
+            // Accepted flows over unicast layers fail if the data plane does not install them.
+            let due = uni
+                .serving
+                .iter()
+                .map(|s| s.deadline())
+                .fold(due, Instant::min);
             if now.duration_since(last_sweep) >= Duration::from_millis(500) {
                 last_sweep = now;
                 // Bound processes that exited without a connection open to o7sd.

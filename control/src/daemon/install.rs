@@ -1,7 +1,8 @@
 //! A flow set up on both sides the same way: its limits checked, its shared memory made,
 //! its entry installed in the data plane, and what its app gets.
 
-use crate::daemon::{dup, flow_mem, Daemon, FlowRec};
+use crate::daemon::{flow_mem, Daemon, FlowRec};
+use crate::dp::{DpError, INSTALL_WAIT};
 use crate::error::FlowError;
 use crate::eth::Peer;
 use crate::registry::Accepted;
@@ -11,7 +12,8 @@ use o7s_wire::qos::QosSpec;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
-// @@MISSING FlowError
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
 
 /// What o7sd keeps of a flow in the data plane (opaque to it), so that an o7sd that adopts
 /// the data plane after a crash knows the flow again.
@@ -26,11 +28,59 @@ pub(super) struct FlowRecord {
     pub own: bool,
 }
 
+/// A flow whose installation the data plane has not acknowledged yet: the descriptors
+/// its app will get, kept until then.
+#[derive(Debug)]
+pub(crate) struct Installing {
+    /// o7sd's id of the flow.
+    pub(crate) flow: u64,
+    ack: Receiver<Result<(), DpError>>,
+    deadline: Instant,
+    /// The flow's memory and its two kicks (tx, rx), for the app.
+    mem: [OwnedFd; 3],
+    info: FlowInfo,
+}
+
+impl Installing {
+    /// The installation of flow `flow` asked for at `now`; `ack` brings the data plane's
+    /// answer; `mem`: the flow's memory and kicks (tx, rx) for the app.
+    pub(crate) fn new(
+        flow: u64,
+        ack: Receiver<Result<(), DpError>>,
+        now: Instant,
+        mem: [OwnedFd; 3],
+        info: FlowInfo,
+    ) -> Self {
+        Self {
+            flow,
+            ack,
+            deadline: now + INSTALL_WAIT,
+            mem,
+            info,
+        }
+    }
+
+    /// When it fails unless the data plane has answered.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+/// Where an installation stands.
+#[derive(Debug)]
+pub(crate) enum Installed {
+    /// Acknowledged: what the app gets.
+    Done(Accepted),
+    /// Not yet.
+    Waiting(Installing),
+}
+
 impl Daemon {
-    /// Sets up the shared memory and the data-plane entry of a flow, records it, and returns
-    /// what the app gets.
+    /// Sets up the shared memory of a flow, records it and asks the data plane to install
+    /// it; returns at once. [`Daemon::install_poll`] finishes it when the data plane
+    /// acknowledges (or fails it after [`INSTALL_WAIT`]): the loop never waits for it.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn install_flow(
+    pub(super) fn install_start(
         &self,
         ipcp: usize,
         local: u32,
@@ -41,7 +91,8 @@ impl Daemon {
         side: &'static str,
         pid: i32,
         crypt: Option<CryptSpec>,
-    ) -> Result<Accepted, FlowError> {
+        now: Instant,
+    ) -> Result<Installing, FlowError> {
         self.check_flow_limits(peer)?;
         {
             let st = self.st();
@@ -105,7 +156,7 @@ impl Daemon {
             self.wake();
         }
         let own = pid == std::process::id() as i32;
-        let added = self.dp.add_flow(
+        let ack = self.dp.add_flow_start(
             &ToDp::AddFlow {
                 flow,
                 port,
@@ -129,31 +180,57 @@ impl Daemon {
             flow,
             &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],
         );
-        if let Err(e) = added {
-            // Forget it here and there (the data plane may install it late).
-            self.dealloc(flow);
+        let ack = match ack {
+            Ok(ack) => ack,
+            Err(e) => {
+                // Forget it here and there (the data plane may install it late).
+                self.dealloc(flow);
+                return Err(FlowError::Install(e));
+            }
+        };
+        let info = FlowInfo {
+            id: flow,
+            name: name.to_string(),
+            qos,
+            mtu,
+            layer,
+            local: false,
+            swapped: false,
+        };
+        Ok(Installing::new(
+            flow,
+            ack,
+            now,
+            [memfd, tx.into_fd(), rx.into_fd()],
+            info,
+        ))
+    }
+
+    /// Takes an installation a step further: the app's flow once the data plane
+    /// acknowledged it, the installation back while it may still come, an error (the flow
+    /// forgotten here and there) when the data plane refused it, restarted, or let
+    /// [`INSTALL_WAIT`] pass.
+    pub(crate) fn install_poll(&self, i: Installing, now: Instant) -> Result<Installed, FlowError> {
+        let answer = match i.ack.try_recv() {
+            Ok(a) => a,
+            Err(TryRecvError::Empty) if now < i.deadline => return Ok(Installed::Waiting(i)),
+            Err(TryRecvError::Empty) => {
+                self.dp.add_flow_forget(i.flow);
+                Err(DpError::Silent)
+            }
+            Err(TryRecvError::Disconnected) => Err(DpError::Restarted),
+        };
+        if let Err(e) = answer {
+            self.counters.install_failed.fetch_add(1, Ordering::Relaxed);
+            self.dealloc(i.flow);
             return Err(FlowError::Install(e));
         }
         self.counters.flows.fetch_add(1, Ordering::Relaxed);
-        let fds = [dup(&memfd), dup(tx.fd()), dup(rx.fd())];
-        let fds: Vec<OwnedFd> = fds.into_iter().flatten().collect();
-        if fds.len() != 3 {
-            self.dealloc(flow);
-            return Err(FlowError::Descriptors);
-        }
-        Ok(Accepted {
-            info: FlowInfo {
-                id: flow,
-                name: name.to_string(),
-                qos,
-                mtu,
-                layer,
-                local: false,
-                swapped: false,
-            },
-            flow,
-            fds,
-        })
+        Ok(Installed::Done(Accepted {
+            info: i.info,
+            flow: i.flow,
+            fds: i.mem.into(),
+        }))
     }
 
     /// Whether one more flow with `peer` is within the daemon's limits (`--max-flows`,
@@ -236,5 +313,214 @@ mod tests {
         assert_eq!(superseded(&flows, 0, c, 0x41), vec![2]);
         assert_eq!(superseded(&flows, 0, c, 0x42), Vec::<u64>::new());
         assert_eq!(superseded(&flows, 1, d, 0x40), Vec::<u64>::new());
+    }
+}
+
+#[cfg(test)]
+/// The data plane's acknowledgement of an installation, on a fake data plane and clock.
+mod acknowledgement {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+    use crate::config::IpcpKind;
+    use crate::daemon::Settings;
+    use crate::dp::DpHandle;
+    use crate::eth::EthIpcp;
+    use o7s::ipc::Channel;
+    use o7s_abi::msg::{FromDp, PortKind};
+    use o7s_wire::hash::HashAlgo;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// o7sd with one eth-dix IPCP on port 7 (MTU 1500) and, as its data plane, the test:
+    /// the other end of the channel.
+    fn daemon() -> (Arc<Daemon>, Channel) {
+        let (ours, theirs) = Channel::pair().unwrap();
+        let dp = DpHandle::fake(ours).unwrap();
+        let d = Daemon::new(
+            dp,
+            Settings {
+                query_timeout: Duration::from_secs(1),
+                autostart_wait: Duration::from_secs(1),
+                accept_wait: Duration::from_secs(1),
+                security_dir: std::env::temp_dir().join("o7s-install-test-nothing"),
+                key_rotation_bits: 20,
+                policy: crate::authz::Policy::default(),
+                max_flows: 16,
+                max_flows_per_peer: 16,
+                max_flows_per_process: 16,
+                rundir: std::env::temp_dir(),
+            },
+        );
+        let mut i = EthIpcp::new(
+            "e1",
+            "wire",
+            IpcpKind::EthDix,
+            PortKind::Dix { ethertype: 0xa000 },
+            "veth-test",
+            HashAlgo::Sha3_256,
+            7,
+        );
+        i.mtu = 1500;
+        d.st().ipcps.push(i);
+        (d, theirs)
+    }
+
+    const PEER: Peer = Peer::Mac([2, 0, 0, 0, 0, 9]);
+
+    /// Starts installing a flow accepted for process 4242: local eid 0x11, remote 0x22.
+    fn start(d: &Daemon, now: Instant) -> Installing {
+        d.install_start(
+            0,
+            0x11,
+            0x22,
+            PEER,
+            "oping-server",
+            QosSpec::RAW,
+            "accept",
+            4242,
+            None,
+            now,
+        )
+        .unwrap()
+    }
+
+    /// The next message o7sd sent its data plane, and the descriptors with it.
+    fn sent(dp: &Channel) -> (ToDp, usize) {
+        let (m, fds) = dp
+            .recv_timeout::<ToDp>(Some(Duration::from_secs(2)))
+            .unwrap();
+        (m, fds.len())
+    }
+
+    #[test]
+    fn an_installation_acknowledged_late_is_given_back_until_then_and_completes_when_it_comes() {
+        let (d, dp) = daemon();
+        let t0 = Instant::now();
+        let inst = start(&d, t0);
+        let flow = inst.flow;
+        // What the data plane was asked: this flow, on the IPCP's port, the two ends'
+        // endpoint ids (different, so a swap shows), with its memory and two kicks.
+        match sent(&dp) {
+            (
+                ToDp::AddFlow {
+                    flow: f,
+                    port,
+                    local,
+                    remote,
+                    peer,
+                    pid,
+                    ..
+                },
+                3,
+            ) => {
+                assert_eq!((f, port, local, remote), (flow, 7, 0x11, 0x22));
+                assert_eq!((peer, pid), ([2, 0, 0, 0, 0, 9], 4242));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not acknowledged 1.9 s later: still waiting, given back.
+        let inst = match d
+            .install_poll(inst, t0 + Duration::from_millis(1900))
+            .unwrap()
+        {
+            Installed::Waiting(i) => i,
+            Installed::Done(_) => panic!("done without an acknowledgement"),
+        };
+        assert_eq!(d.counters.flows.load(Ordering::Relaxed), 0);
+        // The acknowledgement comes (the events thread routes it) just before the deadline.
+        assert!(d.dp.route(FromDp::FlowAdded { flow }).is_none());
+        let acc = match d
+            .install_poll(inst, t0 + Duration::from_millis(1999))
+            .unwrap()
+        {
+            Installed::Done(acc) => acc,
+            Installed::Waiting(_) => panic!("the acknowledgement was not seen"),
+        };
+        assert_eq!((acc.flow, acc.info.id, acc.fds.len()), (flow, flow, 3));
+        assert_eq!((acc.info.mtu, acc.info.layer.as_str()), (1500, "wire"));
+        assert_eq!(d.counters.flows.load(Ordering::Relaxed), 1);
+        assert_eq!(d.counters.install_failed.load(Ordering::Relaxed), 0);
+        assert!(d.st().flows.contains_key(&flow));
+    }
+
+    #[test]
+    fn an_installation_never_acknowledged_fails_at_its_deadline_and_is_forgotten_both_sides() {
+        let (d, dp) = daemon();
+        let t0 = Instant::now();
+        let inst = start(&d, t0);
+        let flow = inst.flow;
+        let _ = sent(&dp);
+        assert_eq!(inst.deadline(), t0 + INSTALL_WAIT);
+        match d.install_poll(inst, t0 + INSTALL_WAIT) {
+            Err(FlowError::Install(DpError::Silent)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(d.counters.install_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(d.counters.flows.load(Ordering::Relaxed), 0);
+        assert!(!d.st().flows.contains_key(&flow));
+        // The data plane is told to drop it, should it install it late.
+        match sent(&dp) {
+            (ToDp::DelFlow { flow: f }, 0) => assert_eq!(f, flow),
+            other => panic!("{other:?}"),
+        }
+        // Its late acknowledgement goes nowhere (and breaks nothing).
+        assert!(d.dp.route(FromDp::FlowAdded { flow }).is_none());
+    }
+
+    #[test]
+    fn a_refused_installation_fails_with_the_data_planes_reason() {
+        let (d, dp) = daemon();
+        let t0 = Instant::now();
+        let inst = start(&d, t0);
+        let flow = inst.flow;
+        let _ = sent(&dp);
+        let _ = d.dp.route(FromDp::FlowError {
+            flow,
+            error: "port 7 is gone".into(),
+        });
+        match d.install_poll(inst, t0 + Duration::from_millis(1)) {
+            Err(FlowError::Install(DpError::Refused(why))) => assert_eq!(why, "port 7 is gone"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(d.counters.install_failed.load(Ordering::Relaxed), 1);
+        assert!(!d.st().flows.contains_key(&flow));
+    }
+
+    #[test]
+    fn a_data_plane_restart_ends_the_pending_installations_at_once() {
+        let (d, dp) = daemon();
+        let t0 = Instant::now();
+        let (a, b) = (start(&d, t0), start(&d, t0));
+        let _ = (sent(&dp), sent(&dp));
+        d.dp.end_flow_waits();
+        for inst in [a, b] {
+            let flow = inst.flow;
+            match d.install_poll(inst, t0 + Duration::from_millis(1)) {
+                Err(FlowError::Install(DpError::Restarted)) => {}
+                other => panic!("{other:?}"),
+            }
+            assert!(!d.st().flows.contains_key(&flow));
+        }
+        assert_eq!(d.counters.install_failed.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn installations_are_acknowledged_each_on_its_own_in_any_order() {
+        let (d, dp) = daemon();
+        let t0 = Instant::now();
+        let (a, b) = (start(&d, t0), start(&d, t0));
+        assert_ne!(a.flow, b.flow);
+        let _ = (sent(&dp), sent(&dp));
+        let _ = d.dp.route(FromDp::FlowAdded { flow: b.flow });
+        let t = t0 + Duration::from_millis(5);
+        let a = match d.install_poll(a, t).unwrap() {
+            Installed::Waiting(a) => a,
+            Installed::Done(_) => panic!("a was not acknowledged"),
+        };
+        let (b_flow, b) = (b.flow, d.install_poll(b, t).unwrap());
+        assert!(matches!(b, Installed::Done(ref acc) if acc.flow == b_flow));
+        let _ = d.dp.route(FromDp::FlowAdded { flow: a.flow });
+        assert!(matches!(d.install_poll(a, t).unwrap(), Installed::Done(_)));
+        assert_eq!(d.counters.flows.load(Ordering::Relaxed), 2);
     }
 }

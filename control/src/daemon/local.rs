@@ -24,9 +24,6 @@ use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-// @@MISSING BTreeSet
-// @@MISSING FlowError
-// @@MISSING flags
 
 /// The largest SDU of a local flow (lo's MTU, as the data plane's slots).
 pub const LOCAL_MTU: usize = 9000;

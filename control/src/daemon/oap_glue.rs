@@ -1,14 +1,12 @@
 //! OAP in o7sd: certificates and keys from the security directory, checking requests,
 //! signing responses, verifying servers; the protocol itself is `o7s_proto::oap`.
 
-// @@MISSING AuthError
 use crate::auth::AuthError;
 use crate::daemon::{now_ns, Daemon};
 use crate::error::OapCheckError;
 use crate::security::EncConf;
 use o7s_abi::msg::CryptSpec;
 use o7s_wire::oap::{OapHdr, Role};
-// @@MISSING OapCheckError
 
 impl Daemon {
     /// The certificate and key of `side` for `name`, when both files exist (TOML overrides

@@ -2,9 +2,10 @@
 //! planned (a process waiting in accept, a program to start, or a wait), served with a
 //! FLOW_REPLY or refused; the waiting room and its expiry.
 
+use crate::daemon::install::Installed;
 use crate::daemon::shim_driver::{Fresh, Waiting};
 use crate::daemon::{Daemon, State};
-use crate::registry::Acceptor;
+use crate::registry::{Accepted, Acceptor};
 use o7s_abi::msg::CryptSpec;
 use o7s_proto::accept::{Action, Plan};
 use o7s_proto::refusal::Refusal;
@@ -268,23 +269,53 @@ impl Daemon {
             self.refuse_req(w.idx, w.req, Refusal::NoResources);
             return;
         };
-        let acc = match self.install_flow(
-            w.idx, local, w.remote, w.peer, &w.name, w.qos, "accept", a.pid, w.crypt,
+        match self.install_start(
+            w.idx,
+            local,
+            w.remote,
+            w.peer,
+            &w.name,
+            w.qos,
+            "accept",
+            a.pid,
+            w.crypt.clone(),
+            Instant::now(),
         ) {
-            Ok(acc) => acc,
-            Err(e) => {
-                crate::wire_log!(warn, "Flow request for {} refused: {e}", w.name);
-                // The process was picked but got nothing: it is first in line again.
-                self.st().reg.restore(a);
-                self.wake();
-                let cause = match e {
-                    crate::error::FlowError::Limit(_) => Refusal::Limit,
-                    _ => Refusal::NoResources,
-                };
-                self.refuse_req(w.idx, w.req, cause);
-                return;
+            // The FLOW_REPLY goes once the data plane has the flow (serve_installing).
+            Ok(inst) => self.st().shim_serving.push((w, a, inst)),
+            Err(e) => self.serve_failed(w, a, &e),
+        }
+    }
+
+    /// The accepted flows whose installation the data plane acknowledged go to their
+    /// processes and their FLOW_REPLYs to the requesters; those it refused (or did not
+    /// answer in time) are refused. Nothing waits here.
+    pub(super) fn serve_installing(&self, now: Instant) {
+        let pending = std::mem::take(&mut self.st().shim_serving);
+        for (w, a, inst) in pending {
+            match self.install_poll(inst, now) {
+                Ok(Installed::Waiting(inst)) => self.st().shim_serving.push((w, a, inst)),
+                Ok(Installed::Done(acc)) => self.serve_installed(w, a, acc),
+                Err(e) => self.serve_failed(w, a, &e),
             }
+        }
+    }
+
+    /// A request whose flow could not be set up: refused, its process first in line again.
+    fn serve_failed(&self, w: Waiting, a: Acceptor, e: &crate::error::FlowError) {
+        crate::wire_log!(warn, "Flow request for {} refused: {e}", w.name);
+        // The process was picked but got nothing: it is first in line again.
+        self.st().reg.restore(a);
+        self.wake();
+        let cause = match e {
+            crate::error::FlowError::Limit(_) => Refusal::Limit,
+            _ => Refusal::NoResources,
         };
+        self.refuse_req(w.idx, w.req, cause);
+    }
+
+    /// The flow of request `w`, installed: to its process, and the FLOW_REPLY out.
+    fn serve_installed(&self, w: Waiting, a: Acceptor, acc: Accepted) {
         let flow = acc.flow;
         if a.handle.send(acc).is_err() {
             crate::wire_log!(

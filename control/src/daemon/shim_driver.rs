@@ -258,6 +258,7 @@ impl Daemon {
                 self.check_fresh(f);
             }
             self.serve_waiting();
+            self.serve_installing(Instant::now());
             let mut out = vec![];
             let mut st = self.st();
             let now = Instant::now();
@@ -291,6 +292,7 @@ impl Daemon {
                 .iter()
                 .filter_map(|i| i.shim.poll_timeout())
                 .chain(st.accept_queue.poll_timeout())
+                .chain(st.shim_serving.iter().map(|(_, _, i)| i.deadline()))
                 .min()
                 .unwrap_or(now + Duration::from_millis(500))
                 .min(now + Duration::from_millis(500));

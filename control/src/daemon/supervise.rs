@@ -69,7 +69,14 @@ impl Daemon {
                     continue;
                 }
             };
-            match self.dp.route(m) {
+            // An installation's answer: the loop finishes the allocation or acceptance that
+            // waits for it (it does not wait itself).
+            let ack = matches!(m, FromDp::FlowAdded { .. } | FromDp::FlowError { .. });
+            let routed = self.dp.route(m);
+            if ack {
+                self.wake();
+            }
+            match routed {
                 Some(FromDp::Mgmt {
                     port,
                     src,

@@ -300,6 +300,7 @@ impl Daemon {
                     ("flow_replies_not_remembered", &c.replies_not_remembered),
                     ("flow_limit", &c.flow_limit),
                     ("flows_superseded", &c.flows_superseded),
+                    ("flow_install_failed", &c.install_failed),
                     ("name_reply_unsolicited", &c.name_reply_unsolicited),
                     ("name_cache_full", &c.cache_full),
                     ("name_query_limit", &c.query_limit),

@@ -7,7 +7,8 @@
 //! name. Not yet: encryption and authentication on these flows, auto-started programs.
 
 use super::{UniAllocated, UniIncoming};
-use crate::daemon::{dup, flow_mem, Daemon, FlowRec};
+use crate::daemon::install::{Installed, Installing};
+use crate::daemon::{flow_mem, Daemon, FlowRec};
 use crate::error::FlowError;
 use crate::eth::Peer;
 use crate::registry::Accepted;
@@ -16,8 +17,7 @@ use o7s_abi::msg::{CryptSpec, ToDp};
 use o7s_proto::refusal::Refusal;
 use o7s_wire::oap::{OapHdr, Role};
 use o7s_wire::qos::QosSpec;
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::os::fd::AsFd;
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
@@ -29,6 +29,33 @@ pub(crate) struct UniFlowP {
     pub uni: usize,
     pub flow: u64,
     pub local: u64,
+}
+
+/// An accepted flow over a unicast IPCP whose installation the data plane has not
+/// acknowledged yet, and the process that will get it.
+#[derive(Debug)]
+pub(crate) struct UniServing {
+    inst: Installing,
+    a: crate::registry::Acceptor,
+    fp: UniFlowP,
+}
+
+impl UniServing {
+    /// When it fails unless the data plane has answered.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.inst.deadline()
+    }
+}
+
+/// Where an accepted flow's installation stands.
+#[derive(Debug)]
+pub(crate) enum ServeStep {
+    /// Installed and handed to its process: the flow's record.
+    Done(UniFlowP),
+    /// The data plane has not answered yet.
+    Waiting(Box<UniServing>),
+    /// It failed (said in the log); the process is first in line again.
+    Failed,
 }
 
 /// A flow request from a peer IPCP that passed its checks.
@@ -69,6 +96,8 @@ enum UniStage {
         /// expires).
         rest: Vec<u64>,
     },
+    /// Answered: the data plane installs the flow.
+    Installing(Box<(Installing, UniFlowP)>),
 }
 
 /// Where an allocation over a unicast IPCP stands.
@@ -85,6 +114,7 @@ impl std::fmt::Debug for UniStage {
         f.write_str(match self {
             Self::Lookup(_) => "Lookup",
             Self::Fa { .. } => "Fa",
+            Self::Installing(_) => "Installing",
         })
     }
 }
@@ -219,14 +249,20 @@ impl Daemon {
                             return UniStep::Done(Err(e));
                         }
                     };
-                    let r = self.uni_install(
+                    match self.uni_install_start(
                         job.uni, a.local, a.remote, a.peer, &job.name, job.qos, "alloc", job.pid,
-                        crypt,
-                    );
-                    if r.is_err() {
-                        self.uni_release(job.uni, a.local);
+                        crypt, now,
+                    ) {
+                        Ok((inst, fp)) => {
+                            job.deadline = inst.deadline();
+                            job.stage = UniStage::Installing(Box::new((inst, fp)));
+                            UniStep::Pending(job)
+                        }
+                        Err(e) => {
+                            self.uni_release(job.uni, a.local);
+                            UniStep::Done(Err(e))
+                        }
                     }
-                    UniStep::Done(r)
                 }
                 Ok(Err(o7s_proto::fa::FaError::Refused(response))) => {
                     UniStep::Done(Err(FlowError::Refused {
@@ -256,6 +292,21 @@ impl Daemon {
                     ms: job.timeout.as_millis(),
                 })),
             },
+            UniStage::Installing(b) => {
+                let (inst, fp) = *b;
+                match self.install_poll(inst, now) {
+                    Ok(Installed::Waiting(inst)) => {
+                        job.stage = UniStage::Installing(Box::new((inst, fp)));
+                        UniStep::Pending(job)
+                    }
+                    Ok(Installed::Done(acc)) => UniStep::Done(Ok((acc, fp))),
+                    Err(e) => {
+                        tracing::warn!("Flow allocation to {}: {e}", job.name);
+                        self.uni_release(fp.uni, fp.local);
+                        UniStep::Done(Err(e))
+                    }
+                }
+            }
         }
     }
 
@@ -265,10 +316,11 @@ impl Daemon {
         }
     }
 
-    /// Sets up a flow over IPCP `uni`: its memory for the app, the flow in the data plane
-    /// (whose worker moves its SDUs in DT PDUs), and o7sd's record.
+    /// Sets up a flow over IPCP `uni`: its memory for the app, o7sd's record, and asks the
+    /// data plane to install it (its worker moves the SDUs in DT PDUs); returns at once:
+    /// [`Daemon::install_poll`] finishes it.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn uni_install(
+    pub(crate) fn uni_install_start(
         &self,
         uni: usize,
         local: u64,
@@ -279,7 +331,8 @@ impl Daemon {
         side: &'static str,
         pid: i32,
         crypt: Option<CryptSpec>,
-    ) -> Result<(Accepted, UniFlowP), FlowError> {
+        now: Instant,
+    ) -> Result<(Installing, UniFlowP), FlowError> {
         // An N-1 eth frame's room less the DT PCI (and IV and tag when encrypted).
         let mtu = if crypt.is_some() {
             1400 - o7s_abi::CRYPT_OVERHEAD
@@ -330,7 +383,7 @@ impl Daemon {
             );
             flow
         };
-        let added = self.dp.add_flow(
+        let ack = self.dp.add_flow_start(
             &ToDp::AddFlow {
                 flow,
                 port,
@@ -361,34 +414,27 @@ impl Daemon {
             flow,
             &[memfd.as_fd(), tx.fd().as_fd(), rx.fd().as_fd()],
         );
-        if let Err(e) = added {
-            self.dealloc(flow);
-            return Err(FlowError::Install(e));
-        }
-        self.counters.flows.fetch_add(1, Ordering::Relaxed);
-        let fds = [dup(&memfd), dup(tx.fd()), dup(rx.fd())];
-        let fds: Vec<OwnedFd> = fds.into_iter().flatten().collect();
-        if fds.len() != 3 {
-            self.dealloc(flow);
-            return Err(FlowError::Descriptors);
-        }
+        let ack = match ack {
+            Ok(ack) => ack,
+            Err(e) => {
+                self.dealloc(flow);
+                return Err(FlowError::Install(e));
+            }
+        };
         tracing::info!(
             "Flow {flow} ({side} {name}) over unicast layer {layer}: local {local:#x}, remote {remote:#x} at {peer:#010x}."
         );
+        let info = FlowInfo {
+            id: flow,
+            name: name.to_string(),
+            qos,
+            mtu,
+            layer,
+            local: false,
+            swapped: false,
+        };
         Ok((
-            Accepted {
-                info: FlowInfo {
-                    id: flow,
-                    name: name.to_string(),
-                    qos,
-                    mtu,
-                    layer,
-                    local: false,
-                    swapped: false,
-                },
-                flow,
-                fds,
-            },
+            Installing::new(flow, ack, now, [memfd, tx.into_fd(), rx.into_fd()], info),
             UniFlowP { uni, flow, local },
         ))
     }
@@ -466,14 +512,17 @@ impl Daemon {
         }
     }
 
-    /// Serves a checked flow request if a process accepts flows for `name` now: `Err(r)`
-    /// gives the request back to wait (it is served in arrival order as processes come
-    /// back to accept, or refused after `--accept-wait`).
+    /// Serves a checked flow request if a process accepts flows for `name` now: the flow
+    /// accepted in the flow allocator and its installation asked of the data plane (the
+    /// acceptor gets it when [`Daemon::install_poll`] says it is done); `Err(r)` gives the
+    /// request back to wait (it is served in arrival order as processes come back to
+    /// accept, or refused after `--accept-wait`).
     pub(crate) fn uni_serve(
         &self,
         r: UniIncoming,
         c: &UniChecked,
-    ) -> Result<Option<UniFlowP>, UniIncoming> {
+        now: Instant,
+    ) -> Result<Option<UniServing>, UniIncoming> {
         let (name, resp) = (c.name.as_str(), c.resp.as_slice());
         let acc = self
             .st()
@@ -493,21 +542,44 @@ impl Daemon {
             return Ok(None);
         };
         let crypt = c.crypt.clone();
-        match self.uni_install(
-            r.uni, local, remote, peer, name, r.qos, "accept", a.pid, crypt,
+        match self.uni_install_start(
+            r.uni, local, remote, peer, name, r.qos, "accept", a.pid, crypt, now,
         ) {
-            Ok((acc, fp)) => {
-                if a.handle.send(acc).is_err() {
-                    self.dealloc(fp.flow);
-                    return Ok(None);
-                }
-                self.wake();
-                Ok(Some(fp))
-            }
+            Ok((inst, fp)) => Ok(Some(UniServing { inst, a, fp })),
             Err(e) => {
                 tracing::warn!("unicast flow for {name}: {e}");
+                self.uni_release(r.uni, local);
                 self.st().reg.restore(a);
                 Ok(None)
+            }
+        }
+    }
+
+    /// Takes an accepted flow's installation a step further: the flow to its acceptor
+    /// once installed (its record back), the serving back while the data plane has not
+    /// answered, nothing when it failed (the acceptor is first in line again).
+    pub(crate) fn uni_serving_poll(&self, s: UniServing, now: Instant) -> ServeStep {
+        let UniServing { inst, a, fp } = s;
+        match self.install_poll(inst, now) {
+            Ok(Installed::Waiting(inst)) => {
+                ServeStep::Waiting(Box::new(UniServing { inst, a, fp }))
+            }
+            Ok(Installed::Done(acc)) => {
+                if a.handle.send(acc).is_err() {
+                    self.dealloc(fp.flow);
+                    self.uni_release(fp.uni, fp.local);
+                    return ServeStep::Failed;
+                }
+                self.wake();
+                ServeStep::Done(fp)
+            }
+            Err(e) => {
+                tracing::warn!("unicast flow {}: {e}", fp.flow);
+                // Its endpoint id is free again; the process is first in line again.
+                self.uni_release(fp.uni, fp.local);
+                self.st().reg.restore(a);
+                self.wake();
+                ServeStep::Failed
             }
         }
     }

@@ -36,6 +36,8 @@ pub(in crate::daemon) struct UniLoop {
     /// Names whose program o7sd started for a request over the layer, and when (one
     /// start per name while it has not had `--autostart-wait` to accept).
     pub(in crate::daemon) starting: HashMap<String, Instant>,
+    /// Accepted flows the data plane is installing (their processes get them then).
+    pub(in crate::daemon) serving: Vec<super::flows::UniServing>,
 }
 
 /// Flow requests from peer IPCPs that may wait for an acceptor, at most.
@@ -137,8 +139,8 @@ impl Daemon {
         u.starting
             .retain(|_, t| now.saturating_duration_since(*t) < wait);
         for (r, c, deadline) in std::mem::take(&mut u.waiting) {
-            match self.uni_serve(r, &c) {
-                Ok(Some(fp)) => u.new_flows.push(fp),
+            match self.uni_serve(r, &c, now) {
+                Ok(Some(sv)) => u.serving.push(sv),
                 Ok(None) => {}
                 Err(r) if now >= deadline => {
                     use o7s_proto::refusal::Refusal;
@@ -167,6 +169,15 @@ impl Daemon {
                     }
                     u.waiting.push_back((r, c, deadline));
                 }
+            }
+        }
+        // Accepted flows whose installation the data plane acknowledged go to their
+        // processes; the loop does not wait for it.
+        for sv in std::mem::take(&mut u.serving) {
+            match self.uni_serving_poll(sv, now) {
+                super::flows::ServeStep::Done(fp) => u.new_flows.push(fp),
+                super::flows::ServeStep::Waiting(sv) => u.serving.push(*sv),
+                super::flows::ServeStep::Failed => {}
             }
         }
         let adopted = std::mem::take(&mut self.st().uni_flows_adopted);

@@ -65,6 +65,11 @@ pub(in crate::metrics) const STATS: &[(&str, Kind, &str)] = &[
         "Flows ended because their peer gave a new flow the endpoint id they named (the peer restarted or ended them without a message)",
     ),
     (
+        "o7s_flow_install_failed",
+        C,
+        "Flows the data plane did not install (it refused, restarted, or did not answer within 2 s): their allocation or acceptance failed",
+    ),
+    (
         "o7s_name_reply_unsolicited",
         C,
         "NAME_QUERY_REPLYs for names this host did not ask for (or asked too long ago)",
