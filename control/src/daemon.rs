@@ -284,3 +284,30 @@ impl Daemon {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// o7sd for unit tests of its driver: its data plane is the test, holding the other end of
+/// the channel (what o7sd sends arrives there; answers go to `DpHandle::route` as the events
+/// thread would give them). No IPCP, no thread but the data plane's writer.
+#[cfg(test)]
+pub(crate) fn fake_daemon() -> (Arc<Daemon>, o7s::ipc::Channel) {
+    #[allow(clippy::unwrap_used)]
+    let (ours, theirs) = o7s::ipc::Channel::pair().unwrap();
+    #[allow(clippy::unwrap_used)]
+    let dp = DpHandle::fake(ours).unwrap();
+    let d = Daemon::new(
+        dp,
+        Settings {
+            query_timeout: Duration::from_secs(1),
+            autostart_wait: Duration::from_secs(1),
+            accept_wait: Duration::from_secs(1),
+            security_dir: std::env::temp_dir().join("o7s-fake-daemon-has-none"),
+            key_rotation_bits: 20,
+            policy: crate::authz::Policy::default(),
+            max_flows: 16,
+            max_flows_per_peer: 16,
+            max_flows_per_process: 16,
+            rundir: std::env::temp_dir(),
+        },
+    );
+    (d, theirs)
+}

@@ -322,8 +322,6 @@ mod acknowledgement {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
     use crate::config::IpcpKind;
-    use crate::daemon::Settings;
-    use crate::dp::DpHandle;
     use crate::eth::EthIpcp;
     use o7s::ipc::Channel;
     use o7s_abi::msg::{FromDp, PortKind};
@@ -334,23 +332,7 @@ mod acknowledgement {
     /// o7sd with one eth-dix IPCP on port 7 (MTU 1500) and, as its data plane, the test:
     /// the other end of the channel.
     fn daemon() -> (Arc<Daemon>, Channel) {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let dp = DpHandle::fake(ours).unwrap();
-        let d = Daemon::new(
-            dp,
-            Settings {
-                query_timeout: Duration::from_secs(1),
-                autostart_wait: Duration::from_secs(1),
-                accept_wait: Duration::from_secs(1),
-                security_dir: std::env::temp_dir().join("o7s-install-test-nothing"),
-                key_rotation_bits: 20,
-                policy: crate::authz::Policy::default(),
-                max_flows: 16,
-                max_flows_per_peer: 16,
-                max_flows_per_process: 16,
-                rundir: std::env::temp_dir(),
-            },
-        );
+        let (d, theirs) = crate::daemon::fake_daemon();
         let mut i = EthIpcp::new(
             "e1",
             "wire",

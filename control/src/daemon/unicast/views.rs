@@ -380,8 +380,72 @@ pub(in crate::daemon) fn membership(u: &super::UniIpcp) -> Value {
     use std::sync::atomic::Ordering;
     match &u.member {
         None => json!("open"),
-        Some(m) => json!({"member_ca": m.ca_file,
-            "admitted": m.admitted.load(Ordering::Relaxed),
-            "refused": m.refused.load(Ordering::Relaxed)}),
+        Some(m) => membership_row(
+            &m.ca_file,
+            m.admitted.load(Ordering::Relaxed),
+            m.refused.load(Ordering::Relaxed),
+        ),
+    }
+}
+
+/// The `membership` column of an IPCP whose layer admits members only.
+fn membership_row(ca_file: &str, admitted: u64, refused: u64) -> Value {
+    json!({"member_ca": ca_file, "admitted": admitted, "refused": refused})
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+    use crate::daemon::broadcast::Bcast;
+    use crate::daemon::unicast::UniIpcp;
+    use o7s::proto::{Ctl, Reply};
+    use serde_json::Value;
+
+    /// Every number `o7sctl ipcp list` gives of a unicast and of a broadcast IPCP is a
+    /// metric the catalogue describes (a column added without its description would be
+    /// exported as "not described yet").
+    #[test]
+    fn every_column_of_a_unicast_or_broadcast_ipcp_is_a_described_metric() {
+        let (d, _dp) = crate::daemon::fake_daemon();
+        d.st()
+            .unicast
+            .push(UniIpcp::new("u1", &[], &["srv".into()], true));
+        let mut b = UniIpcp::new("b1", &[], &[], true);
+        b.bcast = Some(Bcast::default());
+        d.st().unicast.push(b);
+        let rows: Vec<serde_json::Map<String, Value>> = d
+            .uni_rows(vec![])
+            .into_iter()
+            .map(|v| match v {
+                Value::Object(m) => m,
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(rows.len(), 2);
+        // An IPCP of a layer with members has its counts in the same column.
+        let mut member = rows[0].clone();
+        member.insert("name".into(), "u2".into());
+        member.insert("membership".into(), super::membership_row("ca.pem", 3, 1));
+        let mut rows = rows;
+        rows.push(member);
+        let table = rows.clone();
+        let text = crate::metrics::render(&move |c| match c {
+            Ctl::IpcpList => Reply::Table {
+                rows: table.clone(),
+            },
+            _ => Reply::Table { rows: vec![] },
+        });
+        let undescribed: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("# HELP") && l.contains("not described yet"))
+            .collect();
+        assert!(undescribed.is_empty(), "{undescribed:#?}");
+        // And the rows were exported: a unicast and a broadcast column each.
+        assert!(text.contains("o7s_ipcp_dt_neighbours{"), "{text}");
+        assert!(
+            text.contains("o7s_ipcp_bc_from_neighbours_total{"),
+            "{text}"
+        );
+        assert!(text.contains("o7s_ipcp_admitted_total{"), "{text}");
     }
 }

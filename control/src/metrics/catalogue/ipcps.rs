@@ -179,4 +179,119 @@ pub(in crate::metrics) const IPCPS: &[(&str, Kind, &str)] = &[
         C,
         "Flow-allocator messages the IPCP dropped: malformed, or for an endpoint that is no flow of it",
     ),
+    (
+        "o7s_ipcp_lsa_stale",
+        C,
+        "LSAs a unicast IPCP ignored: it knew the link with a seqno as high or higher",
+    ),
+    (
+        "o7s_ipcp_lsa_malformed",
+        C,
+        "SDUs on a Management flow that were not 24-byte LSAs, or LSAs naming address 0 or a link to itself",
+    ),
+    (
+        "o7s_ipcp_lsa_rate_dropped",
+        C,
+        "LSAs dropped because their Management neighbour sent more than its budget (2,000 a second)",
+    ),
+    (
+        "o7s_ipcp_dt_rate_dropped",
+        C,
+        "DT PDUs for o7sd (directory, flow allocator) dropped because their neighbour sent more than its budget (2,000 a second)",
+    ),
+    (
+        "o7s_ipcp_conn_failed",
+        C,
+        "Connections or enrolments of the IPCP that failed",
+    ),
+    (
+        "o7s_ipcp_conn_unexpected",
+        C,
+        "SDUs on an N-1 flow the connection machine does not know, or after its exchange ended",
+    ),
+    (
+        "o7s_ipcp_readdress_held",
+        C,
+        "Address collisions that would have moved the IPCP again within 60 s of its last move: ignored",
+    ),
+    (
+        "o7s_ipcp_dt_held_for_route",
+        C,
+        "Messages of the IPCP's components that had to wait for a route to their destination",
+    ),
+    (
+        "o7s_ipcp_dht_sent",
+        C,
+        "Directory messages the IPCP sent",
+    ),
+    (
+        "o7s_ipcp_dht_received",
+        C,
+        "Directory messages the IPCP received and accepted",
+    ),
+    (
+        "o7s_ipcp_dht_bad",
+        C,
+        "Directory messages dropped: malformed, out of bounds, a wrong id length or address 0",
+    ),
+    (
+        "o7s_ipcp_dht_proofs_refused",
+        C,
+        "Directory values without a valid proof in a layer whose entries are signed (refused in stores, ignored in answers), or with one in an open layer",
+    ),
+    (
+        "o7s_ipcp_dht_superseded",
+        C,
+        "Directory entries superseded by a newer one of the same publisher, or refused as older",
+    ),
+    (
+        "o7s_ipcp_neighbours",
+        G,
+        "DT neighbours of a broadcast IPCP (N-1 flows it floods to)",
+    ),
+    (
+        "o7s_ipcp_joined",
+        G,
+        "Processes joined to a broadcast IPCP",
+    ),
+    (
+        "o7s_ipcp_bc_from_neighbours",
+        C,
+        "SDUs a broadcast IPCP received from its neighbours",
+    ),
+    (
+        "o7s_ipcp_bc_from_joined",
+        C,
+        "SDUs a broadcast IPCP received from its joined processes",
+    ),
+    (
+        "o7s_ipcp_bc_to_neighbours",
+        C,
+        "Copies a broadcast IPCP wrote to its neighbours",
+    ),
+    (
+        "o7s_ipcp_bc_to_joined",
+        C,
+        "Copies a broadcast IPCP wrote to its joined processes",
+    ),
+    (
+        "o7s_ipcp_bc_drop_ring_full",
+        C,
+        "Copies a broadcast IPCP dropped because a joined process's receive ring was full",
+    ),
+    (
+        "o7s_ipcp_bc_drop_too_big",
+        C,
+        "SDUs a broadcast IPCP dropped because they were larger than its MTU (1400 bytes)",
+    ),
+    (
+        "o7s_ipcp_admitted",
+        C,
+        "Peers admitted on the N-1 flows of an IPCP whose layer admits members only (their certificates checked)",
+    ),
+    (
+        "o7s_ipcp_refused",
+        C,
+        "Peers refused on the N-1 flows of an IPCP whose layer admits members only: no certificate, another CA's, expired, a bad signature",
+    ),
 ];
