@@ -1,7 +1,9 @@
 //! Joining a layer and keeping its N-1 flows: bootstrap or enrolment, the CEP connections to
 //! members, N-1 flows that go down, and the IPCP's departure from the directory's view.
 
-use super::{dht_config, ls_config, publish, Departure, Event, Layer, Transmit, UnicastIpcp};
+use super::{
+    dht_config, ls_config, publish, Adopted, Departure, Event, Layer, Transmit, UnicastIpcp,
+};
 use crate::dht::{Dht, Key};
 use crate::enroll::FlowId;
 use crate::fa::Fa;
@@ -29,6 +31,13 @@ impl UnicastIpcp {
     /// Takes the layer's configuration (ours by bootstrap, or the enroller's): an
     /// address, the parts.
     pub(super) fn join(&mut self, now: Instant, conf: IpcpConfigMsg, enrolled: bool) {
+        let resumed = self
+            .resume_addr
+            .as_ref()
+            .is_some_and(|(layer, _)| *layer == conf.layer_info.name);
+        if resumed {
+            self.next_addr = self.resume_addr.take().map(|(_, a)| a);
+        }
         let addr = self.draw_addr(&BTreeSet::new());
         let peer = conf
             .unicast
@@ -41,18 +50,23 @@ impl UnicastIpcp {
             .unicast
             .as_ref()
             .map_or(60, |u| u8::try_from(u.dt.max_ttl).unwrap_or(u8::MAX));
-        let ls_cfg = self.cfg.ls.unwrap_or_else(|| ls_config(&conf));
+        let ls_cfg = self.cfg.ls.unwrap_or_else(|| {
+            let mut c = ls_config(&conf);
+            c.withdraw = self.cfg.ls_withdraw;
+            c
+        });
         let dht_cfg = self.cfg.dht.unwrap_or_else(|| dht_config(&conf));
         let mut mine = conf;
         if let Some(d) = mine.unicast.as_mut().and_then(|u| u.dir.dht.as_mut()) {
             d.peer = addr;
         }
-        self.conn.set_layer(addr, mine);
+        self.conn.set_layer(addr, mine.clone());
         let mut id = vec![0u8; 32];
         self.rng.fill(id.as_mut_slice());
         let (dht_seed, fa_seed) = (self.rng.gen(), self.rng.gen());
         self.layer = Some(Layer {
             addr,
+            conf: mine,
             ls: LinkState::new(addr, ls_cfg, now),
             dht: match &self.signed {
                 Some((p, _)) => Dht::new(dht_cfg, id, addr, dht_seed).with_proofs(Arc::clone(p)),
@@ -168,7 +182,7 @@ impl UnicastIpcp {
                         moved,
                     });
                 }
-                E::Served { .. } => {}
+                E::Served { flow } => self.events.push_back(Event::Served { flow }),
             }
         }
     }
@@ -182,11 +196,14 @@ impl UnicastIpcp {
             };
             match a {
                 Departure::Forget(addr) => {
-                    self.counters.dht_forgotten += l.dht.forget_address(addr) as u64;
+                    let values = l.dht.forget_address(addr);
+                    self.counters.dht_forgotten += values as u64;
+                    self.events.push_back(Event::DirForgotten { addr, values });
                 }
                 Departure::Rejoin(addr) => {
                     self.counters.dht_rejoined += 1;
                     l.dht.bootstrap(now, addr);
+                    self.events.push_back(Event::DirRejoined { addr });
                 }
                 Departure::Republish => {
                     let own: Vec<Key> = l
@@ -207,5 +224,47 @@ impl UnicastIpcp {
             }
         }
         self.tend(now);
+    }
+
+    /// Resumes what outlived the driver (o7sd restarted; the data plane kept the N-1
+    /// flows): the LSDB as saved (our own records a few seqnos on, above what the
+    /// neighbours hold) and the connections, up at once in the connection machine, link
+    /// state and the DT neighbours. Call it once in the layer (after
+    /// [`Event::InLayer`]). Returns how many connections it took (Enrollment ones are
+    /// not: enrolment is over); none before we are in a layer.
+    pub fn resume(&mut self, now: Instant, lsdb: &[((u64, u64), u64)], conns: &[Adopted]) -> usize {
+        let Some(l) = self.layer.as_mut() else {
+            return 0;
+        };
+        l.ls.restore(now, lsdb);
+        let mut taken = 0;
+        for c in conns {
+            match c.comp {
+                Component::Management => l.ls.add_mgmt(c.flow),
+                Component::DataTransfer => {
+                    self.dt_nb.insert(c.peer_addr, c.flow);
+                    l.ls.resume_dt(now, c.peer_addr);
+                }
+                _ => continue,
+            }
+            self.conn.adopt(c.flow, c.comp, c.peer_addr);
+            self.links.insert(c.flow, c.link);
+            taken += 1;
+        }
+        self.tend(now);
+        taken
+    }
+
+    /// Takes endpoint id `eid` for a flow over the layer that outlived the driver; false
+    /// when it is taken already (or we are in no layer).
+    pub fn adopt_eid(&mut self, eid: u64) -> bool {
+        self.layer.as_mut().is_some_and(|l| l.fa.adopt_eid(eid))
+    }
+
+    /// A flow over the layer ended (or was never handed out): its endpoint id is free.
+    pub fn release_flow(&mut self, eid: u64) {
+        if let Some(l) = self.layer.as_mut() {
+            l.fa.release(eid);
+        }
     }
 }

@@ -77,6 +77,10 @@ pub struct UniConfig {
     /// dropped; a dropped one back in the table this long makes the directory rejoin
     /// through it ([`super::departures`]).
     pub left_grace: Duration,
+    /// Link state floods a withdrawal when one of our DT connections ends
+    /// (`LsConfig::withdraw`) when `ls` is `None` (the layer's settings); o7sd's
+    /// `ls_withdraw` key.
+    pub ls_withdraw: bool,
 }
 
 impl Default for UniConfig {
@@ -95,6 +99,7 @@ impl Default for UniConfig {
             dht_retry: Duration::from_secs(1),
             dht_again: Duration::from_secs(2),
             left_grace: Duration::from_secs(1),
+            ls_withdraw: true,
         }
     }
 }
@@ -199,6 +204,25 @@ pub enum Event {
     Dir(dht::Event),
     /// The flow allocator: a request for a flow, an allocation done or failed.
     Fa(fa::Event),
+    /// We enrolled a member over N-1 flow `flow` (we are its enroller).
+    Served {
+        /// The N-1 flow.
+        flow: FlowId,
+    },
+    /// The directory dropped `values` values naming `addr`: it left the forwarding table
+    /// more than `left_grace` ago.
+    DirForgotten {
+        /// The member's address.
+        addr: u64,
+        /// Values dropped.
+        values: usize,
+    },
+    /// A forgotten member is back in the table: the directory joins again through it
+    /// (and our names are stored again a grace later).
+    DirRejoined {
+        /// The member's address.
+        addr: u64,
+    },
     /// A directory entry of ours could not be signed (a layer that signs its entries):
     /// not published (counted in [`Counters::sign_failed`]).
     SignFailed {
@@ -268,10 +292,26 @@ pub struct Counters {
     pub sign_failed: u64,
 }
 
+/// A connection that outlived the driver (o7sd restarted; the data plane kept its N-1
+/// flow): what [`UnicastIpcp::resume`] takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adopted {
+    /// The N-1 flow.
+    pub flow: FlowId,
+    /// The component it carries.
+    pub comp: Component,
+    /// The neighbour's address.
+    pub peer_addr: u64,
+    /// Its lower-layer peer, as the driver tags it ([`UnicastIpcp::connect`]).
+    pub link: u64,
+}
+
 /// The parts that exist once the IPCP is in a layer.
 #[derive(Debug)]
 struct Layer {
     addr: u64,
+    /// The layer's configuration as we joined it (our address as its directory peer).
+    conf: IpcpConfigMsg,
     ls: LinkState<FlowId>,
     dht: Dht,
     fa: Fa,
@@ -311,6 +351,8 @@ pub struct UnicastIpcp {
     last_readdress: Option<Instant>,
     /// The next address to take instead of a draw.
     next_addr: Option<u64>,
+    /// The address to take on joining the layer of that name (a resumed IPCP's).
+    resume_addr: Option<(String, u64)>,
     max_ttl: u8,
     counters: Counters,
     /// Destinations that leave the table and come back.
@@ -339,6 +381,7 @@ impl UnicastIpcp {
             to_publish: Vec::new(),
             last_readdress: None,
             next_addr: None,
+            resume_addr: None,
             max_ttl: 60,
             counters: Counters::default(),
             departures: Departures::new(cfg.left_grace, MAX_FORGOTTEN),
@@ -359,6 +402,24 @@ impl UnicastIpcp {
     /// a collision.
     pub fn propose_address(&mut self, addr: u64) {
         self.next_addr = Some(addr).filter(|a| *a != 0);
+    }
+
+    /// On joining layer `layer` (and only that one), take `addr` instead of a draw: a
+    /// driver that resumes an IPCP after a restart (its neighbours still know the
+    /// address). Kept while the IPCP joins no layer or another one.
+    pub fn propose_address_in(&mut self, layer: &str, addr: u64) {
+        self.resume_addr = Some((layer.to_string(), addr)).filter(|(_, a)| *a != 0);
+    }
+
+    /// The layer's configuration as we joined it (name, `max_ttl`, `cong_avoid`, ...; our
+    /// address as its directory peer), once in a layer.
+    pub fn layer_conf(&self) -> Option<&IpcpConfigMsg> {
+        self.layer.as_ref().map(|l| &l.conf)
+    }
+
+    /// The DT neighbours: address -> N-1 flow.
+    pub fn dt_neighbours(&self) -> &HashMap<u64, FlowId> {
+        &self.dt_nb
     }
 
     /// Our address, once in a layer.

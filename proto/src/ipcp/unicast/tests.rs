@@ -978,6 +978,13 @@ fn a_link_back_makes_both_directories_rejoin_and_publish_again_signed_anew() {
     let (ca, cb) = (p.a.counters(), p.b.counters());
     assert_eq!((ca.dht_forgotten, cb.dht_forgotten), (1, 1));
     assert_eq!((ca.dht_rejoined, cb.dht_rejoined), (0, 0));
+    // Each said which member it forgot, and how many of its values went.
+    assert!(p.ev_a.contains(&Event::DirForgotten { addr: B, values: 1 }));
+    assert!(p.ev_b.contains(&Event::DirForgotten { addr: A, values: 1 }));
+    assert!(!p
+        .ev_a
+        .iter()
+        .any(|e| matches!(e, Event::DirRejoined { .. })));
     // A can no longer sign its key; the link comes back: both rejoin, B publishes
     // again, A's publication fails (said, counted).
     refuse.store(0x11, Ordering::Relaxed);
@@ -989,6 +996,8 @@ fn a_link_back_makes_both_directories_rejoin_and_publish_again_signed_anew() {
     p.run(until);
     let (ca, cb) = (p.a.counters(), p.b.counters());
     assert_eq!((ca.dht_rejoined, cb.dht_rejoined), (1, 1));
+    assert!(p.ev_a.contains(&Event::DirRejoined { addr: B }));
+    assert!(p.ev_b.contains(&Event::DirRejoined { addr: A }));
     assert_eq!((ca.sign_failed, cb.sign_failed), (1, 0));
     assert!(p.a.dht().unwrap().signer(&key_at(0x33), B).is_some());
     assert!(p.ev_a.contains(&Event::SignFailed {
@@ -999,4 +1008,150 @@ fn a_link_back_makes_both_directories_rejoin_and_publish_again_signed_anew() {
     let now = p.now;
     p.a.readdress(now);
     assert_eq!(p.a.counters().sign_failed, 2);
+}
+
+#[test]
+fn the_enroller_says_whom_it_served_and_the_layer_conf_names_us_as_directory_peer() {
+    let p = Pair::join(UniConfig::default());
+    // A enrolled B over its end of flow 1, and said so once.
+    let served: Vec<&Event> = p
+        .ev_a
+        .iter()
+        .filter(|e| matches!(e, Event::Served { .. }))
+        .collect();
+    assert_eq!(served, [&Event::Served { flow: 1 + OFF }]);
+    assert!(!p.ev_b.iter().any(|e| matches!(e, Event::Served { .. })));
+    // Each keeps the layer's configuration, with itself as the directory's peer.
+    for (m, addr) in [(&p.a, A), (&p.b, B)] {
+        let c = m.layer_conf().unwrap();
+        assert_eq!(c.layer_info.name, "l");
+        assert_eq!(
+            c.unicast.as_ref().unwrap().dir.dht.as_ref().unwrap().peer,
+            addr
+        );
+    }
+    assert_eq!(p.a.dt_neighbours().get(&B), Some(&(3 + OFF)));
+    assert_eq!(p.b.dt_neighbours().get(&A), Some(&3));
+    assert_eq!(p.b.dt_neighbours().len(), 1);
+}
+
+#[test]
+fn a_resumed_ipcp_keeps_its_address_lsdb_and_connections_and_routes_at_once() {
+    let mut p = Pair::join(UniConfig::default());
+    // What o7sd saves of B.
+    let lsdb = p.b.link_state().unwrap().lsdb();
+    let conns: Vec<Adopted> =
+        p.b.connections()
+            .connections()
+            .into_iter()
+            .map(|(flow, comp, peer_addr)| Adopted {
+                flow,
+                comp,
+                peer_addr,
+                link: 7,
+            })
+            .collect();
+    assert_eq!(conns.len(), 2);
+    // B's driver restarts: a new machine (another seed) that enrols again over flow 4 and
+    // takes its address back, and then its connections.
+    let mut b = UnicastIpcp::new(UniConfig::default(), 99);
+    b.propose_address_in("l", B);
+    assert_eq!(b.resume(p.now, &lsdb, &conns), 0, "in no layer yet");
+    p.b = b;
+    p.ev_b.clear();
+    let now = p.now;
+    p.b.enrol(now, 4, 7);
+    p.pump();
+    assert_eq!(p.ev_b.first(), Some(&Event::InLayer { addr: B }));
+    assert_eq!(
+        p.b.next_hop(A),
+        None,
+        "no route before the connections are back"
+    );
+    let now = p.now;
+    assert_eq!(p.b.resume(now, &lsdb, &conns), 2);
+    // At once: the route, the DT neighbour, the connections, the LSDB.
+    assert_eq!(p.b.next_hop(A), Some(3));
+    assert_eq!(p.b.dt_neighbours().get(&A), Some(&3));
+    assert_eq!(
+        p.b.connections().connected(2),
+        Some((Component::Management, A))
+    );
+    assert_eq!(
+        p.b.connections().connected(3),
+        Some((Component::DataTransfer, A))
+    );
+    let restored = p.b.link_state().unwrap().lsdb();
+    for ((s, d), _) in &lsdb {
+        assert!(
+            restored.iter().any(|((s2, d2), _)| (s2, d2) == (s, d)),
+            "{s:#x}->{d:#x}"
+        );
+    }
+    // And A, which saw nothing, reaches the resumed B's name over the old flows.
+    p.pump();
+    let now = p.now;
+    p.b.register(now, UNIX, key("resumed"));
+    p.pump();
+    let until = p.now + Duration::from_secs(3);
+    p.run(until);
+    assert_eq!(look(&mut p, &key("resumed")), Some(vec![B]));
+}
+
+#[test]
+fn a_proposed_address_is_taken_only_in_the_layer_it_names() {
+    let mut p = Pair::new(UniConfig::default());
+    let mut b = UnicastIpcp::new(UniConfig::default(), 5);
+    b.propose_address_in("another", B);
+    p.b = b;
+    let now = p.now;
+    p.b.enrol(now, 1, 7);
+    p.pump();
+    let addr = p.b.addr().unwrap();
+    assert_ne!(addr, B);
+    assert_ne!(addr, 0);
+}
+
+#[test]
+fn eids_of_adopted_flows_are_taken_once_and_released_flows_free_theirs() {
+    // A random high half, flow number 100 low (fa.rs's layout).
+    const EID: u64 = 0x1234_5678_0000_0064;
+    let mut p = Pair::join(UniConfig::default());
+    let mut fresh = UnicastIpcp::new(UniConfig::default(), 3);
+    assert!(!fresh.adopt_eid(EID), "in no layer");
+    fresh.release_flow(EID);
+    assert!(!p.a.adopt_eid(0x4000), "flow number out of range");
+    assert!(p.a.adopt_eid(EID));
+    assert!(!p.a.adopt_eid(EID), "taken already");
+    p.a.release_flow(EID);
+    assert!(p.a.adopt_eid(EID), "free again");
+}
+
+/// The LSAs of `sdus` that withdraw a link (seqno all ones).
+fn withdrawals(sdus: &[Transmit]) -> usize {
+    sdus.iter()
+        .filter(|t| t.sdu.len() == 24 && t.sdu[16..] == [0xff; 8])
+        .count()
+}
+
+#[test]
+fn ls_withdraw_decides_whether_a_dt_connection_that_ends_is_withdrawn() {
+    for (withdraw, expected) in [(true, 1), (false, 0)] {
+        let cfg = UniConfig {
+            ls_withdraw: withdraw,
+            ..UniConfig::default()
+        };
+        let mut p = Pair::join(cfg);
+        let now = p.now;
+        p.b.flow_down(now, 3);
+        let mut out = vec![];
+        while let Some(t) = p.b.poll_transmit() {
+            out.push(t);
+        }
+        assert_eq!(
+            withdrawals(&out),
+            expected,
+            "ls_withdraw {withdraw}: {out:?}"
+        );
+    }
 }
