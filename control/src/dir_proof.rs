@@ -57,6 +57,23 @@ pub fn sign(m: &Membership, key: &[u8], addr: u64, at: u64) -> Result<Vec<u8>, A
     Ok(p)
 }
 
+/// How a member signs its own directory entries in the unicast IPCP machine
+/// ([`o7s_proto::ipcp::unicast::UnicastIpcp::with_signed_entries`]): with its member
+/// certificate's key, as [`sign`].
+#[derive(Debug, Clone)]
+pub struct MemberSigner(pub Arc<Membership>);
+
+impl o7s_proto::ipcp::unicast::Signer for MemberSigner {
+    fn sign(
+        &self,
+        key: &[u8],
+        addr: u64,
+        unix: o7s_proto::machine::UnixTime,
+    ) -> Result<Vec<u8>, ProofError> {
+        sign(&self.0, key, addr, unix.as_secs()).map_err(|e| ProofError(e.to_string()))
+    }
+}
+
 /// The subjectAltName DNS names of a DER certificate: the names its holder may publish.
 pub fn publishable_names(cert: &[u8]) -> Vec<String> {
     let Ok((_, c)) = x509_parser::parse_x509_certificate(cert) else {

@@ -248,3 +248,32 @@ fn new_entries_are_checked_at_a_bounded_rate_replays_cost_no_signature_check() {
         )
         .is_ok());
 }
+
+/// The unicast IPCP machine's signer is the member's key: what it signs through the
+/// machine's `Signer` trait another member's `DirProofs` accepts, for that address and
+/// signing time only.
+#[test]
+fn the_machines_signer_signs_as_the_member_and_others_accept_it() {
+    use o7s_control::dir_proof::MemberSigner;
+    use o7s_proto::ipcp::unicast::Signer;
+    use o7s_proto::machine::UnixTime;
+    let signer = MemberSigner(member("ca.pem", "ub"));
+    let k = key("oping-server");
+    let p = signer
+        .sign(&k, 0x0b0b_0002, UnixTime::from_secs(T - 5))
+        .unwrap();
+    // The layout of dir_proof::sign at that time (ECDSA signatures differ each time):
+    // version, signing time, the member's certificate, then its signature.
+    let theirs = dir_proof::sign(&signer.0, &k, 0x0b0b_0002, T - 5).unwrap();
+    let head = 11 + signer.0.signer.cert.len();
+    assert_eq!(p[..head], theirs[..head]);
+    assert_eq!(p[1..9], (T - 5).to_be_bytes());
+    let c = checker();
+    let s = c
+        .check(&k, 0x0b0b_0002, &p, UnixTime::from_secs(T))
+        .unwrap();
+    assert_eq!((s.publisher.as_str(), s.at), ("ub", T - 5));
+    assert!(c
+        .check(&k, 0x0a0a_0001, &p, UnixTime::from_secs(T))
+        .is_err());
+}
