@@ -168,7 +168,7 @@ impl Daemon {
     /// Creates the broadcast IPCP of a `[broadcast.X]` table: bootstrapped, or enrolling;
     /// it accepts N-1 flows for its name and its layer's.
     pub(super) fn broadcast_create(&self, i: &crate::config::IpcpConf) {
-        let mut u = UniIpcp::new(&i.name, &i.conn, &[], false);
+        let mut u = UniIpcp::broadcast_base(&i.name, &i.conn);
         u.conn = o7s_proto::enroll::Connections::new(
             o7s_proto::enroll::EnrollConfig {
                 broadcast: true,

@@ -145,7 +145,7 @@ impl Daemon {
                                 .iter()
                                 .filter(|i| i.regs.values().any(|r| r == n))
                                 .map(|i| i.name.clone())
-                                .chain(st.unicast.iter().filter(|u| u.published && u.reg.contains(n)).map(|u| u.name.clone()))
+                                .chain(st.unicast.iter().filter(|u| u.published() && u.reg.contains(n)).map(|u| u.name.clone()))
                                 .collect();
                             json!({"name": n, "lb": e.lb.as_str(), "programs": e.progs.iter().map(|p| format!("{}{}", p.path, if p.auto { " (auto)" } else { "" })).collect::<Vec<_>>(),
                                    "processes": st.reg.processes(n), "registered_in": layers, "accepting": e.active.len()})

@@ -154,9 +154,9 @@ impl Daemon {
             .unicast
             .iter_mut()
             .enumerate()
-            .find(|(_, u)| u.dht.is_some() && u.fa.is_some())?;
+            .find(|(_, u)| u.dht().is_some() && u.fa().is_some())?;
         let (tx, rx) = channel();
-        let id = u.dht.as_mut()?.lookup(now, unix, hash.clone())?;
+        let id = u.m.as_mut()?.lookup(now, unix, hash.clone()).ok()?;
         u.lookups.insert(id, tx);
         if u.looked_up.len() < super::LOOKED_UP_MAX || u.looked_up.contains_key(&hash) {
             u.looked_up.insert(hash.clone(), name.to_string());
@@ -191,7 +191,7 @@ impl Daemon {
         let mut st = self.st();
         let started = st.unicast.get_mut(job.uni).and_then(|u| {
             let (id, _) =
-                u.fa.as_mut()?
+                u.m.as_mut()?
                     .alloc(now, dst, &job.hash, job.qos, &req_oap, job.attempt)
                     .ok()?;
             u.fa_waiters.insert(id, tx);
@@ -311,8 +311,8 @@ impl Daemon {
     }
 
     fn uni_release(&self, uni: usize, local: u64) {
-        if let Some(f) = self.st().unicast.get_mut(uni).and_then(|u| u.fa.as_mut()) {
-            f.release(local);
+        if let Some(m) = self.st().unicast.get_mut(uni).and_then(|u| u.m.as_mut()) {
+            m.release_flow(local);
         }
     }
 
@@ -345,8 +345,7 @@ impl Daemon {
             let u = st.unicast.get(uni);
             let port = u
                 .and_then(|u| {
-                    let hop = u.ls.as_ref()?.next_hop(peer)?;
-                    u.dt_nb.get(&hop).copied()
+                    u.m.as_ref()?.next_hop(peer)
                 })
                 .and_then(|n1| st.flows.get(&n1))
                 .and_then(|f| st.ipcps.get(f.ipcp))
@@ -354,8 +353,8 @@ impl Daemon {
             (
                 u.and_then(|u| u.layer.clone()).unwrap_or_default(),
                 port,
-                u.map_or(64, |u| u8::try_from(u.max_ttl).unwrap_or(u8::MAX)),
-                u.is_some_and(|u| u.mb_ecn),
+                u.map_or(64, |u| u.max_ttl()),
+                u.is_some_and(|u| u.mb_ecn()),
             )
         };
         let Some(port) = port else {
@@ -507,8 +506,8 @@ impl Daemon {
             "Unicast flow request from {:#010x} refused: {why}",
             r.peer
         );
-        if let Some(f) = self.st().unicast.get_mut(r.uni).and_then(|u| u.fa.as_mut()) {
-            let _ = f.refuse(r.req, cause.response());
+        if let Some(m) = self.st().unicast.get_mut(r.uni).and_then(|u| u.m.as_mut()) {
+            let _ = m.refuse_flow(Instant::now(), r.req, cause.response());
         }
     }
 
@@ -535,8 +534,8 @@ impl Daemon {
             .st()
             .unicast
             .get_mut(r.uni)
-            .and_then(|u| u.fa.as_mut())
-            .and_then(|f| f.accept(r.req, resp).ok());
+            .and_then(|u| u.m.as_mut())
+            .and_then(|m| m.accept_flow(now, r.req, resp).ok());
         let Some((local, remote, peer)) = local else {
             self.st().reg.restore(a);
             return Ok(None);

@@ -22,18 +22,17 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub(super) mod address;
-pub(super) mod dt;
 pub(super) mod flows;
 pub(super) mod pump;
 pub(super) mod resume;
 pub(super) mod tend;
 pub(super) mod views;
 
-use o7s_proto::dht::{Dht, DhtConfig, LookupId};
+use o7s_proto::dht::{Dht, LookupId};
 use o7s_proto::enroll::{Connections, EnrollConfig};
-use o7s_proto::fa::{AllocId, Fa, FaConfig, ReqId};
-use o7s_proto::linkstate::{LinkState, LsConfig};
+use o7s_proto::fa::{AllocId, Fa, ReqId};
+use o7s_proto::ipcp::unicast::{UniConfig, UnicastIpcp};
+use o7s_proto::linkstate::LinkState;
 use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
 
 /// A unicast IPCP's forwarding state as the data plane has it: (address, (destination, N-1
@@ -68,74 +67,48 @@ pub const DHT_AGAIN: Duration = Duration::from_secs(2);
 /// address over and over cannot make us move over and over.
 pub const READDRESS_HOLD: Duration = Duration::from_secs(60);
 
-/// How long new adjacencies learnt from LSAs wait to be recomputed, at most.
-pub const LS_HOLD: Duration = Duration::from_millis(100);
+/// How long a component's message waits for a route to its destination.
+pub const HOLD_FOR: Duration = Duration::from_secs(3);
+
+/// At most this many messages wait for a route (the rest are dropped and counted).
+pub const HOLD_MAX: usize = 256;
 
 /// SDUs read from one N-1 flow in one turn of the event loop, at most (a ring's worth).
 pub const N1_TURN: usize = 256;
 
-/// A unicast IPCP.
+/// A unicast IPCP (or a broadcast one: `bcast`): the driver of its protocol machine.
 #[derive(Debug)]
 pub struct UniIpcp {
     /// Its name.
     pub name: String,
     /// Its layer, once bootstrapped or enrolled.
     pub layer: Option<String>,
-    /// Its address (0 until it is in a layer).
+    /// Its address (0 until it is in a layer), as its machine last said.
     pub addr: u64,
     /// What it is doing, for `o7sctl ipcp list`.
     pub state: String,
-    /// CEP and enrolment.
+    /// The unicast IPCP: enrolment and connections, link state, the directory, the flow
+    /// allocator, address collisions, its own DT messages
+    /// (`o7s_proto::ipcp::unicast::UnicastIpcp`, the machine the layer simulator
+    /// proves). `None`: a broadcast IPCP.
+    pub m: Option<Box<UnicastIpcp>>,
+    /// A broadcast IPCP's CEP and enrolment (a unicast IPCP's are its machine's).
     pub conn: Connections,
-    /// Link state, once in a layer (its Management flows by N-1 flow id).
-    pub ls: Option<LinkState<u64>>,
     /// Members to connect to once enrolled.
     pub conn_to: Vec<String>,
-    /// DT neighbours: address -> N-1 flow.
-    pub dt_nb: HashMap<u64, u64>,
-    /// DT PDUs that reached o7sd and were dropped (malformed, no route, or for an N+1 flow:
-    /// the data plane's worker delivers those; o7sd sees them only before the worker has
-    /// the IPCP's table).
-    pub dt_dropped: u64,
-    /// DT PDUs o7sd forwarded to another IPCP itself: only those that reached it before the
-    /// worker had the IPCP's table (the worker forwards the rest).
-    pub dt_forwarded: u64,
-    /// Components' messages waiting for a route (when, to, eid, message; bounded).
-    pub held: std::collections::VecDeque<(Instant, u64, u64, Vec<u8>)>,
-    /// Messages that had to wait for a route (`dt_held` in `ipcp list`).
-    pub dt_held: u64,
-    /// The directory, once in a layer.
-    pub dht: Option<Dht>,
     /// A broadcast IPCP's state (`None`: a unicast IPCP).
     pub bcast: Option<super::broadcast::Bcast>,
     /// Its layer's membership, when secured (`member_ca`, `member_crt`, `member_key`).
     pub member: Option<Arc<crate::membership::Membership>>,
-    /// What each neighbour may make o7sd do (issue 26 item 3), by N-1 flow: LSAs on a
-    /// Management flow, PDUs for o7sd on a DT flow, each [`NEIGHBOUR_RATE`] a second.
+    /// What each neighbour of a broadcast IPCP may make o7sd do, by N-1 flow (a unicast
+    /// IPCP's machine keeps its own, `UniConfig::neighbour_rate`).
     pub budgets: HashMap<u64, o7s_proto::budget::Bucket>,
-    /// LSAs dropped because their Management neighbour sent more than its budget.
-    pub lsa_rate_dropped: u64,
-    /// DT PDUs for o7sd (directory, flow allocator) dropped: their neighbour sent more.
+    /// SDUs from a broadcast IPCP's neighbours dropped: they sent more than their budget.
     pub dt_rate_dropped: u64,
-    /// When this IPCP last moved to a new address (an address collision).
-    pub last_readdress: Option<Instant>,
-    /// Collisions that would have moved it again within [`READDRESS_HOLD`]: ignored.
-    pub readdress_held: u64,
-    /// TTL of the PDUs it sends (the layer's max_ttl).
-    pub max_ttl: u32,
-    /// The layer's congestion avoidance is MB-ECN (`pol_cong_avoid` 1, the default).
-    pub mb_ecn: bool,
-    /// How its directory joins the layer: through its bootstrap peer (the enroller), asked
-    /// again every second while nobody answers, once more 2 s after the first time
-    /// (o7s_proto::ipcp::dir_join, the IPCP machine's own).
-    pub(super) dir_join: o7s_proto::ipcp::dir_join::DirJoin,
-    /// Names to publish once in a layer (`reg`), and whether they are.
+    /// Names to publish once in a layer (`reg`).
     pub reg: Vec<String>,
-    pub(super) published: bool,
-    /// DT PDUs to write on N-1 flows at the next pump: (flow, PDU).
+    /// A broadcast IPCP's SDUs to write on N-1 flows at the next pump: (flow, SDU).
     pub(super) pending: Vec<(u64, Vec<u8>)>,
-    /// The flow allocator, once in a layer.
-    pub fa: Option<Fa>,
     /// Directory lookups of allocations in progress: their answer (empty: not found).
     pub lookups: HashMap<LookupId, std::sync::mpsc::Sender<Vec<u64>>>,
     /// Flow allocations in progress: (our eid, the peer's, its address, its OAP response).
@@ -146,19 +119,6 @@ pub struct UniIpcp {
     pub(super) dp_table: Option<DpTable>,
     /// Flow requests from peers, for the loop to serve.
     pub incoming: Vec<UniIncoming>,
-    /// Times it moved to a new address (another IPCP had its own).
-    pub readdressed: u64,
-    /// Destinations that leave the forwarding table (after [`LEFT_GRACE`] their directory
-    /// values here are dropped: [`o7s_proto::dht::Dht::forget_address`]) and come back
-    /// (the directory rejoins through them and publishes again): the machine o7s-proto's
-    /// IPCP has ([`o7s_proto::ipcp::departures`]).
-    pub(super) departures: o7s_proto::ipcp::departures::Departures,
-    /// Times the directory rejoined through a member it had forgotten (a healed layer).
-    pub dht_rejoined: u64,
-    /// Directory values dropped because their address left the layer.
-    pub dht_forgotten: u64,
-    /// `ls_withdraw` (local): withdrawals flooded, own table at once.
-    pub withdraw: bool,
     /// N-1 flows that `o7sctl ipcp disconnect` marked down, until the loop closes them:
     /// asked for, so their end is no failure to warn of.
     pub(super) disconnected: std::collections::HashSet<u64>,
@@ -166,8 +126,11 @@ pub struct UniIpcp {
     /// the keys); at most [`LOOKED_UP_MAX`].
     pub(super) looked_up: HashMap<Vec<u8>, String>,
     /// Saved state to claim from the adopted data plane (the IPCP resumes at its old
-    /// address: unicast/resume.rs).
+    /// address: unicast/resume.rs), once it is in that layer at that address.
     pub(super) resume: Option<resume::UniSaved>,
+    /// Saved state read at its creation, until it is in a layer (then `resume` if it
+    /// is the saved layer and address).
+    pub(super) resume_saved: Option<resume::UniSaved>,
     /// It resumed from an adopted data plane.
     pub resumed: bool,
     /// While resuming: the adopted table's routes fill the new one's gaps until it has
@@ -177,6 +140,96 @@ pub struct UniIpcp {
     pub(super) saved_at: Option<Instant>,
     /// The connections it saved then.
     pub(super) saved_conns: Vec<(u64, String, u64)>,
+    /// Directory entries refused for their proofs, when last logged.
+    pub(super) proofs_refused_logged: u64,
+}
+
+/// The machine's settings in o7sd: the layer's own (from the configuration it joins
+/// with), `ls_withdraw`, and a neighbour's budget of [`NEIGHBOUR_RATE`] a second with a
+/// second's worth as its burst.
+fn machine_config(withdraw: bool) -> UniConfig {
+    UniConfig {
+        neighbour_rate: NEIGHBOUR_RATE,
+        neighbour_burst: NEIGHBOUR_RATE,
+        readdress_hold: READDRESS_HOLD,
+        hold_for: HOLD_FOR,
+        hold_max: HOLD_MAX,
+        dht_retry: DHT_RETRY,
+        dht_again: DHT_AGAIN,
+        left_grace: LEFT_GRACE,
+        ls_withdraw: withdraw,
+        ..UniConfig::default()
+    }
+}
+
+/// A link tag for the machine (`UnicastIpcp::connect`): N-1 flows with one tag go to
+/// the same lower-layer peer (the same eth/udp IPCP and the same MAC or IP address), so a
+/// neighbour that says it moved takes all of them along.
+pub(super) fn link_tag(ipcp: usize, peer: crate::eth::Peer) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ipcp.hash(&mut h);
+    peer.to_string().hash(&mut h);
+    h.finish()
+}
+
+impl UniIpcp {
+    /// Link state, once in a layer (a unicast IPCP's).
+    pub(super) fn ls(&self) -> Option<&LinkState<u64>> {
+        self.m.as_ref().and_then(|m| m.link_state())
+    }
+
+    /// The directory, once in a layer.
+    pub(super) fn dht(&self) -> Option<&Dht> {
+        self.m.as_ref().and_then(|m| m.dht())
+    }
+
+    /// The flow allocator, once in a layer.
+    pub(super) fn fa(&self) -> Option<&Fa> {
+        self.m.as_ref().and_then(|m| m.fa())
+    }
+
+    /// The DT neighbours: address -> N-1 flow.
+    pub(super) fn dt_nb(&self) -> HashMap<u64, u64> {
+        self.m
+            .as_ref()
+            .map(|m| m.dt_neighbours().clone())
+            .unwrap_or_default()
+    }
+
+    /// The connections of its N-1 flows.
+    pub(super) fn connections(&self) -> &Connections {
+        match &self.m {
+            Some(m) => m.connections(),
+            None => &self.conn,
+        }
+    }
+
+    /// The machine's counters (zero for a broadcast IPCP).
+    pub(super) fn counters(&self) -> o7s_proto::ipcp::unicast::Counters {
+        self.m.as_ref().map(|m| m.counters()).unwrap_or_default()
+    }
+
+    /// The TTL of its PDUs (the layer's `max_ttl`).
+    pub(super) fn max_ttl(&self) -> u8 {
+        self.m.as_ref().map_or(60, |m| m.max_ttl())
+    }
+
+    /// The layer's congestion avoidance is MB-ECN (`pol_cong_avoid` 1, the default).
+    pub(super) fn mb_ecn(&self) -> bool {
+        self.m
+            .as_ref()
+            .and_then(|m| m.layer_conf())
+            .and_then(|c| c.unicast.as_ref())
+            .is_none_or(|u| u.cong_avoid != 0)
+    }
+
+    /// Its names are in the directory (as far as it knows: the entries it holds as its
+    /// own).
+    pub(super) fn published(&self) -> bool {
+        self.dht()
+            .is_some_and(|d| d.entries().iter().any(|e| e.2))
+    }
 }
 
 /// Most names an IPCP remembers having looked up (for `dht list`).
@@ -242,66 +295,6 @@ pub(crate) struct N1 {
     pub rx: Kick,
 }
 
-/// A random non-zero 32-bit address: the flat address authority (facts §3.2).
-pub(super) fn random_addr() -> u64 {
-    loop {
-        let a = u64::from(rand::random::<u32>());
-        if a != 0 {
-            return a;
-        }
-    }
-}
-
-/// A directory node with a random id (SHA3-256 length, facts §6.2), with the layer's
-/// settings; in a secured layer its entries need proofs (signed directory entries).
-fn new_dht(
-    addr: u64,
-    conf: &IpcpConfigMsg,
-    member: Option<&Arc<crate::membership::Membership>>,
-) -> Dht {
-    let id: [u8; 32] = rand::random();
-    let mut cfg = DhtConfig::default();
-    if let Some(d) = conf.unicast.as_ref().and_then(|u| u.dir.dht.as_ref()) {
-        cfg.alpha = d.alpha.max(1) as usize;
-        cfg.k = d.k.max(1) as usize;
-        cfg.t_expire = d.t_expire;
-        cfg.t_refresh = d.t_refresh.max(1);
-        cfg.t_replicate = d.t_replicate.max(1);
-    }
-    let d = Dht::new(cfg, id.to_vec(), addr, rand::random());
-    match member {
-        Some(m) => d.with_proofs(Arc::new(crate::dir_proof::DirProofs::new(
-            m.clone(),
-            o7s_wire::hash::HashAlgo::Sha3_256,
-        ))),
-        None => d,
-    }
-}
-
-/// The layer's link-state settings (policy and timers).
-fn ls_config(conf: &IpcpConfigMsg) -> LsConfig {
-    use o7s_proto::linkstate::Policy;
-    // New adjacencies learnt from LSAs are recomputed at most every 100 ms (our own links
-    // at once): a member flooding LSAs for new pairs (issue 26 item 3) would otherwise
-    // make us recompute the table for each one (2,500 recomputations over a graph of
-    // 2,500 addresses held o7sd for a second).
-    let mut cfg = LsConfig {
-        hold: LS_HOLD,
-        ..LsConfig::default()
-    };
-    if let Some(ls) = conf.unicast.as_ref().and_then(|u| u.dt.routing.ls.as_ref()) {
-        cfg.t_recalc = Duration::from_secs(u64::from(ls.t_recalc.max(1)));
-        cfg.t_update = Duration::from_secs(u64::from(ls.t_update.max(1)));
-        cfg.t_timeo = Duration::from_secs(u64::from(ls.t_timeo.max(1)));
-        cfg.policy = match ls.pol {
-            1 => Policy::Lfa,
-            2 => Policy::Ecmp,
-            _ => Policy::Simple,
-        };
-    }
-    cfg
-}
-
 /// The configuration a bootstrapper hands out: the reference's defaults with the table's
 /// settings.
 fn layer_conf(layer: &str, addr: u64, s: &crate::config::UniSettings) -> IpcpConfigMsg {
@@ -333,52 +326,47 @@ pub(super) fn unix_now() -> o7s_proto::machine::UnixTime {
 
 impl UniIpcp {
     /// A unicast IPCP, in no layer yet: to connect to `conn_to` once enrolled, to publish
-    /// `reg`; `withdraw`: `ls_withdraw`.
+    /// `reg`; `withdraw`: `ls_withdraw`. Its machine draws from a random seed (an address
+    /// among them: no two hosts may draw alike).
     pub(super) fn new(name: &str, conn_to: &[String], reg: &[String], withdraw: bool) -> Self {
+        let mut u = Self::broadcast_base(name, conn_to);
+        u.reg = reg.to_vec();
+        u.m = Some(Box::new(UnicastIpcp::new(
+            machine_config(withdraw),
+            rand::random(),
+        )));
+        u
+    }
+
+    /// What a broadcast IPCP has (and a unicast one before its machine).
+    pub(super) fn broadcast_base(name: &str, conn_to: &[String]) -> Self {
         UniIpcp {
             name: name.to_string(),
             layer: None,
             addr: 0,
             state: "created".into(),
+            m: None,
             conn: Connections::new(EnrollConfig::default(), 0, None),
-            ls: None,
             conn_to: conn_to.to_vec(),
-            dt_nb: HashMap::new(),
-            dt_dropped: 0,
-            dt_forwarded: 0,
-            held: std::collections::VecDeque::new(),
-            dt_held: 0,
-            dht: None,
             bcast: None,
             member: None,
             budgets: HashMap::new(),
-            lsa_rate_dropped: 0,
             dt_rate_dropped: 0,
-            last_readdress: None,
-            readdress_held: 0,
-            max_ttl: 60,
-            mb_ecn: true,
-            dir_join: o7s_proto::ipcp::dir_join::DirJoin::new(0, DHT_RETRY, DHT_AGAIN),
-            reg: reg.to_vec(),
-            published: false,
+            reg: vec![],
             pending: vec![],
-            fa: None,
             lookups: HashMap::new(),
             fa_waiters: HashMap::new(),
             dp_table: None,
             incoming: vec![],
             disconnected: Default::default(),
             looked_up: HashMap::new(),
-            readdressed: 0,
-            departures: o7s_proto::ipcp::departures::Departures::new(LEFT_GRACE, 4_096),
-            dht_rejoined: 0,
-            dht_forgotten: 0,
-            withdraw,
             resume: None,
+            resume_saved: None,
             resumed: false,
             adopt_hold: None,
             saved_at: None,
             saved_conns: vec![],
+            proofs_refused_logged: 0,
         }
     }
 }
@@ -390,26 +378,29 @@ impl Daemon {
         if !self.uni_member(i, &mut uni) {
             return;
         }
-        let idx = {
+        let (idx, dp_adopted) = {
             let st = self.st();
-            st.unicast.len()
+            (st.unicast.len(), st.dp_adopted)
         };
+        let (now, unix) = (Instant::now(), unix_now());
+        // A restarted o7sd that adopted the data plane: the IPCP takes its saved address
+        // back if it joins the same layer (and claims the rest then: resume.rs).
+        if dp_adopted {
+            match resume::load_any(&self.settings.rundir, &i.name, idx) {
+                Ok(s) => {
+                    if let Some(m) = uni.m.as_mut() {
+                        m.propose_address_in(&s.layer, s.addr);
+                    }
+                    uni.resume_saved = Some(s);
+                }
+                Err(e) => tracing::info!("IPCP {}: nothing to resume ({e}).", i.name),
+            }
+        }
         let mut names = vec![i.name.clone()];
-        if let (Some(layer), None) = (&i.bootstrap, &i.enrol) {
-            let dp_adopted = self.st().dp_adopted;
-            let (addr, resume) = self.resume_or_new_addr(dp_adopted, idx, &i.name, layer);
-            uni.resume = resume;
+        if let (Some(layer), None, Some(m)) = (&i.bootstrap, &i.enrol, uni.m.as_mut()) {
             // The bootstrapper's configuration names itself as the DHT peer of those it
-            // enrols (facts §6.5).
-            let conf = layer_conf(layer, addr, &i.uni);
-            let mut lc = ls_config(&conf);
-            lc.withdraw = uni.withdraw;
-            uni.ls = Some(LinkState::new(addr, lc, Instant::now()));
-            uni.dht = Some(new_dht(addr, &conf, uni.member.as_ref()));
-            uni.max_ttl = conf.unicast.as_ref().map_or(60, |u| u.dt.max_ttl);
-            uni.mb_ecn = conf.unicast.as_ref().is_none_or(|u| u.cong_avoid != 0);
-            uni.conn.set_layer(addr, conf);
-            uni.fa = Some(Fa::new(FaConfig::default(), addr, rand::random()));
+            // enrols (facts §6.5; the machine puts its address there).
+            let addr = m.bootstrap(now, layer_conf(layer, 0, &i.uni));
             uni.addr = addr;
             uni.layer = Some(layer.clone());
             uni.state = "bootstrapped".into();
@@ -418,6 +409,20 @@ impl Daemon {
                 "Bootstrapped IPCP {} in unicast layer {layer} with address {addr:#010x}.",
                 i.name
             );
+        }
+        // Its names: the machine publishes them once its directory can store them.
+        if let Some(m) = uni.m.as_mut() {
+            for n in &i.reg {
+                m.register(now, unix, o7s_wire::hash::HashAlgo::Sha3_256.hash(n));
+                if let Some(mb) = &uni.member {
+                    if !crate::dir_proof::publishable_names(&mb.signer.cert).contains(n) {
+                        tracing::warn!(
+                            "IPCP {}: publishes {n}, but its member certificate does not name it (subjectAltName DNS): other members will ignore the entry.",
+                            i.name
+                        );
+                    }
+                }
+            }
         }
         self.st().unicast.push(uni);
         self.uni_accept(idx, &names);
@@ -453,7 +458,18 @@ impl Daemon {
                     i.name,
                     f.ca
                 );
-                u.member = Some(Arc::new(m));
+                let m = Arc::new(m);
+                // Its directory entries are signed with its key, others' checked.
+                if let Some(machine) = u.m.take() {
+                    u.m = Some(Box::new((*machine).with_signed_entries(
+                        Arc::new(crate::dir_proof::DirProofs::new(
+                            m.clone(),
+                            o7s_wire::hash::HashAlgo::Sha3_256,
+                        )),
+                        Arc::new(crate::dir_proof::MemberSigner(m.clone())),
+                    )));
+                }
+                u.member = Some(m);
                 true
             }
             Err(e) => {
@@ -536,17 +552,33 @@ impl Daemon {
         };
         let known = {
             let mut st = self.st();
+            // The lower-layer peer it goes to (a neighbour that moves takes all of them).
+            let link = st
+                .flows
+                .get(&acc.flow)
+                .map_or(0, |r| link_tag(r.ipcp, r.peer));
             let u = st.unicast.get_mut(uni);
-            if let Some(u) = u {
-                if let Some(comp) = ours {
+            match (u, ours) {
+                (Some(u), ours) if u.m.is_some() => {
+                    if let Some(m) = u.m.as_mut() {
+                        match ours {
+                            Some(Component::Enrollment) => m.enrol(now, acc.flow, link),
+                            Some(comp) => m.connect(now, acc.flow, comp, link),
+                            None => m.accept(now, acc.flow, link),
+                        }
+                    }
+                    true
+                }
+                (Some(u), Some(comp)) => {
                     let id: [u8; 8] = rand::random();
                     u.conn.connect(now, acc.flow, comp, id);
-                } else {
-                    u.conn.accept(now, acc.flow);
+                    true
                 }
-                true
-            } else {
-                false
+                (Some(u), None) => {
+                    u.conn.accept(now, acc.flow);
+                    true
+                }
+                (None, _) => false,
             }
         };
         if !known {
@@ -563,26 +595,12 @@ impl Daemon {
             .iter()
             .flat_map(|u| {
                 [
-                    u.conn.poll_timeout(),
-                    u.ls.as_ref().and_then(|l| l.poll_timeout()),
-                    u.dht.as_ref().and_then(|d| d.poll_timeout()),
-                    u.departures.poll_timeout(),
-                    // The directory's joining: its retry and its second look-up.
-                    u.dht.as_ref().and_then(|d| {
-                        let peer = u.dir_join.peer();
-                        let reachable = u.ls.as_ref().is_some_and(|l| l.next_hop(peer).is_some());
-                        u.dir_join.poll_timeout(d.contacts(), reachable)
-                    }),
-                    u.fa.as_ref().and_then(|f| f.poll_timeout()),
-                    // Retry the messages waiting for a route.
-                    (!u.held.is_empty()).then(|| Instant::now() + Duration::from_millis(100)),
-                    // Retired N-1 flows to close, the end of a resumption's hold.
+                    match &u.m {
+                        Some(m) => m.poll_timeout(),
+                        None => u.conn.poll_timeout(),
+                    },
+                    // The end of a resumption's hold.
                     u.adopt_hold.as_ref().map(|h| h.0),
-                    // Bootstrap the directory while it knows no one.
-                    u.dht
-                        .as_ref()
-                        .filter(|d| d.contacts() == 0 && u.dir_join.peer() != 0)
-                        .map(|_| Instant::now() + Duration::from_millis(250)),
                 ]
             })
             .flatten()

@@ -1,19 +1,35 @@
-//! The unicast IPCPs' turn in o7sd's loop: SDUs from their N-1 flows into their machines, and
-//! what the machines want done (SDUs out, enrolment and connection events, flows closed).
+//! The unicast IPCPs' turn in o7sd's loop: SDUs from their N-1 flows into their machines
+//! (`o7s_proto::ipcp::unicast::UnicastIpcp`, the one the layer simulator runs), and what
+//! the machines want done: SDUs out on the N-1 flows, events acted on (connections to
+//! make, flows to close, lookups and allocations answered, requests to serve, logs).
+//! Broadcast IPCPs keep their own connection machine and flood (broadcast.rs).
 
 use crate::daemon::unicast::{
-    ls_config, new_dht, unix_now, UniIncoming, UniRequest, DHT_AGAIN, DHT_RETRY, N1, N1_TURN,
+    resume::UniSaved, unix_now, UniAllocated, UniIncoming, UniIpcp, UniRequest, N1, N1_TURN,
     NEIGHBOUR_RATE,
 };
 use crate::daemon::Daemon;
-use o7s_proto::enroll::Connections;
-use o7s_proto::enroll::Event as UniEvent;
-use o7s_proto::fa::{Fa, FaConfig};
-use o7s_proto::linkstate::LinkState;
+use o7s_proto::dht;
+use o7s_proto::enroll::Event as ConnEvent;
+use o7s_proto::fa;
+use o7s_proto::ipcp::unicast::Event;
 use o7s_wire::unicast::pb::Component;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+/// What a turn of the machines asks of the daemon beyond the IPCP itself.
+#[derive(Debug, Default)]
+struct Asks {
+    /// N-1 flows to close.
+    close: Vec<u64>,
+    /// IPCPs that accept N-1 flows for these names now (autobind: the layer's name).
+    accept_more: Vec<(usize, Vec<String>)>,
+    /// Connections to make: (IPCP, member, component).
+    connect: Vec<(usize, String, Component)>,
+    /// An allocation waiting in the loop got its answer.
+    woke: bool,
+}
 
 impl Daemon {
     /// SDUs waiting on N-1 flow `n1` go to its IPCP's machine.
@@ -21,10 +37,7 @@ impl Daemon {
         n1.rx.drain();
         let mut buf = vec![0u8; 65_536];
         let ring = n1.mem.ring(o7s::ring::Dir::Rx);
-        // PDUs for other IPCPs: (next-hop N-1 flow, PDU), written after the lock.
-        let mut fwd: Vec<(u64, Vec<u8>)> = vec![];
-        // A neighbour's new address (a Management CEP: unicast/address.rs), after the loop.
-        let mut updates: Vec<Vec<u8>> = vec![];
+        let unix = unix_now();
         let mut guard = self.st();
         let st = &mut *guard;
         let Some(u) = st.unicast.get_mut(n1.uni) else {
@@ -44,42 +57,14 @@ impl Daemon {
                 };
                 taken += 1;
                 let sdu = buf.get(..n).unwrap_or(&[]);
-                let comp = u.conn.connected(n1.flow);
-                // A neighbour's LSAs and PDUs for o7sd within its budget (CEP updates and
-                // enrolment are bounded by the machine).
-                let within = match comp {
-                    Some((Component::Management | Component::DataTransfer, _)) => u
-                        .budgets
-                        .entry(n1.flow)
-                        .or_insert_with(|| o7s_proto::budget::Bucket::full(NEIGHBOUR_RATE, now))
-                        .take(NEIGHBOUR_RATE, now),
-                    _ => true,
-                };
-                match (comp, u.ls.as_mut()) {
-                    (Some((Component::Management, _)), _) if !within => u.lsa_rate_dropped += 1,
-                    (Some((Component::DataTransfer, _)), _) if !within => u.dt_rate_dropped += 1,
-                    (Some((Component::Management, _)), Some(ls)) => {
-                        if Connections::is_update(sdu) {
-                            updates.push(sdu.to_vec());
-                        } else {
-                            ls.handle(now, &n1.flow, sdu);
-                        }
+                match u.m.as_mut() {
+                    // The machine bounds each neighbour (its budget), follows CEP updates,
+                    // takes LSAs, DT PDUs for its components, and forwards the others.
+                    Some(m) => m.handle_sdu(now, unix, n1.flow, sdu),
+                    None => {
+                        let (joined, uni) = (&st.bc_joined, n1.uni);
+                        bc_read(u, joined, uni, now, unix, n1.flow, sdu);
                     }
-                    (Some((Component::DataTransfer, _)), _) if u.bcast.is_some() => {
-                        crate::daemon::broadcast::flood(
-                            u,
-                            n1.uni,
-                            &st.bc_joined,
-                            crate::daemon::broadcast::From::Nb(n1.flow),
-                            sdu,
-                        );
-                    }
-                    (Some((Component::DataTransfer, _)), _) => {
-                        let unix = unix_now();
-                        u.on_dt(now, unix, sdu, &mut fwd);
-                        u.pending.append(&mut fwd);
-                    }
-                    _ => u.conn.handle(now, unix_now(), n1.flow, sdu),
                 }
             }
             if taken >= N1_TURN {
@@ -93,35 +78,21 @@ impl Daemon {
                 break;
             }
         }
-        // The connections that go to the same neighbour as this flow: N-1 flows of the
-        // same lower IPCP to the same peer (another IPCP may still have the old address).
-        let peer_of = |f: u64| st.flows.get(&f).map(|r| (r.ipcp, r.peer));
-        let here = peer_of(n1.flow);
-        for sdu in updates {
-            u.conn
-                .handle_update(n1.flow, &sdu, |f| here.is_some() && peer_of(f) == here);
-        }
-        // Another IPCP announced links from our address: keep it or move.
-        u.tend_collision(now);
     }
 
-    /// Drains IPCP `uni`'s machine: SDUs into the N-1 flows' tx rings, events acted on.
+    /// Drains the IPCPs' machines: SDUs into the N-1 flows' tx rings, events acted on.
     /// Returns the N-1 flows to close.
-    pub(in crate::daemon) fn uni_pump(
+    pub(super) fn uni_pump(
         &self,
         now: Instant,
         n1s: &HashMap<u64, N1>,
         incoming: &mut Vec<UniIncoming>,
     ) -> Vec<u64> {
-        let mut close = vec![];
-        let mut accept_more = vec![];
-        let mut woke = false;
+        let mut asks = Asks::default();
         let mut st = self.st();
-        let mut connect = vec![];
         let dp_adopted = st.dp_adopted;
-        // N-1 flows whose peer timed out (or that were freed elsewhere): their component
-        // forgets them; link state drops the own link (the others age it out) and
-        // recomputes.
+        // N-1 flows whose peer timed out (or that were freed elsewhere): their machine
+        // forgets them (link state drops the own link; the others age it out).
         let lost: Vec<(usize, u64)> = n1s
             .values()
             .filter(|n| st.flows.get(&n.flow).is_none_or(|f| f.down))
@@ -131,22 +102,14 @@ impl Daemon {
             let Some(u) = st.unicast.get_mut(uni) else {
                 continue;
             };
-            let comp = u.conn.connected(flow);
-            u.conn.flow_down(flow);
-            u.budgets.remove(&flow);
-            if let Some(b) = u.bcast.as_mut() {
-                b.nbs.remove(&flow);
-            }
-            if let Some(ls) = u.ls.as_mut() {
-                match comp {
-                    Some((Component::Management, _)) => ls.remove_mgmt(&flow),
-                    // Unless a newer DT flow to the same member took its place (the
-                    // member reconnected while this one waited for its time-out).
-                    Some((Component::DataTransfer, addr)) if u.dt_nb.get(&addr) == Some(&flow) => {
-                        u.dt_nb.remove(&addr);
-                        ls.remove_dt(addr);
+            match u.m.as_mut() {
+                Some(m) => m.flow_down(now, flow),
+                None => {
+                    u.conn.flow_down(flow);
+                    u.budgets.remove(&flow);
+                    if let Some(b) = u.bcast.as_mut() {
+                        b.nbs.remove(&flow);
                     }
-                    _ => {}
                 }
             }
             if u.disconnected.remove(&flow) {
@@ -157,22 +120,34 @@ impl Daemon {
             } else {
                 tracing::warn!("IPCP {}: N-1 flow {flow} is down.", u.name);
             }
-            close.push(flow);
+            asks.close.push(flow);
         }
         for (idx, u) in st.unicast.iter_mut().enumerate() {
-            u.conn.handle_timeout(now);
             let mut out: Vec<(u64, Vec<u8>)> = vec![];
-            while let Some(t) = u.conn.poll_transmit() {
-                out.push((t.flow, t.sdu));
-            }
-            if let Some(ls) = u.ls.as_mut() {
-                ls.handle_timeout(now);
-                while let Some((flow, lsa)) = ls.poll_transmit() {
-                    out.push((flow, lsa.to_vec()));
+            match u.m.as_mut() {
+                Some(m) => {
+                    if m.poll_timeout().is_some_and(|t| t <= now) {
+                        m.handle_timeout(now);
+                    }
+                    while let Some(t) = m.poll_transmit() {
+                        out.push((t.flow, t.sdu));
+                    }
+                    let events: Vec<Event> = std::iter::from_fn(|| m.poll_event()).collect();
+                    for e in events {
+                        on_event(u, idx, now, dp_adopted, e, &mut asks);
+                    }
+                }
+                None => {
+                    u.conn.handle_timeout(now);
+                    while let Some(t) = u.conn.poll_transmit() {
+                        out.push((t.flow, t.sdu));
+                    }
+                    out.append(&mut u.pending);
+                    while let Some(e) = u.conn.poll_event() {
+                        bc_event(u, idx, e, &mut asks);
+                    }
                 }
             }
-            woke |= u.tend_dht(now);
-            out.append(&mut u.pending);
             for mut r in std::mem::take(&mut u.incoming) {
                 r.uni = idx;
                 incoming.push(r);
@@ -187,117 +162,293 @@ impl Daemon {
                     None => tracing::debug!("{}: N-1 flow {flow} is gone", u.name),
                 }
             }
-            while let Some(e) = u.conn.poll_event() {
-                match e {
-                    UniEvent::Enrolled { conf, .. } if u.bcast.is_some() => {
-                        let layer = conf.layer_info.name.clone();
-                        u.conn.set_layer(0, *conf);
-                        u.layer = Some(layer.clone());
-                        u.state = "enrolled".into();
-                        // A broadcast IPCP has one component to connect: Data Transfer.
-                        for dst in &u.conn_to {
-                            connect.push((idx, dst.clone(), Component::DataTransfer));
-                        }
-                        tracing::info!("IPCP {} enrolled in broadcast layer {layer}.", u.name);
-                        accept_more.push((idx, vec![layer]));
-                    }
-                    UniEvent::Enrolled { conf, .. } => {
-                        let layer = conf.layer_info.name.clone();
-                        let (addr, resume) =
-                            self.resume_or_new_addr(dp_adopted, idx, &u.name, &layer);
-                        u.resume = resume;
-                        let conf_peer = conf
-                            .unicast
-                            .as_ref()
-                            .and_then(|x| x.dir.dht.as_ref())
-                            .map_or(0, |d| d.peer);
-                        let mut mine = *conf;
-                        if let Some(d) = mine.unicast.as_mut().and_then(|x| x.dir.dht.as_mut()) {
-                            d.peer = addr;
-                        }
-                        u.dir_join = o7s_proto::ipcp::dir_join::DirJoin::new(
-                            conf_peer, DHT_RETRY, DHT_AGAIN,
-                        );
-                        let mut lc = ls_config(&mine);
-                        lc.withdraw = u.withdraw;
-                        u.ls = Some(LinkState::new(addr, lc, now));
-                        u.dht = Some(new_dht(addr, &mine, u.member.as_ref()));
-                        u.max_ttl = mine.unicast.as_ref().map_or(60, |x| x.dt.max_ttl);
-                        u.mb_ecn = mine.unicast.as_ref().is_none_or(|x| x.cong_avoid != 0);
-                        u.conn.set_layer(addr, mine);
-                        u.fa = Some(Fa::new(FaConfig::default(), addr, rand::random()));
-                        u.addr = addr;
-                        u.layer = Some(layer.clone());
-                        u.state = "enrolled".into();
-                        // conn: Management first, then DT (as the reference); a resumed
-                        // IPCP has its connections back.
-                        let resumed = u.resume.as_ref().is_some_and(|s| !s.conns.is_empty());
-                        for dst in u.conn_to.iter().filter(|_| !resumed) {
-                            for comp in [Component::Management, Component::DataTransfer] {
-                                connect.push((idx, dst.clone(), comp));
-                            }
-                        }
-                        tracing::info!(
-                            "IPCP {} enrolled in unicast layer {layer} with address {addr:#010x}.",
-                            u.name
-                        );
-                        // Others may enrol through it now (autobind: the layer's name).
-                        accept_more.push((idx, vec![layer]));
-                    }
-                    UniEvent::Served { flow } => {
-                        tracing::info!("IPCP {}: enrolment served on N-1 flow {flow}.", u.name);
-                    }
-                    UniEvent::Failed { flow, why } => {
-                        tracing::warn!("IPCP {}: N-1 flow {flow}: {why}", u.name);
-                        if u.state.starts_with("enrolling") {
-                            u.state = format!("enrolment failed: {why}");
-                        }
-                    }
-                    UniEvent::Close { flow } => close.push(flow),
-                    UniEvent::Readdressed {
-                        flow,
-                        old,
-                        new,
-                        moved,
-                    } => u.neighbour_moved(now, flow, old, new, &moved),
-                    UniEvent::Connected {
-                        flow,
-                        comp,
-                        peer_addr,
-                    } => {
-                        tracing::info!(
-                            "IPCP {}: {} connected to {peer_addr:#010x} on N-1 flow {flow}.",
-                            u.name,
-                            comp.comp_name()
-                        );
-                        if let (Some(b), Component::DataTransfer) = (u.bcast.as_mut(), comp) {
-                            b.nbs.insert(flow);
-                        }
-                        if let Some(ls) = u.ls.as_mut() {
-                            match comp {
-                                Component::Management => ls.add_mgmt(flow),
-                                Component::DataTransfer => {
-                                    u.dt_nb.insert(peer_addr, flow);
-                                    ls.add_dt(now, peer_addr);
-                                }
-                                Component::Enrollment => {}
-                            }
-                        }
+        }
+        drop(st);
+        self.uni_after_pump(now);
+        if asks.woke {
+            self.wake();
+        }
+        for (idx, names) in asks.accept_more {
+            self.uni_accept(idx, &names);
+        }
+        for (uni, dst, comp) in asks.connect {
+            self.uni_request(UniRequest::Connect { uni, dst, comp });
+        }
+        asks.close
+    }
+}
+
+/// Acts on an event of unicast IPCP `u`'s machine (index `idx`).
+fn on_event(u: &mut UniIpcp, idx: usize, now: Instant, dp_adopted: bool, e: Event, asks: &mut Asks) {
+    let _ = now;
+    match e {
+        Event::InLayer { addr } => in_layer(u, idx, dp_adopted, addr, asks),
+        Event::Served { flow } => {
+            tracing::info!("IPCP {}: enrolment served on N-1 flow {flow}.", u.name);
+        }
+        Event::Failed { flow, why } => {
+            tracing::warn!("IPCP {}: N-1 flow {flow}: {why}", u.name);
+            if u.state.starts_with("enrolling") {
+                u.state = format!("enrolment failed: {why}");
+            }
+        }
+        Event::Close { flow } => asks.close.push(flow),
+        Event::Connected {
+            flow,
+            comp,
+            peer_addr,
+        } => tracing::info!(
+            "IPCP {}: {} connected to {peer_addr:#010x} on N-1 flow {flow}.",
+            u.name,
+            comp.comp_name()
+        ),
+        Event::Moved { old, new } => {
+            u.addr = new;
+            tracing::warn!(
+                "IPCP {}: another IPCP in layer {} has our address {old:#010x} and is as old or older: we move to {new:#010x}. Our Management neighbours are told, our names are published again; flows over the layer to this IPCP end when their peers' PDUs stop (the peers know the old address).",
+                u.name,
+                u.layer.as_deref().unwrap_or("-"),
+            );
+        }
+        Event::CollisionKept => tracing::warn!(
+            "IPCP {}: another IPCP in layer {} announces links from our address {:#010x}: an address collision. It is younger (its links have lower seqnos): we keep the address and it should move (counted in ipcp list, address_collisions).",
+            u.name,
+            u.layer.as_deref().unwrap_or("-"),
+            u.addr
+        ),
+        Event::ReaddressHeld => tracing::warn!(
+            "IPCP {}: another IPCP in layer {} announces our address {:#010x} again, within {:?} of our last move: we stay (counted in ipcp list, readdress_held).",
+            u.name,
+            u.layer.as_deref().unwrap_or("-"),
+            u.addr,
+            super::READDRESS_HOLD
+        ),
+        Event::NeighbourMoved {
+            flow,
+            old,
+            new,
+            moved,
+        } => tracing::info!(
+            "IPCP {}: neighbour {old:#010x} moved to address {new:#010x} (said on N-1 flow {flow}; N-1 flows {moved:?} follow).",
+            u.name
+        ),
+        // The forwarding table is compared whole each turn (tend.rs `uni_tables`).
+        Event::TableChanged => {}
+        Event::Dir(dht::Event::Found { id, addrs, .. }) => {
+            if let Some(w) = u.lookups.remove(&id) {
+                asks.woke = true;
+                let _ = w.send(addrs);
+            }
+        }
+        Event::Dir(dht::Event::NotFound { id, .. }) => {
+            if let Some(w) = u.lookups.remove(&id) {
+                asks.woke = true;
+                let _ = w.send(vec![]);
+            }
+        }
+        Event::Dir(dht::Event::ProofRefused { from, addr, why }) => {
+            // Logged at the first, second, fourth, ... refusal: every one is counted
+            // (`dht_proofs_refused`), the log stays bounded.
+            u.proofs_refused_logged += 1;
+            let n = u.proofs_refused_logged;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    "IPCP {}: a directory entry for {addr:#010x} from {from:#010x} ignored: {why} ({n} so far).",
+                    u.name
+                );
+            }
+        }
+        Event::Fa(fa::Event::Allocated {
+            id,
+            local,
+            remote,
+            peer,
+            oap,
+        }) => {
+            if let Some(w) = u.fa_waiters.remove(&id) {
+                asks.woke = true;
+                let taken = w.send(Ok(UniAllocated {
+                    local,
+                    remote,
+                    peer,
+                    oap,
+                }));
+                if taken.is_err() {
+                    if let Some(m) = u.m.as_mut() {
+                        m.release_flow(local);
                     }
                 }
             }
         }
-        drop(st);
-        self.uni_after_pump(now);
-        if woke {
-            self.wake();
+        Event::Fa(fa::Event::AllocFailed { id, error }) => {
+            if let Some(w) = u.fa_waiters.remove(&id) {
+                asks.woke = true;
+                let _ = w.send(Err(error));
+            }
         }
-        for (idx, names) in accept_more {
-            self.uni_accept(idx, &names);
+        Event::Fa(fa::Event::Incoming {
+            req,
+            peer,
+            hash,
+            qos,
+            oap,
+        }) => u.incoming.push(UniIncoming {
+            uni: idx,
+            req,
+            peer,
+            hash,
+            qos,
+            oap,
+        }),
+        Event::Fa(_) => {}
+        Event::SignFailed { key, why } => tracing::error!(
+            "IPCP {}: cannot sign the directory entry of {}: {why}; not published.",
+            u.name,
+            name_of(u, &key)
+        ),
+        Event::DirForgotten { addr, values } => {
+            if values > 0 {
+                tracing::info!(
+                    "IPCP {}: address {addr:#x} left the layer: {values} directory value(s) naming it dropped.",
+                    u.name
+                );
+            }
         }
-        for (uni, dst, comp) in connect {
-            self.uni_request(UniRequest::Connect { uni, dst, comp });
+        Event::DirRejoined { addr } => tracing::info!(
+            "IPCP {}: {addr:#x}, a member the directory had dropped, is reachable again (a healed layer): the directory rejoins through it.",
+            u.name
+        ),
+    }
+}
+
+/// The name (of those the IPCP publishes) whose hash is `key`, else the key in hex.
+fn name_of(u: &UniIpcp, key: &[u8]) -> String {
+    u.reg
+        .iter()
+        .find(|n| o7s_wire::hash::HashAlgo::Sha3_256.hash(n) == key)
+        .cloned()
+        .unwrap_or_else(|| hex::encode(key))
+}
+
+/// Unicast IPCP `u` is in its layer at `addr` (bootstrapped, or enrolled: then it
+/// connects to the members it is to, unless it resumed with its connections).
+fn in_layer(u: &mut UniIpcp, idx: usize, dp_adopted: bool, addr: u64, asks: &mut Asks) {
+    let layer = u
+        .m
+        .as_ref()
+        .and_then(|m| m.layer_conf())
+        .map(|c| c.layer_info.name.clone())
+        .unwrap_or_default();
+    u.addr = addr;
+    // A restarted o7sd that adopted the data plane: the saved state is claimed after
+    // this turn (resume.rs) when it is of this layer and address.
+    if let Some(s) = u.resume_saved.take() {
+        if dp_adopted && s.layer == layer && s.addr == addr {
+            u.resume = Some(s);
+        } else {
+            tracing::info!(
+                "IPCP {}: nothing to resume (saved state of layer {} at {:#x}).",
+                u.name,
+                s.layer,
+                s.addr
+            );
         }
-        close
+    }
+    if u.state == "bootstrapped" {
+        return;
+    }
+    u.layer = Some(layer.clone());
+    u.state = "enrolled".into();
+    // conn: Management first, then DT (as the reference); a resumed IPCP has its
+    // connections back.
+    let resumed = u.resume.as_ref().is_some_and(|s: &UniSaved| !s.conns.is_empty());
+    for dst in u.conn_to.iter().filter(|_| !resumed) {
+        for comp in [Component::Management, Component::DataTransfer] {
+            asks.connect.push((idx, dst.clone(), comp));
+        }
+    }
+    tracing::info!(
+        "IPCP {} enrolled in unicast layer {layer} with address {addr:#010x}.",
+        u.name
+    );
+    // Others may enrol through it now (autobind: the layer's name).
+    asks.accept_more.push((idx, vec![layer]));
+}
+
+/// An SDU on a broadcast IPCP's N-1 flow: a DT neighbour's (within its budget) is
+/// flooded, the rest is its connection machine's.
+fn bc_read(
+    u: &mut UniIpcp,
+    joined: &[super::super::broadcast::Joined],
+    uni: usize,
+    now: Instant,
+    unix: o7s_proto::machine::UnixTime,
+    flow: u64,
+    sdu: &[u8],
+) {
+    match u.conn.connected(flow) {
+        Some((Component::DataTransfer, _)) => {
+            let within = u
+                .budgets
+                .entry(flow)
+                .or_insert_with(|| o7s_proto::budget::Bucket::full(NEIGHBOUR_RATE, now))
+                .take(NEIGHBOUR_RATE, now);
+            if within {
+                super::super::broadcast::flood(
+                    u,
+                    uni,
+                    joined,
+                    super::super::broadcast::From::Nb(flow),
+                    sdu,
+                );
+            } else {
+                u.dt_rate_dropped += 1;
+            }
+        }
+        _ => u.conn.handle(now, unix, flow, sdu),
+    }
+}
+
+/// An event of a broadcast IPCP's connection machine.
+fn bc_event(u: &mut UniIpcp, idx: usize, e: ConnEvent, asks: &mut Asks) {
+    match e {
+        ConnEvent::Enrolled { conf, .. } => {
+            let layer = conf.layer_info.name.clone();
+            u.conn.set_layer(0, *conf);
+            u.layer = Some(layer.clone());
+            u.state = "enrolled".into();
+            // A broadcast IPCP has one component to connect: Data Transfer.
+            for dst in &u.conn_to {
+                asks.connect
+                    .push((idx, dst.clone(), Component::DataTransfer));
+            }
+            tracing::info!("IPCP {} enrolled in broadcast layer {layer}.", u.name);
+            asks.accept_more.push((idx, vec![layer]));
+        }
+        ConnEvent::Served { flow } => {
+            tracing::info!("IPCP {}: enrolment served on N-1 flow {flow}.", u.name);
+        }
+        ConnEvent::Failed { flow, why } => {
+            tracing::warn!("IPCP {}: N-1 flow {flow}: {why}", u.name);
+            if u.state.starts_with("enrolling") {
+                u.state = format!("enrolment failed: {why}");
+            }
+        }
+        ConnEvent::Close { flow } => asks.close.push(flow),
+        ConnEvent::Connected {
+            flow,
+            comp,
+            peer_addr,
+        } => {
+            tracing::info!(
+                "IPCP {}: {} connected to {peer_addr:#010x} on N-1 flow {flow}.",
+                u.name,
+                comp.comp_name()
+            );
+            if let (Some(b), Component::DataTransfer) = (u.bcast.as_mut(), comp) {
+                b.nbs.insert(flow);
+            }
+        }
+        ConnEvent::Readdressed { .. } => {}
     }
 }

@@ -137,6 +137,26 @@ pub(in crate::daemon) fn load(
     Ok(s)
 }
 
+/// The saved state of IPCP `name` (index `index`), of whichever layer: an enrolling
+/// IPCP learns its layer only when enrolled (the machine takes the saved address only
+/// in that layer: `UnicastIpcp::propose_address_in`).
+pub(in crate::daemon) fn load_any(
+    rundir: &std::path::Path,
+    name: &str,
+    index: usize,
+) -> Result<UniSaved, ResumeError> {
+    let path = saved_path(rundir, name);
+    let b = std::fs::read(&path).map_err(|source| ResumeError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let s: UniSaved = serde_json::from_slice(&b).map_err(|source| ResumeError::Parse {
+        path: path.clone(),
+        source,
+    })?;
+    load(rundir, name, index, &s.layer)
+}
+
 /// The table to install while a resumption's hold lasts: `new`, with the routes of the
 /// adopted table `old` it lacks whose N-1 flow is still `alive`. `true` with it when
 /// nothing had to be added (the new table reaches all the old one did).
@@ -157,25 +177,6 @@ pub(in crate::daemon) fn fill_gaps(
 }
 
 impl Daemon {
-    /// The address IPCP `idx` takes in `layer`: the saved one when this o7sd adopted the
-    /// data plane and saved state matches (the IPCP resumes, `Some` with what to claim),
-    /// else a new one.
-    pub(in crate::daemon) fn resume_or_new_addr(
-        &self,
-        dp_adopted: bool,
-        idx: usize,
-        name: &str,
-        layer: &str,
-    ) -> (u64, Option<UniSaved>) {
-        if dp_adopted {
-            match load(&self.settings.rundir, name, idx, layer) {
-                Ok(s) => return (s.addr, Some(s)),
-                Err(e) => tracing::info!("IPCP {name}: nothing to resume ({e})."),
-            }
-        }
-        (unicast::random_addr(), None)
-    }
-
     /// Claims what a resumed IPCP had in the adopted data plane: its LSDB, its
     /// connections (their N-1 flows get new memory this o7sd reads: the members at their
     /// other ends see nothing) and its flows over the layer.
@@ -186,10 +187,7 @@ impl Daemon {
         let Some(u) = st.unicast.get_mut(idx) else {
             return;
         };
-        if let Some(ls) = u.ls.as_mut() {
-            ls.restore(now, &s.lsdb);
-        }
-        let mut links = 0;
+        let mut adopted: Vec<o7s_proto::ipcp::unicast::Adopted> = vec![];
         for (flow, comp, addr) in &s.conns {
             let comp = [
                 Component::Management,
@@ -231,18 +229,18 @@ impl Daemon {
                 tx,
                 rx,
             });
-            u.conn.adopt(*flow, comp, *addr);
-            if let Some(ls) = u.ls.as_mut() {
-                match comp {
-                    Component::Management => ls.add_mgmt(*flow),
-                    _ => {
-                        u.dt_nb.insert(*addr, *flow);
-                        ls.resume_dt(now, *addr);
-                    }
-                }
-            }
-            links += 1;
+            adopted.push(o7s_proto::ipcp::unicast::Adopted {
+                flow: *flow,
+                comp,
+                peer_addr: *addr,
+                link: super::link_tag(rec.ipcp, rec.peer),
+            });
         }
+        // The LSDB and the connections, up at once in the machine.
+        let links = u
+            .m
+            .as_mut()
+            .map_or(0, |m| m.resume(now, &s.lsdb, &adopted));
         let mut flows = 0;
         let mine: Vec<(Instant, o7s_abi::msg::AdoptedFlow, FlowRecord)> = {
             let (m, rest) = std::mem::take(&mut st.uni_adopted)
@@ -253,7 +251,7 @@ impl Daemon {
         };
         for (_, f, r) in mine {
             let Some(spec) = f.uni else { continue };
-            let taken = u.fa.as_mut().is_some_and(|fa| fa.adopt_eid(spec.local_eid));
+            let taken = u.m.as_mut().is_some_and(|m| m.adopt_eid(spec.local_eid));
             if !taken || u64::from(spec.dst) == 0 {
                 tracing::warn!(
                     "Adopted flow {} over {}: endpoint id {:#x} is not free: closed.",

@@ -195,8 +195,8 @@ impl Daemon {
         };
         for t in gone {
             if let Some(f) = u.flows.remove(&t) {
-                if let Some(fa) = self.st().unicast.get_mut(f.uni).and_then(|x| x.fa.as_mut()) {
-                    fa.release(f.local);
+                if let Some(m) = self.st().unicast.get_mut(f.uni).and_then(|x| x.m.as_mut()) {
+                    m.release_flow(f.local);
                 }
             }
         }
@@ -216,9 +216,10 @@ impl Daemon {
     fn uni_tables(&self) {
         let mut send = vec![];
         for (i, u) in self.st().unicast.iter_mut().enumerate() {
-            let Some(ls) = u.ls.as_ref() else {
+            let Some(ls) = u.ls() else {
                 continue;
             };
+            let dt_nb = u.dt_nb();
             let mut next_hop: Vec<(u32, u64)> = ls
                 .table()
                 .keys()
@@ -228,19 +229,20 @@ impl Daemon {
                     let f = ls
                         .next_hops(*dst)
                         .into_iter()
-                        .find_map(|hop| u.dt_nb.get(&hop))?;
+                        .find_map(|hop| dt_nb.get(&hop))?;
                     Some((*dst as u32, *f))
                 })
                 .collect();
             // A neighbour is its own next hop (also before the LSAs name it).
-            for (a, f) in &u.dt_nb {
+            for (a, f) in &dt_nb {
                 if !next_hop.iter().any(|(d, _)| u64::from(*d) == *a) {
                     next_hop.push((*a as u32, *f));
                 }
             }
             next_hop.sort_unstable();
+            let (own, lsdb, t_update) = (ls.addr(), ls.lsdb(), ls.t_update());
             // Retiring DT flows still deliver what is in flight on them.
-            let mut n1: Vec<u64> = u.dt_nb.values().copied().collect();
+            let mut n1: Vec<u64> = dt_nb.values().copied().collect();
             n1.sort_unstable();
             n1.dedup();
             // Resuming: the adopted table's routes fill this one's gaps until it has none.
@@ -257,21 +259,9 @@ impl Daemon {
                     u.adopt_hold = None;
                 }
             }
-            let table = (u.addr as u32, next_hop, n1);
-            // Destinations that leave and come back: the directory's part is done in
-            // `tend_dht` (o7s_proto::ipcp::departures).
-            let dests = |t: &super::DpTable| t.1.iter().map(|(d, _)| *d).collect::<Vec<u32>>();
+            // (Destinations that leave and come back: the machine's departures.)
+            let table = (own as u32, next_hop, n1);
             let now = Instant::now();
-            if u.dp_table.as_ref().map(dests) != Some(dests(&table)) {
-                let back = u
-                    .departures
-                    .table_changed(now, table.1.iter().map(|(d, _)| u64::from(*d)));
-                if let Some(d) = u.dht.as_mut() {
-                    for a in back {
-                        d.returned(a);
-                    }
-                }
-            }
             if u.dp_table.as_ref() != Some(&table) {
                 u.dp_table = Some(table.clone());
                 u.saved_at = None;
@@ -286,14 +276,14 @@ impl Daemon {
             // table or of the connections, and twice per update period (our links'
             // seqnos move on).
             let conns: Vec<(u64, String, u64)> = u
-                .conn
+                .connections()
                 .connections()
                 .into_iter()
                 .map(|(f, c, a)| (f, c.comp_name().to_string(), a))
                 .collect();
             let stale = u.saved_conns != conns
                 || u.saved_at
-                    .is_none_or(|t| now.saturating_duration_since(t) >= ls.t_update() / 2);
+                    .is_none_or(|t| now.saturating_duration_since(t) >= t_update / 2);
             if stale {
                 if let Some(layer) = u.layer.clone().filter(|_| u.bcast.is_none()) {
                     u.saved_at = Some(now);
@@ -306,7 +296,7 @@ impl Daemon {
                             layer,
                             addr: u.addr,
                             conns,
-                            lsdb: ls.lsdb(),
+                            lsdb,
                             next_hop: u.dp_table.as_ref().map(|t| t.1.clone()).unwrap_or_default(),
                         },
                     );

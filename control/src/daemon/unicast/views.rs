@@ -19,7 +19,8 @@ impl Daemon {
         let st = self.st();
         let mut rows = vec![];
         for u in &st.unicast {
-            let Some(ls) = &u.ls else { continue };
+            let Some(ls) = u.ls() else { continue };
+            let dt_nb = u.dt_nb();
             for (dst, hop) in ls.table() {
                 let alt: Vec<String> = ls
                     .next_hops(*dst)
@@ -32,7 +33,7 @@ impl Daemon {
                 let in_use = ls
                     .next_hops(*dst)
                     .into_iter()
-                    .find(|h| u.dt_nb.contains_key(h))
+                    .find(|h| dt_nb.contains_key(h))
                     .map(|h| format!("{h:#010x}"));
                 rows.push(json!({"ipcp": u.name, "dst": format!("{dst:#010x}"),
                                  "next_hop": format!("{hop:#010x}"), "alternates": alt,
@@ -67,7 +68,7 @@ impl Daemon {
             .collect();
         let mut rows = vec![];
         for u in &st.unicast {
-            let Some(d) = &u.dht else { continue };
+            let Some(d) = u.dht() else { continue };
             for (key, addr, local, exp) in d.entries() {
                 let name = known.get(key.as_slice()).map_or("-", String::as_str);
                 let expires_in_s = i64::from(exp) - i64::try_from(now).unwrap_or(i64::MAX);
@@ -95,7 +96,7 @@ impl Daemon {
         let st = self.st();
         let mut rows = vec![];
         for u in &st.unicast {
-            let Some(ls) = &u.ls else { continue };
+            let Some(ls) = u.ls() else { continue };
             for ((s, d), seq) in ls.lsdb() {
                 rows.push(json!({"ipcp": u.name, "src": format!("{s:#010x}"),
                                  "dst": format!("{d:#010x}"), "seqno": seq}));
@@ -135,20 +136,22 @@ impl Daemon {
                 let d = dp.iter().find(|s| s.ipcp as usize == i).cloned().unwrap_or_default();
                 // The SDU a flow over the layer can carry: the smallest MTU of the IPCPs its
                 // DT N-1 flows run over, less the DT PCI; none while it has no DT neighbour.
-                let mtu = u
-                    .dt_nb
+                let dt_nb = u.dt_nb();
+                let c = u.counters();
+                let mtu = dt_nb
                     .values()
                     .filter_map(|f| st.flows.get(f))
                     .filter_map(|r| st.ipcps.get(r.ipcp))
                     .map(|i| i.mtu)
                     .min()
                     .map(|m| m.saturating_sub(DT_PCI_LEN));
-                let registered = if u.published { u.reg.clone() } else { vec![] };
+                let registered = if u.published() { u.reg.clone() } else { vec![] };
                 let mut row = json!({"name": u.name, "type": "unicast", "layer": u.layer.clone().unwrap_or("-".into()),
                        "dev": "-", "mac": "-", "mtu": mtu, "hash": "SHA3_256", "state": u.state,
                        "io_path": "-", "registered": registered, "address": format!("{:#010x}", u.addr),
-                       "dt_neighbours": u.dt_nb.len(), "dt_dropped_in_o7sd": u.dt_dropped,
-                       "dt_forwarded_in_o7sd": u.dt_forwarded,
+                       "dt_neighbours": dt_nb.len(),
+                       "dt_dropped_in_o7sd": c.dt_dropped + c.ttl_dropped + c.no_route + c.held_dropped,
+                       "dt_forwarded_in_o7sd": c.forwarded,
                        "dt_forwarded": d.forwarded, "dt_delivered": d.delivered,
                        "dt_to_o7sd": d.to_o7sd, "dt_sent": d.sent,
                        "dt_drop_short": d.drop_short, "dt_drop_ttl": d.drop_ttl,
@@ -163,22 +166,22 @@ impl Daemon {
                        "ca_updates_in": d.ca_updates_in, "ca_updates_out": d.ca_updates_out,
                        "ca_updates_unknown": d.ca_updates_unknown,
                        "ca_updates_ignored": d.ca_updates_ignored,
-                       "dht_contacts": u.dht.as_ref().map_or(0, |d| d.contacts()),
-                       "dht_dropped": u.dht.as_ref().map_or(0, |d| {
+                       "dht_contacts": u.dht().map_or(0, |d| d.contacts()),
+                       "dht_dropped": u.dht().map_or(0, |d| {
                            let c = d.counters();
                            c.dropped_bad + c.dropped_unsolicited
                        }),
-                       "lsa_dropped": u.ls.as_ref().map_or(0, |l| { let c = l.counters(); c.malformed + c.collisions + c.full }),
-                       "address_collisions": u.ls.as_ref().map_or(0, |l| l.counters().collisions),
-                       "readdressed": u.readdressed,
-                       "neighbours_moved": u.conn.counters().readdressed,
-                       "fa_dropped": u.fa.as_ref().map_or(0, |f| {
+                       "lsa_dropped": u.ls().map_or(0, |l| { let c = l.counters(); c.malformed + c.collisions + c.full }),
+                       "address_collisions": u.ls().map_or(0, |l| l.counters().collisions),
+                       "readdressed": c.readdressed,
+                       "neighbours_moved": u.connections().counters().readdressed,
+                       "fa_dropped": u.fa().map_or(0, |f| {
                            let c = f.counters();
                            c.malformed + c.unknown_eid
                        })});
                 // When the table is next recomputed: until then a lost next hop is replaced
                 // only by its loop-free alternate (routing = "lfa").
-                let next_recalc = u.ls.as_ref().map(|l| {
+                let next_recalc = u.ls().map(|l| {
                     u64::try_from(l.next_recalc().saturating_duration_since(now).as_millis())
                         .unwrap_or(u64::MAX)
                 });
@@ -186,23 +189,23 @@ impl Daemon {
                     o.insert("ls_next_recalc_ms".into(), json!(next_recalc));
                     o.insert(
                         "lsa_withdrawn".into(),
-                        json!(u.ls.as_ref().map_or(0, |l| l.counters().withdrawn)),
+                        json!(u.ls().map_or(0, |l| l.counters().withdrawn)),
                     );
-                    o.insert("dht_forgotten".into(), json!(u.dht_forgotten));
-                    o.insert("dht_rejoined".into(), json!(u.dht_rejoined));
+                    o.insert("dht_forgotten".into(), json!(c.dht_forgotten));
+                    o.insert("dht_rejoined".into(), json!(c.dht_rejoined));
                     o.insert("resumed".into(), json!(u.resumed));
-                    let lc = u.ls.as_ref().map(|l| l.counters()).unwrap_or_default();
+                    let lc = u.ls().map(|l| l.counters()).unwrap_or_default();
                     o.insert("lsa_stale".into(), json!(lc.stale));
                     o.insert("lsa_malformed".into(), json!(lc.malformed));
-                    let cc = u.conn.counters();
+                    let cc = u.connections().counters();
                     o.insert("conn_failed".into(), json!(cc.failed));
                     o.insert("conn_unexpected".into(), json!(cc.unexpected));
                     o.insert("membership".into(), membership(u));
-                    o.insert("lsa_rate_dropped".into(), json!(u.lsa_rate_dropped));
-                    o.insert("dt_rate_dropped".into(), json!(u.dt_rate_dropped));
-                    o.insert("readdress_held".into(), json!(u.readdress_held));
-                    o.insert("dt_held_for_route".into(), json!(u.dt_held));
-                    let dc = u.dht.as_ref().map(|d| d.counters()).unwrap_or_default();
+                    o.insert("lsa_rate_dropped".into(), json!(c.lsa_rate_dropped));
+                    o.insert("dt_rate_dropped".into(), json!(c.dt_rate_dropped));
+                    o.insert("readdress_held".into(), json!(c.readdress_held));
+                    o.insert("dt_held_for_route".into(), json!(c.held));
+                    let dc = u.dht().map(|d| d.counters()).unwrap_or_default();
                     o.insert("dht_proofs_refused".into(), json!(dc.proofs_refused));
                     o.insert("dht_superseded".into(), json!(dc.superseded));
                     o.insert("dht_received".into(), json!(dc.received));
@@ -210,7 +213,7 @@ impl Daemon {
                     o.insert("dht_bad".into(), json!(dc.dropped_bad));
                     o.insert(
                         "dht_signed".into(),
-                        json!(u.dht.as_ref().is_some_and(|d| d.has_proofs())),
+                        json!(u.dht().is_some_and(|d| d.has_proofs())),
                     );
                 }
                 row
@@ -224,7 +227,7 @@ impl Daemon {
         let st = self.st();
         let mut rows = vec![];
         for u in &st.unicast {
-            for (flow, comp, addr) in u.conn.connections() {
+            for (flow, comp, addr) in u.connections().connections() {
                 let via = st
                     .flows
                     .get(&flow)
@@ -346,7 +349,7 @@ impl Daemon {
             return Err(CtlError::NotFound(format!("no unicast IPCP named {name}")));
         };
         let mut flows = vec![];
-        for (flow, comp, addr) in u.conn.connections() {
+        for (flow, comp, addr) in u.connections().connections() {
             let named = st.flows.get(&flow).is_some_and(|f| f.name == dst);
             if want(comp)? && (named || format!("{addr:#010x}") == dst) {
                 flows.push(flow);
@@ -410,7 +413,7 @@ mod tests {
         d.st()
             .unicast
             .push(UniIpcp::new("u1", &[], &["srv".into()], true));
-        let mut b = UniIpcp::new("b1", &[], &[], true);
+        let mut b = UniIpcp::broadcast_base("b1", &[]);
         b.bcast = Some(Bcast::default());
         d.st().unicast.push(b);
         let rows: Vec<serde_json::Map<String, Value>> = d
