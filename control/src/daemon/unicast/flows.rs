@@ -344,9 +344,7 @@ impl Daemon {
             let st = self.st();
             let u = st.unicast.get(uni);
             let port = u
-                .and_then(|u| {
-                    u.m.as_ref()?.next_hop(peer)
-                })
+                .and_then(|u| u.m.as_ref()?.next_hop(peer))
                 .and_then(|n1| st.flows.get(&n1))
                 .and_then(|f| st.ipcps.get(f.ipcp))
                 .map(|i| i.port);

@@ -1,16 +1,18 @@
-//! Unicast IPCPs in o7sd (issue 15): bootstrap and enrolment. A unicast IPCP is a member
-//! of a layer that o7sd runs itself: its N-1 flows are flows o7sd allocates over its
-//! eth/udp IPCPs (the same allocation job as an app's, with o7sd as the process) or accepts
+//! Unicast IPCPs in o7sd (issue 15; issue 25: one machine). A unicast IPCP is a member of
+//! a layer that o7sd runs itself: its N-1 flows are flows o7sd allocates over its eth/udp
+//! IPCPs (the same allocation job as an app's, with o7sd as the process) or accepts
 //! through an internal acceptor (the IPCP's name and its layer's, bound to o7sd: the
-//! reference's `autobind`). While they carry CEP, enrolment and LSAs, o7sd is their app:
-//! the event loop reads their rx rings when their kick fires and writes their tx rings. The
-//! protocol is `o7s_proto::enroll::Connections`.
+//! reference's `autobind`). o7sd is their app: the event loop reads their rx rings when
+//! their kick fires and writes their tx rings.
 //!
-//! After enrolment, `conn` connects Management and DT flows to the members named; link state
-//! (`o7s_proto::linkstate`) runs over the Management flows and learns the DT neighbours from
-//! their CEPs: `o7sctl route list` and `lsdb list` show the result. The directory and flow
-//! allocator: unicast/dt.rs, unicast/flows.rs; address collisions: unicast/address.rs; the DT path
-//! runs in the data-plane workers (unicast/tend.rs sends them the table).
+//! The protocol is one machine, `o7s_proto::ipcp::unicast::UnicastIpcp` (enrolment and
+//! connections, link state, the directory, the flow allocator, address collisions, its own
+//! DT messages), the same that proto/tests/layer_sim.rs runs with 1000 IPCPs: o7sd gives
+//! it the SDUs, the N-1 flows and the time, and acts on what it says (pump.rs). What stays
+//! here is I/O and o7sd's own: the flows over the layer and their OAP (flows.rs), the
+//! forwarding table sent to the data-plane workers and the state saved for a restarted
+//! o7sd (tend.rs, resume.rs), the views (views.rs). Broadcast IPCPs (broadcast.rs) share
+//! the record and keep their own connection machine.
 
 use crate::daemon::Daemon;
 use crate::registry::Accepted;
@@ -48,13 +50,14 @@ pub const LEFT_GRACE: Duration = Duration::from_secs(1);
 /// IPCPs refreshing three links every 15 s floods some 200 LSAs a second.
 pub const NEIGHBOUR_RATE: u32 = 2_000;
 
-// A second's worth is also the burst: a new Management neighbour's whole LSDB (some 5,000
-// records at 1,000 IPCPs) does not fit, so a layer that large would not converge here
-// (the 1000-IPCP simulation did not: `o7s_proto::ipcp::unicast::UniConfig::neighbour_burst`
-// is 16,384). Not raised in o7sd yet: with 16,384, tests/tests/member_flood.rs's rogue
-// flood kept o7sd busy enough that the kernel dropped a quarter of the frames before B's
-// data plane (76,080 of 100,000 reached it; 2 vCPUs). To settle when o7sd drives the
-// machine (issue 25).
+// A second's worth is also the burst (`UniConfig::neighbour_burst` is 16,384, the
+// simulator's): a new Management neighbour's whole LSDB (some 5,000 records at 1,000
+// IPCPs) does not fit, so a layer that large would not converge here. Tried when o7sd
+// came to drive the machine (2026-12-06): with 16,384, tests/tests/member_flood.rs's
+// rogue gets some 17,000 records into B (2,000: 3,000), and the recomputations over them
+// keep B busy enough that the kernel loses a quarter to a half of the rogue's frames
+// before B's data plane (47,000 to 67,000 + ring drops of 100,000 reached it in three
+// runs; the test wants 90,000; 2 vCPUs, debug build). Kept at a second's worth.
 
 /// The directory asks its bootstrap peer again this often while nobody answers.
 pub const DHT_RETRY: Duration = Duration::from_secs(1);
@@ -227,8 +230,7 @@ impl UniIpcp {
     /// Its names are in the directory (as far as it knows: the entries it holds as its
     /// own).
     pub(super) fn published(&self) -> bool {
-        self.dht()
-            .is_some_and(|d| d.entries().iter().any(|e| e.2))
+        self.dht().is_some_and(|d| d.entries().iter().any(|e| e.2))
     }
 }
 

@@ -44,6 +44,9 @@ impl Daemon {
             return;
         };
         let mut taken = 0usize;
+        // A unicast IPCP's SDUs go to its machine together (it works out what they make
+        // it do once).
+        let mut batch: Vec<Vec<u8>> = Vec::new();
         loop {
             if taken >= N1_TURN {
                 // A neighbour that keeps its ring full must not hold the loop (and the
@@ -57,15 +60,18 @@ impl Daemon {
                 };
                 taken += 1;
                 let sdu = buf.get(..n).unwrap_or(&[]);
-                match u.m.as_mut() {
-                    // The machine bounds each neighbour (its budget), follows CEP updates,
-                    // takes LSAs, DT PDUs for its components, and forwards the others.
-                    Some(m) => m.handle_sdu(now, unix, n1.flow, sdu),
-                    None => {
-                        let (joined, uni) = (&st.bc_joined, n1.uni);
-                        bc_read(u, joined, uni, now, unix, n1.flow, sdu);
-                    }
+                if u.m.is_some() {
+                    batch.push(sdu.to_vec());
+                } else {
+                    let (joined, uni) = (&st.bc_joined, n1.uni);
+                    bc_read(u, joined, uni, now, unix, n1.flow, sdu);
                 }
+            }
+            // The machine bounds each neighbour (its budget), follows CEP updates, takes
+            // LSAs, DT PDUs for its components, and forwards the others.
+            if let Some(m) = u.m.as_mut() {
+                m.handle_sdus(now, unix, n1.flow, batch.iter().map(Vec::as_slice));
+                batch.clear();
             }
             if taken >= N1_TURN {
                 continue;
@@ -179,7 +185,14 @@ impl Daemon {
 }
 
 /// Acts on an event of unicast IPCP `u`'s machine (index `idx`).
-fn on_event(u: &mut UniIpcp, idx: usize, now: Instant, dp_adopted: bool, e: Event, asks: &mut Asks) {
+fn on_event(
+    u: &mut UniIpcp,
+    idx: usize,
+    now: Instant,
+    dp_adopted: bool,
+    e: Event,
+    asks: &mut Asks,
+) {
     let _ = now;
     match e {
         Event::InLayer { addr } => in_layer(u, idx, dp_adopted, addr, asks),
@@ -333,12 +346,11 @@ fn name_of(u: &UniIpcp, key: &[u8]) -> String {
 /// Unicast IPCP `u` is in its layer at `addr` (bootstrapped, or enrolled: then it
 /// connects to the members it is to, unless it resumed with its connections).
 fn in_layer(u: &mut UniIpcp, idx: usize, dp_adopted: bool, addr: u64, asks: &mut Asks) {
-    let layer = u
-        .m
-        .as_ref()
-        .and_then(|m| m.layer_conf())
-        .map(|c| c.layer_info.name.clone())
-        .unwrap_or_default();
+    let layer =
+        u.m.as_ref()
+            .and_then(|m| m.layer_conf())
+            .map(|c| c.layer_info.name.clone())
+            .unwrap_or_default();
     u.addr = addr;
     // A restarted o7sd that adopted the data plane: the saved state is claimed after
     // this turn (resume.rs) when it is of this layer and address.
@@ -361,7 +373,10 @@ fn in_layer(u: &mut UniIpcp, idx: usize, dp_adopted: bool, addr: u64, asks: &mut
     u.state = "enrolled".into();
     // conn: Management first, then DT (as the reference); a resumed IPCP has its
     // connections back.
-    let resumed = u.resume.as_ref().is_some_and(|s: &UniSaved| !s.conns.is_empty());
+    let resumed = u
+        .resume
+        .as_ref()
+        .is_some_and(|s: &UniSaved| !s.conns.is_empty());
     for dst in u.conn_to.iter().filter(|_| !resumed) {
         for comp in [Component::Management, Component::DataTransfer] {
             asks.connect.push((idx, dst.clone(), comp));

@@ -237,10 +237,7 @@ impl Daemon {
             });
         }
         // The LSDB and the connections, up at once in the machine.
-        let links = u
-            .m
-            .as_mut()
-            .map_or(0, |m| m.resume(now, &s.lsdb, &adopted));
+        let links = u.m.as_mut().map_or(0, |m| m.resume(now, &s.lsdb, &adopted));
         let mut flows = 0;
         let mine: Vec<(Instant, o7s_abi::msg::AdoptedFlow, FlowRecord)> = {
             let (m, rest) = std::mem::take(&mut st.uni_adopted)

@@ -240,7 +240,7 @@ impl Daemon {
                 }
             }
             next_hop.sort_unstable();
-            let (own, lsdb, t_update) = (ls.addr(), ls.lsdb(), ls.t_update());
+            let (own, t_update) = (ls.addr(), ls.t_update());
             // Retiring DT flows still deliver what is in flight on them.
             let mut n1: Vec<u64> = dt_nb.values().copied().collect();
             n1.sort_unstable();
@@ -296,7 +296,7 @@ impl Daemon {
                             layer,
                             addr: u.addr,
                             conns,
-                            lsdb,
+                            lsdb: u.ls().map(|l| l.lsdb()).unwrap_or_default(),
                             next_hop: u.dp_table.as_ref().map(|t| t.1.clone()).unwrap_or_default(),
                         },
                     );

@@ -38,6 +38,7 @@ impl UnicastIpcp {
             }
         }
         if changed {
+            self.routes_changed = true;
             for back in self
                 .departures
                 .table_changed(now, l.ls.table().keys().copied())

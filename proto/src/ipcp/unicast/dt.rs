@@ -11,6 +11,32 @@ use std::time::Instant;
 impl UnicastIpcp {
     /// An SDU arrived on N-1 flow `flow`.
     pub fn handle_sdu(&mut self, now: Instant, unix: UnixTime, flow: FlowId, sdu: &[u8]) {
+        self.take_sdu(now, unix, flow, sdu);
+        self.tend(now);
+    }
+
+    /// SDUs that arrived together on N-1 flow `flow` (a ring's worth): the same as a
+    /// [`UnicastIpcp::handle_sdu`] for each, with what they make the machine do (its
+    /// transmits, its events, the messages waiting for a route) worked out once at the
+    /// end: a neighbour's flood costs the work of each SDU, not a turn of every part.
+    pub fn handle_sdus<'a>(
+        &mut self,
+        now: Instant,
+        unix: UnixTime,
+        flow: FlowId,
+        sdus: impl IntoIterator<Item = &'a [u8]>,
+    ) {
+        for sdu in sdus {
+            self.take_sdu(now, unix, flow, sdu);
+            // The connection machine's events in order (an enrolment's configuration
+            // before the SDUs that follow it).
+            self.tend_connections(now);
+        }
+        self.tend(now);
+    }
+
+    /// One SDU into the part it is for (no turn of the others).
+    fn take_sdu(&mut self, now: Instant, unix: UnixTime, flow: FlowId, sdu: &[u8]) {
         self.tick(now, unix);
         let comp = self.conn.connected(flow).map(|(c, _)| c);
         match comp {
@@ -36,7 +62,6 @@ impl UnicastIpcp {
             Some(Component::DataTransfer) => self.on_dt(now, unix, sdu),
             _ => self.conn.handle(now, unix, flow, sdu),
         }
-        self.tend(now);
     }
 
     /// Whether the neighbour on `flow` may make us handle one more message at `now`
@@ -119,7 +144,16 @@ impl UnicastIpcp {
     }
 
     /// Sends the held messages that have a route now; drops those that waited too long.
+    /// Only when the routes may have changed since the last try, or the oldest is due.
     pub(super) fn send_held(&mut self, now: Instant) {
+        let due = self
+            .held
+            .front()
+            .is_some_and(|h| now.saturating_duration_since(h.since) >= self.cfg.hold_for);
+        if !(self.routes_changed || due) {
+            return;
+        }
+        self.routes_changed = false;
         for h in std::mem::take(&mut self.held) {
             if let Some(flow) = self.next_hop(h.dst) {
                 let sdu = dt_pdu(h.dst, h.eid, self.max_ttl, &h.msg);

@@ -114,6 +114,7 @@ impl UnicastIpcp {
                 // Unless a newer DT flow to the same member took its place.
                 Some((Component::DataTransfer, addr)) if self.dt_nb.get(&addr) == Some(&flow) => {
                     self.dt_nb.remove(&addr);
+                    self.routes_changed = true;
                     l.ls.remove_dt(addr);
                 }
                 _ => {}
@@ -147,6 +148,7 @@ impl UnicastIpcp {
                             Component::Management => l.ls.add_mgmt(flow),
                             Component::DataTransfer => {
                                 self.dt_nb.insert(peer_addr, flow);
+                                self.routes_changed = true;
                                 l.ls.add_dt(now, peer_addr);
                             }
                             _ => {}
@@ -171,6 +173,7 @@ impl UnicastIpcp {
                     if let (Some(f), Some(l)) = (dt, self.layer.as_mut()) {
                         self.dt_nb.remove(&old);
                         self.dt_nb.insert(new, f);
+                        self.routes_changed = true;
                         l.ls.remove_dt(old);
                         l.ls.link_up(old);
                         l.ls.add_dt(now, new);
@@ -243,6 +246,7 @@ impl UnicastIpcp {
                 Component::Management => l.ls.add_mgmt(c.flow),
                 Component::DataTransfer => {
                     self.dt_nb.insert(c.peer_addr, c.flow);
+                    self.routes_changed = true;
                     l.ls.resume_dt(now, c.peer_addr);
                 }
                 _ => continue,

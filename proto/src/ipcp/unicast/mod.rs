@@ -339,6 +339,10 @@ pub struct UnicastIpcp {
     dt_nb: HashMap<u64, FlowId>,
     budgets: HashMap<FlowId, Bucket>,
     held: VecDeque<Held>,
+    /// The routes may have changed (the table, a DT neighbour) since the held messages
+    /// were last tried: they are tried again only then, or when the oldest is due to go
+    /// (a flood of SDUs must not make every one of them walk the queue).
+    routes_changed: bool,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     /// The wall clock at an instant, as last given.
@@ -374,6 +378,7 @@ impl UnicastIpcp {
             dt_nb: HashMap::new(),
             budgets: HashMap::new(),
             held: VecDeque::new(),
+            routes_changed: false,
             out: VecDeque::new(),
             events: VecDeque::new(),
             clock: None,
