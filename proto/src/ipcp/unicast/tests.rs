@@ -1155,3 +1155,69 @@ fn ls_withdraw_decides_whether_a_dt_connection_that_ends_is_withdrawn() {
         );
     }
 }
+
+#[test]
+fn a_held_message_goes_as_soon_as_a_route_to_its_destination_comes() {
+    let mut p = Pair::join(UniConfig::default());
+    let t = p.now;
+    let far = 0x0c0c_0003;
+    p.b.alloc(t, far, &key("x"), QosSpec::RAW, &[], Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(p.b.poll_transmit(), None);
+    assert_eq!(p.b.counters().held, 1);
+    // A says it has a link to `far` (both ways): B routes to it through A once link
+    // state recomputes (its hold), well before the message's hold ends.
+    for s in [lsa(A, far, 1), lsa(far, A, 1)] {
+        p.b.handle_sdu(t, UNIX, 2, &s);
+    }
+    let later = t + Duration::from_millis(500);
+    p.b.handle_timeout(later);
+    assert_eq!(p.b.next_hop(far), Some(3));
+    let out: Vec<Transmit> = std::iter::from_fn(|| p.b.poll_transmit()).collect();
+    let to_far: Vec<&Transmit> = out
+        .iter()
+        .filter(|x| x.flow == 3 && x.sdu.get(..4) == Some(&(far as u32).to_le_bytes()[..]))
+        .collect();
+    assert_eq!(to_far.len(), 1, "{out:?}");
+    assert_eq!(p.b.counters().held_dropped, 0);
+}
+
+/// The outputs of a machine: what it sends, says, counts and knows of the links.
+fn outputs(m: &mut UnicastIpcp) -> (Vec<Transmit>, Vec<Event>, Counters, Vec<((u64, u64), u64)>) {
+    (
+        std::iter::from_fn(|| m.poll_transmit()).collect(),
+        std::iter::from_fn(|| m.poll_event()).collect(),
+        m.counters(),
+        m.link_state().unwrap().lsdb(),
+    )
+}
+
+#[test]
+fn sdus_handled_together_do_what_they_do_one_by_one() {
+    let far = 0x0c0c_0003;
+    // B's Management flow (2): LSAs, one of them malformed; its DT flow (3): a PDU for
+    // another member and one for B's directory that does not parse.
+    let mgmt = [lsa(A, far, 1), lsa(far, A, 1), vec![1, 2, 3], lsa(far, 0x0d0d_0004, 7)];
+    let mut dt_fwd = dt_pdu(far, 9, 5, b"for far");
+    dt_fwd[5] = 5;
+    let dt = [dt_fwd, dt_pdu(B, EID_DHT, 5, &[0xff; 9])];
+    let (mut one, mut together) = (Pair::join(UniConfig::default()), Pair::join(UniConfig::default()));
+    for p in [&mut one, &mut together] {
+        let _ = outputs(&mut p.b);
+    }
+    let t = one.now;
+    for s in &mgmt {
+        one.b.handle_sdu(t, UNIX, 2, s);
+    }
+    for s in &dt {
+        one.b.handle_sdu(t, UNIX, 3, s);
+    }
+    let t2 = together.now;
+    together.b.handle_sdus(t2, UNIX, 2, mgmt.iter().map(Vec::as_slice));
+    together.b.handle_sdus(t2, UNIX, 3, dt.iter().map(Vec::as_slice));
+    let (a, b) = (outputs(&mut one.b), outputs(&mut together.b));
+    assert_eq!(a, b);
+    // And they did something: LSAs flooded, records kept, the malformed one counted.
+    assert!(a.3.iter().any(|((s, d), _)| (*s, *d) == (far, 0x0d0d_0004)));
+    assert!(one.b.link_state().unwrap().counters().malformed >= 1);
+}
