@@ -1161,8 +1161,15 @@ fn a_held_message_goes_as_soon_as_a_route_to_its_destination_comes() {
     let mut p = Pair::join(UniConfig::default());
     let t = p.now;
     let far = 0x0c0c_0003;
-    p.b.alloc(t, far, &key("x"), QosSpec::RAW, &[], Duration::from_secs(60))
-        .unwrap();
+    p.b.alloc(
+        t,
+        far,
+        &key("x"),
+        QosSpec::RAW,
+        &[],
+        Duration::from_secs(60),
+    )
+    .unwrap();
     assert_eq!(p.b.poll_transmit(), None);
     assert_eq!(p.b.counters().held, 1);
     // A says it has a link to `far` (both ways): B routes to it through A once link
@@ -1197,11 +1204,19 @@ fn sdus_handled_together_do_what_they_do_one_by_one() {
     let far = 0x0c0c_0003;
     // B's Management flow (2): LSAs, one of them malformed; its DT flow (3): a PDU for
     // another member and one for B's directory that does not parse.
-    let mgmt = [lsa(A, far, 1), lsa(far, A, 1), vec![1, 2, 3], lsa(far, 0x0d0d_0004, 7)];
+    let mgmt = [
+        lsa(A, far, 1),
+        lsa(far, A, 1),
+        vec![1, 2, 3],
+        lsa(far, 0x0d0d_0004, 7),
+    ];
     let mut dt_fwd = dt_pdu(far, 9, 5, b"for far");
     dt_fwd[5] = 5;
     let dt = [dt_fwd, dt_pdu(B, EID_DHT, 5, &[0xff; 9])];
-    let (mut one, mut together) = (Pair::join(UniConfig::default()), Pair::join(UniConfig::default()));
+    let (mut one, mut together) = (
+        Pair::join(UniConfig::default()),
+        Pair::join(UniConfig::default()),
+    );
     for p in [&mut one, &mut together] {
         let _ = outputs(&mut p.b);
     }
@@ -1213,8 +1228,12 @@ fn sdus_handled_together_do_what_they_do_one_by_one() {
         one.b.handle_sdu(t, UNIX, 3, s);
     }
     let t2 = together.now;
-    together.b.handle_sdus(t2, UNIX, 2, mgmt.iter().map(Vec::as_slice));
-    together.b.handle_sdus(t2, UNIX, 3, dt.iter().map(Vec::as_slice));
+    together
+        .b
+        .handle_sdus(t2, UNIX, 2, mgmt.iter().map(Vec::as_slice));
+    together
+        .b
+        .handle_sdus(t2, UNIX, 3, dt.iter().map(Vec::as_slice));
     let (a, b) = (outputs(&mut one.b), outputs(&mut together.b));
     assert_eq!(a, b);
     // And they did something: LSAs flooded, records kept, the malformed one counted.
