@@ -1189,8 +1189,11 @@ fn a_held_message_goes_as_soon_as_a_route_to_its_destination_comes() {
     assert_eq!(p.b.counters().held_dropped, 0);
 }
 
-/// The outputs of a machine: what it sends, says, counts and knows of the links.
-fn outputs(m: &mut UnicastIpcp) -> (Vec<Transmit>, Vec<Event>, Counters, Vec<((u64, u64), u64)>) {
+/// What a machine sends, says, counts and knows of the links.
+type Outputs = (Vec<Transmit>, Vec<Event>, Counters, Vec<((u64, u64), u64)>);
+
+/// The outputs of a machine.
+fn outputs(m: &mut UnicastIpcp) -> Outputs {
     (
         std::iter::from_fn(|| m.poll_transmit()).collect(),
         std::iter::from_fn(|| m.poll_event()).collect(),
