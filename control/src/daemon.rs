@@ -8,6 +8,7 @@ mod adopt;
 mod alloc;
 mod broadcast;
 pub(crate) mod ca_views;
+mod client_oap;
 mod clients;
 mod connections;
 mod ctl_changes;
