@@ -205,6 +205,12 @@ impl Daemon {
                     o.insert("dt_rate_dropped".into(), json!(c.dt_rate_dropped));
                     o.insert("readdress_held".into(), json!(c.readdress_held));
                     o.insert("dt_held_for_route".into(), json!(c.held));
+                    // What `dt_dropped_in_o7sd` sums, each on its own.
+                    o.insert("dt_ttl_dropped_in_o7sd".into(), json!(c.ttl_dropped));
+                    o.insert("dt_no_route_in_o7sd".into(), json!(c.no_route));
+                    o.insert("dt_held_dropped".into(), json!(c.held_dropped));
+                    o.insert("collisions_kept".into(), json!(c.collisions_kept));
+                    o.insert("dht_sign_failed".into(), json!(c.sign_failed));
                     let dc = u.dht().map(|d| d.counters()).unwrap_or_default();
                     o.insert("dht_proofs_refused".into(), json!(dc.proofs_refused));
                     o.insert("dht_superseded".into(), json!(dc.superseded));

@@ -294,4 +294,29 @@ pub(in crate::metrics) const IPCPS: &[(&str, Kind, &str)] = &[
         C,
         "Peers refused on the N-1 flows of an IPCP whose layer admits members only: no certificate, another CA's, expired, a bad signature",
     ),
+    (
+        "o7s_ipcp_dt_ttl_dropped_in_o7sd",
+        C,
+        "DT PDUs for another IPCP that reached o7sd with their TTL run out: dropped",
+    ),
+    (
+        "o7s_ipcp_dt_no_route_in_o7sd",
+        C,
+        "DT PDUs for another IPCP that reached o7sd without a route to their destination: dropped",
+    ),
+    (
+        "o7s_ipcp_dt_held_dropped",
+        C,
+        "Messages of the IPCP's components dropped: no route to their destination within 3 s, or the queue of those waiting full",
+    ),
+    (
+        "o7s_ipcp_collisions_kept",
+        C,
+        "Address collisions in which the IPCP kept its address (the other IPCP was younger)",
+    ),
+    (
+        "o7s_ipcp_dht_sign_failed",
+        C,
+        "Directory entries of the IPCP that could not be signed in a layer that signs them: not published",
+    ),
 ];
