@@ -41,6 +41,14 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The tests of this file run one at a time: each floods a layer, and what the kernel
+/// loses between the data planes (checked) follows the CPU left to them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The chain A - B - C (C serves oping-server) and a rogue member R next to B. While A
 /// pings C through B (2000 pings at 5 ms), R enrols through B and floods it with 100,000
 /// LSAs for random addresses, 100,000 DHT STOREs and 10,000 FLOW_REQs for random names.
@@ -50,6 +58,7 @@ fn rss_kib(pid: i32) -> u64 {
 /// room for); the figures are printed.
 #[test]
 fn a_flooding_member_does_not_stop_a_ping_across_the_layer() {
+    let _one = one_at_a_time();
     if !can_run() {
         return;
     }
@@ -204,6 +213,7 @@ fn a_flooding_member_does_not_stop_a_ping_across_the_layer() {
 /// through B again.
 #[test]
 fn forged_collisions_move_a_member_at_most_once_and_routing_converges_after() {
+    let _one = one_at_a_time();
     if !can_run() {
         return;
     }
@@ -317,6 +327,7 @@ fn forged_collisions_move_a_member_at_most_once_and_routing_converges_after() {
 /// every reply.
 #[test]
 fn a_members_replays_garbage_and_find_floods_are_counted_and_stop_nothing() {
+    let _one = one_at_a_time();
     if !can_run() {
         return;
     }
