@@ -12,6 +12,8 @@ mod client_oap;
 mod clients;
 mod connections;
 mod ctl_changes;
+#[cfg(test)]
+mod driver_tests;
 mod event_loop;
 mod install;
 mod local;

@@ -94,6 +94,12 @@ pub(crate) enum Step {
 }
 
 impl AllocJob {
+    /// Whether the job waits for the data plane to install its flow.
+    #[cfg(test)]
+    pub(crate) fn installing(&self) -> bool {
+        matches!(self.stage, Stage::Installing(_))
+    }
+
     /// When the job must be polled even if nothing woke the loop.
     pub fn deadline(&self) -> Instant {
         match &self.stage {

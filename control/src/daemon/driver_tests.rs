@@ -1,0 +1,369 @@
+//! o7sd's driver on a fake data plane, without namespaces: the test is the data plane (the
+//! other end of o7sd's channel to it) and the peer (an `o7s_proto::shim::Shim` of its own,
+//! with a MAC and endpoint ids other than o7sd's, answering OAP as a server does). What
+//! o7sd sends its data plane is read from the channel; the management frames among it go
+//! to the peer's machine, and the peer's answers come back through `Daemon::on_mgmt`, as
+//! the events thread would hand them over. The loop's steps (`alloc_poll`,
+//! `protocol_turn`) are called by the test.
+//!
+//! - a flow allocated: name query, FLOW_REQ, FLOW_REPLY, the data plane's installation;
+//! - a flow accepted: a FLOW_REQ served to a process in accept, FLOW_REPLY after the
+//!   installation is acknowledged;
+//! - an o7sctl request that waits on the data plane while an allocation goes on: neither
+//!   waits for the other.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use crate::config::IpcpKind;
+use crate::daemon::alloc::Step;
+use crate::daemon::Daemon;
+use crate::eth::EthIpcp;
+use o7s::ipc::{Channel, PeerCred};
+use o7s::proto::{Ctl, Reply};
+use o7s_abi::msg::{DpStats, FromDp, PortKind, ToDp};
+use o7s_proto::mgmt::Peer;
+use o7s_proto::oap;
+use o7s_proto::shim::{Event, Shim, ShimConfig};
+use o7s_wire::hash::HashAlgo;
+use o7s_wire::oap::{OapHdr, Role};
+use o7s_wire::qos::QosSpec;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const PORT: u32 = 7;
+const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0a];
+const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0b];
+/// The process in accept: one that lives (o7sd's own pid would mark the flow as o7sd's).
+const ACCEPTOR: i32 = 1;
+const KIND: PortKind = PortKind::Dix { ethertype: 0xa000 };
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn cred() -> PeerCred {
+    PeerCred {
+        pid: std::process::id() as i32,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+/// o7sd with one eth-dix IPCP `e1` (layer `wire`) up on port 7, and its data plane's end.
+fn daemon() -> (Arc<Daemon>, Channel) {
+    let (d, dp) = crate::daemon::fake_daemon();
+    let mut i = EthIpcp::new(
+        "e1",
+        "wire",
+        IpcpKind::EthDix,
+        KIND,
+        "veth-test",
+        HashAlgo::Sha3_256,
+        PORT,
+    );
+    i.mtu = 1500;
+    i.up = true;
+    i.set_mac(OUR_MAC);
+    d.st().ipcps.push(i);
+    (d, dp)
+}
+
+/// The peer: a shim machine on the same segment.
+fn peer(registered: Option<&str>) -> Shim {
+    let mut cfg = ShimConfig::new(crate::eth::shim_kind(KIND), HashAlgo::Sha3_256.len());
+    cfg.cache_ttl = Duration::from_secs(60);
+    let mut s = Shim::new(cfg, Some(PEER_MAC));
+    if let Some(n) = registered {
+        s.register(HashAlgo::Sha3_256.hash(n));
+    }
+    // The two lowest ids are taken (flows of its own): the peer's next flow's id is not
+    // the one o7sd gives its first.
+    let (lo, _) = crate::eth::shim_kind(KIND).eid_range();
+    assert!(s.adopt_eid(lo) && s.adopt_eid(lo + 1));
+    s
+}
+
+/// The data plane's side of the channel: what o7sd sent, in order.
+struct Wire {
+    dp: Channel,
+}
+
+impl Wire {
+    /// The next message o7sd sent its data plane (within 2 s).
+    fn next(&self) -> ToDp {
+        self.dp
+            .recv_timeout::<ToDp>(Some(Duration::from_secs(2)))
+            .unwrap_or_else(|e| panic!("o7sd sent its data plane nothing in 2 s: {e}"))
+            .0
+    }
+
+    /// The next management frame o7sd sent, handed to the peer's machine.
+    fn to_peer(&self, p: &mut Shim) -> [u8; 6] {
+        match self.next() {
+            ToDp::SendMgmt { port, dst, payload } => {
+                assert_eq!(port, PORT);
+                p.handle(Instant::now(), Peer::Mac(OUR_MAC), Some(dst), &payload);
+                dst
+            }
+            other => panic!("a management frame expected, o7sd sent {other:?}"),
+        }
+    }
+}
+
+/// What the peer's machine sends, given to o7sd as its events thread would.
+fn from_peer(d: &Daemon, p: &mut Shim) -> usize {
+    let mut n = 0;
+    while let Some(t) = p.poll_transmit() {
+        let dst = match t.dst {
+            Peer::Mac(m) => Some(m),
+            Peer::Ip(_) => None,
+        };
+        let payload = t.msg.build(crate::eth::shim_kind(KIND));
+        d.on_mgmt(PORT, Peer::Mac(PEER_MAC), dst, &payload);
+        n += 1;
+    }
+    n
+}
+
+/// The peer answers a FLOW_REQ it got as an OAP server without encryption would; returns
+/// the endpoint id it took.
+fn peer_serves(p: &mut Shim) -> u32 {
+    let mut taken = None;
+    while let Some(e) = p.poll_event() {
+        if let Event::Incoming { req, oap: raw, .. } = e {
+            let h = OapHdr::parse_as(&raw, Role::Request, 0).unwrap();
+            let rng = ring::rand::SystemRandom::new();
+            let (resp, key) = oap::server_key(None, &h, &raw, now_ns(), &rng).unwrap();
+            assert!(key.is_none());
+            let eid = p.take_eid(req).unwrap();
+            p.reply(Instant::now(), req, resp.to_bytes().unwrap())
+                .unwrap();
+            taken = Some(eid);
+        }
+    }
+    taken.expect("the peer got no FLOW_REQ")
+}
+
+/// Polls an allocation until it is no longer waiting for the peer (at most 50 polls).
+fn poll_past_peer(d: &Daemon, mut step: Step) -> Step {
+    for _ in 0..50 {
+        match step {
+            Step::Pending(job) if !job.installing() => {
+                std::thread::sleep(Duration::from_millis(2));
+                step = d.alloc_poll(job, Instant::now());
+            }
+            other => return other,
+        }
+    }
+    step
+}
+
+/// Runs an allocation of `srv` by process 4242 against the peer up to its installation:
+/// returns the job waiting for the data plane, the AddFlow's (flow, local, remote) and the
+/// peer's endpoint id.
+fn allocate_to_install(d: &Daemon, w: &Wire, p: &mut Shim) -> (Step, (u64, u32, u32), u32) {
+    let step = d.alloc_start("srv", QosSpec::RAW, Duration::from_secs(5), 4242);
+    assert!(matches!(step, Step::Pending(_)), "{step:?}");
+    // The name query, broadcast; the peer answers it.
+    assert_eq!(w.to_peer(p), [0xff; 6]);
+    assert_eq!(from_peer(d, p), 1);
+    // The answer moves the job on: the FLOW_REQ goes to the peer, who serves it.
+    let step = poll_past_peer(d, step);
+    assert_eq!(w.to_peer(p), PEER_MAC);
+    let peer_eid = peer_serves(p);
+    assert_eq!(from_peer(d, p), 1);
+    let step = poll_past_peer(d, step);
+    let Step::Pending(ref job) = step else {
+        panic!("the allocation ended before its installation: {step:?}");
+    };
+    assert!(job.installing());
+    let add = match w.next() {
+        ToDp::AddFlow {
+            flow,
+            port,
+            local,
+            remote,
+            peer,
+            pid,
+            ..
+        } => {
+            assert_eq!((port, peer, pid), (PORT, PEER_MAC, 4242));
+            (flow, local, remote)
+        }
+        other => panic!("AddFlow expected, o7sd sent {other:?}"),
+    };
+    (step, add, peer_eid)
+}
+
+#[test]
+fn a_flow_is_allocated_through_the_peers_machine_and_the_data_planes_acknowledgement() {
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    let mut p = peer(Some("srv"));
+    let (step, (flow, local, remote), peer_eid) = allocate_to_install(&d, &w, &mut p);
+    // The data plane is asked for o7sd's id here and the peer's there (they differ).
+    assert_eq!(remote, peer_eid);
+    assert_ne!(local, remote);
+    // Not done until the data plane says so.
+    let Step::Pending(job) = d.alloc_poll(
+        match step {
+            Step::Pending(j) => j,
+            Step::Done(r) => panic!("{r:?}"),
+        },
+        Instant::now(),
+    ) else {
+        panic!("done without the data plane's acknowledgement");
+    };
+    assert_eq!(d.counters.flows.load(Ordering::Relaxed), 0);
+    assert!(d.dp.route(FromDp::FlowAdded { flow }).is_none());
+    let acc = match d.alloc_poll(job, Instant::now()) {
+        Step::Done(Ok(acc)) => acc,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((acc.flow, acc.info.name.as_str()), (flow, "srv"));
+    assert_eq!((acc.info.layer.as_str(), acc.info.mtu), ("wire", 1500));
+    assert_eq!(d.counters.flows.load(Ordering::Relaxed), 1);
+    let st = d.st();
+    let rec = &st.flows[&flow];
+    assert_eq!(
+        (u64::from(local), rec.remote),
+        (rec.local, u64::from(peer_eid))
+    );
+    assert_eq!(rec.peer, Peer::Mac(PEER_MAC));
+}
+
+#[test]
+fn a_flow_request_is_served_to_the_process_in_accept_once_the_data_plane_has_the_flow() {
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    let c = cred();
+    for ctl in [
+        Ctl::NameCreate {
+            name: "srv".into(),
+            lb: None,
+        },
+        Ctl::BindProcess {
+            pid: ACCEPTOR,
+            name: "srv".into(),
+        },
+        Ctl::NameRegister {
+            name: "srv".into(),
+            targets: vec!["e1".into()],
+        },
+    ] {
+        assert!(matches!(d.ctl(ctl, &c), Reply::Ok));
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (_, names) = d.st().reg.accept_as(ACCEPTOR, 0, None, tx);
+    assert_eq!(names, vec!["srv".to_string()]);
+    // The peer asks for a flow to srv.
+    let mut p = peer(None);
+    let rng = ring::rand::SystemRandom::new();
+    let (req, _) = oap::client_request([7; 16], now_ns(), None, &rng).unwrap();
+    let req = req.to_bytes().unwrap();
+    let hash = HashAlgo::Sha3_256.hash("srv");
+    let (_, peer_eid) = p
+        .alloc(
+            Instant::now(),
+            Peer::Mac(OUR_MAC),
+            &hash,
+            QosSpec::RAW,
+            &req,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!(from_peer(&d, &mut p), 1);
+    d.protocol_turn();
+    // Served: the data plane is asked to install the flow; no FLOW_REPLY before that.
+    let (flow, local) = match w.next() {
+        ToDp::AddFlow {
+            flow,
+            port,
+            local,
+            remote,
+            peer,
+            pid,
+            ..
+        } => {
+            assert_eq!(
+                (port, remote, peer, pid),
+                (PORT, peer_eid, PEER_MAC, ACCEPTOR)
+            );
+            (flow, local)
+        }
+        other => panic!("AddFlow expected, o7sd sent {other:?}"),
+    };
+    assert_ne!(local, peer_eid);
+    d.protocol_turn();
+    assert!(
+        rx.try_recv().is_err(),
+        "handed over before the installation"
+    );
+    assert!(w
+        .dp
+        .recv_timeout::<ToDp>(Some(Duration::from_millis(50)))
+        .is_err());
+    // Acknowledged: the process gets the flow, the peer the FLOW_REPLY from o7sd's id.
+    assert!(d.dp.route(FromDp::FlowAdded { flow }).is_none());
+    d.protocol_turn();
+    let acc = rx.try_recv().unwrap();
+    assert_eq!((acc.flow, acc.info.name.as_str()), (flow, "srv"));
+    assert_eq!(w.to_peer(&mut p), PEER_MAC);
+    let mut up = None;
+    while let Some(e) = p.poll_event() {
+        if let Event::Allocated {
+            local: l,
+            remote: r,
+            oap: resp,
+            ..
+        } = e
+        {
+            oap::check_response(&req, &resp).unwrap();
+            up = Some((l, r));
+        }
+    }
+    assert_eq!(up, Some((peer_eid, local)));
+    assert_eq!(d.counters.flows.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn an_admin_request_waiting_on_the_data_plane_and_an_allocation_do_not_wait_for_each_other() {
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    // `ipcp list` asks the data plane for its counters, which do not come yet.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let admin = {
+        let d = d.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(d.ctl(Ctl::IpcpList, &cred()));
+        })
+    };
+    assert!(matches!(w.next(), ToDp::Stats));
+    // Meanwhile a whole allocation goes through the driver.
+    let mut p = peer(Some("srv"));
+    let (step, (flow, ..), _) = allocate_to_install(&d, &w, &mut p);
+    assert!(d.dp.route(FromDp::FlowAdded { flow }).is_none());
+    let Step::Pending(job) = step else {
+        panic!("{step:?}")
+    };
+    assert!(matches!(
+        d.alloc_poll(job, Instant::now()),
+        Step::Done(Ok(_))
+    ));
+    // The admin request still waits; answered, it shows the IPCP and its state.
+    assert!(rx.try_recv().is_err());
+    assert!(d.dp.route(FromDp::Stats(DpStats::default())).is_none());
+    let r = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+    admin.join().unwrap();
+    let Reply::Table { rows } = r else {
+        panic!("{r:?}")
+    };
+    let e1 = rows.iter().find(|r| r["name"] == "e1").unwrap();
+    assert_eq!(
+        (e1["state"].as_str(), e1["layer"].as_str()),
+        (Some("up"), Some("wire"))
+    );
+}
