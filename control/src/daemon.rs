@@ -15,6 +15,7 @@ mod ctl_changes;
 #[cfg(test)]
 mod driver_tests;
 mod event_loop;
+mod from_dp;
 mod install;
 mod local;
 mod oap_glue;
@@ -115,6 +116,8 @@ pub struct Counters {
     pub cache_full: AtomicU64,
     /// FLOW_REQs dropped: too many being served already.
     pub flow_req_busy: AtomicU64,
+    /// Management frames dropped: the event loop's queue from the data plane was full.
+    pub mgmt_queue_full: AtomicU64,
     /// Flows refused: the daemon's or a peer's flow limit.
     pub flow_limit: AtomicU64,
     /// Flows ended because their peer gave a new flow the endpoint id they named (its old

@@ -2,9 +2,9 @@
 //! other end of o7sd's channel to it) and the peer (an `o7s_proto::shim::Shim` of its own,
 //! with a MAC and endpoint ids other than o7sd's, answering OAP as a server does). What
 //! o7sd sends its data plane is read from the channel; the management frames among it go
-//! to the peer's machine, and the peer's answers come back through `Daemon::on_mgmt`, as
-//! the events thread would hand them over. The loop's steps (`alloc_poll`,
-//! `protocol_turn`) are called by the test.
+//! to the peer's machine, and the peer's answers come back through `Daemon::from_dp`, as
+//! the events thread hands them over. The loop's steps (`protocol_turn`, `alloc_poll`)
+//! are called by the test.
 //!
 //! - a flow allocated: name query, FLOW_REQ, FLOW_REPLY, the data plane's installation;
 //! - a flow accepted: a FLOW_REQ served to a process in accept, FLOW_REPLY after the
@@ -113,18 +113,24 @@ impl Wire {
     }
 }
 
-/// What the peer's machine sends, given to o7sd as its events thread would.
+/// What the peer's machine sends, given to o7sd as its events thread does (into the
+/// loop's queue), then one turn of the loop's protocol work.
 fn from_peer(d: &Daemon, p: &mut Shim) -> usize {
     let mut n = 0;
     while let Some(t) = p.poll_transmit() {
-        let dst = match t.dst {
-            Peer::Mac(m) => Some(m),
-            Peer::Ip(_) => None,
+        let Peer::Mac(dst) = t.dst else {
+            panic!("an eth peer sends to MACs");
         };
         let payload = t.msg.build(crate::eth::shim_kind(KIND));
-        d.on_mgmt(PORT, Peer::Mac(PEER_MAC), dst, &payload);
+        d.from_dp(FromDp::Mgmt {
+            port: PORT,
+            src: PEER_MAC,
+            dst,
+            payload,
+        });
         n += 1;
     }
+    d.protocol_turn();
     n
 }
 
@@ -276,7 +282,6 @@ fn a_flow_request_is_served_to_the_process_in_accept_once_the_data_plane_has_the
         )
         .unwrap();
     assert_eq!(from_peer(&d, &mut p), 1);
-    d.protocol_turn();
     // Served: the data plane is asked to install the flow; no FLOW_REPLY before that.
     let (flow, local) = match w.next() {
         ToDp::AddFlow {
@@ -366,4 +371,39 @@ fn an_admin_request_waiting_on_the_data_plane_and_an_allocation_do_not_wait_for_
         (e1["state"].as_str(), e1["layer"].as_str()),
         (Some("up"), Some("wire"))
     );
+}
+
+#[test]
+fn management_frames_past_the_loops_queue_are_counted_and_the_rest_taken_a_turns_worth_at_a_time() {
+    use super::from_dp::{MAX_MGMT_QUEUE, MGMT_PER_TURN};
+    let (d, _dp) = daemon();
+    let frame = || FromDp::Mgmt {
+        port: PORT,
+        src: PEER_MAC,
+        dst: OUR_MAC,
+        // Not a management message.
+        payload: vec![0xee; 3],
+    };
+    for _ in 0..MAX_MGMT_QUEUE + 3 {
+        d.from_dp(frame());
+    }
+    assert_eq!(d.counters.mgmt_queue_full.load(Ordering::Relaxed), 3);
+    // Nothing reached the machine yet: the events thread only queues.
+    assert_eq!(d.counters.mgmt_malformed.load(Ordering::Relaxed), 0);
+    let mut turns = 0;
+    while d.take_from_dp(Instant::now()) {
+        turns += 1;
+        assert_eq!(
+            d.counters.mgmt_malformed.load(Ordering::Relaxed),
+            (turns * MGMT_PER_TURN) as u64
+        );
+    }
+    assert_eq!(turns, MAX_MGMT_QUEUE / MGMT_PER_TURN);
+    assert_eq!(
+        d.counters.mgmt_malformed.load(Ordering::Relaxed),
+        MAX_MGMT_QUEUE as u64
+    );
+    // Room again.
+    d.from_dp(frame());
+    assert_eq!(d.counters.mgmt_queue_full.load(Ordering::Relaxed), 3);
 }

@@ -118,6 +118,8 @@ pub struct LoopShared {
     pub(super) returned: Mutex<Vec<Conn>>,
     /// Work for the unicast IPCPs (enrolments to start, acceptors to watch).
     uni: Mutex<Vec<super::unicast::UniRequest>>,
+    /// Management frames and flow events from the events thread.
+    pub(super) from_dp: super::from_dp::FromDpQueue,
 }
 
 impl Default for LoopShared {
@@ -139,6 +141,7 @@ impl Default for LoopShared {
             admin_rx: Mutex::new(Some(admin_rx)),
             returned: Mutex::new(Vec::new()),
             uni: Mutex::new(Vec::new()),
+            from_dp: super::from_dp::FromDpQueue::default(),
         }
     }
 }

@@ -1,13 +1,14 @@
 //! The driver of the shim layers' protocol machines (`o7s_proto::shim::Shim`, one per
 //! eth/udp IPCP, and the responder's `o7s_proto::accept::AcceptQueue`).
 //!
-//! Management frames from the data plane go into the IPCP's machine
-//! ([`Daemon::on_mgmt`]); what the machine produces is drained by [`Daemon::pump`] under
-//! the state lock and sent after it is released. One thread, [`Daemon::run_protocol`],
-//! does everything that waits: it checks new flow requests (OAP, keys, limits), serves
-//! them in order as processes come to accept (or starts the name's program), refuses what
-//! waited too long, and fires the machines' timers. No thread is started per request, and
-//! every queue is bounded: what does not fit is refused and counted.
+//! Management frames from the data plane go into the IPCP's machine on the event loop
+//! ([`Daemon::on_mgmt`], from the queue the events thread fills: `from_dp.rs`); what the
+//! machine produces is drained by [`Daemon::pump`] under the state lock and sent after it
+//! is released. The loop's [`Daemon::protocol_turn`] does the rest without waiting: it
+//! checks new flow requests (OAP, keys, limits), serves them in order as processes come
+//! to accept (or starts the name's program), refuses what waited too long, and fires the
+//! machines' timers. No thread is started per request, and every queue is bounded: what
+//! does not fit is refused and counted.
 
 use super::{Daemon, State};
 use crate::eth::{Peer, ReplyInfo};
@@ -212,15 +213,23 @@ impl Daemon {
         }
     }
 
-    /// A management frame from port `port`, from `src`, to `dst` (eth).
-    pub(super) fn on_mgmt(&self, port: u32, src: Peer, dst: Option<[u8; 6]>, payload: &[u8]) {
+    /// A management frame from port `port`, from `src`, to `dst` (eth), at `now` (on the
+    /// loop: [`Daemon::take_from_dp`]).
+    pub(super) fn on_mgmt(
+        &self,
+        now: Instant,
+        port: u32,
+        src: Peer,
+        dst: Option<[u8; 6]>,
+        payload: &[u8],
+    ) {
         let mut out = vec![];
         let mut st = self.st();
         let Some(idx) = st.ipcps.iter().position(|i| i.port == port) else {
             return;
         };
         if let Some(i) = st.ipcps.get_mut(idx) {
-            i.shim.handle(Instant::now(), src, dst, payload);
+            i.shim.handle(now, src, dst, payload);
         }
         self.pump(&mut st, idx, &mut out);
         let wake = !st.fresh.is_empty();
@@ -248,6 +257,8 @@ impl Daemon {
     /// machines' timers. Returns when it is due again at the latest (recorded, so that a
     /// machine's earlier new timer wakes the loop: [`Daemon::wake_for`]).
     pub(super) fn protocol_turn(&self) -> Instant {
+        // What the data plane sent: flows ended, management frames (a turn's worth).
+        let more_mgmt = self.take_from_dp(Instant::now());
         // At most this many new requests a turn: the loop's other work goes on in a flood.
         let mut budget = MAX_FRESH;
         loop {
@@ -280,12 +291,13 @@ impl Daemon {
                 self.send_all(out);
                 continue;
             }
-            if !st.fresh.is_empty() {
-                if budget == 0 {
-                    st.proto_wake = Some(now);
-                    return now;
-                }
+            if !st.fresh.is_empty() && budget > 0 {
                 continue;
+            }
+            // Work left for the next turn: the loop comes back at once.
+            if more_mgmt || !st.fresh.is_empty() {
+                st.proto_wake = Some(now);
+                return now;
             }
             let next = st
                 .ipcps

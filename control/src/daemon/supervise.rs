@@ -69,35 +69,7 @@ impl Daemon {
                     continue;
                 }
             };
-            // An installation's answer: the loop finishes the allocation or acceptance that
-            // waits for it (it does not wait itself).
-            let ack = matches!(m, FromDp::FlowAdded { .. } | FromDp::FlowError { .. });
-            let routed = self.dp.route(m);
-            if ack {
-                self.wake();
-            }
-            match routed {
-                Some(FromDp::Mgmt {
-                    port,
-                    src,
-                    dst,
-                    payload,
-                }) => self.on_mgmt(port, Peer::Mac(src), Some(dst), &payload),
-                Some(FromDp::UdpMgmt { port, src, payload }) => {
-                    self.on_mgmt(port, Peer::Ip(src), None, &payload)
-                }
-                Some(FromDp::FlowGone { flow, why }) => {
-                    tracing::info!("Flow {flow}: {why}.");
-                    self.dealloc(flow);
-                }
-                Some(FromDp::FlowDown { flow }) => {
-                    if let Some(f) = self.st().flows.get_mut(&flow) {
-                        f.down = true;
-                        tracing::info!("Flow {flow} ({}): peer timed out.", f.name);
-                    }
-                }
-                _ => {}
-            }
+            self.from_dp(m);
         }
     }
 

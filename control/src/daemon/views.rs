@@ -296,6 +296,7 @@ impl Daemon {
                     ("mgmt_not_for_us", &c.not_for_us),
                     ("flow_req_refused", &c.refused),
                     ("flow_req_busy", &c.flow_req_busy),
+                    ("mgmt_queue_full", &c.mgmt_queue_full),
                     ("flow_req_duplicate", &c.req_duplicate),
                     ("flow_replies_not_remembered", &c.replies_not_remembered),
                     ("flow_limit", &c.flow_limit),

@@ -45,6 +45,11 @@ pub(in crate::metrics) const STATS: &[(&str, Kind, &str)] = &[
         "FLOW_REQs dropped because too many were being served already",
     ),
     (
+        "o7s_mgmt_queue_full",
+        C,
+        "Management frames dropped because the event loop's queue from the data plane was full",
+    ),
+    (
         "o7s_flow_req_duplicate",
         C,
         "FLOW_REQs repeated by their sender (no second flow: ignored, or answered again)",
