@@ -2,7 +2,7 @@
 //! other end of o7sd's channel to it) and the peer (an `o7s_proto::shim::Shim` of its own,
 //! with a MAC and endpoint ids other than o7sd's, answering OAP as a server does). What
 //! o7sd sends its data plane is read from the channel; the management frames among it go
-//! to the peer's machine, and the peer's answers come back through `Daemon::from_dp`, as
+//! to the peer's machine, and the peer's answers come back through `Daemon::on_dp_message`, as
 //! the events thread hands them over. The loop's steps (`protocol_turn`, `alloc_poll`)
 //! are called by the test.
 //!
@@ -122,7 +122,7 @@ fn from_peer(d: &Daemon, p: &mut Shim) -> usize {
             panic!("an eth peer sends to MACs");
         };
         let payload = t.msg.build(crate::eth::shim_kind(KIND));
-        d.from_dp(FromDp::Mgmt {
+        d.on_dp_message(FromDp::Mgmt {
             port: PORT,
             src: PEER_MAC,
             dst,
@@ -385,7 +385,7 @@ fn management_frames_past_the_loops_queue_are_counted_and_the_rest_taken_a_turns
         payload: vec![0xee; 3],
     };
     for _ in 0..MAX_MGMT_QUEUE + 3 {
-        d.from_dp(frame());
+        d.on_dp_message(frame());
     }
     assert_eq!(d.counters.mgmt_queue_full.load(Ordering::Relaxed), 3);
     // Nothing reached the machine yet: the events thread only queues.
@@ -404,6 +404,6 @@ fn management_frames_past_the_loops_queue_are_counted_and_the_rest_taken_a_turns
         MAX_MGMT_QUEUE as u64
     );
     // Room again.
-    d.from_dp(frame());
+    d.on_dp_message(frame());
     assert_eq!(d.counters.mgmt_queue_full.load(Ordering::Relaxed), 3);
 }

@@ -70,7 +70,7 @@ impl Default for FromDpQueue {
 impl Daemon {
     /// A message from the data plane (on the events thread): an answer goes to its waiter,
     /// an event to the loop, which is woken.
-    pub(super) fn from_dp(&self, m: FromDp) {
+    pub(super) fn on_dp_message(&self, m: FromDp) {
         // An installation's answer: the loop finishes the allocation or acceptance that
         // waits for it (it does not wait itself).
         let ack = matches!(m, FromDp::FlowAdded { .. } | FromDp::FlowError { .. });

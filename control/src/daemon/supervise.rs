@@ -69,7 +69,7 @@ impl Daemon {
                     continue;
                 }
             };
-            self.from_dp(m);
+            self.on_dp_message(m);
         }
     }
 
