@@ -204,6 +204,48 @@ fn allocate_to_install(d: &Daemon, w: &Wire, p: &mut Shim) -> (Step, (u64, u32, 
     (step, add, peer_eid)
 }
 
+/// Name `srv`, bound to process [`ACCEPTOR`], registered in `e1` (through o7sctl's requests).
+fn register_srv(d: &Daemon) {
+    let c = cred();
+    for ctl in [
+        Ctl::NameCreate {
+            name: "srv".into(),
+            lb: None,
+        },
+        Ctl::BindProcess {
+            pid: ACCEPTOR,
+            name: "srv".into(),
+        },
+        Ctl::NameRegister {
+            name: "srv".into(),
+            targets: vec!["e1".into()],
+        },
+    ] {
+        assert!(matches!(d.ctl(ctl, &c), Reply::Ok));
+    }
+}
+
+/// The peer sends a FLOW_REQ for `srv` with an OAP request; o7sd takes it (one turn).
+/// Returns the OAP request and the peer's endpoint id.
+fn peer_requests(d: &Daemon, p: &mut Shim) -> (Vec<u8>, u32) {
+    let rng = ring::rand::SystemRandom::new();
+    let (req, _) = oap::client_request([7; 16], now_ns(), None, &rng).unwrap();
+    let req = req.to_bytes().unwrap();
+    let hash = HashAlgo::Sha3_256.hash("srv");
+    let (_, peer_eid) = p
+        .alloc(
+            Instant::now(),
+            Peer::Mac(OUR_MAC),
+            &hash,
+            QosSpec::RAW,
+            &req,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!(from_peer(d, p), 1);
+    (req, peer_eid)
+}
+
 #[test]
 fn a_flow_is_allocated_through_the_peers_machine_and_the_data_planes_acknowledgement() {
     let (d, dp) = daemon();
@@ -245,43 +287,13 @@ fn a_flow_is_allocated_through_the_peers_machine_and_the_data_planes_acknowledge
 fn a_flow_request_is_served_to_the_process_in_accept_once_the_data_plane_has_the_flow() {
     let (d, dp) = daemon();
     let w = Wire { dp };
-    let c = cred();
-    for ctl in [
-        Ctl::NameCreate {
-            name: "srv".into(),
-            lb: None,
-        },
-        Ctl::BindProcess {
-            pid: ACCEPTOR,
-            name: "srv".into(),
-        },
-        Ctl::NameRegister {
-            name: "srv".into(),
-            targets: vec!["e1".into()],
-        },
-    ] {
-        assert!(matches!(d.ctl(ctl, &c), Reply::Ok));
-    }
+    register_srv(&d);
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let (_, names) = d.st().reg.accept_as(ACCEPTOR, 0, None, tx);
     assert_eq!(names, vec!["srv".to_string()]);
     // The peer asks for a flow to srv.
     let mut p = peer(None);
-    let rng = ring::rand::SystemRandom::new();
-    let (req, _) = oap::client_request([7; 16], now_ns(), None, &rng).unwrap();
-    let req = req.to_bytes().unwrap();
-    let hash = HashAlgo::Sha3_256.hash("srv");
-    let (_, peer_eid) = p
-        .alloc(
-            Instant::now(),
-            Peer::Mac(OUR_MAC),
-            &hash,
-            QosSpec::RAW,
-            &req,
-            Duration::from_secs(5),
-        )
-        .unwrap();
-    assert_eq!(from_peer(&d, &mut p), 1);
+    let (req, peer_eid) = peer_requests(&d, &mut p);
     // Served: the data plane is asked to install the flow; no FLOW_REPLY before that.
     let (flow, local) = match w.next() {
         ToDp::AddFlow {
@@ -406,4 +418,102 @@ fn management_frames_past_the_loops_queue_are_counted_and_the_rest_taken_a_turns
     // Room again.
     d.on_dp_message(frame());
     assert_eq!(d.counters.mgmt_queue_full.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn a_process_whose_accept_times_out_while_its_flow_is_installed_still_gets_the_flow() {
+    use super::event_loop::{Conn, Doing};
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    register_srv(&d);
+    // A process in accept (as `oping -l` or `ocbr -l` waits: a second at a time), its
+    // connection parked in the loop.
+    let (ours, app) = Channel::pair().unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (id, _) = d.st().reg.accept_as(ACCEPTOR, 0, None, tx);
+    let t0 = Instant::now();
+    let mut open = std::collections::HashMap::new();
+    open.insert(
+        9,
+        Conn {
+            ch: ours,
+            slot: None,
+            doing: Doing::Parked {
+                id,
+                rx,
+                deadline: Some(t0 + Duration::from_secs(1)),
+            },
+        },
+    );
+    // The request comes just before the accept's second is up; its flow is being
+    // installed when the second is over.
+    let mut p = peer(None);
+    peer_requests(&d, &mut p);
+    let flow = match w.next() {
+        ToDp::AddFlow { flow, .. } => flow,
+        other => panic!("AddFlow expected, o7sd sent {other:?}"),
+    };
+    let late = t0 + Duration::from_millis(1001);
+    d.tend(&mut open, late, &mut vec![]);
+    assert!(
+        matches!(open.get(&9).map(|c| &c.doing), Some(Doing::Parked { .. })),
+        "the accept ended while its flow was being installed"
+    );
+    // Installed: the flow goes to the process, the FLOW_REPLY to the peer.
+    assert!(d.dp.route(FromDp::FlowAdded { flow }).is_none());
+    d.protocol_turn();
+    d.tend(&mut open, late + Duration::from_millis(1), &mut vec![]);
+    assert!(
+        matches!(open.get(&9).map(|c| &c.doing), Some(Doing::Held { flow: f }) if *f == flow),
+        "{:?}",
+        open.get(&9).map(|c| &c.doing)
+    );
+    let (r, fds) = app
+        .recv_timeout::<Reply>(Some(Duration::from_secs(1)))
+        .unwrap();
+    assert!(matches!(r, Reply::Flow(ref i) if i.id == flow), "{r:?}");
+    assert_eq!(fds.len(), 3);
+    assert_eq!(w.to_peer(&mut p), PEER_MAC);
+    assert!(d.st().flows.contains_key(&flow));
+}
+
+#[test]
+fn an_accept_that_times_out_with_no_flow_coming_ends_with_a_timeout() {
+    use super::event_loop::{Conn, Doing};
+    let (d, _dp) = daemon();
+    register_srv(&d);
+    let (ours, app) = Channel::pair().unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (id, _) = d.st().reg.accept_as(ACCEPTOR, 0, None, tx);
+    let t0 = Instant::now();
+    let mut open = std::collections::HashMap::new();
+    open.insert(
+        9,
+        Conn {
+            ch: ours,
+            slot: None,
+            doing: Doing::Parked {
+                id,
+                rx,
+                deadline: Some(t0 + Duration::from_secs(1)),
+            },
+        },
+    );
+    d.tend(&mut open, t0 + Duration::from_millis(999), &mut vec![]);
+    assert!(open.contains_key(&9));
+    d.tend(&mut open, t0 + Duration::from_millis(1000), &mut vec![]);
+    assert!(!open.contains_key(&9));
+    let (r, _) = app
+        .recv_timeout::<Reply>(Some(Duration::from_secs(1)))
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            Reply::Error {
+                code: o7s::proto::ErrorCode::Timeout,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
 }

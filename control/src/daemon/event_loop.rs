@@ -358,7 +358,7 @@ impl Daemon {
 
     /// Connections that wait for something other than their socket: requests that do not
     /// come, allocations, acceptors. Returns the earliest deadline among them.
-    fn tend(
+    pub(super) fn tend(
         &self,
         open: &mut HashMap<u64, Conn>,
         now: Instant,
@@ -411,10 +411,21 @@ impl Daemon {
                     // Removed from the registry elsewhere: the connection closes.
                     Err(TryRecvError::Disconnected) => None,
                     Err(TryRecvError::Empty) if stopping || deadline.is_some_and(|d| now >= d) => {
-                        self.st().reg.remove_acceptor(id);
+                        let removed = self.st().reg.remove_acceptor(id);
                         // A flow handed over just before the removal is still delivered.
                         match rx.try_recv() {
                             Ok(a) => self.deliver(c, a),
+                            // Not in the registry but its channel open: a flow was taken
+                            // for it and the data plane is installing it. It comes, or
+                            // the acceptor is put back, within INSTALL_WAIT.
+                            Err(TryRecvError::Empty) if removed.is_none() && !stopping => {
+                                c.doing = Doing::Parked {
+                                    id,
+                                    rx,
+                                    deadline: Some(now + crate::dp::INSTALL_WAIT),
+                                };
+                                Some(c)
+                            }
                             Err(_) => {
                                 reply_err(&c.ch, ErrorCode::Timeout, "no flow arrived".into());
                                 None

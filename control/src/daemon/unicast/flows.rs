@@ -563,6 +563,11 @@ impl Daemon {
             }
             Ok(Installed::Done(acc)) => {
                 if a.handle.send(acc).is_err() {
+                    tracing::warn!(
+                        "unicast flow {}: the process accepting it (pid {}) went away before it was installed; ended",
+                        fp.flow,
+                        a.pid
+                    );
                     self.dealloc(fp.flow);
                     self.uni_release(fp.uni, fp.local);
                     return ServeStep::Failed;
