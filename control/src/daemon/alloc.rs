@@ -122,7 +122,12 @@ enum Found {
 impl Daemon {
     /// Finds the IPCP and peer behind `name`: the cache first, else a name query on every
     /// eth IPCP and a lookup on every udp IPCP at once (the first answer wins).
-    fn resolve_start(&self, name: &str, timeout: Duration) -> Result<Found, FlowError> {
+    fn resolve_start(
+        &self,
+        name: &str,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<Found, FlowError> {
         let (tx, rx) = channel::<(usize, Peer)>();
         let mut asked = vec![];
         let mut out = vec![];
@@ -147,7 +152,7 @@ impl Daemon {
                     continue;
                 };
                 let h = i.hash.hash(name);
-                if let Some(peer) = i.shim.cached(Instant::now(), &h) {
+                if let Some(peer) = i.shim.cached(now, &h) {
                     return Ok(Found::Now(*idx, peer, h));
                 }
             }
@@ -168,7 +173,7 @@ impl Daemon {
                 }
                 asked.push(format!("{} {}", i.kind.as_str(), i.name));
                 // The answer comes on `tx` (the first of any layer wins).
-                self.query(&mut st, idx, name, &h, timeout, tx.clone(), &mut out)?;
+                self.query(&mut st, idx, name, &h, timeout, tx.clone(), &mut out, now)?;
             }
         }
         self.send_all(out);
@@ -235,8 +240,9 @@ impl Daemon {
         qos: QosSpec,
         timeout: Duration,
         pid: i32,
+        now: Instant,
     ) -> Step {
-        self.alloc_start_as(name, qos, timeout, pid, None)
+        self.alloc_start_as(name, qos, timeout, pid, None, now)
     }
 
     /// [`Daemon::alloc_start`] for an IPCP of a secured layer (`member`): the request is
@@ -248,8 +254,9 @@ impl Daemon {
         timeout: Duration,
         pid: i32,
         member: Option<Arc<crate::membership::Membership>>,
+        now: Instant,
     ) -> Step {
-        let start = Instant::now();
+        let start = now;
         let qt = self.settings.query_timeout.min(timeout);
         let job = AllocJob {
             member,
@@ -264,9 +271,9 @@ impl Daemon {
                 asked: String::new(),
             },
         };
-        match self.resolve_start(name, qt) {
+        match self.resolve_start(name, qt, now) {
             Err(e) => Step::Done(Err(e)),
-            Ok(Found::Now(idx, peer, hash)) => self.alloc_send(job, idx, peer, &hash),
+            Ok(Found::Now(idx, peer, hash)) => self.alloc_send(job, idx, peer, &hash, now),
             Ok(Found::Later { rx, asked }) => Step::Pending(AllocJob {
                 stage: Stage::Resolving {
                     rx,
@@ -315,7 +322,7 @@ impl Daemon {
                             asked,
                         },
                     };
-                    self.alloc_send(job, idx, peer, &hash)
+                    self.alloc_send(job, idx, peer, &hash, now)
                 }
                 Err(TryRecvError::Empty) if now < deadline => Step::Pending(AllocJob {
                     name,
@@ -419,8 +426,8 @@ impl Daemon {
     }
 
     /// Sends the FLOW_REQ (with its OAP request) to `peer` on IPCP `idx`.
-    fn alloc_send(&self, job: AllocJob, idx: usize, peer: Peer, hash: &[u8]) -> Step {
-        match self.alloc_request(&job, idx, peer, hash) {
+    fn alloc_send(&self, job: AllocJob, idx: usize, peer: Peer, hash: &[u8], now: Instant) -> Step {
+        match self.alloc_request(&job, idx, peer, hash, now) {
             Ok(r) => Step::Pending(AllocJob {
                 stage: Stage::Replying(Box::new(r)),
                 ..job
@@ -435,14 +442,14 @@ impl Daemon {
         idx: usize,
         peer: Peer,
         hash: &[u8],
+        now: Instant,
     ) -> Result<Replying, FlowError> {
         let (name, pid, qos, timeout) = (job.name.as_str(), job.pid, job.qos, job.timeout);
         let ClientOap { req_oap, enc, eph } =
             self.client_oap_as(name, pid, job.member.as_deref())?;
         let (tx, rx) = channel();
         let mut out = vec![];
-        let left = timeout.saturating_sub(job.start.elapsed());
-        let now = Instant::now();
+        let left = timeout.saturating_sub(now.saturating_duration_since(job.start));
         let local = {
             let mut st = self.st();
             let i = st
@@ -459,7 +466,7 @@ impl Daemon {
                         source,
                     })?;
             i.alloc_waiters.insert(id.0, tx);
-            self.pump(&mut st, idx, &mut out);
+            self.pump(&mut st, idx, &mut out, now);
             self.wake_for(&st, now + left);
             local
         };

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 impl Daemon {
     /// A connection is readable: its request came, or its app hung up (or spoke, which
     /// ends what it holds just the same). Returns it when it stays.
-    pub(super) fn on_readable(&self, epoll: &Epoll, c: Conn) -> Option<Conn> {
+    pub(super) fn on_readable(&self, epoll: &Epoll, c: Conn, now: Instant) -> Option<Conn> {
         match c.doing {
-            Doing::Reading { .. } => self.read_request(epoll, c),
+            Doing::Reading { .. } => self.read_request(epoll, c, now),
             Doing::Allocating(_) | Doing::UniAllocating(_) | Doing::LocalAllocating(_) => {
                 let pid = c.ch.peer_cred().map(|p| p.pid).unwrap_or(0);
                 tracing::info!("Process {pid} went away while its flow was being allocated.");
@@ -31,7 +31,7 @@ impl Daemon {
     }
 
     /// Reads a connection's request and starts on it.
-    pub(super) fn read_request(&self, epoll: &Epoll, c: Conn) -> Option<Conn> {
+    pub(super) fn read_request(&self, epoll: &Epoll, c: Conn, now: Instant) -> Option<Conn> {
         let Ok(cred) = c.ch.peer_cred() else {
             tracing::warn!("a client without credentials");
             return None;
@@ -69,12 +69,12 @@ impl Daemon {
             } => {
                 let timeout = Duration::from_millis(timeout_ms.max(1));
                 // A name in a local layer stays on this host.
-                if let Some(job) = self.local_alloc_start(&name, qos, timeout, pid) {
-                    return self.local_step(c, self.local_poll(job, Instant::now()));
+                if let Some(job) = self.local_alloc_start(&name, qos, timeout, pid, now) {
+                    return self.local_step(c, self.local_poll(job, now));
                 }
                 // A unicast layer's directory first (the reference's order), then the
                 // eth and udp layers.
-                match self.uni_alloc_start(&name, qos, timeout, pid) {
+                match self.uni_alloc_start(&name, qos, timeout, pid, now) {
                     Some(Ok(job)) => {
                         let mut c = c;
                         c.doing = Doing::UniAllocating(job);
@@ -83,7 +83,7 @@ impl Daemon {
                     Some(Err(e)) => return self.alloc_step(c, Step::Done(Err(e))),
                     None => {}
                 }
-                let step = self.alloc_start(&name, qos, timeout, pid);
+                let step = self.alloc_start(&name, qos, timeout, pid, now);
                 self.alloc_step(c, step)
             }
             Request::Join { layer } => match self.bc_join(epoll, &layer, pid) {
@@ -95,7 +95,7 @@ impl Daemon {
                 }
             },
             Request::Accept { timeout_ms } => {
-                Some(self.accept(c, pid, cred.uid, timeout_ms.map(Duration::from_millis)))
+                Some(self.accept(c, pid, cred.uid, timeout_ms.map(Duration::from_millis), now))
             }
             Request::Ctl(ctl) => self.to_admin(epoll, c, AdminWork::Ctl(ctl, cred)),
         }
@@ -181,6 +181,7 @@ impl Daemon {
         pid: i32,
         uid: u32,
         timeout: Option<Duration>,
+        now: Instant,
     ) -> Conn {
         let exe = exe_of(pid);
         let (tx, rx) = sync_channel::<Accepted>(1);
@@ -204,7 +205,7 @@ impl Daemon {
         c.doing = Doing::Parked {
             id,
             rx,
-            deadline: timeout.map(|t| Instant::now() + t),
+            deadline: timeout.map(|t| now + t),
         };
         c
     }

@@ -130,7 +130,7 @@ fn from_peer(d: &Daemon, p: &mut Shim) -> usize {
         });
         n += 1;
     }
-    d.protocol_turn();
+    d.protocol_turn(Instant::now());
     n
 }
 
@@ -171,7 +171,13 @@ fn poll_past_peer(d: &Daemon, mut step: Step) -> Step {
 /// returns the job waiting for the data plane, the AddFlow's (flow, local, remote) and the
 /// peer's endpoint id.
 fn allocate_to_install(d: &Daemon, w: &Wire, p: &mut Shim) -> (Step, (u64, u32, u32), u32) {
-    let step = d.alloc_start("srv", QosSpec::RAW, Duration::from_secs(5), 4242);
+    let step = d.alloc_start(
+        "srv",
+        QosSpec::RAW,
+        Duration::from_secs(5),
+        4242,
+        Instant::now(),
+    );
     assert!(matches!(step, Step::Pending(_)), "{step:?}");
     // The name query, broadcast; the peer answers it.
     assert_eq!(w.to_peer(p), [0xff; 6]);
@@ -314,7 +320,7 @@ fn a_flow_request_is_served_to_the_process_in_accept_once_the_data_plane_has_the
         other => panic!("AddFlow expected, o7sd sent {other:?}"),
     };
     assert_ne!(local, peer_eid);
-    d.protocol_turn();
+    d.protocol_turn(Instant::now());
     assert!(
         rx.try_recv().is_err(),
         "handed over before the installation"
@@ -325,7 +331,7 @@ fn a_flow_request_is_served_to_the_process_in_accept_once_the_data_plane_has_the
         .is_err());
     // Acknowledged: the process gets the flow, the peer the FLOW_REPLY from o7sd's id.
     assert!(d.dp.route(FromDp::FlowAdded { flow }).is_none());
-    d.protocol_turn();
+    d.protocol_turn(Instant::now());
     let acc = rx.try_recv().unwrap();
     assert_eq!((acc.flow, acc.info.name.as_str()), (flow, "srv"));
     assert_eq!(w.to_peer(&mut p), PEER_MAC);
@@ -461,7 +467,7 @@ fn a_process_whose_accept_times_out_while_its_flow_is_installed_still_gets_the_f
     );
     // Installed: the flow goes to the process, the FLOW_REPLY to the peer.
     assert!(d.dp.route(FromDp::FlowAdded { flow }).is_none());
-    d.protocol_turn();
+    d.protocol_turn(Instant::now());
     d.tend(&mut open, late + Duration::from_millis(1), &mut vec![]);
     assert!(
         matches!(open.get(&9).map(|c| &c.doing), Some(Doing::Held { flow: f }) if *f == flow),

@@ -198,14 +198,78 @@ impl Daemon {
         let mut events = vec![EpollEvent::empty(); 256];
         let mut last_sweep = Instant::now();
         let mut last_accept_error: Option<Instant> = None;
+        // The first turn does not wait.
+        let mut wait = EpollTimeout::ZERO;
         while !self.stopping.load(Ordering::Relaxed) {
-            let proto_next = self.protocol_turn();
+            let n = match epoll.wait(&mut events, wait) {
+                Ok(n) => n,
+                Err(nix::Error::EINTR) => 0,
+                Err(e) => {
+                    tracing::warn!("event loop: epoll_wait: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    0
+                }
+            };
+            // The turn's time: what this turn decides, it decides at this instant.
+            let now = Instant::now();
+            for ev in events.iter().take(n) {
+                match ev.data() {
+                    LISTENER => {
+                        for _ in 0..ACCEPTS_PER_TURN {
+                            match listener.accept() {
+                                Ok(ch) => {
+                                    let Some(slot) = conns.admit(&ch) else {
+                                        continue;
+                                    };
+                                    let c = Conn {
+                                        ch,
+                                        slot: Some(slot),
+                                        doing: Doing::Reading { since: now },
+                                    };
+                                    self.watch(&epoll, &mut open, &mut next_token, c);
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(e) => {
+                                    // Out of descriptors, say: once every 5 s in the log;
+                                    // clients wait in the backlog meanwhile.
+                                    if last_accept_error.is_none_or(|t| {
+                                        now.duration_since(t) >= Duration::from_secs(5)
+                                    }) {
+                                        tracing::warn!("cannot accept a client: {e}");
+                                        last_accept_error = Some(now);
+                                    }
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    WAKE => {
+                        if let Some(rx) = &self.lp.wake_rx {
+                            let mut b = [0u8; 64];
+                            while rx.recv(&mut b).is_ok() {}
+                        }
+                    }
+                    token if token >= N1_TOKENS => {
+                        if let Some(n1) = uni.n1s.get(&token) {
+                            self.uni_read(now, n1);
+                        }
+                    }
+                    token if token >= super::broadcast::JOIN_TOKENS => self.bc_app_read(token),
+                    token => {
+                        if let Some(c) = open.remove(&token) {
+                            if let Some(c) = self.on_readable(&epoll, c, now) {
+                                open.insert(token, c);
+                            }
+                        }
+                    }
+                }
+            }
+            let proto_next = self.protocol_turn(now);
             let back =
                 std::mem::take(&mut *self.lp.returned.lock().unwrap_or_else(|p| p.into_inner()));
             for c in back {
                 self.watch(&epoll, &mut open, &mut next_token, c);
             }
-            let now = Instant::now();
             let due = self.tend(&mut open, now, &mut uni.new_flows);
             self.tend_uni(&epoll, &mut uni, now);
             let due = due.min(self.uni_timeout().unwrap_or(due));
@@ -233,71 +297,9 @@ impl Daemon {
                 });
             }
             let wake_at = proto_next.min(due).min(now + Duration::from_millis(500));
-            let wait = wake_at.saturating_duration_since(Instant::now());
-            let wait = EpollTimeout::try_from(wait).unwrap_or(EpollTimeout::ZERO);
-            let n = match epoll.wait(&mut events, wait) {
-                Ok(n) => n,
-                Err(nix::Error::EINTR) => 0,
-                Err(e) => {
-                    tracing::warn!("event loop: epoll_wait: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                    0
-                }
-            };
-            for ev in events.iter().take(n) {
-                match ev.data() {
-                    LISTENER => {
-                        for _ in 0..ACCEPTS_PER_TURN {
-                            match listener.accept() {
-                                Ok(ch) => {
-                                    let Some(slot) = conns.admit(&ch) else {
-                                        continue;
-                                    };
-                                    let c = Conn {
-                                        ch,
-                                        slot: Some(slot),
-                                        doing: Doing::Reading {
-                                            since: Instant::now(),
-                                        },
-                                    };
-                                    self.watch(&epoll, &mut open, &mut next_token, c);
-                                }
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                                Err(e) => {
-                                    // Out of descriptors, say: once every 5 s in the log;
-                                    // clients wait in the backlog meanwhile.
-                                    if last_accept_error
-                                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
-                                    {
-                                        tracing::warn!("cannot accept a client: {e}");
-                                        last_accept_error = Some(Instant::now());
-                                    }
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    WAKE => {
-                        if let Some(rx) = &self.lp.wake_rx {
-                            let mut b = [0u8; 64];
-                            while rx.recv(&mut b).is_ok() {}
-                        }
-                    }
-                    token if token >= N1_TOKENS => {
-                        if let Some(n1) = uni.n1s.get(&token) {
-                            self.uni_read(Instant::now(), n1);
-                        }
-                    }
-                    token if token >= super::broadcast::JOIN_TOKENS => self.bc_app_read(token),
-                    token => {
-                        if let Some(c) = open.remove(&token) {
-                            if let Some(c) = self.on_readable(&epoll, c) {
-                                open.insert(token, c);
-                            }
-                        }
-                    }
-                }
-            }
+            // The sleep is counted from the end of the turn's work.
+            let left = wake_at.saturating_duration_since(Instant::now());
+            wait = EpollTimeout::try_from(left).unwrap_or(EpollTimeout::ZERO);
         }
         for (_, c) in open.drain() {
             self.close(c);
@@ -401,7 +403,8 @@ impl Daemon {
                         }
                         UniStep::Done(Err(e)) => self.alloc_step(c, Step::Done(Err(e))),
                         UniStep::Fallback(job) => {
-                            let step = self.alloc_start(&job.name, job.qos, job.timeout, job.pid);
+                            let step =
+                                self.alloc_start(&job.name, job.qos, job.timeout, job.pid, now);
                             self.alloc_step(c, step)
                         }
                     }
@@ -447,7 +450,7 @@ impl Daemon {
                     Doing::Reading { since } => due = due.min(*since + REQUEST_WAIT),
                     Doing::Allocating(job) => due = due.min(job.deadline()),
                     Doing::UniAllocating(job) => due = due.min(job.deadline()),
-                    Doing::LocalAllocating(job) => due = due.min(job.deadline()),
+                    Doing::LocalAllocating(job) => due = due.min(job.deadline(now)),
                     Doing::Parked {
                         deadline: Some(d), ..
                     } => due = due.min(*d),

@@ -71,10 +71,9 @@ pub struct LocalJob {
 
 impl LocalJob {
     /// When to poll it even if nothing woke the loop.
-    pub fn deadline(&self) -> Instant {
+    pub fn deadline(&self, now: Instant) -> Instant {
         // Acceptors arrive without waking the loop: look every 20 ms.
-        self.deadline
-            .min(Instant::now() + Duration::from_millis(20))
+        self.deadline.min(now + Duration::from_millis(20))
     }
 }
 
@@ -133,6 +132,7 @@ impl Daemon {
         qos: QosSpec,
         timeout: Duration,
         pid: i32,
+        now: Instant,
     ) -> Option<LocalJob> {
         let st = self.st();
         let l = st.locals.iter().find(|l| l.names.contains(name))?;
@@ -141,7 +141,7 @@ impl Daemon {
             qos,
             pid,
             ipcp: l.name.clone(),
-            deadline: Instant::now() + timeout,
+            deadline: now + timeout,
             started: false,
         })
     }

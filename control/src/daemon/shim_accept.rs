@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 impl Daemon {
     /// Checks a new flow request (name, OAP, keys, limits) and queues it for an acceptor,
     /// or refuses it.
-    pub(super) fn check_fresh(&self, f: Fresh) {
+    pub(super) fn check_fresh(&self, f: Fresh, now: Instant) {
         let name = self
             .st()
             .ipcps
@@ -29,7 +29,7 @@ impl Daemon {
                 info,
                 "A flow request for a name unregistered meanwhile: refused."
             );
-            self.refuse_req(f.idx, f.req, Refusal::NotRegistered);
+            self.refuse_req(f.idx, f.req, Refusal::NotRegistered, now);
             return;
         };
         match self.checked(&name, &f) {
@@ -37,18 +37,14 @@ impl Daemon {
                 let mut st = self.st();
                 let plan = self.plan_for(&st, &name);
                 let key = (f.idx, f.req);
-                if st
-                    .accept_queue
-                    .push(Instant::now(), key, &name, plan)
-                    .is_err()
-                {
+                if st.accept_queue.push(now, key, &name, plan).is_err() {
                     drop(st);
                     self.counters.flow_req_busy.fetch_add(1, Ordering::Relaxed);
                     crate::wire_log!(
                         warn,
                         "Flow request for {name}: too many wait for an acceptor; refused."
                     );
-                    self.refuse_req(f.idx, f.req, Refusal::Busy);
+                    self.refuse_req(f.idx, f.req, Refusal::Busy, now);
                     return;
                 }
                 st.waiting.insert(
@@ -71,7 +67,7 @@ impl Daemon {
                     crate::error::OapCheckError::Limit(_) => Refusal::Limit,
                     _ => Refusal::Security,
                 };
-                self.refuse_req(f.idx, f.req, cause);
+                self.refuse_req(f.idx, f.req, cause, now);
             }
         }
     }
@@ -194,12 +190,12 @@ impl Daemon {
     }
 
     /// Does what the accept queue says: serve, start a program, refuse.
-    pub(super) fn serve_waiting(&self) {
+    pub(super) fn serve_waiting(&self, now: Instant) {
         loop {
             let mut st = self.st();
             let st2 = &mut *st;
             let reg = &st2.reg;
-            let action = st2.accept_queue.next(Instant::now(), &mut |n| {
+            let action = st2.accept_queue.next(now, &mut |n| {
                 reg.has_acceptor(n, &crate::registry::process_lives)
             });
             let Some(action) = action else { return };
@@ -209,13 +205,13 @@ impl Daemon {
                     let w = st.waiting.remove(&key);
                     drop(st);
                     match (w, acc) {
-                        (Some(w), Some(a)) => self.serve_request(w, a),
+                        (Some(w), Some(a)) => self.serve_request(w, a, now),
                         (Some(w), None) => {
                             crate::wire_log!(
                                 warn,
                                 "Flow request for {name} refused: its process left accept."
                             );
-                            self.refuse_req(w.idx, w.req, Refusal::NoAcceptor)
+                            self.refuse_req(w.idx, w.req, Refusal::NoAcceptor, now)
                         }
                         (None, Some(a)) => {
                             self.st().reg.restore(a);
@@ -235,7 +231,7 @@ impl Daemon {
                                 warn,
                                 "Flow request for {name} refused: no process accepts flows for it and its program cannot be started (see above)."
                             );
-                            self.refuse_req(w.idx, w.req, Refusal::NoProgram);
+                            self.refuse_req(w.idx, w.req, Refusal::NoProgram, now);
                         }
                     }
                 }
@@ -245,7 +241,7 @@ impl Daemon {
                     if let Some(w) = w {
                         let why = self.why_no_acceptor(&name);
                         crate::wire_log!(warn, "Flow request for {name} refused: {why}");
-                        self.refuse_req(w.idx, w.req, Refusal::NoAcceptor);
+                        self.refuse_req(w.idx, w.req, Refusal::NoAcceptor, now);
                     }
                 }
             }
@@ -253,7 +249,7 @@ impl Daemon {
     }
 
     /// Sets the flow up for `a` and sends the FLOW_REPLY.
-    pub(super) fn serve_request(&self, w: Waiting, a: Acceptor) {
+    pub(super) fn serve_request(&self, w: Waiting, a: Acceptor, now: Instant) {
         let local = {
             let mut st = self.st();
             st.ipcps.get_mut(w.idx).map(|i| i.shim.take_eid(w.req))
@@ -266,7 +262,7 @@ impl Daemon {
                 "Flow request for {} refused: no endpoint id is free.",
                 w.name
             );
-            self.refuse_req(w.idx, w.req, Refusal::NoResources);
+            self.refuse_req(w.idx, w.req, Refusal::NoResources, now);
             return;
         };
         match self.install_start(
@@ -279,11 +275,11 @@ impl Daemon {
             "accept",
             a.pid,
             w.crypt.clone(),
-            Instant::now(),
+            now,
         ) {
             // The FLOW_REPLY goes once the data plane has the flow (serve_installing).
             Ok(inst) => self.st().shim_serving.push((w, a, inst)),
-            Err(e) => self.serve_failed(w, a, &e),
+            Err(e) => self.serve_failed(w, a, &e, now),
         }
     }
 
@@ -295,14 +291,14 @@ impl Daemon {
         for (w, a, inst) in pending {
             match self.install_poll(inst, now) {
                 Ok(Installed::Waiting(inst)) => self.st().shim_serving.push((w, a, inst)),
-                Ok(Installed::Done(acc)) => self.serve_installed(w, a, acc),
-                Err(e) => self.serve_failed(w, a, &e),
+                Ok(Installed::Done(acc)) => self.serve_installed(w, a, acc, now),
+                Err(e) => self.serve_failed(w, a, &e, now),
             }
         }
     }
 
     /// A request whose flow could not be set up: refused, its process first in line again.
-    fn serve_failed(&self, w: Waiting, a: Acceptor, e: &crate::error::FlowError) {
+    fn serve_failed(&self, w: Waiting, a: Acceptor, e: &crate::error::FlowError, now: Instant) {
         crate::wire_log!(warn, "Flow request for {} refused: {e}", w.name);
         // The process was picked but got nothing: it is first in line again.
         self.st().reg.restore(a);
@@ -311,11 +307,11 @@ impl Daemon {
             crate::error::FlowError::Limit(_) => Refusal::Limit,
             _ => Refusal::NoResources,
         };
-        self.refuse_req(w.idx, w.req, cause);
+        self.refuse_req(w.idx, w.req, cause, now);
     }
 
     /// The flow of request `w`, installed: to its process, and the FLOW_REPLY out.
-    fn serve_installed(&self, w: Waiting, a: Acceptor, acc: Accepted) {
+    fn serve_installed(&self, w: Waiting, a: Acceptor, acc: Accepted, now: Instant) {
         let flow = acc.flow;
         if a.handle.send(acc).is_err() {
             crate::wire_log!(
@@ -324,7 +320,7 @@ impl Daemon {
                 w.name
             );
             self.dealloc(flow);
-            self.refuse_req(w.idx, w.req, Refusal::NoAcceptor);
+            self.refuse_req(w.idx, w.req, Refusal::NoAcceptor, now);
             return;
         }
         // The holder thread hands it to the waiting process.
@@ -334,9 +330,9 @@ impl Daemon {
         if let Some(i) = st.ipcps.get_mut(w.idx) {
             let _ = i
                 .shim
-                .reply(Instant::now(), w.req, w.resp.to_bytes().unwrap_or_default());
+                .reply(now, w.req, w.resp.to_bytes().unwrap_or_default());
         }
-        self.pump(&mut st, w.idx, &mut out);
+        self.pump(&mut st, w.idx, &mut out, now);
         drop(st);
         self.send_all(out);
         crate::wire_log!(

@@ -62,8 +62,7 @@ fn add(c: &AtomicU64, now: u64, before: u64) {
 impl Daemon {
     /// Drains IPCP `idx`'s machine: events go to whoever waits for them, new flow requests
     /// to the protocol thread's queue, counters to the daemon's; returns what to send.
-    pub(super) fn pump(&self, st: &mut State, idx: usize, out: &mut Outbox) {
-        let now = Instant::now();
+    pub(super) fn pump(&self, st: &mut State, idx: usize, out: &mut Outbox, now: Instant) {
         let mut fresh = vec![];
         let mut refuse = vec![];
         // Whether an allocation waiting in the event loop got its answer.
@@ -231,7 +230,7 @@ impl Daemon {
         if let Some(i) = st.ipcps.get_mut(idx) {
             i.shim.handle(now, src, dst, payload);
         }
-        self.pump(&mut st, idx, &mut out);
+        self.pump(&mut st, idx, &mut out, now);
         let wake = !st.fresh.is_empty();
         drop(st);
         self.send_all(out);
@@ -242,13 +241,13 @@ impl Daemon {
 
     /// Refuses request `req` of IPCP `idx`; the FLOW_REPLY's response says `why` (the
     /// caller has logged it).
-    pub(super) fn refuse_req(&self, idx: usize, req: ReqId, why: Refusal) {
+    pub(super) fn refuse_req(&self, idx: usize, req: ReqId, why: Refusal, now: Instant) {
         let mut out = vec![];
         let mut st = self.st();
         if let Some(i) = st.ipcps.get_mut(idx) {
-            let _ = i.shim.refuse(Instant::now(), req, why.response());
+            let _ = i.shim.refuse(now, req, why.response());
         }
-        self.pump(&mut st, idx, &mut out);
+        self.pump(&mut st, idx, &mut out, now);
         drop(st);
         self.send_all(out);
     }
@@ -256,9 +255,9 @@ impl Daemon {
     /// The event loop's protocol work: checks and serves flow requests, fires the
     /// machines' timers. Returns when it is due again at the latest (recorded, so that a
     /// machine's earlier new timer wakes the loop: [`Daemon::wake_for`]).
-    pub(super) fn protocol_turn(&self) -> Instant {
+    pub(super) fn protocol_turn(&self, now: Instant) -> Instant {
         // What the data plane sent: flows ended, management frames (a turn's worth).
-        let more_mgmt = self.take_from_dp(Instant::now());
+        let more_mgmt = self.take_from_dp(now);
         // At most this many new requests a turn: the loop's other work goes on in a flood.
         let mut budget = MAX_FRESH;
         loop {
@@ -266,13 +265,12 @@ impl Daemon {
                 let f = self.st().fresh.pop_front();
                 let Some(f) = f else { break };
                 budget -= 1;
-                self.check_fresh(f);
+                self.check_fresh(f, now);
             }
-            self.serve_waiting();
-            self.serve_installing(Instant::now());
+            self.serve_waiting(now);
+            self.serve_installing(now);
             let mut out = vec![];
             let mut st = self.st();
-            let now = Instant::now();
             for idx in 0..st.ipcps.len() {
                 let due = st
                     .ipcps
@@ -283,7 +281,7 @@ impl Daemon {
                     if let Some(i) = st.ipcps.get_mut(idx) {
                         i.shim.handle_timeout(now);
                     }
-                    self.pump(&mut st, idx, &mut out);
+                    self.pump(&mut st, idx, &mut out, now);
                 }
             }
             if !out.is_empty() {
@@ -325,11 +323,11 @@ impl Daemon {
         timeout: Duration,
         tx: std::sync::mpsc::Sender<(usize, Peer)>,
         out: &mut Outbox,
+        now: Instant,
     ) -> Result<(), crate::error::FlowError> {
         let Some(i) = st.ipcps.get_mut(idx) else {
             return Err(crate::error::FlowError::Internal("IPCP vanished".into()));
         };
-        let now = Instant::now();
         // Queries whose time is up go first (the protocol thread may be asleep).
         i.shim.handle_timeout(now);
         if let Err(source) = i.shim.query(now, h.to_vec(), timeout) {
@@ -347,7 +345,7 @@ impl Daemon {
             })
             .waiters
             .push(tx);
-        self.pump(st, idx, out);
+        self.pump(st, idx, out, now);
         self.wake_for(st, now + timeout);
         Ok(())
     }

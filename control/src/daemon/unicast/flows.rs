@@ -135,8 +135,9 @@ impl Daemon {
         qos: QosSpec,
         timeout: Duration,
         pid: i32,
+        now: Instant,
     ) -> Option<Result<UniJob, FlowError>> {
-        self.uni_alloc_job(name, qos, timeout, pid).map(Ok)
+        self.uni_alloc_job(name, qos, timeout, pid, now).map(Ok)
     }
 
     fn uni_alloc_job(
@@ -145,8 +146,8 @@ impl Daemon {
         qos: QosSpec,
         timeout: Duration,
         pid: i32,
+        now: Instant,
     ) -> Option<UniJob> {
-        let now = Instant::now();
         let unix = super::unix_now();
         let hash = o7s_wire::hash::HashAlgo::Sha3_256.hash(name);
         let mut st = self.st();
@@ -440,7 +441,7 @@ impl Daemon {
     /// IPCP) and its OAP request (signature and certificate when it has them, the key
     /// exchange when it asks for encryption, as on the eth and udp layers: tutorial 06);
     /// refused (and `None`) when either fails.
-    pub(crate) fn uni_check(&self, r: &UniIncoming) -> Option<UniChecked> {
+    pub(crate) fn uni_check(&self, r: &UniIncoming, now: Instant) -> Option<UniChecked> {
         let name = {
             let st = self.st();
             st.unicast.get(r.uni).and_then(|u| {
@@ -455,6 +456,7 @@ impl Daemon {
                 r,
                 Refusal::NotRegistered,
                 "the name is not registered in this IPCP",
+                now,
             );
             return None;
         };
@@ -465,7 +467,7 @@ impl Daemon {
                     crate::error::OapCheckError::Limit(_) => Refusal::Limit,
                     _ => Refusal::Security,
                 };
-                self.uni_refuse(r, cause, &format!("{name}: {e}"));
+                self.uni_refuse(r, cause, &format!("{name}: {e}"), now);
                 None
             }
         }
@@ -498,14 +500,14 @@ impl Daemon {
 
     /// Refuses a flow request from a peer IPCP: `why` goes to the log, `cause` in the
     /// FLOW_REPLY's response to the requester.
-    pub(crate) fn uni_refuse(&self, r: &UniIncoming, cause: Refusal, why: &str) {
+    pub(crate) fn uni_refuse(&self, r: &UniIncoming, cause: Refusal, why: &str, now: Instant) {
         crate::wire_log!(
             warn,
             "Unicast flow request from {:#010x} refused: {why}",
             r.peer
         );
         if let Some(m) = self.st().unicast.get_mut(r.uni).and_then(|u| u.m.as_mut()) {
-            let _ = m.refuse_flow(Instant::now(), r.req, cause.response());
+            let _ = m.refuse_flow(now, r.req, cause.response());
         }
     }
 

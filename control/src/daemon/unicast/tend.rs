@@ -53,10 +53,10 @@ impl Daemon {
         for r in reqs {
             match r {
                 UniRequest::Enrol { uni, dst } => {
-                    self.uni_alloc(u, &mut got, uni, &dst, Component::Enrollment)
+                    self.uni_alloc(u, &mut got, uni, &dst, Component::Enrollment, now)
                 }
                 UniRequest::Connect { uni, dst, comp } => {
-                    self.uni_alloc(u, &mut got, uni, &dst, comp)
+                    self.uni_alloc(u, &mut got, uni, &dst, comp, now)
                 }
                 UniRequest::Accept { uni, names, id, rx } => u.acceptors.push((uni, names, id, rx)),
             }
@@ -119,13 +119,14 @@ impl Daemon {
         let mut incoming = vec![];
         let closing = self.uni_pump(now, &u.n1s, &mut incoming);
         for r in incoming {
-            if let Some(c) = self.uni_check(&r) {
+            if let Some(c) = self.uni_check(&r, now) {
                 if u.waiting.len() >= MAX_UNI_WAITING {
                     self.counters.flow_req_busy.fetch_add(1, Ordering::Relaxed);
                     self.uni_refuse(
                         &r,
                         o7s_proto::refusal::Refusal::Busy,
                         "too many requests wait for an acceptor",
+                        now,
                     );
                 } else {
                     let deadline = now + self.settings.accept_wait;
@@ -150,7 +151,7 @@ impl Daemon {
                         _ => Refusal::NoAcceptor,
                     };
                     let why = self.why_no_acceptor(&c.name);
-                    self.uni_refuse(&r, cause, &format!("{}: {why}", c.name));
+                    self.uni_refuse(&r, cause, &format!("{}: {why}", c.name), now);
                 }
                 Err(r) => {
                     let mut deadline = deadline;
@@ -207,13 +208,13 @@ impl Daemon {
             }
             self.dealloc(flow);
         }
-        self.uni_tables();
+        self.uni_tables(now);
     }
 
     /// Sends each unicast IPCP's forwarding state to the data plane when it changed: its
     /// address, the N-1 flow of the next hop towards every destination (the first that is
     /// up, under LFA and ECMP), its DT N-1 flows.
-    fn uni_tables(&self) {
+    fn uni_tables(&self, now: Instant) {
         let mut send = vec![];
         for (i, u) in self.st().unicast.iter_mut().enumerate() {
             let Some(ls) = u.ls() else {
@@ -249,7 +250,7 @@ impl Daemon {
             if let Some((until, old)) = &u.adopt_hold {
                 let alive = |f: u64| n1.contains(&f);
                 let complete = super::resume::fill_gaps(&mut next_hop, old, alive);
-                if complete || Instant::now() >= *until {
+                if complete || now >= *until {
                     tracing::info!(
                         "IPCP {}: its own forwarding table ({} destinations) replaces the adopted one{}.",
                         u.name,
@@ -261,7 +262,6 @@ impl Daemon {
             }
             // (Destinations that leave and come back: the machine's departures.)
             let table = (own as u32, next_hop, n1);
-            let now = Instant::now();
             if u.dp_table.as_ref() != Some(&table) {
                 u.dp_table = Some(table.clone());
                 u.saved_at = None;
@@ -316,10 +316,11 @@ impl Daemon {
         uni: usize,
         dst: &str,
         comp: Component,
+        now: Instant,
     ) {
         let pid = std::process::id() as i32;
         let member = self.st().unicast.get(uni).and_then(|x| x.member.clone());
-        match self.alloc_start_as(dst, QosSpec::RAW, Duration::from_secs(20), pid, member) {
+        match self.alloc_start_as(dst, QosSpec::RAW, Duration::from_secs(20), pid, member, now) {
             Step::Done(Ok(acc)) => got.push((uni, acc, Some(comp))),
             Step::Done(Err(e)) => self.uni_failed(uni, comp, &e.to_string()),
             Step::Pending(job) => u.jobs.push((uni, comp, job)),
