@@ -296,7 +296,6 @@ fn main() -> ExitCode {
     }
     while !o7s_control::stop_requested() {
         std::thread::sleep(Duration::from_millis(100));
-        d.tick();
     }
     tracing::info!("o7sd shutting down.");
     d.stopping.store(true, Ordering::SeqCst);

@@ -45,6 +45,9 @@ pub(super) const ADMIN_CLIENT_WAIT: Duration = Duration::from_secs(5);
 /// Most connections accepted in one turn of the loop (others wait in the backlog).
 const ACCEPTS_PER_TURN: usize = 64;
 
+/// How often the loop does its periodic work ([`Daemon::tick`]).
+const TICK: Duration = Duration::from_millis(100);
+
 /// Wakes the event loop from any thread (never blocks: a full socket means a wake-up is
 /// pending anyway).
 #[derive(Debug, Clone, Default)]
@@ -197,6 +200,8 @@ impl Daemon {
         let mut uni = UniLoop::default();
         let mut events = vec![EpollEvent::empty(); 256];
         let mut last_sweep = Instant::now();
+        // The periodic work (caches, children, memory): every TICK.
+        let mut next_tick = last_sweep;
         let mut last_accept_error: Option<Instant> = None;
         // The first turn does not wait.
         let mut wait = EpollTimeout::ZERO;
@@ -296,7 +301,14 @@ impl Daemon {
                     _ => true,
                 });
             }
-            let wake_at = proto_next.min(due).min(now + Duration::from_millis(500));
+            if now >= next_tick {
+                next_tick = now + TICK;
+                self.tick(now);
+            }
+            let wake_at = proto_next
+                .min(due)
+                .min(next_tick)
+                .min(now + Duration::from_millis(500));
             // The sleep is counted from the end of the turn's work.
             let left = wake_at.saturating_duration_since(Instant::now());
             wait = EpollTimeout::try_from(left).unwrap_or(EpollTimeout::ZERO);

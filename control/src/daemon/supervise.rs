@@ -127,8 +127,9 @@ impl Daemon {
         }
     }
 
-    /// Periodic work: expire caches, reap children.
-    pub fn tick(&self) {
+    /// Periodic work, on the loop every 100 ms: expire caches, reap children, trim the heap
+    /// (every 50th).
+    pub(super) fn tick(&self, now: Instant) {
         // Every 5 s (50 ticks): hand memory that bursts left in the allocator's per-thread
         // arenas back to the system, so o7sd's size returns to where it was after a flood.
         let n = self.ticks.fetch_add(1, Ordering::Relaxed);
@@ -140,7 +141,6 @@ impl Daemon {
             trim_heap();
         }
         let mut st = self.st();
-        let now = Instant::now();
         for i in &mut st.ipcps {
             // Names learnt stay listed while the machine's cache holds them.
             let shim = &i.shim;
