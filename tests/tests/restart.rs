@@ -495,3 +495,24 @@ fn server_o7sd_killed_and_restarted_keeps_its_flows() {
         },
     );
 }
+
+/// A clean stop of o7sd (SIGTERM) while `oping -l` waits in accept: the server is told
+/// nothing (its connection closes), takes it for o7sd going away and waits for it; an
+/// accept answered "timed out" would end it ("accept failed").
+#[test]
+fn a_server_waiting_in_accept_waits_for_o7sd_across_a_clean_stop() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("rc");
+    let mut b = t.daemon("b", &server_conf(&t.dev("b")));
+    let mut srv = oping_server(&t, "b");
+    assert!(b.stop(), "o7sd did not stop on SIGTERM");
+    std::thread::sleep(Duration::from_secs(1));
+    let waiting = srv.try_wait().unwrap().is_none();
+    let _ = srv.kill();
+    let out = srv.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(waiting, "oping -l ended when o7sd stopped: {err}");
+    assert!(err.contains("o7sd is away"), "{err}");
+}

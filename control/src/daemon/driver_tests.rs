@@ -523,3 +523,104 @@ fn an_accept_that_times_out_with_no_flow_coming_ends_with_a_timeout() {
         "{r:?}"
     );
 }
+
+#[test]
+fn an_accept_kept_for_an_installation_that_fails_times_out_at_its_next_deadline() {
+    use super::event_loop::{Conn, Doing};
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    register_srv(&d);
+    let (ours, app) = Channel::pair().unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (id, _) = d.st().reg.accept_as(ACCEPTOR, 0, None, tx);
+    let t0 = Instant::now();
+    let mut open = std::collections::HashMap::new();
+    open.insert(
+        9,
+        Conn {
+            ch: ours,
+            slot: None,
+            doing: Doing::Parked {
+                id,
+                rx,
+                deadline: Some(t0 + Duration::from_secs(1)),
+            },
+        },
+    );
+    let mut p = peer(None);
+    peer_requests(&d, &mut p);
+    let flow = match w.next() {
+        ToDp::AddFlow { flow, .. } => flow,
+        other => panic!("AddFlow expected, o7sd sent {other:?}"),
+    };
+    // The second is up while the flow is installed: kept, for at most INSTALL_WAIT more.
+    let late = t0 + Duration::from_millis(1001);
+    d.tend(&mut open, late, &mut vec![]);
+    let Some(Doing::Parked {
+        deadline: Some(kept),
+        ..
+    }) = open.get(&9).map(|c| &c.doing)
+    else {
+        panic!("the accept ended while its flow was being installed");
+    };
+    assert_eq!(*kept, late + crate::dp::INSTALL_WAIT);
+    // The data plane refuses the flow: the process is an acceptor again, the peer refused.
+    assert!(d
+        .dp
+        .route(FromDp::FlowError {
+            flow,
+            error: "no room".into()
+        })
+        .is_none());
+    d.protocol_turn(late);
+    // The data plane is told to forget it, then the peer gets the refusal.
+    assert!(matches!(w.next(), ToDp::DelFlow { flow: f } if f == flow));
+    assert_eq!(w.to_peer(&mut p), PEER_MAC);
+    let mut refused = false;
+    while let Some(e) = p.poll_event() {
+        refused |= matches!(e, Event::AllocFailed { .. });
+    }
+    assert!(refused, "the peer was not refused");
+    assert_eq!(d.counters.install_failed.load(Ordering::Relaxed), 1);
+    // Nothing comes before the kept deadline; at it, the accept times out.
+    d.tend(&mut open, late + Duration::from_secs(1), &mut vec![]);
+    assert!(open.contains_key(&9));
+    d.tend(&mut open, late + crate::dp::INSTALL_WAIT, &mut vec![]);
+    assert!(!open.contains_key(&9));
+    let (r, _) = app
+        .recv_timeout::<Reply>(Some(Duration::from_secs(1)))
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            Reply::Error {
+                code: o7s::proto::ErrorCode::Timeout,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_turn_that_leaves_management_frames_queued_asks_for_the_next_at_once() {
+    use super::from_dp::MGMT_PER_TURN;
+    let (d, _dp) = daemon();
+    for _ in 0..MGMT_PER_TURN + 1 {
+        d.on_dp_message(FromDp::Mgmt {
+            port: PORT,
+            src: PEER_MAC,
+            dst: OUR_MAC,
+            payload: vec![0xee; 3],
+        });
+    }
+    let now = Instant::now();
+    assert_eq!(d.protocol_turn(now), now);
+    // The last one, then nothing left: the next turn is due later.
+    let later = now + Duration::from_millis(1);
+    assert!(d.protocol_turn(later) > later);
+    assert_eq!(
+        d.counters.mgmt_malformed.load(Ordering::Relaxed),
+        (MGMT_PER_TURN + 1) as u64
+    );
+}

@@ -215,6 +215,12 @@ impl Daemon {
                     0
                 }
             };
+            // Woken to stop: the connections are closed without a word (below), which tells
+            // waiting servers that o7sd went away (they wait for it), not that their accept
+            // timed out.
+            if self.stopping.load(Ordering::Relaxed) {
+                break;
+            }
             // The turn's time: what this turn decides, it decides at this instant.
             let now = Instant::now();
             for ev in events.iter().take(n) {

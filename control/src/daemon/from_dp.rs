@@ -124,7 +124,7 @@ impl Daemon {
     pub(super) fn take_from_dp(&self, now: Instant) -> bool {
         let q = &self.lp.from_dp;
         // Cleared before reading: a frame queued after this read wakes the loop again.
-        q.wake_pending.store(false, Ordering::Release);
+        q.wake_pending.swap(false, Ordering::AcqRel);
         let flows: Vec<FlowEvent> = {
             let rx = q.flows_rx.lock().unwrap_or_else(|p| p.into_inner());
             rx.try_iter().collect()
