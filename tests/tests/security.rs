@@ -336,8 +336,9 @@ fn floods_from_the_segment_do_not_stall_or_poison_the_daemon() {
         vec!["random".into()],
         vec!["random".into(), "random-src".into()],
         // Name queries from 100,000 stations: each within its own rate, the port's
-        // (10,000/s) is what stops them (the floods above exceed it only now and then: 66
-        // to 17,444 of theirs were cut by it in four runs).
+        // (10,000/s) is what stops them, when the kernel does not drop them first (the
+        // floods above exceed it only now and then: 66 to 17,444 of theirs were cut by it
+        // in four runs).
         vec![
             "nq-req".into(),
             "name=no-such-name".into(),
@@ -399,7 +400,14 @@ fn floods_from_the_segment_do_not_stall_or_poison_the_daemon() {
     let st = stats(&t, "b");
     eprintln!("b stats: {st}");
     assert!(n(&st, "dp_drop_mgmt_rate_source") > 0, "{st}");
-    assert!(n(&st, "dp_drop_mgmt_rate_port") > 0, "{st}");
+    // Beyond the sources' own limits the port's: cut by its policer, or, when the data
+    // plane reads slower than the floods come (a loaded CI machine: 325,197 dropped so and
+    // no port policing in one dry run), by the kernel at the socket's buffer, counted too.
+    // The policer's own arithmetic is unit-tested (dataplane/src/police.rs).
+    assert!(
+        n(&st, "dp_drop_mgmt_rate_port") + n(&st, "dp_drop_socket_buffer") > 0,
+        "{st}"
+    );
     assert!(n(&st, "name_reply_unsolicited") > 0, "{st}");
     assert!(n(&st, "flow_req_unknown_name") > 0, "{st}");
     // The flood of FLOW_REQs for a known name started no more than 4 servers.
