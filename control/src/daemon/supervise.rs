@@ -79,14 +79,13 @@ impl Daemon {
         for f in flows {
             self.dealloc(f);
         }
-        let ports: Vec<(usize, u32, String, PortKind)> = self
+        let ports: Vec<(u32, String, PortKind)> = self
             .st()
             .ipcps
             .iter()
-            .enumerate()
-            .map(|(n, i)| (n, i.port, i.dev.clone(), i.port_kind))
+            .map(|i| (i.port, i.dev.clone(), i.port_kind))
             .collect();
-        for (n, port, dev, kind) in ports {
+        for (port, dev, kind) in ports {
             let r = self.dp.add_port(
                 ToDp::AddPort {
                     port,
@@ -96,7 +95,9 @@ impl Daemon {
                 port,
             );
             let mut st = self.st();
-            let Some(i) = st.ipcps.get_mut(n) else {
+            // By its port, not its position: an IPCP destroyed meanwhile (o7sctl, while
+            // this thread waited for the port) shifts the positions of those after it.
+            let Some(i) = st.ipcps.iter_mut().find(|i| i.port == port) else {
                 continue;
             };
             match r {
