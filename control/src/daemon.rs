@@ -6,19 +6,24 @@ use crate::dp::DpHandle;
 mod admin;
 mod adopt;
 mod alloc;
+mod apply;
 mod broadcast;
 pub(crate) mod ca_views;
 mod client_oap;
 mod clients;
 mod connections;
 mod ctl_changes;
+mod dp_views;
 #[cfg(test)]
 mod driver_tests;
 mod event_loop;
 mod from_dp;
+mod inbox;
 mod install;
 mod local;
 mod oap_glue;
+mod ports;
+mod serve;
 mod setup;
 mod shim_accept;
 mod shim_driver;
@@ -27,6 +32,7 @@ mod unicast;
 mod views;
 
 pub use event_loop::Waker;
+pub use inbox::LoopGone;
 pub use oap_glue::{req_hash, verify_response, verify_response_at};
 
 use crate::eth::{EthIpcp, Peer};
@@ -37,7 +43,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Daemon settings from the command line.
@@ -139,6 +145,8 @@ pub struct Counters {
     pub replies_not_remembered: AtomicU64,
     /// o7sctl requests refused: the admin thread's queue was full.
     pub admin_busy: AtomicU64,
+    /// Steps for the event loop refused: its inbox was full (o7sd answered "busy").
+    pub inbox_full: AtomicU64,
     /// Connections closed: no request came within 5 s.
     pub request_slow: AtomicU64,
 }
@@ -158,6 +166,8 @@ pub struct State {
     pub children: Vec<(String, Child)>,
     /// IPCPs created (`o7sctl ipcp create`) but not bootstrapped yet: name -> type.
     pub created: HashMap<String, IpcpKind>,
+    /// eth/udp IPCPs whose port is being opened (their names are taken).
+    opening: std::collections::BTreeSet<String>,
     /// Flow requests from the wire not checked yet (the event loop takes them).
     fresh: std::collections::VecDeque<shim_driver::Fresh>,
     /// Checked flow requests waiting for an acceptor, in arrival order.
@@ -203,7 +213,6 @@ pub struct State {
 /// The daemon.
 #[derive(Debug)]
 pub struct Daemon {
-    state: Mutex<State>,
     /// Trusted CAs and intermediates (loaded at start).
     trust: Mutex<crate::auth::TrustStore>,
     /// OAP requests seen recently (id -> timestamp), against replays.
@@ -268,10 +277,6 @@ impl Daemon {
             settings.security_dir.display()
         );
         Arc::new(Self {
-            state: Mutex::new(State {
-                accept_queue: o7s_proto::accept::AcceptQueue::new(shim_driver::MAX_WAITING),
-                ..State::default()
-            }),
             trust: Mutex::new(trust),
             replay: Mutex::new(crate::replay::ReplayWindow::default()),
             dp,
@@ -284,10 +289,50 @@ impl Daemon {
             capture_ids: AtomicU64::new(0),
         })
     }
+}
 
-    /// Locks the state (a poisoned lock is recovered: the state stays usable).
-    pub fn st(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+/// o7sd's event loop and the one owner of its [`State`]: it lives on the loop's thread
+/// (it is not `Sync`: no other thread can reach the state). Other threads (the admin
+/// thread, the metrics endpoint, start-up, a data-plane restart) ask it by message
+/// ([`Daemon::on_loop`]); what it shares with them is the [`Daemon`] it derefs to.
+#[derive(Debug)]
+pub struct Owner {
+    d: Arc<Daemon>,
+    state: std::cell::RefCell<State>,
+    /// Work other threads posted for the loop.
+    inbox: inbox::Inbox,
+}
+
+impl std::ops::Deref for Owner {
+    type Target = Daemon;
+
+    fn deref(&self) -> &Daemon {
+        &self.d
+    }
+}
+
+impl Owner {
+    /// The owner of a new state for `d`, taking the loop's inbox (`None` when it was taken
+    /// already: there is one owner).
+    pub fn new(d: &Arc<Daemon>) -> Option<Self> {
+        Some(Self {
+            inbox: d.lp.take_inbox()?,
+            d: d.clone(),
+            state: std::cell::RefCell::new(State {
+                accept_queue: o7s_proto::accept::AcceptQueue::new(shim_driver::MAX_WAITING),
+                ..State::default()
+            }),
+        })
+    }
+
+    /// The shared part (to hand to another thread).
+    pub fn daemon(&self) -> &Arc<Daemon> {
+        &self.d
+    }
+
+    /// The state, borrowed for this step (one step at a time: the loop is one thread).
+    pub fn st(&self) -> std::cell::RefMut<'_, State> {
+        self.state.borrow_mut()
     }
 }
 
@@ -295,7 +340,7 @@ impl Daemon {
 /// the channel (what o7sd sends arrives there; answers go to `DpHandle::route` as the events
 /// thread would give them). No IPCP, no thread but the data plane's writer.
 #[cfg(test)]
-pub(crate) fn fake_daemon() -> (Arc<Daemon>, o7s::ipc::Channel) {
+pub(crate) fn fake_daemon() -> (Owner, o7s::ipc::Channel) {
     #[allow(clippy::unwrap_used)]
     let (ours, theirs) = o7s::ipc::Channel::pair().unwrap();
     #[allow(clippy::unwrap_used)]
@@ -315,5 +360,7 @@ pub(crate) fn fake_daemon() -> (Arc<Daemon>, o7s::ipc::Channel) {
             rundir: std::env::temp_dir(),
         },
     );
-    (d, theirs)
+    #[allow(clippy::unwrap_used)]
+    let o = Owner::new(&d).unwrap();
+    (o, theirs)
 }

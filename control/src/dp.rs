@@ -296,15 +296,35 @@ impl DpHandle {
         }
     }
 
-    /// Opens a port and waits for the answer.
-    pub fn add_port(&self, m: ToDp, port: u32) -> Result<FromDp, DpError> {
+    /// Opens a port and waits for the answer (5 s at most).
+    pub fn add_port(&self, m: &ToDp, port: u32) -> Result<FromDp, DpError> {
+        let rx = self.add_port_start(m, port)?;
+        rx.recv_timeout(Duration::from_secs(5)).map_err(|_| {
+            self.add_port_forget(port);
+            DpError::Silent
+        })
+    }
+
+    /// Asks the data plane to open port `port` (`m`, a `ToDp::AddPort`) and returns at
+    /// once: its answer (`PortUp` or `PortError`) comes on the receiver. `Err(Busy)` when
+    /// the queue is full.
+    pub fn add_port_start(&self, m: &ToDp, port: u32) -> Result<Receiver<FromDp>, DpError> {
         let (tx, rx) = channel();
         if let Ok(mut w) = self.port_waiters.lock() {
             w.insert(port, tx);
         }
-        self.send(&m, &[]);
-        rx.recv_timeout(Duration::from_secs(5))
-            .map_err(|_| DpError::Silent)
+        if !self.send(m, &[]) {
+            self.add_port_forget(port);
+            return Err(DpError::Busy);
+        }
+        Ok(rx)
+    }
+
+    /// Forgets the wait for port `port`'s answer (its time is up).
+    pub fn add_port_forget(&self, port: u32) {
+        if let Ok(mut w) = self.port_waiters.lock() {
+            w.remove(&port);
+        }
     }
 
     /// Asks the data plane to install a flow (`m`, a `ToDp::AddFlow` for `flow`, with its

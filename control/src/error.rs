@@ -245,6 +245,9 @@ pub enum BootstrapError {
     /// The data plane did not answer, or is busy.
     #[error("{0}")]
     DataPlane(#[source] crate::dp::DpError),
+    /// o7sd's loop did not take the step (stopping, busy).
+    #[error(transparent)]
+    Loop(#[from] crate::daemon::LoopGone),
 }
 
 impl BootstrapError {
@@ -254,7 +257,16 @@ impl BootstrapError {
             Self::Exists(_) => ErrorCode::Exists,
             Self::Setting(_) | Self::Port { .. } => ErrorCode::Invalid,
             Self::DataPlane(_) => ErrorCode::Internal,
+            Self::Loop(l) => loop_code(l),
         }
+    }
+}
+
+/// The code o7sctl gets when o7sd's loop did not take a step.
+fn loop_code(l: &crate::daemon::LoopGone) -> ErrorCode {
+    match l {
+        crate::daemon::LoopGone::Busy => ErrorCode::Busy,
+        _ => ErrorCode::Internal,
     }
 }
 
@@ -284,6 +296,9 @@ pub enum CtlError {
     /// The data plane refused or did not answer.
     #[error("{0}")]
     DataPlane(#[source] crate::dp::DpError),
+    /// o7sd's loop did not take the request (stopping, busy).
+    #[error(transparent)]
+    Loop(#[from] crate::daemon::LoopGone),
     /// Memory or descriptors for it could not be had.
     #[error("{what}: {source}")]
     Resources {
@@ -307,6 +322,7 @@ impl CtlError {
             Self::DataPlane(_) => ErrorCode::Internal,
             Self::Resources { .. } => ErrorCode::NoResources,
             Self::Bootstrap(b) => b.code(),
+            Self::Loop(l) => loop_code(l),
         }
     }
 

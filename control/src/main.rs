@@ -3,7 +3,7 @@
 use clap::Parser;
 use o7s::ipc::Listener;
 use o7s_control::config;
-use o7s_control::daemon::{Daemon, Settings};
+use o7s_control::daemon::{Daemon, Owner, Settings};
 use o7s_control::dp::DpHandle;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -247,42 +247,23 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    tracing::info!(
-        "o7sd started (pid {}), socket {}.",
-        std::process::id(),
-        sock.display()
-    );
-    let adopted_flows = adopted.map(|a| {
-        d.adopt_ports(a.ports);
-        a.flows
-    });
-    if let Some(c) = &cfg {
-        d.apply(c);
-    }
-    if let Some(flows) = adopted_flows {
-        d.adopt_flows(flows);
-    }
-    if let Some(addr) = cli.metrics {
-        if let Err(e) = o7s_control::metrics::serve(d.clone(), addr) {
-            tracing::error!("--metrics {addr}: {e}");
-            eprintln!("o7sd: --metrics {addr}: {e}");
-            d.stopping.store(true, Ordering::SeqCst);
-            d.stop_children();
-            d.dp.stop();
-            let _ = std::fs::remove_file(&sock);
-            return ExitCode::from(1);
-        }
-    }
     let event_loop = {
-        // The event loop: connections, allocations, acceptors, flow requests from the
-        // wire and the machines' timers.
+        // The event loop, the state's one owner: connections, allocations, acceptors, flow
+        // requests from the wire, the machines' timers, and the steps other threads post
+        // (start-up's first: it takes clients once start-up says it is done).
         let d = d.clone();
         let conns = std::sync::Arc::new(o7s_control::conns::Conns::new(
             cli.max_conns_per_user as usize,
         ));
         std::thread::Builder::new()
             .name("o7sd-loop".into())
-            .spawn(move || d.run_loop(&listener, &conns))
+            .spawn(move || match Owner::new(&d) {
+                Some(o) => o.run_loop(&listener, &conns),
+                None => {
+                    tracing::error!("the event loop started twice; stopping");
+                    o7s_control::request_stop();
+                }
+            })
     };
     let event_loop = match event_loop {
         Ok(h) => h,
@@ -291,6 +272,42 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    tracing::info!(
+        "o7sd started (pid {}), socket {}.",
+        std::process::id(),
+        sock.display()
+    );
+    let adopted_flows = adopted.map(|a| {
+        let ports = a.ports;
+        if let Err(e) = d.on_loop(move |o| o.adopt_ports(ports)) {
+            tracing::error!("the adopted data plane's ports: {e}");
+        }
+        a.flows
+    });
+    if let Some(c) = &cfg {
+        d.apply(c);
+    }
+    if let Some(flows) = adopted_flows {
+        if let Err(e) = d.on_loop(move |o| o.adopt_flows(flows)) {
+            tracing::error!("the adopted data plane's flows: {e}");
+        }
+    }
+    if let Some(addr) = cli.metrics {
+        if let Err(e) = o7s_control::metrics::serve(d.clone(), addr) {
+            tracing::error!("--metrics {addr}: {e}");
+            eprintln!("o7sd: --metrics {addr}: {e}");
+            d.stopping.store(true, Ordering::SeqCst);
+            d.waker().wake();
+            // It stops the programs it started.
+            if event_loop.join().is_err() {
+                tracing::error!("the event loop panicked");
+            }
+            d.dp.stop();
+            let _ = std::fs::remove_file(&sock);
+            return ExitCode::from(1);
+        }
+    }
+    d.started();
     if let Err(e) = o7s_control::install_signal_handlers() {
         tracing::warn!("signal handlers: {e}");
     }
@@ -301,10 +318,10 @@ fn main() -> ExitCode {
     d.stopping.store(true, Ordering::SeqCst);
     d.waker().wake();
     // It frees what its connections hold (flows, acceptors, captures).
+    // (and the programs it started).
     if event_loop.join().is_err() {
         tracing::error!("the event loop panicked");
     }
-    d.stop_children();
     d.dp.stop();
     let _ = std::fs::remove_file(&sock);
     tracing::info!("o7sd stopped.");

@@ -101,7 +101,7 @@ impl Daemon {
             }
             return;
         }
-        let r = self.ctl(c, cred);
+        let r = self.serve(c, cred);
         let _ = ch.send(&r, &[]);
     }
 }

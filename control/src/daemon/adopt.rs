@@ -5,12 +5,12 @@
 //! gave the data plane, and their endpoint ids are taken in the layers' machines.
 
 use super::install::FlowRecord;
-use crate::daemon::{Daemon, FlowRec};
+use crate::daemon::{FlowRec, Owner};
 use crate::eth::Peer;
 use o7s_abi::msg::{AdoptedPort, PortKind, ToDp};
 use std::time::Instant;
 
-impl Daemon {
+impl Owner {
     /// Keeps the adopted data plane's ports for the IPCPs the configuration creates.
     pub fn adopt_ports(&self, ports: Vec<AdoptedPort>) {
         let mut st = self.st();

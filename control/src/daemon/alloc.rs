@@ -6,7 +6,7 @@
 pub(super) use super::client_oap::ClientOap;
 use crate::config::IpcpKind;
 use crate::daemon::install::{Installed, Installing};
-use crate::daemon::{Daemon, State};
+use crate::daemon::{Owner, State};
 use crate::error::FlowError;
 use crate::eth::{Peer, ReplyInfo};
 use crate::registry::Accepted;
@@ -119,7 +119,7 @@ enum Found {
     },
 }
 
-impl Daemon {
+impl Owner {
     /// Finds the IPCP and peer behind `name`: the cache first, else a name query on every
     /// eth IPCP and a lookup on every udp IPCP at once (the first answer wins).
     fn resolve_start(

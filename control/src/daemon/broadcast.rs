@@ -15,7 +15,7 @@
 //! and one turn reads at most [`TURN`] SDUs from a process, so none can hold the loop.
 
 use super::unicast::UniIpcp;
-use crate::daemon::{dup, Daemon, FlowRec, State};
+use crate::daemon::{dup, FlowRec, Owner, State};
 use crate::error::FlowError;
 use crate::eth::Peer;
 use crate::registry::Accepted;
@@ -164,7 +164,7 @@ fn drain_app(st: &mut State, j: usize, limit: usize) -> usize {
     n
 }
 
-impl Daemon {
+impl Owner {
     /// Creates the broadcast IPCP of a `[broadcast.X]` table: bootstrapped, or enrolling;
     /// it accepts N-1 flows for its name and its layer's.
     pub(super) fn broadcast_create(&self, i: &crate::config::IpcpConf) {

@@ -2,7 +2,7 @@
 //! when the name's settings ask for encryption) and the check of the response (the
 //! server's signature and certificate, the keys).
 
-use crate::daemon::{now_ns, Daemon};
+use crate::daemon::{now_ns, Owner};
 use crate::error::FlowError;
 use crate::security::Ephemeral;
 use o7s_abi::msg::CryptSpec;
@@ -18,7 +18,7 @@ pub(super) struct ClientOap {
     pub(super) eph: Option<Ephemeral>,
 }
 
-impl Daemon {
+impl Owner {
     /// The OAP request of process `pid` for a flow to `name`: with an ephemeral key when
     /// the name's client settings ask for encryption, signed when a client certificate
     /// exists (tutorial 06); the same on every layer.

@@ -3,7 +3,7 @@
 
 use crate::daemon::alloc::Step;
 use crate::daemon::event_loop::{reply_err, AdminJob, AdminWork, Conn, Doing, MAX_ADMIN_QUEUE};
-use crate::daemon::Daemon;
+use crate::daemon::Owner;
 use crate::registry::{exe_of, Accepted};
 use nix::sys::epoll::Epoll;
 use o7s::proto::{ErrorCode, Reply, Request};
@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, TrySendError};
 use std::time::{Duration, Instant};
 
-impl Daemon {
+impl Owner {
     /// A connection is readable: its request came, or its app hung up (or spoke, which
     /// ends what it holds just the same). Returns it when it stays.
     pub(super) fn on_readable(&self, epoll: &Epoll, c: Conn, now: Instant) -> Option<Conn> {

@@ -1,6 +1,6 @@
 //! Captures and freeing flows (what the event loop and the admin thread share).
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Owner};
 use crate::error::CtlError;
 use o7s::ipc::Channel;
 use o7s::proto::Reply;
@@ -24,28 +24,11 @@ impl Daemon {
             let _ = ch.send(&e.reply(), &[]);
             None
         };
-        let port = {
-            let st = self.st();
-            let by_flow = flow.map(|f| st.flows.get(&f).map(|r| r.ipcp));
-            let ipcp = match by_flow {
-                Some(Some(i)) => st.ipcps.get(i),
-                Some(None) => {
-                    drop(st);
-                    return fail(CtlError::NotFound(format!("no flow {}", flow.unwrap_or(0))));
-                }
-                None => st.ipcps.iter().find(|i| {
-                    i.name == target || i.dev == target || target.parse::<u32>() == Ok(i.port)
-                }),
-            };
-            match ipcp {
-                Some(i) => i.port,
-                None => {
-                    drop(st);
-                    return fail(CtlError::NotFound(format!(
-                        "no port, device or IPCP named {target}"
-                    )));
-                }
-            }
+        let t = target.to_string();
+        let port = match self.on_loop(move |o| o.capture_port(&t, flow)) {
+            Ok(Ok(port)) => port,
+            Ok(Err(e)) => return fail(e),
+            Err(e) => return fail(e.into()),
         };
         let id = self.capture_ids.fetch_add(1, Ordering::Relaxed) + 1;
         // The ring the data plane writes and the client reads: 1024 slots of 9216 bytes (a
@@ -85,6 +68,24 @@ impl Daemon {
         self.dp.capture_end(id);
         tracing::info!("Capture {id} ended.");
         None
+    }
+}
+
+impl Owner {
+    /// The port a capture of `target` (an IPCP's name, a device, a port id) or of flow
+    /// `flow` reads.
+    fn capture_port(&self, target: &str, flow: Option<u64>) -> Result<u32, CtlError> {
+        let st = self.st();
+        let by_flow = flow.map(|f| st.flows.get(&f).map(|r| r.ipcp));
+        let ipcp = match by_flow {
+            Some(Some(i)) => st.ipcps.get(i),
+            Some(None) => return Err(CtlError::NotFound(format!("no flow {}", flow.unwrap_or(0)))),
+            None => st.ipcps.iter().find(|i| {
+                i.name == target || i.dev == target || target.parse::<u32>() == Ok(i.port)
+            }),
+        };
+        ipcp.map(|i| i.port)
+            .ok_or_else(|| CtlError::NotFound(format!("no port, device or IPCP named {target}")))
     }
 
     /// Frees a flow everywhere.

@@ -2,15 +2,14 @@
 //! each a call into the daemon, answered in a Reply. The listings: views.rs.
 
 use crate::config::{IpcpKind, Lb};
-use crate::daemon::views::parse_u16;
-use crate::daemon::Daemon;
+use crate::daemon::Owner;
 use crate::error::CtlError;
 use o7s::proto::{Ctl, Reply};
 use o7s_abi::msg::{PortKind, ToDp};
 use serde_json::Value;
 use std::time::Duration;
 
-impl Daemon {
+impl Owner {
     /// Does what request `c` (not a listing) asks, for a client with credentials `cred`.
     pub(super) fn ctl_change(&self, c: Ctl, cred: &o7s::ipc::PeerCred) -> Reply {
         let _table = |rows: Vec<Value>| Reply::Table {
@@ -69,72 +68,10 @@ impl Daemon {
                 }
                 None => err(CtlError::Invalid(format!("unknown IPCP type {kind}"))),
             },
-            Ctl::IpcpBootstrap {
-                name,
-                layer,
-                settings,
-            } => {
-                let created = self.st().created.get(&name).copied();
-                let kind = settings
-                    .get("type")
-                    .and_then(|t| IpcpKind::parse(t))
-                    .or(created);
-                let Some(kind) = kind else {
-                    return err(CtlError::Invalid("type is required (eth-dix, eth-llc, udp4, udp6)".into(),
-                    ));
-                };
-                if kind == IpcpKind::Unicast {
-                    return match self.uni_cli(&name, Some(&layer), None, true) {
-                        Ok(()) => {
-                            self.st().created.remove(&name);
-                            Reply::Ok
-                        }
-                        Err(e) => err(e),
-                    };
-                }
-                if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) {
-                    return match self.udp_bootstrap(&name, kind, &layer, &settings) {
-                        Ok(()) => {
-                            self.st().created.remove(&name);
-                            Reply::Ok
-                        }
-                        Err(e) => err(e.into()),
-                    };
-                }
-                let Some(dev) = settings.get("dev") else {
-                    return err(CtlError::Invalid("dev is required".into()));
-                };
-                let ethertype = match settings.get("ethertype").map(|e| parse_u16(e)) {
-                    None => o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
-                    Some(Some(e)) if e >= 0x0600 && e != 0xffff => e,
-                    Some(_) => {
-                        return err(CtlError::Invalid("ethertype must be 0x0600..0xFFFE".into(),
-                        ))
-                    }
-                };
-                let hash = match settings.get("hash") {
-                    None => o7s_wire::hash::HashAlgo::Sha3_256,
-                    Some(h) => match o7s_wire::hash::HashAlgo::from_config_name(h) {
-                        Some(a) => a,
-                        None => return err(CtlError::Invalid(format!("unknown hash {h}"))),
-                    },
-                };
-                let port_kind = match kind {
-                    IpcpKind::EthDix => PortKind::Dix { ethertype },
-                    IpcpKind::EthLlc => PortKind::Llc,
-                    other => {
-                        return err(CtlError::Invalid(format!("o7sctl bootstraps eth-dix and eth-llc IPCPs; {} needs a configuration file (o7sctl config load)", other.as_str()),
-                        ))
-                    }
-                };
-                match self.ipcp_bootstrap(&name, kind, &layer, dev, port_kind, hash) {
-                    Ok(()) => {
-                        self.st().created.remove(&name);
-                        Reply::Ok
-                    }
-                    Err(e) => err(e.into()),
-                }
-            }
+            // Served where its port may be waited for (serve.rs), never on the loop.
+            Ctl::IpcpBootstrap { .. } => err(CtlError::Invalid(
+                "ipcp bootstrap reached the loop (a defect; please report it)".into(),
+            )),
             Ctl::IpcpDestroy { name } => {
                 let mut st = self.st();
                 if st.created.remove(&name).is_some() {
@@ -198,6 +135,7 @@ impl Daemon {
             Ctl::NameUnregister { name, targets } => {
                 let mut st = self.st();
                 let mut n = 0;
+                let mut dns = vec![];
                 for i in st
                     .ipcps
                     .iter_mut()
@@ -208,25 +146,34 @@ impl Daemon {
                     if let (true, Some(server), PortKind::Udp { addr }) =
                         (removed > 0, i.dns, i.port_kind)
                     {
-                        let hex = hex::encode(i.hash.hash(&name));
-                        match crate::dns::unregister(
-                            server,
-                            &hex,
-                            addr.is_ipv4(),
-                            Duration::from_secs(2),
-                        ) {
-                            Ok(()) => tracing::info!(
-                                "Removed {name} ({hex}) from the DNS server {server}."
-                            ),
-                            Err(e) => tracing::error!(
-                                "cannot remove {name} from the DNS server {server}: {e}"
-                            ),
-                        }
+                        dns.push((server, hex::encode(i.hash.hash(&name)), addr.is_ipv4()));
                     }
                 }
+                drop(st);
+                if !dns.is_empty() {
+                    // The DNS servers are told on a thread of their own (up to 2 s each):
+                    // the loop does not wait for them, and the answer does not depend on
+                    // them (a failure is logged, as when registering).
+                    let name = name.clone();
+                    std::thread::spawn(move || {
+                        for (server, hex, v4) in dns {
+                            match crate::dns::unregister(server, &hex, v4, Duration::from_secs(2))
+                            {
+                                Ok(()) => tracing::info!(
+                                    "Removed {name} ({hex}) from the DNS server {server}."
+                                ),
+                                Err(e) => tracing::error!(
+                                    "cannot remove {name} from the DNS server {server}: {e}"
+                                ),
+                            }
+                        }
+                    });
+                }
                 if n == 0 {
-                    return err(CtlError::NotFound(format!("{name} is not registered in {}", targets.join(", ")),
-                    ));
+                    return err(CtlError::NotFound(format!(
+                        "{name} is not registered in {}",
+                        targets.join(", ")
+                    )));
                 }
                 Reply::Ok
             }
@@ -316,31 +263,12 @@ impl Daemon {
                 content: Some(text),
             } if text.len() > o7s::proto::MAX_CONFIG_BYTES => err(CtlError::Invalid(format!("config load {path}: larger than {} KiB", o7s::proto::MAX_CONFIG_BYTES / 1024),
             )),
-            Ctl::ConfigLoad {
-                path,
-                content: Some(text),
-            } => match crate::config::parse(&text, &path) {
-                Ok(c) if !self.config_conflicts(&c).is_empty() => {
-                    let e = CtlError::Exists(format!(
-                        "config load {path}: nothing applied: {}; to change an IPCP, destroy it first (o7sctl ipcp destroy NAME)",
-                        self.config_conflicts(&c).join("; ")
-                    ));
-                    tracing::warn!("{e}");
-                    err(e)
-                }
-                Ok(c) => {
-                    tracing::info!("Applying configuration file {path} (o7sctl).");
-                    self.apply(&c);
-                    Reply::Ok
-                }
-                Err(e) => {
-                    let e = CtlError::from(e);
-                    tracing::warn!("{e}");
-                    err(e)
-                }
-            },
+            // Served where its ports may be waited for (serve.rs), never on the loop.
+            Ctl::ConfigLoad { .. } => err(CtlError::Invalid(
+                "config load reached the loop (a defect; please report it)".into(),
+            )),
             // The listings (views.rs).
-            c @ (Ctl::IpcpList | Ctl::RouteList | Ctl::LsdbList | Ctl::DhtList | Ctl::NeighbourList | Ctl::NameList | Ctl::PortList | Ctl::CacheList | Ctl::WorkerList | Ctl::FlowList | Ctl::Stats) => self.ctl(c, cred),
+            c @ (Ctl::IpcpList | Ctl::RouteList | Ctl::LsdbList | Ctl::DhtList | Ctl::NeighbourList | Ctl::NameList | Ctl::PortList | Ctl::CacheList | Ctl::WorkerList | Ctl::FlowList | Ctl::Stats) => self.ctl(c, cred, None),
         }
     }
 }

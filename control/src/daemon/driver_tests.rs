@@ -16,7 +16,7 @@
 
 use crate::config::IpcpKind;
 use crate::daemon::alloc::Step;
-use crate::daemon::Daemon;
+use crate::daemon::Owner;
 use crate::eth::EthIpcp;
 use o7s::ipc::{Channel, PeerCred};
 use o7s::proto::{Ctl, Reply};
@@ -28,7 +28,6 @@ use o7s_wire::hash::HashAlgo;
 use o7s_wire::oap::{OapHdr, Role};
 use o7s_wire::qos::QosSpec;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PORT: u32 = 7;
@@ -53,7 +52,7 @@ fn cred() -> PeerCred {
 }
 
 /// o7sd with one eth-dix IPCP `e1` (layer `wire`) up on port 7, and its data plane's end.
-fn daemon() -> (Arc<Daemon>, Channel) {
+fn daemon() -> (Owner, Channel) {
     let (d, dp) = crate::daemon::fake_daemon();
     let mut i = EthIpcp::new(
         "e1",
@@ -115,7 +114,7 @@ impl Wire {
 
 /// What the peer's machine sends, given to o7sd as its events thread does (into the
 /// loop's queue), then one turn of the loop's protocol work.
-fn from_peer(d: &Daemon, p: &mut Shim) -> usize {
+fn from_peer(d: &Owner, p: &mut Shim) -> usize {
     let mut n = 0;
     while let Some(t) = p.poll_transmit() {
         let Peer::Mac(dst) = t.dst else {
@@ -154,7 +153,7 @@ fn peer_serves(p: &mut Shim) -> u32 {
 }
 
 /// Polls an allocation until it is no longer waiting for the peer (at most 50 polls).
-fn poll_past_peer(d: &Daemon, mut step: Step) -> Step {
+fn poll_past_peer(d: &Owner, mut step: Step) -> Step {
     for _ in 0..50 {
         match step {
             Step::Pending(job) if !job.installing() => {
@@ -170,7 +169,7 @@ fn poll_past_peer(d: &Daemon, mut step: Step) -> Step {
 /// Runs an allocation of `srv` by process 4242 against the peer up to its installation:
 /// returns the job waiting for the data plane, the AddFlow's (flow, local, remote) and the
 /// peer's endpoint id.
-fn allocate_to_install(d: &Daemon, w: &Wire, p: &mut Shim) -> (Step, (u64, u32, u32), u32) {
+fn allocate_to_install(d: &Owner, w: &Wire, p: &mut Shim) -> (Step, (u64, u32, u32), u32) {
     let step = d.alloc_start(
         "srv",
         QosSpec::RAW,
@@ -211,7 +210,7 @@ fn allocate_to_install(d: &Daemon, w: &Wire, p: &mut Shim) -> (Step, (u64, u32, 
 }
 
 /// Name `srv`, bound to process [`ACCEPTOR`], registered in `e1` (through o7sctl's requests).
-fn register_srv(d: &Daemon) {
+fn register_srv(d: &Owner) {
     let c = cred();
     for ctl in [
         Ctl::NameCreate {
@@ -227,13 +226,13 @@ fn register_srv(d: &Daemon) {
             targets: vec!["e1".into()],
         },
     ] {
-        assert!(matches!(d.ctl(ctl, &c), Reply::Ok));
+        assert!(matches!(d.ctl(ctl, &c, None), Reply::Ok));
     }
 }
 
 /// The peer sends a FLOW_REQ for `srv` with an OAP request; o7sd takes it (one turn).
 /// Returns the OAP request and the peer's endpoint id.
-fn peer_requests(d: &Daemon, p: &mut Shim) -> (Vec<u8>, u32) {
+fn peer_requests(d: &Owner, p: &mut Shim) -> (Vec<u8>, u32) {
     let rng = ring::rand::SystemRandom::new();
     let (req, _) = oap::client_request([7; 16], now_ns(), None, &rng).unwrap();
     let req = req.to_bytes().unwrap();
@@ -359,9 +358,10 @@ fn an_admin_request_waiting_on_the_data_plane_and_an_allocation_do_not_wait_for_
     // `ipcp list` asks the data plane for its counters, which do not come yet.
     let (tx, rx) = std::sync::mpsc::channel();
     let admin = {
-        let d = d.clone();
+        // The admin thread: it waits for the data plane, then posts its step for the loop.
+        let d = d.daemon().clone();
         std::thread::spawn(move || {
-            let _ = tx.send(d.ctl(Ctl::IpcpList, &cred()));
+            let _ = tx.send(d.serve(Ctl::IpcpList, &cred()));
         })
     };
     assert!(matches!(w.next(), ToDp::Stats));
@@ -378,8 +378,18 @@ fn an_admin_request_waiting_on_the_data_plane_and_an_allocation_do_not_wait_for_
     ));
     // The admin request still waits; answered, it shows the IPCP and its state.
     assert!(rx.try_recv().is_err());
+    assert_eq!(d.serve_inbox(), 0);
     assert!(d.dp.route(FromDp::Stats(DpStats::default())).is_none());
-    let r = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+    // The loop's turns: the admin thread's step comes once the counters have.
+    let t0 = Instant::now();
+    let r = loop {
+        d.serve_inbox();
+        if let Ok(r) = rx.try_recv() {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "no answer");
+        std::thread::sleep(Duration::from_millis(1));
+    };
     admin.join().unwrap();
     let Reply::Table { rows } = r else {
         panic!("{r:?}")

@@ -15,7 +15,7 @@
 use super::alloc::{AllocJob, Step};
 use super::unicast::tend::{UniLoop, N1_TOKENS};
 use crate::conns::{Conns, Slot};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Owner};
 use crate::registry::Accepted;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use o7s::ipc::Channel;
@@ -123,6 +123,12 @@ pub struct LoopShared {
     uni: Mutex<Vec<super::unicast::UniRequest>>,
     /// Management frames and flow events from the events thread.
     pub(super) from_dp: super::from_dp::FromDpQueue,
+    /// Steps other threads post for the loop ([`Daemon::on_loop`]).
+    pub(super) inbox_tx: SyncSender<super::inbox::Job>,
+    inbox_rx: Mutex<Option<Receiver<super::inbox::Job>>>,
+    /// Start-up is done: the loop takes clients and does its protocol work (until then it
+    /// runs only the steps start-up posts).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl Default for LoopShared {
@@ -137,6 +143,7 @@ impl Default for LoopShared {
             None => (Waker(None), None),
         };
         let (admin_tx, admin_rx) = sync_channel(MAX_ADMIN_QUEUE);
+        let (inbox_tx, inbox_rx) = super::inbox::pair();
         Self {
             waker,
             wake_rx,
@@ -145,7 +152,22 @@ impl Default for LoopShared {
             returned: Mutex::new(Vec::new()),
             uni: Mutex::new(Vec::new()),
             from_dp: super::from_dp::FromDpQueue::default(),
+            inbox_tx,
+            inbox_rx: Mutex::new(Some(inbox_rx)),
+            ready: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+}
+
+impl LoopShared {
+    /// The loop's end of the inbox, for its one owner (`None` once taken).
+    pub(super) fn take_inbox(&self) -> Option<super::inbox::Inbox> {
+        let rx = self
+            .inbox_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        Some(super::inbox::Inbox::new(rx))
     }
 }
 
@@ -170,9 +192,17 @@ impl Daemon {
         self.lp.uni.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Start-up is done: the loop takes clients and does its protocol work from now on.
+    pub fn started(&self) {
+        self.lp.ready.store(true, Ordering::Release);
+        self.wake();
+    }
+}
+
+impl Owner {
     /// The event loop (see the module's text); returns when the daemon stops, freeing what
     /// its connections hold.
-    pub fn run_loop(self: &Arc<Self>, listener: &Listener, conns: &Arc<Conns>) {
+    pub fn run_loop(&self, listener: &Listener, conns: &Arc<Conns>) {
         let epoll = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
             Ok(e) => e,
             Err(e) => {
@@ -186,10 +216,13 @@ impl Daemon {
             crate::request_stop();
             return;
         }
-        let mut added = epoll.add(listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER));
-        if let (Ok(()), Some(rx)) = (&added, &self.lp.wake_rx) {
-            added = epoll.add(rx, EpollEvent::new(EpollFlags::EPOLLIN, WAKE));
-        }
+        // The control socket is watched once start-up is done (clients wait in its backlog
+        // until then).
+        let mut listening = false;
+        let added = match &self.lp.wake_rx {
+            Some(rx) => epoll.add(rx, EpollEvent::new(EpollFlags::EPOLLIN, WAKE)),
+            None => Ok(()),
+        };
         if let Err(e) = added {
             tracing::error!("event loop: epoll: {e}; stopping");
             crate::request_stop();
@@ -275,6 +308,23 @@ impl Daemon {
                     }
                 }
             }
+            // Other threads' steps (o7sctl, metrics, start-up): the loop does not wait for
+            // them, they wait for it.
+            let served = self.serve_inbox();
+            if !listening {
+                if !self.lp.ready.load(Ordering::Acquire) {
+                    // Start-up: only its steps, until it says it is done.
+                    wait = EpollTimeout::try_from(TICK).unwrap_or(EpollTimeout::ZERO);
+                    continue;
+                }
+                if let Err(e) = epoll.add(listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
+                {
+                    tracing::error!("event loop: epoll: {e}; stopping");
+                    crate::request_stop();
+                    break;
+                }
+                listening = true;
+            }
             let proto_next = self.protocol_turn(now);
             let back =
                 std::mem::take(&mut *self.lp.returned.lock().unwrap_or_else(|p| p.into_inner()));
@@ -317,11 +367,18 @@ impl Daemon {
                 .min(now + Duration::from_millis(500));
             // The sleep is counted from the end of the turn's work.
             let left = wake_at.saturating_duration_since(Instant::now());
-            wait = EpollTimeout::try_from(left).unwrap_or(EpollTimeout::ZERO);
+            wait = if served == super::inbox::INBOX_BOUND {
+                // More steps may wait.
+                EpollTimeout::ZERO
+            } else {
+                EpollTimeout::try_from(left).unwrap_or(EpollTimeout::ZERO)
+            };
         }
         for (_, c) in open.drain() {
             self.close(c);
         }
+        // The programs it started go with it.
+        self.stop_children();
     }
 
     fn watch(&self, epoll: &Epoll, open: &mut HashMap<u64, Conn>, next: &mut u64, c: Conn) {

@@ -9,7 +9,7 @@
 //! as the data plane's own policer does before it. A flow's end is never dropped (there is
 //! at most one per flow the data plane carries).
 
-use super::Daemon;
+use super::{Daemon, Owner};
 use crate::eth::Peer;
 use o7s_abi::msg::FromDp;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,7 +117,9 @@ impl Daemon {
             Err(TrySendError::Disconnected(_)) => false,
         }
     }
+}
 
+impl Owner {
     /// On the loop: the flows' ends, then at most [`MGMT_PER_TURN`] management frames,
     /// given to their machines at `now`. Returns whether frames are left for the next
     /// turn.

@@ -1,7 +1,7 @@
 //! A flow set up on both sides the same way: its limits checked, its shared memory made,
 //! its entry installed in the data plane, and what its app gets.
 
-use crate::daemon::{flow_mem, Daemon, FlowRec};
+use crate::daemon::{flow_mem, FlowRec, Owner};
 use crate::dp::{DpError, INSTALL_WAIT};
 use crate::error::FlowError;
 use crate::eth::Peer;
@@ -75,7 +75,7 @@ pub(crate) enum Installed {
     Waiting(Installing),
 }
 
-impl Daemon {
+impl Owner {
     /// Sets up the shared memory of a flow, records it and asks the data plane to install
     /// it; returns at once. [`Daemon::install_poll`] finishes it when the data plane
     /// acknowledges (or fails it after [`INSTALL_WAIT`]): the loop never waits for it.
@@ -326,12 +326,11 @@ mod acknowledgement {
     use o7s::ipc::Channel;
     use o7s_abi::msg::{FromDp, PortKind};
     use o7s_wire::hash::HashAlgo;
-    use std::sync::Arc;
     use std::time::Duration;
 
     /// o7sd with one eth-dix IPCP on port 7 (MTU 1500) and, as its data plane, the test:
     /// the other end of the channel.
-    fn daemon() -> (Arc<Daemon>, Channel) {
+    fn daemon() -> (Owner, Channel) {
         let (d, theirs) = crate::daemon::fake_daemon();
         let mut i = EthIpcp::new(
             "e1",
@@ -350,7 +349,7 @@ mod acknowledgement {
     const PEER: Peer = Peer::Mac([2, 0, 0, 0, 0, 9]);
 
     /// Starts installing a flow accepted for process 4242: local eid 0x11, remote 0x22.
-    fn start(d: &Daemon, now: Instant) -> Installing {
+    fn start(d: &Owner, now: Instant) -> Installing {
         d.install_start(
             0,
             0x11,

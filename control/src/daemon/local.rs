@@ -12,7 +12,7 @@
 //! side's library already treats as untrusted (indices and lengths checked, slots copied
 //! out before use).
 
-use crate::daemon::{dup, Daemon, FlowRec};
+use crate::daemon::{dup, FlowRec, Owner};
 use crate::error::FlowError;
 use crate::eth::Peer;
 use crate::registry::Accepted;
@@ -86,7 +86,7 @@ pub enum LocalStep {
     Done(Result<Accepted, FlowError>),
 }
 
-impl Daemon {
+impl Owner {
     /// Creates the local IPCP of a `[local.X]` table and registers its names.
     pub(super) fn local_create(&self, i: &crate::config::IpcpConf) {
         let layer = i.bootstrap.clone().unwrap_or_else(|| i.name.clone());

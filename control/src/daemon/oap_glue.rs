@@ -2,13 +2,13 @@
 //! signing responses, verifying servers; the protocol itself is `o7s_proto::oap`.
 
 use crate::auth::AuthError;
-use crate::daemon::{now_ns, Daemon};
+use crate::daemon::{now_ns, Owner};
 use crate::error::OapCheckError;
 use crate::security::EncConf;
 use o7s_abi::msg::CryptSpec;
 use o7s_wire::oap::{OapHdr, Role};
 
-impl Daemon {
+impl Owner {
     /// The certificate and key of `side` for `name`, when both files exist (TOML overrides
     /// `<side>_crt_file`, `<side>_key_file`, else `<security>/<side>/<name>/{crt,key}.pem`).
     pub(super) fn signer(

@@ -4,7 +4,7 @@
 
 use crate::daemon::install::Installed;
 use crate::daemon::shim_driver::{Fresh, Waiting};
-use crate::daemon::{Daemon, State};
+use crate::daemon::{Owner, State};
 use crate::registry::{Accepted, Acceptor};
 use o7s_abi::msg::CryptSpec;
 use o7s_proto::accept::{Action, Plan};
@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-impl Daemon {
+impl Owner {
     /// Checks a new flow request (name, OAP, keys, limits) and queues it for an acceptor,
     /// or refuses it.
     pub(super) fn check_fresh(&self, f: Fresh, now: Instant) {

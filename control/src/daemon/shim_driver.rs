@@ -10,7 +10,7 @@
 //! machines' timers. No thread is started per request, and every queue is bounded: what
 //! does not fit is refused and counted.
 
-use super::{Daemon, State};
+use super::{Owner, State};
 use crate::eth::{Peer, ReplyInfo};
 use o7s_abi::msg::CryptSpec;
 use o7s_proto::refusal::Refusal;
@@ -59,7 +59,7 @@ fn add(c: &AtomicU64, now: u64, before: u64) {
     c.fetch_add(now.saturating_sub(before), Ordering::Relaxed);
 }
 
-impl Daemon {
+impl Owner {
     /// Drains IPCP `idx`'s machine: events go to whoever waits for them, new flow requests
     /// to the protocol thread's queue, counters to the daemon's; returns what to send.
     pub(super) fn pump(&self, st: &mut State, idx: usize, out: &mut Outbox, now: Instant) {

@@ -1,6 +1,6 @@
 //! The data plane's events and restarts, periodic work, auto-started programs.
 
-use crate::daemon::{now_ns, Daemon};
+use crate::daemon::{now_ns, Daemon, Owner};
 use crate::eth::Peer;
 use o7s_abi::msg::{FromDp, PortKind, ToDp};
 use std::process::Child;
@@ -73,58 +73,77 @@ impl Daemon {
         }
     }
 
-    /// Re-opens every port in a new data plane and drops the flows the old one carried.
+    /// Re-opens every port in a new data plane and drops the flows the old one carried: on
+    /// a thread of its own, which waits for the ports; the state changes on the loop.
     pub(super) fn after_dp_restart(&self) {
+        let ports = match self.on_loop(|o| o.dp_restarted()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("after the data plane's restart: {e}");
+                return;
+            }
+        };
+        for (port, dev, kind) in ports {
+            let m = ToDp::AddPort {
+                port,
+                dev: dev.clone(),
+                kind,
+            };
+            let r = self.dp.add_port(&m, port);
+            if let Err(e) = self.on_loop(move |o| o.port_reopened(port, &dev, r)) {
+                tracing::error!("after the data plane's restart: {e}");
+                return;
+            }
+        }
+    }
+}
+
+impl Owner {
+    /// The data plane restarted: the flows it carried are gone. Returns the ports to open
+    /// again (port, device, kind).
+    fn dp_restarted(&self) -> Vec<(u32, String, PortKind)> {
         let flows: Vec<u64> = self.st().flows.keys().copied().collect();
         for f in flows {
             self.dealloc(f);
         }
-        let ports: Vec<(u32, String, PortKind)> = self
-            .st()
+        self.st()
             .ipcps
             .iter()
             .map(|i| (i.port, i.dev.clone(), i.port_kind))
-            .collect();
-        for (port, dev, kind) in ports {
-            let r = self.dp.add_port(
-                ToDp::AddPort {
-                    port,
-                    dev: dev.clone(),
-                    kind,
-                },
-                port,
-            );
-            let mut st = self.st();
-            // By its port, not its position: an IPCP destroyed meanwhile (o7sctl, while
-            // this thread waited for the port) shifts the positions of those after it.
-            let Some(i) = st.ipcps.iter_mut().find(|i| i.port == port) else {
-                continue;
-            };
-            match r {
-                Ok(FromDp::PortUp {
-                    mac, mtu, io_path, ..
-                }) => {
-                    i.set_mac(mac);
-                    i.mtu = mtu;
-                    i.io_path = io_path;
-                    i.up = true;
-                    tracing::info!("IPCP {}: port on {dev} re-opened.", i.name);
-                    if i.shaping != (None, None) || i.impair.iter().any(Option::is_some) {
-                        let (shaping, impair) = (i.shaping, i.impair);
-                        drop(st);
-                        if let Err(e) = self.send_shaping(port, shaping, impair) {
-                            tracing::warn!("port {port}: its cap could not be set again: {e}");
-                        }
-                        continue;
+            .collect()
+    }
+
+    /// The new data plane's answer `r` for `port` (on `dev`).
+    fn port_reopened(&self, port: u32, dev: &str, r: Result<FromDp, crate::dp::DpError>) {
+        let mut st = self.st();
+        // By its port, not its position: an IPCP destroyed meanwhile (o7sctl, while the
+        // port was waited for) shifts the positions of those after it.
+        let Some(i) = st.ipcps.iter_mut().find(|i| i.port == port) else {
+            return;
+        };
+        match r {
+            Ok(FromDp::PortUp {
+                mac, mtu, io_path, ..
+            }) => {
+                i.set_mac(mac);
+                i.mtu = mtu;
+                i.io_path = io_path;
+                i.up = true;
+                tracing::info!("IPCP {}: port on {dev} re-opened.", i.name);
+                if i.shaping != (None, None) || i.impair.iter().any(Option::is_some) {
+                    let (shaping, impair) = (i.shaping, i.impair);
+                    drop(st);
+                    if let Err(e) = self.send_shaping(port, shaping, impair) {
+                        tracing::warn!("port {port}: its cap could not be set again: {e}");
                     }
                 }
-                Ok(FromDp::PortError { error, .. }) => {
-                    i.up = false;
-                    i.io_path = format!("down: {error}");
-                    tracing::error!("IPCP {}: cannot re-open {dev}: {error}", i.name);
-                }
-                other => tracing::error!("IPCP {}: {dev}: {other:?}", i.name),
             }
+            Ok(FromDp::PortError { error, .. }) => {
+                i.up = false;
+                i.io_path = format!("down: {error}");
+                tracing::error!("IPCP {}: cannot re-open {dev}: {error}", i.name);
+            }
+            other => tracing::error!("IPCP {}: {dev}: {other:?}", i.name),
         }
     }
 

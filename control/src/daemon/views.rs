@@ -1,75 +1,22 @@
 //! o7sctl requests: authorization and the listings.
 
-use crate::daemon::{ca_views, Daemon};
+use crate::daemon::{ca_views, Owner};
 use crate::error::CtlError;
 use o7s::proto::{Ctl, ErrorCode, Reply};
 use o7s_wire::ethernet::mac_string;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::{Instant, UNIX_EPOCH};
 
-impl Daemon {
-    /// A read-only view (a listing or the counters), as o7sctl gets it; anything else is
-    /// refused.
-    pub fn view(&self, c: Ctl) -> Reply {
-        match crate::authz::need(&c) {
-            crate::authz::Need::Anyone => self.ctl(
-                c,
-                &o7s::ipc::PeerCred {
-                    pid: 0,
-                    uid: 0,
-                    gid: 0,
-                },
-            ),
-            _ => Reply::Error {
-                code: ErrorCode::Denied,
-                message: "not a view".into(),
-            },
-        }
-    }
-
-    /// Whether `cred` may make request `c` (docs/SECURITY.md); why not.
-    pub(super) fn authorize(
+impl Owner {
+    /// Request `c` on the loop: a listing, with the data plane's counters `stats` the
+    /// caller asked for first (see [`Daemon::serve`]), or a change.
+    pub(super) fn ctl(
         &self,
-        c: &Ctl,
+        c: Ctl,
         cred: &o7s::ipc::PeerCred,
-    ) -> Result<(), crate::authz::Denied> {
-        use crate::authz::{need, process_uid, verb, Denied, Need};
-        let policy = &self.settings.policy;
-        let admin_only = || Denied::AdminOnly {
-            verb: verb(c).to_string(),
-            admins: policy.admins(),
-        };
-        match need(c) {
-            Need::Anyone => Ok(()),
-            _ if policy.is_admin(cred) => Ok(()),
-            Need::Admin => Err(admin_only()),
-            Need::AdminOrProcessOwner => {
-                let (Ctl::BindProcess { pid, name } | Ctl::UnbindProcess { pid, name }) = c else {
-                    return Err(admin_only());
-                };
-                if process_uid(*pid) != Some(cred.uid) {
-                    return Err(Denied::NotYourProcess {
-                        pid: *pid,
-                        verb: verb(c).to_string(),
-                        admins: policy.admins(),
-                    });
-                }
-                let owner = self.st().reg.names.get(name).map(|e| e.owner);
-                if owner != Some(cred.uid) {
-                    return Err(Denied::NotYourName {
-                        name: name.clone(),
-                        verb: verb(c).to_string(),
-                        admins: policy.admins(),
-                    });
-                }
-                Ok(())
-            }
-        }
-    }
-
-    pub(super) fn ctl(&self, c: Ctl, cred: &o7s::ipc::PeerCred) -> Reply {
+        stats: Option<o7s_abi::msg::DpStats>,
+    ) -> Reply {
         if let Err(e) = ctl_names(&c)
             .into_iter()
             .try_for_each(o7s::proto::check_name)
@@ -91,11 +38,10 @@ impl Daemon {
                 })
                 .collect(),
         };
-        let err = |e: CtlError| e.reply();
+        let _err = |e: CtlError| e.reply();
         match c {
             Ctl::IpcpList => {
                 // The data plane knows whether a port's device is still there.
-                let stats = self.dp.stats();
                 let links: HashMap<u32, String> = stats
                     .as_ref()
                     .map(|s| s.ports.iter().map(|p| (p.port, p.link.clone())).collect())
@@ -130,7 +76,7 @@ impl Daemon {
             Ctl::LsdbList => table(self.uni_lsdb()),
             Ctl::DhtList => table(self.uni_dht()),
             Ctl::NeighbourList => {
-                let flows = self.dp.stats().map(|s| s.flows).unwrap_or_default();
+                let flows = stats.map(|s| s.flows).unwrap_or_default();
                 table(self.uni_neighbours(&flows))
             }
             Ctl::NameList => {
@@ -153,10 +99,6 @@ impl Daemon {
                         .collect(),
                 )
             }
-            Ctl::PortList => match self.dp.stats() {
-                Some(s) => table(s.ports.iter().map(ca_views::port_row).collect()),
-                None => err(CtlError::DataPlaneSilent),
-            },
             Ctl::CacheList => {
                 let st = self.st();
                 let mut rows = vec![];
@@ -182,34 +124,8 @@ impl Daemon {
                 }
                 table(rows)
             }
-            Ctl::WorkerList => match self.dp.stats() {
-                Some(s) => {
-                    let workers = if s.workers.is_empty() {
-                        std::slice::from_ref(&s.worker)
-                    } else {
-                        s.workers.as_slice()
-                    };
-                    table(
-                        workers
-                            .iter()
-                            .enumerate()
-                            .map(|(i, w)| {
-                                json!({"worker": i,
-                                       "core": w.core.map_or("unpinned".to_string(), |c| c.to_string()),
-                                       "polling": if w.busy_poll { "busy".to_string() } else { format!("adaptive, {} us", w.spin_us) },
-                                       "ports": w.ports, "flows": w.flows,
-                                       "rx_frames": w.rx_frames, "tx_frames": w.tx_frames,
-                                       "sleeps": w.sleeps, "yields_for_apps": w.yields_for_apps,
-                                       "dt_forwarding": if w.forward_copy { "copy (O7S_DP_FORWARD_COPY)" } else { "in place where the ports share a UMEM" },
-                                       "pin_error": w.pin_error.clone().unwrap_or_default()})
-                            })
-                            .collect(),
-                    )
-                }
-                None => err(CtlError::DataPlaneSilent),
-            },
             Ctl::FlowList => {
-                let stats = self.dp.stats().unwrap_or_default();
+                let stats = stats.unwrap_or_default();
                 // Local flows: what their ends published in the memory they share.
                 let local_ids: Vec<u64> = self
                     .st()
@@ -284,107 +200,7 @@ impl Daemon {
                 }
                 table(rows)
             }
-            Ctl::Stats => {
-                let c = &self.counters;
-                let mut m = Map::new();
-                for (k, v) in [
-                    ("flows_allocated", &c.flows),
-                    ("mgmt_malformed", &c.mgmt_malformed),
-                    ("flow_reply_unknown_eid", &c.reply_unknown_eid),
-                    ("flow_req_bad_eid", &c.req_bad_eid),
-                    ("flow_req_unknown_name", &c.req_unknown_name),
-                    ("mgmt_not_for_us", &c.not_for_us),
-                    ("flow_req_refused", &c.refused),
-                    ("flow_req_busy", &c.flow_req_busy),
-                    ("mgmt_queue_full", &c.mgmt_queue_full),
-                    ("flow_req_duplicate", &c.req_duplicate),
-                    ("flow_replies_not_remembered", &c.replies_not_remembered),
-                    ("flow_limit", &c.flow_limit),
-                    ("flows_superseded", &c.flows_superseded),
-                    ("flow_install_failed", &c.install_failed),
-                    ("name_reply_unsolicited", &c.name_reply_unsolicited),
-                    ("name_cache_full", &c.cache_full),
-                    ("name_query_limit", &c.query_limit),
-                    ("requests_denied", &c.denied),
-                    ("autostart_limit", &c.autostart_limit),
-                    ("ctl_busy", &c.admin_busy),
-                    ("request_slow", &c.request_slow),
-                    ("dp_queue_full", &self.dp.queue_full),
-                    ("log_lines_suppressed", &crate::wirelog::SUPPRESSED_TOTAL),
-                    ("metrics_timed_out", &crate::metrics_http::TIMED_OUT),
-                    ("metrics_evicted", &crate::metrics_http::EVICTED),
-                    ("metrics_bad_request", &crate::metrics_http::BAD_REQUEST),
-                ] {
-                    m.insert(k.into(), json!(v.load(Ordering::Relaxed)));
-                }
-                if let Some(s) = self.dp.stats() {
-                    let sum =
-                        |f: fn(&o7s_abi::msg::PortStats) -> u64| s.ports.iter().map(f).sum::<u64>();
-                    m.insert(
-                        "dp_drop_unknown_eid".into(),
-                        json!(sum(|p| p.drop_unknown_eid)),
-                    );
-                    m.insert("dp_drop_malformed".into(), json!(sum(|p| p.drop_malformed)));
-                    m.insert("dp_rx_mgmt".into(), json!(sum(|p| p.rx_mgmt)));
-                    m.insert(
-                        "dp_drop_mgmt_rate_source".into(),
-                        json!(sum(|p| p.drop_mgmt_rate_source)),
-                    );
-                    m.insert(
-                        "dp_drop_mgmt_rate_port".into(),
-                        json!(sum(|p| p.drop_mgmt_rate_port)),
-                    );
-                    m.insert(
-                        "dp_drop_mgmt_backlog".into(),
-                        json!(sum(|p| p.drop_mgmt_backlog)),
-                    );
-                    m.insert(
-                        "dp_drop_mgmt_bad_source".into(),
-                        json!(sum(|p| p.drop_mgmt_bad_source)),
-                    );
-                    m.insert(
-                        "dp_drop_wrong_peer".into(),
-                        json!(sum(|p| p.drop_wrong_peer)),
-                    );
-                    m.insert(
-                        "dp_drop_socket_buffer".into(),
-                        json!(sum(|p| p.drop_socket_buffer)),
-                    );
-                    let core = |w: &o7s_abi::msg::WorkerInfo| {
-                        w.core.map_or("unpinned".to_string(), |c| c.to_string())
-                    };
-                    let workers = if s.workers.is_empty() {
-                        std::slice::from_ref(&s.worker)
-                    } else {
-                        s.workers.as_slice()
-                    };
-                    m.insert("dp_workers".into(), json!(workers.len()));
-                    m.insert(
-                        "dp_worker_core".into(),
-                        json!(workers.iter().map(core).collect::<Vec<_>>().join(",")),
-                    );
-                    m.insert(
-                        "dp_yields_for_apps".into(),
-                        json!(workers.iter().map(|w| w.yields_for_apps).sum::<u64>()),
-                    );
-                    let errors: Vec<&String> = workers
-                        .iter()
-                        .filter_map(|w| w.pin_error.as_ref())
-                        .collect();
-                    if !errors.is_empty() {
-                        m.insert("dp_worker_pin_error".into(), json!(errors));
-                    }
-                    m.insert(
-                        "dp_polling".into(),
-                        json!(if s.worker.busy_poll {
-                            "busy".to_string()
-                        } else {
-                            format!("adaptive, {} us", s.worker.spin_us)
-                        }),
-                    );
-                }
-                Reply::Table { rows: vec![m] }
-            }
+            c @ (Ctl::PortList | Ctl::WorkerList | Ctl::Stats) => self.dp_view(&c, stats.as_ref()),
             other => self.ctl_change(other, cred),
         }
     }

@@ -3,13 +3,13 @@
 //! acceptor of its N-1 flows.
 
 use crate::daemon::unicast::{layer_conf, resume, unix_now, UniIpcp, UniRequest};
-use crate::daemon::Daemon;
+use crate::daemon::Owner;
 use crate::registry::Accepted;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Instant;
 
-impl Daemon {
+impl Owner {
     /// Creates the unicast IPCP of a configuration table: bootstrapped, or enrolling.
     pub(in crate::daemon) fn unicast_create(&self, i: &crate::config::IpcpConf) {
         let mut uni = UniIpcp::new(&i.name, &i.conn, &i.reg, i.uni.withdraw);

@@ -8,7 +8,7 @@
 
 use super::{UniAllocated, UniIncoming};
 use crate::daemon::install::{Installed, Installing};
-use crate::daemon::{flow_mem, Daemon, FlowRec};
+use crate::daemon::{flow_mem, FlowRec, Owner};
 use crate::error::FlowError;
 use crate::eth::Peer;
 use crate::registry::Accepted;
@@ -126,7 +126,7 @@ impl UniJob {
     }
 }
 
-impl Daemon {
+impl Owner {
     /// Starts allocating a flow to `name` over the first unicast IPCP in a layer: `None`
     /// when there is none (every QoS cube is carried: FRCP runs in the app library).
     pub(crate) fn uni_alloc_start(

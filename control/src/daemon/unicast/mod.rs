@@ -14,7 +14,7 @@
 //! o7sd (tend.rs, resume.rs), the views (views.rs). Broadcast IPCPs (broadcast.rs) share
 //! the record and keep their own connection machine.
 
-use crate::daemon::Daemon;
+use crate::daemon::Owner;
 use crate::registry::Accepted;
 use o7s::ring::{FlowMem, Kick};
 use o7s_wire::qos::QosSpec;
@@ -374,7 +374,7 @@ impl UniIpcp {
     }
 }
 
-impl Daemon {
+impl Owner {
     pub(super) fn uni_request(&self, r: UniRequest) {
         self.lp_uni_requests().push(r);
         self.wake();

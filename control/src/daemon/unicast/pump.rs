@@ -8,7 +8,7 @@ use crate::daemon::unicast::{
     resume::UniSaved, unix_now, UniAllocated, UniIncoming, UniIpcp, UniRequest, N1, N1_TURN,
     NEIGHBOUR_RATE,
 };
-use crate::daemon::Daemon;
+use crate::daemon::Owner;
 use o7s_proto::dht;
 use o7s_proto::enroll::Event as ConnEvent;
 use o7s_proto::fa;
@@ -31,7 +31,7 @@ struct Asks {
     woke: bool,
 }
 
-impl Daemon {
+impl Owner {
     /// SDUs waiting on N-1 flow `n1` go to its IPCP's machine.
     pub(in crate::daemon) fn uni_read(&self, now: Instant, n1: &N1) {
         n1.rx.drain();

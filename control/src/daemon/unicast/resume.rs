@@ -23,7 +23,7 @@
 
 use super::super::install::FlowRecord;
 use super::flows::UniFlowP;
-use crate::daemon::{dup, flow_mem, unicast, Daemon, FlowRec};
+use crate::daemon::{dup, flow_mem, unicast, FlowRec, Owner};
 use crate::eth::Peer;
 use o7s::ring::FlowMem;
 use o7s_abi::msg::ToDp;
@@ -176,7 +176,7 @@ pub(in crate::daemon) fn fill_gaps(
     complete
 }
 
-impl Daemon {
+impl Owner {
     /// Claims what a resumed IPCP had in the adopted data plane: its LSDB, its
     /// connections (their N-1 flows get new memory this o7sd reads: the members at their
     /// other ends see nothing) and its flows over the layer.

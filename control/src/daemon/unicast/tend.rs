@@ -3,7 +3,7 @@
 //! serves, and the machines' output.
 
 use super::super::alloc::{AllocJob, Step};
-use crate::daemon::Daemon;
+use crate::daemon::Owner;
 use crate::registry::Accepted;
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use o7s_abi::msg::ToDp;
@@ -43,7 +43,7 @@ pub(in crate::daemon) struct UniLoop {
 /// Flow requests from peer IPCPs that may wait for an acceptor, at most.
 const MAX_UNI_WAITING: usize = 256;
 
-impl Daemon {
+impl Owner {
     /// The unicast IPCPs' work: requests, allocations of N-1 flows, flows for internal
     /// acceptors, their machines' output and timers.
     pub(in crate::daemon) fn tend_uni(&self, epoll: &Epoll, u: &mut UniLoop, now: Instant) {

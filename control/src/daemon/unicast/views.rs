@@ -2,7 +2,7 @@
 //! `dht list`), and their failures as they show there.
 
 use crate::config::IpcpKind;
-use crate::daemon::Daemon;
+use crate::daemon::Owner;
 use crate::error::CtlError;
 use o7s_wire::unicast::pb::Component;
 use serde_json::{json, Value};
@@ -13,7 +13,7 @@ use std::time::Instant;
 /// address, QoS cube, TTL, ECN, endpoint id.
 const DT_PCI_LEN: usize = 4 + 1 + 1 + 1 + 8;
 
-impl Daemon {
+impl Owner {
     /// `o7sctl route list` rows.
     pub(in crate::daemon) fn uni_routes(&self) -> Vec<Value> {
         let st = self.st();

@@ -120,6 +120,11 @@ pub(in crate::metrics) const STATS: &[(&str, Kind, &str)] = &[
         "o7sctl requests refused because the admin thread's queue was full",
     ),
     (
+        "o7s_loop_inbox_full",
+        C,
+        "Requests refused because the event loop's inbox (o7sctl, metrics, start-up) was full",
+    ),
+    (
         "o7s_request_slow",
         C,
         "o7sctl connections closed because no request came within 5 seconds",
