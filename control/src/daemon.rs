@@ -43,7 +43,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Daemon settings from the command line.
@@ -213,10 +213,6 @@ pub struct State {
 /// The daemon.
 #[derive(Debug)]
 pub struct Daemon {
-    /// Trusted CAs and intermediates (loaded at start).
-    trust: Mutex<crate::auth::TrustStore>,
-    /// OAP requests seen recently (id -> timestamp), against replays.
-    replay: Mutex<crate::replay::ReplayWindow>,
     /// The data plane.
     pub dp: Arc<DpHandle>,
     /// Settings.
@@ -267,18 +263,7 @@ fn dup(fd: &OwnedFd) -> Option<OwnedFd> {
 impl Daemon {
     /// A daemon using `dp`.
     pub fn new(dp: Arc<DpHandle>, settings: Settings) -> Arc<Self> {
-        let (trust, warnings) = crate::auth::TrustStore::load(&settings.security_dir);
-        for w in warnings {
-            tracing::warn!("security: {w}");
-        }
-        let (cas, ints) = trust.counts();
-        tracing::info!(
-            "Security directory {}: {cas} CA and {ints} intermediate certificates.",
-            settings.security_dir.display()
-        );
         Arc::new(Self {
-            trust: Mutex::new(trust),
-            replay: Mutex::new(crate::replay::ReplayWindow::default()),
             dp,
             settings,
             counters: Counters::default(),
@@ -301,6 +286,14 @@ pub struct Owner {
     state: std::cell::RefCell<State>,
     /// Work other threads posted for the loop.
     inbox: inbox::Inbox,
+    /// Management frames and flow events the events thread queued.
+    from_dp: from_dp::FromDpRx,
+    /// Work for the unicast IPCPs (enrolments to start, acceptors to watch).
+    uni_requests: std::cell::RefCell<Vec<unicast::UniRequest>>,
+    /// Trusted CAs and intermediates (loaded at start).
+    trust: std::cell::RefCell<crate::auth::TrustStore>,
+    /// OAP requests seen recently (id -> timestamp), against replays.
+    replay: std::cell::RefCell<crate::replay::ReplayWindow>,
 }
 
 impl std::ops::Deref for Owner {
@@ -315,8 +308,21 @@ impl Owner {
     /// The owner of a new state for `d`, taking the loop's inbox (`None` when it was taken
     /// already: there is one owner).
     pub fn new(d: &Arc<Daemon>) -> Option<Self> {
+        let (trust, warnings) = crate::auth::TrustStore::load(&d.settings.security_dir);
+        for w in warnings {
+            tracing::warn!("security: {w}");
+        }
+        let (cas, ints) = trust.counts();
+        tracing::info!(
+            "Security directory {}: {cas} CA and {ints} intermediate certificates.",
+            d.settings.security_dir.display()
+        );
         Some(Self {
             inbox: d.lp.take_inbox()?,
+            from_dp: d.lp.from_dp.take_rx()?,
+            uni_requests: std::cell::RefCell::new(Vec::new()),
+            trust: std::cell::RefCell::new(trust),
+            replay: std::cell::RefCell::new(crate::replay::ReplayWindow::default()),
             d: d.clone(),
             state: std::cell::RefCell::new(State {
                 accept_queue: o7s_proto::accept::AcceptQueue::new(shim_driver::MAX_WAITING),

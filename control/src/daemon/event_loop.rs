@@ -26,7 +26,7 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::sync_channel;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const LISTENER: u64 = 0;
@@ -119,8 +119,6 @@ pub struct LoopShared {
     pub(super) admin_rx: Mutex<Option<Receiver<AdminJob>>>,
     /// Connections handed back by the admin thread (captures).
     pub(super) returned: Mutex<Vec<Conn>>,
-    /// Work for the unicast IPCPs (enrolments to start, acceptors to watch).
-    uni: Mutex<Vec<super::unicast::UniRequest>>,
     /// Management frames and flow events from the events thread.
     pub(super) from_dp: super::from_dp::FromDpQueue,
     /// Steps other threads post for the loop ([`Daemon::on_loop`]).
@@ -150,7 +148,6 @@ impl Default for LoopShared {
             admin_tx,
             admin_rx: Mutex::new(Some(admin_rx)),
             returned: Mutex::new(Vec::new()),
-            uni: Mutex::new(Vec::new()),
             from_dp: super::from_dp::FromDpQueue::default(),
             inbox_tx,
             inbox_rx: Mutex::new(Some(inbox_rx)),
@@ -185,11 +182,6 @@ impl Daemon {
     /// Wakes the event loop.
     pub(super) fn wake(&self) {
         self.lp.waker.wake();
-    }
-
-    /// The unicast IPCPs' requests for the loop.
-    pub(super) fn lp_uni_requests(&self) -> MutexGuard<'_, Vec<super::unicast::UniRequest>> {
-        self.lp.uni.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Start-up is done: the loop takes clients and does its protocol work from now on.

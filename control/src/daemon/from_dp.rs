@@ -46,11 +46,18 @@ pub(crate) enum FlowEvent {
 #[derive(Debug)]
 pub struct FromDpQueue {
     mgmt_tx: SyncSender<MgmtIn>,
-    mgmt_rx: Mutex<Receiver<MgmtIn>>,
     flows_tx: Sender<FlowEvent>,
-    flows_rx: Mutex<Receiver<FlowEvent>>,
+    /// The loop's ends, until its owner takes them.
+    rx: Mutex<Option<FromDpRx>>,
     /// A wake-up is on its way to the loop (one per batch, not one per frame).
     wake_pending: AtomicBool,
+}
+
+/// The loop's ends of the queues from the events thread.
+#[derive(Debug)]
+pub struct FromDpRx {
+    mgmt_rx: Receiver<MgmtIn>,
+    flows_rx: Receiver<FlowEvent>,
 }
 
 impl Default for FromDpQueue {
@@ -59,11 +66,17 @@ impl Default for FromDpQueue {
         let (flows_tx, flows_rx) = channel();
         Self {
             mgmt_tx,
-            mgmt_rx: Mutex::new(mgmt_rx),
             flows_tx,
-            flows_rx: Mutex::new(flows_rx),
+            rx: Mutex::new(Some(FromDpRx { mgmt_rx, flows_rx })),
             wake_pending: AtomicBool::new(false),
         }
+    }
+}
+
+impl FromDpQueue {
+    /// The loop's ends, for its one owner (`None` once taken).
+    pub(super) fn take_rx(&self) -> Option<FromDpRx> {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
@@ -127,10 +140,7 @@ impl Owner {
         let q = &self.lp.from_dp;
         // Cleared before reading: a frame queued after this read wakes the loop again.
         q.wake_pending.swap(false, Ordering::AcqRel);
-        let flows: Vec<FlowEvent> = {
-            let rx = q.flows_rx.lock().unwrap_or_else(|p| p.into_inner());
-            rx.try_iter().collect()
-        };
+        let flows: Vec<FlowEvent> = self.from_dp.flows_rx.try_iter().collect();
         for e in flows {
             match e {
                 FlowEvent::Gone { flow, why } => {
@@ -145,10 +155,12 @@ impl Owner {
                 }
             }
         }
-        let frames: Vec<MgmtIn> = {
-            let rx = q.mgmt_rx.lock().unwrap_or_else(|p| p.into_inner());
-            rx.try_iter().take(MGMT_PER_TURN).collect()
-        };
+        let frames: Vec<MgmtIn> = self
+            .from_dp
+            .mgmt_rx
+            .try_iter()
+            .take(MGMT_PER_TURN)
+            .collect();
         let more = frames.len() == MGMT_PER_TURN;
         for m in frames {
             self.on_mgmt(now, m.port, m.src, m.dst, &m.payload);

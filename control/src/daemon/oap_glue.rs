@@ -61,7 +61,7 @@ impl Owner {
         let signed = raw
             .get(..req.signed_len(Role::Request, 0))
             .ok_or(OapCheckError::Truncated("request"))?;
-        let trust = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        let trust = self.trust.borrow();
         let cn = crate::auth::common_name(&req.crt).map_err(OapCheckError::ClientCertificate)?;
         trust
             .verify(&req.crt, &cn)
@@ -111,8 +111,7 @@ impl Owner {
             return Err(OapCheckError::Outdated);
         }
         self.replay
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .borrow_mut()
             .check(req.id, now)
             .map_err(|source| OapCheckError::Replay {
                 id: hex::encode(req.id),
@@ -136,7 +135,7 @@ impl Owner {
         req: &[u8],
         resp: &[u8],
     ) -> Result<(), OapCheckError> {
-        let trust = self.trust.lock().unwrap_or_else(|p| p.into_inner());
+        let trust = self.trust.borrow();
         verify_response(&trust, name, req, resp)
     }
 

@@ -154,10 +154,7 @@ impl Owner {
         // arenas back to the system, so o7sd's size returns to where it was after a flood.
         let n = self.ticks.fetch_add(1, Ordering::Relaxed);
         if n % 50 == 49 {
-            self.replay
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .prune(now_ns());
+            self.replay.borrow_mut().prune(now_ns());
             trim_heap();
         }
         let mut st = self.st();

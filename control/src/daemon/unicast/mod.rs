@@ -376,7 +376,7 @@ impl UniIpcp {
 
 impl Owner {
     pub(super) fn uni_request(&self, r: UniRequest) {
-        self.lp_uni_requests().push(r);
+        self.uni_requests.borrow_mut().push(r);
         self.wake();
     }
 

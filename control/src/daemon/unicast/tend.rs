@@ -48,7 +48,7 @@ impl Owner {
     /// acceptors, their machines' output and timers.
     pub(in crate::daemon) fn tend_uni(&self, epoll: &Epoll, u: &mut UniLoop, now: Instant) {
         use super::UniRequest;
-        let reqs = std::mem::take(&mut *self.lp_uni_requests());
+        let reqs = std::mem::take(&mut *self.uni_requests.borrow_mut());
         let mut got: Vec<(usize, Accepted, Option<Component>)> = vec![];
         for r in reqs {
             match r {
