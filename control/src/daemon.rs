@@ -34,6 +34,7 @@ mod views;
 pub use event_loop::Waker;
 pub use inbox::LoopGone;
 pub use oap_glue::{req_hash, verify_response, verify_response_at};
+pub use supervise::trim_heap;
 
 use crate::eth::{EthIpcp, Peer};
 use crate::registry::Registry;
@@ -294,6 +295,8 @@ pub struct Owner {
     trust: std::cell::RefCell<crate::auth::TrustStore>,
     /// OAP requests seen recently (id -> timestamp), against replays.
     replay: std::cell::RefCell<crate::replay::ReplayWindow>,
+    /// Something this turn wants another turn at once ([`Owner::wake`]).
+    again: std::cell::Cell<bool>,
 }
 
 impl std::ops::Deref for Owner {
@@ -323,6 +326,7 @@ impl Owner {
             uni_requests: std::cell::RefCell::new(Vec::new()),
             trust: std::cell::RefCell::new(trust),
             replay: std::cell::RefCell::new(crate::replay::ReplayWindow::default()),
+            again: std::cell::Cell::new(false),
             d: d.clone(),
             state: std::cell::RefCell::new(State {
                 accept_queue: o7s_proto::accept::AcceptQueue::new(shim_driver::MAX_WAITING),
@@ -334,6 +338,18 @@ impl Owner {
     /// The shared part (to hand to another thread).
     pub fn daemon(&self) -> &Arc<Daemon> {
         &self.d
+    }
+
+    /// Another turn of the loop at once (what this turn did left work for it): a flag the
+    /// loop reads when it sizes its sleep, not a write to its wake socket (which other
+    /// threads use: [`Daemon::wake`]).
+    pub(crate) fn wake(&self) {
+        self.again.set(true);
+    }
+
+    /// Whether a step asked for another turn at once (and clears it).
+    pub(crate) fn take_again(&self) -> bool {
+        self.again.replace(false)
     }
 
     /// The state, borrowed for this step (one step at a time: the loop is one thread).

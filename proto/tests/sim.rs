@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
+use o7s_proto::ipcp::ShimIpcp;
 use o7s_proto::mgmt::{Peer, ShimKind};
 use o7s_proto::oap::keys::{Cipher, EncConf, Ephemeral, Kex};
 use o7s_proto::oap::{self, FlowKey, OapError};
-use o7s_proto::shim::{Event, Shim, ShimConfig, ShimError};
+use o7s_proto::shim::{Event, ShimConfig, ShimError};
 use o7s_proto::sim::{LinkModel, Node, Sim};
 use o7s_wire::hash::HashAlgo;
 use o7s_wire::oap::OapHdr;
@@ -44,7 +45,8 @@ struct ServerOap {
 /// allocate; accept every request for its own name).
 struct Host {
     mac: [u8; 6],
-    shim: Shim,
+    /// The machine o7sd drives for an eth/udp IPCP.
+    shim: ShimIpcp,
     /// When to allocate, and to which name hash.
     wants: Vec<(Instant, Vec<u8>)>,
     /// Hashes being resolved.
@@ -65,7 +67,7 @@ struct Host {
 impl Host {
     fn new(i: usize, cfg: &ShimConfig) -> Self {
         let mac = [0x02, 0, 0, 0, (i >> 8) as u8, i as u8];
-        let mut shim = Shim::new(cfg.clone(), Some(mac));
+        let mut shim = ShimIpcp::new(cfg.clone(), Some(mac));
         shim.register(HashAlgo::Sha3_256.hash(&format!("host-{i}")));
         Self {
             mac,
