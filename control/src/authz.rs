@@ -139,6 +139,14 @@ pub enum Denied {
         /// Who may.
         admins: String,
     },
+    /// The name's owner could not be looked up (o7sd is stopping or busy): refused.
+    #[error("the owner of name {name} could not be checked ({why}); try again")]
+    Unchecked {
+        /// The name.
+        name: String,
+        /// Why not.
+        why: String,
+    },
 }
 
 /// The administrators: root and, when configured, one group.

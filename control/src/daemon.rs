@@ -299,6 +299,14 @@ pub struct Owner {
     again: std::cell::Cell<bool>,
 }
 
+impl Drop for Owner {
+    /// The programs o7sd started go with the loop, also when it panicked (the state is
+    /// dropped with it; a panic comes from a defect, a re-entered step for instance).
+    fn drop(&mut self) {
+        self.stop_children();
+    }
+}
+
 impl std::ops::Deref for Owner {
     type Target = Daemon;
 

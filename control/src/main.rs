@@ -313,6 +313,10 @@ fn main() -> ExitCode {
     }
     let mut slept = 0u32;
     while !o7s_control::stop_requested() {
+        if event_loop.is_finished() {
+            tracing::error!("the event loop ended on its own (see above); stopping");
+            break;
+        }
         std::thread::sleep(Duration::from_millis(100));
         // Every 5 s: memory that bursts left in the allocator's arenas goes back to the
         // system, so o7sd's size returns to where it was after a flood (here, not on the

@@ -376,8 +376,7 @@ impl Owner {
         for (_, c) in open.drain() {
             self.close(c);
         }
-        // The programs it started go with it.
-        self.stop_children();
+        // The programs it started go with it (when the owner is dropped: `Owner`'s Drop).
     }
 
     fn watch(&self, epoll: &Epoll, open: &mut HashMap<u64, Conn>, next: &mut u64, c: Conn) {
@@ -446,7 +445,9 @@ impl Owner {
             .filter(|(_, c)| !matches!(c.doing, Doing::Held { .. } | Doing::Capturing { .. }))
             .map(|(t, _)| *t)
             .collect();
-        let stopping = self.stopping.load(Ordering::Relaxed);
+        // o7sd stopping does not end an accept here: the loop leaves at its next turn and
+        // closes the connections without a word, which tells a waiting server that o7sd
+        // went away (it waits for it), not that its accept timed out (it would exit).
         for t in tokens {
             let Some(mut c) = open.remove(&t) else {
                 continue;
@@ -487,7 +488,7 @@ impl Owner {
                     Ok(a) => self.deliver(c, a),
                     // Removed from the registry elsewhere: the connection closes.
                     Err(TryRecvError::Disconnected) => None,
-                    Err(TryRecvError::Empty) if stopping || deadline.is_some_and(|d| now >= d) => {
+                    Err(TryRecvError::Empty) if deadline.is_some_and(|d| now >= d) => {
                         let removed = self.st().reg.remove_acceptor(id);
                         // A flow handed over just before the removal is still delivered.
                         match rx.try_recv() {
@@ -495,7 +496,7 @@ impl Owner {
                             // Not in the registry but its channel open: a flow was taken
                             // for it and the data plane is installing it. It comes, or
                             // the acceptor is put back, within INSTALL_WAIT.
-                            Err(TryRecvError::Empty) if removed.is_none() && !stopping => {
+                            Err(TryRecvError::Empty) if removed.is_none() => {
                                 c.doing = Doing::Parked {
                                     id,
                                     rx,

@@ -8,8 +8,9 @@
 
 use crate::daemon::{Daemon, Owner};
 use std::cell::Cell;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A step for the loop.
@@ -66,9 +67,19 @@ pub enum LoopGone {
 
 impl Daemon {
     /// Runs `f` on the event loop, with the state, and returns its result. Waits on the
-    /// calling thread (never on the loop's).
+    /// calling thread (never on the loop's), at most 30 s: a step not run by then is not
+    /// run at all.
     pub fn on_loop<R: Send + 'static>(
         &self,
+        f: impl FnOnce(&Owner) -> R + Send + 'static,
+    ) -> Result<R, LoopGone> {
+        self.on_loop_within(ANSWER_WAIT, f)
+    }
+
+    /// [`Daemon::on_loop`], waiting at most `wait`.
+    fn on_loop_within<R: Send + 'static>(
+        &self,
+        wait: Duration,
         f: impl FnOnce(&Owner) -> R + Send + 'static,
     ) -> Result<R, LoopGone> {
         if OWNER_THREAD.with(Cell::get) {
@@ -76,8 +87,14 @@ impl Daemon {
             return Err(LoopGone::FromLoop);
         }
         let (tx, rx) = sync_channel(1);
+        // Set when the poster gave up waiting: the step is then not run (its caller was
+        // told it failed, so it must not happen later).
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let gave_up = cancelled.clone();
         let job: Job = Box::new(move |o| {
-            let _ = tx.send(f(o));
+            if !gave_up.load(Ordering::Acquire) {
+                let _ = tx.send(f(o));
+            }
         });
         match self.lp.inbox_tx.try_send(job) {
             Ok(()) => {}
@@ -88,9 +105,13 @@ impl Daemon {
             Err(TrySendError::Disconnected(_)) => return Err(LoopGone::Stopped),
         }
         self.wake();
-        match rx.recv_timeout(ANSWER_WAIT) {
+        match rx.recv_timeout(wait) {
             Ok(r) => Ok(r),
-            Err(RecvTimeoutError::Timeout) => Err(LoopGone::Silent(ANSWER_WAIT)),
+            Err(RecvTimeoutError::Timeout) => {
+                cancelled.store(true, Ordering::Release);
+                // It may have run just before: then its answer is here.
+                rx.try_recv().map_err(|_| LoopGone::Silent(wait))
+            }
             // The loop ended (and dropped the step) before running it.
             Err(RecvTimeoutError::Disconnected) => Err(LoopGone::Stopped),
         }
@@ -135,6 +156,22 @@ mod tests {
         assert_eq!(served, 1);
         assert_eq!(asker.join().ok(), Some(Ok(42)));
         assert_eq!(o.st().next_port, 41);
+    }
+
+    #[test]
+    fn a_step_whose_poster_gave_up_is_not_run() {
+        let (o, _dp) = fake_daemon();
+        let d = o.daemon().clone();
+        let asker = std::thread::spawn(move || {
+            d.on_loop_within(std::time::Duration::from_millis(20), |o| {
+                o.st().next_port = 99;
+            })
+        });
+        // The loop does not take its turn until the poster has given up.
+        let r = asker.join().ok();
+        assert!(matches!(r, Some(Err(super::LoopGone::Silent(_)))), "{r:?}");
+        assert_eq!(o.serve_inbox(), 1);
+        assert_eq!(o.st().next_port, 0, "a step given up must not run");
     }
 
     #[test]

@@ -41,14 +41,29 @@ impl Daemon {
                 Ok(reply) => (port, reply),
                 Err(_) => {
                     self.dp.add_port_forget(port);
-                    let n = name.to_string();
-                    self.on_loop(move |o| o.st().opening.remove(&n))?;
+                    self.port_given_up(name);
                     return Err(BootstrapError::DataPlane(crate::dp::DpError::Silent));
                 }
             },
         };
         let (n, l, d) = (name.to_string(), layer.to_string(), dev.to_string());
-        self.on_loop(move |o| o.port_answered(&n, kind, &l, &d, port_kind, hash, port, reply))?
+        match self.on_loop(move |o| o.port_answered(&n, kind, &l, &d, port_kind, hash, port, reply))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.port_given_up(name);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The name of an IPCP whose bootstrap failed after its port was asked is free again
+    /// (best effort: when the loop does not take even that, o7sd is stopping).
+    fn port_given_up(&self, name: &str) {
+        let n = name.to_string();
+        if let Err(e) = self.on_loop(move |o| o.st().opening.remove(&n)) {
+            tracing::warn!("IPCP {name}: its name stays taken until o7sd restarts: {e}");
+        }
     }
 
     /// Bootstraps a udp4/udp6 IPCP from o7sctl's settings: `ip`, `port` (3435), `dns`.

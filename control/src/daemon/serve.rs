@@ -73,8 +73,10 @@ impl Daemon {
                 // read here is the owner when the change runs.
                 let owner = self
                     .on_loop(move |o| o.st().reg.names.get(&n).map(|e| e.owner))
-                    .ok()
-                    .flatten();
+                    .map_err(|e| Denied::Unchecked {
+                        name: name.clone(),
+                        why: e.to_string(),
+                    })?;
                 if owner != Some(cred.uid) {
                     return Err(Denied::NotYourName {
                         name: name.clone(),

@@ -147,8 +147,8 @@ impl Owner {
         }
     }
 
-    /// Periodic work, on the loop every 100 ms: expire caches, reap children, trim the heap
-    /// (every 50th).
+    /// Periodic work, on the loop every 100 ms: expire caches, reap children, forget old OAP
+    /// request ids (every 50th).
     pub(super) fn tick(&self, now: Instant) {
         // Every 5 s (50 ticks): forget old OAP request ids.
         let n = self.ticks.fetch_add(1, Ordering::Relaxed);
@@ -172,7 +172,12 @@ impl Owner {
 
     /// Stops auto-started programs (SIGTERM, then SIGKILL after 2 s).
     pub fn stop_children(&self) {
-        let mut kids: Vec<(String, Child)> = std::mem::take(&mut self.st().children);
+        // Not `st()`: this also runs while a panic unwinds, where a second panic aborts.
+        let Ok(mut st) = self.state.try_borrow_mut() else {
+            return;
+        };
+        let mut kids: Vec<(String, Child)> = std::mem::take(&mut st.children);
+        drop(st);
         for (_, c) in &kids {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(c.id() as i32),
@@ -191,7 +196,6 @@ impl Owner {
     }
 }
 
-/// Returns free heap memory to the system (glibc's `malloc_trim`; nothing elsewhere).
 /// Logs what an auto-started program writes on stderr, line by line (lines of at most
 /// 1000 bytes; longer ones are cut in pieces), on a thread of its own that ends with it.
 pub(super) fn log_child_stderr(label: String, pid: u32, err: std::process::ChildStderr) {
@@ -211,10 +215,9 @@ pub(super) fn log_child_stderr(label: String, pid: u32, err: std::process::Child
     });
 }
 
-///
-/// Called by o7sd's main thread every 5 s, not by the loop: it walks the whole heap (tens
-/// of milliseconds after a flood), and on the loop it delayed 1 % of the flow allocations
-/// of `scripts/bench-alloc.sh` by ~0.4 ms (p99 1.33x; 1.00x with it off the loop).
+/// Returns free heap memory to the system (glibc's `malloc_trim`; nothing elsewhere).
+/// Called by o7sd's main thread every 5 s, not by the loop: it walks the whole heap, which
+/// takes milliseconds after a flood, and the loop must not stop for that.
 pub fn trim_heap() {
     #[cfg(target_env = "gnu")]
     // Safety: malloc_trim only walks the allocator's own free lists; it is thread-safe and
