@@ -5,7 +5,8 @@
 //!   combined into one machine. The simulator's layer runs (proto/tests/layer_sim.rs) and
 //!   o7sd (control/src/daemon/unicast/pump.rs) drive the same machine.
 //! - The shim IPCP (eth-dix, eth-llc, udp4, udp6), [`ShimIpcp`]: name queries, the name
-//!   cache, flow allocation as requester and responder ([`crate::shim`]). o7sd drives one
+//!   cache, flow allocation as requester and responder ([`crate::shim`]), the requests it
+//!   holds until the host answers them (bounded, a repeated FLOW_REQ answered once). o7sd drives one
 //!   per eth/udp IPCP (control/src/daemon/shim_driver.rs) and proto/tests/sim.rs runs 50
 //!   of them on a lossy segment.
 //!
