@@ -634,3 +634,85 @@ fn a_turn_that_leaves_management_frames_queued_asks_for_the_next_at_once() {
         (MGMT_PER_TURN + 1) as u64
     );
 }
+
+/// Turns of the loop (its inbox only) until `until` gives a value (5 s at most).
+fn turns_until<T>(d: &Owner, mut until: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        d.serve_inbox();
+        if let Some(v) = until() {
+            return v;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "nothing came in 5 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn an_o7sctl_bootstrap_asks_the_port_on_the_loop_waits_for_it_on_the_admin_thread_and_holds_the_name_meanwhile(
+) {
+    let (d, dp) = crate::daemon::fake_daemon();
+    let bootstrap = |name: &str| Ctl::IpcpBootstrap {
+        name: name.into(),
+        layer: "wire".into(),
+        settings: [
+            ("type", "eth-dix"),
+            ("dev", "veth-x"),
+            ("ethertype", "0xa001"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let admin = {
+        let (d, tx, c) = (d.daemon().clone(), tx.clone(), bootstrap("e2"));
+        std::thread::spawn(move || {
+            let _ = tx.send(d.serve(c, &cred()));
+        })
+    };
+    // The loop's step asks the data plane for the port.
+    let (port, dev, kind) = turns_until(&d, || {
+        match dp.recv_timeout::<ToDp>(Some(Duration::from_millis(1))) {
+            Ok((ToDp::AddPort { port, dev, kind }, _)) => Some((port, dev, kind)),
+            Ok((other, _)) => panic!("AddPort expected, o7sd sent {other:?}"),
+            Err(_) => None,
+        }
+    });
+    assert_eq!(
+        (dev.as_str(), kind),
+        ("veth-x", PortKind::Dix { ethertype: 0xa001 })
+    );
+    // While the admin thread waits for the port, the loop is free and the name is taken:
+    // a second bootstrap of it is refused at once.
+    let second = {
+        let (d, c) = (d.daemon().clone(), bootstrap("e2"));
+        std::thread::spawn(move || d.serve(c, &cred()))
+    };
+    turns_until(&d, || second.is_finished().then_some(()));
+    match second.join().unwrap() {
+        Reply::Error { message, .. } => assert!(message.contains("exists"), "{message}"),
+        other => panic!("a second bootstrap of e2 must be refused: {other:?}"),
+    }
+    assert!(d.st().ipcps.is_empty(), "no IPCP before its port is up");
+    // The data plane answers (its events thread routes the answer to the waiter).
+    assert!(d
+        .dp
+        .route(FromDp::PortUp {
+            port,
+            mac: OUR_MAC,
+            mtu: 1500,
+            io_path: "test".into(),
+        })
+        .is_none());
+    let r = turns_until(&d, || rx.try_recv().ok());
+    admin.join().unwrap();
+    assert!(matches!(r, Reply::Ok), "{r:?}");
+    let st = d.st();
+    let e2 = st.ipcps.iter().find(|i| i.name == "e2").unwrap();
+    assert_eq!(
+        (e2.port, e2.mtu, e2.up, e2.layer.as_str(), e2.dev.as_str()),
+        (port, 1500, true, "wire", "veth-x")
+    );
+    assert!(st.opening.is_empty(), "the name is the IPCP's now");
+}
