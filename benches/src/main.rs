@@ -403,10 +403,7 @@ fn dt_path(action: PathAction, count: u64, size: usize, routes: u32) -> ExitCode
         mac: OUR_MAC,
     };
     let routes = routes.max(1);
-    let mut u = DtTables {
-        own: OWN,
-        ..DtTables::default()
-    };
+    let mut u = DtTables::new(OWN);
     let mut t = Tables::default();
     // 16 DT N-1 flows (eids 65..81 from the neighbour), each a next hop.
     for f in 0..16u32 {
@@ -427,15 +424,16 @@ fn dt_path(action: PathAction, count: u64, size: usize, routes: u32) -> ExitCode
             remote: 65 + (f + 1) % 16,
             local: 65 + f,
         };
-        t.egress.insert(n1, Egress::Eth { port: PORT, d });
+        t.set_egress(n1, Egress::Eth { port: PORT, d });
     }
-    for r in 0..routes {
-        u.next_hop.insert(0x1000 + r, u64::from(r % 16) + 100);
-    }
+    let table: Vec<(u32, u64)> = (0..routes)
+        .map(|r| (0x1000 + r, u64::from(r % 16) + 100))
+        .collect();
+    u.set_routes(&table);
     for e in 0..1024u64 {
         u.local.insert(64 + e, 5000 + e);
     }
-    *t.uni_entry(IPCP) = u;
+    t.set_uni(IPCP, u);
     let payload = vec![0x5au8; size];
     let mut rx: Vec<Vec<u8>> = (0..64u32)
         .map(|i| {
@@ -464,11 +462,12 @@ fn dt_path(action: PathAction, count: u64, size: usize, routes: u32) -> ExitCode
         };
         match classify_eth(port, black_box(frame), &t) {
             Action::Dt {
-                dt: DtAction::Forward { n1 },
+                ipcp,
+                dt: DtAction::Forward { n1, hop },
                 pdu,
                 ..
             } => {
-                if let Some(Egress::Eth { d, .. }) = t.egress.get(&n1) {
+                if let Some(Egress::Eth { d, .. }) = t.hop_egress(ipcp, n1, hop) {
                     if rewrite_dix(frame, &pdu, d).is_some() {
                         outcome[0] += 1;
                     }

@@ -24,10 +24,64 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub struct DtTables {
     /// Our address.
     pub own: u32,
-    /// Next hop (the N-1 flow to write to) by destination address.
-    pub next_hop: Map<u32, u64>,
+    /// Next hop by destination address: an index into `hops`.
+    next_hop: Map<u32, u32>,
+    /// The N-1 flows the routes use, each once (an IPCP has a few neighbours and many
+    /// destinations): a forwarded PDU's [`DtAction::Forward::hop`] indexes it, and the
+    /// worker keeps what it needs of each (where the N-1 flow sends) in the same order.
+    hops: Vec<u64>,
     /// Our N+1 flows by endpoint id.
     pub local: Map<u64, u64>,
+}
+
+impl DtTables {
+    /// Tables of the IPCP whose address is `own`, without routes or flows.
+    pub fn new(own: u32) -> Self {
+        Self {
+            own,
+            ..Self::default()
+        }
+    }
+
+    /// Replaces the routes: `(destination, N-1 flow)` pairs (a destination given twice
+    /// keeps the last).
+    pub fn set_routes(&mut self, routes: &[(u32, u64)]) {
+        self.next_hop.clear();
+        self.hops.clear();
+        for &(dst, n1) in routes {
+            self.add_route(dst, n1);
+        }
+    }
+
+    /// Adds (or replaces) one route.
+    pub fn add_route(&mut self, dst: u32, n1: u64) {
+        let at = match self.hops.iter().position(|h| *h == n1) {
+            Some(at) => at,
+            None => {
+                self.hops.push(n1);
+                self.hops.len() - 1
+            }
+        };
+        // Fewer than 2^32 distinct N-1 flows: they would not fit in memory.
+        self.next_hop
+            .insert(dst, u32::try_from(at).unwrap_or(u32::MAX));
+    }
+
+    /// The N-1 flow towards `dst`.
+    pub fn route(&self, dst: u32) -> Option<u64> {
+        let at = *self.next_hop.get(&dst)?;
+        self.hops.get(at as usize).copied()
+    }
+
+    /// Routes held.
+    pub fn routes(&self) -> usize {
+        self.next_hop.len()
+    }
+
+    /// The N-1 flows the routes use, in the order [`DtAction::Forward::hop`] counts them.
+    pub fn hops(&self) -> &[u64] {
+        &self.hops
+    }
 }
 
 /// Why a PDU was dropped.
@@ -56,6 +110,8 @@ pub enum DtAction {
     Forward {
         /// The next hop's N-1 flow.
         n1: u64,
+        /// Its place in [`DtTables::hops`].
+        hop: u32,
     },
     /// Hand the SDU after the PCI to N+1 flow `flow`, with the congestion level.
     Deliver {
@@ -124,11 +180,14 @@ fn decide_at(pdu: &mut [u8], t: &DtTables, from: Option<u64>) -> DtAction {
     if *ttl <= 1 {
         return DtAction::Drop(DtDrop::TtlExpired);
     }
-    match t.next_hop.get(&dst) {
+    let Some(&hop) = t.next_hop.get(&dst) else {
+        return DtAction::Drop(DtDrop::NoRoute);
+    };
+    match t.hops.get(hop as usize) {
         Some(&n1) if Some(n1) == from => DtAction::Drop(DtDrop::Loop),
         Some(&n1) => {
             *ttl -= 1;
-            DtAction::Forward { n1 }
+            DtAction::Forward { n1, hop }
         }
         None => DtAction::Drop(DtDrop::NoRoute),
     }
@@ -154,12 +213,8 @@ mod tests {
 
     /// B's tables in the chain A - B - C: A on N-1 flow 10, C on 11, one N+1 flow.
     fn b() -> DtTables {
-        let mut t = DtTables {
-            own: B,
-            ..DtTables::default()
-        };
-        t.next_hop.insert(A, 10);
-        t.next_hop.insert(C, 11);
+        let mut t = DtTables::new(B);
+        t.set_routes(&[(A, 10), (C, 11)]);
         t.local.insert(0x21ba_6063_0000_0042, 5);
         t
     }
@@ -170,7 +225,7 @@ mod tests {
         let mut pdu = hex::decode("0b5edc41003c000100000000000000").unwrap();
         pdu.extend_from_slice(b"dht");
         let before = pdu.clone();
-        assert_eq!(decide(&mut pdu, &b()), DtAction::Forward { n1: 10 });
+        assert_eq!(decide(&mut pdu, &b()), DtAction::Forward { n1: 10, hop: 0 });
         assert_eq!(
             pdu[5], 59,
             "ttl 60 -> 59, as the capture shows on the A-B link"
@@ -187,7 +242,10 @@ mod tests {
         let mut v = Vec::new();
         write_pci(&mut v, C, 60, 0x40);
         let mut w = v.clone();
-        assert_eq!(decide_from(&mut v, &t, 10), DtAction::Forward { n1: 11 });
+        assert_eq!(
+            decide_from(&mut v, &t, 10),
+            DtAction::Forward { n1: 11, hop: 1 }
+        );
         assert_eq!(decide_from(&mut w, &t, 11), DtAction::Drop(DtDrop::Loop));
         // For us and for o7sd the N-1 flow it came on does not matter.
         let mut v = Vec::new();
@@ -226,6 +284,26 @@ mod tests {
     }
 
     #[test]
+    fn routes_share_one_hop_per_n1_flow_and_are_replaced_whole() {
+        let mut t = b();
+        t.set_routes(&[(A, 10), (C, 11), (0x0c0c_0c0c, 10), (C, 12)]);
+        assert_eq!(t.hops(), &[10, 11, 12], "each N-1 flow once, in order");
+        assert_eq!(t.routes(), 3);
+        assert_eq!(t.route(A), Some(10));
+        assert_eq!(t.route(0x0c0c_0c0c), Some(10));
+        assert_eq!(t.route(C), Some(12), "the last route to C holds");
+        let mut v = Vec::new();
+        write_pci(&mut v, 0x0c0c_0c0c, 60, 99);
+        assert_eq!(decide(&mut v, &t), DtAction::Forward { n1: 10, hop: 0 });
+        t.add_route(0x0d0d_0d0d, 11);
+        assert_eq!(t.hops(), &[10, 11, 12]);
+        assert_eq!(t.route(0x0d0d_0d0d), Some(11));
+        t.set_routes(&[(A, 12)]);
+        assert_eq!(t.hops(), &[12]);
+        assert_eq!((t.route(A), t.route(C)), (Some(12), None));
+    }
+
+    #[test]
     fn ttl_routes_and_length_are_checked() {
         let t = b();
         for ttl in [0u8, 1] {
@@ -240,7 +318,7 @@ mod tests {
         assert_eq!(decide(&mut [0u8; 14], &t), DtAction::Drop(DtDrop::Short));
         let mut v = Vec::new();
         write_pci(&mut v, C, 2, 99);
-        assert_eq!(decide(&mut v, &t), DtAction::Forward { n1: 11 });
+        assert_eq!(decide(&mut v, &t), DtAction::Forward { n1: 11, hop: 1 });
         assert_eq!(v[5], 1);
     }
 

@@ -41,6 +41,7 @@ pub enum Parsed<'a> {
 }
 
 /// Parses a frame received on a port of `kind`.
+#[inline]
 pub fn parse(kind: PortKind, frame: &[u8]) -> Parsed<'_> {
     let Ok(eth) = ethernet::Frame::new_checked(frame) else {
         return Parsed::Malformed;

@@ -16,7 +16,7 @@
 use crate::dt::{self, DtAction, DtTables};
 use crate::frames::{self, Parsed, MIN_FRAME};
 use crate::msg::PortKind;
-use o7s_wire::{dix, ethernet, udp};
+use o7s_wire::{dix, udp};
 use std::net::SocketAddr;
 use std::ops::Range;
 
@@ -88,14 +88,111 @@ impl Egress {
 /// forwarding tables, never written while a packet is decided.
 #[derive(Debug, Clone, Default)]
 pub struct Tables {
-    /// Flows by (port, our endpoint id), the two in one key ([`Tables::flow`]).
-    by_eid: Map<u64, FlowEntry>,
+    /// Flows by (port, our endpoint id).
+    flows: FlowIndex,
     /// Where each unencrypted flow of this worker sends (the N-1 flows PDUs are forwarded
     /// onto).
-    pub egress: Map<u64, Egress>,
+    egress: Map<u64, Egress>,
     /// Each unicast IPCP's address, next hops and N+1 flows: a worker serves a few IPCPs at
     /// most, so a short list is searched faster than a map is hashed.
-    unis: Vec<(u32, DtTables)>,
+    unis: Vec<Uni>,
+}
+
+/// One unicast IPCP's tables.
+#[derive(Debug, Clone)]
+struct Uni {
+    id: u32,
+    dt: DtTables,
+    /// Where each of `dt.hops()` sends, by the same index, with the N-1 flow it was found
+    /// for (a slot that no longer matches its hop is not believed: [`Tables::hop_egress`]).
+    via: Vec<Option<(u64, Egress)>>,
+}
+
+impl Uni {
+    /// Finds again where each hop sends.
+    fn refresh(&mut self, egress: &Map<u64, Egress>) {
+        self.via.clear();
+        self.via.extend(
+            self.dt
+                .hops()
+                .iter()
+                .map(|n1| egress.get(n1).map(|e| (*n1, *e))),
+        );
+    }
+}
+
+/// Endpoint ids below this are looked up by index (o7sd gives each flow the lowest free id
+/// of its port, so these are the ids in use); larger ones in a map.
+const DENSE_EIDS: u32 = 16_384;
+
+/// Flows by (port, endpoint id).
+#[derive(Debug, Clone, Default)]
+struct FlowIndex {
+    /// Per port, the flows of the ids below [`DENSE_EIDS`], by id.
+    dense: Vec<(u32, Vec<Option<FlowEntry>>)>,
+    /// The rest, by [`eid_key`].
+    sparse: Map<u64, FlowEntry>,
+}
+
+impl FlowIndex {
+    #[inline]
+    fn port(&self, port: u32) -> Option<&Vec<Option<FlowEntry>>> {
+        self.dense.iter().find(|(p, _)| *p == port).map(|(_, v)| v)
+    }
+    #[inline]
+    fn get(&self, port: u32, eid: u32) -> Option<&FlowEntry> {
+        if eid < DENSE_EIDS {
+            self.port(port)?.get(eid as usize)?.as_ref()
+        } else {
+            self.sparse.get(&eid_key(port, eid))
+        }
+    }
+    fn get_mut(&mut self, port: u32, eid: u32) -> Option<&mut FlowEntry> {
+        if eid < DENSE_EIDS {
+            let (_, v) = self.dense.iter_mut().find(|(p, _)| *p == port)?;
+            v.get_mut(eid as usize)?.as_mut()
+        } else {
+            self.sparse.get_mut(&eid_key(port, eid))
+        }
+    }
+    fn insert(&mut self, port: u32, eid: u32, e: FlowEntry) {
+        if eid >= DENSE_EIDS {
+            self.sparse.insert(eid_key(port, eid), e);
+            return;
+        }
+        let at = match self.dense.iter().position(|(p, _)| *p == port) {
+            Some(at) => at,
+            None => {
+                self.dense.push((port, Vec::new()));
+                self.dense.len() - 1
+            }
+        };
+        if let Some((_, v)) = self.dense.get_mut(at) {
+            let i = eid as usize;
+            if v.len() <= i {
+                v.resize(i + 1, None);
+            }
+            if let Some(slot) = v.get_mut(i) {
+                *slot = Some(e);
+            }
+        }
+    }
+    fn remove(&mut self, port: u32, eid: u32) -> Option<FlowEntry> {
+        if eid >= DENSE_EIDS {
+            return self.sparse.remove(&eid_key(port, eid));
+        }
+        let at = self.dense.iter().position(|(p, _)| *p == port)?;
+        let (_, v) = self.dense.get_mut(at)?;
+        let gone = v.get_mut(eid as usize)?.take();
+        // A port without flows gives its table back.
+        while v.last().is_some_and(Option::is_none) {
+            v.pop();
+        }
+        if v.is_empty() {
+            self.dense.swap_remove(at);
+        }
+        gone
+    }
 }
 
 /// One key for (port, endpoint id): their eight bytes side by side.
@@ -107,43 +204,113 @@ fn eid_key(port: u32, eid: u32) -> u64 {
 
 impl Tables {
     /// The flow with endpoint id `eid` on port `port`.
+    #[inline]
     pub fn flow(&self, port: u32, eid: u32) -> Option<&FlowEntry> {
-        self.by_eid.get(&eid_key(port, eid))
+        self.flows.get(port, eid)
     }
     /// As [`Tables::flow`], to change.
     pub fn flow_mut(&mut self, port: u32, eid: u32) -> Option<&mut FlowEntry> {
-        self.by_eid.get_mut(&eid_key(port, eid))
+        self.flows.get_mut(port, eid)
     }
     /// Adds (or replaces) the flow with endpoint id `eid` on port `port`.
     pub fn insert_flow(&mut self, port: u32, eid: u32, e: FlowEntry) {
-        self.by_eid.insert(eid_key(port, eid), e);
+        self.flows.insert(port, eid, e);
     }
     /// Removes the flow with endpoint id `eid` on port `port`.
     pub fn remove_flow(&mut self, port: u32, eid: u32) -> Option<FlowEntry> {
-        self.by_eid.remove(&eid_key(port, eid))
+        self.flows.remove(port, eid)
+    }
+    /// Where unencrypted flow `flow` sends.
+    pub fn egress(&self, flow: u64) -> Option<&Egress> {
+        self.egress.get(&flow)
+    }
+    /// Sets where unencrypted flow `flow` sends.
+    pub fn set_egress(&mut self, flow: u64, e: Egress) {
+        self.egress.insert(flow, e);
+        self.refresh_hops_of(flow);
+    }
+    /// Forgets where flow `flow` sends.
+    pub fn remove_egress(&mut self, flow: u64) {
+        if self.egress.remove(&flow).is_some() {
+            self.refresh_hops_of(flow);
+        }
+    }
+    /// Forgets where the flows of port `port` send.
+    pub fn remove_port_egress(&mut self, port: u32) {
+        self.egress.retain(|_, e| e.port() != port);
+        self.refresh_hops();
+    }
+    /// The hops of each IPCP that go by `flow` find again where it sends.
+    fn refresh_hops_of(&mut self, flow: u64) {
+        for u in &mut self.unis {
+            if u.dt.hops().contains(&flow) {
+                u.refresh(&self.egress);
+            }
+        }
+    }
+    /// Every IPCP's hops find again where they send (after its DT tables were changed
+    /// through [`Tables::uni_mut`] or [`Tables::uni_entry`]).
+    pub fn refresh_hops(&mut self) {
+        for u in &mut self.unis {
+            u.refresh(&self.egress);
+        }
+    }
+    /// Where the PDU that unicast IPCP `ipcp` decided to forward on N-1 flow `n1`, hop
+    /// `hop` of its tables ([`DtAction::Forward`]), leaves: found by the hop's index, or
+    /// by `n1` when the index no longer holds it.
+    #[inline]
+    pub fn hop_egress(&self, ipcp: u32, n1: u64, hop: u32) -> Option<&Egress> {
+        let fast = self
+            .unis
+            .iter()
+            .find(|u| u.id == ipcp)
+            .and_then(|u| u.via.get(hop as usize))
+            .and_then(|v| v.as_ref())
+            .filter(|(f, _)| *f == n1);
+        match fast {
+            Some((_, e)) => Some(e),
+            None => self.egress.get(&n1),
+        }
     }
     /// Unicast IPCP `ipcp`'s DT tables.
+    #[inline]
     pub fn uni(&self, ipcp: u32) -> Option<&DtTables> {
-        self.unis.iter().find(|(i, _)| *i == ipcp).map(|(_, t)| t)
+        self.unis.iter().find(|u| u.id == ipcp).map(|u| &u.dt)
     }
-    /// As [`Tables::uni`], to change.
+    /// As [`Tables::uni`], to change (routes are set with [`Tables::set_routes`]).
     pub fn uni_mut(&mut self, ipcp: u32) -> Option<&mut DtTables> {
         self.unis
             .iter_mut()
-            .find(|(i, _)| *i == ipcp)
-            .map(|(_, t)| t)
+            .find(|u| u.id == ipcp)
+            .map(|u| &mut u.dt)
     }
     /// Unicast IPCP `ipcp`'s DT tables, empty ones made when it has none yet.
     pub fn uni_entry(&mut self, ipcp: u32) -> &mut DtTables {
-        let at = match self.unis.iter().position(|(i, _)| *i == ipcp) {
+        let at = match self.unis.iter().position(|u| u.id == ipcp) {
             Some(at) => at,
             None => {
-                self.unis.push((ipcp, DtTables::default()));
+                self.unis.push(Uni {
+                    id: ipcp,
+                    dt: DtTables::default(),
+                    via: Vec::new(),
+                });
                 self.unis.len() - 1
             }
         };
         #[allow(clippy::indexing_slicing)] // `at` was found or just pushed: in range.
-        &mut self.unis[at].1
+        &mut self.unis[at].dt
+    }
+    /// Replaces unicast IPCP `ipcp`'s DT tables.
+    pub fn set_uni(&mut self, ipcp: u32, dt: DtTables) {
+        *self.uni_entry(ipcp) = dt;
+        self.refresh_hops();
+    }
+    /// Replaces unicast IPCP `ipcp`'s address and routes.
+    pub fn set_routes(&mut self, ipcp: u32, own: u32, routes: &[(u32, u64)]) {
+        let t = self.uni_entry(ipcp);
+        t.own = own;
+        t.set_routes(routes);
+        self.refresh_hops();
     }
     /// Forgets every IPCP's DT tables.
     pub fn clear_unis(&mut self) {
@@ -311,7 +478,7 @@ fn on_flow(e: &FlowEntry, frame: &mut [u8], sdu: Range<usize>, t: &Tables) -> Ac
 /// PDU does not sit right after the eth-dix header, `d` is not eth-dix, or the frame's
 /// buffer cannot hold the padding.
 pub fn rewrite_dix(frame: &mut [u8], pdu: &Range<usize>, d: &EthDest) -> Option<usize> {
-    const DIX_HEADER: usize = ethernet::HEADER_LEN + dix::HEADER_LEN;
+    const DIX_HEADER: usize = dix::FRAME_HEADER_LEN;
     let PortKind::Dix { ethertype } = d.kind else {
         return None;
     };
@@ -319,21 +486,24 @@ pub fn rewrite_dix(frame: &mut [u8], pdu: &Range<usize>, d: &EthDest) -> Option<
         return None;
     }
     let eid = u16::try_from(d.remote).ok()?;
+    // A range ending before it starts is no PDU (`Range::len` would call it empty).
+    let len = u16::try_from(pdu.end.checked_sub(pdu.start)?).ok()?;
     let wire = pdu.end.max(MIN_FRAME);
-    let pad_from = pdu.end.checked_sub(ethernet::HEADER_LEN)?;
-    let mut eth = ethernet::Frame::new_checked(frame.get_mut(..wire)?).ok()?;
-    let body = eth.payload_mut();
-    // The eth-dix header first: it refuses (a PDU over 65,535 bytes) before it writes, and
-    // nothing after it can fail.
-    dix::emit_header(body, eid, pdu.len()).ok()?;
-    if let Some(pad) = body.get_mut(pad_from..) {
-        if !pad.is_empty() {
-            pad.fill(0);
-        }
+    let (head, body) = frame
+        .get_mut(..wire)?
+        .split_first_chunk_mut::<DIX_HEADER>()?;
+    // Nothing below can fail: the frame is re-headed whole or not at all.
+    dix::FrameHeader {
+        dst: d.dst,
+        src: d.src,
+        ethertype,
+        eid,
+        length: len,
     }
-    eth.set_dst(d.dst);
-    eth.set_src(d.src);
-    eth.set_type_len(ethertype);
+    .write(head);
+    if let Some(pad) = body.get_mut(usize::from(len)..).filter(|p| !p.is_empty()) {
+        pad.fill(0);
+    }
     Some(wire)
 }
 

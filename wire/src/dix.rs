@@ -80,7 +80,54 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// Bytes of the Ethernet and eth-dix headers in front of an eth-dix SDU.
+pub const FRAME_HEADER_LEN: usize = crate::ethernet::HEADER_LEN + HEADER_LEN;
+
+/// The Ethernet and eth-dix headers in front of an eth-dix SDU (the first
+/// [`FRAME_HEADER_LEN`] bytes of a frame): read and written over an array of that size, so
+/// nothing can fail and nothing is checked at run time (the forwarding path reads and
+/// re-heads every PDU with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Destination MAC.
+    pub dst: [u8; 6],
+    /// Source MAC.
+    pub src: [u8; 6],
+    /// Ethertype.
+    pub ethertype: u16,
+    /// Destination endpoint id.
+    pub eid: u16,
+    /// Length of the SDU after the header (padding not counted).
+    pub length: u16,
+}
+
+impl FrameHeader {
+    /// Reads the headers from `h`.
+    #[inline]
+    pub fn read(h: &[u8; FRAME_HEADER_LEN]) -> Self {
+        use crate::ethernet::{offsets as eth, HEADER_LEN as ETH_LEN};
+        Self {
+            dst: field::get(h, eth::DST.start),
+            src: field::get(h, eth::SRC.start),
+            ethertype: field::be16(h, eth::TYPE_LEN),
+            eid: field::be16(h, ETH_LEN + offsets::EID),
+            length: field::be16(h, ETH_LEN + offsets::LENGTH),
+        }
+    }
+    /// Writes the headers into `h`.
+    #[inline]
+    pub fn write(&self, h: &mut [u8; FRAME_HEADER_LEN]) {
+        use crate::ethernet::{offsets as eth, HEADER_LEN as ETH_LEN};
+        field::set(h, eth::DST.start, self.dst);
+        field::set(h, eth::SRC.start, self.src);
+        field::set(h, eth::TYPE_LEN, self.ethertype.to_be_bytes());
+        field::set(h, ETH_LEN + offsets::EID, self.eid.to_be_bytes());
+        field::set(h, ETH_LEN + offsets::LENGTH, self.length.to_be_bytes());
+    }
+}
+
 /// Writes an eth-dix header for `payload_len` bytes into `buf[..4]`.
+#[inline]
 pub fn emit_header(buf: &mut [u8], eid: u16, payload_len: usize) -> Result<()> {
     let len = u16::try_from(payload_len).map_err(|_| Error::TooLarge {
         what: "eth-dix length",
@@ -266,6 +313,33 @@ mod tests {
         assert_eq!(
             (p.eid(), p.length(), p.payload(), p.padding()),
             (0x41, 4, &b[4..8], &b[8..])
+        );
+    }
+
+    #[test]
+    fn a_frame_header_is_the_ethernet_header_then_the_eid_and_the_length() {
+        // To 00:16:3e:9a:1b:02 from 00:16:3e:9a:1b:01, Ethertype 0xa000, eid 0x0041,
+        // length 0x004a: each field a different value, so a swapped one shows.
+        let want: [u8; FRAME_HEADER_LEN] = hex::decode("00163e9a1b0200163e9a1b01a0000041004a")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let hd = FrameHeader {
+            dst: [0x00, 0x16, 0x3e, 0x9a, 0x1b, 0x02],
+            src: [0x00, 0x16, 0x3e, 0x9a, 0x1b, 0x01],
+            ethertype: 0xa000,
+            eid: 0x41,
+            length: 0x4a,
+        };
+        let mut h = [0xeeu8; FRAME_HEADER_LEN];
+        hd.write(&mut h);
+        assert_eq!(h, want);
+        assert_eq!(FrameHeader::read(&want), hd);
+        // The same fields as the checked views read.
+        let f = crate::ethernet::Frame::new_checked(&want[..]).unwrap();
+        assert_eq!(
+            (f.dst(), f.src(), f.type_len()),
+            (hd.dst, hd.src, hd.ethertype)
         );
     }
 

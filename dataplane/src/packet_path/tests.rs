@@ -73,14 +73,11 @@ fn server_tables() -> Tables {
     let mut t = Tables::default();
     t.insert_flow(PORT, 65, entry(N1_IN, CLIENT_MAC, Some(IPCP)));
     t.insert_flow(PORT, 64, entry(1000, CLIENT_MAC, None));
-    let mut u = DtTables {
-        own: SERVER,
-        ..DtTables::default()
-    };
+    let mut u = DtTables::new(SERVER);
     // The PCI's eid is 8 bytes, little-endian: frame 4's is 0x01a63c4e_00000042.
     u.local.insert(0x01a6_3c4e_0000_0042, APP_FLOW);
-    u.next_hop.insert(CLIENT, N1_IN);
-    *t.uni_entry(IPCP) = u;
+    u.set_routes(&[(CLIENT, N1_IN)]);
+    t.set_uni(IPCP, u);
     t
 }
 
@@ -92,8 +89,9 @@ fn transit_tables() -> Tables {
     let mut t = server_tables();
     let u = t.uni_mut(IPCP).unwrap();
     u.own = 0x7777_0001;
-    u.next_hop.insert(SERVER, N1_OUT);
-    t.egress.insert(N1_OUT, out_egress());
+    u.add_route(SERVER, N1_OUT);
+    t.refresh_hops();
+    t.set_egress(N1_OUT, out_egress());
     t
 }
 
@@ -162,14 +160,14 @@ fn a_dt_pdu_for_another_address_is_forwarded_ttl_decremented_and_re_headed_in_pl
             ipcp: IPCP,
             from: N1_IN,
             pdu: 18..125,
-            dt: DtAction::Forward { n1: N1_OUT },
+            dt: DtAction::Forward { n1: N1_OUT, hop: 1 },
         }
     );
     // Only the TTL changed: 0x3c -> 0x3b.
     let changed: Vec<usize> = (0..f.len()).filter(|&i| f[i] != before[i]).collect();
     assert_eq!(changed, [18 + 5]);
     assert_eq!(f[18 + 5], 0x3b);
-    let Some(Egress::Eth { d, .. }) = t.egress.get(&N1_OUT) else {
+    let Some(Egress::Eth { d, .. }) = t.egress(N1_OUT) else {
         panic!("no egress");
     };
     assert_eq!(rewrite_dix(&mut f, &(18..125), d), Some(125));
@@ -194,14 +192,14 @@ fn a_short_forwarded_pdu_is_padded_with_zeros_to_the_minimum_frame() {
     f.resize(64, 0xee);
     let t = transit_tables();
     let Action::Dt {
-        dt: DtAction::Forward { n1 },
+        dt: DtAction::Forward { n1, hop },
         pdu: at,
         ..
     } = classify(&mut f[..38], &t)
     else {
         panic!("not forwarded");
     };
-    let Some(Egress::Eth { d, .. }) = t.egress.get(&n1) else {
+    let Some(Egress::Eth { d, .. }) = t.hop_egress(IPCP, n1, hop) else {
         panic!("no egress");
     };
     assert_eq!(rewrite_dix(&mut f, &at, d), Some(60));
@@ -242,6 +240,87 @@ fn rewrite_dix_refuses_what_it_cannot_re_head() {
     };
     assert_eq!(rewrite_dix(&mut f, &(18..125), &top), Some(125));
     assert_eq!(&f[14..16], &[0xff, 0xff]);
+}
+
+#[test]
+fn flows_of_small_and_large_eids_are_found_by_port_and_eid_and_removed() {
+    let mut t = Tables::default();
+    // Small ids (indexed), the largest indexed one, the first of the map, the largest.
+    let eids = [64, 65, 300, 16_383, 16_384, u32::MAX];
+    for (i, &eid) in eids.iter().enumerate() {
+        t.insert_flow(PORT, eid, entry(i as u64 + 1, CLIENT_MAC, None));
+        t.insert_flow(PORT + 1, eid, entry(i as u64 + 100, SERVER_MAC, None));
+    }
+    for (i, &eid) in eids.iter().enumerate() {
+        assert_eq!(
+            t.flow(PORT, eid).map(|e| e.flow),
+            Some(i as u64 + 1),
+            "{eid}"
+        );
+        assert_eq!(t.flow(PORT + 1, eid).map(|e| e.flow), Some(i as u64 + 100));
+        assert_eq!(t.flow(PORT + 2, eid), None);
+    }
+    for eid in [0, 63, 66, 299, 16_382, 16_385, u32::MAX - 1] {
+        assert_eq!(t.flow(PORT, eid), None, "{eid}");
+    }
+    // Replaced in place, changed in place.
+    t.insert_flow(PORT, 65, entry(77, CLIENT_MAC, None));
+    assert_eq!(t.flow(PORT, 65).map(|e| e.flow), Some(77));
+    t.flow_mut(PORT, 16_384).unwrap().encrypted = true;
+    assert!(t.flow(PORT, 16_384).unwrap().encrypted);
+    assert!(!t.flow(PORT + 1, 16_384).unwrap().encrypted);
+    assert!(t.flow_mut(PORT + 2, 65).is_none() && t.flow_mut(PORT, 66).is_none());
+    // Removed one by one, each once; the other port keeps its own.
+    for &eid in &eids {
+        assert!(t.remove_flow(PORT, eid).is_some(), "{eid}");
+        assert_eq!(t.remove_flow(PORT, eid), None);
+        assert_eq!(t.flow(PORT, eid), None);
+        assert!(t.flow(PORT + 1, eid).is_some());
+    }
+    // A port whose flows all went comes back empty and takes new ones.
+    t.insert_flow(PORT, 70, entry(5, CLIENT_MAC, None));
+    assert_eq!(t.flow(PORT, 70).map(|e| e.flow), Some(5));
+    assert_eq!(t.flow(PORT, 64), None);
+}
+
+#[test]
+fn a_forwarded_pdu_leaves_by_its_hop_and_a_stale_hop_is_not_believed() {
+    let mut t = transit_tables();
+    let out = out_egress();
+    assert_eq!(t.hop_egress(IPCP, N1_OUT, 1), Some(&out));
+    // No such IPCP, hop or flow: found by the N-1 flow, or not at all.
+    assert_eq!(t.hop_egress(99, N1_OUT, 1), Some(&out));
+    assert_eq!(t.hop_egress(IPCP, N1_OUT, 7), Some(&out));
+    assert_eq!(t.hop_egress(IPCP, N1_IN, 1), None, "hop 1 is N1_OUT's");
+    // Where the flow sends changes: the hop follows.
+    let Egress::Eth { d, .. } = out else {
+        unreachable!()
+    };
+    let moved = Egress::Eth { port: 9, d };
+    t.set_egress(N1_OUT, moved);
+    assert_eq!(t.hop_egress(IPCP, N1_OUT, 1), Some(&moved));
+    // The routes change under the index (through uni_mut, not refreshed): hop 1 is now
+    // N1_IN's, which has no egress; N1_OUT is hop 0 and still found.
+    t.uni_mut(IPCP)
+        .unwrap()
+        .set_routes(&[(SERVER, N1_OUT), (0x0c0c_0c0c, N1_IN)]);
+    assert_eq!(t.hop_egress(IPCP, N1_IN, 1), None);
+    assert_eq!(t.hop_egress(IPCP, N1_OUT, 0), Some(&moved));
+    t.refresh_hops();
+    assert_eq!(t.hop_egress(IPCP, N1_OUT, 0), Some(&moved));
+    // Gone: by the flow, by its port.
+    t.remove_egress(N1_OUT);
+    assert_eq!(t.hop_egress(IPCP, N1_OUT, 0), None);
+    assert_eq!(t.egress(N1_OUT), None);
+    t.set_egress(N1_OUT, moved);
+    t.remove_port_egress(4);
+    assert_eq!(
+        t.hop_egress(IPCP, N1_OUT, 0),
+        Some(&moved),
+        "port 9's stays"
+    );
+    t.remove_port_egress(9);
+    assert_eq!(t.hop_egress(IPCP, N1_OUT, 0), None);
 }
 
 #[test]
@@ -584,7 +663,7 @@ fn a_dt_pdu_in_a_datagram_is_decided_as_on_ethernet() {
             ipcp: IPCP,
             from: N1_IN,
             pdu: 4..4 + 107,
-            dt: DtAction::Forward { n1: N1_OUT },
+            dt: DtAction::Forward { n1: N1_OUT, hop: 1 },
         }
     );
     assert_eq!(d[4 + 5], 0x3b);

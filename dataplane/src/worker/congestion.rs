@@ -379,11 +379,7 @@ impl Dataplane {
     /// Sends a FLOW_UPDATE with level `ece` to the peer of the flow `spec` describes, on
     /// the next hop's N-1 flow (handed to its worker when another's).
     fn send_flow_update(&mut self, spec: &UniFlowSpec, ece: u16) -> bool {
-        let Some(n1) = self
-            .tab
-            .uni(spec.ipcp)
-            .and_then(|u| u.next_hop.get(&spec.dst).copied())
-        else {
+        let Some(n1) = self.tab.uni(spec.ipcp).and_then(|u| u.route(spec.dst)) else {
             return false;
         };
         let mut pdu = Vec::with_capacity(PCI_LEN + MSG_LEN);

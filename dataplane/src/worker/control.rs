@@ -39,7 +39,7 @@ impl Dataplane {
                 self.ports.remove(&port);
                 self.uports.remove(&port);
                 self.shapers.remove(&port);
-                self.tab.egress.retain(|_, e| e.port() != port);
+                self.tab.remove_port_egress(port);
                 // A UMEM no port uses, or that no port can join any more, is let go.
                 if self
                     .umem_pool
@@ -169,7 +169,7 @@ impl Dataplane {
                         );
                         // Where PDUs forwarded onto it leave (an unencrypted flow of a port).
                         if let Some(e) = self.flows.get(&flow).and_then(|f| self.egress_of(f)) {
-                            self.tab.egress.insert(flow, e);
+                            self.tab.set_egress(flow, e);
                         }
                         if let Some((h, w)) = &self.handoff {
                             h.own(*w, flow, uni.map(|u| (u.ipcp, u.local_eid)));

@@ -148,9 +148,7 @@ impl Dataplane {
         n1: &[u64],
     ) {
         let u = self.unis.entry(ipcp).or_insert_with(|| UniState::new(ipcp));
-        let t = self.tab.uni_entry(ipcp);
-        t.own = own;
-        t.next_hop = next_hop.iter().copied().collect();
+        self.tab.set_routes(ipcp, own, next_hop);
         let old = std::mem::replace(&mut u.n1, n1.to_vec());
         let tab = &mut self.tab;
         let mut mark = |id: &u64, dt_of: Option<u32>| {
@@ -183,7 +181,7 @@ impl Dataplane {
     /// Where N-1 flow `n1` sends: `None` when it is not on this worker or is encrypted (an
     /// N-1 flow of a unicast IPCP is not; such PDUs are counted and dropped).
     pub(super) fn n1_dest(&self, n1: u64) -> Option<Egress> {
-        self.tab.egress.get(&n1).copied()
+        self.tab.egress(n1).copied()
     }
 
     /// Where flow `f` sends, for the packet path's tables: `None` for an encrypted flow,
@@ -270,7 +268,7 @@ impl Dataplane {
             }
             // Taken above.
             DtAction::Deliver { .. } => true,
-            DtAction::Forward { n1 } if !self.flows.contains_key(&n1) => {
+            DtAction::Forward { n1, .. } if !self.flows.contains_key(&n1) => {
                 // The next hop's N-1 flow is another worker's: handed to it; without a
                 // known owner (a data plane of one worker, or a table ahead of its
                 // flows), o7sd forwards it (a slow path, counted), with the TTL as it
@@ -299,8 +297,8 @@ impl Dataplane {
                 }
                 false
             }
-            DtAction::Forward { n1 } => {
-                if self.forward_in_place(ipcp, n1, frame, &at, slot) {
+            DtAction::Forward { n1, hop } => {
+                if self.forward_in_place(ipcp, (n1, hop), frame, &at, slot) {
                     return true;
                 }
                 if let Some(pdu) = frame.get_mut(at.clone()) {
@@ -343,7 +341,7 @@ impl Dataplane {
     fn forward_in_place(
         &mut self,
         ipcp: u32,
-        n1: u64,
+        (n1, hop): (u64, u32),
         frame: &mut [u8],
         at: &Range<usize>,
         slot: Option<&mut crate::xdp::RxSlot>,
@@ -352,7 +350,7 @@ impl Dataplane {
             return false;
         };
         // An unencrypted eth-dix flow of an AF_XDP port of the same UMEM.
-        let Some(Egress::Eth { port, d }) = self.tab.egress.get(&n1).copied() else {
+        let Some(Egress::Eth { port, d }) = self.tab.hop_egress(ipcp, n1, hop).copied() else {
             return false;
         };
         // A capped port's PDUs wait in its queue: copied there.
@@ -536,10 +534,7 @@ impl Dataplane {
         let Some(spec) = self.flows.get(&id).and_then(|f| f.uni) else {
             return 0;
         };
-        let dest = self
-            .tab
-            .uni(spec.ipcp)
-            .and_then(|u| u.next_hop.get(&spec.dst).copied());
+        let dest = self.tab.uni(spec.ipcp).and_then(|u| u.route(spec.dst));
         if let Some(w) = dest.and_then(|n1| self.remote_owner(n1)) {
             return self.tx_uni_handed(id, &spec, dest.unwrap_or(0), w);
         }
@@ -755,10 +750,7 @@ impl Dataplane {
         let Some(spec) = self.flows.get(&id).and_then(|f| f.uni) else {
             return false;
         };
-        let n1 = self
-            .tab
-            .uni(spec.ipcp)
-            .and_then(|u| u.next_hop.get(&spec.dst).copied());
+        let n1 = self.tab.uni(spec.ipcp).and_then(|u| u.route(spec.dst));
         if let Some((n1, w)) = n1.and_then(|n1| Some((n1, self.remote_owner(n1)?))) {
             let pci = pci_of(&spec);
             let mut o = self.handed_buf(&pci);

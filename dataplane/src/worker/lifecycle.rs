@@ -62,7 +62,7 @@ impl Dataplane {
             if let Some((h, w)) = &self.handoff {
                 h.disown(*w, flow, f.uni.map(|u| (u.ipcp, u.local_eid)));
             }
-            self.tab.egress.remove(&flow);
+            self.tab.remove_egress(flow);
             match f.uni {
                 Some(u) => {
                     if let Some(t) = self.tab.uni_mut(u.ipcp) {
