@@ -260,17 +260,16 @@ impl Tables {
     /// by `n1` when the index no longer holds it.
     #[inline]
     pub fn hop_egress(&self, ipcp: u32, n1: u64, hop: u32) -> Option<&Egress> {
-        let fast = self
-            .unis
-            .iter()
-            .find(|u| u.id == ipcp)
-            .and_then(|u| u.via.get(hop as usize))
-            .and_then(|v| v.as_ref())
-            .filter(|(f, _)| *f == n1);
-        match fast {
+        match self.hop_slot(ipcp, hop).filter(|(f, _)| *f == n1) {
             Some((_, e)) => Some(e),
             None => self.egress.get(&n1),
         }
+    }
+    /// What hop `hop` of IPCP `ipcp` holds: its N-1 flow and where that sends.
+    #[inline]
+    fn hop_slot(&self, ipcp: u32, hop: u32) -> Option<&(u64, Egress)> {
+        let u = self.unis.iter().find(|u| u.id == ipcp)?;
+        u.via.get(hop as usize)?.as_ref()
     }
     /// Unicast IPCP `ipcp`'s DT tables.
     #[inline]

@@ -110,7 +110,7 @@ impl FrameHeader {
             dst: field::get(h, eth::DST.start),
             src: field::get(h, eth::SRC.start),
             ethertype: field::be16(h, eth::TYPE_LEN),
-            eid: field::be16(h, ETH_LEN + offsets::EID),
+            eid: field::be16(h, offsets::EID + ETH_LEN),
             length: field::be16(h, ETH_LEN + offsets::LENGTH),
         }
     }
@@ -121,7 +121,7 @@ impl FrameHeader {
         field::set(h, eth::DST.start, self.dst);
         field::set(h, eth::SRC.start, self.src);
         field::set(h, eth::TYPE_LEN, self.ethertype.to_be_bytes());
-        field::set(h, ETH_LEN + offsets::EID, self.eid.to_be_bytes());
+        field::set(h, offsets::EID + ETH_LEN, self.eid.to_be_bytes());
         field::set(h, ETH_LEN + offsets::LENGTH, self.length.to_be_bytes());
     }
 }

@@ -324,6 +324,38 @@ fn a_forwarded_pdu_leaves_by_its_hop_and_a_stale_hop_is_not_believed() {
 }
 
 #[test]
+fn each_ipcp_keeps_where_its_hops_send_by_index() {
+    let mut t = transit_tables();
+    let out = out_egress();
+    let Egress::Eth { d, .. } = out else {
+        unreachable!()
+    };
+    let other = Egress::Eth { port: 9, d };
+    // IPCP 10: routes through N1_OUT (its hop 1) and 555 (hop 0), set the worker's way.
+    t.set_routes(10, 0x1010, &[(0x2020, 555), (SERVER, N1_OUT)]);
+    assert_eq!(
+        t.uni(10).map(|u| (u.own, u.route(SERVER))),
+        Some((0x1010, Some(N1_OUT)))
+    );
+    assert_eq!(t.hop_slot(10, 1), Some(&(N1_OUT, out)));
+    assert_eq!(t.hop_slot(10, 0), None, "555 sends nowhere yet");
+    assert_eq!(t.hop_slot(IPCP, 1), Some(&(N1_OUT, out)));
+    assert_eq!(t.hop_slot(IPCP, 0), None, "N1_IN has no egress");
+    t.set_egress(555, other);
+    assert_eq!(t.hop_slot(10, 0), Some(&(555, other)));
+    assert_eq!(t.hop_slot(IPCP, 0), None, "IPCP's hop 0 is N1_IN");
+    assert_eq!(t.hop_egress(10, 555, 0), Some(&other));
+    assert_eq!(t.hop_egress(IPCP, 555, 0), Some(&other), "by the flow");
+    // Routes set the worker's way replace the old ones and their hops.
+    t.set_routes(10, 0x1010, &[(0x2020, N1_OUT)]);
+    assert_eq!(t.hop_slot(10, 0), Some(&(N1_OUT, out)));
+    assert_eq!(t.hop_slot(10, 1), None);
+    assert_eq!(t.uni(10).map(|u| u.route(SERVER)), Some(None));
+    t.remove_egress(N1_OUT);
+    assert_eq!((t.hop_slot(10, 0), t.hop_slot(IPCP, 1)), (None, None));
+}
+
+#[test]
 fn the_tables_keep_flows_by_port_and_eid_and_ipcps_apart() {
     let mut t = server_tables();
     assert_eq!(t.flow(PORT, 65).map(|e| e.flow), Some(N1_IN));
