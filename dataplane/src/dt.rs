@@ -44,27 +44,23 @@ impl DtTables {
     }
 
     /// Replaces the routes: `(destination, N-1 flow)` pairs (a destination given twice
-    /// keeps the last).
+    /// keeps the last). The tables are made anew, so a table much smaller than the one
+    /// before gives its memory back.
     pub fn set_routes(&mut self, routes: &[(u32, u64)]) {
-        self.next_hop.clear();
-        self.hops.clear();
+        let mut at: Map<u64, u32> = Map::default();
+        let mut hops = Vec::new();
+        let mut next_hop = Map::default();
+        next_hop.reserve(routes.len());
         for &(dst, n1) in routes {
-            self.add_route(dst, n1);
+            let i = *at.entry(n1).or_insert_with(|| {
+                hops.push(n1);
+                // Fewer than 2^32 distinct N-1 flows: they would not fit in memory.
+                u32::try_from(hops.len() - 1).unwrap_or(u32::MAX)
+            });
+            next_hop.insert(dst, i);
         }
-    }
-
-    /// Adds (or replaces) one route.
-    pub fn add_route(&mut self, dst: u32, n1: u64) {
-        let at = match self.hops.iter().position(|h| *h == n1) {
-            Some(at) => at,
-            None => {
-                self.hops.push(n1);
-                self.hops.len() - 1
-            }
-        };
-        // Fewer than 2^32 distinct N-1 flows: they would not fit in memory.
-        self.next_hop
-            .insert(dst, u32::try_from(at).unwrap_or(u32::MAX));
+        self.next_hop = next_hop;
+        self.hops = hops;
     }
 
     /// The N-1 flow towards `dst`.
@@ -295,9 +291,6 @@ mod tests {
         let mut v = Vec::new();
         write_pci(&mut v, 0x0c0c_0c0c, 60, 99);
         assert_eq!(decide(&mut v, &t), DtAction::Forward { n1: 10, hop: 0 });
-        t.add_route(0x0d0d_0d0d, 11);
-        assert_eq!(t.hops(), &[10, 11, 12]);
-        assert_eq!(t.route(0x0d0d_0d0d), Some(11));
         t.set_routes(&[(A, 12)]);
         assert_eq!(t.hops(), &[12]);
         assert_eq!((t.route(A), t.route(C)), (Some(12), None));

@@ -177,6 +177,11 @@ impl FlowIndex {
             }
         }
     }
+    /// Flows port `port`'s table has room for without growing (0: it has none).
+    #[cfg(test)]
+    fn room(&self, port: u32) -> usize {
+        self.port(port).map_or(0, Vec::capacity)
+    }
     fn remove(&mut self, port: u32, eid: u32) -> Option<FlowEntry> {
         if eid >= DENSE_EIDS {
             return self.sparse.remove(&eid_key(port, eid));
@@ -184,12 +189,14 @@ impl FlowIndex {
         let at = self.dense.iter().position(|(p, _)| *p == port)?;
         let (_, v) = self.dense.get_mut(at)?;
         let gone = v.get_mut(eid as usize)?.take();
-        // A port without flows gives its table back.
+        // A port without flows gives its table back, one with far fewer its spare room.
         while v.last().is_some_and(Option::is_none) {
             v.pop();
         }
         if v.is_empty() {
             self.dense.swap_remove(at);
+        } else if v.len() < v.capacity() / 4 {
+            v.shrink_to(v.len() * 2);
         }
         gone
     }
@@ -240,10 +247,12 @@ impl Tables {
         self.egress.retain(|_, e| e.port() != port);
         self.refresh_hops();
     }
-    /// The hops of each IPCP that go by `flow` find again where it sends.
+    /// The hops of each IPCP that go by `flow`, or whose slots still name it, find again
+    /// where they send.
     fn refresh_hops_of(&mut self, flow: u64) {
         for u in &mut self.unis {
-            if u.dt.hops().contains(&flow) {
+            let named = |v: &Option<(u64, Egress)>| v.is_some_and(|(f, _)| f == flow);
+            if u.dt.hops().contains(&flow) || u.via.iter().any(named) {
                 u.refresh(&self.egress);
             }
         }

@@ -89,7 +89,7 @@ fn transit_tables() -> Tables {
     let mut t = server_tables();
     let u = t.uni_mut(IPCP).unwrap();
     u.own = 0x7777_0001;
-    u.add_route(SERVER, N1_OUT);
+    u.set_routes(&[(CLIENT, N1_IN), (SERVER, N1_OUT)]);
     t.refresh_hops();
     t.set_egress(N1_OUT, out_egress());
     t
@@ -277,6 +277,15 @@ fn flows_of_small_and_large_eids_are_found_by_port_and_eid_and_removed() {
         assert_eq!(t.flow(PORT, eid), None);
         assert!(t.flow(PORT + 1, eid).is_some());
     }
+    // A port's table gives back the room of flows that went.
+    t.insert_flow(PORT, 64, entry(1, CLIENT_MAC, None));
+    t.insert_flow(PORT, 16_000, entry(2, CLIENT_MAC, None));
+    assert!(t.flows.room(PORT) > 16_000);
+    t.remove_flow(PORT, 16_000);
+    assert!(t.flows.room(PORT) <= 130, "{}", t.flows.room(PORT));
+    assert_eq!(t.flow(PORT, 64).map(|e| e.flow), Some(1));
+    t.remove_flow(PORT, 64);
+    assert_eq!(t.flows.room(PORT), 0);
     // A port whose flows all went comes back empty and takes new ones.
     t.insert_flow(PORT, 70, entry(5, CLIENT_MAC, None));
     assert_eq!(t.flow(PORT, 70).map(|e| e.flow), Some(5));
@@ -287,6 +296,7 @@ fn flows_of_small_and_large_eids_are_found_by_port_and_eid_and_removed() {
 fn a_forwarded_pdu_leaves_by_its_hop_and_a_stale_hop_is_not_believed() {
     let mut t = transit_tables();
     let out = out_egress();
+    assert_eq!(t.hop_slot(IPCP, 1), Some(&(N1_OUT, out)), "kept by index");
     assert_eq!(t.hop_egress(IPCP, N1_OUT, 1), Some(&out));
     // No such IPCP, hop or flow: found by the N-1 flow, or not at all.
     assert_eq!(t.hop_egress(99, N1_OUT, 1), Some(&out));
@@ -298,6 +308,7 @@ fn a_forwarded_pdu_leaves_by_its_hop_and_a_stale_hop_is_not_believed() {
     };
     let moved = Egress::Eth { port: 9, d };
     t.set_egress(N1_OUT, moved);
+    assert_eq!(t.hop_slot(IPCP, 1), Some(&(N1_OUT, moved)));
     assert_eq!(t.hop_egress(IPCP, N1_OUT, 1), Some(&moved));
     // The routes change under the index (through uni_mut, not refreshed): hop 1 is now
     // N1_IN's, which has no egress; N1_OUT is hop 0 and still found.
@@ -308,6 +319,17 @@ fn a_forwarded_pdu_leaves_by_its_hop_and_a_stale_hop_is_not_believed() {
     assert_eq!(t.hop_egress(IPCP, N1_OUT, 0), Some(&moved));
     t.refresh_hops();
     assert_eq!(t.hop_egress(IPCP, N1_OUT, 0), Some(&moved));
+    // A slot that names a flow no route uses any more follows that flow's changes too: the
+    // routes come back to it later without a refresh, and its slot does not hold the old
+    // egress.
+    t.uni_mut(IPCP).unwrap().set_routes(&[(SERVER, N1_IN)]);
+    t.set_egress(N1_OUT, out);
+    t.uni_mut(IPCP)
+        .unwrap()
+        .set_routes(&[(SERVER, N1_OUT), (0x0c0c_0c0c, N1_IN)]);
+    assert_ne!(t.hop_slot(IPCP, 0), Some(&(N1_OUT, moved)), "stale");
+    assert_eq!(t.hop_egress(IPCP, N1_OUT, 0), Some(&out));
+    t.set_egress(N1_OUT, moved);
     // Gone: by the flow, by its port.
     t.remove_egress(N1_OUT);
     assert_eq!(t.hop_egress(IPCP, N1_OUT, 0), None);
@@ -392,9 +414,10 @@ fn a_pdu_range_that_ends_before_the_header_is_refused() {
         unreachable!()
     };
     #[allow(clippy::reversed_empty_ranges)]
-    let bad = 18..10;
-    assert_eq!(rewrite_dix(&mut f, &bad, &d), None);
-    assert_eq!(f, before);
+    for bad in [18..10, 18..16, 18..17] {
+        assert_eq!(rewrite_dix(&mut f, &bad, &d), None, "{bad:?}");
+        assert_eq!(f, before);
+    }
 }
 
 #[test]

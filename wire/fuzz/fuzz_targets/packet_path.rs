@@ -18,11 +18,10 @@ fn tables() -> Tables {
     t.insert_flow(3, 64, entry(1000, None));
     t.insert_flow(3, 66, FlowEntry { encrypted: true, ..entry(1003, None) });
     t.insert_flow(3, 0x42, entry(5, None));
-    let u = t.uni_entry(9);
-    *u = DtTables { own: 0x05bf_2014, ..DtTables::default() };
+    let mut u = DtTables::new(0x05bf_2014);
     u.local.insert(0x42, 77);
-    u.next_hop.insert(0x9f9b_0896, 1001);
-    u.next_hop.insert(0x7777_0001, 1002);
+    u.set_routes(&[(0x9f9b_0896, 1001), (0x7777_0001, 1002)]);
+    t.set_uni(9, u);
     let d = EthDest {
         kind: PortKind::Dix { ethertype: 0xA000 },
         src: [2, 0, 0, 0, 0, 0xb],
@@ -30,7 +29,7 @@ fn tables() -> Tables {
         remote: 300,
         local: 301,
     };
-    t.egress.insert(1002, Egress::Eth { port: 4, d });
+    t.set_egress(1002, Egress::Eth { port: 4, d });
     t
 }
 
@@ -47,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     let a = classify_eth(port, &mut f, &t);
     let inside = |r: &std::ops::Range<usize>| r.start <= r.end && r.end <= f.len();
     match &a {
-        Action::Dt { pdu, dt: DtAction::Forward { n1 }, .. } => {
+        Action::Dt { pdu, ipcp, dt: DtAction::Forward { n1, hop }, .. } => {
             assert!(inside(pdu));
             for (i, (x, y)) in f.iter().zip(rest).enumerate() {
                 if i == pdu.start + 5 {
@@ -56,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(x, y);
                 }
             }
-            if let Some(Egress::Eth { d, .. }) = t.egress.get(n1) {
+            if let Some(Egress::Eth { d, .. }) = t.hop_egress(*ipcp, *n1, *hop) {
                 let mut g = f.clone();
                 g.resize(f.len().max(60), 0);
                 if let Some(wire) = rewrite_dix(&mut g, pdu, d) {
