@@ -297,6 +297,8 @@ pub struct Owner {
     replay: std::cell::RefCell<crate::replay::ReplayWindow>,
     /// Something this turn wants another turn at once ([`Owner::wake`]).
     again: std::cell::Cell<bool>,
+    /// Connections the admin thread handed over (started captures), for the loop to watch.
+    handed_back: std::cell::RefCell<Vec<event_loop::Conn>>,
 }
 
 impl Drop for Owner {
@@ -335,6 +337,7 @@ impl Owner {
             trust: std::cell::RefCell::new(trust),
             replay: std::cell::RefCell::new(crate::replay::ReplayWindow::default()),
             again: std::cell::Cell::new(false),
+            handed_back: std::cell::RefCell::new(Vec::new()),
             d: d.clone(),
             state: std::cell::RefCell::new(State {
                 accept_queue: o7s_proto::accept::AcceptQueue::new(shim_driver::MAX_WAITING),

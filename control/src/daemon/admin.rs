@@ -88,16 +88,17 @@ impl Daemon {
             // Started here (the data plane answers); the loop watches the client from
             // then on and stops the capture when it hangs up.
             if let Some(id) = self.capture(&ch, &target, flow, snaplen) {
-                self.lp
-                    .returned
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(Conn {
-                        ch,
-                        slot,
-                        doing: Doing::Capturing { id },
-                    });
-                self.wake();
+                let conn = Conn {
+                    ch,
+                    slot,
+                    doing: Doing::Capturing { id },
+                };
+                if let Err(e) = self.on_loop(move |o| o.hand_back(conn)) {
+                    // Nobody would watch the client (its connection closed with the step
+                    // not run): the capture ends here.
+                    self.dp.capture_end(id);
+                    tracing::warn!("Capture {id} ended: the event loop did not take it ({e}).");
+                }
             }
             return;
         }

@@ -716,3 +716,44 @@ fn an_o7sctl_bootstrap_asks_the_port_on_the_loop_waits_for_it_on_the_admin_threa
     );
     assert!(st.opening.is_empty(), "the name is the IPCP's now");
 }
+
+/// A capture the admin thread hands over just as the loop ends is not left running in the
+/// data plane: the loop's end closes it with those it watched, and the capture is stopped.
+#[test]
+fn a_capture_handed_to_the_loop_as_it_ends_is_stopped_with_the_rest() {
+    use super::event_loop::{Conn, Doing};
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    let (ours, client) = Channel::pair().unwrap();
+    let (watched, client2) = Channel::pair().unwrap();
+    d.hand_back(Conn {
+        ch: ours,
+        slot: None,
+        doing: Doing::Capturing { id: 7 },
+    });
+    let mut open = std::collections::HashMap::new();
+    open.insert(
+        1,
+        Conn {
+            ch: watched,
+            slot: None,
+            doing: Doing::Capturing { id: 8 },
+        },
+    );
+    d.close_all(open);
+    let mut stopped = [w.next(), w.next()]
+        .iter()
+        .map(|m| match m {
+            ToDp::CaptureStop { id } => *id,
+            other => panic!("{other:?}"),
+        })
+        .collect::<Vec<_>>();
+    stopped.sort_unstable();
+    assert_eq!(stopped, [7, 8]);
+    // Both clients' connections are closed.
+    for c in [client, client2] {
+        assert!(c
+            .recv_timeout::<Reply>(Some(Duration::from_secs(1)))
+            .is_err());
+    }
+}

@@ -115,8 +115,6 @@ pub struct LoopShared {
     waker: Waker,
     pub(super) admin_tx: SyncSender<AdminJob>,
     pub(super) admin_rx: Mutex<Option<Receiver<AdminJob>>>,
-    /// Connections handed back by the admin thread (captures).
-    pub(super) returned: Mutex<Vec<Conn>>,
     /// Management frames and flow events from the events thread.
     pub(super) from_dp: super::from_dp::FromDpQueue,
     /// Steps other threads post for the loop ([`Daemon::on_loop`]).
@@ -142,7 +140,6 @@ impl Default for LoopShared {
             waker,
             admin_tx,
             admin_rx: Mutex::new(Some(admin_rx)),
-            returned: Mutex::new(Vec::new()),
             from_dp: super::from_dp::FromDpQueue::default(),
             inbox_tx,
             inbox_rx: Mutex::new(Some(inbox_rx)),
@@ -325,8 +322,7 @@ impl Owner {
                 listening = true;
             }
             let proto_next = self.protocol_turn(now);
-            let back =
-                std::mem::take(&mut *self.lp.returned.lock().unwrap_or_else(|p| p.into_inner()));
+            let back = std::mem::take(&mut *self.handed_back.borrow_mut());
             for c in back {
                 self.watch(&epoll, &mut open, &mut next_token, c);
             }
@@ -373,10 +369,23 @@ impl Owner {
                 sleep_for(left)
             };
         }
-        for (_, c) in open.drain() {
+        self.close_all(open);
+        // The programs it started go with it (when the owner is dropped: `Owner`'s Drop).
+    }
+
+    /// Takes a connection the admin thread handed over (a started capture): watched from
+    /// the next turn, closed (its capture ended) if the loop ends first.
+    pub(super) fn hand_back(&self, c: Conn) {
+        self.handed_back.borrow_mut().push(c);
+    }
+
+    /// Ends every connection as the loop ends: those it watched and those handed over
+    /// since its last turn (a capture among them ends with it).
+    pub(super) fn close_all(&self, open: HashMap<u64, Conn>) {
+        let back = std::mem::take(&mut *self.handed_back.borrow_mut());
+        for c in open.into_values().chain(back) {
             self.close(c);
         }
-        // The programs it started go with it (when the owner is dropped: `Owner`'s Drop).
     }
 
     fn watch(&self, epoll: &Epoll, open: &mut HashMap<u64, Conn>, next: &mut u64, c: Conn) {
