@@ -263,15 +263,14 @@ fn two_flows_share_a_capped_port_and_flow_updates_slow_them_down() {
     );
     // A capture at A from the start: the allocations (A's endpoint ids) and the updates.
     let pcap = l.t.rundir("a").join("a.pcap");
-    let mut cap =
+    // Started once it says so (a fixed sleep could let the allocations pass uncaptured).
+    let mut cap = o7s_integration::spawn_ready_line(
         l.t.cmd("a", &bin("o7sctl"))
             .args(["capture", &l.t.dev("a"), "--snaplen", "128", "-w"])
             .arg(&pcap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+            .stdout(Stdio::null()),
+        "capturing on",
+    );
     let (rates, sent, received) = two_flows(&l, 8);
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(cap.id()).unwrap()),
