@@ -10,6 +10,9 @@
 
 use std::collections::HashMap;
 
+use crate::local_flows::LocalFlows;
+use crate::route_map::RouteMap;
+
 /// Bytes of a PCI.
 pub const PCI_LEN: usize = 15;
 /// Endpoint ids below this are the IPCP's own components (0 flow allocator, 1 DHT).
@@ -25,13 +28,13 @@ pub struct DtTables {
     /// Our address.
     pub own: u32,
     /// Next hop by destination address: an index into `hops`.
-    next_hop: Map<u32, u32>,
+    next_hop: RouteMap,
     /// The N-1 flows the routes use, each once (an IPCP has a few neighbours and many
     /// destinations): a forwarded PDU's [`DtAction::Forward::hop`] indexes it, and the
     /// worker keeps what it needs of each (where the N-1 flow sends) in the same order.
     hops: Vec<u64>,
     /// Our N+1 flows by endpoint id.
-    pub local: Map<u64, u64>,
+    pub local: LocalFlows,
 }
 
 impl DtTables {
@@ -49,23 +52,25 @@ impl DtTables {
     pub fn set_routes(&mut self, routes: &[(u32, u64)]) {
         let mut at: Map<u64, u32> = Map::default();
         let mut hops = Vec::new();
-        let mut next_hop = Map::default();
-        next_hop.reserve(routes.len());
-        for &(dst, n1) in routes {
-            let i = *at.entry(n1).or_insert_with(|| {
-                hops.push(n1);
-                // Fewer than 2^32 distinct N-1 flows: they would not fit in memory.
-                u32::try_from(hops.len() - 1).unwrap_or(u32::MAX)
-            });
-            next_hop.insert(dst, i);
-        }
-        self.next_hop = next_hop;
+        let by_hop: Vec<(u32, u32)> = routes
+            .iter()
+            .map(|&(dst, n1)| {
+                let i = *at.entry(n1).or_insert_with(|| {
+                    hops.push(n1);
+                    // Fewer than 2^32 - 1 distinct N-1 flows: they would not fit in memory
+                    // (the map leaves out a hop of u32::MAX).
+                    u32::try_from(hops.len() - 1).unwrap_or(u32::MAX)
+                });
+                (dst, i)
+            })
+            .collect();
+        self.next_hop = RouteMap::new(by_hop.into_iter());
         self.hops = hops;
     }
 
     /// The N-1 flow towards `dst`.
     pub fn route(&self, dst: u32) -> Option<u64> {
-        let at = *self.next_hop.get(&dst)?;
+        let at = self.next_hop.get(dst)?;
         self.hops.get(at as usize).copied()
     }
 
@@ -176,7 +181,7 @@ fn decide_at(pdu: &mut [u8], t: &DtTables, from: Option<u64>) -> DtAction {
     if *ttl <= 1 {
         return DtAction::Drop(DtDrop::TtlExpired);
     }
-    let Some(&hop) = t.next_hop.get(&dst) else {
+    let Some(hop) = t.next_hop.get(dst) else {
         return DtAction::Drop(DtDrop::NoRoute);
     };
     match t.hops.get(hop as usize) {
