@@ -180,10 +180,24 @@ mod tests {
         assert_eq!(l.remove(&(HI | 3000)), Some(9));
         assert_eq!(l.dense_len(), 65, "trailing empty slots went");
         assert!(l.dense.capacity() <= 130, "capacity {}", l.dense.capacity());
+        assert_eq!(l.dense.capacity(), 130, "twice what is left");
         assert_eq!(l.get(&(HI | 64)), Some(&2));
         assert_eq!(l.remove(&(HI | 64)), Some(2));
         assert_eq!(l.dense_len(), 0);
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn a_vector_a_quarter_used_keeps_its_memory() {
+        let mut l = LocalFlows::default();
+        l.insert(HI | 259, 1);
+        l.insert(HI | 64, 2);
+        assert_eq!(l.dense.capacity(), 260);
+        l.remove(&(HI | 259));
+        // 65 slots left of 260: a quarter exactly, not less: nothing given back.
+        assert_eq!((l.dense_len(), l.dense.capacity()), (65, 260));
+        l.remove(&(HI | 64));
+        assert_eq!(l.dense.capacity(), 0);
     }
 
     proptest! {
