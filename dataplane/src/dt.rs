@@ -64,7 +64,7 @@ impl DtTables {
                 (dst, i)
             })
             .collect();
-        self.next_hop = RouteMap::new(by_hop.into_iter());
+        self.next_hop = RouteMap::new(&by_hop);
         self.hops = hops;
     }
 

@@ -36,20 +36,22 @@ pub struct RouteMap {
 
 impl Default for RouteMap {
     fn default() -> Self {
-        Self::with_seed(0, std::iter::empty())
+        Self::with_seed(0, &[])
     }
 }
 
 impl RouteMap {
     /// The map of `routes` (destination, hop); a destination given twice keeps the last
-    /// hop. Hops equal to `u32::MAX` are left out (no table has that many N-1 flows).
-    pub fn new(routes: impl ExactSizeIterator<Item = (u32, u32)>) -> Self {
+    /// of its hops. A hop of `u32::MAX` is no hop: left out (no table has that many N-1
+    /// flows).
+    pub fn new(routes: &[(u32, u32)]) -> Self {
         Self::with_seed(rand::random(), routes)
     }
 
     /// As [`RouteMap::new`] with the hash's seed given (tests choose it).
-    pub fn with_seed(seed: u64, routes: impl ExactSizeIterator<Item = (u32, u32)>) -> Self {
-        // At least twice the routes, at least 2: a probe always ends at an empty slot.
+    pub fn with_seed(seed: u64, routes: &[(u32, u32)]) -> Self {
+        // At least twice the routes, at least 2: a probe always ends at an empty slot. (A
+        // slice of 8-byte pairs has fewer than 2^61 of them: no overflow.)
         let size = routes.len().saturating_mul(2).max(2).next_power_of_two();
         let mut m = Self {
             slots: vec![FREE; size].into_boxed_slice(),
@@ -57,7 +59,7 @@ impl RouteMap {
             seed,
             len: 0,
         };
-        for (dst, hop) in routes {
+        for &(dst, hop) in routes {
             if hop != EMPTY {
                 m.insert(dst, hop);
             }
@@ -137,6 +139,11 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
+    /// (destination, hop of it) for each destination.
+    fn pairs(dsts: impl Iterator<Item = u32>, hop: impl Fn(u32) -> u32) -> Vec<(u32, u32)> {
+        dsts.map(|d| (d, hop(d))).collect()
+    }
+
     #[test]
     fn an_empty_map_finds_nothing() {
         let m = RouteMap::default();
@@ -151,7 +158,7 @@ mod tests {
     #[test]
     fn routes_are_found_and_others_are_not() {
         let routes = [(0x41dc_5e0b, 0), (0xe30f_5e97, 1), (0x275b_9eac, 0), (0, 2)];
-        let m = RouteMap::new(routes.into_iter());
+        let m = RouteMap::new(&routes);
         assert_eq!(m.len(), 4);
         assert!(!m.is_empty());
         assert_eq!(m.capacity(), 8);
@@ -164,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_destination_given_twice_keeps_its_last_hop() {
-        let m = RouteMap::new([(7, 1), (9, 2), (7, 3)].into_iter());
+        let m = RouteMap::new(&[(7, 1), (9, 2), (7, 3)]);
         assert_eq!(m.get(7), Some(3));
         assert_eq!(m.get(9), Some(2));
         assert_eq!(m.len(), 2);
@@ -172,7 +179,7 @@ mod tests {
 
     #[test]
     fn a_hop_of_all_ones_is_left_out() {
-        let m = RouteMap::new([(7, u32::MAX), (9, 4)].into_iter());
+        let m = RouteMap::new(&[(7, u32::MAX), (9, 4)]);
         assert_eq!(m.get(7), None);
         assert_eq!(m.get(9), Some(4));
         assert_eq!(m.len(), 1);
@@ -182,14 +189,14 @@ mod tests {
     fn keys_that_share_a_home_slot_are_all_found() {
         // Find keys of one home slot for this seed, then make a map of them alone.
         // 20 routes: 64 slots, as the map made of the 20 found below.
-        let probe = RouteMap::with_seed(5, (0..20u32).map(|d| (d, 0)));
+        let probe = RouteMap::with_seed(5, &pairs(0..20, |_| 0));
         let home = probe.home(0);
         let same: Vec<u32> = (0..100_000u32)
             .filter(|&d| probe.home(d) == home)
             .take(20)
             .collect();
         assert_eq!(same.len(), 20);
-        let m = RouteMap::with_seed(5, same.iter().map(|&d| (d, d % 7)));
+        let m = RouteMap::with_seed(5, &pairs(same.iter().copied(), |d| d % 7));
         assert_eq!(m.capacity(), probe.capacity());
         for &d in &same {
             assert_eq!(m.get(d), Some(d % 7));
@@ -205,13 +212,13 @@ mod tests {
     fn a_probe_wraps_round_the_end_of_the_array() {
         // Keys whose home is the last slot: the second lives in slot 0.
         // Two routes: four slots, as the map of the two keys found below.
-        let m0 = RouteMap::with_seed(11, (0..2u32).map(|d| (d, 0)));
+        let m0 = RouteMap::with_seed(11, &pairs(0..2, |_| 0));
         let last = m0.capacity() - 1;
         let keys: Vec<u32> = (0..1_000_000u32)
             .filter(|&d| m0.home(d) == last)
             .take(2)
             .collect();
-        let m = RouteMap::with_seed(11, keys.iter().map(|&d| (d, 9)));
+        let m = RouteMap::with_seed(11, &pairs(keys.iter().copied(), |_| 9));
         assert_eq!(m.capacity(), m0.capacity());
         assert_eq!(m.slots[0].dst, keys[1], "the second key wrapped to slot 0");
         for &d in &keys {
@@ -224,14 +231,14 @@ mod tests {
         // 64 consecutive addresses in 128 slots land on many homes for any seed (a hash
         // that lost the key to the seed would put them all on one).
         for seed in [0, u64::MAX, 0x5555_5555_5555_5555, 0xdead_beef_0000_0001] {
-            let m = RouteMap::with_seed(seed, (0..64u32).map(|d| (d, 0)));
+            let m = RouteMap::with_seed(seed, &pairs(0..64, |_| 0));
             let homes: std::collections::HashSet<usize> = (0..64u32).map(|d| m.home(d)).collect();
             assert!(homes.len() >= 20, "seed {seed:#x}: {} homes", homes.len());
         }
         // Another seed, other homes.
         let (a, b) = (
-            RouteMap::with_seed(1, (0..64u32).map(|d| (d, 0))),
-            RouteMap::with_seed(2, (0..64u32).map(|d| (d, 0))),
+            RouteMap::with_seed(1, &pairs(0..64, |_| 0)),
+            RouteMap::with_seed(2, &pairs(0..64, |_| 0)),
         );
         assert!((0..64u32).any(|d| a.home(d) != b.home(d)));
     }
@@ -243,7 +250,7 @@ mod tests {
             routes in proptest::collection::vec((any::<u32>(), 0u32..16), 0..300),
             others in proptest::collection::vec(any::<u32>(), 0..50),
         ) {
-            let m = RouteMap::with_seed(seed, routes.iter().copied());
+            let m = RouteMap::with_seed(seed, &routes);
             let want: HashMap<u32, u32> = routes.iter().copied().collect();
             prop_assert_eq!(m.len(), want.len());
             prop_assert!(m.capacity() >= 2 * want.len());
