@@ -163,6 +163,8 @@ for r in $(seq "$runs"); do
     [ -n "${caddr:-}" ] || { echo "bench-forward.sh: the o7s layer did not come up" >&2; exit 1; }
     for size in 60 1514; do
         measure o7s "$size" --eid "$((eid))" --addr "${caddr#0x}" >>"$results"; progress "o7s $size"
+        # B's ports after each size: what the kernel dropped before the worker read it.
+        ctl b port list --json >"$tmp/b-port-$r-$size.json"
     done
     ctl b ipcp list --json >"$tmp/b-ipcp-$r.json"
     kill_ns b; sleep 0.5
@@ -204,6 +206,25 @@ for p in sorted(glob.glob(f"{tmp}/b-ipcp-*.json")):
     u = [x for x in json.load(open(p)) if x["type"] == "unicast"]
     if u:
         b_stats.append({k: u[0].get(k) for k in ("dt_forwarded", "dt_forwarded_in_place", "dt_drop_n1", "dt_drop_no_route")})
+# Frames lost at B per o7s run and size (the difference of the port counters across the
+# measurement): dropped by the kernel before the worker read them (no fill-ring buffer, rx
+# ring full) and frames the worker could not send (tx_xdp_dropped).
+drop_keys = ("xdp_rx_dropped", "xdp_rx_ring_full", "tx_xdp_dropped")
+def port_sums(path):
+    ports = json.load(open(path))
+    return {k: sum(x.get(k) or 0 for x in ports) for k in drop_keys + ("rx_xdp", "tx_xdp")}
+b_losses = []
+for r in range(1, runs + 1):
+    before = {k: 0 for k in drop_keys + ("rx_xdp", "tx_xdp")}
+    for size in (60, 1514):
+        path = f"{tmp}/b-port-{r}-{size}.json"
+        try:
+            now = port_sums(path)
+        except (OSError, ValueError):
+            continue
+        b_losses.append({"run": r, "frame": size if size == 1514 else 64,
+                         **{k: now[k] - before[k] for k in now}})
+        before = now
 doc = {
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs, kernel {platform.release()}",
@@ -216,6 +237,7 @@ doc = {
                "o7s_vs_kernel_1514": ratio("o7s", "kernel", "1514"), "o7s_vs_raw_1514": ratio("o7s", "raw", "1514")},
     "goals": {"o7s_vs_kernel_64": ">= 1.2", "o7s_vs_raw_64": ">= 0.8"},
     "b_counters_o7s_runs": b_stats,
+    "b_losses_o7s_runs": b_losses,
 }
 r = doc["ratios"]
 doc["goals_met"] = {"o7s_vs_kernel_64": r["o7s_vs_kernel_64"] is not None and r["o7s_vs_kernel_64"] >= 1.2,

@@ -608,6 +608,22 @@ pub struct PortStats {
     /// Kernel wake-ups for sending (sendto(2) on the AF_XDP socket).
     #[serde(default)]
     pub xdp_tx_wakeups: u64,
+    /// Frames the kernel dropped on their way to the AF_XDP sockets for want of a buffer
+    /// (the fill ring was empty) or for being longer than a UMEM frame (XDP_STATISTICS
+    /// `rx_dropped`).
+    #[serde(default)]
+    pub xdp_rx_dropped: u64,
+    /// Frames the kernel dropped because a socket's rx ring was full: the worker fell
+    /// behind (XDP_STATISTICS `rx_ring_full`).
+    #[serde(default)]
+    pub xdp_rx_ring_full: u64,
+    /// Times the kernel found a fill ring empty (XDP_STATISTICS `rx_fill_ring_empty_descs`).
+    #[serde(default)]
+    pub xdp_fill_ring_empty: u64,
+    /// Ring descriptors the kernel refused (rx and tx `invalid_descs`): zero unless the data
+    /// plane wrote a bad one.
+    #[serde(default)]
+    pub xdp_invalid_descs: u64,
     /// The worker that owns the port (0 with one worker).
     #[serde(default)]
     pub worker: u32,

@@ -131,6 +131,23 @@ impl Queue {
     }
 }
 
+/// The kernel's counters of a port's AF_XDP sockets (`XDP_STATISTICS`, summed over its RX
+/// queues): frames lost between the XDP program's redirect and the worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelDrops {
+    /// Frames dropped for want of a buffer (the fill ring was empty) or for being longer
+    /// than a UMEM frame (`rx_dropped`).
+    pub rx_dropped: u64,
+    /// Frames dropped because the socket's rx ring was full: the worker fell behind
+    /// (`rx_ring_full`).
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty (`rx_fill_ring_empty_descs`).
+    pub fill_ring_empty: u64,
+    /// Descriptors the kernel refused on the rx and tx rings (`rx_invalid_descs`,
+    /// `tx_invalid_descs`): never more than zero unless the data plane wrote a bad one.
+    pub invalid_descs: u64,
+}
+
 /// A port's sockets, and whether the first is the UMEM's own.
 type Sockets = (Vec<Queue>, bool);
 
@@ -608,6 +625,22 @@ impl XdpPort {
     /// Frames received per RX queue.
     pub fn rx_per_queue(&self) -> Vec<u64> {
         self.queues.iter().map(|q| q.rx_frames).collect()
+    }
+
+    /// What the kernel counted on the port's sockets (`XDP_STATISTICS`), summed over its
+    /// queues: the frames it dropped before the worker could read them. A socket whose
+    /// statistics cannot be read (the call failed) adds nothing.
+    pub fn kernel_drops(&self) -> KernelDrops {
+        let mut k = KernelDrops::default();
+        for q in &self.queues {
+            if let Ok(s) = q.user.statistics_v2() {
+                k.rx_dropped += s.rx_dropped;
+                k.rx_ring_full += s.rx_ring_full;
+                k.fill_ring_empty += s.rx_fill_ring_empty_descs;
+                k.invalid_descs += s.rx_invalid_descs + s.tx_invalid_descs;
+            }
+        }
+        k
     }
 
     /// Fill-ring wake-ups the kernel asked for (need_wakeup), over all queues.

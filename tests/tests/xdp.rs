@@ -601,3 +601,107 @@ fn ports_share_a_umem_and_its_first_port_can_go_and_come_back() {
         b.log()
     );
 }
+
+/// Stops (SIGSTOP) every data plane of side `s` until dropped (SIGCONT), so that a failed
+/// assertion leaves no stopped process behind.
+struct Stopped(Vec<i32>);
+
+impl Stopped {
+    fn data_planes(t: &Topo, s: &str) -> Stopped {
+        let o = Command::new("ip")
+            .args(["netns", "pids", &t.ns(s)])
+            .output()
+            .unwrap();
+        let pids: Vec<i32> = String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "o7s-dataplane")
+            })
+            .collect();
+        assert!(!pids.is_empty(), "side {s} runs a data plane");
+        for p in &pids {
+            sh(&["kill", "-STOP", &p.to_string()]);
+        }
+        Stopped(pids)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-CONT", &p.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Frames the kernel drops between the XDP program's redirect and the worker are counted
+/// (XDP_STATISTICS): with host b's data plane stopped, a flood of eth-dix data frames
+/// takes every buffer of the fill ring and the kernel drops the rest; once the data plane
+/// runs again `o7sctl port list` shows them (`xdp_rx_dropped`, `xdp_rx_ring_full`), every
+/// redirected frame is either received or counted dropped, no descriptor was refused, and
+/// every UMEM frame is back.
+#[test]
+fn kernel_drops_before_the_worker_reads_are_counted() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("xk");
+    let _b = t.daemon_with("b", "b", &eth_conf(&t.dev("b"), ""), &[]);
+    let port = || t.ctl_json("b", &["port", "list"]).remove(0);
+    let p = port();
+    if !o7s_integration::on_af_xdp(p["io_path"].as_str().unwrap()) {
+        return;
+    }
+    let n = |p: &serde_json::Value, k: &str| p[k].as_u64().unwrap_or_else(|| panic!("{k}: {p}"));
+    assert_eq!(
+        n(&p, "xdp_rx_dropped") + n(&p, "xdp_rx_ring_full"),
+        0,
+        "{p}"
+    );
+    let gen = |secs: &str| {
+        let out = t
+            .cmd("a", &o7s_integration::bin("o7s-bench"))
+            .args(["xdp-gen", "--dev", &t.dev("a"), "--dst-mac", &t.mac("b")])
+            .args(["--eid", "5", "-s", "60", "-d", secs])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "xdp-gen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    {
+        let _stopped = Stopped::data_planes(&t, "b");
+        gen("0.5");
+    }
+    let settled = |p: &serde_json::Value| {
+        n(p, "xdp_redirected") == n(p, "rx_xdp") + n(p, "xdp_rx_dropped") + n(p, "xdp_rx_ring_full")
+    };
+    let ok = o7s_integration::eventually(Duration::from_secs(5), || settled(&port()));
+    let p = port();
+    assert!(ok, "redirected = received + dropped by the kernel: {p}");
+    eprintln!(
+        "redirected {}, received {}, kernel drops: no buffer {}, rx ring full {}, fill ring empty {}",
+        n(&p, "xdp_redirected"),
+        n(&p, "rx_xdp"),
+        n(&p, "xdp_rx_dropped"),
+        n(&p, "xdp_rx_ring_full"),
+        n(&p, "xdp_fill_ring_empty")
+    );
+    // 8192 buffers on the fill ring: a flood of half a second is more than that.
+    assert!(n(&p, "rx_xdp") >= 8192, "{p}");
+    assert!(
+        n(&p, "xdp_rx_dropped") + n(&p, "xdp_rx_ring_full") > 0,
+        "{p}"
+    );
+    assert_eq!(n(&p, "xdp_invalid_descs"), 0, "{p}");
+    let ok = o7s_integration::eventually(Duration::from_secs(3), || {
+        port()["umem_frames_accounted"] == port()["umem_frames"]
+    });
+    assert!(ok, "every UMEM frame is back: {}", port());
+}

@@ -609,6 +609,7 @@ mod tests {
         assert!(!text.contains(UNDESCRIBED), "{text}");
         assert!(text.contains("o7s_port_xdp_fill_wakeups_total{"), "{text}");
         assert!(text.contains("o7s_port_xdp_tx_batches_total{"), "{text}");
+        assert!(text.contains("o7s_port_xdp_rx_ring_full_total{"), "{text}");
         assert!(text.contains("o7s_flow_rx_marked_total{"), "{text}");
     }
 }

@@ -274,6 +274,11 @@ impl Dataplane {
                         p.stats.xdp_fill_wakeups = x.fill_wakeups();
                         p.stats.xdp_tx_batches = x.tx_batches;
                         p.stats.xdp_tx_wakeups = x.tx_wakeups;
+                        let k = x.kernel_drops();
+                        p.stats.xdp_rx_dropped = k.rx_dropped;
+                        p.stats.xdp_rx_ring_full = k.rx_ring_full;
+                        p.stats.xdp_fill_ring_empty = k.fill_ring_empty;
+                        p.stats.xdp_invalid_descs = k.invalid_descs;
                     }
                 }
                 let s = DpStats {

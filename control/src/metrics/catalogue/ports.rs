@@ -224,4 +224,24 @@ pub(in crate::metrics) const PORTS: &[(&str, Kind, &str)] = &[
         C,
         "Kernel wake-ups for sending on the port's AF_XDP socket (sendto)",
     ),
+    (
+        "o7s_port_xdp_rx_dropped",
+        C,
+        "Frames the kernel dropped on their way to the port's AF_XDP sockets: no buffer on the fill ring, or longer than a UMEM frame",
+    ),
+    (
+        "o7s_port_xdp_rx_ring_full",
+        C,
+        "Frames the kernel dropped because an rx ring of the port's AF_XDP sockets was full (the worker fell behind)",
+    ),
+    (
+        "o7s_port_xdp_fill_ring_empty",
+        C,
+        "Times the kernel found a fill ring of the port's AF_XDP sockets empty",
+    ),
+    (
+        "o7s_port_xdp_invalid_descs",
+        C,
+        "Ring descriptors of the port's AF_XDP sockets the kernel refused (zero unless the data plane wrote a bad one)",
+    ),
 ];
