@@ -11,7 +11,7 @@
 
 use memmap2::MmapMut;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
 const MAGIC: u32 = 0x6f37_7372; // "o7sr"
@@ -294,7 +294,7 @@ impl Ring<'_> {
     fn tail(&self) -> &AtomicU32 {
         self.mem.atomic(self.base + 64)
     }
-    /// The consumer sets this before sleeping on the eventfd; the producer then kicks it.
+    /// The consumer sets this before sleeping on its [`Kick`]; the producer then kicks it.
     pub fn waiting(&self) -> &AtomicU32 {
         self.mem.atomic(self.base + 128)
     }
@@ -456,34 +456,75 @@ impl SharedSdu<'_> {
     }
 }
 
-/// An eventfd used to wake the consumer of a ring.
+/// Wakes the consumer of a ring: an AF_UNIX datagram socket connected to itself, whose
+/// descriptor every process of the flow holds (o7sd, the data plane, the app). A kick is a
+/// one-byte datagram; the consumer polls the socket and drains it.
+///
+/// Not an eventfd: whether a read or write of an eventfd blocks is a flag of the open file
+/// (O_NONBLOCK), which every holder of the shared file may clear. An app could clear it
+/// and fill the counter, and the data plane's next kick then blocked the worker and every
+/// flow on it. A socket takes MSG_DONTWAIT on each call, whatever the file's flags: no
+/// holder can make another block. Nobody else can send to it (a connected datagram socket
+/// takes datagrams from its peer only, here itself).
 #[derive(Debug)]
 pub struct Kick {
     fd: OwnedFd,
 }
 
+/// Datagrams one [`Kick::drain`] reads at most: a holder that keeps kicking costs the
+/// consumer a bounded amount of work per wake-up (the rest is read at the next one).
+pub const KICK_DRAIN_MAX: usize = 64;
+
 impl Kick {
-    /// A new non-blocking eventfd.
+    /// A new kick socket.
     pub fn new() -> io::Result<Self> {
-        use nix::sys::eventfd::{EfdFlags, EventFd};
-        let e = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-        Ok(Self {
-            fd: OwnedFd::from(e),
-        })
+        use nix::sys::socket::{
+            bind, connect, getsockname, socket, AddressFamily, SockFlag, SockType, UnixAddr,
+        };
+        let err = |e: nix::Error| io::Error::from_raw_os_error(e as i32);
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(err)?;
+        // An address of the kernel's choosing (autobind: abstract, unique), to connect to.
+        bind(fd.as_raw_fd(), &UnixAddr::new_unnamed()).map_err(err)?;
+        let me: UnixAddr = getsockname(fd.as_raw_fd()).map_err(err)?;
+        connect(fd.as_raw_fd(), &me).map_err(err)?;
+        Ok(Self { fd })
     }
-    /// Wraps a received eventfd.
+    /// Wraps a received kick.
     pub fn from_fd(fd: OwnedFd) -> Self {
         Self { fd }
     }
-    /// Wakes the waiter.
+    /// Wakes the waiter. Never blocks; a kick that finds the socket full is not needed (the
+    /// waiter has some to read already).
     pub fn kick(&self) {
-        let _ = nix::unistd::write(&self.fd, &1u64.to_ne_bytes());
+        use nix::sys::socket::{send, MsgFlags};
+        let _ = send(
+            self.fd.as_raw_fd(),
+            &[1],
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        );
     }
-    /// Clears pending kicks.
-    pub fn drain(&self) {
+    /// Clears pending kicks, at most [`KICK_DRAIN_MAX`]; how many it read. Never blocks.
+    /// A consumer that polled the kick readable and reads none has a broken kick: a holder
+    /// shut the socket down, and it stays readable for good (a waiter would never sleep
+    /// again), so the consumer ends the flow.
+    pub fn drain(&self) -> usize {
+        use nix::sys::socket::{recv, MsgFlags};
         let mut b = [0u8; 8];
-        let _ = nix::unistd::read(&self.fd, &mut b);
+        let mut n = 0;
+        for _ in 0..KICK_DRAIN_MAX {
+            match recv(self.fd.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
+                Ok(_) => n += 1,
+                Err(nix::Error::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        n
     }
     /// The descriptor.
     pub fn fd(&self) -> &OwnedFd {
@@ -505,6 +546,81 @@ impl AsFd for Kick {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    fn readable(k: &Kick) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut p = [PollFd::new(k.as_fd(), PollFlags::POLLIN)];
+        poll(&mut p, PollTimeout::ZERO).unwrap() > 0
+    }
+
+    #[test]
+    fn a_kick_wakes_and_a_drain_clears_it() {
+        let k = Kick::new().unwrap();
+        assert!(!readable(&k));
+        k.kick();
+        k.kick();
+        assert!(readable(&k));
+        assert_eq!(k.drain(), 2);
+        assert!(!readable(&k));
+        // The same socket through another descriptor (as another process holds it).
+        let other = Kick::from_fd(k.fd().try_clone().unwrap());
+        other.kick();
+        assert!(readable(&k));
+        assert_eq!(k.drain(), 1);
+    }
+
+    /// The eventfd this replaced blocked its writer once a holder cleared O_NONBLOCK on the
+    /// shared file and filled the counter: a kick must return whatever the file's flags.
+    #[test]
+    fn kicks_never_block_even_when_a_holder_clears_nonblock_and_fills_it() {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let k = Kick::new().unwrap();
+        fcntl(k.fd(), FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+        for _ in 0..10_000 {
+            k.kick();
+        }
+        assert!(readable(&k));
+        // Drains are bounded: the socket holds a few hundred, read 64 at a time.
+        let mut drains = 0;
+        while readable(&k) {
+            let n = k.drain();
+            assert!((1..=KICK_DRAIN_MAX).contains(&n), "{n}");
+            drains += 1;
+            assert!(drains < 100, "a full socket takes more than 100 drains");
+        }
+        assert!(drains > 1, "a full socket is more than one drain's worth");
+        // Empty and blocking now: a drain still returns at once.
+        assert_eq!(k.drain(), 0);
+    }
+
+    #[test]
+    fn a_kick_shut_down_by_a_holder_is_broken() {
+        let k = Kick::new().unwrap();
+        k.kick();
+        nix::sys::socket::shutdown(k.fd().as_raw_fd(), nix::sys::socket::Shutdown::Both).unwrap();
+        assert_eq!(k.drain(), 1, "the kick sent before");
+        assert!(readable(&k), "a shut-down socket stays readable");
+        assert_eq!(k.drain(), 0, "readable, and nothing to read: broken");
+    }
+
+    #[test]
+    fn only_its_holders_can_kick_it() {
+        use nix::sys::socket::{
+            getsockname, sendto, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
+        };
+        let k = Kick::new().unwrap();
+        let at: UnixAddr = getsockname(k.fd().as_raw_fd()).unwrap();
+        let s = socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        let r = sendto(s.as_raw_fd(), &[1], &at, MsgFlags::MSG_DONTWAIT);
+        assert_eq!(r, Err(nix::Error::EPERM));
+        assert!(!readable(&k));
+    }
 
     #[test]
     fn push_pop_wrap_and_full() {

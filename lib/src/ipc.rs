@@ -24,6 +24,11 @@ const MORE: u8 = 1;
 const LAST: u8 = 2;
 /// Most descriptors one message carries.
 pub const MAX_FDS: usize = 8;
+/// Most packets of one message: as many as [`encode`] makes of the longest one.
+pub const MAX_FRAGMENTS: usize = MAX_MSG / (MAX_FRAGMENT - 1) + 1;
+/// How long the packets of one message may take to arrive, from the first: a peer that
+/// sends a fragment now and then must not hold the reader for longer.
+pub const MESSAGE_TIME: Duration = Duration::from_secs(10);
 
 fn nix_io(e: nix::Error) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
@@ -205,43 +210,43 @@ impl Channel {
     }
 
     /// One whole message: a single packet, or the packets of a long one put together (at
-    /// most [`MAX_MSG`] bytes: a longer one is read to its end and refused).
+    /// most [`MAX_MSG`] bytes, in at most [`MAX_FRAGMENTS`] packets that all arrive within
+    /// [`MESSAGE_TIME`] of the first; a message that breaks a bound is refused at once).
+    /// Descriptors come with the first packet: any on later ones are closed, and a message
+    /// keeps at most [`MAX_FDS`] (a peer must not fill our descriptor table).
     fn recv_message(&self) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
         let (first, mut fds) = self.recv_raw()?;
+        fds.truncate(MAX_FDS);
         if first.first() != Some(&MORE) {
             return Ok((first, fds));
         }
+        let bad = |what: String| Err(io::Error::new(io::ErrorKind::InvalidData, what));
+        let until = std::time::Instant::now() + MESSAGE_TIME;
         let mut body = first.get(1..).unwrap_or(&[]).to_vec();
-        let mut too_long = false;
-        loop {
-            let (p, more_fds) = self.recv_raw()?;
-            fds.extend(more_fds);
-            let (Some(&mark), Some(part)) = (p.first(), p.get(1..)) else {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "empty fragment"));
-            };
-            if mark != MORE && mark != LAST {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a message began inside another",
+        for _ in 1..MAX_FRAGMENTS {
+            if std::time::Instant::now() > until {
+                return bad(format!(
+                    "a message's packets took more than {} s",
+                    MESSAGE_TIME.as_secs()
                 ));
             }
+            // Descriptors on a later packet are no part of the message: closed here.
+            let (p, _) = self.recv_raw()?;
+            let (Some(&mark), Some(part)) = (p.first(), p.get(1..)) else {
+                return bad("empty fragment".into());
+            };
+            if mark != MORE && mark != LAST {
+                return bad("a message began inside another".into());
+            }
             if body.len() + part.len() > MAX_MSG {
-                too_long = true;
-                body.clear();
-            } else if !too_long {
-                body.extend_from_slice(part);
+                return bad(format!("message longer than {MAX_MSG} bytes"));
             }
+            body.extend_from_slice(part);
             if mark == LAST {
-                break;
+                return Ok((body, fds));
             }
         }
-        if too_long {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("message longer than {MAX_MSG} bytes"),
-            ));
-        }
-        Ok((body, fds))
+        bad(format!("a message of more than {MAX_FRAGMENTS} packets"))
     }
 
     fn recv_raw(&self) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
@@ -431,6 +436,56 @@ mod tests {
         t.join().unwrap();
         assert!(encode(&rows).unwrap().len() > 40);
         assert_eq!(encode(&"short").unwrap().len(), 1);
+    }
+
+    /// Descriptors ride on a message's first packet only, at most [`MAX_FDS`]: those sent
+    /// on later packets are closed, not handed on (a peer sending a few with every
+    /// fragment filled o7sd's descriptor table).
+    #[test]
+    fn descriptors_on_later_fragments_are_not_kept() {
+        let (a, b) = Channel::pair().unwrap();
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let some: Vec<BorrowedFd<'_>> = (0..MAX_FDS).map(|_| r.as_fd()).collect();
+        a.send_packet(&[MORE, b'['], &some[..2], MsgFlags::MSG_NOSIGNAL)
+            .unwrap();
+        for _ in 0..3 {
+            a.send_packet(&[MORE, b' '], &some, MsgFlags::MSG_NOSIGNAL)
+                .unwrap();
+        }
+        a.send_packet(&[LAST, b']'], &some, MsgFlags::MSG_NOSIGNAL)
+            .unwrap();
+        let (got, fds) = b.recv::<Vec<u32>>().unwrap();
+        assert!(got.is_empty());
+        assert_eq!(fds.len(), 2, "the first packet's descriptors only");
+    }
+
+    /// A message of more packets than the longest one takes is refused as soon as it has
+    /// that many, not read on for as long as the peer sends.
+    #[test]
+    fn a_message_of_too_many_packets_is_refused() {
+        let (a, b) = Channel::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            a.send_packet(&[MORE, b'['], &[], MsgFlags::MSG_NOSIGNAL)
+                .unwrap();
+            let mut sent = 1;
+            // Until the reader gives up and closes its end.
+            while a
+                .send_packet(&[MORE, b' '], &[], MsgFlags::MSG_NOSIGNAL)
+                .is_ok()
+            {
+                sent += 1;
+                if sent > 4 * MAX_FRAGMENTS {
+                    break;
+                }
+            }
+            sent
+        });
+        let e = b.recv::<Vec<u32>>().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("packets"), "{e}");
+        drop(b);
+        let sent = t.join().unwrap();
+        assert!(sent <= 4 * MAX_FRAGMENTS, "the reader read on: {sent}");
     }
 
     #[test]

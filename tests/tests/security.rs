@@ -552,6 +552,68 @@ fn an_app_cannot_resize_its_flow_memory_or_hurt_other_flows() {
     assert_eq!(sum["received"], 3, "{}", text(&o));
 }
 
+/// An app that attacks the kicks it shares with the data plane (clears O_NONBLOCK on
+/// them, fills one, shuts the other down), or writes impossible ring indices, costs only its
+/// own flow: the data plane removes it and says why, without blocking on the full kick,
+/// and another flow loses nothing. Before: with eventfds, a blocking kick of a full counter
+/// stopped the worker; a shut-down kick or a corrupt ring kept it from ever sleeping (the
+/// flow stayed, its ring counted as work).
+#[test]
+fn an_app_cannot_block_or_spin_the_data_plane_through_its_kicks_or_indices() {
+    let _one = one_at_a_time();
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("sk");
+    let _b = t.daemon("b", &server_conf(&t.dev("b")));
+    let a = t.daemon("a", &client_conf(&t.dev("a")));
+    let ping = {
+        let mut c = t.cmd("a", &bin("oping"));
+        c.args(["-n", "oping-server", "-c", "200", "-i", "10ms", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let o = t
+        .cmd("a", &bin("o7s-hostile"))
+        .args(["kicks", "oping-server"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        eventually(Duration::from_secs(3), || a
+            .log()
+            .contains("its app shut its kick down")),
+        "{}",
+        a.log()
+    );
+    let o = t
+        .cmd("a", &bin("o7s-hostile"))
+        .args(["indices", "oping-server"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        eventually(Duration::from_secs(3), || a
+            .log()
+            .contains("its app corrupted its ring")),
+        "{}",
+        a.log()
+    );
+    let out = ping.wait_with_output().unwrap();
+    let sum: Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("null"),
+    )
+    .unwrap_or(Value::Null);
+    assert_eq!(sum["received"], 200, "{sum}\n{}", a.log());
+    assert!(!a.log().contains("data plane died"), "{}", a.log());
+    let (sum, o) = t.oping("a", &["-n", "oping-server", "-c", "3", "-i", "20ms"]);
+    assert_eq!(sum["received"], 3, "{}", text(&o));
+}
+
 /// (5): `config load /dev/zero` is refused at once, and 10,000 allocations to 50 KB names
 /// and 2,000 to unknown names leave o7sd's memory within 10 % of where it started, with a
 /// bounded log. Before: gigabytes for /dev/zero, +200 MB never freed for the names.

@@ -130,7 +130,6 @@ fn drain_app(st: &mut State, j: usize, limit: usize) -> usize {
         return 0;
     };
     let (uni, flow) = (jf.uni, jf.flow);
-    jf.tx.drain();
     let ring = jf.mem.ring(o7s::ring::Dir::Tx);
     loop {
         while sdus.len() < limit {
@@ -325,8 +324,15 @@ impl Owner {
         let Some(j) = st.bc_joined.iter().position(|j| j.token == token) else {
             return;
         };
+        // Readable and nothing to read: the process shut its kick down, which would stay
+        // readable for good and keep the loop from sleeping. Its flow ends.
+        let broken = st.bc_joined.get(j).map(|jf| (jf.tx.drain() == 0, jf.flow));
         let n = drain_app(&mut st, j, TURN);
         drop(st);
+        if let Some((true, flow)) = broken {
+            tracing::warn!("Joined flow {flow}: its process shut its kick down; flow ended.");
+            self.bc_leave(flow);
+        }
         if n > 0 {
             self.wake();
         }
@@ -339,8 +345,10 @@ impl Owner {
         let Some(i) = st.bc_joined.iter().position(|j| j.flow == flow) else {
             return false;
         };
-        // What it wrote before it went still goes to the layer.
-        drain_app(&mut st, i, usize::MAX);
+        // What it wrote before it went still goes to the layer: at most a ring's worth (a
+        // process that keeps writing as it goes must not keep the loop here).
+        let most = st.bc_joined.get(i).map_or(0, |j| j.mem.slots() as usize);
+        drain_app(&mut st, i, most);
         let j = st.bc_joined.swap_remove(i);
         st.flows.remove(&flow);
         j.mem.flags().fetch_or(flags::PEER_DOWN, Ordering::SeqCst);

@@ -374,6 +374,8 @@ impl Dataplane {
                 }
                 Ok(Some(Err(_))) => p.stats.tx_errors += 1,
                 Err(_) => {
+                    // No SDU was taken: not work (the flow goes at the next look at the apps).
+                    done -= 1;
                     f.stats.drop_ring_corrupt += 1;
                     break;
                 }

@@ -86,8 +86,15 @@ impl Dataplane {
             let mut fds = Vec::new();
             let mut ids = Vec::new();
             for (id, f) in &self.flows {
+                // A ring the app corrupted (impossible indices, or a slot's length) stays
+                // so: nothing more can be read or written.
+                let corrupt = |d| f.mem.ring(d).len().is_err() || f.stats.drop_ring_corrupt > 0;
                 if f.mem.flags().load(Ordering::SeqCst) & flags::APP_CLOSED != 0 {
                     gone.push((*id, "its app let it go"));
+                } else if corrupt(Dir::Tx) || corrupt(Dir::Rx) {
+                    gone.push((*id, "its app corrupted its ring"));
+                } else if self.broken_kicks.contains(id) {
+                    gone.push((*id, "its app shut its kick down"));
                 } else if let Some(p) = &f.pidfd {
                     fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
                     ids.push(*id);
@@ -101,6 +108,7 @@ impl Dataplane {
                 }
             }
         }
+        self.broken_kicks.clear();
         for (flow, why) in gone {
             let pid = self.flows.get(&flow).map_or(0, |f| f.pid);
             tracing::info!("flow {flow}: removed: {why} (pid {pid})");

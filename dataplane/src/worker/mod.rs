@@ -201,6 +201,9 @@ pub struct Dataplane {
     yields_for_apps: u64,
     /// Times the loop slept in poll(2).
     sleeps: u64,
+    /// Flows whose app broke its kick (polled readable, nothing to read: shut down), to be
+    /// removed at the next look at the apps ([`Dataplane::check_apps`]).
+    broken_kicks: Vec<u64>,
     /// The other workers' inboxes, and this worker's index among them (several workers).
     handoff: Option<(std::sync::Arc<crate::handoff::Handoff>, usize)>,
     /// This worker's copy of who owns which flow, brought up to date once per turn.
@@ -283,6 +286,7 @@ impl Dataplane {
             worker: WorkerInfo::default(),
             yields_for_apps: 0,
             sleeps: 0,
+            broken_kicks: Vec::new(),
             buf: vec![0u8; 65536],
             frame: Vec::with_capacity(65536),
             pdu: Vec::with_capacity(65536),
@@ -528,7 +532,9 @@ impl Dataplane {
             if let Some(f) = self.flows.get(id) {
                 // A writer held by its MB-ECN window waits for its time, below.
                 let held = f.ca.as_ref().is_some_and(|c| c.held(self.now));
-                pending_tx |= !held && !f.mem.ring(Dir::Tx).is_empty();
+                // A corrupt ring is no work (its flow is removed at the next look at the
+                // apps): with it as work the loop would never sleep.
+                pending_tx |= !held && f.mem.ring(Dir::Tx).len().is_ok_and(|n| n > 0);
             }
         }
         if let Some((h, w)) = &self.handoff {
@@ -582,7 +588,10 @@ impl Dataplane {
         for ((id, _), k) in ids.flows.iter().zip(kicked) {
             if k {
                 if let Some(f) = self.flows.get(id) {
-                    f.tx_kick.drain();
+                    // Readable and nothing to read: the app shut its kick down.
+                    if f.tx_kick.drain() == 0 && !self.broken_kicks.contains(id) {
+                        self.broken_kicks.push(*id);
+                    }
                 }
             }
         }

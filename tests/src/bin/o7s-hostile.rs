@@ -4,6 +4,13 @@
 //! - `truncate NAME`: allocates a flow to NAME, then tries to shrink and grow its flow
 //!   memory (a shrink used to kill the data plane with SIGBUS) and scribbles over the ring
 //!   indices the data plane reads; holds the flow for a second.
+//! - `kicks NAME`: allocates a flow to NAME and attacks the kicks it shares with the data
+//!   plane: clears O_NONBLOCK on both, fills its rx kick (the data plane's next kick of it
+//!   must not block), shuts its tx kick down (readable for good: the data plane must not
+//!   spin on it); holds the flow for a second.
+//! - `indices NAME`: allocates a flow to NAME and writes its tx ring's head far past its
+//!   tail (more SDUs than slots, which no honest app can write), once; holds the flow for a
+//!   second.
 //! - `allocs COUNT LEN THREADS`: COUNT allocations to distinct names of LEN bytes (1 ms
 //!   time-out each) from THREADS threads; counts the replies by error code.
 //! - `accept COUNT SECONDS`: accepts COUNT flows and holds them for SECONDS.
@@ -36,6 +43,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("truncate") => truncate(args.get(1).map_or("oping-server", String::as_str)),
+        Some("kicks") => kicks(args.get(1).map_or("oping-server", String::as_str)),
+        Some("indices") => indices(args.get(1).map_or("oping-server", String::as_str)),
         Some("allocs") => {
             let n = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
             allocs(n(1, 1000), n(2, 50_000), n(3, 4))
@@ -76,7 +85,7 @@ fn main() -> ExitCode {
             half_long(n(1, 100), n(2, 10))
         }
         _ => Err(
-            "usage: o7s-hostile truncate NAME | allocs COUNT LEN THREADS | accept COUNT SECONDS | hold COUNT NAME SECONDS | accept-timeout MS | pending COUNT NAME MS | silent COUNT SECONDS | half-long COUNT SECONDS | frct-liar SECONDS"
+            "usage: o7s-hostile truncate NAME | kicks NAME | indices NAME | allocs COUNT LEN THREADS | accept COUNT SECONDS | hold COUNT NAME SECONDS | accept-timeout MS | pending COUNT NAME MS | silent COUNT SECONDS | half-long COUNT SECONDS | frct-liar SECONDS"
                 .into(),
         ),
     };
@@ -145,6 +154,55 @@ fn truncate(name: &str) -> Result<String, String> {
         s(shrink),
         s(grow)
     ))
+}
+
+fn indices(name: &str) -> Result<String, String> {
+    let (_ch, r, fds) = alloc(name, 3000)?;
+    if !matches!(r, Reply::Flow(_)) {
+        return Err(format!("no flow: {r:?}"));
+    }
+    let mem = fds.first().ok_or("no flow memory")?;
+    let file = std::fs::File::from(mem.try_clone().map_err(|e| e.to_string())?);
+    // Safety: our own mapping of memory we were handed; the data plane must survive
+    // whatever we write into it.
+    let mut m = unsafe { memmap2::MmapMut::map_mut(&file) }.map_err(|e| e.to_string())?;
+    // The tx ring's head (byte 128, after the header) and tail (64 bytes further).
+    let word = |m: &memmap2::MmapMut, at: usize| {
+        m.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_ne_bytes)
+    };
+    let tail = word(&m, 128 + 64);
+    // Half the index space ahead: more than any ring's slots.
+    let head = tail.wrapping_add(0x8000_0000);
+    if let Some(b) = m.get_mut(128..132) {
+        b.copy_from_slice(&head.to_ne_bytes());
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    Ok(format!("{{\"tail\":{tail},\"head\":{head}}}"))
+}
+
+fn kicks(name: &str) -> Result<String, String> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::sys::socket::{shutdown, Shutdown};
+    use std::os::fd::AsRawFd;
+    let (_ch, r, fds) = alloc(name, 3000)?;
+    if !matches!(r, Reply::Flow(_)) {
+        return Err(format!("no flow: {r:?}"));
+    }
+    let (Some(tx), Some(rx)) = (fds.get(1), fds.get(2)) else {
+        return Err("no kicks".into());
+    };
+    for k in [tx, rx] {
+        fcntl(k, FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| format!("fcntl: {e}"))?;
+    }
+    let rx_kick = o7s::ring::Kick::from_fd(rx.try_clone().map_err(|e| e.to_string())?);
+    for _ in 0..10_000 {
+        rx_kick.kick();
+    }
+    shutdown(tx.as_raw_fd(), Shutdown::Both).map_err(|e| format!("shutdown: {e}"))?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    Ok("{\"kicks\":\"attacked\"}".into())
 }
 
 fn allocs(count: usize, len: usize, threads: usize) -> Result<String, String> {
