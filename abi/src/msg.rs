@@ -569,6 +569,9 @@ pub struct PortStats {
     /// PDUs dropped: their N-1 flow's queue was full.
     #[serde(default)]
     pub drop_queue_full: u64,
+    /// PDUs dropped from the port's queue: their N-1 flow went before they could leave.
+    #[serde(default)]
+    pub drop_flow_gone: u64,
     /// PDUs whose ECN byte this port's queue raised (16 or more waiting).
     #[serde(default)]
     pub ecn_marked: u64,

@@ -1,5 +1,5 @@
 //! Per-flow shared memory between an app and the data plane: two single-producer
-//! single-consumer rings of fixed-size slots in one memfd, plus an eventfd per direction.
+//! single-consumer rings of fixed-size slots in one memfd, plus a [`Kick`] per direction.
 //!
 //! Layout (all offsets multiples of 64 bytes):
 //! `header(128): magic, version, slots, slot size, flags, counter, the app's FRCP state (10

@@ -36,6 +36,10 @@ pub enum Handed {
     Send {
         /// The N-1 flow.
         n1: u64,
+        /// A PDU another IPCP sent through us (counted `forwarded` where it leaves), not
+        /// one of this IPCP's own (an N+1 flow's SDU, a keepalive, a FLOW_UPDATE: counted
+        /// `sent` by the worker that made it).
+        transit: bool,
     },
     /// A FLOW_UPDATE (PCI and message) for IPCP `ipcp`'s N+1 flow that the worker owns:
     /// its MB-ECN sender takes it.
@@ -278,7 +282,10 @@ mod tests {
     fn pdu(n: u8) -> HandedPdu {
         HandedPdu {
             ipcp: 1,
-            what: Handed::Send { n1: 9 },
+            what: Handed::Send {
+                n1: 9,
+                transit: true,
+            },
             pdu: vec![n],
         }
     }
@@ -322,7 +329,10 @@ mod tests {
                 1,
                 HandedPdu {
                     ipcp: 1,
-                    what: Handed::Send { n1: 9 },
+                    what: Handed::Send {
+                        n1: 9,
+                        transit: true
+                    },
                     pdu: b
                 }
             ));

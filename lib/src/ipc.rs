@@ -1,5 +1,5 @@
 //! Message channels between apps, `o7sd` and the data plane: Unix `SOCK_SEQPACKET` sockets
-//! carrying one JSON message per packet, with file descriptors (memfd, eventfds) passed as
+//! carrying one JSON message per packet, with file descriptors (memfd, kicks) passed as
 //! `SCM_RIGHTS`.
 
 use nix::sys::socket::{

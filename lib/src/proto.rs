@@ -265,7 +265,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Reply {
-    /// A flow: its shared memory and eventfds travel with the message as
+    /// A flow: its shared memory and kicks travel with the message as
     /// `[memfd, tx kick, rx kick]`.
     Flow(FlowInfo),
     /// Done.

@@ -47,8 +47,8 @@ const ACCEPTS_PER_TURN: usize = 64;
 /// How often the loop does its periodic work ([`Daemon::tick`]).
 const TICK: Duration = Duration::from_millis(100);
 
-/// Wakes the event loop from any thread: an eventfd the loop watches (a write never
-/// blocks; the loop clears it with one read however many wakes came).
+/// Wakes the event loop from any thread: a [`o7s::ring::Kick`] the loop watches (a kick
+/// never blocks; the loop clears up to 64 wakes with one drain, more at its next turn).
 #[derive(Debug, Clone, Default)]
 pub struct Waker(Option<Arc<o7s::ring::Kick>>);
 
@@ -130,7 +130,7 @@ impl Default for LoopShared {
         let waker = match o7s::ring::Kick::new() {
             Ok(k) => Waker(Some(Arc::new(k))),
             Err(e) => {
-                tracing::error!("cannot make the event loop's eventfd: {e}");
+                tracing::error!("cannot make the event loop's waker: {e}");
                 Waker(None)
             }
         };

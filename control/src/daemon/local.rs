@@ -3,7 +3,7 @@
 //! name's program if it has one to auto-start) and gives both the same flow memory, the
 //! accepting end with its rings the other way round (`FlowInfo::swapped`): each process
 //! writes straight into the other's receive ring, with no data plane and no copy between.
-//! The eventfds cross the same way (one's tx kick is the other's rx kick).
+//! The kicks cross the same way (one's tx kick is the other's rx kick).
 //!
 //! A flow ends when either process lets it go: its library marks the shared memory
 //! (`APP_CLOSED`, which a local flow's other end reads as the end) and its connection

@@ -299,10 +299,19 @@ impl Dataplane {
             let mut flush = false;
             while let Some((n1, buf)) = self.shapers.get_mut(&port).and_then(|s| s.pop(now)) {
                 let Some(d) = self.n1_dest(n1) else {
-                    // The N-1 flow is gone: what waited for it goes too.
+                    // The N-1 flow is gone: what waited for it goes too, counted.
+                    let mut gone = 0;
                     if let Some(s) = self.shapers.get_mut(&port) {
                         s.recycle(buf);
-                        s.forget(n1);
+                        gone = 1 + s.forget(n1) as u64;
+                    }
+                    if let Some(st) = self
+                        .ports
+                        .get_mut(&port)
+                        .map(|p| &mut p.stats)
+                        .or_else(|| self.uports.get_mut(&port).map(|u| &mut u.stats))
+                    {
+                        st.drop_flow_gone += gone;
                     }
                     continue;
                 };
@@ -390,7 +399,7 @@ impl Dataplane {
                 w,
                 crate::handoff::HandedPdu {
                     ipcp: spec.ipcp,
-                    what: crate::handoff::Handed::Send { n1 },
+                    what: crate::handoff::Handed::Send { n1, transit: false },
                     pdu,
                 },
             );

@@ -235,8 +235,12 @@ impl Dataplane {
             };
             match (self.flows.get_mut(&flow), pdu.get_mut(PCI_LEN..)) {
                 (Some(f), Some(sdu)) => {
+                    // A sealed SDU that did not open (forged: the PCI is in clear) is
+                    // counted by the flow, not delivered, and its ECN byte not believed.
+                    if !f.deliver_mut(sdu, self.now) {
+                        return true;
+                    }
                     u.stats.delivered += 1;
-                    f.deliver_mut(sdu, self.now);
                 }
                 _ => {
                     u.stats.drop_n1 += 1;
@@ -282,7 +286,7 @@ impl Dataplane {
                         w,
                         HandedPdu {
                             ipcp,
-                            what: Handed::Send { n1 },
+                            what: Handed::Send { n1, transit: true },
                             pdu: self.handed_buf(pdu),
                         },
                     );
@@ -431,7 +435,7 @@ impl Dataplane {
     }
 
     /// Pushes `p` into worker `w`'s inbox, counted (a full inbox drops it).
-    pub(super) fn hand_off(&mut self, w: usize, p: HandedPdu) {
+    pub(super) fn hand_off(&mut self, w: usize, p: HandedPdu) -> bool {
         let ipcp = p.ipcp;
         let took = self.handoff.as_ref().is_some_and(|(h, _)| h.push(w, p));
         if let Some(u) = self.unis.get_mut(&ipcp) {
@@ -441,6 +445,7 @@ impl Dataplane {
                 u.stats.drop_handoff += 1;
             }
         }
+        took
     }
 
     /// PDUs other workers handed us (a batch): sent on our N-1 flow or delivered to our
@@ -456,8 +461,10 @@ impl Dataplane {
                 break;
             };
             n += 1;
+            // A handed SDU for a flow here that did not decrypt: the flow counted it.
+            let mut forged = false;
             let done = match p.what {
-                Handed::Send { n1 } => {
+                Handed::Send { n1, .. } => {
                     self.mark_ecn(&mut p.pdu, n1);
                     let sent = self.n1_dest(n1).is_some_and(|d| {
                         build_n1(&mut self.frame, &d, p.pdu.len(), |o| {
@@ -488,8 +495,8 @@ impl Dataplane {
                         p.pdu.get_mut(PCI_LEN..),
                     ) {
                         (Some(f), Some(sdu)) => {
-                            f.deliver_mut(sdu, self.now);
-                            true
+                            forged = !f.deliver_mut(sdu, self.now);
+                            !forged
                         }
                         _ => false,
                     };
@@ -507,15 +514,18 @@ impl Dataplane {
                 .entry(p.ipcp)
                 .or_insert_with(|| UniState::new(p.ipcp));
             match (done, p.what) {
-                (true, Handed::Send { .. }) => {
+                (true, Handed::Send { transit, .. }) => {
                     u.stats.handed_in += 1;
-                    u.stats.forwarded += 1;
+                    if transit {
+                        u.stats.forwarded += 1;
+                    }
                 }
                 (true, Handed::Deliver { .. }) => {
                     u.stats.handed_in += 1;
                     u.stats.delivered += 1;
                 }
                 (false, Handed::Send { .. }) => u.stats.drop_n1 += 1,
+                (false, Handed::Deliver { .. }) if forged => u.stats.handed_in += 1,
                 (false, Handed::Deliver { .. }) => u.stats.drop_unknown_eid += 1,
                 (true, Handed::FlowUpdate { .. }) => u.stats.handed_in += 1,
                 // Not a FLOW_UPDATE after all (the first worker parsed it): dropped.
@@ -731,7 +741,7 @@ impl Dataplane {
                 w,
                 HandedPdu {
                     ipcp: spec.ipcp,
-                    what: Handed::Send { n1 },
+                    what: Handed::Send { n1, transit: false },
                     pdu,
                 },
             );
@@ -762,15 +772,15 @@ impl Dataplane {
                     return false;
                 }
             }
-            self.hand_off(
+            // A full inbox drops it (counted there): not sent.
+            return self.hand_off(
                 w,
                 HandedPdu {
                     ipcp: spec.ipcp,
-                    what: Handed::Send { n1 },
+                    what: Handed::Send { n1, transit: false },
                     pdu: o,
                 },
             );
-            return true;
         }
         let dest = n1.and_then(|n1| self.n1_dest(n1));
         let (Some(d), Some(f)) = (dest, self.flows.get_mut(&id)) else {

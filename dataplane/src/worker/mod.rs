@@ -3,6 +3,8 @@
 
 mod congestion;
 mod control;
+#[cfg(test)]
+mod delivery_tests;
 mod dt_path;
 mod eth_path;
 mod lifecycle;
@@ -118,13 +120,13 @@ fn push_rx(mem: &FlowMem, stats: &mut FlowStats, kick_due: &mut bool, sdu: &[u8]
 
 impl Flow {
     /// Hands an SDU from the peer to the app's rx ring, decrypting it first if the flow is
-    /// encrypted (a copy into scratch space).
-    fn deliver(&mut self, wire: &[u8], now: Instant) {
+    /// encrypted (a copy into scratch space). `false` when it did not decrypt.
+    fn deliver(&mut self, wire: &[u8], now: Instant) -> bool {
         let sdu = match &mut self.crypt {
             Some(c) => {
                 if c.open(wire, &mut self.plain).is_err() {
                     self.stats.drop_decrypt += 1;
-                    return;
+                    return false;
                 }
                 self.plain.as_slice()
             }
@@ -133,19 +135,22 @@ impl Flow {
         self.last_rx = now;
         if sdu.is_empty() {
             self.stats.rx_keepalives += 1;
-            return;
+            return true;
         }
         push_rx(&self.mem, &mut self.stats, &mut self.kick_due, sdu);
+        true
     }
 
     /// As [`Flow::deliver`], decrypting in place when the SDU uses the current key (no copy).
-    fn deliver_mut(&mut self, wire: &mut [u8], now: Instant) {
+    /// `false` when a sealed SDU did not open (forged or corrupted, counted `drop_decrypt`):
+    /// such a PDU must not count as delivered nor steer congestion control.
+    fn deliver_mut(&mut self, wire: &mut [u8], now: Instant) -> bool {
         if let Some(c) = &mut self.crypt {
             match c.open_in_place(wire) {
                 Ok(Some(r)) if r.is_empty() => {
                     self.last_rx = now;
                     self.stats.rx_keepalives += 1;
-                    return;
+                    return true;
                 }
                 Ok(Some(r)) => {
                     self.last_rx = now;
@@ -155,16 +160,16 @@ impl Flow {
                         &mut self.kick_due,
                         wire.get(r).unwrap_or(&[]),
                     );
-                    return;
+                    return true;
                 }
                 Ok(None) => {}
                 Err(_) => {
                     self.stats.drop_decrypt += 1;
-                    return;
+                    return false;
                 }
             }
         }
-        self.deliver(wire, now);
+        self.deliver(wire, now)
     }
 }
 

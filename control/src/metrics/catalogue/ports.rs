@@ -165,6 +165,11 @@ pub(in crate::metrics) const PORTS: &[(&str, Kind, &str)] = &[
         "PDUs dropped because their N-1 flow's queue on the port was full",
     ),
     (
+        "o7s_port_drop_flow_gone",
+        C,
+        "PDUs dropped from the port's queue because their N-1 flow went before they could leave",
+    ),
+    (
         "o7s_port_ecn_marked",
         C,
         "PDUs whose ECN byte the port's queue raised (16 or more waiting)",
