@@ -456,81 +456,91 @@ impl SharedSdu<'_> {
     }
 }
 
-/// Wakes the consumer of a ring: an AF_UNIX datagram socket connected to itself, whose
-/// descriptor every process of the flow holds (o7sd, the data plane, the app). A kick is a
-/// one-byte datagram; the consumer polls the socket and drains it.
+/// Wakes the consumer of a ring: a pipe that every process of the flow (o7sd, the data
+/// plane, the app) holds open for reading and writing. A kick is one byte written; the
+/// consumer polls the pipe and drains it.
 ///
-/// Not an eventfd: whether a read or write of an eventfd blocks is a flag of the open file
-/// (O_NONBLOCK), which every holder of the shared file may clear. An app could clear it
-/// and fill the counter, and the data plane's next kick then blocked the worker and every
-/// flow on it. A socket takes MSG_DONTWAIT on each call, whatever the file's flags: no
-/// holder can make another block. Nobody else can send to it (a connected datagram socket
-/// takes datagrams from its peer only, here itself).
+/// Each process holds a description of the pipe of its own (O_RDWR | O_NONBLOCK): made by
+/// [`Kick::new`], opened again by [`Kick::from_fd`] for what it receives, and by
+/// [`Kick::share`] for what it sends. Whether a read or write blocks is a flag of the open
+/// file description, which its holders share: with the eventfds kicks were before, an app
+/// could clear O_NONBLOCK on the description the data plane also held, fill the counter,
+/// and the worker's next kick blocked, and every flow of the worker with it. No holder can
+/// change another's description, and as every holder also reads, a write never meets a
+/// pipe without readers (no SIGPIPE), nor a read a pipe without writers (no end of file).
 #[derive(Debug)]
 pub struct Kick {
     fd: OwnedFd,
 }
 
-/// Datagrams one [`Kick::drain`] reads at most: a holder that keeps kicking costs the
-/// consumer a bounded amount of work per wake-up (the rest is read at the next one).
+/// Kicks one [`Kick::drain`] reads at most: a holder that keeps kicking costs the consumer
+/// a bounded amount of work per wake-up (the rest is read at the next one).
 pub const KICK_DRAIN_MAX: usize = 64;
 
+/// A description of its own of the pipe behind `fd` (readable and writable, non-blocking);
+/// refused when `fd` is no pipe.
+fn reopen_pipe(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::{fstat, Mode, SFlag};
+    let err = |e: nix::Error| io::Error::from_raw_os_error(e as i32);
+    let st = fstat(fd).map_err(err)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a kick that is no pipe",
+        ));
+    }
+    open(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(),
+        OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(err)
+}
+
 impl Kick {
-    /// A new kick socket.
+    /// A new kick.
     pub fn new() -> io::Result<Self> {
-        use nix::sys::socket::{
-            bind, connect, getsockname, socket, AddressFamily, SockFlag, SockType, UnixAddr,
-        };
+        use nix::fcntl::OFlag;
+        use nix::sys::stat::{fchmod, Mode};
         let err = |e: nix::Error| io::Error::from_raw_os_error(e as i32);
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            None,
-        )
-        .map_err(err)?;
-        // An address of the kernel's choosing (autobind: abstract, unique), to connect to.
-        bind(fd.as_raw_fd(), &UnixAddr::new_unnamed()).map_err(err)?;
-        let me: UnixAddr = getsockname(fd.as_raw_fd()).map_err(err)?;
-        connect(fd.as_raw_fd(), &me).map_err(err)?;
+        let (r, _w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(err)?;
+        let fd = reopen_pipe(r.as_fd())?;
+        // Processes of other users that receive it open it again ([`Kick::from_fd`]), which
+        // the pipe's mode must allow. Nobody else can: only through a descriptor it holds
+        // (`/proc/self/fd`), or one of a process it could trace.
+        fchmod(&fd, Mode::from_bits_truncate(0o666)).map_err(err)?;
         Ok(Self { fd })
     }
-    /// Wraps a received kick.
-    pub fn from_fd(fd: OwnedFd) -> Self {
-        Self { fd }
+    /// A received kick, opened again as a description of our own (whose O_NONBLOCK no
+    /// other holder can clear); the received descriptor is closed. Refused when it is no
+    /// pipe.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        Ok(Self {
+            fd: reopen_pipe(fd.as_fd())?,
+        })
     }
-    /// Wakes the waiter. Never blocks; a kick that finds the socket full is not needed (the
+    /// A descriptor of the same pipe to hand to another process, on a description of its
+    /// own (a dup would share ours with it).
+    pub fn share(&self) -> io::Result<OwnedFd> {
+        reopen_pipe(self.fd.as_fd())
+    }
+    /// Wakes the waiter. Never blocks; a kick that finds the pipe full is not needed (the
     /// waiter has some to read already).
     pub fn kick(&self) {
-        use nix::sys::socket::{send, MsgFlags};
-        let _ = send(
-            self.fd.as_raw_fd(),
-            &[1],
-            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-        );
+        let _ = nix::unistd::write(&self.fd, &[1]);
     }
-    /// Clears pending kicks, at most [`KICK_DRAIN_MAX`]; how many it read. Never blocks.
-    /// A consumer that polled the kick readable and reads none has a broken kick: a holder
-    /// shut the socket down, and it stays readable for good (a waiter would never sleep
-    /// again), so the consumer ends the flow.
+    /// Clears pending kicks, at most [`KICK_DRAIN_MAX`], with one system call; how many it
+    /// read. Never blocks.
     pub fn drain(&self) -> usize {
-        use nix::sys::socket::{recv, MsgFlags};
-        let mut b = [0u8; 8];
-        let mut n = 0;
-        for _ in 0..KICK_DRAIN_MAX {
-            match recv(self.fd.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
-                Ok(_) => n += 1,
-                Err(nix::Error::EINTR) => {}
-                Err(_) => break,
-            }
-        }
-        n
+        let mut b = [0u8; KICK_DRAIN_MAX];
+        nix::unistd::read(&self.fd, &mut b).unwrap_or(0)
     }
     /// The descriptor.
     pub fn fd(&self) -> &OwnedFd {
         &self.fd
     }
-    /// Its descriptor, given up (to hand it to another process).
+    /// Its descriptor, given up (to hand it to another process, which opens it again).
     pub fn into_fd(self) -> OwnedFd {
         self.fd
     }
@@ -562,64 +572,64 @@ mod tests {
         assert!(readable(&k));
         assert_eq!(k.drain(), 2);
         assert!(!readable(&k));
-        // The same socket through another descriptor (as another process holds it).
-        let other = Kick::from_fd(k.fd().try_clone().unwrap());
+        assert_eq!(k.drain(), 0);
+        // The same pipe as another process gets it: handed on, opened again.
+        let other = Kick::from_fd(k.share().unwrap()).unwrap();
         other.kick();
         assert!(readable(&k));
         assert_eq!(k.drain(), 1);
+        k.kick();
+        assert_eq!(other.drain(), 1);
     }
 
-    /// The eventfd this replaced blocked its writer once a holder cleared O_NONBLOCK on the
-    /// shared file and filled the counter: a kick must return whatever the file's flags.
+    /// The eventfd kicks were blocked their writer once a holder cleared O_NONBLOCK on the
+    /// shared description and filled the counter: each holder's description is its own.
     #[test]
     fn kicks_never_block_even_when_a_holder_clears_nonblock_and_fills_it() {
         use nix::fcntl::{fcntl, FcntlArg, OFlag};
         let k = Kick::new().unwrap();
-        fcntl(k.fd(), FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+        // What a hostile holder received, made blocking.
+        let theirs = k.share().unwrap();
+        for _ in 0..100_000 {
+            if nix::unistd::write(&theirs, &[1; 512]).is_err() {
+                break;
+            }
+        }
+        fcntl(&theirs, FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+        // A received copy of theirs (as o7sd hands the same descriptor on) is ours again.
+        let ours = Kick::from_fd(theirs.try_clone().unwrap()).unwrap();
         for _ in 0..10_000 {
             k.kick();
+            ours.kick();
         }
         assert!(readable(&k));
-        // Drains are bounded: the socket holds a few hundred, read 64 at a time.
+        // Drains are bounded: 64 at a time.
         let mut drains = 0;
         while readable(&k) {
-            let n = k.drain();
-            assert!((1..=KICK_DRAIN_MAX).contains(&n), "{n}");
+            assert_eq!(k.drain(), KICK_DRAIN_MAX);
             drains += 1;
-            assert!(drains < 100, "a full socket takes more than 100 drains");
+            if drains > 10 {
+                break;
+            }
         }
-        assert!(drains > 1, "a full socket is more than one drain's worth");
-        // Empty and blocking now: a drain still returns at once.
+        assert!(drains > 10, "a full pipe is many drains' worth");
+        // Empty it through the blocking description; ours still returns at once when empty.
+        fcntl(&theirs, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+        let mut b = [0u8; 4096];
+        while nix::unistd::read(&theirs, &mut b).is_ok_and(|n| n > 0) {}
+        fcntl(&theirs, FcntlArg::F_SETFL(OFlag::empty())).unwrap();
         assert_eq!(k.drain(), 0);
+        assert_eq!(ours.drain(), 0);
     }
 
     #[test]
-    fn a_kick_shut_down_by_a_holder_is_broken() {
-        let k = Kick::new().unwrap();
-        k.kick();
-        nix::sys::socket::shutdown(k.fd().as_raw_fd(), nix::sys::socket::Shutdown::Both).unwrap();
-        assert_eq!(k.drain(), 1, "the kick sent before");
-        assert!(readable(&k), "a shut-down socket stays readable");
-        assert_eq!(k.drain(), 0, "readable, and nothing to read: broken");
-    }
-
-    #[test]
-    fn only_its_holders_can_kick_it() {
-        use nix::sys::socket::{
-            getsockname, sendto, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
-        };
-        let k = Kick::new().unwrap();
-        let at: UnixAddr = getsockname(k.fd().as_raw_fd()).unwrap();
-        let s = socket(
-            AddressFamily::Unix,
-            SockType::Datagram,
-            SockFlag::empty(),
-            None,
-        )
-        .unwrap();
-        let r = sendto(s.as_raw_fd(), &[1], &at, MsgFlags::MSG_DONTWAIT);
-        assert_eq!(r, Err(nix::Error::EPERM));
-        assert!(!readable(&k));
+    fn only_pipes_are_taken_as_kicks() {
+        let (m, fd) = FlowMem::create(4, 128).unwrap();
+        drop(m);
+        assert_eq!(
+            Kick::from_fd(fd).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use flow::{control, wait_any, Error, Flow};
 pub use o7s_wire::qos::QosSpec;
 
 /// Raises this process's soft limit on open files to its hard limit (o7sd, the data plane
-/// and busy apps hold several descriptors per flow: a socket, a memfd, two kick sockets); the
+/// and busy apps hold several descriptors per flow: a socket, a memfd, two kick pipes); the
 /// limit in effect afterwards.
 pub fn raise_fd_limit() -> std::io::Result<u64> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};

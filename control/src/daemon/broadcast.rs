@@ -261,7 +261,11 @@ impl Owner {
             Kick::new().map_err(FlowError::Memory)?,
             Kick::new().map_err(FlowError::Memory)?,
         );
-        let fds: Option<Vec<OwnedFd>> = [&memfd, tx.fd(), rx.fd()].into_iter().map(dup).collect();
+        // The kicks on descriptions of their own: we keep ours (a dup would share its
+        // O_NONBLOCK with the process).
+        let fds: Option<Vec<OwnedFd>> = [dup(&memfd), tx.share().ok(), rx.share().ok()]
+            .into_iter()
+            .collect();
         let fds = fds.ok_or(FlowError::Descriptors)?;
         st.next_flow += 1;
         let flow = st.next_flow;
@@ -324,15 +328,11 @@ impl Owner {
         let Some(j) = st.bc_joined.iter().position(|j| j.token == token) else {
             return;
         };
-        // Readable and nothing to read: the process shut its kick down, which would stay
-        // readable for good and keep the loop from sleeping. Its flow ends.
-        let broken = st.bc_joined.get(j).map(|jf| (jf.tx.drain() == 0, jf.flow));
+        if let Some(jf) = st.bc_joined.get(j) {
+            jf.tx.drain();
+        }
         let n = drain_app(&mut st, j, TURN);
         drop(st);
-        if let Some((true, flow)) = broken {
-            tracing::warn!("Joined flow {flow}: its process shut its kick down; flow ended.");
-            self.bc_leave(flow);
-        }
         if n > 0 {
             self.wake();
         }

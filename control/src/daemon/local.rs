@@ -195,12 +195,15 @@ impl Owner {
             }
         };
         let mtu = LOCAL_MTU.min(mem.max_sdu());
-        let fds = |x: [&OwnedFd; 3]| -> Option<Vec<OwnedFd>> { x.into_iter().map(dup).collect() };
+        // The kicks on descriptions of their own for each process (we keep ours: a dup would
+        // share its O_NONBLOCK with them).
+        let fds = |tx: &Kick, rx: &Kick| -> Option<Vec<OwnedFd>> {
+            [dup(&memfd), tx.share().ok(), rx.share().ok()]
+                .into_iter()
+                .collect()
+        };
         // The allocating end: as any flow. The accepting end: the rings and kicks crossed.
-        let (Some(fa), Some(fb)) = (
-            fds([&memfd, a_tx.fd(), a_rx.fd()]),
-            fds([&memfd, a_rx.fd(), a_tx.fd()]),
-        ) else {
+        let (Some(fa), Some(fb)) = (fds(&a_tx, &a_rx), fds(&a_rx, &a_tx)) else {
             self.st().reg.restore(a);
             return Err(FlowError::Descriptors);
         };

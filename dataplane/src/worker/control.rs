@@ -109,8 +109,14 @@ impl Dataplane {
                     });
                     return Ok(true);
                 };
-                match FlowMem::open_sealed(&mem) {
-                    Ok(mem) => {
+                let opened = FlowMem::open_sealed(&mem)
+                    .map_err(|e| format!("bad flow memory: {e}"))
+                    .and_then(|m| {
+                        let kick = |fd| Kick::from_fd(fd).map_err(|e| format!("bad kick: {e}"));
+                        Ok((m, kick(tx)?, kick(rx)?))
+                    });
+                match opened {
+                    Ok((mem, tx_kick, rx_kick)) => {
                         match uni {
                             // Its PDUs come by endpoint id through the IPCP's table.
                             Some(u) => {
@@ -145,8 +151,8 @@ impl Dataplane {
                                 last_rx: Instant::now(),
                                 last_tx: Instant::now(),
                                 mem,
-                                tx_kick: Kick::from_fd(tx),
-                                rx_kick: Kick::from_fd(rx),
+                                tx_kick,
+                                rx_kick,
                                 kick_due: false,
                                 pid,
                                 pidfd: super::lifecycle::pidfd(pid),
@@ -177,12 +183,9 @@ impl Dataplane {
                         tracing::debug!("flow {flow}: port {port} local {local} remote {remote}");
                         self.out.push(FromDp::FlowAdded { flow });
                     }
-                    Err(e) => {
-                        tracing::warn!("flow {flow}: bad flow memory: {e}");
-                        self.out.push(FromDp::FlowError {
-                            flow,
-                            error: format!("bad flow memory: {e}"),
-                        });
+                    Err(error) => {
+                        tracing::warn!("flow {flow}: {error}");
+                        self.out.push(FromDp::FlowError { flow, error });
                     }
                 }
             }

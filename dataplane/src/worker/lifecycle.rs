@@ -35,15 +35,21 @@ impl Dataplane {
             tracing::warn!("flow {flow}: new memory without its descriptors: ignored");
             return;
         };
-        match FlowMem::open_sealed(&mem) {
-            Ok(m) => {
+        let opened = FlowMem::open_sealed(&mem)
+            .map_err(|e| format!("bad flow memory: {e}"))
+            .and_then(|m| {
+                let kick = |fd| Kick::from_fd(fd).map_err(|e| format!("bad kick: {e}"));
+                Ok((m, kick(tx)?, kick(rx)?))
+            });
+        match opened {
+            Ok((m, tx_kick, rx_kick)) => {
                 f.mem = m;
-                f.tx_kick = Kick::from_fd(tx);
-                f.rx_kick = Kick::from_fd(rx);
+                f.tx_kick = tx_kick;
+                f.rx_kick = rx_kick;
                 f.kick_due = false;
                 tracing::info!("flow {flow}: new memory from the adopting o7sd");
             }
-            Err(e) => tracing::warn!("flow {flow}: bad flow memory: {e}: ignored"),
+            Err(e) => tracing::warn!("flow {flow}: {e}: ignored"),
         }
     }
 
@@ -93,8 +99,6 @@ impl Dataplane {
                     gone.push((*id, "its app let it go"));
                 } else if corrupt(Dir::Tx) || corrupt(Dir::Rx) {
                     gone.push((*id, "its app corrupted its ring"));
-                } else if self.broken_kicks.contains(id) {
-                    gone.push((*id, "its app shut its kick down"));
                 } else if let Some(p) = &f.pidfd {
                     fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
                     ids.push(*id);
@@ -108,7 +112,6 @@ impl Dataplane {
                 }
             }
         }
-        self.broken_kicks.clear();
         for (flow, why) in gone {
             let pid = self.flows.get(&flow).map_or(0, |f| f.pid);
             tracing::info!("flow {flow}: removed: {why} (pid {pid})");

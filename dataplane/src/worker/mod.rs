@@ -206,9 +206,6 @@ pub struct Dataplane {
     yields_for_apps: u64,
     /// Times the loop slept in poll(2).
     sleeps: u64,
-    /// Flows whose app broke its kick (polled readable, nothing to read: shut down), to be
-    /// removed at the next look at the apps ([`Dataplane::check_apps`]).
-    broken_kicks: Vec<u64>,
     /// The other workers' inboxes, and this worker's index among them (several workers).
     handoff: Option<(std::sync::Arc<crate::handoff::Handoff>, usize)>,
     /// This worker's copy of who owns which flow, brought up to date once per turn.
@@ -291,7 +288,6 @@ impl Dataplane {
             worker: WorkerInfo::default(),
             yields_for_apps: 0,
             sleeps: 0,
-            broken_kicks: Vec::new(),
             buf: vec![0u8; 65536],
             frame: Vec::with_capacity(65536),
             pdu: Vec::with_capacity(65536),
@@ -593,10 +589,7 @@ impl Dataplane {
         for ((id, _), k) in ids.flows.iter().zip(kicked) {
             if k {
                 if let Some(f) = self.flows.get(id) {
-                    // Readable and nothing to read: the app shut its kick down.
-                    if f.tx_kick.drain() == 0 && !self.broken_kicks.contains(id) {
-                        self.broken_kicks.push(*id);
-                    }
+                    f.tx_kick.drain();
                 }
             }
         }

@@ -71,7 +71,7 @@ fn run(secs: Duration) -> Result<String, String> {
         return Err("a flow without its descriptors".into());
     };
     let mem = FlowMem::open(&mem).map_err(|e| format!("map: {e}"))?;
-    let tx = Kick::from_fd(tx);
+    let tx = Kick::from_fd(tx).map_err(|e| format!("kick: {e}"))?;
     let (rx_ring, tx_ring): (Ring<'_>, Ring<'_>) = if info.swapped {
         (mem.ring(Dir::Tx), mem.ring(Dir::Rx))
     } else {

@@ -4,10 +4,9 @@
 //! - `truncate NAME`: allocates a flow to NAME, then tries to shrink and grow its flow
 //!   memory (a shrink used to kill the data plane with SIGBUS) and scribbles over the ring
 //!   indices the data plane reads; holds the flow for a second.
-//! - `kicks NAME`: allocates a flow to NAME and attacks the kicks it shares with the data
-//!   plane: clears O_NONBLOCK on both, fills its rx kick (the data plane's next kick of it
-//!   must not block), shuts its tx kick down (readable for good: the data plane must not
-//!   spin on it); holds the flow for a second.
+//! - `kicks NAME`: allocates a flow to NAME and attacks the kicks it was handed: fills
+//!   both and makes them blocking (a data plane sharing those descriptions would block on
+//!   its next kick, when it removes the flow as we go); holds the flow for a second.
 //! - `indices NAME`: allocates a flow to NAME and writes its tx ring's head far past its
 //!   tail (more SDUs than slots, which no honest app can write), once; holds the flow for a
 //!   second.
@@ -184,8 +183,6 @@ fn indices(name: &str) -> Result<String, String> {
 
 fn kicks(name: &str) -> Result<String, String> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    use nix::sys::socket::{shutdown, Shutdown};
-    use std::os::fd::AsRawFd;
     let (_ch, r, fds) = alloc(name, 3000)?;
     if !matches!(r, Reply::Flow(_)) {
         return Err(format!("no flow: {r:?}"));
@@ -193,16 +190,22 @@ fn kicks(name: &str) -> Result<String, String> {
     let (Some(tx), Some(rx)) = (fds.get(1), fds.get(2)) else {
         return Err("no kicks".into());
     };
+    // Fill both as they come (an eventfd takes one 8-byte value to its maximum, a pipe
+    // bytes until it is full), then make them blocking: a holder that shares our
+    // description would block on its next kick.
+    let mut filled = 0u64;
     for k in [tx, rx] {
+        fcntl(k, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| format!("fcntl: {e}"))?;
+        if nix::unistd::write(k, &0xffff_ffff_ffff_fffe_u64.to_ne_bytes()).is_ok() {
+            filled += 8;
+        }
+        while let Ok(n) = nix::unistd::write(k, &[1u8; 512]) {
+            filled += n as u64;
+        }
         fcntl(k, FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| format!("fcntl: {e}"))?;
     }
-    let rx_kick = o7s::ring::Kick::from_fd(rx.try_clone().map_err(|e| e.to_string())?);
-    for _ in 0..10_000 {
-        rx_kick.kick();
-    }
-    shutdown(tx.as_raw_fd(), Shutdown::Both).map_err(|e| format!("shutdown: {e}"))?;
     std::thread::sleep(std::time::Duration::from_secs(1));
-    Ok("{\"kicks\":\"attacked\"}".into())
+    Ok(format!("{{\"filled\":{filled}}}"))
 }
 
 fn allocs(count: usize, len: usize, threads: usize) -> Result<String, String> {
@@ -394,7 +397,7 @@ fn frct_liar(secs: u64) -> Result<String, String> {
         return Err("a flow without its descriptors".into());
     };
     let mem = FlowMem::open(&mem).map_err(|e| format!("map: {e}"))?;
-    let tx = Kick::from_fd(tx);
+    let tx = Kick::from_fd(tx).map_err(|e| format!("kick: {e}"))?;
     say(&format!("{{\"accepted\":{}}}", info.id));
     // splitmix64, seeded from the clock: lies need no good randomness.
     let mut x = std::time::SystemTime::now()

@@ -394,10 +394,16 @@ impl Owner {
             self.dealloc(acc.flow);
             return None;
         };
-        let mem = match FlowMem::open(&mem) {
-            Ok(m) => m,
+        let opened = FlowMem::open(&mem)
+            .map_err(|e| format!("its memory: {e}"))
+            .and_then(|m| {
+                let kick = |fd| Kick::from_fd(fd).map_err(|e| format!("its kick: {e}"));
+                Ok((m, kick(tx)?, kick(rx)?))
+            });
+        let (mem, tx, rx) = match opened {
+            Ok(x) => x,
             Err(e) => {
-                tracing::error!("N-1 flow {}: its memory: {e}", acc.flow);
+                tracing::error!("N-1 flow {}: {e}", acc.flow);
                 self.dealloc(acc.flow);
                 return None;
             }
@@ -410,8 +416,8 @@ impl Owner {
             uni,
             flow: acc.flow,
             mem,
-            tx: Kick::from_fd(tx),
-            rx: Kick::from_fd(rx),
+            tx,
+            rx,
         };
         let known = {
             let mut st = self.st();
