@@ -224,7 +224,8 @@ impl Channel {
         let until = std::time::Instant::now() + MESSAGE_TIME;
         let mut body = first.get(1..).unwrap_or(&[]).to_vec();
         for _ in 1..MAX_FRAGMENTS {
-            if std::time::Instant::now() > until {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || !wait_readable(self.fd.as_fd(), Some(left))? {
                 return bad(format!(
                     "a message's packets took more than {} s",
                     MESSAGE_TIME.as_secs()

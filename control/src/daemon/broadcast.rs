@@ -332,7 +332,17 @@ impl Owner {
             jf.tx.drain();
         }
         let n = drain_app(&mut st, j, TURN);
+        // Its ring was corrupt (drain_app said so and marked it down): the flow leaves,
+        // its kick out of the loop's epoll set, rather than warn at every kick.
+        let corrupt = st
+            .bc_joined
+            .get(j)
+            .filter(|jf| jf.mem.flags().load(Ordering::SeqCst) & flags::PEER_DOWN != 0)
+            .map(|jf| jf.flow);
         drop(st);
+        if let Some(flow) = corrupt {
+            self.bc_leave(flow);
+        }
         if n > 0 {
             self.wake();
         }

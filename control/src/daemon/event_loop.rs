@@ -48,7 +48,7 @@ const ACCEPTS_PER_TURN: usize = 64;
 const TICK: Duration = Duration::from_millis(100);
 
 /// Wakes the event loop from any thread: a [`o7s::ring::Kick`] the loop watches (a kick
-/// never blocks; the loop clears up to 64 wakes with one drain, more at its next turn).
+/// never blocks; the loop clears however many came with one drain).
 #[derive(Debug, Clone, Default)]
 pub struct Waker(Option<Arc<o7s::ring::Kick>>);
 

@@ -735,16 +735,17 @@ impl Dataplane {
             }
         }
         let failed = done - handed.len();
-        let sent = handed.len() as u64;
+        let mut sent = 0u64;
         for pdu in handed {
-            self.hand_off(
+            // One a full inbox dropped is counted there (drop_handoff), not sent.
+            sent += u64::from(self.hand_off(
                 w,
                 HandedPdu {
                     ipcp: spec.ipcp,
                     what: Handed::Send { n1, transit: false },
                     pdu,
                 },
-            );
+            ));
         }
         if let Some(u) = self.unis.get_mut(&spec.ipcp) {
             u.stats.sent += sent;
