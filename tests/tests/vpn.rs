@@ -614,7 +614,11 @@ fn tap_devices_joined_by_flows_form_one_segment() {
     );
     // A MAC flood from B: 10,000 broadcast frames, each from a new source address, written
     // to B's TAP device. A's switch stays at its bound and counts what it could not learn,
-    // and B and C still reach each other.
+    // and B and C still reach each other. The flows are unreliable: on a loaded machine some
+    // frames may be lost on the way (B's TAP queue, a full ring), so the count is checked
+    // against what reached A's switch, not against 10,000.
+    let st0 = vpn_status(&t, "a");
+    let sw = |st: &serde_json::Value, k: &str| st["switch"][k].as_u64().unwrap_or(0);
     let flood = t
         .cmd("b", std::path::Path::new("python3"))
         .args([
@@ -629,22 +633,39 @@ fn tap_devices_joined_by_flows_form_one_segment() {
         "{}",
         String::from_utf8_lossy(&flood.stderr)
     );
-    // The state is written once a second: wait until it shows the whole flood (a snapshot
-    // taken during the flood's last second shows only part of it).
-    o7s_integration::eventually(Duration::from_secs(8), || {
+    // The state is written once a second: wait until A's switch has stopped counting the
+    // flood (a snapshot taken during its last second shows only part of it).
+    let mut last = u64::MAX;
+    // Reads 2.5 s apart: two of them cannot show the same file unless it was not written
+    // (or did not change) for a whole second.
+    o7s_integration::eventually(Duration::from_secs(20), || {
+        std::thread::sleep(Duration::from_millis(2500));
         st = vpn_status(&t, "a");
-        let max = st["switch"]["max"].as_u64().unwrap_or(u64::MAX);
-        st["switch"]["table_full"].as_u64().unwrap_or(0) >= 10_000u64.saturating_sub(max)
+        let now = sw(&st, "flooded");
+        std::mem::replace(&mut last, now) == now
     });
-    let max = st["switch"]["max"].as_u64().unwrap();
-    assert_eq!(
-        st["switch"]["size"].as_u64().unwrap(),
-        max,
-        "{}",
-        st["switch"]
+    let max = sw(&st, "max");
+    let arrived = sw(&st, "flooded") - sw(&st0, "flooded");
+    let accounted =
+        sw(&st, "learnt") - sw(&st0, "learnt") + sw(&st, "table_full") - sw(&st0, "table_full");
+    assert!(
+        arrived >= 5_000,
+        "fewer than half of the 10,000 frames reached A's switch: {} (before: {})",
+        st["switch"],
+        st0["switch"]
+    );
+    assert_eq!(sw(&st, "size"), max, "{}", st["switch"]);
+    // Every flood frame has a new source address: learnt, or counted as not learnt for a
+    // full table. (A few other flooded frames, IPv6 multicasts of the hosts, have known
+    // sources and are neither.)
+    assert!(
+        accounted <= arrived && accounted + 50 >= arrived,
+        "{accounted} learnt or table_full of {arrived} flooded: {} (before: {})",
+        st["switch"],
+        st0["switch"]
     );
     assert!(
-        st["switch"]["table_full"].as_u64().unwrap() >= 10_000 - max,
+        sw(&st, "table_full") - sw(&st0, "table_full") >= arrived - 50 - max,
         "{}",
         st["switch"]
     );
