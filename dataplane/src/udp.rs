@@ -33,6 +33,36 @@ pub struct UdpPort {
     dgrams: Vec<(usize, usize, usize)>,
     gso: bool,
     gro: bool,
+    /// GSO was turned off since [`UdpPort::take_gso_change`] last looked.
+    gso_changed: bool,
+    /// Batches the kernel refused to segment, sent one by one instead.
+    pub gso_refused: u64,
+}
+
+/// A segment this long (and a UDP/IPv6 header) fits any IPv6 path (1280 bytes): the kernel
+/// refusing it says GSO does not work here, not that the segment was too long.
+const GSO_SAFE_SEGMENT: usize = 1200;
+
+/// What a refused GSO send says about the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GsoRefusal {
+    /// This batch only (a segment longer than the path's MTU: an app can push such SDUs,
+    /// and must not turn GSO off for every flow of the port): sent one by one.
+    ThisBatch,
+    /// GSO does not work on this socket: off for good.
+    ForGood,
+    /// Not a refusal of GSO: the error is the send's.
+    NotGso,
+}
+
+/// Classifies the error `errno` of a GSO send of `seg`-byte segments.
+fn gso_refusal(errno: Option<i32>, seg: usize) -> GsoRefusal {
+    match errno {
+        Some(libc::EOPNOTSUPP | libc::EIO) => GsoRefusal::ForGood,
+        Some(libc::EINVAL) if seg <= GSO_SAFE_SEGMENT => GsoRefusal::ForGood,
+        Some(libc::EINVAL) => GsoRefusal::ThisBatch,
+        _ => GsoRefusal::NotGso,
+    }
 }
 
 fn sockaddr_to_std(sa: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -117,6 +147,8 @@ impl UdpPort {
             dgrams: Vec::with_capacity(BATCH * MAX_GSO_SEGMENTS),
             gso: true,
             gro,
+            gso_changed: false,
+            gso_refused: 0,
         })
     }
 
@@ -127,6 +159,11 @@ impl UdpPort {
             if self.gso { "on" } else { "off" },
             if self.gro { "on" } else { "off" }
         )
+    }
+
+    /// Whether GSO was turned off since the last call (the port's `io_path` is then stale).
+    pub fn take_gso_change(&mut self) -> bool {
+        std::mem::take(&mut self.gso_changed)
     }
 
     /// The bound address.
@@ -252,19 +289,23 @@ impl UdpPort {
             rest.iter().all(|l| *l == s) && *last <= s && s > 0
         });
         if self.gso && same && lens.len() > 1 && lens.len() <= MAX_GSO_SEGMENTS {
-            let seg = lens.first().copied().unwrap_or(0) as u16;
-            match self.send_gso(dst, buf, seg) {
+            let seg = lens.first().copied().unwrap_or(0);
+            let e = match self.send_gso(dst, buf, u16::try_from(seg).unwrap_or(u16::MAX)) {
                 Ok(()) => return Ok(lens.len()),
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::EIO)
-                    ) =>
-                {
-                    tracing::info!("UDP GSO refused ({e}); using sendmmsg");
-                    self.gso = false;
+                Err(e) => e,
+            };
+            match gso_refusal(e.raw_os_error(), seg) {
+                GsoRefusal::NotGso => return Err(e),
+                GsoRefusal::ThisBatch => {
+                    self.gso_refused += 1;
+                    tracing::debug!("UDP GSO refused {seg}-byte segments ({e}): sent one by one");
                 }
-                Err(e) => return Err(e),
+                GsoRefusal::ForGood => {
+                    self.gso_refused += 1;
+                    tracing::warn!("UDP GSO refused ({e}) for {seg}-byte segments: using sendmmsg");
+                    self.gso = false;
+                    self.gso_changed = true;
+                }
             }
         }
         let mut parts: Vec<&[u8]> = Vec::with_capacity(lens.len());
@@ -372,5 +413,56 @@ impl UdpPort {
 impl AsFd for UdpPort {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refusal_of_short_segments_turns_gso_off_for_good() {
+        // An app's SDUs longer than the path's MTU: that batch goes one by one.
+        assert_eq!(gso_refusal(Some(libc::EINVAL), 1201), GsoRefusal::ThisBatch);
+        assert_eq!(gso_refusal(Some(libc::EINVAL), 9000), GsoRefusal::ThisBatch);
+        // Segments that fit any path: the kernel cannot segment here.
+        assert_eq!(gso_refusal(Some(libc::EINVAL), 1200), GsoRefusal::ForGood);
+        assert_eq!(gso_refusal(Some(libc::EINVAL), 64), GsoRefusal::ForGood);
+        assert_eq!(
+            gso_refusal(Some(libc::EOPNOTSUPP), 9000),
+            GsoRefusal::ForGood
+        );
+        assert_eq!(gso_refusal(Some(libc::EIO), 9000), GsoRefusal::ForGood);
+        // The send's own errors are not GSO's.
+        assert_eq!(gso_refusal(Some(libc::EAGAIN), 64), GsoRefusal::NotGso);
+        assert_eq!(gso_refusal(Some(libc::EMSGSIZE), 9000), GsoRefusal::NotGso);
+        assert_eq!(gso_refusal(None, 64), GsoRefusal::NotGso);
+    }
+
+    #[test]
+    fn a_gso_batch_on_loopback_arrives_as_its_datagrams() {
+        let mut tx = UdpPort::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let dst = rx.local_addr().expect("addr");
+        let buf: Vec<u8> = (0..250u8).collect();
+        let sent = tx.send_packed(&dst, &buf, &[100, 100, 50]).expect("send");
+        assert_eq!(sent, 3);
+        assert_eq!((tx.gso_refused, tx.take_gso_change()), (0, false));
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let mut b = [0u8; 2048];
+        for _ in 0..3 {
+            let n = rx.recv(&mut b).expect("recv");
+            got.push(b[..n].to_vec());
+        }
+        assert_eq!(
+            got,
+            vec![
+                buf[..100].to_vec(),
+                buf[100..200].to_vec(),
+                buf[200..].to_vec()
+            ]
+        );
     }
 }

@@ -282,6 +282,9 @@ impl Dataplane {
                 tracing::debug!("udp send to {dst}: {e}");
             }
         }
+        if u.sock.take_gso_change() {
+            u.stats.io_path = u.sock.describe();
+        }
         lens.len()
     }
 
