@@ -8,6 +8,8 @@ mod delivery_tests;
 mod dt_path;
 mod eth_path;
 mod lifecycle;
+#[cfg(test)]
+mod shaper_drain_tests;
 mod tap;
 mod udp_path;
 mod xdp_ports;

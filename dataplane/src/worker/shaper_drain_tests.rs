@@ -1,0 +1,44 @@
+//! A capped port's queue drained by the worker over a real loopback UDP port: PDUs whose
+//! N-1 flow is gone are dropped and counted (`drop_flow_gone`), the others are sent.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use super::*;
+use crate::packet_path::Egress;
+
+#[test]
+fn queued_pdus_of_a_gone_n1_flow_are_counted_and_the_others_leave() {
+    let (ch, _peer) = o7s::ipc::Channel::pair().unwrap();
+    let mut dp = Dataplane::new(ch);
+    dp.add_udp(3, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // N-1 flow 100 leaves by port 3 to `rx`; flow 101 has gone (no egress).
+    dp.tab.set_egress(
+        100,
+        Egress::Udp {
+            port: 3,
+            dst: rx.local_addr().unwrap(),
+            remote: 9,
+        },
+    );
+    let now = dp.now;
+    let s = dp
+        .shapers
+        .entry(3)
+        .or_insert_with(|| crate::shaper::Shaper::new(now));
+    // 101 first, so that the first PDU popped is one of the gone flow's.
+    for (n1, b) in [(101, 1u8), (100, 2), (101, 3), (101, 4), (100, 5)] {
+        assert!(s.push(n1, &[b; 40]));
+    }
+    assert_eq!(dp.drain_shapers(), 2);
+    assert_eq!(dp.uports[&3].stats.drop_flow_gone, 3);
+    assert!(dp.shapers[&3].is_empty());
+    let mut got = Vec::new();
+    let mut b = [0u8; 64];
+    for _ in 0..2 {
+        let n = rx.recv(&mut b).unwrap();
+        got.push((n, b[0]));
+    }
+    assert_eq!(got, vec![(40, 2), (40, 5)]);
+}
