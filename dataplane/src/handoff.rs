@@ -107,6 +107,8 @@ impl OwnersView {
 
 /// Room a new buffer is made with (a frame's worth; a longer PDU grows it once).
 const BUFFER: usize = 2048;
+/// Most room a pooled buffer keeps (a jumbo frame's PDU).
+const KEPT: usize = 9216 + 64;
 
 /// The inboxes of every worker of one data plane, and who owns which flow.
 pub struct Handoff {
@@ -172,9 +174,14 @@ impl Handoff {
         })
     }
 
-    /// Gives a handed PDU's buffer back to the pool (dropped when the pool is full).
+    /// Gives a handed PDU's buffer back to the pool (dropped when the pool is full). A
+    /// buffer grown past [`KEPT`] by a long PDU goes back to [`BUFFER`]: a full pool of
+    /// them would otherwise hold up to 64 KiB per buffer for good.
     pub fn recycle(&self, mut b: Vec<u8>) {
         b.clear();
+        if b.capacity() > KEPT {
+            b.shrink_to(BUFFER);
+        }
         let _ = self.pool.push(b);
     }
 
@@ -348,6 +355,26 @@ mod tests {
             h.recycle(b);
         }
         assert_eq!(h.pool.len(), 10);
+    }
+
+    #[test]
+    fn a_buffer_grown_by_a_long_pdu_goes_back_small_and_a_jumbo_one_is_kept() {
+        let h = Handoff::new(1).unwrap();
+        let mut b = h.buffer();
+        b.extend_from_slice(&[7u8; 60_000]);
+        h.recycle(b);
+        let b = h.buffer();
+        assert!(b.is_empty() && b.capacity() <= KEPT, "{}", b.capacity());
+        let mut j = b;
+        j.extend_from_slice(&[7u8; 9000]);
+        let cap = j.capacity();
+        h.recycle(j);
+        assert_eq!(
+            h.buffer().capacity(),
+            cap,
+            "a jumbo frame's buffer is kept as it is"
+        );
+        assert_eq!(h.allocated(), 1);
     }
 
     #[test]
