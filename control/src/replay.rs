@@ -1,6 +1,12 @@
 //! The OAP replay window: request ids seen within the last 20 s, bounded in number, pruned
 //! in arrival order (no scan of the whole set per request), and shrunk after a burst so
 //! that a flood does not keep its memory. Time is passed in.
+//!
+//! A request is looked up before it is checked ([`ReplayWindow::seen`]) and recorded only
+//! once it passed ([`ReplayWindow::record`]): requests that fail their certificate or
+//! signature take no room, so a flood of forged ones cannot fill the window and get every
+//! later request refused. Unsigned requests (open names) take at most half of it, so that a
+//! flood of them leaves room for the requests of certificate holders.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -8,6 +14,8 @@ use std::collections::{HashSet, VecDeque};
 pub const WINDOW_NS: u64 = 20_000_000_000;
 /// Most ids remembered; requests beyond are refused until older ones age out.
 pub const MAX_IDS: usize = 65_536;
+/// Most ids of unsigned requests remembered.
+pub const MAX_UNSIGNED: usize = MAX_IDS / 2;
 
 /// Why a request id is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -19,38 +27,58 @@ pub enum ReplayError {
     /// The window is full (a flood): refused rather than forgetting ids early.
     #[error("too many OAP requests within 20 s ({MAX_IDS})")]
     Full,
+    /// The unsigned requests' half of the window is full (a flood of them).
+    #[error("too many unsigned OAP requests within 20 s ({MAX_UNSIGNED})")]
+    FullUnsigned,
 }
 
 /// Ids seen recently.
 #[derive(Debug, Default)]
 pub struct ReplayWindow {
-    order: VecDeque<([u8; 16], u64)>,
+    /// Ids in arrival order: (id, arrival in ns, signed).
+    order: VecDeque<([u8; 16], u64, bool)>,
     seen: HashSet<[u8; 16]>,
+    /// Ids of unsigned requests remembered.
+    unsigned: usize,
 }
 
 impl ReplayWindow {
-    /// Records `id`, arrived at `now` (ns); refused if seen within the window or full.
-    pub fn check(&mut self, id: [u8; 16], now: u64) -> Result<(), ReplayError> {
+    /// Whether `id`, arrived at `now` (ns), was seen within the window (refused as a
+    /// replay); records nothing.
+    pub fn seen(&mut self, id: [u8; 16], now: u64) -> Result<(), ReplayError> {
         self.prune(now);
         if self.seen.contains(&id) {
             return Err(ReplayError::Replayed);
         }
+        Ok(())
+    }
+
+    /// Records the `id` of a request that passed its checks (`signed`: with a certificate
+    /// that was verified), arrived at `now` (ns); refused if seen within the window, or
+    /// when the window (or, for an unsigned one, its half) is full.
+    pub fn record(&mut self, id: [u8; 16], now: u64, signed: bool) -> Result<(), ReplayError> {
+        self.seen(id, now)?;
         if self.seen.len() >= MAX_IDS {
             return Err(ReplayError::Full);
         }
+        if !signed && self.unsigned >= MAX_UNSIGNED {
+            return Err(ReplayError::FullUnsigned);
+        }
         self.seen.insert(id);
-        self.order.push_back((id, now));
+        self.order.push_back((id, now, signed));
+        self.unsigned += usize::from(!signed);
         Ok(())
     }
 
     /// Forgets ids older than the window at `now` (ns), and gives memory back after a burst.
     pub fn prune(&mut self, now: u64) {
-        while let Some(&(old, t)) = self.order.front() {
+        while let Some(&(old, t, signed)) = self.order.front() {
             if now.saturating_sub(t) <= WINDOW_NS {
                 break;
             }
             self.order.pop_front();
             self.seen.remove(&old);
+            self.unsigned -= usize::from(!signed);
         }
         if self.seen.capacity() > 4 * self.seen.len() + 1024 {
             self.seen.shrink_to_fit();
@@ -83,24 +111,59 @@ mod tests {
     #[test]
     fn replays_within_the_window_are_refused_and_old_ids_forgotten() {
         let mut w = ReplayWindow::default();
-        assert_eq!(w.check(id(1), 0), Ok(()));
-        assert_eq!(w.check(id(1), WINDOW_NS), Err(ReplayError::Replayed));
-        assert_eq!(w.check(id(2), WINDOW_NS), Ok(()));
+        assert_eq!(w.record(id(1), 0, true), Ok(()));
+        assert_eq!(w.seen(id(1), WINDOW_NS), Err(ReplayError::Replayed));
+        assert_eq!(w.record(id(1), WINDOW_NS, true), Err(ReplayError::Replayed));
+        assert_eq!(w.record(id(2), WINDOW_NS, false), Ok(()));
         // Past the window id 1 is forgotten, id 2 (seen later) is not yet.
-        assert_eq!(w.check(id(1), WINDOW_NS + 1), Ok(()));
-        assert_eq!(w.check(id(2), WINDOW_NS + 2), Err(ReplayError::Replayed));
+        assert_eq!(w.seen(id(1), WINDOW_NS + 1), Ok(()));
+        assert_eq!(w.record(id(1), WINDOW_NS + 1, true), Ok(()));
+        assert_eq!(w.seen(id(2), WINDOW_NS + 2), Err(ReplayError::Replayed));
+    }
+
+    #[test]
+    fn looking_up_records_nothing() {
+        let mut w = ReplayWindow::default();
+        for n in 0..1000 {
+            assert_eq!(w.seen(id(n), 1), Ok(()));
+        }
+        assert!(w.is_empty());
+        assert_eq!(w.seen(id(5), 2), Ok(()), "a failed request may come again");
+    }
+
+    #[test]
+    fn unsigned_requests_take_half_the_window_and_leave_room_for_signed_ones() {
+        let mut w = ReplayWindow::default();
+        for n in 0..(MAX_UNSIGNED as u32) {
+            w.record(id(n), 1, false).unwrap();
+        }
+        assert_eq!(
+            w.record(id(u32::MAX), 2, false),
+            Err(ReplayError::FullUnsigned)
+        );
+        // A certificate holder still gets in, up to the whole window.
+        for n in 0..(MAX_IDS - MAX_UNSIGNED) as u32 {
+            w.record(id(0x8000_0000 + n), 2, true).unwrap();
+        }
+        assert_eq!(w.record(id(u32::MAX - 1), 3, true), Err(ReplayError::Full));
+        // Once the unsigned ones age out, unsigned requests get in again, the count with them.
+        w.prune(WINDOW_NS + 2);
+        assert_eq!(w.len(), MAX_IDS - MAX_UNSIGNED);
+        assert_eq!(w.unsigned, 0);
+        assert_eq!(w.record(id(u32::MAX), WINDOW_NS + 2, false), Ok(()));
+        assert_eq!(w.unsigned, 1);
     }
 
     #[test]
     fn a_flood_is_bounded_and_its_memory_given_back() {
         let mut w = ReplayWindow::default();
         for n in 0..(MAX_IDS as u32) {
-            w.check(id(n), 1).unwrap();
+            w.record(id(n), 1, true).unwrap();
         }
-        assert_eq!(w.check(id(u32::MAX), 2), Err(ReplayError::Full));
+        assert_eq!(w.record(id(u32::MAX), 2, true), Err(ReplayError::Full));
         let cap = w.seen.capacity();
         // A minute later everything has aged out and the set is small again.
-        w.check(id(u32::MAX), 60_000_000_000).unwrap();
+        w.record(id(u32::MAX), 60_000_000_000, true).unwrap();
         assert_eq!(w.len(), 1);
         assert!(
             w.seen.capacity() < cap / 8,

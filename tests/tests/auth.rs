@@ -350,6 +350,22 @@ fn tampered_flow_request_is_refused_live() {
         &bad,
         "refused: client: the signature does not verify",
     );
+    // A refused request takes no room in the replay window: sent again, it is refused for
+    // its signature again, not as a replay (forged requests cannot fill the window).
+    let o = t
+        .cmd("a", &bin("o7s-inject"))
+        .args(["lo", &hex::encode(&bad)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let line = "refused: client: the signature does not verify";
+    assert!(
+        eventually(Duration::from_secs(3), || d.log().matches(line).count()
+            >= 2),
+        "{}",
+        d.log()
+    );
+    assert!(!d.log().contains("replayed OAP request"), "{}", d.log());
     assert!(d.alive());
     let (ok, err) = ping(&t, 1);
     assert!(ok, "still serving: {err}");

@@ -50,24 +50,30 @@ impl Owner {
         crate::auth::Signer::load(&crt, &key).map(Some)
     }
 
-    /// Replay protection and client authentication of a request.
+    /// Replay protection and client authentication of a request. Its id is recorded against
+    /// replays only once it passed (a forged request takes no room in the window).
     pub(super) fn check_request(&self, req: &OapHdr, raw: &[u8]) -> Result<(), OapCheckError> {
         self.check_oap_fresh(req)?;
         if req.crt.is_empty() {
             tracing::debug!("No certificate provided by <client>.");
-            return Ok(());
+            return self.record_oap_id(req, false);
         }
         let (_, sig) = req.split_tail(Role::Request, 0)?;
         let signed = raw
             .get(..req.signed_len(Role::Request, 0))
             .ok_or(OapCheckError::Truncated("request"))?;
-        let trust = self.trust.borrow();
-        let cn = crate::auth::common_name(&req.crt).map_err(OapCheckError::ClientCertificate)?;
-        trust
-            .verify(&req.crt, &cn)
-            .map_err(OapCheckError::ClientCertificate)?;
-        crate::auth::verify_signature(&req.crt, req.md_nid, signed, sig)
-            .map_err(OapCheckError::ClientSignature)?;
+        let cn = {
+            let trust = self.trust.borrow();
+            let cn =
+                crate::auth::common_name(&req.crt).map_err(OapCheckError::ClientCertificate)?;
+            trust
+                .verify(&req.crt, &cn)
+                .map_err(OapCheckError::ClientCertificate)?;
+            crate::auth::verify_signature(&req.crt, req.md_nid, signed, sig)
+                .map_err(OapCheckError::ClientSignature)?;
+            cn
+        };
+        self.record_oap_id(req, true)?;
         crate::wire_log!(info, "Successfully authenticated client {cn}.");
         Ok(())
     }
@@ -91,17 +97,31 @@ impl Owner {
         let signed = raw
             .get(..req.signed_len(Role::Request, 0))
             .ok_or(OapCheckError::Truncated("request"))?;
-        Ok(m.check_peer(
+        let cn = m.check_peer(
             &req.crt,
             req.md_nid,
             signed,
             sig,
             rustls_pki_types::UnixTime::now(),
-        )?)
+        )?;
+        self.record_oap_id(req, true)?;
+        Ok(cn)
+    }
+
+    /// Records the id of a request that passed its checks (`signed`: its certificate and
+    /// signature were verified) against replays.
+    fn record_oap_id(&self, req: &OapHdr, signed: bool) -> Result<(), OapCheckError> {
+        self.replay
+            .borrow_mut()
+            .record(req.id, now_ns(), signed)
+            .map_err(|source| OapCheckError::Replay {
+                id: hex::encode(req.id),
+                source,
+            })
     }
 
     /// A request's time stamp (not from the future, not older than 20 s) and id (not seen
-    /// before).
+    /// before; recorded by [`Owner::record_oap_id`] once the request passed).
     fn check_oap_fresh(&self, req: &OapHdr) -> Result<(), OapCheckError> {
         let now = now_ns();
         if req.timestamp > now.saturating_add(100_000_000) {
@@ -112,7 +132,7 @@ impl Owner {
         }
         self.replay
             .borrow_mut()
-            .check(req.id, now)
+            .seen(req.id, now)
             .map_err(|source| OapCheckError::Replay {
                 id: hex::encode(req.id),
                 source,
