@@ -5,6 +5,10 @@ use super::{encode, Addr, Adj, Collision, LinkState, Stay, WITHDRAWN};
 use o7s_wire::unicast::lsa::Lsa;
 use std::time::Instant;
 
+/// The most a received LSA may move one of our own records' seqno up: 2^32 announcements
+/// (over a thousand years at one every 15 s).
+const MAX_OWN_JUMP: u64 = 1 << 32;
+
 impl<F: Clone + PartialEq> LinkState<F> {
     /// An SDU from management flow `from`.
     pub fn handle(&mut self, now: Instant, from: &F, sdu: &[u8]) {
@@ -68,6 +72,14 @@ impl<F: Clone + PartialEq> LinkState<F> {
             None => {
                 self.counters.accepted += 1;
                 self.insert(now, l.s_addr, l.d_addr, l.seqno);
+            }
+            // Our own record: a member that comes back after a restart learns its old
+            // seqno from the echo of its last announcements and goes on above it; a jump
+            // beyond any restart's is a forgery that would drive our seqno into
+            // WITHDRAWN (we would withdraw our own link). Not taken, not flooded.
+            Some(a) if l.s_addr == self.me && l.seqno > a.seqno.saturating_add(MAX_OWN_JUMP) => {
+                self.counters.stale += 1;
+                return;
             }
             Some(a) if l.seqno > a.seqno => {
                 self.counters.accepted += 1;

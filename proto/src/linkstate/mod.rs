@@ -295,7 +295,8 @@ impl<F: Clone + PartialEq> LinkState<F> {
                 .iter_mut()
                 .filter(|((s, _), a)| *s == self.me && !a.withdrawn)
                 .map(|((_, d), a)| {
-                    a.seqno += 1;
+                    // Never into WITHDRAWN (which would withdraw the link), never round.
+                    a.seqno = a.seqno.saturating_add(1).min(WITHDRAWN - 1);
                     a.stamp = now;
                     (*d, a.seqno)
                 })

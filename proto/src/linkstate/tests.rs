@@ -160,6 +160,53 @@ fn own_links_are_announced_and_others_age_out() {
     assert_eq!(ls.poll_timeout(), Some(now + cfg.t_recalc));
 }
 
+#[test]
+fn a_forged_seqno_for_our_own_link_never_withdraws_it_nor_wraps() {
+    let t0 = Instant::now();
+    let cfg = LsConfig::default();
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_dt(t0, 2);
+    ls.add_mgmt(7);
+    while ls.poll_transmit().is_some() {}
+    // A peer sends "our" link 1 -> 2 just below WITHDRAWN: refused, counted, not flooded.
+    let stale = ls.counters().stale;
+    ls.handle(t0, &7, &encode(1, 2, WITHDRAWN - 1));
+    assert_eq!(ls.counters().stale, stale + 1);
+    assert_eq!(ls.poll_transmit(), None);
+    assert_eq!(ls.lsdb(), [((1, 2), 0)]);
+    // The echo of an announcement of ours from before a restart is taken: we go on above.
+    ls.handle(t0, &7, &encode(1, 2, 1000));
+    assert_eq!(ls.lsdb(), [((1, 2), 1000)]);
+    while ls.poll_transmit().is_some() {}
+    ls.handle_timeout(t0);
+    assert_eq!(ls.poll_transmit(), Some((7, encode(1, 2, 1001))));
+    // A jump of 2^32 exactly is still a restart's; our announcements go on above it.
+    ls.handle(t0, &7, &encode(1, 2, 1001 + (1 << 32)));
+    let mut now = t0;
+    for _ in 0..3 {
+        while ls.poll_transmit().is_some() {}
+        now += cfg.t_update;
+        ls.handle_timeout(now);
+    }
+    let top = 1001 + (1 << 32) + 3;
+    assert_eq!(ls.lsdb(), [((1, 2), top)]);
+}
+
+#[test]
+fn an_own_seqno_at_the_top_stays_below_withdrawn() {
+    let t0 = Instant::now();
+    let cfg = LsConfig::default();
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.restore(t0, &[((1, 2), WITHDRAWN - 2)]);
+    ls.resume_dt(t0, 2);
+    let mut now = t0;
+    for _ in 0..3 {
+        now += cfg.t_update;
+        ls.handle_timeout(now);
+    }
+    assert_eq!(ls.lsdb(), [((1, 2), WITHDRAWN - 1)]);
+}
+
 /// A chain A(1) - B(2) - C(3) seen from A and from B, all links known everywhere; A and
 /// B are each other's management neighbours (flows 12 at A, 21 at B; 23 B's to C).
 fn chain(withdraw: bool) -> (LinkState<u8>, LinkState<u8>, Instant) {
@@ -323,8 +370,9 @@ fn a_link_back_is_never_announced_as_a_withdrawal() {
     let t0 = Instant::now();
     let mut ls: LinkState<u8> = LinkState::new(7, LsConfig::default(), t0);
     ls.add_mgmt(1);
-    ls.add_dt(t0, 2);
-    ls.handle(t0, &1, &encode(7, 2, WITHDRAWN - 1));
+    // Our record at the highest live seqno (restored: the wire may not move it that far).
+    ls.restore(t0, &[((7, 2), WITHDRAWN - 2)]);
+    ls.resume_dt(t0, 2);
     ls.remove_dt(2);
     while ls.poll_transmit().is_some() {}
     ls.add_dt(t0, 2);
