@@ -377,6 +377,48 @@ fn entries_list_ours_and_stored_ones_until_they_expire_and_unregister_withdraws_
 }
 
 #[test]
+fn a_stored_value_expires_within_t_expire_and_a_full_table_keeps_no_trace_of_refusals() {
+    let now = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let cfg = DhtConfig {
+        max_values: 4,
+        ..DhtConfig::default()
+    };
+    let mut a = Dht::new(cfg, vec![1; 32], 0x1001, 1);
+    // An expiry in 2106: kept until now + t_expire only.
+    a.handle(
+        now,
+        unix,
+        &store_msg(0x2000, &[7; 32], val(5, b""), u32::MAX),
+    );
+    let latest = 1_000 + cfg.t_expire;
+    assert_eq!(a.entries(), [(vec![7; 32], 5, false, latest)]);
+    assert!(a
+        .known(&[7; 32], UnixTime::from_secs(u64::from(latest)))
+        .is_empty());
+    // A refresh cannot push it further either.
+    a.handle(
+        now,
+        unix,
+        &store_msg(0x2000, &[7; 32], val(5, b""), u32::MAX),
+    );
+    assert_eq!(a.entries(), [(vec![7; 32], 5, false, latest)]);
+    for k in 1..=3u8 {
+        a.handle(now, unix, &store_msg(0x2000, &[k; 32], val(5, b""), 2_000));
+    }
+    assert_eq!(a.values.len(), 4);
+    let refused = a.counters().store_refused;
+    for k in 100..200u8 {
+        a.handle(now, unix, &store_msg(0x2000, &[k; 32], val(5, b""), 2_000));
+    }
+    assert_eq!(a.counters().store_refused, refused + 100);
+    assert_eq!(a.values.len(), 4, "no empty entry per refused key");
+    // A value already held is still refreshed when the table is full.
+    a.handle(now, unix, &store_msg(0x2000, &[1; 32], val(5, b""), 3_000));
+    assert!(a.entries().contains(&(vec![1; 32], 5, false, 3_000)));
+}
+
+#[test]
 fn an_open_layer_refuses_values_with_proofs_and_sends_eight_bytes() {
     let now = Instant::now();
     let unix = UnixTime::from_secs(1_000);

@@ -180,7 +180,26 @@ impl Dht {
             self.counters.store_refused += 1;
             return;
         }
+        // No value lives here longer than its publisher's own would (t_expire): a STORE
+        // with an expiry far ahead would otherwise hold its slot for decades.
+        let latest = u32::try_from(unix.as_secs().saturating_add(u64::from(self.cfg.t_expire)))
+            .unwrap_or(u32::MAX);
+        let s = DhtStoreMsg {
+            exp: s.exp.min(latest),
+            ..s
+        };
         let full = self.stored >= self.cfg.max_values;
+        if full
+            && !self
+                .values
+                .get(&s.key)
+                .is_some_and(|m| m.contains_key(&addr))
+        {
+            // Refused before the key is looked up for writing: a new key would otherwise
+            // leave an empty entry behind, one per refused STORE until the next pass.
+            self.counters.store_refused += 1;
+            return;
+        }
         let entry = self.values.entry(s.key).or_default();
         if let Some(sg) = &signed {
             // A newer entry of the same publisher supersedes its older ones (an IPCP that
