@@ -2,6 +2,7 @@
 //! named with its file, line and key.
 
 use crate::config::{Config, ConfigError, IpcpConf, IpcpKind, MemberFiles, NameConf, UniSettings};
+use o7s_proto::ipcp::unicast::dht_bounds;
 use o7s_proto::registry::Lb;
 use o7s_wire::hash::HashAlgo;
 use std::path::{Path, PathBuf};
@@ -459,6 +460,7 @@ pub(super) fn uni_key(
         }
         u32::try_from(v).map_err(|_| src.err(kl, k, format!("{v}: out of range")))
     };
+    let bounded = |(lo, hi): (u32, u32)| int(i64::from(lo), i64::from(hi));
     let word = || {
         val.as_str()
             .map(str::to_string)
@@ -512,11 +514,11 @@ pub(super) fn uni_key(
                 return Err(src.err(kl, k, format!("'{w}': only \"DHT\" exists")));
             }
         }
-        "dht_alpha" => u.dht_alpha = int(1, 10)?,
-        "dht_k" => u.dht_k = int(1, 20)?,
-        "dht_t_expire" => u.dht_t_expire = int(10, 86_400)?,
-        "dht_t_refresh" => u.dht_t_refresh = int(3, 3600)?,
-        "dht_t_replicate" => u.dht_t_replicate = int(3, 3600)?,
+        "dht_alpha" => u.dht_alpha = bounded(dht_bounds::ALPHA)?,
+        "dht_k" => u.dht_k = bounded(dht_bounds::K)?,
+        "dht_t_expire" => u.dht_t_expire = bounded(dht_bounds::T_EXPIRE)?,
+        "dht_t_refresh" => u.dht_t_refresh = bounded(dht_bounds::T_REFRESH)?,
+        "dht_t_replicate" => u.dht_t_replicate = bounded(dht_bounds::T_REPLICATE)?,
         _ => {}
     }
     Ok(())

@@ -123,15 +123,35 @@ pub fn ls_config(conf: &IpcpConfigMsg) -> LsConfig {
     cfg
 }
 
-/// The layer's directory settings from its configuration.
+/// The bounds of a layer's directory settings (`dht_*` in the configuration file, and the
+/// same from an enroller, whose values are otherwise taken unchecked: `k = 2^32` would lift
+/// the bound on the buckets, `t_replicate = 1` resend every value each second).
+pub mod dht_bounds {
+    /// Requests in parallel per lookup (and at most `k`).
+    pub const ALPHA: (u32, u32) = (1, 10);
+    /// Contacts per bucket and copies of a value.
+    pub const K: (u32, u32) = (1, 20);
+    /// Seconds a published value lives.
+    pub const T_EXPIRE: (u32, u32) = (10, 86_400);
+    /// Seconds between lookups of our own id.
+    pub const T_REFRESH: (u32, u32) = (3, 3600);
+    /// Seconds between republications of values stored here.
+    pub const T_REPLICATE: (u32, u32) = (3, 3600);
+}
+
+/// The layer's directory settings from its configuration, each brought within
+/// [`dht_bounds`] (`alpha` also within `k`).
 pub fn dht_config(conf: &IpcpConfigMsg) -> DhtConfig {
+    use dht_bounds::*;
+    let within = |v: u32, (lo, hi): (u32, u32)| v.clamp(lo, hi);
     let mut cfg = DhtConfig::default();
     if let Some(d) = conf.unicast.as_ref().and_then(|u| u.dir.dht.as_ref()) {
-        cfg.alpha = d.alpha.max(1) as usize;
-        cfg.k = d.k.max(1) as usize;
-        cfg.t_expire = d.t_expire;
-        cfg.t_refresh = d.t_refresh.max(1);
-        cfg.t_replicate = d.t_replicate.max(1);
+        let k = within(d.k, K);
+        cfg.k = k as usize;
+        cfg.alpha = within(d.alpha, ALPHA).min(k) as usize;
+        cfg.t_expire = within(d.t_expire, T_EXPIRE);
+        cfg.t_refresh = within(d.t_refresh, T_REFRESH);
+        cfg.t_replicate = within(d.t_replicate, T_REPLICATE);
     }
     cfg
 }

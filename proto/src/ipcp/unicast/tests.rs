@@ -609,7 +609,19 @@ fn the_layer_configuration_sets_link_state_and_the_directory() {
     let d = conf.unicast.as_mut().unwrap().dir.dht.as_mut().unwrap();
     (d.alpha, d.k, d.t_refresh, d.t_replicate) = (0, 0, 0, 0);
     let d = dht_config(&conf);
-    assert_eq!((d.alpha, d.k, d.t_refresh, d.t_replicate), (1, 1, 1, 1));
+    assert_eq!((d.alpha, d.k, d.t_refresh, d.t_replicate), (1, 1, 3, 3));
+    // An enroller's extremes are bounded as the configuration file's are.
+    let d = conf.unicast.as_mut().unwrap().dir.dht.as_mut().unwrap();
+    (d.alpha, d.k, d.t_expire, d.t_refresh, d.t_replicate) =
+        (u32::MAX, u32::MAX, u32::MAX, u32::MAX, 1);
+    let d = dht_config(&conf);
+    assert_eq!(
+        (d.alpha, d.k, d.t_expire, d.t_refresh, d.t_replicate),
+        (10, 20, 86_400, 3600, 3)
+    );
+    let d = conf.unicast.as_mut().unwrap().dir.dht.as_mut().unwrap();
+    (d.alpha, d.k) = (9, 4);
+    assert_eq!((dht_config(&conf).alpha, dht_config(&conf).k), (4, 4));
 }
 
 #[test]
