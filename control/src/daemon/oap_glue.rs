@@ -258,7 +258,9 @@ pub(super) fn server_key(
     let rng = ring::rand::SystemRandom::new();
     let (resp, key) = o7s_proto::oap::server_key(conf, req, raw_req, now_ns(), &rng)?;
     if resp.cipher_nid != req.cipher_nid || resp.kdf_nid != req.kdf_nid {
-        tracing::info!(
+        // Any host can send such requests: at most `wire_log`'s lines a second.
+        crate::wire_log!(
+            info,
             "The client asked for cipher {} / KDF {}; this server requires at least {} / {}: using those.",
             req.cipher_nid,
             req.kdf_nid,

@@ -88,7 +88,8 @@ impl Owner {
         match &member {
             Some(m) => {
                 let cn = self.check_member_request(m, &req, &f.oap)?;
-                tracing::info!(
+                crate::wire_log!(
+                    info,
                     "{name}: member {cn} of the layer of {} authenticated.",
                     m.ipcp
                 );

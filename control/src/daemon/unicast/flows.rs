@@ -546,7 +546,7 @@ impl Owner {
         ) {
             Ok((inst, fp)) => Ok(Some(UniServing { inst, a, fp })),
             Err(e) => {
-                tracing::warn!("unicast flow for {name}: {e}");
+                crate::wire_log!(warn, "unicast flow for {name}: {e}");
                 self.uni_release(r.uni, local);
                 self.st().reg.restore(a);
                 Ok(None)

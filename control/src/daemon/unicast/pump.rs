@@ -223,13 +223,16 @@ fn on_event(
                 u.layer.as_deref().unwrap_or("-"),
             );
         }
-        Event::CollisionKept => tracing::warn!(
+        Event::CollisionKept => crate::wire_log!(
+            warn,
             "IPCP {}: another IPCP in layer {} announces links from our address {:#010x}: an address collision. It is younger (its links have lower seqnos): we keep the address and it should move (counted in ipcp list, address_collisions).",
             u.name,
             u.layer.as_deref().unwrap_or("-"),
             u.addr
         ),
-        Event::ReaddressHeld => tracing::warn!(
+        // From LSAs and CEPs of members: at most `wire_log`'s lines a second.
+        Event::ReaddressHeld => crate::wire_log!(
+            warn,
             "IPCP {}: another IPCP in layer {} announces our address {:#010x} again, within {:?} of our last move: we stay (counted in ipcp list, readdress_held).",
             u.name,
             u.layer.as_deref().unwrap_or("-"),
@@ -241,7 +244,8 @@ fn on_event(
             old,
             new,
             moved,
-        } => tracing::info!(
+        } => crate::wire_log!(
+            info,
             "IPCP {}: neighbour {old:#010x} moved to address {new:#010x} (said on N-1 flow {flow}; N-1 flows {moved:?} follow).",
             u.name
         ),
