@@ -18,13 +18,14 @@ impl<F: Clone + PartialEq> LinkState<F> {
         self.mgmt.retain(|m| m != f);
     }
 
-    /// A DT connection to `addr` is up: announced with seqno 0, or, when we withdrew the
-    /// link before, one above the withdrawn record's (the others still hold it).
+    /// A DT connection to `addr` is up: announced with seqno 0, or, when we hold a record
+    /// of the link (withdrawn, or live: a newer connection over the same link took the
+    /// old one's place), one above it (the others hold that seqno: an announcement below
+    /// it would be ignored and the link would age out at every other member).
     pub fn add_dt(&mut self, now: Instant, addr: Addr) {
         let seqno = self
             .lsdb
             .get(&(self.me, addr))
-            .filter(|a| a.withdrawn)
             .map_or(0, |a| a.seqno.saturating_add(1).min(WITHDRAWN - 1));
         let lsa = encode(self.me, addr, seqno);
         self.send_all(lsa, None);

@@ -193,6 +193,25 @@ fn a_forged_seqno_for_our_own_link_never_withdraws_it_nor_wraps() {
 }
 
 #[test]
+fn a_live_link_connected_again_is_announced_above_its_seqno() {
+    let t0 = Instant::now();
+    let cfg = LsConfig::default();
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_dt(t0, 2);
+    ls.add_mgmt(7);
+    for n in 1..=3 {
+        ls.handle_timeout(t0 + cfg.t_update * n);
+    }
+    while ls.poll_transmit().is_some() {}
+    let seq = ls.lsdb()[0].1;
+    assert!(seq >= 1, "{seq}");
+    // A newer DT connection to 2 (its old one not yet gone): the others hold `seq`.
+    ls.add_dt(t0, 2);
+    assert_eq!(ls.poll_transmit(), Some((7, encode(1, 2, seq + 1))));
+    assert_eq!(ls.lsdb(), [((1, 2), seq + 1)]);
+}
+
+#[test]
 fn an_own_seqno_at_the_top_stays_below_withdrawn() {
     let t0 = Instant::now();
     let cfg = LsConfig::default();

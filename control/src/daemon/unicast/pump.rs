@@ -206,6 +206,11 @@ fn on_event(
             }
         }
         Event::Close { flow } => asks.close.push(flow),
+        Event::ClaimRefused { flow, addr } => crate::wire_log!(
+            warn,
+            "IPCP {}: N-1 flow {flow} named address {addr:#010x}, which is 0, ours, or a DT neighbour's on another link: refused (counted in ipcp list, address_claims_refused).",
+            u.name
+        ),
         Event::Connected {
             flow,
             comp,

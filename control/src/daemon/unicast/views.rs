@@ -193,6 +193,11 @@ impl Owner {
                     );
                     o.insert("dht_forgotten".into(), json!(c.dht_forgotten));
                     o.insert("dht_rejoined".into(), json!(c.dht_rejoined));
+                    o.insert("neighbour_moves_held".into(), json!(c.neighbour_moves_held));
+                    o.insert(
+                        "address_claims_refused".into(),
+                        json!(c.address_claims_refused),
+                    );
                     o.insert("resumed".into(), json!(u.resumed));
                     let lc = u.ls().map(|l| l.counters()).unwrap_or_default();
                     o.insert("lsa_stale".into(), json!(lc.stale));

@@ -175,6 +175,16 @@ pub(in crate::metrics) const IPCPS: &[(&str, Kind, &str)] = &[
         "Times a neighbour of the IPCP moved to a new address",
     ),
     (
+        "o7s_ipcp_neighbour_moves_held",
+        C,
+        "Moves of a neighbour the IPCP ignored: the same link's neighbour had moved within the hold (60 s)",
+    ),
+    (
+        "o7s_ipcp_address_claims_refused",
+        C,
+        "DT connections and neighbour moves the IPCP refused for the address they named: 0, its own, or a DT neighbour's on another link",
+    ),
+    (
         "o7s_ipcp_fa_dropped",
         C,
         "Flow-allocator messages the IPCP dropped: malformed, or for an endpoint that is no flow of it",

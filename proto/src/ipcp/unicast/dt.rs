@@ -1,11 +1,11 @@
 //! DT PDUs: from a neighbour (within its budget) for the IPCP's components or forwarded with
 //! the TTL down, and the components' own messages (waiting for a route when there is none yet).
 
-use super::{dt_pdu, Held, Transmit, UnicastIpcp, EID_DHT, EID_FA, PCI_LEN};
+use super::{dt_pdu, Event, Held, Transmit, UnicastIpcp, EID_DHT, EID_FA, PCI_LEN};
 use crate::budget::Bucket;
 use crate::enroll::{Connections, FlowId};
 use crate::machine::UnixTime;
-use o7s_wire::unicast::pb::Component;
+use o7s_wire::unicast::pb::{self, CepMsg, Component};
 use std::time::Instant;
 
 impl UnicastIpcp {
@@ -50,9 +50,21 @@ impl UnicastIpcp {
                 // The neighbour's new address: its flows are those of the same link.
                 let here = self.links.get(&flow).copied();
                 let links = &self.links;
-                self.conn.handle_update(flow, sdu, |f| {
-                    here.is_some_and(|h| links.get(&f) == Some(&h))
-                });
+                let same = |f: FlowId| here.is_some_and(|h| links.get(&f) == Some(&h));
+                let new = pb::decode::<CepMsg>(sdu).map_or(0, |c| c.address);
+                let held = here
+                    .and_then(|h| self.moved_at.get(&h))
+                    .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.readdress_hold);
+                if self.dt_nb.get(&new).is_some_and(|f| !same(*f)) {
+                    // Another link's DT neighbour has it.
+                    self.counters.address_claims_refused += 1;
+                    self.events
+                        .push_back(Event::ClaimRefused { flow, addr: new });
+                } else if held {
+                    self.counters.neighbour_moves_held += 1;
+                } else {
+                    self.conn.handle_update(flow, sdu, same);
+                }
             }
             Some(Component::Management) => {
                 if let Some(l) = self.layer.as_mut() {

@@ -123,6 +123,18 @@ impl UnicastIpcp {
         self.tend(now);
     }
 
+    /// Whether a DT connection on N-1 flow `flow` may be to the member at `addr`: not 0,
+    /// not us, and not a DT neighbour reached over another link (the same link's is a
+    /// newer connection taking the old one's place).
+    fn may_claim(&self, flow: FlowId, addr: u64) -> bool {
+        let here = self.links.get(&flow);
+        let elsewhere = self
+            .dt_nb
+            .get(&addr)
+            .is_some_and(|f| *f != flow && self.links.get(f) != here);
+        addr != 0 && Some(addr) != self.addr() && !elsewhere
+    }
+
     pub(super) fn tend_connections(&mut self, now: Instant) {
         while let Some(t) = self.conn.poll_transmit() {
             self.out.push_back(Transmit {
@@ -143,6 +155,15 @@ impl UnicastIpcp {
                     comp,
                     peer_addr,
                 } => {
+                    if comp == Component::DataTransfer && !self.may_claim(flow, peer_addr) {
+                        self.counters.address_claims_refused += 1;
+                        self.events.push_back(Event::ClaimRefused {
+                            flow,
+                            addr: peer_addr,
+                        });
+                        self.events.push_back(Event::Close { flow });
+                        continue;
+                    }
                     if let Some(l) = self.layer.as_mut() {
                         match comp {
                             Component::Management => l.ls.add_mgmt(flow),
@@ -169,6 +190,12 @@ impl UnicastIpcp {
                     moved,
                 } => {
                     self.counters.neighbours_moved += 1;
+                    if let Some(h) = self.links.get(&flow).copied() {
+                        let hold = self.cfg.readdress_hold;
+                        self.moved_at
+                            .retain(|_, t| now.saturating_duration_since(*t) < hold);
+                        self.moved_at.insert(h, now);
+                    }
                     let dt = self.dt_nb.get(&old).copied().filter(|f| moved.contains(f));
                     if let (Some(f), Some(l)) = (dt, self.layer.as_mut()) {
                         self.dt_nb.remove(&old);

@@ -195,6 +195,16 @@ pub enum Event {
         /// The N-1 flow.
         flow: FlowId,
     },
+    /// A DT connection (or a neighbour's move) named an address that cannot be its peer's:
+    /// 0, ours, or that of a DT neighbour on another link (a member claiming another's
+    /// address would take its traffic). Refused and counted; a connection is closed
+    /// ([`Event::Close`] follows).
+    ClaimRefused {
+        /// The N-1 flow it came on.
+        flow: FlowId,
+        /// The address claimed.
+        addr: u64,
+    },
     /// Another IPCP had our address and was as old or older: we moved.
     Moved {
         /// The address before.
@@ -304,6 +314,10 @@ pub struct Counters {
     pub collisions_kept: u64,
     /// Neighbours that told us they moved.
     pub neighbours_moved: u64,
+    /// Moves of a neighbour dropped: its link moved within `readdress_hold` already.
+    pub neighbour_moves_held: u64,
+    /// DT connections and moves refused for the address they named ([`Event::ClaimRefused`]).
+    pub address_claims_refused: u64,
     /// Directory values dropped: the address they name left the forwarding table.
     pub dht_forgotten: u64,
     /// Times the directory rejoined through a member it had forgotten (a healed layer).
@@ -357,6 +371,8 @@ pub struct UnicastIpcp {
     links: HashMap<FlowId, u64>,
     /// DT neighbours: address -> N-1 flow.
     dt_nb: HashMap<u64, FlowId>,
+    /// When each link's neighbour last moved (at most one move per `readdress_hold`).
+    moved_at: HashMap<u64, Instant>,
     budgets: HashMap<FlowId, Bucket>,
     held: VecDeque<Held>,
     /// The routes may have changed (the table, a DT neighbour) since the held messages
@@ -394,6 +410,7 @@ impl UnicastIpcp {
             rng: ChaCha8Rng::seed_from_u64(seed),
             conn: Connections::new(cfg.enroll, 0, None),
             layer: None,
+            moved_at: HashMap::new(),
             links: HashMap::new(),
             dt_nb: HashMap::new(),
             budgets: HashMap::new(),

@@ -503,6 +503,95 @@ fn a_neighbour_that_moves_takes_the_flows_of_its_link_along() {
 }
 
 #[test]
+fn a_dt_connection_naming_us_0_or_another_links_neighbour_is_refused_and_closed() {
+    let mut p = Pair::join(UniConfig::default());
+    let now = p.now;
+    assert_eq!(p.a.dt_neighbours().get(&B), Some(&(3 + OFF)));
+    while p.a.poll_event().is_some() {}
+    // On other links (8, 9, 10): B's address (another member's claim), 0, and ours.
+    for (flow, link, addr) in [(300, 8, B), (301, 9, 0), (302, 10, A)] {
+        p.a.accept(now, flow, link);
+        let cep = CepMsg::new(Component::DataTransfer, addr).encode_to_vec();
+        p.a.handle_sdu(now, UNIX, flow, &cep);
+        let ev: Vec<Event> = std::iter::from_fn(|| p.a.poll_event()).collect();
+        assert!(
+            ev.contains(&Event::ClaimRefused { flow, addr }) && ev.contains(&Event::Close { flow }),
+            "{ev:?}"
+        );
+        assert!(
+            !ev.iter().any(|e| matches!(e, Event::Connected { .. })),
+            "{ev:?}"
+        );
+    }
+    assert_eq!(p.a.counters().address_claims_refused, 3);
+    assert_eq!(
+        p.a.dt_neighbours().get(&B),
+        Some(&(3 + OFF)),
+        "B's traffic stays B's"
+    );
+    assert!(!p.a.dt_neighbours().contains_key(&0) && !p.a.dt_neighbours().contains_key(&A));
+    // The refused flow going down takes nothing with it.
+    p.a.flow_down(now, 300);
+    assert_eq!(p.a.dt_neighbours().get(&B), Some(&(3 + OFF)));
+    // A newer DT connection over B's own link (7) takes the old one's place.
+    p.a.accept(now, 303, 7);
+    let cep = CepMsg::new(Component::DataTransfer, B).encode_to_vec();
+    p.a.handle_sdu(now, UNIX, 303, &cep);
+    assert_eq!(p.a.dt_neighbours().get(&B), Some(&303));
+    assert_eq!(p.a.counters().address_claims_refused, 3);
+}
+
+#[test]
+fn a_neighbour_moves_once_per_hold_and_never_onto_another_links_neighbour() {
+    let cfg = UniConfig::default();
+    let mut p = Pair::join(cfg);
+    let now = p.now;
+    let (n1, n2) = (0x0b0b_0001, 0x0b0b_0002);
+    let c = 0x0c0c_0c0c;
+    // C, a DT neighbour on link 8.
+    p.a.accept(now, 300, 8);
+    let cep = CepMsg::new(Component::DataTransfer, c).encode_to_vec();
+    p.a.handle_sdu(now, UNIX, 300, &cep);
+    assert_eq!(p.a.dt_neighbours().get(&c), Some(&300));
+    while p.a.poll_event().is_some() {}
+    let move_to = |p: &mut Pair, at: Instant, addr: u64| {
+        let cep = CepMsg::new(Component::Management, addr).encode_to_vec();
+        p.a.handle_sdu(at, UNIX, 2 + OFF, &cep);
+        std::iter::from_fn(|| p.a.poll_event()).collect::<Vec<Event>>()
+    };
+    // B may not take C's address.
+    let ev = move_to(&mut p, now, c);
+    assert_eq!(
+        ev,
+        [Event::ClaimRefused {
+            flow: 2 + OFF,
+            addr: c
+        }]
+    );
+    assert_eq!(p.a.dt_neighbours().get(&c), Some(&300));
+    assert_eq!(p.a.dt_neighbours().get(&B), Some(&(3 + OFF)));
+    // A first move is taken; a second within the hold is dropped and counted.
+    let ev = move_to(&mut p, now, n1);
+    assert!(
+        matches!(ev.first(), Some(Event::NeighbourMoved { new, .. }) if *new == n1),
+        "{ev:?}"
+    );
+    let later = now + cfg.readdress_hold - Duration::from_millis(1);
+    assert_eq!(move_to(&mut p, later, n2), []);
+    assert_eq!(p.a.counters().neighbour_moves_held, 1);
+    assert_eq!(p.a.dt_neighbours().get(&n1), Some(&(3 + OFF)));
+    // Once the hold is over it may move again.
+    let ev = move_to(&mut p, now + cfg.readdress_hold, n2);
+    assert!(
+        matches!(ev.first(), Some(Event::NeighbourMoved { new, .. }) if *new == n2),
+        "{ev:?}"
+    );
+    assert_eq!(p.a.dt_neighbours().get(&n2), Some(&(3 + OFF)));
+    assert_eq!(p.a.counters().neighbours_moved, 2);
+    assert_eq!(p.a.counters().address_claims_refused, 1);
+}
+
+#[test]
 fn a_flow_down_takes_its_link_out_of_the_routes() {
     let mut p = Pair::join(UniConfig::default());
     let now = p.now;
