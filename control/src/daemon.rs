@@ -98,6 +98,9 @@ pub struct FlowRec {
     pub qos: QosSpec,
     /// Peer timed out.
     pub down: bool,
+    /// A flow over a unicast layer: the peer IPCP's address (the per-peer limit's key;
+    /// `peer` is no station then).
+    pub layer_peer: Option<u64>,
 }
 
 /// Counters of things dropped or refused.
@@ -387,7 +390,7 @@ pub(crate) fn fake_daemon() -> (Owner, o7s::ipc::Channel) {
             security_dir: std::env::temp_dir().join("o7s-fake-daemon-has-none"),
             key_rotation_bits: 20,
             policy: crate::authz::Policy::default(),
-            max_flows: 16,
+            max_flows: 24,
             max_flows_per_peer: 16,
             max_flows_per_process: 16,
             rundir: std::env::temp_dir(),

@@ -142,6 +142,7 @@ impl Owner {
                     pid,
                     qos: r.qos,
                     down: false,
+                    layer_peer: None,
                 },
             );
             kept += 1;

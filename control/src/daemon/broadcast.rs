@@ -291,6 +291,7 @@ impl Owner {
                 pid,
                 qos: QosSpec::RAW,
                 down: false,
+                layer_peer: None,
             },
         );
         st.bc_joined.push(Joined {

@@ -94,17 +94,7 @@ impl Owner {
         now: Instant,
     ) -> Result<Installing, FlowError> {
         self.check_flow_limits(peer)?;
-        {
-            let st = self.st();
-            let of_process = st.flows.values().filter(|f| f.pid == pid).count();
-            if pid > 0 && of_process >= self.settings.max_flows_per_process {
-                self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
-                return Err(FlowError::Limit(format!(
-                    "process {pid} has its maximum of {} flows (o7sd --max-flows-per-process)",
-                    self.settings.max_flows_per_process
-                )));
-            }
-        }
+        self.check_process_limit(pid)?;
         let overhead = if crypt.is_some() {
             o7s_abi::CRYPT_OVERHEAD
         } else {
@@ -138,6 +128,7 @@ impl Owner {
                 pid,
                 qos,
                 down: false,
+                layer_peer: None,
             },
         );
         drop(st);
@@ -163,7 +154,7 @@ impl Owner {
                 local,
                 remote,
                 peer: peer.mac(),
-                timeout_ms: u64::from(qos.timeout.max(1000)),
+                timeout_ms: peer_timeout_ms(qos.timeout),
                 peer_addr: peer.addr(),
                 crypt,
                 // o7sd's own flows outlive it in the data plane (o7sd ends them).
@@ -236,28 +227,74 @@ impl Owner {
     /// Whether one more flow with `peer` is within the daemon's limits (`--max-flows`,
     /// `--max-flows-per-peer`); counted and explained when not.
     pub(super) fn check_flow_limits(&self, peer: Peer) -> Result<(), FlowError> {
-        let st = self.st();
-        if st.flows.len() >= self.settings.max_flows {
+        let same_peer = |p: &Peer| match (p, &peer) {
+            (Peer::Ip(a), Peer::Ip(b)) => a.ip() == b.ip(),
+            (a, b) => a == b,
+        };
+        let of_peer = self
+            .st()
+            .flows
+            .values()
+            .filter(|f| f.layer_peer.is_none() && same_peer(&f.peer))
+            .count();
+        self.limits(of_peer, &peer.to_string())
+    }
+
+    /// Refuses (counted) when local process `pid` holds its most flows.
+    pub(crate) fn check_process_limit(&self, pid: i32) -> Result<(), FlowError> {
+        let of_process = self.st().flows.values().filter(|f| f.pid == pid).count();
+        if pid > 0 && of_process >= self.settings.max_flows_per_process {
+            self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
+            return Err(FlowError::Limit(format!(
+                "process {pid} has its maximum of {} flows (o7sd --max-flows-per-process)",
+                self.settings.max_flows_per_process
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`Owner::check_flow_limits`] for a flow over a unicast layer from the IPCP at
+    /// `addr`: the daemon's bound, and the peer's, counted by its address.
+    pub(crate) fn check_layer_flow_limits(&self, addr: u64) -> Result<(), FlowError> {
+        let of_peer = self
+            .st()
+            .flows
+            .values()
+            .filter(|f| f.layer_peer == Some(addr))
+            .count();
+        self.limits(of_peer, &format!("the IPCP at {addr:#010x}"))
+    }
+
+    /// Refuses (counted) when the daemon has its most flows, or a peer that has `of_peer`
+    /// (named `who`) has its.
+    fn limits(&self, of_peer: usize, who: &str) -> Result<(), FlowError> {
+        let all = self.st().flows.len();
+        if all >= self.settings.max_flows {
             self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
             return Err(FlowError::Limit(format!(
                 "this daemon has its maximum of {} flows (o7sd --max-flows)",
                 self.settings.max_flows
             )));
         }
-        let same_peer = |p: &Peer| match (p, &peer) {
-            (Peer::Ip(a), Peer::Ip(b)) => a.ip() == b.ip(),
-            (a, b) => a == b,
-        };
-        let of_peer = st.flows.values().filter(|f| same_peer(&f.peer)).count();
         if of_peer >= self.settings.max_flows_per_peer {
             self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
             return Err(FlowError::Limit(format!(
-                "{peer} has its maximum of {} flows with this daemon (o7sd --max-flows-per-peer)",
+                "{who} has its maximum of {} flows with this daemon (o7sd --max-flows-per-peer)",
                 self.settings.max_flows_per_peer
             )));
         }
         Ok(())
     }
+}
+
+/// Longest a flow waits for its peer before it is down (ms): a peer's QoS may ask for up
+/// to 49 days, and a flow whose peer is gone would hold its memory that long.
+pub const MAX_PEER_TIMEOUT_MS: u32 = 3_600_000;
+
+/// The data plane's liveness timeout for a flow whose QoS asks for `ms`: 1 s to
+/// [`MAX_PEER_TIMEOUT_MS`].
+pub(crate) fn peer_timeout_ms(ms: u32) -> u64 {
+    u64::from(ms.clamp(1000, MAX_PEER_TIMEOUT_MS))
 }
 
 /// The flows of IPCP `ipcp` to `peer` whose remote endpoint id is `remote` and that are still
@@ -295,7 +332,59 @@ mod tests {
             pid: 1,
             qos: QosSpec::ZERO,
             down,
+            layer_peer: None,
         }
+    }
+
+    #[test]
+    fn a_peers_qos_timeout_is_bounded_to_an_hour() {
+        assert_eq!(peer_timeout_ms(0), 1000);
+        assert_eq!(peer_timeout_ms(120_000), 120_000);
+        assert_eq!(peer_timeout_ms(u32::MAX), 3_600_000);
+    }
+
+    #[test]
+    fn flows_over_a_unicast_layer_count_against_the_daemons_and_their_peers_limits() {
+        let (o, _dp) = crate::daemon::fake_daemon();
+        let (x, y) = (0x0a0a_0001u64, 0x0b0b_0002u64);
+        let mut uni = |flow: u64, addr: u64, pid: i32| {
+            let mut r = rec(usize::MAX, Peer::Mac([0; 6]), 0x40, false);
+            (r.layer_peer, r.pid) = (Some(addr), pid);
+            o.st().flows.insert(flow, r);
+        };
+        // The fake daemon's bounds: 24 flows, 16 per peer, 16 per process.
+        for f in 0..15 {
+            uni(f, x, 100 + f as i32);
+        }
+        assert!(o.check_layer_flow_limits(x).is_ok());
+        uni(15, x, 200);
+        let e = o.check_layer_flow_limits(x).unwrap_err().to_string();
+        assert!(e.contains("the IPCP at 0x0a0a0001"), "{e}");
+        // Another peer is refused only by the daemon's own bound.
+        assert!(o.check_layer_flow_limits(y).is_ok());
+        for f in 16..24 {
+            uni(f, y, 300 + f as i32);
+        }
+        let e = o.check_layer_flow_limits(y).unwrap_err().to_string();
+        assert!(e.contains("o7sd --max-flows)"), "{e}");
+        o.st().flows.remove(&0);
+        assert!(o.check_layer_flow_limits(x).is_ok());
+        // Layer flows are not counted as the eth peer with the all-zero MAC's.
+        assert!(o.check_flow_limits(Peer::Mac([0; 6])).is_ok());
+        assert_eq!(o.counters.flow_limit.load(Ordering::Relaxed), 2);
+        // A process's flows over the layer count against it.
+        for f in 20..35 {
+            let mut r = rec(usize::MAX, Peer::Mac([0; 6]), 0x40, false);
+            r.pid = 7;
+            o.st().flows.insert(f, r);
+        }
+        o.st().flows.retain(|id, _| *id >= 20);
+        assert!(o.check_process_limit(7).is_ok());
+        o.st()
+            .flows
+            .insert(40, rec(usize::MAX, Peer::Mac([0; 6]), 0x40, false));
+        o.st().flows.get_mut(&40).unwrap().pid = 7;
+        assert!(o.check_process_limit(7).is_err());
     }
 
     #[test]

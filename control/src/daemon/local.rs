@@ -226,6 +226,7 @@ impl Owner {
             pid,
             qos: job.qos,
             down: false,
+            layer_peer: None,
         };
         st.flows.insert(ida, rec("alloc", job.pid, ida, idb));
         st.flows.insert(idb, rec("accept", a.pid, idb, ida));

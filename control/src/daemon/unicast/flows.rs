@@ -359,6 +359,8 @@ impl Owner {
         let Some(port) = port else {
             return Err(FlowError::NoRoute { layer, peer });
         };
+        self.check_layer_flow_limits(peer)?;
+        self.check_process_limit(pid)?;
         let (memfd, tx, rx) = flow_mem(mtu).map_err(FlowError::Memory)?;
         let flow = {
             let mut st = self.st();
@@ -377,6 +379,7 @@ impl Owner {
                     pid,
                     qos,
                     down: false,
+                    layer_peer: Some(peer),
                 },
             );
             flow
@@ -388,7 +391,7 @@ impl Owner {
                 local: local as u32,
                 remote: remote as u32,
                 peer: [0; 6],
-                timeout_ms: u64::from(qos.timeout.max(1000)),
+                timeout_ms: super::super::install::peer_timeout_ms(qos.timeout),
                 peer_addr: None,
                 crypt,
                 pid,
@@ -460,6 +463,11 @@ impl Owner {
             );
             return None;
         };
+        // The daemon's and the requester's flow limits, before any work for the request.
+        if let Err(e) = self.check_layer_flow_limits(r.peer) {
+            self.uni_refuse(r, Refusal::Limit, &format!("{name}: {e}"), now);
+            return None;
+        }
         match self.uni_oap(&name, &r.oap) {
             Ok((resp, crypt)) => Some(UniChecked { name, resp, crypt }),
             Err(e) => {

@@ -286,6 +286,7 @@ impl Owner {
                     pid: f.pid,
                     qos: r.qos,
                     down: false,
+                    layer_peer: Some(u64::from(spec.dst)),
                 },
             );
             st.uni_flows_adopted.push(UniFlowP {
