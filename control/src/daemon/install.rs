@@ -347,7 +347,7 @@ mod tests {
     fn flows_over_a_unicast_layer_count_against_the_daemons_and_their_peers_limits() {
         let (o, _dp) = crate::daemon::fake_daemon();
         let (x, y) = (0x0a0a_0001u64, 0x0b0b_0002u64);
-        let mut uni = |flow: u64, addr: u64, pid: i32| {
+        let uni = |flow: u64, addr: u64, pid: i32| {
             let mut r = rec(usize::MAX, Peer::Mac([0; 6]), 0x40, false);
             (r.layer_peer, r.pid) = (Some(addr), pid);
             o.st().flows.insert(flow, r);
