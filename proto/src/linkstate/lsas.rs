@@ -25,8 +25,15 @@ impl<F: Clone + PartialEq> LinkState<F> {
             return;
         };
         // No IPCP has address 0 (the flat policy draws non-zero ones) and no link goes
-        // from an IPCP to itself: such a record is bad input, not a link.
-        if l.s_addr == 0 || l.d_addr == 0 || l.s_addr == l.d_addr {
+        // from an IPCP to itself: such a record is bad input, not a link. Addresses are
+        // 32 bits in every layer (`addr_size` 4): a wider one would be cut to another
+        // member's address in the forwarding table.
+        if l.s_addr == 0
+            || l.d_addr == 0
+            || l.s_addr == l.d_addr
+            || l.s_addr > u64::from(u32::MAX)
+            || l.d_addr > u64::from(u32::MAX)
+        {
             self.counters.malformed += 1;
             return;
         }

@@ -560,15 +560,17 @@ fn a_full_lsdb_drops_new_pairs_and_keeps_updating_known_ones() {
 }
 
 #[test]
-fn lsas_with_address_zero_or_a_link_to_itself_are_dropped() {
+fn lsas_with_address_zero_a_link_to_itself_or_a_wide_address_are_dropped() {
     let t0 = Instant::now();
     let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
     ls.add_mgmt(0);
     let _ = std::iter::from_fn(|| ls.poll_transmit()).count();
-    for (s, d) in [(0, 2), (2, 0), (5, 5)] {
+    // 0x1_0000_0002 would be cut to member 2's address in the forwarding table.
+    let wide = (1u64 << 32) + 2;
+    for (s, d) in [(0, 2), (2, 0), (5, 5), (wide, 3), (3, wide)] {
         ls.handle(t0, &0, &encode(s, d, 1));
     }
-    assert_eq!(ls.counters().malformed, 3);
+    assert_eq!(ls.counters().malformed, 5);
     assert!(ls.lsdb().is_empty(), "{:?}", ls.lsdb());
     assert!(ls.poll_transmit().is_none(), "not flooded");
 }

@@ -55,8 +55,8 @@ impl UnicastIpcp {
                 let held = here
                     .and_then(|h| self.moved_at.get(&h))
                     .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.readdress_hold);
-                if self.dt_nb.get(&new).is_some_and(|f| !same(*f)) {
-                    // Another link's DT neighbour has it.
+                if new > u64::from(u32::MAX) || self.dt_nb.get(&new).is_some_and(|f| !same(*f)) {
+                    // Wider than the layer's addresses, or another link's DT neighbour's.
                     self.counters.address_claims_refused += 1;
                     self.events
                         .push_back(Event::ClaimRefused { flow, addr: new });

@@ -124,7 +124,7 @@ impl UnicastIpcp {
     }
 
     /// Whether a DT connection on N-1 flow `flow` may be to the member at `addr`: not 0,
-    /// not us, and not a DT neighbour reached over another link (the same link's is a
+    /// within 32 bits (the layer's address size), not us, and not a DT neighbour reached over another link (the same link's is a
     /// newer connection taking the old one's place).
     fn may_claim(&self, flow: FlowId, addr: u64) -> bool {
         let here = self.links.get(&flow);
@@ -132,7 +132,7 @@ impl UnicastIpcp {
             .dt_nb
             .get(&addr)
             .is_some_and(|f| *f != flow && self.links.get(f) != here);
-        addr != 0 && Some(addr) != self.addr() && !elsewhere
+        addr != 0 && addr <= u64::from(u32::MAX) && Some(addr) != self.addr() && !elsewhere
     }
 
     pub(super) fn tend_connections(&mut self, now: Instant) {

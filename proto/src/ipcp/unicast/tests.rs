@@ -509,7 +509,8 @@ fn a_dt_connection_naming_us_0_or_another_links_neighbour_is_refused_and_closed(
     assert_eq!(p.a.dt_neighbours().get(&B), Some(&(3 + OFF)));
     while p.a.poll_event().is_some() {}
     // On other links (8, 9, 10): B's address (another member's claim), 0, and ours.
-    for (flow, link, addr) in [(300, 8, B), (301, 9, 0), (302, 10, A)] {
+    let wide = (1u64 << 32) + B;
+    for (flow, link, addr) in [(300, 8, B), (301, 9, 0), (302, 10, A), (304, 11, wide)] {
         p.a.accept(now, flow, link);
         let cep = CepMsg::new(Component::DataTransfer, addr).encode_to_vec();
         p.a.handle_sdu(now, UNIX, flow, &cep);
@@ -523,7 +524,7 @@ fn a_dt_connection_naming_us_0_or_another_links_neighbour_is_refused_and_closed(
             "{ev:?}"
         );
     }
-    assert_eq!(p.a.counters().address_claims_refused, 3);
+    assert_eq!(p.a.counters().address_claims_refused, 4);
     assert_eq!(
         p.a.dt_neighbours().get(&B),
         Some(&(3 + OFF)),
@@ -538,7 +539,7 @@ fn a_dt_connection_naming_us_0_or_another_links_neighbour_is_refused_and_closed(
     let cep = CepMsg::new(Component::DataTransfer, B).encode_to_vec();
     p.a.handle_sdu(now, UNIX, 303, &cep);
     assert_eq!(p.a.dt_neighbours().get(&B), Some(&303));
-    assert_eq!(p.a.counters().address_claims_refused, 3);
+    assert_eq!(p.a.counters().address_claims_refused, 4);
 }
 
 #[test]
@@ -559,15 +560,17 @@ fn a_neighbour_moves_once_per_hold_and_never_onto_another_links_neighbour() {
         p.a.handle_sdu(at, UNIX, 2 + OFF, &cep);
         std::iter::from_fn(|| p.a.poll_event()).collect::<Vec<Event>>()
     };
-    // B may not take C's address.
-    let ev = move_to(&mut p, now, c);
-    assert_eq!(
-        ev,
-        [Event::ClaimRefused {
-            flow: 2 + OFF,
-            addr: c
-        }]
-    );
+    // B may not take C's address, nor one wider than the layer's.
+    for addr in [c, (1 << 32) + 7] {
+        let ev = move_to(&mut p, now, addr);
+        assert_eq!(
+            ev,
+            [Event::ClaimRefused {
+                flow: 2 + OFF,
+                addr
+            }]
+        );
+    }
     assert_eq!(p.a.dt_neighbours().get(&c), Some(&300));
     assert_eq!(p.a.dt_neighbours().get(&B), Some(&(3 + OFF)));
     // A first move is taken; a second within the hold is dropped and counted.
@@ -588,7 +591,7 @@ fn a_neighbour_moves_once_per_hold_and_never_onto_another_links_neighbour() {
     );
     assert_eq!(p.a.dt_neighbours().get(&n2), Some(&(3 + OFF)));
     assert_eq!(p.a.counters().neighbours_moved, 2);
-    assert_eq!(p.a.counters().address_claims_refused, 1);
+    assert_eq!(p.a.counters().address_claims_refused, 2);
 }
 
 #[test]
