@@ -9,6 +9,12 @@ use o7s_wire::unicast::pb::{
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+/// The most members one lookup asks, for `k` contacts per bucket: a lookup in a layer of
+/// a million members asks about k + alpha x 20.
+pub(super) fn max_asked(k: usize) -> usize {
+    (8 * k).max(64)
+}
+
 impl Dht {
     /// A `dht_msg` arrived; `unix`: the wall clock now.
     pub fn handle(&mut self, now: Instant, unix: UnixTime, msg: &[u8]) {
@@ -99,7 +105,15 @@ impl Dht {
             return;
         };
         let k = self.cfg.k;
-        let room = self.cfg.alpha.saturating_sub(l.waiting.len());
+        // A lookup asks at most this many members: a responder that always names closer
+        // (made-up) contacts would otherwise keep it, and its slot, going for ever.
+        let most = max_asked(k);
+        let capped = l.asked.len() >= most;
+        let room = self
+            .cfg
+            .alpha
+            .saturating_sub(l.waiting.len())
+            .min(most.saturating_sub(l.asked.len()));
         // Only the k closest candidates are worth asking.
         let next: Vec<Contact> = l
             .shortlist
@@ -110,6 +124,9 @@ impl Dht {
             .cloned()
             .collect();
         if next.is_empty() && l.waiting.is_empty() {
+            if capped {
+                self.counters.lookups_cut += 1;
+            }
             self.finish(id);
             return;
         }

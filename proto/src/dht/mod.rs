@@ -187,6 +187,8 @@ pub struct Counters {
     pub superseded: u64,
     /// Values stored for others that reached their expiry and went.
     pub expired: u64,
+    /// Lookups ended because they had asked as many members as one may.
+    pub lookups_cut: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -726,6 +726,49 @@ fn response(
 }
 
 #[test]
+fn a_lookup_fed_ever_closer_made_up_contacts_ends_after_its_most_asked() {
+    let now = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = node(1);
+    a.bootstrap(now, 0x2000);
+    let mut asked = 0u64;
+    let mut next = 0x3000u64;
+    // Each request answered at once with one made-up contact closer to the key than any.
+    for _ in 0..10_000 {
+        let Some(t) = a.poll_transmit() else { break };
+        let m = pb::decode::<DhtMsg>(&t.msg).unwrap();
+        let Some(f) = m.find else { continue };
+        asked += 1;
+        let mut id = f.key.clone();
+        // Distance 2^40 - next: strictly closer each time.
+        let d = (1u64 << 40) - next;
+        for (b, x) in id.iter_mut().zip(d.to_be_bytes()) {
+            *b ^= x;
+        }
+        next += 1;
+        let rsp = DhtMsg {
+            code: dht_code::FIND_NODE_RSP,
+            src: DhtContactMsg {
+                id: vec![0x55; 32],
+                addr: t.dst,
+            },
+            store: None,
+            find: None,
+            node: Some(DhtFindNodeRspMsg {
+                cookie: f.cookie,
+                key: f.key,
+                contacts: vec![DhtContactMsg { id, addr: next }],
+            }),
+            val: None,
+        };
+        a.handle(now, unix, &rsp.encode_to_vec());
+    }
+    assert_eq!(asked, lookup::max_asked(DhtConfig::default().k) as u64);
+    assert_eq!(a.counters().lookups_cut, 1);
+    assert!(a.poll_transmit().is_none(), "the lookup is over");
+}
+
+#[test]
 fn distance_is_the_xor_of_the_first_eight_bytes_read_big_endian() {
     let a = [0xF0, 0x0F, 1, 2, 3, 4, 5, 6, 99];
     let b = [0xFF, 0xFF, 1, 2, 3, 4, 5, 7, 1];
