@@ -69,6 +69,13 @@ impl<F: Clone + PartialEq> LinkState<F> {
             self.on_collision(now, l.d_addr, l.seqno);
             return;
         }
+        // Our link to a member we have no DT connection to now (an echo of an announcement
+        // from before the connection went, or a forgery): ours to announce, not the wire's.
+        // Stored, we would refresh a link that is gone (at a seqno the forger chose).
+        if l.s_addr == self.me && !self.dt.contains(&l.d_addr) {
+            self.counters.stale += 1;
+            return;
+        }
         let full = self.lsdb.len() >= self.cfg.max_records;
         let mut revived = false;
         match self.lsdb.get_mut(&key) {

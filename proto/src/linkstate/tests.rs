@@ -212,6 +212,43 @@ fn a_live_link_connected_again_is_announced_above_its_seqno() {
 }
 
 #[test]
+fn an_lsa_for_our_link_to_a_member_we_no_longer_connect_to_is_not_stored() {
+    for withdraw in [false, true] {
+        let t0 = Instant::now();
+        let cfg = LsConfig {
+            withdraw,
+            ..LsConfig::default()
+        };
+        let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+        ls.add_mgmt(7);
+        ls.add_dt(t0, 2);
+        ls.remove_dt(2);
+        while ls.poll_transmit().is_some() {}
+        let before = ls.lsdb();
+        let stale = ls.counters().stale;
+        // A forged (or old) record of our link to 2 at the top seqno: not stored, not
+        // flooded, never announced by us.
+        ls.handle(t0, &7, &encode(1, 2, WITHDRAWN - 1));
+        assert_eq!(ls.counters().stale, stale + 1, "withdraw {withdraw}");
+        assert_eq!(ls.lsdb(), before, "withdraw {withdraw}");
+        ls.handle_timeout(t0 + cfg.t_update);
+        assert!(
+            std::iter::from_fn(|| ls.poll_transmit())
+                .all(|(_, l)| l != encode(1, 2, WITHDRAWN - 1)),
+            "withdraw {withdraw}"
+        );
+        // 2 back: announced from what we hold, above it.
+        ls.add_dt(t0, 2);
+        let seq = ls
+            .lsdb()
+            .iter()
+            .find(|(k, _)| *k == (1, 2))
+            .map(|(_, s)| *s);
+        assert!(seq.is_some_and(|s| s < 10), "withdraw {withdraw}: {seq:?}");
+    }
+}
+
+#[test]
 fn an_own_seqno_at_the_top_stays_below_withdrawn() {
     let t0 = Instant::now();
     let cfg = LsConfig::default();
