@@ -18,6 +18,9 @@
 
 /// The shift of the receiver's decay and of the decrease (`CA_SHFT`).
 pub const CA_SHFT: u32 = 5;
+/// The highest level a [`Receiver`] can echo: ECN bytes of 255 without end settle where
+/// the decay (`ece >> CA_SHFT`) takes back the 255 each adds, below 256 << CA_SHFT.
+pub const MAX_ECE: u16 = (256 << CA_SHFT) - 1;
 /// Packets without feedback after which the sender forgets the echoed level (`CA_WND`).
 pub const CA_WND: u64 = 1 << CA_SHFT;
 /// Congested packets between two FLOW_UPDATEs (`CA_UPD`).
@@ -211,9 +214,12 @@ impl Sender {
     }
 
     /// The receiver echoed congestion level `ece` (a FLOW_UPDATE; `ctx_update_ece`): the
-    /// sender leaves slow start and decreases by it from the next slot on.
+    /// sender leaves slow start and decreases by it from the next slot on. A level above
+    /// what a receiver can reach ([`MAX_ECE`]) is taken as that: a forged FLOW_UPDATE (its
+    /// endpoint id is in clear in every PDU) cannot cut the window below what the worst real
+    /// congestion would.
     pub fn on_update(&mut self, ece: u16) {
-        self.ece = ece;
+        self.ece = ece.min(MAX_ECE);
         self.ctr = 0;
         self.cav = true;
         self.updates = self.updates.saturating_add(1);
@@ -393,6 +399,24 @@ fn halvings_to(n: u64, max: u64) -> u32 {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    #[test]
+    fn a_receiver_never_echoes_above_max_ece_and_a_sender_takes_no_more() {
+        let mut r = Receiver::default();
+        let mut top = 0;
+        for _ in 0..100_000 {
+            if let Some(e) = r.on_packet(255) {
+                top = top.max(e);
+            }
+            top = top.max(r.ece);
+        }
+        assert!(top <= MAX_ECE && top > MAX_ECE - 64, "{top}");
+        let mut s = Sender::new(0);
+        s.on_update(u16::MAX);
+        assert_eq!(s.ece, MAX_ECE);
+        s.on_update(100);
+        assert_eq!(s.ece, 100);
+    }
 
     #[test]
     fn marking_adds_one_level_per_16_queued_packets_and_saturates() {
@@ -755,9 +779,10 @@ mod tests {
                 "per slot, 2^{m} ns"
             );
         }
-        // A level that would take more than all of it takes all of it, and the increase
-        // starts again from nothing.
-        assert_eq!(paced_slot(22, 0xffff, true).wbl, 2048);
+        // The highest level a receiver echoes takes all but 2 bytes of it (11,000 * 8191 /
+        // 2^13), and the increase starts again from there; a forged higher one the same.
+        assert_eq!(paced_slot(22, MAX_ECE, true).wbl, 2 + 2048);
+        assert_eq!(paced_slot(22, 0xffff, true).wbl, 2 + 2048);
     }
 
     #[test]
