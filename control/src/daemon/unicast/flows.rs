@@ -137,6 +137,22 @@ impl Owner {
         pid: i32,
         now: Instant,
     ) -> Option<Result<UniJob, FlowError>> {
+        // The daemon's and the process's limits before the request goes out (the peer's
+        // is checked when its address is known, at installation; no IPCP has address 0,
+        // so the first check is the daemon's bound alone).
+        let layer = self
+            .st()
+            .unicast
+            .iter()
+            .any(|u| u.dht().is_some() && u.fa().is_some());
+        if layer {
+            if let Err(e) = self
+                .check_layer_flow_limits(0)
+                .and_then(|()| self.check_process_limit(pid))
+            {
+                return Some(Err(e));
+            }
+        }
         self.uni_alloc_job(name, qos, timeout, pid, now).map(Ok)
     }
 
@@ -538,6 +554,16 @@ impl Owner {
         let Some(a) = acc else {
             return Err(r);
         };
+        // The limits again, now that the acceptor is known, before the flow allocator
+        // answers: a flow refused after that would stay at the requester until its timeout.
+        if let Err(e) = self
+            .check_layer_flow_limits(r.peer)
+            .and_then(|()| self.check_process_limit(a.pid))
+        {
+            self.st().reg.restore(a);
+            self.uni_refuse(&r, Refusal::Limit, &format!("{name}: {e}"), now);
+            return Ok(None);
+        }
         let local = self
             .st()
             .unicast
