@@ -52,9 +52,7 @@ impl UnicastIpcp {
                 let links = &self.links;
                 let same = |f: FlowId| here.is_some_and(|h| links.get(&f) == Some(&h));
                 let new = pb::decode::<CepMsg>(sdu).map_or(0, |c| c.address);
-                let held = here
-                    .and_then(|h| self.moved_at.get(&h))
-                    .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.readdress_hold);
+                let held = self.move_held(now, here);
                 if new > u64::from(u32::MAX) || self.dt_nb.get(&new).is_some_and(|f| !same(*f)) {
                     // Wider than the layer's addresses, or another link's DT neighbour's.
                     self.counters.address_claims_refused += 1;

@@ -135,6 +135,45 @@ impl UnicastIpcp {
         addr != 0 && addr <= u64::from(u32::MAX) && Some(addr) != self.addr() && !elsewhere
     }
 
+    /// Whether link `link`'s neighbour moved too recently to move again: within half of
+    /// `readdress_hold` (a member moves at most once per `readdress_hold` of its own clock;
+    /// half of it here leaves room for a first move's CEP that came late).
+    pub(super) fn move_held(&self, now: Instant, link: Option<u64>) -> bool {
+        let hold = self.cfg.readdress_hold / 2;
+        link.and_then(|h| self.moved_at.get(&h))
+            .is_some_and(|t| now.saturating_duration_since(*t) < hold)
+    }
+
+    /// Link `link`'s neighbour moved at `now`.
+    fn note_move(&mut self, now: Instant, link: u64) {
+        let hold = self.cfg.readdress_hold;
+        self.moved_at
+            .retain(|_, t| now.saturating_duration_since(*t) < hold);
+        self.moved_at.insert(link, now);
+    }
+
+    /// A DT connection on N-1 flow `flow` to `addr` while the same link has a DT neighbour
+    /// at another address is a move by connecting again: taken (and noted) unless the
+    /// link moved within the hold, as a Management CEP's move would be.
+    fn may_move_by_connecting(&mut self, now: Instant, flow: FlowId, addr: u64) -> bool {
+        let Some(here) = self.links.get(&flow).copied() else {
+            return true;
+        };
+        let links = &self.links;
+        let moved = self
+            .dt_nb
+            .iter()
+            .any(|(a, f)| *a != addr && *f != flow && links.get(f) == Some(&here));
+        if !moved {
+            return true;
+        }
+        if self.move_held(now, Some(here)) {
+            return false;
+        }
+        self.note_move(now, here);
+        true
+    }
+
     pub(super) fn tend_connections(&mut self, now: Instant) {
         while let Some(t) = self.conn.poll_transmit() {
             self.out.push_back(Transmit {
@@ -161,6 +200,13 @@ impl UnicastIpcp {
                             flow,
                             addr: peer_addr,
                         });
+                        self.events.push_back(Event::Close { flow });
+                        continue;
+                    }
+                    if comp == Component::DataTransfer
+                        && !self.may_move_by_connecting(now, flow, peer_addr)
+                    {
+                        self.counters.neighbour_moves_held += 1;
                         self.events.push_back(Event::Close { flow });
                         continue;
                     }
@@ -191,10 +237,7 @@ impl UnicastIpcp {
                 } => {
                     self.counters.neighbours_moved += 1;
                     if let Some(h) = self.links.get(&flow).copied() {
-                        let hold = self.cfg.readdress_hold;
-                        self.moved_at
-                            .retain(|_, t| now.saturating_duration_since(*t) < hold);
-                        self.moved_at.insert(h, now);
+                        self.note_move(now, h);
                     }
                     let dt = self.dt_nb.get(&old).copied().filter(|f| moved.contains(f));
                     if let (Some(f), Some(l)) = (dt, self.layer.as_mut()) {

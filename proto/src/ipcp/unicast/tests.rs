@@ -579,12 +579,14 @@ fn a_neighbour_moves_once_per_hold_and_never_onto_another_links_neighbour() {
         matches!(ev.first(), Some(Event::NeighbourMoved { new, .. }) if *new == n1),
         "{ev:?}"
     );
-    let later = now + cfg.readdress_hold - Duration::from_millis(1);
+    // Half of the mover's own hold here (its first CEP may have come late).
+    let hold = cfg.readdress_hold / 2;
+    let later = now + hold - Duration::from_millis(1);
     assert_eq!(move_to(&mut p, later, n2), []);
     assert_eq!(p.a.counters().neighbour_moves_held, 1);
     assert_eq!(p.a.dt_neighbours().get(&n1), Some(&(3 + OFF)));
     // Once the hold is over it may move again.
-    let ev = move_to(&mut p, now + cfg.readdress_hold, n2);
+    let ev = move_to(&mut p, now + hold, n2);
     assert!(
         matches!(ev.first(), Some(Event::NeighbourMoved { new, .. }) if *new == n2),
         "{ev:?}"
@@ -592,6 +594,22 @@ fn a_neighbour_moves_once_per_hold_and_never_onto_another_links_neighbour() {
     assert_eq!(p.a.dt_neighbours().get(&n2), Some(&(3 + OFF)));
     assert_eq!(p.a.counters().neighbours_moved, 2);
     assert_eq!(p.a.counters().address_claims_refused, 2);
+    // Moving by connecting again over the same link (7) with another address is a move
+    // too: held within the hold, closed and counted; taken after it.
+    let n3 = 0x0b0b_0003;
+    let connect = |p: &mut Pair, at: Instant, flow: u64| {
+        p.a.accept(at, flow, 7);
+        let cep = CepMsg::new(Component::DataTransfer, n3).encode_to_vec();
+        p.a.handle_sdu(at, UNIX, flow, &cep);
+        std::iter::from_fn(|| p.a.poll_event()).collect::<Vec<Event>>()
+    };
+    let ev = connect(&mut p, now + hold + Duration::from_secs(1), 310);
+    assert!(ev.contains(&Event::Close { flow: 310 }), "{ev:?}");
+    assert_eq!(p.a.counters().neighbour_moves_held, 2);
+    assert_eq!(p.a.dt_neighbours().get(&n3), None);
+    let ev = connect(&mut p, now + hold * 2, 311);
+    assert!(!ev.contains(&Event::Close { flow: 311 }), "{ev:?}");
+    assert_eq!(p.a.dt_neighbours().get(&n3), Some(&311));
 }
 
 #[test]
