@@ -6,9 +6,11 @@
 //! once it passed ([`ReplayWindow::record`]): requests that fail their certificate or
 //! signature take no room, so a flood of forged ones cannot fill the window and get every
 //! later request refused. Unsigned requests (open names) take at most half of it, so that a
-//! flood of them leaves room for the requests of certificate holders.
+//! flood of them leaves room for the requests of certificate holders, and each source (a
+//! MAC, an IP address, a member's address) at most [`MAX_UNSIGNED_PER_SOURCE`] of that
+//! half, so that one host cannot fill it alone.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// How long an id is remembered, in ns (the reference refuses older requests anyway).
 pub const WINDOW_NS: u64 = 20_000_000_000;
@@ -16,6 +18,8 @@ pub const WINDOW_NS: u64 = 20_000_000_000;
 pub const MAX_IDS: usize = 65_536;
 /// Most ids of unsigned requests remembered.
 pub const MAX_UNSIGNED: usize = MAX_IDS / 2;
+/// Most ids of unsigned requests remembered from one source.
+pub const MAX_UNSIGNED_PER_SOURCE: usize = 1024;
 
 /// Why a request id is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -30,16 +34,23 @@ pub enum ReplayError {
     /// The unsigned requests' half of the window is full (a flood of them).
     #[error("too many unsigned OAP requests within 20 s ({MAX_UNSIGNED})")]
     FullUnsigned,
+    /// This source's share of the unsigned half is full.
+    #[error(
+        "too many unsigned OAP requests from this source within 20 s ({MAX_UNSIGNED_PER_SOURCE})"
+    )]
+    FullSource,
 }
 
 /// Ids seen recently.
 #[derive(Debug, Default)]
 pub struct ReplayWindow {
-    /// Ids in arrival order: (id, arrival in ns, signed).
-    order: VecDeque<([u8; 16], u64, bool)>,
+    /// Ids in arrival order: (id, arrival in ns, the source of an unsigned one).
+    order: VecDeque<([u8; 16], u64, Option<u64>)>,
     seen: HashSet<[u8; 16]>,
     /// Ids of unsigned requests remembered.
     unsigned: usize,
+    /// Ids of unsigned requests remembered, by source (no entry at 0).
+    by_source: HashMap<u64, usize>,
 }
 
 impl ReplayWindow {
@@ -53,32 +64,54 @@ impl ReplayWindow {
         Ok(())
     }
 
-    /// Records the `id` of a request that passed its checks (`signed`: with a certificate
-    /// that was verified), arrived at `now` (ns); refused if seen within the window, or
-    /// when the window (or, for an unsigned one, its half) is full.
-    pub fn record(&mut self, id: [u8; 16], now: u64, signed: bool) -> Result<(), ReplayError> {
+    /// Records the `id` of a request that passed its checks, arrived at `now` (ns):
+    /// `unsigned` is `None` for a request whose certificate was verified, else its source
+    /// (a key for its MAC, IP address or member address). Refused if seen within the
+    /// window, or when the window (for an unsigned one: its half, or its source's share) is
+    /// full.
+    pub fn record(
+        &mut self,
+        id: [u8; 16],
+        now: u64,
+        unsigned: Option<u64>,
+    ) -> Result<(), ReplayError> {
         self.seen(id, now)?;
         if self.seen.len() >= MAX_IDS {
             return Err(ReplayError::Full);
         }
-        if !signed && self.unsigned >= MAX_UNSIGNED {
-            return Err(ReplayError::FullUnsigned);
+        if let Some(src) = unsigned {
+            if self.unsigned >= MAX_UNSIGNED {
+                return Err(ReplayError::FullUnsigned);
+            }
+            let n = self.by_source.entry(src).or_insert(0);
+            if *n >= MAX_UNSIGNED_PER_SOURCE {
+                return Err(ReplayError::FullSource);
+            }
+            *n += 1;
+            self.unsigned += 1;
         }
         self.seen.insert(id);
-        self.order.push_back((id, now, signed));
-        self.unsigned += usize::from(!signed);
+        self.order.push_back((id, now, unsigned));
         Ok(())
     }
 
     /// Forgets ids older than the window at `now` (ns), and gives memory back after a burst.
     pub fn prune(&mut self, now: u64) {
-        while let Some(&(old, t, signed)) = self.order.front() {
+        while let Some(&(old, t, unsigned)) = self.order.front() {
             if now.saturating_sub(t) <= WINDOW_NS {
                 break;
             }
             self.order.pop_front();
             self.seen.remove(&old);
-            self.unsigned -= usize::from(!signed);
+            if let Some(src) = unsigned {
+                self.unsigned -= 1;
+                if let Some(n) = self.by_source.get_mut(&src) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.by_source.remove(&src);
+                    }
+                }
+            }
         }
         if self.seen.capacity() > 4 * self.seen.len() + 1024 {
             self.seen.shrink_to_fit();
@@ -111,13 +144,13 @@ mod tests {
     #[test]
     fn replays_within_the_window_are_refused_and_old_ids_forgotten() {
         let mut w = ReplayWindow::default();
-        assert_eq!(w.record(id(1), 0, true), Ok(()));
+        assert_eq!(w.record(id(1), 0, None), Ok(()));
         assert_eq!(w.seen(id(1), WINDOW_NS), Err(ReplayError::Replayed));
-        assert_eq!(w.record(id(1), WINDOW_NS, true), Err(ReplayError::Replayed));
-        assert_eq!(w.record(id(2), WINDOW_NS, false), Ok(()));
+        assert_eq!(w.record(id(1), WINDOW_NS, None), Err(ReplayError::Replayed));
+        assert_eq!(w.record(id(2), WINDOW_NS, Some(1)), Ok(()));
         // Past the window id 1 is forgotten, id 2 (seen later) is not yet.
         assert_eq!(w.seen(id(1), WINDOW_NS + 1), Ok(()));
-        assert_eq!(w.record(id(1), WINDOW_NS + 1, true), Ok(()));
+        assert_eq!(w.record(id(1), WINDOW_NS + 1, None), Ok(()));
         assert_eq!(w.seen(id(2), WINDOW_NS + 2), Err(ReplayError::Replayed));
     }
 
@@ -134,36 +167,56 @@ mod tests {
     #[test]
     fn unsigned_requests_take_half_the_window_and_leave_room_for_signed_ones() {
         let mut w = ReplayWindow::default();
+        // Many sources, each within its share.
         for n in 0..(MAX_UNSIGNED as u32) {
-            w.record(id(n), 1, false).unwrap();
+            let src = u64::from(n) / MAX_UNSIGNED_PER_SOURCE as u64;
+            w.record(id(n), 1, Some(src)).unwrap();
         }
         assert_eq!(
-            w.record(id(u32::MAX), 2, false),
+            w.record(id(u32::MAX), 2, Some(9999)),
             Err(ReplayError::FullUnsigned)
         );
         // A certificate holder still gets in, up to the whole window.
         for n in 0..(MAX_IDS - MAX_UNSIGNED) as u32 {
-            w.record(id(0x8000_0000 + n), 2, true).unwrap();
+            w.record(id(0x8000_0000 + n), 2, None).unwrap();
         }
-        assert_eq!(w.record(id(u32::MAX - 1), 3, true), Err(ReplayError::Full));
-        // Once the unsigned ones age out, unsigned requests get in again, the count with them.
+        assert_eq!(w.record(id(u32::MAX - 1), 3, None), Err(ReplayError::Full));
+        // Once the unsigned ones age out, unsigned requests get in again, the counts with them.
         w.prune(WINDOW_NS + 2);
         assert_eq!(w.len(), MAX_IDS - MAX_UNSIGNED);
         assert_eq!(w.unsigned, 0);
-        assert_eq!(w.record(id(u32::MAX), WINDOW_NS + 2, false), Ok(()));
+        assert!(w.by_source.is_empty());
+        assert_eq!(w.record(id(u32::MAX), WINDOW_NS + 2, Some(1)), Ok(()));
         assert_eq!(w.unsigned, 1);
+    }
+
+    #[test]
+    fn one_source_takes_at_most_its_share_of_the_unsigned_half() {
+        let mut w = ReplayWindow::default();
+        for n in 0..MAX_UNSIGNED_PER_SOURCE as u32 {
+            w.record(id(n), 1, Some(7)).unwrap();
+        }
+        assert_eq!(
+            w.record(id(u32::MAX), 1, Some(7)),
+            Err(ReplayError::FullSource)
+        );
+        // Another source, and a signed request from anyone, are not affected.
+        assert_eq!(w.record(id(u32::MAX), 1, Some(8)), Ok(()));
+        assert_eq!(w.record(id(u32::MAX - 1), 1, None), Ok(()));
+        w.prune(WINDOW_NS + 2);
+        assert_eq!(w.record(id(u32::MAX - 2), WINDOW_NS + 2, Some(7)), Ok(()));
     }
 
     #[test]
     fn a_flood_is_bounded_and_its_memory_given_back() {
         let mut w = ReplayWindow::default();
         for n in 0..(MAX_IDS as u32) {
-            w.record(id(n), 1, true).unwrap();
+            w.record(id(n), 1, None).unwrap();
         }
-        assert_eq!(w.record(id(u32::MAX), 2, true), Err(ReplayError::Full));
+        assert_eq!(w.record(id(u32::MAX), 2, None), Err(ReplayError::Full));
         let cap = w.seen.capacity();
         // A minute later everything has aged out and the set is small again.
-        w.record(id(u32::MAX), 60_000_000_000, true).unwrap();
+        w.record(id(u32::MAX), 60_000_000_000, None).unwrap();
         assert_eq!(w.len(), 1);
         assert!(
             w.seen.capacity() < cap / 8,

@@ -8,6 +8,19 @@ use crate::security::EncConf;
 use o7s_abi::msg::CryptSpec;
 use o7s_wire::oap::{OapHdr, Role};
 
+/// The replay window's key for where a request came from: a MAC, an IP address (whatever
+/// the port), or a member's address in a unicast layer.
+pub(super) fn source_key(peer: Option<&o7s_proto::mgmt::Peer>, member: Option<u64>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match (peer, member) {
+        (Some(o7s_proto::mgmt::Peer::Ip(a)), _) => (1u8, a.ip()).hash(&mut h),
+        (Some(o7s_proto::mgmt::Peer::Mac(m)), _) => (2u8, m).hash(&mut h),
+        (None, a) => (3u8, a).hash(&mut h),
+    }
+    h.finish()
+}
+
 impl Owner {
     /// The certificate and key of `side` for `name`, when both files exist (TOML overrides
     /// `<side>_crt_file`, `<side>_key_file`, else `<security>/<side>/<name>/{crt,key}.pem`).
@@ -50,13 +63,19 @@ impl Owner {
         crate::auth::Signer::load(&crt, &key).map(Some)
     }
 
-    /// Replay protection and client authentication of a request. Its id is recorded against
-    /// replays only once it passed (a forged request takes no room in the window).
-    pub(super) fn check_request(&self, req: &OapHdr, raw: &[u8]) -> Result<(), OapCheckError> {
+    /// Replay protection and client authentication of a request from `source` (a
+    /// [`source_key`]). Its id is recorded against replays only once it passed (a forged
+    /// request takes no room in the window).
+    pub(super) fn check_request(
+        &self,
+        req: &OapHdr,
+        raw: &[u8],
+        source: u64,
+    ) -> Result<(), OapCheckError> {
         self.check_oap_fresh(req)?;
         if req.crt.is_empty() {
             tracing::debug!("No certificate provided by <client>.");
-            return self.record_oap_id(req, false);
+            return self.record_oap_id(req, Some(source));
         }
         let (_, sig) = req.split_tail(Role::Request, 0)?;
         let signed = raw
@@ -73,7 +92,7 @@ impl Owner {
                 .map_err(OapCheckError::ClientSignature)?;
             cn
         };
-        self.record_oap_id(req, true)?;
+        self.record_oap_id(req, None)?;
         crate::wire_log!(info, "Successfully authenticated client {cn}.");
         Ok(())
     }
@@ -104,16 +123,17 @@ impl Owner {
             sig,
             rustls_pki_types::UnixTime::now(),
         )?;
-        self.record_oap_id(req, true)?;
+        self.record_oap_id(req, None)?;
         Ok(cn)
     }
 
-    /// Records the id of a request that passed its checks (`signed`: its certificate and
-    /// signature were verified) against replays.
-    fn record_oap_id(&self, req: &OapHdr, signed: bool) -> Result<(), OapCheckError> {
+    /// Records the id of a request that passed its checks against replays: `unsigned` is
+    /// its source when it had no certificate (`None`: its certificate and signature were
+    /// verified).
+    fn record_oap_id(&self, req: &OapHdr, unsigned: Option<u64>) -> Result<(), OapCheckError> {
         self.replay
             .borrow_mut()
-            .record(req.id, now_ns(), signed)
+            .record(req.id, now_ns(), unsigned)
             .map_err(|source| OapCheckError::Replay {
                 id: hex::encode(req.id),
                 source,
@@ -276,4 +296,31 @@ pub(super) fn server_key(
             rotation_bits: 0,
         }),
     ))
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::source_key;
+    use o7s_proto::mgmt::Peer;
+
+    #[test]
+    fn a_source_is_its_mac_its_ip_whatever_the_port_or_its_member_address() {
+        let ip = |s: &str| Peer::Ip(s.parse().unwrap_or_else(|_| unreachable!()));
+        let a = ip("10.0.0.1:3435");
+        assert_eq!(
+            source_key(Some(&a), None),
+            source_key(Some(&ip("10.0.0.1:9999")), None)
+        );
+        assert_ne!(
+            source_key(Some(&a), None),
+            source_key(Some(&ip("10.0.0.2:3435")), None)
+        );
+        let m = Peer::Mac([2, 0, 0, 0, 0, 1]);
+        assert_ne!(
+            source_key(Some(&m), None),
+            source_key(Some(&Peer::Mac([2, 0, 0, 0, 0, 2])), None)
+        );
+        assert_ne!(source_key(None, Some(1)), source_key(None, Some(2)));
+        assert_eq!(source_key(None, Some(1)), source_key(None, Some(1)));
+    }
 }

@@ -94,7 +94,11 @@ impl Owner {
                     m.ipcp
                 );
             }
-            None => self.check_request(&req, &f.oap)?,
+            None => self.check_request(
+                &req,
+                &f.oap,
+                super::oap_glue::source_key(Some(&f.peer), None),
+            )?,
         }
         let conf = self
             .enc_conf("server", name)

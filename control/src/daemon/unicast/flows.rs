@@ -484,7 +484,7 @@ impl Owner {
             self.uni_refuse(r, Refusal::Limit, &format!("{name}: {e}"), now);
             return None;
         }
-        match self.uni_oap(&name, &r.oap) {
+        match self.uni_oap(&name, &r.oap, r.peer) {
             Ok((resp, crypt)) => Some(UniChecked { name, resp, crypt }),
             Err(e) => {
                 let cause = match e {
@@ -502,11 +502,16 @@ impl Owner {
         &self,
         name: &str,
         oap: &[u8],
+        peer: u64,
     ) -> Result<(Vec<u8>, Option<CryptSpec>), crate::error::OapCheckError> {
         use crate::error::OapCheckError;
         let req = OapHdr::parse_as(oap, Role::Request, 0)?;
         crate::wire_log!(info, "Flow request arrived for {name} (unicast layer).");
-        self.check_request(&req, oap)?;
+        self.check_request(
+            &req,
+            oap,
+            super::super::oap_glue::source_key(None, Some(peer)),
+        )?;
         let conf = self
             .enc_conf("server", name)
             .map_err(OapCheckError::Settings)?;
