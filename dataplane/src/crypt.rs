@@ -3,6 +3,15 @@
 //! as the reference. The key rotates every 2^bits packets sent:
 //! `k' = HKDF-SHA256(k, salt = SHA-256(initial key), info "o7s-key-rotation")`; the receiver
 //! follows the phase bit and keeps the previous key for packets still in flight.
+//!
+//! Both directions use the same key, as in the reference, so a host that can forge the
+//! peer's source could send a flow's own SDUs back to it (an echo): they would open, and
+//! its own keepalives would keep a flow whose peer is gone alive, its data would reach its
+//! own app, and echoed packets of later key phases would move the receive key past the
+//! peer's. Each end therefore marks the IVs it sends: the last 4 bytes are a keyed hash
+//! (SipHash, a key of this end only) of the first 8, and a received SDU whose IV bears our
+//! own mark is refused ([`CryptError::Echo`]). The peer's IVs bear it by chance once in
+//! 2^32 packets; to a peer the IV is 12 random-looking bytes, as before.
 
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::hkdf;
@@ -16,6 +25,8 @@ pub enum CryptError {
     Seal,
     /// The SDU is too short, forged or corrupted.
     Open,
+    /// The SDU is one this end sealed, sent back (its IV bears our mark).
+    Echo,
 }
 
 impl std::fmt::Display for CryptError {
@@ -23,6 +34,7 @@ impl std::fmt::Display for CryptError {
         f.write_str(match self {
             Self::Seal => "encryption failed",
             Self::Open => "the SDU does not decrypt",
+            Self::Echo => "the SDU is one of ours sent back",
         })
     }
 }
@@ -90,6 +102,11 @@ pub struct Crypt {
     rx: Keyed,
     rx_phase: u8,
     rx_prev: Option<Keyed>,
+    /// The key of the receive phase after ours, made once (a forged SDU of the other phase
+    /// costs a tag check, not a key derivation).
+    rx_next: Option<Keyed>,
+    /// The key of this end's IV marks.
+    mark: std::collections::hash_map::RandomState,
     rng: rand::rngs::StdRng,
     /// Key changes done (sent side).
     pub rotations: u64,
@@ -105,6 +122,21 @@ impl std::fmt::Debug for Crypt {
 }
 
 impl Crypt {
+    /// This end's mark of an IV: a keyed hash of its first 8 bytes (phase bit included).
+    fn mark_of(&self, iv: &[u8; IV_LEN]) -> [u8; 4] {
+        use std::hash::BuildHasher;
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&iv[..8]);
+        let h = self.mark.hash_one(head);
+        let b = h.to_le_bytes();
+        [b[0], b[1], b[2], b[3]]
+    }
+
+    /// Whether `iv` bears this end's mark (an SDU of ours sent back).
+    fn is_echo(&self, iv: &[u8; IV_LEN]) -> bool {
+        iv[8..] == self.mark_of(iv)
+    }
+
     /// A cipher state for `nid` with the 32-byte flow key; rotation every 2^`bits` packets.
     pub fn new(nid: u16, key: [u8; 32], bits: u32) -> Option<Self> {
         let alg = algorithm(nid)?;
@@ -120,6 +152,8 @@ impl Crypt {
             rx: keyed(alg, key)?,
             rx_phase: 0,
             rx_prev: None,
+            rx_next: None,
+            mark: std::collections::hash_map::RandomState::new(),
             rng: rand::rngs::StdRng::from_entropy(),
             rotations: 0,
         })
@@ -146,8 +180,10 @@ impl Crypt {
         }
         self.tx_count += 1;
         let mut iv = [0u8; IV_LEN];
-        self.rng.fill_bytes(&mut iv);
+        self.rng.fill_bytes(&mut iv[..8]);
         iv[0] = (iv[0] & 0x7f) | (self.tx_phase << 7);
+        let mark = self.mark_of(&iv);
+        iv[8..].copy_from_slice(&mark);
         let start = out.len();
         out.extend_from_slice(&iv);
         append(out);
@@ -173,6 +209,9 @@ impl Crypt {
         }
         let mut nonce = [0u8; IV_LEN];
         nonce.copy_from_slice(wire.get(..IV_LEN).ok_or(CryptError::Open)?);
+        if self.is_echo(&nonce) {
+            return Err(CryptError::Echo);
+        }
         if nonce[0] >> 7 != self.rx_phase {
             return Ok(None);
         }
@@ -194,6 +233,9 @@ impl Crypt {
         let (iv, rest) = wire.split_at(IV_LEN);
         let mut nonce = [0u8; IV_LEN];
         nonce.copy_from_slice(iv);
+        if self.is_echo(&nonce) {
+            return Err(CryptError::Echo);
+        }
         let phase = nonce[0] >> 7;
         let try_key = |k: &Keyed, out: &mut Vec<u8>| -> bool {
             out.clear();
@@ -218,12 +260,16 @@ impl Crypt {
             // possible with one rotation in flight; nothing else to try.
             return Err(CryptError::Open);
         }
-        // The sender moved on: derive its next key, keep ours for late packets.
-        let next = keyed(self.alg, next_key(&self.rx.raw, &self.salt)).ok_or(CryptError::Open)?;
-        if try_key(&next, out) {
-            let old = std::mem::replace(&mut self.rx, next);
-            self.rx_prev = Some(old);
-            self.rx_phase = phase;
+        // The sender moved on: its next key (made once), ours kept for late packets.
+        if self.rx_next.is_none() {
+            self.rx_next = keyed(self.alg, next_key(&self.rx.raw, &self.salt));
+        }
+        if self.rx_next.as_ref().is_some_and(|k| try_key(k, out)) {
+            if let Some(next) = self.rx_next.take() {
+                let old = std::mem::replace(&mut self.rx, next);
+                self.rx_prev = Some(old);
+                self.rx_phase = phase;
+            }
             return Ok(());
         }
         if let Some(p) = &self.rx_prev {
@@ -258,6 +304,51 @@ mod tests {
             Crypt::new(906, [0; 32], 20).is_none(),
             "aes-256-ctr is not supported"
         );
+    }
+
+    #[test]
+    fn an_sdu_sent_back_to_its_sealer_is_refused_and_the_peers_open() {
+        let mut a = Crypt::new(901, [4; 32], 2).unwrap();
+        let mut b = Crypt::new(901, [4; 32], 2).unwrap();
+        let mut p = Vec::new();
+        // Many SDUs each way, across rotations: each end opens every one of the other's
+        // (no false echo), and none of its own, in place or not.
+        for i in 0u32..2000 {
+            let mut w = Vec::new();
+            a.seal(&i.to_be_bytes(), &mut w).unwrap();
+            assert_eq!(a.open(&w, &mut p), Err(CryptError::Echo), "{i}");
+            let mut w2 = w.clone();
+            assert_eq!(a.open_in_place(&mut w2), Err(CryptError::Echo), "{i}");
+            b.open(&w, &mut p).unwrap();
+            assert_eq!(p, i.to_be_bytes());
+            let mut v = Vec::new();
+            b.seal(&i.to_le_bytes(), &mut v).unwrap();
+            assert_eq!(b.open(&v, &mut p), Err(CryptError::Echo), "{i}");
+            a.open(&v, &mut p).unwrap();
+            assert_eq!(p, i.to_le_bytes());
+        }
+    }
+
+    #[test]
+    fn echoes_of_later_phases_cannot_move_the_receive_key_past_the_peers() {
+        // A sends in bulk (two rotations ahead); B is at its first key.
+        let mut a = Crypt::new(901, [6; 32], 2).unwrap();
+        let mut b = Crypt::new(901, [6; 32], 2).unwrap();
+        let mut ours = Vec::new();
+        for i in 0u32..12 {
+            let mut w = Vec::new();
+            a.seal(&i.to_be_bytes(), &mut w).unwrap();
+            ours.push(w);
+        }
+        let mut p = Vec::new();
+        for w in &ours {
+            assert_eq!(a.open(w, &mut p), Err(CryptError::Echo));
+        }
+        // B's SDUs of its first key still open at A.
+        let mut v = Vec::new();
+        b.seal(b"from b", &mut v).unwrap();
+        a.open(&v, &mut p).unwrap();
+        assert_eq!(p, b"from b");
     }
 
     #[test]
