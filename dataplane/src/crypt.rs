@@ -127,7 +127,8 @@ impl Crypt {
         use std::hash::BuildHasher;
         let mut head = [0u8; 8];
         head.copy_from_slice(&iv[..8]);
-        let h = self.mark.hash_one(head);
+        // One u64 (one SipHash block), not a slice (a length and bytes).
+        let h = self.mark.hash_one(u64::from_le_bytes(head));
         let b = h.to_le_bytes();
         [b[0], b[1], b[2], b[3]]
     }
