@@ -8,7 +8,9 @@
 //! the receiving side (this machine has no netem).
 //!
 //! Pure: time comes in as an [`Instant`], the draws from a seeded generator; held frames are
-//! copies in a bounded queue (`MAX_HELD`; beyond it a frame is dropped and counted).
+//! copies in a bounded queue (`MAX_HELD` frames, `MAX_HELD_BYTES` bytes; beyond either a
+//! frame is dropped and counted: a frame is held before its flow is looked up, so large
+//! datagrams with made-up endpoint ids must not hold half a gigabyte).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -16,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// Most frames held (delayed or reordered) per port.
 pub const MAX_HELD: usize = 8192;
+/// Most bytes held per port (8,192 frames of 4 KiB).
+pub const MAX_HELD_BYTES: usize = 32 << 20;
 /// How much longer than the delay a reordered frame is held.
 pub const REORDER_GAP: Duration = Duration::from_millis(2);
 pub use o7s_abi::impair::PPM;
@@ -94,6 +98,8 @@ pub struct Impair {
     rng: u64,
     /// Held frames by release time (then arrival order).
     held: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
+    /// Bytes of the frames held.
+    held_bytes: usize,
     seq: u64,
     free: Vec<Vec<u8>>,
     /// Counters.
@@ -107,6 +113,7 @@ impl Impair {
             conf,
             rng: seed,
             held: BinaryHeap::new(),
+            held_bytes: 0,
             seq: 0,
             free: Vec::new(),
             stats: ImpairStats::default(),
@@ -172,12 +179,14 @@ impl Impair {
         }
     }
 
-    /// Holds a copy of `frame` until `at`; `false` (counted) when `MAX_HELD` are held.
+    /// Holds a copy of `frame` until `at`; `false` (counted) when `MAX_HELD` frames or
+    /// `MAX_HELD_BYTES` bytes are held.
     pub fn hold(&mut self, at: Instant, frame: &[u8]) -> bool {
-        if self.held.len() >= MAX_HELD {
+        if self.held.len() >= MAX_HELD || self.held_bytes + frame.len() > MAX_HELD_BYTES {
             self.stats.held_full += 1;
             return false;
         }
+        self.held_bytes += frame.len();
         let mut buf = self.free.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(frame);
@@ -194,7 +203,9 @@ impl Impair {
             .peek()
             .is_some_and(|Reverse((at, _, _))| *at <= now)
         {
-            return self.held.pop().map(|Reverse((_, _, buf))| buf);
+            let buf = self.held.pop().map(|Reverse((_, _, buf))| buf);
+            self.held_bytes -= buf.as_ref().map_or(0, Vec::len);
+            return buf;
         }
         None
     }
@@ -488,5 +499,27 @@ mod tests {
         let b = i.due(t0).unwrap();
         i.recycle(b);
         assert!(i.hold(t0, b"again"));
+    }
+
+    #[test]
+    fn the_held_queue_is_bounded_in_bytes_too() {
+        let t0 = Instant::now();
+        let mut i = Impair::new(ImpairConf::default(), 3);
+        let big = vec![0u8; 65_000];
+        let fit = MAX_HELD_BYTES / big.len();
+        for _ in 0..fit {
+            assert!(i.hold(t0, &big));
+        }
+        assert!(!i.hold(t0, &big));
+        assert_eq!((i.held(), i.stats.held_full), (fit, 1));
+        // What leaves makes room again.
+        let b = i.due(t0).unwrap();
+        assert_eq!(b.len(), big.len());
+        i.recycle(b);
+        assert!(i.hold(t0, &big));
+        while let Some(b) = i.due(t0) {
+            i.recycle(b);
+        }
+        assert_eq!(i.held_bytes, 0);
     }
 }
