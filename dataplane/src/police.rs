@@ -83,7 +83,15 @@ pub struct Policer {
     sources: HashMap<Source, Bucket>,
     /// Shared by new sources while the table is full of active ones.
     overflow: Bucket,
+    /// When the full table was last swept for quiet sources (a sweep is a pass over all
+    /// of them: at most one per [`SWEEP_EVERY`], not one per new source of a flood).
+    swept_at: Option<Instant>,
+    /// Sweeps done.
+    sweeps: u64,
 }
+
+/// Least time between two sweeps of a full source table.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Policer {
     /// A policer with `rates`, its buckets full at `now`.
@@ -93,6 +101,8 @@ impl Policer {
             port: Bucket::full(rates.port, now),
             sources: HashMap::new(),
             overflow: Bucket::full(rates.source, now),
+            swept_at: None,
+            sweeps: 0,
         }
     }
 
@@ -105,9 +115,14 @@ impl Policer {
     pub fn check(&mut self, src: Source, now: Instant) -> Verdict {
         let r = self.rates;
         if r.source > 0 {
-            if !self.sources.contains_key(&src) && self.sources.len() >= MAX_SOURCES {
+            let due = self
+                .swept_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY);
+            if due && !self.sources.contains_key(&src) && self.sources.len() >= MAX_SOURCES {
                 // Forget sources whose bucket has refilled: they have been quiet for a second.
                 self.sources.retain(|_, b| !b.is_full(r.source, now));
+                self.swept_at = Some(now);
+                self.sweeps += 1;
             }
             let ok = if self.sources.len() < MAX_SOURCES || self.sources.contains_key(&src) {
                 self.sources
@@ -197,6 +212,8 @@ mod tests {
             p.check(Source::Ip(ip.into()), t0);
         }
         assert_eq!(p.sources(), MAX_SOURCES);
+        // A full table of active sources is swept once, not once per new source.
+        assert_eq!(p.sweeps, 1);
         // Sources beyond the table share one bucket of 5.
         let extra = Source::Ip(std::net::Ipv4Addr::new(11, 0, 0, 1).into());
         let c = count(&mut p, extra, 10, t0);
@@ -208,6 +225,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(2);
         assert_eq!(count(&mut p, extra, 10, t1), [5, 5, 0]);
         assert!(p.sources() < 10);
+        assert_eq!(p.sweeps, 2);
     }
 
     #[test]
