@@ -572,6 +572,10 @@ pub struct PortStats {
     /// PDUs dropped from the port's queue: their N-1 flow went before they could leave.
     #[serde(default)]
     pub drop_flow_gone: u64,
+    /// UDP ports: batches the kernel refused to segment (GSO) and that went one datagram
+    /// at a time (segments longer than the path's MTU).
+    #[serde(default)]
+    pub gso_refused: u64,
     /// PDUs whose ECN byte this port's queue raised (16 or more waiting).
     #[serde(default)]
     pub ecn_marked: u64,

@@ -282,6 +282,7 @@ impl Dataplane {
                 tracing::debug!("udp send to {dst}: {e}");
             }
         }
+        u.stats.gso_refused = u.sock.gso_refused;
         if u.sock.take_gso_change() {
             u.stats.io_path = u.sock.describe();
         }

@@ -170,6 +170,11 @@ pub(in crate::metrics) const PORTS: &[(&str, Kind, &str)] = &[
         "PDUs dropped from the port's queue because their N-1 flow went before they could leave",
     ),
     (
+        "o7s_port_gso_refused",
+        C,
+        "Batches a UDP port's kernel refused to segment (GSO), sent one datagram at a time",
+    ),
+    (
         "o7s_port_ecn_marked",
         C,
         "PDUs whose ECN byte the port's queue raised (16 or more waiting)",
