@@ -512,9 +512,14 @@ mod tests {
         }
         assert!(!i.hold(t0, &big));
         assert_eq!((i.held(), i.stats.held_full), (fit, 1));
+        // A frame of exactly the room left fits; one byte more would not.
+        let left = MAX_HELD_BYTES - i.held_bytes;
+        assert!(!i.hold(t0, &vec![0u8; left + 1]));
+        assert!(i.hold(t0, &vec![0u8; left]));
+        assert_eq!(i.held_bytes, MAX_HELD_BYTES);
+        let _ = i.due(t0);
         // What leaves makes room again.
         let b = i.due(t0).unwrap();
-        assert_eq!(b.len(), big.len());
         i.recycle(b);
         assert!(i.hold(t0, &big));
         while let Some(b) = i.due(t0) {

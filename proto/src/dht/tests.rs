@@ -764,6 +764,14 @@ fn a_lookup_fed_ever_closer_made_up_contacts_ends_after_its_most_asked() {
         a.handle(now, unix, &rsp.encode_to_vec());
     }
     assert_eq!(asked, lookup::max_asked(DhtConfig::default().k) as u64);
+    assert_eq!(
+        (
+            lookup::max_asked(1),
+            lookup::max_asked(8),
+            lookup::max_asked(20)
+        ),
+        (64, 64, 160)
+    );
     assert_eq!(a.counters().lookups_cut, 1);
     assert!(a.poll_transmit().is_none(), "the lookup is over");
 }

@@ -610,6 +610,12 @@ fn lsas_with_address_zero_a_link_to_itself_or_a_wide_address_are_dropped() {
     assert_eq!(ls.counters().malformed, 5);
     assert!(ls.lsdb().is_empty(), "{:?}", ls.lsdb());
     assert!(ls.poll_transmit().is_none(), "not flooded");
+    // The widest address there is, 2^32 - 1, is one.
+    let top = u64::from(u32::MAX);
+    ls.handle(t0, &0, &encode(top, 3, 1));
+    ls.handle(t0, &0, &encode(3, top, 1));
+    assert_eq!(ls.counters().malformed, 5);
+    assert_eq!(ls.lsdb().len(), 2);
 }
 
 #[test]

@@ -613,6 +613,52 @@ fn a_neighbour_moves_once_per_hold_and_never_onto_another_links_neighbour() {
 }
 
 #[test]
+fn moves_are_held_per_link_and_remembered_only_for_the_hold() {
+    let cfg = UniConfig::default();
+    let mut p = Pair::join(cfg);
+    let t = p.now;
+    let dt = |p: &mut Pair, at: Instant, flow: u64, link: u64, addr: u64| {
+        p.a.accept(at, flow, link);
+        let cep = CepMsg::new(Component::DataTransfer, addr).encode_to_vec();
+        p.a.handle_sdu(at, UNIX, flow, &cep);
+        std::iter::from_fn(|| p.a.poll_event()).any(|e| e == Event::Close { flow })
+    };
+    // A first DT neighbour on a new link (12) is no move; its second address, at once, is
+    // the link's first move; a third within the hold is held.
+    assert!(!dt(&mut p, t, 400, 12, 0x0e0e_0001));
+    assert!(!dt(
+        &mut p,
+        t + Duration::from_secs(1),
+        401,
+        12,
+        0x0e0e_0002
+    ));
+    assert!(dt(&mut p, t + Duration::from_secs(2), 402, 12, 0x0e0e_0003));
+    // Link 8 moves at t + 10 s, link 9 at t + hold + 9 s; B (link 7) moves at exactly
+    // t + 10 s + readdress_hold: what link 8 did is forgotten, link 9's is not.
+    assert!(!dt(&mut p, t, 410, 8, 0x0c0c_0001));
+    assert!(!dt(
+        &mut p,
+        t + Duration::from_secs(10),
+        411,
+        8,
+        0x0c0c_0002
+    ));
+    let t9 = t + cfg.readdress_hold + Duration::from_secs(9);
+    assert!(!dt(&mut p, t, 420, 9, 0x0d0d_0001));
+    assert!(!dt(&mut p, t9, 421, 9, 0x0d0d_0002));
+    let tb = t + Duration::from_secs(10) + cfg.readdress_hold;
+    // To the widest address there is: a move like any.
+    let top = u64::from(u32::MAX);
+    let cep = CepMsg::new(Component::Management, top).encode_to_vec();
+    p.a.handle_sdu(tb, UNIX, 2 + OFF, &cep);
+    assert_eq!(p.a.dt_neighbours().get(&top), Some(&(3 + OFF)));
+    let mut links: Vec<u64> = p.a.moved_at.keys().copied().collect();
+    links.sort_unstable();
+    assert_eq!(links, [7, 9], "link 12's move (t + 1 s) and link 8's are forgotten");
+}
+
+#[test]
 fn a_flow_down_takes_its_link_out_of_the_routes() {
     let mut p = Pair::join(UniConfig::default());
     let now = p.now;
