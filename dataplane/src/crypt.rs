@@ -11,11 +11,13 @@
 //! peer's. Each end therefore marks the IVs it sends: the last 4 bytes are a keyed hash
 //! (SipHash, a key of this end only) of the first 8, and a received SDU whose IV bears our
 //! own mark is refused ([`CryptError::Echo`]). The peer's IVs bear it by chance once in
-//! 2^32 packets; to a peer the IV is 12 random-looking bytes, as before.
+//! 2^32 packets; to a peer the IV is 12 random-looking bytes, as before. The first 8 bytes
+//! are a counter from a random start (the top bit the key phase), so this end's IVs never
+//! repeat under one key (random ones of 63 bits would, once in some 2^24 key epochs); the
+//! other end's, random or counted from its own start, differ from ours in the mark.
 
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::hkdf;
-use rand::{RngCore, SeedableRng};
 
 /// Why an SDU could not be sealed or opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +109,8 @@ pub struct Crypt {
     rx_next: Option<Keyed>,
     /// The key of this end's IV marks.
     mark: std::collections::hash_map::RandomState,
-    rng: rand::rngs::StdRng,
+    /// Where this end's IV counter started (random).
+    iv_base: u64,
     /// Key changes done (sent side).
     pub rotations: u64,
 }
@@ -155,7 +158,7 @@ impl Crypt {
             rx_prev: None,
             rx_next: None,
             mark: std::collections::hash_map::RandomState::new(),
-            rng: rand::rngs::StdRng::from_entropy(),
+            iv_base: rand::random(),
             rotations: 0,
         })
     }
@@ -181,8 +184,9 @@ impl Crypt {
         }
         self.tx_count += 1;
         let mut iv = [0u8; IV_LEN];
-        self.rng.fill_bytes(&mut iv[..8]);
-        iv[0] = (iv[0] & 0x7f) | (self.tx_phase << 7);
+        let head = (self.iv_base.wrapping_add(self.tx_count) & !(1 << 63))
+            | (u64::from(self.tx_phase) << 63);
+        iv[..8].copy_from_slice(&head.to_be_bytes());
         let mark = self.mark_of(&iv);
         iv[8..].copy_from_slice(&mark);
         let start = out.len();
@@ -327,6 +331,26 @@ mod tests {
             assert_eq!(b.open(&v, &mut p), Err(CryptError::Echo), "{i}");
             a.open(&v, &mut p).unwrap();
             assert_eq!(p, i.to_le_bytes());
+        }
+    }
+
+    #[test]
+    fn an_ends_ivs_are_a_counter_that_never_repeats_and_carry_the_phase() {
+        let mut a = Crypt::new(901, [8; 32], 4).unwrap();
+        let mut heads = Vec::new();
+        for _ in 0..64 {
+            let mut w = Vec::new();
+            a.seal(b"x", &mut w).unwrap();
+            heads.push(u64::from_be_bytes(w[..8].try_into().unwrap()));
+        }
+        for (i, h) in heads.iter().enumerate() {
+            // Packets 1..=16 under the first key (phase 0), 17..=32 under the next (1)...
+            assert_eq!(h >> 63, (i as u64 / 16) & 1, "packet {i}");
+            assert_eq!(
+                h & !(1 << 63),
+                heads[0].wrapping_add(i as u64) & !(1 << 63),
+                "packet {i}"
+            );
         }
     }
 

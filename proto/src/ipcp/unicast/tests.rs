@@ -655,7 +655,11 @@ fn moves_are_held_per_link_and_remembered_only_for_the_hold() {
     assert_eq!(p.a.dt_neighbours().get(&top), Some(&(3 + OFF)));
     let mut links: Vec<u64> = p.a.moved_at.keys().copied().collect();
     links.sort_unstable();
-    assert_eq!(links, [7, 9], "link 12's move (t + 1 s) and link 8's are forgotten");
+    assert_eq!(
+        links,
+        [7, 9],
+        "link 12's move (t + 1 s) and link 8's are forgotten"
+    );
 }
 
 #[test]
