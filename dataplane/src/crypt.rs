@@ -11,10 +11,11 @@
 //! peer's. Each end therefore marks the IVs it sends: the last 4 bytes are a keyed hash
 //! (SipHash, a key of this end only) of the first 8, and a received SDU whose IV bears our
 //! own mark is refused ([`CryptError::Echo`]). The peer's IVs bear it by chance once in
-//! 2^32 packets; to a peer the IV is 12 random-looking bytes, as before. The first 8 bytes
-//! are a counter from a random start (the top bit the key phase), so this end's IVs never
-//! repeat under one key (random ones of 63 bits would, once in some 2^24 key epochs); the
-//! other end's, random or counted from its own start, differ from ours in the mark.
+//! 2^32 packets. The first 8 bytes are a counter from a random start (the top bit the key
+//! phase), so this end's IVs never repeat under one key (random ones of 63 bits would, once
+//! in some 2^24 key epochs); the other end's, random or counted from its own start, differ
+//! from ours in the mark. A peer (the reference draws 12 random bytes) takes any 12 bytes;
+//! an observer can count each end's packets from the counter.
 
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::hkdf;

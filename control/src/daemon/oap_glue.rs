@@ -9,12 +9,16 @@ use o7s_abi::msg::CryptSpec;
 use o7s_wire::oap::{OapHdr, Role};
 
 /// The replay window's key for where a request came from: a MAC, an IP address (whatever
-/// the port), or a member's address in a unicast layer.
+/// the port; an IPv4-mapped IPv6 address as its IPv4 one; an IPv6 address by its /64, which
+/// one host holds whole), or a member's address in a unicast layer.
 pub(super) fn source_key(peer: Option<&o7s_proto::mgmt::Peer>, member: Option<u64>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     match (peer, member) {
-        (Some(o7s_proto::mgmt::Peer::Ip(a)), _) => (1u8, a.ip()).hash(&mut h),
+        (Some(o7s_proto::mgmt::Peer::Ip(a)), _) => match a.ip().to_canonical() {
+            std::net::IpAddr::V4(v4) => (1u8, v4.octets()).hash(&mut h),
+            std::net::IpAddr::V6(v6) => (4u8, v6.segments()[..4].to_vec()).hash(&mut h),
+        },
         (Some(o7s_proto::mgmt::Peer::Mac(m)), _) => (2u8, m).hash(&mut h),
         (None, a) => (3u8, a).hash(&mut h),
     }
@@ -321,6 +325,19 @@ mod source_tests {
             source_key(Some(&Peer::Mac([2, 0, 0, 0, 0, 2])), None)
         );
         assert_ne!(source_key(None, Some(1)), source_key(None, Some(2)));
+        // IPv6: one /64 is one source; a mapped IPv4 address is that address.
+        assert_eq!(
+            source_key(Some(&ip("[2001:db8:1:2::1]:1")), None),
+            source_key(Some(&ip("[2001:db8:1:2:ffff::9]:2")), None)
+        );
+        assert_ne!(
+            source_key(Some(&ip("[2001:db8:1:2::1]:1")), None),
+            source_key(Some(&ip("[2001:db8:1:3::1]:1")), None)
+        );
+        assert_eq!(
+            source_key(Some(&ip("[::ffff:10.0.0.1]:5")), None),
+            source_key(Some(&a), None)
+        );
         assert_eq!(source_key(None, Some(1)), source_key(None, Some(1)));
     }
 }

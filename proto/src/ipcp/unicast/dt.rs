@@ -52,7 +52,10 @@ impl UnicastIpcp {
                 let links = &self.links;
                 let same = |f: FlowId| here.is_some_and(|h| links.get(&f) == Some(&h));
                 let new = pb::decode::<CepMsg>(sdu).map_or(0, |c| c.address);
-                let held = self.move_held(now, here);
+                // A CEP naming the address the neighbour has (a second Management flow's
+                // copy of one move) is no move: `handle_update` counts it, not the hold.
+                let current = self.conn.connected(flow).map(|(_, a)| a);
+                let held = current != Some(new) && self.move_held(now, here);
                 if new > u64::from(u32::MAX) || self.dt_nb.get(&new).is_some_and(|f| !same(*f)) {
                     // Wider than the layer's addresses, or another link's DT neighbour's.
                     self.counters.address_claims_refused += 1;

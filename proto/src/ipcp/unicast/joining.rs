@@ -154,23 +154,36 @@ impl UnicastIpcp {
 
     /// A DT connection on N-1 flow `flow` to `addr` while the same link has a DT neighbour
     /// at another address is a move by connecting again: taken (and noted) unless the
-    /// link moved within the hold, as a Management CEP's move would be.
+    /// link moved within the hold, as a Management CEP's move would be. When taken, the
+    /// link's DT neighbours at other addresses are retired, as a CEP's move retires the
+    /// old address (their flows may stay up until they time out; they are no neighbour
+    /// any more, and a later connection to the new address is no move).
     fn may_move_by_connecting(&mut self, now: Instant, flow: FlowId, addr: u64) -> bool {
         let Some(here) = self.links.get(&flow).copied() else {
             return true;
         };
         let links = &self.links;
-        let moved = self
+        let old: Vec<u64> = self
             .dt_nb
             .iter()
-            .any(|(a, f)| *a != addr && *f != flow && links.get(f) == Some(&here));
-        if !moved {
+            .filter(|(a, f)| **a != addr && **f != flow && links.get(f) == Some(&here))
+            .map(|(a, _)| *a)
+            .collect();
+        if old.is_empty() {
             return true;
         }
         if self.move_held(now, Some(here)) {
             return false;
         }
         self.note_move(now, here);
+        for a in old {
+            self.dt_nb.remove(&a);
+            self.routes_changed = true;
+            if let Some(l) = self.layer.as_mut() {
+                l.ls.remove_dt(a);
+                l.ls.link_up(a);
+            }
+        }
         true
     }
 

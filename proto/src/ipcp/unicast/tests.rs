@@ -582,6 +582,9 @@ fn a_neighbour_moves_once_per_hold_and_never_onto_another_links_neighbour() {
     // Half of the mover's own hold here (its first CEP may have come late).
     let hold = cfg.readdress_hold / 2;
     let later = now + hold - Duration::from_millis(1);
+    // The same move said again (a second Management flow's copy) is no second move.
+    assert_eq!(move_to(&mut p, now, n1), []);
+    assert_eq!(p.a.counters().neighbour_moves_held, 0);
     assert_eq!(move_to(&mut p, later, n2), []);
     assert_eq!(p.a.counters().neighbour_moves_held, 1);
     assert_eq!(p.a.dt_neighbours().get(&n1), Some(&(3 + OFF)));
@@ -610,6 +613,13 @@ fn a_neighbour_moves_once_per_hold_and_never_onto_another_links_neighbour() {
     let ev = connect(&mut p, now + hold * 2, 311);
     assert!(!ev.contains(&Event::Close { flow: 311 }), "{ev:?}");
     assert_eq!(p.a.dt_neighbours().get(&n3), Some(&311));
+    // The old address is retired with the move (its flow may stay up a while): another
+    // connection to the new address at once is no move.
+    assert_eq!(p.a.dt_neighbours().get(&n2), None);
+    let ev = connect(&mut p, now + hold * 2 + Duration::from_secs(1), 312);
+    assert!(!ev.contains(&Event::Close { flow: 312 }), "{ev:?}");
+    assert_eq!(p.a.dt_neighbours().get(&n3), Some(&312));
+    assert_eq!(p.a.counters().neighbour_moves_held, 2);
 }
 
 #[test]
