@@ -517,7 +517,8 @@ mod tests {
         assert!(!i.hold(t0, &vec![0u8; left + 1]));
         assert!(i.hold(t0, &vec![0u8; left]));
         assert_eq!(i.held_bytes, MAX_HELD_BYTES);
-        let _ = i.due(t0);
+        let b = i.due(t0).unwrap();
+        assert_eq!(i.held_bytes, MAX_HELD_BYTES - b.len());
         // What leaves makes room again.
         let b = i.due(t0).unwrap();
         i.recycle(b);
