@@ -130,6 +130,9 @@ pub struct Counters {
     pub mgmt_queue_full: AtomicU64,
     /// Flows refused: the daemon's or a peer's flow limit.
     pub flow_limit: AtomicU64,
+    /// Unsigned OAP requests passed without a replay check: the replay window's share for
+    /// unsigned requests (or their source's) was full.
+    pub oap_replay_unchecked: AtomicU64,
     /// Flows ended because their peer gave a new flow the endpoint id they named (its old
     /// end is gone: it restarted, or ended the flow without a message).
     pub flows_superseded: AtomicU64,

@@ -8,7 +8,10 @@
 //! later request refused. Unsigned requests (open names) take at most half of it, so that a
 //! flood of them leaves room for the requests of certificate holders, and each source (a
 //! MAC, an IP address, a member's address) at most [`MAX_UNSIGNED_PER_SOURCE`] of that
-//! half, so that one host cannot fill it alone.
+//! half, so that one host cannot fill it alone. Beyond its share an unsigned request is not
+//! recorded, and o7sd lets it pass unchecked (counted `oap_replay_unchecked`): it proves
+//! nothing, so its replay gives nothing a new request would not, and refusing it would let
+//! one host stop every allocation of an open layer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 

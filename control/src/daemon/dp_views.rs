@@ -73,6 +73,7 @@ impl Daemon {
                     ("flow_req_duplicate", &c.req_duplicate),
                     ("flow_replies_not_remembered", &c.replies_not_remembered),
                     ("flow_limit", &c.flow_limit),
+                    ("oap_replay_unchecked", &c.oap_replay_unchecked),
                     ("flows_superseded", &c.flows_superseded),
                     ("flow_install_failed", &c.install_failed),
                     ("name_reply_unsolicited", &c.name_reply_unsolicited),

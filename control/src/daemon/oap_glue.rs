@@ -4,6 +4,7 @@
 use crate::auth::AuthError;
 use crate::daemon::{now_ns, Owner};
 use crate::error::OapCheckError;
+use crate::replay::ReplayError;
 use crate::security::EncConf;
 use o7s_abi::msg::CryptSpec;
 use o7s_wire::oap::{OapHdr, Role};
@@ -79,7 +80,22 @@ impl Owner {
         self.check_oap_fresh(req)?;
         if req.crt.is_empty() {
             tracing::debug!("No certificate provided by <client>.");
-            return self.record_oap_id(req, Some(source));
+            // An unsigned request proves nothing, so its replay gives an attacker nothing
+            // it could not have by sending a new one: when its share of the window is full
+            // (a flood, or one host allocating fast), it passes unrecorded, counted,
+            // rather than refused (which would let any host stop every open allocation).
+            return match self.record_oap_id(req, Some(source)) {
+                Err(OapCheckError::Replay {
+                    source: ReplayError::FullUnsigned | ReplayError::FullSource,
+                    ..
+                }) => {
+                    self.counters
+                        .oap_replay_unchecked
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                }
+                r => r,
+            };
         }
         let (_, sig) = req.split_tail(Role::Request, 0)?;
         let signed = raw

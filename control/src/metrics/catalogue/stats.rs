@@ -65,6 +65,11 @@ pub(in crate::metrics) const STATS: &[(&str, Kind, &str)] = &[
         "Flows refused because of o7sd's or a peer's flow limit",
     ),
     (
+        "o7s_oap_replay_unchecked",
+        C,
+        "Unsigned OAP requests passed without a replay check: the replay window's share for them (or their source's) was full",
+    ),
+    (
         "o7s_flows_superseded",
         C,
         "Flows ended because their peer gave a new flow the endpoint id they named (the peer restarted or ended them without a message)",
