@@ -634,6 +634,44 @@ pub struct PortStats {
     /// The worker that owns the port (0 with one worker).
     #[serde(default)]
     pub worker: u32,
+    /// Its device's RX queues and the worker that serves each (AF_XDP ports of a data
+    /// plane with several workers; empty otherwise).
+    #[serde(default)]
+    pub rx_queues: Vec<RxQueue>,
+    /// Frames received on queues served by another worker and handed to the owner.
+    #[serde(default)]
+    pub queue_relayed: u64,
+    /// Such frames dropped because the owner's inbox was full.
+    #[serde(default)]
+    pub queue_relay_dropped: u64,
+}
+
+/// One RX queue of an AF_XDP port's device (issue 23 item 4: queues over workers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RxQueue {
+    /// The device's queue index.
+    pub queue: u32,
+    /// The worker whose AF_XDP socket receives it.
+    pub worker: u32,
+    /// Whether that socket is up.
+    pub state: RxQueueState,
+    /// Frames received on it.
+    pub rx: u64,
+}
+
+/// The state of an RX queue's AF_XDP socket ([`RxQueue`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RxQueueState {
+    /// Received by the port's own worker.
+    Owner,
+    /// Asked of another worker, not bound yet.
+    Starting,
+    /// Received by another worker, whose frames go to the owner.
+    Relayed,
+    /// Its worker could not bind it: its frames go up the kernel's stack to the port's
+    /// AF_PACKET socket, which the owner reads.
+    Failed(String),
 }
 
 /// Counters of one flow.

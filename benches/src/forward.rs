@@ -11,6 +11,7 @@
 //!   port in place (the two share a UMEM), one kick per batch, no other logic.
 
 use anyhow::{anyhow, bail, Context, Result};
+use o7s_dataplane::queue_spread::QueueSet;
 use o7s_dataplane::xdp::{AttachMode, XdpPort};
 use std::time::{Duration, Instant};
 
@@ -116,8 +117,15 @@ pub fn gen_frame(
 
 /// Sends `frame` on `dev` flat out for `secs`: JSON {sent, mpps}.
 pub fn generate(dev: &str, frame: &[u8], secs: f64) -> Result<serde_json::Value> {
-    let mut port = XdpPort::open(dev, Some(0xA000), false, AttachMode::Skb, &mut None)
-        .map_err(|e| anyhow!("{dev}: {e}"))?;
+    let mut port = XdpPort::open(
+        dev,
+        Some(0xA000),
+        false,
+        AttachMode::Skb,
+        &mut None,
+        QueueSet::ALL,
+    )
+    .map_err(|e| anyhow!("{dev}: {e}"))?;
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
     let mut sent = 0u64;
@@ -174,10 +182,24 @@ pub fn count(dev: &str, secs: f64, warmup: f64) -> Result<serde_json::Value> {
 pub fn forward(inp: &str, out: &str, dst: [u8; 6], secs: f64) -> Result<serde_json::Value> {
     let src = mac_of(out)?;
     let mut pool = None;
-    let mut a = XdpPort::open(inp, Some(0xA000), false, AttachMode::Skb, &mut pool)
-        .map_err(|e| anyhow!("{inp}: {e}"))?;
-    let mut b = XdpPort::open(out, Some(0xA000), false, AttachMode::Skb, &mut pool)
-        .map_err(|e| anyhow!("{out}: {e}"))?;
+    let mut a = XdpPort::open(
+        inp,
+        Some(0xA000),
+        false,
+        AttachMode::Skb,
+        &mut pool,
+        QueueSet::ALL,
+    )
+    .map_err(|e| anyhow!("{inp}: {e}"))?;
+    let mut b = XdpPort::open(
+        out,
+        Some(0xA000),
+        false,
+        AttachMode::Skb,
+        &mut pool,
+        QueueSet::ALL,
+    )
+    .map_err(|e| anyhow!("{out}: {e}"))?;
     if a.umem_id() != b.umem_id() {
         bail!("{inp} and {out} do not share a UMEM: no in-place forwarding");
     }

@@ -19,12 +19,14 @@
 //! ([`Handoff::dropped`]), so a worker that falls behind cannot make the others wait or
 //! allocate without limit; the pool keeps at most [`INBOX`] buffers per worker.
 
+use crate::queue_spread::Request;
 use crossbeam_queue::ArrayQueue;
 use o7s::ring::Kick;
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// PDUs an inbox holds.
 pub const INBOX: usize = 4096;
@@ -54,6 +56,12 @@ pub enum Handed {
         /// The endpoint id.
         eid: u64,
     },
+    /// A whole Ethernet frame that arrived on an RX queue of port `port` served by the
+    /// sending worker ([`crate::queue_spread`]): handle it as received on the port.
+    Frame {
+        /// The port (the receiving worker's).
+        port: u32,
+    },
 }
 
 /// A PDU in an inbox, for unicast IPCP `ipcp`.
@@ -74,7 +82,14 @@ struct Inbox {
     sleeping: AtomicBool,
     /// PDUs dropped because it was full.
     dropped: AtomicU64,
+    /// Requests of the owners of ports whose RX queues this worker serves (rare).
+    requests: Mutex<VecDeque<Request>>,
+    /// `requests` is not empty (read once per turn, without the lock).
+    has_requests: AtomicBool,
 }
+
+/// Most requests waiting for one worker.
+pub const MAX_REQUESTS: usize = 1024;
 
 #[derive(Default)]
 struct Owners {
@@ -140,6 +155,8 @@ impl Handoff {
                     kick: Kick::new()?,
                     sleeping: AtomicBool::new(false),
                     dropped: AtomicU64::new(0),
+                    requests: Mutex::new(VecDeque::new()),
+                    has_requests: AtomicBool::new(false),
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -273,6 +290,55 @@ impl Handoff {
         self.inboxes.get(w).map(|i| i.kick.as_fd())
     }
 
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// Gives worker `w` a request and wakes it; `Err` with the request when there is no
+    /// such worker or [`MAX_REQUESTS`] wait.
+    pub fn request(&self, w: usize, r: Request) -> Result<(), Request> {
+        let Some(i) = self.inboxes.get(w) else {
+            return Err(r);
+        };
+        {
+            let mut q = i
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if q.len() >= MAX_REQUESTS {
+                return Err(r);
+            }
+            q.push_back(r);
+            i.has_requests.store(true, Ordering::SeqCst);
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if i.sleeping.load(Ordering::SeqCst) {
+            i.kick.kick();
+        }
+        Ok(())
+    }
+
+    /// Whether requests wait for worker `w` (an atomic load).
+    pub fn has_requests(&self, w: usize) -> bool {
+        self.inboxes
+            .get(w)
+            .is_some_and(|i| i.has_requests.load(Ordering::SeqCst))
+    }
+
+    /// The requests waiting for worker `w`, in the order they came.
+    pub fn take_requests(&self, w: usize) -> Vec<Request> {
+        let Some(i) = self.inboxes.get(w) else {
+            return Vec::new();
+        };
+        let mut q = i
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        i.has_requests.store(false, Ordering::SeqCst);
+        q.drain(..).collect()
+    }
+
     /// PDUs worker `w`'s full inbox dropped.
     pub fn dropped(&self, w: usize) -> u64 {
         self.inboxes
@@ -323,6 +389,41 @@ mod tests {
         h.disown(0, 10, None);
         assert!(h.refresh(&mut v));
         assert_eq!(v.owner_of_flow(10), None);
+    }
+
+    #[test]
+    fn requests_reach_their_worker_in_order_and_are_bounded() {
+        use crate::queue_spread::Request;
+        let h = Handoff::new(2).unwrap();
+        assert_eq!(h.workers(), 2);
+        assert!(!h.has_requests(1));
+        assert!(h.request(1, Request::Stop { port: 1 }).is_ok());
+        assert!(h.request(1, Request::Stop { port: 2 }).is_ok());
+        assert!(!h.has_requests(0), "worker 0 was asked nothing");
+        assert!(h.has_requests(1));
+        let ports: Vec<u32> = h
+            .take_requests(1)
+            .into_iter()
+            .map(|r| match r {
+                Request::Stop { port } => port,
+                Request::Serve { .. } => 0,
+            })
+            .collect();
+        assert_eq!(ports, vec![1, 2]);
+        assert!(!h.has_requests(1));
+        assert!(h.take_requests(1).is_empty());
+        // No such worker; a full queue.
+        assert!(h.request(2, Request::Stop { port: 3 }).is_err());
+        for i in 0..MAX_REQUESTS {
+            assert!(h.request(0, Request::Stop { port: i as u32 }).is_ok());
+        }
+        assert!(h.request(0, Request::Stop { port: 0 }).is_err());
+        assert_eq!(h.take_requests(0).len(), MAX_REQUESTS);
+        // A sleeping worker is woken by a request.
+        h.set_sleeping(1, true);
+        assert!(h.request(1, Request::Stop { port: 4 }).is_ok());
+        let fd = h.kick_fd(1).unwrap();
+        assert!(o7s::ipc::wait_readable(fd, Some(std::time::Duration::ZERO)).unwrap());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod local_flows;
 pub mod packet_path;
 pub use o7s_abi::msg;
 pub mod police;
+pub mod queue_spread;
 pub mod route_map;
 pub mod router;
 pub mod shaper;

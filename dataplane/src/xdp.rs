@@ -8,6 +8,7 @@
 
 #![allow(unsafe_code)]
 
+use crate::queue_spread::QueueSet;
 use crate::xdp_umem::{Frame, SharedUmem, FRAME_SIZE, SHARE_SLOTS};
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
@@ -198,7 +199,9 @@ impl RxSlot {
 pub struct XdpPort {
     // Dropped in this order: the program, the sockets, then the UMEM (if no other port
     // holds it).
-    ebpf: Ebpf,
+    /// The program (None on the sockets a worker binds for another worker's port:
+    /// [`XdpPort::open_relay`]).
+    ebpf: Option<Ebpf>,
     queues: Vec<Queue>,
     umem: Rc<SharedUmem>,
     /// Its queue 0's socket is the UMEM's own.
@@ -343,18 +346,19 @@ impl XdpPort {
         llc: bool,
         mode: AttachMode,
         pool: &mut Option<Rc<SharedUmem>>,
+        set: QueueSet,
     ) -> Result<Self, crate::xdp_error::XdpError> {
         let stale = clear_stale(dev)?;
         let mut p = match mode {
-            AttachMode::Skb => Self::open_skb(dev, ethertype, llc, pool)?,
-            AttachMode::Driver => Self::open_driver(dev, ethertype, llc, pool)?,
-            AttachMode::Auto => match Self::open_driver(dev, ethertype, llc, pool) {
+            AttachMode::Skb => Self::open_skb(dev, ethertype, llc, pool, set)?,
+            AttachMode::Driver => Self::open_driver(dev, ethertype, llc, pool, set)?,
+            AttachMode::Auto => match Self::open_driver(dev, ethertype, llc, pool, set) {
                 Ok(mut p) => {
                     p.attach_mode = crate::xdp_status::Attached::AutoDriver;
                     p
                 }
                 Err(e) => {
-                    let mut p = Self::open_skb(dev, ethertype, llc, pool)?;
+                    let mut p = Self::open_skb(dev, ethertype, llc, pool, set)?;
                     p.attach_mode = crate::xdp_status::Attached::AutoSkb {
                         driver_refused: e.to_string(),
                     };
@@ -371,8 +375,9 @@ impl XdpPort {
         ethertype: Option<u16>,
         llc: bool,
         pool: &mut Option<Rc<SharedUmem>>,
+        set: QueueSet,
     ) -> Result<Self, crate::xdp_error::XdpError> {
-        let mut p = Self::open_mode(dev, ethertype, llc, false, false, pool)?;
+        let mut p = Self::open_mode(dev, ethertype, llc, (false, false), pool, set)?;
         p.copy_mode = crate::xdp_status::CopyMode::CopySkb;
         p.attach_mode = crate::xdp_status::Attached::Skb;
         Ok(p)
@@ -383,15 +388,16 @@ impl XdpPort {
         ethertype: Option<u16>,
         llc: bool,
         pool: &mut Option<Rc<SharedUmem>>,
+        set: QueueSet,
     ) -> Result<Self, crate::xdp_error::XdpError> {
-        let mut p = match Self::open_mode(dev, ethertype, llc, true, true, pool) {
+        let mut p = match Self::open_mode(dev, ethertype, llc, (true, true), pool, set) {
             Ok(mut p) => {
                 p.copy_mode = crate::xdp_status::CopyMode::ZeroCopy;
                 p
             }
             Err(e) => {
                 // The first attempt's program and sockets are gone (dropped with it).
-                let mut p = Self::open_mode(dev, ethertype, llc, true, false, pool)?;
+                let mut p = Self::open_mode(dev, ethertype, llc, (true, false), pool, set)?;
                 p.copy_mode = crate::xdp_status::CopyMode::CopyRefused { why: e.to_string() };
                 p
             }
@@ -400,13 +406,15 @@ impl XdpPort {
         Ok(p)
     }
 
+    /// `(driver, zero_copy)`: where the program runs, and whether the sockets ask for
+    /// zero-copy.
     fn open_mode(
         dev: &str,
         ethertype: Option<u16>,
         llc: bool,
-        driver: bool,
-        zero_copy: bool,
+        (driver, zero_copy): (bool, bool),
         pool: &mut Option<Rc<SharedUmem>>,
+        set: QueueSet,
     ) -> Result<Self, crate::xdp_error::XdpError> {
         let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| errno("loading bpf/xdp_o7s.o", e))?;
         {
@@ -431,7 +439,49 @@ impl XdpPort {
             let v = u32::from(ethertype.unwrap_or(0)) | (u32::from(llc) << 16);
             cfg.set(0, v, 0).map_err(|e| errno("cfg map", e))?;
         }
-        let nq = rx_queues(dev);
+        let ids = set.of(rx_queues(dev));
+        Self::bind(dev, &ids, zero_copy, pool, Some(ebpf), None)
+    }
+
+    /// Binds AF_XDP sockets on queues `queues` of `dev`, whose XDP program another
+    /// worker's port attached, in this worker's UMEM (`pool`, as for [`XdpPort::open`]),
+    /// and puts them in that program's socket map `xsks`: the frames of those queues then
+    /// come here ([`crate::queue_spread`]). Copy mode; it sends nothing.
+    pub fn open_relay(
+        dev: &str,
+        queues: &[u32],
+        xsks: std::os::fd::OwnedFd,
+        pool: &mut Option<Rc<SharedUmem>>,
+    ) -> Result<Self, crate::xdp_error::XdpError> {
+        let mut p = Self::bind(dev, queues, false, pool, None, Some(xsks))?;
+        p.copy_mode = crate::xdp_status::CopyMode::CopySkb;
+        Ok(p)
+    }
+
+    /// A descriptor of the program's socket map, for the workers that bind the port's
+    /// other queues ([`XdpPort::open_relay`]).
+    pub fn xsks_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        match self.ebpf.as_ref()?.map("xsks")? {
+            aya::maps::Map::XskMap(m) => m.fd().as_fd().try_clone_to_owned().ok(),
+            _ => None,
+        }
+    }
+
+    /// The sockets of a port on queues `ids` of `dev` (with `ebpf`, its program, or for
+    /// the program behind the socket map `xsks`).
+    fn bind(
+        dev: &str,
+        ids: &[u32],
+        zero_copy: bool,
+        pool: &mut Option<Rc<SharedUmem>>,
+        ebpf: Option<Ebpf>,
+        xsks: Option<std::os::fd::OwnedFd>,
+    ) -> Result<Self, crate::xdp_error::XdpError> {
+        if ids.is_empty() {
+            return Err(format!("{dev}: no RX queue to bind").into());
+        }
+        let nq = u32::try_from(ids.len()).map_err(|_| "too many RX queues")?;
         let frames = RX_FRAMES * nq + TX_FRAMES;
         // The worker's UMEM when this port fits in it (same mode); if the kernel will not
         // bind this device to it, a UMEM of its own.
@@ -444,18 +494,18 @@ impl XdpPort {
             let base = u.take(frames);
             (u, base)
         }) {
-            Some((u, Some(base))) => match Self::sockets(dev, &u, base, nq, zero_copy) {
+            Some((u, Some(base))) => match Self::sockets(dev, &u, base, ids, zero_copy) {
                 Ok(q) => (u, base, q),
                 Err(e) => {
                     u.untake(base, frames);
                     tracing::info!("{dev}: not sharing the worker's UMEM ({e}): one of its own");
                     fresh = true;
-                    Self::own_umem(dev, frames, nq, zero_copy)?
+                    Self::own_umem(dev, frames, ids, zero_copy)?
                 }
             },
             _ => {
                 fresh = true;
-                Self::own_umem(dev, frames, nq, zero_copy)?
+                Self::own_umem(dev, frames, ids, zero_copy)?
             }
         };
         // From here a failure drops the port, which gives its share back (Drop).
@@ -485,14 +535,26 @@ impl XdpPort {
             tx_frames: 0,
             tx_dropped: 0,
         };
-        {
-            let mut xsks: XskMap<&mut MapData> =
-                XskMap::try_from(port.ebpf.map_mut("xsks").ok_or("no xsks map")?)
-                    .map_err(|e| errno("xsks map", e))?;
-            for q in &port.queues {
-                xsks.set(q.id, q.user.as_raw_fd(), 0)
-                    .map_err(|e| errno("xsks map", e))?;
+        match (port.ebpf.as_mut(), xsks) {
+            (Some(ebpf), _) => {
+                let mut map: XskMap<&mut MapData> =
+                    XskMap::try_from(ebpf.map_mut("xsks").ok_or("no xsks map")?)
+                        .map_err(|e| errno("xsks map", e))?;
+                for q in &port.queues {
+                    map.set(q.id, q.user.as_raw_fd(), 0)
+                        .map_err(|e| errno("xsks map", e))?;
+                }
             }
+            (None, Some(fd)) => {
+                let data = MapData::from_fd(fd).map_err(|e| errno("xsks map", e))?;
+                let mut map: XskMap<MapData> = XskMap::try_from(aya::maps::Map::XskMap(data))
+                    .map_err(|e| errno("xsks map", e))?;
+                for q in &port.queues {
+                    map.set(q.id, q.user.as_raw_fd(), 0)
+                        .map_err(|e| errno("xsks map", e))?;
+                }
+            }
+            (None, None) => return Err("no XDP program and no socket map".into()),
         }
         for q in &mut port.queues {
             q.refill();
@@ -517,7 +579,7 @@ impl XdpPort {
     fn own_umem(
         dev: &str,
         frames: u32,
-        nq: u32,
+        ids: &[u32],
         zero_copy: bool,
     ) -> Result<(Rc<SharedUmem>, u32, Sockets), crate::xdp_error::XdpError> {
         let made =
@@ -527,11 +589,11 @@ impl XdpPort {
             })?;
         let u = Rc::new(made);
         let base = u.take(frames).ok_or("UMEM smaller than one port")?;
-        let queues = Self::sockets(dev, &u, base, nq, zero_copy)?;
+        let queues = Self::sockets(dev, &u, base, ids, zero_copy)?;
         Ok((u, base, queues))
     }
 
-    /// Binds an AF_XDP socket on each of the `nq` RX queues of `dev` to `umem`, with the
+    /// Binds an AF_XDP socket on each of the RX queues `ids` of `dev` to `umem`, with the
     /// port's frames from `base` on (RX_FRAMES per queue, then its send frames). The
     /// UMEM's first socket is its own, bound with the mode and need_wakeup; the others
     /// share it and may name no flags (the kernel refuses them on a socket sharing the
@@ -540,7 +602,7 @@ impl XdpPort {
         dev: &str,
         umem: &SharedUmem,
         base: u32,
-        nq: u32,
+        ids: &[u32],
         zero_copy: bool,
     ) -> Result<Sockets, crate::xdp_error::XdpError> {
         let reg = umem.umem();
@@ -555,11 +617,11 @@ impl XdpPort {
         };
         let cname = std::ffi::CString::new(dev).map_err(|_| "device name with a NUL")?;
         let mut queues = Vec::new();
-        for q in 0..nq {
+        for (at, &q) in (0u32..).zip(ids) {
             let mut info = IfInfo::invalid();
             info.from_name(&cname).map_err(|e| errno("interface", e))?;
             info.set_queue(q);
-            let own = q == 0 && umem.take_owner();
+            let own = at == 0 && umem.take_owner();
             owner |= own;
             let sock = if own {
                 Socket::with_shared(&info, reg)
@@ -593,7 +655,7 @@ impl XdpPort {
                 errno(&format!("bind queue {q} ({m} mode)"), e)
             })?;
             // The kernel's receive frames for this queue (given to its fill ring later).
-            let first = base + q * RX_FRAMES;
+            let first = base + at * RX_FRAMES;
             let to_fill: Vec<Frame> = (first..first + RX_FRAMES)
                 .filter_map(|i| umem.frame(i))
                 .collect();
@@ -622,7 +684,12 @@ impl XdpPort {
         self.queues.len()
     }
 
-    /// Frames received per RX queue.
+    /// The device's RX queues it has a socket on, in the order of [`XdpPort::rx_per_queue`].
+    pub fn queue_ids(&self) -> Vec<u32> {
+        self.queues.iter().map(|q| q.id).collect()
+    }
+
+    /// Frames received per RX queue it has a socket on.
     pub fn rx_per_queue(&self) -> Vec<u64> {
         self.queues.iter().map(|q| q.rx_frames).collect()
     }
@@ -905,7 +972,7 @@ impl XdpPort {
 
     /// A counter of the XDP program, summed over CPUs.
     pub fn counter(&self, idx: u32) -> u64 {
-        let Some(m) = self.ebpf.map("counters") else {
+        let Some(m) = self.ebpf.as_ref().and_then(|e| e.map("counters")) else {
             return 0;
         };
         let Ok(a) = PerCpuArray::<&MapData, u64>::try_from(m) else {

@@ -404,6 +404,165 @@ fn af_xdp_binds_every_rx_queue() {
     assert!(ok, "every UMEM frame is back: {}", port());
 }
 
+/// `o7sd --core 0,1` on a device with two RX queues (issue 23 item 4): the port's worker
+/// binds queue 0, the other worker queue 1 on a UMEM of its own and hands what arrives
+/// there to the port's worker. Pings steered to either queue are answered, `port list`
+/// says which worker has which queue, and the frames of queue 1, and only they, are
+/// counted as relayed. The IPCP destroyed, the other worker closes queue 1; made again,
+/// its port goes to the other worker, and the first one binds its queue 1.
+#[test]
+fn rx_queues_are_spread_over_workers() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair_with_queues("xw", 2);
+    let (b, _a) = server_and_client(&t, &["--xdp-mode", "driver", "--core", "0,1"]);
+    let port = || t.ctl_json("b", &["port", "list"]).remove(0);
+    let p = port();
+    if !o7s_integration::on_af_xdp(p["io_path"].as_str().unwrap()) {
+        return;
+    }
+    let owner = p["worker"].as_u64().unwrap();
+    let other = 1 - owner;
+    let relayed = o7s_integration::eventually(Duration::from_secs(3), || {
+        port()["rx_queues"][1]["state"] == "relayed"
+    });
+    let p = port();
+    assert!(relayed, "queue 1 should be bound by the other worker: {p}");
+    assert_eq!(
+        p["rx_queues"],
+        serde_json::json!([
+            {"queue": 0, "worker": owner, "state": "owner", "rx": p["rx_queues"][0]["rx"]},
+            {"queue": 1, "worker": other, "state": "relayed", "rx": p["rx_queues"][1]["rx"]},
+        ]),
+        "{p}"
+    );
+    let path = p["io_path"].as_str().unwrap();
+    assert!(
+        path.contains("1 RX queue here and 1 on 1 other worker (rx_queues)"),
+        "{p}"
+    );
+    // The port's own UMEM holds its one queue's frames, not two.
+    assert_eq!(p["umem_frames"], 8192 + 4096, "{p}");
+    assert!(
+        b.log()
+            .contains(&format!("receiving RX queues [1] for worker {owner}")),
+        "{}",
+        b.log()
+    );
+    let per_queue = |p: &serde_json::Value| -> Vec<u64> {
+        p["rx_xdp_per_queue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    let mut before = p;
+    for q in [1, 0] {
+        steer(&t, q, 2);
+        ten_pings(
+            &t,
+            &format!("steered to queue {q} of a port with its queues on two workers"),
+        );
+        let now = port();
+        let (was, is) = (per_queue(&before), per_queue(&now));
+        assert!(
+            is[q] >= was[q] + 10,
+            "queue {q} should have received the pings: {was:?} -> {is:?}"
+        );
+        assert_eq!(
+            is.iter().sum::<u64>(),
+            now["rx_xdp"].as_u64().unwrap(),
+            "{now}"
+        );
+        let relayed = |p: &serde_json::Value| p["queue_relayed"].as_u64().unwrap();
+        if q == 1 {
+            assert!(relayed(&now) >= relayed(&before) + 10, "{before} -> {now}");
+        } else {
+            assert_eq!(
+                relayed(&now),
+                relayed(&before),
+                "queue 0 is the owner's: {now}"
+            );
+        }
+        assert_eq!(now["queue_relay_dropped"], 0, "{now}");
+        before = now;
+    }
+    // The port goes with its IPCP, and the other worker closes queue 1 first: the IPCP
+    // made again gets a port on the other worker (ports are dealt in turn), whose queue 1
+    // the first worker binds now.
+    let ctl = |args: &[&str]| {
+        let o = t
+            .cmd("b", &o7s_integration::bin("o7sctl"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    // The server's flows end with it (o7sd starts it again for the next one).
+    for f in t.ctl_json("b", &["flow", "list"]) {
+        if let Some(pid) = f["pid"].as_i64().filter(|p| *p > 0) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+    let mut why = String::new();
+    let gone = o7s_integration::eventually(Duration::from_secs(5), || {
+        let o = t
+            .cmd("b", &o7s_integration::bin("o7sctl"))
+            .args(["ipcp", "destroy", "name", "e"])
+            .output()
+            .unwrap();
+        why = String::from_utf8_lossy(&o.stderr).into_owned();
+        o.status.success()
+    });
+    assert!(
+        gone,
+        "the eth IPCP is destroyed once its flows are gone: {why}: {:?}",
+        t.ctl_json("b", &["flow", "list"])
+    );
+    let closed = o7s_integration::eventually(Duration::from_secs(3), || {
+        b.log()
+            .contains(&format!("closed RX queues [1] of worker {owner}"))
+    });
+    assert!(closed, "{}", b.log());
+    ctl(&[
+        "ipcp",
+        "bootstrap",
+        "name",
+        "e",
+        "layer",
+        "l",
+        "type",
+        "eth-dix",
+        "dev",
+        &t.dev("b"),
+    ]);
+    ctl(&["name", "register", "oping-server", "layer", "l"]);
+    let moved = o7s_integration::eventually(Duration::from_secs(3), || {
+        let p = port();
+        p["worker"] == other && p["rx_queues"][1]["state"] == "relayed"
+    });
+    assert!(moved, "{}", port());
+    assert_eq!(port()["rx_queues"][1]["worker"], owner, "{}", port());
+    for q in [1, 0] {
+        steer(&t, q, 2);
+        ten_pings(
+            &t,
+            &format!("queue {q}, the port made again on the other worker"),
+        );
+    }
+    assert!(
+        port()["queue_relayed"].as_u64().unwrap() >= 10,
+        "{}",
+        port()
+    );
+}
+
 /// The id of the XDP program attached to `dev` in `ns`, if any.
 fn xdp_prog(ns: &str, dev: &str) -> Option<u64> {
     json(&["ip", "-n", ns, "-j", "link", "show", "dev", dev])[0]["xdp"]["prog"]["id"].as_u64()

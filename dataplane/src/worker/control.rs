@@ -36,6 +36,10 @@ impl Dataplane {
                 self.out.push(reply);
             }
             ToDp::DelPort { port } => {
+                // Its queues on other workers are closed before its program goes.
+                if let Some(sh) = self.ports.get_mut(&port).and_then(|p| p.spread.take()) {
+                    self.unspread_port(&sh);
+                }
                 self.ports.remove(&port);
                 self.uports.remove(&port);
                 self.shapers.remove(&port);
@@ -274,6 +278,18 @@ impl Dataplane {
                         p.stats.umem_frames_accounted = x.accounted_frames();
                         p.stats.umem_frames = x.umem_frames();
                         p.stats.rx_xdp_per_queue = x.rx_per_queue();
+                        if let Some(sh) = &p.spread {
+                            // Every queue of the device, whichever worker binds it.
+                            let own: Vec<(u32, u64)> =
+                                x.queue_ids().into_iter().zip(x.rx_per_queue()).collect();
+                            p.stats.rx_queues = sh
+                                .view(|q| own.iter().find(|(i, _)| *i == q).map_or(0, |(_, n)| *n));
+                            p.stats.rx_xdp_per_queue =
+                                p.stats.rx_queues.iter().map(|q| q.rx).collect();
+                            p.stats.queue_relayed = sh.relayed();
+                            p.stats.queue_relay_dropped = sh.dropped();
+                            p.stats.rx_xdp += sh.relayed();
+                        }
                         p.stats.xdp_fill_wakeups = x.fill_wakeups();
                         p.stats.xdp_tx_batches = x.tx_batches;
                         p.stats.xdp_tx_wakeups = x.tx_wakeups;
@@ -405,10 +421,12 @@ impl Dataplane {
                 PortKind::Dix { ethertype } => (Some(ethertype), false),
                 _ => (None, true),
             };
-            match crate::xdp::XdpPort::open(dev, et, llc, attach, &mut self.umem_pool) {
+            let (set, spread) = self.own_queues(dev);
+            match crate::xdp::XdpPort::open(dev, et, llc, attach, &mut self.umem_pool, set) {
                 Ok(x) => {
-                    let path = super::xdp_ports::io_path(&x);
-                    (Some(x), path)
+                    let spread = spread.and_then(|s| self.spread_port(id, dev, &x, s));
+                    let path = super::xdp_ports::io_path(&x, spread.as_deref());
+                    (Some((x, spread)), path)
                 }
                 Err(e) if want == "af_xdp" => {
                     return Err(io::Error::other(format!(
@@ -440,6 +458,7 @@ impl Dataplane {
             ..PortStats::default()
         };
         self.tables_changed = true;
+        let (xdp, spread) = xdp.map_or((None, None), |(x, s)| (Some(x), s));
         self.ports.insert(
             id,
             Port {
@@ -452,6 +471,7 @@ impl Dataplane {
                 stats,
                 police: Policer::new(self.rates, Instant::now()),
                 taps: Vec::new(),
+                spread,
             },
         );
         Ok((info.mac, mtu, io_path))

@@ -461,6 +461,12 @@ impl Dataplane {
                 break;
             };
             n += 1;
+            // A frame that arrived on one of our ports' RX queues at another worker.
+            if let Handed::Frame { port } = p.what {
+                self.handle_frame(port, &mut p.pdu, None);
+                h.recycle(p.pdu);
+                continue;
+            }
             // A handed SDU for a flow here that did not decrypt: the flow counted it.
             let mut forged = false;
             let done = match p.what {
@@ -486,6 +492,8 @@ impl Dataplane {
                     sent
                 }
                 Handed::FlowUpdate { ipcp } => self.ca_take_update(ipcp, &p.pdu, true),
+                // (Handled above.)
+                Handed::Frame { .. } => false,
                 Handed::Deliver { ipcp, eid } => {
                     let flow = self.tab.uni(ipcp).and_then(|u| u.local.get(&eid).copied());
                     // The PCI's ECN byte, as the path that delivers directly reads it.
@@ -530,6 +538,7 @@ impl Dataplane {
                 (true, Handed::FlowUpdate { .. }) => u.stats.handed_in += 1,
                 // Not a FLOW_UPDATE after all (the first worker parsed it): dropped.
                 (false, Handed::FlowUpdate { .. }) => u.stats.drop_unknown_eid += 1,
+                (_, Handed::Frame { .. }) => {}
             }
             // The buffer goes back to the pool for the next PDU handed over.
             h.recycle(p.pdu);

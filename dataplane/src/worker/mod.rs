@@ -8,6 +8,7 @@ mod delivery_tests;
 mod dt_path;
 mod eth_path;
 mod lifecycle;
+mod queue_relay;
 #[cfg(test)]
 mod shaper_drain_tests;
 mod tap;
@@ -62,6 +63,8 @@ struct Port {
     police: Policer,
     /// Running captures (`o7sctl capture`), at most `tap::MAX_PER_PORT`.
     taps: Vec<tap::Tap>,
+    /// Its RX queues that other workers bind ([`crate::queue_spread`]).
+    spread: Option<std::sync::Arc<crate::queue_spread::Shared>>,
 }
 
 struct UPort {
@@ -212,6 +215,8 @@ pub struct Dataplane {
     handoff: Option<(std::sync::Arc<crate::handoff::Handoff>, usize)>,
     /// This worker's copy of who owns which flow, brought up to date once per turn.
     owners: crate::handoff::OwnersView,
+    /// Sockets on RX queues of other workers' ports, by port ([`crate::queue_spread`]).
+    relays: HashMap<u32, queue_relay::Relay>,
     /// The UMEM the next AF_XDP port joins (room for another port).
     umem_pool: Option<std::rc::Rc<crate::xdp_umem::SharedUmem>>,
     /// AF_XDP ports frames were forwarded onto in place during the batch being received:
@@ -246,6 +251,8 @@ struct Ids {
     ports: Vec<u32>,
     /// Ports with an AF_XDP socket (rings read directly).
     xdp: Vec<u32>,
+    /// Other workers' ports with RX queues bound here (rings read directly).
+    relays: Vec<u32>,
     /// Flows, with the path their SDUs take.
     flows: Vec<(u64, TxPath)>,
     ready: Vec<bool>,
@@ -295,6 +302,7 @@ impl Dataplane {
             pdu: Vec::with_capacity(65536),
             handoff: None,
             owners: crate::handoff::OwnersView::default(),
+            relays: HashMap::default(),
             umem_pool: None,
             tx_kick_due: Vec::new(),
             shapers: HashMap::default(),
@@ -342,8 +350,16 @@ impl Dataplane {
             }
             self.now = Instant::now();
             // Who owns which flow, when another worker changed it (an atomic load otherwise).
-            if let Some((h, _)) = &self.handoff {
-                h.refresh(&mut self.owners);
+            let requests = match &self.handoff {
+                Some((h, w)) => {
+                    h.refresh(&mut self.owners);
+                    h.has_requests(*w)
+                }
+                None => false,
+            };
+            // Another worker asks this one to bind or close RX queues of its port.
+            if requests {
+                self.serve_requests();
             }
             let spinning = self.now.duration_since(last_work) < spin;
             turn = turn.wrapping_add(1);
@@ -386,6 +402,9 @@ impl Dataplane {
             }
             for id in &ids.xdp {
                 work += self.rx_xdp(*id);
+            }
+            for id in &ids.relays {
+                work += self.rx_relay(*id);
             }
             for &(id, path) in &ids.flows {
                 work += self.tx_any(id, path);
@@ -481,6 +500,8 @@ impl Dataplane {
                 .filter(|(_, p)| p.xdp.is_some())
                 .map(|(k, _)| *k),
         );
+        ids.relays.clear();
+        ids.relays.extend(self.relays.keys().copied());
         ids.flows.clear();
         ids.flows
             .extend(self.flows.keys().map(|id| (*id, self.tx_path(*id))));
@@ -529,6 +550,9 @@ impl Dataplane {
                     fds.extend(x.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
                 }
             }
+            for r in self.relays.values() {
+                fds.extend(r.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+            }
         }
         std::sync::atomic::fence(Ordering::SeqCst);
         for (id, _) in &ids.flows {
@@ -543,7 +567,7 @@ impl Dataplane {
         if let Some((h, w)) = &self.handoff {
             // Say we may sleep, then look once more: a PDU pushed after this kicks us.
             h.set_sleeping(*w, !(pending_tx || spinning));
-            pending_tx |= !h.is_empty(*w);
+            pending_tx |= !h.is_empty(*w) || h.has_requests(*w);
         }
         // Egress caps and held writers wake the loop when their time comes, to the
         // microsecond (ppoll): woken on whole milliseconds, as poll's timeout counts, paced
