@@ -638,10 +638,13 @@ pub struct PortStats {
     /// plane with several workers; empty otherwise).
     #[serde(default)]
     pub rx_queues: Vec<RxQueue>,
-    /// Frames received on queues served by another worker and handed to the owner.
+    /// Frames received on queues served by another worker (each handed to the owner, or
+    /// dropped: `queue_relay_dropped`). They are counted in `rx_xdp` and
+    /// `rx_xdp_per_queue` too.
     #[serde(default)]
     pub queue_relayed: u64,
-    /// Such frames dropped because the owner's inbox was full.
+    /// Such frames dropped because the owner's inbox was half full (the other half is kept
+    /// for PDUs other workers hand over).
     #[serde(default)]
     pub queue_relay_dropped: u64,
 }
@@ -829,4 +832,11 @@ pub struct WorkerInfo {
     /// (`O7S_DP_FORWARD_COPY=1`, for comparison).
     #[serde(default)]
     pub forward_copy: bool,
+    /// RX queues of other workers' ports it binds, and frames it received on them and
+    /// handed to their owners (`crate::msg::PortStats::rx_queues`).
+    #[serde(default)]
+    pub queues_for_others: u32,
+    /// Frames received on those queues.
+    #[serde(default)]
+    pub relayed_frames: u64,
 }

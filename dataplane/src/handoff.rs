@@ -261,6 +261,19 @@ impl Handoff {
         true
     }
 
+    /// Hands worker `w` a frame received on a queue of one of its ports
+    /// ([`Handed::Frame`]) while its inbox is less than half full; `false` (the buffer
+    /// recycled, not counted here: the relay counts it) otherwise. The other half stays for
+    /// the PDUs other workers hand over, so a flood on a relayed queue cannot crowd out
+    /// their forwarding, deliveries and FLOW_UPDATEs.
+    pub fn push_frame(&self, w: usize, p: HandedPdu) -> bool {
+        if self.inboxes.get(w).is_none_or(|i| i.q.len() >= INBOX / 2) {
+            self.recycle(p.pdu);
+            return false;
+        }
+        self.push(w, p)
+    }
+
     /// The next PDU for worker `w`.
     pub fn pop(&self, w: usize) -> Option<HandedPdu> {
         self.inboxes.get(w)?.q.pop()
@@ -296,7 +309,9 @@ impl Handoff {
     }
 
     /// Gives worker `w` a request and wakes it; `Err` with the request when there is no
-    /// such worker or [`MAX_REQUESTS`] wait.
+    /// such worker, or for a [`Request::Serve`] when [`MAX_REQUESTS`] wait (a
+    /// [`Request::Stop`] is never refused: each follows a Serve that was taken, so they
+    /// are as bounded, and a refused one would leave queues bound for good).
     pub fn request(&self, w: usize, r: Request) -> Result<(), Request> {
         let Some(i) = self.inboxes.get(w) else {
             return Err(r);
@@ -306,7 +321,7 @@ impl Handoff {
                 .requests
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if q.len() >= MAX_REQUESTS {
+            if q.len() >= MAX_REQUESTS && matches!(r, Request::Serve { .. }) {
                 return Err(r);
             }
             q.push_back(r);
@@ -417,13 +432,40 @@ mod tests {
         for i in 0..MAX_REQUESTS {
             assert!(h.request(0, Request::Stop { port: i as u32 }).is_ok());
         }
-        assert!(h.request(0, Request::Stop { port: 0 }).is_err());
-        assert_eq!(h.take_requests(0).len(), MAX_REQUESTS);
+        // A Stop is never refused (a Serve would be).
+        assert!(h.request(0, Request::Stop { port: 0 }).is_ok());
+        assert_eq!(h.take_requests(0).len(), MAX_REQUESTS + 1);
         // A sleeping worker is woken by a request.
         h.set_sleeping(1, true);
         assert!(h.request(1, Request::Stop { port: 4 }).is_ok());
         let fd = h.kick_fd(1).unwrap();
         assert!(o7s::ipc::wait_readable(fd, Some(std::time::Duration::ZERO)).unwrap());
+    }
+
+    #[test]
+    fn relayed_frames_take_at_most_half_of_an_inbox() {
+        let h = Handoff::new(2).unwrap();
+        let frame = |h: &Handoff| HandedPdu {
+            ipcp: 0,
+            what: Handed::Frame { port: 1 },
+            pdu: h.buffer(),
+        };
+        let mut taken = 0;
+        while h.push_frame(1, frame(&h)) {
+            taken += 1;
+        }
+        assert_eq!(taken, INBOX / 2);
+        assert_eq!(
+            h.dropped(1),
+            0,
+            "the relay counts its refusals, not the inbox"
+        );
+        // The other half is for handed PDUs.
+        for n in 0..INBOX / 2 {
+            assert!(h.push(1, pdu(n as u8)), "{n}");
+        }
+        assert!(!h.push(1, pdu(0)));
+        assert!(!h.push_frame(5, frame(&h)), "no such worker");
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! queue; deciding at the receiving worker would need every worker to hold every flow of
 //! the port (docs/design/rx-queues-over-workers.md).
 
+use crate::xdp::KernelDrops;
 use o7s_abi::msg::{RxQueue, RxQueueState};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -82,8 +83,12 @@ struct Slot {
 pub struct Shared {
     port: u32,
     slots: Vec<Slot>,
-    /// Frames the owner's full inbox refused.
+    /// Frames the owner's full inbox refused (it takes relayed frames up to half full:
+    /// [`crate::handoff::Handoff::push_frame`]).
     dropped: AtomicU64,
+    /// What the kernel dropped on each other worker's sockets, as it last read it (every
+    /// 100 ms).
+    kernel: Mutex<Vec<(usize, KernelDrops)>>,
     /// Requests to serve queues sent to other workers and not yet let go (refused, or
     /// stopped): the owner waits for none to be left before it lets the device go (a new
     /// port on it may bind the same queues).
@@ -113,6 +118,7 @@ impl Shared {
             port,
             slots,
             dropped: AtomicU64::new(0),
+            kernel: Mutex::new(Vec::new()),
             live: AtomicUsize::new(0),
         })
     }
@@ -175,6 +181,27 @@ impl Shared {
         if n > 0 {
             self.dropped.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// What the kernel dropped on worker `w`'s sockets for this port, in all.
+    pub fn set_kernel(&self, w: usize, k: KernelDrops) {
+        let mut all = lock(&self.kernel);
+        match all.iter_mut().find(|(x, _)| *x == w) {
+            Some((_, old)) => *old = k,
+            None => all.push((w, k)),
+        }
+    }
+
+    /// What the kernel dropped on the other workers' sockets for this port.
+    pub fn kernel(&self) -> KernelDrops {
+        lock(&self.kernel)
+            .iter()
+            .fold(KernelDrops::default(), |a, (_, k)| KernelDrops {
+                rx_dropped: a.rx_dropped + k.rx_dropped,
+                rx_ring_full: a.rx_ring_full + k.rx_ring_full,
+                fill_ring_empty: a.fill_ring_empty + k.fill_ring_empty,
+                invalid_descs: a.invalid_descs + k.invalid_descs,
+            })
     }
 
     /// Frames the owner's inbox refused.
@@ -287,6 +314,16 @@ mod tests {
         assert_eq!(v[1].state, RxQueueState::Relayed);
         assert_eq!(v[2].state, RxQueueState::Failed("busy".into()));
         assert_eq!(v[3].state, RxQueueState::Owner);
+        let k = |n: u64| KernelDrops {
+            rx_dropped: n,
+            rx_ring_full: 2 * n,
+            fill_ring_empty: 3 * n,
+            invalid_descs: 0,
+        };
+        s.set_kernel(2, k(1));
+        s.set_kernel(0, k(10));
+        s.set_kernel(2, k(4));
+        assert_eq!(s.kernel(), k(14), "each worker's last figures, summed");
         s.asked();
         s.asked();
         assert_eq!(s.live(), 2);

@@ -440,20 +440,20 @@ impl XdpPort {
             cfg.set(0, v, 0).map_err(|e| errno("cfg map", e))?;
         }
         let ids = set.of(rx_queues(dev));
-        Self::bind(dev, &ids, zero_copy, pool, Some(ebpf), None)
+        Self::bind(dev, &ids, zero_copy, Some(pool), Some(ebpf), None)
     }
 
     /// Binds AF_XDP sockets on queues `queues` of `dev`, whose XDP program another
-    /// worker's port attached, in this worker's UMEM (`pool`, as for [`XdpPort::open`]),
-    /// and puts them in that program's socket map `xsks`: the frames of those queues then
-    /// come here ([`crate::queue_spread`]). Copy mode; it sends nothing.
+    /// worker's port attached, on a UMEM of their own (RX_FRAMES a queue, no frames for
+    /// sending: it sends nothing; the worker's ports keep theirs), and puts them in that
+    /// program's socket map `xsks`: the frames of those queues then come here
+    /// ([`crate::queue_spread`]). Copy mode.
     pub fn open_relay(
         dev: &str,
         queues: &[u32],
         xsks: std::os::fd::OwnedFd,
-        pool: &mut Option<Rc<SharedUmem>>,
     ) -> Result<Self, crate::xdp_error::XdpError> {
-        let mut p = Self::bind(dev, queues, false, pool, None, Some(xsks))?;
+        let mut p = Self::bind(dev, queues, false, None, None, Some(xsks))?;
         p.copy_mode = crate::xdp_status::CopyMode::CopySkb;
         Ok(p)
     }
@@ -469,12 +469,13 @@ impl XdpPort {
     }
 
     /// The sockets of a port on queues `ids` of `dev` (with `ebpf`, its program, or for
-    /// the program behind the socket map `xsks`).
+    /// the program behind the socket map `xsks`), in the worker's UMEM `pool` (a port), or
+    /// without one in a UMEM of their own with no frames for sending (a relay).
     fn bind(
         dev: &str,
         ids: &[u32],
         zero_copy: bool,
-        pool: &mut Option<Rc<SharedUmem>>,
+        pool: Option<&mut Option<Rc<SharedUmem>>>,
         ebpf: Option<Ebpf>,
         xsks: Option<std::os::fd::OwnedFd>,
     ) -> Result<Self, crate::xdp_error::XdpError> {
@@ -482,11 +483,13 @@ impl XdpPort {
             return Err(format!("{dev}: no RX queue to bind").into());
         }
         let nq = u32::try_from(ids.len()).map_err(|_| "too many RX queues")?;
-        let frames = RX_FRAMES * nq + TX_FRAMES;
+        let sends = pool.is_some();
+        let frames = RX_FRAMES * nq + if sends { TX_FRAMES } else { 0 };
         // The worker's UMEM when this port fits in it (same mode); if the kernel will not
         // bind this device to it, a UMEM of its own.
         let joined = pool
-            .as_ref()
+            .as_deref()
+            .and_then(Option::as_ref)
             .filter(|u| u.zero_copy == zero_copy && u.room() >= frames)
             .cloned();
         let mut fresh = false;
@@ -500,12 +503,12 @@ impl XdpPort {
                     u.untake(base, frames);
                     tracing::info!("{dev}: not sharing the worker's UMEM ({e}): one of its own");
                     fresh = true;
-                    Self::own_umem(dev, frames, ids, zero_copy)?
+                    Self::own_umem(dev, frames, ids, zero_copy, sends)?
                 }
             },
             _ => {
                 fresh = true;
-                Self::own_umem(dev, frames, ids, zero_copy)?
+                Self::own_umem(dev, frames, ids, zero_copy, sends)?
             }
         };
         // From here a failure drops the port, which gives its share back (Drop).
@@ -567,26 +570,30 @@ impl XdpPort {
             }
         }
         // A new UMEM with room for another port is the one the worker's next port joins.
-        if fresh && port.umem.room() > 0 {
+        if let Some(pool) = pool.filter(|_| fresh && port.umem.room() > 0) {
             *pool = Some(port.umem.clone());
         }
         Ok(port)
     }
 
     /// A UMEM of its own for a port of `frames` frames (with room for another port where
-    /// that much memory can be registered), and the port's sockets on it (and whether the
-    /// first is the UMEM's own: it is).
+    /// `share` and that much memory can be registered), and the port's sockets on it (and
+    /// whether the first is the UMEM's own: it is).
     fn own_umem(
         dev: &str,
         frames: u32,
         ids: &[u32],
         zero_copy: bool,
+        share: bool,
     ) -> Result<(Rc<SharedUmem>, u32, Sockets), crate::xdp_error::XdpError> {
-        let made =
+        let made = if share {
             SharedUmem::new(frames * SHARE_SLOTS, RX_RING, TX_RING, zero_copy).or_else(|e| {
                 tracing::info!("{dev}: no UMEM for two ports ({e}): one for this port alone");
                 SharedUmem::new(frames, RX_RING, TX_RING, zero_copy)
-            })?;
+            })?
+        } else {
+            SharedUmem::new(frames, RX_RING, TX_RING, zero_copy)?
+        };
         let u = Rc::new(made);
         let base = u.take(frames).ok_or("UMEM smaller than one port")?;
         let queues = Self::sockets(dev, &u, base, ids, zero_copy)?;

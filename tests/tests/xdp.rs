@@ -489,6 +489,16 @@ fn rx_queues_are_spread_over_workers() {
         assert_eq!(now["queue_relay_dropped"], 0, "{now}");
         before = now;
     }
+    // `worker list` says which worker binds queues for another's port.
+    let workers = t.ctl_json("b", &["worker", "list"]);
+    let (w_owner, w_other) = (&workers[owner as usize], &workers[other as usize]);
+    assert_eq!(w_owner["queues_for_others"], 0, "{workers:?}");
+    assert_eq!(w_other["queues_for_others"], 1, "{workers:?}");
+    assert!(
+        w_other["relayed_frames"].as_u64().unwrap() >= before["queue_relayed"].as_u64().unwrap(),
+        "{workers:?} {before}"
+    );
+    assert_eq!(w_owner["relayed_frames"], 0, "{workers:?}");
     // The port goes with its IPCP, and the other worker closes queue 1 first: the IPCP
     // made again gets a port on the other worker (ports are dealt in turn), whose queue 1
     // the first worker binds now.

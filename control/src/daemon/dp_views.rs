@@ -49,6 +49,7 @@ impl Daemon {
                                            "ports": w.ports, "flows": w.flows,
                                            "rx_frames": w.rx_frames, "tx_frames": w.tx_frames,
                                            "sleeps": w.sleeps, "yields_for_apps": w.yields_for_apps,
+                                           "queues_for_others": w.queues_for_others, "relayed_frames": w.relayed_frames,
                                            "dt_forwarding": if w.forward_copy { "copy (O7S_DP_FORWARD_COPY)" } else { "in place where the ports share a UMEM" },
                                            "pin_error": w.pin_error.clone().unwrap_or_default()})
                                 })

@@ -278,6 +278,14 @@ impl Dataplane {
                         p.stats.umem_frames_accounted = x.accounted_frames();
                         p.stats.umem_frames = x.umem_frames();
                         p.stats.rx_xdp_per_queue = x.rx_per_queue();
+                        p.stats.xdp_fill_wakeups = x.fill_wakeups();
+                        p.stats.xdp_tx_batches = x.tx_batches;
+                        p.stats.xdp_tx_wakeups = x.tx_wakeups;
+                        let k = x.kernel_drops();
+                        p.stats.xdp_rx_dropped = k.rx_dropped;
+                        p.stats.xdp_rx_ring_full = k.rx_ring_full;
+                        p.stats.xdp_fill_ring_empty = k.fill_ring_empty;
+                        p.stats.xdp_invalid_descs = k.invalid_descs;
                         if let Some(sh) = &p.spread {
                             // Every queue of the device, whichever worker binds it.
                             let own: Vec<(u32, u64)> =
@@ -289,15 +297,12 @@ impl Dataplane {
                             p.stats.queue_relayed = sh.relayed();
                             p.stats.queue_relay_dropped = sh.dropped();
                             p.stats.rx_xdp += sh.relayed();
+                            let k = sh.kernel();
+                            p.stats.xdp_rx_dropped += k.rx_dropped;
+                            p.stats.xdp_rx_ring_full += k.rx_ring_full;
+                            p.stats.xdp_fill_ring_empty += k.fill_ring_empty;
+                            p.stats.xdp_invalid_descs += k.invalid_descs;
                         }
-                        p.stats.xdp_fill_wakeups = x.fill_wakeups();
-                        p.stats.xdp_tx_batches = x.tx_batches;
-                        p.stats.xdp_tx_wakeups = x.tx_wakeups;
-                        let k = x.kernel_drops();
-                        p.stats.xdp_rx_dropped = k.rx_dropped;
-                        p.stats.xdp_rx_ring_full = k.rx_ring_full;
-                        p.stats.xdp_fill_ring_empty = k.fill_ring_empty;
-                        p.stats.xdp_invalid_descs = k.invalid_descs;
                     }
                 }
                 let s = DpStats {
@@ -325,6 +330,8 @@ impl Dataplane {
                             .map(|p| p.stats.tx_frames)
                             .chain(self.uports.values().map(|u| u.stats.tx_frames))
                             .sum(),
+                        queues_for_others: self.relays.values().map(|r| r.queues()).sum(),
+                        relayed_frames: self.relays.values().map(|r| r.frames()).sum(),
                         ..self.worker.clone()
                     },
                     workers: Vec::new(),

@@ -429,6 +429,7 @@ impl Dataplane {
                 last_check = self.now;
                 self.check_timeouts()?;
                 self.check_apps();
+                self.report_relays();
                 if self.up.has_pending() && !self.tend_upstream() {
                     return Ok(());
                 }

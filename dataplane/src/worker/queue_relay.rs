@@ -88,7 +88,7 @@ impl Dataplane {
             return;
         };
         for (w, _) in shared.others() {
-            // (A worker whose queue is full cannot have been asked: nothing to stop.)
+            // (Never refused: Handoff::request.)
             let _ = h.request(
                 w,
                 Request::Stop {
@@ -125,8 +125,7 @@ impl Dataplane {
                     shared,
                 } => {
                     let port = shared.port();
-                    match crate::xdp::XdpPort::open_relay(&dev, &queues, xsks, &mut self.umem_pool)
-                    {
+                    match crate::xdp::XdpPort::open_relay(&dev, &queues, xsks) {
                         Ok(xdp) => {
                             tracing::info!(
                                 "port {port}: {dev}: receiving RX queues {queues:?} for worker {owner}"
@@ -166,6 +165,15 @@ impl Dataplane {
         }
     }
 
+    /// Every 100 ms: what the kernel dropped on the relays' sockets, for their owners'
+    /// `port list`.
+    pub(super) fn report_relays(&self) {
+        let w = self.handoff_index();
+        for r in self.relays.values() {
+            r.shared.set_kernel(w, r.xdp.kernel_drops());
+        }
+    }
+
     fn handoff_index(&self) -> usize {
         self.handoff.as_ref().map_or(0, |(_, w)| *w)
     }
@@ -188,7 +196,7 @@ impl Dataplane {
                     what: Handed::Frame { port },
                     pdu,
                 };
-                if !h.push(owner, p) {
+                if !h.push_frame(owner, p) {
                     dropped += 1;
                 }
             });
@@ -208,6 +216,16 @@ impl Dataplane {
 }
 
 impl Relay {
+    /// The queues it binds.
+    pub(super) fn queues(&self) -> u32 {
+        u32::try_from(self.xdp.queues()).unwrap_or(u32::MAX)
+    }
+
+    /// Frames received on them.
+    pub(super) fn frames(&self) -> u64 {
+        self.xdp.rx_frames
+    }
+
     /// Its sockets, for poll(2).
     pub(super) fn fds(&self) -> impl Iterator<Item = std::os::fd::BorrowedFd<'_>> {
         self.xdp.fds()

@@ -8,12 +8,25 @@ pub(super) fn io_path(x: &XdpPort, spread: Option<&crate::queue_spread::Shared>)
     let q = x.queues();
     let others = spread
         .map(|s| {
-            let w = s.others();
-            let n: usize = w.iter().map(|(_, qs)| qs.len()).sum();
+            // The queues asked of other workers (not those whose request failed already).
+            let asked: Vec<_> = s
+                .view(|_| 0)
+                .into_iter()
+                .filter(|q| {
+                    matches!(
+                        q.state,
+                        o7s_abi::msg::RxQueueState::Starting | o7s_abi::msg::RxQueueState::Relayed
+                    )
+                })
+                .collect();
+            let mut workers: Vec<u32> = asked.iter().map(|q| q.worker).collect();
+            workers.sort_unstable();
+            workers.dedup();
             format!(
-                " here and {n} on {} other worker{} (rx_queues)",
-                w.len(),
-                if w.len() == 1 { "" } else { "s" }
+                " here and {} on {} other worker{} (rx_queues)",
+                asked.len(),
+                workers.len(),
+                if workers.len() == 1 { "" } else { "s" }
             )
         })
         .unwrap_or_default();
