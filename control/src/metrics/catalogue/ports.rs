@@ -250,6 +250,16 @@ pub(in crate::metrics) const PORTS: &[(&str, Kind, &str)] = &[
         "Times the kernel found a fill ring of the port's AF_XDP sockets empty",
     ),
     (
+        "o7s_port_queue_relayed",
+        C,
+        "Frames received on the port's RX queues that another worker binds (each handed to the port's worker, or dropped)",
+    ),
+    (
+        "o7s_port_queue_relay_dropped",
+        C,
+        "Frames received on the port's RX queues that another worker binds, dropped because the port's worker's inbox was half full",
+    ),
+    (
         "o7s_port_xdp_invalid_descs",
         C,
         "Ring descriptors of the port's AF_XDP sockets the kernel refused (zero unless the data plane wrote a bad one)",

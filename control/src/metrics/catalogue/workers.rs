@@ -25,6 +25,16 @@ pub(in crate::metrics) const WORKERS: &[(&str, Kind, &str)] = &[
         "Frames and datagrams the worker's ports sent",
     ),
     (
+        "o7s_worker_queues_for_others",
+        G,
+        "RX queues of other workers' ports the worker binds now",
+    ),
+    (
+        "o7s_worker_relayed_frames",
+        C,
+        "Frames the worker received on RX queues of other workers' ports and handed to them",
+    ),
+    (
         "o7s_worker_sleeps",
         C,
         "Times the worker went to sleep in poll(2) (adaptive polling, idle)",
