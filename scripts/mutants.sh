@@ -7,12 +7,13 @@
 #                                         the pure crates' sources; fails on a missed mutant
 #   scripts/mutants.sh FILE...            every mutant of these files (proto/, wire/, and
 #                                         dataplane/src/shaper.rs, impair.rs, packet_path.rs,
-#                                         dt.rs, route_map.rs and local_flows.rs), with a
+#                                         dt.rs, route_map.rs, local_flows.rs, queue_spread.rs
+#                                         and handoff.rs), with a
 #                                         report
 #
 # The pure code is what it covers: o7s-proto, o7s-wire and the data plane's pure parts: the
-# shaper, the impairments, the per-packet decision, the DT decision and its tables (no sockets, fast
-# tests). Results in mutants.out/ (outcomes.json, missed.txt, caught.txt).
+# shaper, the impairments, the per-packet decision, the DT decision and its tables, the
+# queues over workers and the hand-off between workers (no sockets, fast tests). Results in mutants.out/ (outcomes.json, missed.txt, caught.txt).
 # Installs cargo-mutants (pinned) when it is missing. MUTANTS_JOBS=1 builds one mutant at a
 # time (default 2), leaving a core for other work. MUTANTS_LIB_ONLY=1 runs each crate's unit
 # tests alone (about 10 s a proto mutant instead of 35: the simulations are left out, so it
@@ -32,7 +33,7 @@ VERSION=27.1.0
 # tests are not run per mutant; the pure crates' own tests are).
 SCOPE=(proto/src wire/src dataplane/src/shaper.rs dataplane/src/impair.rs
     dataplane/src/packet_path.rs dataplane/src/dt.rs dataplane/src/route_map.rs
-    dataplane/src/local_flows.rs)
+    dataplane/src/local_flows.rs dataplane/src/queue_spread.rs dataplane/src/handoff.rs)
 
 if ! cargo mutants --version 2>/dev/null | grep -q "$VERSION"; then
     echo "installing cargo-mutants $VERSION (crates.io)..."

@@ -443,6 +443,60 @@ mod tests {
     }
 
     #[test]
+    fn a_serve_request_is_refused_when_the_queue_is_full() {
+        use crate::queue_spread::{Request, Shared};
+        let h = Handoff::new(1).unwrap();
+        let serve = || Request::Serve {
+            dev: "d".into(),
+            queues: vec![1],
+            owner: 0,
+            xsks: std::fs::File::open("/dev/null").unwrap().into(),
+            shared: Shared::new(1, 2, 0, 2),
+        };
+        assert!(h.request(0, serve()).is_ok());
+        for i in 1..MAX_REQUESTS {
+            assert!(h.request(0, Request::Stop { port: i as u32 }).is_ok());
+        }
+        assert!(h.request(0, serve()).is_err());
+        assert_eq!(h.take_requests(0).len(), MAX_REQUESTS);
+        assert!(h.request(0, serve()).is_ok());
+    }
+
+    #[test]
+    fn inbox_emptiness_and_a_sleepers_kick() {
+        let h = Handoff::new(2).unwrap();
+        assert!(h.is_empty(1));
+        assert!(h.push(1, pdu(1)));
+        assert!(!h.is_empty(1));
+        assert!(h.is_empty(0));
+        let readable = |h: &Handoff| {
+            o7s::ipc::wait_readable(h.kick_fd(1).unwrap(), Some(std::time::Duration::ZERO)).unwrap()
+        };
+        // Awake: a push does not kick.
+        assert!(!readable(&h));
+        h.set_sleeping(1, true);
+        assert!(h.push(1, pdu(2)));
+        assert!(readable(&h));
+        // Saying it sleeps again keeps the kick; waking drains it.
+        h.set_sleeping(1, true);
+        assert!(readable(&h));
+        h.set_sleeping(1, false);
+        assert!(!readable(&h));
+    }
+
+    #[test]
+    fn a_buffer_keeps_up_to_kept_bytes_of_room() {
+        // A jumbo frame's PDU (9,216 + 64 bytes) keeps its room; one byte more does not.
+        let h = Handoff::new(1).unwrap();
+        h.recycle(Vec::with_capacity(9280));
+        assert_eq!(h.buffer().capacity(), 9280);
+        h.recycle(Vec::with_capacity(9281));
+        let b = h.buffer();
+        assert!(b.capacity() < 9280, "{}", b.capacity());
+        assert!(format!("{h:?}").contains("workers: 1"));
+    }
+
+    #[test]
     fn relayed_frames_take_at_most_half_of_an_inbox() {
         let h = Handoff::new(2).unwrap();
         let frame = |h: &Handoff| HandedPdu {

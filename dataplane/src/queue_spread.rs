@@ -54,14 +54,17 @@ impl QueueSet {
 /// queue 0 is the owner's, queue 1 the next worker's, and so on in turn.
 pub fn worker_of_queue(q: u32, owner: usize, workers: usize) -> usize {
     let n = workers.max(1);
-    (owner % n + q as usize % n) % n
+    (owner + q as usize) % n
 }
 
 /// The queues worker `w` serves of a port owned by worker `owner`, of `workers`
 /// (the inverse of [`worker_of_queue`]).
 pub fn queues_of(w: usize, owner: usize, workers: usize) -> QueueSet {
     let n = workers.max(1);
-    let offset = (w % n + n - owner % n) % n;
+    // The queue below `n` that goes to `w`.
+    let offset = (0..n)
+        .find(|&o| worker_of_queue(u32::try_from(o).unwrap_or(0), owner, n) == w % n)
+        .unwrap_or(0);
     QueueSet {
         step: u32::try_from(n).unwrap_or(u32::MAX),
         offset: u32::try_from(offset).unwrap_or(0),
@@ -178,9 +181,7 @@ impl Shared {
 
     /// `n` frames were refused by the owner's full inbox.
     pub fn add_dropped(&self, n: u64) {
-        if n > 0 {
-            self.dropped.fetch_add(n, Ordering::Relaxed);
-        }
+        self.dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     /// What the kernel dropped on worker `w`'s sockets for this port, in all.
@@ -318,10 +319,13 @@ mod tests {
             rx_dropped: n,
             rx_ring_full: 2 * n,
             fill_ring_empty: 3 * n,
-            invalid_descs: 0,
+            invalid_descs: 4 * n,
         };
+        assert_eq!(s.kernel(), k(0));
         s.set_kernel(2, k(1));
+        assert_eq!(s.kernel(), k(1));
         s.set_kernel(0, k(10));
+        assert_eq!(s.kernel(), k(11));
         s.set_kernel(2, k(4));
         assert_eq!(s.kernel(), k(14), "each worker's last figures, summed");
         s.asked();
