@@ -8,7 +8,7 @@ use hickory_proto::rr::{rdata, Name, RData, Record, RecordSet, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// TTL of the records (as the reference).
 pub const TTL: u32 = 86400;
@@ -30,17 +30,56 @@ fn exchange(server: SocketAddr, msg: &Message, timeout: Duration) -> io::Result<
     .parse()
     .map_err(|_| io::Error::other("address"))?;
     let sock = UdpSocket::bind(local)?;
-    sock.set_read_timeout(Some(timeout))?;
     sock.connect(server)?;
     sock.send(&bytes)?;
     let mut buf = [0u8; 4096];
+    // One deadline for the whole exchange: datagrams that are not the answer (another id,
+    // not a response, not DNS), from a confused server or a spoofer that found the port,
+    // are skipped but do not make the wait longer.
+    let deadline = Instant::now() + timeout;
+    let mut skipped = 0u32;
     loop {
-        let n = sock.recv(&mut buf)?;
-        let reply = Message::from_bytes(buf.get(..n).unwrap_or(&[]))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        if reply.id() == msg.id() {
-            return Ok(reply);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer from the DNS server {server} within {timeout:?} ({skipped} datagrams that were not the answer)"),
+            ));
         }
+        sock.set_read_timeout(Some(left))?;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match Message::from_bytes(buf.get(..n).unwrap_or(&[])) {
+            Ok(reply) if answers(&reply, msg) => return Ok(reply),
+            _ => skipped += 1,
+        }
+    }
+}
+
+/// Whether `reply` is the answer to `msg`: a response with its id and op code, and for a
+/// query its question (servers echo it; an UPDATE's zone may not be).
+fn answers(reply: &Message, msg: &Message) -> bool {
+    reply.message_type() == MessageType::Response
+        && reply.id() == msg.id()
+        && reply.op_code() == msg.op_code()
+        && (msg.op_code() != OpCode::Query || reply.queries() == msg.queries())
+}
+
+/// An address a member may have: not unspecified, multicast or broadcast.
+fn usable(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => !a.is_unspecified() && !a.is_multicast() && !a.is_broadcast(),
+        IpAddr::V6(a) => !a.is_unspecified() && !a.is_multicast(),
     }
 }
 
@@ -94,22 +133,33 @@ pub fn lookup(
     timeout: Duration,
 ) -> io::Result<Option<IpAddr>> {
     let rtype = if v4 { RecordType::A } else { RecordType::AAAA };
+    let name = name_of(hex)?;
     let mut m = Message::new();
     m.set_id(rand::random())
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(false)
-        .add_query(Query::query(name_of(hex)?, rtype));
+        .add_query(Query::query(name.clone(), rtype));
     let reply = exchange(server, &m, timeout)?;
     if reply.response_code() == ResponseCode::NXDomain {
         return Ok(None);
     }
     check(&reply, "DNS query")?;
-    Ok(reply.answers().iter().find_map(|r| match r.data() {
-        Some(RData::A(a)) => Some(IpAddr::V4(a.0)),
-        Some(RData::AAAA(a)) => Some(IpAddr::V6(a.0)),
-        _ => None,
-    }))
+    Ok(address_in(&reply, &name, v4))
+}
+
+/// The first usable address of the record asked for (`name`, A or AAAA) in `reply`.
+fn address_in(reply: &Message, name: &Name, v4: bool) -> Option<IpAddr> {
+    reply
+        .answers()
+        .iter()
+        .filter(|r| r.name() == name)
+        .find_map(|r| match r.data() {
+            Some(RData::A(a)) if v4 => Some(IpAddr::V4(a.0)),
+            Some(RData::AAAA(a)) if !v4 => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .filter(|ip| usable(*ip))
 }
 
 /// Parses the `dns=` setting: an address, with port 53 unless given.
@@ -166,6 +216,9 @@ mod tests {
                     .set_message_type(MessageType::Response)
                     .set_op_code(m.op_code())
                     .set_response_code(code);
+                if m.op_code() == OpCode::Query {
+                    r.add_queries(m.queries().to_vec());
+                }
                 sock.send_to(&r.to_bytes().unwrap(), from).unwrap();
                 got.push(m);
             }
@@ -212,5 +265,127 @@ mod tests {
         let e = unregister(addr, "ab", true, Duration::from_secs(2)).unwrap_err();
         assert!(e.to_string().contains("Refused"), "{e}");
         assert_eq!(t.join().unwrap().len(), 1);
+    }
+
+    /// A server that first sends what a spoofer or a confused server would (not DNS, a
+    /// query, another id, another question, a wrong name's record, an unusable address),
+    /// then, if `answer`, the answer: (its address, what it was asked).
+    fn noisy_server(answer: Option<IpAddr>) -> (SocketAddr, std::thread::JoinHandle<()>) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let (n, from) = sock.recv_from(&mut buf).unwrap();
+            let q = Message::from_bytes(&buf[..n]).unwrap();
+            let reply =
+                |id: u16, kind: MessageType, queries: Vec<Query>, name: &Name, ip: IpAddr| {
+                    let mut r = Message::new();
+                    r.set_id(id)
+                        .set_message_type(kind)
+                        .set_op_code(OpCode::Query)
+                        .add_queries(queries)
+                        .add_answer(Record::from_rdata(name.clone(), TTL, rdata_of(ip)));
+                    r.to_bytes().unwrap()
+                };
+            let asked = q.queries()[0].name().clone();
+            let other = name_of("00000000000000000000000000000000").unwrap();
+            let bad: IpAddr = "10.9.9.9".parse().unwrap();
+            for d in [
+                b"not dns at all".to_vec(),
+                reply(
+                    q.id(),
+                    MessageType::Query,
+                    q.queries().to_vec(),
+                    &asked,
+                    bad,
+                ),
+                reply(
+                    q.id().wrapping_add(1),
+                    MessageType::Response,
+                    q.queries().to_vec(),
+                    &asked,
+                    bad,
+                ),
+                reply(
+                    q.id(),
+                    MessageType::Response,
+                    vec![Query::query(other.clone(), RecordType::A)],
+                    &asked,
+                    bad,
+                ),
+            ] {
+                sock.send_to(&d, from).unwrap();
+            }
+            if let Some(ip) = answer {
+                // The answer, with another name's record first and an unusable one.
+                let mut r = Message::new();
+                r.set_id(q.id())
+                    .set_message_type(MessageType::Response)
+                    .set_op_code(OpCode::Query)
+                    .add_queries(q.queries().to_vec())
+                    .add_answer(Record::from_rdata(other, TTL, rdata_of(bad)))
+                    .add_answer(Record::from_rdata(asked, TTL, rdata_of(ip)));
+                sock.send_to(&r.to_bytes().unwrap(), from).unwrap();
+            }
+        });
+        (addr, t)
+    }
+
+    #[test]
+    fn what_is_not_the_answer_is_skipped_and_the_answer_is_checked() {
+        let ip: IpAddr = "127.0.0.7".parse().unwrap();
+        let (addr, t) = noisy_server(Some(ip));
+        let got = lookup(
+            addr,
+            "6ae220aa6aae06c43878513c64db34b6",
+            true,
+            Duration::from_secs(2),
+        );
+        assert_eq!(got.unwrap(), Some(ip));
+        t.join().unwrap();
+        // An answer whose only usable-looking record is for another name, or unusable.
+        let name = name_of("ab").unwrap();
+        let mut r = Message::new();
+        r.add_answer(Record::from_rdata(
+            name_of("cd").unwrap(),
+            TTL,
+            rdata_of("10.0.0.1".parse().unwrap()),
+        ))
+        .add_answer(Record::from_rdata(
+            name.clone(),
+            TTL,
+            rdata_of("0.0.0.0".parse().unwrap()),
+        ))
+        .add_answer(Record::from_rdata(
+            name.clone(),
+            TTL,
+            rdata_of("224.0.0.1".parse().unwrap()),
+        ))
+        .add_answer(Record::from_rdata(
+            name.clone(),
+            TTL,
+            rdata_of("::1".parse().unwrap()),
+        ));
+        assert_eq!(address_in(&r, &name, true), None);
+        assert_eq!(address_in(&r, &name, false), Some("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn noise_does_not_make_the_wait_longer() {
+        let (addr, t) = noisy_server(None);
+        let start = Instant::now();
+        let e = lookup(addr, "ab", true, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(
+            e.to_string()
+                .contains("4 datagrams that were not the answer"),
+            "{e}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        t.join().unwrap();
     }
 }

@@ -405,7 +405,9 @@ impl Flow {
             return ring.pop(buf).map_err(|e| Error::Protocol(e.to_string()));
         }
         let mut pdu = Vec::new();
-        loop {
+        // At most a ring's worth of bad SDUs per call: the caller's time-out is looked at
+        // between calls.
+        for _ in 0..self.mem.slots().max(1) {
             let got = ring
                 .pop_with(|s| {
                     pdu.clear();
@@ -424,13 +426,18 @@ impl Flow {
                     return Ok(Some(n));
                 }
                 None => {
-                    let e = self.crc_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    let e = self
+                        .crc_errors
+                        .fetch_add(1, Ordering::Relaxed)
+                        .saturating_add(1);
                     if !self.info.swapped {
                         self.mem.publish_crc(e);
                     }
                 }
             }
         }
+        // (The ring may hold more: the caller's wait returns at once while it does.)
+        Ok(None)
     }
 
     /// The flow's FRCP, locked (a poisoned lock is taken as it is: the machine's state is

@@ -613,7 +613,8 @@ fn tap_devices_joined_by_flows_form_one_segment() {
         String::from_utf8_lossy(&o.stderr)
     );
     // A MAC flood from B: 10,000 broadcast frames, each from a new source address, written
-    // to B's TAP device. A's switch stays at its bound and counts what it could not learn,
+    // to B's TAP device. A's switch keeps B's flow to its share of the table (a quarter)
+    // and counts what it could not learn,
     // and B and C still reach each other. The flows are unreliable: on a loaded machine some
     // frames may be lost on the way (B's TAP queue, a full ring), so the count is checked
     // against what reached A's switch, not against 10,000.
@@ -644,28 +645,36 @@ fn tap_devices_joined_by_flows_form_one_segment() {
         let now = sw(&st, "flooded");
         std::mem::replace(&mut last, now) == now
     });
-    let max = sw(&st, "max");
+    let share = sw(&st, "max_per_flow");
+    assert_eq!(share, sw(&st, "max") / 4, "{}", st["switch"]);
     let arrived = sw(&st, "flooded") - sw(&st0, "flooded");
-    let accounted =
-        sw(&st, "learnt") - sw(&st0, "learnt") + sw(&st, "table_full") - sw(&st0, "table_full");
+    let delta = |k: &str| sw(&st, k) - sw(&st0, k);
+    let accounted = delta("learnt") + delta("table_full") + delta("port_full");
     assert!(
         arrived >= 5_000,
         "fewer than half of the 10,000 frames reached A's switch: {} (before: {})",
         st["switch"],
         st0["switch"]
     );
-    assert_eq!(sw(&st, "size"), max, "{}", st["switch"]);
+    let on_b = st["macs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["port"] == pb.as_str())
+        .count() as u64;
+    assert_eq!(on_b, share, "B's flow holds its share: {}", st["switch"]);
+    assert!(sw(&st, "size") < sw(&st, "max"), "{}", st["switch"]);
     // Every flood frame has a new source address: learnt, or counted as not learnt for a
-    // full table. (A few other flooded frames, IPv6 multicasts of the hosts, have known
+    // full share. (A few other flooded frames, IPv6 multicasts of the hosts, have known
     // sources and are neither.)
     assert!(
         accounted <= arrived && accounted + 50 >= arrived,
-        "{accounted} learnt or table_full of {arrived} flooded: {} (before: {})",
+        "{accounted} learnt, table_full or port_full of {arrived} flooded: {} (before: {})",
         st["switch"],
         st0["switch"]
     );
     assert!(
-        sw(&st, "table_full") - sw(&st0, "table_full") >= arrived - 50 - max,
+        delta("port_full") >= arrived - 50 - share,
         "{}",
         st["switch"]
     );

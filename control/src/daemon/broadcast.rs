@@ -43,6 +43,11 @@ const TURN: usize = 256;
 /// Most processes joined to one broadcast IPCP.
 pub const MAX_JOINED: usize = 256;
 
+/// Most copies for neighbours waiting for the loop to write them (at most
+/// [`BROADCAST_MTU`] each: 5.7 MB). Each SDU from a neighbour is copied for every other
+/// one, and the loop writes them only once it has read every event of its turn.
+pub const MAX_PENDING: usize = 4096;
+
 /// A broadcast IPCP's own state (in its [`UniIpcp`]).
 #[derive(Debug, Default)]
 pub struct Bcast {
@@ -60,6 +65,9 @@ pub struct Bcast {
     pub drop_full: u64,
     /// SDUs dropped: larger than [`BROADCAST_MTU`].
     pub drop_too_big: u64,
+    /// Copies for neighbours dropped: [`MAX_PENDING`] already waited for the loop to
+    /// write them (many neighbours flooding at once).
+    pub drop_backlog: u64,
 }
 
 /// A process joined to a broadcast layer: o7sd's end of its flow.
@@ -101,6 +109,10 @@ pub(super) fn flood(u: &mut UniIpcp, uni: usize, joined: &[Joined], from: From, 
     }
     for nb in &b.nbs {
         if from != From::Nb(*nb) {
+            if u.pending.len() >= MAX_PENDING {
+                b.drop_backlog += 1;
+                continue;
+            }
             b.to_nbs += 1;
             u.pending.push((*nb, sdu.to_vec()));
         }
@@ -395,6 +407,35 @@ impl Owner {
             "bc_from_neighbours": b.from_nbs, "bc_from_joined": b.from_apps,
             "bc_to_neighbours": b.to_nbs, "bc_to_joined": b.to_apps,
             "bc_drop_ring_full": b.drop_full, "bc_drop_too_big": b.drop_too_big,
+            "bc_drop_backlog": b.drop_backlog,
             "membership": super::unicast::views::membership(u)})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_for_neighbours_are_bounded_and_counted() {
+        let mut u = UniIpcp::broadcast_base("b", &[]);
+        let mut b = Bcast::default();
+        b.nbs.extend([1, 2, 3]);
+        u.bcast = Some(b);
+        // Each SDU from neighbour 1 is copied for 2 and 3.
+        for _ in 0..MAX_PENDING {
+            flood(&mut u, 0, &[], From::Nb(1), &[7; 100]);
+        }
+        assert_eq!(u.pending.len(), MAX_PENDING);
+        let b = u.bcast.as_ref().map(|b| (b.to_nbs, b.drop_backlog));
+        assert_eq!(b, Some((MAX_PENDING as u64, MAX_PENDING as u64)));
+        assert!(
+            u.pending.iter().all(|(nb, _)| *nb != 1),
+            "never back to its sender"
+        );
+        // Written by the loop: room again.
+        u.pending.clear();
+        flood(&mut u, 0, &[], From::Nb(2), &[7; 100]);
+        assert_eq!(u.pending.len(), 2);
     }
 }

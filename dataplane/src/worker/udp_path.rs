@@ -164,6 +164,11 @@ impl Dataplane {
         }
         match action {
             Action::Malformed => u.stats.drop_truncated += 1,
+            // Longer than any datagram of the layer (the reference's limit): a peer's
+            // 64 KiB FLOW_REQs were kept whole by o7sd for 10 s each.
+            Action::UdpMgmt if bytes.len() > crate::udp::MAX_DATAGRAM => {
+                u.stats.drop_malformed += 1;
+            }
             Action::UdpMgmt => {
                 if !policed(u.police.check(Source::Ip(src.ip()), self.now), &mut u.stats) {
                     return;

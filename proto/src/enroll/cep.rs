@@ -6,6 +6,20 @@ use o7s_wire::unicast::pb::{self, CepMsg, Component, EnrollReqMsg, ENROLL_ID_LEN
 use prost::Message;
 use std::time::Instant;
 
+/// Most characters of a peer's string kept for a message (they go to the log).
+const SHOWN: usize = 64;
+
+/// A peer's string as a message shows it: quoted, its control characters escaped (a
+/// newline cannot start a forged log line) and cut after [`SHOWN`] characters.
+fn shown(s: &str) -> String {
+    let head: String = s.chars().take(SHOWN).collect();
+    if head.len() < s.len() {
+        format!("{head:?}...")
+    } else {
+        format!("{head:?}")
+    }
+}
+
 impl Connections {
     /// We allocated `flow` for `comp`: our CEP goes first. For an enrolment, `id` is the
     /// request's id (8 random bytes from the caller).
@@ -95,7 +109,7 @@ impl Connections {
         let Some(comp) = cep.component().filter(|c| self.has(*c)) else {
             // As the reference: an all-default CEP, then the flow is closed.
             self.send(flow, CepMsg::default().encode_to_vec());
-            return self.fail(flow, EnrollError::UnknownComponent(cep.comp_name));
+            return self.fail(flow, EnrollError::UnknownComponent(shown(&cep.comp_name)));
         };
         if comp == Component::Enrollment && self.conf.is_none() {
             return self.fail(flow, EnrollError::NotInLayer);
@@ -153,7 +167,7 @@ impl Connections {
                 flow,
                 EnrollError::Mismatch(format!(
                     "{}/{}/{} for {}",
-                    cep.protocol,
+                    shown(&cep.protocol),
                     cep.pref_version,
                     cep.pref_syntax,
                     comp.comp_name()
@@ -196,5 +210,22 @@ impl Connections {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::shown;
+
+    #[test]
+    fn a_peers_string_is_quoted_escaped_and_cut() {
+        assert_eq!(shown("LSP"), "\"LSP\"");
+        // A newline cannot start a line of its own in the log.
+        assert_eq!(shown("a\nINFO forged"), "\"a\\nINFO forged\"");
+        let long = "x".repeat(100);
+        assert_eq!(shown(&long), format!("{:?}...", "x".repeat(64)));
+        assert_eq!(shown(&"y".repeat(64)), format!("{:?}", "y".repeat(64)));
+        // Cut on characters, not bytes.
+        assert_eq!(shown(&"é".repeat(65)), format!("{:?}...", "é".repeat(64)));
     }
 }

@@ -62,7 +62,7 @@ pub enum EnrollError {
     #[error("the peer's CEP does not match ours: {0}")]
     Mismatch(String),
     /// The peer asked for a component we do not have.
-    #[error("no component named {0:?}")]
+    #[error("no component named {0}")]
     UnknownComponent(String),
     /// Nothing came in time.
     #[error("no {0} within the time-out")]

@@ -142,7 +142,7 @@ fn a_broadcast_member_enrols_in_a_broadcast_layer_and_connects_dt_with_the_zero_
     r.transmits.clear();
     let ev = events(&mut r);
     assert!(
-        matches!(&ev[..], [Event::Failed { flow: 9, why: EnrollError::UnknownComponent(n) }, Event::Close { flow: 9 }] if n == "Management"),
+        matches!(&ev[..], [Event::Failed { flow: 9, why: EnrollError::UnknownComponent(n) }, Event::Close { flow: 9 }] if n == "\"Management\""),
         "{ev:?}"
     );
     // A unicast member's DT CEP does not match a broadcast one's.
@@ -446,7 +446,7 @@ fn bad_peers_get_clear_failures() {
     );
     assert!(ev.contains(&Event::Failed {
         flow: 2,
-        why: EnrollError::UnknownComponent("Routing".into())
+        why: EnrollError::UnknownComponent("\"Routing\"".into())
     }));
     // A CEP reply with the wrong protocol fails the allocator; what is no CEP at all
     // (a stale LSA on a reused endpoint id) is ignored and counted while it waits.

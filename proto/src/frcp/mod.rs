@@ -184,6 +184,9 @@ struct Unacked {
 enum Tx {
     Pdu(Vec<u8>),
     Data(u32),
+    /// An ACK, a window update or a rendez-vous: says again what a later one says too, so
+    /// it gives way to data in a full queue ([`Frcp::queue`]).
+    Ctl(Vec<u8>),
 }
 
 /// Packets beyond a gap acknowledged at once each (then one in a quarter window): three

@@ -41,7 +41,12 @@ impl Frcp {
         let in_reach = !before(seqno, self.rcv_lwe.wrapping_sub(reach))
             && before(seqno, self.rcv_lwe.wrapping_add(reach));
         if in_reach {
-            self.last_in_run = Some(now);
+            // Only what is news keeps the run alive: a packet delivered already (a
+            // replayed sealed SDU, say) did not, or it could keep an idle run going for
+            // ever and make the sender's next run (its DRF) look out of reach.
+            if !before(seqno, self.rcv_lwe) {
+                self.last_in_run = Some(now);
+            }
         } else if drf
             && self
                 .last_in_run
@@ -150,7 +155,7 @@ impl Frcp {
         };
         let next = self.next;
         let pdu = self.header(f, next, ackno).0;
-        self.queue(Tx::Pdu(pdu));
+        self.queue(Tx::Ctl(pdu));
         self.counters.fc_sent += 1;
     }
 
@@ -168,7 +173,7 @@ impl Frcp {
         };
         let lwe = self.rcv_lwe;
         let pdu = self.header(f, 0, lwe).0;
-        self.queue(Tx::Pdu(pdu));
+        self.queue(Tx::Ctl(pdu));
         self.counters.acks_sent += 1;
     }
 }

@@ -79,7 +79,7 @@ impl Frcp {
         // The same ackno again while packets are out: the peer has a gap there. The third
         // time, the first of them goes again at once (fast retransmit).
         if self.unacked.front().is_some_and(|u| u.seqno == ackno) {
-            self.dup_acks += 1;
+            self.dup_acks = self.dup_acks.saturating_add(1);
             if self.dup_acks == 3 {
                 self.recover = Some(self.next);
                 self.resend_front(now, true);

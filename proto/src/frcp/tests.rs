@@ -1171,3 +1171,85 @@ fn ten_thousand_sdus_cross_loss_duplication_and_reordering_in_order_once() {
         "{srtt:?}"
     );
 }
+
+#[test]
+fn control_packets_never_push_data_out_of_a_full_transmit_queue() {
+    let t0 = Instant::now();
+    let mut a = Frcp::new(
+        FrcpConfig {
+            window: 100_000,
+            reorder: 100_000,
+            ..FrcpConfig::reference()
+        },
+        1,
+    );
+    a.snd_rwe = 0;
+    a.last_send = None;
+    for i in 0..(MAX_TRANSMITS as u32 - 1) {
+        a.send(t0, &i.to_be_bytes()).unwrap();
+        if i == 0 {
+            a.snd_rwe = a.next.wrapping_add(1 << 20);
+        }
+    }
+    // One ACK fits; the next ones replace it; none pushes data out.
+    a.send_ack();
+    assert_eq!(a.pending_transmits(), MAX_TRANSMITS);
+    for _ in 0..10 {
+        a.send_ack();
+    }
+    assert_eq!(a.pending_transmits(), MAX_TRANSMITS);
+    assert_eq!(a.counters().transmits_dropped, 10);
+    // Data makes the ACK go, not the oldest data.
+    a.send(t0, &u32::MAX.to_be_bytes()).unwrap();
+    assert_eq!(a.counters().transmits_dropped, 11);
+    let first = a.poll_transmit().unwrap();
+    assert_eq!(&first[HEADER_LEN..], &0u32.to_be_bytes());
+    let mut all = vec![first];
+    while let Some(p) = a.poll_transmit() {
+        all.push(p);
+    }
+    assert_eq!(all.len(), MAX_TRANSMITS);
+    assert!(
+        all.iter().all(|p| p.len() == HEADER_LEN + 4),
+        "no ACK left, every datum there"
+    );
+    assert_eq!(
+        &all[MAX_TRANSMITS - 1][HEADER_LEN..],
+        &u32::MAX.to_be_bytes()
+    );
+    // A full queue of data drops a new ACK rather than data.
+    for i in 0..MAX_TRANSMITS as u32 {
+        a.send(t0, &i.to_be_bytes()).unwrap();
+    }
+    a.send_ack();
+    assert_eq!(a.pending_transmits(), MAX_TRANSMITS);
+    assert_eq!(
+        &a.poll_transmit().unwrap()[HEADER_LEN..],
+        &0u32.to_be_bytes()
+    );
+}
+
+#[test]
+fn a_duplicate_does_not_keep_a_quiet_run_alive() {
+    // A replayed packet of the run (delivered already) must not count as the run's
+    // activity: after `inact` of real quiet, the sender's new run (DRF) is taken.
+    let t0 = Instant::now();
+    let (mut a, mut b) = pair(rtx(), t0);
+    a.send(t0, b"one").unwrap();
+    let first = a.poll_transmit().unwrap();
+    b.handle_pdu(t0, &first).unwrap();
+    assert_eq!(b.poll_deliver().as_deref(), Some(&b"one"[..]));
+    let inact = b.cfg.inact;
+    // Replays of the delivered packet, every half `inact`, for three `inact`s.
+    let mut t = t0;
+    for _ in 0..6 {
+        t += inact / 2;
+        b.handle_pdu(t, &first).unwrap();
+    }
+    // A new run from the sender, far from the old one (it restarted).
+    let mut c = Frcp::new(rtx(), 0x4000_0000);
+    c.send(t, b"two").unwrap();
+    let drf = c.poll_transmit().unwrap();
+    b.handle_pdu(t, &drf).unwrap();
+    assert_eq!(b.poll_deliver().as_deref(), Some(&b"two"[..]));
+}

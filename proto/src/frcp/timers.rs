@@ -49,7 +49,7 @@ impl Frcp {
             }
             let next = self.next;
             let pdu = self.header(flags::RDVS, next, 0).0;
-            self.queue(Tx::Pdu(pdu));
+            self.queue(Tx::Ctl(pdu));
             self.counters.rdvs_sent += 1;
             self.next_rdv = Some(now + self.cfg.rdv_interval);
         }
@@ -75,10 +75,24 @@ impl Frcp {
         }
     }
 
+    /// Queues `t`; in a full queue the oldest goes, but data never for a control packet
+    /// (a peer sending duplicates or rendez-vous faster than the flow drains would make
+    /// us answer over our own data): a control packet replaces the oldest control packet,
+    /// or is dropped; data makes the oldest control packet, or else the oldest entry, go.
+    /// Every drop is counted.
     pub(super) fn queue(&mut self, t: Tx) {
         if self.transmits.len() >= MAX_TRANSMITS {
-            self.transmits.pop_front();
+            let ctl = self.transmits.iter().position(|x| matches!(x, Tx::Ctl(_)));
             self.counters.transmits_dropped += 1;
+            match (ctl, &t) {
+                (Some(i), _) => {
+                    self.transmits.remove(i);
+                }
+                (None, Tx::Ctl(_)) => return,
+                (None, _) => {
+                    self.transmits.pop_front();
+                }
+            }
         }
         self.transmits.push_back(t);
     }
@@ -86,7 +100,7 @@ impl Frcp {
     /// The bytes of a queued PDU; `None` for a data packet acknowledged meanwhile.
     pub(super) fn tx_bytes<'a>(unacked: &'a VecDeque<Unacked>, t: &'a Tx) -> Option<&'a [u8]> {
         match t {
-            Tx::Pdu(p) => Some(p),
+            Tx::Pdu(p) | Tx::Ctl(p) => Some(p),
             Tx::Data(seqno) => {
                 let first = unacked.front()?.seqno;
                 let u = unacked.get(seqno.wrapping_sub(first) as usize)?;
@@ -104,7 +118,7 @@ impl Frcp {
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         while let Some(t) = self.transmits.pop_front() {
             match t {
-                Tx::Pdu(p) => return Some(p),
+                Tx::Pdu(p) | Tx::Ctl(p) => return Some(p),
                 t @ Tx::Data(_) => {
                     if let Some(b) = Self::tx_bytes(&self.unacked, &t) {
                         return Some(b.to_vec());

@@ -191,7 +191,15 @@ impl Shim {
             }
         }
         let until = now + self.cfg.reply_memory;
-        self.seen.insert(key, Seen::Replied { tail, msg, until });
+        self.seen.insert(
+            key,
+            Seen::Replied {
+                tail,
+                msg,
+                until,
+                resent: 0,
+            },
+        );
     }
 
     pub(super) fn on_flow_reply(&mut self, src: Peer, m: Mgmt) {
@@ -226,15 +234,23 @@ impl Shim {
             self.counters.req_bad_eid += 1;
             return;
         }
-        match self.seen.get(&(src, m.s)) {
+        match self.seen.get_mut(&(src, m.s)) {
             Some(Seen::Waiting { tail }) if *tail == m.tail => {
                 self.counters.req_duplicate += 1;
                 return;
             }
-            Some(seen @ Seen::Replied { tail, msg, .. }) if seen.live(now) && *tail == m.tail => {
+            Some(Seen::Replied {
+                tail,
+                msg,
+                until,
+                resent,
+            }) if *until > now && *tail == m.tail => {
                 self.counters.req_duplicate += 1;
-                let msg = msg.clone();
-                self.transmits.push_back(Transmit { dst: src, msg });
+                if *resent < super::MAX_RESENT {
+                    *resent += 1;
+                    let msg = msg.clone();
+                    self.transmits.push_back(Transmit { dst: src, msg });
+                }
                 return;
             }
             _ => {}

@@ -254,8 +254,15 @@ enum Seen {
         tail: Vec<u8>,
         msg: Mgmt,
         until: Instant,
+        /// Times it was sent again for a repeated request (at most [`MAX_RESENT`]).
+        resent: u8,
     },
 }
+
+/// Most times a remembered reply is sent again. A lost reply is asked for again a few
+/// times; beyond, the requests are a spoofer's, who would get a reply (with a certificate
+/// and a signature, ten times the request) sent to its victim for each small request.
+pub const MAX_RESENT: u8 = 3;
 
 impl Seen {
     /// Whether it still counts at `now`: a request waiting always, a reply until its time

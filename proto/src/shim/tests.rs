@@ -127,6 +127,14 @@ fn repeated_requests_make_one_flow_and_get_the_same_reply() {
     assert_eq!(b.poll_transmit().unwrap(), first);
     assert_eq!(b.counters().req_duplicate, 2);
     assert_eq!(b.eids_in_use(), 1);
+    // Sent again at most MAX_RESENT times: beyond, a spoofer's requests get nothing.
+    for _ in 1..super::MAX_RESENT {
+        b.handle(t0 + MS, Peer::Mac(A), Some(B), &req(0x40, &[5; 32]));
+        assert_eq!(b.poll_transmit().unwrap(), first);
+    }
+    b.handle(t0 + MS, Peer::Mac(A), Some(B), &req(0x40, &[5; 32]));
+    assert_eq!(b.poll_transmit(), None);
+    assert_eq!(b.counters().req_duplicate, 2 + u64::from(super::MAX_RESENT));
     // The same eid again with another request (the requester reused the id for a
     // new flow): a new request, not a repetition.
     let mut other = vec![5; 32];

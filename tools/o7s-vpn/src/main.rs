@@ -129,6 +129,9 @@ pub(crate) struct Stats {
     tx_peer_down: AtomicU64,
     /// Polls of the device that found packets (tx_packets / tun_polls: the batch size).
     tun_polls: AtomicU64,
+    /// `--tap`: frames a flow did not take within [`SWITCH_WRITE_TIMEOUT`] (a slow or
+    /// stalled member): dropped for it, so that it cannot hold the switch.
+    tx_slow_flow: AtomicU64,
 }
 
 impl Stats {
@@ -141,10 +144,13 @@ impl Stats {
             "tx_not_ip": g(&self.tx_not_ip), "tx_too_big": g(&self.tx_too_big),
             "rx_not_ip": g(&self.rx_not_ip), "rx_tun_errors": g(&self.rx_tun_errors),
             "tx_no_route": g(&self.tx_no_route), "tx_peer_down": g(&self.tx_peer_down),
-            "tun_polls": g(&self.tun_polls),
+            "tun_polls": g(&self.tun_polls), "tx_slow_flow": g(&self.tx_slow_flow),
         })
     }
 }
+
+/// `--tap`: the longest the switch waits for one flow to take a frame.
+pub(crate) const SWITCH_WRITE_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// How often the pumps look at the stop flags.
 pub(crate) const TICK: Duration = Duration::from_millis(200);

@@ -34,6 +34,12 @@ pub struct Counters {
     pub moved: u64,
     /// New addresses not learnt because the table was full.
     pub table_full: u64,
+    /// New addresses not learnt because their flow already has its share of the table
+    /// ([`Switch::per_port`]): one member cannot fill the table for everyone.
+    pub port_full: u64,
+    /// Frames from a flow whose source is a live address of the local TAP side: not
+    /// learnt (a member cannot take this host's traffic by sending from its address).
+    pub tap_held: u64,
     /// Entries aged out.
     pub aged: u64,
     /// Frames flooded.
@@ -44,10 +50,13 @@ pub struct Counters {
     pub malformed: u64,
 }
 
-/// A MAC table of at most `max` entries, each forgotten `age` after it was last seen.
+/// A MAC table of at most `max` entries, at most a quarter of them behind one flow, each
+/// forgotten `age` after it was last seen.
 #[derive(Debug)]
 pub struct Switch {
     table: HashMap<[u8; 6], (Port, Instant)>,
+    /// Entries per flow.
+    per_flow: HashMap<u64, usize>,
     max: usize,
     age: Duration,
     /// When a full table was last swept for aged entries (at most once a second, so that
@@ -68,11 +77,17 @@ impl Switch {
     pub fn new(max: usize, age: Duration) -> Self {
         Self {
             table: HashMap::new(),
+            per_flow: HashMap::new(),
             max,
             age,
             swept: None,
             counters: Counters::default(),
         }
+    }
+
+    /// Most entries behind one flow: a quarter of the table (at least one).
+    pub fn per_port(&self) -> usize {
+        (self.max / 4).max(1)
     }
 
     /// What was counted.
@@ -129,15 +144,22 @@ impl Switch {
     }
 
     fn learn(&mut self, now: Instant, src: [u8; 6], port: Port) {
-        if let Some(e) = self.table.get_mut(&src) {
-            if e.0 != port {
-                self.counters.moved += 1;
-                self.counters.learnt += 1;
+        let old = match self.table.get_mut(&src) {
+            Some(e) if e.0 == port => {
+                e.1 = now;
+                return;
             }
-            *e = (port, now);
-            return;
-        }
-        if self.table.len() >= self.max {
+            // This host's own addresses stay with it while they live.
+            Some(e) if e.0 == Port::Tap && now.saturating_duration_since(e.1) <= self.age => {
+                self.counters.tap_held += 1;
+                return;
+            }
+            Some(e) => Some(e.0),
+            None => None,
+        };
+        // A full share or table may hold aged entries: swept at most once a second, so
+        // that a MAC flood does not make every frame walk the table.
+        if self.share_full(port) || (old.is_none() && self.table.len() >= self.max) {
             if self
                 .swept
                 .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
@@ -145,27 +167,83 @@ impl Switch {
                 self.swept = Some(now);
                 self.expire(now);
             }
-            if self.table.len() >= self.max {
-                self.counters.table_full += 1;
+            if self.share_full(port) {
+                self.counters.port_full += 1;
                 return;
             }
         }
+        // (An entry moving may have aged out in the sweep: then it is new.)
+        let old = old.filter(|_| self.table.contains_key(&src));
+        if old.is_none() && self.table.len() >= self.max {
+            self.counters.table_full += 1;
+            return;
+        }
+        if let Some(o) = old {
+            self.counters.moved += 1;
+            self.count(o, false);
+        }
         self.table.insert(src, (port, now));
+        self.count(port, true);
         self.counters.learnt += 1;
+    }
+
+    /// Whether `port` is a flow holding its share of the table.
+    fn share_full(&self, port: Port) -> bool {
+        match port {
+            Port::Flow(f) => self.per_flow.get(&f).copied().unwrap_or(0) >= self.per_port(),
+            Port::Tap => false,
+        }
+    }
+
+    /// One entry more (`true`) or less behind `port`.
+    fn count(&mut self, port: Port, more: bool) {
+        let Port::Flow(f) = port else {
+            return;
+        };
+        let n = self.per_flow.entry(f).or_insert(0);
+        if more {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_flow.remove(&f);
+            }
+        }
+    }
+
+    /// Entries behind `port` now.
+    #[cfg(test)]
+    pub fn on_port(&self, port: Port) -> usize {
+        match port {
+            Port::Flow(f) => self.per_flow.get(&f).copied().unwrap_or(0),
+            Port::Tap => self.table.values().filter(|(p, _)| *p == Port::Tap).count(),
+        }
     }
 
     /// Forgets entries not seen for `age`.
     pub fn expire(&mut self, now: Instant) {
         let age = self.age;
         let before = self.table.len();
-        self.table
-            .retain(|_, (_, t)| now.saturating_duration_since(*t) <= age);
+        let mut gone = Vec::new();
+        self.table.retain(|_, (p, t)| {
+            let keep = now.saturating_duration_since(*t) <= age;
+            if !keep {
+                gone.push(*p);
+            }
+            keep
+        });
+        for p in gone {
+            self.count(p, false);
+        }
         self.counters.aged += (before - self.table.len()) as u64;
     }
 
     /// A port is gone (its flow ended): its addresses are forgotten.
     pub fn forget(&mut self, port: Port) {
         self.table.retain(|_, (p, _)| *p != port);
+        if let Port::Flow(f) = port {
+            self.per_flow.remove(&f);
+        }
     }
 }
 
@@ -245,18 +323,85 @@ mod tests {
     fn a_mac_flood_is_bounded_and_counted() {
         let t0 = Instant::now();
         let mut s = Switch::new(1000, Duration::from_secs(300));
-        for i in 0..100_000u32 {
+        let src = |port: u32, i: u32| {
             let b = i.to_be_bytes();
-            let src = [6, 0, b[0], b[1], b[2], b[3]];
-            s.frame(t0, Port::Flow(1), &frame(BCAST, src));
+            [6, port as u8, b[0], b[1], b[2], b[3]]
+        };
+        // One flow gets a quarter of the table.
+        for i in 0..100_000u32 {
+            s.frame(t0, Port::Flow(1), &frame(BCAST, src(1, i)));
+        }
+        assert_eq!(s.len(), 250);
+        assert_eq!(s.on_port(Port::Flow(1)), 250);
+        assert_eq!(s.counters().port_full, 99_750);
+        assert_eq!(s.counters().table_full, 0);
+        // Another member still gets its share; and the TAP side.
+        s.frame(t0, Port::Flow(2), &frame(BCAST, B));
+        assert_eq!(s.on_port(Port::Flow(2)), 1);
+        // Four flooding flows fill the table: then it is full for everyone.
+        for f in 3..7u32 {
+            for i in 0..300 {
+                s.frame(t0, Port::Flow(u64::from(f)), &frame(BCAST, src(f, i)));
+            }
         }
         assert_eq!(s.len(), 1000);
-        assert_eq!(s.counters().table_full, 99_000);
+        assert!(s.counters().table_full > 0);
+        s.frame(t0, Port::Tap, &frame(BCAST, A));
+        assert_eq!(s.on_port(Port::Tap), 0, "full");
         // Known hosts keep working; after the age the flood's entries go and new ones fit.
         let later = t0 + Duration::from_secs(301);
         s.frame(later, Port::Tap, &frame(BCAST, A));
         assert_eq!(s.len(), 1);
         assert_eq!(s.counters().aged, 1000);
+        assert_eq!(
+            s.on_port(Port::Flow(1)),
+            0,
+            "aged entries leave their flow's share"
+        );
+        for i in 0..300 {
+            s.frame(later, Port::Flow(1), &frame(BCAST, src(1, i)));
+        }
+        assert_eq!(s.on_port(Port::Flow(1)), 250);
+        // A flow that ends gives its share back.
+        s.forget(Port::Flow(1));
+        assert_eq!(s.on_port(Port::Flow(1)), 0);
+        s.frame(later, Port::Flow(1), &frame(BCAST, B));
+        assert_eq!(s.on_port(Port::Flow(1)), 1);
+    }
+
+    #[test]
+    fn a_member_cannot_take_this_hosts_address_nor_move_into_a_full_share() {
+        let t0 = Instant::now();
+        let age = Duration::from_secs(10);
+        let mut s = Switch::new(8, age);
+        // A lives behind the TAP; a member sends from A's address.
+        s.frame(t0, Port::Tap, &frame(BCAST, A));
+        assert_eq!(
+            s.frame(t0, Port::Flow(7), &frame(BCAST, A)),
+            Some(Out::Flood)
+        );
+        assert_eq!(s.counters().tap_held, 1);
+        assert_eq!(
+            s.frame(t0, Port::Flow(9), &frame(A, B)),
+            Some(Out::To(Port::Tap)),
+            "A's frames still go to the TAP"
+        );
+        // Once A is silent past its age, its address may move.
+        let later = t0 + age + Duration::from_secs(1);
+        s.frame(later, Port::Flow(7), &frame(BCAST, A));
+        assert_eq!(s.counters().moved, 1);
+        assert_eq!(s.on_port(Port::Flow(7)), 1);
+        // Flow 9 holds its share (2 of 8) with B (seen again) and C, both live: A cannot
+        // move into it. (Aged entries would be swept to make room.)
+        s.frame(later, Port::Flow(9), &frame(BCAST, B));
+        s.frame(later, Port::Flow(9), &frame(BCAST, [2, 0, 0, 0, 0, 0xc]));
+        assert_eq!(s.on_port(Port::Flow(9)), 2);
+        s.frame(later, Port::Flow(9), &frame(BCAST, A));
+        assert_eq!(s.counters().port_full, 1);
+        assert_eq!(s.on_port(Port::Flow(7)), 1, "A stays behind flow 7");
+        // A move updates both shares.
+        s.frame(later, Port::Flow(3), &frame(BCAST, B));
+        assert_eq!((s.on_port(Port::Flow(9)), s.on_port(Port::Flow(3))), (1, 1));
     }
 
     #[test]

@@ -79,6 +79,9 @@ impl Shared<'_> {
                 Err(Error::TooBig(..)) => {
                     self.stats.tx_too_big.fetch_add(1, Ordering::Relaxed);
                 }
+                Err(Error::Timeout | Error::WouldBlock) => {
+                    self.stats.tx_slow_flow.fetch_add(1, Ordering::Relaxed);
+                }
                 // A flow that ended: its reader removes it.
                 Err(_) => {}
             }
@@ -128,9 +131,11 @@ impl Shared<'_> {
             "counters": self.stats.json(),
             "switch": {
                 "learnt": counters.learnt, "moved": counters.moved,
-                "table_full": counters.table_full, "aged": counters.aged,
+                "table_full": counters.table_full, "port_full": counters.port_full,
+                "tap_held": counters.tap_held, "aged": counters.aged,
                 "flooded": counters.flooded, "same_port": counters.same_port,
                 "not_ethernet": counters.malformed, "size": size, "max": MAX_MACS,
+                "max_per_flow": (MAX_MACS / 4).max(1),
                 "age_s": MAC_AGE.as_secs(),
             },
             "flows": flows,
@@ -202,6 +207,9 @@ pub fn run(
                 Ok(Some(mut f)) => {
                     // Its reader looks at the stop flag between reads.
                     f.set_read_timeout(Some(TICK));
+                    // A member whose ring or window stays full cannot hold the switch:
+                    // every frame it does not take at once is dropped for it.
+                    f.set_write_timeout(Some(crate::SWITCH_WRITE_TIMEOUT));
                     Arc::new(f)
                 }
                 Ok(None) => break,

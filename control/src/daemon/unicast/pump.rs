@@ -128,6 +128,9 @@ impl Owner {
             }
             asks.close.push(flow);
         }
+        // The N-1 flows by flow id, made once a pump when something is to be sent (a
+        // broadcast IPCP may send thousands of copies in one).
+        let mut by_flow: Option<HashMap<u64, &N1>> = None;
         for (idx, u) in st.unicast.iter_mut().enumerate() {
             let mut out: Vec<(u64, Vec<u8>)> = vec![];
             match u.m.as_mut() {
@@ -158,8 +161,13 @@ impl Owner {
                 r.uni = idx;
                 incoming.push(r);
             }
+            let by_flow = match &mut by_flow {
+                Some(m) => m,
+                None if out.is_empty() => continue,
+                None => by_flow.insert(n1s.values().map(|n| (n.flow, n)).collect()),
+            };
             for (flow, sdu) in out {
-                match n1s.values().find(|n| n.flow == flow) {
+                match by_flow.get(&flow) {
                     Some(n) => {
                         if n.mem.ring(o7s::ring::Dir::Tx).push(&sdu).is_ok() {
                             n.tx.kick();
@@ -199,8 +207,9 @@ fn on_event(
         Event::Served { flow } => {
             tracing::info!("IPCP {}: enrolment served on N-1 flow {flow}.", u.name);
         }
+        // Members cause these at will: at most `wire_log`'s lines a second.
         Event::Failed { flow, why } => {
-            tracing::warn!("IPCP {}: N-1 flow {flow}: {why}", u.name);
+            crate::wire_log!(warn, "IPCP {}: N-1 flow {flow}: {why}", u.name);
             if u.state.starts_with("enrolling") {
                 u.state = format!("enrolment failed: {why}");
             }
@@ -453,7 +462,7 @@ fn bc_event(u: &mut UniIpcp, idx: usize, e: ConnEvent, asks: &mut Asks) {
             tracing::info!("IPCP {}: enrolment served on N-1 flow {flow}.", u.name);
         }
         ConnEvent::Failed { flow, why } => {
-            tracing::warn!("IPCP {}: N-1 flow {flow}: {why}", u.name);
+            crate::wire_log!(warn, "IPCP {}: N-1 flow {flow}: {why}", u.name);
             if u.state.starts_with("enrolling") {
                 u.state = format!("enrolment failed: {why}");
             }

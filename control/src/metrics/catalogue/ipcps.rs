@@ -290,6 +290,11 @@ pub(in crate::metrics) const IPCPS: &[(&str, Kind, &str)] = &[
         "Copies a broadcast IPCP dropped because a joined process's receive ring was full",
     ),
     (
+        "o7s_ipcp_bc_drop_backlog",
+        C,
+        "Copies for neighbours a broadcast IPCP dropped because 4,096 already waited to be written",
+    ),
+    (
         "o7s_ipcp_bc_drop_too_big",
         C,
         "SDUs a broadcast IPCP dropped because they were larger than its MTU (1400 bytes)",
