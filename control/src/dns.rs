@@ -368,6 +368,37 @@ mod tests {
         ));
         assert_eq!(address_in(&r, &name, true), None);
         assert_eq!(address_in(&r, &name, false), Some("::1".parse().unwrap()));
+        let mut r6 = Message::new();
+        for ip in ["::", "ff02::1"] {
+            r6.add_answer(Record::from_rdata(
+                name.clone(),
+                TTL,
+                rdata_of(ip.parse().unwrap()),
+            ));
+        }
+        assert_eq!(address_in(&r6, &name, false), None);
+        // An AAAA record does not answer an A question, nor an A record an AAAA one.
+        let mut only6 = Message::new();
+        only6.add_answer(Record::from_rdata(
+            name.clone(),
+            TTL,
+            rdata_of("::1".parse().unwrap()),
+        ));
+        assert_eq!(address_in(&only6, &name, true), None);
+        let mut only4 = Message::new();
+        only4.add_answer(Record::from_rdata(
+            name.clone(),
+            TTL,
+            rdata_of("10.1.1.1".parse().unwrap()),
+        ));
+        assert_eq!(address_in(&only4, &name, false), None);
+        let mut r4 = Message::new();
+        r4.add_answer(Record::from_rdata(
+            name.clone(),
+            TTL,
+            rdata_of("255.255.255.255".parse().unwrap()),
+        ));
+        assert_eq!(address_in(&r4, &name, true), None);
     }
 
     #[test]
@@ -387,5 +418,17 @@ mod tests {
             start.elapsed()
         );
         t.join().unwrap();
+    }
+
+    #[test]
+    fn a_server_that_is_not_there_is_an_error_at_once() {
+        // A port nobody listens on: the kernel's "port unreachable" ends the exchange
+        // (it is not noise to wait through).
+        let addr = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = lookup(addr, "ab", true, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
     }
 }

@@ -311,7 +311,11 @@ mod tests {
             s.frame(later, Port::Flow(3), &frame(A, [2, 0, 0, 0, 0, 0xd])),
             Some(Out::Flood)
         );
-        assert_eq!(s.counters().aged, 0, "no sweep while the table and share have room");
+        assert_eq!(
+            s.counters().aged,
+            0,
+            "no sweep while the table and share have room"
+        );
         s.expire(later);
         assert_eq!(s.len(), 1);
         assert_eq!(s.counters().aged, 2);
