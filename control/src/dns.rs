@@ -67,12 +67,16 @@ fn exchange(server: SocketAddr, msg: &Message, timeout: Duration) -> io::Result<
 }
 
 /// Whether `reply` is the answer to `msg`: a response with its id and op code, and for a
-/// query its question (servers echo it; an UPDATE's zone may not be).
+/// query its question (servers echo it; an UPDATE's zone may not be, nor the question of
+/// an error such as FORMERR or REFUSED, which some servers send without it).
 fn answers(reply: &Message, msg: &Message) -> bool {
+    let question = msg.op_code() != OpCode::Query
+        || reply.queries() == msg.queries()
+        || (reply.queries().is_empty() && reply.response_code() != ResponseCode::NoError);
     reply.message_type() == MessageType::Response
         && reply.id() == msg.id()
         && reply.op_code() == msg.op_code()
-        && (msg.op_code() != OpCode::Query || reply.queries() == msg.queries())
+        && question
 }
 
 /// An address a member may have: not unspecified, multicast or broadcast.
@@ -430,5 +434,28 @@ mod tests {
             .unwrap();
         let e = lookup(addr, "ab", true, Duration::from_secs(5)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+    }
+
+    #[test]
+    fn an_error_without_the_question_is_the_answer() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let (n, from) = sock.recv_from(&mut buf).unwrap();
+            let q = Message::from_bytes(&buf[..n]).unwrap();
+            // An error, without the question; and a NoError without it is not the answer.
+            for code in [ResponseCode::NoError, ResponseCode::Refused] {
+                let mut r = Message::new();
+                r.set_id(q.id())
+                    .set_message_type(MessageType::Response)
+                    .set_op_code(OpCode::Query)
+                    .set_response_code(code);
+                sock.send_to(&r.to_bytes().unwrap(), from).unwrap();
+            }
+        });
+        let e = lookup(addr, "ab", true, Duration::from_secs(2)).unwrap_err();
+        assert!(e.to_string().contains("Refused"), "{e}");
+        t.join().unwrap();
     }
 }

@@ -68,6 +68,11 @@ pub struct Switch {
 /// Ethernet header length.
 pub const ETH_HEADER: usize = 14;
 
+/// How long an address the local TAP side used stays with it when a flow's member sends
+/// from it too: a host's own traffic cannot be taken by a member, and a host that moved
+/// away (silent on the TAP since) follows after this.
+pub const TAP_HOLD: Duration = Duration::from_secs(10);
+
 fn mac(b: &[u8]) -> Option<[u8; 6]> {
     b.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok())
 }
@@ -88,6 +93,11 @@ impl Switch {
     /// Most entries behind one flow: a quarter of the table (at least one).
     pub fn per_port(&self) -> usize {
         (self.max / 4).max(1)
+    }
+
+    /// Entries the local TAP side may have beyond `max`: a sixteenth of it (at least one).
+    pub fn tap_reserve(&self) -> usize {
+        (self.max / 16).max(1)
     }
 
     /// What was counted.
@@ -149,8 +159,10 @@ impl Switch {
                 e.1 = now;
                 return;
             }
-            // This host's own addresses stay with it while they live.
-            Some(e) if e.0 == Port::Tap && now.saturating_duration_since(e.1) <= self.age => {
+            // This host's own addresses stay with it while the TAP side keeps using them
+            // (a host that moved away, a failed-over virtual MAC, is silent there: after
+            // TAP_HOLD it may move).
+            Some(e) if e.0 == Port::Tap && now.saturating_duration_since(e.1) <= TAP_HOLD => {
                 self.counters.tap_held += 1;
                 return;
             }
@@ -159,7 +171,9 @@ impl Switch {
         };
         // A full share or table may hold aged entries: swept at most once a second, so
         // that a MAC flood does not make every frame walk the table.
-        if self.share_full(port) || (old.is_none() && self.table.len() >= self.max) {
+        if self.share_full(port)
+            || (old.is_none() && self.table.len() >= self.max && port != Port::Tap)
+        {
             if self
                 .swept
                 .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
@@ -169,12 +183,26 @@ impl Switch {
             }
             if self.share_full(port) {
                 self.counters.port_full += 1;
+                // A host that moved into a full share is not where its entry says any
+                // more: forgotten, its frames are flooded (and reach it) instead of going
+                // to its old port.
+                if let Some(o) = old {
+                    if self.table.remove(&src).is_some() {
+                        self.count(o, false);
+                    }
+                }
                 return;
             }
         }
         // (An entry moving may have aged out in the sweep: then it is new.)
         let old = old.filter(|_| self.table.contains_key(&src));
-        if old.is_none() && self.table.len() >= self.max {
+        // The local TAP side has room beyond the flows' table: flows that fill it cannot
+        // stop this host's own addresses being learnt.
+        let room = match port {
+            Port::Tap => self.max + self.tap_reserve(),
+            Port::Flow(_) => self.max,
+        };
+        if old.is_none() && self.table.len() >= room {
             self.counters.table_full += 1;
             return;
         }
@@ -262,6 +290,7 @@ mod tests {
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const D: [u8; 6] = [2, 0, 0, 0, 0, 0xd];
     const BCAST: [u8; 6] = [0xff; 6];
 
     #[test]
@@ -351,13 +380,18 @@ mod tests {
         }
         assert_eq!(s.len(), 1000);
         assert!(s.counters().table_full > 0);
+        // The TAP side has its reserve beyond the flows' table.
         s.frame(t0, Port::Tap, &frame(BCAST, A));
-        assert_eq!(s.on_port(Port::Tap), 0, "full");
-        // Known hosts keep working; after the age the flood's entries go and new ones fit.
+        assert_eq!(s.on_port(Port::Tap), 1);
+        for i in 0..100 {
+            s.frame(t0, Port::Tap, &frame(BCAST, src(0, i)));
+        }
+        assert_eq!(s.len(), 1000 + s.tap_reserve());
+        // After the age the flood's entries go and new ones fit.
         let later = t0 + Duration::from_secs(301);
-        s.frame(later, Port::Tap, &frame(BCAST, A));
-        assert_eq!(s.len(), 1);
-        assert_eq!(s.counters().aged, 1000);
+        s.expire(later);
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.counters().aged, 1000 + s.tap_reserve() as u64);
         assert_eq!(
             s.on_port(Port::Flow(1)),
             0,
@@ -377,7 +411,7 @@ mod tests {
     #[test]
     fn a_member_cannot_take_this_hosts_address_nor_move_into_a_full_share() {
         let t0 = Instant::now();
-        let age = Duration::from_secs(10);
+        let age = Duration::from_secs(300);
         let mut s = Switch::new(8, age);
         // A lives behind the TAP; a member sends from A's address.
         s.frame(t0, Port::Tap, &frame(BCAST, A));
@@ -391,19 +425,21 @@ mod tests {
             Some(Out::To(Port::Tap)),
             "A's frames still go to the TAP"
         );
-        // Once A is silent past its age, its address may move.
-        let later = t0 + age + Duration::from_secs(1);
+        // Once A is silent on the TAP for TAP_HOLD (long before its age), it may move: a
+        // host that went away, a failed-over virtual MAC.
+        let later = t0 + TAP_HOLD + Duration::from_secs(1);
         s.frame(later, Port::Flow(7), &frame(BCAST, A));
         assert_eq!(s.counters().moved, 1);
         assert_eq!(s.on_port(Port::Flow(7)), 1);
-        // Flow 9 holds its share (2 of 8) with B (seen again) and C, both live: A cannot
-        // move into it. (Aged entries would be swept to make room.)
-        s.frame(later, Port::Flow(9), &frame(BCAST, B));
+        // Flow 9 holds its share (2 of 8) with B and C, both live: A cannot move into it.
+        // Its entry behind flow 7 is wrong now: forgotten, so that A's frames are flooded
+        // (and reach it) instead of going to flow 7.
         s.frame(later, Port::Flow(9), &frame(BCAST, [2, 0, 0, 0, 0, 0xc]));
         assert_eq!(s.on_port(Port::Flow(9)), 2);
         s.frame(later, Port::Flow(9), &frame(BCAST, A));
         assert_eq!(s.counters().port_full, 1);
-        assert_eq!(s.on_port(Port::Flow(7)), 1, "A stays behind flow 7");
+        assert_eq!(s.on_port(Port::Flow(7)), 0, "A forgotten");
+        assert_eq!(s.frame(later, Port::Tap, &frame(A, D)), Some(Out::Flood));
         // A move updates both shares.
         s.frame(later, Port::Flow(3), &frame(BCAST, B));
         assert_eq!((s.on_port(Port::Flow(9)), s.on_port(Port::Flow(3))), (1, 1));

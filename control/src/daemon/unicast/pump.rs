@@ -401,7 +401,9 @@ fn in_layer(u: &mut UniIpcp, idx: usize, dp_adopted: bool, addr: u64, asks: &mut
         }
     }
     tracing::info!(
-        "IPCP {} enrolled in unicast layer {layer} with address {addr:#010x}.",
+        // (The layer's name comes from the enroller: quoted, its control characters
+        // escaped.)
+        "IPCP {} enrolled in unicast layer {layer:?} with address {addr:#010x}.",
         u.name
     );
     // Others may enrol through it now (autobind: the layer's name).
