@@ -390,7 +390,7 @@ fn dt_path(action: PathAction, count: u64, size: usize, routes: u32) -> ExitCode
     use o7s_dataplane::frames;
     use o7s_dataplane::msg::PortKind;
     use o7s_dataplane::packet_path::{
-        classify_eth, rewrite_dix, Action, Egress, EthDest, FlowEntry, PortView, Tables,
+        classify_eth, rewrite_dix_with, Action, Egress, EthDest, FlowEntry, PortView, Tables,
     };
     use std::hint::black_box;
     const IPCP: u32 = 7;
@@ -467,8 +467,8 @@ fn dt_path(action: PathAction, count: u64, size: usize, routes: u32) -> ExitCode
                 pdu,
                 ..
             } => {
-                if let Some(Egress::Eth { d, .. }) = t.hop_egress(ipcp, n1, hop) {
-                    if rewrite_dix(frame, &pdu, d).is_some() {
+                if let Some((Egress::Eth { .. }, Some(h))) = t.hop_out(ipcp, n1, hop) {
+                    if rewrite_dix_with(frame, &pdu, h).is_some() {
                         outcome[0] += 1;
                     }
                 }

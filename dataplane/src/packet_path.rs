@@ -103,9 +103,55 @@ pub struct Tables {
 struct Uni {
     id: u32,
     dt: DtTables,
-    /// Where each of `dt.hops()` sends, by the same index, with the N-1 flow it was found
-    /// for (a slot that no longer matches its hop is not believed: [`Tables::hop_egress`]).
-    via: Vec<Option<(u64, Egress)>>,
+    /// Where each of `dt.hops()` sends, by the same index (a slot that no longer names its
+    /// hop's N-1 flow is not believed: [`Tables::hop_egress`]).
+    via: Vec<Option<HopOut>>,
+}
+
+/// Where one next hop of an IPCP sends, found when the tables change rather than per PDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HopOut {
+    /// The hop's N-1 flow.
+    n1: u64,
+    /// Where that flow sends.
+    egress: Egress,
+    /// Its eth-dix header, for an eth-dix egress whose peer's endpoint id fits one.
+    head: Option<DixHead>,
+}
+
+impl HopOut {
+    fn new(n1: u64, egress: Egress) -> Self {
+        let head = match &egress {
+            Egress::Eth { d, .. } => DixHead::new(d),
+            Egress::Udp { .. } => None,
+        };
+        Self { n1, egress, head }
+    }
+}
+
+/// The eth-dix header of the frames to one peer (addresses, Ethertype, the peer's
+/// endpoint id), made once; [`rewrite_dix_with`] gives it each PDU's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DixHead([u8; dix::FRAME_HEADER_LEN]);
+
+impl DixHead {
+    /// The header of frames to `d`; `None` when `d` is not eth-dix or the peer's endpoint
+    /// id does not fit the header's 16 bits.
+    pub fn new(d: &EthDest) -> Option<Self> {
+        let PortKind::Dix { ethertype } = d.kind else {
+            return None;
+        };
+        let mut h = [0; dix::FRAME_HEADER_LEN];
+        dix::FrameHeader {
+            dst: d.dst,
+            src: d.src,
+            ethertype,
+            eid: u16::try_from(d.remote).ok()?,
+            length: 0,
+        }
+        .write(&mut h);
+        Some(Self(h))
+    }
 }
 
 impl Uni {
@@ -116,7 +162,7 @@ impl Uni {
             self.dt
                 .hops()
                 .iter()
-                .map(|n1| egress.get(n1).map(|e| (*n1, *e))),
+                .map(|n1| egress.get(n1).map(|e| HopOut::new(*n1, *e))),
         );
     }
 }
@@ -251,7 +297,7 @@ impl Tables {
     /// where they send.
     fn refresh_hops_of(&mut self, flow: u64) {
         for u in &mut self.unis {
-            let named = |v: &Option<(u64, Egress)>| v.is_some_and(|(f, _)| f == flow);
+            let named = |v: &Option<HopOut>| v.is_some_and(|h| h.n1 == flow);
             if u.dt.hops().contains(&flow) || u.via.iter().any(named) {
                 u.refresh(&self.egress);
             }
@@ -265,18 +311,24 @@ impl Tables {
         }
     }
     /// Where the PDU that unicast IPCP `ipcp` decided to forward on N-1 flow `n1`, hop
-    /// `hop` of its tables ([`DtAction::Forward`]), leaves: found by the hop's index, or
-    /// by `n1` when the index no longer holds it.
+    /// `hop` of its tables ([`DtAction::Forward`]), leaves, with the eth-dix header made
+    /// for it when there is one: found by the hop's index, or by `n1` when the index no
+    /// longer holds it (then without a header: [`rewrite_dix`] makes one).
+    #[inline]
+    pub fn hop_out(&self, ipcp: u32, n1: u64, hop: u32) -> Option<(&Egress, Option<&DixHead>)> {
+        match self.hop_slot(ipcp, hop).filter(|h| h.n1 == n1) {
+            Some(h) => Some((&h.egress, h.head.as_ref())),
+            None => self.egress.get(&n1).map(|e| (e, None)),
+        }
+    }
+    /// [`Tables::hop_out`] without the header.
     #[inline]
     pub fn hop_egress(&self, ipcp: u32, n1: u64, hop: u32) -> Option<&Egress> {
-        match self.hop_slot(ipcp, hop).filter(|(f, _)| *f == n1) {
-            Some((_, e)) => Some(e),
-            None => self.egress.get(&n1),
-        }
+        self.hop_out(ipcp, n1, hop).map(|(e, _)| e)
     }
     /// What hop `hop` of IPCP `ipcp` holds: its N-1 flow and where that sends.
     #[inline]
-    fn hop_slot(&self, ipcp: u32, hop: u32) -> Option<&(u64, Egress)> {
+    fn hop_slot(&self, ipcp: u32, hop: u32) -> Option<&HopOut> {
         let u = self.unis.iter().find(|u| u.id == ipcp)?;
         u.via.get(hop as usize)?.as_ref()
     }
@@ -486,14 +538,15 @@ fn on_flow(e: &FlowEntry, frame: &mut [u8], sdu: Range<usize>, t: &Tables) -> Ac
 /// PDU does not sit right after the eth-dix header, `d` is not eth-dix, or the frame's
 /// buffer cannot hold the padding.
 pub fn rewrite_dix(frame: &mut [u8], pdu: &Range<usize>, d: &EthDest) -> Option<usize> {
+    rewrite_dix_with(frame, pdu, &DixHead::new(d)?)
+}
+
+/// [`rewrite_dix`] with the header made beforehand ([`DixHead`]).
+pub fn rewrite_dix_with(frame: &mut [u8], pdu: &Range<usize>, h: &DixHead) -> Option<usize> {
     const DIX_HEADER: usize = dix::FRAME_HEADER_LEN;
-    let PortKind::Dix { ethertype } = d.kind else {
-        return None;
-    };
     if pdu.start != DIX_HEADER {
         return None;
     }
-    let eid = u16::try_from(d.remote).ok()?;
     // A range ending before it starts is no PDU (`Range::len` would call it empty).
     let len = u16::try_from(pdu.end.checked_sub(pdu.start)?).ok()?;
     let wire = pdu.end.max(MIN_FRAME);
@@ -501,14 +554,8 @@ pub fn rewrite_dix(frame: &mut [u8], pdu: &Range<usize>, d: &EthDest) -> Option<
         .get_mut(..wire)?
         .split_first_chunk_mut::<DIX_HEADER>()?;
     // Nothing below can fail: the frame is re-headed whole or not at all.
-    dix::FrameHeader {
-        dst: d.dst,
-        src: d.src,
-        ethertype,
-        eid,
-        length: len,
-    }
-    .write(head);
+    *head = h.0;
+    dix::FrameHeader::write_length(head, len);
     if let Some(pad) = body.get_mut(usize::from(len)..).filter(|p| !p.is_empty()) {
         pad.fill(0);
     }

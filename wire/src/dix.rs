@@ -124,6 +124,13 @@ impl FrameHeader {
         field::set(h, offsets::EID + ETH_LEN, self.eid.to_be_bytes());
         field::set(h, ETH_LEN + offsets::LENGTH, self.length.to_be_bytes());
     }
+    /// Writes only the length field of the headers in `h` (a header made once for many
+    /// frames, then given each frame's length).
+    #[inline]
+    pub fn write_length(h: &mut [u8; FRAME_HEADER_LEN], length: u16) {
+        use crate::ethernet::HEADER_LEN as ETH_LEN;
+        field::set(h, ETH_LEN + offsets::LENGTH, length.to_be_bytes());
+    }
 }
 
 /// Writes an eth-dix header for `payload_len` bytes into `buf[..4]`.
@@ -335,6 +342,16 @@ mod tests {
         hd.write(&mut h);
         assert_eq!(h, want);
         assert_eq!(FrameHeader::read(&want), hd);
+        // The length alone, over a header made with another.
+        let mut g = h;
+        FrameHeader::write_length(&mut g, 0x1234);
+        assert_eq!(
+            FrameHeader::read(&g),
+            FrameHeader {
+                length: 0x1234,
+                ..hd
+            }
+        );
         // The same fields as the checked views read.
         let f = crate::ethernet::Frame::new_checked(&want[..]).unwrap();
         assert_eq!(

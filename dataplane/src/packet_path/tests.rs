@@ -310,11 +310,16 @@ fn flows_of_small_and_large_eids_are_found_by_port_and_eid_and_removed() {
     assert_eq!(t.flow(PORT, 64), None);
 }
 
+/// What hop `hop` of IPCP `ipcp` holds: its N-1 flow and where that sends.
+fn slot(t: &Tables, ipcp: u32, hop: u32) -> Option<(u64, Egress)> {
+    t.hop_slot(ipcp, hop).map(|h| (h.n1, h.egress))
+}
+
 #[test]
 fn a_forwarded_pdu_leaves_by_its_hop_and_a_stale_hop_is_not_believed() {
     let mut t = transit_tables();
     let out = out_egress();
-    assert_eq!(t.hop_slot(IPCP, 1), Some(&(N1_OUT, out)), "kept by index");
+    assert_eq!(slot(&t, IPCP, 1), Some((N1_OUT, out)), "kept by index");
     assert_eq!(t.hop_egress(IPCP, N1_OUT, 1), Some(&out));
     // No such IPCP, hop or flow: found by the N-1 flow, or not at all.
     assert_eq!(t.hop_egress(99, N1_OUT, 1), Some(&out));
@@ -326,7 +331,7 @@ fn a_forwarded_pdu_leaves_by_its_hop_and_a_stale_hop_is_not_believed() {
     };
     let moved = Egress::Eth { port: 9, d };
     t.set_egress(N1_OUT, moved);
-    assert_eq!(t.hop_slot(IPCP, 1), Some(&(N1_OUT, moved)));
+    assert_eq!(slot(&t, IPCP, 1), Some((N1_OUT, moved)));
     assert_eq!(t.hop_egress(IPCP, N1_OUT, 1), Some(&moved));
     // The routes change under the index (through uni_mut, not refreshed): hop 1 is now
     // N1_IN's, which has no egress; N1_OUT is hop 0 and still found.
@@ -345,7 +350,7 @@ fn a_forwarded_pdu_leaves_by_its_hop_and_a_stale_hop_is_not_believed() {
     t.uni_mut(IPCP)
         .unwrap()
         .set_routes(&[(SERVER, N1_OUT), (0x0c0c_0c0c, N1_IN)]);
-    assert_ne!(t.hop_slot(IPCP, 0), Some(&(N1_OUT, moved)), "stale");
+    assert_ne!(slot(&t, IPCP, 0), Some((N1_OUT, moved)), "stale");
     assert_eq!(t.hop_egress(IPCP, N1_OUT, 0), Some(&out));
     t.set_egress(N1_OUT, moved);
     // Gone: by the flow, by its port.
@@ -363,6 +368,80 @@ fn a_forwarded_pdu_leaves_by_its_hop_and_a_stale_hop_is_not_believed() {
     assert_eq!(t.hop_egress(IPCP, N1_OUT, 0), None);
 }
 
+/// The header a hop's slot holds, as bytes.
+fn head_of(t: &Tables, ipcp: u32, n1: u64, hop: u32) -> Option<[u8; 18]> {
+    t.hop_out(ipcp, n1, hop)
+        .and_then(|(_, h)| h.copied())
+        .map(|h| h.0)
+}
+
+#[test]
+fn a_hop_s_eth_dix_header_is_made_with_its_egress_and_follows_it() {
+    let mut t = transit_tables();
+    let Egress::Eth { d, .. } = out_egress() else {
+        unreachable!()
+    };
+    // NEXT_MAC <- OUT_MAC, Ethertype 0xa000, the peer's endpoint id 300, length 0.
+    let want = hex::decode("02000000000c02000000000ba000012c0000").unwrap();
+    assert_eq!(head_of(&t, IPCP, N1_OUT, 1).map(Vec::from), Some(want));
+    // Re-heading with it writes what rewrite_dix writes, the PDU's length included.
+    let mut a = unhex(UNI_DIX_4);
+    let mut b = a.clone();
+    let h = t
+        .hop_out(IPCP, N1_OUT, 1)
+        .and_then(|(_, h)| h)
+        .copied()
+        .unwrap();
+    assert_eq!(rewrite_dix_with(&mut a, &(18..125), &h), Some(125));
+    assert_eq!(rewrite_dix(&mut b, &(18..125), &d), Some(125));
+    assert_eq!(a, b);
+    assert_eq!(&a[16..18], &[0, 107]);
+    // The flow's peer changes (another MAC and endpoint id): the header follows.
+    let d2 = EthDest {
+        dst: CLIENT_MAC,
+        remote: 0x0abc,
+        ..d
+    };
+    t.set_egress(N1_OUT, Egress::Eth { port: 4, d: d2 });
+    let mut want2 = CLIENT_MAC.to_vec();
+    want2.extend_from_slice(&OUT_MAC);
+    want2.extend_from_slice(&[0xa0, 0x00, 0x0a, 0xbc, 0, 0]);
+    assert_eq!(head_of(&t, IPCP, N1_OUT, 1).map(Vec::from), Some(want2));
+    // Egresses that have none: a UDP one, an LLC one, an endpoint id past 16 bits.
+    let udp = Egress::Udp {
+        port: 5,
+        dst: "127.0.0.1:3435".parse().unwrap(),
+        remote: 300,
+    };
+    let llc = Egress::Eth {
+        port: 4,
+        d: EthDest {
+            kind: PortKind::Llc,
+            ..d
+        },
+    };
+    let wide = Egress::Eth {
+        port: 4,
+        d: EthDest {
+            remote: 0x1_0000,
+            ..d
+        },
+    };
+    for e in [udp, llc, wide] {
+        t.set_egress(N1_OUT, e);
+        assert_eq!(t.hop_out(IPCP, N1_OUT, 1), Some((&e, None)), "{e:?}");
+    }
+    // A slot gone stale (routes changed without a refresh): the egress by the flow, and
+    // no header (the worker makes one).
+    t.set_egress(N1_OUT, out_egress());
+    t.uni_mut(IPCP)
+        .unwrap()
+        .set_routes(&[(SERVER, N1_OUT), (0x0c0c_0c0c, N1_IN)]);
+    assert_eq!(t.hop_out(IPCP, N1_OUT, 0), Some((&out_egress(), None)));
+    t.refresh_hops();
+    assert!(head_of(&t, IPCP, N1_OUT, 0).is_some());
+}
+
 #[test]
 fn each_ipcp_keeps_where_its_hops_send_by_index() {
     let mut t = transit_tables();
@@ -377,22 +456,22 @@ fn each_ipcp_keeps_where_its_hops_send_by_index() {
         t.uni(10).map(|u| (u.own, u.route(SERVER))),
         Some((0x1010, Some(N1_OUT)))
     );
-    assert_eq!(t.hop_slot(10, 1), Some(&(N1_OUT, out)));
-    assert_eq!(t.hop_slot(10, 0), None, "555 sends nowhere yet");
-    assert_eq!(t.hop_slot(IPCP, 1), Some(&(N1_OUT, out)));
-    assert_eq!(t.hop_slot(IPCP, 0), None, "N1_IN has no egress");
+    assert_eq!(slot(&t, 10, 1), Some((N1_OUT, out)));
+    assert_eq!(slot(&t, 10, 0), None, "555 sends nowhere yet");
+    assert_eq!(slot(&t, IPCP, 1), Some((N1_OUT, out)));
+    assert_eq!(slot(&t, IPCP, 0), None, "N1_IN has no egress");
     t.set_egress(555, other);
-    assert_eq!(t.hop_slot(10, 0), Some(&(555, other)));
-    assert_eq!(t.hop_slot(IPCP, 0), None, "IPCP's hop 0 is N1_IN");
+    assert_eq!(slot(&t, 10, 0), Some((555, other)));
+    assert_eq!(slot(&t, IPCP, 0), None, "IPCP's hop 0 is N1_IN");
     assert_eq!(t.hop_egress(10, 555, 0), Some(&other));
     assert_eq!(t.hop_egress(IPCP, 555, 0), Some(&other), "by the flow");
     // Routes set the worker's way replace the old ones and their hops.
     t.set_routes(10, 0x1010, &[(0x2020, N1_OUT)]);
-    assert_eq!(t.hop_slot(10, 0), Some(&(N1_OUT, out)));
-    assert_eq!(t.hop_slot(10, 1), None);
+    assert_eq!(slot(&t, 10, 0), Some((N1_OUT, out)));
+    assert_eq!(slot(&t, 10, 1), None);
     assert_eq!(t.uni(10).map(|u| u.route(SERVER)), Some(None));
     t.remove_egress(N1_OUT);
-    assert_eq!((t.hop_slot(10, 0), t.hop_slot(IPCP, 1)), (None, None));
+    assert_eq!((slot(&t, 10, 0), slot(&t, IPCP, 1)), (None, None));
 }
 
 #[test]

@@ -354,7 +354,11 @@ impl Dataplane {
             return false;
         };
         // An unencrypted eth-dix flow of an AF_XDP port of the same UMEM.
-        let Some(Egress::Eth { port, d }) = self.tab.hop_egress(ipcp, n1, hop).copied() else {
+        let Some((&Egress::Eth { port, d }, head)) = self.tab.hop_out(ipcp, n1, hop) else {
+            return false;
+        };
+        // Made when the tables changed; made here for a hop whose slot went stale.
+        let Some(head) = head.copied().or_else(|| path::DixHead::new(&d)) else {
             return false;
         };
         // A capped port's PDUs wait in its queue: copied there.
@@ -368,7 +372,7 @@ impl Dataplane {
             return false;
         };
         let local = d.local;
-        let Some(wire) = path::rewrite_dix(frame, at, &d) else {
+        let Some(wire) = path::rewrite_dix_with(frame, at, &head) else {
             return false;
         };
         let Ok(wire32) = u32::try_from(wire) else {
