@@ -90,6 +90,17 @@ pub enum AuthError {
         /// The flow's name.
         name: String,
     },
+    /// A file the configuration names (`<side>_crt_file`, `<side>_key_file`) is not there:
+    /// refused rather than taken as "no authentication".
+    #[error("{} ({key} of name {name}) does not exist: refusing to go on without it", path.display())]
+    NamedFileMissing {
+        /// The file.
+        path: PathBuf,
+        /// The configuration key that names it.
+        key: String,
+        /// The flow's name.
+        name: String,
+    },
 }
 
 impl AuthError {

@@ -33,7 +33,8 @@ pub enum EncFileError {
     },
 }
 
-/// Reads the `enc.conf` (or `enc.cfg`) in `dir`, or the `file` given; missing means none.
+/// Reads the `enc.conf` (or `enc.cfg`) in `dir`, or the `file` given; a missing default
+/// file means none, a missing `file` is an error ([`EncFileError::Read`]).
 pub fn load_enc(
     dir: &Path,
     file: Option<&Path>,
@@ -52,7 +53,9 @@ pub fn load_enc(
                         why,
                     })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Missing means none for the default names; a file the configuration names
+            // must be there (refused, not taken as "no encryption").
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.is_none() => continue,
             Err(source) => return Err(EncFileError::Read { path: p, source }),
         }
     }
@@ -64,4 +67,28 @@ pub fn default_dir(config: Option<&Path>) -> PathBuf {
     config
         .and_then(|c| c.parent().map(|p| p.join("security")))
         .unwrap_or_else(|| PathBuf::from("/etc/o7s/security"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_missing_default_enc_conf_means_none_and_a_missing_named_one_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("o7s-enc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Neither default file: no encryption asked.
+        assert!(matches!(load_enc(&dir, None), Ok(None)));
+        // A file the configuration names that is not there: refused.
+        let named = dir.join("opng-enc.conf");
+        match load_enc(&dir, Some(&named)) {
+            Err(EncFileError::Read { path, source }) => {
+                assert_eq!(path, named);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

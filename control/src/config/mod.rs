@@ -217,5 +217,43 @@ pub struct Config {
 mod parse;
 pub use parse::{load, parse};
 
+/// The Ethertypes of protocols the host's own stack speaks, which an eth-dix layer may not
+/// take: the data plane's XDP program steers every frame of its layer's Ethertype away
+/// from the kernel, so a layer on 0x0800 would cut the host's IPv4 on that device. The
+/// reference (a raw socket that only copies frames) accepts them.
+const HOST_ETHERTYPES: &[(u16, &str)] = &[
+    (0x0800, "IPv4"),
+    (0x0806, "ARP"),
+    (0x8035, "RARP"),
+    (0x8100, "802.1Q VLAN"),
+    (0x86DD, "IPv6"),
+    (0x8847, "MPLS"),
+    (0x8848, "MPLS"),
+    (0x8863, "PPPoE discovery"),
+    (0x8864, "PPPoE"),
+    (0x888E, "802.1X"),
+    (0x88A8, "802.1ad VLAN"),
+    (0x88CC, "LLDP"),
+    (0x88E5, "MACsec"),
+    (0x88F7, "PTP"),
+];
+
+/// Why `e` cannot be an eth-dix layer's Ethertype, if it cannot: below 0x0600 (an 802.3
+/// length), 0xFFFF (reserved), or a protocol of the host's own ([`HOST_ETHERTYPES`]).
+pub fn ethertype_refused(e: u16) -> Option<String> {
+    if e < 0x0600 || e == 0xFFFF {
+        return Some(format!("{e:#06x}: must be at least 0x0600 and not 0xFFFF"));
+    }
+    HOST_ETHERTYPES
+        .iter()
+        .find(|(t, _)| *t == e)
+        .map(|(_, what)| {
+            format!(
+                "{e:#06x} is {what}, which the host itself speaks: the layer would take \
+                 those frames from the kernel (pick another, e.g. the default 0xA000)"
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests;

@@ -197,6 +197,11 @@ pub(super) fn parse_name(
                 let s = val
                     .as_str()
                     .ok_or_else(|| src.err(kl, k, "expected a path"))?;
+                // As the reference (realpath): the file must exist. A mistyped path would
+                // otherwise leave the name without encryption or authentication.
+                if let Err(e) = std::fs::metadata(s) {
+                    return Err(src.err(kl, k, format!("'{s}': {e}")));
+                }
                 n.paths.push((k.clone(), PathBuf::from(s)));
             }
             _ => return Err(src.err(kl, k, format!("unknown key in [name.\"{name}\"]"))),
@@ -294,14 +299,12 @@ pub(super) fn parse_ipcp(
                 let e = val
                     .as_integer()
                     .ok_or_else(|| src.err(kl, k, "expected an integer such as 0xA000"))?;
-                if !(0x0600..0xFFFF).contains(&e) {
-                    return Err(src.err(
-                        kl,
-                        k,
-                        format!("{e:#x}: must be at least 0x0600 and not 0xFFFF"),
-                    ));
+                let e = u16::try_from(e)
+                    .map_err(|_| src.err(kl, k, format!("{e}: must fit 16 bits")))?;
+                if let Some(why) = super::ethertype_refused(e) {
+                    return Err(src.err(kl, k, why));
                 }
-                c.ethertype = e as u16;
+                c.ethertype = e;
             }
             "ip" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => {
                 let ip = s()?;

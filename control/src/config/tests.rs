@@ -198,3 +198,68 @@ fn errors_name_file_line_and_key() {
         "eth-llc has no Ethertype"
     );
 }
+
+#[test]
+fn security_files_a_name_gives_must_exist() {
+    let dir = std::env::temp_dir().join(format!("o7s-cfg-sec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let there = dir.join("enc.conf");
+    std::fs::write(&there, "").unwrap();
+    let missing = dir.join("opng-enc.conf");
+    for key in [
+        "server_enc_file",
+        "server_crt_file",
+        "server_key_file",
+        "client_enc_file",
+        "client_crt_file",
+        "client_key_file",
+    ] {
+        let ok = format!("[name.\"oping\"]\n{key}=\"{}\"\n", there.display());
+        let c = parse(&ok, "s.conf").unwrap();
+        assert_eq!(c.names[0].paths, vec![(key.to_string(), there.clone())]);
+        // A mistyped path: refused with the file, line, key and path, not taken as "no
+        // encryption" or "no authentication".
+        let bad = format!("[name.\"oping\"]\n{key}=\"{}\"\n", missing.display());
+        let e = parse(&bad, "s.conf").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("s.conf:2: {key}: '{}': ", missing.display())),
+            "{e}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_eth_dix_layer_may_not_take_an_ethertype_of_the_host_s_stack() {
+    let with = |e: &str| {
+        parse(
+            &format!("[eth-dix.e]\nbootstrap=\"l\"\ndev=\"veth0\"\nethertype={e}\n"),
+            "e.conf",
+        )
+    };
+    assert_eq!(with("0xA001").unwrap().ipcps[0].ethertype, 0xA001);
+    assert_eq!(with("0x0600").unwrap().ipcps[0].ethertype, 0x0600);
+    for (e, want) in [
+        ("0x0800", "e.conf:4: ethertype: 0x0800 is IPv4, which the host itself speaks"),
+        ("0x86DD", "e.conf:4: ethertype: 0x86dd is IPv6"),
+        ("0x0806", "e.conf:4: ethertype: 0x0806 is ARP"),
+        ("0x05FF", "e.conf:4: ethertype: 0x05ff: must be at least 0x0600 and not 0xFFFF"),
+        ("0xFFFF", "e.conf:4: ethertype: 0xffff: must be at least 0x0600"),
+        ("0x10000", "e.conf:4: ethertype: 65536: must fit 16 bits"),
+        ("-1", "e.conf:4: ethertype: -1: must fit 16 bits"),
+    ] {
+        let got = with(e).unwrap_err().to_string();
+        assert!(got.starts_with(want), "{e}: {got}");
+    }
+}
+
+#[test]
+fn ethertype_refused_names_each_host_protocol_and_passes_the_rest() {
+    for &(t, what) in HOST_ETHERTYPES {
+        assert!(ethertype_refused(t).is_some_and(|w| w.contains(what)), "{t:#x}");
+    }
+    // Around them, and the default: taken.
+    for t in [0x0600, 0x07ff, 0x0801, 0x86dc, 0x86de, 0xa000, 0xfffe] {
+        assert_eq!(ethertype_refused(t), None, "{t:#x}");
+    }
+}

@@ -43,8 +43,20 @@ impl Owner {
             })
         };
         let dir = self.settings.security_dir.join(side).join(name);
-        let crt = over(&format!("{side}_crt_file")).unwrap_or_else(|| dir.join("crt.pem"));
-        let key = over(&format!("{side}_key_file")).unwrap_or_else(|| dir.join("key.pem"));
+        let (crt_key, key_key) = (format!("{side}_crt_file"), format!("{side}_key_file"));
+        // A file the configuration names must be there (it was when the configuration was
+        // loaded): a missing one is an error, not "no authentication".
+        for k in [&crt_key, &key_key] {
+            if let Some(p) = over(k).filter(|p| !p.exists()) {
+                return Err(AuthError::NamedFileMissing {
+                    path: p,
+                    key: k.clone(),
+                    name: name.to_string(),
+                });
+            }
+        }
+        let crt = over(&crt_key).unwrap_or_else(|| dir.join("crt.pem"));
+        let key = over(&key_key).unwrap_or_else(|| dir.join("key.pem"));
         let half = |have: &std::path::Path, missing: &std::path::Path, what| AuthError::HalfPair {
             have: have.to_path_buf(),
             missing: missing.to_path_buf(),

@@ -170,9 +170,14 @@ impl Daemon {
             };
             let ethertype = match settings.get("ethertype").map(|e| parse_u16(e)) {
                 None => o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
-                Some(Some(e)) if e >= 0x0600 && e != 0xffff => e,
-                Some(_) => {
-                    return err(CtlError::Invalid("ethertype must be 0x0600..0xFFFE".into()))
+                Some(Some(e)) => match crate::config::ethertype_refused(e) {
+                    None => e,
+                    Some(why) => return err(CtlError::Invalid(format!("ethertype {why}"))),
+                },
+                Some(None) => {
+                    return err(CtlError::Invalid(
+                        "ethertype: expected a 16-bit number such as 0xA000".into(),
+                    ))
                 }
             };
             let hash = match settings.get("hash") {
