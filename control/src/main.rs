@@ -162,13 +162,22 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let listener = match Listener::bind(&sock) {
+    // Apps pass o7sd no descriptors: refused, so none of theirs is ever closed by the loop.
+    let (listener, rights) = match Listener::bind_refusing_descriptors(&sock) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("o7sd: cannot listen on {}: {e}", sock.display());
             return ExitCode::from(1);
         }
     };
+    if let o7s::ipc::PassRights::Unsupported(e) = &rights {
+        tracing::warn!(
+            "this kernel cannot refuse descriptors that apps pass on {} (SO_PASSRIGHTS, \
+             Linux 6.16: {e}); a local user can make o7sd close a socket of theirs, which may \
+             stall its loop (docs/SECURITY.md)",
+            sock.display()
+        );
+    }
     if let Some(c) = &cli.core {
         if let Err(e) = check_cores(c, cpus_online()) {
             eprintln!("o7sd: --core {c}: {e}");

@@ -350,6 +350,44 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Resul
     }
 }
 
+/// Whether a [`Listener`]'s connections take descriptors their peers pass.
+#[derive(Debug)]
+pub enum PassRights {
+    /// They do ([`Listener::bind`]).
+    Taken,
+    /// A peer's send with descriptors fails ([`Listener::bind_refusing_descriptors`]).
+    Refused,
+    /// Asked to refuse them, the kernel could not (`SO_PASSRIGHTS` is Linux 6.16): why.
+    Unsupported(io::Error),
+}
+
+/// `SO_PASSRIGHTS` (include/uapi/asm-generic/socket.h, Linux 6.16): 0 refuses
+/// `SCM_RIGHTS` sent to this socket, and the connections a listening one accepts inherit
+/// it. Not in the libc crate yet.
+const SO_PASSRIGHTS: libc::c_int = 83;
+
+/// Sets `SO_PASSRIGHTS` to 0 on `fd`.
+fn refuse_rights(fd: &OwnedFd) -> io::Result<()> {
+    let off: libc::c_int = 0;
+    // Safety: a valid socket descriptor, and a pointer to a c_int that outlives the call
+    // with its size.
+    #[allow(unsafe_code)]
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PASSRIGHTS,
+            std::ptr::from_ref(&off).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// A listening socket.
 #[derive(Debug)]
 pub struct Listener {
@@ -360,6 +398,22 @@ impl Listener {
     /// Listens at `path` (replacing a stale socket file), mode 0666 so any user's apps can
     /// connect.
     pub fn bind(path: &Path) -> io::Result<Self> {
+        Self::bind_inner(path, false).map(|(l, _)| l)
+    }
+
+    /// As [`Listener::bind`], for a listener that takes no descriptors from its peers
+    /// (o7sd from apps): a peer that passes one has its send refused (`EPERM`), so the
+    /// listener's process never holds, and never closes, a descriptor of a peer's. A
+    /// socket a peer passed could make that close wait (a TCP socket with a long
+    /// `SO_LINGER` and unsent data blocks `close(2)` until its data is acknowledged), and
+    /// with it every request of every other peer. `SO_PASSRIGHTS` (Linux 6.16) is set
+    /// before `listen(2)`, so every connection has it from the start; an older kernel
+    /// cannot refuse descriptors, which the second value says.
+    pub fn bind_refusing_descriptors(path: &Path) -> io::Result<(Self, PassRights)> {
+        Self::bind_inner(path, true)
+    }
+
+    fn bind_inner(path: &Path, refuse: bool) -> io::Result<(Self, PassRights)> {
         let _ = std::fs::remove_file(path);
         let fd = socket(
             AddressFamily::Unix,
@@ -368,12 +422,20 @@ impl Listener {
             None,
         )
         .map_err(nix_io)?;
+        let rights = if refuse {
+            match refuse_rights(&fd) {
+                Ok(()) => PassRights::Refused,
+                Err(e) => PassRights::Unsupported(e),
+            }
+        } else {
+            PassRights::Taken
+        };
         let addr = UnixAddr::new(path).map_err(nix_io)?;
         bind(fd.as_raw_fd(), &addr).map_err(nix_io)?;
         listen(&fd, Backlog::new(128).map_err(nix_io)?).map_err(nix_io)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
-        Ok(Self { fd })
+        Ok((Self { fd }, rights))
     }
 
     /// Makes [`Listener::accept`] return `WouldBlock` instead of waiting for a client.
@@ -417,6 +479,38 @@ impl AsFd for Listener {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listener_refusing_descriptors_refuses_them_from_the_first_packet() {
+        let dir = std::env::temp_dir().join(format!("o7s-rights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.sock");
+        let (l, rights) = Listener::bind_refusing_descriptors(&path).unwrap();
+        if let PassRights::Unsupported(e) = &rights {
+            // Linux before 6.16: nothing to check but that it says so.
+            assert_eq!(e.raw_os_error(), Some(libc::ENOPROTOOPT), "{e}");
+            eprintln!("SKIPPED: this kernel has no SO_PASSRIGHTS ({e})");
+            return;
+        }
+        assert!(matches!(rights, PassRights::Refused), "{rights:?}");
+        let c = Channel::connect(&path).unwrap();
+        // Sent before the listener accepted: refused all the same (inherited from it).
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let e = c.send(&"with a descriptor", &[r.as_fd()]).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        c.send(&"plain", &[]).unwrap();
+        let s = l.accept().unwrap();
+        let (m, fds): (String, _) = s.recv().unwrap();
+        assert_eq!((m.as_str(), fds.len()), ("plain", 0));
+        // A listener that takes them (o7sd's channel to the data plane) still does.
+        let path2 = dir.join("t.sock");
+        let l2 = Listener::bind(&path2).unwrap();
+        let c2 = Channel::connect(&path2).unwrap();
+        c2.send(&"with a descriptor", &[r.as_fd()]).unwrap();
+        let (_, fds): (String, _) = l2.accept().unwrap().recv().unwrap();
+        assert_eq!(fds.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_long_message_crosses_in_fragments_with_its_descriptors() {

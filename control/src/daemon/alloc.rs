@@ -64,6 +64,8 @@ struct InstallingAlloc {
 
 struct Replying {
     idx: usize,
+    /// The shim's id of the allocation (its waiter's key).
+    id: u64,
     local: u32,
     peer: Peer,
     rx: Receiver<Result<ReplyInfo, ShimError>>,
@@ -425,6 +427,25 @@ impl Owner {
         }
     }
 
+    /// Gives up allocation `job`, whose app went away: the shim's request (its endpoint
+    /// id) or the flow being installed is freed now, not when its time would have run out.
+    pub(crate) fn alloc_abandon(&self, job: AllocJob) {
+        match job.stage {
+            Stage::Resolving { .. } => {}
+            Stage::Replying(r) => {
+                if let Some(i) = self.st().ipcps.get_mut(r.idx) {
+                    i.alloc_waiters.remove(&r.id);
+                    i.shim.cancel(r.local);
+                }
+                tracing::info!("Flow allocation to {}: its process left; given up.", job.name);
+            }
+            Stage::Installing(a) => {
+                self.dp.add_flow_forget(a.inst.flow);
+                self.dealloc(a.inst.flow);
+            }
+        }
+    }
+
     /// Sends the FLOW_REQ (with its OAP request) to `peer` on IPCP `idx`.
     fn alloc_send(&self, job: AllocJob, idx: usize, peer: Peer, hash: &[u8], now: Instant) -> Step {
         match self.alloc_request(&job, idx, peer, hash, now) {
@@ -450,7 +471,7 @@ impl Owner {
         let (tx, rx) = channel();
         let mut out = vec![];
         let left = timeout.saturating_sub(now.saturating_duration_since(job.start));
-        let local = {
+        let (id, local) = {
             let mut st = self.st();
             let i = st
                 .ipcps
@@ -468,11 +489,12 @@ impl Owner {
             i.alloc_waiters.insert(id.0, tx);
             self.pump(&mut st, idx, &mut out, now);
             self.wake_for(&st, now + left);
-            local
+            (id.0, local)
         };
         self.send_all(out);
         Ok(Replying {
             idx,
+            id,
             local,
             peer,
             rx,

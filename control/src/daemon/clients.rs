@@ -12,6 +12,10 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, TrySendError};
 use std::time::{Duration, Instant};
 
+/// The longest an app may have o7sd wait for its flow allocation (3x the reference's
+/// `FLOW_ALLOC_TIMEOUT` of 20 s): a longer wait asked for is cut to this.
+pub(crate) const MAX_ALLOC_WAIT: Duration = Duration::from_secs(60);
+
 impl Owner {
     /// A connection is readable: its request came, or its app hung up (or spoke, which
     /// ends what it holds just the same). Returns it when it stays.
@@ -67,7 +71,9 @@ impl Owner {
                 qos,
                 timeout_ms,
             } => {
-                let timeout = Duration::from_millis(timeout_ms.max(1));
+                // At most MAX_ALLOC_WAIT: what a waiting allocation holds (an endpoint id
+                // of the layer's, its request) is the layer's, not the app's.
+                let timeout = Duration::from_millis(timeout_ms.max(1)).min(MAX_ALLOC_WAIT);
                 // A name in a local layer stays on this host.
                 if let Some(job) = self.local_alloc_start(&name, qos, timeout, pid, now) {
                     return self.local_step(c, self.local_poll(job, now));

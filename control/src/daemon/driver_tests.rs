@@ -17,6 +17,7 @@
 use crate::config::IpcpKind;
 use crate::daemon::alloc::Step;
 use crate::daemon::Owner;
+use crate::daemon::event_loop::{Conn, Doing};
 use crate::eth::EthIpcp;
 use o7s::ipc::{Channel, PeerCred};
 use o7s::proto::{Ctl, Reply};
@@ -756,4 +757,59 @@ fn a_capture_handed_to_the_loop_as_it_ends_is_stopped_with_the_rest() {
             .recv_timeout::<Reply>(Some(Duration::from_secs(1)))
             .is_err());
     }
+}
+
+#[test]
+fn an_allocation_whose_app_left_frees_its_endpoint_id_at_once() {
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    let mut p = peer(Some("srv"));
+    // Asked with the longest wait an app may give; the peer answers the query but never
+    // the FLOW_REQ.
+    let step = d.alloc_start(
+        "srv",
+        QosSpec::RAW,
+        Duration::from_millis(u64::MAX).min(crate::daemon::clients::MAX_ALLOC_WAIT),
+        4242,
+        Instant::now(),
+    );
+    assert_eq!(w.to_peer(&mut p), [0xff; 6]);
+    assert_eq!(from_peer(&d, &mut p), 1);
+    let step = poll_past_peer(&d, step);
+    assert_eq!(w.to_peer(&mut p), PEER_MAC);
+    let Step::Pending(job) = step else {
+        panic!("{step:?}");
+    };
+    assert!(!job.installing());
+    let held = |d: &Owner| {
+        let st = d.st();
+        (st.ipcps[0].shim.eids_in_use(), st.ipcps[0].alloc_waiters.len())
+    };
+    assert_eq!(held(&d), (1, 1), "the request holds an endpoint id and a waiter");
+    // Its connection closes (the app left): both are free now, not in 60 s.
+    let (ch, _app) = Channel::pair().unwrap();
+    d.close(Conn {
+        ch,
+        slot: None,
+        doing: Doing::Allocating(job),
+    });
+    assert_eq!(held(&d), (0, 0));
+
+    // Abandoned while the data plane installs it: the flow goes, with its endpoint id
+    // (another daemon: this one has the name cached, and would not ask again).
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    let mut p = peer(Some("srv"));
+    let (step, (flow, _, _), _) = allocate_to_install(&d, &w, &mut p);
+    let Step::Pending(job) = step else {
+        panic!("{step:?}");
+    };
+    assert!(d.st().flows.contains_key(&flow));
+    d.alloc_abandon(job);
+    assert!(!d.st().flows.contains_key(&flow));
+    assert_eq!(held(&d).0, 0);
+    assert!(
+        matches!(w.next(), ToDp::DelFlow { flow: f } if f == flow),
+        "the data plane is told"
+    );
 }

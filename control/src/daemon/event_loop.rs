@@ -433,10 +433,10 @@ impl Owner {
                 self.dp.capture_end(id);
                 tracing::info!("Capture {id} ended.");
             }
-            Doing::Reading { .. }
-            | Doing::Allocating(_)
-            | Doing::UniAllocating(_)
-            | Doing::LocalAllocating(_) => {}
+            // What an allocation holds is freed now, not when its time runs out.
+            Doing::Allocating(job) => self.alloc_abandon(job),
+            Doing::UniAllocating(job) => self.uni_alloc_abandon(job),
+            Doing::Reading { .. } | Doing::LocalAllocating(_) => {}
         }
     }
 

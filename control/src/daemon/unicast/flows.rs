@@ -327,6 +327,17 @@ impl Owner {
         }
     }
 
+    /// Gives up allocation `job`, whose app went away: a flow being installed is freed now
+    /// (an answer still to come is released when it comes: its waiter is gone).
+    pub(crate) fn uni_alloc_abandon(&self, job: UniJob) {
+        if let UniStage::Installing(b) = job.stage {
+            let (inst, fp) = *b;
+            self.dp.add_flow_forget(inst.flow);
+            self.dealloc(inst.flow);
+            self.uni_release(fp.uni, fp.local);
+        }
+    }
+
     fn uni_release(&self, uni: usize, local: u64) {
         if let Some(m) = self.st().unicast.get_mut(uni).and_then(|u| u.m.as_mut()) {
             m.release_flow(local);
