@@ -145,6 +145,28 @@ fn unprivileged_user_changes_nothing_but_uses_flows() {
             "o7sctl {args:?}: unclear error: {out}"
         );
     }
+    // A configuration longer than one packet (o7sctl sends it in fragments): refused at
+    // its first, not read whole by the admin thread first.
+    let long = t.dir.join("long.conf");
+    let mut body = String::new();
+    for i in 0..3000 {
+        body.push_str(&format!("[name.\"n{i:05}\"]\nlb=\"spill\"\n"));
+    }
+    o7s_integration::write_file(&long, &body, 0o644);
+    assert!(body.len() > 64 * 1024);
+    let o = user
+        .cmd(&t, "b", "b", &bin("o7sctl"))
+        .args(["config", "load", &long.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(
+        out.contains("permission denied")
+            && out.contains("longer than one packet")
+            && out.contains("only root"),
+        "{out}"
+    );
     // A file the user may not read: o7sctl cannot read it, the daemon never opens it, and
     // nothing of its content appears.
     let o = user

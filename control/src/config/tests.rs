@@ -240,11 +240,20 @@ fn an_eth_dix_layer_may_not_take_an_ethertype_of_the_host_s_stack() {
     assert_eq!(with("0xA001").unwrap().ipcps[0].ethertype, 0xA001);
     assert_eq!(with("0x0600").unwrap().ipcps[0].ethertype, 0x0600);
     for (e, want) in [
-        ("0x0800", "e.conf:4: ethertype: 0x0800 is IPv4, which the host itself speaks"),
+        (
+            "0x0800",
+            "e.conf:4: ethertype: 0x0800 is IPv4, which the host itself speaks",
+        ),
         ("0x86DD", "e.conf:4: ethertype: 0x86dd is IPv6"),
         ("0x0806", "e.conf:4: ethertype: 0x0806 is ARP"),
-        ("0x05FF", "e.conf:4: ethertype: 0x05ff: must be at least 0x0600 and not 0xFFFF"),
-        ("0xFFFF", "e.conf:4: ethertype: 0xffff: must be at least 0x0600"),
+        (
+            "0x05FF",
+            "e.conf:4: ethertype: 0x05ff: must be at least 0x0600 and not 0xFFFF",
+        ),
+        (
+            "0xFFFF",
+            "e.conf:4: ethertype: 0xffff: must be at least 0x0600",
+        ),
         ("0x10000", "e.conf:4: ethertype: 65536: must fit 16 bits"),
         ("-1", "e.conf:4: ethertype: -1: must fit 16 bits"),
     ] {
@@ -256,7 +265,10 @@ fn an_eth_dix_layer_may_not_take_an_ethertype_of_the_host_s_stack() {
 #[test]
 fn ethertype_refused_names_each_host_protocol_and_passes_the_rest() {
     for &(t, what) in HOST_ETHERTYPES {
-        assert!(ethertype_refused(t).is_some_and(|w| w.contains(what)), "{t:#x}");
+        assert!(
+            ethertype_refused(t).is_some_and(|w| w.contains(what)),
+            "{t:#x}"
+        );
     }
     // Around them, and the default: taken.
     for t in [0x0600, 0x07ff, 0x0801, 0x86dc, 0x86de, 0xa000, 0xfffe] {

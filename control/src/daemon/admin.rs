@@ -48,7 +48,7 @@ impl Daemon {
                         continue;
                     }
                     Err(e) => {
-                        tracing::warn!("bad request: {e}");
+                        crate::local_log!(warn, "bad request: {e}");
                         reply_err(&job.ch, ErrorCode::Invalid, e.to_string());
                         continue;
                     }
@@ -60,10 +60,19 @@ impl Daemon {
 
     /// Serves one o7sctl request on the admin thread.
     fn admin_request(&self, ch: Channel, slot: Option<Slot>, c: Ctl, cred: &PeerCred) {
+        // Names first: a refusal's log line quotes the name, which must be one.
+        if let Err(message) = super::views::ctl_names(&c)
+            .into_iter()
+            .try_for_each(o7s::proto::check_name)
+        {
+            reply_err(&ch, ErrorCode::Invalid, message);
+            return;
+        }
         if let Err(denied) = self.authorize(&c, cred) {
             let message = denied.to_string();
             self.counters.denied.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
+            crate::local_log!(
+                warn,
                 "Refused {} for process {} (uid {}): {message}",
                 crate::authz::verb(&c),
                 cred.pid,

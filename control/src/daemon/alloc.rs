@@ -437,7 +437,10 @@ impl Owner {
                     i.alloc_waiters.remove(&r.id);
                     i.shim.cancel(r.local);
                 }
-                tracing::info!("Flow allocation to {}: its process left; given up.", job.name);
+                tracing::info!(
+                    "Flow allocation to {}: its process left; given up.",
+                    job.name
+                );
             }
             Stage::Installing(a) => {
                 self.dp.add_flow_forget(a.inst.flow);

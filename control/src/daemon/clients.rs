@@ -25,6 +25,8 @@ impl Owner {
             Doing::Allocating(_) | Doing::UniAllocating(_) | Doing::LocalAllocating(_) => {
                 let pid = c.ch.peer_cred().map(|p| p.pid).unwrap_or(0);
                 tracing::info!("Process {pid} went away while its flow was being allocated.");
+                // What the allocation holds goes now, not when its time runs out.
+                self.close(c);
                 None
             }
             _ => {
@@ -43,6 +45,18 @@ impl Owner {
         match c.ch.next_is_long() {
             // Only o7sctl requests (a configuration's text) are that long; the admin
             // thread reads them, as their rest may be slow to come.
+            // Only administrators send those (config load): anyone else's would hold the
+            // admin thread while its rest trickles in.
+            Ok(Some(true)) if !self.settings.policy.is_admin(&cred) => {
+                self.counters.denied.fetch_add(1, Ordering::Relaxed);
+                let admins = self.settings.policy.admins();
+                reply_err(
+                    &c.ch,
+                    ErrorCode::Denied,
+                    format!("a request longer than one packet (config load): only {admins} may"),
+                );
+                return None;
+            }
             Ok(Some(true)) => return self.to_admin(epoll, c, AdminWork::Long(cred)),
             // Nothing to read after all: the loop never blocks on a client.
             Ok(None) => return Some(c),
@@ -53,7 +67,7 @@ impl Owner {
             Ok((r, _)) => r,
             Err(e) => {
                 if e.kind() != std::io::ErrorKind::UnexpectedEof {
-                    tracing::warn!("bad request: {e}");
+                    crate::local_log!(warn, "bad request: {e}");
                     reply_err(&c.ch, ErrorCode::Invalid, e.to_string());
                 }
                 return None;
@@ -92,10 +106,15 @@ impl Owner {
                 let step = self.alloc_start(&name, qos, timeout, pid, now);
                 self.alloc_step(c, step)
             }
+            Request::Join { layer } if o7s::proto::check_name(&layer).is_err() => {
+                let message = o7s::proto::check_name(&layer).err().unwrap_or_default();
+                reply_err(&c.ch, ErrorCode::Invalid, message);
+                None
+            }
             Request::Join { layer } => match self.bc_join(epoll, &layer, pid) {
                 Ok(acc) => self.deliver(c, acc),
                 Err(e) => {
-                    tracing::info!("process {pid} cannot join {layer}: {e}");
+                    crate::local_log!(info, "process {pid} cannot join {layer}: {e}");
                     reply_err(&c.ch, e.code(), e.to_string());
                     None
                 }
@@ -157,7 +176,7 @@ impl Owner {
             Step::Done(Ok(acc)) => self.deliver(c, acc),
             Step::Done(Err(e)) => {
                 let pid = c.ch.peer_cred().map(|p| p.pid).unwrap_or(0);
-                tracing::info!("Flow allocation for process {pid} failed: {e}");
+                crate::local_log!(info, "Flow allocation for process {pid} failed: {e}");
                 reply_err(&c.ch, e.code(), e.to_string());
                 None
             }
@@ -199,7 +218,8 @@ impl Owner {
         if names.is_empty() {
             // It may be bound later (a program it runs, or its pid): it then joins the
             // names.
-            tracing::warn!(
+            crate::local_log!(
+                warn,
                 "process {pid} ({shown}, uid {uid}) accepts flows but no name is bound to it: bind its program (`o7sctl bind program {shown} name NAME`; a program of the same file name bound by root serves root's processes only) or the process (`o7sctl bind process {pid} name NAME`)"
             );
         } else {

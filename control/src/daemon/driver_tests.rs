@@ -16,8 +16,8 @@
 
 use crate::config::IpcpKind;
 use crate::daemon::alloc::Step;
-use crate::daemon::Owner;
 use crate::daemon::event_loop::{Conn, Doing};
+use crate::daemon::Owner;
 use crate::eth::EthIpcp;
 use o7s::ipc::{Channel, PeerCred};
 use o7s::proto::{Ctl, Reply};
@@ -783,16 +783,26 @@ fn an_allocation_whose_app_left_frees_its_endpoint_id_at_once() {
     assert!(!job.installing());
     let held = |d: &Owner| {
         let st = d.st();
-        (st.ipcps[0].shim.eids_in_use(), st.ipcps[0].alloc_waiters.len())
+        (
+            st.ipcps[0].shim.eids_in_use(),
+            st.ipcps[0].alloc_waiters.len(),
+        )
     };
-    assert_eq!(held(&d), (1, 1), "the request holds an endpoint id and a waiter");
-    // Its connection closes (the app left): both are free now, not in 60 s.
-    let (ch, _app) = Channel::pair().unwrap();
-    d.close(Conn {
+    assert_eq!(
+        held(&d),
+        (1, 1),
+        "the request holds an endpoint id and a waiter"
+    );
+    // The app hangs up (its connection turns readable): both are free now, not in 60 s.
+    let (ch, app) = Channel::pair().unwrap();
+    drop(app);
+    let epoll = nix::sys::epoll::Epoll::new(nix::sys::epoll::EpollCreateFlags::empty()).unwrap();
+    let c = Conn {
         ch,
         slot: None,
         doing: Doing::Allocating(job),
-    });
+    };
+    assert!(d.on_readable(&epoll, c, Instant::now()).is_none());
     assert_eq!(held(&d), (0, 0));
 
     // Abandoned while the data plane installs it: the flow goes, with its endpoint id

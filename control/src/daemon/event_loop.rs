@@ -465,7 +465,7 @@ impl Owner {
             let kept = match doing {
                 Doing::Reading { since } if now.duration_since(since) >= REQUEST_WAIT => {
                     self.counters.request_slow.fetch_add(1, Ordering::Relaxed);
-                    crate::wire_log!(
+                    crate::local_log!(
                         info,
                         "a client sent no request within {} s: closed",
                         REQUEST_WAIT.as_secs()
