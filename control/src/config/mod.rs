@@ -215,7 +215,7 @@ pub struct Config {
 }
 
 mod parse;
-pub use parse::{load, parse};
+pub use parse::{bad_dev, load, parse};
 
 /// The Ethertypes of protocols the host's own stack speaks, which an eth-dix layer may not
 /// take: the data plane's XDP program steers every frame of its layer's Ethertype away

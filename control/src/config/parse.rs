@@ -156,6 +156,8 @@ pub(super) fn parse_name(
     v: &toml::Value,
 ) -> Result<NameConf, ConfigError> {
     let hl = src.header_line("name", name);
+    o7s::proto::check_name(name)
+        .map_err(|why| src.err(hl, &name.escape_debug().to_string(), why))?;
     let t = v
         .as_table()
         .ok_or_else(|| src.err(hl, name, "expected a table"))?;
@@ -225,6 +227,12 @@ pub(super) fn parse_ipcp(
     v: &toml::Value,
 ) -> Result<IpcpConf, ConfigError> {
     let hl = src.header_line(top, name);
+    // A name as the daemon takes it from o7sctl and apps (o7s::proto::check_name).
+    let named = |line: usize, k: &str, n: String| -> Result<String, ConfigError> {
+        o7s::proto::check_name(&n)
+            .map(|()| n)
+            .map_err(|why| src.err(line, k, why))
+    };
     let t = v
         .as_table()
         .ok_or_else(|| src.err(hl, name, "expected a table"))?;
@@ -252,6 +260,7 @@ pub(super) fn parse_ipcp(
         uni: UniSettings::default(),
         member: None,
     };
+    named(hl, &name.escape_debug().to_string(), name.to_string())?;
     let mut member: [Option<String>; 3] = [None, None, None];
     let kinds_ok = |ks: &[IpcpKind]| ks.contains(&kind);
     // The layers whose ports carry a unicast layer's PDUs: they may have an egress cap.
@@ -269,10 +278,22 @@ pub(super) fn parse_ipcp(
                 .ok_or_else(|| src.err(kl, k, "expected a string"))
         };
         match k.as_str() {
-            "bootstrap" => c.bootstrap = Some(s()?),
-            "enrol" | "enroll" => c.enrol = Some(s()?),
+            "bootstrap" => c.bootstrap = Some(named(kl, k, s()?)?),
+            "enrol" | "enroll" if kinds_ok(&[IpcpKind::Unicast, IpcpKind::Broadcast]) => {
+                c.enrol = Some(named(kl, k, s()?)?)
+            }
+            "enrol" | "enroll" => {
+                return Err(src.err(
+                    kl,
+                    k,
+                    format!("a {top} IPCP bootstraps a layer of its own: enrol is for unicast and broadcast IPCPs"),
+                ))
+            }
             "reg" => {
-                c.reg = str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of names"))?
+                c.reg = str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of names"))?;
+                for n in &c.reg {
+                    named(kl, k, n.clone())?;
+                }
             }
             "autobind" => {
                 val.as_bool()
@@ -281,6 +302,9 @@ pub(super) fn parse_ipcp(
             "conn" => {
                 c.conn =
                     str_list(val).ok_or_else(|| src.err(kl, k, "expected a list of IPCP names"))?;
+                for n in &c.conn {
+                    named(kl, k, n.clone())?;
+                }
             }
             "hash" if !kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6, IpcpKind::Broadcast]) => {
                 let h = s()?;
@@ -294,7 +318,13 @@ pub(super) fn parse_ipcp(
                         )
                     })?;
             }
-            "dev" if kinds_ok(&[IpcpKind::EthDix, IpcpKind::EthLlc]) => c.dev = Some(s()?),
+            "dev" if kinds_ok(&[IpcpKind::EthDix, IpcpKind::EthLlc]) => {
+                let d = s()?;
+                if let Some(why) = bad_dev(&d) {
+                    return Err(src.err(kl, k, format!("'{}': {why}", d.escape_debug())));
+                }
+                c.dev = Some(d);
+            }
             "ethertype" if kind == IpcpKind::EthDix => {
                 let e = val
                     .as_integer()
@@ -433,14 +463,14 @@ pub(super) fn parse_ipcp(
             ))
         }
     };
-    if matches!(kind, IpcpKind::EthDix | IpcpKind::EthLlc) && c.dev.is_none() && c.enrol.is_none() {
+    if matches!(kind, IpcpKind::EthDix | IpcpKind::EthLlc) && c.dev.is_none() {
         return Err(src.err(
             hl,
             "dev",
             format!("[{top}.{name}] needs dev=\"<interface>\""),
         ));
     }
-    if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) && c.ip.is_none() && c.enrol.is_none() {
+    if matches!(kind, IpcpKind::Udp4 | IpcpKind::Udp6) && c.ip.is_none() {
         return Err(src.err(hl, "ip", format!("[{top}.{name}] needs ip=\"<address>\"")));
     }
     Ok(c)
@@ -525,4 +555,18 @@ pub(super) fn uni_key(
         _ => {}
     }
     Ok(())
+}
+
+/// Why `dev` cannot be a network interface's name (Linux: 1 to 15 bytes, no `/`, no
+/// white space, not `.` or `..`), if it cannot: it becomes a path under /sys/class/net.
+pub fn bad_dev(dev: &str) -> Option<&'static str> {
+    if dev.is_empty() || dev.len() > 15 {
+        Some("an interface name has 1 to 15 bytes")
+    } else if dev == "." || dev == ".." || dev.contains('/') {
+        Some("an interface name is not '.' or '..' and holds no '/'")
+    } else if dev.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("an interface name holds no white space or control characters")
+    } else {
+        None
+    }
 }

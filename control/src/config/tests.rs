@@ -275,3 +275,87 @@ fn ethertype_refused_names_each_host_protocol_and_passes_the_rest() {
         assert_eq!(ethertype_refused(t), None, "{t:#x}");
     }
 }
+
+#[test]
+fn shim_ipcps_bootstrap_only_and_their_dev_is_an_interface_name() {
+    for (conf, want) in [
+        (
+            "[eth-dix.e]\nenrol=\"x\"\n",
+            "c.conf:2: enrol: a eth-dix IPCP bootstraps a layer of its own",
+        ),
+        (
+            "[udp4.u]\nenrol=\"x\"\nip=\"127.0.0.1\"\n",
+            "c.conf:2: enrol: a udp4 IPCP bootstraps",
+        ),
+        (
+            "[eth-llc.e]\nbootstrap=\"l\"\n",
+            "c.conf:1: dev: [eth-llc.e] needs dev=",
+        ),
+        (
+            "[udp6.u]\nbootstrap=\"l\"\n",
+            "c.conf:1: ip: [udp6.u] needs ip=",
+        ),
+        (
+            "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"../../tmp/x\"\n",
+            "c.conf:3: dev: '../../tmp/x': an interface name is not '.' or '..' and holds no '/'",
+        ),
+        (
+            "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"\"\n",
+            "c.conf:3: dev: '': an interface name has 1 to 15 bytes",
+        ),
+        (
+            "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"a-very-long-name0\"\n",
+            "c.conf:3: dev: 'a-very-long-name0': an interface name has 1 to 15 bytes",
+        ),
+        (
+            "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"a b\"\n",
+            "c.conf:3: dev: 'a b': an interface name holds no white space",
+        ),
+    ] {
+        let e = parse(conf, "c.conf").unwrap_err().to_string();
+        assert!(e.starts_with(want), "{conf:?}: {e}");
+    }
+    // Unicast and broadcast IPCPs enrol; a 15-byte interface name is one.
+    let c = parse(
+        "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"abcdefghijklmno\"\n[unicast.u]\nenrol=\"x\"\n[broadcast.b]\nenrol=\"y\"\n",
+        "c.conf",
+    )
+    .unwrap();
+    assert_eq!(c.ipcps[0].dev.as_deref(), Some("abcdefghijklmno"));
+    assert_eq!(c.ipcps[1].enrol.as_deref(), Some("x"));
+    assert_eq!(c.ipcps[2].enrol.as_deref(), Some("y"));
+}
+
+#[test]
+fn names_in_a_config_are_names_as_o7sctl_and_apps_give_them() {
+    let long = "n".repeat(256);
+    for (conf, want) in [
+        (
+            format!("[name.\"{long}\"]\nlb=\"spill\"\n"),
+            "c.conf:1: ".to_string() + &long + ": a name is at most 255 bytes",
+        ),
+        (
+            "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nreg=[\"\"]\n".into(),
+            "c.conf:4: reg: a name cannot be empty".into(),
+        ),
+        (
+            "[unicast.u]\nbootstrap=\"a\\nb\"\n".into(),
+            "c.conf:2: bootstrap: a name cannot hold control characters".into(),
+        ),
+        (
+            "[unicast.u]\nenrol=\"x\"\nconn=[\"\"]\n".into(),
+            "c.conf:3: conn: a name cannot be empty".into(),
+        ),
+        (
+            "[unicast.\"a\\tb\"]\nbootstrap=\"l\"\n".into(),
+            // (Its header is not found by its text: no line number.)
+            "c.conf: a\\tb: a name cannot hold control characters".into(),
+        ),
+    ] {
+        let e = parse(&conf, "c.conf").unwrap_err().to_string();
+        assert!(e.starts_with(&want), "{conf:?}: {e}");
+    }
+    let n255 = "n".repeat(255);
+    let c = parse(&format!("[name.\"{n255}\"]\nlb=\"spill\"\n"), "c.conf").unwrap();
+    assert_eq!(c.names[0].name, n255);
+}

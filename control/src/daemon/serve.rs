@@ -168,6 +168,12 @@ impl Daemon {
             let Some(dev) = settings.get("dev") else {
                 return err(CtlError::Invalid("dev is required".into()));
             };
+            if let Some(why) = crate::config::bad_dev(dev) {
+                return err(CtlError::Invalid(format!(
+                    "dev '{}': {why}",
+                    dev.escape_debug()
+                )));
+            }
             let ethertype = match settings.get("ethertype").map(|e| parse_u16(e)) {
                 None => o7s_wire::ethernet::ETHERTYPE_OUROBOROS,
                 Some(Some(e)) => match crate::config::ethertype_refused(e) {
