@@ -294,7 +294,8 @@ fn main() -> ExitCode {
         a.flows
     });
     if let Some(c) = &cfg {
-        d.apply(c);
+        // Failures are logged; the daemon runs with the rest (as after `config load`).
+        let _ = d.apply(c);
     }
     if let Some(flows) = adopted_flows {
         if let Err(e) = d.on_loop(move |o| o.adopt_flows(flows)) {

@@ -552,6 +552,30 @@ fn runtime_config_errors_are_refused() {
     let names = t.ctl_json("a", &["name", "list"]);
     assert_eq!(names[0]["name"], "x");
     assert_eq!(names[0]["lb"], "round-robin");
+    // A file that parses but part of which fails to apply (a device that is not there):
+    // the rest is applied, and o7sctl says what failed instead of "ok".
+    let half = t.dir.join("half.conf");
+    std::fs::write(
+        &half,
+        "[name.z]\nlb=\"spill\"\n\n[eth-dix.nodev]\nbootstrap=\"l\"\ndev=\"rc-no-such0\"\n",
+    )
+    .unwrap();
+    let o = t
+        .cmd("a", &bin("o7sctl"))
+        .args(["config", "load"])
+        .arg(&half)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("applied but for 1 failure(s): IPCP nodev (line 4)")
+            && err.contains("rc-no-such0"),
+        "{err}"
+    );
+    assert!(a.alive());
+    let names = t.ctl_json("a", &["name", "list"]);
+    assert!(names.iter().any(|n| n["name"] == "z"), "{names:?}");
 }
 
 /// `config load` of a file naming IPCPs that exist never makes a second one: an IPCP that

@@ -352,7 +352,17 @@ pub(super) fn parse_ipcp(
                 }
                 c.ip = Some(ip);
             }
-            "dns" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => c.dns = Some(s()?),
+            "dns" if kinds_ok(&[IpcpKind::Udp4, IpcpKind::Udp6]) => {
+                let d = s()?;
+                if crate::dns::server_addr(&d).is_none() {
+                    return Err(src.err(
+                        kl,
+                        k,
+                        format!("'{}': expected an IP address (and port), such as 127.0.0.1 or [::1]:53", d.escape_debug()),
+                    ));
+                }
+                c.dns = Some(d);
+            }
             "rate" if kinds_ok(&SHAPED) => {
                 let r = match val {
                     toml::Value::Integer(i) => o7s_abi::rate::parse_rate(&i.to_string()),

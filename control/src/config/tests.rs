@@ -359,3 +359,23 @@ fn names_in_a_config_are_names_as_o7sctl_and_apps_give_them() {
     let c = parse(&format!("[name.\"{n255}\"]\nlb=\"spill\"\n"), "c.conf").unwrap();
     assert_eq!(c.names[0].name, n255);
 }
+
+#[test]
+fn a_udp_layer_s_dns_server_is_an_address() {
+    let with = |d: &str| {
+        parse(
+            &format!("[udp4.u]\nbootstrap=\"l\"\nip=\"127.0.0.1\"\ndns=\"{d}\"\n"),
+            "u.conf",
+        )
+    };
+    assert_eq!(
+        with("127.0.0.1").unwrap().ipcps[0].dns.as_deref(),
+        Some("127.0.0.1")
+    );
+    assert!(with("[::1]:5353").is_ok());
+    let e = with("nameserver").unwrap_err().to_string();
+    assert!(
+        e.starts_with("u.conf:4: dns: 'nameserver': expected an IP address"),
+        "{e}"
+    );
+}

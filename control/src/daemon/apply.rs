@@ -96,23 +96,35 @@ impl Daemon {
     /// exists as the configuration says is left as it is; one that exists as something else
     /// is skipped with an error (`config load` refuses such a file before this). Runs on
     /// the thread that loads it (start-up, the admin thread): each step on the state is a
-    /// step on the loop, and the ports are waited for here.
-    pub fn apply(&self, cfg: &Config) {
+    /// step on the loop, and the ports are waited for here. Returns what failed, each
+    /// logged as well (`config load` answers with them).
+    pub fn apply(&self, cfg: &Config) -> Vec<String> {
+        let mut failed = Vec::new();
+        let mut fail = |m: String| {
+            tracing::error!("{m}");
+            failed.push(m);
+        };
         for n in &cfg.notes {
             tracing::info!("{n}");
         }
         let names = cfg.names.clone();
-        if let Err(e) = self.on_loop(move |o| o.apply_names(&names)) {
-            tracing::error!("the configuration's names are not applied: {e}");
-            return;
+        match self.on_loop(move |o| o.apply_names(&names)) {
+            Ok(e) => e.into_iter().for_each(&mut fail),
+            Err(e) => {
+                fail(format!("the configuration's names are not applied: {e}"));
+                return failed;
+            }
         }
         for i in &cfg.ipcps {
             let conf = i.clone();
             let standing = match self.on_loop(move |o| o.standing(&conf)) {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::error!("IPCP {} (line {}) not applied: {e}", i.name, i.line);
-                    return;
+                    fail(format!(
+                        "IPCP {} (line {}) not applied: {e}",
+                        i.name, i.line
+                    ));
+                    return failed;
                 }
             };
             match standing {
@@ -126,7 +138,7 @@ impl Daemon {
                     continue;
                 }
                 Standing::Conflict(why) => {
-                    tracing::error!("{why} (line {}): skipped.", i.line);
+                    fail(format!("{why} (line {}): skipped.", i.line));
                     continue;
                 }
             }
@@ -143,11 +155,21 @@ impl Daemon {
                 let made = self.on_loop(move |o| match conf.kind {
                     IpcpKind::Unicast => o.unicast_create(&conf),
                     IpcpKind::Broadcast => o.broadcast_create(&conf),
-                    _ => o.local_create(&conf),
+                    _ => {
+                        o.local_create(&conf);
+                        Ok(())
+                    }
                 });
-                if let Err(e) = made {
-                    tracing::error!("IPCP {} (line {}) not applied: {e}", i.name, i.line);
-                    return;
+                match made {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => fail(format!("IPCP {} (line {}): {e}", i.name, i.line)),
+                    Err(e) => {
+                        fail(format!(
+                            "IPCP {} (line {}) not applied: {e}",
+                            i.name, i.line
+                        ));
+                        return failed;
+                    }
                 }
                 continue;
             }
@@ -155,12 +177,12 @@ impl Daemon {
                 i.kind,
                 IpcpKind::EthDix | IpcpKind::EthLlc | IpcpKind::Udp4 | IpcpKind::Udp6
             ) {
-                tracing::warn!(
+                fail(format!(
                     "IPCP {} (line {}): type {} is not implemented yet (eth-dix, eth-llc, udp4, udp6, local and unicast are); skipped",
                     i.name,
                     i.line,
                     i.kind.as_str()
-                );
+                ));
                 continue;
             }
             let udp =
@@ -169,11 +191,10 @@ impl Daemon {
                     .map(|ip| std::net::SocketAddr::new(ip, i.port));
             let dns = match i.dns.as_deref().map(|d| (d, crate::dns::server_addr(d))) {
                 Some((d, None)) => {
-                    tracing::error!(
+                    fail(format!(
                         "IPCP {} (line {}): dns={d} is not an address",
-                        i.name,
-                        i.line
-                    );
+                        i.name, i.line
+                    ));
                     continue;
                 }
                 Some((_, a)) => a,
@@ -190,7 +211,7 @@ impl Daemon {
                 (IpcpKind::EthLlc, _) => PortKind::Llc,
                 (_, Some(addr)) => PortKind::Udp { addr },
                 (_, None) => {
-                    tracing::error!("IPCP {} (line {}): no usable ip", i.name, i.line);
+                    fail(format!("IPCP {} (line {}): no usable ip", i.name, i.line));
                     continue;
                 }
             };
@@ -198,20 +219,28 @@ impl Daemon {
                 Ok(()) => {
                     let conf = i.clone();
                     let is_udp = udp.is_some();
-                    if let Err(e) = self.on_loop(move |o| o.after_bootstrap(&conf, dns, is_udp)) {
-                        tracing::error!("IPCP {} (line {}): not finished: {e}", i.name, i.line);
-                        return;
+                    match self.on_loop(move |o| o.after_bootstrap(&conf, dns, is_udp)) {
+                        Ok(e) => e.into_iter().for_each(&mut fail),
+                        Err(e) => {
+                            fail(format!(
+                                "IPCP {} (line {}): not finished: {e}",
+                                i.name, i.line
+                            ));
+                            return failed;
+                        }
                     }
                 }
-                Err(e) => tracing::error!("IPCP {} (line {}): {e}", i.name, i.line),
+                Err(e) => fail(format!("IPCP {} (line {}): {e}", i.name, i.line)),
             }
         }
+        failed
     }
 }
 
 impl Owner {
-    /// A configuration's names and their bindings.
-    fn apply_names(&self, names: &[crate::config::NameConf]) {
+    /// A configuration's names and their bindings; what failed.
+    fn apply_names(&self, names: &[crate::config::NameConf]) -> Vec<String> {
+        let mut failed = Vec::new();
         for n in names {
             self.name_create(&n.name, Some(n.lb));
             if let Some(e) = self.st().reg.names.get_mut(&n.name) {
@@ -219,10 +248,11 @@ impl Owner {
             }
             for (prog, args, auto) in &n.progs {
                 if let Err(e) = self.bind_program(prog, &n.name, *auto, args.clone(), None) {
-                    tracing::warn!("name {}: {e}", n.name);
+                    failed.push(format!("name {}: {e}", n.name));
                 }
             }
         }
+        failed
     }
 
     /// What a configuration says of an eth/udp IPCP whose port is open: its rate, queue
@@ -232,16 +262,16 @@ impl Owner {
         i: &crate::config::IpcpConf,
         dns: Option<std::net::SocketAddr>,
         udp: bool,
-    ) {
+    ) -> Vec<String> {
+        let mut failed = Vec::new();
         let impair = i.impair.each_ref().map(Option::as_deref);
         if i.rate_bps.is_some() || i.queue.is_some() || impair.iter().any(Option::is_some) {
             let rate = i.rate_bps.map(|r| r.to_string());
             if let Err(e) = self.port_set(&i.name, rate.as_deref(), i.queue, impair) {
-                tracing::error!(
+                failed.push(format!(
                     "IPCP {} (line {}): rate/queue/impairments: {e}",
-                    i.name,
-                    i.line
-                );
+                    i.name, i.line
+                ));
             }
         }
         if let Some(d) = dns {
@@ -257,8 +287,9 @@ impl Owner {
         }
         for r in &i.reg {
             if let Err(e) = self.register(r, std::slice::from_ref(&i.name)) {
-                tracing::warn!("registering {r} in {}: {e}", i.name);
+                failed.push(format!("registering {r} in {}: {e}", i.name));
             }
         }
+        failed
     }
 }

@@ -178,7 +178,7 @@ fn drain_app(st: &mut State, j: usize, limit: usize) -> usize {
 impl Owner {
     /// Creates the broadcast IPCP of a `[broadcast.X]` table: bootstrapped, or enrolling;
     /// it accepts N-1 flows for its name and its layer's.
-    pub(super) fn broadcast_create(&self, i: &crate::config::IpcpConf) {
+    pub(super) fn broadcast_create(&self, i: &crate::config::IpcpConf) -> Result<(), String> {
         let mut u = UniIpcp::broadcast_base(&i.name, &i.conn);
         u.conn = o7s_proto::enroll::Connections::new(
             o7s_proto::enroll::EnrollConfig {
@@ -189,9 +189,7 @@ impl Owner {
             None,
         );
         u.bcast = Some(Bcast::default());
-        if !self.uni_member(i, &mut u) {
-            return;
-        }
+        self.uni_member(i, &mut u)?;
         let mut names = vec![i.name.clone()];
         if let (Some(layer), None) = (&i.bootstrap, &i.enrol) {
             u.conn
@@ -217,6 +215,7 @@ impl Owner {
                 dst: dst.clone(),
             });
         }
+        Ok(())
     }
 
     /// Process `pid` joins broadcast layer `layer` (or the broadcast IPCP of that name):

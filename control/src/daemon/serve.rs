@@ -240,7 +240,18 @@ impl Daemon {
             return err(e);
         }
         tracing::info!("Applying configuration file {path} (o7sctl).");
-        self.apply(&c);
-        Reply::Ok
+        let failed = self.apply(&c);
+        if failed.is_empty() {
+            return Reply::Ok;
+        }
+        // The rest was applied; what failed is said (and logged).
+        Reply::Error {
+            code: ErrorCode::Invalid,
+            message: format!(
+                "config load {path}: applied but for {} failure(s): {}",
+                failed.len(),
+                failed.join("; ")
+            ),
+        }
     }
 }

@@ -11,11 +11,12 @@ use std::time::Instant;
 
 impl Owner {
     /// Creates the unicast IPCP of a configuration table: bootstrapped, or enrolling.
-    pub(in crate::daemon) fn unicast_create(&self, i: &crate::config::IpcpConf) {
+    pub(in crate::daemon) fn unicast_create(
+        &self,
+        i: &crate::config::IpcpConf,
+    ) -> Result<(), String> {
         let mut uni = UniIpcp::new(&i.name, &i.conn, &i.reg, i.uni.withdraw);
-        if !self.uni_member(i, &mut uni) {
-            return;
-        }
+        self.uni_member(i, &mut uni)?;
         let (idx, dp_adopted) = {
             let st = self.st();
             (st.unicast.len(), st.dp_adopted)
@@ -74,6 +75,7 @@ impl Owner {
                 dst: dst.clone(),
             });
         }
+        Ok(())
     }
 
     /// Loads IPCP `i`'s membership (issue 26) into `u`; says once that its layer is open
@@ -82,13 +84,13 @@ impl Owner {
         &self,
         i: &crate::config::IpcpConf,
         u: &mut UniIpcp,
-    ) -> bool {
+    ) -> Result<(), String> {
         let Some(f) = &i.member else {
             tracing::warn!(
                 "IPCP {}: its layer is open (no member_ca): any host that reaches it may enrol and connect, as in the reference.",
                 i.name
             );
-            return true;
+            return Ok(());
         };
         match crate::membership::Membership::load(&i.name, f) {
             Ok((m, warning)) => {
@@ -112,12 +114,12 @@ impl Owner {
                     )));
                 }
                 u.member = Some(m);
-                true
+                Ok(())
             }
-            Err(e) => {
-                tracing::error!("IPCP {} (line {}): not created: {e}", i.name, i.line);
-                false
-            }
+            Err(e) => Err(format!(
+                "IPCP {} (line {}): not created: {e}",
+                i.name, i.line
+            )),
         }
     }
 

@@ -294,8 +294,7 @@ impl Owner {
             uni: crate::config::UniSettings::default(),
             member: None,
         };
-        self.unicast_create(&conf);
-        Ok(())
+        self.unicast_create(&conf).map_err(CtlError::Invalid)
     }
 
     /// `o7sctl ipcp connect`: Management then DT (or the one component named) to `dst`.
