@@ -88,7 +88,7 @@ struct Cli {
     mgmt_rate_port: u32,
     /// Connections to the control socket at once from one non-root user (each flow holds
     /// one); more are closed at once and logged.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_conns_per_user: u32,
     /// Serve Prometheus metrics (every counter o7sctl shows: names, flows, ports, layers)
     /// at http://ADDR:PORT/metrics; a PORT alone is 127.0.0.1:PORT (this host only). Off by

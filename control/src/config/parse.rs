@@ -126,6 +126,14 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                 "unknown top-level table (name, local, eth-llc, eth-dix, udp4, udp6, broadcast, unicast)",
             ));
         };
+        // `[unicast]` alone, its keys right under it: the table has no name.
+        if sub.values().any(|v| !v.is_table()) {
+            let line = text
+                .lines()
+                .position(|l| l.trim() == format!("[{top}]"))
+                .map_or(0, |i| i + 1);
+            return Err(src.err(line, top, format!("[{top}] needs a name: [{top}.NAME]")));
+        }
         if top == "udp" {
             cfg.notes.push(format!(
                 "{file}: [udp.*] is the tutorials' older spelling, read as [udp4.*]"
@@ -142,6 +150,19 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                         other.kind.as_str(),
                         other.line
                     ),
+                ));
+            }
+            let both = [IpcpKind::Unicast, IpcpKind::Broadcast];
+            if !i.conn.is_empty() && !both.contains(&i.kind) {
+                cfg.notes.push(format!(
+                    "{file}:{}: [{top}.{name}] conn: only unicast and broadcast IPCPs connect; ignored",
+                    i.line
+                ));
+            }
+            if !i.reg.is_empty() && i.kind == IpcpKind::Broadcast {
+                cfg.notes.push(format!(
+                    "{file}:{}: [{top}.{name}] reg: o7s registers no names in a broadcast layer (apps join it by its name); ignored",
+                    i.line
                 ));
             }
             cfg.ipcps.push(i);
@@ -317,6 +338,15 @@ pub(super) fn parse_ipcp(
                             format!("'{h}': expected SHA3_224, SHA3_256, SHA3_384 or SHA3_512"),
                         )
                     })?;
+                // The reference's unicast directory may hash with another; o7s's does not,
+                // and a layer whose members hash apart finds no names.
+                if kind == IpcpKind::Unicast && c.hash != HashAlgo::Sha3_256 {
+                    return Err(src.err(
+                        kl,
+                        k,
+                        format!("'{h}': o7s's unicast layers hash names with SHA3_256 only (the reference's default)"),
+                    ));
+                }
             }
             "dev" if kinds_ok(&[IpcpKind::EthDix, IpcpKind::EthLlc]) => {
                 let d = s()?;

@@ -379,3 +379,57 @@ fn a_udp_layer_s_dns_server_is_an_address() {
         "{e}"
     );
 }
+
+#[test]
+fn keys_o7s_cannot_honour_are_refused_or_noted() {
+    // A unicast layer hashing otherwise than o7s's directory does: refused.
+    let e = parse(
+        "[unicast.u]\nbootstrap=\"l\"\nhash=\"SHA3_512\"\n",
+        "c.conf",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with(
+            "c.conf:3: hash: 'SHA3_512': o7s's unicast layers hash names with SHA3_256 only"
+        ),
+        "{e}"
+    );
+    assert!(parse(
+        "[unicast.u]\nbootstrap=\"l\"\nhash=\"SHA3_256\"\n",
+        "c.conf"
+    )
+    .is_ok());
+    // An eth layer may hash otherwise.
+    assert!(parse(
+        "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nhash=\"SHA3_512\"\n",
+        "c.conf"
+    )
+    .is_ok());
+    // Keys that are read but do nothing here: said, not refused (the reference takes them).
+    let c = parse(
+        "[eth-dix.e]\nbootstrap=\"l\"\ndev=\"lo\"\nconn=[\"x\"]\n[broadcast.b]\nbootstrap=\"m\"\nreg=[\"n\"]\n",
+        "c.conf",
+    )
+    .unwrap();
+    assert_eq!(c.notes.len(), 2, "{:?}", c.notes);
+    assert!(
+        c.notes[0]
+            .starts_with("c.conf:1: [eth-dix.e] conn: only unicast and broadcast IPCPs connect"),
+        "{:?}",
+        c.notes
+    );
+    assert!(
+        c.notes[1].starts_with("c.conf:5: [broadcast.b] reg: o7s registers no names"),
+        "{:?}",
+        c.notes
+    );
+    // A table without a name.
+    let e = parse("[unicast]\nbootstrap=\"l\"\n", "c.conf")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "c.conf:1: unicast: [unicast] needs a name: [unicast.NAME]"
+    );
+}
