@@ -186,3 +186,33 @@ fn oping_and_ocbr_over_the_local_layer() {
     assert!(s["received"].as_u64().unwrap() > 0, "{s}");
     assert!(t.ctl_json("a", &["flow", "list"]).is_empty());
 }
+
+/// A local flow is two of the daemon's flows and counts against its bounds as any other:
+/// with `--max-flows 2`, a second pair is refused (counted, said) while the first is held.
+#[test]
+fn local_flows_count_against_the_daemon_s_flow_limit() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("lm");
+    let a = t.daemon_with("a", "a", &conf(), &["--max-flows", "2"]);
+    // The first pair: an oping that runs for a while (the server auto-started).
+    let mut first = t
+        .cmd("a", &bin("oping"))
+        .args(["-n", "oping-server", "-c", "300", "-i", "10ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || {
+        t.ctl_json("a", &["flow", "list"]).len() >= 2
+    }));
+    let (_, o) = t.oping("a", &["-n", "oping-server", "-c", "1", "-i", "10ms"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("maximum of 2 flows"), "{err}\n{}", a.log());
+    let stats = t.ctl_json("a", &["stats"]).remove(0);
+    assert!(stats["flow_limit"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    let _ = first.kill();
+    let _ = first.wait();
+}

@@ -267,15 +267,22 @@ impl Owner {
 
     /// Refuses (counted) when the daemon has its most flows, or a peer that has `of_peer`
     /// (named `who`) has its.
-    fn limits(&self, of_peer: usize, who: &str) -> Result<(), FlowError> {
+    /// Whether `adding` more flows stay within the daemon's bound (`--max-flows`); counted
+    /// and explained when not.
+    pub(crate) fn check_daemon_limit(&self, adding: usize) -> Result<(), FlowError> {
         let all = self.st().flows.len();
-        if all >= self.settings.max_flows {
+        if all + adding > self.settings.max_flows {
             self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
             return Err(FlowError::Limit(format!(
                 "this daemon has its maximum of {} flows (o7sd --max-flows)",
                 self.settings.max_flows
             )));
         }
+        Ok(())
+    }
+
+    fn limits(&self, of_peer: usize, who: &str) -> Result<(), FlowError> {
+        self.check_daemon_limit(1)?;
         if of_peer >= self.settings.max_flows_per_peer {
             self.counters.flow_limit.fetch_add(1, Ordering::Relaxed);
             return Err(FlowError::Limit(format!(

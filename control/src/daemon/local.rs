@@ -185,6 +185,16 @@ impl Owner {
         job: &LocalJob,
         a: crate::registry::Acceptor,
     ) -> Result<Accepted, FlowError> {
+        // Two flows of this daemon's: within its bounds as any other (the whole, and each
+        // of the two processes').
+        let limits = self
+            .check_daemon_limit(2)
+            .and_then(|()| self.check_process_limit(job.pid))
+            .and_then(|()| self.check_process_limit(a.pid));
+        if let Err(e) = limits {
+            self.st().reg.restore(a);
+            return Err(e);
+        }
         let made = FlowMem::create(DEFAULT_SLOTS, DEFAULT_SLOT_SIZE)
             .and_then(|(mem, fd)| Ok((mem, fd, Kick::new()?, Kick::new()?)));
         let (mem, memfd, a_tx, a_rx) = match made {
