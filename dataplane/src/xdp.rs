@@ -330,8 +330,8 @@ pub fn rx_queues(dev: &str) -> u32 {
 }
 
 impl XdpPort {
-    /// Attaches the program to `dev` in `mode`, configured for `ethertype` (eth-dix) or LLC,
-    /// and binds an AF_XDP socket on each of its RX queues: in zero-copy mode when XDP runs in
+    /// Attaches the program to `dev` in `mode`, configured for `ethertype` (eth-dix) or LLC
+    /// and the port's MAC `mac` (data frames to other stations stay the kernel's), and binds an AF_XDP socket on each of its RX queues: in zero-copy mode when XDP runs in
     /// the driver and the driver offers it, in copy mode otherwise ([`XdpPort::copy_mode`]
     /// says which and why). An o7s program that an earlier run left attached through netlink
     /// is removed first ([`XdpPort::stale_removed`]); another tool's program is not touched:
@@ -344,21 +344,22 @@ impl XdpPort {
         dev: &str,
         ethertype: Option<u16>,
         llc: bool,
+        mac: [u8; 6],
         mode: AttachMode,
         pool: &mut Option<Rc<SharedUmem>>,
         set: QueueSet,
     ) -> Result<Self, crate::xdp_error::XdpError> {
         let stale = clear_stale(dev)?;
         let mut p = match mode {
-            AttachMode::Skb => Self::open_skb(dev, ethertype, llc, pool, set)?,
-            AttachMode::Driver => Self::open_driver(dev, ethertype, llc, pool, set)?,
-            AttachMode::Auto => match Self::open_driver(dev, ethertype, llc, pool, set) {
+            AttachMode::Skb => Self::open_skb(dev, ethertype, llc, mac, pool, set)?,
+            AttachMode::Driver => Self::open_driver(dev, ethertype, llc, mac, pool, set)?,
+            AttachMode::Auto => match Self::open_driver(dev, ethertype, llc, mac, pool, set) {
                 Ok(mut p) => {
                     p.attach_mode = crate::xdp_status::Attached::AutoDriver;
                     p
                 }
                 Err(e) => {
-                    let mut p = Self::open_skb(dev, ethertype, llc, pool, set)?;
+                    let mut p = Self::open_skb(dev, ethertype, llc, mac, pool, set)?;
                     p.attach_mode = crate::xdp_status::Attached::AutoSkb {
                         driver_refused: e.to_string(),
                     };
@@ -374,10 +375,11 @@ impl XdpPort {
         dev: &str,
         ethertype: Option<u16>,
         llc: bool,
+        mac: [u8; 6],
         pool: &mut Option<Rc<SharedUmem>>,
         set: QueueSet,
     ) -> Result<Self, crate::xdp_error::XdpError> {
-        let mut p = Self::open_mode(dev, ethertype, llc, (false, false), pool, set)?;
+        let mut p = Self::open_mode(dev, ethertype, llc, mac, (false, false), pool, set)?;
         p.copy_mode = crate::xdp_status::CopyMode::CopySkb;
         p.attach_mode = crate::xdp_status::Attached::Skb;
         Ok(p)
@@ -387,17 +389,18 @@ impl XdpPort {
         dev: &str,
         ethertype: Option<u16>,
         llc: bool,
+        mac: [u8; 6],
         pool: &mut Option<Rc<SharedUmem>>,
         set: QueueSet,
     ) -> Result<Self, crate::xdp_error::XdpError> {
-        let mut p = match Self::open_mode(dev, ethertype, llc, (true, true), pool, set) {
+        let mut p = match Self::open_mode(dev, ethertype, llc, mac, (true, true), pool, set) {
             Ok(mut p) => {
                 p.copy_mode = crate::xdp_status::CopyMode::ZeroCopy;
                 p
             }
             Err(e) => {
                 // The first attempt's program and sockets are gone (dropped with it).
-                let mut p = Self::open_mode(dev, ethertype, llc, (true, false), pool, set)?;
+                let mut p = Self::open_mode(dev, ethertype, llc, mac, (true, false), pool, set)?;
                 p.copy_mode = crate::xdp_status::CopyMode::CopyRefused { why: e.to_string() };
                 p
             }
@@ -412,6 +415,7 @@ impl XdpPort {
         dev: &str,
         ethertype: Option<u16>,
         llc: bool,
+        mac: [u8; 6],
         (driver, zero_copy): (bool, bool),
         pool: &mut Option<Rc<SharedUmem>>,
         set: QueueSet,
@@ -433,10 +437,14 @@ impl XdpPort {
                 .map_err(|e| format!("attach: {}", error_chain(&e)))?;
         }
         {
-            let mut cfg: Array<&mut MapData, u32> =
+            // bpf/xdp_o7s.c's `struct port_cfg`: the Ethertype (host order), llc, a pad
+            // byte, the port's MAC, two pad bytes.
+            let mut cfg: Array<&mut MapData, [u8; 12]> =
                 Array::try_from(ebpf.map_mut("cfg").ok_or("no cfg map")?)
                     .map_err(|e| errno("cfg map", e))?;
-            let v = u32::from(ethertype.unwrap_or(0)) | (u32::from(llc) << 16);
+            let [e0, e1] = ethertype.unwrap_or(0).to_ne_bytes();
+            let [m0, m1, m2, m3, m4, m5] = mac;
+            let v = [e0, e1, u8::from(llc), 0, m0, m1, m2, m3, m4, m5, 0, 0];
             cfg.set(0, v, 0).map_err(|e| errno("cfg map", e))?;
         }
         let ids = set.of(rx_queues(dev));

@@ -85,9 +85,28 @@ fn connect_in(rundir: Option<&std::path::Path>) -> Result<Channel, Error> {
 /// Sends a control command to the daemon and returns its reply.
 pub fn control(cmd: proto::Ctl) -> Result<Reply, Error> {
     let ch = connect()?;
-    ch.send(&Request::Ctl(cmd), &[])?;
-    let (r, _) = ch.recv::<Reply>()?;
-    Ok(r)
+    // The daemon may refuse a long request at its first packet and close the connection
+    // while the rest is being sent: then the send fails, or the first read returns the
+    // reset the close left pending, and the reply queued before it comes next. The
+    // reply says why, better than either error.
+    let sent = ch.send(&Request::Ctl(cmd), &[]);
+    let soon = Some(Duration::from_millis(500));
+    let first = if sent.is_err() {
+        ch.recv_timeout::<Reply>(soon)
+    } else {
+        ch.recv::<Reply>()
+    };
+    let reply = match first {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            ch.recv_timeout::<Reply>(soon).map_err(|_| e)
+        }
+        r => r,
+    };
+    match (reply, sent) {
+        (Ok((r, _)), _) => Ok(r),
+        (Err(_), Err(e)) => Err(e.into()),
+        (Err(e), Ok(())) => Err(e.into()),
+    }
 }
 
 /// An allocated flow. Dropping it deallocates it.

@@ -10,7 +10,7 @@
     clippy::indexing_slicing
 )]
 
-use o7s_integration::{can_run, tool, Topo};
+use o7s_integration::{bin, can_run, eventually, tool, Topo};
 use std::process::Command;
 use std::time::Duration;
 
@@ -161,24 +161,24 @@ fn xdp_program_classifies_and_passes_without_a_socket() {
         &t.dev("b"),
     ]);
     let m = maps(&t.ns("b"), &t.dev("b"));
-    // Steer Ethertype 0xA000 (little-endian u16, then llc = 0, pad).
-    sh(&[
-        "bpftool",
-        "map",
-        "update",
-        "id",
-        &m["cfg"].to_string(),
-        "key",
-        "0",
-        "0",
-        "0",
-        "0",
-        "value",
-        "0x00",
-        "0xa0",
-        "0",
-        "0",
-    ]);
+    // The port's settings (bpf/xdp_o7s.c `struct port_cfg`): Ethertype 0xA000
+    // (little-endian u16), llc, a pad byte, b's MAC, two pad bytes.
+    let b_mac = t.mac("b");
+    let cfg_id = m["cfg"].to_string();
+    let set_cfg = |llc: &str| {
+        let mut args: Vec<String> = [
+            "bpftool", "map", "update", "id", &cfg_id, "key", "0", "0", "0", "0", "value", "0x00",
+            "0xa0", llc, "0",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(b_mac.split(':').map(|h| format!("0x{h}")));
+        args.extend(["0".to_string(), "0".to_string()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        sh(&refs);
+    };
+    set_cfg("0");
     // IPv4 still works with the program attached.
     sh(&[
         "ip",
@@ -231,6 +231,60 @@ fn xdp_program_classifies_and_passes_without_a_socket() {
         other >= 3,
         "the IPv4 pings passed as other traffic: {other}"
     );
+
+    // Frames that are not this port's pass to the kernel as other traffic, whatever
+    // their type: a data frame of the layer's Ethertype to another station (a bridge
+    // port, a macvlan child), and with LLC on, STP, SNAP and null-SAP frames; an LLC data
+    // frame to b (logical SAP 2, 0x40 on the wire) is ours.
+    set_cfg("1");
+    let a_mac = t.mac("a").replace(':', "");
+    let b_hex = b_mac.replace(':', "");
+    let pad = |f: String| format!("{f:0<120}");
+    let frames = [
+        // eth-dix data (eid 0x41, 4 bytes) to 02:00:00:00:00:99.
+        pad(format!("020000000099{a_mac}a000004100046869686f")),
+        // STP BPDU (01:80:c2:00:00:00, DSAP/SSAP 0x42, UI).
+        pad(format!("0180c2000000{a_mac}0026424203000000")),
+        // SNAP (CDP-like) to b.
+        pad(format!("{b_hex}{a_mac}0026aaaa0300000c2000")),
+        // The null SAP to b.
+        pad(format!("{b_hex}{a_mac}0026000003")),
+        // A group DSAP (logical 0xC1) to b.
+        pad(format!("{b_hex}{a_mac}0026830203")),
+    ];
+    let before = (counter(c, 0), counter(c, 3), counter(c, 4));
+    let o = t
+        .cmd("a", &bin("o7s-inject"))
+        .arg(t.dev("a"))
+        .args(&frames)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        eventually(Duration::from_secs(2), || counter(c, 4) >= before.2 + 5),
+        "other: {} -> {}",
+        before.2,
+        counter(c, 4)
+    );
+    assert_eq!(
+        (counter(c, 0), counter(c, 3)),
+        (before.0, before.1),
+        "none of them is ours"
+    );
+    let llc_data = pad(format!("{b_hex}{a_mac}0007404003686921"));
+    let o = t
+        .cmd("a", &bin("o7s-inject"))
+        .arg(t.dev("a"))
+        .arg(&llc_data)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        eventually(Duration::from_secs(2), || counter(c, 3) == before.1 + 1),
+        "an LLC data frame to b is ours (no socket: passed): {}",
+        counter(c, 3)
+    );
+    assert_eq!(counter(c, 0), before.0 + 1);
 }
 
 /// `vm.nr_hugepages`, restored when dropped.

@@ -429,7 +429,15 @@ impl Dataplane {
                 _ => (None, true),
             };
             let (set, spread) = self.own_queues(dev);
-            match crate::xdp::XdpPort::open(dev, et, llc, attach, &mut self.umem_pool, set) {
+            match crate::xdp::XdpPort::open(
+                dev,
+                et,
+                llc,
+                info.mac,
+                attach,
+                &mut self.umem_pool,
+                set,
+            ) {
                 Ok(x) => {
                     let spread = spread.and_then(|s| self.spread_port(id, dev, &x, s));
                     let path = super::xdp_ports::io_path(&x, spread.as_deref());
