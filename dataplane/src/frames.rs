@@ -66,6 +66,16 @@ pub fn parse(kind: PortKind, frame: &[u8]) -> Parsed<'_> {
             if eth.type_len() > llc::MAX_LENGTH {
                 return Parsed::NotOurs;
             }
+            // Only the management SAP and the data SAPs 2..=65 (logical) are a layer's:
+            // the null SAP, STP's, SNAP's and group SAPs are the host's (the XDP program
+            // passes them too), never management.
+            let ours = pl
+                .first()
+                .map(|d| llc::sap_wire(*d))
+                .is_some_and(|sap| sap == llc::MGMT_SAP || (2..66).contains(&sap));
+            if !ours {
+                return Parsed::NotOurs;
+            }
             match llc::LlcRepr::parse(pl, eth.type_len()) {
                 Ok((h, sdu, _)) if h.ctrl == llc::CTRL_UI => {
                     let eid = if h.dsap == llc::MGMT_SAP {
@@ -218,6 +228,23 @@ mod tests {
                 assert_eq!(sdu, b"data");
             }
             other => panic!("{other:?}"),
+        }
+        // The null SAP (it was read as management), STP's, SNAP's and a group SAP are
+        // the host's; the last data SAP is ours.
+        for (dsap_wire, ours) in [
+            (0x00, false),
+            (0x42, false),
+            (0xAA, false),
+            (0x83, false),
+            (llc::sap_wire(65), true),
+        ] {
+            let mut g = f.clone();
+            g[14] = dsap_wire;
+            assert_eq!(
+                !matches!(parse(PortKind::Llc, &g), Parsed::NotOurs),
+                ours,
+                "DSAP {dsap_wire:#04x} on the wire"
+            );
         }
         // A DIX frame on an LLC port is not ours.
         let mut d = Vec::new();

@@ -699,9 +699,10 @@ fn management_frames_go_to_o7sd_unless_their_source_is_no_station() {
 #[test]
 fn llc_data_goes_to_the_flow_of_its_destination_sap() {
     let mut f = Vec::new();
-    frames::build_llc(&mut f, SERVER_MAC, CLIENT_MAC, 0x42, 0x24, b"sdu").unwrap();
+    // A data SAP of the layer's (logical 2..=65).
+    frames::build_llc(&mut f, SERVER_MAC, CLIENT_MAC, 0x21, 0x24, b"sdu").unwrap();
     let mut t = Tables::default();
-    t.insert_flow(PORT, 0x42, entry(5, CLIENT_MAC, None));
+    t.insert_flow(PORT, 0x21, entry(5, CLIENT_MAC, None));
     let port = PortView {
         kind: PortKind::Llc,
         ..server_port()
