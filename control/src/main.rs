@@ -154,6 +154,33 @@ fn main() -> ExitCode {
         eprintln!("o7sd: cannot create {}: {e}", rundir.display());
         return ExitCode::from(1);
     }
+    // One o7sd per run directory, held for the process's life: two started together would
+    // each take the other's socket and start a data plane of their own on the same devices.
+    let lock_path = rundir.join("o7sd.lock");
+    let _lock = match std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| (e, "open"))
+        .and_then(|f| {
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+                .map_err(|(_, e)| (std::io::Error::from(e), "lock"))
+        }) {
+        Ok(l) => l,
+        Err((e, _)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            eprintln!(
+                "o7sd: another o7sd is running on {} (it holds {}; use --rundir for a second one)",
+                rundir.display(),
+                lock_path.display()
+            );
+            return ExitCode::from(1);
+        }
+        Err((e, what)) => {
+            eprintln!("o7sd: cannot {what} {}: {e}", lock_path.display());
+            return ExitCode::from(1);
+        }
+    };
     let sock = rundir.join(o7s::proto::SOCKET_NAME);
     if o7s::ipc::Channel::connect(&sock).is_ok() {
         eprintln!(

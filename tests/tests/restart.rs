@@ -516,3 +516,55 @@ fn a_server_waiting_in_accept_waits_for_o7sd_across_a_clean_stop() {
     assert!(waiting, "oping -l ended when o7sd stopped: {err}");
     assert!(err.contains("o7sd is away"), "{err}");
 }
+
+/// Two o7sd started together on one run directory: one runs, the other says another holds
+/// the directory and exits, and there is one data plane (before the lock each could take
+/// the other's socket and start a data plane of its own on the same device).
+#[test]
+fn two_o7sd_started_together_on_one_rundir_leave_one_running() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("tw");
+    let conf = t.dir.join("a.conf");
+    std::fs::write(&conf, client_conf(&t.dev("a"))).unwrap();
+    let start = || {
+        t.cmd("a", &bin("o7sd"))
+            .arg("--config")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (mut one, mut two) = (start(), start());
+    // The loser exits at once; the winner runs.
+    let mut loser = None;
+    assert!(eventually(Duration::from_secs(10), || {
+        for (i, c) in [&mut one, &mut two].into_iter().enumerate() {
+            if let Ok(Some(status)) = c.try_wait() {
+                loser = Some((i, status));
+            }
+        }
+        loser.is_some()
+    }));
+    let (i, status) = loser.unwrap();
+    let (mut lost, mut won) = if i == 0 { (one, two) } else { (two, one) };
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(lost.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let _ = lost.wait();
+    assert!(
+        err.contains("another o7sd is running") && err.contains("o7sd.lock"),
+        "{err}"
+    );
+    assert!(won.try_wait().unwrap().is_none(), "the winner runs");
+    assert!(eventually(Duration::from_secs(10), || {
+        t.ctl_json("a", &["ipcp", "list"])
+            .iter()
+            .any(|r| r["name"] == "wifi1")
+    }));
+    assert_eq!(dataplane_pids(&t, "a").len(), 1, "one data plane");
+    let _ = won.kill();
+    let _ = won.wait();
+}
