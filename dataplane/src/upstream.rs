@@ -39,6 +39,9 @@ pub struct Upstream {
     /// Keeps the placeholder's other end open while orphaned.
     spare: Option<Channel>,
     listener: Option<(Listener, PathBuf)>,
+    /// The socket file's (device, inode) as bound: it is removed at the end only if it is
+    /// still ours (a successor may have bound the path meanwhile).
+    file_id: Option<(u64, u64)>,
     /// A connection that got our Hello and has yet to say Adopt.
     pending: Option<(Channel, Instant)>,
     orphan_since: Option<Instant>,
@@ -72,10 +75,12 @@ impl Upstream {
                 None
             }
         };
+        let file_id = listener.as_ref().and_then(|(_, p)| file_id(p));
         Self {
             ctl,
             spare: None,
             listener,
+            file_id,
             pending: None,
             orphan_since: None,
             grace,
@@ -89,6 +94,7 @@ impl Upstream {
             ctl,
             spare: None,
             listener: None,
+            file_id: None,
             pending: None,
             orphan_since: None,
             grace: DEFAULT_GRACE,
@@ -230,9 +236,19 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         if let Some((_, p)) = &self.listener {
-            let _ = std::fs::remove_file(p);
+            // Only our own file: a data plane that stops after its successor started
+            // must not remove the successor's socket.
+            if self.file_id.is_some() && file_id(p) == self.file_id {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
+}
+
+/// The (device, inode) of the file at `path`.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// A listening socket at `path` that only this user may connect to.
@@ -257,6 +273,21 @@ mod tests {
             Ok((FromDp::Hello { abi, busy, .. }, _)) => Some((abi, busy)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_data_plane_that_stops_after_its_successor_bound_leaves_the_successor_s_socket() {
+        let p = path("successor");
+        let (_o1, c1) = Channel::pair().unwrap_or_else(|e| panic!("{e}"));
+        let old = Upstream::with_socket(c1, p.clone(), Duration::from_secs(60));
+        let (_o2, c2) = Channel::pair().unwrap_or_else(|e| panic!("{e}"));
+        // The successor binds the same path (a new file).
+        let new = Upstream::with_socket(c2, p.clone(), Duration::from_secs(60));
+        drop(old);
+        assert!(p.exists(), "the successor's socket stays");
+        assert!(Channel::connect(&p).is_ok(), "and still answers");
+        drop(new);
+        assert!(!p.exists(), "its own goes with it");
     }
 
     #[test]
