@@ -192,6 +192,10 @@ pub struct State {
     pub unicast: Vec<unicast::UniIpcp>,
     /// Ports of an adopted data plane that no IPCP has taken yet.
     adopted_ports: Vec<o7s_abi::msg::AdoptedPort>,
+    /// The endpoint ids of the adopted data plane's eth/udp flows, by port: reserved in
+    /// the IPCP that takes the port as it is made, so that nothing allocated before the
+    /// flows are adopted (the configuration's own flows, a peer's FLOW_REQ) takes one.
+    adopted_eids: Vec<(u32, u32)>,
     /// This o7sd adopted a running data plane (unicast IPCPs may resume).
     dp_adopted: bool,
     /// Adopted N-1 flows of the previous o7sd's unicast IPCPs, until one resumes with them.

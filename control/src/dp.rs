@@ -503,7 +503,24 @@ fn adopt(sock: &std::path::Path) -> io::Result<Option<(Channel, Adopted)>> {
             return Ok(None);
         }
     };
-    let (abi, pid, busy) = hello;
+    let (abi, said_pid, busy) = hello;
+    // The pid o7sd may signal is the kernel's record of the socket's peer, not what the
+    // other side says (a pid of 0 would signal o7sd's own process group).
+    let pid = match ch.peer_cred() {
+        Ok(c) if c.pid > 1 => c.pid.unsigned_abs(),
+        other => {
+            return Err(io::Error::other(format!(
+                "{}: the data plane's process cannot be told ({other:?}; it says pid {said_pid})",
+                sock.display()
+            )))
+        }
+    };
+    if said_pid != pid {
+        tracing::warn!(
+            "{}: the data plane says pid {said_pid}, the kernel {pid}: {pid} is taken",
+            sock.display()
+        );
+    }
     if busy {
         return Err(io::Error::other(format!(
             "the data plane (pid {pid}) at {} is driven by another o7sd",

@@ -314,8 +314,8 @@ fn main() -> ExitCode {
         sock.display()
     );
     let adopted_flows = adopted.map(|a| {
-        let ports = a.ports;
-        if let Err(e) = d.on_loop(move |o| o.adopt_ports(ports)) {
+        let (ports, flows) = (a.ports, a.flows.clone());
+        if let Err(e) = d.on_loop(move |o| o.adopt_ports(ports, &flows)) {
             tracing::error!("the adopted data plane's ports: {e}");
         }
         a.flows

@@ -12,8 +12,13 @@ use std::time::Instant;
 
 impl Owner {
     /// Keeps the adopted data plane's ports for the IPCPs the configuration creates.
-    pub fn adopt_ports(&self, ports: Vec<AdoptedPort>) {
+    pub fn adopt_ports(&self, ports: Vec<AdoptedPort>, flows: &[o7s_abi::msg::AdoptedFlow]) {
         let mut st = self.st();
+        st.adopted_eids = flows
+            .iter()
+            .filter(|f| f.uni.is_none())
+            .map(|f| (f.port, f.local))
+            .collect();
         st.next_port = st
             .next_port
             .max(ports.iter().map(|p| p.port).max().unwrap_or(0));
@@ -61,6 +66,10 @@ impl Owner {
             }
             let idx = st.ipcps.iter().position(|i| i.port == f.port);
             let (Some(idx), Some(r)) = (idx, record) else {
+                // An id reserved for it when its port was taken is free again.
+                if let Some(i) = idx.and_then(|x| st.ipcps.get_mut(x)) {
+                    i.shim.release(f.local);
+                }
                 drop(st);
                 tracing::warn!(
                     "Adopted flow {} (port {}) belongs to no IPCP of this configuration: closed.",
@@ -82,6 +91,9 @@ impl Owner {
             // (until replaced); the rest (Management, Enrollment: their rings were the
             // old o7sd's) are closed when no IPCP claims them (unicast/resume.rs).
             if !r.own && !crate::registry::process_lives(f.pid) {
+                if let Some(i) = st.ipcps.get_mut(idx) {
+                    i.shim.release(f.local);
+                }
                 drop(st);
                 tracing::info!(
                     "Adopted flow {} ({} {}, local {:#x}) belonged to process {}, which is gone: closed.",
@@ -95,10 +107,12 @@ impl Owner {
                 closed += 1;
                 continue;
             }
+            // Reserved when the IPCP took the port; else taken now.
+            let reserved = st.adopted_eids.contains(&(f.port, f.local));
             let Some(i) = st.ipcps.get_mut(idx) else {
                 continue;
             };
-            if !i.shim.adopt_eid(f.local) {
+            if !reserved && !i.shim.adopt_eid(f.local) {
                 tracing::warn!(
                     "Adopted flow {}: endpoint id {:#x} is not free in {}",
                     f.flow,
@@ -147,6 +161,7 @@ impl Owner {
             );
             kept += 1;
         }
+        self.st().adopted_eids.clear();
         let left = std::mem::take(&mut self.st().adopted_ports);
         for p in left {
             tracing::warn!(

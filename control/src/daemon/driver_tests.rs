@@ -823,3 +823,61 @@ fn an_allocation_whose_app_left_frees_its_endpoint_id_at_once() {
         "the data plane is told"
     );
 }
+
+#[test]
+fn an_adopted_flow_s_endpoint_id_is_reserved_when_its_ipcp_takes_the_port() {
+    let (d, _dp) = crate::daemon::fake_daemon();
+    let (lo, _) = crate::eth::shim_kind(KIND).eid_range();
+    let flow = |local: u32| o7s_abi::msg::AdoptedFlow {
+        flow: 9,
+        port: 7,
+        local,
+        remote: 0x99,
+        peer: PEER_MAC,
+        peer_addr: None,
+        pid: 4242,
+        timeout_ms: 1000,
+        record: String::new(),
+        uni: None,
+    };
+    // The adopted data plane has a flow on port 7 with the lowest id an allocation would
+    // take, and one on another port.
+    let mut other = flow(lo + 1);
+    other.port = 8;
+    d.adopt_ports(
+        vec![o7s_abi::msg::AdoptedPort {
+            port: 7,
+            dev: "veth-test".into(),
+            kind: KIND,
+            mac: OUR_MAC,
+            mtu: 1500,
+            io_path: String::new(),
+        }],
+        &[flow(lo), other],
+    );
+    // The IPCP the configuration makes takes the port: its shim has the id already, so
+    // the next allocation gets another.
+    let port = d.take_adopted_port("veth-test", KIND).unwrap().port;
+    let up = FromDp::PortUp {
+        port,
+        mac: OUR_MAC,
+        mtu: 1500,
+        io_path: String::new(),
+    };
+    d.port_answered(
+        "e1",
+        IpcpKind::EthDix,
+        "wire",
+        "veth-test",
+        KIND,
+        HashAlgo::Sha3_256,
+        port,
+        up,
+    )
+    .unwrap();
+    let mut st = d.st();
+    let i = &mut st.ipcps[0];
+    assert_eq!(i.shim.eids_in_use(), 1, "only port 7's flow's id");
+    assert!(!i.shim.adopt_eid(lo), "taken");
+    assert!(i.shim.adopt_eid(lo + 1), "port 8's id is not this IPCP's");
+}

@@ -182,7 +182,7 @@ impl Owner {
 
     /// The last step: the IPCP made with the data plane's answer for its port.
     #[allow(clippy::too_many_arguments)]
-    fn port_answered(
+    pub(super) fn port_answered(
         &self,
         name: &str,
         kind: IpcpKind,
@@ -223,6 +223,10 @@ impl Owner {
         };
         let mut st = self.st();
         st.opening.remove(name);
+        // The adopted flows' endpoint ids on this port are theirs (see adopt_flows).
+        for &(_, local) in st.adopted_eids.iter().filter(|(p, _)| *p == ipcp.port) {
+            ipcp.shim.adopt_eid(local);
+        }
         st.ipcps.push(ipcp);
         res
     }
