@@ -144,8 +144,10 @@ pub struct KernelDrops {
     pub rx_ring_full: u64,
     /// Times the kernel found the fill ring empty (`rx_fill_ring_empty_descs`).
     pub fill_ring_empty: u64,
-    /// Descriptors the kernel refused on the rx and tx rings (`rx_invalid_descs`,
-    /// `tx_invalid_descs`): never more than zero unless the data plane wrote a bad one.
+    /// Descriptors refused on the rings: by the kernel on the rx and tx rings
+    /// (`rx_invalid_descs`, `tx_invalid_descs`: never more than zero unless the data plane
+    /// wrote a bad one), and by the worker from the kernel's rx and completion rings
+    /// ([`XdpPort::bad_descs`]).
     pub invalid_descs: u64,
 }
 
@@ -237,6 +239,11 @@ pub struct XdpPort {
     pub tx_frames: u64,
     /// Frames that could not be sent (no free UMEM frame, ring full).
     pub tx_dropped: u64,
+    /// Descriptors the worker refused from the kernel's rx and completion rings: an
+    /// address outside the UMEM (not given back: it is no frame of ours), a length past its
+    /// frame, a completion beyond the frames in flight. Never more than zero with a kernel
+    /// that keeps AF_XDP's rules; reported with the kernel's (`invalid_descs`).
+    pub bad_descs: u64,
 }
 
 impl Drop for XdpPort {
@@ -545,6 +552,7 @@ impl XdpPort {
             rx_frames: 0,
             tx_frames: 0,
             tx_dropped: 0,
+            bad_descs: 0,
         };
         match (port.ebpf.as_mut(), xsks) {
             (Some(ebpf), _) => {
@@ -722,6 +730,7 @@ impl XdpPort {
                 k.invalid_descs += s.rx_invalid_descs + s.tx_invalid_descs;
             }
         }
+        k.invalid_descs += self.bad_descs;
         k
     }
 
@@ -748,7 +757,7 @@ impl XdpPort {
     /// back to the kernel: the received frame, or the one [`XdpPort::send_in_place`] left
     /// in its place. Returns how many.
     pub fn recv(&mut self, mut f: impl FnMut(&mut [u8], &mut RxSlot)) -> usize {
-        let mut total = 0;
+        let (mut total, mut bad) = (0, 0);
         let umem_id = self.umem_id();
         for q in &mut self.queues {
             let mut n = 0;
@@ -761,11 +770,19 @@ impl XdpPort {
                         data: d.addr,
                         umem: umem_id,
                     };
+                    if !umem.holds(d.addr) {
+                        // No frame of ours: counted, not handed to a ring.
+                        bad += 1;
+                        drop(slot);
+                        continue;
+                    }
                     // Safety: the kernel handed this frame to us through the rx ring; it is
                     // in no ring until its slot gives it back below, and no other slice of
                     // it exists.
-                    if let Some(b) = unsafe { umem.bytes(d.addr, d.len) } {
-                        f(b, &mut slot);
+                    match unsafe { umem.bytes(d.addr, d.len) } {
+                        Some(b) => f(b, &mut slot),
+                        // Longer than its frame: not read; the frame goes back.
+                        None => bad += 1,
                     }
                     q.to_fill.push(slot.frame);
                     n += 1;
@@ -787,6 +804,7 @@ impl XdpPort {
             total += n;
         }
         self.rx_frames += total as u64;
+        self.bad_descs += bad;
         total
     }
 
@@ -964,9 +982,13 @@ impl XdpPort {
         };
         let mut c = q.device.complete(BATCH * 4);
         while let Some(a) = c.read() {
-            // A frame the kernel sent is ours again.
+            // A frame the kernel sent is ours again, if it is one and one was in flight.
+            if !self.umem.holds(a) || self.tx_in_flight == 0 {
+                self.bad_descs += 1;
+                continue;
+            }
             self.free_tx.push(Frame::from_ring(a));
-            self.tx_in_flight = self.tx_in_flight.saturating_sub(1);
+            self.tx_in_flight -= 1;
         }
         c.release();
     }

@@ -119,6 +119,12 @@ fn errno(what: &str, e: impl std::fmt::Debug) -> crate::xdp_error::XdpError {
 }
 
 impl SharedUmem {
+    /// Whether `addr` (from a kernel ring) lies inside one of its frames: a descriptor that
+    /// does not is no frame of ours to give back.
+    pub fn holds(&self, addr: u64) -> bool {
+        addr / u64::from(FRAME_SIZE) < u64::from(self.frames)
+    }
+
     /// A UMEM of `frames` frames with rings of `fill` and `complete` entries per socket;
     /// anonymous memory on 2 MiB hugepages when the machine has free ones (fewer TLB
     /// misses), normal pages otherwise; faulted in now, not on the data path.
@@ -309,6 +315,10 @@ mod tests {
         assert!(!u.take_owner(), "one owner socket");
         let f1 = u.frame(1).unwrap().addr();
         assert_eq!(f1, u64::from(FRAME_SIZE));
+        // A ring's address is one of its frames only below its 8 frames' end.
+        let end = 8 * u64::from(FRAME_SIZE);
+        assert!(u.holds(0) && u.holds(f1 + 100) && u.holds(end - 1));
+        assert!(!u.holds(end) && !u.holds(u64::MAX));
         u.close_owner();
         assert!(u.umem().is_none());
         assert_eq!(u.room(), 0, "no port joins once its own socket is gone");
