@@ -765,17 +765,16 @@ impl XdpPort {
                 let umem = &self.umem;
                 let mut r = q.rx.receive(BATCH);
                 while let Some(d) = r.read() {
+                    if !umem.holds(d.addr) {
+                        // No frame of ours: counted, not handed to a ring.
+                        bad += 1;
+                        continue;
+                    }
                     let mut slot = RxSlot {
                         frame: Frame::from_ring(d.addr),
                         data: d.addr,
                         umem: umem_id,
                     };
-                    if !umem.holds(d.addr) {
-                        // No frame of ours: counted, not handed to a ring.
-                        bad += 1;
-                        drop(slot);
-                        continue;
-                    }
                     // Safety: the kernel handed this frame to us through the rx ring; it is
                     // in no ring until its slot gives it back below, and no other slice of
                     // it exists.
