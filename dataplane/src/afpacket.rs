@@ -137,7 +137,10 @@ impl PacketSocket {
                     _ => Err(e),
                 };
             }
-            if sll.sll_pkttype == libc::PACKET_OUTGOING {
+            // Our own frames going out, and frames for other stations (a bridge port, a
+            // macvlan child, promiscuous mode): none is for a flow of ours.
+            if sll.sll_pkttype == libc::PACKET_OUTGOING || sll.sll_pkttype == libc::PACKET_OTHERHOST
+            {
                 continue;
             }
             return Ok(Some((n as usize).min(buf.len())));

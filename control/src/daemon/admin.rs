@@ -37,6 +37,21 @@ impl Daemon {
             }
             let (ctl, cred) = match job.work {
                 AdminWork::Ctl(c, cred) => (c, cred),
+                // Only administrators send those (config load): anyone else's is refused
+                // before its rest is read (it would hold this thread while it trickles in).
+                // The check is here, not on the loop: the group database may be slow.
+                AdminWork::Long(cred) if !self.settings.policy.is_admin(&cred) => {
+                    self.counters.denied.fetch_add(1, Ordering::Relaxed);
+                    let admins = self.settings.policy.admins();
+                    reply_err(
+                        &job.ch,
+                        ErrorCode::Denied,
+                        format!(
+                            "a request longer than one packet (config load): only {admins} may"
+                        ),
+                    );
+                    continue;
+                }
                 AdminWork::Long(cred) => match job.ch.recv::<Request>() {
                     Ok((Request::Ctl(c), _)) => (c, cred),
                     Ok(_) => {

