@@ -137,10 +137,7 @@ impl PacketSocket {
                     _ => Err(e),
                 };
             }
-            // Our own frames going out, and frames for other stations (a bridge port, a
-            // macvlan child, promiscuous mode): none is for a flow of ours.
-            if sll.sll_pkttype == libc::PACKET_OUTGOING || sll.sll_pkttype == libc::PACKET_OTHERHOST
-            {
+            if sll.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return Ok(Some((n as usize).min(buf.len())));

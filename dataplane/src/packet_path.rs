@@ -478,6 +478,12 @@ pub fn classify_eth(port: PortView, frame: &mut [u8], t: &Tables) -> Action {
         }
         return Action::Mgmt { src, dst, sdu };
     }
+    // Data for another station (a bridge port, a macvlan child, a promiscuous device: the
+    // AF_PACKET path sees them; the XDP program passes them to the kernel) is not ours,
+    // even when its peer and endpoint id match a flow of ours.
+    if dst != port.mac {
+        return Action::NotOurs;
+    }
     let Some(e) = t.flow(port.id, eid) else {
         return Action::UnknownEid { eid };
     };

@@ -618,6 +618,13 @@ fn the_sender_must_be_the_flows_peer() {
         classify_eth(other, &mut f, &server_tables()),
         Action::UnknownEid { eid: 65 }
     );
+    // From the flow's peer with its endpoint id, but to another station (a promiscuous
+    // device): not ours, untouched.
+    let mut f = unhex(UNI_DIX_4);
+    f[0..6].copy_from_slice(&NEXT_MAC);
+    let before = f.clone();
+    assert_eq!(classify(&mut f, &server_tables()), Action::NotOurs);
+    assert_eq!(f, before);
 }
 
 #[test]
