@@ -236,7 +236,9 @@ mod tests {
             (0x42, false),
             (0xAA, false),
             (0x83, false),
+            (llc::sap_wire(2), true),
             (llc::sap_wire(65), true),
+            (llc::sap_wire(66), false),
         ] {
             let mut g = f.clone();
             g[14] = dsap_wire;
