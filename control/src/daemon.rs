@@ -196,6 +196,10 @@ pub struct State {
     /// the IPCP that takes the port as it is made, so that nothing allocated before the
     /// flows are adopted (the configuration's own flows, a peer's FLOW_REQ) takes one.
     adopted_eids: Vec<(u32, u32)>,
+    /// Flows the adopted data plane removed (their app ended) before o7sd knew them: not
+    /// adopted afterwards (each would hold its endpoint id for nothing). Bounded by
+    /// [`GONE_EARLY_MAX`].
+    gone_early: std::collections::HashSet<u64>,
     /// This o7sd adopted a running data plane (unicast IPCPs may resume).
     dp_adopted: bool,
     /// Adopted N-1 flows of the previous o7sd's unicast IPCPs, until one resumes with them.
@@ -407,3 +411,6 @@ pub(crate) fn fake_daemon() -> (Owner, o7s::ipc::Channel) {
     let o = Owner::new(&d).unwrap();
     (o, theirs)
 }
+
+/// Most flow ids remembered as gone before their adoption ([`State::gone_early`]).
+pub(crate) const GONE_EARLY_MAX: usize = 65_536;

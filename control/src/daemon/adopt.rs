@@ -45,6 +45,19 @@ impl Owner {
             let record: Option<FlowRecord> = serde_json::from_str(&f.record).ok();
             let mut st = self.st();
             st.next_flow = st.next_flow.max(f.flow);
+            // Its app ended it while o7sd started (the data plane removed it): nothing to
+            // adopt, and an id reserved for it is free again.
+            if st.gone_early.contains(&f.flow) {
+                if st.adopted_eids.contains(&(f.port, f.local)) {
+                    if let Some(i) = st.ipcps.iter_mut().find(|i| i.port == f.port) {
+                        i.shim.release(f.local);
+                    }
+                }
+                drop(st);
+                tracing::info!("Adopted flow {} ended before it was adopted.", f.flow);
+                closed += 1;
+                continue;
+            }
             // A flow over a unicast IPCP: its IPCP claims it when it resumes (or it goes,
             // unicast/resume.rs), unless its process is gone.
             if let (Some(_), Some(r)) = (&f.uni, &record) {

@@ -955,3 +955,36 @@ fn an_app_s_allocation_waits_at_most_max_alloc_wait_whatever_it_asks() {
         assert_eq!(job.timeout(), want, "asked {asked} ms");
     }
 }
+
+#[test]
+fn a_flow_that_ends_before_its_adoption_is_not_adopted() {
+    let (d, _dp) = daemon();
+    let (lo, _) = crate::eth::shim_kind(KIND).eid_range();
+    let record =
+        serde_json::json!({"name": "srv", "side": "alloc", "qos": QosSpec::RAW}).to_string();
+    let flow = |id: u64, local: u32| o7s_abi::msg::AdoptedFlow {
+        flow: id,
+        port: PORT,
+        local,
+        remote: 0x99,
+        peer: PEER_MAC,
+        peer_addr: None,
+        // A process that lives (this test): adopted unless it ended.
+        pid: std::process::id() as i32,
+        timeout_ms: 1000,
+        record: record.clone(),
+        uni: None,
+    };
+    d.st().dp_adopted = true;
+    // Flow 9's app closes it while o7sd starts: the data plane says so before o7sd adopts.
+    d.on_dp_message(FromDp::FlowGone {
+        flow: 9,
+        why: "its app closed it".into(),
+    });
+    d.protocol_turn(Instant::now());
+    d.adopt_flows(vec![flow(9, lo), flow(10, lo + 1)]);
+    let st = d.st();
+    assert!(!st.flows.contains_key(&9), "the flow that ended");
+    assert!(st.flows.contains_key(&10), "the one that lives");
+    assert_eq!(st.ipcps[0].shim.eids_in_use(), 1, "only flow 10's id");
+}

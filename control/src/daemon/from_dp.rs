@@ -145,6 +145,17 @@ impl Owner {
             match e {
                 FlowEvent::Gone { flow, why } => {
                     tracing::info!("Flow {flow}: {why}.");
+                    {
+                        // An adopted data plane's flow o7sd does not know yet: it is not
+                        // to be adopted any more.
+                        let mut st = self.st();
+                        if st.dp_adopted
+                            && !st.flows.contains_key(&flow)
+                            && st.gone_early.len() < super::GONE_EARLY_MAX
+                        {
+                            st.gone_early.insert(flow);
+                        }
+                    }
                     self.dealloc(flow);
                 }
                 FlowEvent::Down { flow } => {

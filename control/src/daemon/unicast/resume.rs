@@ -248,6 +248,11 @@ impl Owner {
         };
         for (_, f, r) in mine {
             let Some(spec) = f.uni else { continue };
+            // Its app ended it meanwhile (the data plane removed it).
+            if st.gone_early.contains(&f.flow) {
+                tracing::info!("Adopted flow {} ended before {} resumed.", f.flow, u.name);
+                continue;
+            }
             let taken = u.m.as_mut().is_some_and(|m| m.adopt_eid(spec.local_eid));
             if !taken || u64::from(spec.dst) == 0 {
                 tracing::warn!(
