@@ -411,8 +411,21 @@ impl Owner {
         }
     }
 
+    /// [`Owner::unbind_gone`] for process `pid` alone (its connection closed): one look
+    /// at `/proc`, not one per bound process, however often a client connects and closes;
+    /// the others are swept every 500 ms.
+    fn unbind_gone_of(&self, pid: Option<i32>) {
+        let Some(pid) = pid else { return };
+        let lives = |p: i32| p != pid || crate::registry::process_lives(p);
+        let gone = self.st().reg.unbind_gone(&lives);
+        for (pid, name) in gone {
+            tracing::info!("Process {pid} exited: unbound from name {name}.");
+        }
+    }
+
     /// Ends what a closing connection held.
     pub(super) fn close(&self, c: Conn) {
+        let pid = c.ch.peer_cred().ok().map(|p| p.pid);
         match c.doing {
             Doing::Held { flow } => {
                 // The app did not end it: say so (see the sweep in `run_loop`).
@@ -420,14 +433,14 @@ impl Owner {
                 self.dealloc(flow);
                 // Its process may have exited (a process that exits closes its
                 // connections after the kernel marks it exiting).
-                self.unbind_gone();
+                self.unbind_gone_of(pid);
             }
             Doing::Parked { id, rx, .. } => {
                 self.st().reg.remove_acceptor(id);
                 if let Ok(a) = rx.try_recv() {
                     self.dealloc(a.flow);
                 }
-                self.unbind_gone();
+                self.unbind_gone_of(pid);
             }
             Doing::Capturing { id } => {
                 self.dp.capture_end(id);
