@@ -25,7 +25,7 @@ impl Owner {
         // A restarted o7sd that adopted the data plane: the IPCP takes its saved address
         // back if it joins the same layer (and claims the rest then: resume.rs).
         if dp_adopted {
-            match resume::load_any(&self.settings.rundir, &i.name, idx) {
+            match resume::load_any(&self.settings.rundir, &i.name, idx, self.dp.pid()) {
                 Ok(s) => {
                     if let Some(m) = uni.m.as_mut() {
                         m.propose_address_in(&s.layer, s.addr);

@@ -51,6 +51,10 @@ pub(crate) struct UniSaved {
     pub lsdb: Vec<((u64, u64), u64)>,
     /// Its forwarding table: (destination, N-1 flow).
     pub next_hop: Vec<(u32, u64)>,
+    /// The pid of the data plane that had its flows when it was saved: state saved beside
+    /// another data plane (a run before the one that crashed) is not resumed.
+    #[serde(default)]
+    pub dp: u32,
 }
 
 /// The file of IPCP `name` in `rundir`.
@@ -96,6 +100,16 @@ pub(crate) enum ResumeError {
         #[source]
         source: serde_json::Error,
     },
+    /// It was saved beside another data plane than the one adopted.
+    #[error("{path} was saved beside data plane {saved}, not the adopted {adopted}")]
+    OtherDataPlane {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its data plane's pid.
+        saved: u32,
+        /// The adopted one's.
+        adopted: u32,
+    },
     /// It is another IPCP's (another index or layer, or no address).
     #[error("{path} is of another IPCP (index {index}, layer {layer}, address {addr:#x})")]
     Other {
@@ -116,6 +130,7 @@ pub(in crate::daemon) fn load(
     name: &str,
     index: usize,
     layer: &str,
+    dp: u32,
 ) -> Result<UniSaved, ResumeError> {
     let path = saved_path(rundir, name);
     let b = std::fs::read(&path).map_err(|source| ResumeError::Read {
@@ -134,6 +149,13 @@ pub(in crate::daemon) fn load(
             addr: s.addr,
         });
     }
+    if s.dp != dp {
+        return Err(ResumeError::OtherDataPlane {
+            path,
+            saved: s.dp,
+            adopted: dp,
+        });
+    }
     Ok(s)
 }
 
@@ -144,6 +166,7 @@ pub(in crate::daemon) fn load_any(
     rundir: &std::path::Path,
     name: &str,
     index: usize,
+    dp: u32,
 ) -> Result<UniSaved, ResumeError> {
     let path = saved_path(rundir, name);
     let b = std::fs::read(&path).map_err(|source| ResumeError::Read {
@@ -154,7 +177,7 @@ pub(in crate::daemon) fn load_any(
         path: path.clone(),
         source,
     })?;
-    load(rundir, name, index, &s.layer)
+    load(rundir, name, index, &s.layer, dp)
 }
 
 /// The table to install while a resumption's hold lasts: `new`, with the routes of the
@@ -389,15 +412,29 @@ mod tests {
             ],
             lsdb: vec![((0x1234_5678, 0x11), 3), ((0x11, 0x1234_5678), 4)],
             next_hop: vec![(0x11, 5), (0x22, 6), (0x33, 6)],
+            dp: 4711,
         };
         save(&dir, "uc", &s);
-        assert_eq!(load(&dir, "uc", 1, "ul").unwrap(), s);
+        assert_eq!(load(&dir, "uc", 1, "ul", 4711).unwrap(), s);
         let other = |e: ResumeError| matches!(e, ResumeError::Other { .. });
-        assert!(load(&dir, "uc", 0, "ul").is_err_and(other));
-        assert!(load(&dir, "uc", 1, "other").is_err_and(other));
-        assert!(load(&dir, "ub", 1, "ul").is_err_and(|e| matches!(e, ResumeError::Read { .. })));
+        assert!(load(&dir, "uc", 0, "ul", 4711).is_err_and(other));
+        assert!(load(&dir, "uc", 1, "other", 4711).is_err_and(other));
+        // Saved beside another data plane (an earlier run's): not this one's state.
+        assert!(load(&dir, "uc", 1, "ul", 4712).is_err_and(|e| matches!(
+            e,
+            ResumeError::OtherDataPlane {
+                saved: 4711,
+                adopted: 4712,
+                ..
+            }
+        )));
+        assert!(
+            load(&dir, "ub", 1, "ul", 4711).is_err_and(|e| matches!(e, ResumeError::Read { .. }))
+        );
         std::fs::write(saved_path(&dir, "uc"), b"{").unwrap();
-        assert!(load(&dir, "uc", 1, "ul").is_err_and(|e| matches!(e, ResumeError::Parse { .. })));
+        assert!(
+            load(&dir, "uc", 1, "ul", 4711).is_err_and(|e| matches!(e, ResumeError::Parse { .. }))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

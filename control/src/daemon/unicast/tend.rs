@@ -298,6 +298,7 @@ impl Owner {
                             conns,
                             lsdb: u.ls().map(|l| l.lsdb()).unwrap_or_default(),
                             next_hop: u.dp_table.as_ref().map(|t| t.1.clone()).unwrap_or_default(),
+                            dp: self.dp.pid(),
                         },
                     );
                 }
