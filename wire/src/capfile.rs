@@ -196,7 +196,8 @@ fn parse_pcapng(file: &[u8]) -> Result<Vec<Record<'_>>> {
                 out.push(Record {
                     index: out.len(),
                     ts_sec: ticks / res,
-                    ts_nsec: ((ticks % res) * 1_000_000_000 / res) as u32,
+                    // In u128: a resolution finer than 1 ns would overflow u64.
+                    ts_nsec: (u128::from(ticks % res) * 1_000_000_000 / u128::from(res)) as u32,
                     linktype,
                     orig_len: orig.max(incl),
                     data,

@@ -361,7 +361,7 @@ pub enum ConfError {
     #[error("no configuration")]
     Missing,
     /// The layer's name is empty or too long.
-    #[error("a layer name of 1..=255 bytes")]
+    #[error("a layer name of 1..=255 bytes without control characters")]
     Name,
     /// The layer is of another kind than the IPCP.
     #[error("ipcp_type {got} is not {want}")]
@@ -387,7 +387,12 @@ pub enum ConfError {
 /// What an enrollee can adopt: a layer of its own type (as the reference checks); a
 /// unicast one with the sizes this implementation has.
 fn check_conf(c: IpcpConfigMsg, broadcast: bool) -> Result<IpcpConfigMsg, ConfError> {
-    if c.layer_info.name.is_empty() || c.layer_info.name.len() > 255 {
+    // A name as o7sd takes names from its users: 1..=255 bytes, no control characters
+    // (it is shown in listings and logs).
+    if c.layer_info.name.is_empty()
+        || c.layer_info.name.len() > 255
+        || c.layer_info.name.chars().any(char::is_control)
+    {
         return Err(ConfError::Name);
     }
     if broadcast {

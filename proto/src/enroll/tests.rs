@@ -225,6 +225,13 @@ fn a_layer_name_of_255_bytes_is_adopted_and_256_is_not() {
             "{len}"
         );
     }
+    // An enroller's name with a terminal escape or a newline (shown in o7sctl and logs).
+    for name in ["l\u{1b}[2J", "l\nfake log line", "\u{7}"] {
+        assert!(matches!(
+            check_conf(IpcpConfigMsg::unicast_default(name, R), false),
+            Err(ConfError::Name)
+        ));
+    }
 }
 
 #[test]

@@ -612,7 +612,12 @@ fn dissect_record(
     let mut top = Node::new(format!("#{}", r.index + 1))
         .f(
             "time",
-            describe::utc(r.ts_sec * 1_000_000_000 + u64::from(r.ts_nsec)),
+            // A crafted capture's times may not fit: saturated, not overflowed.
+            describe::utc(
+                r.ts_sec
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(u64::from(r.ts_nsec)),
+            ),
         )
         .f("len", r.orig_len);
     if r.truncated() {

@@ -65,6 +65,20 @@ impl Node {
         let mut line = format!("{pad}{}", self.layer);
         for (k, v) in &self.fields {
             let v = match v {
+                // Strings from the wire (certificate names, layer names) may hold
+                // anything: control characters are shown escaped, never sent to the
+                // terminal.
+                Value::String(s) if s.chars().any(char::is_control) => s
+                    .chars()
+                    .flat_map(|c| {
+                        let e: Vec<char> = if c.is_control() {
+                            c.escape_default().collect()
+                        } else {
+                            vec![c]
+                        };
+                        e
+                    })
+                    .collect(),
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
@@ -118,5 +132,22 @@ pub fn hexs(b: &[u8], max: usize) -> String {
         hex::encode(b)
     } else {
         format!("{}...", hex::encode(b.get(..max).unwrap_or(b)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_from_the_wire_are_rendered_with_their_control_characters_escaped() {
+        let mut out = String::new();
+        Node::new("oap")
+            .f("subject", "CN=a\u{1b}]0;pwned\u{7}b")
+            .f("layer", "plain")
+            .render(0, &mut out);
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+        assert!(out.contains("CN=a\\u{1b}]0;pwned\\u{7}b"), "{out}");
+        assert!(out.contains("layer plain"), "{out}");
     }
 }

@@ -553,6 +553,9 @@ fn read_config(file: &str) -> Result<String, String> {
 
 fn cell(v: &Value) -> String {
     match v {
+        // What the daemon shows may come from the wire (a layer's name from its enroller):
+        // control characters are printed escaped, never sent to the terminal.
+        Value::String(s) if s.chars().any(char::is_control) => s.escape_default().to_string(),
         Value::String(s) => s.clone(),
         Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
         Value::Null => "-".into(),

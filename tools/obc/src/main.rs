@@ -74,6 +74,9 @@ fn listen(cli: &Cli, f: &mut Flow) -> ExitCode {
             Ok(n) => {
                 got += 1;
                 let text = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
+                // Any member may send any bytes: control characters (terminal escapes)
+                // are shown escaped, not sent to the terminal.
+                let text = shown(&text);
                 let _ = writeln!(out, "Message received: {text}");
                 let _ = out.flush();
             }
@@ -105,4 +108,18 @@ fn send(cli: &Cli, f: &Flow) -> ExitCode {
         cli.repeat, cli.name
     );
     ExitCode::SUCCESS
+}
+
+/// `s` with its control characters escaped (`\u{1b}`), the rest as it is.
+fn shown(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let e: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            e
+        })
+        .collect()
 }

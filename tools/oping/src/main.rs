@@ -271,12 +271,15 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
                 };
                 let mut buf = Writer::default();
                 m.write(&mut buf);
+                // Counted before it goes: its reply may be read before this thread
+                // runs again, and only a sent id's reply counts.
+                sent.store(seq + 1, Ordering::SeqCst);
                 if let Err(e) = flow.write(&buf.0) {
+                    sent.store(seq, Ordering::SeqCst);
                     eprintln!("oping: write failed: {e}");
                     break;
                 }
                 seq += 1;
-                sent.store(seq, Ordering::SeqCst);
                 if cli.flood {
                     // Wait for this reply (or 1 s) before the next request.
                     let t0 = Instant::now();
@@ -301,6 +304,9 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
         // Reader.
         let mut buf = vec![0u8; 65536];
         let mut reader_flow_timeout_base: Option<Instant> = None;
+        // The ids answered lately (slot id % 65536 holds id + 1): a reply counts once,
+        // and only for a request this run sent.
+        let mut answered = vec![0u64; 65536];
         loop {
             if interrupted.load(Ordering::Relaxed) {
                 break;
@@ -321,6 +327,17 @@ fn client(cli: &Cli, qos: QosSpec) -> ExitCode {
                     };
                     if m.kind != 1 {
                         continue;
+                    }
+                    let id = u64::from(m.id);
+                    let slot = answered.get_mut((id % 65536) as usize);
+                    let first = id < sent.load(Ordering::SeqCst)
+                        && slot.as_deref().is_some_and(|a| *a != id + 1);
+                    if !first {
+                        // A duplicate, or an id this run never sent: not a reply.
+                        continue;
+                    }
+                    if let Some(a) = slot {
+                        *a = id + 1;
                     }
                     let (sec, nsec) = monotonic();
                     let now_ns = sec as i128 * 1_000_000_000 + nsec as i128;
