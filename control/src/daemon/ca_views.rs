@@ -114,12 +114,10 @@ pub(super) fn with_frcp(mut row: Value, cube: &str, f: Option<&o7s_abi::msg::Frc
     row
 }
 
-/// The flow list's CRC column that a person reads and the metrics take.
-pub(crate) const CRC_SHOWN: &[&str] = &["crc_errors"];
-
 /// An `o7sctl flow list` row with its CRC32 trailer columns added: `crc` is `crc32` when
 /// the flow carries the trailer (its QoS has `ber` 0), else `-`; `crc_errors` counts the
-/// SDUs from the peer that failed it (null without the trailer).
+/// SDUs from the peer that failed it (null without the trailer), exact, so the metrics take it
+/// as it is (`o7s_flow_crc_errors_total`).
 pub(super) fn with_crc(mut row: Value, errors: Option<u32>) -> Value {
     if let Value::Object(m) = &mut row {
         m.insert(

@@ -402,6 +402,76 @@ fn an_admin_request_waiting_on_the_data_plane_and_an_allocation_do_not_wait_for_
     );
 }
 
+/// An IPCP's and its layer's names from o7sctl meet the limits a config file's do: a line
+/// feed in one would forge lines in the logs, the listings and the metrics.
+#[test]
+fn ipcp_and_layer_names_with_control_characters_are_refused() {
+    let (d, _dp) = daemon();
+    let bad = "u\nfake_metric 1";
+    for c in [
+        Ctl::IpcpCreate {
+            name: bad.into(),
+            kind: "unicast".into(),
+        },
+        Ctl::IpcpBootstrap {
+            name: "u".into(),
+            layer: bad.into(),
+            settings: Default::default(),
+        },
+        Ctl::IpcpEnroll {
+            name: "u".into(),
+            dst: bad.into(),
+            autobind: false,
+        },
+    ] {
+        let r = d.serve(c.clone(), &cred());
+        assert!(
+            matches!(&r, Reply::Error { code: o7s::proto::ErrorCode::Invalid, message }
+                if message.contains("control characters")),
+            "{c:?}: {r:?}"
+        );
+    }
+    assert!(
+        d.st().ipcps.iter().all(|i| i.name != bad),
+        "nothing was created"
+    );
+}
+
+/// A metrics scrape reads five listings; four of them show the data plane's counters,
+/// which it asks for once (every worker walks its flows and ports for it), not four times
+/// (each of which could wait 2 s for a data plane that does not answer).
+#[test]
+fn a_metrics_scrape_asks_the_data_plane_for_its_counters_once() {
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let scraper = {
+        let d = d.daemon().clone();
+        std::thread::spawn(move || {
+            let shared = crate::daemon::Shared::default();
+            let _ = tx.send(crate::metrics::render(&|c| d.view_sharing(c, &shared)));
+        })
+    };
+    assert!(matches!(w.next(), ToDp::Stats));
+    assert!(d.dp.route(FromDp::Stats(DpStats::default())).is_none());
+    let t0 = Instant::now();
+    let text = loop {
+        d.serve_inbox();
+        if let Ok(r) = rx.try_recv() {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "no scrape");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    scraper.join().unwrap();
+    assert!(text.contains("o7s_ipcp_up{name=\"e1\""), "{text}");
+    // Nothing more went to the data plane: no second request for its counters.
+    assert!(w
+        .dp
+        .recv_timeout::<ToDp>(Some(Duration::from_millis(100)))
+        .is_err());
+}
+
 #[test]
 fn management_frames_past_the_loops_queue_are_counted_and_the_rest_taken_a_turns_worth_at_a_time() {
     use super::from_dp::{MAX_MGMT_QUEUE, MGMT_PER_TURN};

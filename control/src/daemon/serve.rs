@@ -25,18 +25,33 @@ fn needs_dp_stats(c: &Ctl) -> bool {
     )
 }
 
+/// The data plane's counters shared by the listings of one metrics scrape
+/// ([`Daemon::view_sharing`]): unasked yet, or what the data plane answered (`None`: it did
+/// not, in time).
+#[derive(Debug, Default)]
+pub struct Shared(std::cell::RefCell<Option<Option<o7s_abi::msg::DpStats>>>);
+
 impl Daemon {
     /// A read-only view (a listing or the counters), as o7sctl gets it; anything else is
     /// refused.
     pub fn view(&self, c: Ctl) -> Reply {
+        self.view_sharing(c, &Shared::default())
+    }
+
+    /// [`Daemon::view`] for one of several listings read together (a metrics scrape): the
+    /// data plane's counters are asked for once, by the first listing that shows them, and
+    /// `shared` keeps them for the others (one round trip to every worker per scrape, not
+    /// one per listing, and every listing from the same moment).
+    pub fn view_sharing(&self, c: Ctl, shared: &Shared) -> Reply {
         match crate::authz::need(&c) {
-            crate::authz::Need::Anyone => self.serve(
+            crate::authz::Need::Anyone => self.serve_with(
                 c,
                 &PeerCred {
                     pid: 0,
                     uid: 0,
                     gid: 0,
                 },
+                Some(shared),
             ),
             _ => Reply::Error {
                 code: ErrorCode::Denied,
@@ -91,6 +106,12 @@ impl Daemon {
 
     /// Serves request `c` (authorized) for a client with credentials `cred`.
     pub(super) fn serve(&self, c: Ctl, cred: &PeerCred) -> Reply {
+        self.serve_with(c, cred, None)
+    }
+
+    /// [`Daemon::serve`], with the data plane's counters taken from `shared` when it holds
+    /// them (and put there when it is asked for them).
+    fn serve_with(&self, c: Ctl, cred: &PeerCred, shared: Option<&Shared>) -> Reply {
         if let Err(e) = ctl_names(&c)
             .into_iter()
             .try_for_each(o7s::proto::check_name)
@@ -100,10 +121,14 @@ impl Daemon {
                 message: e,
             };
         }
-        let stats = if needs_dp_stats(&c) {
-            self.dp.stats()
-        } else {
-            None
+        let stats = match shared {
+            _ if !needs_dp_stats(&c) => None,
+            Some(sh) => {
+                sh.0.borrow_mut()
+                    .get_or_insert_with(|| self.dp.stats())
+                    .clone()
+            }
+            None => self.dp.stats(),
         };
         match c {
             Ctl::PortList | Ctl::WorkerList | Ctl::Stats => self.dp_view(&c, stats.as_ref()),

@@ -216,7 +216,15 @@ pub(super) fn ctl_names(c: &Ctl) -> Vec<&str> {
         | Ctl::BindProgram { name, .. }
         | Ctl::UnbindProgram { name, .. }
         | Ctl::BindProcess { name, .. }
-        | Ctl::UnbindProcess { name, .. } => vec![name.as_str()],
+        | Ctl::UnbindProcess { name, .. }
+        | Ctl::IpcpCreate { name, .. }
+        | Ctl::IpcpDestroy { name } => vec![name.as_str()],
+        // An IPCP's and its layer's names reach listings, logs and the metrics' labels as
+        // they are: the same limits as a config file's (no control characters).
+        Ctl::IpcpBootstrap { name, layer, .. } => vec![name.as_str(), layer.as_str()],
+        Ctl::IpcpEnroll { name, dst, .. }
+        | Ctl::IpcpConnect { name, dst, .. }
+        | Ctl::IpcpDisconnect { name, dst, .. } => vec![name.as_str(), dst.as_str()],
         _ => vec![],
     }
 }

@@ -114,7 +114,6 @@ fn listings() -> Vec<Listing> {
             shown: &[
                 crate::daemon::ca_views::CA_SHOWN,
                 crate::daemon::ca_views::FRCP_SHOWN,
-                crate::daemon::ca_views::CRC_SHOWN,
             ],
         },
         Listing {
@@ -134,11 +133,29 @@ fn listings() -> Vec<Listing> {
     ]
 }
 
+/// A label's value as the exposition format quotes it: a backslash, a double quote and a
+/// line feed escaped (OpenMetrics §"Escaping"). prometheus-client writes label values as
+/// they are, and a layer's name comes from the enroller: `x",name="forged` would forge a
+/// label, a trailing backslash would swallow the closing quote, and Prometheus would refuse
+/// the whole scrape.
 fn label_value(v: &Value) -> String {
-    match v {
+    let raw = match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    };
+    if !raw.contains(['\\', '"', '\n']) {
+        return raw;
     }
+    let mut out = String::with_capacity(raw.len() + 8);
+    for c in raw.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Samples by metric name: [(labels, value)].
@@ -286,7 +303,12 @@ pub fn serve(d: Arc<Daemon>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     std::thread::Builder::new()
         .name("o7sd-metrics".into())
         .spawn(move || {
-            if let Err(e) = crate::metrics_http::run(&listener, &|| render(&|c| d.view(c))) {
+            let body = || {
+                let shared = crate::daemon::Shared::default();
+                render(&|c| d.view_sharing(c, &shared))
+            };
+            let hosts = crate::metrics_http::Hosts::for_bound(&bound);
+            if let Err(e) = crate::metrics_http::run(&listener, hosts, &body) {
                 tracing::error!("metrics endpoint stopped: {e}");
             }
         })?;
@@ -358,6 +380,49 @@ mod tests {
         }
         assert!(!text.contains("pid"), "{text}");
         assert!(!text.contains("dp_polling"), "{text}");
+    }
+
+    /// Names with a quote, a backslash and a line feed (a layer's name comes from the
+    /// enroller) are escaped in labels: the scrape keeps its four labels and its lines.
+    #[test]
+    fn label_values_are_escaped() {
+        let view = |c: Ctl| match c {
+            Ctl::IpcpList => table(json!([
+                {"name": "u\nfake_metric 1", "type": "unicast", "layer": "x\",name=\"forged\\",
+                 "dev": "-", "state": "up"}
+            ])),
+            _ => Reply::Ok,
+        };
+        let text = render(&view);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("o7s_ipcp_up{"))
+            .unwrap_or_else(|| panic!("no o7s_ipcp_up in\n{text}"));
+        assert_eq!(
+            line,
+            "o7s_ipcp_up{name=\"u\\nfake_metric 1\",type=\"unicast\",layer=\"x\\\",name=\\\"forged\\\\\",dev=\"-\"} 1"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("fake_metric")),
+            "{text}"
+        );
+    }
+
+    /// A flow's CRC failures are exact in its row: a metric of their own.
+    #[test]
+    fn a_flows_crc_failures_are_a_counter() {
+        let view = |c: Ctl| match c {
+            Ctl::FlowList => table(json!([{"flow": 3, "name": "n", "side": "accept",
+                "ipcp": "e", "state": "up", "crc": "crc32", "crc_errors": 3}])),
+            _ => Reply::Ok,
+        };
+        let text = render(&view);
+        assert!(
+            text.contains(
+                "\no7s_flow_crc_errors_total{flow=\"3\",name=\"n\",side=\"accept\",ipcp=\"e\"} 3\n"
+            ),
+            "{text}"
+        );
     }
 
     /// The views as o7sd makes them: a flow with MB-ECN (its `ca` nested) and one without, a
