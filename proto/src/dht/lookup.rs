@@ -1,7 +1,9 @@
 //! Lookups: finding the k closest contacts to a key (and its values) step by step, answering
 //! others' FIND requests, and the responses that move a lookup on.
 
-use super::{distance, Contact, Dht, Event, Key, Lookup, LookupId, Signed, PROVEN_VALUE_BYTES};
+use super::{
+    distance, Contact, Dht, Event, Key, Lookup, LookupId, Signed, MAX_ADDR, PROVEN_VALUE_BYTES,
+};
 use crate::machine::UnixTime;
 use o7s_wire::unicast::pb::{
     self, dht_code, DhtContactMsg, DhtFindNodeRspMsg, DhtFindReqMsg, DhtFindValueRspMsg, DhtMsg,
@@ -20,7 +22,11 @@ impl Dht {
     pub fn handle(&mut self, now: Instant, unix: UnixTime, msg: &[u8]) {
         self.tick(now, unix);
         let m = match pb::decode::<DhtMsg>(msg) {
-            Ok(m) if m.src.id.len() == self.id.len() && m.src.addr != 0 => m,
+            Ok(m)
+                if m.src.id.len() == self.id.len() && m.src.addr != 0 && m.src.addr <= MAX_ADDR =>
+            {
+                m
+            }
             _ => {
                 self.counters.dropped_bad += 1;
                 return;
@@ -28,8 +34,10 @@ impl Dht {
         };
         self.counters.received += 1;
         let from = m.src.clone();
-        // It reached us: it is back.
+        // It reached us: it is back, and it answers.
         self.returned(from.addr);
+        self.fails.remove(&from.addr);
+        let mut solicited = false;
         match m.code {
             dht_code::STORE => {
                 if let Some(s) = m.store {
@@ -43,14 +51,17 @@ impl Dht {
             }
             _ => {
                 if let Some(n) = m.node {
-                    self.on_response(now, unix, &from, n, m.val);
+                    solicited = self.on_response(now, unix, &from, n, m.val);
                 }
             }
         }
-        self.learn(Contact {
-            id: from.id,
-            addr: from.addr,
-        });
+        self.learn(
+            Contact {
+                id: from.id,
+                addr: from.addr,
+            },
+            solicited,
+        );
     }
 
     /// Looks `key` up: a value known here is found at once, else the lookup recurses
@@ -58,13 +69,11 @@ impl Dht {
     pub fn lookup(&mut self, now: Instant, unix: UnixTime, key: Key) -> Option<LookupId> {
         self.tick(now, unix);
         let here = self.known(&key, unix);
-        if self.lookups.len() >= self.cfg.max_lookups {
-            self.counters.lookups_refused += 1;
-            return None;
-        }
-        let id = self.start(now, key.clone(), true);
+        // A value known here is found whatever the lookups in flight (members that never
+        // answer can keep every slot taken for a while).
         if !here.is_empty() {
-            self.lookups.remove(&id);
+            self.next_lookup += 1;
+            let id = LookupId(self.next_lookup);
             self.events.push_back(Event::Found {
                 id,
                 key,
@@ -72,6 +81,11 @@ impl Dht {
             });
             return Some(id);
         }
+        if self.lookups.len() >= self.cfg.max_lookups {
+            self.counters.lookups_refused += 1;
+            return None;
+        }
+        let id = self.start(now, key.clone(), true);
         self.step(now, id);
         Some(id)
     }
@@ -241,7 +255,7 @@ impl Dht {
         from: &DhtContactMsg,
         n: DhtFindNodeRspMsg,
         val: Option<DhtFindValueRspMsg>,
-    ) {
+    ) -> bool {
         // The lookup that asked `from` this key with this cookie.
         let id = self.lookups.iter().find_map(|(id, l)| {
             (l.key == n.key
@@ -252,17 +266,30 @@ impl Dht {
         });
         let Some(id) = id else {
             self.counters.dropped_unsolicited += 1;
-            return;
+            return false;
         };
         let own = self.addr;
         let (k, id_len) = (self.cfg.k, self.id.len());
         let Some(l) = self.lookups.get_mut(&id) else {
-            return;
+            return false;
         };
         l.waiting.remove(&from.addr);
         let mut learnt = Vec::new();
         for c in n.contacts {
-            if c.addr == own || c.addr == 0 || c.id.len() != id_len || self.gone.contains(&c.addr) {
+            if c.addr == own
+                || c.addr == 0
+                || c.addr > MAX_ADDR
+                || c.id.len() != id_len
+                || self.gone.contains(&c.addr)
+            {
+                continue;
+            }
+            // One candidate per address: a responder naming made-up ids at an address
+            // already there (its own, asked already) would otherwise fill the k closest
+            // with candidates never asked again, and end the lookup before the member
+            // that holds the value is asked.
+            // (An address asked already is either there or did not answer.)
+            if l.asked.contains(&c.addr) || l.shortlist.values().any(|x| x.addr == c.addr) {
                 continue;
             }
             let d = distance(&c.id, &l.key);
@@ -285,7 +312,7 @@ impl Dht {
         let value_lookup = l.value;
         let key = l.key.clone();
         for c in learnt {
-            self.learn(c);
+            self.learn(c, false);
         }
         // Values with a valid proof only (layers with proofs), the newest of each
         // publisher, newest first.
@@ -315,8 +342,9 @@ impl Dht {
             }
             self.lookups.remove(&id);
             self.events.push_back(Event::Found { id, key, addrs });
-            return;
+            return true;
         }
         self.step(now, id);
+        true
     }
 }

@@ -176,19 +176,24 @@ pub struct Counters {
     pub dropped_bad: u64,
     /// Responses for no outstanding request (cookie, key or sender).
     pub dropped_unsolicited: u64,
-    /// STOREs refused: expired, or the value table full.
+    /// STOREs refused: expired, the value table full, or the key holding
+    /// [`MAX_VALUES_PER_KEY`] values that all expire later.
     pub store_refused: u64,
     /// Lookups refused: too many at once.
     pub lookups_refused: u64,
     /// Values without a valid proof, in a layer with proofs: refused in STOREs, ignored in
     /// responses (and values with a proof in an open layer).
     pub proofs_refused: u64,
-    /// Entries superseded by a newer one of the same publisher, or refused as older.
+    /// Entries superseded by a newer one of the same publisher, or refused as older; and
+    /// values that made room, at a key holding [`MAX_VALUES_PER_KEY`], for one that
+    /// expires later.
     pub superseded: u64,
     /// Values stored for others that reached their expiry and went.
     pub expired: u64,
     /// Lookups ended because they had asked as many members as one may.
     pub lookups_cut: u64,
+    /// Contacts that left the buckets after [`MAX_FAILS`] unanswered requests in a row.
+    pub contacts_dropped: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -251,7 +256,26 @@ pub struct Dht {
     /// [`MAX_GONE`], the oldest dropped first.
     gone: HashSet<u64>,
     gone_order: VecDeque<u64>,
+    /// Requests to a contact of the buckets that went unanswered in a row, by its address:
+    /// at [`MAX_FAILS`] it leaves the buckets (a made-up contact does not stay for good),
+    /// and any message from it starts the count again. Only addresses in the buckets are
+    /// counted, so it holds at most 65 x k entries.
+    fails: HashMap<u64, u8>,
 }
+
+/// Unanswered requests in a row after which a contact leaves the buckets.
+pub const MAX_FAILS: u8 = 3;
+
+/// Most values one key holds (addresses that registered the same name): a lookup's answer
+/// carries 8, and one member storing thousands under one key would make every lookup of it
+/// copy and sort them all. A new value past it takes the place of the one that expires
+/// first, when that expires before it does; else it is refused (`store_refused`).
+pub const MAX_VALUES_PER_KEY: usize = 16;
+
+/// Layer addresses are 32 bits (the DT PCI's `dst_addr`, the flat address policy): a DHT
+/// contact or sender beyond that can never be reached, and a reply to it would wait for a
+/// route that never comes.
+pub const MAX_ADDR: u64 = u32::MAX as u64;
 
 /// At most this many forgotten addresses are kept out of the buckets.
 pub const MAX_GONE: usize = 4_096;
@@ -297,6 +321,7 @@ impl Dht {
             counters: Counters::default(),
             gone: HashSet::new(),
             gone_order: VecDeque::new(),
+            fails: HashMap::new(),
         }
     }
 
@@ -341,15 +366,27 @@ impl Dht {
         distance(&self.id, id).leading_zeros() as usize
     }
 
-    /// Adds or refreshes a contact (the same address or the same id replaces the old
-    /// entry, at the tail: a node that moved to another address is found at the new
-    /// one); a full bucket keeps its older contacts.
-    fn learn(&mut self, c: Contact) {
-        if c.addr == self.addr || c.addr == 0 || c.id.len() != self.id.len() {
+    /// Adds or refreshes a contact; a full bucket keeps its older contacts. With `replace`
+    /// (the sender of a response that matched our request's cookie: it got a message sent
+    /// to that address) the same address or the same id replaces the old entry, at the
+    /// tail: a node that moved to another address is found at the new one. Without it (a
+    /// request, a STORE, a contact another member listed: what anyone can claim) an entry
+    /// that shares only the id or only the address stays as it is, so nobody takes over
+    /// another member's entry by claiming its id.
+    fn learn(&mut self, c: Contact, replace: bool) {
+        if c.addr == self.addr || c.addr == 0 || c.addr > MAX_ADDR || c.id.len() != self.id.len() {
             return;
         }
+        let clash = |x: &Contact| (x.addr == c.addr) != (x.id == c.id);
+        if !replace && self.buckets.iter().flatten().any(clash) {
+            return;
+        }
+        let before: usize = self.buckets.iter().map(VecDeque::len).sum();
         for b in &mut self.buckets {
             b.retain(|x| x.addr != c.addr && x.id != c.id);
+        }
+        if self.buckets.iter().map(VecDeque::len).sum::<usize>() < before {
+            self.fails.remove(&c.addr);
         }
         let i = self.bucket_of(&c.id);
         let k = self.cfg.k;

@@ -646,15 +646,27 @@ fn values_are_replicated_republished_and_expire_on_time() {
     assert_eq!(a.counters().expired, 1);
     assert!(a.known(&key, unix + Duration::from_secs(101)).is_empty());
     // Our own registration is republished within 5 x t_replicate of its expiry.
+    // (b answers d's requests: a contact that never answers leaves the buckets.)
     let mut d = mk(4);
     d.handle(t0, unix, &hello_b.msg);
     d.register(t0, unix, key.clone());
-    while d.poll_transmit().is_some() {}
-    let t = t0 + Duration::from_secs(52);
-    run_to(&mut d, t);
-    let republished = std::iter::from_fn(|| d.poll_transmit())
-        .filter(|x| DhtMsg::decode(x.msg.as_slice()).unwrap().code == dht_code::STORE)
-        .count();
+    let mut republished = 0;
+    for s in 0..=52 {
+        let t = t0 + Duration::from_secs(s);
+        run_to(&mut d, t);
+        while let Some(x) = d.poll_transmit() {
+            let code = DhtMsg::decode(x.msg.as_slice()).unwrap().code;
+            if code == dht_code::STORE && s > 0 {
+                republished += 1;
+            }
+            b.handle(t, unix + Duration::from_secs(s), &x.msg);
+            while let Some(r) = b.poll_transmit() {
+                if r.dst == 0x1004 {
+                    d.handle(t, unix + Duration::from_secs(s), &r.msg);
+                }
+            }
+        }
+    }
     assert!(republished >= 1, "republished before it expires");
 }
 
@@ -794,33 +806,36 @@ fn buckets_go_by_leading_zeros_keep_the_oldest_k_and_follow_a_moved_node() {
     assert_eq!(a.bucket_of(&id_of(0)), 64);
     // Twenty contacts, each in a bucket of its own: all kept.
     for j in 0..20u64 {
-        a.learn(contact(1 << j, 0x2000 + j));
+        a.learn(contact(1 << j, 0x2000 + j), true);
     }
     assert_eq!(a.contacts(), 20);
     // Ten in bucket 0: the first k (8) stay, later ones are not let in.
     for i in 0..10u64 {
-        a.learn(contact((1 << 63) | i, 0x3000 + i));
+        a.learn(contact((1 << 63) | i, 0x3000 + i), true);
     }
     assert_eq!(a.contacts(), 28);
     let b0: Vec<u64> = a.buckets[0].iter().map(|c| c.addr).collect();
     assert_eq!(b0, (0x3000..0x3008).collect::<Vec<u64>>());
     // Our own address, address 0 and an id of another length are never learnt.
-    a.learn(contact(1 << 40, 0x1000));
-    a.learn(contact(1 << 41, 0));
-    a.learn(Contact {
-        id: vec![1; 4],
-        addr: 0x4000,
-    });
+    a.learn(contact(1 << 40, 0x1000), true);
+    a.learn(contact(1 << 41, 0), true);
+    a.learn(
+        Contact {
+            id: vec![1; 4],
+            addr: 0x4000,
+        },
+        true,
+    );
     assert_eq!(a.contacts(), 28);
     // A node that moved (same id, new address) and an address reused by another id
     // replace the old entry.
-    a.learn(contact(1, 0x5000));
+    a.learn(contact(1, 0x5000), true);
     assert_eq!(a.contacts(), 28);
     assert_eq!(
         a.buckets[63].iter().map(|c| c.addr).collect::<Vec<_>>(),
         [0x5000]
     );
-    a.learn(contact(3, 0x2001));
+    a.learn(contact(3, 0x2001), true);
     assert_eq!(a.contacts(), 28);
     assert!(a.buckets[62]
         .iter()
@@ -834,7 +849,7 @@ fn cookies_differ_and_a_response_must_match_key_cookie_and_sender() {
     let unix = UnixTime::from_secs(1_000);
     let mut a = zero(DhtConfig::default());
     for (p, addr) in [(1, 0x2001), (2, 0x2002), (4, 0x2004)] {
-        a.learn(contact(p, addr));
+        a.learn(contact(p, addr), true);
     }
     let key = id_of(7);
     let id = a.lookup(now, unix, key.clone()).unwrap();
@@ -909,7 +924,7 @@ fn a_responses_contacts_are_bounded_and_unusable_ones_skipped() {
     let mut a = zero(DhtConfig::default());
     let key = id_of(0xAAAA_0000_0000_0000);
     let b = 0xAAAA_0000_0000_0001;
-    a.learn(contact(b, 0x2001));
+    a.learn(contact(b, 0x2001), true);
     let id = a.lookup(now, unix, key.clone()).unwrap();
     let asks = sent(&mut a);
     let c1 = asks[0].1.find.as_ref().unwrap().cookie;
@@ -964,7 +979,7 @@ fn requests_lookups_and_values_beyond_the_bounds_are_refused_and_counted() {
         max_values: 2,
         ..DhtConfig::default()
     });
-    a.learn(contact(1, 0x2001));
+    a.learn(contact(1, 0x2001), true);
     assert!(a.lookup(now, unix, id_of(7)).is_some());
     assert!(a.lookup(now, unix, id_of(8)).is_some());
     assert_eq!(a.lookup(now, unix, id_of(9)), None);
@@ -1019,7 +1034,7 @@ fn a_request_that_times_out_moves_its_lookup_on() {
     let now = Instant::now();
     let unix = UnixTime::from_secs(1_000);
     let mut a = zero(DhtConfig::default());
-    a.learn(contact(1, 0x2001));
+    a.learn(contact(1, 0x2001), true);
     let key = id_of(7);
     let id = a.lookup(now, unix, key.clone()).unwrap();
     assert_eq!(sent(&mut a).len(), 1);
@@ -1077,7 +1092,7 @@ fn our_values_are_republished_five_replication_periods_before_they_expire() {
         t_refresh: 1_000,
         ..DhtConfig::default()
     });
-    d.learn(contact(1, 0x2001));
+    d.learn(contact(1, 0x2001), true);
     d.register(t0, unix, id_of(7));
     assert!(stores(&mut d) >= 1);
     // The registration's node lookup ends (B does not answer) and stores at B again.
@@ -1114,7 +1129,7 @@ fn a_lonely_node_asks_its_bootstrap_peer_again_and_a_connected_one_does_not() {
     assert_eq!(finds_to(&mut a, 0x2000), 1, "asked again");
     let mut b = zero(cfg);
     b.bootstrap(t0, 0x2000);
-    b.learn(contact(1, 0x3000));
+    b.learn(contact(1, 0x3000), true);
     sent(&mut b);
     run_to(&mut b, t0 + Duration::from_secs(2));
     let out = sent(&mut b);
@@ -1130,7 +1145,7 @@ fn buckets_are_refreshed_every_t_refresh_not_every_work_turn() {
         t_refresh: 20,
         ..DhtConfig::default()
     });
-    a.learn(contact(1, 0x2001));
+    a.learn(contact(1, 0x2001), true);
     a.tick(t0, UnixTime::from_secs(1_000));
     run_to(&mut a, t0 + Duration::from_secs(2));
     assert_eq!(finds_to(&mut a, 0x2001), 1);
@@ -1145,8 +1160,8 @@ fn a_forgotten_address_comes_back_only_by_itself_or_when_told() {
     let now = Instant::now();
     let unix = UnixTime::from_secs(1_000);
     let mut a = zero(DhtConfig::default());
-    a.learn(contact(1, 0x2001));
-    a.learn(contact(2, 0x2002));
+    a.learn(contact(1, 0x2001), true);
+    a.learn(contact(2, 0x2002), true);
     assert_eq!(a.forget_address(0x2002), 0);
     assert_eq!(a.contacts(), 1);
     // B (0x2001) still knows 0x2002 and names it in an answer: not learnt again.
@@ -1197,4 +1212,286 @@ fn the_forgotten_addresses_kept_out_are_bounded_oldest_first() {
     assert!(!a.gone.contains(&at(2)));
     assert_eq!(a.gone_order.front(), Some(&at(3)));
     assert_eq!(a.gone_order.len(), MAX_GONE - 1);
+}
+
+/// One key holds at most MAX_VALUES_PER_KEY values: a later-expiring value takes the place of
+/// the one that expires first, an earlier-expiring one is refused; other keys are untouched.
+#[test]
+fn a_key_holds_a_bounded_number_of_values_the_first_to_expire_making_room() {
+    let now = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = zero(DhtConfig::default());
+    let key = id_of(4);
+    let n = MAX_VALUES_PER_KEY as u64;
+    for i in 0..n {
+        // Expiries 1_100, 1_101, ...: 0x3000 expires first.
+        let m = store_msg(0x2000, &key, val(0x3000 + i, b""), 1_100 + i as u32);
+        a.handle(now, unix, &m);
+    }
+    assert_eq!(a.stored(), MAX_VALUES_PER_KEY);
+    // Expiring before all of them: refused.
+    a.handle(now, unix, &store_msg(0x2000, &key, val(0x4000, b""), 1_050));
+    assert_eq!(a.counters().store_refused, 1);
+    // Expiring after the first: it goes, this one comes.
+    a.handle(now, unix, &store_msg(0x2000, &key, val(0x4001, b""), 1_500));
+    assert_eq!(a.stored(), MAX_VALUES_PER_KEY);
+    assert_eq!(a.counters().superseded, 1);
+    let held: Vec<u64> = a
+        .entries()
+        .iter()
+        .filter(|e| e.0 == key)
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(held.len(), MAX_VALUES_PER_KEY);
+    assert!(held.contains(&0x4001) && !held.contains(&0x3000) && !held.contains(&0x4000));
+    // Another key is stored as before.
+    a.handle(
+        now,
+        unix,
+        &store_msg(0x2000, &id_of(5), val(0x5000, b""), 1_100),
+    );
+    assert_eq!(a.known(&id_of(5), unix), vec![0x5000]);
+}
+
+/// A responder that names made-up ids at its own address (asked already) does not end the
+/// lookup: the member that holds the value, fourth closest, is still asked.
+#[test]
+fn made_up_contacts_at_an_asked_address_do_not_end_a_lookup() {
+    let now = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = zero(DhtConfig::default());
+    let key = id_of(0xAAAA_0000_0000_0000);
+    // M closest, then two others, then H (alpha 3: H is not asked at first).
+    let (m, o1, o2, h) = (
+        (0xAAAA_0000_0000_0001, 0x2001),
+        (0xAAAA_0000_0000_0100, 0x2002),
+        (0xAAAA_0000_0000_0200, 0x2003),
+        (0xAAAA_0000_0000_0300, 0x2004),
+    );
+    for c in [m, o1, o2, h] {
+        a.learn(contact(c.0, c.1), true);
+    }
+    let id = a.lookup(now, unix, key.clone()).unwrap();
+    let asks = sent(&mut a);
+    let dsts: Vec<u64> = asks.iter().map(|(d, _)| *d).collect();
+    assert_eq!(dsts, [m.1, o1.1, o2.1]);
+    let cookie = |to: u64| {
+        asks.iter()
+            .find(|(d, _)| *d == to)
+            .and_then(|(_, x)| x.find.as_ref())
+            .map(|f| f.cookie)
+            .unwrap()
+    };
+    // M: eight ids closer than anyone's, all at its own address.
+    let fakes = (0..8u64)
+        .map(|i| DhtContactMsg {
+            id: id_of(0xAAAA_0000_0000_0000 | (i + 2) << 8 >> 8 & 0xF),
+            addr: m.1,
+        })
+        .collect();
+    a.handle(
+        now,
+        unix,
+        &response(m, cookie(m.1), &key, fakes, Some(vec![])),
+    );
+    a.handle(
+        now,
+        unix,
+        &response(o1, cookie(o1.1), &key, vec![], Some(vec![])),
+    );
+    a.handle(
+        now,
+        unix,
+        &response(o2, cookie(o2.1), &key, vec![], Some(vec![])),
+    );
+    let asks = sent(&mut a);
+    assert_eq!(
+        asks.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+        [h.1],
+        "H is asked"
+    );
+    let c = asks[0].1.find.as_ref().unwrap().cookie;
+    a.handle(
+        now,
+        unix,
+        &response(h, c, &key, vec![], Some(vec![val(0x7777, b"")])),
+    );
+    assert_eq!(
+        a.poll_event(),
+        Some(Event::Found {
+            id,
+            key,
+            addrs: vec![0x7777]
+        })
+    );
+}
+
+/// Anyone can claim any id in a request: an unsolicited message claiming B's id from
+/// another address does not move B's entry, nor does one claiming B's address with another
+/// id. A response to our request (its cookie) from B's address with another id does.
+#[test]
+fn a_claimed_id_or_address_does_not_take_over_a_contact_unless_it_answers_our_request() {
+    let now = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = zero(DhtConfig::default());
+    let b = (0x8000_0000_0000_0001u64, 0x2001u64);
+    a.learn(contact(b.0, b.1), true);
+    let req = |id: Vec<u8>, addr: u64| {
+        DhtMsg {
+            code: dht_code::FIND_NODE_REQ,
+            src: DhtContactMsg { id, addr },
+            store: None,
+            find: Some(DhtFindReqMsg {
+                cookie: 5,
+                key: id_of(3),
+            }),
+            node: None,
+            val: None,
+        }
+        .encode_to_vec()
+    };
+    let where_b = |a: &Dht| {
+        a.buckets
+            .iter()
+            .flatten()
+            .map(|c| (distance(&c.id, &[]), c.addr))
+            .collect::<Vec<_>>()
+    };
+    a.handle(now, unix, &req(id_of(b.0), 0x6666));
+    a.handle(now, unix, &req(id_of(0x8000_0000_0000_0002), b.1));
+    assert_eq!(where_b(&a), [(b.0, b.1)]);
+    // (Both requests were answered: to their claimed addresses.)
+    assert_eq!(sent(&mut a).len(), 2);
+    // Our request to B's address, answered with the cookie under another id (B restarted
+    // with a new id): believed.
+    let id = a.lookup(now, unix, id_of(0x8000_0000_0000_0003)).unwrap();
+    let asks = sent(&mut a);
+    let c = asks[0].1.find.as_ref().unwrap().cookie;
+    assert_eq!(asks[0].0, b.1);
+    // (The response comes from B's address: waiting is by address.)
+    a.handle(
+        now,
+        unix,
+        &response(
+            (0x8000_0000_0000_0009, b.1),
+            c,
+            &id_of(0x8000_0000_0000_0003),
+            vec![],
+            Some(vec![]),
+        ),
+    );
+    assert_eq!(where_b(&a), [(0x8000_0000_0000_0009, b.1)]);
+    let _ = id;
+}
+
+/// A contact that leaves three requests in a row unanswered leaves the buckets (counted);
+/// one that answers in between starts again.
+#[test]
+fn a_contact_that_never_answers_leaves_the_buckets_after_three_requests() {
+    let t0 = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = zero(DhtConfig::default());
+    a.learn(contact(1, 0x2001), true);
+    let mut t = t0;
+    for i in 0..MAX_FAILS {
+        assert_eq!(a.contacts(), 1, "after {i} unanswered");
+        a.lookup(t, unix, id_of(7 + u64::from(i))).unwrap();
+        assert_eq!(sent(&mut a).len(), 1);
+        t += Duration::from_secs(3);
+        run_to(&mut a, t);
+    }
+    assert_eq!(a.contacts(), 0);
+    assert_eq!(a.counters().contacts_dropped, 1);
+    // One that answers between failures stays.
+    let mut b = zero(DhtConfig::default());
+    b.learn(contact(1, 0x2001), true);
+    let mut t = t0;
+    for i in 0..2 * MAX_FAILS {
+        b.lookup(t, unix, id_of(7 + u64::from(i))).unwrap();
+        let asks = sent(&mut b);
+        if i % 2 == 1 {
+            let f = asks[0].1.find.as_ref().unwrap();
+            b.handle(
+                t,
+                unix,
+                &response((1, 0x2001), f.cookie, &f.key, vec![], Some(vec![])),
+            );
+        }
+        t += Duration::from_secs(3);
+        run_to(&mut b, t);
+    }
+    assert_eq!((b.contacts(), b.counters().contacts_dropped), (1, 0));
+}
+
+/// With every lookup slot taken by members that do not answer, a value known here is still
+/// found.
+#[test]
+fn a_value_known_here_is_found_with_every_lookup_slot_taken() {
+    let now = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = zero(DhtConfig {
+        max_lookups: 2,
+        ..DhtConfig::default()
+    });
+    a.learn(contact(1, 0x2001), true);
+    a.handle(
+        now,
+        unix,
+        &store_msg(0x2000, &id_of(4), val(0x5000, b""), 1_100),
+    );
+    assert!(a.lookup(now, unix, id_of(7)).is_some());
+    assert!(a.lookup(now, unix, id_of(8)).is_some());
+    assert_eq!(a.lookup(now, unix, id_of(9)), None);
+    let id = a.lookup(now, unix, id_of(4)).unwrap();
+    assert_eq!(
+        a.poll_event(),
+        Some(Event::Found {
+            id,
+            key: id_of(4),
+            addrs: vec![0x5000]
+        })
+    );
+}
+
+/// Layer addresses are 32 bits: a sender or a listed contact beyond is dropped, never
+/// answered (its reply would wait for a route that never comes).
+#[test]
+fn senders_and_contacts_beyond_32_bit_addresses_are_refused() {
+    let now = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = zero(DhtConfig::default());
+    let wide = MAX_ADDR + 1;
+    let m = DhtMsg {
+        code: dht_code::FIND_NODE_REQ,
+        src: DhtContactMsg {
+            id: id_of(2),
+            addr: wide,
+        },
+        store: None,
+        find: Some(DhtFindReqMsg {
+            cookie: 5,
+            key: id_of(3),
+        }),
+        node: None,
+        val: None,
+    };
+    a.handle(now, unix, &m.encode_to_vec());
+    assert_eq!(a.counters().dropped_bad, 1);
+    assert!(a.poll_transmit().is_none());
+    assert_eq!(a.contacts(), 0);
+    a.learn(contact(1, 0x2001), true);
+    let key = id_of(7);
+    a.lookup(now, unix, key.clone()).unwrap();
+    let c = sent(&mut a)[0].1.find.as_ref().unwrap().cookie;
+    let listed = vec![DhtContactMsg {
+        id: id_of(6),
+        addr: wide,
+    }];
+    a.handle(
+        now,
+        unix,
+        &response((1, 0x2001), c, &key, listed, Some(vec![])),
+    );
+    assert!(sent(&mut a).is_empty(), "the wide contact is not asked");
+    assert_eq!(a.contacts(), 1);
 }

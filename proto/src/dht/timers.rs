@@ -69,16 +69,47 @@ impl Dht {
             self.periodic(now);
         }
         let mut touched = Vec::new();
+        let mut silent = Vec::new();
         for (id, l) in &mut self.lookups {
             let before = l.waiting.len();
-            l.waiting.retain(|_, (_, d)| *d > now);
+            l.waiting.retain(|a, (_, d)| {
+                let late = *d <= now;
+                if late {
+                    silent.push(*a);
+                }
+                !late
+            });
             if l.waiting.len() != before {
                 touched.push(*id);
+                // Who did not answer is not among the closest that live: the next ones
+                // move up into the k this lookup asks.
+                l.shortlist
+                    .retain(|_, c| l.waiting.contains_key(&c.addr) || !silent.contains(&c.addr));
             }
+        }
+        for a in silent {
+            self.unanswered(a);
         }
         touched.sort_unstable();
         for id in touched {
             self.step(now, id);
+        }
+    }
+
+    /// A request to `addr` went unanswered: a contact of the buckets that fails
+    /// [`super::MAX_FAILS`] in a row leaves them.
+    fn unanswered(&mut self, addr: u64) {
+        if !self.buckets.iter().flatten().any(|c| c.addr == addr) {
+            return;
+        }
+        let n = self.fails.entry(addr).or_insert(0);
+        *n = n.saturating_add(1);
+        if *n >= super::MAX_FAILS {
+            self.fails.remove(&addr);
+            for b in &mut self.buckets {
+                b.retain(|c| c.addr != addr);
+            }
+            self.counters.contacts_dropped += 1;
         }
     }
 

@@ -1,7 +1,7 @@
 //! The directory's values: what we publish (signed or not), what others store here, what a
 //! lookup may answer, and the values of members that left.
 
-use super::{Dht, Event, Key, ProofError, Signed, Stored, MAX_GONE};
+use super::{Dht, Event, Key, ProofError, Signed, Stored, MAX_GONE, MAX_VALUES_PER_KEY};
 use crate::machine::UnixTime;
 use o7s_wire::unicast::pb::{dht_code, DhtMsg, DhtStoreMsg};
 use std::time::Instant;
@@ -222,30 +222,48 @@ impl Dht {
             self.counters.superseded += gone as u64;
             self.stored = self.stored.saturating_sub(gone);
         }
-        match entry.get_mut(&addr) {
-            Some(e) => {
-                e.exp = e.exp.max(s.exp);
-                // A proof that passed the check above is as new as any its publisher
-                // gave for this key.
-                if signed.is_some() {
-                    e.proof = proof;
-                    e.signed = signed;
+        if let Some(e) = entry.get_mut(&addr) {
+            e.exp = e.exp.max(s.exp);
+            // A proof that passed the check above is as new as any its publisher gave
+            // for this key.
+            if signed.is_some() {
+                e.proof = proof;
+                e.signed = signed;
+            }
+            return;
+        }
+        if full {
+            self.counters.store_refused += 1;
+            return;
+        }
+        if entry.len() >= MAX_VALUES_PER_KEY {
+            // The value that expires first makes room, if it expires before this one.
+            let first = entry
+                .iter()
+                .min_by_key(|(a, e)| (e.exp, **a))
+                .map(|(a, e)| (*a, e.exp));
+            match first {
+                Some((old, exp)) if exp < s.exp => {
+                    entry.remove(&old);
+                    self.stored = self.stored.saturating_sub(1);
+                    self.counters.superseded += 1;
+                }
+                _ => {
+                    self.counters.store_refused += 1;
+                    return;
                 }
             }
-            None if full => self.counters.store_refused += 1,
-            None => {
-                entry.insert(
-                    addr,
-                    Stored {
-                        exp: s.exp,
-                        last: now,
-                        proof,
-                        signed,
-                    },
-                );
-                self.stored += 1;
-            }
         }
+        entry.insert(
+            addr,
+            Stored {
+                exp: s.exp,
+                last: now,
+                proof,
+                signed,
+            },
+        );
+        self.stored += 1;
     }
 
     /// Address `addr` left the layer (its routes are gone: link state withdrew it or it

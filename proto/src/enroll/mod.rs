@@ -382,7 +382,16 @@ pub enum ConfError {
         /// eid_size.
         eid: u32,
     },
+    /// A directory hash other than SHA3-256 (the reference allows SHA3-224/384/512): our
+    /// DHT's ids and keys are 32 bytes, so every directory message would be dropped on its
+    /// length and names would hash to other keys. Refused, rather than enrolled into a
+    /// layer whose names nobody here could find.
+    #[error("dir_hash_algo {0} (only SHA3-256, 1, is supported)")]
+    DirHash(u32),
 }
+
+/// `pol_dir_hash` SHA3-256 (facts §1.6), the only directory hash our DHT has.
+const DIR_HASH_SHA3_256: u32 = 1;
 
 /// What an enrollee can adopt: a layer of its own type (as the reference checks); a
 /// unicast one with the sizes this implementation has.
@@ -419,6 +428,9 @@ fn check_conf(c: IpcpConfigMsg, broadcast: bool) -> Result<IpcpConfigMsg, ConfEr
             addr: u.dt.addr_size,
             eid: u.dt.eid_size,
         });
+    }
+    if c.layer_info.dir_hash_algo != DIR_HASH_SHA3_256 {
+        return Err(ConfError::DirHash(c.layer_info.dir_hash_algo));
     }
     Ok(c)
 }

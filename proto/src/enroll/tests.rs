@@ -265,6 +265,15 @@ fn each_kind_of_member_adopts_only_a_layer_of_its_own_kind() {
         );
     }
     assert!(check_conf(IpcpConfigMsg::broadcast("l"), true).is_ok());
+    // A unicast layer hashing its directory with SHA3-224/384/512: refused, said why.
+    for algo in [0, 2, 3, 5] {
+        let mut c = IpcpConfigMsg::unicast_default("l", R);
+        c.layer_info.dir_hash_algo = algo;
+        let e = check_conf(c, false).unwrap_err();
+        assert_eq!(e, ConfError::DirHash(algo));
+        assert!(e.to_string().contains("SHA3-256"), "{e}");
+    }
+    assert!(check_conf(IpcpConfigMsg::unicast_default("l", R), false).is_ok());
 }
 
 /// `a` (at E) connected Management on flow 1 and DT on flow 2 to `b` (at R, in layer

@@ -222,6 +222,10 @@ impl Owner {
                     o.insert("dht_received".into(), json!(dc.received));
                     o.insert("dht_sent".into(), json!(dc.sent));
                     o.insert("dht_bad".into(), json!(dc.dropped_bad));
+                    o.insert("dht_store_refused".into(), json!(dc.store_refused));
+                    o.insert("dht_contacts_dropped".into(), json!(dc.contacts_dropped));
+                    o.insert("dht_lookups_refused".into(), json!(dc.lookups_refused));
+                    o.insert("dht_lookups_cut".into(), json!(dc.lookups_cut));
                     o.insert(
                         "dht_signed".into(),
                         json!(u.dht().is_some_and(|d| d.has_proofs())),

@@ -242,7 +242,7 @@ pub(in crate::metrics) const IPCPS: &[(&str, Kind, &str)] = &[
     (
         "o7s_ipcp_dht_bad",
         C,
-        "Directory messages dropped: malformed, out of bounds, a wrong id length or address 0",
+        "Directory messages dropped: malformed, out of bounds, a wrong id length, address 0 or wider than 32 bits",
     ),
     (
         "o7s_ipcp_dht_proofs_refused",
@@ -252,7 +252,27 @@ pub(in crate::metrics) const IPCPS: &[(&str, Kind, &str)] = &[
     (
         "o7s_ipcp_dht_superseded",
         C,
-        "Directory entries superseded by a newer one of the same publisher, or refused as older",
+        "Directory entries superseded by a newer one of the same publisher, or refused as older, or values that made room at a full key for one that expires later",
+    ),
+    (
+        "o7s_ipcp_dht_store_refused",
+        C,
+        "Directory STOREs refused: expired, the value table full, or a full key whose values all expire later",
+    ),
+    (
+        "o7s_ipcp_dht_contacts_dropped",
+        C,
+        "Directory contacts that left the buckets after three requests in a row went unanswered",
+    ),
+    (
+        "o7s_ipcp_dht_lookups_refused",
+        C,
+        "Directory lookups refused because as many were in flight as one may",
+    ),
+    (
+        "o7s_ipcp_dht_lookups_cut",
+        C,
+        "Directory lookups ended because they had asked as many members as one may",
     ),
     (
         "o7s_ipcp_neighbours",
