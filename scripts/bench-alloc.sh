@@ -9,6 +9,9 @@
 #   O7S_BASE_BIN=/path/to/release scripts/bench-alloc.sh [ALLOCS=1000] [ROUNDS=3]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+case "${1:-}" in -h|--help) sed -n '2,/^set -/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0;; esac
+for a in "$@"; do case "$a" in ""|*[!0-9.]*) echo "bench-alloc.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
+for t in ip python3 cargo git; do command -v "$t" >/dev/null || { echo "bench-alloc.sh: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }; done
 allocs=${1:-1000}; rounds=${2:-3}
 [ "$(id -u)" = 0 ] || { echo "bench-alloc.sh: needs root" >&2; exit 1; }
 base=${O7S_BASE_BIN:?set O7S_BASE_BIN to the baseline build\'s directory (o7sd, o7s-dataplane, o7s-bench)}
@@ -17,7 +20,7 @@ for b in o7sd o7s-dataplane o7s-bench; do
 done
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p o7s-bench)
 new=$root/target/release
-name=oa$$; name=${name:0:10}
+name=$("$(dirname "$0")/netns.sh" unique oa 10)
 tmp=$(mktemp -d /tmp/o7s-bench-alloc.XXXXXX)
 stop_all() {
     for p in "$tmp"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; rm -f "$p"; done
@@ -44,16 +47,27 @@ round() {
     ip netns exec "$name-b" env O7S_RUNDIR="$tmp/run-b" "$bin/o7s-bench" alloc-server > /dev/null 2>&1 &
     echo $! > "$tmp/srv.pid"
     sleep 0.3
-    ip netns exec "$name-a" env O7S_RUNDIR="$tmp/run-a" "$bin/o7s-bench" alloc-client -n alloc-bench -c "$allocs"
+    local rc=0
+    ip netns exec "$name-a" env O7S_RUNDIR="$tmp/run-a" "$bin/o7s-bench" alloc-client -n alloc-bench -c "$allocs" || rc=$?
     stop_all
+    return "$rc"
+}
+# A round whose allocations failed (alloc-client exits non-zero) ends the benchmark: its
+# medians would describe something else.
+failed_round() {
+    echo "bench-alloc.sh: round $1 had failed allocations: $2 (o7sd logs: $tmp kept)" >&2
+    trap - EXIT; stop_all; "$root/scripts/netns.sh" down "$name" >/dev/null 2>&1 || true
+    exit 1
 }
 
 base_runs=(); new_runs=()
 for r in $(seq "$rounds"); do
     echo "round $r: baseline ..." >&2
-    base_runs+=("$(round "$base" "base$r")")
+    one=$(round "$base" "base$r") || failed_round "base$r" "$one"
+    base_runs+=("$one")
     echo "round $r: this build ..." >&2
-    new_runs+=("$(round "$new" "new$r")")
+    one=$(round "$new" "new$r") || failed_round "new$r" "$one"
+    new_runs+=("$one")
 done
 join() { local IFS=,; echo "$*"; }
 mkdir -p "$root/bench-results"

@@ -8,13 +8,16 @@
 #   scripts/bench-capture.sh [SECONDS=3] [RUNS=5]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+case "${1:-}" in -h|--help) sed -n '2,/^set -/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0;; esac
+for a in "$@"; do case "$a" in ""|*[!0-9.]*) echo "bench-capture.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
+for t in ip python3 taskset cargo; do command -v "$t" >/dev/null || { echo "bench-capture.sh: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }; done
 secs=${1:-3}; runs=${2:-5}
 [ "$(id -u)" = 0 ] || { echo "bench-capture.sh: needs root" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "bench-capture.sh: needs 2 CPUs" >&2; exit 1; }
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p ocbr -p o7sctl)
 bin=$root/target/release
 tmp=$(mktemp -d /tmp/o7s-bench-cap.XXXXXX)
-N=oc$$; N=${N:0:10}
+N=$("$(dirname "$0")/netns.sh" unique oc 10)
 cleanup() { for s in a b; do for p in $(ip netns pids "$N-$s" 2>/dev/null); do kill "$p" 2>/dev/null || true; done; done
     sleep 0.5; "$root/scripts/netns.sh" down "$N" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
 trap cleanup EXIT
@@ -35,8 +38,10 @@ run b "$bin/ocbr" -l --json > "$tmp/ocbr.json" 2>&1 &
 sleep 0.3
 flood() { # -> JSON of one run
     local before cl sv; before=$(wc -l < "$tmp/ocbr.json")
-    cl=$(run a "$bin/ocbr" -n ocbr -s 1400 -f -d "$secs" --json)
+    cl=$(run a "$bin/ocbr" -n ocbr -s 1400 -f -d "$secs" --json) ||
+        { echo "bench-capture.sh: the ocbr client failed: $cl" >&2; exit 1; }
     for _ in $(seq 100); do [ "$(wc -l < "$tmp/ocbr.json")" -gt "$before" ] && break; sleep 0.1; done
+    [ "$(wc -l < "$tmp/ocbr.json")" -gt "$before" ] || { echo "bench-capture.sh: the ocbr server wrote no result for this run within 10 s" >&2; exit 1; }
     sv=$(tail -1 "$tmp/ocbr.json")
     python3 -c "
 import json
@@ -53,7 +58,7 @@ for r in $(seq "$runs"); do
     for _ in $(seq 100); do grep -q "capturing on" "$tmp/cap.err" 2>/dev/null && break; sleep 0.05; done
     one=$(flood)
     # (A background job of a script ignores SIGINT: stop o7sctl itself, with SIGTERM.)
-    pkill -TERM -f "o7sctl capture dix" || true
+    "$root/scripts/netns.sh" signal "$N-b" TERM o7sctl || true
     wait "$cap" || true
     counts=$(sed -n 's/.*: \([0-9]*\) frames captured, \([0-9]*\) dropped.*/{"captured": \1, "dropped": \2}/p' "$tmp/cap.err")
     captured="$captured$(python3 -c "import json; a=json.loads('$one'); a.update(json.loads('${counts:-{\}}')); print(json.dumps(a))"),"

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Benchmark of the eth-dix layer over one veth pair between two namespaces (root), in one
-# invocation: kernel ICMP ping RTT, oping RTT (AF_PACKET port), and flow-allocation latency
+# invocation: kernel ICMP ping RTT, oping RTT (the port's I/O path as o7sd chose it, `auto`:
+# AF_XDP on veth where it works; the JSON's io_path says which), and flow-allocation latency
 # over N allocations. Writes JSON to bench-results/eth-<date>.json and prints it.
 #   scripts/bench-eth.sh [PINGS=500] [ALLOCS=1000]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 pings=${1:-500}; allocs=${2:-1000}
 [ "$(id -u)" = 0 ] || { echo "bench-eth.sh: needs root" >&2; exit 1; }
+case "$pings$allocs" in *[!0-9]*|"") echo "usage: scripts/bench-eth.sh [PINGS=500] [ALLOCS=1000]" >&2; exit 2;; esac
+for t in ping python3 ip; do command -v "$t" >/dev/null || { echo "bench-eth.sh: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }; done
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p o7sctl -p o7s-bench)
 bin=$root/target/release
-name=o7b$$; name=${name:0:12}
+name=$("$(dirname "$0")/netns.sh" unique o7b 12)
 tmp=$(mktemp -d /tmp/o7s-bench.XXXXXX)
 cleanup() {
     for p in "$tmp"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
@@ -49,12 +52,15 @@ echo "oping x$pings ..." >&2
 oping=$(ip netns exec "$name-a" env O7S_RUNDIR="$tmp/run-a" "$bin/oping" -n oping-server -c "$pings" -i 10ms --json)
 echo "flow allocation x$allocs ..." >&2
 alloc=$(ip netns exec "$name-a" env O7S_RUNDIR="$tmp/run-a" "$bin/o7s-bench" alloc-client -n alloc-bench -c "$allocs") || {
-    echo "bench-eth.sh: allocations failed: $alloc (daemon logs kept in /tmp/o7s-bench-failed)" >&2
-    rm -rf /tmp/o7s-bench-failed; mkdir -p /tmp/o7s-bench-failed; cp "$tmp"/*.log /tmp/o7s-bench-failed/; exit 1; }
+    kept=$(mktemp -d /tmp/o7s-bench-failed.XXXXXX); cp "$tmp"/*.log "$kept"/
+    echo "bench-eth.sh: allocations failed: $alloc (daemon logs kept in $kept)" >&2
+    exit 1; }
+io_path=$(ip netns exec "$name-b" env O7S_RUNDIR="$tmp/run-b" "$bin/o7sctl" port list --json |
+    python3 -c 'import json,sys; print(",".join(sorted({p.get("io_path", "?") for p in json.load(sys.stdin)})))')
 mkdir -p "$root/bench-results"
 out="$root/bench-results/eth-$(date -u +%Y%m%dT%H%M%SZ).json"
 cat > "$out" <<JSON
 {"date": "$(date -u +%FT%TZ)", "machine": "$(nproc) vCPU, $(uname -r)", "command": "scripts/bench-eth.sh $pings $allocs",
- "io_path": "af_packet", "kernel_icmp_ping_ms": $kping, "oping": $oping, "flow_alloc": $alloc}
+ "io_path": "$io_path", "kernel_icmp_ping_ms": $kping, "oping": $oping, "flow_alloc": $alloc}
 JSON
 cat "$out"

@@ -25,6 +25,8 @@
 #   scripts/bench-forward.sh [SECONDS=3] [RUNS=3]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+case "${1:-}" in -h|--help) sed -n '2,/^set -/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0;; esac
+for a in "$@"; do case "$a" in ""|*[!0-9.]*) echo "bench-forward.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
 secs=${1:-3}; runs=${2:-3}
 [ "$(id -u)" = 0 ] || { echo "bench-forward.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "bench-forward.sh: needs 2 CPUs (source on CPU 0, hop on CPU 1)" >&2; exit 1; }
@@ -33,7 +35,7 @@ for t in ip taskset python3; do
 done
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p o7sctl -p o7s-bench)
 bin=$root/target/release
-n=fw$$; n=${n:0:8}
+n=$("$(dirname "$0")/netns.sh" unique fw 8)
 tmp=$(mktemp -d /tmp/o7s-bench-forward.XXXXXX)
 kill_ns() { for p in $(ip netns pids "$n-$1" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done; }
 cleanup() {

@@ -15,13 +15,16 @@
 # target/release (to measure another build, e.g. a baseline, in the same session).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+case "${1:-}" in -h|--help) sed -n '2,/^set -/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0;; esac
+for a in "$@"; do case "$a" in ""|*[!0-9.]*) echo "bench-oap.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
+for t in ip python3 taskset cargo openssl; do command -v "$t" >/dev/null || { echo "bench-oap.sh: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }; done
 secs=${1:-3}; runs=${2:-5}; allocs=${3:-500}
 [ "$(id -u)" = 0 ] || { echo "bench-oap.sh: needs root" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "bench-oap.sh: needs 2 CPUs (host A on CPU 0, host B on CPU 1)" >&2; exit 1; }
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p ocbr -p o7sctl -p o7s-bench)
 bin=${O7S_BIN:-$root/target/release}
-E=oe$$; E=${E:0:10}   # eth pair: namespaces $E-a, $E-b
-U=ou$$; U=${U:0:10}   # udp4: one namespace $U
+E=$("$(dirname "$0")/netns.sh" unique oe 10)   # eth pair: namespaces $E-a, $E-b
+U=$("$(dirname "$0")/netns.sh" unique ou 10)   # udp4: one namespace $U
 tmp=$(mktemp -d /tmp/o7s-bench-oap.XXXXXX)
 nss() { echo "$E-a $E-b $U"; }
 cleanup() {
@@ -93,8 +96,10 @@ echo "eth path: $io_path" >&2
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
 flood() { # PATH NAME SIZE -> server-measured Mbit/s
     local before; before=$(wc -l < "$tmp/$1-ocbr.json")
-    run "$1" a "$bin/ocbr" -n "$2" -s "$3" -f -d "$secs" --json > /dev/null
+    run "$1" a "$bin/ocbr" -n "$2" -s "$3" -f -d "$secs" --json > /dev/null ||
+        { echo "bench-oap.sh: the ocbr client to $2 ($1, $3 B) failed" >&2; exit 1; }
     for _ in $(seq 100); do [ "$(wc -l < "$tmp/$1-ocbr.json")" -gt "$before" ] && break; sleep 0.1; done
+    [ "$(wc -l < "$tmp/$1-ocbr.json")" -gt "$before" ] || { echo "bench-oap.sh: the ocbr server wrote no result for this run within 10 s" >&2; exit 1; }
     tail -1 "$tmp/$1-ocbr.json" | field mbps
 }
 declare -A R

@@ -14,6 +14,8 @@
 #   scripts/bench-queues.sh [PINGS=300] [RUNS=3]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+case "${1:-}" in -h|--help) sed -n '2,/^set -/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0;; esac
+for a in "$@"; do case "$a" in ""|*[!0-9.]*) echo "bench-queues.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
 pings=${1:-300}; runs=${2:-3}
 [ "$(id -u)" = 0 ] || { echo "bench-queues.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "bench-queues.sh: needs 2 CPUs (two workers)" >&2; exit 1; }
@@ -22,7 +24,7 @@ for t in ip taskset python3 timeout; do
 done
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p o7sctl -p oping)
 bin=$root/target/release
-n=bq$$; n=${n:0:8}
+n=$("$(dirname "$0")/netns.sh" unique bq 8)
 tmp=$(mktemp -d /tmp/o7s-bench-queues.XXXXXX)
 stop_all() {
     for s in a b; do for p in $(ip netns pids "$n-$s" 2>/dev/null); do kill "$p" 2>/dev/null || true; done; done

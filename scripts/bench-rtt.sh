@@ -20,6 +20,8 @@
 #   scripts/bench-rtt.sh [PINGS=300] [RUNS=3]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+case "${1:-}" in -h|--help) sed -n '2,/^set -/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0;; esac
+for a in "$@"; do case "$a" in ""|*[!0-9.]*) echo "bench-rtt.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
 pings=${1:-300}; runs=${2:-3}
 [ "$(id -u)" = 0 ] || { echo "bench-rtt.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "bench-rtt.sh: needs 2 CPUs (A and C on CPU 0, B on CPU 1)" >&2; exit 1; }
@@ -38,7 +40,7 @@ else
     (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p o7sctl -p oping -p o7s-bench)
     bin=$root/target/release
 fi
-n=rt$$; n=${n:0:8}
+n=$("$(dirname "$0")/netns.sh" unique rt 8)
 tmp=$(mktemp -d /tmp/o7s-bench-rtt.XXXXXX)
 kill_ns() { for p in $(ip netns pids "$n-$1" 2>/dev/null); do kill "$p" 2>/dev/null || true; done; }
 stop_all() { for s in a b c; do kill_ns "$s"; done; sleep 0.5; for s in a b c; do
@@ -147,7 +149,7 @@ udp_echo() { # side of the server, its IP
     local spid=$!
     sleep 0.2
     on a "$bin/o7s-bench" udp-ping "$2:7777" -c "$pings" -i 10000 | python3 -c \
-        'import json,sys; d=json.load(sys.stdin); r=d["rtt_ms"]; print(json.dumps({"n": d["n"] - d["lost"], "p50": r["p50"], "p99": r["p99"], "avg": r["mean"]}))'
+        'import json,sys; d=json.load(sys.stdin); r=d["rtt_ms"]; print(json.dumps({"n": d["n"], "p50": r["p50"], "p99": r["p99"], "avg": r["mean"]}))'
     kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
 }
 oping() { # server name

@@ -6,11 +6,14 @@
 #   scripts/bench-udp.sh [PINGS=500] [SECONDS=3] [RUNS=3]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+case "${1:-}" in -h|--help) sed -n '2,/^set -/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0;; esac
+for a in "$@"; do case "$a" in ""|*[!0-9.]*) echo "bench-udp.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
+for t in ip python3 md5sum cargo; do command -v "$t" >/dev/null || { echo "bench-udp.sh: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }; done
 pings=${1:-500}; secs=${2:-3}; runs=${3:-3}
 [ "$(id -u)" = 0 ] || { echo "bench-udp.sh: needs root" >&2; exit 1; }
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p ocbr -p o7sctl -p o7s-bench)
 bin=$root/target/release
-ns=o7u$$; ns=${ns:0:12}
+ns=$("$(dirname "$0")/netns.sh" unique o7u 12)
 tmp=$(mktemp -d /tmp/o7s-bench-udp.XXXXXX)
 cleanup() {
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
@@ -65,6 +68,7 @@ for size in 64 1400; do
         before=$(wc -l < "$tmp/ocbr-server.json")
         csent=$(run a "$bin/ocbr" -n ocbr -s "$size" -f -d "$secs" --json | field sent)
         for _ in $(seq 100); do [ "$(wc -l < "$tmp/ocbr-server.json")" -gt "$before" ] && break; sleep 0.1; done
+        [ "$(wc -l < "$tmp/ocbr-server.json")" -gt "$before" ] || { echo "bench-udp.sh: the ocbr server wrote no result for this run within 10 s" >&2; exit 1; }
         line=$(tail -1 "$tmp/ocbr-server.json")
         o+=("$(echo "$line" | field mbps)")
         ol+=("$(python3 -c "import json; d=json.loads('$line'); print(round(100*(1-d['received']/$csent),3))")")

@@ -12,6 +12,9 @@
 #   scripts/bench-unicast.sh [COUNT=500] [SECONDS=3]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+case "${1:-}" in -h|--help) sed -n '2,/^set -/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0;; esac
+for a in "$@"; do case "$a" in ""|*[!0-9.]*) echo "bench-unicast.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
+for t in ip python3 ping cargo; do command -v "$t" >/dev/null || { echo "bench-unicast.sh: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }; done
 count=${1:-500}; secs=${2:-3}
 [ "$(id -u)" = 0 ] || { echo "bench-unicast.sh: needs root" >&2; exit 1; }
 bin=$root/target/release
@@ -37,7 +40,7 @@ print(json.dumps(a))
 PY
     exit 0
 fi
-n=uc$$; n=${n:0:8}
+n=$("$(dirname "$0")/netns.sh" unique uc 8)
 tmp=$(mktemp -d /tmp/o7s-bench-unicast.XXXXXX)
 cleanup() {
     for s in a b c; do
@@ -139,10 +142,10 @@ run a ping -n -c "$count" -i 0.002 10.81.2.3 >"$tmp/ping.txt"
 # Goodput: A -> C through B, then A -> B (the server on B).
 run a "$bin/ocbr" -n ocbr -f -s 1400 -d "$secs" --json >"$tmp/ocbr-ac.json" 2>/dev/null || true
 sleep 1.5   # the server reports once the flow has been idle for a second
-pkill -f "$bin/ocbr -l" 2>/dev/null || true
+"$root/scripts/netns.sh" signal "$n-c" TERM ocbr || true
 run b "$bin/ocbr" -l --json >"$tmp/ocbr-b.json" 2>/dev/null &
 sleep 0.5
-run b "$bin/o7sctl" bind process "$(pgrep -n -f "$bin/ocbr -l")" name ocbr-b >/dev/null
+run b "$bin/o7sctl" bind process "$("$root/scripts/netns.sh" pids "$n-b" ocbr | tail -1)" name ocbr-b >/dev/null
 run a "$bin/ocbr" -n ocbr-b -f -s 1400 -d "$secs" --json >"$tmp/ocbr-ab.json" 2>/dev/null || true
 sleep 1.5
 fwd=$(run b "$bin/o7sctl" ipcp list --json | python3 -c "

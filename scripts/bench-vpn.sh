@@ -13,6 +13,9 @@
 #   scripts/bench-vpn.sh [SECONDS=5] [COUNT=50] [OUT]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+ns=$root/scripts/netns.sh
+case "${1:-}" in -h|--help) sed -n '2,/^set -/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0;; esac
+for a in "$@"; do case "$a" in ""|*[!0-9.]*) echo "bench-vpn.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
 secs=${1:-5}; count=${2:-50}
 out=${3:-$root/bench-results/vpn-$(date -u +%Y%m%dT%H%M%SZ).json}
 [ "$(id -u)" = 0 ] || { echo "bench-vpn.sh: needs root (namespaces, TUN, XDP)" >&2; exit 1; }
@@ -24,7 +27,7 @@ bin=$root/target/release
 echo "building (release)..."
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p o7s-vpn -p o7sctl -p o7s-bench)
 
-n=bv$$; n=${n:0:8}
+n=$("$(dirname "$0")/netns.sh" unique bv 8)
 tmp=$(mktemp -d /tmp/o7s-bench-vpn.XXXXXX)
 teardown() {
     for s in a b; do
@@ -108,22 +111,21 @@ tunnel() {
     wait "$cli" "$srv" 2>/dev/null || true
 }
 stop_vpn() {
-    local s p
-    for s in a b; do
-        for p in $(ip netns pids "$n-$s" 2>/dev/null); do
-            [ "$(cat "/proc/$p/comm" 2>/dev/null)" = o7s-vpn ] && kill -TERM "$p" 2>/dev/null
-        done
-    done
+    local s
+    for s in a b; do "$ns" signal "$n-$s" TERM o7s-vpn || true; done
     for _ in $(seq 50); do
-        pgrep -x o7s-vpn >/dev/null || return 0
+        "$ns" pids "$n-a" o7s-vpn >/dev/null || "$ns" pids "$n-b" o7s-vpn >/dev/null || return 0
         sleep 0.1
     done
     echo "bench-vpn.sh: o7s-vpn did not stop on SIGTERM within 5 s; killing it" >&2
-    pkill -9 -x o7s-vpn || true
+    for s in a b; do "$ns" signal "$n-$s" KILL o7s-vpn || true; done
 }
 tunnel vpnp vpn
 tunnel vpne vpn-enc
 run b "$bin/o7sctl" flow list --json >"$tmp/flows-b.json" 2>/dev/null || true
+# The vpn-enc tunnel's flow really was encrypted (o7sd says so when it sets the cipher up).
+grep -q "Encryption enabled for vpne" "$tmp/o7sd-a.log" ||
+    { echo "bench-vpn.sh: the vpn-enc tunnel's flow was not encrypted" >&2; cat "$tmp/o7sd-a.log" >&2; exit 1; }
 
 # WireGuard over the same veth pair: boringtun-cli (userspace; this kernel has no WireGuard
 # module) configured with wg, 2 threads each (the machine's cores), foreground, UDP 51820.

@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     -c) count=$2; shift 2 ;;
     --blog) blog=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo-unicast.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -31,8 +31,7 @@ done
 echo "== building (release)"
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p o7sctl)
 bin=$root/target/release
-name=o7u$$
-name=${name:0:12}
+name=$("$(dirname "$0")/netns.sh" unique o7u 12)
 tmp=$(mktemp -d /tmp/o7s-demo-unicast.XXXXXX)
 cleanup() {
     for p in "$tmp"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done

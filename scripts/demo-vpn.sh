@@ -37,8 +37,7 @@ fi
 echo "== building (release)"
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p o7s-vpn -p o7sctl)
 bin=$root/target/release
-name=o7v$$
-name=${name:0:12}
+name=$("$(dirname "$0")/netns.sh" unique o7v 12)
 tmp=$(mktemp -d /tmp/o7s-demo-vpn.XXXXXX)
 cleanup() {
     for p in "$tmp"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
@@ -95,8 +94,11 @@ echo $! >"$tmp/sniff.pid"
 sleep 1.5
 ok=1
 on b ping -c "$count" -i 0.2 -W 2 10.88.0.3 >"$tmp/ping.txt" || ok=""
+# (ping exits 0 when some replies came: every one must.)
+grep -q " $count received" "$tmp/ping.txt" || ok=""
 c6=$(on c ip -6 -o addr show dev tap0 scope link | sed -n 's/.* inet6 \([^/]*\)\/.*/\1/p' | head -1)
 on b ping -6 -c 1 -W 2 "$c6%tap0" >"$tmp/ping6.txt" || ok=""
+grep -q " 1 received" "$tmp/ping6.txt" || ok=""
 sleep 0.5
 kill "$(cat "$tmp/sniff.pid")" 2>/dev/null || true
 sleep 0.3

@@ -12,8 +12,7 @@ count=${COUNT:-10}
 echo "== building (release)"
 (cd "$root" && cargo build --release --locked -q -p o7s-control -p o7s-dataplane -p oping -p o7sctl)
 bin=$root/target/release
-name=o7demo$$
-name=${name:0:12}
+name=$("$(dirname "$0")/netns.sh" unique o7demo 12)
 tmp=$(mktemp -d /tmp/o7s-demo.XXXXXX)
 cleanup() {
     for p in "$tmp"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
@@ -24,10 +23,11 @@ cleanup() {
 trap cleanup EXIT
 "$root/scripts/netns.sh" up "$name"
 
-# Tutorial 04's configuration files, with the devices of this topology.
+# Tutorial 04's configuration files, with the devices of this topology and this build's oping
+# by its path (the tutorial's /usr/bin/oping may be liboping's, another tool of that name).
 cat > "$tmp/server.conf" <<CONF
 [name."oping-server"]
-prog=["/usr/bin/oping"]
+prog=["$bin/oping"]
 args=["-l"]
 
 [eth-dix.wifi1]

@@ -57,7 +57,7 @@ printf '{"time_scale": %s, "cap": "%s", "rate": "%s", "spin_us": %s, "dp_nice": 
 sec() { python3 -c "print(f'{($1) * $scale:.3f}')"; }
 END=80
 
-n=cg$$; n=${n:0:8}
+n=$("$(dirname "$0")/netns.sh" unique cg 8)
 tmp=$(mktemp -d /tmp/o7s-congestion.XXXXXX)
 nodes="c1 c2 r s"
 teardown() {
@@ -244,7 +244,7 @@ PY
     for c in c1 c2; do run "$c" "$bin/o7sctl" ipcp list --json >"$tmp/$c-ipcps-$cong.json"; done
     # The capture itself (not the shell around it, which ignores signals as a background
     # job) ends on SIGTERM and closes its file.
-    pkill -TERM -f "o7sctl capture $n-sr" 2>/dev/null || true
+    "$root/scripts/netns.sh" signal "$n-s" TERM o7sctl || true
     wait "$cap_pid" 2>/dev/null || true
     # The capture starts after enrolment: the dissector is told which eth-dix flow carries the
     # unicast layer's DT PDUs (the server's N-1 flow to the router with the most SDUs).

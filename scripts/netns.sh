@@ -7,9 +7,53 @@
 #                                device NAME-vH on a bridge in namespace NAME-br
 #   scripts/netns.sh down NAME   removes every NAME-* namespace (whatever still runs inside
 #                                is killed)
+#   scripts/netns.sh unique PREFIX LEN
+#                                prints a NAME of LEN characters, PREFIX then random
+#                                lowercase letters, that no namespace of this host starts
+#                                with (the tests' names are a prefix and digits: never the
+#                                same; two runs of a script: different names, so one's
+#                                clean-up never removes the other's namespaces)
+#   scripts/netns.sh pids NS COMM
+#                                prints the pids of the processes named COMM (their
+#                                /proc/PID/comm) in namespace NS, one a line
+#   scripts/netns.sh signal NS SIG COMM
+#                                sends SIG to those (never to a process of that name
+#                                elsewhere on the host, another run's or a user's); exit
+#                                status 1 when there was none
 # NAME: at most 12 characters (interface names are limited to 15); hosts: one letter or digit.
 set -euo pipefail
 cmd=${1:-}; name=${2:-}
+if [ "$cmd" = pids ] || [ "$cmd" = signal ]; then
+    if [ "$cmd" = pids ]; then sig=""; comm=${3:-}; else sig=${3:-}; comm=${4:-}; fi
+    if [ -z "$name" ] || [ -z "$comm" ] || { [ "$cmd" = signal ] && [ -z "$sig" ]; }; then
+        echo "usage: $0 pids NS COMM | signal NS SIG COMM" >&2
+        exit 2
+    fi
+    found=1
+    for p in $(ip netns pids "$name" 2>/dev/null); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$comm" ] || continue
+        found=0
+        if [ -z "$sig" ]; then echo "$p"; else kill -s "$sig" "$p" 2>/dev/null || true; fi
+    done
+    exit "$found"
+fi
+if [ "$cmd" = unique ]; then
+    len=${3:-}
+    if [ -z "$name" ] || ! [[ "$len" =~ ^[0-9]+$ ]] || [ "$len" -gt 12 ] || [ "$len" -lt $((${#name} + 4)) ]; then
+        echo "usage: $0 unique PREFIX LEN (LEN at most 12, at least PREFIX + 4)" >&2
+        exit 2
+    fi
+    for _ in 1 2 3 4 5 6 7 8; do
+        tail=$(LC_ALL=C tr -dc 'a-z' </dev/urandom | head -c $((len - ${#name})) || true)
+        cand=$name$tail
+        if ! ip netns list 2>/dev/null | awk '{print $1}' | grep -q "^$cand"; then
+            echo "$cand"
+            exit 0
+        fi
+    done
+    echo "$0: no free name with prefix $name" >&2
+    exit 1
+fi
 if [ -z "$cmd" ] || [ -z "$name" ] || [ ${#name} -gt 12 ]; then
     echo "usage: $0 up|bridge|down NAME [HOSTS...] (NAME at most 12 characters)" >&2
     exit 2

@@ -25,7 +25,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 baseline=$root/benches/perf-baseline.json
 packets=200000
-command -v valgrind >/dev/null || { echo "perf-gate.sh: valgrind is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+for t in valgrind python3 cargo; do
+    command -v "$t" >/dev/null || { echo "perf-gate.sh: $t is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+done
 (cd "$root" && cargo build --release --locked -q -p o7s-bench)
 b=$root/target/release/o7s-bench
 cg() { # instructions callgrind counts for a run of $1 packets of $2 bytes of mode $3
