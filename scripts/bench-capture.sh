@@ -60,7 +60,9 @@ for r in $(seq "$runs"); do
     # (A background job of a script ignores SIGINT: stop o7sctl itself, with SIGTERM.)
     "$root/scripts/netns.sh" signal "$N-b" TERM o7sctl || true
     wait "$cap" || true
-    counts=$(sed -n 's/.*: \([0-9]*\) frames captured, \([0-9]*\) dropped.*/{"captured": \1, "dropped": \2}/p' "$tmp/cap.err")
+    # o7sctl's last line: "N frames captured, M frames dropped (the ring was full)".
+    counts=$(sed -n 's/.*: \([0-9]*\) frames captured, \([0-9]*\) \(frames \)\{0,1\}dropped.*/{"captured": \1, "dropped": \2}/p' "$tmp/cap.err")
+    [ -n "$counts" ] || { echo "bench-capture.sh: o7sctl capture reported no counts:" >&2; cat "$tmp/cap.err" >&2; exit 1; }
     captured="$captured$(python3 -c "import json; a=json.loads('$one'); a.update(json.loads('${counts:-{\}}')); print(json.dumps(a))"),"
 done
 mkdir -p "$root/bench-results"
@@ -75,7 +77,8 @@ res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="
        "alone": plain, "captured": cap,
        "median_mbps_alone": m0, "median_mbps_captured": m1,
        "ratio": round(m1 / m0, 3) if m0 else None,
-       "goal": "ratio >= 0.95, drops counted", "met": bool(m0) and m1 / m0 >= 0.95}
+       "goal": "ratio >= 0.95, drops counted",
+       "met": bool(m0) and m1 / m0 >= 0.95 and all("dropped" in r for r in cap)}
 json.dump(res, open(sys.argv[1], "w"), indent=1)
 print(json.dumps({k: res[k] for k in ("median_mbps_alone", "median_mbps_captured", "ratio", "met")}))
 print("captures:", [(r.get("captured"), r.get("dropped")) for r in cap])
