@@ -30,7 +30,7 @@ impl Connections {
         comp: Component,
         id: [u8; ENROLL_ID_LEN],
     ) {
-        if !self.room(flow) {
+        if !self.room(flow, true) {
             return;
         }
         let cep = self.cep(comp);
@@ -51,7 +51,7 @@ impl Connections {
 
     /// We accepted `flow`: its CEP comes first.
     pub fn accept(&mut self, now: Instant, flow: FlowId) {
-        if !self.room(flow) {
+        if !self.room(flow, false) {
             return;
         }
         self.flows.insert(

@@ -28,7 +28,8 @@ pub struct EnrollConfig {
     /// How long each step waits for the peer's next message (the reference: 1 s for a
     /// CEP).
     pub step_timeout: Duration,
-    /// Most N-1 flows in connection or enrolment at once (more are refused).
+    /// Most N-1 flows in connection or enrolment at once, for each side: those we open and
+    /// those peers open to us have a budget each (more are refused).
     pub max_pending: usize,
     /// A broadcast layer's member: its components are Enrollment and Data Transfer only,
     /// the DT CEP is the broadcast IPCP's (protocol "", version 0, syntax 0, address 0),
@@ -268,8 +269,23 @@ impl Connections {
         self.events.push_back(Event::Close { flow });
     }
 
-    fn room(&mut self, flow: FlowId) -> bool {
-        if self.pending() >= self.cfg.max_pending {
+    /// Flows being set up that we opened (`ours`) or that peers opened to us.
+    fn pending_of(&self, ours: bool) -> usize {
+        self.flows
+            .values()
+            .filter(|f| match f.state {
+                State::CepSent { .. } | State::ReqSent { .. } => ours,
+                State::CepWait | State::ReqWait | State::AckWait { .. } => !ours,
+                State::Up { .. } => false,
+            })
+            .count()
+    }
+
+    /// Whether a flow we open (`ours`) or accept may be set up: each side has its own
+    /// [`EnrollConfig::max_pending`], so peers holding flows that never send a CEP cannot
+    /// stop our own connects and enrolments.
+    fn room(&mut self, flow: FlowId, ours: bool) -> bool {
+        if self.pending_of(ours) >= self.cfg.max_pending {
             self.counters.busy += 1;
             self.events.push_back(Event::Failed {
                 flow,

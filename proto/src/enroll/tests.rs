@@ -540,6 +540,19 @@ fn pending_flows_are_bounded() {
         flow: 2,
         why: EnrollError::Busy(2)
     }));
+    // Peers holding every accepting slot with flows that never send a CEP do not stop our
+    // own connects: they have their own budget.
+    r.connect(t0, 10, Component::Management, [0; 8]);
+    assert_eq!(r.counters().busy, 1);
+    assert_eq!(r.poll_transmit().map(|t| t.flow), Some(10), "our CEP went");
+    r.connect(t0, 11, Component::DataTransfer, [0; 8]);
+    assert_eq!(r.pending(), 4);
+    r.connect(t0, 12, Component::DataTransfer, [0; 8]);
+    assert_eq!(
+        (r.pending(), r.counters().busy),
+        (4, 2),
+        "ours are bounded too"
+    );
 }
 
 #[test]
