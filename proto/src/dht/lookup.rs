@@ -90,7 +90,7 @@ impl Dht {
         Some(id)
     }
 
-    pub(super) fn start(&mut self, _now: Instant, key: Key, value: bool) -> LookupId {
+    pub(super) fn start(&mut self, now: Instant, key: Key, value: bool) -> LookupId {
         self.next_lookup += 1;
         let id = LookupId(self.next_lookup);
         let shortlist = self
@@ -107,6 +107,7 @@ impl Dht {
                 asked: HashSet::new(),
                 waiting: HashMap::new(),
                 store_exp: None,
+                ends: now + self.cfg.t_resp * super::LOOKUP_RESPONSE_TIMES,
             },
         );
         id
@@ -118,6 +119,11 @@ impl Dht {
         let Some(l) = self.lookups.get(&id) else {
             return;
         };
+        if now >= l.ends {
+            self.counters.lookups_cut += 1;
+            self.finish(id);
+            return;
+        }
         let k = self.cfg.k;
         // A lookup asks at most this many members: a responder that always names closer
         // (made-up) contacts would otherwise keep it, and its slot, going for ever.

@@ -190,7 +190,8 @@ pub struct Counters {
     pub superseded: u64,
     /// Values stored for others that reached their expiry and went.
     pub expired: u64,
-    /// Lookups ended because they had asked as many members as one may.
+    /// Lookups ended because they had asked as many members as one may, or had run for
+    /// [`LOOKUP_RESPONSE_TIMES`] response times.
     pub lookups_cut: u64,
     /// Contacts that left the buckets after [`MAX_FAILS`] unanswered requests in a row.
     pub contacts_dropped: u64,
@@ -214,7 +215,15 @@ struct Lookup {
     waiting: HashMap<u64, (u64, Instant)>,
     /// A registration's node lookup: store the key at the closest found, with this expiry.
     store_exp: Option<u32>,
+    /// When it ends whatever it still waits for ([`LOOKUP_RESPONSE_TIMES`] x `t_resp`
+    /// after it started).
+    ends: Instant,
 }
+
+/// A lookup runs at most this many response times (`t_resp`: 10 s with the defaults) in
+/// all: members that answer with made-up contacts, slowly, would otherwise keep it and its
+/// slot for up to [`lookup::max_asked`] / alpha response times (about 43 s).
+pub const LOOKUP_RESPONSE_TIMES: u32 = 5;
 
 /// The directory of one IPCP.
 #[derive(Debug)]
@@ -423,7 +432,7 @@ impl Dht {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.lookups
             .values()
-            .flat_map(|l| l.waiting.values().map(|(_, d)| *d))
+            .flat_map(|l| l.waiting.values().map(|(_, d)| *d).chain([l.ends]))
             .chain(self.next_work)
             .min()
     }

@@ -1495,3 +1495,50 @@ fn senders_and_contacts_beyond_32_bit_addresses_are_refused() {
     assert!(sent(&mut a).is_empty(), "the wide contact is not asked");
     assert_eq!(a.contacts(), 1);
 }
+
+/// Members that answer just in time with ever closer made-up contacts keep a lookup going
+/// for LOOKUP_RESPONSE_TIMES response times at most (10 s with the defaults), not until its
+/// most asked (about 43 s).
+#[test]
+fn a_lookup_ends_after_its_longest_time_however_its_members_answer() {
+    let t0 = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = zero(DhtConfig::default());
+    a.learn(contact(1, 0x2001), true);
+    let key = id_of(0xAAAA_0000_0000_0000);
+    let id = a.lookup(t0, unix, key.clone()).unwrap();
+    let longest = DhtConfig::default().t_resp * LOOKUP_RESPONSE_TIMES;
+    let mut t = t0;
+    let mut next = 0x3000u64;
+    let mut d = 1u64 << 40;
+    let ended = loop {
+        assert!(t < t0 + 3 * longest, "the lookup went on");
+        let asks = sent(&mut a);
+        t += Duration::from_millis(1_900);
+        for (to, m) in asks {
+            let Some(f) = m.find else { continue };
+            d -= 1;
+            next += 1;
+            let fake = vec![DhtContactMsg {
+                id: id_of(0xAAAA_0000_0000_0000 ^ d),
+                addr: next,
+            }];
+            a.handle(
+                t,
+                unix,
+                &response((0x5555, to), f.cookie, &key, fake, Some(vec![])),
+            );
+        }
+        run_to(&mut a, t);
+        if let Some(e) = a.poll_event() {
+            break (t, e);
+        }
+    };
+    assert_eq!(ended.1, Event::NotFound { id, key });
+    assert!(
+        ended.0 >= t0 + longest && ended.0 < t0 + longest + Duration::from_secs(2),
+        "{:?}",
+        ended.0 - t0
+    );
+    assert_eq!(a.counters().lookups_cut, 1);
+}

@@ -79,7 +79,7 @@ impl Dht {
                 }
                 !late
             });
-            if l.waiting.len() != before {
+            if l.waiting.len() != before || l.ends <= now {
                 touched.push(*id);
                 // Who did not answer is not among the closest that live: the next ones
                 // move up into the k this lookup asks.
