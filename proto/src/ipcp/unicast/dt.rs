@@ -136,14 +136,21 @@ impl UnicastIpcp {
 
     /// A DT PDU for component `eid` at `dst`, along the next hop; with no route yet (a
     /// member just learnt of from the directory, before link state has it) it waits up
-    /// to `hold_for`, at most `hold_max` of them.
+    /// to `hold_for`, at most `hold_max` of them, of which the directory's take at most
+    /// half: its answers go to whatever address a request claims, and spoofed requests
+    /// would otherwise fill the queue our FLOW_REQs wait in.
     pub(super) fn dt_send(&mut self, now: Instant, dst: u64, eid: u64, msg: Vec<u8>) {
+        let room = if eid == EID_DHT {
+            self.held.iter().filter(|h| h.eid == EID_DHT).count() < self.cfg.hold_max / 2
+        } else {
+            true
+        };
         match self.next_hop(dst) {
             Some(flow) => {
                 let sdu = dt_pdu(dst, eid, self.max_ttl, &msg);
                 self.out.push_back(Transmit { flow, sdu });
             }
-            None if self.held.len() < self.cfg.hold_max => {
+            None if room && self.held.len() < self.cfg.hold_max => {
                 self.counters.held += 1;
                 self.held.push_back(Held {
                     since: now,

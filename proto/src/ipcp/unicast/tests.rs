@@ -390,6 +390,44 @@ fn a_message_without_a_route_waits_and_is_dropped_after_the_hold() {
     assert_eq!(p.b.counters().held, 2);
 }
 
+/// Directory messages without a route (answers go to whatever address a request claims)
+/// take at most half the hold: FLOW_REQs still wait in the rest.
+#[test]
+fn directory_messages_take_at_most_half_the_hold() {
+    let cfg = UniConfig {
+        hold_max: 4,
+        ..UniConfig::default()
+    };
+    let mut p = Pair::join(cfg);
+    let t = p.now;
+    for i in 0..4u64 {
+        p.b.dt_send(t, 0x0c0c_0100 + i, EID_DHT, vec![1]);
+    }
+    let c = p.b.counters();
+    assert_eq!(
+        (c.held, c.held_dropped),
+        (2, 2),
+        "two directory messages wait"
+    );
+    for _ in 0..3 {
+        p.b.alloc(
+            t,
+            0x0c0c_0003,
+            &key("x"),
+            QosSpec::RAW,
+            &[],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    }
+    let c = p.b.counters();
+    assert_eq!(
+        (c.held, c.held_dropped),
+        (4, 3),
+        "two FLOW_REQs wait in the rest"
+    );
+}
+
 #[test]
 fn a_neighbour_beyond_its_budget_is_dropped_and_counted() {
     let cfg = UniConfig {
