@@ -52,4 +52,30 @@ mod tests {
         assert!(check_version(Some("x")).is_err());
         assert!(check_version(None).is_err());
     }
+
+    /// A message with a flow's key, logged with `{:?}` (the data plane's router does for a
+    /// port no worker has), does not show the key.
+    #[test]
+    fn a_flows_key_is_not_shown_by_debug() {
+        let m = msg::ToDp::AddFlow {
+            flow: 1,
+            port: 2,
+            local: 3,
+            remote: 4,
+            peer: [0; 6],
+            timeout_ms: 5,
+            peer_addr: None,
+            crypt: Some(msg::CryptSpec {
+                cipher: 901,
+                key: vec![0xAB; 32],
+                rotation_bits: 20,
+            }),
+            pid: 6,
+            record: String::new(),
+            uni: None,
+        };
+        let s = format!("{m:?}");
+        assert!(s.contains("cipher: 901") && s.contains("not shown"), "{s}");
+        assert!(!s.contains("171"), "{s}");
+    }
 }

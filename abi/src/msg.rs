@@ -34,8 +34,9 @@ pub enum PortKind {
     },
 }
 
-/// A flow's cipher and key (OAP's result).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A flow's cipher and key (OAP's result). Its `Debug` leaves the key out: a message
+/// logged with `{:?}` (an `AddFlow` for a port no worker has) must not write it.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct CryptSpec {
     /// OpenSSL NID of the AEAD.
     pub cipher: u16,
@@ -44,6 +45,19 @@ pub struct CryptSpec {
     pub key: Vec<u8>,
     /// Rotate the key every 2^bits packets (20 as the reference).
     pub rotation_bits: u32,
+}
+
+impl std::fmt::Debug for CryptSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CryptSpec")
+            .field("cipher", &self.cipher)
+            .field(
+                "key",
+                &format_args!("<{} bytes, not shown>", self.key.len()),
+            )
+            .field("rotation_bits", &self.rotation_bits)
+            .finish()
+    }
 }
 
 /// The DT end of a flow over a unicast IPCP.

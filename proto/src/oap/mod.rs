@@ -43,13 +43,23 @@ pub enum OapError {
     Key(#[from] keys::KeyError),
 }
 
-/// The key of an encrypted flow: the cipher's NID and 32 key bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The key of an encrypted flow: the cipher's NID and 32 key bytes (its `Debug` leaves
+/// the key out).
+#[derive(Clone, PartialEq, Eq)]
 pub struct FlowKey {
     /// Cipher NID.
     pub cipher: u16,
     /// Key.
     pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for FlowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowKey")
+            .field("cipher", &self.cipher)
+            .field("key", &"<32 bytes, not shown>")
+            .finish()
+    }
 }
 
 /// The hash of a request as its response carries it: the request's digest, SHA-384 when
@@ -197,6 +207,19 @@ pub fn server_key(
 mod tests {
     use super::*;
     use ring::rand::SystemRandom;
+
+    #[test]
+    fn a_flow_key_is_not_shown_by_debug() {
+        let k = FlowKey {
+            cipher: 901,
+            key: [0xAB; 32],
+        };
+        let s = format!("{k:?}");
+        assert!(
+            s.contains("901") && !s.contains("171") && !s.to_lowercase().contains("ab,"),
+            "{s}"
+        );
+    }
 
     /// The client refuses a server that chose a weaker cipher or KDF than the client's own
     /// configuration (a downgrade), and a server that sent no key.
