@@ -787,6 +787,9 @@ pub struct CaStats {
     pub rx_ece: u16,
     /// FLOW_UPDATEs taken from the peer.
     pub updates_in: u64,
+    /// FLOW_UPDATEs from the peer ignored: more than the PDUs sent to it (forged).
+    #[serde(default)]
+    pub updates_refused: u64,
     /// FLOW_UPDATEs sent to the peer.
     pub updates_out: u64,
     /// PDUs received with a non-zero ECN byte.

@@ -807,6 +807,12 @@ impl XdpPort {
         total
     }
 
+    /// Whether a frame of `len` bytes could ever be sent here (it fits a UMEM frame and the
+    /// port has a tx queue): one that cannot is refused for good, not for now.
+    pub fn can_ever_send(&self, len: usize) -> bool {
+        u32::try_from(len).is_ok_and(|l| l <= FRAME_SIZE) && !self.queues.is_empty()
+    }
+
     /// Queues one frame for sending (on queue 0): it goes on the tx ring with the frames
     /// queued with it, at the latest at [`XdpPort::flush`]. `false` if no UMEM frame is free,
     /// the frame is too long, or the queue is full and the ring takes none of it.

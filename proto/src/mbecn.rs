@@ -119,6 +119,10 @@ pub struct Sender {
     pub slot: u64,
     /// FLOW_UPDATEs taken.
     pub updates: u64,
+    /// PDUs sent (the most FLOW_UPDATEs a real receiver can have sent).
+    pub sent: u64,
+    /// FLOW_UPDATEs ignored: more than the PDUs sent.
+    pub refused: u64,
     /// Pacing: the window is spread over its slot, at most this many ns ahead of its
     /// rate (0: the reference's way, the whole window at the start of the slot).
     pub pace_ns: u64,
@@ -157,6 +161,8 @@ impl Sender {
             inc: CA_INC,
             slot: now_ns >> CA_SLOT,
             updates: 0,
+            sent: 0,
+            refused: 0,
             pace_ns: 0,
             paced_until: 0,
             ece_hold_ns: 0,
@@ -206,6 +212,20 @@ impl Sender {
         }
     }
 
+    /// A FLOW_UPDATE from the wire, at `now_ns`: taken as [`Sender::on_update_at`] unless
+    /// more have come than PDUs were sent. A receiver sends at most one update per PDU it
+    /// gets; updates beyond are forged (the endpoint id is in clear: a flood of level 8191
+    /// would hold the flow at its floor, of level 0 would switch its congestion avoidance
+    /// off) and are ignored, counted in [`Sender::refused`]. Whether it was taken.
+    pub fn take_update_at(&mut self, now_ns: u64, ece: u16) -> bool {
+        if self.updates >= self.sent {
+            self.refused = self.refused.saturating_add(1);
+            return false;
+        }
+        self.on_update_at(now_ns, ece);
+        true
+    }
+
     /// A FLOW_UPDATE with level `ece` at `now_ns` (as [`Sender::on_update`], its time kept
     /// for [`Sender::ece_hold_ns`]).
     pub fn on_update_at(&mut self, now_ns: u64, ece: u16) {
@@ -231,6 +251,7 @@ impl Sender {
     /// [`MAX_WAIT_NS`]).
     pub fn on_send(&mut self, now_ns: u64, len: usize) -> u64 {
         let slot = now_ns >> self.mul;
+        self.sent = self.sent.saturating_add(1);
         self.ctr = self.ctr.saturating_add(1);
         self.wpc = self.wpc.saturating_add(1);
         self.wbc = self.wbc.saturating_add(len as u64);
@@ -399,6 +420,28 @@ fn halvings_to(n: u64, max: u64) -> u32 {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    /// A FLOW_UPDATE from the wire is taken only while fewer have come than PDUs were sent:
+    /// a flood of them (level 8191, or 0) is ignored and counted.
+    #[test]
+    fn flow_updates_beyond_the_pdus_sent_are_refused() {
+        let mut s = Sender::paced(0, 1_000_000);
+        assert!(!s.take_update_at(0, MAX_ECE), "nothing sent yet");
+        let _ = s.on_send(0, 1000);
+        assert!(s.take_update_at(1, MAX_ECE));
+        for i in 0..1000 {
+            assert!(!s.take_update_at(2 + i, MAX_ECE));
+        }
+        assert_eq!((s.updates, s.refused, s.ece), (1, 1001, MAX_ECE));
+        // A flood of level 0 cannot switch a flow's congestion avoidance back off either.
+        for i in 0..1000 {
+            assert!(!s.take_update_at(2000 + i, 0));
+        }
+        assert_eq!(s.ece, MAX_ECE);
+        let _ = s.on_send(3000, 1000);
+        assert!(s.take_update_at(3001, 3));
+        assert_eq!((s.updates, s.ece), (2, 3));
+    }
 
     #[test]
     fn a_receiver_never_echoes_above_max_ece_and_a_sender_takes_no_more() {

@@ -309,6 +309,7 @@ mod tests {
             tx_ece: 2,
             rx_ece: 1,
             updates_in: 40,
+            updates_refused: 2,
             updates_out: 41,
             rx_marked: 7,
             waits: 3,

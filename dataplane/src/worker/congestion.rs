@@ -4,7 +4,7 @@
 //! (DT eid 0, the flow allocator's message with code 2), the sender's window per slot
 //! decides when the next SDU may leave its ring. Nothing here goes through o7sd.
 
-use super::dt_path::{build_n1, out_frame, send_n1};
+use super::dt_path::{build_n1, out_frame, send_n1, N1Sent};
 use super::*;
 use crate::dt::PCI_LEN;
 use crate::packet_path::Egress;
@@ -57,6 +57,7 @@ impl FlowCa {
         s.tx_ece = self.tx.ece;
         s.rx_ece = self.rx.ece;
         s.updates_in = self.tx.updates;
+        s.updates_refused = self.tx.refused;
     }
 
     /// Whether the writer waits at `now`.
@@ -315,18 +316,27 @@ impl Dataplane {
                     }
                     continue;
                 };
-                if send_n1(&mut self.ports, &mut self.uports, &d, &buf, false) {
-                    sent += 1;
-                    flush = true;
-                    if let Some(s) = self.shapers.get_mut(&port) {
-                        s.recycle(buf);
+                match send_n1(&mut self.ports, &mut self.uports, &d, &buf, false) {
+                    N1Sent::Yes => {
+                        sent += 1;
+                        flush = true;
+                        if let Some(s) = self.shapers.get_mut(&port) {
+                            s.recycle(buf);
+                        }
                     }
-                } else {
                     // The port is full (its tx ring): try again next turn.
-                    if let Some(s) = self.shapers.get_mut(&port) {
-                        s.unpop(n1, buf);
+                    N1Sent::Busy => {
+                        if let Some(s) = self.shapers.get_mut(&port) {
+                            s.unpop(n1, buf);
+                        }
+                        break;
                     }
-                    break;
+                    // It can never leave (counted in `tx_errors`): the next one may.
+                    N1Sent::Never => {
+                        if let Some(s) = self.shapers.get_mut(&port) {
+                            s.recycle(buf);
+                        }
+                    }
                 }
             }
             if flush {
@@ -346,10 +356,15 @@ impl Dataplane {
             .values()
             .filter_map(|s| s.next_in(self.now))
             .min();
+        // A hold already over is no reason to wake (the writer, if it had an SDU, sent it
+        // this turn; a writer that stopped writing leaves its last hold behind, which would
+        // otherwise make every sleep a zero one: the worker spinning a CPU until the flow
+        // sends again or closes).
         let held = self
             .flows
             .values()
             .filter_map(|f| f.ca.as_ref()?.hold_until)
+            .filter(|t| *t > self.now)
             .map(|t| t.saturating_duration_since(self.now))
             .min();
         let impaired = self
@@ -461,9 +476,12 @@ impl Dataplane {
         };
         match f.ca.as_mut() {
             Some(c) => {
-                c.tx.on_update_at(now_ns, ece);
-                if let Some(u) = self.unis.get_mut(&ipcp) {
-                    u.stats.ca_updates_in += 1;
+                // (One beyond the PDUs sent is forged: counted in the flow's
+                // `updates_refused`, not taken.)
+                if c.tx.take_update_at(now_ns, ece) {
+                    if let Some(u) = self.unis.get_mut(&ipcp) {
+                        u.stats.ca_updates_in += 1;
+                    }
                 }
             }
             None => {

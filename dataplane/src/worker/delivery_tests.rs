@@ -69,3 +69,27 @@ fn plain_sdus_and_keepalives_are_taken() {
     assert!(f.deliver_mut(&mut wire, Instant::now()));
     assert_eq!(f.stats.rx_keepalives, 1);
 }
+
+/// A writer held by its window that then stops writing (a bulk transfer that ended, or one
+/// forged FLOW_UPDATE) leaves its hold behind: once it is over it is no reason to wake,
+/// or the worker's every sleep would be a zero one.
+#[test]
+fn a_hold_that_is_over_does_not_keep_the_worker_awake() {
+    let (ch, _peer) = o7s::ipc::Channel::pair().unwrap();
+    let mut dp = Dataplane::new(ch);
+    let t0 = dp.now;
+    let mut f = flow(None);
+    let mut ca = congestion::FlowCa::new(0);
+    // Far beyond the first window: held.
+    assert!(ca.on_sent(t0, 0, 10_000_000));
+    f.ca = Some(ca);
+    dp.flows.insert(7, f);
+    let d = dp.time_deadline().unwrap();
+    assert!(d > Duration::ZERO, "held now: wake when it ends ({d:?})");
+    dp.now = t0 + Duration::from_secs(2);
+    assert_eq!(
+        dp.time_deadline(),
+        None,
+        "the hold is over; nothing else waits"
+    );
+}

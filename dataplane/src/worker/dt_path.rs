@@ -48,7 +48,7 @@ pub(super) fn out_frame(
 ) -> bool {
     let port = d.port();
     let Some(s) = shapers.get_mut(&port).filter(|s| s.capped()) else {
-        return send_n1(ports, uports, d, frame, flush);
+        return send_n1(ports, uports, d, frame, flush) == N1Sent::Yes;
     };
     if s.push(n1, frame) {
         return true;
@@ -79,35 +79,64 @@ pub(super) fn build_n1(
     }
 }
 
-/// Sends the frame or datagram built for `dest`; whether its port took it (counted on the
-/// port). An AF_XDP port's tx ring is flushed when `flush`.
+/// What became of a frame handed to a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum N1Sent {
+    /// Taken (queued on the tx ring or sent).
+    Yes,
+    /// Not now: the tx ring or the socket's buffer is full. Try again later.
+    Busy,
+    /// Never: larger than the port's frames, a port without a tx queue or gone, a socket
+    /// error that is no back-pressure (EMSGSIZE, ENETDOWN, a destination it cannot reach).
+    /// A queue that put it back at its head would never move again.
+    Never,
+}
+
+/// Whether a socket's error is back-pressure (try again) rather than a refusal.
+fn busy(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.kind() == std::io::ErrorKind::Interrupted
+        || e.raw_os_error() == Some(libc::ENOBUFS)
+}
+
+/// Sends the frame or datagram built for `dest` now: what became of it (a frame not taken
+/// is counted in the port's `tx_errors`). An AF_XDP port's tx ring is flushed when `flush`.
 pub(super) fn send_n1(
     ports: &mut HashMap<u32, Port>,
     uports: &mut HashMap<u32, UPort>,
     dest: &Egress,
     frame: &[u8],
     flush: bool,
-) -> bool {
+) -> N1Sent {
     match dest {
         Egress::Eth { port, d } => {
             let Some(p) = ports.get_mut(port) else {
-                return false;
+                return N1Sent::Never;
             };
             for t in &mut p.taps {
                 t.take(frame, true, d.local);
             }
             // The port being read has lent its AF_XDP socket to the batch: AF_PACKET then.
             let sent = match &mut p.xdp {
+                Some(x) if !x.can_ever_send(frame.len()) => N1Sent::Never,
                 Some(x) => {
                     let sent = x.send(frame);
                     if flush {
                         x.flush();
                     }
-                    sent
+                    if sent {
+                        N1Sent::Yes
+                    } else {
+                        N1Sent::Busy
+                    }
                 }
-                None => p.sock.send(frame).is_ok(),
+                None => match p.sock.send(frame) {
+                    Ok(()) => N1Sent::Yes,
+                    Err(e) if busy(&e) => N1Sent::Busy,
+                    Err(_) => N1Sent::Never,
+                },
             };
-            if sent {
+            if sent == N1Sent::Yes {
                 p.stats.tx_frames += 1;
             } else {
                 p.stats.tx_errors += 1;
@@ -116,10 +145,15 @@ pub(super) fn send_n1(
         }
         Egress::Udp { port, dst, .. } => {
             let Some(u) = uports.get_mut(port) else {
-                return false;
+                return N1Sent::Never;
             };
-            let sent = matches!(u.sock.send_batch(dst, &[frame]), Ok(1));
-            if sent {
+            let sent = match u.sock.send_batch(dst, &[frame]) {
+                Ok(1) => N1Sent::Yes,
+                Ok(_) => N1Sent::Busy,
+                Err(e) if busy(&e) => N1Sent::Busy,
+                Err(_) => N1Sent::Never,
+            };
+            if sent == N1Sent::Yes {
                 u.stats.tx_frames += 1;
             } else {
                 u.stats.tx_errors += 1;

@@ -42,3 +42,44 @@ fn queued_pdus_of_a_gone_n1_flow_are_counted_and_the_others_leave() {
     }
     assert_eq!(got, vec![(40, 2), (40, 5)]);
 }
+
+/// A PDU its port can never send (here: an IPv6 destination on an IPv4 socket; also a frame
+/// larger than the port's) is dropped and counted, not put back at the head of the queue,
+/// where it held every other N-1 flow of the port for good.
+#[test]
+fn a_pdu_that_can_never_leave_does_not_hold_the_queue() {
+    let (ch, _peer) = o7s::ipc::Channel::pair().unwrap();
+    let mut dp = Dataplane::new(ch);
+    dp.add_udp(3, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    dp.tab.set_egress(
+        100,
+        Egress::Udp {
+            port: 3,
+            dst: "[::1]:9".parse().unwrap(),
+            remote: 9,
+        },
+    );
+    dp.tab.set_egress(
+        101,
+        Egress::Udp {
+            port: 3,
+            dst: rx.local_addr().unwrap(),
+            remote: 9,
+        },
+    );
+    let now = dp.now;
+    let s = dp
+        .shapers
+        .entry(3)
+        .or_insert_with(|| crate::shaper::Shaper::new(now));
+    assert!(s.push(100, &[1; 40]));
+    assert!(s.push(101, &[2; 40]));
+    assert_eq!(dp.drain_shapers(), 1);
+    assert!(dp.shapers[&3].is_empty());
+    assert_eq!(dp.uports[&3].stats.tx_errors, 1);
+    let mut b = [0u8; 64];
+    let n = rx.recv(&mut b).unwrap();
+    assert_eq!((n, b[0]), (40, 2));
+}

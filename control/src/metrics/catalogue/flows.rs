@@ -85,6 +85,11 @@ pub(in crate::metrics) const FLOWS: &[(&str, Kind, &str)] = &[
         "MB-ECN FLOW_UPDATEs taken from the flow's peer",
     ),
     (
+        "o7s_flow_updates_refused",
+        C,
+        "MB-ECN FLOW_UPDATEs from the flow's peer ignored: more than the PDUs sent to it (forged)",
+    ),
+    (
         "o7s_flow_updates_out",
         C,
         "MB-ECN FLOW_UPDATEs sent to the flow's peer",
