@@ -42,6 +42,16 @@ pub enum AuthError {
         /// The flow's name.
         want: String,
     },
+    /// A CA or intermediate of this host constrains names, and the certificate does not
+    /// carry the flow's name as a subjectAltName DNS name (the names the constraints are
+    /// checked against; a CN never is).
+    #[error(
+        "the certificate does not name {name} in its subjectAltName, and a CA or intermediate here has name constraints (a CN is not checked against them)"
+    )]
+    NameNotConstrained {
+        /// The flow's name.
+        name: String,
+    },
     /// The certificate does not parse.
     #[error("bad certificate: {0}")]
     BadCertificate(String),
@@ -118,6 +128,36 @@ impl AuthError {
 pub struct TrustStore {
     anchors: Vec<CertificateDer<'static>>,
     intermediates: Vec<CertificateDer<'static>>,
+    /// Whether a CA or an intermediate has name constraints: a name is then bound by the
+    /// end certificate's subjectAltName DNS names, which webpki checks against them, not
+    /// by its CN, which it does not (an intermediate limited to `.team-a` could otherwise
+    /// issue `CN=bank`).
+    constrained: bool,
+}
+
+/// Whether the certificate `der` carries a name constraints extension.
+fn has_name_constraints(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .is_some_and(|(_, c)| matches!(c.name_constraints(), Ok(Some(_)) | Err(_)))
+}
+
+/// The subjectAltName DNS names of the certificate `der`.
+fn san_dns_names(der: &[u8]) -> Vec<String> {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(der) else {
+        return vec![];
+    };
+    let Ok(Some(san)) = c.subject_alternative_name() else {
+        return vec![];
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|g| match g {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn pem_certs(dir: &Path, warnings: &mut Vec<String>) -> Vec<CertificateDer<'static>> {
@@ -153,21 +193,27 @@ impl TrustStore {
         let mut w = vec![];
         let anchors = pem_certs(&security.join("cacert"), &mut w);
         let intermediates = pem_certs(&security.join("untrusted"), &mut w);
-        (
-            Self {
-                anchors,
-                intermediates,
-            },
-            w,
-        )
+        (Self::new(anchors, intermediates), w)
+    }
+
+    fn new(
+        anchors: Vec<CertificateDer<'static>>,
+        intermediates: Vec<CertificateDer<'static>>,
+    ) -> Self {
+        let constrained = anchors
+            .iter()
+            .chain(&intermediates)
+            .any(|c| has_name_constraints(c));
+        Self {
+            anchors,
+            intermediates,
+            constrained,
+        }
     }
 
     /// A store of the CA certificates `anchors` alone (a layer's `member_ca`).
     pub fn from_anchors(anchors: Vec<CertificateDer<'static>>) -> Self {
-        Self {
-            anchors,
-            intermediates: vec![],
-        }
+        Self::new(anchors, vec![])
     }
 
     /// How many CA and intermediate certificates are loaded.
@@ -196,19 +242,32 @@ impl TrustStore {
         if anchors.is_empty() {
             return Err(AuthError::NoTrustAnchor);
         }
-        ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
-            &self.intermediates,
-            now,
-            webpki::KeyUsage::server_auth(),
-            None,
-            None,
-        )
-        .map_err(|source| AuthError::Chain {
-            why: explain(&source, cert),
-            source,
-        })?;
+        // A certificate for serverAuth (what scripts/pki.sh and the tutorials issue for
+        // every end) or for clientAuth (a client's, which a server checks): either is one
+        // for a flow's end. Without an extended key usage it is one for any.
+        let verify = |usage| {
+            ee.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &self.intermediates,
+                now,
+                usage,
+                None,
+                None,
+            )
+            .map(|_| ())
+        };
+        verify(webpki::KeyUsage::server_auth())
+            .or_else(|e| verify(webpki::KeyUsage::client_auth()).map_err(|_| e))
+            .map_err(|source| AuthError::Chain {
+                why: explain(&source, cert),
+                source,
+            })?;
+        if self.constrained && !san_dns_names(cert).iter().any(|d| d == name) {
+            return Err(AuthError::NameNotConstrained {
+                name: name.to_string(),
+            });
+        }
         let cn = common_name(cert)?;
         if cn != name {
             return Err(AuthError::WrongName {
@@ -233,9 +292,11 @@ pub fn explain(e: &webpki::Error, cert: &[u8]) -> String {
     let parsed = x509_parser::parse_x509_certificate(cert)
         .ok()
         .map(|(_, c)| c);
+    // (A certificate's names come from whoever sent it, unverified: shown with control
+    // characters escaped, so that they cannot forge log lines.)
     let subject = parsed
         .as_ref()
-        .map(|c| c.subject().to_string())
+        .map(|c| c.subject().to_string().escape_debug().to_string())
         .unwrap_or_else(|| "the certificate".into());
     match e {
         webpki::Error::CertExpired { time, not_after } => format!(
@@ -252,7 +313,7 @@ pub fn explain(e: &webpki::Error, cert: &[u8]) -> String {
             "the issuer of {subject} ({}) is not a trusted CA (security/cacert) and no chain to one was found (security/untrusted)",
             parsed
                 .as_ref()
-                .map(|c| c.issuer().to_string())
+                .map(|c| c.issuer().to_string().escape_debug().to_string())
                 .unwrap_or_else(|| "unknown".into())
         ),
         webpki::Error::InvalidSignatureForPublicKey => {
@@ -400,9 +461,36 @@ fn sec1_parts(der: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((scalar, point?))
 }
 
+/// Why the private key file at `path` is exposed to other users (readable or writable by
+/// its group or anyone, or owned by another user than this process's), or `None`.
+pub fn key_file_exposed(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let mode = m.mode() & 0o777;
+    let me = nix::unistd::geteuid().as_raw();
+    if mode & 0o077 != 0 {
+        Some(format!(
+            "{} is readable or writable by other users (mode {mode:o}; chmod 600 it)",
+            path.display()
+        ))
+    } else if m.uid() != me && m.uid() != 0 {
+        Some(format!(
+            "{} is owned by user {}, not by this process's ({me})",
+            path.display(),
+            m.uid()
+        ))
+    } else {
+        None
+    }
+}
+
 impl Signer {
-    /// Loads `crt.pem` and `key.pem` (PKCS#8 or SEC1 EC keys, P-256 or P-384).
+    /// Loads `crt.pem` and `key.pem` (PKCS#8 or SEC1 EC keys, P-256 or P-384). A key file
+    /// that other users may read is used, with a warning ([`key_file_exposed`]).
     pub fn load(crt: &Path, key: &Path) -> Result<Self, AuthError> {
+        if let Some(why) = key_file_exposed(key) {
+            tracing::warn!("Private key: {why}.");
+        }
         let file = |path: &Path, why: String| AuthError::File {
             path: path.to_path_buf(),
             why,
@@ -452,5 +540,31 @@ impl Signer {
             .sign(&rng, msg)
             .map(|s| s.as_ref().to_vec())
             .map_err(|_| AuthError::Signing)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_private_key_that_others_may_read_is_said_to_be_exposed() {
+        let dir = std::env::temp_dir().join(format!("o7s-keyperm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let k = dir.join("key.pem");
+        std::fs::write(&k, b"not a key").unwrap();
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(key_file_exposed(&k), None);
+        for mode in [0o644, 0o640, 0o602] {
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(mode)).unwrap();
+            let why = key_file_exposed(&k).unwrap();
+            assert!(
+                why.contains("other users") && why.contains("chmod 600"),
+                "{why}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

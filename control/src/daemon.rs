@@ -33,7 +33,7 @@ mod views;
 
 pub use event_loop::Waker;
 pub use inbox::LoopGone;
-pub use oap_glue::{req_hash, verify_response, verify_response_at};
+pub use oap_glue::{req_hash, verify_response, verify_response_at, verify_response_requiring};
 pub use serve::Shared;
 pub use supervise::trim_heap;
 

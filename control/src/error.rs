@@ -181,6 +181,12 @@ pub enum OapCheckError {
     /// The client's signature does not verify.
     #[error("client: {0}")]
     ClientSignature(#[source] AuthError),
+    /// The server sent no certificate, and the name's configuration requires one
+    /// (`server_auth = "required"`).
+    #[error(
+        "{0} answered without a certificate, and its configuration says server_auth = \"required\""
+    )]
+    ServerUnauthenticated(String),
     /// The server's certificate does not verify.
     #[error("server certificate: {0}")]
     ServerCertificate(#[source] AuthError),

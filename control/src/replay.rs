@@ -15,8 +15,14 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-/// How long an id is remembered, in ns (the reference refuses older requests anyway).
+/// How old a request may be, in ns (the reference refuses older requests).
 pub const WINDOW_NS: u64 = 20_000_000_000;
+/// How far in the future a request's time stamp may be, in ns (clocks differ a little).
+pub const MAX_AHEAD_NS: u64 = 100_000_000;
+/// How long an id is remembered after it came, in ns: as long as its request can pass as
+/// fresh (a time stamp up to [`MAX_AHEAD_NS`] ahead stays fresh that much longer than
+/// [`WINDOW_NS`] after it came).
+pub const KEEP_NS: u64 = WINDOW_NS + MAX_AHEAD_NS;
 /// Most ids remembered; requests beyond are refused until older ones age out.
 pub const MAX_IDS: usize = 65_536;
 /// Most ids of unsigned requests remembered.
@@ -101,7 +107,7 @@ impl ReplayWindow {
     /// Forgets ids older than the window at `now` (ns), and gives memory back after a burst.
     pub fn prune(&mut self, now: u64) {
         while let Some(&(old, t, unsigned)) = self.order.front() {
-            if now.saturating_sub(t) <= WINDOW_NS {
+            if now.saturating_sub(t) <= KEEP_NS {
                 break;
             }
             self.order.pop_front();
@@ -149,12 +155,18 @@ mod tests {
         let mut w = ReplayWindow::default();
         assert_eq!(w.record(id(1), 0, None), Ok(()));
         assert_eq!(w.seen(id(1), WINDOW_NS), Err(ReplayError::Replayed));
+        // A request stamped up to MAX_AHEAD_NS in the future stays fresh until WINDOW_NS
+        // after its stamp: its id is kept that long after it came.
+        assert_eq!(
+            w.seen(id(1), WINDOW_NS + MAX_AHEAD_NS / 2),
+            Err(ReplayError::Replayed)
+        );
         assert_eq!(w.record(id(1), WINDOW_NS, None), Err(ReplayError::Replayed));
         assert_eq!(w.record(id(2), WINDOW_NS, Some(1)), Ok(()));
         // Past the window id 1 is forgotten, id 2 (seen later) is not yet.
-        assert_eq!(w.seen(id(1), WINDOW_NS + 1), Ok(()));
+        assert_eq!(w.seen(id(1), KEEP_NS + 1), Ok(()));
         assert_eq!(w.record(id(1), WINDOW_NS + 1, None), Ok(()));
-        assert_eq!(w.seen(id(2), WINDOW_NS + 2), Err(ReplayError::Replayed));
+        assert_eq!(w.seen(id(2), KEEP_NS + 2), Err(ReplayError::Replayed));
     }
 
     #[test]
@@ -185,11 +197,11 @@ mod tests {
         }
         assert_eq!(w.record(id(u32::MAX - 1), 3, None), Err(ReplayError::Full));
         // Once the unsigned ones age out, unsigned requests get in again, the counts with them.
-        w.prune(WINDOW_NS + 2);
+        w.prune(KEEP_NS + 2);
         assert_eq!(w.len(), MAX_IDS - MAX_UNSIGNED);
         assert_eq!(w.unsigned, 0);
         assert!(w.by_source.is_empty());
-        assert_eq!(w.record(id(u32::MAX), WINDOW_NS + 2, Some(1)), Ok(()));
+        assert_eq!(w.record(id(u32::MAX), KEEP_NS + 2, Some(1)), Ok(()));
         assert_eq!(w.unsigned, 1);
     }
 
@@ -206,8 +218,8 @@ mod tests {
         // Another source, and a signed request from anyone, are not affected.
         assert_eq!(w.record(id(u32::MAX), 1, Some(8)), Ok(()));
         assert_eq!(w.record(id(u32::MAX - 1), 1, None), Ok(()));
-        w.prune(WINDOW_NS + 2);
-        assert_eq!(w.record(id(u32::MAX - 2), WINDOW_NS + 2, Some(7)), Ok(()));
+        w.prune(KEEP_NS + 2);
+        assert_eq!(w.record(id(u32::MAX - 2), KEEP_NS + 2, Some(7)), Ok(()));
     }
 
     #[test]

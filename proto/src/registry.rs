@@ -102,6 +102,10 @@ pub struct NameEntry {
     pub active: VecDeque<u64>,
     /// Security file overrides from the configuration (`server_enc_file`, ...).
     pub paths: Vec<(String, PathBuf)>,
+    /// `server_auth = "required"` in its configuration: a flow to it needs the server's
+    /// certificate and signature (the reference, and the default, take an unsigned
+    /// response, which a man in the middle can send).
+    pub server_auth_required: bool,
     /// The user who created it (0 for the configuration and root).
     pub owner: u32,
 }

@@ -45,6 +45,9 @@ pub struct NameConf {
     pub lb: Lb,
     /// Security file overrides (`server_crt_file`, ...), kept for the OAP issue.
     pub paths: Vec<(String, PathBuf)>,
+    /// `server_auth = "required"` (an o7s key; default "optional", as the reference): a
+    /// flow to this name needs the server's certificate and signature.
+    pub server_auth_required: bool,
 }
 
 /// IPCP types, in the reference's order (used to pick a layer for an allocation).

@@ -187,6 +187,7 @@ pub(super) fn parse_name(
         progs: vec![],
         lb: Lb::Spill,
         paths: vec![],
+        server_auth_required: false,
     };
     let mut progs = vec![];
     let mut args: Option<Vec<String>> = None;
@@ -226,6 +227,19 @@ pub(super) fn parse_name(
                     return Err(src.err(kl, k, format!("'{s}': {e}")));
                 }
                 n.paths.push((k.clone(), PathBuf::from(s)));
+            }
+            "server_auth" => {
+                n.server_auth_required = match val.as_str() {
+                    Some("required") => true,
+                    Some("optional") => false,
+                    _ => {
+                        return Err(src.err(
+                            kl,
+                            k,
+                            "expected \"required\" or \"optional\" (the default)",
+                        ))
+                    }
+                }
             }
             _ => return Err(src.err(kl, k, format!("unknown key in [name.\"{name}\"]"))),
         }

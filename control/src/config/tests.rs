@@ -200,6 +200,26 @@ fn errors_name_file_line_and_key() {
 }
 
 #[test]
+fn a_name_may_require_the_servers_certificate() {
+    let c = parse("[name.\"bank\"]\nserver_auth = \"required\"\n", "c.conf").unwrap();
+    assert!(c.names[0].server_auth_required);
+    let c = parse("[name.\"bank\"]\nserver_auth = \"optional\"\n", "c.conf").unwrap();
+    assert!(!c.names[0].server_auth_required);
+    let c = parse("[name.\"bank\"]\nlb = \"spill\"\n", "c.conf").unwrap();
+    assert!(
+        !c.names[0].server_auth_required,
+        "optional by default, as the reference"
+    );
+    let e = parse("[name.\"bank\"]\nserver_auth = true\n", "c.conf")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("c.conf:2: server_auth: ") && e.contains("\"required\""),
+        "{e}"
+    );
+}
+
+#[test]
 fn security_files_a_name_gives_must_exist() {
     let dir = std::env::temp_dir().join(format!("o7s-cfg-sec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

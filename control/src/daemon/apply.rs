@@ -239,12 +239,13 @@ impl Daemon {
 
 impl Owner {
     /// A configuration's names and their bindings; what failed.
-    fn apply_names(&self, names: &[crate::config::NameConf]) -> Vec<String> {
+    pub(super) fn apply_names(&self, names: &[crate::config::NameConf]) -> Vec<String> {
         let mut failed = Vec::new();
         for n in names {
             self.name_create(&n.name, Some(n.lb));
             if let Some(e) = self.st().reg.names.get_mut(&n.name) {
                 e.paths.clone_from(&n.paths);
+                e.server_auth_required = n.server_auth_required;
             }
             for (prog, args, auto) in &n.progs {
                 if let Err(e) = self.bind_program(prog, &n.name, *auto, args.clone(), None) {

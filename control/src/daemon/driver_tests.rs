@@ -1058,3 +1058,31 @@ fn a_flow_that_ends_before_its_adoption_is_not_adopted() {
     assert!(st.flows.contains_key(&10), "the one that lives");
     assert_eq!(st.ipcps[0].shim.eids_in_use(), 1, "only flow 10's id");
 }
+
+/// A name whose configuration says `server_auth = "required"`: a response without the
+/// server's certificate (what a man in the middle who stripped it sends) is refused; with
+/// the default it is taken, as the reference takes it.
+#[test]
+fn a_name_requiring_server_authentication_refuses_an_unsigned_response() {
+    use crate::daemon::verify_response_requiring;
+    let trust = crate::auth::TrustStore::default();
+    let req = OapHdr::unsigned([1; 16], 5, vec![]).to_bytes().unwrap();
+    let mut resp = OapHdr::unsigned([1; 16], 6, vec![]);
+    resp.tail = o7s_proto::oap::req_hash(&req, 0).unwrap();
+    let resp = resp.to_bytes().unwrap();
+    let e = verify_response_requiring(&trust, "bank", &req, &resp, true).unwrap_err();
+    assert!(
+        matches!(&e, crate::error::OapCheckError::ServerUnauthenticated(n) if n == "bank"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("server_auth"), "{e}");
+    verify_response_requiring(&trust, "bank", &req, &resp, false).unwrap();
+    // o7sd takes the setting from the name's configuration.
+    let (d, _dp) = daemon();
+    let c =
+        crate::config::parse("[name.\"bank\"]\nserver_auth = \"required\"\n", "c.conf").unwrap();
+    assert!(d.apply_names(&c.names).is_empty());
+    assert!(d.st().reg.names["bank"].server_auth_required);
+    assert!(d.authenticate_server("bank", &req, &resp).is_err());
+    assert!(d.authenticate_server("other", &req, &resp).is_ok());
+}

@@ -176,10 +176,10 @@ impl Owner {
     /// before; recorded by [`Owner::record_oap_id`] once the request passed).
     fn check_oap_fresh(&self, req: &OapHdr) -> Result<(), OapCheckError> {
         let now = now_ns();
-        if req.timestamp > now.saturating_add(100_000_000) {
+        if req.timestamp > now.saturating_add(crate::replay::MAX_AHEAD_NS) {
             return Err(OapCheckError::Future);
         }
-        if now.saturating_sub(req.timestamp) > 20_000_000_000 {
+        if now.saturating_sub(req.timestamp) > crate::replay::WINDOW_NS {
             return Err(OapCheckError::Outdated);
         }
         self.replay
@@ -207,8 +207,14 @@ impl Owner {
         req: &[u8],
         resp: &[u8],
     ) -> Result<(), OapCheckError> {
+        let required = self
+            .st()
+            .reg
+            .names
+            .get(name)
+            .is_some_and(|e| e.server_auth_required);
         let trust = self.trust.borrow();
-        verify_response(&trust, name, req, resp)
+        verify_response_requiring(&trust, name, req, resp, required)
     }
 
     /// The `enc.conf` of `side` ("client" or "server") for `name`: the TOML override
@@ -268,6 +274,22 @@ pub fn verify_response(
     resp: &[u8],
 ) -> Result<(), OapCheckError> {
     verify_response_at(trust, name, req, resp, rustls_pki_types::UnixTime::now())
+}
+
+/// [`verify_response`]; with `required` (`server_auth = "required"` for the name) a
+/// response without a certificate is refused: a man in the middle can strip the server's
+/// certificate and signature and answer with its own key (the reference takes that).
+pub fn verify_response_requiring(
+    trust: &crate::auth::TrustStore,
+    name: &str,
+    req: &[u8],
+    resp: &[u8],
+    required: bool,
+) -> Result<(), OapCheckError> {
+    if required && OapHdr::parse(resp)?.crt.is_empty() {
+        return Err(OapCheckError::ServerUnauthenticated(name.to_string()));
+    }
+    verify_response(trust, name, req, resp)
 }
 
 /// [`verify_response`] at time `now` (the simulator passes its own).
