@@ -149,7 +149,15 @@ pub fn lookup(
         return Ok(None);
     }
     check(&reply, "DNS query")?;
-    Ok(address_in(&reply, &name, v4))
+    let found = address_in(&reply, &name, v4);
+    // A truncated answer without the address says nothing of the name (this client has no
+    // TCP): an error, not "not found".
+    if found.is_none() && reply.truncated() {
+        return Err(io::Error::other(
+            "DNS query: the answer was truncated (TC) without the address",
+        ));
+    }
+    Ok(found)
 }
 
 /// The first usable address of the record asked for (`name`, A or AAAA) in `reply`.
@@ -229,6 +237,34 @@ mod tests {
             got
         });
         (addr, t)
+    }
+
+    /// A truncated answer without the address is an error, not "not found".
+    #[test]
+    fn a_truncated_answer_is_an_error() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let (n, from) = sock.recv_from(&mut buf).unwrap();
+            let m = Message::from_bytes(&buf[..n]).unwrap();
+            let mut r = Message::new();
+            r.set_id(m.id())
+                .set_message_type(MessageType::Response)
+                .set_op_code(m.op_code())
+                .set_truncated(true)
+                .add_queries(m.queries().to_vec());
+            sock.send_to(&r.to_bytes().unwrap(), from).unwrap();
+        });
+        let e = lookup(
+            addr,
+            "6ae220aa6aae06c43878513c64db34b6",
+            true,
+            Duration::from_secs(2),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        t.join().unwrap();
     }
 
     #[test]

@@ -19,6 +19,12 @@ use std::time::{Duration, Instant};
 pub const FIRST_FD: u32 = 64;
 /// Flow numbers are below this (the reference's check).
 pub const MAX_FD: u32 = 4096;
+
+/// Whether `eid` can be a peer's flow's endpoint id: its low half a flow's fd,
+/// [`FIRST_FD`]..[`MAX_FD`] (unicast facts §7.2), never a component's (0, 1).
+fn peer_eid_ok(eid: u64) -> bool {
+    (FIRST_FD..MAX_FD).contains(&((eid & 0xffff_ffff) as u32))
+}
 /// FA messages longer than this are dropped (the reference's bound).
 pub const MAX_MSG: usize = 2048;
 
@@ -368,7 +374,10 @@ impl Fa {
             self.counters.malformed += 1;
             return;
         };
-        if m.s_addr == 0 || m.s_eid == 0 {
+        // A requester's endpoint id is `random << 32 | fd`, its fd in 64..4096 (unicast
+        // facts §7.2): one below (0 the flow allocator, 1 the DHT) would point our flow's
+        // data at the peer's components, at whatever address the request claims.
+        if m.s_addr == 0 || !peer_eid_ok(m.s_eid) {
             self.counters.malformed += 1;
             return;
         }
@@ -406,6 +415,13 @@ impl Fa {
     fn on_reply(&mut self, m: &FaMsg, rest: &[u8]) {
         if self.check_eid(m.r_eid).is_none() {
             self.counters.unknown_eid += 1;
+            return;
+        }
+        // An accepting reply names the responder's endpoint id, which our flow's data goes
+        // to: one that is no flow's (see `on_req`) is malformed, and the request still waits
+        // for a proper answer.
+        if m.response >= 0 && !peer_eid_ok(m.s_eid) {
+            self.counters.malformed += 1;
             return;
         }
         let Some(p) = self.pending.remove(&m.r_eid) else {
@@ -692,6 +708,53 @@ mod tests {
             code: FaCode::FlowReq,
         };
         a.msg(&m, &[&hash(), oap])
+    }
+
+    /// A peer's endpoint id is a flow's (its low half 64..4096): a FLOW_REQ or an accepting
+    /// FLOW_REPLY naming a component's (0 the flow allocator, 1 the DHT) or another value
+    /// is malformed, and installs nothing.
+    #[test]
+    fn a_peers_endpoint_id_must_be_a_flows() {
+        let t0 = Instant::now();
+        let mut c = Fa::new(FaConfig::default(), C, 2);
+        for bad in [1, 63, 4096, 0x1234_5678_0000_0001] {
+            c.handle(t0, &req(A, bad, &[]));
+        }
+        assert_eq!((c.poll_event(), c.counters().malformed), (None, 4));
+        c.handle(t0, &req(A, 0x1234_5678_0000_0040, &[]));
+        assert!(matches!(c.poll_event(), Some(Event::Incoming { .. })));
+        // A reply accepting with the responder's eid 0: malformed, the request still waits
+        // and a proper reply then brings it up.
+        let mut a = Fa::new(FaConfig::default(), A, 1);
+        let (id, la) = a
+            .alloc(t0, C, &hash(), QosSpec::RAW, &[], Duration::from_secs(2))
+            .unwrap();
+        let _ = a.poll_transmit();
+        let reply = |s_eid: u64| {
+            let m = FaMsg {
+                s_addr: 0,
+                r_eid: la,
+                s_eid,
+                response: 0,
+                qos: QosSpec::RAW,
+                ece: 0,
+                code: FaCode::FlowReply,
+            };
+            c.msg(&m, &[])
+        };
+        a.handle(t0, &reply(0));
+        assert_eq!((a.poll_event(), a.counters().malformed), (None, 1));
+        a.handle(t0, &reply(0x77_0000_0041));
+        assert_eq!(
+            a.poll_event(),
+            Some(Event::Allocated {
+                id,
+                local: la,
+                remote: 0x77_0000_0041,
+                peer: C,
+                oap: vec![]
+            })
+        );
     }
 
     #[test]

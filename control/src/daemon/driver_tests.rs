@@ -1086,3 +1086,21 @@ fn a_name_requiring_server_authentication_refuses_an_unsigned_response() {
     assert!(d.authenticate_server("bank", &req, &resp).is_err());
     assert!(d.authenticate_server("other", &req, &resp).is_ok());
 }
+
+/// A unicast IPCP's flow allocator lets a FLOW_REQ wait as long as o7sd waits for an
+/// acceptor: with `--accept-wait 15000` it refused at 10 s a request o7sd still held.
+#[test]
+fn the_flow_allocator_waits_for_an_acceptor_as_long_as_o7sd_does() {
+    let (d, _dp) = daemon();
+    let mut s = d.settings.clone();
+    s.accept_wait = Duration::from_secs(15);
+    s.autostart_wait = Duration::from_secs(5);
+    assert_eq!(super::unicast::incoming_wait(&s), Duration::from_secs(21));
+    s.accept_wait = Duration::from_secs(1);
+    s.autostart_wait = Duration::from_secs(1);
+    assert_eq!(
+        super::unicast::incoming_wait(&s),
+        Duration::from_secs(10),
+        "at least the machine's own"
+    );
+}

@@ -15,7 +15,8 @@ impl Owner {
         &self,
         i: &crate::config::IpcpConf,
     ) -> Result<(), String> {
-        let mut uni = UniIpcp::new(&i.name, &i.conn, &i.reg, i.uni.withdraw);
+        let wait = super::incoming_wait(&self.settings);
+        let mut uni = UniIpcp::new(&i.name, &i.conn, &i.reg, i.uni.withdraw, wait);
         self.uni_member(i, &mut uni)?;
         let (idx, dp_adopted) = {
             let st = self.st();

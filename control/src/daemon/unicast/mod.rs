@@ -148,11 +148,24 @@ pub struct UniIpcp {
     pub(super) proofs_refused_logged: u64,
 }
 
+/// How long a unicast IPCP's flow allocator lets a FLOW_REQ wait for an acceptor: as long
+/// as o7sd waits for one (`--accept-wait` and `--autostart-wait`) and a second more, at
+/// least the machine's default (10 s). Shorter, the flow allocator refused a request that
+/// o7sd still held, and an acceptor that came later found nothing to accept.
+pub(super) fn incoming_wait(s: &crate::daemon::Settings) -> Duration {
+    (s.accept_wait + s.autostart_wait + Duration::from_secs(1))
+        .max(o7s_proto::fa::FaConfig::default().incoming_wait)
+}
+
 /// The machine's settings in o7sd: the layer's own (from the configuration it joins
 /// with), `ls_withdraw`, and a neighbour's budget of [`NEIGHBOUR_RATE`] a second with a
 /// second's worth as its burst.
-fn machine_config(withdraw: bool) -> UniConfig {
+fn machine_config(withdraw: bool, incoming_wait: Duration) -> UniConfig {
     UniConfig {
+        fa: o7s_proto::fa::FaConfig {
+            incoming_wait,
+            ..o7s_proto::fa::FaConfig::default()
+        },
         neighbour_rate: NEIGHBOUR_RATE,
         neighbour_burst: NEIGHBOUR_RATE,
         readdress_hold: READDRESS_HOLD,
@@ -331,11 +344,19 @@ impl UniIpcp {
     /// A unicast IPCP, in no layer yet: to connect to `conn_to` once enrolled, to publish
     /// `reg`; `withdraw`: `ls_withdraw`. Its machine draws from a random seed (an address
     /// among them: no two hosts may draw alike).
-    pub(super) fn new(name: &str, conn_to: &[String], reg: &[String], withdraw: bool) -> Self {
+    /// `incoming_wait`: how long its flow allocator lets a FLOW_REQ wait for an acceptor
+    /// ([`incoming_wait`]).
+    pub(super) fn new(
+        name: &str,
+        conn_to: &[String],
+        reg: &[String],
+        withdraw: bool,
+        incoming_wait: Duration,
+    ) -> Self {
         let mut u = Self::broadcast_base(name, conn_to);
         u.reg = reg.to_vec();
         u.m = Some(Box::new(UnicastIpcp::new(
-            machine_config(withdraw),
+            machine_config(withdraw, incoming_wait),
             rand::random(),
         )));
         u

@@ -424,9 +424,13 @@ mod tests {
     #[test]
     fn every_column_of_a_unicast_or_broadcast_ipcp_is_a_described_metric() {
         let (d, _dp) = crate::daemon::fake_daemon();
-        d.st()
-            .unicast
-            .push(UniIpcp::new("u1", &[], &["srv".into()], true));
+        d.st().unicast.push(UniIpcp::new(
+            "u1",
+            &[],
+            &["srv".into()],
+            true,
+            std::time::Duration::from_secs(10),
+        ));
         let mut b = UniIpcp::broadcast_base("b1", &[]);
         b.bcast = Some(Bcast::default());
         d.st().unicast.push(b);
