@@ -60,8 +60,10 @@ for r in $(seq "$runs"); do
     # (A background job of a script ignores SIGINT: stop o7sctl itself, with SIGTERM.)
     "$root/scripts/netns.sh" signal "$N-b" TERM o7sctl || true
     wait "$cap" || true
-    # o7sctl's last line: "N frames captured, M frames dropped (the ring was full)".
-    counts=$(sed -n 's/.*: \([0-9]*\) frames captured, \([0-9]*\) \(frames \)\{0,1\}dropped.*/{"captured": \1, "dropped": \2}/p' "$tmp/cap.err")
+    # o7sctl's last line: "N frames captured" and, when some were, ", M frames dropped (the
+    # ring was full)" ("frame" for 1).
+    counts=$(sed -n -e 's/.*: \([0-9]*\) frames\{0,1\} captured, \([0-9]*\) frames\{0,1\} dropped.*/{"captured": \1, "dropped": \2}/p' \
+        -e 's/.*: \([0-9]*\) frames\{0,1\} captured$/{"captured": \1, "dropped": 0}/p' "$tmp/cap.err" | tail -1)
     [ -n "$counts" ] || { echo "bench-capture.sh: o7sctl capture reported no counts:" >&2; cat "$tmp/cap.err" >&2; exit 1; }
     captured="$captured$(python3 -c "import json; a=json.loads('$one'); a.update(json.loads('${counts:-{\}}')); print(json.dumps(a))"),"
 done

@@ -18,7 +18,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 case "${1:-}" in -h|--help) sed -n '2,/^set -/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0;; esac
-for a in "$@"; do case "$a" in ""|*[!0-9.]*) echo "bench-frcp.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
+for a in "${@:1:3}"; do case "$a" in ""|*[!0-9.]*) echo "bench-frcp.sh: '$a' is not a number (--help says what the arguments are)" >&2; exit 2;; esac; done
 secs=${1:-5}; loss=${2:-1}; runs=${3:-3}
 out=${4:-$root/bench-results/frcp-$(date -u +%Y%m%dT%H%M%SZ).json}
 [ "$(id -u)" = 0 ] || { echo "bench-frcp.sh: needs root (namespaces, XDP)" >&2; exit 1; }

@@ -46,7 +46,8 @@ if [ "$cmd" = unique ]; then
     for _ in 1 2 3 4 5 6 7 8; do
         tail=$(LC_ALL=C tr -dc 'a-z' </dev/urandom | head -c $((len - ${#name})) || true)
         cand=$name$tail
-        if ! ip netns list 2>/dev/null | awk '{print $1}' | grep -q "^$cand"; then
+        taken=$(ip netns list 2>/dev/null | awk -v c="$cand" 'index($1, c) == 1 {n++} END {print n + 0}')
+        if [ "$taken" = 0 ]; then
             echo "$cand"
             exit 0
         fi

@@ -42,11 +42,11 @@ pub enum AuthError {
         /// The flow's name.
         want: String,
     },
-    /// A CA or intermediate of this host constrains names, and the certificate does not
+    /// A CA or intermediate of the certificate's chain constrains names, and it does not
     /// carry the flow's name as a subjectAltName DNS name (the names the constraints are
     /// checked against; a CN never is).
     #[error(
-        "the certificate does not name {name} in its subjectAltName, and a CA or intermediate here has name constraints (a CN is not checked against them)"
+        "the certificate does not name {name} in its subjectAltName, and a CA or intermediate of its chain has name constraints (a CN is not checked against them)"
     )]
     NameNotConstrained {
         /// The flow's name.
@@ -128,11 +128,6 @@ impl AuthError {
 pub struct TrustStore {
     anchors: Vec<CertificateDer<'static>>,
     intermediates: Vec<CertificateDer<'static>>,
-    /// Whether a CA or an intermediate has name constraints: a name is then bound by the
-    /// end certificate's subjectAltName DNS names, which webpki checks against them, not
-    /// by its CN, which it does not (an intermediate limited to `.team-a` could otherwise
-    /// issue `CN=bank`).
-    constrained: bool,
 }
 
 /// Whether the certificate `der` carries a name constraints extension.
@@ -200,14 +195,9 @@ impl TrustStore {
         anchors: Vec<CertificateDer<'static>>,
         intermediates: Vec<CertificateDer<'static>>,
     ) -> Self {
-        let constrained = anchors
-            .iter()
-            .chain(&intermediates)
-            .any(|c| has_name_constraints(c));
         Self {
             anchors,
             intermediates,
-            constrained,
         }
     }
 
@@ -245,6 +235,10 @@ impl TrustStore {
         // A certificate for serverAuth (what scripts/pki.sh and the tutorials issue for
         // every end) or for clientAuth (a client's, which a server checks): either is one
         // for a flow's end. Without an extended key usage it is one for any.
+        // Whether the chain found has name constraints: a name is then bound by the end
+        // certificate's subjectAltName DNS names, which webpki checks against them, not by
+        // its CN, which it does not (an intermediate limited to `team-a` could otherwise
+        // issue `CN=bank`).
         let verify = |usage| {
             ee.verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
@@ -255,15 +249,20 @@ impl TrustStore {
                 None,
                 None,
             )
-            .map(|_| ())
+            .map(|path| {
+                path.anchor().name_constraints.is_some()
+                    || path
+                        .intermediate_certificates()
+                        .any(|c| has_name_constraints(c.der().as_ref()))
+            })
         };
-        verify(webpki::KeyUsage::server_auth())
+        let constrained = verify(webpki::KeyUsage::server_auth())
             .or_else(|e| verify(webpki::KeyUsage::client_auth()).map_err(|_| e))
             .map_err(|source| AuthError::Chain {
                 why: explain(&source, cert),
                 source,
             })?;
-        if self.constrained && !san_dns_names(cert).iter().any(|d| d == name) {
+        if constrained && !san_dns_names(cert).iter().any(|d| d == name) {
             return Err(AuthError::NameNotConstrained {
                 name: name.to_string(),
             });
@@ -489,7 +488,14 @@ impl Signer {
     /// that other users may read is used, with a warning ([`key_file_exposed`]).
     pub fn load(crt: &Path, key: &Path) -> Result<Self, AuthError> {
         if let Some(why) = key_file_exposed(key) {
-            tracing::warn!("Private key: {why}.");
+            // Once per file: a key is loaded for every signature (every allocation).
+            static WARNED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+            if let Ok(mut w) = WARNED.lock() {
+                if !w.iter().any(|p| p == key) && w.len() < 1024 {
+                    w.push(key.to_path_buf());
+                    tracing::warn!("Private key: {why}.");
+                }
+            }
         }
         let file = |path: &Path, why: String| AuthError::File {
             path: path.to_path_buf(),

@@ -51,6 +51,11 @@ fn under_name_constraints_a_cn_alone_does_not_bind_a_name() {
     store
         .verify_at(&der("svc-team-a.pem"), "svc.team-a", when())
         .unwrap();
+    // A certificate whose own chain has no constraints (straight under the root) is bound
+    // by its CN, as before, though another chain here is constrained.
+    store
+        .verify_at(&der("client-only.pem"), "alice", when())
+        .unwrap();
     // Without constraints anywhere the CN binds the name, as before (and the reference).
     let (plain, _) = TrustStore::load(&dir("plain"));
     let e = plain

@@ -214,9 +214,11 @@ impl Sender {
 
     /// A FLOW_UPDATE from the wire, at `now_ns`: taken as [`Sender::on_update_at`] unless
     /// more have come than PDUs were sent. A receiver sends at most one update per PDU it
-    /// gets; updates beyond are forged (the endpoint id is in clear: a flood of level 8191
-    /// would hold the flow at its floor, of level 0 would switch its congestion avoidance
-    /// off) and are ignored, counted in [`Sender::refused`]. Whether it was taken.
+    /// gets; updates beyond are forged (the endpoint id is in clear) and are ignored,
+    /// counted in [`Sender::refused`]: a flood cannot outnumber the flow's own PDUs. Within
+    /// that bound a forger is still believed (a real receiver sends about one per 8
+    /// congested PDUs, so a forger sending one per PDU goes unnoticed, as in the
+    /// reference). Whether it was taken.
     pub fn take_update_at(&mut self, now_ns: u64, ece: u16) -> bool {
         if self.updates >= self.sent {
             self.refused = self.refused.saturating_add(1);

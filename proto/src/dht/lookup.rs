@@ -34,9 +34,8 @@ impl Dht {
         };
         self.counters.received += 1;
         let from = m.src.clone();
-        // It reached us: it is back, and it answers.
+        // It reached us: it is back.
         self.returned(from.addr);
-        self.fails.remove(&from.addr);
         let mut solicited = false;
         match m.code {
             dht_code::STORE => {
@@ -54,6 +53,11 @@ impl Dht {
                     solicited = self.on_response(now, unix, &from, n, m.val);
                 }
             }
+        }
+        // Only an answer to our request (its cookie) shows that the address answers: a
+        // message claiming it (DT carries no source address) starts no count again.
+        if solicited {
+            self.fails.remove(&from.addr);
         }
         self.learn(
             Contact {

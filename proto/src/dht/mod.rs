@@ -215,8 +215,8 @@ struct Lookup {
     waiting: HashMap<u64, (u64, Instant)>,
     /// A registration's node lookup: store the key at the closest found, with this expiry.
     store_exp: Option<u32>,
-    /// When it ends whatever it still waits for ([`LOOKUP_RESPONSE_TIMES`] x `t_resp`
-    /// after it started).
+    /// When it ends whatever it still waits for: [`LOOKUP_RESPONSE_TIMES`] x `t_resp`
+    /// after it started (10 s with the default `t_resp` of 2 s).
     ends: Instant,
 }
 
@@ -267,8 +267,8 @@ pub struct Dht {
     gone_order: VecDeque<u64>,
     /// Requests to a contact of the buckets that went unanswered in a row, by its address:
     /// at [`MAX_FAILS`] it leaves the buckets (a made-up contact does not stay for good),
-    /// and any message from it starts the count again. Only addresses in the buckets are
-    /// counted, so it holds at most 65 x k entries.
+    /// and an answer to our request starts the count again. Only addresses in the buckets
+    /// are counted, and an address leaves it when it leaves them (or is forgotten).
     fails: HashMap<u64, u8>,
 }
 
@@ -390,12 +390,13 @@ impl Dht {
         if !replace && self.buckets.iter().flatten().any(clash) {
             return;
         }
-        let before: usize = self.buckets.iter().map(VecDeque::len).sum();
+        // (An address that now names another member starts its count of unanswered
+        // requests again; a refreshed entry keeps it.)
+        if replace && self.buckets.iter().flatten().any(clash) {
+            self.fails.remove(&c.addr);
+        }
         for b in &mut self.buckets {
             b.retain(|x| x.addr != c.addr && x.id != c.id);
-        }
-        if self.buckets.iter().map(VecDeque::len).sum::<usize>() < before {
-            self.fails.remove(&c.addr);
         }
         let i = self.bucket_of(&c.id);
         let k = self.cfg.k;

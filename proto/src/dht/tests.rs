@@ -1421,6 +1421,34 @@ fn a_contact_that_never_answers_leaves_the_buckets_after_three_requests() {
         run_to(&mut b, t);
     }
     assert_eq!((b.contacts(), b.counters().contacts_dropped), (1, 0));
+    // Requests that claim its address (anyone can: DT carries no source address) prove
+    // nothing and start no count again.
+    let mut c = zero(DhtConfig::default());
+    c.learn(contact(1, 0x2001), true);
+    let mut t = t0;
+    for i in 0..MAX_FAILS {
+        c.lookup(t, unix, id_of(7 + u64::from(i))).unwrap();
+        let _ = sent(&mut c);
+        let claim = DhtMsg {
+            code: dht_code::FIND_NODE_REQ,
+            src: DhtContactMsg {
+                id: id_of(1),
+                addr: 0x2001,
+            },
+            store: None,
+            find: Some(DhtFindReqMsg {
+                cookie: 5,
+                key: id_of(3),
+            }),
+            node: None,
+            val: None,
+        };
+        c.handle(t, unix, &claim.encode_to_vec());
+        let _ = sent(&mut c);
+        t += Duration::from_secs(3);
+        run_to(&mut c, t);
+    }
+    assert_eq!((c.contacts(), c.counters().contacts_dropped), (0, 1));
 }
 
 /// With every lookup slot taken by members that do not answer, a value known here is still

@@ -71,21 +71,21 @@ impl Dht {
         let mut touched = Vec::new();
         let mut silent = Vec::new();
         for (id, l) in &mut self.lookups {
-            let before = l.waiting.len();
+            let mut late_here = Vec::new();
             l.waiting.retain(|a, (_, d)| {
                 let late = *d <= now;
                 if late {
-                    silent.push(*a);
+                    late_here.push(*a);
                 }
                 !late
             });
-            if l.waiting.len() != before || l.ends <= now {
+            if !late_here.is_empty() || l.ends <= now {
                 touched.push(*id);
-                // Who did not answer is not among the closest that live: the next ones
-                // move up into the k this lookup asks.
-                l.shortlist
-                    .retain(|_, c| l.waiting.contains_key(&c.addr) || !silent.contains(&c.addr));
+                // Who did not answer this lookup is not among the closest that live: the
+                // next ones move up into the k it asks.
+                l.shortlist.retain(|_, c| !late_here.contains(&c.addr));
             }
+            silent.extend(late_here);
         }
         for a in silent {
             self.unanswered(a);

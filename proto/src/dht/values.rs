@@ -284,6 +284,7 @@ impl Dht {
         for b in &mut self.buckets {
             b.retain(|c| c.addr != addr);
         }
+        self.fails.remove(&addr);
         if self.gone.insert(addr) {
             self.gone_order.push_back(addr);
             if self.gone_order.len() > MAX_GONE {
