@@ -250,30 +250,29 @@ impl Shaper {
 
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last);
-        // Count whole bytes only; the time past them stays for the next call. (Setting
-        // `last = now` threw away up to a byte's time per count: a worker counting every
-        // 1.5 us kept a 10 Mbit/s cap at about 5.3 Mbit/s.)
         let earned = self.earned(elapsed);
-        if earned > 0 || elapsed > Duration::from_secs(1) {
-            self.last = if elapsed > Duration::from_secs(1) || self.rate_bps == 0 {
-                now
-            } else {
-                // The time the counted bytes took (rounded up: never more than the cap).
-                let ns = (u128::from(earned.unsigned_abs()) * 8 * 1_000_000_000)
-                    .div_ceil(u128::from(self.rate_bps));
-                self.last + Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+        // Count whole bytes only; the time past them stays for the next call (setting
+        // `last = now` threw away up to a byte's time per count: a worker counting every
+        // 1.5 us kept a 10 Mbit/s cap at about 5.3 Mbit/s). The time the counted bytes
+        // took is rounded up: never more than the cap.
+        self.last = match u128::from(self.rate_bps) {
+            0 => now,
+            rate => {
+                let ns = (u128::from(earned.unsigned_abs()) * 8 * 1_000_000_000).div_ceil(rate);
+                self.last
+                    .checked_add(Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)))
+                    .map_or(now, |t| t.min(now))
             }
-            .min(now);
-            // Since the last count frames waited all along (not idle before it): the
-            // wire's lost time is made up for, to a limit. The first count of a backlog
-            // takes the idle spell's burst (the worker counts at once after a push).
-            let most = if self.idle || self.fifo.is_empty() {
-                self.burst()
-            } else {
-                self.catch_up()
-            };
-            self.tokens = self.tokens.saturating_add(earned).min(most);
-        }
+        };
+        // Since the last count frames waited all along (not idle before it): the wire's
+        // lost time is made up for, to a limit. The first count of a backlog takes the
+        // idle spell's burst (the worker counts at once after a push).
+        let most = if self.idle || self.fifo.is_empty() {
+            self.burst()
+        } else {
+            self.catch_up()
+        };
+        self.tokens = self.tokens.saturating_add(earned).min(most);
         // (Uncounted, less than a byte's time: it goes with the next count.)
         self.idle = self.fifo.is_empty();
     }

@@ -390,11 +390,8 @@ impl Dht {
         if !replace && self.buckets.iter().flatten().any(clash) {
             return;
         }
-        // (An address that now names another member starts its count of unanswered
-        // requests again; a refreshed entry keeps it.)
-        if replace && self.buckets.iter().flatten().any(clash) {
-            self.fails.remove(&c.addr);
-        }
+        // (The count of unanswered requests of an address starts again with the answer
+        // that makes `replace`: `Dht::handle`.)
         for b in &mut self.buckets {
             b.retain(|x| x.addr != c.addr && x.id != c.id);
         }

@@ -819,6 +819,13 @@ fn buckets_go_by_leading_zeros_keep_the_oldest_k_and_follow_a_moved_node() {
     // Our own address, address 0 and an id of another length are never learnt.
     a.learn(contact(1 << 40, 0x1000), true);
     a.learn(contact(1 << 41, 0), true);
+    // Nor an address beyond 32 bits (the highest 32-bit one is an address).
+    a.learn(contact(1 << 42, MAX_ADDR + 1), true);
+    assert_eq!(a.contacts(), 28);
+    a.learn(contact(1 << 43, MAX_ADDR), true);
+    assert_eq!(a.contacts(), 29);
+    a.forget_address(MAX_ADDR);
+    assert_eq!(a.contacts(), 28);
     a.learn(
         Contact {
             id: vec![1; 4],
@@ -1229,9 +1236,10 @@ fn a_key_holds_a_bounded_number_of_values_the_first_to_expire_making_room() {
         a.handle(now, unix, &m);
     }
     assert_eq!(a.stored(), MAX_VALUES_PER_KEY);
-    // Expiring before all of them: refused.
+    // Expiring before all of them, or with the first: refused.
     a.handle(now, unix, &store_msg(0x2000, &key, val(0x4000, b""), 1_050));
-    assert_eq!(a.counters().store_refused, 1);
+    a.handle(now, unix, &store_msg(0x2000, &key, val(0x4002, b""), 1_100));
+    assert_eq!(a.counters().store_refused, 2);
     // Expiring after the first: it goes, this one comes.
     a.handle(now, unix, &store_msg(0x2000, &key, val(0x4001, b""), 1_500));
     assert_eq!(a.stored(), MAX_VALUES_PER_KEY);
@@ -1479,6 +1487,10 @@ fn a_value_known_here_is_found_with_every_lookup_slot_taken() {
             addrs: vec![0x5000]
         })
     );
+    // Each such lookup has its own id.
+    let again = a.lookup(now, unix, id_of(4)).unwrap();
+    assert_ne!(again, id);
+    assert!(matches!(a.poll_event(), Some(Event::Found { id, .. }) if id == again));
 }
 
 /// Layer addresses are 32 bits: a sender or a listed contact beyond is dropped, never
@@ -1522,6 +1534,46 @@ fn senders_and_contacts_beyond_32_bit_addresses_are_refused() {
     );
     assert!(sent(&mut a).is_empty(), "the wide contact is not asked");
     assert_eq!(a.contacts(), 1);
+    // The highest 32-bit address is one.
+    a.lookup(now, unix, id_of(8)).unwrap();
+    let c = sent(&mut a)[0].1.find.as_ref().unwrap().cookie;
+    let listed = vec![DhtContactMsg {
+        id: id_of(9),
+        addr: MAX_ADDR,
+    }];
+    a.handle(
+        now,
+        unix,
+        &response((1, 0x2001), c, &id_of(8), listed, Some(vec![])),
+    );
+    let asked: Vec<u64> = sent(&mut a).iter().map(|(d, _)| *d).collect();
+    assert_eq!(asked, [MAX_ADDR]);
+}
+
+/// A listed contact at an address the lookup holds already as a candidate, not asked
+/// yet, adds no second candidate (one per address, asked or not).
+#[test]
+fn a_lookup_takes_one_candidate_per_address_asked_or_not() {
+    let t0 = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = zero(DhtConfig {
+        alpha: 1,
+        ..DhtConfig::default()
+    });
+    let key = id_of(0xAAAA_0000_0000_0000);
+    a.learn(contact(0xAAAA_0000_0000_0001, 0x2001), true);
+    a.learn(contact(0xAAAA_0000_0000_0100, 0x2002), true);
+    let id = a.lookup(t0, unix, key.clone()).unwrap();
+    let asks = sent(&mut a);
+    assert_eq!(asks.iter().map(|(d, _)| *d).collect::<Vec<_>>(), [0x2001]);
+    let listed = vec![DhtContactMsg {
+        id: id_of(0xAAAA_0000_0000_0002),
+        addr: 0x2002,
+    }];
+    let c = asks[0].1.find.as_ref().unwrap().cookie;
+    let from = (0xAAAA_0000_0000_0001, 0x2001);
+    a.handle(t0, unix, &response(from, c, &key, listed, Some(vec![])));
+    assert_eq!(a.lookups[&id].shortlist.len(), 2);
 }
 
 /// Members that answer just in time with ever closer made-up contacts keep a lookup going
@@ -1569,4 +1621,72 @@ fn a_lookup_ends_after_its_longest_time_however_its_members_answer() {
         ended.0 - t0
     );
     assert_eq!(a.counters().lookups_cut, 1);
+}
+
+/// A member that does not answer leaves the lookup's shortlist and the next one is asked;
+/// the others stay.
+#[test]
+fn a_silent_member_leaves_the_shortlist_and_the_next_is_asked() {
+    let t0 = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = zero(DhtConfig {
+        alpha: 1,
+        ..DhtConfig::default()
+    });
+    let key = id_of(0xAAAA_0000_0000_0000);
+    a.learn(contact(0xAAAA_0000_0000_0001, 0x2001), true);
+    a.learn(contact(0xAAAA_0000_0000_0100, 0x2002), true);
+    let id = a.lookup(t0, unix, key).unwrap();
+    assert_eq!(
+        sent(&mut a).iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+        [0x2001]
+    );
+    run_to(&mut a, t0 + Duration::from_secs(2));
+    let addrs: Vec<u64> = a.lookups[&id].shortlist.values().map(|c| c.addr).collect();
+    assert_eq!(addrs, [0x2002]);
+    assert_eq!(
+        sent(&mut a).iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+        [0x2002]
+    );
+}
+
+/// A lookup ends at its longest time by the timer alone, while a request is still out
+/// (sent late, its response time reaching past the end).
+#[test]
+fn a_lookup_ends_at_its_longest_time_while_a_request_is_out() {
+    let t0 = Instant::now();
+    let unix = UnixTime::from_secs(1_000);
+    let mut a = zero(DhtConfig {
+        alpha: 1,
+        ..DhtConfig::default()
+    });
+    let key = id_of(0xAAAA_0000_0000_0000);
+    a.learn(contact(0xAAAA_0000_0000_0001, 0x2001), true);
+    let id = a.lookup(t0, unix, key.clone()).unwrap();
+    let longest = DhtConfig::default().t_resp * LOOKUP_RESPONSE_TIMES;
+    // Answered just before the end with a closer contact, which is then asked: its
+    // response is due after the end.
+    let f = sent(&mut a)[0].1.find.clone().unwrap();
+    let t = t0 + longest - Duration::from_millis(500);
+    let closer = vec![DhtContactMsg {
+        id: id_of(0xAAAA_0000_0000_0000 ^ 2),
+        addr: 0x3001,
+    }];
+    a.handle(
+        t,
+        unix,
+        &response(
+            (0xAAAA_0000_0000_0001, 0x2001),
+            f.cookie,
+            &key,
+            closer,
+            Some(vec![]),
+        ),
+    );
+    assert_eq!(
+        sent(&mut a).iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+        [0x3001]
+    );
+    run_to(&mut a, t0 + longest);
+    assert_eq!(a.poll_event(), Some(Event::NotFound { id, key }));
 }

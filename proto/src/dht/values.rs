@@ -232,10 +232,7 @@ impl Dht {
             }
             return;
         }
-        if full {
-            self.counters.store_refused += 1;
-            return;
-        }
+        // (A full table refused a new value above.)
         if entry.len() >= MAX_VALUES_PER_KEY {
             // The value that expires first makes room, if it expires before this one.
             let first = entry
