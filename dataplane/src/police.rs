@@ -7,6 +7,13 @@
 //! own bucket and leaves the port's tokens to the others. The table of sources is bounded
 //! ([`MAX_SOURCES`]): when it is full, idle sources are forgotten, and new sources beyond it
 //! share one bucket.
+//!
+//! A source is settled once it sends again [`SETTLED_AFTER`] or more after it was first
+//! seen (a neighbour does; a spoofed address used once does not). Sources not settled (and
+//! those beyond the table) share a bucket of half the port's rate: a flood from spoofed
+//! source addresses, each new, takes at most half of the port's messages, and the settled
+//! sources (the port's neighbours) keep the other half. A sweep of the full table forgets
+//! quiet unsettled sources first, settled ones only when that leaves it three-quarters full.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -80,7 +87,11 @@ pub enum Verdict {
 pub struct Policer {
     rates: Rates,
     port: Bucket,
-    sources: HashMap<Source, Bucket>,
+    /// Shared by sources not settled yet ([`SETTLED_AFTER`]), at half the port's rate, on
+    /// top of the port's bucket.
+    newcomers: Bucket,
+    /// Each source's bucket, and when it was first seen (`None` once it is settled).
+    sources: HashMap<Source, (Bucket, Option<Instant>)>,
     /// Shared by new sources while the table is full of active ones.
     overflow: Bucket,
     /// When the full table was last swept for quiet sources (a sweep is a pass over all
@@ -89,6 +100,10 @@ pub struct Policer {
     /// Sweeps done.
     sweeps: u64,
 }
+
+/// A source that sends again this long (or longer) after it was first seen is settled: it
+/// no longer shares the newcomers' half of the port's rate.
+pub const SETTLED_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Least time between two sweeps of a full source table.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
@@ -99,6 +114,7 @@ impl Policer {
         Self {
             rates,
             port: Bucket::full(rates.port, now),
+            newcomers: Bucket::full(newcomers_rate(rates.port), now),
             sources: HashMap::new(),
             overflow: Bucket::full(rates.source, now),
             swept_at: None,
@@ -119,21 +135,34 @@ impl Policer {
                 .swept_at
                 .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY);
             if due && !self.sources.contains_key(&src) && self.sources.len() >= MAX_SOURCES {
-                // Forget sources whose bucket has refilled: they have been quiet for a second.
-                self.sources.retain(|_, b| !b.is_full(r.source, now));
+                // Forget sources whose bucket has refilled (quiet for a while): unsettled
+                // ones first, settled ones too when that leaves the table crowded.
+                self.sources
+                    .retain(|_, (b, first)| first.is_none() || !b.is_full(r.source, now));
+                if self.sources.len() > MAX_SOURCES / 4 * 3 {
+                    self.sources.retain(|_, (b, _)| !b.is_full(r.source, now));
+                }
                 self.swept_at = Some(now);
                 self.sweeps += 1;
             }
-            let ok = if self.sources.len() < MAX_SOURCES || self.sources.contains_key(&src) {
-                self.sources
-                    .entry(src)
-                    .or_insert_with(|| Bucket::full(r.source, now))
-                    .take(r.source, now)
-            } else {
-                self.overflow.take(r.source, now)
-            };
+            let (ok, settled) =
+                if self.sources.len() < MAX_SOURCES || self.sources.contains_key(&src) {
+                    let (b, first) = self
+                        .sources
+                        .entry(src)
+                        .or_insert_with(|| (Bucket::full(r.source, now), Some(now)));
+                    if first.is_some_and(|t| now.saturating_duration_since(t) >= SETTLED_AFTER) {
+                        *first = None;
+                    }
+                    (b.take(r.source, now), first.is_none())
+                } else {
+                    (self.overflow.take(r.source, now), false)
+                };
             if !ok {
                 return Verdict::SourceLimit;
+            }
+            if r.port > 0 && !settled && !self.newcomers.take(newcomers_rate(r.port), now) {
+                return Verdict::PortLimit;
             }
         }
         if r.port > 0 && !self.port.take(r.port, now) {
@@ -141,6 +170,11 @@ impl Policer {
         }
         Verdict::Pass
     }
+}
+
+/// The newcomers' share of a port's rate: half.
+fn newcomers_rate(port: u32) -> u32 {
+    (port / 2).max(1)
 }
 
 #[cfg(test)]
@@ -170,7 +204,7 @@ mod tests {
         let mut p = Policer::new(
             Rates {
                 source: 100,
-                port: 150,
+                port: 300,
             },
             t0,
         );
@@ -199,8 +233,9 @@ mod tests {
             passed += c[0];
             port_limited += c[2];
         }
-        assert_eq!(passed, 100);
-        assert_eq!(port_limited, 400);
+        // New sources all: they share half the port's rate.
+        assert_eq!(passed, 50);
+        assert_eq!(port_limited, 450);
     }
 
     #[test]
@@ -226,6 +261,31 @@ mod tests {
         assert_eq!(count(&mut p, extra, 10, t1), [5, 5, 0]);
         assert!(p.sources() < 10);
         assert_eq!(p.sweeps, 2);
+    }
+
+    /// A flood from 20,000 spoofed source addresses, each new, takes at most half of the
+    /// port's messages: a neighbour that was there before it still gets through.
+    #[test]
+    fn a_flood_of_new_sources_leaves_half_the_port_to_settled_ones() {
+        let t0 = Instant::now();
+        let mut p = Policer::new(Rates::default(), t0);
+        // A neighbour: it sends now and then.
+        assert_eq!(p.check(A, t0), Verdict::Pass);
+        let t1 = t0 + SETTLED_AFTER;
+        assert_eq!(p.check(A, t1), Verdict::Pass);
+        let mut passed = 0;
+        for i in 0..20_000u32 {
+            let [_, _, c, d] = i.to_be_bytes();
+            let spoofed = Source::Mac([2, 0xee, 0, 0, c, d]);
+            if p.check(spoofed, t1) == Verdict::Pass {
+                passed += 1;
+            }
+        }
+        assert!(
+            passed <= DEFAULT_PORT_RATE / 2,
+            "{passed} of the flood passed"
+        );
+        assert_eq!(count(&mut p, A, 100, t1), [100, 0, 0]);
     }
 
     #[test]
