@@ -288,6 +288,29 @@ mod tests {
         assert_eq!(count(&mut p, A, 100, t1), [100, 0, 0]);
     }
 
+    /// A sweep of the full table forgets quiet unsettled sources and keeps the settled
+    /// ones, unless they alone crowd it (more than three-quarters): then they go too.
+    #[test]
+    fn a_sweep_keeps_settled_sources_unless_they_crowd_the_table() {
+        let ip = |i: u32| Source::Ip(std::net::Ipv4Addr::from(0x0a00_0000 + i).into());
+        for (settled, want) in [(3072u32, 3073usize), (3073, 1)] {
+            let t0 = Instant::now();
+            let mut p = Policer::new(Rates { source: 5, port: 0 }, t0);
+            let t1 = t0 + SETTLED_AFTER;
+            for i in 0..MAX_SOURCES as u32 {
+                p.check(ip(i), t0);
+                if i < settled {
+                    p.check(ip(i), t1);
+                }
+            }
+            assert_eq!(p.sources(), MAX_SOURCES);
+            // All quiet a while later; a new source makes the full table be swept.
+            let t2 = t1 + Duration::from_secs(5);
+            p.check(ip(0xffff), t2);
+            assert_eq!(p.sources(), want, "{settled} settled");
+        }
+    }
+
     #[test]
     fn zero_means_no_limit() {
         let t0 = Instant::now();
