@@ -5,13 +5,13 @@
 //! - `o7s-bench alloc-client -n NAME -c 1000`: allocates and deallocates flows one after the
 //!   other and reports the allocation latency (p50, p99, mean, min, max in ms).
 //! - `o7s-bench pkt-path`: the data plane's per-packet work in isolation: the workers' own
-//!   decision (`packet_path::classify_eth`) over a received eth-dix frame of a plain flow,
+//!   decision (`packet_path::step_eth`) over a received eth-dix frame of a plain flow,
 //!   and the frame of an SDU to the peer (`frames::build_dix`): ns per packet.
 //!   `scripts/bench-pkt-path.sh` adds instructions per packet (perf stat).
 //! - `o7s-bench dt-path --action forward|deliver|punt|drop`: the unicast layer's DT path as
-//!   the workers run it: `packet_path::classify_eth` over the frame of a DT PDU (parse,
-//!   flow lookup, `dt::decide_from`), and for a PDU to forward the next hop's egress and
-//!   `packet_path::rewrite_dix` (re-headed in place), as an AF_XDP worker does.
+//!   the workers run it: `packet_path::step_eth` over the frame of a DT PDU (one parse,
+//!   the flow lookup, the route; `dt::decide_from` for a PDU not forwarded), and for a PDU
+//!   to forward `Fwd::apply` (TTL and header, in place), as an AF_XDP worker does.
 
 mod forward;
 
@@ -57,9 +57,8 @@ enum Cmd {
         flows: u32,
     },
     /// The unicast layer's DT path as the workers run it: a DT PDU in an eth-dix frame
-    /// from a neighbour through `packet_path::classify_eth`; to forward: the egress looked
-    /// up and the frame re-headed in place (`packet_path::rewrite_dix`); ns per packet as
-    /// JSON.
+    /// from a neighbour through `packet_path::step_eth`; to forward: the frame re-headed
+    /// in place (`packet_path::Fwd::apply`); ns per packet as JSON.
     DtPath {
         /// What the PDUs are: forward (to another address), deliver (to a flow of ours),
         /// punt (to o7sd's flow allocator) or drop (no route).
@@ -322,13 +321,13 @@ const PORT: u32 = 1;
 const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
-/// The decision and, on the way out, the frame of an SDU: `packet_path::classify_eth` over a
+/// The decision and, on the way out, the frame of an SDU: `packet_path::step_eth` over a
 /// received eth-dix frame of one of 1024 plain flows (the action a worker applies:
 /// deliver), then `frames::build_dix` of an SDU back to the peer.
 fn pkt_path(count: u64, size: usize, flows: u32) -> ExitCode {
     use o7s_dataplane::frames;
     use o7s_dataplane::msg::PortKind;
-    use o7s_dataplane::packet_path::{classify_eth, Action, FlowEntry, PortView, Tables};
+    use o7s_dataplane::packet_path::{step_eth, Action, FlowEntry, PortView, Step, Tables};
     use std::hint::black_box;
     let port = PortView {
         id: PORT,
@@ -364,7 +363,7 @@ fn pkt_path(count: u64, size: usize, flows: u32) -> ExitCode {
         let Some(frame) = rx.get_mut((i % 64) as usize) else {
             continue;
         };
-        if let Action::Deliver { flow, sdu } = classify_eth(port, black_box(frame), &t) {
+        if let Step::Decided(Action::Deliver { flow, sdu }) = step_eth(port, black_box(frame), &t) {
             found += flow & 1;
             let body = frame.get(sdu).unwrap_or(&[]);
             let _ = frames::build_dix(&mut out, PEER_MAC, OUR_MAC, 0xA000, 64, body);
@@ -380,17 +379,17 @@ fn pkt_path(count: u64, size: usize, flows: u32) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The DT path as a worker runs it on a frame of an AF_XDP port: `classify_eth` (parse,
-/// the DT N-1 flow by (port, eid), `dt::decide_from` over `routes` routes), and for a PDU
-/// to forward its egress (16 N-1 flows) and `rewrite_dix`, in the frame's own buffer. The
-/// egress re-heads the frame exactly as it arrived, so every round sees the same frames
-/// (only the TTL is put back).
+/// The DT path as a worker runs it on a frame of an AF_XDP port: `step_eth` (one parse,
+/// the DT N-1 flow by (port, eid), the route over `routes` routes to one of 16 next hops;
+/// `dt::decide_from` for a PDU not forwarded), and for a PDU to forward `Fwd::apply`, in
+/// the frame's own buffer. The next hop re-heads the frame exactly as it arrived, so every
+/// round sees the same frames (only the TTL is put back).
 fn dt_path(action: PathAction, count: u64, size: usize, routes: u32) -> ExitCode {
     use o7s_dataplane::dt::{self, DtAction, DtTables};
     use o7s_dataplane::frames;
     use o7s_dataplane::msg::PortKind;
     use o7s_dataplane::packet_path::{
-        classify_eth, rewrite_dix_with, Action, Egress, EthDest, FlowEntry, PortView, Tables,
+        rewrite_dix_with, step_eth, Action, Egress, EthDest, FlowEntry, PortView, Step, Tables,
     };
     use std::hint::black_box;
     const IPCP: u32 = 7;
@@ -460,7 +459,22 @@ fn dt_path(action: PathAction, count: u64, size: usize, routes: u32) -> ExitCode
         let Some(frame) = rx.get_mut((i % 64) as usize) else {
             continue;
         };
-        match classify_eth(port, black_box(frame), &t) {
+        // As a worker: the forwarding hop's common case in one pass, else the full decision.
+        let action = match step_eth(port, black_box(frame), &t) {
+            Step::Forward(f) => {
+                if f.apply(frame).is_some() {
+                    outcome[0] += 1;
+                }
+                black_box(&frame);
+                // The next round sees the frame as it arrived.
+                if let Some(ttl) = frame.get_mut(f.pdu().start + 5) {
+                    *ttl = TTL;
+                }
+                continue;
+            }
+            Step::Decided(a) => a,
+        };
+        match action {
             Action::Dt {
                 ipcp,
                 dt: DtAction::Forward { n1, hop },

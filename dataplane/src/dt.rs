@@ -15,6 +15,8 @@ use crate::route_map::RouteMap;
 
 /// Bytes of a PCI.
 pub const PCI_LEN: usize = 15;
+/// Where the PCI's TTL is (after `dst_addr(4) | qc(1)`).
+pub const TTL_AT: usize = 5;
 /// Endpoint ids below this are the IPCP's own components (0 flow allocator, 1 DHT).
 pub const FIRST_FLOW_EID: u64 = 64;
 
@@ -72,6 +74,12 @@ impl DtTables {
     pub fn route(&self, dst: u32) -> Option<u64> {
         let at = self.next_hop.get(dst)?;
         self.hops.get(at as usize).copied()
+    }
+
+    /// The index in [`DtTables::hops`] of the next hop towards `dst`.
+    #[inline]
+    pub fn route_hop(&self, dst: u32) -> Option<u32> {
+        self.next_hop.get(dst)
     }
 
     /// Routes held.

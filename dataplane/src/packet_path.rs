@@ -106,6 +106,37 @@ struct Uni {
     /// Where each of `dt.hops()` sends, by the same index (a slot that no longer names its
     /// hop's N-1 flow is not believed: [`Tables::hop_egress`]).
     via: Vec<Option<HopOut>>,
+    /// The hops [`step_eth`] forwards to in one pass, by the same index: made with `via`, and
+    /// emptied whenever `dt` is lent out to be changed ([`Tables::uni_mut`]), so it is
+    /// never stale (empty, every PDU goes the full path until the next refresh).
+    fast: Vec<Option<FastHop>>,
+}
+
+/// A next hop [`step_eth`] forwards to in one pass: an eth-dix N-1 flow with its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FastHop {
+    /// The hop's N-1 flow.
+    n1: u64,
+    /// Its port.
+    port: u32,
+    /// Our endpoint id on it.
+    local: u32,
+    /// Its eth-dix header.
+    head: DixHead,
+}
+
+impl FastHop {
+    fn of(h: &HopOut) -> Option<Self> {
+        match h.egress {
+            Egress::Eth { port, d } => Some(Self {
+                n1: h.n1,
+                port,
+                local: d.local,
+                head: h.head?,
+            }),
+            Egress::Udp { .. } => None,
+        }
+    }
 }
 
 /// Where one next hop of an IPCP sends, found when the tables change rather than per PDU.
@@ -164,6 +195,15 @@ impl Uni {
                 .iter()
                 .map(|n1| egress.get(n1).map(|e| HopOut::new(*n1, *e))),
         );
+        self.fast.clear();
+        self.fast
+            .extend(self.via.iter().map(|v| v.as_ref().and_then(FastHop::of)));
+    }
+    /// Its DT tables, to change: the fast path's hops are forgotten until the next
+    /// refresh (they could no longer match the routes).
+    fn dt_mut(&mut self) -> &mut DtTables {
+        self.fast.clear();
+        &mut self.dt
     }
 }
 
@@ -183,7 +223,7 @@ struct FlowIndex {
 impl FlowIndex {
     #[inline]
     fn port(&self, port: u32) -> Option<&Vec<Option<FlowEntry>>> {
-        self.dense.iter().find(|(p, _)| *p == port).map(|(_, v)| v)
+        first_or_find(&self.dense, |(p, _)| *p == port).map(|(_, v)| v)
     }
     #[inline]
     fn get(&self, port: u32, eid: u32) -> Option<&FlowEntry> {
@@ -245,6 +285,17 @@ impl FlowIndex {
             v.shrink_to(v.len() * 2);
         }
         gone
+    }
+}
+
+/// The first element of `v` that `is` takes, the first looked at before a loop is
+/// entered (a worker has one port or one IPCP more often than not).
+#[inline(always)]
+fn first_or_find<T>(v: &[T], is: impl Fn(&T) -> bool) -> Option<&T> {
+    match v.split_first() {
+        Some((first, _)) if is(first) => Some(first),
+        Some((_, rest)) => rest.iter().find(|x| is(x)),
+        None => None,
     }
 }
 
@@ -339,10 +390,7 @@ impl Tables {
     }
     /// As [`Tables::uni`], to change (routes are set with [`Tables::set_routes`]).
     pub fn uni_mut(&mut self, ipcp: u32) -> Option<&mut DtTables> {
-        self.unis
-            .iter_mut()
-            .find(|u| u.id == ipcp)
-            .map(|u| &mut u.dt)
+        self.unis.iter_mut().find(|u| u.id == ipcp).map(Uni::dt_mut)
     }
     /// Unicast IPCP `ipcp`'s DT tables, empty ones made when it has none yet.
     pub fn uni_entry(&mut self, ipcp: u32) -> &mut DtTables {
@@ -353,12 +401,13 @@ impl Tables {
                     id: ipcp,
                     dt: DtTables::default(),
                     via: Vec::new(),
+                    fast: Vec::new(),
                 });
                 self.unis.len() - 1
             }
         };
         #[allow(clippy::indexing_slicing)] // `at` was found or just pushed: in range.
-        &mut self.unis[at].dt
+        self.unis[at].dt_mut()
     }
     /// Replaces unicast IPCP `ipcp`'s DT tables.
     pub fn set_uni(&mut self, ipcp: u32, dt: DtTables) {
@@ -548,25 +597,44 @@ pub fn rewrite_dix(frame: &mut [u8], pdu: &Range<usize>, d: &EthDest) -> Option<
 }
 
 /// [`rewrite_dix`] with the header made beforehand ([`DixHead`]).
+#[inline]
 pub fn rewrite_dix_with(frame: &mut [u8], pdu: &Range<usize>, h: &DixHead) -> Option<usize> {
-    const DIX_HEADER: usize = dix::FRAME_HEADER_LEN;
-    if pdu.start != DIX_HEADER {
+    if pdu.start != dix::FRAME_HEADER_LEN {
         return None;
     }
     // A range ending before it starts is no PDU (`Range::len` would call it empty).
     let len = u16::try_from(pdu.end.checked_sub(pdu.start)?).ok()?;
-    let wire = pdu.end.max(MIN_FRAME);
+    rehead_dix::<false>(frame, len, h)
+}
+
+/// Puts header `h` with length `len` in front of the PDU of `len` bytes after the eth-dix
+/// header of `frame`, and zeroes the padding of a short frame; with `TTL`, decrements the
+/// TTL of the PDU's PCI too (a PDU shorter than a PCI is refused). The frame's length on
+/// the wire; `None`, nothing written, when the frame is shorter than header and PDU.
+#[inline(always)]
+fn rehead_dix<const TTL: bool>(frame: &mut [u8], len: u16, h: &DixHead) -> Option<usize> {
+    const DIX_HEADER: usize = dix::FRAME_HEADER_LEN;
+    let wire = (DIX_HEADER + usize::from(len)).max(MIN_FRAME);
     let (head, body) = frame
         .get_mut(..wire)?
         .split_first_chunk_mut::<DIX_HEADER>()?;
+    let (pdu, pad) = body.split_at_mut_checked(usize::from(len))?;
+    if TTL {
+        let pci = pdu.first_chunk_mut::<{ dt::PCI_LEN }>()?;
+        pci[dt::TTL_AT] = pci[dt::TTL_AT].saturating_sub(1);
+    }
     // Nothing below can fail: the frame is re-headed whole or not at all.
     *head = h.0;
     dix::FrameHeader::write_length(head, len);
-    if let Some(pad) = body.get_mut(usize::from(len)..).filter(|p| !p.is_empty()) {
+    // (`fill` calls memset even for nothing, and most frames have no padding.)
+    if !pad.is_empty() {
         pad.fill(0);
     }
     Some(wire)
 }
+
+mod fast;
+pub use fast::{step_eth, Fwd, Step};
 
 #[cfg(test)]
 mod tests;

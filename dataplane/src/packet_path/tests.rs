@@ -7,6 +7,8 @@ use super::*;
 use crate::dt::DtDrop;
 use proptest::prelude::*;
 
+mod fast_path;
+
 fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
     (0..s.len())
@@ -108,8 +110,16 @@ fn out_egress() -> Egress {
     }
 }
 
+/// `classify_eth` for the server's port, once `step_eth` was seen to decide the same (so
+/// every test here is a test of the fast path too: `fast_path::same_decision`).
 fn classify(frame: &mut [u8], t: &Tables) -> Action {
-    classify_eth(server_port(), frame, t)
+    let mut copy = frame.to_vec();
+    let step = step_eth(server_port(), &mut copy, t);
+    let a = classify_eth(server_port(), frame, t);
+    if let Err(e) = fast_path::same_decision(&step, &mut copy, &a, frame, t) {
+        panic!("step_eth and classify_eth differ: {e}");
+    }
+    a
 }
 
 #[test]

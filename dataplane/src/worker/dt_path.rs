@@ -395,18 +395,96 @@ impl Dataplane {
         let Some(head) = head.copied().or_else(|| path::DixHead::new(&d)) else {
             return false;
         };
-        // A capped port's PDUs wait in its queue: copied there.
-        if self.shapers.get(&port).is_some_and(|s| s.capped()) {
+        if !self.in_place_ok(port, slot) {
             return false;
         }
+        let Some(wire) = path::rewrite_dix_with(frame, at, &head) else {
+            return false;
+        };
+        let out = InPlace {
+            ipcp,
+            n1,
+            port,
+            local: d.local,
+        };
+        self.sent_in_place(&out, frame, wire, at.len(), slot)
+    }
+
+    /// A PDU [`path::step_eth`] found to forward to a next hop with a made header
+    /// ([`path::Step::Forward`]): re-headed by [`path::Fwd::apply`] and sent in place,
+    /// counted as the full path counts it (the N-1 flow it came on, the IPCP, the ports),
+    /// when the next hop's flow is this worker's and its port can take the frame as it is.
+    pub(super) fn forward_fast(
+        &mut self,
+        f: &path::Fwd,
+        frame: &mut [u8],
+        slot: &mut crate::xdp::RxSlot,
+    ) -> FastForward {
+        if self.worker.forward_copy
+            || !self.unis.contains_key(&f.ipcp)
+            || !self.flows.contains_key(&f.n1)
+            || !self.in_place_ok(f.port, slot)
+        {
+            return FastForward::Untouched;
+        }
+        let Some(wire) = f.apply(frame) else {
+            return FastForward::Untouched;
+        };
+        let out = InPlace {
+            ipcp: f.ipcp,
+            n1: f.n1,
+            port: f.port,
+            local: f.local,
+        };
+        let len = usize::from(f.pdu_len);
+        if !self.sent_in_place(&out, frame, wire, len, slot) {
+            return FastForward::Applied;
+        }
+        self.count_dt_rx(f.from, len as u64);
+        FastForward::Sent
+    }
+
+    /// A DT PDU of `len` bytes received on N-1 flow `from`, counted by the flow.
+    pub(super) fn count_dt_rx(&mut self, from: u64, len: u64) {
+        if let Some(f) = self.flows.get_mut(&from) {
+            f.last_rx = self.now;
+            f.stats.rx_sdus += 1;
+            f.stats.rx_bytes += len;
+        }
+    }
+
+    /// Whether port `port` can send a frame of `slot`'s UMEM in place: an AF_XDP port of
+    /// that UMEM, not capped (a capped port's PDUs wait in its queue: copied there).
+    fn in_place_ok(&self, port: u32, slot: &crate::xdp::RxSlot) -> bool {
+        !self.shapers.get(&port).is_some_and(|s| s.capped())
+            && self
+                .ports
+                .get(&port)
+                .and_then(|p| p.xdp.as_ref())
+                .is_some_and(|x| x.umem_id() == slot.umem())
+    }
+
+    /// The frame of `slot`, re-headed for `out` (`wire` bytes on the wire, a PDU of
+    /// `pdu_len` bytes), put on its port's tx ring ([`Self::in_place_ok`] said it can) and
+    /// counted. Whether it went (else the caller copies the PDU out).
+    fn sent_in_place(
+        &mut self,
+        out: &InPlace,
+        frame: &[u8],
+        wire: usize,
+        pdu_len: usize,
+        slot: &mut crate::xdp::RxSlot,
+    ) -> bool {
+        let InPlace {
+            ipcp,
+            n1,
+            port,
+            local,
+        } = *out;
         let Some(p) = self.ports.get_mut(&port) else {
             return false;
         };
-        let Some(x) = p.xdp.as_mut().filter(|x| x.umem_id() == slot.umem()) else {
-            return false;
-        };
-        let local = d.local;
-        let Some(wire) = path::rewrite_dix_with(frame, at, &head) else {
+        let Some(x) = p.xdp.as_mut() else {
             return false;
         };
         let Ok(wire32) = u32::try_from(wire) else {
@@ -417,9 +495,9 @@ impl Dataplane {
         }
         // The captures only read the frame on the tx ring (the kernel reads it too, and
         // nothing writes it until it completes).
-        let out = frame.get(..wire).unwrap_or(&[]);
+        let sent = frame.get(..wire).unwrap_or(&[]);
         for t in &mut p.taps {
-            t.take(out, true, local);
+            t.take(sent, true, local);
         }
         // One kick per received batch ([`Dataplane::kick_tx_due`]), not per frame: in copy
         // mode each kick is a sendto(2).
@@ -431,7 +509,7 @@ impl Dataplane {
             u.stats.forwarded += 1;
             u.stats.forwarded_in_place += 1;
         }
-        self.count_n1_tx(n1, 1, at.len() as u64);
+        self.count_n1_tx(n1, 1, pdu_len as u64);
         true
     }
 
@@ -866,4 +944,25 @@ impl Dataplane {
             f.stats.tx_bytes += bytes;
         }
     }
+}
+
+/// Where a PDU forwarded in place goes: the IPCP forwarding it, the next hop's N-1 flow,
+/// its port and our endpoint id on it (for captures).
+#[derive(Debug, Clone, Copy)]
+struct InPlace {
+    ipcp: u32,
+    n1: u64,
+    port: u32,
+    local: u32,
+}
+
+/// What [`Dataplane::forward_fast`] did with a PDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FastForward {
+    /// Sent in place and counted.
+    Sent,
+    /// Not taken, the frame as it was: the full path decides.
+    Untouched,
+    /// Re-headed (its TTL decremented) but the ring took none: the full path copies it.
+    Applied,
 }

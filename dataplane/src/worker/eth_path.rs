@@ -1,8 +1,9 @@
 //! The Ethernet packet path: frames from a port (AF_XDP batch or AF_PACKET) parsed and
 //! delivered to their flow or to o7sd; SDUs from a flow framed (eth-dix/eth-llc) and sent.
 
+use super::dt_path::FastForward;
 use super::*;
-use crate::packet_path::{self as path, Action, EthDest, PortView};
+use crate::packet_path::{self as path, Action, EthDest, PortView, Step};
 use crate::xdp::RxSlot;
 
 /// Where flow `f`'s frames go on its Ethernet port `p`.
@@ -232,10 +233,10 @@ impl Dataplane {
         }
     }
 
-    /// One Ethernet frame of port `id`: decided by [`path::classify_eth`] over the worker's
-    /// tables, and the decision carried out here (counters, o7sd, a flow's ring, the DT
-    /// path).
-    fn handle_frame_now(&mut self, id: u32, frame: &mut [u8], slot: Option<&mut RxSlot>) {
+    /// One Ethernet frame of port `id`: decided by [`path::step_eth`] over the worker's
+    /// tables, and the decision carried out here (a PDU forwarded in place at once, else
+    /// counters, o7sd, a flow's ring, the DT path).
+    fn handle_frame_now(&mut self, id: u32, frame: &mut [u8], mut slot: Option<&mut RxSlot>) {
         let Some(p) = self.ports.get_mut(&id) else {
             return;
         };
@@ -253,10 +254,29 @@ impl Dataplane {
             kind: p.kind,
             mac: p.mac,
         };
-        let action = path::classify_eth(port, frame, &self.tab);
-        if !matches!(action, Action::NotOurs | Action::Malformed) {
+        let step = path::step_eth(port, frame, &self.tab);
+        if !matches!(step, Step::Decided(Action::NotOurs | Action::Malformed)) {
             p.stats.rx_frames += 1;
         }
+        let action = match step {
+            Step::Forward(f) => {
+                let fast = match slot.as_deref_mut() {
+                    Some(s) => self.forward_fast(&f, frame, s),
+                    None => FastForward::Untouched,
+                };
+                match fast {
+                    FastForward::Sent => return,
+                    FastForward::Applied => {}
+                    FastForward::Untouched => f.decrement_ttl(frame),
+                }
+                // Not in place: the full path's action, the TTL decremented as it has it.
+                f.action()
+            }
+            Step::Decided(a) => a,
+        };
+        let Some(p) = self.ports.get_mut(&id) else {
+            return;
+        };
         match action {
             // (UdpMgmt: not from an Ethernet port.)
             Action::NotOurs | Action::UdpMgmt => {}
@@ -309,11 +329,7 @@ impl Dataplane {
                 dt,
             } => {
                 let len = pdu.len() as u64;
-                if let Some(f) = self.flows.get_mut(&from) {
-                    f.last_rx = now;
-                    f.stats.rx_sdus += 1;
-                    f.stats.rx_bytes += len;
-                }
+                self.count_dt_rx(from, len);
                 if self.dt_apply(ipcp, frame, pdu.clone(), dt, slot) {
                     return;
                 }
