@@ -207,7 +207,7 @@ b_stats = []
 for p in sorted(glob.glob(f"{tmp}/b-ipcp-*.json")):
     u = [x for x in json.load(open(p)) if x["type"] == "unicast"]
     if u:
-        b_stats.append({k: u[0].get(k) for k in ("dt_forwarded", "dt_forwarded_in_place", "dt_drop_n1", "dt_drop_no_route")})
+        b_stats.append({k: u[0].get(k) for k in ("dt_forwarded", "dt_forwarded_in_place", "dt_forwarded_one_pass", "dt_drop_n1", "dt_drop_no_route")})
 # Frames lost at B per o7s run and size (the difference of the port counters across the
 # measurement): dropped by the kernel before the worker read them (no fill-ring buffer, rx
 # ring full) and frames the worker could not send (tx_xdp_dropped).

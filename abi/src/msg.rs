@@ -128,6 +128,11 @@ pub struct UniStats {
     /// `forwarded` too).
     #[serde(default)]
     pub forwarded_in_place: u64,
+    /// PDUs forwarded in place that the packet path decided in one pass
+    /// (`packet_path::step_eth`; counted in `forwarded_in_place` too): the rest went the
+    /// full path (a next hop without a made header, tables being changed).
+    #[serde(default)]
+    pub forwarded_one_pass: u64,
     /// FLOW_UPDATEs (MB-ECN) taken by the worker for its flows.
     #[serde(default)]
     pub ca_updates_in: u64,

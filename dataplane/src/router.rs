@@ -392,6 +392,7 @@ fn add_uni(a: &mut crate::msg::UniStats, b: &crate::msg::UniStats) {
         handed_in,
         drop_handoff,
         forwarded_in_place,
+        forwarded_one_pass,
         ca_updates_in,
         ca_updates_out,
         ca_updates_unknown,
@@ -413,6 +414,7 @@ fn add_uni(a: &mut crate::msg::UniStats, b: &crate::msg::UniStats) {
     a.handed_in += handed_in;
     a.drop_handoff += drop_handoff;
     a.forwarded_in_place += forwarded_in_place;
+    a.forwarded_one_pass += forwarded_one_pass;
     a.ca_updates_in += ca_updates_in;
     a.ca_updates_out += ca_updates_out;
     a.ca_updates_unknown += ca_updates_unknown;

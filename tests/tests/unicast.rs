@@ -869,16 +869,23 @@ fn a_ring_with_lfa_survives_a_cut_link() {
     // C's N+1 flow is on the worker of its next hop's port towards A; A's PDUs came on
     // the other port before the cut (A's primary is not C's) or after it (A's alternate
     // is C's old next hop): they were handed over, none dropped.
-    // B and D forward between their two AF_XDP ports (one worker, one UMEM): in place.
-    let in_place: u64 = ["b", "d"]
+    // B and D forward between their two AF_XDP ports (one worker, one UMEM): in place,
+    // and most of it decided in one pass (the next hops' headers are made; the full path
+    // takes a PDU while tables change).
+    let (in_place, one_pass): (u64, u64) = ["b", "d"]
         .iter()
         .map(|s| {
             let r = uni_row(&t, s, &format!("u{s}")).unwrap();
             eprintln!("{s}: {r}");
-            r["dt_forwarded_in_place"].as_u64().unwrap_or(0)
+            let n = |k: &str| r[k].as_u64().unwrap_or(0);
+            (n("dt_forwarded_in_place"), n("dt_forwarded_one_pass"))
         })
-        .sum();
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
     assert!(in_place >= 100, "forwarded in place at B and D: {in_place}");
+    assert!(
+        one_pass <= in_place && one_pass * 2 >= in_place,
+        "decided in one pass at B and D: {one_pass} of {in_place}"
+    );
     let r = uni_row(&t, "c", "uc").unwrap();
     let n = |k: &str| r[k].as_u64().unwrap_or(0);
     eprintln!("C on two workers: {r}");

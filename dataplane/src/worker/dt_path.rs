@@ -441,6 +441,9 @@ impl Dataplane {
             return FastForward::Applied;
         }
         self.count_dt_rx(f.from, len as u64);
+        if let Some(u) = self.unis.get_mut(&f.ipcp) {
+            u.stats.forwarded_one_pass += 1;
+        }
         FastForward::Sent
     }
 

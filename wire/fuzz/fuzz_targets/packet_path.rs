@@ -1,12 +1,14 @@
 #![no_main]
 //! Fuzz target: the data-plane worker's per-packet decision (`packet_path::classify_eth`,
 //! `classify_udp`, `rewrite_dix`) over any frame: no panic, every range inside the frame,
-//! nothing written but the TTL of a PDU to forward (one less).
+//! nothing written but the TTL of a PDU to forward (one less); and the fast path
+//! (`packet_path::step_eth`, `Fwd::apply`) decides and writes as the full one.
 use libfuzzer_sys::fuzz_target;
 use o7s_dataplane::dt::{DtAction, DtTables};
 use o7s_dataplane::msg::PortKind;
 use o7s_dataplane::packet_path::{
-    classify_eth, classify_udp, rewrite_dix, Action, Egress, EthDest, FlowEntry, PortView, Tables,
+    classify_eth, classify_udp, rewrite_dix, rewrite_dix_with, step_eth, Action, Egress, EthDest,
+    FlowEntry, PortView, Step, Tables,
 };
 
 const PEER: [u8; 6] = [0x6e, 0x6f, 0x6c, 0x16, 0xa4, 0xe5];
@@ -43,7 +45,27 @@ fuzz_target!(|data: &[u8]| {
     let t = tables();
     let mut f = rest.to_vec();
     let port = PortView { id: 3, kind, mac: [2, 0, 0, 0, 0, 1] };
+    let mut fast = rest.to_vec();
+    let step = step_eth(port, &mut fast, &t);
     let a = classify_eth(port, &mut f, &t);
+    match &step {
+        Step::Decided(b) => assert!(*b == a && fast == f, "{b:?} (fast) against {a:?}"),
+        Step::Forward(fw) => {
+            assert_eq!(fast, rest, "nothing written before apply");
+            let mut applied = fast.clone();
+            fw.decrement_ttl(&mut fast);
+            assert!(fw.action() == a && fast == f, "{fw:?} (fast) against {a:?}");
+            let Some((_, Some(h))) = t.hop_out(fw.ipcp, fw.n1, fw.hop) else {
+                panic!("{fw:?}: no hop with a header on the full path");
+            };
+            let mut rewritten = f.clone();
+            let wire = fw.apply(&mut applied);
+            assert_eq!(wire, rewrite_dix_with(&mut rewritten, &fw.pdu(), h));
+            if wire.is_some() {
+                assert_eq!(applied, rewritten);
+            }
+        }
+    }
     let inside = |r: &std::ops::Range<usize>| r.start <= r.end && r.end <= f.len();
     match &a {
         Action::Dt { pdu, ipcp, dt: DtAction::Forward { n1, hop }, .. } => {

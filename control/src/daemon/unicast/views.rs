@@ -188,6 +188,10 @@ impl Owner {
                 if let Some(o) = row.as_object_mut() {
                     o.insert("ls_next_recalc_ms".into(), json!(next_recalc));
                     o.insert(
+                        "dt_forwarded_one_pass".into(),
+                        json!(d.forwarded_one_pass),
+                    );
+                    o.insert(
                         "lsa_withdrawn".into(),
                         json!(u.ls().map_or(0, |l| l.counters().withdrawn)),
                     );

@@ -115,6 +115,11 @@ pub(in crate::metrics) const IPCPS: &[(&str, Kind, &str)] = &[
         "DT PDUs forwarded without a copy between AF_XDP ports sharing a UMEM (counted in o7s_ipcp_dt_forwarded too)",
     ),
     (
+        "o7s_ipcp_dt_forwarded_one_pass",
+        C,
+        "DT PDUs forwarded in place that the packet path decided in one pass (counted in o7s_ipcp_dt_forwarded_in_place too)",
+    ),
+    (
         "o7s_ipcp_ca_updates_in",
         C,
         "MB-ECN FLOW_UPDATEs the data plane took for the IPCP's flows",
