@@ -15,6 +15,7 @@
 
 use crate::dt::{self, DtAction, DtTables};
 use crate::frames::{self, Parsed, MIN_FRAME};
+use crate::local_flows::LocalFlows;
 use crate::msg::PortKind;
 use o7s_wire::{dix, udp};
 use std::net::SocketAddr;
@@ -388,13 +389,28 @@ impl Tables {
     pub fn uni(&self, ipcp: u32) -> Option<&DtTables> {
         self.unis.iter().find(|u| u.id == ipcp).map(|u| &u.dt)
     }
-    /// As [`Tables::uni`], to change (routes are set with [`Tables::set_routes`]).
+    /// As [`Tables::uni`], to change (routes are set with [`Tables::set_routes`]); the
+    /// fast path ([`step_eth`]) forwards none of its PDUs until the next refresh
+    /// ([`Tables::refresh_hops`]). N+1 flows: [`Tables::local_flows_mut`].
     pub fn uni_mut(&mut self, ipcp: u32) -> Option<&mut DtTables> {
         self.unis.iter_mut().find(|u| u.id == ipcp).map(Uni::dt_mut)
     }
-    /// Unicast IPCP `ipcp`'s DT tables, empty ones made when it has none yet.
-    pub fn uni_entry(&mut self, ipcp: u32) -> &mut DtTables {
-        let at = match self.unis.iter().position(|u| u.id == ipcp) {
+    /// Unicast IPCP `ipcp`'s N+1 flows, to change (its routes and hops stay as they are,
+    /// and so do the fast path's: a flow an app opens or closes does not send PDUs the
+    /// full path).
+    pub fn local_flows_mut(&mut self, ipcp: u32) -> Option<&mut LocalFlows> {
+        let u = self.unis.iter_mut().find(|u| u.id == ipcp)?;
+        Some(&mut u.dt.local)
+    }
+    /// As [`Tables::local_flows_mut`], empty tables made for an IPCP that has none yet.
+    pub fn local_flows_entry(&mut self, ipcp: u32) -> &mut LocalFlows {
+        let at = self.uni_at(ipcp);
+        #[allow(clippy::indexing_slicing)] // `at` was found or just pushed: in range.
+        &mut self.unis[at].dt.local
+    }
+    /// Where unicast IPCP `ipcp` is in `unis`, pushed with empty tables when it is not.
+    fn uni_at(&mut self, ipcp: u32) -> usize {
+        match self.unis.iter().position(|u| u.id == ipcp) {
             Some(at) => at,
             None => {
                 self.unis.push(Uni {
@@ -405,7 +421,12 @@ impl Tables {
                 });
                 self.unis.len() - 1
             }
-        };
+        }
+    }
+    /// Unicast IPCP `ipcp`'s DT tables, empty ones made when it has none yet; as with
+    /// [`Tables::uni_mut`], the fast path waits for the next refresh.
+    pub fn uni_entry(&mut self, ipcp: u32) -> &mut DtTables {
+        let at = self.uni_at(ipcp);
         #[allow(clippy::indexing_slicing)] // `at` was found or just pushed: in range.
         self.unis[at].dt_mut()
     }
@@ -610,7 +631,8 @@ pub fn rewrite_dix_with(frame: &mut [u8], pdu: &Range<usize>, h: &DixHead) -> Op
 /// Puts header `h` with length `len` in front of the PDU of `len` bytes after the eth-dix
 /// header of `frame`, and zeroes the padding of a short frame; with `TTL`, decrements the
 /// TTL of the PDU's PCI too (a PDU shorter than a PCI is refused). The frame's length on
-/// the wire; `None`, nothing written, when the frame is shorter than header and PDU.
+/// the wire (header and PDU, at least [`MIN_FRAME`]); `None`, nothing written, when the
+/// frame is shorter than that (a runt: its buffer cannot hold the padding).
 #[inline(always)]
 fn rehead_dix<const TTL: bool>(frame: &mut [u8], len: u16, h: &DixHead) -> Option<usize> {
     const DIX_HEADER: usize = dix::FRAME_HEADER_LEN;

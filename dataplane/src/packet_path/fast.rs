@@ -5,7 +5,8 @@
 //! egress port's ring, its shaper), then [`Fwd::apply`] decrements the TTL and re-heads
 //! the frame. Every other frame goes to [`super::classify_eth`]. The two decide alike: the
 //! fast path skips the general [`Action`], the second lookup of the hop and the second
-//! parse, never a check (property tests in `tests.rs` compare them over random frames).
+//! parse, never a check (`tests/fast_path.rs` and the fuzz target `packet_path` compare
+//! them over random frames).
 
 use super::{Action, DixHead, FlowEntry, PortView, Tables, Uni};
 use crate::dt::PCI_LEN;
@@ -66,8 +67,8 @@ impl Fwd {
 
     /// Decrements the PDU's TTL and re-heads `frame` for the next hop (the padding of a
     /// short frame zeroed, as [`super::rewrite_dix_with`] does); the frame's length on the
-    /// wire. `None` (nothing written) when the frame is shorter than the PDU [`step_eth`]
-    /// found in it.
+    /// wire. `None` (nothing written) when `frame` cannot hold that: a runt, shorter than
+    /// [`crate::frames::MIN_FRAME`] (or a frame shorter than the PDU `step_eth` found).
     #[inline]
     pub fn apply(&self, frame: &mut [u8]) -> Option<usize> {
         super::rehead_dix::<true>(frame, self.pdu_len, &self.head)

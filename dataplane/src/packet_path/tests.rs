@@ -111,7 +111,8 @@ fn out_egress() -> Egress {
 }
 
 /// `classify_eth` for the server's port, once `step_eth` was seen to decide the same (so
-/// every test here is a test of the fast path too: `fast_path::same_decision`).
+/// every test that calls this is a test of the fast path too:
+/// `fast_path::same_decision`).
 fn classify(frame: &mut [u8], t: &Tables) -> Action {
     let mut copy = frame.to_vec();
     let step = step_eth(server_port(), &mut copy, t);

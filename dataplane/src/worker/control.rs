@@ -127,7 +127,7 @@ impl Dataplane {
                                 self.unis
                                     .entry(u.ipcp)
                                     .or_insert_with(|| dt_path::UniState::new(u.ipcp));
-                                self.tab.uni_entry(u.ipcp).local.insert(u.local_eid, flow);
+                                self.tab.local_flows_entry(u.ipcp).insert(u.local_eid, flow);
                             }
                             None => {
                                 let e = crate::packet_path::FlowEntry {

@@ -966,6 +966,7 @@ pub(super) enum FastForward {
     Sent,
     /// Not taken, the frame as it was: the full path decides.
     Untouched,
-    /// Re-headed (its TTL decremented) but the ring took none: the full path copies it.
+    /// Re-headed (its TTL decremented) but the ring took none: the full path copies it
+    /// (given no slot, it does not try in place again).
     Applied,
 }

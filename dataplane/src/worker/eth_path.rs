@@ -266,7 +266,8 @@ impl Dataplane {
                 };
                 match fast {
                     FastForward::Sent => return,
-                    FastForward::Applied => {}
+                    // The ring took none: copied, not tried in place again.
+                    FastForward::Applied => slot = None,
                     FastForward::Untouched => f.decrement_ttl(frame),
                 }
                 // Not in place: the full path's action, the TTL decremented as it has it.

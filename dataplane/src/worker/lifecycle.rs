@@ -71,8 +71,8 @@ impl Dataplane {
             self.tab.remove_egress(flow);
             match f.uni {
                 Some(u) => {
-                    if let Some(t) = self.tab.uni_mut(u.ipcp) {
-                        t.local.remove(&u.local_eid);
+                    if let Some(l) = self.tab.local_flows_mut(u.ipcp) {
+                        l.remove(&u.local_eid);
                     }
                 }
                 None => {

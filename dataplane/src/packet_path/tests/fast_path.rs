@@ -61,6 +61,20 @@ fn to(dst: u32, ttl: u8) -> Vec<u8> {
     f
 }
 
+/// An eth-dix egress for N1_IN, the flow from the client: back to the client's MAC.
+fn back_egress() -> Egress {
+    Egress::Eth {
+        port: PORT,
+        d: EthDest {
+            kind: DIX,
+            src: SERVER_MAC,
+            dst: CLIENT_MAC,
+            remote: 65,
+            local: 65,
+        },
+    }
+}
+
 #[test]
 fn a_pdu_to_another_address_is_forwarded_in_one_pass_and_nothing_is_written_before_apply() {
     let t = transit_tables();
@@ -84,8 +98,17 @@ fn a_pdu_to_another_address_is_forwarded_in_one_pass_and_nothing_is_written_befo
 
 #[test]
 fn pdus_the_full_path_decides_otherwise_are_not_forwarded_in_one_pass() {
-    let t = transit_tables();
+    // The way back to the client has an egress too (else the loop would be refused for
+    // want of a header), and the IPCP has a route to its own address (else the check for
+    // it would be the route's).
+    let mut t = transit_tables();
     let own = 0x7777_0001;
+    t.set_egress(N1_IN, back_egress());
+    t.set_routes(
+        IPCP,
+        own,
+        &[(CLIENT, N1_IN), (SERVER, N1_OUT), (own, N1_OUT)],
+    );
     for (what, mut f) in [
         ("for us", to(own, 0x3c)),
         ("ttl 1", to(SERVER, 1)),
@@ -99,6 +122,32 @@ fn pdus_the_full_path_decides_otherwise_are_not_forwarded_in_one_pass() {
         let a = classify_eth(server_port(), &mut f, &t);
         same_decision(&step, &mut copy, &a, &f, &t).unwrap();
     }
+    let Step::Decided(a) = step_eth(server_port(), &mut to(CLIENT, 0x3c), &t) else {
+        unreachable!()
+    };
+    assert!(
+        matches!(
+            a,
+            Action::Dt {
+                dt: DtAction::Drop(DtDrop::Loop),
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    let Step::Decided(a) = step_eth(server_port(), &mut to(own, 0x3c), &t) else {
+        unreachable!()
+    };
+    assert!(
+        matches!(
+            a,
+            Action::Dt {
+                dt: DtAction::Deliver { flow: APP_FLOW, .. },
+                ..
+            }
+        ),
+        "{a:?}"
+    );
     // A next hop without a made header (UDP, LLC, an endpoint id over 16 bits) or without
     // an egress: the full path.
     let Egress::Eth { d, .. } = out_egress() else {
@@ -137,45 +186,115 @@ fn pdus_the_full_path_decides_otherwise_are_not_forwarded_in_one_pass() {
 
 #[test]
 fn routes_changed_through_uni_mut_are_not_used_by_the_fast_path_until_refreshed() {
+    // Both flows have a header: the fast path's hops are [N1_IN, N1_OUT].
     let mut t = transit_tables();
-    // Hop 1 becomes N1_IN's, N1_OUT hop 0: the fast path's hops are gone with the change.
+    t.set_egress(N1_IN, back_egress());
+    // The routes change under the hops without a refresh: the server is hop 0 now, and
+    // hop 0 of the old hops is N1_IN: believed, the PDU would go back to the client.
     t.uni_mut(IPCP)
         .unwrap()
-        .set_routes(&[(SERVER, N1_OUT), (0x0c0c_0c0c, N1_IN)]);
+        .set_routes(&[(SERVER, N1_OUT), (CLIENT, N1_IN)]);
     let mut f = to(SERVER, 0x3c);
-    let step = step_eth(server_port(), &mut f, &t);
+    let mut copy = f.clone();
+    let step = step_eth(server_port(), &mut copy, &t);
     assert!(matches!(step, Step::Decided(_)), "{step:?}");
-    // The same through uni_entry.
-    t.refresh_hops();
-    assert!(matches!(
-        step_eth(server_port(), &mut to(SERVER, 0x3c), &t),
-        Step::Forward(Fwd { hop: 0, .. })
-    ));
-    t.uni_entry(IPCP).set_routes(&[(SERVER, N1_OUT)]);
-    let step = step_eth(server_port(), &mut to(SERVER, 0x3c), &t);
-    assert!(matches!(step, Step::Decided(_)), "{step:?}");
+    let a = classify_eth(server_port(), &mut f, &t);
+    same_decision(&step, &mut copy, &a, &f, &t).unwrap();
     // Refreshed: forwarded in one pass again, by the hop the routes now give.
     t.refresh_hops();
-    let mut f = to(SERVER, 0x3c);
-    let step = step_eth(server_port(), &mut f.clone(), &t);
-    let a = classify_eth(server_port(), &mut f, &t);
-    assert_eq!(
-        a,
-        Action::Dt {
-            ipcp: IPCP,
-            from: N1_IN,
-            pdu: 18..125,
-            dt: DtAction::Forward { n1: N1_OUT, hop: 0 },
-        }
-    );
+    let step = step_eth(server_port(), &mut to(SERVER, 0x3c), &t);
     assert!(
-        matches!(step, Step::Forward(Fwd { hop: 0, .. })),
+        matches!(
+            step,
+            Step::Forward(Fwd {
+                hop: 0,
+                n1: N1_OUT,
+                ..
+            })
+        ),
+        "{step:?}"
+    );
+    // The same through uni_entry.
+    t.uni_entry(IPCP)
+        .set_routes(&[(CLIENT, N1_IN), (SERVER, N1_OUT)]);
+    let step = step_eth(server_port(), &mut to(SERVER, 0x3c), &t);
+    assert!(matches!(step, Step::Decided(_)), "{step:?}");
+    t.refresh_hops();
+    let step = step_eth(server_port(), &mut to(SERVER, 0x3c), &t);
+    assert!(
+        matches!(
+            step,
+            Step::Forward(Fwd {
+                hop: 1,
+                n1: N1_OUT,
+                ..
+            })
+        ),
         "{step:?}"
     );
 }
 
 #[test]
-fn apply_refuses_a_frame_shorter_than_its_pdu_and_writes_nothing() {
+fn n1_flows_coming_and_going_leave_the_fast_path_s_hops_alone() {
+    let mut t = transit_tables();
+    let forwarded = |t: &Tables| {
+        matches!(
+            step_eth(server_port(), &mut to(SERVER, 0x3c), t),
+            Step::Forward(Fwd { n1: N1_OUT, .. })
+        )
+    };
+    assert!(forwarded(&t));
+    t.local_flows_entry(IPCP).insert(0x5_0000_0045, 78);
+    assert!(forwarded(&t), "an N+1 flow added");
+    assert_eq!(t.uni(IPCP).unwrap().local.get(&0x5_0000_0045), Some(&78));
+    t.local_flows_mut(IPCP).unwrap().remove(&0x5_0000_0045);
+    assert!(forwarded(&t), "an N+1 flow removed");
+    assert_eq!(t.uni(IPCP).unwrap().local.get(&0x5_0000_0045), None);
+    // An IPCP not known yet gets empty tables; one not known is none to change.
+    t.local_flows_entry(10).insert(0x45, 1);
+    assert_eq!(t.uni(10).unwrap().local.get(&0x45), Some(&1));
+    assert!(t.local_flows_mut(11).is_none());
+    assert!(forwarded(&t));
+}
+
+/// The transit tables behind another port's flow and another IPCP (the lookups go past
+/// their first entries).
+fn transit_second() -> Tables {
+    let mut t = Tables::default();
+    t.insert_flow(2, 65, entry(2000, OUT_MAC, Some(10)));
+    t.set_uni(10, DtTables::new(0x1010));
+    // Then what transit_tables holds.
+    t.insert_flow(PORT, 65, entry(N1_IN, CLIENT_MAC, Some(IPCP)));
+    t.insert_flow(PORT, 64, entry(1000, CLIENT_MAC, None));
+    let mut u = DtTables::new(0x7777_0001);
+    u.local.insert(0x01a6_3c4e_0000_0042, APP_FLOW);
+    u.set_routes(&[(CLIENT, N1_IN), (SERVER, N1_OUT)]);
+    t.set_uni(IPCP, u);
+    t.set_egress(N1_OUT, out_egress());
+    t
+}
+
+#[test]
+fn the_flow_and_the_ipcp_are_found_behind_others() {
+    let t = transit_second();
+    assert_eq!(t.flows.dense.first().map(|(p, _)| *p), Some(2));
+    assert_eq!(t.unis.first().map(|u| u.id), Some(10));
+    let step = step_eth(server_port(), &mut to(SERVER, 0x3c), &t);
+    assert!(
+        matches!(
+            step,
+            Step::Forward(Fwd {
+                ipcp: IPCP,
+                n1: N1_OUT,
+                ..
+            })
+        ),
+        "{step:?}"
+    );
+}
+
+#[test]
+fn apply_refuses_a_frame_that_cannot_hold_the_wire_frame_and_writes_nothing() {
     let t = transit_tables();
     let mut f = to(SERVER, 0x3c);
     let Step::Forward(fw) = step_eth(server_port(), &mut f.clone(), &t) else {
@@ -198,15 +317,35 @@ fn apply_refuses_a_frame_shorter_than_its_pdu_and_writes_nothing() {
     assert_eq!(fw.apply(&mut f), Some(MIN_FRAME));
     assert!(f[38..MIN_FRAME].iter().all(|&b| b == 0));
     assert_eq!(&f[MIN_FRAME..], &[0xee; 8]);
+    // A runt (a whole frame shorter than the minimum: a veth passes one) is forwarded in
+    // one pass, but its buffer cannot hold the padding: refused, nothing written (the
+    // worker copies its PDU into a frame of its own), as rewrite_dix refuses it.
+    let mut runt = to(SERVER, 0x3c);
+    runt.truncate(18 + 20);
+    runt[16..18].copy_from_slice(&20u16.to_be_bytes());
+    let before = runt.clone();
+    let mut copy = runt.clone();
+    let step = step_eth(server_port(), &mut copy, &t);
+    let Step::Forward(fw) = step.clone() else {
+        panic!("not forwarded in one pass: {step:?}");
+    };
+    assert_eq!(fw.apply(&mut copy), None);
+    assert_eq!(copy, before);
+    let a = classify_eth(server_port(), &mut runt, &t);
+    same_decision(&step, &mut before.clone(), &a, &runt, &t).unwrap();
 }
 
-/// The tables the property test draws from: transit (forwarded in one pass), its next hop
-/// without an egress or by UDP, routes changed without a refresh, and the server's.
+/// The tables the property test draws from: transit (forwarded in one pass; with a header
+/// back to the client; behind another port and IPCP), its next hop without an egress or by
+/// UDP, routes changed without a refresh, and the server's.
 fn tables(which: u8) -> Tables {
     let mut t = transit_tables();
-    // Transit half the time.
+    // Transit half the time (a third of that with a header back to the client, so a
+    // loop reaches the fast path's check).
     match which % 8 {
-        0..=3 => {}
+        0 | 1 => {}
+        2 => t.set_egress(N1_IN, back_egress()),
+        3 => t = transit_second(),
         4 => t.remove_egress(N1_OUT),
         5 => t.set_egress(
             N1_OUT,
@@ -217,9 +356,14 @@ fn tables(which: u8) -> Tables {
             },
         ),
         6 => {
-            t.uni_mut(IPCP)
-                .unwrap()
-                .set_routes(&[(SERVER, N1_OUT), (0x0c0c_0c0c, N1_IN)]);
+            // Routes changed without a refresh, where stale hops would send the PDU back,
+            // and a route to the IPCP's own address.
+            t.set_egress(N1_IN, back_egress());
+            t.uni_mut(IPCP).unwrap().set_routes(&[
+                (SERVER, N1_OUT),
+                (CLIENT, N1_IN),
+                (0x7777_0001, N1_OUT),
+            ]);
         }
         _ => t = server_tables(),
     }
