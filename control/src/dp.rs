@@ -382,6 +382,12 @@ impl DpHandle {
         if let Ok(mut w) = self.capture_waiters.lock() {
             w.remove(&id);
         }
+        // A worker that answers late still starts the capture, and its answer finds no
+        // one waiting: stopped now (a stop of a capture that never started is nothing), or
+        // it would cost every frame of the port and hold one of its capture slots for good.
+        if matches!(r, Err(DpError::Silent)) {
+            self.capture_end(id);
+        }
         r
     }
 

@@ -788,6 +788,27 @@ fn an_o7sctl_bootstrap_asks_the_port_on_the_loop_waits_for_it_on_the_admin_threa
     assert!(st.opening.is_empty(), "the name is the IPCP's now");
 }
 
+/// A capture start the data plane does not answer in time is an error for the client and
+/// is stopped in the data plane: a worker that takes it later would otherwise run it for
+/// good (a cost on every frame of the port, one of its capture slots held).
+#[test]
+fn a_capture_the_data_plane_answers_too_late_is_stopped() {
+    use std::os::fd::AsFd;
+    let (d, dp) = daemon();
+    let w = Wire { dp };
+    let ring = std::fs::File::open("/dev/null").unwrap();
+    let start = ToDp::CaptureStart {
+        id: 9,
+        port: PORT,
+        flow: None,
+        snaplen: 128,
+    };
+    let r = d.dp.capture_start(&start, 9, ring.as_fd());
+    assert!(matches!(r, Err(crate::dp::DpError::Silent)), "{r:?}");
+    assert!(matches!(w.next(), ToDp::CaptureStart { id: 9, .. }));
+    assert!(matches!(w.next(), ToDp::CaptureStop { id: 9 }));
+}
+
 /// A capture the admin thread hands over just as the loop ends is not left running in the
 /// data plane: the loop's end closes it with those it watched, and the capture is stopped.
 #[test]

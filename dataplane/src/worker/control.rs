@@ -43,6 +43,9 @@ impl Dataplane {
                 self.ports.remove(&port);
                 self.uports.remove(&port);
                 self.shapers.remove(&port);
+                // Its impairments and what they hold go with it (a port made later with
+                // the same id, after a restart, would be impaired as this one was).
+                self.impairs.remove(&port);
                 self.tab.remove_port_egress(port);
                 // A UMEM no port uses, or that no port can join any more, is let go.
                 if self

@@ -1,5 +1,6 @@
 //! A capped port's queue drained by the worker over a real loopback UDP port: PDUs whose
-//! N-1 flow is gone are dropped and counted (`drop_flow_gone`), the others are sent.
+//! N-1 flow is gone are dropped and counted (`drop_flow_gone`), the others are sent; and a
+//! removed port's cap and impairments.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -82,4 +83,28 @@ fn a_pdu_that_can_never_leave_does_not_hold_the_queue() {
     let mut b = [0u8; 64];
     let n = rx.recv(&mut b).unwrap();
     assert_eq!((n, b[0]), (40, 2));
+}
+
+/// A port o7sd removes takes its cap and its impairments with it: a port made later with
+/// the same id (after o7sd restarts and adopts the data plane) starts without them.
+#[test]
+fn a_removed_port_takes_its_cap_and_impairments_with_it() {
+    let (ch, peer) = o7s::ipc::Channel::pair().unwrap();
+    let mut dp = Dataplane::new(ch);
+    dp.add_udp(3, "127.0.0.1:0".parse().unwrap()).unwrap();
+    dp.add_udp(4, "127.0.0.1:0".parse().unwrap()).unwrap();
+    for p in [3, 4] {
+        dp.set_port_impair(p, Some(500_000), None, None, None, None);
+        let now = dp.now;
+        dp.shapers
+            .entry(p)
+            .or_insert_with(|| crate::shaper::Shaper::new(now));
+    }
+    peer.send(&ToDp::DelPort { port: 3 }, &[]).unwrap();
+    assert!(dp.handle_ctl().unwrap());
+    assert!(!dp.uports.contains_key(&3));
+    assert!(!dp.shapers.contains_key(&3), "cap left behind");
+    assert!(!dp.impairs.contains_key(&3), "impairments left behind");
+    // The other port keeps its own.
+    assert!(dp.impairs.contains_key(&4) && dp.shapers.contains_key(&4));
 }
