@@ -3,6 +3,7 @@
 //! flow without, a capped port, a worker, the daemon's counters), read back by an
 //! independent parser (prometheus-parse): every family typed and explained, counters
 //! `_total` and gauges not, `o7s_ipcp_up` 1 for the enrolled unicast IPCP (issue 24).
+#![recursion_limit = "256"]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use o7s::proto::{Ctl, Reply};
@@ -31,7 +32,7 @@ fn unicast(name: &str, state: &str, n: u64) -> Value {
            "dt_sent": n, "dt_drop_short": n, "dt_drop_ttl": n, "dt_drop_no_route": n,
            "dt_drop_unknown_eid": n, "dt_drop_reserved_eid": n, "dt_drop_n1": n,
            "dt_via_o7sd": n, "dt_handed_off": n, "dt_handed_in": n, "dt_drop_handoff": n,
-           "dt_forwarded_in_place": n, "dt_forwarded_one_pass": n, "ca_updates_in": n, "ca_updates_out": n,
+           "dt_forwarded_in_place": n, "lsa_reasserted": n, "n1_tx_dropped": n, "dt_forwarded_one_pass": n, "ca_updates_in": n, "ca_updates_out": n,
            "ca_updates_unknown": n, "ca_updates_ignored": n, "dht_contacts": 3,
            "dht_dropped": n, "lsa_dropped": n, "address_collisions": n, "readdressed": n,
            "neighbours_moved": n, "fa_dropped": n})

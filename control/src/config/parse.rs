@@ -2,7 +2,7 @@
 //! named with its file, line and key.
 
 use crate::config::{Config, ConfigError, IpcpConf, IpcpKind, MemberFiles, NameConf, UniSettings};
-use o7s_proto::ipcp::unicast::dht_bounds;
+use o7s_proto::ipcp::unicast::{dht_bounds, ls_bounds};
 use o7s_proto::registry::Lb;
 use o7s_wire::hash::HashAlgo;
 use std::path::{Path, PathBuf};
@@ -578,14 +578,14 @@ pub(super) fn uni_key(
                 }
             }
         }
-        "ls_t_recalc" => u.t_recalc = int(1, 3600)?,
+        "ls_t_recalc" => u.t_recalc = bounded(ls_bounds::T_RECALC)?,
         "ls_withdraw" => {
             u.withdraw = val
                 .as_bool()
                 .ok_or_else(|| src.err(kl, k, "expected true or false"))?;
         }
-        "ls_t_update" => u.t_update = int(1, 3600)?,
-        "ls_t_timeo" => u.t_timeo = int(1, 86_400)?,
+        "ls_t_update" => u.t_update = bounded(ls_bounds::T_UPDATE)?,
+        "ls_t_timeo" => u.t_timeo = bounded(ls_bounds::T_TIMEO)?,
         "congestion" => {
             u.cong_avoid = match word()?.as_str() {
                 "none" => 0,

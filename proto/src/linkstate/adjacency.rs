@@ -94,11 +94,15 @@ impl<F: Clone + PartialEq> LinkState<F> {
     /// The N-1 flow to DT neighbour `addr` went down: forwarding avoids it at once (LFA
     /// and ECMP fall back to another next hop; simple has none until the LSAs age out).
     pub fn link_down(&mut self, addr: Addr) {
-        self.down.insert(addr);
+        if self.down.insert(addr) {
+            self.generation += 1;
+        }
     }
 
     /// The N-1 flow to `addr` is up again: it is the primary again where it was.
     pub fn link_up(&mut self, addr: Addr) {
-        self.down.remove(&addr);
+        if self.down.remove(&addr) {
+            self.generation += 1;
+        }
     }
 }

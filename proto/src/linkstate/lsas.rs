@@ -5,9 +5,12 @@ use super::{encode, Addr, Adj, Collision, LinkState, Stay, WITHDRAWN};
 use o7s_wire::unicast::lsa::Lsa;
 use std::time::Instant;
 
-/// The most a received LSA may move one of our own records' seqno up: 2^32 announcements
-/// (over a thousand years at one every 15 s).
-const MAX_OWN_JUMP: u64 = 1 << 32;
+/// The most a received LSA may move a record's seqno up: 2^32 announcements (over a
+/// thousand years at one every 15 s). A bigger jump is a forgery: for our own record it
+/// would drive our seqno into WITHDRAWN (we would withdraw our own link); for another
+/// member's it would put the record where that member's announcements never reach again
+/// (they would all be stale until it aged out).
+const MAX_JUMP: u64 = 1 << 32;
 
 impl<F: Clone + PartialEq> LinkState<F> {
     /// An SDU from management flow `from`.
@@ -40,8 +43,16 @@ impl<F: Clone + PartialEq> LinkState<F> {
         let key = (l.s_addr, l.d_addr);
         if l.seqno == WITHDRAWN {
             // Our own links are ours to withdraw (this may be our own withdrawal come
-            // round a ring after the link came back); an unknown pair, or one withdrawn
-            // already, ends the flood. The record stays as a tombstone until it ages out.
+            // round a ring after the link came back, or another member's forgery, which
+            // the others took): a live one is announced again at once, above its seqno,
+            // so that they take it back (else it stayed down until our next update).
+            if l.s_addr == self.me {
+                self.counters.stale += 1;
+                self.reassert(now, l.d_addr);
+                return;
+            }
+            // An unknown pair, or one withdrawn already, ends the flood. The record stays
+            // as a tombstone until it ages out.
             let live = self
                 .lsdb
                 .get_mut(&key)
@@ -87,11 +98,10 @@ impl<F: Clone + PartialEq> LinkState<F> {
                 self.counters.accepted += 1;
                 self.insert(now, l.s_addr, l.d_addr, l.seqno);
             }
-            // Our own record: a member that comes back after a restart learns its old
-            // seqno from the echo of its last announcements and goes on above it; a jump
-            // beyond any restart's is a forgery that would drive our seqno into
-            // WITHDRAWN (we would withdraw our own link). Not taken, not flooded.
-            Some(a) if l.s_addr == self.me && l.seqno > a.seqno.saturating_add(MAX_OWN_JUMP) => {
+            // A member that comes back after a restart learns its old seqno from the echo
+            // of its last announcements and goes on above it; a jump beyond any restart's
+            // is a forgery ([`MAX_JUMP`]). Not taken, not flooded.
+            Some(a) if l.seqno > a.seqno.saturating_add(MAX_JUMP) => {
                 self.counters.stale += 1;
                 return;
             }
@@ -116,6 +126,24 @@ impl<F: Clone + PartialEq> LinkState<F> {
             *dst = *src;
         }
         self.send_all(b, Some(from));
+    }
+
+    /// Our live link to `d` announced again at once, one above its seqno, to every
+    /// management neighbour (the one that sent the withdrawal too): a withdrawal of it went
+    /// round. Each costs the layer one flood, as the withdrawal did.
+    fn reassert(&mut self, now: Instant, d: Addr) {
+        if !self.dt.contains(&d) {
+            return;
+        }
+        let Some(a) = self.lsdb.get_mut(&(self.me, d)).filter(|a| !a.withdrawn) else {
+            return;
+        };
+        // Never into WITHDRAWN (which would withdraw the link), never round.
+        a.seqno = a.seqno.saturating_add(1).min(WITHDRAWN - 1);
+        a.stamp = now;
+        let lsa = encode(self.me, d, a.seqno);
+        self.counters.reasserted += 1;
+        self.send_all(lsa, None);
     }
 
     pub(super) fn insert(&mut self, now: Instant, s: Addr, d: Addr, seqno: u64) {

@@ -30,7 +30,9 @@
 //!   before; until then it ignores that pair's next announcements (seqno lower than
 //!   `u64::MAX`), so a link that comes back at once (same two addresses) is missing in a
 //!   reference member's view for up to `t_timeo`, where without the withdrawal a dead link
-//!   was present for as long. Own records are never deleted by a received withdrawal.
+//!   was present for as long. Own records are never deleted by a received withdrawal: a
+//!   live one is announced again at once, above its seqno, so the members that took the
+//!   withdrawal (a forgery, or ours come round a ring) take the link back.
 //!
 //! Management flows are the caller's handles (`F`); DT neighbours are addresses.
 
@@ -125,6 +127,9 @@ pub struct LsCounters {
     pub full: u64,
     /// Withdrawals received that deleted a record (and were forwarded).
     pub withdrawn: u64,
+    /// Our own live links announced again at once because a withdrawal of one came
+    /// (another member's forgery, or ours come round after the link came back).
+    pub reasserted: u64,
 }
 
 /// What an IPCP does when another one announces links from its address.
@@ -180,6 +185,8 @@ pub struct LinkState<F> {
     modified: bool,
     /// The next hops changed since the driver last heard of it.
     table_changed: bool,
+    /// Counts the changes of what [`LinkState::table`] and [`LinkState::next_hops`] give.
+    generation: u64,
     /// A held recomputation is due then (`LsConfig::hold`).
     held: Option<Instant>,
     next_update: Instant,
@@ -221,6 +228,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
             had_dt: BTreeSet::new(),
             modified: false,
             table_changed: false,
+            generation: 0,
             held: None,
             // The update pass runs once at start, then every t_update.
             next_update: now,
@@ -229,6 +237,12 @@ impl<F: Clone + PartialEq> LinkState<F> {
             out: VecDeque::new(),
             counters: LsCounters::default(),
         }
+    }
+
+    /// A number that changes whenever the table or the next hops may have changed (a
+    /// driver that sends the table on need not look at it again while this stays).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// What was counted.
@@ -283,7 +297,11 @@ impl<F: Clone + PartialEq> LinkState<F> {
             self.next_update = now + self.cfg.t_update;
             let timeo = self.cfg.t_timeo;
             let before = self.lsdb.len();
-            self.lsdb.retain(|_, a| now <= a.stamp + timeo);
+            // Our own live records are refreshed below, never aged out here (with a
+            // `t_timeo` below `t_update` they went before their refresh, every pass).
+            let me = self.me;
+            self.lsdb
+                .retain(|(s, _), a| (*s == me && !a.withdrawn) || now <= a.stamp + timeo);
             let gone = before - self.lsdb.len();
             self.counters.timed_out += gone as u64;
             if gone != 0 {

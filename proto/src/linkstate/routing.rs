@@ -90,6 +90,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
         };
         if multi != self.multi || first != self.pff {
             self.table_changed = true;
+            self.generation += 1;
         }
         self.multi = multi;
         self.pff = first;

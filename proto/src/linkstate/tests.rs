@@ -356,12 +356,20 @@ fn without_withdraw_nothing_is_sent_and_a_received_one_never_deletes_an_own_link
     );
     b.handle_timeout(t0 + LsConfig::default().t_recalc + Duration::from_millis(1));
     assert_eq!(b.next_hop(3), None);
-    // A withdrawal of A's own link to B (its own come round, or a forgery) is ignored.
+    // A withdrawal of A's own link to B (its own come round, or a forgery) deletes
+    // nothing here: the link is announced again at once, above its seqno.
+    while a.poll_transmit().is_some() {}
+    let seq = a
+        .lsdb()
+        .iter()
+        .find(|(k, _)| *k == (1, 2))
+        .map(|(_, s)| *s)
+        .unwrap();
     a.handle(t0, &12, &encode(1, 2, WITHDRAWN));
     assert!(a.lsdb().iter().any(|(k, _)| *k == (1, 2)));
     assert_eq!(a.next_hop(2), Some(2));
     assert_eq!(a.counters().withdrawn, 0);
-    assert_eq!(a.poll_transmit(), None);
+    assert_eq!(a.poll_transmit(), Some((12, encode(1, 2, seq + 1))));
     // A withdrawal from an o7s member is honoured at the reference's pace: the record
     // goes now, the table at the next recomputation.
     assert_eq!(a.next_hop(3), Some(2));
@@ -723,4 +731,123 @@ fn link_state_is_driven_through_the_machine_trait() {
     assert_eq!(sent, [(10, encode(1, 2, 1))]);
     assert_eq!(events, [Event::TableChanged]);
     assert_eq!(Machine::poll_timeout(&ls), Some(t0 + cfg.t_recalc));
+}
+
+/// A withdrawal of one of our live links (another member's forgery, which the others took,
+/// or ours come round after the link came back) is answered at once by the link announced
+/// above its seqno, to every management neighbour, the sender too: the members that took
+/// the withdrawal take the link back. A link we no longer have is not announced.
+#[test]
+fn a_withdrawal_of_our_live_link_is_answered_by_announcing_it_again() {
+    let t0 = Instant::now();
+    let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+    ls.add_mgmt(7);
+    ls.add_mgmt(8);
+    ls.add_dt(t0, 2);
+    ls.handle(t0, &7, &encode(2, 1, 0));
+    while ls.poll_transmit().is_some() {}
+    ls.handle(t0, &7, &encode(1, 2, WITHDRAWN));
+    let sent: Vec<_> = std::iter::from_fn(|| ls.poll_transmit()).collect();
+    assert_eq!(sent, [(7, encode(1, 2, 1)), (8, encode(1, 2, 1))]);
+    assert_eq!(ls.counters().reasserted, 1);
+    assert_eq!(ls.next_hop(2), Some(2));
+    // Again: one above again (each forgery costs the layer one flood, as it did).
+    ls.handle(t0, &8, &encode(1, 2, WITHDRAWN));
+    assert_eq!(ls.poll_transmit(), Some((7, encode(1, 2, 2))));
+    // A member B keeps a withdrawn copy of our link until our answer revives it.
+    let mut b: LinkState<u8> = LinkState::new(2, LsConfig::default(), t0);
+    b.add_mgmt(9);
+    b.handle(t0, &9, &encode(1, 5, 4));
+    b.handle(t0, &9, &encode(1, 5, WITHDRAWN));
+    assert!(!b.lsdb().iter().any(|(k, _)| *k == (1, 5)), "withdrawn");
+    b.handle(t0, &9, &encode(1, 5, 5));
+    assert_eq!(b.lsdb(), [((1, 5), 5)], "taken back");
+    // No DT connection to 3: nothing to announce.
+    while ls.poll_transmit().is_some() {}
+    ls.handle(t0, &7, &encode(1, 3, WITHDRAWN));
+    assert_eq!(ls.poll_transmit(), None);
+    assert_eq!(ls.counters().reasserted, 2);
+}
+
+/// Another member's record moves up by at most 2^32 at a time: a forged seqno near the top
+/// would make that member's own announcements stale everywhere until the record aged out.
+#[test]
+fn a_forged_jump_of_another_member_s_seqno_is_refused() {
+    let t0 = Instant::now();
+    let mut ls: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+    ls.add_mgmt(7);
+    ls.handle(t0, &7, &encode(2, 3, 5));
+    while ls.poll_transmit().is_some() {}
+    let stale = ls.counters().stale;
+    ls.handle(t0, &7, &encode(2, 3, 5 + (1 << 32) + 1));
+    assert_eq!(ls.counters().stale, stale + 1);
+    assert_eq!(ls.poll_transmit(), None, "not flooded");
+    assert_eq!(ls.lsdb(), [((2, 3), 5)]);
+    // 2^32 exactly is still taken, and the member's next announcement above it too.
+    ls.handle(t0, &7, &encode(2, 3, 5 + (1 << 32)));
+    ls.handle(t0, &7, &encode(2, 3, 6 + (1 << 32)));
+    assert_eq!(ls.lsdb(), [((2, 3), 6 + (1 << 32))]);
+}
+
+/// Our own live links are refreshed, never aged out, whatever the timers: with a `t_timeo`
+/// below `t_update` they went before their refresh at every pass (and every route with
+/// them); others' records and our own withdrawn ones still age out.
+#[test]
+fn our_own_live_links_never_age_out_even_when_t_timeo_is_below_t_update() {
+    let t0 = Instant::now();
+    let cfg = LsConfig {
+        t_update: Duration::from_secs(15),
+        t_timeo: Duration::from_secs(5),
+        ..LsConfig::default()
+    };
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_mgmt(7);
+    ls.add_dt(t0, 2);
+    ls.add_dt(t0, 3);
+    ls.handle(t0, &7, &encode(2, 4, 0));
+    ls.remove_dt(3);
+    while ls.poll_transmit().is_some() {}
+    let mut now = t0;
+    for n in 1..=3 {
+        now += cfg.t_update;
+        ls.handle_timeout(now);
+        // Ours to 2 is there and announced, one above each pass.
+        assert_eq!(ls.lsdb(), [((1, 2), n)], "pass {n}");
+        assert_eq!(ls.poll_transmit(), Some((7, encode(1, 2, n))));
+    }
+    assert!(
+        ls.counters().timed_out >= 2,
+        "2 -> 4 and our withdrawn 1 -> 3 aged out"
+    );
+}
+
+/// The generation moves with every change of the table or of the next hops (a link down
+/// or up), and not when a recomputation finds the same table: o7sd makes the data plane's
+/// table again only when it moves.
+#[test]
+fn the_generation_moves_with_the_table_and_the_next_hops_only() {
+    let t0 = Instant::now();
+    let cfg = LsConfig {
+        policy: Policy::Lfa,
+        ..LsConfig::default()
+    };
+    let mut ls: LinkState<u8> = LinkState::new(1, cfg, t0);
+    ls.add_mgmt(10);
+    let g0 = ls.generation();
+    ls.add_dt(t0, 2);
+    assert_eq!(ls.generation(), g0, "our half only: no route");
+    ls.handle(t0, &10, &encode(2, 1, 0));
+    let g1 = ls.generation();
+    assert!(g1 > g0, "a route to 2");
+    // The same link again, newer: the table is the same.
+    ls.handle(t0, &10, &encode(2, 1, 1));
+    ls.handle_timeout(t0 + cfg.t_recalc);
+    assert_eq!(ls.generation(), g1);
+    ls.link_down(2);
+    let g2 = ls.generation();
+    assert!(g2 > g1, "a next hop down");
+    ls.link_down(2);
+    assert_eq!(ls.generation(), g2, "down already");
+    ls.link_up(2);
+    assert!(ls.generation() > g2, "up again");
 }

@@ -41,6 +41,9 @@ use o7s_wire::unicast::pb::{Component, IpcpConfigMsg};
 /// A unicast IPCP's forwarding state as the data plane has it: (address, (destination, N-1
 /// flow of the next hop), DT N-1 flows).
 pub(super) type DpTable = (u32, Vec<(u32, u64)>, Vec<u64>);
+/// What a unicast IPCP's data-plane table is made from: link state's generation, the
+/// address, the DT neighbours (address, N-1 flow) in order.
+pub(super) type TableFrom = (u64, u64, Vec<(u64, u64)>);
 
 /// How long an address may be out of the forwarding table before the directory values
 /// that name it are dropped here: a route that flaps back within it keeps them.
@@ -121,6 +124,16 @@ pub struct UniIpcp {
     /// The forwarding state last sent to the data plane: (address, (destination, N-1
     /// flow), DT N-1 flows).
     pub(super) dp_table: Option<DpTable>,
+    /// What `dp_table` was made from: link state's generation, the address and the DT
+    /// neighbours. The loop makes the table again only when this changes (each turn, it
+    /// cost a vector per destination).
+    pub(super) dp_table_from: Option<TableFrom>,
+    /// The table changed since the state was last saved (saved at most once a second for
+    /// that).
+    pub(super) save_due: bool,
+    /// Messages of its machine (link state, directory, flow allocator, enrolment) dropped
+    /// because the N-1 flow's ring to the data plane was full.
+    pub(super) n1_tx_dropped: u64,
     /// Flow requests from peers, for the loop to serve.
     pub incoming: Vec<UniIncoming>,
     /// N-1 flows that `o7sctl ipcp disconnect` marked down, until the loop closes them:
@@ -381,6 +394,9 @@ impl UniIpcp {
             lookups: HashMap::new(),
             fa_waiters: HashMap::new(),
             dp_table: None,
+            dp_table_from: None,
+            save_due: false,
+            n1_tx_dropped: 0,
             incoming: vec![],
             disconnected: Default::default(),
             looked_up: HashMap::new(),

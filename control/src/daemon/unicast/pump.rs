@@ -171,6 +171,10 @@ impl Owner {
                     Some(n) => {
                         if n.mem.ring(o7s::ring::Dir::Tx).push(&sdu).is_ok() {
                             n.tx.kick();
+                        } else {
+                            // (A new neighbour's whole LSDB at once can overflow it; the
+                            // owners' refreshes fill the gap within `t_update`.)
+                            u.n1_tx_dropped += 1;
                         }
                     }
                     None => tracing::debug!("{}: N-1 flow {flow} is gone", u.name),

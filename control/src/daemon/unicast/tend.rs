@@ -221,56 +221,62 @@ impl Owner {
                 continue;
             };
             let dt_nb = u.dt_nb();
-            let mut next_hop: Vec<(u32, u64)> = ls
-                .table()
-                .keys()
-                .filter_map(|dst| {
-                    // The first next hop whose DT N-1 flow is up: the primary, else (LFA,
-                    // ECMP) an alternate, at once, without waiting for the recomputation.
-                    let f = ls
-                        .next_hops(*dst)
-                        .into_iter()
-                        .find_map(|hop| dt_nb.get(&hop))?;
-                    Some((*dst as u32, *f))
-                })
-                .collect();
-            // A neighbour is its own next hop (also before the LSAs name it).
-            for (a, f) in &dt_nb {
-                if !next_hop.iter().any(|(d, _)| u64::from(*d) == *a) {
-                    next_hop.push((*a as u32, *f));
-                }
-            }
-            next_hop.sort_unstable();
+            let mut nb: Vec<(u64, u64)> = dt_nb.iter().map(|(a, f)| (*a, *f)).collect();
+            nb.sort_unstable();
+            let from = (ls.generation(), ls.addr(), nb);
             let (own, t_update) = (ls.addr(), ls.t_update());
-            // Retiring DT flows still deliver what is in flight on them.
-            let mut n1: Vec<u64> = dt_nb.values().copied().collect();
-            n1.sort_unstable();
-            n1.dedup();
-            // Resuming: the adopted table's routes fill this one's gaps until it has none.
-            if let Some((until, old)) = &u.adopt_hold {
-                let alive = |f: u64| n1.contains(&f);
-                let complete = super::resume::fill_gaps(&mut next_hop, old, alive);
-                if complete || now >= *until {
-                    tracing::info!(
-                        "IPCP {}: its own forwarding table ({} destinations) replaces the adopted one{}.",
-                        u.name,
-                        next_hop.len(),
-                        if complete { "" } else { " (hold over)" }
-                    );
-                    u.adopt_hold = None;
+            if u.adopt_hold.is_some() || u.dp_table_from.as_ref() != Some(&from) {
+                let mut next_hop: Vec<(u32, u64)> = ls
+                    .table()
+                    .keys()
+                    .filter_map(|dst| {
+                        // The first next hop whose DT N-1 flow is up: the primary, else (LFA,
+                        // ECMP) an alternate, at once, without waiting for the recomputation.
+                        let f = ls
+                            .next_hops(*dst)
+                            .into_iter()
+                            .find_map(|hop| dt_nb.get(&hop))?;
+                        Some((*dst as u32, *f))
+                    })
+                    .collect();
+                // A neighbour is its own next hop (also before the LSAs name it).
+                for (a, f) in &dt_nb {
+                    if !next_hop.iter().any(|(d, _)| u64::from(*d) == *a) {
+                        next_hop.push((*a as u32, *f));
+                    }
                 }
-            }
-            // (Destinations that leave and come back: the machine's departures.)
-            let table = (own as u32, next_hop, n1);
-            if u.dp_table.as_ref() != Some(&table) {
-                u.dp_table = Some(table.clone());
-                u.saved_at = None;
-                send.push(ToDp::UniTable {
-                    ipcp: i as u32,
-                    own: table.0,
-                    next_hop: table.1,
-                    n1: table.2,
-                });
+                next_hop.sort_unstable();
+                // Retiring DT flows still deliver what is in flight on them.
+                let mut n1: Vec<u64> = dt_nb.values().copied().collect();
+                n1.sort_unstable();
+                n1.dedup();
+                // Resuming: the adopted table's routes fill this one's gaps until it has none.
+                if let Some((until, old)) = &u.adopt_hold {
+                    let alive = |f: u64| n1.contains(&f);
+                    let complete = super::resume::fill_gaps(&mut next_hop, old, alive);
+                    if complete || now >= *until {
+                        tracing::info!(
+                            "IPCP {}: its own forwarding table ({} destinations) replaces the adopted one{}.",
+                            u.name,
+                            next_hop.len(),
+                            if complete { "" } else { " (hold over)" }
+                        );
+                        u.adopt_hold = None;
+                    }
+                }
+                // (Destinations that leave and come back: the machine's departures.)
+                let table = (own as u32, next_hop, n1);
+                u.dp_table_from = Some(from);
+                if u.dp_table.as_ref() != Some(&table) {
+                    u.dp_table = Some(table.clone());
+                    u.save_due = true;
+                    send.push(ToDp::UniTable {
+                        ipcp: i as u32,
+                        own: table.0,
+                        next_hop: table.1,
+                        n1: table.2,
+                    });
+                }
             }
             // What a restarted o7sd needs to resume this IPCP: at each change of the
             // table or of the connections, and twice per update period (our links'
@@ -281,12 +287,17 @@ impl Owner {
                 .into_iter()
                 .map(|(f, c, a)| (f, c.comp_name().to_string(), a))
                 .collect();
+            let since = |gap: Duration| {
+                u.saved_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= gap)
+            };
             let stale = u.saved_conns != conns
-                || u.saved_at
-                    .is_none_or(|t| now.saturating_duration_since(t) >= t_update / 2);
+                || (u.save_due && since(Duration::from_secs(1)))
+                || since(t_update / 2);
             if stale {
                 if let Some(layer) = u.layer.clone().filter(|_| u.bcast.is_none()) {
                     u.saved_at = Some(now);
+                    u.save_due = false;
                     u.saved_conns = conns.clone();
                     super::resume::save(
                         &self.settings.rundir,

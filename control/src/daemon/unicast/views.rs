@@ -195,6 +195,11 @@ impl Owner {
                         "lsa_withdrawn".into(),
                         json!(u.ls().map_or(0, |l| l.counters().withdrawn)),
                     );
+                    o.insert("n1_tx_dropped".into(), json!(u.n1_tx_dropped));
+                    o.insert(
+                        "lsa_reasserted".into(),
+                        json!(u.ls().map_or(0, |l| l.counters().reasserted)),
+                    );
                     o.insert("dht_forgotten".into(), json!(c.dht_forgotten));
                     o.insert("dht_rejoined".into(), json!(c.dht_rejoined));
                     o.insert("neighbour_moves_held".into(), json!(c.neighbour_moves_held));

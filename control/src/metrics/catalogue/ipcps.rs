@@ -155,6 +155,16 @@ pub(in crate::metrics) const IPCPS: &[(&str, Kind, &str)] = &[
         "Link withdrawals (an o7s extension of 0.23 link state) that deleted a record of a link that went down elsewhere",
     ),
     (
+        "o7s_ipcp_n1_tx_dropped",
+        C,
+        "Messages of the IPCP's own (link state, directory, flow allocator, enrolment) dropped because an N-1 flow's ring to the data plane was full",
+    ),
+    (
+        "o7s_ipcp_lsa_reasserted",
+        C,
+        "The IPCP's own live links announced again at once because a withdrawal of one came round (a forgery, or its own after the link came back)",
+    ),
+    (
         "o7s_ipcp_address_collisions",
         C,
         "LSAs from another IPCP of the layer with this IPCP's address",

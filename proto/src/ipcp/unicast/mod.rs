@@ -104,16 +104,31 @@ impl Default for UniConfig {
     }
 }
 
-/// The layer's link-state settings (policy and timers) from its configuration.
+/// The bounds of a layer's link-state timers in seconds (`ls_t_*` in the configuration
+/// file, and the same from an enroller, whose values are otherwise taken unchecked: a
+/// `t_timeo` of 2^32 - 1 s keeps a forged record for good).
+pub mod ls_bounds {
+    /// Between recomputations of the table.
+    pub const T_RECALC: (u32, u32) = (1, 3600);
+    /// Between announcements of our own links.
+    pub const T_UPDATE: (u32, u32) = (1, 3600);
+    /// A record not refreshed for this long goes.
+    pub const T_TIMEO: (u32, u32) = (1, 86_400);
+}
+
+/// The layer's link-state settings (policy and timers) from its configuration, the timers
+/// within [`ls_bounds`].
 pub fn ls_config(conf: &IpcpConfigMsg) -> LsConfig {
+    use ls_bounds::*;
+    let secs = |v: u32, (lo, hi): (u32, u32)| Duration::from_secs(u64::from(v.clamp(lo, hi)));
     let mut cfg = LsConfig {
         hold: Duration::from_millis(100),
         ..LsConfig::default()
     };
     if let Some(ls) = conf.unicast.as_ref().and_then(|u| u.dt.routing.ls.as_ref()) {
-        cfg.t_recalc = Duration::from_secs(u64::from(ls.t_recalc.max(1)));
-        cfg.t_update = Duration::from_secs(u64::from(ls.t_update.max(1)));
-        cfg.t_timeo = Duration::from_secs(u64::from(ls.t_timeo.max(1)));
+        cfg.t_recalc = secs(ls.t_recalc, T_RECALC);
+        cfg.t_update = secs(ls.t_update, T_UPDATE);
+        cfg.t_timeo = secs(ls.t_timeo, T_TIMEO);
         cfg.policy = match ls.pol {
             1 => Policy::Lfa,
             2 => Policy::Ecmp,

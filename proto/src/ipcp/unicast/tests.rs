@@ -809,6 +809,26 @@ fn the_layer_configuration_sets_link_state_and_the_directory() {
         .unwrap()
         .pol = 7;
     assert_eq!(ls_config(&conf).policy, Policy::Simple);
+    // An enroller's timers are brought within ls_bounds, as the file's are.
+    let ls = conf
+        .unicast
+        .as_mut()
+        .unwrap()
+        .dt
+        .routing
+        .ls
+        .as_mut()
+        .unwrap();
+    (ls.t_recalc, ls.t_update, ls.t_timeo) = (u32::MAX, 0, u32::MAX);
+    let l = ls_config(&conf);
+    assert_eq!(
+        (l.t_recalc, l.t_update, l.t_timeo),
+        (
+            Duration::from_secs(3600),
+            Duration::from_secs(1),
+            Duration::from_secs(86_400)
+        )
+    );
     let d = dht_config(&conf);
     assert_eq!(
         (d.alpha, d.k, d.t_expire, d.t_refresh, d.t_replicate),
