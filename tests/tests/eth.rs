@@ -1786,6 +1786,12 @@ fn capture_of_an_af_xdp_port_holds_every_ping() {
     .unwrap();
     let o = cap.wait_with_output().unwrap();
     assert!(o.status.success(), "{o:?}");
+    // The file holds every flow's frames of the port: the caller's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&pcap).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "capture file mode {mode:o}");
+    }
     let bytes = std::fs::read(&pcap).unwrap();
     let recs = o7s_wire::capfile::parse(&bytes).unwrap();
     let (mut req, mut rep, mut mgmt) = (

@@ -68,10 +68,20 @@ pub fn run(
     for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(s, stop.clone()).map_err(|e| e.to_string())?;
     }
+    // Buffered (flushed whenever the ring is empty): a write(2) per frame could not keep
+    // up. A new file is the caller's alone: it holds every flow's frames of the port.
     let mut out: Box<dyn Write> = if write == "-" {
-        Box::new(std::io::stdout())
+        Box::new(std::io::BufWriter::new(std::io::stdout()))
     } else {
-        Box::new(std::fs::File::create(write).map_err(|e| format!("{write}: {e}"))?)
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(write)
+            .map_err(|e| format!("{write}: {e}"))?;
+        Box::new(std::io::BufWriter::new(f))
     };
     let path = socket_path(None);
     let ch = Channel::connect(&path).map_err(|e| format!("no o7sd at {}: {e}", path.display()))?;
