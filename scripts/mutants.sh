@@ -6,7 +6,8 @@
 #   scripts/mutants.sh --in-diff [BASE]   the lines changed since BASE (default HEAD~1) in
 #                                         the pure crates' sources; fails on a missed mutant
 #   scripts/mutants.sh FILE...            every mutant of these files (proto/, wire/, and
-#                                         dataplane/src/shaper.rs, impair.rs, packet_path.rs,
+#                                         dataplane/src/shaper.rs, impair.rs, packet_path.rs
+#                                         and packet_path/fast.rs,
 #                                         dt.rs, route_map.rs, local_flows.rs, queue_spread.rs
 #                                         and handoff.rs), with a
 #                                         report
@@ -32,7 +33,8 @@ VERSION=27.1.0
 # Where the mutants run: the packages and the tests that exercise them (the namespace
 # tests are not run per mutant; the pure crates' own tests are).
 SCOPE=(proto/src wire/src dataplane/src/shaper.rs dataplane/src/impair.rs
-    dataplane/src/packet_path.rs dataplane/src/dt.rs dataplane/src/route_map.rs
+    dataplane/src/packet_path.rs dataplane/src/packet_path/fast.rs dataplane/src/dt.rs
+    dataplane/src/route_map.rs
     dataplane/src/local_flows.rs dataplane/src/queue_spread.rs dataplane/src/handoff.rs)
 
 if ! cargo mutants --version 2>/dev/null | grep -q "$VERSION"; then
