@@ -746,10 +746,16 @@ fn a_withdrawal_of_our_live_link_is_answered_by_announcing_it_again() {
     ls.add_dt(t0, 2);
     ls.handle(t0, &7, &encode(2, 1, 0));
     while ls.poll_transmit().is_some() {}
+    let stale = ls.counters().stale;
     ls.handle(t0, &7, &encode(1, 2, WITHDRAWN));
     let sent: Vec<_> = std::iter::from_fn(|| ls.poll_transmit()).collect();
     assert_eq!(sent, [(7, encode(1, 2, 1)), (8, encode(1, 2, 1))]);
     assert_eq!(ls.counters().reasserted, 1);
+    assert_eq!(
+        ls.counters().stale,
+        stale + 1,
+        "the withdrawal itself is not taken"
+    );
     assert_eq!(ls.next_hop(2), Some(2));
     // Again: one above again (each forgery costs the layer one flood, as it did).
     ls.handle(t0, &8, &encode(1, 2, WITHDRAWN));
@@ -762,6 +768,16 @@ fn a_withdrawal_of_our_live_link_is_answered_by_announcing_it_again() {
     assert!(!b.lsdb().iter().any(|(k, _)| *k == (1, 5)), "withdrawn");
     b.handle(t0, &9, &encode(1, 5, 5));
     assert_eq!(b.lsdb(), [((1, 5), 5)], "taken back");
+    // Near the top, never into WITHDRAWN (which would withdraw it).
+    let mut hi: LinkState<u8> = LinkState::new(1, LsConfig::default(), t0);
+    hi.restore(t0, &[((1, 2), WITHDRAWN - 2)]);
+    hi.resume_dt(t0, 2);
+    hi.add_mgmt(7);
+    while hi.poll_transmit().is_some() {}
+    for _ in 0..2 {
+        hi.handle(t0, &7, &encode(1, 2, WITHDRAWN));
+        assert_eq!(hi.poll_transmit(), Some((7, encode(1, 2, WITHDRAWN - 1))));
+    }
     // No DT connection to 3: nothing to announce.
     while ls.poll_transmit().is_some() {}
     ls.handle(t0, &7, &encode(1, 3, WITHDRAWN));

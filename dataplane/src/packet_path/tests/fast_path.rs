@@ -185,6 +185,27 @@ fn pdus_the_full_path_decides_otherwise_are_not_forwarded_in_one_pass() {
 }
 
 #[test]
+fn a_mac_one_byte_off_is_another_station_s() {
+    let t = transit_tables();
+    for i in 0..6 {
+        let mut f = to(SERVER, 0x3c);
+        f[6 + i] ^= 0x80;
+        let step = step_eth(server_port(), &mut f, &t);
+        assert!(
+            matches!(step, Step::Decided(Action::WrongPeer { flow: N1_IN })),
+            "source byte {i}: {step:?}"
+        );
+        let mut f = to(SERVER, 0x3c);
+        f[i] ^= 0x80;
+        let step = step_eth(server_port(), &mut f, &t);
+        assert!(
+            matches!(step, Step::Decided(Action::NotOurs)),
+            "destination byte {i}: {step:?}"
+        );
+    }
+}
+
+#[test]
 fn routes_changed_through_uni_mut_are_not_used_by_the_fast_path_until_refreshed() {
     // Both flows have a header: the fast path's hops are [N1_IN, N1_OUT].
     let mut t = transit_tables();
@@ -370,6 +391,16 @@ fn tables(which: u8) -> Tables {
     t
 }
 
+/// A MAC that differs from `mac` in one byte only (in its first four or its last two: the
+/// fast path compares the two parts apart).
+fn near(mac: [u8; 6]) -> impl Strategy<Value = [u8; 6]> {
+    (0usize..6, 1u8..=255).prop_map(move |(i, x)| {
+        let mut m = mac;
+        m[i] ^= x;
+        m
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
@@ -380,8 +411,8 @@ proptest! {
         which in any::<u8>(),
         kind in prop_oneof![6 => Just(DIX), 1 => any_kind()],
         eid in prop_oneof![6 => Just(65u16), 1 => Just(64), 1 => Just(0), 1 => any::<u16>()],
-        src_client in prop::bool::weighted(0.9),
-        to_us in prop::bool::weighted(0.9),
+        src in prop_oneof![12 => Just(CLIENT_MAC), 1 => Just(OUT_MAC), 1 => near(CLIENT_MAC)],
+        dst_mac in prop_oneof![12 => Just(SERVER_MAC), 1 => Just(NEXT_MAC), 1 => near(SERVER_MAC)],
         dst in prop_oneof![
             4 => Just(SERVER),
             1 => Just(CLIENT),
@@ -396,8 +427,8 @@ proptest! {
     ) {
         let t = tables(which);
         let mut f = Vec::new();
-        f.extend_from_slice(if to_us { &SERVER_MAC } else { &NEXT_MAC });
-        f.extend_from_slice(if src_client { &CLIENT_MAC } else { &OUT_MAC });
+        f.extend_from_slice(&dst_mac);
+        f.extend_from_slice(&src);
         f.extend_from_slice(&[0xa0, 0x00]);
         f.extend_from_slice(&eid.to_be_bytes());
         let pdu_len = 15 + body.len();
