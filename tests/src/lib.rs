@@ -673,6 +673,41 @@ pub fn spawn_ready_line(cmd: &mut Command, marker: &str) -> Child {
     }
 }
 
+/// [`spawn_ready_line`], and what `cmd` writes to stderr after the marker, sent when it
+/// closes stderr (ends).
+pub fn spawn_ready_line_rest(
+    cmd: &mut Command,
+    marker: &str,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, Read};
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (rest_tx, rest_rx) = std::sync::mpsc::channel();
+    let m = marker.to_string();
+    std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(err);
+        let mut seen = String::new();
+        let mut line = String::new();
+        while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+            seen.push_str(&line);
+            if line.contains(&m) {
+                let _ = tx.send(Ok(()));
+                let mut rest = String::new();
+                let _ = r.read_to_string(&mut rest);
+                let _ = rest_tx.send(rest);
+                return;
+            }
+            line.clear();
+        }
+        let _ = tx.send(Err(seen));
+    });
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => (child, rest_rx),
+        other => panic!("{cmd:?} did not say '{marker}': {other:?}"),
+    }
+}
+
 /// Spawns `cmd` with its stderr piped and waits (up to 10 s) until it says "ready" there
 /// (o7s-inject does once its socket is open): no fixed sleep before the traffic.
 pub fn spawn_ready(cmd: &mut Command) -> Child {

@@ -1748,6 +1748,42 @@ fn metrics_endpoint_shows_counters_rising() {
 /// oping (frames tcpdump cannot see on such a port), plus the management frames, and
 /// o7s-dissect decodes it; a flow capture with a count holds that flow's frames only and
 /// ends by itself.
+/// A capture whose port goes (its IPCP destroyed) ends: the data plane marks the ring
+/// closed and o7sctl says why, instead of waiting on an empty ring for good.
+#[test]
+fn a_capture_ends_when_its_port_goes() {
+    if !can_run() {
+        return;
+    }
+    let t = Topo::pair("cq");
+    let _b = t.daemon("b", &client_conf("eth-dix", &t.dev("b")));
+    let (mut cap, rest) = o7s_integration::spawn_ready_line_rest(
+        t.cmd("b", &bin("o7sctl"))
+            .args(["capture", "wifi1", "-w"])
+            .arg(t.dir.join("q.pcap")),
+        "capturing on",
+    );
+    let st = t
+        .cmd("b", &bin("o7sctl"))
+        .args(["ipcp", "destroy", "name", "wifi1"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ended = o7s_integration::eventually(Duration::from_secs(5), || {
+        cap.try_wait().ok().flatten().is_some()
+    });
+    if !ended {
+        let _ = cap.kill();
+    }
+    let status = cap.wait().unwrap();
+    assert!(ended, "o7sctl capture still running after its port went");
+    assert!(!status.success(), "{status:?}");
+    let err = rest
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap_or_default();
+    assert!(err.contains("its port is gone"), "{err}");
+}
+
 #[test]
 fn capture_of_an_af_xdp_port_holds_every_ping() {
     if !can_run() {

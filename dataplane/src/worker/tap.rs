@@ -21,6 +21,17 @@ pub(super) struct Tap {
     pub(super) dropped: u64,
 }
 
+impl Drop for Tap {
+    /// However the capture ends here (stopped, its port removed, o7sd lost), its ring says
+    /// so: the client stops waiting on it.
+    fn drop(&mut self) {
+        self.ring.flags().fetch_or(
+            o7s_abi::ring::flags::CLOSED,
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+}
+
 impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tap").field("id", &self.id).finish()
