@@ -1744,10 +1744,6 @@ fn metrics_endpoint_shows_counters_rising() {
     assert!(scrape("/other").starts_with("HTTP/1.0 404"));
 }
 
-/// `o7sctl capture` of an AF_XDP port: the pcap holds every ECHO request and reply of an
-/// oping (frames tcpdump cannot see on such a port), plus the management frames, and
-/// o7s-dissect decodes it; a flow capture with a count holds that flow's frames only and
-/// ends by itself.
 /// A capture whose port goes (its IPCP destroyed) ends: the data plane marks the ring
 /// closed and o7sctl says why, instead of waiting on an empty ring for good.
 #[test]
@@ -1784,6 +1780,10 @@ fn a_capture_ends_when_its_port_goes() {
     assert!(err.contains("its port is gone"), "{err}");
 }
 
+/// `o7sctl capture` of an AF_XDP port: the pcap holds every ECHO request and reply of an
+/// oping (frames tcpdump cannot see on such a port), plus the management frames, and
+/// o7s-dissect decodes it; a flow capture with a count holds that flow's frames only and
+/// ends by itself.
 #[test]
 fn capture_of_an_af_xdp_port_holds_every_ping() {
     if !can_run() {

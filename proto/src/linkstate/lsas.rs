@@ -12,6 +12,10 @@ use std::time::Instant;
 /// (they would all be stale until it aged out).
 const MAX_JUMP: u64 = 1 << 32;
 
+/// How long after a withdrawal of one of our live links we announce it again: far longer
+/// than a flood takes to cross a layer, far shorter than an update period.
+pub(super) const REASSERT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl<F: Clone + PartialEq> LinkState<F> {
     /// An SDU from management flow `from`.
     pub fn handle(&mut self, now: Instant, from: &F, sdu: &[u8]) {
@@ -44,8 +48,9 @@ impl<F: Clone + PartialEq> LinkState<F> {
         if l.seqno == WITHDRAWN {
             // Our own links are ours to withdraw (this may be our own withdrawal come
             // round a ring after the link came back, or another member's forgery, which
-            // the others took): a live one is announced again at once, above its seqno,
-            // so that they take it back (else it stayed down until our next update).
+            // the others took): a live one is announced again above its seqno once the
+            // withdrawal's flood has died out ([`REASSERT_AFTER`]), so that they take it
+            // back (else it stayed down until our next update).
             if l.s_addr == self.me {
                 self.counters.stale += 1;
                 self.reassert(now, l.d_addr);
@@ -94,6 +99,13 @@ impl<F: Clone + PartialEq> LinkState<F> {
                 self.counters.full += 1;
                 return;
             }
+            // A pair not known here starts no higher than a jump could take it: a forged
+            // seqno near the top, first to arrive, would make its owner's announcements
+            // stale everywhere (and it never learns of it: its own copy is capped).
+            None if l.seqno > MAX_JUMP => {
+                self.counters.stale += 1;
+                return;
+            }
             None => {
                 self.counters.accepted += 1;
                 self.insert(now, l.s_addr, l.d_addr, l.seqno);
@@ -128,22 +140,43 @@ impl<F: Clone + PartialEq> LinkState<F> {
         self.send_all(b, Some(from));
     }
 
-    /// Our live link to `d` announced again at once, one above its seqno, to every
+    /// Our live link to `d` is to be announced again, one above its seqno, to every
     /// management neighbour (the one that sent the withdrawal too): a withdrawal of it went
-    /// round. Each costs the layer one flood, as the withdrawal did.
+    /// round. Not at once: after [`REASSERT_AFTER`], when the withdrawal's flood has died
+    /// out everywhere (answered at once, the layer's other copies of it, still on their
+    /// way round its cycles, withdrew the revived records again, which brought the
+    /// withdrawal back here: a flood that never ended). One announcement however many
+    /// copies come meanwhile.
     fn reassert(&mut self, now: Instant, d: Addr) {
-        if !self.dt.contains(&d) {
-            return;
+        if self.dt.contains(&d) {
+            self.reassert_at.entry(d).or_insert(now + REASSERT_AFTER);
         }
-        let Some(a) = self.lsdb.get_mut(&(self.me, d)).filter(|a| !a.withdrawn) else {
-            return;
-        };
-        // Never into WITHDRAWN (which would withdraw the link), never round.
-        a.seqno = a.seqno.saturating_add(1).min(WITHDRAWN - 1);
-        a.stamp = now;
-        let lsa = encode(self.me, d, a.seqno);
-        self.counters.reasserted += 1;
-        self.send_all(lsa, None);
+    }
+
+    /// The announcements [`Self::reassert`] put off whose time has come: each link still
+    /// ours and live goes out one above its seqno.
+    pub(super) fn reassert_due(&mut self, now: Instant) {
+        let due: Vec<Addr> = self
+            .reassert_at
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(d, _)| *d)
+            .collect();
+        for d in due {
+            self.reassert_at.remove(&d);
+            if !self.dt.contains(&d) {
+                continue;
+            }
+            let Some(a) = self.lsdb.get_mut(&(self.me, d)).filter(|a| !a.withdrawn) else {
+                continue;
+            };
+            // Never into WITHDRAWN (which would withdraw the link), never round.
+            a.seqno = a.seqno.saturating_add(1).min(WITHDRAWN - 1);
+            a.stamp = now;
+            let lsa = encode(self.me, d, a.seqno);
+            self.counters.reasserted += 1;
+            self.send_all(lsa, None);
+        }
     }
 
     pub(super) fn insert(&mut self, now: Instant, s: Addr, d: Addr, seqno: u64) {

@@ -31,7 +31,8 @@
 //!   `u64::MAX`), so a link that comes back at once (same two addresses) is missing in a
 //!   reference member's view for up to `t_timeo`, where without the withdrawal a dead link
 //!   was present for as long. Own records are never deleted by a received withdrawal: a
-//!   live one is announced again at once, above its seqno, so the members that took the
+//!   live one is announced again a second later (when the withdrawal's flood has died
+//!   out), above its seqno, so the members that took the
 //!   withdrawal (a forgery, or ours come round a ring) take the link back.
 //!
 //! Management flows are the caller's handles (`F`); DT neighbours are addresses.
@@ -127,7 +128,7 @@ pub struct LsCounters {
     pub full: u64,
     /// Withdrawals received that deleted a record (and were forwarded).
     pub withdrawn: u64,
-    /// Our own live links announced again at once because a withdrawal of one came
+    /// Our own live links announced again (a second later) because a withdrawal of one came
     /// (another member's forgery, or ours come round after the link came back).
     pub reasserted: u64,
 }
@@ -180,6 +181,11 @@ pub struct LinkState<F> {
     collision: Option<Collision>,
     /// A collision we sat out (the other IPCP is the younger one and should move).
     stay: Option<Stay>,
+    /// Our live links to announce again (a withdrawal of them came), each when the
+    /// withdrawal's flood has died out: one announcement per link however many copies
+    /// came, and none that a copy still on its way would withdraw again (the two fed each
+    /// other round the cycles of a layer). At most one per DT neighbour.
+    reassert_at: BTreeMap<Addr, Instant>,
     /// Every DT neighbour we had (our old records of a lost link still circulate).
     had_dt: BTreeSet<Addr>,
     modified: bool,
@@ -225,6 +231,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
             down: BTreeSet::new(),
             collision: None,
             stay: None,
+            reassert_at: BTreeMap::new(),
             had_dt: BTreeSet::new(),
             modified: false,
             table_changed: false,
@@ -293,6 +300,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
 
     /// Timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.reassert_due(now);
         if now >= self.next_update {
             self.next_update = now + self.cfg.t_update;
             let timeo = self.cfg.t_timeo;
@@ -343,6 +351,7 @@ impl<F: Clone + PartialEq> LinkState<F> {
     /// When [`LinkState::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.next_update.min(self.next_recalc);
+        let t = self.reassert_at.values().fold(t, |t, r| t.min(*r));
         Some(self.held.map_or(t, |h| h.min(t)))
     }
 

@@ -357,7 +357,7 @@ fn without_withdraw_nothing_is_sent_and_a_received_one_never_deletes_an_own_link
     b.handle_timeout(t0 + LsConfig::default().t_recalc + Duration::from_millis(1));
     assert_eq!(b.next_hop(3), None);
     // A withdrawal of A's own link to B (its own come round, or a forgery) deletes
-    // nothing here: the link is announced again at once, above its seqno.
+    // nothing here: the link is announced again, above its seqno, a second later.
     while a.poll_transmit().is_some() {}
     let seq = a
         .lsdb()
@@ -369,6 +369,8 @@ fn without_withdraw_nothing_is_sent_and_a_received_one_never_deletes_an_own_link
     assert!(a.lsdb().iter().any(|(k, _)| *k == (1, 2)));
     assert_eq!(a.next_hop(2), Some(2));
     assert_eq!(a.counters().withdrawn, 0);
+    assert_eq!(a.poll_transmit(), None);
+    a.handle_timeout(t0 + lsas::REASSERT_AFTER);
     assert_eq!(a.poll_transmit(), Some((12, encode(1, 2, seq + 1))));
     // A withdrawal from an o7s member is honoured at the reference's pace: the record
     // goes now, the table at the next recomputation.
@@ -734,9 +736,11 @@ fn link_state_is_driven_through_the_machine_trait() {
 }
 
 /// A withdrawal of one of our live links (another member's forgery, which the others took,
-/// or ours come round after the link came back) is answered at once by the link announced
-/// above its seqno, to every management neighbour, the sender too: the members that took
-/// the withdrawal take the link back. A link we no longer have is not announced.
+/// or ours come round after the link came back) is answered by the link announced above
+/// its seqno, to every management neighbour, the sender too, once the withdrawal's flood
+/// has died out (answered at once, copies still on their way withdrew the revived records
+/// again and came back: a flood without end round a layer's cycles): one announcement
+/// however many copies came. A link we no longer have is not announced.
 #[test]
 fn a_withdrawal_of_our_live_link_is_answered_by_announcing_it_again() {
     let t0 = Instant::now();
@@ -745,21 +749,33 @@ fn a_withdrawal_of_our_live_link_is_answered_by_announcing_it_again() {
     ls.add_mgmt(8);
     ls.add_dt(t0, 2);
     ls.handle(t0, &7, &encode(2, 1, 0));
+    ls.handle_timeout(t0); // the pass at start: our link at seqno 1
     while ls.poll_transmit().is_some() {}
     let stale = ls.counters().stale;
+    // Three copies, over both flows, within the second.
     ls.handle(t0, &7, &encode(1, 2, WITHDRAWN));
-    let sent: Vec<_> = std::iter::from_fn(|| ls.poll_transmit()).collect();
-    assert_eq!(sent, [(7, encode(1, 2, 1)), (8, encode(1, 2, 1))]);
-    assert_eq!(ls.counters().reasserted, 1);
+    ls.handle(t0 + Duration::from_millis(10), &8, &encode(1, 2, WITHDRAWN));
+    ls.handle(
+        t0 + Duration::from_millis(500),
+        &7,
+        &encode(1, 2, WITHDRAWN),
+    );
     assert_eq!(
         ls.counters().stale,
-        stale + 1,
-        "the withdrawal itself is not taken"
+        stale + 3,
+        "the withdrawals themselves are not taken"
     );
+    assert_eq!(ls.poll_transmit(), None, "not at once");
+    assert_eq!(ls.poll_timeout(), Some(t0 + lsas::REASSERT_AFTER));
+    ls.handle_timeout(t0 + lsas::REASSERT_AFTER - Duration::from_millis(1));
+    assert_eq!(ls.poll_transmit(), None);
+    ls.handle_timeout(t0 + lsas::REASSERT_AFTER);
+    let sent: Vec<_> = std::iter::from_fn(|| ls.poll_transmit()).collect();
+    assert_eq!(sent, [(7, encode(1, 2, 2)), (8, encode(1, 2, 2))], "once");
+    assert_eq!(ls.counters().reasserted, 1);
     assert_eq!(ls.next_hop(2), Some(2));
-    // Again: one above again (each forgery costs the layer one flood, as it did).
-    ls.handle(t0, &8, &encode(1, 2, WITHDRAWN));
-    assert_eq!(ls.poll_transmit(), Some((7, encode(1, 2, 2))));
+    ls.handle_timeout(t0 + 2 * lsas::REASSERT_AFTER);
+    assert_eq!(ls.poll_transmit(), None, "nothing more");
     // A member B keeps a withdrawn copy of our link until our answer revives it.
     let mut b: LinkState<u8> = LinkState::new(2, LsConfig::default(), t0);
     b.add_mgmt(9);
@@ -774,15 +790,21 @@ fn a_withdrawal_of_our_live_link_is_answered_by_announcing_it_again() {
     hi.resume_dt(t0, 2);
     hi.add_mgmt(7);
     while hi.poll_transmit().is_some() {}
-    for _ in 0..2 {
+    for n in 1..=2 {
         hi.handle(t0, &7, &encode(1, 2, WITHDRAWN));
+        hi.handle_timeout(t0 + n * lsas::REASSERT_AFTER);
         assert_eq!(hi.poll_transmit(), Some((7, encode(1, 2, WITHDRAWN - 1))));
     }
-    // No DT connection to 3: nothing to announce.
+    // A link gone before its time comes, or never ours: nothing to announce.
+    let t1 = t0 + 10 * lsas::REASSERT_AFTER;
     while ls.poll_transmit().is_some() {}
-    ls.handle(t0, &7, &encode(1, 3, WITHDRAWN));
+    ls.handle(t1, &7, &encode(1, 2, WITHDRAWN));
+    ls.remove_dt(2);
+    ls.handle(t1, &7, &encode(1, 3, WITHDRAWN));
+    while ls.poll_transmit().is_some() {}
+    ls.handle_timeout(t1 + lsas::REASSERT_AFTER);
     assert_eq!(ls.poll_transmit(), None);
-    assert_eq!(ls.counters().reasserted, 2);
+    assert_eq!(ls.counters().reasserted, 1);
 }
 
 /// Another member's record moves up by at most 2^32 at a time: a forged seqno near the top
@@ -803,6 +825,12 @@ fn a_forged_jump_of_another_member_s_seqno_is_refused() {
     ls.handle(t0, &7, &encode(2, 3, 5 + (1 << 32)));
     ls.handle(t0, &7, &encode(2, 3, 6 + (1 << 32)));
     assert_eq!(ls.lsdb(), [((2, 3), 6 + (1 << 32))]);
+    // A pair not known here starts at most at 2^32.
+    while ls.poll_transmit().is_some() {}
+    ls.handle(t0, &7, &encode(4, 5, (1 << 32) + 1));
+    assert_eq!(ls.poll_transmit(), None);
+    ls.handle(t0, &7, &encode(4, 6, 1 << 32));
+    assert_eq!(ls.lsdb(), [((2, 3), 6 + (1 << 32)), ((4, 6), 1 << 32)]);
 }
 
 /// Our own live links are refreshed, never aged out, whatever the timers: with a `t_timeo`
@@ -855,9 +883,10 @@ fn the_generation_moves_with_the_table_and_the_next_hops_only() {
     ls.handle(t0, &10, &encode(2, 1, 0));
     let g1 = ls.generation();
     assert!(g1 > g0, "a route to 2");
-    // The same link again, newer: the table is the same.
-    ls.handle(t0, &10, &encode(2, 1, 1));
+    // A link of others' known from one end only: recomputed, the same table.
+    ls.handle(t0, &10, &encode(7, 8, 0));
     ls.handle_timeout(t0 + cfg.t_recalc);
+    assert_eq!(ls.counters().accepted, 2, "recomputed over the new record");
     assert_eq!(ls.generation(), g1);
     ls.link_down(2);
     let g2 = ls.generation();
@@ -866,4 +895,138 @@ fn the_generation_moves_with_the_table_and_the_next_hops_only() {
     assert_eq!(ls.generation(), g2, "down already");
     ls.link_up(2);
     assert!(ls.generation() > g2, "up again");
+}
+
+/// A layer on virtual time: members by address, each management flow named by the
+/// neighbour's address, every LSA delivered `LATENCY` after it was sent, in order.
+struct Wheel {
+    nodes: BTreeMap<Addr, LinkState<Addr>>,
+    wire: VecDeque<(Instant, Addr, Addr, [u8; 24])>,
+    now: Instant,
+    delivered: usize,
+}
+
+const LATENCY: Duration = Duration::from_millis(1);
+
+impl Wheel {
+    /// A (1), with a DT link to 2 (not simulated), is the hub of a ring X1..X4 (10..13):
+    /// management flows A-Xi and Xi-Xi+1 (every member on several cycles).
+    fn new(t0: Instant) -> Self {
+        // Updates every minute: the first is after every check below.
+        let cfg = LsConfig {
+            t_update: Duration::from_secs(60),
+            t_timeo: Duration::from_secs(180),
+            ..LsConfig::default()
+        };
+        let mut nodes = BTreeMap::new();
+        let rim = [10, 11, 12, 13];
+        let mut a = LinkState::new(1, cfg, t0);
+        for x in rim {
+            a.add_mgmt(x);
+        }
+        nodes.insert(1, a);
+        for (i, x) in rim.iter().enumerate() {
+            let mut n = LinkState::new(*x, cfg, t0);
+            n.add_mgmt(1);
+            n.add_mgmt(rim[(i + 1) % 4]);
+            n.add_mgmt(rim[(i + 3) % 4]);
+            nodes.insert(*x, n);
+        }
+        let mut w = Self {
+            nodes,
+            wire: VecDeque::new(),
+            now: t0,
+            delivered: 0,
+        };
+        if let Some(a) = w.nodes.get_mut(&1) {
+            a.add_dt(t0, 2);
+        }
+        w
+    }
+
+    /// Runs until `until`: LSAs delivered in order, timers fired; how many were delivered.
+    fn run(&mut self, until: Instant) -> usize {
+        let before = self.delivered;
+        loop {
+            for (at, n) in &mut self.nodes {
+                while let Some((to, lsa)) = n.poll_transmit() {
+                    self.wire.push_back((self.now + LATENCY, to, *at, lsa));
+                }
+            }
+            let next_msg = self.wire.front().map(|m| m.0);
+            let next_timer = self.nodes.values().filter_map(|n| n.poll_timeout()).min();
+            let Some(next) = [next_msg, next_timer].into_iter().flatten().min() else {
+                break;
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            for n in self.nodes.values_mut() {
+                if n.poll_timeout().is_some_and(|t| t <= self.now) {
+                    n.handle_timeout(self.now);
+                }
+            }
+            while self.wire.front().is_some_and(|m| m.0 <= self.now) {
+                let Some((_, to, from, lsa)) = self.wire.pop_front() else {
+                    break;
+                };
+                if let Some(n) = self.nodes.get_mut(&to) {
+                    n.handle(self.now, &from, &lsa);
+                    self.delivered += 1;
+                }
+            }
+        }
+        self.now = until;
+        self.delivered - before
+    }
+
+    fn has_live(&self, at: Addr, link: (Addr, Addr)) -> bool {
+        self.nodes
+            .get(&at)
+            .is_some_and(|n| n.lsdb().iter().any(|(k, _)| *k == link))
+    }
+}
+
+/// One forged withdrawal of A's live link, on a layer where every member is on several
+/// cycles: the withdrawal's flood dies out, A announces the link once, everyone takes it
+/// back, and the layer goes quiet (answered at once, copies of the withdrawal still on
+/// their way withdrew the revived records again and came back to A: a flood without end).
+/// The same for A's link going down and coming back half a second later.
+#[test]
+fn a_withdrawal_of_a_live_link_ends_with_the_link_back_and_a_quiet_layer() {
+    let t0 = Instant::now();
+    let mut w = Wheel::new(t0);
+    w.run(t0 + Duration::from_millis(100));
+    assert!(
+        (10..=13).all(|x| w.has_live(x, (1, 2))),
+        "announced everywhere"
+    );
+    // The forgery arrives at X1.
+    let t1 = w.now;
+    if let Some(x1) = w.nodes.get_mut(&10) {
+        x1.handle(t1, &99, &encode(1, 2, WITHDRAWN));
+    }
+    let n = w.run(t1 + Duration::from_secs(3));
+    assert!(
+        (10..=13).all(|x| w.has_live(x, (1, 2))),
+        "taken back everywhere"
+    );
+    assert_eq!(w.nodes[&1].counters().reasserted, 1);
+    assert!(n < 100, "{n} LSAs for one withdrawal");
+    // Quiet: nothing more until the next update period.
+    assert_eq!(w.run(t1 + Duration::from_secs(10)), 0);
+    // A's link goes down and comes back 500 ms later (its withdrawal still about).
+    let t2 = w.now;
+    if let Some(a) = w.nodes.get_mut(&1) {
+        a.remove_dt(2);
+    }
+    w.run(t2 + Duration::from_millis(500));
+    if let Some(a) = w.nodes.get_mut(&1) {
+        a.add_dt(w.now, 2);
+    }
+    let n = w.run(t2 + Duration::from_secs(4));
+    assert!(n < 200, "{n} LSAs for one link down and up");
+    assert!((10..=13).all(|x| w.has_live(x, (1, 2))), "back everywhere");
+    assert_eq!(w.run(t2 + Duration::from_secs(14)), 0, "quiet");
 }

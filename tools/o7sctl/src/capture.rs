@@ -140,7 +140,10 @@ pub fn run(
                 }
                 // The data plane ended it (its port was removed): nothing more comes.
                 if ring.flags().load(Ordering::Acquire) & o7s::ring::flags::CLOSED != 0 {
-                    break Err("the data plane ended the capture (its port is gone)".to_string());
+                    break Err(
+                        "the data plane ended the capture (its port is gone, or it lost o7sd)"
+                            .to_string(),
+                    );
                 }
                 // o7sd gone (or the capture refused later): the connection says so.
                 if o7s::ipc::wait_readable(ch.as_fd(), Some(Duration::from_millis(5)))

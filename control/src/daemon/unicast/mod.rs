@@ -131,6 +131,9 @@ pub struct UniIpcp {
     /// The table changed since the state was last saved (saved at most once a second for
     /// that).
     pub(super) save_due: bool,
+    /// Link state's re-announcements of our links when the state was last saved: each
+    /// moves a seqno, which a restarted o7sd must start above.
+    pub(super) saved_reasserted: u64,
     /// Messages of its machine (link state, directory, flow allocator, enrolment) dropped
     /// because the N-1 flow's ring to the data plane was full.
     pub(super) n1_tx_dropped: u64,
@@ -396,6 +399,7 @@ impl UniIpcp {
             dp_table: None,
             dp_table_from: None,
             save_due: false,
+            saved_reasserted: 0,
             n1_tx_dropped: 0,
             incoming: vec![],
             disconnected: Default::default(),

@@ -225,6 +225,7 @@ impl Owner {
             nb.sort_unstable();
             let from = (ls.generation(), ls.addr(), nb);
             let (own, t_update) = (ls.addr(), ls.t_update());
+            let reasserted = ls.counters().reasserted;
             if u.adopt_hold.is_some() || u.dp_table_from.as_ref() != Some(&from) {
                 let mut next_hop: Vec<(u32, u64)> = ls
                     .table()
@@ -291,13 +292,16 @@ impl Owner {
                 u.saved_at
                     .is_none_or(|t| now.saturating_duration_since(t) >= gap)
             };
+            // (Our links' seqnos moved out of turn: saved as a table change is.)
+            let moved = reasserted != u.saved_reasserted;
             let stale = u.saved_conns != conns
-                || (u.save_due && since(Duration::from_secs(1)))
+                || ((u.save_due || moved) && since(Duration::from_secs(1)))
                 || since(t_update / 2);
             if stale {
                 if let Some(layer) = u.layer.clone().filter(|_| u.bcast.is_none()) {
                     u.saved_at = Some(now);
                     u.save_due = false;
+                    u.saved_reasserted = reasserted;
                     u.saved_conns = conns.clone();
                     super::resume::save(
                         &self.settings.rundir,

@@ -117,7 +117,7 @@ pub mod ls_bounds {
 }
 
 /// The layer's link-state settings (policy and timers) from its configuration, the timers
-/// within [`ls_bounds`].
+/// within [`ls_bounds`] and `t_timeo` at least twice `t_update`.
 pub fn ls_config(conf: &IpcpConfigMsg) -> LsConfig {
     use ls_bounds::*;
     let secs = |v: u32, (lo, hi): (u32, u32)| Duration::from_secs(u64::from(v.clamp(lo, hi)));
@@ -128,7 +128,9 @@ pub fn ls_config(conf: &IpcpConfigMsg) -> LsConfig {
     if let Some(ls) = conf.unicast.as_ref().and_then(|u| u.dt.routing.ls.as_ref()) {
         cfg.t_recalc = secs(ls.t_recalc, T_RECALC);
         cfg.t_update = secs(ls.t_update, T_UPDATE);
-        cfg.t_timeo = secs(ls.t_timeo, T_TIMEO);
+        // A record lives at least two update periods (else every neighbour's half of a
+        // link aged out before its refresh: routes flapped at every pass).
+        cfg.t_timeo = secs(ls.t_timeo, T_TIMEO).max(2 * cfg.t_update);
         cfg.policy = match ls.pol {
             1 => Policy::Lfa,
             2 => Policy::Ecmp,

@@ -829,6 +829,22 @@ fn the_layer_configuration_sets_link_state_and_the_directory() {
             Duration::from_secs(86_400)
         )
     );
+    // A record outlives two update periods, whatever t_timeo says.
+    let ls = conf
+        .unicast
+        .as_mut()
+        .unwrap()
+        .dt
+        .routing
+        .ls
+        .as_mut()
+        .unwrap();
+    (ls.t_update, ls.t_timeo) = (3600, 1);
+    let l = ls_config(&conf);
+    assert_eq!(
+        (l.t_update, l.t_timeo),
+        (Duration::from_secs(3600), Duration::from_secs(7200))
+    );
     let d = dht_config(&conf);
     assert_eq!(
         (d.alpha, d.k, d.t_expire, d.t_refresh, d.t_replicate),
