@@ -113,9 +113,6 @@ pub(super) fn send_n1(
             let Some(p) = ports.get_mut(port) else {
                 return N1Sent::Never;
             };
-            for t in &mut p.taps {
-                t.take(frame, true, d.local);
-            }
             // The port being read has lent its AF_XDP socket to the batch: AF_PACKET then.
             let sent = match &mut p.xdp {
                 Some(x) if !x.can_ever_send(frame.len()) => N1Sent::Never,
@@ -137,6 +134,11 @@ pub(super) fn send_n1(
                 },
             };
             if sent == N1Sent::Yes {
+                // Captured as sent only when it was (a busy ring's frame is sent later,
+                // and captured then).
+                for t in &mut p.taps {
+                    t.take(frame, true, d.local);
+                }
                 p.stats.tx_frames += 1;
             } else {
                 p.stats.tx_errors += 1;

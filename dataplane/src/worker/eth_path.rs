@@ -374,14 +374,16 @@ impl Dataplane {
                     break;
                 }
                 Ok(Some(Ok(len))) => {
-                    for t in &mut p.taps {
-                        t.take(frame, true, dest.local);
-                    }
                     let sent = match &mut p.xdp {
                         Some(x) => x.send(frame),
                         None => p.sock.send(frame).is_ok(),
                     };
                     if sent {
+                        // Captured as sent only when it was (the frame is still ours:
+                        // the ring took a copy).
+                        for t in &mut p.taps {
+                            t.take(frame, true, dest.local);
+                        }
                         f.stats.tx_sdus += 1;
                         f.stats.tx_bytes += len as u64;
                         p.stats.tx_frames += 1;
@@ -421,9 +423,6 @@ impl Dataplane {
         if frame_sdu(&mut self.frame, &dest, &mut f.crypt, SduSource::Local(&[])).is_none() {
             return false;
         }
-        for t in &mut p.taps {
-            t.take(&self.frame, true, dest.local);
-        }
         let sent = match &mut p.xdp {
             Some(x) => {
                 let sent = x.send(&self.frame);
@@ -433,6 +432,9 @@ impl Dataplane {
             None => p.sock.send(&self.frame).is_ok(),
         };
         if sent {
+            for t in &mut p.taps {
+                t.take(&self.frame, true, dest.local);
+            }
             p.stats.tx_frames += 1;
         } else {
             p.stats.tx_errors += 1;
