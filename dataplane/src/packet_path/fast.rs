@@ -93,8 +93,8 @@ pub enum Step {
 /// straight from the same parse, and every other frame by [`super::classify_eth`]. For
 /// every frame and tables, [`Step::Decided`] is what `classify_eth` returns, and
 /// [`Step::Forward`] is, after [`Fwd::decrement_ttl`], [`Fwd::action`] (property tests in
-/// `tests.rs`). Writes the frame only as `classify_eth` does (a forwarded PDU's TTL, and
-/// not for [`Step::Forward`]).
+/// `tests/fast_path.rs`). Writes the frame only as `classify_eth` does (a forwarded PDU's
+/// TTL, and not for [`Step::Forward`]).
 #[inline(always)]
 pub fn step_eth(port: PortView, frame: &mut [u8], t: &Tables) -> Step {
     let Some((e, len)) = flow_of_dix(&port, frame, t) else {

@@ -162,7 +162,7 @@ pub(in crate::metrics) const IPCPS: &[(&str, Kind, &str)] = &[
     (
         "o7s_ipcp_lsa_reasserted",
         C,
-        "The IPCP's own live links announced again at once because a withdrawal of one came round (a forgery, or its own after the link came back)",
+        "The IPCP's own live links announced again, a second later, because a withdrawal of one came round (a forgery, or its own after the link came back)",
     ),
     (
         "o7s_ipcp_address_collisions",
