@@ -55,15 +55,16 @@ impl ImpairConf {
 pub struct ImpairStats {
     /// Frames dropped as lost.
     pub lost: u64,
-    /// Frames delivered a second time.
+    /// Frames delivered a second time (both copies went on: [`Impair::count`]).
     pub duplicated: u64,
-    /// Frames held for the delay.
+    /// Frames held for the delay (a copy was held).
     pub delayed: u64,
-    /// Frames held back behind later ones.
+    /// Frames held back behind later ones (a copy was held).
     pub reordered: u64,
     /// Frames dropped because `MAX_HELD` were held.
     pub held_full: u64,
-    /// Frames with a bit of their SDU flipped.
+    /// Frames with a bit of their SDU flipped ([`Impair::corrupt_sdu`]; an empty SDU has
+    /// none to flip).
     pub corrupted: u64,
 }
 
@@ -76,6 +77,8 @@ pub struct Verdict {
     pub at: Option<Instant>,
     /// Corrupt it: which bit of its SDU to flip ([`corrupt`]).
     pub corrupt: Option<u32>,
+    /// Held back behind later frames (`at` then lies past the delay).
+    pub reordered: bool,
 }
 
 /// Flips one bit of `sdu`, chosen by `pick` (a draw): byte `pick / 8` modulo its length,
@@ -140,7 +143,8 @@ impl Impair {
         u32::try_from(z % u64::from(PPM)).unwrap_or(0)
     }
 
-    /// Decides the fate of a frame that came at `now` (counted).
+    /// Decides the fate of a frame that came at `now` (a loss counted; the rest is counted
+    /// by [`Impair::count`] and [`Impair::corrupt_sdu`] once it is carried out).
     pub fn decide(&mut self, now: Instant) -> Verdict {
         if self.draw() < self.conf.loss_ppm {
             self.stats.lost += 1;
@@ -148,34 +152,56 @@ impl Impair {
                 copies: 0,
                 at: None,
                 corrupt: None,
+                reordered: false,
             };
         }
         let copies = if self.draw() < self.conf.dup_ppm {
-            self.stats.duplicated += 1;
             2
         } else {
             1
         };
-        let reorder = self.draw() < self.conf.reorder_ppm;
-        let at = if reorder {
-            self.stats.reordered += 1;
+        let reordered = self.draw() < self.conf.reorder_ppm;
+        let at = if reordered {
             Some(now + self.conf.delay + REORDER_GAP)
         } else if !self.conf.delay.is_zero() {
-            self.stats.delayed += 1;
             Some(now + self.conf.delay)
         } else {
             None
         };
         // Drawn only when asked for: the other impairments' draws stay as they were.
         let corrupt =
-            (self.conf.corrupt_ppm > 0 && self.draw() < self.conf.corrupt_ppm).then(|| {
-                self.stats.corrupted += 1;
-                self.draw()
-            });
+            (self.conf.corrupt_ppm > 0 && self.draw() < self.conf.corrupt_ppm).then(|| self.draw());
         Verdict {
             copies,
             at,
             corrupt,
+            reordered,
+        }
+    }
+
+    /// Counts what became of a frame decided by `v`: `went` of its copies went on (held,
+    /// or handed on at once); the others the held queue refused (`held_full`).
+    pub fn count(&mut self, v: &Verdict, went: u8) {
+        if went == 0 {
+            return;
+        }
+        if v.at.is_some() {
+            if v.reordered {
+                self.stats.reordered += 1;
+            } else {
+                self.stats.delayed += 1;
+            }
+        }
+        if went >= 2 {
+            self.stats.duplicated += 1;
+        }
+    }
+
+    /// Flips the bit `pick` chooses of `sdu` ([`corrupt`]), counted when it has one.
+    pub fn corrupt_sdu(&mut self, sdu: &mut [u8], pick: u32) {
+        if !sdu.is_empty() {
+            corrupt(sdu, pick);
+            self.stats.corrupted += 1;
         }
     }
 
@@ -241,10 +267,21 @@ impl Impair {
 mod tests {
     use super::*;
 
+    /// `n` frames decided, and counted as a worker counts them when every copy goes on
+    /// (each corrupt one with a bit to flip).
     fn run(conf: ImpairConf, n: u32) -> (Impair, Vec<Verdict>) {
         let now = Instant::now();
         let mut i = Impair::new(conf, 7);
-        let v = (0..n).map(|_| i.decide(now)).collect();
+        let v = (0..n)
+            .map(|_| {
+                let v = i.decide(now);
+                i.count(&v, v.copies);
+                if let Some(pick) = v.corrupt {
+                    i.corrupt_sdu(&mut [0u8; 8], pick);
+                }
+                v
+            })
+            .collect();
         (i, v)
     }
 
@@ -298,6 +335,7 @@ mod tests {
                 copies: 1,
                 at: None,
                 corrupt: None,
+                reordered: false,
             }
         );
         assert_eq!([i.draw(), i.draw(), i.draw()], [472_203, 723_674, 548_305]);
@@ -326,9 +364,16 @@ mod tests {
                 copies: 2,
                 at: Some(now + Duration::from_millis(5) + REORDER_GAP),
                 corrupt: None,
+                reordered: true,
             }
         );
-        assert_eq!((i.stats.reordered, i.stats.delayed), (1, 0));
+        // Counted once carried out: both copies held.
+        assert_eq!(i.stats, ImpairStats::default());
+        i.count(&v, 2);
+        assert_eq!(
+            (i.stats.reordered, i.stats.delayed, i.stats.duplicated),
+            (1, 0, 1)
+        );
         let mut j = Impair::new(ImpairConf::default(), 1);
         assert_eq!([j.draw(), j.draw(), j.draw()], [822_465, 428_519, 890_590]);
     }
@@ -345,8 +390,15 @@ mod tests {
         let mut i = Impair::new(conf, 7);
         let v = i.decide(now);
         assert_eq!((v.copies, v.at, v.corrupt), (1, None, Some(723_674)));
-        assert_eq!(i.stats.corrupted, 1);
+        assert_eq!(i.stats.corrupted, 0, "counted when flipped");
+        // An empty SDU has no bit to flip: not counted.
+        i.corrupt_sdu(&mut [], 723_674);
+        assert_eq!(i.stats.corrupted, 0);
         let mut sdu = [0u8; 10];
+        i.corrupt_sdu(&mut sdu, 723_674);
+        assert_eq!(i.stats.corrupted, 1);
+        corrupt(&mut sdu, 723_674);
+        assert_eq!(sdu, [0; 10]);
         corrupt(&mut sdu, 723_674);
         // 723674 / 8 = 90459, modulo 10 = 9; 723674 % 8 = 2.
         assert_eq!(sdu, [0, 0, 0, 0, 0, 0, 0, 0, 0, 4]);
@@ -424,6 +476,7 @@ mod tests {
                 copies: 1,
                 at: None,
                 corrupt: None,
+                reordered: false,
             }));
         assert_eq!(i.stats, ImpairStats::default());
         assert!(!ImpairConf::default().active());
@@ -472,9 +525,11 @@ mod tests {
                 copies: 1,
                 at: Some(t0 + d),
                 corrupt: None,
+                reordered: false,
             }
         );
         assert!(i.hold(t0 + d, b"one"));
+        i.count(&v, 1);
         // A reordered frame (held REORDER_GAP more), then one that overtakes it.
         assert!(i.hold(t0 + Duration::from_millis(1) + d + REORDER_GAP, b"two"));
         assert!(i.hold(t0 + Duration::from_millis(2) + d, b"three"));
@@ -527,5 +582,36 @@ mod tests {
             i.recycle(b);
         }
         assert_eq!(i.held_bytes, 0);
+    }
+
+    /// A frame the held queue refuses is not counted as delayed, reordered or duplicated
+    /// (only in `held_full`): the counters say what happened, not what was decided.
+    #[test]
+    fn what_the_held_queue_refuses_is_counted_as_refused_only() {
+        let t0 = Instant::now();
+        let conf = ImpairConf {
+            delay: Duration::from_millis(5),
+            dup_ppm: PPM,
+            ..ImpairConf::default()
+        };
+        let mut i = Impair::new(conf, 3);
+        let v = i.decide(t0);
+        assert_eq!((v.copies, v.reordered), (2, false));
+        i.count(&v, 0);
+        assert_eq!((i.stats.delayed, i.stats.duplicated), (0, 0));
+        // One copy of two held: delayed, not duplicated.
+        i.count(&v, 1);
+        assert_eq!((i.stats.delayed, i.stats.duplicated), (1, 0));
+        i.count(&v, 2);
+        assert_eq!((i.stats.delayed, i.stats.duplicated), (2, 1));
+        // Handed on at once (no delay): duplicated when both went, never delayed.
+        let now = Verdict {
+            copies: 2,
+            at: None,
+            corrupt: None,
+            reordered: false,
+        };
+        i.count(&now, 2);
+        assert_eq!((i.stats.delayed, i.stats.duplicated), (2, 2));
     }
 }

@@ -212,14 +212,14 @@ impl Dataplane {
         // sleep, and a delay counted from it would be cut short.
         let v = imp.decide(std::time::Instant::now());
         if let (Some(pick), Some(sdu)) = (v.corrupt, frame.get_mut(at)) {
-            crate::impair::corrupt(sdu, pick);
+            imp.corrupt_sdu(sdu, pick);
         }
         if let Some(at) = v.at {
-            for _ in 0..v.copies {
-                imp.hold(at, frame);
-            }
+            let held = (0..v.copies).filter(|_| imp.hold(at, frame)).count();
+            imp.count(&v, u8::try_from(held).unwrap_or(u8::MAX));
             return;
         }
+        imp.count(&v, v.copies);
         // Handled now: a duplicate is copied first (handling may rewrite the frame).
         let dup = (v.copies == 2).then(|| frame.to_vec());
         if v.copies > 0 {

@@ -107,7 +107,7 @@ impl Dataplane {
                 .datagram_mut(i)
                 .and_then(|d| d.get_mut(o7s_wire::udp::HEADER_LEN..))
             {
-                crate::impair::corrupt(body, pick);
+                imp.corrupt_sdu(body, pick);
             }
         }
         if v.copies == 0 {
@@ -121,15 +121,18 @@ impl Dataplane {
         copy.extend_from_slice(dg);
         match v.at {
             Some(at) => {
-                for _ in 0..v.copies {
-                    imp.hold(at, &copy);
-                }
+                let held = (0..v.copies).filter(|_| imp.hold(at, &copy)).count();
+                imp.count(&v, u8::try_from(held).unwrap_or(u8::MAX));
                 false
             }
             None => {
-                if v.copies == 2 {
-                    imp.hold(now, &copy);
-                }
+                // This one now; a duplicate after it, through the held queue.
+                let went = if v.copies == 2 && imp.hold(now, &copy) {
+                    2
+                } else {
+                    1
+                };
+                imp.count(&v, went);
                 true
             }
         }
